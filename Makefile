@@ -1,0 +1,47 @@
+# RefRPC: one entry point for people and CI.
+#   make test      create .venv, install everything, run the whole suite
+#   make demo      run the demo (a simulated cluster for now)
+#   make docs      build the Sphinx docs with warnings as errors
+#   make simulate SEEDS=N   run N more seeded fault simulations
+#   make spec-index         regenerate spec/requirements.json from spec/*.md
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.stamp-install
+SEEDS  ?= 2000
+
+.PHONY: test demo docs simulate spec-index capnp clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyimpl/pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e 'pyimpl[test,docs]'
+	touch $(STAMP)
+
+# The reference Cap'n Proto compiler, used by the schema tests (Debian package capnproto).
+capnp:
+	@command -v capnp >/dev/null 2>&1 || { \
+	  echo "installing capnproto (the capnp compiler) with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq capnproto >/dev/null; }
+
+test: $(STAMP) capnp
+	$(PY) -m pytest -q pyimpl/tests
+
+demo: $(STAMP)
+	$(PY) -m refrpc.testing.demo
+
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+simulate: $(STAMP)
+	$(PY) -m refrpc.testing --seeds $(SEEDS)
+
+spec-index: $(STAMP)
+	$(PY) spec/tools/build_index.py
+
+clean:
+	rm -rf $(VENV) docs/_build

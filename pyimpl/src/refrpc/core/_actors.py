@@ -1,0 +1,186 @@
+"""Actors: creation, ordered method calls, death (ACT-*, FATE-004)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import LocalUsageError
+from .events import ActorReady, ActorStateChanged, CreateActorRequest, StartActor, StopActor
+from .messages import (
+    ActorId,
+    ActorState,
+    ActorStatus,
+    CreateActor,
+    ErrorCode,
+    ErrorInfo,
+    KillActor,
+    PeerId,
+    ReturnKind,
+    ReturnValue,
+    SubmitTask,
+    TaskReply,
+)
+from .state import ExecTask, HostedActor, OwnedActor, Remote
+
+if TYPE_CHECKING:
+    from ._tasks import ExecKey
+    from .peer import Peer
+
+
+class Actors:
+    """Mixin of :class:`Peer`."""
+
+    # ------------------------------------------------------------ owner side
+    def _create_actor(self: Peer, s: CreateActorRequest) -> None:
+        if s.actor_id in self.owned_actors or not self._owns(s.actor_id):
+            raise LocalUsageError(ErrorCode.MALFORMED, f"actor id {s.actor_id} is reused or not allocated here")
+        args, mentioned = self._build_args(s.args)
+        host = s.executor or self._place(mentioned)
+        if not host:
+            raise LocalUsageError(ErrorCode.RESOURCE_EXHAUSTED, "no live peer to host the actor")
+        a = OwnedActor(s.actor_id, s.class_name, args, host, max_restarts=s.max_restarts)
+        self.owned_actors[s.actor_id] = a
+        self._start_actor(a)
+
+    def _start_actor(self: Peer, a: OwnedActor) -> None:
+        w = self.workers.get(a.host)
+        self._story(a.actor_id, "create", f"on {a.host}")
+        self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts), w[0] if w else self._address_of(a.host))
+
+    def _actor_route(self: Peer, actor_id: ActorId, executor: PeerId) -> tuple[PeerId, int]:
+        a = self.owned_actors.get(actor_id)
+        host = a.host if a is not None else executor
+        if not host:
+            raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"unknown actor {actor_id}; name its host")
+        seq = self.actor_call_seq.get(actor_id, 0) + 1
+        self.actor_call_seq[actor_id] = seq  # ACT-003
+        return host, seq
+
+    def _on_ActorStatus(self: Peer, r: Remote, msg: ActorStatus) -> None:
+        a = self.owned_actors.get(msg.actor_id)
+        if a is None or a.host != r.peer:
+            return
+        a.state = msg.state.value
+        a.error = msg.error
+        self._out(ActorStateChanged(self._sid, a.actor_id, a.state, msg.error))
+
+    def _actor_host_died(self: Peer, dead: PeerId) -> None:
+        for a in self.owned_actors.values():
+            if a.host != dead or a.state == ActorState.DEAD.value:
+                continue
+            if a.restarts < a.max_restarts:  # ACT-002: state is lost, calls go to the new one
+                a.restarts += 1
+                a.host = self._place(())
+                if a.host:
+                    a.state = ActorState.RESTARTING.value
+                    self._out(ActorStateChanged(self._sid, a.actor_id, a.state, None))
+                    self._start_actor(a)
+                    continue
+            a.state = ActorState.DEAD.value
+            a.error = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {a.actor_id} died with its host {dead}", "ACT-004")
+            self._out(ActorStateChanged(self._sid, a.actor_id, a.state, a.error))
+
+    def _kill_actor(self: Peer, actor_id: ActorId) -> None:
+        a = self.owned_actors.get(actor_id)
+        if a is not None and a.state != ActorState.DEAD.value:
+            self._send(a.host, KillActor(actor_id))
+
+    # ------------------------------------------------------------ host side
+    def _on_CreateActor(self: Peer, r: Remote, msg: CreateActor) -> None:
+        if msg.actor_id in self.hosted:
+            return  # duplicate (RPC-001)
+        self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation)
+        # Creation runs like a task with no returns: same argument resolution (TASK-002).
+        spec = SubmitTask(f"{msg.actor_id}#create", msg.class_name, msg.args, ())
+        self.actor_creations[(r.peer, r.incarnation, spec.task_id, 1)] = msg.actor_id
+        self._on_SubmitTask(r, spec)
+
+    def _creation_started(self: Peer, key: ExecKey, ex: ExecTask, resolved: tuple) -> None:
+        actor_id = self.actor_creations[key]
+        self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved))
+
+    def _creation_failed(self: Peer, key: ExecKey, error: ErrorInfo) -> None:
+        actor_id = self.actor_creations[key]
+        self._actor_ready(ActorReady(self._sid, actor_id, error))
+
+    def _actor_ready(self: Peer, s: ActorReady) -> None:
+        h = self.hosted.get(s.actor_id)
+        key = next((k for k, a in self.actor_creations.items() if a == s.actor_id), None)
+        if key is not None:
+            self.actor_creations.pop(key)
+            ex = self.exec_tasks.pop(key, None)
+            if ex is not None:
+                self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+                self._release_exec_holds(ex)
+        if h is None:
+            return
+        if s.error is not None:
+            self._hosted_actor_dead(h, s.error)
+            return
+        h.state = "alive"
+        self._send(h.owner, ActorStatus(h.actor_id, ActorState.ALIVE))  # ACT-001
+        self._actor_pump(h)
+
+    def _on_KillActor(self: Peer, r: Remote, msg: KillActor) -> None:
+        h = self.hosted.get(msg.actor_id)
+        if h is None or h.owner != r.peer:
+            return
+        self._out(StopActor(self._sid, h.actor_id))
+        self._hosted_actor_dead(h, ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {h.actor_id} was killed", "ACT-006"))
+
+    def _hosted_actor_dead(self: Peer, h: HostedActor, info: ErrorInfo, notify: bool = True) -> None:
+        h.state = "dead"
+        queue, h.queue = h.queue, []
+        for key in queue:
+            ex = self.exec_tasks.get(key)
+            if ex is not None and ex.state == "resolving":
+                self._reply_actor_died(key, ex, info)
+        if notify:
+            self._send(h.owner, ActorStatus(h.actor_id, ActorState.DEAD, info))  # ACT-002
+
+    def _reply_actor_died(self: Peer, key: ExecKey, ex: ExecTask, info: ErrorInfo) -> None:
+        self._transition_exec(ex, "arg_failed")
+        ex.reply = TaskReply(ex.spec.task_id, ex.spec.attempt, tuple(ReturnValue(rid, ReturnKind.ERROR, error=info) for rid in ex.spec.return_ids))
+        self._send_reply(key, ex)
+
+    def _actor_enqueue(self: Peer, key: ExecKey) -> None:
+        ex = self.exec_tasks[key]
+        h = self.hosted.get(ex.spec.actor_id)
+        if h is None or h.state == "dead":
+            info = ErrorInfo(ErrorCode.ACTOR_DIED, f"no live actor {ex.spec.actor_id} here", "ACT-004")
+            ex.waiting.clear()
+            self._reply_actor_died(key, ex, info)
+            return
+        h.queue.append(key)
+
+    def _actor_may_start(self: Peer, key: ExecKey) -> bool:
+        ex = self.exec_tasks[key]
+        h = self.hosted.get(ex.spec.actor_id)
+        return h is not None and h.state == "alive" and not h.running and bool(h.queue) and h.queue[0] == key
+
+    def _actor_started(self: Peer, key: ExecKey) -> None:
+        ex = self.exec_tasks[key]
+        h = self.hosted[ex.spec.actor_id]
+        h.running = True
+        h.queue.pop(0)
+
+    def _actor_call_done(self: Peer, key: ExecKey) -> None:
+        ex = self.exec_tasks.get(key)
+        if ex is None:
+            return
+        h = self.hosted.get(ex.spec.actor_id)
+        if h is None:
+            return
+        h.running = False
+        self._actor_pump(h)
+
+    def _actor_pump(self: Peer, h: HostedActor) -> None:
+        if h.queue and not h.running:
+            self._maybe_start(h.queue[0])
+
+    def _actor_owner_died(self: Peer, dead: PeerId) -> None:
+        for h in list(self.hosted.values()):
+            if h.owner == dead:
+                self._out(StopActor(self._sid, h.actor_id))  # FATE-004
+                self._hosted_actor_dead(h, ErrorInfo(ErrorCode.OWNER_DIED, f"owner {dead} died", "FATE-004"), notify=False)
+                del self.hosted[h.actor_id]

@@ -1,0 +1,462 @@
+"""Ownership table, borrowing and reclamation (OWN-*, BOR-*, GC-*, OBJ-*, LOC-*)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from . import tables
+from .errors import LocalUsageError
+from .events import FreeCopy, GetResult, IntrospectResult
+from .messages import (
+    AddLocation,
+    BorrowConfirmed,
+    BorrowerRegistered,
+    BorrowRelease,
+    ConfirmBorrow,
+    ErrorCode,
+    ErrorInfo,
+    FreeObjects,
+    GetObjectStatus,
+    IntrospectReply,
+    IntrospectRequest,
+    ObjectId,
+    ObjectState,
+    ObjectStatus,
+    PeerId,
+    RefDescriptor,
+    RegisterBorrower,
+    ReleaseBorrows,
+    RemoveLocation,
+    TableEntry,
+    Value,
+)
+from .state import BorrowedObject, OutgoingRegistration, OwnedObject, Remote
+
+if TYPE_CHECKING:
+    from .peer import Peer
+
+
+class Objects:
+    """Mixin of :class:`Peer`: the ownership table and the borrower entries."""
+
+    # ------------------------------------------------------------ lookups
+    def _owns(self: Peer, oid: ObjectId) -> bool:
+        return oid.startswith(self.id_prefix)
+
+    def _descriptor(self: Peer, oid: ObjectId, forward_id: str = "") -> RefDescriptor:
+        """The on-wire descriptor of a ref this peer holds (REF-001)."""
+        e = self.owned.get(oid)
+        if e is not None:
+            return RefDescriptor(oid, self.peer_id, self.incarnation, self.address, e.size, forward_id)
+        b = self.borrowed.get(oid)
+        if b is None:
+            raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"this peer holds no ref to {oid}")
+        return RefDescriptor(oid, b.ref.owner, b.ref.owner_incarnation, b.ref.owner_address, b.size if b.size >= 0 else b.ref.size_hint, forward_id)
+
+    def _require_held(self: Peer, oid: ObjectId) -> None:
+        e = self.owned.get(oid)
+        if e is not None and e.state != "released":
+            return
+        if oid in self.borrowed:
+            return
+        code = ErrorCode.OBJECT_FREED if self._owns(oid) else ErrorCode.UNKNOWN_OBJECT
+        raise LocalUsageError(code, f"this peer holds no ref to {oid}")
+
+    def _borrowed_entry(self: Peer, d: RefDescriptor) -> BorrowedObject:
+        b = self.borrowed.get(d.object_id)
+        if b is None:
+            b = BorrowedObject(ref=replace(d, forward_id=""), size=d.size_hint)
+            self.borrowed[d.object_id] = b
+            self._story(d.object_id, "borrow-entry", f"owner {d.owner}")
+            if (d.owner, d.owner_incarnation) in self.fenced:
+                self._transition_borrowed(b, "owner_died")  # REF-002
+                b.error = ErrorInfo(ErrorCode.OWNER_DIED, f"owner {d.owner} died", "FATE-001")
+        return b
+
+    def _location_pairs(self: Peer, e: OwnedObject) -> tuple[tuple[PeerId, str], ...]:
+        out = []
+        for p in e.locations:
+            addr = self.address if p == self.peer_id else self._address_of(p)
+            out.append((p, addr))
+        return tuple(out)
+
+    def _address_of(self: Peer, peer: PeerId) -> str:
+        r = self.remotes.get(peer)
+        if r is not None and r.address:
+            return r.address
+        return self.addresses.get(peer, ("", 0))[0]
+
+    # ------------------------------------------------------------ holds
+    def _hold(self: Peer, oid: ObjectId, kind: str, delta: int, container: ObjectId = "") -> None:
+        """Change one hold on an owned or borrowed entry, then reclaim if it was the last."""
+        e = self.owned.get(oid)
+        target: OwnedObject | BorrowedObject | None = e if e is not None else self.borrowed.get(oid)
+        if target is None:
+            if delta > 0:
+                raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"no entry for {oid}")
+            return
+        if kind == "contained":
+            if delta > 0:
+                target.contained_in[container] = None
+            else:
+                target.contained_in.pop(container, None)
+        else:
+            value = getattr(target, kind) + delta
+            if value < 0:
+                self._story(oid, "hold-underflow", kind)
+                value = 0
+            setattr(target, kind, value)
+        self._story(oid, f"{kind}{'+' if delta > 0 else '-'}", container)
+        if delta < 0:
+            self._check(oid)
+
+    def _check(self: Peer, oid: ObjectId) -> None:
+        if oid in self.owned:
+            self._check_owned(oid)
+        elif oid in self.borrowed:
+            self._check_borrowed(oid)
+
+    def _hold_nested(self: Peer, container: ObjectId, refs: tuple[RefDescriptor, ...]) -> None:
+        """GC-002: a value this peer keeps holds every ref nested in it."""
+        for d in refs:
+            if d.owner == self.peer_id and d.owner_incarnation == self.incarnation:
+                e = self.owned.get(d.object_id)
+                if e is None or e.state == "released":
+                    self._story(d.object_id, "nested-unknown", container)
+                    continue
+                e.contained_in[container] = None
+            else:
+                b = self._borrowed_entry(d)
+                b.contained_in[container] = None
+                if d.forward_id:
+                    b.grants[d.forward_id] = None
+            self._story(d.object_id, "contained+", container)
+
+    def _release_nested(self: Peer, container: ObjectId, refs: tuple[RefDescriptor, ...]) -> None:
+        for d in refs:
+            self._hold(d.object_id, "contained", -1, container)  # GC-003
+
+    # ------------------------------------------------------------ reclamation
+    def _check_owned(self: Peer, oid: ObjectId) -> None:
+        e = self.owned[oid]
+        if e.state == "pending" or e.in_scope():
+            return
+        if e.state in ("ready", "failed"):
+            for p in list(e.locations):  # OWN-005
+                if p == self.peer_id:
+                    self._out(FreeCopy(self._sid, oid))
+                else:
+                    self.pending_frees.setdefault(p, []).append(oid)
+            e.locations.clear()
+            e.value = None
+            nested, e.nested = e.nested, ()
+            e.reclaimed = True
+            if e.lineage_refs > 0:
+                self._transition_owned(e, "out_of_scope")
+            else:
+                self._transition_owned(e, "out_of_scope_unneeded")
+                self._delete_owned(oid)
+            self._release_nested(oid, nested)
+        elif e.state == "released" and e.lineage_refs == 0:
+            self._transition_owned(e, "lineage_unneeded")  # OWN-006
+            self._delete_owned(oid)
+
+    def _delete_owned(self: Peer, oid: ObjectId) -> None:
+        e = self.owned.pop(oid)
+        self.status_waiters.pop(oid, None)
+        t = self.tasks.get(e.task_id) if e.task_id else None
+        if t is not None and t.state != "submitted" and not any(r in self.owned for r in t.spec.return_ids):
+            self._forget_task(t)
+
+    def _check_borrowed(self: Peer, oid: ObjectId) -> None:
+        b = self.borrowed[oid]
+        if b.holds() > 0:
+            return
+        owner_alive = (b.owner, b.ref.owner_incarnation) not in self.fenced
+        if b.grants and owner_alive:  # BOR-005
+            self.pending_releases.setdefault(b.owner, []).append(BorrowRelease(oid, tuple(b.grants)))
+        self._transition_borrowed(b, "holds_zero")
+        del self.borrowed[oid]
+        if oid in self.copies:
+            self.copies.pop(oid)
+            self._out(FreeCopy(self._sid, oid))
+            if owner_alive:
+                self._send(b.owner, RemoveLocation(oid), b.ref.owner_address)  # LOC-003
+
+    # ------------------------------------------------------------ settling and answers
+    def _resolution(self: Peer, oid: ObjectId) -> tuple[Value | None, tuple, int, ErrorInfo | None] | None:
+        """(value, locations, size, error) if the object is settled here, else None."""
+        e = self.owned.get(oid)
+        if e is not None:
+            if e.state == "ready":
+                return e.value, (() if e.value is not None else self._location_pairs(e)), e.size, None
+            if e.state == "failed":
+                return None, (), -1, e.error
+            if e.state == "released":
+                return None, (), -1, ErrorInfo(ErrorCode.OBJECT_FREED, f"{oid} was reclaimed", "OBJ-003")
+            return None
+        b = self.borrowed.get(oid)
+        if b is None:
+            return None, (), -1, ErrorInfo(ErrorCode.UNKNOWN_OBJECT, f"no ref to {oid} here")
+        if b.state == "ready":
+            return b.value, b.locations, b.size, None
+        if b.state == "failed":
+            return None, (), -1, b.error
+        return None
+
+    def _object_settled(self: Peer, oid: ObjectId) -> None:
+        """Answer everyone waiting on ``oid``: local gets, remote askers, task args."""
+        res = self._resolution(oid)
+        if res is None:
+            return
+        value, locations, size, error = res
+        for request_id in self.get_waiters.pop(oid, []):
+            self._out(GetResult(self._sid, request_id, oid, value, locations, size, error))
+        for peer in self.status_waiters.pop(oid, {}):
+            self._send(peer, self._status_message(oid))
+        for key in self.arg_waiters.pop(oid, []):
+            self._arg_resolved(key, oid)
+
+    def _status_message(self: Peer, oid: ObjectId) -> ObjectStatus:
+        e = self.owned.get(oid)
+        if e is None:
+            state = ObjectState.FREED if self._owns(oid) else ObjectState.UNKNOWN  # OBJ-003
+            return ObjectStatus(oid, state)
+        if e.state == "ready":
+            pairs = self._location_pairs(e) if e.value is None else ()
+            return ObjectStatus(
+                oid, ObjectState.READY, e.size,
+                tuple(p for p, _ in pairs), tuple(a for _, a in pairs), e.value,
+            )
+        if e.state == "failed":
+            return ObjectStatus(oid, ObjectState.FAILED, error=e.error)
+        if e.state == "released":
+            return ObjectStatus(oid, ObjectState.FREED)
+        return ObjectStatus(oid, ObjectState.PENDING)
+
+    def _request_status(self: Peer, b: BorrowedObject) -> None:
+        if not b.status_requested and b.state == "unresolved":
+            b.status_requested = True
+            self._send(b.owner, GetObjectStatus(b.ref.object_id, True), b.ref.owner_address, b.ref.owner_incarnation)
+
+    def _get(self: Peer, request_id: int, oid: ObjectId) -> None:
+        if oid not in self.owned and oid not in self.borrowed:
+            code = ErrorCode.OBJECT_FREED if self._owns(oid) else ErrorCode.UNKNOWN_OBJECT
+            self._out(GetResult(self._sid, request_id, oid, error=ErrorInfo(code, f"no ref to {oid} here")))
+            return
+        res = self._resolution(oid)
+        if res is not None:
+            value, locations, size, error = res
+            self._out(GetResult(self._sid, request_id, oid, value, locations, size, error))
+            return
+        self.get_waiters.setdefault(oid, []).append(request_id)
+        b = self.borrowed.get(oid)
+        if b is not None:
+            self._request_status(b)  # OBJ-002
+
+    # ------------------------------------------------------------ owner-side handlers
+    def _on_GetObjectStatus(self: Peer, r: Remote, msg: GetObjectStatus) -> None:
+        e = self.owned.get(msg.object_id)
+        if msg.wait and e is not None and e.state == "pending":
+            self.status_waiters.setdefault(msg.object_id, {})[r.peer] = None
+            return
+        self._send(r.peer, self._status_message(msg.object_id))
+
+    def _on_RegisterBorrower(self: Peer, r: Remote, msg: RegisterBorrower) -> None:
+        e = self.owned.get(msg.object_id)
+        if e is None or e.state == "released":
+            code = ErrorCode.OBJECT_FREED if self._owns(msg.object_id) else ErrorCode.UNKNOWN_OBJECT
+            info = ErrorInfo(code, f"{msg.object_id} is not live here", "BOR-003")
+            self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id, info))
+            return
+        if (msg.borrower, msg.borrower_incarnation) in self.fenced:
+            info = ErrorInfo(ErrorCode.PEER_DIED, f"borrower {msg.borrower} is dead", "BOR-003")
+            self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id, info))
+            return
+        self.addresses[msg.borrower] = (msg.borrower_address, msg.borrower_incarnation)
+        e.borrowers.setdefault(msg.borrower, {})[msg.forward_id] = r.peer  # BOR-003, BOR-012
+        self._story(msg.object_id, "grant", f"{msg.borrower} {msg.forward_id} via {r.peer}")
+        self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id))
+
+    def _on_ReleaseBorrows(self: Peer, r: Remote, msg: ReleaseBorrows) -> None:
+        for rel in msg.releases:
+            e = self.owned.get(rel.object_id)
+            if e is None:
+                continue  # idempotent: already gone
+            grants = e.borrowers.get(r.peer)
+            if grants is None:
+                continue
+            for fid in rel.forward_ids:
+                grants.pop(fid, None)
+            if not grants:
+                del e.borrowers[r.peer]
+            self._story(rel.object_id, "release", f"{r.peer} {','.join(rel.forward_ids)}")
+            self._check_owned(rel.object_id)
+
+    def _on_BorrowConfirmed(self: Peer, r: Remote, msg: BorrowConfirmed) -> None:
+        e = self.owned.get(msg.object_id)
+        if e is None or msg.held:
+            return
+        grants = e.borrowers.get(r.peer, {})
+        if grants.pop(msg.forward_id, None) is not None:  # BOR-011: phantom grant
+            self._story(msg.object_id, "phantom-grant-dropped", f"{r.peer} {msg.forward_id}")
+            if not grants:
+                e.borrowers.pop(r.peer, None)
+            self._check_owned(msg.object_id)
+
+    def _on_AddLocation(self: Peer, r: Remote, msg: AddLocation) -> None:
+        e = self.owned.get(msg.object_id)
+        if e is None or e.state != "ready":
+            self.pending_frees.setdefault(r.peer, []).append(msg.object_id)
+            return
+        e.locations[r.peer] = None  # LOC-002
+
+    def _on_RemoveLocation(self: Peer, r: Remote, msg: RemoveLocation) -> None:
+        e = self.owned.get(msg.object_id)
+        if e is None or r.peer not in e.locations:
+            return
+        del e.locations[r.peer]  # LOC-003
+        if e.state == "ready" and not e.locations and e.value is None:
+            self._object_lost(msg.object_id)
+
+    # ------------------------------------------------------------ borrower-side handlers
+    def _on_ObjectStatus(self: Peer, r: Remote, msg: ObjectStatus) -> None:
+        b = self.borrowed.get(msg.object_id)
+        if b is None or b.owner != r.peer:
+            return  # released meanwhile
+        b.status_requested = False
+        if msg.state == ObjectState.READY:
+            b.value = msg.value
+            b.locations = tuple(zip(msg.locations, msg.location_addresses))
+            b.size = msg.size
+            self._transition_borrowed(b, "status_ready")
+        elif msg.state in (ObjectState.FAILED, ObjectState.FREED, ObjectState.UNKNOWN):
+            b.error = msg.error or ErrorInfo(
+                ErrorCode.OBJECT_FREED if msg.state == ObjectState.FREED else ErrorCode.UNKNOWN_OBJECT,
+                f"owner {r.peer} reports {msg.object_id} as {msg.state.value}",
+            )
+            self._transition_borrowed(b, "status_failed")
+        else:
+            self._request_status(b)  # still pending: ask again, waiting
+            return
+        self._object_settled(msg.object_id)
+
+    def _on_BorrowerRegistered(self: Peer, r: Remote, msg: BorrowerRegistered) -> None:
+        reg = self.outgoing.pop(msg.forward_id, None)
+        if reg is None:
+            return
+        kind = reg.purpose[0]
+        b = self.borrowed.get(reg.object_id)
+        if kind in ("reply", "orphan"):
+            if b is not None:
+                b.outgoing_registrations -= 1
+            if kind == "reply":
+                self._reply_registration_done(reg, msg.error)
+        else:
+            if b is not None and b.self_registration == msg.forward_id:
+                b.self_registration = ""
+                if msg.error is None:
+                    b.grants[msg.forward_id] = None
+                elif b.state != "failed":
+                    b.error = msg.error
+                    self._transition_borrowed(b, "status_failed")
+                    self._object_settled(reg.object_id)
+            if kind == "self":
+                self._hold(reg.purpose[1], "pins", -1)
+            else:
+                self._reply_registration_done(reg, None)
+        if b is not None and reg.object_id in self.borrowed:
+            self._check_borrowed(reg.object_id)
+
+    def _on_ConfirmBorrow(self: Peer, r: Remote, msg: ConfirmBorrow) -> None:
+        # BOR-011: fence first, so a ref still in flight from the forwarder can never land.
+        self._fence(msg.forwarder, msg.forwarder_incarnation, "confirm_borrow", f"{r.peer} says it died")
+        b = self.borrowed.get(msg.object_id)
+        held = b is not None and msg.forward_id in b.grants
+        self._send(r.peer, BorrowConfirmed(msg.object_id, msg.forward_id, held))
+
+    def _on_FreeObjects(self: Peer, r: Remote, msg: FreeObjects) -> None:
+        for oid in msg.object_ids:
+            if self.copies.get(oid) == r.peer:  # GC-004
+                del self.copies[oid]
+                self._out(FreeCopy(self._sid, oid))
+
+    # ------------------------------------------------------------ materializing nested refs
+    def _materialize(self: Peer, container: ObjectId, refs: tuple[RefDescriptor, ...]) -> None:
+        if container not in self.owned and container not in self.borrowed:
+            raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"no ref to container {container}")
+        for d in refs:
+            if d.owner == self.peer_id and d.owner_incarnation == self.incarnation:
+                self._hold(d.object_id, "local_refs", +1)
+                continue
+            b = self._borrowed_entry(d)
+            b.local_refs += 1
+            if b.grants or b.self_registration or b.task_holds or b.state == "failed":
+                continue
+            # BOR-008: register ourselves; the container keeps the ref alive meanwhile.
+            fid = self._new_forward_id()
+            b.self_registration = fid
+            self.outgoing[fid] = OutgoingRegistration(d.object_id, self.peer_id, ("self", container))
+            self._hold(container, "pins", +1)
+            self._send(d.owner, RegisterBorrower(d.object_id, self.peer_id, self.incarnation, self.address, fid), d.owner_address, d.owner_incarnation)
+
+    def _new_forward_id(self: Peer) -> str:
+        self.forward_counter += 1
+        return f"{self.id_prefix}f{self.forward_counter}"
+
+    # ------------------------------------------------------------ introspection
+    def table(self: Peer) -> tuple[TableEntry, ...]:
+        """The ownership table as INT-001 reports it; owned entries first, then borrowed."""
+        rows = []
+        for oid, e in self.owned.items():
+            rows.append(TableEntry(
+                oid, self.peer_id, "owner", e.state, e.local_refs, e.submitted_task_refs,
+                tuple(e.contained_in), tuple(sorted(e.borrowers)), tuple(e.locations), e.lineage_refs, e.size,
+            ))
+        for oid, b in self.borrowed.items():
+            rows.append(TableEntry(
+                oid, b.owner, "borrower", b.state, b.local_refs, b.submitted_task_refs,
+                tuple(b.contained_in), (), tuple(p for p, _ in b.locations), 0, b.size,
+            ))
+        return tuple(rows)
+
+    def _introspect(self: Peer, request_id: int, peer: PeerId) -> None:
+        if peer in ("", self.peer_id):
+            self._out(IntrospectResult(self._sid, request_id, self.peer_id, self.table()))
+            return
+        self.introspections[request_id] = peer
+        self._send(peer, IntrospectRequest(request_id), self._address_of(peer))
+
+    def _on_IntrospectRequest(self: Peer, r: Remote, msg: IntrospectRequest) -> None:
+        self._send(r.peer, IntrospectReply(msg.request_id, self.table()))
+
+    def _on_IntrospectReply(self: Peer, r: Remote, msg: IntrospectReply) -> None:
+        if self.introspections.get(msg.request_id) == r.peer:
+            del self.introspections[msg.request_id]
+            self._out(IntrospectResult(self._sid, msg.request_id, r.peer, msg.entries))
+
+    # ------------------------------------------------------------ flushing batched sends
+    def _flush_batches(self: Peer) -> None:
+        """Send the releases and frees one stimulus produced, one message per peer (BOR-005)."""
+        releases, self.pending_releases = self.pending_releases, {}
+        for owner, rels in releases.items():
+            self._send(owner, ReleaseBorrows(tuple(rels)))
+        frees, self.pending_frees = self.pending_frees, {}
+        for peer, oids in frees.items():
+            self._send(peer, FreeObjects(tuple(oids)))
+
+    # ------------------------------------------------------------ transitions
+    def _transition_owned(self: Peer, e: OwnedObject, event: str) -> None:
+        nxt = tables.next_state(tables.OWNER_OBJECT, e.state, event)
+        if nxt is None:
+            self._invalid("owner-object", e.object_id, e.state, event)
+        self._story(e.object_id, event, f"{e.state}->{nxt}")
+        e.state = nxt  # type: ignore[assignment]
+
+    def _transition_borrowed(self: Peer, b: BorrowedObject, event: str) -> None:
+        nxt = tables.next_state(tables.BORROWER_OBJECT, b.state, event)
+        if nxt is None:
+            self._invalid("borrower-object", b.ref.object_id, b.state, event)
+        self._story(b.ref.object_id, event, f"{b.state}->{nxt}")
+        b.state = nxt  # type: ignore[assignment]

@@ -1,0 +1,392 @@
+"""Stimuli (what happens to a peer) and instructions (what the peer must do).
+
+The core is driven only through :meth:`refrpc.core.Peer.handle`, which takes
+stimuli and returns instructions; both are small frozen dataclasses, and every
+one carries the ``stimulus_id`` of the stimulus that caused it, so a trace or a
+log line can always be tied back to its cause.
+
+Ids (task ids, object ids) are chosen by the shell with an :class:`IdAllocator`
+before the stimulus is made, so that ``handle`` stays a pure function of the
+state and its input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .messages import (
+    ActorId,
+    Arg,
+    Envelope,
+    ErrorInfo,
+    Message,
+    ObjectId,
+    PeerId,
+    RefDescriptor,
+    TaskId,
+    Value,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Stimulus:
+    stimulus_id: str
+
+
+# ---------------------------------------------------------------- network and time
+@dataclass(frozen=True, slots=True)
+class Tick(Stimulus):
+    """Time passed; ``now_ms`` is monotonic milliseconds from the shell's clock."""
+
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Receive(Stimulus):
+    """A frame arrived and decoded into ``envelope``."""
+
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveMalformed(Stimulus):
+    """A frame arrived that did not decode (GEN-004). ``sender`` is '' if unknown."""
+
+    sender: PeerId
+    sender_incarnation: int
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class AddPeer(Stimulus):
+    """Cluster membership: ``peer`` at ``address`` can run tasks (``slots`` at once)."""
+
+    peer: PeerId
+    address: str
+    slots: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PeerFailed(Stimulus):
+    """The shell knows a peer incarnation is gone (e.g. a supervised process exited)."""
+
+    peer: PeerId
+    incarnation: int
+    reason: str = "exited"
+
+
+@dataclass(frozen=True, slots=True)
+class SendData(Stimulus):
+    """Send a data-plane message (FetchRequest/FetchChunk) the shell produced."""
+
+    peer: PeerId
+    incarnation: int
+    address: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown(Stimulus):
+    """Leave the cluster cleanly (LIV-006)."""
+
+    reason: str = "shutdown"
+
+
+# ---------------------------------------------------------------- the user's program
+@dataclass(frozen=True, slots=True)
+class ArgSpec:
+    """One argument of a call, in local terms.
+
+    Exactly one of ``value`` (by value) or ``object_id`` (a ref the caller holds)
+    is set; ``shared`` passes the ref itself (a SharedRef) instead of its value.
+    """
+
+    value: Value | None = None
+    object_id: ObjectId = ""
+    shared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Submit(Stimulus):
+    """The program called ``f.remote(...)``; this peer will own the returns."""
+
+    task_id: TaskId
+    function: str
+    args: tuple[ArgSpec, ...]
+    return_ids: tuple[ObjectId, ...]
+    max_retries: int = 0
+    retry_exceptions: bool = False
+    actor_id: ActorId = ""
+    #: Run on this peer if set (tests, actors); otherwise placement decides.
+    executor: PeerId = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Put(Stimulus):
+    """The program called ``put``: a new owned object (OWN-001).
+
+    Small values are kept in the table (``stored`` false). For a large value the
+    shell has already written it to the local store; ``value`` then carries only
+    its encoding and nested refs, and ``size`` its length.
+    """
+
+    object_id: ObjectId
+    value: Value
+    stored: bool = False
+    size: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class AddRef(Stimulus):
+    """The program made a new handle to ``object_id`` (OWN-003 local_refs)."""
+
+    object_id: ObjectId
+
+
+@dataclass(frozen=True, slots=True)
+class DropRef(Stimulus):
+    """A handle to ``object_id`` went out of scope."""
+
+    object_id: ObjectId
+
+
+@dataclass(frozen=True, slots=True)
+class Get(Stimulus):
+    """The program wants the value of ``object_id``; answered by a GetResult."""
+
+    request_id: int
+    object_id: ObjectId
+
+
+@dataclass(frozen=True, slots=True)
+class Materialize(Stimulus):
+    """The shell deserialized the value of ``container`` and the program now holds
+    handles to its nested refs (BOR-008). One handle each is added."""
+
+    container: ObjectId
+    refs: tuple[RefDescriptor, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyStored(Stimulus):
+    """The store here now holds a secondary copy of a foreign object (LOC-002)."""
+
+    object_id: ObjectId
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyLost(Stimulus):
+    """The store here lost or evicted its copy of ``object_id`` (LOC-003)."""
+
+    object_id: ObjectId
+
+
+@dataclass(frozen=True, slots=True)
+class CreateActorRequest(Stimulus):
+    actor_id: ActorId
+    class_name: str
+    args: tuple[ArgSpec, ...]
+    executor: PeerId = ""
+    max_restarts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KillActorRequest(Stimulus):
+    """The actor's owner wants the actor stopped (ACT-006)."""
+
+    actor_id: ActorId
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel(Stimulus):
+    task_id: TaskId
+
+
+@dataclass(frozen=True, slots=True)
+class Introspect(Stimulus):
+    """Ask ``peer`` for its ownership table (INT-001); answered by IntrospectResult."""
+
+    request_id: int
+    peer: PeerId
+
+
+# ---------------------------------------------------------------- the executor's side
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """One return of a finished task, as the shell produced it."""
+
+    value: Value | None = None
+    #: True if the shell already put the value in the local store (large value).
+    stored: bool = False
+    size: int = 0
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFinished(Stimulus):
+    """A task this peer ran has finished with ``results`` (one per return id).
+
+    ``retained`` lists refs from the task's arguments that the program still
+    holds after the task (kept in actor state); they get BOR-007 registration.
+    """
+
+    task_id: TaskId
+    attempt: int
+    results: tuple[TaskResult, ...]
+    retained: tuple[ObjectId, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ActorReady(Stimulus):
+    actor_id: ActorId
+    error: ErrorInfo | None = None
+
+
+# ================================================================ instructions
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    stimulus_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendFrame(Instruction):
+    """Encode ``envelope`` and send it to ``address`` (connect first if needed)."""
+
+    address: str
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedArg:
+    """An argument ready for the function: a value, a location to fetch, or a ref."""
+
+    value: Value | None = None
+    #: For a by-ref argument whose value is stored elsewhere: fetch it from one of these.
+    object_id: ObjectId = ""
+    locations: tuple[tuple[PeerId, str], ...] = ()
+    size: int = -1
+    #: For a SHARED argument: the ref itself.
+    ref: RefDescriptor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunTask(Instruction):
+    task_id: TaskId
+    attempt: int
+    function: str
+    args: tuple[ResolvedArg, ...]
+    #: Where to store large results (the object ids the owner allocated).
+    return_ids: tuple[ObjectId, ...]
+    owner: PeerId
+    actor_id: ActorId = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StopTask(Instruction):
+    """Stop running this task if you can; its result will be ignored (TASK-008)."""
+
+    task_id: TaskId
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult(Instruction):
+    """The answer to a :class:`Get`: a value, locations to fetch from, or an error."""
+
+    request_id: int
+    object_id: ObjectId
+    value: Value | None = None
+    locations: tuple[tuple[PeerId, str], ...] = ()
+    size: int = -1
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FreeCopy(Instruction):
+    """Drop the local store's copy of ``object_id`` (GC-004)."""
+
+    object_id: ObjectId
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverData(Instruction):
+    """A data-plane message (FetchRequest/FetchChunk) for the shell's store."""
+
+    sender: PeerId
+    sender_incarnation: int
+    sender_address: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class StartActor(Instruction):
+    actor_id: ActorId
+    class_name: str
+    args: tuple[ResolvedArg, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StopActor(Instruction):
+    actor_id: ActorId
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStateChanged(Instruction):
+    """For the actor's owner: the actor is now ``state`` (ACT-002)."""
+
+    actor_id: ActorId
+    state: str
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDeclaredDead(Instruction):
+    """This peer fenced ``peer``/``incarnation``: close connections to it."""
+
+    peer: PeerId
+    incarnation: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailStop(Instruction):
+    """This peer was declared dead by others (LIV-005): the process must stop now."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class IntrospectResult(Instruction):
+    request_id: int
+    peer: PeerId
+    entries: tuple  # tuple[TableEntry, ...]
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteError(Instruction):
+    """A peer reported a protocol error about something we sent (for logs/tests)."""
+
+    peer: PeerId
+    error: ErrorInfo
+
+
+class IdAllocator:
+    """Allocates ids of the RECOMMENDED form ``{peer}.{incarnation:x}.{n}`` (ID-003).
+
+    Kept outside :class:`Peer` so that allocating an id is not a state change of
+    the protocol; the shell owns one per peer incarnation.
+    """
+
+    def __init__(self, peer: PeerId, incarnation: int) -> None:
+        self._prefix = f"{peer}.{incarnation:x}."
+        self._next = 0
+
+    def next(self) -> str:
+        self._next += 1
+        return f"{self._prefix}{self._next}"
+
+    def task(self, num_returns: int) -> tuple[TaskId, tuple[ObjectId, ...]]:
+        task_id = self.next()
+        return task_id, tuple(f"{task_id}.r{i}" for i in range(num_returns))

@@ -1,0 +1,373 @@
+"""The sans-IO RefRPC peer: one mutation entry point, ``Peer.handle``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ._actors import Actors
+from ._objects import Objects
+from ._session import SessionLayer
+from ._tasks import Tasks
+from .errors import InvalidTransition, InvariantViolation, LocalUsageError
+from .events import (
+    ActorReady,
+    AddPeer,
+    AddRef,
+    Cancel,
+    CopyLost,
+    CopyStored,
+    CreateActorRequest,
+    DropRef,
+    Get,
+    Instruction,
+    Introspect,
+    IntrospectResult,
+    KillActorRequest,
+    Materialize,
+    PeerFailed,
+    Put,
+    Receive,
+    ReceiveMalformed,
+    SendData,
+    Shutdown,
+    Stimulus,
+    Submit,
+    TaskFinished,
+    Tick,
+)
+from .messages import (
+    AddLocation,
+    ActorId,
+    ConfirmBorrow,
+    ErrorCode,
+    ErrorInfo,
+    ForwardId,
+    Goodbye,
+    ObjectId,
+    PeerId,
+    RemoveLocation,
+    TaskId,
+)
+from .state import (
+    BorrowedObject,
+    Config,
+    ExecTask,
+    HostedActor,
+    OutgoingRegistration,
+    OwnedActor,
+    OwnedObject,
+    OwnerTask,
+    Remote,
+)
+from . import tables
+
+
+class Peer(SessionLayer, Objects, Tasks, Actors):
+    """All protocol state of one peer incarnation, changed only by :meth:`handle`.
+
+    Args:
+        peer_id: This peer's name in the cluster (ID-001).
+        incarnation: Random nonzero number chosen at process start (ID-002).
+        address: Where other peers reach this one (a ZeroMQ endpoint).
+        config: Timings and limits; the spec's defaults if omitted.
+    """
+
+    def __init__(self, peer_id: PeerId, incarnation: int, address: str, config: Config | None = None) -> None:
+        if not peer_id or len(peer_id.encode()) > 128:
+            raise ValueError("peer id must be 1..128 bytes (ID-001)")
+        if not 0 < incarnation < 2**64:
+            raise ValueError("incarnation must be a nonzero uint64 (ID-002)")
+        self.peer_id = peer_id
+        self.incarnation = incarnation
+        self.address = address
+        self.config = config or Config()
+        #: Prefix of every id this incarnation allocates (ID-003).
+        self.id_prefix = f"{peer_id}.{incarnation:x}."
+        #: Shell time in ms, as last told by a Tick.
+        self.now_ms = 0
+        #: True once this peer left or was told it is dead: it handles nothing more.
+        self.stopped = False
+        #: Sessions with other peers, by peer id (SES-*).
+        self.remotes: dict[PeerId, Remote] = {}
+        #: Peer incarnations declared dead; their messages are discarded (SES-005).
+        self.fenced: set[tuple[PeerId, int]] = set()
+        #: Peers that may run tasks: id -> (address, slots).
+        self.workers: dict[PeerId, tuple[str, int]] = {}
+        #: Addresses learnt from RegisterBorrower, for peers we have no session with.
+        self.addresses: dict[PeerId, tuple[str, int]] = {}
+        #: The ownership table (OWN-003).
+        self.owned: dict[ObjectId, OwnedObject] = {}
+        #: Refs held to other peers' objects (BOR-001).
+        self.borrowed: dict[ObjectId, BorrowedObject] = {}
+        #: Copies of other peers' objects in the local store -> their owner.
+        self.copies: dict[ObjectId, PeerId] = {}
+        #: Tasks submitted here (lineage, LIN-001).
+        self.tasks: dict[TaskId, OwnerTask] = {}
+        #: Tasks executing here, by (owner, owner incarnation, task id, attempt).
+        self.exec_tasks: dict[tuple, ExecTask] = {}
+        self.exec_index: dict[tuple[TaskId, int], tuple] = {}
+        #: RegisterBorrower requests in flight from here.
+        self.outgoing: dict[ForwardId, OutgoingRegistration] = {}
+        self.forward_counter = 0
+        #: Local Get requests waiting for a value.
+        self.get_waiters: dict[ObjectId, list[int]] = {}
+        #: Peers waiting on GetObjectStatus(wait) for an owned object.
+        self.status_waiters: dict[ObjectId, dict[PeerId, None]] = {}
+        #: Executing tasks waiting for a REF argument.
+        self.arg_waiters: dict[ObjectId, list[tuple]] = {}
+        self.owned_actors: dict[ActorId, OwnedActor] = {}
+        self.hosted: dict[ActorId, HostedActor] = {}
+        self.actor_creations: dict[tuple, ActorId] = {}
+        self.actor_call_seq: dict[ActorId, int] = {}
+        self.introspections: dict[int, PeerId] = {}
+        #: Releases and frees produced by the current stimulus, sent batched at its end.
+        self.pending_releases: dict[PeerId, list] = {}
+        self.pending_frees: dict[PeerId, list[ObjectId]] = {}
+        #: Per-key history of transitions with their causes: the "story".
+        self.stories: dict[str, list[tuple[str, str, str]]] = {}
+        #: Run validate() after every handle() call (tests and simulations turn it on).
+        self.check_invariants = False
+        self._sid = ""
+        self._outbox: list[Instruction] = []
+        self._dispatch_table: dict[type, Callable] = {
+            Tick: self._stim_tick,
+            Receive: lambda s: self._on_receive(s.envelope),
+            ReceiveMalformed: self._stim_malformed,
+            AddPeer: self._stim_add_peer,
+            PeerFailed: self._stim_peer_failed,
+            SendData: lambda s: self._send(s.peer, s.message, s.address, s.incarnation),
+            Shutdown: self._stim_shutdown,
+            Submit: self._submit,
+            Put: self._stim_put,
+            AddRef: lambda s: self._stim_add_ref(s.object_id),
+            DropRef: lambda s: self._hold(s.object_id, "local_refs", -1),
+            Get: lambda s: self._get(s.request_id, s.object_id),
+            Materialize: lambda s: self._materialize(s.container, s.refs),
+            CopyStored: self._stim_copy_stored,
+            CopyLost: self._stim_copy_lost,
+            CreateActorRequest: self._create_actor,
+            Cancel: lambda s: self._cancel(s.task_id),
+            KillActorRequest: lambda s: self._kill_actor(s.actor_id),
+            Introspect: lambda s: self._introspect(s.request_id, s.peer),
+            TaskFinished: self._task_finished,
+            ActorReady: self._actor_ready,
+        }
+
+    # ------------------------------------------------------------ the entry point
+    def handle(self, *stimuli: Stimulus) -> list[Instruction]:
+        """Apply ``stimuli`` in order and return what the shell must now do.
+
+        Raises:
+            LocalUsageError: the local program asked for something impossible.
+                The offending stimulus changed nothing.
+        """
+        out: list[Instruction] = []
+        self._outbox = out
+        for s in stimuli:
+            if self.stopped:
+                break
+            self._sid = s.stimulus_id
+            handler = self._dispatch_table.get(type(s))
+            if handler is None:
+                raise LocalUsageError(ErrorCode.MALFORMED, f"unknown stimulus {type(s).__name__}")
+            handler(s)
+            self._flush_batches()
+        if self.check_invariants:
+            self.validate()
+        return out
+
+    def _out(self, instruction: Instruction) -> None:
+        self._outbox.append(instruction)
+
+    # ------------------------------------------------------------ stimuli
+    def _stim_tick(self, s: Tick) -> None:
+        if s.now_ms > self.now_ms:
+            self.now_ms = s.now_ms
+        self._on_tick()
+
+    def _stim_malformed(self, s: ReceiveMalformed) -> None:
+        r = self.remotes.get(s.sender)
+        if r is not None and r.state == "alive" and r.incarnation == s.sender_incarnation:
+            self._protocol_error(r, s.error.code, s.error.message, "GEN-004", 0)
+
+    def _stim_add_peer(self, s: AddPeer) -> None:
+        if s.peer != self.peer_id:
+            self.workers[s.peer] = (s.address, max(1, s.slots))
+
+    def _stim_peer_failed(self, s: PeerFailed) -> None:
+        r = self.remotes.get(s.peer)
+        if r is not None and r.state != "dead" and r.incarnation in (s.incarnation, 0):
+            r.incarnation = r.incarnation or s.incarnation
+            self._declare_dead(r, "failed", s.reason)
+            self._broadcast_death(r)
+        else:
+            self._fence(s.peer, s.incarnation, "failed", s.reason)
+
+    def _stim_shutdown(self, s: Shutdown) -> None:
+        for r in list(self.remotes.values()):
+            if r.state == "alive":
+                self._send(r.peer, Goodbye(s.reason))  # LIV-006
+        self.stopped = True
+
+    def _stim_put(self, s: Put) -> None:
+        if s.object_id in self.owned or not self._owns(s.object_id):
+            raise LocalUsageError(ErrorCode.MALFORMED, f"object id {s.object_id} is reused or not allocated here (ID-003)")
+        for d in s.value.nested:
+            self._require_held(d.object_id)
+        e = OwnedObject(s.object_id, "ready", local_refs=1, size=s.size if s.stored else s.value.size)
+        if s.stored:
+            e.locations[self.peer_id] = None  # LOC-001: the owner holds the primary copy
+        else:
+            e.value = s.value
+        e.nested = tuple(self._descriptor(d.object_id) for d in s.value.nested)
+        self.owned[s.object_id] = e
+        self._story(s.object_id, "put", "->ready")
+        self._hold_nested(s.object_id, e.nested)
+
+    def _stim_add_ref(self, oid: ObjectId) -> None:
+        self._require_held(oid)
+        self._hold(oid, "local_refs", +1)
+
+    def _stim_copy_stored(self, s: CopyStored) -> None:
+        b = self.borrowed.get(s.object_id)
+        if b is None or s.object_id in self.copies:
+            return
+        self.copies[s.object_id] = b.owner
+        self._send(b.owner, AddLocation(s.object_id, s.size), b.ref.owner_address)  # LOC-002
+
+    def _stim_copy_lost(self, s: CopyLost) -> None:
+        owner = self.copies.pop(s.object_id, None)
+        if owner is not None:
+            self._send(owner, RemoveLocation(s.object_id))  # LOC-003
+            return
+        e = self.owned.get(s.object_id)
+        if e is not None and self.peer_id in e.locations:
+            del e.locations[self.peer_id]
+            if e.state == "ready" and not e.locations and e.value is None:
+                self._object_lost(s.object_id)
+
+    # ------------------------------------------------------------ death effects
+    def _on_peer_dead(self, r: Remote) -> None:
+        """Every effect of a peer incarnation's death on this peer (LIV-003)."""
+        dead = r.peer
+        for oid in list(self.owned):
+            e = self.owned.get(oid)
+            if e is None:
+                continue
+            if dead in e.borrowers:
+                e.borrowers.pop(dead)  # BOR-009
+                self._story(oid, "borrower-died", dead)
+            for borrower, grants in list(e.borrowers.items()):
+                for fid, requester in grants.items():
+                    if requester == dead:  # BOR-010
+                        addr = self._address_of(borrower)
+                        self._send(borrower, ConfirmBorrow(oid, fid, dead, r.incarnation), addr, self.addresses.get(borrower, ("", 0))[1])
+            waiters = self.status_waiters.get(oid)
+            if waiters:
+                waiters.pop(dead, None)
+            if dead in e.locations:
+                del e.locations[dead]
+                if e.state == "ready" and not e.locations and e.value is None:
+                    self._object_lost(oid)  # LOC-004
+            if oid in self.owned:
+                self._check_owned(oid)
+        for t in list(self.tasks.values()):
+            if t.state != "submitted" or t.executor != dead:
+                continue
+            if t.spec.actor_id:
+                info = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor host {dead} died", "ACT-004")
+                self._fail_task(t, info, "executor_died_final")
+            elif t.spec.attempt <= t.spec.max_retries:
+                self._transition_task(t, "executor_died_retry")  # RPC-004
+                self._retry(t)
+            else:
+                info = ErrorInfo(ErrorCode.WORKER_DIED, f"worker {dead} died running the task", "RPC-004")
+                self._fail_task(t, info, "executor_died_final")
+        for fid, reg in list(self.outgoing.items()):
+            b = self.borrowed.get(reg.object_id)
+            if b is not None and b.owner == dead:
+                from .messages import BorrowerRegistered
+
+                info = ErrorInfo(ErrorCode.OWNER_DIED, f"owner {dead} died", "FATE-001")
+                self._on_BorrowerRegistered(r, BorrowerRegistered(reg.object_id, fid, info))
+        for oid in list(self.borrowed):
+            b = self.borrowed.get(oid)
+            if b is None or b.owner != dead:
+                continue
+            b.grants.clear()
+            if b.state != "failed":
+                b.error = ErrorInfo(ErrorCode.OWNER_DIED, f"owner {dead} of {oid} died", "FATE-001")
+                self._transition_borrowed(b, "owner_died")
+                self._object_settled(oid)
+            if oid in self.borrowed:
+                self._check_borrowed(oid)
+        for oid, owner in list(self.copies.items()):
+            if owner == dead:
+                del self.copies[oid]  # FATE-002
+                from .events import FreeCopy
+
+                self._out(FreeCopy(self._sid, oid))
+        for key in [k for k in self.exec_tasks if k[0] == dead]:
+            self._drop_exec(key)  # FATE-003
+        for key in [k for k in self.actor_creations if k[0] == dead]:
+            self.actor_creations.pop(key)
+        self._actor_owner_died(dead)
+        self._actor_host_died(dead)
+        for rid, peer in list(self.introspections.items()):
+            if peer == dead:
+                del self.introspections[rid]
+                self._out(IntrospectResult(self._sid, rid, dead, (), ErrorInfo(ErrorCode.PEER_DIED, f"{dead} died")))
+
+    # ------------------------------------------------------------ stories and invariants
+    def _story(self, key: str, event: str, detail: str) -> None:
+        log = self.stories.setdefault(key, [])
+        log.append((self._sid, event, detail))
+        if len(log) > self.config.story_length:
+            del log[0]
+
+    def story(self, key: str) -> list[tuple[str, str, str]]:
+        """The recent history of an object, task or peer (``peer:<id>``): (stimulus, event, detail)."""
+        return list(self.stories.get(key, []))
+
+    def _invalid(self, table: str, key: str, state: str, event: str) -> None:
+        raise InvalidTransition(table, key, state, event, self.story(key))
+
+    def validate(self) -> None:
+        """Executable invariants of one peer; raises InvariantViolation."""
+        problems: list[str] = []
+        for oid, e in self.owned.items():
+            if e.state not in tables.OWNER_OBJECT:
+                problems.append(f"{oid}: unknown state {e.state}")
+            if min(e.local_refs, e.submitted_task_refs, e.lineage_refs, e.pins) < 0:
+                problems.append(f"{oid}: negative count")
+            if e.state == "released" and (e.in_scope() or e.lineage_refs <= 0 or e.value or e.locations):
+                problems.append(f"{oid}: released but in scope, unneeded, or still has a value")
+            if e.state == "ready" and e.value is None and not e.locations:
+                problems.append(f"{oid}: ready with neither value nor location")
+            if e.state in ("ready", "failed") and not e.in_scope():
+                problems.append(f"{oid}: settled and out of scope but not reclaimed (OWN-005)")
+            if any(not g for g in e.borrowers.values()):
+                problems.append(f"{oid}: borrower with no grant")
+        for oid, b in self.borrowed.items():
+            if b.holds() <= 0:
+                problems.append(f"{oid}: borrowed entry with no hold (BOR-005)")
+            if b.state not in tables.BORROWER_OBJECT:
+                problems.append(f"{oid}: unknown borrower state {b.state}")
+        counted: dict[ObjectId, int] = {}
+        for reg in self.outgoing.values():
+            if reg.purpose[0] in ("reply", "orphan"):
+                counted[reg.object_id] = counted.get(reg.object_id, 0) + 1
+        for oid, b in self.borrowed.items():
+            if b.outgoing_registrations != counted.get(oid, 0):
+                problems.append(f"{oid}: outgoing registrations {b.outgoing_registrations} != {counted.get(oid, 0)}")
+        for t in self.tasks.values():
+            if t.state == "submitted" and not t.holding_args:
+                problems.append(f"{t.spec.task_id}: submitted but not holding its args (BOR-006)")
+        for key, ex in self.exec_tasks.items():
+            if ex.state == "registering" and not ex.registrations:
+                problems.append(f"{key}: registering with nothing in flight")
+        for r in self.remotes.values():
+            if r.state == "dead" and r.incarnation and (r.peer, r.incarnation) not in self.fenced:
+                problems.append(f"{r.peer}: dead but not fenced")
+        if problems:
+            raise InvariantViolation(f"{self.peer_id}: " + "; ".join(problems))

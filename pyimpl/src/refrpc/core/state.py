@@ -1,0 +1,231 @@
+"""The records a peer keeps: ownership-table entries, borrower entries, tasks, remotes.
+
+Only :class:`refrpc.core.Peer` writes these (one mutation entry point); tests and
+the simulator read them. Sets are kept as insertion-ordered dicts so that
+anything produced from them is deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .messages import (
+    ActorId,
+    Arg,
+    Envelope,
+    ErrorInfo,
+    ForwardId,
+    ObjectId,
+    PeerId,
+    RefDescriptor,
+    SubmitTask,
+    TaskId,
+    TaskReply,
+    Value,
+)
+
+
+@dataclass(slots=True)
+class Config:
+    """Tunables with the spec's defaults (LIV-001, LIV-003, SES-003, SES-004, TASK-004)."""
+
+    inline_threshold: int = 100 * 1024
+    heartbeat_interval_ms: int = 250
+    miss_limit: int = 6
+    retransmit_ms: int = 200
+    ack_delay_ms: int = 50
+    window: int = 4096
+    max_frame_bytes: int = 64 * 1024 * 1024
+    features: tuple[str, ...] = ("core", "borrowing", "recovery", "actors")
+    #: How many completed task records an executor keeps for duplicate replies (RPC-002).
+    story_length: int = 64
+
+    @property
+    def dead_after_ms(self) -> int:
+        return self.heartbeat_interval_ms * self.miss_limit
+
+
+@dataclass(slots=True)
+class OwnedObject:
+    """An ownership-table entry (OWN-003)."""
+
+    object_id: ObjectId
+    #: One of tables.OWNER_OBJECT's states.
+    state: str
+    #: Producing task (lineage, LIN-001); "" for put objects.
+    task_id: TaskId = ""
+    #: Value kept at the owner (inline values and put values).
+    value: Value | None = None
+    #: Peers holding a copy; the first is the primary (LOC-001).
+    locations: dict[PeerId, None] = field(default_factory=dict)
+    size: int = -1
+    error: ErrorInfo | None = None
+    #: Handles the program on this peer holds.
+    local_refs: int = 0
+    #: Pending tasks this peer submitted that mention the object (BOR-006).
+    submitted_task_refs: int = 0
+    #: Owned objects whose value embeds this one (GC-002).
+    contained_in: dict[ObjectId, None] = field(default_factory=dict)
+    #: borrower -> {forward id -> requester} (BOR-003, BOR-012).
+    borrowers: dict[PeerId, dict[ForwardId, PeerId]] = field(default_factory=dict)
+    #: Entries whose producing task takes this object as an argument (LIN-002).
+    lineage_refs: int = 0
+    #: Holds taken while a nested ref of this value is being self-registered (BOR-008).
+    pins: int = 0
+    #: Refs nested in the value, held through contained_in while the value lives.
+    nested: tuple[RefDescriptor, ...] = ()
+    #: True once the value was reclaimed at least once (to answer FREED, OBJ-003).
+    reclaimed: bool = False
+
+    def in_scope(self) -> bool:
+        """OWN-004: any of these keeps the value."""
+        return bool(
+            self.local_refs
+            or self.submitted_task_refs
+            or self.contained_in
+            or self.borrowers
+            or self.pins
+        )
+
+
+@dataclass(slots=True)
+class BorrowedObject:
+    """What a non-owner keeps about a ref it holds (BOR-001, GC-001)."""
+
+    ref: RefDescriptor
+    #: One of tables.BORROWER_OBJECT's states.
+    state: str = "unresolved"
+    value: Value | None = None
+    locations: tuple[tuple[PeerId, str], ...] = ()
+    size: int = -1
+    error: ErrorInfo | None = None
+    local_refs: int = 0
+    submitted_task_refs: int = 0
+    contained_in: dict[ObjectId, None] = field(default_factory=dict)
+    #: Tasks running here that received the ref in their arguments (BOR-001 b).
+    task_holds: int = 0
+    #: RegisterBorrower requests this peer sent for others, not yet answered (BOR-002).
+    outgoing_registrations: int = 0
+    #: Grants the owner recorded for this peer (BOR-001 a).
+    grants: dict[ForwardId, None] = field(default_factory=dict)
+    #: Forward id of this peer's own registration in flight (BOR-007, BOR-008).
+    self_registration: ForwardId = ""
+    #: Holds taken while a nested ref of this value is being self-registered (BOR-008).
+    pins: int = 0
+    #: A GetObjectStatus(wait) is outstanding at the owner.
+    status_requested: bool = False
+
+    @property
+    def owner(self) -> PeerId:
+        return self.ref.owner
+
+    def holds(self) -> int:
+        return (
+            self.local_refs
+            + self.submitted_task_refs
+            + len(self.contained_in)
+            + self.task_holds
+            + self.outgoing_registrations
+            + self.pins
+            + (1 if self.self_registration else 0)
+        )
+
+
+@dataclass(slots=True)
+class OwnerTask:
+    """A task this peer submitted: its spec is the lineage of its returns (LIN-001)."""
+
+    spec: SubmitTask
+    #: One of tables.OWNER_TASK's states.
+    state: str
+    executor: PeerId
+    #: Object ids (owned or borrowed) the args mention, with multiplicity (BOR-006).
+    arg_refs: tuple[ObjectId, ...]
+    #: Whether arg_refs currently count in submitted_task_refs.
+    holding_args: bool = True
+    #: Whether arg_refs owned here count in lineage_refs (retryable tasks only).
+    lineage_counted: bool = False
+
+
+@dataclass(slots=True)
+class ExecTask:
+    """A task this peer executes for ``owner`` (EXECUTOR_TASK)."""
+
+    spec: SubmitTask
+    owner: PeerId
+    owner_incarnation: int
+    state: str
+    #: Object ids this task holds through task holds (BOR-001 b).
+    held: tuple[ObjectId, ...] = ()
+    #: REF arguments still waiting for their value (arg index -> object id).
+    waiting: dict[int, ObjectId] = field(default_factory=dict)
+    #: RegisterBorrower requests that must be answered before the reply (BOR-002, BOR-007).
+    registrations: dict[ForwardId, ObjectId] = field(default_factory=dict)
+    reply: TaskReply | None = None
+    #: Session seq the reply went out with; forgotten once acked (RPC-002).
+    reply_seq: int = 0
+    cancelled: bool = False
+
+
+@dataclass(slots=True)
+class OutgoingRegistration:
+    """A RegisterBorrower this peer sent and waits on."""
+
+    object_id: ObjectId
+    borrower: PeerId
+    #: ("reply", exec task key) or ("self", container object id) or ("retain", exec key).
+    purpose: tuple
+
+
+@dataclass(slots=True)
+class OwnedActor:
+    actor_id: ActorId
+    class_name: str
+    args: tuple[Arg, ...]
+    host: PeerId
+    state: str = "pending"
+    max_restarts: int = 0
+    restarts: int = 0
+    next_seq: int = 0
+    error: ErrorInfo | None = None
+
+
+@dataclass(slots=True)
+class HostedActor:
+    actor_id: ActorId
+    owner: PeerId
+    owner_incarnation: int
+    state: str = "starting"
+    #: caller -> next actor_seq to run (ACT-003).
+    next_seq: dict[tuple[PeerId, int], int] = field(default_factory=dict)
+    #: Calls not yet started, in arrival order.
+    queue: list = field(default_factory=list)
+    running: bool = False
+
+
+@dataclass(slots=True)
+class Remote:
+    """Another peer incarnation as this peer sees it (PEER table, SES-*)."""
+
+    peer: PeerId
+    address: str
+    incarnation: int = 0
+    #: One of tables.PEER's states.
+    state: str = "connecting"
+    features: tuple[str, ...] = ()
+    last_heard_ms: int = 0
+    last_sent_ms: int = 0
+    hello_sent_ms: int = -1
+    #: Session out side (SES-001, SES-003).
+    out_seq: int = 0
+    unacked: dict[int, Envelope] = field(default_factory=dict)
+    last_progress_ms: int = 0
+    queued: list = field(default_factory=list)
+    #: Session in side (SES-002).
+    delivered: int = 0
+    buffered: dict[int, Envelope] = field(default_factory=dict)
+    ack_owed_since_ms: int = -1
+    #: Known to run tasks (cluster membership) with this many slots.
+    slots: int = 0
+    #: Tasks this peer has sent it and not yet seen answered (placement load).
+    load: int = 0

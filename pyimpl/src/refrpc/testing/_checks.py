@@ -1,0 +1,67 @@
+"""Global checks of the spec's guarantees over a simulated cluster.
+
+``safety_violations`` runs after every step; ``liveness_violations`` once the
+cluster is quiescent. Both return human-readable problems citing the guarantee.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._sim import Cluster
+
+
+def safety_violations(cl: Cluster) -> list[str]:
+    """OWN-004 across peers: a live, non-orphaned holder's object still has its value."""
+    dead = cl.dead_view()
+    out: list[str] = []
+    for p in cl.peers.values():
+        if not p.alive or (p.name, p.core.incarnation) in dead:
+            continue
+        orphan: dict[str, int] = {}
+        for ex in p.core.exec_tasks.values():
+            if (ex.owner, ex.owner_incarnation) in dead:
+                for oid in ex.held:
+                    orphan[oid] = orphan.get(oid, 0) + 1
+        for oid, b in p.core.borrowed.items():
+            if b.state == "failed":
+                continue
+            owner = cl.peers.get(b.owner)
+            if owner is None or not owner.alive or (b.owner, b.ref.owner_incarnation) in dead:
+                continue
+            if b.holds() - orphan.get(oid, 0) <= 0:
+                continue
+            e = owner.core.owned.get(oid)
+            if e is None or e.state == "released":
+                out.append(
+                    f"SAFETY (OWN-004): {p.name} holds {oid} (holds={b.holds()}, grants={list(b.grants)}) "
+                    f"but its owner {b.owner} has {'no entry' if e is None else 'released it'}\n"
+                    f"  owner story: {owner.core.story(oid)}\n  holder story: {p.core.story(oid)}"
+                )
+    return out
+
+
+def liveness_violations(cl: Cluster) -> list[str]:
+    """G-liveness: once quiescent with every handle dropped, nothing is left anywhere."""
+    out: list[str] = []
+    for p in cl.peers.values():
+        if not p.alive:
+            continue
+        c = p.core
+        leftovers = {
+            "owned": list(c.owned),
+            "borrowed": list(c.borrowed),
+            "tasks": list(c.tasks),
+            "exec_tasks": [k[2] for k in c.exec_tasks],
+            "outgoing": list(c.outgoing),
+            "copies": list(c.copies),
+            "store": list(p.store),
+            "running": [k[0] for k in p.running],
+            "status_waiters": list(c.status_waiters),
+        }
+        for what, items in leftovers.items():
+            if items:
+                stories = "\n".join(f"    {i}: {c.story(i)}" for i in items[:3] if isinstance(i, str))
+                out.append(f"LIVENESS: {p.name} still has {what} {items[:5]}\n{stories}")
+    return out

@@ -1,0 +1,164 @@
+"""Running programs on a simulated cluster: seeded random runs and exhaustive exploration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from refrpc.core.messages import ErrorCode
+
+from ._checks import liveness_violations
+from ._sim import Chooser, Cluster, Driver, Faults, RandomChooser, SimFailure
+from ._workloads import Outcome, WORKLOADS
+
+#: Typed errors a program may see when peers are killed (G-recovery: typed, never a hang).
+FAILURE_ERRORS = {
+    ErrorCode.WORKER_DIED,
+    ErrorCode.OBJECT_LOST,
+    ErrorCode.OWNER_DIED,
+    ErrorCode.ACTOR_DIED,
+    ErrorCode.RESOURCE_EXHAUSTED,
+    ErrorCode.PEER_DIED,
+}
+
+
+@dataclass
+class RunResult:
+    workload: str
+    seed: int | None
+    steps: int
+    messages: int
+    killed: list[str]
+    completed: bool
+
+
+def _outcome(cl: Cluster, res) -> Outcome:
+    if res.error is not None:
+        return Outcome(None, (), res.error)
+    value = res.value
+    if value is None:
+        value = cl.fetch(res.locations, res.object_id)
+        if value is None:
+            from refrpc.core.messages import ErrorInfo
+
+            return Outcome(None, (), ErrorInfo(ErrorCode.OBJECT_LOST, "no live copy to fetch"))
+    return Outcome(value.data, value.nested, None)
+
+
+def run(workload: str, cl: Cluster, *, max_steps: int = 20000, seed: int | None = None, quiesce_ms: int = 4000) -> RunResult:
+    """Run ``workload`` to completion on ``cl``, checking every guarantee; raise SimFailure."""
+    driver = Driver(cl, cl.peers["driver"])
+    if cl.faults.kills or cl.faults.kill_driver:
+        driver.expected_errors = set(FAILURE_ERRORS)
+    gen = WORKLOADS[workload](driver)
+    messages = 0
+    steps = 0
+    done = False
+    token = None
+
+    def fail(msg: str) -> SimFailure:
+        tail = "\n".join(f"  {who}: {what}" for who, what in cl.trace[-40:])
+        return SimFailure(f"[{workload} seed={seed}] {msg}\nlast events:\n{tail}")
+
+    try:
+        token = next(gen)
+        while steps < max_steps:
+            if not cl.peers["driver"].alive:
+                done = True  # the owner died: its program is gone (fate-sharing)
+            if not done and token is not None and token.request_id in driver.peer.get_results:
+                res = driver.peer.get_results.pop(token.request_id)
+                try:
+                    token = gen.send(_outcome(cl, res))
+                except StopIteration:
+                    done = True
+                    token = None
+                continue
+            if done:
+                break
+            before = len(cl.flights)
+            if not cl.step(allow_faults=True):
+                raise fail("deadlock: the program waits and nothing can happen (G-recovery)")
+            messages += max(0, len(cl.flights) - before)
+            steps += 1
+            if cl.use_time and cl.now > 60_000:
+                raise fail("the program did not finish within 60 s of simulated time (G-recovery)")
+        if not done:
+            raise fail(f"no progress after {max_steps} steps (G-recovery)")
+        # Failures stop; let the cluster settle, then nothing may be left (G-liveness).
+        end = cl.now + quiesce_ms
+        settle_steps = 0
+        while settle_steps < max_steps:
+            if cl.use_time and cl.now >= end and not cl.reports:
+                break
+            if not cl.step(allow_faults=False):
+                break
+            settle_steps += 1
+        problems = liveness_violations(cl)
+        if problems:
+            raise fail("\n".join(problems))
+    except SimFailure as exc:
+        if str(exc).startswith(f"[{workload}"):
+            raise
+        raise fail(str(exc)) from None
+    return RunResult(workload, seed, steps, messages, list(cl.killed), done)
+
+
+def run_random(workload: str, seed: int, *, peers: int = 4, faults: Faults | None = None) -> RunResult:
+    cl = Cluster(peers, RandomChooser(seed), faults)
+    return run(workload, cl, seed=seed)
+
+
+class ScriptChooser(Chooser):
+    """Follows a fixed prefix of choices, then always picks 0; records the options seen."""
+
+    def __init__(self, prefix: list[int]) -> None:
+        self.prefix = prefix
+        self.taken: list[tuple[int, int]] = []  # (choice, number of options)
+
+    def pick(self, n: int, what: str) -> int:
+        i = len(self.taken)
+        c = self.prefix[i] if i < len(self.prefix) else 0
+        self.taken.append((c, n))
+        return c
+
+    def chance(self, p: float, what: str) -> bool:
+        return False
+
+
+@dataclass
+class Exploration:
+    workload: str
+    runs: int
+    complete: bool
+    failures: list[str] = field(default_factory=list)
+
+
+def explore(workload: str, *, peers: int = 3, kills: int = 0, max_runs: int = 5000, on_run: Callable[[int], None] | None = None) -> Exploration:
+    """Enumerate every order of deliveries, task completions, death reports and kills.
+
+    No time passes (no heartbeats or retransmissions), so each run is finite;
+    kills are reported through the supervisor in every possible order.
+    """
+    prefix: list[int] = []
+    runs = 0
+    failures: list[str] = []
+    while runs < max_runs:
+        chooser = ScriptChooser(prefix)
+        cl = Cluster(peers, chooser, Faults(kills=kills), use_time=False)
+        try:
+            run(workload, cl, max_steps=2000, seed=None)
+        except SimFailure as exc:
+            failures.append(f"choices={[c for c, _ in chooser.taken]}\n{exc}")
+            if len(failures) >= 3:
+                return Exploration(workload, runs + 1, False, failures)
+        runs += 1
+        if on_run:
+            on_run(runs)
+        # Next prefix: the last choice point with an untried option, incremented.
+        taken = chooser.taken
+        while taken and taken[-1][0] + 1 >= taken[-1][1]:
+            taken.pop()
+        if not taken:
+            return Exploration(workload, runs, True, failures)
+        prefix = [c for c, _ in taken[:-1]] + [taken[-1][0] + 1]
+    return Exploration(workload, runs, False, failures)
