@@ -38,9 +38,26 @@ class Actors:
         host = s.executor or self._place(mentioned)
         if not host:
             raise LocalUsageError(ErrorCode.RESOURCE_EXHAUSTED, "no live peer to host the actor")
-        a = OwnedActor(s.actor_id, s.class_name, args, host, max_restarts=s.max_restarts)
+        a = OwnedActor(s.actor_id, s.class_name, args, host, max_restarts=s.max_restarts, arg_refs=mentioned, holding_args=True)
         self.owned_actors[s.actor_id] = a
+        for oid in mentioned:
+            self._hold(oid, "submitted_task_refs", +1)  # covered like task arguments (BOR-006)
         self._start_actor(a)
+
+    def _release_actor_args(self: Peer, a: OwnedActor) -> None:
+        if a.holding_args:
+            a.holding_args = False
+            for oid in a.arg_refs:
+                self._hold(oid, "submitted_task_refs", -1)
+
+    def _owned_actor_dead(self: Peer, actor_id: ActorId, info: ErrorInfo) -> None:
+        a = self.owned_actors.get(actor_id)
+        if a is None or a.state == ActorState.DEAD.value:
+            return
+        a.state = ActorState.DEAD.value
+        a.error = info
+        self._release_actor_args(a)
+        self._out(ActorStateChanged(self._sid, a.actor_id, a.state, info))
 
     def _start_actor(self: Peer, a: OwnedActor) -> None:
         w = self.workers.get(a.host)
@@ -60,8 +77,13 @@ class Actors:
         a = self.owned_actors.get(msg.actor_id)
         if a is None or a.host != r.peer:
             return
+        if msg.state == ActorState.DEAD:
+            self._owned_actor_dead(a.actor_id, msg.error or ErrorInfo(ErrorCode.ACTOR_DIED, "actor died", "ACT-002"))
+            return
         a.state = msg.state.value
         a.error = msg.error
+        if a.state == ActorState.ALIVE.value and a.max_restarts == 0:
+            self._release_actor_args(a)  # creation is over; a restart would need them again
         self._out(ActorStateChanged(self._sid, a.actor_id, a.state, msg.error))
 
     def _actor_host_died(self: Peer, dead: PeerId) -> None:
@@ -76,9 +98,7 @@ class Actors:
                     self._out(ActorStateChanged(self._sid, a.actor_id, a.state, None))
                     self._start_actor(a)
                     continue
-            a.state = ActorState.DEAD.value
-            a.error = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {a.actor_id} died with its host {dead}", "ACT-004")
-            self._out(ActorStateChanged(self._sid, a.actor_id, a.state, a.error))
+            self._owned_actor_dead(a.actor_id, ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {a.actor_id} died with its host {dead}", "ACT-004"))
 
     def _kill_actor(self: Peer, actor_id: ActorId) -> None:
         a = self.owned_actors.get(actor_id)
@@ -100,22 +120,39 @@ class Actors:
         self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved))
 
     def _creation_failed(self: Peer, key: ExecKey, error: ErrorInfo) -> None:
-        actor_id = self.actor_creations[key]
-        self._actor_ready(ActorReady(self._sid, actor_id, error))
+        """The constructor could not run (an argument failed, TASK-009, or it raised)."""
+        actor_id = self.actor_creations.pop(key)
+        ex = self.exec_tasks.pop(key)
+        self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+        self._release_exec_holds(ex)
+        h = self.hosted.get(actor_id)
+        if h is not None:
+            self._hosted_actor_dead(h, error)
 
     def _actor_ready(self: Peer, s: ActorReady) -> None:
         h = self.hosted.get(s.actor_id)
         key = next((k for k, a in self.actor_creations.items() if a == s.actor_id), None)
-        if key is not None:
-            self.actor_creations.pop(key)
-            ex = self.exec_tasks.pop(key, None)
-            if ex is not None:
-                self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
-                self._release_exec_holds(ex)
-        if h is None:
+        ex = self.exec_tasks.get(key) if key is not None else None
+        if h is None or key is None or ex is None or ex.state != "running":
             return
         if s.error is not None:
-            self._hosted_actor_dead(h, s.error)
+            self._creation_failed(key, s.error)
+            return
+        # Refs the constructor kept need grants before we report alive (BOR-007).
+        self._register_retained(ex, key, ())
+        if ex.registrations:
+            self._transition_exec(ex, "finished_retained")
+        else:
+            self._transition_exec(ex, "finished")
+            self._creation_done(key)
+
+    def _creation_done(self: Peer, key: ExecKey) -> None:
+        actor_id = self.actor_creations.pop(key)
+        ex = self.exec_tasks.pop(key)
+        self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+        self._release_exec_holds(ex)
+        h = self.hosted.get(actor_id)
+        if h is None:
             return
         h.state = "alive"
         self._send(h.owner, ActorStatus(h.actor_id, ActorState.ALIVE))  # ACT-001

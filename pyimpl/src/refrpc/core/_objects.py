@@ -69,6 +69,7 @@ class Objects:
             b = BorrowedObject(ref=replace(d, forward_id=""), size=d.size_hint)
             self.borrowed[d.object_id] = b
             self._story(d.object_id, "borrow-entry", f"owner {d.owner}")
+            self._ensure_session(d.owner, d.owner_address, d.owner_incarnation)  # REF-006
             if (d.owner, d.owner_incarnation) in self.fenced:
                 self._transition_borrowed(b, "owner_died")  # REF-002
                 b.error = ErrorInfo(ErrorCode.OWNER_DIED, f"owner {d.owner} died", "FATE-001")
@@ -166,8 +167,8 @@ class Objects:
         e = self.owned.pop(oid)
         self.status_waiters.pop(oid, None)
         t = self.tasks.get(e.task_id) if e.task_id else None
-        if t is not None and t.state != "submitted" and not any(r in self.owned for r in t.spec.return_ids):
-            self._forget_task(t)
+        if t is not None:
+            self._return_deleted(t)
 
     def _check_borrowed(self: Peer, oid: ObjectId) -> None:
         b = self.borrowed[oid]
@@ -221,8 +222,12 @@ class Objects:
     def _status_message(self: Peer, oid: ObjectId) -> ObjectStatus:
         e = self.owned.get(oid)
         if e is None:
-            state = ObjectState.FREED if self._owns(oid) else ObjectState.UNKNOWN  # OBJ-003
-            return ObjectStatus(oid, state)
+            if self._owns(oid):
+                return ObjectStatus(oid, ObjectState.FREED)  # OBJ-003
+            if oid in self.borrowed:
+                info = ErrorInfo(ErrorCode.NOT_OWNER, f"{oid} is owned by {self.borrowed[oid].owner}", "OBJ-007")
+                return ObjectStatus(oid, ObjectState.UNKNOWN, error=info)
+            return ObjectStatus(oid, ObjectState.UNKNOWN)
         if e.state == "ready":
             pairs = self._location_pairs(e) if e.value is None else ()
             return ObjectStatus(
@@ -270,11 +275,16 @@ class Objects:
             info = ErrorInfo(code, f"{msg.object_id} is not live here", "BOR-003")
             self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id, info))
             return
+        if msg.borrower == self.peer_id:
+            info = ErrorInfo(ErrorCode.WRONG_STATE, "the owner cannot borrow its own object", "BOR-025")
+            self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id, info))
+            return
         if (msg.borrower, msg.borrower_incarnation) in self.fenced:
             info = ErrorInfo(ErrorCode.PEER_DIED, f"borrower {msg.borrower} is dead", "BOR-003")
             self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id, info))
             return
         self.addresses[msg.borrower] = (msg.borrower_address, msg.borrower_incarnation)
+        self._ensure_session(msg.borrower, msg.borrower_address, msg.borrower_incarnation)  # OWN-011
         e.borrowers.setdefault(msg.borrower, {})[msg.forward_id] = r.peer  # BOR-003, BOR-012
         self._story(msg.object_id, "grant", f"{msg.borrower} {msg.forward_id} via {r.peer}")
         self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id))
@@ -284,13 +294,13 @@ class Objects:
             e = self.owned.get(rel.object_id)
             if e is None:
                 continue  # idempotent: already gone
-            grants = e.borrowers.get(r.peer)
-            if grants is None:
-                continue
             for fid in rel.forward_ids:
-                grants.pop(fid, None)
-            if not grants:
-                del e.borrowers[r.peer]
+                # The borrower releases its grant, or the requester one it abandoned (BOR-014).
+                for borrower, grants in list(e.borrowers.items()):
+                    if fid in grants and (borrower == r.peer or grants[fid] == r.peer):
+                        del grants[fid]
+                        if not grants:
+                            del e.borrowers[borrower]
             self._story(rel.object_id, "release", f"{r.peer} {','.join(rel.forward_ids)}")
             self._check_owned(rel.object_id)
 
@@ -348,11 +358,14 @@ class Objects:
             return
         kind = reg.purpose[0]
         b = self.borrowed.get(reg.object_id)
-        if kind in ("reply", "orphan"):
+        if kind in ("reply", "abandon"):
             if b is not None:
                 b.outgoing_registrations -= 1
             if kind == "reply":
                 self._reply_registration_done(reg, msg.error)
+            elif msg.error is None and b is not None:
+                # BOR-014: granted for a send that was abandoned meanwhile; give it back.
+                self.pending_releases.setdefault(b.owner, []).append(BorrowRelease(reg.object_id, (msg.forward_id,)))
         else:
             if b is not None and b.self_registration == msg.forward_id:
                 b.self_registration = ""

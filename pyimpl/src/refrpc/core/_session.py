@@ -11,10 +11,16 @@ from typing import TYPE_CHECKING
 
 from . import tables
 from .errors import ProtocolViolation
-from .events import FailStop, PeerDeclaredDead, RemoteError, SendFrame
+from .events import DeliverData, FailStop, PeerDeclaredDead, RemoteError, SendFrame
 from .messages import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
+    ArgKind,
+    Encoding,
+    FetchChunk,
+    FetchRequest,
+    SubmitTask,
+    TaskReply,
     Envelope,
     ErrorCode,
     ErrorInfo,
@@ -33,8 +39,17 @@ from .state import Remote
 if TYPE_CHECKING:
     from .peer import Peer
 
-#: Messages that travel outside the session (seq 0): not acked, not retransmitted.
-_UNSEQUENCED = (Hello, Welcome, Heartbeat)
+#: Data-plane messages: outside the session (seq 0), handed to the shell (FET-005).
+_DATA_PLANE = (FetchRequest, FetchChunk)
+
+#: Requests whose failure a ProtocolError can report, and the field naming them (ERR-003).
+_REQUEST_KEY = {
+    "SubmitTask": "task_id",
+    "CreateActor": "actor_id",
+    "RegisterBorrower": "forward_id",
+    "GetObjectStatus": "object_id",
+    "IntrospectRequest": "request_id",
+}
 
 #: Which negotiated feature each message needs (HS-004); "core" ones are omitted.
 FEATURE_OF: dict[str, str] = {
@@ -54,7 +69,7 @@ class SessionLayer:
 
     # ------------------------------------------------------------ sending
     def _remote(self: Peer, peer: PeerId, address: str = "", incarnation: int = 0) -> Remote:
-        """The record for ``peer``, created (and greeted, HS-001) on first use."""
+        """The record for ``peer``, created on first use."""
         r = self.remotes.get(peer)
         if r is None or (r.state == "dead" and incarnation and incarnation != r.incarnation):
             r = Remote(peer=peer, address=address, incarnation=incarnation)
@@ -63,6 +78,14 @@ class SessionLayer:
         if not r.address and address:
             r.address = address
         return r
+
+    def _ensure_session(self: Peer, peer: PeerId, address: str, incarnation: int = 0) -> None:
+        """Open a session so that the peer's death gets noticed (OWN-011, REF-006)."""
+        if peer == self.peer_id or (peer, incarnation) in self.fenced:
+            return
+        r = self._remote(peer, address, incarnation)
+        if r.state == "connecting" and r.hello_sent_ms < 0:
+            self._send_hello(r)
 
     def _send(self: Peer, peer: PeerId, body: Message, address: str = "", incarnation: int = 0) -> None:
         """Send ``body`` to ``peer`` on its session (queued until the handshake is done)."""
@@ -74,7 +97,13 @@ class SessionLayer:
             if r.hello_sent_ms < 0:
                 self._send_hello(r)
             return
-        self._send_sequenced(r, body)
+        self._send_body(r, body)
+
+    def _send_body(self: Peer, r: Remote, body: Message) -> None:
+        if isinstance(body, _DATA_PLANE):
+            self._send_unsequenced(r, body)  # FET-005
+        else:
+            self._send_sequenced(r, body)
 
     def _send_sequenced(self: Peer, r: Remote, body: Message) -> None:
         r.out_seq += 1
@@ -82,6 +111,12 @@ class SessionLayer:
         if not r.unacked:
             r.last_progress_ms = self.now_ms
         r.unacked[r.out_seq] = env
+        r.unacked_at[r.out_seq] = self.now_ms
+        kind = _REQUEST_KEY.get(type(body).__name__)
+        if kind is not None:
+            r.requests[r.out_seq] = (type(body).__name__, getattr(body, kind))  # ERR-003
+            if len(r.requests) > 4 * self.config.window:
+                del r.requests[next(iter(r.requests))]
         self._emit_frame(r, env)
 
     def _send_unsequenced(self: Peer, r: Remote, body: Message) -> None:
@@ -119,35 +154,40 @@ class SessionLayer:
 
     # ------------------------------------------------------------ receiving
     def _on_receive(self: Peer, env: Envelope) -> None:
-        if env.receiver != self.peer_id or (
-            env.receiver_incarnation not in (0, self.incarnation)
-        ):
-            # SES-006: meant for another incarnation of me (or someone else).
-            self._tell_declared_dead(env)
+        """Check an envelope in the order SES-016 gives, then deliver it."""
+        body = env.body
+        if env.receiver != self.peer_id:
+            self._story(f"peer:{env.sender}", "discard-not-for-me", env.receiver)
+            return
+        if env.receiver_incarnation == 0 and not isinstance(body, Hello):
+            self._story(f"peer:{env.sender}", "discard-no-incarnation", type(body).__name__)  # SES-014
+            return
+        if env.receiver_incarnation not in (0, self.incarnation):
+            self._tell_declared_dead(env, "SES-006")
             return
         if (env.sender, env.sender_incarnation) in self.fenced:
-            self._tell_declared_dead(env)  # SES-005
+            self._tell_declared_dead(env, "SES-005")
             return
-        body = env.body
         if isinstance(body, Hello):
             self._on_hello(env, body)
             return
         r = self.remotes.get(env.sender)
-        if r is None or r.incarnation != env.sender_incarnation or r.state != "alive":
+        if r is None or r.incarnation not in (env.sender_incarnation, 0) or r.state != "alive":
             if isinstance(body, Welcome) and r is not None and r.state == "connecting":
                 self._on_welcome(r, env, body)
-                return
-            if isinstance(body, ProtocolError) and r is not None:
-                self._on_protocol_error(r, body)
-                return
-            # Not in a session with us (HS-001): nothing we can safely act on.
-            self._story(f"peer:{env.sender}", "discard-no-session", type(body).__name__)
+            elif isinstance(body, ProtocolError) and r is not None:
+                self._on_session_error(r, env, body)
+            else:
+                # No session with this incarnation (SES-010): nothing we can safely act on.
+                self._story(f"peer:{env.sender}", "discard-no-session", type(body).__name__)
             return
         r.last_heard_ms = self.now_ms  # LIV-002
         self._take_ack(r, env.ack)
         if env.seq == 0:
             if isinstance(body, ProtocolError):
-                self._on_protocol_error(r, body)
+                self._on_session_error(r, env, body)
+            elif isinstance(body, _DATA_PLANE):
+                self._deliver_data(r, body)
             return  # Heartbeat/Welcome: liveness and ack only
         if env.seq <= r.delivered:
             r.ack_owed_since_ms = self.now_ms  # duplicate: re-ack (SES-002)
@@ -157,17 +197,28 @@ class SessionLayer:
                 r.buffered[env.seq] = env
             return
         self._deliver(r, env)
+        self._deliver_buffered(r)
+
+    def _deliver_buffered(self: Peer, r: Remote) -> None:
         while r.delivered + 1 in r.buffered and r.state == "alive":
-            self._deliver(r, r.buffered.pop(r.delivered + 1))
+            item = r.buffered.pop(r.delivered + 1)
+            if isinstance(item, ErrorInfo):  # a malformed message held its place (GEN-010)
+                r.delivered += 1
+                self._protocol_error(r, item.code, item.message, "GEN-010", r.delivered)
+            else:
+                self._deliver(r, item)
 
     def _deliver(self: Peer, r: Remote, env: Envelope) -> None:
         r.delivered = env.seq
         if r.ack_owed_since_ms < 0:
             r.ack_owed_since_ms = self.now_ms
         name = type(env.body).__name__
-        needed = FEATURE_OF.get(name)
-        if needed and needed not in r.features:
-            self._protocol_error(r, ErrorCode.FEATURE_NOT_NEGOTIATED, f"{name} needs feature {needed}", "HS-004", env.seq)
+        problem = self._feature_problem(r, env.body)
+        if problem is not None:
+            self._protocol_error(r, ErrorCode.FEATURE_NOT_NEGOTIATED, problem[0], problem[1], env.seq)
+            return
+        if isinstance(env.body, _DATA_PLANE):
+            self._deliver_data(r, env.body)
             return
         handler = getattr(self, f"_on_{name}", None)
         if handler is None:
@@ -179,11 +230,41 @@ class SessionLayer:
             # GEN-005: a valid message in the wrong state; the peer is told, we go on.
             self._protocol_error(r, exc.code, str(exc), exc.requirement, env.seq)
 
+    def _feature_problem(self: Peer, r: Remote, body: Message) -> tuple[str, str] | None:
+        """Which negotiated feature ``body`` uses without it (HS-004, HS-017..HS-020)."""
+        name = type(body).__name__
+        needed = FEATURE_OF.get(name)
+        if needed and needed not in r.features:
+            return f"{name} needs feature {needed}", "HS-004"
+        values: list = []
+        if isinstance(body, SubmitTask):
+            if body.actor_id and Feature.ACTORS.value not in r.features:
+                return "actor calls need feature actors", "HS-019"
+            if body.attempt > 1 and Feature.RECOVERY.value not in r.features:
+                return "attempt > 1 needs feature recovery", "HS-018"
+            values = [a.value for a in body.args if a.value is not None]
+            if any(a.kind == ArgKind.SHARED for a in body.args) and Feature.BORROWING.value not in r.features:
+                return "shared arguments need feature borrowing", "HS-017"
+        elif isinstance(body, TaskReply):
+            values = [rv.value for rv in body.returns if rv.value is not None]
+            if (body.retained or any(rv.nested for rv in body.returns)) and Feature.BORROWING.value not in r.features:
+                return "refs in replies need feature borrowing", "HS-017"
+        for v in values:
+            if v.nested and Feature.BORROWING.value not in r.features:
+                return "nested refs need feature borrowing", "HS-017"
+            if (v.encoding == Encoding.PICKLE or v.buffers) and Feature.PYTHON_PICKLE.value not in r.features:
+                return "pickle values need feature python-pickle", "HS-020"
+        return None
+
+    def _deliver_data(self: Peer, r: Remote, body: Message) -> None:
+        self._out(DeliverData(self._sid, r.peer, r.incarnation, r.address, body))
+
     def _take_ack(self: Peer, r: Remote, ack: int) -> None:
         if not r.unacked or ack < next(iter(r.unacked)):
             return
         for seq in [s for s in r.unacked if s <= ack]:
             del r.unacked[seq]
+            r.unacked_at.pop(seq, None)
         r.last_progress_ms = self.now_ms
         self._on_acked(r, ack)
 
@@ -192,10 +273,10 @@ class SessionLayer:
         if r is not None and r.incarnation and r.incarnation != env.sender_incarnation and r.state != "dead":
             self._declare_dead(r, "new_incarnation", "restarted with a new incarnation")  # HS-006
             r = None
-        if hello.protocol_major != PROTOCOL_MAJOR:
+        refusal = self._refuse_greeting(hello)
+        if refusal is not None:
             tmp = Remote(peer=env.sender, address=hello.address, incarnation=env.sender_incarnation)
-            info = ErrorInfo(ErrorCode.PROTOCOL_VERSION, f"I speak {PROTOCOL_MAJOR}.x, you {hello.protocol_major}.x", "HS-002")
-            self._send_unsequenced(tmp, ProtocolError(info))
+            self._send_unsequenced(tmp, ProtocolError(refusal))
             return
         if r is None or r.state == "dead":
             r = self._remote(env.sender, hello.address, env.sender_incarnation)
@@ -204,17 +285,30 @@ class SessionLayer:
         fresh = r.state != "alive" or r.incarnation != env.sender_incarnation
         r.incarnation = env.sender_incarnation
         r.features = self._negotiate(hello.features)
+        r.heartbeat_interval_ms = hello.heartbeat_interval_ms  # LIV-007
         self._send_unsequenced(r, Welcome(**{**self._hello_fields(), "features": r.features}))
         if fresh:
             self._become_alive(r, "hello")
 
+    def _refuse_greeting(self: Peer, g: Hello | Welcome) -> ErrorInfo | None:
+        if g.protocol_major != PROTOCOL_MAJOR:
+            return ErrorInfo(ErrorCode.PROTOCOL_VERSION, f"I speak {PROTOCOL_MAJOR}.x, you {g.protocol_major}.x", "HS-002")
+        if Feature.CORE.value not in g.features:
+            return ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, "every peer must offer core", "HS-011")
+        if g.max_frame_bytes < 1 << 20:
+            return ErrorInfo(ErrorCode.MALFORMED, "maxFrameBytes must be at least 1 MiB", "HS-012")
+        return None
+
     def _on_welcome(self: Peer, r: Remote, env: Envelope, w: Welcome) -> None:
-        if w.protocol_major != PROTOCOL_MAJOR:
-            self._declare_dead(r, "rejected", "protocol version mismatch")
+        refusal = self._refuse_greeting(w)
+        if refusal is not None:
+            r.incarnation = env.sender_incarnation
+            self._declare_dead(r, "rejected", refusal.message)
             return
         r.incarnation = env.sender_incarnation
         r.last_heard_ms = self.now_ms
         r.features = self._negotiate(w.features)
+        r.heartbeat_interval_ms = w.heartbeat_interval_ms  # LIV-007
         self._become_alive(r, "welcome")
 
     def _negotiate(self: Peer, theirs: tuple[str, ...]) -> tuple[str, ...]:
@@ -225,28 +319,57 @@ class SessionLayer:
         self._transition_peer(r, event)
         queued, r.queued = r.queued, []
         for body in queued:
-            self._send_sequenced(r, body)
+            self._send_body(r, body)
 
-    def _on_protocol_error(self: Peer, r: Remote, msg: ProtocolError) -> None:
+    def _on_session_error(self: Peer, r: Remote, env: Envelope, msg: ProtocolError) -> None:
         if msg.error.code == ErrorCode.DECLARED_DEAD:
+            if r.incarnation and r.incarnation != env.sender_incarnation:
+                # LIV-009: the peer restarted; it is our old view of it that is dead.
+                self._declare_dead(r, "new_incarnation", "restarted (told by DECLARED_DEAD)")
+                return
             self._fail_stop(f"{r.peer} says this incarnation was declared dead")  # LIV-005
             return
-        if msg.error.code == ErrorCode.PROTOCOL_VERSION and r.state == "connecting":
-            self._declare_dead(r, "rejected", msg.error.message)
+        if r.state == "connecting" and msg.error.code in (ErrorCode.PROTOCOL_VERSION, ErrorCode.FEATURE_NOT_NEGOTIATED, ErrorCode.MALFORMED):
+            r.incarnation = r.incarnation or env.sender_incarnation
+            self._declare_dead(r, "rejected", msg.error.message)  # HS-002, HS-011
             return
+        if r.state != "alive" or r.incarnation != env.sender_incarnation:
+            return
+        self._on_ProtocolError(r, msg)
+
+    def _on_ProtocolError(self: Peer, r: Remote, msg: ProtocolError) -> None:
+        """ERR-003: an error about one of our requests ends that request."""
         self._out(RemoteError(self._sid, r.peer, msg.error))
+        req = r.requests.pop(msg.related_seq, None) if msg.related_seq else None
+        if req is not None:
+            self._request_refused(r, req[0], req[1], msg.error)
 
     def _protocol_error(self: Peer, r: Remote, code: ErrorCode, message: str, requirement: str, seq: int) -> None:
         self._story(f"peer:{r.peer}", "protocol-error-sent", f"{code.value} {requirement}: {message}")
         self._send(r.peer, ProtocolError(ErrorInfo(code, message, requirement), related_seq=seq))
 
-    def _tell_declared_dead(self: Peer, env: Envelope) -> None:
+    def _tell_declared_dead(self: Peer, env: Envelope, requirement: str) -> None:
         r = self.remotes.get(env.sender)
         if r is None or isinstance(env.body, ProtocolError):
             return
         tmp = Remote(peer=env.sender, address=r.address, incarnation=env.sender_incarnation)
-        info = ErrorInfo(ErrorCode.DECLARED_DEAD, "this incarnation was declared dead", "LIV-005")
+        info = ErrorInfo(ErrorCode.DECLARED_DEAD, "that incarnation was declared dead", requirement)
         self._send_unsequenced(tmp, ProtocolError(info))
+
+    def _malformed(self: Peer, sender: PeerId, incarnation: int, seq: int, error: ErrorInfo) -> None:
+        """GEN-004, GEN-010: a frame that did not decode still uses up its sequence number."""
+        r = self.remotes.get(sender)
+        if r is None or r.state != "alive" or r.incarnation != incarnation:
+            return
+        r.last_heard_ms = self.now_ms
+        if seq == 0:
+            self._protocol_error(r, error.code, error.message, "GEN-004", 0)
+        elif seq == r.delivered + 1:
+            r.delivered = seq
+            self._protocol_error(r, error.code, error.message, "GEN-010", seq)
+            self._deliver_buffered(r)
+        elif seq > r.delivered + 1 and seq - r.delivered <= self.config.window:
+            r.buffered[seq] = error  # type: ignore[assignment]
 
     # ------------------------------------------------------------ time
     def _on_tick(self: Peer) -> None:
@@ -255,8 +378,13 @@ class SessionLayer:
         for r in list(self.remotes.values()):
             if r.state == "dead":
                 continue
-            if now - r.last_heard_ms > cfg.dead_after_ms:
+            interval = r.heartbeat_interval_ms or cfg.heartbeat_interval_ms  # LIV-007
+            if now - r.last_heard_ms > interval * cfg.miss_limit:
                 self._declare_dead(r, "silence", f"silent for {now - r.last_heard_ms} ms")  # LIV-003
+                self._broadcast_death(r)
+                continue
+            if r.unacked and now - r.unacked_at[next(iter(r.unacked))] >= cfg.stall_ms:
+                self._declare_dead(r, "silence", "session stalled")  # SES-012
                 self._broadcast_death(r)
                 continue
             if r.state == "connecting":
@@ -281,8 +409,10 @@ class SessionLayer:
         if r.incarnation:
             self.fenced.add((r.peer, r.incarnation))
         r.unacked.clear()
+        r.unacked_at.clear()
         r.buffered.clear()
         r.queued.clear()
+        r.requests.clear()
         self._out(PeerDeclaredDead(self._sid, r.peer, r.incarnation, reason))
         self._on_peer_dead(r)
 
@@ -310,9 +440,6 @@ class SessionLayer:
 
     def _on_Goodbye(self: Peer, r: Remote, msg: Goodbye) -> None:
         self._declare_dead(r, "goodbye", msg.reason or "goodbye")  # LIV-006
-
-    def _on_ProtocolError(self: Peer, r: Remote, msg: ProtocolError) -> None:
-        self._on_protocol_error(r, msg)
 
     def _fail_stop(self: Peer, reason: str) -> None:
         if not self.stopped:

@@ -12,6 +12,7 @@ from .events import ArgSpec, FreeCopy, ResolvedArg, RunTask, StopTask, Submit, T
 from .messages import (
     Arg,
     ArgKind,
+    BorrowRelease,
     CancelTask,
     ErrorCode,
     ErrorInfo,
@@ -56,7 +57,7 @@ class Tasks:
                 args.append(Arg(ArgKind.VALUE, value=replace(a.value, nested=tuple(nested))))
             else:
                 raise LocalUsageError(ErrorCode.MALFORMED, "an argument needs a value or an object id")
-        return tuple(args), tuple(mentioned)
+        return tuple(args), tuple(dict.fromkeys(mentioned))  # one hold per task (BOR-006)
 
     def _submit(self: Peer, s: Submit) -> None:
         if not s.return_ids and not s.actor_id:
@@ -81,11 +82,11 @@ class Tasks:
             self._story(rid, "submitted", s.task_id)
         t = OwnerTask(spec, "submitted", executor or "", mentioned)
         self.tasks[s.task_id] = t
-        if spec.max_retries > 0:
+        if spec.max_retries > 0 and not spec.actor_id:  # reconstructable (LIN-006)
             t.lineage_counted = True
             for oid in mentioned:
                 if oid in self.owned:
-                    self.owned[oid].lineage_refs += 1  # LIN-002
+                    self.owned[oid].lineage_refs += len(s.return_ids)  # LIN-002: per return entry
         self._dispatch(t, explicit=bool(executor))
 
     def _dispatch(self: Peer, t: OwnerTask, explicit: bool = False) -> None:
@@ -93,6 +94,13 @@ class Tasks:
             t.executor = self._place(t.arg_refs)
         if not t.executor:
             info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "no live executor to run the task")
+            self._fail_task(t, info, "executor_died_final")
+            return
+        if not self._is_live(t.executor):
+            if t.spec.actor_id:
+                info = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {t.spec.actor_id} is dead (host {t.executor})", "ACT-004")
+            else:
+                info = ErrorInfo(ErrorCode.WORKER_DIED, f"executor {t.executor} is dead", "RPC-004")
             self._fail_task(t, info, "executor_died_final")
             return
         w = self.workers.get(t.executor)
@@ -136,6 +144,10 @@ class Tasks:
                 raise ProtocolViolation(ErrorCode.WRONG_STATE, f"no task {reply.task_id}", "GEN-005")
             self._drop_reply(reply)
             return
+        if t.state == "cancelled" and reply.attempt == t.spec.attempt and r.peer == t.executor and t.holding_args:
+            self._drop_reply(reply)  # TASK-016
+            self._cancelled_task_over(t, "reply")
+            return
         if t.state != "submitted" or reply.attempt != t.spec.attempt or r.peer != t.executor:
             self._story(reply.task_id, "stale-reply", f"attempt {reply.attempt} from {r.peer}")  # RPC-006
             self._drop_reply(reply)
@@ -167,7 +179,9 @@ class Tasks:
             self._drop_nested_grants(nested)
             return
         if rv.kind == ReturnKind.INLINE and rv.value is not None:
-            e.value, e.size = rv.value, rv.value.size
+            # Grants are ours, not for whoever reads the value later (BOR-017).
+            e.value = replace(rv.value, nested=tuple(replace(d, forward_id="") for d in nested))
+            e.size = rv.value.size
             self._transition_owned(e, "task_succeeded")
         elif rv.kind == ReturnKind.STORED:
             e.locations = {rv.location: None}
@@ -177,8 +191,8 @@ class Tasks:
             e.error = rv.error or ErrorInfo(ErrorCode.TASK_FAILED, "no error detail")
             self._transition_owned(e, "task_failed")
             nested = ()
-        e.nested = nested
         self._hold_nested(rv.object_id, nested)
+        e.nested = tuple(replace(d, forward_id="") for d in nested)
         self._object_settled(rv.object_id)
         self._check_owned(rv.object_id)
 
@@ -191,9 +205,14 @@ class Tasks:
                 self._check_borrowed(d.object_id)
 
     def _drop_reply(self: Peer, reply: TaskReply) -> None:
+        """TASK-015: release what a reply we don't adopt made out to us."""
         for rv in reply.returns:
             nested = rv.value.nested if rv.value else rv.nested
             self._drop_nested_grants(nested)
+            if rv.kind == ReturnKind.STORED:
+                e = self.owned.get(rv.object_id)
+                if e is None or rv.location not in e.locations:
+                    self.pending_frees.setdefault(rv.location, []).append(rv.object_id)
 
     def _release_task_args(self: Peer, t: OwnerTask) -> None:
         if t.holding_args:
@@ -202,26 +221,35 @@ class Tasks:
                 self._hold(oid, "submitted_task_refs", -1)
 
     def _forget_task(self: Peer, t: OwnerTask) -> None:
-        """Drop a task record once no return of it has an entry (LIN-002)."""
-        self.tasks.pop(t.spec.task_id, None)
+        """Drop a task record once no return of it has an entry and it holds nothing."""
+        if not t.holding_args:
+            self.tasks.pop(t.spec.task_id, None)
+
+    def _return_deleted(self: Peer, t: OwnerTask) -> None:
+        """One return entry of ``t`` is gone: it no longer needs its arguments' lineage (LIN-002)."""
         if t.lineage_counted:
-            t.lineage_counted = False
             for oid in t.arg_refs:
                 e = self.owned.get(oid)
                 if e is not None:
                     e.lineage_refs -= 1
                     self._check_owned(oid)
+        if not any(rid in self.owned for rid in t.spec.return_ids):
+            self._forget_task(t)
+
+    _OBJECT_EVENT = {"executor_died_final": "executor_died_final", "cancel": "cancelled", "rejected": "task_failed"}
 
     def _fail_task(self: Peer, t: OwnerTask, info: ErrorInfo, event: str) -> None:
+        """Settle every return of ``t`` with ``info``; arguments are released unless cancelled."""
         self._transition_task(t, event)
         for rid in t.spec.return_ids:
             e = self.owned.get(rid)
             if e is not None and e.state == "pending":
                 e.error = info
-                self._transition_owned(e, "executor_died_final" if event != "cancel" else "cancelled")
+                self._transition_owned(e, self._OBJECT_EVENT[event])
                 self._object_settled(rid)
                 self._check_owned(rid)
-        self._release_task_args(t)
+        if event != "cancel":  # TASK-014: a cancelled task keeps its holds until its reply
+            self._release_task_args(t)
         if not any(rid in self.owned for rid in t.spec.return_ids):
             self._forget_task(t)
 
@@ -283,10 +311,17 @@ class Tasks:
             return
         if t.executor:
             self._send(t.executor, CancelTask(task_id))
-            r = self.remotes.get(t.executor)
-            if r is not None:
-                r.load = max(0, r.load - 1)
         self._fail_task(t, ErrorInfo(ErrorCode.TASK_CANCELLED, f"task {task_id} was cancelled", "TASK-008"), "cancel")
+
+    def _cancelled_task_over(self: Peer, t: OwnerTask, event: str) -> None:
+        """TASK-014, TASK-016: the reply came or the executor died; release the holds now."""
+        self._transition_task(t, event)
+        r = self.remotes.get(t.executor)
+        if r is not None:
+            r.load = max(0, r.load - 1)
+        self._release_task_args(t)
+        if not any(rid in self.owned for rid in t.spec.return_ids):
+            self._forget_task(t)
 
     def _transition_task(self: Peer, t: OwnerTask, event: str) -> None:
         nxt = tables.next_state(tables.OWNER_TASK, t.state, event)
@@ -459,9 +494,13 @@ class Tasks:
         ex = self.exec_tasks.get(reg.purpose[1])
         if error is not None and reg.purpose[0] == "reply" and ex is not None and ex.reply is not None:
             index = reg.purpose[2]
+            self._abandon_grants(ex, index)  # BOR-014: the rest of this value won't be sent
             rets = list(ex.reply.returns)
-            rets[index] = ReturnValue(rets[index].object_id, ReturnKind.ERROR, error=error)  # BOR-003
+            rid = rets[index].object_id
+            rets[index] = ReturnValue(rid, ReturnKind.ERROR, error=error)  # BOR-003
             ex.reply = replace(ex.reply, returns=tuple(rets))
+            if self.copies.pop(rid, None) is not None:
+                self._out(FreeCopy(self._sid, rid))
         # One self-registration may serve several tasks: settle every task it unblocks.
         for key, other in list(self.exec_tasks.items()):
             if other.state != "registering":
@@ -469,7 +508,33 @@ class Tasks:
             other.registrations = {f: o for f, o in other.registrations.items() if f in self.outgoing}
             if not other.registrations:
                 self._transition_exec(other, "registered")
-                self._send_reply(key, other)
+                if key in self.actor_creations:
+                    self._creation_done(key)
+                else:
+                    self._send_reply(key, other)
+
+    def _abandon_grants(self: Peer, ex: ExecTask, index: int | None = None) -> None:
+        """BOR-014: release grants obtained for the task owner that it will never receive."""
+        if ex.reply is None:
+            return
+        for i, rv in enumerate(ex.reply.returns):
+            if index is not None and i != index:
+                continue
+            for d in rv.value.nested if rv.value else rv.nested:
+                if not d.forward_id:
+                    continue
+                reg = self.outgoing.get(d.forward_id)
+                if reg is not None:
+                    reg.purpose = ("abandon",) + tuple(reg.purpose[1:])  # released once granted
+                elif d.owner == self.peer_id:
+                    e = self.owned.get(d.object_id)
+                    grants = e.borrowers.get(ex.owner, {}) if e else {}
+                    if grants.pop(d.forward_id, None) is not None:
+                        if not grants:
+                            e.borrowers.pop(ex.owner, None)  # type: ignore[union-attr]
+                        self._check_owned(d.object_id)
+                else:
+                    self.pending_releases.setdefault(d.owner, []).append(BorrowRelease(d.object_id, (d.forward_id,)))
 
     def _send_reply(self: Peer, key: ExecKey, ex: ExecTask) -> None:
         assert ex.reply is not None
@@ -512,10 +577,8 @@ class Tasks:
             self._out(StopTask(self._sid, ex.spec.task_id, ex.spec.attempt))
         if ex.state != "replied":
             self._transition_exec(ex, "owner_died")
-        for fid in list(ex.registrations):
-            reg = self.outgoing.get(fid)
-            if reg is not None and reg.purpose[0] == "reply":
-                reg.purpose = ("orphan",) + tuple(reg.purpose[1:])
+        if ex.state == "dropped":
+            self._abandon_grants(ex)  # BOR-014: the owner will never receive them
         for oid in list(self.arg_waiters):
             self.arg_waiters[oid] = [k for k in self.arg_waiters[oid] if k != key]
             if not self.arg_waiters[oid]:

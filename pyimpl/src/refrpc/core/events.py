@@ -55,6 +55,8 @@ class ReceiveMalformed(Stimulus):
     sender: PeerId
     sender_incarnation: int
     error: ErrorInfo
+    #: The envelope's sequence number if it could be read, else 0 (GEN-010).
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

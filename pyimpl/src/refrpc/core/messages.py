@@ -68,6 +68,9 @@ class ErrorCode(str, enum.Enum):
     FEATURE_NOT_NEGOTIATED = "feature_not_negotiated"
     LINEAGE_EVICTED = "lineage_evicted"
     RESOURCE_EXHAUSTED = "resource_exhausted"
+    #: The sender could not read the original code (``ERR-002``); only ever
+    #: produced when re-sending such an error (``ERR-007``).
+    UNRECOGNIZED = "unrecognized"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from .events import (
     AddRef,
     Cancel,
     CopyLost,
+    FreeCopy,
     CopyStored,
     CreateActorRequest,
     DropRef,
@@ -37,6 +38,7 @@ from .events import (
 )
 from .messages import (
     AddLocation,
+    BorrowerRegistered,
     ActorId,
     ConfirmBorrow,
     ErrorCode,
@@ -186,9 +188,31 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
         self._on_tick()
 
     def _stim_malformed(self, s: ReceiveMalformed) -> None:
-        r = self.remotes.get(s.sender)
-        if r is not None and r.state == "alive" and r.incarnation == s.sender_incarnation:
-            self._protocol_error(r, s.error.code, s.error.message, "GEN-004", 0)
+        self._malformed(s.sender, s.sender_incarnation, s.seq, s.error)
+
+    def _request_refused(self, r: Remote, kind: str, key: object, error: ErrorInfo) -> None:
+        """ERR-003: a ProtocolError names a request of ours; end that request with it."""
+        if kind == "SubmitTask":
+            t = self.tasks.get(str(key))
+            if t is not None and t.state == "submitted" and t.executor == r.peer:
+                r.load = max(0, r.load - 1)
+                self._fail_task(t, error, "rejected")
+        elif kind == "RegisterBorrower":
+            reg = self.outgoing.get(str(key))
+            if reg is not None:
+                self._on_BorrowerRegistered(r, BorrowerRegistered(reg.object_id, str(key), error))
+        elif kind == "GetObjectStatus":
+            b = self.borrowed.get(str(key))
+            if b is not None and b.state == "unresolved" and b.owner == r.peer:
+                b.status_requested = False
+                b.error = error
+                self._transition_borrowed(b, "status_failed")
+                self._object_settled(str(key))
+        elif kind == "CreateActor":
+            self._owned_actor_dead(str(key), error)
+        elif kind == "IntrospectRequest":
+            if self.introspections.pop(int(key), None) is not None:  # type: ignore[call-overload]
+                self._out(IntrospectResult(self._sid, int(key), r.peer, (), error))  # type: ignore[call-overload]
 
     def _stim_add_peer(self, s: AddPeer) -> None:
         if s.peer != self.peer_id:
@@ -272,6 +296,9 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
             if oid in self.owned:
                 self._check_owned(oid)
         for t in list(self.tasks.values()):
+            if t.state == "cancelled" and t.executor == dead and t.holding_args:
+                self._cancelled_task_over(t, "executor_died")  # TASK-014
+                continue
             if t.state != "submitted" or t.executor != dead:
                 continue
             if t.spec.actor_id:
@@ -286,8 +313,6 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
         for fid, reg in list(self.outgoing.items()):
             b = self.borrowed.get(reg.object_id)
             if b is not None and b.owner == dead:
-                from .messages import BorrowerRegistered
-
                 info = ErrorInfo(ErrorCode.OWNER_DIED, f"owner {dead} died", "FATE-001")
                 self._on_BorrowerRegistered(r, BorrowerRegistered(reg.object_id, fid, info))
         for oid in list(self.borrowed):
@@ -304,8 +329,6 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
         for oid, owner in list(self.copies.items()):
             if owner == dead:
                 del self.copies[oid]  # FATE-002
-                from .events import FreeCopy
-
                 self._out(FreeCopy(self._sid, oid))
         for key in [k for k in self.exec_tasks if k[0] == dead]:
             self._drop_exec(key)  # FATE-003
@@ -355,7 +378,7 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
                 problems.append(f"{oid}: unknown borrower state {b.state}")
         counted: dict[ObjectId, int] = {}
         for reg in self.outgoing.values():
-            if reg.purpose[0] in ("reply", "orphan"):
+            if reg.purpose[0] in ("reply", "abandon"):
                 counted[reg.object_id] = counted.get(reg.object_id, 0) + 1
         for oid, b in self.borrowed.items():
             if b.outgoing_registrations != counted.get(oid, 0):

@@ -35,9 +35,11 @@ class Config:
     retransmit_ms: int = 200
     ack_delay_ms: int = 50
     window: int = 4096
+    #: A session whose oldest message stays unacked this long is declared dead (SES-012).
+    stall_ms: int = 10_000
     max_frame_bytes: int = 64 * 1024 * 1024
     features: tuple[str, ...] = ("core", "borrowing", "recovery", "actors")
-    #: How many completed task records an executor keeps for duplicate replies (RPC-002).
+    #: Entries kept per key in the story log.
     story_length: int = 64
 
     @property
@@ -188,6 +190,9 @@ class OwnedActor:
     restarts: int = 0
     next_seq: int = 0
     error: ErrorInfo | None = None
+    #: Refs the creation arguments mention, held while the creation is pending (ACT-001).
+    arg_refs: tuple[ObjectId, ...] = ()
+    holding_args: bool = False
 
 
 @dataclass(slots=True)
@@ -219,6 +224,12 @@ class Remote:
     #: Session out side (SES-001, SES-003).
     out_seq: int = 0
     unacked: dict[int, Envelope] = field(default_factory=dict)
+    #: When each unacked message was first sent (SES-012).
+    unacked_at: dict[int, int] = field(default_factory=dict)
+    #: Requests sent on this session and not yet answered: seq -> (kind, key) (ERR-003).
+    requests: dict[int, tuple[str, object]] = field(default_factory=dict)
+    #: The heartbeat interval the remote announced; 0 until known (LIV-007).
+    heartbeat_interval_ms: int = 0
     last_progress_ms: int = 0
     queued: list = field(default_factory=list)
     #: Session in side (SES-002).

@@ -70,6 +70,7 @@ OWNER_TASK: Table = {
         "executor_died_retry": ("submitted", "RPC-004"),
         "executor_died_final": ("failed", "RPC-004"),
         "cancel": ("cancelled", "TASK-008"),
+        "rejected": ("failed", "ERR-003"),
     },
     "finished": {
         "reconstruct": ("submitted", "LIN-003"),
@@ -77,7 +78,10 @@ OWNER_TASK: Table = {
     "failed": {
         "reconstruct": ("submitted", "LIN-003"),
     },
-    "cancelled": {},
+    "cancelled": {
+        "reply": ("cancelled", "TASK-016"),
+        "executor_died": ("cancelled", "TASK-014"),
+    },
 }
 
 #: A task at the peer that executes it.

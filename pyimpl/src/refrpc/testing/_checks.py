@@ -19,11 +19,17 @@ def safety_violations(cl: Cluster) -> list[str]:
     for p in cl.peers.values():
         if not p.alive or (p.name, p.core.incarnation) in dead:
             continue
+        # Holds that exist only for a dead peer (a task it submitted, a registration
+        # made out to it) protect nothing live: fate-sharing (FATE-003) excuses them.
         orphan: dict[str, int] = {}
         for ex in p.core.exec_tasks.values():
             if (ex.owner, ex.owner_incarnation) in dead:
                 for oid in ex.held:
                     orphan[oid] = orphan.get(oid, 0) + 1
+        dead_names = {name for name, _ in dead}
+        for reg in p.core.outgoing.values():
+            if reg.purpose[0] in ("reply", "abandon") and reg.borrower in dead_names:
+                orphan[reg.object_id] = orphan.get(reg.object_id, 0) + 1
         for oid, b in p.core.borrowed.items():
             if b.state == "failed":
                 continue

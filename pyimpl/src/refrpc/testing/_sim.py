@@ -99,7 +99,9 @@ class SimPeer:
     def handle(self, *stimuli: ev.Stimulus) -> None:
         if not self.alive:
             return
-        self.cluster.trace.append((self.name, [type(s).__name__ for s in stimuli]))
+        names = [type(s).__name__ if not isinstance(s, ev.Receive) else f"Receive {type(s.envelope.body).__name__} from {s.envelope.sender} seq={s.envelope.seq}" for s in stimuli]
+        if names != ["Tick"]:
+            self.cluster.trace.append((self.name, names))
         for ins in self.core.handle(*stimuli):
             self.cluster.carry_out(self, ins)
 
@@ -112,6 +114,7 @@ class Cluster:
         self.chooser = chooser
         self.faults = faults or Faults()
         self.use_time = use_time
+        self.fixed_ticks = False
         self.now = 0
         self.flights: list[Flight] = []
         self.trace: list = []
@@ -150,8 +153,11 @@ class Cluster:
         elif isinstance(ins, ev.StartActor):
             p.running[(f"actor:{ins.actor_id}", 0)] = ins  # type: ignore[assignment]
         elif isinstance(ins, ev.StopActor):
-            p.actors.pop(ins.actor_id, None)
+            # Destroying the actor drops the handles its state held.
+            state = p.actors.pop(ins.actor_id, None) or {}
             p.running.pop((f"actor:{ins.actor_id}", 0), None)
+            for d in state.get("held", []):
+                p.handle(ev.DropRef(p.sid("actor-gone"), d.object_id))
         elif isinstance(ins, ev.FailStop):
             p.failstopped = True
             self.kill(p.name, "fail-stop")
@@ -252,7 +258,8 @@ class Cluster:
             p.handle(ev.Receive(p.sid(f"recv-{f.src}-{f.envelope.seq}"), f.envelope))
 
     def _tick(self) -> None:
-        self.now += 1 + self.chooser.pick(60, "delay")
+        # Settling after an exhaustive run advances time in fixed steps: no choices.
+        self.now += 50 if self.fixed_ticks else 1 + self.chooser.pick(60, "delay")
         for p in list(self.peers.values()):
             if p.alive:
                 p.handle(ev.Tick(p.sid("tick"), self.now))
