@@ -4,7 +4,12 @@ Whatever the bytes, :func:`decode` returns an :class:`Envelope` or raises a
 :class:`DecodeError` subclass, and its cost is bounded by the input size: the
 Cap'n Proto reader gets a traversal limit proportional to frame 0 and a small
 nesting limit, so pointer tricks (many pointers to one blob, deep nesting)
-cannot amplify a small frame into large work (GEN-004).
+cannot amplify a small frame into large work (GEN-004, SEC-007).
+
+Enums are strict (GEN-003): an ordinal this schema does not know is a
+:class:`MalformedFrame`, except in an ``ErrorCode`` field, where it decodes to
+:attr:`~refrpc.core.messages.ErrorCode.UNRECOGNIZED` (ERR-002: an unknown code
+is a non-retryable error, never a malformed message).
 
 Like the encoder, each struct plan is compiled once into per-field getter
 closures.
@@ -15,7 +20,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable, Sequence
 
-from ..core.messages import MESSAGE_TYPES, Envelope
+from ..core.messages import MESSAGE_TYPES, Envelope, ErrorCode
 from ._errors import DecodeError, MalformedFrame, OversizedFrame, UnknownMessage
 from ._schema import (
     BODY_DISCRIMINANT_BYTE,
@@ -33,14 +38,14 @@ from ._schema import (
 
 #: Frames larger than this are refused unless the caller says otherwise.
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
-#: Deepest legitimate nesting is ~7 (Envelope > body > list > Arg > Value >
-#: nested > RefDescriptor); the rest is headroom for later versions.
-NESTING_LIMIT = 16
-#: Words the reader may traverse per word of frame 0. A well-formed message is
-#: traversed about once; the factor bounds what aliasing pointers can amplify.
+#: Cap'n Proto pointer nesting limit of SEC-007. Deepest legitimate nesting is
+#: ~7 (Envelope > body > list > Arg > Value > nested > RefDescriptor).
+NESTING_LIMIT = 64
+#: Words the reader may traverse per word of frame 0: SEC-007's "at most 8 times
+#: the message size in words". The decoder follows every pointer once, so a
+#: well-formed message is traversed once; the factor bounds what aliasing
+#: pointers can amplify.
 TRAVERSAL_FACTOR = 8
-#: Floor of the traversal limit, so tiny frames are never cut short.
-MIN_TRAVERSAL_WORDS = 4096
 
 Header = tuple[str, int, str, int, int, int]
 
@@ -118,6 +123,15 @@ def _getter(fp: FieldPlan, owner: type) -> Getter:  # noqa: C901 - one branch pe
         assert fp.enum_cls is not None
         members = ENUM_MEMBERS[fp.enum_cls]
         enum_name = fp.enum_cls.__name__
+
+        if fp.enum_cls is ErrorCode:
+            unrecognized = ErrorCode.UNRECOGNIZED
+
+            def get_error_code(r: Any, ctx: _Context) -> Any:
+                ordinal = r._get_by_field(field).raw
+                return members[ordinal] if ordinal < len(members) else unrecognized  # ERR-002
+
+            return get_error_code
 
         def get_enum(r: Any, ctx: _Context) -> Any:
             ordinal = r._get_by_field(field).raw
@@ -258,7 +272,7 @@ def _nbytes(frame: Any) -> int:
 
 
 def _open(frame0: bytes) -> Any:
-    limit = max(MIN_TRAVERSAL_WORDS, TRAVERSAL_FACTOR * (len(frame0) // 8))
+    limit = TRAVERSAL_FACTOR * (len(frame0) // 8)
     return ENVELOPE.from_bytes(frame0, traversal_limit_in_words=limit, nesting_limit=NESTING_LIMIT)
 
 
@@ -289,12 +303,15 @@ def decode(frames: Sequence[Any], *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BY
 
     Raises:
         OversizedFrame: A frame, or the whole message, is larger than
-            ``max_frame_bytes``; header attributes are set when frame 0
-            itself was within the limit and readable.
+            ``max_frame_bytes`` (reported as ``MALFORMED``, GEN-004); header
+            attributes are set when frame 0 itself was within the limit and
+            readable.
         UnknownMessage: The body is a message type this schema does not know
             (GEN-001); the header attributes are set.
         MalformedFrame: Anything else wrong with the frames (GEN-003, GEN-004,
-            ID-001, ID-003); header attributes are set when readable.
+            ID-007, ZMQ-005, SEC-007); header attributes are set when
+            readable. An unknown ``ErrorCode`` is not malformed: it decodes
+            to ``ErrorCode.UNRECOGNIZED`` (ERR-002).
     """
     try:
         count = len(frames)

@@ -80,8 +80,10 @@ class DecodeError(Exception):
 
 
 class MalformedFrame(DecodeError):
-    """Garbage, truncated data, a bad frame index, a missing required field, an
-    unknown enum value (``GEN-003``) or an id outside ``ID-001``/``ID-003`` limits."""
+    """Garbage, truncated data, a bad frame index (``ZMQ-005``), a missing
+    required field, an unknown enum value (``GEN-003``; not in an ``ErrorCode``
+    field, ``ERR-002``), an id outside its limits (``ID-007``) or input over the
+    decoding limits (``SEC-007``)."""
 
     code = ErrorCode.MALFORMED
     requirement = "GEN-004"
@@ -89,9 +91,11 @@ class MalformedFrame(DecodeError):
 
 class OversizedFrame(DecodeError):
     """A frame or the whole message is larger than the receiver's
-    ``max_frame_bytes`` (``GEN-004``)."""
+    ``max_frame_bytes``. The spec makes this a malformed message, reported as
+    ``MALFORMED`` (``GEN-004``, ``ZMQ-007``); the class only lets callers tell
+    it apart (for example to count it)."""
 
-    code = ErrorCode.RESOURCE_EXHAUSTED
+    code = ErrorCode.MALFORMED
     requirement = "GEN-004"
 
 

@@ -6,7 +6,7 @@ seeded or scripted chooser, so any failure replays exactly from its seed.
 """
 
 from ._checks import liveness_violations, safety_violations
-from ._runner import Exploration, RunResult, explore, run, run_random
+from ._runner import Exploration, RunResult, explore, replay, run, run_random, shrink
 from ._sim import Cluster, Driver, Faults, RandomChooser, SimFailure
 from ._workloads import WORKLOADS
 
@@ -22,6 +22,8 @@ __all__ = [
     "explore",
     "liveness_violations",
     "run",
+    "replay",
     "run_random",
+    "shrink",
     "safety_violations",
 ]

@@ -107,9 +107,26 @@ def run(workload: str, cl: Cluster, *, max_steps: int = 20000, seed: int | None 
     return RunResult(workload, seed, steps, messages, list(cl.killed), done)
 
 
-def run_random(workload: str, seed: int, *, peers: int = 4, faults: Faults | None = None) -> RunResult:
-    cl = Cluster(peers, RandomChooser(seed), faults)
-    return run(workload, cl, seed=seed)
+def run_random(workload: str, seed: int, *, peers: int = 4, faults: Faults | None = None, shrink_failures: bool = True) -> RunResult:
+    """One seeded run; a failure is re-raised with the shrunk, replayable choice list."""
+    faults = faults or Faults()
+    chooser = RecordingChooser(seed)
+    cl = Cluster(peers, chooser, faults)
+    try:
+        return run(workload, cl, seed=seed)
+    except SimFailure as exc:
+        if not shrink_failures:
+            raise
+        small = shrink(workload, chooser.record, peers=peers, faults=faults)
+        try:
+            replay(workload, small, peers=peers, faults=faults)
+            shrunk = "(shrinking lost the failure)"
+        except SimFailure as again:
+            shrunk = str(again)
+        raise SimFailure(
+            f"{exc}\n\nshrunk to {len(small)} of {len(chooser.record)} choices; replay with "
+            f"refrpc.testing.replay({workload!r}, {small!r}, peers={peers}, faults={faults!r}):\n{shrunk}"
+        ) from None
 
 
 class FirstChooser(Chooser):
@@ -123,20 +140,86 @@ class FirstChooser(Chooser):
 
 
 class ScriptChooser(Chooser):
-    """Follows a fixed prefix of choices, then always picks 0; records the options seen."""
+    """Follows a fixed prefix of choices, then always picks 0; records the options seen.
 
-    def __init__(self, prefix: list[int]) -> None:
+    With ``faults`` the prefix also scripts fault decisions (1 = the fault happens),
+    so a recorded random run replays exactly.
+    """
+
+    def __init__(self, prefix: list[int], faults: bool = False) -> None:
         self.prefix = prefix
+        self.faults = faults
         self.taken: list[tuple[int, int]] = []  # (choice, number of options)
 
-    def pick(self, n: int, what: str) -> int:
+    def _next(self, n: int) -> int:
         i = len(self.taken)
         c = self.prefix[i] if i < len(self.prefix) else 0
+        c = min(c, n - 1)
         self.taken.append((c, n))
         return c
 
+    def pick(self, n: int, what: str) -> int:
+        return self._next(n)
+
     def chance(self, p: float, what: str) -> bool:
+        return self.faults and p > 0 and self._next(2) == 1
+
+
+class RecordingChooser(RandomChooser):
+    """A seeded random chooser that records every decision, for replay and shrinking."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        self.record: list[int] = []
+
+    def pick(self, n: int, what: str) -> int:
+        c = super().pick(n, what)
+        self.record.append(c)
+        return c
+
+    def chance(self, p: float, what: str) -> bool:
+        if p <= 0:
+            return False
+        c = super().chance(p, what)
+        self.record.append(int(c))
+        return c
+
+
+def replay(workload: str, choices: list[int], *, peers: int, faults: Faults) -> RunResult:
+    cl = Cluster(peers, ScriptChooser(choices, faults=True), faults)
+    return run(workload, cl, seed=None)
+
+
+def shrink(workload: str, choices: list[int], *, peers: int, faults: Faults, budget: int = 300) -> list[int]:
+    """Smallest choice list (greedy) that still fails: fewer faults, earlier options."""
+
+    def fails(cs: list[int]) -> bool:
+        try:
+            replay(workload, cs, peers=peers, faults=faults)
+        except SimFailure:
+            return True
         return False
+
+    best = list(choices)
+    tries = 0
+    # Cut the tail first (everything after is "option 0"), then lower single choices.
+    size = len(best) // 2
+    while size >= 1 and tries < budget:
+        cut = best[: len(best) - size]
+        tries += 1
+        if fails(cut):
+            best = cut
+        else:
+            size //= 2
+    for i in range(len(best)):
+        if tries >= budget:
+            break
+        if best[i] != 0:
+            trial = best[:i] + [0] + best[i + 1:]
+            tries += 1
+            if fails(trial):
+                best = trial
+    return best
 
 
 @dataclass
