@@ -60,6 +60,9 @@ class Actors:
         self._out(ActorStateChanged(self._sid, a.actor_id, a.state, info))
 
     def _start_actor(self: Peer, a: OwnedActor) -> None:
+        if not self._is_live(a.host):
+            self._owned_actor_dead(a.actor_id, ErrorInfo(ErrorCode.ACTOR_DIED, f"host {a.host} is dead", "ACT-004"))
+            return
         w = self.workers.get(a.host)
         self._story(a.actor_id, "create", f"on {a.host}")
         self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts), w[0] if w else self._address_of(a.host))

@@ -438,6 +438,10 @@ class Objects:
         if peer in ("", self.peer_id):
             self._out(IntrospectResult(self._sid, request_id, self.peer_id, self.table()))
             return
+        r = self.remotes.get(peer)
+        if r is not None and r.state == "dead":
+            self._out(IntrospectResult(self._sid, request_id, peer, (), ErrorInfo(ErrorCode.PEER_DIED, f"{peer} is dead")))
+            return
         self.introspections[request_id] = peer
         self._send(peer, IntrospectRequest(request_id), self._address_of(peer))
 

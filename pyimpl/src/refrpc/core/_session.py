@@ -19,6 +19,7 @@ from .messages import (
     Encoding,
     FetchChunk,
     FetchRequest,
+    ObjectStatus,
     SubmitTask,
     TaskReply,
     Envelope,
@@ -161,12 +162,15 @@ class SessionLayer:
             return
         if env.receiver_incarnation == 0 and not isinstance(body, Hello):
             self._story(f"peer:{env.sender}", "discard-no-incarnation", type(body).__name__)  # SES-014
+            r = self.remotes.get(env.sender)
+            if r is not None and r.state == "alive" and r.incarnation == env.sender_incarnation and not isinstance(body, ProtocolError):
+                self._send_unsequenced(r, ProtocolError(ErrorInfo(ErrorCode.MALFORMED, "receiverIncarnation 0 outside Hello", "SES-014"), env.seq))
             return
         if env.receiver_incarnation not in (0, self.incarnation):
             self._tell_declared_dead(env, "SES-006")
             return
         if (env.sender, env.sender_incarnation) in self.fenced:
-            self._tell_declared_dead(env, "SES-005")
+            self._tell_declared_dead(env, "LIV-005")  # SES-005, SES-017
             return
         if isinstance(body, Hello):
             self._on_hello(env, body)
@@ -245,6 +249,8 @@ class SessionLayer:
             values = [a.value for a in body.args if a.value is not None]
             if any(a.kind == ArgKind.SHARED for a in body.args) and Feature.BORROWING.value not in r.features:
                 return "shared arguments need feature borrowing", "HS-017"
+        elif isinstance(body, ObjectStatus) and body.value is not None:
+            values = [body.value]
         elif isinstance(body, TaskReply):
             values = [rv.value for rv in body.returns if rv.value is not None]
             if (body.retained or any(rv.nested for rv in body.returns)) and Feature.BORROWING.value not in r.features:
@@ -260,8 +266,8 @@ class SessionLayer:
         self._out(DeliverData(self._sid, r.peer, r.incarnation, r.address, body))
 
     def _take_ack(self: Peer, r: Remote, ack: int) -> None:
-        if not r.unacked or ack < next(iter(r.unacked)):
-            return
+        if not r.unacked or ack < next(iter(r.unacked)) or ack > r.out_seq:
+            return  # SES-008: an ack beyond what we sent acknowledges nothing
         for seq in [s for s in r.unacked if s <= ack]:
             del r.unacked[seq]
             r.unacked_at.pop(seq, None)
@@ -286,7 +292,8 @@ class SessionLayer:
         r.incarnation = env.sender_incarnation
         r.features = self._negotiate(hello.features)
         r.heartbeat_interval_ms = hello.heartbeat_interval_ms  # LIV-007
-        self._send_unsequenced(r, Welcome(**{**self._hello_fields(), "features": r.features}))
+        minor = min(PROTOCOL_MINOR, hello.protocol_minor)  # HS-003
+        self._send_unsequenced(r, Welcome(**{**self._hello_fields(), "features": r.features, "protocol_minor": minor}))
         if fresh:
             self._become_alive(r, "hello")
 
@@ -294,7 +301,7 @@ class SessionLayer:
         if g.protocol_major != PROTOCOL_MAJOR:
             return ErrorInfo(ErrorCode.PROTOCOL_VERSION, f"I speak {PROTOCOL_MAJOR}.x, you {g.protocol_major}.x", "HS-002")
         if Feature.CORE.value not in g.features:
-            return ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, "every peer must offer core", "HS-011")
+            return ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, "every peer must offer core", "HS-007")  # HS-011
         if g.max_frame_bytes < 1 << 20:
             return ErrorInfo(ErrorCode.MALFORMED, "maxFrameBytes must be at least 1 MiB", "HS-012")
         return None
@@ -350,9 +357,10 @@ class SessionLayer:
 
     def _tell_declared_dead(self: Peer, env: Envelope, requirement: str) -> None:
         r = self.remotes.get(env.sender)
-        if r is None or isinstance(env.body, ProtocolError):
+        address = r.address if r is not None else env.body.address if isinstance(env.body, Hello) else ""
+        if not address or isinstance(env.body, ProtocolError):
             return
-        tmp = Remote(peer=env.sender, address=r.address, incarnation=env.sender_incarnation)
+        tmp = Remote(peer=env.sender, address=address, incarnation=env.sender_incarnation)
         info = ErrorInfo(ErrorCode.DECLARED_DEAD, "that incarnation was declared dead", requirement)
         self._send_unsequenced(tmp, ProtocolError(info))
 

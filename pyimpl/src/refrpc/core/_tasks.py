@@ -106,6 +106,11 @@ class Tasks:
         w = self.workers.get(t.executor)
         address = w[0] if w else self._address_of(t.executor)
         r = self._remote(t.executor, address)
+        if t.spec.attempt > 1 and r.state == "alive" and "recovery" not in r.features:
+            # HS-018: no retry can be sent there; settle as if none were left.
+            info = ErrorInfo(ErrorCode.WORKER_DIED, f"cannot retry on {t.executor}: recovery not negotiated", "HS-018")
+            self._fail_task(t, info, "executor_died_final")
+            return
         r.load += 1
         self._story(t.spec.task_id, "dispatch", f"attempt {t.spec.attempt} to {t.executor}")
         self._send(t.executor, t.spec, address)
@@ -464,6 +469,10 @@ class Tasks:
         b = self.borrowed.get(d.object_id)
         if b is None:
             raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"returned ref {d.object_id} is not held here")
+        if (b.owner, b.ref.owner_incarnation) in self.fenced:
+            # The owner is dead: no grant can be had, and the receiver will see
+            # OWNER_DIED when it uses the ref (FATE-001).
+            return replace(d, forward_id="")
         b.outgoing_registrations += 1
         ex.registrations[fid] = d.object_id
         self.outgoing[fid] = OutgoingRegistration(d.object_id, ex.owner, ("reply", key, index))
@@ -475,7 +484,7 @@ class Tasks:
         out = []
         for oid in dict.fromkeys(list(ex.held) + list(hinted)):
             b = self.borrowed.get(oid)
-            if b is None or b.grants:
+            if b is None or b.grants or (b.owner, b.ref.owner_incarnation) in self.fenced:
                 continue
             keeps = b.local_refs + b.submitted_task_refs + len(b.contained_in) + b.pins
             if not keeps:

@@ -185,6 +185,19 @@ class CopyLost(Stimulus):
 
 
 @dataclass(frozen=True, slots=True)
+class FetchFailed(Stimulus):
+    """The shell could fetch ``object_id`` from none of the locations it was given.
+
+    With ``task_id`` it was an argument of that running task (OBJ-013): the core
+    asks the owner again and re-issues RunTask once it knows more.
+    """
+
+    object_id: ObjectId
+    task_id: TaskId = ""
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class CreateActorRequest(Stimulus):
     actor_id: ActorId
     class_name: str

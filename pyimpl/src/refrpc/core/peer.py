@@ -18,6 +18,7 @@ from .events import (
     FreeCopy,
     CopyStored,
     CreateActorRequest,
+    FetchFailed,
     DropRef,
     Get,
     Instruction,
@@ -147,6 +148,7 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
             Materialize: lambda s: self._materialize(s.container, s.refs),
             CopyStored: self._stim_copy_stored,
             CopyLost: self._stim_copy_lost,
+            FetchFailed: self._stim_fetch_failed,
             CreateActorRequest: self._create_actor,
             Cancel: lambda s: self._cancel(s.task_id),
             KillActorRequest: lambda s: self._kill_actor(s.actor_id),
@@ -258,6 +260,30 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
             return
         self.copies[s.object_id] = b.owner
         self._send(b.owner, AddLocation(s.object_id, s.size), b.ref.owner_address)  # LOC-002
+
+    def _stim_fetch_failed(self, s: FetchFailed) -> None:
+        """OBJ-013: no location could serve the bytes; only the owner may call it lost."""
+        b = self.borrowed.get(s.object_id)
+        if b is not None and b.state == "ready":
+            b.locations = ()
+            self._transition_borrowed(b, "fetch_failed")
+        if s.task_id:
+            key = self.exec_index.get((s.task_id, s.attempt))
+            ex = self.exec_tasks.get(key) if key else None
+            if ex is None or ex.state != "running":
+                return
+            self._transition_exec(ex, "arg_unavailable")
+            for i, a in enumerate(ex.spec.args):
+                if a.ref is not None and a.ref.object_id == s.object_id and a.kind.value == "ref":
+                    ex.waiting[i] = s.object_id
+            if self._resolution(s.object_id) is None:
+                self.arg_waiters.setdefault(s.object_id, []).append(key)
+            else:
+                ex.waiting = {i: o for i, o in ex.waiting.items() if o != s.object_id}
+        if b is not None and b.state == "unresolved":
+            self._request_status(b)
+        if s.task_id and key is not None:
+            self._maybe_start(key)
 
     def _stim_copy_lost(self, s: CopyLost) -> None:
         owner = self.copies.pop(s.object_id, None)

@@ -55,6 +55,7 @@ BORROWER_OBJECT: Table = {
     "ready": {
         "owner_died": ("failed", "FATE-001"),
         "status_failed": ("failed", "OBJ-004"),
+        "fetch_failed": ("unresolved", "OBJ-013"),
         "holds_zero": ("deleted", "BOR-005"),
     },
     "failed": {
@@ -95,6 +96,7 @@ EXECUTOR_TASK: Table = {
     "running": {
         "finished": ("replied", "TASK-005"),
         "finished_retained": ("registering", "BOR-007"),
+        "arg_unavailable": ("resolving", "OBJ-013"),
         "cancel": ("running", "TASK-008"),
         "owner_died": ("dropped", "FATE-003"),
     },

@@ -102,8 +102,8 @@ def run_task(cluster: Cluster, p: SimPeer, ins: ev.RunTask) -> None:
         else:
             v = cluster.fetch(a.locations, a.object_id)
             if v is None:
-                info = ErrorInfo(ErrorCode.OBJECT_LOST, f"no live copy of {a.object_id} to fetch")
-                _finish(cluster, p, ins, [info] * len(ins.return_ids), [])
+                # OBJ-013: ask the owner again; the core re-issues RunTask when it knows more.
+                p.handle(ev.FetchFailed(p.sid("fetch-failed"), a.object_id, ins.task_id, ins.attempt))
                 return
             args.append(v)
     if ins.actor_id:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from refrpc.core import events as ev
 from refrpc.core.messages import ErrorCode
 
 from ._checks import liveness_violations
@@ -32,16 +33,15 @@ class RunResult:
     completed: bool
 
 
-def _outcome(cl: Cluster, res) -> Outcome:
+def _outcome(cl: Cluster, res) -> Outcome | None:
+    """The program's view of a GetResult; None if the bytes could not be fetched."""
     if res.error is not None:
         return Outcome(None, (), res.error)
     value = res.value
     if value is None:
         value = cl.fetch(res.locations, res.object_id)
         if value is None:
-            from refrpc.core.messages import ErrorInfo
-
-            return Outcome(None, (), ErrorInfo(ErrorCode.OBJECT_LOST, "no live copy to fetch"))
+            return None
     return Outcome(value.data, value.nested, None)
 
 
@@ -55,6 +55,7 @@ def run(workload: str, cl: Cluster, *, max_steps: int = 20000, seed: int | None 
     steps = 0
     done = False
     token = None
+    refetch: tuple[str, int] | None = None  # (object id, step to ask again at)
 
     def fail(msg: str) -> SimFailure:
         tail = "\n".join(f"  {who}: {what}" for who, what in cl.trace[-40:])
@@ -65,10 +66,19 @@ def run(workload: str, cl: Cluster, *, max_steps: int = 20000, seed: int | None 
         while steps < max_steps:
             if not cl.peers["driver"].alive:
                 done = True  # the owner died: its program is gone (fate-sharing)
+            if refetch is not None and steps >= refetch[1] and not done:
+                token, refetch = driver.get(refetch[0]), None
+                continue
             if not done and token is not None and token.request_id in driver.peer.get_results:
                 res = driver.peer.get_results.pop(token.request_id)
+                outcome = _outcome(cl, res)
+                if outcome is None:
+                    # OBJ-013: no location could serve it; tell the core and ask again later.
+                    driver.peer.handle(ev.FetchFailed(driver.peer.sid("fetch-failed"), token.object_id))
+                    refetch, token = (token.object_id, steps + 5), None
+                    continue
                 try:
-                    token = gen.send(_outcome(cl, res))
+                    token = gen.send(outcome)
                 except StopIteration:
                     done = True
                     token = None

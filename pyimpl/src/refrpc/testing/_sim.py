@@ -100,7 +100,7 @@ class SimPeer:
         if not self.alive:
             return
         names = [type(s).__name__ if not isinstance(s, ev.Receive) else f"Receive {type(s.envelope.body).__name__} from {s.envelope.sender} seq={s.envelope.seq}" for s in stimuli]
-        if names != ["Tick"]:
+        if names != ["Tick"] and not (len(stimuli) == 1 and isinstance(stimuli[0], ev.Receive) and type(stimuli[0].envelope.body).__name__ == "Heartbeat"):
             self.cluster.trace.append((self.name, names))
         for ins in self.core.handle(*stimuli):
             self.cluster.carry_out(self, ins)
@@ -125,6 +125,13 @@ class Cluster:
         #: Deaths the supervisor still has to report: (survivor, dead peer, incarnation).
         self.reports: list[tuple[str, str, int]] = []
         self.violations: list[str] = []
+        self.steps = 0
+        #: Random runs crash peers at chosen step numbers, spread over the whole run;
+        #: exhaustive runs instead offer "kill" as a choice at every step.
+        self.kill_at: list[int] = []
+        if use_time:
+            n_kills = self.faults.kills + (1 if self.faults.kill_driver else 0)
+            self.kill_at = sorted(chooser.pick(120, "kill-step") for _ in range(n_kills))
         for i in range(n):
             name = "driver" if i == 0 else f"w{i}"
             self.peers[name] = SimPeer(self, name, 1000 + i)
@@ -207,7 +214,7 @@ class Cluster:
                     acts.append(("finish", (p.name, key)))
         for i, rep in enumerate(self.reports):
             acts.append(("report", i))
-        if allow_faults:
+        if allow_faults and not self.use_time:
             if self.kills_left > 0:
                 for p in self.peers.values():
                     if p.alive and p.name != "driver":
@@ -220,6 +227,12 @@ class Cluster:
 
     def step(self, allow_faults: bool = True) -> bool:
         """Take one action chosen by the chooser; False if there was nothing to do."""
+        self.steps += 1
+        if allow_faults and self.kill_at and self.steps >= self.kill_at[0]:
+            self.kill_at.pop(0)
+            self._scheduled_kill()
+            self.check_safety()
+            return True
         acts = self.actions(allow_faults)
         if not acts:
             return False
@@ -243,6 +256,19 @@ class Cluster:
             self._tick()
         self.check_safety()
         return True
+
+    def _scheduled_kill(self) -> None:
+        victims = [p.name for p in self.peers.values() if p.alive and p.name != "driver" and self.kills_left > 0]
+        if self.driver_kill_left and self.peers["driver"].alive:
+            victims.append("driver")
+        if not victims:
+            return
+        name = victims[self.chooser.pick(len(victims), "victim")]
+        if name == "driver":
+            self.driver_kill_left = False
+        else:
+            self.kills_left -= 1
+        self.kill(name)
 
     def _deliver(self, index: int, allow_faults: bool) -> None:
         f = self.flights[index]
