@@ -48,7 +48,7 @@ EXHAUSTIVE = [
     ("actor_keeps_ref", 2, 0, 20),
     ("returned_ref", 3, 1, 125),
     ("failing_task", 3, 1, 125),
-    ("nested_in_put", 3, 1, 555),
+    ("nested_in_put", 3, 1, 561),
     ("forward_chain", 3, 0, 2145),
 ]
 
