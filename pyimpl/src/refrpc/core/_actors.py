@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import LocalUsageError
-from .events import ActorReady, ActorStateChanged, CreateActorRequest, StartActor, StopActor
+from .events import ActorReady, ActorStateChanged, CreateActorRequest, StartActor, StopActor, StopTask
 from .messages import (
     ActorId,
     ActorState,
@@ -171,6 +171,13 @@ class Actors:
     def _hosted_actor_dead(self: Peer, h: HostedActor, info: ErrorInfo, notify: bool = True) -> None:
         h.state = "dead"
         queue, h.queue = h.queue, []
+        for key, ex in list(self.exec_tasks.items()):
+            if ex.spec.actor_id == h.actor_id and ex.state == "running" and notify:
+                # ACT-006: the running call ends now; its late result is dropped.
+                self._out(StopTask(self._sid, ex.spec.task_id, ex.spec.attempt))
+                self._transition_exec(ex, "actor_died")
+                ex.reply = TaskReply(ex.spec.task_id, ex.spec.attempt, tuple(ReturnValue(rid, ReturnKind.ERROR, error=info) for rid in ex.spec.return_ids))
+                self._send_reply(key, ex)
         for key in queue:
             ex = self.exec_tasks.get(key)
             if ex is not None and ex.state == "resolving":
@@ -191,18 +198,37 @@ class Actors:
             ex.waiting.clear()
             self._reply_actor_died(key, ex, info)
             return
+        if ex.spec.actor_seq <= h.last_run.get((key[0], key[1]), 0):
+            # ACT-003: a later call of this caller already ran; this one cannot run in order.
+            info = ErrorInfo(ErrorCode.WRONG_STATE, f"actor call {ex.spec.actor_seq} arrived after a later one ran", "ACT-003")
+            ex.waiting.clear()
+            self._reply_actor_died(key, ex, info)
+            return
         h.queue.append(key)
+
+    def _actor_next(self: Peer, h: HostedActor) -> ExecKey | None:
+        """The call to run next: earliest arrival whose caller has no lower seq queued (ACT-003)."""
+        lowest: dict[tuple[PeerId, int], int] = {}
+        for k in h.queue:
+            seq = self.exec_tasks[k].spec.actor_seq
+            caller = (k[0], k[1])
+            lowest[caller] = min(seq, lowest.get(caller, seq))
+        for k in h.queue:
+            if self.exec_tasks[k].spec.actor_seq == lowest[(k[0], k[1])]:
+                return k
+        return None
 
     def _actor_may_start(self: Peer, key: ExecKey) -> bool:
         ex = self.exec_tasks[key]
         h = self.hosted.get(ex.spec.actor_id)
-        return h is not None and h.state == "alive" and not h.running and bool(h.queue) and h.queue[0] == key
+        return h is not None and h.state == "alive" and not h.running and self._actor_next(h) == key
 
     def _actor_started(self: Peer, key: ExecKey) -> None:
         ex = self.exec_tasks[key]
         h = self.hosted[ex.spec.actor_id]
         h.running = True
-        h.queue.pop(0)
+        h.queue.remove(key)
+        h.last_run[(key[0], key[1])] = ex.spec.actor_seq
 
     def _actor_call_done(self: Peer, key: ExecKey) -> None:
         ex = self.exec_tasks.get(key)
@@ -216,7 +242,10 @@ class Actors:
 
     def _actor_pump(self: Peer, h: HostedActor) -> None:
         if h.queue and not h.running:
-            self._maybe_start(h.queue[0])
+            # Calls still resolving their arguments wait; the next ready one in order runs.
+            nxt = self._actor_next(h)
+            if nxt is not None:
+                self._maybe_start(nxt)
 
     def _actor_owner_died(self: Peer, dead: PeerId) -> None:
         for h in list(self.hosted.values()):

@@ -86,6 +86,8 @@ class Objects:
         r = self.remotes.get(peer)
         if r is not None and r.address:
             return r.address
+        if peer in self.workers:
+            return self.workers[peer][0]
         return self.addresses.get(peer, ("", 0))[0]
 
     # ------------------------------------------------------------ holds
@@ -336,6 +338,11 @@ class Objects:
         if b is None or b.owner != r.peer:
             return  # released meanwhile
         b.status_requested = False
+        if b.state != "unresolved":
+            # A late or repeated answer (GEN-005): keep what we know, take new locations.
+            if b.state == "ready" and msg.state == ObjectState.READY and msg.locations:
+                b.locations = tuple(zip(msg.locations, msg.location_addresses))
+            return
         if msg.state == ObjectState.READY:
             b.value = msg.value
             b.locations = tuple(zip(msg.locations, msg.location_addresses))
@@ -399,6 +406,9 @@ class Objects:
     def _materialize(self: Peer, container: ObjectId, refs: tuple[RefDescriptor, ...]) -> None:
         if container not in self.owned and container not in self.borrowed:
             raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"no ref to container {container}")
+        for d in refs:  # check everything first: a refused stimulus changes nothing
+            if d.owner == self.peer_id and d.owner_incarnation == self.incarnation:
+                self._require_held(d.object_id)
         for d in refs:
             if d.owner == self.peer_id and d.owner_incarnation == self.incarnation:
                 self._hold(d.object_id, "local_refs", +1)

@@ -18,7 +18,9 @@ from .messages import (
     ArgKind,
     Encoding,
     FetchChunk,
+    MESSAGE_TYPES,
     FetchRequest,
+    ObjectState,
     ObjectStatus,
     SubmitTask,
     TaskReply,
@@ -101,6 +103,21 @@ class SessionLayer:
         self._send_body(r, body)
 
     def _send_body(self: Peer, r: Remote, body: Message) -> None:
+        problem = self._feature_problem(r, body)
+        if problem is not None:
+            # HS-017..HS-020: never send what the session did not negotiate.
+            if isinstance(body, ObjectStatus):  # OBJ-012
+                body = ObjectStatus(body.object_id, ObjectState.FAILED, error=ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, problem[0], problem[1]))
+            else:
+                self._story(f"peer:{r.peer}", "not-sent", f"{type(body).__name__}: {problem[0]}")
+                kind = _REQUEST_KEY.get(type(body).__name__)
+                if kind is not None:
+                    if isinstance(body, SubmitTask) and body.attempt > 1:
+                        info = ErrorInfo(ErrorCode.WORKER_DIED, f"cannot retry on {r.peer}: {problem[0]}", "HS-018")
+                    else:
+                        info = ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, problem[0], problem[1])
+                    self._request_refused(r, type(body).__name__, getattr(body, kind), info)
+                return
         if isinstance(body, _DATA_PLANE):
             self._send_unsequenced(r, body)  # FET-005
         else:
@@ -226,7 +243,10 @@ class SessionLayer:
             return
         handler = getattr(self, f"_on_{name}", None)
         if handler is None:
-            self._protocol_error(r, ErrorCode.UNKNOWN_MESSAGE, name, "GEN-001", env.seq)
+            if type(env.body) in MESSAGE_TYPES:  # known, but not as a sequenced message (GEN-005)
+                self._protocol_error(r, ErrorCode.WRONG_STATE, f"{name} is not sent in the session", "GEN-005", env.seq)
+            else:
+                self._protocol_error(r, ErrorCode.UNKNOWN_MESSAGE, name, "GEN-001", env.seq)
             return
         try:
             handler(r, env.body)
@@ -393,7 +413,7 @@ class SessionLayer:
                 continue
             if r.unacked and now - r.unacked_at[next(iter(r.unacked))] >= cfg.stall_ms:
                 self._declare_dead(r, "silence", "session stalled")  # SES-012
-                self._broadcast_death(r)
+                self._broadcast_death(r, "session stalled")
                 continue
             if r.state == "connecting":
                 if r.hello_sent_ms >= 0 and now - r.hello_sent_ms >= cfg.retransmit_ms:
@@ -424,13 +444,13 @@ class SessionLayer:
         self._out(PeerDeclaredDead(self._sid, r.peer, r.incarnation, reason))
         self._on_peer_dead(r)
 
-    def _broadcast_death(self: Peer, dead: Remote) -> None:
+    def _broadcast_death(self: Peer, dead: Remote, reason: str = "silence") -> None:
         """LIV-004: tell everyone else we are in session with."""
         if not dead.incarnation:
             return
         for other in list(self.remotes.values()):
             if other is not dead and other.state == "alive":
-                self._send(other.peer, PeerDeadNotice(dead.peer, dead.incarnation, "silence"))
+                self._send(other.peer, PeerDeadNotice(dead.peer, dead.incarnation, reason))
 
     def _on_PeerDeadNotice(self: Peer, r: Remote, msg: PeerDeadNotice) -> None:
         if msg.peer == self.peer_id and msg.incarnation == self.incarnation:

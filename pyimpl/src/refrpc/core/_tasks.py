@@ -421,16 +421,24 @@ class Tasks:
         key = self.exec_index.get((s.task_id, s.attempt))
         ex = self.exec_tasks.get(key) if key else None
         if ex is None or ex.state != "running":
-            # Owner gone or task cancelled (FATE-003, TASK-008): nobody will claim
-            # these values, so stored copies are dropped right away.
-            for rid, res in zip(ex.spec.return_ids if ex else (), s.results):
+            # Owner gone, task cancelled or actor killed (FATE-003, FATE-008, TASK-008,
+            # ACT-006): nobody will claim these values, so stored copies go at once.
+            rids = ex.spec.return_ids if ex else self.dropped_returns.pop((s.task_id, s.attempt), ())
+            for rid, res in zip(rids, s.results):
                 if res.stored:
+                    self.copies.pop(rid, None)
                     self._out(FreeCopy(self._sid, rid))
             self._story(s.task_id, "finished-unclaimed", ex.state if ex else "unknown")
             return
         assert key is not None
         if len(s.results) != len(ex.spec.return_ids):
             raise LocalUsageError(ErrorCode.MALFORMED, f"task {s.task_id} has {len(ex.spec.return_ids)} returns, got {len(s.results)}")
+        for res in s.results:  # check everything first: a refused stimulus changes nothing
+            if res.error is None and res.value is None:
+                raise LocalUsageError(ErrorCode.MALFORMED, f"a return of {s.task_id} has neither value nor error")
+            for d in res.value.nested if res.value is not None and res.error is None else ():
+                if not (d.owner == ex.owner) and d.object_id not in self.owned and d.object_id not in self.borrowed:
+                    raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"returned ref {d.object_id} is not held here")
         returns: list[ReturnValue] = []
         for index, (rid, res) in enumerate(zip(ex.spec.return_ids, s.results)):
             if res.error is not None:
@@ -514,7 +522,10 @@ class Tasks:
         for key, other in list(self.exec_tasks.items()):
             if other.state != "registering":
                 continue
-            other.registrations = {f: o for f, o in other.registrations.items() if f in self.outgoing}
+            other.registrations = {
+                f: o for f, o in other.registrations.items()
+                if f in self.outgoing and self.outgoing[f].purpose[0] != "abandon"
+            }
             if not other.registrations:
                 self._transition_exec(other, "registered")
                 if key in self.actor_creations:
@@ -584,6 +595,10 @@ class Tasks:
         self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
         if ex.state == "running":
             self._out(StopTask(self._sid, ex.spec.task_id, ex.spec.attempt))
+            # Its results may still arrive; their stored copies must then go (FATE-008).
+            self.dropped_returns[(ex.spec.task_id, ex.spec.attempt)] = ex.spec.return_ids
+            if len(self.dropped_returns) > 4096:
+                del self.dropped_returns[next(iter(self.dropped_returns))]
         if ex.state != "replied":
             self._transition_exec(ex, "owner_died")
         if ex.state == "dropped":

@@ -30,6 +30,9 @@ class LocalUsageError(CoreError):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+        #: Instructions produced by earlier stimuli of the same ``handle`` call,
+        #: which the shell must still carry out.
+        self.instructions: list = []
 
 
 class InvalidTransition(CoreError):

@@ -109,6 +109,8 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
         #: Tasks executing here, by (owner, owner incarnation, task id, attempt).
         self.exec_tasks: dict[tuple, ExecTask] = {}
         self.exec_index: dict[tuple[TaskId, int], tuple] = {}
+        #: Return ids of tasks dropped while running, so late results can be freed (FATE-008).
+        self.dropped_returns: dict[tuple[TaskId, int], tuple[ObjectId, ...]] = {}
         #: RegisterBorrower requests in flight from here.
         self.outgoing: dict[ForwardId, OutgoingRegistration] = {}
         self.forward_counter = 0
@@ -172,9 +174,15 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
                 break
             self._sid = s.stimulus_id
             handler = self._dispatch_table.get(type(s))
-            if handler is None:
-                raise LocalUsageError(ErrorCode.MALFORMED, f"unknown stimulus {type(s).__name__}")
-            handler(s)
+            try:
+                if handler is None:
+                    raise LocalUsageError(ErrorCode.MALFORMED, f"unknown stimulus {type(s).__name__}")
+                handler(s)
+            except LocalUsageError as exc:
+                # The failing stimulus changed nothing; what earlier ones produced stands
+                # and travels with the error, for the shell to carry out.
+                exc.instructions = out
+                raise
             self._flush_batches()
         if self.check_invariants:
             self.validate()
@@ -225,7 +233,7 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
         if r is not None and r.state != "dead" and r.incarnation in (s.incarnation, 0):
             r.incarnation = r.incarnation or s.incarnation
             self._declare_dead(r, "failed", s.reason)
-            self._broadcast_death(r)
+            self._broadcast_death(r, s.reason)
         else:
             self._fence(s.peer, s.incarnation, "failed", s.reason)
 

@@ -201,8 +201,8 @@ class HostedActor:
     owner: PeerId
     owner_incarnation: int
     state: str = "starting"
-    #: caller -> next actor_seq to run (ACT-003).
-    next_seq: dict[tuple[PeerId, int], int] = field(default_factory=dict)
+    #: caller incarnation -> highest actor_seq already started (ACT-003).
+    last_run: dict[tuple[PeerId, int], int] = field(default_factory=dict)
     #: Calls not yet started, in arrival order.
     queue: list = field(default_factory=list)
     running: bool = False

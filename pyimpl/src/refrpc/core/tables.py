@@ -97,6 +97,7 @@ EXECUTOR_TASK: Table = {
         "finished": ("replied", "TASK-005"),
         "finished_retained": ("registering", "BOR-007"),
         "arg_unavailable": ("resolving", "OBJ-013"),
+        "actor_died": ("replied", "ACT-006"),
         "cancel": ("running", "TASK-008"),
         "owner_died": ("dropped", "FATE-003"),
     },
@@ -121,6 +122,7 @@ PEER: Table = {
         "failed": ("dead", "LIV-003"),
         "goodbye": ("dead", "LIV-006"),
         "new_incarnation": ("dead", "HS-006"),
+        "confirm_borrow": ("dead", "BOR-011"),
     },
     "alive": {
         "silence": ("dead", "LIV-003"),

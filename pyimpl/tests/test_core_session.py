@@ -1,0 +1,685 @@
+"""The core's session layer: handshake, features, ordering, timers, liveness, fencing.
+
+Each test feeds a core exact stimuli (frames, ticks, shell events) and asserts the
+exact instructions it returns, or joins real cores on the in-memory link of
+:mod:`corekit`. The comment at the top of each test shows the program or the
+situation it models. Requirement ids are those of spec/handshake.md and
+spec/session.md.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corekit import Net, Stub, address, bodies, frames, of_type, raw, val
+from refrpc.core import Config, Peer
+from refrpc.core import events as ev
+from refrpc.core.messages import (
+    Arg,
+    ArgKind,
+    BorrowRelease,
+    CreateActor,
+    Encoding,
+    Envelope,
+    ErrorCode,
+    ErrorInfo,
+    FetchRequest,
+    FreeObjects,
+    Goodbye,
+    Heartbeat,
+    Hello,
+    IntrospectRequest,
+    ObjectState,
+    ObjectStatus,
+    PeerDeadNotice,
+    ProtocolError,
+    RefDescriptor,
+    RegisterBorrower,
+    ReleaseBorrows,
+    ReturnKind,
+    ReturnValue,
+    SubmitTask,
+    TaskReply,
+    Value,
+    Welcome,
+)
+
+DEFAULT_FEATURES = ("core", "borrowing", "recovery", "actors")
+MIB = 1 << 20
+
+
+def peer(name: str = "A", incarnation: int = 0xA1, config: Config | None = None) -> Peer:
+    p = Peer(name, incarnation, address(name), config)
+    p.check_invariants = True
+    return p
+
+
+def tick(p: Peer, now: int) -> list[ev.Instruction]:
+    return p.handle(ev.Tick(f"tick@{now}", now))
+
+
+def task(stub: Stub, n: int | str, *args: Arg, **fields: object) -> SubmitTask:
+    """A SubmitTask the stub (as submitter) would send."""
+    tid = stub.oid(f"t{n}")
+    return SubmitTask(tid, "f", tuple(args), (f"{tid}.r0",), **fields)  # type: ignore[arg-type]
+
+
+# ================================================================ handshake
+def test_first_send_is_a_hello_and_the_task_waits_for_welcome():
+    # D: y = f.remote(b"1")  (placed on W; no session with W yet)      HS-001, HS-010, HS-013
+    net = Net(("D", "W"))
+    tid, (y,) = net.submit("D", "f", val(b"1"), executor="W")
+    d, w = net.inc("D"), net.inc("W")
+    assert frames(net.last["D"]) == [
+        Envelope("D", d, "W", 0, 0, 0, Hello(0, 1, "mem://D", DEFAULT_FEATURES, 64 * MIB, 250)),
+    ]
+    net.deliver(lambda f: f.dst == "W")
+    assert frames(net.last["W"]) == [
+        Envelope("W", w, "D", d, 0, 0, Welcome(0, 1, "mem://W", DEFAULT_FEATURES, 64 * MIB, 250)),
+    ]
+    assert net["W"].remotes["D"].state == "alive"  # HS-013: open when Welcome is sent
+    net.deliver(lambda f: f.dst == "D")
+    [env] = frames(net.last["D"])
+    assert (env.seq, env.ack, env.receiver_incarnation) == (1, 0, w)
+    assert env.body == net["D"].tasks[tid].spec
+
+
+def test_every_instruction_carries_the_id_of_the_stimulus_that_caused_it():
+    # D: y = f.remote(b"1"); the Welcome arrives                         (causality, house habit 4)
+    net = Net(("D", "W"))
+    net.submit("D", "f", executor="W")
+    net.deliver(lambda f: f.dst == "W")
+    welcome = net.flights[0]
+    stimulus = ev.Receive("the-welcome", welcome.envelope)
+    out = net.handle("D", stimulus)
+    assert out and {i.stimulus_id for i in out} == {"the-welcome"}
+
+
+def test_messages_queued_before_welcome_go_out_in_order_numbered_from_1():
+    # D: a = f.remote(); b = g.remote(); c = h.remote()  before W answers  HS-001, HS-013, SES-001
+    net = Net(("D", "W"))
+    tids = [net.submit("D", fn, executor="W")[0] for fn in ("f", "g", "h")]
+    assert bodies(net.log["D"], SubmitTask) == []
+    net.deliver(lambda f: f.dst == "W")
+    net.deliver(lambda f: f.dst == "D")
+    envs = frames(net.last["D"], SubmitTask)
+    assert [(e.seq, e.body.task_id) for e in envs] == [(1, tids[0]), (2, tids[1]), (3, tids[2])]
+
+
+def test_hello_with_another_major_version_is_refused_and_opens_no_session():
+    # a peer speaking protocol 1.x greets a 0.x peer                       HS-002
+    a = peer()
+    s = Stub("S", major=1)
+    out = a.handle(s.hello(a))
+    [env] = frames(out)
+    assert (env.seq, env.receiver, env.receiver_incarnation) == (0, "S", s.incarnation)
+    assert env.body.error.code is ErrorCode.PROTOCOL_VERSION
+    assert not any(r.state == "alive" for r in a.remotes.values())
+    # Nothing it sends is acted on: it has no session (SES-010).
+    assert of_type(a.handle(s.send(a, task(s, 1))), ev.RunTask) == []
+
+
+def test_hello_without_core_is_refused_and_opens_no_session():
+    # a peer offering only "borrowing" greets us                           HS-007, HS-011
+    a = peer()
+    s = Stub("S", features=("borrowing",))
+    [env] = frames(a.handle(s.hello(a)))
+    assert env.seq == 0 and env.body.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
+    assert not any(r.state == "alive" for r in a.remotes.values())
+
+
+def test_refusal_of_a_hello_without_core_names_hs007():
+    # a peer offering only "borrowing" greets us                           HS-011
+    a = peer()
+    [env] = frames(a.handle(Stub("S", features=("borrowing",)).hello(a)))
+    assert env.body.error.requirement == "HS-007"
+
+
+@pytest.mark.parametrize("max_frame, accepted", [(MIB - 1, False), (MIB, True)])
+def test_hello_announcing_a_frame_limit_below_1_mib_is_malformed(max_frame, accepted):
+    # a peer announcing maxFrameBytes below / exactly 1 MiB                HS-012
+    a = peer()
+    [env] = frames(a.handle(Stub("S", max_frame_bytes=max_frame).hello(a)))
+    if accepted:
+        assert isinstance(env.body, Welcome)
+        assert a.remotes["S"].state == "alive"
+    else:
+        assert env.body.error.code is ErrorCode.MALFORMED and env.seq == 0
+        assert "S" not in a.remotes or a.remotes["S"].state != "alive"
+
+
+def test_common_features_are_the_intersection_and_unknown_names_are_ignored():
+    # a peer offering core, actors, lz4 and a feature nobody knows        HS-004, HS-005, GEN-007
+    a = peer()
+    s = Stub("S", features=("x-future", "lz4", "actors", "core"))
+    [env] = frames(a.handle(s.hello(a)))
+    assert set(env.body.features) == {"core", "actors"}
+    assert set(a.remotes["S"].features) == {"core", "actors"}
+
+
+def test_welcome_carries_the_smaller_minor_version():
+    # a 0.0 peer greets a 0.1 peer                                          HS-003
+    a = peer()
+    [env] = frames(a.handle(Stub("S", minor=0).hello(a)))
+    assert env.body.protocol_minor == 0
+
+
+def test_second_hello_from_an_accepted_incarnation_gets_the_same_welcome_and_resets_nothing():
+    # S's Welcome was lost, so S says Hello again                          HS-009
+    a = peer()
+    s = Stub("S", features=("core", "actors"))
+    first = frames(a.handle(s.hello(a)))
+    a.handle(s.send(a, task(s, 1)))
+    a.handle(ev.Introspect("i", 1, "S"))  # a's session to S is at seq 1
+    again = frames(a.handle(s.hello(a)))
+    assert [e.body for e in again] == [e.body for e in first]
+    r = a.remotes["S"]
+    assert (r.delivered, r.out_seq) == (1, 1)
+
+
+def test_refused_handshake_fences_locally_fails_queued_work_and_sends_no_notice():
+    # D: y = f.remote() on W, but W speaks another major version            HS-015
+    d = peer("D", 0xD1)
+    d.handle(ev.AddPeer("add", "W", "mem://W"))
+    c = Stub("C")
+    c.greet(d)
+    d.handle(ev.Submit("submit", "D.d1.1", "f", (), ("D.d1.1.r0",), executor="W"))
+    w = Stub("W", incarnation=0x3)
+    refusal = ProtocolError(ErrorInfo(ErrorCode.PROTOCOL_VERSION, "I speak 1.x", "HS-002"))
+    out = d.handle(w.unsequenced(d, refusal))
+    assert [(i.peer, i.incarnation) for i in of_type(out, ev.PeerDeclaredDead)] == [("W", 0x3)]
+    assert bodies(out, PeerDeadNotice) == []
+    assert d.owned["D.d1.1.r0"].state == "failed"
+
+
+def test_welcome_with_another_major_version_is_a_refusal():
+    # D greets W; W answers with a 1.x Welcome                             HS-015
+    d = peer("D", 0xD1)
+    d.handle(ev.AddPeer("add", "W", "mem://W"))
+    d.handle(ev.Submit("submit", "D.d1.1", "f", (), ("D.d1.1.r0",), executor="W"))
+    out = d.handle(Stub("W", major=1).welcome(d))
+    assert of_type(out, ev.PeerDeclaredDead) and d.remotes["W"].state == "dead"
+    assert bodies(out, SubmitTask) == []
+
+
+def test_unanswered_hello_is_resent_every_retransmit_interval_then_the_peer_is_dead():
+    # D: y = f.remote() on W, and W never answers                           HS-008, RPC-004
+    net = Net(("D", "W"))
+    tid, (y,) = net.submit("D", "f", executor="W")
+    net.drop(lambda f: True)
+    assert bodies(net.tick(199, "D")["D"], Hello) == []
+    assert len(bodies(net.tick(1, "D")["D"], Hello)) == 1
+    assert len(bodies(net.tick(200, "D")["D"], Hello)) == 1
+    net.drop(lambda f: True)
+    for _ in range(5):
+        net.tick(200, "D")  # now = 1400
+    net.drop(lambda f: True)
+    assert net["D"].remotes["W"].state == "connecting"
+    out = net.tick(200, "D")["D"]  # 1600 ms without a word from W
+    assert of_type(out, ev.PeerDeclaredDead)
+    assert net["D"].owned[y].error.code is ErrorCode.WORKER_DIED
+
+
+def test_welcome_that_answers_no_hello_is_only_evidence_of_life():
+    # S sends a stray Welcome with other features on a live session         HS-014, LIV-002
+    a = peer()
+    s = Stub("S", features=("core", "actors"))
+    s.greet(a)
+    tick(a, 1000)
+    out = a.handle(s.welcome(a, features=("core",)))
+    assert out == []
+    assert set(a.remotes["S"].features) == {"core", "actors"}
+    assert a.remotes["S"].last_heard_ms == 1000
+
+
+# ================================================================ ordering (SES-002)
+def test_out_of_order_messages_are_buffered_and_delivered_in_sequence_order():
+    # S: f1.remote(); f2.remote() on A; the network swaps them              SES-002
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    first, second = s.send(a, task(s, 1)), s.send(a, task(s, 2))
+    assert a.handle(second) == []
+    assert a.remotes["S"].buffered.keys() == {2}
+    out = a.handle(first)
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [s.oid("t1"), s.oid("t2")]
+    assert a.remotes["S"].delivered == 2
+
+
+def test_duplicates_are_discarded_and_re_acked():
+    # the network delivers S's SubmitTask twice                             SES-002, SES-004
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    tick(a, 0)
+    msg = s.send(a, task(s, 1))
+    assert len(of_type(a.handle(msg), ev.RunTask)) == 1
+    tick(a, 100)  # the ack owed since 0 goes out in a heartbeat
+    assert a.handle(msg) == []  # duplicate: discarded
+    out = tick(a, 150)
+    assert [(e.seq, e.ack, e.body) for e in frames(out)] == [(0, 1, Heartbeat())]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_any_arrival_order_with_duplicates_delivers_each_message_once_in_order(data):
+    # S: f1.remote() ... f6.remote(); the network reorders and duplicates freely   SES-002
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    msgs = [s.send(a, task(s, i)) for i in range(1, 7)]
+    extra = data.draw(st.lists(st.integers(0, 5), max_size=12), label="duplicates")
+    arrivals = data.draw(st.permutations(list(range(6)) + extra), label="arrival order")
+    ran = []
+    for i in arrivals:
+        ran += [r.task_id for r in of_type(a.handle(msgs[i]), ev.RunTask)]
+    assert ran == [s.oid(f"t{i}") for i in range(1, 7)]
+    assert a.remotes["S"].buffered == {}
+
+
+def test_message_beyond_the_window_is_discarded():
+    # S's seq 6 arrives while A expects seq 1, window 4                      SES-002, SES-009
+    a = peer(config=Config(window=4))
+    s = Stub("S")
+    s.greet(a)
+    msgs = [s.send(a, task(s, i)) for i in range(1, 7)]
+    a.handle(msgs[5])
+    assert a.remotes["S"].buffered == {}
+    out = a.handle(*msgs[:5])
+    assert len(of_type(out, ev.RunTask)) == 5  # seq 6 waits for its retransmission
+    assert a.remotes["S"].delivered == 5
+
+
+def test_receiver_mismatch_is_silently_discarded():
+    # a frame for peer "Z" reaches A (a stale address)                       SES-016
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    out = a.handle(s.envelope(a, task(s, 1), 1, receiver="Z"))
+    assert out == []
+    assert a.remotes["S"].delivered == 0
+
+
+# ================================================================ acks and retransmission
+def test_unacked_messages_are_retransmitted_identically_after_the_interval():
+    # A asks S twice; both frames are lost                                  SES-003, SES-011
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    tick(a, 0)
+    sent = frames(a.handle(ev.Introspect("i1", 1, "S"), ev.Introspect("i2", 2, "S")))
+    assert [e.seq for e in sent] == [1, 2]
+    assert frames(tick(a, 199)) == []
+    again = frames(tick(a, 200))
+    assert again == sent  # same seq, same body, in order (ack unchanged at 0)
+
+
+def test_ack_stops_retransmission():
+    # S acknowledges A's request in a heartbeat                              SES-003, SES-008
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    tick(a, 0)
+    a.handle(ev.Introspect("i1", 1, "S"))
+    a.handle(s.unsequenced(a, Heartbeat(), ack=1))
+    assert a.remotes["S"].unacked == {}
+    assert bodies(tick(a, 200), IntrospectRequest) == []
+
+
+def test_ack_beyond_what_was_sent_is_ignored():
+    # a buggy S acks seq 99 although A has sent it two messages             SES-008
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    a.handle(ev.Introspect("i1", 1, "S"), ev.Introspect("i2", 2, "S"))
+    a.handle(s.unsequenced(a, Heartbeat(), ack=99))
+    assert list(a.remotes["S"].unacked) == [1, 2]
+
+
+def test_ack_owed_goes_out_in_a_heartbeat_after_the_ack_delay():
+    # S sends A a message A has nothing to answer                          SES-004
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    tick(a, 0)
+    assert a.handle(s.send(a, FreeObjects(()))) == []
+    assert tick(a, 49) == []
+    out = tick(a, 50)
+    assert [(e.seq, e.ack, e.body) for e in frames(out)] == [(0, 1, Heartbeat())]
+
+
+# ================================================================ liveness
+def test_idle_session_gets_a_heartbeat_every_interval():
+    # two idle peers                                                        LIV-001
+    a = peer()
+    s = Stub("S")
+    s.greet(a)  # A's Welcome went out at 0
+    assert tick(a, 249) == []
+    out = tick(a, 250)
+    assert frames(out) == [Envelope("A", 0xA1, "S", s.incarnation, 0, 0, Heartbeat())]
+    assert tick(a, 499) == []
+    assert bodies(tick(a, 500)) == [Heartbeat()]
+
+
+def test_silence_is_measured_with_the_remote_interval():
+    # S announces 100 ms heartbeats, then goes silent; A's missLimit is 6   LIV-003, LIV-007
+    a = peer()
+    s = Stub("S", heartbeat_interval_ms=100)
+    s.greet(a)
+    assert of_type(tick(a, 599), ev.PeerDeclaredDead) == []
+    [dead] = of_type(tick(a, 601), ev.PeerDeclaredDead)
+    assert (dead.peer, dead.incarnation) == ("S", s.incarnation)
+    assert ("S", s.incarnation) in a.fenced
+
+
+def test_any_message_counts_as_evidence_of_life():
+    # S sends only data-plane frames and a duplicate, one a second (timeout 1.5 s)   LIV-002
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    dup = s.send(a, FreeObjects(()))
+    a.handle(dup)
+    evidence = [s.unsequenced(a, FetchRequest("x", 1)), dup, s.unsequenced(a, FetchRequest("x", 2)), dup]
+    for now, msg in zip((1000, 2000, 3000, 4000), evidence):
+        a.handle(msg)
+        assert of_type(tick(a, now), ev.PeerDeclaredDead) == []
+    assert a.remotes["S"].state == "alive"
+
+
+def test_death_by_silence_is_announced_once_to_every_other_live_peer():
+    # B crashes silently; A (in session with B and C) detects it            LIV-003, LIV-004, LIV-008
+    net = Net(("A", "B", "C"))
+    net.connect("A", "B")
+    net.connect("A", "C")
+    b = net.kill("B")
+    declared_at = None
+    for _ in range(20):
+        out = net.tick(100, "A", "C")
+        if declared_at is None and of_type(out["A"], ev.PeerDeclaredDead):
+            declared_at = net.now
+        net.deliver_all()
+    assert declared_at == 1600
+    assert [(m.peer, m.incarnation) for m in net.sent_bodies(PeerDeadNotice, src="A")] == [("B", b)]
+    assert [f.dst for f in net.sent if isinstance(f.body, PeerDeadNotice)] == ["C"]
+    assert ("B", b) in net["C"].fenced  # LIV-012: C had no session with B, but records the fence
+    assert net.sent_bodies(PeerDeadNotice, src="C") == []  # LIV-008: C only heard of it
+
+
+def test_external_evidence_of_death_is_announced():
+    # A's supervisor reports that B exited                                  LIV-014, LIV-004
+    net = Net(("A", "B", "C"))
+    net.connect("A", "B")
+    net.connect("A", "C")
+    b = net.kill("B", "A")
+    assert [(m.peer, m.incarnation) for m in bodies(net.last["A"], PeerDeadNotice, to="C")] == [("B", b)]
+
+
+def test_peer_told_it_is_dead_fail_stops_and_answers_nothing_more():
+    # C declared A dead and tells it                                         LIV-005
+    a = peer()
+    c = Stub("C")
+    c.greet(a)
+    out = a.handle(c.send(a, PeerDeadNotice("A", 0xA1, "silence")))
+    assert [type(i) for i in out] == [ev.FailStop]
+    assert a.handle(c.send(a, task(c, 1))) == []
+    assert tick(a, 10_000) == []
+
+
+def test_notice_about_someone_else_fences_them_without_stopping():
+    # C tells A that B/b is dead; A had a task running for B                 LIV-004, FATE-003
+    a = peer()
+    b, c = Stub("B", incarnation=0xB), Stub("C", incarnation=0xC)
+    b.greet(a)
+    c.greet(a)
+    a.handle(b.send(a, task(b, 1)))
+    out = a.handle(c.send(a, PeerDeadNotice("B", 0xB, "silence")))
+    assert [(i.peer, i.incarnation) for i in of_type(out, ev.PeerDeclaredDead)] == [("B", 0xB)]
+    assert of_type(out, ev.StopTask) and not of_type(out, ev.FailStop)
+    assert bodies(out, PeerDeadNotice) == []
+    # SES-005: B/b is fenced; what it sends now is discarded and answered DECLARED_DEAD.
+    late = a.handle(b.send(a, task(b, 2)))
+    assert of_type(late, ev.RunTask) == []
+    assert [m.error.code for m in bodies(late, ProtocolError)] == [ErrorCode.DECLARED_DEAD]
+
+
+def test_answer_to_a_fenced_sender_names_liv005():
+    # B/b was declared dead but is still talking                              SES-017
+    a = peer()
+    b = Stub("B")
+    b.greet(a)
+    a.handle(ev.PeerFailed("failed", "B", b.incarnation))
+    [msg] = bodies(a.handle(b.send(a, FreeObjects(()))), ProtocolError)
+    assert msg.error.requirement == "LIV-005"
+
+
+def test_goodbye_fences_the_sender_at_once():
+    # W leaves the cluster while running nothing for A                      LIV-006
+    a = peer()
+    w = Stub("W")
+    w.greet(a)
+    out = a.handle(w.send(a, Goodbye("shutdown")))
+    assert [(i.peer, i.reason) for i in of_type(out, ev.PeerDeclaredDead)] == [("W", "shutdown")]
+    assert ("W", w.incarnation) in a.fenced
+
+
+# ================================================================ incarnations
+def test_hello_from_a_new_incarnation_fences_the_old_one_first():
+    # D: y = f.remote() on W; W crashes and restarts, then greets D          HS-006, RPC-004
+    net = Net(("D", "W"))
+    tid, (y,) = net.submit("D", "f", executor="W")
+    net.deliver_all()
+    w1 = net.inc("W")
+    net.restart("W")
+    net.handle("W", ev.SendData(net.sid("W", "hi"), "D", 0, "mem://D", FetchRequest("x", 1)))
+    out = net.deliver(lambda f: f.dst == "D")
+    kinds = [type(i) for i in out]
+    assert kinds.index(ev.PeerDeclaredDead) < kinds.index(ev.SendFrame)
+    assert [(i.peer, i.incarnation) for i in of_type(out, ev.PeerDeclaredDead)] == [("W", w1)]
+    [welcome] = frames(out, Welcome)
+    assert welcome.receiver_incarnation == net.inc("W")
+    err = net["D"].owned[y].error
+    assert err.code is ErrorCode.WORKER_DIED and "W" in err.message
+    assert bodies(out, PeerDeadNotice) == []
+
+
+def test_message_to_an_earlier_incarnation_is_answered_declared_dead():
+    # S still talks to A's previous incarnation                               SES-006
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    stale = s.envelope(a, task(s, 1), 1, receiver_incarnation=0xA0)
+    [env] = frames(a.handle(stale))
+    assert (env.seq, env.receiver, env.receiver_incarnation) == (0, "S", s.incarnation)
+    assert (env.body.error.code, env.body.error.requirement) == (ErrorCode.DECLARED_DEAD, "SES-006")
+    assert a.remotes["S"].delivered == 0  # discarded: seq 1 is still expected
+    assert of_type(a.handle(s.envelope(a, task(s, 1), 1)), ev.RunTask)
+
+
+def test_hello_to_an_earlier_incarnation_from_a_stranger_is_answered_declared_dead():
+    # B restarted as b2; A, which knew b1, greets it again                   SES-006
+    b2 = peer("B", 0xB2)
+    a = Stub("A")
+    [env] = frames(b2.handle(a.hello(b2, receiver_incarnation=0xB1)))
+    assert env.receiver == "A" and env.seq == 0
+    assert (env.body.error.code, env.body.error.requirement) == (ErrorCode.DECLARED_DEAD, "SES-006")
+
+
+def test_declared_dead_from_a_restarted_peer_fences_its_old_incarnation():
+    # D runs a task on W/w1; W restarted as w2 and answers D's stale frame   LIV-009
+    d = peer("D", 0xD1)
+    w1, w2 = Stub("W", incarnation=0x1), Stub("W", incarnation=0x2)
+    w1.greet(d)
+    d.handle(ev.Submit("submit", "D.d1.1", "f", (), ("D.d1.1.r0",), executor="W"))
+    info = ErrorInfo(ErrorCode.DECLARED_DEAD, "that incarnation was declared dead", "SES-006")
+    out = d.handle(w2.unsequenced(d, ProtocolError(info)))
+    assert [(i.peer, i.incarnation) for i in of_type(out, ev.PeerDeclaredDead)] == [("W", 0x1)]
+    assert of_type(out, ev.FailStop) == [] and not d.stopped
+    assert d.owned["D.d1.1.r0"].error.code is ErrorCode.WORKER_DIED
+
+
+def test_declared_dead_from_the_incarnation_we_know_means_we_are_dead():
+    # W fenced D/d (false suspicion); D's next frame is answered             LIV-005, LIV-009, SES-017
+    d = peer("D", 0xD1)
+    w = Stub("W")
+    w.greet(d)
+    info = ErrorInfo(ErrorCode.DECLARED_DEAD, "that incarnation was declared dead", "LIV-005")
+    out = d.handle(w.unsequenced(d, ProtocolError(info)))
+    assert [type(i) for i in out] == [ev.FailStop]
+    assert d.stopped
+
+
+# ================================================================ malformed and unknown input
+def test_malformed_message_with_a_readable_seq_uses_up_its_number():
+    # S's seq 1 cannot be decoded; seq 2 arrived before it                   GEN-010, SES-002
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    s.out_seq = 1
+    a.handle(s.send(a, task(s, 2)))
+    bad = ev.ReceiveMalformed("bad", "S", s.incarnation, ErrorInfo(ErrorCode.MALFORMED, "truncated"), seq=1)
+    out = a.handle(bad)
+    first, run = out
+    assert isinstance(first, ev.SendFrame) and isinstance(run, ev.RunTask)
+    env = first.envelope
+    assert (env.body.error.code, env.body.related_seq, env.body.error.requirement) == (ErrorCode.MALFORMED, 1, "GEN-010")
+    assert env.ack == 1  # counted as delivered before replying
+    assert run.task_id == s.oid("t2")
+
+
+def test_malformed_frame_without_seq_is_answered_and_changes_nothing():
+    # S sends a frame whose envelope's seq could not be read                GEN-004
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    out = a.handle(ev.ReceiveMalformed("bad", "S", s.incarnation, ErrorInfo(ErrorCode.MALFORMED, "junk")))
+    [msg] = bodies(out, ProtocolError)
+    assert (msg.error.code, msg.related_seq) == (ErrorCode.MALFORMED, 0)
+    assert a.remotes["S"].delivered == 0
+
+
+def test_malformed_frame_from_a_stranger_is_dropped():
+    # junk arrives from a peer A has no session with                        GEN-004, SES-010
+    a = peer()
+    assert a.handle(ev.ReceiveMalformed("bad", "Z", 5, ErrorInfo(ErrorCode.MALFORMED, "junk"), seq=3)) == []
+
+
+def test_non_hello_without_receiver_incarnation_is_malformed():
+    # S sends a sequenced message with receiverIncarnation 0                SES-014, GEN-004
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    [msg] = bodies(a.handle(s.envelope(a, FreeObjects(()), 1, receiver_incarnation=0)), ProtocolError)
+    assert msg.error.code is ErrorCode.MALFORMED
+
+
+def test_session_that_cannot_make_progress_is_declared_dead_after_the_stall_limit():
+    # S keeps heartbeating but never acks A's request                      SES-012, LIV-004
+    a = peer()
+    s, c = Stub("S"), Stub("C")
+    s.greet(a)
+    c.greet(a)
+    tick(a, 0)
+    a.handle(ev.Introspect("i", 1, "S"))
+    died_at = None
+    for now in range(200, 10_001, 200):
+        a.handle(s.unsequenced(a, Heartbeat(), ack=0), c.unsequenced(a, Heartbeat()))
+        out = tick(a, now)
+        if of_type(out, ev.PeerDeclaredDead):
+            died_at = now
+            [dead] = of_type(out, ev.PeerDeclaredDead)
+            assert dead.peer == "S" and "stalled" in dead.reason
+            assert [(m.peer, m.incarnation) for m in bodies(out, PeerDeadNotice, to="C")] == [("S", s.incarnation)]
+            break
+    assert died_at == 10_000
+
+
+# ================================================================ features on a session
+CORE_ONLY = ("core",)
+
+
+def _stub_descriptor(stub: Stub) -> RefDescriptor:
+    return stub.descriptor(stub.oid("x"))
+
+
+def _messages_needing_features(stub: Stub) -> list[tuple[str, object, str]]:
+    d = _stub_descriptor(stub)
+    pickle = Value(Encoding.PICKLE, b"\x80\x05N.")
+    return [
+        ("actor call", task(stub, 1, actor_id=stub.oid("a"), actor_seq=1), "HS-019"),
+        ("shared arg", task(stub, 2, Arg(ArgKind.SHARED, ref=d)), "HS-017"),
+        ("nested ref", task(stub, 3, Arg(ArgKind.VALUE, value=raw(b"v", (d,)))), "HS-017"),
+        ("retry", task(stub, 4, attempt=2, max_retries=3), "HS-018"),
+        ("pickle", task(stub, 5, Arg(ArgKind.VALUE, value=pickle)), "HS-020"),
+        ("CreateActor", CreateActor(stub.oid("a"), "C", ()), "HS-004"),
+        ("RegisterBorrower", RegisterBorrower("A.a1.1", stub.name, stub.incarnation, stub.address, stub.oid("f1")), "HS-004"),
+        ("ReleaseBorrows", ReleaseBorrows((BorrowRelease("A.a1.1", (stub.oid("f1"),)),)), "HS-004"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(8), ids=[m[0] for m in _messages_needing_features(Stub("S"))])
+def test_message_needing_a_feature_not_in_use_is_refused(index):
+    # a core-only peer sends something only an extended session allows     HS-004, HS-017..HS-020
+    a = peer()
+    s = Stub("S", features=CORE_ONLY)
+    s.greet(a)
+    name, msg, requirement = _messages_needing_features(s)[index]
+    out = a.handle(s.send(a, msg))
+    [env] = frames(out)
+    assert (env.body.error.code, env.body.related_seq) == (ErrorCode.FEATURE_NOT_NEGOTIATED, 1)
+    assert env.body.error.requirement == requirement
+    assert [type(i) for i in out] == [ev.SendFrame]  # discarded: nothing ran, nothing recorded
+    assert a.owned == {} and a.hosted == {}
+    # The sequence number was used up: the session goes on.
+    assert of_type(a.handle(s.send(a, task(s, 9))), ev.RunTask)
+
+
+def test_task_reply_with_refs_on_a_session_without_borrowing_is_refused():
+    # W (core only) returns a value that embeds a ref                        HS-017
+    d = peer("D", 0xD1)
+    d.handle(ev.AddPeer("add", "W", "mem://W"))
+    d.handle(ev.Submit("submit", "D.d1.1", "f", (), ("D.d1.1.r0",), executor="W"))
+    w = Stub("W", features=CORE_ONLY)
+    d.handle(w.welcome(d))
+    nested = w.descriptor(w.oid(1), forward_id=w.oid("f1"))
+    reply = TaskReply("D.d1.1", 1, (ReturnValue("D.d1.1.r0", ReturnKind.INLINE, raw(b"v", (nested,))),))
+    [msg] = bodies(d.handle(w.send(d, reply)), ProtocolError)
+    assert msg.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
+    assert d.owned["D.d1.1.r0"].state == "pending"
+
+
+def test_object_status_with_a_pickle_value_on_a_plain_session_is_refused():
+    # O (no python-pickle in use) answers G with a pickled value              HS-004, HS-020
+    g = peer("G", 0x61)
+    o = Stub("O")
+    o.greet(g)
+    x = o.descriptor(o.oid(1))
+    g.handle(o.send(g, task(o, 1, Arg(ArgKind.SHARED, ref=x))))
+    g.handle(ev.Get("get", 1, x.object_id))
+    out = g.handle(o.send(g, ObjectStatus(x.object_id, ObjectState.READY, 4, (), (), Value(Encoding.PICKLE, b"\x80\x05N."))))
+    [msg] = bodies(out, ProtocolError)
+    assert msg.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
+
+
+def test_retry_is_not_sent_to_a_peer_without_recovery():
+    # D: y = f.options(max_retries=2).remote(); W1 dies; only W2 (no recovery) is left   HS-018, RPC-004
+    net = Net(("D", "W1", "W2"), configs={"W2": Config(features=("core", "borrowing", "actors"))})
+    net.connect("D", "W2")
+    tid, (y,) = net.submit("D", "f", executor="W1", retries=2)
+    net.deliver_all()
+    net.kill("W1", "D")
+    net.deliver_all()
+    assert [m.attempt for m in net.sent_bodies(SubmitTask, dst="W2")] == []
+    assert net["D"].owned[y].error.code is ErrorCode.WORKER_DIED
+
+
+def test_retry_queued_before_the_handshake_is_not_sent_without_recovery():
+    # D: y = f.options(max_retries=2).remote(); W1 dies; W2 (no recovery) is new to D   HS-018, RPC-004
+    net = Net(("D", "W1", "W2"), configs={"W2": Config(features=("core", "borrowing", "actors"))})
+    tid, (y,) = net.submit("D", "f", executor="W1", retries=2)
+    net.deliver_all()
+    net.kill("W1", "D")
+    net.deliver_all()
+    assert [m.attempt for m in net.sent_bodies(SubmitTask, dst="W2")] == []
+    assert net["D"].owned[y].error.code is ErrorCode.WORKER_DIED
