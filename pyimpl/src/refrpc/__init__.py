@@ -1,11 +1,54 @@
 """RefRPC: pass-by-reference RPC with distributed memory.
 
-v0.1 ships the protocol core (:mod:`refrpc.core`), the wire codec
-(:mod:`refrpc.codec`) and a deterministic cluster simulator
-(:mod:`refrpc.testing`). The user-facing API (``remote``, ``get``, ``put``...)
-arrives with the runtime.
+The API is the paper's Table 1 in the Python idiom: ``@remote`` functions and
+classes, ``.remote()`` calls that return :class:`Ref` futures, ``get``, ``wait``,
+``put`` and ``shared``. Values are reclaimed automatically once no process
+holds a ref to them.
 """
+
+from .api import (
+    ActorDiedError,
+    ActorHandle,
+    GetTimeoutError,
+    ObjectLostError,
+    OwnerDiedError,
+    Ref,
+    RefRPCError,
+    SharedRef,
+    TaskCancelledError,
+    TaskError,
+    WorkerDiedError,
+    get,
+    init,
+    is_initialized,
+    put,
+    remote,
+    shared,
+    shutdown,
+    wait,
+)
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "ActorDiedError",
+    "ActorHandle",
+    "GetTimeoutError",
+    "ObjectLostError",
+    "OwnerDiedError",
+    "Ref",
+    "RefRPCError",
+    "SharedRef",
+    "TaskCancelledError",
+    "TaskError",
+    "WorkerDiedError",
+    "__version__",
+    "get",
+    "init",
+    "is_initialized",
+    "put",
+    "remote",
+    "shared",
+    "shutdown",
+    "wait",
+]

@@ -5,7 +5,10 @@ core's :class:`~refrpc.core.messages.Envelope` and the frames of one multipart
 ZeroMQ message: frame 0 is the Envelope in standard Cap'n Proto serialization,
 the other frames are large payloads sent out-of-band without copying (VAL-003).
 It also reads and writes the canonical trace format (``TRC-001``): streams of
-:class:`TraceRecord` messages.
+:class:`TraceRecord` messages, the stored form of an object (``OBJ-010``:
+:func:`encode_value`, :func:`encode_value_parts`, :func:`decode_value`) and the
+portable value encoding (``VAL-004``: :func:`encode_portable`,
+:func:`decode_portable`).
 
 Example:
     >>> from refrpc.core.messages import Envelope, Goodbye
@@ -29,24 +32,42 @@ from ._trace import (
     trace_file_name,
     write_trace,
 )
+from ._value import (
+    MAX_PAYLOAD_BYTES,
+    MAX_PORTABLE_DEPTH,
+    PortableRef,
+    decode_portable,
+    decode_value,
+    encode_portable,
+    encode_value,
+    encode_value_parts,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_MAX_RECORD_BYTES",
     "DEFAULT_OOB_THRESHOLD",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_PORTABLE_DEPTH",
     "SCHEMA_PATH",
     "DecodeError",
     "EncodeError",
     "MalformedFrame",
     "OversizedFrame",
+    "PortableRef",
     "TraceFormatError",
     "TraceKind",
     "TraceRecord",
     "UnknownMessage",
     "decode",
+    "decode_portable",
     "decode_trace_record",
+    "decode_value",
     "encode",
+    "encode_portable",
     "encode_trace_record",
+    "encode_value",
+    "encode_value_parts",
     "read_trace",
     "schema",
     "trace_file_name",

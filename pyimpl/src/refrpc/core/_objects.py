@@ -54,6 +54,14 @@ class Objects:
             raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"this peer holds no ref to {oid}")
         return RefDescriptor(oid, b.ref.owner, b.ref.owner_incarnation, b.ref.owner_address, b.size if b.size >= 0 else b.ref.size_hint, forward_id)
 
+    def descriptor(self: Peer, oid: ObjectId) -> RefDescriptor:
+        """The descriptor of a ref this peer holds, for the shell to embed in a value.
+
+        Reads state only; raises LocalUsageError if the peer holds no such ref.
+        """
+        self._require_held(oid)
+        return self._descriptor(oid)
+
     def _require_held(self: Peer, oid: ObjectId) -> None:
         e = self.owned.get(oid)
         if e is not None and e.state != "released":

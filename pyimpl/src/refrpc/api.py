@@ -1,0 +1,458 @@
+"""The user-facing API (the paper's Table 1): init, remote, put, get, wait, shared.
+
+Every call returns a :class:`Ref` at once. Passing a ``Ref`` as an argument
+passes it by reference (the callee gets the value); passing ``shared(ref)``
+hands the callee the ref itself. There is no ``free``: a value is reclaimed when
+no process holds a ref to it and no pending task needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
+
+from .core import events as ev
+from .core.messages import ErrorCode, ErrorInfo, RefDescriptor, Value
+from .serialization import serialize
+from .store import ObjectNotFound
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- errors
+class RefRPCError(Exception):
+    """Base of every error RefRPC raises; ``code`` is the spec's error code."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.UNRECOGNIZED, detail: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.detail = detail
+
+
+class TaskError(RefRPCError):
+    """The remote function raised; ``detail`` holds the remote traceback (TASK-007)."""
+
+    def __str__(self) -> str:
+        return f"{self.args[0]}\n\nRemote traceback:\n{self.detail}" if self.detail else self.args[0]
+
+
+class WorkerDiedError(RefRPCError):
+    """The worker running the task died and no retry was left (RPC-004)."""
+
+
+class OwnerDiedError(RefRPCError):
+    """The object's owner died; its objects die with it (FATE-001)."""
+
+
+class ObjectLostError(RefRPCError):
+    """Every copy is gone and the value cannot be rebuilt (LIN-003)."""
+
+
+class ActorDiedError(RefRPCError):
+    """The actor is dead (ACT-004)."""
+
+
+class TaskCancelledError(RefRPCError):
+    """The task was cancelled (TASK-008)."""
+
+
+class GetTimeoutError(RefRPCError, TimeoutError):
+    """``get`` gave up after its timeout; the value may still come."""
+
+
+_ERRORS: dict[ErrorCode, type[RefRPCError]] = {
+    ErrorCode.TASK_FAILED: TaskError,
+    ErrorCode.WORKER_DIED: WorkerDiedError,
+    ErrorCode.OWNER_DIED: OwnerDiedError,
+    ErrorCode.PEER_DIED: OwnerDiedError,
+    ErrorCode.OBJECT_LOST: ObjectLostError,
+    ErrorCode.OBJECT_FREED: ObjectLostError,
+    ErrorCode.LINEAGE_EVICTED: ObjectLostError,
+    ErrorCode.ACTOR_DIED: ActorDiedError,
+    ErrorCode.TASK_CANCELLED: TaskCancelledError,
+}
+
+
+def _raise(info: ErrorInfo) -> None:
+    cls = _ERRORS.get(info.code, RefRPCError)
+    raise cls(info.message or info.code.value, info.code, info.detail)
+
+
+# ---------------------------------------------------------------- the process's node
+class _Context:
+    def __init__(self) -> None:
+        self.node: Any = None
+        self.executor: Any = None
+        self.cluster: Any = None
+        self.lock = threading.Lock()
+        #: Ref objects alive in this process, per object id (to unmap copies).
+        self.handles: dict[str, int] = {}
+
+
+_ctx = _Context()
+
+
+def _attach(node: Any, executor: Any) -> None:
+    """Make ``node`` this process's node (worker processes call this)."""
+    _ctx.node, _ctx.executor = node, executor
+
+
+def _node() -> Any:
+    if _ctx.node is None or _ctx.node.stopped.is_set():
+        raise RefRPCError("refrpc is not initialized in this process: call refrpc.init()")
+    return _ctx.node
+
+
+def is_initialized() -> bool:
+    return _ctx.node is not None and not _ctx.node.stopped.is_set()
+
+
+def init(num_workers: int | None = None, *, startup_timeout: float = 60.0) -> None:
+    """Start a local cluster of worker processes (one per core) and connect to it."""
+    from .runtime import LocalCluster, Node
+
+    with _ctx.lock:
+        if is_initialized():
+            if _ctx.executor is not None:
+                raise RefRPCError("init() was called inside a worker: guard the script's top level with `if __name__ == '__main__':`")
+            raise RefRPCError("refrpc is already initialized; call refrpc.shutdown() first")
+        n = num_workers or os.cpu_count() or 1
+        import tempfile
+
+        sock_dir = tempfile.mkdtemp(prefix="refrpc-driver-")
+        namespace_holder: dict[str, str] = {}
+        node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=f"d{os.getpid()}")
+        cluster = LocalCluster.start(n, node.address, node.incarnation)
+        namespace_holder["ns"] = cluster.namespace
+        # The driver's store must share the cluster's namespace for zero-copy reads.
+        node.store.close()
+        from .store import SharedMemoryStore
+
+        node.store = SharedMemoryStore(cluster.namespace)
+        end = time.monotonic() + startup_timeout
+        for name, address in cluster.workers.items():
+            path = address.removeprefix("ipc://")
+            while not os.path.exists(path):
+                if cluster.processes[name].poll() is not None or time.monotonic() > end:
+                    node.stop()
+                    cluster.stop()
+                    raise RefRPCError(f"worker {name} did not start")
+                time.sleep(0.01)
+        adds = [lambda sid, n=name, a=address: ev.AddPeer(sid, n, a, 1) for name, address in cluster.workers.items()]
+        node.handle_soon(*adds).result()
+        _ctx.node, _ctx.cluster = node, cluster
+        _ctx.sock_dir = sock_dir  # type: ignore[attr-defined]
+
+
+def shutdown() -> None:
+    """Leave cleanly: workers of a local cluster exit and every segment is removed."""
+    with _ctx.lock:
+        node, cluster = _ctx.node, _ctx.cluster
+        _ctx.node = _ctx.cluster = None
+        if node is not None:
+            node.stop()
+        if cluster is not None:
+            cluster.stop()
+        sock_dir = getattr(_ctx, "sock_dir", None)
+        if sock_dir:
+            import shutil
+
+            shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- refs
+class Ref(Generic[T]):
+    """A reference to a possibly remote, possibly not yet computed value."""
+
+    __slots__ = ("id", "_node", "__weakref__")
+
+    def __init__(self, node: Any, object_id: str, *, counted: bool) -> None:
+        self.id = object_id
+        self._node = node
+        with _ctx.lock:
+            _ctx.handles[object_id] = _ctx.handles.get(object_id, 0) + 1
+        if not counted:  # OWN-003: the core counts every handle the program holds
+            node.handle_soon(lambda sid: ev.AddRef(sid, object_id))
+
+    def __del__(self) -> None:
+        node, oid = self._node, self.id
+        try:
+            with _ctx.lock:
+                left = _ctx.handles.get(oid, 1) - 1
+                if left <= 0:
+                    _ctx.handles.pop(oid, None)
+                else:
+                    _ctx.handles[oid] = left
+            if node is not None and not node.stopped.is_set():
+                node.handle_soon(lambda sid: ev.DropRef(sid, oid))
+                if left <= 0:
+                    node.call(lambda: node.store.detach(oid) if hasattr(node.store, "detach") else None)
+        except Exception:  # interpreter shutdown: nothing left to tell
+            pass
+
+    def __repr__(self) -> str:
+        return f"Ref({self.id})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Ref travels inside a RefRPC call or put, not through plain pickle")
+
+    def future(self) -> concurrent.futures.Future[T]:
+        """A concurrent.futures.Future of the value."""
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def fetch() -> None:
+            try:
+                fut.set_result(get(self))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        threading.Thread(target=fetch, daemon=True).start()
+        return fut
+
+    def __await__(self) -> Any:
+        return asyncio.wrap_future(self.future()).__await__()
+
+
+@dataclass(frozen=True)
+class SharedRef:
+    """Wraps a Ref so that the callee receives the Ref itself, not its value."""
+
+    ref: Ref[Any]
+
+
+def shared(ref: Ref[Any]) -> SharedRef:
+    """Pass ``ref`` by sharing: the callee becomes a borrower and may keep it."""
+    if not isinstance(ref, Ref):
+        raise TypeError(f"shared() takes a Ref, not {type(ref).__name__}")
+    return SharedRef(ref)
+
+
+def _make_ref(node: Any, object_id: str, counted: bool) -> Ref[Any]:
+    return Ref(node, object_id, counted=counted)
+
+
+def _ref_hook(node: Any) -> Callable[[object], RefDescriptor | None]:
+    def hook(obj: object) -> RefDescriptor | None:
+        if isinstance(obj, Ref):
+            return node.call(lambda: node.core.descriptor(obj.id)).result()
+        if isinstance(obj, SharedRef):
+            return node.call(lambda: node.core.descriptor(obj.ref.id)).result()
+        return None
+
+    return hook
+
+
+# ---------------------------------------------------------------- put / get / wait
+def put(obj: Any) -> Ref[Any]:
+    """Store ``obj`` and return a Ref owned by this process (OWN-001)."""
+    node = _node()
+    value = serialize(obj, ref_hook=_ref_hook(node))
+
+    def do() -> str:
+        oid = node.ids.next()
+        stored = value.size > node.config.inline_threshold
+        size = node.store.put(oid, value) if stored else value.size
+        node.handle(ev.Put(node.sid(), oid, value if not stored else Value(value.encoding, b"", (), value.nested), stored, size))
+        return oid
+
+    return Ref(node, node.call(do).result(), counted=True)
+
+
+def _value_of(node: Any, ref: Ref[Any], deadline: float | None) -> Any:
+    from .runtime._executor import _load
+
+    delay = 0.05
+    while True:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            res: ev.GetResult = node.get_result(ref.id).result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise GetTimeoutError(f"{ref.id} was not ready within the timeout", ErrorCode.UNRECOGNIZED) from None
+        if res.error is not None:
+            _raise(res.error)
+        value = res.value
+        if value is None:
+            try:
+                value = node.store.attach(ref.id)  # same host: mapped read-only, not copied
+            except ObjectNotFound:
+                # OBJ-013: the owner said where it was, it is not there; ask again.
+                node.handle_soon(lambda sid: ev.FetchFailed(sid, ref.id))
+                time.sleep(delay)
+                delay = min(1.0, delay * 2)
+                continue
+        return _load(node, ref.id, value, _make_ref)
+
+
+def get(refs: Ref[T] | Sequence[Ref[Any]], *, timeout: float | None = None) -> Any:
+    """The value of a Ref (or a list of values), waiting for it if needed."""
+    node = _node()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if isinstance(refs, Ref):
+        return _value_of(node, refs, deadline)
+    if isinstance(refs, (list, tuple)) and all(isinstance(r, Ref) for r in refs):
+        return [_value_of(node, r, deadline) for r in refs]
+    raise TypeError("get() takes a Ref or a list of Refs")
+
+
+def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | None = None) -> tuple[list[Ref[Any]], list[Ref[Any]]]:
+    """Split ``refs`` into (ready, pending) once ``num_returns`` are ready or the timeout passes."""
+    node = _node()
+    if not 0 <= num_returns <= len(refs):
+        raise ValueError(f"num_returns must be between 0 and {len(refs)}")
+    futures = {node.get_result(r.id): i for i, r in enumerate(refs)}
+    done: set[int] = set()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pending = set(futures)
+    while len(done) < num_returns and pending:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        finished, pending = concurrent.futures.wait(pending, timeout=left, return_when=concurrent.futures.FIRST_COMPLETED)
+        if not finished:
+            break
+        done |= {futures[f] for f in finished}
+    ready = [refs[i] for i in sorted(done)][: max(num_returns, 0)] if num_returns else []
+    ready_ids = {id(r) for r in ready}
+    return ready, [r for r in refs if id(r) not in ready_ids]
+
+
+# ---------------------------------------------------------------- remote functions
+def _arg_specs(node: Any, args: Iterable[Any]) -> tuple[list[ev.ArgSpec], list[Ref[Any]]]:
+    specs: list[ev.ArgSpec] = []
+    keep: list[Ref[Any]] = []
+    for a in args:
+        if isinstance(a, SharedRef):
+            specs.append(ev.ArgSpec(object_id=a.ref.id, shared=True))
+        elif isinstance(a, Ref):
+            specs.append(ev.ArgSpec(object_id=a.id))
+        else:
+            value = serialize(a, ref_hook=_ref_hook(node))
+            if value.size > node.config.inline_threshold:
+                r = put(a)  # large values travel by reference, not inside the message
+                keep.append(r)
+                specs.append(ev.ArgSpec(object_id=r.id))
+            else:
+                specs.append(ev.ArgSpec(value=value))
+    return specs, keep
+
+
+def _name_of(obj: Any) -> str:
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+class RemoteFunction:
+    """A function made callable remotely by ``@refrpc.remote``."""
+
+    def __init__(self, fn: Callable[..., Any], num_returns: int = 1, max_retries: int = 3, retry_exceptions: bool = False) -> None:
+        self._refrpc_target = fn
+        self._name = _name_of(fn)
+        self._num_returns = num_returns
+        self._max_retries = max_retries
+        self._retry_exceptions = retry_exceptions
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"remote function {self._name} is called with .remote(...)")
+
+    def options(self, *, num_returns: int | None = None, max_retries: int | None = None, retry_exceptions: bool | None = None) -> RemoteFunction:
+        return RemoteFunction(
+            self._refrpc_target,
+            self._num_returns if num_returns is None else num_returns,
+            self._max_retries if max_retries is None else max_retries,
+            self._retry_exceptions if retry_exceptions is None else retry_exceptions,
+        )
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            raise TypeError("remote functions take positional arguments only in protocol 0.1")
+        node = _node()
+        specs, keep = _arg_specs(node, args)
+        n = self._num_returns
+
+        def do() -> tuple[str, ...]:
+            task_id, rids = node.ids.task(n)
+            node.handle(ev.Submit(node.sid(), task_id, self._name, tuple(specs), rids, self._max_retries, self._retry_exceptions))
+            return rids
+
+        rids = node.call(do).result()
+        del keep  # the submitted task now holds them (BOR-006)
+        refs = [Ref(node, rid, counted=True) for rid in rids]
+        return refs[0] if n == 1 else refs
+
+
+class ActorMethod:
+    def __init__(self, handle: ActorHandle, name: str) -> None:
+        self._handle = handle
+        self._name = name
+
+    def remote(self, *args: Any) -> Ref[Any]:
+        node = _node()
+        specs, keep = _arg_specs(node, args)
+        aid = self._handle._actor_id
+
+        def do() -> str:
+            task_id, rids = node.ids.task(1)
+            node.handle(ev.Submit(node.sid(), task_id, self._name, tuple(specs), rids, 0, False, aid))
+            return rids[0]
+
+        rid = node.call(do).result()
+        del keep
+        return Ref(node, rid, counted=True)
+
+
+class ActorHandle:
+    """A handle to an actor this process created; method calls run in order (ACT-003)."""
+
+    def __init__(self, actor_id: str, cls: type) -> None:
+        self._actor_id = actor_id
+        self._cls = cls
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("_") or not callable(getattr(self._cls, name, None)):
+            raise AttributeError(f"actor {self._cls.__name__} has no method {name}")
+        return ActorMethod(self, name)
+
+    def kill(self) -> None:
+        node = _node()
+        node.handle_soon(lambda sid: ev.KillActorRequest(sid, self._actor_id))
+
+
+class ActorClass:
+    """A class made into an actor factory by ``@refrpc.remote``."""
+
+    def __init__(self, cls: type, max_restarts: int = 0) -> None:
+        self._refrpc_target = cls
+        self._cls = cls
+        self._name = _name_of(cls)
+        self._max_restarts = max_restarts
+
+    def options(self, *, max_restarts: int = 0) -> ActorClass:
+        return ActorClass(self._cls, max_restarts)
+
+    def remote(self, *args: Any) -> ActorHandle:
+        node = _node()
+        specs, keep = _arg_specs(node, args)
+
+        def do() -> str:
+            aid = node.ids.next()
+            node.handle(ev.CreateActorRequest(node.sid(), aid, self._name, tuple(specs), "", self._max_restarts))
+            return aid
+
+        aid = node.call(do).result()
+        del keep
+        return ActorHandle(aid, self._cls)
+
+
+def remote(obj: Any = None, **options: Any) -> Any:
+    """Decorate a function (task) or a class (actor); ``@remote(num_returns=2)`` takes options."""
+    if obj is None:
+        return lambda o: remote(o, **options)
+    if isinstance(obj, type):
+        return ActorClass(obj, **options)
+    if callable(obj):
+        return RemoteFunction(obj, **options)
+    raise TypeError("@remote decorates a function or a class")

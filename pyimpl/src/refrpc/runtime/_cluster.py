@@ -1,0 +1,109 @@
+"""Starting a local cluster (one worker process per core) and the worker's main."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+
+from ..core import events as ev
+from ..store import cleanup_namespace
+from ._executor import Executor, wait_until
+from ._node import Node
+
+
+@dataclass
+class LocalCluster:
+    """Worker processes started by ``refrpc.init()`` on this host."""
+
+    namespace: str
+    directory: str
+    workers: dict[str, str] = field(default_factory=dict)  # name -> address
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, num_workers: int, head_address: str, head_incarnation: int) -> LocalCluster:
+        namespace = f"rr{os.getpid()}x{secrets.token_hex(4)}"
+        directory = tempfile.mkdtemp(prefix="refrpc-")
+        cluster = cls(namespace, directory)
+        cluster.workers = {f"w{i}": f"ipc://{directory}/w{i}.sock" for i in range(1, num_workers + 1)}
+        peers = ",".join(f"{n}={a}" for n, a in cluster.workers.items())
+        main = getattr(sys.modules.get("__main__"), "__file__", "") or ""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        for name, address in cluster.workers.items():
+            cmd = [
+                sys.executable, "-m", "refrpc.runtime.worker",
+                "--peer", name, "--bind", address, "--namespace", namespace,
+                "--head", head_address, "--head-incarnation", str(head_incarnation),
+                "--peers", peers, "--main", main,
+            ]
+            cluster.processes[name] = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        atexit.register(cluster.stop)
+        return cluster
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Wait for the workers to leave (they follow the driver's Goodbye), then make sure."""
+        for p in self.processes.values():
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout)
+        cleanup_namespace(self.namespace)  # nothing may outlive the cluster
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    """``python -m refrpc.runtime.worker``: one worker peer of a local cluster."""
+    ap = argparse.ArgumentParser(prog="refrpc-worker")
+    ap.add_argument("--peer", required=True)
+    ap.add_argument("--bind", required=True)
+    ap.add_argument("--namespace", required=True)
+    ap.add_argument("--head", required=True)
+    ap.add_argument("--head-incarnation", type=int, required=True)
+    ap.add_argument("--peers", default="")
+    ap.add_argument("--main", default="")
+    args = ap.parse_args(argv)
+    from . import _executor
+
+    _executor.MAIN_PATH[0] = args.main
+    done = threading.Event()
+    executor: list[Executor] = []
+
+    def on_instruction(ins: ev.Instruction) -> None:
+        if isinstance(ins, (ev.RunTask, ev.StartActor, ev.StopActor)):
+            executor[0].submit(ins)
+        elif isinstance(ins, ev.PeerDeclaredDead) and ins.peer == "driver":
+            done.set()  # the head is gone: a local cluster's workers go with it
+        elif isinstance(ins, ev.FailStop):
+            done.set()
+
+    node = Node(args.peer, args.bind, args.namespace, on_instruction=on_instruction)
+    executor.append(Executor(node))
+    from .. import api
+
+    api._attach(node, executor[0])
+    peers = [p.split("=", 1) for p in args.peers.split(",") if p]
+    adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1) for n, a in peers if n != args.peer]
+    node.handle_soon(*adds).result()
+    # Open the session with the head now, so that its death is noticed (REF-006).
+    node.call(lambda: node.core._ensure_session("driver", args.head, args.head_incarnation)).result()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    while not done.is_set() and not node.stopped.is_set():
+        done.wait(0.2)
+    executor[0].stop()
+    node.stop(timeout=2.0)
+    return 0
+
+
+def wait_for(predicate, timeout: float) -> bool:  # re-exported for the api module
+    return wait_until(predicate, timeout)

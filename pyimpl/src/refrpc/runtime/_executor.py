@@ -1,0 +1,187 @@
+"""Runs tasks and actors for a node, one at a time, on a thread of its own.
+
+The loop thread hands over ``RunTask``/``StartActor``/``StopActor`` instructions;
+this thread resolves the arguments (values, shared-memory copies, refs), calls
+the function and hands back a ``TaskFinished``/``ActorReady`` stimulus. The loop
+thread is never blocked by user code, so heartbeats keep flowing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import queue
+import runpy
+import sys
+import threading
+import time
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ..core import events as ev
+from ..core.messages import Encoding, ErrorCode, ErrorInfo, Value
+from ..serialization import deserialize, serialize
+from ..store import ObjectNotFound
+from ._node import error_info
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+#: Module name under which a worker loads the driver's main script (like multiprocessing).
+MAIN_ALIAS = "__refrpc_main__"
+#: Path of the driver's main script, set by the worker's command line.
+MAIN_PATH = [""]
+
+
+def load_main(path: str) -> None:
+    """Load the driver's ``__main__`` script so its functions resolve by name."""
+    if MAIN_ALIAS in sys.modules or not path:
+        return
+    module = ModuleType(MAIN_ALIAS)
+    module.__dict__.update(runpy.run_path(path, run_name=MAIN_ALIAS))
+    sys.modules[MAIN_ALIAS] = module
+
+
+def resolve(name: str) -> Any:
+    """The function or class registered as ``module:qualname``."""
+    module_name, _, qualname = name.partition(":")
+    if not qualname:
+        raise LookupError(f"{name!r} is not of the form module:qualname")
+    if module_name == "__main__":
+        # The driver's script: loaded on first use, under its own name, so that its
+        # `if __name__ == "__main__":` block does not run here.
+        load_main(MAIN_PATH[0])
+        module_name = MAIN_ALIAS if MAIN_ALIAS in sys.modules else "__main__"
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return getattr(obj, "_refrpc_target", obj)  # unwrap @remote
+
+
+class Executor:
+    """The task thread of a node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.queue: queue.SimpleQueue[ev.Instruction | None] = queue.SimpleQueue()
+        self.actors: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._run, name=f"refrpc-exec-{node.peer_id}", daemon=True)
+        self._thread.start()
+
+    def submit(self, ins: ev.Instruction) -> None:
+        self.queue.put(ins)
+
+    def stop(self) -> None:
+        self.queue.put(None)
+
+    def _run(self) -> None:
+        from ..api import _make_ref  # the api module builds Ref objects
+
+        while True:
+            ins = self.queue.get()
+            if ins is None:
+                return
+            if isinstance(ins, ev.StopActor):
+                self.actors.pop(ins.actor_id, None)
+                continue
+            try:
+                args = self._resolve_args(ins.args, ins, _make_ref)
+            except _Refetch:
+                continue
+            if isinstance(ins, ev.StartActor):
+                self._start_actor(ins, args)
+            else:
+                self._run_task(ins, args)  # type: ignore[arg-type]
+            # Drop the argument handles now, not when the next task arrives: a Ref
+            # kept alive here would keep its value alive (and leak it when idle).
+            args = None  # noqa: F841
+
+    def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction, make_ref: Any) -> list[Any]:
+        args: list[Any] = []
+        for a in resolved:
+            if a.ref is not None:
+                args.append(make_ref(self.node, a.ref.object_id, counted=False))
+                continue
+            value = a.value
+            if value is None:
+                try:
+                    value = self.node.store.attach(a.object_id)  # same host: mapped, not copied
+                except ObjectNotFound:
+                    # OBJ-013: ask the owner again; the core re-issues the RunTask.
+                    if isinstance(ins, ev.RunTask):
+                        self.node.handle_soon(lambda sid: ev.FetchFailed(sid, a.object_id, ins.task_id, ins.attempt))
+                    raise _Refetch() from None
+            args.append(_load(self.node, a.object_id, value, make_ref))
+        return args
+
+    def _run_task(self, ins: ev.RunTask, args: list[Any]) -> None:
+        try:
+            if ins.actor_id:
+                instance = self.actors.get(ins.actor_id)
+                if instance is None:
+                    raise LookupError(f"actor {ins.actor_id} is not running here")
+                fn = getattr(instance, ins.function)
+            else:
+                fn = resolve(ins.function)
+        except Exception as exc:
+            info = ErrorInfo(ErrorCode.UNKNOWN_FUNCTION, f"{ins.function}: {exc}", "TASK-006")
+            self._finish(ins, [ev.TaskResult(error=info)] * len(ins.return_ids))
+            return
+        try:
+            out = fn(*args)
+            args.clear()  # the caller's list too: handles must die with the call
+            values = list(out) if len(ins.return_ids) > 1 else [out]
+            if len(values) != len(ins.return_ids):
+                raise ValueError(f"{ins.function} returned {len(values)} values, {len(ins.return_ids)} expected")
+            results = [self._result(rid, v) for rid, v in zip(ins.return_ids, values)]
+        except Exception as exc:
+            results = [ev.TaskResult(error=error_info(exc))] * len(ins.return_ids)
+        self._finish(ins, results)
+
+    def _result(self, rid: str, obj: Any) -> ev.TaskResult:
+        value = serialize(obj, ref_hook=self._ref_hook)
+        if value.size <= self.node.config.inline_threshold:
+            return ev.TaskResult(value=value)
+        size = self.node.store.put(rid, value)  # TASK-004: stays here, the primary copy
+        return ev.TaskResult(value=Value(value.encoding, b"", (), value.nested), stored=True, size=size)
+
+    def _ref_hook(self, obj: Any) -> Any:
+        from ..api import Ref
+
+        if isinstance(obj, Ref):
+            return self.node.call(lambda: self.node.core.descriptor(obj.id)).result()
+        return None
+
+    def _finish(self, ins: ev.RunTask, results: list[ev.TaskResult]) -> None:
+        self.node.handle_soon(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt, tuple(results)))
+
+    def _start_actor(self, ins: ev.StartActor, args: list[Any]) -> None:
+        try:
+            cls = resolve(ins.class_name)
+            self.actors[ins.actor_id] = cls(*args)
+            error = None
+        except Exception as exc:
+            error = error_info(exc)
+        args.clear()
+        self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, error))
+
+
+class _Refetch(Exception):
+    """An argument's bytes were not where the owner said; the task will come again."""
+
+
+def _load(node: Node, container: str, value: Value, make_ref: Any) -> Any:
+    """Deserialize a value; its nested refs become counted handles (BOR-008)."""
+    if value.nested and container:
+        node.call(lambda: node.handle(ev.Materialize(node.sid(), container, value.nested))).result()
+        return deserialize(value, ref_factory=lambda d: make_ref(node, d.object_id, counted=True))
+    return deserialize(value, ref_factory=lambda d: make_ref(node, d.object_id, counted=False))
+
+
+def wait_until(predicate: Any, timeout: float, step: float = 0.005) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds passed (for shutdown paths)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

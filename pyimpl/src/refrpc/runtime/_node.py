@@ -1,0 +1,251 @@
+"""A RefRPC peer process: the I/O shell around one sans-IO core.
+
+One loop thread owns the core, the transport and the instruction dispatch.
+Other threads (the program, task threads) never touch the core: they hand the
+loop a callable with :meth:`Node.call` and get a future back. The loop sleeps in
+a poll on the ROUTER socket and a self-pipe, and ticks the core's clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import secrets
+import threading
+import time
+import traceback
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from .. import codec
+from ..core import Config, IdAllocator, Peer
+from ..core import events as ev
+from ..core.errors import LocalUsageError
+from ..core.messages import ErrorCode, ErrorInfo
+from ..store import SharedMemoryStore
+from ..transport import ZmqTransport
+
+#: How often the core's clock ticks (heartbeats, retransmission, failure detection).
+TICK_MS = 20
+
+
+class Node:
+    """One peer: a core, a transport, a store and the loop that joins them.
+
+    Args:
+        peer_id: This peer's name (ID-001).
+        bind: ZeroMQ endpoint for the ROUTER (ZMQ-001).
+        namespace: Shared-memory namespace of the local cluster (store segments).
+        config: Protocol tunables; the spec's defaults if omitted.
+        on_instruction: Extra handler for instructions the node itself does not
+            carry out (RunTask, StartActor...), called on the loop thread.
+    """
+
+    def __init__(
+        self,
+        peer_id: str,
+        bind: str,
+        namespace: str,
+        config: Config | None = None,
+        on_instruction: Callable[[ev.Instruction], None] | None = None,
+    ) -> None:
+        self.peer_id = peer_id
+        self.incarnation = secrets.randbits(63) | 1  # ID-002: random, nonzero
+        self.config = config or Config(features=("core", "borrowing", "recovery", "actors", "python-pickle"))
+        self.transport = ZmqTransport(bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}")
+        self.address = self.transport.address
+        self.core = Peer(peer_id, self.incarnation, self.address, self.config)
+        self.ids = IdAllocator(peer_id, self.incarnation)
+        self.store = SharedMemoryStore(namespace)
+        self.on_instruction = on_instruction
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._sids = itertools.count(1)
+        self._requests = itertools.count(1)
+        #: Get request id -> future of its GetResult (set on the loop thread).
+        self._gets: dict[int, Future[ev.GetResult]] = {}
+        #: Introspect request id -> future of its IntrospectResult (INT-001).
+        self._introspections: dict[int, Future[ev.IntrospectResult]] = {}
+        self._stopping = threading.Event()
+        self.stopped = threading.Event()
+        self.failure: str = ""
+        self._thread = threading.Thread(target=self._loop, name=f"refrpc-{peer_id}", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ other threads
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the loop thread; its result (or exception) lands in the future."""
+        fut: Future[Any] = Future()
+        if self.stopped.is_set():
+            fut.set_exception(RuntimeError(f"peer {self.peer_id} is stopped: {self.failure or 'shut down'}"))
+            return fut
+
+        def run() -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # handed to the caller, never lost
+                fut.set_exception(exc)
+
+        self._calls.put(run)
+        self._wake()
+        return fut
+
+    def handle_soon(self, *stimuli_factories: Callable[[str], ev.Stimulus]) -> Future[Any]:
+        """Feed stimuli (built on the loop thread, so ids stay ordered) to the core."""
+        return self.call(lambda: self.handle(*[make(self.sid()) for make in stimuli_factories]))
+
+    def get_result(self, object_id: str) -> Future[ev.GetResult]:
+        """Ask the core for the value of a held ref; the future gets its GetResult."""
+        fut: Future[ev.GetResult] = Future()
+
+        def ask() -> None:
+            rid = next(self._requests)
+            self._gets[rid] = fut
+            try:
+                self.handle(ev.Get(self.sid(), rid, object_id))
+            except BaseException:
+                self._gets.pop(rid, None)
+                raise
+
+        inner = self.call(ask)
+        inner.add_done_callback(lambda f: f.exception() and not fut.done() and fut.set_exception(f.exception()))  # type: ignore[func-returns-value]
+        return fut
+
+    def introspect(self, peer: str) -> Future[ev.IntrospectResult]:
+        """The ownership table of ``peer`` (or of this node, for its own id), INT-001."""
+        fut: Future[ev.IntrospectResult] = Future()
+
+        def ask() -> None:
+            rid = next(self._requests)
+            self._introspections[rid] = fut
+            self.handle(ev.Introspect(self.sid(), rid, peer))
+
+        self.call(ask)
+        return fut
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Leave cleanly (Goodbye to every peer), stop the loop, release everything."""
+        if not self.stopped.is_set():
+            self.call(lambda: self.handle(ev.Shutdown(self.sid(), "shutdown")))
+            self._stopping.set()
+            self._wake()
+            self._thread.join(timeout)
+        self._close()
+
+    # ------------------------------------------------------------ the loop thread
+    def sid(self) -> str:
+        return f"{self.peer_id}:{next(self._sids)}"
+
+    def handle(self, *stimuli: ev.Stimulus) -> None:
+        """Apply stimuli to the core and carry out its instructions (loop thread only)."""
+        try:
+            instructions = self.core.handle(*stimuli)
+        except LocalUsageError as exc:
+            for ins in exc.instructions:
+                self._do(ins)
+            raise
+        for ins in instructions:
+            self._do(ins)
+
+    def _loop(self) -> None:
+        next_tick = 0.0
+        try:
+            while not self.stopped.is_set():
+                now = time.monotonic()
+                timeout = max(0, int((next_tick - now) * 1000))
+                self.transport.poll(timeout, also=[self._wake_r])
+                for _ in range(512):
+                    frames = self.transport.recv(0)
+                    if frames is None:
+                        break
+                    self._receive(frames)
+                self._drain_wake()
+                while True:
+                    try:
+                        fn = self._calls.get_nowait()
+                    except queue.Empty:
+                        break
+                    fn()
+                now = time.monotonic()
+                if now >= next_tick:
+                    self.handle(ev.Tick(self.sid(), int(now * 1000)))
+                    next_tick = now + TICK_MS / 1000
+                if self._stopping.is_set() and self._calls.empty():
+                    # Let the Goodbyes leave before the sockets close.
+                    self.transport.flush()
+                    break
+        except BaseException:  # the loop must never die silently
+            self.failure = traceback.format_exc()
+        finally:
+            self.stopped.set()
+            for fut in self._gets.values():
+                if not fut.done():
+                    fut.set_exception(RuntimeError(f"peer {self.peer_id} stopped"))
+
+    def _receive(self, frames: list[Any]) -> None:
+        try:
+            envelope = codec.decode(frames, max_frame_bytes=self.config.max_frame_bytes)
+        except codec.DecodeError as exc:  # GEN-004: typed, never a crash
+            if exc.sender:
+                self.handle(ev.ReceiveMalformed(self.sid(), exc.sender, exc.sender_incarnation, exc.error, exc.seq))
+            return
+        self.handle(ev.Receive(self.sid(), envelope))
+
+    def _do(self, ins: ev.Instruction) -> None:
+        if isinstance(ins, ev.SendFrame):
+            try:
+                self.transport.send(ins.address, codec.encode(ins.envelope))
+            except ValueError:
+                pass  # an address ZeroMQ cannot use is an unreachable peer: LIV-003 decides
+        elif isinstance(ins, ev.GetResult):
+            fut = self._gets.pop(ins.request_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(ins)
+        elif isinstance(ins, ev.IntrospectResult):
+            fut = self._introspections.pop(ins.request_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(ins)
+        elif isinstance(ins, ev.FreeCopy):
+            self.store.free(ins.object_id)
+        elif isinstance(ins, ev.PeerDeclaredDead):
+            r = self.core.remotes.get(ins.peer)
+            if r is not None and r.address:
+                self.transport.forget(r.address)  # ZMQ-010
+            if self.on_instruction is not None:
+                self.on_instruction(ins)
+        elif isinstance(ins, ev.FailStop):
+            self.failure = f"declared dead by the cluster: {ins.reason}"  # LIV-005
+            self._stopping.set()
+            if self.on_instruction is not None:
+                self.on_instruction(ins)
+        elif self.on_instruction is not None:
+            self.on_instruction(ins)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full or closed: the loop is awake or gone anyway
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _close(self) -> None:
+        self.transport.close(linger_ms=200)  # let the Goodbyes leave (LIV-006)
+        self.store.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """A task's exception as the protocol's TASK_FAILED error (TASK-007)."""
+    return ErrorInfo(ErrorCode.TASK_FAILED, f"{type(exc).__name__}: {exc}", "TASK-007", "".join(traceback.format_exception(exc)))

@@ -1,0 +1,140 @@
+"""The runtime on real processes: a local cluster of two workers over ZeroMQ ipc://."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import pytest
+
+import refrpc
+from refrpc.store import list_segments
+
+import remote_fixtures as rf
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    refrpc.init(2)
+    try:
+        yield refrpc.api._ctx
+    finally:
+        refrpc.shutdown()
+
+
+def _settled(ctx, timeout=20.0) -> bool:
+    """Wait (bounded) until the driver's ownership table is empty."""
+    from refrpc.runtime._executor import wait_until
+
+    gc.collect()
+    node = ctx.node
+    return wait_until(lambda: node.call(lambda: not node.core.owned and not node.core.borrowed).result(), timeout)
+
+
+def test_call_returns_a_ref_and_get_its_value(cluster):
+    # r = add.remote(1, 2); get(r) == 3
+    r = rf.add.remote(1, 2)
+    assert isinstance(r, refrpc.Ref)
+    assert refrpc.get(r, timeout=30) == 3
+    assert refrpc.get([rf.add.remote(i, i) for i in range(10)], timeout=30) == [2 * i for i in range(10)]
+
+
+def test_large_values_stay_where_they_are_made_and_pass_by_reference(cluster):
+    # big = make_bytes.remote(300 KB); length.remote(big) -> the value never visits the driver
+    big = rf.make_bytes.remote(300_000)
+    assert refrpc.get(rf.length.remote(big), timeout=30) == 300_000
+    p = refrpc.put(b"y" * 200_000)
+    assert refrpc.get(rf.length.remote(p), timeout=30) == 200_000
+    assert bytes(refrpc.get(p)) == b"y" * 200_000
+
+
+def test_task_errors_come_back_typed_with_the_remote_traceback(cluster):
+    with pytest.raises(refrpc.TaskError) as info:
+        refrpc.get(rf.fail.remote("no good"), timeout=30)
+    assert "ValueError: no good" in str(info.value)
+    assert "Traceback" in info.value.detail
+
+
+def test_multiple_returns(cluster):
+    a, b = rf.split.remote(b"abcdef")
+    assert refrpc.get([a, b], timeout=30) == [b"abc", b"def"]
+
+
+def test_wait_returns_ready_and_pending(cluster):
+    refs = [rf.add.remote(i, 1) for i in range(6)]
+    ready, pending = refrpc.wait(refs, num_returns=3, timeout=30)
+    assert len(ready) == 3 and len(pending) == 3
+    assert set(map(id, ready + pending)) == set(map(id, refs))
+
+
+def test_shared_ref_returned_nested_comes_back_as_a_ref(cluster):
+    # x = put(data); [x2] = get(nest.remote(shared(x))); get(x2) == data
+    x = refrpc.put(b"payload")
+    (x2,) = refrpc.get(rf.nest.remote(refrpc.shared(x)), timeout=30)
+    assert isinstance(x2, refrpc.Ref) and x2.id == x.id
+    del x
+    assert refrpc.get(x2, timeout=30) == b"payload"
+
+
+def test_shared_ref_forwarded_through_a_nested_task(cluster):
+    # A -> B -> C: the driver shares x with w?, which shares it with a nested task.
+    x = refrpc.put(b"forwarded-" * 20_000)
+    (inner,) = refrpc.get(rf.forward.remote(refrpc.shared(x)), timeout=30)
+    del x
+    (back,) = refrpc.get(inner, timeout=30)
+    assert bytes(refrpc.get(back, timeout=30)) == b"forwarded-" * 20_000
+
+
+def test_callee_can_get_a_shared_ref_itself(cluster):
+    x = refrpc.put(b"z" * 150_000)
+    assert refrpc.get(rf.deref.remote(refrpc.shared(x)), timeout=30) == 150_000
+
+
+def test_actor_calls_run_in_order_and_keep_refs(cluster):
+    c = rf.Counter.remote(10)
+    results = [c.add.remote(i) for i in range(1, 6)]
+    assert refrpc.get(results, timeout=30) == [11, 13, 16, 20, 25]
+    x = refrpc.put(b"kept")
+    assert refrpc.get(c.keep.remote(refrpc.shared(x)), timeout=30) == 1
+    del x  # only the actor holds it now (BOR-007)
+    (kept,) = refrpc.get(c.kept_refs.remote(), timeout=30)
+    assert refrpc.get(kept, timeout=30) == b"kept"
+    del kept
+    assert refrpc.get(c.forget.remote(), timeout=30) == 0
+    c.kill()
+
+
+def test_zero_copy_get_of_a_large_array_made_by_another_process(cluster):
+    np = pytest.importorskip("numpy")
+    ref = rf.make_array.remote(64 * 1024 * 1024)
+    arr = refrpc.get(ref, timeout=60)
+    assert arr.shape == (64 * 1024 * 1024,)
+    assert not arr.flags.writeable  # immutable: mapped read-only
+    # The array's memory is the worker's shared-memory segment, not a copy.
+    mapping = cluster.node.store.mapping(ref.id)
+    base = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
+    start = arr.__array_interface__["data"][0]
+    assert base <= start < base + len(mapping)
+    del arr
+
+
+def test_bad_arguments_are_typed_errors(cluster):
+    with pytest.raises(TypeError):
+        refrpc.get(42)
+    with pytest.raises(TypeError):
+        rf.add.remote(1, b=2)
+    with pytest.raises(TypeError):
+        refrpc.shared("not a ref")
+    with pytest.raises(TypeError):
+        rf.add(1, 2)
+
+
+def test_everything_is_reclaimed_once_refs_are_dropped(cluster):
+    # After every test above dropped its refs, the driver's table and the
+    # cluster's shared memory end empty (OWN-005, GC-004).
+    assert _settled(cluster), cluster.node.call(lambda: cluster.node.core.table()).result()
+    from refrpc.runtime._executor import wait_until
+
+    assert wait_until(lambda: not list_segments(cluster.cluster.namespace), 20), list_segments(cluster.cluster.namespace)
