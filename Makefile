@@ -1,6 +1,7 @@
 # RefRPC: one entry point for people and CI.
 #   make test      create .venv, install everything, run the whole suite
-#   make demo      run the demo (a simulated cluster for now)
+#   make demo      the paper's three applications on a local cluster that starts by itself
+#   make demo-sim  a narrated, deterministic simulation of the protocol core
 #   make docs      build the Sphinx docs with warnings as errors
 #   make simulate SEEDS=N   run N more seeded fault simulations
 #   make spec-index         regenerate spec/requirements.json from spec/*.md
@@ -11,7 +12,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp-install
 SEEDS  ?= 2000
 
-.PHONY: test demo docs simulate spec-index capnp clean
+.PHONY: test demo demo-sim bench docs simulate spec-index capnp clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +33,13 @@ test: $(STAMP) capnp
 	$(PY) -m pytest -q pyimpl/tests
 
 demo: $(STAMP)
+	$(PY) -m refrpc.examples.demo
+
+demo-sim: $(STAMP)
 	$(PY) -m refrpc.testing.demo
+
+bench: $(STAMP)
+	$(PY) tools/bench/run.py
 
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

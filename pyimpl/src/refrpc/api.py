@@ -158,6 +158,9 @@ def shutdown() -> None:
             node.stop()
         if cluster is not None:
             cluster.stop()
+            if node is not None:
+                cluster.stats["driver"] = dict(node.stats)
+            _ctx.last_stats = cluster.stats  # type: ignore[attr-defined]
         sock_dir = getattr(_ctx, "sock_dir", None)
         if sock_dir:
             import shutil
@@ -279,6 +282,7 @@ def _value_of(node: Any, ref: Ref[Any], deadline: float | None) -> Any:
         if value is None:
             try:
                 value = node.store.attach(ref.id)  # same host: mapped read-only, not copied
+                node.stats["bytes_mapped"] += value.size
             except ObjectNotFound:
                 # OBJ-013: the owner said where it was, it is not there; ask again.
                 node.handle_soon(lambda sid: ev.FetchFailed(sid, ref.id))

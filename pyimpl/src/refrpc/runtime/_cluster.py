@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import atexit
 import os
 import secrets
@@ -28,6 +29,8 @@ class LocalCluster:
     directory: str
     workers: dict[str, str] = field(default_factory=dict)  # name -> address
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: Each worker's traffic counters, read when the cluster stops.
+    stats: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def start(cls, num_workers: int, head_address: str, head_incarnation: int) -> LocalCluster:
@@ -45,6 +48,7 @@ class LocalCluster:
                 "--peer", name, "--bind", address, "--namespace", namespace,
                 "--head", head_address, "--head-incarnation", str(head_incarnation),
                 "--peers", peers, "--main", main,
+                "--stats", os.path.join(directory, f"stats-{name}.json"),
             ]
             cluster.processes[name] = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
         atexit.register(cluster.stop)
@@ -58,6 +62,12 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout)
+        for name in self.processes:
+            try:
+                with open(os.path.join(self.directory, f"stats-{name}.json")) as f:
+                    self.stats[name] = json.load(f)
+            except (OSError, ValueError):
+                pass
         cleanup_namespace(self.namespace)  # nothing may outlive the cluster
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -72,6 +82,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--head-incarnation", type=int, required=True)
     ap.add_argument("--peers", default="")
     ap.add_argument("--main", default="")
+    ap.add_argument("--stats", default="", help="write traffic counters here on exit")
     args = ap.parse_args(argv)
     from . import _executor
 
@@ -102,6 +113,9 @@ def worker_main(argv: list[str] | None = None) -> int:
         done.wait(0.2)
     executor[0].stop()
     node.stop(timeout=2.0)
+    if args.stats:
+        with open(args.stats, "w") as f:
+            json.dump(node.stats, f)
     return 0
 
 

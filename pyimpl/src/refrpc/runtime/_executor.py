@@ -105,6 +105,7 @@ class Executor:
             if value is None:
                 try:
                     value = self.node.store.attach(a.object_id)  # same host: mapped, not copied
+                    self.node.stats["bytes_mapped"] += value.size
                 except ObjectNotFound:
                     # OBJ-013: ask the owner again; the core re-issues the RunTask.
                     if isinstance(ins, ev.RunTask):

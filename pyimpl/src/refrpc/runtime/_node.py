@@ -68,6 +68,9 @@ class Node:
         self._gets: dict[int, Future[ev.GetResult]] = {}
         #: Introspect request id -> future of its IntrospectResult (INT-001).
         self._introspections: dict[int, Future[ev.IntrospectResult]] = {}
+        #: Traffic counters: bytes sent and received over sockets, and bytes of
+        #: stored values this process mapped from shared memory instead of copying.
+        self.stats = {"bytes_sent": 0, "bytes_received": 0, "messages_sent": 0, "messages_received": 0, "bytes_mapped": 0}
         self._stopping = threading.Event()
         self.stopped = threading.Event()
         self.failure: str = ""
@@ -185,6 +188,8 @@ class Node:
                     fut.set_exception(RuntimeError(f"peer {self.peer_id} stopped"))
 
     def _receive(self, frames: list[Any]) -> None:
+        self.stats["messages_received"] += 1
+        self.stats["bytes_received"] += sum(_nbytes(f) for f in frames)
         try:
             envelope = codec.decode(frames, max_frame_bytes=self.config.max_frame_bytes)
         except codec.DecodeError as exc:  # GEN-004: typed, never a crash
@@ -196,7 +201,10 @@ class Node:
     def _do(self, ins: ev.Instruction) -> None:
         if isinstance(ins, ev.SendFrame):
             try:
-                self.transport.send(ins.address, codec.encode(ins.envelope))
+                frames = codec.encode(ins.envelope)
+                self.transport.send(ins.address, frames)
+                self.stats["messages_sent"] += 1
+                self.stats["bytes_sent"] += sum(_nbytes(f) for f in frames)
             except ValueError:
                 pass  # an address ZeroMQ cannot use is an unreachable peer: LIV-003 decides
         elif isinstance(ins, ev.GetResult):
@@ -244,6 +252,13 @@ class Node:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _nbytes(frame: Any) -> int:
+    if isinstance(frame, memoryview):
+        return frame.nbytes
+    buffer = getattr(frame, "buffer", None)  # zmq.Frame
+    return buffer.nbytes if buffer is not None else len(frame)
 
 
 def error_info(exc: BaseException) -> ErrorInfo:

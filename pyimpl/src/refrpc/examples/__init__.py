@@ -1,0 +1,1 @@
+"""Worked examples: the paper's three applications (MapReduce, RL, parameter server)."""
