@@ -281,8 +281,11 @@ def _value_of(node: Any, ref: Ref[Any], deadline: float | None) -> Any:
         value = res.value
         if value is None:
             try:
-                value = node.store.attach(ref.id)  # same host: mapped read-only, not copied
-                node.stats["bytes_mapped"] += value.size
+                # Same host: mapped read-only, not copied; another host: fetched first.
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                value = node.local_value(ref.id, res.locations, left)
+            except concurrent.futures.TimeoutError:
+                raise GetTimeoutError(f"fetching {ref.id} did not finish within the timeout", ErrorCode.UNRECOGNIZED) from None
             except ObjectNotFound:
                 # OBJ-013: the owner said where it was, it is not there; ask again.
                 node.handle_soon(lambda sid: ev.FetchFailed(sid, ref.id))

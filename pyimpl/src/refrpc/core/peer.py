@@ -263,6 +263,10 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
         self._hold(oid, "local_refs", +1)
 
     def _stim_copy_stored(self, s: CopyStored) -> None:
+        e = self.owned.get(s.object_id)
+        if e is not None and e.state == "ready":
+            e.locations[self.peer_id] = None  # our own copy: freed with the object (OWN-005)
+            return
         b = self.borrowed.get(s.object_id)
         if b is None or s.object_id in self.copies:
             return

@@ -104,9 +104,9 @@ class Executor:
             value = a.value
             if value is None:
                 try:
-                    value = self.node.store.attach(a.object_id)  # same host: mapped, not copied
-                    self.node.stats["bytes_mapped"] += value.size
-                except ObjectNotFound:
+                    # Same host: mapped, not copied; another host: fetched first (FET-001).
+                    value = self.node.local_value(a.object_id, a.locations, 120.0)
+                except (ObjectNotFound, TimeoutError):
                     # OBJ-013: ask the owner again; the core re-issues the RunTask.
                     if isinstance(ins, ev.RunTask):
                         self.node.handle_soon(lambda sid: ev.FetchFailed(sid, a.object_id, ins.task_id, ins.attempt))

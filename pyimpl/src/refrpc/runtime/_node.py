@@ -52,13 +52,17 @@ class Node:
     ) -> None:
         self.peer_id = peer_id
         self.incarnation = secrets.randbits(63) | 1  # ID-002: random, nonzero
-        self.config = config or Config(features=("core", "borrowing", "recovery", "actors", "python-pickle"))
+        self.config = config or Config(features=("core", "borrowing", "recovery", "actors", "python-pickle", "lz4"))
         self.transport = ZmqTransport(bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}")
         self.address = self.transport.address
         self.core = Peer(peer_id, self.incarnation, self.address, self.config)
         self.ids = IdAllocator(peer_id, self.incarnation)
         self.store = SharedMemoryStore(namespace)
         self.on_instruction = on_instruction
+        from ._fetch import FetchService
+
+        #: The data plane: fetching from and serving to peers on other hosts.
+        self.fetcher = FetchService(self)
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -115,6 +119,23 @@ class Node:
         inner = self.call(ask)
         inner.add_done_callback(lambda f: f.exception() and not fut.done() and fut.set_exception(f.exception()))  # type: ignore[func-returns-value]
         return fut
+
+    def fetch(self, object_id: str, locations: tuple) -> Future[int]:
+        """Copy a stored value from another host into the local store (FET-001)."""
+        return self.call(lambda: self.fetcher.fetch(object_id, locations)).result()
+
+    def local_value(self, object_id: str, locations: tuple, timeout: float | None) -> Any:
+        """The value of a stored object: mapped from this host's shared memory, or
+        fetched from a location on another host first. Raises ObjectNotFound."""
+        from ..store import ObjectNotFound
+
+        try:
+            value = self.store.attach(object_id)
+        except ObjectNotFound:
+            self.fetch(object_id, locations).result(timeout)  # raises ObjectNotFound on failure
+            value = self.store.get(object_id)
+        self.stats["bytes_mapped"] += value.size
+        return value
 
     def introspect(self, peer: str) -> Future[ev.IntrospectResult]:
         """The ownership table of ``peer`` (or of this node, for its own id), INT-001."""
@@ -174,6 +195,7 @@ class Node:
                 now = time.monotonic()
                 if now >= next_tick:
                     self.handle(ev.Tick(self.sid(), int(now * 1000)))
+                    self.fetcher.tick()
                     next_tick = now + TICK_MS / 1000
                 if self._stopping.is_set() and self._calls.empty():
                     # Let the Goodbyes leave before the sockets close.
@@ -215,6 +237,8 @@ class Node:
             fut = self._introspections.pop(ins.request_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(ins)
+        elif isinstance(ins, ev.DeliverData):
+            self.fetcher.on_data(ins)
         elif isinstance(ins, ev.FreeCopy):
             self.store.free(ins.object_id)
         elif isinstance(ins, ev.PeerDeclaredDead):
