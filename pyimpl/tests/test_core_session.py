@@ -216,8 +216,14 @@ def test_unanswered_hello_is_resent_every_retransmit_interval_then_the_peer_is_d
     for _ in range(5):
         net.tick(200, "D")  # now = 1400
     net.drop(lambda f: True)
+    out = net.tick(200, "D")["D"]  # 1600 ms: past the live-session limit, but a
+    assert net["D"].remotes["W"].state == "connecting"  # handshake gets longer (LIV-015)
+    assert not of_type(out, ev.PeerDeclaredDead)
+    for _ in range(41):
+        net.tick(200, "D")  # now = 9800
+        net.drop(lambda f: True)
     assert net["D"].remotes["W"].state == "connecting"
-    out = net.tick(200, "D")["D"]  # 1600 ms without a word from W
+    out = net.tick(400, "D")["D"]  # 10.2 s without a word from W
     assert of_type(out, ev.PeerDeclaredDead)
     assert net["D"].owned[y].error.code is ErrorCode.WORKER_DIED
 

@@ -112,10 +112,58 @@ def is_initialized() -> bool:
     return _ctx.node is not None and not _ctx.node.stopped.is_set()
 
 
-def init(num_workers: int | None = None, *, startup_timeout: float = 60.0) -> None:
-    """Start a local cluster of worker processes (one per core) and connect to it."""
+def _call_on(peer: str, function: str, *args: Any, timeout: float = 30.0) -> Any:
+    """Run a registered function on one named peer and return its value (runtime use)."""
+    node = _node()
+    specs, keep = _arg_specs(node, args)
+
+    def do() -> str:
+        task_id, rids = node.ids.task(1)
+        node.handle(ev.Submit(node.sid(), task_id, function, tuple(specs), rids, 0, False, "", peer))
+        return rids[0]
+
+    ref = Ref(node, node.call(do).result(), counted=True)
+    del keep
+    return get(ref, timeout=timeout)
+
+
+def _join(address: str, node_ip: str, startup_timeout: float) -> None:
+    """``init(address=...)``: join a running multi-host cluster through its head."""
+    import socket
+
+    from .runtime import Node
+    from .runtime._membership import HEAD
+
+    name = f"driver-{socket.gethostname()}-{os.getpid()}"
+    node = Node(name, f"tcp://{node_ip}:0", namespace=f"drv{os.getpid()}")
+    _ctx.node = node
+    try:
+        node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
+        members = _call_on(HEAD, "refrpc.runtime._membership:members", timeout=startup_timeout)
+        _call_on(HEAD, "refrpc.runtime._membership:register_driver", name, node.address, socket.gethostname(), timeout=startup_timeout)
+    except BaseException:
+        _ctx.node = None
+        node.stop()
+        raise
+    adds = [lambda sid, p=p, a=a, s=s: ev.AddPeer(sid, p, a, s) for p, a, s, _ in members]
+    if adds:
+        node.handle_soon(*adds).result()
+
+
+def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str = "127.0.0.1", startup_timeout: float = 60.0) -> None:
+    """Start a local cluster of worker processes (one per core) and connect to it.
+
+    With ``address`` (a head started by ``refrpc start --head``), join that
+    cluster instead: its registered workers run this program's tasks.
+    """
     from .runtime import LocalCluster, Node
 
+    if address is not None:
+        with _ctx.lock:
+            if is_initialized():
+                raise RefRPCError("refrpc is already initialized; call refrpc.shutdown() first")
+        _join(address, node_ip, startup_timeout)
+        return
     with _ctx.lock:
         if is_initialized():
             if _ctx.executor is not None:

@@ -407,7 +407,10 @@ class SessionLayer:
             if r.state == "dead":
                 continue
             interval = r.heartbeat_interval_ms or cfg.heartbeat_interval_ms  # LIV-007
-            if now - r.last_heard_ms > interval * cfg.miss_limit:
+            limit = interval * cfg.miss_limit
+            if r.state == "connecting":  # LIV-015: a handshake gets longer
+                limit = max(limit, cfg.handshake_timeout_ms)
+            if now - r.last_heard_ms > limit:
                 self._declare_dead(r, "silence", f"silent for {now - r.last_heard_ms} ms")  # LIV-003
                 self._broadcast_death(r)
                 continue

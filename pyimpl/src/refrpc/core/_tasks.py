@@ -140,7 +140,11 @@ class Tasks:
 
     def _is_live(self: Peer, peer: PeerId) -> bool:
         r = self.remotes.get(peer)
-        return r is None or r.state != "dead"
+        if r is None:
+            # Never talked to it: live, unless we know one of its incarnations died and
+            # have heard of no newer one (do not place work on a crashed worker).
+            return not any(p == peer for p, _ in self.fenced)
+        return r.state != "dead"
 
     def _on_TaskReply(self: Peer, r: Remote, reply: TaskReply) -> None:
         t = self.tasks.get(reply.task_id)

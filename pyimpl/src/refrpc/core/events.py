@@ -69,6 +69,15 @@ class AddPeer(Stimulus):
 
 
 @dataclass(frozen=True, slots=True)
+class Connect(Stimulus):
+    """Open a session with ``peer`` at ``address`` now, so its death gets noticed (REF-006)."""
+
+    peer: PeerId
+    address: str
+    incarnation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class PeerFailed(Stimulus):
     """The shell knows a peer incarnation is gone (e.g. a supervised process exited)."""
 

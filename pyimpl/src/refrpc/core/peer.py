@@ -14,6 +14,7 @@ from .events import (
     AddPeer,
     AddRef,
     Cancel,
+    Connect,
     CopyLost,
     FreeCopy,
     CopyStored,
@@ -140,6 +141,7 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
             ReceiveMalformed: self._stim_malformed,
             AddPeer: self._stim_add_peer,
             PeerFailed: self._stim_peer_failed,
+            Connect: lambda s: self._ensure_session(s.peer, s.address, s.incarnation),
             SendData: lambda s: self._send(s.peer, s.message, s.address, s.incarnation),
             Shutdown: self._stim_shutdown,
             Submit: self._submit,
@@ -162,6 +164,9 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
     # ------------------------------------------------------------ the entry point
     def handle(self, *stimuli: Stimulus) -> list[Instruction]:
         """Apply ``stimuli`` in order and return what the shell must now do.
+
+        The shell's first stimulus should be a :class:`Tick` with its clock's
+        current time: every timer of the core is measured from the last Tick.
 
         Raises:
             LocalUsageError: the local program asked for something impossible.

@@ -37,6 +37,8 @@ class Config:
     window: int = 4096
     #: A session whose oldest message stays unacked this long is declared dead (SES-012).
     stall_ms: int = 10_000
+    #: An unanswered Hello is given up after this long (LIV-015).
+    handshake_timeout_ms: int = 10_000
     max_frame_bytes: int = 64 * 1024 * 1024
     features: tuple[str, ...] = ("core", "borrowing", "recovery", "actors")
     #: Entries kept per key in the story log.

@@ -33,12 +33,19 @@ class LocalCluster:
     stats: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, num_workers: int, head_address: str, head_incarnation: int) -> LocalCluster:
+    def start(cls, num_workers: int, head_address: str, head_incarnation: int, *, head_name: str = "driver",
+              node_ip: str = "", name_prefix: str = "w") -> LocalCluster:
+        """Start the workers. With ``node_ip`` they listen on tcp (reachable from other
+        hosts) and register with the head; otherwise on ipc:// sockets in a temp dir."""
         namespace = f"rr{os.getpid()}x{secrets.token_hex(4)}"
         directory = tempfile.mkdtemp(prefix="refrpc-")
         cluster = cls(namespace, directory)
-        cluster.workers = {f"w{i}": f"ipc://{directory}/w{i}.sock" for i in range(1, num_workers + 1)}
-        peers = ",".join(f"{n}={a}" for n, a in cluster.workers.items())
+        names = [f"{name_prefix}{i}" for i in range(1, num_workers + 1)]
+        if node_ip:
+            cluster.workers = {n: f"tcp://{node_ip}:0" for n in names}
+        else:
+            cluster.workers = {n: f"ipc://{directory}/{n}.sock" for n in names}
+        peers = "" if node_ip else ",".join(f"{n}={a}" for n, a in cluster.workers.items())
         main = getattr(sys.modules.get("__main__"), "__file__", "") or ""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -49,7 +56,8 @@ class LocalCluster:
                 "--head", head_address, "--head-incarnation", str(head_incarnation),
                 "--peers", peers, "--main", main,
                 "--stats", os.path.join(directory, f"stats-{name}.json"),
-            ]
+                "--head-name", head_name,
+            ] + (["--register"] if node_ip else [])
             cluster.processes[name] = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
         atexit.register(cluster.stop)
         return cluster
@@ -83,6 +91,8 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", default="")
     ap.add_argument("--main", default="")
     ap.add_argument("--stats", default="", help="write traffic counters here on exit")
+    ap.add_argument("--head-name", default="driver", help="the peer whose death ends this worker")
+    ap.add_argument("--register", action="store_true", help="register with the head (multi-host clusters)")
     args = ap.parse_args(argv)
     from . import _executor
 
@@ -93,7 +103,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     def on_instruction(ins: ev.Instruction) -> None:
         if isinstance(ins, (ev.RunTask, ev.StartActor, ev.StopActor)):
             executor[0].submit(ins)
-        elif isinstance(ins, ev.PeerDeclaredDead) and ins.peer == "driver":
+        elif isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
             done.set()  # the head is gone: a local cluster's workers go with it
         elif isinstance(ins, ev.FailStop):
             done.set()
@@ -107,7 +117,14 @@ def worker_main(argv: list[str] | None = None) -> int:
     adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1) for n, a in peers if n != args.peer]
     node.handle_soon(*adds).result()
     # Open the session with the head now, so that its death is noticed (REF-006).
-    node.call(lambda: node.core._ensure_session("driver", args.head, args.head_incarnation)).result()
+    node.handle_soon(lambda sid: ev.Connect(sid, args.head_name, args.head, args.head_incarnation)).result()
+    if args.register:
+        import socket
+
+        members = api._call_on(args.head_name, "refrpc.runtime._membership:register", args.peer, node.address, 1, socket.gethostname(), timeout=60)
+        others = [lambda sid, p=p, a=a, s=s: ev.AddPeer(sid, p, a, s) for p, a, s, _ in members if p != args.peer]
+        if others:
+            node.handle_soon(*others).result()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     while not done.is_set() and not node.stopped.is_set():
         done.wait(0.2)

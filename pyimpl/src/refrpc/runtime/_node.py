@@ -59,6 +59,9 @@ class Node:
         self.ids = IdAllocator(peer_id, self.incarnation)
         self.store = SharedMemoryStore(namespace)
         self.on_instruction = on_instruction
+        #: On the head of a multi-host cluster: registered workers (see _membership).
+        self.members: dict[str, tuple[str, int, str, float]] = {}
+        self.drivers: dict[str, tuple[str, int, str, float]] = {}
         from ._fetch import FetchService
 
         #: The data plane: fetching from and serving to peers on other hosts.
@@ -78,6 +81,8 @@ class Node:
         self._stopping = threading.Event()
         self.stopped = threading.Event()
         self.failure: str = ""
+        # The core's clock starts before anything else happens to it.
+        self.core.handle(ev.Tick(self.sid(), int(time.monotonic() * 1000)))
         self._thread = threading.Thread(target=self._loop, name=f"refrpc-{peer_id}", daemon=True)
         self._thread.start()
 

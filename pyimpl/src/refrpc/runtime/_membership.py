@@ -1,0 +1,75 @@
+"""Cluster membership for multi-host clusters: who can run tasks, and where.
+
+Membership is not part of the wire protocol: it is ordinary RefRPC tasks run on
+the head peer (``refrpc start --head``). A worker that starts registers itself
+with :func:`register`; a driver that joins asks :func:`members` and adds every
+member to its placement candidates. Both run on the head's executor.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from ..core import events as ev
+
+#: The head's peer id in every cluster started with ``refrpc start --head``.
+HEAD = "head"
+
+
+def _head_node():
+    from .. import api
+
+    return api._ctx.node
+
+
+def register(peer: str, address: str, slots: int, host: str) -> list[tuple[str, str, int, str]]:
+    """Run on the head: record a worker and return every member known so far."""
+    node = _head_node()
+    members = node.members
+    members[peer] = (address, slots, host, time.time())
+    node.handle_soon(lambda sid: ev.AddPeer(sid, peer, address, slots)).result()
+    return [(p, a, s, h) for p, (a, s, h, _) in members.items()]
+
+
+def register_driver(peer: str, address: str, host: str) -> None:
+    """Run on the head: record a driver (it runs no tasks, but `refrpc memory` shows it)."""
+    _head_node().drivers[peer] = (address, 0, host, time.time())
+
+
+def peers() -> list[tuple[str, str, int, str]]:
+    """Run on the head: every live worker and driver (for `refrpc memory`)."""
+    node = _head_node()
+    dead = {p for p, r in node.call(lambda: dict(node.core.remotes)).result().items() if r.state == "dead"}
+    everyone = {**node.members, **node.drivers}
+    return [(p, a, s, h) for p, (a, s, h, _) in everyone.items() if p not in dead]
+
+
+def members() -> list[tuple[str, str, int, str]]:
+    """Run on the head: every registered worker as (peer, address, slots, host)."""
+    node = _head_node()
+    dead = {p for p, r in node.call(lambda: dict(node.core.remotes)).result().items() if r.state == "dead"}
+    return [(p, a, s, h) for p, (a, s, h, _) in node.members.items() if p not in dead]
+
+
+def node_stats() -> dict:
+    """Run on any peer: its load, memory and traffic, for ``refrpc status``."""
+    from .. import api
+
+    node = api._ctx.node
+
+    def read() -> dict:
+        core = node.core
+        return {
+            "peer": node.peer_id,
+            "host": socket.gethostname(),
+            "pid": __import__("os").getpid(),
+            "running_tasks": sum(1 for ex in core.exec_tasks.values() if ex.state == "running"),
+            "owned_objects": len(core.owned),
+            "borrowed_refs": len(core.borrowed),
+            "store_bytes": node.store.used_bytes,
+            "store_objects": len(node.store.object_ids()),
+            **node.stats,
+        }
+
+    return node.call(read).result()

@@ -1,0 +1,56 @@
+"""The benchmark suite runs end to end (tools/bench/run.py --quick).
+
+Only that it runs and reports a number for every benchmark: timings are
+reported, never checked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numpy")
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = REPO / "tools" / "bench" / "run.py"
+
+#: Every floor/baseline measurement and every RefRPC benchmark the suite reports.
+FLOOR = [
+    "zmq_rtt_p50", "zmq_rtt_p99", "zmq_pair_p50", "zmq_pipelined", "zmq_stream_1mib", "zmq_stream_big",
+    "zmq_sum_big", "zmq_make_big", "zmq_chain_big", "memcpy_big", "sum_big_local", "pickle_1kb",
+    "mp_roundtrip_p50", "mp_tasks", "mp_sum_big", "mp_mapreduce", "mp_start",
+]
+BENCHMARKS = [
+    "cluster_start", "task_roundtrip_p50", "task_roundtrip_p99", "tasks_batch", "actor_sync_p50", "actor_async",
+    "put_get_1kb_p50", "put_big", "get_big_task", "get_big_driver", "get_big_from_worker", "chain_big", "mapreduce",
+]
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@pytest.mark.timeout(300)
+def test_quick_benchmark_run_reports_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "pyimpl" / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--json", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpus"] and report["machine"]["pyzmq"] and report["date"]
+    for section, names in (("floor", FLOOR), ("benchmarks", BENCHMARKS)):
+        for name in names:
+            row = report[section].get(name)
+            assert row is not None, f"{section}.{name} missing"
+            assert row.get("error") is None and _number(row.get("value")), (name, row.get("error"), row.get("traceback"))
+    assert report["benchmarks"]["get_big_driver"]["zero_copy"] in (True, False)

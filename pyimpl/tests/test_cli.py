@@ -1,0 +1,100 @@
+"""`refrpc start/status/memory` on real processes: a head, a second "host", a driver.
+
+The head's workers and the joining host's workers have separate object stores
+(as on two machines), so values cross between them by fetch over tcp.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import refrpc
+
+import remote_fixtures as rf
+
+pytestmark = pytest.mark.timeout(180)
+SRC = Path(refrpc.__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "refrpc.cli", *args], capture_output=True, text=True, timeout=timeout, env=_env())
+
+
+@pytest.fixture
+def head_and_host():
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        head = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--head", "--num-workers", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+        procs.append(head)
+        line = head.stdout.readline()  # "head listening at tcp://127.0.0.1:PORT"
+        match = re.search(r"tcp://[0-9.]+:\d+", line)
+        assert match, line
+        address = match.group(0)
+        host = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--address", address, "--num-workers", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+        procs.append(host)
+        assert "joining" in host.stdout.readline()
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+def _wait_members(address: str, n: int) -> None:
+    from refrpc.runtime._executor import wait_until
+
+    def enough() -> bool:
+        out = _cli("status", "--address", address, timeout=30).stdout
+        return f"{n} workers" in out
+
+    assert wait_until(enough, 60, step=0.5), "workers did not register with the head"
+
+
+def test_a_driver_joins_a_multi_host_cluster_and_values_cross_hosts(head_and_host):
+    address = head_and_host
+    _wait_members(address, 2)
+    refrpc.init(address=address)
+    try:
+        # Large results made on one "host" are read on the other one by fetch.
+        sizes = refrpc.get([rf.length.remote(rf.make_bytes.remote(400_000)) for _ in range(6)], timeout=60)
+        assert sizes == [400_000] * 6
+        x = refrpc.put(b"q" * 250_000)
+        assert refrpc.get(rf.length.remote(x), timeout=60) == 250_000
+        assert bytes(refrpc.get(x)) == b"q" * 250_000
+        # `refrpc memory` shows x with its owner, size, location and why it is alive.
+        out = _cli("memory", "--address", address).stdout
+        assert x.id in out and "1 local ref(s)" in out, out
+    finally:
+        refrpc.shutdown()
+
+
+def test_status_lists_every_worker_with_its_host(head_and_host):
+    address = head_and_host
+    _wait_members(address, 2)
+    out = _cli("status", "--address", address).stdout
+    assert out.count("-w1") == 2, out  # one worker on the head's host, one on the other
+
+
+def test_commands_fail_cleanly_without_a_cluster():
+    result = _cli("status", "--address", "tcp://127.0.0.1:9", timeout=60)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
