@@ -76,3 +76,9 @@ class Counter:
     def forget(self):
         self.kept = []
         return 0
+
+
+@refrpc.remote
+def where(x):
+    # Which worker ran this task (to check placement).
+    return refrpc.api._ctx.node.peer_id

@@ -131,6 +131,49 @@ def test_bad_arguments_are_typed_errors(cluster):
         rf.add(1, 2)
 
 
+def test_await_and_future(cluster):
+    import asyncio
+
+    async def main():
+        return await rf.add.remote(20, 22)
+
+    assert asyncio.run(main()) == 42
+    assert rf.add.remote(1, 1).future().result(30) == 2
+
+
+def test_a_task_runs_where_its_large_argument_already_is(cluster):
+    # Placement: the owner sends g(x) to the worker holding x's bytes (locality).
+    x = rf.make_array.remote(2_000_000)  # stored on the worker that made it
+    refrpc.get(x, timeout=30)
+    holder = cluster.node.call(lambda: list(cluster.node.core.owned[x.id].locations)).result()
+    assert len(holder) == 1
+    where = [refrpc.get(rf.where.remote(x), timeout=30) for _ in range(4)]
+    assert where == holder * 4
+
+
+def test_portable_arguments_get_portable_results(cluster):
+    # A caller in another language sends portable values and reads portable results.
+    from refrpc.core import events as ev
+    from refrpc.core.messages import Encoding
+    from refrpc.serialization import deserialize, serialize
+
+    node = cluster.node
+    args = tuple(ev.ArgSpec(value=serialize(v, ref_hook=lambda o: None, portable=True)) for v in (40, 2))
+    assert all(a.value.encoding is Encoding.PORTABLE for a in args)
+
+    def do():
+        task_id, rids = node.ids.task(1)
+        node.handle(ev.Submit(node.sid(), task_id, "remote_fixtures:add", args, rids))
+        return rids[0]
+
+    rid = node.call(do).result()
+    res = node.get_result(rid).result(30)
+    assert res.value.encoding is Encoding.PORTABLE
+    assert deserialize(res.value, ref_factory=lambda d: d) == 42
+    node.handle_soon(lambda sid: ev.DropRef(sid, rid)).result()
+
+
+# Runs last (pytest keeps file order): everything the tests above made is gone.
 def test_everything_is_reclaimed_once_refs_are_dropped(cluster):
     # After every test above dropped its refs, the driver's table and the
     # cluster's shared memory end empty (OWN-005, GC-004).

@@ -44,7 +44,7 @@ def test_runs_are_reproducible_from_their_seed() -> None:
 #: A protocol change that alters the message flow changes these counts: update
 #: them deliberately, after checking the new space is still explored completely.
 EXHAUSTIVE = [
-    ("chain", 2, 0, 18),
+    ("chain", 2, 0, 9),
     ("actor_keeps_ref", 2, 0, 20),
     ("returned_ref", 3, 1, 125),
     ("failing_task", 3, 1, 125),
@@ -149,3 +149,19 @@ def test_catches_a_session_that_delivers_duplicates(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(_session.SessionLayer, "_on_receive", no_dedup)
     report = _find_failure(["returned_ref", "fan_in", "nested_in_put"], Faults(duplicate=0.3))
     assert report
+
+
+def test_catches_a_primary_copy_dropped_by_its_holder(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GC-005 broken: a worker that borrows its own primary copy (a task ran where
+    # its argument was) drops the primary when the borrow ends.
+    from refrpc.core.peer import Peer
+
+    original = Peer.handle
+
+    def forgetful(self, *stimuli):  # type: ignore[no-untyped-def]
+        self.primaries.clear()
+        return original(self, *stimuli)
+
+    monkeypatch.setattr(Peer, "handle", forgetful)
+    report = _find_failure(["chain", "fan_in"], Faults())
+    assert "GC-005" in report

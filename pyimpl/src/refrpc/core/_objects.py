@@ -189,7 +189,7 @@ class Objects:
             self.pending_releases.setdefault(b.owner, []).append(BorrowRelease(oid, tuple(b.grants)))
         self._transition_borrowed(b, "holds_zero")
         del self.borrowed[oid]
-        if oid in self.copies:
+        if oid in self.copies and oid not in self.primaries:  # a secondary copy only (GC-005)
             self.copies.pop(oid)
             self._out(FreeCopy(self._sid, oid))
             if owner_alive:
@@ -408,6 +408,7 @@ class Objects:
         for oid in msg.object_ids:
             if self.copies.get(oid) == r.peer:  # GC-004
                 del self.copies[oid]
+                self.primaries.discard(oid)
                 self._out(FreeCopy(self._sid, oid))
 
     # ------------------------------------------------------------ materializing nested refs

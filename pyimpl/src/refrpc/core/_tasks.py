@@ -431,6 +431,7 @@ class Tasks:
             for rid, res in zip(rids, s.results):
                 if res.stored:
                     self.copies.pop(rid, None)
+                    self.primaries.discard(rid)
                     self._out(FreeCopy(self._sid, rid))
             self._story(s.task_id, "finished-unclaimed", ex.state if ex else "unknown")
             return
@@ -452,6 +453,7 @@ class Tasks:
             out_nested = tuple(self._forward_nested(d, ex, key, index) for d in nested)
             if res.stored:
                 self.copies[rid] = ex.owner  # the primary copy, pinned until FreeObjects (GC-005)
+                self.primaries.add(rid)
                 returns.append(ReturnValue(rid, ReturnKind.STORED, location=self.peer_id, size=res.size, nested=out_nested))
             else:
                 if res.value is None:
@@ -520,6 +522,7 @@ class Tasks:
             rid = rets[index].object_id
             rets[index] = ReturnValue(rid, ReturnKind.ERROR, error=error)  # BOR-003
             ex.reply = replace(ex.reply, returns=tuple(rets))
+            self.primaries.discard(rid)
             if self.copies.pop(rid, None) is not None:
                 self._out(FreeCopy(self._sid, rid))
         # One self-registration may serve several tasks: settle every task it unblocks.

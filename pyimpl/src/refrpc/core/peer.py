@@ -105,6 +105,9 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
         self.borrowed: dict[ObjectId, BorrowedObject] = {}
         #: Copies of other peers' objects in the local store -> their owner.
         self.copies: dict[ObjectId, PeerId] = {}
+        #: Those of ``copies`` that are primary copies (task results made here): pinned
+        #: until the owner's FreeObjects, whatever this peer's own refs do (GC-005).
+        self.primaries: set[ObjectId] = set()
         #: Tasks submitted here (lineage, LIN-001).
         self.tasks: dict[TaskId, OwnerTask] = {}
         #: Tasks executing here, by (owner, owner incarnation, task id, attempt).
@@ -304,6 +307,7 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
 
     def _stim_copy_lost(self, s: CopyLost) -> None:
         owner = self.copies.pop(s.object_id, None)
+        self.primaries.discard(s.object_id)
         if owner is not None:
             self._send(owner, RemoveLocation(s.object_id))  # LOC-003
             return
@@ -372,6 +376,7 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
         for oid, owner in list(self.copies.items()):
             if owner == dead:
                 del self.copies[oid]  # FATE-002
+                self.primaries.discard(oid)
                 self._out(FreeCopy(self._sid, oid))
         for key in [k for k in self.exec_tasks if k[0] == dead]:
             self._drop_exec(key)  # FATE-003

@@ -133,13 +133,19 @@ class Executor:
             values = list(out) if len(ins.return_ids) > 1 else [out]
             if len(values) != len(ins.return_ids):
                 raise ValueError(f"{ins.function} returned {len(values)} values, {len(ins.return_ids)} expected")
-            results = [self._result(rid, v) for rid, v in zip(ins.return_ids, values)]
+            # A caller that speaks no pickle (another language) gets portable values
+            # (VAL-001, HS-020); one that sent portable arguments gets them if possible.
+            remote = self.node.core.remotes.get(ins.owner)
+            allow_pickle = remote is None or "python-pickle" in remote.features
+            portable = not allow_pickle or not any(a.value is not None and a.value.encoding is Encoding.PICKLE for a in ins.args)
+            portable = portable and bool(ins.args)
+            results = [self._result(rid, v, portable, allow_pickle) for rid, v in zip(ins.return_ids, values)]
         except Exception as exc:
             results = [ev.TaskResult(error=error_info(exc))] * len(ins.return_ids)
         self._finish(ins, results)
 
-    def _result(self, rid: str, obj: Any) -> ev.TaskResult:
-        value = serialize(obj, ref_hook=self._ref_hook)
+    def _result(self, rid: str, obj: Any, portable: bool = False, allow_pickle: bool = True) -> ev.TaskResult:
+        value = serialize(obj, ref_hook=self._ref_hook, portable=portable, allow_pickle=allow_pickle)
         if value.size <= self.node.config.inline_threshold:
             return ev.TaskResult(value=value)
         size = self.node.store.put(rid, value)  # TASK-004: stays here, the primary copy

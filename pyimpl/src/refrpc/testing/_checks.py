@@ -48,6 +48,27 @@ def safety_violations(cl: Cluster) -> list[str]:
     return out
 
 
+def primary_copy_violations(cl: Cluster) -> list[str]:
+    """GC-005: a live holder keeps the primary copy of every value its live owner
+    still lists as ready there (only the owner's FreeObjects may drop it)."""
+    dead = cl.dead_view()
+    out = []
+    for owner in cl.peers.values():
+        if not owner.alive or (owner.name, owner.core.incarnation) in dead:
+            continue
+        for oid, e in owner.core.owned.items():
+            if e.state != "ready" or not e.locations or e.value is not None:
+                continue
+            primary = next(iter(e.locations))
+            holder = cl.peers.get(primary)
+            if holder is None or not holder.alive or (primary, holder.core.incarnation) in dead:
+                continue
+            if oid not in holder.store:
+                out.append(f"SAFETY (GC-005): {owner.name} lists {oid} as ready at {primary}, which dropped its primary copy\n"
+                           f"  owner story: {owner.core.story(oid)}\n  holder story: {holder.core.story(oid)}")
+    return out
+
+
 def liveness_violations(cl: Cluster) -> list[str]:
     """G-liveness: once quiescent with every handle dropped, nothing is left anywhere."""
     out: list[str] = []
