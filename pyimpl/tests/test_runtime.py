@@ -173,6 +173,18 @@ def test_portable_arguments_get_portable_results(cluster):
     node.handle_soon(lambda sid: ev.DropRef(sid, rid)).result()
 
 
+def test_functions_workers_cannot_import_travel_by_value(cluster):
+    # A lambda or a local function is shipped once with cloudpickle, by reference.
+    scale = 3
+    times = refrpc.remote(lambda x: x * scale)
+    assert refrpc.get([times.remote(i) for i in range(5)], timeout=30) == [0, 3, 6, 9, 12]
+
+    def local_concat(a, b):
+        return a + b
+
+    assert refrpc.get(refrpc.remote(local_concat).remote(b"ab", b"cd"), timeout=30) == b"abcd"
+
+
 # Runs last (pytest keeps file order): everything the tests above made is gone.
 def test_everything_is_reclaimed_once_refs_are_dropped(cluster):
     # After every test above dropped its refs, the driver's table and the

@@ -95,6 +95,8 @@ class _Context:
 
 
 _ctx = _Context()
+#: The inline threshold new nodes of this process use (set by init).
+_INLINE = [100 * 1024]
 
 
 def _attach(node: Any, executor: Any) -> None:
@@ -127,6 +129,12 @@ def _call_on(peer: str, function: str, *args: Any, timeout: float = 30.0) -> Any
     return get(ref, timeout=timeout)
 
 
+def _config() -> Any:
+    from .runtime._node import default_config
+
+    return default_config(inline_threshold=_INLINE[0])
+
+
 def _join(address: str, node_ip: str, startup_timeout: float) -> None:
     """``init(address=...)``: join a running multi-host cluster through its head."""
     import socket
@@ -135,7 +143,7 @@ def _join(address: str, node_ip: str, startup_timeout: float) -> None:
     from .runtime._membership import HEAD
 
     name = f"driver-{socket.gethostname()}-{os.getpid()}"
-    node = Node(name, f"tcp://{node_ip}:0", namespace=f"drv{os.getpid()}")
+    node = Node(name, f"tcp://{node_ip}:0", namespace=f"drv{os.getpid()}", config=_config())
     _ctx.node = node
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
@@ -150,12 +158,16 @@ def _join(address: str, node_ip: str, startup_timeout: float) -> None:
         node.handle_soon(*adds).result()
 
 
-def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str = "127.0.0.1", startup_timeout: float = 60.0) -> None:
+def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str = "127.0.0.1",
+         inline_threshold: int = 100 * 1024, startup_timeout: float = 60.0) -> None:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
     cluster instead: its registered workers run this program's tasks.
+    Values larger than ``inline_threshold`` bytes stay where they are made and
+    travel by reference (TASK-004); smaller ones travel inside messages.
     """
+    _INLINE[0] = inline_threshold
     from .runtime import LocalCluster, Node
 
     if address is not None:
@@ -174,8 +186,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
 
         sock_dir = tempfile.mkdtemp(prefix="refrpc-driver-")
         namespace_holder: dict[str, str] = {}
-        node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=f"d{os.getpid()}")
-        cluster = LocalCluster.start(n, node.address, node.incarnation)
+        node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=f"d{os.getpid()}", config=_config())
+        cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0])
         namespace_holder["ns"] = cluster.namespace
         # The driver's store must share the cluster's namespace for zero-copy reads.
         node.store.close()
@@ -398,12 +410,34 @@ def _name_of(obj: Any) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
 
+def _by_name(obj: Any) -> bool:
+    """Whether workers can find ``obj`` by ``module:qualname`` (else it ships by value)."""
+    import importlib
+
+    if "<" in obj.__qualname__:  # lambdas, functions defined inside functions
+        return False
+    module = obj.__module__
+    if module == "__main__":
+        return bool(getattr(__import__("sys").modules.get("__main__"), "__file__", None))
+    try:
+        importlib.import_module(module)
+    except Exception:
+        return False
+    return True
+
+
 class RemoteFunction:
-    """A function made callable remotely by ``@refrpc.remote``."""
+    """A function made callable remotely by ``@refrpc.remote``.
+
+    Functions workers can import (or find in the driver's guarded script) travel
+    by name; others (lambdas, local functions, notebook cells) travel by value
+    with cloudpickle, stored once as an object and passed by reference.
+    """
 
     def __init__(self, fn: Callable[..., Any], num_returns: int = 1, max_retries: int = 3, retry_exceptions: bool = False) -> None:
         self._refrpc_target = fn
         self._name = _name_of(fn)
+        self._shipped: Ref[Any] | None = None
         self._num_returns = num_returns
         self._max_retries = max_retries
         self._retry_exceptions = retry_exceptions
@@ -412,6 +446,16 @@ class RemoteFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"remote function {self._name} is called with .remote(...)")
+
+    def _target(self, node: Any) -> tuple[str, list[ev.ArgSpec]]:
+        """The function name to call, and arguments to put before the user's."""
+        if _by_name(self._refrpc_target):
+            return self._name, []
+        if self._shipped is None or self._shipped._node is not node:
+            import cloudpickle
+
+            self._shipped = put(cloudpickle.dumps(self._refrpc_target))
+        return "refrpc.runtime._executor:call_by_value", [ev.ArgSpec(object_id=self._shipped.id)]
 
     def options(self, *, num_returns: int | None = None, max_retries: int | None = None, retry_exceptions: bool | None = None) -> RemoteFunction:
         return RemoteFunction(
@@ -425,12 +469,14 @@ class RemoteFunction:
         if kwargs:
             raise TypeError("remote functions take positional arguments only in protocol 0.1")
         node = _node()
+        name, first = self._target(node)
         specs, keep = _arg_specs(node, args)
+        specs = first + specs
         n = self._num_returns
 
         def do() -> tuple[str, ...]:
             task_id, rids = node.ids.task(n)
-            node.handle(ev.Submit(node.sid(), task_id, self._name, tuple(specs), rids, self._max_retries, self._retry_exceptions))
+            node.handle(ev.Submit(node.sid(), task_id, name, tuple(specs), rids, self._max_retries, self._retry_exceptions))
             return rids
 
         rids = node.call(do).result()

@@ -34,7 +34,7 @@ class LocalCluster:
 
     @classmethod
     def start(cls, num_workers: int, head_address: str, head_incarnation: int, *, head_name: str = "driver",
-              node_ip: str = "", name_prefix: str = "w") -> LocalCluster:
+              node_ip: str = "", name_prefix: str = "w", inline_threshold: int = 100 * 1024) -> LocalCluster:
         """Start the workers. With ``node_ip`` they listen on tcp (reachable from other
         hosts) and register with the head; otherwise on ipc:// sockets in a temp dir."""
         namespace = f"rr{os.getpid()}x{secrets.token_hex(4)}"
@@ -56,7 +56,7 @@ class LocalCluster:
                 "--head", head_address, "--head-incarnation", str(head_incarnation),
                 "--peers", peers, "--main", main,
                 "--stats", os.path.join(directory, f"stats-{name}.json"),
-                "--head-name", head_name,
+                "--head-name", head_name, "--inline-threshold", str(inline_threshold),
             ] + (["--register"] if node_ip else [])
             cluster.processes[name] = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
         atexit.register(cluster.stop)
@@ -93,6 +93,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stats", default="", help="write traffic counters here on exit")
     ap.add_argument("--head-name", default="driver", help="the peer whose death ends this worker")
     ap.add_argument("--register", action="store_true", help="register with the head (multi-host clusters)")
+    ap.add_argument("--inline-threshold", type=int, default=100 * 1024)
     args = ap.parse_args(argv)
     from . import _executor
 
@@ -108,7 +109,9 @@ def worker_main(argv: list[str] | None = None) -> int:
         elif isinstance(ins, ev.FailStop):
             done.set()
 
-    node = Node(args.peer, args.bind, args.namespace, on_instruction=on_instruction)
+    from ._node import default_config
+
+    node = Node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold), on_instruction=on_instruction)
     executor.append(Executor(node))
     from .. import api
 

@@ -57,6 +57,27 @@ def resolve(name: str) -> Any:
     return getattr(obj, "_refrpc_target", obj)  # unwrap @remote
 
 
+#: Functions shipped by value, unpickled once per process (object id -> function).
+_BY_VALUE: dict[bytes, Any] = {}
+
+
+def call_by_value(fn_bytes: Any, *args: Any) -> Any:
+    """Run a function shipped by value (cloudpickle), e.g. a lambda or a local function.
+
+    The function travels as an ordinary stored object (its first argument, by
+    ref), so it is sent once per host and reclaimed like any value.
+    """
+    import cloudpickle
+
+    key = bytes(fn_bytes)
+    fn = _BY_VALUE.get(key)
+    if fn is None:
+        fn = _BY_VALUE[key] = cloudpickle.loads(key)
+        if len(_BY_VALUE) > 256:
+            _BY_VALUE.pop(next(iter(_BY_VALUE)))
+    return fn(*args)
+
+
 class Executor:
     """The task thread of a node."""
 

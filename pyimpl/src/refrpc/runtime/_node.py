@@ -28,6 +28,13 @@ from ..transport import ZmqTransport
 
 #: How often the core's clock ticks (heartbeats, retransmission, failure detection).
 TICK_MS = 20
+#: Features a Python runtime offers (HS-004).
+FEATURES = ("core", "borrowing", "recovery", "actors", "python-pickle", "lz4")
+
+
+def default_config(**changes: Any) -> Config:
+    """The runtime's protocol configuration: the spec's defaults, every feature."""
+    return Config(features=FEATURES, **changes)
 
 
 class Node:
@@ -52,7 +59,7 @@ class Node:
     ) -> None:
         self.peer_id = peer_id
         self.incarnation = secrets.randbits(63) | 1  # ID-002: random, nonzero
-        self.config = config or Config(features=("core", "borrowing", "recovery", "actors", "python-pickle", "lz4"))
+        self.config = config or default_config()
         self.transport = ZmqTransport(bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}")
         self.address = self.transport.address
         self.core = Peer(peer_id, self.incarnation, self.address, self.config)
