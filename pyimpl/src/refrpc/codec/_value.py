@@ -284,7 +284,7 @@ def encode_value(value: Value) -> bytes:
 def _byte_view(buffer: Any) -> memoryview:
     try:
         view = memoryview(buffer)
-    except TypeError as exc:
+    except TypeError:
         raise MalformedFrame(f"not a buffer: {type(buffer).__name__}") from None
     if view.format != "B" or view.ndim != 1:
         if not view.c_contiguous:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from . import tables
 from .errors import LocalUsageError
 from .events import FreeCopy, GetResult, IntrospectResult
 from .messages import (
@@ -484,15 +483,7 @@ class Objects:
 
     # ------------------------------------------------------------ transitions
     def _transition_owned(self: Peer, e: OwnedObject, event: str) -> None:
-        nxt = tables.next_state(tables.OWNER_OBJECT, e.state, event)
-        if nxt is None:
-            self._invalid("owner-object", e.object_id, e.state, event)
-        self._story(e.object_id, event, f"{e.state}->{nxt}")
-        e.state = nxt  # type: ignore[assignment]
+        self._transition("owner-object", e, e.object_id, event)
 
     def _transition_borrowed(self: Peer, b: BorrowedObject, event: str) -> None:
-        nxt = tables.next_state(tables.BORROWER_OBJECT, b.state, event)
-        if nxt is None:
-            self._invalid("borrower-object", b.ref.object_id, b.state, event)
-        self._story(b.ref.object_id, event, f"{b.state}->{nxt}")
-        b.state = nxt  # type: ignore[assignment]
+        self._transition("borrower-object", b, b.ref.object_id, event)

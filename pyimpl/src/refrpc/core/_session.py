@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import tables
 from .errors import ProtocolViolation
 from .events import DeliverData, FailStop, PeerDeclaredDead, RemoteError, SendFrame
 from .messages import (
@@ -478,8 +477,4 @@ class SessionLayer:
             self._out(FailStop(self._sid, reason))
 
     def _transition_peer(self: Peer, r: Remote, event: str) -> None:
-        nxt = tables.next_state(tables.PEER, r.state, event)
-        if nxt is None:
-            self._invalid("peer", f"peer:{r.peer}", r.state, event)
-        self._story(f"peer:{r.peer}", event, f"{r.state}->{nxt}")
-        r.state = nxt  # type: ignore[assignment]
+        self._transition("peer", r, f"peer:{r.peer}", event)

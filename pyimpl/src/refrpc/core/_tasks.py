@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from . import tables
 from .errors import LocalUsageError, ProtocolViolation
 from .events import ArgSpec, FreeCopy, ResolvedArg, RunTask, StopTask, Submit, TaskFinished
 from .messages import (
@@ -24,7 +23,6 @@ from .messages import (
     ReturnValue,
     SubmitTask,
     TaskReply,
-    Value,
 )
 from .state import ExecTask, OutgoingRegistration, OwnedObject, OwnerTask, Remote
 
@@ -333,11 +331,7 @@ class Tasks:
             self._forget_task(t)
 
     def _transition_task(self: Peer, t: OwnerTask, event: str) -> None:
-        nxt = tables.next_state(tables.OWNER_TASK, t.state, event)
-        if nxt is None:
-            self._invalid("owner-task", t.spec.task_id, t.state, event)
-        self._story(t.spec.task_id, event, f"{t.state}->{nxt}")
-        t.state = nxt  # type: ignore[assignment]
+        self._transition("owner-task", t, t.spec.task_id, event)
 
     # ============================================================ executor side
     def _on_SubmitTask(self: Peer, r: Remote, spec: SubmitTask) -> None:
@@ -617,8 +611,4 @@ class Tasks:
         self._release_exec_holds(ex)
 
     def _transition_exec(self: Peer, ex: ExecTask, event: str) -> None:
-        nxt = tables.next_state(tables.EXECUTOR_TASK, ex.state, event)
-        if nxt is None:
-            self._invalid("executor-task", ex.spec.task_id, ex.state, event)
-        self._story(ex.spec.task_id, event, f"{ex.state}->{nxt}")
-        ex.state = nxt  # type: ignore[assignment]
+        self._transition("executor-task", ex, ex.spec.task_id, event)

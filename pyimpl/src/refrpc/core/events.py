@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from .messages import (
     ActorId,
-    Arg,
     Envelope,
     ErrorInfo,
     Message,

@@ -400,6 +400,15 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
         """The recent history of an object, task or peer (``peer:<id>``): (stimulus, event, detail)."""
         return list(self.stories.get(key, []))
 
+    def _transition(self, table: str, record: object, key: str, event: str) -> None:
+        """Move ``record`` along ``tables.ALL_TABLES[table]``; anything else is a bug."""
+        state = record.state  # type: ignore[attr-defined]
+        nxt = tables.next_state(tables.ALL_TABLES[table], state, event)
+        if nxt is None:
+            self._invalid(table, key, state, event)
+        self._story(key, event, f"{state}->{nxt}")
+        record.state = nxt  # type: ignore[attr-defined]
+
     def _invalid(self, table: str, key: str, state: str, event: str) -> None:
         raise InvalidTransition(table, key, state, event, self.story(key))
 

@@ -10,12 +10,12 @@ them (``refrpc.testing.explore``). The same seed always gives the same run.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
-from typing import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Callable, Generator
 
 from refrpc.core import Config, IdAllocator, Peer
 from refrpc.core import events as ev
-from refrpc.core.messages import Encoding, Envelope, ErrorCode, ErrorInfo, RefDescriptor, Value
+from refrpc.core.messages import Encoding, Envelope, ErrorCode, RefDescriptor, Value
 
 Program = Callable[["Driver"], Generator]
 
