@@ -13,6 +13,11 @@ over ``tcp://127.0.0.1`` and over ``ipc://`` (a temporary directory):
   (``copy=False``) from one reused buffer, received zero-copy, timed from the
   first send until the receiver confirms it has read them all.
 
+Other benchmarks (tools/bench/run.py) reuse the pieces: :class:`Floor` starts the
+server process and connects to it; its methods measure ``echo``/``pair``
+latency, ``stream`` throughput, ``pipelined`` echo throughput (many requests in
+flight) and a pass-by-value ``array_call`` (send an array, the server sums it).
+
 Usage::
 
     python tools/bench/zmq_floor.py [--json out.json] [--rounds N] [--transports tcp,ipc]
@@ -67,6 +72,16 @@ def server(bind: str, ready: Any) -> None:
             dealer.setsockopt(zmq.LINGER, 0)
             dealer.connect(parts[2].bytes.decode())
             router.send_multipart([parts[0], b"connected"])
+        elif command == b"sum":  # pass by value: [sum, dtype, array bytes] -> its sum
+            import numpy as np
+
+            total = np.frombuffer(parts[3].buffer, dtype=parts[2].bytes.decode()).sum()
+            router.send_multipart([parts[0], repr(float(total)).encode()])
+        elif command == b"make":  # [make, nbytes] -> an array of float64 ones, by value
+            import numpy as np
+
+            made = np.ones(int(parts[2].bytes) // 8)
+            router.send_multipart([parts[0], made], copy=False)
         elif command == b"stop":
             break
     router.close(0)
@@ -117,49 +132,152 @@ def stream(dealer: zmq.Socket, size: int, count: int) -> dict[str, float]:
     }
 
 
+def pipelined(dealer: zmq.Socket, message: list[bytes], count: int, window: int = 256) -> dict[str, float]:
+    """Echo throughput with up to ``window`` requests in flight (below every HWM)."""
+    for _ in range(min(window, count)):  # warm up
+        dealer.send_multipart(message)
+    for _ in range(min(window, count)):
+        dealer.recv_multipart()
+    started = time.perf_counter()
+    sent = received = 0
+    while received < count:
+        while sent < count and sent - received < window:
+            dealer.send_multipart(message)
+            sent += 1
+        dealer.recv_multipart()
+        received += 1
+    elapsed = time.perf_counter() - started
+    return {"n": count, "window": window, "seconds": elapsed, "msgs_per_s": count / elapsed}
+
+
+class Floor:
+    """The server process and this process's sockets, for one transport.
+
+    Use as a context manager::
+
+        with Floor("ipc") as f:
+            f.echo(5000); f.pair(5000); f.stream(MiB, 1000); f.pipelined(2000)
+    """
+
+    def __init__(self, kind: str = "ipc", tmp: str | None = None) -> None:
+        if kind not in ("tcp", "ipc"):
+            raise ValueError(f"transport is tcp or ipc, not {kind!r}")
+        self.kind = kind
+        self._tmpdir = None
+        if kind == "ipc" and tmp is None:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="zmqfloor")
+            tmp = self._tmpdir.name
+        self.tmp = tmp
+        self.ctx: zmq.Context | None = None
+        self.proc: Any = None
+        self.dealer: Any = None
+        self.router: Any = None
+        self._paired = False
+
+    def __enter__(self) -> Floor:
+        if self.kind == "tcp":
+            server_bind, client_bind = "tcp://127.0.0.1:0", "tcp://127.0.0.1:0"
+        else:
+            server_bind, client_bind = f"ipc://{self.tmp}/server", f"ipc://{self.tmp}/client"
+        spawn = mp.get_context("spawn")
+        ready = spawn.Queue()
+        self.proc = spawn.Process(target=server, args=(server_bind, ready), daemon=True)
+        self.proc.start()
+        self.ctx = zmq.Context()
+        try:
+            address = ready.get(timeout=20)
+            self.dealer = self.ctx.socket(zmq.DEALER)
+            self.dealer.setsockopt(zmq.LINGER, 0)
+            self.dealer.connect(address)
+            self.router = self.ctx.socket(zmq.ROUTER)
+            self.router.setsockopt(zmq.LINGER, 0)
+            self.router.bind(client_bind)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self.dealer is not None and self.proc is not None and self.proc.is_alive():
+                self.dealer.send_multipart([b"stop"])
+        finally:
+            for sock in (self.dealer, self.router):
+                if sock is not None:
+                    sock.close(0)
+            self.dealer = self.router = None
+            if self.ctx is not None:
+                self.ctx.term()
+                self.ctx = None
+            if self.proc is not None:
+                self.proc.join(timeout=10)
+                if self.proc.is_alive():
+                    self.proc.kill()
+                    self.proc.join()
+                self.proc = None
+            if self._tmpdir is not None:
+                self._tmpdir.cleanup()
+                self._tmpdir = None
+
+    def echo(self, rounds: int, size: int = 64) -> dict[str, float]:
+        """Round trip DEALER -> ROUTER -> the same DEALER."""
+        return latency(self.dealer.send_multipart, self.dealer.recv_multipart, [b"echo", b"x" * size], rounds)
+
+    def pair(self, rounds: int, size: int = 64) -> dict[str, float]:
+        """Round trip in RefRPC's pattern: out through one socket pair, back through another."""
+        if not self._paired:
+            self.dealer.send_multipart([b"connect", self.router.getsockopt(zmq.LAST_ENDPOINT)])
+            assert self.dealer.recv() == b"connected"
+            self._paired = True
+        return latency(self.dealer.send_multipart, self.router.recv_multipart, [b"pair", b"x" * size], rounds)
+
+    def stream(self, size: int, count: int) -> dict[str, float]:
+        """One-way throughput of ``count`` messages of ``size`` bytes."""
+        return stream(self.dealer, size, count)
+
+    def pipelined(self, count: int, size: int = 64, window: int = 256) -> dict[str, float]:
+        """Echo throughput with ``window`` requests in flight."""
+        return pipelined(self.dealer, [b"echo", b"x" * size], count, window)
+
+    def request(self, parts: list[Any], copy: bool = True) -> list[Any]:
+        """Send one request (zero-copy when ``copy`` is false) and return the reply's frames."""
+        self.dealer.send_multipart(parts, copy=copy)
+        return self.dealer.recv_multipart(copy=copy)
+
+    def array_sum(self, array: Any) -> float:
+        """Pass by value: send ``array``'s bytes (zero-copy send), the server sums them."""
+        reply = self.request([b"sum", str(array.dtype).encode(), array], copy=False)
+        return float(reply[0].bytes)
+
+    def make_array(self, nbytes: int) -> Any:
+        """Pass by value: the server makes ``nbytes`` of float64 ones and sends them here."""
+        import numpy as np
+
+        (frame,) = self.request([b"make", str(nbytes).encode()], copy=False)
+        return np.frombuffer(frame.buffer, dtype=np.float64)
+
+
 def run_transport(kind: str, args: argparse.Namespace, tmp: str) -> list[dict[str, Any]]:
-    if kind == "tcp":
-        server_bind, client_bind = "tcp://127.0.0.1:0", "tcp://127.0.0.1:0"
-    else:
-        server_bind, client_bind = f"ipc://{tmp}/server", f"ipc://{tmp}/client"
-    spawn = mp.get_context("spawn")
-    ready = spawn.Queue()
-    proc = spawn.Process(target=server, args=(server_bind, ready), daemon=True)
-    proc.start()
-    ctx = zmq.Context()
     results: list[dict[str, Any]] = []
-    try:
-        address = ready.get(timeout=20)
-        dealer = ctx.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
-        dealer.connect(address)
-        router = ctx.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, 0)
-        router.bind(client_bind)
-        small = [b"echo", b"x" * 64]
-
-        row = latency(dealer.send_multipart, dealer.recv_multipart, small, args.rounds)
-        results.append({"transport": kind, "test": "echo 64 B", **row})
-
-        dealer.send_multipart([b"connect", router.getsockopt(zmq.LAST_ENDPOINT)])
-        assert dealer.recv() == b"connected"
-        row = latency(dealer.send_multipart, router.recv_multipart, [b"pair", b"x" * 64], args.rounds)
-        results.append({"transport": kind, "test": "pair 64 B", **row})
-
+    with Floor(kind, tmp) as f:
+        results.append({"transport": kind, "test": "echo 64 B", **f.echo(args.rounds)})
+        results.append({"transport": kind, "test": "pair 64 B", **f.pair(args.rounds)})
         for size, count in ((1 * MiB, args.count_1mib), (64 * MiB, args.count_64mib)):
             if count > 0:
-                row = stream(dealer, size, count)
+                row = f.stream(size, count)
                 results.append({"transport": kind, "test": f"stream {size // MiB} MiB", **row})
-        dealer.send_multipart([b"stop"])
-        dealer.close(0)
-        router.close(0)
-    finally:
-        ctx.term()
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
     return results
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "pyzmq": zmq.__version__,
+        "libzmq": zmq.zmq_version(),
+    }
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
@@ -190,13 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results)
     report = {
         "benchmark": "zmq_floor",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "pyzmq": zmq.__version__,
-            "libzmq": zmq.zmq_version(),
-        },
+        "machine": machine(),
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
         "wall_seconds": time.perf_counter() - started,
         "results": results,

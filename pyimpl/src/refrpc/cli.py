@@ -35,13 +35,19 @@ def _start(args: argparse.Namespace) -> int:
     prefix = f"{socket.gethostname()}-{os.getpid()}-w"
     if args.head:
         executor: list[Executor] = []
+        early: list[ev.Instruction] = []
 
         def on_instruction(ins: ev.Instruction) -> None:
             if isinstance(ins, (ev.RunTask, ev.StartActor, ev.StopActor)):
-                executor[0].submit(ins)
+                (executor[0].submit if executor else early.append)(ins)
 
         node = Node(HEAD, f"tcp://{args.node_ip}:{args.port}", namespace=f"head{os.getpid()}", on_instruction=on_instruction)
-        executor.append(Executor(node))
+        def start_executor() -> None:
+            executor.append(Executor(node))
+            for ins in early:
+                executor[0].submit(ins)
+
+        node.call(start_executor).result()
         api._attach(node, executor[0])  # membership tasks run here
         cluster = LocalCluster.start(n, node.address, node.incarnation, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix)
         print(f"head listening at {node.address}", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING
 
 from .errors import LocalUsageError
@@ -170,7 +171,7 @@ class Actors:
 
     def _hosted_actor_dead(self: Peer, h: HostedActor, info: ErrorInfo, notify: bool = True) -> None:
         h.state = "dead"
-        queue, h.queue = h.queue, []
+        queue, h.queue = list(h.queue), deque()
         for key, ex in list(self.exec_tasks.items()):
             if ex.spec.actor_id == h.actor_id and ex.state == "running" and notify:
                 # ACT-006: the running call ends now; its late result is dropped.
@@ -208,6 +209,11 @@ class Actors:
 
     def _actor_next(self: Peer, h: HostedActor) -> ExecKey | None:
         """The call to run next: earliest arrival whose caller has no lower seq queued (ACT-003)."""
+        if not h.queue:
+            return None
+        head = h.queue[0]
+        if self.exec_tasks[head].spec.actor_seq == h.last_run.get((head[0], head[1]), 0) + 1:
+            return head  # the usual case: sessions are FIFO, so calls arrive in order
         lowest: dict[tuple[PeerId, int], int] = {}
         for k in h.queue:
             seq = self.exec_tasks[k].spec.actor_seq
@@ -227,7 +233,10 @@ class Actors:
         ex = self.exec_tasks[key]
         h = self.hosted[ex.spec.actor_id]
         h.running = True
-        h.queue.remove(key)
+        if h.queue and h.queue[0] == key:
+            h.queue.popleft()
+        else:
+            h.queue.remove(key)
         h.last_run[(key[0], key[1])] = ex.spec.actor_seq
 
     def _actor_call_done(self: Peer, key: ExecKey) -> None:

@@ -7,6 +7,7 @@ anything produced from them is deterministic.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from .messages import (
@@ -206,7 +207,7 @@ class HostedActor:
     #: caller incarnation -> highest actor_seq already started (ACT-003).
     last_run: dict[tuple[PeerId, int], int] = field(default_factory=dict)
     #: Calls not yet started, in arrival order.
-    queue: list = field(default_factory=list)
+    queue: deque = field(default_factory=deque)
     running: bool = False
 
 

@@ -100,10 +100,14 @@ def worker_main(argv: list[str] | None = None) -> int:
     _executor.MAIN_PATH[0] = args.main
     done = threading.Event()
     executor: list[Executor] = []
+    early: list[ev.Instruction] = []  # work that arrived before the executor existed
 
     def on_instruction(ins: ev.Instruction) -> None:
         if isinstance(ins, (ev.RunTask, ev.StartActor, ev.StopActor)):
-            executor[0].submit(ins)
+            if executor:
+                executor[0].submit(ins)
+            else:
+                early.append(ins)
         elif isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
             done.set()  # the head is gone: a local cluster's workers go with it
         elif isinstance(ins, ev.FailStop):
@@ -112,7 +116,13 @@ def worker_main(argv: list[str] | None = None) -> int:
     from ._node import default_config
 
     node = Node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold), on_instruction=on_instruction)
-    executor.append(Executor(node))
+    def start_executor() -> None:  # on the loop thread, so no instruction slips between
+        executor.append(Executor(node))
+        for ins in early:
+            executor[0].submit(ins)
+        early.clear()
+
+    node.call(start_executor).result()
     from .. import api
 
     api._attach(node, executor[0])

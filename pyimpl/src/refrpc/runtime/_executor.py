@@ -115,6 +115,7 @@ class Executor:
             # Drop the argument handles now, not when the next task arrives: a Ref
             # kept alive here would keep its value alive (and leak it when idle).
             args = None  # noqa: F841
+            self._unmap(ins)
 
     def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction, make_ref: Any) -> list[Any]:
         args: list[Any] = []
@@ -134,6 +135,16 @@ class Executor:
                     raise _Refetch() from None
             args.append(_load(self.node, a.object_id, value, make_ref))
         return args
+
+    def _unmap(self, ins: ev.Instruction) -> None:
+        """Release the mappings of other processes' values this call read.
+
+        The mapping stays valid while anything the task kept still uses it (its
+        views hold it); otherwise its memory goes back now, not at shutdown.
+        """
+        for a in getattr(ins, "args", ()):
+            if a.value is None and a.ref is None and a.object_id:
+                self.node.store.detach(a.object_id)
 
     def _run_task(self, ins: ev.RunTask, args: list[Any]) -> None:
         try:
