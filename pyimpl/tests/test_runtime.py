@@ -119,6 +119,36 @@ def test_zero_copy_get_of_a_large_array_made_by_another_process(cluster):
     del arr
 
 
+def _rss_anon_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no RssAnon in /proc/self/status")
+
+
+def test_get_of_a_1_gib_array_made_by_another_process_copies_nothing(cluster):
+    # arr = get(make_array.remote(1 GiB)): the driver maps the worker's segment;
+    # its private memory does not grow by anything like the array's size.
+    np = pytest.importorskip("numpy")
+    import shutil
+
+    if shutil.disk_usage("/dev/shm").free < 3 << 30:
+        pytest.skip("needs 3 GiB free in /dev/shm")
+    ref = rf.make_array.remote(1 << 30)
+    refrpc.wait([ref], num_returns=1, timeout=120)
+    before = _rss_anon_bytes()
+    arr = refrpc.get(ref, timeout=120)
+    assert arr.nbytes == 1 << 30 and not arr.flags.writeable
+    assert int(arr[:: 1 << 20].sum()) == 0  # every MiB starts at a multiple of 256
+    grown = _rss_anon_bytes() - before
+    assert grown < 64 << 20, f"the driver's private memory grew by {grown >> 20} MiB"
+    mapping = cluster.node.store.mapping(ref.id)
+    base = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
+    assert base <= arr.__array_interface__["data"][0] < base + len(mapping)
+    del arr, ref
+
+
 def test_bad_arguments_are_typed_errors(cluster):
     with pytest.raises(TypeError):
         refrpc.get(42)

@@ -120,6 +120,29 @@ def _take_buffer(buffers: list[Any], buf: pickle.PickleBuffer) -> bool:
     return False
 
 
+#: A numpy array larger than this travels as several out-of-band parts: one
+#: Cap'n Proto ``Data`` holds less than 512 MiB. The parts are written back to back
+#: in a stored form, so a reader still maps the whole array without a copy.
+PART_BYTES = 1 << 28
+
+
+def _join_array(dtype: Any, shape: tuple[int, ...], *parts: Any) -> Any:
+    """Rebuild an array sent in parts; zero-copy when the parts are adjacent in one mapping."""
+    import numpy as np
+
+    views = [memoryview(p).cast("B") if memoryview(p).format != "B" else memoryview(p) for p in parts]
+    count = 1
+    for n in shape:
+        count *= n
+    base = views[0].obj
+    if all(v.obj is base for v in views) and base is not None:
+        starts = [np.frombuffer(v, np.uint8).__array_interface__["data"][0] for v in views]
+        if all(starts[i] + len(views[i]) == starts[i + 1] for i in range(len(views) - 1)):
+            origin = np.frombuffer(base, np.uint8).__array_interface__["data"][0]
+            return np.frombuffer(base, dtype=dtype, count=count, offset=starts[0] - origin).reshape(shape)
+    return np.frombuffer(b"".join(views), dtype=dtype, count=count).reshape(shape)
+
+
 class _Pickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO, refs: _Refs, buffers: list[Any]) -> None:
         # The callback must not be a bound method of the pickler: that cycle would
@@ -127,6 +150,15 @@ class _Pickler(pickle.Pickler):
         # alive until the cyclic GC runs, and a ref kept alive keeps its value alive.
         super().__init__(file, protocol=PICKLE_PROTOCOL, buffer_callback=functools.partial(_take_buffer, buffers))
         self._refs = refs
+
+    def reducer_override(self, obj: Any) -> Any:  # noqa: D102 - pickle's hook
+        t = type(obj)
+        if t.__name__ == "ndarray" and t.__module__ == "numpy" and obj.nbytes > PART_BYTES:
+            if obj.flags.c_contiguous and not obj.dtype.hasobject:
+                flat = memoryview(obj).cast("B")
+                parts = [pickle.PickleBuffer(flat[i : i + PART_BYTES]) for i in range(0, len(flat), PART_BYTES)]
+                return _join_array, (obj.dtype, obj.shape, *parts)
+        return NotImplemented
 
     def persistent_id(self, obj: Any) -> Any:  # noqa: D102 - pickle's hook
         if type(obj) in _PLAIN:
