@@ -55,8 +55,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.timeout(300)
 def test_docs_build_without_warnings(site: Path) -> None:
     # The fixture fails the test on any warning; here, the pages every build must have.
-    pages = ("index.html", "architecture.html", "contributing.html")
-    for page in (*pages, "api/core.html", "api/codec.html", "api/testing.html"):
+    pages = ("index.html", "quickstart.html", "examples.html", "architecture.html", "contributing.html")
+    for page in (*pages, "api/refrpc.html", "api/core.html", "api/codec.html", "api/testing.html"):
         assert (site / page).is_file(), f"missing page {page}"
 
 

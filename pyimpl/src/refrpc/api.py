@@ -120,7 +120,7 @@ def _call_on(peer: str, function: str, *args: Any, timeout: float = 30.0) -> Any
     specs, keep = _arg_specs(node, args)
 
     def do() -> str:
-        task_id, rids = node.ids.task(1)
+        task_id, rids = node.new_task_ids(1)
         node.handle(ev.Submit(node.sid(), task_id, function, tuple(specs), rids, 0, False, "", peer))
         return rids[0]
 
@@ -317,7 +317,7 @@ def put(obj: Any) -> Ref[Any]:
     value = serialize(obj, ref_hook=_ref_hook(node))
 
     def do() -> str:
-        oid = node.ids.next()
+        oid = node.new_id()
         stored = value.size > node.config.inline_threshold
         size = node.store.put(oid, value) if stored else value.size
         node.handle(ev.Put(node.sid(), oid, value if not stored else Value(value.encoding, b"", (), value.nested), stored, size))
@@ -330,6 +330,9 @@ def _value_of(node: Any, ref: Ref[Any], deadline: float | None) -> Any:
     from .runtime._executor import _load
 
     delay = 0.05
+    refused = node.refused.get(ref.id)
+    if refused is not None:
+        raise refused
     while True:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
@@ -473,14 +476,10 @@ class RemoteFunction:
         specs, keep = _arg_specs(node, args)
         specs = first + specs
         n = self._num_returns
-
-        def do() -> tuple[str, ...]:
-            task_id, rids = node.ids.task(n)
-            node.handle(ev.Submit(node.sid(), task_id, name, tuple(specs), rids, self._max_retries, self._retry_exceptions))
-            return rids
-
-        rids = node.call(do).result()
-        del keep  # the submitted task now holds them (BOR-006)
+        task_id, rids = node.new_task_ids(n)
+        # Returns at once: the loop thread submits it in order with everything else.
+        node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, self._max_retries, self._retry_exceptions))
+        del keep  # the submitted task holds them (BOR-006): its Submit is queued before their DropRefs
         refs = [Ref(node, rid, counted=True) for rid in rids]
         return refs[0] if n == 1 else refs
 
@@ -494,15 +493,10 @@ class ActorMethod:
         node = _node()
         specs, keep = _arg_specs(node, args)
         aid = self._handle._actor_id
-
-        def do() -> str:
-            task_id, rids = node.ids.task(1)
-            node.handle(ev.Submit(node.sid(), task_id, self._name, tuple(specs), rids, 0, False, aid))
-            return rids[0]
-
-        rid = node.call(do).result()
+        task_id, rids = node.new_task_ids(1)
+        node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, self._name, tuple(specs), rids, 0, False, aid))
         del keep
-        return Ref(node, rid, counted=True)
+        return Ref(node, rids[0], counted=True)
 
 
 class ActorHandle:
@@ -539,7 +533,7 @@ class ActorClass:
         specs, keep = _arg_specs(node, args)
 
         def do() -> str:
-            aid = node.ids.next()
+            aid = node.new_id()
             node.handle(ev.CreateActorRequest(node.sid(), aid, self._name, tuple(specs), "", self._max_restarts))
             return aid
 

@@ -77,6 +77,9 @@ class Node:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._sids = itertools.count(1)
+        self._id_lock = threading.Lock()
+        #: Objects whose creating stimulus the core refused -> the error (see submit_nowait).
+        self.refused: dict[str, BaseException] = {}
         self._requests = itertools.count(1)
         #: Get request id -> future of its GetResult (set on the loop thread).
         self._gets: dict[int, Future[ev.GetResult]] = {}
@@ -94,6 +97,28 @@ class Node:
         self._thread.start()
 
     # ------------------------------------------------------------ other threads
+    def new_task_ids(self, num_returns: int) -> tuple[str, tuple[str, ...]]:
+        """Allocate a task id and its return ids from any thread (ID-003)."""
+        with self._id_lock:
+            return self.ids.task(num_returns)
+
+    def new_id(self) -> str:
+        with self._id_lock:
+            return self.ids.next()
+
+    def submit_nowait(self, object_ids: tuple[str, ...], make: Callable[[str], ev.Stimulus]) -> None:
+        """Hand a stimulus to the loop without waiting; if the core refuses it, the
+        error is kept for the objects it would have made, and ``get`` raises it."""
+        fut = self.handle_soon(make)
+
+        def record(f: Future[Any]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                for oid in object_ids:
+                    self.refused[oid] = exc
+
+        fut.add_done_callback(record)
+
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the loop thread; its result (or exception) lands in the future."""
         fut: Future[Any] = Future()
