@@ -82,3 +82,11 @@ class Counter:
 def where(x):
     # Which worker ran this task (to check placement).
     return refrpc.api._ctx.node.peer_id
+
+
+@refrpc.remote
+def sleep_ms(ms):
+    import time
+
+    time.sleep(ms / 1000)
+    return ms

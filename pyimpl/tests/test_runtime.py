@@ -214,6 +214,32 @@ def test_functions_workers_cannot_import_travel_by_value(cluster):
     assert refrpc.get(refrpc.remote(local_concat).remote(b"ab", b"cd"), timeout=30) == b"abcd"
 
 
+def test_bad_input_gives_typed_errors_and_loses_nothing(cluster):
+    import threading
+
+    from refrpc.serialization import SerializationError
+
+    node = cluster.node
+    # A Ref made by hand (or for another cluster's object): typed error, no hang.
+    forged = refrpc.Ref(node, "someone-else.1.1", counted=True)
+    with pytest.raises(refrpc.RefRPCError):
+        refrpc.get(forged, timeout=30)
+    del forged
+    # An argument that cannot be pickled: a clear error before anything is sent.
+    with pytest.raises(SerializationError, match="pickle"):
+        rf.add.remote(threading.Lock(), 1)
+    # A result that cannot be pickled: the task fails with a typed error.
+    with pytest.raises(refrpc.TaskError):
+        refrpc.get(refrpc.remote(lambda: threading.Lock()).remote(), timeout=30)
+    # get with a timeout on something that never finishes in time: GetTimeoutError.
+    slow = rf.sleep_ms.remote(2000)
+    with pytest.raises(refrpc.GetTimeoutError):
+        refrpc.get(slow, timeout=0.05)
+    assert refrpc.get(slow, timeout=30) == 2000
+    # ... and the cluster still works.
+    assert refrpc.get(rf.add.remote(2, 3), timeout=30) == 5
+
+
 # Runs last (pytest keeps file order): everything the tests above made is gone.
 def test_everything_is_reclaimed_once_refs_are_dropped(cluster):
     # After every test above dropped its refs, the driver's table and the
