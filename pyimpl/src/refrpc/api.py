@@ -421,7 +421,9 @@ def _by_name(obj: Any) -> bool:
         return False
     module = obj.__module__
     if module == "__main__":
-        return bool(getattr(__import__("sys").modules.get("__main__"), "__file__", None))
+        # Workers of a local cluster load the driver's script; those of a cluster
+        # started with `refrpc start` never saw it, so it ships by value there.
+        return _ctx.cluster is not None and bool(getattr(__import__("sys").modules.get("__main__"), "__file__", None))
     try:
         importlib.import_module(module)
     except Exception:

@@ -287,7 +287,10 @@ class SessionLayer:
     def _take_ack(self: Peer, r: Remote, ack: int) -> None:
         if not r.unacked or ack < next(iter(r.unacked)) or ack > r.out_seq:
             return  # SES-008: an ack beyond what we sent acknowledges nothing
-        for seq in [s for s in r.unacked if s <= ack]:
+        while r.unacked:  # in seq order: stop at the first one not acknowledged
+            seq = next(iter(r.unacked))
+            if seq > ack:
+                break
             del r.unacked[seq]
             r.unacked_at.pop(seq, None)
         r.last_progress_ms = self.now_ms

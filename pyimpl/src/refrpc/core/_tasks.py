@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -561,7 +562,9 @@ class Tasks:
         assert ex.reply is not None
         r = self.remotes.get(ex.owner)
         self._send(ex.owner, ex.reply)
-        ex.reply_seq = r.out_seq if r is not None else 0
+        ex.reply_seq = r.out_seq if r is not None and r.state == "alive" else 0
+        if ex.reply_seq:
+            self.replied.setdefault(ex.owner, deque()).append((ex.reply_seq, key))
         self._release_exec_holds(ex)
         if ex.spec.actor_id:
             self._actor_call_done(key)
@@ -573,9 +576,13 @@ class Tasks:
 
     def _on_acked(self: Peer, r: Remote, ack: int) -> None:
         """RPC-002: a reply the owner has acknowledged needs no record any more."""
-        done = [k for k, ex in self.exec_tasks.items() if k[0] == r.peer and ex.state == "replied" and 0 < ex.reply_seq <= ack]
-        for k in done:
-            ex = self.exec_tasks.pop(k)
+        replied = self.replied.get(r.peer)
+        while replied and replied[0][0] <= ack:  # replies in seq order: O(1) each
+            _, k = replied.popleft()
+            ex = self.exec_tasks.get(k)
+            if ex is None or ex.state != "replied":
+                continue
+            del self.exec_tasks[k]
             self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
             self._story(ex.spec.task_id, "reply_acked", "replied->forgotten")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Callable
 
 from ._actors import Actors
@@ -113,6 +114,8 @@ class Peer(SessionLayer, Objects, Tasks, Actors):
         #: Tasks executing here, by (owner, owner incarnation, task id, attempt).
         self.exec_tasks: dict[tuple, ExecTask] = {}
         self.exec_index: dict[tuple[TaskId, int], tuple] = {}
+        #: Replies sent, per owner, as (session seq, exec key) in seq order (RPC-002).
+        self.replied: dict[PeerId, deque] = {}
         #: Return ids of tasks dropped while running, so late results can be freed (FATE-008).
         self.dropped_returns: dict[tuple[TaskId, int], tuple[ObjectId, ...]] = {}
         #: RegisterBorrower requests in flight from here.

@@ -223,12 +223,17 @@ class Node:
                         break
                     self._receive(frames)
                 self._drain_wake()
-                while True:
+                # A bounded batch, so that a burst of calls (thousands of submits) never
+                # keeps incoming messages and the clock waiting: a peer whose heartbeats
+                # sit unread would be declared dead (LIV-003).
+                for _ in range(256):
                     try:
                         fn = self._calls.get_nowait()
                     except queue.Empty:
                         break
                     fn()
+                else:
+                    self._wake()  # more to do: come straight back
                 now = time.monotonic()
                 if now >= next_tick:
                     self.handle(ev.Tick(self.sid(), int(now * 1000)))
