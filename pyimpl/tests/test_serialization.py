@@ -457,8 +457,17 @@ def test_unaligned_buffers_still_decode() -> None:
 
 
 def test_payloads_over_the_capnp_data_limit_are_an_encode_error() -> None:
+    # One raw buffer cannot be split by meaning: over the Data limit it is refused.
+    huge = Value(Encoding.RAW, b"", (memoryview(bytearray(codec.MAX_PAYLOAD_BYTES + 1)),))
+    with pytest.raises(codec.EncodeError, match="Data limit"):
+        codec.encode_value_parts(huge)
+
+
+def test_numpy_arrays_over_the_part_size_travel_in_adjacent_parts() -> None:
+    from refrpc.serialization import PART_BYTES
+
     huge = np.zeros(codec.MAX_PAYLOAD_BYTES + 1, dtype=np.uint8)  # lazily zeroed: no memory used
     value = serialize(huge, ref_hook=ref_hook)
-    assert len(value.buffers) == 1
-    with pytest.raises(codec.EncodeError, match="Data limit"):
-        codec.encode_value_parts(value)
+    assert [len(memoryview(b)) for b in value.buffers] == [PART_BYTES, PART_BYTES]  # 2**29 bytes
+    parts = codec.encode_value_parts(value)  # no longer over the limit
+    assert sum(len(memoryview(p).cast("B")) for p in parts) > huge.nbytes

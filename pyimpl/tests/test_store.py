@@ -184,9 +184,9 @@ def test_incomplete_and_corrupt_assemblies(store: ObjectStore) -> None:
 
 
 def test_too_large_payload_is_an_encode_error(store: ObjectStore) -> None:
-    huge = np.zeros(codec.MAX_PAYLOAD_BYTES + 1, dtype=np.uint8)  # untouched pages
+    huge = Value(Encoding.RAW, b"", (memoryview(bytearray(codec.MAX_PAYLOAD_BYTES + 1)),))
     with pytest.raises(codec.EncodeError):
-        store.put("huge", serialize(huge, ref_hook=no_refs))
+        store.put("huge", huge)
     assert not store.contains("huge") and store.used_bytes == 0
 
 
