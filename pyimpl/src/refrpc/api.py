@@ -193,7 +193,7 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         node.store.close()
         from .store import SharedMemoryStore
 
-        node.store = SharedMemoryStore(cluster.namespace)
+        node.store = SharedMemoryStore(cluster.namespace, writer=node.peer_id)
         end = time.monotonic() + startup_timeout
         for name, address in cluster.workers.items():
             path = address.removeprefix("ipc://")

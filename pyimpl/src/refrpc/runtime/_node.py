@@ -64,7 +64,7 @@ class Node:
         self.address = self.transport.address
         self.core = Peer(peer_id, self.incarnation, self.address, self.config)
         self.ids = IdAllocator(peer_id, self.incarnation)
-        self.store = SharedMemoryStore(namespace)
+        self.store = SharedMemoryStore(namespace, writer=peer_id)
         self.on_instruction = on_instruction
         #: On the head of a multi-host cluster: registered workers (see _membership).
         self.members: dict[str, tuple[str, int, str, float]] = {}
@@ -166,10 +166,15 @@ class Node:
         fetched from a location on another host first. Raises ObjectNotFound."""
         from ..store import ObjectNotFound
 
-        try:
-            value = self.store.attach(object_id)
-        except ObjectNotFound:
-            self.fetch(object_id, locations).result(timeout)  # raises ObjectNotFound on failure
+        value = None
+        for writer in [self.peer_id] + [peer for peer, _ in locations if peer != self.peer_id]:
+            try:
+                value = self.store.attach(object_id, writer)  # same host: map the holder's copy
+                break
+            except ObjectNotFound:
+                continue
+        if value is None:
+            self.fetch(object_id, locations).result(timeout)  # another host (raises ObjectNotFound)
             value = self.store.get(object_id)
         self.stats["bytes_mapped"] += value.size
         return value

@@ -61,10 +61,16 @@ def _check_namespace(namespace: str) -> str:
     return namespace
 
 
-def segment_name(namespace: str, object_id: ObjectId) -> str:
-    """The name of the segment that holds ``object_id`` in ``namespace``:
-    ``refrpc-{namespace}-{first 128 bits of SHA-256(object id), hex}``."""
-    digest = hashlib.sha256(object_id.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
+def segment_name(namespace: str, object_id: ObjectId, writer: str = "") -> str:
+    """The name of the segment that holds ``object_id`` written by ``writer`` in ``namespace``:
+    ``refrpc-{namespace}-{first 128 bits of SHA-256(object id, writer), hex}``.
+
+    The writer is part of the name because two processes of one host may each hold
+    a copy of the same object (a task re-run after its first executor died): each
+    copy is its own segment, and freeing one never touches the other.
+    """
+    key = f"{object_id}\0{writer}" if writer else object_id
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
     return f"refrpc-{_check_namespace(namespace)}-{digest}"
 
 
@@ -152,8 +158,10 @@ class SharedMemoryStore(ObjectStore):
     only drop the mapping.
     """
 
-    def __init__(self, namespace: str, *, directory: str | None = None) -> None:
+    def __init__(self, namespace: str, *, directory: str | None = None, writer: str = "") -> None:
         self.namespace = _check_namespace(namespace)
+        #: Who writes this store's segments (a peer id); part of every segment name.
+        self.writer = writer
         self.directory = directory or DEFAULT_DIRECTORY
         self._lock = threading.Lock()
         self._owned: dict[ObjectId, _Segment] = {}
@@ -165,9 +173,9 @@ class SharedMemoryStore(ObjectStore):
         self._paths: set[str] = set()
         self._finalizer = weakref.finalize(self, _unlink_all, self._paths)
 
-    def segment_path(self, object_id: ObjectId) -> str:
-        """The file that holds (or would hold) ``object_id``."""
-        return os.path.join(self.directory, segment_name(self.namespace, object_id))
+    def segment_path(self, object_id: ObjectId, writer: str | None = None) -> str:
+        """The file that holds (or would hold) ``object_id`` written by ``writer`` (default: us)."""
+        return os.path.join(self.directory, segment_name(self.namespace, object_id, self.writer if writer is None else writer))
 
     # ------------------------------------------------------------ helpers
     def _check_open(self) -> None:
@@ -343,7 +351,7 @@ class SharedMemoryStore(ObjectStore):
         assert segment.mm is not None
         return self._decode(object_id, segment.mm)
 
-    def attach(self, object_id: ObjectId) -> Value:
+    def attach(self, object_id: ObjectId, writer: str | None = None) -> Value:
         """Map the segment of ``object_id`` (written by any process in this
         namespace) read-only and return its value; the payloads are read-only
         ``memoryview``\\ s of the mapping (no copy).
@@ -352,7 +360,7 @@ class SharedMemoryStore(ObjectStore):
             ObjectNotFound: No sealed segment of that id in the namespace.
             CorruptObject: The segment does not hold a stored form.
         """
-        path = self.segment_path(object_id)
+        path = self.segment_path(object_id, writer)
         with self._lock:
             self._check_open()
             known = object_id in self._owned or object_id in self._attached
