@@ -40,5 +40,9 @@ def test_killing_a_worker_mid_run_still_gives_the_right_answers(trial: int) -> N
         from refrpc.runtime._executor import wait_until
 
         assert wait_until(lambda: node.call(lambda: not node.core.owned).result(), 20), node.call(lambda: node.core.table()).result()
+        # The dead worker's copies went with it, not at shutdown (LOC-004).
+        from refrpc.store import list_segments
+
+        assert wait_until(lambda: not list_segments(cluster.namespace), 20), list_segments(cluster.namespace)
     finally:
         refrpc.shutdown()

@@ -292,6 +292,11 @@ class Node:
             r = self.core.remotes.get(ins.peer)
             if r is not None and r.address:
                 self.transport.forget(r.address)  # ZMQ-010
+            # A dead peer of this host left its copies in our namespace: they are lost
+            # (LOC-004) and must not outlive it until the cluster stops.
+            from ..store import cleanup_writer
+
+            cleanup_writer(self.store.namespace, ins.peer)
             if self.on_instruction is not None:
                 self.on_instruction(ins)
         elif isinstance(ins, ev.FailStop):

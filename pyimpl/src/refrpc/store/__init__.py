@@ -34,7 +34,7 @@ from ._base import (
     clip_range,
 )
 from ._memory import MemoryStore
-from ._shm import DEFAULT_DIRECTORY, SharedMemoryStore, cleanup_namespace, list_segments, segment_name
+from ._shm import DEFAULT_DIRECTORY, SharedMemoryStore, cleanup_namespace, cleanup_writer, list_segments, segment_name
 
 __all__ = [
     "DEFAULT_DIRECTORY",
@@ -51,5 +51,6 @@ __all__ = [
     "cleanup_namespace",
     "clip_range",
     "list_segments",
+    "cleanup_writer",
     "segment_name",
 ]

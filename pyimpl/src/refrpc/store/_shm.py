@@ -71,12 +71,33 @@ def segment_name(namespace: str, object_id: ObjectId, writer: str = "") -> str:
     """
     key = f"{object_id}\0{writer}" if writer else object_id
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
-    return f"refrpc-{_check_namespace(namespace)}-{digest}"
+    return f"refrpc-{_check_namespace(namespace)}-{_writer_tag(writer)}{digest}"
+
+
+def _writer_tag(writer: str) -> str:
+    """8 hex digits naming the writer, so one writer's segments can be found (or "")."""
+    return hashlib.sha256(writer.encode("utf-8", "surrogatepass")).hexdigest()[:8] + "-" if writer else ""
+
+
+def cleanup_writer(namespace: str, writer: str, *, directory: str | None = None) -> int:
+    """Unlink every segment ``writer`` left in ``namespace`` (it died: its copies are
+    lost anyway, LOC-004). Returns how many were removed."""
+    directory = directory or DEFAULT_DIRECTORY
+    prefix = f"refrpc-{_check_namespace(namespace)}-{_writer_tag(writer)}"
+    removed = 0
+    for name in list_segments(namespace, directory=directory):
+        if writer and name.startswith(prefix):
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def _pattern(namespace: str) -> re.Pattern[str]:
     prefix = re.escape(f"refrpc-{_check_namespace(namespace)}-")
-    return re.compile(f"{prefix}[0-9a-f]{{{_HASH_HEX}}}(?:{re.escape(_PARTIAL)})?")
+    return re.compile(f"{prefix}(?:[0-9a-f]{{8}}-)?[0-9a-f]{{{_HASH_HEX}}}(?:{re.escape(_PARTIAL)})?")
 
 
 def list_segments(namespace: str, *, directory: str | None = None) -> list[str]:
