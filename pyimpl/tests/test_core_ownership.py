@@ -551,7 +551,7 @@ def test_ref_in_flight_from_a_dead_forwarder_never_lands_after_confirm_said_no()
     net.deliver(is_(BorrowerRegistered, dst="E"))  # E sends its reply ...
     [late] = net.in_flight(TaskReply, src="E")
     net.flights.remove(late)  # ... which the network holds back
-    e = net.kill("E", "O")
+    net.kill("E", "O")
     net.deliver(is_(ConfirmBorrow, dst="S"))
     assert net.sent_bodies(BorrowConfirmed) == [BorrowConfirmed(x, fid, False)]
     net.handle("S", ev.Receive("late-reply", late.envelope))
@@ -899,7 +899,7 @@ def test_owner_death_fails_borrowed_refs_and_drops_copies():
     net.deliver_all()
     net.get("G", x, request_id=5)
     net.drop(is_(GetObjectStatus))  # O never answers
-    o = net.kill("O", "G")
+    net.kill("O", "G")
     out = net.last["G"]
     [res] = [g for g in of_type(out, ev.GetResult) if g.request_id == 5]
     assert res.error.code is ErrorCode.OWNER_DIED and "O" in res.error.message

@@ -185,15 +185,11 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         import tempfile
 
         sock_dir = tempfile.mkdtemp(prefix="refrpc-driver-")
-        namespace_holder: dict[str, str] = {}
-        node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=f"d{os.getpid()}", config=_config())
-        cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0])
-        namespace_holder["ns"] = cluster.namespace
-        # The driver's store must share the cluster's namespace for zero-copy reads.
-        node.store.close()
-        from .store import SharedMemoryStore
-
-        node.store = SharedMemoryStore(cluster.namespace, writer=node.peer_id)
+        # One shared-memory namespace for the whole host: the driver and its
+        # workers map each other's values instead of copying them.
+        namespace = LocalCluster.new_namespace()
+        node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=namespace, config=_config())
+        cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0], namespace=namespace)
         end = time.monotonic() + startup_timeout
         for name, address in cluster.workers.items():
             path = address.removeprefix("ipc://")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..core import events as ev
 from ..store import cleanup_namespace
-from ._executor import Executor, wait_until
+from ._executor import Executor
 from ._node import Node
 
 
@@ -32,12 +32,18 @@ class LocalCluster:
     #: Each worker's traffic counters, read when the cluster stops.
     stats: dict[str, dict] = field(default_factory=dict)
 
+    @staticmethod
+    def new_namespace() -> str:
+        """A shared-memory namespace no other cluster on this host uses."""
+        return f"rr{os.getpid()}x{secrets.token_hex(4)}"
+
     @classmethod
     def start(cls, num_workers: int, head_address: str, head_incarnation: int, *, head_name: str = "driver",
-              node_ip: str = "", name_prefix: str = "w", inline_threshold: int = 100 * 1024) -> LocalCluster:
+              node_ip: str = "", name_prefix: str = "w", inline_threshold: int = 100 * 1024,
+              namespace: str = "") -> LocalCluster:
         """Start the workers. With ``node_ip`` they listen on tcp (reachable from other
         hosts) and register with the head; otherwise on ipc:// sockets in a temp dir."""
-        namespace = f"rr{os.getpid()}x{secrets.token_hex(4)}"
+        namespace = namespace or cls.new_namespace()
         directory = tempfile.mkdtemp(prefix="refrpc-")
         cluster = cls(namespace, directory)
         names = [f"{name_prefix}{i}" for i in range(1, num_workers + 1)]
@@ -148,6 +154,3 @@ def worker_main(argv: list[str] | None = None) -> int:
             json.dump(node.stats, f)
     return 0
 
-
-def wait_for(predicate, timeout: float) -> bool:  # re-exported for the api module
-    return wait_until(predicate, timeout)
