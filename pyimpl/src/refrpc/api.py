@@ -311,15 +311,14 @@ def put(obj: Any) -> Ref[Any]:
     """Store ``obj`` and return a Ref owned by this process (OWN-001)."""
     node = _node()
     value = serialize(obj, ref_hook=_ref_hook(node))
-
-    def do() -> str:
-        oid = node.new_id()
-        stored = value.size > node.config.inline_threshold
-        size = node.store.put(oid, value) if stored else value.size
-        node.handle(ev.Put(node.sid(), oid, value if not stored else Value(value.encoding, b"", (), value.nested), stored, size))
-        return oid
-
-    return Ref(node, node.call(do).result(), counted=True)
+    oid = node.new_id()
+    stored = value.size > node.config.inline_threshold
+    # Large values are written to shared memory here, on the caller's thread, so the
+    # loop thread (and its heartbeats) never waits for a big copy.
+    size = node.store.put(oid, value) if stored else value.size
+    entry = value if not stored else Value(value.encoding, b"", (), value.nested)
+    node.submit_nowait((oid,), lambda sid: ev.Put(sid, oid, entry, stored, size), undo=(lambda: node.store.free(oid)) if stored else None)
+    return Ref(node, oid, counted=True)
 
 
 def _value_of(node: Any, ref: Ref[Any], deadline: float | None) -> Any:

@@ -106,9 +106,11 @@ class Node:
         with self._id_lock:
             return self.ids.next()
 
-    def submit_nowait(self, object_ids: tuple[str, ...], make: Callable[[str], ev.Stimulus]) -> None:
+    def submit_nowait(self, object_ids: tuple[str, ...], make: Callable[[str], ev.Stimulus],
+                      undo: Callable[[], Any] | None = None) -> None:
         """Hand a stimulus to the loop without waiting; if the core refuses it, the
-        error is kept for the objects it would have made, and ``get`` raises it."""
+        error is kept for the objects it would have made (``get`` raises it) and
+        ``undo`` runs (e.g. to free a value already written to the store)."""
         fut = self.handle_soon(make)
 
         def record(f: Future[Any]) -> None:
@@ -116,6 +118,8 @@ class Node:
             if exc is not None:
                 for oid in object_ids:
                     self.refused[oid] = exc
+                if undo is not None:
+                    undo()
 
         fut.add_done_callback(record)
 
