@@ -81,21 +81,21 @@ def test_catches_send_before_register(monkeypatch: pytest.MonkeyPatch) -> None:
     # the receiver with the owner, then drops its own hold.
     from dataclasses import replace
 
-    from refrpc.core import _tasks
+    from refrpc.core import _execution
 
     def forward_without_registering(self, d, ex, key, index):  # type: ignore[no-untyped-def]
         return replace(d, forward_id="")
 
-    monkeypatch.setattr(_tasks.Tasks, "_forward_nested", forward_without_registering)
+    monkeypatch.setattr(_execution.Execution, "_forward_nested", forward_without_registering)
     report = _find_failure(["forward_chain", "returned_ref"], Faults(drop=0.05))
     assert "SAFETY" in report or "LIVENESS" in report or "unexpected error" in report
 
 
 def test_catches_retained_ref_without_grant(monkeypatch: pytest.MonkeyPatch) -> None:
     # BOR-007 broken: an actor keeps a shared ref past the call without a grant.
-    from refrpc.core import _tasks
+    from refrpc.core import _execution
 
-    monkeypatch.setattr(_tasks.Tasks, "_register_retained", lambda self, ex, key, hinted: ())
+    monkeypatch.setattr(_execution.Execution, "_register_retained", lambda self, ex, key, hinted: ())
     report = _find_failure(["actor_keeps_ref"], Faults())
     assert "SAFETY (OWN-004)" in report
 

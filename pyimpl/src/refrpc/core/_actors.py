@@ -24,7 +24,7 @@ from .messages import (
 from .state import ExecTask, HostedActor, OwnedActor, Remote
 
 if TYPE_CHECKING:
-    from ._tasks import ExecKey
+    from ._execution import ExecKey
     from .peer import Peer
 
 

@@ -6,6 +6,7 @@ from collections import deque
 from typing import Callable
 
 from ._actors import Actors
+from ._execution import Execution
 from ._objects import Objects
 from ._session import SessionLayer
 from ._tasks import Tasks
@@ -67,7 +68,7 @@ from .state import (
 from . import tables
 
 
-class Peer(SessionLayer, Objects, Tasks, Actors):
+class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
     """All protocol state of one peer incarnation, changed only by :meth:`handle`.
 
     Args:
