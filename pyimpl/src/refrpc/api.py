@@ -22,6 +22,8 @@ from .serialization import serialize
 from .store import ObjectNotFound
 
 T = TypeVar("T")
+#: Appended to a function name when the last argument holds keyword arguments.
+KWARGS_SUFFIX = "+kwargs"
 
 
 # ---------------------------------------------------------------- errors
@@ -278,6 +280,13 @@ class Ref(Generic[T]):
 
 
 @dataclass(frozen=True)
+class _ByRef:
+    """A Ref passed as a keyword argument, to be dereferenced for the callee."""
+
+    ref: Ref[Any]
+
+
+@dataclass(frozen=True)
 class SharedRef:
     """Wraps a Ref so that the callee receives the Ref itself, not its value."""
 
@@ -404,6 +413,16 @@ def _arg_specs(node: Any, args: Iterable[Any]) -> tuple[list[ev.ArgSpec], list[R
     return specs, keep
 
 
+def _pack_kwargs(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """The protocol passes positional arguments; Python keywords ride as one trailing
+    dict, flagged in the function name (a Python-only convention). A Ref given as a
+    keyword is dereferenced for the callee, like a positional one."""
+    if not kwargs:
+        return name, args
+    packed = {k: _ByRef(v) if isinstance(v, Ref) else v for k, v in kwargs.items()}
+    return name + KWARGS_SUFFIX, (*args, packed)
+
+
 def _name_of(obj: Any) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
@@ -466,10 +485,9 @@ class RemoteFunction:
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs:
-            raise TypeError("remote functions take positional arguments only in protocol 0.1")
         node = _node()
         name, first = self._target(node)
+        name, args = _pack_kwargs(name, args, kwargs)
         specs, keep = _arg_specs(node, args)
         specs = first + specs
         n = self._num_returns
@@ -486,12 +504,13 @@ class ActorMethod:
         self._handle = handle
         self._name = name
 
-    def remote(self, *args: Any) -> Ref[Any]:
+    def remote(self, *args: Any, **kwargs: Any) -> Ref[Any]:
         node = _node()
+        name, args = _pack_kwargs(self._name, args, kwargs)
         specs, keep = _arg_specs(node, args)
         aid = self._handle._actor_id
         task_id, rids = node.new_task_ids(1)
-        node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, self._name, tuple(specs), rids, 0, False, aid))
+        node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, 0, False, aid))
         del keep
         return Ref(node, rids[0], counted=True)
 

@@ -147,20 +147,30 @@ class Executor:
                 self.node.store.detach(a.object_id)
 
     def _run_task(self, ins: ev.RunTask, args: list[Any]) -> None:
+        from ..api import KWARGS_SUFFIX, _ByRef, get
+
+        function, kwargs = ins.function, {}
+        if function.endswith(KWARGS_SUFFIX) and args and isinstance(args[-1], dict):
+            function, kwargs = function[: -len(KWARGS_SUFFIX)], args.pop()
+            try:
+                kwargs = {k: get(v.ref) if isinstance(v, _ByRef) else v for k, v in kwargs.items()}
+            except Exception as exc:
+                self._finish(ins, [ev.TaskResult(error=error_info(exc))] * len(ins.return_ids))
+                return
         try:
             if ins.actor_id:
                 instance = self.actors.get(ins.actor_id)
                 if instance is None:
                     raise LookupError(f"actor {ins.actor_id} is not running here")
-                fn = getattr(instance, ins.function)
+                fn = getattr(instance, function)
             else:
-                fn = resolve(ins.function)
+                fn = resolve(function)
         except Exception as exc:
             info = ErrorInfo(ErrorCode.UNKNOWN_FUNCTION, f"{ins.function}: {exc}", "TASK-006")
             self._finish(ins, [ev.TaskResult(error=info)] * len(ins.return_ids))
             return
         try:
-            out = fn(*args)
+            out = fn(*args, **kwargs)
             args.clear()  # the caller's list too: handles must die with the call
             values = list(out) if len(ins.return_ids) > 1 else [out]
             if len(values) != len(ins.return_ids):
