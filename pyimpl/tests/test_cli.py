@@ -87,6 +87,27 @@ def test_a_driver_joins_a_multi_host_cluster_and_values_cross_hosts(head_and_hos
         refrpc.shutdown()
 
 
+def test_a_script_joining_a_cluster_ships_its_own_functions_by_value(head_and_host, tmp_path):
+    # Workers started by `refrpc start` never saw this script: its functions travel
+    # by value (cloudpickle) instead of by name.
+    address = head_and_host
+    _wait_members(address, 2)
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import refrpc\n"
+        "@refrpc.remote\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "if __name__ == '__main__':\n"
+        f"    refrpc.init(address={address!r})\n"
+        "    print(sum(refrpc.get([square.remote(i) for i in range(10)], timeout=60)))\n"
+        "    refrpc.shutdown()\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "285"
+
+
 def test_status_lists_every_worker_with_its_host(head_and_host):
     address = head_and_host
     _wait_members(address, 2)
