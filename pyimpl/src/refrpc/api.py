@@ -203,6 +203,7 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
                 time.sleep(0.01)
         adds = [lambda sid, n=name, a=address: ev.AddPeer(sid, n, a, 1) for name, address in cluster.workers.items()]
         node.handle_soon(*adds).result()
+        cluster.watch(node)
         _ctx.node, _ctx.cluster = node, cluster
         _ctx.sock_dir = sock_dir  # type: ignore[attr-defined]
 

@@ -68,6 +68,27 @@ class LocalCluster:
         atexit.register(cluster.stop)
         return cluster
 
+    def watch(self, node: Node, interval: float = 0.1) -> None:
+        """Report each worker process that exits to ``node`` at once (LIV-014),
+        instead of leaving it to heartbeat silence (1.5 s by default)."""
+
+        def run() -> None:
+            reported: set[str] = set()
+            while not node.stopped.is_set() and len(reported) < len(self.processes):
+                for name, proc in self.processes.items():
+                    if name not in reported and proc.poll() is not None:
+                        reported.add(name)
+                        node.call(lambda n=name, code=proc.returncode: self._report(node, n, code))
+                node.stopped.wait(interval)
+
+        threading.Thread(target=run, name="refrpc-supervisor", daemon=True).start()
+
+    @staticmethod
+    def _report(node: Node, name: str, code: int | None) -> None:
+        r = node.core.remotes.get(name)
+        if r is not None and r.incarnation and r.state != "dead":
+            node.handle(ev.PeerFailed(node.sid(), name, r.incarnation, f"process exited with {code}"))
+
     def stop(self, timeout: float = 5.0) -> None:
         """Wait for the workers to leave (they follow the driver's Goodbye), then make sure."""
         for p in self.processes.values():
