@@ -23,12 +23,12 @@ from typing import Any, Callable, Sequence
 from ..core.messages import MESSAGE_TYPES, Envelope, ErrorCode
 from ._errors import DecodeError, MalformedFrame, OversizedFrame, UnknownMessage
 from ._schema import (
+    ENVELOPE_HEADER,
     BODY_DISCRIMINANT_BYTE,
     BODY_FIELD,
     BODY_MEMBERS,
     ENUM_MEMBERS,
     ENVELOPE,
-    ENVELOPE_FIELDS,
     ID_LIMITS,
     PAYLOAD_FIELDS,
     FieldPlan,
@@ -198,12 +198,7 @@ _BODIES: dict[str, tuple[Any, StructDecoder]] = {
     for cls, member in zip(MESSAGE_TYPES, BODY_MEMBERS)
 }
 
-_SENDER = ENVELOPE_FIELDS["sender"]
-_SENDER_INC = ENVELOPE_FIELDS["senderIncarnation"]
-_RECEIVER = ENVELOPE_FIELDS["receiver"]
-_RECEIVER_INC = ENVELOPE_FIELDS["receiverIncarnation"]
-_SEQ = ENVELOPE_FIELDS["seq"]
-_ACK = ENVELOPE_FIELDS["ack"]
+_SENDER, _SENDER_INC, _RECEIVER, _RECEIVER_INC, _SEQ, _ACK = ENVELOPE_HEADER
 _check_sender = _id_checker("Envelope.sender", *ID_LIMITS["PeerId"], False)
 _check_receiver = _id_checker("Envelope.receiver", *ID_LIMITS["PeerId"], False)
 

@@ -13,11 +13,11 @@ from typing import Any, Callable
 from ..core.messages import MESSAGE_TYPES, Envelope
 from ._errors import EncodeError
 from ._schema import (
+    ENVELOPE_HEADER,
     BODY_FIELD,
     BODY_MEMBERS,
     ENUM_ORDINALS,
     ENVELOPE,
-    ENVELOPE_FIELDS,
     PAYLOAD_FIELDS,
     FieldPlan,
     Kind,
@@ -157,12 +157,7 @@ _BODIES: dict[type, tuple[Any, StructEncoder]] = {
     for cls, member in zip(MESSAGE_TYPES, BODY_MEMBERS)
 }
 
-_SENDER = ENVELOPE_FIELDS["sender"]
-_SENDER_INC = ENVELOPE_FIELDS["senderIncarnation"]
-_RECEIVER = ENVELOPE_FIELDS["receiver"]
-_RECEIVER_INC = ENVELOPE_FIELDS["receiverIncarnation"]
-_SEQ = ENVELOPE_FIELDS["seq"]
-_ACK = ENVELOPE_FIELDS["ack"]
+_SENDER, _SENDER_INC, _RECEIVER, _RECEIVER_INC, _SEQ, _ACK = ENVELOPE_HEADER
 
 
 def encode(envelope: Envelope, *, oob_threshold: int = DEFAULT_OOB_THRESHOLD) -> list[Any]:

@@ -249,6 +249,8 @@ def plan_for(cls: type) -> StructPlan:
 ENVELOPE = _module.Envelope
 ENVELOPE_FIELDS = ENVELOPE.schema.fields
 BODY_FIELD = ENVELOPE_FIELDS["body"]
+#: The envelope's header fields, in the order both encoder and decoder use them.
+ENVELOPE_HEADER = tuple(ENVELOPE_FIELDS[n] for n in ("sender", "senderIncarnation", "receiver", "receiverIncarnation", "seq", "ack"))
 #: The body union's members, in discriminant order.
 BODY_MEMBERS: tuple[str, ...] = tuple(BODY_FIELD.schema.union_fields)
 #: Byte offset of the body discriminant inside the Envelope's data section.
