@@ -76,7 +76,8 @@ def test_a_large_argument_is_fetched_in_chunks_and_freed_with_its_object(two_hos
     # The fetched copy is a secondary one: the worker drops it (and tells the owner,
     # LOC-003) once it holds no ref any more; the owner's primary copy stays (GC-005).
     assert wait_until(lambda: not list_segments(ns_b), 10), list_segments(ns_b)
-    assert a.call(lambda: list(a.core.owned[x].locations)).result() == ["owner"]
+    locations = lambda: a.call(lambda: list(a.core.owned[x].locations)).result()  # noqa: E731
+    assert wait_until(lambda: locations() == ["owner"], 10), locations()  # RemoveLocation arrived
     assert list_segments(ns_a)
     # Dropping the last refs frees the primary copy (OWN-005).
     a.handle_soon(lambda sid: ev.DropRef(sid, x), lambda sid: ev.DropRef(sid, n)).result()
