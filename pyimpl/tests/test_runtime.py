@@ -248,6 +248,17 @@ def test_keyword_arguments(cluster):
     c.kill()
 
 
+def test_memory_view_says_why_each_object_is_alive(cluster):
+    x = refrpc.put(b"m" * 300_000)
+    y = rf.nest.remote(refrpc.shared(x))
+    refrpc.get(y, timeout=30)
+    view = refrpc.memory()
+    line = next(row for row in view.splitlines() if row.startswith(x.id))
+    assert "1 local ref(s)" in line and "driver" in line  # stored at the driver, held here
+    assert "live objects" in view.splitlines()[-1]
+    del x, y
+
+
 # Runs last (pytest keeps file order): everything the tests above made is gone.
 def test_everything_is_reclaimed_once_refs_are_dropped(cluster):
     # After every test above dropped its refs, the driver's table and the

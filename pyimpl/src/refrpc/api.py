@@ -394,6 +394,50 @@ def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | Non
     return ready, [r for r in refs if id(r) not in ready_ids]
 
 
+# ---------------------------------------------------------------- the memory view
+def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
+    """Every live object this process can see, with why it is alive (INT-001).
+
+    Asks this process and ``peers`` (by default every worker this process knows)
+    for their ownership tables; each owned object is listed with its owner,
+    state, size, where it is stored and what keeps it alive: local refs,
+    pending tasks, borrowers, containing objects, lineage.
+    """
+    node = _node()
+    if peers is None:
+        peers = node.call(lambda: list(node.core.workers)).result()
+    lines = [f"{'object':<44} {'owner':<30} {'state':<9} {'size':>12}  where stored / why alive"]
+    rows = 0
+    for peer in [node.peer_id, *peers]:
+        try:
+            result = node.introspect(peer).result(timeout)
+        except Exception as exc:  # a peer that died meanwhile
+            lines.append(f"  ({peer}: unreachable: {exc or type(exc).__name__})")
+            continue
+        if result.error is not None:
+            lines.append(f"  ({peer}: {result.error.message})")
+            continue
+        for e in result.entries:
+            if e.role != "owner":
+                continue
+            why = []
+            if e.local_refs:
+                why.append(f"{e.local_refs} local ref(s)")
+            if e.submitted_task_refs:
+                why.append(f"{e.submitted_task_refs} pending task(s)")
+            if e.borrowers:
+                why.append("borrowed by " + ", ".join(e.borrowers))
+            if e.contained_in:
+                why.append("contained in " + ", ".join(e.contained_in))
+            if e.lineage_refs and e.state == "released":
+                why.append(f"lineage for {e.lineage_refs} object(s)")
+            where = ",".join(e.locations) or "inline at owner"
+            lines.append(f"{e.object_id:<44} {e.owner:<30} {e.state:<9} {e.size:>12,}  {where}; {'; '.join(why) or '-'}")
+            rows += 1
+    lines.append(f"{rows} live objects")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- remote functions
 def _arg_specs(node: Any, args: Iterable[Any]) -> tuple[list[ev.ArgSpec], list[Ref[Any]]]:
     specs: list[ev.ArgSpec] = []

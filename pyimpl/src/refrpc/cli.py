@@ -104,35 +104,10 @@ def _memory(args: argparse.Namespace) -> int:
         _members(args.address)
         everyone = api._call_on(HEAD, "refrpc.runtime._membership:peers")
         node = api._node()
-        rows = 0
-        print(f"{'object':<44} {'owner':<30} {'state':<9} {'size':>12}  where stored / why alive")
         targets = [(m[0], m[1]) for m in everyone if m[0] != node.peer_id]
         for peer, address in targets:
             node.handle_soon(lambda sid, p=peer, a=address: ev.Connect(sid, p, a)).result()
-        for peer in [HEAD] + [t[0] for t in targets]:
-            try:
-                result = node.introspect(peer).result(10)
-            except Exception as exc:  # a peer that died meanwhile
-                print(f"  ({peer}: {exc})")
-                continue
-            for e in result.entries:
-                if e.role != "owner":
-                    continue
-                why = []
-                if e.local_refs:
-                    why.append(f"{e.local_refs} local ref(s)")
-                if e.submitted_task_refs:
-                    why.append(f"{e.submitted_task_refs} pending task(s)")
-                if e.borrowers:
-                    why.append("borrowed by " + ", ".join(e.borrowers))
-                if e.contained_in:
-                    why.append("contained in " + ", ".join(e.contained_in))
-                if e.lineage_refs and e.state == "released":
-                    why.append(f"lineage for {e.lineage_refs} object(s)")
-                where = ",".join(e.locations) or "inline at owner"
-                print(f"{e.object_id:<44} {e.owner:<30} {e.state:<9} {e.size:>12,}  {where}; {'; '.join(why) or '-'}")
-                rows += 1
-        print(f"{rows} live objects")
+        print(api.memory([HEAD] + [t[0] for t in targets]))
     finally:
         api.shutdown()
     return 0
