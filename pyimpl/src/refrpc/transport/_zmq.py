@@ -118,6 +118,9 @@ class ZmqTransport:
         #: Zero-copy sends ZeroMQ may still be reading: (tracker, pins).
         self._pending: list[tuple[zmq.MessageTracker, list[memoryview]]] = []
         self._closed = False
+        #: A poller kept for the common case of nothing backlogged (see poll).
+        self._idle_poller: zmq.Poller | None = None
+        self._idle_key: tuple[Any, ...] = ()
 
         router = self.context.socket(zmq.ROUTER)
         try:
@@ -351,13 +354,24 @@ class ZmqTransport:
         deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
         stuck: set[str] = set()  # writable but took nothing: don't spin on them
         while True:
-            poller = zmq.Poller()
-            poller.register(self.router, zmq.POLLIN)
-            for item in also:
-                poller.register(item, zmq.POLLIN)
             waiting = {self._routes[a].socket: a for a in sorted(self._backlogged - stuck)}
-            for dealer in waiting:
-                poller.register(dealer, zmq.POLLOUT)
+            if waiting:
+                poller = zmq.Poller()
+                poller.register(self.router, zmq.POLLIN)
+                for item in also:
+                    poller.register(item, zmq.POLLIN)
+                for dealer in waiting:
+                    poller.register(dealer, zmq.POLLOUT)
+            else:
+                # The usual case: nothing backlogged; reuse one poller for the same inputs.
+                key = tuple(also)
+                if self._idle_poller is None or self._idle_key != key:
+                    self._idle_poller = zmq.Poller()
+                    self._idle_poller.register(self.router, zmq.POLLIN)
+                    for item in also:
+                        self._idle_poller.register(item, zmq.POLLIN)
+                    self._idle_key = key
+                poller = self._idle_poller
             wait = None if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))
             ready = dict(poller.poll(wait))
             for dealer, address in waiting.items():
