@@ -37,7 +37,7 @@ def test_killing_a_worker_mid_run_still_gives_the_right_answers(trial: int) -> N
         assert time.monotonic() - start < 30  # detection (~1.5 s) plus the retries, no hang
         del busy, xs, ys
         node = refrpc.api._ctx.node
-        from refrpc.runtime._executor import wait_until
+        from refrpc.testing import wait_until
 
         assert wait_until(lambda: node.call(lambda: not node.core.owned).result(), 20), node.call(lambda: node.core.table()).result()
         # The dead worker's copies went with it, not at shutdown (LOC-004).

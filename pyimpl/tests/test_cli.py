@@ -60,7 +60,7 @@ def head_and_host():
 
 
 def _wait_members(address: str, n: int) -> None:
-    from refrpc.runtime._executor import wait_until
+    from refrpc.testing import wait_until
 
     def enough() -> bool:
         out = _cli("status", "--address", address, timeout=30).stdout

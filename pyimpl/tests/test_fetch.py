@@ -14,8 +14,8 @@ import pytest
 
 from refrpc.core import events as ev
 from refrpc.core.messages import Encoding, Value
-from refrpc.runtime import Executor, Node
-from refrpc.runtime._executor import wait_until
+from refrpc.runtime import Node, working_node
+from refrpc.testing import wait_until
 from refrpc.store import list_segments
 
 pytestmark = pytest.mark.timeout(60)
@@ -25,9 +25,8 @@ pytestmark = pytest.mark.timeout(60)
 def two_hosts():
     ns_a, ns_b = f"ta{secrets.token_hex(3)}", f"tb{secrets.token_hex(3)}"
     a = Node("owner", "tcp://127.0.0.1:0", ns_a)
-    b = Node("w1", "tcp://127.0.0.1:0", ns_b, on_instruction=lambda ins: executor.submit(ins) if isinstance(ins, (ev.RunTask, ev.StartActor, ev.StopActor)) else None)
+    b, executor = working_node("w1", "tcp://127.0.0.1:0", ns_b)
     b.fetcher.chunk_bytes = 64 * 1024  # force many chunks
-    executor = Executor(b)
     try:
         a.handle_soon(lambda sid: ev.AddPeer(sid, "w1", b.address, 1)).result()
         yield a, b, ns_a, ns_b

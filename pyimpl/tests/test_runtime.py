@@ -25,7 +25,7 @@ def cluster():
 
 def _settled(ctx, timeout=20.0) -> bool:
     """Wait (bounded) until the driver's ownership table is empty."""
-    from refrpc.runtime._executor import wait_until
+    from refrpc.testing import wait_until
 
     gc.collect()
     node = ctx.node
@@ -264,6 +264,6 @@ def test_everything_is_reclaimed_once_refs_are_dropped(cluster):
     # After every test above dropped its refs, the driver's table and the
     # cluster's shared memory end empty (OWN-005, GC-004).
     assert _settled(cluster), cluster.node.call(lambda: cluster.node.core.table()).result()
-    from refrpc.runtime._executor import wait_until
+    from refrpc.testing import wait_until
 
     assert wait_until(lambda: not list_segments(cluster.cluster.namespace), 20), list_segments(cluster.cluster.namespace)

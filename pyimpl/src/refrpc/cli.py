@@ -28,27 +28,15 @@ def _wait_for_signal() -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from .runtime import Executor, LocalCluster, Node
+    from .runtime import LocalCluster
+    from .runtime._executor import working_node
     from .runtime._membership import HEAD
 
     n = args.num_workers or os.cpu_count() or 1
     prefix = f"{socket.gethostname()}-{os.getpid()}-w"
     if args.head:
-        executor: list[Executor] = []
-        early: list[ev.Instruction] = []
-
-        def on_instruction(ins: ev.Instruction) -> None:
-            if isinstance(ins, (ev.RunTask, ev.StartActor, ev.StopActor)):
-                (executor[0].submit if executor else early.append)(ins)
-
-        node = Node(HEAD, f"tcp://{args.node_ip}:{args.port}", namespace=f"head{os.getpid()}", on_instruction=on_instruction)
-        def start_executor() -> None:
-            executor.append(Executor(node))
-            for ins in early:
-                executor[0].submit(ins)
-
-        node.call(start_executor).result()
-        api._attach(node, executor[0])  # membership tasks run here
+        node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}")
+        api._attach(node, executor)  # membership tasks run here
         cluster = LocalCluster.start(n, node.address, node.incarnation, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix)
         print(f"head listening at {node.address}", flush=True)
         print(f"  join another host:   refrpc start --address {node.address}", flush=True)
@@ -56,7 +44,7 @@ def _start(args: argparse.Namespace) -> int:
         try:
             _wait_for_signal()
         finally:
-            executor[0].stop()
+            executor.stop()
             node.stop()
             cluster.stop()
         return 0

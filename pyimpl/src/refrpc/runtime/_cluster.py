@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..core import events as ev
 from ..store import cleanup_namespace
-from ._executor import Executor
+from ._executor import working_node
 from ._node import Node
 
 
@@ -126,33 +126,19 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     _executor.MAIN_PATH[0] = args.main
     done = threading.Event()
-    executor: list[Executor] = []
-    early: list[ev.Instruction] = []  # work that arrived before the executor existed
 
-    def on_instruction(ins: ev.Instruction) -> None:
-        if isinstance(ins, (ev.RunTask, ev.StartActor, ev.StopActor)):
-            if executor:
-                executor[0].submit(ins)
-            else:
-                early.append(ins)
-        elif isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
+    def on_other(ins: ev.Instruction) -> None:
+        if isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
             done.set()  # the head is gone: a local cluster's workers go with it
         elif isinstance(ins, ev.FailStop):
             done.set()
 
     from ._node import default_config
 
-    node = Node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold), on_instruction=on_instruction)
-    def start_executor() -> None:  # on the loop thread, so no instruction slips between
-        executor.append(Executor(node))
-        for ins in early:
-            executor[0].submit(ins)
-        early.clear()
-
-    node.call(start_executor).result()
+    node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold), on_other)
     from .. import api
 
-    api._attach(node, executor[0])
+    api._attach(node, executor)
     peers = [p.split("=", 1) for p in args.peers.split(",") if p]
     adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1) for n, a in peers if n != args.peer]
     node.handle_soon(*adds).result()
@@ -168,7 +154,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     while not done.is_set() and not node.stopped.is_set():
         done.wait(0.2)
-    executor[0].stop()
+    executor.stop()
     node.stop(timeout=2.0)
     if args.stats:
         with open(args.stats, "w") as f:

@@ -13,7 +13,6 @@ import queue
 import runpy
 import sys
 import threading
-import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -226,11 +225,40 @@ def _load(node: Node, container: str, value: Value, make_ref: Any) -> Any:
     return deserialize(value, ref_factory=lambda d: make_ref(node, d.object_id, counted=False))
 
 
-def wait_until(predicate: Any, timeout: float, step: float = 0.005) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds passed (for shutdown paths)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+#: Instructions an Executor carries out; every other one stays with the node's shell.
+EXECUTOR_WORK = (ev.RunTask, ev.StartActor, ev.StopActor)
+
+
+def working_node(
+    peer_id: str,
+    bind: str,
+    namespace: str,
+    config: Any = None,
+    on_other: Any = None,
+) -> tuple[Node, Executor]:
+    """A node that runs tasks and actors on an :class:`Executor`.
+
+    ``on_other`` gets every instruction that is not executor work. Work that
+    arrives before the executor exists waits for it, so none is lost.
+    """
+    from ._node import Node
+
+    holder: list[Executor] = []
+    early: list[ev.Instruction] = []
+
+    def on_instruction(ins: ev.Instruction) -> None:
+        if isinstance(ins, EXECUTOR_WORK):
+            (holder[0].submit if holder else early.append)(ins)
+        elif on_other is not None:
+            on_other(ins)
+
+    node = Node(peer_id, bind, namespace, config, on_instruction=on_instruction)
+
+    def start() -> None:  # on the loop thread, so no instruction slips in between
+        holder.append(Executor(node))
+        for ins in early:
+            holder[0].submit(ins)
+        early.clear()
+
+    node.call(start).result()
+    return node, holder[0]

@@ -8,6 +8,7 @@ seeded or scripted chooser, so any failure replays exactly from its seed.
 from ._checks import liveness_violations, safety_violations
 from ._runner import Exploration, RunResult, explore, replay, run, run_random, shrink
 from ._sim import Cluster, Driver, Faults, RandomChooser, SimFailure
+from ._wait import wait_until
 from ._workloads import WORKLOADS
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "replay",
     "run_random",
     "shrink",
+    "wait_until",
     "safety_violations",
 ]
