@@ -4,6 +4,7 @@ This package is the only code that imports ``capnp``. It converts between the
 core's :class:`~refrpc.core.messages.Envelope` and the frames of one multipart
 ZeroMQ message: frame 0 is the Envelope in standard Cap'n Proto serialization,
 the other frames are large payloads sent out-of-band without copying (VAL-003).
+:func:`peek` reads a message's sender, receiver and type without decoding it.
 It also reads and writes the canonical trace format (``TRC-001``): streams of
 :class:`TraceRecord` messages, the stored form of an object (``OBJ-010``:
 :func:`encode_value`, :func:`encode_value_parts`, :func:`decode_value`) and the
@@ -20,6 +21,7 @@ Example:
 from ._decode import DEFAULT_MAX_FRAME_BYTES, decode
 from ._encode import DEFAULT_OOB_THRESHOLD, encode
 from ._errors import DecodeError, EncodeError, MalformedFrame, OversizedFrame, UnknownMessage
+from ._peek import peek
 from ._schema import SCHEMA_PATH, schema
 from ._trace import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -68,6 +70,7 @@ __all__ = [
     "encode_trace_record",
     "encode_value",
     "encode_value_parts",
+    "peek",
     "read_trace",
     "schema",
     "trace_file_name",

@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .. import codec
 from ..core import Config, IdAllocator, Peer
@@ -24,7 +24,7 @@ from ..core import events as ev
 from ..core.errors import LocalUsageError
 from ..core.messages import ErrorCode, ErrorInfo
 from ..store import SharedMemoryStore
-from ..transport import ZmqTransport
+from ..transport import FaultRule, FaultyTransport, ZmqTransport, faults_from_env
 
 #: How often the core's clock ticks (heartbeats, retransmission, failure detection).
 TICK_MS = 20
@@ -57,11 +57,18 @@ class Node:
         config: Config | None = None,
         on_instruction: Callable[[ev.Instruction], None] | None = None,
     ) -> None:
+        env_faults = faults_from_env(peer_id)  # REFRPC_FAULTS (a bad value raises before anything opens)
         self.peer_id = peer_id
         self.incarnation = secrets.randbits(63) | 1  # ID-002: random, nonzero
         self.config = config or default_config()
-        self.transport = ZmqTransport(bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}")
-        self.address = self.transport.address
+        #: The ZeroMQ transport: the sockets themselves.
+        self.wire = ZmqTransport(bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}")
+        #: What the loop sends and receives through: ``wire``, or the fault
+        #: injector around it while fault rules are set (see set_faults).
+        self.transport: ZmqTransport | FaultyTransport = self.wire
+        #: The fault injector, once rules were set (kept, with its log, after they are cleared).
+        self.faults: FaultyTransport | None = None
+        self.address = self.wire.address
         self.core = Peer(peer_id, self.incarnation, self.address, self.config)
         self.ids = IdAllocator(peer_id, self.incarnation)
         self.store = SharedMemoryStore(namespace, writer=peer_id)
@@ -91,6 +98,8 @@ class Node:
         self._stopping = threading.Event()
         self.stopped = threading.Event()
         self.failure: str = ""
+        if env_faults:
+            self._install_faults(env_faults)
         # The core's clock starts before anything else happens to it.
         self.core.handle(ev.Tick(self.sid(), int(time.monotonic() * 1000)))
         self._thread = threading.Thread(target=self._loop, name=f"refrpc-{peer_id}", daemon=True)
@@ -195,6 +204,18 @@ class Node:
         self.call(ask)
         return fut
 
+    def set_faults(self, rules: Sequence[FaultRule]) -> Future[FaultyTransport | None]:
+        """Drop, duplicate or delay this peer's messages as ``rules`` say (testing).
+
+        Replaces the rules in force (their counts start again); an empty list
+        turns injection off. Rules whose ``at`` names another peer are ignored.
+        The future gets the injector (its ``applied`` counts and ``log`` say
+        what it did), or None if no rule was ever set. With no rules, the loop
+        talks to the ZeroMQ transport directly: nothing is spent on injection.
+        """
+        rules = tuple(rules)
+        return self.call(lambda: self._install_faults(rules))
+
     def stop(self, timeout: float = 5.0) -> None:
         """Leave cleanly (Goodbye to every peer), stop the loop, release everything."""
         if not self.stopped.is_set():
@@ -259,6 +280,17 @@ class Node:
             for fut in self._gets.values():
                 if not fut.done():
                     fut.set_exception(RuntimeError(f"peer {self.peer_id} stopped"))
+
+    def _install_faults(self, rules: Sequence[FaultRule]) -> FaultyTransport | None:
+        rules = tuple(r for r in rules if r.applies_at(self.peer_id))
+        if self.faults is None:
+            if not rules:
+                return None
+            self.faults = FaultyTransport(self.wire)
+        self.faults.set_rules(rules)
+        # Unwrap when off, unless delayed messages are still to be delivered.
+        self.transport = self.faults if rules or self.faults.holding else self.wire
+        return self.faults
 
     def _receive(self, frames: list[Any]) -> None:
         self.stats["messages_received"] += 1

@@ -3,9 +3,15 @@
 Many :class:`refrpc.core.Peer` instances talk over an in-memory network whose
 every choice (delivery order, drops, duplicates, time, crashes) comes from a
 seeded or scripted chooser, so any failure replays exactly from its seed.
+
+For real processes: :func:`wait_until` waits on a condition with a bound, and
+:func:`set_faults` / :func:`faults_report` drop, duplicate or delay chosen
+messages of a running cluster's peers on their real sockets
+(:class:`refrpc.transport.FaultRule`).
 """
 
 from ._checks import liveness_violations, safety_violations
+from ._faults import faults_report, set_faults
 from ._runner import Exploration, RunResult, explore, replay, run, run_random, shrink
 from ._sim import Cluster, Driver, Faults, RandomChooser, SimFailure
 from ._wait import wait_until
@@ -21,10 +27,12 @@ __all__ = [
     "RunResult",
     "SimFailure",
     "explore",
+    "faults_report",
     "liveness_violations",
     "run",
     "replay",
     "run_random",
+    "set_faults",
     "shrink",
     "wait_until",
     "safety_violations",

@@ -10,6 +10,9 @@ the core ``Receive`` (or ``ReceiveMalformed``). Messages may be lost
 * :class:`ZmqTransport`: the real one (``spec/transport-zeromq.md``).
 * :class:`MemoryNetwork` / :class:`MemoryTransport`: in-process and
   deterministic, for tests of a runtime without sockets.
+* :class:`FaultyTransport`: wraps another transport and drops, duplicates or
+  delays the messages its :class:`FaultRule` list names, to test the session
+  layer and the protocol on real sockets (``REFRPC_FAULTS``).
 
 Example:
     >>> net = MemoryNetwork()
@@ -23,6 +26,15 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+from ._faults import (
+    FAULTS_ENV,
+    FaultEvent,
+    FaultRule,
+    FaultyTransport,
+    dump_faults,
+    faults_from_env,
+    parse_faults,
+)
 from ._memory import MemoryNetwork, MemoryTransport
 from ._zmq import (
     DEFAULT_BACKLOG_LIMIT,
@@ -79,9 +91,16 @@ __all__ = [
     "DEFAULT_BACKLOG_LIMIT",
     "DEFAULT_HWM",
     "DEFAULT_MAX_FRAME_BYTES",
+    "FAULTS_ENV",
     "ZERO_COPY_THRESHOLD",
+    "FaultEvent",
+    "FaultRule",
+    "FaultyTransport",
     "MemoryNetwork",
     "MemoryTransport",
     "Transport",
     "ZmqTransport",
+    "dump_faults",
+    "faults_from_env",
+    "parse_faults",
 ]
