@@ -425,3 +425,48 @@ def test_a_lost_value_that_cannot_be_rebuilt_fails_typed(start: Any, log: str) -
     assert len(_runs(log, "once")) == 1 and len(_runs(log, "spent")) == 2
     del once, spent, lost, maker, consumer, waiting, err
     c.assert_clean()
+
+
+# ---------------------------------------------------------------- owner death
+def _owner_of_some(c: Cluster, log: str, owner: str) -> list[refrpc.Ref[Any]]:
+    """Run ``own_some`` on ``owner``: it owns a result stored on another worker, a put
+    stored at itself and a long task running on another worker; the driver borrows
+    all three. Returns the refs once the long task runs."""
+    (refs,) = [refrpc.get(c.on(owner, own_some, log, BIG, max_retries=0), timeout=30)]
+    assert wait_until(lambda: _runs(log, "orphan"), 20)
+    stored_on, orphan_on = _runs(log, "stored")[0], _runs(log, "orphan")[0]
+    assert owner not in (stored_on, orphan_on)
+    assert len(list_segments(c.namespace)) == 2  # the stored result and the put
+    return refs
+
+
+def test_the_objects_of_a_dead_owner_fail_everywhere_and_its_work_stops(start: Any, log: str) -> None:
+    """FATE-001: after kill -9 of W, the driver's gets on the objects W owned end
+    promptly with OWNER_DIED (OwnerDiedError) naming W. FATE-002: the copy of W's
+    object stored on another worker is dropped (its segment is gone while that worker
+    lives). FATE-003: the task W had sent to another worker is stopped: that worker's
+    executor is free for new work at once, and the task ticks no more."""
+    # [a, p, s] = get(own_some.remote())   # on W: a stored on w2/w3, p put at W, s a 60 s task
+    # (W is killed)   get(a), get(p), get(s) -> OwnerDiedError
+    c = start(3)
+    refs = _owner_of_some(c, log, "w1")
+    orphan_on = _runs(log, "orphan")[0]
+    killed = time.monotonic()
+    c.signal("w1")
+    for ref in refs:
+        err = _error(ref, timeout=20)
+        assert isinstance(err, refrpc.OwnerDiedError) and "w1" in str(err), repr(err)
+    took = time.monotonic() - killed
+    assert took < 10, took  # prompt: the supervisor reports the exit at once (LIV-014)
+    assert wait_until(lambda: not list_segments(c.namespace), 20), list_segments(c.namespace)
+    # The orphan's worker runs new work now, not after the orphan's 60 s.
+    assert refrpc.get(c.on(orphan_on, where), timeout=20) == orphan_on
+    ticks = len(Path(log).read_text().splitlines())
+    assert refrpc.get(c.on(orphan_on, where), timeout=20) == orphan_on
+    assert len(Path(log).read_text().splitlines()) == ticks
+    # Nothing of W's is left in the other workers' tables (FATE-002, FATE-003).
+    for peer in set(c.processes) - {"w1"}:
+        table = c.node.introspect(peer).result(10)
+        assert table.error is None and not [e for e in table.entries if e.owner == "w1"], table
+    del refs, ref, err
+    c.assert_clean()

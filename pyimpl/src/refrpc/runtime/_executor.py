@@ -8,6 +8,7 @@ thread is never blocked by user code, so heartbeats keep flowing.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import queue
 import runpy
@@ -84,11 +85,40 @@ class Executor:
         self.node = node
         self.queue: queue.SimpleQueue[ev.Instruction | None] = queue.SimpleQueue()
         self.actors: dict[str, Any] = {}
+        #: Guards the three fields below, which the loop thread's stop_task reads too.
+        self._lock = threading.Lock()
+        #: (task id, attempt) of the RunTasks queued here and not started yet.
+        self._queued: set[tuple[str, int]] = set()
+        #: Those of ``_queued`` stopped before their turn (FATE-003, TASK-008).
+        self._stopped: set[tuple[str, int]] = set()
+        #: The task running now, while a stop may still interrupt it.
+        self._current: tuple[str, int] | None = None
+        #: A stop was sent into the running task and may not have landed yet.
+        self._interrupting = False
         self._thread = threading.Thread(target=self._run, name=f"refrpc-exec-{node.peer_id}", daemon=True)
         self._thread.start()
 
     def submit(self, ins: ev.Instruction) -> None:
+        if isinstance(ins, ev.RunTask):
+            with self._lock:
+                self._queued.add((ins.task_id, ins.attempt))
         self.queue.put(ins)
+
+    def stop_task(self, task_id: str, attempt: int) -> None:
+        """Stop a task (its owner died, FATE-003; it was cancelled, TASK-008; its actor
+        was killed, ACT-006): one still queued never starts; a running one gets
+        :class:`TaskStopped` raised in it, which Python delivers between two bytecodes
+        (a long call into C, such as one ``time.sleep``, ends first). Either way the
+        executor reports it finished with TASK_CANCELLED, which the core drops if
+        nobody waits for it any more (FATE-008). Called on the loop thread."""
+        key = (task_id, attempt)
+        with self._lock:
+            if self._current == key:
+                self._current = None  # at most one interruption per task
+                self._interrupting = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread.ident), ctypes.py_object(TaskStopped))
+            elif key in self._queued:
+                self._stopped.add(key)
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -103,18 +133,49 @@ class Executor:
             if isinstance(ins, ev.StopActor):
                 self.actors.pop(ins.actor_id, None)
                 continue
-            try:
-                args = self._resolve_args(ins.args, ins, _make_ref)
-            except _Refetch:
+            if isinstance(ins, ev.RunTask) and not self._begin(ins):
+                self._finish(ins, _stopped_results(ins))  # stopped before its turn
                 continue
-            if isinstance(ins, ev.StartActor):
-                self._start_actor(ins, args)
-            else:
-                self._run_task(ins, args)  # type: ignore[arg-type]
-            # Drop the argument handles now, not when the next task arrives: a Ref
-            # kept alive here would keep its value alive (and leak it when idle).
-            args = None  # noqa: F841
+            try:
+                try:
+                    self._work(ins, _make_ref)
+                finally:
+                    self._end()
+            except TaskStopped:
+                self._end()  # in case the stop landed in the first _end
+                self._finish(ins, _stopped_results(ins))  # type: ignore[arg-type]
             self._unmap(ins)
+
+    def _work(self, ins: ev.Instruction, make_ref: Any) -> None:
+        try:
+            args = self._resolve_args(ins.args, ins, make_ref)
+        except _Refetch:
+            return
+        if isinstance(ins, ev.StartActor):
+            self._start_actor(ins, args)
+        else:
+            self._run_task(ins, args)  # type: ignore[arg-type]
+        # The argument handles die on return, not when the next task arrives: a Ref
+        # kept alive here would keep its value alive (and leak it when idle).
+
+    def _begin(self, ins: ev.RunTask) -> bool:
+        """Mark ``ins`` running, unless it was stopped while queued."""
+        key = (ins.task_id, ins.attempt)
+        with self._lock:
+            self._queued.discard(key)
+            if key in self._stopped:
+                self._stopped.discard(key)
+                return False
+            self._current = key
+        return True
+
+    def _end(self) -> None:
+        """The running task is over: no stop may reach it, or the next one, any more."""
+        with self._lock:
+            self._current = None
+            if self._interrupting:
+                self._interrupting = False
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread.ident), None)
 
     def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction, make_ref: Any) -> list[Any]:
         args: list[Any] = []
@@ -213,6 +274,16 @@ class Executor:
         self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, error))
 
 
+class TaskStopped(BaseException):
+    """Raised in a running task to stop it (FATE-003); a BaseException, so that the
+    task's own ``except Exception`` does not swallow it."""
+
+
+def _stopped_results(ins: ev.RunTask) -> list[ev.TaskResult]:
+    info = ErrorInfo(ErrorCode.TASK_CANCELLED, f"task {ins.task_id} was stopped", "TASK-008")
+    return [ev.TaskResult(error=info)] * len(ins.return_ids)
+
+
 class _Refetch(Exception):
     """An argument's bytes were not where the owner said; the task will come again."""
 
@@ -247,7 +318,9 @@ def working_node(
     early: list[ev.Instruction] = []
 
     def on_instruction(ins: ev.Instruction) -> None:
-        if isinstance(ins, EXECUTOR_WORK):
+        if isinstance(ins, ev.StopTask):  # at once, not behind the task it stops
+            holder[0].stop_task(ins.task_id, ins.attempt) if holder else early.append(ins)
+        elif isinstance(ins, EXECUTOR_WORK):
             (holder[0].submit if holder else early.append)(ins)
         elif on_other is not None:
             on_other(ins)
@@ -257,7 +330,10 @@ def working_node(
     def start() -> None:  # on the loop thread, so no instruction slips in between
         holder.append(Executor(node))
         for ins in early:
-            holder[0].submit(ins)
+            if isinstance(ins, ev.StopTask):
+                holder[0].stop_task(ins.task_id, ins.attempt)
+            else:
+                holder[0].submit(ins)
         early.clear()
 
     node.call(start).result()
