@@ -470,3 +470,98 @@ def test_the_objects_of_a_dead_owner_fail_everywhere_and_its_work_stops(start: A
         assert table.error is None and not [e for e in table.entries if e.owner == "w1"], table
     del refs, ref, err
     c.assert_clean()
+
+
+# ---------------------------------------------------------------- borrower death
+def test_a_dead_borrowers_grant_goes_and_the_value_is_reclaimed(start: Any, log: str) -> None:
+    """BOR-009, FATE-005: the driver owns x; an actor on w1 keeps a ref to it (a
+    borrower, BOR-007). After kill -9 of w1 the owner removes w1's grant, so once
+    the driver drops its own ref, x is reclaimed: the ownership table is empty and
+    x's segment is gone."""
+    # x = put(200 KB); keeper.keep.remote(shared(x)); del x   (keeper's host is killed)
+    c = start(2)
+    x = refrpc.put(b"x" * BIG)
+    keeper = c.actor_on("w1", Keeper)
+    assert refrpc.get(keeper.keep.remote(refrpc.shared(x)), timeout=30) == 1
+    assert wait_until(lambda: c.owned(x).borrowers.keys() == {"w1"}, 20), c.owned(x)
+    c.signal("w1")
+    c.wait_dead("w1")
+    assert not c.owned(x).borrowers
+    del x, keeper
+    c.assert_clean()
+
+
+def test_a_value_another_live_borrower_holds_outlives_a_dead_borrower(start: Any, log: str) -> None:
+    """BOR-009: only the dead borrower's grants go. x, kept by actors on w1 and w2,
+    survives w1's death and the driver dropping its ref: w2's actor still reads it;
+    once that actor forgets it too, x is reclaimed."""
+    c = start(2)
+    x = refrpc.put(b"x" * BIG)
+    doomed, survivor = c.actor_on("w1", Keeper), c.actor_on("w2", Keeper)
+    assert refrpc.get([doomed.keep.remote(refrpc.shared(x)), survivor.keep.remote(refrpc.shared(x))], timeout=30) == [1, 1]
+    assert wait_until(lambda: c.owned(x).borrowers.keys() == {"w1", "w2"}, 20), c.owned(x)
+    xid = x.id
+    c.signal("w1")
+    c.wait_dead("w1")
+    del x
+    gc.collect()
+    assert wait_until(lambda: c.core(lambda core: core.owned[xid].local_refs == 0), 20)
+    assert c.core(lambda core: list(core.owned[xid].borrowers)) == ["w2"]
+    assert refrpc.get(survivor.total.remote(), timeout=30) == BIG
+    assert list_segments(c.namespace)
+    assert refrpc.get(survivor.forget.remote(), timeout=30) == 0
+    del doomed, survivor
+    c.assert_clean()
+
+
+# ---------------------------------------------------------------- actor death
+def test_calls_to_an_actor_whose_host_dies_fail_with_actor_died(start: Any, log: str) -> None:
+    """ACT-007: kill -9 of the actor's host fails the running call and the queued
+    one with ACTOR_DIED (ActorDiedError), without retrying them; with no restarts
+    left (``max_restarts`` = 0) later calls fail the same way (ACT-004). LIN-006: a
+    stored return of an actor call is not rebuilt: lost with the host, it fails
+    with OBJECT_LOST."""
+    c = start(2)
+    tally = c.actor_on("w1", Tally, 10)
+    assert refrpc.get(tally.add.remote(1), timeout=30) == 11
+    big = tally.big.remote(BIG)
+    assert refrpc.wait([big], timeout=30)[0]
+    running, queued = tally.slow.remote(log, 30_000), tally.add.remote(1)
+    assert wait_until(lambda: _runs(log), 20)
+    c.signal("w1")
+    for ref in (running, queued):
+        err = _error(ref)
+        assert isinstance(err, refrpc.ActorDiedError) and "w1" in str(err), repr(err)
+    c.wait_dead("w1")
+    assert isinstance(_error(tally.add.remote(1)), refrpc.ActorDiedError)
+    err = _error(big)
+    assert isinstance(err, refrpc.ObjectLostError) and err.code.name == "OBJECT_LOST", repr(err)
+    assert _runs(log) == ["w1"]
+    del tally, big, running, queued, ref, err
+    c.assert_clean()
+
+
+def test_an_actor_with_a_restart_comes_back_elsewhere_with_fresh_state(start: Any, log: str) -> None:
+    """ACT-002, ACT-011: with ``max_restarts=1``, the owner re-creates the actor on
+    another worker when its host dies: calls pending on the dead host still fail
+    (ACT-007), later ones run on the new instance, whose state is the constructor's
+    again (the old state is lost). When that host dies too, the restart is used up:
+    calls fail with ActorDiedError."""
+    # t = Tally.options(max_restarts=1).remote(10); t.add(5)   (host killed)   t.add(1) == 11
+    c = start(3)
+    tally = c.actor_on("w1", Tally, 10, max_restarts=1)
+    assert refrpc.get(tally.add.remote(5), timeout=30) == 15
+    running = tally.slow.remote(log, 30_000)
+    assert wait_until(lambda: _runs(log), 20)
+    c.signal("w1")
+    assert isinstance(_error(running), refrpc.ActorDiedError)
+    c.wait_dead("w1")
+    assert refrpc.get(tally.add.remote(1), timeout=30) == 11  # 10 + 1: the state was lost
+    host = refrpc.get(tally.where.remote(), timeout=30)
+    assert host != "w1" and host == c.actor_host(tally)
+    c.signal(host)
+    c.wait_dead(host)
+    err = _error(tally.add.remote(1))
+    assert isinstance(err, refrpc.ActorDiedError), repr(err)
+    del tally, running, err
+    c.assert_clean()
