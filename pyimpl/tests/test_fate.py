@@ -122,6 +122,13 @@ def where() -> str:
 
 
 @refrpc.remote
+def death_of(peer: str) -> str:
+    """How this worker learnt of ``peer``'s death (the event of its story)."""
+    core = refrpc.api._ctx.node.core
+    return next((event for _, event, detail in core.story(f"peer:{peer}") if detail.endswith("->dead")), "")
+
+
+@refrpc.remote
 def own_some(path: str, n: int) -> list[Any]:
     """Runs on W and makes W the owner (OWN-001) of: a task result stored on another
     worker, a put stored at W, and a long task (a ticker) running on another worker.
@@ -564,4 +571,85 @@ def test_an_actor_with_a_restart_comes_back_elsewhere_with_fresh_state(start: An
     err = _error(tally.add.remote(1))
     assert isinstance(err, refrpc.ActorDiedError), repr(err)
     del tally, running, err
+    c.assert_clean()
+
+
+# ---------------------------------------------------------------- leaving and shutting down
+def test_a_worker_that_leaves_says_goodbye_and_its_objects_fail_at_once(start: Any, log: str) -> None:
+    """LIV-006, LIV-010: a worker sent SIGTERM leaves cleanly: it sends Goodbye, and
+    the driver fences it for that reason (its story says "goodbye", not "failed" from
+    the supervisor nor "silence"); the objects it owned fail with OwnerDiedError
+    (FATE-001), the copy of one on another worker is freed (FATE-002), and the
+    process exits with status 0."""
+    c = start(3)
+    refs = _owner_of_some(c, log, "w1")
+    c.signal("w1", signal.SIGTERM)
+    for ref in refs:
+        err = _error(ref, timeout=20)
+        assert isinstance(err, refrpc.OwnerDiedError) and "w1" in str(err), repr(err)
+    assert c.death("w1")[0] == "goodbye", c.core(lambda core: core.story("peer:w1"))
+    assert wait_until(lambda: not list_segments(c.namespace), 20), list_segments(c.namespace)
+    assert c.processes["w1"].wait(20) == 0
+    for peer in ("w2", "w3"):  # every other peer got the Goodbye too
+        assert refrpc.get(c.on(peer, death_of, "w1"), timeout=20) == "goodbye"
+    del refs, ref, err
+    c.assert_clean()
+
+
+def test_shutdown_leaves_no_process_and_no_segment(start: Any, log: str) -> None:
+    """The driver's ``shutdown`` with objects still alive everywhere (stored results
+    on workers, a put, an actor, borrowed refs): every worker process exits and every
+    segment of the cluster is removed (the fixture checks both after shutdown)."""
+    c = start(2)
+    keep = [c.on("w1", make_logged, log, "a", BIG), c.on("w2", make_logged, log, "b", BIG), refrpc.put(b"p" * BIG)]
+    keeper = c.actor_on("w2", Keeper)
+    assert refrpc.get(keeper.keep.remote(refrpc.shared(keep[0])), timeout=30) == 1
+    assert refrpc.wait(keep, num_returns=3, timeout=30)[0]
+    assert len(list_segments(c.namespace)) == 3
+    refrpc.shutdown()
+    assert all(p.wait(20) is not None for p in c.processes.values())
+    assert not list_segments(c.namespace)
+
+
+# ---------------------------------------------------------------- slow peers
+def test_a_peer_stopped_past_the_timeout_is_declared_dead_and_stops_when_resumed(start: Any, log: str) -> None:
+    """LIV-003: a worker frozen (SIGSTOP) for longer than the detection timeout
+    (250 ms x 6) is declared dead for its silence, and its task is retried on the
+    other worker (RPC-004). LIV-005: once resumed (SIGCONT), it learns it was
+    declared dead and stops: the process exits, and the driver's result is the
+    retry's."""
+    c = start(2)
+    r = slow_first.remote(log, "t", 20_000)
+    assert wait_until(lambda: _runs(log), 20)
+    frozen = _runs(log)[0]
+    c.signal(frozen, signal.SIGSTOP)
+    try:
+        c.wait_dead(frozen)
+        assert c.death(frozen)[0] == "silence"
+        assert refrpc.get(r, timeout=60) == "t"
+        assert len(_runs(log)) == 2 and _runs(log)[1] != frozen
+    finally:
+        c.signal(frozen, signal.SIGCONT)
+    assert c.processes[frozen].wait(30) is not None
+    assert c.death(frozen)[0] == "silence"  # and nothing it said after resuming changed that
+    del r
+    c.assert_clean()
+
+
+def test_a_peer_stopped_shorter_than_the_timeout_is_not_declared_dead(start: Any, log: str) -> None:
+    """LIV-003: a pause shorter than the detection timeout (1.5 s; the worker is
+    frozen for 0.3 s) is not a death: the task running there finishes there, once,
+    and the worker stays in the cluster."""
+    c = start(2)
+    r = slow_first.remote(log, "t", 600)
+    assert wait_until(lambda: _runs(log), 20)
+    paused = _runs(log)[0]
+    c.signal(paused, signal.SIGSTOP)
+    time.sleep(0.3)  # the stimulus: how long the worker is frozen
+    c.signal(paused, signal.SIGCONT)
+    assert refrpc.get(r, timeout=30) == "t"
+    assert _runs(log) == [paused]
+    assert not c.is_dead(paused) and c.processes[paused].poll() is None
+    assert refrpc.get(c.on(paused, where), timeout=30) == paused
+    del r
     c.assert_clean()
