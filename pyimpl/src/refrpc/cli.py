@@ -35,8 +35,9 @@ def _start(args: argparse.Namespace) -> int:
     n = args.num_workers or os.cpu_count() or 1
     prefix = f"{socket.gethostname()}-{os.getpid()}-w"
     if args.head:
-        node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}")
+        node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", held=True)
         api._attach(node, executor)  # membership tasks run here
+        executor.open()
         cluster = LocalCluster.start(n, node.address, node.incarnation, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix)
         print(f"head listening at {node.address}", flush=True)
         print(f"  join another host:   refrpc start --address {node.address}", flush=True)

@@ -90,8 +90,11 @@ class LocalCluster:
     @staticmethod
     def _report(node: Node, name: str, code: int | None) -> None:
         r = node.core.remotes.get(name)
-        if r is not None and r.incarnation and r.state != "dead":
-            node.handle(ev.PeerFailed(node.sid(), name, r.incarnation, f"process exited with {code}"))
+        if r is None or r.state != "dead":
+            # Also a worker whose incarnation is not known yet (its Welcome never came,
+            # or it was never contacted): incarnation 0 stands for whichever it had, so
+            # no task waits for a dead process's handshake timeout (LIV-015).
+            node.handle(ev.PeerFailed(node.sid(), name, r.incarnation if r is not None else 0, f"process exited with {code}"))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Wait for the workers to leave (they follow the driver's Goodbye), then make sure."""
@@ -141,7 +144,8 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     from ._node import default_config
 
-    node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold), on_other)
+    node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold), on_other,
+                                  held=True)  # no task runs before this process is ready (see Executor)
     from .. import api
 
     api._attach(node, executor)
@@ -157,6 +161,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         others = [lambda sid, p=p, a=a, s=s: ev.AddPeer(sid, p, a, s) for p, a, s, _ in members if p != args.peer]
         if others:
             node.handle_soon(*others).result()
+    executor.open()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     while not done.is_set() and not node.stopped.is_set():
         done.wait(0.2)

@@ -79,10 +79,20 @@ def call_by_value(fn_bytes: Any, *args: Any) -> Any:
 
 
 class Executor:
-    """The task thread of a node."""
+    """The task thread of a node.
 
-    def __init__(self, node: Node) -> None:
+    A ``held`` executor takes no work until :meth:`open`: a worker's peer is
+    reachable as soon as its socket is bound, and a task that arrives at once may
+    submit tasks of its own, which needs the process's node set (``refrpc.remote``
+    inside the task) and the other workers known (placement, TASK-012).
+    """
+
+    def __init__(self, node: Node, *, held: bool = False) -> None:
         self.node = node
+        #: Set once the process is ready to run tasks; until then work waits in the queue.
+        self._opened = threading.Event()
+        if not held:
+            self._opened.set()
         self.queue: queue.SimpleQueue[ev.Instruction | None] = queue.SimpleQueue()
         self.actors: dict[str, Any] = {}
         #: Guards the three fields below, which the loop thread's stop_task reads too.
@@ -120,12 +130,18 @@ class Executor:
             elif key in self._queued:
                 self._stopped.add(key)
 
+    def open(self) -> None:
+        """Start taking work (see ``held``)."""
+        self._opened.set()
+
     def stop(self) -> None:
         self.queue.put(None)
+        self._opened.set()  # a held executor still sees the stop
 
     def _run(self) -> None:
         from ..api import _make_ref  # the api module builds Ref objects
 
+        self._opened.wait()
         while True:
             ins = self.queue.get()
             if ins is None:
@@ -306,11 +322,16 @@ def working_node(
     namespace: str,
     config: Any = None,
     on_other: Any = None,
+    *,
+    held: bool = False,
 ) -> tuple[Node, Executor]:
     """A node that runs tasks and actors on an :class:`Executor`.
 
     ``on_other`` gets every instruction that is not executor work. Work that
-    arrives before the executor exists waits for it, so none is lost.
+    arrives before the executor exists waits for it, so none is lost. With
+    ``held``, work also waits until the caller opens the executor
+    (:meth:`Executor.open`), once the process is ready to run tasks (see
+    :class:`Executor`).
     """
     from ._node import Node
 
@@ -328,7 +349,7 @@ def working_node(
     node = Node(peer_id, bind, namespace, config, on_instruction=on_instruction)
 
     def start() -> None:  # on the loop thread, so no instruction slips in between
-        holder.append(Executor(node))
+        holder.append(Executor(node, held=held))
         for ins in early:
             if isinstance(ins, ev.StopTask):
                 holder[0].stop_task(ins.task_id, ins.attempt)
