@@ -754,6 +754,98 @@ def test_lost_result_of_a_non_retryable_task_fails_with_object_lost():
     assert net.sent_bodies(SubmitTask) == [net["D"].tasks[tid].spec]
 
 
+def _lineage_net(limit: int) -> Net:
+    from refrpc.core import Config
+
+    return Net(("D", "W1", "W2"), config=Config(max_lineage_bytes=limit))
+
+
+def test_lineage_bound_evicts_the_oldest_task_and_its_lost_value_fails_with_lineage_evicted():
+    # D keeps room for one task's lineage: a = f(), then b = g(); f is evicted.
+    # W1 (holding a) dies: a can't be rebuilt -> LINEAGE_EVICTED, not OBJECT_LOST   LIN-005, LIN-010
+    from refrpc.core._tasks import lineage_cost
+
+    net = _lineage_net(300)
+    ta, (a,) = net.submit("D", "f", executor="W1", retries=1)
+    net.deliver_all()
+    net.finish("W1", ta, stored_result(500))
+    net.deliver_all()
+    assert list(net["D"].lineage) == [ta] and net["D"].lineage_bytes == lineage_cost(net["D"].tasks[ta].spec)
+    tb, (b,) = net.submit("D", "g", executor="W2", retries=1)
+    net.deliver_all()
+    net.finish("W2", tb, stored_result(600))
+    net.deliver_all()
+    d = net["D"]
+    assert list(d.lineage) == [tb] and ta not in d.tasks  # the oldest went first
+    assert d.owned[a].lineage_evicted and not d.owned[b].lineage_evicted
+    assert any(ev_ == "lineage_evicted" for _, ev_, _ in d.story(ta))
+    net.kill("W1", "D")
+    assert d.owned[a].state == "failed" and d.owned[a].error.code is ErrorCode.LINEAGE_EVICTED
+    [res] = of_type(net.get("D", a), ev.GetResult)
+    assert res.error.code is ErrorCode.LINEAGE_EVICTED
+    assert not [f for f in net.sent if isinstance(f.body, SubmitTask) and f.body.attempt > 1]
+
+
+def test_reconstruction_needing_an_evicted_argument_fails_with_lineage_evicted():
+    # a = f(); b = g(a); del a (released, kept as b's lineage); then f's lineage is
+    # evicted, which deletes a at once. W2 (holding b) dies: b's rebuild needs a.   LIN-005, LIN-010, LIN-002
+    net = _lineage_net(10**6)
+    ta, (a,) = net.submit("D", "f", executor="W1", retries=1)
+    net.deliver_all()
+    net.finish("W1", ta, stored_result(500))
+    net.deliver_all()
+    tb, (b,) = net.submit("D", "g", ref(a), executor="W2", retries=1)
+    net.drop_ref("D", a)
+    net.deliver_all()
+    net.finish("W2", tb, stored_result(700))
+    net.deliver_all()
+    d = net["D"]
+    assert d.owned[a].state == "released" and list(d.lineage) == [ta, tb]
+    d._evict_lineage(d.tasks[ta])  # what a smaller bound would have done
+    d.validate()
+    assert a not in d.owned and list(d.lineage) == [tb]
+    net.kill("W2", "D")
+    assert d.owned[b].state == "failed" and d.owned[b].error.code is ErrorCode.LINEAGE_EVICTED
+    assert a in d.owned[b].error.message
+    assert not [f for f in net.sent if isinstance(f.body, SubmitTask) and f.body.attempt > 1]
+    net.drop_ref("D", b)
+    net.deliver_all()
+    assert d.owned == {} and d.tasks == {} and d.lineage == {} and d.lineage_bytes == 0
+
+
+def test_evicting_lineage_releases_arguments_kept_only_for_it():
+    # a = f(); b = g(a); del a -> a released for b's lineage. Evicting g's lineage
+    # makes a unneeded: it is deleted and FreeObjects is not sent twice.            LIN-010, OWN-006
+    net = _lineage_net(10**6)
+    ta, (a,) = net.submit("D", "f", executor="W1", retries=1)
+    net.deliver_all()
+    net.finish("W1", ta, stored_result(500))
+    net.deliver_all()
+    tb, (b,) = net.submit("D", "g", ref(a), executor="W2", retries=1)
+    net.drop_ref("D", a)
+    net.deliver_all()
+    net.finish("W2", tb, stored_result(700))
+    net.deliver_all()
+    d = net["D"]
+    d._evict_lineage(d.tasks[tb])
+    d.validate()
+    assert a not in d.owned and ta not in d.tasks and d.owned[b].state == "ready"
+    assert list(d.lineage) == []
+
+
+def test_lineage_within_the_bound_still_rebuilds():
+    # The bound holds the task: the lost value is rebuilt as LIN-003 says.           LIN-003, LIN-010
+    net = _lineage_net(10**6)
+    ta, (a,) = net.submit("D", "f", executor="W1", retries=1)
+    net.deliver_all()
+    net.finish("W1", ta, stored_result(500))
+    net.deliver_all()
+    net.kill("W1", "D")
+    net.deliver_all()
+    assert net["D"].owned[a].state == "pending"
+    assert [(f.dst, f.body.attempt) for f in net.sent if isinstance(f.body, SubmitTask)] == [("W1", 1), ("W2", 2)]
+
+
 # ================================================================ retries and duplicates
 def test_executor_death_retries_on_another_executor():
     # D: y = f.options(max_retries=1).remote(); W1 dies                      RPC-004, RPC-010

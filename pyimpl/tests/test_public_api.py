@@ -5,7 +5,7 @@ from __future__ import annotations
 import refrpc
 
 EXPECTED = {
-    "ActorDiedError", "ActorHandle", "GetTimeoutError", "ObjectLostError", "OwnerDiedError", "Ref",
+    "ActorDiedError", "ActorHandle", "GetTimeoutError", "LineageEvictedError", "ObjectLostError", "OwnerDiedError", "Ref",
     "RefRPCError", "SharedRef", "TaskCancelledError", "TaskError", "WorkerDiedError", "__version__",
     "get", "init", "is_initialized", "memory", "put", "remote", "shared", "shutdown", "wait",
 }

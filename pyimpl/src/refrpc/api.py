@@ -55,6 +55,11 @@ class ObjectLostError(RefRPCError):
     """Every copy is gone and the value cannot be rebuilt (LIN-003)."""
 
 
+class LineageEvictedError(ObjectLostError):
+    """The value is lost and could have been rebuilt, but its lineage was evicted to
+    bound the owner's memory (LIN-005; see ``init(max_lineage_bytes=)``)."""
+
+
 class ActorDiedError(RefRPCError):
     """The actor is dead (ACT-004)."""
 
@@ -74,7 +79,7 @@ _ERRORS: dict[ErrorCode, type[RefRPCError]] = {
     ErrorCode.PEER_DIED: OwnerDiedError,
     ErrorCode.OBJECT_LOST: ObjectLostError,
     ErrorCode.OBJECT_FREED: ObjectLostError,
-    ErrorCode.LINEAGE_EVICTED: ObjectLostError,
+    ErrorCode.LINEAGE_EVICTED: LineageEvictedError,
     ErrorCode.ACTOR_DIED: ActorDiedError,
     ErrorCode.TASK_CANCELLED: TaskCancelledError,
 }
@@ -99,6 +104,8 @@ class _Context:
 _ctx = _Context()
 #: The inline threshold new nodes of this process use (set by init).
 _INLINE = [100 * 1024]
+#: The lineage bound new nodes of this process use (None: the spec default).
+_LINEAGE: list[int | None] = [None]
 
 
 def _attach(node: Any, executor: Any) -> None:
@@ -134,7 +141,8 @@ def _call_on(peer: str, function: str, *args: Any, timeout: float = 30.0) -> Any
 def _config() -> Any:
     from .runtime._node import default_config
 
-    return default_config(inline_threshold=_INLINE[0])
+    extra = {"max_lineage_bytes": _LINEAGE[0]} if _LINEAGE[0] is not None else {}
+    return default_config(inline_threshold=_INLINE[0], **extra)
 
 
 def _join(address: str, node_ip: str, startup_timeout: float) -> None:
@@ -161,15 +169,22 @@ def _join(address: str, node_ip: str, startup_timeout: float) -> None:
 
 
 def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str = "127.0.0.1",
-         inline_threshold: int = 100 * 1024, startup_timeout: float = 60.0) -> None:
+         inline_threshold: int = 100 * 1024, startup_timeout: float = 60.0,
+         max_lineage_bytes: int | None = None) -> None:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
     cluster instead: its registered workers run this program's tasks.
     Values larger than ``inline_threshold`` bytes stay where they are made and
     travel by reference (TASK-004); smaller ones travel inside messages.
+    ``max_lineage_bytes`` bounds the task specifications each process keeps to
+    rebuild lost values (LIN-010; 256 MiB by default): a lost value whose lineage
+    was evicted fails with :class:`LineageEvictedError`.
     """
+    if max_lineage_bytes is not None and max_lineage_bytes < 0:
+        raise ValueError("max_lineage_bytes must be >= 0")
     _INLINE[0] = inline_threshold
+    _LINEAGE[0] = max_lineage_bytes
     from .runtime import LocalCluster, Node
 
     if address is not None:
@@ -191,7 +206,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         # workers map each other's values instead of copying them.
         namespace = LocalCluster.new_namespace()
         node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=namespace, config=_config())
-        cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0], namespace=namespace)
+        cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0], namespace=namespace,
+                                    max_lineage_bytes=_LINEAGE[0])
         end = time.monotonic() + startup_timeout
         for name, address in cluster.workers.items():
             path = address.removeprefix("ipc://")

@@ -162,7 +162,7 @@ class Objects:
             e.value = None
             nested, e.nested = e.nested, ()
             e.reclaimed = True
-            if e.lineage_refs > 0:
+            if e.lineage_refs > 0 and not e.lineage_evicted:
                 self._transition_owned(e, "out_of_scope")
             else:
                 self._transition_owned(e, "out_of_scope_unneeded")

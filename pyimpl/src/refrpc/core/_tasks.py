@@ -168,6 +168,8 @@ class Tasks:
         self._release_task_args(t)
         if not any(rid in self.owned for rid in t.spec.return_ids):
             self._forget_task(t)
+        else:
+            self._keep_lineage(t)
 
     def _take_return(self: Peer, rv: ReturnValue) -> None:
         e = self.owned.get(rv.object_id)
@@ -227,6 +229,54 @@ class Tasks:
         """Drop a task record once no return of it has an entry and it holds nothing."""
         if not t.holding_args:
             self.tasks.pop(t.spec.task_id, None)
+            self._unkeep_lineage(t)
+
+    # ------------------------------------------------------------ lineage bound
+    def _keep_lineage(self: Peer, t: OwnerTask) -> None:
+        """A settled reconstructable task stays as lineage; evict the oldest over the bound (LIN-010)."""
+        tid = t.spec.task_id
+        if not t.lineage_counted or tid in self.lineage or self.tasks.get(tid) is not t:
+            return
+        cost = lineage_cost(t.spec)
+        self.lineage[tid] = cost
+        self.lineage_bytes += cost
+        while self.lineage_bytes > self.config.max_lineage_bytes and self.lineage:
+            self._evict_lineage(self.tasks[next(iter(self.lineage))])
+
+    def _unkeep_lineage(self: Peer, t: OwnerTask) -> None:
+        cost = self.lineage.pop(t.spec.task_id, None)
+        if cost is not None:
+            self.lineage_bytes -= cost
+
+    def _evict_lineage(self: Peer, t: OwnerTask) -> None:
+        """Forget ``t``'s specification (LIN-005, LIN-010): its returns can no longer be
+        rebuilt, it stops counting in its arguments' lineageRefs, and returns kept only
+        as lineage (``released``) are deleted."""
+        self._unkeep_lineage(t)
+        self.tasks.pop(t.spec.task_id, None)
+        self._story(t.spec.task_id, "lineage_evicted", f"{self.lineage_bytes} bytes of lineage left")
+        alive = [self.owned[rid] for rid in t.spec.return_ids if rid in self.owned]
+        for e in alive:
+            e.lineage_evicted = True
+            for oid in t.arg_refs:
+                a = self.owned.get(oid)
+                if a is not None:
+                    a.lineage_refs -= 1
+        t.lineage_counted = False
+        for e in alive:
+            if e.state == "released":
+                self._transition_owned(e, "lineage_evicted")
+                self._delete_owned(e.object_id)
+        for oid in dict.fromkeys(t.arg_refs):
+            if oid in self.owned:
+                self._check_owned(oid)
+
+    def _evicted_argument(self: Peer, t: OwnerTask) -> ObjectId:
+        """An argument of ``t`` that this peer owned but deleted with evicted lineage."""
+        for oid in t.arg_refs:
+            if oid not in self.owned and oid not in self.borrowed and self._owns(oid):
+                return oid
+        return ""
 
     def _return_deleted(self: Peer, t: OwnerTask) -> None:
         """One return entry of ``t`` is gone: it no longer needs its arguments' lineage (LIN-002)."""
@@ -239,7 +289,12 @@ class Tasks:
         if not any(rid in self.owned for rid in t.spec.return_ids):
             self._forget_task(t)
 
-    _OBJECT_EVENT = {"executor_died_final": "executor_died_final", "cancel": "cancelled", "rejected": "task_failed"}
+    _OBJECT_EVENT = {
+        "executor_died_final": "executor_died_final",
+        "cancel": "cancelled",
+        "rejected": "task_failed",
+        "lineage_evicted": "lineage_evicted",
+    }
 
     def _fail_task(self: Peer, t: OwnerTask, info: ErrorInfo, event: str) -> None:
         """Settle every return of ``t`` with ``info``; arguments are released unless cancelled."""
@@ -255,15 +310,23 @@ class Tasks:
             self._release_task_args(t)
         if not any(rid in self.owned for rid in t.spec.return_ids):
             self._forget_task(t)
+        elif event != "cancel":
+            self._keep_lineage(t)
 
     def _retry(self: Peer, t: OwnerTask) -> None:
         """Send the task again as a new attempt (RPC-004, RPC-005, LIN-003)."""
         t.spec = replace(t.spec, attempt=t.spec.attempt + 1)
+        self._unkeep_lineage(t)
         if not t.holding_args:
             t.holding_args = True
             for oid in t.arg_refs:
                 if oid in self.owned or oid in self.borrowed:
                     self._hold(oid, "submitted_task_refs", +1)
+        gone = self._evicted_argument(t)
+        if gone:
+            info = ErrorInfo(ErrorCode.LINEAGE_EVICTED, f"rebuilding needs {gone}, whose lineage was evicted", "LIN-005")
+            self._fail_task(t, info, "lineage_evicted")
+            return
         for oid in t.arg_refs:
             e = self.owned.get(oid)
             if e is not None and e.state == "released":
@@ -304,7 +367,10 @@ class Tasks:
                 self._transition_task(t, "reconstruct")
                 self._retry(t)
             return
-        e.error = ErrorInfo(ErrorCode.OBJECT_LOST, f"every copy of {oid} is lost and it cannot be rebuilt", "LIN-003")
+        if e.lineage_evicted:
+            e.error = ErrorInfo(ErrorCode.LINEAGE_EVICTED, f"every copy of {oid} is lost and its lineage was evicted", "LIN-005")
+        else:
+            e.error = ErrorInfo(ErrorCode.OBJECT_LOST, f"every copy of {oid} is lost and it cannot be rebuilt", "LIN-003")
         self._transition_owned(e, "copy_lost_final")
         self._object_settled(oid)
 
@@ -328,3 +394,8 @@ class Tasks:
 
     def _transition_task(self: Peer, t: OwnerTask, event: str) -> None:
         self._transition("owner-task", t, t.spec.task_id, event)
+
+
+def lineage_cost(spec: SubmitTask) -> int:
+    """Bytes a task specification counts against the lineage bound (LIN-010)."""
+    return 256 + len(spec.function) + sum(a.value.size if a.value is not None else 64 for a in spec.args)

@@ -112,6 +112,10 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.primaries: set[ObjectId] = set()
         #: Tasks submitted here (lineage, LIN-001).
         self.tasks: dict[TaskId, OwnerTask] = {}
+        #: Settled reconstructable tasks kept as lineage, oldest first -> their cost in
+        #: bytes; bounded by config.max_lineage_bytes (LIN-005, LIN-010).
+        self.lineage: dict[TaskId, int] = {}
+        self.lineage_bytes = 0
         #: Tasks executing here, by (owner, owner incarnation, task id, attempt).
         self.exec_tasks: dict[tuple, ExecTask] = {}
         self.exec_index: dict[tuple[TaskId, int], tuple] = {}
@@ -444,9 +448,19 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         for oid, b in self.borrowed.items():
             if b.outgoing_registrations != counted.get(oid, 0):
                 problems.append(f"{oid}: outgoing registrations {b.outgoing_registrations} != {counted.get(oid, 0)}")
+        needed: dict[ObjectId, int] = {}
         for t in self.tasks.values():
             if t.state == "submitted" and not t.holding_args:
                 problems.append(f"{t.spec.task_id}: submitted but not holding its args (BOR-006)")
+            if t.lineage_counted:
+                alive = sum(1 for rid in t.spec.return_ids if rid in self.owned)
+                for oid in t.arg_refs:
+                    needed[oid] = needed.get(oid, 0) + alive
+        for oid, e in self.owned.items():
+            if e.lineage_refs != needed.get(oid, 0):
+                problems.append(f"{oid}: lineageRefs {e.lineage_refs} != {needed.get(oid, 0)} (LIN-002)")
+        if sum(self.lineage.values()) != self.lineage_bytes or any(tid not in self.tasks for tid in self.lineage):
+            problems.append("lineage accounting is off (LIN-010)")
         for key, ex in self.exec_tasks.items():
             if ex.state == "registering" and not ex.registrations:
                 problems.append(f"{key}: registering with nothing in flight")

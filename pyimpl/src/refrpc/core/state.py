@@ -44,6 +44,9 @@ class Config:
     features: tuple[str, ...] = ("core", "borrowing", "recovery", "actors")
     #: Entries kept per key in the story log.
     story_length: int = 64
+    #: Lineage kept for settled reconstructable tasks, in bytes of task specification
+    #: (LIN-005, LIN-010); the oldest is evicted first when it is exceeded.
+    max_lineage_bytes: int = 256 * 1024 * 1024
 
     @property
     def dead_after_ms(self) -> int:
@@ -81,6 +84,8 @@ class OwnedObject:
     nested: tuple[RefDescriptor, ...] = ()
     #: True once the value was reclaimed at least once (to answer FREED, OBJ-003).
     reclaimed: bool = False
+    #: The producing task's lineage was evicted: the value can't be rebuilt (LIN-005).
+    lineage_evicted: bool = False
 
     def in_scope(self) -> bool:
         """OWN-004: any of these keeps the value."""

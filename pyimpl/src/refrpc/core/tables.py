@@ -25,6 +25,7 @@ OWNER_OBJECT: Table = {
         "cancelled": ("failed", "TASK-008"),
         "out_of_scope": ("pending", "OWN-005"),
         "lineage_unneeded": ("pending", "OWN-006"),
+        "lineage_evicted": ("failed", "LIN-005"),
     },
     "ready": {
         "put": ("ready", "OWN-001"),
@@ -40,6 +41,7 @@ OWNER_OBJECT: Table = {
     "released": {
         "lineage_unneeded": ("deleted", "OWN-006"),
         "reconstruct": ("pending", "LIN-004"),
+        "lineage_evicted": ("deleted", "LIN-010"),
     },
 }
 
@@ -72,6 +74,7 @@ OWNER_TASK: Table = {
         "executor_died_final": ("failed", "RPC-004"),
         "cancel": ("cancelled", "TASK-008"),
         "rejected": ("failed", "ERR-003"),
+        "lineage_evicted": ("failed", "LIN-005"),
     },
     "finished": {
         "reconstruct": ("submitted", "LIN-003"),
