@@ -167,7 +167,15 @@ class FetchService:
         offset = r.offset
         while True:
             n = min(step, end - offset)
-            data = store.get_bytes(r.object_id, offset, n)
+            try:
+                data = store.get_bytes(r.object_id, offset, n)
+            except (ObjectNotFound, StoreError):
+                # The copy vanished from the store: the owner hears of it first (LOC-006),
+                # then the fetcher gets a typed answer; the loop must not die of it.
+                self.node.handle(ev.CopyLost(self.node.sid(), r.object_id))
+                err = ErrorInfo(ErrorCode.OBJECT_FREED, f"the copy of {r.object_id} here is gone", "FET-004")
+                send(FetchChunk(r.object_id, r.request_id, offset, total, True, error=err))
+                return
             compressed = False
             if may_compress and n >= LZ4_MIN_BYTES:
                 packed = lz4.frame.compress(data)

@@ -180,11 +180,15 @@ class Node:
         from ..store import ObjectNotFound
 
         value = None
+        held = self.store.contains(object_id)
         for writer in [self.peer_id] + [peer for peer, _ in locations if peer != self.peer_id]:
             try:
                 value = self.store.attach(object_id, writer)  # same host: map the holder's copy
                 break
             except ObjectNotFound:
+                if writer == self.peer_id and held and not self.store.contains(object_id):
+                    # Our own copy vanished from the store: the core must know (LOC-003, LOC-004).
+                    self.handle_soon(lambda sid: ev.CopyLost(sid, object_id))
                 continue
         if value is None:
             self.fetch(object_id, locations).result(timeout)  # another host (raises ObjectNotFound)

@@ -270,7 +270,17 @@ class SharedMemoryStore(ObjectStore):
             if segment is None:
                 raise ObjectNotFound(f"no object {object_id!r} in this store")
             if segment.mm is None:
-                segment.mm = _map_readonly(segment.path)
+                try:
+                    segment.mm = _map_readonly(segment.path)
+                except FileNotFoundError:
+                    # Removed behind our back (a /dev/shm cleaner, systemd's RemoveIPC):
+                    # the copy is lost. Forget it, so that the store says so from now on.
+                    if self._owned.get(object_id) is segment:
+                        del self._owned[object_id]
+                        self._used -= segment.size
+                    self._attached.pop(object_id, None)
+                    self._paths.discard(segment.path)
+                    raise ObjectNotFound(f"the segment of {object_id!r} is gone") from None
             return segment
 
     @staticmethod
