@@ -43,9 +43,10 @@ def faults_report(peer: str | None = None, *, timeout: float = 30.0) -> dict[str
     """What the fault rules of a peer (this process's if None) have done so far.
 
     Returns:
-        ``{"rules": [rule dicts], "matched": [per rule], "applied": [per rule],
-        "holding": messages held back now}``: how many messages each rule
-        matched and how many it acted on.
+        A dict with the rules in force (``rules``, as dicts), how many
+        messages each one matched and acted on (``matched``, ``applied``: one
+        count per rule) and how many messages are held back now
+        (``holding``).
     """
     from .. import api
 

@@ -63,35 +63,35 @@ class FaultRule:
     match those too (``count=None``). When several rules act on one message,
     the first in the list wins; every matching rule still counts it.
 
-    Attributes:
-        action: ``"drop"`` (the message is lost), ``"duplicate"`` (it is
-            delivered twice, back to back) or ``"delay"`` (it is held for
-            ``delay_ms`` and then delivered, after messages sent later:
-            reordering).
-        direction: ``"send"`` (acts on messages this peer sends) or
-            ``"receive"`` (on messages it receives, before the session layer
-            sees them).
-        message: The message type, as named in :mod:`refrpc.core.messages`
-            (``"SubmitTask"``, ``"TaskReply"``, ``"RegisterBorrower"``...);
-            empty: any.
-        peer: The other peer's PeerId (the receiver of a sent message, the
-            sender of a received one); empty: any.
-        nth: The first matching message to act on, counting from 1.
-        count: How many matching messages to act on from the ``nth`` on;
-            None: every one (a partition, until the rule is removed).
-        delay_ms: How long a delayed message is held.
-        at: Only the peer with this PeerId applies the rule; empty: every peer
-            that is given it. Lets one ``REFRPC_FAULTS`` value address the
-            processes of a whole cluster.
+    Example: lose the first ``SubmitTask`` this peer sends to ``w1``, then
+    every message ``w2`` sends it for as long as the rule is in force::
+
+        [FaultRule("drop", "send", "SubmitTask", peer="w1"),
+         FaultRule("drop", "receive", peer="w2", count=None)]
     """
 
+    #: ``"drop"`` (the message is lost), ``"duplicate"`` (it is delivered
+    #: twice, back to back) or ``"delay"`` (it is held for ``delay_ms``, then
+    #: delivered after messages sent later: reordering).
     action: str
+    #: ``"send"``: messages this peer sends; ``"receive"``: messages it
+    #: receives, before its session layer sees them.
     direction: str = "send"
+    #: The message type as named in :mod:`refrpc.core.messages`
+    #: (``"SubmitTask"``, ``"TaskReply"``, ``"RegisterBorrower"``...); empty: any.
     message: str = ""
+    #: The other peer's PeerId (the receiver of a sent message, the sender of a
+    #: received one); empty: any.
     peer: str = ""
+    #: The first matching message to act on, counting from 1.
     nth: int = 1
+    #: How many matching messages to act on from the ``nth`` on; None: every
+    #: one (with ``"drop"``, a partition until the rule is removed).
     count: int | None = 1
+    #: How long a delayed message is held, in milliseconds.
     delay_ms: int = 0
+    #: Only the peer with this PeerId applies the rule; empty: every peer given
+    #: it. Lets one ``REFRPC_FAULTS`` value address each process of a cluster.
     at: str = ""
 
     def __post_init__(self) -> None:
