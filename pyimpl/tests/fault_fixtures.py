@@ -45,3 +45,16 @@ class Keeper:
 
     def host(self):
         return here()
+
+
+@refrpc.remote
+def record_then_wait(path, token, gate):
+    # Like `record`, then blocks until the file `gate` exists (at most a minute):
+    # the task is running, and its executor sends its owner nothing meanwhile.
+    import time
+
+    record._refrpc_target(path, token)
+    end = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < end:
+        time.sleep(0.01)
+    return token

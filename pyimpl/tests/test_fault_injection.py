@@ -27,7 +27,6 @@ import refrpc
 from refrpc import codec
 from refrpc.core import events as ev
 from refrpc.core.messages import Envelope, Goodbye, Heartbeat, TaskReply
-from refrpc.runtime._cluster import EXIT_DECLARED_DEAD
 from refrpc.store import list_segments, segment_name
 from refrpc.testing import faults_report, wait_until
 from refrpc.transport import (
@@ -173,6 +172,7 @@ def submit_to(peer: str, function: str, *args: Any, max_retries: int = 0) -> ref
 
 
 RECORD = "fault_fixtures:record"
+BLOCKING = "fault_fixtures:record_then_wait"
 
 
 def executions(log: Path) -> list[tuple[str, str]]:
@@ -347,35 +347,42 @@ def test_a_partitioned_worker_is_declared_dead_and_stops_when_the_partition_heal
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Every message from w1 to the driver is lost for longer than the detection
-    timeout. LIV-003: the driver declares w1 dead. RPC-004: the retryable task is
-    retried on w2 (at-least-once: it may have run on w1 too); the task with
-    max_retries=0 fails with WorkerDiedError naming w1. When the partition heals,
-    the driver answers w1's next message with DECLARED_DEAD (SES-017) and w1 stops
-    (LIV-005 fail-stop): its process exits with EXIT_DECLARED_DEAD."""
-    # a = record.options(max_retries=1).remote(log, "a"); b = record.remote(log, "b")  on w1, then cut w1 off
-    # The driver heartbeats every second, so w1 would take 6 s to suspect the driver
-    # (LIV-007: the remote's interval times the local miss limit), while the driver
-    # suspects w1 after 6 x 250 ms: the partition ends while w1 still trusts it.
+    timeout, while w1 runs a task. LIV-003: the driver declares w1 dead. RPC-004:
+    the retryable task is run again on w2 (at-least-once: it had started on w1);
+    the task with max_retries=0 fails with WorkerDiedError naming w1. LIV-005:
+    while cut off, w1 runs on; once the partition heals, the driver answers w1's
+    next message with DECLARED_DEAD (SES-017) and w1 stops: its process exits.
+
+    Why the exit can only be LIV-005: the driver heartbeats every 10 s, so w1
+    would take 60 s to find it silent (LIV-007: the remote's interval times the
+    local miss limit), and w1 has no unacknowledged message that could stall its
+    session (SES-012): its only task is still running. The driver still finds w1
+    silent after 6 x 250 ms.
+    """
+    # a = record_then_wait.options(max_retries=1).remote(log, "a", gate)
+    # b = record_then_wait.remote(log, "b", gate)   # both on w1, which is then cut off
     config = refrpc.api._config
-    monkeypatch.setattr(refrpc.api, "_config", lambda: dataclasses.replace(config(), heartbeat_interval_ms=1000))
-    log = tmp_path / "runs"
+    monkeypatch.setattr(refrpc.api, "_config", lambda: dataclasses.replace(config(), heartbeat_interval_ms=10_000))
+    log, gate = tmp_path / "runs", tmp_path / "gate"
     with cluster(2, monkeypatch) as node:
         w1 = refrpc.api._ctx.cluster.processes["w1"]
+        # A live session first: the partition then hits heartbeats and acks, not a handshake.
         assert refrpc.get(submit_to("w1", RECORD, str(log), "warm-up"), timeout=30) == "warm-up"
         node.set_faults([FaultRule("drop", "receive", peer="w1", count=None)]).result()
-        a = submit_to("w1", RECORD, str(log), "a", max_retries=1)
-        b = submit_to("w1", RECORD, str(log), "b", max_retries=0)
+        a = submit_to("w1", BLOCKING, str(log), "a", str(gate), max_retries=1)
+        b = submit_to("w1", BLOCKING, str(log), "b", str(gate), max_retries=0)
         with pytest.raises(refrpc.WorkerDiedError, match="w1"):
             refrpc.get(b, timeout=30)
         assert node.call(lambda: node.core.remotes["w1"].state).result() == "dead"
-        assert w1.poll() is None  # alive, but cut off
+        # Declared dead, but alive and cut off: it does not stop by itself.
+        assert not wait_until(lambda: w1.poll() is not None, 3)
         node.set_faults([]).result()  # the partition heals
-        assert wait_until(lambda: w1.poll() is not None, 30)
-        assert w1.returncode == EXIT_DECLARED_DEAD
+        assert wait_until(lambda: w1.poll() is not None, 30), "w1 never learned it was declared dead"
+        gate.touch()
         assert refrpc.get(a, timeout=30) == "a"
         runs = executions(log)
-        assert ("a", "w2") in runs and len([r for r in runs if r[0] == "a"]) <= 2  # RPC-004, RPC-009
-        assert [r for r in runs if r[0] == "b"] in ([], [("b", "w1")])  # never retried
+        assert ("a", "w1") in runs and ("a", "w2") in runs and len([r for r in runs if r[0] == "a"]) == 2  # RPC-004, RPC-009
+        assert [r for r in runs if r[0] == "b"] == []  # queued behind a on w1, never retried
         assert refrpc.get(submit_to("w2", RECORD, str(log), "after"), timeout=30) == "after"
         del a, b
         assert_nothing_left(node)

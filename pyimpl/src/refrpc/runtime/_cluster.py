@@ -21,10 +21,6 @@ from ._executor import working_node
 from ._node import Node
 
 
-#: A worker's exit status when it stopped because the cluster declared it dead (LIV-005).
-EXIT_DECLARED_DEAD = 3
-
-
 @dataclass
 class LocalCluster:
     """Worker processes started by ``refrpc.init()`` on this host."""
@@ -135,13 +131,11 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     _executor.MAIN_PATH[0] = args.main
     done = threading.Event()
-    declared_dead = threading.Event()
 
     def on_other(ins: ev.Instruction) -> None:
         if isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
             done.set()  # the head is gone: a local cluster's workers go with it
         elif isinstance(ins, ev.FailStop):
-            declared_dead.set()  # LIV-005: stop, and say why in the exit status
             done.set()
 
     from ._node import default_config
@@ -173,5 +167,5 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.stats:
         with open(args.stats, "w") as f:
             json.dump(node.stats, f)
-    return EXIT_DECLARED_DEAD if declared_dead.is_set() else 0
+    return 0
 
