@@ -141,6 +141,24 @@ def own_some(path: str, n: int) -> list[Any]:
 
 
 @refrpc.remote
+def copy_of(path: str, tag: str, data: bytes) -> bytes:
+    _log(path, f"run {_here()} {tag}")
+    return bytes(data)
+
+
+@refrpc.remote
+def own_made(path: str, n: int) -> list[Any]:
+    """Runs on W and makes W the owner of two results stored on one other worker:
+    one of a retryable task, one (a copy of it, placed with it, TASK-012) of a task
+    with ``max_retries=0``. Returns their refs once both are ready."""
+    rebuildable = make_logged.remote(path, "rebuildable", n)
+    refrpc.wait([rebuildable], timeout=30)  # placement then knows where it is
+    once = copy_of.options(max_retries=0).remote(path, "once", rebuildable)
+    refrpc.wait([once], timeout=30)
+    return [rebuildable, once]
+
+
+@refrpc.remote
 class Keeper:
     """Keeps the refs it is given (a borrower, BOR-007) and reads them on request."""
 
@@ -434,6 +452,25 @@ def test_a_lost_value_that_cannot_be_rebuilt_fails_typed(start: Any, log: str) -
     c.assert_clean()
 
 
+def test_a_worker_owner_rebuilds_its_lost_value_for_the_driver(start: Any, log: str) -> None:
+    """LIN-003, LIN-009: lineage is kept by the owner, here a worker W. Its two
+    results stored on another worker X are lost when X is killed: W re-runs the
+    retryable task elsewhere, and the driver, a borrower, gets the value; the result
+    of W's task with ``max_retries=0`` fails with OBJECT_LOST, for the driver too."""
+    c = start(3)
+    rebuildable, once = refrpc.get(c.on("w1", own_made, log, BIG, max_retries=0), timeout=30)
+    (holder,) = set(_runs(log))
+    assert holder != "w1"
+    c.signal(holder)
+    c.wait_dead(holder)
+    assert bytes(refrpc.get(rebuildable, timeout=60)) == bytes([11]) * BIG
+    assert len(_runs(log, "rebuildable")) == 2 and _runs(log, "rebuildable")[1] not in (holder, "w1")
+    err = _error(once)
+    assert isinstance(err, refrpc.ObjectLostError) and err.code.name == "OBJECT_LOST", repr(err)
+    del rebuildable, once, err
+    c.assert_clean()
+
+
 # ---------------------------------------------------------------- owner death
 def _owner_of_some(c: Cluster, log: str, owner: str) -> list[refrpc.Ref[Any]]:
     """Run ``own_some`` on ``owner``: it owns a result stored on another worker, a put
@@ -584,6 +621,7 @@ def test_a_worker_that_leaves_says_goodbye_and_its_objects_fail_at_once(start: A
     c = start(3)
     refs = _owner_of_some(c, log, "w1")
     c.signal("w1", signal.SIGTERM)
+    c.wait_dead("w1")  # until it has left, w1 still answers for its objects
     for ref in refs:
         err = _error(ref, timeout=20)
         assert isinstance(err, refrpc.OwnerDiedError) and "w1" in str(err), repr(err)
@@ -681,3 +719,36 @@ def test_a_value_whose_only_copy_vanishes_is_lost_not_fatal(start: Any, log: str
     assert not c.is_dead("w1") and refrpc.get(c.on("w1", where), timeout=30) == "w1"
     del by_worker, by_driver, made, err
     c.assert_clean()
+
+
+def test_a_fetch_from_a_holder_that_dies_ends_at_once(start: Any, log: str) -> None:
+    """Death effects step 11 (session.md), FET-002, OBJ-013: a worker h1 on another
+    "host" (its own shared-memory namespace, so values cross by fetch) holds x; the
+    driver's get fetches from h1, which is frozen and then killed. The fetch ends
+    as soon as h1 is declared dead, not after the fetch progress timeout (FET-006,
+    5 s a try), and the get goes back to the owner, which has rebuilt x (LIN-003)."""
+    from refrpc.runtime import LocalCluster
+
+    c = start(1)
+    node = c.node
+    other = LocalCluster.start(1, node.address, node.incarnation, name_prefix="h")
+    try:
+        node.handle_soon(lambda sid: ev.AddPeer(sid, "h1", other.workers["h1"], 1)).result(10)
+        other.watch(node)
+        x = c.on("h1", make_logged, log, "x", BIG)
+        assert refrpc.wait([x], timeout=60)[0]
+        other.processes["h1"].send_signal(signal.SIGSTOP)
+        getting = x.future()
+        fetching = lambda: node.call(lambda: [f.object_id for f in node.fetcher._by_object.values()]).result(10)
+        assert wait_until(lambda: fetching() == [x.id], 20)
+        other.processes["h1"].kill()
+        c.wait_dead("h1")
+        assert fetching() == []
+        assert bytes(getting.result(30)) == bytes([1]) * BIG
+        assert _runs(log) == ["h1", "w1"]
+        del x, getting
+        c.assert_clean()
+    finally:
+        refrpc.shutdown()
+        other.stop()
+    assert not list_segments(other.namespace)

@@ -39,6 +39,8 @@ class _Fetch:
     total: int = -1
     last_progress: float = 0.0
     attempts: int = 0
+    #: The location the current request went to.
+    asked: PeerId = ""
 
 
 class FetchService:
@@ -75,6 +77,7 @@ class FetchService:
         f.attempts += 1
         self._by_request[f.request_id] = f
         peer, address = f.locations[(f.attempts - 1) % len(f.locations)]
+        f.asked = peer
         lz4_ok = "lz4" in self.node.config.features
         msg = FetchRequest(f.object_id, f.request_id, offset, length, self.chunk_bytes, lz4_ok)
         self.node.handle(ev.SendData(self.node.sid(), peer, 0, address, msg))
@@ -132,6 +135,23 @@ class FetchService:
         self._by_object.pop(f.object_id, None)
         for rid in [r for r, g in self._by_request.items() if g is f]:
             del self._by_request[rid]
+
+    def peer_died(self, peer: PeerId) -> None:
+        """Death effects, step 11: fetches from a dead holder end now, not after the
+        progress timeout: the next location is asked (FET-002), or, with none left,
+        the fetch fails and its getter asks the owner again (OBJ-013)."""
+        for f in list(self._by_object.values()):
+            if not any(p == peer for p, _ in f.locations):
+                continue
+            f.locations = [(p, a) for p, a in f.locations if p != peer]
+            if not f.locations:
+                self._fail(f, ErrorInfo(ErrorCode.OBJECT_LOST, f"the holder {peer} died"))
+            elif f.asked == peer:
+                f.attempts = 0  # the remaining locations get their full share of tries
+                if f.total < 0:
+                    self._request(f, 0, -1)
+                else:
+                    self._complete_or_resume(f)
 
     def tick(self) -> None:
         """FET-006: a fetch with no progress for a while asks again for what is missing."""

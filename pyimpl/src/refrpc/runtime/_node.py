@@ -337,6 +337,7 @@ class Node:
             from ..store import cleanup_writer
 
             cleanup_writer(self.store.namespace, ins.peer)
+            self.fetcher.peer_died(ins.peer)
             if self.on_instruction is not None:
                 self.on_instruction(ins)
         elif isinstance(ins, ev.FailStop):
