@@ -202,6 +202,7 @@ def test_a_lost_request_is_retransmitted_and_runs_once(monkeypatch: pytest.Monke
     # x = record.remote(log, "a")  with the first SubmitTask to w1 lost on the wire
     log = tmp_path / "runs"
     with cluster(2, monkeypatch) as node:
+        assert node.transport is node.wire  # no rules: the loop talks to ZeroMQ directly
         node.set_faults([FaultRule("drop", "send", "SubmitTask", peer="w1")]).result()
         x = submit_to("w1", RECORD, str(log), "a")
         assert refrpc.get(x, timeout=30) == "a"
@@ -377,6 +378,7 @@ def test_a_partitioned_worker_is_declared_dead_and_stops_when_the_partition_heal
         # Declared dead, but alive and cut off: it does not stop by itself.
         assert not wait_until(lambda: w1.poll() is not None, 3)
         node.set_faults([]).result()  # the partition heals
+        assert node.transport is node.wire  # and injection is off again
         assert wait_until(lambda: w1.poll() is not None, 30), "w1 never learned it was declared dead"
         gate.touch()
         assert refrpc.get(a, timeout=30) == "a"
