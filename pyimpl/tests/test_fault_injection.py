@@ -28,7 +28,7 @@ from refrpc import codec
 from refrpc.core import events as ev
 from refrpc.core.messages import Envelope, Goodbye, Heartbeat, TaskReply
 from refrpc.store import list_segments, segment_name
-from refrpc.testing import faults_report, wait_until
+from refrpc.testing import faults_report, set_faults, wait_until
 from refrpc.transport import (
     FAULTS_ENV,
     FaultRule,
@@ -261,7 +261,9 @@ def test_a_duplicated_reply_is_seen_once(monkeypatch: pytest.MonkeyPatch, tmp_pa
     refs go (the duplicate does not register a second copy or a second task)."""
     # xs = [record.remote(log, i, BIG if i % 2 else 0) for i in range(4)]  with replies doubled
     log = tmp_path / "runs"
-    with cluster(2, monkeypatch, FaultRule("duplicate", "send", "TaskReply", count=None, at="w1")) as node:
+    with cluster(2, monkeypatch) as node:
+        # Set on the running worker by a control call (the other tests use REFRPC_FAULTS).
+        set_faults([FaultRule("duplicate", "send", "TaskReply", count=None)], peer="w1")
         xs = [submit_to("w1", RECORD, str(log), f"t{i}", BIG if i % 2 else 0) for i in range(4)]
         values = refrpc.get(xs, timeout=30)
         assert values == ["t0", b"t1" * (BIG // 2), "t2", b"t3" * (BIG // 2)]
