@@ -94,3 +94,20 @@ def test_fetch_of_a_value_the_holder_no_longer_has_is_a_typed_failure(two_hosts)
     with pytest.raises(ObjectNotFound):
         fut.result(20)
     a.handle_soon(lambda sid: ev.DropRef(sid, x)).result()
+
+
+def test_a_fetch_from_a_holder_already_declared_dead_fails_at_once(two_hosts):
+    # x = put(300 KB) on "owner"; w1 has declared owner dead (LIV-003) before its
+    # executor gets to a task that needs x. Asking the dead holder would wait out the
+    # progress timeout three times (15 s); the fetch fails at once instead, so the
+    # getter asks the owner again (FET-002, OBJ-013).
+    a, b, ns_a, ns_b = two_hosts
+    x = _put(a, b"z" * 300_000)
+    b.handle_soon(lambda sid: ev.PeerFailed(sid, "owner", a.incarnation, "test: declared dead")).result()
+    fut = b.fetch(x, (("owner", a.address),))
+    assert fut.done()  # settled on the loop thread before fetch() returned: no request went out
+    from refrpc.store import ObjectNotFound
+
+    with pytest.raises(ObjectNotFound):
+        fut.result(0)
+    a.handle_soon(lambda sid: ev.DropRef(sid, x)).result()

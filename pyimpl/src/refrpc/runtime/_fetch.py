@@ -62,7 +62,10 @@ class FetchService:
         f = self._by_object.get(object_id)
         if f is not None:
             return f.future
-        others = [(p, a) for p, a in locations if p != self.node.peer_id]
+        # A holder already declared dead has no copy to give: asking it would only wait
+        # out the progress timeout, try after try (FET-006). Without a live location the
+        # fetch fails now and the getter asks the owner again (OBJ-013).
+        others = [(p, a) for p, a in locations if p != self.node.peer_id and not self._known_dead(p)]
         f = _Fetch(object_id, others)
         if not others:
             f.future.set_exception(ObjectNotFound(f"no other location holds {object_id}"))
@@ -70,6 +73,13 @@ class FetchService:
         self._by_object[object_id] = f
         self._request(f, 0, -1)
         return f.future
+
+    def _known_dead(self, peer: PeerId) -> bool:
+        core = self.node.core
+        r = core.remotes.get(peer)
+        if r is not None:
+            return r.state == "dead"
+        return any(p == peer for p, _ in core.fenced)  # never in session, but fenced
 
     def _request(self, f: _Fetch, offset: int, length: int) -> None:
         f.request_id = next(self._ids)  # FET-012: never reused
