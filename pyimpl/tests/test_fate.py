@@ -479,7 +479,7 @@ def _owner_of_some(c: Cluster, log: str, owner: str) -> list[refrpc.Ref[Any]]:
     """Run ``own_some`` on ``owner``: it owns a result stored on another worker, a put
     stored at itself and a long task running on another worker; the driver borrows
     all three. Returns the refs once the long task runs."""
-    (refs,) = [refrpc.get(c.on(owner, own_some, log, BIG, max_retries=0), timeout=30)]
+    refs = refrpc.get(c.on(owner, own_some, log, BIG, max_retries=0), timeout=30)
     assert wait_until(lambda: _runs(log, "orphan"), 20)
     stored_on, orphan_on = _runs(log, "stored")[0], _runs(log, "orphan")[0]
     assert owner not in (stored_on, orphan_on)
