@@ -62,6 +62,41 @@ def test_every_interleaving_of_small_scenarios(workload: str, peers: int, kills:
     assert result.runs == expected
 
 
+#: Scenarios too large to interleave exhaustively, whose every *crash point* is
+#: enumerated instead: one fixed delivery order; which worker dies after which step,
+#: and every lag of each survivor's death report up to ``report_within`` steps.
+#: Covers every message boundary of reconstruction (rebuild: LIN-002..LIN-004,
+#: LIN-005/LIN-010 with no room for lineage) and of forwarding and borrowing.
+CRASH_POINTS = [
+    ("rebuild", 3, 1, 6, 536),
+    ("rebuild_evicted", 3, 1, 6, 534),
+    ("forward_chain", 3, 1, 6, 585),
+    ("actor_keeps_ref", 3, 1, 6, 507),
+]
+
+
+@pytest.mark.parametrize("workload,peers,kills,report_within,expected", CRASH_POINTS)
+def test_every_crash_point_of_larger_scenarios(workload: str, peers: int, kills: int, report_within: int, expected: int) -> None:
+    result = explore(workload, peers=peers, kills=kills, max_runs=5000, crash_points_only=True, report_within=report_within)
+    assert not result.failures, result.failures[0]
+    assert result.complete
+    assert result.runs == expected
+
+
+def test_crash_points_reach_the_typed_errors_they_should() -> None:
+    """The crash-point scenarios really reach their failure outcomes (so the checks
+    above are not vacuous): with lineage, one worker death never costs the program a
+    value (LIN-003); without room for lineage, some crash points lose b for good and
+    the program gets LINEAGE_EVICTED (LIN-005), never OBJECT_LOST."""
+    from refrpc.core.messages import ErrorCode
+
+    kept = explore("rebuild", peers=3, kills=1, crash_points_only=True, report_within=2)
+    assert kept.complete and not kept.failures and kept.errors_seen == {}
+    evicted = explore("rebuild_evicted", peers=3, kills=1, crash_points_only=True, report_within=2)
+    assert evicted.complete and not evicted.failures
+    assert set(evicted.errors_seen) == {ErrorCode.LINEAGE_EVICTED}, evicted.errors_seen
+
+
 # ------------------------------------------------------------------ the checks can fail
 # Each mutant breaks one rule of the spec; the simulator must notice.
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from refrpc.core import Config
 from refrpc.core import events as ev
 from refrpc.core.messages import ErrorCode
 
 from ._checks import liveness_violations
 from ._sim import Chooser, Cluster, Driver, Faults, RandomChooser, SimFailure
-from ._workloads import Outcome, WORKLOADS
+from ._workloads import WORKLOAD_CONFIG, WORKLOAD_ERRORS, WORKLOADS, Outcome
 
 #: Typed errors a program may see when peers are killed (G-recovery: typed, never a hang).
 FAILURE_ERRORS = {
@@ -31,6 +32,8 @@ class RunResult:
     messages: int
     killed: list[str]
     completed: bool
+    #: Typed errors the program met (and the workload accepted).
+    errors: tuple[ErrorCode, ...] = ()
 
 
 def _outcome(cl: Cluster, res) -> Outcome | None:
@@ -49,7 +52,7 @@ def run(workload: str, cl: Cluster, *, max_steps: int = 20000, seed: int | None 
     """Run ``workload`` to completion on ``cl``, checking every guarantee; raise SimFailure."""
     driver = Driver(cl, cl.peers["driver"])
     if cl.faults.kills or cl.faults.kill_driver:
-        driver.expected_errors = set(FAILURE_ERRORS)
+        driver.expected_errors = set(FAILURE_ERRORS) | WORKLOAD_ERRORS.get(workload, set())
     gen = WORKLOADS[workload](driver)
     messages = 0
     steps = 0
@@ -87,6 +90,9 @@ def run(workload: str, cl: Cluster, *, max_steps: int = 20000, seed: int | None 
                 break
             before = len(cl.flights)
             if not cl.step(allow_faults=True):
+                if refetch is not None:
+                    refetch = (refetch[0], steps)  # nothing else can happen: ask again now
+                    continue
                 raise fail("deadlock: the program waits and nothing can happen (G-recovery)")
             messages += max(0, len(cl.flights) - before)
             steps += 1
@@ -114,14 +120,19 @@ def run(workload: str, cl: Cluster, *, max_steps: int = 20000, seed: int | None 
         if str(exc).startswith(f"[{workload}"):
             raise
         raise fail(str(exc)) from None
-    return RunResult(workload, seed, steps, messages, list(cl.killed), done)
+    return RunResult(workload, seed, steps, messages, list(cl.killed), done, tuple(driver.errors_seen))
+
+
+def cluster_for(workload: str, peers: int, chooser: Chooser, faults: Faults, use_time: bool = True) -> Cluster:
+    """A simulated cluster configured as ``workload`` needs (WORKLOAD_CONFIG)."""
+    return Cluster(peers, chooser, faults, Config(inline_threshold=16, **WORKLOAD_CONFIG.get(workload, {})), use_time=use_time)
 
 
 def run_random(workload: str, seed: int, *, peers: int = 4, faults: Faults | None = None, shrink_failures: bool = True) -> RunResult:
     """One seeded run; a failure is re-raised with the shrunk, replayable choice list."""
     faults = faults or Faults()
     chooser = RecordingChooser(seed)
-    cl = Cluster(peers, chooser, faults)
+    cl = cluster_for(workload, peers, chooser, faults)
     try:
         return run(workload, cl, seed=seed)
     except SimFailure as exc:
@@ -196,7 +207,7 @@ class RecordingChooser(RandomChooser):
 
 
 def replay(workload: str, choices: list[int], *, peers: int, faults: Faults) -> RunResult:
-    cl = Cluster(peers, ScriptChooser(choices, faults=True), faults)
+    cl = cluster_for(workload, peers, ScriptChooser(choices, faults=True), faults)
     return run(workload, cl, seed=None)
 
 
@@ -238,26 +249,40 @@ class Exploration:
     runs: int
     complete: bool
     failures: list[str] = field(default_factory=list)
+    #: How many runs ended with each typed error reaching the program.
+    errors_seen: dict[ErrorCode, int] = field(default_factory=dict)
 
 
-def explore(workload: str, *, peers: int = 3, kills: int = 0, max_runs: int = 5000, on_run: Callable[[int], None] | None = None) -> Exploration:
+def explore(workload: str, *, peers: int = 3, kills: int = 0, max_runs: int = 5000,
+            on_run: Callable[[int], None] | None = None, crash_points_only: bool = False,
+            report_within: int | None = None) -> Exploration:
     """Enumerate every order of deliveries, task completions, death reports and kills.
 
     No time passes (no heartbeats or retransmissions), so each run is finite;
-    kills are reported through the supervisor in every possible order.
+    kills are reported through the supervisor in every possible order. With
+    ``crash_points_only``, messages are delivered in one fixed order and only the
+    kills (which peer, after which step) and the reports' timing are enumerated:
+    every crash point of a protocol too large to interleave exhaustively.
+    ``report_within`` bounds how many steps a death report may lag the death.
     """
     prefix: list[int] = []
     runs = 0
     failures: list[str] = []
+    errors_seen: dict[ErrorCode, int] = {}
     while runs < max_runs:
         chooser = ScriptChooser(prefix)
-        cl = Cluster(peers, chooser, Faults(kills=kills), use_time=False)
+        cl = cluster_for(workload, peers, chooser, Faults(kills=kills), use_time=False)
+        cl.crash_points_only = crash_points_only
+        if report_within is not None:
+            cl.report_deadline = report_within
         try:
-            run(workload, cl, max_steps=2000, seed=None)
+            result = run(workload, cl, max_steps=2000, seed=None)
+            for code in set(result.errors):
+                errors_seen[code] = errors_seen.get(code, 0) + 1
         except SimFailure as exc:
             failures.append(f"choices={[c for c, _ in chooser.taken]}\n{exc}")
             if len(failures) >= 3:
-                return Exploration(workload, runs + 1, False, failures)
+                return Exploration(workload, runs + 1, False, failures, errors_seen)
         runs += 1
         if on_run:
             on_run(runs)
@@ -266,6 +291,6 @@ def explore(workload: str, *, peers: int = 3, kills: int = 0, max_runs: int = 50
         while taken and taken[-1][0] + 1 >= taken[-1][1]:
             taken.pop()
         if not taken:
-            return Exploration(workload, runs, True, failures)
+            return Exploration(workload, runs, True, failures, errors_seen)
         prefix = [c for c, _ in taken[:-1]] + [taken[-1][0] + 1]
-    return Exploration(workload, runs, False, failures)
+    return Exploration(workload, runs, False, failures, errors_seen)

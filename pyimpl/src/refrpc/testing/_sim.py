@@ -46,6 +46,10 @@ class Faults:
     supervisor: bool = True
 
 
+#: Steps within which the supervisor's report of a death is delivered.
+REPORT_DEADLINE = 60
+
+
 class Chooser:
     """Makes the run's choices. ``pick(n, what)`` returns an index in range(n)."""
 
@@ -124,6 +128,13 @@ class Cluster:
         self.driver_kill_left = self.faults.kill_driver
         #: Deaths the supervisor still has to report: (survivor, dead peer, incarnation).
         self.reports: list[tuple[str, str, int]] = []
+        #: The step each report was queued at: a report is delivered at the latest
+        #: REPORT_DEADLINE steps later, as detection is bounded in time (A5, LIV-003);
+        #: without it an unfair schedule could starve it while a fetcher retries forever.
+        self.report_queued: list[int] = []
+        #: Explore crash points in one delivery order instead of every order.
+        self.crash_points_only = False
+        self.report_deadline = REPORT_DEADLINE
         self.violations: list[str] = []
         self.steps = 0
         #: Random runs crash peers at chosen step numbers, spread over the whole run;
@@ -194,6 +205,7 @@ class Cluster:
             for q in self.peers.values():
                 if q.alive:
                     self.reports.append((q.name, name, p.core.incarnation))
+                    self.report_queued.append(self.steps)
 
     def dead_view(self) -> set[tuple[str, int]]:
         """Peer incarnations that are dead in truth or declared dead by anyone."""
@@ -223,6 +235,11 @@ class Cluster:
                 acts.append(("kill", "driver"))
         if self.use_time:
             acts.append(("tick", None))
+        if self.crash_points_only:
+            # One fixed order of deliveries and completions; only when a peer dies
+            # and when its death is reported are choices (every crash point).
+            first = [a for a in acts if a[0] in ("deliver", "finish", "tick")][:1]
+            acts = first + [a for a in acts if a[0] in ("report", "kill")]
         return acts
 
     def step(self, allow_faults: bool = True) -> bool:
@@ -233,10 +250,13 @@ class Cluster:
             self._scheduled_kill()
             self.check_safety()
             return True
-        acts = self.actions(allow_faults)
-        if not acts:
-            return False
-        kind, arg = acts[self.chooser.pick(len(acts), "action")]
+        if self.report_queued and self.steps - self.report_queued[0] >= self.report_deadline:
+            kind, arg = "report", 0
+        else:
+            acts = self.actions(allow_faults)
+            if not acts:
+                return False
+            kind, arg = acts[self.chooser.pick(len(acts), "action")]
         if kind == "deliver":
             self._deliver(int(arg), allow_faults)  # type: ignore[arg-type]
         elif kind == "finish":
@@ -244,6 +264,7 @@ class Cluster:
             self._finish(self.peers[name], key)
         elif kind == "report":
             survivor, dead, inc = self.reports.pop(int(arg))  # type: ignore[arg-type]
+            self.report_queued.pop(int(arg))  # type: ignore[arg-type]
             s = self.peers[survivor]
             s.handle(ev.PeerFailed(s.sid("failed"), dead, inc))
         elif kind == "kill":
@@ -318,6 +339,8 @@ class Driver:
         self.cluster = cluster
         self.peer = peer
         self.expected_errors: set[ErrorCode] = set()
+        #: The typed errors the program met and accepted, in order.
+        self.errors_seen: list[ErrorCode] = []
 
     def submit(self, function: str, *args: ev.ArgSpec, num_returns: int = 1, retries: int = 0, executor: str = "", actor: str = "") -> list[str]:
         task_id, rids = self.peer.ids.task(num_returns)

@@ -30,6 +30,7 @@ def expect(d: Driver, out: Outcome, data: bytes, what: str) -> bool:
     """True if ``out`` is ``data``; an allowed typed error gives False; anything else fails the run."""
     if out.error is not None:
         if out.error.code in d.expected_errors:
+            d.errors_seen.append(out.error.code)
             return False
         raise SimFailure(f"{what}: unexpected error {out.error.code.value}: {out.error.message}")
     if out.data != data:
@@ -136,6 +137,24 @@ def failing_task(d: Driver) -> Prog:
     d.drop(f)
 
 
+def rebuild(d: Driver) -> Prog:
+    # a = make.remote(40); b = append.remote(a, "!"); del a; get(b).
+    # a is released but kept as b's lineage (LIN-002); a worker killed at any point
+    # loses b (and maybe a): the owner re-runs the minimal set of tasks (LIN-003, LIN-004).
+    a = d.submit("make", val(b"40"), retries=3)[0]
+    b = d.submit("append", ref(a), val(b"!"), retries=3)[0]
+    d.drop(a)
+    expect(d, (yield d.get(b)), b"x" * 40 + b"!", "rebuild")
+    d.drop(b)
+
+
+def rebuild_evicted(d: Driver) -> Prog:
+    # As ``rebuild``, with no room for lineage (max_lineage_bytes = 0): every settled
+    # task is evicted at once, so a lost value fails with LINEAGE_EVICTED (LIN-005,
+    # LIN-010), while a retry after an executor death still runs (RPC-004).
+    yield from rebuild(d)
+
+
 WORKLOADS = {
     "chain": chain,
     "fan_in": fan_in,
@@ -144,4 +163,14 @@ WORKLOADS = {
     "nested_in_put": nested_in_put,
     "actor_keeps_ref": actor_keeps_ref,
     "failing_task": failing_task,
+    "rebuild": rebuild,
+    "rebuild_evicted": rebuild_evicted,
+}
+
+#: Per-workload configuration changes, and the typed errors they make acceptable.
+WORKLOAD_CONFIG: dict[str, dict] = {
+    "rebuild_evicted": {"max_lineage_bytes": 0},
+}
+WORKLOAD_ERRORS: dict[str, set[ErrorCode]] = {
+    "rebuild_evicted": {ErrorCode.LINEAGE_EVICTED},
 }
