@@ -29,6 +29,7 @@ import pytest
 
 import refrpc
 from refrpc.core import events as ev
+from refrpc.core.messages import ErrorCode
 from refrpc.store import DEFAULT_DIRECTORY, list_segments
 from refrpc.testing import wait_until
 
@@ -205,8 +206,8 @@ class Tally:
 class Cluster:
     """A local cluster, with ways to hurt its workers and to look inside the driver."""
 
-    def __init__(self, n: int) -> None:
-        refrpc.init(n)
+    def __init__(self, n: int, **options: Any) -> None:
+        refrpc.init(n, **options)
         ctx = refrpc.api._ctx
         self.node = ctx.node
         self.namespace: str = ctx.cluster.namespace
@@ -275,8 +276,8 @@ def start() -> Iterator[Any]:
     which must leave no worker process and no segment behind."""
     started: list[Cluster] = []
 
-    def start_cluster(n: int) -> Cluster:
-        started.append(Cluster(n))
+    def start_cluster(n: int, **options: Any) -> Cluster:
+        started.append(Cluster(n, **options))
         return started[-1]
 
     try:
@@ -392,6 +393,28 @@ def test_a_lost_stored_result_is_rebuilt_from_lineage(start: Any, log: str) -> N
     assert _runs(log) == ["w1", "w2"]
     assert refrpc.get(length.remote(x), timeout=30) == BIG
     del x
+    c.assert_clean()
+
+
+def test_a_lost_value_whose_lineage_was_evicted_fails_with_lineage_evicted(start: Any, log: str) -> None:
+    """LIN-005, LIN-010: with no room for lineage (``max_lineage_bytes=0``) the
+    driver forgets a task's specification as soon as it settles; when the value's
+    only copy is then lost, ``get`` raises LineageEvictedError (an ObjectLostError)
+    instead of re-running the task. A retry after an executor death still happens:
+    only settled tasks are evicted."""
+    c = start(2, max_lineage_bytes=0)
+    x = c.on("w1", make_logged, log, "x", BIG)
+    assert refrpc.wait([x], timeout=30)[0]
+    assert c.core(lambda core: core.owned[x.id].lineage_evicted and not core.tasks and core.lineage_bytes == 0)
+    c.signal("w1")
+    c.wait_dead("w1")
+    err = _error(x)
+    assert isinstance(err, refrpc.LineageEvictedError) and isinstance(err, refrpc.ObjectLostError)
+    assert err.code is ErrorCode.LINEAGE_EVICTED and x.id in str(err)
+    assert _runs(log) == ["w1"]  # not re-run
+    y = c.on("w2", make_logged, log, "y", BIG)  # settles normally while w2 lives
+    assert bytes(refrpc.get(y, timeout=30)) == bytes([1]) * BIG
+    del x, y
     c.assert_clean()
 
 
