@@ -675,6 +675,21 @@ def test_shutdown_leaves_no_process_and_no_segment(start: Any, log: str) -> None
     assert not list_segments(c.namespace)
 
 
+def test_shutdown_right_after_init_lets_every_worker_exit_cleanly() -> None:
+    """LIV-006, LIV-015: ``shutdown()`` straight after ``init()``, before the workers'
+    sessions with the driver are open: a worker still waiting for its handshake gets
+    no Goodbye, and must not be left to wait out its 10 s handshake timeout or be
+    killed; the cluster asks it to leave and it exits cleanly (status 0)."""
+    refrpc.init(2)
+    cluster = refrpc.api._ctx.cluster
+    try:
+        refrpc.shutdown()
+    finally:
+        refrpc.shutdown()
+    assert {n: p.returncode for n, p in cluster.processes.items()} == {"w1": 0, "w2": 0}
+    assert not list_segments(cluster.namespace)
+
+
 # ---------------------------------------------------------------- slow peers
 def test_a_peer_stopped_past_the_timeout_is_declared_dead_and_stops_when_resumed(start: Any, log: str) -> None:
     """LIV-003: a worker frozen (SIGSTOP) for longer than the detection timeout

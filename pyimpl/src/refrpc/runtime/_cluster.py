@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 
 from ..core import events as ev
@@ -93,8 +94,26 @@ class LocalCluster:
             # no task waits for a dead process's handshake timeout (LIV-015).
             node.handle(ev.PeerFailed(node.sid(), name, r.incarnation if r is not None else 0, f"process exited with {code}"))
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Wait for the workers to leave (they follow the driver's Goodbye), then make sure."""
+    def stop(self, timeout: float = 5.0, grace: float = 0.5) -> None:
+        """Wait for the workers to leave (they follow the driver's Goodbye), then make sure.
+
+        A worker whose session with the driver was still being opened gets no Goodbye
+        and would wait out its handshake timeout (LIV-015): after ``grace`` seconds
+        the stragglers are asked to leave with SIGTERM (a clean exit), and killed if
+        they have not after ``timeout``.
+        """
+        end = time.monotonic() + grace
+        for p in self.processes.values():
+            try:
+                p.wait(max(0.0, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for p in self.processes.values():
+            if p.poll() is None:
+                try:
+                    p.terminate()
+                except ProcessLookupError:
+                    pass
         for p in self.processes.values():
             try:
                 p.wait(timeout)
