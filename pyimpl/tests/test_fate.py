@@ -133,6 +133,13 @@ def death_of(peer: str) -> str:
 
 
 @refrpc.remote
+def settings_here() -> tuple[int, int, int]:
+    """The protocol settings this worker runs with."""
+    cfg = refrpc.api._ctx.node.config
+    return cfg.heartbeat_interval_ms, cfg.miss_limit, cfg.max_lineage_bytes
+
+
+@refrpc.remote
 def own_some(path: str, n: int) -> list[Any]:
     """Runs on W and makes W the owner (OWN-001) of: a task result stored on another
     worker, a put stored at W, and a long task (a ticker) running on another worker.
@@ -688,6 +695,32 @@ def test_shutdown_right_after_init_lets_every_worker_exit_cleanly() -> None:
         refrpc.shutdown()
     assert {n: p.returncode for n, p in cluster.processes.items()} == {"w1": 0, "w2": 0}
     assert not list_segments(cluster.namespace)
+
+
+def test_detection_and_lineage_settings_reach_every_process_of_the_cluster(start: Any) -> None:
+    """LIV-013, LIN-010: init's heartbeat interval, miss limit and lineage bound are
+    used by the driver and by every worker it starts; a worker frozen past the
+    shorter timeout (100 ms x 3) is declared dead for its silence."""
+    c = start(2, heartbeat_interval_ms=100, miss_limit=3, max_lineage_bytes=1 << 20)
+    expected = (100, 3, 1 << 20)
+    assert c.core(lambda core: (core.config.heartbeat_interval_ms, core.config.miss_limit, core.config.max_lineage_bytes)) == expected
+    assert [refrpc.get(c.on(w, settings_here), timeout=30) for w in ("w1", "w2")] == [expected, expected]
+    c.signal("w2", signal.SIGSTOP)
+    try:
+        c.wait_dead("w2")
+        assert c.death("w2")[0] == "silence"
+    finally:
+        c.signal("w2", signal.SIGCONT)
+
+
+@pytest.mark.parametrize("bad", [{"miss_limit": 1}, {"heartbeat_interval_ms": 0}, {"max_lineage_bytes": -1},
+                                 {"miss_limit": 2.5}, {"heartbeat_interval_ms": True}])
+def test_bad_settings_are_refused_before_anything_starts(bad: dict) -> None:
+    """LIV-013 (missLimit >= 2) and the like: a bad setting is a ValueError naming it,
+    and no cluster is left half started."""
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        refrpc.init(1, **bad)
+    assert not refrpc.is_initialized()
 
 
 # ---------------------------------------------------------------- slow peers

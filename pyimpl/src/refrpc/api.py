@@ -105,7 +105,8 @@ _ctx = _Context()
 #: The inline threshold new nodes of this process use (set by init).
 _INLINE = [100 * 1024]
 #: The lineage bound new nodes of this process use (None: the spec default).
-_LINEAGE: list[int | None] = [None]
+#: Protocol settings (Config fields) init() was given: every process of the cluster uses them.
+_SETTINGS: dict[str, int] = {}
 
 
 def _attach(node: Any, executor: Any) -> None:
@@ -141,8 +142,20 @@ def _call_on(peer: str, function: str, *args: Any, timeout: float = 30.0) -> Any
 def _config() -> Any:
     from .runtime._node import default_config
 
-    extra = {"max_lineage_bytes": _LINEAGE[0]} if _LINEAGE[0] is not None else {}
-    return default_config(inline_threshold=_INLINE[0], **extra)
+    return default_config(inline_threshold=_INLINE[0], **_SETTINGS)
+
+
+def _check_settings(**given: int | None) -> dict[str, int]:
+    """The protocol settings init() was given, checked (a bad one is a ValueError, not a broken cluster)."""
+    least = {"max_lineage_bytes": 0, "heartbeat_interval_ms": 1, "miss_limit": 2}  # LIV-013: missLimit >= 2
+    out = {}
+    for name, v in given.items():
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < least[name]:
+            raise ValueError(f"{name} must be an int >= {least[name]}, not {v!r}")
+        out[name] = v
+    return out
 
 
 def _join(address: str, node_ip: str, startup_timeout: float) -> None:
@@ -170,7 +183,8 @@ def _join(address: str, node_ip: str, startup_timeout: float) -> None:
 
 def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str = "127.0.0.1",
          inline_threshold: int = 100 * 1024, startup_timeout: float = 60.0,
-         max_lineage_bytes: int | None = None) -> None:
+         max_lineage_bytes: int | None = None, heartbeat_interval_ms: int | None = None,
+         miss_limit: int | None = None) -> None:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
@@ -180,11 +194,15 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     ``max_lineage_bytes`` bounds the task specifications each process keeps to
     rebuild lost values (LIN-010; 256 MiB by default): a lost value whose lineage
     was evicted fails with :class:`LineageEvictedError`.
+    A peer that stays silent for ``heartbeat_interval_ms`` x ``miss_limit`` (250 ms
+    x 6 by default) is declared dead (LIV-003, LIV-013); across hosts, use a few
+    seconds. These settings apply to the workers ``init`` starts too.
     """
-    if max_lineage_bytes is not None and max_lineage_bytes < 0:
-        raise ValueError("max_lineage_bytes must be >= 0")
+    settings = _check_settings(max_lineage_bytes=max_lineage_bytes, heartbeat_interval_ms=heartbeat_interval_ms,
+                               miss_limit=miss_limit)
     _INLINE[0] = inline_threshold
-    _LINEAGE[0] = max_lineage_bytes
+    _SETTINGS.clear()
+    _SETTINGS.update(settings)
     from .runtime import LocalCluster, Node
 
     if address is not None:
@@ -207,7 +225,7 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         namespace = LocalCluster.new_namespace()
         node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=namespace, config=_config())
         cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0], namespace=namespace,
-                                    max_lineage_bytes=_LINEAGE[0])
+                                    settings=dict(_SETTINGS))
         end = time.monotonic() + startup_timeout
         for name, address in cluster.workers.items():
             path = address.removeprefix("ipc://")

@@ -41,7 +41,7 @@ class LocalCluster:
     @classmethod
     def start(cls, num_workers: int, head_address: str, head_incarnation: int, *, head_name: str = "driver",
               node_ip: str = "", name_prefix: str = "w", inline_threshold: int = 100 * 1024,
-              namespace: str = "", max_lineage_bytes: int | None = None) -> LocalCluster:
+              namespace: str = "", settings: dict[str, int] | None = None) -> LocalCluster:
         """Start the workers. With ``node_ip`` they listen on tcp (reachable from other
         hosts) and register with the head; otherwise on ipc:// sockets in a temp dir."""
         namespace = namespace or cls.new_namespace()
@@ -64,8 +64,8 @@ class LocalCluster:
                 "--peers", peers, "--main", main,
                 "--stats", os.path.join(directory, f"stats-{name}.json"),
                 "--head-name", head_name, "--inline-threshold", str(inline_threshold),
-            ] + (["--register"] if node_ip else []) + (
-                ["--max-lineage-bytes", str(max_lineage_bytes)] if max_lineage_bytes is not None else [])
+                "--settings", json.dumps(settings or {}),
+            ] + (["--register"] if node_ip else [])
             cluster.processes[name] = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
         atexit.register(cluster.stop)
         return cluster
@@ -144,7 +144,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--head-name", default="driver", help="the peer whose death ends this worker")
     ap.add_argument("--register", action="store_true", help="register with the head (multi-host clusters)")
     ap.add_argument("--inline-threshold", type=int, default=100 * 1024)
-    ap.add_argument("--max-lineage-bytes", type=int, default=None, help="lineage bound (LIN-010)")
+    ap.add_argument("--settings", default="{}", help="protocol settings (Config fields) as JSON")
     args = ap.parse_args(argv)
     from . import _executor
 
@@ -159,8 +159,7 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     from ._node import default_config
 
-    node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **(
-        {"max_lineage_bytes": args.max_lineage_bytes} if args.max_lineage_bytes is not None else {})), on_other,
+    node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **json.loads(args.settings)), on_other,
         held=True)  # no task runs before this process is ready (see Executor)
     from .. import api
 
