@@ -94,7 +94,14 @@ def sleep_ms(ms):
 
 # ---------------------------------------------------------------- chaos workloads (test_chaos.py)
 # Values over the inline threshold (100 KiB) so that they are stored where they are
-# made, and checkable from a few bytes: a block is one byte value repeated.
+# made, and checkable from a few bytes: a block is one byte value repeated. `ms` is
+# the task's work (a sleep), so that a kill can land while tasks run.
+
+
+def _work(ms):
+    import time
+
+    time.sleep(ms / 1000)
 
 
 def _byte_of(block) -> int:
@@ -105,65 +112,81 @@ def _byte_of(block) -> int:
     return first
 
 
-@refrpc.remote
-def chaos_block(tag, size):
-    # One block of `size` bytes, all equal to tag % 256.
-    return bytes([tag % 256]) * size
-
-
-@refrpc.remote
-def chaos_map(m, parts, size):
-    # One map: `parts` blocks; block j holds (m * parts + j) % 256.
-    blocks = tuple(bytes([(m * parts + j) % 256]) * size for j in range(parts))
-    return blocks if parts > 1 else blocks[0]
-
-
-@refrpc.remote
-def chaos_reduce(*blocks):
-    # One reduce: the sum of the blocks' byte values, and their total length.
-    return sum(_byte_of(b) for b in blocks), sum(memoryview(b).nbytes for b in blocks)
-
-
-@refrpc.remote
-def chaos_step(block, k):
-    # One link of a chain: every byte + k (mod 256), same size.
-    table = bytes((i + k) % 256 for i in range(256))
-    return bytes(block).translate(table)
-
-
 def _digest(block) -> tuple[int, int]:
     return _byte_of(block), memoryview(block).nbytes
 
 
 @refrpc.remote
-def chaos_digest(block):
+def chaos_block(tag, size, ms=0):
+    # One block of `size` bytes, all equal to tag % 256.
+    _work(ms)
+    return bytes([tag % 256]) * size
+
+
+@refrpc.remote
+def chaos_map(m, parts, size, ms=0):
+    # One map: `parts` blocks; block j holds (m * parts + j) % 256.
+    _work(ms)
+    blocks = tuple(bytes([(m * parts + j) % 256]) * size for j in range(parts))
+    return blocks if parts > 1 else blocks[0]
+
+
+@refrpc.remote
+def chaos_reduce(ms, *blocks):
+    # One reduce: the sum of the blocks' byte values, and their total length.
+    _work(ms)
+    return sum(_byte_of(b) for b in blocks), sum(memoryview(b).nbytes for b in blocks)
+
+
+@refrpc.remote
+def chaos_step(block, k, ms=0):
+    # One link of a chain: every byte + k (mod 256), same size.
+    _work(ms)
+    table = bytes((i + k) % 256 for i in range(256))
+    return bytes(block).translate(table)
+
+
+@refrpc.remote
+def chaos_digest(block, ms=0):
     # What a block holds, small enough to travel inline: (byte value, length).
+    _work(ms)
     return _digest(block)
 
 
 @refrpc.remote
-def chaos_nested_get(tags, size, retries):
+def chaos_nested_get(tags, size, retries, ms=0):
     # A task that submits tasks (this worker owns their results) and gets them.
-    blocks = [chaos_block.options(max_retries=retries).remote(t, size) for t in tags]
-    digests = [chaos_digest.options(max_retries=retries).remote(b) for b in blocks]
+    blocks = [chaos_block.options(max_retries=retries).remote(t, size, ms) for t in tags]
+    digests = [chaos_digest.options(max_retries=retries).remote(b, ms) for b in blocks]
     return refrpc.get(digests, timeout=60)
 
 
 @refrpc.remote
-def chaos_nested_refs(tags, size, retries):
+def chaos_nested_refs(tags, size, retries, ms=0):
     # A task that submits tasks and returns their refs: the caller borrows objects
     # this worker owns, so this worker's death is their owner's death (FATE-001).
-    return [chaos_block.options(max_retries=retries).remote(t, size) for t in tags]
+    _work(ms)
+    return [chaos_block.options(max_retries=retries).remote(t, size, ms) for t in tags]
 
 
 @refrpc.remote
-def chaos_relay(ref, retries):
+def chaos_relay(ref, retries, ms=0):
     # Receives a shared ref and shares it on with a task on another worker,
     # waiting for that task's answer.
-    return refrpc.get(chaos_digest_shared.options(max_retries=retries).remote(refrpc.shared(ref)), timeout=60)
+    _work(ms)
+    return refrpc.get(chaos_digest_shared.options(max_retries=retries).remote(refrpc.shared(ref), ms), timeout=60)
 
 
 @refrpc.remote
-def chaos_digest_shared(ref):
+def chaos_digest_shared(ref, ms=0):
     # Holds a shared ref (a borrower) and reads the value itself.
+    _work(ms)
     return _digest(refrpc.get(ref, timeout=60))
+
+
+@refrpc.remote
+def chaos_forward(ref, retries, ms=0):
+    # Shares a shared ref on with a nested task and returns that task's ref (owned
+    # here), without waiting: the caller then borrows it.
+    _work(ms)
+    return [nest.options(max_retries=retries).remote(refrpc.shared(ref))]

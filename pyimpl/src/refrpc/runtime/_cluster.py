@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..core import events as ev
 from ..store import cleanup_namespace
@@ -32,6 +33,9 @@ class LocalCluster:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     #: Each worker's traffic counters, read when the cluster stops.
     stats: dict[str, dict] = field(default_factory=dict)
+    #: The incarnation each worker process runs as (chosen here, ID-002): the
+    #: supervisor can then declare that incarnation dead even if it never said Hello.
+    incarnations: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
     def new_namespace() -> str:
@@ -57,9 +61,10 @@ class LocalCluster:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         for name, address in cluster.workers.items():
+            cluster.incarnations[name] = secrets.randbits(63) | 1
             cmd = [
                 sys.executable, "-m", "refrpc.runtime.worker",
-                "--peer", name, "--bind", address, "--namespace", namespace,
+                "--peer", name, "--bind", address, "--namespace", namespace, "--incarnation", str(cluster.incarnations[name]),
                 "--head", head_address, "--head-incarnation", str(head_incarnation),
                 "--peers", peers, "--main", main,
                 "--stats", os.path.join(directory, f"stats-{name}.json"),
@@ -70,9 +75,20 @@ class LocalCluster:
         atexit.register(cluster.stop)
         return cluster
 
+    def sessions(self) -> list[Callable[[str], ev.Stimulus]]:
+        """Stimuli that open a session with each worker, naming its incarnation."""
+        return [lambda sid, n=n, a=a: ev.Connect(sid, n, a, self.incarnations.get(n, 0))
+                for n, a in self.workers.items() if not a.endswith(":0")]  # tcp ports are known later
+
     def watch(self, node: Node, interval: float = 0.1) -> None:
         """Report each worker process that exits to ``node`` at once (LIV-014),
-        instead of leaving it to heartbeat silence (1.5 s by default)."""
+        instead of leaving it to heartbeat silence (1.5 s by default).
+
+        ``node`` opens a session with every worker first, with the incarnation it
+        runs as: a worker that dies before its Hello arrived is then still declared
+        dead by its incarnation, and the other peers are told (LIV-004), instead of
+        each waiting out its own handshake with it (LIV-015)."""
+        node.handle_soon(*self.sessions()).result()
 
         def run() -> None:
             reported: set[str] = set()
@@ -85,14 +101,14 @@ class LocalCluster:
 
         threading.Thread(target=run, name="refrpc-supervisor", daemon=True).start()
 
-    @staticmethod
-    def _report(node: Node, name: str, code: int | None) -> None:
+    def _report(self, node: Node, name: str, code: int | None) -> None:
         r = node.core.remotes.get(name)
         if r is None or r.state != "dead":
-            # Also a worker whose incarnation is not known yet (its Welcome never came,
-            # or it was never contacted): incarnation 0 stands for whichever it had, so
-            # no task waits for a dead process's handshake timeout (LIV-015).
-            node.handle(ev.PeerFailed(node.sid(), name, r.incarnation if r is not None else 0, f"process exited with {code}"))
+            # Also a worker this node has not heard from yet: it ran as the incarnation
+            # this cluster gave it (0, "whichever it was", if unknown), so no task waits
+            # for a dead process's handshake timeout (LIV-015).
+            incarnation = (r.incarnation if r is not None else 0) or self.incarnations.get(name, 0)
+            node.handle(ev.PeerFailed(node.sid(), name, incarnation, f"process exited with {code}"))
 
     def stop(self, timeout: float = 5.0, grace: float = 0.5) -> None:
         """Wait for the workers to leave (they follow the driver's Goodbye), then make sure.
@@ -138,6 +154,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--namespace", required=True)
     ap.add_argument("--head", required=True)
     ap.add_argument("--head-incarnation", type=int, required=True)
+    ap.add_argument("--incarnation", type=int, default=0, help="this process's incarnation (random if 0)")
     ap.add_argument("--peers", default="")
     ap.add_argument("--main", default="")
     ap.add_argument("--stats", default="", help="write traffic counters here on exit")
@@ -160,7 +177,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     from ._node import default_config
 
     node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **json.loads(args.settings)), on_other,
-        held=True)  # no task runs before this process is ready (see Executor)
+        held=True, incarnation=args.incarnation or None)  # no task runs before this process is ready (see Executor)
     from .. import api
 
     api._attach(node, executor)

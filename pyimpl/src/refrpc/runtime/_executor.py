@@ -324,6 +324,7 @@ def working_node(
     on_other: Any = None,
     *,
     held: bool = False,
+    incarnation: int | None = None,
 ) -> tuple[Node, Executor]:
     """A node that runs tasks and actors on an :class:`Executor`.
 
@@ -346,7 +347,7 @@ def working_node(
         elif on_other is not None:
             on_other(ins)
 
-    node = Node(peer_id, bind, namespace, config, on_instruction=on_instruction)
+    node = Node(peer_id, bind, namespace, config, on_instruction=on_instruction, incarnation=incarnation)
 
     def start() -> None:  # on the loop thread, so no instruction slips in between
         holder.append(Executor(node, held=held))

@@ -47,6 +47,7 @@ class Node:
         config: Protocol tunables; the spec's defaults if omitted.
         on_instruction: Extra handler for instructions the node itself does not
             carry out (RunTask, StartActor...), called on the loop thread.
+        incarnation: This incarnation's number (ID-002); random if omitted.
     """
 
     def __init__(
@@ -56,10 +57,13 @@ class Node:
         namespace: str,
         config: Config | None = None,
         on_instruction: Callable[[ev.Instruction], None] | None = None,
+        incarnation: int | None = None,
     ) -> None:
         env_faults = faults_from_env(peer_id)  # REFRPC_FAULTS (a bad value raises before anything opens)
         self.peer_id = peer_id
-        self.incarnation = secrets.randbits(63) | 1  # ID-002: random, nonzero
+        # ID-002: random, nonzero; chosen by whoever starts the process when given (a
+        # local cluster does, so that its supervisor can name the incarnation that died).
+        self.incarnation = incarnation or (secrets.randbits(63) | 1)
         self.config = config or default_config()
         #: The ZeroMQ transport: the sockets themselves.
         self.wire = ZmqTransport(bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}")
