@@ -30,6 +30,8 @@ BENCHMARKS = [
     "cluster_start", "task_roundtrip_p50", "task_roundtrip_p99", "tasks_batch", "actor_sync_p50", "actor_async",
     "put_get_1kb_p50", "put_big", "get_big_task", "get_big_driver", "get_big_from_worker", "chain_big", "mapreduce",
 ]
+#: The recovery section: the same workloads with one worker killed mid-run.
+RECOVERY = ["recovery_chain", "recovery_mapreduce"]
 
 
 def _number(x: object) -> bool:
@@ -54,3 +56,10 @@ def test_quick_benchmark_run_reports_every_figure(tmp_path):
             assert row is not None, f"{section}.{name} missing"
             assert row.get("error") is None and _number(row.get("value")), (name, row.get("error"), row.get("traceback"))
     assert report["benchmarks"]["get_big_driver"]["zero_copy"] in (True, False)
+    for name in RECOVERY:
+        row = report["recovery"].get(name)
+        assert row is not None, f"recovery.{name} missing"
+        assert row.get("error") is None, (name, row.get("error"), row.get("traceback"))
+        assert all(_number(row.get(k)) for k in ("value", "no_failure_ms", "one_killed_ms", "recovery_ms")), row
+        # Each killed run had the right answers (checked by the bench) and its victim was declared dead.
+        assert row["runs"] and all(r["declared_dead"] for r in row["runs"]), row["runs"]

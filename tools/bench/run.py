@@ -18,8 +18,13 @@ One command, one machine, one run::
    first result (in a fresh subprocess). The cluster the benchmarks share must
    have every worker alive: a start that lost one is recorded (JSON
    ``refrpc.cluster.starts``) and done again, up to three times.
-3. A table (benchmark | RefRPC | floor/baseline | ratio) and, with ``--json``,
-   every raw number with the machine and the date.
+3. **Recovery** (recovery.py): the chain and the MapReduce on fresh clusters, each
+   run once without a failure and once with the busiest worker killed (``kill -9``)
+   halfway through, median of ``recovery_reps`` clusters: what a worker's death
+   costs a running program.
+4. Tables (benchmark | RefRPC | floor/baseline | ratio; recovery: no failure | one
+   worker killed | recovery cost) and, with ``--json``, every raw number with the
+   machine and the date.
 
 The ratio is the floor's multiple that RefRPC costs: RefRPC time / floor time,
 or floor rate / RefRPC rate; above 1 RefRPC is slower than the floor. Nothing
@@ -57,6 +62,7 @@ if importlib.util.find_spec("refrpc") is None:  # run from a checkout without PY
 
 import numpy as np  # noqa: E402
 
+import recovery  # noqa: E402
 import refrpc  # noqa: E402
 import workloads as wl  # noqa: E402
 import zmq_floor  # noqa: E402
@@ -69,12 +75,12 @@ SETTINGS: dict[str, dict[str, int]] = {
     "default": dict(
         zmq_rounds=5000, stream_1mib=1000, stream_big=10, big_bytes=100 * MB, big_reps=5,
         rt_calls=1000, batch=2000, actor_sync=1000, actor_async=2000, small_calls=1000,
-        maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=3, start_reps=3, timeout_s=180,
+        maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=3, start_reps=3, recovery_reps=3, timeout_s=180,
     ),
     "quick": dict(
         zmq_rounds=1000, stream_1mib=100, stream_big=2, big_bytes=20 * MB, big_reps=2,
         rt_calls=200, batch=500, actor_sync=200, actor_async=500, small_calls=200,
-        maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=1, start_reps=1, timeout_s=60,
+        maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=1, start_reps=1, recovery_reps=1, timeout_s=60,
     ),
 }
 
@@ -553,6 +559,7 @@ def refrpc_benchmarks(cfg: dict[str, int], workers: int) -> list[Bench]:
 #: The names every run reports (the smoke test checks them).
 FLOOR_NAMES = [name for name, *_ in floor_benchmarks(SETTINGS["quick"], 2)]
 BENCH_NAMES = [b.name for b in refrpc_benchmarks(SETTINGS["quick"], 2)]
+RECOVERY_NAMES = [b.name for b in recovery.recovery_benchmarks(SETTINGS["quick"])]
 
 
 # ---------------------------------------------------------------- fresh-process starts
@@ -669,6 +676,23 @@ def print_table(benches: list[Bench], results: dict[str, dict[str, Any]], floor:
             print(f"    {cut(row['error'], 110)}")
 
 
+def print_recovery(benches: list[recovery.Recovery], results: dict[str, dict[str, Any]], reps: int) -> None:
+    if not benches:
+        return
+    print(f"\nRecovery: one worker killed (kill -9) at {recovery.KILL_AT:.0%} of the run, median of {reps} fresh cluster(s)")
+    print(f"{'benchmark':<52} {'no failure':>14} {'one killed':>22} {'recovery':>10}  killed")
+    for b in benches:
+        row = results.get(b.name, {"error": "not run"})
+        if row.get("error"):
+            print(f"{cut(b.label, 52):<52} {'ERROR':>14}")
+            print(f"    {cut(row['error'], 110)}")
+            continue
+        killed = ", ".join(sorted({r["killed"] for r in row["runs"]}))
+        figure = fmt(row["one_killed_ms"], "ms") + (f" ({row['note']})" if row.get("note") else "")
+        print(f"{cut(b.label, 52):<52} {fmt(row['no_failure_ms'], 'ms'):>14} {figure:>22} "
+              f"{('+' if row['recovery_ms'] >= 0 else '-') + fmt(abs(row['recovery_ms']), 'ms'):>10}  {killed}")
+
+
 def cluster_line(info: dict[str, Any], workers: int) -> str:
     starts = info.get("starts") or []
     if not starts:
@@ -758,10 +782,18 @@ def main(argv: list[str] | None = None) -> int:
             init_info["shutdown_error"] = f"{type(exc).__name__}: {exc}"
         init_info["shutdown_s"] = time.perf_counter() - t0
 
-    # 3. the report
+    # 3. recovery: fresh clusters, one worker killed in each
+    def progress(name: str, row: dict[str, Any]) -> None:
+        figure = "" if row.get("error") else f"{fmt(row.get('no_failure_ms'), 'ms')} -> {fmt(row.get('one_killed_ms'), 'ms')}"
+        print(f"  recovery {name:<18} {figure:>22}  {row.get('error') or ''}", flush=True)
+
+    recoveries, recovered = recovery.run_recovery(cfg, workers, only, guarded, progress)
+
+    # 4. the report
     print_floor(floor, labels)
     print_table(benches, results, floor, labels)
     print(cluster_line(init_info, workers))
+    print_recovery(recoveries, recovered, cfg["recovery_reps"])
     wall = time.perf_counter() - started
     print(f"\ntotal {wall:.1f} s", flush=True)
     for b in benches:
@@ -780,6 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": "RefRPC cost / floor cost: RefRPC time / floor time, or floor rate / RefRPC rate",
         "floor": floor,
         "benchmarks": results,
+        "recovery": recovered,
     }
     if args.json:
         with open(args.json, "w") as out:
