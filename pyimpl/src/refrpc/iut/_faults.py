@@ -1,0 +1,237 @@
+"""Fault switches: each makes the IUT break exactly one requirement of the spec.
+
+They exist to prove that the conformance suite can fail (issue 5): the suite runs
+pyimpl once per switch and must catch each one with at least one named case. A
+switch is turned on with ``--fault NAME`` (repeatable) or
+``REFRPC_IUT_FAULTS=name1,name2``; it changes this process only, at startup, by
+wrapping one method of the sans-IO core instance, of the node, or of the fixture
+executor. Nothing in ``refrpc.core`` or ``refrpc.runtime`` knows about them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..core import events as ev
+from ..core.messages import PROTOCOL_MAJOR, ErrorCode, FetchRequest, Heartbeat, RefDescriptor
+
+if TYPE_CHECKING:
+    from ._main import Iut
+
+#: Fault switch name -> (the requirement id it breaks, what the IUT then does).
+FAULTS: dict[str, tuple[str, str]] = {
+    "free-while-borrowed": (
+        "OWN-004",
+        "An owner reclaims an object once its local refs, submitted-task refs, containedIn and "
+        "pins are all gone, although a borrower still holds a grant: the grants are forgotten, the "
+        "value is freed and the entry deleted (a later GetObjectStatus answers FREED).",
+    ),
+    "ignore-duplicate-task": (
+        "RPC-001",
+        "A duplicate SubmitTask (same submitter incarnation, task id and attempt, arriving with a "
+        "new sequence number before the reply was acknowledged) is executed again, and answered "
+        "with a second TaskReply when that run ends: at once if the first copy was replied to, "
+        "else right after the first copy's reply. The function's side effects happen twice. A "
+        "correct executor ignores a duplicate in progress and re-sends the recorded reply to one "
+        "that arrives after the reply. Actor calls are not affected.",
+    ),
+    "skip-release": (
+        "BOR-005",
+        "A non-owner whose holds on a ref drop to zero deletes its entry but never sends "
+        "ReleaseBorrows: the owner keeps the grant (and the value) forever.",
+    ),
+    "wrong-error-code": (
+        "TASK-007",
+        "A task whose function raised is answered with every return ERROR(WORKER_DIED) instead of "
+        "ERROR(TASK_FAILED) (message and traceback unchanged).",
+    ),
+    "never-answer-fetch": (
+        "FET-001",
+        "FetchRequests are ignored: the holder of a stored copy sends no FetchChunk, so nobody can "
+        "fetch a value stored here.",
+    ),
+    "no-heartbeat": (
+        "LIV-001",
+        "No Heartbeat is ever sent, so a session with nothing else to send goes silent (and acks "
+        "wait for the next sequenced message); the other side declares this peer dead.",
+    ),
+    "accept-unknown-version": (
+        "HS-002",
+        "A Hello whose protocolMajor differs from 0 is answered with Welcome (and a session opens) "
+        "instead of ProtocolError(PROTOCOL_VERSION).",
+    ),
+    "no-goodbye": (
+        "LIV-006",
+        "The control channel's shutdown leaves without sending Goodbye to any session (it still "
+        "answers null and exits with status 0); the other peers notice only by silence.",
+    ),
+    "inline-large-results": (
+        "TASK-004",
+        "Task results larger than the inline threshold are returned inline in the TaskReply "
+        "instead of being stored at the executor and returned as stored.",
+    ),
+    "no-register-before-send": (
+        "BOR-002",
+        "An executor returning a ref it borrows (owned by a third peer, not the submitter) puts it "
+        "in the TaskReply with no forwardId and without RegisterBorrower at the owner first.",
+    ),
+}
+
+
+def _free_while_borrowed(iut: Iut) -> None:
+    core = iut.node.core
+    check_owned = core._check_owned
+
+    def patched(oid: str) -> None:
+        e = core.owned.get(oid)
+        if e is not None and e.state in ("ready", "failed") and e.borrowers and not (
+            e.local_refs or e.submitted_task_refs or e.contained_in or e.pins
+        ):
+            e.borrowers = {}  # breaks OWN-004: grants outstanding, reclaimed anyway
+        check_owned(oid)
+
+    core._check_owned = patched  # type: ignore[method-assign]
+
+
+def _ignore_duplicate_task(iut: Iut) -> None:
+    core = iut.node.core
+    on_submit, send_reply = core._on_SubmitTask, core._send_reply
+    #: Duplicates of tasks still in progress: run again once the first copy replied.
+    again: dict[tuple, tuple[Any, Any]] = {}
+
+    def run_again(r: Any, spec: Any, key: tuple) -> None:
+        old = core.exec_tasks.pop(key)  # breaks RPC-001: the duplicate is a new task
+        core.exec_index.pop((spec.task_id, spec.attempt), None)
+        on_submit(r, spec)
+        core._release_exec_holds(old)  # the new record holds the arguments now
+
+    def patched_submit(r: Any, spec: Any) -> None:
+        key = (r.peer, r.incarnation, spec.task_id, spec.attempt)
+        old = core.exec_tasks.get(key) if not spec.actor_id else None
+        if old is None:
+            on_submit(r, spec)
+        elif old.state == "replied":
+            run_again(r, spec, key)
+        else:
+            again[key] = (r, spec)
+
+    def patched_send_reply(key: Any, ex: Any) -> None:
+        send_reply(key, ex)
+        pending = again.pop(key, None)
+        if pending is not None and key in core.exec_tasks:
+            run_again(*pending, key)
+
+    core._on_SubmitTask = patched_submit  # type: ignore[method-assign]
+    core._send_reply = patched_send_reply  # type: ignore[method-assign]
+
+
+def _skip_release(iut: Iut) -> None:
+    core = iut.node.core
+    flush = core._flush_batches
+
+    def patched() -> None:
+        core.pending_releases.clear()  # breaks BOR-005
+        flush()
+
+    core._flush_batches = patched  # type: ignore[method-assign]
+
+
+def _wrong_error_code(iut: Iut) -> None:
+    iut.executor.failure_code = ErrorCode.WORKER_DIED  # breaks TASK-007
+
+
+def _never_answer_fetch(iut: Iut) -> None:
+    fetcher = iut.node.fetcher
+    on_data = fetcher.on_data
+
+    def patched(d: ev.DeliverData) -> None:
+        if isinstance(d.message, FetchRequest):
+            return  # breaks FET-001
+        on_data(d)
+
+    fetcher.on_data = patched  # type: ignore[method-assign]
+
+
+def _no_heartbeat(iut: Iut) -> None:
+    core = iut.node.core
+    send = core._send_unsequenced
+
+    def patched(r: Any, body: Any) -> None:
+        if isinstance(body, Heartbeat):
+            return  # breaks LIV-001
+        send(r, body)
+
+    core._send_unsequenced = patched  # type: ignore[method-assign]
+
+
+def _accept_unknown_version(iut: Iut) -> None:
+    core = iut.node.core
+    refuse = core._refuse_greeting
+
+    def patched(greeting: Any) -> Any:
+        if greeting.protocol_major != PROTOCOL_MAJOR:
+            greeting = replace(greeting, protocol_major=PROTOCOL_MAJOR)  # breaks HS-002
+        return refuse(greeting)
+
+    core._refuse_greeting = patched  # type: ignore[method-assign]
+
+
+def _no_goodbye(iut: Iut) -> None:
+    core = iut.node.core
+
+    def patched(s: ev.Shutdown) -> None:
+        core.stopped = True  # breaks LIV-006: no Goodbye to anyone
+
+    core._dispatch_table[ev.Shutdown] = patched
+
+
+def _inline_large_results(iut: Iut) -> None:
+    iut.executor.store_large_results = False  # breaks TASK-004
+
+
+def _no_register_before_send(iut: Iut) -> None:
+    core = iut.node.core
+    forward_nested = core._forward_nested
+
+    def patched(d: RefDescriptor, ex: Any, key: Any, index: int) -> RefDescriptor:
+        if d.owner not in (ex.owner, core.peer_id):
+            return replace(d, forward_id="")  # breaks BOR-002: sent with no grant
+        return forward_nested(d, ex, key, index)
+
+    core._forward_nested = patched  # type: ignore[method-assign]
+
+
+_INSTALL: dict[str, Callable[[Iut], None]] = {
+    "free-while-borrowed": _free_while_borrowed,
+    "ignore-duplicate-task": _ignore_duplicate_task,
+    "skip-release": _skip_release,
+    "wrong-error-code": _wrong_error_code,
+    "never-answer-fetch": _never_answer_fetch,
+    "no-heartbeat": _no_heartbeat,
+    "accept-unknown-version": _accept_unknown_version,
+    "no-goodbye": _no_goodbye,
+    "inline-large-results": _inline_large_results,
+    "no-register-before-send": _no_register_before_send,
+}
+assert _INSTALL.keys() == FAULTS.keys()
+
+
+def parse_faults(names: list[str]) -> list[str]:
+    """The switches named (each once, in order); raises ValueError for an unknown one."""
+    out: list[str] = []
+    for item in names:
+        for name in (n.strip() for n in item.split(",")):
+            if not name:
+                continue
+            if name not in FAULTS:
+                raise ValueError(f"unknown fault switch {name!r}; known: {', '.join(FAULTS)}")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def install(iut: Iut, names: list[str]) -> None:
+    """Turn the switches on, on the node's loop thread (before any peer can talk to it)."""
+    for name in names:
+        iut.node.call(lambda name=name: _INSTALL[name](iut)).result()

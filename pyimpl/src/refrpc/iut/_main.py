@@ -1,0 +1,158 @@
+"""``python -m refrpc.iut``: one RefRPC peer for the conformance suite to test.
+
+Assembles a runtime node (the sans-IO core, ZeroMQ, the fetch service) with the
+fixture executor, an in-process object store, the fault switches asked for, and
+the control channel on standard input and output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+from typing import Any
+
+from ..core import Config
+from ..core import events as ev
+from ..runtime import Node
+from ..runtime._executor import EXECUTOR_WORK
+from ..store import MemoryStore, ObjectNotFound
+from ._faults import install, parse_faults
+from ._fixtures import Catalog, FixtureExecutor
+
+log = logging.getLogger("refrpc.iut")
+
+#: Features the IUT offers (HS-004): every profile of the spec but ``python-pickle``;
+#: it plays an implementation that exchanges portable values only.
+FEATURES = ("core", "borrowing", "recovery", "actors", "lz4")
+
+
+class IutStore(MemoryStore):
+    """The IUT's store: in the process's own memory, so that a ``crash`` (or a kill)
+    leaves nothing behind, and every copy another process wants travels over the
+    wire (FET-*) instead of through shared memory."""
+
+    def __init__(self, peer_id: str, namespace: str) -> None:
+        super().__init__()
+        #: What the node's death handling uses to clean up shared memory: nothing here.
+        self.namespace = namespace
+        self.writer = peer_id
+
+    def attach(self, object_id: str, writer: str | None = None) -> Any:
+        """The value of a copy in this store; no other writer's copies are reachable."""
+        if writer not in (None, self.writer):
+            raise ObjectNotFound(f"{object_id}: copies of {writer} are not mapped here")
+        return self.get(object_id)
+
+    def detach(self, object_id: str) -> bool:
+        return False
+
+
+def config_from_env(env: Any = os.environ) -> Config:
+    """The spec's timing defaults, or the suite's (CNF-012)."""
+    changes: dict[str, int] = {}
+    for var, field, least in (("REFRPC_IUT_HEARTBEAT_MS", "heartbeat_interval_ms", 1), ("REFRPC_IUT_MISS_LIMIT", "miss_limit", 2)):
+        text = env.get(var, "").strip()
+        if not text:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{var} must be an integer, not {text!r}") from None
+        if value < least:
+            raise ValueError(f"{var} must be at least {least} (LIV-013), not {value}")
+        changes[field] = value
+    return Config(features=FEATURES, **changes)
+
+
+class Iut:
+    """One implementation-under-test process: node, fixture executor, catalog.
+
+    Args:
+        peer_id: The PeerId the suite chose (CNF-011).
+        endpoint: Where to bind the ROUTER socket (ZMQ-001).
+        config: Protocol settings.
+        on_other: Gets every instruction that is neither executor work nor the
+            node's own (PeerDeclaredDead, FailStop...), on the loop thread.
+    """
+
+    def __init__(self, peer_id: str, endpoint: str, config: Config, on_other: Any = None) -> None:
+        executor: list[FixtureExecutor] = []
+        early: list[ev.Instruction] = []
+
+        # As refrpc.runtime.working_node, with the fixture executor: work that arrives
+        # before the executor exists waits for it.
+        def on_instruction(ins: ev.Instruction) -> None:
+            if isinstance(ins, ev.StopTask):
+                executor[0].stop_task(ins.task_id, ins.attempt) if executor else early.append(ins)
+            elif isinstance(ins, EXECUTOR_WORK):
+                executor[0].submit(ins) if executor else early.append(ins)
+            elif on_other is not None:
+                on_other(ins)
+
+        namespace = f"iut{os.getpid()}x{secrets.token_hex(4)}"
+        self.node = Node(peer_id, endpoint, namespace, config, on_instruction=on_instruction)
+        self.catalog = Catalog(self.node)
+
+        def start() -> None:  # on the loop thread, so no instruction slips in between
+            shm, self.node.store = self.node.store, IutStore(peer_id, namespace)
+            shm.close()
+            executor.append(FixtureExecutor(self.node, self.catalog))
+            for ins in early:
+                if isinstance(ins, ev.StopTask):
+                    executor[0].stop_task(ins.task_id, ins.attempt)
+                else:
+                    executor[0].submit(ins)
+            early.clear()
+
+        self.node.call(start).result()
+        self.executor = executor[0]
+        from .. import api
+
+        api._attach(self.node, self.executor)
+
+    def info(self) -> dict[str, Any]:
+        """The ``ready`` event's fields (CNF-006)."""
+        return {
+            "peer_id": self.node.peer_id,
+            "incarnation": str(self.node.incarnation),
+            "address": self.node.address,
+            "features": list(self.node.config.features),
+            "inline_threshold": self.node.config.inline_threshold,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the IUT until the control channel says ``shutdown`` or ``crash``, or closes."""
+    # Standard output is the control channel's alone (CNF-005): anything else that
+    # writes to file descriptor 1 (a library, a stray print) lands on stderr.
+    channel_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s iut %(levelname)s %(message)s")
+    ap = argparse.ArgumentParser(prog="python -m refrpc.iut", description="A RefRPC peer under test (spec/conformance-hooks.md).")
+    ap.add_argument("--endpoint", default=os.environ.get("REFRPC_IUT_ENDPOINT", ""), help="tcp://127.0.0.1:PORT to bind")
+    ap.add_argument("--peer-id", default=os.environ.get("REFRPC_IUT_PEER_ID", ""), help="the PeerId to use")
+    ap.add_argument("--fault", action="append", default=[], metavar="NAME", help="break one requirement (see refrpc.iut.FAULTS)")
+    args = ap.parse_args(argv)
+    if not args.endpoint or not args.peer_id:
+        ap.error("--endpoint and --peer-id are required (or REFRPC_IUT_ENDPOINT and REFRPC_IUT_PEER_ID)")
+    try:
+        faults = parse_faults(args.fault + [os.environ.get("REFRPC_IUT_FAULTS", "")])
+        config = config_from_env()
+    except ValueError as exc:
+        ap.error(str(exc))
+    from ._control import Control
+
+    control = Control(os.fdopen(channel_fd, "w", encoding="utf-8", newline="\n"))
+    try:
+        iut = Iut(args.peer_id, args.endpoint, config, on_other=control.on_instruction)
+    except Exception as exc:  # a bad endpoint, a port in use, a bad peer id
+        log.error("cannot start: %s: %s", type(exc).__name__, exc)
+        return 1
+    install(iut, faults)
+    for name in faults:
+        log.warning("fault switch on: %s", name)
+    return control.run(iut, faults, sys.stdin.buffer)
