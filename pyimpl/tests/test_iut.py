@@ -32,6 +32,7 @@ from refrpc.core.messages import (
     ErrorCode,
     Heartbeat,
     Hello,
+    PeerDeadNotice,
     ProtocolError,
     SubmitTask,
     TaskReply,
@@ -77,8 +78,15 @@ class Iut:
         self.stray: list[bytes] = []
         self._cv = threading.Condition()
         self._next_id = 0
+        self._ready: dict[str, Any] | None = None
         threading.Thread(target=self._read, daemon=True).start()
-        self.ready = self.event("ready")
+
+    @property
+    def ready(self) -> dict[str, Any]:
+        """The ``ready`` event, waited for on first use (so several IUTs start at once)."""
+        if self._ready is None:
+            self._ready = self.event("ready")
+        return self._ready
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -191,7 +199,16 @@ def started() -> Iterator[list[Iut]]:
 def start(started: list[Iut], name: str, **kw: Any) -> Iut:
     iut = Iut(name, **kw)
     started.append(iut)
+    iut.ready
     return iut
+
+
+def two(started: list[Iut], a: dict[str, Any] | None = None, b: dict[str, Any] | None = None) -> tuple[Iut, Iut]:
+    """IUTs "a" and "b", started together, each told of the other (add_peer)."""
+    x, y = Iut("a", **(a or {})), Iut("b", **(b or {}))
+    started += [x, y]
+    connect(x, y)
+    return x, y
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +216,7 @@ def pair() -> Iterator[tuple[Iut, Iut]]:
     """Two connected IUTs with default settings, shared by the fixture-catalog tests."""
     a = Iut("alice")
     try:
-        b = Iut("bob")
+        b = Iut("bob")  # starts while alice does
         try:
             connect(a, b)
             yield a, b
@@ -253,6 +270,7 @@ def test_bad_requests_are_refused_and_the_process_stays_up(started: list[Iut]) -
             dict(op="submit", function="echo", args=[value(1)], executor="nobody-added"),
             dict(op="submit", function="echo", args=[{"ref": "p-1.1.99"}], executor="bob"),
             dict(op="submit", function="echo", args=[value(1)], executor="p-1"),
+            dict(op="submit", function="x" * 257, args=[], executor="p-1"),
             dict(op="get", object_id="p-1.1.99", timeout_ms=10),
             dict(op="get", object_id="x", timeout_ms="soon"),
             dict(op="drop", object_id="never-held"),
@@ -445,8 +463,7 @@ def test_shutdown_sends_goodbye_and_exits_zero(started: list[Iut]) -> None:
     """CNF-008 ``shutdown``, LIV-006: the other peer learns at once (reason
     "shutdown"), not by silence (60 s here), and fails the task that was running
     there (RPC-004); the process exits with status 0."""
-    a, b = start(started, "a", env=SLOW), start(started, "b", env=SLOW)
-    connect(a, b)
+    a, b = two(started, a=dict(env=SLOW), b=dict(env=SLOW))
     r = a.submit("sleep", value(120_000), executor=b.name)
     pending = a.send("get", object_id=r, timeout_ms=60_000)
     assert b("shutdown") is None
@@ -458,8 +475,7 @@ def test_shutdown_sends_goodbye_and_exits_zero(started: list[Iut]) -> None:
 def test_end_of_input_leaves_like_shutdown(started: list[Iut]) -> None:
     """An IUT whose control channel closes (the suite died) leaves with Goodbye and
     status 0 instead of lingering."""
-    a, b = start(started, "a", env=SLOW), start(started, "b", env=SLOW)
-    connect(a, b)
+    a, b = two(started, a=dict(env=SLOW), b=dict(env=SLOW))
     assert a.get(a.submit("echo", value(1), executor=b.name)) == {"value": 1}
     b.proc.stdin.close()  # type: ignore[union-attr]
     assert b.wait_exit() == 0
@@ -469,8 +485,7 @@ def test_end_of_input_leaves_like_shutdown(started: list[Iut]) -> None:
 def test_crash_exits_at_once_without_goodbye(started: list[Iut]) -> None:
     """CNF-008 ``crash``: the process dies as with kill -9, sending nothing; the other
     peer declares it dead by silence (LIV-003) and fails its running task."""
-    a, b = start(started, "a", env=FAST), start(started, "b", env=FAST)
-    connect(a, b)
+    a, b = two(started, a=dict(env=FAST), b=dict(env=FAST))
     r = a.submit("sleep", value(120_000), executor=b.name)
     pending = a.send("get", object_id=r, timeout_ms=60_000)
     assert a("quiesce", timeout_ms=300) == {"quiescent": False}  # the task is out
@@ -484,9 +499,7 @@ def test_timing_settings_come_from_the_environment(started: list[Iut]) -> None:
     """CNF-012: REFRPC_IUT_HEARTBEAT_MS is the interval the IUT announces (the other
     side's ``x-peers`` shows it); without it, the spec's 250 ms; a bad value is a
     usage error."""
-    a = start(started, "a", env={"REFRPC_IUT_HEARTBEAT_MS": "700", "REFRPC_IUT_MISS_LIMIT": "9"})
-    b = start(started, "b")
-    connect(a, b)
+    a, b = two(started, a=dict(env={"REFRPC_IUT_HEARTBEAT_MS": "700", "REFRPC_IUT_MISS_LIMIT": "9"}))
     assert a.get(a.submit("echo", value(1), executor=b.name)) == {"value": 1}
     seen_by_b = {p["peer_id"]: p for p in b("x-peers")["peers"]}
     seen_by_a = {p["peer_id"]: p for p in a("x-peers")["peers"]}
@@ -517,8 +530,7 @@ def test_every_fault_switch_names_a_spec_requirement(started: list[Iut]) -> None
 def test_fault_free_while_borrowed(started: list[Iut]) -> None:
     """OWN-004 broken: once the owner drops its own ref, the object is gone from its
     table although the borrower still holds it (compare test_hold_keeps_the_ref...)."""
-    a, b = start(started, "a", faults=("free-while-borrowed",)), start(started, "b")
-    connect(a, b)
+    a, b = two(started, a=dict(faults=("free-while-borrowed",)))
     x = a("put", value=7)["object_id"]
     assert a.get(a.submit("hold", {"shared": x}, executor=b.name)) == {"value": None}
     assert a.entry(x)["borrowers"] == [b.name]
@@ -529,8 +541,7 @@ def test_fault_free_while_borrowed(started: list[Iut]) -> None:
 
 def test_fault_skip_release(started: list[Iut]) -> None:
     """BOR-005 broken: the borrower drops its entry but the owner keeps its grant."""
-    a, b = start(started, "a"), start(started, "b", faults=("skip-release",))
-    connect(a, b)
+    a, b = two(started, b=dict(faults=("skip-release",)))
     x = a("put", value=7)["object_id"]
     assert a.get(a.submit("hold", {"shared": x}, executor=b.name)) == {"value": None}
     assert b("drop_held") == {"dropped": 1}
@@ -541,16 +552,14 @@ def test_fault_skip_release(started: list[Iut]) -> None:
 
 def test_fault_wrong_error_code(started: list[Iut]) -> None:
     """TASK-007 broken: a raised exception comes back as another code."""
-    a, b = start(started, "a"), start(started, "b", faults=("wrong-error-code",))
-    connect(a, b)
+    a, b = two(started, b=dict(faults=("wrong-error-code",)))
     got = a.get(a.submit("fail", value("boom"), executor=b.name))["error"]
     assert got["code"] != "TASK_FAILED" and "boom" in got["message"]
 
 
 def test_fault_never_answer_fetch(started: list[Iut]) -> None:
     """FET-001 broken: a value stored at the executor cannot be fetched from it."""
-    a, b = start(started, "a"), start(started, "b", faults=("never-answer-fetch",))
-    connect(a, b)
+    a, b = two(started, b=dict(faults=("never-answer-fetch",)))
     big = a.submit("make_bytes", value(300_000), executor=b.name)
     assert a.get(a.submit("make_bytes", value(10), executor=b.name)) == {"value": data(pattern(10))}  # inline: fine
     assert a.get(big, timeout_ms=3000)["error"]["code"] == "timeout"
@@ -559,8 +568,7 @@ def test_fault_never_answer_fetch(started: list[Iut]) -> None:
 
 def test_fault_inline_large_results(started: list[Iut]) -> None:
     """TASK-004 broken: a result above the inline threshold comes back inline."""
-    a, b = start(started, "a"), start(started, "b", faults=("inline-large-results",))
-    connect(a, b)
+    a, b = two(started, b=dict(faults=("inline-large-results",)))
     big = a.submit("make_bytes", value(300_000), executor=b.name)
     assert base64.b64decode(a.get(big)["value"]["data"]) == pattern(300_000)
     assert a.entry(big)["locations"] == []
@@ -570,8 +578,7 @@ def test_fault_no_heartbeat(started: list[Iut]) -> None:
     """LIV-001 broken: an executor busy with a long task sends nothing, and the
     submitter declares it dead although its process runs on (the same task between
     correct peers: test_get_may_be_answered_after_later_requests)."""
-    a, b = start(started, "a", env=FAST), start(started, "b", env=FAST, faults=("no-heartbeat",))
-    connect(a, b)
+    a, b = two(started, a=dict(env=FAST), b=dict(env=FAST, faults=("no-heartbeat",)))
     r = a.submit("sleep", value(120_000), executor=b.name)
     assert a.get(r, timeout_ms=60_000)["error"]["code"] == "WORKER_DIED"
     assert a.event("peer_dead", b.name)["reason"].startswith("silent")
@@ -581,8 +588,7 @@ def test_fault_no_heartbeat(started: list[Iut]) -> None:
 def test_fault_no_goodbye(started: list[Iut]) -> None:
     """LIV-006 broken: shutdown leaves without Goodbye, so the other peer does not
     learn it (compare test_shutdown_sends_goodbye_and_exits_zero)."""
-    a, b = start(started, "a", env=SLOW), start(started, "b", env=SLOW, faults=("no-goodbye",))
-    connect(a, b)
+    a, b = two(started, a=dict(env=SLOW), b=dict(env=SLOW, faults=("no-goodbye",)))
     r = a.submit("sleep", value(120_000), executor=b.name)
     assert a("quiesce", timeout_ms=300) == {"quiescent": False}
     assert b("shutdown") is None
@@ -660,6 +666,20 @@ def test_fault_accept_unknown_version(started: list[Iut], faults: tuple[str, ...
         assert isinstance(answer, Welcome)
     else:
         assert isinstance(answer, ProtocolError) and answer.error.code == ErrorCode.PROTOCOL_VERSION
+
+
+def test_an_iut_declared_dead_stops(started: list[Iut]) -> None:
+    """LIV-005: an IUT told that its own incarnation was declared dead stops at once;
+    it says so in a ``fail_stop`` event (CNF-006 allows more events) and exits 0."""
+    a = start(started, "a", env={"REFRPC_IUT_HEARTBEAT_MS": "10000"})
+    bare = BarePeer(a.ready)
+    try:
+        assert isinstance(bare.hello(), Welcome)
+        bare.send(PeerDeadNotice(a.name, int(a.ready["incarnation"]), "a test says so"))
+        assert "declared" in a.event("fail_stop")["reason"]
+        assert a.wait_exit() == 0
+    finally:
+        bare.close()
 
 
 @pytest.mark.parametrize("faults", [(), ("ignore-duplicate-task",)])

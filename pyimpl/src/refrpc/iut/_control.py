@@ -79,6 +79,14 @@ def _text(req: dict[str, Any], name: str) -> str:
     return value  # type: ignore[no-any-return]
 
 
+def _name(req: dict[str, Any], name: str) -> str:
+    """A function, class or method name: 1 to 256 bytes of UTF-8 (VAL-010)."""
+    value = _text(req, name)
+    if len(value.encode("utf-8", "surrogatepass")) > 256:
+        raise BadRequest(f"argument {name!r} is longer than 256 bytes (VAL-010)")
+    return value
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -306,7 +314,7 @@ class Control:
         return {"object_id": ref.id}
 
     def submit(self, req: dict[str, Any]) -> dict[str, Any]:
-        function, executor = _text(req, "function"), _text(req, "executor")
+        function, executor = _name(req, "function"), _text(req, "executor")
         specs = self._arg_specs(_arg(req, "args", list))
         num_returns = _count(req, "num_returns", 1, least=1)
         max_retries = _count(req, "max_retries", 0)
@@ -321,7 +329,7 @@ class Control:
         return {"task_id": task_id, "returns": list(rids)}
 
     def actor_create(self, req: dict[str, Any]) -> dict[str, Any]:
-        class_name, host = _text(req, "class"), _text(req, "host")
+        class_name, host = _name(req, "class"), _text(req, "host")
         specs = self._arg_specs(_arg(req, "args", list))
         max_restarts = _count(req, "max_restarts", 0)
         self._reach(host)
@@ -337,7 +345,7 @@ class Control:
         return {"actor_id": actor_id}
 
     def actor_call(self, req: dict[str, Any]) -> dict[str, Any]:
-        actor_id, method = _text(req, "actor_id"), _text(req, "method")
+        actor_id, method = _text(req, "actor_id"), _name(req, "method")
         if actor_id not in self.actors:
             raise BadRequest(f"the IUT created no actor {actor_id!r}")
         specs = self._arg_specs(_arg(req, "args", list))
