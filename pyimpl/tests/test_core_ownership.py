@@ -733,6 +733,26 @@ def test_released_entry_keeps_lineage_and_lost_value_is_rebuilt_with_its_argumen
     assert net["D"].owned[a].state == "released"  # LIN-004: back once g's hold is gone
 
 
+def test_every_lost_return_of_a_task_is_rebuilt_by_its_one_retry():
+    # D: a, b = f.options(num_returns=2, max_retries=1).remote()   (both stored on W1)
+    #    W1 dies: a is lost -> f re-run (attempt 2, its last); b is lost too and
+    #    must wait for that same run, not fail OBJECT_LOST      LIN-003, LIN-007, RPC-009
+    net = Net(("D", "W1", "W2"))
+    tid, (a, b) = net.submit("D", "f", executor="W1", retries=1, returns=2)
+    net.deliver_all()
+    net.finish("W1", tid, stored_result(500), stored_result(600))
+    net.deliver_all()
+    net.kill("W1", "D")
+    net.deliver_all()
+    d = net["D"]
+    assert (d.owned[a].state, d.owned[b].state) == ("pending", "pending")
+    assert [(f.dst, f.body.attempt) for f in net.sent if isinstance(f.body, SubmitTask)] == [("W1", 1), ("W2", 2)]
+    net.finish("W2", tid, stored_result(500), stored_result(600), attempt=2)
+    net.deliver_all()
+    assert (d.owned[a].state, d.owned[b].state) == ("ready", "ready")
+    assert dict(d.owned[a].locations) == dict(d.owned[b].locations) == {"W2": None}
+
+
 def test_lost_put_object_fails_with_object_lost():
     # D: x = put(big); the store loses it                                    LIN-003, LIN-006
     net = Net(("D",))

@@ -70,6 +70,7 @@ def test_every_interleaving_of_small_scenarios(workload: str, peers: int, kills:
 CRASH_POINTS = [
     ("rebuild", 3, 1, 6, 536),
     ("rebuild_evicted", 3, 1, 6, 534),
+    ("split_rebuild", 3, 1, 6, 536),
     ("forward_chain", 3, 1, 6, 585),
     ("actor_keeps_ref", 3, 1, 6, 507),
 ]

@@ -336,9 +336,18 @@ class Tasks:
     def _can_rerun(self: Peer, t: OwnerTask | None) -> bool:
         return t is not None and not t.spec.actor_id and t.spec.attempt <= t.spec.max_retries
 
+    @staticmethod
+    def _rerunning(t: OwnerTask | None) -> bool:
+        """A reconstructable task already sent again: it will produce every return (LIN-007)."""
+        return t is not None and t.state == "submitted" and not t.spec.actor_id and t.spec.max_retries > 0
+
+    def _rebuildable(self: Peer, t: OwnerTask | None) -> bool:
+        """A lost or released return of ``t`` can come back: ``t`` is being re-run, or may be."""
+        return self._rerunning(t) or self._can_rerun(t)
+
     def _reconstruct(self: Peer, e: OwnedObject) -> None:
         t = self.tasks.get(e.task_id)
-        if not self._can_rerun(t):
+        if not self._rebuildable(t):
             self._story(e.object_id, "not-reconstructable", e.task_id)
             return
         self._transition_owned(e, "reconstruct")
@@ -356,7 +365,9 @@ class Tasks:
         """The last copy of an owned value is gone (LOC-004, LIN-003)."""
         e = self.owned[oid]
         t = self.tasks.get(e.task_id) if e.task_id else None
-        if self._can_rerun(t):
+        if self._rebuildable(t):
+            # If t is already being re-run for another lost return, that run makes
+            # this one too: it costs no second attempt (LIN-007, RPC-009).
             assert t is not None
             self._transition_owned(e, "copy_lost_reconstruct")
             if t.state != "submitted":

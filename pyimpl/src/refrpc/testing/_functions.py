@@ -31,6 +31,12 @@ def _append(p: SimPeer, args: list[Arg], ins: ev.RunTask) -> Result:
     return [raw(b"".join(a.data for a in args))], []  # type: ignore[union-attr]
 
 
+def _split(p: SimPeer, args: list[Arg], ins: ev.RunTask) -> Result:
+    """Two returns: the first and the second half of its argument."""
+    data = args[0].data  # type: ignore[union-attr]
+    return [raw(data[: len(data) // 2]), raw(data[len(data) // 2 :])], []
+
+
 def _nest(p: SimPeer, args: list[Arg], ins: ev.RunTask) -> Result:
     """Return the shared ref it was given, nested in its result."""
     return [raw(b"nest", (args[0],))], []  # type: ignore[arg-type]
@@ -56,6 +62,7 @@ def _fail(p: SimPeer, args: list[Arg], ins: ev.RunTask) -> Result:
 FUNCTIONS: dict[str, Callable[[SimPeer, list[Arg], ev.RunTask], Result]] = {
     "make": _make,
     "append": _append,
+    "split": _split,
     "nest": _nest,
     "forward": _forward,
     "fail": _fail,

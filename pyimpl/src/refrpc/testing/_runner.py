@@ -11,7 +11,7 @@ from refrpc.core.messages import ErrorCode
 
 from ._checks import liveness_violations
 from ._sim import Chooser, Cluster, Driver, Faults, RandomChooser, SimFailure
-from ._workloads import WORKLOAD_CONFIG, WORKLOAD_ERRORS, WORKLOADS, Outcome
+from ._workloads import SURVIVE_ONE_KILL, WORKLOAD_CONFIG, WORKLOAD_ERRORS, WORKLOADS, Outcome
 
 #: Typed errors a program may see when peers are killed (G-recovery: typed, never a hang).
 FAILURE_ERRORS = {
@@ -51,7 +51,8 @@ def _outcome(cl: Cluster, res) -> Outcome | None:
 def run(workload: str, cl: Cluster, *, max_steps: int = 20000, seed: int | None = None, quiesce_ms: int = 4000) -> RunResult:
     """Run ``workload`` to completion on ``cl``, checking every guarantee; raise SimFailure."""
     driver = Driver(cl, cl.peers["driver"])
-    if cl.faults.kills or cl.faults.kill_driver:
+    one_kill_covered = workload in SURVIVE_ONE_KILL and cl.faults.kills <= 1 and not cl.faults.kill_driver
+    if (cl.faults.kills or cl.faults.kill_driver) and not one_kill_covered:
         driver.expected_errors = set(FAILURE_ERRORS) | WORKLOAD_ERRORS.get(workload, set())
     gen = WORKLOADS[workload](driver)
     messages = 0

@@ -148,6 +148,18 @@ def rebuild(d: Driver) -> Prog:
     d.drop(b)
 
 
+def split_rebuild(d: Driver) -> Prog:
+    # x = make.remote(80); a, b = split.options(num_returns=2, max_retries=1).remote(x)
+    # Both halves are stored where split ran; if that worker dies, its one retry
+    # re-runs split once and rebuilds both (LIN-003, LIN-007, RPC-009).
+    x = d.submit("make", val(b"80"), retries=2)[0]
+    a, b = d.submit("split", ref(x), num_returns=2, retries=1)
+    d.drop(x)
+    expect(d, (yield d.get(a)), b"x" * 40, "split: first half")
+    expect(d, (yield d.get(b)), b"x" * 40, "split: second half")
+    d.drop(a, b)
+
+
 def rebuild_evicted(d: Driver) -> Prog:
     # As ``rebuild``, with no room for lineage (max_lineage_bytes = 0): every settled
     # task is evicted at once, so a lost value fails with LINEAGE_EVICTED (LIN-005,
@@ -164,6 +176,7 @@ WORKLOADS = {
     "actor_keeps_ref": actor_keeps_ref,
     "failing_task": failing_task,
     "rebuild": rebuild,
+    "split_rebuild": split_rebuild,
     "rebuild_evicted": rebuild_evicted,
 }
 
@@ -174,3 +187,6 @@ WORKLOAD_CONFIG: dict[str, dict] = {
 WORKLOAD_ERRORS: dict[str, set[ErrorCode]] = {
     "rebuild_evicted": {ErrorCode.LINEAGE_EVICTED},
 }
+#: Workloads whose retry budgets cover one worker's death: with a single kill (and
+#: the driver alive) every value must come out right, no typed error is acceptable.
+SURVIVE_ONE_KILL = {"rebuild", "split_rebuild"}
