@@ -464,15 +464,9 @@ def test_a_worker_runs_tasks_that_submit_tasks_from_its_first_moment() -> None:
 
 def test_mapreduce_survives_kill_9_with_retries_or_fails_typed() -> None:
     """RPC-004, LIN-003, TASK-009: map outputs stored on a killed worker are rebuilt."""
-    # max_retries=1 is left out: see test_every_return_of_a_task_is_rebuilt_by_its_last_retry.
-    chaos("mapreduce", mapreduce, window=0.3, seed_offset=1, budgets=(0, 2))
+    chaos("mapreduce", mapreduce, window=0.3, seed_offset=1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug (refrpc/core/_tasks.py, Peer._object_lost): when a dead executor held several "
-    "returns of one task, the first lost return starts the re-run (attempt + 1) and each "
-    "further one is then judged against the new attempt number: with max_retries=1 they "
-    "fail OBJECT_LOST although the re-run will produce them (LIN-003, LIN-007, RPC-009)"))
 def test_every_return_of_a_task_is_rebuilt_by_its_last_retry() -> None:
     """LIN-003, LIN-007, RPC-009: a, b = f.options(num_returns=2, max_retries=1).remote();
     both are stored on the worker that ran f; kill -9 that worker; the one retry f has
