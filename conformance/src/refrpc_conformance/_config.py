@@ -1,0 +1,109 @@
+"""The implementation under test, as its TOML file describes it (conformance-hooks.md §3).
+
+::
+
+    name = "pyimpl"
+    command = ["python", "-m", "refrpc.iut", "--endpoint", "{endpoint}", "--peer-id", "{peer_id}"]
+    features = ["core", "borrowing", "recovery", "actors"]
+    env = { PYTHONUNBUFFERED = "1" }
+    startup_timeout_s = 30
+    known_failing = ["handshake/HS-005-*"]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Features a session may negotiate (handshake.md §3); others are reported, not refused.
+KNOWN_FEATURES = ("core", "borrowing", "recovery", "actors", "python-pickle", "lz4")
+
+
+class ConfigError(ValueError):
+    """The IUT file is missing a field or has one of the wrong type."""
+
+
+@dataclass(frozen=True)
+class IUTConfig:
+    """How to start an implementation under test and what it claims."""
+
+    #: Shown in reports.
+    name: str
+    #: argv, with ``{endpoint}`` and ``{peer_id}`` placeholders (CNF-011).
+    command: tuple[str, ...]
+    #: The profiles it claims (HS-004); cases needing others are UNSUPPORTED.
+    features: tuple[str, ...]
+    #: Added to the environment of every IUT process.
+    env: dict[str, str] = field(default_factory=dict)
+    #: How long to wait for the ``ready`` event (CNF-006).
+    startup_timeout_s: float = 30.0
+    #: Case ids or globs expected to fail (CNF-015).
+    known_failing: tuple[str, ...] = ()
+    #: The directory relative paths in ``command`` are resolved against.
+    base_dir: Path = Path(".")
+
+    def argv(self, endpoint: str, peer_id: str) -> list[str]:
+        """The command with the placeholders filled in; ``python`` runs as this interpreter."""
+        argv = [part.replace("{endpoint}", endpoint).replace("{peer_id}", peer_id) for part in self.command]
+        if argv and argv[0] in ("python", "python3"):
+            argv[0] = sys.executable
+        return argv
+
+
+def load_config(path: str | os.PathLike[str]) -> IUTConfig:
+    """Read an IUT file.
+
+    Raises:
+        ConfigError: A required field is missing or has the wrong type.
+        FileNotFoundError: No such file.
+    """
+    p = Path(path)
+    with p.open("rb") as f:
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return config_from_dict(data, base_dir=p.resolve().parent, where=str(p))
+
+
+def config_from_dict(data: dict[str, object], *, base_dir: Path = Path("."), where: str = "config") -> IUTConfig:
+    """Build an :class:`IUTConfig` from parsed TOML (for tests and embedding)."""
+
+    def need(key: str, kind: type, default: object = ...) -> object:
+        if key not in data:
+            if default is ...:
+                raise ConfigError(f"{where}: missing `{key}`")
+            return default
+        value = data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind):
+            raise ConfigError(f"{where}: `{key}` must be {kind.__name__}, not {type(value).__name__}")
+        return value
+
+    command = need("command", list)
+    if not command or not all(isinstance(c, str) for c in command):  # type: ignore[union-attr]
+        raise ConfigError(f"{where}: `command` must be a non-empty list of strings")
+    features = need("features", list, ["core"])
+    if not all(isinstance(f, str) for f in features):  # type: ignore[union-attr]
+        raise ConfigError(f"{where}: `features` must be a list of strings")
+    if "core" not in features:  # type: ignore[operator]
+        raise ConfigError(f"{where}: `features` must include core (HS-007)")
+    env = need("env", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):  # type: ignore[union-attr]
+        raise ConfigError(f"{where}: `env` must map strings to strings")
+    known = need("known_failing", list, [])
+    if not all(isinstance(k, str) for k in known):  # type: ignore[union-attr]
+        raise ConfigError(f"{where}: `known_failing` must be a list of strings")
+    return IUTConfig(
+        name=str(need("name", str, "iut")),
+        command=tuple(command),  # type: ignore[arg-type]
+        features=tuple(features),  # type: ignore[arg-type]
+        env=dict(env),  # type: ignore[arg-type]
+        startup_timeout_s=float(need("startup_timeout_s", float, 30.0)),  # type: ignore[arg-type]
+        known_failing=tuple(known),  # type: ignore[arg-type]
+        base_dir=base_dir,
+    )

@@ -1,0 +1,92 @@
+"""Hand-made bad input: frames no honest encoder produces.
+
+The codec refuses to encode what the schema cannot carry, so malformed input is
+made by editing encoded frames. Positions are found by *difference*, not by
+knowing the codec's layout: two envelopes that differ in exactly one field are
+encoded, and the bytes where they differ are that field. This keeps the suite
+independent of how the codec lays messages out.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Any, Callable
+
+from refrpc.codec import encode
+from refrpc.core.messages import Arg, ArgKind, CancelTask, Envelope, RefDescriptor, RemoveLocation, SubmitTask
+
+#: Message type discriminants of 64 and above are reserved for experiments (GEN-006).
+EXPERIMENTAL_DISCRIMINANT = 64
+
+
+def _differing(a: bytes, b: bytes) -> list[int]:
+    if len(a) != len(b):
+        raise ValueError("the two encodings differ in length; cannot locate the field")
+    return [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+
+
+def with_discriminant(envelope: Envelope, discriminant: int = EXPERIMENTAL_DISCRIMINANT) -> list[bytes]:
+    """The frames of ``envelope`` with its body's union discriminant replaced.
+
+    The body is a ``CancelTask`` whose struct is then read as message type
+    ``discriminant`` (a type the receiver does not know, GEN-001, GEN-006).
+    """
+    base = replace(envelope, body=CancelTask("x" * 8))
+    other = replace(envelope, body=RemoveLocation("x" * 8))  # same struct layout, another member
+    a, b = encode(base)[0], encode(other)[0]
+    at = _differing(a, b)
+    if not at or at[-1] - at[0] > 1:
+        raise ValueError(f"cannot locate the body discriminant (bytes {at})")
+    start = at[0] - (at[0] % 2)  # a UInt16, 2-byte aligned
+    frame = bytearray(a)
+    frame[start : start + 2] = discriminant.to_bytes(2, "little")
+    return [bytes(frame)]
+
+
+def with_arg_kind(envelope: Envelope, ordinal: int) -> list[bytes]:
+    """The frames of ``envelope`` (whose body is a ``SubmitTask`` with one ``ref`` argument)
+    with that argument's ``ArgKind`` set to ``ordinal`` (an unknown enum value, GEN-003)."""
+    task = envelope.body
+    if not isinstance(task, SubmitTask) or len(task.args) != 1 or task.args[0].ref is None:
+        raise ValueError("needs a SubmitTask with exactly one ref argument")
+    ref: RefDescriptor = task.args[0].ref
+    a = encode(replace(envelope, body=replace(task, args=(Arg(ArgKind.REF, ref=ref),))))[0]
+    b = encode(replace(envelope, body=replace(task, args=(Arg(ArgKind.SHARED, ref=ref),))))[0]
+    at = _differing(a, b)
+    if len(at) != 1:
+        raise ValueError(f"cannot locate Arg.kind (bytes {at})")
+    start = at[0] - (at[0] % 2)
+    frame = bytearray(a)
+    frame[start : start + 2] = ordinal.to_bytes(2, "little")
+    return [bytes(frame)]
+
+
+def truncate(fraction: float = 0.5) -> Callable[[list[Any]], list[Any]]:
+    """A frames hook that cuts frame 0 to ``fraction`` of its length."""
+
+    def hook(frames: list[Any]) -> list[Any]:
+        f0 = bytes(frames[0])
+        return [f0[: max(1, int(len(f0) * fraction))], *frames[1:]]
+
+    return hook
+
+
+def drop_payload_frames(frames: list[Any]) -> list[Any]:
+    """A frames hook keeping frame 0 only: its payloads then name frames that are not there (ZMQ-005)."""
+    return [frames[0]]
+
+
+def add_frame(extra: bytes = b"unreferenced") -> Callable[[list[Any]], list[Any]]:
+    """A frames hook appending a frame no payload references (ZMQ-005)."""
+
+    def hook(frames: list[Any]) -> list[Any]:
+        return [*frames, extra]
+
+    return hook
+
+
+def garbage(n: int = 256, seed: int = 5) -> list[bytes]:
+    """One frame of seeded random bytes: not an envelope at all."""
+    rng = random.Random(seed)
+    return [bytes(rng.randrange(256) for _ in range(n))]

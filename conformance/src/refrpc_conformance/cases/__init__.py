@@ -1,0 +1,6 @@
+"""The cases of the suite, one module per spec area; importing this registers them.
+
+The import order is the order of the report: handshake first, failure handling last.
+"""
+
+from . import handshake, session, tasks, objects, errors, malformed, liveness, borrowing, rpc  # noqa: F401,I001

@@ -1,0 +1,138 @@
+"""ownership.md §3: the suite as owner lends refs; the IUT registers, forwards and releases."""
+
+from __future__ import annotations
+
+import time
+
+from refrpc.core.messages import (
+    BorrowerRegistered,
+    ErrorCode,
+    ErrorInfo,
+    RegisterBorrower,
+    ReturnKind,
+    SubmitTask,
+    TaskReply,
+)
+
+from .._build import PortableRef, describe_return, read_portable, shared
+from .._case import case
+from .._context import IUT, CaseContext
+from .._wire import WirePeer
+from ._common import check_own_grants_released, expect_reply, open_session, released_forward_ids, task
+
+#: How long an owner waits before answering a registration: the requester must not go
+#: ahead in that time (a stimulus, not a wait for a verdict).
+ANSWER_DELAY_S = 0.3
+
+
+@case(
+    "borrowing/BOR-007-BOR-005-hold-registers-then-releases",
+    requirements=["BOR-007", "BOR-005", "BOR-019", "ID-008", "CNF-001", "CNF-004", "CNF-008"],
+    features=("core", "borrowing"),
+    summary=(
+        "The suite owns X and submits hold(shared X). The IUT keeps X after the task, so before replying it "
+        "must register itself (RegisterBorrower naming itself, with a fresh forwardId) and wait for the "
+        "answer, which the suite delays; the reply lists X in `retained` under that grant. drop_held then "
+        "drops the one held ref, and the IUT releases exactly that grant (ReleaseBorrows, batched or not)."
+    ),
+)
+def hold_registers(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    x = ctx.new_id(peer)
+    peer.auto_grant = lambda r: r.object_id != x  # the case answers for X itself
+    t = task(peer, "hold", [shared(ctx.descriptor(peer, x, size_hint=8))])
+    link.send(t)
+    reg: RegisterBorrower = ctx.expect(peer, RegisterBorrower, lambda m: m.object_id == x, requirement="BOR-007",
+                                       what=f"RegisterBorrower for {x} before the reply").body
+    ctx.check("BOR-007", (reg.borrower, reg.borrower_incarnation, reg.borrower_address) == (iut.peer_id, iut.incarnation, iut.address),
+              f"borrower = the IUT itself ({iut.peer_id}/{iut.incarnation} at {iut.address})",
+              f"{reg.borrower}/{reg.borrower_incarnation} at {reg.borrower_address}")
+    ctx.check("ID-008", bool(reg.forward_id), "a fresh, non-empty forwardId", repr(reg.forward_id))
+    time.sleep(ANSWER_DELAY_S)
+    early = peer.received(TaskReply, lambda m: m.task_id == t.task_id)
+    ctx.check("BOR-007", not early, "no TaskReply before BorrowerRegistered", f"{len(early)} replies already")
+    link.send(BorrowerRegistered(x, reg.forward_id))
+    reply = expect_reply(ctx, peer, t)
+    ret = reply.returns[0]
+    ctx.check("CNF-001", ret.kind is ReturnKind.INLINE and ret.value is not None and read_portable(ret.value) is None,
+              "hold returns null", describe_return(ret))
+    kept = [d for d in reply.retained if d.object_id == x]
+    ctx.check("BOR-007", len(kept) == 1 and kept[0].forward_id == reg.forward_id,
+              f"X in `retained` with forwardId {reg.forward_id!r}", [(d.object_id, d.forward_id) for d in reply.retained])
+    ctx.check("BOR-019", not released_forward_ids(peer, x), "no release while the ref is held", sorted(released_forward_ids(peer, x)))
+    dropped = iut.drop_held()
+    ctx.check("CNF-008", dropped == 1, "drop_held drops 1 ref", dropped)
+    ctx.wait_until(peer, lambda: reg.forward_id in released_forward_ids(peer, x), requirement="BOR-005",
+                   what=f"ReleaseBorrows for {x} naming {reg.forward_id!r}", timeout=15.0)
+    ctx.check("BOR-005", released_forward_ids(peer, x) == {reg.forward_id}, f"exactly the grant {reg.forward_id!r}",
+              sorted(released_forward_ids(peer, x)))
+
+
+def _forward_setup(ctx: CaseContext) -> tuple[IUT, WirePeer, WirePeer, str, SubmitTask, RegisterBorrower]:
+    iut = ctx.start_iut()
+    owner = ctx.wire_peer("owner")
+    sub = ctx.wire_peer("submitter")
+    link_s = ctx.session(sub, iut)
+    x = ctx.new_id(owner)
+    # The case answers the registration for the submitter; any other (the IUT's own) is granted.
+    owner.auto_grant = lambda r: not (r.object_id == x and r.borrower == sub.peer_id)
+    t = task(sub, "forward", [shared(ctx.descriptor(owner, x, size_hint=8))])
+    link_s.send(t)
+    reg: RegisterBorrower = ctx.expect(owner, RegisterBorrower, lambda m: m.object_id == x, requirement="BOR-002",
+                                       what=f"RegisterBorrower for {x} at its owner, before the ref goes to the submitter",
+                                       timeout=15.0).body
+    ctx.check("BOR-002", (reg.borrower, reg.borrower_incarnation, reg.borrower_address) == (sub.peer_id, sub.incarnation, sub.address),
+              f"borrower = the submitter {sub.peer_id}/{sub.incarnation} at {sub.address}",
+              f"{reg.borrower}/{reg.borrower_incarnation} at {reg.borrower_address}")
+    time.sleep(ANSWER_DELAY_S)
+    early = sub.received(TaskReply, lambda m: m.task_id == t.task_id)
+    ctx.check("BOR-002", not early, "no TaskReply to the submitter before the owner's BorrowerRegistered", f"{len(early)} replies")
+    return iut, owner, sub, x, t, reg
+
+
+@case(
+    "borrowing/BOR-002-REF-003-forward-to-third-party",
+    requirements=["BOR-002", "REF-001", "REF-003", "BOR-020", "BOR-005", "CNF-001"],
+    features=("core", "borrowing"),
+    summary=(
+        "Suite peer A owns X; suite peer B submits forward(shared X). Returning X to B hands a ref B does not "
+        "own, so the IUT must first register B with A (RegisterBorrower naming B) and wait for the answer, "
+        "which A delays; only then may B get the reply, whose nested descriptor carries A's identity "
+        "unchanged and the forwardId of that grant."
+    ),
+)
+def forward_to_third_party(ctx: CaseContext) -> None:
+    iut, owner, sub, x, t, reg = _forward_setup(ctx)
+    owner.link(iut.peer_id).send(BorrowerRegistered(x, reg.forward_id))
+    reply = expect_reply(ctx, sub, t)
+    ret = reply.returns[0]
+    ctx.require("BOR-002", ret.kind is ReturnKind.INLINE and ret.value is not None and len(ret.value.nested) == 1,
+                "an inline value with one nested ref", describe_return(ret))
+    assert ret.value is not None
+    ctx.check("CNF-001", read_portable(ret.value) == PortableRef(0), "Portable.ref 0", repr(read_portable(ret.value)))
+    d = ret.value.nested[0]
+    ctx.check("REF-003", (d.object_id, d.owner, d.owner_incarnation, d.owner_address) == (x, owner.peer_id, owner.incarnation, owner.address),
+              "X's descriptor with the owner's identity unchanged", f"{d.object_id}, {d.owner}/{d.owner_incarnation} at {d.owner_address}")
+    ctx.check("BOR-020", d.forward_id == reg.forward_id, f"forwardId {reg.forward_id!r} (the grant registered for B)", repr(d.forward_id))
+    check_own_grants_released(ctx, iut, owner, x)
+
+
+@case(
+    "borrowing/BOR-003-refused-registration-fails-send",
+    requirements=["BOR-003", "BOR-002", "BOR-005"],
+    features=("core", "borrowing"),
+    summary=(
+        "As in the forward case, but the owner refuses the registration with OBJECT_FREED. The IUT must "
+        "fail that send: the task's return becomes ERROR(OBJECT_FREED) and no ref reaches the submitter."
+    ),
+)
+def refused_registration(ctx: CaseContext) -> None:
+    iut, owner, sub, x, t, reg = _forward_setup(ctx)
+    owner.link(iut.peer_id).send(
+        BorrowerRegistered(x, reg.forward_id, ErrorInfo(ErrorCode.OBJECT_FREED, "refused by the conformance suite", "BOR-003"))
+    )
+    reply = expect_reply(ctx, sub, t)
+    ret = reply.returns[0]
+    ctx.check("BOR-003", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.OBJECT_FREED,
+              "ERROR(OBJECT_FREED)", describe_return(ret))
+    check_own_grants_released(ctx, iut, owner, x)

@@ -1,0 +1,273 @@
+"""handshake.md: Hello and Welcome, versions, features, unknown messages."""
+
+from __future__ import annotations
+
+from refrpc.core.messages import (
+    Envelope,
+    ErrorCode,
+    Hello,
+    ProtocolError,
+    ReturnKind,
+    ReturnValue,
+    SubmitTask,
+    TaskReply,
+    Welcome,
+)
+
+from .._build import by_value, portable, shared
+from .._case import case
+from .._context import CaseContext
+from .._craft import with_discriminant
+from .._wire import Link
+from ._common import (
+    check_error_code,
+    check_no_session_opened,
+    expect_protocol_error,
+    open_session,
+    run_echo,
+    task,
+)
+
+MIB = 1 << 20
+
+
+@case(
+    "handshake/HS-002-HS-010-welcome-answers-hello",
+    requirements=["HS-002", "HS-003", "HS-004", "HS-005", "HS-007", "HS-010", "HS-012", "HS-016", "HS-022", "SES-007", "GEN-007"],
+    summary=(
+        "The suite sends a Hello with minor version 7, the features core, borrowing, recovery, lz4 and an unknown "
+        "x- feature, and checks every field of the Welcome: its own major version 0 and the smaller minor "
+        "version 1, its address, exactly the common features, a frame limit of at least 1 MiB, sequence "
+        "number 0, addressed to the suite's incarnation."
+    ),
+)
+def welcome_answers_hello(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    offered = ("core", "borrowing", "recovery", "lz4", "x-conformance-probe")
+    peer = ctx.wire_peer(features=offered)
+    link = peer.connect(iut.peer_id, iut.address)
+    link.hello(protocol_minor=7)
+    arrival = ctx.expect(peer, (Welcome, ProtocolError), requirement="HS-002", what="Welcome answering a Hello of major version 0")
+    env: Envelope = arrival.envelope
+    ctx.require("HS-002", isinstance(env.body, Welcome), "Welcome", f"{type(env.body).__name__}: {env.body}")
+    w: Welcome = env.body
+    ctx.check("SES-007", env.seq == 0, "Welcome with sequence number 0", f"seq {env.seq}")
+    ctx.check("HS-010", env.receiver_incarnation == peer.incarnation, f"receiverIncarnation = {peer.incarnation}", env.receiver_incarnation)
+    ctx.check("HS-010", env.sender == iut.peer_id and env.sender_incarnation == iut.incarnation,
+              f"sender {iut.peer_id}/{iut.incarnation} (from its ready event)", f"{env.sender}/{env.sender_incarnation}")
+    ctx.check("HS-016", w.protocol_major == 0, "protocolMajor 0", w.protocol_major)
+    ctx.check("HS-003", w.protocol_minor == 1, "protocolMinor 1 (the smaller of 7 and 1)", w.protocol_minor)
+    ctx.check("HS-010", w.address == iut.address, f"address {iut.address!r}", repr(w.address))
+    common = {f for f in offered if f in iut.features}
+    ctx.check("HS-004", set(w.features) == common, f"the common features {sorted(common)}", sorted(w.features),
+              note="features offered by the suite, intersected with those in the IUT's ready event")
+    ctx.check("HS-007", "core" in w.features, "core among the features", list(w.features))
+    ctx.check("HS-005", "x-conformance-probe" not in w.features, "the unknown feature ignored", list(w.features))
+    ctx.check("GEN-007", not any(f.startswith("x-") for f in w.features), "no x- feature in use", list(w.features))
+    ctx.check("HS-022", len(set(w.features)) == len(w.features), "each feature listed once", list(w.features))
+    ctx.check("HS-012", w.max_frame_bytes >= MIB, "maxFrameBytes >= 1 MiB", w.max_frame_bytes)
+
+
+def _refused(ctx: CaseContext, requirement: str, codes: tuple[ErrorCode, ...], **hello: object) -> tuple[Link, ProtocolError]:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer()
+    link = peer.connect(iut.peer_id, iut.address)
+    link.resend_hello = False
+    link.hello(**hello)
+    arrival = ctx.expect(peer, (ProtocolError, Welcome), requirement=requirement, what="ProtocolError refusing the Hello")
+    ctx.require(requirement, isinstance(arrival.body, ProtocolError), "ProtocolError, no Welcome", type(arrival.body).__name__)
+    err: ProtocolError = arrival.body
+    check_error_code(ctx, err, codes, requirement=requirement)
+    ctx.check("SES-007", arrival.seq == 0, "the refusal sent with sequence number 0", f"seq {arrival.seq}")
+    ctx.check("ERR-001", err.related_seq == 0, "relatedSeq 0 (the Hello had no sequence number)", err.related_seq)
+    link.resend_hello = True
+    check_no_session_opened(ctx, iut, peer, link, requirement=requirement)
+    return link, err
+
+
+@case(
+    "handshake/HS-002-unknown-major-refused",
+    requirements=["HS-002", "SES-007", "ERR-001", "SES-010"],
+    summary=(
+        "A Hello with protocolMajor 1 is refused with ProtocolError(PROTOCOL_VERSION), sequence number 0, and "
+        "no session is opened: a sequenced message sent next is discarded, and a later valid Hello starts a "
+        "session whose first message is again number 1."
+    ),
+)
+def unknown_major_refused(ctx: CaseContext) -> None:
+    _refused(ctx, "HS-002", (ErrorCode.PROTOCOL_VERSION,), protocol_major=1)
+
+
+@case(
+    "handshake/HS-011-hello-without-core-refused",
+    requirements=["HS-011", "HS-007", "SES-007", "ERR-001", "SES-010"],
+    summary=(
+        "A Hello that offers only `borrowing` (no `core`) is refused with ProtocolError(FEATURE_NOT_NEGOTIATED) "
+        "naming HS-007, sequence number 0, and no session is opened."
+    ),
+)
+def hello_without_core_refused(ctx: CaseContext) -> None:
+    _link, err = _refused(ctx, "HS-011", (ErrorCode.FEATURE_NOT_NEGOTIATED,), features=("borrowing",))
+    ctx.check("HS-011", err.error.requirement == "HS-007", "error.requirement = 'HS-007'", repr(err.error.requirement))
+
+
+@case(
+    "handshake/HS-012-small-frame-limit-malformed",
+    requirements=["HS-012", "GEN-004", "SES-007", "ERR-001", "SES-010"],
+    summary=(
+        "A Hello announcing maxFrameBytes of 64 KiB (below the 1 MiB minimum) is malformed: it is answered "
+        "with ProtocolError(MALFORMED) (the sender is identifiable) and no session is opened."
+    ),
+)
+def small_frame_limit_malformed(ctx: CaseContext) -> None:
+    _refused(ctx, "HS-012", (ErrorCode.MALFORMED,), max_frame_bytes=64 * 1024)
+
+
+@case(
+    "handshake/HS-009-repeated-hello-same-welcome",
+    requirements=["HS-009", "SES-002"],
+    summary=(
+        "After a session is live and one task has run, the suite sends its Hello again. The IUT answers with a "
+        "Welcome carrying the same negotiated values and keeps the session: the next task (sequence number 2) "
+        "runs, and its reply continues the IUT's own numbering."
+    ),
+)
+def repeated_hello(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    first = link.welcome
+    assert first is not None
+    run_echo(ctx, peer, link, "one")
+    first_reply_seq = max(a.seq for a in peer.received(TaskReply))
+    link.hello()
+    again = ctx.expect(peer, Welcome, lambda m: True, requirement="HS-009", what="a Welcome answering the repeated Hello")
+    w0, w1 = first.body, again.body
+    ctx.check("HS-009", (w1.protocol_major, w1.protocol_minor, w1.address, set(w1.features), w1.max_frame_bytes, w1.heartbeat_interval_ms)
+              == (w0.protocol_major, w0.protocol_minor, w0.address, set(w0.features), w0.max_frame_bytes, w0.heartbeat_interval_ms),
+              f"the same negotiated values as the first Welcome ({w0})", str(w1))
+    t = task(peer, "echo", [by_value("two")])
+    seq = link.send(t)
+    reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="HS-009",
+                       what=f"TaskReply for the task sent with seq {seq} after the repeated Hello (session state kept)")
+    ctx.check("HS-009", reply.seq > first_reply_seq, f"the IUT's numbering continues after seq {first_reply_seq}",
+              f"reply has seq {reply.seq}")
+
+
+@case(
+    "handshake/HS-004-feature-not-negotiated",
+    requirements=["HS-004", "ERR-001", "GEN-010"],
+    summary=(
+        "On a session where only `core` is in use, the suite sends a SubmitTask with a `shared` argument (a "
+        "borrowing feature). The IUT discards it and answers ProtocolError(FEATURE_NOT_NEGOTIATED) with that "
+        "message's sequence number, and the session goes on."
+    ),
+)
+def feature_not_negotiated(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx, features=("core",))
+    x = ctx.descriptor(peer, ctx.new_id(peer))
+    bad = task(peer, "forward", [shared(x)])
+    seq = link.send(bad)
+    err = expect_protocol_error(ctx, peer, requirement="HS-004", what=f"ProtocolError about seq {seq}", related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.FEATURE_NOT_NEGOTIATED,), requirement="HS-004")
+    run_echo(ctx, peer, link, "after", requirement="HS-004")
+    answered = peer.received(TaskReply, lambda m: m.task_id == bad.task_id)
+    ctx.check("HS-004", not answered, "the offending SubmitTask discarded (no TaskReply)", f"{len(answered)} replies")
+
+
+@case(
+    "handshake/GEN-001-GEN-006-unknown-message-in-session",
+    requirements=["GEN-001", "GEN-006"],
+    summary=(
+        "In a live session the suite sends a message of type 64 (reserved for experiments). The IUT answers "
+        "ProtocolError(UNKNOWN_MESSAGE) with relatedSeq set to its sequence number, counts it as delivered, "
+        "and the next message runs."
+    ),
+)
+def unknown_message_in_session(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    run_echo(ctx, peer, link, "before")
+    seq = link.next_seq()
+    env = Envelope(peer.peer_id, peer.incarnation, iut.peer_id, iut.incarnation, seq, link.delivered, SubmitTask("", "", (), ()))
+    link.send_frames(with_discriminant(env), label="message type 64", seq=seq)
+    err = expect_protocol_error(ctx, peer, requirement="GEN-006", what=f"ProtocolError about the type-64 message (seq {seq})", related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.UNKNOWN_MESSAGE,), requirement="GEN-001")
+    run_echo(ctx, peer, link, "after", requirement="GEN-001")
+
+
+@case(
+    "handshake/GEN-009-unknown-message-outside-session",
+    requirements=["GEN-009"],
+    summary=(
+        "The suite sends a message of type 64 with sequence number 0. The IUT discards it, may answer "
+        "UNKNOWN_MESSAGE or WRONG_STATE with relatedSeq 0, and the session is unaffected."
+    ),
+)
+def unknown_message_outside_session(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    env = Envelope(peer.peer_id, peer.incarnation, iut.peer_id, iut.incarnation, 0, link.delivered, SubmitTask("", "", (), ()))
+    link.send_frames(with_discriminant(env), label="message type 64, seq 0")
+    run_echo(ctx, peer, link, "after", requirement="GEN-009")
+    for arrival in peer.received(ProtocolError):
+        err: ProtocolError = arrival.body
+        check_error_code(ctx, err, (ErrorCode.UNKNOWN_MESSAGE, ErrorCode.WRONG_STATE), requirement="GEN-009",
+                         note="the optional answer")
+        ctx.check("GEN-009", err.related_seq == 0, "relatedSeq 0", err.related_seq, note="the optional answer")
+    if not peer.received(ProtocolError):
+        ctx.note("the IUT did not answer the type-64 message sent outside the session (allowed)")
+
+
+@case(
+    "handshake/HS-001-HS-013-iut-initiates",
+    requirements=["HS-001", "HS-013", "HS-016", "HS-007", "HS-012", "ZMQ-001", "SES-014", "TASK-001"],
+    summary=(
+        "The IUT is told of a suite peer (add_peer) and asked to submit echo(5) to it. It must greet first: "
+        "Hello with sequence number 0, version 0.1, `core`, its own address, a frame limit of at least 1 MiB; "
+        "after the suite's Welcome it sends the SubmitTask as sequenced message 1. The suite answers, and the "
+        "IUT's `get` returns 5."
+    ),
+)
+def iut_initiates(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer()
+    iut.add_peer(peer, slots=1)
+    sub = iut.submit("echo", [{"value": 5}], executor=peer.peer_id)
+    hello_arrival = ctx.expect(peer, Hello, requirement="HS-001", what="Hello from the IUT")
+    first_in = next(r for r in ctx.trace if r.direction == "in")
+    ctx.check("HS-001", first_in.type == "Hello", "Hello before any other message", f"first message: {first_in.type}")
+    env = hello_arrival.envelope
+    h: Hello = env.body
+    ctx.check("SES-007", env.seq == 0, "Hello with sequence number 0", env.seq)
+    ctx.check("SES-014", env.receiver_incarnation in (0, peer.incarnation), f"receiverIncarnation 0 or {peer.incarnation}", env.receiver_incarnation)
+    ctx.check("HS-016", (h.protocol_major, h.protocol_minor) == (0, 1), "version 0.1", f"{h.protocol_major}.{h.protocol_minor}")
+    ctx.check("HS-007", "core" in h.features, "core offered", list(h.features))
+    ctx.check("ZMQ-001", h.address == iut.address, f"its bound address {iut.address!r}", repr(h.address))
+    ctx.check("HS-012", h.max_frame_bytes >= MIB, "maxFrameBytes >= 1 MiB", h.max_frame_bytes)
+    arrival = ctx.expect(peer, SubmitTask, requirement="HS-013", what="the queued SubmitTask after the Welcome")
+    t: SubmitTask = arrival.body
+    ctx.check("HS-013", arrival.seq == 1, "the first sequenced message numbered 1", f"seq {arrival.seq}")
+    ctx.check("TASK-001", t.task_id == sub["task_id"] and list(t.return_ids) == list(sub["returns"]),
+              f"task id {sub['task_id']} and return ids {sub['returns']} as the control channel reported",
+              f"{t.task_id}, {list(t.return_ids)}")
+    link = peer.link(iut.peer_id)
+    link.send(TaskReply(t.task_id, t.attempt, tuple(ReturnValue(r, ReturnKind.INLINE, value=portable(5)) for r in t.return_ids)))
+    got = iut.get(sub["returns"][0])
+    ctx.check("TASK-001", got.get("value") == 5, "get() of the return gives 5", got)
+
+
+@case(
+    "handshake/HS-008-hello-resent",
+    requirements=["HS-008"],
+    summary=(
+        "The suite ignores the IUT's first Hello. The IUT must send Hello again (every 200 ms by default) "
+        "until it is answered; the suite answers the second one and the queued task arrives."
+    ),
+)
+def hello_resent(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer()
+    peer.accept_hello = False
+    iut.add_peer(peer, slots=1)
+    iut.submit("echo", [{"value": "x"}], executor=peer.peer_id)
+    ctx.expect(peer, Hello, requirement="HS-008", what="the IUT's first Hello")
+    peer._call(lambda: setattr(peer, "accept_hello", True))
+    ctx.expect(peer, Hello, requirement="HS-008", what="a second Hello, the first having gone unanswered", timeout=8.0)
+    ctx.expect(peer, SubmitTask, requirement="HS-008", what="the queued SubmitTask once the resent Hello is answered")

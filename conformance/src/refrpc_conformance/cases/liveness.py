@@ -1,0 +1,141 @@
+"""session.md §3-§6 and tasks-and-rpc.md §7: heartbeats, death declarations, fate-sharing.
+
+These cases start the IUT with short timings (CNF-012: 100 ms heartbeats, 4
+misses) and announce 100 ms heartbeats from the suite's peers, so a silent peer
+is declared dead after about 0.4 s; their bounds are tens of seconds.
+"""
+
+from __future__ import annotations
+
+from refrpc.core.messages import ErrorCode, GetObjectStatus, Goodbye, Heartbeat, PeerDeadNotice, ProtocolError, ReturnKind, TaskReply, Welcome
+
+from .._build import by_ref, by_value, describe_return
+from .._case import case
+from .._context import CaseContext
+from .._wire import ExpectTimeout
+from ._common import FAST_DETECTION, expect_reply, task
+
+FAST_PEER = {"heartbeat_ms": 100}
+
+
+@case(
+    "liveness/LIV-001-CNF-012-heartbeats-when-idle",
+    requirements=["LIV-001", "CNF-012", "SES-007"],
+    iut_env=FAST_DETECTION,
+    summary=(
+        "The IUT is started with REFRPC_IUT_HEARTBEAT_MS=100. Its Welcome announces 100 ms, and on an idle "
+        "session it keeps sending Heartbeats (sequence number 0)."
+    ),
+)
+def heartbeats_when_idle(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer(**FAST_PEER)
+    link = ctx.session(peer, iut)
+    assert link.welcome is not None
+    w: Welcome = link.welcome.body
+    ctx.check("CNF-012", w.heartbeat_interval_ms == 100, "heartbeatIntervalMs 100 (from REFRPC_IUT_HEARTBEAT_MS)", w.heartbeat_interval_ms)
+    ctx.wait_until(peer, lambda: len(peer.received(Heartbeat)) >= 5, requirement="LIV-001",
+                   what="five Heartbeats on an idle session", timeout=15.0)
+    beats = peer.received(Heartbeat)
+    ctx.check("SES-007", all(a.seq == 0 for a in beats), "every Heartbeat with sequence number 0", sorted({a.seq for a in beats}))
+
+
+@case(
+    "liveness/LIV-003-LIV-004-FATE-003-silent-submitter",
+    requirements=["LIV-003", "LIV-004", "FATE-003", "SES-017"],
+    iut_env=FAST_DETECTION,
+    summary=(
+        "Suite peer A submits sleep(3000) and then goes silent; suite peer B keeps its session alive. The IUT "
+        "must declare A dead (B receives PeerDeadNotice for A's incarnation), stop A's task and never send "
+        "its reply. When A speaks again it should be told DECLARED_DEAD."
+    ),
+    timeout=90.0,
+)
+def silent_submitter(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    a = ctx.wire_peer("suite-a", **FAST_PEER)
+    b = ctx.wire_peer("suite-b", **FAST_PEER)
+    link_a = ctx.session(a, iut)
+    ctx.session(b, iut)
+    t = task(a, "sleep", [by_value(3000)])
+    seq = link_a.send(t)
+    ctx.wait_until(a, lambda: link_a.acked >= seq, requirement="SES-003", what="the IUT's ack of the sleep task")
+    a.go_silent()
+    notice = ctx.expect(b, PeerDeadNotice, lambda m: m.peer == a.peer_id, requirement="LIV-004",
+                        what=f"PeerDeadNotice for the silent peer {a.peer_id}", timeout=20.0)
+    ctx.check("LIV-004", notice.body.incarnation == a.incarnation, f"incarnation {a.incarnation}", notice.body.incarnation)
+    ctx.check("LIV-003", True, "the silent peer declared dead", f"after {notice.t:.2f} s into the case")
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    replies = a.received(TaskReply, lambda m: m.task_id == t.task_id)
+    ctx.check("FATE-003", not replies, "no TaskReply for the dead submitter's task", [str(r.body) for r in replies])
+    a.resume()
+    a.link(iut.peer_id).send(Heartbeat())
+    try:
+        arrival = a.expect(ProtocolError, lambda m: m.error.code is ErrorCode.DECLARED_DEAD, timeout=ctx.bound(5.0))
+        ctx.check("SES-017", arrival.body.error.requirement == "LIV-005", "error.requirement = 'LIV-005'", repr(arrival.body.error.requirement))
+    except ExpectTimeout as exc:
+        ctx.check("SES-017", False, "ProtocolError(DECLARED_DEAD) answering the fenced peer", str(exc))
+
+
+@case(
+    "liveness/FATE-001-TASK-009-owner-dies-during-resolution",
+    requirements=["FATE-001", "TASK-009", "LIV-004", "REF-006"],
+    iut_env=FAST_DETECTION,
+    summary=(
+        "Suite peer A owns X; suite peer B submits sum_bytes(X by ref). The IUT opens a session with A and "
+        "asks for X; A goes silent instead of answering. The IUT must declare A dead, tell B "
+        "(PeerDeadNotice), and fail B's task with OWNER_DIED."
+    ),
+    timeout=90.0,
+)
+def owner_dies_during_resolution(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    a = ctx.wire_peer("owner", **FAST_PEER)
+    b = ctx.wire_peer("submitter", **FAST_PEER)
+    link_b = ctx.session(b, iut)
+    x = ctx.new_id(a)
+    t = task(b, "sum_bytes", [by_ref(ctx.descriptor(a, x))])
+    link_b.send(t)
+    ctx.expect(a, GetObjectStatus, lambda m: m.object_id == x, requirement="REF-006",
+               what="GetObjectStatus at the owner (after the IUT's Hello to it)", timeout=15.0)
+    a.go_silent()
+    reply = expect_reply(ctx, b, t, requirement="TASK-009", timeout=20.0)
+    ret = reply.returns[0]
+    ctx.check("TASK-009", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.OWNER_DIED,
+              "ERROR(OWNER_DIED)", describe_return(ret))
+    ctx.expect(b, PeerDeadNotice, lambda m: m.peer == a.peer_id and m.incarnation == a.incarnation, requirement="LIV-004",
+               what=f"PeerDeadNotice for the silent owner {a.peer_id}", timeout=20.0)
+
+
+@case(
+    "liveness/LIV-006-FATE-003-goodbye-ends-submitter",
+    requirements=["LIV-006", "FATE-003", "SES-005", "SES-017"],
+    iut_env=FAST_DETECTION,
+    summary=(
+        "A suite peer submits sleep(3000) and then sends Goodbye. The IUT must fence it at once: the task is "
+        "stopped and never answered, and a message sent afterwards is discarded (it should be answered "
+        "DECLARED_DEAD)."
+    ),
+    timeout=60.0,
+)
+def goodbye(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer(**FAST_PEER)
+    link = ctx.session(peer, iut)
+    t = task(peer, "sleep", [by_value(3000)])
+    link.send(t)
+    gseq = link.send(Goodbye("conformance case ends this peer"))
+    ctx.wait_until(peer, lambda: link.acked >= gseq or bool(peer.received(ProtocolError)), requirement="LIV-006",
+                   what="the Goodbye acknowledged", timeout=10.0)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    replies = peer.received(TaskReply, lambda m: m.task_id == t.task_id)
+    ctx.check("FATE-003", not replies, "no TaskReply for the task of the peer that left", [str(r.body) for r in replies])
+    late = task(peer, "echo", [by_value("after goodbye")])
+    link.send(late)
+    try:
+        peer.expect(ProtocolError, lambda m: m.error.code is ErrorCode.DECLARED_DEAD, timeout=ctx.bound(5.0))
+        ctx.check("SES-005", not peer.received(TaskReply, lambda m: m.task_id == late.task_id),
+                  "the message sent after Goodbye discarded", "no reply")
+        ctx.check("SES-017", True, "ProtocolError(DECLARED_DEAD) answering the fenced peer", "received")
+    except ExpectTimeout as exc:
+        ctx.check("SES-017", False, "ProtocolError(DECLARED_DEAD) answering the fenced peer", str(exc))

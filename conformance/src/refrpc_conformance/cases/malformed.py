@@ -1,0 +1,185 @@
+"""handshake.md §4 and transport-zeromq.md §2: malformed, truncated and oversized input.
+
+Every case here ends with the IUT still running and answering, which the runner
+checks after each case; the cases check the answers and that the session goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from refrpc.core.messages import Arg, ArgKind, Envelope, ErrorCode, GetObjectStatus, ProtocolError, TaskReply
+
+from .._build import by_ref, by_value, portable
+from .._case import case
+from .._context import CaseContext
+from .._craft import add_frame, drop_payload_frames, garbage, truncate, with_arg_kind
+from ._common import (
+    check_error_code,
+    check_requirement_named,
+    expect_protocol_error,
+    open_session,
+    resync_after_bad_message,
+    run_echo,
+    task,
+)
+
+MIB = 1 << 20
+
+
+@case(
+    "malformed/GEN-004-garbage-frame",
+    requirements=["GEN-004"],
+    summary=(
+        "The suite sends one frame of random bytes (not an envelope; the sender cannot be identified). The "
+        "IUT discards it without crashing or blocking, and the session goes on."
+    ),
+)
+def garbage_frame(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    link.send_frames(garbage(300), label="300 random bytes")
+    link.send_frames([b""], label="an empty frame")
+    link.send_frames([b"\x00" * 8, b"x"], label="a zero segment table and a stray frame")
+    run_echo(ctx, peer, link, "after garbage", requirement="GEN-004")
+
+
+@case(
+    "malformed/GEN-004-GEN-010-truncated-envelope",
+    requirements=["GEN-004", "GEN-010"],
+    summary=(
+        "The suite sends a task whose frame 0 is cut in half. The IUT discards it without crashing, answers "
+        "MALFORMED if it can read the sender, never runs it, and the session goes on (whether its sequence "
+        "number is consumed must agree with the answer)."
+    ),
+)
+def truncated(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    bad = task(peer, "echo", [by_value("x" * 200)])
+    seq = link.send(bad, frames_hook=truncate(0.5))
+    resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-004")
+    for arrival in peer.received(ProtocolError, lambda m: m.related_seq in (0, seq)):
+        check_error_code(ctx, arrival.body, (ErrorCode.MALFORMED,), requirement="GEN-004", note="the answer to the truncated frame")
+    ctx.check("GEN-004", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the truncated task never runs", "no reply")
+
+
+def _malformed_in_session(ctx: CaseContext, hook_label: str, hook: object, requirement: str, *, oob: bool = False) -> None:
+    iut, peer, link = open_session(ctx)
+    bad = task(peer, "echo", [by_value(b"\x07" * 100)])
+    seq = link.send(bad, frames_hook=hook, oob_threshold=16 if oob else None)  # type: ignore[arg-type]
+    err = expect_protocol_error(ctx, peer, requirement="GEN-004", what=f"ProtocolError(MALFORMED) about seq {seq} ({hook_label})",
+                                related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement=requirement)
+    check_requirement_named(ctx, err)
+    consumed = resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-010")
+    ctx.check("GEN-010", consumed, f"seq {seq} counted as delivered (its envelope is readable)", "consumed" if consumed else "not consumed")
+    ctx.check(requirement, not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the malformed task never runs", "no reply")
+
+
+@case(
+    "malformed/ZMQ-005-GEN-010-payload-frame-missing",
+    requirements=["ZMQ-005", "GEN-004", "GEN-010", "ERR-004"],
+    summary=(
+        "A task whose argument's data travels as frame 1 is sent without frame 1, so a Payload names a "
+        "frame that is not there. The envelope is readable: the IUT answers ProtocolError(MALFORMED) with "
+        "relatedSeq = its number, counts the number as delivered, and does not run the task."
+    ),
+)
+def payload_frame_missing(ctx: CaseContext) -> None:
+    _malformed_in_session(ctx, "payload frame missing", drop_payload_frames, "ZMQ-005", oob=True)
+
+
+@case(
+    "malformed/ZMQ-005-GEN-010-unreferenced-frame",
+    requirements=["ZMQ-005", "GEN-004", "GEN-010", "ERR-004"],
+    summary=(
+        "A valid task is sent with one extra frame that no Payload references. The message is malformed: "
+        "ProtocolError(MALFORMED) with relatedSeq = its number, number consumed, task not run."
+    ),
+)
+def unreferenced_frame(ctx: CaseContext) -> None:
+    _malformed_in_session(ctx, "unreferenced frame", add_frame(), "ZMQ-005")
+
+
+@case(
+    "malformed/REF-004-empty-owner-descriptor",
+    requirements=["REF-004", "GEN-004", "GEN-010"],
+    summary=(
+        "A task's ref argument has an empty owner. The message is malformed: ProtocolError(MALFORMED) with "
+        "relatedSeq = its number, the number consumed, no GetObjectStatus sent for it, the task not run."
+    ),
+)
+def empty_owner(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    x = ctx.new_id(peer)
+    desc = ctx.descriptor(peer, x)
+    bad = task(peer, "sum_bytes", [by_ref(replace(desc, owner=""))])
+    seq = link.send(bad)
+    err = expect_protocol_error(ctx, peer, requirement="REF-004", what=f"ProtocolError about seq {seq}", related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="REF-004")
+    resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-010")
+    ctx.check("REF-004", not peer.received(GetObjectStatus, lambda m: m.object_id == x), "no GetObjectStatus for the bad descriptor", "none")
+    ctx.check("REF-004", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the task never runs", "no reply")
+
+
+@case(
+    "malformed/VAL-015-arg-member-mismatch",
+    requirements=["VAL-015", "GEN-004"],
+    summary=(
+        "A task argument of kind `ref` carries a value instead of a descriptor. The message is malformed: "
+        "ProtocolError(MALFORMED) about its number, and the task does not run."
+    ),
+)
+def arg_member_mismatch(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    bad = task(peer, "sum_bytes", [Arg(ArgKind.REF, value=portable(b"abc"))])
+    seq = link.send(bad)
+    err = expect_protocol_error(ctx, peer, requirement="VAL-015", what=f"ProtocolError about seq {seq}", related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="VAL-015")
+    resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-004")
+    ctx.check("VAL-015", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the task never runs", "no reply")
+
+
+@case(
+    "malformed/GEN-003-unknown-enum-value",
+    requirements=["GEN-003", "GEN-004"],
+    summary=(
+        "A task argument's ArgKind has the value 9, which no version of the schema defines. The IUT rejects "
+        "that one message with ProtocolError(MALFORMED) and the session goes on."
+    ),
+)
+def unknown_enum(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    x = ctx.new_id(peer)
+    bad = task(peer, "sum_bytes", [by_ref(ctx.descriptor(peer, x))])
+    seq = link.next_seq()
+    env = Envelope(peer.peer_id, peer.incarnation, iut.peer_id, iut.incarnation, seq, link.delivered, bad)
+    link.send_frames(with_arg_kind(env, 9), label="SubmitTask with ArgKind 9", seq=seq)
+    err = expect_protocol_error(ctx, peer, requirement="GEN-003", what=f"ProtocolError about seq {seq}", related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="GEN-003")
+    resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-003")
+    ctx.check("GEN-003", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the task never runs", "no reply")
+
+
+@case(
+    "malformed/GEN-004-ZMQ-007-oversized-message",
+    requirements=["GEN-004", "ZMQ-007"],
+    summary=(
+        "The suite sends a task whose argument is one byte larger than the maxFrameBytes the IUT announced. "
+        "The IUT discards it without crashing (it may answer MALFORMED, or its socket may drop it); the task "
+        "never runs and the session goes on."
+    ),
+    timeout=90.0,
+)
+def oversized(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    assert link.welcome is not None
+    limit = link.welcome.body.max_frame_bytes
+    if limit > 256 * MIB:
+        ctx.skip(f"the IUT accepts frames of {limit} bytes; the suite sends at most 256 MiB")
+    link.set_retransmit(True)  # a socket that drops the message may drop the connection with it
+    bad = task(peer, "echo", [by_value(bytes(limit + 1))])
+    seq = link.send(bad, frames_hook=lambda frames: frames)  # never retransmitted
+    resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-004")
+    ctx.check("GEN-004", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the oversized task never runs", "no reply")
+    for arrival in peer.received(ProtocolError, lambda m: m.related_seq == seq):
+        check_error_code(ctx, arrival.body, (ErrorCode.MALFORMED,), requirement="GEN-004", note="the answer to the oversized message")

@@ -1,0 +1,179 @@
+"""objects-and-fetch.md: the IUT as owner answering for its objects, and as a holder serving fetches."""
+
+from __future__ import annotations
+
+from refrpc.core.messages import (
+    ArgKind,
+    ErrorCode,
+    FetchChunk,
+    FetchRequest,
+    GetObjectStatus,
+    ObjectState,
+    ObjectStatus,
+    ReturnKind,
+    ReturnValue,
+    SubmitTask,
+    TaskReply,
+)
+
+from .._build import by_value, describe_return, make_bytes_value, portable, read_portable, read_stored_form
+from .._case import case
+from .._context import CaseContext
+from ._common import expect_reply, open_session, task
+from .tasks import check_chunks, fetch_all
+
+
+@case(
+    "fetch/FET-002-FET-014-byte-ranges",
+    requirements=["FET-002", "FET-014", "FET-001"],
+    summary=(
+        "From a stored result the suite fetches a range in the middle (offset 1000, 5000 bytes), a range "
+        "running past the end (served up to the end), and a range starting past the end (one chunk, last, "
+        "error MALFORMED). The bytes of each range equal the same bytes of the whole stored form."
+    ),
+)
+def byte_ranges(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    t = task(peer, "make_bytes", [by_value(iut.inline_threshold + 20_000)])
+    link.send(t)
+    ret = expect_reply(ctx, peer, t).returns[0]
+    ctx.require("TASK-004", ret.kind is ReturnKind.STORED, "a stored return", describe_return(ret))
+    whole_chunks = fetch_all(ctx, peer, link, ret.object_id, request_id=10, chunk_bytes=1 << 20)
+    total = whole_chunks[0].total_size
+    whole = check_chunks(ctx, whole_chunks, start=0, end=total, chunk_bytes=1 << 20, total=total, note="whole object")
+    middle = fetch_all(ctx, peer, link, ret.object_id, request_id=11, chunk_bytes=2048, offset=1000, length=5000, requirement="FET-002")
+    got = check_chunks(ctx, middle, start=1000, end=6000, chunk_bytes=2048, total=total, note="range [1000, 6000)")
+    ctx.check("FET-002", got == whole[1000:6000], "the bytes [1000, 6000) of the stored form", "equal" if got == whole[1000:6000] else "different")
+    tail = fetch_all(ctx, peer, link, ret.object_id, request_id=12, chunk_bytes=4096, offset=total - 10, length=100, requirement="FET-014")
+    got = check_chunks(ctx, tail, start=total - 10, end=total, chunk_bytes=4096, total=total, note="range past the end")
+    ctx.check("FET-014", got == whole[-10:], "the last 10 bytes (a range past the end is served up to the end)", f"{len(got)} bytes")
+    beyond = fetch_all(ctx, peer, link, ret.object_id, request_id=13, chunk_bytes=4096, offset=total + 10, requirement="FET-014")
+    ctx.check("FET-014", len(beyond) == 1 and beyond[0].last and beyond[0].error is not None and beyond[0].error.code is ErrorCode.MALFORMED
+              and not beyond[0].data, "one chunk, last, empty, error MALFORMED",
+              [f"last={c.last} error={c.error} data={len(c.data)}" for c in beyond])
+
+
+@case(
+    "fetch/FET-004-no-copy-error-chunk",
+    requirements=["FET-004"],
+    summary=(
+        "The suite fetches an object the IUT holds no copy of. The answer is a single FetchChunk, last, "
+        "with empty data and error OBJECT_FREED or UNKNOWN_OBJECT."
+    ),
+)
+def no_copy(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    link.send(FetchRequest(f"{peer.peer_id}.never.1", 77, 0, -1, 65536))
+    arrival = ctx.expect(peer, FetchChunk, lambda m: m.request_id == 77, requirement="FET-004", what="a FetchChunk answering request 77")
+    c: FetchChunk = arrival.body
+    ctx.check("FET-004", c.last and not c.data and c.error is not None and c.error.code in (ErrorCode.OBJECT_FREED, ErrorCode.UNKNOWN_OBJECT),
+              "last, no data, error OBJECT_FREED or UNKNOWN_OBJECT", f"last={c.last} data={len(c.data)} error={c.error}")
+
+
+@case(
+    "objects/OBJ-002-OBJ-004-OBJ-008-iut-owned-put-objects",
+    requirements=["OBJ-002", "OBJ-004", "OBJ-008", "OBJ-011", "OBJ-010", "LOC-001"],
+    summary=(
+        "The IUT puts a small value and a large one. Asked with GetObjectStatus, it answers READY: with the "
+        "value inline for the small one, and for the large one with its size and the IUT itself as the "
+        "primary location (locations and addresses of equal length). The suite fetches the large one and "
+        "decodes it."
+    ),
+)
+def put_objects(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    small_data = b"small value"
+    small = iut.put(small_data)
+    big_data = make_bytes_value(iut.inline_threshold + 10_000)
+    big = iut.put(big_data)
+    link.send(GetObjectStatus(small, wait=True))
+    st: ObjectStatus = ctx.expect(peer, ObjectStatus, lambda m: m.object_id == small, requirement="OBJ-002",
+                                  what=f"ObjectStatus for {small}").body
+    ctx.check("OBJ-004", st.state is ObjectState.READY and st.value is not None, "READY with the value", f"{st.state.value}, value={st.value is not None}")
+    if st.value is not None:
+        ctx.check("OBJ-004", read_portable(st.value) == small_data, repr(small_data), repr(read_portable(st.value)))
+    link.send(GetObjectStatus(big, wait=False))
+    st = ctx.expect(peer, ObjectStatus, lambda m: m.object_id == big, requirement="OBJ-002", what=f"ObjectStatus for {big}").body
+    ctx.check("OBJ-004", st.state is ObjectState.READY and bool(st.locations), "READY with locations", f"{st.state.value}, locations={list(st.locations)}")
+    ctx.check("OBJ-008", len(st.locations) == len(st.location_addresses), "as many addresses as locations",
+              f"{list(st.locations)} / {list(st.location_addresses)}")
+    ctx.check("LOC-001", st.locations[:1] == (iut.peer_id,), f"primary location {iut.peer_id!r} (the owner of a put)", list(st.locations))
+    ctx.check("OBJ-008", st.location_addresses[:1] == (iut.address,), f"its address {iut.address!r}", list(st.location_addresses))
+    chunks = fetch_all(ctx, peer, link, big, request_id=5, chunk_bytes=1 << 20)
+    total = chunks[0].total_size
+    ctx.check("OBJ-011", st.size == total, f"ObjectStatus.size = the stored form's size {total}", st.size)
+    data = check_chunks(ctx, chunks, start=0, end=total, chunk_bytes=1 << 20, total=total, note="the put value")
+    try:
+        got = read_portable(read_stored_form(data))
+    except Exception as exc:
+        ctx.fail("OBJ-010", "a stored form that decodes as a portable Value", str(exc))
+    ctx.check("OBJ-010", got == big_data, "the put bytes", "equal" if got == big_data else "different")
+
+
+@case(
+    "objects/OBJ-003-OBJ-007-freed-and-unknown-ids",
+    requirements=["OBJ-003", "OBJ-007", "OWN-005"],
+    summary=(
+        "The IUT puts a value and drops its only ref, so the object is reclaimed. GetObjectStatus for it "
+        "must answer FREED (the IUT allocated the id); for an id the IUT never allocated, UNKNOWN."
+    ),
+)
+def freed_and_unknown(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    x = iut.put(b"short-lived")
+    iut.drop(x)
+    link.send(GetObjectStatus(x, wait=True))
+    st: ObjectStatus = ctx.expect(peer, ObjectStatus, lambda m: m.object_id == x, requirement="OBJ-003", what=f"ObjectStatus for {x}").body
+    ctx.check("OBJ-003", st.state is ObjectState.FREED, "FREED", st.state.value)
+    other = f"{peer.peer_id}.{peer.incarnation:x}.999"
+    link.send(GetObjectStatus(other, wait=True))
+    st = ctx.expect(peer, ObjectStatus, lambda m: m.object_id == other, requirement="OBJ-007", what=f"ObjectStatus for {other}").body
+    ctx.check("OBJ-007", st.state is ObjectState.UNKNOWN, "UNKNOWN", st.state.value)
+    if st.error is not None:
+        ctx.check("OBJ-007", st.error.code is ErrorCode.UNKNOWN_OBJECT, "error UNKNOWN_OBJECT (or none)", st.error.code.value)
+
+
+@case(
+    "objects/BOR-006-REF-001-iut-submits-ref-argument",
+    requirements=["BOR-006", "REF-001", "REF-003", "OBJ-002", "TASK-001", "OWN-008"],
+    summary=(
+        "The IUT puts X and submits sum_bytes(X by ref) to a suite peer acting as executor. The SubmitTask "
+        "carries X's descriptor with the IUT's identity and an empty forwardId; while the task is pending the "
+        "IUT's table counts one submitted-task ref on X and a pending return; the suite resolves X through "
+        "GetObjectStatus, replies, and the IUT's get gives the sum and the count drops back to 0."
+    ),
+)
+def iut_submits_ref(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer("executor")
+    iut.add_peer(peer, slots=1)
+    data = make_bytes_value(500)
+    x = iut.put(data)
+    sub = iut.submit("sum_bytes", [{"ref": x}], executor=peer.peer_id)
+    t: SubmitTask = ctx.expect(peer, SubmitTask, requirement="TASK-001", what="the SubmitTask from the IUT").body
+    ctx.require("TASK-001", len(t.args) == 1 and t.args[0].kind is ArgKind.REF and t.args[0].ref is not None,
+                "one REF argument", str(t.args))
+    ref = t.args[0].ref
+    assert ref is not None
+    ctx.check("REF-003", (ref.object_id, ref.owner, ref.owner_incarnation, ref.owner_address) == (x, iut.peer_id, iut.incarnation, iut.address),
+              f"descriptor of {x} owned by {iut.peer_id}/{iut.incarnation} at {iut.address}",
+              f"{ref.object_id} owned by {ref.owner}/{ref.owner_incarnation} at {ref.owner_address}")
+    ctx.check("REF-001", ref.forward_id == "", "empty forwardId (covered by the submitter's task hold)", repr(ref.forward_id))
+    entry = iut.entry(x)
+    ctx.check("BOR-006", entry is not None and entry.get("submittedTaskRefs") == 1, "submittedTaskRefs = 1 while the task is pending",
+              entry)
+    ret_entry = iut.entry(sub["returns"][0])
+    ctx.check("OWN-008", ret_entry is not None and ret_entry.get("state") == "pending" and ret_entry.get("role") == "owner",
+              "the return owned and pending", ret_entry)
+    link = peer.link(iut.peer_id)
+    link.send(GetObjectStatus(x, wait=True))
+    st: ObjectStatus = ctx.expect(peer, ObjectStatus, lambda m: m.object_id == x, requirement="OBJ-002", what=f"ObjectStatus for {x}").body
+    ctx.require("OBJ-002", st.state is ObjectState.READY and st.value is not None, "READY with the value", f"{st.state.value}")
+    assert st.value is not None
+    total = sum(read_portable(st.value))
+    link.send(TaskReply(t.task_id, t.attempt, tuple(ReturnValue(r, ReturnKind.INLINE, value=portable(total)) for r in t.return_ids)))
+    got = iut.get(sub["returns"][0])
+    ctx.check("OBJ-002", got.get("value") == sum(data), f"get() = {sum(data)}", got)
+    iut.quiesce()
+    entry = iut.entry(x)
+    ctx.check("BOR-006", entry is not None and entry.get("submittedTaskRefs") == 0, "submittedTaskRefs = 0 after the reply", entry)

@@ -1,0 +1,199 @@
+"""session.md: sequence numbers, duplicates, reordering, acks, retransmission, incarnations."""
+
+from __future__ import annotations
+
+from refrpc.core.messages import CancelTask, ErrorCode, Heartbeat, ProtocolError, TaskReply
+
+from .._build import by_value
+from .._case import case
+from .._context import CaseContext
+from ._common import (
+    check_error_code,
+    check_no_session_opened,
+    expect_protocol_error,
+    expect_reply,
+    open_session,
+    resync_after_bad_message,
+    run_echo,
+    task,
+)
+
+
+@case(
+    "session/SES-002-duplicate-seq-discarded",
+    requirements=["SES-002"],
+    summary=(
+        "The suite sends echo as sequenced message n, gets the reply, sends the very same message (same "
+        "sequence number) again, then echo as n+1. The copy is discarded: the first task has exactly one "
+        "reply, and n+1 runs."
+    ),
+)
+def duplicate_seq(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    t1 = task(peer, "echo", [by_value("once")])
+    seq = link.send(t1)
+    expect_reply(ctx, peer, t1)
+    link.resend(seq)
+    run_echo(ctx, peer, link, "next")  # sent after the copy on the same connection: handled after it
+    replies = peer.received(TaskReply, lambda m: m.task_id == t1.task_id)
+    ctx.check("SES-002", len(replies) == 1, "exactly one TaskReply for the task whose message was duplicated",
+              f"{len(replies)} TaskReplies (seqs {[a.seq for a in replies]})")
+
+
+@case(
+    "session/SES-002-SES-003-reordered-buffered",
+    requirements=["SES-002", "SES-003"],
+    summary=(
+        "The suite sends sequenced message n+1 before n. The IUT buffers n+1 and does not acknowledge it while "
+        "n is missing (its acks stay below n); once n arrives it delivers both, runs both tasks once, and its "
+        "ack reaches n+1."
+    ),
+)
+def reordered(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    run_echo(ctx, peer, link, "warm-up")
+    a, b = link.next_seq(), link.next_seq()
+    t_a = task(peer, "echo", [by_value("a")])
+    t_b = task(peer, "echo", [by_value("b")])
+    link.send(t_b, seq=b)
+    # Let the IUT see b: wait for two of its heartbeats sent after b went out.
+    beats_before = len(peer.received(Heartbeat))
+    ctx.wait_until(peer, lambda: len(peer.received(Heartbeat)) >= beats_before + 2, requirement="LIV-001",
+                   what="two heartbeats from the IUT after message n+1 was sent", timeout=10.0)
+    early = [x for x in link.acks_seen if x >= a]
+    ctx.check("SES-003", not early, f"acks below {a} while message {a} is missing", f"acks seen: {sorted(set(link.acks_seen))[-5:]}")
+    ctx.check("SES-002", not peer.received(TaskReply, lambda m: m.task_id == t_b.task_id),
+              "message n+1 not delivered before n", "no reply yet" if not peer.received(TaskReply, lambda m: m.task_id == t_b.task_id) else "already answered")
+    link.send(t_a, seq=a)
+    expect_reply(ctx, peer, t_a, requirement="SES-002")
+    expect_reply(ctx, peer, t_b, requirement="SES-002")
+    ctx.wait_until(peer, lambda: link.acked >= b, requirement="SES-003", what=f"an ack of {b}")
+    for t in (t_a, t_b):
+        n = len(peer.received(TaskReply, lambda m, t=t: m.task_id == t.task_id))
+        ctx.check("SES-002", n == 1, f"one reply for {t.task_id}", n)
+
+
+@case(
+    "session/SES-003-SES-008-acks-carried",
+    requirements=["SES-003", "SES-008"],
+    summary=(
+        "The suite sends three sequenced messages that need no answer (CancelTask for unknown tasks, which "
+        "are ignored, TASK-013). The IUT's acks reach 3, never exceed what was sent, and never go backwards."
+    ),
+)
+def acks_carried(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    for i in range(3):
+        link.send(CancelTask(f"{ctx.new_id(peer)}-unknown"))
+    ctx.wait_until(peer, lambda: link.acked >= 3, requirement="SES-003", what="an envelope acknowledging message 3")
+    ctx.check("SES-003", not link.out.bogus_acks, "no ack above the highest sequence number sent", link.out.bogus_acks)
+    ctx.check("SES-003", not link.out.regressions, "acks never decrease", link.out.regressions)
+
+
+@case(
+    "session/SES-003-SES-011-retransmit-unacked",
+    requirements=["SES-003", "SES-011"],
+    summary=(
+        "The suite withholds its acks, submits echo and waits: the IUT must retransmit its TaskReply with the "
+        "same sequence number and an identical body until acknowledged."
+    ),
+)
+def retransmit_unacked(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    link.hold_acks()
+    t = task(peer, "echo", [by_value("again")])
+    link.send(t)
+    reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="TASK-005", what="the TaskReply")
+    ctx.wait_until(peer, lambda: sum(1 for s, _ in link.seq_arrivals if s == reply.seq) >= 2, requirement="SES-003",
+                   what=f"a retransmission of seq {reply.seq} (no ack was sent)", timeout=10.0)
+    copies = [r.envelope for r in ctx.trace if r.direction == "in" and r.envelope is not None and r.seq == reply.seq and r.remote == iut.peer_id]
+    ctx.check("SES-011", all(c.body == reply.body for c in copies), "every copy with an identical body",
+              f"{len(copies)} copies, {len({repr(c.body) for c in copies})} distinct bodies")
+    link.release_acks()
+
+
+@case(
+    "session/SES-008-ack-above-sent-ignored",
+    requirements=["SES-008", "SES-003"],
+    summary=(
+        "The suite withholds its acks and sends a Heartbeat whose ack is 1000 above anything the IUT sent. "
+        "The IUT must ignore that ack: the TaskReply it sends next is still retransmitted until really "
+        "acknowledged."
+    ),
+)
+def ack_above_sent(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    link.hold_acks()
+    link.send(Heartbeat(), ack=link.delivered + 1000)
+    t = task(peer, "echo", [by_value("x")])
+    link.send(t)
+    reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="TASK-005", what="the TaskReply")
+    ctx.wait_until(peer, lambda: sum(1 for s, _ in link.seq_arrivals if s == reply.seq) >= 2, requirement="SES-008",
+                   what=f"a retransmission of seq {reply.seq}: the bogus ack must not have covered it", timeout=10.0)
+    link.release_acks()
+    run_echo(ctx, peer, link, "still working", requirement="SES-008")
+
+
+@case(
+    "session/SES-006-wrong-receiver-incarnation",
+    requirements=["SES-006", "SES-016"],
+    summary=(
+        "In a live session the suite sends a task addressed to another incarnation of the IUT. The IUT "
+        "discards it and answers ProtocolError(DECLARED_DEAD) with sequence number 0 naming SES-006; the "
+        "message's sequence number is not consumed (the check comes before sequencing), so a correct task "
+        "with the same number then runs."
+    ),
+)
+def wrong_receiver_incarnation(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    wrong = task(peer, "echo", [by_value("to a dead incarnation")])
+    seq = link.next_seq()
+    link.send(wrong, seq=seq, receiver_incarnation=iut.incarnation ^ 0x5A5A)
+    arrival = ctx.expect(peer, ProtocolError, requirement="SES-006", what="ProtocolError(DECLARED_DEAD)")
+    err: ProtocolError = arrival.body
+    check_error_code(ctx, err, (ErrorCode.DECLARED_DEAD,), requirement="SES-006")
+    ctx.check("SES-006", arrival.seq == 0, "sequence number 0", arrival.seq)
+    ctx.check("SES-006", err.error.requirement == "SES-006", "error.requirement = 'SES-006'", repr(err.error.requirement))
+    right = task(peer, "echo", [by_value("to the live incarnation")])
+    link.send(right, seq=seq)
+    expect_reply(ctx, peer, right, requirement="SES-016")
+    ctx.check("SES-006", not peer.received(TaskReply, lambda m: m.task_id == wrong.task_id),
+              "the misaddressed task never runs", "no reply")
+
+
+@case(
+    "session/SES-014-GEN-010-zero-receiver-incarnation",
+    requirements=["SES-014", "GEN-004", "GEN-010"],
+    summary=(
+        "In a live session the suite sends a task with receiverIncarnation 0 (legal only in a Hello). It is "
+        "malformed: the IUT answers ProtocolError(MALFORMED) with relatedSeq = its sequence number and does "
+        "not run the task, and the session goes on. (Whether the number is consumed depends on whether the "
+        "IUT rejects the envelope before sequencing, SES-016, or as a malformed session message, GEN-010; "
+        "either is accepted if its reply agrees.)"
+    ),
+)
+def zero_receiver_incarnation(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    bad = task(peer, "echo", [by_value("malformed")])
+    seq = link.send(bad, receiver_incarnation=0)
+    err = expect_protocol_error(ctx, peer, requirement="GEN-004", what=f"ProtocolError about seq {seq}", related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="SES-014")
+    resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-004")
+    ctx.check("SES-014", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the malformed task never runs", "no reply")
+
+
+@case(
+    "session/SES-010-sequenced-before-hello-discarded",
+    requirements=["SES-010", "HS-001"],
+    summary=(
+        "A suite peer with no session sends a sequenced task (seq 1). The IUT discards it (it may answer "
+        "WRONG_STATE); after a handshake, a task sent as seq 1 runs and the first one never does."
+    ),
+)
+def sequenced_before_hello(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer()
+    link = peer.connect(iut.peer_id, iut.address, iut.incarnation)
+    check_no_session_opened(ctx, iut, peer, link, requirement="SES-010")
+    for arrival in peer.received(ProtocolError):
+        check_error_code(ctx, arrival.body, (ErrorCode.WRONG_STATE,), requirement="SES-010", note="the optional answer")

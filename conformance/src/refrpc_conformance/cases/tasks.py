@@ -1,0 +1,218 @@
+"""tasks-and-rpc.md §2 and objects-and-fetch.md: submitting tasks and their results."""
+
+from __future__ import annotations
+
+from refrpc.core.messages import (
+    FetchChunk,
+    FetchRequest,
+    GetObjectStatus,
+    ObjectState,
+    ObjectStatus,
+    RegisterBorrower,
+    ReturnKind,
+)
+
+from .._build import (
+    PortableRef,
+    by_ref,
+    by_value,
+    describe_return,
+    make_bytes_value,
+    portable,
+    read_portable,
+    read_stored_form,
+    shared,
+    stored_form,
+)
+from .._case import case
+from .._context import CaseContext
+from .._wire import Link, WirePeer
+from ._common import check_inline, check_own_grants_released, expect_reply, open_session, task
+
+MIB = 1 << 20
+
+
+def fetch_all(ctx: CaseContext, peer: WirePeer, link: Link, object_id: str, *, request_id: int, chunk_bytes: int,
+              offset: int = 0, length: int = -1, requirement: str = "FET-001") -> list[FetchChunk]:
+    """Send one FetchRequest and collect its chunks up to the one marked last."""
+    link.send(FetchRequest(object_id, request_id, offset, length, chunk_bytes))
+    chunks: list[FetchChunk] = []
+    while True:
+        arrival = ctx.expect(peer, FetchChunk, lambda m: m.request_id == request_id, requirement=requirement,
+                             what=f"FetchChunk {len(chunks) + 1} of request {request_id}", timeout=15.0)
+        if not chunks:
+            ctx.check("FET-005", arrival.seq == 0, "FetchChunk sent with sequence number 0", arrival.seq, note=f"request {request_id}")
+        chunks.append(arrival.body)
+        if arrival.body.last:
+            return chunks
+
+
+def check_chunks(ctx: CaseContext, chunks: list[FetchChunk], *, start: int, end: int, chunk_bytes: int, total: int, note: str) -> bytes:
+    """FET-001: chunks cover [start, end) in order, each at most chunk_bytes, last only on the final one."""
+    ctx.check("FET-001", all(not c.lz4 for c in chunks), "no lz4 chunk (not asked for)", [c.lz4 for c in chunks], note=note)
+    ctx.check("FET-001", [c.last for c in chunks] == [False] * (len(chunks) - 1) + [True],
+              "last = true on the final chunk only", [c.last for c in chunks], note=note)
+    ctx.check("FET-001", all(len(c.data) <= chunk_bytes for c in chunks), f"every chunk at most {chunk_bytes} bytes",
+              [len(c.data) for c in chunks], note=note)
+    ctx.check("OBJ-011", all(c.total_size == total for c in chunks), f"totalSize {total} in every chunk",
+              sorted({c.total_size for c in chunks}), note=note)
+    got = bytearray()
+    covered = start
+    for c in sorted(chunks, key=lambda c: c.offset):
+        if c.offset != covered:
+            ctx.check("FET-001", False, f"contiguous chunks from {start}", f"chunk at {c.offset} where {covered} was expected", note=note)
+            break
+        got += c.data
+        covered += len(c.data)
+    ctx.check("FET-001", covered == end, f"bytes [{start}, {end}) covered", f"[{start}, {covered})", note=note)
+    return bytes(got)
+
+
+@case(
+    "tasks/TASK-011-TASK-010-echo-by-value-inline",
+    requirements=["TASK-011", "TASK-010", "TASK-004", "TASK-005", "CNF-001", "VAL-017"],
+    summary=(
+        "echo() gets a value argument holding every portable type (null, bool, int64, float64, text, data, "
+        "list, map). The reply names the task and attempt 1, has one inline return whose objectId is the "
+        "return id, and the value is the argument, unchanged."
+    ),
+)
+def echo_by_value(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    tree = [None, True, -(2**62), 2.5, "text é", b"\x00\x01bytes", [1, [2, [3]]], {"k": "v", "n": [None]}]
+    t = task(peer, "echo", [by_value(tree)])
+    link.send(t)
+    reply = expect_reply(ctx, peer, t)
+    ctx.check("TASK-005", reply.attempt == 1, "attempt 1", reply.attempt)
+    ctx.check("TASK-010", [r.object_id for r in reply.returns] == list(t.return_ids), f"returns for {list(t.return_ids)}",
+              [r.object_id for r in reply.returns])
+    check_inline(ctx, reply, tree, requirement="TASK-011", note="echo of every portable type")
+
+
+@case(
+    "tasks/TASK-004-OBJ-010-stored-result-fetched-in-chunks",
+    requirements=["TASK-004", "OBJ-010", "OBJ-011", "FET-001", "FET-005", "CNF-001"],
+    summary=(
+        "make_bytes(n) with n well under the IUT's inline threshold returns inline; with n above it, the return is "
+        "stored: location = the IUT, size = the stored form's size. The suite fetches it with 64 KiB chunks: "
+        "the chunks (sequence number 0) cover the stored form exactly, the last one only is marked last, and "
+        "the stored form decodes as a Value whose data is the expected bytes."
+    ),
+)
+def stored_result(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    small = task(peer, "make_bytes", [by_value(1000)])
+    link.send(small)
+    check_inline(ctx, expect_reply(ctx, peer, small), make_bytes_value(1000), requirement="TASK-004", note="1000 bytes: inline")
+    n = iut.inline_threshold + 100_000
+    big = task(peer, "make_bytes", [by_value(n)])
+    link.send(big)
+    reply = expect_reply(ctx, peer, big)
+    ret = reply.returns[0]
+    ctx.require("TASK-004", ret.kind is ReturnKind.STORED, f"stored (size above the threshold {iut.inline_threshold})", describe_return(ret))
+    ctx.check("TASK-004", ret.location == iut.peer_id, f"location = the executor {iut.peer_id!r}", repr(ret.location))
+    chunk = 64 * 1024
+    chunks = fetch_all(ctx, peer, link, ret.object_id, request_id=1, chunk_bytes=chunk)
+    total = chunks[0].total_size
+    ctx.check("OBJ-011", ret.size == total, f"ReturnValue.size = the stored form's size ({total})", ret.size)
+    data = check_chunks(ctx, chunks, start=0, end=total, chunk_bytes=chunk, total=total, note="whole object")
+    try:
+        value = read_stored_form(data)
+        got = read_portable(value)
+    except Exception as exc:
+        ctx.fail("OBJ-010", "a stored form that decodes as a Value with a portable tree", f"{exc}")
+    ctx.check("CNF-001", got == make_bytes_value(n), f"make_bytes({n}): byte i = i mod 256",
+              f"{len(got) if isinstance(got, bytes) else type(got).__name__} bytes, "
+              f"{'equal' if got == make_bytes_value(n) else 'different'}")
+
+
+@case(
+    "tasks/TASK-002-OBJ-002-ref-argument-resolved-from-owner",
+    requirements=["TASK-002", "OBJ-002", "CNF-001"],
+    summary=(
+        "The suite owns an object X (1000 bytes, inline) and submits sum_bytes(X by ref). The IUT must ask the "
+        "suite for X with GetObjectStatus(wait = true); the suite answers READY with the value, and the "
+        "reply is the sum of the bytes."
+    ),
+)
+def ref_argument_inline(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    data = make_bytes_value(1000)
+    x = ctx.new_id(peer)
+    value = portable(data)
+    t = task(peer, "sum_bytes", [by_ref(ctx.descriptor(peer, x, size_hint=value.size))])
+    link.send(t)
+    asked = ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
+                       what=f"GetObjectStatus for the ref argument {x}")
+    ctx.check("TASK-002", asked.body.wait is True, "wait = true", asked.body.wait)
+    link.send(ObjectStatus(x, ObjectState.READY, size=value.size, value=value))
+    check_inline(ctx, expect_reply(ctx, peer, t), sum(data), requirement="TASK-002", note="sum_bytes of the resolved value")
+
+
+@case(
+    "tasks/TASK-002-FET-001-ref-argument-fetched-from-location",
+    requirements=["TASK-002", "FET-001", "FET-007", "FET-012", "HS-021", "OBJ-002"],
+    summary=(
+        "The suite owns a stored object X (300,000 bytes) and submits sum_bytes(X by ref). It answers the "
+        "IUT's GetObjectStatus with READY and itself as the only location; the IUT must fetch the stored "
+        "form from the suite (FetchRequest with a chunk size between 1 byte and its frame limit minus 64 "
+        "KiB, no lz4 unless negotiated) and reply with the sum."
+    ),
+)
+def ref_argument_fetched(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    data = make_bytes_value(300_000)
+    x = ctx.new_id(peer)
+    form = stored_form(portable(data))
+    peer.serve(x, form)
+    t = task(peer, "sum_bytes", [by_ref(ctx.descriptor(peer, x, size_hint=len(form)))])
+    link.send(t)
+    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link.send(ObjectStatus(x, ObjectState.READY, size=len(form), locations=(peer.peer_id,), location_addresses=(peer.address,)))
+    reply = expect_reply(ctx, peer, t, timeout=30.0)
+    check_inline(ctx, reply, sum(data), requirement="TASK-002", note="sum_bytes of the fetched value")
+    requests = list(peer.fetch_requests)
+    ctx.require("FET-001", bool(requests), "at least one FetchRequest for X", "none")
+    welcome = link.welcome.body if link.welcome else None
+    limit = (welcome.max_frame_bytes if welcome else 64 * MIB) - 64 * 1024
+    ctx.check("FET-007", all(1 <= r.chunk_bytes <= limit for r in requests), f"chunkBytes in [1, {limit}]", [r.chunk_bytes for r in requests])
+    lz4 = "lz4" in link.features
+    ctx.check("HS-021", lz4 or not any(r.accept_lz4 for r in requests), "acceptLz4 false (lz4 not in use)", [r.accept_lz4 for r in requests])
+    ids = [r.request_id for r in requests]
+    ctx.check("FET-012", len(set(ids)) == len(ids), "request ids not reused", ids)
+
+
+@case(
+    "tasks/TASK-003-REF-001-shared-argument-returned-to-owner",
+    requirements=["TASK-003", "REF-001", "BOR-025", "BOR-005", "CNF-001"],
+    features=("core", "borrowing"),
+    summary=(
+        "The suite owns X and submits forward(shared X). forward returns the ref it was given; since the "
+        "submitter owns X, the IUT needs no grant: the reply's value is Portable.ref 0 with nested = [X], "
+        "owner fields copied, and an empty forwardId; the IUT sends no RegisterBorrower naming the owner."
+    ),
+)
+def shared_argument(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    x = ctx.new_id(peer)
+    desc = ctx.descriptor(peer, x, size_hint=16)
+    t = task(peer, "forward", [shared(desc)])
+    link.send(t)
+    reply = expect_reply(ctx, peer, t)
+    ret = reply.returns[0]
+    ctx.require("TASK-003", ret.kind is ReturnKind.INLINE and ret.value is not None, "an inline value holding the ref", describe_return(ret))
+    assert ret.value is not None
+    ctx.check("CNF-001", read_portable(ret.value) == PortableRef(0), "Portable.ref 0", repr(read_portable(ret.value)))
+    nested = ret.value.nested
+    ctx.require("TASK-003", len(nested) == 1, "one nested ref", f"{len(nested)} nested refs")
+    got = nested[0]
+    ctx.check("REF-001", (got.object_id, got.owner, got.owner_incarnation, got.owner_address) ==
+              (x, peer.peer_id, peer.incarnation, peer.address), "the descriptor of X as the suite sent it",
+              f"{got.object_id}, {got.owner}/{got.owner_incarnation} at {got.owner_address}")
+    ctx.check("REF-001", got.forward_id == "", "empty forwardId (the receiver is the owner)", repr(got.forward_id))
+    naming_owner = peer.received(RegisterBorrower, lambda m: m.borrower == peer.peer_id)
+    ctx.check("BOR-025", not naming_owner, "no RegisterBorrower naming the owner as borrower", [str(r.body) for r in naming_owner])
+    check_own_grants_released(ctx, iut, peer, x)
+
+
+__all__ = ["check_chunks", "fetch_all"]
