@@ -88,7 +88,8 @@ class FetchService:
         self._by_request[f.request_id] = f
         peer, address = f.locations[(f.attempts - 1) % len(f.locations)]
         f.asked = peer
-        lz4_ok = "lz4" in self.node.config.features
+        remote = self.node.core.remotes.get(peer)
+        lz4_ok = remote is not None and "lz4" in remote.features  # HS-021: only where the session uses lz4
         msg = FetchRequest(f.object_id, f.request_id, offset, length, self.chunk_bytes, lz4_ok)
         self.node.handle(ev.SendData(self.node.sid(), peer, 0, address, msg))
 
