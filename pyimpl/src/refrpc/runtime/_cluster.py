@@ -197,6 +197,10 @@ def worker_main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     while not done.is_set() and not node.stopped.is_set():
         done.wait(0.2)
+    # Leaving already: a SIGTERM from the cluster's stop() must not kill the process
+    # half way (Python restores the default action for its own handlers while it
+    # finalizes, but keeps SIG_IGN).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     executor.stop()
     node.stop(timeout=2.0)
     if args.stats:
