@@ -464,6 +464,7 @@ def test_shutdown_sends_goodbye_and_exits_zero(started: list[Iut]) -> None:
     "shutdown"), not by silence (60 s here), and fails the task that was running
     there (RPC-004); the process exits with status 0."""
     a, b = two(started, a=dict(env=SLOW), b=dict(env=SLOW))
+    assert a.get(a.submit("echo", value(1), executor=b.name)) == {"value": 1}  # the session is open
     r = a.submit("sleep", value(120_000), executor=b.name)
     pending = a.send("get", object_id=r, timeout_ms=60_000)
     assert b("shutdown") is None
@@ -486,6 +487,7 @@ def test_crash_exits_at_once_without_goodbye(started: list[Iut]) -> None:
     """CNF-008 ``crash``: the process dies as with kill -9, sending nothing; the other
     peer declares it dead by silence (LIV-003) and fails its running task."""
     a, b = two(started, a=dict(env=FAST), b=dict(env=FAST))
+    assert a.get(a.submit("echo", value(1), executor=b.name)) == {"value": 1}  # the session is open
     r = a.submit("sleep", value(120_000), executor=b.name)
     pending = a.send("get", object_id=r, timeout_ms=60_000)
     assert a("quiesce", timeout_ms=300) == {"quiescent": False}  # the task is out
@@ -589,6 +591,7 @@ def test_fault_no_goodbye(started: list[Iut]) -> None:
     """LIV-006 broken: shutdown leaves without Goodbye, so the other peer does not
     learn it (compare test_shutdown_sends_goodbye_and_exits_zero)."""
     a, b = two(started, a=dict(env=SLOW), b=dict(env=SLOW, faults=("no-goodbye",)))
+    assert a.get(a.submit("echo", value(1), executor=b.name)) == {"value": 1}  # the session is open
     r = a.submit("sleep", value(120_000), executor=b.name)
     assert a("quiesce", timeout_ms=300) == {"quiescent": False}
     assert b("shutdown") is None

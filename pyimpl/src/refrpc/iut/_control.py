@@ -41,6 +41,8 @@ log = logging.getLogger("refrpc.iut")
 _MISSING = object()
 #: How often ``quiesce`` looks again.
 QUIESCE_POLL_S = 0.005
+#: The longest a leaving IUT waits for its Goodbyes to go out (LIV-010: at most 1 s).
+GOODBYE_LINGER_S = 1.0
 
 
 class BadRequest(Exception):
@@ -216,13 +218,25 @@ class Control:
     def _error(self, rid: int | None, code: str, message: str) -> None:
         self.writer.write({"id": rid, "ok": False, "error": {"code": code, "message": message}})
 
-    def leave(self, goodbye: bool = True) -> None:
+    def leave(self) -> None:
         """Leave cleanly: Goodbye to every live session (LIV-006), then exit 0."""
         self.writer.drain()
         iut = self.iut
         if iut is not None:
             iut.executor.stop()
-            iut.node.stop(timeout=2.0)  # Goodbye (unless the no-goodbye switch is on), then close
+            node = iut.node
+            try:
+                # Goodbye (unless the no-goodbye switch is on); the core handles nothing after it.
+                node.call(lambda: node.handle(ev.Shutdown(node.sid(), "shutdown"))).result(GOODBYE_LINGER_S)
+            except Exception:  # the loop is gone (fail-stop) or stuck: leave anyway
+                pass
+            # LIV-010: give the Goodbyes up to 1 s to leave. A DEALER whose connection is
+            # not complete yet (a session opened a moment ago) holds them in its backlog,
+            # which closing the socket would drop.
+            end = time.monotonic() + GOODBYE_LINGER_S
+            while time.monotonic() < end and not node.stopped.is_set() and sum(node.wire.backlog(a) for a in node.wire.connected):
+                time.sleep(0.005)
+            node.stop(timeout=2.0)
         logging.shutdown()
         os._exit(0)
 
