@@ -526,8 +526,10 @@ def test_shared_ref_forwarding_survives_kill_9() -> None:
 def test_a_stopped_worker_is_declared_dead_and_exits_when_it_resumes() -> None:
     """LIV-003, LIV-005, SES-005, RPC-004: a worker frozen (SIGSTOP) past the detection
     timeout is declared dead; its tasks are retried elsewhere and the program's values
-    are right; when it resumes (SIGCONT) it learns it is dead and exits by itself,
-    and what it sends meanwhile changes nothing (its incarnation is fenced)."""
+    are right; when it resumes (SIGCONT) it exits by itself, with status 0: it learns
+    it was declared dead (a peer's DECLARED_DEAD error, LIV-009, LIV-005) or finds
+    every peer silent past its own timeout (LIV-003), whichever comes first; what it
+    sends meanwhile changes nothing (its incarnation is fenced, SES-005)."""
     c = ChaosCluster(4)
     stopped: list[str] = []
     try:
