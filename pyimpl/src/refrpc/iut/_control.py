@@ -137,6 +137,9 @@ class Control:
         self.actors: set[str] = set()
         #: Peers added with 0 slots: known by address, never placed on.
         self.unplaced: dict[str, str] = {}
+        #: Set once the process leaves on purpose (shutdown, fail-stop): the node's
+        #: loop stopping is then expected.
+        self._leaving = threading.Event()
         self.ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "info": lambda req: self.node_iut.info(),
             "add_peer": self.add_peer,
@@ -168,6 +171,7 @@ class Control:
 
         signal.signal(signal.SIGTERM, terminate)
         signal.signal(signal.SIGINT, terminate)
+        threading.Thread(target=self._watch, name="iut-watch", daemon=True).start()
         self.writer.write({"event": "ready", **iut.info()})
         try:
             for raw in lines:
@@ -218,8 +222,22 @@ class Control:
     def _error(self, rid: int | None, code: str, message: str) -> None:
         self.writer.write({"id": rid, "ok": False, "error": {"code": code, "message": message}})
 
+    def _watch(self) -> None:
+        """A node loop that dies of an exception leaves a peer that answers nothing:
+        say why (stderr and an ``internal_error`` event) and exit with status 70."""
+        node = self.node_iut.node
+        node.stopped.wait()
+        if self._leaving.is_set():
+            return
+        log.error("the protocol loop stopped:\n%s", node.failure)
+        self.writer.write({"event": "internal_error", "message": node.failure[-4000:]})
+        self.writer.drain()
+        logging.shutdown()
+        os._exit(70)
+
     def leave(self) -> None:
         """Leave cleanly: Goodbye to every live session (LIV-006), then exit 0."""
+        self._leaving.set()
         self.writer.drain()
         iut = self.iut
         if iut is not None:
@@ -246,6 +264,7 @@ class Control:
             self.writer.write({"event": "peer_dead", "peer_id": ins.peer, "incarnation": str(ins.incarnation), "reason": ins.reason})
         elif isinstance(ins, ev.FailStop):
             # LIV-005: declared dead by the cluster; the node has stopped sending.
+            self._leaving.set()
             log.warning("fail-stop: %s", ins.reason)
             self.writer.write({"event": "fail_stop", "reason": ins.reason})
 
