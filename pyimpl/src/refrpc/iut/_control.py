@@ -252,11 +252,19 @@ class Control:
             # not complete yet (a session opened a moment ago) holds them in its backlog,
             # which closing the socket would drop.
             end = time.monotonic() + GOODBYE_LINGER_S
-            while time.monotonic() < end and not node.stopped.is_set() and sum(node.wire.backlog(a) for a in node.wire.connected):
+            while time.monotonic() < end and self._backlogged(node):
                 time.sleep(0.005)
             node.stop(timeout=2.0)
         logging.shutdown()
         os._exit(0)
+
+    @staticmethod
+    def _backlogged(node: Any) -> bool:
+        """Whether messages still wait for a DEALER's connection (asked on the loop thread)."""
+        try:
+            return bool(node.call(lambda: sum(node.wire.backlog(a) for a in node.wire.connected)).result(GOODBYE_LINGER_S))
+        except Exception:  # the loop is gone: nothing more will leave
+            return False
 
     def on_instruction(self, ins: ev.Instruction) -> None:
         """Instructions for the program (on the loop thread): deaths become events."""
