@@ -5,6 +5,7 @@
 #   make docs      build the Sphinx docs with warnings as errors
 #   make simulate SEEDS=N   run N more seeded fault simulations
 #   make spec-index         regenerate spec/requirements.json from spec/*.md
+#   make conformance        run the conformance suite against pyimpl (reports in conformance-report/)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,14 +13,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp-install
 SEEDS  ?= 2000
 
-.PHONY: test demo demo-sim bench docs simulate spec-index capnp clean
+.PHONY: test demo demo-sim bench docs simulate spec-index capnp conformance clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) pyimpl/pyproject.toml
+$(STAMP): $(PY) pyimpl/pyproject.toml conformance/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e 'pyimpl[test,docs]'
+	$(PY) -m pip install --quiet -e conformance
 	touch $(STAMP)
 
 # The reference Cap'n Proto compiler, used by the schema tests (Debian package capnproto).
@@ -29,8 +31,10 @@ capnp:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq capnproto >/dev/null; }
 
+# Two runs, so that each test directory keeps its own pytest settings (pyproject.toml).
 test: $(STAMP) capnp
 	$(PY) -m pytest -q pyimpl/tests
+	$(PY) -m pytest -q conformance/tests
 
 demo: $(STAMP)
 	$(PY) -m refrpc.examples.demo
@@ -47,8 +51,13 @@ docs: $(STAMP)
 simulate: $(STAMP)
 	$(PY) -m refrpc.testing --seeds $(SEEDS)
 
+conformance: $(STAMP)
+	mkdir -p conformance-report
+	$(PY) -m refrpc_conformance --iut conformance/iut/pyimpl.toml -j 2 --known-failing conformance/iut/pyimpl-known-failing.txt \
+	  --json conformance-report/pyimpl.json --junit conformance-report/pyimpl.xml --html conformance-report/pyimpl.html
+
 spec-index: $(STAMP)
 	$(PY) spec/tools/build_index.py
 
 clean:
-	rm -rf $(VENV) docs/_build
+	rm -rf $(VENV) docs/_build conformance-report

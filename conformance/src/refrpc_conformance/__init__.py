@@ -30,6 +30,7 @@ from ._requirements import Requirement, Requirements, load_requirements
 from ._runner import RunResult, run, run_case
 from ._trace import TraceRecord
 from ._wire import Arrival, ExpectTimeout, Link, WireError, WirePeer
+from . import cases  # noqa: E402 - registers the built-in cases in REGISTRY
 
 __all__ = [
     "IUT",
@@ -57,6 +58,7 @@ __all__ = [
     "WireError",
     "WirePeer",
     "by_ref",
+    "cases",
     "by_value",
     "case",
     "from_json_value",

@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from . import cases  # registers the cases
 from ._case import REGISTRY, select
 from ._config import ConfigError, load_config
 from ._report import progress_line, write_html, write_json, write_junit, write_summary
@@ -38,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", action="append", metavar="GLOB", help="run only cases whose id matches (repeatable, or comma-separated)")
     p.add_argument("--features", action="append", metavar="F", help="treat only these features as claimed (default: the config's)")
     p.add_argument("--known-failing", metavar="FILE", help="more case ids/globs expected to fail, one a line")
+    p.add_argument("--iut-env", action="append", metavar="KEY=VALUE", help="add to the environment of every IUT process (repeatable)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
@@ -53,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     patterns = _split(args.cases)
-    assert cases.__name__  # the import registers the cases
     chosen = select(REGISTRY.values(), patterns)
     if args.list:
         for spec in chosen:
@@ -75,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("refrpc-conformance: warning: spec/requirements.json not found; requirement text will not be quoted", file=sys.stderr)
     known = read_known_failing(args.known_failing) if args.known_failing else []
     features = _split(args.features) or None
+    extra_env: dict[str, str] = {}
+    for item in args.iut_env or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"refrpc-conformance: --iut-env wants KEY=VALUE, not {item!r}", file=sys.stderr)
+            return 2
+        extra_env[key] = value
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="refrpc-conformance-"))
 
     def progress(result, done, total):  # type: ignore[no-untyped-def]
@@ -85,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"running {len(chosen)} case(s) against {config.name}; IUT logs in {run_dir}", flush=True)
     result = run(
         chosen, config, requirements, features=features, known_failing=known,
-        jobs=max(1, args.jobs), run_dir=run_dir, progress=progress,
+        jobs=max(1, args.jobs), run_dir=run_dir, extra_env=extra_env, progress=progress,
     )
     write_summary(result, sys.stdout, verbose=args.verbose)
     if args.json:

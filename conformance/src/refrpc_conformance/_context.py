@@ -12,7 +12,7 @@ from refrpc.core.messages import RefDescriptor
 from ._case import Check, CaseSpec
 from ._config import IUTConfig
 from ._control import ControlError, ControlTimeout, IUTExited, IUTProcess, ReadyInfo, Ref, from_json_value, to_json_value
-from ._requirements import Requirements
+from ._requirements import ABSOLUTE_LEVELS, Requirements
 from ._trace import TraceRecord
 from ._wire import Arrival, Clock, ExpectTimeout, Link, WireError, WirePeer
 
@@ -191,13 +191,15 @@ class CaseContext:
         )
         self._processes.append(process)
         try:
-            process.start()
+            ready = process.launch(self.bound(self.config.startup_timeout_s))
         except OSError as exc:
             self.abort(f"cannot start the IUT ({' '.join(self.config.command)}): {exc}")
-        try:
-            ready = process.wait_ready(self.bound(self.config.startup_timeout_s))
-        except (ControlTimeout, IUTExited) as exc:
+        except ControlTimeout as exc:
             self.abort(f"{exc}; stderr: {process.stderr_tail(1500)}")
+        except IUTExited as exc:
+            self.abort(str(exc))
+        for failed in process.failed_starts:
+            self.note(f"{peer_id} exited before `ready` and was started again on another port: {failed}")
         self.check(
             "CNF-011", ready.peer_id == peer_id, f"ready.peer_id = {peer_id!r}", repr(ready.peer_id),
             note="the IUT uses the PeerId the suite gave it",
@@ -238,6 +240,13 @@ class CaseContext:
             object_id=object_id, owner=peer.peer_id, owner_incarnation=peer.incarnation,
             owner_address=peer.address, size_hint=size_hint, forward_id=forward_id,
         )
+
+    def iut_died(self) -> str | None:
+        """Why waiting is pointless: an IUT the case did not end has exited."""
+        for process in self._processes:
+            if not process.exit_expected and process.returncode is not None:
+                return f"{process.peer_id} exited with status {process.returncode}"
+        return None
 
     # ------------------------------------------------------------ verdicts
     def check(
@@ -307,7 +316,7 @@ class CaseContext:
         replies) are skipped and stay available to later expectations.
         """
         try:
-            return peer.expect(types, where, remote=remote, timeout=self.bound(timeout), what=what)
+            return peer.expect(types, where, remote=remote, timeout=self.bound(timeout), what=what, give_up=self.iut_died)
         except ExpectTimeout as exc:
             self.fail(requirement, what, str(exc))
 
@@ -315,9 +324,9 @@ class CaseContext:
         """Wait for a condition on a peer's state; failing it fails the requirement."""
         bound = self.bound(timeout)
         try:
-            peer.wait_until(condition, bound, what=what)
+            peer.wait_until(condition, bound, what=what, give_up=self.iut_died)
         except ExpectTimeout:
-            self.fail(requirement, what, f"not within {bound:g} s")
+            self.fail(requirement, what, self.iut_died() or f"not within {bound:g} s")
 
     def poll_until(self, condition: Callable[[], bool], *, requirement: str, what: str, timeout: float = 10.0, interval: float = 0.05) -> None:
         """Wait for a condition that no peer's lock guards (a control-channel answer, a process exit)."""
@@ -383,7 +392,8 @@ class CaseContext:
                 ),
                 level="MUST", note="the IUT must not crash or hang because of what the case sent",
             )
-        self._check_still_talking()
+        if not any(not c.passed and c.level in ABSOLUTE_LEVELS for c in self.checks):
+            self._check_still_talking()  # a failed case needs no further evidence
         for process in self._processes:
             for violation in process.violations:
                 req = violation.split(":", 1)[0]

@@ -160,6 +160,8 @@ class IUTProcess:
         #: (request, response) pairs, for the report.
         self.transcript: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         self.ready: ReadyInfo | None = None
+        #: Starts that ended before ``ready`` and were retried (see :meth:`launch`).
+        self.failed_starts: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._lock = threading.Condition()
@@ -194,6 +196,37 @@ class IUTProcess:
         self._reader = threading.Thread(target=self._read_stdout, name=f"iut-{self.peer_id}", daemon=True)
         self._reader.start()
 
+    def launch(self, timeout: float | None = None, attempts: int = 2) -> ReadyInfo:
+        """Start the process and wait for ``ready``; if it exits first, try again
+        with a fresh endpoint, up to ``attempts`` times in all.
+
+        The port the suite hands out was free a moment before, but another process
+        on the machine may take it first; an IUT that cannot bind exits. A real
+        startup crash repeats and is reported from the last attempt. Earlier
+        attempts are kept in :attr:`failed_starts`.
+        """
+        for attempt in range(1, attempts + 1):
+            self.start()
+            try:
+                return self.wait_ready(timeout)
+            except IUTExited as exc:
+                if attempt == attempts:
+                    raise
+                self.failed_starts.append(f"{self.endpoint}: {exc}")
+                self._reset_for_restart()
+        raise AssertionError("unreachable")
+
+    def _reset_for_restart(self) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        self.endpoint = free_tcp_endpoint()
+        self._ready_event = None
+        self._eof = False
+        self.violations.clear()
+
     def wait_ready(self, timeout: float | None = None) -> ReadyInfo:
         """Wait for the ``ready`` event (CNF-006).
 
@@ -208,7 +241,8 @@ class IUTProcess:
             while self._ready_event is None:
                 if self._eof or (self._proc is not None and self._proc.poll() is not None):
                     status = self.wait_exit(2.0)
-                    raise IUTExited(f"{self.peer_id} exited (status {status}) before `ready`")
+                    tail = self.stderr_tail(1500).strip()
+                    raise IUTExited(f"{self.peer_id} exited (status {status}) before `ready`" + (f"; stderr: {tail}" if tail else ""))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise ControlTimeout(f"{self.peer_id} sent no `ready` event within {limit:g} s")

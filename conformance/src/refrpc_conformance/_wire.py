@@ -501,6 +501,7 @@ class WirePeer:
         timeout: float = 10.0,
         what: str = "",
         consume: bool = True,
+        give_up: Callable[[], str | None] | None = None,
     ) -> Arrival:
         """Wait for the first delivered, not yet consumed message of a type.
 
@@ -508,8 +509,11 @@ class WirePeer:
         are left where they are, so the order in which a case expects things
         need not be the order in which the remote sends them (CNF-014).
 
+        ``give_up`` is asked at least twice a second; a reason from it ends the
+        wait at once (the process under test has died, say).
+
         Raises:
-            ExpectTimeout: Nothing matched within ``timeout`` seconds.
+            ExpectTimeout: Nothing matched within ``timeout`` seconds, or ``give_up`` gave a reason.
         """
         deadline = time.monotonic() + timeout
         with self._cv:
@@ -527,6 +531,9 @@ class WirePeer:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise ExpectTimeout(self._describe_wait(types, what, timeout))
+                reason = give_up() if give_up is not None else None
+                if reason:
+                    raise ExpectTimeout(f"no {what or 'message'} arrived: {reason}")
                 self._cv.wait(min(left, 0.5))
 
     def received(self, types: type | tuple[type, ...], where: Predicate | None = None, *, remote: str | None = None) -> list[Arrival]:
@@ -540,11 +547,14 @@ class WirePeer:
                 and (where is None or where(a.body))
             ]
 
-    def wait_until(self, condition: Callable[[], bool], timeout: float, what: str = "a condition") -> None:
+    def wait_until(
+        self, condition: Callable[[], bool], timeout: float, what: str = "a condition",
+        give_up: Callable[[], str | None] | None = None,
+    ) -> None:
         """Wait, under this peer's lock, until ``condition()`` holds.
 
         Raises:
-            ExpectTimeout: It did not hold within ``timeout`` seconds.
+            ExpectTimeout: It did not hold within ``timeout`` seconds, or ``give_up`` gave a reason.
         """
         deadline = time.monotonic() + timeout
         with self._cv:
@@ -552,6 +562,9 @@ class WirePeer:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise ExpectTimeout(f"{what} did not happen within {timeout:g} s")
+                reason = give_up() if give_up is not None else None
+                if reason:
+                    raise ExpectTimeout(f"{what} did not happen: {reason}")
                 self._cv.wait(min(left, 0.5))
 
     def serve(self, object_id: str, stored_form: bytes) -> None:

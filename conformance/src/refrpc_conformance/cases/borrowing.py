@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from refrpc.core.messages import (
     BorrowerRegistered,
+    BorrowRelease,
     ErrorCode,
     ErrorInfo,
+    GetObjectStatus,
+    ObjectState,
+    ObjectStatus,
     RegisterBorrower,
+    ReleaseBorrows,
     ReturnKind,
+    ReturnValue,
     SubmitTask,
     TaskReply,
 )
 
-from .._build import PortableRef, describe_return, read_portable, shared
+from .._build import PortableRef, describe_return, portable, read_portable, shared
 from .._case import case
 from .._context import IUT, CaseContext
 from .._wire import WirePeer
@@ -63,7 +70,7 @@ def hold_registers(ctx: CaseContext) -> None:
     dropped = iut.drop_held()
     ctx.check("CNF-008", dropped == 1, "drop_held drops 1 ref", dropped)
     ctx.wait_until(peer, lambda: reg.forward_id in released_forward_ids(peer, x), requirement="BOR-005",
-                   what=f"ReleaseBorrows for {x} naming {reg.forward_id!r}", timeout=15.0)
+                   what=f"ReleaseBorrows for {x} naming {reg.forward_id!r}", timeout=10.0)
     ctx.check("BOR-005", released_forward_ids(peer, x) == {reg.forward_id}, f"exactly the grant {reg.forward_id!r}",
               sorted(released_forward_ids(peer, x)))
 
@@ -136,3 +143,53 @@ def refused_registration(ctx: CaseContext) -> None:
     ctx.check("BOR-003", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.OBJECT_FREED,
               "ERROR(OBJECT_FREED)", describe_return(ret))
     check_own_grants_released(ctx, iut, owner, x)
+
+
+@case(
+    "borrowing/OWN-004-OWN-005-borrowed-object-outlives-owner-ref",
+    requirements=["OWN-004", "OWN-005", "BOR-003", "BOR-007", "INT-005", "OBJ-003"],
+    features=("core", "borrowing"),
+    summary=(
+        "The IUT puts X and submits hold(shared X) to a suite peer, which keeps X: it registers itself with "
+        "the IUT (RegisterBorrower) and gets the grant (BorrowerRegistered, no error) before replying. The "
+        "IUT's program then drops X. While the suite's grant exists X must stay: its table lists the suite "
+        "as borrower and GetObjectStatus answers READY. Once the suite releases the grant, X is reclaimed: "
+        "FREED, and no table entry."
+    ),
+)
+def borrowed_object_outlives_owner_ref(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer("borrower")
+    iut.add_peer(peer, slots=1)
+    x = iut.put(b"kept by a borrower")
+    sub = iut.submit("hold", [{"shared": x}], executor=peer.peer_id)
+    t: SubmitTask = ctx.expect(peer, SubmitTask, requirement="TASK-001", what="the SubmitTask from the IUT").body
+    link = peer.link(iut.peer_id)
+    ref = t.args[0].ref if t.args and t.args[0].ref is not None else None
+    ctx.require("TASK-003", ref is not None and ref.object_id == x, f"a shared argument naming {x}", str(t.args))
+    assert ref is not None
+    fid = ctx.new_id(peer)
+    link.send(RegisterBorrower(x, peer.peer_id, peer.incarnation, peer.address, fid))
+    answer: BorrowerRegistered = ctx.expect(peer, BorrowerRegistered, lambda m: m.forward_id == fid, requirement="BOR-003",
+                                            what=f"BorrowerRegistered for {fid}").body
+    ctx.require("BOR-003", answer.error is None, "the grant recorded (no error)", str(answer.error))
+    kept = replace(ref, forward_id=fid)
+    link.send(TaskReply(t.task_id, t.attempt, tuple(ReturnValue(r, ReturnKind.INLINE, value=portable(None)) for r in t.return_ids),
+                        retained=(kept,)))
+    ctx.check("CNF-001", iut.get(sub["returns"][0]).get("value", "missing") is None, "get() of hold's return is null", "")
+    iut.drop(x)
+    iut.quiesce()
+    entry = iut.entry(x)
+    ctx.check("OWN-004", entry is not None, f"{x} still in the owner's table while borrowed", "gone" if entry is None else entry)
+    if entry is not None:
+        ctx.check("INT-005", entry.get("borrowers") == [peer.peer_id], f"borrowers = [{peer.peer_id!r}]", entry.get("borrowers"))
+    link.send(GetObjectStatus(x, wait=False))
+    st: ObjectStatus = ctx.expect(peer, ObjectStatus, lambda m: m.object_id == x, requirement="OWN-004", what=f"ObjectStatus for {x}").body
+    ctx.check("OWN-004", st.state is ObjectState.READY, "READY (a borrower still holds it)", st.state.value)
+    link.send(ReleaseBorrows((BorrowRelease(x, (fid,)),)))
+    iut.quiesce()
+    link.send(GetObjectStatus(x, wait=False))
+    st = ctx.expect(peer, ObjectStatus, lambda m: m.object_id == x and m.state is not ObjectState.READY, requirement="OWN-005",
+                    what=f"ObjectStatus for {x} after the last grant was released").body
+    ctx.check("OBJ-003", st.state is ObjectState.FREED, "FREED", st.state.value)
+    ctx.check("OWN-005", iut.entry(x) is None, f"no table entry for {x}", iut.entry(x))

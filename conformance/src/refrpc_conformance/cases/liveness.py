@@ -7,13 +7,23 @@ is declared dead after about 0.4 s; their bounds are tens of seconds.
 
 from __future__ import annotations
 
-from refrpc.core.messages import ErrorCode, GetObjectStatus, Goodbye, Heartbeat, PeerDeadNotice, ProtocolError, ReturnKind, TaskReply, Welcome
+from refrpc.core.messages import (
+    ErrorCode,
+    GetObjectStatus,
+    Goodbye,
+    Heartbeat,
+    PeerDeadNotice,
+    ProtocolError,
+    ReturnKind,
+    TaskReply,
+    Welcome,
+)
 
 from .._build import by_ref, by_value, describe_return
 from .._case import case
 from .._context import CaseContext
 from .._wire import ExpectTimeout
-from ._common import FAST_DETECTION, expect_reply, task
+from ._common import FAST_DETECTION, expect_reply, run_echo, task
 
 FAST_PEER = {"heartbeat_ms": 100}
 
@@ -35,7 +45,7 @@ def heartbeats_when_idle(ctx: CaseContext) -> None:
     w: Welcome = link.welcome.body
     ctx.check("CNF-012", w.heartbeat_interval_ms == 100, "heartbeatIntervalMs 100 (from REFRPC_IUT_HEARTBEAT_MS)", w.heartbeat_interval_ms)
     ctx.wait_until(peer, lambda: len(peer.received(Heartbeat)) >= 5, requirement="LIV-001",
-                   what="five Heartbeats on an idle session", timeout=15.0)
+                   what="five Heartbeats on an idle session", timeout=10.0)
     beats = peer.received(Heartbeat)
     ctx.check("SES-007", all(a.seq == 0 for a in beats), "every Heartbeat with sequence number 0", sorted({a.seq for a in beats}))
 
@@ -139,3 +149,27 @@ def goodbye(ctx: CaseContext) -> None:
         ctx.check("SES-017", True, "ProtocolError(DECLARED_DEAD) answering the fenced peer", "received")
     except ExpectTimeout as exc:
         ctx.check("SES-017", False, "ProtocolError(DECLARED_DEAD) answering the fenced peer", str(exc))
+
+
+@case(
+    "liveness/LIV-006-LIV-010-shutdown-says-goodbye",
+    requirements=["LIV-006", "LIV-010", "CNF-008"],
+    summary=(
+        "With a live session that has carried a task, the suite asks the IUT to shut down. It answers null, "
+        "should send Goodbye on the session as its last sequenced message, and exits with status 0."
+    ),
+)
+def shutdown_says_goodbye(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer()
+    link = ctx.session(peer, iut)
+    run_echo(ctx, peer, link, "a task first, so both directions have carried sequenced messages")
+    iut.process.expect_exit()
+    ctx.check("CNF-008", iut.control("shutdown") is None, "shutdown answers null", "")
+    status = iut.process.wait_exit(ctx.bound(20.0))
+    ctx.check("CNF-008", status == 0, "exit status 0", status)
+    goodbyes = peer.received(Goodbye)
+    ctx.check("LIV-006", bool(goodbyes), "Goodbye on the live session", "none" if not goodbyes else str(goodbyes[0].body))
+    if goodbyes:
+        later = [a for a in peer.inbox if a.seq > goodbyes[0].seq and a.remote == iut.peer_id]
+        ctx.check("LIV-010", not later, "Goodbye the last sequenced message", [f"{a.body.__class__.__name__}(seq {a.seq})" for a in later])

@@ -53,4 +53,4 @@ def duplicate_task(ctx: CaseContext) -> None:
     dropped = iut.drop_held()
     ctx.check("RPC-001", dropped == 1, "hold ran once: drop_held drops 1 ref", f"{dropped} refs (and {len(regs)} RegisterBorrower)")
     ctx.wait_until(peer, lambda: reg.forward_id in released_forward_ids(peer, x), requirement="BOR-005",
-                   what=f"ReleaseBorrows for {x}", timeout=15.0)
+                   what=f"ReleaseBorrows for {x}", timeout=10.0)

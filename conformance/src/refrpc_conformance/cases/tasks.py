@@ -39,7 +39,7 @@ def fetch_all(ctx: CaseContext, peer: WirePeer, link: Link, object_id: str, *, r
     chunks: list[FetchChunk] = []
     while True:
         arrival = ctx.expect(peer, FetchChunk, lambda m: m.request_id == request_id, requirement=requirement,
-                             what=f"FetchChunk {len(chunks) + 1} of request {request_id}", timeout=15.0)
+                             what=f"FetchChunk {len(chunks) + 1} of request {request_id}", timeout=10.0)
         if not chunks:
             ctx.check("FET-005", arrival.seq == 0, "FetchChunk sent with sequence number 0", arrival.seq, note=f"request {request_id}")
         chunks.append(arrival.body)

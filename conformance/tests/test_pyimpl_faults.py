@@ -1,0 +1,71 @@
+"""Proof that the suite can fail: pyimpl with each of its fault switches on
+(`refrpc.iut.FAULTS`, each breaking one requirement) fails a named case, and the
+case's failed checks name the requirement the switch breaks.
+
+Whole-suite runs per switch (`refrpc-conformance --iut-env REFRPC_IUT_FAULTS=NAME`)
+catch more (docs/conformance.md lists them); this test runs the one named case per
+switch, two at a time. Skipped where pyimpl's IUT adapter is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conformance_testkit import REFRPC_PATH
+from refrpc_conformance import REGISTRY, Grade, load_config, load_requirements, run
+
+HAVE_IUT = importlib.util.find_spec("refrpc.iut") is not None
+pytestmark = [
+    pytest.mark.timeout(150),
+    pytest.mark.skipif(not HAVE_IUT, reason="refrpc.iut (pyimpl's IUT adapter) not installed"),
+]
+
+CONFIG = Path(__file__).resolve().parents[1] / "iut" / "pyimpl.toml"
+
+#: Fault switch -> the case that catches it.
+CATCHES = {
+    "free-while-borrowed": "borrowing/OWN-004-OWN-005-borrowed-object-outlives-owner-ref",
+    "ignore-duplicate-task": "rpc/RPC-001-duplicate-task-new-seq-executed-once",
+    "skip-release": "borrowing/BOR-007-BOR-005-hold-registers-then-releases",
+    "wrong-error-code": "errors/TASK-007-fail-fixture-task-failed",
+    "never-answer-fetch": "tasks/TASK-004-OBJ-010-stored-result-fetched-in-chunks",
+    "no-heartbeat": "liveness/LIV-001-CNF-012-heartbeats-when-idle",
+    "accept-unknown-version": "handshake/HS-002-unknown-major-refused",
+    "no-goodbye": "liveness/LIV-006-LIV-010-shutdown-says-goodbye",
+    "inline-large-results": "tasks/TASK-004-OBJ-010-stored-result-fetched-in-chunks",
+    "no-register-before-send": "borrowing/BOR-002-REF-003-forward-to-third-party",
+}
+
+
+def faults() -> dict[str, tuple[str, str]]:
+    from refrpc.iut import FAULTS  # pyimpl's own switch list; only this test reads it
+
+    return dict(FAULTS)
+
+
+def test_every_fault_switch_has_a_catching_case():
+    assert set(CATCHES) == set(faults())
+    assert all(case_id in REGISTRY for case_id in CATCHES.values())
+
+
+def test_each_switch_is_caught_by_its_case_naming_the_broken_requirement(tmp_path):
+    config, reqs, known = load_config(CONFIG), load_requirements(), faults()
+
+    def verdict(switch: str) -> str | None:
+        result = run([REGISTRY[CATCHES[switch]]], config, reqs, run_dir=tmp_path / switch,
+                     extra_env={"REFRPC_IUT_FAULTS": switch, "PYTHONPATH": REFRPC_PATH})
+        (res,) = result.results
+        failed = sorted({c.requirement for c in res.failed_checks})
+        if res.grade not in (Grade.FAIL, Grade.NON_STRICT):
+            return f"{switch}: {res.case_id} graded {res.grade.value}"
+        if known[switch][0] not in failed:
+            return f"{switch}: {res.case_id} failed on {failed}, not on {known[switch][0]}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        problems = [p for p in pool.map(verdict, sorted(CATCHES)) if p]
+    assert not problems
