@@ -212,9 +212,19 @@ class CaseContext:
         self.iuts.append(iut)
         return iut
 
-    def wire_peer(self, name: str = "suite", **options: Any) -> WirePeer:
-        """A new suite peer (its own ROUTER and incarnation), recording into this case's trace."""
-        peer_id = f"{name}-{len(self.peers) + 1}" if any(p.peer_id.startswith(name) for p in self.peers) else name
+    def wire_peer(self, name: str = "suite", *, restart_of: WirePeer | None = None, **options: Any) -> WirePeer:
+        """A new suite peer (its own ROUTER and incarnation), recording into this case's trace.
+
+        Args:
+            name: The PeerId, made unique within the case.
+            restart_of: Give the new peer that peer's PeerId: a new incarnation of
+                the same peer, as after a restart (HS-006).
+            options: For :class:`WirePeer` (``features``, ``heartbeat_ms``, ...).
+        """
+        if restart_of is not None:
+            peer_id = restart_of.peer_id
+        else:
+            peer_id = f"{name}-{len(self.peers) + 1}" if any(p.peer_id.startswith(name) for p in self.peers) else name
         peer = WirePeer(peer_id, secrets.randbits(63) | 1, trace=self.trace, clock=self.clock, **options)
         self.peers.append(peer)
         return peer

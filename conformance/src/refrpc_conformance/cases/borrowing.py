@@ -193,3 +193,54 @@ def borrowed_object_outlives_owner_ref(ctx: CaseContext) -> None:
                     what=f"ObjectStatus for {x} after the last grant was released").body
     ctx.check("OBJ-003", st.state is ObjectState.FREED, "FREED", st.state.value)
     ctx.check("OWN-005", iut.entry(x) is None, f"no table entry for {x}", iut.entry(x))
+
+
+@case(
+    "borrowing/BOR-004-GC-002-nest-grant-and-chained-release",
+    requirements=["BOR-004", "BOR-007", "GC-002", "BOR-017", "BOR-005", "REF-003", "OBJ-004", "OWN-005", "CNF-001"],
+    features=("core", "borrowing"),
+    summary=(
+        "The suite owns X and submits nest(shared X): the IUT puts a new object N whose value embeds X and "
+        "returns a ref to N. The IUT owns N, so the descriptor it returns carries its own identity and a "
+        "grant it created for the suite (non-empty forwardId); it keeps X inside N, so it registered itself "
+        "for X, and its table shows X contained in N. N's status is READY with the value [ref 0] and X "
+        "nested. When the suite releases N, the IUT reclaims it and, X no longer being contained, releases "
+        "its grant on X."
+    ),
+)
+def nest_chain(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    x = ctx.new_id(peer)
+    t = task(peer, "nest", [shared(ctx.descriptor(peer, x, size_hint=8))])
+    link.send(t)
+    ret = expect_reply(ctx, peer, t).returns[0]
+    ctx.require("CNF-001", ret.kind is ReturnKind.INLINE and ret.value is not None and len(ret.value.nested) == 1,
+                "an inline value holding one ref", describe_return(ret))
+    assert ret.value is not None
+    ctx.check("CNF-001", read_portable(ret.value) == PortableRef(0), "Portable.ref 0", repr(read_portable(ret.value)))
+    n = ret.value.nested[0]
+    ctx.check("REF-003", (n.owner, n.owner_incarnation, n.owner_address) == (iut.peer_id, iut.incarnation, iut.address),
+              "N owned by the IUT, with its own identity", f"{n.owner}/{n.owner_incarnation} at {n.owner_address}")
+    ctx.check("BOR-004", bool(n.forward_id), "a grant the owner created for the suite (non-empty forwardId)", repr(n.forward_id))
+    own = [fid for (oid, fid), b in peer.grants.items() if oid == x and b == iut.peer_id]
+    ctx.check("BOR-007", bool(own), f"the IUT registered itself for {x} before replying (it keeps X inside N)", own)
+    entry = iut.entry(x)
+    ctx.check("GC-002", entry is not None and n.object_id in (entry.get("containedIn") or []),
+              f"the IUT's entry for X lists N ({n.object_id}) in containedIn", entry)
+    link.send(GetObjectStatus(n.object_id, wait=True))
+    st: ObjectStatus = ctx.expect(peer, ObjectStatus, lambda m: m.object_id == n.object_id, requirement="OBJ-004",
+                                  what=f"ObjectStatus for N ({n.object_id})").body
+    ctx.require("OBJ-004", st.state is ObjectState.READY and st.value is not None, "READY with the value", st.state.value)
+    assert st.value is not None
+    ctx.check("CNF-001", read_portable(st.value) == [PortableRef(0)] and [d.object_id for d in st.value.nested] == [x],
+              f"the value [ref 0] with {x} nested", f"{read_portable(st.value)!r}, nested {[d.object_id for d in st.value.nested]}")
+    ctx.check("BOR-017", all(not d.forward_id for d in st.value.nested), "nested forwardIds cleared in ObjectStatus",
+              [d.forward_id for d in st.value.nested])
+    link.send(ReleaseBorrows((BorrowRelease(n.object_id, (n.forward_id,)),)))
+    iut.quiesce()
+    ctx.wait_until(peer, lambda: not any(oid == x and b == iut.peer_id for (oid, _), b in peer.grants.items()),
+                   requirement="BOR-005", what=f"the IUT's release of its grant on {x} once N is reclaimed", timeout=10.0)
+    link.send(GetObjectStatus(n.object_id, wait=False))
+    st = ctx.expect(peer, ObjectStatus, lambda m: m.object_id == n.object_id and m.state is not ObjectState.READY,
+                    requirement="OWN-005", what="ObjectStatus for N after the suite released it").body
+    ctx.check("OWN-005", st.state is ObjectState.FREED, "FREED", st.state.value)

@@ -173,3 +173,65 @@ def shutdown_says_goodbye(ctx: CaseContext) -> None:
     if goodbyes:
         later = [a for a in peer.inbox if a.seq > goodbyes[0].seq and a.remote == iut.peer_id]
         ctx.check("LIV-010", not later, "Goodbye the last sequenced message", [f"{a.body.__class__.__name__}(seq {a.seq})" for a in later])
+
+
+@case(
+    "liveness/LIV-004-LIV-008-peer-dead-notice-fences",
+    requirements=["LIV-004", "LIV-008", "FATE-003", "SES-005"],
+    iut_env=FAST_DETECTION,
+    summary=(
+        "Suite peer A submits sleep(3000); suite peer B then tells the IUT that A is dead (PeerDeadNotice). "
+        "The IUT must fence A and run its death effects as if it had detected the death: A's task is "
+        "stopped and never answered. Having learned of the death from a notice, it must not send a notice "
+        "about A itself."
+    ),
+    timeout=60.0,
+)
+def peer_dead_notice(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    a = ctx.wire_peer("suite-a", **FAST_PEER)
+    b = ctx.wire_peer("suite-b", **FAST_PEER)
+    link_a = ctx.session(a, iut)
+    link_b = ctx.session(b, iut)
+    t = task(a, "sleep", [by_value(3000)])
+    seq = link_a.send(t)
+    ctx.wait_until(a, lambda: link_a.acked >= seq, requirement="SES-003", what="the IUT's ack of the sleep task")
+    nseq = link_b.send(PeerDeadNotice(a.peer_id, a.incarnation, "declared dead by the conformance suite"))
+    ctx.wait_until(b, lambda: link_b.acked >= nseq, requirement="SES-003", what="the IUT's ack of the PeerDeadNotice")
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    replies = a.received(TaskReply, lambda m: m.task_id == t.task_id)
+    ctx.check("FATE-003", not replies, "no TaskReply for the task of the peer declared dead", [str(r.body) for r in replies])
+    notices = b.received(PeerDeadNotice, lambda m: m.peer == a.peer_id)
+    ctx.check("LIV-008", not notices, "no PeerDeadNotice about A from the IUT (it learned of the death from one)",
+              [str(n.body) for n in notices])
+    a.go_silent()  # fenced: the IUT will not hear from A again
+
+
+@case(
+    "liveness/HS-006-new-incarnation-fences-the-old",
+    requirements=["HS-006", "FATE-003", "SES-005"],
+    summary=(
+        "Suite peer A submits sleep(3000); then, while A keeps its heartbeats going, a new incarnation of A "
+        "(same PeerId) greets the IUT. The IUT must declare the old incarnation dead before answering: the "
+        "old incarnation's task is stopped and never answered, and the new incarnation gets a session of "
+        "its own (its echo runs)."
+    ),
+    timeout=60.0,
+)
+def new_incarnation(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    old = ctx.wire_peer("suite")
+    link_old = ctx.session(old, iut)
+    t = task(old, "sleep", [by_value(3000)])
+    seq = link_old.send(t)
+    ctx.wait_until(old, lambda: link_old.acked >= seq, requirement="SES-003", what="the IUT's ack of the sleep task")
+    # The old incarnation keeps its heartbeats going: only the new one's Hello can fence it.
+    new = ctx.wire_peer(restart_of=old)
+    link_new = ctx.session(new, iut)
+    run_echo(ctx, new, link_new, "the new incarnation", requirement="HS-006")
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    replies = old.received(TaskReply, lambda m: m.task_id == t.task_id)
+    ctx.check("FATE-003", not replies, "no TaskReply for the old incarnation's task", [str(r.body) for r in replies])
+    late = new.received(TaskReply, lambda m: m.task_id == t.task_id)
+    ctx.check("HS-006", not late, "the old incarnation's task not answered to the new one either", [str(r.body) for r in late])
+    old.go_silent()  # fenced: the IUT will not talk to it again

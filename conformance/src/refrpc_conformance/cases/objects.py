@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from refrpc.core.messages import (
+    AddLocation,
     ArgKind,
     ErrorCode,
     FetchChunk,
     FetchRequest,
+    FreeObjects,
     GetObjectStatus,
     ObjectState,
     ObjectStatus,
@@ -177,3 +179,21 @@ def iut_submits_ref(ctx: CaseContext) -> None:
     iut.quiesce()
     entry = iut.entry(x)
     ctx.check("BOR-006", entry is not None and entry.get("submittedTaskRefs") == 0, "submittedTaskRefs = 0 after the reply", entry)
+
+
+@case(
+    "objects/LOC-005-add-location-for-unknown-object",
+    requirements=["LOC-005"],
+    summary=(
+        "The suite tells the IUT it holds a copy of an object the IUT never allocated (AddLocation). The IUT "
+        "must not record the location and answers FreeObjects naming the object."
+    ),
+)
+def add_location_unknown(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    x = iut.put(b"ready object")  # for an id of the IUT's own form
+    unknown = x + "-never"
+    link.send(AddLocation(unknown, 1234))
+    ctx.expect(peer, FreeObjects, lambda m: unknown in m.object_ids, requirement="LOC-005",
+               what=f"FreeObjects naming {unknown}")
+    ctx.check("LOC-005", iut.entry(unknown) is None, "no table entry for the unknown object", iut.entry(unknown))
