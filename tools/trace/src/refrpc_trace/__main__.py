@@ -1,0 +1,7 @@
+"""``python -m refrpc_trace``: the ``refrpc-trace`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())
