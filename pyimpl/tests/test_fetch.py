@@ -111,3 +111,25 @@ def test_a_fetch_from_a_holder_already_declared_dead_fails_at_once(two_hosts):
     with pytest.raises(ObjectNotFound):
         fut.result(0)
     a.handle_soon(lambda sid: ev.DropRef(sid, x)).result()
+
+
+def test_a_fetch_abandoned_half_way_leaves_no_partial_segment(two_hosts):
+    # x = put(1 MB) on "owner"; w1 fetches it in 64 KiB chunks, but every chunk after
+    # the first is lost, then w1 declares the holder dead. The fetch fails (FET-002,
+    # death effects step 11) and the copy it had started writing is freed with it: a
+    # partial segment left behind would leak shared memory for the life of the
+    # process (GC-004) and make the next fetch of x fail with ObjectExists.
+    from refrpc.store import ObjectNotFound
+    from refrpc.transport import FaultRule
+
+    a, b, ns_a, ns_b = two_hosts
+    x = _put(a, bytes(range(256)) * 4096)
+    b.set_faults([FaultRule("drop", "receive", "FetchChunk", peer="owner", nth=2, count=None)]).result(10)
+    fut = b.fetch(x, (("owner", a.address),))
+    assert wait_until(lambda: list_segments(ns_b), 10)  # the copy is being written
+    b.handle_soon(lambda sid: ev.PeerFailed(sid, "owner", a.incarnation, "test: declared dead")).result()
+    with pytest.raises(ObjectNotFound):
+        fut.result(10)
+    assert wait_until(lambda: not list_segments(ns_b), 10), list_segments(ns_b)
+    b.set_faults([]).result(10)
+    a.handle_soon(lambda sid: ev.DropRef(sid, x)).result()

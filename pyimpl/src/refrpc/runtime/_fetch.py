@@ -139,6 +139,13 @@ class FetchService:
 
     def _fail(self, f: _Fetch, info: ErrorInfo) -> None:
         self._done(f)
+        if f.total >= 0:
+            # The copy being written is abandoned: free its partial segment now, or it
+            # would outlive the fetch (and make the next fetch of the object fail).
+            try:
+                self.node.store.free(f.object_id)
+            except StoreError:
+                pass  # already freed by the caller
         if not f.future.done():
             f.future.set_exception(ObjectNotFound(f"{f.object_id}: {info.code.value}: {info.message}"))
 
