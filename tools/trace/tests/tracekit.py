@@ -191,6 +191,7 @@ def borrowing_run(*, release: bool = True, free_early: bool = False, use_after: 
             net.msg(w, d, m.ReleaseBorrows((m.BorrowRelease(x, ("worker-1.a1.1",)),)))
         if not free_early:
             d.transition("owner-object", x, "ready", "out_of_scope_unneeded", "deleted", "OWN-005")
+    net.msg(w, d, m.Heartbeat())  # worker-1 carries on (LIV-001)
     if use_after:
         net.msg(w, d, m.GetObjectStatus(x))
         net.msg(d, w, m.ObjectStatus(x, m.ObjectState.FREED))

@@ -161,7 +161,9 @@ def run_command(args: argparse.Namespace, out: IO[str]) -> int:
         if args.json:
             out.write(json.dumps({"object_id": oid, "owner": r.label(o.owner) if o and o.owner else None,
                                   "state": o.state if o else None,
-                                  "steps": [{"what": s.what, "text": s.text, **s.evidence.to_json()} for s in steps]})
+                                  "steps": [{"what": s.what, "text": s.text, "index": s.evidence.index,
+                                             "time_s": s.evidence.time_s, "peer": s.evidence.peer,
+                                             "record": s.evidence.text} for s in steps]})
                       + "\n")
         elif found:
             print(f"refrpc-trace: no record mentions object {oid}", file=sys.stderr)
