@@ -233,7 +233,7 @@ class CaseContext:
         """Connect ``peer`` to ``iut`` and complete the handshake; a refusal aborts the case."""
         link = peer.connect(iut.peer_id, iut.address, iut.incarnation)
         try:
-            link.handshake(self.bound(15.0), **hello_fields)
+            link.handshake(self.bound(15.0), give_up=self.iut_died, **hello_fields)
         except WireError as exc:
             self.fail("HS-002", "Welcome answering a valid Hello", str(exc))
         except ExpectTimeout as exc:

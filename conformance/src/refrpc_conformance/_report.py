@@ -196,7 +196,9 @@ def _case_html(r: CaseResult, requirements: Requirements, w: Any) -> None:
     w(f"<p>{_e(r.summary)}</p>")
     if r.features:
         w(f"<p class='muted'>Needs features: {_e(', '.join(r.features))}</p>")
-    for req_id in r.requirements:
+    # The requirements the case is about, then any other one a failed check names.
+    extra = [c.requirement for c in r.failed_checks if c.requirement and c.requirement not in r.requirements]
+    for req_id in [*r.requirements, *dict.fromkeys(extra)]:
         req = requirements.get(req_id)
         level = f" ({req.level}, {req.file} &sect; {_e(req.section)})" if req else ""
         w(f"<blockquote><b>{_e(req_id)}</b>{level}<br>{_e(requirements.text(req_id))}</blockquote>")

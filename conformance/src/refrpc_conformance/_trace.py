@@ -110,8 +110,10 @@ def describe(obj: Any) -> str:
         parts = []
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            if value is None or value == () or value == "" or (f.default is not dataclasses.MISSING and value == f.default and f.name not in ("seq",)):
+            if value is None or value == () or value == "":
                 continue
+            if f.default is not dataclasses.MISSING and value == f.default and not isinstance(value, bool):
+                continue  # unset numbers stay out of the way; flags are always shown
             parts.append(f"{f.name}={describe(value)}")
         return f"{type(obj).__name__}(" + ", ".join(parts) + ")"
     text = repr(obj)

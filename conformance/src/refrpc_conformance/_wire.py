@@ -177,16 +177,17 @@ class Link:
         """
         return self.peer._call(lambda: self._send_hello(fields))
 
-    def handshake(self, timeout: float = 10.0, **fields: Any) -> Envelope:
+    def handshake(self, timeout: float = 10.0, *, give_up: Callable[[], str | None] | None = None, **fields: Any) -> Envelope:
         """Send Hello and wait for the Welcome; the session is then live.
 
         Raises:
             WireError: The remote refused the Hello.
-            ExpectTimeout: No answer in time.
+            ExpectTimeout: No answer in time (or ``give_up`` gave a reason).
         """
         self.hello(**fields)
         self.peer.wait_until(
-            lambda: self.state in ("live", "refused"), timeout, what=f"a Welcome from {self.remote} answering our Hello"
+            lambda: self.state in ("live", "refused"), timeout, what=f"a Welcome from {self.remote} answering our Hello",
+            give_up=give_up,
         )
         if self.state == "refused":
             assert self.refusal is not None

@@ -17,7 +17,7 @@ from refrpc.core.messages import (
 
 from .._build import by_value, describe_return, read_portable, submit_task
 from .._context import IUT, CaseContext
-from .._wire import Arrival, Link, WirePeer
+from .._wire import Arrival, ExpectTimeout, Link, WireError, WirePeer
 
 #: Short heartbeats and detection for cases about liveness (CNF-012): 100 ms x 4.
 FAST_DETECTION = {"REFRPC_IUT_HEARTBEAT_MS": "100", "REFRPC_IUT_MISS_LIMIT": "4"}
@@ -122,7 +122,10 @@ def check_no_session_opened(ctx: CaseContext, iut: IUT, peer: WirePeer, link: Li
     stray = task(peer, "echo", [by_value("stray")])
     link.send(stray, seq=1)
     link.reset_session()
-    link.handshake(ctx.bound(15.0))
+    try:
+        link.handshake(ctx.bound(15.0), give_up=ctx.iut_died)
+    except (WireError, ExpectTimeout) as exc:
+        ctx.fail("HS-002", "Welcome answering a valid Hello after the refused one", str(exc))
     after = task(peer, "echo", [by_value("after")])
     link.send(after)
     expect_reply(ctx, peer, after, requirement=requirement)
