@@ -49,8 +49,11 @@ class Execution:
             refs = [a.ref] if a.ref is not None else list(a.value.nested) if a.value else []
             for d in refs:
                 if not (d.owner == self.peer_id and d.owner_incarnation == self.incarnation):
-                    self._borrowed_entry(d).task_holds += 1  # BOR-001 (b)
+                    b = self._borrowed_entry(d)
+                    b.task_holds += 1  # BOR-001 (b)
                     held.append(d.object_id)
+                    if self.trace_events:
+                        self._trace_hold(d.object_id, "task_holds", +1, b)
             if a.kind == ArgKind.REF and a.ref is not None:
                 waiting[i] = a.ref.object_id
         ex = ExecTask(spec, r.peer, r.incarnation, "resolving", tuple(held), waiting)
@@ -174,6 +177,9 @@ class Execution:
                 raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"returned ref {d.object_id} is not held here")
             e.borrowers.setdefault(ex.owner, {})[fid] = self.peer_id  # BOR-004
             self._story(d.object_id, "grant", f"{ex.owner} {fid} (owner forward)")
+            if self.trace_events:
+                self._trace("grant-added", d.object_id, borrower=ex.owner, borrowerIncarnation=ex.owner_incarnation,
+                            forwardId=fid, requester=self.peer_id, reason="owner-forward")
             return replace(d, forward_id=fid)
         b = self.borrowed.get(d.object_id)
         if b is None:
@@ -183,6 +189,8 @@ class Execution:
             # OWNER_DIED when it uses the ref (FATE-001).
             return replace(d, forward_id="")
         b.outgoing_registrations += 1
+        if self.trace_events:
+            self._trace_hold(d.object_id, "outgoing_registrations", +1, b)
         ex.registrations[fid] = d.object_id
         self.outgoing[fid] = OutgoingRegistration(d.object_id, ex.owner, ("reply", key, index))
         self._send(d.owner, RegisterBorrower(d.object_id, ex.owner, ex.owner_incarnation, self._address_of(ex.owner), fid), b.ref.owner_address, b.ref.owner_incarnation)
@@ -201,6 +209,8 @@ class Execution:
             if not b.self_registration:
                 fid = self._new_forward_id()
                 b.self_registration = fid
+                if self.trace_events:
+                    self._trace_hold(oid, "self_registration", +1, b)
                 self.outgoing[fid] = OutgoingRegistration(oid, self.peer_id, ("retain", key))
                 self._send(b.owner, RegisterBorrower(oid, self.peer_id, self.incarnation, self.address, fid), b.ref.owner_address, b.ref.owner_incarnation)
             ex.registrations[b.self_registration] = oid
@@ -252,6 +262,9 @@ class Execution:
                     e = self.owned.get(d.object_id)
                     grants = e.borrowers.get(ex.owner, {}) if e else {}
                     if grants.pop(d.forward_id, None) is not None:
+                        if self.trace_events:
+                            self._trace("grant-removed", d.object_id, borrower=ex.owner, forwardId=d.forward_id,
+                                        requester=self.peer_id, reason="abandoned")
                         if not grants:
                             e.borrowers.pop(ex.owner, None)  # type: ignore[union-attr]
                         self._check_owned(d.object_id)

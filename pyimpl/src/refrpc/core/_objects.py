@@ -118,6 +118,8 @@ class Objects:
                 value = 0
             setattr(target, kind, value)
         self._story(oid, f"{kind}{'+' if delta > 0 else '-'}", container)
+        if self.trace_events:
+            self._trace_hold(oid, kind, delta, target, container)
         if delta < 0:
             self._check(oid)
 
@@ -136,11 +138,15 @@ class Objects:
                     self._story(d.object_id, "nested-unknown", container)
                     continue
                 e.contained_in[container] = None
+                if self.trace_events:
+                    self._trace_hold(d.object_id, "contained", +1, e, container)
             else:
                 b = self._borrowed_entry(d)
                 b.contained_in[container] = None
                 if d.forward_id:
                     b.grants[d.forward_id] = None
+                if self.trace_events:
+                    self._trace_hold(d.object_id, "contained", +1, b, container)
             self._story(d.object_id, "contained+", container)
 
     def _release_nested(self: Peer, container: ObjectId, refs: tuple[RefDescriptor, ...]) -> None:
@@ -158,6 +164,8 @@ class Objects:
                     self._out(FreeCopy(self._sid, oid))
                 else:
                     self.pending_frees.setdefault(p, []).append(oid)
+                if self.trace_events:
+                    self._trace("location-removed", oid, peer=p)
             e.locations.clear()
             e.value = None
             nested, e.nested = e.nested, ()
@@ -296,6 +304,9 @@ class Objects:
         self._ensure_session(msg.borrower, msg.borrower_address, msg.borrower_incarnation)  # OWN-011
         e.borrowers.setdefault(msg.borrower, {})[msg.forward_id] = r.peer  # BOR-003, BOR-012
         self._story(msg.object_id, "grant", f"{msg.borrower} {msg.forward_id} via {r.peer}")
+        if self.trace_events:
+            self._trace("grant-added", msg.object_id, borrower=msg.borrower, borrowerIncarnation=msg.borrower_incarnation,
+                        forwardId=msg.forward_id, requester=r.peer, reason="register-borrower")
         self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id))
 
     def _on_ReleaseBorrows(self: Peer, r: Remote, msg: ReleaseBorrows) -> None:
@@ -307,6 +318,9 @@ class Objects:
                 # The borrower releases its grant, or the requester one it abandoned (BOR-014).
                 for borrower, grants in list(e.borrowers.items()):
                     if fid in grants and (borrower == r.peer or grants[fid] == r.peer):
+                        if self.trace_events:
+                            self._trace("grant-removed", rel.object_id, borrower=borrower, forwardId=fid,
+                                        requester=grants[fid], reason="released")
                         del grants[fid]
                         if not grants:
                             del e.borrowers[borrower]
@@ -318,8 +332,12 @@ class Objects:
         if e is None or msg.held:
             return
         grants = e.borrowers.get(r.peer, {})
-        if grants.pop(msg.forward_id, None) is not None:  # BOR-011: phantom grant
+        requester = grants.pop(msg.forward_id, None)
+        if requester is not None:  # BOR-011: phantom grant
             self._story(msg.object_id, "phantom-grant-dropped", f"{r.peer} {msg.forward_id}")
+            if self.trace_events:
+                self._trace("grant-removed", msg.object_id, borrower=r.peer, forwardId=msg.forward_id,
+                            requester=requester, reason="phantom")
             if not grants:
                 e.borrowers.pop(r.peer, None)
             self._check_owned(msg.object_id)
@@ -330,12 +348,16 @@ class Objects:
             self.pending_frees.setdefault(r.peer, []).append(msg.object_id)
             return
         e.locations[r.peer] = None  # LOC-002
+        if self.trace_events:
+            self._trace("location-added", msg.object_id, peer=r.peer, primary=False)
 
     def _on_RemoveLocation(self: Peer, r: Remote, msg: RemoveLocation) -> None:
         e = self.owned.get(msg.object_id)
         if e is None or r.peer not in e.locations:
             return
         del e.locations[r.peer]  # LOC-003
+        if self.trace_events:
+            self._trace("location-removed", msg.object_id, peer=r.peer)
         if e.state == "ready" and not e.locations and e.value is None:
             self._object_lost(msg.object_id)
 
@@ -375,6 +397,8 @@ class Objects:
         if kind in ("reply", "abandon"):
             if b is not None:
                 b.outgoing_registrations -= 1
+                if self.trace_events:
+                    self._trace_hold(reg.object_id, "outgoing_registrations", -1, b)
             if kind == "reply":
                 self._reply_registration_done(reg, msg.error)
             elif msg.error is None and b is not None:
@@ -383,6 +407,8 @@ class Objects:
         else:
             if b is not None and b.self_registration == msg.forward_id:
                 b.self_registration = ""
+                if self.trace_events:
+                    self._trace_hold(reg.object_id, "self_registration", -1, b)
                 if msg.error is None:
                     b.grants[msg.forward_id] = None
                 elif b.state != "failed":
@@ -423,11 +449,15 @@ class Objects:
                 continue
             b = self._borrowed_entry(d)
             b.local_refs += 1
+            if self.trace_events:
+                self._trace_hold(d.object_id, "local_refs", +1, b)
             if b.grants or b.self_registration or b.task_holds or b.state == "failed":
                 continue
             # BOR-008: register ourselves; the container keeps the ref alive meanwhile.
             fid = self._new_forward_id()
             b.self_registration = fid
+            if self.trace_events:
+                self._trace_hold(d.object_id, "self_registration", +1, b)
             self.outgoing[fid] = OutgoingRegistration(d.object_id, self.peer_id, ("self", container))
             self._hold(container, "pins", +1)
             self._send(d.owner, RegisterBorrower(d.object_id, self.peer_id, self.incarnation, self.address, fid), d.owner_address, d.owner_incarnation)

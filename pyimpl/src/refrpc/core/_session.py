@@ -53,6 +53,17 @@ _REQUEST_KEY = {
     "IntrospectRequest": "request_id",
 }
 
+#: How a peer-table event fences a peer, as the trace's ``peer-declared-dead`` says it.
+_DEATH_SOURCE = {
+    "silence": "detected",
+    "failed": "external",
+    "notice": "notice",
+    "goodbye": "goodbye",
+    "new_incarnation": "hello",
+    "confirm_borrow": "confirm-borrow",
+    "rejected": "hello",
+}
+
 #: Which negotiated feature each message needs (HS-004); "core" ones are omitted.
 FEATURE_OF: dict[str, str] = {
     "RegisterBorrower": Feature.BORROWING.value,
@@ -175,17 +186,25 @@ class SessionLayer:
         body = env.body
         if env.receiver != self.peer_id:
             self._story(f"peer:{env.sender}", "discard-not-for-me", env.receiver)
+            if self.trace_events:
+                self._trace("discarded", reason="wrong-receiver")
             return
         if env.receiver_incarnation == 0 and not isinstance(body, Hello):
             self._story(f"peer:{env.sender}", "discard-no-incarnation", type(body).__name__)  # SES-014
+            if self.trace_events:
+                self._trace("discarded", reason="wrong-incarnation")
             r = self.remotes.get(env.sender)
             if r is not None and r.state == "alive" and r.incarnation == env.sender_incarnation and not isinstance(body, ProtocolError):
                 self._send_unsequenced(r, ProtocolError(ErrorInfo(ErrorCode.MALFORMED, "receiverIncarnation 0 outside Hello", "SES-014"), env.seq))
             return
         if env.receiver_incarnation not in (0, self.incarnation):
+            if self.trace_events:
+                self._trace("discarded", reason="wrong-incarnation")
             self._tell_declared_dead(env, "SES-006")
             return
         if (env.sender, env.sender_incarnation) in self.fenced:
+            if self.trace_events:
+                self._trace("discarded", reason="fenced")
             self._tell_declared_dead(env, "LIV-005")  # SES-005, SES-017
             return
         if isinstance(body, Hello):
@@ -200,6 +219,8 @@ class SessionLayer:
             else:
                 # No session with this incarnation (SES-010): nothing we can safely act on.
                 self._story(f"peer:{env.sender}", "discard-no-session", type(body).__name__)
+                if self.trace_events:
+                    self._trace("discarded", reason="no-session")
             return
         r.last_heard_ms = self.now_ms  # LIV-002
         self._take_ack(r, env.ack)
@@ -211,10 +232,14 @@ class SessionLayer:
             return  # Heartbeat/Welcome: liveness and ack only
         if env.seq <= r.delivered:
             r.ack_owed_since_ms = self.now_ms  # duplicate: re-ack (SES-002)
+            if self.trace_events:
+                self._trace("discarded", reason="duplicate")
             return
         if env.seq > r.delivered + 1:
             if env.seq - r.delivered <= self.config.window:
                 r.buffered[env.seq] = env
+            elif self.trace_events:
+                self._trace("discarded", reason="beyond-window")
             return
         self._deliver(r, env)
         self._deliver_buffered(r)
@@ -354,7 +379,7 @@ class SessionLayer:
         if msg.error.code == ErrorCode.DECLARED_DEAD:
             if r.incarnation and r.incarnation != env.sender_incarnation:
                 # LIV-009: the peer restarted; it is our old view of it that is dead.
-                self._declare_dead(r, "new_incarnation", "restarted (told by DECLARED_DEAD)")
+                self._declare_dead(r, "new_incarnation", "restarted (told by DECLARED_DEAD)", "declared-dead-error")
                 return
             self._fail_stop(f"{r.peer} says this incarnation was declared dead")  # LIV-005
             return
@@ -434,11 +459,15 @@ class SessionLayer:
                 self._send_unsequenced(r, Heartbeat())  # LIV-001, SES-004
 
     # ------------------------------------------------------------ death
-    def _declare_dead(self: Peer, r: Remote, event: str, reason: str) -> None:
-        """Fence ``r`` and run every death effect (LIV-003)."""
+    def _declare_dead(self: Peer, r: Remote, event: str, reason: str, source: str = "") -> None:
+        """Fence ``r`` and run every death effect (LIV-003); ``source`` overrides how
+        the trace says the death was learnt (else from ``event``)."""
         if r.state == "dead":
             return
         self._transition_peer(r, event)
+        if self.trace_events:
+            self._trace("peer-declared-dead", peer=r.peer, incarnation=r.incarnation, reason=reason,
+                        source=source or _DEATH_SOURCE[event])
         if r.incarnation:
             self.fenced.add((r.peer, r.incarnation))
         r.unacked.clear()
@@ -469,6 +498,9 @@ class SessionLayer:
         if target is not None and target.incarnation in (incarnation, 0) and target.state != "dead":
             target.incarnation = target.incarnation or incarnation
             self._declare_dead(target, event, reason)
+        if self.trace_events and (peer, incarnation) not in self.fenced:  # no session: fenced all the same
+            self._trace("peer-declared-dead", peer=peer, incarnation=incarnation, reason=reason,
+                        source=_DEATH_SOURCE[event])
         self.fenced.add((peer, incarnation))
 
     def _on_Goodbye(self: Peer, r: Remote, msg: Goodbye) -> None:
@@ -477,6 +509,8 @@ class SessionLayer:
     def _fail_stop(self: Peer, reason: str) -> None:
         if not self.stopped:
             self.stopped = True
+            if self.trace_events:
+                self._trace("fail-stop", reason=reason)
             self._out(FailStop(self._sid, reason))
 
     def _transition_peer(self: Peer, r: Remote, event: str) -> None:

@@ -81,6 +81,8 @@ class Tasks:
             for oid in mentioned:
                 if oid in self.owned:
                     self.owned[oid].lineage_refs += len(s.return_ids)  # LIN-002: per return entry
+                    if self.trace_events:
+                        self._trace_hold(oid, "lineage_refs", len(s.return_ids), self.owned[oid])
         self._dispatch(t, explicit=bool(executor))
 
     def _dispatch(self: Peer, t: OwnerTask, explicit: bool = False) -> None:
@@ -179,6 +181,8 @@ class Tasks:
             if rv.kind == ReturnKind.STORED:
                 if e is not None and e.state == "ready":
                     e.locations[rv.location] = None
+                    if self.trace_events:
+                        self._trace("location-added", rv.object_id, peer=rv.location, primary=True)
                     return
                 self.pending_frees.setdefault(rv.location, []).append(rv.object_id)
             self._drop_nested_grants(nested)
@@ -191,6 +195,8 @@ class Tasks:
         elif rv.kind == ReturnKind.STORED:
             e.locations = {rv.location: None}
             e.size = rv.size
+            if self.trace_events:
+                self._trace("location-added", rv.object_id, peer=rv.location, primary=True)
             self._transition_owned(e, "task_succeeded")
         else:
             e.error = rv.error or ErrorInfo(ErrorCode.TASK_FAILED, "no error detail")
@@ -262,6 +268,8 @@ class Tasks:
                 a = self.owned.get(oid)
                 if a is not None:
                     a.lineage_refs -= 1
+                    if self.trace_events:
+                        self._trace_hold(oid, "lineage_refs", -1, a)
         t.lineage_counted = False
         for e in alive:
             if e.state == "released":
@@ -285,6 +293,8 @@ class Tasks:
                 e = self.owned.get(oid)
                 if e is not None:
                     e.lineage_refs -= 1
+                    if self.trace_events:
+                        self._trace_hold(oid, "lineage_refs", -1, e)
                     self._check_owned(oid)
         if not any(rid in self.owned for rid in t.spec.return_ids):
             self._forget_task(t)

@@ -12,7 +12,7 @@ state and its input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .messages import (
     ActorId,
@@ -393,6 +393,25 @@ class RemoteError(Instruction):
 
     peer: PeerId
     error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent(Instruction):
+    """A local event for the shell's trace (trace-format.md section 4, TRC-008).
+
+    Emitted only while :attr:`Peer.trace_events <refrpc.core.Peer.trace_events>`
+    is on. ``name`` is from the spec's event registry (``transition``,
+    ``discarded``, ``peer-declared-dead``, ``hold``, ``grant-added``...) or
+    begins with ``x-``; ``detail`` holds the registry's keys for that event with
+    JSON-ready values. The shell adds what only it knows: the record number of
+    the ``recv`` record a ``discarded`` event refers to, and the ``cause``
+    (this instruction's ``stimulus_id``).
+    """
+
+    name: str
+    object_id: ObjectId = ""
+    task_id: TaskId = ""
+    detail: dict = field(default_factory=dict)
 
 
 class IdAllocator:

@@ -39,6 +39,7 @@ from .events import (
     Submit,
     TaskFinished,
     Tick,
+    TraceEvent,
 )
 from .messages import (
     AddLocation,
@@ -66,6 +67,18 @@ from .state import (
     Remote,
 )
 from . import tables
+
+#: The core's names of the hold counters -> the spec's (ownership.md section 5).
+_COUNTERS = {
+    "local_refs": "localRefs",
+    "submitted_task_refs": "submittedTaskRefs",
+    "contained": "containedIn",
+    "task_holds": "taskHolds",
+    "outgoing_registrations": "outgoingRegistrations",
+    "self_registration": "selfRegistration",
+    "pins": "coverPins",
+    "lineage_refs": "lineageRefs",
+}
 
 
 class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
@@ -144,6 +157,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.stories: dict[str, list[tuple[str, str, str]]] = {}
         #: Run validate() after every handle() call (tests and simulations turn it on).
         self.check_invariants = False
+        #: Emit a TraceEvent for every local event a trace records (TRC-008): on only
+        #: while the shell records a trace, so that tracing costs one check when off.
+        self.trace_events = False
         self._sid = ""
         self._outbox: list[Instruction] = []
         self._dispatch_table: dict[type, Callable] = {
@@ -272,6 +288,10 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         e.nested = tuple(self._descriptor(d.object_id) for d in s.value.nested)
         self.owned[s.object_id] = e
         self._story(s.object_id, "put", "->ready")
+        if self.trace_events:  # the put row of owner-object records the creation (OWN-001)
+            self._trace_transition("owner-object", s.object_id, "ready", "put")
+            if s.stored:
+                self._trace("location-added", s.object_id, peer=self.peer_id, primary=True)
         self._hold_nested(s.object_id, e.nested)
 
     def _stim_add_ref(self, oid: ObjectId) -> None:
@@ -282,6 +302,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         e = self.owned.get(s.object_id)
         if e is not None and e.state == "ready":
             e.locations[self.peer_id] = None  # our own copy: freed with the object (OWN-005)
+            if self.trace_events:
+                self._trace("location-added", s.object_id, peer=self.peer_id, primary=False)
             return
         b = self.borrowed.get(s.object_id)
         if b is None or s.object_id in self.copies:
@@ -322,6 +344,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         e = self.owned.get(s.object_id)
         if e is not None and self.peer_id in e.locations:
             del e.locations[self.peer_id]
+            if self.trace_events:
+                self._trace("location-removed", s.object_id, peer=self.peer_id)
             if e.state == "ready" and not e.locations and e.value is None:
                 self._object_lost(s.object_id)
 
@@ -334,8 +358,12 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             if e is None:
                 continue
             if dead in e.borrowers:
-                e.borrowers.pop(dead)  # BOR-009
+                lost = e.borrowers.pop(dead)  # BOR-009
                 self._story(oid, "borrower-died", dead)
+                if self.trace_events:
+                    for fid, requester in lost.items():
+                        self._trace("grant-removed", oid, borrower=dead, borrowerIncarnation=r.incarnation,
+                                    forwardId=fid, requester=requester, reason="borrower-died")
             for borrower, grants in list(e.borrowers.items()):
                 for fid, requester in grants.items():
                     if requester == dead:  # BOR-010
@@ -346,6 +374,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 waiters.pop(dead, None)
             if dead in e.locations:
                 del e.locations[dead]
+                if self.trace_events:
+                    self._trace("location-removed", oid, peer=dead)
                 if e.state == "ready" and not e.locations and e.value is None:
                     self._object_lost(oid)  # LOC-004
             if oid in self.owned:
@@ -416,6 +446,40 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             self._invalid(table, key, state, event)
         self._story(key, event, f"{state}->{nxt}")
         record.state = nxt  # type: ignore[attr-defined]
+        if self.trace_events:
+            self._trace_transition(table, key, state, event, getattr(record, "spec", None))
+
+    # ------------------------------------------------------------ trace events (TRC-008)
+    def _trace(self, name: str, object_id: str = "", task_id: str = "", **detail: object) -> None:
+        """A local event for the shell's trace; callers check ``trace_events`` first."""
+        self._out(TraceEvent(self._sid, name, object_id, task_id, detail))
+
+    def _trace_transition(self, table: str, key: str, state: str, event: str, spec: object = None) -> None:
+        """``spec`` is a task's SubmitTask: its attempt tells apart an executor's runs of one task."""
+        nxt, requirement = tables.ALL_TABLES[table][state][event]
+        if table == "peer":
+            key, oid, tid = key.removeprefix("peer:"), "", ""
+        elif table.endswith("-object"):
+            oid, tid = key, ""
+        else:
+            oid, tid = "", key
+        detail = {"table": table, "key": key, "from": state, "event": event, "to": nxt, "requirement": requirement}
+        if spec is not None:
+            detail["attempt"] = spec.attempt  # type: ignore[attr-defined]
+        self._trace("transition", oid, tid, **detail)
+
+    def _trace_hold(self, oid: ObjectId, kind: str, delta: int, entry: object, item: str = "") -> None:
+        """A hold counter of ownership.md section 5 changed on ``entry``."""
+        if kind == "contained":
+            value = len(entry.contained_in)  # type: ignore[attr-defined]
+        elif kind == "self_registration":
+            value = 1 if entry.self_registration else 0  # type: ignore[attr-defined]
+        else:
+            value = getattr(entry, kind)
+        if item:
+            self._trace("hold", oid, counter=_COUNTERS[kind], delta=delta, value=value, item=item)
+        else:
+            self._trace("hold", oid, counter=_COUNTERS[kind], delta=delta, value=value)
 
     def _invalid(self, table: str, key: str, state: str, event: str) -> None:
         raise InvalidTransition(table, key, state, event, self.story(key))
