@@ -6,7 +6,8 @@ ZeroMQ message: frame 0 is the Envelope in standard Cap'n Proto serialization,
 the other frames are large payloads sent out-of-band without copying (VAL-003).
 :func:`peek` reads a message's sender, receiver and type without decoding it.
 It also reads and writes the canonical trace format (``TRC-001``): streams of
-:class:`TraceRecord` messages, the stored form of an object (``OBJ-010``:
+:class:`TraceRecord` messages (a recording peer writes them with the faster
+:class:`TraceEncoder`), the stored form of an object (``OBJ-010``:
 :func:`encode_value`, :func:`encode_value_parts`, :func:`decode_value`) and the
 portable value encoding (``VAL-004``: :func:`encode_portable`,
 :func:`decode_portable`).
@@ -34,6 +35,7 @@ from ._trace import (
     trace_file_name,
     write_trace,
 )
+from ._trace_raw import TraceEncoder
 from ._value import (
     MAX_PAYLOAD_BYTES,
     MAX_PORTABLE_DEPTH,
@@ -57,6 +59,7 @@ __all__ = [
     "MalformedFrame",
     "OversizedFrame",
     "PortableRef",
+    "TraceEncoder",
     "TraceFormatError",
     "TraceKind",
     "TraceRecord",
