@@ -158,7 +158,7 @@ def _check_settings(**given: int | None) -> dict[str, int]:
     return out
 
 
-def _join(address: str, node_ip: str, startup_timeout: float) -> None:
+def _join(address: str, node_ip: str, startup_timeout: float, trace_dir: str | None) -> None:
     """``init(address=...)``: join a running multi-host cluster through its head."""
     import socket
 
@@ -166,7 +166,7 @@ def _join(address: str, node_ip: str, startup_timeout: float) -> None:
     from .runtime._membership import HEAD
 
     name = f"driver-{socket.gethostname()}-{os.getpid()}"
-    node = Node(name, f"tcp://{node_ip}:0", namespace=f"drv{os.getpid()}", config=_config())
+    node = Node(name, f"tcp://{node_ip}:0", namespace=f"drv{os.getpid()}", config=_config(), trace_dir=trace_dir)
     _ctx.node = node
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
@@ -184,7 +184,7 @@ def _join(address: str, node_ip: str, startup_timeout: float) -> None:
 def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str = "127.0.0.1",
          inline_threshold: int = 100 * 1024, startup_timeout: float = 60.0,
          max_lineage_bytes: int | None = None, heartbeat_interval_ms: int | None = None,
-         miss_limit: int | None = None) -> None:
+         miss_limit: int | None = None, trace_dir: str | os.PathLike[str] | None = None) -> None:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
@@ -197,6 +197,10 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     A peer that stays silent for ``heartbeat_interval_ms`` x ``miss_limit`` (250 ms
     x 6 by default) is declared dead (LIV-003, LIV-013); across hosts, use a few
     seconds. These settings apply to the workers ``init`` starts too.
+    With ``trace_dir``, this process and every worker ``init`` starts record their
+    trace in the spec's canonical format, one file per process in that directory
+    (``{peer}.{incarnation:016x}.rrtrace``, TRC-011); without it, each process
+    records where the ``REFRPC_TRACE_DIR`` environment variable says, if set.
     """
     settings = _check_settings(max_lineage_bytes=max_lineage_bytes, heartbeat_interval_ms=heartbeat_interval_ms,
                                miss_limit=miss_limit)
@@ -209,7 +213,7 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         with _ctx.lock:
             if is_initialized():
                 raise RefRPCError("refrpc is already initialized; call refrpc.shutdown() first")
-        _join(address, node_ip, startup_timeout)
+        _join(address, node_ip, startup_timeout, None if trace_dir is None else os.fspath(trace_dir))
         return
     with _ctx.lock:
         if is_initialized():
@@ -223,9 +227,10 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         # One shared-memory namespace for the whole host: the driver and its
         # workers map each other's values instead of copying them.
         namespace = LocalCluster.new_namespace()
-        node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=namespace, config=_config())
+        traces = None if trace_dir is None else os.fspath(trace_dir)
+        node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=namespace, config=_config(), trace_dir=traces)
         cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0], namespace=namespace,
-                                    settings=dict(_SETTINGS))
+                                    settings=dict(_SETTINGS), trace_dir=traces)
         end = time.monotonic() + startup_timeout
         for name, address in cluster.workers.items():
             path = address.removeprefix("ipc://")

@@ -1,7 +1,7 @@
 """The ``refrpc`` command line: start peers on several hosts, look at a running cluster.
 
-    refrpc start --head [--port P] [--num-workers N] [--node-ip IP]
-    refrpc start --address tcp://HEAD:P [--num-workers N] [--node-ip IP]
+    refrpc start --head [--port P] [--num-workers N] [--node-ip IP] [--trace-dir DIR]
+    refrpc start --address tcp://HEAD:P [--num-workers N] [--node-ip IP] [--trace-dir DIR]
     refrpc status --address tcp://HEAD:P
     refrpc memory --address tcp://HEAD:P
 """
@@ -35,10 +35,12 @@ def _start(args: argparse.Namespace) -> int:
     n = args.num_workers or os.cpu_count() or 1
     prefix = f"{socket.gethostname()}-{os.getpid()}-w"
     if args.head:
-        node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", held=True)
+        node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", held=True,
+                                      trace_dir=args.trace_dir)
         api._attach(node, executor)  # membership tasks run here
         executor.open()
-        cluster = LocalCluster.start(n, node.address, node.incarnation, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix)
+        cluster = LocalCluster.start(n, node.address, node.incarnation, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
+                                     trace_dir=args.trace_dir)
         print(f"head listening at {node.address}", flush=True)
         print(f"  join another host:   refrpc start --address {node.address}", flush=True)
         print(f"  use it from Python:  refrpc.init(address={node.address!r})", flush=True)
@@ -49,7 +51,8 @@ def _start(args: argparse.Namespace) -> int:
             node.stop()
             cluster.stop()
         return 0
-    cluster = LocalCluster.start(n, args.address, 0, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix)
+    cluster = LocalCluster.start(n, args.address, 0, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
+                                 trace_dir=args.trace_dir)
     print(f"started {n} workers joining {args.address}", flush=True)
     try:
         _wait_for_signal()
@@ -112,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--port", type=int, default=0, help="the head's port (0: any free port)")
     start.add_argument("--num-workers", type=int, default=0, help="worker processes (default: one per core)")
     start.add_argument("--node-ip", default="127.0.0.1", help="this host's address as other hosts reach it")
+    start.add_argument("--trace-dir", default=None,
+                       help="record every process's trace in this directory (default: $REFRPC_TRACE_DIR, else none)")
     for name, helptext in (("status", "peers, load, memory and traffic"), ("memory", "every live object and why it is alive")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--address", required=True, help="the cluster's head")

@@ -45,9 +45,12 @@ class LocalCluster:
     @classmethod
     def start(cls, num_workers: int, head_address: str, head_incarnation: int, *, head_name: str = "driver",
               node_ip: str = "", name_prefix: str = "w", inline_threshold: int = 100 * 1024,
-              namespace: str = "", settings: dict[str, int] | None = None) -> LocalCluster:
+              namespace: str = "", settings: dict[str, int] | None = None,
+              trace_dir: str | None = None) -> LocalCluster:
         """Start the workers. With ``node_ip`` they listen on tcp (reachable from other
-        hosts) and register with the head; otherwise on ipc:// sockets in a temp dir."""
+        hosts) and register with the head; otherwise on ipc:// sockets in a temp dir.
+        With ``trace_dir`` each worker records its trace there (TRC-011 names the
+        files); without, workers follow ``REFRPC_TRACE_DIR`` as every process does."""
         namespace = namespace or cls.new_namespace()
         directory = tempfile.mkdtemp(prefix="refrpc-")
         cluster = cls(namespace, directory)
@@ -70,7 +73,7 @@ class LocalCluster:
                 "--stats", os.path.join(directory, f"stats-{name}.json"),
                 "--head-name", head_name, "--inline-threshold", str(inline_threshold),
                 "--settings", json.dumps(settings or {}),
-            ] + (["--register"] if node_ip else [])
+            ] + (["--register"] if node_ip else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
             cluster.processes[name] = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
         atexit.register(cluster.stop)
         return cluster
@@ -162,6 +165,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--register", action="store_true", help="register with the head (multi-host clusters)")
     ap.add_argument("--inline-threshold", type=int, default=100 * 1024)
     ap.add_argument("--settings", default="{}", help="protocol settings (Config fields) as JSON")
+    ap.add_argument("--trace-dir", default=None, help="record this worker's trace here (default: $REFRPC_TRACE_DIR)")
     args = ap.parse_args(argv)
     from . import _executor
 
@@ -177,7 +181,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     from ._node import default_config
 
     node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **json.loads(args.settings)), on_other,
-        held=True, incarnation=args.incarnation or None)  # no task runs before this process is ready (see Executor)
+        held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir)  # no task runs before this process is ready (see Executor)
     from .. import api
 
     api._attach(node, executor)

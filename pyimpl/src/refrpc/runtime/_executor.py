@@ -325,6 +325,7 @@ def working_node(
     *,
     held: bool = False,
     incarnation: int | None = None,
+    trace_dir: str | None = None,
 ) -> tuple[Node, Executor]:
     """A node that runs tasks and actors on an :class:`Executor`.
 
@@ -332,7 +333,7 @@ def working_node(
     arrives before the executor exists waits for it, so none is lost. With
     ``held``, work also waits until the caller opens the executor
     (:meth:`Executor.open`), once the process is ready to run tasks (see
-    :class:`Executor`).
+    :class:`Executor`). ``trace_dir`` is the node's (see :class:`Node`).
     """
     from ._node import Node
 
@@ -347,7 +348,8 @@ def working_node(
         elif on_other is not None:
             on_other(ins)
 
-    node = Node(peer_id, bind, namespace, config, on_instruction=on_instruction, incarnation=incarnation)
+    node = Node(peer_id, bind, namespace, config, on_instruction=on_instruction, incarnation=incarnation,
+                trace_dir=trace_dir)
 
     def start() -> None:  # on the loop thread, so no instruction slips in between
         holder.append(Executor(node, held=held))

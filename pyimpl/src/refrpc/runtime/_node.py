@@ -25,6 +25,7 @@ from ..core.errors import LocalUsageError
 from ..core.messages import ErrorCode, ErrorInfo
 from ..store import SharedMemoryStore
 from ..transport import FaultRule, FaultyTransport, ZmqTransport, faults_from_env
+from ._tracing import TraceRecorder, trace_dir_from
 
 #: How often the core's clock ticks (heartbeats, retransmission, failure detection).
 TICK_MS = 20
@@ -48,6 +49,9 @@ class Node:
         on_instruction: Extra handler for instructions the node itself does not
             carry out (RunTask, StartActor...), called on the loop thread.
         incarnation: This incarnation's number (ID-002); random if omitted.
+        trace_dir: Record this peer's trace in the canonical format (TRC-001) as
+            a file in this directory; None: the ``REFRPC_TRACE_DIR`` environment
+            variable's directory, if set; ``""``: no trace.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class Node:
         config: Config | None = None,
         on_instruction: Callable[[ev.Instruction], None] | None = None,
         incarnation: int | None = None,
+        trace_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         env_faults = faults_from_env(peer_id)  # REFRPC_FAULTS (a bad value raises before anything opens)
         self.peer_id = peer_id
@@ -74,6 +79,10 @@ class Node:
         self.faults: FaultyTransport | None = None
         self.address = self.wire.address
         self.core = Peer(peer_id, self.incarnation, self.address, self.config)
+        directory = trace_dir_from(trace_dir)
+        #: Records this peer's trace (trace-format.md), or None: tracing is off.
+        self.tracer: TraceRecorder | None = TraceRecorder(directory, peer_id, self.incarnation) if directory else None
+        self.core.trace_events = self.tracer is not None
         self.ids = IdAllocator(peer_id, self.incarnation)
         self.store = SharedMemoryStore(namespace, writer=peer_id)
         self.on_instruction = on_instruction
@@ -239,6 +248,8 @@ class Node:
 
     def handle(self, *stimuli: ev.Stimulus) -> None:
         """Apply stimuli to the core and carry out its instructions (loop thread only)."""
+        if self.tracer is not None:
+            self.tracer.stimuli(stimuli, self.core.exec_index, self.core.exec_tasks)
         try:
             instructions = self.core.handle(*stimuli)
         except LocalUsageError as exc:
@@ -276,6 +287,8 @@ class Node:
                 if now >= next_tick:
                     self.handle(ev.Tick(self.sid(), int(now * 1000)))
                     self.fetcher.tick()
+                    if self.tracer is not None:
+                        self.tracer.tick(now)
                     next_tick = now + TICK_MS / 1000
                 if self._stopping.is_set() and self._calls.empty():
                     # Let the Goodbyes leave before the sockets close.
@@ -284,6 +297,8 @@ class Node:
         except BaseException:  # the loop must never die silently
             self.failure = traceback.format_exc()
         finally:
+            if self.tracer is not None:
+                self.tracer.flush()
             self.stopped.set()
             for fut in self._gets.values():
                 if not fut.done():
@@ -303,13 +318,20 @@ class Node:
     def _receive(self, frames: list[Any]) -> None:
         self.stats["messages_received"] += 1
         self.stats["bytes_received"] += sum(_nbytes(f) for f in frames)
+        sid = self.sid()
+        tracer = self.tracer
         try:
             envelope = codec.decode(frames, max_frame_bytes=self.config.max_frame_bytes)
         except codec.DecodeError as exc:  # GEN-004: typed, never a crash
+            if tracer is not None:  # TRC-010: the raw frame 0, then why it went no further
+                tracer.received(_frame0(frames), exc.sender, exc.sender_incarnation, exc.seq, sid)
+                tracer.event("discarded", "", "", {"reason": "malformed", "error": exc.message}, sid)
             if exc.sender:
-                self.handle(ev.ReceiveMalformed(self.sid(), exc.sender, exc.sender_incarnation, exc.error, exc.seq))
+                self.handle(ev.ReceiveMalformed(sid, exc.sender, exc.sender_incarnation, exc.error, exc.seq))
             return
-        self.handle(ev.Receive(self.sid(), envelope))
+        if tracer is not None:  # TRC-003, TRC-005: every frame 0, before what it causes
+            tracer.received(_frame0(frames), envelope.sender, envelope.sender_incarnation, envelope.seq, sid)
+        self.handle(ev.Receive(sid, envelope))
 
     def _do(self, ins: ev.Instruction) -> None:
         if isinstance(ins, ev.SendFrame):
@@ -319,7 +341,13 @@ class Node:
                 self.stats["messages_sent"] += 1
                 self.stats["bytes_sent"] += sum(_nbytes(f) for f in frames)
             except ValueError:
-                pass  # an address ZeroMQ cannot use is an unreachable peer: LIV-003 decides
+                return  # an address ZeroMQ cannot use is an unreachable peer: LIV-003 decides
+            if self.tracer is not None:  # TRC-003: every transmission, retransmissions too
+                env = ins.envelope
+                self.tracer.sent(frames[0], env.receiver, env.receiver_incarnation, env.seq, ins.stimulus_id)
+        elif isinstance(ins, ev.TraceEvent):
+            if self.tracer is not None:
+                self.tracer.core_event(ins)
         elif isinstance(ins, ev.GetResult):
             fut = self._gets.pop(ins.request_id, None)
             if fut is not None and not fut.done():
@@ -331,7 +359,8 @@ class Node:
         elif isinstance(ins, ev.DeliverData):
             self.fetcher.on_data(ins)
         elif isinstance(ins, ev.FreeCopy):
-            self.store.free(ins.object_id)
+            if self.store.free(ins.object_id) and self.tracer is not None:  # the store did hold a copy
+                self.tracer.event("copy-dropped", ins.object_id, "", {"reason": "freed"}, ins.stimulus_id)
         elif isinstance(ins, ev.PeerDeclaredDead):
             r = self.core.remotes.get(ins.peer)
             if r is not None and r.address:
@@ -366,6 +395,8 @@ class Node:
             pass
 
     def _close(self) -> None:
+        if self.tracer is not None:
+            self.tracer.close()
         self.transport.close(linger_ms=200)  # let the Goodbyes leave (LIV-006)
         self.store.close()
         for fd in (self._wake_r, self._wake_w):
@@ -373,6 +404,12 @@ class Node:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _frame0(frames: list[Any]) -> bytes:
+    """Frame 0 as bytes (a large one arrives as a zmq.Frame), for the trace."""
+    frame = frames[0] if frames else b""
+    return frame if type(frame) is bytes else bytes(memoryview(frame))
 
 
 def _nbytes(frame: Any) -> int:
