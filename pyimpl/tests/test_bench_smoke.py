@@ -32,6 +32,8 @@ BENCHMARKS = [
 ]
 #: The recovery section: the same workloads with one worker killed mid-run.
 RECOVERY = ["recovery_chain", "recovery_mapreduce"]
+#: The tracing section: the same benchmarks with trace recording off and on.
+TRACING = ["tracing_task_roundtrip_p50", "tracing_tasks_batch", "tracing_put_get_1kb_p50"]
 
 
 def _number(x: object) -> bool:
@@ -63,3 +65,10 @@ def test_quick_benchmark_run_reports_every_figure(tmp_path):
         assert all(_number(row.get(k)) for k in ("value", "no_failure_ms", "one_killed_ms", "recovery_ms")), row
         # Each killed run had the right answers (checked by the bench) and its victim was declared dead.
         assert row["runs"] and all(r["declared_dead"] for r in row["runs"]), row["runs"]
+    for name in TRACING:
+        row = report["tracing"].get(name)
+        assert row is not None, f"tracing.{name} missing"
+        assert row.get("error") is None, (name, row.get("error"), row.get("traceback"))
+        assert all(_number(row.get(k)) for k in ("off", "on", "overhead_pct")), row
+        # The traced clusters did record: a file per process (driver and workers).
+        assert row["trace_files"] >= 3 and row["trace_bytes"] > 0, row

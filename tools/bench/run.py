@@ -22,9 +22,13 @@ One command, one machine, one run::
    run once without a failure and once with the busiest worker killed (``kill -9``)
    halfway through, median of ``recovery_reps`` clusters: what a worker's death
    costs a running program.
-4. Tables (benchmark | RefRPC | floor/baseline | ratio; recovery: no failure | one
-   worker killed | recovery cost) and, with ``--json``, every raw number with the
-   machine and the date.
+4. **Tracing** (tracing.py): the task round trip, the batch of no-op tasks and the
+   1 KB put+get on fresh clusters with trace recording off and on
+   (``refrpc.init(trace_dir=...)``), median of ``trace_reps`` pairs: what
+   recording every message and event costs, and how many bytes it writes.
+5. Tables (benchmark | RefRPC | floor/baseline | ratio; recovery: no failure | one
+   worker killed | recovery cost; tracing: off | on | overhead) and, with ``--json``,
+   every raw number with the machine and the date.
 
 The ratio is the floor's multiple that RefRPC costs: RefRPC time / floor time,
 or floor rate / RefRPC rate; above 1 RefRPC is slower than the floor. Nothing
@@ -64,6 +68,7 @@ import numpy as np  # noqa: E402
 
 import recovery  # noqa: E402
 import refrpc  # noqa: E402
+import tracing  # noqa: E402
 import workloads as wl  # noqa: E402
 import zmq_floor  # noqa: E402
 
@@ -75,12 +80,14 @@ SETTINGS: dict[str, dict[str, int]] = {
     "default": dict(
         zmq_rounds=5000, stream_1mib=1000, stream_big=10, big_bytes=100 * MB, big_reps=5,
         rt_calls=1000, batch=2000, actor_sync=1000, actor_async=2000, small_calls=1000,
-        maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=3, start_reps=3, recovery_reps=3, timeout_s=180,
+        maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=3, start_reps=3, recovery_reps=3, trace_reps=3,
+        timeout_s=180,
     ),
     "quick": dict(
         zmq_rounds=1000, stream_1mib=100, stream_big=2, big_bytes=20 * MB, big_reps=2,
         rt_calls=200, batch=500, actor_sync=200, actor_async=500, small_calls=200,
-        maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=1, start_reps=1, recovery_reps=1, timeout_s=60,
+        maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=1, start_reps=1, recovery_reps=1, trace_reps=1,
+        timeout_s=60,
     ),
 }
 
@@ -560,6 +567,7 @@ def refrpc_benchmarks(cfg: dict[str, int], workers: int) -> list[Bench]:
 FLOOR_NAMES = [name for name, *_ in floor_benchmarks(SETTINGS["quick"], 2)]
 BENCH_NAMES = [b.name for b in refrpc_benchmarks(SETTINGS["quick"], 2)]
 RECOVERY_NAMES = [b.name for b in recovery.recovery_benchmarks(SETTINGS["quick"])]
+TRACING_NAMES = [t.name for t in tracing.traced_benchmarks(refrpc_benchmarks(SETTINGS["quick"], 2))]
 
 
 # ---------------------------------------------------------------- fresh-process starts
@@ -693,6 +701,22 @@ def print_recovery(benches: list[recovery.Recovery], results: dict[str, dict[str
               f"{('+' if row['recovery_ms'] >= 0 else '-') + fmt(abs(row['recovery_ms']), 'ms'):>10}  {killed}")
 
 
+def print_tracing(rows: list[tracing.Traced], results: dict[str, dict[str, Any]], reps: int) -> None:
+    if not rows:
+        return
+    print(f"\nTracing: trace recording off and on (refrpc.init(trace_dir=...)), median of {reps} pair(s) of fresh clusters")
+    print(f"{'benchmark':<52} {'off':>14} {'on':>14} {'overhead':>9}  trace written")
+    for t in rows:
+        row = results.get(t.name, {"error": "not run"})
+        if row.get("error"):
+            print(f"{cut(t.label, 52):<52} {'ERROR':>14}")
+            print(f"    {cut(row['error'], 110)}")
+            continue
+        written = f"{row['trace_bytes'] / 1e6:.1f} MB in {row['trace_files']} files"
+        print(f"{cut(t.label, 52):<52} {fmt(row['off'], t.unit):>14} {fmt(row['on'], t.unit):>14} "
+              f"{row['overhead_pct']:>+8.1f}%  {written}")
+
+
 def cluster_line(info: dict[str, Any], workers: int) -> str:
     starts = info.get("starts") or []
     if not starts:
@@ -789,11 +813,20 @@ def main(argv: list[str] | None = None) -> int:
 
     recoveries, recovered = recovery.run_recovery(cfg, workers, only, guarded, progress)
 
-    # 4. the report
+    # 4. tracing: fresh clusters, recording off and on
+    def traced_progress(name: str, row: dict[str, Any]) -> None:
+        figure = "" if row.get("error") else f"{row['overhead_pct']:+.1f}%"
+        print(f"  tracing {name:<28} {figure:>10}  {row.get('error') or ''}", flush=True)
+
+    traced, traced_rows = tracing.run_tracing(cfg, workers, only, refrpc_benchmarks(cfg, workers), guarded,
+                                              traced_progress, reset=_ROUNDTRIPS.clear)
+
+    # 5. the report
     print_floor(floor, labels)
     print_table(benches, results, floor, labels)
     print(cluster_line(init_info, workers))
     print_recovery(recoveries, recovered, cfg["recovery_reps"])
+    print_tracing(traced, traced_rows, cfg["trace_reps"])
     wall = time.perf_counter() - started
     print(f"\ntotal {wall:.1f} s", flush=True)
     for b in benches:
@@ -813,6 +846,7 @@ def main(argv: list[str] | None = None) -> int:
         "floor": floor,
         "benchmarks": results,
         "recovery": recovered,
+        "tracing": traced_rows,
     }
     if args.json:
         with open(args.json, "w") as out:
