@@ -13,15 +13,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp-install
 SEEDS  ?= 2000
 
-.PHONY: test demo demo-sim bench docs simulate spec-index capnp conformance clean
+.PHONY: test demo demo-sim bench docs simulate spec-index capnp chromium conformance clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) pyimpl/pyproject.toml conformance/pyproject.toml
+$(STAMP): $(PY) pyimpl/pyproject.toml conformance/pyproject.toml tools/trace/pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e 'pyimpl[test,docs]'
 	$(PY) -m pip install --quiet -e conformance
+	$(PY) -m pip install --quiet -e tools/trace
 	touch $(STAMP)
 
 # The reference Cap'n Proto compiler, used by the schema tests (Debian package capnproto).
@@ -31,10 +32,20 @@ capnp:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq capnproto >/dev/null; }
 
-# Two runs, so that each test directory keeps its own pytest settings (pyproject.toml).
-test: $(STAMP) capnp
+# A headless browser for the trace inspector's HTML test (Debian packages chromium and
+# chromium-driver); if it cannot be installed, that test is skipped and says why.
+chromium:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  echo "installing chromium and chromium-driver with apt-get (for the trace inspector's HTML test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "could not install chromium: the HTML test of tools/trace will be skipped"; }
+
+# One run per test directory, so that each keeps its own pytest settings (pyproject.toml).
+test: $(STAMP) capnp chromium
 	$(PY) -m pytest -q pyimpl/tests
 	$(PY) -m pytest -q conformance/tests
+	$(PY) -m pytest -q tools/trace/tests
 
 demo: $(STAMP)
 	$(PY) -m refrpc.examples.demo

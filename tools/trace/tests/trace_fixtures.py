@@ -1,0 +1,56 @@
+"""Remote functions for test_recorded.py (the workers import this module)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from types import SimpleNamespace
+
+import refrpc
+
+#: Refs a worker keeps between tasks (a borrower, BOR-007).
+_KEPT: list = []
+
+
+@refrpc.remote
+def keep(ref):
+    _KEPT.append(ref)
+    return len(_KEPT)
+
+
+@refrpc.remote
+def drop_all():
+    _KEPT.clear()
+    gc.collect()
+    return True
+
+
+@refrpc.remote
+def size_of(value):
+    return len(value)
+
+
+@refrpc.remote(max_retries=2)
+def slow_square(x, path):
+    # The first execution announces itself (the test kills this process then) and waits.
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(60)
+    return x * x
+
+
+def borrowed_entries() -> list[str]:
+    """The refs this process holds as a non-owner (run with refrpc.api._call_on)."""
+    node = refrpc.api._ctx.node
+    return node.call(lambda: sorted(node.core.borrowed)).result()
+
+
+def install_fault(name: str) -> str:
+    """Turn one of pyimpl's fault switches (refrpc.iut) on in this process."""
+    from refrpc.iut._faults import install
+
+    node = refrpc.api._ctx.node
+    install(SimpleNamespace(node=node), [name])
+    return str(node.peer_id)
