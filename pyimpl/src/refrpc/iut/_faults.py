@@ -64,7 +64,9 @@ FAULTS: dict[str, tuple[str, str]] = {
     "no-goodbye": (
         "LIV-006",
         "The control channel's shutdown leaves without sending Goodbye to any session (it still "
-        "answers null and exits with status 0); the other peers notice only by silence.",
+        "answers null and exits with status 0), against what CNF-008 says shutdown does; the other "
+        "peers notice only by silence. LIV-006 is a SHOULD: a case that catches this grades it "
+        "NON-STRICT.",
     ),
     "inline-large-results": (
         "TASK-004",
