@@ -122,7 +122,7 @@ def test_inputs_that_are_no_trace_at_all_exit_2_with_a_message(tmp_path: Path) -
         assert "Traceback" not in p.stderr
 
 
-def test_every_command_on_damaged_input_gives_results_and_no_traceback(tmp_path: Path) -> None:
+def test_every_command_on_damaged_input_gives_results_and_no_traceback(tmp_path: Path, cli) -> None:
     net, d, w = borrowing_run()
     e = net.peer("worker-2", 0xB2)
     net.connect(d, e)
@@ -138,13 +138,17 @@ def test_every_command_on_damaged_input_gives_results_and_no_traceback(tmp_path:
     commands = [("show",), ("show", "--all", "--events"), ("object", oid), ("holders", oid, "--at", "99s"),
                 ("lineage", "driver.d1.3.r0"), ("check",), ("export", "--perfetto", tmp_path / "p.json"),
                 ("html", "-o", tmp_path / "p.html")]
-    for cmd in commands:
-        p = run_process(*cmd, directory)
-        assert "Traceback" not in p.stderr, (cmd, p.stderr)
-        assert p.returncode in (1, 3), (cmd, p.returncode, p.stderr)
-        assert "junk.rrtrace: not a trace file" in p.stderr, cmd
-        assert "empty trace file" in p.stderr, cmd
-        assert "worker-1" in p.stderr and "corrupt" in p.stderr, cmd
+    for i, cmd in enumerate(commands):
+        if i < 2:  # as a real process: the console's view
+            p = run_process(*cmd, directory)
+            code, err = p.returncode, p.stderr
+        else:  # the same entry point, in this process (faster)
+            code, _, err = cli(*cmd, directory)
+        assert "Traceback" not in err, (cmd, err)
+        assert code in (1, 3), (cmd, code, err)
+        assert "junk.rrtrace: not a trace file" in err, cmd
+        assert "empty trace file" in err, cmd
+        assert "worker-1" in err and "corrupt" in err, cmd
     assert (tmp_path / "p.json").stat().st_size > 0 and (tmp_path / "p.html").stat().st_size > 0
 
 
@@ -192,7 +196,7 @@ def test_progress_is_reported_on_stderr(tmp_path: Path, cli) -> None:
 @pytest.fixture(scope="module")
 def churns(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     out = {}
-    for n in (300, 1200):
+    for n in (200, 800):
         directory = tmp_path_factory.mktemp(f"churn{n}")
         churn_run(n).write(directory)
         out[n] = directory
@@ -215,7 +219,7 @@ def test_a_long_trace_is_replayed_in_bounded_memory(churns: dict[int, Path], mon
         finally:
             tracemalloc.stop()
         assert findings == [], [f.render() for f in findings]
-    assert peaks[1200] < 1.5 * peaks[300] + 200_000, peaks
+    assert peaks[800] < 1.5 * peaks[200] + 200_000, peaks
 
 
 def test_public_names_are_exported() -> None:
