@@ -3,9 +3,11 @@
 The conformance suite starts this process once per case and knows it only through
 its ZeroMQ socket and its control channel. So do these tests: each starts IUT
 processes and drives them only through the control channel (JSON lines on stdin
-and stdout) and through a second IUT as their peer; two fault switches that no
-pair of IUTs can show are checked with a bare protocol peer (Hello, SubmitTask).
-Bounds are generous (the machine is shared); nothing waits on a timer to decide.
+and stdout) and through a second IUT as their peer; what no pair of IUTs can show
+(two fault switches, fail-stop) is checked with a bare protocol peer.
+Bounds are generous (the machine is shared). Only the two switches whose effect
+is an absence (a fetch never answered, a Goodbye never sent) decide on a timer:
+a ``get`` that times out after a few seconds where a correct peer answers at once.
 """
 
 from __future__ import annotations
