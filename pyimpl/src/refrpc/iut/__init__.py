@@ -56,12 +56,15 @@ or ``internal`` (a bug, logged with its traceback). Details:
   release or free waits to be sent.
 * ``table`` is ``Peer.table()``: owned entries first, then borrowed ones.
 * ``crash`` sends itself SIGKILL. ``shutdown`` answers ``null``, sends
-  ``Goodbye`` on every live session (LIV-006) and exits with status 0; so does the
-  end of standard input, SIGTERM or SIGINT.
+  ``Goodbye`` on every live session (LIV-006), gives it up to 1 s to leave
+  (LIV-010), and exits with status 0; so does the end of standard input, SIGTERM
+  or SIGINT.
 * Events besides ``ready``: ``{"event": "peer_dead", "peer_id", "incarnation",
   "reason"}`` when it declares a peer incarnation dead, and ``{"event":
   "fail_stop", "reason"}`` when it learns it was declared dead itself (LIV-005),
-  after which it exits with status 0.
+  after which it exits with status 0; ``{"event": "internal_error", "message"}``
+  if its protocol loop died of an exception (a bug; the traceback is on standard
+  error), after which it exits with status 70.
 * Extra operations (CNF-010): ``x-faults`` lists the fault switches in force;
   ``x-peers`` lists its sessions (peer, incarnation, state, address, features,
   the heartbeat interval the peer announced).
