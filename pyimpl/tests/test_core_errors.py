@@ -225,6 +225,31 @@ def test_remote_message_in_the_wrong_state_is_answered_and_the_session_goes_on(c
     assert of_type(a.handle(s.send(a, SubmitTask(s.oid("next"), "f", (), (s.oid("next.r0"),)))), ev.RunTask)
 
 
+@pytest.mark.parametrize("arg", ["ref kind carrying a value", "value kind carrying a ref", "shared kind with nothing", "both members"])
+def test_an_argument_that_does_not_carry_its_kinds_member_is_malformed(arg):
+    # S sends a SubmitTask (or CreateActor) whose Arg breaks VAL-015: it is refused
+    # as MALFORMED, nothing runs, and the session goes on                    VAL-015, GEN-004, ERR-001
+    from refrpc.core.messages import Arg, ArgKind, CreateActor, RefDescriptor
+
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    d = RefDescriptor(s.oid("x"), "S", s.incarnation, "mem://S")
+    bad = {
+        "ref kind carrying a value": Arg(ArgKind.REF, value=raw(b"abc")),
+        "value kind carrying a ref": Arg(ArgKind.VALUE, ref=d),
+        "shared kind with nothing": Arg(ArgKind.SHARED),
+        "both members": Arg(ArgKind.REF, value=raw(b"abc"), ref=d),
+    }[arg]
+    for msg in (SubmitTask(s.oid("t"), "f", (bad,), (s.oid("t.r0"),)), CreateActor(s.oid("a"), "C", (bad,))):
+        out = a.handle(s.send(a, msg))
+        assert of_type(out, ev.RunTask) == [] and of_type(out, ev.StartActor) == []
+        [err] = [b for b in bodies(out, to="S") if isinstance(b, ProtocolError)]
+        assert err.error.code is ErrorCode.MALFORMED and err.error.requirement == "VAL-015"
+    assert a.remotes["S"].state == "alive" and not a.exec_tasks
+    assert of_type(a.handle(s.send(a, SubmitTask(s.oid("next"), "f", (), (s.oid("next.r0"),)))), ev.RunTask)
+
+
 def test_task_reply_for_a_forgotten_task_frees_its_stored_result():
     # W answers a task of A's that A has already forgotten                    TASK-015, GEN-005
     a = peer()

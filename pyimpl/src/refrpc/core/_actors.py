@@ -111,6 +111,7 @@ class Actors:
 
     # ------------------------------------------------------------ host side
     def _on_CreateActor(self: Peer, r: Remote, msg: CreateActor) -> None:
+        self._check_args(msg.args)  # VAL-015
         if msg.actor_id in self.hosted:
             return  # duplicate (RPC-001)
         self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation)

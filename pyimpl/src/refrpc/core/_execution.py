@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .errors import LocalUsageError
+from .errors import LocalUsageError, ProtocolViolation
 from .events import FreeCopy, ResolvedArg, RunTask, StopTask, TaskFinished
 from .messages import (
     ArgKind,
@@ -35,7 +35,19 @@ ExecKey = tuple[PeerId, int, str, int]
 class Execution:
     """Mixin of :class:`Peer`: running other peers' tasks and answering them."""
 
+    @staticmethod
+    def _check_args(args: tuple) -> None:
+        """VAL-015: each argument carries exactly the member its kind names."""
+        for i, a in enumerate(args):
+            if a.kind == ArgKind.VALUE:
+                ok = a.value is not None and a.ref is None
+            else:
+                ok = a.ref is not None and a.value is None
+            if not ok:
+                raise ProtocolViolation(ErrorCode.MALFORMED, f"argument {i} of kind {a.kind.value} does not carry exactly its member", "VAL-015")
+
     def _on_SubmitTask(self: Peer, r: Remote, spec: SubmitTask) -> None:
+        self._check_args(spec.args)
         key: ExecKey = (r.peer, r.incarnation, spec.task_id, spec.attempt)
         ex = self.exec_tasks.get(key)
         if ex is not None:  # RPC-001: a duplicate request

@@ -29,6 +29,8 @@ from ._tracing import TraceRecorder, trace_dir_from
 
 #: How often the core's clock ticks (heartbeats, retransmission, failure detection).
 TICK_MS = 20
+#: How long a leaving node waits for its Goodbyes to leave (LIV-010).
+GOODBYE_LINGER_S = 0.5
 #: Features a Python runtime offers (HS-004).
 FEATURES = ("core", "borrowing", "recovery", "actors", "python-pickle", "lz4")
 
@@ -261,6 +263,7 @@ class Node:
 
     def _loop(self) -> None:
         next_tick = 0.0
+        leave_by: float | None = None
         try:
             while not self.stopped.is_set():
                 now = time.monotonic()
@@ -291,9 +294,16 @@ class Node:
                         self.tracer.tick(now)
                     next_tick = now + TICK_MS / 1000
                 if self._stopping.is_set() and self._calls.empty():
-                    # Let the Goodbyes leave before the sockets close.
+                    # Let the Goodbyes leave before the sockets close (LIV-010): a
+                    # DEALER still connecting holds them in its backlog, so keep
+                    # polling until every backlog is empty, for at most GOODBYE_LINGER_S.
                     self.transport.flush()
-                    break
+                    if leave_by is None:
+                        leave_by = now + GOODBYE_LINGER_S
+                    wire = self.wire
+                    if now >= leave_by or not any(wire.backlog(a) for a in wire.connected):
+                        break
+                    next_tick = min(next_tick, now + 0.01)
         except BaseException:  # the loop must never die silently
             self.failure = traceback.format_exc()
         finally:
