@@ -382,9 +382,8 @@ class Merger:
         if rec.kind is TraceKind.SEND:
             ok = (env.sender, env.sender_incarnation, env.receiver, env.receiver_incarnation, env.seq) == (
                 rec.peer, rec.incarnation, rec.remote_peer, rec.remote_incarnation, rec.seq)
-        else:
-            ok = (env.receiver, env.sender, env.sender_incarnation, env.seq) == (
-                rec.peer, rec.remote_peer, rec.remote_incarnation, rec.seq)
+        else:  # (a frame addressed to another peer is recorded too, then discarded)
+            ok = (env.sender, env.sender_incarnation, env.seq) == (rec.remote_peer, rec.remote_incarnation, rec.seq)
         if not ok:
             self._violation(item, "TRC-005", "the record's remotePeer/remoteIncarnation/seq disagree with its envelope")
 
