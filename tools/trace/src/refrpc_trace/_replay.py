@@ -545,7 +545,7 @@ class Replay:
                          f"--{event}--> {to})", [o.reclaimed, ev], key)
         elif event not in row or row[event][0] != to:
             legal = ", ".join(f"{e}->{n}" for e, (n, _) in row.items()) or "none: it is terminal or unknown"
-            self.finding("TRC-008", Kind.TRANSITION, f"{item.peer}: {table_name} {key}: {frm} --{event}--> {to} is "
+            self.finding("SM-001", Kind.TRANSITION, f"{item.peer}: {table_name} {key}: {frm} --{event}--> {to} is "
                          f"not a transition of the table (from {frm!r}: {legal})", [prev[1] if prev else None, ev],
                          key if table_name.endswith("object") else "")
         elif prev is not None and prev[0] != frm:
