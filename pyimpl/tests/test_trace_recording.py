@@ -276,27 +276,30 @@ def test_send_and_recv_records_agree_with_their_envelopes(recorded: dict[str, An
 
 
 def test_sends_pair_with_receives_by_envelope_alone(recorded: dict[str, Any]) -> None:
-    # TRC-006, TRC-003: a sequenced message is (sender, senderIncarnation, receiver, seq).
+    # TRC-006, TRC-003: a sequenced message is (sender, senderIncarnation, receiver,
+    # receiverIncarnation, seq); one outside the session pairs on the same peers and its body.
     traces = read_dir(recorded["dir"])
     sends: dict[tuple, list[str]] = defaultdict(list)
     recvs: dict[tuple, list[str]] = defaultdict(list)
-    acked: dict[tuple[str, str], int] = defaultdict(int)  # (sender, receiver) -> highest seq the receiver acked
+    acked: dict[tuple, int] = defaultdict(int)  # session (sender, inc, receiver, inc) -> highest seq acked
     unsequenced_sends: dict[tuple, int] = defaultdict(int)
     unsequenced_recvs: dict[tuple, int] = defaultdict(int)
     for peer, records in traces.items():
         for r, h in messages(records, TraceKind.SEND):
-            key = (h["sender"], h["senderIncarnation"], h["receiver"], h["seq"])
+            key = (h["sender"], h["senderIncarnation"], h["receiver"], h["receiverIncarnation"], h["seq"])
             if h["seq"]:
                 sends[key].append(h["type"])
             else:
-                unsequenced_sends[key[:3] + (h["type"],)] += 1
+                unsequenced_sends[key[:4] + (h["type"],)] += 1
         for r, h in messages(records, TraceKind.RECV):
-            key = (h["sender"], h["senderIncarnation"], h["receiver"], h["seq"])
+            key = (h["sender"], h["senderIncarnation"], h["receiver"], h["receiverIncarnation"], h["seq"])
             if h["seq"]:
                 recvs[key].append(h["type"])
             else:
-                unsequenced_recvs[key[:3] + (h["type"],)] += 1
-            acked[(peer, h["sender"])] = max(acked[(peer, h["sender"])], h["ack"])
+                unsequenced_recvs[key[:4] + (h["type"],)] += 1
+            # The ack in what the other side sent is about what this side sent it, in this session.
+            session = (peer, h["receiverIncarnation"], h["sender"], h["senderIncarnation"])
+            acked[session] = max(acked[session], h["ack"])
     # Every receive was sent: no message comes from nowhere, and its type is the one sent.
     for key, types in recvs.items():
         assert key in sends and set(types) == set(sends[key]), key
@@ -304,9 +307,9 @@ def test_sends_pair_with_receives_by_envelope_alone(recorded: dict[str, Any]) ->
         assert unsequenced_sends[key] >= count, key
     # Everything a receiver acknowledged, it received: each such send has its receive.
     paired = 0
-    for (sender, inc, receiver, seq), types in sends.items():
-        if seq <= acked[(sender, receiver)]:
-            assert (sender, inc, receiver, seq) in recvs, (sender, receiver, seq, types)
+    for key, types in sends.items():
+        if key[4] <= acked[key[:4]]:
+            assert key in recvs, (key, types)
             paired += 1
     assert paired >= 6
     # Every task the driver submitted reached a worker, and its reply came back.
@@ -432,8 +435,9 @@ def test_cli_flag_and_environment_variable_record_worker_only_processes(tmp_path
     records = by_env[joiner]
     # Its registration request pairs with the head's receive (TRC-006), across hosts' files.
     asks = [h for _, h in messages(records, TraceKind.SEND) if h["receiver"] == "head" and h["type"] == "submitTask"]
-    got = {(h["sender"], h["senderIncarnation"], h["seq"]) for _, h in messages(by_flag["head"], TraceKind.RECV)}
-    assert asks and all((h["sender"], h["senderIncarnation"], h["seq"]) in got for h in asks)
+    got = {(h["sender"], h["senderIncarnation"], h["receiverIncarnation"], h["seq"])
+           for _, h in messages(by_flag["head"], TraceKind.RECV)}
+    assert asks and all((h["sender"], h["senderIncarnation"], h["receiverIncarnation"], h["seq"]) in got for h in asks)
 
 
 def test_recording_off_by_default_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
