@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Sequence
 
+import lz4.frame
 import zmq
 
 from refrpc.codec import DecodeError, decode, encode
@@ -102,6 +103,36 @@ class Arrival:
     @property
     def seq(self) -> int:
         return self.envelope.seq
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """How a wire peer serves one object's stored form (:meth:`WirePeer.serve`)."""
+
+    form: bytes
+    chunk_bytes: int | None = None
+    lose: Callable[[FetchRequest, int, int], bool] | None = None
+    compress: Callable[[FetchRequest, int], bool] | None = None
+    #: Compress as ``compress`` says even where lz4 is not in use (breaking HS-021 on purpose).
+    ignore_negotiation: bool = False
+
+
+@dataclass(frozen=True)
+class ServedChunk:
+    """One chunk a wire peer served (or withheld) for a FetchRequest."""
+
+    object_id: str
+    request_id: int
+    #: The uncompressed bytes [offset, end) of the stored form it carried.
+    offset: int
+    end: int
+    #: False: withheld on purpose (lost on the way).
+    sent: bool
+    lz4: bool
+    #: How many FetchRequests had arrived when it was served (the request's position + 1).
+    requests_before: int
+    #: Seconds since the case started.
+    t: float
 
 
 @dataclass
@@ -457,6 +488,10 @@ class WirePeer:
         self.malformed: list[tuple[float, str, list[int]]] = []
         #: Stored forms this peer serves to FetchRequests, by object id.
         self.stored: dict[str, bytes] = {}
+        #: How each of them is served (chunk size, losses, compression).
+        self._serving: dict[str, _Serving] = {}
+        #: Every chunk served or withheld, in order.
+        self.served: list[ServedChunk] = []
         #: FetchRequests this peer received, in order (also in the inbox).
         self.fetch_requests: list[FetchRequest] = []
         #: As an owner, answer a RegisterBorrower for an object this peer allocated
@@ -568,10 +603,38 @@ class WirePeer:
                     raise ExpectTimeout(f"{what} did not happen: {reason}")
                 self._cv.wait(min(left, 0.5))
 
-    def serve(self, object_id: str, stored_form: bytes) -> None:
-        """Answer FetchRequests for ``object_id`` with chunks of ``stored_form`` (FET-001)."""
+    def serve(
+        self,
+        object_id: str,
+        stored_form: bytes,
+        *,
+        chunk_bytes: int | None = None,
+        lose: Callable[[FetchRequest, int, int], bool] | None = None,
+        compress: Callable[[FetchRequest, int], bool] | None = None,
+        ignore_negotiation: bool = False,
+    ) -> None:
+        """Answer FetchRequests for ``object_id`` with chunks of ``stored_form`` (FET-001).
+
+        Every chunk served is recorded in :attr:`served`.
+
+        Args:
+            object_id: The object.
+            stored_form: Its stored form (OBJ-010).
+            chunk_bytes: The largest chunk to send, if smaller than the request's
+                ``chunkBytes`` (a holder may send smaller chunks, FET-001, FET-007).
+            lose: Called with the request and a chunk's ``[offset, end)`` on the
+                I/O thread; True withholds that chunk, as if it were lost on the
+                way (the fetcher must resume, FET-002, FET-006).
+            compress: Called with the request and a chunk's offset; True sends
+                that chunk compressed as one LZ4 frame (FET-008). Only where
+                ``lz4`` is in use on the session and the request has
+                ``acceptLz4`` (FET-003, HS-021); otherwise every chunk is plain.
+            ignore_negotiation: Compress as ``compress`` says whatever the session
+                and the request say: a case that breaks HS-021 on purpose.
+        """
         with self._cv:
             self.stored[object_id] = stored_form
+            self._serving[object_id] = _Serving(stored_form, chunk_bytes, lose, compress, ignore_negotiation)
 
     def go_silent(self) -> None:
         """Send nothing more (no heartbeats, acks, answers); keep receiving and recording."""
@@ -813,9 +876,13 @@ class WirePeer:
         link._transmit(encode(env), env)
 
     def _serve_fetch(self, link: Link, req: FetchRequest) -> None:
-        stored = self.stored.get(req.object_id)
-        if stored is None:
-            return  # the case answers (or not) by itself
+        serving = self._serving.get(req.object_id)
+        if serving is None:
+            stored = self.stored.get(req.object_id)
+            if stored is None:
+                return  # the case answers (or not) by itself
+            serving = _Serving(stored)
+        stored = serving.form
         total = len(stored)
         if req.offset > total:
             chunk = FetchChunk(
@@ -825,13 +892,28 @@ class WirePeer:
             link._transmit(encode(link._envelope(chunk, 0, None, {})), link._envelope(chunk, 0, None, {}))
             return
         end = total if req.length < 0 else min(total, req.offset + req.length)
-        step = max(1, min(req.chunk_bytes, 1 << 20))
+        step = max(1, min(req.chunk_bytes, 1 << 20, serving.chunk_bytes or req.chunk_bytes))
+        # FET-003, HS-021: compress only where lz4 is in use and the fetcher accepts it.
+        may_compress = serving.compress is not None and (
+            serving.ignore_negotiation or (req.accept_lz4 and "lz4" in link.features)
+        )
         offset = req.offset
         while True:
             stop = min(end, offset + step)
-            chunk = FetchChunk(req.object_id, req.request_id, offset, total, stop >= end, data=stored[offset:stop])
+            data = stored[offset:stop]
+            packed = bool(may_compress and serving.compress is not None and serving.compress(req, offset))
+            if packed:
+                data = lz4.frame.compress(data)
+            chunk = FetchChunk(req.object_id, req.request_id, offset, total, stop >= end, packed, data)
             env = link._envelope(chunk, 0, None, {})
-            link._transmit(encode(env), env)
+            lost = serving.lose is not None and serving.lose(req, offset, stop)
+            self.served.append(ServedChunk(
+                req.object_id, req.request_id, offset, stop, not lost, packed, len(self.fetch_requests), self.clock.now()
+            ))
+            if lost:
+                self._record_out(link, env, encode(env), "withheld (lost on purpose)")
+            else:
+                link._transmit(encode(env), env)
             if stop >= end:
                 break
             offset = stop

@@ -33,9 +33,9 @@ MIB = 1 << 20
 
 
 def fetch_all(ctx: CaseContext, peer: WirePeer, link: Link, object_id: str, *, request_id: int, chunk_bytes: int,
-              offset: int = 0, length: int = -1, requirement: str = "FET-001") -> list[FetchChunk]:
+              offset: int = 0, length: int = -1, requirement: str = "FET-001", accept_lz4: bool = False) -> list[FetchChunk]:
     """Send one FetchRequest and collect its chunks up to the one marked last."""
-    link.send(FetchRequest(object_id, request_id, offset, length, chunk_bytes))
+    link.send(FetchRequest(object_id, request_id, offset, length, chunk_bytes, accept_lz4))
     chunks: list[FetchChunk] = []
     while True:
         arrival = ctx.expect(peer, FetchChunk, lambda m: m.request_id == request_id, requirement=requirement,

@@ -1,0 +1,372 @@
+"""objects-and-fetch.md §5: resumed and compressed fetches, with the IUT as fetcher and as holder.
+
+As fetcher, the IUT resolves a ``ref`` argument the suite owns and serves from its
+own wire peer (:meth:`WirePeer.serve`), which loses chunks or compresses them on
+purpose. As holder, the IUT serves a stored result to the suite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lz4.frame
+
+from refrpc.core.messages import (
+    ErrorCode,
+    FetchChunk,
+    FetchRequest,
+    GetObjectStatus,
+    ObjectState,
+    ObjectStatus,
+    ProtocolError,
+    ReturnKind,
+    TaskReply,
+)
+
+from .._build import by_ref, by_value, describe_return, make_bytes_value, portable, stored_form
+from .._case import case
+from .._context import IUT, CaseContext
+from .._wire import DEFAULT_FEATURES, Link, WirePeer
+from ._common import check_inline, expect_reply, open_session, task
+from .tasks import check_chunks, fetch_all
+
+#: What the suite's peers offer in the compression cases.
+LZ4_FEATURES = DEFAULT_FEATURES + ("lz4",)
+#: The suite serves its objects in chunks of at most this many bytes.
+SUITE_CHUNK = 64 * 1024
+#: Bytes of the data of the objects the IUT fetches from the suite.
+FETCHED_SIZE = 300_000
+#: How long a fetcher may take to notice a lost chunk: its progress timeout (FET-006,
+#: 5 s by default) with room for a loaded machine. Only a hung IUT waits it out.
+RESUME_BOUND_S = 40.0
+
+
+def _fetch_through_task(
+    ctx: CaseContext, peer: WirePeer, link: Link, **serve_options: Any
+) -> tuple[str, bytes, TaskReply]:
+    """The suite owns a stored object X and submits ``sum_bytes(X by ref)``; it names
+    itself as X's only location and serves X as ``serve_options`` say.
+
+    Returns:
+        X's id, the data of X's value, and the task's reply.
+    """
+    data = make_bytes_value(FETCHED_SIZE)
+    x = ctx.new_id(peer)
+    form = stored_form(portable(data))
+    peer.serve(x, form, chunk_bytes=SUITE_CHUNK, **serve_options)
+    t = task(peer, "sum_bytes", [by_ref(ctx.descriptor(peer, x, size_hint=len(form)))])
+    link.send(t)
+    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link.send(ObjectStatus(x, ObjectState.READY, size=len(form), locations=(peer.peer_id,), location_addresses=(peer.address,)))
+    return x, data, expect_reply(ctx, peer, t, timeout=RESUME_BOUND_S)
+
+
+def _lose_once(positions: set[int]) -> Any:
+    """A ``lose`` rule for :meth:`WirePeer.serve`: withhold, once each, the chunks holding these byte positions."""
+
+    def lose(req: FetchRequest, offset: int, end: int) -> bool:
+        hit = {b for b in positions if offset <= b < end}
+        positions.difference_update(hit)
+        return bool(hit)
+
+    return lose
+
+
+def _check_resumed(ctx: CaseContext, peer: WirePeer, object_id: str) -> list[FetchRequest]:
+    """FET-002, FET-005, FET-012 on the IUT's FetchRequests for ``object_id``.
+
+    Every request sent after a chunk was withheld is a resumption. Each must start
+    at the first missing byte of a gap in what the suite had delivered when the
+    request arrived: that byte not delivered, the one before it delivered (or
+    offset 0). A fetcher that resumes several gaps at once passes too.
+
+    Returns:
+        The resumed requests.
+    """
+    arrivals = [a for a in peer.received(FetchRequest) if a.body.object_id == object_id]
+    ctx.check("FET-005", all(a.seq == 0 for a in arrivals), "every FetchRequest sent with sequence number 0",
+              [a.seq for a in arrivals])
+    ids = [a.body.request_id for a in arrivals]
+    ctx.check("FET-012", len(set(ids)) == len(ids), "a new requestId for every request (resumptions included)", ids)
+    served = [c for c in list(peer.served) if c.object_id == object_id]
+    resumed: list[FetchRequest] = []
+    for position, req in enumerate(list(peer.fetch_requests)):
+        if req.object_id != object_id:
+            continue
+        before = [c for c in served if c.requests_before <= position]
+        if all(c.sent for c in before):
+            continue  # nothing lost yet: not a resumption
+        resumed.append(req)
+        delivered = sorted((c.offset, c.end) for c in before if c.sent)
+
+        def covered(b: int) -> bool:
+            return any(lo <= b < hi for lo, hi in delivered)
+
+        gaps = _gaps(delivered, max((c.end for c in served), default=0))
+        ctx.check(
+            "FET-002", not covered(req.offset) and (req.offset == 0 or covered(req.offset - 1)),
+            f"the resumed request starts at the first missing byte of a gap (missing then: {gaps})",
+            f"request {req.request_id}: offset {req.offset}, length {req.length}",
+        )
+    ctx.check("FET-002", bool(resumed), "a new FetchRequest for the missing bytes",
+              f"{len(resumed)} resumed request(s) among {len(arrivals)}")
+    return resumed
+
+
+def _gaps(delivered: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
+    """The byte ranges of [0, total) not covered by ``delivered`` (sorted)."""
+    gaps, at = [], 0
+    for lo, hi in delivered:
+        if lo > at:
+            gaps.append((at, lo))
+        at = max(at, hi)
+    if at < total:
+        gaps.append((at, total))
+    return gaps
+
+
+def unpack_chunk(ctx: CaseContext, chunk: FetchChunk, *, note: str) -> bytes | None:
+    """A chunk's uncompressed bytes; a compressed one must be exactly one LZ4 frame (FET-008)."""
+    if not chunk.lz4:
+        return chunk.data
+    d = lz4.frame.LZ4FrameDecompressor()
+    try:
+        out = d.decompress(chunk.data)
+        ok = d.eof and not d.unused_data
+        why = "" if ok else ("an incomplete frame" if not d.eof else f"{len(d.unused_data)} bytes after the frame")
+    except RuntimeError as exc:
+        out, ok, why = b"", False, str(exc)
+    ctx.check("FET-008", ok, "a compressed chunk's data is exactly one LZ4 frame",
+              f"chunk at offset {chunk.offset}: {why}" if why else "one frame", note=note)
+    return out if ok else None
+
+
+def check_compressed_chunks(
+    ctx: CaseContext, chunks: list[FetchChunk], *, chunk_bytes: int, expected: bytes, note: str
+) -> int:
+    """Chunks that may be compressed: each decodes alone (FET-003, FET-008), carries at most
+    ``chunk_bytes`` uncompressed bytes at its uncompressed offset (FET-001, FET-008), and
+    together they give ``expected``.
+
+    Returns:
+        How many chunks were compressed.
+    """
+    ctx.check("FET-001", [c.last for c in chunks] == [False] * (len(chunks) - 1) + [True],
+              "last = true on the final chunk only", [c.last for c in chunks], note=note)
+    got = bytearray()
+    for c in sorted(chunks, key=lambda c: c.offset):
+        raw = unpack_chunk(ctx, c, note=note)
+        if raw is None:
+            return sum(c.lz4 for c in chunks)
+        ctx.check("FET-001", len(raw) <= chunk_bytes, f"at most {chunk_bytes} uncompressed bytes per chunk",
+                  f"{len(raw)} at offset {c.offset}", note=note)
+        ctx.check("FET-008", c.offset == len(got), f"offsets count uncompressed bytes (next at {len(got)})",
+                  f"chunk at {c.offset}", note=note)
+        got += raw
+    ctx.check("FET-008", bytes(got) == expected, f"the {len(expected)} bytes of the stored form once decompressed",
+              f"{len(got)} bytes, {'equal' if bytes(got) == expected else 'different'}", note=note)
+    return sum(c.lz4 for c in chunks)
+
+
+def _lz4_session(ctx: CaseContext) -> tuple[IUT, WirePeer, Link]:
+    """An IUT and a suite peer that both offer lz4: the session must use it (HS-004)."""
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer(features=LZ4_FEATURES)
+    link = ctx.session(peer, iut)
+    ctx.require("HS-004", "lz4" in link.features, "lz4 in use on the session (both peers offer it)", list(link.features))
+    return iut, peer, link
+
+
+def _stored_result(ctx: CaseContext, iut: IUT, peer: WirePeer, link: Link, n: int) -> str:
+    """make_bytes(n) at the IUT, returned stored; its object id."""
+    t = task(peer, "make_bytes", [by_value(n)])
+    link.send(t)
+    ret = expect_reply(ctx, peer, t).returns[0]
+    ctx.require("TASK-004", ret.kind is ReturnKind.STORED, "a stored return", describe_return(ret))
+    return ret.object_id
+
+
+@case(
+    "fetch/FET-002-FET-010-resume-after-lost-chunks",
+    requirements=["FET-002", "FET-010", "FET-012", "FET-005", "TASK-002"],
+    summary=(
+        "The suite owns a stored object X (300,000 bytes) and submits sum_bytes(X by ref), naming itself as X's "
+        "only location. It serves X in chunks of at most 64 KiB but withholds, once each, the two chunks holding "
+        "bytes 70,000 and 200,000, as if they were lost. The IUT must ask again for what is missing, with new "
+        "FetchRequests (new requestIds, sequence number 0) that each start at the first missing byte of a gap "
+        "(at once or after its progress timeout), and must reply with the right sum: a fetch is complete only "
+        "with every byte."
+    ),
+    timeout=90.0,
+)
+def resume_after_lost_chunks(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    to_lose = {70_000, 200_000}
+    x, data, reply = _fetch_through_task(ctx, peer, link, lose=_lose_once(to_lose))
+    ctx.require("", not to_lose, "the suite withheld both chunks",
+                f"bytes {sorted(to_lose)} never requested" if to_lose else "withheld", note="the suite's own setup")
+    check_inline(ctx, reply, sum(data), requirement="FET-010", note="sum_bytes of X after the lost chunks were fetched again")
+    resumed = _check_resumed(ctx, peer, x)
+    ctx.note(f"the IUT resumed with {len(resumed)} request(s): {[(r.offset, r.length) for r in resumed]}")
+
+
+@case(
+    "fetch/FET-006-FET-002-resume-after-stalled-fetch",
+    requirements=["FET-006", "FET-002", "FET-012", "TASK-002"],
+    summary=(
+        "As in the lost-chunks case, but the chunk the suite withholds is the final one (marked last), so "
+        "nothing tells the IUT that its fetch is incomplete except that no chunk comes. After its fetch progress "
+        "timeout (5 s by default) it must treat the missing bytes as lost and resume from the first missing byte "
+        "with a new request, then reply with the right sum."
+    ),
+    timeout=90.0,
+)
+def resume_after_stall(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    form_size = len(stored_form(portable(make_bytes_value(FETCHED_SIZE))))
+    to_lose = {form_size - 1}
+    x, data, reply = _fetch_through_task(ctx, peer, link, lose=_lose_once(to_lose))
+    ctx.require("", not to_lose, "the suite withheld the final chunk", "never requested" if to_lose else "withheld",
+                note="the suite's own setup")
+    check_inline(ctx, reply, sum(data), requirement="FET-006", note="sum_bytes of X after the stalled fetch resumed")
+    resumed = _check_resumed(ctx, peer, x)
+    lost_at = next((c.t for c in peer.served if c.object_id == x and not c.sent), None)
+    asked_at = [a.t for a in peer.received(FetchRequest) if resumed and a.body.request_id == resumed[0].request_id]
+    if lost_at is not None and asked_at:
+        ctx.note(f"the IUT resumed {asked_at[0] - lost_at:.2f} s after the final chunk was withheld")
+
+
+@case(
+    "fetch/FET-008-HS-021-lz4-chunks-accepted",
+    requirements=["FET-008", "FET-003", "HS-021", "HS-004", "TASK-002"],
+    features=("core", "lz4"),
+    summary=(
+        "On a session where both peers offer lz4, the suite owns a stored object X and submits sum_bytes(X by "
+        "ref). If the IUT's FetchRequest accepts lz4, the suite sends every chunk but the last compressed (each "
+        "one LZ4 frame, compressed on its own; the holder may send any chunk uncompressed), and the IUT must "
+        "decompress them and reply with the right sum. An IUT that does not set acceptLz4 gets plain chunks "
+        "(the case notes it); acceptLz4 is only allowed where lz4 is in use."
+    ),
+)
+def lz4_chunks_accepted(ctx: CaseContext) -> None:
+    iut, peer, link = _lz4_session(ctx)
+    total = len(stored_form(portable(make_bytes_value(FETCHED_SIZE))))
+    x, data, reply = _fetch_through_task(ctx, peer, link, compress=lambda req, offset: offset + SUITE_CHUNK < total)
+    check_inline(ctx, reply, sum(data), requirement="FET-008", note="sum_bytes of X, fetched in lz4 chunks")
+    requests = [r for r in peer.fetch_requests if r.object_id == x]
+    accepted = any(r.accept_lz4 for r in requests)
+    packed = [c for c in peer.served if c.object_id == x and c.lz4]
+    if accepted:
+        ctx.check("", bool(packed), "the suite sent compressed chunks", f"{len(packed)} compressed",
+                  note="the suite's own setup")
+        ctx.note(f"the IUT accepted lz4 and read {len(packed)} compressed chunk(s) and 1 plain one")
+    else:
+        ctx.note("the IUT did not set acceptLz4 although lz4 is in use: every chunk went uncompressed")
+
+
+@case(
+    "fetch/FET-003-FET-008-holder-compresses-only-when-accepted",
+    requirements=["FET-003", "FET-008", "FET-001", "HS-021"],
+    features=("core", "lz4"),
+    summary=(
+        "On a session where lz4 is in use, the suite fetches a stored result of the IUT twice, in 64 KiB chunks: "
+        "with acceptLz4 = false no chunk may be compressed; with acceptLz4 = true the IUT may compress any "
+        "chunk, and each compressed one must be exactly one LZ4 frame that decompresses on its own to at most "
+        "64 KiB, at its uncompressed offset, giving the same bytes as the plain fetch."
+    ),
+)
+def holder_lz4(ctx: CaseContext) -> None:
+    iut, peer, link = _lz4_session(ctx)
+    oid = _stored_result(ctx, iut, peer, link, iut.inline_threshold + 200_000)
+    plain = fetch_all(ctx, peer, link, oid, request_id=1, chunk_bytes=SUITE_CHUNK, accept_lz4=False)
+    ctx.check("FET-003", not any(c.lz4 for c in plain), "no compressed chunk when the request has acceptLz4 = false",
+              f"{sum(c.lz4 for c in plain)} of {len(plain)} compressed")
+    total = plain[0].total_size
+    whole = check_chunks(ctx, plain, start=0, end=total, chunk_bytes=SUITE_CHUNK, total=total, note="acceptLz4 = false")
+    packed = fetch_all(ctx, peer, link, oid, request_id=2, chunk_bytes=SUITE_CHUNK, accept_lz4=True)
+    n = check_compressed_chunks(ctx, packed, chunk_bytes=SUITE_CHUNK, expected=whole, note="acceptLz4 = true")
+    ctx.note(f"with acceptLz4 the IUT compressed {n} of {len(packed)} chunks")
+
+
+@case(
+    "fetch/FET-003-compression-choice",
+    requirements=["FET-003", "FET-008"],
+    features=("core", "lz4"),
+    informational=True,
+    summary=(
+        "Records an option the spec leaves open: on a session where lz4 is in use, whether the IUT as holder "
+        "compresses the chunks of a highly compressible stored value when the fetcher accepts lz4 (it MAY send "
+        "any chunk uncompressed), and how much it saves. Compressed chunks must still be valid LZ4 frames."
+    ),
+)
+def compression_choice(ctx: CaseContext) -> None:
+    iut, peer, link = _lz4_session(ctx)
+    oid = _stored_result(ctx, iut, peer, link, iut.inline_threshold + 400_000)
+    chunks = fetch_all(ctx, peer, link, oid, request_id=1, chunk_bytes=128 * 1024, accept_lz4=True)
+    wire = sum(len(c.data) for c in chunks)
+    total = chunks[0].total_size
+    plain = b""
+    raw = [unpack_chunk(ctx, c, note="acceptLz4 = true, 128 KiB chunks") for c in chunks]
+    if all(r is not None for r in raw):
+        plain = b"".join(r for r in raw if r is not None)
+    compressed = sum(c.lz4 for c in chunks)
+    ctx.note(
+        f"as holder, with acceptLz4 and 128 KiB chunks, the IUT compressed {compressed} of {len(chunks)} chunk(s): "
+        f"{wire} bytes on the wire for a stored form of {total} bytes"
+        + (f" ({wire / total:.1%})" if total else "")
+    )
+    ctx.check("FET-001", len(plain) == total or not all(r is not None for r in raw), f"{total} bytes once decompressed",
+              len(plain), note="acceptLz4 = true")
+
+
+@case(
+    "fetch/HS-004-HS-021-lz4-fields-without-lz4",
+    requirements=["HS-004", "HS-021", "FET-003", "FET-002", "TASK-002"],
+    summary=(
+        "On a session where lz4 is not in use (the suite does not offer it), the suite breaks HS-021 twice on "
+        "purpose. As fetcher it asks for a stored result of the IUT with acceptLz4 = true: the IUT must discard "
+        "the request and answer ProtocolError(FEATURE_NOT_NEGOTIATED), and must never send a compressed chunk. "
+        "As holder of X (sum_bytes(X by ref)) it sends the first chunk compressed: the IUT must discard that "
+        "chunk and answer FEATURE_NOT_NEGOTIATED, then fetch the missing bytes again and reply with the right sum."
+    ),
+    timeout=90.0,
+)
+def lz4_fields_without_lz4(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    ctx.require("", "lz4" not in link.features, "lz4 not in use on the session", list(link.features), note="the suite's own setup")
+    oid = _stored_result(ctx, iut, peer, link, iut.inline_threshold + 20_000)
+    before = len(peer.received(ProtocolError))
+    link.send(FetchRequest(oid, 1, 0, -1, SUITE_CHUNK, True))
+    ctx.expect(peer, (FetchChunk, ProtocolError),
+               lambda m: (isinstance(m, FetchChunk) and m.request_id == 1 and m.last) or isinstance(m, ProtocolError),
+               requirement="HS-004", what="ProtocolError(FEATURE_NOT_NEGOTIATED) answering acceptLz4 = true (or chunks)")
+    errors = [a.body for a in peer.received(ProtocolError)[before:]]
+    chunks = [a.body for a in peer.received(FetchChunk, lambda m: m.request_id == 1)]
+    ctx.check("HS-021", not any(c.lz4 for c in chunks), "no compressed chunk on a session without lz4",
+              f"{sum(c.lz4 for c in chunks)} of {len(chunks)} chunks compressed")
+    ctx.check("HS-004", bool(errors) and errors[0].error.code is ErrorCode.FEATURE_NOT_NEGOTIATED and not chunks,
+              "the request discarded (no chunk) and answered ProtocolError(FEATURE_NOT_NEGOTIATED)",
+              f"{len(chunks)} chunk(s); errors: {[f'{e.error.code.value} ({e.error.requirement})' for e in errors]}",
+              note="FetchRequest with acceptLz4 = true")
+
+    packed_once: set[str] = set()
+
+    def compress_first(req: FetchRequest, offset: int) -> bool:
+        if offset == 0 and not packed_once:
+            packed_once.add(req.object_id)
+            return True
+        return False
+
+    before = len(peer.received(ProtocolError))
+    x, data, reply = _fetch_through_task(ctx, peer, link, compress=compress_first, ignore_negotiation=True)
+    ctx.require("", bool(packed_once), "the suite sent a compressed first chunk", "sent" if packed_once else "none sent",
+                note="the suite's own setup")
+    check_inline(ctx, reply, sum(data), requirement="TASK-002", note="sum_bytes of X, every byte fetched plain in the end")
+    errors = [a.body for a in peer.received(ProtocolError)[before:]]
+    ctx.check("HS-004", any(e.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED for e in errors),
+              "ProtocolError(FEATURE_NOT_NEGOTIATED) answering the compressed chunk",
+              [f"{e.error.code.value} ({e.error.requirement})" for e in errors] or "none", note="FetchChunk with lz4 = true")
+    starts = [r.offset for r in peer.fetch_requests if r.object_id == x]
+    ctx.check("HS-004", len(starts) >= 2 and starts[1] == 0,
+              "the compressed chunk discarded: its bytes asked for again (a request from offset 0)",
+              f"requests from offsets {starts}", note="FetchChunk with lz4 = true")

@@ -1,0 +1,162 @@
+"""tasks-and-rpc.md §4.2 and §6: the IUT as owner retries tasks and rebuilds lost values.
+
+The IUT submits tasks through the control channel to a suite peer E1 (added with
+no slots, so only a ``submit`` naming it places work there) and has a second suite
+peer E2 as a worker it may place retries on (``add_peer`` with one slot). E1 then
+dies: it says Goodbye, or goes silent and is detected (CNF-012 short timings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from refrpc.core.messages import FetchRequest, Goodbye, ProtocolError, ReturnKind, ReturnValue, SubmitTask, TaskReply
+
+from .._build import make_bytes_value, portable, stored_form
+from .._case import case
+from .._context import IUT, CaseContext
+from .._wire import WirePeer
+from ._common import FAST_DETECTION
+
+FAST_PEER = {"heartbeat_ms": 100}
+
+
+def _executors(ctx: CaseContext) -> tuple[IUT, WirePeer, WirePeer]:
+    """An IUT with fast detection, the executor E1 it will be told to use, and a spare worker E2."""
+    iut = ctx.start_iut()
+    e1 = ctx.wire_peer("dying-executor", **FAST_PEER)
+    e2 = ctx.wire_peer("spare-executor", **FAST_PEER)
+    iut.add_peer(e1, slots=0)
+    iut.add_peer(e2, slots=1)
+    return iut, e1, e2
+
+
+def _submitted(ctx: CaseContext, peer: WirePeer, task_id: str, *, attempt: int = 1, requirement: str = "TASK-001",
+               timeout: float = 10.0) -> SubmitTask:
+    body: SubmitTask = ctx.expect(
+        peer, SubmitTask, lambda m: m.task_id == task_id and m.attempt == attempt, requirement=requirement,
+        what=f"SubmitTask {task_id} attempt {attempt} at {peer.peer_id}", timeout=timeout,
+    ).body
+    return body
+
+
+def _check_same_task(ctx: CaseContext, first: SubmitTask, again: SubmitTask, *, note: str) -> None:
+    """RPC-007: only ``attempt`` changes between submissions of one task."""
+    ctx.check("RPC-007", replace(again, attempt=first.attempt) == first,
+              "the same task id, function, arguments, return ids, maxRetries, retryExceptions and actor fields",
+              "identical" if replace(again, attempt=first.attempt) == first else f"first {first}; again {again}", note=note)
+
+
+def _say_goodbye(ctx: CaseContext, peer: WirePeer, iut: IUT) -> None:
+    """``peer`` leaves: Goodbye on its session with the IUT, then it sends nothing more."""
+    link = peer.link(iut.peer_id)
+    seq = link.send(Goodbye("the conformance suite ends this executor"))
+    ctx.wait_until(peer, lambda: link.acked >= seq or bool(peer.received(ProtocolError)), requirement="SES-003",
+                   what="the IUT's ack of the Goodbye")
+    peer.go_silent()
+
+
+def _error_of(got: dict[str, Any]) -> tuple[str, str]:
+    err = got.get("error") or {}
+    return str(err.get("code", "")), str(err.get("message", ""))
+
+
+@case(
+    "rpc/RPC-004-RPC-007-retry-after-executor-death",
+    requirements=["RPC-004", "RPC-007", "RPC-009", "BOR-006", "OWN-008"],
+    features=("core", "recovery"),
+    iut_env=FAST_DETECTION,
+    summary=(
+        "The IUT puts X and submits to suite executor E1 two tasks: sum_bytes(X by ref) with max_retries = 1, "
+        "and echo('once') with max_retries = 0. E1 says Goodbye before replying. The IUT must resubmit the "
+        "retryable task as attempt 2 (same task id, function, arguments, return ids and options) to the live "
+        "worker E2, whose reply settles it; the other task must not run again and its return fails with "
+        "WORKER_DIED naming E1. X's submitted-task count stays 1 across the retry and drops to 0 after the reply."
+    ),
+    timeout=60.0,
+)
+def retry_after_executor_death(ctx: CaseContext) -> None:
+    iut, e1, e2 = _executors(ctx)
+    data = make_bytes_value(500)
+    x = iut.put(data)
+    retry = iut.submit("sum_bytes", [{"ref": x}], executor=e1.peer_id, max_retries=1)
+    once = iut.submit("echo", [{"value": "once"}], executor=e1.peer_id)
+    first = _submitted(ctx, e1, retry["task_id"])
+    ctx.check("RPC-004", first.max_retries == 1, "maxRetries 1 on the wire", first.max_retries)
+    _submitted(ctx, e1, once["task_id"])
+    entry = iut.entry(x)
+    ctx.check("BOR-006", entry is not None and entry.get("submittedTaskRefs") == 1, "submittedTaskRefs = 1 before the retry", entry)
+    _say_goodbye(ctx, e1, iut)
+    again = _submitted(ctx, e2, retry["task_id"], attempt=2, requirement="RPC-004", timeout=20.0)
+    _check_same_task(ctx, first, again, note="the retry at E2")
+    entry = iut.entry(x)
+    ctx.check("BOR-006", entry is not None and entry.get("submittedTaskRefs") == 1,
+              "submittedTaskRefs still 1 while the retry is pending (retries add no count)", entry)
+    got = iut.get(once["returns"][0])
+    code, message = _error_of(got)
+    ctx.check("RPC-004", code == "WORKER_DIED" and e1.peer_id in message,
+              f"the max_retries = 0 task fails with WORKER_DIED naming {e1.peer_id}", got)
+    total = sum(data)
+    e2.link(iut.peer_id).send(TaskReply(again.task_id, again.attempt,
+                                        tuple(ReturnValue(r, ReturnKind.INLINE, value=portable(total)) for r in again.return_ids)))
+    got = iut.get(retry["returns"][0])
+    ctx.check("RPC-004", got.get("value") == total, f"get() of the retried task = {total} (E2's reply adopted)", got)
+    iut.quiesce()
+    entry = iut.entry(x)
+    ctx.check("BOR-006", entry is not None and entry.get("submittedTaskRefs") == 0, "submittedTaskRefs = 0 after the final reply", entry)
+    rerun = e2.received(SubmitTask, lambda m: m.task_id == once["task_id"])
+    ctx.check("RPC-009", not rerun, "the max_retries = 0 task not submitted again", [str(a.body) for a in rerun])
+
+
+@case(
+    "lineage/LIN-003-LOC-004-lost-stored-result-reconstructed",
+    requirements=["LIN-003", "LOC-004", "LIN-006", "RPC-007", "RPC-009", "LOC-001"],
+    features=("core", "recovery"),
+    iut_env=FAST_DETECTION,
+    summary=(
+        "The IUT submits to suite executor E1 make_bytes(n) twice, n above its inline threshold: task A with "
+        "max_retries = 1, task B with max_retries = 0. E1 replies to both with stored returns located at E1, "
+        "then goes silent without serving them. When the IUT declares E1 dead, the only copy of each value is "
+        "gone while its return is still held: A must be re-run as attempt 2 (same task) on the live worker E2, "
+        "and a get of A must give the value E2 serves; B is not reconstructable, so a get of B must fail with "
+        "OBJECT_LOST, and B must not run again."
+    ),
+    timeout=60.0,
+)
+def lost_value_reconstructed(ctx: CaseContext) -> None:
+    iut, e1, e2 = _executors(ctx)
+    n = iut.inline_threshold + 50_000
+    a = iut.submit("make_bytes", [{"value": n}], executor=e1.peer_id, max_retries=1)
+    b = iut.submit("make_bytes", [{"value": n + 1}], executor=e1.peer_id)
+    first = _submitted(ctx, e1, a["task_id"])
+    tb = _submitted(ctx, e1, b["task_id"])
+    link1 = e1.link(iut.peer_id)
+    forms: dict[str, bytes] = {}
+    last = 0
+    for t, size in ((first, n), (tb, n + 1)):
+        form = stored_form(portable(make_bytes_value(size)))
+        forms[t.task_id] = form
+        last = link1.send(TaskReply(t.task_id, t.attempt, (ReturnValue(t.return_ids[0], ReturnKind.STORED, location=e1.peer_id, size=len(form)),)))
+    ra, rb = a["returns"][0], b["returns"][0]
+    ctx.wait_until(e1, lambda: link1.acked >= last, requirement="SES-003", what="the IUT's ack of both replies")
+    entry = iut.entry(ra)
+    ctx.check("LOC-001", entry is not None and entry.get("state") == "ready" and entry.get("locations") == [e1.peer_id],
+              f"A ready with E1 ({e1.peer_id}) as its only location", entry)
+    e1.go_silent()
+    again = _submitted(ctx, e2, a["task_id"], attempt=2, requirement="LIN-003", timeout=20.0)
+    _check_same_task(ctx, first, again, note="the reconstruction at E2")
+    form = forms[a["task_id"]]
+    e2.serve(ra, form)
+    e2.link(iut.peer_id).send(TaskReply(again.task_id, again.attempt,
+                                        (ReturnValue(ra, ReturnKind.STORED, location=e2.peer_id, size=len(form)),)))
+    got = iut.get(ra)
+    ctx.check("LIN-003", got.get("value") == make_bytes_value(n), f"get() of A = make_bytes({n}) after the reconstruction",
+              "equal" if got.get("value") == make_bytes_value(n) else got)
+    fetched = e2.received(FetchRequest, lambda m: m.object_id == ra)
+    ctx.check("LOC-004", bool(fetched), f"the IUT fetched A from its new location {e2.peer_id}", f"{len(fetched)} FetchRequest(s)")
+    got = iut.get(rb)
+    code, message = _error_of(got)
+    ctx.check("LIN-006", code == "OBJECT_LOST", "get() of B (max_retries = 0) fails with OBJECT_LOST", got)
+    rerun = e2.received(SubmitTask, lambda m: m.task_id == b["task_id"])
+    ctx.check("RPC-009", not rerun, "B (max_retries = 0) not run again", [str(r.body) for r in rerun])
