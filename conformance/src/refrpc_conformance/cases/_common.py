@@ -6,6 +6,7 @@ from typing import Any, Iterable
 
 from refrpc.core.messages import (
     Arg,
+    Goodbye,
     ReleaseBorrows,
     ErrorCode,
     ProtocolError,
@@ -193,3 +194,13 @@ def check_own_grants_released(ctx: CaseContext, iut: IUT, owner: WirePeer, objec
     iut.quiesce()
     ctx.wait_until(owner, lambda: not any(oid == object_id and b == iut.peer_id for (oid, _), b in owner.grants.items()),
                    requirement="BOR-005", what=f"ReleaseBorrows for the IUT's own grant(s) {own} on {object_id}", timeout=10.0)
+
+
+def leave_with_goodbye(ctx: CaseContext, peer: WirePeer, iut: IUT) -> None:
+    """``peer`` leaves: Goodbye on its session with the IUT (LIV-006: fenced at once), then
+    it sends nothing more."""
+    link = peer.link(iut.peer_id)
+    seq = link.send(Goodbye("the conformance suite ends this peer"))
+    ctx.wait_until(peer, lambda: link.acked >= seq or bool(peer.received(ProtocolError)), requirement="SES-003",
+                   what=f"the IUT's ack of {peer.peer_id}'s Goodbye")
+    peer.go_silent()

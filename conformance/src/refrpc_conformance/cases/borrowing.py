@@ -6,8 +6,10 @@ import time
 from dataclasses import replace
 
 from refrpc.core.messages import (
+    BorrowConfirmed,
     BorrowerRegistered,
     BorrowRelease,
+    ConfirmBorrow,
     ErrorCode,
     ErrorInfo,
     GetObjectStatus,
@@ -21,11 +23,18 @@ from refrpc.core.messages import (
     TaskReply,
 )
 
-from .._build import PortableRef, describe_return, portable, read_portable, shared
+from .._build import PortableRef, by_value, describe_return, portable, read_portable, shared
 from .._case import case
 from .._context import IUT, CaseContext
 from .._wire import WirePeer
-from ._common import check_own_grants_released, expect_reply, open_session, released_forward_ids, task
+from ._common import (
+    check_own_grants_released,
+    expect_reply,
+    leave_with_goodbye,
+    open_session,
+    released_forward_ids,
+    task,
+)
 
 #: How long an owner waits before answering a registration: the requester must not go
 #: ahead in that time (a stimulus, not a wait for a verdict).
@@ -244,3 +253,162 @@ def nest_chain(ctx: CaseContext) -> None:
     st = ctx.expect(peer, ObjectStatus, lambda m: m.object_id == n.object_id and m.state is not ObjectState.READY,
                     requirement="OWN-005", what="ObjectStatus for N after the suite released it").body
     ctx.check("OWN-005", st.state is ObjectState.FREED, "FREED", st.state.value)
+
+
+def _borrowers(iut: IUT, object_id: str) -> list[str] | None:
+    """The borrowers the IUT's table lists for an object it owns (None: no entry)."""
+    entry = iut.entry(object_id)
+    return None if entry is None else list(entry.get("borrowers") or [])
+
+
+@case(
+    "borrowing/BOR-010-BOR-011-confirm-borrow-after-forwarder-death",
+    requirements=["BOR-010", "BOR-011", "OWN-011", "BOR-003", "OWN-004", "OWN-005", "BOR-012"],
+    features=("core", "borrowing"),
+    summary=(
+        "The IUT puts X and Y, submits hold(shared X) and hold(shared Y) to suite peer F, and drops both. While "
+        "the tasks run, F registers suite peer B as borrower of each (as a forwarder about to hand them on): "
+        "the IUT records the grants, answers F, and opens a session with B. F then says Goodbye before B has "
+        "either ref. The IUT must keep both grants (F requested them, B holds them) and ask B with "
+        "ConfirmBorrow naming F's incarnation. B answers held = true for X and held = false for Y: the phantom "
+        "grant on Y goes and Y, out of scope, is reclaimed; X stays, with B as borrower, until B releases it."
+    ),
+    timeout=60.0,
+)
+def confirm_borrow_after_forwarder_death(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    f = ctx.wire_peer("forwarder")
+    b = ctx.wire_peer("borrower")
+    iut.add_peer(f, slots=0)
+    x = iut.put(b"reaches the borrower")
+    y = iut.put(b"never reaches the borrower")
+    for oid in (x, y):
+        sub = iut.submit("hold", [{"shared": oid}], executor=f.peer_id)
+        ctx.expect(f, SubmitTask, lambda m, tid=sub["task_id"]: m.task_id == tid, requirement="TASK-001",
+                   what=f"the SubmitTask hold({oid}) at F")
+    link_f = f.link(iut.peer_id)
+    grants: dict[str, str] = {}
+    for oid in (x, y):
+        grants[oid] = ctx.new_id(f)
+        link_f.send(RegisterBorrower(oid, b.peer_id, b.incarnation, b.address, grants[oid]))
+    for oid, fid in grants.items():
+        answer: BorrowerRegistered = ctx.expect(f, BorrowerRegistered, lambda m, fid=fid: m.forward_id == fid, requirement="BOR-003",
+                                                what=f"BorrowerRegistered for B's grant {fid} on {oid}").body
+        ctx.require("BOR-003", answer.error is None, "the grant recorded (no error)", str(answer.error))
+    ctx.wait_until(b, lambda: iut.peer_id in b.links and b.links[iut.peer_id].live, requirement="OWN-011",
+                   what="a session the IUT opens with the borrower B, whose grants it recorded", timeout=15.0)
+    iut.drop(x)
+    iut.drop(y)
+    for oid in (x, y):
+        ctx.check("OWN-004", _borrowers(iut, oid) == [b.peer_id], f"{oid} kept, with B as its borrower",
+                  _borrowers(iut, oid), note="after the program dropped it, while F's task runs")
+    leave_with_goodbye(ctx, f, iut)
+    confirms: dict[str, ConfirmBorrow] = {}
+    for oid in (x, y):
+        confirms[oid] = ctx.expect(b, ConfirmBorrow, lambda m, oid=oid: m.object_id == oid, requirement="BOR-010",
+                                   what=f"ConfirmBorrow for {oid} at the borrower after its forwarder's death").body
+        c = confirms[oid]
+        ctx.check("BOR-010", (c.forward_id, c.forwarder, c.forwarder_incarnation) == (grants[oid], f.peer_id, f.incarnation),
+                  f"forwardId {grants[oid]}, forwarder {f.peer_id}/{f.incarnation}",
+                  f"forwardId {c.forward_id}, forwarder {c.forwarder}/{c.forwarder_incarnation}")
+    for oid in (x, y):  # B has not answered: the grants F requested must still be there
+        ctx.check("BOR-010", _borrowers(iut, oid) == [b.peer_id], f"B's grant on {oid} kept until B answers",
+                  _borrowers(iut, oid), note="F fenced, ConfirmBorrow unanswered")
+    link_b = b.link(iut.peer_id)
+    link_b.send(BorrowConfirmed(x, grants[x], True))
+    link_b.send(BorrowConfirmed(y, grants[y], False))
+    ctx.poll_until(lambda: iut.entry(y) is None, requirement="BOR-011",
+                   what=f"Y ({y}) reclaimed once B said it never held it (held = false)", timeout=10.0)
+    ctx.check("BOR-011", _borrowers(iut, x) == [b.peer_id], "X kept with B as borrower (held = true)", _borrowers(iut, x))
+    link_b.send(ReleaseBorrows((BorrowRelease(x, (grants[x],)),)))
+    ctx.poll_until(lambda: iut.entry(x) is None, requirement="OWN-005", what=f"X ({x}) reclaimed once B released it", timeout=10.0)
+
+
+@case(
+    "borrowing/BOR-011-SES-005-confirm-borrow-fences-first",
+    requirements=["BOR-011", "SES-005", "FATE-003", "BOR-007"],
+    features=("core", "borrowing"),
+    summary=(
+        "Suite peer O owns X and submits hold(shared X), so the IUT holds X under a grant of its own. Suite peer "
+        "F submits sleep(3000) to the IUT. O then sends the IUT ConfirmBorrow for its grant on X naming F as a "
+        "dead forwarder, and another for a grant the IUT never had. The IUT must fence F before answering: "
+        "F's task is stopped and never answered, and an echo F sends after the answer must not run. It answers "
+        "held = true for its grant and held = false for the other."
+    ),
+    timeout=60.0,
+)
+def confirm_borrow_fences_first(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    o = ctx.wire_peer("owner")
+    f = ctx.wire_peer("forwarder")
+    link_o = ctx.session(o, iut)
+    link_f = ctx.session(f, iut)
+    x = ctx.new_id(o)
+    t = task(o, "hold", [shared(ctx.descriptor(o, x, size_hint=8))])
+    link_o.send(t)
+    reply = expect_reply(ctx, o, t)
+    kept = [d.forward_id for d in reply.retained if d.object_id == x]
+    ctx.require("BOR-007", len(kept) == 1 and (x, kept[0]) in o.grants, "X retained under a grant the IUT registered",
+                [(d.object_id, d.forward_id) for d in reply.retained])
+    sleeper = task(f, "sleep", [by_value(3000)])
+    seq = link_f.send(sleeper)
+    ctx.wait_until(f, lambda: link_f.acked >= seq, requirement="SES-003", what="the IUT's ack of F's sleep task")
+    unknown = f"{o.ids.prefix}never-granted"
+    link_o.send(ConfirmBorrow(x, kept[0], f.peer_id, f.incarnation))
+    link_o.send(ConfirmBorrow(x, unknown, f.peer_id, f.incarnation))
+    answers = {}
+    for fid in (kept[0], unknown):
+        answers[fid] = ctx.expect(o, BorrowConfirmed, lambda m, fid=fid: m.forward_id == fid, requirement="BOR-011",
+                                  what=f"BorrowConfirmed for grant {fid}").body
+    ctx.check("BOR-011", answers[kept[0]].held is True and answers[kept[0]].object_id == x,
+              f"held = true for its own grant {kept[0]}", str(answers[kept[0]]))
+    ctx.check("BOR-011", answers[unknown].held is False, "held = false for a grant it never had", str(answers[unknown]))
+    late = task(f, "echo", [by_value("after the ConfirmBorrow")])
+    link_f.send(late)
+    quiet = iut.quiesce(15_000)
+    ctx.check("", quiet, "the IUT quiescent within 15 s", "quiescent" if quiet else "not quiescent")
+    replies = f.received(TaskReply, lambda m: m.task_id in (sleeper.task_id, late.task_id))
+    ctx.check("FATE-003", not any(r.body.task_id == sleeper.task_id for r in replies),
+              "F's task stopped and never answered (F fenced)", [str(r.body) for r in replies])
+    ctx.check("SES-005", not any(r.body.task_id == late.task_id for r in replies),
+              "F's message sent after the ConfirmBorrow was answered discarded (F fenced before the answer)",
+              [str(r.body) for r in replies])
+    f.go_silent()  # fenced: the IUT will not hear from F again
+
+
+@case(
+    "borrowing/CNF-013-BOR-007-two-iuts-borrow-and-reclaim",
+    requirements=["CNF-013", "BOR-007", "OWN-004", "OWN-005", "BOR-005", "INT-005"],
+    features=("core", "borrowing"),
+    summary=(
+        "Two IUT instances, A and B, each with its own endpoint and PeerId. A puts X and submits hold(shared X) "
+        "to B, which keeps X: B must register with A before replying, so once A's get of the task returns, A's "
+        "table lists B as X's borrower and B's lists X as borrowed from A. A's program drops X; X stays while B "
+        "holds it. drop_held on B makes B release its grant: A reclaims X (no entry left) and B forgets it. "
+        "Nothing passes through the suite, so the tables are the evidence."
+    ),
+    timeout=60.0,
+)
+def two_iuts(ctx: CaseContext) -> None:
+    a = ctx.start_iut()
+    b = ctx.start_iut()
+    ctx.check("CNF-013", a.peer_id != b.peer_id and a.address != b.address, "two IUTs with their own PeerId and endpoint",
+              f"{a.peer_id} at {a.address}, {b.peer_id} at {b.address}")
+    a.control("add_peer", peer_id=b.peer_id, address=b.address, slots=0)
+    x = a.put(b"owned by A, borrowed by B")
+    sub = a.submit("hold", [{"shared": x}], executor=b.peer_id)
+    got = a.get(sub["returns"][0])
+    ctx.require("CNF-001", "value" in got and got["value"] is None, "get() of hold's return at A is null", got)
+    ctx.check("BOR-007", _borrowers(a, x) == [b.peer_id], f"A lists B ({b.peer_id}) as X's borrower once B replied",
+              a.entry(x))
+    held = b.entry(x)
+    ctx.check("BOR-007", held is not None and held.get("role") == "borrower" and held.get("owner") == a.peer_id,
+              f"B holds X as a borrower of {a.peer_id}", held)
+    a.drop(x)
+    a.quiesce()
+    ctx.check("OWN-004", _borrowers(a, x) == [b.peer_id], "X still at A, borrowed by B, after A's program dropped it",
+              a.entry(x))
+    dropped = b.drop_held()
+    ctx.check("CNF-008", dropped == 1, "drop_held at B drops 1 ref", dropped)
+    ctx.poll_until(lambda: a.entry(x) is None, requirement="OWN-005", what=f"A reclaims X ({x}) once B released it", timeout=10.0)
+    ctx.poll_until(lambda: b.entry(x) is None, requirement="BOR-005", what=f"B deletes its entry for X ({x})", timeout=10.0)

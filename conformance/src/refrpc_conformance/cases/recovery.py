@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from refrpc.core.messages import FetchRequest, Goodbye, ProtocolError, ReturnKind, ReturnValue, SubmitTask, TaskReply
+from refrpc.core.messages import FetchRequest, ReturnKind, ReturnValue, SubmitTask, TaskReply
 
 from .._build import make_bytes_value, portable, stored_form
 from .._case import case
 from .._context import IUT, CaseContext
 from .._wire import WirePeer
-from ._common import FAST_DETECTION
+from ._common import FAST_DETECTION, leave_with_goodbye
 
 FAST_PEER = {"heartbeat_ms": 100}
 
@@ -46,15 +46,6 @@ def _check_same_task(ctx: CaseContext, first: SubmitTask, again: SubmitTask, *, 
     ctx.check("RPC-007", replace(again, attempt=first.attempt) == first,
               "the same task id, function, arguments, return ids, maxRetries, retryExceptions and actor fields",
               "identical" if replace(again, attempt=first.attempt) == first else f"first {first}; again {again}", note=note)
-
-
-def _say_goodbye(ctx: CaseContext, peer: WirePeer, iut: IUT) -> None:
-    """``peer`` leaves: Goodbye on its session with the IUT, then it sends nothing more."""
-    link = peer.link(iut.peer_id)
-    seq = link.send(Goodbye("the conformance suite ends this executor"))
-    ctx.wait_until(peer, lambda: link.acked >= seq or bool(peer.received(ProtocolError)), requirement="SES-003",
-                   what="the IUT's ack of the Goodbye")
-    peer.go_silent()
 
 
 def _error_of(got: dict[str, Any]) -> tuple[str, str]:
@@ -87,7 +78,7 @@ def retry_after_executor_death(ctx: CaseContext) -> None:
     _submitted(ctx, e1, once["task_id"])
     entry = iut.entry(x)
     ctx.check("BOR-006", entry is not None and entry.get("submittedTaskRefs") == 1, "submittedTaskRefs = 1 before the retry", entry)
-    _say_goodbye(ctx, e1, iut)
+    leave_with_goodbye(ctx, e1, iut)
     again = _submitted(ctx, e2, retry["task_id"], attempt=2, requirement="RPC-004", timeout=20.0)
     _check_same_task(ctx, first, again, note="the retry at E2")
     entry = iut.entry(x)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from refrpc.core.messages import (
+    CancelTask,
+    ErrorCode,
     FetchChunk,
     FetchRequest,
     GetObjectStatus,
     ObjectState,
     ObjectStatus,
+    ProtocolError,
     RegisterBorrower,
     ReturnKind,
+    ReturnValue,
+    SubmitTask,
+    TaskReply,
 )
 
 from .._build import (
@@ -27,7 +33,7 @@ from .._build import (
 from .._case import case
 from .._context import CaseContext
 from .._wire import Link, WirePeer
-from ._common import check_inline, check_own_grants_released, expect_reply, open_session, task
+from ._common import check_inline, check_own_grants_released, expect_reply, open_session, run_echo, task
 
 MIB = 1 << 20
 
@@ -213,6 +219,101 @@ def shared_argument(ctx: CaseContext) -> None:
     naming_owner = peer.received(RegisterBorrower, lambda m: m.borrower == peer.peer_id)
     ctx.check("BOR-025", not naming_owner, "no RegisterBorrower naming the owner as borrower", [str(r.body) for r in naming_owner])
     check_own_grants_released(ctx, iut, peer, x)
+
+
+#: How long the task cancelled while running would sleep if nothing stopped it.
+CANCELLED_SLEEP_MS = 8000
+
+
+def _cancel_outcome(ctx: CaseContext, t: SubmitTask, reply: TaskReply, ran: object, *, note: str) -> bool:
+    """TASK-008, TASK-010: every return of a cancelled task's reply is ERROR(TASK_CANCELLED), or
+    (the task having run anyway) what it produced. Returns whether the task was cut short."""
+    ctx.check("TASK-010", [r.object_id for r in reply.returns] == list(t.return_ids), f"returns for {list(t.return_ids)}",
+              [r.object_id for r in reply.returns], note=note)
+    errors = [r.error.code if r.kind is ReturnKind.ERROR and r.error is not None else None for r in reply.returns]
+    cancelled = bool(errors) and all(c is ErrorCode.TASK_CANCELLED for c in errors)
+    finished = all(_is_inline(r, ran) for r in reply.returns)
+    ctx.check("TASK-008", cancelled or finished, f"every return ERROR(TASK_CANCELLED), or {ran!r} if the task ran anyway",
+              [describe_return(r) for r in reply.returns], level="MUST", note=note)
+    return cancelled
+
+
+def _is_inline(ret: ReturnValue, expected: object) -> bool:
+    if ret.kind is not ReturnKind.INLINE or ret.value is None:
+        return False
+    try:
+        return bool(read_portable(ret.value) == expected)
+    except Exception:
+        return False
+
+
+@case(
+    "tasks/TASK-008-cancel-before-start",
+    requirements=["TASK-008", "TASK-005", "TASK-010"],
+    summary=(
+        "The suite owns X and submits sum_bytes(X by ref). While the IUT waits for X's status (the task cannot "
+        "have started), the suite sends CancelTask and only then answers with X's value. The IUT should not "
+        "start the task, and then must reply once, with every return ERROR(TASK_CANCELLED); an IUT that runs it "
+        "anyway replies with the sum and misses the recommendation."
+    ),
+)
+def cancel_before_start(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    data = make_bytes_value(1000)
+    x = ctx.new_id(peer)
+    value = portable(data)
+    t = task(peer, "sum_bytes", [by_ref(ctx.descriptor(peer, x, size_hint=value.size))])
+    link.send(t)
+    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link.send(CancelTask(t.task_id))
+    link.send(ObjectStatus(x, ObjectState.READY, size=value.size, value=value))  # after the cancel, same session
+    reply = expect_reply(ctx, peer, t)
+    cancelled = _cancel_outcome(ctx, t, reply, sum(data), note="cancelled while resolving its argument")
+    ctx.check("TASK-008", cancelled, "the task not started once cancelled (its returns TASK_CANCELLED)",
+              "cancelled" if cancelled else "it ran", level="SHOULD")
+    iut.quiesce()
+    replies = peer.received(TaskReply, lambda m: m.task_id == t.task_id)
+    ctx.check("TASK-005", len(replies) == 1, "exactly one TaskReply", f"{len(replies)}")
+
+
+@case(
+    "tasks/TASK-008-TASK-013-cancel-running-and-ignored-cancels",
+    requirements=["TASK-008", "TASK-013", "TASK-005"],
+    summary=(
+        f"The suite submits sleep({CANCELLED_SLEEP_MS}) and, once the IUT has acknowledged it, sends CancelTask. "
+        "The IUT should stop the running task and must reply once, with what the task produced: every return "
+        "ERROR(TASK_CANCELLED) (or TASK_FAILED) if it was stopped, null if it slept to the end. CancelTasks "
+        "for a task already replied to and for a task id never sent must be ignored: no second reply, no "
+        "ProtocolError, and the session goes on."
+    ),
+)
+def cancel_running(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    t = task(peer, "sleep", [by_value(CANCELLED_SLEEP_MS)])
+    seq = link.send(t)
+    ctx.wait_until(peer, lambda: link.acked >= seq, requirement="SES-003", what="the IUT's ack of the sleep task")
+    link.send(CancelTask(t.task_id))
+    reply = expect_reply(ctx, peer, t, timeout=CANCELLED_SLEEP_MS / 1000 + 20)
+    codes = {r.error.code for r in reply.returns if r.kind is ReturnKind.ERROR and r.error is not None}
+    if codes == {ErrorCode.TASK_FAILED} and all(r.kind is ReturnKind.ERROR for r in reply.returns):
+        stopped = True  # stopped, and the interrupted function raised: "whatever the task produced"
+        ctx.note("the stopped task's returns are TASK_FAILED (what the interrupted function produced)")
+    else:
+        stopped = _cancel_outcome(ctx, t, reply, None, note="cancelled while running")
+    ctx.check("TASK-008", stopped, "the running task stopped (not slept to the end)", "stopped" if stopped else "ran to the end",
+              level="SHOULD")
+    echo = run_echo(ctx, peer, link, "after the cancel")
+    errors_before = len(peer.received(ProtocolError))
+    late = [link.send(CancelTask(t.task_id)), link.send(CancelTask(echo.task_id)),
+            link.send(CancelTask(f"{peer.ids.prefix}never-sent"))]
+    run_echo(ctx, peer, link, "after the ignored cancels", requirement="TASK-013")
+    iut.quiesce()
+    errors = [a.body for a in peer.received(ProtocolError)[errors_before:]]
+    ctx.check("TASK-013", not errors, f"no ProtocolError for the CancelTasks (seqs {late}) of replied and unknown tasks",
+              [f"{e.error.code.value} about seq {e.related_seq}" for e in errors] or "none")
+    for task_id in (t.task_id, echo.task_id):
+        replies = peer.received(TaskReply, lambda m: m.task_id == task_id)
+        ctx.check("TASK-005", len(replies) == 1, f"exactly one TaskReply for {task_id}", f"{len(replies)}")
 
 
 __all__ = ["check_chunks", "fetch_all"]

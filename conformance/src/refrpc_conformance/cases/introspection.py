@@ -1,0 +1,103 @@
+"""messages.md §2.7 and §3: IntrospectRequest and IntrospectReply, against the control channel's `table`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refrpc.core.messages import BorrowerRegistered, IntrospectReply, IntrospectRequest, RegisterBorrower, TableEntry
+
+from .._build import make_bytes_value, shared
+from .._case import case
+from .._context import CaseContext
+from ._common import expect_reply, run_echo, task
+
+#: TableEntry fields, in the lowerCamelCase of `table` entries (conformance-hooks.md §2).
+FIELDS = {
+    "object_id": "objectId",
+    "owner": "owner",
+    "role": "role",
+    "state": "state",
+    "local_refs": "localRefs",
+    "submitted_task_refs": "submittedTaskRefs",
+    "contained_in": "containedIn",
+    "borrowers": "borrowers",
+    "locations": "locations",
+    "lineage_refs": "lineageRefs",
+    "size": "size",
+}
+
+
+def as_table_row(entry: TableEntry) -> dict[str, Any]:
+    """A TableEntry as the control channel's `table` writes it."""
+    row = {}
+    for attr, key in FIELDS.items():
+        value = getattr(entry, attr)
+        row[key] = list(value) if isinstance(value, tuple) else value
+    return row
+
+
+@case(
+    "introspection/INT-001-INT-005-reply-matches-table",
+    requirements=["INT-001", "INT-005", "INT-004", "INT-002", "CNF-008"],
+    features=("core", "borrowing"),
+    summary=(
+        "The IUT owns a small put value S, with two suite peers registered as its borrowers (zeta first, then "
+        "alpha), and a large one L stored at itself, and borrows X from suite peer alpha (hold(shared X)). "
+        "Asked with IntrospectRequest, it must answer IntrospectReply echoing the requestId, with one "
+        "TableEntry per entry of its table and the same fields as the control channel's `table`: S lists its "
+        "borrowers once each in ascending order, L its own PeerId as primary location, X is a borrower row "
+        "naming alpha as owner. An unsolicited IntrospectReply full of wrong counts must change nothing. (An "
+        "IUT that restricts introspection answers with no entries; the case then notes it.)"
+    ),
+)
+def reply_matches_table(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    zeta = ctx.wire_peer("zeta-borrower")
+    alpha = ctx.wire_peer("alpha-borrower")
+    link_z = ctx.session(zeta, iut)
+    link_a = ctx.session(alpha, iut)
+    small = iut.put(b"borrowed twice")
+    large = iut.put(make_bytes_value(iut.inline_threshold + 10_000))
+    for peer, link in ((zeta, link_z), (alpha, link_a)):
+        fid = ctx.new_id(peer)
+        link.send(RegisterBorrower(small, peer.peer_id, peer.incarnation, peer.address, fid))
+        answer: BorrowerRegistered = ctx.expect(peer, BorrowerRegistered, lambda m, fid=fid: m.forward_id == fid,
+                                                requirement="BOR-003", what=f"BorrowerRegistered for {fid}").body
+        ctx.require("BOR-003", answer.error is None, "the grant recorded", str(answer.error))
+    x = ctx.new_id(alpha)
+    t = task(alpha, "hold", [shared(ctx.descriptor(alpha, x, size_hint=8))])
+    link_a.send(t)
+    expect_reply(ctx, alpha, t)
+    iut.quiesce()
+    link_z.send(IntrospectRequest(4242))
+    reply: IntrospectReply = ctx.expect(zeta, IntrospectReply, lambda m: m.request_id == 4242, requirement="INT-001",
+                                        what="IntrospectReply echoing requestId 4242").body
+    table = iut.table()
+    if not reply.entries:
+        ctx.note("the IUT answered with no entries: it restricts introspection to trusted peers (INT-002)")
+    else:
+        rows = [as_table_row(e) for e in reply.entries]
+        ids = [r["objectId"] for r in rows]
+        ctx.check("INT-001", len(set(ids)) == len(ids), "one TableEntry per object", ids)
+        by_id = {r["objectId"]: r for r in rows}
+        listed = {e.get("objectId"): e for e in table}
+        ctx.check("INT-001", sorted(by_id) == sorted(listed), "the objects `table` lists", f"reply {sorted(by_id)}; table {sorted(listed)}")
+        for oid in sorted(set(by_id) & set(listed)):
+            ctx.check("INT-001", by_id[oid] == listed[oid], f"{oid}: the fields `table` gives", f"reply {by_id[oid]}; table {listed[oid]}")
+        s, big, held = by_id.get(small, {}), by_id.get(large, {}), by_id.get(x, {})
+        expected = sorted([zeta.peer_id, alpha.peer_id], key=lambda p: p.encode())
+        ctx.check("INT-005", s.get("borrowers") == expected, f"S's borrowers once each, in ascending byte order: {expected}", s)
+        ctx.check("INT-005", (big.get("locations") or [None])[0] == iut.peer_id, f"L's primary location first: {iut.peer_id}", big)
+        ctx.check("INT-001", (held.get("role"), held.get("owner"), held.get("borrowers"), held.get("lineageRefs")) ==
+                  ("borrower", alpha.peer_id, [], 0), f"X a borrower row: owner {alpha.peer_id}, no borrowers, lineageRefs 0", held)
+        ctx.check("INT-001", (s.get("role"), s.get("owner"), s.get("state"), s.get("localRefs")) == ("owner", iut.peer_id, "ready", 1),
+                  "S an owner row: ready, one local ref", s)
+    bogus = IntrospectReply(4242, tuple(
+        TableEntry(oid, iut.peer_id, "owner", "ready", 99, 99, ("nowhere.1",), ("nobody",), ("nobody",), 99, 1)
+        for oid in (small, large, x)
+    ))
+    link_a.send(bogus)
+    run_echo(ctx, alpha, link_a, "after the unsolicited IntrospectReply", requirement="INT-004")
+    iut.quiesce()
+    after = iut.table()
+    ctx.check("INT-004", after == table, "the table unchanged by an IntrospectReply", "unchanged" if after == table else f"before {table}; after {after}")
