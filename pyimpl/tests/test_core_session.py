@@ -322,6 +322,29 @@ def test_unacked_messages_are_retransmitted_identically_after_the_interval():
     assert again == sent  # same seq, same body, in order (ack unchanged at 0)
 
 
+def test_retransmission_backs_off_while_nothing_is_acked_and_resets_on_progress():
+    # S is slow: A's two requests stay unacked. A resends them at 200 ms, then waits
+    # 400, 800, 1600, 1600 ms (8x cap); an ack of seq 1 brings back the 200 ms interval.  SES-003
+    from refrpc.core.messages import Heartbeat as Hb
+
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    tick(a, 0)
+    a.handle(ev.Introspect("i1", 1, "S"), ev.Introspect("i2", 2, "S"))
+    rounds = []
+    for t in range(0, 5000, 10):
+        out = [e.seq for e in frames(tick(a, t)) if e.seq]
+        if out:
+            rounds.append((t, out))
+        if t % 200 == 0:
+            a.handle(s.unsequenced(a, Hb(), ack=0))  # S is alive, just slow (LIV-002)
+    assert rounds == [(200, [1, 2]), (600, [1, 2]), (1400, [1, 2]), (3000, [1, 2]), (4600, [1, 2])]
+    a.handle(s.unsequenced(a, Hb(), ack=1))  # at 4990 (the last tick)
+    assert [e.seq for e in frames(tick(a, 5180)) if e.seq] == []
+    assert [e.seq for e in frames(tick(a, 5190)) if e.seq] == [2]
+
+
 def test_ack_stops_retransmission():
     # S acknowledges A's request in a heartbeat                              SES-003, SES-008
     a = peer()

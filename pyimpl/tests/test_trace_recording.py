@@ -342,7 +342,7 @@ def test_a_tasks_life_appears_as_transitions_on_both_sides(recorded: dict[str, A
         if peer != "driver":
             deaths = [d for r, d in events(records, "peer-declared-dead") if d["peer"] == "driver"]
             assert deaths and deaths[0]["source"] == "goodbye"
-            assert deaths[0]["incarnation"] == recorded["incarnations"]["driver"]
+            assert deaths[0]["incarnation"] == str(recorded["incarnations"]["driver"])  # UInt64 as decimal text
 
 
 def test_a_worker_killed_with_sigkill_leaves_a_readable_trace(tmp_path: Path) -> None:
@@ -376,7 +376,7 @@ def test_a_worker_killed_with_sigkill_leaves_a_readable_trace(tmp_path: Path) ->
     assert any(r.kind == TraceKind.RECV and header(r.envelope)["type"] == "submitTask" for r in records)
     driver = read_dir(tmp_path)["driver"]
     deaths = [d for r, d in events(driver, "peer-declared-dead") if d["peer"] == victim]
-    assert len(deaths) == 1 and deaths[0]["incarnation"] == cluster.incarnations[victim]
+    assert len(deaths) == 1 and deaths[0]["incarnation"] == str(cluster.incarnations[victim])
     assert deaths[0]["source"] in ("external", "detected")  # the supervisor, or heartbeat silence
     assert any(d["key"] == victim and d["to"] == "dead" for _, d in events(driver, "transition"))
 

@@ -77,6 +77,9 @@ FEATURE_OF: dict[str, str] = {
 }
 
 
+#: The retransmission interval grows to at most this many times the configured one (SES-003).
+RETRANSMIT_BACKOFF_MAX = 8
+
 class SessionLayer:
     """Mixin of :class:`Peer`: sessions, handshake, heartbeats, fencing."""
 
@@ -138,6 +141,7 @@ class SessionLayer:
         env = self._envelope(r, r.out_seq, body)
         if not r.unacked:
             r.last_progress_ms = self.now_ms
+            r.retransmit_every_ms = 0
         r.unacked[r.out_seq] = env
         r.unacked_at[r.out_seq] = self.now_ms
         kind = _REQUEST_KEY.get(type(body).__name__)
@@ -319,6 +323,7 @@ class SessionLayer:
             del r.unacked[seq]
             r.unacked_at.pop(seq, None)
         r.last_progress_ms = self.now_ms
+        r.retransmit_every_ms = 0  # SES-003: progress, back to the first interval
         self._on_acked(r, ack)
 
     def _on_hello(self: Peer, env: Envelope, hello: Hello) -> None:
@@ -449,8 +454,13 @@ class SessionLayer:
                 if r.hello_sent_ms >= 0 and now - r.hello_sent_ms >= cfg.retransmit_ms:
                     self._send_hello(r)
                 continue
-            if r.unacked and now - r.last_progress_ms >= cfg.retransmit_ms:
-                r.last_progress_ms = now  # SES-003: resend everything not acked, in order
+            every = r.retransmit_every_ms or cfg.retransmit_ms
+            if r.unacked and now - r.last_progress_ms >= every:
+                # SES-003: resend everything not acked, in order, then wait twice as
+                # long (up to 8x) before the next round unless an ack advances: a slow
+                # receiver is not flooded with copies of a window it is still reading.
+                r.last_progress_ms = now
+                r.retransmit_every_ms = min(every * 2, cfg.retransmit_ms * RETRANSMIT_BACKOFF_MAX)
                 for seq, env in list(r.unacked.items()):
                     self._emit_frame(r, self._envelope(r, seq, env.body))
             if now - r.last_sent_ms >= cfg.heartbeat_interval_ms or (
@@ -466,7 +476,7 @@ class SessionLayer:
             return
         self._transition_peer(r, event)
         if self.trace_events:
-            self._trace("peer-declared-dead", peer=r.peer, incarnation=r.incarnation, reason=reason,
+            self._trace("peer-declared-dead", peer=r.peer, incarnation=str(r.incarnation), reason=reason,
                         source=source or _DEATH_SOURCE[event])
         if r.incarnation:
             self.fenced.add((r.peer, r.incarnation))
@@ -499,7 +509,7 @@ class SessionLayer:
             target.incarnation = target.incarnation or incarnation
             self._declare_dead(target, event, reason)
         if self.trace_events and (peer, incarnation) not in self.fenced:  # no session: fenced all the same
-            self._trace("peer-declared-dead", peer=peer, incarnation=incarnation, reason=reason,
+            self._trace("peer-declared-dead", peer=peer, incarnation=str(incarnation), reason=reason,
                         source=_DEATH_SOURCE[event])
         self.fenced.add((peer, incarnation))
 

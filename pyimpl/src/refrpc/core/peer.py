@@ -466,6 +466,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         detail = {"table": table, "key": key, "from": state, "event": event, "to": nxt, "requirement": requirement}
         if spec is not None:
             detail["attempt"] = spec.attempt  # type: ignore[attr-defined]
+        if table == "peer":
+            remote = self.remotes.get(key)
+            detail["incarnation"] = str(remote.incarnation if remote is not None else 0)  # UInt64 as text
         self._trace("transition", oid, tid, **detail)
 
     def _trace_hold(self, oid: ObjectId, kind: str, delta: int, entry: object, item: str = "") -> None:

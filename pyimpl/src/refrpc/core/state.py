@@ -239,6 +239,9 @@ class Remote:
     #: The heartbeat interval the remote announced; 0 until known (LIV-007).
     heartbeat_interval_ms: int = 0
     last_progress_ms: int = 0
+    #: The current retransmission interval: doubles while no ack advances, back to the
+    #: configured one when it does (SES-003); 0 means the configured one.
+    retransmit_every_ms: int = 0
     queued: list = field(default_factory=list)
     #: Session in side (SES-002).
     delivered: int = 0
