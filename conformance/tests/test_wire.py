@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lz4.frame
 import pytest
 
 from refrpc.core.messages import (
@@ -17,6 +18,7 @@ from refrpc.core.messages import (
 )
 from refrpc_conformance import ExpectTimeout, WirePeer, make_bytes_value, portable, stored_form
 from refrpc_conformance._trace import TraceRecord
+from refrpc_conformance._wire import DEFAULT_FEATURES
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,7 +47,12 @@ def test_handshake_opens_both_sessions_with_the_common_features(pair):
     assert isinstance(link.welcome.body, Welcome) and link.welcome.receiver_incarnation == 0xA
     back = b.link("peer-a")
     assert back.live and back.remote_incarnation == 0xA and set(back.features) == set(link.features)
-    assert [r.type for r in trace if r.direction == "out"][:2] == ["Hello", "Welcome"]
+    # Each peer records what it sent after sending it, so the two peers' records may be in either order.
+    first: dict[str, str] = {}
+    for r in trace:
+        if r.direction == "out":
+            first.setdefault(r.local, r.type)
+    assert first == {"peer-a": "Hello", "peer-b": "Welcome"}
 
 
 def test_sequenced_messages_arrive_once_and_in_order_whatever_the_sending_order(pair):
@@ -116,3 +123,62 @@ def test_a_silent_peer_sends_nothing_but_still_records_what_arrives(pair):
     sent_after = sum(1 for r in trace if r.local == "peer-a" and r.direction == "out" and r.disposition == "sent")
     assert sent_after == sent_before
     assert a.went_silent
+
+
+def _fetched(peer: WirePeer, request_id: int) -> list[FetchChunk]:
+    return [c.body for c in peer.received(FetchChunk) if c.body.request_id == request_id]
+
+
+def test_serving_in_smaller_chunks_with_a_loss_and_no_lz4_where_the_session_lacks_it(pair):
+    a, b, link, trace = pair
+    oid = a.ids.new()
+    form = stored_form(portable(make_bytes_value(5000)))
+    a.serve(oid, form, chunk_bytes=1000, lose=lambda req, lo, hi: req.request_id == 1 and lo <= 2500 < hi,
+            compress=lambda req, offset: True)
+    back = b.link("peer-a")
+    back.send(FetchRequest(oid, 1, 0, -1, 4096, True))
+    b.wait_until(lambda: any(c.last for c in _fetched(b, 1)), 5, "last chunk")
+    chunks = _fetched(b, 1)
+    assert all(len(c.data) <= 1000 and not c.lz4 for c in chunks)  # lz4 not in use: never compressed (HS-021)
+    assert [c.offset for c in chunks] == [o for o in range(0, len(form), 1000) if o != 2000]
+    lost = [s for s in a.served if not s.sent]
+    assert [(s.offset, s.end, s.request_id) for s in lost] == [(2000, 3000, 1)]
+    assert any(r.disposition == "withheld (lost on purpose)" and r.type == "FetchChunk" for r in trace)
+    back.send(FetchRequest(oid, 2, 2000, 1000, 4096))  # the resumption is served in full
+    b.wait_until(lambda: any(c.last for c in _fetched(b, 2)), 5, "resumed chunk")
+    assert [(c.offset, c.data) for c in _fetched(b, 2)] == [(2000, form[2000:3000])]
+    assert a.served[-1].requests_before == 2
+
+
+def test_serving_lz4_only_when_negotiated_and_accepted_or_when_told_to_break_the_rule():
+    trace: list[TraceRecord] = []
+    a = WirePeer("peer-a", 0xA, trace=trace, features=DEFAULT_FEATURES + ("lz4",))
+    b = WirePeer("peer-b", 0xB, trace=trace, features=DEFAULT_FEATURES + ("lz4",))
+    try:
+        link = a.connect("peer-b", b.address, 0xB)
+        link.handshake(10)
+        assert "lz4" in link.features
+        oid = b.ids.new()
+        form = stored_form(portable(make_bytes_value(20_000)))
+        b.serve(oid, form, chunk_bytes=8192, compress=lambda req, offset: offset == 0)
+        link.send(FetchRequest(oid, 1, 0, -1, 65536, True))
+        link.send(FetchRequest(oid, 2, 0, -1, 65536, False))
+        a.wait_until(lambda: all(any(c.last for c in _fetched(a, r)) for r in (1, 2)), 5, "both fetches")
+        packed = _fetched(a, 1)
+        assert [c.lz4 for c in packed] == [True, False, False]
+        assert lz4.frame.decompress(packed[0].data) + b"".join(c.data for c in packed[1:]) == form
+        assert not any(c.lz4 for c in _fetched(a, 2))  # not accepted: plain
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_peer_told_to_break_hs021_compresses_on_a_session_without_lz4(pair):
+    a, b, link, _ = pair
+    oid = a.ids.new()
+    form = stored_form(portable(make_bytes_value(3000)))
+    a.serve(oid, form, compress=lambda req, offset: True, ignore_negotiation=True)
+    b.link("peer-a").send(FetchRequest(oid, 5, 0, -1, 65536, False))
+    b.wait_until(lambda: any(c.last for c in _fetched(b, 5)), 5, "the chunk")
+    (chunk,) = _fetched(b, 5)
+    assert chunk.lz4 and lz4.frame.decompress(chunk.data) == form

@@ -3,7 +3,8 @@
 The IUT submits tasks through the control channel to a suite peer E1 (added with
 no slots, so only a ``submit`` naming it places work there) and has a second suite
 peer E2 as a worker it may place retries on (``add_peer`` with one slot). E1 then
-dies: it says Goodbye, or goes silent and is detected (CNF-012 short timings).
+dies: it says Goodbye (fenced at once, LIV-006), or goes silent and is detected
+(CNF-012 short timings).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from ._common import FAST_DETECTION, leave_with_goodbye
 FAST_PEER = {"heartbeat_ms": 100}
 
 
-def _executors(ctx: CaseContext) -> tuple[IUT, WirePeer, WirePeer]:
-    """An IUT with fast detection, the executor E1 it will be told to use, and a spare worker E2."""
+def _executors(ctx: CaseContext, **peer_options: Any) -> tuple[IUT, WirePeer, WirePeer]:
+    """An IUT, the executor E1 it will be told to use, and a spare worker E2."""
     iut = ctx.start_iut()
-    e1 = ctx.wire_peer("dying-executor", **FAST_PEER)
-    e2 = ctx.wire_peer("spare-executor", **FAST_PEER)
+    e1 = ctx.wire_peer("dying-executor", **peer_options)
+    e2 = ctx.wire_peer("spare-executor", **peer_options)
     iut.add_peer(e1, slots=0)
     iut.add_peer(e2, slots=1)
     return iut, e1, e2
@@ -57,7 +58,6 @@ def _error_of(got: dict[str, Any]) -> tuple[str, str]:
     "rpc/RPC-004-RPC-007-retry-after-executor-death",
     requirements=["RPC-004", "RPC-007", "RPC-009", "BOR-006", "OWN-008"],
     features=("core", "recovery"),
-    iut_env=FAST_DETECTION,
     summary=(
         "The IUT puts X and submits to suite executor E1 two tasks: sum_bytes(X by ref) with max_retries = 1, "
         "and echo('once') with max_retries = 0. E1 says Goodbye before replying. The IUT must resubmit the "
@@ -116,7 +116,7 @@ def retry_after_executor_death(ctx: CaseContext) -> None:
     timeout=60.0,
 )
 def lost_value_reconstructed(ctx: CaseContext) -> None:
-    iut, e1, e2 = _executors(ctx)
+    iut, e1, e2 = _executors(ctx, **FAST_PEER)
     n = iut.inline_threshold + 50_000
     a = iut.submit("make_bytes", [{"value": n}], executor=e1.peer_id, max_retries=1)
     b = iut.submit("make_bytes", [{"value": n + 1}], executor=e1.peer_id)
