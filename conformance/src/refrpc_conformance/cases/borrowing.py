@@ -308,9 +308,10 @@ def confirm_borrow_after_forwarder_death(ctx: CaseContext) -> None:
         confirms[oid] = ctx.expect(b, ConfirmBorrow, lambda m, oid=oid: m.object_id == oid, requirement="BOR-010",
                                    what=f"ConfirmBorrow for {oid} at the borrower after its forwarder's death").body
         c = confirms[oid]
-        ctx.check("BOR-010", (c.forward_id, c.forwarder, c.forwarder_incarnation) == (grants[oid], f.peer_id, f.incarnation),
-                  f"forwardId {grants[oid]}, forwarder {f.peer_id}/{f.incarnation}",
-                  f"forwardId {c.forward_id}, forwarder {c.forwarder}/{c.forwarder_incarnation}")
+        ctx.check("BOR-010", c.forward_id == grants[oid], f"forwardId {grants[oid]} (B's grant)", c.forward_id)
+        ctx.check("BOR-012", (c.forwarder, c.forwarder_incarnation) == (f.peer_id, f.incarnation),
+                  f"the requester recorded with the grant: forwarder {f.peer_id}/{f.incarnation}",
+                  f"forwarder {c.forwarder}/{c.forwarder_incarnation}")
     for oid in (x, y):  # B has not answered: the grants F requested must still be there
         ctx.check("BOR-010", _borrowers(iut, oid) == [b.peer_id], f"B's grant on {oid} kept until B answers",
                   _borrowers(iut, oid), note="F fenced, ConfirmBorrow unanswered")

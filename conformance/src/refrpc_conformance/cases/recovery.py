@@ -9,7 +9,7 @@ dies: it says Goodbye (fenced at once, LIV-006), or goes silent and is detected
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields
 from typing import Any
 
 from refrpc.core.messages import FetchRequest, ReturnKind, ReturnValue, SubmitTask, TaskReply
@@ -44,9 +44,11 @@ def _submitted(ctx: CaseContext, peer: WirePeer, task_id: str, *, attempt: int =
 
 def _check_same_task(ctx: CaseContext, first: SubmitTask, again: SubmitTask, *, note: str) -> None:
     """RPC-007: only ``attempt`` changes between submissions of one task."""
-    ctx.check("RPC-007", replace(again, attempt=first.attempt) == first,
+    differ = [f.name for f in fields(SubmitTask) if f.name != "attempt" and getattr(first, f.name) != getattr(again, f.name)]
+    ctx.check("RPC-007", not differ,
               "the same task id, function, arguments, return ids, maxRetries, retryExceptions and actor fields",
-              "identical" if replace(again, attempt=first.attempt) == first else f"first {first}; again {again}", note=note)
+              "identical" if not differ else "; ".join(f"{n}: {getattr(first, n)!r} then {getattr(again, n)!r}" for n in differ),
+              note=note)
 
 
 def _error_of(got: dict[str, Any]) -> tuple[str, str]:
@@ -102,14 +104,15 @@ def retry_after_executor_death(ctx: CaseContext) -> None:
 
 @case(
     "lineage/LIN-003-LOC-004-lost-stored-result-reconstructed",
-    requirements=["LIN-003", "LOC-004", "LIN-006", "RPC-007", "RPC-009", "LOC-001"],
+    requirements=["LIN-003", "LOC-004", "LIN-006", "RPC-007", "RPC-009", "LOC-001", "OBJ-006"],
     features=("core", "recovery"),
     iut_env=FAST_DETECTION,
     summary=(
         "The IUT submits to suite executor E1 make_bytes(n) twice, n above its inline threshold: task A with "
         "max_retries = 1, task B with max_retries = 0. E1 replies to both with stored returns located at E1, "
         "then goes silent without serving them. When the IUT declares E1 dead, the only copy of each value is "
-        "gone while its return is still held: A must be re-run as attempt 2 (same task) on the live worker E2, "
+        "gone while its return is still held, and the IUT must decide at once: A must be re-run as attempt 2 "
+        "(same task) on the live worker E2 and be pending meanwhile, "
         "and a get of A must give the value E2 serves; B is not reconstructable, so a get of B must fail with "
         "OBJECT_LOST, and B must not run again."
     ),
@@ -137,6 +140,9 @@ def lost_value_reconstructed(ctx: CaseContext) -> None:
     e1.go_silent()
     again = _submitted(ctx, e2, a["task_id"], attempt=2, requirement="LIN-003", timeout=20.0)
     _check_same_task(ctx, first, again, note="the reconstruction at E2")
+    states = {oid: (iut.entry(oid) or {}).get("state") for oid in (a["returns"][0], b["returns"][0])}
+    ctx.check("LOC-004", list(states.values()) == ["pending", "failed"],
+              "once E1 is dead: A pending again (being rebuilt), B failed", states)
     form = forms[a["task_id"]]
     e2.serve(ra, form)
     e2.link(iut.peer_id).send(TaskReply(again.task_id, again.attempt,
@@ -145,7 +151,7 @@ def lost_value_reconstructed(ctx: CaseContext) -> None:
     ctx.check("LIN-003", got.get("value") == make_bytes_value(n), f"get() of A = make_bytes({n}) after the reconstruction",
               "equal" if got.get("value") == make_bytes_value(n) else got)
     fetched = e2.received(FetchRequest, lambda m: m.object_id == ra)
-    ctx.check("LOC-004", bool(fetched), f"the IUT fetched A from its new location {e2.peer_id}", f"{len(fetched)} FetchRequest(s)")
+    ctx.check("FET-001", bool(fetched), f"the IUT fetched A from its new location {e2.peer_id}", f"{len(fetched)} FetchRequest(s)")
     got = iut.get(rb)
     code, message = _error_of(got)
     ctx.check("LIN-006", code == "OBJECT_LOST", "get() of B (max_retries = 0) fails with OBJECT_LOST", got)
