@@ -712,3 +712,20 @@ def test_retry_queued_before_the_handshake_is_not_sent_without_recovery():
     net.deliver_all()
     assert [m.attempt for m in net.sent_bodies(SubmitTask, dst="W2")] == []
     assert net["D"].owned[y].error.code is ErrorCode.WORKER_DIED
+
+
+def test_lz4_fields_on_a_session_without_lz4_are_refused():
+    # S (no lz4 in its features) sends FetchRequest(acceptLz4) and FetchChunk(lz4):
+    # both are discarded with FEATURE_NOT_NEGOTIATED; a plain request goes through.  HS-004, HS-021
+    from refrpc.core.messages import FetchChunk, ProtocolError as PE
+
+    a = peer()
+    s = Stub("S")  # features: core, borrowing, recovery, actors (no lz4)
+    s.greet(a)
+    for body in (FetchRequest("x", 1, accept_lz4=True), FetchChunk("x", 2, 0, 10, True, lz4=True, data=b"0123456789")):
+        out = a.handle(s.unsequenced(a, body))
+        assert of_type(out, ev.DeliverData) == []
+        [err] = [b for b in bodies(out, to="S") if isinstance(b, PE)]
+        assert (err.error.code, err.error.requirement) == (ErrorCode.FEATURE_NOT_NEGOTIATED, "HS-021")
+    assert len(of_type(a.handle(s.unsequenced(a, FetchRequest("x", 3))), ev.DeliverData)) == 1
+    assert a.remotes["S"].state == "alive"

@@ -232,7 +232,11 @@ class SessionLayer:
             if isinstance(body, ProtocolError):
                 self._on_session_error(r, env, body)
             elif isinstance(body, _DATA_PLANE):
-                self._deliver_data(r, body)
+                problem = self._feature_problem(r, body)
+                if problem is not None:  # HS-004: discard, and say why
+                    self._protocol_error(r, ErrorCode.FEATURE_NOT_NEGOTIATED, problem[0], problem[1], 0)
+                else:
+                    self._deliver_data(r, body)
             return  # Heartbeat/Welcome: liveness and ack only
         if env.seq <= r.delivered:
             r.ack_owed_since_ms = self.now_ms  # duplicate: re-ack (SES-002)
@@ -299,6 +303,10 @@ class SessionLayer:
                 return "shared arguments need feature borrowing", "HS-017"
         elif isinstance(body, ObjectStatus) and body.value is not None:
             values = [body.value]
+        elif isinstance(body, FetchRequest) and body.accept_lz4 and Feature.LZ4.value not in r.features:
+            return "acceptLz4 needs feature lz4", "HS-021"
+        elif isinstance(body, FetchChunk) and body.lz4 and Feature.LZ4.value not in r.features:
+            return "an lz4 chunk needs feature lz4", "HS-021"
         elif isinstance(body, TaskReply):
             values = [rv.value for rv in body.returns if rv.value is not None]
             if (body.retained or any(rv.nested for rv in body.returns)) and Feature.BORROWING.value not in r.features:
