@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="cases run at once (default 1)")
     p.add_argument("--spec", metavar="FILE", help="the requirement index (default: spec/requirements.json of this checkout)")
     p.add_argument("--run-dir", metavar="DIR", help="where IUT logs go (default: a temporary directory)")
+    p.add_argument("--trace-dir", metavar="DIR", help="save each case's wire trace in the canonical trace format "
+                   "(one directory per case, readable with refrpc-trace), and ask each IUT to record its side there")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.add_argument("-v", "--verbose", action="store_true", help="also show notes of passing cases")
@@ -92,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run(
         chosen, config, requirements, features=features, known_failing=known,
         jobs=max(1, args.jobs), run_dir=run_dir, extra_env=extra_env, progress=progress,
+        trace_dir=Path(args.trace_dir) if args.trace_dir else None,
     )
     write_summary(result, sys.stdout, verbose=args.verbose)
     if args.json:

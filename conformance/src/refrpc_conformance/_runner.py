@@ -15,6 +15,7 @@ from ._config import IUTConfig
 from ._context import CaseAbort, CaseContext, CaseSkip, CaseTimeout
 from ._control import ControlError
 from ._requirements import Requirements
+from ._trace import write_canonical
 
 
 @dataclass
@@ -67,8 +68,11 @@ def run_case(
     run_dir: Path,
     known_failing: Iterable[str] = (),
     extra_env: dict[str, str] | None = None,
+    trace_dir: Path | None = None,
 ) -> CaseResult:
-    """Run one case in a fresh context and grade it."""
+    """Run one case in a fresh context and grade it. With ``trace_dir``, the case's
+    wire trace is saved there in the canonical format (one directory per case), and
+    every IUT is asked to record its own side there too (``REFRPC_TRACE_DIR``)."""
     known = is_known_failing(spec.id, known_failing)
     result = CaseResult(
         case_id=spec.id,
@@ -84,6 +88,10 @@ def run_case(
     if missing:
         result.notes.append(f"not run: needs feature(s) {', '.join(missing)}, which the IUT does not claim")
         return result
+    case_traces = trace_dir / spec.id.replace("/", "__") if trace_dir is not None else None
+    if case_traces is not None:
+        case_traces.mkdir(parents=True, exist_ok=True)
+        extra_env = {**(extra_env or {}), "REFRPC_TRACE_DIR": str(case_traces)}
     ctx = CaseContext(spec, config, requirements, run_dir, extra_env)
     started = time.monotonic()
     error = ""
@@ -111,6 +119,11 @@ def run_case(
     result.checks = ctx.checks
     result.notes.extend(ctx.notes)
     result.trace = ctx.trace
+    if case_traces is not None:
+        try:
+            write_canonical(ctx.trace, case_traces)
+        except Exception:  # the verdict stands; say why the trace is missing
+            result.notes.append("the canonical trace could not be written:\n" + traceback.format_exc(limit=4))
     result.error = error
     result.grade = grade_of(ctx.checks, error=error, informational=spec.informational)
     if skipped and result.grade is not Grade.FAIL:
@@ -130,6 +143,7 @@ def run(
     run_dir: Path,
     extra_env: dict[str, str] | None = None,
     progress: Callable[[CaseResult, int, int], None] | None = None,
+    trace_dir: Path | None = None,
 ) -> RunResult:
     """Run cases (``jobs`` at a time), in registration order in the result.
 
@@ -143,6 +157,7 @@ def run(
         run_dir: Where IUT logs go.
         extra_env: Environment for every IUT.
         progress: Called after each case with (result, cases done, cases in all).
+        trace_dir: Save each case's traces under it (see :func:`run_case`).
     """
     claimed = tuple(features) if features is not None else config.features
     known = list(config.known_failing) + list(known_failing)
@@ -152,7 +167,8 @@ def run(
 
     def one(spec: CaseSpec) -> CaseResult:
         try:
-            return run_case(spec, config, requirements, features=claimed, run_dir=run_dir, known_failing=known, extra_env=extra_env)
+            return run_case(spec, config, requirements, features=claimed, run_dir=run_dir, known_failing=known,
+                            extra_env=extra_env, trace_dir=trace_dir)
         except Exception:  # never lose a case to a suite bug
             return CaseResult(
                 case_id=spec.id, grade=Grade.FAIL, requirements=spec.requirements, summary=spec.summary,

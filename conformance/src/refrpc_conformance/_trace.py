@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from refrpc.codec import PortableRef, decode_portable
@@ -44,6 +45,10 @@ class TraceRecord:
     frame_sizes: list[int] = field(default_factory=list)
     #: The decoded envelope, when there is one (not serialized in reports).
     envelope: Envelope | None = None
+    #: Frame 0 exactly as it crossed the socket, and the suite peer's incarnation:
+    #: what a canonical trace record needs (TRC-005; see :func:`write_canonical`).
+    frame0: bytes = b""
+    local_incarnation: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,3 +132,38 @@ def summarize_body(body: Any) -> str:
     if text.startswith(name + "("):
         text = text[len(name) + 1 : -1]
     return text
+
+
+def write_canonical(trace: list[TraceRecord], directory: Path, *, started_ns: int = 0) -> list[Path]:
+    """Write a case's wire trace as canonical trace files (spec/trace-format.md), one
+    per suite peer, named as TRC-011 says, so that ``refrpc-trace`` can merge them with
+    the traces the IUT recorded itself. Frames the suite made up by hand are recorded
+    byte for byte too; that is what went on the wire (TRC-005)."""
+    from refrpc.codec import TraceKind, trace_file_name, write_trace
+    from refrpc.codec import TraceRecord as Canonical
+    from refrpc.core.messages import PROTOCOL_MAJOR, PROTOCOL_MINOR
+
+    directory.mkdir(parents=True, exist_ok=True)
+    by_peer: dict[tuple[str, int], list[TraceRecord]] = {}
+    for rec in trace:
+        if rec.frame0 and rec.local_incarnation and rec.disposition != "not sent: silent":
+            by_peer.setdefault((rec.local, rec.local_incarnation), []).append(rec)
+    written = []
+    for (peer, incarnation), records in sorted(by_peer.items()):
+        out = [Canonical(peer, incarnation, 0, started_ns, TraceKind.HEADER, protocol_major=PROTOCOL_MAJOR,
+                         protocol_minor=PROTOCOL_MINOR, implementation="refrpc-conformance/0.1")]
+        last_ns = started_ns
+        for rec in records:
+            env = rec.envelope
+            if rec.direction == "out":
+                kind, remote_inc = TraceKind.SEND, env.receiver_incarnation if env is not None else 0
+            else:
+                kind, remote_inc = TraceKind.RECV, env.sender_incarnation if env is not None else 0
+            last_ns = max(last_ns, started_ns + int(rec.t * 1e9))  # TRC-004: never backwards
+            out.append(Canonical(peer, incarnation, len(out), last_ns, kind, remote_peer=rec.remote,
+                                 remote_incarnation=remote_inc, seq=rec.seq, envelope=rec.frame0))
+        path = directory / trace_file_name(peer, incarnation)
+        with open(path, "wb") as f:
+            write_trace(f, out)
+        written.append(path)
+    return written

@@ -712,11 +712,13 @@ class WirePeer:
                 t=self.clock.now(), direction="out", local=self.peer_id, remote=link.remote,
                 type=type(env.body).__name__, seq=env.seq, ack=env.ack, summary=summarize_body(env.body),
                 disposition=disposition, frame_sizes=sizes, envelope=env,
+                frame0=bytes(frames[0]) if frames else b"", local_incarnation=self.incarnation,
             )
         else:
             rec = TraceRecord(
                 t=self.clock.now(), direction="out", local=self.peer_id, remote=link.remote,
                 type="(raw)", seq=seq, summary=label, disposition=disposition, frame_sizes=sizes,
+                frame0=bytes(frames[0]) if frames else b"", local_incarnation=self.incarnation,
             )
         self.trace.append(rec)
 
@@ -777,11 +779,13 @@ class WirePeer:
             self.trace.append(TraceRecord(
                 t=now, direction="in", local=self.peer_id, remote=exc.sender, type="?", seq=exc.seq,
                 ack=exc.ack, summary=str(exc), disposition=f"malformed ({type(exc).__name__})", frame_sizes=sizes,
+                frame0=bytes(frames[0]) if frames else b"", local_incarnation=self.incarnation,
             ))
             return
         rec = TraceRecord(
             t=now, direction="in", local=self.peer_id, remote=env.sender, type=type(env.body).__name__,
             seq=env.seq, ack=env.ack, summary=summarize_body(env.body), frame_sizes=sizes, envelope=env,
+            frame0=bytes(frames[0]), local_incarnation=self.incarnation,
         )
         self.trace.append(rec)
         if env.receiver != self.peer_id or env.receiver_incarnation not in (self.incarnation, 0):
