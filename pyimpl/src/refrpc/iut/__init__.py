@@ -56,8 +56,8 @@ or ``internal`` (a bug, logged with its traceback). Details:
   release or free waits to be sent.
 * ``table`` is ``Peer.table()``: owned entries first, then borrowed ones.
 * ``crash`` sends itself SIGKILL. ``shutdown`` answers ``null``, sends
-  ``Goodbye`` on every live session (LIV-006), gives it up to 1 s to leave
-  (LIV-010), and exits with status 0; so does the end of standard input, SIGTERM
+  ``Goodbye`` on every live session (LIV-006), gives it up to 0.5 s to leave (as every node does,
+  LIV-010), and exits with status 0; so does the end of standard input, SIGTERM
   or SIGINT.
 * Events besides ``ready``: ``{"event": "peer_dead", "peer_id", "incarnation",
   "reason"}`` when it declares a peer incarnation dead, and ``{"event":

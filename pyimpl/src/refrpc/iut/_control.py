@@ -41,8 +41,6 @@ log = logging.getLogger("refrpc.iut")
 _MISSING = object()
 #: How often ``quiesce`` looks again.
 QUIESCE_POLL_S = 0.005
-#: The longest a leaving IUT waits for its Goodbyes to go out (LIV-010: at most 1 s).
-GOODBYE_LINGER_S = 1.0
 
 
 class BadRequest(Exception):
@@ -242,29 +240,11 @@ class Control:
         iut = self.iut
         if iut is not None:
             iut.executor.stop()
-            node = iut.node
-            try:
-                # Goodbye (unless the no-goodbye switch is on); the core handles nothing after it.
-                node.call(lambda: node.handle(ev.Shutdown(node.sid(), "shutdown"))).result(GOODBYE_LINGER_S)
-            except Exception:  # the loop is gone (fail-stop) or stuck: leave anyway
-                pass
-            # LIV-010: give the Goodbyes up to 1 s to leave. A DEALER whose connection is
-            # not complete yet (a session opened a moment ago) holds them in its backlog,
-            # which closing the socket would drop.
-            end = time.monotonic() + GOODBYE_LINGER_S
-            while time.monotonic() < end and self._backlogged(node):
-                time.sleep(0.005)
-            node.stop(timeout=2.0)
+            # Goodbye to every session (unless the no-goodbye switch is on); the node
+            # keeps polling until it has left a connecting DEALER's backlog (LIV-010).
+            iut.node.stop(timeout=2.0)
         logging.shutdown()
         os._exit(0)
-
-    @staticmethod
-    def _backlogged(node: Any) -> bool:
-        """Whether messages still wait for a DEALER's connection (asked on the loop thread)."""
-        try:
-            return bool(node.call(lambda: sum(node.wire.backlog(a) for a in node.wire.connected)).result(GOODBYE_LINGER_S))
-        except Exception:  # the loop is gone: nothing more will leave
-            return False
 
     def on_instruction(self, ins: ev.Instruction) -> None:
         """Instructions for the program (on the loop thread): deaths become events."""

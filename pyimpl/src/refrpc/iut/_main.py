@@ -15,9 +15,7 @@ import sys
 from typing import Any
 
 from ..core import Config
-from ..core import events as ev
-from ..runtime import Node
-from ..runtime._executor import EXECUTOR_WORK
+from ..runtime import Node, working_node
 from ..store import MemoryStore, ObjectNotFound
 from ._faults import install, parse_faults
 from ._fixtures import Catalog, FixtureExecutor
@@ -79,36 +77,16 @@ class Iut:
     """
 
     def __init__(self, peer_id: str, endpoint: str, config: Config, on_other: Any = None) -> None:
-        executor: list[FixtureExecutor] = []
-        early: list[ev.Instruction] = []
-
-        # As refrpc.runtime.working_node, with the fixture executor: work that arrives
-        # before the executor exists waits for it.
-        def on_instruction(ins: ev.Instruction) -> None:
-            if isinstance(ins, ev.StopTask):
-                executor[0].stop_task(ins.task_id, ins.attempt) if executor else early.append(ins)
-            elif isinstance(ins, EXECUTOR_WORK):
-                executor[0].submit(ins) if executor else early.append(ins)
-            elif on_other is not None:
-                on_other(ins)
-
         namespace = f"iut{os.getpid()}x{secrets.token_hex(4)}"
-        self.node = Node(peer_id, endpoint, namespace, config, on_instruction=on_instruction)
-        self.catalog = Catalog(self.node)
 
-        def start() -> None:  # on the loop thread, so no instruction slips in between
-            shm, self.node.store = self.node.store, IutStore(peer_id, namespace)
+        def make_executor(node: Node) -> FixtureExecutor:  # on the loop thread, before any work
+            shm, node.store = node.store, IutStore(peer_id, namespace)
             shm.close()
-            executor.append(FixtureExecutor(self.node, self.catalog))
-            for ins in early:
-                if isinstance(ins, ev.StopTask):
-                    executor[0].stop_task(ins.task_id, ins.attempt)
-                else:
-                    executor[0].submit(ins)
-            early.clear()
+            self.catalog = Catalog(node)
+            return FixtureExecutor(node, self.catalog)
 
-        self.node.call(start).result()
-        self.executor = executor[0]
+        self.node, self.executor = working_node(peer_id, endpoint, namespace, config, on_other,
+                                                make_executor=make_executor)
         from .. import api
 
         api._attach(self.node, self.executor)

@@ -326,6 +326,7 @@ def working_node(
     held: bool = False,
     incarnation: int | None = None,
     trace_dir: str | None = None,
+    make_executor: Any = None,
 ) -> tuple[Node, Executor]:
     """A node that runs tasks and actors on an :class:`Executor`.
 
@@ -334,6 +335,8 @@ def working_node(
     ``held``, work also waits until the caller opens the executor
     (:meth:`Executor.open`), once the process is ready to run tasks (see
     :class:`Executor`). ``trace_dir`` is the node's (see :class:`Node`).
+    ``make_executor(node)``, called on the loop thread, builds another executor
+    (the conformance IUT's fixture executor) instead of an :class:`Executor`.
     """
     from ._node import Node
 
@@ -352,7 +355,7 @@ def working_node(
                 trace_dir=trace_dir)
 
     def start() -> None:  # on the loop thread, so no instruction slips in between
-        holder.append(Executor(node, held=held))
+        holder.append(make_executor(node) if make_executor is not None else Executor(node, held=held))
         for ins in early:
             if isinstance(ins, ev.StopTask):
                 holder[0].stop_task(ins.task_id, ins.attempt)
