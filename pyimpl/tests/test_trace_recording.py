@@ -143,6 +143,60 @@ def test_fast_encoder_writes_records_any_reader_reads_back_exactly(peer, incarna
     assert len(data) % 8 == 0
 
 
+# ---------------------------------------------------------------- the recorder, alone
+def test_recorder_writes_what_it_was_given_in_order_once_flushed(tmp_path: Path) -> None:
+    # TRC-003..TRC-009: records are only remembered on the loop's path and encoded at
+    # the flush; what reaches the file is every record in order, numbered without
+    # gaps, each detail exactly the event's plus its cause.
+    import zmq
+
+    from refrpc.runtime._tracing import TraceRecorder
+
+    rec = TraceRecorder(str(tmp_path), "p1", 42)
+    task_move = {"table": "executor-task", "key": "t1", "from": "running", "event": "finished", "to": "replied",
+                 "requirement": "TASK-006", "attempt": 2}
+    peer_move = {"table": "peer", "key": "w1", "from": "live", "event": "silence", "to": "dead",
+                 "requirement": "LIV-003", "incarnation": str(2**64 - 1)}
+    rec.sent(b"frame-out", "w1", 7, 3, "p1:1")
+    rec.received(zmq.Frame(b"frame-in"), "w1", 7, 4, "p1:2")
+    rec.event("discarded", "", "", {"reason": "duplicate"}, "p1:2")
+    rec.core_event(ev.TraceEvent("p1:2", "transition", "", "t1", task_move))
+    rec.core_event(ev.TraceEvent("p1:3", "transition", "", "", peer_move))
+    rec.core_event(ev.TraceEvent("p1:3", "hold", "o1", "", {"counter": "localRefs", "delta": -1, "value": 0}))
+    assert [r.kind for r in _read(rec.path)] == [TraceKind.HEADER]  # nothing encoded yet
+    rec.flush()
+    records = _read(rec.path)
+    assert [r.record_no for r in records] == list(range(7))
+    send, recv, discarded, task, peer, hold = records[1:]
+    assert (send.kind, send.remote_peer, send.remote_incarnation, send.seq, send.envelope) == (TraceKind.SEND, "w1", 7, 3, b"frame-out")
+    assert (recv.kind, recv.seq, recv.envelope, json.loads(recv.detail)) == (TraceKind.RECV, 4, b"frame-in", {"cause": "p1:2"})
+    assert json.loads(discarded.detail) == {"reason": "duplicate", "recordNo": recv.record_no, "cause": "p1:2"}
+    assert (task.event_name, task.task_id, json.loads(task.detail)) == ("transition", "t1", {**task_move, "cause": "p1:2"})
+    assert json.loads(peer.detail) == {**peer_move, "cause": "p1:3"}  # the incarnation too (registry, peer table)
+    assert (hold.object_id, json.loads(hold.detail)) == ("o1", {"counter": "localRefs", "delta": -1, "value": 0, "cause": "p1:3"})
+    rec.close()
+
+
+def test_recorder_flushes_by_itself_when_many_records_wait(tmp_path: Path) -> None:
+    # The memory records waiting for the clock's flush take is bounded: a burst
+    # reaches the file without a tick.
+    from refrpc.runtime import _tracing
+
+    rec = _tracing.TraceRecorder(str(tmp_path), "p1", 1)
+    for i in range(_tracing.FLUSH_RECORDS + 10):
+        rec.event("program", f"o{i}", "", {"op": "get"}, f"p1:{i}")
+    on_disk = _read(rec.path)
+    assert len(on_disk) >= _tracing.FLUSH_RECORDS  # without tick() or flush()
+    assert [r.object_id for r in on_disk[1:3]] == ["o0", "o1"]
+    rec.close()
+    assert len(_read(rec.path)) == _tracing.FLUSH_RECORDS + 11
+
+
+def _read(path: str) -> list[TraceRecord]:
+    with open(path, "rb") as f:
+        return list(read_trace(f))
+
+
 # ---------------------------------------------------------------- the core's hooks, in simulation
 PROFILES = {"none": Faults(), "drop-dup": Faults(drop=0.1, duplicate=0.1), "kill-one": Faults(drop=0.05, duplicate=0.05, kills=1),
             "kill-owner": Faults(kills=1, kill_driver=True)}

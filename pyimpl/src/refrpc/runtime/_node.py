@@ -416,10 +416,9 @@ class Node:
                 pass
 
 
-def _frame0(frames: list[Any]) -> bytes:
-    """Frame 0 as bytes (a large one arrives as a zmq.Frame), for the trace."""
-    frame = frames[0] if frames else b""
-    return frame if type(frame) is bytes else bytes(memoryview(frame))
+def _frame0(frames: list[Any]) -> Any:
+    """Frame 0 for the trace, as it arrived (a large one is a zmq.Frame; the recorder copies it later)."""
+    return frames[0] if frames else b""
 
 
 def _nbytes(frame: Any) -> int:

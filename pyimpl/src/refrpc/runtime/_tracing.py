@@ -3,12 +3,17 @@
 A :class:`TraceRecorder` belongs to one :class:`~refrpc.runtime.Node` and is
 called only from its loop thread, in the order things happen there: a ``recv``
 record before the stimulus it becomes, then the events and ``send`` records
-that stimulus caused (each naming it under ``cause``, ``TRC-009``). Records are
-encoded at once and buffered; the buffer goes to the file in one ``write``
-every :data:`FLUSH_INTERVAL_S` (the loop's clock tick checks), when it holds
-:data:`FLUSH_BYTES`, and when the node stops. A process killed with SIGKILL
-loses at most the records of the last interval; the record it was writing, if
-any, is cut short, which readers accept (``TRC-012``).
+that stimulus caused (each naming it under ``cause``, ``TRC-009``).
+
+Recording is on the path of every message, so a record costs the loop only
+what it takes to remember it: the time, its record number and the objects it
+is made of (frame 0 as received, the core's ``TraceEvent``) go on a list.
+Encoding and writing happen together, off that path, every
+:data:`FLUSH_INTERVAL_S` (the loop's clock tick checks), when
+:data:`FLUSH_RECORDS` records or :data:`FLUSH_BYTES` bytes of frames are
+waiting, and when the node stops. A process killed with SIGKILL loses at most
+the records of the last interval; the record it was writing, if any, is cut
+short, which readers accept (``TRC-012``).
 
 Tracing is off unless a directory is given (``refrpc.init(trace_dir=...)``,
 ``refrpc start --trace-dir``, or :data:`TRACE_DIR_ENV`); a node that does not
@@ -33,10 +38,16 @@ from ..core.messages import PROTOCOL_MAJOR, PROTOCOL_MINOR
 TRACE_DIR_ENV = "REFRPC_TRACE_DIR"
 #: Buffered records reach the file at least this often (TRC-012 asks for once a second).
 FLUSH_INTERVAL_S = 0.1
-#: ... and as soon as this many bytes are buffered.
+#: ... and as soon as this many records wait (bounds the pause one flush makes) ...
+FLUSH_RECORDS = 4096
+#: ... or this many bytes of frames (bounds the memory frames held for the trace take).
 FLUSH_BYTES = 1 << 20
 
 _SEND, _RECV, _EVENT, _HEADER = TraceKind.SEND, TraceKind.RECV, TraceKind.EVENT, TraceKind.HEADER
+#: The first item of a waiting record the core reported (a TraceEvent); the others use their TraceKind.
+_CORE = "core"
+#: The keys of a transition's detail its cached prefix holds (the others, key first, follow it).
+_TRANSITION_FIXED = frozenset(("table", "from", "event", "to", "requirement"))
 #: Values other than text and integers in a ``detail`` (json.dumps with options builds a new encoder each call).
 _JSON = json.JSONEncoder(separators=(",", ":"))
 #: A JSON string literal (the C function json.dumps uses for text).
@@ -99,8 +110,11 @@ class TraceRecorder:
         self.records = 0
         #: The recordNo of the last ``recv`` record: what a ``discarded`` event refers to.
         self.last_recv = 0
-        self._buffer: list[bytes] = []
-        self._buffered = 0
+        #: Records taken but not yet encoded (see _add).
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_bytes = 0
+        #: The recordNo of the first record in _pending.
+        self._encoded = 0
         self._flushed_at = time.monotonic()
         self._lock = threading.Lock()  # flush() from the loop vs close() from the stopping thread
         #: Why recording stopped early (a write failed), or "".
@@ -111,60 +125,88 @@ class TraceRecorder:
         self._plain_ids = json.dumps(peer) == f'"{peer}"'
         #: The fixed part of a transition's detail, per (table, from, event).
         self._transitions: dict[tuple[str, str, str], str] = {}
-        self._add(self._encoder.encode(0, time.monotonic_ns(), _HEADER, protocol_major=PROTOCOL_MAJOR,
-                                       protocol_minor=PROTOCOL_MINOR, implementation=implementation()))
-        self.flush()  # the header is on disk before anything can go wrong
+        header = self._encoder.encode(0, time.monotonic_ns(), _HEADER, protocol_major=PROTOCOL_MAJOR,
+                                      protocol_minor=PROTOCOL_MINOR, implementation=implementation())
+        self.records = self._encoded = 1
+        self._write(header)  # the header is on disk before anything can go wrong
 
     # ------------------------------------------------------------ records
-    def _add(self, record: bytes) -> None:
+    # Each waiting record is a tuple whose first item is its kind: (_SEND or _RECV,
+    # time, remote peer, its incarnation, seq, frame 0, cause), (_EVENT, time, name,
+    # object, task, detail dict, cause) or (_CORE, time, TraceEvent).
+    def _add(self, record: tuple[Any, ...], nbytes: int = 0) -> None:
         if self.closed:
             return
-        self._buffer.append(record)
+        self._pending.append(record)
         self.records += 1
-        self._buffered += len(record)
-        if self._buffered >= FLUSH_BYTES:
+        self._pending_bytes += nbytes
+        if len(self._pending) >= FLUSH_RECORDS or self._pending_bytes >= FLUSH_BYTES:
             self.flush()
+
+    def sent(self, frame0: bytes, receiver: str, receiver_incarnation: int, seq: int, stimulus_id: str) -> None:
+        """A ``send`` record: frame 0 went out (each retransmission is one, TRC-003)."""
+        self._add((_SEND, time.monotonic_ns(), receiver, receiver_incarnation, seq, frame0, stimulus_id), len(frame0))
+
+    def received(self, frame0: Any, sender: str, sender_incarnation: int, seq: int, stimulus_id: str) -> None:
+        """A ``recv`` record for frame 0 of a message (``bytes`` or the ``zmq.Frame``
+        it arrived in), before the stimulus it becomes (``stimulus_id``, the
+        ``cause`` of what follows) is handled (TRC-003, TRC-005)."""
+        self.last_recv = self.records
+        self._add((_RECV, time.monotonic_ns(), sender, sender_incarnation, seq, frame0, stimulus_id), len(frame0))
+
+    def event(self, name: str, object_id: str, task_id: str, detail: dict[str, Any], stimulus_id: str) -> None:
+        """An ``event`` record from the registry (section 4) or an ``x-`` name (TRC-007)."""
+        if name == "discarded":
+            detail = {**detail, "recordNo": self.last_recv}
+        self._add((_EVENT, time.monotonic_ns(), name, object_id, task_id, detail, stimulus_id))
+
+    def core_event(self, ins: ev.TraceEvent) -> None:
+        """The record of an event the core reported (transitions, holds, deaths...)."""
+        self._add((_CORE, time.monotonic_ns(), ins))
 
     def _cause(self, stimulus_id: str) -> str:
         if self._plain_ids:
             return f'{{"cause":"{stimulus_id}"}}'
         return json.dumps({"cause": stimulus_id})
 
-    def sent(self, frame0: bytes, receiver: str, receiver_incarnation: int, seq: int, stimulus_id: str) -> None:
-        """A ``send`` record: frame 0 went out (each retransmission is one, TRC-003)."""
-        self._add(self._encoder.encode(self.records, time.monotonic_ns(), _SEND, receiver, receiver_incarnation, seq,
-                                       frame0, detail=self._cause(stimulus_id)))
-
-    def received(self, frame0: bytes, sender: str, sender_incarnation: int, seq: int, stimulus_id: str) -> None:
-        """A ``recv`` record for frame 0 of a message, before the stimulus it becomes
-        (``stimulus_id``, the ``cause`` of what follows) is handled (TRC-003, TRC-005)."""
-        self.last_recv = self.records
-        self._add(self._encoder.encode(self.records, time.monotonic_ns(), _RECV, sender, sender_incarnation, seq,
-                                       frame0, detail=self._cause(stimulus_id)))
-
-    def event(self, name: str, object_id: str, task_id: str, detail: dict[str, Any], stimulus_id: str) -> None:
-        """An ``event`` record from the registry (section 4) or an ``x-`` name (TRC-007)."""
-        if name == "discarded":
-            detail = {**detail, "recordNo": self.last_recv}
-        self._add(self._encoder.encode(self.records, time.monotonic_ns(), _EVENT, event_name=name,
-                                       object_id=object_id, task_id=task_id, detail=_detail(detail, stimulus_id)))
-
-    def core_event(self, ins: ev.TraceEvent) -> None:
-        """The record of an event the core reported (transitions, holds, deaths...)."""
-        if ins.name != "transition":
-            self.event(ins.name, ins.object_id, ins.task_id, ins.detail, ins.stimulus_id)
-            return
-        # The most frequent event: all but the key, the attempt and the cause repeats.
-        d = ins.detail
+    def _transition(self, d: dict[str, Any], stimulus_id: str) -> str:
+        """A transition's detail: the most frequent event, all but the key, the
+        attempt and the cause repeat."""
         row = (d["table"], d["from"], d["event"])
         fixed = self._transitions.get(row)
         if fixed is None:
             fixed = self._transitions[row] = ",".join(
                 f'"{k}":{_STR(d[k])}' for k in ("table", "from", "event", "to", "requirement"))
-        attempt = f',"attempt":{d["attempt"]}' if "attempt" in d else ""
-        detail = f'{{{fixed},"key":{_STR(d["key"])}{attempt},"cause":{_STR(ins.stimulus_id)}}}'
-        self._add(self._encoder.encode(self.records, time.monotonic_ns(), _EVENT, event_name="transition",
-                                       object_id=ins.object_id, task_id=ins.task_id, detail=detail))
+        rest = "".join(f',"{k}":{_STR(v) if type(v) is str else _JSON.encode(v)}'
+                       for k, v in d.items() if k not in _TRANSITION_FIXED)
+        return f'{{{fixed}{rest},"cause":{_STR(stimulus_id)}}}'
+
+    def _encode(self, pending: list[tuple[Any, ...]], record_no: int) -> bytes:
+        """The records of ``pending``, numbered from ``record_no``, as bytes of the file."""
+        encode = self._encoder.encode
+        cause = self._cause
+        out = []
+        for record in pending:
+            kind = record[0]
+            if kind is _CORE:
+                ins = record[2]
+                if ins.name == "transition":
+                    detail = self._transition(ins.detail, ins.stimulus_id)
+                else:
+                    detail = _detail(ins.detail, ins.stimulus_id)
+                out.append(encode(record_no, record[1], _EVENT, event_name=ins.name, object_id=ins.object_id,
+                                  task_id=ins.task_id, detail=detail))
+            elif kind is _EVENT:
+                _, ns, name, object_id, task_id, detail, sid = record
+                out.append(encode(record_no, ns, _EVENT, event_name=name, object_id=object_id, task_id=task_id,
+                                  detail=_detail(detail, sid)))
+            else:
+                _, ns, remote, incarnation, seq, frame0, sid = record
+                if type(frame0) is not bytes:
+                    frame0 = bytes(memoryview(frame0))
+                out.append(encode(record_no, ns, kind, remote, incarnation, seq, frame0, detail=cause(sid)))
+            record_no += 1
+        return b"".join(out)
 
     def stimuli(self, stimuli: Sequence[ev.Stimulus], exec_index: dict, exec_tasks: dict) -> None:
         """Events the shell sees in what it hands the core: the program's calls
@@ -217,22 +259,26 @@ class TraceRecorder:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered records to the file, in one write."""
+        """Encode the waiting records and write them to the file, in one write."""
         with self._lock:
             self._flushed_at = time.monotonic()
-            if not self._buffer or self.closed:
+            if not self._pending or self.closed:
                 return
-            data = b"".join(self._buffer)
-            self._buffer.clear()
-            self._buffered = 0
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._fd, view):]
-            except OSError as exc:  # a full disk must not take the peer down: stop recording
-                self.error = f"{self.path}: {exc}"
-                self.closed = True
-                print(f"refrpc: trace recording stopped: {self.error}", file=sys.stderr)
+            pending, self._pending = self._pending, []
+            self._pending_bytes = 0
+            first, self._encoded = self._encoded, self._encoded + len(pending)
+            self._write(self._encode(pending, first))
+
+    def _write(self, data: bytes) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:  # a full disk must not take the peer down: stop recording
+            self.error = f"{self.path}: {exc}"
+            self.closed = True
+            self._pending.clear()
+            print(f"refrpc: trace recording stopped: {self.error}", file=sys.stderr)
 
     def close(self) -> None:
         """Flush and close the file; later records are dropped."""
