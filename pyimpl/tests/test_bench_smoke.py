@@ -34,6 +34,8 @@ BENCHMARKS = [
 RECOVERY = ["recovery_chain", "recovery_mapreduce"]
 #: The tracing section: the same benchmarks with trace recording off and on.
 TRACING = ["tracing_task_roundtrip_p50", "tracing_tasks_batch", "tracing_put_get_1kb_p50"]
+if sys.platform.startswith("linux"):  # the CPU row reads /proc
+    TRACING.append("tracing_cpu_per_task")
 
 
 def _number(x: object) -> bool:

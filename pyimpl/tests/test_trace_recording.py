@@ -263,7 +263,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # refrpc.init(2, trace_dir=D)
     # a = add.remote(1, 2); n = length.remote(make_bytes.remote(200_000))
     # x = refrpc.put(b"y" * 300_000); inner = forward.remote(refrpc.shared(x))
-    # refrpc.get([a, n, inner]); refrpc.shutdown()
+    # refrpc.wait([a, n], num_returns=2); refrpc.get([a, n, inner]); refrpc.shutdown()
     directory = tmp_path_factory.mktemp("traces")
     refrpc.init(2, trace_dir=directory)
     try:
@@ -273,11 +273,14 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         n = rf.length.remote(rf.make_bytes.remote(200_000))
         x = refrpc.put(b"y" * 300_000)
         inner = rf.forward.remote(refrpc.shared(x))
+        ready, _ = refrpc.wait([a, n], num_returns=2, timeout=60)
+        assert len(ready) == 2
         got = refrpc.get([a, n, inner], timeout=60)
         assert got[:2] == [3, 200_000]
         assert refrpc.get(refrpc.get(got[2][0], timeout=60)[0], timeout=60) == b"y" * 300_000
         where = {w: api._call_on(w, "refrpc.runtime._tracing:recording_path") for w in cluster.workers}
-        run = {"dir": directory, "incarnations": incarnations, "add": a.id, "where": where, "driver_path": node.tracer.path}
+        run = {"dir": directory, "incarnations": incarnations, "add": a.id, "length": n.id, "where": where,
+               "driver_path": node.tracer.path}
     finally:
         refrpc.shutdown()  # every process has left: its trace is complete
     return run
@@ -397,6 +400,17 @@ def test_a_tasks_life_appears_as_transitions_on_both_sides(recorded: dict[str, A
             deaths = [d for r, d in events(records, "peer-declared-dead") if d["peer"] == "driver"]
             assert deaths and deaths[0]["source"] == "goodbye"
             assert deaths[0]["incarnation"] == str(recorded["incarnations"]["driver"])  # UInt64 as decimal text
+
+
+def test_program_calls_appear_in_the_order_the_program_made_them(recorded: dict[str, Any]) -> None:
+    # The optional program events (trace-format.md section 4): remote, put, wait (one
+    # event naming every ref, before the gets it makes), get.
+    driver = read_dir(recorded["dir"])["driver"]
+    calls = [(d["op"], r.object_id, d) for r, d in events(driver, "program")]
+    waits = [d for op, _, d in calls if op == "wait"]
+    assert waits == [{"op": "wait", "objects": [recorded["add"], recorded["length"]], "numReturns": 2, "cause": waits[0]["cause"]}]
+    ops = [op for op, _, _ in calls]
+    assert ops.index("wait") > ops.index("put") and ops.index("wait") < ops.index("get")
 
 
 def test_a_worker_killed_with_sigkill_leaves_a_readable_trace(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ One command, one machine, one run::
 4. **Tracing** (tracing.py): the task round trip, the batch of no-op tasks and the
    1 KB put+get on fresh clusters with trace recording off and on
    (``refrpc.init(trace_dir=...)``), median of ``trace_reps`` pairs: what
-   recording every message and event costs, and how many bytes it writes.
+   recording every message and event costs, and how many bytes it writes; on
+   Linux also the CPU time of all the cluster's processes per no-op task.
 5. Tables (benchmark | RefRPC | floor/baseline | ratio; recovery: no failure | one
    worker killed | recovery cost; tracing: off | on | overhead) and, with ``--json``,
    every raw number with the machine and the date.
@@ -80,7 +81,7 @@ SETTINGS: dict[str, dict[str, int]] = {
     "default": dict(
         zmq_rounds=5000, stream_1mib=1000, stream_big=10, big_bytes=100 * MB, big_reps=5,
         rt_calls=1000, batch=2000, actor_sync=1000, actor_async=2000, small_calls=1000,
-        maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=3, start_reps=3, recovery_reps=3, trace_reps=3,
+        maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=3, start_reps=3, recovery_reps=3, trace_reps=5,
         timeout_s=180,
     ),
     "quick": dict(

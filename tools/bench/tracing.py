@@ -7,13 +7,18 @@ starts a fresh cluster with recording off and a fresh one with it on (the order
 alternates between repetitions, so neither always runs on a warmer machine),
 warms it up, and runs the selected benchmarks of run.py on it. The report gives
 the medians, the overhead (the extra time, or the lost throughput, in percent) and
-what the traced runs wrote: bytes of trace per process and in all.
+what the traced runs wrote: bytes of trace per process and in all. Wall-clock
+figures on a small shared machine move by tens of percent from one cluster to the
+next; the CPU row (CPU time of every process of the cluster, driver and workers,
+per no-op task of a batch, read from ``/proc``) is the steadier measure of what
+recording costs.
 
 run.py calls :func:`run_tracing` and prints the table; this module only measures.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
@@ -24,11 +29,14 @@ from typing import Any, Callable
 
 import refrpc
 import workloads as wl
+from refrpc import api
 
 #: Every get is bounded: a lost reply is an error, not a hang.
 GET_TIMEOUT = 120.0
 #: The benchmarks of run.py measured both ways: latency, throughput, and the object path.
 TRACED = ("task_roundtrip_p50", "tasks_batch", "put_get_1kb_p50")
+#: This section's own row: CPU per task, where /proc tells it (Linux).
+CPU_ROW = "tracing_cpu_per_task"
 
 
 @dataclass
@@ -43,10 +51,33 @@ class Traced:
 
 
 def traced_benchmarks(benches: list[Any]) -> list[Traced]:
-    """The rows of this section, from run.py's :class:`Bench` list."""
+    """The rows of this section, from run.py's :class:`Bench` list, and the CPU row."""
     by_name = {b.name: b for b in benches}
-    return [Traced(f"tracing_{n}", n, by_name[n].label, by_name[n].unit, by_name[n].higher_is_better, by_name[n].fn)
+    rows = [Traced(f"tracing_{n}", n, by_name[n].label, by_name[n].unit, by_name[n].higher_is_better, by_name[n].fn)
             for n in TRACED if n in by_name]
+    if os.path.exists(f"/proc/{os.getpid()}/stat"):
+        rows.append(Traced(CPU_ROW, "tasks_batch", "CPU per no-op task, all processes (batch)", "us", False,
+                           cpu_per_task))
+    return rows
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_task(cfg: dict[str, int]) -> dict[str, Any]:
+    """CPU time, in microseconds, all the cluster's processes spend per no-op task
+    of a batch of ``cfg["batch"]`` (submitted at once, then gathered)."""
+    pids = [os.getpid(), *(p.pid for p in api._ctx.cluster.processes.values())]
+    n = cfg["batch"]
+    before = [_cpu_seconds(p) for p in pids]
+    refrpc.get([wl.noop_task.remote() for _ in range(n)], timeout=GET_TIMEOUT)
+    after = [_cpu_seconds(p) for p in pids]
+    per_process = [(b - a) / n * 1e6 for a, b in zip(before, after)]
+    return {"value": sum(per_process), "per_process_us": per_process}
 
 
 def overhead(row: Traced, off: float, on: float) -> float:

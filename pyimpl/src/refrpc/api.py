@@ -418,6 +418,7 @@ def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | Non
     node = _node()
     if not 0 <= num_returns <= len(refs):
         raise ValueError(f"num_returns must be between 0 and {len(refs)}")
+    node.trace_program("wait", objects=[r.id for r in refs], numReturns=num_returns)  # before the gets it makes
     futures = {node.get_result(r.id): i for i, r in enumerate(refs)}
     done: set[int] = set()
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -130,3 +130,19 @@ def test_lineage_level_by_level_when_the_task_index_would_be_too_large(tmp_path:
     assert [p.object_id for _, p in whole.walk()] == ["t3.r0", "t2.r0", "t1.r0", "x", "y"]
     cut = lineage(run, "t3.r0", max_depth=1)
     assert cut.truncated and "x" not in cut.producers
+
+
+def test_a_wait_appears_on_the_life_line_of_every_object_it_names(tmp_path: Path, cli) -> None:
+    # pyimpl records refrpc.wait as one program event listing its refs (objects=[...]).
+    net = Net()
+    d = net.peer("driver")
+    for oid in ("a", "b"):
+        d.transition("owner-object", oid, "ready", "put", "ready", "OWN-001")
+    d.event("program", "", "", op="wait", objects=["a", "b"], numReturns=1)
+    net.write(tmp_path / "run")
+    for oid in ("a", "b"):
+        code, out, _ = cli("object", "--json", oid, tmp_path / "run")
+        assert code == 0
+        assert [s["what"] for s in json.loads(out)["steps"]] == ["created", "program"]
+    code, out, _ = cli("show", "--object", "b", "--type", "program", tmp_path / "run")
+    assert code == 0 and "wait" in out

@@ -83,8 +83,8 @@ _KIND_ORDINAL = {kind: i for i, kind in enumerate(TraceKind)}
 _SEND, _RECV, _EVENT = TraceKind.SEND, TraceKind.RECV, TraceKind.EVENT
 if [_KIND_ORDINAL[k] for k in (_SEND, _RECV, _EVENT)] != [0, 1, 2]:
     raise ImportError("TraceRecord.Kind's order is not the one refrpc.codec._trace_raw assumes")
-#: A list pointer's element-size code for bytes, in place (bits 32-34).
-_BYTES = 2 << 32
+#: A list pointer's fixed bits: kind 1 (list) and the element size for bytes (bits 32-34).
+_LIST_OF_BYTES = 1 | (2 << 32)
 
 
 class TraceEncoder:
@@ -146,14 +146,14 @@ class TraceEncoder:
         if remote_peer:
             blob = remote_peer.encode()
             n = (len(blob) + 8) >> 3
-            p1 = _text_pointer(1, words, len(blob) + 1)
+            p1 = _LIST_OF_BYTES | ((words + 6) << 2) | ((len(blob) + 1) << 35)
             parts += (blob, _PAD[8 * n - len(blob)])
             words += n
         else:
             p1 = 0
         if envelope:
             n = (len(envelope) + 7) >> 3
-            p2 = 1 | ((_POINTERS - 3 + words) << 2) | _BYTES | (len(envelope) << 35)  # Data: no NUL
+            p2 = _LIST_OF_BYTES | ((words + 5) << 2) | (len(envelope) << 35)  # Data: no NUL
             parts += (envelope, _PAD[8 * n - len(envelope)])
             words += n
         else:
@@ -161,7 +161,7 @@ class TraceEncoder:
         if event_name:
             blob = event_name.encode()
             n = (len(blob) + 8) >> 3
-            p3 = _text_pointer(3, words, len(blob) + 1)
+            p3 = _LIST_OF_BYTES | ((words + 4) << 2) | ((len(blob) + 1) << 35)
             parts += (blob, _PAD[8 * n - len(blob)])
             words += n
         else:
@@ -169,7 +169,7 @@ class TraceEncoder:
         if object_id:
             blob = object_id.encode()
             n = (len(blob) + 8) >> 3
-            p4 = _text_pointer(4, words, len(blob) + 1)
+            p4 = _LIST_OF_BYTES | ((words + 3) << 2) | ((len(blob) + 1) << 35)
             parts += (blob, _PAD[8 * n - len(blob)])
             words += n
         else:
@@ -177,7 +177,7 @@ class TraceEncoder:
         if task_id:
             blob = task_id.encode()
             n = (len(blob) + 8) >> 3
-            p5 = _text_pointer(5, words, len(blob) + 1)
+            p5 = _LIST_OF_BYTES | ((words + 2) << 2) | ((len(blob) + 1) << 35)
             parts += (blob, _PAD[8 * n - len(blob)])
             words += n
         else:
@@ -185,7 +185,7 @@ class TraceEncoder:
         if detail:
             blob = detail.encode()
             n = (len(blob) + 8) >> 3
-            p6 = _text_pointer(6, words, len(blob) + 1)
+            p6 = _LIST_OF_BYTES | ((words + 1) << 2) | ((len(blob) + 1) << 35)
             parts += (blob, _PAD[8 * n - len(blob)])
             words += n
         else:
@@ -193,7 +193,7 @@ class TraceEncoder:
         if implementation:
             blob = implementation.encode()
             n = (len(blob) + 8) >> 3
-            p7 = _text_pointer(7, words, len(blob) + 1)
+            p7 = _LIST_OF_BYTES | ((words + 0) << 2) | ((len(blob) + 1) << 35)
             parts += (blob, _PAD[8 * n - len(blob)])
             words += n
         else:
@@ -206,5 +206,9 @@ class TraceEncoder:
 
 
 def _text_pointer(slot: int, words: int, count: int) -> int:
-    """The list pointer in ``slot`` to ``count`` bytes that start ``words`` words after the pointer section."""
-    return 1 | ((_POINTERS - slot - 1 + words) << 2) | _BYTES | (count << 35)
+    """The list pointer in ``slot`` to ``count`` bytes that start ``words`` words after the pointer section.
+
+    :meth:`TraceEncoder.encode` writes it out inline (``_LIST_OF_BYTES |
+    ((words + 7 - slot) << 2) | (count << 35)``) for speed; this is its definition.
+    """
+    return _LIST_OF_BYTES | ((_POINTERS - slot - 1 + words) << 2) | (count << 35)

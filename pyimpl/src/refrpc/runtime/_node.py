@@ -168,6 +168,13 @@ class Node:
         """Feed stimuli (built on the loop thread, so ids stay ordered) to the core."""
         return self.call(lambda: self.handle(*[make(self.sid()) for make in stimuli_factories]))
 
+    def trace_program(self, op: str, object_id: str = "", task_id: str = "", **detail: Any) -> None:
+        """Record a ``program`` event for an API call the core never sees as one
+        stimulus (``wait``); nothing when not tracing. Any thread."""
+        tracer = self.tracer
+        if tracer is not None:
+            self.call(lambda: tracer.event("program", object_id, task_id, {"op": op, **detail}, self.sid()))
+
     def get_result(self, object_id: str) -> Future[ev.GetResult]:
         """Ask the core for the value of a held ref; the future gets its GetResult."""
         fut: Future[ev.GetResult] = Future()

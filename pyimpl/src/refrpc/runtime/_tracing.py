@@ -194,17 +194,16 @@ class TraceRecorder:
                     detail = self._transition(ins.detail, ins.stimulus_id)
                 else:
                     detail = _detail(ins.detail, ins.stimulus_id)
-                out.append(encode(record_no, record[1], _EVENT, event_name=ins.name, object_id=ins.object_id,
-                                  task_id=ins.task_id, detail=detail))
+                out.append(encode(record_no, record[1], _EVENT, "", 0, 0, b"", ins.name, ins.object_id, ins.task_id,
+                                  detail))
             elif kind is _EVENT:
                 _, ns, name, object_id, task_id, detail, sid = record
-                out.append(encode(record_no, ns, _EVENT, event_name=name, object_id=object_id, task_id=task_id,
-                                  detail=_detail(detail, sid)))
+                out.append(encode(record_no, ns, _EVENT, "", 0, 0, b"", name, object_id, task_id, _detail(detail, sid)))
             else:
                 _, ns, remote, incarnation, seq, frame0, sid = record
                 if type(frame0) is not bytes:
                     frame0 = bytes(memoryview(frame0))
-                out.append(encode(record_no, ns, kind, remote, incarnation, seq, frame0, detail=cause(sid)))
+                out.append(encode(record_no, ns, kind, remote, incarnation, seq, frame0, "", "", "", cause(sid)))
             record_no += 1
         return b"".join(out)
 

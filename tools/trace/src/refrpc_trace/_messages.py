@@ -76,6 +76,12 @@ def descriptors(body: m.Message) -> Iterator[tuple[m.RefDescriptor, str]]:
             yield d, "status"
 
 
+def program_objects(detail: dict[str, object]) -> set[str]:
+    """The objects a ``program`` event's detail names in a list (``wait``'s ``objects``)."""
+    listed = detail.get("objects")
+    return {x for x in listed if isinstance(x, str) and x} if isinstance(listed, list) else set()
+
+
 def object_ids(body: m.Message) -> set[str]:
     """Every object id ``body`` names."""
     ids: set[str] = set()

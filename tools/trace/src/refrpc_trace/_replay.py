@@ -25,7 +25,7 @@ from refrpc.core.tables import ALL_TABLES
 
 from ._findings import Evidence, Finding, Kind
 from ._merge import Item, Status
-from ._messages import arg_object_ids, descriptors
+from ._messages import arg_object_ids, descriptors, program_objects
 from ._source import Run
 from ._state import Grant, Obj, PeerKey, Step, Task
 
@@ -520,9 +520,9 @@ class Replay:
             if d.get("table") == "borrower-object" and o.owner != me:
                 o.recorded_entries.add(me)
                 o.entries[me] = str(d.get("state", "unresolved"))
-        elif name == "program" and (oid or item.rec.task_id):
-            if oid:
-                self.step(self.obj(oid), "program", f"{item.peer} program: {d.get('op', '?')}", ev)
+        elif name == "program":
+            for target in ([oid] if oid else sorted(program_objects(d))):  # a wait names all its refs
+                self.step(self.obj(target), "program", f"{item.peer} program: {d.get('op', '?')}", ev)
 
     def _transition(self, item: Item, me: PeerKey, ev: Evidence) -> None:
         d = item.detail

@@ -19,7 +19,7 @@ from typing import IO, Any, Iterable
 from refrpc.codec import TraceKind
 
 from ._merge import Item, Merger, Status
-from ._messages import object_ids, reply_is_final, reply_key, request_key, task_ids
+from ._messages import object_ids, program_objects, reply_is_final, reply_key, request_key, task_ids
 from ._source import Run
 
 #: Requests remembered while waiting for their replies.
@@ -130,7 +130,7 @@ class ShowFilter:
         key = item.detail.get("key")
         if isinstance(key, str):
             ids.add(key)
-        return ids
+        return ids | program_objects(item.detail)
 
     @staticmethod
     def _tasks(item: Item) -> set[str]:
@@ -140,7 +140,7 @@ class ShowFilter:
         key = item.detail.get("key")
         if isinstance(key, str):
             ids.add(key)
-        return ids
+        return ids | program_objects(item.detail)
 
 
 class Matcher:
