@@ -159,7 +159,7 @@ def test_recorder_writes_what_it_was_given_in_order_once_flushed(tmp_path: Path)
                  "requirement": "LIV-003", "incarnation": str(2**64 - 1)}
     rec.sent(b"frame-out", "w1", 7, 3, "p1:1")
     rec.received(zmq.Frame(b"frame-in"), "w1", 7, 4, "p1:2")
-    rec.event("discarded", "", "", {"reason": "duplicate"}, "p1:2")
+    rec.core_event(ev.TraceEvent("p1:2", "discarded", "", "", {"reason": "duplicate"}))  # as the core reports it
     rec.core_event(ev.TraceEvent("p1:2", "transition", "", "t1", task_move))
     rec.core_event(ev.TraceEvent("p1:3", "transition", "", "", peer_move))
     rec.core_event(ev.TraceEvent("p1:3", "hold", "o1", "", {"counter": "localRefs", "delta": -1, "value": 0}))

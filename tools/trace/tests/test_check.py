@@ -132,6 +132,26 @@ def test_an_object_reclaimed_twice_is_a_double_free_OWN_005(tmp_path: Path) -> N
     assert f.kind == "double-free" and "reclaimed t1.r0 a second time" in f.summary
 
 
+@pytest.mark.parametrize("delivered", [True, False])
+def test_a_copy_kept_after_its_free_arrived_is_a_leak_GC_004(tmp_path: Path, delivered: bool) -> None:
+    # w stores X; its owner reclaims X and sends FreeObjects. If w received it and still
+    # holds the copy at the end, the copy leaks; if w left before it arrived, the copy
+    # went with w's process: no finding.
+    net = Net()
+    d, w = net.peer("driver"), net.peer("worker-1")
+    net.connect(d, w)
+    w.event("copy-stored", "X", size=200_000, primary=False, reason="fetched")
+    d.transition("owner-object", "X", "ready", "put", "ready", "OWN-001")
+    d.transition("owner-object", "X", "ready", "out_of_scope_unneeded", "deleted", "OWN-005")
+    net.msg(d, w, m.FreeObjects(("X",)), deliver=delivered)
+    found = findings_of(net, tmp_path)
+    if delivered:
+        f = only(found, "GC-004")
+        assert f.object_id == "X" and "told it to drop the copy and it never did" in f.summary
+    else:
+        assert [f for f in found if f.requirement == "GC-004"] == [], [f.render() for f in found]
+
+
 def test_a_transition_the_tables_do_not_allow_TRC_008(tmp_path: Path) -> None:
     # the tables of refrpc.core.tables judge every recorded transition
     net = Net()

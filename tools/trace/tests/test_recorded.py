@@ -7,7 +7,9 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import random
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ import pytest
 
 import refrpc
 from refrpc import api
+from refrpc.codec import TraceFormatError, TraceKind, read_trace
+from refrpc.store import list_segments
 from refrpc.testing import wait_until
 
 from refrpc_trace import check, open_run, page_data
@@ -132,3 +136,135 @@ def test_an_owner_that_frees_a_borrowed_object_is_found_OWN_004(tmp_path: Path) 
     frees = [f for f in found if f.requirement == "OWN-004"]
     assert len(frees) == 1 and frees[0].object_id == ids["x"], [f.render() for f in found]
     assert "holds grant" in frees[0].summary
+
+
+# ---------------------------------------------------------------- chaos, recorded
+#: Seeds of the recorded chaos trials; each draws the retry budget, the victim and the moment.
+CHAOS_SEEDS = [int(s) for s in os.environ.get("REFRPC_TRACE_CHAOS_SEEDS", "11,12,13").split(",")]
+
+
+def _chaos_program(rng: random.Random) -> tuple[list[tuple[Any, Any]], Any]:
+    """Blocks and their digests, a worker's nested tasks whose refs the driver borrows
+    and forwards: (ref, expected value) pairs, and the nested list's ref."""
+    retries = rng.choice([0, 1, 2])
+    blocks = [tf.block.options(max_retries=retries).remote(i) for i in range(8)]
+    reads = [(tf.digest.options(max_retries=retries).remote(b), (i % 256, tf.BLOCK)) for i, b in enumerate(blocks)]
+    nested = tf.fan_out.options(max_retries=retries).remote([100, 101, 102], retries)
+    return reads, nested
+
+
+def _read_all(seed: int, reads: list[tuple[Any, Any]], nested: Any) -> list[str]:
+    """Each value the program reads: the right one, or a typed error (never anything
+    else, and never a timeout: the failure is always detected and reported)."""
+    outcomes = []
+    try:
+        inner = refrpc.get(nested, timeout=60)  # refs a worker owns: the driver borrows them
+        # ... and passes them on to tasks elsewhere (register-before-send, BOR-002). The
+        # tasks read them as arguments: a task blocked in get would hold its worker's
+        # only slot, which a retried task may need.
+        reads = [*reads, *((tf.digest.remote(r), (t, tf.BLOCK)) for r, t in zip(inner, (100, 101, 102)))]
+    except refrpc.GetTimeoutError:
+        raise AssertionError(f"seed {seed}: the nested task's result never came") from None
+    except refrpc.RefRPCError as exc:
+        outcomes.append(type(exc).__name__)
+    for ref, expected in reads:
+        try:
+            got = refrpc.get(ref, timeout=60)
+        except refrpc.GetTimeoutError:
+            raise AssertionError(f"seed {seed}: {ref.id} never came") from None
+        except refrpc.RefRPCError as exc:
+            outcomes.append(type(exc).__name__)
+            continue
+        assert _plain(got) == _plain(expected), (seed, got, expected)
+        outcomes.append("right")
+    return outcomes
+
+
+def _plain(v: Any) -> Any:
+    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
+def _settled() -> bool:
+    """Quiescence before the run ends: every stored value of the cluster is freed (no
+    shared-memory segment left), so no free is still in flight when processes leave."""
+    return not list_segments(api._ctx.cluster.namespace)
+
+
+def _declared_dead(victim: str) -> bool:
+    node = api._ctx.node
+    return node.call(lambda: node.core.remotes[victim].state == "dead").result(10)
+
+
+def _assert_discards_name_their_receive(run_dir: Path) -> None:
+    # Registry: every discarded event names (recordNo) the recv record it discards.
+    for path in sorted(run_dir.glob("*.rrtrace")):
+        recvs, discards = set(), []
+        with open(path, "rb") as f:
+            try:
+                for rec in read_trace(f):
+                    if rec.kind is TraceKind.RECV:
+                        recvs.add(rec.record_no)
+                    elif rec.event_name == "discarded":
+                        discards.append(json.loads(rec.detail).get("recordNo"))
+            except TraceFormatError:
+                pass  # a killed process's last record may be cut short (TRC-012)
+        assert all(n in recvs for n in discards), (path.name, [n for n in discards if n not in recvs][:5])
+
+
+@pytest.mark.parametrize("seed", CHAOS_SEEDS)
+def test_a_run_with_a_worker_killed_at_a_random_moment_checks_clean(tmp_path: Path, seed: int, cli) -> None:
+    # kill -9 of a random worker at a random moment while tasks, nested tasks and
+    # borrowed refs are in flight: the program reads right values or typed errors, and
+    # the inspector finds nothing wrong in what the survivors (and the victim, until
+    # it died) recorded; the death is on the record.
+    rng = random.Random(seed)
+
+    def body() -> dict[str, Any]:
+        cluster = api._ctx.cluster
+        victim = rng.choice(sorted(cluster.workers))
+        kill = threading.Timer(rng.uniform(0.02, 0.3), os.kill, (cluster.processes[victim].pid, signal.SIGKILL))
+        reads, nested = _chaos_program(rng)
+        kill.start()
+        try:
+            outcomes = _read_all(seed, reads, nested)
+        finally:
+            kill.join()
+        assert wait_until(lambda: _declared_dead(victim), timeout=30), (seed, victim)
+        del reads, nested
+        assert wait_until(_settled, timeout=30), (seed, list_segments(api._ctx.cluster.namespace))
+        return {"victim": victim, "outcomes": outcomes}
+
+    run = record(tmp_path / "run", 4, body)
+    found, _ = check([tmp_path / "run"])
+    assert found == [], (seed, run, [f.render() for f in found])
+    _assert_discards_name_their_receive(tmp_path / "run")
+    code, out, _ = cli("show", "--type", "peer-declared-dead", "--peer", "driver", tmp_path / "run")
+    assert f"peer={run['victim']} " in out, (seed, out)
+
+
+def test_a_stopped_worker_that_resumes_is_fenced_and_the_run_checks_clean(tmp_path: Path) -> None:
+    # SIGSTOP past the detection timeout: declared dead (LIV-003), its tasks retried;
+    # on SIGCONT what it still sends is discarded as fenced (SES-005) and it exits
+    # (LIV-005). The trace shows each discard against the receive it discards.
+    rng = random.Random(31)
+
+    def body() -> dict[str, Any]:
+        cluster = api._ctx.cluster
+        victim = rng.choice(sorted(cluster.workers))
+        proc = cluster.processes[victim]
+        reads, nested = _chaos_program(rng)
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            assert wait_until(lambda: _declared_dead(victim), timeout=30), victim
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        outcomes = _read_all(31, reads, nested)
+        assert wait_until(lambda: proc.poll() is not None, timeout=30), f"{victim} still runs after SIGCONT"
+        del reads, nested
+        assert wait_until(_settled, timeout=30), list_segments(api._ctx.cluster.namespace)
+        return {"victim": victim, "outcomes": outcomes}
+
+    run = record(tmp_path / "run", 3, body)
+    found, _ = check([tmp_path / "run"])
+    assert found == [], (run, [f.render() for f in found])
+    _assert_discards_name_their_receive(tmp_path / "run")

@@ -54,3 +54,26 @@ def install_fault(name: str) -> str:
     node = refrpc.api._ctx.node
     install(SimpleNamespace(node=node), [name])
     return str(node.peer_id)
+
+
+#: Above the 100 KiB inline threshold: these values are stored where they are made.
+BLOCK = 120_000
+
+
+@refrpc.remote
+def block(tag, size=BLOCK):
+    time.sleep(0.01 * (tag % 3))  # a little work, so that a kill can land mid-run
+    return bytes([tag % 256]) * size
+
+
+@refrpc.remote
+def digest(value):
+    return value[0], len(value)
+
+
+@refrpc.remote
+def fan_out(tags, retries):
+    # Submits tasks from a worker (it owns their results) and returns their refs
+    # unread: the caller borrows them.
+    return [block.options(max_retries=retries).remote(t) for t in tags]
+

@@ -81,7 +81,8 @@ class Peer:
         self.event("hold", oid, counter=counter, delta=delta, value=value)
 
     def declare_dead(self, other: "Peer", source: str = "detected") -> None:
-        self.event("peer-declared-dead", peer=other.name, incarnation=other.inc, reason="test", source=source)
+        # Incarnations in details are decimal text (a UInt64 does not fit a JSON number), as pyimpl writes them.
+        self.event("peer-declared-dead", peer=other.name, incarnation=str(other.inc), reason="test", source=source)
         self.transition("peer", other.name, "alive", "silence", "dead", "LIV-003")
 
     def ref(self, oid: str, fid: str = "") -> m.RefDescriptor:

@@ -258,6 +258,9 @@ class TaskFinished(Stimulus):
     attempt: int
     results: tuple[TaskResult, ...]
     retained: tuple[ObjectId, ...] = ()
+    #: The task's return ids, as the shell ran it (for the shell's own records: the
+    #: core may have dropped the task meanwhile, FATE-003, and still frees what was stored).
+    return_ids: tuple[ObjectId, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -277,7 +277,8 @@ class Executor:
         return None
 
     def _finish(self, ins: ev.RunTask, results: list[ev.TaskResult]) -> None:
-        self.node.handle_soon(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt, tuple(results)))
+        self.node.handle_soon(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt, tuple(results),
+                                                          return_ids=tuple(ins.return_ids)))
 
     def _start_actor(self, ins: ev.StartActor, args: list[Any]) -> None:
         try:

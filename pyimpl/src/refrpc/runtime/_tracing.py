@@ -162,6 +162,9 @@ class TraceRecorder:
 
     def core_event(self, ins: ev.TraceEvent) -> None:
         """The record of an event the core reported (transitions, holds, deaths...)."""
+        if ins.name == "discarded":  # names the recv record it discards, known only now
+            self.event(ins.name, ins.object_id, ins.task_id, ins.detail, ins.stimulus_id)
+            return
         self._add((_CORE, time.monotonic_ns(), ins))
 
     def _cause(self, stimulus_id: str) -> str:
@@ -212,7 +215,7 @@ class TraceRecorder:
         (``program``) and the local store's new copies (``copy-stored``, ``copy-dropped``).
 
         ``exec_index``/``exec_tasks`` are the core's, read to name the returns a
-        finished task stored here.
+        finished task stored here when the stimulus does not name them itself.
         """
         for s in stimuli:
             kind = type(s)
@@ -242,11 +245,12 @@ class TraceRecorder:
             elif kind is ev.CopyLost:
                 self.event("copy-dropped", s.object_id, "", {"reason": "lost"}, sid)
             elif kind is ev.TaskFinished:
-                key = exec_index.get((s.task_id, s.attempt))
-                task = exec_tasks.get(key) if key is not None else None
-                if task is None:
-                    continue
-                for rid, result in zip(task.spec.return_ids, s.results):
+                rids = s.return_ids
+                if not rids:
+                    key = exec_index.get((s.task_id, s.attempt))
+                    task = exec_tasks.get(key) if key is not None else None
+                    rids = task.spec.return_ids if task is not None else ()
+                for rid, result in zip(rids, s.results):
                     if result.stored:
                         self.event("copy-stored", rid, s.task_id,
                                    {"size": result.size, "primary": True, "reason": "task-result"}, sid)

@@ -134,10 +134,10 @@ def _value_leaks(r: Replay, o: Obj) -> None:
     for loc, ev in o.copies.items():
         if loc in dead_ids or loc == owner[0]:
             continue
-        freed = o.freed_at.get(loc)
+        freed = o.free_received.get(loc)  # not o.freed_at: one still in flight when the holder left is no leak
         if freed is not None:
             r.finding("GC-004", Kind.LEAK, f"the copy of {o.object_id} at {loc} leaks: the owner told it to drop "
-                      "the copy and it never did", [ev, freed], o.object_id)
+                      "the copy and it never did", [ev, o.freed_at.get(loc), freed], o.object_id)
 
 
 def _fate_checks(r: Replay, o: Obj) -> None:

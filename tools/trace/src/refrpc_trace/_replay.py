@@ -39,15 +39,16 @@ _RECLAIMED = ("released", "deleted")
 
 
 def _incarnation(value: object) -> int:
-    """An incarnation from a detail field: a number, or a hexadecimal/decimal text."""
+    """An incarnation from a detail field: a number, or its decimal text (the
+    registry's form: a UInt64 does not fit a JSON number), or ``0x``-prefixed hex."""
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        for base in (16, 10):
-            try:
-                return int(value.removeprefix("0x"), base)
-            except ValueError:
-                continue
+        text = value.strip()
+        try:
+            return int(text[2:], 16) if text[:2].lower() == "0x" else int(text, 10)
+        except ValueError:
+            return 0
     return 0
 
 
@@ -391,6 +392,9 @@ class Replay:
                     o.entries.setdefault(me, "unresolved")
         elif isinstance(body, m.TaskReply):
             self._reply_received(item, me, frm, body, ev)
+        elif isinstance(body, m.FreeObjects):
+            for oid in body.object_ids:
+                self.obj(oid, frm).free_received[me[0]] = ev
         elif isinstance(body, m.RegisterBorrower):
             o = self.obj(body.object_id, me)
             o.registering[body.forward_id] = ((body.borrower, body.borrower_incarnation), frm, ev)
@@ -430,10 +434,7 @@ class Replay:
     def _reply_received(self, item: Item, me: PeerKey, frm: PeerKey, body: m.TaskReply, ev: Evidence) -> None:
         task = self.tasks.get(body.task_id)
         if task is not None and task.submitter == me and task.attempt == body.attempt:
-            del self.tasks[body.task_id]
-            for oid in task.args:
-                o = self.obj(oid)
-                o.task_refs.pop((me, body.task_id), None)
+            self._task_over(me, body.task_id)
         for rv in body.returns:
             o = self.obj(rv.object_id, me)
             if rv.kind is m.ReturnKind.ERROR:
@@ -563,6 +564,19 @@ class Replay:
             self._owner_transition(item, me, key, frm, event, to, ev)
         elif table_name == "borrower-object":
             self._borrower_transition(item, me, key, event, to, ev)
+        elif table_name == "owner-task" and (to in ("finished", "failed") or frm == to == "cancelled"):
+            self._task_over(me, key)
+
+    def _task_over(self, me: PeerKey, task_id: str) -> None:
+        """The submitter's task ended without a reply it received (failed: its executor
+        died with no retry left, refused, lineage evicted): its arguments are no longer
+        held for it (OWN-004's submittedTaskRefs)."""
+        task = self.tasks.get(task_id)
+        if task is None or task.submitter != me:
+            return
+        del self.tasks[task_id]
+        for oid in task.args:
+            self.obj(oid).task_refs.pop((me, task_id), None)
 
     def _owner_transition(self, item: Item, me: PeerKey, oid: str, frm: str, event: str, to: str,
                           ev: Evidence) -> None:

@@ -77,6 +77,8 @@ class Obj:
     locations: dict[str, Evidence] = field(default_factory=dict)
     #: FreeObjects the owner sent, per location.
     freed_at: dict[str, Evidence] = field(default_factory=dict)
+    #: Holders that received the FreeObjects (a copy must go only once it is delivered).
+    free_received: dict[str, Evidence] = field(default_factory=dict)
     #: Copies in local stores (copy-stored / copy-dropped events): PeerId -> record.
     copies: dict[str, Evidence] = field(default_factory=dict)
     #: Counter values from hold events, per peer.
