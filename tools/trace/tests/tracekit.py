@@ -169,7 +169,7 @@ def borrowing_run(*, release: bool = True, free_early: bool = False, use_after: 
     w.hold(x, "localRefs", 1, 1)
     w.transition("executor-task", task, "running", "finished_retained", "registering", "BOR-007")
     net.msg(w, d, m.RegisterBorrower(x, w.name, w.inc, w.address, "worker-1.a1.1"))
-    d.event("grant-added", x, borrower=w.name, borrowerIncarnation=w.inc, forwardId="worker-1.a1.1",
+    d.event("grant-added", x, borrower=w.name, borrowerIncarnation=str(w.inc), forwardId="worker-1.a1.1",
             requester=w.name, reason="register")
     net.msg(d, w, m.BorrowerRegistered(x, "worker-1.a1.1"))
     w.transition("executor-task", task, "registering", "registered", "replied", "BOR-007")

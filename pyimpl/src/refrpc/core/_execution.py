@@ -190,7 +190,7 @@ class Execution:
             e.borrowers.setdefault(ex.owner, {})[fid] = self.peer_id  # BOR-004
             self._story(d.object_id, "grant", f"{ex.owner} {fid} (owner forward)")
             if self.trace_events:
-                self._trace("grant-added", d.object_id, borrower=ex.owner, borrowerIncarnation=ex.owner_incarnation,
+                self._trace("grant-added", d.object_id, borrower=ex.owner, borrowerIncarnation=str(ex.owner_incarnation),
                             forwardId=fid, requester=self.peer_id, reason="owner-forward")
             return replace(d, forward_id=fid)
         b = self.borrowed.get(d.object_id)

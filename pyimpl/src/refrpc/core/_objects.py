@@ -305,7 +305,7 @@ class Objects:
         e.borrowers.setdefault(msg.borrower, {})[msg.forward_id] = r.peer  # BOR-003, BOR-012
         self._story(msg.object_id, "grant", f"{msg.borrower} {msg.forward_id} via {r.peer}")
         if self.trace_events:
-            self._trace("grant-added", msg.object_id, borrower=msg.borrower, borrowerIncarnation=msg.borrower_incarnation,
+            self._trace("grant-added", msg.object_id, borrower=msg.borrower, borrowerIncarnation=str(msg.borrower_incarnation),
                         forwardId=msg.forward_id, requester=r.peer, reason="register-borrower")
         self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id))
 

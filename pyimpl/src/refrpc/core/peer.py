@@ -362,7 +362,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 self._story(oid, "borrower-died", dead)
                 if self.trace_events:
                     for fid, requester in lost.items():
-                        self._trace("grant-removed", oid, borrower=dead, borrowerIncarnation=r.incarnation,
+                        self._trace("grant-removed", oid, borrower=dead, borrowerIncarnation=str(r.incarnation),
                                     forwardId=fid, requester=requester, reason="borrower-died")
             for borrower, grants in list(e.borrowers.items()):
                 for fid, requester in grants.items():
