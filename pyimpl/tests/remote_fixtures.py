@@ -190,3 +190,36 @@ def chaos_forward(ref, retries, ms=0):
     # here), without waiting: the caller then borrows it.
     _work(ms)
     return [nest.options(max_retries=retries).remote(refrpc.shared(ref))]
+
+
+@refrpc.remote
+def fib(n):
+    # Tasks that wait for the tasks they submit (refrpc.get inside a task): on one
+    # worker, every one of them is queued behind the task waiting for it.
+    if n < 2:
+        return n
+    return sum(refrpc.get([fib.remote(n - 1), fib.remote(n - 2)], timeout=60))
+
+
+@refrpc.remote
+def first_ready(n):
+    # refrpc.wait inside a task, for tasks queued behind it.
+    refs = [add.remote(i, i) for i in range(n)]
+    ready, _ = refrpc.wait(refs, num_returns=n, timeout=60)
+    return sorted(refrpc.get(ready, timeout=60))
+
+
+@refrpc.remote
+class Ledger:
+    # An actor whose call waits for a task: its next call must neither overlap it
+    # nor overtake it (ACT-003), while other work may run as it waits.
+    def __init__(self):
+        self.log = []
+
+    def record_after_task(self, x):
+        self.log.append(refrpc.get(add.remote(x, 0), timeout=60))
+        return list(self.log)
+
+    def record(self, x):
+        self.log.append(x)
+        return list(self.log)

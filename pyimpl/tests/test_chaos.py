@@ -31,8 +31,9 @@ The local cluster does not restart killed workers, so each cluster of WORKERS
 processes takes KILLS_PER_CLUSTER kills (one per trial) and leaves two alive (a
 worker's nested tasks need another worker); before the next trial the driver must
 have declared the victim dead, so that no trial spends its retries on an earlier
-kill. Tasks that block on tasks they submitted run one at a time: a worker runs one
-task at a time, so two such tasks could wait on each other forever.
+kill. A trial runs one task that waits for tasks it submitted (a waiting task gives
+its worker's turn to the queued work meanwhile; test_runtime.py checks that tasks
+waiting on each other across workers do not deadlock).
 
 A separate trial freezes a worker (SIGSTOP) past the detection timeout instead
 (LIV-003, LIV-005), and others check the fixes the trials led to.
@@ -346,9 +347,8 @@ def chains(t: Trial) -> None:
 
 
 def nested(t: Trial) -> None:
-    # A worker submits tasks and gets their results (one such task at a time: a
-    # worker runs one task at a time, so two could wait on each other), while other
-    # workers' tasks return refs they own, read by the driver and passed to tasks.
+    # A worker submits tasks and gets their results, while other workers' tasks
+    # return refs they own, read by the driver and passed to tasks.
     size, ms = _size(t.rng), _ms(t.rng)
     tags = [t.rng.randrange(256) for _ in range(t.rng.randint(2, 4))]
     outer = rf.chaos_nested_get.options(max_retries=t.retries).remote(tags, size, t.retries, ms)

@@ -267,3 +267,16 @@ def test_everything_is_reclaimed_once_refs_are_dropped(cluster):
     from refrpc.testing import wait_until
 
     assert wait_until(lambda: not list_segments(cluster.cluster.namespace), 20), list_segments(cluster.cluster.namespace)
+
+
+def test_tasks_that_wait_for_tasks_they_submit_never_deadlock(cluster):
+    # fib(n) gets fib(n-1) and fib(n-2), submitted to the other worker, which submits
+    # back to this one: each worker's only turn is held by a task waiting in get. A
+    # waiting task lends its turn, so the tasks queued behind it run meanwhile.
+    assert refrpc.get(rf.fib.remote(10), timeout=60) == 55
+    assert refrpc.get(rf.first_ready.remote(4), timeout=60) == [0, 2, 4, 6]  # refrpc.wait too
+    # An actor's calls still never overlap or overtake: record(2) waits for the call
+    # before it, which waits for a task.
+    ledger = rf.Ledger.remote()
+    first, second = ledger.record_after_task.remote(1), ledger.record.remote(2)
+    assert refrpc.get([first, second], timeout=60) == [[1], [1, 2]]

@@ -370,6 +370,16 @@ def put(obj: Any) -> Ref[Any]:
     return Ref(node, oid, counted=True)
 
 
+def _wait_for(fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
+    """``fut.result(timeout)``; inside a task, the task lends its worker's turn
+    while it waits (queued tasks run meanwhile), so waiting for a task queued
+    behind it on the same worker cannot deadlock."""
+    executor = _ctx.executor
+    if executor is not None and executor.on_thread():
+        return executor.help_until(fut, timeout)
+    return fut.result(timeout)
+
+
 def _value_of(node: Any, ref: Ref[Any], deadline: float | None) -> Any:
     from .runtime._executor import _load
 
@@ -380,7 +390,7 @@ def _value_of(node: Any, ref: Ref[Any], deadline: float | None) -> Any:
     while True:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            res: ev.GetResult = node.get_result(ref.id).result(timeout)
+            res: ev.GetResult = _wait_for(node.get_result(ref.id), timeout)
         except concurrent.futures.TimeoutError:
             raise GetTimeoutError(f"{ref.id} was not ready within the timeout", ErrorCode.UNRECOGNIZED) from None
         if res.error is not None:
@@ -413,6 +423,21 @@ def get(refs: Ref[T] | Sequence[Ref[Any]], *, timeout: float | None = None) -> A
     raise TypeError("get() takes a Ref or a list of Refs")
 
 
+def _first_of(futures: set[concurrent.futures.Future[Any]]) -> concurrent.futures.Future[None]:
+    """A future done when the first of ``futures`` is."""
+    first: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def settle(_: object) -> None:
+        try:
+            first.set_result(None)
+        except concurrent.futures.InvalidStateError:
+            pass  # another one was first
+
+    for f in futures:
+        f.add_done_callback(settle)
+    return first
+
+
 def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | None = None) -> tuple[list[Ref[Any]], list[Ref[Any]]]:
     """Split ``refs`` into (ready, pending) once ``num_returns`` are ready or the timeout passes."""
     node = _node()
@@ -425,9 +450,12 @@ def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | Non
     pending = set(futures)
     while len(done) < num_returns and pending:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        finished, pending = concurrent.futures.wait(pending, timeout=left, return_when=concurrent.futures.FIRST_COMPLETED)
-        if not finished:
+        try:
+            _wait_for(_first_of(pending), left)
+        except concurrent.futures.TimeoutError:
             break
+        finished = {f for f in pending if f.done()}
+        pending -= finished
         done |= {futures[f] for f in finished}
     ready = [refs[i] for i in sorted(done)][: max(num_returns, 0)] if num_returns else []
     ready_ids = {id(r) for r in ready}

@@ -159,9 +159,8 @@ def _read_all(seed: int, reads: list[tuple[Any, Any]], nested: Any) -> list[str]
     outcomes = []
     try:
         inner = refrpc.get(nested, timeout=60)  # refs a worker owns: the driver borrows them
-        # ... and passes them on to tasks elsewhere (register-before-send, BOR-002). The
-        # tasks read them as arguments: a task blocked in get would hold its worker's
-        # only slot, which a retried task may need.
+        # ... and passes them on to tasks elsewhere (register-before-send, BOR-002),
+        # which read them as arguments.
         reads = [*reads, *((tf.digest.remote(r), (t, tf.BLOCK)) for r, t in zip(inner, (100, 101, 102)))]
     except refrpc.GetTimeoutError:
         raise AssertionError(f"seed {seed}: the nested task's result never came") from None

@@ -428,7 +428,7 @@ class Control:
             if ex.state in ("resolving", "running", "registering"):
                 return f"task {ex.spec.task_id} is {ex.state}"
         with executor._lock:
-            if executor._queued or executor._current is not None:
+            if executor._queued or executor.busy():
                 return "the executor is running a task"
         for t in core.tasks.values():
             if t.state == "submitted" or (t.state == "cancelled" and t.holding_args):

@@ -1,13 +1,17 @@
-"""Runs tasks and actors for a node, one at a time, on a thread of its own.
+"""Runs tasks and actors for a node, one at a time, on threads of its own.
 
 The loop thread hands over ``RunTask``/``StartActor``/``StopActor`` instructions;
-this thread resolves the arguments (values, shared-memory copies, refs), calls
+a task thread resolves the arguments (values, shared-memory copies, refs), calls
 the function and hands back a ``TaskFinished``/``ActorReady`` stimulus. The loop
 thread is never blocked by user code, so heartbeats keep flowing.
+
+A task that waits in ``refrpc.get``/``refrpc.wait`` gives its turn to the
+queued work while it waits (see :class:`Executor`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import importlib
 import queue
@@ -26,6 +30,9 @@ from ._node import error_info
 if TYPE_CHECKING:
     from ._node import Node
 
+#: How many tasks of one executor may wait in a get having given their turn back
+#: (each keeps a thread, started when needed); past it, a waiting task keeps its turn.
+MAX_WAITING_TASKS = 1024
 #: Module name under which a worker loads the driver's main script (like multiprocessing).
 MAIN_ALIAS = "__refrpc_main__"
 #: Path of the driver's main script, set by the worker's command line.
@@ -79,7 +86,17 @@ def call_by_value(fn_bytes: Any, *args: Any) -> Any:
 
 
 class Executor:
-    """The task thread of a node.
+    """The task threads of a node.
+
+    One task runs at a time (it holds the executor's turn). A task that waits in
+    ``refrpc.get``/``refrpc.wait`` gives the turn back while it waits, and another
+    thread of the executor (started when none is idle, up to
+    :data:`MAX_WAITING_TASKS`) runs the queued work meanwhile; the waiting task takes
+    the turn again once its value is there. Without that, a task waiting for a task
+    queued behind it on the same worker (a nested task placed here, or one retried
+    here after another worker died) would wait forever. An actor's calls still
+    never overlap: the core hands over an actor's next call only when the previous
+    one has finished (ACT-003).
 
     A ``held`` executor takes no work until :meth:`open`: a worker's peer is
     reachable as soon as its socket is bound, and a task that arrives at once may
@@ -95,18 +112,33 @@ class Executor:
             self._opened.set()
         self.queue: queue.SimpleQueue[ev.Instruction | None] = queue.SimpleQueue()
         self.actors: dict[str, Any] = {}
-        #: Guards the three fields below, which the loop thread's stop_task reads too.
+        #: Held by the thread whose task runs now (see the class doc).
+        self._turn = threading.Lock()
+        #: Guards the fields below, which the loop thread's stop_task reads too.
         self._lock = threading.Lock()
         #: (task id, attempt) of the RunTasks queued here and not started yet.
         self._queued: set[tuple[str, int]] = set()
         #: Those of ``_queued`` stopped before their turn (FATE-003, TASK-008).
         self._stopped: set[tuple[str, int]] = set()
-        #: The task running now, while a stop may still interrupt it.
-        self._current: tuple[str, int] | None = None
-        #: A stop was sent into the running task and may not have landed yet.
-        self._interrupting = False
-        self._thread = threading.Thread(target=self._run, name=f"refrpc-exec-{node.peer_id}", daemon=True)
-        self._thread.start()
+        #: Started tasks -> the thread running them, which a stop interrupts.
+        self._running: dict[tuple[str, int], int] = {}
+        #: Started tasks a stop was sent into, not landed yet (at most one per task).
+        self._interrupting: set[tuple[str, int]] = set()
+        #: Started tasks waiting in a get -> what wakes them (their value, or a stop).
+        self._waiting: dict[tuple[str, int], threading.Event] = {}
+        self._threads: list[threading.Thread] = []
+        #: Threads waiting for work: a task that starts waiting needs one.
+        self._idle = 0
+        #: The task each thread runs now, if any.
+        self._local = threading.local()
+        self._spawn()
+
+    def _spawn(self) -> None:
+        """Start one more task thread (the caller holds ``_lock``, or none runs yet)."""
+        t = threading.Thread(target=self._run, name=f"refrpc-exec-{self.node.peer_id}-{len(self._threads)}", daemon=True)
+        self._threads.append(t)
+        self._idle += 1
+        t.start()
 
     def submit(self, ins: ev.Instruction) -> None:
         if isinstance(ins, ev.RunTask):
@@ -118,17 +150,60 @@ class Executor:
         """Stop a task (its owner died, FATE-003; it was cancelled, TASK-008; its actor
         was killed, ACT-006): one still queued never starts; a running one gets
         :class:`TaskStopped` raised in it, which Python delivers between two bytecodes
-        (a long call into C, such as one ``time.sleep``, ends first). Either way the
-        executor reports it finished with TASK_CANCELLED, which the core drops if
-        nobody waits for it any more (FATE-008). Called on the loop thread."""
+        (a long call into C, such as one ``time.sleep``, ends first; a wait in
+        ``refrpc.get`` ends at once). Either way the executor reports it finished with
+        TASK_CANCELLED, which the core drops if nobody waits for it any more
+        (FATE-008). Called on the loop thread."""
         key = (task_id, attempt)
         with self._lock:
-            if self._current == key:
-                self._current = None  # at most one interruption per task
-                self._interrupting = True
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread.ident), ctypes.py_object(TaskStopped))
+            thread = self._running.get(key)
+            if thread is not None and key not in self._interrupting:
+                self._interrupting.add(key)
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(TaskStopped))
+                waker = self._waiting.get(key)
+                if waker is not None:
+                    waker.set()
             elif key in self._queued:
                 self._stopped.add(key)
+
+    def busy(self) -> bool:
+        """Whether a task runs (or waits in a get) on this executor now."""
+        return bool(self._running)
+
+    def on_thread(self) -> bool:
+        """Whether the caller is a task of this executor."""
+        return getattr(self._local, "key", None) is not None
+
+    def help_until(self, fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
+        """``fut.result(timeout)`` for the task on this thread, which gives the turn
+        back while it waits (class doc).
+
+        Raises:
+            TimeoutError: ``fut`` was not done in time.
+            TaskStopped: The task was stopped meanwhile.
+        """
+        key = self._local.key
+        if fut.done():
+            return fut.result()
+        woken = threading.Event()
+        fut.add_done_callback(lambda _: woken.set())
+        with self._lock:
+            if len(self._waiting) >= MAX_WAITING_TASKS:
+                waker = None  # too many wait already: this one keeps its turn
+            else:
+                waker = self._waiting[key] = woken
+                if self._idle == 0:
+                    self._spawn()  # someone must take the queued work meanwhile
+        if waker is None:
+            return fut.result(timeout)
+        self._turn.release()
+        try:
+            woken.wait(timeout)
+        finally:
+            with self._lock:
+                self._waiting.pop(key, None)
+            self._turn.acquire()  # a stop that landed meanwhile is raised after this
+        return fut.result(0)
 
     def open(self) -> None:
         """Start taking work (see ``held``)."""
@@ -144,23 +219,39 @@ class Executor:
         self._opened.wait()
         while True:
             ins = self.queue.get()
+            with self._lock:
+                self._idle -= 1
             if ins is None:
+                self.queue.put(None)  # every thread of this executor stops
                 return
-            if isinstance(ins, ev.StopActor):
-                self.actors.pop(ins.actor_id, None)
-                continue
-            if isinstance(ins, ev.RunTask) and not self._begin(ins):
+            with self._turn:
+                self._execute(ins, _make_ref)
+            with self._lock:
+                self._idle += 1
+
+    def _execute(self, ins: ev.Instruction, make_ref: Any) -> None:
+        """Carry out one instruction, holding the turn."""
+        if isinstance(ins, ev.StopActor):
+            self.actors.pop(ins.actor_id, None)
+            return
+        key = None
+        if isinstance(ins, ev.RunTask):
+            if not self._begin(ins):
                 self._finish(ins, _stopped_results(ins))  # stopped before its turn
-                continue
+                return
+            key = (ins.task_id, ins.attempt)
+        self._local.key = key
+        try:
             try:
-                try:
-                    self._work(ins, _make_ref)
-                finally:
-                    self._end()
-            except TaskStopped:
-                self._end()  # in case the stop landed in the first _end
-                self._finish(ins, _stopped_results(ins))  # type: ignore[arg-type]
-            self._unmap(ins)
+                self._work(ins, make_ref)
+            finally:
+                self._end(key)
+        except TaskStopped:
+            self._end(key)  # in case the stop landed in the first _end
+            self._finish(ins, _stopped_results(ins))  # type: ignore[arg-type]
+        finally:
+            self._local.key = None
+        self._unmap(ins)
 
     def _work(self, ins: ev.Instruction, make_ref: Any) -> None:
         try:
@@ -175,23 +266,26 @@ class Executor:
         # kept alive here would keep its value alive (and leak it when idle).
 
     def _begin(self, ins: ev.RunTask) -> bool:
-        """Mark ``ins`` running, unless it was stopped while queued."""
+        """Mark ``ins`` running on this thread, unless it was stopped while queued."""
         key = (ins.task_id, ins.attempt)
         with self._lock:
             self._queued.discard(key)
             if key in self._stopped:
                 self._stopped.discard(key)
                 return False
-            self._current = key
+            self._running[key] = threading.get_ident()
         return True
 
-    def _end(self) -> None:
-        """The running task is over: no stop may reach it, or the next one, any more."""
+    def _end(self, key: tuple[str, int] | None) -> None:
+        """The task ``key`` is over: no stop may reach it, or this thread's next one, any more."""
+        if key is None:
+            return
         with self._lock:
-            self._current = None
-            if self._interrupting:
-                self._interrupting = False
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._thread.ident), None)
+            thread = self._running.pop(key, None)
+            if key in self._interrupting:
+                self._interrupting.discard(key)
+                if thread is not None:  # cancel the stop if it has not landed yet
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
 
     def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction, make_ref: Any) -> list[Any]:
         args: list[Any] = []
