@@ -152,6 +152,31 @@ def own_some(path: str, n: int) -> list[Any]:
 
 
 @refrpc.remote
+def waiter(path: str) -> str:
+    """Waits in refrpc.get for a 60 s ticker it submitted (owned here)."""
+    t = ticker.remote(path, "waited-on", 60_000)
+    _log(path, f"run {_here()} waiter")
+    refrpc.get(t, timeout=120)
+    _log(path, f"resumed {_here()} waiter")
+    return "done"
+
+
+@refrpc.remote
+def own_waiter(path: str) -> list[Any]:
+    """Runs on W, which owns the waiter it submits elsewhere."""
+    return [waiter.options(max_retries=0).remote(path)]
+
+
+@refrpc.remote
+def running_here() -> list[str]:
+    """The tasks this worker's executor runs now, besides this one (running or waiting in a get)."""
+    executor = refrpc.api._ctx.executor
+    me = executor._local.key
+    with executor._lock:
+        return sorted(task for task, attempt in executor._running if (task, attempt) != me)
+
+
+@refrpc.remote
 def copy_of(path: str, tag: str, data: bytes) -> bytes:
     _log(path, f"run {_here()} {tag}")
     return bytes(data)
@@ -515,6 +540,22 @@ def _owner_of_some(c: Cluster, log: str, owner: str) -> list[refrpc.Ref[Any]]:
     assert owner not in (stored_on, orphan_on)
     assert len(list_segments(c.namespace)) == 2  # the stored result and the put
     return refs
+
+
+def test_an_orphaned_task_waiting_in_get_stops_at_once(start: Any, log: str) -> None:
+    """FATE-003: W's task on X waits in refrpc.get (for a 60 s task of its own); W is
+    killed; X stops the waiting task at once (a stop wakes a task waiting in a get),
+    and it never resumes."""
+    c = start(3)
+    (w,) = refrpc.get(c.on("w1", own_waiter, log, max_retries=0), timeout=30)
+    assert wait_until(lambda: _runs(log, "waiter") and _runs(log, "waited-on"), 20)
+    waiter_on = _runs(log, "waiter")[0]
+    task = w.id.rsplit(".", 1)[0]  # a return id is "{task id}.r{index}"
+    assert task in refrpc.api._call_on(waiter_on, running_here._name)
+    c.signal("w1")
+    assert wait_until(lambda: task not in refrpc.api._call_on(waiter_on, running_here._name), 10)
+    assert not [line for line in Path(log).read_text().splitlines() if line.startswith("resumed")]
+    del w
 
 
 def test_the_objects_of_a_dead_owner_fail_everywhere_and_its_work_stops(start: Any, log: str) -> None:

@@ -126,6 +126,8 @@ class Executor:
         self._interrupting: set[tuple[str, int]] = set()
         #: Started tasks waiting in a get -> what wakes them (their value, or a stop).
         self._waiting: dict[tuple[str, int], threading.Event] = {}
+        #: Waiting tasks a stop reached: they stop once they hold the turn again.
+        self._stop_on_wake: set[tuple[str, int]] = set()
         self._threads: list[threading.Thread] = []
         #: Threads waiting for work: a task that starts waiting needs one.
         self._idle = 0
@@ -157,12 +159,16 @@ class Executor:
         key = (task_id, attempt)
         with self._lock:
             thread = self._running.get(key)
-            if thread is not None and key not in self._interrupting:
+            waker = self._waiting.get(key)
+            if waker is not None:
+                # Waiting in a get, without the turn: it is woken and stops itself once
+                # it holds the turn again (an exception sent into it could land
+                # between giving the turn back and taking it again).
+                self._stop_on_wake.add(key)
+                waker.set()
+            elif thread is not None and key not in self._interrupting:
                 self._interrupting.add(key)
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(TaskStopped))
-                waker = self._waiting.get(key)
-                if waker is not None:
-                    waker.set()
             elif key in self._queued:
                 self._stopped.add(key)
 
@@ -188,6 +194,12 @@ class Executor:
         woken = threading.Event()
         fut.add_done_callback(lambda _: woken.set())
         with self._lock:
+            if key in self._interrupting:
+                # A stop was sent into this task and has not landed yet: take it now,
+                # while the task still holds the turn.
+                self._interrupting.discard(key)
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
+                raise TaskStopped()
             if len(self._waiting) >= MAX_WAITING_TASKS:
                 waker = None  # too many wait already: this one keeps its turn
             else:
@@ -200,9 +212,15 @@ class Executor:
         try:
             woken.wait(timeout)
         finally:
+            # While the task is in _waiting, stop_task sends nothing into it (it sets
+            # _stop_on_wake): nothing can land before the turn is held again.
+            self._turn.acquire()
             with self._lock:
                 self._waiting.pop(key, None)
-            self._turn.acquire()  # a stop that landed meanwhile is raised after this
+                stopped = key in self._stop_on_wake
+                self._stop_on_wake.discard(key)
+        if stopped:
+            raise TaskStopped()
         return fut.result(0)
 
     def open(self) -> None:
