@@ -160,8 +160,10 @@ def _read_all(seed: int, reads: list[tuple[Any, Any]], nested: Any) -> list[str]
     try:
         inner = refrpc.get(nested, timeout=60)  # refs a worker owns: the driver borrows them
         # ... and passes them on to tasks elsewhere (register-before-send, BOR-002),
-        # which read them as arguments.
-        reads = [*reads, *((tf.digest.remote(r), (t, tf.BLOCK)) for r, t in zip(inner, (100, 101, 102)))]
+        # which read them as arguments, and to one that gets them itself.
+        tags = (100, 101, 102)
+        reads = [*reads, *((tf.digest.remote(r), (t, tf.BLOCK)) for r, t in zip(inner, tags)),
+                 (tf.digest_all.remote(inner), [(t, tf.BLOCK) for t in tags])]
     except refrpc.GetTimeoutError:
         raise AssertionError(f"seed {seed}: the nested task's result never came") from None
     except refrpc.RefRPCError as exc:

@@ -77,3 +77,10 @@ def fan_out(tags, retries):
     # unread: the caller borrows them.
     return [block.options(max_retries=retries).remote(t) for t in tags]
 
+
+
+@refrpc.remote
+def digest_all(refs):
+    # Waits in refrpc.get for values whose tasks may be queued (or retried after a
+    # death) on this very worker: it gives its turn back meanwhile.
+    return [(v[0], len(v)) for v in refrpc.get(refs, timeout=60)]
