@@ -223,3 +223,8 @@ class Ledger:
     def record(self, x):
         self.log.append(x)
         return list(self.log)
+
+
+def executor_threads() -> int:
+    """How many task threads this process's executor has (run with refrpc.api._call_on)."""
+    return len(refrpc.api._ctx.executor._threads)

@@ -274,6 +274,15 @@ def test_tasks_that_wait_for_tasks_they_submit_never_deadlock(cluster):
     # back to this one: each worker's only turn is held by a task waiting in get. A
     # waiting task lends its turn, so the tasks queued behind it run meanwhile.
     assert refrpc.get(rf.fib.remote(10), timeout=60) == 55
+    # The threads started for waiting tasks end once idle: a worker keeps a few.
+    from refrpc.runtime._executor import IDLE_THREADS_KEPT
+    from refrpc.testing import wait_until
+
+    for worker in cluster.cluster.workers:
+        def few(w=worker) -> bool:
+            return refrpc.api._call_on(w, "remote_fixtures:executor_threads") <= IDLE_THREADS_KEPT + 1
+
+        assert wait_until(few, 20), (worker, refrpc.api._call_on(worker, "remote_fixtures:executor_threads"))
     assert refrpc.get(rf.first_ready.remote(4), timeout=60) == [0, 2, 4, 6]  # refrpc.wait too
     # An actor's calls still never overlap or overtake: record(2) waits for the call
     # before it, which waits for a task.

@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 #: How many tasks of one executor may wait in a get having given their turn back
 #: (each keeps a thread, started when needed); past it, a waiting task keeps its turn.
 MAX_WAITING_TASKS = 1024
+#: Idle task threads an executor keeps: a thread ends when it finishes a task and
+#: this many wait for work already, or when it has waited IDLE_THREAD_S seconds and
+#: more than this many wait.
+IDLE_THREADS_KEPT = 2
+IDLE_THREAD_S = 2.0
 #: Module name under which a worker loads the driver's main script (like multiprocessing).
 MAIN_ALIAS = "__refrpc_main__"
 #: Path of the driver's main script, set by the worker's command line.
@@ -129,6 +134,7 @@ class Executor:
         #: Waiting tasks a stop reached: they stop once they hold the turn again.
         self._stop_on_wake: set[tuple[str, int]] = set()
         self._threads: list[threading.Thread] = []
+        self._spawned = 0
         #: Threads waiting for work: a task that starts waiting needs one.
         self._idle = 0
         #: The task each thread runs now, if any.
@@ -137,7 +143,8 @@ class Executor:
 
     def _spawn(self) -> None:
         """Start one more task thread (the caller holds ``_lock``, or none runs yet)."""
-        t = threading.Thread(target=self._run, name=f"refrpc-exec-{self.node.peer_id}-{len(self._threads)}", daemon=True)
+        self._spawned += 1
+        t = threading.Thread(target=self._run, name=f"refrpc-exec-{self.node.peer_id}-{self._spawned}", daemon=True)
         self._threads.append(t)
         self._idle += 1
         t.start()
@@ -236,7 +243,15 @@ class Executor:
 
         self._opened.wait()
         while True:
-            ins = self.queue.get()
+            try:
+                ins = self.queue.get(timeout=IDLE_THREAD_S)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > IDLE_THREADS_KEPT:  # started for tasks that waited, done now
+                        self._idle -= 1
+                        self._threads.remove(threading.current_thread())
+                        return
+                continue
             with self._lock:
                 self._idle -= 1
             if ins is None:
@@ -245,6 +260,9 @@ class Executor:
             with self._turn:
                 self._execute(ins, _make_ref)
             with self._lock:
+                if self._idle >= IDLE_THREADS_KEPT:  # enough wait for work already
+                    self._threads.remove(threading.current_thread())
+                    return
                 self._idle += 1
 
     def _execute(self, ins: ev.Instruction, make_ref: Any) -> None:
