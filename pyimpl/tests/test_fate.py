@@ -177,6 +177,18 @@ def running_here() -> list[str]:
 
 
 @refrpc.remote
+def note(path: str, i: int) -> int:
+    _log(path, f"order {_here()} {i}")
+    return i
+
+
+@refrpc.remote
+def nested_wait(n: int) -> int:
+    """Waits in get for tasks it submits: its worker starts threads for it."""
+    return sum(refrpc.get([length.remote(b"x" * i) for i in range(n)], timeout=60))
+
+
+@refrpc.remote
 def copy_of(path: str, tag: str, data: bytes) -> bytes:
     _log(path, f"run {_here()} {tag}")
     return bytes(data)
@@ -556,6 +568,18 @@ def test_an_orphaned_task_waiting_in_get_stops_at_once(start: Any, log: str) -> 
     assert wait_until(lambda: task not in refrpc.api._call_on(waiter_on, running_here._name), 10)
     assert not [line for line in Path(log).read_text().splitlines() if line.startswith("resumed")]
     del w
+
+
+def test_a_worker_runs_its_queued_tasks_in_order_after_tasks_waited(start: Any, log: str) -> None:
+    """Tasks given to one worker start in the order they came, also once waiting tasks
+    made its executor start more threads (only the thread holding the turn takes work)."""
+    c = start(2)
+    waits = [c.on("w1", nested_wait, 5) for _ in range(4)]
+    assert refrpc.get(waits, timeout=60) == [10] * 4
+    refs = [c.on("w1", note, log, i) for i in range(30)]
+    assert refrpc.get(refs, timeout=60) == list(range(30))
+    order = [int(line.split()[2]) for line in Path(log).read_text().splitlines() if line.startswith("order ")]
+    assert order == list(range(30))
 
 
 def test_the_objects_of_a_dead_owner_fail_everywhere_and_its_work_stops(start: Any, log: str) -> None:

@@ -191,6 +191,15 @@ def _settled() -> bool:
     return not list_segments(api._ctx.cluster.namespace)
 
 
+def _flush_survivors(victim: str) -> None:
+    """Each surviving worker writes what it recorded up to now: the settled state is on
+    disk even if a loaded machine's shutdown has to kill a worker (it would lose up to
+    its last 100 ms of records, TRC-012)."""
+    for worker in api._ctx.cluster.workers:
+        if worker != victim:
+            assert api._call_on(worker, "refrpc.runtime._tracing:flush_recording")
+
+
 def _declared_dead(victim: str) -> bool:
     node = api._ctx.node
     return node.call(lambda: node.core.remotes[victim].state == "dead").result(10)
@@ -233,6 +242,7 @@ def test_a_run_with_a_worker_killed_at_a_random_moment_checks_clean(tmp_path: Pa
         assert wait_until(lambda: _declared_dead(victim), timeout=30), (seed, victim)
         del reads, nested
         assert wait_until(_settled, timeout=30), (seed, list_segments(api._ctx.cluster.namespace))
+        _flush_survivors(victim)
         return {"victim": victim, "outcomes": outcomes}
 
     run = record(tmp_path / "run", 4, body)
@@ -263,6 +273,7 @@ def test_a_stopped_worker_that_resumes_is_fenced_and_the_run_checks_clean(tmp_pa
         assert wait_until(lambda: proc.poll() is not None, timeout=30), f"{victim} still runs after SIGCONT"
         del reads, nested
         assert wait_until(_settled, timeout=30), list_segments(api._ctx.cluster.namespace)
+        _flush_survivors(victim)
         return {"victim": victim, "outcomes": outcomes}
 
     run = record(tmp_path / "run", 3, body)

@@ -38,6 +38,8 @@ MAX_WAITING_TASKS = 1024
 #: more than this many wait.
 IDLE_THREADS_KEPT = 2
 IDLE_THREAD_S = 2.0
+#: Put in the queue so that a thread holding the turn while it waits for work lets go.
+_WAKE = object()
 #: Module name under which a worker loads the driver's main script (like multiprocessing).
 MAIN_ALIAS = "__refrpc_main__"
 #: Path of the driver's main script, set by the worker's command line.
@@ -93,11 +95,12 @@ def call_by_value(fn_bytes: Any, *args: Any) -> Any:
 class Executor:
     """The task threads of a node.
 
-    One task runs at a time (it holds the executor's turn). A task that waits in
-    ``refrpc.get``/``refrpc.wait`` gives the turn back while it waits, and another
-    thread of the executor (started when none is idle, up to
-    :data:`MAX_WAITING_TASKS`) runs the queued work meanwhile; the waiting task takes
-    the turn again once its value is there. Without that, a task waiting for a task
+    One task runs at a time (it holds the executor's turn), and only the thread
+    holding the turn takes work from the queue, so tasks start in the order they
+    came. A task that waits in ``refrpc.get``/``refrpc.wait`` gives the turn back
+    while it waits, and another thread of the executor (started when none is idle,
+    up to :data:`MAX_WAITING_TASKS`) runs the queued work meanwhile; the waiting
+    task takes the turn again once its value is there, before any queued work. Without that, a task waiting for a task
     queued behind it on the same worker (a nested task placed here, or one retried
     here after another worker died) would wait forever. An actor's calls still
     never overlap: the core hands over an actor's next call only when the previous
@@ -117,8 +120,11 @@ class Executor:
             self._opened.set()
         self.queue: queue.SimpleQueue[ev.Instruction | None] = queue.SimpleQueue()
         self.actors: dict[str, Any] = {}
-        #: Held by the thread whose task runs now (see the class doc).
+        #: Held by the thread whose task runs now, or that waits for work (class doc).
         self._turn = threading.Lock()
+        #: Tasks whose get is over, waiting to take the turn back (they go first).
+        self._resuming = 0
+        self._resume_cv = threading.Condition()
         #: Guards the fields below, which the loop thread's stop_task reads too.
         self._lock = threading.Lock()
         #: (task id, attempt) of the RunTasks queued here and not started yet.
@@ -221,7 +227,13 @@ class Executor:
         finally:
             # While the task is in _waiting, stop_task sends nothing into it (it sets
             # _stop_on_wake): nothing can land before the turn is held again.
-            self._turn.acquire()
+            with self._resume_cv:
+                self._resuming += 1
+            self.queue.put(_WAKE)  # a thread holding the turn while it waits for work lets go
+            self._take_turn(resuming=True)
+            with self._resume_cv:
+                self._resuming -= 1
+                self._resume_cv.notify_all()
             with self._lock:
                 self._waiting.pop(key, None)
                 stopped = key in self._stop_on_wake
@@ -243,27 +255,52 @@ class Executor:
 
         self._opened.wait()
         while True:
+            # Only the thread holding the turn takes work from the queue, so work
+            # runs in the order it came; a task resuming from a get goes first.
+            self._take_turn(resuming=False)
             try:
                 ins = self.queue.get(timeout=IDLE_THREAD_S)
             except queue.Empty:
+                self._turn.release()
                 with self._lock:
                     if self._idle > IDLE_THREADS_KEPT:  # started for tasks that waited, done now
                         self._idle -= 1
                         self._threads.remove(threading.current_thread())
                         return
                 continue
-            with self._lock:
-                self._idle -= 1
+            if ins is _WAKE:  # a task wants the turn back
+                self._turn.release()
+                continue
             if ins is None:
+                self._turn.release()
                 self.queue.put(None)  # every thread of this executor stops
                 return
-            with self._turn:
+            with self._lock:
+                self._idle -= 1
+            try:
                 self._execute(ins, _make_ref)
+            finally:
+                self._turn.release()
             with self._lock:
                 if self._idle >= IDLE_THREADS_KEPT:  # enough wait for work already
                     self._threads.remove(threading.current_thread())
                     return
                 self._idle += 1
+
+    def _take_turn(self, *, resuming: bool) -> None:
+        """Take the turn; a thread looking for work leaves it to resuming tasks first."""
+        while True:
+            if not resuming:
+                with self._resume_cv:
+                    while self._resuming:
+                        self._resume_cv.wait()
+            self._turn.acquire()
+            if resuming:
+                return
+            with self._resume_cv:
+                if not self._resuming:
+                    return
+            self._turn.release()  # a task resumes: it goes first
 
     def _execute(self, ins: ev.Instruction, make_ref: Any) -> None:
         """Carry out one instruction, holding the turn."""

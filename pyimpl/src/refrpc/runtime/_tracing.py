@@ -304,3 +304,18 @@ def recording_path() -> str:
     node = api._ctx.node
     tracer = getattr(node, "tracer", None)
     return tracer.path if tracer is not None else ""
+
+
+def flush_recording() -> str:
+    """Write this process's waiting trace records to its file now; returns the file
+    (``""`` if it records none). For tools and tests, through
+    ``refrpc.api._call_on(peer, "refrpc.runtime._tracing:flush_recording")``: what a
+    peer recorded up to that call is on disk, however the process ends later."""
+    from .. import api
+
+    node = api._ctx.node
+    tracer = getattr(node, "tracer", None)
+    if tracer is None:
+        return ""
+    node.call(tracer.flush).result(10)
+    return tracer.path
