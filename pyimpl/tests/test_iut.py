@@ -27,6 +27,7 @@ import pytest
 import zmq
 
 from refrpc import codec
+from refrpc.testing import wait_until
 from refrpc.core.messages import (
     Arg,
     ArgKind,
@@ -348,6 +349,8 @@ def test_make_bytes_inline_and_stored_and_sum_bytes_fetches(pair: tuple[Iut, Iut
     assert a.get(empty) == {"value": data(b"")}
     assert a.get(small) == {"value": data(pattern(1000))}
     assert a.entry(small)["locations"] == []  # inline at the owner
+    # big ran after small (in order), maybe not yet done: wait for its reply, not its value
+    assert wait_until(lambda: a.entry(big)["locations"], 30), a.entry(big)
     assert a.entry(big)["locations"] == [b.name]  # stored at the executor
     assert base64.b64decode(a.get(big)["value"]["data"]) == pattern(300_000)
     assert a.entry(big)["locations"] == [b.name, a.name]  # the fetched copy is a location (LOC-002)
