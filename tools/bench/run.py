@@ -685,6 +685,15 @@ def print_table(benches: list[Bench], results: dict[str, dict[str, Any]], floor:
             print(f"    {cut(row['error'], 110)}")
 
 
+def _printed_error(label: str, row: dict[str, Any]) -> bool:
+    """Print a row that failed (its label and error) and say so; rows that ran print nothing here."""
+    if not row.get("error"):
+        return False
+    print(f"{cut(label, 52):<52} {'ERROR':>14}")
+    print(f"    {cut(row['error'], 110)}")
+    return True
+
+
 def print_recovery(benches: list[recovery.Recovery], results: dict[str, dict[str, Any]], reps: int) -> None:
     if not benches:
         return
@@ -692,9 +701,7 @@ def print_recovery(benches: list[recovery.Recovery], results: dict[str, dict[str
     print(f"{'benchmark':<52} {'no failure':>14} {'one killed':>22} {'recovery':>10}  killed")
     for b in benches:
         row = results.get(b.name, {"error": "not run"})
-        if row.get("error"):
-            print(f"{cut(b.label, 52):<52} {'ERROR':>14}")
-            print(f"    {cut(row['error'], 110)}")
+        if _printed_error(b.label, row):
             continue
         killed = ", ".join(sorted({r["killed"] for r in row["runs"]}))
         figure = fmt(row["one_killed_ms"], "ms") + (f" ({row['note']})" if row.get("note") else "")
@@ -709,9 +716,7 @@ def print_tracing(rows: list[tracing.Traced], results: dict[str, dict[str, Any]]
     print(f"{'benchmark':<52} {'off':>14} {'on':>14} {'overhead':>9}  trace written")
     for t in rows:
         row = results.get(t.name, {"error": "not run"})
-        if row.get("error"):
-            print(f"{cut(t.label, 52):<52} {'ERROR':>14}")
-            print(f"    {cut(row['error'], 110)}")
+        if _printed_error(t.label, row):
             continue
         written = f"{row['trace_bytes'] / 1e6:.1f} MB in {row['trace_files']} files"
         print(f"{cut(t.label, 52):<52} {fmt(row['off'], t.unit):>14} {fmt(row['on'], t.unit):>14} "

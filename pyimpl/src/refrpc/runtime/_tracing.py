@@ -58,19 +58,21 @@ def _detail(detail: dict[str, Any], stimulus_id: str) -> str:
     """``detail`` plus ``cause`` as a JSON object (TRC-009), without json.dumps's
     per-call cost: keys are this module's and the core's names, values mostly text
     and integers."""
-    parts = []
-    for key, value in detail.items():
-        kind = type(value)
-        if kind is str:
-            parts.append(f'"{key}":{_STR(value)}')
-        elif kind is int:
-            parts.append(f'"{key}":{value}')
-        elif kind is list and all(type(v) is str for v in value):
-            parts.append(f'"{key}":[{",".join(map(_STR, value))}]')
-        else:
-            parts.append(f'"{key}":{_JSON.encode(value)}')
+    parts = [f'"{key}":{_json(value)}' for key, value in detail.items()]
     parts.append(f'"cause":{_STR(stimulus_id)}')
     return "{" + ",".join(parts) + "}"
+
+
+def _json(value: Any) -> str:
+    """One JSON value, the common kinds (text, integers, lists of text) without the encoder."""
+    kind = type(value)
+    if kind is str:
+        return _STR(value)
+    if kind is int:
+        return str(value)
+    if kind is list and all(type(v) is str for v in value):
+        return f'[{",".join(map(_STR, value))}]'
+    return _JSON.encode(value)
 
 
 def trace_dir_from(given: str | os.PathLike[str] | None) -> str:
@@ -120,9 +122,6 @@ class TraceRecorder:
         #: Why recording stopped early (a write failed), or "".
         self.error = ""
         self.closed = False
-        # A stimulus id is "{peer}:{n}": a peer id that needs no JSON escaping lets
-        # ``cause`` be formatted without json.dumps.
-        self._plain_ids = json.dumps(peer) == f'"{peer}"'
         #: The fixed part of a transition's detail, per (table, from, event).
         self._transitions: dict[tuple[str, str, str], str] = {}
         header = self._encoder.encode(0, time.monotonic_ns(), _HEADER, protocol_major=PROTOCOL_MAJOR,
@@ -167,11 +166,6 @@ class TraceRecorder:
             return
         self._add((_CORE, time.monotonic_ns(), ins))
 
-    def _cause(self, stimulus_id: str) -> str:
-        if self._plain_ids:
-            return f'{{"cause":"{stimulus_id}"}}'
-        return json.dumps({"cause": stimulus_id})
-
     def _transition(self, d: dict[str, Any], stimulus_id: str) -> str:
         """A transition's detail: the most frequent event, all but the key, the
         attempt and the cause repeat."""
@@ -180,14 +174,12 @@ class TraceRecorder:
         if fixed is None:
             fixed = self._transitions[row] = ",".join(
                 f'"{k}":{_STR(d[k])}' for k in ("table", "from", "event", "to", "requirement"))
-        rest = "".join(f',"{k}":{_STR(v) if type(v) is str else _JSON.encode(v)}'
-                       for k, v in d.items() if k not in _TRANSITION_FIXED)
+        rest = "".join(f',"{k}":{_json(v)}' for k, v in d.items() if k not in _TRANSITION_FIXED)
         return f'{{{fixed}{rest},"cause":{_STR(stimulus_id)}}}'
 
     def _encode(self, pending: list[tuple[Any, ...]], record_no: int) -> bytes:
         """The records of ``pending``, numbered from ``record_no``, as bytes of the file."""
         encode = self._encoder.encode
-        cause = self._cause
         out = []
         for record in pending:
             kind = record[0]
@@ -206,7 +198,7 @@ class TraceRecorder:
                 _, ns, remote, incarnation, seq, frame0, sid = record
                 if type(frame0) is not bytes:
                     frame0 = bytes(memoryview(frame0))
-                out.append(encode(record_no, ns, kind, remote, incarnation, seq, frame0, "", "", "", cause(sid)))
+                out.append(encode(record_no, ns, kind, remote, incarnation, seq, frame0, "", "", "", f'{{"cause":{_STR(sid)}}}'))
             record_no += 1
         return b"".join(out)
 
@@ -293,16 +285,21 @@ class TraceRecorder:
             self.closed = True
 
 
+def _recorder() -> tuple[Any, TraceRecorder | None]:
+    """This process's node and its recorder (None when it records nothing)."""
+    from .. import api
+
+    node = api._ctx.node
+    return node, getattr(node, "tracer", None)
+
+
 def recording_path() -> str:
     """The trace file this process's node records into, or ``""`` if it records none.
 
     For tools and tests: ``refrpc.api._call_on(peer, "refrpc.runtime._tracing:recording_path")``
     asks any peer where its trace is.
     """
-    from .. import api
-
-    node = api._ctx.node
-    tracer = getattr(node, "tracer", None)
+    _, tracer = _recorder()
     return tracer.path if tracer is not None else ""
 
 
@@ -311,10 +308,7 @@ def flush_recording() -> str:
     (``""`` if it records none). For tools and tests, through
     ``refrpc.api._call_on(peer, "refrpc.runtime._tracing:flush_recording")``: what a
     peer recorded up to that call is on disk, however the process ends later."""
-    from .. import api
-
-    node = api._ctx.node
-    tracer = getattr(node, "tracer", None)
+    node, tracer = _recorder()
     if tracer is None:
         return ""
     node.call(tracer.flush).result(10)

@@ -117,51 +117,41 @@ def arg_object_ids(body: m.SubmitTask | m.CreateActor) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------- requests and replies
+#: Each request/reply exchange: the request type, the reply type, the kind, and the
+#: id fields both carry (which tell one exchange of that kind from another).
+_EXCHANGES: tuple[tuple[type, type, str, tuple[str, ...]], ...] = (
+    (m.SubmitTask, m.TaskReply, "task", ("task_id", "attempt")),
+    (m.RegisterBorrower, m.BorrowerRegistered, "register", ("object_id", "forward_id")),
+    (m.GetObjectStatus, m.ObjectStatus, "status", ("object_id",)),
+    (m.FetchRequest, m.FetchChunk, "fetch", ("object_id", "request_id")),
+    (m.IntrospectRequest, m.IntrospectReply, "introspect", ("request_id",)),
+    (m.ConfirmBorrow, m.BorrowConfirmed, "confirm", ("object_id", "forward_id")),
+    (m.CreateActor, m.ActorStatus, "actor", ("actor_id",)),
+    (m.Hello, m.Welcome, "hello", ()),
+)
+_BY_REQUEST = {req: (kind, ids) for req, _, kind, ids in _EXCHANGES}
+_BY_REPLY = {rep: (kind, ids) for _, rep, kind, ids in _EXCHANGES}
+
+
 def request_key(sender: str, receiver: str, body: m.Message) -> tuple[object, ...] | None:
     """The key under which a reply to ``body`` will be found, if it is a request.
 
     The key is made from the reply's point of view: (replier, asker, kind, ids).
     """
-    t = type(body)
-    if t is m.SubmitTask:
-        return (receiver, sender, "task", body.task_id, body.attempt)
-    if t is m.RegisterBorrower:
-        return (receiver, sender, "register", body.object_id, body.forward_id)
-    if t is m.GetObjectStatus:
-        return (receiver, sender, "status", body.object_id)
-    if t is m.FetchRequest:
-        return (receiver, sender, "fetch", body.object_id, body.request_id)
-    if t is m.IntrospectRequest:
-        return (receiver, sender, "introspect", body.request_id)
-    if t is m.ConfirmBorrow:
-        return (receiver, sender, "confirm", body.object_id, body.forward_id)
-    if t is m.CreateActor:
-        return (receiver, sender, "actor", body.actor_id)
-    if t is m.Hello:
-        return (receiver, sender, "hello")
-    return None
+    exchange = _BY_REQUEST.get(type(body))
+    if exchange is None:
+        return None
+    kind, ids = exchange
+    return (receiver, sender, kind, *(getattr(body, f) for f in ids))
 
 
 def reply_key(sender: str, receiver: str, body: m.Message) -> tuple[object, ...] | None:
     """The key of the request ``body`` answers, if it is a reply (see :func:`request_key`)."""
-    t = type(body)
-    if t is m.TaskReply:
-        return (sender, receiver, "task", body.task_id, body.attempt)
-    if t is m.BorrowerRegistered:
-        return (sender, receiver, "register", body.object_id, body.forward_id)
-    if t is m.ObjectStatus:
-        return (sender, receiver, "status", body.object_id)
-    if t is m.FetchChunk:
-        return (sender, receiver, "fetch", body.object_id, body.request_id)
-    if t is m.IntrospectReply:
-        return (sender, receiver, "introspect", body.request_id)
-    if t is m.BorrowConfirmed:
-        return (sender, receiver, "confirm", body.object_id, body.forward_id)
-    if t is m.ActorStatus:
-        return (sender, receiver, "actor", body.actor_id)
-    if t is m.Welcome:
-        return (sender, receiver, "hello")
-    return None
+    exchange = _BY_REPLY.get(type(body))
+    if exchange is None:
+        return None
+    kind, ids = exchange
+    return (sender, receiver, kind, *(getattr(body, f) for f in ids))
 
 
 def reply_is_final(body: m.Message) -> bool:
