@@ -280,7 +280,7 @@ class Cluster:
     def on(self, peer: str, fn: Any, *args: Any, max_retries: int | None = None) -> refrpc.Ref[Any]:
         """``fn.remote(*args)`` sent to ``peer`` (the first attempt; retries are placed anew)."""
         node = self.node
-        specs, keep = refrpc.api._arg_specs(node, args)
+        specs, keep = refrpc.runtime._refs.arg_specs(node, args)
         task_id, rids = node.new_task_ids(1)
         retries = fn._max_retries if max_retries is None else max_retries
         node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, fn._name, tuple(specs), rids, retries, fn._retry_exceptions, "", peer))
@@ -290,7 +290,7 @@ class Cluster:
     def actor_on(self, peer: str, cls: Any, *args: Any, max_restarts: int = 0) -> refrpc.ActorHandle:
         """``cls.options(max_restarts=...).remote(*args)`` hosted by ``peer``."""
         node = self.node
-        specs, keep = refrpc.api._arg_specs(node, args)
+        specs, keep = refrpc.runtime._refs.arg_specs(node, args)
 
         def create() -> str:
             aid = node.new_id()

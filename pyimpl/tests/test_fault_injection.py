@@ -163,7 +163,7 @@ def submit_to(peer: str, function: str, *args: Any, max_retries: int = 0) -> ref
     a retry (RPC-004) goes wherever placement sends it."""
     api = refrpc.api
     node = api._node()
-    specs, keep = api._arg_specs(node, args)
+    specs, keep = refrpc.runtime._refs.arg_specs(node, args)
     task_id, rids = node.new_task_ids(1)
     node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, function, tuple(specs), rids, max_retries, False, "", peer))
     del keep

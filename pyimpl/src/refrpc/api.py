@@ -8,135 +8,87 @@ no process holds a ref to it and no pending task needs it.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import os
-import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from .core import events as ev
-from .core.messages import ErrorCode, ErrorInfo, RefDescriptor, Value
-from .serialization import serialize
-from .store import ObjectNotFound
+from .core.messages import ErrorCode
+from .errors import (
+    ActorDiedError,
+    GetTimeoutError,
+    LineageEvictedError,
+    ObjectLostError,
+    OwnerDiedError,
+    RefRPCError,
+    TaskCancelledError,
+    TaskError,
+    WorkerDiedError,
+)
+from .runtime._refs import (
+    KWARGS_SUFFIX,
+    ByRef,
+    Ref,
+    SharedRef,
+    arg_specs,
+    call_on,
+    context,
+    current_node,
+    put_value,
+    to_value,
+    value_of,
+    wait_for,
+)
 
 T = TypeVar("T")
-#: Appended to a function name when the last argument holds keyword arguments.
-KWARGS_SUFFIX = "+kwargs"
 
-
-# ---------------------------------------------------------------- errors
-class RefRPCError(Exception):
-    """Base of every error RefRPC raises; ``code`` is the spec's error code."""
-
-    def __init__(self, message: str, code: ErrorCode = ErrorCode.UNRECOGNIZED, detail: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.detail = detail
-
-
-class TaskError(RefRPCError):
-    """The remote function raised; ``detail`` holds the remote traceback (TASK-007)."""
-
-    def __str__(self) -> str:
-        return f"{self.args[0]}\n\nRemote traceback:\n{self.detail}" if self.detail else self.args[0]
-
-
-class WorkerDiedError(RefRPCError):
-    """The worker running the task died and no retry was left (RPC-004)."""
-
-
-class OwnerDiedError(RefRPCError):
-    """The object's owner died; its objects die with it (FATE-001)."""
-
-
-class ObjectLostError(RefRPCError):
-    """Every copy is gone and the value cannot be rebuilt (LIN-003)."""
-
-
-class LineageEvictedError(ObjectLostError):
-    """The value is lost and could have been rebuilt, but its lineage was evicted to
-    bound the owner's memory (LIN-005; see ``init(max_lineage_bytes=)``)."""
-
-
-class ActorDiedError(RefRPCError):
-    """The actor is dead (ACT-004)."""
-
-
-class TaskCancelledError(RefRPCError):
-    """The task was cancelled (TASK-008)."""
-
-
-class GetTimeoutError(RefRPCError, TimeoutError):
-    """``get`` gave up after its timeout; the value may still come."""
-
-
-_ERRORS: dict[ErrorCode, type[RefRPCError]] = {
-    ErrorCode.TASK_FAILED: TaskError,
-    ErrorCode.WORKER_DIED: WorkerDiedError,
-    ErrorCode.OWNER_DIED: OwnerDiedError,
-    ErrorCode.PEER_DIED: OwnerDiedError,
-    ErrorCode.OBJECT_LOST: ObjectLostError,
-    ErrorCode.OBJECT_FREED: ObjectLostError,
-    ErrorCode.LINEAGE_EVICTED: LineageEvictedError,
-    ErrorCode.ACTOR_DIED: ActorDiedError,
-    ErrorCode.TASK_CANCELLED: TaskCancelledError,
-}
-
-
-def _raise(info: ErrorInfo) -> None:
-    cls = _ERRORS.get(info.code, RefRPCError)
-    raise cls(info.message or info.code.value, info.code, info.detail)
+__all__ = [
+    "ActorDiedError",
+    "ActorHandle",
+    "GetTimeoutError",
+    "KWARGS_SUFFIX",
+    "LineageEvictedError",
+    "ObjectLostError",
+    "OwnerDiedError",
+    "Ref",
+    "RefRPCError",
+    "SharedRef",
+    "TaskCancelledError",
+    "TaskError",
+    "WorkerDiedError",
+    "get",
+    "init",
+    "is_initialized",
+    "memory",
+    "put",
+    "remote",
+    "shared",
+    "shutdown",
+    "wait",
+]
 
 
 # ---------------------------------------------------------------- the process's node
-class _Context:
-    def __init__(self) -> None:
-        self.node: Any = None
-        self.executor: Any = None
-        self.cluster: Any = None
-        self.lock = threading.Lock()
-        #: Ref objects alive in this process, per object id (to unmap copies).
-        self.handles: dict[str, int] = {}
-
-
-_ctx = _Context()
+#: This process's node, executor and cluster (kept under the old name for tools and tests).
+_ctx = context
 #: The inline threshold new nodes of this process use (set by init).
 _INLINE = [100 * 1024]
-#: The lineage bound new nodes of this process use (None: the spec default).
 #: Protocol settings (Config fields) init() was given: every process of the cluster uses them.
 _SETTINGS: dict[str, int] = {}
 
 
-def _attach(node: Any, executor: Any) -> None:
-    """Make ``node`` this process's node (worker processes call this)."""
-    _ctx.node, _ctx.executor = node, executor
-
-
 def _node() -> Any:
-    if _ctx.node is None or _ctx.node.stopped.is_set():
-        raise RefRPCError("refrpc is not initialized in this process: call refrpc.init()")
-    return _ctx.node
+    return current_node()
 
 
 def is_initialized() -> bool:
-    return _ctx.node is not None and not _ctx.node.stopped.is_set()
+    return context.node is not None and not context.node.stopped.is_set()
 
 
 def _call_on(peer: str, function: str, *args: Any, timeout: float = 30.0) -> Any:
-    """Run a registered function on one named peer and return its value (runtime use)."""
-    node = _node()
-    specs, keep = _arg_specs(node, args)
-
-    def do() -> str:
-        task_id, rids = node.new_task_ids(1)
-        node.handle(ev.Submit(node.sid(), task_id, function, tuple(specs), rids, 0, False, "", peer))
-        return rids[0]
-
-    ref = Ref(node, node.call(do).result(), counted=True)
-    del keep
-    return get(ref, timeout=timeout)
+    """Run a registered function on one named peer and return its value (tools, tests)."""
+    return call_on(current_node(), peer, function, *args, timeout=timeout)
 
 
 def _config() -> Any:
@@ -167,13 +119,14 @@ def _join(address: str, node_ip: str, startup_timeout: float, trace_dir: str | N
 
     name = f"driver-{socket.gethostname()}-{os.getpid()}"
     node = Node(name, f"tcp://{node_ip}:0", namespace=f"drv{os.getpid()}", config=_config(), trace_dir=trace_dir)
-    _ctx.node = node
+    context.node = node
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
-        members = _call_on(HEAD, "refrpc.runtime._membership:members", timeout=startup_timeout)
-        _call_on(HEAD, "refrpc.runtime._membership:register_driver", name, node.address, socket.gethostname(), timeout=startup_timeout)
+        members = call_on(node, HEAD, "refrpc.runtime._membership:members", timeout=startup_timeout)
+        call_on(node, HEAD, "refrpc.runtime._membership:register_driver", name, node.address, socket.gethostname(),
+                timeout=startup_timeout)
     except BaseException:
-        _ctx.node = None
+        context.node = None
         node.stop()
         raise
     adds = [lambda sid, p=p, a=a, s=s: ev.AddPeer(sid, p, a, s) for p, a, s, _ in members]
@@ -244,7 +197,7 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         node.handle_soon(*adds).result()
         cluster.watch(node)
         _ctx.node, _ctx.cluster = node, cluster
-        _ctx.sock_dir = sock_dir  # type: ignore[attr-defined]
+        _ctx.sock_dir = sock_dir
 
 
 def shutdown() -> None:
@@ -258,8 +211,8 @@ def shutdown() -> None:
             cluster.stop()
             if node is not None:
                 cluster.stats["driver"] = dict(node.stats)
-            _ctx.last_stats = cluster.stats  # type: ignore[attr-defined]
-        sock_dir = getattr(_ctx, "sock_dir", None)
+            _ctx.last_stats = cluster.stats
+        sock_dir, _ctx.sock_dir = _ctx.sock_dir, ""
         if sock_dir:
             import shutil
 
@@ -267,72 +220,6 @@ def shutdown() -> None:
 
 
 # ---------------------------------------------------------------- refs
-class Ref(Generic[T]):
-    """A reference to a possibly remote, possibly not yet computed value."""
-
-    __slots__ = ("id", "_node", "__weakref__")
-
-    def __init__(self, node: Any, object_id: str, *, counted: bool) -> None:
-        self.id = object_id
-        self._node = node
-        with _ctx.lock:
-            _ctx.handles[object_id] = _ctx.handles.get(object_id, 0) + 1
-        if not counted:  # OWN-003: the core counts every handle the program holds
-            node.handle_soon(lambda sid: ev.AddRef(sid, object_id))
-
-    def __del__(self) -> None:
-        node, oid = self._node, self.id
-        try:
-            with _ctx.lock:
-                left = _ctx.handles.get(oid, 1) - 1
-                if left <= 0:
-                    _ctx.handles.pop(oid, None)
-                else:
-                    _ctx.handles[oid] = left
-            if node is not None and not node.stopped.is_set():
-                node.handle_soon(lambda sid: ev.DropRef(sid, oid))
-                if left <= 0:
-                    node.call(lambda: node.store.detach(oid) if hasattr(node.store, "detach") else None)
-        except Exception:  # interpreter shutdown: nothing left to tell
-            pass
-
-    def __repr__(self) -> str:
-        return f"Ref({self.id})"
-
-    def __reduce__(self) -> Any:
-        raise TypeError("a Ref travels inside a RefRPC call or put, not through plain pickle")
-
-    def future(self) -> concurrent.futures.Future[T]:
-        """A concurrent.futures.Future of the value."""
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def fetch() -> None:
-            try:
-                fut.set_result(get(self))
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        threading.Thread(target=fetch, daemon=True).start()
-        return fut
-
-    def __await__(self) -> Any:
-        return asyncio.wrap_future(self.future()).__await__()
-
-
-@dataclass(frozen=True)
-class _ByRef:
-    """A Ref passed as a keyword argument, to be dereferenced for the callee."""
-
-    ref: Ref[Any]
-
-
-@dataclass(frozen=True)
-class SharedRef:
-    """Wraps a Ref so that the callee receives the Ref itself, not its value."""
-
-    ref: Ref[Any]
-
-
 def shared(ref: Ref[Any]) -> SharedRef:
     """Pass ``ref`` by sharing: the callee becomes a borrower and may keep it."""
     if not isinstance(ref, Ref):
@@ -340,86 +227,21 @@ def shared(ref: Ref[Any]) -> SharedRef:
     return SharedRef(ref)
 
 
-def _make_ref(node: Any, object_id: str, counted: bool) -> Ref[Any]:
-    return Ref(node, object_id, counted=counted)
-
-
-def _ref_hook(node: Any) -> Callable[[object], RefDescriptor | None]:
-    def hook(obj: object) -> RefDescriptor | None:
-        if isinstance(obj, Ref):
-            return node.call(lambda: node.core.descriptor(obj.id)).result()
-        if isinstance(obj, SharedRef):
-            return node.call(lambda: node.core.descriptor(obj.ref.id)).result()
-        return None
-
-    return hook
-
-
 # ---------------------------------------------------------------- put / get / wait
 def put(obj: Any) -> Ref[Any]:
     """Store ``obj`` and return a Ref owned by this process (OWN-001)."""
-    node = _node()
-    value = serialize(obj, ref_hook=_ref_hook(node))
-    oid = node.new_id()
-    stored = value.size > node.config.inline_threshold
-    # Large values are written to shared memory here, on the caller's thread, so the
-    # loop thread (and its heartbeats) never waits for a big copy.
-    size = node.store.put(oid, value) if stored else value.size
-    entry = value if not stored else Value(value.encoding, b"", (), value.nested)
-    node.submit_nowait((oid,), lambda sid: ev.Put(sid, oid, entry, stored, size), undo=(lambda: node.store.free(oid)) if stored else None)
-    return Ref(node, oid, counted=True)
-
-
-def _wait_for(fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
-    """``fut.result(timeout)``; inside a task, the task lends its worker's turn
-    while it waits (queued tasks run meanwhile), so waiting for a task queued
-    behind it on the same worker cannot deadlock."""
-    executor = _ctx.executor
-    if executor is not None and executor.on_thread():
-        return executor.help_until(fut, timeout)
-    return fut.result(timeout)
-
-
-def _value_of(node: Any, ref: Ref[Any], deadline: float | None) -> Any:
-    from .runtime._executor import _load
-
-    delay = 0.05
-    refused = node.refused.get(ref.id)
-    if refused is not None:
-        raise refused
-    while True:
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            res: ev.GetResult = _wait_for(node.get_result(ref.id), timeout)
-        except concurrent.futures.TimeoutError:
-            raise GetTimeoutError(f"{ref.id} was not ready within the timeout", ErrorCode.UNRECOGNIZED) from None
-        if res.error is not None:
-            _raise(res.error)
-        value = res.value
-        if value is None:
-            try:
-                # Same host: mapped read-only, not copied; another host: fetched first.
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                value = node.local_value(ref.id, res.locations, left)
-            except concurrent.futures.TimeoutError:
-                raise GetTimeoutError(f"fetching {ref.id} did not finish within the timeout", ErrorCode.UNRECOGNIZED) from None
-            except ObjectNotFound:
-                # OBJ-013: the owner said where it was, it is not there; ask again.
-                node.handle_soon(lambda sid: ev.FetchFailed(sid, ref.id))
-                time.sleep(delay)
-                delay = min(1.0, delay * 2)
-                continue
-        return _load(node, ref.id, value, _make_ref)
+    node = current_node()
+    return put_value(node, to_value(node, obj))
 
 
 def get(refs: Ref[T] | Sequence[Ref[Any]], *, timeout: float | None = None) -> Any:
     """The value of a Ref (or a list of values), waiting for it if needed."""
-    node = _node()
+    node = current_node()
     deadline = None if timeout is None else time.monotonic() + timeout
     if isinstance(refs, Ref):
-        return _value_of(node, refs, deadline)
+        return value_of(node, refs, deadline)
     if isinstance(refs, (list, tuple)) and all(isinstance(r, Ref) for r in refs):
-        return [_value_of(node, r, deadline) for r in refs]
+        return [value_of(node, r, deadline) for r in refs]
     raise TypeError("get() takes a Ref or a list of Refs")
 
 
@@ -440,7 +262,7 @@ def _first_of(futures: set[concurrent.futures.Future[Any]]) -> concurrent.future
 
 def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | None = None) -> tuple[list[Ref[Any]], list[Ref[Any]]]:
     """Split ``refs`` into (ready, pending) once ``num_returns`` are ready or the timeout passes."""
-    node = _node()
+    node = current_node()
     if not 0 <= num_returns <= len(refs):
         raise ValueError(f"num_returns must be between 0 and {len(refs)}")
     node.trace_program("wait", objects=[r.id for r in refs], numReturns=num_returns)  # before the gets it makes
@@ -451,7 +273,7 @@ def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | Non
     while len(done) < num_returns and pending:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            _wait_for(_first_of(pending), left)
+            wait_for(_first_of(pending), left)
         except concurrent.futures.TimeoutError:
             break
         finished = {f for f in pending if f.done()}
@@ -471,7 +293,7 @@ def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
     state, size, where it is stored and what keeps it alive: local refs,
     pending tasks, borrowers, containing objects, lineage.
     """
-    node = _node()
+    node = current_node()
     if peers is None:
         peers = node.call(lambda: list(node.core.workers)).result()
     lines = [f"{'object':<44} {'owner':<30} {'state':<9} {'size':>12}  where stored / why alive"]
@@ -507,32 +329,13 @@ def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
 
 
 # ---------------------------------------------------------------- remote functions
-def _arg_specs(node: Any, args: Iterable[Any]) -> tuple[list[ev.ArgSpec], list[Ref[Any]]]:
-    specs: list[ev.ArgSpec] = []
-    keep: list[Ref[Any]] = []
-    for a in args:
-        if isinstance(a, SharedRef):
-            specs.append(ev.ArgSpec(object_id=a.ref.id, shared=True))
-        elif isinstance(a, Ref):
-            specs.append(ev.ArgSpec(object_id=a.id))
-        else:
-            value = serialize(a, ref_hook=_ref_hook(node))
-            if value.size > node.config.inline_threshold:
-                r = put(a)  # large values travel by reference, not inside the message
-                keep.append(r)
-                specs.append(ev.ArgSpec(object_id=r.id))
-            else:
-                specs.append(ev.ArgSpec(value=value))
-    return specs, keep
-
-
 def _pack_kwargs(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     """The protocol passes positional arguments; Python keywords ride as one trailing
     dict, flagged in the function name (a Python-only convention). A Ref given as a
     keyword is dereferenced for the callee, like a positional one."""
     if not kwargs:
         return name, args
-    packed = {k: _ByRef(v) if isinstance(v, Ref) else v for k, v in kwargs.items()}
+    packed = {k: ByRef(v) if isinstance(v, Ref) else v for k, v in kwargs.items()}
     return name + KWARGS_SUFFIX, (*args, packed)
 
 
@@ -570,6 +373,9 @@ class RemoteFunction:
         self._refrpc_target = fn
         self._name = _name_of(fn)
         self._shipped: Ref[Any] | None = None
+        #: (node, function name, leading arguments) of the last call: the name is
+        #: resolved once per node, not on every ``.remote()``.
+        self._resolved: tuple[Any, str, list[ev.ArgSpec]] | None = None
         self._num_returns = num_returns
         self._max_retries = max_retries
         self._retry_exceptions = retry_exceptions
@@ -581,13 +387,18 @@ class RemoteFunction:
 
     def _target(self, node: Any) -> tuple[str, list[ev.ArgSpec]]:
         """The function name to call, and arguments to put before the user's."""
+        resolved = self._resolved
+        if resolved is not None and resolved[0] is node:
+            return resolved[1], resolved[2]
         if _by_name(self._refrpc_target):
-            return self._name, []
-        if self._shipped is None or self._shipped._node is not node:
+            name, first = self._name, []
+        else:
             import cloudpickle
 
             self._shipped = put(cloudpickle.dumps(self._refrpc_target))
-        return "refrpc.runtime._executor:call_by_value", [ev.ArgSpec(object_id=self._shipped.id)]
+            name, first = "refrpc.runtime._executor:call_by_value", [ev.ArgSpec(object_id=self._shipped.id)]
+        self._resolved = (node, name, first)
+        return name, first
 
     def options(self, *, num_returns: int | None = None, max_retries: int | None = None, retry_exceptions: bool | None = None) -> RemoteFunction:
         return RemoteFunction(
@@ -598,16 +409,18 @@ class RemoteFunction:
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        node = _node()
+        node = current_node()
         name, first = self._target(node)
-        name, args = _pack_kwargs(name, args, kwargs)
-        specs, keep = _arg_specs(node, args)
-        specs = first + specs
+        if kwargs:
+            name, args = _pack_kwargs(name, args, kwargs)
+        specs, keep = arg_specs(node, args) if args else ([], [])
+        if first:
+            specs = first + specs
         n = self._num_returns
         task_id, rids = node.new_task_ids(n)
-        # Returns at once: the loop thread submits it in order with everything else.
+        # On this thread: the core decides and the SubmitTask leaves before this returns.
         node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, self._max_retries, self._retry_exceptions))
-        del keep  # the submitted task holds them (BOR-006): its Submit is queued before their DropRefs
+        del keep  # the submitted task holds them now (BOR-006)
         refs = [Ref(node, rid, counted=True) for rid in rids]
         return refs[0] if n == 1 else refs
 
@@ -618,9 +431,9 @@ class ActorMethod:
         self._name = name
 
     def remote(self, *args: Any, **kwargs: Any) -> Ref[Any]:
-        node = _node()
+        node = current_node()
         name, args = _pack_kwargs(self._name, args, kwargs)
-        specs, keep = _arg_specs(node, args)
+        specs, keep = arg_specs(node, args)
         aid = self._handle._actor_id
         task_id, rids = node.new_task_ids(1)
         node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, 0, False, aid))
@@ -641,7 +454,7 @@ class ActorHandle:
         return ActorMethod(self, name)
 
     def kill(self) -> None:
-        node = _node()
+        node = current_node()
         node.handle_soon(lambda sid: ev.KillActorRequest(sid, self._actor_id))
 
 
@@ -658,8 +471,8 @@ class ActorClass:
         return ActorClass(self._cls, max_restarts)
 
     def remote(self, *args: Any) -> ActorHandle:
-        node = _node()
-        specs, keep = _arg_specs(node, args)
+        node = current_node()
+        specs, keep = arg_specs(node, args)
 
         def do() -> str:
             aid = node.new_id()

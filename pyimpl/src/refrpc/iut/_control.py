@@ -25,10 +25,9 @@ import traceback
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Callable
 
-from ..api import Ref, _make_ref
+from ..runtime._refs import Ref, load
 from ..core import events as ev
 from ..core.errors import LocalUsageError
-from ..runtime._executor import _load
 from ..store import ObjectNotFound
 from . import _values
 from ._faults import FAULTS
@@ -524,5 +523,5 @@ class Control:
                     time.sleep(delay)
                     delay = min(1.0, delay * 2)
                     continue
-            obj = _load(node, oid, value, _make_ref)  # nested refs: held by the IUT now (BOR-008)
+            obj = load(node, oid, value)  # nested refs: held by the IUT now (BOR-008)
             return {"value": _values.to_json(obj, self._keep)}

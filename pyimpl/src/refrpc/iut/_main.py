@@ -87,9 +87,9 @@ class Iut:
 
         self.node, self.executor = working_node(peer_id, endpoint, namespace, config, on_other,
                                                 make_executor=make_executor)
-        from .. import api
+        from ..runtime._refs import context
 
-        api._attach(self.node, self.executor)
+        context.node, context.executor = self.node, self.executor
 
     def info(self) -> dict[str, Any]:
         """The ``ready`` event's fields (CNF-006)."""

@@ -182,9 +182,9 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **json.loads(args.settings)), on_other,
         held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir)  # no task runs before this process is ready (see Executor)
-    from .. import api
+    from ._refs import call_on, context
 
-    api._attach(node, executor)
+    context.node, context.executor = node, executor
     peers = [p.split("=", 1) for p in args.peers.split(",") if p]
     adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1) for n, a in peers if n != args.peer]
     node.handle_soon(*adds).result()
@@ -193,7 +193,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.register:
         import socket
 
-        members = api._call_on(args.head_name, "refrpc.runtime._membership:register", args.peer, node.address, 1, socket.gethostname(), timeout=60)
+        members = call_on(node, args.head_name, "refrpc.runtime._membership:register", args.peer, node.address, 1, socket.gethostname(), timeout=60)
         others = [lambda sid, p=p, a=a, s=s: ev.AddPeer(sid, p, a, s) for p, a, s, _ in members if p != args.peer]
         if others:
             node.handle_soon(*others).result()

@@ -1,9 +1,12 @@
 """Runs tasks and actors for a node, one at a time, on threads of its own.
 
-The loop thread hands over ``RunTask``/``StartActor``/``StopActor`` instructions;
-a task thread resolves the arguments (values, shared-memory copies, refs), calls
-the function and hands back a ``TaskFinished``/``ActorReady`` stimulus. The loop
-thread is never blocked by user code, so heartbeats keep flowing.
+Whichever thread feeds the core (usually the node's loop thread, on a
+``SubmitTask``) hands over ``RunTask``/``StartActor``/``StopActor`` instructions
+through a queue; a task thread resolves the arguments (values, shared-memory
+copies, refs), calls the function and feeds the core the ``TaskFinished``/
+``ActorReady`` stimulus itself, under the node's lock, so the reply leaves from
+the task thread with no further hand-off. The loop thread is never blocked by
+user code, so heartbeats keep flowing.
 
 A task that waits in ``refrpc.get``/``refrpc.wait`` gives its turn to the
 queued work while it waits (see :class:`Executor`).
@@ -23,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import events as ev
 from ..core.messages import Encoding, ErrorCode, ErrorInfo, Value
-from ..serialization import deserialize, serialize
 from ..store import ObjectNotFound
 from ._node import error_info
+from ._refs import KWARGS_SUFFIX, ByRef, Ref, load, to_value, use_node, value_of
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -55,8 +58,21 @@ def load_main(path: str) -> None:
     sys.modules[MAIN_ALIAS] = module
 
 
+#: Functions and classes resolved by name, once per process (name -> object).
+_RESOLVED: dict[str, Any] = {}
+
+
 def resolve(name: str) -> Any:
-    """The function or class registered as ``module:qualname``."""
+    """The function or class registered as ``module:qualname`` (cached)."""
+    found = _RESOLVED.get(name)
+    if found is not None:
+        return found
+    found = _resolve(name)
+    _RESOLVED[name] = found
+    return found
+
+
+def _resolve(name: str) -> Any:
     module_name, _, qualname = name.partition(":")
     if not qualname:
         raise LookupError(f"{name!r} is not of the form module:qualname")
@@ -251,8 +267,7 @@ class Executor:
         self._opened.set()  # a held executor still sees the stop
 
     def _run(self) -> None:
-        from ..api import _make_ref  # the api module builds Ref objects
-
+        use_node(self.node, self)  # refrpc.* calls inside a task use this node
         self._opened.wait()
         while True:
             # Only the thread holding the turn takes work from the queue, so work
@@ -278,7 +293,7 @@ class Executor:
             with self._lock:
                 self._idle -= 1
             try:
-                self._execute(ins, _make_ref)
+                self._execute(ins)
             finally:
                 self._turn.release()
             with self._lock:
@@ -302,7 +317,7 @@ class Executor:
                     return
             self._turn.release()  # a task resumes: it goes first
 
-    def _execute(self, ins: ev.Instruction, make_ref: Any) -> None:
+    def _execute(self, ins: ev.Instruction) -> None:
         """Carry out one instruction, holding the turn."""
         if isinstance(ins, ev.StopActor):
             self.actors.pop(ins.actor_id, None)
@@ -316,7 +331,7 @@ class Executor:
         self._local.key = key
         try:
             try:
-                self._work(ins, make_ref)
+                self._work(ins)
             finally:
                 self._end(key)
         except TaskStopped:
@@ -326,9 +341,9 @@ class Executor:
             self._local.key = None
         self._unmap(ins)
 
-    def _work(self, ins: ev.Instruction, make_ref: Any) -> None:
+    def _work(self, ins: ev.Instruction) -> None:
         try:
-            args = self._resolve_args(ins.args, ins, make_ref)
+            args = self._resolve_args(ins.args, ins)
         except _Refetch:
             return
         if isinstance(ins, ev.StartActor):
@@ -360,11 +375,11 @@ class Executor:
                 if thread is not None:  # cancel the stop if it has not landed yet
                     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
 
-    def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction, make_ref: Any) -> list[Any]:
+    def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction) -> list[Any]:
         args: list[Any] = []
         for a in resolved:
             if a.ref is not None:
-                args.append(make_ref(self.node, a.ref.object_id, counted=False))
+                args.append(Ref(self.node, a.ref.object_id, counted=False))
                 continue
             value = a.value
             if value is None:
@@ -376,7 +391,7 @@ class Executor:
                     if isinstance(ins, ev.RunTask):
                         self.node.handle_soon(lambda sid: ev.FetchFailed(sid, a.object_id, ins.task_id, ins.attempt))
                     raise _Refetch() from None
-            args.append(_load(self.node, a.object_id, value, make_ref))
+            args.append(load(self.node, a.object_id, value))
         return args
 
     def _unmap(self, ins: ev.Instruction) -> None:
@@ -390,13 +405,11 @@ class Executor:
                 self.node.store.detach(a.object_id)
 
     def _run_task(self, ins: ev.RunTask, args: list[Any]) -> None:
-        from ..api import KWARGS_SUFFIX, _ByRef, get
-
         function, kwargs = ins.function, {}
         if function.endswith(KWARGS_SUFFIX) and args and isinstance(args[-1], dict):
             function, kwargs = function[: -len(KWARGS_SUFFIX)], args.pop()
             try:
-                kwargs = {k: get(v.ref) if isinstance(v, _ByRef) else v for k, v in kwargs.items()}
+                kwargs = {k: value_of(self.node, v.ref, None) if isinstance(v, ByRef) else v for k, v in kwargs.items()}
             except Exception as exc:
                 self._finish(ins, [ev.TaskResult(error=error_info(exc))] * len(ins.return_ids))
                 return
@@ -430,20 +443,14 @@ class Executor:
         self._finish(ins, results)
 
     def _result(self, rid: str, obj: Any, portable: bool = False, allow_pickle: bool = True) -> ev.TaskResult:
-        value = serialize(obj, ref_hook=self._ref_hook, portable=portable, allow_pickle=allow_pickle)
+        value = to_value(self.node, obj, portable=portable, allow_pickle=allow_pickle)
         if value.size <= self.node.config.inline_threshold:
             return ev.TaskResult(value=value)
         size = self.node.store.put(rid, value)  # TASK-004: stays here, the primary copy
         return ev.TaskResult(value=Value(value.encoding, b"", (), value.nested), stored=True, size=size)
 
-    def _ref_hook(self, obj: Any) -> Any:
-        from ..api import Ref
-
-        if isinstance(obj, Ref):
-            return self.node.call(lambda: self.node.core.descriptor(obj.id)).result()
-        return None
-
     def _finish(self, ins: ev.RunTask, results: list[ev.TaskResult]) -> None:
+        """Report the task to the core from this thread: the reply leaves from here."""
         self.node.handle_soon(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt, tuple(results),
                                                           return_ids=tuple(ins.return_ids)))
 
@@ -470,14 +477,6 @@ def _stopped_results(ins: ev.RunTask) -> list[ev.TaskResult]:
 
 class _Refetch(Exception):
     """An argument's bytes were not where the owner said; the task will come again."""
-
-
-def _load(node: Node, container: str, value: Value, make_ref: Any) -> Any:
-    """Deserialize a value; its nested refs become counted handles (BOR-008)."""
-    if value.nested and container:
-        node.call(lambda: node.handle(ev.Materialize(node.sid(), container, value.nested))).result()
-        return deserialize(value, ref_factory=lambda d: make_ref(node, d.object_id, counted=True))
-    return deserialize(value, ref_factory=lambda d: make_ref(node, d.object_id, counted=False))
 
 
 #: Instructions an Executor carries out; every other one stays with the node's shell.

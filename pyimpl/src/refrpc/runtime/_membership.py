@@ -12,15 +12,14 @@ import socket
 import time
 
 from ..core import events as ev
+from ._refs import current_node
 
 #: The head's peer id in every cluster started with ``refrpc start --head``.
 HEAD = "head"
 
 
 def _head_node():
-    from .. import api
-
-    return api._ctx.node
+    return current_node()
 
 
 def register(peer: str, address: str, slots: int, host: str) -> list[tuple[str, str, int, str]]:
@@ -54,9 +53,7 @@ def members() -> list[tuple[str, str, int, str]]:
 
 def node_stats() -> dict:
     """Run on any peer: its load, memory and traffic, for ``refrpc status``."""
-    from .. import api
-
-    node = api._ctx.node
+    node = current_node()
 
     def read() -> dict:
         core = node.core

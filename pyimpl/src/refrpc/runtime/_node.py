@@ -1,16 +1,24 @@
 """A RefRPC peer process: the I/O shell around one sans-IO core.
 
-One loop thread owns the core, the transport and the instruction dispatch.
-Other threads (the program, task threads) never touch the core: they hand the
-loop a callable with :meth:`Node.call` and get a future back. The loop sleeps in
-a poll on the ROUTER socket and a self-pipe, and ticks the core's clock.
+The core, the transport's sending side and the store's bookkeeping are guarded
+by one lock, :attr:`Node.lock`. Whichever thread has something to tell the
+core takes the lock and does it itself: the program's thread submits a task,
+encodes the ``SubmitTask`` and hands it to ZeroMQ; a task thread reports its
+result and sends the ``TaskReply``. The loop thread only sleeps in a poll on the
+ROUTER, reads what arrives, and ticks the core's clock. So a task crosses one
+thread boundary per direction: the executor's queue on the way in, the waiting
+caller's future on the way back (docs/architecture.md draws it).
+
+Nothing may block while holding the lock. Finalizers never take it:
+``Ref.__del__`` only appends to :attr:`Node.released`, which whoever next holds
+the lock turns into ``DropRef`` stimuli.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
-import queue
 import secrets
 import threading
 import time
@@ -23,7 +31,7 @@ from ..core import Config, IdAllocator, Peer
 from ..core import events as ev
 from ..core.errors import LocalUsageError
 from ..core.messages import ErrorCode, ErrorInfo
-from ..store import SharedMemoryStore
+from ..store import ObjectStore, SharedMemoryStore
 from ..transport import FaultRule, FaultyTransport, ZmqTransport, faults_from_env
 from ._tracing import TraceRecorder, trace_dir_from
 
@@ -49,11 +57,17 @@ class Node:
         namespace: Shared-memory namespace of the local cluster (store segments).
         config: Protocol tunables; the spec's defaults if omitted.
         on_instruction: Extra handler for instructions the node itself does not
-            carry out (RunTask, StartActor...), called on the loop thread.
+            carry out (RunTask, StartActor...), called holding :attr:`lock`, on
+            whichever thread fed the core; it must not block.
         incarnation: This incarnation's number (ID-002); random if omitted.
         trace_dir: Record this peer's trace in the canonical format (TRC-001) as
             a file in this directory; None: the ``REFRPC_TRACE_DIR`` environment
             variable's directory, if set; ``""``: no trace.
+        transport: What to send and receive through instead of a ZeroMQ
+            transport bound at ``bind`` (e.g. a :class:`~refrpc.transport.MemoryTransport`,
+            to run a real node without sockets); the node closes it.
+        store: The object store instead of a :class:`SharedMemoryStore` in ``namespace``.
+        clock: Monotonic seconds (the core's Ticks and the loop's timers read it).
     """
 
     def __init__(
@@ -65,6 +79,10 @@ class Node:
         on_instruction: Callable[[ev.Instruction], None] | None = None,
         incarnation: int | None = None,
         trace_dir: str | os.PathLike[str] | None = None,
+        *,
+        transport: Any = None,
+        store: ObjectStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         env_faults = faults_from_env(peer_id)  # REFRPC_FAULTS (a bad value raises before anything opens)
         self.peer_id = peer_id
@@ -72,8 +90,19 @@ class Node:
         # local cluster does, so that its supervisor can name the incarnation that died).
         self.incarnation = incarnation or (secrets.randbits(63) | 1)
         self.config = config or default_config()
-        #: The ZeroMQ transport: the sockets themselves.
-        self.wire = ZmqTransport(bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}")
+        self.clock = clock
+        #: Guards the core, the transport's sending side and everything below that
+        #: the loop thread also touches. Reentrant: an instruction handler may feed
+        #: the core again. Never held across a blocking wait.
+        self.lock = threading.RLock()
+        #: Object ids of Ref handles that died (``Ref.__del__`` appends, any thread,
+        #: without a lock); turned into DropRef stimuli by whoever next holds the lock.
+        self.released: collections.deque[str] = collections.deque()
+        #: Ref handles alive in this process per object id (to unmap a copy when the last one dies).
+        self.handles: dict[str, int] = {}
+        #: The transport the sockets live in (a ZeroMQ one unless given).
+        self.wire = transport if transport is not None else ZmqTransport(
+            bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}")
         #: What the loop sends and receives through: ``wire``, or the fault
         #: injector around it while fault rules are set (see set_faults).
         self.transport: ZmqTransport | FaultyTransport = self.wire
@@ -86,7 +115,7 @@ class Node:
         self.tracer: TraceRecorder | None = TraceRecorder(directory, peer_id, self.incarnation) if directory else None
         self.core.trace_events = self.tracer is not None
         self.ids = IdAllocator(peer_id, self.incarnation)
-        self.store = SharedMemoryStore(namespace, writer=peer_id)
+        self.store: Any = store if store is not None else SharedMemoryStore(namespace, writer=peer_id)
         self.on_instruction = on_instruction
         #: On the head of a multi-host cluster: registered workers (see _membership).
         self.members: dict[str, tuple[str, int, str, float]] = {}
@@ -95,7 +124,6 @@ class Node:
 
         #: The data plane: fetching from and serving to peers on other hosts.
         self.fetcher = FetchService(self)
-        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._sids = itertools.count(1)
@@ -116,7 +144,9 @@ class Node:
         if env_faults:
             self._install_faults(env_faults)
         # The core's clock starts before anything else happens to it.
-        self.core.handle(ev.Tick(self.sid(), int(time.monotonic() * 1000)))
+        self.core.handle(ev.Tick(self.sid(), int(clock() * 1000)))
+        #: The loop thread's ident (set by the loop itself).
+        self._loop_ident: int | None = None
         self._thread = threading.Thread(target=self._loop, name=f"refrpc-{peer_id}", daemon=True)
         self._thread.start()
 
@@ -132,64 +162,95 @@ class Node:
 
     def submit_nowait(self, object_ids: tuple[str, ...], make: Callable[[str], ev.Stimulus],
                       undo: Callable[[], Any] | None = None) -> None:
-        """Hand a stimulus to the loop without waiting; if the core refuses it, the
-        error is kept for the objects it would have made (``get`` raises it) and
-        ``undo`` runs (e.g. to free a value already written to the store)."""
-        fut = self.handle_soon(make)
-
-        def record(f: Future[Any]) -> None:
-            exc = f.exception()
-            if exc is not None:
-                for oid in object_ids:
-                    self.refused[oid] = exc
-                if undo is not None:
-                    undo()
-
-        fut.add_done_callback(record)
+        """Feed a stimulus that creates ``object_ids`` now, on this thread; if the
+        core refuses it, the error is kept for those objects (``get`` raises it)
+        and ``undo`` runs (e.g. to free a value already written to the store)."""
+        try:
+            with self.lock:
+                self._check_running()
+                self.handle(make(self.sid()))
+        except Exception as exc:
+            for oid in object_ids:
+                self.refused[oid] = exc
+            if undo is not None:
+                undo()
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
-        """Run ``fn`` on the loop thread; its result (or exception) lands in the future."""
+        """Run ``fn`` now, on this thread, holding :attr:`lock`; its result (or
+        exception) lands in the returned (done) future. Handles that died before
+        are released first, so a call is also a barrier for them."""
         fut: Future[Any] = Future()
-        if self.stopped.is_set():
-            fut.set_exception(RuntimeError(f"peer {self.peer_id} is stopped: {self.failure or 'shut down'}"))
-            return fut
-
-        def run() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:  # handed to the caller, never lost
-                fut.set_exception(exc)
-
-        self._calls.put(run)
-        self._wake()
+        try:
+            with self.lock:
+                self._check_running()
+                self._drain_released()
+                result = fn()
+        except BaseException as exc:  # handed to the caller, never lost
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
         return fut
 
     def handle_soon(self, *stimuli_factories: Callable[[str], ev.Stimulus]) -> Future[Any]:
-        """Feed stimuli (built on the loop thread, so ids stay ordered) to the core."""
+        """Feed stimuli to the core now (built holding the lock, so ids stay ordered)."""
         return self.call(lambda: self.handle(*[make(self.sid()) for make in stimuli_factories]))
+
+    def release(self, object_id: str) -> None:
+        """A Ref handle to ``object_id`` died: queue its DropRef. Never blocks and
+        takes no lock, so finalizers may call it on any thread at any moment."""
+        self.released.append(object_id)
+
+    def _check_running(self) -> None:
+        if self.stopped.is_set():
+            raise RuntimeError(f"peer {self.peer_id} is stopped: {self.failure or 'shut down'}")
+
+    def _drain_released(self) -> None:
+        """DropRef for every handle that died since (holding the lock)."""
+        released = self.released
+        if not released:
+            return
+        drops: list[ev.Stimulus] = []
+        handles = self.handles
+        while released:
+            oid = released.popleft()
+            left = handles.get(oid, 1) - 1
+            if left > 0:
+                handles[oid] = left
+            else:
+                handles.pop(oid, None)
+                detach = getattr(self.store, "detach", None)
+                if detach is not None:
+                    detach(oid)  # the last handle here: unmap our view of a copy
+            drops.append(ev.DropRef(self.sid(), oid))
+        if not self.core.stopped:
+            self.handle(*drops)
 
     def trace_program(self, op: str, object_id: str = "", task_id: str = "", **detail: Any) -> None:
         """Record a ``program`` event for an API call the core never sees as one
         stimulus (``wait``); nothing when not tracing. Any thread."""
         tracer = self.tracer
         if tracer is not None:
-            self.call(lambda: tracer.event("program", object_id, task_id, {"op": op, **detail}, self.sid()))
+            with self.lock:
+                tracer.event("program", object_id, task_id, {"op": op, **detail}, self.sid())
 
     def get_result(self, object_id: str) -> Future[ev.GetResult]:
-        """Ask the core for the value of a held ref; the future gets its GetResult."""
+        """Ask the core for the value of a held ref; the future gets its GetResult
+        (at once, if the core knows it now; else from the thread that learns it)."""
         fut: Future[ev.GetResult] = Future()
-
-        def ask() -> None:
-            rid = next(self._requests)
-            self._gets[rid] = fut
-            try:
-                self.handle(ev.Get(self.sid(), rid, object_id))
-            except BaseException:
-                self._gets.pop(rid, None)
-                raise
-
-        inner = self.call(ask)
-        inner.add_done_callback(lambda f: f.exception() and not fut.done() and fut.set_exception(f.exception()))  # type: ignore[func-returns-value]
+        try:
+            with self.lock:
+                self._check_running()
+                self._drain_released()
+                rid = next(self._requests)
+                self._gets[rid] = fut
+                try:
+                    self.handle(ev.Get(self.sid(), rid, object_id))
+                except BaseException:
+                    self._gets.pop(rid, None)
+                    raise
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc)
         return fut
 
     def fetch(self, object_id: str, locations: tuple) -> Future[int]:
@@ -256,7 +317,9 @@ class Node:
         return f"{self.peer_id}:{next(self._sids)}"
 
     def handle(self, *stimuli: ev.Stimulus) -> None:
-        """Apply stimuli to the core and carry out its instructions (loop thread only)."""
+        """Apply stimuli to the core and carry out its instructions (holding :attr:`lock`)."""
+        if self.released:
+            self._drain_released()
         if self.tracer is not None:
             self.tracer.stimuli(stimuli, self.core.exec_index, self.core.exec_tasks)
         try:
@@ -269,57 +332,57 @@ class Node:
             self._do(ins)
 
     def _loop(self) -> None:
+        self._loop_ident = threading.get_ident()
         next_tick = 0.0
         leave_by: float | None = None
+        clock = self.clock
+        transport_wait = self.wire.wait
         try:
             while not self.stopped.is_set():
-                now = time.monotonic()
+                now = clock()
                 timeout = max(0, int((next_tick - now) * 1000))
-                self.transport.poll(timeout, also=[self._wake_r])
-                for _ in range(512):
-                    frames = self.transport.recv(0)
-                    if frames is None:
-                        break
-                    self._receive(frames)
+                if self.wire.backlogged or (self.faults is not None and self.faults.holding):
+                    timeout = min(timeout, 1)  # sending waits for a connection: come back soon
+                # Sleep without the lock: other threads feed the core and send meanwhile.
+                transport_wait(timeout, also=(self._wake_r,))
                 self._drain_wake()
-                # A bounded batch, so that a burst of calls (thousands of submits) never
-                # keeps incoming messages and the clock waiting: a peer whose heartbeats
-                # sit unread would be declared dead (LIV-003).
-                for _ in range(256):
-                    try:
-                        fn = self._calls.get_nowait()
-                    except queue.Empty:
-                        break
-                    fn()
-                else:
-                    self._wake()  # more to do: come straight back
-                now = time.monotonic()
-                if now >= next_tick:
-                    self.handle(ev.Tick(self.sid(), int(now * 1000)))
-                    self.fetcher.tick()
-                    if self.tracer is not None:
-                        self.tracer.tick(now)
-                    next_tick = now + TICK_MS / 1000
-                if self._stopping.is_set() and self._calls.empty():
-                    # Let the Goodbyes leave before the sockets close (LIV-010): a
-                    # DEALER still connecting holds them in its backlog, so keep
-                    # polling until every backlog is empty, for at most GOODBYE_LINGER_S.
+                with self.lock:
+                    # A bounded batch, so that a burst of arrivals never keeps the clock
+                    # waiting: a peer whose heartbeats sit unread is declared dead (LIV-003).
+                    recv = self.transport.recv
+                    for _ in range(512):
+                        frames = recv(0)
+                        if frames is None:
+                            break
+                        self._receive(frames)
                     self.transport.flush()
-                    if leave_by is None:
-                        leave_by = now + GOODBYE_LINGER_S
-                    wire = self.wire
-                    if now >= leave_by or not any(wire.backlog(a) for a in wire.connected):
-                        break
-                    next_tick = min(next_tick, now + 0.01)
+                    self._drain_released()
+                    now = clock()
+                    if now >= next_tick:
+                        self.handle(ev.Tick(self.sid(), int(now * 1000)))
+                        self.fetcher.tick()
+                        if self.tracer is not None:
+                            self.tracer.tick(now)
+                        next_tick = now + TICK_MS / 1000
+                    if self._stopping.is_set():
+                        # Let the Goodbyes leave before the sockets close (LIV-010): a
+                        # DEALER still connecting holds them in its backlog, so keep
+                        # polling until every backlog is empty, for at most GOODBYE_LINGER_S.
+                        if leave_by is None:
+                            leave_by = now + GOODBYE_LINGER_S
+                        if now >= leave_by or not self.wire.backlogged:
+                            break
+                        next_tick = min(next_tick, now + 0.01)
         except BaseException:  # the loop must never die silently
             self.failure = traceback.format_exc()
         finally:
-            if self.tracer is not None:
-                self.tracer.flush()
-            self.stopped.set()
-            for fut in self._gets.values():
-                if not fut.done():
-                    fut.set_exception(RuntimeError(f"peer {self.peer_id} stopped"))
+            with self.lock:
+                if self.tracer is not None:
+                    self.tracer.flush()
+                self.stopped.set()
+                for fut in self._gets.values():
+                    if not fut.done():
+                        fut.set_exception(RuntimeError(f"peer {self.peer_id} stopped"))
 
     def _install_faults(self, rules: Sequence[FaultRule]) -> FaultyTransport | None:
         rules = tuple(r for r in rules if r.applies_at(self.peer_id))
@@ -355,6 +418,8 @@ class Node:
             try:
                 frames = codec.encode(ins.envelope)
                 self.transport.send(ins.address, frames)
+                if self.wire.backlogged and threading.get_ident() != self._loop_ident:
+                    self._wake()  # the loop flushes backlogs: it must not sleep a whole tick
                 self.stats["messages_sent"] += 1
                 self.stats["bytes_sent"] += sum(_nbytes(f) for f in frames)
             except ValueError:

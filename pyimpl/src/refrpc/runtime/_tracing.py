@@ -287,9 +287,9 @@ class TraceRecorder:
 
 def _recorder() -> tuple[Any, TraceRecorder | None]:
     """This process's node and its recorder (None when it records nothing)."""
-    from .. import api
+    from ._refs import context
 
-    node = api._ctx.node
+    node = context.node
     return node, getattr(node, "tracer", None)
 
 

@@ -353,6 +353,23 @@ class FaultyTransport:
         self._release_sends()
         return ready or bool(self._held_in and self._held_in[0][0] <= self._clock())
 
+    def wait(self, timeout_ms: int, *, also: Sequence[Any] = ()) -> bool:
+        """Like ``inner.wait``, but wakes when a held message is due (sends nothing)."""
+        if self._held_in and self._held_in[0][0] <= self._clock():
+            return True
+        wait = timeout_ms
+        dues = [h[0][0] for h in (self._held_in, self._held_out) if h]
+        if dues:
+            until = max(0, int((min(dues) - self._clock()) * 1000) + 1)
+            wait = until if timeout_ms < 0 else min(timeout_ms, until)
+        ready = bool(self.inner.wait(wait, also=also))
+        return ready or bool(self._held_in and self._held_in[0][0] <= self._clock())
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether the wire has a backlog, or a delayed send is held here."""
+        return bool(self._held_out) or bool(getattr(self.inner, "backlogged", False))
+
     # ------------------------------------------------------------ the rest
     def close(self, linger_ms: int = 0) -> None:
         """Close ``inner``; held messages are lost."""

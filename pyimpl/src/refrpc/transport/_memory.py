@@ -135,6 +135,16 @@ class MemoryTransport:
             timeout = None if timeout_ms < 0 else timeout_ms / 1000
             return self.network.lock.wait_for(lambda: bool(self._inbox) or self._closed, timeout) and bool(self._inbox)
 
+    def wait(self, timeout_ms: int, *, also: Sequence[Any] = ()) -> bool:
+        """Like :meth:`poll`; ``also`` (file descriptors) is not watched, so a
+        sleeper wakes for a message or at the timeout only."""
+        return self.poll(timeout_ms)
+
+    @property
+    def backlogged(self) -> bool:
+        """Always False: nothing waits to be sent."""
+        return False
+
     def flush(self) -> None:
         """Nothing to flush: :meth:`send` delivers at once."""
 

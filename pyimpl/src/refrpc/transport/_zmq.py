@@ -328,6 +328,12 @@ class ZmqTransport:
             from there on), or None if nothing came in time.
         """
         self._check_open()
+        if timeout_ms == 0:  # the loop's fast path: no poller, no flush
+            try:
+                parts = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return None
+            return [p.bytes if len(p) < ZERO_COPY_THRESHOLD else p for p in parts[1:]]
         self._reap()
         if not self.router.get(zmq.EVENTS) & zmq.POLLIN and not self.poll(timeout_ms):
             return None
@@ -383,6 +389,29 @@ class ZmqTransport:
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
+
+    def wait(self, timeout_ms: int, *, also: Sequence[Any] = ()) -> bool:
+        """Sleep until the ROUTER (or something in ``also``) is readable, touching
+        no DEALER: another thread may be sending meanwhile (the runtime's loop
+        sleeps here without its lock). Backlogs are not flushed; see :meth:`flush`.
+
+        Returns:
+            True if the ROUTER or something in ``also`` is readable.
+        """
+        self._check_open()
+        key = tuple(also)
+        if self._idle_poller is None or self._idle_key != key:
+            self._idle_poller = zmq.Poller()
+            self._idle_poller.register(self.router, zmq.POLLIN)
+            for item in also:
+                self._idle_poller.register(item, zmq.POLLIN)
+            self._idle_key = key
+        return bool(self._idle_poller.poll(None if timeout_ms < 0 else timeout_ms))
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether any message waits for ZeroMQ to take it (flush it soon)."""
+        return bool(self._backlogged)
 
     def fileno(self) -> int:
         """The ROUTER's ``ZMQ_FD``, for foreign event loops.
