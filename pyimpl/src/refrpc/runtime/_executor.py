@@ -494,6 +494,7 @@ def working_node(
     incarnation: int | None = None,
     trace_dir: str | None = None,
     make_executor: Any = None,
+    **node_options: Any,
 ) -> tuple[Node, Executor]:
     """A node that runs tasks and actors on an :class:`Executor`.
 
@@ -504,6 +505,8 @@ def working_node(
     :class:`Executor`). ``trace_dir`` is the node's (see :class:`Node`).
     ``make_executor(node)``, called on the loop thread, builds another executor
     (the conformance IUT's fixture executor) instead of an :class:`Executor`.
+    ``node_options`` go to :class:`Node` (``transport``, ``store``, ``clock``:
+    a real node without sockets, on a :class:`~refrpc.transport.MemoryNetwork`).
     """
     from ._node import Node
 
@@ -519,7 +522,7 @@ def working_node(
             on_other(ins)
 
     node = Node(peer_id, bind, namespace, config, on_instruction=on_instruction, incarnation=incarnation,
-                trace_dir=trace_dir)
+                trace_dir=trace_dir, **node_options)
 
     def start() -> None:  # on the loop thread, so no instruction slips in between
         holder.append(make_executor(node) if make_executor is not None else Executor(node, held=held))

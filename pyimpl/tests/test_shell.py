@@ -1,0 +1,141 @@
+"""The runtime shell's own promises, on real nodes: a real Node runs over the
+in-memory network (no sockets), finalizers never block, the story log stays bounded.
+
+These hold whatever the transport: the node's lock guards the core, whichever
+thread feeds it, and the loop only reads the transport and ticks.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+
+from refrpc.core import Peer
+from refrpc.core import events as ev
+from refrpc.core.messages import Encoding, Value
+from refrpc.core.state import Config
+from refrpc.runtime import Node, working_node
+from refrpc.runtime._node import default_config
+from refrpc.runtime._refs import Ref, value_of
+from refrpc.serialization import serialize
+from refrpc.store import MemoryStore
+from refrpc.testing import wait_until
+from refrpc.transport import MemoryNetwork
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def memory_pair():
+    """A driver node and a worker node (with an executor) on one MemoryNetwork."""
+    net = MemoryNetwork()
+    worker, executor = working_node("w1", "", "", default_config(), transport=net.transport("mem://w1"),
+                                    store=MemoryStore())
+    driver = Node("driver", "", "", default_config(), transport=net.transport("mem://driver"), store=MemoryStore())
+    try:
+        driver.handle_soon(lambda sid: ev.AddPeer(sid, "w1", "mem://w1", 1)).result()
+        yield driver, worker
+    finally:
+        executor.stop()
+        driver.stop()
+        worker.stop()
+
+
+def _submit(node: Node, function: str, *values: object) -> Ref[object]:
+    args = tuple(ev.ArgSpec(value=serialize(v, ref_hook=lambda o: None)) for v in values)
+
+    def do() -> str:
+        task_id, rids = node.new_task_ids(1)
+        node.handle(ev.Submit(node.sid(), task_id, function, args, rids))
+        return rids[0]
+
+    return Ref(node, node.call(do).result(), counted=True)
+
+
+def test_a_real_node_runs_tasks_over_the_memory_network(memory_pair):
+    # r = operator.add(40, 2) on w1, over no socket at all; get(r) == 42
+    driver, worker = memory_pair
+    refs = [_submit(driver, "operator:add", i, 40) for i in range(20)]
+    assert [value_of(driver, r, None) for r in refs] == [i + 40 for i in range(20)]
+    assert driver.stats["messages_sent"] >= 20 and worker.stats["messages_received"] >= 20
+    # Every result read and every handle dropped: the driver's table empties (GC-001).
+    del refs
+    gc.collect()
+    assert wait_until(lambda: driver.call(lambda: not driver.core.owned).result(), 10)
+
+
+def test_a_task_error_travels_back_typed_over_the_memory_network(memory_pair):
+    from refrpc.errors import TaskError
+
+    driver, _ = memory_pair
+    r = _submit(driver, "operator:truediv", 1, 0)
+    with pytest.raises(TaskError, match="ZeroDivisionError"):
+        value_of(driver, r, None)
+
+
+def test_a_dying_ref_never_waits_for_the_nodes_lock(memory_pair):
+    # A finalizer can run on any thread at any bytecode, also while another thread
+    # holds the node's lock (or this thread does, mid-handle): it must only queue.
+    driver, _ = memory_pair
+    r = _submit(driver, "operator:add", 1, 2)
+    oid = r.id
+    assert value_of(driver, r, None) == 3
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with driver.lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    try:
+        assert holding.wait(5)
+        done = threading.Event()
+
+        def drop() -> None:
+            nonlocal r
+            del r
+            gc.collect()
+            done.set()
+
+        dropper = threading.Thread(target=drop)
+        dropper.start()
+        assert done.wait(5), "Ref.__del__ blocked on the node's lock"
+        assert list(driver.released) == [oid]  # queued, not applied yet
+    finally:
+        release.set()
+        holder.join(10)
+        dropper.join(10)
+    # Whoever takes the lock next applies it: the object is reclaimed (OWN-003, GC-001).
+    assert wait_until(lambda: driver.call(lambda: oid not in driver.core.owned).result(), 10)
+    assert not driver.released
+
+
+def test_a_ref_dying_inside_a_handler_is_applied_afterwards(memory_pair):
+    # A Ref released while this very thread is inside the core (e.g. a collection
+    # triggered mid-handle) must not re-enter the core: it is applied after.
+    driver, _ = memory_pair
+    r = _submit(driver, "operator:add", 2, 2)
+    assert value_of(driver, r, None) == 4
+    oid = r.id
+    with driver.lock:
+        del r
+        gc.collect()
+        assert oid in driver.core.owned  # not re-entered
+    driver.call(lambda: None).result()  # a call is a barrier for released handles
+    assert oid not in driver.core.owned
+
+
+def test_the_story_log_forgets_the_least_recently_touched_keys():
+    # A long-running driver sees millions of object ids: its story log must stay bounded.
+    p = Peer("a", 7, "tcp://127.0.0.1:1", Config(story_keys=50))
+    p.handle(ev.Tick("t", 1))
+    for i in range(1, 1001):
+        oid = f"a.7.{i}"
+        p.handle(ev.Put(f"s{i}", oid, Value(Encoding.RAW, b"x")), ev.DropRef(f"d{i}", oid))
+    assert len(p.stories) <= 50
+    assert p.story("a.7.1000")  # the latest are kept
+    assert not p.story("a.7.1")  # the oldest are forgotten
