@@ -29,6 +29,7 @@ FLOOR = [
 BENCHMARKS = [
     "cluster_start", "task_roundtrip_p50", "task_roundtrip_p99", "tasks_batch", "actor_sync_p50", "actor_async",
     "put_get_1kb_p50", "put_big", "get_big_task", "get_big_driver", "get_big_from_worker", "chain_big", "mapreduce",
+    "task_cost_split", "long_driver_rss",
 ]
 #: The recovery section: the same workloads with one worker killed mid-run.
 RECOVERY = ["recovery_chain", "recovery_mapreduce"]
@@ -60,6 +61,13 @@ def test_quick_benchmark_run_reports_every_figure(tmp_path):
             assert row is not None, f"{section}.{name} missing"
             assert row.get("error") is None and _number(row.get("value")), (name, row.get("error"), row.get("traceback"))
     assert report["benchmarks"]["get_big_driver"]["zero_copy"] in (True, False)
+    split = report["benchmarks"]["task_cost_split"]
+    assert all(_number(split[k]) and split[k] > 0 for k in ("core_driver", "core_worker", "encode_submit",
+                                                             "decode_submit", "encode_reply", "decode_reply",
+                                                             "handoffs", "pickling")), split
+    long_run = report["benchmarks"]["long_driver_rss"]
+    assert long_run["rss_first_batch_mb"] > 0 and long_run["rss_last_batch_mb"] > 0 and long_run["tasks"] > 0, long_run
+    assert "Where a no-op task's time goes" in proc.stdout
     for name in RECOVERY:
         row = report["recovery"].get(name)
         assert row is not None, f"recovery.{name} missing"

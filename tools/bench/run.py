@@ -27,7 +27,12 @@ One command, one machine, one run::
    (``refrpc.init(trace_dir=...)``), median of ``trace_reps`` pairs: what
    recording every message and event costs, and how many bytes it writes; on
    Linux also the CPU time of all the cluster's processes per no-op task.
-5. Tables (benchmark | RefRPC | floor/baseline | ratio; recovery: no failure | one
+5. **Where a task's time goes** (costsplit.py): each piece of a no-op task's path
+   (the two cores, encoding and decoding, the two thread hand-offs, pickling)
+   timed alone in this process, printed beside the round trip and the ZeroMQ
+   floor of the same run; and a long-running driver (``long_tasks`` no-op tasks
+   in batches) with its RSS after the first batch and after the last.
+6. Tables (benchmark | RefRPC | floor/baseline | ratio; recovery: no failure | one
    worker killed | recovery cost; tracing: off | on | overhead) and, with ``--json``,
    every raw number with the machine and the date.
 
@@ -67,6 +72,7 @@ if importlib.util.find_spec("refrpc") is None:  # run from a checkout without PY
 
 import numpy as np  # noqa: E402
 
+import costsplit  # noqa: E402
 import recovery  # noqa: E402
 import refrpc  # noqa: E402
 import tracing  # noqa: E402
@@ -80,13 +86,13 @@ MiB = 1024 * 1024
 SETTINGS: dict[str, dict[str, int]] = {
     "default": dict(
         zmq_rounds=5000, stream_1mib=1000, stream_big=10, big_bytes=100 * MB, big_reps=5,
-        rt_calls=1000, batch=2000, actor_sync=1000, actor_async=2000, small_calls=1000,
+        rt_calls=1000, batch=2000, long_tasks=1_000_000, long_batch=10_000, split_n=2000, actor_sync=1000, actor_async=2000, small_calls=1000,
         maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=3, start_reps=3, recovery_reps=3, trace_reps=5,
         timeout_s=180,
     ),
     "quick": dict(
         zmq_rounds=1000, stream_1mib=100, stream_big=2, big_bytes=20 * MB, big_reps=2,
-        rt_calls=200, batch=500, actor_sync=200, actor_async=500, small_calls=200,
+        rt_calls=200, batch=500, long_tasks=20_000, long_batch=2_000, split_n=300, actor_sync=200, actor_async=500, small_calls=200,
         maps=8, partitions=8, partition_bytes=1 * MB, mr_reps=1, start_reps=1, recovery_reps=1, trace_reps=1,
         timeout_s=60,
     ),
@@ -389,6 +395,45 @@ def bench_tasks_batch(cfg: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def _rss_bytes() -> int:
+    """This process's resident set size (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def bench_long_driver(cfg: dict[str, int]) -> dict[str, Any]:
+    """A long-running driver: ``long_tasks`` no-op tasks in batches of ``long_batch``,
+    each submitted then gathered; the driver's RSS after the first batch and after
+    the last (flat memory: within 10% is the target)."""
+    import gc
+
+    n, batch = cfg["long_tasks"], cfg["long_batch"]
+    t0 = time.perf_counter()
+    rss: list[int] = []
+    for done in range(0, n, batch):
+        _get([wl.noop_task.remote() for _ in range(min(batch, n - done))])
+        if done == 0 or done + batch >= n:
+            gc.collect()
+            rss.append(_rss_bytes())
+    seconds = time.perf_counter() - t0
+    first, last = rss[0], rss[-1]
+    return {"value": (last - first) / first * 100 if first else None, "rss_first_batch_mb": first / MB,
+            "rss_last_batch_mb": last / MB, "tasks": n, "batch": batch, "seconds": seconds, "tasks_per_s": n / seconds,
+            "note": f"RSS {first / MB:.1f} MB after the first batch, {last / MB:.1f} MB after {n:,} tasks"}
+
+
+def bench_cost_split(cfg: dict[str, int]) -> dict[str, Any]:
+    """Each piece of a no-op task's path, alone (costsplit.py); the value is their sum."""
+    split = costsplit.measure(cfg["split_n"])
+    return {"value": sum(split.values()), **split}
+
+
 def _actor() -> Any:
     actor = wl.Counter.remote()
     _get(actor.ping.remote())  # started
@@ -561,6 +606,10 @@ def refrpc_benchmarks(cfg: dict[str, int], workers: int) -> list[Bench]:
               bench_get_big_from_worker),
         Bench("chain_big", f"g.remote(f.remote()): f makes {B}, g sums it", "ms", False, "zmq_chain_big", bench_chain),
         Bench("mapreduce", mr, "ms", False, "mp_mapreduce", bench_mapreduce),
+        Bench("task_cost_split", "a no-op task's pieces, each alone, summed (split below)", "us", False, "zmq_rtt_p50",
+              bench_cost_split),
+        Bench("long_driver_rss", f"driver RSS growth over {cfg['long_tasks']:,} no-op tasks", "%", False, "",
+              bench_long_driver),
     ]
 
 
@@ -831,6 +880,11 @@ def main(argv: list[str] | None = None) -> int:
     print_floor(floor, labels)
     print_table(benches, results, floor, labels)
     print(cluster_line(init_info, workers))
+    if "task_cost_split" in results:
+        rt = results.get("task_roundtrip_p50", {}).get("value")
+        costsplit.print_split(results["task_cost_split"], rt, floor.get("zmq_rtt_p50", {}).get("value"))
+    if results.get("long_driver_rss", {}).get("note"):
+        print(f"\nLong-running driver: {results['long_driver_rss']['note']}")
     print_recovery(recoveries, recovered, cfg["recovery_reps"])
     print_tracing(traced, traced_rows, cfg["trace_reps"])
     wall = time.perf_counter() - started
