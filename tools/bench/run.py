@@ -417,17 +417,22 @@ def bench_long_driver(cfg: dict[str, int]) -> dict[str, Any]:
 
     n, batch = cfg["long_tasks"], cfg["long_batch"]
     t0 = time.perf_counter()
-    rss: list[int] = []
+    rss: list[tuple[int, int]] = []  # (tasks done, RSS) after the first batch and every tenth of the run
+    tenth = max(batch, n // 10)
     for done in range(0, n, batch):
         _get([wl.noop_task.remote() for _ in range(min(batch, n - done))])
-        if done == 0 or done + batch >= n:
+        now = min(done + batch, n)
+        if done == 0 or now % tenth == 0 or now == n:
             gc.collect()
-            rss.append(_rss_bytes())
+            rss.append((now, _rss_bytes()))
     seconds = time.perf_counter() - t0
-    first, last = rss[0], rss[-1]
+    first, last = rss[0][1], rss[-1][1]
+    curve = ", ".join(f"{k:,}: {v / MB:.1f}" for k, v in rss)
     return {"value": (last - first) / first * 100 if first else None, "rss_first_batch_mb": first / MB,
-            "rss_last_batch_mb": last / MB, "tasks": n, "batch": batch, "seconds": seconds, "tasks_per_s": n / seconds,
-            "note": f"RSS {first / MB:.1f} MB after the first batch, {last / MB:.1f} MB after {n:,} tasks"}
+            "rss_last_batch_mb": last / MB, "rss_mb_after": {k: v / MB for k, v in rss}, "tasks": n, "batch": batch,
+            "seconds": seconds, "tasks_per_s": n / seconds,
+            "note": f"RSS {first / MB:.1f} MB after the first batch, {last / MB:.1f} MB after {n:,} tasks "
+                    f"(MB after each tenth: {curve})"}
 
 
 def bench_cost_split(cfg: dict[str, int]) -> dict[str, Any]:
