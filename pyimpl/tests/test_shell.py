@@ -129,7 +129,7 @@ def test_a_ref_dying_inside_a_handler_is_applied_afterwards(memory_pair):
     assert oid not in driver.core.owned
 
 
-def test_the_story_log_forgets_the_least_recently_touched_keys():
+def test_the_story_log_forgets_the_oldest_keys():
     # A long-running driver sees millions of object ids: its story log must stay bounded.
     p = Peer("a", 7, "tcp://127.0.0.1:1", Config(story_keys=50))
     p.handle(ev.Tick("t", 1))

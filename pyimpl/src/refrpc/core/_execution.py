@@ -168,7 +168,7 @@ class Execution:
             else:
                 if res.value is None:
                     raise LocalUsageError(ErrorCode.MALFORMED, f"return {rid} has neither value, store nor error")
-                value = replace(res.value, nested=out_nested)
+                value = replace(res.value, nested=out_nested) if out_nested or res.value.nested else res.value
                 returns.append(ReturnValue(rid, ReturnKind.INLINE, value=value))
         retained = self._register_retained(ex, key, s.retained)
         ex.reply = TaskReply(ex.spec.task_id, ex.spec.attempt, tuple(returns), retained)

@@ -80,6 +80,12 @@ FEATURE_OF: dict[str, str] = {
 #: The retransmission interval grows to at most this many times the configured one (SES-003).
 RETRANSMIT_BACKOFF_MAX = 8
 
+#: Every feature this implementation knows: a session that negotiated all of them
+#: needs no per-message feature check.
+_ALL_FEATURES = frozenset(f.value for f in Feature)
+_ALL_FEATURE_COUNT = len(_ALL_FEATURES)
+
+
 class SessionLayer:
     """Mixin of :class:`Peer`: sessions, handshake, heartbeats, fencing."""
 
@@ -288,6 +294,8 @@ class SessionLayer:
 
     def _feature_problem(self: Peer, r: Remote, body: Message) -> tuple[str, str] | None:
         """Which negotiated feature ``body`` uses without it (HS-004, HS-017..HS-020)."""
+        if len(r.features) >= _ALL_FEATURE_COUNT and _ALL_FEATURES.issubset(r.features):
+            return None  # every feature negotiated: nothing can be missing
         name = type(body).__name__
         needed = FEATURE_OF.get(name)
         if needed and needed not in r.features:

@@ -48,7 +48,7 @@ class Tasks:
                     self._require_held(d.object_id)
                     nested.append(self._descriptor(d.object_id))  # task hold: no grant
                     mentioned.append(d.object_id)
-                args.append(Arg(ArgKind.VALUE, value=replace(a.value, nested=tuple(nested))))
+                args.append(Arg(ArgKind.VALUE, value=replace(a.value, nested=tuple(nested)) if nested else a.value))
             else:
                 raise LocalUsageError(ErrorCode.MALFORMED, "an argument needs a value or an object id")
         return tuple(args), tuple(dict.fromkeys(mentioned))  # one hold per task (BOR-006)

@@ -430,12 +430,11 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
     # ------------------------------------------------------------ stories and invariants
     def _story(self, key: str, event: str, detail: str) -> None:
         stories = self.stories
-        log = stories.pop(key, None)  # re-inserted: the dict's order is recency of use
+        log = stories.get(key)
         if log is None:
-            log = []
             if len(stories) >= self.config.story_keys:
-                del stories[next(iter(stories))]  # bounded: forget the least recently touched key
-        stories[key] = log
+                del stories[next(iter(stories))]  # bounded: forget the oldest key
+            log = stories[key] = []
         log.append((self._sid, event, detail))
         if len(log) > self.config.story_length:
             del log[0]

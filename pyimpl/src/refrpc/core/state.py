@@ -44,8 +44,8 @@ class Config:
     features: tuple[str, ...] = ("core", "borrowing", "recovery", "actors")
     #: Entries kept per key in the story log.
     story_length: int = 64
-    #: Keys (objects, tasks, peers) the story log remembers; the least recently
-    #: touched is forgotten first, so a long-running peer's log stays bounded.
+    #: Keys (objects, tasks, peers) the story log remembers; the oldest is
+    #: forgotten first, so a long-running peer's log stays bounded.
     story_keys: int = 4096
     #: Lineage kept for settled reconstructable tasks, in bytes of task specification
     #: (LIN-005, LIN-010); the oldest is evicted first when it is exceeded.
