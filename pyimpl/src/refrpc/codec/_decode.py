@@ -21,6 +21,7 @@ import struct
 from typing import Any, Callable, Sequence
 
 from ..core.messages import MESSAGE_TYPES, Envelope, ErrorCode
+from . import _fast
 from ._errors import DecodeError, MalformedFrame, OversizedFrame, UnknownMessage
 from ._schema import (
     ENVELOPE_HEADER,
@@ -308,6 +309,16 @@ def decode(frames: Sequence[Any], *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BY
             readable. An unknown ``ErrorCode`` is not malformed: it decodes
             to ``ErrorCode.UNRECOGNIZED`` (ERR-002).
     """
+    _check_sizes(frames, max_frame_bytes)
+    try:
+        return _fast.decode(frames)  # the hot messages, read directly; anything else below
+    except _fast.Fallback:
+        pass
+    return _decode_capnp(frames)
+
+
+def _check_sizes(frames: Sequence[Any], max_frame_bytes: int) -> None:
+    """GEN-004: a message of no frames, or over ``max_frame_bytes``, is refused before anything is read."""
     try:
         count = len(frames)
         sizes = [_nbytes(f) for f in frames]
@@ -325,6 +336,15 @@ def decode(frames: Sequence[Any], *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BY
             err = OversizedFrame(f"frame {index} has {sizes[index]} bytes, the limit is {max_frame_bytes}")
         header = _try_header(frames[0]) if sizes[0] <= max_frame_bytes else None
         raise err._with_header(header) if header else err
+
+
+def decode_reference(frames: Sequence[Any], *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope:
+    """:func:`decode` through pycapnp only (the reference the fast path is checked against)."""
+    _check_sizes(frames, max_frame_bytes)
+    return _decode_capnp(frames)
+
+
+def _decode_capnp(frames: Sequence[Any]) -> Envelope:
     frame0 = frames[0]
     if type(frame0) is not bytes:
         frame0 = bytes(frame0)  # also guarantees the word alignment capnp needs

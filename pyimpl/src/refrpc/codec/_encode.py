@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..core.messages import MESSAGE_TYPES, Envelope
+from . import _fast
 from ._errors import EncodeError
 from ._schema import (
     ENVELOPE_HEADER,
@@ -179,6 +180,14 @@ def encode(envelope: Envelope, *, oob_threshold: int = DEFAULT_OOB_THRESHOLD) ->
         EncodeError: The envelope cannot be represented (a value outside its
             field's range, a wrong type, a body that is not a protocol message).
     """
+    fast = _fast.encode(envelope, oob_threshold)  # the hot messages, laid out directly
+    if fast is not None:
+        return fast
+    return encode_reference(envelope, oob_threshold=oob_threshold)
+
+
+def encode_reference(envelope: Envelope, *, oob_threshold: int = DEFAULT_OOB_THRESHOLD) -> list[Any]:
+    """:func:`encode` through pycapnp only (the reference the fast path is checked against)."""
     body = envelope.body
     try:
         member, body_encoder = _BODIES[type(body)]

@@ -98,6 +98,9 @@ class Node:
         #: Object ids of Ref handles that died (``Ref.__del__`` appends, any thread,
         #: without a lock); turned into DropRef stimuli by whoever next holds the lock.
         self.released: collections.deque[str] = collections.deque()
+        #: Object ids of Ref handles made (``Ref.__init__`` appends, without a lock);
+        #: counted into ``handles`` by whoever next holds the lock, before any release.
+        self._born: collections.deque[str] = collections.deque()
         #: Ref handles alive in this process per object id (to unmap a copy when the last one dies).
         self.handles: dict[str, int] = {}
         #: The transport the sockets live in (a ZeroMQ one unless given).
@@ -195,6 +198,10 @@ class Node:
         """Feed stimuli to the core now (built holding the lock, so ids stay ordered)."""
         return self.call(lambda: self.handle(*[make(self.sid()) for make in stimuli_factories]))
 
+    def born(self, object_id: str) -> None:
+        """A Ref handle to ``object_id`` was made in this process (any thread, no lock)."""
+        self._born.append(object_id)
+
     def release(self, object_id: str) -> None:
         """A Ref handle to ``object_id`` died: queue its DropRef. Never blocks and
         takes no lock, so finalizers may call it on any thread at any moment."""
@@ -209,10 +216,16 @@ class Node:
         released = self.released
         if not released:
             return
-        drops: list[ev.Stimulus] = []
         handles = self.handles
+        born = self._born
+        drops: list[ev.Stimulus] = []
         while released:
             oid = released.popleft()
+            # Count births first: a handle is born (appended) before it can die, so every
+            # release taken here finds its birth counted.
+            while born:
+                b = born.popleft()
+                handles[b] = handles.get(b, 0) + 1
             left = handles.get(oid, 1) - 1
             if left > 0:
                 handles[oid] = left

@@ -89,11 +89,11 @@ class Ref(Generic[T]):
     def __init__(self, node: Any, object_id: str, *, counted: bool) -> None:
         self.id = object_id
         self._node = node
-        with node.lock:
-            handles = node.handles
-            handles[object_id] = handles.get(object_id, 0) + 1
-            if not counted and not node.stopped.is_set():  # OWN-003: the core counts every handle
-                node.handle(ev.AddRef(node.sid(), object_id))
+        if not counted:  # OWN-003: the core counts every handle
+            with node.lock:
+                if not node.stopped.is_set():
+                    node.handle(ev.AddRef(node.sid(), object_id))
+        node.born(object_id)  # counted among this process's handles, without the lock
 
     def __del__(self) -> None:
         node = self._node
