@@ -83,7 +83,6 @@ RETRANSMIT_BACKOFF_MAX = 8
 #: Every feature this implementation knows: a session that negotiated all of them
 #: needs no per-message feature check.
 _ALL_FEATURES = frozenset(f.value for f in Feature)
-_ALL_FEATURE_COUNT = len(_ALL_FEATURES)
 
 
 class SessionLayer:
@@ -294,7 +293,7 @@ class SessionLayer:
 
     def _feature_problem(self: Peer, r: Remote, body: Message) -> tuple[str, str] | None:
         """Which negotiated feature ``body`` uses without it (HS-004, HS-017..HS-020)."""
-        if len(r.features) >= _ALL_FEATURE_COUNT and _ALL_FEATURES.issubset(r.features):
+        if r.all_features:
             return None  # every feature negotiated: nothing can be missing
         name = type(body).__name__
         needed = FEATURE_OF.get(name)
@@ -359,6 +358,7 @@ class SessionLayer:
         fresh = r.state != "alive" or r.incarnation != env.sender_incarnation
         r.incarnation = env.sender_incarnation
         r.features = self._negotiate(hello.features)
+        r.all_features = _ALL_FEATURES.issubset(r.features)
         r.heartbeat_interval_ms = hello.heartbeat_interval_ms  # LIV-007
         minor = min(PROTOCOL_MINOR, hello.protocol_minor)  # HS-003
         self._send_unsequenced(r, Welcome(**{**self._hello_fields(), "features": r.features, "protocol_minor": minor}))
@@ -383,6 +383,7 @@ class SessionLayer:
         r.incarnation = env.sender_incarnation
         r.last_heard_ms = self.now_ms
         r.features = self._negotiate(w.features)
+        r.all_features = _ALL_FEATURES.issubset(r.features)
         r.heartbeat_interval_ms = w.heartbeat_interval_ms  # LIV-007
         self._become_alive(r, "welcome")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Callable
 
 from ._actors import Actors
@@ -154,7 +154,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.pending_releases: dict[PeerId, list] = {}
         self.pending_frees: dict[PeerId, list[ObjectId]] = {}
         #: Per-key history of transitions with their causes: the "story".
-        self.stories: dict[str, list[tuple[str, str, str]]] = {}
+        self.stories: OrderedDict[str, list[tuple[str, str, str]]] = OrderedDict()
         #: Run validate() after every handle() call (tests and simulations turn it on).
         self.check_invariants = False
         #: Emit a TraceEvent for every local event a trace records (TRC-008): on only
@@ -433,7 +433,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         log = stories.get(key)
         if log is None:
             if len(stories) >= self.config.story_keys:
-                del stories[next(iter(stories))]  # bounded: forget the oldest key
+                stories.popitem(last=False)  # bounded: forget the oldest key (O(1), unlike a dict's first key)
             log = stories[key] = []
         log.append((self._sid, event, detail))
         if len(log) > self.config.story_length:

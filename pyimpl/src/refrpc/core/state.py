@@ -229,6 +229,8 @@ class Remote:
     #: One of tables.PEER's states.
     state: str = "connecting"
     features: tuple[str, ...] = ()
+    #: Whether ``features`` holds every feature this implementation knows (no per-message check needed).
+    all_features: bool = False
     last_heard_ms: int = 0
     last_sent_ms: int = 0
     hello_sent_ms: int = -1

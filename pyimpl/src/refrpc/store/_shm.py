@@ -411,6 +411,8 @@ class SharedMemoryStore(ObjectStore):
 
     def detach(self, object_id: ObjectId) -> bool:
         """Drop this store's mapping of an attached object; returns whether it was attached."""
+        if object_id not in self._attached:  # the usual case (never mapped here): no lock taken
+            return False
         with self._lock:
             segment = self._attached.pop(object_id, None)
         if segment is None:
