@@ -16,13 +16,10 @@ from refrpc.core import Peer
 from refrpc.core import events as ev
 from refrpc.core.messages import Encoding, Value
 from refrpc.core.state import Config
-from refrpc.runtime import Node, working_node
-from refrpc.runtime._node import default_config
+from refrpc.runtime import Node
 from refrpc.runtime._refs import Ref, value_of
 from refrpc.serialization import serialize
-from refrpc.store import MemoryStore
-from refrpc.testing import wait_until
-from refrpc.transport import MemoryNetwork
+from refrpc.testing import MemoryCluster, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,17 +27,8 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def memory_pair():
     """A driver node and a worker node (with an executor) on one MemoryNetwork."""
-    net = MemoryNetwork()
-    worker, executor = working_node("w1", "", "", default_config(), transport=net.transport("mem://w1"),
-                                    store=MemoryStore())
-    driver = Node("driver", "", "", default_config(), transport=net.transport("mem://driver"), store=MemoryStore())
-    try:
-        driver.handle_soon(lambda sid: ev.AddPeer(sid, "w1", "mem://w1", 1)).result()
-        yield driver, worker
-    finally:
-        executor.stop()
-        driver.stop()
-        worker.stop()
+    with MemoryCluster(workers=1) as cluster:
+        yield cluster.driver, cluster.workers["w1"]
 
 
 def _submit(node: Node, function: str, *values: object) -> Ref[object]:
@@ -64,6 +52,17 @@ def test_a_real_node_runs_tasks_over_the_memory_network(memory_pair):
     del refs
     gc.collect()
     assert wait_until(lambda: driver.call(lambda: not driver.core.owned).result(), 10)
+
+
+def test_a_memory_cluster_runs_tasks_on_each_of_its_workers():
+    # The public harness: real nodes, no sockets; a task sent to a worker runs there (TASK-001).
+    with MemoryCluster(workers=2) as c:
+        for name, node in c.workers.items():
+            before = node.stats["messages_received"]
+            assert c.get(c.submit("operator:mul", 21, 2, executor=name)) == 42
+            assert node.stats["messages_received"] > before
+        refs = [c.submit("operator:mul", i, 2) for i in range(10)]
+        assert [c.get(r) for r in refs] == [2 * i for i in range(10)]
 
 
 def test_a_task_error_travels_back_typed_over_the_memory_network(memory_pair):
