@@ -68,6 +68,56 @@ def test_wait_returns_ready_and_pending(cluster):
     assert set(map(id, ready + pending)) == set(map(id, refs))
 
 
+def test_wait_takes_the_first_ready_in_order_and_honours_its_timeout(cluster):
+    # fast = [add.remote(...)...]; slow = sleep_ms.remote(3000); wait([slow, *fast], num_returns=2)
+    fast = [rf.add.remote(i, 1) for i in range(3)]
+    assert refrpc.get(fast, timeout=30) == [1, 2, 3]
+    slow = rf.sleep_ms.remote(3_000)
+    ready, pending = refrpc.wait([slow, *fast], num_returns=2, timeout=30)
+    assert ready == fast[:2] and pending == [slow, fast[2]]  # ready in the order given; pending keeps order
+    ready, pending = refrpc.wait([slow], num_returns=1, timeout=0.2)
+    assert ready == [] and pending == [slow]  # the timeout passed: nothing ready, no error
+    assert refrpc.wait([]) == ([], [])
+    assert refrpc.wait(fast, num_returns=0) == ([], fast)
+    with pytest.raises(ValueError):
+        refrpc.wait(fast, num_returns=4)
+
+
+def test_a_failed_task_counts_as_ready_for_wait(cluster):
+    bad = rf.fail.remote("no")
+    ready, pending = refrpc.wait([bad], timeout=30)
+    assert ready == [bad] and not pending
+    with pytest.raises(refrpc.TaskError):
+        refrpc.get(bad, timeout=30)
+
+
+def test_the_wait_loop_over_many_refs_costs_in_proportion_to_what_is_ready(cluster):
+    # while refs: ready, refs = wait(refs, num_returns=1)  -- a call looks at the refs
+    # before the first ready one, not at the whole list, so the loop is linear. Counted
+    # in Gets the node registers (a timing would be flaky): at most one per object.
+    node = cluster.node
+    registered = []
+    real = node.get_result
+
+    def counting(oid):
+        registered.append(oid)
+        return real(oid)
+
+    refs = [rf.add.remote(i, 0) for i in range(300)]
+    node.get_result = counting
+    try:
+        seen = []
+        while refs:
+            ready, refs = refrpc.wait(refs, num_returns=1, timeout=30)
+            assert len(ready) == 1
+            seen.append(refrpc.get(ready[0], timeout=30))
+    finally:
+        del node.get_result
+    assert sorted(seen) == list(range(300))
+    waits = [oid for oid in registered]
+    assert len(waits) - len(set(waits)) <= 300  # each object watched at most once besides its own get
+
+
 def test_shared_ref_returned_nested_comes_back_as_a_ref(cluster):
     # x = put(data); [x2] = get(nest.remote(shared(x))); get(x2) == data
     x = refrpc.put(b"payload")

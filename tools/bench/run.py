@@ -435,6 +435,28 @@ def bench_long_driver(cfg: dict[str, int]) -> dict[str, Any]:
                     f"(MB after each tenth: {curve})"}
 
 
+def bench_wait_loop(cfg: dict[str, int]) -> dict[str, Any]:
+    """``while refs: ready, refs = wait(refs, num_returns=1)`` over ``batch`` no-op
+    tasks, against submitting the same number and one ``get`` of them all (same run);
+    the value is the loop's time over the get's (target: at most 2)."""
+    n = cfg["batch"]
+    _get([wl.noop_task.remote() for _ in range(20)])
+    t0 = time.perf_counter()
+    _get([wl.noop_task.remote() for _ in range(n)])
+    got = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    refs = [wl.noop_task.remote() for _ in range(n)]
+    done = 0
+    while refs:
+        ready, refs = refrpc.wait(refs, num_returns=1, timeout=GET_TIMEOUT)
+        if not ready:
+            raise BenchTimeout("wait returned nothing within its timeout")
+        done += len(ready)
+    looped = time.perf_counter() - t0
+    return {"value": looped / got, "n": n, "wait_loop_s": looped, "get_s": got,
+            "note": f"{n:,} refs: wait loop {looped * 1e3:.0f} ms, one get {got * 1e3:.0f} ms"}
+
+
 def bench_cost_split(cfg: dict[str, int]) -> dict[str, Any]:
     """Each piece of a no-op task's path, alone (costsplit.py); the value is their sum."""
     split = costsplit.measure(cfg["split_n"])
@@ -613,6 +635,8 @@ def refrpc_benchmarks(cfg: dict[str, int], workers: int) -> list[Bench]:
               bench_get_big_from_worker),
         Bench("chain_big", f"g.remote(f.remote()): f makes {B}, g sums it", "ms", False, "zmq_chain_big", bench_chain),
         Bench("mapreduce", mr, "ms", False, "mp_mapreduce", bench_mapreduce),
+        Bench("wait_loop", f"wait(num_returns=1) loop over {cfg['batch']} refs / one get of them", "x", False, "",
+              bench_wait_loop),
         Bench("task_cost_split", "a no-op task's pieces, each alone, summed (split below)", "us", False, "zmq_rtt_p50",
               bench_cost_split),
         Bench("long_driver_rss", f"driver RSS growth over {cfg['long_tasks']:,} no-op tasks", "%", False, "",
@@ -696,6 +720,8 @@ def fmt(value: float | None, unit: str) -> str:
         if unit == "ms" and value < 1:
             value, unit = value * 1e3, "us"
         return f"{value:.2f} {unit}" if value < 10 else f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    if unit in ("x", "%"):  # ratios and growth: a decimal tells
+        return f"{value:.2f} {unit}" if abs(value) < 10 else f"{value:.1f} {unit}"
     return f"{value:,.0f} {unit}"
 
 

@@ -245,43 +245,41 @@ def get(refs: Ref[T] | Sequence[Ref[Any]], *, timeout: float | None = None) -> A
     raise TypeError("get() takes a Ref or a list of Refs")
 
 
-def _first_of(futures: set[concurrent.futures.Future[Any]]) -> concurrent.futures.Future[None]:
-    """A future done when the first of ``futures`` is."""
-    first: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-    def settle(_: object) -> None:
-        try:
-            first.set_result(None)
-        except concurrent.futures.InvalidStateError:
-            pass  # another one was first
-
-    for f in futures:
-        f.add_done_callback(settle)
-    return first
-
-
 def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | None = None) -> tuple[list[Ref[Any]], list[Ref[Any]]]:
-    """Split ``refs`` into (ready, pending) once ``num_returns`` are ready or the timeout passes."""
-    node = current_node()
+    """Split ``refs`` into (ready, pending) once ``num_returns`` are ready or the timeout passes.
+
+    ``ready`` holds the first ``num_returns`` ready refs in the order given (fewer
+    if the timeout passed), ``pending`` the others, in order. A ref is ready when
+    its value or its error is known. A call costs time in proportion to the refs
+    it looks at before it has enough, not to the list: the classic loop
+    ``while refs: ready, refs = wait(refs)`` stays linear.
+    """
+    if not isinstance(refs, (list, tuple)) or not all(isinstance(r, Ref) for r in refs):
+        raise TypeError("wait() takes a list of Refs")
+    if not refs:
+        return [], []
     if not 0 <= num_returns <= len(refs):
         raise ValueError(f"num_returns must be between 0 and {len(refs)}")
+    if num_returns == 0:
+        return [], list(refs)
+    node = current_node()
     node.trace_program("wait", objects=[r.id for r in refs], numReturns=num_returns)  # before the gets it makes
-    futures = {node.get_result(r.id): i for i, r in enumerate(refs)}
-    done: set[int] = set()
+    ids = [r.id for r in refs]
     deadline = None if timeout is None else time.monotonic() + timeout
-    pending = set(futures)
-    while len(done) < num_returns and pending:
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            wait_for(_first_of(pending), left)
-        except concurrent.futures.TimeoutError:
+    while True:
+        ready, changed = node.ready_among(ids, num_returns)
+        if changed is None:
             break
-        finished = {f for f in pending if f.done()}
-        pending -= finished
-        done |= {futures[f] for f in finished}
-    ready = [refs[i] for i in sorted(done)][: max(num_returns, 0)] if num_returns else []
-    ready_ids = {id(r) for r in ready}
-    return ready, [r for r in refs if id(r) not in ready_ids]
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if left == 0.0:
+            break
+        try:
+            wait_for(changed, left)
+        except concurrent.futures.TimeoutError:
+            ready, _ = node.ready_among(ids, num_returns)
+            break
+    chosen = set(ready[:num_returns])
+    return [refs[i] for i in sorted(chosen)], [r for i, r in enumerate(refs) if i not in chosen]
 
 
 # ---------------------------------------------------------------- the memory view

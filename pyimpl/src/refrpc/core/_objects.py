@@ -53,6 +53,11 @@ class Objects:
             raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"this peer holds no ref to {oid}")
         return RefDescriptor(oid, b.ref.owner, b.ref.owner_incarnation, b.ref.owner_address, b.size if b.size >= 0 else b.ref.size_hint, forward_id)
 
+    def settled(self: Peer, oid: ObjectId) -> bool:
+        """Whether a ``Get`` of ``oid`` would be answered at once (its value, or an
+        error, is known here). Reads state only."""
+        return self._resolution(oid) is not None
+
     def descriptor(self: Peer, oid: ObjectId) -> RefDescriptor:
         """The descriptor of a ref this peer holds, for the shell to embed in a value.
 

@@ -136,6 +136,10 @@ class Node:
         self._requests = itertools.count(1)
         #: Get request id -> future of its GetResult (set on the loop thread).
         self._gets: dict[int, Future[ev.GetResult]] = {}
+        #: Object id -> the future of a Get registered for ``wait`` (one per object at a time).
+        self._watches: dict[str, Future[ev.GetResult]] = {}
+        #: Done at the next GetResult of any object (``wait`` sleeps on it); replaced then.
+        self._next_settlement: Future[None] | None = None
         #: Introspect request id -> future of its IntrospectResult (INT-001).
         self._introspections: dict[int, Future[ev.IntrospectResult]] = {}
         #: Traffic counters: bytes sent and received over sockets, and bytes of
@@ -265,6 +269,32 @@ class Node:
             if not fut.done():
                 fut.set_exception(exc)
         return fut
+
+    def ready_among(self, object_ids: Sequence[str], wanted: int) -> tuple[list[int], Future[None] | None]:
+        """For ``wait``: the indexes of the first ``wanted`` objects (in order) whose
+        value or error is known now; if fewer, a Get is registered for every other
+        one (once per object, OBJ-002 for borrowed ones) and the future returned is
+        done at the next settlement of any object, so the caller sleeps until
+        something changed and looks again. Cost: the objects looked at, no more."""
+        ready: list[int] = []
+        with self.lock:
+            self._check_running()
+            self._drain_released()
+            settled = self.core.settled
+            for i, oid in enumerate(object_ids):
+                if settled(oid):
+                    ready.append(i)
+                    if len(ready) >= wanted:
+                        return ready, None
+            for i, oid in enumerate(object_ids):
+                if oid not in self._watches and not settled(oid):
+                    fut = self.get_result(oid)
+                    if not fut.done():
+                        self._watches[oid] = fut
+                        fut.add_done_callback(lambda _, oid=oid: self._watches.pop(oid, None))
+            if self._next_settlement is None:
+                self._next_settlement = Future()
+            return ready, self._next_settlement
 
     def fetch(self, object_id: str, locations: tuple) -> Future[int]:
         """Copy a stored value from another host into the local store (FET-001)."""
@@ -396,6 +426,8 @@ class Node:
                 for fut in self._gets.values():
                     if not fut.done():
                         fut.set_exception(RuntimeError(f"peer {self.peer_id} stopped"))
+                if self._next_settlement is not None:
+                    self._next_settlement.set_exception(RuntimeError(f"peer {self.peer_id} stopped"))
 
     def _install_faults(self, rules: Sequence[FaultRule]) -> FaultyTransport | None:
         rules = tuple(r for r in rules if r.applies_at(self.peer_id))
@@ -447,6 +479,10 @@ class Node:
             fut = self._gets.pop(ins.request_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(ins)
+            nxt = self._next_settlement
+            if nxt is not None:  # wake the waits (ready_among)
+                self._next_settlement = None
+                nxt.set_result(None)
         elif isinstance(ins, ev.IntrospectResult):
             fut = self._introspections.pop(ins.request_id, None)
             if fut is not None and not fut.done():
