@@ -228,3 +228,27 @@ class Ledger:
 def executor_threads() -> int:
     """How many task threads this process's executor has (run with refrpc.api._call_on)."""
     return len(refrpc.api._ctx.executor._threads)
+
+
+# ---------------------------------------------------------------- values that fail on the worker (test_runtime.py)
+def _explode_on_load():
+    raise RuntimeError("this value cannot be loaded here")
+
+
+class Unloadable:
+    """Pickles fine; unpickling it raises (as a class the worker cannot import would)."""
+
+    def __reduce__(self):
+        return (_explode_on_load, ())
+
+
+@refrpc.remote
+def identity(x):
+    return x
+
+
+@refrpc.remote
+def unpicklable_result():
+    import threading
+
+    return threading.Lock()

@@ -118,6 +118,23 @@ def test_the_wait_loop_over_many_refs_costs_in_proportion_to_what_is_ready(clust
     assert len(waits) - len(set(waits)) <= 300  # each object watched at most once besides its own get
 
 
+def test_an_argument_the_worker_cannot_load_fails_the_task_and_jams_nothing(cluster):
+    # r = identity.remote(Unloadable()) -- unpickling it on the worker raises
+    # (as a class the worker cannot import would): a typed error, and every
+    # worker keeps serving (before, the executor thread died and get hung).
+    bad = [rf.identity.remote(rf.Unloadable()) for _ in range(4)]  # on every worker
+    for r in bad:
+        with pytest.raises(refrpc.TaskError, match="could not be loaded"):
+            refrpc.get(r, timeout=30)
+    assert refrpc.get([rf.add.remote(i, 1) for i in range(10)], timeout=30) == list(range(1, 11))
+
+
+def test_a_result_that_cannot_be_stored_fails_the_task_and_jams_nothing(cluster):
+    with pytest.raises(refrpc.TaskError, match="lock"):
+        refrpc.get(rf.unpicklable_result.remote(), timeout=30)
+    assert refrpc.get([rf.add.remote(i, 2) for i in range(10)], timeout=30) == list(range(2, 12))
+
+
 def test_shared_ref_returned_nested_comes_back_as_a_ref(cluster):
     # x = put(data); [x2] = get(nest.remote(shared(x))); get(x2) == data
     x = refrpc.put(b"payload")

@@ -21,6 +21,7 @@ import queue
 import runpy
 import sys
 import threading
+import traceback
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -346,6 +347,15 @@ class Executor:
             args = self._resolve_args(ins.args, ins)
         except _Refetch:
             return
+        except Exception as exc:  # an argument that cannot be loaded here: the caller's error, not ours
+            info = ErrorInfo(ErrorCode.TASK_FAILED, f"{_what(ins)}: an argument could not be loaded on "
+                             f"{self.node.peer_id}: {type(exc).__name__}: {exc}", "TASK-007",
+                             "".join(traceback.format_exception(exc)))
+            if isinstance(ins, ev.StartActor):
+                self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, info))
+            else:
+                self._finish(ins, [ev.TaskResult(error=info)] * len(ins.return_ids))  # type: ignore[arg-type]
+            return
         if isinstance(ins, ev.StartActor):
             self._start_actor(ins, args)
         else:
@@ -450,9 +460,28 @@ class Executor:
         return ev.TaskResult(value=Value(value.encoding, b"", (), value.nested), stored=True, size=size)
 
     def _finish(self, ins: ev.RunTask, results: list[ev.TaskResult]) -> None:
-        """Report the task to the core from this thread: the reply leaves from here."""
-        self.node.handle_soon(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt, tuple(results),
+        """Report the task to the core from this thread: the reply leaves from here.
+
+        If the core refuses the results (a returned value holds a ref this worker
+        does not hold, for one), the task fails with that reason instead: its
+        owner always gets a reply, and the worker goes on serving.
+        """
+        done = self.node.handle_soon(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt, tuple(results),
+                                                                 return_ids=tuple(ins.return_ids)))
+        exc = done.exception()
+        if exc is None or all(r.error is not None for r in results):
+            return
+        self._free_stored(ins, results)
+        info = ErrorInfo(ErrorCode.TASK_FAILED, f"{ins.function}: its results were refused: {exc}", "TASK-007")
+        self.node.handle_soon(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt,
+                                                          tuple(ev.TaskResult(error=info) for _ in ins.return_ids),
                                                           return_ids=tuple(ins.return_ids)))
+
+    def _free_stored(self, ins: ev.RunTask, results: list[ev.TaskResult]) -> None:
+        """Free the stored copies of results that will never be reported."""
+        for rid, r in zip(ins.return_ids, results):
+            if r.stored:
+                self.node.store.free(rid)
 
     def _start_actor(self, ins: ev.StartActor, args: list[Any]) -> None:
         try:
@@ -463,6 +492,11 @@ class Executor:
             error = error_info(exc)
         args.clear()
         self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, error))
+
+
+def _what(ins: ev.Instruction) -> str:
+    """The function or class an instruction runs, for error messages."""
+    return getattr(ins, "function", "") or getattr(ins, "class_name", "") or type(ins).__name__
 
 
 class TaskStopped(BaseException):
