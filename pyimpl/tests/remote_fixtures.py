@@ -252,3 +252,21 @@ def unpicklable_result():
     import threading
 
     return threading.Lock()
+
+
+@refrpc.remote
+def spin_ms(ms):
+    """Busy for ``ms`` in short steps (a stop lands between two of them)."""
+    import time
+
+    end = time.monotonic() + ms / 1000
+    while time.monotonic() < end:
+        time.sleep(0.005)
+    return ms
+
+
+@refrpc.remote
+def touch_and_return(path):
+    """Leaves a mark that it ran."""
+    open(path, "w").close()
+    return path

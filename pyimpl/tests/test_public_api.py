@@ -7,7 +7,7 @@ import refrpc
 EXPECTED = {
     "ActorDiedError", "ActorHandle", "GetTimeoutError", "LineageEvictedError", "ObjectLostError", "OwnerDiedError", "Ref",
     "RefRPCError", "SharedRef", "TaskCancelledError", "TaskError", "WorkerDiedError", "__version__",
-    "get", "init", "is_initialized", "memory", "put", "remote", "shared", "shutdown", "wait",
+    "cancel", "get", "init", "is_initialized", "memory", "put", "remote", "shared", "shutdown", "wait",
 }
 
 

@@ -196,11 +196,19 @@ def test_a_ref_on_its_own() -> None:
         assert value.nested == (desc(7),) and back == FakeRef(desc(7))
 
 
-def test_functions_pickle_by_reference() -> None:
+def test_importable_functions_pickle_by_reference_and_others_by_value() -> None:
     value, back = roundtrip(module_function)
-    assert back is module_function and len(value.data) < 200
-    with pytest.raises(SerializationError):
-        serialize(lambda x: x, ref_hook=ref_hook)  # no registered name: not by value
+    assert back is module_function and len(value.data) < 200  # by name
+    scale = 3
+    value, back = roundtrip(lambda x: x * scale)  # no importable name: by value (cloudpickle)
+    assert back(2) == 6
+
+    @dataclasses.dataclass
+    class Local:  # as a class defined in a script or a notebook cell
+        n: int
+
+    value, back = roundtrip(Local(5))
+    assert back.n == 5 and type(back).__name__ == "Local"
 
 
 def test_unpicklable_objects_are_a_serialization_error() -> None:

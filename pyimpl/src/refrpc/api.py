@@ -33,6 +33,7 @@ from .runtime._refs import (
     SharedRef,
     arg_specs,
     call_on,
+    cancel_task_of,
     context,
     current_node,
     put_value,
@@ -57,6 +58,7 @@ __all__ = [
     "TaskCancelledError",
     "TaskError",
     "WorkerDiedError",
+    "cancel",
     "get",
     "init",
     "is_initialized",
@@ -235,14 +237,47 @@ def put(obj: Any) -> Ref[Any]:
 
 
 def get(refs: Ref[T] | Sequence[Ref[Any]], *, timeout: float | None = None) -> Any:
-    """The value of a Ref (or a list of values), waiting for it if needed."""
+    """The value of a Ref (or a list of values), waiting for it if needed.
+
+    Ctrl-C (``KeyboardInterrupt``) while waiting cancels the tasks of this
+    process whose results it was still waiting for, then propagates.
+    """
     node = current_node()
     deadline = None if timeout is None else time.monotonic() + timeout
     if isinstance(refs, Ref):
-        return value_of(node, refs, deadline)
+        try:
+            return value_of(node, refs, deadline)
+        except KeyboardInterrupt:
+            _cancel_all(node, [refs])
+            raise
     if isinstance(refs, (list, tuple)) and all(isinstance(r, Ref) for r in refs):
-        return [value_of(node, r, deadline) for r in refs]
+        values: list[Any] = []
+        try:
+            for r in refs:
+                values.append(value_of(node, r, deadline))
+        except KeyboardInterrupt:
+            _cancel_all(node, refs[len(values):])
+            raise
+        return values
     raise TypeError("get() takes a Ref or a list of Refs")
+
+
+def cancel(ref: Ref[Any]) -> bool:
+    """Cancel the task that makes ``ref`` (TASK-008): if it has not started it never
+    will; if it runs, it is stopped (``TaskCancelledError`` is raised inside it; a
+    long call into C, such as one ``time.sleep``, ends first). ``get`` of its results
+    raises :class:`TaskCancelledError` at once. Only the process that submitted the
+    task can cancel it. Returns whether a task was cancelled (False: it had already
+    finished, or ``ref`` is not a result of a task this process submitted).
+    """
+    if not isinstance(ref, Ref):
+        raise TypeError(f"cancel() takes a Ref, not {type(ref).__name__}")
+    return _cancel_all(current_node(), [ref]) > 0
+
+
+def _cancel_all(node: Any, refs: Sequence[Ref[Any]]) -> int:
+    """Cancel the tasks of this process that make ``refs`` and are not finished."""
+    return sum(cancel_task_of(node, r.id) for r in refs)
 
 
 def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | None = None) -> tuple[list[Ref[Any]], list[Ref[Any]]]:
@@ -266,6 +301,16 @@ def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | Non
     node.trace_program("wait", objects=[r.id for r in refs], numReturns=num_returns)  # before the gets it makes
     ids = [r.id for r in refs]
     deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        ready = _wait_ready(node, ids, num_returns, deadline)
+    except KeyboardInterrupt:  # Ctrl-C: cancel what this wait was for (see get)
+        _cancel_all(node, refs)
+        raise
+    chosen = set(ready[:num_returns])
+    return [refs[i] for i in sorted(chosen)], [r for i, r in enumerate(refs) if i not in chosen]
+
+
+def _wait_ready(node: Any, ids: list[str], num_returns: int, deadline: float | None) -> list[int]:
     while True:
         ready, changed = node.ready_among(ids, num_returns)
         if changed is None:
@@ -278,8 +323,7 @@ def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | Non
         except concurrent.futures.TimeoutError:
             ready, _ = node.ready_among(ids, num_returns)
             break
-    chosen = set(ready[:num_returns])
-    return [refs[i] for i in sorted(chosen)], [r for i, r in enumerate(refs) if i not in chosen]
+    return ready
 
 
 # ---------------------------------------------------------------- the memory view
@@ -349,9 +393,7 @@ def _by_name(obj: Any) -> bool:
         return False
     module = obj.__module__
     if module == "__main__":
-        # Workers of a local cluster load the driver's script; those of a cluster
-        # started with `refrpc start` never saw it, so it ships by value there.
-        return _ctx.cluster is not None and bool(getattr(__import__("sys").modules.get("__main__"), "__file__", None))
+        return False  # a script, a notebook or stdin: workers never run it, so it ships by value
     try:
         importlib.import_module(module)
     except Exception:
@@ -362,9 +404,10 @@ def _by_name(obj: Any) -> bool:
 class RemoteFunction:
     """A function made callable remotely by ``@refrpc.remote``.
 
-    Functions workers can import (or find in the driver's guarded script) travel
-    by name; others (lambdas, local functions, notebook cells) travel by value
-    with cloudpickle, stored once as an object and passed by reference.
+    Functions workers can import travel by name; others (defined in a script, a
+    notebook cell or on stdin, lambdas, local functions) travel by value with
+    cloudpickle, stored once per process as an object and passed by reference;
+    each worker unpickles a function once.
     """
 
     def __init__(self, fn: Callable[..., Any], num_returns: int = 1, max_retries: int = 3, retry_exceptions: bool = False) -> None:
@@ -382,6 +425,11 @@ class RemoteFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"remote function {self._name} is called with .remote(...)")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A remote function travels by value inside another (a task that submits
+        # tasks); what it shipped from this process stays here.
+        return {**self.__dict__, "_shipped": None, "_resolved": None}
 
     def _target(self, node: Any) -> tuple[str, list[ev.ArgSpec]]:
         """The function name to call, and arguments to put before the user's."""
@@ -464,17 +512,34 @@ class ActorClass:
         self._cls = cls
         self._name = _name_of(cls)
         self._max_restarts = max_restarts
+        #: (node, the class's pickled form as a Ref) for a class shipped by value.
+        self._shipped: tuple[Any, Ref[Any]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_shipped": None}
+
+    def _target(self, node: Any) -> tuple[str, list[ev.ArgSpec]]:
+        """The class name to construct, and arguments to put before the user's."""
+        if _by_name(self._cls):
+            return self._name, []
+        if self._shipped is None or self._shipped[0] is not node:
+            import cloudpickle
+
+            self._shipped = (node, put(cloudpickle.dumps(self._cls)))
+        return "refrpc.runtime._executor:construct_by_value", [ev.ArgSpec(object_id=self._shipped[1].id)]
 
     def options(self, *, max_restarts: int = 0) -> ActorClass:
         return ActorClass(self._cls, max_restarts)
 
     def remote(self, *args: Any) -> ActorHandle:
         node = current_node()
+        name, first = self._target(node)
         specs, keep = arg_specs(node, args)
+        specs = first + specs
 
         def do() -> str:
             aid = node.new_id()
-            node.handle(ev.CreateActorRequest(node.sid(), aid, self._name, tuple(specs), "", self._max_restarts))
+            node.handle(ev.CreateActorRequest(node.sid(), aid, name, tuple(specs), "", self._max_restarts))
             return aid
 
         aid = node.call(do).result()

@@ -11,8 +11,11 @@ Three encodings (VAL-001):
 * ``pickle``: anything else, with pickle protocol 5 (VAL-009). Buffers that
   support out-of-band pickling (numpy arrays, ``pickle.PickleBuffer``) are not
   copied into the pickle stream: they become ``Value.buffers``, referring to the
-  object's own memory. Functions and classes pickle by reference (their
-  qualified name), as pickle does; this module never pickles code by value.
+  object's own memory. The pickler is cloudpickle's: functions and classes a
+  worker can import travel by reference (their qualified name); those it
+  cannot (defined in ``__main__``, in a notebook cell, inside a function, a
+  lambda) travel by value, so a value made of them loads anywhere the
+  ``python-pickle`` feature is spoken (reading such a value needs cloudpickle).
 
 Refs inside a value (objects for which ``ref_hook`` returns a
 :class:`~refrpc.core.messages.RefDescriptor`) are listed once each in
@@ -38,6 +41,8 @@ import functools
 import io
 import pickle
 from typing import Any, Callable
+
+import cloudpickle
 
 from . import codec
 from .core.messages import Encoding, RefDescriptor, Value
@@ -143,7 +148,7 @@ def _join_array(dtype: Any, shape: tuple[int, ...], *parts: Any) -> Any:
     return np.frombuffer(b"".join(views), dtype=dtype, count=count).reshape(shape)
 
 
-class _Pickler(pickle.Pickler):
+class _Pickler(cloudpickle.Pickler):
     def __init__(self, file: io.BytesIO, refs: _Refs, buffers: list[Any]) -> None:
         # The callback must not be a bound method of the pickler: that cycle would
         # keep the pickler and its memo (every object pickled, refs included)
@@ -158,7 +163,7 @@ class _Pickler(pickle.Pickler):
                 flat = memoryview(obj).cast("B")
                 parts = [pickle.PickleBuffer(flat[i : i + PART_BYTES]) for i in range(0, len(flat), PART_BYTES)]
                 return _join_array, (obj.dtype, obj.shape, *parts)
-        return NotImplemented
+        return super().reducer_override(obj)  # cloudpickle: code that cannot be imported goes by value
 
     def persistent_id(self, obj: Any) -> Any:  # noqa: D102 - pickle's hook
         if type(obj) in _PLAIN:

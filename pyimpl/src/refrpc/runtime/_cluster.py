@@ -60,7 +60,6 @@ class LocalCluster:
         else:
             cluster.workers = {n: f"ipc://{directory}/{n}.sock" for n in names}
         peers = "" if node_ip else ",".join(f"{n}={a}" for n, a in cluster.workers.items())
-        main = getattr(sys.modules.get("__main__"), "__file__", "") or ""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         for name, address in cluster.workers.items():
@@ -69,7 +68,7 @@ class LocalCluster:
                 sys.executable, "-m", "refrpc.runtime.worker",
                 "--peer", name, "--bind", address, "--namespace", namespace, "--incarnation", str(cluster.incarnations[name]),
                 "--head", head_address, "--head-incarnation", str(head_incarnation),
-                "--peers", peers, "--main", main,
+                "--peers", peers,
                 "--stats", os.path.join(directory, f"stats-{name}.json"),
                 "--head-name", head_name, "--inline-threshold", str(inline_threshold),
                 "--settings", json.dumps(settings or {}),
@@ -159,7 +158,6 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--head-incarnation", type=int, required=True)
     ap.add_argument("--incarnation", type=int, default=0, help="this process's incarnation (random if 0)")
     ap.add_argument("--peers", default="")
-    ap.add_argument("--main", default="")
     ap.add_argument("--stats", default="", help="write traffic counters here on exit")
     ap.add_argument("--head-name", default="driver", help="the peer whose death ends this worker")
     ap.add_argument("--register", action="store_true", help="register with the head (multi-host clusters)")
@@ -167,9 +165,6 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settings", default="{}", help="protocol settings (Config fields) as JSON")
     ap.add_argument("--trace-dir", default=None, help="record this worker's trace here (default: $REFRPC_TRACE_DIR)")
     args = ap.parse_args(argv)
-    from . import _executor
-
-    _executor.MAIN_PATH[0] = args.main
     done = threading.Event()
 
     def on_other(ins: ev.Instruction) -> None:

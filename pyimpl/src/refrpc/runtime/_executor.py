@@ -18,11 +18,8 @@ import concurrent.futures
 import ctypes
 import importlib
 import queue
-import runpy
-import sys
 import threading
 import traceback
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..core import events as ev
@@ -44,21 +41,6 @@ IDLE_THREADS_KEPT = 2
 IDLE_THREAD_S = 2.0
 #: Put in the queue so that a thread holding the turn while it waits for work lets go.
 _WAKE = object()
-#: Module name under which a worker loads the driver's main script (like multiprocessing).
-MAIN_ALIAS = "__refrpc_main__"
-#: Path of the driver's main script, set by the worker's command line.
-MAIN_PATH = [""]
-
-
-def load_main(path: str) -> None:
-    """Load the driver's ``__main__`` script so its functions resolve by name."""
-    if MAIN_ALIAS in sys.modules or not path:
-        return
-    module = ModuleType(MAIN_ALIAS)
-    module.__dict__.update(runpy.run_path(path, run_name=MAIN_ALIAS))
-    sys.modules[MAIN_ALIAS] = module
-
-
 #: Functions and classes resolved by name, once per process (name -> object).
 _RESOLVED: dict[str, Any] = {}
 
@@ -78,10 +60,8 @@ def _resolve(name: str) -> Any:
     if not qualname:
         raise LookupError(f"{name!r} is not of the form module:qualname")
     if module_name == "__main__":
-        # The driver's script: loaded on first use, under its own name, so that its
-        # `if __name__ == "__main__":` block does not run here.
-        load_main(MAIN_PATH[0])
-        module_name = MAIN_ALIAS if MAIN_ALIAS in sys.modules else "__main__"
+        # A worker never runs its callers' scripts: their functions travel by value.
+        raise LookupError(f"{name!r} names a caller's main script, which a worker does not import")
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)
@@ -92,12 +72,8 @@ def _resolve(name: str) -> Any:
 _BY_VALUE: dict[bytes, Any] = {}
 
 
-def call_by_value(fn_bytes: Any, *args: Any) -> Any:
-    """Run a function shipped by value (cloudpickle), e.g. a lambda or a local function.
-
-    The function travels as an ordinary stored object (its first argument, by
-    ref), so it is sent once per host and reclaimed like any value.
-    """
+def _by_value(fn_bytes: Any) -> Any:
+    """A function or class shipped by value, unpickled once per process (by its bytes)."""
     import cloudpickle
 
     key = bytes(fn_bytes)
@@ -106,7 +82,21 @@ def call_by_value(fn_bytes: Any, *args: Any) -> Any:
         fn = _BY_VALUE[key] = cloudpickle.loads(key)
         if len(_BY_VALUE) > 256:
             _BY_VALUE.pop(next(iter(_BY_VALUE)))
-    return fn(*args)
+    return fn
+
+
+def construct_by_value(cls_bytes: Any, *args: Any, **kwargs: Any) -> Any:
+    """Make an actor whose class was shipped by value (defined in a script or notebook)."""
+    return _by_value(cls_bytes)(*args, **kwargs)
+
+
+def call_by_value(fn_bytes: Any, *args: Any) -> Any:
+    """Run a function shipped by value (cloudpickle), e.g. a lambda or a local function.
+
+    The function travels as an ordinary stored object (its first argument, by
+    ref), so it is sent once per host and reclaimed like any value.
+    """
+    return _by_value(fn_bytes)(*args)
 
 
 class Executor:

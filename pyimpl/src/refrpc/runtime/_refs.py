@@ -107,16 +107,27 @@ class Ref(Generic[T]):
         raise TypeError("a Ref travels inside a RefRPC call or put, not through plain pickle")
 
     def future(self) -> concurrent.futures.Future[T]:
-        """A concurrent.futures.Future of the value."""
+        """A concurrent.futures.Future of the value; cancelling it cancels the task
+        that makes the value (if this process submitted it and it is not done)."""
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
         node = self._node
+        object_id = self.id
 
         def fetch() -> None:
             try:
-                fut.set_result(value_of(node, self, None))
+                value = value_of(node, self, None)
             except BaseException as exc:
-                fut.set_exception(exc)
+                if fut.set_running_or_notify_cancel():
+                    fut.set_exception(exc)
+                return
+            if fut.set_running_or_notify_cancel():  # False: cancelled meanwhile, nobody wants it
+                fut.set_result(value)
 
+        def cancelled(f: concurrent.futures.Future[T]) -> None:
+            if f.cancelled():
+                cancel_task_of(node, object_id)
+
+        fut.add_done_callback(cancelled)
         threading.Thread(target=fetch, daemon=True).start()
         return fut
 
@@ -136,6 +147,23 @@ class SharedRef:
     """Wraps a Ref so that the callee receives the Ref itself, not its value."""
 
     ref: Ref[Any]
+
+
+def cancel_task_of(node: Any, object_id: str) -> bool:
+    """Cancel the task of this process that makes ``object_id``, if it is not finished (TASK-008)."""
+
+    def do() -> bool:
+        entry = node.core.owned.get(object_id)
+        task = node.core.tasks.get(entry.task_id) if entry is not None and entry.task_id else None
+        if task is None or task.state != "submitted" or entry.state != "pending":
+            return False
+        node.handle(ev.Cancel(node.sid(), entry.task_id))
+        return True
+
+    try:
+        return bool(node.call(do).result())
+    except RuntimeError:  # the node stopped: nothing left to cancel
+        return False
 
 
 # ---------------------------------------------------------------- values

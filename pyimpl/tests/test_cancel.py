@@ -1,0 +1,133 @@
+"""Stopping work (TASK-008) on real processes: refrpc.cancel, Ctrl-C in get and
+wait, and cancelling an awaited ref. Each test then shows the worker free again
+by running a task on it at once (a one-worker cluster: a task still running
+would hold it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import refrpc
+from refrpc.testing import wait_until
+
+import remote_fixtures as rf
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def one_worker():
+    refrpc.init(1)
+    try:
+        yield refrpc.api._ctx
+    finally:
+        refrpc.shutdown()
+
+
+def _worker_is_free() -> bool:
+    """A quick task answers within a few seconds (the 60 s task did not keep the worker)."""
+    return refrpc.get(rf.add.remote(1, 1), timeout=10) == 2
+
+
+def test_cancel_stops_a_running_task_and_its_get_raises(one_worker):
+    long = rf.spin_ms.remote(60_000)
+    assert refrpc.wait([rf.add.remote(0, 0)], timeout=1)[1]  # queued behind long: long runs now (FIFO)
+    started = time.monotonic()
+    assert refrpc.cancel(long) is True
+    with pytest.raises(refrpc.TaskCancelledError):
+        refrpc.get(long, timeout=30)
+    assert time.monotonic() - started < 5  # at once, not after the task
+    assert _worker_is_free()
+    assert refrpc.cancel(long) is False  # nothing left to cancel
+    done = rf.add.remote(2, 2)
+    assert refrpc.get(done, timeout=30) == 4
+    assert refrpc.cancel(done) is False  # finished already
+    with pytest.raises(TypeError):
+        refrpc.cancel("not a ref")
+
+
+def test_a_queued_task_that_is_cancelled_never_runs(one_worker, tmp_path):
+    blocker = rf.spin_ms.remote(1_500)
+    marker = tmp_path / "ran"
+    queued = rf.touch_and_return.remote(str(marker))
+    assert refrpc.cancel(queued)
+    assert refrpc.get(blocker, timeout=30) == 1_500
+    assert _worker_is_free()
+    assert not marker.exists()
+
+
+def test_cancelling_an_awaited_ref_cancels_its_task(one_worker):
+    long = rf.spin_ms.remote(60_000)
+
+    async def main() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(long, timeout=0.5)
+
+    asyncio.run(main())
+    with pytest.raises(refrpc.TaskCancelledError):
+        refrpc.get(long, timeout=10)
+    assert _worker_is_free()
+
+
+PROGRAM = textwrap.dedent('''
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    import refrpc
+    import remote_fixtures as rf
+
+    refrpc.init(1)
+    long = rf.spin_ms.remote(60_000)
+    print("waiting", flush=True)
+    try:
+        refrpc.get(long)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    try:
+        refrpc.get(long, timeout=10)
+    except refrpc.TaskCancelledError:
+        print("cancelled", flush=True)
+    t0 = time.monotonic()
+    print("free", refrpc.get(rf.add.remote(1, 1), timeout=10), round(time.monotonic() - t0) < 5, flush=True)
+    refrpc.shutdown()
+''')
+
+
+def _asleep(pid: int) -> bool:
+    """Whether the process's main thread is blocked (state S) in three looks 20 ms apart."""
+    for i in range(3):
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] != "S":
+                return False
+        if i < 2:
+            time.sleep(0.02)
+    return True
+
+
+def test_ctrl_c_in_get_raises_keyboard_interrupt_and_cancels_what_it_waited_for(tmp_path: Path) -> None:
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM.format(tests=str(Path(__file__).parent)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "waiting"
+        # SIGINT must land while get() blocks (earlier, it would interrupt the program
+        # elsewhere): wait, bounded, until the main thread sleeps and stays asleep.
+        assert wait_until(lambda: _asleep(proc.pid), 30)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    assert out.split("\n")[:3] == ["interrupted", "cancelled", "free 2 True"], out + err[-2000:]

@@ -1,0 +1,88 @@
+"""Programs written the way Ray users write them run as written (real processes).
+
+A script without an ``if __name__ == "__main__":`` guard, the same code fed to the
+interpreter on stdin, functions and classes defined in it, a dataclass passed to
+and returned from a task, a task that submits tasks defined in the script, an
+actor class defined in the script, a lambda passed as an argument: a worker never
+runs the user's script, and all of it travels by value (cloudpickle).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(180)
+
+PROGRAM = textwrap.dedent('''
+    import dataclasses
+    import refrpc
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: int
+
+    @refrpc.remote
+    def norm1(p):
+        return Point(abs(p.x), abs(p.y))
+
+    @refrpc.remote
+    def fib(n):
+        if n < 2:
+            return n
+        return sum(refrpc.get([fib.remote(n - 1), fib.remote(n - 2)]))
+
+    @refrpc.remote
+    def apply(f, v):
+        return f(v)
+
+    @refrpc.remote
+    class Counter:
+        def __init__(self, start):
+            self.n = start
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+    refrpc.init(2)
+    print("point", refrpc.get(norm1.remote(Point(-3, 4))))
+    print("fib", refrpc.get(fib.remote(6)))
+    k = 10
+    print("lambda", refrpc.get(apply.remote(lambda v: v * k, 4)))
+    c = Counter.remote(5)
+    print("actor", refrpc.get([c.incr.remote() for _ in range(3)]))
+    refrpc.shutdown()
+''')
+EXPECTED = ["point Point(x=3, y=4)", "fib 8", "lambda 40", "actor [6, 7, 8]"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def _check(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[:4] == EXPECTED, proc.stdout + proc.stderr[-3000:]
+
+
+def test_an_unguarded_script_runs_as_written(tmp_path: Path) -> None:
+    script = tmp_path / "user_program.py"
+    script.write_text(PROGRAM)
+    _check(subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=150, env=_env(),
+                          cwd=tmp_path))
+
+
+def test_the_same_program_runs_from_stdin(tmp_path: Path) -> None:
+    # Like a REPL or a notebook cell: the code has no file at all.
+    _check(subprocess.run([sys.executable, "-"], input=PROGRAM, capture_output=True, text=True, timeout=150,
+                          env=_env(), cwd=tmp_path))
