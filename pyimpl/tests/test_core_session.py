@@ -493,6 +493,20 @@ def test_goodbye_fences_the_sender_at_once():
     assert ("W", w.incarnation) in a.fenced
 
 
+def test_goodbye_is_acknowledged_before_the_fence():
+    # W says Goodbye as its third sequenced message; A acks it, then fences   LIV-016
+    a = peer()
+    w = Stub("W")
+    w.greet(a)
+    a.handle(w.send(a, FreeObjects(())), w.send(a, FreeObjects(())))
+    out = a.handle(w.send(a, Goodbye("shutdown")))
+    acks = [i for i in out if isinstance(i, ev.SendFrame) and isinstance(i.envelope.body, Heartbeat)]
+    assert [(e.envelope.seq, e.envelope.ack) for e in acks] == [(0, 3)]
+    kinds = [type(i) for i in out]
+    assert kinds.index(ev.SendFrame) < kinds.index(ev.PeerDeclaredDead)
+    assert bodies(out, PeerDeadNotice) == []  # a Goodbye is not a detection (LIV-004)
+
+
 # ================================================================ incarnations
 def test_hello_from_a_new_incarnation_fences_the_old_one_first():
     # D: y = f.remote() on W; W crashes and restarts, then greets D          HS-006, RPC-004

@@ -146,9 +146,12 @@ class CaseContext:
         requirements: Requirements,
         run_dir: Path,
         extra_env: dict[str, str] | None = None,
+        claimed_features: Sequence[str] | None = None,
     ) -> None:
         self.spec = spec
         self.config = config
+        #: The features the run treats as claimed (the config's, or ``--features``).
+        self.claimed_features = tuple(config.features if claimed_features is None else claimed_features)
         self.requirements = requirements
         self.run_dir = run_dir
         self.extra_env = dict(extra_env or {})
@@ -208,6 +211,13 @@ class CaseContext:
             "CNF-011", ready.address == process.endpoint, f"ready.address = {process.endpoint!r}", repr(ready.address),
             note="the IUT binds the endpoint the suite gave it",
         )
+        missing = [f for f in self.claimed_features if f not in ready.features]
+        self.check(
+            "CNF-021", not missing, f"every claimed feature in ready.features {list(ready.features)}",
+            f"claimed but not offered: {missing}", note="the config's claimed features are offered by the IUT",
+        )
+        if missing:
+            self.abort(f"the IUT does not offer the claimed feature(s) {', '.join(missing)} (CNF-021)")
         iut = IUT(self, process, ready)
         self.iuts.append(iut)
         return iut

@@ -522,6 +522,9 @@ class SessionLayer:
         self.fenced.add((peer, incarnation))
 
     def _on_Goodbye(self: Peer, r: Remote, msg: Goodbye) -> None:
+        # LIV-016: acknowledge the Goodbye (its seq is delivered now) before fencing,
+        # so that its sender need not wait out its linger (LIV-010).
+        self._send_unsequenced(r, Heartbeat())
         self._declare_dead(r, "goodbye", msg.reason or "goodbye")  # LIV-006
 
     def _fail_stop(self: Peer, reason: str) -> None:
