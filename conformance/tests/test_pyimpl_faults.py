@@ -38,6 +38,9 @@ CATCHES = {
     "no-goodbye": "liveness/LIV-006-LIV-010-shutdown-says-goodbye",
     "inline-large-results": "tasks/TASK-004-OBJ-010-stored-result-fetched-in-chunks",
     "no-register-before-send": "borrowing/BOR-002-REF-003-forward-to-third-party",
+    "release-any-grant": "borrowing/BOR-018-stale-and-unknown-releases-ignored",
+    "keep-dead-borrower-grants": "liveness/BOR-009-dead-borrowers-grants-dropped",
+    "own-heartbeat-interval": "liveness/LIV-007-remote-heartbeat-interval",
 }
 
 

@@ -78,6 +78,24 @@ FAULTS: dict[str, tuple[str, str]] = {
         "An executor returning a ref it borrows (owned by a third peer, not the submitter) puts it "
         "in the TaskReply with no forwardId and without RegisterBorrower at the owner first.",
     ),
+    "release-any-grant": (
+        "BOR-018",
+        "An owner that receives a ReleaseBorrows naming a grant the sender does not hold (already "
+        "released, or never recorded) removes another grant of that sender on the same object "
+        "instead of ignoring the release, so a repeated or stray release can free an object "
+        "that is still borrowed.",
+    ),
+    "keep-dead-borrower-grants": (
+        "BOR-009",
+        "When a borrower incarnation is declared dead, the grants it held are kept: the objects it "
+        "borrowed are never reclaimed (a leak).",
+    ),
+    "own-heartbeat-interval": (
+        "LIV-007",
+        "Failure detection measures every remote's silence against this peer's own heartbeat "
+        "interval times missLimit, ignoring the interval the remote announced, so a peer that "
+        "announced a longer interval is declared dead while it is alive.",
+    ),
 }
 
 
@@ -204,6 +222,53 @@ def _no_register_before_send(iut: Iut) -> None:
     core._forward_nested = patched  # type: ignore[method-assign]
 
 
+def _release_any_grant(iut: Iut) -> None:
+    core = iut.node.core
+    on_release = core._on_ReleaseBorrows
+
+    def patched(r: Any, msg: Any) -> None:
+        for rel in msg.releases:
+            e = core.owned.get(rel.object_id)
+            grants = e.borrowers.get(r.peer) if e is not None else None
+            for fid in rel.forward_ids:
+                if grants and fid not in grants:
+                    del grants[next(iter(grants))]  # breaks BOR-018: another grant goes instead
+            if e is not None and grants is not None and not grants:
+                del e.borrowers[r.peer]
+        on_release(r, msg)
+
+    core._on_ReleaseBorrows = patched  # type: ignore[method-assign]
+
+
+def _keep_dead_borrower_grants(iut: Iut) -> None:
+    core = iut.node.core
+    on_dead = core._on_peer_dead
+
+    def patched(r: Any) -> None:
+        hidden = r.peer + "\0dead"  # out of the death effects' sight, under another name
+        for e in core.owned.values():
+            if r.peer in e.borrowers:
+                e.borrowers[hidden] = e.borrowers.pop(r.peer)
+        on_dead(r)
+        for e in core.owned.values():
+            if hidden in e.borrowers:
+                e.borrowers[r.peer] = e.borrowers.pop(hidden)  # breaks BOR-009: the grants stay
+
+    core._on_peer_dead = patched  # type: ignore[method-assign]
+
+
+def _own_heartbeat_interval(iut: Iut) -> None:
+    core = iut.node.core
+    on_tick = core._on_tick
+
+    def patched() -> None:
+        for r in core.remotes.values():
+            r.heartbeat_interval_ms = 0  # breaks LIV-007: the local interval is used for everyone
+        on_tick()
+
+    core._on_tick = patched  # type: ignore[method-assign]
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -215,6 +280,9 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "no-goodbye": _no_goodbye,
     "inline-large-results": _inline_large_results,
     "no-register-before-send": _no_register_before_send,
+    "release-any-grant": _release_any_grant,
+    "keep-dead-borrower-grants": _keep_dead_borrower_grants,
+    "own-heartbeat-interval": _own_heartbeat_interval,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
