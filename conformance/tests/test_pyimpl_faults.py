@@ -41,6 +41,8 @@ CATCHES = {
     "release-any-grant": "borrowing/BOR-018-stale-and-unknown-releases-ignored",
     "keep-dead-borrower-grants": "liveness/BOR-009-dead-borrowers-grants-dropped",
     "own-heartbeat-interval": "liveness/LIV-007-remote-heartbeat-interval",
+    "keep-task-records": "gc/RPC-014-OWN-005-metadata-shrinks-after-many-tasks",
+    "keep-submitted-tasks": "gc/RPC-014-OWN-005-metadata-shrinks-after-many-tasks",
 }
 
 

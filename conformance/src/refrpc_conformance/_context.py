@@ -112,6 +112,13 @@ class IUT:
     def quiesce(self, timeout_ms: int = 10_000) -> bool:
         return bool(self.control("quiesce", timeout_ms=timeout_ms, timeout=timeout_ms / 1000 + 10)["quiescent"])
 
+    def cancel(self, task_id: str) -> None:
+        self.control("cancel", task_id=task_id)
+
+    def counts(self) -> dict[str, int]:
+        """``counts``: the sizes of the IUT's task tables (CNF-022)."""
+        return {k: int(v) for k, v in dict(self.control("counts")).items()}
+
     def table(self) -> list[dict[str, Any]]:
         return list(self.control("table")["entries"])
 

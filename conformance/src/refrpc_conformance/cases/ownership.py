@@ -3,7 +3,11 @@ grants of a dead borrower, and the owner's tables after a long run."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any, Callable
+
 from refrpc.core.messages import (
+    ArgKind,
     BorrowerRegistered,
     BorrowRelease,
     GetObjectStatus,
@@ -12,12 +16,17 @@ from refrpc.core.messages import (
     PeerDeadNotice,
     RegisterBorrower,
     ReleaseBorrows,
+    ReturnKind,
+    ReturnValue,
+    SubmitTask,
+    TaskReply,
 )
 
+from .._build import by_value, make_bytes_value, portable, shared
 from .._case import case
 from .._context import CaseContext
 from .._wire import Link, WirePeer
-from ._common import FAST_DETECTION
+from ._common import FAST_DETECTION, task
 
 
 def register(ctx: CaseContext, peer: WirePeer, link: Link, object_id: str, *, requirement: str = "BOR-003") -> str:
@@ -115,3 +124,88 @@ def dead_borrower(ctx: CaseContext) -> None:
     ctx.check("BOR-009", state is ObjectState.FREED, "FREED: the dead borrower's grant is gone, and with it the last hold",
               state.value)
     ctx.check("BOR-009", iut.entry(x) is None, f"no table entry for {x}", iut.entry(x))
+
+
+#: How much work the metadata case does: tasks the IUT executes, objects it puts,
+#: tasks it submits. Hundreds in all, and still about two seconds.
+EXECUTED_ECHO, EXECUTED_HOLD, HELD_OBJECTS, PUTS, SUBMITTED, SUBMITTED_KEPT = 120, 60, 20, 60, 40, 12
+
+
+def serve_submissions(ctx: CaseContext, e: WirePeer, iut_peer: str, n: int, *, keep: Callable[[SubmitTask], bool]) -> None:
+    """Suite executor ``e`` answers ``n`` SubmitTasks with inline nulls; for those ``keep``
+    picks, it first registers itself for their shared arguments (BOR-007) and releases
+    those grants after replying, as an executor that keeps and then drops a ref would."""
+    link = e.link(iut_peer)
+    kept: list[tuple[str, str]] = []
+    for _ in range(n):
+        st: SubmitTask = ctx.expect(e, SubmitTask, requirement="TASK-001", what="a SubmitTask from the IUT").body
+        retained = []
+        if keep(st):
+            for a in st.args:
+                if a.ref is not None and a.kind is ArgKind.SHARED:
+                    fid = register(ctx, e, link, a.ref.object_id)
+                    retained.append(replace(a.ref, forward_id=fid))
+                    kept.append((a.ref.object_id, fid))
+        link.send(TaskReply(st.task_id, st.attempt, tuple(ReturnValue(r, ReturnKind.INLINE, value=portable(None)) for r in st.return_ids),
+                            retained=tuple(retained)))
+    for oid, fid in kept:
+        release(link, oid, fid)
+
+
+@case(
+    "gc/RPC-014-OWN-005-metadata-shrinks-after-many-tasks",
+    requirements=["RPC-014", "RPC-002", "OWN-005", "OWN-006", "BOR-005", "CNF-022", "CNF-019"],
+    features=("core", "borrowing"),
+    summary=(
+        f"A run of a few hundred operations, then a check that nothing is left behind. As executor the IUT runs "
+        f"{EXECUTED_ECHO} echo tasks and {EXECUTED_HOLD} hold(shared X) tasks on {HELD_OBJECTS} suite-owned objects "
+        f"(self-registrations, then releases after drop_held). As owner it puts {PUTS} values (some stored) and "
+        f"submits {SUBMITTED} tasks to a suite executor with ref and shared arguments, {SUBMITTED_KEPT} of which "
+        "the executor keeps for a while (grants, then releases); then it drops every ref. Once quiescent, its "
+        "ownership table must be empty and its task tables too (counts: no executor record once its reply is "
+        "acknowledged, no submitted task once settled and not needed as lineage): metadata that only grows is "
+        "a leak."
+    ),
+    timeout=120.0,
+)
+def metadata_shrinks(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    s = ctx.wire_peer("submitter")
+    e = ctx.wire_peer("executor")
+    link_s = ctx.session(s, iut)
+    iut.add_peer(e, slots=4)
+    # The IUT as executor.
+    objects = [ctx.new_id(s) for _ in range(HELD_OBJECTS)]
+    tasks = [task(s, "echo", [by_value(i)]) for i in range(EXECUTED_ECHO)]
+    tasks += [task(s, "hold", [shared(ctx.descriptor(s, objects[i % HELD_OBJECTS], size_hint=8))]) for i in range(EXECUTED_HOLD)]
+    for t in tasks:
+        link_s.send(t)
+    wanted = {t.task_id for t in tasks}
+    ctx.wait_until(s, lambda: wanted <= {a.body.task_id for a in s.received(TaskReply)}, requirement="TASK-005",
+                   what=f"replies to all {len(tasks)} tasks", timeout=60.0)
+    ctx.check("CNF-008", iut.drop_held() == EXECUTED_HOLD, f"drop_held drops {EXECUTED_HOLD} refs", "")
+    # The IUT as owner and submitter.
+    puts = [iut.put(make_bytes_value(iut.inline_threshold + 10_000 if i % 10 == 0 else 100 + i)) for i in range(PUTS)]
+    returns: list[str] = []
+    submitted: list[dict[str, Any]] = []
+    for i in range(SUBMITTED):
+        arg = {"shared": puts[i % PUTS]} if i < SUBMITTED_KEPT else {"ref": puts[i % PUTS]} if i % 2 else {"value": i}
+        submitted.append(iut.submit("echo", [arg], executor=e.peer_id))
+        returns.extend(submitted[-1]["returns"])
+    kept_tasks = {sub["task_id"] for sub in submitted[:SUBMITTED_KEPT]}
+    serve_submissions(ctx, e, iut.peer_id, SUBMITTED, keep=lambda st: st.task_id in kept_tasks)
+    for oid in returns + puts:
+        iut.drop(oid)
+    iut.gc()
+    ctx.check("CNF-019", iut.quiesce(30_000), "the IUT quiescent within 30 s", "not quiescent")
+    for oid in objects:
+        ctx.check("BOR-005", not any(k[0] == oid for k in s.grants), f"every grant the IUT took on {oid} released",
+                  sorted(fid for (o, fid) in s.grants if o == oid))
+    left = iut.table()
+    ctx.check("OWN-005", not left, "an empty ownership table (every object reclaimed, every borrowed entry gone)",
+              [(r.get("objectId"), r.get("role"), r.get("state")) for r in left][:20])
+    counts = iut.counts()
+    ctx.check("RPC-014", counts.get("executor_tasks") == 0,
+              "no executor task record left (every reply acknowledged)", counts)
+    ctx.check("RPC-014", counts.get("submitted_tasks") == 0,
+              "no submitted task left (all settled, none needed as lineage)", counts)

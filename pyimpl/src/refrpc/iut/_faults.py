@@ -96,6 +96,16 @@ FAULTS: dict[str, tuple[str, str]] = {
         "interval times missLimit, ignoring the interval the remote announced, so a peer that "
         "announced a longer interval is declared dead while it is alive.",
     ),
+    "keep-task-records": (
+        "RPC-014",
+        "An executor never forgets a task record, even after its TaskReply is acknowledged: its "
+        "task table grows with every task it ever ran.",
+    ),
+    "keep-submitted-tasks": (
+        "RPC-014",
+        "A submitter never forgets a task it submitted, even once it is settled and no entry needs "
+        "it as lineage: its task table grows with every task it ever submitted.",
+    ),
 }
 
 
@@ -269,6 +279,16 @@ def _own_heartbeat_interval(iut: Iut) -> None:
     core._on_tick = patched  # type: ignore[method-assign]
 
 
+def _keep_task_records(iut: Iut) -> None:
+    core = iut.node.core
+    core._on_acked = lambda r, ack: None  # type: ignore[method-assign]  # breaks RPC-014
+
+
+def _keep_submitted_tasks(iut: Iut) -> None:
+    core = iut.node.core
+    core._forget_task = lambda t: None  # type: ignore[method-assign]  # breaks RPC-014
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -283,6 +303,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "release-any-grant": _release_any_grant,
     "keep-dead-borrower-grants": _keep_dead_borrower_grants,
     "own-heartbeat-interval": _own_heartbeat_interval,
+    "keep-task-records": _keep_task_records,
+    "keep-submitted-tasks": _keep_submitted_tasks,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
