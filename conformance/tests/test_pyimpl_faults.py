@@ -43,6 +43,11 @@ CATCHES = {
     "own-heartbeat-interval": "liveness/LIV-007-remote-heartbeat-interval",
     "keep-task-records": "gc/RPC-014-OWN-005-metadata-shrinks-after-many-tasks",
     "keep-submitted-tasks": "gc/RPC-014-OWN-005-metadata-shrinks-after-many-tasks",
+    "no-contained-in": "borrowing/GC-002-LOC-002-LOC-003-refs-in-returned-values",
+    "keep-unadopted-replies": "tasks/TASK-015-TASK-016-reply-to-a-cancelled-task-disposed",
+    "silent-secondary-copy": "borrowing/GC-002-LOC-002-LOC-003-refs-in-returned-values",
+    "silent-copy-drop": "borrowing/GC-002-LOC-002-LOC-003-refs-in-returned-values",
+    "schema-error-names": "tasks/TASK-015-TASK-016-reply-to-a-cancelled-task-disposed",
 }
 
 

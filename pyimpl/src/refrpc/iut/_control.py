@@ -526,7 +526,7 @@ class Control:
             except FutureTimeout:
                 return timeout
             if res.error is not None:
-                return {"error": {"code": res.error.code.name, "message": res.error.message}}
+                return {"error": {"code": self.node_iut.error_code_name(res.error.code), "message": res.error.message}}  # CNF-018
             value = res.value
             if value is None:
                 try:

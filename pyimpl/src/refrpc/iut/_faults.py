@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import events as ev
-from ..core.messages import PROTOCOL_MAJOR, ErrorCode, FetchRequest, Heartbeat, RefDescriptor
+from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
 
 if TYPE_CHECKING:
     from ._main import Iut
@@ -105,6 +105,33 @@ FAULTS: dict[str, tuple[str, str]] = {
         "RPC-014",
         "A submitter never forgets a task it submitted, even once it is settled and no entry needs "
         "it as lineage: its task table grows with every task it ever submitted.",
+    ),
+    "no-contained-in": (
+        "GC-002",
+        "A peer that receives a value embedding refs (a task's return, a put value) does not hold "
+        "them contained-in that value: a borrowed ref that came with a grant is released at once, "
+        "although the value still embeds it.",
+    ),
+    "keep-unadopted-replies": (
+        "TASK-015",
+        "A TaskReply that is not adopted (a cancelled task, an old attempt, a task retried) is "
+        "dropped as it is: the grants its values carry are never released and its stored returns "
+        "never freed.",
+    ),
+    "silent-secondary-copy": (
+        "LOC-002",
+        "A secondary copy kept after a fetch is never announced to the owner (no AddLocation), "
+        "although the peer serves it to anyone who asks.",
+    ),
+    "silent-copy-drop": (
+        "LOC-003",
+        "A secondary copy that is dropped is not withdrawn (no RemoveLocation): the owner keeps "
+        "sending fetchers to a location that has nothing.",
+    ),
+    "schema-error-names": (
+        "CNF-018",
+        "The control channel's get names an error code by its schema enumerant (taskCancelled) "
+        "instead of the registry name (TASK_CANCELLED).",
     ),
 }
 
@@ -289,6 +316,35 @@ def _keep_submitted_tasks(iut: Iut) -> None:
     core._forget_task = lambda t: None  # type: ignore[method-assign]  # breaks RPC-014
 
 
+def _no_contained_in(iut: Iut) -> None:
+    core = iut.node.core
+    core._hold_nested = lambda container, refs: core._drop_nested_grants(refs)  # type: ignore[method-assign]  # breaks GC-002
+
+
+def _keep_unadopted_replies(iut: Iut) -> None:
+    core = iut.node.core
+    core._drop_reply = lambda reply: None  # type: ignore[method-assign]  # breaks TASK-015
+
+
+def _drop_sends_of(iut: Iut, kind: type) -> None:
+    core = iut.node.core
+    send = core._send
+
+    def patched(peer: Any, body: Any, address: str = "", incarnation: int = 0) -> None:
+        if not isinstance(body, kind):
+            send(peer, body, address, incarnation)
+
+    core._send = patched  # type: ignore[method-assign]
+
+
+def _schema_error_names(iut: Iut) -> None:
+    def camel(code: Any) -> str:
+        head, *rest = code.name.lower().split("_")
+        return head + "".join(part.capitalize() for part in rest)
+
+    iut.error_code_name = camel  # breaks CNF-018
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -305,6 +361,11 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "own-heartbeat-interval": _own_heartbeat_interval,
     "keep-task-records": _keep_task_records,
     "keep-submitted-tasks": _keep_submitted_tasks,
+    "no-contained-in": _no_contained_in,
+    "keep-unadopted-replies": _keep_unadopted_replies,
+    "silent-secondary-copy": lambda iut: _drop_sends_of(iut, AddLocation),  # breaks LOC-002
+    "silent-copy-drop": lambda iut: _drop_sends_of(iut, RemoveLocation),  # breaks LOC-003
+    "schema-error-names": _schema_error_names,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
