@@ -48,6 +48,7 @@ CATCHES = {
     "silent-secondary-copy": "borrowing/GC-002-LOC-002-LOC-003-refs-in-returned-values",
     "silent-copy-drop": "borrowing/GC-002-LOC-002-LOC-003-refs-in-returned-values",
     "schema-error-names": "tasks/TASK-015-TASK-016-reply-to-a-cancelled-task-disposed",
+    "reply-before-forward-registered": "borrowing/BOR-002-TASK-011-ref-nested-in-a-value-argument",
 }
 
 

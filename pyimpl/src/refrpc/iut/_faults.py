@@ -133,6 +133,13 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The control channel's get names an error code by its schema enumerant (taskCancelled) "
         "instead of the registry name (TASK_CANCELLED).",
     ),
+    "reply-before-forward-registered": (
+        "BOR-002",
+        "An executor returning a ref owned by a third peer sends RegisterBorrower for the "
+        "submitter but waits only for its own registrations (BOR-007) before replying, so the "
+        "reply, with the new forwardId, can reach the submitter before the owner has recorded "
+        "the grant.",
+    ),
 }
 
 
@@ -345,6 +352,27 @@ def _schema_error_names(iut: Iut) -> None:
     iut.error_code_name = camel  # breaks CNF-018
 
 
+def _reply_before_forward_registered(iut: Iut) -> None:
+    core = iut.node.core
+    forward_nested = core._forward_nested
+    on_registered = core._reply_registration_done
+
+    def patched(d: RefDescriptor, ex: Any, key: Any, index: int) -> RefDescriptor:
+        out = forward_nested(d, ex, key, index)
+        if out.forward_id in ex.registrations and d.owner != core.peer_id:
+            del ex.registrations[out.forward_id]  # breaks BOR-002: the reply does not wait for it
+        return out
+
+    def patched_done(reg: Any, error: Any) -> None:
+        ex = core.exec_tasks.get(reg.purpose[1])
+        if reg.purpose[0] == "reply" and (ex is None or ex.state != "registering"):
+            return  # the reply has left already
+        on_registered(reg, error)
+
+    core._forward_nested = patched  # type: ignore[method-assign]
+    core._reply_registration_done = patched_done  # type: ignore[method-assign]
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -366,6 +394,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "silent-secondary-copy": lambda iut: _drop_sends_of(iut, AddLocation),  # breaks LOC-002
     "silent-copy-drop": lambda iut: _drop_sends_of(iut, RemoveLocation),  # breaks LOC-003
     "schema-error-names": _schema_error_names,
+    "reply-before-forward-registered": _reply_before_forward_registered,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
