@@ -49,6 +49,10 @@ CATCHES = {
     "silent-copy-drop": "borrowing/GC-002-LOC-002-LOC-003-refs-in-returned-values",
     "schema-error-names": "tasks/TASK-015-TASK-016-reply-to-a-cancelled-task-disposed",
     "reply-before-forward-registered": "borrowing/BOR-002-TASK-011-ref-nested-in-a-value-argument",
+    "unbounded-actor-restarts": "actors/ACT-011-ACT-002-restarts-bounded",
+    "actor-calls-worker-died": "actors/ACT-003-ACT-007-iut-owns-an-actor",
+    "unknown-method-task-failed": "actors/ACT-014-ACT-015-unknown-method-and-seq-gap",
+    "wait-for-actor-seq-gap": "actors/ACT-014-ACT-015-unknown-method-and-seq-gap",
 }
 
 

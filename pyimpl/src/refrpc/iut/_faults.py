@@ -140,6 +140,24 @@ FAULTS: dict[str, tuple[str, str]] = {
         "reply, with the new forwardId, can reach the submitter before the owner has recorded "
         "the grant.",
     ),
+    "unbounded-actor-restarts": (
+        "ACT-011",
+        "An actor owner re-creates an actor every time its host dies, whatever its maxRestarts.",
+    ),
+    "actor-calls-worker-died": (
+        "ACT-007",
+        "When an actor's host dies, the unanswered method calls fail with WORKER_DIED (as plain "
+        "tasks do) instead of ACTOR_DIED.",
+    ),
+    "unknown-method-task-failed": (
+        "ACT-015",
+        "A call naming a method the actor's class does not have runs a function that raises, so "
+        "it is answered TASK_FAILED instead of UNKNOWN_FUNCTION.",
+    ),
+    "wait-for-actor-seq-gap": (
+        "ACT-014",
+        "An actor host waits for a missing actorSeq: a call after a gap never runs.",
+    ),
 }
 
 
@@ -373,6 +391,58 @@ def _reply_before_forward_registered(iut: Iut) -> None:
     core._reply_registration_done = patched_done  # type: ignore[method-assign]
 
 
+def _unbounded_actor_restarts(iut: Iut) -> None:
+    core = iut.node.core
+    host_died = core._actor_host_died
+
+    def patched(dead: Any) -> None:
+        for a in core.owned_actors.values():
+            a.restarts = 0  # breaks ACT-011: restarts never run out
+        host_died(dead)
+
+    core._actor_host_died = patched  # type: ignore[method-assign]
+
+
+def _actor_calls_worker_died(iut: Iut) -> None:
+    core = iut.node.core
+    fail_task = core._fail_task
+
+    def patched(t: Any, info: Any, event: str) -> None:
+        if t.spec.actor_id and info.code is ErrorCode.ACTOR_DIED:
+            info = replace(info, code=ErrorCode.WORKER_DIED)  # breaks ACT-007
+        fail_task(t, info, event)
+
+    core._fail_task = patched  # type: ignore[method-assign]
+
+
+def _unknown_method_task_failed(iut: Iut) -> None:
+    catalog = iut.catalog
+    method = catalog.method
+
+    def patched(instance: Any, name: str) -> Any:
+        fn = method(instance, name)
+        if fn is None and instance is not None:
+            def missing(*args: Any) -> Any:
+                raise AttributeError(f"no method {name!r}")  # breaks ACT-015: TASK_FAILED
+            return missing
+        return fn
+
+    catalog.method = patched  # type: ignore[method-assign]
+
+
+def _wait_for_actor_seq_gap(iut: Iut) -> None:
+    core = iut.node.core
+    actor_next = core._actor_next
+
+    def patched(h: Any) -> Any:
+        k = actor_next(h)
+        if k is not None and core.exec_tasks[k].spec.actor_seq != h.last_run.get((k[0], k[1]), 0) + 1:
+            return None  # breaks ACT-014: waits for the missing number
+        return k
+
+    core._actor_next = patched  # type: ignore[method-assign]
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -395,6 +465,10 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "silent-copy-drop": lambda iut: _drop_sends_of(iut, RemoveLocation),  # breaks LOC-003
     "schema-error-names": _schema_error_names,
     "reply-before-forward-registered": _reply_before_forward_registered,
+    "unbounded-actor-restarts": _unbounded_actor_restarts,
+    "actor-calls-worker-died": _actor_calls_worker_died,
+    "unknown-method-task-failed": _unknown_method_task_failed,
+    "wait-for-actor-seq-gap": _wait_for_actor_seq_gap,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
