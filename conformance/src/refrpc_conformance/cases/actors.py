@@ -179,8 +179,8 @@ def restarts_bounded(ctx: CaseContext) -> None:
     ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
     leave_with_goodbye(ctx, hosts[1], iut)
     third = _recreated_or_quiet(ctx, iut, hosts[2], actor)
-    ctx.check("ACT-011", not third, "no second re-creation: maxRestarts 1 is used up", "CreateActor at a third host",
-              level="MUST")
+    ctx.require("ACT-011", not third, "no second re-creation: maxRestarts 1 is used up", "CreateActor at a third host",
+                level="MUST")
     rid = iut.control("actor_call", actor_id=actor, method="get", args=[])["returns"][0]
     got = iut.get(rid, timeout_ms=10_000)
     ctx.check("ACT-007", str(got.get("error", {}).get("code", "")) == "ACTOR_DIED", "a call to the dead actor fails with ACTOR_DIED", got)
