@@ -53,6 +53,9 @@ CATCHES = {
     "actor-calls-worker-died": "actors/ACT-003-ACT-007-iut-owns-an-actor",
     "unknown-method-task-failed": "actors/ACT-014-ACT-015-unknown-method-and-seq-gap",
     "wait-for-actor-seq-gap": "actors/ACT-014-ACT-015-unknown-method-and-seq-gap",
+    "no-id-limits": "malformed/ID-007-identifier-length-limits",
+    "status-per-wait": "objects/OBJ-014-one-status-request-per-object",
+    "no-error-rate-limit": "errors/ERR-008-protocol-errors-rate-limited",
 }
 
 

@@ -158,6 +158,23 @@ FAULTS: dict[str, tuple[str, str]] = {
         "ACT-014",
         "An actor host waits for a missing actorSeq: a call after a gap never runs.",
     ),
+    "no-id-limits": (
+        "ID-007",
+        "Identifiers are not checked against their length limits while decoding: an object id of "
+        "257 bytes, an empty task id or a PeerId of 129 bytes is taken as it is.",
+    ),
+    "status-per-wait": (
+        "OBJ-014",
+        "Every argument resolution, get or wait of a borrowed ref sends its own GetObjectStatus "
+        "to the owner, instead of one per object. OBJ-014 is a SHOULD: a case that catches this "
+        "grades it NON-STRICT.",
+    ),
+    "no-error-rate-limit": (
+        "ERR-008",
+        "Every bad message is answered with a ProtocolError, however many arrive: a burst of bad "
+        "input is answered by a burst of errors. ERR-008 is a SHOULD: a case that catches this "
+        "grades it NON-STRICT.",
+    ),
 }
 
 
@@ -443,6 +460,30 @@ def _wait_for_actor_seq_gap(iut: Iut) -> None:
     core._actor_next = patched  # type: ignore[method-assign]
 
 
+def _no_id_limits(iut: Iut) -> None:
+    from ..codec import _decode
+
+    _decode._id_checker = lambda where, max_bytes, requirement, may_be_empty: (lambda value: value)  # type: ignore[assignment]
+    _decode._DECODERS.clear()  # decoders are built again, without the checks: breaks ID-007
+    for cls, member in zip(_decode.MESSAGE_TYPES, _decode.BODY_MEMBERS):
+        _decode._BODIES[member] = (_decode._BODIES[member][0], _decode.struct_decoder(cls))
+
+
+def _status_per_wait(iut: Iut) -> None:
+    core = iut.node.core
+    request = core._request_status
+
+    def patched(b: Any) -> None:
+        b.status_requested = False  # breaks OBJ-014: one request per waiter
+        request(b)
+
+    core._request_status = patched  # type: ignore[method-assign]
+
+
+def _no_error_rate_limit(iut: Iut) -> None:
+    iut.node.core.config.max_protocol_errors_per_s = 1 << 60  # breaks ERR-008
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -469,6 +510,9 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "actor-calls-worker-died": _actor_calls_worker_died,
     "unknown-method-task-failed": _unknown_method_task_failed,
     "wait-for-actor-seq-gap": _wait_for_actor_seq_gap,
+    "no-id-limits": _no_id_limits,
+    "status-per-wait": _status_per_wait,
+    "no-error-rate-limit": _no_error_rate_limit,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
