@@ -56,6 +56,7 @@ CATCHES = {
     "no-id-limits": "malformed/ID-007-identifier-length-limits",
     "status-per-wait": "objects/OBJ-014-one-status-request-per-object",
     "no-error-rate-limit": "errors/ERR-008-protocol-errors-rate-limited",
+    "no-released-state": "lineage/LIN-002-LIN-004-released-argument-rebuilt",
 }
 
 

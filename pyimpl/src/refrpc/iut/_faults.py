@@ -175,6 +175,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "input is answered by a burst of errors. ERR-008 is a SHOULD: a case that catches this "
         "grades it NON-STRICT.",
     ),
+    "no-released-state": (
+        "LIN-002",
+        "An owned object that goes out of scope is always deleted, also when another entry's "
+        "lineage still names it (lineageRefs > 0): there is no `released` state, so a value lost "
+        "later cannot be rebuilt when its task needs that argument.",
+    ),
 }
 
 
@@ -484,6 +490,19 @@ def _no_error_rate_limit(iut: Iut) -> None:
     iut.node.core.config.max_protocol_errors_per_s = 1 << 60  # breaks ERR-008
 
 
+def _no_released_state(iut: Iut) -> None:
+    core = iut.node.core
+    check_owned = core._check_owned
+
+    def patched(oid: str) -> None:
+        e = core.owned.get(oid)
+        if e is not None and e.lineage_refs and e.state in ("ready", "failed") and not e.in_scope():
+            e.lineage_refs = 0  # breaks OWN-005: nothing is kept for lineage
+        check_owned(oid)
+
+    core._check_owned = patched  # type: ignore[method-assign]
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -513,6 +532,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "no-id-limits": _no_id_limits,
     "status-per-wait": _status_per_wait,
     "no-error-rate-limit": _no_error_rate_limit,
+    "no-released-state": _no_released_state,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
