@@ -57,6 +57,7 @@ CATCHES = {
     "status-per-wait": "objects/OBJ-014-one-status-request-per-object",
     "no-error-rate-limit": "errors/ERR-008-protocol-errors-rate-limited",
     "no-released-state": "lineage/LIN-002-LIN-004-released-argument-rebuilt",
+    "trace-without-transitions": "trace/TRC-003-TRC-008-iut-trace-checks-clean",
 }
 
 

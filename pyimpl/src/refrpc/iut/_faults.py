@@ -181,6 +181,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "lineage still names it (lineageRefs > 0): there is no `released` state, so a value lost "
         "later cannot be rebuilt when its task needs that argument.",
     ),
+    "trace-without-transitions": (
+        "TRC-008",
+        "A peer that records a trace writes its send and recv records but no `transition` "
+        "events, so the state machines it ran cannot be followed in its trace.",
+    ),
 }
 
 
@@ -503,6 +508,19 @@ def _no_released_state(iut: Iut) -> None:
     core._check_owned = patched  # type: ignore[method-assign]
 
 
+def _trace_without_transitions(iut: Iut) -> None:
+    tracer = iut.node.tracer
+    if tracer is None:
+        return
+    core_event = tracer.core_event
+
+    def patched(ins: ev.TraceEvent) -> None:
+        if ins.name != "transition":
+            core_event(ins)  # breaks TRC-008: transitions are not recorded
+
+    tracer.core_event = patched  # type: ignore[method-assign]
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -533,6 +551,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "status-per-wait": _status_per_wait,
     "no-error-rate-limit": _no_error_rate_limit,
     "no-released-state": _no_released_state,
+    "trace-without-transitions": _trace_without_transitions,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
