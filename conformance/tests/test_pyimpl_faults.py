@@ -58,6 +58,7 @@ CATCHES = {
     "no-error-rate-limit": "errors/ERR-008-protocol-errors-rate-limited",
     "no-released-state": "lineage/LIN-002-LIN-004-released-argument-rebuilt",
     "trace-without-transitions": "trace/TRC-003-TRC-008-iut-trace-checks-clean",
+    "simultaneous-hello-waits": "handshake/HS-023-simultaneous-hellos",
 }
 
 

@@ -52,7 +52,7 @@ def heartbeats_when_idle(ctx: CaseContext) -> None:
 
 @case(
     "liveness/LIV-003-LIV-004-FATE-003-silent-submitter",
-    requirements=["LIV-003", "LIV-004", "FATE-003", "SES-017"],
+    requirements=["LIV-003", "LIV-004", "FATE-003", "SES-017", "SES-018", "SES-020"],
     iut_env=FAST_DETECTION,
     summary=(
         "Suite peer A submits sleep(3000) and then goes silent; suite peer B keeps its session alive. The IUT "
@@ -83,6 +83,10 @@ def silent_submitter(ctx: CaseContext) -> None:
     try:
         arrival = a.expect(ProtocolError, lambda m: m.error.code is ErrorCode.DECLARED_DEAD, timeout=ctx.bound(5.0))
         ctx.check("SES-017", arrival.body.error.requirement == "LIV-005", "error.requirement = 'LIV-005'", repr(arrival.body.error.requirement))
+        env = arrival.envelope
+        ctx.check("SES-018", (env.seq, env.ack, env.receiver_incarnation, arrival.body.related_seq) == (0, 0, a.incarnation, 0),
+                  f"an answer without a session: seq 0, ack 0, receiverIncarnation {a.incarnation}, relatedSeq 0",
+                  f"seq {env.seq}, ack {env.ack}, receiverIncarnation {env.receiver_incarnation}, relatedSeq {arrival.body.related_seq}")
     except ExpectTimeout as exc:
         ctx.check("SES-017", False, "ProtocolError(DECLARED_DEAD) answering the fenced peer", str(exc))
 

@@ -186,6 +186,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A peer that records a trace writes its send and recv records but no `transition` "
         "events, so the state machines it ran cannot be followed in its trace.",
     ),
+    "simultaneous-hello-waits": (
+        "HS-023",
+        "A peer whose own Hello is unanswered answers the other side's Hello with Welcome but keeps "
+        "its queued messages until a Welcome answers its own Hello; when that Welcome comes after "
+        "the session opened, it is ignored (HS-014) and the queued messages are never sent.",
+    ),
 }
 
 
@@ -521,6 +527,22 @@ def _trace_without_transitions(iut: Iut) -> None:
     tracer.core_event = patched  # type: ignore[method-assign]
 
 
+def _simultaneous_hello_waits(iut: Iut) -> None:
+    core = iut.node.core
+    on_hello = core._on_hello
+
+    def patched(env: Any, hello: Any) -> None:
+        r = core.remotes.get(env.sender)
+        held = []
+        if r is not None and r.state == "connecting" and r.hello_sent_ms >= 0:
+            held, r.queued = r.queued, []  # breaks HS-023: they wait for our own Welcome
+        on_hello(env, hello)
+        if held:
+            core.remotes[env.sender].queued.extend(held)
+
+    core._on_hello = patched  # type: ignore[method-assign]
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -552,6 +574,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "no-error-rate-limit": _no_error_rate_limit,
     "no-released-state": _no_released_state,
     "trace-without-transitions": _trace_without_transitions,
+    "simultaneous-hello-waits": _simultaneous_hello_waits,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
