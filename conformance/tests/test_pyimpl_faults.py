@@ -59,6 +59,9 @@ CATCHES = {
     "no-released-state": "lineage/LIN-002-LIN-004-released-argument-rebuilt",
     "trace-without-transitions": "trace/TRC-003-TRC-008-iut-trace-checks-clean",
     "simultaneous-hello-waits": "handshake/HS-023-simultaneous-hellos",
+    "cancel-reply-task-failed": "tasks/TASK-008-TASK-013-cancel-running-and-ignored-cancels",
+    "fetch-end-is-error": "fetch/FET-002-FET-014-byte-ranges",
+    "no-goodbye-ack": "liveness/LIV-006-FATE-003-goodbye-ends-submitter",
 }
 
 

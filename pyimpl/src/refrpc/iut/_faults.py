@@ -192,6 +192,21 @@ FAULTS: dict[str, tuple[str, str]] = {
         "its queued messages until a Welcome answers its own Hello; when that Welcome comes after "
         "the session opened, it is ignored (HS-014) and the queued messages are never sent.",
     ),
+    "cancel-reply-task-failed": (
+        "TASK-008",
+        "A running task stopped by CancelTask is answered with every return ERROR(TASK_FAILED) (the "
+        "stop taken for an exception of the function) instead of TASK_CANCELLED.",
+    ),
+    "fetch-end-is-error": (
+        "FET-014",
+        "A FetchRequest whose offset equals the stored form's size (an empty range at the end) is "
+        "answered with a MALFORMED error chunk, as if it were beyond the end.",
+    ),
+    "no-goodbye-ack": (
+        "LIV-016",
+        "A Goodbye is not acknowledged before the fence: its sender waits out its linger. LIV-016 is a "
+        "SHOULD: a case that catches this grades it NON-STRICT.",
+    ),
 }
 
 
@@ -543,6 +558,40 @@ def _simultaneous_hello_waits(iut: Iut) -> None:
     core._on_hello = patched  # type: ignore[method-assign]
 
 
+def _cancel_reply_task_failed(iut: Iut) -> None:
+    core = iut.node.core
+
+    def patched(s: Any) -> None:
+        results = tuple(
+            replace(r, error=replace(r.error, code=ErrorCode.TASK_FAILED))  # breaks TASK-008
+            if r.error is not None and r.error.code is ErrorCode.TASK_CANCELLED else r
+            for r in s.results
+        )
+        finished(replace(s, results=results))
+
+    finished = core._dispatch_table[ev.TaskFinished]
+    core._dispatch_table[ev.TaskFinished] = patched
+
+
+def _fetch_end_is_error(iut: Iut) -> None:
+    fetcher = iut.node.fetcher
+    on_request = fetcher._on_request
+
+    def patched(d: Any, r: Any) -> None:
+        try:
+            at_end = r.offset == iut.node.store.size(r.object_id)
+        except Exception:
+            at_end = False
+        on_request(d, replace(r, offset=r.offset + 1) if at_end else r)  # breaks FET-014
+
+    fetcher._on_request = patched  # type: ignore[method-assign]
+
+
+def _no_goodbye_ack(iut: Iut) -> None:
+    core = iut.node.core
+    core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -575,6 +624,9 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "no-released-state": _no_released_state,
     "trace-without-transitions": _trace_without_transitions,
     "simultaneous-hello-waits": _simultaneous_hello_waits,
+    "cancel-reply-task-failed": _cancel_reply_task_failed,
+    "fetch-end-is-error": _fetch_end_is_error,
+    "no-goodbye-ack": _no_goodbye_ack,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
