@@ -23,7 +23,6 @@ import math
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,8 @@ BITS = {
 NO_DISCRIMINANT = 0xFFFF
 
 
-def compile_request() -> Any:
-    """The CodeGeneratorRequest the compiler writes for the schema."""
+def compile_request() -> tuple[Any, bytes]:
+    """The compiler's CodeGeneratorRequest for the schema: (the schema.capnp module, its bytes)."""
     import capnp  # pycapnp
 
     capnp_bin = shutil.which("capnp")
@@ -49,10 +48,8 @@ def compile_request() -> Any:
         raise SystemExit("the capnp compiler is not on PATH (`make capnp` installs it)")
     here = Path(capnp.__file__).parent  # pycapnp ships schema.capnp and the c++.capnp it imports as /capnp/c++.capnp
     schema_capnp = capnp.SchemaParser().load(str(here / "schema.capnp"), imports=[str(here.parent)])
-    with tempfile.TemporaryFile() as f:
-        subprocess.run([capnp_bin, "compile", "-o-", str(SCHEMA)], stdout=f, check=True, timeout=60)
-        f.seek(0)
-        return schema_capnp.CodeGeneratorRequest.read(f, traversal_limit_in_words=1 << 30)
+    data = subprocess.run([capnp_bin, "compile", "-o-", str(SCHEMA)], capture_output=True, check=True, timeout=60).stdout
+    return schema_capnp, data
 
 
 def _type(t: Any, names: dict[int, str]) -> str:
@@ -83,7 +80,13 @@ def _default(v: Any, type_which: str, enums: dict[int, list[str]], enum_id: int)
 
 
 def build() -> dict[str, Any]:
-    req = compile_request()
+    schema_capnp, data = compile_request()
+    # The reader borrows ``data``: everything is read inside this block.
+    with schema_capnp.CodeGeneratorRequest.from_bytes(data, traversal_limit_in_words=1 << 30) as req:
+        return _build(req)
+
+
+def _build(req: Any) -> dict[str, Any]:
     nodes = {n.id: n for n in req.nodes}
     names: dict[int, str] = {}
 
