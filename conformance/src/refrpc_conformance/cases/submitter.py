@@ -59,15 +59,16 @@ def _probe_copy(ctx: CaseContext, prober: WirePeer, iut: IUT, object_id: str, re
 
 @case(
     "borrowing/GC-002-LOC-002-LOC-003-refs-in-returned-values",
-    requirements=["GC-002", "GC-003", "BOR-005", "LOC-002", "LOC-003", "LOC-006", "REF-006", "CNF-018", "CNF-017"],
+    requirements=["GC-002", "GC-003", "GC-007", "BOR-005", "LOC-002", "LOC-003", "LOC-006", "REF-006", "CNF-018", "CNF-017"],
     features=("core", "borrowing"),
     summary=(
         "The IUT submits two tasks to suite executor E, which answers each with a value embedding a ref owned by "
-        "suite peer O (X in R1, Y in R2), each with a grant made out to the IUT, and a third with "
-        "ERROR(TASK_FAILED). The IUT must hold X and Y contained-in R1 and R2 (its table says so, and nothing is "
-        "released); get of the failed return names TASK_FAILED. Its program then reads R1 and X: the IUT "
+        "suite peer O (X in R1; Y and Z in R2), each with a grant made out to the IUT, and a third with "
+        "ERROR(TASK_FAILED). The IUT must hold X contained-in R1, and Y and Z contained-in R2 (its table says "
+        "so, and nothing is released); get of the failed return names TASK_FAILED. Its program then reads R1 and X: the IUT "
         "fetches X from suite location W, and if it keeps that copy it must announce it (AddLocation) and be "
-        "able to serve it. Dropping R2 must release Y's grant (a chained release); dropping R1 and X must "
+        "able to serve it. Dropping R2 must release the grants of Y and Z (a chained release), in one message "
+        "(GC-007, a recommendation); dropping R1 and X must "
         "release X's grant and, for an announced copy that it drops, send RemoveLocation before it answers "
         "a fetch with an error."
     ),
@@ -79,18 +80,19 @@ def refs_in_returned_values(ctx: CaseContext) -> None:
     o = ctx.wire_peer("owner")
     w = ctx.wire_peer("location")
     iut.add_peer(e, slots=4)
-    x, y = ctx.new_id(o), ctx.new_id(o)
+    x, y, z = ctx.new_id(o), ctx.new_id(o), ctx.new_id(o)
     x_form = stored_form(portable(make_bytes_value(X_SIZE)))
     w.serve(x, x_form)
-    dx, dy = _granted(ctx, o, iut, x, size=len(x_form)), _granted(ctx, o, iut, y, size=8)
+    dx, dy, dz = _granted(ctx, o, iut, x, size=len(x_form)), _granted(ctx, o, iut, y, size=8), _granted(ctx, o, iut, z, size=8)
     r1 = iut.submit("echo", [{"value": "x"}], executor=e.peer_id)["returns"][0]
     r2 = iut.submit("echo", [{"value": "y"}], executor=e.peer_id)["returns"][0]
     r3 = iut.submit("fail", [{"value": "on purpose"}], executor=e.peer_id)["returns"][0]
-    for nested in (dx, dy):
+    for nested in ((dx,), (dy, dz)):
         st = _next_task(ctx, e, "echo")
         link_e = e.link(iut.peer_id)  # there once the IUT's Hello came
+        tree = [PortableRef(i) for i in range(len(nested))]
         link_e.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE,
-                                                                   value=portable([PortableRef(0)], (nested,))),)))
+                                                                   value=portable(tree, nested)),)))
     st = _next_task(ctx, e, "fail")
     link_e.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.ERROR,
                                                                error=ErrorInfo(ErrorCode.TASK_FAILED, "on purpose", "TASK-007")),)))
@@ -98,11 +100,11 @@ def refs_in_returned_values(ctx: CaseContext) -> None:
     ctx.check("CNF-018", failed.get("error", {}).get("code") == "TASK_FAILED", "get answers the error code 'TASK_FAILED'",
               failed)
     ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
-    for oid, container in ((x, r1), (y, r2)):
+    for oid, container in ((x, r1), (y, r2), (z, r2)):
         entry = iut.entry(oid)
         ctx.check("GC-002", entry is not None and entry.get("containedIn") == [container],
                   f"{oid} held contained-in {container}", entry)
-    early = released_forward_ids(o, x) | released_forward_ids(o, y)
+    early = released_forward_ids(o, x) | released_forward_ids(o, y) | released_forward_ids(o, z)
     ctx.check("GC-002", not early, "no release while the return values embed X and Y", sorted(early))
     # The program reads R1 (it now holds X itself) and then X, which is stored at W.
     value = iut.get(r1).get("value")
@@ -125,8 +127,11 @@ def refs_in_returned_values(ctx: CaseContext) -> None:
                       "RemoveLocation before a fetch of an announced copy is refused", "no RemoveLocation")
     # Chained release: R2 goes, so Y (held only contained-in R2) goes.
     iut.drop(r2)
-    ctx.wait_until(o, lambda: dy.forward_id in released_forward_ids(o, y), requirement="GC-003",
-                   what=f"ReleaseBorrows for Y's grant {dy.forward_id!r} once R2 is dropped", timeout=10.0)
+    ctx.wait_until(o, lambda: dy.forward_id in released_forward_ids(o, y) and dz.forward_id in released_forward_ids(o, z),
+                   requirement="GC-003", what="ReleaseBorrows for the grants of Y and Z once R2 is dropped", timeout=10.0)
+    carrying = [a for a in o.received(ReleaseBorrows) if any(rel.object_id in (y, z) for rel in a.body.releases)]
+    ctx.check("GC-007", len(carrying) == 1, "the releases caused by dropping R2 batched in one ReleaseBorrows",
+              f"{len(carrying)} messages", level="SHOULD")
     iut.drop(r1)
     iut.drop(r3)
     iut.quiesce()
