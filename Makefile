@@ -4,7 +4,7 @@
 #   make demo-sim  a narrated, deterministic simulation of the protocol core
 #   make docs      build the Sphinx docs with warnings as errors
 #   make simulate SEEDS=N   run N more seeded fault simulations
-#   make spec-index         regenerate spec/requirements.json from spec/*.md
+#   make spec-index         regenerate spec/requirements.json, spec/schema-layout.* and spec/vectors/
 #   make conformance        run the conformance suite against pyimpl (reports in conformance-report/)
 
 PYTHON ?= python3
@@ -67,8 +67,10 @@ conformance: $(STAMP)
 	$(PY) -m refrpc_conformance --iut conformance/iut/pyimpl.toml -j 2 --known-failing conformance/iut/pyimpl-known-failing.txt \
 	  --json conformance-report/pyimpl.json --junit conformance-report/pyimpl.xml --html conformance-report/pyimpl.html
 
-spec-index: $(STAMP)
+spec-index: $(STAMP) capnp
 	$(PY) spec/tools/build_index.py
+	$(PY) spec/tools/schema_layout.py
+	$(PY) spec/tools/make_vectors.py
 
 clean:
 	rm -rf $(VENV) docs/_build conformance-report

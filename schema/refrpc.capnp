@@ -972,11 +972,12 @@ struct CreateActor {
   # like SubmitTask arguments: I keep a submitted-task hold on every ref they
   # mention until you report ActorStatus (alive or dead) or I declare you dead
   # (BOR-006), and their forwardIds are empty (REF-001). For every ref the
-  # actor keeps (or you keep to restart it), you register yourself as its
-  # borrower before you report alive (BOR-007).
+  # actor keeps, you register yourself as its borrower before you report alive
+  # (BOR-007).
 
   maxRestarts @3 :UInt32;
-  # How often you may restart the actor after it fails (ACT-002).
+  # How often I may re-create the actor on another host after its host dies
+  # (ACT-011); you never restart it yourself (ACT-002).
 }
 
 enum ActorState {
@@ -986,7 +987,8 @@ enum ActorState {
   # Running and accepting calls.
 
   restarting @1;
-  # Failed; being restarted.
+  # Reserved: never sent in version 0.1, where only the owner re-creates an
+  # actor (ACT-002, ACT-011).
 
   dead @2;
   # Gone for good; calls fail with ACTOR_DIED (ACT-004).

@@ -642,6 +642,27 @@ def test_release_by_a_third_peer_is_ignored():
     assert o.owned["O.a.1"].borrowers == {"B": {f.oid("f1"): "F"}}
 
 
+def test_repeated_and_unknown_releases_leave_the_senders_other_grant():
+    # B holds g1 and g2 on X; releases g1, then g1 again under a new sequence
+    # number, then a grant that never existed: only g1 goes                 BOR-018
+    o = peer("O", 0x0A)
+    o.handle(ev.Put("put", "O.a.1", raw(b"x")))
+    b = Stub("B")
+    b.greet(o)
+    g1, g2 = b.oid("g1"), b.oid("g2")
+    o.handle(b.send(o, RegisterBorrower("O.a.1", "B", b.incarnation, "mem://B", g1)))
+    o.handle(b.send(o, RegisterBorrower("O.a.1", "B", b.incarnation, "mem://B", g2)))
+    o.handle(ev.DropRef("drop", "O.a.1"))
+    for fid in (g1, g1, b.oid("never")):
+        o.handle(b.send(o, ReleaseBorrows((BorrowRelease("O.a.1", (fid,)),))))
+        assert o.owned["O.a.1"].borrowers == {"B": {g2: "B"}}
+    o.handle(b.send(o, ReleaseBorrows((BorrowRelease("O.a.1", (g2,)),))))
+    assert "O.a.1" not in o.owned
+    # releasing is idempotent, also for an object that is gone
+    o.handle(b.send(o, ReleaseBorrows((BorrowRelease("O.a.1", (g2,)),))))
+    assert "O.a.1" not in o.owned
+
+
 def test_owner_opens_a_session_with_a_borrower_it_grants_to():
     # F forwards O's X to B, whom O has never talked to                      OWN-011, BOR-003
     o = peer("O", 0x0A)

@@ -493,6 +493,20 @@ def test_goodbye_fences_the_sender_at_once():
     assert ("W", w.incarnation) in a.fenced
 
 
+def test_goodbye_is_acknowledged_before_the_fence():
+    # W says Goodbye as its third sequenced message; A acks it, then fences   LIV-016
+    a = peer()
+    w = Stub("W")
+    w.greet(a)
+    a.handle(w.send(a, FreeObjects(())), w.send(a, FreeObjects(())))
+    out = a.handle(w.send(a, Goodbye("shutdown")))
+    acks = [i for i in out if isinstance(i, ev.SendFrame) and isinstance(i.envelope.body, Heartbeat)]
+    assert [(e.envelope.seq, e.envelope.ack) for e in acks] == [(0, 3)]
+    kinds = [type(i) for i in out]
+    assert kinds.index(ev.SendFrame) < kinds.index(ev.PeerDeclaredDead)
+    assert bodies(out, PeerDeadNotice) == []  # a Goodbye is not a detection (LIV-004)
+
+
 # ================================================================ incarnations
 def test_hello_from_a_new_incarnation_fences_the_old_one_first():
     # D: y = f.remote() on W; W crashes and restarts, then greets D          HS-006, RPC-004
@@ -729,3 +743,18 @@ def test_lz4_fields_on_a_session_without_lz4_are_refused():
         assert (err.error.code, err.error.requirement) == (ErrorCode.FEATURE_NOT_NEGOTIATED, "HS-021")
     assert len(of_type(a.handle(s.unsequenced(a, FetchRequest("x", 3))), ev.DeliverData)) == 1
     assert a.remotes["S"].state == "alive"
+
+
+def test_protocol_errors_to_one_peer_are_rate_limited():
+    # B sends 150 messages that each deserve a ProtocolError within one second   ERR-008
+    a = peer()
+    b = Stub("B")
+    b.greet(a)
+    welcome = Welcome(0, 1, "mem://B", ("core",), 1 << 20, 250)  # not a sequenced message: GEN-005
+    out = a.handle(*[b.send(a, welcome) for _ in range(150)])
+    errors = bodies(out, ProtocolError)
+    assert len(errors) == a.config.max_protocol_errors_per_s == 100
+    assert a.remotes["B"].delivered == 150  # every one consumed all the same (GEN-001)
+    out = a.handle(ev.Tick("later", a.now_ms + 1000), b.send(a, welcome))
+    fresh = [e for e in bodies(out, ProtocolError) if e.related_seq == 151]  # the rest are retransmissions
+    assert len(fresh) == 1  # a new second, a new allowance

@@ -33,6 +33,16 @@ def test_random_runs_keep_every_guarantee(workload: str, profile: str) -> None:
         run_random(workload, seed, faults=PROFILES[profile])
 
 
+def test_stale_releases_keep_every_guarantee() -> None:
+    # BOR-018: peers release grants again under new sequence numbers, and release grants
+    # they never had; owners must ignore both, and nothing else may change.
+    sent = 0
+    for workload in ("forward_chain", "returned_ref", "nested_in_put", "actor_keeps_ref"):
+        for seed in range(40):
+            sent += run_random(workload, seed, faults=Faults(duplicate=0.05, stale_release=0.5)).stale_releases
+    assert sent > 50  # the perturbation really happened
+
+
 def test_runs_are_reproducible_from_their_seed() -> None:
     a = run_random("forward_chain", 7, faults=PROFILES["kill-one-worker"])
     b = run_random("forward_chain", 7, faults=PROFILES["kill-one-worker"])
@@ -201,3 +211,27 @@ def test_catches_a_primary_copy_dropped_by_its_holder(monkeypatch: pytest.Monkey
     monkeypatch.setattr(Peer, "handle", forgetful)
     report = _find_failure(["chain", "fan_in"], Faults())
     assert "GC-005" in report
+
+
+def test_catches_an_owner_that_drops_another_grant_on_a_stale_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    # BOR-018 broken: a release naming a grant the sender no longer (or never) holds
+    # removes another grant of that sender on the object instead of being ignored.
+    from refrpc.core import _objects
+
+    original = _objects.Objects._on_ReleaseBorrows
+
+    def careless(self, r, msg):  # type: ignore[no-untyped-def]
+        for rel in msg.releases:
+            e = self.owned.get(rel.object_id)
+            grants = e.borrowers.get(r.peer) if e is not None else None
+            for fid in rel.forward_ids:
+                if grants and fid not in grants:
+                    del grants[next(iter(grants))]
+            if e is not None and grants is not None and not grants:
+                del e.borrowers[r.peer]
+        original(self, r, msg)
+
+    monkeypatch.setattr(_objects.Objects, "_on_ReleaseBorrows", careless)
+    report = _find_failure(["forward_chain", "returned_ref", "nested_in_put", "actor_keeps_ref"],
+                           Faults(stale_release=0.5), seeds=80)
+    assert "SAFETY" in report or "LIVENESS" in report or "unexpected error" in report

@@ -42,6 +42,9 @@ class IUTConfig:
     startup_timeout_s: float = 30.0
     #: Case ids or globs expected to fail (CNF-015).
     known_failing: tuple[str, ...] = ()
+    #: It records its side of a run in the canonical trace format where REFRPC_TRACE_DIR
+    #: says (CNF-023); the trace cases need it.
+    records_traces: bool = False
     #: The directory relative paths in ``command`` are resolved against.
     base_dir: Path = Path(".")
 
@@ -105,5 +108,6 @@ def config_from_dict(data: dict[str, object], *, base_dir: Path = Path("."), whe
         env=dict(env),  # type: ignore[arg-type]
         startup_timeout_s=float(need("startup_timeout_s", float, 30.0)),  # type: ignore[arg-type]
         known_failing=tuple(known),  # type: ignore[arg-type]
+        records_traces=bool(need("records_traces", bool, False)),
         base_dir=base_dir,
     )

@@ -112,6 +112,13 @@ class IUT:
     def quiesce(self, timeout_ms: int = 10_000) -> bool:
         return bool(self.control("quiesce", timeout_ms=timeout_ms, timeout=timeout_ms / 1000 + 10)["quiescent"])
 
+    def cancel(self, task_id: str) -> None:
+        self.control("cancel", task_id=task_id)
+
+    def counts(self) -> dict[str, int]:
+        """``counts``: the sizes of the IUT's task tables (CNF-022)."""
+        return {k: int(v) for k, v in dict(self.control("counts")).items()}
+
     def table(self) -> list[dict[str, Any]]:
         return list(self.control("table")["entries"])
 
@@ -146,9 +153,12 @@ class CaseContext:
         requirements: Requirements,
         run_dir: Path,
         extra_env: dict[str, str] | None = None,
+        claimed_features: Sequence[str] | None = None,
     ) -> None:
         self.spec = spec
         self.config = config
+        #: The features the run treats as claimed (the config's, or ``--features``).
+        self.claimed_features = tuple(config.features if claimed_features is None else claimed_features)
         self.requirements = requirements
         self.run_dir = run_dir
         self.extra_env = dict(extra_env or {})
@@ -208,6 +218,13 @@ class CaseContext:
             "CNF-011", ready.address == process.endpoint, f"ready.address = {process.endpoint!r}", repr(ready.address),
             note="the IUT binds the endpoint the suite gave it",
         )
+        missing = [f for f in self.claimed_features if f not in ready.features]
+        self.check(
+            "CNF-021", not missing, f"every claimed feature in ready.features {list(ready.features)}",
+            f"claimed but not offered: {missing}", note="the config's claimed features are offered by the IUT",
+        )
+        if missing:
+            self.abort(f"the IUT does not offer the claimed feature(s) {', '.join(missing)} (CNF-021)")
         iut = IUT(self, process, ready)
         self.iuts.append(iut)
         return iut

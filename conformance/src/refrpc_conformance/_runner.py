@@ -92,7 +92,7 @@ def run_case(
     if case_traces is not None:
         case_traces.mkdir(parents=True, exist_ok=True)
         extra_env = {**(extra_env or {}), "REFRPC_TRACE_DIR": str(case_traces)}
-    ctx = CaseContext(spec, config, requirements, run_dir, extra_env)
+    ctx = CaseContext(spec, config, requirements, run_dir, extra_env, claimed_features=tuple(sorted(claimed)))
     started = time.monotonic()
     error = ""
     skipped = ""

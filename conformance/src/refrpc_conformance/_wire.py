@@ -38,8 +38,10 @@ from refrpc.core.messages import (
     ErrorInfo,
     FetchChunk,
     FetchRequest,
+    GetObjectStatus,
     Heartbeat,
     Hello,
+    ObjectStatus,
     ProtocolError,
     RegisterBorrower,
     ReleaseBorrows,
@@ -500,6 +502,9 @@ class WirePeer:
         self.auto_grant: Callable[[RegisterBorrower], bool] = lambda reg: True
         #: Grants recorded as owner: (object id, forward id) -> borrower, until released.
         self.grants: dict[tuple[str, str], str] = {}
+        #: As an owner, the ObjectStatus to answer a GetObjectStatus with at once, or None
+        #: to leave it to the case (the default: cases script their answers).
+        self.answer_status: Callable[[GetObjectStatus], ObjectStatus | None] = lambda req: None
         #: Ever told to go silent (the IUT has then probably declared it dead).
         self.went_silent = False
         self._cv = threading.Condition()
@@ -853,6 +858,13 @@ class WirePeer:
             for rel in body.releases:
                 for fid in rel.forward_ids:
                     self.grants.pop((rel.object_id, fid), None)
+        elif isinstance(body, GetObjectStatus):
+            status = self.answer_status(body)
+            if status is not None:
+                answer = link._envelope(status, link.out.allocate(), None, {})
+                frames = encode(answer)
+                link.out.record(answer.seq, _Sent(frames, answer))
+                link._transmit(frames, answer, note="sent (answered automatically)")
 
     def _deliver(self, env: Envelope, remote: str) -> None:
         self.inbox.append(Arrival(index=len(self.inbox), t=self.clock.now(), remote=remote, envelope=env))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from refrpc.core.messages import ActorState, ActorStatus, CreateActor, ErrorCode, KillActor, ReturnKind
+from refrpc.core.messages import ActorState, ActorStatus, CreateActor, ErrorCode, KillActor, ReturnKind, ReturnValue, SubmitTask, TaskReply
 
-from .._build import by_value, describe_return
+from .._build import by_value, describe_return, portable
 from .._case import case
-from .._context import CaseContext
-from ._common import check_inline, expect_reply, open_session, task
+from .._context import IUT, CaseContext
+from .._wire import WirePeer
+from ._common import check_inline, expect_reply, leave_with_goodbye, open_session, task
 
 
 @case(
@@ -51,3 +52,146 @@ def counter_lifecycle(ctx: CaseContext) -> None:
     st = ctx.expect(peer, ActorStatus, lambda m: m.actor_id == other, requirement="ACT-001", what=f"ActorStatus for {other}").body
     ctx.check("ACT-001", st.state is ActorState.DEAD and st.error is not None and st.error.code is ErrorCode.UNKNOWN_FUNCTION,
               "DEAD with UNKNOWN_FUNCTION", f"{st.state.value} {st.error}")
+
+
+@case(
+    "actors/ACT-014-ACT-015-unknown-method-and-seq-gap",
+    requirements=["ACT-015", "ACT-014", "ACT-003", "ACT-013"],
+    features=("core", "actors"),
+    summary=(
+        "The suite creates a Counter(0) on the IUT and calls add(1) (actorSeq 1), then a method the class does "
+        "not have (actorSeq 2): every return ERROR(UNKNOWN_FUNCTION), and the actor lives on. It then skips "
+        "actorSeq 3 and 4 and calls add(2) as actorSeq 5: the IUT must not wait for the missing numbers (the "
+        "reply is 3). A call with actorSeq 4 sent after that must not run: ERROR(WRONG_STATE). A last get "
+        "(actorSeq 6) answers 3: the refused call changed nothing."
+    ),
+)
+def unknown_method_and_gap(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    actor = ctx.new_id(peer)
+    link.send(CreateActor(actor, "Counter", (by_value(0),)))
+    st: ActorStatus = ctx.expect(peer, ActorStatus, lambda m: m.actor_id == actor, requirement="ACT-001",
+                                 what=f"ActorStatus for {actor}").body
+    ctx.require("ACT-001", st.state is ActorState.ALIVE, "ALIVE", f"{st.state.value} {st.error or ''}")
+
+    def call(method: str, seq: int, *args: object) -> TaskReply:
+        t = task(peer, method, [by_value(a) for a in args], actor_id=actor, actor_seq=seq)
+        link.send(t)
+        return expect_reply(ctx, peer, t, requirement="ACT-014" if seq == 5 else "TASK-005", timeout=10.0)
+
+    check_inline(ctx, call("add", 1, 1), 1, requirement="ACT-003", note="add(1), actorSeq 1")
+    ret = call("conformance_no_such_method", 2).returns[0]
+    ctx.check("ACT-015", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.UNKNOWN_FUNCTION,
+              "ERROR(UNKNOWN_FUNCTION) for a method the class does not have", describe_return(ret))
+    dead = peer.received(ActorStatus, lambda m: m.actor_id == actor and m.state is not ActorState.ALIVE)
+    ctx.check("ACT-015", not dead, "the actor stays alive (no ActorStatus DEAD)", [str(d.body) for d in dead])
+    check_inline(ctx, call("add", 5, 2), 3, requirement="ACT-014", note="add(2) with actorSeq 5, after a gap (3 and 4 never sent)")
+    ret = call("add", 4, 10).returns[0]
+    ctx.check("ACT-014", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.WRONG_STATE,
+              "ERROR(WRONG_STATE) for actorSeq 4 after actorSeq 5 ran", describe_return(ret))
+    check_inline(ctx, call("get", 6), 3, requirement="ACT-014", note="get (actorSeq 6): the refused call did not run")
+
+
+def _host_answers(ctx: CaseContext, host: WirePeer, iut_peer: str) -> CreateActor:
+    """``host`` gets the IUT's CreateActor and reports the actor alive."""
+    create: CreateActor = ctx.expect(host, CreateActor, requirement="ACT-001", what=f"CreateActor at {host.peer_id}").body
+    host.link(iut_peer).send(ActorStatus(create.actor_id, ActorState.ALIVE))
+    return create
+
+
+@case(
+    "actors/ACT-003-ACT-007-iut-owns-an-actor",
+    requirements=["ACT-001", "ACT-003", "ACT-010", "ACT-007", "ACT-011", "OWN-001", "CNF-008", "CNF-018"],
+    features=("core", "actors"),
+    summary=(
+        "The IUT creates a Counter(5) hosted by suite peer H (maxRestarts 0) and calls add(1), add(2) and get(): "
+        "H must receive one CreateActor and then three SubmitTasks naming the actor, the methods as function "
+        "names and actorSeq 1, 2, 3 in that order; H answers 6, 8, 8 and the IUT's get returns them. Two more "
+        "calls reach H, which then leaves (Goodbye) without answering: both calls must fail with ACTOR_DIED, "
+        "never be retried, and the actor must not be re-created on suite peer H2 (no restarts allowed)."
+    ),
+)
+def iut_owns_an_actor(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    h = ctx.wire_peer("host")
+    h2 = ctx.wire_peer("spare")
+    iut.add_peer(h, slots=1)
+    iut.add_peer(h2, slots=1)
+    actor = iut.control("actor_create", **{"class": "Counter", "args": [{"value": 5}], "host": h.peer_id})["actor_id"]
+    create = _host_answers(ctx, h, iut.peer_id)
+    ctx.check("ACT-001", (create.actor_id, create.class_name, create.max_restarts) == (actor, "Counter", 0),
+              f"CreateActor({actor}, Counter, maxRestarts 0)", f"{create.actor_id}, {create.class_name}, {create.max_restarts}")
+    link_h = h.link(iut.peer_id)
+    calls = [("add", [{"value": 1}], 6), ("add", [{"value": 2}], 8), ("get", [], 8)]
+    returns = [iut.control("actor_call", actor_id=actor, method=m, args=a)["returns"][0] for m, a, _ in calls]
+    seen = []
+    for method, _, result in calls:
+        st: SubmitTask = ctx.expect(h, SubmitTask, requirement="ACT-003", what=f"the call {method}").body
+        seen.append((st.function, st.actor_id, st.actor_seq))
+        link_h.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable(result)),)))
+    ctx.check("ACT-003", seen == [("add", actor, 1), ("add", actor, 2), ("get", actor, 3)],
+              "add, add, get with actorSeq 1, 2, 3 (ACT-010: the method is the function name)", seen)
+    got = [iut.get(r).get("value") for r in returns]
+    ctx.check("ACT-003", got == [6, 8, 8], "the IUT reads 6, 8, 8", got)
+    pending = [iut.control("actor_call", actor_id=actor, method="add", args=[{"value": 1}])["returns"][0] for _ in range(2)]
+    for _ in pending:
+        ctx.expect(h, SubmitTask, requirement="ACT-003", what="a call the host will not answer")
+    leave_with_goodbye(ctx, h, iut)
+    for rid in pending:
+        got_err = iut.get(rid, timeout_ms=10_000)
+        code = str(got_err.get("error", {}).get("code", ""))
+        ctx.check("ACT-007", code == "ACTOR_DIED", "the unanswered call fails with ACTOR_DIED", got_err)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    retried = h2.received((SubmitTask, CreateActor))
+    ctx.check("ACT-007", not any(isinstance(a.body, SubmitTask) for a in retried), "no call retried elsewhere",
+              [type(a.body).__name__ for a in retried])
+    ctx.check("ACT-011", not any(isinstance(a.body, CreateActor) for a in retried),
+              "the actor not re-created (maxRestarts 0)", [type(a.body).__name__ for a in retried])
+
+
+@case(
+    "actors/ACT-011-ACT-002-restarts-bounded",
+    requirements=["ACT-011", "ACT-002", "ACT-007", "ACT-014"],
+    features=("core", "actors"),
+    summary=(
+        "The IUT creates a Counter hosted by suite peer H1 with maxRestarts 1. H1 leaves (Goodbye): the IUT may "
+        "re-create the actor (same actorId) on suite peer H2, once. If it does, H2 reports it alive and then "
+        "leaves too: now no restart is left, and the IUT must not create the actor again anywhere (H3 gets "
+        "nothing); a call made after that fails with ACTOR_DIED."
+    ),
+)
+def restarts_bounded(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    hosts = [ctx.wire_peer(f"host{i}") for i in (1, 2, 3)]
+    iut.add_peer(hosts[0], slots=1)
+    actor = iut.control("actor_create", **{"class": "Counter", "args": [{"value": 0}], "host": hosts[0].peer_id,
+                                            "max_restarts": 1})["actor_id"]
+    _host_answers(ctx, hosts[0], iut.peer_id)
+    iut.add_peer(hosts[1], slots=1)
+    leave_with_goodbye(ctx, hosts[0], iut)
+    again = _recreated_or_quiet(ctx, iut, hosts[1], actor)
+    if not again:
+        ctx.note("the IUT did not re-create the actor after its host left (ACT-011 permits either)")
+        ctx.check("ACT-011", True, "at most maxRestarts (1) re-creations", "none")
+        return
+    hosts[1].link(iut.peer_id).send(ActorStatus(actor, ActorState.ALIVE))
+    iut.add_peer(hosts[2], slots=1)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    leave_with_goodbye(ctx, hosts[1], iut)
+    third = _recreated_or_quiet(ctx, iut, hosts[2], actor)
+    ctx.require("ACT-011", not third, "no second re-creation: maxRestarts 1 is used up", "CreateActor at a third host",
+                level="MUST")
+    rid = iut.control("actor_call", actor_id=actor, method="get", args=[])["returns"][0]
+    got = iut.get(rid, timeout_ms=10_000)
+    ctx.check("ACT-007", str(got.get("error", {}).get("code", "")) == "ACTOR_DIED", "a call to the dead actor fails with ACTOR_DIED", got)
+
+
+def _recreated_or_quiet(ctx: CaseContext, iut: IUT, spare: WirePeer, actor: str) -> bool:
+    """After the actor's host left: True once ``spare`` gets a CreateActor for it, False once the
+    IUT is quiescent without one (a re-creation is a request, so it keeps the IUT busy)."""
+    for _ in range(40):
+        if spare.received(CreateActor, lambda m: m.actor_id == actor):
+            return True
+        if iut.quiesce(500):
+            return bool(spare.received(CreateActor, lambda m: m.actor_id == actor))
+    ctx.fail("", "a re-creation at the spare host, or quiescence", "neither within 20 s")

@@ -413,3 +413,60 @@ def two_iuts(ctx: CaseContext) -> None:
     ctx.check("CNF-008", dropped == 1, "drop_held at B drops 1 ref", dropped)
     ctx.poll_until(lambda: a.entry(x) is None, requirement="OWN-005", what=f"A reclaims X ({x}) once B released it", timeout=10.0)
     ctx.poll_until(lambda: b.entry(x) is None, requirement="BOR-005", what=f"B deletes its entry for X ({x})", timeout=10.0)
+
+
+@case(
+    "borrowing/BOR-002-TASK-011-ref-nested-in-a-value-argument",
+    requirements=["BOR-002", "TASK-011", "REF-001", "REF-003", "BOR-020", "BOR-005"],
+    features=("core", "borrowing"),
+    summary=(
+        "Suite peer S submits echo(v), where the value argument v embeds a ref to X, owned by suite peer O: "
+        "the IUT holds X only under its task hold (TASK-011). Returning v hands X to S, which does not own it, "
+        "so the IUT must register S with O and wait for O's answer before replying. O answers any "
+        "registration the IUT makes for itself first (an executor that waits only for its own would reply "
+        "then) and S's last; a probe task S sends after the IUT has read O's answers must be answered before "
+        "echo's reply, which must carry the forwardId of S's grant."
+    ),
+)
+def ref_nested_in_value_argument(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    o = ctx.wire_peer("owner")
+    s = ctx.wire_peer("submitter")
+    link_s = ctx.session(s, iut)
+    x = ctx.new_id(o)
+    o.auto_grant = lambda r: False  # the case answers every registration itself
+    t = task(s, "echo", [by_value([PortableRef(0)], (ctx.descriptor(o, x, size_hint=8),))])
+    link_s.send(t)
+    reg_s: RegisterBorrower = ctx.expect(o, RegisterBorrower, lambda m: m.object_id == x and m.borrower == s.peer_id,
+                                         requirement="BOR-002", what=f"RegisterBorrower for {x} naming the submitter",
+                                         timeout=15.0).body
+    link_o = o.link(iut.peer_id)
+    # A round trip on the IUT's session with O: whatever the IUT sent O before is there now.
+    link_o.send(GetObjectStatus(f"{o.ids.prefix}probe", wait=False))
+    ctx.expect(o, ObjectStatus, lambda m: m.object_id == f"{o.ids.prefix}probe", requirement="OBJ-002",
+               what="the IUT's answer to a probe GetObjectStatus")
+    own = [a.body for a in o.received(RegisterBorrower, lambda m: m.object_id == x and m.borrower == iut.peer_id)]
+    if own:
+        ctx.note(f"the IUT also registered itself for {x} ({len(own)} time(s)); granted before the submitter's")
+    for reg in own:
+        o.grants[(x, reg.forward_id)] = iut.peer_id
+        seq = link_o.send(BorrowerRegistered(x, reg.forward_id))
+        ctx.wait_until(o, lambda: link_o.acked >= seq, requirement="SES-003", what="the IUT's ack of its own grant")
+    probe = task(s, "echo", [by_value("probe")])
+    link_s.send(probe)
+    expect_reply(ctx, s, probe)
+    early = s.received(TaskReply, lambda m: m.task_id == t.task_id)
+    ctx.check("BOR-002", not early, "no reply to echo(v) while S's registration is unanswered",
+              f"{len(early)} reply(ies) before O's answer")
+    o.grants[(x, reg_s.forward_id)] = s.peer_id
+    link_o.send(BorrowerRegistered(x, reg_s.forward_id))
+    reply = expect_reply(ctx, s, t)
+    ret = reply.returns[0]
+    ctx.require("TASK-011", ret.kind is ReturnKind.INLINE and ret.value is not None and len(ret.value.nested) == 1,
+                "echo returns v: an inline value with one nested ref", describe_return(ret))
+    assert ret.value is not None
+    d = ret.value.nested[0]
+    ctx.check("REF-003", (d.object_id, d.owner, d.owner_incarnation, d.owner_address) == (x, o.peer_id, o.incarnation, o.address),
+              "X's descriptor with the owner's identity unchanged", f"{d.object_id}, {d.owner}/{d.owner_incarnation}")
+    ctx.check("BOR-020", d.forward_id == reg_s.forward_id, f"forwardId {reg_s.forward_id!r} (S's grant)", repr(d.forward_id))
+    check_own_grants_released(ctx, iut, o, x)

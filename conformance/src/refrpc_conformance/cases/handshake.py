@@ -18,7 +18,7 @@ from .._build import by_value, portable, shared
 from .._case import case
 from .._context import CaseContext
 from .._craft import with_discriminant
-from .._wire import Link
+from .._wire import ExpectTimeout, Link, WireError
 from ._common import (
     check_error_code,
     check_no_session_opened,
@@ -80,6 +80,10 @@ def _refused(ctx: CaseContext, requirement: str, codes: tuple[ErrorCode, ...], *
     check_error_code(ctx, err, codes, requirement=requirement)
     ctx.check("SES-007", arrival.seq == 0, "the refusal sent with sequence number 0", f"seq {arrival.seq}")
     ctx.check("ERR-001", err.related_seq == 0, "relatedSeq 0 (the Hello had no sequence number)", err.related_seq)
+    env = arrival.envelope
+    ctx.check("SES-018", (env.receiver, env.receiver_incarnation, env.ack) == (peer.peer_id, peer.incarnation, 0),
+              f"an answer without a session: receiver {peer.peer_id}, receiverIncarnation {peer.incarnation} (the Hello's "
+              "sender, never 0), ack 0", f"receiver {env.receiver}, receiverIncarnation {env.receiver_incarnation}, ack {env.ack}")
     link.resend_hello = True
     check_no_session_opened(ctx, iut, peer, link, requirement=requirement)
     return link, err
@@ -87,7 +91,7 @@ def _refused(ctx: CaseContext, requirement: str, codes: tuple[ErrorCode, ...], *
 
 @case(
     "handshake/HS-002-unknown-major-refused",
-    requirements=["HS-002", "SES-007", "ERR-001", "SES-010"],
+    requirements=["HS-002", "SES-007", "SES-018", "ERR-001", "SES-010"],
     summary=(
         "A Hello with protocolMajor 1 is refused with ProtocolError(PROTOCOL_VERSION), sequence number 0, and "
         "no session is opened: a sequenced message sent next is discarded, and a later valid Hello starts a "
@@ -154,11 +158,12 @@ def repeated_hello(ctx: CaseContext) -> None:
 
 @case(
     "handshake/HS-004-feature-not-negotiated",
-    requirements=["HS-004", "ERR-001", "GEN-010"],
+    requirements=["HS-004", "ERR-001", "GEN-010", "GEN-012"],
     summary=(
         "On a session where only `core` is in use, the suite sends a SubmitTask with a `shared` argument (a "
-        "borrowing feature). The IUT discards it and answers ProtocolError(FEATURE_NOT_NEGOTIATED) with that "
-        "message's sequence number, and the session goes on."
+        "borrowing feature). The IUT discards it and answers ProtocolError(FEATURE_NOT_NEGOTIATED), sequenced, "
+        "with that message's sequence number, which counts as delivered: the next message, numbered after it, "
+        "runs."
     ),
 )
 def feature_not_negotiated(ctx: CaseContext) -> None:
@@ -166,8 +171,12 @@ def feature_not_negotiated(ctx: CaseContext) -> None:
     x = ctx.descriptor(peer, ctx.new_id(peer))
     bad = task(peer, "forward", [shared(x)])
     seq = link.send(bad)
-    err = expect_protocol_error(ctx, peer, requirement="HS-004", what=f"ProtocolError about seq {seq}", related_seq=seq)
+    arrival = ctx.expect(peer, ProtocolError, lambda m: m.related_seq == seq, requirement="HS-004",
+                         what=f"ProtocolError about seq {seq}")
+    err: ProtocolError = arrival.body
     check_error_code(ctx, err, (ErrorCode.FEATURE_NOT_NEGOTIATED,), requirement="HS-004")
+    ctx.check("GEN-012", arrival.seq > 0, "the ProtocolError sequenced (it answers a message of the live session)",
+              f"seq {arrival.seq}")
     run_echo(ctx, peer, link, "after", requirement="HS-004")
     answered = peer.received(TaskReply, lambda m: m.task_id == bad.task_id)
     ctx.check("HS-004", not answered, "the offending SubmitTask discarded (no TaskReply)", f"{len(answered)} replies")
@@ -271,3 +280,41 @@ def hello_resent(ctx: CaseContext) -> None:
     peer._call(lambda: setattr(peer, "accept_hello", True))
     ctx.expect(peer, Hello, requirement="HS-008", what="a second Hello, the first having gone unanswered", timeout=8.0)
     ctx.expect(peer, SubmitTask, requirement="HS-008", what="the queued SubmitTask once the resent Hello is answered")
+
+
+@case(
+    "handshake/HS-023-simultaneous-hellos",
+    requirements=["HS-023", "HS-013", "HS-014", "HS-001"],
+    summary=(
+        "The IUT is told of suite peer P and asked to submit echo(3) to it, so it greets P. P does not answer "
+        "that Hello; it greets the IUT with a Hello of its own instead (both are initiators). The IUT must "
+        "answer with Welcome and, its session now open in both directions, send its queued SubmitTask as "
+        "sequenced message 1 without waiting for a Welcome from P. P's late Welcome changes nothing: P "
+        "answers the task and the IUT's get returns 3."
+    ),
+)
+def simultaneous_hellos(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer()
+    peer.accept_hello = False  # the case answers the IUT's Hello itself, late
+    iut.add_peer(peer, slots=1)
+    sub = iut.submit("echo", [{"value": 3}], executor=peer.peer_id)
+    their_hello = ctx.expect(peer, Hello, requirement="HS-001", what="Hello from the IUT")
+    link = peer.link(iut.peer_id)
+    try:
+        link.handshake(ctx.bound(10.0), give_up=ctx.iut_died)
+    except (WireError, ExpectTimeout) as exc:
+        ctx.fail("HS-023", "Welcome answering the suite's Hello while the IUT's own is unanswered", str(exc))
+    arrival = ctx.expect(peer, SubmitTask, requirement="HS-023",
+                         what="the queued SubmitTask, sent once the IUT's Welcome opened the session", timeout=10.0)
+    ctx.check("HS-023", arrival.seq == 1, "the queued task sent as sequenced message 1", f"seq {arrival.seq}")
+    hello: Hello = their_hello.body
+    late = Welcome(0, min(1, hello.protocol_minor), peer.address, tuple(f for f in peer.features if f in hello.features),
+                   peer.max_frame_bytes, peer.heartbeat_ms)
+    link.send(late, receiver_incarnation=iut.incarnation)
+    t: SubmitTask = arrival.body
+    link.send(TaskReply(t.task_id, t.attempt, tuple(ReturnValue(r, ReturnKind.INLINE, value=portable(3)) for r in t.return_ids)))
+    got = iut.get(sub["returns"][0])
+    ctx.check("HS-014", got.get("value") == 3, "the late Welcome ignored; get() of the return gives 3", got)
+    again = [a for a in peer.received(SubmitTask) if a.body.task_id == t.task_id]
+    ctx.check("HS-023", len(again) == 1, "the task sent once (not again after the late Welcome)", f"{len(again)} times")

@@ -52,7 +52,7 @@ def heartbeats_when_idle(ctx: CaseContext) -> None:
 
 @case(
     "liveness/LIV-003-LIV-004-FATE-003-silent-submitter",
-    requirements=["LIV-003", "LIV-004", "FATE-003", "SES-017"],
+    requirements=["LIV-003", "LIV-004", "FATE-003", "SES-017", "SES-018", "SES-020"],
     iut_env=FAST_DETECTION,
     summary=(
         "Suite peer A submits sleep(3000) and then goes silent; suite peer B keeps its session alive. The IUT "
@@ -83,6 +83,10 @@ def silent_submitter(ctx: CaseContext) -> None:
     try:
         arrival = a.expect(ProtocolError, lambda m: m.error.code is ErrorCode.DECLARED_DEAD, timeout=ctx.bound(5.0))
         ctx.check("SES-017", arrival.body.error.requirement == "LIV-005", "error.requirement = 'LIV-005'", repr(arrival.body.error.requirement))
+        env = arrival.envelope
+        ctx.check("SES-018", (env.seq, env.ack, env.receiver_incarnation, arrival.body.related_seq) == (0, 0, a.incarnation, 0),
+                  f"an answer without a session: seq 0, ack 0, receiverIncarnation {a.incarnation}, relatedSeq 0",
+                  f"seq {env.seq}, ack {env.ack}, receiverIncarnation {env.receiver_incarnation}, relatedSeq {arrival.body.related_seq}")
     except ExpectTimeout as exc:
         ctx.check("SES-017", False, "ProtocolError(DECLARED_DEAD) answering the fenced peer", str(exc))
 
@@ -119,12 +123,12 @@ def owner_dies_during_resolution(ctx: CaseContext) -> None:
 
 @case(
     "liveness/LIV-006-FATE-003-goodbye-ends-submitter",
-    requirements=["LIV-006", "FATE-003", "SES-005", "SES-017"],
+    requirements=["LIV-006", "LIV-016", "FATE-003", "SES-005", "SES-017"],
     iut_env=FAST_DETECTION,
     summary=(
-        "A suite peer submits sleep(3000) and then sends Goodbye. The IUT must fence it at once: the task is "
-        "stopped and never answered, and a message sent afterwards is discarded (it should be answered "
-        "DECLARED_DEAD)."
+        "A suite peer submits sleep(3000) and then sends Goodbye. The IUT should acknowledge the Goodbye "
+        "(a Heartbeat whose ack covers it) and must fence the peer at once: the task is stopped and never "
+        "answered, and a message sent afterwards is discarded (it should be answered DECLARED_DEAD)."
     ),
     timeout=60.0,
 )
@@ -135,8 +139,13 @@ def goodbye(ctx: CaseContext) -> None:
     t = task(peer, "sleep", [by_value(3000)])
     link.send(t)
     gseq = link.send(Goodbye("conformance case ends this peer"))
-    ctx.wait_until(peer, lambda: link.acked >= gseq or bool(peer.received(ProtocolError)), requirement="LIV-006",
-                   what="the Goodbye acknowledged", timeout=10.0)
+    try:
+        peer.wait_until(lambda: link.acked >= gseq, ctx.bound(5.0), "the ack of the Goodbye")
+        acked = True
+    except ExpectTimeout:
+        acked = False
+    ctx.check("LIV-016", acked, f"the Goodbye (seq {gseq}) acknowledged before the fence", f"acked up to {link.acked}",
+              level="SHOULD")
     ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
     replies = peer.received(TaskReply, lambda m: m.task_id == t.task_id)
     ctx.check("FATE-003", not replies, "no TaskReply for the task of the peer that left", [str(r.body) for r in replies])

@@ -30,8 +30,10 @@ from .tasks import check_chunks, fetch_all
     requirements=["FET-002", "FET-014", "FET-001"],
     summary=(
         "From a stored result the suite fetches a range in the middle (offset 1000, 5000 bytes), a range "
-        "running past the end (served up to the end), and a range starting past the end (one chunk, last, "
-        "error MALFORMED). The bytes of each range equal the same bytes of the whole stored form."
+        "running past the end (served up to the end), a range starting exactly at the end and one of length 0 "
+        "(each an empty range: one empty chunk, last, no error, the right totalSize), and a range starting past "
+        "the end (one chunk, last, error MALFORMED). The bytes of each range equal the same bytes of the whole "
+        "stored form."
     ),
 )
 def byte_ranges(ctx: CaseContext) -> None:
@@ -49,6 +51,14 @@ def byte_ranges(ctx: CaseContext) -> None:
     tail = fetch_all(ctx, peer, link, ret.object_id, request_id=12, chunk_bytes=4096, offset=total - 10, length=100, requirement="FET-014")
     got = check_chunks(ctx, tail, start=total - 10, end=total, chunk_bytes=4096, total=total, note="range past the end")
     ctx.check("FET-014", got == whole[-10:], "the last 10 bytes (a range past the end is served up to the end)", f"{len(got)} bytes")
+    for rid, offset, length, what in ((14, total, -1, "offset = totalSize"), (15, 500, 0, "length 0")):
+        empty = fetch_all(ctx, peer, link, ret.object_id, request_id=rid, chunk_bytes=4096, offset=offset, length=length,
+                          requirement="FET-014")
+        ctx.check("FET-014", len(empty) == 1 and empty[0].last and empty[0].error is None and not empty[0].data
+                  and empty[0].offset == offset and empty[0].total_size == total,
+                  f"an empty range ({what}): one chunk at offset {offset}, last, empty, no error, totalSize {total}",
+                  [f"offset={c.offset} last={c.last} error={c.error.code.value if c.error else None} data={len(c.data)} "
+                   f"total={c.total_size}" for c in empty])
     beyond = fetch_all(ctx, peer, link, ret.object_id, request_id=13, chunk_bytes=4096, offset=total + 10, requirement="FET-014")
     ctx.check("FET-014", len(beyond) == 1 and beyond[0].last and beyond[0].error is not None and beyond[0].error.code is ErrorCode.MALFORMED
               and not beyond[0].data, "one chunk, last, empty, error MALFORMED",

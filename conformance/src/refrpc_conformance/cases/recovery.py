@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from refrpc.core.messages import FetchRequest, ReturnKind, ReturnValue, SubmitTask, TaskReply
+from refrpc.core.messages import FetchRequest, FreeObjects, ReturnKind, ReturnValue, SubmitTask, TaskReply
 
 from .._build import make_bytes_value, portable, stored_form
 from .._case import case
@@ -157,3 +157,57 @@ def lost_value_reconstructed(ctx: CaseContext) -> None:
     ctx.check("LIN-006", code == "OBJECT_LOST", "get() of B (max_retries = 0) fails with OBJECT_LOST", got)
     rerun = e2.received(SubmitTask, lambda m: m.task_id == b["task_id"])
     ctx.check("RPC-009", not rerun, "B (max_retries = 0) not run again", [str(r.body) for r in rerun])
+
+
+@case(
+    "lineage/LIN-002-LIN-004-released-argument-rebuilt",
+    requirements=["LIN-002", "LIN-004", "OWN-005", "OWN-006", "LIN-003", "RPC-007"],
+    features=("core", "recovery"),
+    summary=(
+        "The IUT submits a = make_bytes(n) and then b = echo(a by ref) to suite executor E1, both with "
+        "max_retries = 1; E1 stores both results. The program drops a: it is out of scope, but b's task "
+        "(reconstructable) still names it, so a must be kept as `released` (lineageRefs 1): its value freed "
+        "at E1 (FreeObjects), its entry and lineage kept. E1 then leaves: b is lost while held, and "
+        "rebuilding it needs a, which has no value either. The IUT must re-run a's task (attempt 2) and b's "
+        "task (attempt 2) on the spare worker E2; get(b) then gives the bytes, and a goes back to `released`."
+    ),
+    timeout=60.0,
+)
+def released_argument_rebuilt(ctx: CaseContext) -> None:
+    iut, e1, e2 = _executors(ctx)
+    n = iut.inline_threshold + 20_000
+    form = stored_form(portable(make_bytes_value(n)))
+    a = iut.submit("make_bytes", [{"value": n}], executor=e1.peer_id, max_retries=1)
+    ta = _submitted(ctx, e1, a["task_id"])
+    link1 = e1.link(iut.peer_id)
+    ra = a["returns"][0]
+    link1.send(TaskReply(ta.task_id, 1, (ReturnValue(ra, ReturnKind.STORED, location=e1.peer_id, size=len(form)),)))
+    b = iut.submit("echo", [{"ref": ra}], executor=e1.peer_id, max_retries=1)
+    tb = _submitted(ctx, e1, b["task_id"])
+    rb = b["returns"][0]
+    seq = link1.send(TaskReply(tb.task_id, 1, (ReturnValue(rb, ReturnKind.STORED, location=e1.peer_id, size=len(form)),)))
+    ctx.wait_until(e1, lambda: link1.acked >= seq, requirement="SES-003", what="the IUT's ack of b's reply")
+    iut.drop(ra)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    entry = iut.entry(ra)
+    ctx.check("LIN-002", entry is not None and entry.get("state") == "released" and entry.get("lineageRefs") == 1,
+              "a kept as `released` with lineageRefs 1 (b's task names it)", entry)
+    freed = any(ra in f.body.object_ids for f in e1.received(FreeObjects))
+    ctx.check("OWN-005", freed, "a's value freed at its location E1 (FreeObjects)", "no FreeObjects for a")
+    leave_with_goodbye(ctx, e1, iut)
+    again_a = _submitted(ctx, e2, a["task_id"], attempt=2, requirement="LIN-004", timeout=15.0)
+    _check_same_task(ctx, ta, again_a, note="a re-run to rebuild b")
+    link2 = e2.link(iut.peer_id)
+    e2.serve(ra, form)
+    link2.send(TaskReply(again_a.task_id, 2, (ReturnValue(ra, ReturnKind.STORED, location=e2.peer_id, size=len(form)),)))
+    again_b = _submitted(ctx, e2, b["task_id"], attempt=2, requirement="LIN-003", timeout=15.0)
+    _check_same_task(ctx, tb, again_b, note="b re-run")
+    e2.serve(rb, form)
+    link2.send(TaskReply(again_b.task_id, 2, (ReturnValue(rb, ReturnKind.STORED, location=e2.peer_id, size=len(form)),)))
+    got = iut.get(rb)
+    ctx.check("LIN-003", got.get("value") == make_bytes_value(n), f"get(b) = make_bytes({n}) after the rebuild",
+              "equal" if got.get("value") == make_bytes_value(n) else got)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    entry = iut.entry(ra)
+    ctx.check("LIN-004", entry is not None and entry.get("state") == "released",
+              "a back to `released` once b's task no longer needs its value", entry)

@@ -163,22 +163,29 @@ def wrong_receiver_incarnation(ctx: CaseContext) -> None:
 
 @case(
     "session/SES-014-GEN-010-zero-receiver-incarnation",
-    requirements=["SES-014", "GEN-004", "GEN-010"],
+    requirements=["SES-014", "GEN-004", "GEN-010", "GEN-012"],
     summary=(
         "In a live session the suite sends a task with receiverIncarnation 0 (legal only in a Hello). It is "
-        "malformed: the IUT answers ProtocolError(MALFORMED) with relatedSeq = its sequence number and does "
-        "not run the task, and the session goes on. (Whether the number is consumed depends on whether the "
-        "IUT rejects the envelope before sequencing, SES-016, or as a malformed session message, GEN-010; "
-        "either is accepted if its reply agrees.)"
+        "malformed and rejected before sequencing (SES-016's second check): the IUT answers "
+        "ProtocolError(MALFORMED) with sequence number 0, relatedSeq = the task's sequence number and "
+        "requirement SES-014, does not run the task, and does not consume the number, so a task sent next "
+        "under the same number runs."
     ),
 )
 def zero_receiver_incarnation(ctx: CaseContext) -> None:
     iut, peer, link = open_session(ctx)
     bad = task(peer, "echo", [by_value("malformed")])
     seq = link.send(bad, receiver_incarnation=0)
-    err = expect_protocol_error(ctx, peer, requirement="GEN-004", what=f"ProtocolError about seq {seq}", related_seq=seq)
+    arrival = ctx.expect(peer, ProtocolError, lambda m: m.related_seq == seq, requirement="SES-014",
+                         what=f"ProtocolError about seq {seq}")
+    err: ProtocolError = arrival.body
     check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="SES-014")
-    resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-004")
+    ctx.check("SES-014", err.error.requirement == "SES-014", "error.requirement 'SES-014'", repr(err.error.requirement))
+    ctx.check("GEN-012", arrival.seq == 0, "the answer sent with sequence number 0 (rejected before sequencing)",
+              f"seq {arrival.seq}")
+    consumed = resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-004")
+    ctx.check("SES-014", not consumed, f"seq {seq} not consumed: a task sent next under that number runs",
+              "consumed: the next task with that number was taken for a duplicate")
     ctx.check("SES-014", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the malformed task never runs", "no reply")
 
 

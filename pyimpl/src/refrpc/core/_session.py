@@ -262,7 +262,7 @@ class SessionLayer:
             item = r.buffered.pop(r.delivered + 1)
             if isinstance(item, ErrorInfo):  # a malformed message held its place (GEN-010)
                 r.delivered += 1
-                self._protocol_error(r, item.code, item.message, "GEN-010", r.delivered)
+                self._protocol_error(r, item.code, item.message, item.requirement or "GEN-010", r.delivered)
             else:
                 self._deliver(r, item)
 
@@ -421,6 +421,13 @@ class SessionLayer:
             self._request_refused(r, req[0], req[1], msg.error)
 
     def _protocol_error(self: Peer, r: Remote, code: ErrorCode, message: str, requirement: str, seq: int) -> None:
+        if self.now_ms - r.errors_window_ms >= 1000 or r.errors_window_ms < 0:
+            r.errors_window_ms, r.errors_in_window = self.now_ms, 0
+        if r.errors_in_window >= self.config.max_protocol_errors_per_s:
+            # ERR-008: a burst of bad input is discarded all the same, but not all answered.
+            self._story(f"peer:{r.peer}", "protocol-error-suppressed", f"{code.value} {requirement}: {message}")
+            return
+        r.errors_in_window += 1
         self._story(f"peer:{r.peer}", "protocol-error-sent", f"{code.value} {requirement}: {message}")
         self._send(r.peer, ProtocolError(ErrorInfo(code, message, requirement), related_seq=seq))
 
@@ -440,10 +447,10 @@ class SessionLayer:
             return
         r.last_heard_ms = self.now_ms
         if seq == 0:
-            self._protocol_error(r, error.code, error.message, "GEN-004", 0)
+            self._protocol_error(r, error.code, error.message, error.requirement or "GEN-004", 0)
         elif seq == r.delivered + 1:
             r.delivered = seq
-            self._protocol_error(r, error.code, error.message, "GEN-010", seq)
+            self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", seq)  # ERR-004
             self._deliver_buffered(r)
         elif seq > r.delivered + 1 and seq - r.delivered <= self.config.window:
             r.buffered[seq] = error  # type: ignore[assignment]
@@ -531,6 +538,9 @@ class SessionLayer:
         self.fenced.add((peer, incarnation))
 
     def _on_Goodbye(self: Peer, r: Remote, msg: Goodbye) -> None:
+        # LIV-016: acknowledge the Goodbye (its seq is delivered now) before fencing,
+        # so that its sender need not wait out its linger (LIV-010).
+        self._send_unsequenced(r, Heartbeat())
         self._declare_dead(r, "goodbye", msg.reason or "goodbye")  # LIV-006
 
     def _fail_stop(self: Peer, reason: str) -> None:

@@ -50,6 +50,9 @@ class Config:
     #: Lineage kept for settled reconstructable tasks, in bytes of task specification
     #: (LIN-005, LIN-010); the oldest is evicted first when it is exceeded.
     max_lineage_bytes: int = 256 * 1024 * 1024
+    #: ProtocolErrors sent to one peer incarnation per second at most (ERR-008); the
+    #: offending messages are discarded (and their numbers consumed) all the same.
+    max_protocol_errors_per_s: int = 100
 
     @property
     def dead_after_ms(self) -> int:
@@ -252,6 +255,9 @@ class Remote:
     delivered: int = 0
     buffered: dict[int, Envelope] = field(default_factory=dict)
     ack_owed_since_ms: int = -1
+    #: ERR-008: the start of the current one-second window and the ProtocolErrors sent in it.
+    errors_window_ms: int = -1
+    errors_in_window: int = 0
     #: Known to run tasks (cluster membership) with this many slots.
     slots: int = 0
     #: Tasks this peer has sent it and not yet seen answered (placement load).

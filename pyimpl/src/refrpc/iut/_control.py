@@ -149,6 +149,8 @@ class Control:
             "gc": self.collect,
             "quiesce": self.quiesce,
             "table": self.table,
+            "counts": self.counts,
+            "cancel": self.cancel,
             "x-faults": self.list_faults,
             "x-peers": self.peers,
         }
@@ -378,6 +380,15 @@ class Control:
             self._keep(Ref(node, rid, counted=True))
         return {"task_id": task_id, "returns": list(rids)}
 
+    def cancel(self, req: dict[str, Any]) -> None:
+        """``cancel``: as the program's cancel (TASK-008); the task must be one the IUT submitted."""
+        task_id = _text(req, "task_id")
+        node = self.node_iut.node
+        if not node.call(lambda: task_id in node.core.tasks).result():
+            raise BadRequest(f"the IUT keeps no task {task_id!r}")
+        node.call(lambda: node.handle(ev.Cancel(node.sid(), task_id))).result()
+        return None
+
     def drop(self, req: dict[str, Any]) -> None:
         oid = _text(req, "object_id")
         with self._held_lock:
@@ -459,6 +470,12 @@ class Control:
             for e in rows
         ]}
 
+    def counts(self, req: dict[str, Any]) -> dict[str, int]:
+        """``counts``: the sizes of the task tables (CNF-022), as one snapshot."""
+        core = self.node_iut.node.core
+        sizes = self.node_iut.node.call(lambda: (len(core.exec_tasks), len(core.tasks))).result()
+        return {"executor_tasks": sizes[0], "submitted_tasks": sizes[1]}
+
     def list_faults(self, req: dict[str, Any]) -> dict[str, Any]:
         """``x-faults``: the fault switches this process runs with (CNF-010)."""
         return {"faults": [{"name": n, "requirement": FAULTS[n][0], "description": FAULTS[n][1]} for n in self.faults]}
@@ -508,7 +525,7 @@ class Control:
             except FutureTimeout:
                 return timeout
             if res.error is not None:
-                return {"error": {"code": res.error.code.name, "message": res.error.message}}
+                return {"error": {"code": self.node_iut.error_code_name(res.error.code), "message": res.error.message}}  # CNF-018
             value = res.value
             if value is None:
                 try:

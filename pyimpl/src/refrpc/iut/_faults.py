@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import events as ev
-from ..core.messages import PROTOCOL_MAJOR, ErrorCode, FetchRequest, Heartbeat, RefDescriptor
+from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
 
 if TYPE_CHECKING:
     from ._main import Iut
@@ -77,6 +77,135 @@ FAULTS: dict[str, tuple[str, str]] = {
         "BOR-002",
         "An executor returning a ref it borrows (owned by a third peer, not the submitter) puts it "
         "in the TaskReply with no forwardId and without RegisterBorrower at the owner first.",
+    ),
+    "release-any-grant": (
+        "BOR-018",
+        "An owner that receives a ReleaseBorrows naming a grant the sender does not hold (already "
+        "released, or never recorded) removes another grant of that sender on the same object "
+        "instead of ignoring the release, so a repeated or stray release can free an object "
+        "that is still borrowed.",
+    ),
+    "keep-dead-borrower-grants": (
+        "BOR-009",
+        "When a borrower incarnation is declared dead, the grants it held are kept: the objects it "
+        "borrowed are never reclaimed (a leak).",
+    ),
+    "own-heartbeat-interval": (
+        "LIV-007",
+        "Failure detection measures every remote's silence against this peer's own heartbeat "
+        "interval times missLimit, ignoring the interval the remote announced, so a peer that "
+        "announced a longer interval is declared dead while it is alive.",
+    ),
+    "keep-task-records": (
+        "RPC-014",
+        "An executor never forgets a task record, even after its TaskReply is acknowledged: its "
+        "task table grows with every task it ever ran.",
+    ),
+    "keep-submitted-tasks": (
+        "RPC-014",
+        "A submitter never forgets a task it submitted, even once it is settled and no entry needs "
+        "it as lineage: its task table grows with every task it ever submitted.",
+    ),
+    "no-contained-in": (
+        "GC-002",
+        "A peer that receives a value embedding refs (a task's return, a put value) does not hold "
+        "them contained-in that value: a borrowed ref that came with a grant is released at once, "
+        "although the value still embeds it.",
+    ),
+    "keep-unadopted-replies": (
+        "TASK-015",
+        "A TaskReply that is not adopted (a cancelled task, an old attempt, a task retried) is "
+        "dropped as it is: the grants its values carry are never released and its stored returns "
+        "never freed.",
+    ),
+    "silent-secondary-copy": (
+        "LOC-002",
+        "A secondary copy kept after a fetch is never announced to the owner (no AddLocation), "
+        "although the peer serves it to anyone who asks.",
+    ),
+    "silent-copy-drop": (
+        "LOC-003",
+        "A secondary copy that is dropped is not withdrawn (no RemoveLocation): the owner keeps "
+        "sending fetchers to a location that has nothing.",
+    ),
+    "schema-error-names": (
+        "CNF-018",
+        "The control channel's get names an error code by its schema enumerant (taskCancelled) "
+        "instead of the registry name (TASK_CANCELLED).",
+    ),
+    "reply-before-forward-registered": (
+        "BOR-002",
+        "An executor returning a ref owned by a third peer sends RegisterBorrower for the "
+        "submitter but waits only for its own registrations (BOR-007) before replying, so the "
+        "reply, with the new forwardId, can reach the submitter before the owner has recorded "
+        "the grant.",
+    ),
+    "unbounded-actor-restarts": (
+        "ACT-011",
+        "An actor owner re-creates an actor every time its host dies, whatever its maxRestarts.",
+    ),
+    "actor-calls-worker-died": (
+        "ACT-007",
+        "When an actor's host dies, the unanswered method calls fail with WORKER_DIED (as plain "
+        "tasks do) instead of ACTOR_DIED.",
+    ),
+    "unknown-method-task-failed": (
+        "ACT-015",
+        "A call naming a method the actor's class does not have runs a function that raises, so "
+        "it is answered TASK_FAILED instead of UNKNOWN_FUNCTION.",
+    ),
+    "wait-for-actor-seq-gap": (
+        "ACT-014",
+        "An actor host waits for a missing actorSeq: a call after a gap never runs.",
+    ),
+    "no-id-limits": (
+        "ID-007",
+        "Identifiers are not checked against their length limits while decoding: an object id of "
+        "257 bytes, an empty task id or a PeerId of 129 bytes is taken as it is.",
+    ),
+    "status-per-wait": (
+        "OBJ-014",
+        "Every argument resolution, get or wait of a borrowed ref sends its own GetObjectStatus "
+        "to the owner, instead of one per object. OBJ-014 is a SHOULD: a case that catches this "
+        "grades it NON-STRICT.",
+    ),
+    "no-error-rate-limit": (
+        "ERR-008",
+        "Every bad message is answered with a ProtocolError, however many arrive: a burst of bad "
+        "input is answered by a burst of errors. ERR-008 is a SHOULD: a case that catches this "
+        "grades it NON-STRICT.",
+    ),
+    "no-released-state": (
+        "LIN-002",
+        "An owned object that goes out of scope is always deleted, also when another entry's "
+        "lineage still names it (lineageRefs > 0): there is no `released` state, so a value lost "
+        "later cannot be rebuilt when its task needs that argument.",
+    ),
+    "trace-without-transitions": (
+        "TRC-008",
+        "A peer that records a trace writes its send and recv records but no `transition` "
+        "events, so the state machines it ran cannot be followed in its trace.",
+    ),
+    "simultaneous-hello-waits": (
+        "HS-023",
+        "A peer whose own Hello is unanswered answers the other side's Hello with Welcome but keeps "
+        "its queued messages until a Welcome answers its own Hello; when that Welcome comes after "
+        "the session opened, it is ignored (HS-014) and the queued messages are never sent.",
+    ),
+    "cancel-reply-task-failed": (
+        "TASK-008",
+        "A running task stopped by CancelTask is answered with every return ERROR(TASK_FAILED) (the "
+        "stop taken for an exception of the function) instead of TASK_CANCELLED.",
+    ),
+    "fetch-end-is-error": (
+        "FET-014",
+        "A FetchRequest whose offset equals the stored form's size (an empty range at the end) is "
+        "answered with a MALFORMED error chunk, as if it were beyond the end.",
+    ),
+    "no-goodbye-ack": (
+        "LIV-016",
+        "A Goodbye is not acknowledged before the fence: its sender waits out its linger. LIV-016 is a "
+        "SHOULD: a case that catches this grades it NON-STRICT.",
     ),
 }
 
@@ -204,6 +333,265 @@ def _no_register_before_send(iut: Iut) -> None:
     core._forward_nested = patched  # type: ignore[method-assign]
 
 
+def _release_any_grant(iut: Iut) -> None:
+    core = iut.node.core
+    on_release = core._on_ReleaseBorrows
+
+    def patched(r: Any, msg: Any) -> None:
+        for rel in msg.releases:
+            e = core.owned.get(rel.object_id)
+            grants = e.borrowers.get(r.peer) if e is not None else None
+            for fid in rel.forward_ids:
+                if grants and fid not in grants:
+                    del grants[next(iter(grants))]  # breaks BOR-018: another grant goes instead
+            if e is not None and grants is not None and not grants:
+                del e.borrowers[r.peer]
+        on_release(r, msg)
+
+    core._on_ReleaseBorrows = patched  # type: ignore[method-assign]
+
+
+def _keep_dead_borrower_grants(iut: Iut) -> None:
+    core = iut.node.core
+    on_dead = core._on_peer_dead
+
+    def patched(r: Any) -> None:
+        hidden = r.peer + "\0dead"  # out of the death effects' sight, under another name
+        for e in core.owned.values():
+            if r.peer in e.borrowers:
+                e.borrowers[hidden] = e.borrowers.pop(r.peer)
+        on_dead(r)
+        for e in core.owned.values():
+            if hidden in e.borrowers:
+                e.borrowers[r.peer] = e.borrowers.pop(hidden)  # breaks BOR-009: the grants stay
+
+    core._on_peer_dead = patched  # type: ignore[method-assign]
+
+
+def _own_heartbeat_interval(iut: Iut) -> None:
+    core = iut.node.core
+    on_tick = core._on_tick
+
+    def patched() -> None:
+        for r in core.remotes.values():
+            r.heartbeat_interval_ms = 0  # breaks LIV-007: the local interval is used for everyone
+        on_tick()
+
+    core._on_tick = patched  # type: ignore[method-assign]
+
+
+def _keep_task_records(iut: Iut) -> None:
+    core = iut.node.core
+    core._on_acked = lambda r, ack: None  # type: ignore[method-assign]  # breaks RPC-014
+
+
+def _keep_submitted_tasks(iut: Iut) -> None:
+    core = iut.node.core
+    core._forget_task = lambda t: None  # type: ignore[method-assign]  # breaks RPC-014
+
+
+def _no_contained_in(iut: Iut) -> None:
+    core = iut.node.core
+    core._hold_nested = lambda container, refs: core._drop_nested_grants(refs)  # type: ignore[method-assign]  # breaks GC-002
+
+
+def _keep_unadopted_replies(iut: Iut) -> None:
+    core = iut.node.core
+    core._drop_reply = lambda reply: None  # type: ignore[method-assign]  # breaks TASK-015
+
+
+def _drop_sends_of(iut: Iut, kind: type) -> None:
+    core = iut.node.core
+    send = core._send
+
+    def patched(peer: Any, body: Any, address: str = "", incarnation: int = 0) -> None:
+        if not isinstance(body, kind):
+            send(peer, body, address, incarnation)
+
+    core._send = patched  # type: ignore[method-assign]
+
+
+def _schema_error_names(iut: Iut) -> None:
+    def camel(code: Any) -> str:
+        head, *rest = code.name.lower().split("_")
+        return head + "".join(part.capitalize() for part in rest)
+
+    iut.error_code_name = camel  # breaks CNF-018
+
+
+def _reply_before_forward_registered(iut: Iut) -> None:
+    core = iut.node.core
+    forward_nested = core._forward_nested
+    on_registered = core._reply_registration_done
+
+    def patched(d: RefDescriptor, ex: Any, key: Any, index: int) -> RefDescriptor:
+        out = forward_nested(d, ex, key, index)
+        if out.forward_id in ex.registrations and d.owner != core.peer_id:
+            del ex.registrations[out.forward_id]  # breaks BOR-002: the reply does not wait for it
+        return out
+
+    def patched_done(reg: Any, error: Any) -> None:
+        ex = core.exec_tasks.get(reg.purpose[1])
+        if reg.purpose[0] == "reply" and (ex is None or ex.state != "registering"):
+            return  # the reply has left already
+        on_registered(reg, error)
+
+    core._forward_nested = patched  # type: ignore[method-assign]
+    core._reply_registration_done = patched_done  # type: ignore[method-assign]
+
+
+def _unbounded_actor_restarts(iut: Iut) -> None:
+    core = iut.node.core
+    host_died = core._actor_host_died
+
+    def patched(dead: Any) -> None:
+        for a in core.owned_actors.values():
+            a.restarts = 0  # breaks ACT-011: restarts never run out
+        host_died(dead)
+
+    core._actor_host_died = patched  # type: ignore[method-assign]
+
+
+def _actor_calls_worker_died(iut: Iut) -> None:
+    core = iut.node.core
+    fail_task = core._fail_task
+
+    def patched(t: Any, info: Any, event: str) -> None:
+        if t.spec.actor_id and info.code is ErrorCode.ACTOR_DIED:
+            info = replace(info, code=ErrorCode.WORKER_DIED)  # breaks ACT-007
+        fail_task(t, info, event)
+
+    core._fail_task = patched  # type: ignore[method-assign]
+
+
+def _unknown_method_task_failed(iut: Iut) -> None:
+    catalog = iut.catalog
+    method = catalog.method
+
+    def patched(instance: Any, name: str) -> Any:
+        fn = method(instance, name)
+        if fn is None and instance is not None:
+            def missing(*args: Any) -> Any:
+                raise AttributeError(f"no method {name!r}")  # breaks ACT-015: TASK_FAILED
+            return missing
+        return fn
+
+    catalog.method = patched  # type: ignore[method-assign]
+
+
+def _wait_for_actor_seq_gap(iut: Iut) -> None:
+    core = iut.node.core
+    actor_next = core._actor_next
+
+    def patched(h: Any) -> Any:
+        k = actor_next(h)
+        if k is not None and core.exec_tasks[k].spec.actor_seq != h.last_run.get((k[0], k[1]), 0) + 1:
+            return None  # breaks ACT-014: waits for the missing number
+        return k
+
+    core._actor_next = patched  # type: ignore[method-assign]
+
+
+def _no_id_limits(iut: Iut) -> None:
+    from ..codec import _decode
+
+    _decode._id_checker = lambda where, max_bytes, requirement, may_be_empty: (lambda value: value)  # type: ignore[assignment]
+    _decode._DECODERS.clear()  # decoders are built again, without the checks: breaks ID-007
+    for cls, member in zip(_decode.MESSAGE_TYPES, _decode.BODY_MEMBERS):
+        _decode._BODIES[member] = (_decode._BODIES[member][0], _decode.struct_decoder(cls))
+
+
+def _status_per_wait(iut: Iut) -> None:
+    core = iut.node.core
+    request = core._request_status
+
+    def patched(b: Any) -> None:
+        b.status_requested = False  # breaks OBJ-014: one request per waiter
+        request(b)
+
+    core._request_status = patched  # type: ignore[method-assign]
+
+
+def _no_error_rate_limit(iut: Iut) -> None:
+    iut.node.core.config.max_protocol_errors_per_s = 1 << 60  # breaks ERR-008
+
+
+def _no_released_state(iut: Iut) -> None:
+    core = iut.node.core
+    check_owned = core._check_owned
+
+    def patched(oid: str) -> None:
+        e = core.owned.get(oid)
+        if e is not None and e.lineage_refs and e.state in ("ready", "failed") and not e.in_scope():
+            e.lineage_refs = 0  # breaks OWN-005: nothing is kept for lineage
+        check_owned(oid)
+
+    core._check_owned = patched  # type: ignore[method-assign]
+
+
+def _trace_without_transitions(iut: Iut) -> None:
+    tracer = iut.node.tracer
+    if tracer is None:
+        return
+    core_event = tracer.core_event
+
+    def patched(ins: ev.TraceEvent) -> None:
+        if ins.name != "transition":
+            core_event(ins)  # breaks TRC-008: transitions are not recorded
+
+    tracer.core_event = patched  # type: ignore[method-assign]
+
+
+def _simultaneous_hello_waits(iut: Iut) -> None:
+    core = iut.node.core
+    on_hello = core._on_hello
+
+    def patched(env: Any, hello: Any) -> None:
+        r = core.remotes.get(env.sender)
+        held = []
+        if r is not None and r.state == "connecting" and r.hello_sent_ms >= 0:
+            held, r.queued = r.queued, []  # breaks HS-023: they wait for our own Welcome
+        on_hello(env, hello)
+        if held:
+            core.remotes[env.sender].queued.extend(held)
+
+    core._on_hello = patched  # type: ignore[method-assign]
+
+
+def _cancel_reply_task_failed(iut: Iut) -> None:
+    core = iut.node.core
+
+    def patched(s: Any) -> None:
+        results = tuple(
+            replace(r, error=replace(r.error, code=ErrorCode.TASK_FAILED))  # breaks TASK-008
+            if r.error is not None and r.error.code is ErrorCode.TASK_CANCELLED else r
+            for r in s.results
+        )
+        finished(replace(s, results=results))
+
+    finished = core._dispatch_table[ev.TaskFinished]
+    core._dispatch_table[ev.TaskFinished] = patched
+
+
+def _fetch_end_is_error(iut: Iut) -> None:
+    fetcher = iut.node.fetcher
+    on_request = fetcher._on_request
+
+    def patched(d: Any, r: Any) -> None:
+        try:
+            at_end = r.offset == iut.node.store.size(r.object_id)
+        except Exception:
+            at_end = False
+        on_request(d, replace(r, offset=r.offset + 1) if at_end else r)  # breaks FET-014
+
+    fetcher._on_request = patched  # type: ignore[method-assign]
+
+
+def _no_goodbye_ack(iut: Iut) -> None:
+    core = iut.node.core
+    core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -215,6 +603,30 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "no-goodbye": _no_goodbye,
     "inline-large-results": _inline_large_results,
     "no-register-before-send": _no_register_before_send,
+    "release-any-grant": _release_any_grant,
+    "keep-dead-borrower-grants": _keep_dead_borrower_grants,
+    "own-heartbeat-interval": _own_heartbeat_interval,
+    "keep-task-records": _keep_task_records,
+    "keep-submitted-tasks": _keep_submitted_tasks,
+    "no-contained-in": _no_contained_in,
+    "keep-unadopted-replies": _keep_unadopted_replies,
+    "silent-secondary-copy": lambda iut: _drop_sends_of(iut, AddLocation),  # breaks LOC-002
+    "silent-copy-drop": lambda iut: _drop_sends_of(iut, RemoveLocation),  # breaks LOC-003
+    "schema-error-names": _schema_error_names,
+    "reply-before-forward-registered": _reply_before_forward_registered,
+    "unbounded-actor-restarts": _unbounded_actor_restarts,
+    "actor-calls-worker-died": _actor_calls_worker_died,
+    "unknown-method-task-failed": _unknown_method_task_failed,
+    "wait-for-actor-seq-gap": _wait_for_actor_seq_gap,
+    "no-id-limits": _no_id_limits,
+    "status-per-wait": _status_per_wait,
+    "no-error-rate-limit": _no_error_rate_limit,
+    "no-released-state": _no_released_state,
+    "trace-without-transitions": _trace_without_transitions,
+    "simultaneous-hello-waits": _simultaneous_hello_waits,
+    "cancel-reply-task-failed": _cancel_reply_task_failed,
+    "fetch-end-is-error": _fetch_end_is_error,
+    "no-goodbye-ack": _no_goodbye_ack,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

@@ -87,6 +87,9 @@ class Iut:
 
         self.node, self.executor = working_node(peer_id, endpoint, namespace, config, on_other,
                                                 make_executor=make_executor)
+        #: How the control channel names an error code for ``get`` (CNF-018): the registry
+        #: name; the ``schema-error-names`` fault switch changes it.
+        self.error_code_name: Any = lambda code: code.name
         from ..runtime._refs import context
 
         context.node, context.executor = self.node, self.executor

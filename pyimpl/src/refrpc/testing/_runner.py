@@ -34,6 +34,8 @@ class RunResult:
     completed: bool
     #: Typed errors the program met (and the workload accepted).
     errors: tuple[ErrorCode, ...] = ()
+    #: Stale releases the ``stale_release`` perturbation sent (BOR-018).
+    stale_releases: int = 0
 
 
 def _outcome(cl: Cluster, res) -> Outcome | None:
@@ -121,7 +123,7 @@ def run(workload: str, cl: Cluster, *, max_steps: int = 20000, seed: int | None 
         if str(exc).startswith(f"[{workload}"):
             raise
         raise fail(str(exc)) from None
-    return RunResult(workload, seed, steps, messages, list(cl.killed), done, tuple(driver.errors_seen))
+    return RunResult(workload, seed, steps, messages, list(cl.killed), done, tuple(driver.errors_seen), cl.stale_releases)
 
 
 def cluster_for(workload: str, peers: int, chooser: Chooser, faults: Faults, use_time: bool = True) -> Cluster:

@@ -15,7 +15,7 @@ from typing import Callable, Generator
 
 from refrpc.core import Config, IdAllocator, Peer
 from refrpc.core import events as ev
-from refrpc.core.messages import Encoding, Envelope, ErrorCode, RefDescriptor, Value
+from refrpc.core.messages import BorrowRelease, Encoding, Envelope, ErrorCode, RefDescriptor, ReleaseBorrows, Value
 
 Program = Callable[["Driver"], Generator]
 
@@ -44,6 +44,12 @@ class Faults:
     kill_driver: bool = False
     #: The shell's supervisor reports deaths (PeerFailed) rather than waiting for silence.
     supervisor: bool = True
+    #: Chance, at each delivery to a peer that holds a grant on some object X, that
+    #: the peer sends X's owner a stale release as a new sequenced message: a grant of
+    #: X it released before, or one it never had (BOR-018). The session layer
+    #: discards duplicates, so without this no owner ever sees either while the
+    #: sender still holds another grant on X.
+    stale_release: float = 0.0
 
 
 #: Steps within which the supervisor's report of a death is delivered.
@@ -137,6 +143,10 @@ class Cluster:
         self.report_deadline = REPORT_DEADLINE
         self.violations: list[str] = []
         self.steps = 0
+        #: Stale releases sent by the stale_release perturbation, and the grants each
+        #: peer has released so far, by (peer, object), for it to release again.
+        self.stale_releases = 0
+        self.released: dict[tuple[str, str], list[str]] = {}
         #: Random runs crash peers at chosen step numbers, spread over the whole run;
         #: exhaustive runs instead offer "kill" as a choice at every step.
         self.kill_at: list[int] = []
@@ -303,6 +313,31 @@ class Cluster:
         p = self.peers.get(f.dst)
         if p is not None and p.alive:
             p.handle(ev.Receive(p.sid(f"recv-{f.src}-{f.envelope.seq}"), f.envelope))
+            if isinstance(f.envelope.body, ReleaseBorrows):
+                for rel in f.envelope.body.releases:
+                    self.released.setdefault((f.src, rel.object_id), []).extend(rel.forward_ids)
+            if allow_faults:
+                self._stale_release(p)
+
+    def _stale_release(self, p: SimPeer) -> None:
+        """BOR-018 perturbation: ``p``, holding a grant on X, releases a grant of X again that
+        it released before, or one it never had, as a new sequenced message to X's owner."""
+        if not self.faults.stale_release or not p.alive:
+            return
+        held = sorted(oid for oid, b in p.core.borrowed.items() if b.grants and b.state != "failed")
+        if not held or not self.chooser.chance(self.faults.stale_release, "stale-release"):
+            return
+        oid = held[self.chooser.pick(len(held), "stale-release-object")]
+        b = p.core.borrowed[oid]
+        before = self.released.get((p.name, oid), [])
+        self.stale_releases += 1
+        if before and self.chooser.pick(2, "stale-release-kind"):
+            fid = before[self.chooser.pick(len(before), "stale-release-grant")]  # released already
+        else:
+            fid = f"{p.name}.never-granted.{self.stale_releases}"
+        body = ReleaseBorrows((BorrowRelease(oid, (fid,)),))
+        self.trace.append((p.name, [f"STALE RELEASE to {b.owner}: {body}"]))
+        p.handle(ev.SendData(p.sid("stale-release"), b.owner, b.ref.owner_incarnation, b.ref.owner_address, body))
 
     def _tick(self) -> None:
         # Settling after an exhaustive run advances time in fixed steps: no choices.

@@ -1,0 +1,200 @@
+"""The IUT as the submitter and owner of task returns: refs that come back inside
+values (GC-002, GC-003), secondary copies it fetches (LOC-002, LOC-003), replies it
+does not adopt (TASK-015, BOR-013) and what its program sees (CNF-018)."""
+
+from __future__ import annotations
+
+from refrpc.core.messages import (
+    AddLocation,
+    CancelTask,
+    ErrorCode,
+    ErrorInfo,
+    FetchChunk,
+    FetchRequest,
+    FreeObjects,
+    GetObjectStatus,
+    ObjectState,
+    ObjectStatus,
+    RefDescriptor,
+    ReleaseBorrows,
+    RemoveLocation,
+    ReturnKind,
+    ReturnValue,
+    SubmitTask,
+    TaskReply,
+)
+
+from .._build import PortableRef, make_bytes_value, portable, stored_form
+from .._case import case
+from .._context import IUT, CaseContext
+from .._control import Ref
+from .._wire import WirePeer
+from ._common import released_forward_ids
+
+#: The size of X, the stored object the IUT fetches (well above any inline threshold).
+X_SIZE = 200_000
+
+
+def _granted(ctx: CaseContext, owner: WirePeer, to: IUT, object_id: str, *, size: int = -1) -> RefDescriptor:
+    """A descriptor of ``owner``'s object carrying a grant made out to ``to`` (as if an
+    executor had registered it, BOR-002); the owner records the grant."""
+    fid = ctx.new_id(owner)
+    owner.grants[(object_id, fid)] = to.peer_id
+    return ctx.descriptor(owner, object_id, size_hint=size, forward_id=fid)
+
+
+def _next_task(ctx: CaseContext, e: WirePeer, function: str) -> SubmitTask:
+    st: SubmitTask = ctx.expect(e, SubmitTask, lambda m: m.function == function, requirement="TASK-001",
+                                what=f"the IUT's SubmitTask({function})").body
+    return st
+
+
+def _probe_copy(ctx: CaseContext, prober: WirePeer, iut: IUT, object_id: str, request_id: int) -> bool:
+    """Ask the IUT for the first bytes of its copy of ``object_id``: whether it serves them."""
+    prober.link(iut.peer_id).send(FetchRequest(object_id, request_id, 0, 64, 4096))
+    chunk: FetchChunk = ctx.expect(prober, FetchChunk, lambda m: m.request_id == request_id, requirement="FET-004",
+                                   what=f"the IUT's answer to a FetchRequest for {object_id}").body
+    return chunk.error is None
+
+
+@case(
+    "borrowing/GC-002-LOC-002-LOC-003-refs-in-returned-values",
+    requirements=["GC-002", "GC-003", "GC-007", "BOR-005", "LOC-002", "LOC-003", "LOC-006", "REF-006", "CNF-018", "CNF-017"],
+    features=("core", "borrowing"),
+    summary=(
+        "The IUT submits two tasks to suite executor E, which answers each with a value embedding a ref owned by "
+        "suite peer O (X in R1; Y and Z in R2), each with a grant made out to the IUT, and a third with "
+        "ERROR(TASK_FAILED). The IUT must hold X contained-in R1, and Y and Z contained-in R2 (its table says "
+        "so, and nothing is released); get of the failed return names TASK_FAILED. Its program then reads R1 and X: the IUT "
+        "fetches X from suite location W, and if it keeps that copy it must announce it (AddLocation) and be "
+        "able to serve it. Dropping R2 must release the grants of Y and Z (a chained release), in one message "
+        "(GC-007, a recommendation); dropping R1 and X must "
+        "release X's grant and, for an announced copy that it drops, send RemoveLocation before it answers "
+        "a fetch with an error."
+    ),
+    timeout=90.0,
+)
+def refs_in_returned_values(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    o = ctx.wire_peer("owner")
+    w = ctx.wire_peer("location")
+    iut.add_peer(e, slots=4)
+    x, y, z = ctx.new_id(o), ctx.new_id(o), ctx.new_id(o)
+    x_form = stored_form(portable(make_bytes_value(X_SIZE)))
+    w.serve(x, x_form)
+    dx, dy, dz = _granted(ctx, o, iut, x, size=len(x_form)), _granted(ctx, o, iut, y, size=8), _granted(ctx, o, iut, z, size=8)
+    r1 = iut.submit("echo", [{"value": "x"}], executor=e.peer_id)["returns"][0]
+    r2 = iut.submit("echo", [{"value": "y"}], executor=e.peer_id)["returns"][0]
+    r3 = iut.submit("fail", [{"value": "on purpose"}], executor=e.peer_id)["returns"][0]
+    for nested in ((dx,), (dy, dz)):
+        st = _next_task(ctx, e, "echo")
+        link_e = e.link(iut.peer_id)  # there once the IUT's Hello came
+        tree = [PortableRef(i) for i in range(len(nested))]
+        link_e.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE,
+                                                                   value=portable(tree, nested)),)))
+    st = _next_task(ctx, e, "fail")
+    link_e.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.ERROR,
+                                                               error=ErrorInfo(ErrorCode.TASK_FAILED, "on purpose", "TASK-007")),)))
+    failed = iut.get(r3)
+    ctx.check("CNF-018", failed.get("error", {}).get("code") == "TASK_FAILED", "get answers the error code 'TASK_FAILED'",
+              failed)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    for oid, container in ((x, r1), (y, r2), (z, r2)):
+        entry = iut.entry(oid)
+        ctx.check("GC-002", entry is not None and entry.get("containedIn") == [container],
+                  f"{oid} held contained-in {container}", entry)
+    early = released_forward_ids(o, x) | released_forward_ids(o, y) | released_forward_ids(o, z)
+    ctx.check("GC-002", not early, "no release while the return values embed X and Y", sorted(early))
+    # The program reads R1 (it now holds X itself) and then X, which is stored at W.
+    value = iut.get(r1).get("value")
+    ctx.require("CNF-017", value == [Ref(x)], f"get(R1) = [{{'ref': {x!r}}}]", value)
+    answer = ObjectStatus(x, ObjectState.READY, len(x_form), (w.peer_id,), (w.address,))
+    o.answer_status = lambda m: answer if m.object_id == x else None  # the owner answers when asked
+    got = iut.get(x).get("value")
+    ctx.check("OBJ-002", bool(o.received(GetObjectStatus, lambda m: m.object_id == x)), f"GetObjectStatus for {x} at its owner",
+              "none")
+    ctx.check("CNF-001", got == make_bytes_value(X_SIZE), f"get(X) = the {X_SIZE} bytes", f"{type(got).__name__}")
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    announced = bool(o.received(AddLocation, lambda m: m.object_id == x))
+    serves = _probe_copy(ctx, o, iut, x, 901)
+    if serves:
+        ctx.check("LOC-002", announced, "the copy the IUT serves was announced with AddLocation", "never announced")
+    else:
+        ctx.note("the IUT keeps no copy of X after reading it")
+        if announced:
+            ctx.check("LOC-006", bool(o.received(RemoveLocation, lambda m: m.object_id == x)),
+                      "RemoveLocation before a fetch of an announced copy is refused", "no RemoveLocation")
+    # Chained release: R2 goes, so Y (held only contained-in R2) goes.
+    iut.drop(r2)
+    ctx.wait_until(o, lambda: dy.forward_id in released_forward_ids(o, y) and dz.forward_id in released_forward_ids(o, z),
+                   requirement="GC-003", what="ReleaseBorrows for the grants of Y and Z once R2 is dropped", timeout=10.0)
+    carrying = [a for a in o.received(ReleaseBorrows) if any(rel.object_id in (y, z) for rel in a.body.releases)]
+    ctx.check("GC-007", len(carrying) == 1, "the releases caused by dropping R2 batched in one ReleaseBorrows",
+              f"{len(carrying)} messages", level="SHOULD")
+    iut.drop(r1)
+    iut.drop(r3)
+    iut.quiesce()
+    ctx.check("BOR-005", dx.forward_id not in released_forward_ids(o, x), "X's grant kept while the program holds X",
+              sorted(released_forward_ids(o, x)))
+    iut.drop(x)
+    ctx.wait_until(o, lambda: dx.forward_id in released_forward_ids(o, x), requirement="BOR-005",
+                   what=f"ReleaseBorrows for X's grant {dx.forward_id!r} once every hold is gone", timeout=10.0)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    if announced:
+        still = _probe_copy(ctx, o, iut, x, 902)
+        removed = bool(o.received(RemoveLocation, lambda m: m.object_id == x))
+        ctx.check("LOC-003", still or removed, "an announced copy that is dropped is withdrawn with RemoveLocation",
+                  "the copy is gone and no RemoveLocation came")
+    ctx.check("", not iut.table(), "an empty table at the end", iut.table())
+
+
+@case(
+    "tasks/TASK-015-TASK-016-reply-to-a-cancelled-task-disposed",
+    requirements=["TASK-015", "TASK-016", "TASK-014", "BOR-013", "TASK-008", "CNF-018", "CNF-008"],
+    features=("core", "borrowing"),
+    summary=(
+        "The IUT submits a task to suite executor E, which holds it. The IUT's program cancels it: get must "
+        "answer TASK_CANCELLED at once, and E gets CancelTask. E then replies anyway, with one return stored at "
+        "E and one inline value embedding Y (owned by suite peer O) with a grant made out to the IUT. The "
+        "reply is not adopted, so the IUT must dispose of it: release Y's grant to O and free the stored return "
+        "at E (FreeObjects); the returns stay failed with TASK_CANCELLED and nothing is left in its tables."
+    ),
+    timeout=60.0,
+)
+def cancelled_reply_disposed(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    o = ctx.wire_peer("owner")
+    iut.add_peer(e, slots=1)
+    y = ctx.new_id(o)
+    dy = _granted(ctx, o, iut, y, size=8)
+    sub = iut.submit("echo", [{"value": "cancel me"}], executor=e.peer_id, num_returns=2)
+    st = _next_task(ctx, e, "echo")
+    iut.cancel(sub["task_id"])
+    for rid in sub["returns"]:
+        got = iut.get(rid, timeout_ms=10_000)
+        code = str(got.get("error", {}).get("code", ""))
+        ctx.check("TASK-008", code.replace("_", "").lower() == "taskcancelled", "the returns failed with TASK_CANCELLED at once",
+                  got, level="MUST")
+        ctx.check("CNF-018", code == "TASK_CANCELLED", "the code spelled as the registry does: 'TASK_CANCELLED'", repr(code))
+    ctx.expect(e, CancelTask, lambda m: m.task_id == st.task_id, requirement="TASK-008", what="CancelTask at the executor")
+    stored_rid, inline_rid = st.return_ids
+    e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (
+        ReturnValue(stored_rid, ReturnKind.STORED, location=e.peer_id, size=123_456),
+        ReturnValue(inline_rid, ReturnKind.INLINE, value=portable([PortableRef(0)], (dy,))),
+    )))
+    ctx.wait_until(o, lambda: dy.forward_id in released_forward_ids(o, y), requirement="TASK-015",
+                   what=f"ReleaseBorrows for the grant {dy.forward_id!r} the unadopted reply carried", timeout=10.0)
+    ctx.wait_until(e, lambda: any(stored_rid in a.body.object_ids for a in e.received(FreeObjects)), requirement="TASK-015",
+                   what=f"FreeObjects for the unadopted stored return {stored_rid}", timeout=10.0)
+    for rid in sub["returns"]:
+        got = iut.get(rid, timeout_ms=10_000)
+        ctx.check("TASK-016", str(got.get("error", {}).get("code", "")).replace("_", "").lower() == "taskcancelled",
+                  "the returns are still failed with TASK_CANCELLED after the reply", got)
+        iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("TASK-014", counts.get("submitted_tasks") == 0, "the cancelled task forgotten once its reply came", counts)
+    ctx.check("TASK-016", not iut.table(), "an empty table", iut.table())
+
