@@ -7,7 +7,7 @@ import refrpc
 EXPECTED = {
     "ActorDiedError", "ActorHandle", "GetTimeoutError", "LineageEvictedError", "ObjectLostError", "OwnerDiedError", "Ref",
     "RefRPCError", "SharedRef", "TaskCancelledError", "TaskError", "WorkerDiedError", "__version__",
-    "cancel", "get", "init", "is_initialized", "memory", "put", "remote", "shared", "shutdown", "wait",
+    "cancel", "get", "init", "is_initialized", "kill", "memory", "put", "remote", "shared", "shutdown", "wait",
 }
 
 
@@ -22,3 +22,14 @@ def test_every_error_is_a_refrpc_error() -> None:
         obj = getattr(refrpc, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, refrpc.RefRPCError), name
+
+
+def test_errors_from_beneath_the_api_are_refrpc_errors_too() -> None:
+    # Users catch RefRPCError for anything RefRPC raises (store, codec, serialization).
+    from refrpc.codec import EncodeError
+    from refrpc.serialization import DeserializationError, NotPortable, SerializationError
+    from refrpc.store import ObjectNotFound, StoreError, StoreFull
+
+    for cls in (EncodeError, SerializationError, NotPortable, DeserializationError, StoreError, StoreFull, ObjectNotFound):
+        assert issubclass(cls, refrpc.RefRPCError), cls.__name__
+    assert issubclass(EncodeError, ValueError) and issubclass(ObjectNotFound, LookupError)  # as before

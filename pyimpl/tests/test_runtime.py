@@ -135,6 +135,17 @@ def test_a_result_that_cannot_be_stored_fails_the_task_and_jams_nothing(cluster)
     assert refrpc.get([rf.add.remote(i, 2) for i in range(10)], timeout=30) == list(range(2, 12))
 
 
+def test_actor_constructors_take_keyword_arguments_and_kill_stops_the_actor(cluster):
+    # c = Counter.remote(start=5); c.add.remote(n=2) -> 7; refrpc.kill(c)
+    c = rf.Counter.remote(start=5)
+    assert refrpc.get(c.add.remote(n=2), timeout=30) == 7
+    refrpc.kill(c)
+    with pytest.raises(refrpc.ActorDiedError):
+        refrpc.get(c.add.remote(1), timeout=30)
+    with pytest.raises(TypeError):
+        refrpc.kill("not an actor")
+
+
 def test_shared_ref_returned_nested_comes_back_as_a_ref(cluster):
     # x = put(data); [x2] = get(nest.remote(shared(x))); get(x2) == data
     x = refrpc.put(b"payload")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import time
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -60,6 +61,7 @@ __all__ = [
     "WorkerDiedError",
     "cancel",
     "get",
+    "kill",
     "init",
     "is_initialized",
     "memory",
@@ -112,7 +114,11 @@ def _check_settings(**given: int | None) -> dict[str, int]:
     return out
 
 
-def _join(address: str, node_ip: str, startup_timeout: float, trace_dir: str | None) -> None:
+#: What a cluster address looks like: a head's ZeroMQ endpoint.
+_ADDRESS = re.compile(r"(tcp://[^:/\s]+:\d{1,5}|ipc://\S+)")
+
+
+def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | None) -> None:
     """``init(address=...)``: join a running multi-host cluster through its head."""
     import socket
 
@@ -124,9 +130,13 @@ def _join(address: str, node_ip: str, startup_timeout: float, trace_dir: str | N
     context.node = node
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
-        members = call_on(node, HEAD, "refrpc.runtime._membership:members", timeout=startup_timeout)
+        try:
+            members = call_on(node, HEAD, "refrpc.runtime._membership:members", timeout=connect_timeout)
+        except (GetTimeoutError, OwnerDiedError) as exc:
+            raise RefRPCError(f"no RefRPC head answered at {address} within {connect_timeout:g} s "
+                              f"(is `refrpc start --head` running there?): {exc}") from None
         call_on(node, HEAD, "refrpc.runtime._membership:register_driver", name, node.address, socket.gethostname(),
-                timeout=startup_timeout)
+                timeout=connect_timeout)
     except BaseException:
         context.node = None
         node.stop()
@@ -139,7 +149,8 @@ def _join(address: str, node_ip: str, startup_timeout: float, trace_dir: str | N
 def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str = "127.0.0.1",
          inline_threshold: int = 100 * 1024, startup_timeout: float = 60.0,
          max_lineage_bytes: int | None = None, heartbeat_interval_ms: int | None = None,
-         miss_limit: int | None = None, trace_dir: str | os.PathLike[str] | None = None) -> None:
+         miss_limit: int | None = None, trace_dir: str | os.PathLike[str] | None = None,
+         connect_timeout: float = 5.0, ignore_reinit_error: bool = False) -> None:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
@@ -156,7 +167,14 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     trace in the spec's canonical format, one file per process in that directory
     (``{peer}.{incarnation:016x}.rrtrace``, TRC-011); without it, each process
     records where the ``REFRPC_TRACE_DIR`` environment variable says, if set.
+    A head that does not answer within ``connect_timeout`` seconds is an error
+    naming the address. Calling ``init`` again while initialized raises, unless
+    ``ignore_reinit_error`` (then it does nothing).
     """
+    if ignore_reinit_error and is_initialized():
+        return
+    if address is not None and (not isinstance(address, str) or not _ADDRESS.fullmatch(address)):
+        raise ValueError(f"a cluster address is tcp://HOST:PORT (or ipc://PATH), not {address!r}")
     settings = _check_settings(max_lineage_bytes=max_lineage_bytes, heartbeat_interval_ms=heartbeat_interval_ms,
                                miss_limit=miss_limit)
     _INLINE[0] = inline_threshold
@@ -168,7 +186,7 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         with _ctx.lock:
             if is_initialized():
                 raise RefRPCError("refrpc is already initialized; call refrpc.shutdown() first")
-        _join(address, node_ip, startup_timeout, None if trace_dir is None else os.fspath(trace_dir))
+        _join(address, node_ip, connect_timeout, None if trace_dir is None else os.fspath(trace_dir))
         return
     with _ctx.lock:
         if is_initialized():
@@ -500,6 +518,7 @@ class ActorHandle:
         return ActorMethod(self, name)
 
     def kill(self) -> None:
+        """Stop the actor (ACT-006): its pending calls fail with ActorDiedError."""
         node = current_node()
         node.handle_soon(lambda sid: ev.KillActorRequest(sid, self._actor_id))
 
@@ -531,9 +550,10 @@ class ActorClass:
     def options(self, *, max_restarts: int = 0) -> ActorClass:
         return ActorClass(self._cls, max_restarts)
 
-    def remote(self, *args: Any) -> ActorHandle:
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         node = current_node()
         name, first = self._target(node)
+        name, args = _pack_kwargs(name, args, kwargs)
         specs, keep = arg_specs(node, args)
         specs = first + specs
 
@@ -545,6 +565,13 @@ class ActorClass:
         aid = node.call(do).result()
         del keep
         return ActorHandle(aid, self._cls)
+
+
+def kill(actor: ActorHandle) -> None:
+    """Stop an actor (ACT-006): calls not yet run fail with :class:`ActorDiedError`."""
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"kill() takes an actor handle, not {type(actor).__name__}")
+    actor.kill()
 
 
 def remote(obj: Any = None, **options: Any) -> Any:

@@ -46,6 +46,7 @@ import cloudpickle
 
 from . import codec
 from .core.messages import Encoding, RefDescriptor, Value
+from .errors import RefRPCError
 
 __all__ = [
     "PICKLE_PROTOCOL",
@@ -77,7 +78,7 @@ _PLAIN = frozenset(
 )  # fmt: skip
 
 
-class SerializationError(Exception):
+class SerializationError(RefRPCError):
     """The object cannot be encoded as asked (not picklable, pickle not allowed, ...)."""
 
 
@@ -86,7 +87,7 @@ class NotPortable(SerializationError):
     integer outside 64 bits, a non-``str`` map key, nesting over 64 levels)."""
 
 
-class DeserializationError(Exception):
+class DeserializationError(RefRPCError):
     """The value cannot be decoded: corrupt or malformed bytes, a nested index
     that does not exist (VAL-006), a pickle that fails to load, an encoding
     that is not allowed here."""

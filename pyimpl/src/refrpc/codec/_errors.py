@@ -9,6 +9,7 @@ means *we* tried to put something on the wire that the schema cannot carry.
 from __future__ import annotations
 
 from ..core.messages import ErrorCode, ErrorInfo
+from ..errors import RefRPCError
 
 
 class DecodeError(Exception):
@@ -113,6 +114,6 @@ class UnknownMessage(DecodeError):
     discriminant: int | None = None
 
 
-class EncodeError(ValueError):
+class EncodeError(RefRPCError, ValueError):
     """The envelope cannot be represented on the wire (a local bug: an integer
     out of its field's range, a wrong type, a message type not in the schema)."""

@@ -405,14 +405,11 @@ class Executor:
                 self.node.store.detach(a.object_id)
 
     def _run_task(self, ins: ev.RunTask, args: list[Any]) -> None:
-        function, kwargs = ins.function, {}
-        if function.endswith(KWARGS_SUFFIX) and args and isinstance(args[-1], dict):
-            function, kwargs = function[: -len(KWARGS_SUFFIX)], args.pop()
-            try:
-                kwargs = {k: value_of(self.node, v.ref, None) if isinstance(v, ByRef) else v for k, v in kwargs.items()}
-            except Exception as exc:
-                self._finish(ins, [ev.TaskResult(error=error_info(exc))] * len(ins.return_ids))
-                return
+        try:
+            function, kwargs = self._keywords(ins.function, args)
+        except Exception as exc:
+            self._finish(ins, [ev.TaskResult(error=error_info(exc))] * len(ins.return_ids))
+            return
         try:
             if ins.actor_id:
                 instance = self.actors.get(ins.actor_id)
@@ -473,10 +470,20 @@ class Executor:
             if r.stored:
                 self.node.store.free(rid)
 
+    def _keywords(self, name: str, args: list[Any]) -> tuple[str, dict[str, Any]]:
+        """Split Python keyword arguments off a call (a trailing dict, flagged in the
+        name; a Ref given as a keyword is dereferenced like a positional one)."""
+        if not (name.endswith(KWARGS_SUFFIX) and args and isinstance(args[-1], dict)):
+            return name, {}
+        kwargs = args.pop()
+        return name[: -len(KWARGS_SUFFIX)], {k: value_of(self.node, v.ref, None) if isinstance(v, ByRef) else v
+                                             for k, v in kwargs.items()}
+
     def _start_actor(self, ins: ev.StartActor, args: list[Any]) -> None:
         try:
-            cls = resolve(ins.class_name)
-            self.actors[ins.actor_id] = cls(*args)
+            class_name, kwargs = self._keywords(ins.class_name, args)
+            cls = resolve(class_name)
+            self.actors[ins.actor_id] = cls(*args, **kwargs)
             error = None
         except Exception as exc:
             error = error_info(exc)

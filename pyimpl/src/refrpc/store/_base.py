@@ -6,10 +6,11 @@ import abc
 from typing import Any
 
 from ..core.messages import ObjectId, Value
+from ..errors import RefRPCError
 
 
-class StoreError(Exception):
-    """Base class of the store's errors."""
+class StoreError(RefRPCError):
+    """Base class of the store's errors (a :class:`~refrpc.RefRPCError`)."""
 
 
 class ObjectNotFound(StoreError, LookupError):
