@@ -83,6 +83,25 @@ def test_wait_takes_the_first_ready_in_order_and_honours_its_timeout(cluster):
         refrpc.wait(fast, num_returns=4)
 
 
+def test_as_completed_yields_each_ref_when_it_is_ready(cluster):
+    # for r in as_completed([slow, fast]): ...  -- fast first, then slow; every ref once
+    fast = [rf.add.remote(i, 1) for i in range(4)]
+    assert refrpc.get(fast, timeout=30) == [1, 2, 3, 4]  # both workers are idle again
+    slow = rf.sleep_ms.remote(1_000)
+    order = list(refrpc.as_completed([slow, *fast], timeout=30))
+    assert order == [*fast, slow]
+    with pytest.raises(refrpc.GetTimeoutError):
+        list(refrpc.as_completed([rf.sleep_ms.remote(3_000)], timeout=0.2))
+    assert list(refrpc.as_completed([])) == []
+
+
+def test_get_with_progress_shows_a_bar_and_returns_the_values(cluster, capfd):
+    refs = [rf.add.remote(i, i) for i in range(20)]
+    assert refrpc.get(refs, timeout=30, progress="adding") == [2 * i for i in range(20)]
+    err = capfd.readouterr().err
+    assert "adding" in err and "20/20" in err
+
+
 def test_a_failed_task_counts_as_ready_for_wait(cluster):
     bad = rf.fail.remote("no")
     ready, pending = refrpc.wait([bad], timeout=30)

@@ -12,7 +12,7 @@ import concurrent.futures
 import os
 import re
 import time
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from .core import events as ev
 from .core.messages import ErrorCode
@@ -59,6 +59,7 @@ __all__ = [
     "TaskCancelledError",
     "TaskError",
     "WorkerDiedError",
+    "as_completed",
     "cancel",
     "get",
     "kill",
@@ -254,14 +255,23 @@ def put(obj: Any) -> Ref[Any]:
     return put_value(node, to_value(node, obj))
 
 
-def get(refs: Ref[T] | Sequence[Ref[Any]], *, timeout: float | None = None) -> Any:
+def get(refs: Ref[T] | Sequence[Ref[Any]], *, timeout: float | None = None, progress: bool | str = False) -> Any:
     """The value of a Ref (or a list of values), waiting for it if needed.
 
     Ctrl-C (``KeyboardInterrupt``) while waiting cancels the tasks of this
-    process whose results it was still waiting for, then propagates.
+    process whose results it was still waiting for, then propagates. With
+    ``progress`` (True, or a label), a list shows a progress bar (tqdm, on
+    stderr) as its refs become ready.
     """
     node = current_node()
     deadline = None if timeout is None else time.monotonic() + timeout
+    if progress and isinstance(refs, (list, tuple)):
+        from tqdm import tqdm
+
+        label = progress if isinstance(progress, str) else "refrpc.get"
+        with tqdm(total=len(refs), desc=label, unit="ref") as bar:
+            for _ in as_completed(refs, timeout=None if deadline is None else max(0.0, deadline - time.monotonic())):
+                bar.update(1)
     if isinstance(refs, Ref):
         try:
             return value_of(node, refs, deadline)
@@ -278,6 +288,24 @@ def get(refs: Ref[T] | Sequence[Ref[Any]], *, timeout: float | None = None) -> A
             raise
         return values
     raise TypeError("get() takes a Ref or a list of Refs")
+
+
+def as_completed(refs: Sequence[Ref[Any]], *, timeout: float | None = None) -> Iterator[Ref[Any]]:
+    """Yield each of ``refs`` as it becomes ready (its value or its error is known).
+
+    Raises:
+        GetTimeoutError: ``timeout`` seconds passed before every ref was ready.
+    """
+    if not isinstance(refs, (list, tuple)) or not all(isinstance(r, Ref) for r in refs):
+        raise TypeError("as_completed() takes a list of Refs")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pending = list(refs)
+    while pending:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, pending = wait(pending, num_returns=1, timeout=left)
+        if not ready:
+            raise GetTimeoutError(f"{len(pending)} refs were not ready within the timeout", ErrorCode.UNRECOGNIZED)
+        yield from ready
 
 
 def cancel(ref: Ref[Any]) -> bool:
