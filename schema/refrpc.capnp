@@ -610,10 +610,11 @@ struct ReturnValue {
   value :union {
     # For kind `inline`: the value. Its nested refs carry grants for you
     # (register-before-send, BOR-002, or created by me as owner, BOR-004) unless
-    # you own them.
+    # you own them. For kind `error`, optionally: the exception the function
+    # raised, without nested refs, for your program (TASK-018); the error decides.
 
     none @2 :Void;
-    # Not set (kinds `stored` and `error`).
+    # Not set (kind `stored`; usually `error`).
 
     some @3 :Value;
     # The value.

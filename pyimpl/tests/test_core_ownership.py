@@ -966,6 +966,36 @@ def test_reply_for_an_older_attempt_is_ignored_but_disposed_of():
     assert d.owned[y].value == raw(b"ok") and d.owned["D.d1.9"].submitted_task_refs == 0
 
 
+def test_an_error_return_carries_the_raised_exception_to_the_owners_program():
+    # D: y = f.remote() on W; f raises, and W sends the exception with the error   TASK-007, TASK-018
+    net = Net(("D", "W"))
+    tid, (y,) = net.submit("D", "f", executor="W")
+    net.deliver_all()
+    exc = raw(b"the exception, pickled")
+    raised = ErrorInfo(ErrorCode.TASK_FAILED, "KeyError: 'k'", "TASK-007")
+    net.finish("W", tid, ev.TaskResult(value=exc, error=raised))
+    [reply] = net.sent_bodies(TaskReply, src="W")
+    assert reply.returns[0].kind is ReturnKind.ERROR and reply.returns[0].value == exc
+    net.deliver_all()
+    [res] = of_type(net.get("D", y), ev.GetResult)
+    assert res.error == raised and res.value == exc  # the error decides; the exception rides along
+    assert net["D"].owned[y].state == "failed"
+
+
+def test_an_exception_embedding_refs_is_not_sent_with_an_error():
+    # A value with nested refs would need grants: TASK-018 forbids it, the executor sends the error alone.
+    net = Net(("D", "W"))
+    x = net.put("D", b"x")
+    tid, (y,) = net.submit("D", "f", shared(x), executor="W")
+    net.deliver_all()
+    [run] = net.runs("W")
+    nested = run.args[0].ref
+    raised = ErrorInfo(ErrorCode.TASK_FAILED, "E", "TASK-007")
+    net.finish("W", tid, ev.TaskResult(value=raw(b"e", (nested,)), error=raised))
+    [reply] = net.sent_bodies(TaskReply, src="W")
+    assert reply.returns[0].value is None and reply.returns[0].error == raised
+
+
 def test_protocol_error_naming_a_submit_fails_that_task():
     # D: y = f.remote(x) on W, and W cannot accept the SubmitTask           ERR-003
     d, w, tid, y = stub_executor(retries=0)

@@ -56,6 +56,18 @@ def test_task_errors_come_back_typed_with_the_remote_traceback(cluster):
     assert "Traceback" in info.value.detail
 
 
+def test_a_task_error_is_caught_as_the_exception_the_task_raised(cluster):
+    # try: get(fail.remote("no good")) except ValueError as e: e.cause   TASK-007, TASK-018
+    with pytest.raises(ValueError) as info:
+        refrpc.get(rf.fail.remote("no good"), timeout=30)
+    err = info.value
+    assert isinstance(err, refrpc.TaskError) and isinstance(err, refrpc.RefRPCError)
+    assert isinstance(err.cause, ValueError) and str(err.cause) == "no good"
+    assert "Remote traceback" in str(err) and "no good" in err.detail
+    with pytest.raises(refrpc.TaskError):  # and as a TaskError, as before
+        refrpc.get(rf.fail.remote("again"), timeout=30)
+
+
 def test_multiple_returns(cluster):
     a, b = rf.split.remote(b"abcdef")
     assert refrpc.get([a, b], timeout=30) == [b"abc", b"def"]

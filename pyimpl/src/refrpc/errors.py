@@ -36,7 +36,16 @@ class RefRPCError(Exception):
 
 
 class TaskError(RefRPCError):
-    """The remote function raised; ``detail`` holds the remote traceback (TASK-007)."""
+    """The remote function raised; ``detail`` holds the remote traceback (TASK-007).
+
+    When the exception itself came back with the error (TASK-018, between Python
+    peers), it is ``cause``, and the error raised is also an instance of the
+    exception's class where Python allows it: ``except KeyError`` catches a
+    remote ``KeyError``.
+    """
+
+    #: The exception the remote function raised, if it travelled back (else None).
+    cause: BaseException | None = None
 
     def __str__(self) -> str:
         return f"{self.args[0]}\n\nRemote traceback:\n{self.detail}" if self.detail else self.args[0]
@@ -84,7 +93,31 @@ _ERRORS: dict[ErrorCode, type[RefRPCError]] = {
 }
 
 
-def raise_for(info: ErrorInfo) -> NoReturn:
-    """Raise the exception a program sees for the protocol error ``info``."""
+#: Exception class -> its TaskError subclass (made once per class).
+_AS_TASK_ERROR: dict[type, type] = {}
+
+
+def _task_error(cause: Exception, message: str, code: ErrorCode, detail: str) -> TaskError:
+    """A TaskError that is also an instance of ``cause``'s class, when Python allows it."""
+    cls = type(cause)
+    sub = _AS_TASK_ERROR.get(cls)
+    if sub is None:
+        try:
+            sub = type(f"TaskError({cls.__name__})", (TaskError, cls), {"__module__": __name__})
+        except TypeError:  # a class that cannot be combined (layout, final): a plain TaskError
+            sub = TaskError
+        _AS_TASK_ERROR[cls] = sub
+    err = Exception.__new__(sub)  # the cause's own __init__ is not ours to call
+    RefRPCError.__init__(err, message, code, detail)
+    err.cause = cause
+    return err
+
+
+def raise_for(info: ErrorInfo, cause: BaseException | None = None) -> NoReturn:
+    """Raise the exception a program sees for the protocol error ``info``; ``cause``
+    is the exception a failed task raised, when it travelled back (TASK-018)."""
+    message = info.message or info.code.value
+    if info.code == ErrorCode.TASK_FAILED and isinstance(cause, Exception):
+        raise _task_error(cause, message, info.code, info.detail) from cause
     cls = _ERRORS.get(info.code, RefRPCError)
-    raise cls(info.message or info.code.value, info.code, info.detail)
+    raise cls(message, info.code, info.detail)

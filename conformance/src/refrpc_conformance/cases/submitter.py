@@ -14,6 +14,7 @@ from refrpc.core.messages import (
     FreeObjects,
     GetObjectStatus,
     ObjectState,
+    ProtocolError,
     ObjectStatus,
     RefDescriptor,
     ReleaseBorrows,
@@ -59,13 +60,15 @@ def _probe_copy(ctx: CaseContext, prober: WirePeer, iut: IUT, object_id: str, re
 
 @case(
     "borrowing/GC-002-LOC-002-LOC-003-refs-in-returned-values",
-    requirements=["GC-002", "GC-003", "GC-007", "BOR-005", "LOC-002", "LOC-003", "LOC-006", "REF-006", "CNF-018", "CNF-017"],
+    requirements=["GC-002", "GC-003", "GC-007", "BOR-005", "LOC-002", "LOC-003", "LOC-006", "REF-006", "CNF-018", "CNF-017",
+                  "TASK-018"],
     features=("core", "borrowing"),
     summary=(
         "The IUT submits two tasks to suite executor E, which answers each with a value embedding a ref owned by "
         "suite peer O (X in R1; Y and Z in R2), each with a grant made out to the IUT, and a third with "
         "ERROR(TASK_FAILED). The IUT must hold X contained-in R1, and Y and Z contained-in R2 (its table says "
-        "so, and nothing is released); get of the failed return names TASK_FAILED. Its program then reads R1 and X: the IUT "
+        "so, and nothing is released); the failed return also carries a value, which the IUT accepts (TASK-018), and "
+        "get of it names TASK_FAILED. Its program then reads R1 and X: the IUT "
         "fetches X from suite location W, and if it keeps that copy it must announce it (AddLocation) and be "
         "able to serve it. Dropping R2 must release the grants of Y and Z (a chained release), in one message "
         "(GC-007, a recommendation); dropping R1 and X must "
@@ -94,11 +97,15 @@ def refs_in_returned_values(ctx: CaseContext) -> None:
         link_e.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE,
                                                                    value=portable(tree, nested)),)))
     st = _next_task(ctx, e, "fail")
+    # TASK-018: the error return also carries a value (the exception, as an executor may send it).
     link_e.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.ERROR,
+                                                               value=portable("the exception, as raised"),
                                                                error=ErrorInfo(ErrorCode.TASK_FAILED, "on purpose", "TASK-007")),)))
     failed = iut.get(r3)
     ctx.check("CNF-018", failed.get("error", {}).get("code") == "TASK_FAILED", "get answers the error code 'TASK_FAILED'",
               failed)
+    ctx.check("TASK-018", not e.received(ProtocolError), "a value on an error return accepted (no ProtocolError)",
+              [str(a.body) for a in e.received(ProtocolError)])
     ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
     for oid, container in ((x, r1), (y, r2), (z, r2)):
         entry = iut.entry(oid)

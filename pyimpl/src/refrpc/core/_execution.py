@@ -157,7 +157,8 @@ class Execution:
         returns: list[ReturnValue] = []
         for index, (rid, res) in enumerate(zip(ex.spec.return_ids, s.results)):
             if res.error is not None:
-                returns.append(ReturnValue(rid, ReturnKind.ERROR, error=res.error))
+                cause = res.value if res.value is not None and not res.value.nested and not res.stored else None
+                returns.append(ReturnValue(rid, ReturnKind.ERROR, value=cause, error=res.error))  # TASK-018
                 continue
             nested = res.value.nested if res.value else ()
             out_nested = tuple(self._forward_nested(d, ex, key, index) for d in nested)

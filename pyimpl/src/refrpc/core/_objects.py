@@ -215,7 +215,7 @@ class Objects:
             if e.state == "ready":
                 return e.value, (() if e.value is not None else self._location_pairs(e)), e.size, None
             if e.state == "failed":
-                return None, (), -1, e.error
+                return e.cause, (), -1, e.error  # the exception the task raised, if sent (TASK-018)
             if e.state == "released":
                 return None, (), -1, ErrorInfo(ErrorCode.OBJECT_FREED, f"{oid} was reclaimed", "OBJ-003")
             return None

@@ -200,6 +200,8 @@ class Tasks:
             self._transition_owned(e, "task_succeeded")
         else:
             e.error = rv.error or ErrorInfo(ErrorCode.TASK_FAILED, "no error detail")
+            # TASK-018: the raised exception, kept for this peer's program
+            e.cause = rv.value if rv.value is not None and not rv.value.nested else None
             self._transition_owned(e, "task_failed")
             nested = ()
         self._hold_nested(rv.object_id, nested)
@@ -312,7 +314,7 @@ class Tasks:
         for rid in t.spec.return_ids:
             e = self.owned.get(rid)
             if e is not None and e.state == "pending":
-                e.error = info
+                e.error, e.cause = info, None
                 self._transition_owned(e, self._OBJECT_EVENT[event])
                 self._object_settled(rid)
                 self._check_owned(rid)
@@ -389,8 +391,10 @@ class Tasks:
                 self._retry(t)
             return
         if e.lineage_evicted:
+            e.cause = None
             e.error = ErrorInfo(ErrorCode.LINEAGE_EVICTED, f"every copy of {oid} is lost and its lineage was evicted", "LIN-005")
         else:
+            e.cause = None
             e.error = ErrorInfo(ErrorCode.OBJECT_LOST, f"every copy of {oid} is lost and it cannot be rebuilt", "LIN-003")
         self._transition_owned(e, "copy_lost_final")
         self._object_settled(oid)

@@ -243,6 +243,8 @@ class TaskResult:
     #: True if the shell already put the value in the local store (large value).
     stored: bool = False
     size: int = 0
+    #: The task failed: its returns fail with this error; ``value``, if set with it,
+    #: is the exception itself (``pickle``, no nested refs), sent along (TASK-018).
     error: ErrorInfo | None = None
 
 

@@ -74,6 +74,8 @@ class OwnedObject:
     locations: dict[PeerId, None] = field(default_factory=dict)
     size: int = -1
     error: ErrorInfo | None = None
+    #: For a failed object: the exception the task raised, as its executor sent it (TASK-018).
+    cause: Value | None = None
     #: Handles the program on this peer holds.
     local_refs: int = 0
     #: Pending tasks this peer submitted that mention the object (BOR-006).

@@ -436,8 +436,22 @@ class Executor:
             portable = portable and bool(ins.args)
             results = [self._result(rid, v, portable, allow_pickle) for rid, v in zip(ins.return_ids, values)]
         except Exception as exc:
-            results = [ev.TaskResult(error=error_info(exc))] * len(ins.return_ids)
+            remote = self.node.core.remotes.get(ins.owner)
+            info = error_info(exc)
+            cause = self._cause(exc) if remote is None or "python-pickle" in remote.features else None
+            results = [ev.TaskResult(value=cause, error=info)] * len(ins.return_ids)
         self._finish(ins, results)
+
+    def _cause(self, exc: BaseException) -> Value | None:
+        """The exception a task raised, pickled to travel with its error (TASK-018), so
+        the caller can catch it as what it is; None if it cannot (or it is too big)."""
+        try:
+            value = to_value(self.node, exc)  # pickling an exception leaves its frames behind
+        except Exception:
+            return None
+        if value.nested or value.buffers or value.size > self.node.config.inline_threshold:
+            return None
+        return value
 
     def _result(self, rid: str, obj: Any, portable: bool = False, allow_pickle: bool = True) -> ev.TaskResult:
         value = to_value(self.node, obj, portable=portable, allow_pickle=allow_pickle)

@@ -217,6 +217,17 @@ def load(node: Node, container: str, value: Value) -> Any:
     return deserialize(value, ref_factory=lambda d: Ref(node, d.object_id, counted=False))
 
 
+def _exception_of(value: Value | None) -> BaseException | None:
+    """The exception a failed task sent with its error (TASK-018), if it loads here."""
+    if value is None or value.nested:
+        return None
+    try:
+        exc = deserialize(value, ref_factory=lambda d: None)
+    except Exception:
+        return None  # e.g. its class cannot be imported here: the error alone says it
+    return exc if isinstance(exc, Exception) else None
+
+
 def wait_for(fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
     """``fut.result(timeout)``; inside a task, the task lends its worker's turn
     while it waits (queued tasks run meanwhile), so waiting for a task queued
@@ -242,7 +253,7 @@ def value_of(node: Node, ref: Ref[Any], deadline: float | None) -> Any:
         except concurrent.futures.TimeoutError:
             raise GetTimeoutError(f"{ref.id} was not ready within the timeout", ErrorCode.UNRECOGNIZED) from None
         if res.error is not None:
-            raise_for(res.error)
+            raise_for(res.error, _exception_of(res.value))
         value = res.value
         if value is None:
             try:
