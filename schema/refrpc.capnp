@@ -72,10 +72,12 @@ struct Envelope {
   # My sequence number for this message on the session from my incarnation to
   # yours: 1, 2, 3, ... without gaps (SES-001). 0 marks a message outside the
   # session, never acknowledged or retransmitted; exactly these travel so:
-  # Hello, Welcome, Heartbeat, FetchRequest, FetchChunk, and a ProtocolError
-  # that answers a message sent outside the session or from an incarnation I
-  # have no live session with (SES-007, FET-005). You deliver session messages
-  # exactly once, in seq order (SES-002).
+  # Hello, Welcome, Heartbeat, FetchRequest, FetchChunk, and the ProtocolErrors
+  # GEN-012 sends with seq 0 (answers to a Hello, DECLARED_DEAD, answers to a
+  # message rejected before sequencing, answers without a live session). A
+  # ProtocolError answering a Heartbeat, FetchRequest or FetchChunk of a live
+  # session is sequenced, with relatedSeq 0 (GEN-012). You deliver session
+  # messages exactly once, in seq order (SES-002).
 
   ack @5 :UInt64;
   # Cumulative acknowledgement: the highest seq I have delivered in order from
