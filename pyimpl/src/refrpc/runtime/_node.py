@@ -392,8 +392,10 @@ class Node:
                 with self.lock:
                     # A bounded batch, so that a burst of arrivals never keeps the clock
                     # waiting: a peer whose heartbeats sit unread is declared dead (LIV-003).
+                    # A peer that left or was declared dead (its core stopped) reads
+                    # nothing more while its Goodbyes drain: it would act on none of it.
                     recv = self.transport.recv
-                    for _ in range(512):
+                    for _ in range(0 if self.core.stopped else 512):
                         frames = recv(0)
                         if frames is None:
                             break
