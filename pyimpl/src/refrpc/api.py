@@ -447,6 +447,37 @@ def _by_name(obj: Any) -> bool:
     return True
 
 
+class _Route:
+    """How a function or class reaches a worker: by its name if workers can import
+    it, else by value (cloudpickle) through ``by_value``, stored once per node as an
+    object and passed by reference. Decided once per node, not on every call."""
+
+    def __init__(self, obj: Any, by_value: str) -> None:
+        self._obj = obj
+        self._by_value = by_value
+        #: (node, name to call, leading arguments, the stored pickled form if any).
+        self._resolved: tuple[Any, str, list[ev.ArgSpec], Ref[Any] | None] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # It travels by value inside a task that submits tasks; what it stored
+        # in this process stays here.
+        return {**self.__dict__, "_resolved": None}
+
+    def resolve(self, node: Any) -> tuple[str, list[ev.ArgSpec]]:
+        resolved = self._resolved
+        if resolved is not None and resolved[0] is node:
+            return resolved[1], resolved[2]
+        if _by_name(self._obj):
+            name, first, stored = _name_of(self._obj), [], None
+        else:
+            import cloudpickle
+
+            stored = put(cloudpickle.dumps(self._obj))
+            name, first = self._by_value, [ev.ArgSpec(object_id=stored.id)]
+        self._resolved = (node, name, first, stored)
+        return name, first
+
+
 class RemoteFunction:
     """A function made callable remotely by ``@refrpc.remote``.
 
@@ -459,10 +490,7 @@ class RemoteFunction:
     def __init__(self, fn: Callable[..., Any], num_returns: int = 1, max_retries: int = 3, retry_exceptions: bool = False) -> None:
         self._refrpc_target = fn
         self._name = _name_of(fn)
-        self._shipped: Ref[Any] | None = None
-        #: (node, function name, leading arguments) of the last call: the name is
-        #: resolved once per node, not on every ``.remote()``.
-        self._resolved: tuple[Any, str, list[ev.ArgSpec]] | None = None
+        self._route = _Route(fn, "refrpc.runtime._executor:call_by_value")
         self._num_returns = num_returns
         self._max_retries = max_retries
         self._retry_exceptions = retry_exceptions
@@ -472,25 +500,9 @@ class RemoteFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"remote function {self._name} is called with .remote(...)")
 
-    def __getstate__(self) -> dict[str, Any]:
-        # A remote function travels by value inside another (a task that submits
-        # tasks); what it shipped from this process stays here.
-        return {**self.__dict__, "_shipped": None, "_resolved": None}
-
     def _target(self, node: Any) -> tuple[str, list[ev.ArgSpec]]:
         """The function name to call, and arguments to put before the user's."""
-        resolved = self._resolved
-        if resolved is not None and resolved[0] is node:
-            return resolved[1], resolved[2]
-        if _by_name(self._refrpc_target):
-            name, first = self._name, []
-        else:
-            import cloudpickle
-
-            self._shipped = put(cloudpickle.dumps(self._refrpc_target))
-            name, first = "refrpc.runtime._executor:call_by_value", [ev.ArgSpec(object_id=self._shipped.id)]
-        self._resolved = (node, name, first)
-        return name, first
+        return self._route.resolve(node)
 
     def options(self, *, num_returns: int | None = None, max_retries: int | None = None, retry_exceptions: bool | None = None) -> RemoteFunction:
         return RemoteFunction(
@@ -559,21 +571,11 @@ class ActorClass:
         self._cls = cls
         self._name = _name_of(cls)
         self._max_restarts = max_restarts
-        #: (node, the class's pickled form as a Ref) for a class shipped by value.
-        self._shipped: tuple[Any, Ref[Any]] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_shipped": None}
+        self._route = _Route(cls, "refrpc.runtime._executor:construct_by_value")
 
     def _target(self, node: Any) -> tuple[str, list[ev.ArgSpec]]:
         """The class name to construct, and arguments to put before the user's."""
-        if _by_name(self._cls):
-            return self._name, []
-        if self._shipped is None or self._shipped[0] is not node:
-            import cloudpickle
-
-            self._shipped = (node, put(cloudpickle.dumps(self._cls)))
-        return "refrpc.runtime._executor:construct_by_value", [ev.ArgSpec(object_id=self._shipped[1].id)]
+        return self._route.resolve(node)
 
     def options(self, *, max_restarts: int = 0) -> ActorClass:
         return ActorClass(self._cls, max_restarts)

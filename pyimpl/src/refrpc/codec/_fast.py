@@ -190,8 +190,16 @@ def _put_structs(buf: bytearray, ptr_word: int, count: int, header: int) -> int:
     return tag + 1
 
 
-_W_REF_H, _W_VALUE_H, _W_PAYLOAD_H, _W_ARG_H = (2 << 32) | (4 << 48), (1 << 32) | (3 << 48), (1 << 32) | (1 << 48), (1 << 32) | (2 << 48)
-_W_RETURN_H, _W_ERROR_H = (2 << 32) | (5 << 48), (1 << 32) | (3 << 48)
+
+def _header(name: str) -> int:
+    """The size half of a struct pointer to a ``name`` struct (its data words and pointers, _SIZES)."""
+    data_words, pointers = _SIZES[name]
+    return (data_words << 32) | (pointers << 48)
+
+
+#: Struct pointer size halves, written and expected (the reader refuses other sizes).
+_REF_H, _VALUE_H, _PAYLOAD_H, _ARG_H = _header("RefDescriptor"), _header("Value"), _header("Payload"), _header("Arg")
+_RETURN_H, _ERROR_H, _SUBMIT_H, _REPLY_H = _header("ReturnValue"), _header("ErrorInfo"), _header("SubmitTask"), _header("TaskReply")
 
 
 def _put_ref(buf: bytearray, at: int, d: RefDescriptor) -> None:
@@ -206,7 +214,7 @@ def _put_ref(buf: bytearray, at: int, d: RefDescriptor) -> None:
 
 def _put_refs(buf: bytearray, ptr_word: int, refs: Sequence[RefDescriptor]) -> None:
     if refs:
-        first = _put_structs(buf, ptr_word, len(refs), _W_REF_H)
+        first = _put_structs(buf, ptr_word, len(refs), _REF_H)
         for i, d in enumerate(refs):
             _put_ref(buf, first + 6 * i, d)
 
@@ -217,10 +225,10 @@ def _put_value(buf: bytearray, ptr_word: int, v: Value, threshold: int) -> None:
     data = v.data
     if type(data) is not bytes or len(data) >= threshold:
         raise Fallback  # another buffer type, or a payload that travels as its own frame
-    at = _put_struct(buf, ptr_word, _W_VALUE_H)
+    at = _put_struct(buf, ptr_word, _VALUE_H)
     _U16.pack_into(buf, at << 3, _ORDINAL[v.encoding])
     if data:
-        payload = _put_struct(buf, at + 1, _W_PAYLOAD_H)
+        payload = _put_struct(buf, at + 1, _PAYLOAD_H)
         _put_bytes(buf, payload + 1, data, len(data))
     if v.nested:
         _put_refs(buf, at + 3, v.nested)
@@ -229,7 +237,7 @@ def _put_value(buf: bytearray, ptr_word: int, v: Value, threshold: int) -> None:
 def _put_error(buf: bytearray, ptr_word: int, e: ErrorInfo) -> None:
     if type(e) is not ErrorInfo:
         raise Fallback
-    at = _put_struct(buf, ptr_word, _W_ERROR_H)
+    at = _put_struct(buf, ptr_word, _ERROR_H)
     _U16.pack_into(buf, at << 3, _ORDINAL[e.code])
     _put_text(buf, at + 1, e.message)
     _put_text(buf, at + 2, e.requirement)
@@ -248,7 +256,7 @@ def _put_submit(buf: bytearray, at: int, b: SubmitTask, threshold: int) -> None:
     _put_text(buf, p, b.task_id)
     _put_text(buf, p + 1, b.function)
     if b.args:
-        first = _put_structs(buf, p + 2, len(b.args), _W_ARG_H)
+        first = _put_structs(buf, p + 2, len(b.args), _ARG_H)
         for i, a in enumerate(b.args):
             if type(a) is not Arg:
                 raise Fallback
@@ -257,7 +265,7 @@ def _put_submit(buf: bytearray, at: int, b: SubmitTask, threshold: int) -> None:
             if a.value is not None:
                 _put_value(buf, e + 1, a.value, threshold)
             if a.ref is not None:
-                _put_ref(buf, _put_struct(buf, e + 2, _W_REF_H), a.ref)
+                _put_ref(buf, _put_struct(buf, e + 2, _REF_H), a.ref)
     ids = b.return_ids
     if ids:
         first = _alloc(buf, len(ids))
@@ -275,7 +283,7 @@ def _put_reply(buf: bytearray, at: int, b: TaskReply, threshold: int) -> None:
     p = at + 1
     _put_text(buf, p, b.task_id)
     if b.returns:
-        first = _put_structs(buf, p + 1, len(b.returns), _W_RETURN_H)
+        first = _put_structs(buf, p + 1, len(b.returns), _RETURN_H)
         for i, rv in enumerate(b.returns):
             if type(rv) is not ReturnValue:
                 raise Fallback
@@ -296,8 +304,8 @@ def _put_reply(buf: bytearray, at: int, b: TaskReply, threshold: int) -> None:
 #: body type -> (discriminant, body struct header, writer).
 _WRITERS: dict[type, tuple[int, int, Callable[[bytearray, int, Any, int], None] | None]] = {
     Heartbeat: (_BODY_MEMBERS["heartbeat"], 0, None),
-    SubmitTask: (_BODY_MEMBERS["submitTask"], (3 << 32) | (5 << 48), _put_submit),
-    TaskReply: (_BODY_MEMBERS["taskReply"], (1 << 32) | (3 << 48), _put_reply),
+    SubmitTask: (_BODY_MEMBERS["submitTask"], _SUBMIT_H, _put_submit),
+    TaskReply: (_BODY_MEMBERS["taskReply"], _REPLY_H, _put_reply),
 }
 #: Words 0..8 of the segment: the root pointer, then the Envelope (5 data words, 3 pointers).
 _W_ENVELOPE = struct.Struct("<Q4QH6x24x")
@@ -403,13 +411,6 @@ def _ident(value: str, limit: tuple[int, bool]) -> str:
         raise Fallback
     return value
 
-
-def _header(data_words: int, pointers: int) -> int:
-    return (data_words << 32) | (pointers << 48)
-
-
-_REF_H, _VALUE_H, _PAYLOAD_H, _ARG_H = _header(2, 4), _header(1, 3), _header(1, 1), _header(1, 2)
-_RETURN_H, _ERROR_H, _SUBMIT_H, _REPLY_H = _header(2, 5), _header(1, 3), _header(3, 5), _header(1, 3)
 _REF_WORDS = struct.Struct("<Qq4Q")
 _REF_IDS = _ID[RefDescriptor]
 _OBJECT_ID, _OWNER, _FORWARD_ID = _REF_IDS["object_id"], _REF_IDS["owner"], _REF_IDS["forward_id"]
@@ -419,15 +420,14 @@ def _refs(seg: bytes, size: int, word: int, p: int) -> tuple[RefDescriptor, ...]
     if not p:
         return ()
     first, count = _composite(seg, size, word, p, _REF_H)
-    out = []
-    for i in range(count):
-        at = first + 6 * i
-        inc, hint, p0, p1, p2, p3 = _REF_WORDS.unpack_from(seg, at << 3)
-        out.append(RefDescriptor(_ident(_text(seg, size, at + 2, p0), _OBJECT_ID),
-                                 _ident(_text(seg, size, at + 3, p1), _OWNER), inc,
-                                 _text(seg, size, at + 4, p2), ~hint,
-                                 _ident(_text(seg, size, at + 5, p3), _FORWARD_ID)))
-    return tuple(out)
+    return tuple(_ref_at(seg, size, first + 6 * i) for i in range(count))
+
+
+def _ref_at(seg: bytes, size: int, at: int) -> RefDescriptor:
+    """The RefDescriptor whose struct starts at word ``at``."""
+    inc, hint, p0, p1, p2, p3 = _REF_WORDS.unpack_from(seg, at << 3)
+    return RefDescriptor(_ident(_text(seg, size, at + 2, p0), _OBJECT_ID), _ident(_text(seg, size, at + 3, p1), _OWNER),
+                         inc, _text(seg, size, at + 4, p2), ~hint, _ident(_text(seg, size, at + 5, p3), _FORWARD_ID))
 
 
 _VALUE_WORDS = struct.Struct("<H6xQQQ")
@@ -497,10 +497,7 @@ def _submit(seg: bytes, size: int, word: int, p: int) -> SubmitTask:
 
 
 def _ref(seg: bytes, size: int, word: int, p: int) -> RefDescriptor:
-    at = _struct(size, word, p, _REF_H)
-    inc, hint, p0, p1, p2, p3 = _REF_WORDS.unpack_from(seg, at << 3)
-    return RefDescriptor(_ident(_text(seg, size, at + 2, p0), _OBJECT_ID), _ident(_text(seg, size, at + 3, p1), _OWNER),
-                         inc, _text(seg, size, at + 4, p2), ~hint, _ident(_text(seg, size, at + 5, p3), _FORWARD_ID))
+    return _ref_at(seg, size, _struct(size, word, p, _REF_H))
 
 
 _REPLY_IDS = _ID[TaskReply]

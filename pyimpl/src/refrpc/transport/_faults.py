@@ -342,28 +342,30 @@ class FaultyTransport:
     def poll(self, timeout_ms: int, *, also: Sequence[Any] = ()) -> bool:
         """Like ``inner.poll``, but also wakes when a held message is due."""
         self._release_sends()
-        if self._held_in and self._held_in[0][0] <= self._clock():
+        if self._receive_due():
             return True
-        wait = timeout_ms
-        dues = [h[0][0] for h in (self._held_in, self._held_out) if h]
-        if dues:
-            until = max(0, int((min(dues) - self._clock()) * 1000) + 1)
-            wait = until if timeout_ms < 0 else min(timeout_ms, until)
+        wait = self._until_due(timeout_ms)
         ready = bool(self.inner.poll(wait, also=also)) if also else bool(self.inner.poll(wait))
         self._release_sends()
-        return ready or bool(self._held_in and self._held_in[0][0] <= self._clock())
+        return ready or self._receive_due()
 
     def wait(self, timeout_ms: int, *, also: Sequence[Any] = ()) -> bool:
         """Like ``inner.wait``, but wakes when a held message is due (sends nothing)."""
-        if self._held_in and self._held_in[0][0] <= self._clock():
+        if self._receive_due():
             return True
-        wait = timeout_ms
+        return bool(self.inner.wait(self._until_due(timeout_ms), also=also)) or self._receive_due()
+
+    def _receive_due(self) -> bool:
+        """Whether a held (delayed or duplicated) receive is due now."""
+        return bool(self._held_in and self._held_in[0][0] <= self._clock())
+
+    def _until_due(self, timeout_ms: int) -> int:
+        """``timeout_ms``, cut short to when the next held message is due."""
         dues = [h[0][0] for h in (self._held_in, self._held_out) if h]
-        if dues:
-            until = max(0, int((min(dues) - self._clock()) * 1000) + 1)
-            wait = until if timeout_ms < 0 else min(timeout_ms, until)
-        ready = bool(self.inner.wait(wait, also=also))
-        return ready or bool(self._held_in and self._held_in[0][0] <= self._clock())
+        if not dues:
+            return timeout_ms
+        until = max(0, int((min(dues) - self._clock()) * 1000) + 1)
+        return until if timeout_ms < 0 else min(timeout_ms, until)
 
     @property
     def backlogged(self) -> bool:

@@ -369,15 +369,7 @@ class ZmqTransport:
                 for dealer in waiting:
                     poller.register(dealer, zmq.POLLOUT)
             else:
-                # The usual case: nothing backlogged; reuse one poller for the same inputs.
-                key = tuple(also)
-                if self._idle_poller is None or self._idle_key != key:
-                    self._idle_poller = zmq.Poller()
-                    self._idle_poller.register(self.router, zmq.POLLIN)
-                    for item in also:
-                        self._idle_poller.register(item, zmq.POLLIN)
-                    self._idle_key = key
-                poller = self._idle_poller
+                poller = self._reading_poller(also)  # the usual case: nothing backlogged
             wait = None if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))
             ready = dict(poller.poll(wait))
             for dealer, address in waiting.items():
@@ -399,6 +391,10 @@ class ZmqTransport:
             True if the ROUTER or something in ``also`` is readable.
         """
         self._check_open()
+        return bool(self._reading_poller(also).poll(None if timeout_ms < 0 else timeout_ms))
+
+    def _reading_poller(self, also: Sequence[Any]) -> zmq.Poller:
+        """A poller for the ROUTER and ``also``, readable only; built once per set of inputs."""
         key = tuple(also)
         if self._idle_poller is None or self._idle_key != key:
             self._idle_poller = zmq.Poller()
@@ -406,7 +402,7 @@ class ZmqTransport:
             for item in also:
                 self._idle_poller.register(item, zmq.POLLIN)
             self._idle_key = key
-        return bool(self._idle_poller.poll(None if timeout_ms < 0 else timeout_ms))
+        return self._idle_poller
 
     @property
     def backlogged(self) -> bool:
