@@ -36,6 +36,11 @@ class LocalCluster:
     #: The incarnation each worker process runs as (chosen here, ID-002): the
     #: supervisor can then declare that incarnation dead even if it never said Hello.
     incarnations: dict[str, int] = field(default_factory=dict)
+    #: Each worker's command line, less its incarnation (a restart reuses it).
+    _argv: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _env: dict[str, str] | None = field(default=None, repr=False)
+    #: (read end, write end) of the pipe workers watch: EOF means this process is gone.
+    _lifeline: tuple[int, int] | None = field(default=None, repr=False)
 
     @staticmethod
     def new_namespace() -> str:
@@ -50,7 +55,14 @@ class LocalCluster:
         """Start the workers. With ``node_ip`` they listen on tcp (reachable from other
         hosts) and register with the head; otherwise on ipc:// sockets in a temp dir.
         With ``trace_dir`` each worker records its trace there (TRC-011 names the
-        files); without, workers follow ``REFRPC_TRACE_DIR`` as every process does."""
+        files); without, workers follow ``REFRPC_TRACE_DIR`` as every process does.
+
+        Each worker runs in a session of its own, so a Ctrl-C at the terminal (or a
+        notebook's interrupt), which signals the starting process's whole process
+        group, reaches the program and not its workers. A worker leaves when its
+        head does (heartbeats, LIV-003) and at once when the process that started it
+        is gone, also after ``kill -9``: it watches the read end of a pipe whose only
+        writer is this process (its lifeline)."""
         namespace = namespace or cls.new_namespace()
         directory = tempfile.mkdtemp(prefix="refrpc-")
         cluster = cls(namespace, directory)
@@ -62,20 +74,34 @@ class LocalCluster:
         peers = "" if node_ip else ",".join(f"{n}={a}" for n, a in cluster.workers.items())
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        cluster._env = env
+        cluster._lifeline = os.pipe()  # both ends close-on-exec; only the read end is passed on
         for name, address in cluster.workers.items():
-            cluster.incarnations[name] = secrets.randbits(63) | 1
-            cmd = [
+            cluster._argv[name] = [
                 sys.executable, "-m", "refrpc.runtime.worker",
-                "--peer", name, "--bind", address, "--namespace", namespace, "--incarnation", str(cluster.incarnations[name]),
+                "--peer", name, "--bind", address, "--namespace", namespace,
                 "--head", head_address, "--head-incarnation", str(head_incarnation),
                 "--peers", peers,
                 "--stats", os.path.join(directory, f"stats-{name}.json"),
                 "--head-name", head_name, "--inline-threshold", str(inline_threshold),
                 "--settings", json.dumps(settings or {}),
             ] + (["--register"] if node_ip else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
-            cluster.processes[name] = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+            cluster._spawn(name)
         atexit.register(cluster.stop)
         return cluster
+
+    def _spawn(self, name: str) -> subprocess.Popen:
+        """Start worker ``name`` as a new incarnation (ID-002), chosen here."""
+        incarnation = secrets.randbits(63) | 1
+        argv = [*self._argv[name], "--incarnation", str(incarnation)]
+        fds: tuple[int, ...] = ()
+        if self._lifeline is not None:
+            argv += ["--lifeline", str(self._lifeline[0])]
+            fds = (self._lifeline[0],)
+        proc = subprocess.Popen(argv, env=self._env, stdin=subprocess.DEVNULL, pass_fds=fds, start_new_session=True)
+        self.incarnations[name] = incarnation
+        self.processes[name] = proc
+        return proc
 
     def sessions(self) -> list[Callable[[str], ev.Stimulus]]:
         """Stimuli that open a session with each worker, naming its incarnation."""
@@ -120,6 +146,10 @@ class LocalCluster:
         the stragglers are asked to leave with SIGTERM (a clean exit), and killed if
         they have not after ``timeout``.
         """
+        lifeline, self._lifeline = self._lifeline, None
+        if lifeline is not None:
+            for fd in lifeline:  # every worker sees EOF: they leave now, Goodbye or not
+                os.close(fd)
         end = time.monotonic() + grace
         for p in self.processes.values():
             try:
@@ -164,8 +194,12 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inline-threshold", type=int, default=100 * 1024)
     ap.add_argument("--settings", default="{}", help="protocol settings (Config fields) as JSON")
     ap.add_argument("--trace-dir", default=None, help="record this worker's trace here (default: $REFRPC_TRACE_DIR)")
+    ap.add_argument("--lifeline", type=int, default=-1,
+                    help="a pipe's read end: leave when it reads EOF (the starting process is gone)")
     args = ap.parse_args(argv)
     done = threading.Event()
+    if args.lifeline >= 0:
+        _watch_lifeline(args.lifeline, done)
 
     def on_other(ins: ev.Instruction) -> None:
         if isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
@@ -194,12 +228,14 @@ def worker_main(argv: list[str] | None = None) -> int:
             node.handle_soon(*others).result()
     executor.open()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())  # only if sent to this process: it has its own session
     while not done.is_set() and not node.stopped.is_set():
         done.wait(0.2)
     # Leaving already: a SIGTERM from the cluster's stop() must not kill the process
     # half way (Python restores the default action for its own handlers while it
     # finalizes, but keeps SIG_IGN).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     executor.stop()
     node.stop(timeout=2.0)
     if args.stats:
@@ -207,3 +243,18 @@ def worker_main(argv: list[str] | None = None) -> int:
             json.dump(node.stats, f)
     return 0
 
+
+
+def _watch_lifeline(fd: int, done: threading.Event) -> None:
+    """Set ``done`` when the pipe ``fd`` reads EOF: every writer, the process that
+    started this worker, is gone (it exited, or was killed)."""
+
+    def run() -> None:
+        try:
+            while os.read(fd, 4096):
+                pass
+        except OSError:
+            pass
+        done.set()
+
+    threading.Thread(target=run, name="refrpc-lifeline", daemon=True).start()

@@ -1,0 +1,145 @@
+"""The local cluster's processes (real ones): what a Ctrl-C, a killed driver and a
+killed worker do to the workers ``refrpc.init()`` started.
+
+Each program under test runs as its own process in a process group of its own, so
+that a signal to "the driver's process group" (what a terminal's Ctrl-C and a
+notebook's interrupt send) reaches exactly what it would at a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from refrpc.testing import wait_until
+
+pytestmark = pytest.mark.timeout(120)
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(TESTS), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _asleep(pid: int) -> bool:
+    """Whether the process's main thread is blocked (state S) in three looks 20 ms apart."""
+    for i in range(3):
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] != "S":
+                return False
+        if i < 2:
+            time.sleep(0.02)
+    return True
+
+
+class Program:
+    """A driver program in its own process group; killed, with what it started, at the end."""
+
+    def __init__(self, source: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(source)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
+        self.worker_pids: list[int] = []
+
+    def line(self) -> str:
+        return self.proc.stdout.readline().strip()
+
+    def pids(self) -> list[int]:
+        """Read a "pids ..." line: the worker processes the program reports."""
+        words = self.line().split()
+        assert words and words[0] == "pids", words
+        pids = [int(w) for w in words[1:]]
+        self.worker_pids += pids
+        return pids
+
+    def close(self) -> tuple[str, str]:
+        try:
+            out, err = self.proc.communicate(timeout=60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            for pid in self.worker_pids:  # a test that failed must not leave workers behind
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+        return out, err
+
+
+SIGINT_PROGRAM = '''
+    import refrpc
+    import remote_fixtures as rf
+
+    refrpc.init(2)
+    procs = refrpc.api._ctx.cluster.processes
+    print("pids", *sorted(p.pid for p in procs.values()), flush=True)
+    long = rf.spin_ms.remote(60_000)
+    print("waiting", flush=True)
+    try:
+        refrpc.get(long)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    print("next", refrpc.get([rf.add.remote(i, 1) for i in range(4)], timeout=30), flush=True)
+    print("pids", *sorted(p.pid for p in procs.values()), flush=True)
+    refrpc.shutdown()
+'''
+
+
+def test_ctrl_c_at_the_terminal_interrupts_the_program_and_spares_its_workers() -> None:
+    # A terminal's Ctrl-C (and a notebook's interrupt) signals the whole foreground
+    # process group: the program gets KeyboardInterrupt in its get; the workers
+    # init() started must not (they used to die of it, and the next task failed
+    # with "no live executor").
+    p = Program(SIGINT_PROGRAM)
+    try:
+        before = p.pids()
+        assert p.line() == "waiting"
+        assert wait_until(lambda: _asleep(p.proc.pid), 30)  # blocked in get()
+        os.killpg(p.proc.pid, signal.SIGINT)
+        assert p.line() == "interrupted"
+        assert p.line() == "next [1, 2, 3, 4]"
+        assert p.pids() == before  # the same processes: none died (and none was replaced)
+    finally:
+        out, err = p.close()
+    assert p.proc.returncode == 0, err[-3000:]
+    assert not [pid for pid in before if _alive(pid)]  # and shutdown() still ends them
+
+
+KILLED_DRIVER_PROGRAM = '''
+    import threading
+    import refrpc
+
+    # Heartbeats alone would notice the driver's death only after 60 s.
+    refrpc.init(2, heartbeat_interval_ms=250, miss_limit=240)
+    print("pids", *sorted(p.pid for p in refrpc.api._ctx.cluster.processes.values()), flush=True)
+    threading.Event().wait()
+'''
+
+
+def test_workers_leave_at_once_when_their_driver_is_killed() -> None:
+    # kill -9 of the program: no Goodbye, no atexit; its workers still go, at once.
+    p = Program(KILLED_DRIVER_PROGRAM)
+    try:
+        workers = p.pids()
+        p.proc.kill()
+        p.proc.wait(10)
+        assert wait_until(lambda: not any(_alive(pid) for pid in workers), 15), [w for w in workers if _alive(w)]
+    finally:
+        p.close()
