@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import refrpc
 from refrpc.testing import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -143,3 +144,53 @@ def test_workers_leave_at_once_when_their_driver_is_killed() -> None:
         assert wait_until(lambda: not any(_alive(pid) for pid in workers), 15), [w for w in workers if _alive(w)]
     finally:
         p.close()
+
+
+# ---------------------------------------------------------------- a cluster that heals
+@refrpc.remote
+def pid_after_ms(ms: int) -> int:
+    """The worker process that ran it (after ``ms``, so that tasks spread)."""
+    time.sleep(ms / 1000)
+    return os.getpid()
+
+
+@pytest.fixture
+def two_workers():
+    refrpc.init(2)
+    try:
+        yield refrpc.api._ctx
+    finally:
+        refrpc.shutdown()
+
+
+def test_a_killed_worker_is_replaced_by_a_new_incarnation_and_work_goes_on(two_workers, caplog) -> None:
+    # kill -9 of a worker while tasks run: they finish (retried), the supervisor
+    # starts the worker again as a new incarnation and says so, and later tasks
+    # run on the new process too: the cluster does not shrink.
+    import remote_fixtures as rf
+
+    ctx = two_workers
+    node, cluster = ctx.node, ctx.cluster
+    victim = cluster.processes["w1"]
+    old_incarnation = cluster.incarnations["w1"]
+    caplog.set_level("WARNING", logger="refrpc.cluster")
+    running = [rf.sleep_ms.remote(300) for _ in range(8)]  # on both workers; each retried if lost
+    os.kill(victim.pid, signal.SIGKILL)
+    assert refrpc.get(running, timeout=60) == [300] * 8
+    assert wait_until(lambda: cluster.processes["w1"] is not victim, 30)
+    (restart,) = cluster.restarts
+    assert (restart.name, restart.pid, restart.incarnation, restart.returncode) == ("w1", victim.pid, old_incarnation, -signal.SIGKILL)
+    assert restart.new_incarnation == cluster.incarnations["w1"] != old_incarnation
+    assert any(f"worker w1 (pid {victim.pid}" in r.getMessage() and f"restarted it as pid {restart.new_pid}" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+    # The driver fenced the dead incarnation and is in session with the new one.
+    assert ("w1", old_incarnation) in node.call(lambda: set(node.core.fenced)).result(10)
+
+    def new_w1_alive() -> bool:
+        r = node.call(lambda: node.core.remotes.get("w1")).result(10)
+        return r is not None and r.state == "alive" and r.incarnation == restart.new_incarnation
+
+    assert wait_until(new_w1_alive, 30)
+    # Work is placed on both workers again: the new process runs some of it.
+    pids = set(refrpc.get([pid_after_ms.remote(50) for _ in range(8)], timeout=60))
+    assert restart.new_pid in pids and cluster.processes["w2"].pid in pids, pids

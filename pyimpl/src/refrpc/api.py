@@ -137,7 +137,7 @@ def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | N
             raise RefRPCError(f"no RefRPC head answered at {address} within {connect_timeout:g} s "
                               f"(is `refrpc start --head` running there?): {exc}") from None
         call_on(node, HEAD, "refrpc.runtime._membership:register_driver", name, node.address, socket.gethostname(),
-                timeout=connect_timeout)
+                os.getpid(), timeout=connect_timeout)
     except BaseException:
         context.node = None
         node.stop()
