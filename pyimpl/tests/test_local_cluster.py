@@ -194,3 +194,21 @@ def test_a_killed_worker_is_replaced_by_a_new_incarnation_and_work_goes_on(two_w
     # Work is placed on both workers again: the new process runs some of it.
     pids = set(refrpc.get([pid_after_ms.remote(50) for _ in range(8)], timeout=60))
     assert restart.new_pid in pids and cluster.processes["w2"].pid in pids, pids
+
+
+def test_work_submitted_while_the_only_worker_restarts_waits_for_it() -> None:
+    # refrpc.init(1); kill -9 the one worker; submit at once, while its successor
+    # is still starting: the tasks wait for it instead of failing "no live executor".
+    import remote_fixtures as rf
+
+    refrpc.init(1)
+    try:
+        cluster = refrpc.api._ctx.cluster
+        first = cluster.processes["w1"]
+        assert refrpc.get(rf.add.remote(1, 1), timeout=60) == 2
+        os.kill(first.pid, signal.SIGKILL)
+        assert wait_until(lambda: cluster.processes["w1"] is not first, 30)
+        refs = [pid_after_ms.remote(0) for _ in range(3)]  # the successor has not said Hello yet
+        assert refrpc.get(refs, timeout=60) == [cluster.processes["w1"].pid] * 3
+    finally:
+        refrpc.shutdown()

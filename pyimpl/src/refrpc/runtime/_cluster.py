@@ -198,7 +198,7 @@ class LocalCluster:
                 for name, when in list(due.items()):
                     if when <= now:
                         del due[name]
-                        self._restart(name)
+                        self._restart(name, node)
                 if gone and len(gone) == len(self.processes):
                     self.finished.set()
                     return
@@ -216,7 +216,12 @@ class LocalCluster:
             return None
         return 0.0 if not quick else min(5.0, 0.1 * 2 ** self._quick_exits[name])
 
-    def _restart(self, name: str) -> None:
+    def _restart(self, name: str, node: Node | None = None) -> None:
+        """Start worker ``name`` again. With ``node``, open a session with the new
+        incarnation at once (a worker listening on a known address): it is then a
+        place to run tasks already, and what is sent there waits for its handshake
+        (LIV-015), so a cluster whose every worker died queues work instead of
+        failing it while they restart."""
         with self._lock:
             if self._stopping.is_set():
                 return
@@ -232,6 +237,9 @@ class LocalCluster:
             self.restarts.append(Restart(name, old.pid, before, old.returncode, new.pid, self.incarnations[name]))
         log.warning("worker %s (pid %d, incarnation %x) %s; restarted it as pid %d, incarnation %x",
                     name, old.pid, before, _exit_text(old.returncode), new.pid, self.incarnations[name])
+        if node is not None and not address.endswith(":0"):
+            incarnation = self.incarnations[name]
+            node.handle_soon(lambda sid: ev.Connect(sid, name, address, incarnation))
 
     def _report(self, node: Node, name: str, code: int | None, incarnation: int | None = None) -> None:
         """Tell ``node`` that worker ``name`` (as ``incarnation``, by default the one
