@@ -184,3 +184,33 @@ def test_workers_started_to_join_a_head_leave_with_it(cli) -> None:
     assert host.proc.wait(60) == 0, host.output()
     assert "is gone" in host.output()
     assert wait_until(lambda: not any(_alive(p) for p in workers), 20)
+
+
+def test_status_lists_drivers_workers_actors_tasks_and_cpu_slots(cli) -> None:
+    # $ refrpc start --head --num-workers 2; a program runs an actor and 5 tasks
+    # of 3 s; `refrpc status` (no --address: the head started on this host) shows
+    # it all while every slot is busy.
+    import remote_fixtures as rf
+
+    head = cli.start("--head", "--num-workers", "2")
+    _registered(cli, _address(head), 2)
+    refrpc.init(address=_address(head))
+    try:
+        me = refrpc.api._node().peer_id
+        counter = rf.Counter.remote(0)
+        assert refrpc.get(counter.add.remote(1), timeout=60) == 1
+        refs = [rf.sleep_ms.remote(3000) for _ in range(5)]
+        assert wait_until(lambda: sum((n["executing"] or {}).get("running", 0) for n in refrpc.nodes()) == 2, 20, step=0.05)
+        result = cli.run("status")
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        driver_line = next(line for line in out.splitlines() if line.startswith(me))
+        assert " driver " in driver_line and "queued 3" in driver_line and "submitted 2" in driver_line, out
+        worker_lines = [line for line in out.splitlines() if re.match(r"\S+-w[12] ", line)]
+        assert len(worker_lines) == 2 and all(" worker " in w and "running 1" in w for w in worker_lines), out
+        assert re.search(rf"actor \S+ on \S+-w[12] \(owner {re.escape(me)}\): alive", out), out
+        assert "2 workers, 2 CPU slots, 2 tasks running, 3 queued; 1 drivers; 1 actors" in out, out
+        assert refrpc.cluster_resources() == {"CPU": 2.0}
+        assert refrpc.get(refs, timeout=60) == [3000] * 5
+    finally:
+        refrpc.shutdown()

@@ -212,3 +212,37 @@ def test_work_submitted_while_the_only_worker_restarts_waits_for_it() -> None:
         assert refrpc.get(refs, timeout=60) == [cluster.processes["w1"].pid] * 3
     finally:
         refrpc.shutdown()
+
+
+# ---------------------------------------------------------------- what the cluster is doing
+def test_nodes_and_cluster_resources_show_what_a_busy_cluster_does(two_workers) -> None:
+    # refrpc.init(2); six 3 s tasks and an actor; refrpc.nodes() while they run:
+    # the driver has 2 tasks out and 4 queued, each worker runs one, and it answers
+    # at once although every slot is busy (the protocol layer answers, INT-006).
+    import remote_fixtures as rf
+
+    ctx = two_workers
+    counter = rf.Counter.remote(0)
+    assert refrpc.get(counter.add.remote(1), timeout=30) == 1
+    refs = [rf.sleep_ms.remote(3000) for _ in range(6)]
+
+    def busy() -> bool:
+        return all(n["executing"] == {"running": 1} for n in refrpc.nodes() if n["role"] == "worker")
+
+    assert wait_until(busy, 10, step=0.05)
+    started = time.monotonic()
+    rows = {n["id"]: n for n in refrpc.nodes()}
+    assert time.monotonic() - started < 2
+    assert set(rows) == {"driver", "w1", "w2"}
+    driver, w1, w2 = rows["driver"], rows["w1"], rows["w2"]
+    assert (driver["role"], driver["pid"], driver["alive"], driver["resources"]) == ("driver", os.getpid(), True, {})
+    assert driver["tasks"]["queued"] == 4 and driver["tasks"]["submitted"] == 2
+    for w in (w1, w2):
+        assert (w["role"], w["alive"], w["resources"], w["restarts"]) == ("worker", True, {"CPU": 1.0}, 0)
+        assert w["pid"] == ctx.cluster.processes[w["id"]].pid and w["incarnation"] == ctx.cluster.incarnations[w["id"]]
+    hosted = w1["actors"] + w2["actors"]
+    assert [(a["owner"], a["state"]) for a in hosted] == [("driver", "alive")]
+    assert refrpc.cluster_resources() == {"CPU": 2.0}
+    assert refrpc.available_resources() == {"CPU": 0.0}
+    assert refrpc.get(refs, timeout=60) == [3000] * 6
+    assert refrpc.available_resources() == {"CPU": 2.0}

@@ -61,12 +61,15 @@ __all__ = [
     "TaskError",
     "WorkerDiedError",
     "as_completed",
+    "available_resources",
     "cancel",
+    "cluster_resources",
     "get",
     "kill",
     "init",
     "is_initialized",
     "memory",
+    "nodes",
     "put",
     "remote",
     "shared",
@@ -416,6 +419,41 @@ def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
             rows += 1
     lines.append(f"{rows} live objects")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the cluster
+def nodes(*, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every process of the cluster, as Ray's ``ray.nodes()`` lists nodes: one dict each.
+
+    Keys: ``id`` (peer id), ``role`` (``driver``, ``worker`` or ``head``),
+    ``address``, ``alive``, ``host``, ``pid``, ``incarnation``, ``resources``
+    (``{"CPU": slots}`` for a worker: the tasks it runs at once), and what the
+    process is doing, as it answered through the protocol (INT-006): ``tasks``
+    (the tasks it submitted, counted by state: ``queued``, ``submitted``,
+    ``finished``, ...), ``executing`` (the tasks it runs, by state: ``running``,
+    ...), ``actors`` (those it hosts) and ``objects`` (owned and borrowed
+    counts); these four are None for a process that did not answer within
+    ``timeout`` seconds. A worker of a local cluster also has ``restarts``: how
+    often the supervisor replaced its process.
+    """
+    from .runtime import _status
+
+    return _status.nodes(current_node(), context.cluster, timeout)
+
+
+def cluster_resources(*, timeout: float = 10.0) -> dict[str, float]:
+    """The resources of the live workers, summed, as ``ray.cluster_resources()``:
+    ``{"CPU": n}``, n the task slots of every live worker."""
+    from .runtime import _status
+
+    return _status.cluster_resources(nodes(timeout=timeout))
+
+
+def available_resources(*, timeout: float = 10.0) -> dict[str, float]:
+    """``cluster_resources()`` less what running tasks take now, as ``ray.available_resources()``."""
+    from .runtime import _status
+
+    return _status.available_resources(nodes(timeout=timeout))
 
 
 # ---------------------------------------------------------------- remote functions

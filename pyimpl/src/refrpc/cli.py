@@ -172,19 +172,36 @@ def _members(address: str) -> list[tuple[str, str, int, str]]:
     return api._call_on(HEAD, "refrpc.runtime._membership:members")
 
 
+def _counts(counts: dict[str, int] | None) -> str:
+    if counts is None:
+        return "?"
+    return ", ".join(f"{state} {n}" for state, n in counts.items()) or "-"
+
+
 def _status(args: argparse.Namespace) -> int:
+    """Every driver, worker and actor of the cluster, with tasks and CPU slots (INT-006)."""
     try:
-        members = _members(args.address)
-        print(f"{'peer':<34} {'host':<16} {'tasks':>5} {'owned':>6} {'store':>12} {'sent':>12} {'received':>12}")
-        for peer, _address, _slots, _host in members:
-            try:
-                s = api._call_on(peer, "refrpc.runtime._membership:node_stats", timeout=10)
-            except api.RefRPCError as exc:
-                print(f"{peer:<34} unreachable: {exc}")
-                continue
-            print(f"{peer:<34} {s['host']:<16} {s['running_tasks']:>5} {s['owned_objects']:>6} "
-                  f"{s['store_bytes']:>12,} {s['bytes_sent']:>12,} {s['bytes_received']:>12,}")
-        print(f"{len(members)} workers")
+        api.init(address=args.address)
+        me = api._node().peer_id
+        rows = [r for r in api.nodes() if r["id"] != me]  # not this command's own driver
+        print(f"{'peer':<34} {'role':<7} {'host':<16} {'pid':>7} {'CPU':>4}  {'running':<16} {'submitted tasks':<28} actors")
+        for r in rows:
+            cpu = f"{r['resources'].get('CPU', 0):g}" if r["role"] == "worker" else "-"
+            actors = "?" if r["actors"] is None else str(len(r["actors"]))
+            state = "" if r["alive"] else " (dead)"
+            print(f"{r['id'] + state:<34} {r['role']:<7} {r['host'] or '-':<16} {r['pid'] or '-':>7} {cpu:>4}  "
+                  f"{_counts(r['executing']):<16} {_counts(r['tasks']):<28} {actors}")
+        for r in rows:
+            for a in r["actors"] or []:
+                print(f"  actor {a['id']} on {r['id']} (owner {a['owner']}): {a['state']}")
+        workers = [r for r in rows if r["role"] == "worker" and r["alive"]]
+        drivers = [r for r in rows if r["role"] == "driver" and r["alive"]]
+        total = sum(r["resources"].get("CPU", 0) for r in workers)
+        running = sum((r["executing"] or {}).get("running", 0) for r in workers)
+        queued = sum((r["tasks"] or {}).get("queued", 0) for r in rows)
+        actors = sum(len(r["actors"] or []) for r in rows)
+        print(f"{len(workers)} workers, {total:g} CPU slots, {running} tasks running, {queued} queued; "
+              f"{len(drivers)} drivers; {actors} actors")
     finally:
         api.shutdown()
     return 0

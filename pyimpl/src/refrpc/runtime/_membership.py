@@ -85,3 +85,16 @@ def node_stats() -> dict:
         }
 
     return node.call(read).result()
+
+
+def cluster() -> list[tuple[str, str, str, int, str, int]]:
+    """Run on the head: every live peer as (peer, role, address, slots, host, pid),
+    the head first, then the workers, then the drivers (for ``refrpc status``)."""
+    import os
+
+    node = _head_node()
+    dead = {p for p, r in node.call(lambda: dict(node.core.remotes)).result().items() if r.state == "dead"}
+    rows = [(node.peer_id, "head", node.address, 0, socket.gethostname(), os.getpid())]
+    rows += [(p, "worker", a, s, h, PIDS.get(p, 0)) for p, (a, s, h, _) in node.members.items() if p not in dead]
+    rows += [(p, "driver", a, 0, h, PIDS.get(p, 0)) for p, (a, _s, h, _) in node.drivers.items() if p not in dead]
+    return rows
