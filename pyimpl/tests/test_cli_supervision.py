@@ -214,3 +214,24 @@ def test_status_lists_drivers_workers_actors_tasks_and_cpu_slots(cli) -> None:
         assert refrpc.get(refs, timeout=60) == [3000] * 5
     finally:
         refrpc.shutdown()
+
+
+def test_force_cancel_in_a_joined_cluster_is_refused_with_a_clear_error(cli) -> None:
+    # refrpc.init(address=...): the workers belong to `refrpc start`, not to this
+    # program, so cancel(force=True) may not kill them; cancel() still works.
+    import remote_fixtures as rf
+
+    head = cli.start("--head", "--num-workers", "1")
+    (worker,) = cli.workers_of(head, 1)
+    _registered(cli, _address(head), 1)
+    refrpc.init(address=_address(head))
+    try:
+        long = rf.spin_ms.remote(60_000)
+        with pytest.raises(refrpc.RefRPCError, match="did not start"):
+            refrpc.cancel(long, force=True)
+        assert refrpc.cancel(long) is True
+        with pytest.raises(refrpc.TaskCancelledError):
+            refrpc.get(long, timeout=30)
+        assert _alive(worker)
+    finally:
+        refrpc.shutdown()

@@ -312,16 +312,28 @@ def as_completed(refs: Sequence[Ref[Any]], *, timeout: float | None = None) -> I
         yield from ready
 
 
-def cancel(ref: Ref[Any]) -> bool:
+def cancel(ref: Ref[Any], *, force: bool = False) -> bool:
     """Cancel the task that makes ``ref`` (TASK-008): if it has not started it never
     will; if it runs, it is stopped (``TaskCancelledError`` is raised inside it; a
     long call into C, such as one ``time.sleep``, ends first). ``get`` of its results
     raises :class:`TaskCancelledError` at once. Only the process that submitted the
     task can cancel it. Returns whether a task was cancelled (False: it had already
     finished, or ``ref`` is not a result of a task this process submitted).
+
+    With ``force``, a running task that has not stopped a second after it was told
+    to is stopped by killing the worker process that runs it (``kill -9``); the
+    cluster's supervisor starts the worker again, and other tasks that were on it
+    are retried as after any worker death. Only the workers this program started
+    (``refrpc.init()``) can be killed so: ``force`` on a task of a cluster this
+    program joined raises :class:`RefRPCError`, and on an actor method call
+    ``ValueError`` (kill the actor with :func:`kill` instead).
     """
     if not isinstance(ref, Ref):
         raise TypeError(f"cancel() takes a Ref, not {type(ref).__name__}")
+    if force:
+        from .runtime._cancel import cancel_forcibly
+
+        return cancel_forcibly(current_node(), context.cluster, ref.id)
     return _cancel_all(current_node(), [ref]) > 0
 
 

@@ -79,6 +79,14 @@ class LocalCluster:
     #: When each worker's current process started (monotonic), and its quick exits in a row.
     _started_at: dict[str, float] = field(default_factory=dict, repr=False)
     _quick_exits: dict[str, int] = field(default_factory=dict, repr=False)
+    #: The supervisor's node (None: no node) and whether it restarts workers (see watch).
+    _node: Node | None = field(default=None, repr=False)
+    _restart_on: bool = field(default=False, repr=False)
+    #: Workers to start again at a given time; workers given up; processes whose exit was handled.
+    _due: dict[str, float] = field(default_factory=dict, repr=False)
+    _gone: set[str] = field(default_factory=set, repr=False)
+    _handled: set[int] = field(default_factory=set, repr=False)
+    _exit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @staticmethod
     def new_namespace() -> str:
@@ -169,42 +177,62 @@ class LocalCluster:
         such deaths in a row (it cannot start, and the log says why it stopped)."""
         if node is not None:
             node.handle_soon(*self.sessions()).result()
-
-        def node_leaving() -> bool:
-            return node is not None and (node.stopped.is_set() or node.core.stopped)
+        self._node, self._restart_on = node, restart
 
         def run() -> None:
-            due: dict[str, float] = {}  # worker -> when to start it again
-            gone: set[str] = set()  # workers not started again
-            while not self._stopping.is_set() and not node_leaving():
-                now = time.monotonic()
+            while not self._stopping.is_set() and not self._node_leaving():
                 for name, proc in list(self.processes.items()):
-                    if name in due or name in gone or proc.poll() is None:
-                        continue
-                    incarnation = self.incarnations.get(name, 0)
-                    if node is not None:
-                        node.call(lambda n=name, c=proc.returncode, i=incarnation: self._report(node, n, c, i))
-                    if self._stopping.is_set() or node_leaving():
-                        break
-                    wait = self._next_start(name, now, restart and (node is not None or proc.returncode != 0))
-                    if wait is None:
-                        gone.add(name)
-                        log.warning("worker %s (pid %d, incarnation %x) %s; not started again%s", name, proc.pid,
-                                    incarnation, _exit_text(proc.returncode),
-                                    "" if proc.returncode == 0 or not restart else
-                                    f" (it died within {QUICK_EXIT_S:g} s of its start {MAX_QUICK_EXITS} times in a row)")
-                    else:
-                        due[name] = now + wait
-                for name, when in list(due.items()):
+                    if proc.poll() is not None:
+                        self._exited(name, proc)
+                now = time.monotonic()
+                for name, when in list(self._due.items()):
                     if when <= now:
-                        del due[name]
+                        del self._due[name]
                         self._restart(name, node)
-                if gone and len(gone) == len(self.processes):
+                if self._gone and len(self._gone) == len(self.processes):
                     self.finished.set()
                     return
                 self._stopping.wait(interval)
 
         threading.Thread(target=run, name="refrpc-supervisor", daemon=True).start()
+
+    def _node_leaving(self) -> bool:
+        node = self._node
+        return node is not None and (node.stopped.is_set() or node.core.stopped)
+
+    def _exited(self, name: str, proc: subprocess.Popen, killed: bool = False) -> None:
+        """Worker ``name``'s process ``proc`` has exited: report it and start it again
+        (or schedule that, or give it up). Once per process, whoever sees it first:
+        the supervisor's thread, or :meth:`kill_worker` (``killed``: on purpose, so
+        not a sign that the worker cannot start)."""
+        with self._exit_lock:
+            if proc.pid in self._handled or self.processes.get(name) is not proc:
+                return
+            self._handled.add(proc.pid)
+        node = self._node
+        incarnation = self.incarnations.get(name, 0)
+        wait = self._next_start(name, time.monotonic(), self._restart_on and (node is not None or proc.returncode != 0))
+        if killed and wait is not None:
+            self._quick_exits[name] = 0
+            wait = 0.0
+        if node is not None:
+            # Reported and, at once, replaced by a new incarnation already in session,
+            # under the node's lock: a task the program submits meanwhile never finds
+            # the worker gone.
+            node.call(lambda: (self._report(node, name, proc.returncode, incarnation),
+                               wait == 0.0 and not self._node_leaving() and self._restart(name, node)))
+            if wait == 0.0:
+                return
+        if self._stopping.is_set() or self._node_leaving():
+            return
+        if wait is None:
+            self._gone.add(name)
+            log.warning("worker %s (pid %d, incarnation %x) %s; not started again%s", name, proc.pid,
+                        incarnation, _exit_text(proc.returncode),
+                        "" if proc.returncode == 0 or not self._restart_on else
+                        f" (it died within {QUICK_EXIT_S:g} s of its start {MAX_QUICK_EXITS} times in a row)")
+        else:
+            self._due[name] = time.monotonic() + wait
 
     def _next_start(self, name: str, now: float, restart: bool) -> float | None:
         """Seconds until worker ``name``, which just exited, is started again; None: never."""
@@ -214,7 +242,9 @@ class LocalCluster:
         self._quick_exits[name] = self._quick_exits.get(name, 0) + 1 if quick else 0
         if self._quick_exits[name] >= MAX_QUICK_EXITS:
             return None
-        return 0.0 if not quick else min(5.0, 0.1 * 2 ** self._quick_exits[name])
+        # A worker may be killed twice in a row (by cancel(force=True), say); from the
+        # second quick death on, it waits: it may be failing to start.
+        return 0.0 if self._quick_exits[name] <= 1 else min(5.0, 0.1 * 2 ** self._quick_exits[name])
 
     def _restart(self, name: str, node: Node | None = None) -> None:
         """Start worker ``name`` again. With ``node``, open a session with the new
@@ -240,6 +270,19 @@ class LocalCluster:
         if node is not None and not address.endswith(":0"):
             incarnation = self.incarnations[name]
             node.handle_soon(lambda sid: ev.Connect(sid, name, address, incarnation))
+
+    def kill_worker(self, name: str, incarnation: int, why: str) -> bool:
+        """``kill -9`` worker ``name`` if it still runs as ``incarnation`` (0: whichever);
+        the supervisor then starts it again. Returns whether a process was killed."""
+        with self._lock:
+            proc = self.processes.get(name)
+            if proc is None or proc.poll() is not None or incarnation not in (0, self.incarnations.get(name)):
+                return False
+            log.warning("killing worker %s (pid %d, incarnation %x): %s", name, proc.pid, self.incarnations[name], why)
+            proc.kill()
+        proc.wait()
+        self._exited(name, proc, killed=True)  # now, not at the supervisor's next look
+        return True
 
     def _report(self, node: Node, name: str, code: int | None, incarnation: int | None = None) -> None:
         """Tell ``node`` that worker ``name`` (as ``incarnation``, by default the one
