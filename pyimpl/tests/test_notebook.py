@@ -79,6 +79,7 @@ def test_the_documented_notebook_runs_and_shows_what_it_says(kernel_spec: str, t
     assert "[0, 1, 4, 9, 16]" in got
     assert "Point(x=1.5, y=2.0)" in got  # a dataclass defined in a cell, there and back
     assert "[11, 13, 16]" in got  # an actor class defined in a cell, keyword arguments
+    assert "{'CPU': 2.0}" in got  # refrpc.cluster_resources(), as Ray shows it
 
 
 INTERRUPT_CELLS = [
