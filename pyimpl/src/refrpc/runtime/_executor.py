@@ -1,4 +1,5 @@
-"""Runs tasks and actors for a node, one at a time, on threads of its own.
+"""Runs a node's tasks, taking turns on threads of its own, and hands each hosted actor
+its own threads (:mod:`._actor_runner`).
 
 Whichever thread feeds the core (usually the node's loop thread, on a
 ``SubmitTask``) hands over ``RunTask``/``StartActor``/``StopActor`` instructions
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import events as ev
 from ..core.messages import Encoding, ErrorCode, ErrorInfo, Value
 from ..store import ObjectNotFound
+from ._actor_runner import ActorRunner
 from ._node import error_info
 from ._refs import KWARGS_SUFFIX, ByRef, Ref, load, to_value, use_node, value_of
 
@@ -109,9 +111,10 @@ class Executor:
     up to :data:`MAX_WAITING_TASKS`) runs the queued work meanwhile; the waiting
     task takes the turn again once its value is there, before any queued work. Without that, a task waiting for a task
     queued behind it on the same worker (a nested task placed here, or one retried
-    here after another worker died) would wait forever. An actor's calls still
-    never overlap: the core hands over an actor's next call only when the previous
-    one has finished (ACT-003).
+    here after another worker died) would wait forever. Actors do not take turns
+    here: each hosted actor runs on threads of its own (:class:`ActorRunner`), and
+    the core hands over an actor's calls in order, as many at a time as the actor's
+    concurrency allows (ACT-003, ACT-013).
 
     A ``held`` executor takes no work until :meth:`open`: a worker's peer is
     reachable as soon as its socket is bound, and a task that arrives at once may
@@ -126,7 +129,10 @@ class Executor:
         if not held:
             self._opened.set()
         self.queue: queue.SimpleQueue[ev.Instruction | None] = queue.SimpleQueue()
+        #: Actor instances hosted here (actor id -> instance).
         self.actors: dict[str, Any] = {}
+        #: The threads of each hosted actor (actor id -> runner).
+        self.runners: dict[str, ActorRunner] = {}
         #: Held by the thread whose task runs now, or that waits for work (class doc).
         self._turn = threading.Lock()
         #: Tasks whose get is over, waiting to take the turn back (they go first).
@@ -163,10 +169,39 @@ class Executor:
         t.start()
 
     def submit(self, ins: ev.Instruction) -> None:
+        """Queue ``ins``: tasks take turns on the task threads; an actor's constructor
+        and calls go to that actor's own threads (:class:`ActorRunner`), so actors and
+        tasks never wait behind each other. Called holding the node's lock."""
+        if isinstance(ins, ev.StartActor):
+            runner = self.runners[ins.actor_id] = ActorRunner(self, ins.actor_id)
+            runner.submit(ins)
+            return
+        if isinstance(ins, ev.StopActor):
+            runner = self.runners.pop(ins.actor_id, None)
+            self.actors.pop(ins.actor_id, None)  # its running calls keep what they use
+            if runner is not None:
+                runner.stop()
+            return
         if isinstance(ins, ev.RunTask):
             with self._lock:
                 self._queued.add((ins.task_id, ins.attempt))
+            runner = self.runners.get(ins.actor_id) if ins.actor_id else None
+            if runner is not None:
+                runner.submit(ins)
+                return
         self.queue.put(ins)
+
+    def mark_actor_thread(self) -> None:
+        """The calling thread runs an actor's calls: it holds no turn (see help_until)."""
+        self._local.actor = True
+
+    def wait_open(self) -> None:
+        """Block until the executor takes work (see ``held``)."""
+        self._opened.wait()
+
+    def execute(self, ins: ev.Instruction) -> None:
+        """Carry out one instruction on the calling thread (an actor's thread)."""
+        self._execute(ins)
 
     def stop_task(self, task_id: str, attempt: int) -> None:
         """Stop a task (its owner died, FATE-003; it was cancelled, TASK-008; its actor
@@ -213,6 +248,7 @@ class Executor:
             return fut.result()
         woken = threading.Event()
         fut.add_done_callback(lambda _: woken.set())
+        turn = not getattr(self._local, "actor", False)  # an actor's thread holds no turn
         with self._lock:
             if key in self._interrupting:
                 # A stop was sent into this task and has not landed yet: take it now,
@@ -224,23 +260,25 @@ class Executor:
                 waker = None  # too many wait already: this one keeps its turn
             else:
                 waker = self._waiting[key] = woken
-                if self._idle == 0:
+                if turn and self._idle == 0:
                     self._spawn()  # someone must take the queued work meanwhile
         if waker is None:
             return fut.result(timeout)
-        self._turn.release()
+        if turn:
+            self._turn.release()
         try:
             woken.wait(timeout)
         finally:
             # While the task is in _waiting, stop_task sends nothing into it (it sets
             # _stop_on_wake): nothing can land before the turn is held again.
-            with self._resume_cv:
-                self._resuming += 1
-            self.queue.put(_WAKE)  # a thread holding the turn while it waits for work lets go
-            self._take_turn(resuming=True)
-            with self._resume_cv:
-                self._resuming -= 1
-                self._resume_cv.notify_all()
+            if turn:
+                with self._resume_cv:
+                    self._resuming += 1
+                self.queue.put(_WAKE)  # a thread holding the turn while it waits for work lets go
+                self._take_turn(resuming=True)
+                with self._resume_cv:
+                    self._resuming -= 1
+                    self._resume_cv.notify_all()
             with self._lock:
                 self._waiting.pop(key, None)
                 stopped = key in self._stop_on_wake
@@ -255,6 +293,8 @@ class Executor:
 
     def stop(self) -> None:
         self.queue.put(None)
+        for runner in list(self.runners.values()):
+            runner.stop()
         self._opened.set()  # a held executor still sees the stop
 
     def _run(self) -> None:
