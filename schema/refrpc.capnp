@@ -981,6 +981,12 @@ struct CreateActor {
   maxRestarts @3 :UInt32;
   # How often I may re-create the actor on another host after its host dies
   # (ACT-011); you never restart it yourself (ACT-002).
+
+  maxConcurrency @4 :UInt32;
+  # How many of the actor's method calls you may run at once; 0 (the default,
+  # what a sender that predates this field sends) means 1 (ACT-013). You start
+  # each caller's calls in actorSeq order whatever this is (ACT-003); with more
+  # than 1 they may finish, and be answered, in any order (ACT-016).
 }
 
 enum ActorState {

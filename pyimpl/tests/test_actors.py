@@ -45,3 +45,42 @@ def test_a_long_task_does_not_delay_an_actors_calls(one_worker, tmp_path):
     gate.touch()
     assert refrpc.get(long, timeout=30) is True
     g.kill()
+
+
+def test_async_methods_run_concurrently_on_the_actors_event_loop(one_worker):
+    # r = Rendezvous.remote(); r.meet.remote("a", "b"), r.meet.remote("b", "a")
+    # each awaits the other's event: both return only if they run at once   ACT-013, ACT-016
+    r = af.Rendezvous.remote()
+    assert refrpc.get([r.meet.remote("a", "b"), r.meet.remote("b", "a")], timeout=30) == ["a", "b"]
+    assert refrpc.get(r.awaited.remote(refrpc.shared(af.add.remote(41, 1))), timeout=30) == 42
+    r.kill()
+
+
+def test_max_concurrency_1_keeps_an_async_actors_calls_in_order(one_worker):
+    # r = Rendezvous.options(max_concurrency=1).remote(); record(0..19) run one at a time   ACT-003
+    r = af.Rendezvous.options(max_concurrency=1).remote()
+    assert refrpc.get([r.record.remote(i) for i in range(20)], timeout=30) == list(range(20))
+    assert refrpc.get(r.recorded.remote(), timeout=30) == list(range(20))
+    with pytest.raises(TimeoutError) as info:
+        refrpc.get(r.meet.remote("a", "b", 0.2), timeout=30)  # nobody else may run meanwhile
+    assert isinstance(info.value, refrpc.TaskError)  # TASK-018, with an OSError subclass
+    r.kill()
+
+
+def test_a_sync_actor_with_max_concurrency_runs_calls_on_several_threads(one_worker):
+    # t = ThreadedRendezvous.remote()   (@remote(max_concurrency=2)); two calls meet
+    t = af.ThreadedRendezvous.remote()
+    assert refrpc.get([t.meet.remote("a", "b"), t.meet.remote("b", "a")], timeout=30) == ["a", "b"]
+    t.kill()
+
+
+def test_killing_an_async_actor_ends_its_waiting_calls(one_worker):
+    # r = Rendezvous.remote(); f = r.forever.remote(); kill(r) -> ActorDiedError   ACT-006
+    r = af.Rendezvous.remote()
+    f = r.forever.remote()
+    assert refrpc.get(r.record.remote(1), timeout=30) == 1  # the loop still serves calls
+    refrpc.kill(r)
+    with pytest.raises(refrpc.ActorDiedError):
+        refrpc.get(f, timeout=30)
+    with pytest.raises(ValueError):
+        af.Rendezvous.options(max_concurrency=0)

@@ -563,22 +563,44 @@ class ActorHandle:
         node.handle_soon(lambda sid: ev.KillActorRequest(sid, self._actor_id))
 
 
-class ActorClass:
-    """A class made into an actor factory by ``@refrpc.remote``."""
+#: Calls an actor with ``async def`` methods may run at once unless told otherwise (as Ray).
+ASYNC_MAX_CONCURRENCY = 1000
 
-    def __init__(self, cls: type, max_restarts: int = 0) -> None:
+
+class ActorClass:
+    """A class made into an actor factory by ``@refrpc.remote``.
+
+    ``max_concurrency`` is how many of the actor's calls may run at once (ACT-013):
+    1 by default, so calls run one at a time in order; for a class with
+    ``async def`` methods, 1000, and its calls run on the actor's event loop
+    (concurrently while they await). A synchronous actor with more than 1 runs
+    its calls on that many threads.
+    """
+
+    def __init__(self, cls: type, max_restarts: int = 0, max_concurrency: int | None = None) -> None:
+        from .runtime._actor_runner import is_async_class
+
+        if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+                                            or not 1 <= max_concurrency <= 2**31):
+            raise ValueError(f"max_concurrency must be an int from 1 to 2**31, not {max_concurrency!r}")
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or not 0 <= max_restarts < 2**32:
+            raise ValueError(f"max_restarts must be an int >= 0, not {max_restarts!r}")
         self._refrpc_target = cls
         self._cls = cls
         self._name = _name_of(cls)
         self._max_restarts = max_restarts
+        self._given_concurrency = max_concurrency
+        self._max_concurrency = max_concurrency or (ASYNC_MAX_CONCURRENCY if is_async_class(cls) else 1)
         self._route = _Route(cls, "refrpc.runtime._executor:construct_by_value")
 
     def _target(self, node: Any) -> tuple[str, list[ev.ArgSpec]]:
         """The class name to construct, and arguments to put before the user's."""
         return self._route.resolve(node)
 
-    def options(self, *, max_restarts: int = 0) -> ActorClass:
-        return ActorClass(self._cls, max_restarts)
+    def options(self, *, max_restarts: int | None = None, max_concurrency: int | None = None) -> ActorClass:
+        """A copy with other options (those not given stay as they are)."""
+        return ActorClass(self._cls, self._max_restarts if max_restarts is None else max_restarts,
+                          self._given_concurrency if max_concurrency is None else max_concurrency)
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         node = current_node()
@@ -589,7 +611,8 @@ class ActorClass:
 
         def do() -> str:
             aid = node.new_id()
-            node.handle(ev.CreateActorRequest(node.sid(), aid, name, tuple(specs), "", self._max_restarts))
+            node.handle(ev.CreateActorRequest(node.sid(), aid, name, tuple(specs), "", self._max_restarts,
+                                              self._max_concurrency))
             return aid
 
         aid = node.call(do).result()

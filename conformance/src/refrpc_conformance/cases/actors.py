@@ -150,6 +150,35 @@ def iut_owns_an_actor(ctx: CaseContext) -> None:
 
 
 @case(
+    "actors/ACT-013-ACT-016-concurrent-actor-replies-in-any-order",
+    requirements=["ACT-013", "ACT-016", "ACT-003", "CNF-008"],
+    features=("core", "actors"),
+    summary=(
+        "The IUT creates a Counter(0) hosted by suite peer H with maxConcurrency 3: H must receive CreateActor "
+        "with maxConcurrency 3. The IUT calls add(1), add(2) and add(3); H receives all three (actorSeq 1, 2, 3) "
+        "and answers them in the order 3, 1, 2 with 6, 1, 3: the IUT must take each reply for its own call "
+        "(ACT-016: with concurrency, calls end in any order)."
+    ),
+)
+def concurrent_replies_in_any_order(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    h = ctx.wire_peer("host")
+    iut.add_peer(h, slots=1)
+    actor = iut.control("actor_create", **{"class": "Counter", "args": [{"value": 0}], "host": h.peer_id,
+                                            "max_concurrency": 3})["actor_id"]
+    create = _host_answers(ctx, h, iut.peer_id)
+    ctx.check("ACT-013", create.max_concurrency == 3, "CreateActor with maxConcurrency 3", create.max_concurrency)
+    returns = [iut.control("actor_call", actor_id=actor, method="add", args=[{"value": n}])["returns"][0] for n in (1, 2, 3)]
+    calls = [ctx.expect(h, SubmitTask, requirement="ACT-003", what=f"call {n}").body for n in (1, 2, 3)]
+    ctx.check("ACT-003", [c.actor_seq for c in calls] == [1, 2, 3], "actorSeq 1, 2, 3", [c.actor_seq for c in calls])
+    link_h = h.link(iut.peer_id)
+    for st, result in ((calls[2], 6), (calls[0], 1), (calls[1], 3)):
+        link_h.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable(result)),)))
+    got = [iut.get(r).get("value") for r in returns]
+    ctx.check("ACT-016", got == [1, 3, 6], "each reply read for its own call: 1, 3, 6", got)
+
+
+@case(
     "actors/ACT-011-ACT-002-restarts-bounded",
     requirements=["ACT-011", "ACT-002", "ACT-007", "ACT-014"],
     features=("core", "actors"),

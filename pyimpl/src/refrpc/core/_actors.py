@@ -39,7 +39,8 @@ class Actors:
         host = s.executor or self._place(mentioned)
         if not host:
             raise LocalUsageError(ErrorCode.RESOURCE_EXHAUSTED, "no live peer to host the actor")
-        a = OwnedActor(s.actor_id, s.class_name, args, host, max_restarts=s.max_restarts, arg_refs=mentioned, holding_args=True)
+        a = OwnedActor(s.actor_id, s.class_name, args, host, max_restarts=s.max_restarts, arg_refs=mentioned,
+                       holding_args=True, max_concurrency=s.max_concurrency)
         self.owned_actors[s.actor_id] = a
         for oid in mentioned:
             self._hold(oid, "submitted_task_refs", +1)  # covered like task arguments (BOR-006)
@@ -66,7 +67,7 @@ class Actors:
             return
         w = self.workers.get(a.host)
         self._story(a.actor_id, "create", f"on {a.host}")
-        self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts), w[0] if w else self._address_of(a.host))
+        self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts, a.max_concurrency), w[0] if w else self._address_of(a.host))
 
     def _actor_route(self: Peer, actor_id: ActorId, executor: PeerId) -> tuple[PeerId, int]:
         a = self.owned_actors.get(actor_id)
@@ -114,7 +115,8 @@ class Actors:
         self._check_args(msg.args)  # VAL-015
         if msg.actor_id in self.hosted:
             return  # duplicate (RPC-001)
-        self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation)
+        self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation,
+                                                max_concurrency=max(1, msg.max_concurrency))  # ACT-013
         # Creation runs like a task with no returns: same argument resolution (TASK-002).
         spec = SubmitTask(f"{msg.actor_id}#create", msg.class_name, msg.args, ())
         self.actor_creations[(r.peer, r.incarnation, spec.task_id, 1)] = msg.actor_id
@@ -122,7 +124,8 @@ class Actors:
 
     def _creation_started(self: Peer, key: ExecKey, ex: ExecTask, resolved: tuple) -> None:
         actor_id = self.actor_creations[key]
-        self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved))
+        h = self.hosted.get(actor_id)
+        self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved, h.max_concurrency if h else 1))
 
     def _creation_failed(self: Peer, key: ExecKey, error: ErrorInfo) -> None:
         """The constructor could not run (an argument failed, TASK-009, or it raised)."""
@@ -228,12 +231,13 @@ class Actors:
     def _actor_may_start(self: Peer, key: ExecKey) -> bool:
         ex = self.exec_tasks[key]
         h = self.hosted.get(ex.spec.actor_id)
-        return h is not None and h.state == "alive" and not h.running and self._actor_next(h) == key
+        return (h is not None and h.state == "alive" and len(h.running) < h.max_concurrency
+                and self._actor_next(h) == key)  # ACT-003: calls start in order; ACT-013
 
     def _actor_started(self: Peer, key: ExecKey) -> None:
         ex = self.exec_tasks[key]
         h = self.hosted[ex.spec.actor_id]
-        h.running = True
+        h.running[key] = None
         if h.queue and h.queue[0] == key:
             h.queue.popleft()
         else:
@@ -247,15 +251,24 @@ class Actors:
         h = self.hosted.get(ex.spec.actor_id)
         if h is None:
             return
-        h.running = False
+        h.running.pop(key, None)
+        if key in h.queue:
+            # Answered without running (an argument failed, TASK-009; cancelled,
+            # TASK-008): it must not hold up the calls behind it.
+            h.queue.remove(key)
         self._actor_pump(h)
 
     def _actor_pump(self: Peer, h: HostedActor) -> None:
-        if h.queue and not h.running:
-            # Calls still resolving their arguments wait; the next ready one in order runs.
+        # Calls still resolving their arguments wait; the next ones in order start,
+        # as many as the actor may run at once (ACT-003, ACT-013).
+        while h.queue and len(h.running) < h.max_concurrency:
             nxt = self._actor_next(h)
-            if nxt is not None:
-                self._maybe_start(nxt)
+            if nxt is None:
+                return
+            started = len(h.running)
+            self._maybe_start(nxt)
+            if len(h.running) == started and nxt in h.queue:
+                return  # it waits for an argument; those behind it wait for it
 
     def _actor_owner_died(self: Peer, dead: PeerId) -> None:
         for h in list(self.hosted.values()):

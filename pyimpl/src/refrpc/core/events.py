@@ -212,6 +212,8 @@ class CreateActorRequest(Stimulus):
     args: tuple[ArgSpec, ...]
     executor: PeerId = ""
     max_restarts: int = 0
+    #: How many calls may run at once on the host (ACT-013); 0 means 1.
+    max_concurrency: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +354,8 @@ class StartActor(Instruction):
     actor_id: ActorId
     class_name: str
     args: tuple[ResolvedArg, ...]
+    #: How many of its calls the core may hand over at once (ACT-013).
+    max_concurrency: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -209,6 +209,8 @@ class OwnedActor:
     #: Refs the creation arguments mention, held while the creation is pending (ACT-001).
     arg_refs: tuple[ObjectId, ...] = ()
     holding_args: bool = False
+    #: Calls the host may run at once, as sent in CreateActor (0 means 1, ACT-013).
+    max_concurrency: int = 0
 
 
 @dataclass(slots=True)
@@ -221,7 +223,10 @@ class HostedActor:
     last_run: dict[tuple[PeerId, int], int] = field(default_factory=dict)
     #: Calls not yet started, in arrival order.
     queue: deque = field(default_factory=deque)
-    running: bool = False
+    #: Calls started and not replied yet (at most ``max_concurrency``, ACT-013).
+    running: dict = field(default_factory=dict)
+    #: How many calls may run at once (CreateActor.maxConcurrency, at least 1).
+    max_concurrency: int = 1
 
 
 @dataclass(slots=True)

@@ -354,12 +354,14 @@ class Control:
         class_name, host = _name(req, "class"), _text(req, "host")
         specs = self._arg_specs(_arg(req, "args", list))
         max_restarts = _count(req, "max_restarts", 0)
+        max_concurrency = _count(req, "max_concurrency", 0)
         self._reach(host)
         node = self.node_iut.node
 
         def create() -> str:
             aid = node.new_id()
-            node.handle(ev.CreateActorRequest(node.sid(), aid, class_name, tuple(specs), host, max_restarts))
+            node.handle(ev.CreateActorRequest(node.sid(), aid, class_name, tuple(specs), host, max_restarts,
+                                              max_concurrency))
             return aid
 
         actor_id: str = node.call(create).result()  # ACT-001

@@ -1,0 +1,63 @@
+"""The sans-IO core's actor rules that concern concurrency and order (ACT-003,
+ACT-013, ACT-016), driven with exact stimuli."""
+
+from __future__ import annotations
+
+from corekit import Net, of_type, ref, result
+from refrpc.core import events as ev
+from refrpc.core.messages import CreateActor, ErrorCode, ErrorInfo
+
+
+def create_actor(net: Net, concurrency: int = 0, owner: str = "D", host: str = "H") -> str:
+    aid = net.ids[owner].next()
+    net.handle(owner, ev.CreateActorRequest(net.sid(owner, "actor"), aid, "Counter", (), host, 0, concurrency))
+    net.deliver_all()
+    net.handle(host, ev.ActorReady(net.sid(host, "ready"), aid))
+    net.deliver_all()
+    return aid
+
+
+def test_create_actor_carries_the_concurrency_and_the_host_hands_over_that_many_calls():
+    # D: a = Counter.options(max_concurrency=2).remote(); four calls        ACT-013, ACT-016
+    net = Net(("D", "H"))
+    aid = create_actor(net, 2)
+    assert [m.max_concurrency for m in net.sent_bodies(CreateActor)] == [2]
+    assert [s.max_concurrency for s in of_type(net.log["H"], ev.StartActor)] == [2]
+    calls = [net.submit("D", "m", actor=aid)[0] for _ in range(4)]
+    net.deliver_all()
+    assert [r.task_id for r in net.runs("H")] == calls[:2]  # two run at once, in order
+    out = net.finish("H", calls[1], result(b"second ends first"))  # ACT-016: any order
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [calls[2]]
+    out = net.finish("H", calls[0], result(b"first"))
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [calls[3]]
+
+
+def test_without_concurrency_one_call_runs_at_a_time():
+    # D: a = Counter.remote(); three calls: the host hands over one after another   ACT-013
+    net = Net(("D", "H"))
+    aid = create_actor(net)
+    assert [m.max_concurrency for m in net.sent_bodies(CreateActor)] == [0]
+    calls = [net.submit("D", "m", actor=aid)[0] for _ in range(3)]
+    net.deliver_all()
+    assert [r.task_id for r in net.runs("H")] == calls[:1]
+    for i, tid in enumerate(calls):
+        out = net.finish("H", tid, result())
+        assert [r.task_id for r in of_type(out, ev.RunTask)] == calls[i + 1:i + 2]
+
+
+def test_a_call_whose_argument_failed_does_not_hold_up_the_calls_behind_it():
+    # D: x = fails.remote() on W; a.m.remote(x); a.m.remote(1)              TASK-009, ACT-003
+    net = Net(("D", "H", "W"))
+    aid = create_actor(net)
+    tx, (x,) = net.submit("D", "fails", executor="W")
+    first, (y1,) = net.submit("D", "m", ref(x), actor=aid)
+    second, (y2,) = net.submit("D", "m", actor=aid)
+    net.deliver_all()
+    assert [r.task_id for r in net.runs("H")] == []  # the first waits for x; the second waits for it
+    net.finish("W", tx, ev.TaskResult(error=ErrorInfo(ErrorCode.TASK_FAILED, "no")))
+    net.deliver_all()
+    assert net["D"].owned[y1].error.code is ErrorCode.TASK_FAILED
+    assert [r.task_id for r in net.runs("H")] == [second]
+    net.finish("H", second, result(b"ran"))
+    net.deliver_all()
+    assert net["D"].owned[y2].state == "ready"
