@@ -95,3 +95,82 @@ class ThreadedRendezvous:
         if not self.events[other].wait(limit_s):
             raise TimeoutError(f"{other} never came")
         return me
+
+
+# ---------------------------------------------------------------- handles that travel (ACT-017..ACT-019)
+@refrpc.remote
+class Log:
+    # Records who called in which order.
+    def __init__(self):
+        self.entries = []
+
+    def append(self, caller, i):
+        self.entries.append((caller, i))
+        return len(self.entries)
+
+    def read(self):
+        return list(self.entries)
+
+
+@refrpc.remote
+class Tracked:
+    # Leaves a file behind when its instance is freed on its host.
+    def __init__(self, marker):
+        self.marker = marker
+        self.value = 0
+
+    def add(self, n):
+        self.value += n
+        return self.value
+
+    def __del__(self):
+        with open(self.marker, "w") as f:
+            f.write("freed")
+
+
+def _me():
+    return refrpc.api._ctx.node.peer_id
+
+
+@refrpc.remote
+def log_through(handle, caller, n):
+    # A task that calls an actor through a handle it was passed: its own calls, in order.
+    return refrpc.get([handle.append.remote(caller, i) for i in range(n)], timeout=60)
+
+
+@refrpc.remote
+def add_through(holder):
+    # The handle arrives inside a value (a dict), not as the argument itself.
+    return refrpc.get(holder["actor"].add.remote(1), timeout=60)
+
+
+_KEPT = []
+
+
+def keep_handle(handle):
+    # Keeps the handle after the task ends (the worker becomes a borrower, BOR-007).
+    _KEPT.append(handle)
+    return _me()
+
+
+def drop_handles():
+    import gc
+
+    _KEPT.clear()
+    gc.collect()
+    return _me()
+
+
+def hosted_actors():
+    # The actor instances this process holds (its executor's state).
+    return sorted(refrpc.api._ctx.executor.actors)
+
+
+@refrpc.remote
+class Relay:
+    # An actor that is passed another actor's handle and calls it.
+    def __init__(self, target):
+        self.target = target
+
+    def bump(self):
+        return refrpc.get(self.target.add.remote(10), timeout=60)

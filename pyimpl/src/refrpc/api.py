@@ -27,9 +27,9 @@ from .errors import (
     TaskError,
     WorkerDiedError,
 )
+from .runtime._handles import ActorHandle, ActorMethod, descriptor_value, methods_of, pack_kwargs
 from .runtime._refs import (
     KWARGS_SUFFIX,
-    ByRef,
     Ref,
     SharedRef,
     arg_specs,
@@ -417,16 +417,6 @@ def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
 
 
 # ---------------------------------------------------------------- remote functions
-def _pack_kwargs(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
-    """The protocol passes positional arguments; Python keywords ride as one trailing
-    dict, flagged in the function name (a Python-only convention). A Ref given as a
-    keyword is dereferenced for the callee, like a positional one."""
-    if not kwargs:
-        return name, args
-    packed = {k: ByRef(v) if isinstance(v, Ref) else v for k, v in kwargs.items()}
-    return name + KWARGS_SUFFIX, (*args, packed)
-
-
 def _name_of(obj: Any) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
@@ -516,7 +506,7 @@ class RemoteFunction:
         node = current_node()
         name, first = self._target(node)
         if kwargs:
-            name, args = _pack_kwargs(name, args, kwargs)
+            name, args = pack_kwargs(name, args, kwargs)
         specs, keep = arg_specs(node, args) if args else ([], [])
         if first:
             specs = first + specs
@@ -527,40 +517,6 @@ class RemoteFunction:
         del keep  # the submitted task holds them now (BOR-006)
         refs = [Ref(node, rid, counted=True) for rid in rids]
         return refs[0] if n == 1 else refs
-
-
-class ActorMethod:
-    def __init__(self, handle: ActorHandle, name: str) -> None:
-        self._handle = handle
-        self._name = name
-
-    def remote(self, *args: Any, **kwargs: Any) -> Ref[Any]:
-        node = current_node()
-        name, args = _pack_kwargs(self._name, args, kwargs)
-        specs, keep = arg_specs(node, args)
-        aid = self._handle._actor_id
-        task_id, rids = node.new_task_ids(1)
-        node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, 0, False, aid))
-        del keep
-        return Ref(node, rids[0], counted=True)
-
-
-class ActorHandle:
-    """A handle to an actor this process created; method calls run in order (ACT-003)."""
-
-    def __init__(self, actor_id: str, cls: type) -> None:
-        self._actor_id = actor_id
-        self._cls = cls
-
-    def __getattr__(self, name: str) -> ActorMethod:
-        if name.startswith("_") or not callable(getattr(self._cls, name, None)):
-            raise AttributeError(f"actor {self._cls.__name__} has no method {name}")
-        return ActorMethod(self, name)
-
-    def kill(self) -> None:
-        """Stop the actor (ACT-006): its pending calls fail with ActorDiedError."""
-        node = current_node()
-        node.handle_soon(lambda sid: ev.KillActorRequest(sid, self._actor_id))
 
 
 #: Calls an actor with ``async def`` methods may run at once unless told otherwise (as Ray).
@@ -605,19 +561,25 @@ class ActorClass:
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         node = current_node()
         name, first = self._target(node)
-        name, args = _pack_kwargs(name, args, kwargs)
+        name, args = pack_kwargs(name, args, kwargs)
         specs, keep = arg_specs(node, args)
         specs = first + specs
 
-        def do() -> str:
+        def do() -> tuple[str, str, str]:
             aid = node.new_id()
             node.handle(ev.CreateActorRequest(node.sid(), aid, name, tuple(specs), "", self._max_restarts,
                                               self._max_concurrency))
-            return aid
+            host = node.core.owned_actors[aid].host
+            address = node.core._address_of(host)
+            # ACT-017: the handle object, same id as the actor; every handle holds a ref to it.
+            value = descriptor_value(aid, node.peer_id, host, address, self._cls.__qualname__)
+            node.handle(ev.Put(node.sid(), aid, value))
+            return aid, host, address
 
-        aid = node.call(do).result()
+        aid, host, address = node.call(do).result()
         del keep
-        return ActorHandle(aid, self._cls)
+        ref: Ref[Any] = Ref(node, aid, counted=True)
+        return ActorHandle(aid, self._cls.__qualname__, methods_of(self._cls), host, address, ref)
 
 
 def kill(actor: ActorHandle) -> None:

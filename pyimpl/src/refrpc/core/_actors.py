@@ -60,6 +60,30 @@ class Actors:
         a.error = info
         self._release_actor_args(a)
         self._out(ActorStateChanged(self._sid, a.actor_id, a.state, info))
+        if a.handles_gone:
+            self._forget_actor(a)
+
+    def _holds_handle(self: Peer, actor_id: ActorId) -> bool:
+        """Whether this peer holds the actor's handle object (ACT-017) as a live ref."""
+        e = self.owned.get(actor_id)
+        return (e is not None and e.state != "released") or actor_id in self.borrowed
+
+    def _actor_handles_gone(self: Peer, actor_id: ActorId) -> None:
+        """The actor's handle object was reclaimed: no process holds a handle (ACT-009)."""
+        a = self.owned_actors[actor_id]
+        a.handles_gone = True
+        self._story(actor_id, "handles-gone", "keep" if a.keep else "kill")
+        if a.keep:
+            return
+        if a.state == ActorState.DEAD.value:
+            self._forget_actor(a)
+        else:
+            self._kill_actor(actor_id)
+
+    def _forget_actor(self: Peer, a: OwnedActor) -> None:
+        """A dead actor nobody can call any more: its records go (bounded memory)."""
+        self.owned_actors.pop(a.actor_id, None)
+        self.actor_call_seq.pop(a.actor_id, None)
 
     def _start_actor(self: Peer, a: OwnedActor) -> None:
         if not self._is_live(a.host):

@@ -175,6 +175,8 @@ class Objects:
             e.value = None
             nested, e.nested = e.nested, ()
             e.reclaimed = True
+            if oid in self.owned_actors:
+                self._actor_handles_gone(oid)  # ACT-009: no handle is left anywhere
             if e.lineage_refs > 0 and not e.lineage_evicted:
                 self._transition_owned(e, "out_of_scope")
             else:

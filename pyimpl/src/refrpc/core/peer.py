@@ -147,6 +147,11 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.arg_waiters: dict[ObjectId, list[tuple]] = {}
         self.owned_actors: dict[ActorId, OwnedActor] = {}
         self.hosted: dict[ActorId, HostedActor] = {}
+        #: Messages this peer sent itself, handled after the current stimulus (ACT-019).
+        self.loopback: deque = deque()
+        #: This peer as the sender of those messages.
+        self._self_remote = Remote(peer=peer_id, address=address, incarnation=incarnation, state="alive",
+                                   all_features=True)
         self.actor_creations: dict[tuple, ActorId] = {}
         self.actor_call_seq: dict[ActorId, int] = {}
         self.introspections: dict[int, PeerId] = {}
@@ -210,6 +215,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 if handler is None:
                     raise LocalUsageError(ErrorCode.MALFORMED, f"unknown stimulus {type(s).__name__}")
                 handler(s)
+                if self.loopback:
+                    self._drain_loopback()
             except LocalUsageError as exc:
                 # The failing stimulus changed nothing; what earlier ones produced stands
                 # and travels with the error, for the shell to carry out.
@@ -219,6 +226,16 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         if self.check_invariants:
             self.validate()
         return out
+
+    def _drain_loopback(self) -> None:
+        """Handle the messages this peer sent itself, in the order it sent them (FIFO,
+        like a session; nothing to number, acknowledge or retransmit)."""
+        me = self._self_remote
+        while self.loopback:
+            body = self.loopback.popleft()
+            handler = getattr(self, f"_on_{type(body).__name__}", None)
+            if handler is not None:
+                handler(me, body)
 
     def _out(self, instruction: Instruction) -> None:
         self._outbox.append(instruction)
