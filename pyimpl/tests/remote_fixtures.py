@@ -270,3 +270,18 @@ def touch_and_return(path):
     """Leaves a mark that it ran."""
     open(path, "w").close()
     return path
+
+
+@refrpc.remote
+def hold_until(path, limit_s=60.0):
+    """Runs until ``path`` exists (a long task the test ends when it wants), at most
+    ``limit_s``; returns whether it was released."""
+    import os
+    import time
+
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.01)
+    return False

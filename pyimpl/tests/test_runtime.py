@@ -130,9 +130,9 @@ def test_the_wait_loop_over_many_refs_costs_in_proportion_to_what_is_ready(clust
     registered = []
     real = node.get_result
 
-    def counting(oid):
+    def counting(oid, urgent=False):
         registered.append(oid)
-        return real(oid)
+        return real(oid, urgent)
 
     refs = [rf.add.remote(i, 0) for i in range(300)]
     node.get_result = counting
@@ -366,6 +366,21 @@ def test_memory_view_says_why_each_object_is_alive(cluster):
     assert "1 local ref(s)" in line and "driver" in line  # stored at the driver, held here
     assert "live objects" in view.splitlines()[-1]
     del x, y
+
+
+def test_short_tasks_do_not_wait_behind_a_long_one(cluster, tmp_path):
+    # slow = long_task.remote(); quick = [add.remote(i, 1) for i in range(10)]
+    # The driver keeps the short tasks until a worker has a free slot (TASK-012), so
+    # they all run on the idle worker while the long one holds the other.
+    release = str(tmp_path / "release")
+    slow = rf.hold_until.remote(release)
+    try:
+        quick = [rf.add.remote(i, 1) for i in range(10)]
+        assert refrpc.get(quick, timeout=20) == [i + 1 for i in range(10)]
+        assert refrpc.wait([slow], timeout=0)[1] == [slow]  # still running
+    finally:
+        open(release, "w").close()
+    assert refrpc.get(slow, timeout=30) is True
 
 
 # Runs last (pytest keeps file order): everything the tests above made is gone.

@@ -457,6 +457,23 @@ def bench_wait_loop(cfg: dict[str, int]) -> dict[str, Any]:
             "note": f"{n:,} refs: wait loop {looped * 1e3:.0f} ms, one get {got * 1e3:.0f} ms"}
 
 
+def bench_short_behind_long(cfg: dict[str, int]) -> dict[str, Any]:
+    """One 5 s task, then 10 no-op tasks submitted behind it: time from submitting
+    the short ones until all of them are done (target: at most 500 ms), against the
+    same 10 on an idle cluster (same run)."""
+    _get([wl.noop_task.remote() for _ in range(20)])
+    t0 = time.perf_counter()
+    _get([wl.noop_task.remote() for _ in range(10)])
+    idle = time.perf_counter() - t0
+    slow = wl.sleep_s.remote(5.0)
+    t0 = time.perf_counter()
+    _get([wl.noop_task.remote() for _ in range(10)])
+    behind = time.perf_counter() - t0
+    _get(slow)
+    return {"value": behind * 1e3, "idle_ms": idle * 1e3,
+            "note": f"10 short tasks behind one 5 s task: {behind * 1e3:.0f} ms (idle cluster: {idle * 1e3:.0f} ms)"}
+
+
 def bench_cost_split(cfg: dict[str, int]) -> dict[str, Any]:
     """Each piece of a no-op task's path, alone (costsplit.py); the value is their sum."""
     split = costsplit.measure(cfg["split_n"])
@@ -637,6 +654,8 @@ def refrpc_benchmarks(cfg: dict[str, int], workers: int) -> list[Bench]:
         Bench("mapreduce", mr, "ms", False, "mp_mapreduce", bench_mapreduce),
         Bench("wait_loop", f"wait(num_returns=1) loop over {cfg['batch']} refs / one get of them", "x", False, "",
               bench_wait_loop),
+        Bench("short_behind_long", "10 no-op tasks submitted behind one 5 s task, until all done", "ms", False, "",
+              bench_short_behind_long),
         Bench("task_cost_split", "a no-op task's pieces, each alone, summed (split below)", "us", False, "zmq_rtt_p50",
               bench_cost_split),
         Bench("long_driver_rss", f"driver RSS growth over {cfg['long_tasks']:,} no-op tasks", "%", False, "",

@@ -51,6 +51,15 @@ def expected_reduce(maps: int, partitions: int, nbytes: int, p: int) -> float:
 
 # ---------------------------------------------------------------- remote versions
 noop_task = refrpc.remote(noop)
+
+
+@refrpc.remote
+def sleep_s(seconds: float) -> float:
+    """A task that only takes time (the long task of the dispatch benchmark)."""
+    import time
+
+    time.sleep(seconds)
+    return seconds
 make_array_task = refrpc.remote(make_array)
 array_sum_task = refrpc.remote(array_sum)
 reduce_task = refrpc.remote(reduce_partitions)

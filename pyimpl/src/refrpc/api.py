@@ -37,6 +37,7 @@ from .runtime._refs import (
     cancel_task_of,
     context,
     current_node,
+    in_task,
     put_value,
     to_value,
     value_of,
@@ -357,8 +358,9 @@ def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | Non
 
 
 def _wait_ready(node: Any, ids: list[str], num_returns: int, deadline: float | None) -> list[int]:
+    urgent = in_task()
     while True:
-        ready, changed = node.ready_among(ids, num_returns)
+        ready, changed = node.ready_among(ids, num_returns, urgent)
         if changed is None:
             break
         left = None if deadline is None else max(0.0, deadline - time.monotonic())

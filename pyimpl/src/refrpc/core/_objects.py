@@ -269,7 +269,7 @@ class Objects:
             b.status_requested = True
             self._send(b.owner, GetObjectStatus(b.ref.object_id, True), b.ref.owner_address, b.ref.owner_incarnation)
 
-    def _get(self: Peer, request_id: int, oid: ObjectId) -> None:
+    def _get(self: Peer, request_id: int, oid: ObjectId, urgent: bool = False) -> None:
         if oid not in self.owned and oid not in self.borrowed:
             code = ErrorCode.OBJECT_FREED if self._owns(oid) else ErrorCode.UNKNOWN_OBJECT
             self._out(GetResult(self._sid, request_id, oid, error=ErrorInfo(code, f"no ref to {oid} here")))
@@ -280,6 +280,8 @@ class Objects:
             self._out(GetResult(self._sid, request_id, oid, value, locations, size, error))
             return
         self.get_waiters.setdefault(oid, []).append(request_id)
+        if urgent:
+            self._expedite(oid)
         b = self.borrowed.get(oid)
         if b is not None:
             self._request_status(b)  # OBJ-002
@@ -289,6 +291,7 @@ class Objects:
         e = self.owned.get(msg.object_id)
         if msg.wait and e is not None and e.state == "pending":
             self.status_waiters.setdefault(msg.object_id, {})[r.peer] = None
+            self._expedite(msg.object_id)  # the asker may hold a slot while it waits
             return
         self._send(r.peer, self._status_message(msg.object_id))
 

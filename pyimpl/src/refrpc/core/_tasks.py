@@ -4,6 +4,7 @@ reconstruction (TASK-*, RPC-003..006, LIN-*, BOR-006)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from collections import deque
 from typing import TYPE_CHECKING
 
 from .errors import LocalUsageError, ProtocolViolation
@@ -20,6 +21,7 @@ from .messages import (
     ReturnKind,
     ReturnValue,
     SubmitTask,
+    TaskId,
     TaskReply,
 )
 from .state import OwnedObject, OwnerTask, Remote
@@ -90,12 +92,38 @@ class Tasks:
         self._dispatch(t, explicit=bool(executor))
 
     def _dispatch(self: Peer, t: OwnerTask, explicit: bool = False) -> None:
-        if not explicit or not t.executor:
-            t.executor = self._place(t.arg_refs)
-        if not t.executor:
-            info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "no live executor to run the task")
-            self._fail_task(t, info, "executor_died_final")
+        """Send ``t`` now, or queue it until an executor has a free slot (TASK-012).
+
+        A named executor (and an actor's host) is used as named. A first attempt goes
+        to a live executor with a free slot, or waits in this peer's queue; a retry or
+        a rebuild goes at once to the least loaded executor, since something may be
+        waiting for it that holds a slot itself.
+        """
+        if explicit and t.executor:
+            self._send_task(t)
             return
+        live = self._live_workers()
+        if not live:
+            self._no_executor(t)
+            return
+        if t.spec.attempt > 1:
+            t.executor = self._place(t.arg_refs, live)
+            self._send_task(t)
+            return
+        target, holder = self._free_executor(t.arg_refs, live)
+        if target:
+            t.executor = target
+            self._send_task(t)
+            return
+        self._transition_task(t, "no_slot")
+        t.executor = ""
+        if holder:
+            self.local_queues.setdefault(holder, deque()).append(t.spec.task_id)
+        else:
+            self.ready_queue.append(t.spec.task_id)
+        self._story(t.spec.task_id, "queued", holder or "any executor")
+
+    def _send_task(self: Peer, t: OwnerTask) -> None:
         if not self._is_live(t.executor):
             if t.spec.actor_id:
                 info = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {t.spec.actor_id} is dead (host {t.executor})", "ACT-004")
@@ -112,32 +140,134 @@ class Tasks:
             info = ErrorInfo(ErrorCode.WORKER_DIED, f"cannot retry on {t.executor}: recovery not negotiated", "HS-018")
             self._fail_task(t, info, "executor_died_final")
             return
-        r.load += 1
+        if not t.spec.actor_id:
+            r.load += 1  # actor calls take no task slot (TASK-012)
+            t.counted = True
         self._story(t.spec.task_id, "dispatch", f"attempt {t.spec.attempt} to {t.executor}")
         self._send(t.executor, t.spec, address)
 
-    def _place(self: Peer, arg_refs: tuple[ObjectId, ...]) -> PeerId:
-        """Locality first, then least loaded (spec: placement SHOULD)."""
-        live = [p for p in self.workers if p != self.peer_id and self._is_live(p)]
-        if not live:
-            return ""
-        local_bytes: dict[PeerId, int] = {}
+    def _unload(self: Peer, t: OwnerTask) -> None:
+        """``t`` no longer occupies a slot of its executor; queued work may go."""
+        if t.counted:
+            t.counted = False
+            r = self.remotes.get(t.executor)
+            if r is not None:
+                r.load = max(0, r.load - 1)
+            self.pump_due = True
+
+    def _no_executor(self: Peer, t: OwnerTask) -> None:
+        info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "no live executor to run the task", "TASK-022")
+        self._fail_task(t, info, "executor_died_final")
+
+    def _live_workers(self: Peer) -> list[PeerId]:
+        return [p for p in self.workers if p != self.peer_id and self._is_live(p)]
+
+    def _load(self: Peer, p: PeerId) -> int:
+        r = self.remotes.get(p)
+        return r.load if r else 0
+
+    def _has_slot(self: Peer, p: PeerId) -> bool:
+        return self._load(p) < self.workers[p][1]
+
+    def _local_bytes(self: Peer, arg_refs: tuple[ObjectId, ...]) -> dict[PeerId, int]:
+        """Bytes of the ``ref`` arguments each peer's store holds, as far as known here."""
+        local: dict[PeerId, int] = {}
         for oid in arg_refs:
             e = self.owned.get(oid)
             b = self.borrowed.get(oid)
             locs = list(e.locations) if e else [p for p, _ in b.locations] if b else []
             size = e.size if e else b.size if b else 0
             for p in locs:
-                local_bytes[p] = local_bytes.get(p, 0) + max(size, 0)
+                local[p] = local.get(p, 0) + max(size, 0)
+        return local
 
-        def load(p: PeerId) -> int:
-            r = self.remotes.get(p)
-            return r.load if r else 0
-
-        best = max(live, key=lambda p: local_bytes.get(p, 0))
-        if local_bytes.get(best, 0) > 0 and load(best) < self.workers[best][1]:
+    def _place(self: Peer, arg_refs: tuple[ObjectId, ...], live: list[PeerId] | None = None) -> PeerId:
+        """Locality if it has a free slot, else the least loaded, free or not (TASK-012);
+        "" when no executor is live."""
+        live = self._live_workers() if live is None else live
+        if not live:
+            return ""
+        local = self._local_bytes(arg_refs) if arg_refs else {}
+        best = max(live, key=lambda p: local.get(p, 0))
+        if local.get(best, 0) > 0 and self._has_slot(best):
             return best
-        return min(live, key=load)
+        return min(live, key=self._load)
+
+    def _free_executor(self: Peer, arg_refs: tuple[ObjectId, ...], live: list[PeerId]) -> tuple[PeerId, PeerId]:
+        """(executor with a free slot or "", executor the task should wait for or "")."""
+        local = self._local_bytes(arg_refs) if arg_refs else {}
+        if local:
+            best = max(live, key=lambda p: local.get(p, 0))
+            if local.get(best, 0) >= self.config.locality_bytes:
+                return (best, "") if self._has_slot(best) else ("", best)
+            free = [p for p in live if self._has_slot(p)]
+            if not free:
+                return "", ""
+            near = max(free, key=lambda p: local.get(p, 0))
+            return (near if local.get(near, 0) > 0 else min(free, key=self._load)), ""
+        free = [p for p in live if self._has_slot(p)]
+        return (min(free, key=self._load) if free else ""), ""
+
+    def _pump(self: Peer) -> None:
+        """Send queued tasks to executors with free slots, oldest first (TASK-020)."""
+        self.pump_due = False
+        if not self.ready_queue and not self.local_queues:
+            return
+        live = self._live_workers()
+        if not live:
+            for tid in self._drain_queues():
+                self._no_executor(self.tasks[tid])
+            return
+        for p in list(self.local_queues):
+            q = self.local_queues[p]
+            if p not in live:  # the holder died: the data is gone with it, go anywhere
+                del self.local_queues[p]
+                self.ready_queue.extendleft(reversed(q))
+                continue
+            while q and self._has_slot(p):
+                t = self.tasks.get(q.popleft())
+                if t is not None and t.state == "queued":
+                    self._start_queued(t, p)
+            if not q:
+                del self.local_queues[p]
+        free = [p for p in live if self._has_slot(p)]
+        while self.ready_queue and free:
+            t = self.tasks.get(self.ready_queue.popleft())
+            if t is None or t.state != "queued":
+                continue
+            local = self._local_bytes(t.arg_refs) if t.arg_refs else {}
+            p = max(free, key=lambda p: local.get(p, 0))
+            if not local.get(p, 0):
+                p = min(free, key=self._load)
+            self._start_queued(t, p)
+            if not self._has_slot(p):
+                free.remove(p)
+
+    def _drain_queues(self: Peer) -> list[TaskId]:
+        """Empty the queues; the ids of the tasks still queued, oldest first."""
+        ids = list(self.ready_queue)
+        for q in self.local_queues.values():
+            ids.extend(q)
+        self.ready_queue.clear()
+        self.local_queues.clear()
+        return [tid for tid in ids if tid in self.tasks and self.tasks[tid].state == "queued"]
+
+    def _start_queued(self: Peer, t: OwnerTask, executor: PeerId) -> None:
+        self._transition_task(t, "dispatch")
+        t.executor = executor
+        self._send_task(t)
+
+    def _expedite(self: Peer, oid: ObjectId) -> None:
+        """Someone that may hold a slot waits for ``oid``: a queued task making it is
+        sent now, whatever the slots say, so that waiting cannot deadlock (TASK-021)."""
+        e = self.owned.get(oid)
+        t = self.tasks.get(e.task_id) if e is not None and e.task_id else None
+        if t is None or t.state != "queued":
+            return
+        live = self._live_workers()
+        if not live:
+            return  # the next pump fails it
+        self._start_queued(t, self._place(t.arg_refs, live))
 
     def _is_live(self: Peer, peer: PeerId) -> bool:
         r = self.remotes.get(peer)
@@ -162,7 +292,7 @@ class Tasks:
             self._story(reply.task_id, "stale-reply", f"attempt {reply.attempt} from {r.peer}")  # RPC-006
             self._drop_reply(reply)
             return
-        r.load = max(0, r.load - 1)
+        self._unload(t)
         raised = any(rv.kind == ReturnKind.ERROR and rv.error and rv.error.code == ErrorCode.TASK_FAILED for rv in reply.returns)
         if raised and t.spec.retry_exceptions and t.spec.attempt <= t.spec.max_retries:
             self._drop_reply(reply)
@@ -406,18 +536,21 @@ class Tasks:
 
     def _cancel(self: Peer, task_id: str) -> None:
         t = self.tasks.get(task_id)
-        if t is None or t.state != "submitted":
+        if t is None or t.state not in ("submitted", "queued"):
             return
-        if t.executor:
+        queued = t.state == "queued"
+        if t.executor and not queued:
             self._send(t.executor, CancelTask(task_id))
         self._fail_task(t, ErrorInfo(ErrorCode.TASK_CANCELLED, f"task {task_id} was cancelled", "TASK-008"), "cancel")
+        if queued:  # never sent: nothing will answer, so the holds go now
+            self._release_task_args(t)
+            if not any(rid in self.owned for rid in t.spec.return_ids):
+                self._forget_task(t)
 
     def _cancelled_task_over(self: Peer, t: OwnerTask, event: str) -> None:
         """TASK-014, TASK-016: the reply came or the executor died; release the holds now."""
         self._transition_task(t, event)
-        r = self.remotes.get(t.executor)
-        if r is not None:
-            r.load = max(0, r.load - 1)
+        self._unload(t)
         self._release_task_args(t)
         if not any(rid in self.owned for rid in t.spec.return_ids):
             self._forget_task(t)

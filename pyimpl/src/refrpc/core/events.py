@@ -162,10 +162,16 @@ class DropRef(Stimulus):
 
 @dataclass(frozen=True, slots=True)
 class Get(Stimulus):
-    """The program wants the value of ``object_id``; answered by a GetResult."""
+    """The program wants the value of ``object_id``; answered by a GetResult.
+
+    ``urgent``: the caller runs inside a task and so may hold an executor's slot
+    while it waits; a queued task of this peer that makes the object is sent at once
+    (TASK-021), so that nested waiting cannot deadlock on the queue.
+    """
 
     request_id: int
     object_id: ObjectId
+    urgent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

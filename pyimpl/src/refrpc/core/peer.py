@@ -125,6 +125,13 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.primaries: set[ObjectId] = set()
         #: Tasks submitted here (lineage, LIN-001).
         self.tasks: dict[TaskId, OwnerTask] = {}
+        #: Tasks waiting for a free slot on any executor, oldest first (TASK-020);
+        #: entries whose task is no longer ``queued`` are skipped when met.
+        self.ready_queue: deque[TaskId] = deque()
+        #: Tasks waiting for a slot on the executor that holds their data (TASK-012).
+        self.local_queues: dict[PeerId, deque[TaskId]] = {}
+        #: A slot was freed or an executor added since the queues were last looked at.
+        self.pump_due = False
         #: Settled reconstructable tasks kept as lineage, oldest first -> their cost in
         #: bytes; bounded by config.max_lineage_bytes (LIN-005, LIN-010).
         self.lineage: dict[TaskId, int] = {}
@@ -180,7 +187,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             Put: self._stim_put,
             AddRef: lambda s: self._stim_add_ref(s.object_id),
             DropRef: lambda s: self._hold(s.object_id, "local_refs", -1),
-            Get: lambda s: self._get(s.request_id, s.object_id),
+            Get: lambda s: self._get(s.request_id, s.object_id, s.urgent),
             Materialize: lambda s: self._materialize(s.container, s.refs),
             CopyStored: self._stim_copy_stored,
             CopyLost: self._stim_copy_lost,
@@ -217,6 +224,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 handler(s)
                 if self.loopback:
                     self._drain_loopback()
+                if self.pump_due and not self.stopped:
+                    self._pump()
             except LocalUsageError as exc:
                 # The failing stimulus changed nothing; what earlier ones produced stands
                 # and travels with the error, for the shell to carry out.
@@ -254,7 +263,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         if kind == "SubmitTask":
             t = self.tasks.get(str(key))
             if t is not None and t.state == "submitted" and t.executor == r.peer:
-                r.load = max(0, r.load - 1)
+                self._unload(t)
                 self._fail_task(t, error, "rejected")
         elif kind == "RegisterBorrower":
             reg = self.outgoing.get(str(key))
@@ -276,6 +285,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
     def _stim_add_peer(self, s: AddPeer) -> None:
         if s.peer != self.peer_id:
             self.workers[s.peer] = (s.address, max(1, s.slots))
+            self.pump_due = True
 
     def _stim_peer_failed(self, s: PeerFailed) -> None:
         r = self.remotes.get(s.peer)
@@ -370,6 +380,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
     def _on_peer_dead(self, r: Remote) -> None:
         """Every effect of a peer incarnation's death on this peer (LIV-003)."""
         dead = r.peer
+        self.pump_due = True  # queued work may have lost its executor or its data
         for oid in list(self.owned):
             e = self.owned.get(oid)
             if e is None:
@@ -403,6 +414,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 continue
             if t.state != "submitted" or t.executor != dead:
                 continue
+            self._unload(t)
             if t.spec.actor_id:
                 info = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor host {dead} died", "ACT-004")
                 self._fail_task(t, info, "executor_died_final")
@@ -538,13 +550,23 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             if b.outgoing_registrations != counted.get(oid, 0):
                 problems.append(f"{oid}: outgoing registrations {b.outgoing_registrations} != {counted.get(oid, 0)}")
         needed: dict[ObjectId, int] = {}
+        counted_load: dict[PeerId, int] = {}
         for t in self.tasks.values():
-            if t.state == "submitted" and not t.holding_args:
-                problems.append(f"{t.spec.task_id}: submitted but not holding its args (BOR-006)")
+            if t.state in ("submitted", "queued") and not t.holding_args:
+                problems.append(f"{t.spec.task_id}: {t.state} but not holding its args (BOR-006)")
+            if t.counted:
+                counted_load[t.executor] = counted_load.get(t.executor, 0) + 1
             if t.lineage_counted:
                 alive = sum(1 for rid in t.spec.return_ids if rid in self.owned)
                 for oid in t.arg_refs:
                     needed[oid] = needed.get(oid, 0) + alive
+        queued = set(self.ready_queue).union(*self.local_queues.values())
+        for tid, t in self.tasks.items():
+            if t.state == "queued" and tid not in queued:
+                problems.append(f"{tid}: queued but in no queue (TASK-020)")
+        for r in self.remotes.values():
+            if r.load != counted_load.get(r.peer, 0):
+                problems.append(f"{r.peer}: load {r.load} != {counted_load.get(r.peer, 0)} tasks counted (TASK-012)")
         for oid, e in self.owned.items():
             if e.lineage_refs != needed.get(oid, 0):
                 problems.append(f"{oid}: lineageRefs {e.lineage_refs} != {needed.get(oid, 0)} (LIN-002)")

@@ -53,6 +53,9 @@ class Config:
     #: ProtocolErrors sent to one peer incarnation per second at most (ERR-008); the
     #: offending messages are discarded (and their numbers consumed) all the same.
     max_protocol_errors_per_s: int = 100
+    #: A queued task waits for a slot on the executor holding at least this many bytes
+    #: of its ``ref`` arguments instead of going to another free executor (TASK-012).
+    locality_bytes: int = 1024 * 1024
 
     @property
     def dead_after_ms(self) -> int:
@@ -163,6 +166,9 @@ class OwnerTask:
     holding_args: bool = True
     #: Whether arg_refs owned here count in lineage_refs (retryable tasks only).
     lineage_counted: bool = False
+    #: Whether the task counts in its executor's load (TASK-012): sent, not an actor
+    #: call, and not yet answered.
+    counted: bool = False
 
 
 @dataclass(slots=True)

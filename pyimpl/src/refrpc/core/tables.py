@@ -67,7 +67,13 @@ BORROWER_OBJECT: Table = {
 
 #: A task at the peer that submitted it (the owner of its returns).
 OWNER_TASK: Table = {
+    "queued": {
+        "dispatch": ("submitted", "TASK-020"),
+        "cancel": ("cancelled", "TASK-022"),
+        "executor_died_final": ("failed", "TASK-022"),
+    },
     "submitted": {
+        "no_slot": ("queued", "TASK-020"),
         "reply": ("finished", "TASK-005"),
         "reply_retry": ("submitted", "RPC-005"),
         "executor_died_retry": ("submitted", "RPC-004"),

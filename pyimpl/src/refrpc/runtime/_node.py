@@ -250,9 +250,10 @@ class Node:
             with self.lock:
                 tracer.event("program", object_id, task_id, {"op": op, **detail}, self.sid())
 
-    def get_result(self, object_id: str) -> Future[ev.GetResult]:
+    def get_result(self, object_id: str, urgent: bool = False) -> Future[ev.GetResult]:
         """Ask the core for the value of a held ref; the future gets its GetResult
-        (at once, if the core knows it now; else from the thread that learns it)."""
+        (at once, if the core knows it now; else from the thread that learns it).
+        ``urgent``: the caller is a running task (``ev.Get.urgent``)."""
         fut: Future[ev.GetResult] = Future()
         try:
             with self.lock:
@@ -261,7 +262,7 @@ class Node:
                 rid = next(self._requests)
                 self._gets[rid] = fut
                 try:
-                    self.handle(ev.Get(self.sid(), rid, object_id))
+                    self.handle(ev.Get(self.sid(), rid, object_id, urgent))
                 except BaseException:
                     self._gets.pop(rid, None)
                     raise
@@ -270,7 +271,7 @@ class Node:
                 fut.set_exception(exc)
         return fut
 
-    def ready_among(self, object_ids: Sequence[str], wanted: int) -> tuple[list[int], Future[None] | None]:
+    def ready_among(self, object_ids: Sequence[str], wanted: int, urgent: bool = False) -> tuple[list[int], Future[None] | None]:
         """For ``wait``: the indexes of the first ``wanted`` objects (in order) whose
         value or error is known now; if fewer, a Get is registered for every other
         one (once per object, OBJ-002 for borrowed ones) and the future returned is
@@ -288,7 +289,7 @@ class Node:
                         return ready, None
             for i, oid in enumerate(object_ids):
                 if oid not in self._watches and not settled(oid):
-                    fut = self.get_result(oid)
+                    fut = self.get_result(oid, urgent)
                     if not fut.done():
                         self._watches[oid] = fut
                         fut.add_done_callback(lambda _, oid=oid: self._watches.pop(oid, None))

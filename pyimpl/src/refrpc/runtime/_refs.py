@@ -155,7 +155,7 @@ def cancel_task_of(node: Any, object_id: str) -> bool:
     def do() -> bool:
         entry = node.core.owned.get(object_id)
         task = node.core.tasks.get(entry.task_id) if entry is not None and entry.task_id else None
-        if task is None or task.state != "submitted" or entry.state != "pending":
+        if task is None or task.state not in ("submitted", "queued") or entry.state != "pending":
             return False
         node.handle(ev.Cancel(node.sid(), entry.task_id))
         return True
@@ -228,6 +228,13 @@ def _exception_of(value: Value | None) -> BaseException | None:
     return exc if isinstance(exc, Exception) else None
 
 
+def in_task() -> bool:
+    """Whether the caller is a task running on this process's executor: its waits
+    are urgent (``ev.Get.urgent``), since it may hold a slot while it waits."""
+    executor = current_executor()
+    return executor is not None and executor.on_thread()
+
+
 def wait_for(fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
     """``fut.result(timeout)``; inside a task, the task lends its worker's turn
     while it waits (queued tasks run meanwhile), so waiting for a task queued
@@ -249,7 +256,7 @@ def value_of(node: Node, ref: Ref[Any], deadline: float | None) -> Any:
     while True:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            res: ev.GetResult = wait_for(node.get_result(ref.id), timeout)
+            res: ev.GetResult = wait_for(node.get_result(ref.id, in_task()), timeout)
         except concurrent.futures.TimeoutError:
             raise GetTimeoutError(f"{ref.id} was not ready within the timeout", ErrorCode.UNRECOGNIZED) from None
         if res.error is not None:

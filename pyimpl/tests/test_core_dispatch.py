@@ -1,0 +1,221 @@
+"""Fair dispatch at the submitter (TASK-012): tasks wait in the submitter's queue
+until an executor has a free slot, instead of being committed to a busy executor.
+
+Real cores on the in-memory link of :mod:`corekit`. D is the driver; A and B are
+executors with 2 slots each (``Net`` registers every peer with 2 slots). Each test
+starts with the user program it models.
+"""
+
+from __future__ import annotations
+
+from corekit import Net, Stub, bodies, ref, result, stored_result, val
+from refrpc.core import IdAllocator, Peer
+from refrpc.core import events as ev
+from refrpc.core.messages import CancelTask, ErrorCode, GetObjectStatus, SubmitTask
+
+
+def trio() -> Net:
+    net = Net(("D", "A", "B"))
+    net.connect("D", "A")
+    net.connect("D", "B")
+    return net
+
+
+def sent_to(net: Net, executor: str) -> list[str]:
+    """Task ids D has sent to ``executor``, in order."""
+    return [b.task_id for b in net.sent_bodies(SubmitTask, src="D", dst=executor)]
+
+
+def finish_on(net: Net, executor: str, tid: str, data: bytes = b"r") -> None:
+    net.deliver_all()
+    net.finish(executor, tid, result(data))
+    net.deliver_all()
+
+
+def test_tasks_beyond_the_free_slots_wait_at_the_submitter():
+    # D: refs = [f.remote() for _ in range(6)]      4 slots in all: 2 go out later
+    net = trio()
+    tids = [net.submit("D", "f")[0] for _ in range(6)]
+    net.deliver_all()
+    assert sorted(sent_to(net, "A") + sent_to(net, "B")) == sorted(tids[:4])
+    assert (len(sent_to(net, "A")), len(sent_to(net, "B"))) == (2, 2)
+    assert [net["D"].tasks[t].state for t in tids[4:]] == ["queued", "queued"]
+    assert all(net["D"].owned[net["D"].tasks[t].spec.return_ids[0]].state == "pending" for t in tids[4:])
+    # One task on B ends: the oldest queued task goes to B, the next still waits.
+    finish_on(net, "B", sent_to(net, "B")[0])
+    assert sent_to(net, "B")[-1] == tids[4]
+    assert net["D"].tasks[tids[5]].state == "queued"
+    finish_on(net, "A", sent_to(net, "A")[0])
+    assert sent_to(net, "A")[-1] == tids[5]
+
+
+def test_short_tasks_do_not_wait_behind_a_long_one():
+    # D: slow = long.remote(); quick = [short.remote() for _ in range(10)]
+    # A and B with one slot each; the long task holds A; every short one runs on B.
+    net = Net(("D", "A", "B"), workers=False)
+    for w in ("A", "B"):
+        net.handle("D", ev.AddPeer(net.sid("D", "add"), w, f"mem://{w}", 1))
+    net.connect("D", "A")
+    net.connect("D", "B")
+    slow = net.submit("D", "long")[0]
+    quick = [net.submit("D", "short")[0] for _ in range(10)]
+    net.deliver_all()
+    long_on = net["D"].tasks[slow].executor
+    other = "B" if long_on == "A" else "A"
+    for tid in quick:
+        assert net["D"].tasks[tid].executor == other
+        finish_on(net, other, tid)
+    assert sent_to(net, long_on) == [slow]
+    assert sent_to(net, other) == quick
+
+
+def test_a_cancelled_queued_task_is_never_sent_and_releases_its_arguments():
+    # D: x = put(v); refs = [f.remote(x) for _ in range(5)]; cancel(refs[4])
+    net = trio()
+    x = net.put("D", b"v")
+    tids = [net.submit("D", "f", ref(x))[0] for _ in range(5)]
+    net.deliver_all()
+    last = net["D"].tasks[tids[4]]
+    assert last.state == "queued"
+    assert net["D"].owned[x].submitted_task_refs == 5
+    out = net.handle("D", ev.Cancel(net.sid("D", "cancel"), tids[4]))
+    assert bodies(out, CancelTask) == []  # nothing was sent, nothing to stop
+    rid = last.spec.return_ids[0]
+    assert net["D"].owned[rid].error.code == ErrorCode.TASK_CANCELLED
+    assert net["D"].owned[x].submitted_task_refs == 4
+    for tid in tids[:4]:
+        finish_on(net, net["D"].tasks[tid].executor, tid)
+    assert tids[4] not in sent_to(net, "A") + sent_to(net, "B")
+    assert net["D"].owned[x].submitted_task_refs == 0
+
+
+def big_object_on(net: Net, executor: str, size: int) -> str:
+    """D: x = make.remote() -- run on ``executor``, which stores a ``size``-byte result."""
+    tid, (x,) = net.submit("D", "make", executor=executor)
+    net.deliver_all()
+    net.finish(executor, tid, stored_result(size))
+    net.deliver_all()
+    assert net["D"].owned[x].locations.keys() == {executor}
+    return x
+
+
+def fill(net: Net, executor: str, n: int = 2) -> list[str]:
+    tids = [net.submit("D", "busy", executor=executor)[0] for _ in range(n)]
+    net.deliver_all()
+    return tids
+
+
+def test_a_task_waits_for_the_executor_holding_its_large_argument():
+    # D: x = make.remote() (8 MiB, on A); A busy; y = g.remote(x); z = h.remote()
+    net = trio()
+    x = big_object_on(net, "A", 8 << 20)
+    busy = fill(net, "A")
+    g = net.submit("D", "g", ref(x))[0]
+    h = net.submit("D", "h")[0]
+    net.deliver_all()
+    assert net["D"].tasks[g].state == "queued"  # not copied over to the idle B
+    assert net["D"].tasks[h].executor == "B"  # and it holds nothing else back
+    finish_on(net, "A", busy[0])
+    assert net["D"].tasks[g].executor == "A"
+    assert sent_to(net, "B") == [h]
+
+
+def test_a_small_argument_does_not_keep_a_task_off_an_idle_executor():
+    # D: x = make.remote() (4 KiB, on A); A busy; y = g.remote(x)  -> runs on B
+    net = trio()
+    x = big_object_on(net, "A", 4096)
+    fill(net, "A")
+    g = net.submit("D", "g", ref(x))[0]
+    net.deliver_all()
+    assert net["D"].tasks[g].executor == "B"
+
+
+def test_a_queued_task_waiting_for_a_dead_holder_goes_anywhere():
+    # D: x on A (8 MiB); A busy; y = g.remote(x); A dies -> g goes to B, which will
+    # find x lost and say so; it does not wait for A forever.
+    net = trio()
+    x = big_object_on(net, "A", 8 << 20)
+    fill(net, "A")
+    g = net.submit("D", "g", ref(x))[0]
+    net.deliver_all()
+    assert net["D"].tasks[g].state == "queued"
+    net.kill("A", "D")
+    net.deliver_all()
+    assert net["D"].tasks[g].executor == "B"
+
+
+def test_retries_skip_the_queue():
+    # D: r = flaky.options(max_retries=1).remote(); 4 more tasks; r's executor dies
+    net = trio()
+    first, _ = net.submit("D", "flaky", retries=1)
+    others = [net.submit("D", "f")[0] for _ in range(4)]
+    net.deliver_all()
+    ex = net["D"].tasks[first].executor
+    survivor = "B" if ex == "A" else "A"
+    assert net["D"].tasks[others[-1]].state == "queued"
+    net.kill(ex, "D")
+    net.deliver_all()
+    t = net["D"].tasks[first]
+    assert (t.state, t.spec.attempt, t.executor) == ("submitted", 2, survivor)
+
+
+def test_a_task_that_waits_gets_its_queued_producer_sent_at_once():
+    # A runs a task that submitted work and waits for it:  refrpc.get(child.remote())
+    # where A's own slots on B are all taken: the waited-for child is sent anyway.
+    net = Net(("A", "B"))
+    net.connect("A", "B")
+    tids = [net.submit("A", "f")[0] for _ in range(3)]
+    net.deliver_all()
+    child = net["A"].tasks[tids[2]]
+    assert child.state == "queued"
+    net.handle("A", ev.Get(net.sid("A", "get"), 7, child.spec.return_ids[0], urgent=True))
+    net.deliver_all()
+    assert (child.state, child.executor) == ("submitted", "B")
+    # A plain get from the program's own thread does not jump the queue.
+    more = net.submit("A", "f")[0]
+    net.get("A", net["A"].tasks[more].spec.return_ids[0], request_id=8)
+    assert net["A"].tasks[more].state == "queued"
+
+
+def test_a_waiting_status_request_sends_the_queued_producer():
+    # A borrower waits (GetObjectStatus wait=true) for an object whose task is queued.
+    d = Peer("D", 0x501, "mem://D")
+    d.check_invariants = True
+    w = Stub("W")
+    d.handle(ev.AddPeer("s1", "W", w.address, 1))
+    w.greet(d)
+    ids = IdAllocator("D", 0x501)
+    made = [ids.task(1) for _ in range(2)]
+    for n, (tid, rids) in enumerate(made):
+        d.handle(ev.Submit(f"s{n + 2}", tid, "f", (val(b"a"),), rids))
+    assert [d.tasks[tid].state for tid, _ in made] == ["submitted", "queued"]
+    (tid, (rid,)) = made[1]
+    out = d.handle(w.send(d, GetObjectStatus(rid, True)))
+    assert [e.body.task_id for e in w.take(out) if isinstance(e.body, SubmitTask)] == [tid]
+
+
+def test_queued_tasks_fail_when_no_executor_is_left():
+    # D: 6 tasks on A and B (2 slots each); both die; the queued ones fail at once.
+    net = trio()
+    tids = [net.submit("D", "f")[0] for _ in range(6)]
+    net.deliver_all()
+    net.kill("A", "D")
+    net.kill("B", "D")
+    for tid in tids[4:]:
+        rid = net["D"].tasks[tid].spec.return_ids[0]
+        assert net["D"].owned[rid].error.code == ErrorCode.RESOURCE_EXHAUSTED
+
+
+def test_actor_calls_take_no_task_slot():
+    # D: a = Actor.remote() on A; 5 calls; f.remote() x2 still both go to A or B at once
+    net = trio()
+    aid = net.ids["D"].next()
+    net.handle("D", ev.CreateActorRequest(net.sid("D", "actor"), aid, "C", (), "A"))
+    net.deliver_all()
+    for _ in range(5):
+        net.submit("D", "C.m", actor=aid)
+    net.deliver_all()
+    assert net["D"].remotes["A"].load == 0
+    tids = [net.submit("D", "f")[0] for _ in range(4)]
+    net.deliver_all()
+    assert all(net["D"].tasks[t].state == "submitted" for t in tids)
