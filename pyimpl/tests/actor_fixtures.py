@@ -174,3 +174,16 @@ class Relay:
 
     def bump(self):
         return refrpc.get(self.target.add.remote(10), timeout=60)
+
+
+@refrpc.remote
+def add_to_named(name, n):
+    # Finds a named actor from a task (ACT-020) and calls it.
+    return refrpc.get(refrpc.get_actor(name).add.remote(n), timeout=60)
+
+
+@refrpc.remote
+def kill_named(name):
+    # Kills a named actor from a process that does not own it (its owner is asked).
+    refrpc.kill(refrpc.get_actor(name))
+    return True

@@ -92,3 +92,46 @@ def test_dropping_the_only_handle_frees_the_actor_after_its_calls(cluster, tmp_p
     assert refrpc.get(af.Tracked.remote(str(marker)).add.remote(5), timeout=30) == 5
     gc.collect()
     assert wait_until(marker.exists, 20)
+
+
+def test_a_named_actor_is_found_from_any_process_and_lives_while_named(cluster, tmp_path):
+    # c = Tracked.options(name="counter").remote(m); get_actor("counter") in a task and here;
+    # a second "counter" is refused; with no handle left it lives on; kill frees the name   ACT-020
+    marker = tmp_path / "freed"
+    c = af.Tracked.options(name="counter").remote(str(marker))
+    aid = c.actor_id
+    assert refrpc.get(c.add.remote(1), timeout=30) == 1
+    assert refrpc.get(af.add_to_named.remote("counter", 2), timeout=30) == 3
+    with pytest.raises(ValueError, match="counter"):
+        af.Tracked.options(name="counter").remote(str(tmp_path / "other"))
+    del c
+    gc.collect()
+    node = cluster.node
+    assert wait_until(lambda: node.call(lambda: node.core.owned[aid].local_refs == 1).result(), 20)  # the name's
+    again = refrpc.get_actor("counter")
+    assert again.actor_id == aid and refrpc.get(again.add.remote(0), timeout=30) == 3
+    assert not marker.exists()
+    refrpc.kill(again)
+    with pytest.raises(ValueError, match="no live actor"):
+        refrpc.get_actor("counter")
+    del again
+    gc.collect()
+    assert wait_until(marker.exists, 20)
+    fresh = af.Tracked.options(name="counter").remote(str(tmp_path / "fresh"))  # the name is free again
+    assert refrpc.get(af.add_to_named.remote("counter", 5), timeout=30) == 5
+    refrpc.kill(fresh)
+
+
+def test_a_detached_actor_is_owned_by_the_head_and_killed_from_a_task(cluster, tmp_path):
+    # d = Tracked.options(name="det", lifetime="detached").remote(m); a task kills it by name
+    d = af.Tracked.options(name="det", lifetime="detached").remote(str(tmp_path / "freed"))
+    node = cluster.node  # the head of a local cluster is its driver
+    assert node.call(lambda: node.core.owned_actors[d.actor_id].host).result() in ("w1", "w2")
+    assert refrpc.get(d.add.remote(4), timeout=30) == 4
+    assert refrpc.get(af.kill_named.remote("det"), timeout=30) is True
+    with pytest.raises(refrpc.ActorDiedError):
+        refrpc.get(d.add.remote(1), timeout=30)
+    with pytest.raises(ValueError):
+        refrpc.get_actor("det")
+    with pytest.raises(ValueError, match="name"):
+        af.Tracked.options(lifetime="detached")

@@ -72,9 +72,7 @@ class Actors:
         """The actor's handle object was reclaimed: no process holds a handle (ACT-009)."""
         a = self.owned_actors[actor_id]
         a.handles_gone = True
-        self._story(actor_id, "handles-gone", "keep" if a.keep else "kill")
-        if a.keep:
-            return
+        self._story(actor_id, "handles-gone", a.state)
         if a.state == ActorState.DEAD.value:
             self._forget_actor(a)
         else:

@@ -217,8 +217,6 @@ class OwnedActor:
     holding_args: bool = False
     #: Calls the host may run at once, as sent in CreateActor (0 means 1, ACT-013).
     max_concurrency: int = 0
-    #: Whether the actor outlives its handles (a named or detached actor, ACT-009).
-    keep: bool = False
     #: Whether its handle object was reclaimed: no process can call it any more.
     handles_gone: bool = False
 

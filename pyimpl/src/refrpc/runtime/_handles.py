@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import events as ev
 from ..errors import RefRPCError
 from ..serialization import serialize
-from ._refs import KWARGS_SUFFIX, ByRef, Ref, arg_specs, current_node
+from ._refs import KWARGS_SUFFIX, ByRef, Ref, arg_specs, call_on, current_node
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -126,13 +126,33 @@ class ActorHandle:
         self._routed = node
 
     def kill(self) -> None:
-        """Stop the actor (ACT-006): its pending calls fail with ActorDiedError. Only
-        the process that created the actor can kill it."""
+        """Stop the actor (ACT-006): its pending calls fail with ActorDiedError, and its
+        name, if it has one, is free again. Any process holding a handle may kill it
+        (its owner is asked to, since only the owner sends KillActor)."""
+        from ._names import head_of_cluster
+
         node = current_node()
-        if not node.call(lambda: self._actor_id in node.core.owned_actors).result():
-            raise RefRPCError(f"actor {self._actor_id} was not created by this process ({node.peer_id}); "
-                              "only its owner can kill it")
-        node.handle_soon(lambda sid: ev.KillActorRequest(sid, self._actor_id))
+        aid = self._actor_id
+        if self._name:
+            try:
+                call_on(node, head_of_cluster(), "refrpc.runtime._names:unregister", self._name, aid, timeout=10.0)
+            except RefRPCError:
+                pass  # the head is gone: so is the name
+
+        def owner() -> str | None:
+            core = node.core
+            if aid in core.owned_actors:
+                return ""
+            b = core.borrowed.get(aid)
+            return b.owner if b is not None else None
+
+        found = node.call(owner).result()
+        if found == "":
+            node.handle_soon(lambda sid: ev.KillActorRequest(sid, aid)).result()
+        elif found is None:
+            raise RefRPCError(f"this process holds no handle of actor {aid}")
+        else:
+            call_on(node, found, "refrpc.runtime._names:kill_owned", aid, timeout=30.0)
 
 
 def _rebuild(actor_id: str, class_name: str, methods: tuple[str, ...], host: str, host_address: str,
