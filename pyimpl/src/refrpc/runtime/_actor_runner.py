@@ -59,7 +59,10 @@ class ActorRunner:
         """Run ``ins`` (the constructor or a call) for this actor."""
         with self._lock:
             if self.loop is not None:
-                self.loop.call_soon_threadsafe(self._start_call, ins)
+                try:
+                    self.loop.call_soon_threadsafe(self._start_call, ins)
+                except RuntimeError:  # the actor stopped meanwhile: the core answers for it
+                    pass
                 return
             self._backlog += 1
             if self._threads == 0 or (self._constructed and self._backlog > self._idle
@@ -70,10 +73,13 @@ class ActorRunner:
     def stop(self) -> None:
         """Let the threads end once their calls are over (the core stopped those, ACT-006)."""
         with self._lock:
-            if self.loop is not None:
-                self.loop.call_soon_threadsafe(self._start_call, None)
-            else:
+            if self.loop is None:
                 self.queue.put(None)
+                return
+            try:
+                self.loop.call_soon_threadsafe(self._start_call, None)
+            except RuntimeError:
+                pass  # the loop is closed: stopped already
 
     def _spawn(self) -> None:
         self._threads += 1
