@@ -3,9 +3,9 @@ ACT-013, ACT-016), driven with exact stimuli."""
 
 from __future__ import annotations
 
-from corekit import Net, of_type, ref, result
+from corekit import Net, of_type, raw, ref, result, shared
 from refrpc.core import events as ev
-from refrpc.core.messages import CreateActor, ErrorCode, ErrorInfo
+from refrpc.core.messages import CreateActor, ErrorCode, ErrorInfo, KillActor
 
 
 def create_actor(net: Net, concurrency: int = 0, owner: str = "D", host: str = "H") -> str:
@@ -61,3 +61,69 @@ def test_a_call_whose_argument_failed_does_not_hold_up_the_calls_behind_it():
     net.finish("H", second, result(b"ran"))
     net.deliver_all()
     assert net["D"].owned[y2].state == "ready"
+
+
+# ---------------------------------------------------------------- handles (ACT-009, ACT-017..ACT-019)
+def create_with_handle(net: Net, owner: str = "D", host: str = "H") -> str:
+    # Counter.remote() as the Python API does it: CreateActor, then the handle object (same id).
+    aid = create_actor(net, owner=owner, host=host)
+    net.handle(owner, ev.Put(net.sid(owner, "handle"), aid, raw(b"descriptor")))
+    return aid
+
+
+def test_dropping_the_handle_object_kills_the_actor_and_then_forgets_it():
+    # D: a = Counter.remote(); del a                                        ACT-009
+    net = Net(("D", "H"))
+    aid = create_with_handle(net)
+    net.handle("D", ev.DropRef(net.sid("D", "drop"), aid))
+    net.deliver_all()
+    assert [m.actor_id for m in net.sent_bodies(KillActor)] == [aid]
+    assert [i.actor_id for i in of_type(net.log["H"], ev.StopActor)] == [aid]
+    assert aid not in net["D"].owned and aid not in net["D"].owned_actors  # dead and unreachable
+
+
+def test_a_call_in_flight_keeps_the_actor_until_it_is_answered():
+    # D: y = Counter.remote().add.remote(1)   (the handle is dropped at once)   ACT-019
+    net = Net(("D", "H"))
+    aid = create_with_handle(net)
+    tid, (y,) = net.submit("D", "add", actor=aid)
+    net.handle("D", ev.DropRef(net.sid("D", "drop"), aid))
+    net.deliver_all()
+    assert net.sent_bodies(KillActor) == []
+    net.finish("H", tid, result(b"1"))
+    net.deliver_all()
+    assert net["D"].owned[y].state == "ready"
+    assert [m.actor_id for m in net.sent_bodies(KillActor)] == [aid]
+
+
+def test_a_borrowed_handle_keeps_the_actor_and_its_release_kills_it():
+    # D: a = Counter.remote(); keep.remote(shared(a)) on W (W keeps it); del a; W lets go   ACT-009, ACT-018
+    net = Net(("D", "H", "W"))
+    aid = create_with_handle(net)
+    tid, _ = net.submit("D", "keep", shared(aid), executor="W")
+    net.deliver_all()
+    net.handle("W", ev.AddRef(net.sid("W", "keep"), aid))  # the task keeps the handle
+    net.finish("W", tid, result())
+    net.deliver_all()
+    net.handle("D", ev.DropRef(net.sid("D", "drop"), aid))
+    net.deliver_all()
+    assert net.sent_bodies(KillActor) == [] and net["D"].owned[aid].borrowers
+    net.handle("W", ev.DropRef(net.sid("W", "drop"), aid))
+    net.deliver_all()
+    assert [m.actor_id for m in net.sent_bodies(KillActor)] == [aid]
+
+
+def test_the_host_calls_its_own_actor_through_a_handle_without_the_wire():
+    # W hosts a; a task on W got shared(a) and calls a.add.remote() itself    ACT-019 (loopback)
+    net = Net(("D", "W"))
+    aid = create_with_handle(net, host="W")
+    tid, _ = net.submit("D", "use", shared(aid), executor="W")
+    net.deliver_all()
+    sent_before = len(net.sent)
+    call, (y,) = net.submit("W", "add", actor=aid, executor="W")
+    assert [r.task_id for r in net.runs("W") if r.actor_id == aid] == [call]
+    net.finish("W", call, result(b"6"))
+    assert net["W"].owned[y].state == "ready"
+    assert len(net.sent) == sent_before  # nothing went on the wire
+    assert not any(k[2] == call for k in net["W"].exec_tasks)  # the record is gone (nothing to acknowledge)
+    assert net["W"].borrowed[aid].submitted_task_refs == 0  # the call's hold on the handle is released
