@@ -187,3 +187,13 @@ def kill_named(name):
     # Kills a named actor from a process that does not own it (its owner is asked).
     refrpc.kill(refrpc.get_actor(name))
     return True
+
+
+def add_kept(n):
+    # Calls the last kept handle from this process (a caller that is not the owner).
+    return refrpc.get(_KEPT[-1].add.remote(n), timeout=60)
+
+
+def peer_state(peer):
+    node = refrpc.api._ctx.node
+    return node.call(lambda: node.core.remotes[peer].state if peer in node.core.remotes else "unknown").result()

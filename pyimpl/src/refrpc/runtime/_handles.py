@@ -111,7 +111,12 @@ class ActorHandle:
                            self._host_address, self._ref, self._name))
 
     def _ensure_route(self, node: Node) -> None:
-        """Make sure ``node`` can reach the host (a process that got the handle may never have met it)."""
+        """Make sure ``node`` can reach the host (a process that got the handle may never
+        have met it), and follow the actor if its host died and its owner re-created it
+        elsewhere (ACT-011, ACT-019)."""
+        remote = node.core.remotes.get(self._host)  # a read without the lock: a hint only
+        if remote is not None and remote.state == "dead" and self._ref is not None:
+            self._follow(node)
         if self._routed is node:
             return
         host, address = self._host, self._host_address
@@ -124,6 +129,27 @@ class ActorHandle:
         if not node.call(known).result():
             node.handle_soon(lambda sid: ev.Connect(sid, host, address)).result()
         self._routed = node
+
+    def _follow(self, node: Node) -> None:
+        """Ask the actor's owner where the actor is now (it may have re-created it on
+        another host after this one died); calls already sent to the dead host fail."""
+        aid = self._actor_id
+
+        def owner() -> str:
+            core = node.core
+            b = core.borrowed.get(aid)
+            return "" if aid in core.owned_actors or b is None or b.error is not None else b.owner
+
+        found = node.call(owner).result()
+        if not found:
+            return  # the owner routes its own calls; or it is dead, and so is the actor
+        try:
+            where = call_on(node, found, "refrpc.runtime._names:actor_host", aid, timeout=10.0)
+        except RefRPCError:
+            return  # calls go to the dead host and fail with ActorDiedError
+        if where is not None and where[0] != self._host and where[2] != "dead":
+            self._host, self._host_address = where[0], where[1]
+            self._routed = None
 
     def kill(self) -> None:
         """Stop the actor (ACT-006): its pending calls fail with ActorDiedError, and its

@@ -40,6 +40,18 @@ def actor_alive(actor_id: str) -> bool:
     return bool(node.call(lambda: (a := node.core.owned_actors.get(actor_id)) is not None and a.state != "dead").result())
 
 
+def actor_host(actor_id: str) -> tuple[str, str, str] | None:
+    """Run on an actor's owner: where the actor is now (host, address, state), or None
+    if this peer does not know it (ACT-019: a caller whose host died asks)."""
+    node = current_node()
+
+    def read() -> tuple[str, str, str] | None:
+        a = node.core.owned_actors.get(actor_id)
+        return None if a is None else (a.host, node.core._address_of(a.host), a.state)
+
+    return node.call(read).result()  # type: ignore[no-any-return]
+
+
 def _alive(handle: Any) -> bool:
     """Whether a named actor is still alive (run on the head; may ask its owner)."""
     node = current_node()
