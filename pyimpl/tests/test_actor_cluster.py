@@ -42,9 +42,21 @@ def head():
             proc.wait(5)
 
 
+def _wait_for_a_worker(address: str) -> None:
+    from refrpc.testing import wait_until
+
+    def registered() -> bool:
+        out = subprocess.run([sys.executable, "-m", "refrpc.cli", "status", "--address", address],
+                             capture_output=True, text=True, timeout=30, env=_env()).stdout
+        return "1 workers" in out
+
+    assert wait_until(registered, 60, step=0.5), "the head's worker did not register"
+
+
 def test_a_detached_actor_outlives_the_driver_that_made_it_and_a_named_one_does_not(head, tmp_path):
     # driver 1: Tracked.options(name="keeper", lifetime="detached").remote(); Tracked.options(name="mortal").remote(); exit
     # driver 2: get_actor("keeper") works (its owner is the head); "mortal" died with driver 1   ACT-020, FATE-004
+    _wait_for_a_worker(head)
     script = tmp_path / "first.py"
     script.write_text(
         "import refrpc, actor_fixtures as af\n"

@@ -625,7 +625,12 @@ class ActorClass:
             node.handle(ev.Put(node.sid(), aid, value))
             return aid, host, address
 
-        aid, host, address = node.call(do).result()
+        from .core.errors import LocalUsageError
+
+        try:
+            aid, host, address = node.call(do).result()
+        except LocalUsageError as exc:  # e.g. no live worker to host it: the program's error, typed
+            raise RefRPCError(f"cannot create actor {self._cls.__qualname__}: {exc}", exc.code) from None
         del keep
         ref: Ref[Any] = Ref(node, aid, counted=True)
         return ActorHandle(aid, self._cls.__qualname__, methods_of(self._cls), host, address, ref, self._actor_name or "")
