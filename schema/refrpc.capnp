@@ -986,7 +986,7 @@ struct CreateActor {
   # How many of the actor's method calls you may run at once; 0 (the default,
   # what a sender that predates this field sends) means 1 (ACT-013). You start
   # each caller's calls in actorSeq order whatever this is (ACT-003); with more
-  # than 1 they may finish, and be answered, in any order (ACT-016).
+  # than 1 they may finish, and be answered, in any order (ACT-018).
 }
 
 enum ActorState {

@@ -97,7 +97,7 @@ class ThreadedRendezvous:
         return me
 
 
-# ---------------------------------------------------------------- handles that travel (ACT-017..ACT-019)
+# ---------------------------------------------------------------- handles that travel (ACT-019..ACT-021)
 @refrpc.remote
 class Log:
     # Records who called in which order.
@@ -178,7 +178,7 @@ class Relay:
 
 @refrpc.remote
 def add_to_named(name, n):
-    # Finds a named actor from a task (ACT-020) and calls it.
+    # Finds a named actor from a task (ACT-022) and calls it.
     return refrpc.get(refrpc.get_actor(name).add.remote(n), timeout=60)
 
 

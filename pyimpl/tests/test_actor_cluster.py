@@ -1,4 +1,4 @@
-"""Named and detached actors across drivers of one cluster (ACT-020), on real
+"""Named and detached actors across drivers of one cluster (ACT-022), on real
 processes: a head started with `refrpc start --head`, a first driver (a script) that
 names two actors and leaves, and this process as a second driver."""
 
@@ -55,7 +55,7 @@ def _wait_for_a_worker(address: str) -> None:
 
 def test_a_detached_actor_outlives_the_driver_that_made_it_and_a_named_one_does_not(head, tmp_path):
     # driver 1: Tracked.options(name="keeper", lifetime="detached").remote(); Tracked.options(name="mortal").remote(); exit
-    # driver 2: get_actor("keeper") works (its owner is the head); "mortal" died with driver 1   ACT-020, FATE-004
+    # driver 2: get_actor("keeper") works (its owner is the head); "mortal" died with driver 1   ACT-022, FATE-004
     _wait_for_a_worker(head)
     script = tmp_path / "first.py"
     script.write_text(

@@ -1,4 +1,4 @@
-"""Actor handles that travel (ACT-017..ACT-019) and actors reclaimed when the last
+"""Actor handles that travel (ACT-019..ACT-021) and actors reclaimed when the last
 handle anywhere is dropped (ACT-009), on real processes: a driver and two workers."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _other(ctx, peer):
 @pytest.mark.parametrize("where", ["other", "host"])
 def test_a_task_calls_an_actor_through_a_passed_handle_with_its_own_order(cluster, where):
     # log = Log.remote(); log_through.remote(log, "task", 20) while the driver calls too:
-    # each caller's calls run in its own order                         ACT-003, ACT-018, ACT-019
+    # each caller's calls run in its own order                         ACT-003, ACT-020, ACT-021
     log = af.Log.remote()
     host = _host(cluster, log)
     peer = host if where == "host" else _other(cluster, host)  # "host": through the loopback
@@ -96,7 +96,7 @@ def test_dropping_the_only_handle_frees_the_actor_after_its_calls(cluster, tmp_p
 
 def test_a_named_actor_is_found_from_any_process_and_lives_while_named(cluster, tmp_path):
     # c = Tracked.options(name="counter").remote(m); get_actor("counter") in a task and here;
-    # a second "counter" is refused; with no handle left it lives on; kill frees the name   ACT-020
+    # a second "counter" is refused; with no handle left it lives on; kill frees the name   ACT-022
     marker = tmp_path / "freed"
     c = af.Tracked.options(name="counter").remote(str(marker))
     aid = c.actor_id

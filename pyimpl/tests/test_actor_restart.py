@@ -1,5 +1,5 @@
 """A handle held away from the actor's owner follows the actor when its owner
-re-creates it on another host (ACT-011, ACT-019), on real processes with kill -9."""
+re-creates it on another host (ACT-011, ACT-021), on real processes with kill -9."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def test_a_long_task_does_not_delay_an_actors_calls(one_worker, tmp_path):
 
 def test_async_methods_run_concurrently_on_the_actors_event_loop(one_worker):
     # r = Rendezvous.remote(); r.meet.remote("a", "b"), r.meet.remote("b", "a")
-    # each awaits the other's event: both return only if they run at once   ACT-013, ACT-016
+    # each awaits the other's event: both return only if they run at once   ACT-013, ACT-018
     r = af.Rendezvous.remote()
     assert refrpc.get([r.meet.remote("a", "b"), r.meet.remote("b", "a")], timeout=30) == ["a", "b"]
     assert refrpc.get(r.awaited.remote(refrpc.shared(af.add.remote(41, 1))), timeout=30) == 42

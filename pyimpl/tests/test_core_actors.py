@@ -1,5 +1,5 @@
 """The sans-IO core's actor rules that concern concurrency and order (ACT-003,
-ACT-013, ACT-016), driven with exact stimuli."""
+ACT-013, ACT-018), driven with exact stimuli."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def create_actor(net: Net, concurrency: int = 0, owner: str = "D", host: str = "
 
 
 def test_create_actor_carries_the_concurrency_and_the_host_hands_over_that_many_calls():
-    # D: a = Counter.options(max_concurrency=2).remote(); four calls        ACT-013, ACT-016
+    # D: a = Counter.options(max_concurrency=2).remote(); four calls        ACT-013, ACT-018
     net = Net(("D", "H"))
     aid = create_actor(net, 2)
     assert [m.max_concurrency for m in net.sent_bodies(CreateActor)] == [2]
@@ -26,7 +26,7 @@ def test_create_actor_carries_the_concurrency_and_the_host_hands_over_that_many_
     calls = [net.submit("D", "m", actor=aid)[0] for _ in range(4)]
     net.deliver_all()
     assert [r.task_id for r in net.runs("H")] == calls[:2]  # two run at once, in order
-    out = net.finish("H", calls[1], result(b"second ends first"))  # ACT-016: any order
+    out = net.finish("H", calls[1], result(b"second ends first"))  # ACT-018: any order
     assert [r.task_id for r in of_type(out, ev.RunTask)] == [calls[2]]
     out = net.finish("H", calls[0], result(b"first"))
     assert [r.task_id for r in of_type(out, ev.RunTask)] == [calls[3]]
@@ -63,7 +63,7 @@ def test_a_call_whose_argument_failed_does_not_hold_up_the_calls_behind_it():
     assert net["D"].owned[y2].state == "ready"
 
 
-# ---------------------------------------------------------------- handles (ACT-009, ACT-017..ACT-019)
+# ---------------------------------------------------------------- handles (ACT-009, ACT-019..ACT-021)
 def create_with_handle(net: Net, owner: str = "D", host: str = "H") -> str:
     # Counter.remote() as the Python API does it: CreateActor, then the handle object (same id).
     aid = create_actor(net, owner=owner, host=host)
@@ -83,7 +83,7 @@ def test_dropping_the_handle_object_kills_the_actor_and_then_forgets_it():
 
 
 def test_a_call_in_flight_keeps_the_actor_until_it_is_answered():
-    # D: y = Counter.remote().add.remote(1)   (the handle is dropped at once)   ACT-019
+    # D: y = Counter.remote().add.remote(1)   (the handle is dropped at once)   ACT-021
     net = Net(("D", "H"))
     aid = create_with_handle(net)
     tid, (y,) = net.submit("D", "add", actor=aid)
@@ -97,7 +97,7 @@ def test_a_call_in_flight_keeps_the_actor_until_it_is_answered():
 
 
 def test_a_borrowed_handle_keeps_the_actor_and_its_release_kills_it():
-    # D: a = Counter.remote(); keep.remote(shared(a)) on W (W keeps it); del a; W lets go   ACT-009, ACT-018
+    # D: a = Counter.remote(); keep.remote(shared(a)) on W (W keeps it); del a; W lets go   ACT-009, ACT-020
     net = Net(("D", "H", "W"))
     aid = create_with_handle(net)
     tid, _ = net.submit("D", "keep", shared(aid), executor="W")
@@ -114,7 +114,7 @@ def test_a_borrowed_handle_keeps_the_actor_and_its_release_kills_it():
 
 
 def test_the_host_calls_its_own_actor_through_a_handle_without_the_wire():
-    # W hosts a; a task on W got shared(a) and calls a.add.remote() itself    ACT-019 (loopback)
+    # W hosts a; a task on W got shared(a) and calls a.add.remote() itself    ACT-021 (loopback)
     net = Net(("D", "W"))
     aid = create_with_handle(net, host="W")
     tid, _ = net.submit("D", "use", shared(aid), executor="W")

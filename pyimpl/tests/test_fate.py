@@ -299,7 +299,7 @@ class Cluster:
 
         aid = node.call(create).result(10)
         del keep
-        # No handle object (ACT-017): the actor lives until killed, as these tests expect.
+        # No handle object (ACT-019): the actor lives until killed, as these tests expect.
         from refrpc.runtime._handles import methods_of
 
         return refrpc.ActorHandle(aid, cls._cls.__qualname__, methods_of(cls._cls), peer, "", None)

@@ -565,7 +565,7 @@ class ActorClass:
         self._max_restarts = max_restarts
         self._given_concurrency = max_concurrency
         self._max_concurrency = max_concurrency or (ASYNC_MAX_CONCURRENCY if is_async_class(cls) else 1)
-        #: The actor's name in its cluster (ACT-020), if named.
+        #: The actor's name in its cluster (ACT-022), if named.
         self._actor_name = name
         self._detached = lifetime == "detached"
         self._route = _Route(cls, "refrpc.runtime._executor:construct_by_value")
@@ -594,7 +594,7 @@ class ActorClass:
 
         node = current_node()
         if self._detached:
-            # Created by the head, which owns it (ACT-020); named there.
+            # Created by the head, which owns it (ACT-022); named there.
             plain = ActorClass(self._cls, self._max_restarts, self._given_concurrency, self._actor_name)
             handle: ActorHandle = call_on(node, head_of_cluster(), "refrpc.runtime._names:create_detached", plain,
                                           self._actor_name, args, kwargs)
@@ -620,7 +620,7 @@ class ActorClass:
                                               self._max_concurrency))
             host = node.core.owned_actors[aid].host
             address = node.core._address_of(host)
-            # ACT-017: the handle object, same id as the actor; every handle holds a ref to it.
+            # ACT-019: the handle object, same id as the actor; every handle holds a ref to it.
             value = descriptor_value(aid, node.peer_id, host, address, self._cls.__qualname__)
             node.handle(ev.Put(node.sid(), aid, value))
             return aid, host, address
@@ -637,7 +637,7 @@ class ActorClass:
 
 
 def get_actor(name: str) -> ActorHandle:
-    """The handle of the live actor named ``name`` in this cluster (ACT-020), from any
+    """The handle of the live actor named ``name`` in this cluster (ACT-022), from any
     driver or task.
 
     Raises:

@@ -169,14 +169,14 @@ def iut_owns_an_actor(ctx: CaseContext) -> None:
 
 
 @case(
-    "actors/ACT-013-ACT-016-concurrent-actor-replies-in-any-order",
-    requirements=["ACT-013", "ACT-016", "ACT-003", "CNF-008"],
+    "actors/ACT-013-ACT-018-concurrent-actor-replies-in-any-order",
+    requirements=["ACT-013", "ACT-018", "ACT-003", "CNF-008"],
     features=("core", "actors"),
     summary=(
         "The IUT creates a Counter(0) hosted by suite peer H with maxConcurrency 3: H must receive CreateActor "
         "with maxConcurrency 3. The IUT calls add(1), add(2) and add(3); H receives all three (actorSeq 1, 2, 3) "
         "and answers them in the order 3, 1, 2 with 6, 1, 3: the IUT must take each reply for its own call "
-        "(ACT-016: with concurrency, calls end in any order)."
+        "(ACT-018: with concurrency, calls end in any order)."
     ),
 )
 def concurrent_replies_in_any_order(ctx: CaseContext) -> None:
@@ -194,7 +194,7 @@ def concurrent_replies_in_any_order(ctx: CaseContext) -> None:
     for st, result in ((calls[2], 6), (calls[0], 1), (calls[1], 3)):
         link_h.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable(result)),)))
     got = [iut.get(r).get("value") for r in returns]
-    ctx.check("ACT-016", got == [1, 3, 6], "each reply read for its own call: 1, 3, 6", got)
+    ctx.check("ACT-018", got == [1, 3, 6], "each reply read for its own call: 1, 3, 6", got)
 
 
 @case(
@@ -246,11 +246,11 @@ def _recreated_or_quiet(ctx: CaseContext, iut: IUT, spare: WirePeer, actor: str)
 
 
 @case(
-    "actors/ACT-009-ACT-017-ACT-018-handle-borrowed-then-released",
-    requirements=["ACT-009", "ACT-017", "ACT-018", "BOR-007", "OWN-004", "OWN-005", "CNF-008"],
+    "actors/ACT-009-ACT-019-ACT-020-handle-borrowed-then-released",
+    requirements=["ACT-009", "ACT-019", "ACT-020", "BOR-007", "OWN-004", "OWN-005", "CNF-008"],
     features=("core", "borrowing", "actors"),
     summary=(
-        "The IUT creates a Counter hosted by suite peer H, with its handle object (ACT-017: object id = actor id), "
+        "The IUT creates a Counter hosted by suite peer H, with its handle object (ACT-019: object id = actor id), "
         "and passes the handle to suite peer B as hold(shared handle). B keeps it: it registers itself "
         "(RegisterBorrower) and replies with the handle in `retained`. B reads the handle object: READY, a "
         "portable map naming the actor, its owner and its host H. The IUT's program drops its handle: the actor "
@@ -268,9 +268,9 @@ def handle_borrowed_then_released(ctx: CaseContext) -> None:
                                             "handle": True})["actor_id"]
     _host_answers(ctx, h, iut.peer_id)
     sub = iut.submit("hold", [{"shared": actor}], executor=b.peer_id)
-    t: SubmitTask = ctx.expect(b, SubmitTask, requirement="ACT-018", what="hold(shared handle) at B").body
+    t: SubmitTask = ctx.expect(b, SubmitTask, requirement="ACT-020", what="hold(shared handle) at B").body
     ref = t.args[0].ref if t.args and t.args[0].ref is not None else None
-    ctx.require("ACT-018", ref is not None and ref.object_id == actor and ref.owner == iut.peer_id,
+    ctx.require("ACT-020", ref is not None and ref.object_id == actor and ref.owner == iut.peer_id,
                 f"a shared ref to the handle object {actor}, owned by the IUT", str(t.args))
     assert ref is not None
     link = b.link(iut.peer_id)
@@ -283,9 +283,9 @@ def handle_borrowed_then_released(ctx: CaseContext) -> None:
                         retained=(replace(ref, forward_id=fid),)))
     iut.get(sub["returns"][0])
     link.send(GetObjectStatus(actor, wait=False))
-    st: ObjectStatus = ctx.expect(b, ObjectStatus, lambda m: m.object_id == actor, requirement="ACT-017",
+    st: ObjectStatus = ctx.expect(b, ObjectStatus, lambda m: m.object_id == actor, requirement="ACT-019",
                                   what=f"ObjectStatus for the handle object {actor}").body
-    ctx.require("ACT-017", st.state is ObjectState.READY and st.value is not None, "READY with an inline value",
+    ctx.require("ACT-019", st.state is ObjectState.READY and st.value is not None, "READY with an inline value",
                 f"{st.state.value} {st.value!r:.80}")
     assert st.value is not None
     try:
@@ -293,7 +293,7 @@ def handle_borrowed_then_released(ctx: CaseContext) -> None:
     except Exception as exc:
         descriptor = f"not portable: {exc}"
     want = {"actorId": actor, "owner": iut.peer_id, "host": h.peer_id}
-    ctx.check("ACT-017", isinstance(descriptor, dict) and {k: descriptor.get(k) for k in want} == want
+    ctx.check("ACT-019", isinstance(descriptor, dict) and {k: descriptor.get(k) for k in want} == want
               and isinstance(descriptor.get("className"), str) and isinstance(descriptor.get("hostAddress"), str),
               f"a portable map with {want} and text className, hostAddress", descriptor)
     iut.drop(actor)

@@ -64,7 +64,7 @@ class Actors:
             self._forget_actor(a)
 
     def _holds_handle(self: Peer, actor_id: ActorId) -> bool:
-        """Whether this peer holds the actor's handle object (ACT-017) as a live ref."""
+        """Whether this peer holds the actor's handle object (ACT-019) as a live ref."""
         e = self.owned.get(actor_id)
         return (e is not None and e.state != "released") or actor_id in self.borrowed
 

@@ -112,7 +112,7 @@ class SessionLayer:
         """Send ``body`` to ``peer`` on its session (queued until the handshake is done).
 
         A message to this peer itself (a call to an actor it hosts, made through a
-        handle it was passed, ACT-019) never reaches the wire: it is handled after
+        handle it was passed, ACT-021) never reaches the wire: it is handled after
         the current stimulus, as if it had come on a session with itself.
         """
         if peer == self.peer_id:

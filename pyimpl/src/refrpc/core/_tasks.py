@@ -67,7 +67,7 @@ class Tasks:
         if s.actor_id:
             executor, actor_seq = self._actor_route(s.actor_id, executor)
             if self._holds_handle(s.actor_id):
-                # ACT-019: the caller's handle stays held while the call is out, so the
+                # ACT-021: the caller's handle stays held while the call is out, so the
                 # actor is not reclaimed under it (released with the arguments).
                 mentioned = tuple(dict.fromkeys((*mentioned, s.actor_id)))
         spec = SubmitTask(
@@ -133,7 +133,7 @@ class Tasks:
             return
         w = self.workers.get(t.executor)
         address = w[0] if w else self._address_of(t.executor)
-        # A call to an actor this peer hosts itself goes through the loopback (ACT-019).
+        # A call to an actor this peer hosts itself goes through the loopback (ACT-021).
         r = self._self_remote if t.executor == self.peer_id else self._remote(t.executor, address)
         if t.spec.attempt > 1 and r.state == "alive" and "recovery" not in r.features:
             # HS-018: no retry can be sent there; settle as if none were left.

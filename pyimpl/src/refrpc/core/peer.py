@@ -154,7 +154,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.arg_waiters: dict[ObjectId, list[tuple]] = {}
         self.owned_actors: dict[ActorId, OwnedActor] = {}
         self.hosted: dict[ActorId, HostedActor] = {}
-        #: Messages this peer sent itself, handled after the current stimulus (ACT-019).
+        #: Messages this peer sent itself, handled after the current stimulus (ACT-021).
         self.loopback: deque = deque()
         #: This peer as the sender of those messages.
         self._self_remote = Remote(peer=peer_id, address=address, incarnation=incarnation, state="alive",

@@ -363,7 +363,7 @@ class Control:
             aid = node.new_id()
             node.handle(ev.CreateActorRequest(node.sid(), aid, class_name, tuple(specs), host, max_restarts,
                                               max_concurrency))
-            if with_handle:  # ACT-017: the handle object, held once like a put object
+            if with_handle:  # ACT-019: the handle object, held once like a put object
                 from ..runtime._handles import descriptor_value
 
                 value = descriptor_value(aid, node.peer_id, host, node.core._address_of(host), class_name)

@@ -4,7 +4,7 @@ Each actor a node hosts runs its constructor and its method calls on threads of
 its own, never behind the executor's tasks (which take turns on the executor's
 task threads) and never holding them up: an actor method that runs for minutes
 delays no task, and a long task delays no actor call. The core decides which
-call may start and when (ACT-003, ACT-013, ACT-016); the runner only runs what it
+call may start and when (ACT-003, ACT-013, ACT-018); the runner only runs what it
 is handed:
 
 - a synchronous actor runs each call on one of up to ``max_concurrency`` threads

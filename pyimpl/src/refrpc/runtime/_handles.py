@@ -1,15 +1,15 @@
 """Actor handles: what a program holds to call an actor, in any process.
 
-A handle is backed by the actor's *handle object* (ACT-017): an object its owner
+A handle is backed by the actor's *handle object* (ACT-019): an object its owner
 puts when it creates the actor, whose id is the actor id and whose value is the
 actor's descriptor. Every handle holds a :class:`Ref` to it, so the owner counts
 handles exactly as it counts refs: a handle passed to a task or to another actor
 (as an argument or inside a value) travels as a nested ref to the handle object
-(ACT-018), its receiver becomes a borrower, and once no process holds a handle
+(ACT-020), its receiver becomes a borrower, and once no process holds a handle
 the handle object is reclaimed and the owner kills the actor (ACT-009), unless
 the actor is named or detached.
 
-Each process that holds a handle is a caller of its own (ACT-019): it numbers
+Each process that holds a handle is a caller of its own (ACT-021): it numbers
 its calls to the actor 1, 2, 3, ... and sends them to the actor's host, which
 runs each caller's calls in its order.
 """
@@ -38,7 +38,7 @@ def pack_kwargs(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
 
 
 def descriptor_value(actor_id: str, owner: str, host: str, host_address: str, class_name: str) -> Any:
-    """The handle object's value (ACT-017): the actor's descriptor, portable."""
+    """The handle object's value (ACT-019): the actor's descriptor, portable."""
     return serialize({"actorId": actor_id, "owner": owner, "host": host, "hostAddress": host_address,
                       "className": class_name}, ref_hook=lambda _: None, portable=True)
 
@@ -58,7 +58,7 @@ class ActorMethod:
         specs, keep = arg_specs(node, args)
         aid = handle._actor_id
         task_id, rids = node.new_task_ids(1)
-        # ACT-019: sent to the host the handle names (the owner routes by its own record);
+        # ACT-021: sent to the host the handle names (the owner routes by its own record);
         # this process's calls are numbered by its core, one sequence per actor.
         node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, 0, False, aid, handle._host))
         del keep
@@ -103,7 +103,7 @@ class ActorHandle:
         return f"ActorHandle({self._class_name}{named}, {self._actor_id} on {self._host})"
 
     def __reduce__(self) -> Any:
-        # Inside a value, the Ref travels as a nested ref (ACT-018): the receiver borrows
+        # Inside a value, the Ref travels as a nested ref (ACT-020): the receiver borrows
         # the handle object, so the owner counts it as a holder of the actor.
         if self._ref is None:
             raise TypeError(f"the handle of actor {self._actor_id} cannot leave its process (made without a handle object)")
@@ -113,7 +113,7 @@ class ActorHandle:
     def _ensure_route(self, node: Node) -> None:
         """Make sure ``node`` can reach the host (a process that got the handle may never
         have met it), and follow the actor if its host died and its owner re-created it
-        elsewhere (ACT-011, ACT-019)."""
+        elsewhere (ACT-011, ACT-021)."""
         remote = node.core.remotes.get(self._host)  # a read without the lock: a hint only
         if remote is not None and remote.state == "dead" and self._ref is not None:
             self._follow(node)

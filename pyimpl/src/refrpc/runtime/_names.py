@@ -4,8 +4,8 @@ Names are not part of the wire protocol: like membership, they are ordinary
 RefRPC tasks run on the head (the peer ``head`` of a cluster started with
 ``refrpc start --head``; the driver of a local cluster started by
 ``refrpc.init()``). The head keeps, for each name, a handle to the actor: a ref
-to its handle object (ACT-017), so the head is one of the actor's holders and
-the actor lives while it is named (ACT-009, ACT-020).
+to its handle object (ACT-019), so the head is one of the actor's holders and
+the actor lives while it is named (ACT-009, ACT-022).
 
 A name is taken until the actor is dead: killed by its owner (which drops the
 name first), its owner dead (the head's handle object then fails with
@@ -42,7 +42,7 @@ def actor_alive(actor_id: str) -> bool:
 
 def actor_host(actor_id: str) -> tuple[str, str, str] | None:
     """Run on an actor's owner: where the actor is now (host, address, state), or None
-    if this peer does not know it (ACT-019: a caller whose host died asks)."""
+    if this peer does not know it (ACT-021: a caller whose host died asks)."""
     node = current_node()
 
     def read() -> tuple[str, str, str] | None:
