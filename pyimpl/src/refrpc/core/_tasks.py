@@ -138,6 +138,9 @@ class Tasks:
         if not t.spec.actor_id:
             r.load += 1  # actor calls take no task slot (TASK-012)
             t.counted = True
+            quick = self.quick_functions.get(t.spec.function, False)
+            r.in_flight[t.spec.task_id] = (self.now_ms, quick)
+            r.slow_in_flight += not quick
         self._story(t.spec.task_id, "dispatch", f"attempt {t.spec.attempt} to {t.executor}")
         self._send(t.executor, t.spec, address)
 
@@ -148,7 +151,22 @@ class Tasks:
             r = self.remotes.get(t.executor)
             if r is not None:
                 r.load = max(0, r.load - 1)
+                sent = r.in_flight.pop(t.spec.task_id, None)
+                if sent is not None:
+                    r.slow_in_flight -= not sent[1]
             self.pump_due = True
+
+    def _learn_speed(self: Peer, t: OwnerTask, r: Remote) -> None:
+        """Remember whether ``t``'s function finished quickly this time (TASK-020)."""
+        sent = r.in_flight.get(t.spec.task_id)
+        if sent is None:
+            return
+        quick = self.now_ms - sent[0] <= self.config.pipeline_ms
+        speeds = self.quick_functions
+        speeds.pop(t.spec.function, None)
+        speeds[t.spec.function] = quick
+        if len(speeds) > self.config.speed_keys:
+            del speeds[next(iter(speeds))]
 
     def _no_executor(self: Peer, t: OwnerTask) -> None:
         info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "no live executor to run the task", "TASK-022")
@@ -162,7 +180,14 @@ class Tasks:
         return r.load if r else 0
 
     def _has_slot(self: Peer, p: PeerId) -> bool:
-        return self._load(p) < self.workers[p][1]
+        """A free slot, or room to pipeline one more task behind young, quick ones (TASK-020)."""
+        r = self.remotes.get(p)
+        if r is None or r.load < self.workers[p][1]:
+            return True
+        if r.slow_in_flight or r.load >= self.workers[p][1] * self.config.pipeline_depth:
+            return False
+        oldest = next(iter(r.in_flight.values()), None)
+        return oldest is None or self.now_ms - oldest[0] <= self.config.pipeline_ms
 
     def _local_bytes(self: Peer, arg_refs: tuple[ObjectId, ...]) -> dict[PeerId, int]:
         """Bytes of the ``ref`` arguments each peer's store holds, as far as known here."""
@@ -287,6 +312,7 @@ class Tasks:
             self._story(reply.task_id, "stale-reply", f"attempt {reply.attempt} from {r.peer}")  # RPC-006
             self._drop_reply(reply)
             return
+        self._learn_speed(t, r)
         self._unload(t)
         raised = any(rv.kind == ReturnKind.ERROR and rv.error and rv.error.code == ErrorCode.TASK_FAILED for rv in reply.returns)
         if raised and t.spec.retry_exceptions and t.spec.attempt <= t.spec.max_retries:

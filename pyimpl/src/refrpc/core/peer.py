@@ -132,6 +132,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.local_queues: dict[PeerId, deque[TaskId]] = {}
         #: A slot was freed or an executor added since the queues were last looked at.
         self.pump_due = False
+        #: Function name -> whether its last task here finished within
+        #: config.pipeline_ms (TASK-020); bounded by config.speed_keys.
+        self.quick_functions: dict[str, bool] = {}
         #: Settled reconstructable tasks kept as lineage, oldest first -> their cost in
         #: bytes; bounded by config.max_lineage_bytes (LIN-005, LIN-010).
         self.lineage: dict[TaskId, int] = {}
@@ -548,6 +551,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             if t.state == "queued" and tid not in queued:
                 problems.append(f"{tid}: queued but in no queue (TASK-020)")
         for r in self.remotes.values():
+            if r.load != len(r.in_flight) or r.slow_in_flight != sum(not q for _, q in r.in_flight.values()):
+                problems.append(f"{r.peer}: in-flight accounting is off (TASK-020)")
             if r.load != counted_load.get(r.peer, 0):
                 problems.append(f"{r.peer}: load {r.load} != {counted_load.get(r.peer, 0)} tasks counted (TASK-012)")
         for oid, e in self.owned.items():

@@ -56,6 +56,13 @@ class Config:
     #: A queued task waits for a slot on the executor holding at least this many bytes
     #: of its ``ref`` arguments instead of going to another free executor (TASK-012).
     locality_bytes: int = 1024 * 1024
+    #: Tasks per slot a submitter may have in flight at one executor while every one
+    #: of them is young and of a quick function (TASK-020); 1 turns pipelining off.
+    pipeline_depth: int = 64
+    #: "Young" and "quick" for pipelining: sent, or last finished, within this many ms.
+    pipeline_ms: int = 50
+    #: Functions whose speed a submitter remembers (the oldest is forgotten first).
+    speed_keys: int = 4096
 
     @property
     def dead_after_ms(self) -> int:
@@ -270,3 +277,9 @@ class Remote:
     slots: int = 0
     #: Tasks this peer has sent it and not yet seen answered (placement load).
     load: int = 0
+    #: Those tasks by id, oldest first -> (time sent in ms, whether its function is
+    #: known to finish quickly): pipelining beyond the slots needs all of them young
+    #: and quick (TASK-020).
+    in_flight: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    #: How many of ``in_flight`` are not known to be quick.
+    slow_in_flight: int = 0
