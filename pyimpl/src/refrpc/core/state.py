@@ -84,6 +84,9 @@ class OwnedObject:
     contained_in: dict[ObjectId, None] = field(default_factory=dict)
     #: borrower -> {forward id -> requester} (BOR-003, BOR-012).
     borrowers: dict[PeerId, dict[ForwardId, PeerId]] = field(default_factory=dict)
+    #: forward id -> the borrower incarnation the grant was recorded for: a grant dies
+    #: with that incarnation only, not with another of the same PeerId (BOR-009).
+    grant_incarnations: dict[ForwardId, int] = field(default_factory=dict)
     #: Entries whose producing task takes this object as an argument (LIN-002).
     lineage_refs: int = 0
     #: Holds taken while a nested ref of this value is being self-registered (BOR-008).

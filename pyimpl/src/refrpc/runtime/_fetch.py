@@ -194,8 +194,8 @@ class FetchService:
             err = ErrorInfo(ErrorCode.OBJECT_FREED, f"no copy of {r.object_id} here", "FET-004")
             send(FetchChunk(r.object_id, r.request_id, r.offset, 0, True, error=err))
             return
-        if r.offset > total or r.chunk_bytes < 1:
-            err = ErrorInfo(ErrorCode.MALFORMED, "offset beyond the end or no chunk size", "FET-014")
+        if r.offset > total or r.length < -1 or r.chunk_bytes < 1:
+            err = ErrorInfo(ErrorCode.MALFORMED, "offset beyond the end, length below -1 or no chunk size", "FET-014")
             send(FetchChunk(r.object_id, r.request_id, r.offset, total, True, error=err))
             return
         end = total if r.length < 0 else min(total, r.offset + r.length)
