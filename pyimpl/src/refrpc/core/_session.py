@@ -361,6 +361,7 @@ class SessionLayer:
         r.features = self._negotiate(hello.features)
         r.all_features = _ALL_FEATURES.issubset(r.features)
         r.heartbeat_interval_ms = hello.heartbeat_interval_ms  # LIV-007
+        r.max_frame_bytes = hello.max_frame_bytes  # FET-007
         minor = min(PROTOCOL_MINOR, hello.protocol_minor)  # HS-003
         self._send_unsequenced(r, Welcome(**{**self._hello_fields(), "features": r.features, "protocol_minor": minor}))
         if fresh:
@@ -386,6 +387,7 @@ class SessionLayer:
         r.features = self._negotiate(w.features)
         r.all_features = _ALL_FEATURES.issubset(r.features)
         r.heartbeat_interval_ms = w.heartbeat_interval_ms  # LIV-007
+        r.max_frame_bytes = w.max_frame_bytes  # FET-007
         self._become_alive(r, "welcome")
 
     def _negotiate(self: Peer, theirs: tuple[str, ...]) -> tuple[str, ...]:

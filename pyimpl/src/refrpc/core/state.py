@@ -251,6 +251,8 @@ class Remote:
     requests: dict[int, tuple[str, object]] = field(default_factory=dict)
     #: The heartbeat interval the remote announced; 0 until known (LIV-007).
     heartbeat_interval_ms: int = 0
+    #: The frame limit the remote announced; 0 until known (FET-007, ZMQ-007).
+    max_frame_bytes: int = 0
     last_progress_ms: int = 0
     #: The current retransmission interval: doubles while no ack advances, back to the
     #: configured one when it does (SES-003); 0 means the configured one.
