@@ -66,6 +66,7 @@ CATCHES = {
     "fetch-retry-at-once": "fetch/FET-009-ERR-009-busy-holder-asked-again",
     "fetch-from-last-location": "fetch/FET-011-primary-location-first",
     "chunks-ignore-fetcher-limit": "fetch/FET-007-chunks-fit-fetcher-limit",
+    "adopt-mismatched-reply": "tasks/TASK-019-mismatched-reply-fails-the-task",
 }
 
 

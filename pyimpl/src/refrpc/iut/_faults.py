@@ -222,6 +222,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A holder sizes its chunks by its own maxFrameBytes and the request's chunkBytes, ignoring the "
         "smaller frame limit the fetcher announced: a fetcher with a 1 MiB limit gets chunks it must drop.",
     ),
+    "adopt-mismatched-reply": (
+        "TASK-019",
+        "A TaskReply whose returns name other object ids than the task's is adopted as it is: the ids "
+        "it does not know are dropped, no ProtocolError is sent, and the task's own returns stay pending "
+        "for ever.",
+    ),
     "no-goodbye-ack": (
         "LIV-016",
         "A Goodbye is not acknowledged before the fence: its sender waits out its linger. LIV-016 is a "
@@ -654,6 +660,26 @@ def _chunks_ignore_fetcher_limit(iut: Iut) -> None:
     fetcher._on_request = patched  # type: ignore[method-assign]
 
 
+def _adopt_mismatched_reply(iut: Iut) -> None:
+    core = iut.node.core
+    on_reply = core._on_TaskReply
+
+    def patched(r: Any, reply: Any) -> None:
+        t = core.tasks.get(reply.task_id)
+        if (t is not None and t.state == "submitted" and reply.attempt == t.spec.attempt and r.peer == t.executor
+                and tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids):
+            # breaks TASK-019: adopted as if it matched; its returns never settle
+            r.load = max(0, r.load - 1)
+            core._transition_task(t, "reply")
+            for rv in reply.returns:
+                core._take_return(rv)
+            core._release_task_args(t)
+            return
+        on_reply(r, reply)
+
+    core._on_TaskReply = patched  # type: ignore[method-assign]
+
+
 def _no_goodbye_ack(iut: Iut) -> None:
     core = iut.node.core
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
@@ -697,6 +723,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "fetch-retry-at-once": _fetch_retry_at_once,
     "fetch-from-last-location": _fetch_from_last_location,
     "chunks-ignore-fetcher-limit": _chunks_ignore_fetcher_limit,
+    "adopt-mismatched-reply": _adopt_mismatched_reply,
     "no-goodbye-ack": _no_goodbye_ack,
 }
 assert _INSTALL.keys() == FAULTS.keys()
