@@ -66,8 +66,10 @@ class Tasks:
         actor_seq = 0
         if s.actor_id:
             executor, actor_seq = self._actor_route(s.actor_id, executor)
+        # ACT-017: an actor call is never retried, whatever the program asked.
+        max_retries, retry_exceptions = (0, False) if s.actor_id else (s.max_retries, s.retry_exceptions)
         spec = SubmitTask(
-            s.task_id, s.function, args, s.return_ids, s.max_retries, s.retry_exceptions,
+            s.task_id, s.function, args, s.return_ids, max_retries, retry_exceptions,
             1, s.actor_id, actor_seq,
         )
         for oid in mentioned:
@@ -300,9 +302,9 @@ class Tasks:
     def _on_TaskReply(self: Peer, r: Remote, reply: TaskReply) -> None:
         t = self.tasks.get(reply.task_id)
         if t is None:
+            self._drop_reply(reply)  # TASK-015, TASK-019: its grants count at their owners all the same
             if not self._owns(reply.task_id):
                 raise ProtocolViolation(ErrorCode.WRONG_STATE, f"no task {reply.task_id}", "GEN-005")
-            self._drop_reply(reply)
             return
         if t.state == "cancelled" and reply.attempt == t.spec.attempt and r.peer == t.executor and t.holding_args:
             self._drop_reply(reply)  # TASK-016
@@ -314,6 +316,12 @@ class Tasks:
             return
         self._learn_speed(t, r)
         self._unload(t)
+        if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids:
+            # TASK-019: a reply that does not match the task would leave returns pending for ever.
+            self._drop_reply(reply)
+            info = ErrorInfo(ErrorCode.MALFORMED, f"the reply to {reply.task_id} does not list its return ids", "TASK-019")
+            self._fail_task(t, info, "rejected")
+            raise ProtocolViolation(ErrorCode.MALFORMED, info.message, "TASK-019")
         raised = any(rv.kind == ReturnKind.ERROR and rv.error and rv.error.code == ErrorCode.TASK_FAILED for rv in reply.returns)
         if raised and t.spec.retry_exceptions and t.spec.attempt <= t.spec.max_retries:
             self._drop_reply(reply)
@@ -460,7 +468,7 @@ class Tasks:
     _OBJECT_EVENT = {
         "executor_died_final": "executor_died_final",
         "cancel": "cancelled",
-        "rejected": "task_failed",
+        "rejected": "rejected",
         "lineage_evicted": "lineage_evicted",
     }
 

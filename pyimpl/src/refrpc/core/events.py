@@ -56,6 +56,10 @@ class ReceiveMalformed(Stimulus):
     error: ErrorInfo
     #: The envelope's sequence number if it could be read, else 0 (GEN-010).
     seq: int = 0
+    #: The addressee and its incarnation as the envelope names them; None if not read.
+    #: They are checked as SES-016 says before anything is answered (GEN-004).
+    receiver: PeerId | None = None
+    receiver_incarnation: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,9 @@ class OwnedObject:
     contained_in: dict[ObjectId, None] = field(default_factory=dict)
     #: borrower -> {forward id -> requester} (BOR-003, BOR-012).
     borrowers: dict[PeerId, dict[ForwardId, PeerId]] = field(default_factory=dict)
+    #: forward id -> the borrower incarnation the grant was recorded for: a grant dies
+    #: with that incarnation only, not with another of the same PeerId (BOR-009).
+    grant_incarnations: dict[ForwardId, int] = field(default_factory=dict)
     #: Entries whose producing task takes this object as an argument (LIN-002).
     lineage_refs: int = 0
     #: Holds taken while a nested ref of this value is being self-registered (BOR-008).
@@ -261,6 +264,8 @@ class Remote:
     requests: dict[int, tuple[str, object]] = field(default_factory=dict)
     #: The heartbeat interval the remote announced; 0 until known (LIV-007).
     heartbeat_interval_ms: int = 0
+    #: The frame limit the remote announced; 0 until known (FET-007, ZMQ-007).
+    max_frame_bytes: int = 0
     last_progress_ms: int = 0
     #: The current retransmission interval: doubles while no ack advances, back to the
     #: configured one when it does (SES-003); 0 means the configured one.
