@@ -21,6 +21,7 @@ from .messages import (
     Message,
     ObjectId,
     PeerId,
+    PeerSummary,
     RefDescriptor,
     TaskId,
     Value,
@@ -238,10 +239,12 @@ class Cancel(Stimulus):
 
 @dataclass(frozen=True, slots=True)
 class Introspect(Stimulus):
-    """Ask ``peer`` for its ownership table (INT-001); answered by IntrospectResult."""
+    """Ask ``peer`` for its ownership table (INT-001), or with ``summary`` for its
+    summary instead (INT-006); answered by IntrospectResult."""
 
     request_id: int
     peer: PeerId
+    summary: bool = False
 
 
 # ---------------------------------------------------------------- the executor's side
@@ -400,6 +403,8 @@ class IntrospectResult(Instruction):
     peer: PeerId
     entries: tuple  # tuple[TableEntry, ...]
     error: ErrorInfo | None = None
+    #: The peer's PeerSummary when one was asked for and sent (INT-006); None otherwise.
+    summary: PeerSummary | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,7 +193,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             CreateActorRequest: self._create_actor,
             Cancel: lambda s: self._cancel(s.task_id),
             KillActorRequest: lambda s: self._kill_actor(s.actor_id),
-            Introspect: lambda s: self._introspect(s.request_id, s.peer),
+            Introspect: lambda s: self._introspect(s.request_id, s.peer, s.summary),
             TaskFinished: self._task_finished,
             ActorReady: self._actor_ready,
         }
