@@ -555,9 +555,9 @@ struct SubmitTask {
   # The task's id, allocated by me (ID-003).
 
   function @1 :Text;
-  # The registered name of the function (VAL-010), or of the actor method when
-  # actorId is set (ACT-010). Unknown to you: every return is
-  # ERROR(UNKNOWN_FUNCTION) (TASK-006).
+  # The registered name of the function (VAL-010), or, when actorId is set, the
+  # method's bare name (`add`, not `Counter.add`, ACT-010). Unknown to you: every
+  # return is ERROR(UNKNOWN_FUNCTION) (TASK-006, ACT-015).
 
   args @2 :List(Arg);
   # The arguments, in order (VAL-018).
@@ -569,7 +569,8 @@ struct SubmitTask {
 
   maxRetries @4 :UInt32;
   # How many re-executions I allow, shared by retries and reconstructions
-  # (RPC-004, RPC-009).
+  # (RPC-004, RPC-009). Always 0 for an actor call, with retryExceptions false
+  # and attempt 1 (ACT-017).
 
   retryExceptions @5 :Bool;
   # Whether a task that raised may be retried too (RPC-005).
@@ -657,11 +658,13 @@ struct TaskReply {
   # The attempt this reply is for; you ignore replies for other attempts (RPC-006).
 
   returns @2 :List(ReturnValue);
-  # One per return id of the task, in the task's order (TASK-010).
+  # One per return id of the task, in the task's order (TASK-010); any other
+  # list makes the reply MALFORMED and fails the task (TASK-019).
 
   retained @3 :List(RefDescriptor);
-  # Shared refs from the task's arguments that I still hold after the task, each
-  # under a grant the owner confirmed to me before I sent this reply (BOR-007).
+  # Refs from the task's arguments that I still hold after the task, each under
+  # a grant the owner confirmed to me before I sent this reply (BOR-007). A ref
+  # whose registration the owner refused is not listed (BOR-026).
 }
 
 struct CancelTask {
@@ -890,11 +893,13 @@ struct FetchRequest {
   # (FET-014).
 
   length @3 :Int64 = -1;
-  # How many bytes; -1 means to the end.
+  # How many bytes; -1 means to the end, below -1 is MALFORMED (FET-014). At most
+  # 8 MiB when the object is large (FET-015).
 
   chunkBytes @4 :UInt64 = 1048576;
   # The most bytes of data per FetchChunk, before compression; at least 1 and at
-  # most my maxFrameBytes minus 64 KiB (FET-007).
+  # most my maxFrameBytes minus 64 KiB (FET-007). The default is not a minimum;
+  # you use smaller chunks when my maxFrameBytes needs it.
 
   acceptLz4 @5 :Bool;
   # Whether you may lz4-compress chunks; only if lz4 was negotiated (FET-003,
@@ -917,8 +922,8 @@ struct FetchChunk {
   # (OBJ-010).
 
   totalSize @3 :Int64;
-  # The size of the whole stored form in bytes (OBJ-011, FET-010), -1 if not
-  # known.
+  # The size of the whole stored form in bytes (OBJ-011, FET-010); never -1. In
+  # an error chunk: the size if I have a copy, else 0 (FET-004).
 
   last @4 :Bool;
   # True on the final chunk of the request.
@@ -1038,6 +1043,10 @@ struct IntrospectRequest {
 
   requestId @0 :UInt64;
   # My id for the request, echoed in the reply.
+
+  summary @1 :Bool;
+  # Also send me your PeerSummary (INT-006); you may then leave `entries` empty
+  # (INT-007). False (the default): the table only.
 }
 
 struct IntrospectReply {
@@ -1048,7 +1057,73 @@ struct IntrospectReply {
   # Your request's id.
 
   entries @1 :List(TableEntry);
-  # The entries.
+  # The entries; possibly none when you asked for my summary (INT-007).
+
+  summary :union {
+    # What I am doing, counted (INT-006).
+
+    none @2 :Void;
+    # You did not ask for it, or I do not make one (INT-008): you know nothing of it.
+
+    some @3 :PeerSummary;
+    # My summary, as it is when I handle your request.
+  }
+}
+
+struct PeerSummary {
+  # What I am doing, counted (INT-006): for status tools and cluster views. A
+  # snapshot, like the table: it changes no counter of yours (INT-004). Each
+  # count list names every state with at least one entry once, in ascending byte
+  # order of the state name, and no state with none (INT-009).
+
+  ownedTasks @0 :List(StateCount);
+  # Tasks I submitted and still keep, by my owner-task state (`queued`,
+  # `submitted`, `finished`, `failed`, `cancelled`; state-machines.md).
+
+  executingTasks @1 :List(StateCount);
+  # Tasks I execute for their owners and still keep, by my executor-task state
+  # (`resolving`, `running`, `registering`, `replied`).
+
+  hostedActors @2 :List(ActorEntry);
+  # Actors whose instance I host (ACT-001); `peer` names each one's owner.
+
+  ownedActors @3 :List(ActorEntry);
+  # Actors I created and still keep; `peer` names each one's host.
+
+  ownedObjects @4 :UInt64;
+  # Entries of my ownership table I own (the table's owner rows).
+
+  borrowedObjects @5 :UInt64;
+  # Refs I hold to objects others own (the table's borrower rows).
+}
+
+struct StateCount {
+  # How many entries are in one state.
+
+  state @0 :Text;
+  # The state's name, as the spec's state machines name it.
+
+  count @1 :UInt64;
+  # At least 1.
+}
+
+struct ActorEntry {
+  # One actor in a PeerSummary.
+
+  actorId @0 :Text;
+  # The actor (ActorId).
+
+  peer @1 :Text;
+  # Its owner (in hostedActors) or its host (in ownedActors): a PeerId, empty if
+  # I do not know it yet.
+
+  state @2 :Text;
+  # My state name for it: an ActorState name (`pending`, `alive`, `restarting`,
+  # `dead`), or `starting` for a hosted actor whose constructor has not finished.
+
+  className @3 :Text;
+  # The name the actor was created with (CreateActor.className), empty if I do not
+  # know it.
 }
 
 struct TableEntry {

@@ -64,6 +64,11 @@ CATCHES = {
     "cancel-reply-task-failed": "tasks/TASK-008-TASK-013-cancel-running-and-ignored-cancels",
     "fetch-end-is-error": "fetch/FET-002-FET-014-byte-ranges",
     "no-goodbye-ack": "liveness/LIV-006-FATE-003-goodbye-ends-submitter",
+    "fetch-whole-object": "fetch/FET-015-ranges-bounded",
+    "fetch-retry-at-once": "fetch/FET-009-ERR-009-busy-holder-asked-again",
+    "fetch-from-last-location": "fetch/FET-011-primary-location-first",
+    "chunks-ignore-fetcher-limit": "fetch/FET-007-chunks-fit-fetcher-limit",
+    "adopt-mismatched-reply": "tasks/TASK-019-mismatched-reply-fails-the-task",
 }
 
 

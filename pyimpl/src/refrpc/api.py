@@ -61,13 +61,16 @@ __all__ = [
     "TaskError",
     "WorkerDiedError",
     "as_completed",
+    "available_resources",
     "cancel",
+    "cluster_resources",
     "get",
     "get_actor",
     "kill",
     "init",
     "is_initialized",
     "memory",
+    "nodes",
     "put",
     "remote",
     "shared",
@@ -139,7 +142,7 @@ def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | N
             raise RefRPCError(f"no RefRPC head answered at {address} within {connect_timeout:g} s "
                               f"(is `refrpc start --head` running there?): {exc}") from None
         call_on(node, HEAD, "refrpc.runtime._membership:register_driver", name, node.address, socket.gethostname(),
-                timeout=connect_timeout)
+                os.getpid(), timeout=connect_timeout)
     except BaseException:
         context.node, context.driver_executor, context.head = None, None, ""
         executor.stop()
@@ -318,16 +321,28 @@ def as_completed(refs: Sequence[Ref[Any]], *, timeout: float | None = None) -> I
         yield from ready
 
 
-def cancel(ref: Ref[Any]) -> bool:
+def cancel(ref: Ref[Any], *, force: bool = False) -> bool:
     """Cancel the task that makes ``ref`` (TASK-008): if it has not started it never
     will; if it runs, it is stopped (``TaskCancelledError`` is raised inside it; a
     long call into C, such as one ``time.sleep``, ends first). ``get`` of its results
     raises :class:`TaskCancelledError` at once. Only the process that submitted the
     task can cancel it. Returns whether a task was cancelled (False: it had already
     finished, or ``ref`` is not a result of a task this process submitted).
+
+    With ``force``, a running task that has not stopped a second after it was told
+    to is stopped by killing the worker process that runs it (``kill -9``); the
+    cluster's supervisor starts the worker again, and other tasks that were on it
+    are retried as after any worker death. Only the workers this program started
+    (``refrpc.init()``) can be killed so: ``force`` on a task of a cluster this
+    program joined raises :class:`RefRPCError`, and on an actor method call
+    ``ValueError`` (kill the actor with :func:`kill` instead).
     """
     if not isinstance(ref, Ref):
         raise TypeError(f"cancel() takes a Ref, not {type(ref).__name__}")
+    if force:
+        from .runtime._cancel import cancel_forcibly
+
+        return cancel_forcibly(current_node(), context.cluster, ref.id)
     return _cancel_all(current_node(), [ref]) > 0
 
 
@@ -425,6 +440,41 @@ def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
             rows += 1
     lines.append(f"{rows} live objects")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the cluster
+def nodes(*, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every process of the cluster, as Ray's ``ray.nodes()`` lists nodes: one dict each.
+
+    Keys: ``id`` (peer id), ``role`` (``driver``, ``worker`` or ``head``),
+    ``address``, ``alive``, ``host``, ``pid``, ``incarnation``, ``resources``
+    (``{"CPU": slots}`` for a worker: the tasks it runs at once), and what the
+    process is doing, as it answered through the protocol (INT-006): ``tasks``
+    (the tasks it submitted, counted by state: ``queued``, ``submitted``,
+    ``finished``, ...), ``executing`` (the tasks it runs, by state: ``running``,
+    ...), ``actors`` (those it hosts) and ``objects`` (owned and borrowed
+    counts); these four are None for a process that did not answer within
+    ``timeout`` seconds. A worker of a local cluster also has ``restarts``: how
+    often the supervisor replaced its process.
+    """
+    from .runtime import _status
+
+    return _status.nodes(current_node(), context.cluster, timeout)
+
+
+def cluster_resources(*, timeout: float = 10.0) -> dict[str, float]:
+    """The resources of the live workers, summed, as ``ray.cluster_resources()``:
+    ``{"CPU": n}``, n the task slots of every live worker."""
+    from .runtime import _status
+
+    return _status.cluster_resources(nodes(timeout=timeout))
+
+
+def available_resources(*, timeout: float = 10.0) -> dict[str, float]:
+    """``cluster_resources()`` less what running tasks take now, as ``ray.available_resources()``."""
+    from .runtime import _status
+
+    return _status.available_resources(nodes(timeout=timeout))
 
 
 # ---------------------------------------------------------------- remote functions

@@ -208,12 +208,13 @@ class Actors:
         for key in queue:
             ex = self.exec_tasks.get(key)
             if ex is not None and ex.state == "resolving":
-                self._reply_actor_died(key, ex, info)
+                self._reply_unrun(key, ex, info)
         if notify:
             self._send(h.owner, ActorStatus(h.actor_id, ActorState.DEAD, info))  # ACT-002
 
-    def _reply_actor_died(self: Peer, key: ExecKey, ex: ExecTask, info: ErrorInfo) -> None:
-        self._transition_exec(ex, "arg_failed")
+    def _reply_unrun(self: Peer, key: ExecKey, ex: ExecTask, info: ErrorInfo, event: str = "actor_dead") -> None:
+        """Answer a call that will not run: the actor is dead (ACT-004) or the call is late (ACT-014)."""
+        self._transition_exec(ex, event)
         ex.reply = TaskReply(ex.spec.task_id, ex.spec.attempt, tuple(ReturnValue(rid, ReturnKind.ERROR, error=info) for rid in ex.spec.return_ids))
         self._send_reply(key, ex)
 
@@ -223,13 +224,13 @@ class Actors:
         if h is None or h.state == "dead":
             info = ErrorInfo(ErrorCode.ACTOR_DIED, f"no live actor {ex.spec.actor_id} here", "ACT-004")
             ex.waiting.clear()
-            self._reply_actor_died(key, ex, info)
+            self._reply_unrun(key, ex, info)
             return
         if ex.spec.actor_seq <= h.last_run.get((key[0], key[1]), 0):
             # ACT-003: a later call of this caller already ran; this one cannot run in order.
             info = ErrorInfo(ErrorCode.WRONG_STATE, f"actor call {ex.spec.actor_seq} arrived after a later one ran", "ACT-003")
             ex.waiting.clear()
-            self._reply_actor_died(key, ex, info)
+            self._reply_unrun(key, ex, info, "late_call")
             return
         h.queue.append(key)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from .errors import LocalUsageError
 from .events import FreeCopy, GetResult, IntrospectResult
@@ -17,8 +17,11 @@ from .messages import (
     ErrorInfo,
     FreeObjects,
     GetObjectStatus,
+    ActorEntry,
     IntrospectReply,
     IntrospectRequest,
+    PeerSummary,
+    StateCount,
     ObjectId,
     ObjectState,
     ObjectStatus,
@@ -313,6 +316,7 @@ class Objects:
         self.addresses[msg.borrower] = (msg.borrower_address, msg.borrower_incarnation)
         self._ensure_session(msg.borrower, msg.borrower_address, msg.borrower_incarnation)  # OWN-011
         e.borrowers.setdefault(msg.borrower, {})[msg.forward_id] = r.peer  # BOR-003, BOR-012
+        e.grant_incarnations[msg.forward_id] = msg.borrower_incarnation  # BOR-009
         self._story(msg.object_id, "grant", f"{msg.borrower} {msg.forward_id} via {r.peer}")
         if self.trace_events:
             self._trace("grant-added", msg.object_id, borrower=msg.borrower, borrowerIncarnation=str(msg.borrower_incarnation),
@@ -327,7 +331,12 @@ class Objects:
             for fid in rel.forward_ids:
                 # The borrower releases its grant, or the requester one it abandoned (BOR-014).
                 for borrower, grants in list(e.borrowers.items()):
-                    if fid in grants and (borrower == r.peer or grants[fid] == r.peer):
+                    if fid not in grants:
+                        continue
+                    # BOR-018: only the grant's own borrower incarnation, or its requester.
+                    own = borrower == r.peer and e.grant_incarnations.get(fid, r.incarnation) == r.incarnation
+                    if own or grants[fid] == r.peer:
+                        e.grant_incarnations.pop(fid, None)
                         if self.trace_events:
                             self._trace("grant-removed", rel.object_id, borrower=borrower, forwardId=fid,
                                         requester=grants[fid], reason="released")
@@ -344,6 +353,7 @@ class Objects:
         grants = e.borrowers.get(r.peer, {})
         requester = grants.pop(msg.forward_id, None)
         if requester is not None:  # BOR-011: phantom grant
+            e.grant_incarnations.pop(msg.forward_id, None)
             self._story(msg.object_id, "phantom-grant-dropped", f"{r.peer} {msg.forward_id}")
             if self.trace_events:
                 self._trace("grant-removed", msg.object_id, borrower=r.peer, forwardId=msg.forward_id,
@@ -423,12 +433,14 @@ class Objects:
                     b.grants[msg.forward_id] = None
                 elif b.state != "failed":
                     b.error = msg.error
-                    self._transition_borrowed(b, "status_failed")
+                    self._transition_borrowed(b, "registration_refused")  # BOR-026
                     self._object_settled(reg.object_id)
+            if msg.error is not None:
+                self._drop_from_retained(msg.forward_id)  # BOR-026: retained names confirmed grants only
             if kind == "self":
                 self._hold(reg.purpose[1], "pins", -1)
-            else:
-                self._reply_registration_done(reg, None)
+            # A task may wait on this registration whichever need started it (BOR-021).
+            self._reply_registration_done(reg, None)
         if b is not None and reg.object_id in self.borrowed:
             self._check_borrowed(reg.object_id)
 
@@ -492,24 +504,47 @@ class Objects:
             ))
         return tuple(rows)
 
-    def _introspect(self: Peer, request_id: int, peer: PeerId) -> None:
+    def summary(self: Peer) -> PeerSummary:
+        """What this peer is doing, counted, as INT-006 reports it (INT-009: each count
+        list sorted by state name, no zero counts)."""
+
+        def counts(states: Iterable[str]) -> tuple[StateCount, ...]:
+            n: dict[str, int] = {}
+            for state in states:
+                n[state] = n.get(state, 0) + 1
+            return tuple(StateCount(k, n[k]) for k in sorted(n, key=str.encode))
+
+        return PeerSummary(
+            owned_tasks=counts(t.state for t in self.tasks.values()),
+            executing_tasks=counts(x.state for x in self.exec_tasks.values()),
+            hosted_actors=tuple(ActorEntry(a, h.owner, h.state, "") for a, h in sorted(self.hosted.items())),
+            owned_actors=tuple(ActorEntry(a, o.host, o.state, o.class_name) for a, o in sorted(self.owned_actors.items())),
+            owned_objects=len(self.owned),
+            borrowed_objects=len(self.borrowed),
+        )
+
+    def _introspect(self: Peer, request_id: int, peer: PeerId, summary: bool = False) -> None:
         if peer in ("", self.peer_id):
-            self._out(IntrospectResult(self._sid, request_id, self.peer_id, self.table()))
+            mine = self.summary() if summary else None
+            self._out(IntrospectResult(self._sid, request_id, self.peer_id, () if summary else self.table(), summary=mine))
             return
         r = self.remotes.get(peer)
         if r is not None and r.state == "dead":
             self._out(IntrospectResult(self._sid, request_id, peer, (), ErrorInfo(ErrorCode.PEER_DIED, f"{peer} is dead")))
             return
         self.introspections[request_id] = peer
-        self._send(peer, IntrospectRequest(request_id), self._address_of(peer))
+        self._send(peer, IntrospectRequest(request_id, summary), self._address_of(peer))
 
     def _on_IntrospectRequest(self: Peer, r: Remote, msg: IntrospectRequest) -> None:
-        self._send(r.peer, IntrospectReply(msg.request_id, self.table()))
+        if msg.summary:  # INT-006; the table is left out (INT-007): a status view needs counts only
+            self._send(r.peer, IntrospectReply(msg.request_id, (), self.summary()))
+        else:
+            self._send(r.peer, IntrospectReply(msg.request_id, self.table()))
 
     def _on_IntrospectReply(self: Peer, r: Remote, msg: IntrospectReply) -> None:
         if self.introspections.get(msg.request_id) == r.peer:
             del self.introspections[msg.request_id]
-            self._out(IntrospectResult(self._sid, msg.request_id, r.peer, msg.entries))
+            self._out(IntrospectResult(self._sid, msg.request_id, r.peer, msg.entries, summary=msg.summary))
 
     # ------------------------------------------------------------ flushing batched sends
     def _flush_batches(self: Peer) -> None:

@@ -21,6 +21,7 @@ from .messages import (
     Message,
     ObjectId,
     PeerId,
+    PeerSummary,
     RefDescriptor,
     TaskId,
     Value,
@@ -56,6 +57,10 @@ class ReceiveMalformed(Stimulus):
     error: ErrorInfo
     #: The envelope's sequence number if it could be read, else 0 (GEN-010).
     seq: int = 0
+    #: The addressee and its incarnation as the envelope names them; None if not read.
+    #: They are checked as SES-016 says before anything is answered (GEN-004).
+    receiver: PeerId | None = None
+    receiver_incarnation: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,10 +241,12 @@ class Cancel(Stimulus):
 
 @dataclass(frozen=True, slots=True)
 class Introspect(Stimulus):
-    """Ask ``peer`` for its ownership table (INT-001); answered by IntrospectResult."""
+    """Ask ``peer`` for its ownership table (INT-001), or with ``summary`` for its
+    summary instead (INT-006); answered by IntrospectResult."""
 
     request_id: int
     peer: PeerId
+    summary: bool = False
 
 
 # ---------------------------------------------------------------- the executor's side
@@ -400,6 +407,8 @@ class IntrospectResult(Instruction):
     peer: PeerId
     entries: tuple  # tuple[TableEntry, ...]
     error: ErrorInfo | None = None
+    #: The peer's PeerSummary when one was asked for and sent (INT-006); None otherwise.
+    summary: PeerSummary | None = None
 
 
 @dataclass(frozen=True, slots=True)

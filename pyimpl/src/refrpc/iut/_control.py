@@ -51,8 +51,9 @@ class _Terminate(BaseException):
 
 
 def _arg(req: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = _MISSING) -> Any:
-    """Argument ``name`` of a request, of type ``kind`` (a bool is no int)."""
-    if name not in req:
+    """Argument ``name`` of a request, of type ``kind`` (a bool is no int); an
+    optional argument given as ``null`` takes its default (CNF-027)."""
+    if name not in req or (req[name] is None and default is not _MISSING):
         if default is _MISSING:
             raise BadRequest(f"missing argument {name!r}")
         return default

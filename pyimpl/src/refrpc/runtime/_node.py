@@ -323,14 +323,16 @@ class Node:
         self.stats["bytes_mapped"] += value.size
         return value
 
-    def introspect(self, peer: str) -> Future[ev.IntrospectResult]:
-        """The ownership table of ``peer`` (or of this node, for its own id), INT-001."""
+    def introspect(self, peer: str, summary: bool = False) -> Future[ev.IntrospectResult]:
+        """The ownership table of ``peer`` (or of this node, for its own id), INT-001;
+        with ``summary``, its PeerSummary instead (INT-006: the result's ``summary``,
+        None if the peer sent none)."""
         fut: Future[ev.IntrospectResult] = Future()
 
         def ask() -> None:
             rid = next(self._requests)
             self._introspections[rid] = fut
-            self.handle(ev.Introspect(self.sid(), rid, peer))
+            self.handle(ev.Introspect(self.sid(), rid, peer, summary))
 
         self.call(ask)
         return fut
@@ -455,7 +457,8 @@ class Node:
                 tracer.received(_frame0(frames), exc.sender, exc.sender_incarnation, exc.seq, sid)
                 tracer.event("discarded", "", "", {"reason": "malformed", "error": exc.message}, sid)
             if exc.sender:
-                self.handle(ev.ReceiveMalformed(sid, exc.sender, exc.sender_incarnation, exc.error, exc.seq))
+                self.handle(ev.ReceiveMalformed(sid, exc.sender, exc.sender_incarnation, exc.error, exc.seq,
+                                                exc.receiver, exc.receiver_incarnation))
             return
         if tracer is not None:  # TRC-003, TRC-005: every frame 0, before what it causes
             tracer.received(_frame0(frames), envelope.sender, envelope.sender_incarnation, envelope.seq, sid)
