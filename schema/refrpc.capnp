@@ -555,9 +555,9 @@ struct SubmitTask {
   # The task's id, allocated by me (ID-003).
 
   function @1 :Text;
-  # The registered name of the function (VAL-010), or of the actor method when
-  # actorId is set (ACT-010). Unknown to you: every return is
-  # ERROR(UNKNOWN_FUNCTION) (TASK-006).
+  # The registered name of the function (VAL-010), or, when actorId is set, the
+  # method's bare name (`add`, not `Counter.add`, ACT-010). Unknown to you: every
+  # return is ERROR(UNKNOWN_FUNCTION) (TASK-006, ACT-015).
 
   args @2 :List(Arg);
   # The arguments, in order (VAL-018).
@@ -569,7 +569,8 @@ struct SubmitTask {
 
   maxRetries @4 :UInt32;
   # How many re-executions I allow, shared by retries and reconstructions
-  # (RPC-004, RPC-009).
+  # (RPC-004, RPC-009). Always 0 for an actor call, with retryExceptions false
+  # and attempt 1 (ACT-017).
 
   retryExceptions @5 :Bool;
   # Whether a task that raised may be retried too (RPC-005).
@@ -657,11 +658,13 @@ struct TaskReply {
   # The attempt this reply is for; you ignore replies for other attempts (RPC-006).
 
   returns @2 :List(ReturnValue);
-  # One per return id of the task, in the task's order (TASK-010).
+  # One per return id of the task, in the task's order (TASK-010); any other
+  # list makes the reply MALFORMED and fails the task (TASK-019).
 
   retained @3 :List(RefDescriptor);
-  # Shared refs from the task's arguments that I still hold after the task, each
-  # under a grant the owner confirmed to me before I sent this reply (BOR-007).
+  # Refs from the task's arguments that I still hold after the task, each under
+  # a grant the owner confirmed to me before I sent this reply (BOR-007). A ref
+  # whose registration the owner refused is not listed (BOR-026).
 }
 
 struct CancelTask {
@@ -890,11 +893,13 @@ struct FetchRequest {
   # (FET-014).
 
   length @3 :Int64 = -1;
-  # How many bytes; -1 means to the end.
+  # How many bytes; -1 means to the end, below -1 is MALFORMED (FET-014). At most
+  # 8 MiB when the object is large (FET-015).
 
   chunkBytes @4 :UInt64 = 1048576;
   # The most bytes of data per FetchChunk, before compression; at least 1 and at
-  # most my maxFrameBytes minus 64 KiB (FET-007).
+  # most my maxFrameBytes minus 64 KiB (FET-007). The default is not a minimum;
+  # you use smaller chunks when my maxFrameBytes needs it.
 
   acceptLz4 @5 :Bool;
   # Whether you may lz4-compress chunks; only if lz4 was negotiated (FET-003,
@@ -917,8 +922,8 @@ struct FetchChunk {
   # (OBJ-010).
 
   totalSize @3 :Int64;
-  # The size of the whole stored form in bytes (OBJ-011, FET-010), -1 if not
-  # known.
+  # The size of the whole stored form in bytes (OBJ-011, FET-010); never -1. In
+  # an error chunk: the size if I have a copy, else 0 (FET-004).
 
   last @4 :Bool;
   # True on the final chunk of the request.
@@ -981,6 +986,12 @@ struct CreateActor {
   maxRestarts @3 :UInt32;
   # How often I may re-create the actor on another host after its host dies
   # (ACT-011); you never restart it yourself (ACT-002).
+
+  maxConcurrency @4 :UInt32;
+  # How many of the actor's method calls you may run at once; 0 (the default,
+  # what a sender that predates this field sends) means 1 (ACT-013). You start
+  # each caller's calls in actorSeq order whatever this is (ACT-003); with more
+  # than 1 they may finish, and be answered, in any order (ACT-018).
 }
 
 enum ActorState {

@@ -53,6 +53,8 @@ CATCHES = {
     "actor-calls-worker-died": "actors/ACT-003-ACT-007-iut-owns-an-actor",
     "unknown-method-task-failed": "actors/ACT-014-ACT-015-unknown-method-and-seq-gap",
     "wait-for-actor-seq-gap": "actors/ACT-014-ACT-015-unknown-method-and-seq-gap",
+    "actor-handles-not-counted": "actors/ACT-009-ACT-019-ACT-020-handle-borrowed-then-released",
+    "max-concurrency-not-sent": "actors/ACT-013-ACT-018-concurrent-actor-replies-in-any-order",
     "no-id-limits": "malformed/ID-007-identifier-length-limits",
     "status-per-wait": "objects/OBJ-014-one-status-request-per-object",
     "no-error-rate-limit": "errors/ERR-008-protocol-errors-rate-limited",
@@ -62,6 +64,11 @@ CATCHES = {
     "cancel-reply-task-failed": "tasks/TASK-008-TASK-013-cancel-running-and-ignored-cancels",
     "fetch-end-is-error": "fetch/FET-002-FET-014-byte-ranges",
     "no-goodbye-ack": "liveness/LIV-006-FATE-003-goodbye-ends-submitter",
+    "fetch-whole-object": "fetch/FET-015-ranges-bounded",
+    "fetch-retry-at-once": "fetch/FET-009-ERR-009-busy-holder-asked-again",
+    "fetch-from-last-location": "fetch/FET-011-primary-location-first",
+    "chunks-ignore-fetcher-limit": "fetch/FET-007-chunks-fit-fetcher-limit",
+    "adopt-mismatched-reply": "tasks/TASK-019-mismatched-reply-fails-the-task",
 }
 
 

@@ -9,7 +9,7 @@ starts with the user program it models.
 from __future__ import annotations
 
 from corekit import Net, Stub, bodies, ref, result, stored_result, val
-from refrpc.core import IdAllocator, Peer
+from refrpc.core import Config, IdAllocator, Peer
 from refrpc.core import events as ev
 from refrpc.core.messages import CancelTask, ErrorCode, GetObjectStatus, SubmitTask
 
@@ -219,3 +219,55 @@ def test_actor_calls_take_no_task_slot():
     tids = [net.submit("D", "f")[0] for _ in range(4)]
     net.deliver_all()
     assert all(net["D"].tasks[t].state == "submitted" for t in tids)
+
+
+def one_slot_each() -> Net:
+    """A and B with one slot each; pipelining up to 4 tasks per slot."""
+    net = Net(("D", "A", "B"), config=Config(pipeline_depth=4), workers=False)
+    for w in ("A", "B"):
+        net.handle("D", ev.AddPeer(net.sid("D", "add"), w, f"mem://{w}", 1))
+    net.connect("D", "A")
+    net.connect("D", "B")
+    return net
+
+
+def test_quick_functions_are_pipelined_beyond_the_slots():
+    # D: get(f.remote()); refs = [f.remote() for _ in range(10)]
+    # f finished within pipeline_ms, so up to 4 per slot go out at once (8 here);
+    # a function never seen is sent only to free slots.
+    net = one_slot_each()
+    first = net.submit("D", "f")[0]
+    finish_on(net, net["D"].tasks[first].executor, first)
+    assert net["D"].quick_functions == {"f": True}
+    tids = [net.submit("D", "f")[0] for _ in range(10)]
+    net.deliver_all()
+    assert [net["D"].tasks[t].state for t in tids] == ["submitted"] * 8 + ["queued"] * 2
+    unknown = [net.submit("D", "g")[0] for _ in range(2)]
+    assert all(net["D"].tasks[t].state == "queued" for t in unknown)
+
+
+def test_nothing_is_pipelined_behind_a_slow_or_old_task():
+    # D: quick f known; slow = g.remote() (never seen: not known quick) takes A;
+    # then f tasks: pipelined on B only. After pipeline_ms, B's in-flight tasks are
+    # old: nothing more is added behind them.
+    net = one_slot_each()
+    first = net.submit("D", "f")[0]
+    finish_on(net, net["D"].tasks[first].executor, first)
+    slow = net.submit("D", "g")[0]
+    net.deliver_all()
+    long_on = net["D"].tasks[slow].executor
+    other = "B" if long_on == "A" else "A"
+    tids = [net.submit("D", "f")[0] for _ in range(6)]
+    net.deliver_all()
+    assert [net["D"].tasks[t].executor for t in tids[:4]] == [other] * 4
+    assert all(net["D"].tasks[t].state == "queued" for t in tids[4:])
+    net.tick(net["D"].config.pipeline_ms + 20)
+    finish_on(net, other, tids[0])  # three old ones still in flight: nothing is added
+    assert net["D"].tasks[tids[4]].state == "queued"
+    # f took longer than pipeline_ms this time: it is no longer known quick, so
+    # once the slot is really free one task goes, and none behind it.
+    assert net["D"].quick_functions["f"] is False
+    for tid in tids[1:4]:
+        finish_on(net, other, tid)
+    assert net["D"].tasks[tids[4]].executor == other
+    assert net["D"].tasks[tids[5]].state == "queued"

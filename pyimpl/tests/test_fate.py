@@ -303,7 +303,10 @@ class Cluster:
 
         aid = node.call(create).result(10)
         del keep
-        return refrpc.ActorHandle(aid, cls._cls)
+        # No handle object (ACT-019): the actor lives until killed, as these tests expect.
+        from refrpc.runtime._handles import methods_of
+
+        return refrpc.ActorHandle(aid, cls._cls.__qualname__, methods_of(cls._cls), peer, "", None)
 
     def actor_host(self, handle: refrpc.ActorHandle) -> str:
         return self.core(lambda c: c.owned_actors[handle._actor_id].host)

@@ -133,3 +133,31 @@ def test_a_fetch_abandoned_half_way_leaves_no_partial_segment(two_hosts):
     assert wait_until(lambda: not list_segments(ns_b), 10), list_segments(ns_b)
     b.set_faults([]).result(10)
     a.handle_soon(lambda sid: ev.DropRef(sid, x)).result()
+
+
+def test_a_large_value_is_fetched_in_bounded_ranges(two_hosts, monkeypatch):
+    # x = put(1 MB) on "owner"; w1 fetches it with ranges of 128 KiB (8 MiB in
+    # production): every request asks for one bounded range, never "to the end",
+    # and at most 4 are outstanding at once                                      FET-015
+    from refrpc.core.messages import FetchRequest
+    from refrpc.runtime import _fetch
+
+    monkeypatch.setattr(_fetch, "RANGE_BYTES", 128 * 1024)
+    a, b, ns_a, ns_b = two_hosts
+    data = bytes(range(256)) * 4096
+    x = _put(a, data)
+    asked: list[FetchRequest] = []
+    on_data = a.fetcher.on_data
+
+    def spy(d):  # the holder's side, on a's loop thread
+        if isinstance(d.message, FetchRequest):
+            asked.append(d.message)
+        on_data(d)
+
+    a.fetcher.on_data = spy
+    size = b.fetch(x, (("owner", a.address),)).result(20)
+    assert size > len(data)
+    assert asked and all(0 < r.length <= 128 * 1024 for r in asked)
+    assert sum(r.length for r in asked) == size  # nothing asked twice, nothing missed
+    a.fetcher.on_data = on_data
+    a.handle_soon(lambda sid: ev.DropRef(sid, x)).result()

@@ -117,6 +117,7 @@ class _Serving:
     compress: Callable[[FetchRequest, int], bool] | None = None
     #: Compress as ``compress`` says even where lz4 is not in use (breaking HS-021 on purpose).
     ignore_negotiation: bool = False
+    refuse: Callable[[FetchRequest], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -617,6 +618,7 @@ class WirePeer:
         lose: Callable[[FetchRequest, int, int], bool] | None = None,
         compress: Callable[[FetchRequest, int], bool] | None = None,
         ignore_negotiation: bool = False,
+        refuse: Callable[[FetchRequest], bool] | None = None,
     ) -> None:
         """Answer FetchRequests for ``object_id`` with chunks of ``stored_form`` (FET-001).
 
@@ -636,10 +638,12 @@ class WirePeer:
                 ``acceptLz4`` (FET-003, HS-021); otherwise every chunk is plain.
             ignore_negotiation: Compress as ``compress`` says whatever the session
                 and the request say: a case that breaks HS-021 on purpose.
+            refuse: Called with each request on the I/O thread; True answers it with
+                one error chunk ``RESOURCE_EXHAUSTED`` (a busy holder, FET-009).
         """
         with self._cv:
             self.stored[object_id] = stored_form
-            self._serving[object_id] = _Serving(stored_form, chunk_bytes, lose, compress, ignore_negotiation)
+            self._serving[object_id] = _Serving(stored_form, chunk_bytes, lose, compress, ignore_negotiation, refuse)
 
     def go_silent(self) -> None:
         """Send nothing more (no heartbeats, acks, answers); keep receiving and recording."""
@@ -900,6 +904,13 @@ class WirePeer:
             serving = _Serving(stored)
         stored = serving.form
         total = len(stored)
+        if serving.refuse is not None and serving.refuse(req):
+            chunk = FetchChunk(
+                req.object_id, req.request_id, req.offset, total, True,
+                error=ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "busy", "FET-009"),
+            )
+            link._transmit(encode(link._envelope(chunk, 0, None, {})), link._envelope(chunk, 0, None, {}))
+            return
         if req.offset > total:
             chunk = FetchChunk(
                 req.object_id, req.request_id, req.offset, total, True,

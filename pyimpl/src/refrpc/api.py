@@ -27,9 +27,9 @@ from .errors import (
     TaskError,
     WorkerDiedError,
 )
+from .runtime._handles import ActorHandle, ActorMethod, descriptor_value, methods_of, pack_kwargs
 from .runtime._refs import (
     KWARGS_SUFFIX,
-    ByRef,
     Ref,
     SharedRef,
     arg_specs,
@@ -65,6 +65,7 @@ __all__ = [
     "cancel",
     "cluster_resources",
     "get",
+    "get_actor",
     "kill",
     "init",
     "is_initialized",
@@ -127,12 +128,12 @@ def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | N
     """``init(address=...)``: join a running multi-host cluster through its head."""
     import socket
 
-    from .runtime import Node
+    from .runtime._executor import working_node
     from .runtime._membership import HEAD
 
     name = f"driver-{socket.gethostname()}-{os.getpid()}"
-    node = Node(name, f"tcp://{node_ip}:0", namespace=f"drv{os.getpid()}", config=_config(), trace_dir=trace_dir)
-    context.node = node
+    node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", _config(), trace_dir=trace_dir)
+    context.node, context.driver_executor, context.head = node, executor, HEAD
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
         try:
@@ -143,7 +144,8 @@ def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | N
         call_on(node, HEAD, "refrpc.runtime._membership:register_driver", name, node.address, socket.gethostname(),
                 os.getpid(), timeout=connect_timeout)
     except BaseException:
-        context.node = None
+        context.node, context.driver_executor, context.head = None, None, ""
+        executor.stop()
         node.stop()
         raise
     adds = [lambda sid, p=p, a=a, s=s: ev.AddPeer(sid, p, a, s) for p, a, s, _ in members]
@@ -185,7 +187,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     _INLINE[0] = inline_threshold
     _SETTINGS.clear()
     _SETTINGS.update(settings)
-    from .runtime import LocalCluster, Node
+    from .runtime import LocalCluster
+    from .runtime._executor import working_node
 
     if address is not None:
         with _ctx.lock:
@@ -206,7 +209,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         # workers map each other's values instead of copying them.
         namespace = LocalCluster.new_namespace()
         traces = None if trace_dir is None else os.fspath(trace_dir)
-        node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=namespace, config=_config(), trace_dir=traces)
+        # The driver is its cluster's head: its executor keeps actor names (never runs the program's tasks).
+        node, executor = working_node("driver", f"ipc://{sock_dir}/driver.sock", namespace, _config(), trace_dir=traces)
         cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0], namespace=namespace,
                                     settings=dict(_SETTINGS), trace_dir=traces)
         end = time.monotonic() + startup_timeout
@@ -214,6 +218,7 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
             path = address.removeprefix("ipc://")
             while not os.path.exists(path):
                 if cluster.processes[name].poll() is not None or time.monotonic() > end:
+                    executor.stop()
                     node.stop()
                     cluster.stop()
                     raise RefRPCError(f"worker {name} did not start")
@@ -222,14 +227,18 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         node.handle_soon(*adds).result()
         cluster.watch(node)
         _ctx.node, _ctx.cluster = node, cluster
+        _ctx.driver_executor, _ctx.head = executor, "driver"
         _ctx.sock_dir = sock_dir
 
 
 def shutdown() -> None:
     """Leave cleanly: workers of a local cluster exit and every segment is removed."""
     with _ctx.lock:
-        node, cluster = _ctx.node, _ctx.cluster
-        _ctx.node = _ctx.cluster = None
+        node, cluster, executor = _ctx.node, _ctx.cluster, _ctx.driver_executor
+        _ctx.node = _ctx.cluster = _ctx.driver_executor = None
+        _ctx.head = ""
+        if executor is not None:
+            executor.stop()
         if node is not None:
             node.stop()
         if cluster is not None:
@@ -469,16 +478,6 @@ def available_resources(*, timeout: float = 10.0) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- remote functions
-def _pack_kwargs(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
-    """The protocol passes positional arguments; Python keywords ride as one trailing
-    dict, flagged in the function name (a Python-only convention). A Ref given as a
-    keyword is dereferenced for the callee, like a positional one."""
-    if not kwargs:
-        return name, args
-    packed = {k: ByRef(v) if isinstance(v, Ref) else v for k, v in kwargs.items()}
-    return name + KWARGS_SUFFIX, (*args, packed)
-
-
 def _name_of(obj: Any) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
@@ -568,7 +567,7 @@ class RemoteFunction:
         node = current_node()
         name, first = self._target(node)
         if kwargs:
-            name, args = _pack_kwargs(name, args, kwargs)
+            name, args = pack_kwargs(name, args, kwargs)
         specs, keep = arg_specs(node, args) if args else ([], [])
         if first:
             specs = first + specs
@@ -581,72 +580,128 @@ class RemoteFunction:
         return refs[0] if n == 1 else refs
 
 
-class ActorMethod:
-    def __init__(self, handle: ActorHandle, name: str) -> None:
-        self._handle = handle
-        self._name = name
-
-    def remote(self, *args: Any, **kwargs: Any) -> Ref[Any]:
-        node = current_node()
-        name, args = _pack_kwargs(self._name, args, kwargs)
-        specs, keep = arg_specs(node, args)
-        aid = self._handle._actor_id
-        task_id, rids = node.new_task_ids(1)
-        node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, 0, False, aid))
-        del keep
-        return Ref(node, rids[0], counted=True)
-
-
-class ActorHandle:
-    """A handle to an actor this process created; method calls run in order (ACT-003)."""
-
-    def __init__(self, actor_id: str, cls: type) -> None:
-        self._actor_id = actor_id
-        self._cls = cls
-
-    def __getattr__(self, name: str) -> ActorMethod:
-        if name.startswith("_") or not callable(getattr(self._cls, name, None)):
-            raise AttributeError(f"actor {self._cls.__name__} has no method {name}")
-        return ActorMethod(self, name)
-
-    def kill(self) -> None:
-        """Stop the actor (ACT-006): its pending calls fail with ActorDiedError."""
-        node = current_node()
-        node.handle_soon(lambda sid: ev.KillActorRequest(sid, self._actor_id))
+#: Calls an actor with ``async def`` methods may run at once unless told otherwise (as Ray).
+ASYNC_MAX_CONCURRENCY = 1000
 
 
 class ActorClass:
-    """A class made into an actor factory by ``@refrpc.remote``."""
+    """A class made into an actor factory by ``@refrpc.remote``.
 
-    def __init__(self, cls: type, max_restarts: int = 0) -> None:
+    ``max_concurrency`` is how many of the actor's calls may run at once (ACT-013):
+    1 by default, so calls run one at a time in order; for a class with
+    ``async def`` methods, 1000, and its calls run on the actor's event loop
+    (concurrently while they await). A synchronous actor with more than 1 runs
+    its calls on that many threads.
+    """
+
+    def __init__(self, cls: type, max_restarts: int = 0, max_concurrency: int | None = None, name: str | None = None,
+                 lifetime: str | None = None) -> None:
+        from .runtime._actor_runner import is_async_class
+
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"an actor's name is a non-empty str, not {name!r}")
+        if lifetime not in (None, "detached", "non_detached"):
+            raise ValueError(f"lifetime is 'detached' or None, not {lifetime!r}")
+        if lifetime == "detached" and name is None:
+            raise ValueError("a detached actor needs a name (get it back with refrpc.get_actor)")
+        if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+                                            or not 1 <= max_concurrency <= 2**31):
+            raise ValueError(f"max_concurrency must be an int from 1 to 2**31, not {max_concurrency!r}")
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or not 0 <= max_restarts < 2**32:
+            raise ValueError(f"max_restarts must be an int >= 0, not {max_restarts!r}")
         self._refrpc_target = cls
         self._cls = cls
         self._name = _name_of(cls)
         self._max_restarts = max_restarts
+        self._given_concurrency = max_concurrency
+        self._max_concurrency = max_concurrency or (ASYNC_MAX_CONCURRENCY if is_async_class(cls) else 1)
+        #: The actor's name in its cluster (ACT-022), if named.
+        self._actor_name = name
+        self._detached = lifetime == "detached"
         self._route = _Route(cls, "refrpc.runtime._executor:construct_by_value")
 
     def _target(self, node: Any) -> tuple[str, list[ev.ArgSpec]]:
         """The class name to construct, and arguments to put before the user's."""
         return self._route.resolve(node)
 
-    def options(self, *, max_restarts: int = 0) -> ActorClass:
-        return ActorClass(self._cls, max_restarts)
+    def options(self, *, max_restarts: int | None = None, max_concurrency: int | None = None,
+                name: str | None = None, lifetime: str | None = None) -> ActorClass:
+        """A copy with other options (those not given stay as they are).
+
+        ``name`` names the actor in its cluster: :func:`get_actor` finds it from any
+        driver or task, and the actor lives while it is named (until it is killed or
+        its owner dies), even with no handle left; a second live actor of the same
+        name is a ``ValueError``. ``lifetime="detached"`` (with a name) makes the
+        cluster's head the actor's owner, so it outlives the program that made it.
+        """
+        return ActorClass(self._cls, self._max_restarts if max_restarts is None else max_restarts,
+                          self._given_concurrency if max_concurrency is None else max_concurrency,
+                          self._actor_name if name is None else name,
+                          ("detached" if self._detached else None) if lifetime is None else lifetime)
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        from .runtime._names import head_of_cluster
+
         node = current_node()
+        if self._detached:
+            # Created by the head, which owns it (ACT-022); named there.
+            plain = ActorClass(self._cls, self._max_restarts, self._given_concurrency, self._actor_name)
+            handle: ActorHandle = call_on(node, head_of_cluster(), "refrpc.runtime._names:create_detached", plain,
+                                          self._actor_name, args, kwargs)
+            return handle
+        handle = self._create(node, args, kwargs)
+        if self._actor_name is not None:
+            try:
+                call_on(node, head_of_cluster(), "refrpc.runtime._names:register", self._actor_name, handle)
+            except ValueError as exc:
+                handle.kill()
+                raise ValueError(f"an actor named {self._actor_name!r} exists already") from exc
+        return handle
+
+    def _create(self, node: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ActorHandle:
         name, first = self._target(node)
-        name, args = _pack_kwargs(name, args, kwargs)
+        name, args = pack_kwargs(name, args, kwargs)
         specs, keep = arg_specs(node, args)
         specs = first + specs
 
-        def do() -> str:
+        def do() -> tuple[str, str, str]:
             aid = node.new_id()
-            node.handle(ev.CreateActorRequest(node.sid(), aid, name, tuple(specs), "", self._max_restarts))
-            return aid
+            node.handle(ev.CreateActorRequest(node.sid(), aid, name, tuple(specs), "", self._max_restarts,
+                                              self._max_concurrency))
+            host = node.core.owned_actors[aid].host
+            address = node.core._address_of(host)
+            # ACT-019: the handle object, same id as the actor; every handle holds a ref to it.
+            value = descriptor_value(aid, node.peer_id, host, address, self._cls.__qualname__)
+            node.handle(ev.Put(node.sid(), aid, value))
+            return aid, host, address
 
-        aid = node.call(do).result()
+        from .core.errors import LocalUsageError
+
+        try:
+            aid, host, address = node.call(do).result()
+        except LocalUsageError as exc:  # e.g. no live worker to host it: the program's error, typed
+            raise RefRPCError(f"cannot create actor {self._cls.__qualname__}: {exc}", exc.code) from None
         del keep
-        return ActorHandle(aid, self._cls)
+        ref: Ref[Any] = Ref(node, aid, counted=True)
+        return ActorHandle(aid, self._cls.__qualname__, methods_of(self._cls), host, address, ref, self._actor_name or "")
+
+
+def get_actor(name: str) -> ActorHandle:
+    """The handle of the live actor named ``name`` in this cluster (ACT-022), from any
+    driver or task.
+
+    Raises:
+        ValueError: No live actor has that name.
+    """
+    from .runtime._names import head_of_cluster
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an actor's name is a non-empty str, not {name!r}")
+    node = current_node()
+    handle = call_on(node, head_of_cluster(), "refrpc.runtime._names:lookup", name)
+    if handle is None:
+        raise ValueError(f"no live actor named {name!r}")
+    return handle  # type: ignore[no-any-return]
 
 
 def kill(actor: ActorHandle) -> None:

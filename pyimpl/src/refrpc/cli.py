@@ -134,6 +134,7 @@ def _start(args: argparse.Namespace) -> int:
         node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", held=True,
                                       trace_dir=args.trace_dir)
         api._ctx.node, api._ctx.executor = node, executor  # membership tasks run here
+        api._ctx.head = HEAD  # and actor names are kept here
         executor.open()
         cluster = LocalCluster.start(n, node.address, node.incarnation, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
                                      trace_dir=args.trace_dir)

@@ -205,3 +205,38 @@ def cancelled_reply_disposed(ctx: CaseContext) -> None:
     ctx.check("TASK-014", counts.get("submitted_tasks") == 0, "the cancelled task forgotten once its reply came", counts)
     ctx.check("TASK-016", not iut.table(), "an empty table", iut.table())
 
+
+
+@case(
+    "tasks/TASK-019-mismatched-reply-fails-the-task",
+    requirements=["TASK-019", "TASK-010", "ERR-001", "CNF-018"],
+    summary=(
+        "The IUT submits echo to suite executor E, which answers with a TaskReply for the right task and attempt "
+        "whose one return names an object id the task does not have. The reply is malformed: the IUT must answer "
+        "it with ProtocolError(MALFORMED) about the reply's sequence number, and fail the task's return with "
+        "MALFORMED rather than leave it pending for ever; then nothing is left in its tables."
+    ),
+    timeout=60.0,
+)
+def mismatched_reply(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    sub = iut.submit("echo", [{"value": "x"}], executor=e.peer_id)
+    st = _next_task(ctx, e, "echo")
+    wrong = st.return_ids[0] + ".not-mine"
+    seq = e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (
+        ReturnValue(wrong, ReturnKind.INLINE, value=portable("x")),
+    )))
+    err = ctx.expect(e, ProtocolError, lambda m: m.related_seq == seq, requirement="TASK-019",
+                     what=f"ProtocolError about the malformed reply (seq {seq})", timeout=10.0).body
+    ctx.check("TASK-019", err.error.code is ErrorCode.MALFORMED, "code MALFORMED", err.error.code.name)
+    [rid] = sub["returns"]
+    got = iut.get(rid, timeout_ms=5_000)
+    code = str(got.get("error", {}).get("code", ""))
+    ctx.check("TASK-019", code == "MALFORMED", "get of the return answers error MALFORMED", got)
+    iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("TASK-019", counts.get("submitted_tasks") == 0 and not iut.table(),
+              "the failed task and its return forgotten once dropped", (counts, iut.table()))

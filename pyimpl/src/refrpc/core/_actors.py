@@ -39,7 +39,8 @@ class Actors:
         host = s.executor or self._place(mentioned)
         if not host:
             raise LocalUsageError(ErrorCode.RESOURCE_EXHAUSTED, "no live peer to host the actor")
-        a = OwnedActor(s.actor_id, s.class_name, args, host, max_restarts=s.max_restarts, arg_refs=mentioned, holding_args=True)
+        a = OwnedActor(s.actor_id, s.class_name, args, host, max_restarts=s.max_restarts, arg_refs=mentioned,
+                       holding_args=True, max_concurrency=s.max_concurrency)
         self.owned_actors[s.actor_id] = a
         for oid in mentioned:
             self._hold(oid, "submitted_task_refs", +1)  # covered like task arguments (BOR-006)
@@ -59,6 +60,28 @@ class Actors:
         a.error = info
         self._release_actor_args(a)
         self._out(ActorStateChanged(self._sid, a.actor_id, a.state, info))
+        if a.handles_gone:
+            self._forget_actor(a)
+
+    def _holds_handle(self: Peer, actor_id: ActorId) -> bool:
+        """Whether this peer holds the actor's handle object (ACT-019) as a live ref."""
+        e = self.owned.get(actor_id)
+        return (e is not None and e.state != "released") or actor_id in self.borrowed
+
+    def _actor_handles_gone(self: Peer, actor_id: ActorId) -> None:
+        """The actor's handle object was reclaimed: no process holds a handle (ACT-009)."""
+        a = self.owned_actors[actor_id]
+        a.handles_gone = True
+        self._story(actor_id, "handles-gone", a.state)
+        if a.state == ActorState.DEAD.value:
+            self._forget_actor(a)
+        else:
+            self._kill_actor(actor_id)
+
+    def _forget_actor(self: Peer, a: OwnedActor) -> None:
+        """A dead actor nobody can call any more: its records go (bounded memory)."""
+        self.owned_actors.pop(a.actor_id, None)
+        self.actor_call_seq.pop(a.actor_id, None)
 
     def _start_actor(self: Peer, a: OwnedActor) -> None:
         if not self._is_live(a.host):
@@ -66,7 +89,7 @@ class Actors:
             return
         w = self.workers.get(a.host)
         self._story(a.actor_id, "create", f"on {a.host}")
-        self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts), w[0] if w else self._address_of(a.host))
+        self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts, a.max_concurrency), w[0] if w else self._address_of(a.host))
 
     def _actor_route(self: Peer, actor_id: ActorId, executor: PeerId) -> tuple[PeerId, int]:
         a = self.owned_actors.get(actor_id)
@@ -114,7 +137,8 @@ class Actors:
         self._check_args(msg.args)  # VAL-015
         if msg.actor_id in self.hosted:
             return  # duplicate (RPC-001)
-        self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation)
+        self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation,
+                                                max_concurrency=max(1, msg.max_concurrency))  # ACT-013
         # Creation runs like a task with no returns: same argument resolution (TASK-002).
         spec = SubmitTask(f"{msg.actor_id}#create", msg.class_name, msg.args, ())
         self.actor_creations[(r.peer, r.incarnation, spec.task_id, 1)] = msg.actor_id
@@ -122,7 +146,8 @@ class Actors:
 
     def _creation_started(self: Peer, key: ExecKey, ex: ExecTask, resolved: tuple) -> None:
         actor_id = self.actor_creations[key]
-        self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved))
+        h = self.hosted.get(actor_id)
+        self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved, h.max_concurrency if h else 1))
 
     def _creation_failed(self: Peer, key: ExecKey, error: ErrorInfo) -> None:
         """The constructor could not run (an argument failed, TASK-009, or it raised)."""
@@ -183,12 +208,13 @@ class Actors:
         for key in queue:
             ex = self.exec_tasks.get(key)
             if ex is not None and ex.state == "resolving":
-                self._reply_actor_died(key, ex, info)
+                self._reply_unrun(key, ex, info)
         if notify:
             self._send(h.owner, ActorStatus(h.actor_id, ActorState.DEAD, info))  # ACT-002
 
-    def _reply_actor_died(self: Peer, key: ExecKey, ex: ExecTask, info: ErrorInfo) -> None:
-        self._transition_exec(ex, "arg_failed")
+    def _reply_unrun(self: Peer, key: ExecKey, ex: ExecTask, info: ErrorInfo, event: str = "actor_dead") -> None:
+        """Answer a call that will not run: the actor is dead (ACT-004) or the call is late (ACT-014)."""
+        self._transition_exec(ex, event)
         ex.reply = TaskReply(ex.spec.task_id, ex.spec.attempt, tuple(ReturnValue(rid, ReturnKind.ERROR, error=info) for rid in ex.spec.return_ids))
         self._send_reply(key, ex)
 
@@ -198,13 +224,13 @@ class Actors:
         if h is None or h.state == "dead":
             info = ErrorInfo(ErrorCode.ACTOR_DIED, f"no live actor {ex.spec.actor_id} here", "ACT-004")
             ex.waiting.clear()
-            self._reply_actor_died(key, ex, info)
+            self._reply_unrun(key, ex, info)
             return
         if ex.spec.actor_seq <= h.last_run.get((key[0], key[1]), 0):
             # ACT-003: a later call of this caller already ran; this one cannot run in order.
             info = ErrorInfo(ErrorCode.WRONG_STATE, f"actor call {ex.spec.actor_seq} arrived after a later one ran", "ACT-003")
             ex.waiting.clear()
-            self._reply_actor_died(key, ex, info)
+            self._reply_unrun(key, ex, info, "late_call")
             return
         h.queue.append(key)
 
@@ -228,12 +254,13 @@ class Actors:
     def _actor_may_start(self: Peer, key: ExecKey) -> bool:
         ex = self.exec_tasks[key]
         h = self.hosted.get(ex.spec.actor_id)
-        return h is not None and h.state == "alive" and not h.running and self._actor_next(h) == key
+        return (h is not None and h.state == "alive" and len(h.running) < h.max_concurrency
+                and self._actor_next(h) == key)  # ACT-003: calls start in order; ACT-013
 
     def _actor_started(self: Peer, key: ExecKey) -> None:
         ex = self.exec_tasks[key]
         h = self.hosted[ex.spec.actor_id]
-        h.running = True
+        h.running[key] = None
         if h.queue and h.queue[0] == key:
             h.queue.popleft()
         else:
@@ -247,15 +274,24 @@ class Actors:
         h = self.hosted.get(ex.spec.actor_id)
         if h is None:
             return
-        h.running = False
+        h.running.pop(key, None)
+        if key in h.queue:
+            # Answered without running (an argument failed, TASK-009; cancelled,
+            # TASK-008): it must not hold up the calls behind it.
+            h.queue.remove(key)
         self._actor_pump(h)
 
     def _actor_pump(self: Peer, h: HostedActor) -> None:
-        if h.queue and not h.running:
-            # Calls still resolving their arguments wait; the next ready one in order runs.
+        # Calls still resolving their arguments wait; the next ones in order start,
+        # as many as the actor may run at once (ACT-003, ACT-013).
+        while h.queue and len(h.running) < h.max_concurrency:
             nxt = self._actor_next(h)
-            if nxt is not None:
-                self._maybe_start(nxt)
+            if nxt is None:
+                return
+            started = len(h.running)
+            self._maybe_start(nxt)
+            if len(h.running) == started and nxt in h.queue:
+                return  # it waits for an argument; those behind it wait for it
 
     def _actor_owner_died(self: Peer, dead: PeerId) -> None:
         for h in list(self.hosted.values()):

@@ -189,6 +189,7 @@ class Execution:
             if e is None:
                 raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"returned ref {d.object_id} is not held here")
             e.borrowers.setdefault(ex.owner, {})[fid] = self.peer_id  # BOR-004
+            e.grant_incarnations[fid] = ex.owner_incarnation  # BOR-009
             self._story(d.object_id, "grant", f"{ex.owner} {fid} (owner forward)")
             if self.trace_events:
                 self._trace("grant-added", d.object_id, borrower=ex.owner, borrowerIncarnation=str(ex.owner_incarnation),
@@ -258,6 +259,14 @@ class Execution:
                 else:
                     self._send_reply(key, other)
 
+    def _drop_from_retained(self: Peer, forward_id: str) -> None:
+        """A self-registration was refused: no reply waiting on it lists it in ``retained`` (BOR-026)."""
+        for other in self.exec_tasks.values():
+            if other.state == "registering" and other.reply is not None and other.reply.retained:
+                kept = tuple(d for d in other.reply.retained if d.forward_id != forward_id)
+                if len(kept) != len(other.reply.retained):
+                    other.reply = replace(other.reply, retained=kept)
+
     def _abandon_grants(self: Peer, ex: ExecTask, index: int | None = None) -> None:
         """BOR-014: release grants obtained for the task owner that it will never receive."""
         if ex.reply is None:
@@ -275,6 +284,7 @@ class Execution:
                     e = self.owned.get(d.object_id)
                     grants = e.borrowers.get(ex.owner, {}) if e else {}
                     if grants.pop(d.forward_id, None) is not None:
+                        e.grant_incarnations.pop(d.forward_id, None)  # type: ignore[union-attr]
                         if self.trace_events:
                             self._trace("grant-removed", d.object_id, borrower=ex.owner, forwardId=d.forward_id,
                                         requester=self.peer_id, reason="abandoned")
@@ -294,6 +304,11 @@ class Execution:
         self._release_exec_holds(ex)
         if ex.spec.actor_id:
             self._actor_call_done(key)
+        if ex.owner == self.peer_id and self.exec_tasks.get(key) is ex:
+            # Its own call (ACT-021): the reply goes through the loopback, which loses
+            # nothing and acknowledges nothing, so the record can go now (RPC-002).
+            del self.exec_tasks[key]
+            self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
 
     def _release_exec_holds(self: Peer, ex: ExecTask) -> None:
         held, ex.held = ex.held, ()

@@ -178,6 +178,8 @@ class Objects:
             e.value = None
             nested, e.nested = e.nested, ()
             e.reclaimed = True
+            if oid in self.owned_actors:
+                self._actor_handles_gone(oid)  # ACT-009: no handle is left anywhere
             if e.lineage_refs > 0 and not e.lineage_evicted:
                 self._transition_owned(e, "out_of_scope")
             else:
@@ -314,6 +316,7 @@ class Objects:
         self.addresses[msg.borrower] = (msg.borrower_address, msg.borrower_incarnation)
         self._ensure_session(msg.borrower, msg.borrower_address, msg.borrower_incarnation)  # OWN-011
         e.borrowers.setdefault(msg.borrower, {})[msg.forward_id] = r.peer  # BOR-003, BOR-012
+        e.grant_incarnations[msg.forward_id] = msg.borrower_incarnation  # BOR-009
         self._story(msg.object_id, "grant", f"{msg.borrower} {msg.forward_id} via {r.peer}")
         if self.trace_events:
             self._trace("grant-added", msg.object_id, borrower=msg.borrower, borrowerIncarnation=str(msg.borrower_incarnation),
@@ -328,7 +331,12 @@ class Objects:
             for fid in rel.forward_ids:
                 # The borrower releases its grant, or the requester one it abandoned (BOR-014).
                 for borrower, grants in list(e.borrowers.items()):
-                    if fid in grants and (borrower == r.peer or grants[fid] == r.peer):
+                    if fid not in grants:
+                        continue
+                    # BOR-018: only the grant's own borrower incarnation, or its requester.
+                    own = borrower == r.peer and e.grant_incarnations.get(fid, r.incarnation) == r.incarnation
+                    if own or grants[fid] == r.peer:
+                        e.grant_incarnations.pop(fid, None)
                         if self.trace_events:
                             self._trace("grant-removed", rel.object_id, borrower=borrower, forwardId=fid,
                                         requester=grants[fid], reason="released")
@@ -345,6 +353,7 @@ class Objects:
         grants = e.borrowers.get(r.peer, {})
         requester = grants.pop(msg.forward_id, None)
         if requester is not None:  # BOR-011: phantom grant
+            e.grant_incarnations.pop(msg.forward_id, None)
             self._story(msg.object_id, "phantom-grant-dropped", f"{r.peer} {msg.forward_id}")
             if self.trace_events:
                 self._trace("grant-removed", msg.object_id, borrower=r.peer, forwardId=msg.forward_id,
@@ -424,12 +433,14 @@ class Objects:
                     b.grants[msg.forward_id] = None
                 elif b.state != "failed":
                     b.error = msg.error
-                    self._transition_borrowed(b, "status_failed")
+                    self._transition_borrowed(b, "registration_refused")  # BOR-026
                     self._object_settled(reg.object_id)
+            if msg.error is not None:
+                self._drop_from_retained(msg.forward_id)  # BOR-026: retained names confirmed grants only
             if kind == "self":
                 self._hold(reg.purpose[1], "pins", -1)
-            else:
-                self._reply_registration_done(reg, None)
+            # A task may wait on this registration whichever need started it (BOR-021).
+            self._reply_registration_done(reg, None)
         if b is not None and reg.object_id in self.borrowed:
             self._check_borrowed(reg.object_id)
 

@@ -61,6 +61,7 @@ _DEATH_SOURCE = {
     "goodbye": "goodbye",
     "new_incarnation": "hello",
     "confirm_borrow": "confirm-borrow",
+    "declared_dead": "declared-dead-error",
     "rejected": "hello",
 }
 
@@ -109,7 +110,15 @@ class SessionLayer:
             self._send_hello(r)
 
     def _send(self: Peer, peer: PeerId, body: Message, address: str = "", incarnation: int = 0) -> None:
-        """Send ``body`` to ``peer`` on its session (queued until the handshake is done)."""
+        """Send ``body`` to ``peer`` on its session (queued until the handshake is done).
+
+        A message to this peer itself (a call to an actor it hosts, made through a
+        handle it was passed, ACT-021) never reaches the wire: it is handled after
+        the current stimulus, as if it had come on a session with itself.
+        """
+        if peer == self.peer_id:
+            self.loopback.append(body)
+            return
         r = self._remote(peer, address, incarnation)
         if r.state == "dead":
             return  # SES-005: nothing goes to a fenced incarnation
@@ -360,6 +369,7 @@ class SessionLayer:
         r.features = self._negotiate(hello.features)
         r.all_features = _ALL_FEATURES.issubset(r.features)
         r.heartbeat_interval_ms = hello.heartbeat_interval_ms  # LIV-007
+        r.max_frame_bytes = hello.max_frame_bytes  # FET-007
         minor = min(PROTOCOL_MINOR, hello.protocol_minor)  # HS-003
         self._send_unsequenced(r, Welcome(**{**self._hello_fields(), "features": r.features, "protocol_minor": minor}))
         if fresh:
@@ -385,6 +395,7 @@ class SessionLayer:
         r.features = self._negotiate(w.features)
         r.all_features = _ALL_FEATURES.issubset(r.features)
         r.heartbeat_interval_ms = w.heartbeat_interval_ms  # LIV-007
+        r.max_frame_bytes = w.max_frame_bytes  # FET-007
         self._become_alive(r, "welcome")
 
     def _negotiate(self: Peer, theirs: tuple[str, ...]) -> tuple[str, ...]:
@@ -401,7 +412,7 @@ class SessionLayer:
         if msg.error.code == ErrorCode.DECLARED_DEAD:
             if r.incarnation and r.incarnation != env.sender_incarnation:
                 # LIV-009: the peer restarted; it is our old view of it that is dead.
-                self._declare_dead(r, "new_incarnation", "restarted (told by DECLARED_DEAD)", "declared-dead-error")
+                self._declare_dead(r, "declared_dead", "restarted (told by DECLARED_DEAD)")
                 return
             self._fail_stop(f"{r.peer} says this incarnation was declared dead")  # LIV-005
             return
@@ -432,19 +443,41 @@ class SessionLayer:
         self._send(r.peer, ProtocolError(ErrorInfo(code, message, requirement), related_seq=seq))
 
     def _tell_declared_dead(self: Peer, env: Envelope, requirement: str) -> None:
-        r = self.remotes.get(env.sender)
-        address = r.address if r is not None else env.body.address if isinstance(env.body, Hello) else ""
-        if not address or isinstance(env.body, ProtocolError):
+        if isinstance(env.body, ProtocolError):
+            return  # GEN-008
+        hello_address = env.body.address if isinstance(env.body, Hello) else ""
+        self._answer_declared_dead(env.sender, env.sender_incarnation, hello_address, requirement)
+
+    def _answer_declared_dead(self: Peer, sender: PeerId, incarnation: int, hello_address: str, requirement: str) -> None:
+        """An answer without a session (SES-018, SES-020, SES-021)."""
+        r = self.remotes.get(sender)
+        address = r.address if r is not None else hello_address
+        if not address:
             return
-        tmp = Remote(peer=env.sender, address=address, incarnation=env.sender_incarnation)
+        tmp = Remote(peer=sender, address=address, incarnation=incarnation)
         info = ErrorInfo(ErrorCode.DECLARED_DEAD, "that incarnation was declared dead", requirement)
         self._send_unsequenced(tmp, ProtocolError(info))
 
-    def _malformed(self: Peer, sender: PeerId, incarnation: int, seq: int, error: ErrorInfo) -> None:
-        """GEN-004, GEN-010: a frame that did not decode still uses up its sequence number."""
+    def _malformed(self: Peer, sender: PeerId, incarnation: int, seq: int, error: ErrorInfo,
+                   receiver: PeerId | None = None, receiver_incarnation: int | None = None) -> None:
+        """GEN-004, GEN-010: a frame that did not decode still uses up its sequence number,
+        once its envelope passed the checks of SES-016 in their order."""
+        if receiver is not None and receiver != self.peer_id:
+            return  # not for us: discarded, unanswered
         r = self.remotes.get(sender)
-        if r is None or r.state != "alive" or r.incarnation != incarnation:
+        if receiver_incarnation is not None and receiver_incarnation != self.incarnation:
+            if receiver_incarnation == 0:  # SES-014: rejected before sequencing
+                if r is not None and r.state == "alive" and r.incarnation == incarnation:
+                    info = ErrorInfo(ErrorCode.MALFORMED, "receiverIncarnation 0 outside Hello", "SES-014")
+                    self._send_unsequenced(r, ProtocolError(info, seq))
+            else:
+                self._answer_declared_dead(sender, incarnation, "", "SES-006")
             return
+        if (sender, incarnation) in self.fenced:
+            self._answer_declared_dead(sender, incarnation, "", "LIV-005")  # SES-005, SES-017
+            return
+        if r is None or r.state != "alive" or r.incarnation != incarnation:
+            return  # no live session (SES-010): nobody to answer
         r.last_heard_ms = self.now_ms
         if seq == 0:
             self._protocol_error(r, error.code, error.message, error.requirement or "GEN-004", 0)
@@ -532,6 +565,12 @@ class SessionLayer:
         if target is not None and target.incarnation in (incarnation, 0) and target.state != "dead":
             target.incarnation = target.incarnation or incarnation
             self._declare_dead(target, event, reason)
+        elif (peer, incarnation) not in self.fenced:
+            # LIV-012, BOR-009: an incarnation we are not in session with may still hold
+            # grants here; they go, and those of the incarnation we talk to stay.
+            for oid in [o for o, e in self.owned.items() if peer in e.borrowers]:
+                self._drop_grants_of(self.owned[oid], peer, incarnation)
+                self._check_owned(oid)
         if self.trace_events and (peer, incarnation) not in self.fenced:  # no session: fenced all the same
             self._trace("peer-declared-dead", peer=peer, incarnation=str(incarnation), reason=reason,
                         source=_DEATH_SOURCE[event])

@@ -66,8 +66,14 @@ class Tasks:
         actor_seq = 0
         if s.actor_id:
             executor, actor_seq = self._actor_route(s.actor_id, executor)
+            if self._holds_handle(s.actor_id):
+                # ACT-021: the caller's handle stays held while the call is out, so the
+                # actor is not reclaimed under it (released with the arguments).
+                mentioned = tuple(dict.fromkeys((*mentioned, s.actor_id)))
+        # ACT-017: an actor call is never retried, whatever the program asked.
+        max_retries, retry_exceptions = (0, False) if s.actor_id else (s.max_retries, s.retry_exceptions)
         spec = SubmitTask(
-            s.task_id, s.function, args, s.return_ids, s.max_retries, s.retry_exceptions,
+            s.task_id, s.function, args, s.return_ids, max_retries, retry_exceptions,
             1, s.actor_id, actor_seq,
         )
         for oid in mentioned:
@@ -129,7 +135,8 @@ class Tasks:
             return
         w = self.workers.get(t.executor)
         address = w[0] if w else self._address_of(t.executor)
-        r = self._remote(t.executor, address)
+        # A call to an actor this peer hosts itself goes through the loopback (ACT-021).
+        r = self._self_remote if t.executor == self.peer_id else self._remote(t.executor, address)
         if t.spec.attempt > 1 and r.state == "alive" and "recovery" not in r.features:
             # HS-018: no retry can be sent there; settle as if none were left.
             info = ErrorInfo(ErrorCode.WORKER_DIED, f"cannot retry on {t.executor}: recovery not negotiated", "HS-018")
@@ -138,6 +145,9 @@ class Tasks:
         if not t.spec.actor_id:
             r.load += 1  # actor calls take no task slot (TASK-012)
             t.counted = True
+            quick = self.quick_functions.get(t.spec.function, False)
+            r.in_flight[t.spec.task_id] = (self.now_ms, quick)
+            r.slow_in_flight += not quick
         self._story(t.spec.task_id, "dispatch", f"attempt {t.spec.attempt} to {t.executor}")
         self._send(t.executor, t.spec, address)
 
@@ -148,7 +158,22 @@ class Tasks:
             r = self.remotes.get(t.executor)
             if r is not None:
                 r.load = max(0, r.load - 1)
+                sent = r.in_flight.pop(t.spec.task_id, None)
+                if sent is not None:
+                    r.slow_in_flight -= not sent[1]
             self.pump_due = True
+
+    def _learn_speed(self: Peer, t: OwnerTask, r: Remote) -> None:
+        """Remember whether ``t``'s function finished quickly this time (TASK-020)."""
+        sent = r.in_flight.get(t.spec.task_id)
+        if sent is None:
+            return
+        quick = self.now_ms - sent[0] <= self.config.pipeline_ms
+        speeds = self.quick_functions
+        speeds.pop(t.spec.function, None)
+        speeds[t.spec.function] = quick
+        if len(speeds) > self.config.speed_keys:
+            del speeds[next(iter(speeds))]
 
     def _no_executor(self: Peer, t: OwnerTask) -> None:
         info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "no live executor to run the task", "TASK-022")
@@ -162,7 +187,14 @@ class Tasks:
         return r.load if r else 0
 
     def _has_slot(self: Peer, p: PeerId) -> bool:
-        return self._load(p) < self.workers[p][1]
+        """A free slot, or room to pipeline one more task behind young, quick ones (TASK-020)."""
+        r = self.remotes.get(p)
+        if r is None or r.load < self.workers[p][1]:
+            return True
+        if r.slow_in_flight or r.load >= self.workers[p][1] * self.config.pipeline_depth:
+            return False
+        oldest = next(iter(r.in_flight.values()), None)
+        return oldest is None or self.now_ms - oldest[0] <= self.config.pipeline_ms
 
     def _local_bytes(self: Peer, arg_refs: tuple[ObjectId, ...]) -> dict[PeerId, int]:
         """Bytes of the ``ref`` arguments each peer's store holds, as far as known here."""
@@ -275,9 +307,9 @@ class Tasks:
     def _on_TaskReply(self: Peer, r: Remote, reply: TaskReply) -> None:
         t = self.tasks.get(reply.task_id)
         if t is None:
+            self._drop_reply(reply)  # TASK-015, TASK-019: its grants count at their owners all the same
             if not self._owns(reply.task_id):
                 raise ProtocolViolation(ErrorCode.WRONG_STATE, f"no task {reply.task_id}", "GEN-005")
-            self._drop_reply(reply)
             return
         if t.state == "cancelled" and reply.attempt == t.spec.attempt and r.peer == t.executor and t.holding_args:
             self._drop_reply(reply)  # TASK-016
@@ -287,7 +319,14 @@ class Tasks:
             self._story(reply.task_id, "stale-reply", f"attempt {reply.attempt} from {r.peer}")  # RPC-006
             self._drop_reply(reply)
             return
+        self._learn_speed(t, r)
         self._unload(t)
+        if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids:
+            # TASK-019: a reply that does not match the task would leave returns pending for ever.
+            self._drop_reply(reply)
+            info = ErrorInfo(ErrorCode.MALFORMED, f"the reply to {reply.task_id} does not list its return ids", "TASK-019")
+            self._fail_task(t, info, "rejected")
+            raise ProtocolViolation(ErrorCode.MALFORMED, info.message, "TASK-019")
         raised = any(rv.kind == ReturnKind.ERROR and rv.error and rv.error.code == ErrorCode.TASK_FAILED for rv in reply.returns)
         if raised and t.spec.retry_exceptions and t.spec.attempt <= t.spec.max_retries:
             self._drop_reply(reply)
@@ -434,7 +473,7 @@ class Tasks:
     _OBJECT_EVENT = {
         "executor_died_final": "executor_died_final",
         "cancel": "cancelled",
-        "rejected": "task_failed",
+        "rejected": "rejected",
         "lineage_evicted": "lineage_evicted",
     }
 

@@ -57,6 +57,10 @@ class ReceiveMalformed(Stimulus):
     error: ErrorInfo
     #: The envelope's sequence number if it could be read, else 0 (GEN-010).
     seq: int = 0
+    #: The addressee and its incarnation as the envelope names them; None if not read.
+    #: They are checked as SES-016 says before anything is answered (GEN-004).
+    receiver: PeerId | None = None
+    receiver_incarnation: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +223,8 @@ class CreateActorRequest(Stimulus):
     args: tuple[ArgSpec, ...]
     executor: PeerId = ""
     max_restarts: int = 0
+    #: How many calls may run at once on the host (ACT-013); 0 means 1.
+    max_concurrency: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +367,8 @@ class StartActor(Instruction):
     actor_id: ActorId
     class_name: str
     args: tuple[ResolvedArg, ...]
+    #: How many of its calls the core may hand over at once (ACT-013).
+    max_concurrency: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -403,6 +403,8 @@ class CreateActor:
     class_name: str
     args: tuple[Arg, ...]
     max_restarts: int = 0
+    #: How many of the actor's calls may run at once; 0 means 1 (ACT-013).
+    max_concurrency: int = 0
 
 
 class ActorState(str, enum.Enum):

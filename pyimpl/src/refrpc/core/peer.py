@@ -132,6 +132,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.local_queues: dict[PeerId, deque[TaskId]] = {}
         #: A slot was freed or an executor added since the queues were last looked at.
         self.pump_due = False
+        #: Function name -> whether its last task here finished within
+        #: config.pipeline_ms (TASK-020); bounded by config.speed_keys.
+        self.quick_functions: dict[str, bool] = {}
         #: Settled reconstructable tasks kept as lineage, oldest first -> their cost in
         #: bytes; bounded by config.max_lineage_bytes (LIN-005, LIN-010).
         self.lineage: dict[TaskId, int] = {}
@@ -154,6 +157,11 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.arg_waiters: dict[ObjectId, list[tuple]] = {}
         self.owned_actors: dict[ActorId, OwnedActor] = {}
         self.hosted: dict[ActorId, HostedActor] = {}
+        #: Messages this peer sent itself, handled after the current stimulus (ACT-021).
+        self.loopback: deque = deque()
+        #: This peer as the sender of those messages.
+        self._self_remote = Remote(peer=peer_id, address=address, incarnation=incarnation, state="alive",
+                                   all_features=True)
         self.actor_creations: dict[tuple, ActorId] = {}
         self.actor_call_seq: dict[ActorId, int] = {}
         self.introspections: dict[int, PeerId] = {}
@@ -217,6 +225,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 if handler is None:
                     raise LocalUsageError(ErrorCode.MALFORMED, f"unknown stimulus {type(s).__name__}")
                 handler(s)
+                if self.loopback:
+                    self._drain_loopback()
                 if self.pump_due and not self.stopped:
                     self._pump()
             except LocalUsageError as exc:
@@ -229,6 +239,16 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             self.validate()
         return out
 
+    def _drain_loopback(self) -> None:
+        """Handle the messages this peer sent itself, in the order it sent them (FIFO,
+        like a session; nothing to number, acknowledge or retransmit)."""
+        me = self._self_remote
+        while self.loopback:
+            body = self.loopback.popleft()
+            handler = getattr(self, f"_on_{type(body).__name__}", None)
+            if handler is not None:
+                handler(me, body)
+
     def _out(self, instruction: Instruction) -> None:
         self._outbox.append(instruction)
 
@@ -239,7 +259,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self._on_tick()
 
     def _stim_malformed(self, s: ReceiveMalformed) -> None:
-        self._malformed(s.sender, s.sender_incarnation, s.seq, s.error)
+        self._malformed(s.sender, s.sender_incarnation, s.seq, s.error, s.receiver, s.receiver_incarnation)
 
     def _request_refused(self, r: Remote, kind: str, key: object, error: ErrorInfo) -> None:
         """ERR-003: a ProtocolError names a request of ours; end that request with it."""
@@ -248,6 +268,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             if t is not None and t.state == "submitted" and t.executor == r.peer:
                 self._unload(t)
                 self._fail_task(t, error, "rejected")
+            elif t is not None and t.state == "cancelled" and t.executor == r.peer and t.holding_args:
+                # ERR-003: no reply will come to end TASK-014's wait; release the holds now.
+                self._cancelled_task_over(t, "rejected")
         elif kind == "RegisterBorrower":
             reg = self.outgoing.get(str(key))
             if reg is not None:
@@ -369,12 +392,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             if e is None:
                 continue
             if dead in e.borrowers:
-                lost = e.borrowers.pop(dead)  # BOR-009
-                self._story(oid, "borrower-died", dead)
-                if self.trace_events:
-                    for fid, requester in lost.items():
-                        self._trace("grant-removed", oid, borrower=dead, borrowerIncarnation=str(r.incarnation),
-                                    forwardId=fid, requester=requester, reason="borrower-died")
+                self._drop_grants_of(e, dead, r.incarnation)  # BOR-009
             for borrower, grants in list(e.borrowers.items()):
                 for fid, requester in grants.items():
                     if requester == dead:  # BOR-010
@@ -438,6 +456,25 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             if peer == dead:
                 del self.introspections[rid]
                 self._out(IntrospectResult(self._sid, rid, dead, (), ErrorInfo(ErrorCode.PEER_DIED, f"{dead} died")))
+
+    def _drop_grants_of(self, e: OwnedObject, peer: PeerId, incarnation: int) -> None:
+        """BOR-009: the grants recorded for this incarnation of ``peer`` go; those of
+        another incarnation of the same PeerId (registered by a forwarder before this
+        one was fenced here) stay."""
+        grants = e.borrowers.get(peer)
+        if not grants or not incarnation:
+            return
+        lost = [fid for fid in grants if e.grant_incarnations.get(fid, incarnation) == incarnation]
+        for fid in lost:
+            requester = grants.pop(fid)
+            e.grant_incarnations.pop(fid, None)
+            if self.trace_events:
+                self._trace("grant-removed", e.object_id, borrower=peer, borrowerIncarnation=str(incarnation),
+                            forwardId=fid, requester=requester, reason="borrower-died")
+        if lost:
+            self._story(e.object_id, "borrower-died", f"{peer}/{incarnation}")
+        if not grants:
+            del e.borrowers[peer]
 
     # ------------------------------------------------------------ stories and invariants
     def _story(self, key: str, event: str, detail: str) -> None:
@@ -548,6 +585,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             if t.state == "queued" and tid not in queued:
                 problems.append(f"{tid}: queued but in no queue (TASK-020)")
         for r in self.remotes.values():
+            if r.load != len(r.in_flight) or r.slow_in_flight != sum(not q for _, q in r.in_flight.values()):
+                problems.append(f"{r.peer}: in-flight accounting is off (TASK-020)")
             if r.load != counted_load.get(r.peer, 0):
                 problems.append(f"{r.peer}: load {r.load} != {counted_load.get(r.peer, 0)} tasks counted (TASK-012)")
         for oid, e in self.owned.items():

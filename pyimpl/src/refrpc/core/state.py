@@ -56,6 +56,13 @@ class Config:
     #: A queued task waits for a slot on the executor holding at least this many bytes
     #: of its ``ref`` arguments instead of going to another free executor (TASK-012).
     locality_bytes: int = 1024 * 1024
+    #: Tasks per slot a submitter may have in flight at one executor while every one
+    #: of them is young and of a quick function (TASK-020); 1 turns pipelining off.
+    pipeline_depth: int = 64
+    #: "Young" and "quick" for pipelining: sent, or last finished, within this many ms.
+    pipeline_ms: int = 50
+    #: Functions whose speed a submitter remembers (the oldest is forgotten first).
+    speed_keys: int = 4096
 
     @property
     def dead_after_ms(self) -> int:
@@ -87,6 +94,9 @@ class OwnedObject:
     contained_in: dict[ObjectId, None] = field(default_factory=dict)
     #: borrower -> {forward id -> requester} (BOR-003, BOR-012).
     borrowers: dict[PeerId, dict[ForwardId, PeerId]] = field(default_factory=dict)
+    #: forward id -> the borrower incarnation the grant was recorded for: a grant dies
+    #: with that incarnation only, not with another of the same PeerId (BOR-009).
+    grant_incarnations: dict[ForwardId, int] = field(default_factory=dict)
     #: Entries whose producing task takes this object as an argument (LIN-002).
     lineage_refs: int = 0
     #: Holds taken while a nested ref of this value is being self-registered (BOR-008).
@@ -215,6 +225,10 @@ class OwnedActor:
     #: Refs the creation arguments mention, held while the creation is pending (ACT-001).
     arg_refs: tuple[ObjectId, ...] = ()
     holding_args: bool = False
+    #: Calls the host may run at once, as sent in CreateActor (0 means 1, ACT-013).
+    max_concurrency: int = 0
+    #: Whether its handle object was reclaimed: no process can call it any more.
+    handles_gone: bool = False
 
 
 @dataclass(slots=True)
@@ -227,7 +241,10 @@ class HostedActor:
     last_run: dict[tuple[PeerId, int], int] = field(default_factory=dict)
     #: Calls not yet started, in arrival order.
     queue: deque = field(default_factory=deque)
-    running: bool = False
+    #: Calls started and not replied yet (at most ``max_concurrency``, ACT-013).
+    running: dict = field(default_factory=dict)
+    #: How many calls may run at once (CreateActor.maxConcurrency, at least 1).
+    max_concurrency: int = 1
 
 
 @dataclass(slots=True)
@@ -254,6 +271,8 @@ class Remote:
     requests: dict[int, tuple[str, object]] = field(default_factory=dict)
     #: The heartbeat interval the remote announced; 0 until known (LIV-007).
     heartbeat_interval_ms: int = 0
+    #: The frame limit the remote announced; 0 until known (FET-007, ZMQ-007).
+    max_frame_bytes: int = 0
     last_progress_ms: int = 0
     #: The current retransmission interval: doubles while no ack advances, back to the
     #: configured one when it does (SES-003); 0 means the configured one.
@@ -270,3 +289,9 @@ class Remote:
     slots: int = 0
     #: Tasks this peer has sent it and not yet seen answered (placement load).
     load: int = 0
+    #: Those tasks by id, oldest first -> (time sent in ms, whether its function is
+    #: known to finish quickly): pipelining beyond the slots needs all of them young
+    #: and quick (TASK-020).
+    in_flight: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    #: How many of ``in_flight`` are not known to be quick.
+    slow_in_flight: int = 0

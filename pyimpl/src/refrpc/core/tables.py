@@ -23,6 +23,7 @@ OWNER_OBJECT: Table = {
         "executor_died_retry": ("pending", "RPC-004"),
         "executor_died_final": ("failed", "RPC-004"),
         "cancelled": ("failed", "TASK-008"),
+        "rejected": ("failed", "ERR-003"),
         "out_of_scope": ("pending", "OWN-005"),
         "lineage_unneeded": ("pending", "OWN-006"),
         "lineage_evicted": ("failed", "LIN-005"),
@@ -52,12 +53,14 @@ BORROWER_OBJECT: Table = {
         "status_ready": ("ready", "OBJ-004"),
         "status_failed": ("failed", "OBJ-004"),
         "owner_died": ("failed", "FATE-001"),
+        "registration_refused": ("failed", "BOR-026"),
         "holds_zero": ("deleted", "BOR-005"),
     },
     "ready": {
         "owner_died": ("failed", "FATE-001"),
         "status_failed": ("failed", "OBJ-004"),
         "fetch_failed": ("unresolved", "OBJ-013"),
+        "registration_refused": ("failed", "BOR-026"),
         "holds_zero": ("deleted", "BOR-005"),
     },
     "failed": {
@@ -91,6 +94,7 @@ OWNER_TASK: Table = {
     "cancelled": {
         "reply": ("cancelled", "TASK-016"),
         "executor_died": ("cancelled", "TASK-014"),
+        "rejected": ("cancelled", "ERR-003"),
     },
 }
 
@@ -100,6 +104,8 @@ EXECUTOR_TASK: Table = {
         "args_ready": ("running", "TASK-002"),
         "arg_failed": ("replied", "TASK-009"),
         "cancel": ("replied", "TASK-008"),
+        "actor_dead": ("replied", "ACT-004"),
+        "late_call": ("replied", "ACT-014"),
         "owner_died": ("dropped", "FATE-003"),
     },
     "running": {
@@ -131,6 +137,7 @@ PEER: Table = {
         "failed": ("dead", "LIV-003"),
         "goodbye": ("dead", "LIV-006"),
         "new_incarnation": ("dead", "HS-006"),
+        "declared_dead": ("dead", "LIV-009"),
         "confirm_borrow": ("dead", "BOR-011"),
     },
     "alive": {
@@ -139,6 +146,7 @@ PEER: Table = {
         "failed": ("dead", "LIV-003"),
         "goodbye": ("dead", "LIV-006"),
         "new_incarnation": ("dead", "HS-006"),
+        "declared_dead": ("dead", "LIV-009"),
         "confirm_borrow": ("dead", "BOR-011"),
     },
     "dead": {},

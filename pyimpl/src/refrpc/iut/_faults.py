@@ -158,6 +158,16 @@ FAULTS: dict[str, tuple[str, str]] = {
         "ACT-014",
         "An actor host waits for a missing actorSeq: a call after a gap never runs.",
     ),
+    "actor-handles-not-counted": (
+        "ACT-009",
+        "An actor owner never kills an actor when its handle object is reclaimed: the actor "
+        "lives on after the last holder of a handle let go.",
+    ),
+    "max-concurrency-not-sent": (
+        "ACT-013",
+        "An actor owner sends CreateActor without the concurrency its program asked for "
+        "(maxConcurrency 0): the host runs one call at a time.",
+    ),
     "no-id-limits": (
         "ID-007",
         "Identifiers are not checked against their length limits while decoding: an object id of "
@@ -201,6 +211,32 @@ FAULTS: dict[str, tuple[str, str]] = {
         "FET-014",
         "A FetchRequest whose offset equals the stored form's size (an empty range at the end) is "
         "answered with a MALFORMED error chunk, as if it were beyond the end.",
+    ),
+    "fetch-whole-object": (
+        "FET-015",
+        "A fetcher asks for the whole stored form in one FetchRequest (a range of 2^40 bytes) instead of "
+        "ranges of at most 8 MiB. FET-015 is a SHOULD: a case that catches this grades it NON-STRICT.",
+    ),
+    "fetch-retry-at-once": (
+        "ERR-009",
+        "A fetcher whose request a holder refused with RESOURCE_EXHAUSTED asks again at once, without the "
+        "50 ms delay. ERR-009 is a SHOULD: a case that catches this grades it NON-STRICT.",
+    ),
+    "fetch-from-last-location": (
+        "FET-011",
+        "A fetcher asks the last location the owner listed first, not the primary. FET-011 is a SHOULD: a "
+        "case that catches this grades it NON-STRICT.",
+    ),
+    "chunks-ignore-fetcher-limit": (
+        "FET-007",
+        "A holder sizes its chunks by its own maxFrameBytes and the request's chunkBytes, ignoring the "
+        "smaller frame limit the fetcher announced: a fetcher with a 1 MiB limit gets chunks it must drop.",
+    ),
+    "adopt-mismatched-reply": (
+        "TASK-019",
+        "A TaskReply whose returns name other object ids than the task's is adopted as it is: the ids "
+        "it does not know are dropped, no ProtocolError is sent, and the task's own returns stay pending "
+        "for ever.",
     ),
     "no-goodbye-ack": (
         "LIV-016",
@@ -492,6 +528,22 @@ def _wait_for_actor_seq_gap(iut: Iut) -> None:
     core._actor_next = patched  # type: ignore[method-assign]
 
 
+def _actor_handles_not_counted(iut: Iut) -> None:
+    core = iut.node.core
+    core._actor_handles_gone = lambda actor_id: None  # type: ignore[method-assign]  # breaks ACT-009
+
+
+def _max_concurrency_not_sent(iut: Iut) -> None:
+    core = iut.node.core
+    start_actor = core._start_actor
+
+    def patched(a: Any) -> None:
+        a.max_concurrency = 0  # breaks ACT-013: the program's concurrency never reaches the host
+        start_actor(a)
+
+    core._start_actor = patched  # type: ignore[method-assign]
+
+
 def _no_id_limits(iut: Iut) -> None:
     from ..codec import _decode
 
@@ -587,6 +639,73 @@ def _fetch_end_is_error(iut: Iut) -> None:
     fetcher._on_request = patched  # type: ignore[method-assign]
 
 
+def _fetch_whole_object(iut: Iut) -> None:
+    from ..runtime import _fetch
+
+    _fetch.RANGE_BYTES = 1 << 40  # breaks FET-015: one request for everything
+
+
+def _fetch_retry_at_once(iut: Iut) -> None:
+    import time
+
+    fetcher = iut.node.fetcher
+    on_chunk = fetcher._on_chunk
+
+    def patched(sender: Any, c: Any) -> None:
+        on_chunk(sender, c)
+        if c.error is not None and c.error.code == ErrorCode.RESOURCE_EXHAUSTED:
+            for f in list(fetcher._by_object.values()):
+                if f.retry_at:
+                    f.retry_at = time.monotonic()  # breaks ERR-009: no wait at all
+            fetcher.tick()
+
+    fetcher._on_chunk = patched  # type: ignore[method-assign]
+
+
+def _fetch_from_last_location(iut: Iut) -> None:
+    fetcher = iut.node.fetcher
+    fetch = fetcher.fetch
+    fetcher.fetch = lambda oid, locations: fetch(oid, tuple(reversed(locations)))  # type: ignore[method-assign]  # breaks FET-011
+
+
+def _chunks_ignore_fetcher_limit(iut: Iut) -> None:
+    fetcher = iut.node.fetcher
+    on_request = fetcher._on_request
+
+    def patched(d: Any, r: Any) -> None:
+        remote = iut.node.core.remotes.get(d.sender)
+        saved = remote.max_frame_bytes if remote is not None else 0
+        if remote is not None:
+            remote.max_frame_bytes = 0  # breaks FET-007: the holder's own limit decides
+        try:
+            on_request(d, r)
+        finally:
+            if remote is not None:
+                remote.max_frame_bytes = saved
+
+    fetcher._on_request = patched  # type: ignore[method-assign]
+
+
+def _adopt_mismatched_reply(iut: Iut) -> None:
+    core = iut.node.core
+    on_reply = core._on_TaskReply
+
+    def patched(r: Any, reply: Any) -> None:
+        t = core.tasks.get(reply.task_id)
+        if (t is not None and t.state == "submitted" and reply.attempt == t.spec.attempt and r.peer == t.executor
+                and tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids):
+            # breaks TASK-019: adopted as if it matched; its returns never settle
+            r.load = max(0, r.load - 1)
+            core._transition_task(t, "reply")
+            for rv in reply.returns:
+                core._take_return(rv)
+            core._release_task_args(t)
+            return
+        on_reply(r, reply)
+
+    core._on_TaskReply = patched  # type: ignore[method-assign]
+
+
 def _no_goodbye_ack(iut: Iut) -> None:
     core = iut.node.core
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
@@ -618,6 +737,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "actor-calls-worker-died": _actor_calls_worker_died,
     "unknown-method-task-failed": _unknown_method_task_failed,
     "wait-for-actor-seq-gap": _wait_for_actor_seq_gap,
+    "actor-handles-not-counted": _actor_handles_not_counted,
+    "max-concurrency-not-sent": _max_concurrency_not_sent,
     "no-id-limits": _no_id_limits,
     "status-per-wait": _status_per_wait,
     "no-error-rate-limit": _no_error_rate_limit,
@@ -626,6 +747,11 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "simultaneous-hello-waits": _simultaneous_hello_waits,
     "cancel-reply-task-failed": _cancel_reply_task_failed,
     "fetch-end-is-error": _fetch_end_is_error,
+    "fetch-whole-object": _fetch_whole_object,
+    "fetch-retry-at-once": _fetch_retry_at_once,
+    "fetch-from-last-location": _fetch_from_last_location,
+    "chunks-ignore-fetcher-limit": _chunks_ignore_fetcher_limit,
+    "adopt-mismatched-reply": _adopt_mismatched_reply,
     "no-goodbye-ack": _no_goodbye_ack,
 }
 assert _INSTALL.keys() == FAULTS.keys()

@@ -389,6 +389,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     from ._refs import call_on, context
 
     context.node, context.executor = node, executor
+    context.head = args.head_name
     peers = [p.split("=", 1) for p in args.peers.split(",") if p]
     adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1) for n, a in peers if n != args.peer]
     node.handle_soon(*adds).result()

@@ -1,10 +1,13 @@
 """The data plane: fetching stored values from a peer on another host (FET-*).
 
-Both sides run on the node's loop thread. The fetcher asks one location for the
-whole stored form; the holder streams it back in chunks (each compressed with
-lz4 on its own when the session negotiated it and it pays), all at once, so the
-transfer is pipelined. Chunks travel outside the session (FET-005): a lost
-chunk is noticed by the fetcher and asked for again (FET-002, FET-006).
+Both sides run on the node's loop thread. The fetcher asks its preferred
+location (the primary, the first one the owner listed, FET-011) for the stored
+form in ranges of at most 8 MiB, at most 4 outstanding (FET-015); the holder
+streams each range back in chunks (each compressed with lz4 on its own when the
+session negotiated it and it pays) that fit the fetcher's announced frame limit
+(FET-007). Chunks travel outside the session (FET-005): a lost chunk is noticed
+by the fetcher and asked for again (FET-002, FET-006); a range the holder refuses
+as RESOURCE_EXHAUSTED is asked for again after a growing delay (FET-009, ERR-009).
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ if TYPE_CHECKING:
 LZ4_MIN_BYTES = 4096
 #: No chunk for this long: ask again for what is missing (FET-006).
 PROGRESS_TIMEOUT_S = 5.0
+#: The largest range one FetchRequest asks for, and how many may be outstanding (FET-015).
+RANGE_BYTES = 8 << 20
+MAX_OUTSTANDING = 4
+#: Room left in a frame for the envelope around a chunk's data (FET-007).
+FRAME_HEADROOM = 64 << 10
+#: Waits before asking a holder that answered RESOURCE_EXHAUSTED again (ERR-009).
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 1.0
 
 
 @dataclass
@@ -35,12 +46,23 @@ class _Fetch:
     object_id: str
     locations: list[tuple[PeerId, str]]
     future: Future[int] = field(default_factory=Future)
-    request_id: int = 0
     total: int = -1
     last_progress: float = 0.0
-    attempts: int = 0
-    #: The location the current request went to.
+    #: Failures so far (timeouts, dead holders); the fetch gives up after a few per location.
+    failures: int = 0
+    #: Index in ``locations`` of the holder asked now: the first (the primary, FET-011)
+    #: until it fails the fetch.
+    where: int = 0
+    #: The location the current requests go to.
     asked: PeerId = ""
+    #: Ranges asked for and not yet ended: request id -> (offset, length).
+    outstanding: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: The first byte no range has asked for yet (the first pass over the object).
+    next_offset: int = 0
+    #: Ranges the holder refused (RESOURCE_EXHAUSTED), asked for again at ``retry_at``.
+    refused: list[tuple[int, int]] = field(default_factory=list)
+    retry_at: float = 0.0
+    retry_delay: float = RETRY_FIRST_S
 
 
 class FetchService:
@@ -48,7 +70,8 @@ class FetchService:
 
     def __init__(self, node: Node, chunk_bytes: int = 1 << 20) -> None:
         self.node = node
-        self.chunk_bytes = chunk_bytes
+        # FET-007: never more than our own frame limit allows.
+        self.chunk_bytes = max(1, min(chunk_bytes, node.config.max_frame_bytes - FRAME_HEADROOM))
         self._ids = itertools.count(1)
         self._by_request: dict[int, _Fetch] = {}
         self._by_object: dict[str, _Fetch] = {}
@@ -71,7 +94,7 @@ class FetchService:
             f.future.set_exception(ObjectNotFound(f"no other location holds {object_id}"))
             return f.future
         self._by_object[object_id] = f
-        self._request(f, 0, -1)
+        self._start(f)
         return f.future
 
     def _known_dead(self, peer: PeerId) -> bool:
@@ -81,29 +104,58 @@ class FetchService:
             return r.state == "dead"
         return any(p == peer for p, _ in core.fenced)  # never in session, but fenced
 
+    def _start(self, f: _Fetch) -> None:
+        """Ask from the start, or resume what is missing (FET-002), from the current location."""
+        f.outstanding.clear()
+        f.refused.clear()
+        if f.total < 0:
+            f.next_offset = 0
+            self._request(f, 0, RANGE_BYTES)  # the size is not known yet: one range first (FET-015)
+        else:
+            f.next_offset = f.total  # what is left comes back gap by gap
+            self._complete_or_resume(f)
+
     def _request(self, f: _Fetch, offset: int, length: int) -> None:
-        f.request_id = next(self._ids)  # FET-012: never reused
+        request_id = next(self._ids)  # FET-012: never reused
         f.last_progress = time.monotonic()
-        f.attempts += 1
-        self._by_request[f.request_id] = f
-        peer, address = f.locations[(f.attempts - 1) % len(f.locations)]
+        f.outstanding[request_id] = (offset, length)
+        self._by_request[request_id] = f
+        peer, address = f.locations[f.where % len(f.locations)]
         f.asked = peer
         remote = self.node.core.remotes.get(peer)
-        lz4_ok = remote is not None and "lz4" in remote.features  # HS-021: only where the session uses lz4
-        msg = FetchRequest(f.object_id, f.request_id, offset, length, self.chunk_bytes, lz4_ok)
+        lz4_ok = remote is not None and "lz4" in remote.features  # HS-021, FET-017: only where the session uses lz4
+        msg = FetchRequest(f.object_id, request_id, offset, length, self.chunk_bytes, lz4_ok)
         self.node.handle(ev.SendData(self.node.sid(), peer, 0, address, msg))
+
+    def _fill(self, f: _Fetch) -> None:
+        """FET-015: keep up to MAX_OUTSTANDING ranges of at most RANGE_BYTES in flight."""
+        while len(f.outstanding) < MAX_OUTSTANDING and f.next_offset < f.total:
+            length = min(RANGE_BYTES, f.total - f.next_offset)
+            self._request(f, f.next_offset, length)
+            f.next_offset += length
 
     def _on_chunk(self, sender: PeerId, c: FetchChunk) -> None:
         f = self._by_request.get(c.request_id)
-        if f is None or f.object_id != c.object_id:
+        if f is None or f.object_id != c.object_id or c.request_id not in f.outstanding:
             return  # FET-013: not a request we wait for
         store = self.node.store
         if c.error is not None:
+            rng = f.outstanding.pop(c.request_id)
+            del self._by_request[c.request_id]
+            if c.error.code == ErrorCode.RESOURCE_EXHAUSTED:
+                # FET-009, ERR-009: the holder is busy, not empty: the same range, later.
+                f.refused.append(rng)
+                if not f.retry_at:
+                    f.retry_at = time.monotonic() + f.retry_delay
+                    f.retry_delay = min(RETRY_MAX_S, f.retry_delay * 2)
+                f.last_progress = time.monotonic()
+                return
             self._fail(f, c.error)
             return
         try:
             if f.total < 0:
                 f.total = c.total_size
+                f.next_offset = min(RANGE_BYTES, f.total)
                 store.put_bytes(c.object_id, c.total_size)
             elif c.total_size != f.total:  # FET-010: the holder's copy changed size
                 raise StoreError("chunks disagree on the total size")
@@ -116,15 +168,20 @@ class FetchService:
             self._fail(f, ErrorInfo(ErrorCode.OBJECT_LOST, f"fetch of {c.object_id} failed: {exc}"))
             return
         f.last_progress = time.monotonic()
+        f.retry_delay = RETRY_FIRST_S  # ERR-009: progress, back to the first delay
         if c.last:
-            self._complete_or_resume(f)
+            del f.outstanding[c.request_id]
+            del self._by_request[c.request_id]
+            self._fill(f)
+            if not f.outstanding and not f.refused and f.next_offset >= f.total:
+                self._complete_or_resume(f)
 
     def _complete_or_resume(self, f: _Fetch) -> None:
         store = self.node.store
         missing = store.missing(f.object_id)
         if missing:
             start, end = missing[0]
-            self._request(f, start, end - start)  # FET-002
+            self._request(f, start, min(end - start, RANGE_BYTES))  # FET-002, FET-015
             return
         try:
             size = store.seal(f.object_id)
@@ -153,6 +210,12 @@ class FetchService:
         self._by_object.pop(f.object_id, None)
         for rid in [r for r, g in self._by_request.items() if g is f]:
             del self._by_request[rid]
+        f.outstanding.clear()
+
+    def _forget_requests(self, f: _Fetch) -> None:
+        for rid in f.outstanding:
+            self._by_request.pop(rid, None)
+        f.outstanding.clear()
 
     def peer_died(self, peer: PeerId) -> None:
         """Death effects, step 11: fetches from a dead holder end now, not after the
@@ -165,24 +228,30 @@ class FetchService:
             if not f.locations:
                 self._fail(f, ErrorInfo(ErrorCode.OBJECT_LOST, f"the holder {peer} died"))
             elif f.asked == peer:
-                f.attempts = 0  # the remaining locations get their full share of tries
-                if f.total < 0:
-                    self._request(f, 0, -1)
-                else:
-                    self._complete_or_resume(f)
+                self._forget_requests(f)
+                f.where = 0  # the first remaining location: the primary if it lives (FET-011)
+                self._start(f)
 
     def tick(self) -> None:
-        """FET-006: a fetch with no progress for a while asks again for what is missing."""
+        """FET-006: a fetch with no progress for a while asks again for what is missing;
+        ranges refused as RESOURCE_EXHAUSTED are asked for again when their delay is over."""
         now = time.monotonic()
         for f in list(self._by_object.values()):
+            if f.retry_at and now >= f.retry_at:
+                f.retry_at = 0.0
+                again, f.refused = f.refused, []
+                for offset, length in again:
+                    self._request(f, offset, length)
+                continue
             if now - f.last_progress < PROGRESS_TIMEOUT_S:
                 continue
-            if f.attempts >= 3 * max(1, len(f.locations)):
+            f.failures += 1
+            if f.failures >= 3 * max(1, len(f.locations)):
                 self._fail(f, ErrorInfo(ErrorCode.OBJECT_LOST, "no location answered"))
-            elif f.total < 0:
-                self._request(f, 0, -1)
-            else:
-                self._complete_or_resume(f)
+                continue
+            self._forget_requests(f)
+            f.where = f.failures  # FET-011: the other locations, in their order, once the first failed
+            self._start(f)
 
     # ------------------------------------------------------------ holder
     def _on_request(self, d: ev.DeliverData, r: FetchRequest) -> None:
@@ -194,14 +263,16 @@ class FetchService:
             err = ErrorInfo(ErrorCode.OBJECT_FREED, f"no copy of {r.object_id} here", "FET-004")
             send(FetchChunk(r.object_id, r.request_id, r.offset, 0, True, error=err))
             return
-        if r.offset > total or r.chunk_bytes < 1:
-            err = ErrorInfo(ErrorCode.MALFORMED, "offset beyond the end or no chunk size", "FET-014")
+        if r.offset > total or r.length < -1 or r.chunk_bytes < 1:
+            err = ErrorInfo(ErrorCode.MALFORMED, "offset beyond the end, length below -1 or no chunk size", "FET-014")
             send(FetchChunk(r.object_id, r.request_id, r.offset, total, True, error=err))
             return
         end = total if r.length < 0 else min(total, r.offset + r.length)
         remote = self.node.core.remotes.get(d.sender)
         may_compress = r.accept_lz4 and remote is not None and "lz4" in remote.features  # FET-003
-        step = max(1, min(r.chunk_bytes, self.node.config.max_frame_bytes - (64 << 10)))  # FET-007
+        # FET-007: every chunk fits the frame limit the fetcher announced, whatever it asked.
+        limit = remote.max_frame_bytes if remote is not None and remote.max_frame_bytes else self.node.config.max_frame_bytes
+        step = max(1, min(r.chunk_bytes, limit - FRAME_HEADROOM))
         offset = r.offset
         while True:
             n = min(step, end - offset)

@@ -457,7 +457,8 @@ class Node:
                 tracer.received(_frame0(frames), exc.sender, exc.sender_incarnation, exc.seq, sid)
                 tracer.event("discarded", "", "", {"reason": "malformed", "error": exc.message}, sid)
             if exc.sender:
-                self.handle(ev.ReceiveMalformed(sid, exc.sender, exc.sender_incarnation, exc.error, exc.seq))
+                self.handle(ev.ReceiveMalformed(sid, exc.sender, exc.sender_incarnation, exc.error, exc.seq,
+                                                exc.receiver, exc.receiver_incarnation))
             return
         if tracer is not None:  # TRC-003, TRC-005: every frame 0, before what it causes
             tracer.received(_frame0(frames), envelope.sender, envelope.sender_incarnation, envelope.seq, sid)
