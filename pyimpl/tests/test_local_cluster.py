@@ -246,3 +246,30 @@ def test_nodes_and_cluster_resources_show_what_a_busy_cluster_does(two_workers) 
     assert refrpc.available_resources() == {"CPU": 0.0}
     assert refrpc.get(refs, timeout=60) == [3000] * 6
     assert refrpc.available_resources() == {"CPU": 2.0}
+
+
+@refrpc.remote
+def mark_then_pid(path: str, ms: int) -> int:
+    """Leaves a mark that it started, then sleeps; the worker process that ran it."""
+    open(path, "a").close()
+    time.sleep(ms / 1000)
+    return os.getpid()
+
+
+def test_a_one_worker_cluster_keeps_the_work_of_its_killed_worker(tmp_path: Path) -> None:
+    # refrpc.init(1); a retryable task runs and three wait queued behind it; kill -9
+    # the one worker: the retry and the queued tasks go to its successor (they used
+    # to fail at once with "no live executor", the successor not started yet).
+    refrpc.init(1)
+    try:
+        cluster = refrpc.api._ctx.cluster
+        first = cluster.processes["w1"]
+        mark = tmp_path / "started"
+        running = mark_then_pid.options(max_retries=1).remote(str(mark), 1000)
+        queued = [pid_after_ms.remote(0) for _ in range(3)]
+        assert wait_until(mark.exists, 30)
+        os.kill(first.pid, signal.SIGKILL)
+        assert refrpc.get([running, *queued], timeout=60) == [cluster.processes["w1"].pid] * 4
+        assert cluster.processes["w1"] is not first
+    finally:
+        refrpc.shutdown()

@@ -81,7 +81,7 @@ CRASH_POINTS = [
     ("rebuild", 3, 1, 6, 536),
     ("rebuild_evicted", 3, 1, 6, 534),
     ("split_rebuild", 3, 1, 6, 536),
-    ("forward_chain", 3, 1, 6, 585),
+    ("forward_chain", 3, 1, 6, 595),
     ("actor_keeps_ref", 3, 1, 6, 507),
 ]
 

@@ -106,7 +106,13 @@ class Tasks:
             return
         live = self._live_workers()
         if not live:
-            self._no_executor(t)
+            # Queued until the end of the stimulus: the pump fails it then if still no
+            # executor is live (TASK-022), or sends it to one that became live meanwhile
+            # (a restarted worker the shell names in the same stimulus, PeerFailed).
+            self._transition_task(t, "no_slot")
+            t.executor = ""
+            self.ready_queue.append(t.spec.task_id)
+            self.pump_due = True
             return
         if t.spec.attempt > 1:
             t.executor = self._place(t.arg_refs, live)

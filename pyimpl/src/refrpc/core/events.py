@@ -83,11 +83,18 @@ class Connect(Stimulus):
 
 @dataclass(frozen=True, slots=True)
 class PeerFailed(Stimulus):
-    """The shell knows a peer incarnation is gone (e.g. a supervised process exited)."""
+    """The shell knows a peer incarnation is gone (e.g. a supervised process exited).
+
+    With ``successor``, the shell has started a new incarnation of the same peer at
+    ``successor_address``: a session with it opens in the same step, so work that
+    lost its executor (retries, queued tasks) goes to it instead of failing for
+    want of a live executor."""
 
     peer: PeerId
     incarnation: int
     reason: str = "exited"
+    successor: int = 0
+    successor_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -301,6 +301,19 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             self._broadcast_death(r, s.reason)
         else:
             self._fence(s.peer, s.incarnation, "failed", s.reason)
+        if s.successor and s.successor != s.incarnation:
+            # Before this stimulus's pump: what the death left without an executor
+            # (TASK-020 queued tasks) can go to the new incarnation; retries go there
+            # at once, slot or not (TASK-021), as they would have to a live executor.
+            self._ensure_session(s.peer, s.successor_address, s.successor)
+            if self._is_live(s.peer) and s.peer in self.workers:
+                for tid in [tid for tid in self.ready_queue if self._waiting_retry(tid)]:
+                    self.ready_queue.remove(tid)
+                    self._start_queued(self.tasks[tid], s.peer)
+
+    def _waiting_retry(self, task_id: str) -> bool:
+        t = self.tasks.get(task_id)
+        return t is not None and t.state == "queued" and t.spec.attempt > 1
 
     def _stim_shutdown(self, s: Shutdown) -> None:
         for r in list(self.remotes.values()):

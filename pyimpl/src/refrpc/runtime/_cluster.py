@@ -219,13 +219,14 @@ class LocalCluster:
             self._quick_exits[name] = 0
             wait = 0.0
         if node is not None:
-            # Reported and, at once, replaced by a new incarnation already in session,
-            # under the node's lock: a task the program submits meanwhile never finds
-            # the worker gone.
-            node.call(lambda: (self._report(node, name, proc.returncode, incarnation),
-                               wait == 0.0 and not self._node_leaving() and self._restart(name, node)))
-            if wait == 0.0:
+            if wait == 0.0 and not self._node_leaving():
+                # Replaced by a new incarnation, and the death reported with it in one
+                # stimulus (PeerFailed.successor), under the node's lock: what the death
+                # leaves without an executor goes to the new one, and a task the
+                # program submits meanwhile never finds the worker gone.
+                node.call(lambda: self._restart(name, node, (proc.returncode, incarnation)))
                 return
+            node.call(lambda: self._report(node, name, proc.returncode, incarnation))
         if self._stopping.is_set() or self._node_leaving():
             return
         if wait is None:
@@ -249,12 +250,13 @@ class LocalCluster:
         # second quick death on, it waits: it may be failing to start.
         return 0.0 if self._quick_exits[name] <= 1 else min(5.0, 0.1 * 2 ** self._quick_exits[name])
 
-    def _restart(self, name: str, node: Node | None = None) -> None:
+    def _restart(self, name: str, node: Node | None = None, death: tuple[int | None, int] | None = None) -> None:
         """Start worker ``name`` again. With ``node``, open a session with the new
         incarnation at once (a worker listening on a known address): it is then a
         place to run tasks already, and what is sent there waits for its handshake
         (LIV-015), so a cluster whose every worker died queues work instead of
-        failing it while they restart."""
+        failing it while they restart. ``death`` (exit status, incarnation): the
+        death to report to ``node`` first, in the same stimulus."""
         with self._lock:
             if self._stopping.is_set():
                 return
@@ -270,9 +272,13 @@ class LocalCluster:
             self.restarts.append(Restart(name, old.pid, before, old.returncode, new.pid, self.incarnations[name]))
         log.warning("worker %s (pid %d, incarnation %x) %s; restarted it as pid %d, incarnation %x",
                     name, old.pid, before, _exit_text(old.returncode), new.pid, self.incarnations[name])
-        if node is not None and not address.endswith(":0"):
-            incarnation = self.incarnations[name]
-            node.handle_soon(lambda sid: ev.Connect(sid, name, address, incarnation))
+        if node is None:
+            return
+        successor = 0 if address.endswith(":0") else self.incarnations[name]  # a tcp worker's port comes later
+        if death is not None:
+            node.call(lambda: self._report(node, name, death[0], death[1], successor, address))
+        elif successor:
+            node.handle_soon(lambda sid: ev.Connect(sid, name, address, successor))
 
     def kill_worker(self, name: str, incarnation: int, why: str) -> bool:
         """``kill -9`` worker ``name`` if it still runs as ``incarnation`` (0: whichever);
@@ -287,21 +293,26 @@ class LocalCluster:
         self._exited(name, proc, killed=True)  # now, not at the supervisor's next look
         return True
 
-    def _report(self, node: Node, name: str, code: int | None, incarnation: int | None = None) -> None:
+    def _report(self, node: Node, name: str, code: int | None, incarnation: int | None = None,
+                successor: int = 0, successor_address: str = "") -> None:
         """Tell ``node`` that worker ``name`` (as ``incarnation``, by default the one
-        this cluster last started) exited with ``code`` (LIV-014)."""
+        this cluster last started) exited with ``code`` (LIV-014), and, with
+        ``successor``, which incarnation now runs in its place."""
         r = node.core.remotes.get(name)
         if incarnation is None:
             incarnation = self.incarnations.get(name, 0)
+        reason = f"process exited with {code}"
         if r is not None and r.incarnation not in (0, incarnation):
             # The session is with another incarnation: fence the one that died.
-            node.handle(ev.PeerFailed(node.sid(), name, incarnation, f"process exited with {code}"))
+            node.handle(ev.PeerFailed(node.sid(), name, incarnation, reason, successor, successor_address))
         elif r is None or r.state != "dead":
             # Also a worker this node has not heard from yet: it ran as the incarnation
             # this cluster gave it (0, "whichever it was", if unknown), so no task waits
             # for a dead process's handshake timeout (LIV-015).
             incarnation = (r.incarnation if r is not None else 0) or incarnation
-            node.handle(ev.PeerFailed(node.sid(), name, incarnation, f"process exited with {code}"))
+            node.handle(ev.PeerFailed(node.sid(), name, incarnation, reason, successor, successor_address))
+        elif successor:  # declared dead already (heartbeats): only the new one to meet
+            node.handle(ev.Connect(node.sid(), name, successor_address, successor))
 
     def stop(self, timeout: float = 5.0, grace: float = 0.5) -> None:
         """Wait for the workers to leave (they follow the driver's Goodbye), then make sure.
