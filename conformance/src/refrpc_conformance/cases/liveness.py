@@ -14,6 +14,7 @@ from refrpc.core.messages import (
     Heartbeat,
     PeerDeadNotice,
     ProtocolError,
+    RefDescriptor,
     ReturnKind,
     TaskReply,
     Welcome,
@@ -244,3 +245,28 @@ def new_incarnation(ctx: CaseContext) -> None:
     late = new.received(TaskReply, lambda m: m.task_id == t.task_id)
     ctx.check("HS-006", not late, "the old incarnation's task not answered to the new one either", [str(r.body) for r in late])
     old.go_silent()  # fenced: the IUT will not talk to it again
+
+
+@case(
+    "liveness/LIV-019-ref-of-an-earlier-incarnation-of-the-iut",
+    requirements=["LIV-019", "FATE-001", "TASK-009"],
+    summary=(
+        "Suite peer B submits sum_bytes(X by ref), X's descriptor naming the IUT's own PeerId with another "
+        "incarnation: an earlier incarnation of the IUT, as a restarted worker meets in a retried task. The IUT "
+        "must treat that owner as dead and fail the task with OWNER_DIED, promptly, not hang or answer NOT_OWNER."
+    ),
+    timeout=60.0,
+)
+def ref_of_an_earlier_incarnation(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    b = ctx.wire_peer("submitter")
+    link_b = ctx.session(b, iut)
+    earlier = iut.incarnation ^ 0x5A5A5A5A or 1
+    x = f"{iut.peer_id}.{earlier:x}.7"
+    ref = RefDescriptor(object_id=x, owner=iut.peer_id, owner_incarnation=earlier, owner_address=iut.address)
+    t = task(b, "sum_bytes", [by_ref(ref)])
+    link_b.send(t)
+    reply = expect_reply(ctx, b, t, requirement="LIV-019", timeout=15.0)
+    ret = reply.returns[0]
+    ctx.check("LIV-019", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.OWNER_DIED,
+              "ERROR(OWNER_DIED)", describe_return(ret))
