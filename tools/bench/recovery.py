@@ -97,17 +97,21 @@ def _killer(delay: float, killed: dict[str, Any]) -> threading.Thread:
     def run() -> None:
         time.sleep(delay)
         victim = _busiest_worker()
-        os.kill(refrpc.api._ctx.cluster.processes[victim].pid, signal.SIGKILL)
-        killed.update(worker=victim, at=time.perf_counter())
+        cluster = refrpc.api._ctx.cluster
+        incarnation = cluster.incarnations[victim]
+        os.kill(cluster.processes[victim].pid, signal.SIGKILL)
+        killed.update(worker=victim, incarnation=incarnation, at=time.perf_counter())
 
     t = threading.Thread(target=run, name="bench-killer", daemon=True)
     t.start()
     return t
 
 
-def _dead(worker: str) -> bool:
+def _dead(worker: str, incarnation: int) -> bool:
+    """Whether the driver fenced that incarnation of ``worker`` (the local cluster's
+    supervisor then starts a new one under the same name)."""
     node = refrpc.api._ctx.node
-    return node.call(lambda: worker in node.core.remotes and node.core.remotes[worker].state == "dead").result(10)
+    return node.call(lambda: (worker, incarnation) in node.core.fenced).result(10)
 
 
 def measure(bench: Recovery, workers: int, reps: int) -> dict[str, Any]:
@@ -128,11 +132,11 @@ def measure(bench: Recovery, workers: int, reps: int) -> dict[str, Any]:
             killer.join()
             failed_ms = (end - t0) * 1e3
             # The death must have been noticed (else the row would not measure recovery).
-            wait_until(lambda: _dead(killed["worker"]), 30)
+            wait_until(lambda: _dead(killed["worker"], killed["incarnation"]), 30)
             runs.append({
                 "no_failure_ms": ok_ms, "one_killed_ms": failed_ms, "killed": killed["worker"],
                 "killed_at_ms": (killed["at"] - t0) * 1e3, "killed_mid_run": killed["at"] < end,
-                "declared_dead": _dead(killed["worker"]),
+                "declared_dead": _dead(killed["worker"], killed["incarnation"]),
             })
         finally:
             refrpc.shutdown()
