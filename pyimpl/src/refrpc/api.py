@@ -120,7 +120,32 @@ def _check_settings(**given: int | None) -> dict[str, int]:
 _ADDRESS = re.compile(r"(tcp://[^:/\s]+:\d{1,5}|ipc://\S+)")
 
 
-def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | None) -> None:
+def _cluster_key(key_file: str | os.PathLike[str] | None, insecure: bool, needed: bool) -> tuple[Any, str]:
+    """The cluster key to authenticate with (SEC-002) and its file: ``key_file``, else
+    the file ``REFRPC_KEY_FILE`` names; None if neither and it is not ``needed``."""
+    import warnings
+
+    from .transport import KEY_FILE_ENV, ClusterKey, KeyFileError
+
+    path = os.fspath(key_file) if key_file is not None else os.environ.get(KEY_FILE_ENV, "")
+    if insecure:
+        if path:
+            raise ValueError("insecure=True and a cluster key exclude each other")
+        warnings.warn("authentication is off: anyone who can reach this process's port can join the cluster "
+                      "and run code in it (SEC-002)", RuntimeWarning, stacklevel=3)
+        return None, ""
+    if not path:
+        if needed:
+            raise RefRPCError(f"joining a cluster needs its key file: init(address=..., key_file=PATH) or "
+                              f"{KEY_FILE_ENV}=PATH (the path `refrpc start --head` printed)")
+        return None, ""
+    try:
+        return ClusterKey.load(path), path
+    except KeyFileError as exc:
+        raise RefRPCError(str(exc)) from None
+
+
+def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | None, cluster_key: Any) -> None:
     """``init(address=...)``: join a running multi-host cluster through its head."""
     import socket
 
@@ -128,7 +153,8 @@ def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | N
     from .runtime._membership import HEAD
 
     name = f"driver-{socket.gethostname()}-{os.getpid()}"
-    node = Node(name, f"tcp://{node_ip}:0", namespace=f"drv{os.getpid()}", config=_config(), trace_dir=trace_dir)
+    node = Node(name, f"tcp://{node_ip}:0", namespace=f"drv{os.getpid()}", config=_config(), trace_dir=trace_dir,
+                cluster_key=cluster_key)
     context.node = node
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
@@ -152,7 +178,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
          inline_threshold: int = 100 * 1024, startup_timeout: float = 60.0,
          max_lineage_bytes: int | None = None, heartbeat_interval_ms: int | None = None,
          miss_limit: int | None = None, trace_dir: str | os.PathLike[str] | None = None,
-         connect_timeout: float = 5.0, ignore_reinit_error: bool = False) -> None:
+         connect_timeout: float = 5.0, ignore_reinit_error: bool = False,
+         key_file: str | os.PathLike[str] | None = None, insecure: bool = False) -> None:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
@@ -172,6 +199,13 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     A head that does not answer within ``connect_timeout`` seconds is an error
     naming the address. Calling ``init`` again while initialized raises, unless
     ``ignore_reinit_error`` (then it does nothing).
+
+    Joining a cluster needs its key file (``key_file``, else the file the
+    ``REFRPC_KEY_FILE`` environment variable names): every connection is then
+    authenticated with CURVE (SEC-002). ``insecure=True`` joins a cluster
+    started with authentication off, with a warning. A local cluster needs
+    neither: its sockets are in a directory only this user can enter; given a
+    key file, its processes authenticate with it too.
     """
     if ignore_reinit_error and is_initialized():
         return
@@ -188,8 +222,10 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         with _ctx.lock:
             if is_initialized():
                 raise RefRPCError("refrpc is already initialized; call refrpc.shutdown() first")
-        _join(address, node_ip, connect_timeout, None if trace_dir is None else os.fspath(trace_dir))
+        cluster_key, _ = _cluster_key(key_file, insecure, needed=address.startswith("tcp://"))
+        _join(address, node_ip, connect_timeout, None if trace_dir is None else os.fspath(trace_dir), cluster_key)
         return
+    cluster_key, key_path = _cluster_key(key_file, False, needed=False)
     with _ctx.lock:
         if is_initialized():
             if _ctx.executor is not None:
@@ -203,9 +239,11 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         # workers map each other's values instead of copying them.
         namespace = LocalCluster.new_namespace()
         traces = None if trace_dir is None else os.fspath(trace_dir)
-        node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=namespace, config=_config(), trace_dir=traces)
+        # SEC-001: ipc sockets in a directory only this user can enter (mkdtemp: 0700).
+        node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=namespace, config=_config(), trace_dir=traces,
+                    cluster_key=cluster_key)
         cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0], namespace=namespace,
-                                    settings=dict(_SETTINGS), trace_dir=traces)
+                                    settings=dict(_SETTINGS), trace_dir=traces, key_file=key_path)
         end = time.monotonic() + startup_timeout
         for name, address in cluster.workers.items():
             path = address.removeprefix("ipc://")
@@ -449,6 +487,12 @@ def _by_name(obj: Any) -> bool:
     return True
 
 
+def _expose(name: str, obj: Any) -> None:
+    from .runtime._executor import expose
+
+    expose(name, obj)
+
+
 class _Route:
     """How a function or class reaches a worker: by its name if workers can import
     it, else by value (cloudpickle) through ``by_value``, stored once per node as an
@@ -493,6 +537,7 @@ class RemoteFunction:
         self._refrpc_target = fn
         self._name = _name_of(fn)
         self._route = _Route(fn, "refrpc.runtime._executor:call_by_value")
+        _expose(self._name, fn)  # SEC-006: callable by name here, from any session
         self._num_returns = num_returns
         self._max_retries = max_retries
         self._retry_exceptions = retry_exceptions
@@ -573,6 +618,7 @@ class ActorClass:
         self._cls = cls
         self._name = _name_of(cls)
         self._max_restarts = max_restarts
+        _expose(self._name, cls)
         self._route = _Route(cls, "refrpc.runtime._executor:construct_by_value")
 
     def _target(self, node: Any) -> tuple[str, list[ev.ArgSpec]]:

@@ -122,7 +122,7 @@ class Actors:
 
     def _creation_started(self: Peer, key: ExecKey, ex: ExecTask, resolved: tuple) -> None:
         actor_id = self.actor_creations[key]
-        self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved))
+        self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved, ex.owner))
 
     def _creation_failed(self: Peer, key: ExecKey, error: ErrorInfo) -> None:
         """The constructor could not run (an argument failed, TASK-009, or it raised)."""

@@ -362,6 +362,8 @@ class StartActor(Instruction):
     actor_id: ActorId
     class_name: str
     args: tuple[ResolvedArg, ...]
+    #: The peer that asked for the actor (whose session decides what may run, SEC-006).
+    owner: PeerId = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from typing import Callable
 
 from ..core import events as ev
 from ..store import cleanup_namespace
+from ..transport import KEY_FILE_ENV, KeyFileError, key_from_env
 from ._executor import working_node
 from ._node import Node
 
@@ -46,11 +47,13 @@ class LocalCluster:
     def start(cls, num_workers: int, head_address: str, head_incarnation: int, *, head_name: str = "driver",
               node_ip: str = "", name_prefix: str = "w", inline_threshold: int = 100 * 1024,
               namespace: str = "", settings: dict[str, int] | None = None,
-              trace_dir: str | None = None) -> LocalCluster:
+              trace_dir: str | None = None, key_file: str = "", insecure: bool = False) -> LocalCluster:
         """Start the workers. With ``node_ip`` they listen on tcp (reachable from other
         hosts) and register with the head; otherwise on ipc:// sockets in a temp dir.
         With ``trace_dir`` each worker records its trace there (TRC-011 names the
-        files); without, workers follow ``REFRPC_TRACE_DIR`` as every process does."""
+        files); without, workers follow ``REFRPC_TRACE_DIR`` as every process does.
+        With ``key_file`` every worker authenticates with that cluster key (CURVE,
+        SEC-002); workers listening on tcp need one unless ``insecure``."""
         namespace = namespace or cls.new_namespace()
         directory = tempfile.mkdtemp(prefix="refrpc-")
         cluster = cls(namespace, directory)
@@ -62,6 +65,10 @@ class LocalCluster:
         peers = "" if node_ip else ",".join(f"{n}={a}" for n, a in cluster.workers.items())
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        if key_file:
+            env[KEY_FILE_ENV] = os.path.abspath(key_file)
+        else:  # the workers authenticate exactly as the caller said
+            env.pop(KEY_FILE_ENV, None)
         for name, address in cluster.workers.items():
             cluster.incarnations[name] = secrets.randbits(63) | 1
             cmd = [
@@ -72,7 +79,7 @@ class LocalCluster:
                 "--stats", os.path.join(directory, f"stats-{name}.json"),
                 "--head-name", head_name, "--inline-threshold", str(inline_threshold),
                 "--settings", json.dumps(settings or {}),
-            ] + (["--register"] if node_ip else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
+            ] + (["--register"] if node_ip else []) + (["--insecure"] if insecure else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
             cluster.processes[name] = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
         atexit.register(cluster.stop)
         return cluster
@@ -164,7 +171,14 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inline-threshold", type=int, default=100 * 1024)
     ap.add_argument("--settings", default="{}", help="protocol settings (Config fields) as JSON")
     ap.add_argument("--trace-dir", default=None, help="record this worker's trace here (default: $REFRPC_TRACE_DIR)")
+    ap.add_argument("--insecure", action="store_true", help="listen on tcp without authentication (SEC-002)")
     args = ap.parse_args(argv)
+    try:
+        cluster_key = key_from_env()  # REFRPC_KEY_FILE: authenticate every connection
+    except KeyFileError as exc:
+        ap.error(str(exc))
+    if cluster_key is None and args.bind.startswith("tcp://") and not args.insecure:
+        ap.error(f"a worker listening on tcp needs the cluster key: set {KEY_FILE_ENV} (or pass --insecure)")
     done = threading.Event()
 
     def on_other(ins: ev.Instruction) -> None:
@@ -176,7 +190,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     from ._node import default_config
 
     node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **json.loads(args.settings)), on_other,
-        held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir)  # no task runs before this process is ready (see Executor)
+        held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir, cluster_key=cluster_key)  # no task runs before this process is ready (see Executor)
     from ._refs import call_on, context
 
     context.node, context.executor = node, executor
