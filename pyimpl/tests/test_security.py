@@ -193,3 +193,109 @@ class _Hostile:
 
     def __reduce__(self):
         return (Path.write_text, (Path(self.path), "pickle"))
+
+
+# ---------------------------------------------------------------- members that overstep
+class Member:
+    """A raw peer holding the cluster key, as PeerId ``key_name``, claiming ``claim``."""
+
+    def __init__(self, key, key_name: str, claim: str | None = None, features=("core",)) -> None:
+        from refrpc.transport import ZmqTransport
+
+        self.name = claim or key_name
+        self.incarnation = 0x3E3
+        self.features = tuple(features)
+        self.transport = ZmqTransport("tcp://127.0.0.1:0", cluster_key=key, peer_id=key_name)
+        self.seq = 0
+
+    def send(self, to, body: m.Message, seq: int | None = None) -> None:
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        env = m.Envelope(self.name, self.incarnation, to.peer_id, to.incarnation if seq else 0, seq, 0, body)
+        self.transport.send(to.address, codec.encode(env))
+
+    def hello(self, to) -> None:
+        self.send(to, m.Hello(0, 1, self.transport.address, self.features, 64 << 20, 250), seq=0)
+
+    def first(self, kind: type, within: float) -> m.Envelope | None:
+        """The first message of type ``kind`` within ``within`` seconds, or None."""
+        end = time.monotonic() + within
+        while (left := end - time.monotonic()) > 0:
+            self.transport.poll(1)
+            frames = self.transport.recv(max(1, int(left * 1000)))
+            if frames is not None:
+                env = codec.decode(frames)
+                if isinstance(env.body, kind):
+                    return env
+        return None
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+@pytest.fixture
+def keyed_worker():
+    """A worker node in this process, authenticating with a fresh cluster key."""
+    from refrpc.runtime import LocalCluster
+    from refrpc.runtime._executor import working_node
+    from refrpc.transport import ClusterKey
+
+    key = ClusterKey.generate()
+    node, executor = working_node("w1", "tcp://127.0.0.1:0", LocalCluster.new_namespace(), cluster_key=key)
+    try:
+        yield key, node
+    finally:
+        executor.stop()
+        node.stop()
+
+
+def test_a_member_claiming_another_peers_id_is_not_listened_to(keyed_worker):
+    # A holder of the key file connects as "mallory" and claims to be "head"   SEC-011
+    key, node = keyed_worker
+    liar = Member(key, "mallory", claim="head")
+    honest = Member(key, "head")
+    try:
+        liar.hello(node)
+        assert liar.first(m.Welcome, SILENCE_S) is None
+        assert "head" not in node.call(lambda: dict(node.core.remotes)).result()
+        assert node.stats["unauthenticated_discarded"] >= 1
+        honest.hello(node)  # the same claim with the right key is welcome
+        assert honest.first(m.Welcome, 30) is not None
+    finally:
+        liar.close()
+        honest.close()
+
+
+def test_a_member_without_pickle_reaches_only_exposed_functions(keyed_worker, tmp_path):
+    # A member whose session has no python-pickle (a peer in another language)  SEC-005, SEC-006
+    from refrpc.codec._value import encode_portable
+
+    key, node = keyed_worker
+    caller = Member(key, "portable-peer")
+    marker = tmp_path / "pwned"
+    try:
+        caller.hello(node)
+        welcome = caller.first(m.Welcome, 30)
+        assert welcome is not None and "python-pickle" not in welcome.body.features
+        portable = lambda v: m.Arg(m.ArgKind.VALUE, m.Value(m.Encoding.PORTABLE, encode_portable(v)))  # noqa: E731
+        exploit = f"open({str(marker)!r}, 'w').write('exec')"
+        hostile = pickle.dumps(_Hostile(str(marker)))
+        calls = {
+            "builtins:exec": (portable(exploit),),
+            "refrpc.runtime._executor:call_by_value": (m.Arg(m.ArgKind.VALUE, m.Value(m.Encoding.RAW, hostile)),),
+            "os:getcwd": (),
+            "remote_fixtures:add": (portable(2), portable(3)),  # registered with @refrpc.remote here: exposed
+        }
+        replies = {}
+        for i, (function, args) in enumerate(calls.items(), 1):
+            caller.send(node, m.SubmitTask(f"p.1.{i}", function, args, (f"p.1.{i}.r0",)))
+            reply = caller.first(m.TaskReply, 30)
+            assert reply is not None, function
+            replies[function] = reply.body.returns[0]
+        for function in ("builtins:exec", "refrpc.runtime._executor:call_by_value", "os:getcwd"):
+            assert replies[function].error is not None and replies[function].error.code is m.ErrorCode.UNKNOWN_FUNCTION, replies[function]
+        assert replies["remote_fixtures:add"].error is None
+        assert not marker.exists()
+    finally:
+        caller.close()
