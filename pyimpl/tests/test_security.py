@@ -19,7 +19,6 @@ import os
 import pickle
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
