@@ -120,6 +120,15 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resources(text: str) -> dict[str, float]:
+    """``--resources``: a JSON object of name -> amount (argparse reports a bad one)."""
+    try:
+        value = json.loads(text)
+        return dict(api._demand(0, value)[1])
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"--resources takes a JSON object such as '{{\"gpu\": 1}}': {exc}") from None
+
+
 def _start(args: argparse.Namespace) -> int:
     import logging
 
@@ -137,7 +146,7 @@ def _start(args: argparse.Namespace) -> int:
         api._ctx.head = HEAD  # and actor names are kept here
         executor.open()
         cluster = LocalCluster.start(n, node.address, node.incarnation, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
-                                     trace_dir=args.trace_dir)
+                                     trace_dir=args.trace_dir, resources=args.resources)
         cluster.watch(node)  # restarts a worker that dies (and says so on stderr)
         record = _record("head", node.address)
         print(f"head listening at {node.address}", flush=True)
@@ -152,7 +161,7 @@ def _start(args: argparse.Namespace) -> int:
             cluster.stop()
         return 0
     cluster = LocalCluster.start(n, args.address, 0, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
-                                 trace_dir=args.trace_dir)
+                                 trace_dir=args.trace_dir, resources=args.resources)
     cluster.watch(None)  # restarts a worker that dies; they all leave when the head does
     record = _record("workers", args.address)
     print(f"started {n} workers joining {args.address}", flush=True)
@@ -235,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--port", type=int, default=0, help="the head's port (0: any free port)")
     start.add_argument("--num-workers", type=int, default=0, help="worker processes (default: one per core)")
     start.add_argument("--node-ip", default="127.0.0.1", help="this host's address as other hosts reach it")
+    start.add_argument("--resources", type=_resources, default={},
+                       help='what this host offers besides CPUs, as JSON, e.g. \'{"gpu": 1}\' (shared among its workers)')
     start.add_argument("--trace-dir", default=None,
                        help="record every process's trace in this directory (default: $REFRPC_TRACE_DIR, else none)")
     for name, helptext in (("status", "drivers, workers, actors, tasks and CPU slots"),
