@@ -175,7 +175,7 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _members(address: str) -> list[tuple[str, str, int, str]]:
+def _members(address: str) -> list[tuple[str, str, int, str, dict[str, float]]]:
     from .runtime._membership import HEAD
 
     api.init(address=address)
