@@ -461,8 +461,11 @@ def test_workers_learn_at_once_of_a_worker_killed_as_the_cluster_starts() -> Non
         # The driver knows every worker's incarnation from the start.
         known = node.call(lambda: {w: node.core.remotes[w].incarnation for w in cluster.workers}).result(10)
         assert known == cluster.incarnations
+        killed = cluster.incarnations["w1"]
         cluster.processes["w1"].kill()
-        assert wait_until(lambda: node.call(lambda: node.core.remotes["w1"].state == "dead").result(10), 20)
+        # Fenced (the supervisor then starts a new incarnation, which the workers
+        # learn of only if it talks to them: they place nothing on it meanwhile).
+        assert wait_until(lambda: node.call(lambda: ("w1", killed) in node.core.fenced).result(10), 20)
         for i in range(3):  # sent after the death notice, on the same sessions; one at a time (see nested())
             ref = rf.chaos_nested_get.options(max_retries=0).remote([i, i + 1], MIN_BLOCK, 0)
             assert _plain(refrpc.get(ref, timeout=GET_TIMEOUT)) == [[i, MIN_BLOCK], [i + 1, MIN_BLOCK]]
@@ -505,9 +508,10 @@ def test_every_return_of_a_task_is_rebuilt_by_its_last_retry() -> None:
         a, b = rf.chaos_map.options(num_returns=2, max_retries=1).remote(0, 2, MIN_BLOCK)
         assert len(refrpc.wait([a, b], num_returns=2, timeout=GET_TIMEOUT)[0]) == 2
         (holder,) = node.call(lambda: set(node.core.owned[a.id].locations) | set(node.core.owned[b.id].locations)).result(10)
+        killed = E._ctx.cluster.incarnations[holder]
         procs[holder].kill()
         # Until then the driver would map the dead worker's segments, still there.
-        assert wait_until(lambda: node.call(lambda: node.core.remotes[holder].state == "dead").result(10), 20)
+        assert wait_until(lambda: node.call(lambda: (holder, killed) in node.core.fenced).result(10), 20)
         got = []
         for ref in (a, b):
             try:
@@ -549,7 +553,7 @@ def test_a_stopped_worker_is_declared_dead_and_exits_when_it_resumes() -> None:
             rng = random.Random(seed)
             trial = Trial(seed, rng, retries=2)
             victim = rng.choice(c.alive())
-            proc = c.cluster.processes[victim]
+            proc, incarnation = c.cluster.processes[victim], c.cluster.incarnations[victim]
             with_chains = Trial(seed, rng, retries=2)
             # The workload runs on a thread; the stimulus: SIGSTOP at a seeded moment.
             runner = threading.Thread(target=lambda: (mapreduce(trial), chains(with_chains)), daemon=True)
@@ -559,7 +563,7 @@ def test_a_stopped_worker_is_declared_dead_and_exits_when_it_resumes() -> None:
             stopped.append(victim)
             c.killed.append(victim)  # not alive for the harness any more
             try:
-                declared = wait_until(lambda: c.node.call(lambda: c.node.core.remotes[victim].state == "dead").result(10), 30)
+                declared = wait_until(lambda: c.node.call(lambda: (victim, incarnation) in c.node.core.fenced).result(10), 30)
             finally:
                 os.kill(proc.pid, signal.SIGCONT)
             assert declared, f"seed {seed}: {victim} stopped but never declared dead"

@@ -81,9 +81,12 @@ class LocalCluster:
     #: When each worker's current process started (monotonic), and its quick exits in a row.
     _started_at: dict[str, float] = field(default_factory=dict, repr=False)
     _quick_exits: dict[str, int] = field(default_factory=dict, repr=False)
-    #: The supervisor's node (None: no node) and whether it restarts workers (see watch).
+    #: Whether the supervisor starts a worker that died again (see watch). Set it to
+    #: False to watch a cluster shrink (tests of what a program sees when a worker
+    #: stays dead do); a worker that dies meanwhile is then not started again.
+    restart: bool = False
+    #: The supervisor's node (None: no node; see watch).
     _node: Node | None = field(default=None, repr=False)
-    _restart_on: bool = field(default=False, repr=False)
     #: Workers to start again at a given time; workers given up; processes whose exit was handled.
     _due: dict[str, float] = field(default_factory=dict, repr=False)
     _gone: set[str] = field(default_factory=set, repr=False)
@@ -187,7 +190,7 @@ class LocalCluster:
         such deaths in a row (it cannot start, and the log says why it stopped)."""
         if node is not None:
             node.handle_soon(*self.sessions()).result()
-        self._node, self._restart_on = node, restart
+        self._node, self.restart = node, restart
 
         def run() -> None:
             while not self._stopping.is_set() and not self._node_leaving():
@@ -221,7 +224,7 @@ class LocalCluster:
             self._handled.add(proc.pid)
         node = self._node
         incarnation = self.incarnations.get(name, 0)
-        wait = self._next_start(name, time.monotonic(), self._restart_on and (node is not None or proc.returncode != 0))
+        wait = self._next_start(name, time.monotonic(), self.restart and (node is not None or proc.returncode != 0))
         if killed and wait is not None:
             self._quick_exits[name] = 0
             wait = 0.0
@@ -239,7 +242,7 @@ class LocalCluster:
             self._gone.add(name)
             log.warning("worker %s (pid %d, incarnation %x) %s; not started again%s", name, proc.pid,
                         incarnation, _exit_text(proc.returncode),
-                        "" if proc.returncode == 0 or not self._restart_on else
+                        "" if proc.returncode == 0 or not self.restart else
                         f" (it died within {QUICK_EXIT_S:g} s of its start {MAX_QUICK_EXITS} times in a row)")
         else:
             self._due[name] = time.monotonic() + wait

@@ -99,27 +99,6 @@ def members() -> list[tuple[str, str, int, str, dict[str, float]]]:
     return [(p, a, s, h, RESOURCES.get(p, {})) for p, (a, s, h, _) in node.members.items() if p not in dead]
 
 
-def node_stats() -> dict:
-    """Run on any peer: its load, memory and traffic, for ``refrpc status``."""
-    node = current_node()
-
-    def read() -> dict:
-        core = node.core
-        return {
-            "peer": node.peer_id,
-            "host": socket.gethostname(),
-            "pid": __import__("os").getpid(),
-            "running_tasks": sum(1 for ex in core.exec_tasks.values() if ex.state == "running"),
-            "owned_objects": len(core.owned),
-            "borrowed_refs": len(core.borrowed),
-            "store_bytes": node.store.used_bytes,
-            "store_objects": len(node.store.object_ids()),
-            **node.stats,
-        }
-
-    return node.call(read).result()
-
-
 def cluster() -> list[tuple[str, str, str, int, str, int, dict[str, float]]]:
     """Run on the head: every live peer as (peer, role, address, slots, host, pid, resources),
     the head first, then the workers, then the drivers (for ``refrpc status``)."""
