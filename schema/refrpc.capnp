@@ -987,6 +987,12 @@ struct CreateActor {
   maxRestarts @3 :UInt32;
   # How often I may re-create the actor on another host after its host dies
   # (ACT-011); you never restart it yourself (ACT-002).
+
+  maxConcurrency @4 :UInt32;
+  # How many of the actor's method calls you may run at once; 0 (the default,
+  # what a sender that predates this field sends) means 1 (ACT-013). You start
+  # each caller's calls in actorSeq order whatever this is (ACT-003); with more
+  # than 1 they may finish, and be answered, in any order (ACT-018).
 }
 
 enum ActorState {
@@ -1038,6 +1044,10 @@ struct IntrospectRequest {
 
   requestId @0 :UInt64;
   # My id for the request, echoed in the reply.
+
+  summary @1 :Bool;
+  # Also send me your PeerSummary (INT-006); you may then leave `entries` empty
+  # (INT-007). False (the default): the table only.
 }
 
 struct IntrospectReply {
@@ -1048,7 +1058,73 @@ struct IntrospectReply {
   # Your request's id.
 
   entries @1 :List(TableEntry);
-  # The entries.
+  # The entries; possibly none when you asked for my summary (INT-007).
+
+  summary :union {
+    # What I am doing, counted (INT-006).
+
+    none @2 :Void;
+    # You did not ask for it, or I do not make one (INT-008): you know nothing of it.
+
+    some @3 :PeerSummary;
+    # My summary, as it is when I handle your request.
+  }
+}
+
+struct PeerSummary {
+  # What I am doing, counted (INT-006): for status tools and cluster views. A
+  # snapshot, like the table: it changes no counter of yours (INT-004). Each
+  # count list names every state with at least one entry once, in ascending byte
+  # order of the state name, and no state with none (INT-009).
+
+  ownedTasks @0 :List(StateCount);
+  # Tasks I submitted and still keep, by my owner-task state (`queued`,
+  # `submitted`, `finished`, `failed`, `cancelled`; state-machines.md).
+
+  executingTasks @1 :List(StateCount);
+  # Tasks I execute for their owners and still keep, by my executor-task state
+  # (`resolving`, `running`, `registering`, `replied`).
+
+  hostedActors @2 :List(ActorEntry);
+  # Actors whose instance I host (ACT-001); `peer` names each one's owner.
+
+  ownedActors @3 :List(ActorEntry);
+  # Actors I created and still keep; `peer` names each one's host.
+
+  ownedObjects @4 :UInt64;
+  # Entries of my ownership table I own (the table's owner rows).
+
+  borrowedObjects @5 :UInt64;
+  # Refs I hold to objects others own (the table's borrower rows).
+}
+
+struct StateCount {
+  # How many entries are in one state.
+
+  state @0 :Text;
+  # The state's name, as the spec's state machines name it.
+
+  count @1 :UInt64;
+  # At least 1.
+}
+
+struct ActorEntry {
+  # One actor in a PeerSummary.
+
+  actorId @0 :Text;
+  # The actor (ActorId).
+
+  peer @1 :Text;
+  # Its owner (in hostedActors) or its host (in ownedActors): a PeerId, empty if
+  # I do not know it yet.
+
+  state @2 :Text;
+  # My state name for it: an ActorState name (`pending`, `alive`, `restarting`,
+  # `dead`), or `starting` for a hosted actor whose constructor has not finished.
+
+  className @3 :Text;
+  # The name the actor was created with (CreateActor.className), empty if I do not
+  # know it.
 }
 
 struct TableEntry {

@@ -53,6 +53,8 @@ CATCHES = {
     "actor-calls-worker-died": "actors/ACT-003-ACT-007-iut-owns-an-actor",
     "unknown-method-task-failed": "actors/ACT-014-ACT-015-unknown-method-and-seq-gap",
     "wait-for-actor-seq-gap": "actors/ACT-014-ACT-015-unknown-method-and-seq-gap",
+    "actor-handles-not-counted": "actors/ACT-009-ACT-019-ACT-020-handle-borrowed-then-released",
+    "max-concurrency-not-sent": "actors/ACT-013-ACT-018-concurrent-actor-replies-in-any-order",
     "no-id-limits": "malformed/ID-007-identifier-length-limits",
     "status-per-wait": "objects/OBJ-014-one-status-request-per-object",
     "no-error-rate-limit": "errors/ERR-008-protocol-errors-rate-limited",

@@ -131,3 +131,65 @@ def test_ctrl_c_in_get_raises_keyboard_interrupt_and_cancels_what_it_waited_for(
             proc.wait()
     assert proc.returncode == 0, err[-3000:]
     assert out.split("\n")[:3] == ["interrupted", "cancelled", "free 2 True"], out + err[-2000:]
+
+
+# ---------------------------------------------------------------- cancel(force=True)
+@refrpc.remote
+def stuck_in_c(path: str, how: str) -> int:
+    """Leaves a mark, then runs one long call into C that no TaskCancelledError interrupts."""
+    open(path, "a").close()
+    if how == "sleep":
+        time.sleep(120)
+    else:
+        sum(range(10**12))  # a C loop: no bytecode boundary until it ends
+    return 0
+
+
+@refrpc.remote
+class Sleeper:
+    def nap(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+
+@pytest.mark.parametrize("how", ["sleep", "busy"])
+def test_force_kills_the_worker_of_a_task_that_does_not_stop(one_worker, tmp_path, how):
+    # ref = stuck.remote(); refrpc.cancel(ref, force=True): CancelTask cannot stop a
+    # long call into C, so the worker process is killed; the supervisor starts it
+    # again and the next task runs at once.
+    cluster = one_worker.cluster
+    before = cluster.processes["w1"]
+    mark = tmp_path / "started"
+    ref = stuck_in_c.remote(str(mark), how)
+    assert wait_until(mark.exists, 30)
+    started = time.monotonic()
+    assert refrpc.cancel(ref, force=True) is True
+    with pytest.raises(refrpc.TaskCancelledError):
+        refrpc.get(ref, timeout=30)
+    assert before.wait(10) == -signal.SIGKILL  # killed, not left to finish
+    assert _worker_is_free()
+    assert cluster.processes["w1"].pid != before.pid
+    assert time.monotonic() - started < 15
+    assert refrpc.cancel(ref, force=True) is False  # nothing left to cancel
+
+
+def test_force_leaves_the_worker_alone_when_the_task_stops(one_worker):
+    # A task that sees TaskCancelledError stops: force kills nothing.
+    before = one_worker.cluster.processes["w1"]
+    long = rf.spin_ms.remote(60_000)
+    assert refrpc.wait([long], timeout=1)[1]
+    assert refrpc.cancel(long, force=True) is True
+    with pytest.raises(refrpc.TaskCancelledError):
+        refrpc.get(long, timeout=30)
+    assert _worker_is_free()
+    assert one_worker.cluster.processes["w1"] is before and before.poll() is None
+
+
+def test_force_refuses_an_actor_call(one_worker):
+    # Killing the worker would kill the actor with it: refrpc.kill(actor) says so.
+    sleeper = Sleeper.remote()
+    call = sleeper.nap.remote(3)
+    with pytest.raises(ValueError, match="refrpc.kill"):
+        refrpc.cancel(call, force=True)
+    assert refrpc.get(call, timeout=30) == 3
+    refrpc.kill(sleeper)

@@ -45,6 +45,7 @@ import collections
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -169,6 +170,9 @@ class ChaosCluster:
         self.node = E._ctx.node
         self.cluster = E._ctx.cluster
         self.killed: list[str] = []
+        #: The processes killed, each with the incarnation it ran as (the local
+        #: cluster's supervisor starts a new incarnation in its place).
+        self.victims: list[tuple[str, subprocess.Popen, int]] = []
 
     def alive(self) -> list[str]:
         return [n for n, p in sorted(self.cluster.processes.items()) if n not in self.killed and p.poll() is None]
@@ -178,6 +182,7 @@ class ChaosCluster:
         the thread's ``sent_at`` is when it was sent (monotonic)."""
         proc = self.cluster.processes[victim]
         self.killed.append(victim)
+        self.victims.append((victim, proc, self.cluster.incarnations[victim]))
 
         def run() -> None:
             time.sleep(delay)
@@ -192,10 +197,10 @@ class ChaosCluster:
         """Wait until the driver has fenced ``victim``, so that the next trial's tasks
         are not sent to it and no retry of the next trial is spent on this kill."""
         core = self.node.core
+        incarnation = next(i for name, _, i in reversed(self.victims) if name == victim)
 
         def dead() -> bool:
-            r = core.remotes.get(victim)
-            return r.state == "dead" if r is not None else any(p == victim for p, _ in core.fenced)
+            return (victim, incarnation) in core.fenced
 
         assert wait_until(lambda: self.node.call(dead).result(10), CLEAN_TIMEOUT), f"seed {seed}: {victim} never declared dead"
 
@@ -244,9 +249,14 @@ class ChaosCluster:
             lines.append(f"{seg} (object {k}, written by {w})" + (f"\n{_stories(k)}" if k != "?" else ""))
         return "\n".join(lines)
 
-    def shutdown(self) -> dict[str, int | None]:
+    def shutdown(self) -> tuple[dict[str, int | None], list[int | None]]:
+        """The exit status of each worker process that ran until the end (one per
+        worker: the first, or the supervisor's last restart of it), and of each
+        process killed."""
         refrpc.shutdown()
-        return {n: p.poll() for n, p in self.cluster.processes.items()}
+        killed = [p for _, p, _ in self.victims]
+        last = {n: p.poll() for n, p in self.cluster.processes.items() if not any(p is k for k in killed)}
+        return last, [p.wait(10) for p in killed]
 
 
 def chaos(workload: str, run: Callable[[Trial], None], window: float, seed_offset: int,
@@ -280,11 +290,12 @@ def chaos(workload: str, run: Callable[[Trial], None], window: float, seed_offse
                 trials += 1
                 c.assert_clean(seed)
         finally:
-            codes = c.shutdown()
-        # Every worker that was not killed left when the driver did (LIV-006): nothing
-        # had to kill it (see _left_cleanly).
-        assert all(_left_cleanly(codes[w]) for w in codes if w not in c.killed), (workload, codes, c.killed)
-        assert all(codes[w] == -signal.SIGKILL for w in c.killed), (workload, codes, c.killed)
+            codes, killed = c.shutdown()
+        # Every worker process still running (those never killed, and the new
+        # incarnations the supervisor started for the killed ones) left when the
+        # driver did (LIV-006): nothing had to kill it (see _left_cleanly).
+        assert all(_left_cleanly(code) for code in codes.values()), (workload, codes, c.killed)
+        assert killed == [-signal.SIGKILL] * len(c.killed), (workload, killed, c.killed)
     print(f"\nchaos {workload}: {trials} trials ({mid_run} killed a worker before the program had all its values): "
           + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
     assert sum(counts.values()) == trials == GROUPS * KILLS_PER_CLUSTER
@@ -450,8 +461,11 @@ def test_workers_learn_at_once_of_a_worker_killed_as_the_cluster_starts() -> Non
         # The driver knows every worker's incarnation from the start.
         known = node.call(lambda: {w: node.core.remotes[w].incarnation for w in cluster.workers}).result(10)
         assert known == cluster.incarnations
+        killed = cluster.incarnations["w1"]
         cluster.processes["w1"].kill()
-        assert wait_until(lambda: node.call(lambda: node.core.remotes["w1"].state == "dead").result(10), 20)
+        # Fenced (the supervisor then starts a new incarnation, which the workers
+        # learn of only if it talks to them: they place nothing on it meanwhile).
+        assert wait_until(lambda: node.call(lambda: ("w1", killed) in node.core.fenced).result(10), 20)
         for i in range(3):  # sent after the death notice, on the same sessions; one at a time (see nested())
             ref = rf.chaos_nested_get.options(max_retries=0).remote([i, i + 1], MIN_BLOCK, 0)
             assert _plain(refrpc.get(ref, timeout=GET_TIMEOUT)) == [[i, MIN_BLOCK], [i + 1, MIN_BLOCK]]
@@ -494,9 +508,10 @@ def test_every_return_of_a_task_is_rebuilt_by_its_last_retry() -> None:
         a, b = rf.chaos_map.options(num_returns=2, max_retries=1).remote(0, 2, MIN_BLOCK)
         assert len(refrpc.wait([a, b], num_returns=2, timeout=GET_TIMEOUT)[0]) == 2
         (holder,) = node.call(lambda: set(node.core.owned[a.id].locations) | set(node.core.owned[b.id].locations)).result(10)
+        killed = E._ctx.cluster.incarnations[holder]
         procs[holder].kill()
         # Until then the driver would map the dead worker's segments, still there.
-        assert wait_until(lambda: node.call(lambda: node.core.remotes[holder].state == "dead").result(10), 20)
+        assert wait_until(lambda: node.call(lambda: (holder, killed) in node.core.fenced).result(10), 20)
         got = []
         for ref in (a, b):
             try:
@@ -538,7 +553,7 @@ def test_a_stopped_worker_is_declared_dead_and_exits_when_it_resumes() -> None:
             rng = random.Random(seed)
             trial = Trial(seed, rng, retries=2)
             victim = rng.choice(c.alive())
-            proc = c.cluster.processes[victim]
+            proc, incarnation = c.cluster.processes[victim], c.cluster.incarnations[victim]
             with_chains = Trial(seed, rng, retries=2)
             # The workload runs on a thread; the stimulus: SIGSTOP at a seeded moment.
             runner = threading.Thread(target=lambda: (mapreduce(trial), chains(with_chains)), daemon=True)
@@ -548,7 +563,7 @@ def test_a_stopped_worker_is_declared_dead_and_exits_when_it_resumes() -> None:
             stopped.append(victim)
             c.killed.append(victim)  # not alive for the harness any more
             try:
-                declared = wait_until(lambda: c.node.call(lambda: c.node.core.remotes[victim].state == "dead").result(10), 30)
+                declared = wait_until(lambda: c.node.call(lambda: (victim, incarnation) in c.node.core.fenced).result(10), 30)
             finally:
                 os.kill(proc.pid, signal.SIGCONT)
             assert declared, f"seed {seed}: {victim} stopped but never declared dead"
@@ -565,5 +580,6 @@ def test_a_stopped_worker_is_declared_dead_and_exits_when_it_resumes() -> None:
         assert after.outcome() == "correct", after.reads
         c.assert_clean(after.seed)
     finally:
-        codes = c.shutdown()
-    assert all(_left_cleanly(codes[w]) for w in codes if w not in stopped), codes
+        codes, _ = c.shutdown()
+    # Those never stopped, and the new incarnations started in place of the stopped ones.
+    assert all(_left_cleanly(code) for code in codes.values()), codes

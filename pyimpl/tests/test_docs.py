@@ -55,9 +55,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.timeout(300)
 def test_docs_build_without_warnings(site: Path) -> None:
     # The fixture fails the test on any warning; here, the pages every build must have.
-    pages = ("index.html", "quickstart.html", "examples.html", "architecture.html", "contributing.html")
+    pages = ("index.html", "quickstart.html", "examples.html", "architecture.html", "contributing.html", "notebook.html")
     for page in (*pages, "api/refrpc.html", "api/core.html", "api/codec.html", "api/testing.html"):
         assert (site / page).is_file(), f"missing page {page}"
+    # The notebook page offers the example notebook itself.
+    assert list(site.glob("_downloads/*/notebook.ipynb")), "the notebook page does not offer docs/examples/notebook.ipynb"
 
 
 @pytest.mark.timeout(300)

@@ -253,6 +253,10 @@ class Cluster:
     def __init__(self, n: int, **options: Any) -> None:
         refrpc.init(n, **options)
         ctx = refrpc.api._ctx
+        # These tests follow what a program sees when a process dies and stays dead
+        # (which worker a retry goes to, what is lost with it): no restarts here
+        # (test_local_cluster.py tests those).
+        ctx.cluster.restart = False
         self.node = ctx.node
         self.namespace: str = ctx.cluster.namespace
         self.processes = dict(ctx.cluster.processes)
@@ -299,7 +303,10 @@ class Cluster:
 
         aid = node.call(create).result(10)
         del keep
-        return refrpc.ActorHandle(aid, cls._cls)
+        # No handle object (ACT-019): the actor lives until killed, as these tests expect.
+        from refrpc.runtime._handles import methods_of
+
+        return refrpc.ActorHandle(aid, cls._cls.__qualname__, methods_of(cls._cls), peer, "", None)
 
     def actor_host(self, handle: refrpc.ActorHandle) -> str:
         return self.core(lambda c: c.owned_actors[handle._actor_id].host)
@@ -873,7 +880,7 @@ def test_a_fetch_from_a_holder_that_dies_ends_at_once(start: Any, log: str) -> N
     other = LocalCluster.start(1, node.address, node.incarnation, name_prefix="h")
     try:
         node.handle_soon(lambda sid: ev.AddPeer(sid, "h1", other.workers["h1"], 1)).result(10)
-        other.watch(node)
+        other.watch(node, restart=False)  # h1 stays dead, as the rest of this module's workers
         x = c.on("h1", make_logged, log, "x", BIG)
         assert refrpc.wait([x], timeout=60)[0]
         other.processes["h1"].send_signal(signal.SIGSTOP)

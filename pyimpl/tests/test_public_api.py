@@ -7,7 +7,8 @@ import refrpc
 EXPECTED = {
     "ActorDiedError", "ActorHandle", "GetTimeoutError", "LineageEvictedError", "ObjectLostError", "OwnerDiedError", "Ref",
     "RefRPCError", "SharedRef", "TaskCancelledError", "TaskError", "WorkerDiedError", "__version__",
-    "as_completed", "cancel", "get", "init", "is_initialized", "kill", "memory", "put", "remote", "shared", "shutdown", "wait",
+    "as_completed", "cancel", "get", "get_actor", "init", "is_initialized", "kill", "memory", "put", "remote", "shared", "shutdown", "wait",
+    "nodes", "cluster_resources", "available_resources",
 }
 
 

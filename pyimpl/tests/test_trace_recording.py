@@ -433,8 +433,10 @@ def test_a_worker_killed_with_sigkill_leaves_a_readable_trace(tmp_path: Path) ->
         assert wait_until(submit_on_disk, 20, step=0.02)
         burst = [rf.sleep_ms.remote(5) for _ in range(40)]
         time.sleep(random.Random(6).uniform(0.05, 0.4))  # a seeded kill moment: the stimulus, not a wait
+        killed = cluster.incarnations[victim]
         os.kill(cluster.processes[victim].pid, signal.SIGKILL)
-        assert wait_until(lambda: node.core.remotes[victim].state == "dead", 30)
+        # Fenced (the supervisor then starts a new incarnation of it).
+        assert wait_until(lambda: (victim, killed) in node.call(lambda: set(node.core.fenced)).result(10), 30)
         del burst
     finally:
         refrpc.shutdown()
@@ -444,7 +446,7 @@ def test_a_worker_killed_with_sigkill_leaves_a_readable_trace(tmp_path: Path) ->
     assert any(r.kind == TraceKind.RECV and header(r.envelope)["type"] == "submitTask" for r in records)
     driver = read_dir(tmp_path)["driver"]
     deaths = [d for r, d in events(driver, "peer-declared-dead") if d["peer"] == victim]
-    assert len(deaths) == 1 and deaths[0]["incarnation"] == str(cluster.incarnations[victim])
+    assert len(deaths) == 1 and deaths[0]["incarnation"] == str(killed)
     assert deaths[0]["source"] in ("external", "detected")  # the supervisor, or heartbeat silence
     assert any(d["key"] == victim and d["to"] == "dead" for _, d in events(driver, "transition"))
 

@@ -27,9 +27,9 @@ from .errors import (
     TaskError,
     WorkerDiedError,
 )
+from .runtime._handles import ActorHandle, ActorMethod, descriptor_value, methods_of, pack_kwargs
 from .runtime._refs import (
     KWARGS_SUFFIX,
-    ByRef,
     Ref,
     SharedRef,
     arg_specs,
@@ -61,12 +61,16 @@ __all__ = [
     "TaskError",
     "WorkerDiedError",
     "as_completed",
+    "available_resources",
     "cancel",
+    "cluster_resources",
     "get",
+    "get_actor",
     "kill",
     "init",
     "is_initialized",
     "memory",
+    "nodes",
     "put",
     "remote",
     "shared",
@@ -149,13 +153,13 @@ def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | N
     """``init(address=...)``: join a running multi-host cluster through its head."""
     import socket
 
-    from .runtime import Node
+    from .runtime._executor import working_node
     from .runtime._membership import HEAD
 
     name = f"driver-{socket.gethostname()}-{os.getpid()}"
-    node = Node(name, f"tcp://{node_ip}:0", namespace=f"drv{os.getpid()}", config=_config(), trace_dir=trace_dir,
-                cluster_key=cluster_key)
-    context.node = node
+    node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", _config(), trace_dir=trace_dir,
+                                  cluster_key=cluster_key)
+    context.node, context.driver_executor, context.head = node, executor, HEAD
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
         try:
@@ -164,12 +168,15 @@ def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | N
             raise RefRPCError(f"no RefRPC head answered at {address} within {connect_timeout:g} s "
                               f"(is `refrpc start --head` running there?): {exc}") from None
         call_on(node, HEAD, "refrpc.runtime._membership:register_driver", name, node.address, socket.gethostname(),
-                timeout=connect_timeout)
+                os.getpid(), timeout=connect_timeout)
     except BaseException:
-        context.node = None
+        context.node, context.driver_executor, context.head = None, None, ""
+        executor.stop()
         node.stop()
         raise
-    adds = [lambda sid, p=p, a=a, s=s: ev.AddPeer(sid, p, a, s) for p, a, s, _ in members]
+    from .runtime._membership import _adds
+
+    adds = _adds(members)
     if adds:
         node.handle_soon(*adds).result()
 
@@ -179,7 +186,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
          max_lineage_bytes: int | None = None, heartbeat_interval_ms: int | None = None,
          miss_limit: int | None = None, trace_dir: str | os.PathLike[str] | None = None,
          connect_timeout: float = 5.0, ignore_reinit_error: bool = False,
-         key_file: str | os.PathLike[str] | None = None, insecure: bool = False) -> None:
+         key_file: str | os.PathLike[str] | None = None, insecure: bool = False,
+         resources: dict[str, float] | None = None) -> None:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
@@ -206,6 +214,11 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     started with authentication off, with a warning. A local cluster needs
     neither: its sockets are in a directory only this user can enter; given a
     key file, its processes authenticate with it too.
+
+    ``resources`` (e.g. ``{"gpu": 1}``) are what this machine offers besides its
+    CPUs, shared among the workers ``init`` starts (the cluster offers that much in
+    all); tasks and actors ask for them with ``.options(resources=...)``. Each
+    worker offers one CPU slot.
     """
     if ignore_reinit_error and is_initialized():
         return
@@ -213,10 +226,14 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         raise ValueError(f"a cluster address is tcp://HOST:PORT (or ipc://PATH), not {address!r}")
     settings = _check_settings(max_lineage_bytes=max_lineage_bytes, heartbeat_interval_ms=heartbeat_interval_ms,
                                miss_limit=miss_limit)
+    offered = dict(_demand(0, resources or {})[1])
+    if offered and address is not None:
+        raise ValueError("resources are offered by the workers that refrpc start runs (--resources), not by a joining driver")
     _INLINE[0] = inline_threshold
     _SETTINGS.clear()
     _SETTINGS.update(settings)
-    from .runtime import LocalCluster, Node
+    from .runtime import LocalCluster
+    from .runtime._executor import working_node
 
     if address is not None:
         with _ctx.lock:
@@ -240,31 +257,38 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         namespace = LocalCluster.new_namespace()
         traces = None if trace_dir is None else os.fspath(trace_dir)
         # SEC-001: ipc sockets in a directory only this user can enter (mkdtemp: 0700).
-        node = Node("driver", f"ipc://{sock_dir}/driver.sock", namespace=namespace, config=_config(), trace_dir=traces,
-                    cluster_key=cluster_key)
+        # The driver is its cluster's head: its executor keeps actor names (never runs the program's tasks).
+        node, executor = working_node("driver", f"ipc://{sock_dir}/driver.sock", namespace, _config(), trace_dir=traces,
+                                      cluster_key=cluster_key)
         cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0], namespace=namespace,
-                                    settings=dict(_SETTINGS), trace_dir=traces, key_file=key_path)
+                                    resources=offered, settings=dict(_SETTINGS), trace_dir=traces, key_file=key_path)
         end = time.monotonic() + startup_timeout
         for name, address in cluster.workers.items():
             path = address.removeprefix("ipc://")
             while not os.path.exists(path):
                 if cluster.processes[name].poll() is not None or time.monotonic() > end:
+                    executor.stop()
                     node.stop()
                     cluster.stop()
                     raise RefRPCError(f"worker {name} did not start")
                 time.sleep(0.01)
-        adds = [lambda sid, n=name, a=address: ev.AddPeer(sid, n, a, 1) for name, address in cluster.workers.items()]
+        adds = [lambda sid, n=name, a=address: ev.AddPeer(sid, n, a, 1, tuple(sorted(cluster.resources[n].items())))
+                for name, address in cluster.workers.items()]
         node.handle_soon(*adds).result()
         cluster.watch(node)
         _ctx.node, _ctx.cluster = node, cluster
+        _ctx.driver_executor, _ctx.head = executor, "driver"
         _ctx.sock_dir = sock_dir
 
 
 def shutdown() -> None:
     """Leave cleanly: workers of a local cluster exit and every segment is removed."""
     with _ctx.lock:
-        node, cluster = _ctx.node, _ctx.cluster
-        _ctx.node = _ctx.cluster = None
+        node, cluster, executor = _ctx.node, _ctx.cluster, _ctx.driver_executor
+        _ctx.node = _ctx.cluster = _ctx.driver_executor = None
+        _ctx.head = ""
+        if executor is not None:
+            executor.stop()
         if node is not None:
             node.stop()
         if cluster is not None:
@@ -347,16 +371,28 @@ def as_completed(refs: Sequence[Ref[Any]], *, timeout: float | None = None) -> I
         yield from ready
 
 
-def cancel(ref: Ref[Any]) -> bool:
+def cancel(ref: Ref[Any], *, force: bool = False) -> bool:
     """Cancel the task that makes ``ref`` (TASK-008): if it has not started it never
     will; if it runs, it is stopped (``TaskCancelledError`` is raised inside it; a
     long call into C, such as one ``time.sleep``, ends first). ``get`` of its results
     raises :class:`TaskCancelledError` at once. Only the process that submitted the
     task can cancel it. Returns whether a task was cancelled (False: it had already
     finished, or ``ref`` is not a result of a task this process submitted).
+
+    With ``force``, a running task that has not stopped a second after it was told
+    to is stopped by killing the worker process that runs it (``kill -9``); the
+    cluster's supervisor starts the worker again, and other tasks that were on it
+    are retried as after any worker death. Only the workers this program started
+    (``refrpc.init()``) can be killed so: ``force`` on a task of a cluster this
+    program joined raises :class:`RefRPCError`, and on an actor method call
+    ``ValueError`` (kill the actor with :func:`kill` instead).
     """
     if not isinstance(ref, Ref):
         raise TypeError(f"cancel() takes a Ref, not {type(ref).__name__}")
+    if force:
+        from .runtime._cancel import cancel_forcibly
+
+        return cancel_forcibly(current_node(), context.cluster, ref.id)
     return _cancel_all(current_node(), [ref]) > 0
 
 
@@ -456,17 +492,42 @@ def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- the cluster
+def nodes(*, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every process of the cluster, as Ray's ``ray.nodes()`` lists nodes: one dict each.
+
+    Keys: ``id`` (peer id), ``role`` (``driver``, ``worker`` or ``head``),
+    ``address``, ``alive``, ``host``, ``pid``, ``incarnation``, ``resources``
+    (``{"CPU": slots}`` for a worker: the tasks it runs at once), and what the
+    process is doing, as it answered through the protocol (INT-006): ``tasks``
+    (the tasks it submitted, counted by state: ``queued``, ``submitted``,
+    ``finished``, ...), ``executing`` (the tasks it runs, by state: ``running``,
+    ...), ``actors`` (those it hosts) and ``objects`` (owned and borrowed
+    counts); these four are None for a process that did not answer within
+    ``timeout`` seconds. A worker of a local cluster also has ``restarts``: how
+    often the supervisor replaced its process.
+    """
+    from .runtime import _status
+
+    return _status.nodes(current_node(), context.cluster, timeout)
+
+
+def cluster_resources(*, timeout: float = 10.0) -> dict[str, float]:
+    """The resources of the live workers, summed, as ``ray.cluster_resources()``:
+    ``{"CPU": n}``, n the task slots of every live worker."""
+    from .runtime import _status
+
+    return _status.cluster_resources(nodes(timeout=timeout))
+
+
+def available_resources(*, timeout: float = 10.0) -> dict[str, float]:
+    """``cluster_resources()`` less what running tasks take now, as ``ray.available_resources()``."""
+    from .runtime import _status
+
+    return _status.available_resources(nodes(timeout=timeout))
+
+
 # ---------------------------------------------------------------- remote functions
-def _pack_kwargs(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
-    """The protocol passes positional arguments; Python keywords ride as one trailing
-    dict, flagged in the function name (a Python-only convention). A Ref given as a
-    keyword is dereferenced for the callee, like a positional one."""
-    if not kwargs:
-        return name, args
-    packed = {k: ByRef(v) if isinstance(v, Ref) else v for k, v in kwargs.items()}
-    return name + KWARGS_SUFFIX, (*args, packed)
-
-
 def _name_of(obj: Any) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
@@ -524,6 +585,22 @@ class _Route:
         return name, first
 
 
+def _demand(num_cpus: Any, resources: Any) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """``num_cpus`` and ``resources`` checked (ValueError/TypeError) and in the core's form."""
+    if isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or not 0 <= num_cpus < 2**31:
+        raise ValueError(f"num_cpus must be a number >= 0, not {num_cpus!r}")
+    if not isinstance(resources, dict):
+        raise TypeError(f"resources must be a dict of name -> amount, not {type(resources).__name__}")
+    out = []
+    for name, amount in resources.items():
+        if not isinstance(name, str) or not name or name == "CPU":
+            raise ValueError(f"a resource name is a non-empty str other than 'CPU' (use num_cpus), not {name!r}")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount < 2**31:
+            raise ValueError(f"resource {name!r} must be a number >= 0, not {amount!r}")
+        out.append((name, float(amount)))
+    return float(num_cpus), tuple(sorted(out))
+
+
 class RemoteFunction:
     """A function made callable remotely by ``@refrpc.remote``.
 
@@ -533,7 +610,9 @@ class RemoteFunction:
     each worker unpickles a function once.
     """
 
-    def __init__(self, fn: Callable[..., Any], num_returns: int = 1, max_retries: int = 3, retry_exceptions: bool = False) -> None:
+    def __init__(self, fn: Callable[..., Any], num_returns: int = 1, max_retries: int = 3, retry_exceptions: bool = False,
+                 num_cpus: float = 1, resources: dict[str, float] | None = None) -> None:
+        self._demand = _demand(num_cpus, resources or {})
         self._refrpc_target = fn
         self._name = _name_of(fn)
         self._route = _Route(fn, "refrpc.runtime._executor:call_by_value")
@@ -551,98 +630,176 @@ class RemoteFunction:
         """The function name to call, and arguments to put before the user's."""
         return self._route.resolve(node)
 
-    def options(self, *, num_returns: int | None = None, max_retries: int | None = None, retry_exceptions: bool | None = None) -> RemoteFunction:
+    def options(self, *, num_returns: int | None = None, max_retries: int | None = None, retry_exceptions: bool | None = None,
+                num_cpus: float | None = None, resources: dict[str, float] | None = None) -> RemoteFunction:
+        """A copy with other options (those not given stay as they are).
+
+        ``num_cpus`` is how many of a worker's CPU slots the task takes while it runs
+        (default 1; 0 takes none, so it never waits for a slot); ``resources`` the
+        named resources it takes (``{"gpu": 1}``), which only workers started with
+        them offer (``refrpc start --resources``). A task waits in this process until
+        a worker has room for it; one that no live worker could ever hold fails with
+        ``RESOURCE_EXHAUSTED`` at once.
+        """
         return RemoteFunction(
             self._refrpc_target,
             self._num_returns if num_returns is None else num_returns,
             self._max_retries if max_retries is None else max_retries,
             self._retry_exceptions if retry_exceptions is None else retry_exceptions,
+            self._demand[0] if num_cpus is None else num_cpus,
+            dict(self._demand[1]) if resources is None else resources,
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         node = current_node()
         name, first = self._target(node)
         if kwargs:
-            name, args = _pack_kwargs(name, args, kwargs)
+            name, args = pack_kwargs(name, args, kwargs)
         specs, keep = arg_specs(node, args) if args else ([], [])
         if first:
             specs = first + specs
         n = self._num_returns
         task_id, rids = node.new_task_ids(n)
         # On this thread: the core decides and the SubmitTask leaves before this returns.
-        node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, self._max_retries, self._retry_exceptions))
+        cpus, named = self._demand
+        node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, self._max_retries,
+                                                       self._retry_exceptions, num_cpus=cpus, resources=named))
         del keep  # the submitted task holds them now (BOR-006)
         refs = [Ref(node, rid, counted=True) for rid in rids]
         return refs[0] if n == 1 else refs
 
 
-class ActorMethod:
-    def __init__(self, handle: ActorHandle, name: str) -> None:
-        self._handle = handle
-        self._name = name
-
-    def remote(self, *args: Any, **kwargs: Any) -> Ref[Any]:
-        node = current_node()
-        name, args = _pack_kwargs(self._name, args, kwargs)
-        specs, keep = arg_specs(node, args)
-        aid = self._handle._actor_id
-        task_id, rids = node.new_task_ids(1)
-        node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, 0, False, aid))
-        del keep
-        return Ref(node, rids[0], counted=True)
-
-
-class ActorHandle:
-    """A handle to an actor this process created; method calls run in order (ACT-003)."""
-
-    def __init__(self, actor_id: str, cls: type) -> None:
-        self._actor_id = actor_id
-        self._cls = cls
-
-    def __getattr__(self, name: str) -> ActorMethod:
-        if name.startswith("_") or not callable(getattr(self._cls, name, None)):
-            raise AttributeError(f"actor {self._cls.__name__} has no method {name}")
-        return ActorMethod(self, name)
-
-    def kill(self) -> None:
-        """Stop the actor (ACT-006): its pending calls fail with ActorDiedError."""
-        node = current_node()
-        node.handle_soon(lambda sid: ev.KillActorRequest(sid, self._actor_id))
+#: Calls an actor with ``async def`` methods may run at once unless told otherwise (as Ray).
+ASYNC_MAX_CONCURRENCY = 1000
 
 
 class ActorClass:
-    """A class made into an actor factory by ``@refrpc.remote``."""
+    """A class made into an actor factory by ``@refrpc.remote``.
 
-    def __init__(self, cls: type, max_restarts: int = 0) -> None:
+    ``max_concurrency`` is how many of the actor's calls may run at once (ACT-013):
+    1 by default, so calls run one at a time in order; for a class with
+    ``async def`` methods, 1000, and its calls run on the actor's event loop
+    (concurrently while they await). A synchronous actor with more than 1 runs
+    its calls on that many threads.
+    """
+
+    def __init__(self, cls: type, max_restarts: int = 0, max_concurrency: int | None = None, name: str | None = None,
+                 lifetime: str | None = None, num_cpus: float = 0, resources: dict[str, float] | None = None) -> None:
+        from .runtime._actor_runner import is_async_class
+
+        self._demand = _demand(num_cpus, resources or {})
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"an actor's name is a non-empty str, not {name!r}")
+        if lifetime not in (None, "detached", "non_detached"):
+            raise ValueError(f"lifetime is 'detached' or None, not {lifetime!r}")
+        if lifetime == "detached" and name is None:
+            raise ValueError("a detached actor needs a name (get it back with refrpc.get_actor)")
+        if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+                                            or not 1 <= max_concurrency <= 2**31):
+            raise ValueError(f"max_concurrency must be an int from 1 to 2**31, not {max_concurrency!r}")
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or not 0 <= max_restarts < 2**32:
+            raise ValueError(f"max_restarts must be an int >= 0, not {max_restarts!r}")
         self._refrpc_target = cls
         self._cls = cls
         self._name = _name_of(cls)
         self._max_restarts = max_restarts
         _expose(self._name, cls)
+        self._given_concurrency = max_concurrency
+        self._max_concurrency = max_concurrency or (ASYNC_MAX_CONCURRENCY if is_async_class(cls) else 1)
+        #: The actor's name in its cluster (ACT-022), if named.
+        self._actor_name = name
+        self._detached = lifetime == "detached"
         self._route = _Route(cls, "refrpc.runtime._executor:construct_by_value")
 
     def _target(self, node: Any) -> tuple[str, list[ev.ArgSpec]]:
         """The class name to construct, and arguments to put before the user's."""
         return self._route.resolve(node)
 
-    def options(self, *, max_restarts: int = 0) -> ActorClass:
-        return ActorClass(self._cls, max_restarts)
+    def options(self, *, max_restarts: int | None = None, max_concurrency: int | None = None,
+                name: str | None = None, lifetime: str | None = None, num_cpus: float | None = None,
+                resources: dict[str, float] | None = None) -> ActorClass:
+        """A copy with other options (those not given stay as they are).
+
+        ``name`` names the actor in its cluster: :func:`get_actor` finds it from any
+        driver or task, and the actor lives while it is named (until it is killed or
+        its owner dies), even with no handle left; a second live actor of the same
+        name is a ``ValueError``. ``lifetime="detached"`` (with a name) makes the
+        cluster's head the actor's owner, so it outlives the program that made it.
+        ``num_cpus`` (default 0) and ``resources`` are what the actor takes from its
+        worker for its whole life: it goes to a worker with room for them, and tasks
+        asking for the same wait until it is gone.
+        """
+        return ActorClass(self._cls, self._max_restarts if max_restarts is None else max_restarts,
+                          self._given_concurrency if max_concurrency is None else max_concurrency,
+                          self._actor_name if name is None else name,
+                          ("detached" if self._detached else None) if lifetime is None else lifetime,
+                          self._demand[0] if num_cpus is None else num_cpus,
+                          dict(self._demand[1]) if resources is None else resources)
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        from .runtime._names import head_of_cluster
+
         node = current_node()
+        if self._detached:
+            # Created by the head, which owns it (ACT-022); named there.
+            plain = ActorClass(self._cls, self._max_restarts, self._given_concurrency, self._actor_name,
+                               num_cpus=self._demand[0], resources=dict(self._demand[1]))
+            handle: ActorHandle = call_on(node, head_of_cluster(), "refrpc.runtime._names:create_detached", plain,
+                                          self._actor_name, args, kwargs)
+            return handle
+        handle = self._create(node, args, kwargs)
+        if self._actor_name is not None:
+            try:
+                call_on(node, head_of_cluster(), "refrpc.runtime._names:register", self._actor_name, handle)
+            except ValueError as exc:
+                handle.kill()
+                raise ValueError(f"an actor named {self._actor_name!r} exists already") from exc
+        return handle
+
+    def _create(self, node: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ActorHandle:
         name, first = self._target(node)
-        name, args = _pack_kwargs(name, args, kwargs)
+        name, args = pack_kwargs(name, args, kwargs)
         specs, keep = arg_specs(node, args)
         specs = first + specs
 
-        def do() -> str:
+        def do() -> tuple[str, str, str]:
             aid = node.new_id()
-            node.handle(ev.CreateActorRequest(node.sid(), aid, name, tuple(specs), "", self._max_restarts))
-            return aid
+            node.handle(ev.CreateActorRequest(node.sid(), aid, name, tuple(specs), "", self._max_restarts,
+                                              self._max_concurrency, *self._demand))
+            host = node.core.owned_actors[aid].host
+            address = node.core._address_of(host)
+            # ACT-019: the handle object, same id as the actor; every handle holds a ref to it.
+            value = descriptor_value(aid, node.peer_id, host, address, self._cls.__qualname__)
+            node.handle(ev.Put(node.sid(), aid, value))
+            return aid, host, address
 
-        aid = node.call(do).result()
+        from .core.errors import LocalUsageError
+
+        try:
+            aid, host, address = node.call(do).result()
+        except LocalUsageError as exc:  # e.g. no live worker to host it: the program's error, typed
+            raise RefRPCError(f"cannot create actor {self._cls.__qualname__}: {exc}", exc.code) from None
         del keep
-        return ActorHandle(aid, self._cls)
+        ref: Ref[Any] = Ref(node, aid, counted=True)
+        return ActorHandle(aid, self._cls.__qualname__, methods_of(self._cls), host, address, ref, self._actor_name or "")
+
+
+def get_actor(name: str) -> ActorHandle:
+    """The handle of the live actor named ``name`` in this cluster (ACT-022), from any
+    driver or task.
+
+    Raises:
+        ValueError: No live actor has that name.
+    """
+    from .runtime._names import head_of_cluster
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an actor's name is a non-empty str, not {name!r}")
+    node = current_node()
+    handle = call_on(node, head_of_cluster(), "refrpc.runtime._names:lookup", name)
+    if handle is None:
+        raise ValueError(f"no live actor named {name!r}")
+    return handle  # type: ignore[no-any-return]
 
 
 def kill(actor: ActorHandle) -> None:

@@ -1,24 +1,33 @@
 """The ``refrpc`` command line: start peers on several hosts, look at a running cluster.
 
-    refrpc start --head [--port P] [--key-file F] [--num-workers N] [--node-ip IP] [--trace-dir DIR]
-    refrpc start --address tcp://HEAD:P --key-file F [--num-workers N] [--node-ip IP] [--trace-dir DIR]
-    refrpc status --address tcp://HEAD:P --key-file F
-    refrpc memory --address tcp://HEAD:P --key-file F
+    refrpc start --head [--port P] [--key-file F] [--num-workers N] [--node-ip IP] [--resources JSON] [--trace-dir DIR]
+    refrpc start --address tcp://HEAD:P --key-file F [--num-workers N] [--node-ip IP] [--resources JSON] [--trace-dir DIR]
+    refrpc status [--address tcp://HEAD:P --key-file F]
+    refrpc memory [--address tcp://HEAD:P --key-file F]
+    refrpc stop [--force] [--timeout S]
 
 Every cluster started this way is authenticated (CURVE, SEC-002): the head
 writes a new cluster key file (mode 0600) unless given one, and prints its path;
 everyone who joins needs a copy (``--key-file`` or ``REFRPC_KEY_FILE``).
 ``--insecure`` turns authentication off, with a warning.
+
+Each ``refrpc start`` records itself in a pid file (see :func:`run_dir`), with
+the head's key file: ``refrpc stop`` stops them all, and ``status``/``memory``
+find the local head and its key.
+
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
 import sys
 import threading
+import time
+from pathlib import Path
 
 from . import api
 from .core import events as ev
@@ -26,15 +35,116 @@ from .transport import KEY_FILE_ENV, ClusterKey, KeyFileError
 from .transport._curve import default_key_path
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal(finished: threading.Event | None = None) -> None:
+    """Until SIGTERM or SIGINT (``refrpc stop``, Ctrl-C), or ``finished`` is set."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.is_set():
+    while not stop.is_set() and not (finished is not None and finished.is_set()):
         stop.wait(0.5)
 
 
+# ---------------------------------------------------------------- what `refrpc start` left running
+def run_dir() -> Path:
+    """Where each ``refrpc start`` process of this user on this host records itself
+    (``$REFRPC_RUN_DIR``, else ``refrpc-UID`` in the temp directory)."""
+    import tempfile
+
+    return Path(os.environ.get("REFRPC_RUN_DIR") or Path(tempfile.gettempdir()) / f"refrpc-{os.getuid()}")
+
+
+def _start_time(pid: int) -> int | None:
+    """The kernel's start time of process ``pid`` (tells a recycled pid apart), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def _record(role: str, address: str, key_file: str = "") -> Path:
+    """Write this process's pid file for ``refrpc stop`` and ``refrpc status`` (with
+    the head's key file, so that ``status`` on this host needs no ``--key-file``)."""
+    directory = run_dir()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f"start-{os.getpid()}.json"
+    info = {"pid": os.getpid(), "start_time": _start_time(os.getpid()), "role": role, "address": address,
+            "key_file": key_file}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info))
+    tmp.replace(path)
+    return path
+
+
+def _recorded() -> list[tuple[Path, dict]]:
+    """The ``refrpc start`` processes still running; stale pid files are removed."""
+    found = []
+    for path in sorted(run_dir().glob("start-*.json")):
+        try:
+            info = json.loads(path.read_text())
+            alive = _start_time(int(info["pid"])) == info["start_time"]
+        except (OSError, ValueError, KeyError, TypeError):
+            alive = False
+        if alive:
+            found.append((path, info))
+        else:
+            path.unlink(missing_ok=True)
+    return found
+
+
+def _local_head() -> tuple[str, str]:
+    """The address and key file of the head ``refrpc start --head`` runs on this host."""
+    found = [(info["address"], info.get("key_file", "")) for _, info in _recorded() if info.get("role") == "head"]
+    heads = [address for address, _ in found]
+    if len(heads) == 1:
+        return found[0]
+    if not heads:
+        raise api.RefRPCError(f"no head runs on this host (none recorded in {run_dir()}): give --address")
+    raise api.RefRPCError("several heads run on this host, give --address: " + ", ".join(heads))
+
+
+def _stop(args: argparse.Namespace) -> int:
+    """Stop every ``refrpc start`` process of this user on this host, and so its workers."""
+    found = _recorded()
+    if not found:
+        print("no refrpc processes to stop")
+        return 0
+    for _, info in found:
+        try:
+            os.kill(info["pid"], signal.SIGKILL if args.force else signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    end = time.monotonic() + args.timeout
+    left = list(found)
+    while left and time.monotonic() < end:
+        left = [(p, i) for p, i in left if _start_time(i["pid"]) == i["start_time"]]
+        if left:
+            time.sleep(0.05)
+    for path, info in found:
+        what = "head" if info["role"] == "head" else "workers"
+        if (path, info) in left:
+            os.kill(info["pid"], signal.SIGKILL)  # its workers follow it (their lifeline)
+            print(f"killed {what} (pid {info['pid']}, {info['address']}): it did not stop within {args.timeout:g} s")
+        else:
+            print(f"stopped {what} (pid {info['pid']}, {info['address']})")
+        path.unlink(missing_ok=True)
+    return 0
+
+
+def _resources(text: str) -> dict[str, float]:
+    """``--resources``: a JSON object of name -> amount (argparse reports a bad one)."""
+    try:
+        value = json.loads(text)
+        return dict(api._demand(0, value)[1])
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"--resources takes a JSON object such as '{{\"gpu\": 1}}': {exc}") from None
+
+
 def _start(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from .runtime import LocalCluster
     from .runtime._executor import working_node
     from .runtime._membership import HEAD
@@ -46,9 +156,13 @@ def _start(args: argparse.Namespace) -> int:
         node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", held=True,
                                       trace_dir=args.trace_dir, cluster_key=key)
         api._ctx.node, api._ctx.executor = node, executor  # membership tasks run here
+        api._ctx.head = HEAD  # and actor names are kept here
         executor.open()
         cluster = LocalCluster.start(n, node.address, node.incarnation, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
-                                     trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure)
+                                     trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure,
+                                     resources=args.resources)
+        cluster.watch(node)  # restarts a worker that dies (and says so on stderr)
+        record = _record("head", node.address, key_path)
         print(f"head listening at {node.address}", flush=True)
         if key is None:
             print("  authentication is OFF: anyone who can reach this port can run code here", flush=True)
@@ -62,18 +176,23 @@ def _start(args: argparse.Namespace) -> int:
         try:
             _wait_for_signal()
         finally:
+            record.unlink(missing_ok=True)
             executor.stop()
             node.stop()
             cluster.stop()
         return 0
     cluster = LocalCluster.start(n, args.address, 0, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
-                                 trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure)
+                                 trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure,
+                                 resources=args.resources)
+    cluster.watch(None)  # restarts a worker that dies; they all leave when the head does
+    record = _record("workers", args.address)
     print(f"started {n} workers joining {args.address}", flush=True)
     try:
-        _wait_for_signal()
+        _wait_for_signal(cluster.finished)
+        if cluster.finished.is_set():
+            print(f"refrpc: the workers left: the head at {args.address} is gone", file=sys.stderr, flush=True)
     finally:
-        for p in cluster.processes.values():
-            p.terminate()
+        record.unlink(missing_ok=True)
         cluster.stop()
     return 0
 
@@ -106,26 +225,48 @@ def _key(args: argparse.Namespace) -> tuple[ClusterKey | None, str]:
         raise api.RefRPCError(str(exc)) from None
 
 
-def _members(args: argparse.Namespace) -> list[tuple[str, str, int, str]]:
+def _join_cluster(args: argparse.Namespace) -> None:
+    """Join the cluster at ``--address`` as a driver, with its key (SEC-015)."""
+    api.init(address=args.address, key_file=args.key_file, insecure=args.insecure)
+
+
+def _members(args: argparse.Namespace) -> list[tuple[str, str, int, str, dict[str, float]]]:
     from .runtime._membership import HEAD
 
-    api.init(address=args.address, key_file=args.key_file, insecure=args.insecure)
+    _join_cluster(args)
     return api._call_on(HEAD, "refrpc.runtime._membership:members")
 
 
+def _counts(counts: dict[str, int] | None) -> str:
+    if counts is None:
+        return "?"
+    return ", ".join(f"{state} {n}" for state, n in counts.items()) or "-"
+
+
 def _status(args: argparse.Namespace) -> int:
+    """Every driver, worker and actor of the cluster, with tasks and CPU slots (INT-006)."""
     try:
-        members = _members(args)
-        print(f"{'peer':<34} {'host':<16} {'tasks':>5} {'owned':>6} {'store':>12} {'sent':>12} {'received':>12}")
-        for peer, _address, _slots, _host in members:
-            try:
-                s = api._call_on(peer, "refrpc.runtime._membership:node_stats", timeout=10)
-            except api.RefRPCError as exc:
-                print(f"{peer:<34} unreachable: {exc}")
-                continue
-            print(f"{peer:<34} {s['host']:<16} {s['running_tasks']:>5} {s['owned_objects']:>6} "
-                  f"{s['store_bytes']:>12,} {s['bytes_sent']:>12,} {s['bytes_received']:>12,}")
-        print(f"{len(members)} workers")
+        _join_cluster(args)
+        me = api._node().peer_id
+        rows = [r for r in api.nodes() if r["id"] != me]  # not this command's own driver
+        print(f"{'peer':<34} {'role':<7} {'host':<16} {'pid':>7} {'CPU':>4}  {'running':<16} {'submitted tasks':<28} actors")
+        for r in rows:
+            cpu = f"{r['resources'].get('CPU', 0):g}" if r["role"] == "worker" else "-"
+            actors = "?" if r["actors"] is None else str(len(r["actors"]))
+            state = "" if r["alive"] else " (dead)"
+            print(f"{r['id'] + state:<34} {r['role']:<7} {r['host'] or '-':<16} {r['pid'] or '-':>7} {cpu:>4}  "
+                  f"{_counts(r['executing']):<16} {_counts(r['tasks']):<28} {actors}")
+        for r in rows:
+            for a in r["actors"] or []:
+                print(f"  actor {a['id']} on {r['id']} (owner {a['owner']}): {a['state']}")
+        workers = [r for r in rows if r["role"] == "worker" and r["alive"]]
+        drivers = [r for r in rows if r["role"] == "driver" and r["alive"]]
+        total = sum(r["resources"].get("CPU", 0) for r in workers)
+        running = sum((r["executing"] or {}).get("running", 0) for r in workers)
+        queued = sum((r["tasks"] or {}).get("queued", 0) for r in rows)
+        actors = sum(len(r["actors"] or []) for r in rows)
+        print(f"{len(workers)} workers, {total:g} CPU slots, {running} tasks running, {queued} queued; "
+              f"{len(drivers)} drivers; {actors} actors")
     finally:
         api.shutdown()
     return 0
@@ -158,19 +299,34 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--port", type=int, default=0, help="the head's port (0: any free port)")
     start.add_argument("--num-workers", type=int, default=0, help="worker processes (default: one per core)")
     start.add_argument("--node-ip", default="127.0.0.1", help="this host's address as other hosts reach it")
+    start.add_argument("--resources", type=_resources, default={},
+                       help='what this host offers besides CPUs, as JSON, e.g. \'{"gpu": 1}\' (shared among its workers)')
     start.add_argument("--trace-dir", default=None,
                        help="record every process's trace in this directory (default: $REFRPC_TRACE_DIR, else none)")
     start.add_argument("--key-file", default=None,
                        help="the cluster key file (default: $REFRPC_KEY_FILE; the head makes a new one if missing)")
     start.add_argument("--insecure", action="store_true",
                        help="turn authentication off: anyone who can reach the ports can run code (not recommended)")
-    for name, helptext in (("status", "peers, load, memory and traffic"), ("memory", "every live object and why it is alive")):
+    for name, helptext in (("status", "drivers, workers, actors, tasks and CPU slots"),
+                           ("memory", "every live object and why it is alive")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--address", required=True, help="the cluster's head")
-        p.add_argument("--key-file", default=None, help="the cluster key file (default: $REFRPC_KEY_FILE)")
+        p.add_argument("--address", default=None, help="the cluster's head (default: the head started on this host)")
+        p.add_argument("--key-file", default=None,
+                       help="the cluster key file (default: $REFRPC_KEY_FILE, or the local head's)")
         p.add_argument("--insecure", action="store_true", help="the cluster runs without authentication")
+    stop = sub.add_parser("stop", help="stop the heads and workers `refrpc start` started on this host")
+    stop.add_argument("--force", action="store_true", help="kill them at once (SIGKILL) instead of asking (SIGTERM)")
+    stop.add_argument("--timeout", type=float, default=15.0, help="seconds to wait before killing one that has not stopped")
     args = ap.parse_args(argv)
-    handlers = {"start": _start, "status": _status, "memory": _memory}
+    if getattr(args, "address", None) is None and args.command in ("status", "memory"):
+        try:
+            args.address, key_file = _local_head()
+            if args.key_file is None and not args.insecure and key_file and not os.environ.get(KEY_FILE_ENV):
+                args.key_file = key_file
+        except api.RefRPCError as exc:
+            print(f"refrpc: {exc}", file=sys.stderr)
+            return 1
+    handlers = {"start": _start, "status": _status, "memory": _memory, "stop": _stop}
     try:
         return handlers[args.command](args)
     except api.RefRPCError as exc:

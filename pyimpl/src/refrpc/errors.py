@@ -107,7 +107,10 @@ def _task_error(cause: Exception, message: str, code: ErrorCode, detail: str) ->
         except TypeError:  # a class that cannot be combined (layout, final): a plain TaskError
             sub = TaskError
         _AS_TASK_ERROR[cls] = sub
-    err = Exception.__new__(sub)  # the cause's own __init__ is not ours to call
+    try:
+        err = Exception.__new__(sub)  # the cause's own __init__ is not ours to call
+    except TypeError:  # a class with a __new__ of its own (OSError and its kind: TimeoutError)
+        err = sub.__new__(sub)
     RefRPCError.__init__(err, message, code, detail)
     err.cause = cause
     return err

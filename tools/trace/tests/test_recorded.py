@@ -200,9 +200,11 @@ def _flush_survivors(victim: str) -> None:
             assert api._call_on(worker, "refrpc.runtime._tracing:flush_recording")
 
 
-def _declared_dead(victim: str) -> bool:
+def _declared_dead(victim: str, incarnation: int) -> bool:
+    """Whether the driver fenced that incarnation of ``victim`` (the local cluster's
+    supervisor may already run a new one under the same name)."""
     node = api._ctx.node
-    return node.call(lambda: node.core.remotes[victim].state == "dead").result(10)
+    return node.call(lambda: (victim, incarnation) in node.core.fenced).result(10)
 
 
 def _assert_discards_name_their_receive(run_dir: Path) -> None:
@@ -232,6 +234,7 @@ def test_a_run_with_a_worker_killed_at_a_random_moment_checks_clean(tmp_path: Pa
     def body() -> dict[str, Any]:
         cluster = api._ctx.cluster
         victim = rng.choice(sorted(cluster.workers))
+        incarnation = cluster.incarnations[victim]
         kill = threading.Timer(rng.uniform(0.02, 0.3), os.kill, (cluster.processes[victim].pid, signal.SIGKILL))
         reads, nested = _chaos_program(rng)
         kill.start()
@@ -239,7 +242,7 @@ def test_a_run_with_a_worker_killed_at_a_random_moment_checks_clean(tmp_path: Pa
             outcomes = _read_all(seed, reads, nested)
         finally:
             kill.join()
-        assert wait_until(lambda: _declared_dead(victim), timeout=30), (seed, victim)
+        assert wait_until(lambda: _declared_dead(victim, incarnation), timeout=30), (seed, victim)
         del reads, nested
         assert wait_until(_settled, timeout=30), (seed, list_segments(api._ctx.cluster.namespace))
         _flush_survivors(victim)
@@ -262,11 +265,11 @@ def test_a_stopped_worker_that_resumes_is_fenced_and_the_run_checks_clean(tmp_pa
     def body() -> dict[str, Any]:
         cluster = api._ctx.cluster
         victim = rng.choice(sorted(cluster.workers))
-        proc = cluster.processes[victim]
+        proc, incarnation = cluster.processes[victim], cluster.incarnations[victim]
         reads, nested = _chaos_program(rng)
         os.kill(proc.pid, signal.SIGSTOP)
         try:
-            assert wait_until(lambda: _declared_dead(victim), timeout=30), victim
+            assert wait_until(lambda: _declared_dead(victim, incarnation), timeout=30), victim
         finally:
             os.kill(proc.pid, signal.SIGCONT)
         outcomes = _read_all(31, reads, nested)

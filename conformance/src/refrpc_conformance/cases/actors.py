@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-from refrpc.core.messages import ActorState, ActorStatus, CreateActor, ErrorCode, KillActor, ReturnKind, ReturnValue, SubmitTask, TaskReply
+from dataclasses import replace
 
-from .._build import by_value, describe_return, portable
+from refrpc.core.messages import (
+    ActorState,
+    ActorStatus,
+    BorrowerRegistered,
+    BorrowRelease,
+    CreateActor,
+    ErrorCode,
+    GetObjectStatus,
+    KillActor,
+    ObjectState,
+    ObjectStatus,
+    RegisterBorrower,
+    ReleaseBorrows,
+    ReturnKind,
+    ReturnValue,
+    SubmitTask,
+    TaskReply,
+)
+
+from .._build import by_value, describe_return, portable, read_portable
 from .._case import case
 from .._context import IUT, CaseContext
 from .._wire import WirePeer
@@ -150,6 +169,35 @@ def iut_owns_an_actor(ctx: CaseContext) -> None:
 
 
 @case(
+    "actors/ACT-013-ACT-018-concurrent-actor-replies-in-any-order",
+    requirements=["ACT-013", "ACT-018", "ACT-003", "CNF-008"],
+    features=("core", "actors"),
+    summary=(
+        "The IUT creates a Counter(0) hosted by suite peer H with maxConcurrency 3: H must receive CreateActor "
+        "with maxConcurrency 3. The IUT calls add(1), add(2) and add(3); H receives all three (actorSeq 1, 2, 3) "
+        "and answers them in the order 3, 1, 2 with 6, 1, 3: the IUT must take each reply for its own call "
+        "(ACT-018: with concurrency, calls end in any order)."
+    ),
+)
+def concurrent_replies_in_any_order(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    h = ctx.wire_peer("host")
+    iut.add_peer(h, slots=1)
+    actor = iut.control("actor_create", **{"class": "Counter", "args": [{"value": 0}], "host": h.peer_id,
+                                            "max_concurrency": 3})["actor_id"]
+    create = _host_answers(ctx, h, iut.peer_id)
+    ctx.check("ACT-013", create.max_concurrency == 3, "CreateActor with maxConcurrency 3", create.max_concurrency)
+    returns = [iut.control("actor_call", actor_id=actor, method="add", args=[{"value": n}])["returns"][0] for n in (1, 2, 3)]
+    calls = [ctx.expect(h, SubmitTask, requirement="ACT-003", what=f"call {n}").body for n in (1, 2, 3)]
+    ctx.check("ACT-003", [c.actor_seq for c in calls] == [1, 2, 3], "actorSeq 1, 2, 3", [c.actor_seq for c in calls])
+    link_h = h.link(iut.peer_id)
+    for st, result in ((calls[2], 6), (calls[0], 1), (calls[1], 3)):
+        link_h.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable(result)),)))
+    got = [iut.get(r).get("value") for r in returns]
+    ctx.check("ACT-018", got == [1, 3, 6], "each reply read for its own call: 1, 3, 6", got)
+
+
+@case(
     "actors/ACT-011-ACT-002-restarts-bounded",
     requirements=["ACT-011", "ACT-002", "ACT-007", "ACT-014"],
     features=("core", "actors"),
@@ -195,3 +243,68 @@ def _recreated_or_quiet(ctx: CaseContext, iut: IUT, spare: WirePeer, actor: str)
         if iut.quiesce(500):
             return bool(spare.received(CreateActor, lambda m: m.actor_id == actor))
     ctx.fail("", "a re-creation at the spare host, or quiescence", "neither within 20 s")
+
+
+@case(
+    "actors/ACT-009-ACT-019-ACT-020-handle-borrowed-then-released",
+    requirements=["ACT-009", "ACT-019", "ACT-020", "BOR-007", "OWN-004", "OWN-005", "CNF-008"],
+    features=("core", "borrowing", "actors"),
+    summary=(
+        "The IUT creates a Counter hosted by suite peer H, with its handle object (ACT-019: object id = actor id), "
+        "and passes the handle to suite peer B as hold(shared handle). B keeps it: it registers itself "
+        "(RegisterBorrower) and replies with the handle in `retained`. B reads the handle object: READY, a "
+        "portable map naming the actor, its owner and its host H. The IUT's program drops its handle: the actor "
+        "must live on (H gets no KillActor while B holds the handle). B releases its grant: the IUT must reclaim "
+        "the handle object and kill the actor (H gets KillActor)."
+    ),
+)
+def handle_borrowed_then_released(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    h = ctx.wire_peer("host")
+    b = ctx.wire_peer("borrower")
+    iut.add_peer(h, slots=1)
+    iut.add_peer(b, slots=1)
+    actor = iut.control("actor_create", **{"class": "Counter", "args": [{"value": 0}], "host": h.peer_id,
+                                            "handle": True})["actor_id"]
+    _host_answers(ctx, h, iut.peer_id)
+    sub = iut.submit("hold", [{"shared": actor}], executor=b.peer_id)
+    t: SubmitTask = ctx.expect(b, SubmitTask, requirement="ACT-020", what="hold(shared handle) at B").body
+    ref = t.args[0].ref if t.args and t.args[0].ref is not None else None
+    ctx.require("ACT-020", ref is not None and ref.object_id == actor and ref.owner == iut.peer_id,
+                f"a shared ref to the handle object {actor}, owned by the IUT", str(t.args))
+    assert ref is not None
+    link = b.link(iut.peer_id)
+    fid = ctx.new_id(b)
+    link.send(RegisterBorrower(actor, b.peer_id, b.incarnation, b.address, fid))
+    answer: BorrowerRegistered = ctx.expect(b, BorrowerRegistered, lambda m: m.forward_id == fid, requirement="BOR-003",
+                                            what=f"BorrowerRegistered for {fid}").body
+    ctx.require("BOR-003", answer.error is None, "the grant recorded (no error)", str(answer.error))
+    link.send(TaskReply(t.task_id, t.attempt, tuple(ReturnValue(r, ReturnKind.INLINE, value=portable(None)) for r in t.return_ids),
+                        retained=(replace(ref, forward_id=fid),)))
+    iut.get(sub["returns"][0])
+    link.send(GetObjectStatus(actor, wait=False))
+    st: ObjectStatus = ctx.expect(b, ObjectStatus, lambda m: m.object_id == actor, requirement="ACT-019",
+                                  what=f"ObjectStatus for the handle object {actor}").body
+    ctx.require("ACT-019", st.state is ObjectState.READY and st.value is not None, "READY with an inline value",
+                f"{st.state.value} {st.value!r:.80}")
+    assert st.value is not None
+    try:
+        descriptor = read_portable(st.value)
+    except Exception as exc:
+        descriptor = f"not portable: {exc}"
+    want = {"actorId": actor, "owner": iut.peer_id, "host": h.peer_id}
+    ctx.check("ACT-019", isinstance(descriptor, dict) and {k: descriptor.get(k) for k in want} == want
+              and isinstance(descriptor.get("className"), str) and isinstance(descriptor.get("hostAddress"), str),
+              f"a portable map with {want} and text className, hostAddress", descriptor)
+    iut.drop(actor)
+    iut.quiesce()
+    ctx.check("ACT-009", not h.received(KillActor), "no KillActor while B holds the handle",
+              [str(a.body) for a in h.received(KillActor)])
+    ctx.check("OWN-004", iut.entry(actor) is not None, "the handle object still in the IUT's table", "gone")
+    link.send(ReleaseBorrows((BorrowRelease(actor, (fid,)),)))
+    kill: KillActor = ctx.expect(h, KillActor, requirement="ACT-009", what="KillActor once no one holds the handle",
+                                 timeout=10.0).body
+    ctx.check("ACT-009", kill.actor_id == actor, f"KillActor({actor})", kill.actor_id)
+    h.link(iut.peer_id).send(ActorStatus(actor, ActorState.DEAD))
+    iut.quiesce()
+    ctx.check("OWN-005", iut.entry(actor) is None, "the handle object reclaimed", iut.entry(actor))

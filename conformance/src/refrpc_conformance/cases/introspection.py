@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from refrpc.core.messages import BorrowerRegistered, IntrospectReply, IntrospectRequest, RegisterBorrower, TableEntry
+from refrpc.core.messages import BorrowerRegistered, IntrospectReply, IntrospectRequest, RegisterBorrower, TableEntry, TaskReply
 
-from .._build import make_bytes_value, shared
+from .._build import by_value, make_bytes_value, shared
 from .._case import case
 from .._context import CaseContext
 from ._common import expect_reply, run_echo, task
@@ -101,3 +101,48 @@ def reply_matches_table(ctx: CaseContext) -> None:
     iut.quiesce()
     after = iut.table()
     ctx.check("INT-004", after == table, "the table unchanged by an IntrospectReply", "unchanged" if after == table else f"before {table}; after {after}")
+
+
+@case(
+    "introspection/INT-006-INT-009-summary-counts",
+    requirements=["INT-006", "INT-009", "INT-007", "INT-004"],
+    features=("core",),
+    summary=(
+        "The IUT owns two put values and runs a 3 s `sleep` task for suite peer alpha. Asked with "
+        "IntrospectRequest(summary = true) while the task runs, it must answer IntrospectReply echoing the "
+        "requestId with a summary (`some`): one executing task (resolving or running), as many owned objects "
+        "as `table` lists owner rows, every count list sorted by state name with no zero count, actor lists "
+        "sorted by actorId. The entries may be left out (INT-007). The answer must not wait for the task."
+    ),
+    timeout=60.0,
+)
+def summary_counts(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    alpha = ctx.wire_peer("alpha-status")
+    link = ctx.session(alpha, iut)
+    iut.put(b"one")
+    iut.put(b"two")
+    t = task(alpha, "sleep", [by_value(3000)])
+    seq = link.send(t)
+    ctx.wait_until(alpha, lambda: link.acked >= seq, requirement="SES-003", what="the IUT's ack of the sleep task")
+    link.send(IntrospectRequest(4343, True))
+    arrival = ctx.expect(alpha, IntrospectReply, lambda m: m.request_id == 4343, requirement="INT-006",
+                         what="IntrospectReply echoing requestId 4343", timeout=2.0)
+    replies = alpha.received(TaskReply, lambda m: m.task_id == t.task_id)
+    ctx.check("INT-006", not replies, "the answer before the running task's reply", [str(r.body) for r in replies])
+    summary = arrival.body.summary
+    ctx.require("INT-006", summary is not None, "a summary (some)", "none")
+    owner_rows = sum(1 for e in iut.table() if e.get("role") == "owner")
+    ctx.check("INT-006", summary.owned_objects == owner_rows, f"ownedObjects = {owner_rows} (the owner rows of `table`)",
+              summary.owned_objects)
+    executing = {c.state: c.count for c in summary.executing_tasks}
+    ctx.check("INT-006", sum(executing.values()) == 1 and set(executing) <= {"resolving", "running"},
+              "one executing task, resolving or running", executing)
+    for name, counts in (("ownedTasks", summary.owned_tasks), ("executingTasks", summary.executing_tasks)):
+        states = [c.state for c in counts]
+        ctx.check("INT-009", states == sorted(set(states), key=str.encode) and all(c.count >= 1 for c in counts),
+                  f"{name}: each state once, ascending, no zero count", [(c.state, c.count) for c in counts])
+    for name, actors in (("hostedActors", summary.hosted_actors), ("ownedActors", summary.owned_actors)):
+        ids = [a.actor_id for a in actors]
+        ctx.check("INT-009", ids == sorted(set(ids), key=str.encode), f"{name}: each actor once, ascending", ids)
+    expect_reply(ctx, alpha, t)

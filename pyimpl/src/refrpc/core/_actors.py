@@ -21,7 +21,8 @@ from .messages import (
     SubmitTask,
     TaskReply,
 )
-from .state import ExecTask, HostedActor, OwnedActor, Remote
+from ._tasks import _demand, _use
+from .state import Demand, ExecTask, HostedActor, OwnedActor, Remote
 
 if TYPE_CHECKING:
     from ._execution import ExecKey
@@ -36,10 +37,13 @@ class Actors:
         if s.actor_id in self.owned_actors or not self._owns(s.actor_id):
             raise LocalUsageError(ErrorCode.MALFORMED, f"actor id {s.actor_id} is reused or not allocated here")
         args, mentioned = self._build_args(s.args)
-        host = s.executor or self._place(mentioned)
+        demand = _demand(s.num_cpus, s.resources)
+        host = s.executor or self._actor_host(mentioned, demand)
         if not host:
-            raise LocalUsageError(ErrorCode.RESOURCE_EXHAUSTED, "no live peer to host the actor")
-        a = OwnedActor(s.actor_id, s.class_name, args, host, max_restarts=s.max_restarts, arg_refs=mentioned, holding_args=True)
+            what = "" if demand == (0.0, ()) else " with the resources it asks for"
+            raise LocalUsageError(ErrorCode.RESOURCE_EXHAUSTED, f"no live peer to host the actor{what}")
+        a = OwnedActor(s.actor_id, s.class_name, args, host, max_restarts=s.max_restarts, arg_refs=mentioned,
+                       holding_args=True, max_concurrency=s.max_concurrency, demand=demand)
         self.owned_actors[s.actor_id] = a
         for oid in mentioned:
             self._hold(oid, "submitted_task_refs", +1)  # covered like task arguments (BOR-006)
@@ -51,22 +55,67 @@ class Actors:
             for oid in a.arg_refs:
                 self._hold(oid, "submitted_task_refs", -1)
 
+    def _actor_host(self: Peer, arg_refs: tuple, demand: Demand) -> PeerId:
+        """Where a new (or restarted) actor goes: an executor with room for what it
+        takes for its life, else the least loaded one that could hold it (TASK-012)."""
+        live = self._capable(demand)
+        free = [p for p in live if self._has_slot(p, demand)] if demand != (0.0, ()) else []
+        return self._pick(self._local_bytes(arg_refs), free) if free else self._place(arg_refs, live, demand)
+
+    def _reserve(self: Peer, a: OwnedActor, sign: int) -> None:
+        """Count the actor's demand in (+1) or out (-1) of its host's used resources."""
+        if (sign > 0) == a.reserved or a.demand == (0.0, ()):
+            return
+        r = self.remotes.get(a.host)
+        if r is None:
+            return
+        a.reserved = sign > 0
+        _use(r, a.demand, sign)
+        if sign < 0:
+            self.pump_due = True
+
     def _owned_actor_dead(self: Peer, actor_id: ActorId, info: ErrorInfo) -> None:
         a = self.owned_actors.get(actor_id)
         if a is None or a.state == ActorState.DEAD.value:
             return
+        self._reserve(a, -1)
         a.state = ActorState.DEAD.value
         a.error = info
         self._release_actor_args(a)
         self._out(ActorStateChanged(self._sid, a.actor_id, a.state, info))
+        if a.handles_gone:
+            self._forget_actor(a)
+
+    def _holds_handle(self: Peer, actor_id: ActorId) -> bool:
+        """Whether this peer holds the actor's handle object (ACT-019) as a live ref."""
+        e = self.owned.get(actor_id)
+        return (e is not None and e.state != "released") or actor_id in self.borrowed
+
+    def _actor_handles_gone(self: Peer, actor_id: ActorId) -> None:
+        """The actor's handle object was reclaimed: no process holds a handle (ACT-009)."""
+        a = self.owned_actors[actor_id]
+        a.handles_gone = True
+        self._story(actor_id, "handles-gone", a.state)
+        if a.state == ActorState.DEAD.value:
+            self._forget_actor(a)
+        else:
+            self._kill_actor(actor_id)
+
+    def _forget_actor(self: Peer, a: OwnedActor) -> None:
+        """A dead actor nobody can call any more: its records go (bounded memory)."""
+        self.owned_actors.pop(a.actor_id, None)
+        self.actor_call_seq.pop(a.actor_id, None)
 
     def _start_actor(self: Peer, a: OwnedActor) -> None:
         if not self._is_live(a.host):
             self._owned_actor_dead(a.actor_id, ErrorInfo(ErrorCode.ACTOR_DIED, f"host {a.host} is dead", "ACT-004"))
             return
         w = self.workers.get(a.host)
+        if a.host != self.peer_id:
+            self._remote(a.host, w[0] if w else self._address_of(a.host))
+            self._reserve(a, +1)
         self._story(a.actor_id, "create", f"on {a.host}")
-        self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts), w[0] if w else self._address_of(a.host))
+        self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts, a.max_concurrency), w[0] if w else self._address_of(a.host))
 
     def _actor_route(self: Peer, actor_id: ActorId, executor: PeerId) -> tuple[PeerId, int]:
         a = self.owned_actors.get(actor_id)
@@ -94,9 +143,10 @@ class Actors:
         for a in self.owned_actors.values():
             if a.host != dead or a.state == ActorState.DEAD.value:
                 continue
+            self._reserve(a, -1)
             if a.restarts < a.max_restarts:  # ACT-002: state is lost, calls go to the new one
                 a.restarts += 1
-                a.host = self._place(())
+                a.host = self._actor_host((), a.demand)
                 if a.host:
                     a.state = ActorState.RESTARTING.value
                     self._out(ActorStateChanged(self._sid, a.actor_id, a.state, None))
@@ -114,7 +164,8 @@ class Actors:
         self._check_args(msg.args)  # VAL-015
         if msg.actor_id in self.hosted:
             return  # duplicate (RPC-001)
-        self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation)
+        self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation,
+                                                max_concurrency=max(1, msg.max_concurrency))  # ACT-013
         # Creation runs like a task with no returns: same argument resolution (TASK-002).
         spec = SubmitTask(f"{msg.actor_id}#create", msg.class_name, msg.args, ())
         self.actor_creations[(r.peer, r.incarnation, spec.task_id, 1)] = msg.actor_id
@@ -122,7 +173,9 @@ class Actors:
 
     def _creation_started(self: Peer, key: ExecKey, ex: ExecTask, resolved: tuple) -> None:
         actor_id = self.actor_creations[key]
-        self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved, ex.owner))
+        h = self.hosted.get(actor_id)
+        self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved, owner=ex.owner,
+                             max_concurrency=h.max_concurrency if h else 1))
 
     def _creation_failed(self: Peer, key: ExecKey, error: ErrorInfo) -> None:
         """The constructor could not run (an argument failed, TASK-009, or it raised)."""
@@ -229,12 +282,13 @@ class Actors:
     def _actor_may_start(self: Peer, key: ExecKey) -> bool:
         ex = self.exec_tasks[key]
         h = self.hosted.get(ex.spec.actor_id)
-        return h is not None and h.state == "alive" and not h.running and self._actor_next(h) == key
+        return (h is not None and h.state == "alive" and len(h.running) < h.max_concurrency
+                and self._actor_next(h) == key)  # ACT-003: calls start in order; ACT-013
 
     def _actor_started(self: Peer, key: ExecKey) -> None:
         ex = self.exec_tasks[key]
         h = self.hosted[ex.spec.actor_id]
-        h.running = True
+        h.running[key] = None
         if h.queue and h.queue[0] == key:
             h.queue.popleft()
         else:
@@ -248,15 +302,24 @@ class Actors:
         h = self.hosted.get(ex.spec.actor_id)
         if h is None:
             return
-        h.running = False
+        h.running.pop(key, None)
+        if key in h.queue:
+            # Answered without running (an argument failed, TASK-009; cancelled,
+            # TASK-008): it must not hold up the calls behind it.
+            h.queue.remove(key)
         self._actor_pump(h)
 
     def _actor_pump(self: Peer, h: HostedActor) -> None:
-        if h.queue and not h.running:
-            # Calls still resolving their arguments wait; the next ready one in order runs.
+        # Calls still resolving their arguments wait; the next ones in order start,
+        # as many as the actor may run at once (ACT-003, ACT-013).
+        while h.queue and len(h.running) < h.max_concurrency:
             nxt = self._actor_next(h)
-            if nxt is not None:
-                self._maybe_start(nxt)
+            if nxt is None:
+                return
+            started = len(h.running)
+            self._maybe_start(nxt)
+            if len(h.running) == started and nxt in h.queue:
+                return  # it waits for an argument; those behind it wait for it
 
     def _actor_owner_died(self: Peer, dead: PeerId) -> None:
         for h in list(self.hosted.values()):

@@ -304,6 +304,11 @@ class Execution:
         self._release_exec_holds(ex)
         if ex.spec.actor_id:
             self._actor_call_done(key)
+        if ex.owner == self.peer_id and self.exec_tasks.get(key) is ex:
+            # Its own call (ACT-021): the reply goes through the loopback, which loses
+            # nothing and acknowledges nothing, so the record can go now (RPC-002).
+            del self.exec_tasks[key]
+            self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
 
     def _release_exec_holds(self: Peer, ex: ExecTask) -> None:
         held, ex.held = ex.held, ()

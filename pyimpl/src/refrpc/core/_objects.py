@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from .errors import LocalUsageError
 from .events import FreeCopy, GetResult, IntrospectResult
@@ -17,8 +17,11 @@ from .messages import (
     ErrorInfo,
     FreeObjects,
     GetObjectStatus,
+    ActorEntry,
     IntrospectReply,
     IntrospectRequest,
+    PeerSummary,
+    StateCount,
     ObjectId,
     ObjectState,
     ObjectStatus,
@@ -175,6 +178,8 @@ class Objects:
             e.value = None
             nested, e.nested = e.nested, ()
             e.reclaimed = True
+            if oid in self.owned_actors:
+                self._actor_handles_gone(oid)  # ACT-009: no handle is left anywhere
             if e.lineage_refs > 0 and not e.lineage_evicted:
                 self._transition_owned(e, "out_of_scope")
             else:
@@ -499,24 +504,47 @@ class Objects:
             ))
         return tuple(rows)
 
-    def _introspect(self: Peer, request_id: int, peer: PeerId) -> None:
+    def summary(self: Peer) -> PeerSummary:
+        """What this peer is doing, counted, as INT-006 reports it (INT-009: each count
+        list sorted by state name, no zero counts)."""
+
+        def counts(states: Iterable[str]) -> tuple[StateCount, ...]:
+            n: dict[str, int] = {}
+            for state in states:
+                n[state] = n.get(state, 0) + 1
+            return tuple(StateCount(k, n[k]) for k in sorted(n, key=str.encode))
+
+        return PeerSummary(
+            owned_tasks=counts(t.state for t in self.tasks.values()),
+            executing_tasks=counts(x.state for x in self.exec_tasks.values()),
+            hosted_actors=tuple(ActorEntry(a, h.owner, h.state, "") for a, h in sorted(self.hosted.items())),
+            owned_actors=tuple(ActorEntry(a, o.host, o.state, o.class_name) for a, o in sorted(self.owned_actors.items())),
+            owned_objects=len(self.owned),
+            borrowed_objects=len(self.borrowed),
+        )
+
+    def _introspect(self: Peer, request_id: int, peer: PeerId, summary: bool = False) -> None:
         if peer in ("", self.peer_id):
-            self._out(IntrospectResult(self._sid, request_id, self.peer_id, self.table()))
+            mine = self.summary() if summary else None
+            self._out(IntrospectResult(self._sid, request_id, self.peer_id, () if summary else self.table(), summary=mine))
             return
         r = self.remotes.get(peer)
         if r is not None and r.state == "dead":
             self._out(IntrospectResult(self._sid, request_id, peer, (), ErrorInfo(ErrorCode.PEER_DIED, f"{peer} is dead")))
             return
         self.introspections[request_id] = peer
-        self._send(peer, IntrospectRequest(request_id), self._address_of(peer))
+        self._send(peer, IntrospectRequest(request_id, summary), self._address_of(peer))
 
     def _on_IntrospectRequest(self: Peer, r: Remote, msg: IntrospectRequest) -> None:
-        self._send(r.peer, IntrospectReply(msg.request_id, self.table()))
+        if msg.summary:  # INT-006; the table is left out (INT-007): a status view needs counts only
+            self._send(r.peer, IntrospectReply(msg.request_id, (), self.summary()))
+        else:
+            self._send(r.peer, IntrospectReply(msg.request_id, self.table()))
 
     def _on_IntrospectReply(self: Peer, r: Remote, msg: IntrospectReply) -> None:
         if self.introspections.get(msg.request_id) == r.peer:
             del self.introspections[msg.request_id]
-            self._out(IntrospectResult(self._sid, msg.request_id, r.peer, msg.entries))
+            self._out(IntrospectResult(self._sid, msg.request_id, r.peer, msg.entries, summary=msg.summary))
 
     # ------------------------------------------------------------ flushing batched sends
     def _flush_batches(self: Peer) -> None:

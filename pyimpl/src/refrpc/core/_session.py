@@ -110,7 +110,15 @@ class SessionLayer:
             self._send_hello(r)
 
     def _send(self: Peer, peer: PeerId, body: Message, address: str = "", incarnation: int = 0) -> None:
-        """Send ``body`` to ``peer`` on its session (queued until the handshake is done)."""
+        """Send ``body`` to ``peer`` on its session (queued until the handshake is done).
+
+        A message to this peer itself (a call to an actor it hosts, made through a
+        handle it was passed, ACT-021) never reaches the wire: it is handled after
+        the current stimulus, as if it had come on a session with itself.
+        """
+        if peer == self.peer_id:
+            self.loopback.append(body)
+            return
         r = self._remote(peer, address, incarnation)
         if r.state == "dead":
             return  # SES-005: nothing goes to a fenced incarnation

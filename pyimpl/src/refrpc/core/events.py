@@ -21,6 +21,7 @@ from .messages import (
     Message,
     ObjectId,
     PeerId,
+    PeerSummary,
     RefDescriptor,
     TaskId,
     Value,
@@ -64,11 +65,13 @@ class ReceiveMalformed(Stimulus):
 
 @dataclass(frozen=True, slots=True)
 class AddPeer(Stimulus):
-    """Cluster membership: ``peer`` at ``address`` can run tasks (``slots`` at once)."""
+    """Cluster membership: ``peer`` at ``address`` can run tasks (``slots`` at once,
+    its CPUs) and offers ``resources`` (name -> amount, e.g. ``(("gpu", 1.0),)``)."""
 
     peer: PeerId
     address: str
     slots: int = 1
+    resources: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,10 @@ class Submit(Stimulus):
     actor_id: ActorId = ""
     #: Run on this peer if set (tests, actors); otherwise placement decides.
     executor: PeerId = ""
+    #: What the task takes from its executor while it runs (TASK-012): CPU slots
+    #: (0: none, so it never waits for a slot) and named resources.
+    num_cpus: float = 1.0
+    resources: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +229,11 @@ class CreateActorRequest(Stimulus):
     args: tuple[ArgSpec, ...]
     executor: PeerId = ""
     max_restarts: int = 0
+    #: How many calls may run at once on the host (ACT-013); 0 means 1.
+    max_concurrency: int = 0
+    #: What the actor takes from its host for its whole life (TASK-012).
+    num_cpus: float = 0.0
+    resources: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,10 +250,12 @@ class Cancel(Stimulus):
 
 @dataclass(frozen=True, slots=True)
 class Introspect(Stimulus):
-    """Ask ``peer`` for its ownership table (INT-001); answered by IntrospectResult."""
+    """Ask ``peer`` for its ownership table (INT-001), or with ``summary`` for its
+    summary instead (INT-006); answered by IntrospectResult."""
 
     request_id: int
     peer: PeerId
+    summary: bool = False
 
 
 # ---------------------------------------------------------------- the executor's side
@@ -364,6 +378,8 @@ class StartActor(Instruction):
     args: tuple[ResolvedArg, ...]
     #: The peer that asked for the actor (whose session decides what may run, SEC-006).
     owner: PeerId = ""
+    #: How many of its calls the core may hand over at once (ACT-013).
+    max_concurrency: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +418,8 @@ class IntrospectResult(Instruction):
     peer: PeerId
     entries: tuple  # tuple[TableEntry, ...]
     error: ErrorInfo | None = None
+    #: The peer's PeerSummary when one was asked for and sent (INT-006); None otherwise.
+    summary: PeerSummary | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -403,6 +403,8 @@ class CreateActor:
     class_name: str
     args: tuple[Arg, ...]
     max_restarts: int = 0
+    #: How many of the actor's calls may run at once; 0 means 1 (ACT-013).
+    max_concurrency: int = 0
 
 
 class ActorState(str, enum.Enum):
@@ -429,16 +431,48 @@ class KillActor:
 
 # ---------------------------------------------------------------- introspection
 @dataclass(frozen=True, slots=True)
+class StateCount:
+    """How many entries are in one state (``PeerSummary``)."""
+
+    state: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActorEntry:
+    """One actor in a ``PeerSummary``: ``peer`` is its owner (hosted) or host (owned)."""
+
+    actor_id: ActorId
+    peer: PeerId = ""
+    state: str = ""
+    class_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSummary:
+    """What a peer is doing, counted (``INT-006``, ``INT-009``)."""
+
+    owned_tasks: tuple[StateCount, ...] = ()
+    executing_tasks: tuple[StateCount, ...] = ()
+    hosted_actors: tuple[ActorEntry, ...] = ()
+    owned_actors: tuple[ActorEntry, ...] = ()
+    owned_objects: int = 0
+    borrowed_objects: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class IntrospectRequest:
-    """Dump your ownership table to me (``INT-001``)."""
+    """Dump your ownership table to me (``INT-001``), or your summary (``INT-006``)."""
 
     request_id: int
+    summary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class IntrospectReply:
     request_id: int
     entries: tuple[TableEntry, ...]
+    summary: PeerSummary | None = None
 
 
 Message = Union[

@@ -355,16 +355,26 @@ class Control:
         class_name, host = _name(req, "class"), _text(req, "host")
         specs = self._arg_specs(_arg(req, "args", list))
         max_restarts = _count(req, "max_restarts", 0)
+        max_concurrency = _count(req, "max_concurrency", 0)
+        with_handle = _arg(req, "handle", bool, False)
         self._reach(host)
         node = self.node_iut.node
 
         def create() -> str:
             aid = node.new_id()
-            node.handle(ev.CreateActorRequest(node.sid(), aid, class_name, tuple(specs), host, max_restarts))
+            node.handle(ev.CreateActorRequest(node.sid(), aid, class_name, tuple(specs), host, max_restarts,
+                                              max_concurrency))
+            if with_handle:  # ACT-019: the handle object, held once like a put object
+                from ..runtime._handles import descriptor_value
+
+                value = descriptor_value(aid, node.peer_id, host, node.core._address_of(host), class_name)
+                node.handle(ev.Put(node.sid(), aid, value))
             return aid
 
         actor_id: str = node.call(create).result()  # ACT-001
         self.actors.add(actor_id)
+        if with_handle:
+            self._keep(Ref(node, actor_id, counted=True))
         return {"actor_id": actor_id}
 
     def actor_call(self, req: dict[str, Any]) -> dict[str, Any]:

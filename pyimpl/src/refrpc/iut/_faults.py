@@ -158,6 +158,16 @@ FAULTS: dict[str, tuple[str, str]] = {
         "ACT-014",
         "An actor host waits for a missing actorSeq: a call after a gap never runs.",
     ),
+    "actor-handles-not-counted": (
+        "ACT-009",
+        "An actor owner never kills an actor when its handle object is reclaimed: the actor "
+        "lives on after the last holder of a handle let go.",
+    ),
+    "max-concurrency-not-sent": (
+        "ACT-013",
+        "An actor owner sends CreateActor without the concurrency its program asked for "
+        "(maxConcurrency 0): the host runs one call at a time.",
+    ),
     "no-id-limits": (
         "ID-007",
         "Identifiers are not checked against their length limits while decoding: an object id of "
@@ -518,6 +528,22 @@ def _wait_for_actor_seq_gap(iut: Iut) -> None:
     core._actor_next = patched  # type: ignore[method-assign]
 
 
+def _actor_handles_not_counted(iut: Iut) -> None:
+    core = iut.node.core
+    core._actor_handles_gone = lambda actor_id: None  # type: ignore[method-assign]  # breaks ACT-009
+
+
+def _max_concurrency_not_sent(iut: Iut) -> None:
+    core = iut.node.core
+    start_actor = core._start_actor
+
+    def patched(a: Any) -> None:
+        a.max_concurrency = 0  # breaks ACT-013: the program's concurrency never reaches the host
+        start_actor(a)
+
+    core._start_actor = patched  # type: ignore[method-assign]
+
+
 def _no_id_limits(iut: Iut) -> None:
     from ..codec import _decode
 
@@ -711,6 +737,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "actor-calls-worker-died": _actor_calls_worker_died,
     "unknown-method-task-failed": _unknown_method_task_failed,
     "wait-for-actor-seq-gap": _wait_for_actor_seq_gap,
+    "actor-handles-not-counted": _actor_handles_not_counted,
+    "max-concurrency-not-sent": _max_concurrency_not_sent,
     "no-id-limits": _no_id_limits,
     "status-per-wait": _status_per_wait,
     "no-error-rate-limit": _no_error_rate_limit,

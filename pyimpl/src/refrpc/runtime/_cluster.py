@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import atexit
+import json
+import logging
 import os
 import secrets
 import shutil
@@ -24,6 +25,34 @@ from ._executor import working_node
 from ._node import Node
 
 
+log = logging.getLogger("refrpc.cluster")
+#: A worker that exits sooner than this after its start exited "quickly"...
+QUICK_EXIT_S = 10.0
+#: ...and after this many quick exits in a row it is not started again.
+MAX_QUICK_EXITS = 5
+
+
+@dataclass(frozen=True)
+class Restart:
+    """One worker process the supervisor replaced: who died, how, and what replaced it."""
+
+    name: str
+    pid: int
+    incarnation: int
+    returncode: int | None
+    new_pid: int
+    new_incarnation: int
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
 @dataclass
 class LocalCluster:
     """Worker processes started by ``refrpc.init()`` on this host."""
@@ -31,12 +60,39 @@ class LocalCluster:
     namespace: str
     directory: str
     workers: dict[str, str] = field(default_factory=dict)  # name -> address
+    #: name -> the named resources that worker offers (its share of the host's).
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     #: Each worker's traffic counters, read when the cluster stops.
     stats: dict[str, dict] = field(default_factory=dict)
     #: The incarnation each worker process runs as (chosen here, ID-002): the
     #: supervisor can then declare that incarnation dead even if it never said Hello.
     incarnations: dict[str, int] = field(default_factory=dict)
+    #: Each worker's command line, less its incarnation (a restart reuses it).
+    _argv: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _env: dict[str, str] | None = field(default=None, repr=False)
+    #: (read end, write end) of the pipe workers watch: EOF means this process is gone.
+    _lifeline: tuple[int, int] | None = field(default=None, repr=False)
+    #: Each restart of a worker by the supervisor (see watch), oldest first.
+    restarts: list[Restart] = field(default_factory=list)
+    #: Set when the supervisor has no worker left to run (see watch).
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: When each worker's current process started (monotonic), and its quick exits in a row.
+    _started_at: dict[str, float] = field(default_factory=dict, repr=False)
+    _quick_exits: dict[str, int] = field(default_factory=dict, repr=False)
+    #: Whether the supervisor starts a worker that died again (see watch). Set it to
+    #: False to watch a cluster shrink (tests of what a program sees when a worker
+    #: stays dead do); a worker that dies meanwhile is then not started again.
+    restart: bool = False
+    #: The supervisor's node (None: no node; see watch).
+    _node: Node | None = field(default=None, repr=False)
+    #: Workers to start again at a given time; workers given up; processes whose exit was handled.
+    _due: dict[str, float] = field(default_factory=dict, repr=False)
+    _gone: set[str] = field(default_factory=set, repr=False)
+    _handled: set[int] = field(default_factory=set, repr=False)
+    _exit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @staticmethod
     def new_namespace() -> str:
@@ -47,13 +103,27 @@ class LocalCluster:
     def start(cls, num_workers: int, head_address: str, head_incarnation: int, *, head_name: str = "driver",
               node_ip: str = "", name_prefix: str = "w", inline_threshold: int = 100 * 1024,
               namespace: str = "", settings: dict[str, int] | None = None,
-              trace_dir: str | None = None, key_file: str = "", insecure: bool = False) -> LocalCluster:
+              trace_dir: str | None = None, key_file: str = "", insecure: bool = False,
+              resources: dict[str, float] | None = None) -> LocalCluster:
         """Start the workers. With ``node_ip`` they listen on tcp (reachable from other
         hosts) and register with the head; otherwise on ipc:// sockets in a temp dir.
         With ``trace_dir`` each worker records its trace there (TRC-011 names the
         files); without, workers follow ``REFRPC_TRACE_DIR`` as every process does.
         With ``key_file`` every worker authenticates with that cluster key (CURVE,
-        SEC-002); workers listening on tcp need one unless ``insecure``."""
+        SEC-002); workers listening on tcp need one unless ``insecure``.
+
+        Each worker runs in a session of its own, so a Ctrl-C at the terminal (or a
+        notebook's interrupt), which signals the starting process's whole process
+        group, reaches the program and not its workers. A worker leaves when its
+        head does (heartbeats, LIV-003) and at once when the process that started it
+        is gone, also after ``kill -9``: it watches the read end of a pipe whose only
+        writer is this process (its lifeline).
+
+        ``resources`` (name -> amount) are what this host offers besides its CPUs;
+        they are shared among the workers (``_membership.spread``), each worker
+        offering its share (TASK-030)."""
+        from ._membership import spread
+
         namespace = namespace or cls.new_namespace()
         directory = tempfile.mkdtemp(prefix="refrpc-")
         cluster = cls(namespace, directory)
@@ -63,71 +133,217 @@ class LocalCluster:
         else:
             cluster.workers = {n: f"ipc://{directory}/{n}.sock" for n in names}
         peers = "" if node_ip else ",".join(f"{n}={a}" for n, a in cluster.workers.items())
+        cluster.resources = spread(resources, names)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         if key_file:
             env[KEY_FILE_ENV] = os.path.abspath(key_file)
         else:  # the workers authenticate exactly as the caller said
             env.pop(KEY_FILE_ENV, None)
+        cluster._env = env
+        cluster._lifeline = os.pipe()  # both ends close-on-exec; only the read end is passed on
         for name, address in cluster.workers.items():
-            cluster.incarnations[name] = secrets.randbits(63) | 1
-            cmd = [
+            cluster._argv[name] = [
                 sys.executable, "-m", "refrpc.runtime.worker",
-                "--peer", name, "--bind", address, "--namespace", namespace, "--incarnation", str(cluster.incarnations[name]),
+                "--peer", name, "--bind", address, "--namespace", namespace,
                 "--head", head_address, "--head-incarnation", str(head_incarnation),
                 "--peers", peers,
                 "--stats", os.path.join(directory, f"stats-{name}.json"),
                 "--head-name", head_name, "--inline-threshold", str(inline_threshold),
                 "--settings", json.dumps(settings or {}),
+                "--resources", json.dumps(cluster.resources),
             ] + (["--register"] if node_ip else []) + (["--insecure"] if insecure else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
-            cluster.processes[name] = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+            cluster._spawn(name)
         atexit.register(cluster.stop)
         return cluster
+
+    def _spawn(self, name: str) -> subprocess.Popen:
+        """Start worker ``name`` as a new incarnation (ID-002), chosen here."""
+        incarnation = secrets.randbits(63) | 1
+        argv = [*self._argv[name], "--incarnation", str(incarnation)]
+        fds: tuple[int, ...] = ()
+        if self._lifeline is not None:
+            argv += ["--lifeline", str(self._lifeline[0])]
+            fds = (self._lifeline[0],)
+        proc = subprocess.Popen(argv, env=self._env, stdin=subprocess.DEVNULL, pass_fds=fds, start_new_session=True)
+        self.incarnations[name] = incarnation
+        self.processes[name] = proc
+        self._started_at[name] = time.monotonic()
+        return proc
 
     def sessions(self) -> list[Callable[[str], ev.Stimulus]]:
         """Stimuli that open a session with each worker, naming its incarnation."""
         return [lambda sid, n=n, a=a: ev.Connect(sid, n, a, self.incarnations.get(n, 0))
                 for n, a in self.workers.items() if not a.endswith(":0")]  # tcp ports are known later
 
-    def watch(self, node: Node, interval: float = 0.1) -> None:
-        """Report each worker process that exits to ``node`` at once (LIV-014),
-        instead of leaving it to heartbeat silence (1.5 s by default).
+    def watch(self, node: Node | None, interval: float = 0.1, *, restart: bool = True) -> None:
+        """Supervise the workers: report each one that exits to ``node`` at once
+        (LIV-014), instead of leaving it to heartbeat silence (1.5 s by default), and
+        start it again as a new incarnation (ID-002), unless ``restart`` is False.
 
-        ``node`` opens a session with every worker first, with the incarnation it
+        ``node`` (the driver of ``refrpc.init()``, or the head of ``refrpc start
+        --head``) opens a session with every worker first, with the incarnation it
         runs as: a worker that dies before its Hello arrived is then still declared
         dead by its incarnation, and the other peers are told (LIV-004), instead of
-        each waiting out its own handshake with it (LIV-015)."""
-        node.handle_soon(*self.sessions()).result()
+        each waiting out its own handshake with it (LIV-015). The new incarnation
+        keeps the worker's name and address and says Hello to its head itself (a
+        worker that registers does so again), so work is placed on it once it is
+        up. Without ``node`` (``refrpc start --address``: the head is elsewhere), a
+        worker that exits with status 0 has left because its head is gone, and is
+        not started again; :attr:`finished` is set once no worker is left.
+
+        Each restart is logged on the ``refrpc.cluster`` logger (a warning). A worker
+        that dies within :data:`QUICK_EXIT_S` of its start is started again after a
+        delay that doubles each time, and not at all after :data:`MAX_QUICK_EXITS`
+        such deaths in a row (it cannot start, and the log says why it stopped)."""
+        if node is not None:
+            node.handle_soon(*self.sessions()).result()
+        self._node, self.restart = node, restart
 
         def run() -> None:
-            reported: set[str] = set()
-            while not node.stopped.is_set() and len(reported) < len(self.processes):
-                for name, proc in self.processes.items():
-                    if name not in reported and proc.poll() is not None:
-                        reported.add(name)
-                        node.call(lambda n=name, code=proc.returncode: self._report(node, n, code))
-                node.stopped.wait(interval)
+            while not self._stopping.is_set() and not self._node_leaving():
+                for name, proc in list(self.processes.items()):
+                    if proc.poll() is not None:
+                        self._exited(name, proc)
+                now = time.monotonic()
+                for name, when in list(self._due.items()):
+                    if when <= now:
+                        del self._due[name]
+                        self._restart(name, node)
+                if self._gone and len(self._gone) == len(self.processes):
+                    self.finished.set()
+                    return
+                self._stopping.wait(interval)
 
         threading.Thread(target=run, name="refrpc-supervisor", daemon=True).start()
 
-    def _report(self, node: Node, name: str, code: int | None) -> None:
+    def _node_leaving(self) -> bool:
+        node = self._node
+        return node is not None and (node.stopped.is_set() or node.core.stopped)
+
+    def _exited(self, name: str, proc: subprocess.Popen, killed: bool = False) -> None:
+        """Worker ``name``'s process ``proc`` has exited: report it and start it again
+        (or schedule that, or give it up). Once per process, whoever sees it first:
+        the supervisor's thread, or :meth:`kill_worker` (``killed``: on purpose, so
+        not a sign that the worker cannot start)."""
+        with self._exit_lock:
+            if proc.pid in self._handled or self.processes.get(name) is not proc:
+                return
+            self._handled.add(proc.pid)
+        node = self._node
+        incarnation = self.incarnations.get(name, 0)
+        wait = self._next_start(name, time.monotonic(), self.restart and (node is not None or proc.returncode != 0))
+        if killed and wait is not None:
+            self._quick_exits[name] = 0
+            wait = 0.0
+        if node is not None:
+            # Reported and, at once, replaced by a new incarnation already in session,
+            # under the node's lock: a task the program submits meanwhile never finds
+            # the worker gone.
+            node.call(lambda: (self._report(node, name, proc.returncode, incarnation),
+                               wait == 0.0 and not self._node_leaving() and self._restart(name, node)))
+            if wait == 0.0:
+                return
+        if self._stopping.is_set() or self._node_leaving():
+            return
+        if wait is None:
+            self._gone.add(name)
+            log.warning("worker %s (pid %d, incarnation %x) %s; not started again%s", name, proc.pid,
+                        incarnation, _exit_text(proc.returncode),
+                        "" if proc.returncode == 0 or not self.restart else
+                        f" (it died within {QUICK_EXIT_S:g} s of its start {MAX_QUICK_EXITS} times in a row)")
+        else:
+            self._due[name] = time.monotonic() + wait
+
+    def _next_start(self, name: str, now: float, restart: bool) -> float | None:
+        """Seconds until worker ``name``, which just exited, is started again; None: never."""
+        if not restart:
+            return None
+        quick = now - self._started_at.get(name, 0.0) < QUICK_EXIT_S
+        self._quick_exits[name] = self._quick_exits.get(name, 0) + 1 if quick else 0
+        if self._quick_exits[name] >= MAX_QUICK_EXITS:
+            return None
+        # A worker may be killed twice in a row (by cancel(force=True), say); from the
+        # second quick death on, it waits: it may be failing to start.
+        return 0.0 if self._quick_exits[name] <= 1 else min(5.0, 0.1 * 2 ** self._quick_exits[name])
+
+    def _restart(self, name: str, node: Node | None = None) -> None:
+        """Start worker ``name`` again. With ``node``, open a session with the new
+        incarnation at once (a worker listening on a known address): it is then a
+        place to run tasks already, and what is sent there waits for its handshake
+        (LIV-015), so a cluster whose every worker died queues work instead of
+        failing it while they restart."""
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            old = self.processes[name]
+            before = self.incarnations.get(name, 0)
+            address = self.workers.get(name, "")
+            if address.startswith("ipc://"):
+                try:  # the new process binds the same path; never let a stale file stand in for it
+                    os.unlink(address.removeprefix("ipc://"))
+                except OSError:
+                    pass
+            new = self._spawn(name)
+            self.restarts.append(Restart(name, old.pid, before, old.returncode, new.pid, self.incarnations[name]))
+        log.warning("worker %s (pid %d, incarnation %x) %s; restarted it as pid %d, incarnation %x",
+                    name, old.pid, before, _exit_text(old.returncode), new.pid, self.incarnations[name])
+        if node is not None and not address.endswith(":0"):
+            incarnation = self.incarnations[name]
+            node.handle_soon(lambda sid: ev.Connect(sid, name, address, incarnation))
+
+    def kill_worker(self, name: str, incarnation: int, why: str) -> bool:
+        """``kill -9`` worker ``name`` if it still runs as ``incarnation`` (0: whichever);
+        the supervisor then starts it again. Returns whether a process was killed."""
+        with self._lock:
+            proc = self.processes.get(name)
+            if proc is None or proc.poll() is not None or incarnation not in (0, self.incarnations.get(name)):
+                return False
+            log.warning("killing worker %s (pid %d, incarnation %x): %s", name, proc.pid, self.incarnations[name], why)
+            proc.kill()
+        proc.wait()
+        self._exited(name, proc, killed=True)  # now, not at the supervisor's next look
+        return True
+
+    def _report(self, node: Node, name: str, code: int | None, incarnation: int | None = None) -> None:
+        """Tell ``node`` that worker ``name`` (as ``incarnation``, by default the one
+        this cluster last started) exited with ``code`` (LIV-014)."""
         r = node.core.remotes.get(name)
-        if r is None or r.state != "dead":
+        if incarnation is None:
+            incarnation = self.incarnations.get(name, 0)
+        if r is not None and r.incarnation not in (0, incarnation):
+            # The session is with another incarnation: fence the one that died.
+            node.handle(ev.PeerFailed(node.sid(), name, incarnation, f"process exited with {code}"))
+        elif r is None or r.state != "dead":
             # Also a worker this node has not heard from yet: it ran as the incarnation
             # this cluster gave it (0, "whichever it was", if unknown), so no task waits
             # for a dead process's handshake timeout (LIV-015).
-            incarnation = (r.incarnation if r is not None else 0) or self.incarnations.get(name, 0)
+            incarnation = (r.incarnation if r is not None else 0) or incarnation
             node.handle(ev.PeerFailed(node.sid(), name, incarnation, f"process exited with {code}"))
 
     def stop(self, timeout: float = 5.0, grace: float = 0.5) -> None:
         """Wait for the workers to leave (they follow the driver's Goodbye), then make sure.
 
-        A worker whose session with the driver was still being opened gets no Goodbye
-        and would wait out its handshake timeout (LIV-015): after ``grace`` seconds
-        the stragglers are asked to leave with SIGTERM (a clean exit), and killed if
-        they have not after ``timeout``.
+        A worker whose session with the driver was still being opened (one starting
+        up, say, just restarted) gets no Goodbye and would wait out its handshake
+        timeout (LIV-015): after ``grace`` seconds this process closes its end of the
+        workers' lifeline, and each straggler leaves cleanly as soon as it reads the
+        EOF; those still running after ``timeout`` are asked with SIGTERM (a clean
+        exit), and killed if they have not left after another ``timeout``.
         """
+        with self._lock:
+            self._stopping.set()  # the supervisor starts nothing more
         end = time.monotonic() + grace
+        for p in self.processes.values():
+            try:
+                p.wait(max(0.0, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        lifeline, self._lifeline = self._lifeline, None
+        if lifeline is not None:
+            for fd in lifeline:
+                os.close(fd)
+        end = time.monotonic() + timeout
         for p in self.processes.values():
             try:
                 p.wait(max(0.0, end - time.monotonic()))
@@ -170,8 +386,11 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--register", action="store_true", help="register with the head (multi-host clusters)")
     ap.add_argument("--inline-threshold", type=int, default=100 * 1024)
     ap.add_argument("--settings", default="{}", help="protocol settings (Config fields) as JSON")
+    ap.add_argument("--resources", default="{}", help="peer -> the named resources it offers, as JSON")
     ap.add_argument("--trace-dir", default=None, help="record this worker's trace here (default: $REFRPC_TRACE_DIR)")
     ap.add_argument("--insecure", action="store_true", help="listen on tcp without authentication (SEC-002)")
+    ap.add_argument("--lifeline", type=int, default=-1,
+                    help="a pipe's read end: leave when it reads EOF (the starting process is gone)")
     args = ap.parse_args(argv)
     try:
         cluster_key = key_from_env()  # REFRPC_KEY_FILE: authenticate every connection
@@ -180,6 +399,8 @@ def worker_main(argv: list[str] | None = None) -> int:
     if cluster_key is None and args.bind.startswith("tcp://") and not args.insecure:
         ap.error(f"a worker listening on tcp needs the cluster key: set {KEY_FILE_ENV} (or pass --insecure)")
     done = threading.Event()
+    if args.lifeline >= 0:
+        _watch_lifeline(args.lifeline, done)
 
     def on_other(ins: ev.Instruction) -> None:
         if isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
@@ -194,26 +415,31 @@ def worker_main(argv: list[str] | None = None) -> int:
     from ._refs import call_on, context
 
     context.node, context.executor = node, executor
+    context.head = args.head_name
     peers = [p.split("=", 1) for p in args.peers.split(",") if p]
-    adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1) for n, a in peers if n != args.peer]
+    offered = json.loads(args.resources)
+    adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1, tuple(sorted(offered.get(n, {}).items())))
+            for n, a in peers if n != args.peer]
     node.handle_soon(*adds).result()
     # Open the session with the head now, so that its death is noticed (REF-006).
     node.handle_soon(lambda sid: ev.Connect(sid, args.head_name, args.head, args.head_incarnation)).result()
     if args.register:
-        import socket
-
-        members = call_on(node, args.head_name, "refrpc.runtime._membership:register", args.peer, node.address, 1, socket.gethostname(), timeout=60)
-        others = [lambda sid, p=p, a=a, s=s: ev.AddPeer(sid, p, a, s) for p, a, s, _ in members if p != args.peer]
-        if others:
-            node.handle_soon(*others).result()
+        try:
+            _register(node, args.head_name, args.peer, offered.get(args.peer, {}))
+        except Exception:
+            if not done.is_set():
+                raise
+            # The head left while this worker registered: leave with it (status 0).
     executor.open()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())  # only if sent to this process: it has its own session
     while not done.is_set() and not node.stopped.is_set():
         done.wait(0.2)
     # Leaving already: a SIGTERM from the cluster's stop() must not kill the process
     # half way (Python restores the default action for its own handlers while it
     # finalizes, but keeps SIG_IGN).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     executor.stop()
     node.stop(timeout=2.0)
     if args.stats:
@@ -221,3 +447,38 @@ def worker_main(argv: list[str] | None = None) -> int:
             json.dump(node.stats, f)
     return 0
 
+
+
+def _register(node: Node, head: str, peer: str, resources: dict[str, float]) -> None:
+    """Join a multi-host cluster: register with ``head``, add the other members as
+    places to run tasks, and open a session with every driver, so that a driver that
+    used an earlier incarnation of this worker learns of this one (HS-006)."""
+    import socket
+
+    from ._refs import call_on
+
+    from ._membership import _adds
+
+    members = call_on(node, head, "refrpc.runtime._membership:register", peer, node.address, 1, socket.gethostname(),
+                      os.getpid(), resources, timeout=60)
+    others = _adds(members, own=peer)
+    if others:
+        node.handle_soon(*others).result()
+    drivers = call_on(node, head, "refrpc.runtime._membership:drivers", timeout=60)
+    if drivers:
+        node.handle_soon(*[lambda sid, p=p, a=a: ev.Connect(sid, p, a) for p, a in drivers]).result()
+
+
+def _watch_lifeline(fd: int, done: threading.Event) -> None:
+    """Set ``done`` when the pipe ``fd`` reads EOF: every writer, the process that
+    started this worker, is gone (it exited, or was killed)."""
+
+    def run() -> None:
+        try:
+            while os.read(fd, 4096):
+                pass
+        except OSError:
+            pass
+        done.set()
+
+    threading.Thread(target=run, name="refrpc-lifeline", daemon=True).start()

@@ -1,4 +1,5 @@
-"""Runs tasks and actors for a node, one at a time, on threads of its own.
+"""Runs a node's tasks, taking turns on threads of its own, and hands each hosted actor
+its own threads (:mod:`._actor_runner`).
 
 Whichever thread feeds the core (usually the node's loop thread, on a
 ``SubmitTask``) hands over ``RunTask``/``StartActor``/``StopActor`` instructions
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import events as ev
 from ..core.messages import Encoding, ErrorCode, ErrorInfo, Value
 from ..store import ObjectNotFound
+from ._actor_runner import ActorRunner
 from ._node import error_info
 from ._refs import KWARGS_SUFFIX, ByRef, Ref, load, to_value, use_node, value_of
 
@@ -140,9 +142,10 @@ class Executor:
     up to :data:`MAX_WAITING_TASKS`) runs the queued work meanwhile; the waiting
     task takes the turn again once its value is there, before any queued work. Without that, a task waiting for a task
     queued behind it on the same worker (a nested task placed here, or one retried
-    here after another worker died) would wait forever. An actor's calls still
-    never overlap: the core hands over an actor's next call only when the previous
-    one has finished (ACT-003).
+    here after another worker died) would wait forever. Actors do not take turns
+    here: each hosted actor runs on threads of its own (:class:`ActorRunner`), and
+    the core hands over an actor's calls in order, as many at a time as the actor's
+    concurrency allows (ACT-003, ACT-013).
 
     A ``held`` executor takes no work until :meth:`open`: a worker's peer is
     reachable as soon as its socket is bound, and a task that arrives at once may
@@ -157,7 +160,10 @@ class Executor:
         if not held:
             self._opened.set()
         self.queue: queue.SimpleQueue[ev.Instruction | None] = queue.SimpleQueue()
+        #: Actor instances hosted here (actor id -> instance).
         self.actors: dict[str, Any] = {}
+        #: The threads of each hosted actor (actor id -> runner).
+        self.runners: dict[str, ActorRunner] = {}
         #: Held by the thread whose task runs now, or that waits for work (class doc).
         self._turn = threading.Lock()
         #: Tasks whose get is over, waiting to take the turn back (they go first).
@@ -171,6 +177,8 @@ class Executor:
         self._stopped: set[tuple[str, int]] = set()
         #: Started tasks -> the thread running them, which a stop interrupts.
         self._running: dict[tuple[str, int], int] = {}
+        #: Started calls of async actors -> what cancels them (on their actor's loop).
+        self._cancels: dict[tuple[str, int], Any] = {}
         #: Started tasks a stop was sent into, not landed yet (at most one per task).
         self._interrupting: set[tuple[str, int]] = set()
         #: Started tasks waiting in a get -> what wakes them (their value, or a stop).
@@ -194,10 +202,47 @@ class Executor:
         t.start()
 
     def submit(self, ins: ev.Instruction) -> None:
+        """Queue ``ins``: tasks take turns on the task threads; an actor's constructor
+        and calls go to that actor's own threads (:class:`ActorRunner`), so actors and
+        tasks never wait behind each other. Called holding the node's lock."""
+        if isinstance(ins, ev.StartActor):
+            runner = self.runners[ins.actor_id] = ActorRunner(self, ins.actor_id, ins.max_concurrency)
+            runner.submit(ins)
+            return
+        if isinstance(ins, ev.StopActor):
+            runner = self.runners.pop(ins.actor_id, None)
+            self.actors.pop(ins.actor_id, None)  # its running calls keep what they use
+            if runner is not None:
+                runner.stop()
+            return
         if isinstance(ins, ev.RunTask):
             with self._lock:
                 self._queued.add((ins.task_id, ins.attempt))
+            runner = self.runners.get(ins.actor_id) if ins.actor_id else None
+            if runner is not None:
+                runner.submit(ins)
+                return
         self.queue.put(ins)
+
+    def mark_actor_thread(self) -> None:
+        """The calling thread runs an actor's calls: it holds no turn (see help_until)."""
+        self._local.actor = True
+
+    def wait_open(self) -> None:
+        """Block until the executor takes work (see ``held``)."""
+        self._opened.wait()
+
+    def execute(self, ins: ev.Instruction) -> None:
+        """Carry out one instruction on the calling thread (an actor's thread)."""
+        self._execute(ins)
+
+    def report_stopped(self, ins: ev.RunTask) -> None:
+        """Answer a call that was stopped (TASK_CANCELLED; dropped if nobody waits, FATE-008)."""
+        self._finish(ins, _stopped_results(ins))
+
+    def unmap(self, ins: ev.Instruction) -> None:
+        """Let go of the mappings a finished call read (see ``_unmap``)."""
+        self._unmap(ins)
 
     def stop_task(self, task_id: str, attempt: int) -> None:
         """Stop a task (its owner died, FATE-003; it was cancelled, TASK-008; its actor
@@ -211,7 +256,10 @@ class Executor:
         with self._lock:
             thread = self._running.get(key)
             waker = self._waiting.get(key)
-            if waker is not None:
+            cancel = self._cancels.get(key)
+            if cancel is not None:  # a call of an async actor: its asyncio task is cancelled
+                cancel()
+            elif waker is not None:
                 # Waiting in a get, without the turn: it is woken and stops itself once
                 # it holds the turn again (an exception sent into it could land
                 # between giving the turn back and taking it again).
@@ -225,7 +273,7 @@ class Executor:
 
     def busy(self) -> bool:
         """Whether a task runs (or waits in a get) on this executor now."""
-        return bool(self._running)
+        return bool(self._running or self._cancels)
 
     def on_thread(self) -> bool:
         """Whether the caller is a task of this executor."""
@@ -244,6 +292,7 @@ class Executor:
             return fut.result()
         woken = threading.Event()
         fut.add_done_callback(lambda _: woken.set())
+        turn = not getattr(self._local, "actor", False)  # an actor's thread holds no turn
         with self._lock:
             if key in self._interrupting:
                 # A stop was sent into this task and has not landed yet: take it now,
@@ -255,23 +304,25 @@ class Executor:
                 waker = None  # too many wait already: this one keeps its turn
             else:
                 waker = self._waiting[key] = woken
-                if self._idle == 0:
+                if turn and self._idle == 0:
                     self._spawn()  # someone must take the queued work meanwhile
         if waker is None:
             return fut.result(timeout)
-        self._turn.release()
+        if turn:
+            self._turn.release()
         try:
             woken.wait(timeout)
         finally:
             # While the task is in _waiting, stop_task sends nothing into it (it sets
             # _stop_on_wake): nothing can land before the turn is held again.
-            with self._resume_cv:
-                self._resuming += 1
-            self.queue.put(_WAKE)  # a thread holding the turn while it waits for work lets go
-            self._take_turn(resuming=True)
-            with self._resume_cv:
-                self._resuming -= 1
-                self._resume_cv.notify_all()
+            if turn:
+                with self._resume_cv:
+                    self._resuming += 1
+                self.queue.put(_WAKE)  # a thread holding the turn while it waits for work lets go
+                self._take_turn(resuming=True)
+                with self._resume_cv:
+                    self._resuming -= 1
+                    self._resume_cv.notify_all()
             with self._lock:
                 self._waiting.pop(key, None)
                 stopped = key in self._stop_on_wake
@@ -286,6 +337,8 @@ class Executor:
 
     def stop(self) -> None:
         self.queue.put(None)
+        for runner in list(self.runners.values()):
+            runner.stop()
         self._opened.set()  # a held executor still sees the stop
 
     def _run(self) -> None:
@@ -364,18 +417,8 @@ class Executor:
         self._unmap(ins)
 
     def _work(self, ins: ev.Instruction) -> None:
-        try:
-            args = self._resolve_args(ins.args, ins)
-        except _Refetch:
-            return
-        except Exception as exc:  # an argument that cannot be loaded here: the caller's error, not ours
-            info = ErrorInfo(ErrorCode.TASK_FAILED, f"{_what(ins)}: an argument could not be loaded on "
-                             f"{self.node.peer_id}: {type(exc).__name__}: {exc}", "TASK-007",
-                             "".join(traceback.format_exception(exc)))
-            if isinstance(ins, ev.StartActor):
-                self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, info))
-            else:
-                self._finish(ins, [ev.TaskResult(error=info)] * len(ins.return_ids))  # type: ignore[arg-type]
+        args = self.load_args(ins)  # type: ignore[arg-type]
+        if args is None:
             return
         if isinstance(ins, ev.StartActor):
             self._start_actor(ins, args)
@@ -394,6 +437,23 @@ class Executor:
                 return False
             self._running[key] = threading.get_ident()
         return True
+
+    def begin_async(self, ins: ev.RunTask, cancel: Any) -> bool:
+        """Mark a call of an async actor started (``cancel()`` stops it), unless it
+        was stopped while queued."""
+        key = (ins.task_id, ins.attempt)
+        with self._lock:
+            self._queued.discard(key)
+            if key in self._stopped:
+                self._stopped.discard(key)
+                return False
+            self._cancels[key] = cancel
+        return True
+
+    def end_async(self, ins: ev.RunTask) -> None:
+        """A call of an async actor is over: no stop reaches it any more."""
+        with self._lock:
+            self._cancels.pop((ins.task_id, ins.attempt), None)
 
     def _end(self, key: tuple[str, int] | None) -> None:
         """The task ``key`` is over: no stop may reach it, or this thread's next one, any more."""
@@ -436,11 +496,44 @@ class Executor:
                 self.node.store.detach(a.object_id)
 
     def _run_task(self, ins: ev.RunTask, args: list[Any]) -> None:
+        target = self.target(ins, args)
+        if target is None:
+            return
+        fn, kwargs = target
+        try:
+            out = fn(*args, **kwargs)
+        except Exception as exc:
+            args.clear()
+            self.report(ins, error=exc)
+            return
+        args.clear()  # the caller's list too: handles must die with the call
+        self.report(ins, out)
+
+    def load_args(self, ins: ev.RunTask | ev.StartActor) -> list[Any] | None:
+        """The arguments of a call (or constructor) loaded here; None if it was answered
+        instead (an argument that cannot be loaded fails it) or will come again."""
+        try:
+            return self._resolve_args(ins.args, ins)
+        except _Refetch:
+            return None
+        except Exception as exc:  # an argument that cannot be loaded here: the caller's error, not ours
+            info = ErrorInfo(ErrorCode.TASK_FAILED, f"{_what(ins)}: an argument could not be loaded on "
+                             f"{self.node.peer_id}: {type(exc).__name__}: {exc}", "TASK-007",
+                             "".join(traceback.format_exception(exc)))
+            if isinstance(ins, ev.StartActor):
+                self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, info))
+            else:
+                self._finish(ins, [ev.TaskResult(error=info)] * len(ins.return_ids))
+            return None
+
+    def target(self, ins: ev.RunTask, args: list[Any]) -> tuple[Any, dict[str, Any]] | None:
+        """The callable and keyword arguments of a call (its keywords are taken off
+        ``args``); None if the call was answered instead (TASK-006)."""
         try:
             function, kwargs = self._keywords(ins.function, args)
         except Exception as exc:
             self._finish(ins, [ev.TaskResult(error=error_info(exc))] * len(ins.return_ids))
-            return
+            return None
         try:
             if ins.actor_id:
                 instance = self.actors.get(ins.actor_id)
@@ -452,24 +545,30 @@ class Executor:
         except Exception as exc:
             info = ErrorInfo(ErrorCode.UNKNOWN_FUNCTION, f"{ins.function}: {exc}", "TASK-006")
             self._finish(ins, [ev.TaskResult(error=info)] * len(ins.return_ids))
-            return
-        try:
-            out = fn(*args, **kwargs)
-            args.clear()  # the caller's list too: handles must die with the call
-            values = list(out) if len(ins.return_ids) > 1 else [out]
-            if len(values) != len(ins.return_ids):
-                raise ValueError(f"{ins.function} returned {len(values)} values, {len(ins.return_ids)} expected")
-            # A caller that speaks no pickle (another language) gets portable values
-            # (VAL-001, HS-020); one that sent portable arguments gets them if possible.
+            return None
+        return fn, kwargs
+
+    def report(self, ins: ev.RunTask, out: Any = None, *, error: Exception | None = None) -> None:
+        """Answer a call with what it returned (serialized here), or the exception it raised."""
+        results: list[ev.TaskResult] = []
+        if error is None:
+            try:
+                values = list(out) if len(ins.return_ids) > 1 else [out]
+                if len(values) != len(ins.return_ids):
+                    raise ValueError(f"{ins.function} returned {len(values)} values, {len(ins.return_ids)} expected")
+                # A caller that speaks no pickle (another language) gets portable values
+                # (VAL-001, HS-020); one that sent portable arguments gets them if possible.
+                remote = self.node.core.remotes.get(ins.owner)
+                allow_pickle = remote is None or "python-pickle" in remote.features
+                portable = not allow_pickle or not any(a.value is not None and a.value.encoding is Encoding.PICKLE for a in ins.args)
+                portable = portable and bool(ins.args)
+                results = [self._result(rid, v, portable, allow_pickle) for rid, v in zip(ins.return_ids, values)]
+            except Exception as exc:
+                error = exc
+        if error is not None:
             remote = self.node.core.remotes.get(ins.owner)
-            allow_pickle = remote is None or "python-pickle" in remote.features
-            portable = not allow_pickle or not any(a.value is not None and a.value.encoding is Encoding.PICKLE for a in ins.args)
-            portable = portable and bool(ins.args)
-            results = [self._result(rid, v, portable, allow_pickle) for rid, v in zip(ins.return_ids, values)]
-        except Exception as exc:
-            remote = self.node.core.remotes.get(ins.owner)
-            info = error_info(exc)
-            cause = self._cause(exc) if remote is None or "python-pickle" in remote.features else None
+            info = error_info(error)
+            cause = self._cause(error) if remote is None or "python-pickle" in remote.features else None
             results = [ev.TaskResult(value=cause, error=info)] * len(ins.return_ids)
         self._finish(ins, results)
 

@@ -333,14 +333,16 @@ class Node:
         self.stats["bytes_mapped"] += value.size
         return value
 
-    def introspect(self, peer: str) -> Future[ev.IntrospectResult]:
-        """The ownership table of ``peer`` (or of this node, for its own id), INT-001."""
+    def introspect(self, peer: str, summary: bool = False) -> Future[ev.IntrospectResult]:
+        """The ownership table of ``peer`` (or of this node, for its own id), INT-001;
+        with ``summary``, its PeerSummary instead (INT-006: the result's ``summary``,
+        None if the peer sent none)."""
         fut: Future[ev.IntrospectResult] = Future()
 
         def ask() -> None:
             rid = next(self._requests)
             self._introspections[rid] = fut
-            self.handle(ev.Introspect(self.sid(), rid, peer))
+            self.handle(ev.Introspect(self.sid(), rid, peer, summary))
 
         self.call(ask)
         return fut

@@ -43,6 +43,11 @@ class ProcessContext:
         self.executor: Any = None
         #: The local cluster a driver started (None when it joined one).
         self.cluster: Any = None
+        #: The peer id of this process's cluster head (keeper of actor names), if any.
+        self.head: str = ""
+        #: A driver's own executor: runs what other processes ask of it (actor names,
+        #: whether an actor it owns is alive), never the program's tasks.
+        self.driver_executor: Any = None
         #: Serializes init and shutdown (never taken by finalizers).
         self.lock = threading.Lock()
         #: Per-thread overrides (an executor's task threads).

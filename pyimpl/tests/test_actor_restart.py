@@ -1,0 +1,43 @@
+"""A handle held away from the actor's owner follows the actor when its owner
+re-creates it on another host (ACT-011, ACT-021), on real processes with kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import refrpc
+from refrpc.testing import wait_until
+
+import actor_fixtures as af
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_a_passed_handle_follows_its_actor_to_a_new_host(tmp_path):
+    # t = Tracked.options(max_restarts=1).remote(m); keep_handle(t) on worker K; kill -9 the host;
+    # K's next call through its copy reaches the new instance (fresh state)
+    refrpc.init(3)
+    try:
+        ctx = refrpc.api._ctx
+        node = ctx.node
+        t = af.Tracked.options(max_restarts=1).remote(str(tmp_path / "freed"))
+        aid = t.actor_id
+        host = node.call(lambda: node.core.owned_actors[aid].host).result()
+        keeper = next(p for p in ("w1", "w2", "w3") if p != host)
+        assert refrpc.api._call_on(keeper, "actor_fixtures:keep_handle", t) == keeper
+        assert refrpc.api._call_on(keeper, "actor_fixtures:add_kept", 1) == 1
+        os.kill(ctx.cluster.processes[host].pid, signal.SIGKILL)
+
+        def moved() -> bool:
+            a = node.call(lambda: node.core.owned_actors[aid]).result()
+            return a.host != host and a.state == "alive"
+
+        assert wait_until(moved, 30)
+        assert wait_until(lambda: refrpc.api._call_on(keeper, "actor_fixtures:peer_state", host) == "dead", 30)
+        assert refrpc.api._call_on(keeper, "actor_fixtures:add_kept", 2) == 2  # the new instance: 0 + 2
+        assert refrpc.get(t.add.remote(3), timeout=30) == 5
+    finally:
+        refrpc.shutdown()

@@ -1,0 +1,237 @@
+"""`refrpc start` keeps its workers running and `refrpc stop` ends it (real processes).
+
+Every command here runs with its own ``REFRPC_RUN_DIR`` (where ``refrpc start``
+records itself), so ``refrpc stop`` in a test stops that test's processes only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import refrpc
+from refrpc.testing import wait_until
+
+pytestmark = pytest.mark.timeout(180)
+SRC = Path(refrpc.__file__).resolve().parents[1]
+
+
+@refrpc.remote
+def worker_pid() -> int:
+    return os.getpid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    """The running processes whose parent is ``pid``."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+                kids.append(int(entry))
+    return kids
+
+
+class Started:
+    """One `refrpc start` process; its output is collected as it comes."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines: list[str] = []
+        self.first = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self.first.set()
+        self.first.set()
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """Start `refrpc` commands in an isolated run directory; whatever is left is killed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    env["REFRPC_RUN_DIR"] = str(tmp_path / "run")
+    started: list[Started] = []
+    workers: list[int] = []
+
+    class Cli:
+        run_dir = tmp_path / "run"
+
+        def start(self, *args: str) -> Started:
+            s = Started(env, *args)
+            started.append(s)
+            assert s.first.wait(60), "refrpc start printed nothing"
+            return s
+
+        def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "refrpc.cli", *args], capture_output=True, text=True,
+                                  timeout=timeout, env=env)
+
+        def workers_of(self, s: Started, n: int, besides: tuple[int, ...] = ()) -> list[int]:
+            """The ``n`` worker processes ``s`` runs, other than ``besides``."""
+            found: list[int] = []
+
+            def look() -> bool:
+                found[:] = [p for p in _children(s.proc.pid) if p not in besides]
+                return len(found) == n
+
+            assert wait_until(look, 60), found
+            workers.extend(found)
+            return list(found)
+
+    try:
+        yield Cli()
+    finally:
+        for s in started:
+            if s.proc.poll() is None:
+                s.proc.kill()
+            s.proc.wait(20)
+        for pid in workers:  # their lifeline ends them; make sure
+            if wait_until(lambda: not _alive(pid), 10) is False:
+                os.kill(pid, signal.SIGKILL)
+
+
+def _registered(cli, address: str, n: int) -> None:
+    """Wait until ``n`` workers have registered with the head at ``address``."""
+    assert wait_until(lambda: f"{n} workers" in cli.run("status", "--address", address, timeout=30).stdout, 60, step=0.2)
+
+
+def _address(s: Started) -> str:
+    match = re.search(r"tcp://[0-9.]+:\d+", s.lines[0])
+    assert match, s.output()
+    return match.group(0)
+
+
+def test_stop_stops_the_head_and_the_workers_that_refrpc_start_started(cli) -> None:
+    # $ refrpc start --head; refrpc start --address ...; refrpc stop
+    head = cli.start("--head", "--num-workers", "1")
+    address = _address(head)
+    host = cli.start("--address", address, "--num-workers", "1")
+    workers = cli.workers_of(head, 1) + cli.workers_of(host, 1)
+    assert len(list(cli.run_dir.glob("start-*.json"))) == 2
+    result = cli.run("stop")
+    assert result.returncode == 0, result.stderr
+    assert f"stopped head (pid {head.proc.pid}, {address})" in result.stdout, result.stdout
+    assert f"stopped workers (pid {host.proc.pid}, {address})" in result.stdout, result.stdout
+    assert head.proc.wait(20) == 0 and host.proc.wait(20) == 0
+    assert wait_until(lambda: not any(_alive(p) for p in workers), 20), [p for p in workers if _alive(p)]
+    assert not list(cli.run_dir.glob("start-*.json"))
+    again = cli.run("stop")
+    assert again.returncode == 0 and "no refrpc processes to stop" in again.stdout
+
+
+def test_a_killed_worker_of_a_head_is_restarted_and_a_joined_driver_uses_it(cli) -> None:
+    # $ refrpc start --head --num-workers 1   (then, in a program:)
+    # refrpc.init(address=...); kill -9 the head's one worker; tasks run on its successor
+    head = cli.start("--head", "--num-workers", "1")
+    (worker,) = cli.workers_of(head, 1)
+    _registered(cli, _address(head), 1)
+    refrpc.init(address=_address(head))
+    try:
+        assert refrpc.get(worker_pid.remote(), timeout=60) == worker
+        os.kill(worker, signal.SIGKILL)
+        (successor,) = cli.workers_of(head, 1, besides=(worker,))
+        assert successor != worker
+        assert wait_until(lambda: f"restarted it as pid {successor}" in head.output(), 30), head.output()
+        assert re.search(rf"worker \S+-w1 \(pid {worker}, incarnation [0-9a-f]+\) was killed by SIGKILL", head.output())
+        node = refrpc.api._ctx.node
+        name = next(n for n in node.call(lambda: list(node.core.workers)).result(10))
+
+        def successor_alive() -> bool:
+            r = node.call(lambda: node.core.remotes.get(name)).result(10)
+            return r is not None and r.state == "alive"
+
+        assert wait_until(successor_alive, 60)  # it said Hello to this driver (it registered again)
+        assert refrpc.get([worker_pid.remote() for _ in range(4)], timeout=60) == [successor] * 4
+    finally:
+        refrpc.shutdown()
+
+
+def test_workers_started_to_join_a_head_leave_with_it(cli) -> None:
+    # $ refrpc start --address ...  exits (and its workers with it) when its head is gone
+    head = cli.start("--head", "--num-workers", "1")
+    host = cli.start("--address", _address(head), "--num-workers", "1")
+    workers = cli.workers_of(host, 1)
+    _registered(cli, _address(head), 2)
+    head.proc.send_signal(signal.SIGTERM)
+    assert head.proc.wait(30) == 0
+    assert host.proc.wait(60) == 0, host.output()
+    assert "is gone" in host.output()
+    assert wait_until(lambda: not any(_alive(p) for p in workers), 20)
+
+
+def test_status_lists_drivers_workers_actors_tasks_and_cpu_slots(cli) -> None:
+    # $ refrpc start --head --num-workers 2; a program runs an actor and 5 tasks
+    # of 3 s; `refrpc status` (no --address: the head started on this host) shows
+    # it all while every slot is busy.
+    import remote_fixtures as rf
+
+    head = cli.start("--head", "--num-workers", "2")
+    _registered(cli, _address(head), 2)
+    refrpc.init(address=_address(head))
+    try:
+        me = refrpc.api._node().peer_id
+        counter = rf.Counter.remote(0)
+        assert refrpc.get(counter.add.remote(1), timeout=60) == 1
+        refs = [rf.sleep_ms.remote(3000) for _ in range(5)]
+        assert wait_until(lambda: sum((n["executing"] or {}).get("running", 0) for n in refrpc.nodes()) == 2, 20, step=0.05)
+        result = cli.run("status")
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        driver_line = next(line for line in out.splitlines() if line.startswith(me))
+        assert " driver " in driver_line and "queued 3" in driver_line and "submitted 2" in driver_line, out
+        worker_lines = [line for line in out.splitlines() if re.match(r"\S+-w[12] ", line)]
+        assert len(worker_lines) == 2 and all(" worker " in w and "running 1" in w for w in worker_lines), out
+        assert re.search(rf"actor \S+ on \S+-w[12] \(owner {re.escape(me)}\): alive", out), out
+        assert "2 workers, 2 CPU slots, 2 tasks running, 3 queued; 1 drivers; 1 actors" in out, out
+        assert refrpc.cluster_resources() == {"CPU": 2.0}
+        assert refrpc.get(refs, timeout=60) == [3000] * 5
+    finally:
+        refrpc.shutdown()
+
+
+def test_force_cancel_in_a_joined_cluster_is_refused_with_a_clear_error(cli) -> None:
+    # refrpc.init(address=...): the workers belong to `refrpc start`, not to this
+    # program, so cancel(force=True) may not kill them; cancel() still works.
+    import remote_fixtures as rf
+
+    head = cli.start("--head", "--num-workers", "1")
+    (worker,) = cli.workers_of(head, 1)
+    _registered(cli, _address(head), 1)
+    refrpc.init(address=_address(head))
+    try:
+        long = rf.spin_ms.remote(60_000)
+        with pytest.raises(refrpc.RefRPCError, match="did not start"):
+            refrpc.cancel(long, force=True)
+        assert refrpc.cancel(long) is True
+        with pytest.raises(refrpc.TaskCancelledError):
+            refrpc.get(long, timeout=30)
+        assert _alive(worker)
+    finally:
+        refrpc.shutdown()

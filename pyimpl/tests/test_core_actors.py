@@ -1,0 +1,129 @@
+"""The sans-IO core's actor rules that concern concurrency and order (ACT-003,
+ACT-013, ACT-018), driven with exact stimuli."""
+
+from __future__ import annotations
+
+from corekit import Net, of_type, raw, ref, result, shared
+from refrpc.core import events as ev
+from refrpc.core.messages import CreateActor, ErrorCode, ErrorInfo, KillActor
+
+
+def create_actor(net: Net, concurrency: int = 0, owner: str = "D", host: str = "H") -> str:
+    aid = net.ids[owner].next()
+    net.handle(owner, ev.CreateActorRequest(net.sid(owner, "actor"), aid, "Counter", (), host, 0, concurrency))
+    net.deliver_all()
+    net.handle(host, ev.ActorReady(net.sid(host, "ready"), aid))
+    net.deliver_all()
+    return aid
+
+
+def test_create_actor_carries_the_concurrency_and_the_host_hands_over_that_many_calls():
+    # D: a = Counter.options(max_concurrency=2).remote(); four calls        ACT-013, ACT-018
+    net = Net(("D", "H"))
+    aid = create_actor(net, 2)
+    assert [m.max_concurrency for m in net.sent_bodies(CreateActor)] == [2]
+    assert [s.max_concurrency for s in of_type(net.log["H"], ev.StartActor)] == [2]
+    calls = [net.submit("D", "m", actor=aid)[0] for _ in range(4)]
+    net.deliver_all()
+    assert [r.task_id for r in net.runs("H")] == calls[:2]  # two run at once, in order
+    out = net.finish("H", calls[1], result(b"second ends first"))  # ACT-018: any order
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [calls[2]]
+    out = net.finish("H", calls[0], result(b"first"))
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [calls[3]]
+
+
+def test_without_concurrency_one_call_runs_at_a_time():
+    # D: a = Counter.remote(); three calls: the host hands over one after another   ACT-013
+    net = Net(("D", "H"))
+    aid = create_actor(net)
+    assert [m.max_concurrency for m in net.sent_bodies(CreateActor)] == [0]
+    calls = [net.submit("D", "m", actor=aid)[0] for _ in range(3)]
+    net.deliver_all()
+    assert [r.task_id for r in net.runs("H")] == calls[:1]
+    for i, tid in enumerate(calls):
+        out = net.finish("H", tid, result())
+        assert [r.task_id for r in of_type(out, ev.RunTask)] == calls[i + 1:i + 2]
+
+
+def test_a_call_whose_argument_failed_does_not_hold_up_the_calls_behind_it():
+    # D: x = fails.remote() on W; a.m.remote(x); a.m.remote(1)              TASK-009, ACT-003
+    net = Net(("D", "H", "W"))
+    aid = create_actor(net)
+    tx, (x,) = net.submit("D", "fails", executor="W")
+    first, (y1,) = net.submit("D", "m", ref(x), actor=aid)
+    second, (y2,) = net.submit("D", "m", actor=aid)
+    net.deliver_all()
+    assert [r.task_id for r in net.runs("H")] == []  # the first waits for x; the second waits for it
+    net.finish("W", tx, ev.TaskResult(error=ErrorInfo(ErrorCode.TASK_FAILED, "no")))
+    net.deliver_all()
+    assert net["D"].owned[y1].error.code is ErrorCode.TASK_FAILED
+    assert [r.task_id for r in net.runs("H")] == [second]
+    net.finish("H", second, result(b"ran"))
+    net.deliver_all()
+    assert net["D"].owned[y2].state == "ready"
+
+
+# ---------------------------------------------------------------- handles (ACT-009, ACT-019..ACT-021)
+def create_with_handle(net: Net, owner: str = "D", host: str = "H") -> str:
+    # Counter.remote() as the Python API does it: CreateActor, then the handle object (same id).
+    aid = create_actor(net, owner=owner, host=host)
+    net.handle(owner, ev.Put(net.sid(owner, "handle"), aid, raw(b"descriptor")))
+    return aid
+
+
+def test_dropping_the_handle_object_kills_the_actor_and_then_forgets_it():
+    # D: a = Counter.remote(); del a                                        ACT-009
+    net = Net(("D", "H"))
+    aid = create_with_handle(net)
+    net.handle("D", ev.DropRef(net.sid("D", "drop"), aid))
+    net.deliver_all()
+    assert [m.actor_id for m in net.sent_bodies(KillActor)] == [aid]
+    assert [i.actor_id for i in of_type(net.log["H"], ev.StopActor)] == [aid]
+    assert aid not in net["D"].owned and aid not in net["D"].owned_actors  # dead and unreachable
+
+
+def test_a_call_in_flight_keeps_the_actor_until_it_is_answered():
+    # D: y = Counter.remote().add.remote(1)   (the handle is dropped at once)   ACT-021
+    net = Net(("D", "H"))
+    aid = create_with_handle(net)
+    tid, (y,) = net.submit("D", "add", actor=aid)
+    net.handle("D", ev.DropRef(net.sid("D", "drop"), aid))
+    net.deliver_all()
+    assert net.sent_bodies(KillActor) == []
+    net.finish("H", tid, result(b"1"))
+    net.deliver_all()
+    assert net["D"].owned[y].state == "ready"
+    assert [m.actor_id for m in net.sent_bodies(KillActor)] == [aid]
+
+
+def test_a_borrowed_handle_keeps_the_actor_and_its_release_kills_it():
+    # D: a = Counter.remote(); keep.remote(shared(a)) on W (W keeps it); del a; W lets go   ACT-009, ACT-020
+    net = Net(("D", "H", "W"))
+    aid = create_with_handle(net)
+    tid, _ = net.submit("D", "keep", shared(aid), executor="W")
+    net.deliver_all()
+    net.handle("W", ev.AddRef(net.sid("W", "keep"), aid))  # the task keeps the handle
+    net.finish("W", tid, result())
+    net.deliver_all()
+    net.handle("D", ev.DropRef(net.sid("D", "drop"), aid))
+    net.deliver_all()
+    assert net.sent_bodies(KillActor) == [] and net["D"].owned[aid].borrowers
+    net.handle("W", ev.DropRef(net.sid("W", "drop"), aid))
+    net.deliver_all()
+    assert [m.actor_id for m in net.sent_bodies(KillActor)] == [aid]
+
+
+def test_the_host_calls_its_own_actor_through_a_handle_without_the_wire():
+    # W hosts a; a task on W got shared(a) and calls a.add.remote() itself    ACT-021 (loopback)
+    net = Net(("D", "W"))
+    aid = create_with_handle(net, host="W")
+    tid, _ = net.submit("D", "use", shared(aid), executor="W")
+    net.deliver_all()
+    sent_before = len(net.sent)
+    call, (y,) = net.submit("W", "add", actor=aid, executor="W")
+    assert [r.task_id for r in net.runs("W") if r.actor_id == aid] == [call]
+    net.finish("W", call, result(b"6"))
+    assert net["W"].owned[y].state == "ready"
+    assert len(net.sent) == sent_before  # nothing went on the wire
+    assert not any(k[2] == call for k in net["W"].exec_tasks)  # the record is gone (nothing to acknowledge)
+    assert net["W"].borrowed[aid].submitted_task_refs == 0  # the call's hold on the handle is released
