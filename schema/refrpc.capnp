@@ -952,7 +952,8 @@ struct FetchChunk {
 struct PeerDeadNotice {
   # I have declared this peer incarnation dead by my own detection; fence it and
   # run its death effects, without sending notices of your own (LIV-004,
-  # LIV-008). If it names you, you stop (LIV-005).
+  # LIV-008). If it names you, you ignore it (LIV-019): you learn of your own
+  # death only from a peer that fenced you (LIV-005).
 
   peer @0 :Text;
   # The dead PeerId.

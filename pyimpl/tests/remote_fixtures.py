@@ -285,3 +285,10 @@ def hold_until(path, limit_s=60.0):
             return True
         time.sleep(0.01)
     return False
+
+
+@refrpc.remote
+def block_until(path, limit_s=60.0):
+    """As hold_until, under another name: a function never seen to finish quickly,
+    so no submitter pipelines tasks behind it (TASK-020)."""
+    return hold_until._refrpc_target(path, limit_s)

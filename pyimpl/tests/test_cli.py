@@ -22,27 +22,44 @@ pytestmark = pytest.mark.timeout(180)
 SRC = Path(refrpc.__file__).resolve().parents[1]
 
 
-def _env() -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    env.update(extra)
     return env
 
 
-def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "refrpc.cli", *args], capture_output=True, text=True, timeout=timeout, env=_env())
+def _cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "refrpc.cli", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env or _env())
+
+
+def start_head(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str, str]:
+    """``refrpc start --head ARGS``: the process, its address and the key file it printed."""
+    head = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--head", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or _env())
+    address = key_file = ""
+    lines = []
+    while True:
+        line = head.stdout.readline()
+        lines.append(line)
+        assert line, "".join(lines)
+        found = re.search(r"head listening at (tcp://[0-9.]+:\d+)", line)
+        address = found.group(1) if found else address
+        found = re.search(r"cluster key file: +(\S+)", line)
+        key_file = found.group(1) if found else key_file
+        if "use it from Python" in line:  # the last line it prints
+            return head, address, key_file
 
 
 @pytest.fixture
-def head_and_host():
+def head_and_host(tmp_path, monkeypatch):
     procs: list[subprocess.Popen[str]] = []
     try:
-        head = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--head", "--num-workers", "1"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+        head, address, key_file = start_head("--num-workers", "1", "--key-file", str(tmp_path / "cluster.key"))
         procs.append(head)
-        line = head.stdout.readline()  # "head listening at tcp://127.0.0.1:PORT"
-        match = re.search(r"tcp://[0-9.]+:\d+", line)
-        assert match, line
-        address = match.group(0)
+        assert key_file == str(tmp_path / "cluster.key")
+        monkeypatch.setenv("REFRPC_KEY_FILE", key_file)  # refrpc.init and the commands below find it here
         host = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--address", address, "--num-workers", "1"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
         procs.append(host)

@@ -77,11 +77,14 @@ def cli(tmp_path: Path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
     env["REFRPC_RUN_DIR"] = str(tmp_path / "run")
+    # The head makes the cluster key here; the joiners and `refrpc status` read it (SEC-015).
+    env["REFRPC_KEY_FILE"] = str(tmp_path / "cluster.key")
     started: list[Started] = []
     workers: list[int] = []
 
     class Cli:
         run_dir = tmp_path / "run"
+        key_file = env["REFRPC_KEY_FILE"]
 
         def start(self, *args: str) -> Started:
             s = Started(env, *args)
@@ -152,7 +155,7 @@ def test_a_killed_worker_of_a_head_is_restarted_and_a_joined_driver_uses_it(cli)
     head = cli.start("--head", "--num-workers", "1")
     (worker,) = cli.workers_of(head, 1)
     _registered(cli, _address(head), 1)
-    refrpc.init(address=_address(head))
+    refrpc.init(address=_address(head), key_file=cli.key_file)
     try:
         assert refrpc.get(worker_pid.remote(), timeout=60) == worker
         os.kill(worker, signal.SIGKILL)
@@ -194,7 +197,7 @@ def test_status_lists_drivers_workers_actors_tasks_and_cpu_slots(cli) -> None:
 
     head = cli.start("--head", "--num-workers", "2")
     _registered(cli, _address(head), 2)
-    refrpc.init(address=_address(head))
+    refrpc.init(address=_address(head), key_file=cli.key_file)
     try:
         me = refrpc.api._node().peer_id
         counter = rf.Counter.remote(0)
@@ -224,7 +227,7 @@ def test_force_cancel_in_a_joined_cluster_is_refused_with_a_clear_error(cli) -> 
     head = cli.start("--head", "--num-workers", "1")
     (worker,) = cli.workers_of(head, 1)
     _registered(cli, _address(head), 1)
-    refrpc.init(address=_address(head))
+    refrpc.init(address=_address(head), key_file=cli.key_file)
     try:
         long = rf.spin_ms.remote(60_000)
         with pytest.raises(refrpc.RefRPCError, match="did not start"):

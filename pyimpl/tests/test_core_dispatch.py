@@ -8,9 +8,12 @@ starts with the user program it models.
 
 from __future__ import annotations
 
+import pytest
+
 from corekit import Net, Stub, bodies, ref, result, stored_result, val
 from refrpc.core import Config, IdAllocator, Peer
 from refrpc.core import events as ev
+from refrpc.core.errors import LocalUsageError
 from refrpc.core.messages import CancelTask, ErrorCode, GetObjectStatus, SubmitTask
 
 
@@ -271,3 +274,81 @@ def test_nothing_is_pipelined_behind_a_slow_or_old_task():
         finish_on(net, other, tid)
     assert net["D"].tasks[tids[4]].executor == other
     assert net["D"].tasks[tids[5]].state == "queued"
+
+
+def gpu_cluster() -> Net:
+    """A with one slot and one "gpu"; B with two slots and no gpu."""
+    net = Net(("D", "A", "B"), workers=False)
+    net.handle("D", ev.AddPeer(net.sid("D", "add"), "A", "mem://A", 1, (("gpu", 1.0),)))
+    net.handle("D", ev.AddPeer(net.sid("D", "add"), "B", "mem://B", 2))
+    net.connect("D", "A")
+    net.connect("D", "B")
+    return net
+
+
+def submit_with(net: Net, function: str, num_cpus: float = 1.0, resources: tuple = ()) -> str:
+    task_id, rids = net.ids["D"].task(1)
+    net.handle("D", ev.Submit(net.sid("D", "submit"), task_id, function, (), rids, num_cpus=num_cpus, resources=resources))
+    return task_id
+
+
+def test_a_task_asking_for_a_resource_goes_only_where_it_is_offered():
+    # D: train.options(resources={"gpu": 1}).remote() x2; then plain tasks
+    net = gpu_cluster()
+    first = submit_with(net, "train", resources=(("gpu", 1.0),))
+    second = submit_with(net, "train", resources=(("gpu", 1.0),))
+    plain = [submit_with(net, "f") for _ in range(2)]
+    net.deliver_all()
+    assert net["D"].tasks[first].executor == "A"
+    assert net["D"].tasks[second].state == "queued"  # the one gpu is taken
+    assert [net["D"].tasks[t].executor for t in plain] == ["B", "B"]  # not held back
+    finish_on(net, "A", first)
+    assert net["D"].tasks[second].executor == "A"
+
+
+def test_a_task_no_executor_can_ever_run_fails_at_once():
+    # D: f.options(resources={"tpu": 1}).remote(); f.options(num_cpus=4).remote()
+    net = gpu_cluster()
+    for tid in (submit_with(net, "f", resources=(("tpu", 1.0),)), submit_with(net, "f", num_cpus=4)):
+        e = net["D"].owned[net["D"].tasks[tid].spec.return_ids[0]]
+        assert e.error.code == ErrorCode.RESOURCE_EXHAUSTED and "offers" in e.error.message
+
+
+def test_num_cpus_counts_slots_and_zero_never_waits():
+    # D: big = f.options(num_cpus=2).remote() fills B; small = f.remote() waits for A;
+    #    free = f.options(num_cpus=0).remote() goes at once
+    net = gpu_cluster()
+    big = submit_with(net, "f", num_cpus=2)
+    a_task = submit_with(net, "f")
+    small = submit_with(net, "f")
+    free = submit_with(net, "f", num_cpus=0)
+    net.deliver_all()
+    assert net["D"].tasks[big].executor == "B"
+    assert net["D"].tasks[a_task].executor == "A"
+    assert net["D"].tasks[small].state == "queued"
+    assert net["D"].tasks[free].state == "submitted"
+    finish_on(net, "B", big)
+    assert net["D"].tasks[small].executor == "B"
+
+
+def test_an_actor_holds_its_resources_for_its_life():
+    # D: a = Trainer.options(resources={"gpu": 1}).remote(); train.options(gpu).remote() waits
+    net = gpu_cluster()
+    aid = net.ids["D"].next()
+    net.handle("D", ev.CreateActorRequest(net.sid("D", "actor"), aid, "Trainer", (), resources=(("gpu", 1.0),)))
+    net.deliver_all()
+    assert net["D"].owned_actors[aid].host == "A"
+    waiting = submit_with(net, "train", resources=(("gpu", 1.0),))
+    net.deliver_all()
+    assert net["D"].tasks[waiting].state == "queued"
+    net.handle("D", ev.KillActorRequest(net.sid("D", "kill"), aid))
+    net.deliver_all()
+    assert net["D"].tasks[waiting].executor == "A"
+
+
+def test_negative_demands_are_refused_and_change_nothing():
+    net = gpu_cluster()
+    before = len(net["D"].tasks)
+    with pytest.raises(LocalUsageError):
+        submit_with(net, "f", num_cpus=-1)
+    assert len(net["D"].tasks) == before

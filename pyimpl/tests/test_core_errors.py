@@ -342,9 +342,10 @@ def test_confirm_borrow_about_a_peer_still_connecting_fences_it():
 
 # ================================================================ stopped peers
 def test_fail_stopped_peer_handles_nothing():
-    # A was told it is dead                                                  LIV-005
+    # S fenced A and answers A's frame DECLARED_DEAD                        LIV-005
     a, s = busy_peer()
-    a.handle(s.send(a, PeerDeadNotice("A", INC)))
+    info = ErrorInfo(ErrorCode.DECLARED_DEAD, "that incarnation was declared dead", "LIV-005")
+    a.handle(s.unsequenced(a, ProtocolError(info)))
     assert a.stopped
     before = snapshot(a)
     assert a.handle(ev.Tick("t", 60_000), s.send(a, SubmitTask(s.oid("x"), "f", (), (s.oid("x.r0"),)))) == []

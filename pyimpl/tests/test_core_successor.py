@@ -60,7 +60,7 @@ def test_without_a_successor_they_fail_as_before():
 
 def test_a_restarted_peer_takes_refs_of_its_earlier_incarnation_as_owned_by_the_dead():
     # A was restarted under the same PeerId; a value it now reads embeds a ref its
-    # earlier incarnation owned (LIV-019): that owner is dead (FATE-001). A must not
+    # earlier incarnation owned (LIV-020): that owner is dead (FATE-001). A must not
     # ask itself for the status (it used to answer itself NOT_OWNER).
     from refrpc.core.messages import RefDescriptor
 

@@ -19,14 +19,17 @@ def test_a_malformed_cluster_address_is_refused_at_once(address: object) -> None
     assert not refrpc.is_initialized()
 
 
-def test_an_address_where_no_head_answers_fails_within_seconds_naming_it() -> None:
+def test_an_address_where_no_head_answers_fails_within_seconds_naming_it(tmp_path) -> None:
+    from refrpc.transport import ClusterKey
+
+    ClusterKey.generate().save(tmp_path / "cluster.key")
     with socket.socket() as s:  # a port nobody listens on (bound, then closed)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
     started = time.monotonic()
     with pytest.raises(refrpc.RefRPCError, match=address):
-        refrpc.init(address=address, connect_timeout=2.0)
+        refrpc.init(address=address, connect_timeout=2.0, key_file=tmp_path / "cluster.key")
     assert time.monotonic() - started < 15  # not the old 60 s
     assert not refrpc.is_initialized()
 

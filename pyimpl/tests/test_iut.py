@@ -33,6 +33,7 @@ from refrpc.core.messages import (
     ArgKind,
     Envelope,
     ErrorCode,
+    ErrorInfo,
     Heartbeat,
     Hello,
     PeerDeadNotice,
@@ -677,13 +678,16 @@ def test_fault_accept_unknown_version(started: list[Iut], faults: tuple[str, ...
 
 
 def test_an_iut_declared_dead_stops(started: list[Iut]) -> None:
-    """LIV-005: an IUT told that its own incarnation was declared dead stops at once;
-    it says so in a ``fail_stop`` event (CNF-006 allows more events) and exits 0."""
+    """LIV-005: an IUT that a peer which fenced it answers DECLARED_DEAD stops at once;
+    it says so in a ``fail_stop`` event (CNF-006 allows more events) and exits 0. A
+    notice about itself changes nothing (LIV-019)."""
     a = start(started, "a", env={"REFRPC_IUT_HEARTBEAT_MS": "10000"})
     bare = BarePeer(a.ready)
     try:
         assert isinstance(bare.hello(), Welcome)
         bare.send(PeerDeadNotice(a.name, int(a.ready["incarnation"]), "a test says so"))
+        info = ErrorInfo(ErrorCode.DECLARED_DEAD, "that incarnation was declared dead", "LIV-005")
+        bare.send(ProtocolError(info), sequenced=False)
         assert "declared" in a.event("fail_stop")["reason"]
         assert a.wait_exit() == 0
     finally:

@@ -464,15 +464,16 @@ def test_cli_flag_and_environment_variable_record_worker_only_processes(tmp_path
     flag_dir, env_dir = tmp_path / "flag", tmp_path / "env"
     procs: list[subprocess.Popen[str]] = []
     try:
+        key_file = str(tmp_path / "cluster.key")
         head = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--head", "--num-workers", "1",
-                                 "--trace-dir", str(flag_dir)],
+                                 "--trace-dir", str(flag_dir), "--key-file", key_file],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
         procs.append(head)
         line = head.stdout.readline()  # type: ignore[union-attr]
         match = re.search(r"tcp://[0-9.]+:\d+", line)
         assert match, line
         host = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--address", match.group(0),
-                                 "--num-workers", "1"],
+                                 "--num-workers", "1", "--key-file", key_file],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(**{TRACE_ENV: str(env_dir)}))
         procs.append(host)
 

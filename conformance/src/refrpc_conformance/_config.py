@@ -45,12 +45,18 @@ class IUTConfig:
     #: It records its side of a run in the canonical trace format where REFRPC_TRACE_DIR
     #: says (CNF-023); the trace cases need it.
     records_traces: bool = False
+    #: How the IUT authenticates its connections (SEC-002): ``"none"`` (the NULL
+    #: mechanism), or ``"curve"``: CURVE with keys derived from a cluster key
+    #: (SEC-015, SEC-016) that the suite makes for each case and hands the IUT as a
+    #: key file, named by ``{key_file}`` in ``command`` and by ``REFRPC_KEY_FILE``.
+    authentication: str = "none"
     #: The directory relative paths in ``command`` are resolved against.
     base_dir: Path = Path(".")
 
-    def argv(self, endpoint: str, peer_id: str) -> list[str]:
+    def argv(self, endpoint: str, peer_id: str, key_file: str = "") -> list[str]:
         """The command with the placeholders filled in; ``python`` runs as this interpreter."""
-        argv = [part.replace("{endpoint}", endpoint).replace("{peer_id}", peer_id) for part in self.command]
+        argv = [part.replace("{endpoint}", endpoint).replace("{peer_id}", peer_id).replace("{key_file}", key_file)
+                for part in self.command]
         if argv and argv[0] in ("python", "python3"):
             argv[0] = sys.executable
         return argv
@@ -109,5 +115,12 @@ def config_from_dict(data: dict[str, object], *, base_dir: Path = Path("."), whe
         startup_timeout_s=float(need("startup_timeout_s", float, 30.0)),  # type: ignore[arg-type]
         known_failing=tuple(known),  # type: ignore[arg-type]
         records_traces=bool(need("records_traces", bool, False)),
+        authentication=_authentication(str(need("authentication", str, "none")), where),
         base_dir=base_dir,
     )
+
+
+def _authentication(value: str, where: str) -> str:
+    if value not in ("none", "curve"):
+        raise ConfigError(f"{where}: `authentication` must be \"none\" or \"curve\", not {value!r}")
+    return value

@@ -167,6 +167,18 @@ class CaseContext:
         self.trace: list[TraceRecord] = []
         self.checks: list[Check] = []
         self.notes: list[str] = []
+        #: The cluster key of this case when the IUT authenticates (SEC-015), else None;
+        #: every IUT gets it as a key file, and suite peers are members by default.
+        self.cluster_key: Any = None
+        if config.authentication == "curve":
+            from refrpc.transport import ClusterKey
+
+            self.cluster_key = ClusterKey.generate()
+            key_dir = run_dir / "keys"
+            key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            key_file = key_dir / f"{spec.id.replace('/', '__')}.{secrets.token_hex(4)}.key"
+            self.cluster_key.save(key_file)
+            self.extra_env["REFRPC_KEY_FILE"] = str(key_file)
         self.iuts: list[IUT] = []
         self.peers: list[WirePeer] = []
         self._processes: list[IUTProcess] = []
@@ -236,8 +248,11 @@ class CaseContext:
             name: The PeerId, made unique within the case.
             restart_of: Give the new peer that peer's PeerId: a new incarnation of
                 the same peer, as after a restart (HS-006).
-            options: For :class:`WirePeer` (``features``, ``heartbeat_ms``, ...).
+            options: For :class:`WirePeer` (``features``, ``heartbeat_ms``, ...);
+                ``cluster_key`` defaults to the case's (a member; None: the NULL
+                mechanism), ``key_name`` to the PeerId (whose member key it uses).
         """
+        options.setdefault("cluster_key", self.cluster_key)
         if restart_of is not None:
             peer_id = restart_of.peer_id
         else:

@@ -175,10 +175,10 @@ class IUTProcess:
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Start the process (CNF-011); does not wait for ``ready``."""
-        argv = self.config.argv(self.endpoint, self.peer_id)
         env = dict(os.environ)
         env.update(self.config.env)
         env.update(self.extra_env)
+        argv = self.config.argv(self.endpoint, self.peer_id, env.get("REFRPC_KEY_FILE", ""))
         env["REFRPC_IUT_ENDPOINT"] = self.endpoint
         env["REFRPC_IUT_PEER_ID"] = self.peer_id
         if self.stderr_path is not None:

@@ -467,7 +467,13 @@ class WirePeer:
         features: Iterable[str] = DEFAULT_FEATURES,
         heartbeat_ms: int = DEFAULT_HEARTBEAT_MS,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        cluster_key: Any = None,
+        key_name: str = "",
     ) -> None:
+        #: CURVE (SEC-016): the cluster key, and the PeerId whose member key the DEALERs
+        #: present (normally our own; another one makes a peer that lies, SEC-011).
+        self.cluster_key = cluster_key
+        self.key_name = key_name or peer_id
         self.peer_id = peer_id
         self.incarnation = incarnation
         self.features = tuple(features)
@@ -519,6 +525,9 @@ class WirePeer:
         self._router = ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.RCVHWM, 100_000)
+        if cluster_key is not None:  # the cluster's server key; no ZAP handler: every member may answer
+            self._router.setsockopt(zmq.CURVE_SERVER, 1)
+            self._router.setsockopt(zmq.CURVE_SECRETKEY, cluster_key.server_secret)
         self._router.bind("tcp://127.0.0.1:*")
         self.address: str = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._thread = threading.Thread(target=self._loop, name=f"wire-{peer_id}", daemon=True)
@@ -707,6 +716,11 @@ class WirePeer:
             dealer.setsockopt(zmq.RECONNECT_IVL, 100)
             dealer.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
             dealer.setsockopt_string(zmq.ROUTING_ID, f"{self.peer_id}/{self.incarnation:x}")
+            if self.cluster_key is not None:  # SEC-016: a member's client key
+                public, secret = self.cluster_key.member_keys(self.key_name)
+                dealer.setsockopt(zmq.CURVE_SERVERKEY, self.cluster_key.server_public)
+                dealer.setsockopt(zmq.CURVE_PUBLICKEY, public)
+                dealer.setsockopt(zmq.CURVE_SECRETKEY, secret)
             dealer.connect(address)
             link._dealer = dealer
             self.links[remote] = link

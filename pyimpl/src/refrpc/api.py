@@ -124,7 +124,32 @@ def _check_settings(**given: int | None) -> dict[str, int]:
 _ADDRESS = re.compile(r"(tcp://[^:/\s]+:\d{1,5}|ipc://\S+)")
 
 
-def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | None) -> None:
+def _cluster_key(key_file: str | os.PathLike[str] | None, insecure: bool, needed: bool) -> tuple[Any, str]:
+    """The cluster key to authenticate with (SEC-002) and its file: ``key_file``, else
+    the file ``REFRPC_KEY_FILE`` names; None if neither and it is not ``needed``."""
+    import warnings
+
+    from .transport import KEY_FILE_ENV, ClusterKey, KeyFileError
+
+    path = os.fspath(key_file) if key_file is not None else os.environ.get(KEY_FILE_ENV, "")
+    if insecure:
+        if path:
+            raise ValueError("insecure=True and a cluster key exclude each other")
+        warnings.warn("authentication is off: anyone who can reach this process's port can join the cluster "
+                      "and run code in it (SEC-002)", RuntimeWarning, stacklevel=3)
+        return None, ""
+    if not path:
+        if needed:
+            raise RefRPCError(f"joining a cluster needs its key file: init(address=..., key_file=PATH) or "
+                              f"{KEY_FILE_ENV}=PATH (the path `refrpc start --head` printed)")
+        return None, ""
+    try:
+        return ClusterKey.load(path), path
+    except KeyFileError as exc:
+        raise RefRPCError(str(exc)) from None
+
+
+def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | None, cluster_key: Any) -> None:
     """``init(address=...)``: join a running multi-host cluster through its head."""
     import socket
 
@@ -132,7 +157,8 @@ def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | N
     from .runtime._membership import HEAD
 
     name = f"driver-{socket.gethostname()}-{os.getpid()}"
-    node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", _config(), trace_dir=trace_dir)
+    node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", _config(), trace_dir=trace_dir,
+                                  cluster_key=cluster_key)
     context.node, context.driver_executor, context.head = node, executor, HEAD
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
@@ -148,7 +174,9 @@ def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | N
         executor.stop()
         node.stop()
         raise
-    adds = [lambda sid, p=p, a=a, s=s: ev.AddPeer(sid, p, a, s) for p, a, s, _ in members]
+    from .runtime._membership import _adds
+
+    adds = _adds(members)
     if adds:
         node.handle_soon(*adds).result()
 
@@ -157,7 +185,9 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
          inline_threshold: int = 100 * 1024, startup_timeout: float = 60.0,
          max_lineage_bytes: int | None = None, heartbeat_interval_ms: int | None = None,
          miss_limit: int | None = None, trace_dir: str | os.PathLike[str] | None = None,
-         connect_timeout: float = 5.0, ignore_reinit_error: bool = False) -> None:
+         connect_timeout: float = 5.0, ignore_reinit_error: bool = False,
+         key_file: str | os.PathLike[str] | None = None, insecure: bool = False,
+         resources: dict[str, float] | None = None) -> None:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
@@ -177,6 +207,18 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     A head that does not answer within ``connect_timeout`` seconds is an error
     naming the address. Calling ``init`` again while initialized raises, unless
     ``ignore_reinit_error`` (then it does nothing).
+
+    Joining a cluster needs its key file (``key_file``, else the file the
+    ``REFRPC_KEY_FILE`` environment variable names): every connection is then
+    authenticated with CURVE (SEC-002). ``insecure=True`` joins a cluster
+    started with authentication off, with a warning. A local cluster needs
+    neither: its sockets are in a directory only this user can enter; given a
+    key file, its processes authenticate with it too.
+
+    ``resources`` (e.g. ``{"gpu": 1}``) are what this machine offers besides its
+    CPUs, shared among the workers ``init`` starts (the cluster offers that much in
+    all); tasks and actors ask for them with ``.options(resources=...)``. Each
+    worker offers one CPU slot.
     """
     if ignore_reinit_error and is_initialized():
         return
@@ -184,6 +226,9 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         raise ValueError(f"a cluster address is tcp://HOST:PORT (or ipc://PATH), not {address!r}")
     settings = _check_settings(max_lineage_bytes=max_lineage_bytes, heartbeat_interval_ms=heartbeat_interval_ms,
                                miss_limit=miss_limit)
+    offered = dict(_demand(0, resources or {})[1])
+    if offered and address is not None:
+        raise ValueError("resources are offered by the workers that refrpc start runs (--resources), not by a joining driver")
     _INLINE[0] = inline_threshold
     _SETTINGS.clear()
     _SETTINGS.update(settings)
@@ -194,8 +239,10 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         with _ctx.lock:
             if is_initialized():
                 raise RefRPCError("refrpc is already initialized; call refrpc.shutdown() first")
-        _join(address, node_ip, connect_timeout, None if trace_dir is None else os.fspath(trace_dir))
+        cluster_key, _ = _cluster_key(key_file, insecure, needed=address.startswith("tcp://"))
+        _join(address, node_ip, connect_timeout, None if trace_dir is None else os.fspath(trace_dir), cluster_key)
         return
+    cluster_key, key_path = _cluster_key(key_file, False, needed=False)
     with _ctx.lock:
         if is_initialized():
             if _ctx.executor is not None:
@@ -209,10 +256,12 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         # workers map each other's values instead of copying them.
         namespace = LocalCluster.new_namespace()
         traces = None if trace_dir is None else os.fspath(trace_dir)
+        # SEC-001: ipc sockets in a directory only this user can enter (mkdtemp: 0700).
         # The driver is its cluster's head: its executor keeps actor names (never runs the program's tasks).
-        node, executor = working_node("driver", f"ipc://{sock_dir}/driver.sock", namespace, _config(), trace_dir=traces)
+        node, executor = working_node("driver", f"ipc://{sock_dir}/driver.sock", namespace, _config(), trace_dir=traces,
+                                      cluster_key=cluster_key)
         cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0], namespace=namespace,
-                                    settings=dict(_SETTINGS), trace_dir=traces)
+                                    resources=offered, settings=dict(_SETTINGS), trace_dir=traces, key_file=key_path)
         end = time.monotonic() + startup_timeout
         for name, address in cluster.workers.items():
             path = address.removeprefix("ipc://")
@@ -223,7 +272,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
                     cluster.stop()
                     raise RefRPCError(f"worker {name} did not start")
                 time.sleep(0.01)
-        adds = [lambda sid, n=name, a=address: ev.AddPeer(sid, n, a, 1) for name, address in cluster.workers.items()]
+        adds = [lambda sid, n=name, a=address: ev.AddPeer(sid, n, a, 1, tuple(sorted(cluster.resources[n].items())))
+                for name, address in cluster.workers.items()]
         node.handle_soon(*adds).result()
         cluster.watch(node)
         _ctx.node, _ctx.cluster = node, cluster
@@ -498,6 +548,12 @@ def _by_name(obj: Any) -> bool:
     return True
 
 
+def _expose(name: str, obj: Any) -> None:
+    from .runtime._executor import expose
+
+    expose(name, obj)
+
+
 class _Route:
     """How a function or class reaches a worker: by its name if workers can import
     it, else by value (cloudpickle) through ``by_value``, stored once per node as an
@@ -529,6 +585,22 @@ class _Route:
         return name, first
 
 
+def _demand(num_cpus: Any, resources: Any) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """``num_cpus`` and ``resources`` checked (ValueError/TypeError) and in the core's form."""
+    if isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or not 0 <= num_cpus < 2**31:
+        raise ValueError(f"num_cpus must be a number >= 0, not {num_cpus!r}")
+    if not isinstance(resources, dict):
+        raise TypeError(f"resources must be a dict of name -> amount, not {type(resources).__name__}")
+    out = []
+    for name, amount in resources.items():
+        if not isinstance(name, str) or not name or name == "CPU":
+            raise ValueError(f"a resource name is a non-empty str other than 'CPU' (use num_cpus), not {name!r}")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount < 2**31:
+            raise ValueError(f"resource {name!r} must be a number >= 0, not {amount!r}")
+        out.append((name, float(amount)))
+    return float(num_cpus), tuple(sorted(out))
+
+
 class RemoteFunction:
     """A function made callable remotely by ``@refrpc.remote``.
 
@@ -538,10 +610,13 @@ class RemoteFunction:
     each worker unpickles a function once.
     """
 
-    def __init__(self, fn: Callable[..., Any], num_returns: int = 1, max_retries: int = 3, retry_exceptions: bool = False) -> None:
+    def __init__(self, fn: Callable[..., Any], num_returns: int = 1, max_retries: int = 3, retry_exceptions: bool = False,
+                 num_cpus: float = 1, resources: dict[str, float] | None = None) -> None:
+        self._demand = _demand(num_cpus, resources or {})
         self._refrpc_target = fn
         self._name = _name_of(fn)
         self._route = _Route(fn, "refrpc.runtime._executor:call_by_value")
+        _expose(self._name, fn)  # SEC-006: callable by name here, from any session
         self._num_returns = num_returns
         self._max_retries = max_retries
         self._retry_exceptions = retry_exceptions
@@ -555,12 +630,24 @@ class RemoteFunction:
         """The function name to call, and arguments to put before the user's."""
         return self._route.resolve(node)
 
-    def options(self, *, num_returns: int | None = None, max_retries: int | None = None, retry_exceptions: bool | None = None) -> RemoteFunction:
+    def options(self, *, num_returns: int | None = None, max_retries: int | None = None, retry_exceptions: bool | None = None,
+                num_cpus: float | None = None, resources: dict[str, float] | None = None) -> RemoteFunction:
+        """A copy with other options (those not given stay as they are).
+
+        ``num_cpus`` is how many of a worker's CPU slots the task takes while it runs
+        (default 1; 0 takes none, so it never waits for a slot); ``resources`` the
+        named resources it takes (``{"gpu": 1}``), which only workers started with
+        them offer (``refrpc start --resources``). A task waits in this process until
+        a worker has room for it; one that no live worker could ever hold fails with
+        ``RESOURCE_EXHAUSTED`` at once.
+        """
         return RemoteFunction(
             self._refrpc_target,
             self._num_returns if num_returns is None else num_returns,
             self._max_retries if max_retries is None else max_retries,
             self._retry_exceptions if retry_exceptions is None else retry_exceptions,
+            self._demand[0] if num_cpus is None else num_cpus,
+            dict(self._demand[1]) if resources is None else resources,
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
@@ -574,7 +661,9 @@ class RemoteFunction:
         n = self._num_returns
         task_id, rids = node.new_task_ids(n)
         # On this thread: the core decides and the SubmitTask leaves before this returns.
-        node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, self._max_retries, self._retry_exceptions))
+        cpus, named = self._demand
+        node.submit_nowait(rids, lambda sid: ev.Submit(sid, task_id, name, tuple(specs), rids, self._max_retries,
+                                                       self._retry_exceptions, num_cpus=cpus, resources=named))
         del keep  # the submitted task holds them now (BOR-006)
         refs = [Ref(node, rid, counted=True) for rid in rids]
         return refs[0] if n == 1 else refs
@@ -595,9 +684,10 @@ class ActorClass:
     """
 
     def __init__(self, cls: type, max_restarts: int = 0, max_concurrency: int | None = None, name: str | None = None,
-                 lifetime: str | None = None) -> None:
+                 lifetime: str | None = None, num_cpus: float = 0, resources: dict[str, float] | None = None) -> None:
         from .runtime._actor_runner import is_async_class
 
+        self._demand = _demand(num_cpus, resources or {})
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"an actor's name is a non-empty str, not {name!r}")
         if lifetime not in (None, "detached", "non_detached"):
@@ -613,6 +703,7 @@ class ActorClass:
         self._cls = cls
         self._name = _name_of(cls)
         self._max_restarts = max_restarts
+        _expose(self._name, cls)
         self._given_concurrency = max_concurrency
         self._max_concurrency = max_concurrency or (ASYNC_MAX_CONCURRENCY if is_async_class(cls) else 1)
         #: The actor's name in its cluster (ACT-022), if named.
@@ -625,7 +716,8 @@ class ActorClass:
         return self._route.resolve(node)
 
     def options(self, *, max_restarts: int | None = None, max_concurrency: int | None = None,
-                name: str | None = None, lifetime: str | None = None) -> ActorClass:
+                name: str | None = None, lifetime: str | None = None, num_cpus: float | None = None,
+                resources: dict[str, float] | None = None) -> ActorClass:
         """A copy with other options (those not given stay as they are).
 
         ``name`` names the actor in its cluster: :func:`get_actor` finds it from any
@@ -633,11 +725,16 @@ class ActorClass:
         its owner dies), even with no handle left; a second live actor of the same
         name is a ``ValueError``. ``lifetime="detached"`` (with a name) makes the
         cluster's head the actor's owner, so it outlives the program that made it.
+        ``num_cpus`` (default 0) and ``resources`` are what the actor takes from its
+        worker for its whole life: it goes to a worker with room for them, and tasks
+        asking for the same wait until it is gone.
         """
         return ActorClass(self._cls, self._max_restarts if max_restarts is None else max_restarts,
                           self._given_concurrency if max_concurrency is None else max_concurrency,
                           self._actor_name if name is None else name,
-                          ("detached" if self._detached else None) if lifetime is None else lifetime)
+                          ("detached" if self._detached else None) if lifetime is None else lifetime,
+                          self._demand[0] if num_cpus is None else num_cpus,
+                          dict(self._demand[1]) if resources is None else resources)
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         from .runtime._names import head_of_cluster
@@ -645,7 +742,8 @@ class ActorClass:
         node = current_node()
         if self._detached:
             # Created by the head, which owns it (ACT-022); named there.
-            plain = ActorClass(self._cls, self._max_restarts, self._given_concurrency, self._actor_name)
+            plain = ActorClass(self._cls, self._max_restarts, self._given_concurrency, self._actor_name,
+                               num_cpus=self._demand[0], resources=dict(self._demand[1]))
             handle: ActorHandle = call_on(node, head_of_cluster(), "refrpc.runtime._names:create_detached", plain,
                                           self._actor_name, args, kwargs)
             return handle
@@ -667,7 +765,7 @@ class ActorClass:
         def do() -> tuple[str, str, str]:
             aid = node.new_id()
             node.handle(ev.CreateActorRequest(node.sid(), aid, name, tuple(specs), "", self._max_restarts,
-                                              self._max_concurrency))
+                                              self._max_concurrency, *self._demand))
             host = node.core.owned_actors[aid].host
             address = node.core._address_of(host)
             # ACT-019: the handle object, same id as the actor; every handle holds a ref to it.

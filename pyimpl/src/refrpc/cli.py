@@ -1,13 +1,20 @@
 """The ``refrpc`` command line: start peers on several hosts, look at a running cluster.
 
-    refrpc start --head [--port P] [--num-workers N] [--node-ip IP] [--trace-dir DIR]
-    refrpc start --address tcp://HEAD:P [--num-workers N] [--node-ip IP] [--trace-dir DIR]
-    refrpc status [--address tcp://HEAD:P]
-    refrpc memory [--address tcp://HEAD:P]
+    refrpc start --head [--port P] [--key-file F] [--num-workers N] [--node-ip IP] [--resources JSON] [--trace-dir DIR]
+    refrpc start --address tcp://HEAD:P --key-file F [--num-workers N] [--node-ip IP] [--resources JSON] [--trace-dir DIR]
+    refrpc status [--address tcp://HEAD:P --key-file F]
+    refrpc memory [--address tcp://HEAD:P --key-file F]
     refrpc stop [--force] [--timeout S]
 
-Each ``refrpc start`` records itself in a pid file (see :func:`run_dir`):
-``refrpc stop`` stops them all, and ``status``/``memory`` find the local head.
+Every cluster started this way is authenticated (CURVE, SEC-002): the head
+writes a new cluster key file (mode 0600) unless given one, and prints its path;
+everyone who joins needs a copy (``--key-file`` or ``REFRPC_KEY_FILE``).
+``--insecure`` turns authentication off, with a warning.
+
+Each ``refrpc start`` records itself in a pid file (see :func:`run_dir`), with
+the head's key file: ``refrpc stop`` stops them all, and ``status``/``memory``
+find the local head and its key.
+
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from pathlib import Path
 
 from . import api
 from .core import events as ev
+from .transport import KEY_FILE_ENV, ClusterKey, KeyFileError
+from .transport._curve import default_key_path
 
 
 def _wait_for_signal(finished: threading.Event | None = None) -> None:
@@ -54,12 +63,14 @@ def _start_time(pid: int) -> int | None:
     return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
-def _record(role: str, address: str) -> Path:
-    """Write this process's pid file for ``refrpc stop`` and ``refrpc status``."""
+def _record(role: str, address: str, key_file: str = "") -> Path:
+    """Write this process's pid file for ``refrpc stop`` and ``refrpc status`` (with
+    the head's key file, so that ``status`` on this host needs no ``--key-file``)."""
     directory = run_dir()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"start-{os.getpid()}.json"
-    info = {"pid": os.getpid(), "start_time": _start_time(os.getpid()), "role": role, "address": address}
+    info = {"pid": os.getpid(), "start_time": _start_time(os.getpid()), "role": role, "address": address,
+            "key_file": key_file}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(info))
     tmp.replace(path)
@@ -82,11 +93,12 @@ def _recorded() -> list[tuple[Path, dict]]:
     return found
 
 
-def _local_head() -> str:
-    """The address of the head ``refrpc start --head`` runs on this host."""
-    heads = [info["address"] for _, info in _recorded() if info.get("role") == "head"]
+def _local_head() -> tuple[str, str]:
+    """The address and key file of the head ``refrpc start --head`` runs on this host."""
+    found = [(info["address"], info.get("key_file", "")) for _, info in _recorded() if info.get("role") == "head"]
+    heads = [address for address, _ in found]
     if len(heads) == 1:
-        return heads[0]
+        return found[0]
     if not heads:
         raise api.RefRPCError(f"no head runs on this host (none recorded in {run_dir()}): give --address")
     raise api.RefRPCError("several heads run on this host, give --address: " + ", ".join(heads))
@@ -120,6 +132,15 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resources(text: str) -> dict[str, float]:
+    """``--resources``: a JSON object of name -> amount (argparse reports a bad one)."""
+    try:
+        value = json.loads(text)
+        return dict(api._demand(0, value)[1])
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"--resources takes a JSON object such as '{{\"gpu\": 1}}': {exc}") from None
+
+
 def _start(args: argparse.Namespace) -> int:
     import logging
 
@@ -130,19 +151,28 @@ def _start(args: argparse.Namespace) -> int:
 
     n = args.num_workers or os.cpu_count() or 1
     prefix = f"{socket.gethostname()}-{os.getpid()}-w"
+    key, key_path = _key(args)
     if args.head:
         node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", held=True,
-                                      trace_dir=args.trace_dir)
+                                      trace_dir=args.trace_dir, cluster_key=key)
         api._ctx.node, api._ctx.executor = node, executor  # membership tasks run here
         api._ctx.head = HEAD  # and actor names are kept here
         executor.open()
         cluster = LocalCluster.start(n, node.address, node.incarnation, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
-                                     trace_dir=args.trace_dir)
+                                     trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure,
+                                     resources=args.resources)
         cluster.watch(node)  # restarts a worker that dies (and says so on stderr)
-        record = _record("head", node.address)
+        record = _record("head", node.address, key_path)
         print(f"head listening at {node.address}", flush=True)
-        print(f"  join another host:   refrpc start --address {node.address}", flush=True)
-        print(f"  use it from Python:  refrpc.init(address={node.address!r})", flush=True)
+        if key is None:
+            print("  authentication is OFF: anyone who can reach this port can run code here", flush=True)
+            print(f"  join another host:   refrpc start --address {node.address} --insecure", flush=True)
+            print(f"  use it from Python:  refrpc.init(address={node.address!r}, insecure=True)", flush=True)
+        else:
+            print(f"  cluster key file:    {key_path}  (copy it, mode 0600, to every host that joins)", flush=True)
+            print(f"  join another host:   refrpc start --address {node.address} --key-file {key_path}", flush=True)
+            print(f"  use it from Python:  refrpc.init(address={node.address!r}, key_file={key_path!r})", flush=True)
+            print(f"  or set {KEY_FILE_ENV}={key_path} and leave key_file out", flush=True)
         try:
             _wait_for_signal()
         finally:
@@ -152,7 +182,8 @@ def _start(args: argparse.Namespace) -> int:
             cluster.stop()
         return 0
     cluster = LocalCluster.start(n, args.address, 0, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
-                                 trace_dir=args.trace_dir)
+                                 trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure,
+                                 resources=args.resources)
     cluster.watch(None)  # restarts a worker that dies; they all leave when the head does
     record = _record("workers", args.address)
     print(f"started {n} workers joining {args.address}", flush=True)
@@ -166,10 +197,43 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _members(address: str) -> list[tuple[str, str, int, str]]:
+def _key(args: argparse.Namespace) -> tuple[ClusterKey | None, str]:
+    """The cluster key ``refrpc start`` uses, and its file (SEC-015).
+
+    The head uses ``--key-file`` (made there if it does not exist) or
+    ``REFRPC_KEY_FILE``, else makes a new key under ``~/.refrpc``; a joiner must
+    be given one. With ``--insecure``: none, and a warning.
+    """
+    path = args.key_file or os.environ.get(KEY_FILE_ENV, "")
+    if args.insecure:
+        if path:
+            raise api.RefRPCError("--insecure and a cluster key exclude each other")
+        print("refrpc: WARNING: authentication is off (--insecure): anyone who can reach this "
+              "cluster's ports can join it and run any code in it", file=sys.stderr, flush=True)
+        return None, ""
+    try:
+        if args.head and (not path or not os.path.exists(path)):
+            key = ClusterKey.generate()
+            path = path or default_key_path(args.port)
+            key.save(path)
+            return key, os.path.abspath(path)
+        if not path:
+            raise api.RefRPCError(f"joining a cluster needs its key file: --key-file PATH or {KEY_FILE_ENV}=PATH "
+                                  "(the path `refrpc start --head` printed)")
+        return ClusterKey.load(path), os.path.abspath(path)
+    except KeyFileError as exc:
+        raise api.RefRPCError(str(exc)) from None
+
+
+def _join_cluster(args: argparse.Namespace) -> None:
+    """Join the cluster at ``--address`` as a driver, with its key (SEC-015)."""
+    api.init(address=args.address, key_file=args.key_file, insecure=args.insecure)
+
+
+def _members(args: argparse.Namespace) -> list[tuple[str, str, int, str, dict[str, float]]]:
     from .runtime._membership import HEAD
 
-    api.init(address=address)
+    _join_cluster(args)
     return api._call_on(HEAD, "refrpc.runtime._membership:members")
 
 
@@ -182,7 +246,7 @@ def _counts(counts: dict[str, int] | None) -> str:
 def _status(args: argparse.Namespace) -> int:
     """Every driver, worker and actor of the cluster, with tasks and CPU slots (INT-006)."""
     try:
-        api.init(address=args.address)
+        _join_cluster(args)
         me = api._node().peer_id
         rows = [r for r in api.nodes() if r["id"] != me]  # not this command's own driver
         print(f"{'peer':<34} {'role':<7} {'host':<16} {'pid':>7} {'CPU':>4}  {'running':<16} {'submitted tasks':<28} actors")
@@ -213,7 +277,7 @@ def _memory(args: argparse.Namespace) -> int:
     from .runtime._membership import HEAD
 
     try:
-        _members(args.address)
+        _members(args)
         everyone = api._call_on(HEAD, "refrpc.runtime._membership:peers")
         node = api._node()
         targets = [(m[0], m[1]) for m in everyone if m[0] != node.peer_id]
@@ -235,19 +299,30 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--port", type=int, default=0, help="the head's port (0: any free port)")
     start.add_argument("--num-workers", type=int, default=0, help="worker processes (default: one per core)")
     start.add_argument("--node-ip", default="127.0.0.1", help="this host's address as other hosts reach it")
+    start.add_argument("--resources", type=_resources, default={},
+                       help='what this host offers besides CPUs, as JSON, e.g. \'{"gpu": 1}\' (shared among its workers)')
     start.add_argument("--trace-dir", default=None,
                        help="record every process's trace in this directory (default: $REFRPC_TRACE_DIR, else none)")
+    start.add_argument("--key-file", default=None,
+                       help="the cluster key file (default: $REFRPC_KEY_FILE; the head makes a new one if missing)")
+    start.add_argument("--insecure", action="store_true",
+                       help="turn authentication off: anyone who can reach the ports can run code (not recommended)")
     for name, helptext in (("status", "drivers, workers, actors, tasks and CPU slots"),
                            ("memory", "every live object and why it is alive")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--address", default=None, help="the cluster's head (default: the head started on this host)")
+        p.add_argument("--key-file", default=None,
+                       help="the cluster key file (default: $REFRPC_KEY_FILE, or the local head's)")
+        p.add_argument("--insecure", action="store_true", help="the cluster runs without authentication")
     stop = sub.add_parser("stop", help="stop the heads and workers `refrpc start` started on this host")
     stop.add_argument("--force", action="store_true", help="kill them at once (SIGKILL) instead of asking (SIGTERM)")
     stop.add_argument("--timeout", type=float, default=15.0, help="seconds to wait before killing one that has not stopped")
     args = ap.parse_args(argv)
     if getattr(args, "address", None) is None and args.command in ("status", "memory"):
         try:
-            args.address = _local_head()
+            args.address, key_file = _local_head()
+            if args.key_file is None and not args.insecure and key_file and not os.environ.get(KEY_FILE_ENV):
+                args.key_file = key_file
         except api.RefRPCError as exc:
             print(f"refrpc: {exc}", file=sys.stderr)
             return 1

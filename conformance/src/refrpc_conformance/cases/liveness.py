@@ -248,8 +248,8 @@ def new_incarnation(ctx: CaseContext) -> None:
 
 
 @case(
-    "liveness/LIV-019-ref-of-an-earlier-incarnation-of-the-iut",
-    requirements=["LIV-019", "FATE-001", "TASK-009"],
+    "liveness/LIV-020-ref-of-an-earlier-incarnation-of-the-iut",
+    requirements=["LIV-020", "FATE-001", "TASK-009"],
     summary=(
         "Suite peer B submits sum_bytes(X by ref), X's descriptor naming the IUT's own PeerId with another "
         "incarnation: an earlier incarnation of the IUT, as a restarted worker meets in a retried task. The IUT "
@@ -266,7 +266,7 @@ def ref_of_an_earlier_incarnation(ctx: CaseContext) -> None:
     ref = RefDescriptor(object_id=x, owner=iut.peer_id, owner_incarnation=earlier, owner_address=iut.address)
     t = task(b, "sum_bytes", [by_ref(ref)])
     link_b.send(t)
-    reply = expect_reply(ctx, b, t, requirement="LIV-019", timeout=15.0)
+    reply = expect_reply(ctx, b, t, requirement="LIV-020", timeout=15.0)
     ret = reply.returns[0]
-    ctx.check("LIV-019", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.OWNER_DIED,
+    ctx.check("LIV-020", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.OWNER_DIED,
               "ERROR(OWNER_DIED)", describe_return(ret))

@@ -21,7 +21,8 @@ from .messages import (
     SubmitTask,
     TaskReply,
 )
-from .state import ExecTask, HostedActor, OwnedActor, Remote
+from ._tasks import _demand, _use
+from .state import Demand, ExecTask, HostedActor, OwnedActor, Remote
 
 if TYPE_CHECKING:
     from ._execution import ExecKey
@@ -36,11 +37,13 @@ class Actors:
         if s.actor_id in self.owned_actors or not self._owns(s.actor_id):
             raise LocalUsageError(ErrorCode.MALFORMED, f"actor id {s.actor_id} is reused or not allocated here")
         args, mentioned = self._build_args(s.args)
-        host = s.executor or self._place(mentioned)
+        demand = _demand(s.num_cpus, s.resources)
+        host = s.executor or self._actor_host(mentioned, demand)
         if not host:
-            raise LocalUsageError(ErrorCode.RESOURCE_EXHAUSTED, "no live peer to host the actor")
+            what = "" if demand == (0.0, ()) else " with the resources it asks for"
+            raise LocalUsageError(ErrorCode.RESOURCE_EXHAUSTED, f"no live peer to host the actor{what}")
         a = OwnedActor(s.actor_id, s.class_name, args, host, max_restarts=s.max_restarts, arg_refs=mentioned,
-                       holding_args=True, max_concurrency=s.max_concurrency)
+                       holding_args=True, max_concurrency=s.max_concurrency, demand=demand)
         self.owned_actors[s.actor_id] = a
         for oid in mentioned:
             self._hold(oid, "submitted_task_refs", +1)  # covered like task arguments (BOR-006)
@@ -52,10 +55,30 @@ class Actors:
             for oid in a.arg_refs:
                 self._hold(oid, "submitted_task_refs", -1)
 
+    def _actor_host(self: Peer, arg_refs: tuple, demand: Demand) -> PeerId:
+        """Where a new (or restarted) actor goes: an executor with room for what it
+        takes for its life, else the least loaded one that could hold it (TASK-012)."""
+        live = self._capable(demand)
+        free = [p for p in live if self._has_slot(p, demand)] if demand != (0.0, ()) else []
+        return self._pick(self._local_bytes(arg_refs), free) if free else self._place(arg_refs, live, demand)
+
+    def _reserve(self: Peer, a: OwnedActor, sign: int) -> None:
+        """Count the actor's demand in (+1) or out (-1) of its host's used resources."""
+        if (sign > 0) == a.reserved or a.demand == (0.0, ()):
+            return
+        r = self.remotes.get(a.host)
+        if r is None:
+            return
+        a.reserved = sign > 0
+        _use(r, a.demand, sign)
+        if sign < 0:
+            self.pump_due = True
+
     def _owned_actor_dead(self: Peer, actor_id: ActorId, info: ErrorInfo) -> None:
         a = self.owned_actors.get(actor_id)
         if a is None or a.state == ActorState.DEAD.value:
             return
+        self._reserve(a, -1)
         a.state = ActorState.DEAD.value
         a.error = info
         self._release_actor_args(a)
@@ -88,6 +111,9 @@ class Actors:
             self._owned_actor_dead(a.actor_id, ErrorInfo(ErrorCode.ACTOR_DIED, f"host {a.host} is dead", "ACT-004"))
             return
         w = self.workers.get(a.host)
+        if a.host != self.peer_id:
+            self._remote(a.host, w[0] if w else self._address_of(a.host))
+            self._reserve(a, +1)
         self._story(a.actor_id, "create", f"on {a.host}")
         self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts, a.max_concurrency), w[0] if w else self._address_of(a.host))
 
@@ -117,9 +143,10 @@ class Actors:
         for a in self.owned_actors.values():
             if a.host != dead or a.state == ActorState.DEAD.value:
                 continue
+            self._reserve(a, -1)
             if a.restarts < a.max_restarts:  # ACT-002: state is lost, calls go to the new one
                 a.restarts += 1
-                a.host = self._place(())
+                a.host = self._actor_host((), a.demand)
                 if a.host:
                     a.state = ActorState.RESTARTING.value
                     self._out(ActorStateChanged(self._sid, a.actor_id, a.state, None))
@@ -147,7 +174,8 @@ class Actors:
     def _creation_started(self: Peer, key: ExecKey, ex: ExecTask, resolved: tuple) -> None:
         actor_id = self.actor_creations[key]
         h = self.hosted.get(actor_id)
-        self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved, h.max_concurrency if h else 1))
+        self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved, owner=ex.owner,
+                             max_concurrency=h.max_concurrency if h else 1))
 
     def _creation_failed(self: Peer, key: ExecKey, error: ErrorInfo) -> None:
         """The constructor could not run (an argument failed, TASK-009, or it raised)."""

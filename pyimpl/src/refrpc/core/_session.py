@@ -554,8 +554,9 @@ class SessionLayer:
                 self._send(other.peer, PeerDeadNotice(dead.peer, dead.incarnation, reason))
 
     def _on_PeerDeadNotice(self: Peer, r: Remote, msg: PeerDeadNotice) -> None:
-        if msg.peer == self.peer_id and msg.incarnation == self.incarnation:
-            self._fail_stop(f"{r.peer} declared this incarnation dead")  # LIV-005
+        if msg.peer == self.peer_id:
+            # LIV-019: a notice about ourselves is a third party's opinion (or a forgery); a
+            # peer that fenced us answers our next message DECLARED_DEAD (SES-017, LIV-005).
             return
         self._fence(msg.peer, msg.incarnation, "notice", f"notice from {r.peer}: {msg.reason}")
 

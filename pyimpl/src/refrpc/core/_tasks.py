@@ -24,7 +24,7 @@ from .messages import (
     TaskId,
     TaskReply,
 )
-from .state import OwnedObject, OwnerTask, Remote
+from .state import DEFAULT_DEMAND, Demand, OwnedObject, OwnerTask, Remote
 
 if TYPE_CHECKING:
     from .peer import Peer
@@ -62,6 +62,7 @@ class Tasks:
             if rid in self.owned or not self._owns(rid):
                 raise LocalUsageError(ErrorCode.MALFORMED, f"return id {rid} is reused or not allocated here (ID-003)")
         args, mentioned = self._build_args(s.args)
+        demand = _demand(s.num_cpus, s.resources)
         executor = s.executor
         actor_seq = 0
         if s.actor_id:
@@ -82,7 +83,7 @@ class Tasks:
             e = OwnedObject(rid, "pending", task_id=s.task_id, local_refs=1)  # OWN-001
             self.owned[rid] = e
             self._story(rid, "submitted", s.task_id)
-        t = OwnerTask(spec, "submitted", executor or "", mentioned)
+        t = OwnerTask(spec, "submitted", executor or "", mentioned, demand=demand)
         self.tasks[s.task_id] = t
         if spec.max_retries > 0 and not spec.actor_id:  # reconstructable (LIN-006)
             t.lineage_counted = True
@@ -94,17 +95,17 @@ class Tasks:
         self._dispatch(t, explicit=bool(executor))
 
     def _dispatch(self: Peer, t: OwnerTask, explicit: bool = False) -> None:
-        """Send ``t`` now, or queue it until an executor has a free slot (TASK-012).
+        """Send ``t`` now, or queue it until an executor has room for it (TASK-012).
 
         A named executor (and an actor's host) is used as named. A first attempt goes
-        to a live executor with a free slot, or waits in this peer's queue; a retry or
-        a rebuild goes at once to the least loaded executor, since something may be
-        waiting for it that holds a slot itself.
+        to a live executor with room for its demand, or waits in this peer's queue; a
+        retry or a rebuild goes at once to the least loaded executor that can ever run
+        it, since something may be waiting for it that holds a slot itself.
         """
         if explicit and t.executor:
             self._send_task(t)
             return
-        live = self._live_workers()
+        live = self._capable(t.demand)
         if not live:
             # Queued until the end of the stimulus: the pump fails it then if still no
             # executor is live (TASK-022), or sends it to one that became live meanwhile
@@ -115,10 +116,10 @@ class Tasks:
             self.pump_due = True
             return
         if t.spec.attempt > 1:
-            t.executor = self._place(t.arg_refs, live)
+            t.executor = self._place(t.arg_refs, live, t.demand)
             self._send_task(t)
             return
-        target, holder = self._free_executor(t.arg_refs, live)
+        target, holder = self._free_executor(t.arg_refs, live, t.demand)
         if target:
             t.executor = target
             self._send_task(t)
@@ -128,7 +129,7 @@ class Tasks:
         if holder:
             self.local_queues.setdefault(holder, deque()).append(t.spec.task_id)
         else:
-            self.ready_queue.append(t.spec.task_id)
+            self.ready_queues.setdefault(t.demand, deque()).append(t.spec.task_id)
         self._story(t.spec.task_id, "queued", holder or "any executor")
 
     def _send_task(self: Peer, t: OwnerTask) -> None:
@@ -154,6 +155,7 @@ class Tasks:
             quick = self.quick_functions.get(t.spec.function, False)
             r.in_flight[t.spec.task_id] = (self.now_ms, quick)
             r.slow_in_flight += not quick
+            _use(r, t.demand, +1)
         self._story(t.spec.task_id, "dispatch", f"attempt {t.spec.attempt} to {t.executor}")
         self._send(t.executor, t.spec, address)
 
@@ -167,6 +169,7 @@ class Tasks:
                 sent = r.in_flight.pop(t.spec.task_id, None)
                 if sent is not None:
                     r.slow_in_flight -= not sent[1]
+                _use(r, t.demand, -1)
             self.pump_due = True
 
     def _learn_speed(self: Peer, t: OwnerTask, r: Remote) -> None:
@@ -182,22 +185,44 @@ class Tasks:
             del speeds[next(iter(speeds))]
 
     def _no_executor(self: Peer, t: OwnerTask) -> None:
-        info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "no live executor to run the task", "TASK-022")
-        self._fail_task(t, info, "executor_died_final")
+        cpus, named = t.demand
+        if not self._live_workers() or (cpus <= 1 and not named):
+            why = "no live executor to run the task"
+        else:
+            wanted = ", ".join([f"{cpus:g} CPU"] + [f"{amount:g} {name}" for name, amount in named])
+            why = f"no live executor offers what the task asks for ({wanted})"
+        self._fail_task(t, ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, why, "TASK-022"), "executor_died_final")
 
     def _live_workers(self: Peer) -> list[PeerId]:
         return [p for p in self.workers if p != self.peer_id and self._is_live(p)]
+
+    def _capable(self: Peer, demand: Demand, live: list[PeerId] | None = None) -> list[PeerId]:
+        """The live executors whose slots and resources could ever hold ``demand``."""
+        cpus, named = demand
+        live = self._live_workers() if live is None else live
+        return [p for p in live if cpus <= self.workers[p][1]
+                and all(amount <= self.worker_resources.get(p, {}).get(name, 0.0) for name, amount in named)]
 
     def _load(self: Peer, p: PeerId) -> int:
         r = self.remotes.get(p)
         return r.load if r else 0
 
-    def _has_slot(self: Peer, p: PeerId) -> bool:
-        """A free slot, or room to pipeline one more task behind young, quick ones (TASK-020)."""
+    def _has_slot(self: Peer, p: PeerId, demand: Demand = DEFAULT_DEMAND) -> bool:
+        """Room for ``demand`` now, or (for a plain task) room to pipeline one more
+        behind young, quick ones (TASK-020)."""
         r = self.remotes.get(p)
-        if r is None or r.load < self.workers[p][1]:
+        if r is None:
             return True
-        if r.slow_in_flight or r.load >= self.workers[p][1] * self.config.pipeline_depth:
+        cpus, named = demand
+        for name, amount in named:
+            if r.used.get(name, 0.0) + amount > self.worker_resources.get(p, {}).get(name, 0.0):
+                return False
+        slots = self.workers[p][1]
+        if cpus <= 0 or r.used.get("CPU", 0.0) + cpus <= slots:
+            return True
+        if demand != DEFAULT_DEMAND or r.slow_in_flight or r.load >= slots * self.config.pipeline_depth:
+            return False
+        if r.used.get("CPU", 0.0) > r.load:  # something bigger than a plain task runs there
             return False
         oldest = next(iter(r.in_flight.values()), None)
         return oldest is None or self.now_ms - oldest[0] <= self.config.pipeline_ms
@@ -214,76 +239,83 @@ class Tasks:
                 local[p] = local.get(p, 0) + max(size, 0)
         return local
 
-    def _place(self: Peer, arg_refs: tuple[ObjectId, ...], live: list[PeerId] | None = None) -> PeerId:
-        """Locality if it has a free slot, else the least loaded, free or not (TASK-012);
-        "" when no executor is live."""
-        live = self._live_workers() if live is None else live
+    def _place(self: Peer, arg_refs: tuple[ObjectId, ...], live: list[PeerId] | None = None,
+               demand: Demand = DEFAULT_DEMAND) -> PeerId:
+        """Locality if it has room, else the least loaded, room or not (TASK-012), among
+        the executors that could ever hold ``demand``; "" when there is none."""
+        live = self._capable(demand, live)
         if not live:
             return ""
         local = self._local_bytes(arg_refs) if arg_refs else {}
         best = max(live, key=lambda p: local.get(p, 0))
-        if local.get(best, 0) > 0 and self._has_slot(best):
+        if local.get(best, 0) > 0 and self._has_slot(best, demand):
             return best
         return min(live, key=self._load)
 
-    def _free_executor(self: Peer, arg_refs: tuple[ObjectId, ...], live: list[PeerId]) -> tuple[PeerId, PeerId]:
-        """(executor with a free slot or "", executor the task should wait for or "")."""
+    def _free_executor(self: Peer, arg_refs: tuple[ObjectId, ...], live: list[PeerId],
+                       demand: Demand) -> tuple[PeerId, PeerId]:
+        """(executor with room now or "", executor the task should wait for or "")."""
         local = self._local_bytes(arg_refs) if arg_refs else {}
         if local:
             best = max(live, key=lambda p: local.get(p, 0))
             if local.get(best, 0) >= self.config.locality_bytes:
-                return (best, "") if self._has_slot(best) else ("", best)
-            free = [p for p in live if self._has_slot(p)]
-            if not free:
-                return "", ""
-            near = max(free, key=lambda p: local.get(p, 0))
-            return (near if local.get(near, 0) > 0 else min(free, key=self._load)), ""
-        free = [p for p in live if self._has_slot(p)]
-        return (min(free, key=self._load) if free else ""), ""
+                return (best, "") if self._has_slot(best, demand) else ("", best)
+        return self._pick(local, [p for p in live if self._has_slot(p, demand)]), ""
+
+    def _pick(self: Peer, local: dict[PeerId, int], free: list[PeerId]) -> PeerId:
+        """The free executor holding the most of the arguments, else the least loaded."""
+        if not free:
+            return ""
+        near = max(free, key=lambda p: local.get(p, 0))
+        return near if local.get(near, 0) > 0 else min(free, key=self._load)
 
     def _pump(self: Peer) -> None:
-        """Send queued tasks to executors with free slots, oldest first (TASK-020)."""
+        """Send queued tasks to executors with room, oldest first (TASK-020)."""
         self.pump_due = False
-        if not self.ready_queue and not self.local_queues:
+        if not self.ready_queues and not self.local_queues:
             return
         live = self._live_workers()
-        if not live:
-            for tid in self._drain_queues():
-                self._no_executor(self.tasks[tid])
-            return
         for p in list(self.local_queues):
             q = self.local_queues[p]
             if p not in live:  # the holder died: the data is gone with it, go anywhere
                 del self.local_queues[p]
-                self.ready_queue.extendleft(reversed(q))
+                for tid in q:
+                    t = self.tasks.get(tid)
+                    if t is not None and t.state == "queued":
+                        self.ready_queues.setdefault(t.demand, deque()).appendleft(tid)
                 continue
-            while q and self._has_slot(p):
-                t = self.tasks.get(q.popleft())
-                if t is not None and t.state == "queued":
+            while q:
+                t = self.tasks.get(q[0])
+                if t is None or t.state != "queued":
+                    q.popleft()
+                elif self._has_slot(p, t.demand):
+                    q.popleft()
                     self._start_queued(t, p)
+                else:
+                    break
             if not q:
                 del self.local_queues[p]
-        free = [p for p in live if self._has_slot(p)]
-        while self.ready_queue and free:
-            t = self.tasks.get(self.ready_queue.popleft())
-            if t is None or t.state != "queued":
+        for demand in list(self.ready_queues):
+            q = self.ready_queues[demand]
+            capable = self._capable(demand, live)
+            if not capable:  # nothing left that could ever run them
+                del self.ready_queues[demand]
+                for tid in q:
+                    t = self.tasks.get(tid)
+                    if t is not None and t.state == "queued":
+                        self._no_executor(t)
                 continue
-            local = self._local_bytes(t.arg_refs) if t.arg_refs else {}
-            p = max(free, key=lambda p: local.get(p, 0))
-            if not local.get(p, 0):
-                p = min(free, key=self._load)
-            self._start_queued(t, p)
-            if not self._has_slot(p):
-                free.remove(p)
-
-    def _drain_queues(self: Peer) -> list[TaskId]:
-        """Empty the queues; the ids of the tasks still queued, oldest first."""
-        ids = list(self.ready_queue)
-        for q in self.local_queues.values():
-            ids.extend(q)
-        self.ready_queue.clear()
-        self.local_queues.clear()
-        return [tid for tid in ids if tid in self.tasks and self.tasks[tid].state == "queued"]
+            free = [p for p in capable if self._has_slot(p, demand)]
+            while q and free:
+                t = self.tasks.get(q.popleft())
+                if t is None or t.state != "queued":
+                    continue
+                p = self._pick(self._local_bytes(t.arg_refs) if t.arg_refs else {}, free)
+                self._start_queued(t, p)
+                if not self._has_slot(p, demand):
+                    free.remove(p)
+            if not q:
+                del self.ready_queues[demand]
 
     def _start_queued(self: Peer, t: OwnerTask, executor: PeerId) -> None:
         self._transition_task(t, "dispatch")
@@ -297,10 +329,9 @@ class Tasks:
         t = self.tasks.get(e.task_id) if e is not None and e.task_id else None
         if t is None or t.state != "queued":
             return
-        live = self._live_workers()
-        if not live:
-            return  # the next pump fails it
-        self._start_queued(t, self._place(t.arg_refs, live))
+        p = self._place(t.arg_refs, None, t.demand)
+        if p:  # else the next pump fails it
+            self._start_queued(t, p)
 
     def _is_live(self: Peer, peer: PeerId) -> bool:
         r = self.remotes.get(peer)
@@ -597,6 +628,25 @@ class Tasks:
 
     def _transition_task(self: Peer, t: OwnerTask, event: str) -> None:
         self._transition("owner-task", t, t.spec.task_id, event)
+
+
+def _demand(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> Demand:
+    """A task's or actor's demand in canonical form (one queue per distinct demand)."""
+    if num_cpus < 0 or any(amount < 0 for _, amount in resources):
+        raise LocalUsageError(ErrorCode.MALFORMED, "num_cpus and resources must not be negative")
+    return float(num_cpus), tuple(sorted((str(n), float(a)) for n, a in resources if a > 0))
+
+
+def _use(r: Remote, demand: Demand, sign: int) -> None:
+    """Count ``demand`` in (sign +1) or out (-1) of what is used on ``r``'s peer."""
+    cpus, named = demand
+    for name, amount in (("CPU", cpus), *named):
+        if amount:
+            left = r.used.get(name, 0.0) + sign * amount
+            if left > 1e-9:
+                r.used[name] = left
+            else:
+                r.used.pop(name, None)
 
 
 def lineage_cost(spec: SubmitTask) -> int:

@@ -65,11 +65,13 @@ class ReceiveMalformed(Stimulus):
 
 @dataclass(frozen=True, slots=True)
 class AddPeer(Stimulus):
-    """Cluster membership: ``peer`` at ``address`` can run tasks (``slots`` at once)."""
+    """Cluster membership: ``peer`` at ``address`` can run tasks (``slots`` at once,
+    its CPUs) and offers ``resources`` (name -> amount, e.g. ``(("gpu", 1.0),)``)."""
 
     peer: PeerId
     address: str
     slots: int = 1
+    resources: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,10 @@ class Submit(Stimulus):
     actor_id: ActorId = ""
     #: Run on this peer if set (tests, actors); otherwise placement decides.
     executor: PeerId = ""
+    #: What the task takes from its executor while it runs (TASK-012): CPU slots
+    #: (0: none, so it never waits for a slot) and named resources.
+    num_cpus: float = 1.0
+    resources: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +238,9 @@ class CreateActorRequest(Stimulus):
     max_restarts: int = 0
     #: How many calls may run at once on the host (ACT-013); 0 means 1.
     max_concurrency: int = 0
+    #: What the actor takes from its host for its whole life (TASK-012).
+    num_cpus: float = 0.0
+    resources: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +383,8 @@ class StartActor(Instruction):
     actor_id: ActorId
     class_name: str
     args: tuple[ResolvedArg, ...]
+    #: The peer that asked for the actor (whose session decides what may run, SEC-006).
+    owner: PeerId = ""
     #: How many of its calls the core may hand over at once (ACT-013).
     max_concurrency: int = 1
 

@@ -63,6 +63,7 @@ from .state import (
     OutgoingRegistration,
     OwnedActor,
     OwnedObject,
+    Demand,
     OwnerTask,
     Remote,
 )
@@ -112,6 +113,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.fenced: set[tuple[PeerId, int]] = set()
         #: Peers that may run tasks: id -> (address, slots).
         self.workers: dict[PeerId, tuple[str, int]] = {}
+        #: The named resources each of them offers (TASK-012).
+        self.worker_resources: dict[PeerId, dict[str, float]] = {}
         #: Addresses learnt from RegisterBorrower, for peers we have no session with.
         self.addresses: dict[PeerId, tuple[str, int]] = {}
         #: The ownership table (OWN-003).
@@ -125,9 +128,10 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.primaries: set[ObjectId] = set()
         #: Tasks submitted here (lineage, LIN-001).
         self.tasks: dict[TaskId, OwnerTask] = {}
-        #: Tasks waiting for a free slot on any executor, oldest first (TASK-020);
-        #: entries whose task is no longer ``queued`` are skipped when met.
-        self.ready_queue: deque[TaskId] = deque()
+        #: Tasks waiting for room on any executor, one queue per demand (CPU slots
+        #: and resources), oldest first (TASK-020); entries whose task is no longer
+        #: ``queued`` are skipped when met.
+        self.ready_queues: dict[Demand, deque[TaskId]] = {}
         #: Tasks waiting for a slot on the executor that holds their data (TASK-012).
         self.local_queues: dict[PeerId, deque[TaskId]] = {}
         #: A slot was freed or an executor added since the queues were last looked at.
@@ -291,6 +295,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
     def _stim_add_peer(self, s: AddPeer) -> None:
         if s.peer != self.peer_id:
             self.workers[s.peer] = (s.address, max(1, s.slots))
+            self.worker_resources[s.peer] = {name: float(amount) for name, amount in s.resources if amount > 0}
             self.pump_due = True
 
     def _stim_peer_failed(self, s: PeerFailed) -> None:
@@ -584,16 +589,28 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 problems.append(f"{oid}: outgoing registrations {b.outgoing_registrations} != {counted.get(oid, 0)}")
         needed: dict[ObjectId, int] = {}
         counted_load: dict[PeerId, int] = {}
+        used: dict[PeerId, dict[str, float]] = {}
+
+        def add(peer: PeerId, demand: Demand) -> None:
+            u = used.setdefault(peer, {})
+            for name, amount in (("CPU", demand[0]), *demand[1]):
+                if amount:
+                    u[name] = u.get(name, 0.0) + amount
+
+        for a in self.owned_actors.values():
+            if a.reserved:
+                add(a.host, a.demand)
         for t in self.tasks.values():
             if t.state in ("submitted", "queued") and not t.holding_args:
                 problems.append(f"{t.spec.task_id}: {t.state} but not holding its args (BOR-006)")
             if t.counted:
                 counted_load[t.executor] = counted_load.get(t.executor, 0) + 1
+                add(t.executor, t.demand)
             if t.lineage_counted:
                 alive = sum(1 for rid in t.spec.return_ids if rid in self.owned)
                 for oid in t.arg_refs:
                     needed[oid] = needed.get(oid, 0) + alive
-        queued = set(self.ready_queue).union(*self.local_queues.values())
+        queued = set().union(*self.ready_queues.values(), *self.local_queues.values())
         for tid, t in self.tasks.items():
             if t.state == "queued" and tid not in queued:
                 problems.append(f"{tid}: queued but in no queue (TASK-020)")
@@ -602,6 +619,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 problems.append(f"{r.peer}: in-flight accounting is off (TASK-020)")
             if r.load != counted_load.get(r.peer, 0):
                 problems.append(f"{r.peer}: load {r.load} != {counted_load.get(r.peer, 0)} tasks counted (TASK-012)")
+            want = used.get(r.peer, {})
+            if r.used.keys() != want.keys() or any(abs(r.used[k] - want[k]) > 1e-6 for k in want):
+                problems.append(f"{r.peer}: resources used {r.used} != {want} (TASK-012)")
         for oid, e in self.owned.items():
             if e.lineage_refs != needed.get(oid, 0):
                 problems.append(f"{oid}: lineageRefs {e.lineage_refs} != {needed.get(oid, 0)} (LIN-002)")

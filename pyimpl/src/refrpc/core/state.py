@@ -26,6 +26,12 @@ from .messages import (
 )
 
 
+
+#: What a task or actor takes from its executor: (CPU slots, ((resource, amount), ...)).
+Demand = tuple[float, tuple[tuple[str, float], ...]]
+#: A task's demand unless the program says otherwise: one CPU slot.
+DEFAULT_DEMAND: Demand = (1.0, ())
+
 @dataclass(slots=True)
 class Config:
     """Tunables with the spec's defaults (LIV-001, LIV-003, SES-003, SES-004, TASK-004)."""
@@ -179,6 +185,8 @@ class OwnerTask:
     #: Whether the task counts in its executor's load (TASK-012): sent, not an actor
     #: call, and not yet answered.
     counted: bool = False
+    #: CPU slots and named resources it takes while it runs (TASK-012).
+    demand: "Demand" = (1.0, ())
 
 
 @dataclass(slots=True)
@@ -229,6 +237,10 @@ class OwnedActor:
     max_concurrency: int = 0
     #: Whether its handle object was reclaimed: no process can call it any more.
     handles_gone: bool = False
+    #: CPU slots and named resources it takes from its host while alive (TASK-012),
+    #: and whether they are counted there now.
+    demand: "Demand" = (0.0, ())
+    reserved: bool = False
 
 
 @dataclass(slots=True)
@@ -295,3 +307,6 @@ class Remote:
     in_flight: dict[str, tuple[int, bool]] = field(default_factory=dict)
     #: How many of ``in_flight`` are not known to be quick.
     slow_in_flight: int = 0
+    #: CPU slots ("CPU") and named resources this peer's counted tasks and live
+    #: actors take there now (TASK-012).
+    used: dict[str, float] = field(default_factory=dict)

@@ -17,7 +17,10 @@ or on ``PYTHONPATH``). The process binds its ROUTER socket to ``--endpoint``
 (``REFRPC_IUT_ENDPOINT``) and takes the PeerId ``--peer-id``
 (``REFRPC_IUT_PEER_ID``) (CNF-011). It uses the spec's timing defaults unless
 ``REFRPC_IUT_HEARTBEAT_MS`` or ``REFRPC_IUT_MISS_LIMIT`` say otherwise (CNF-012).
-Once its socket is bound it writes the ``ready`` event (CNF-006); it starts in
+Given a cluster key file (``--key-file``, or ``REFRPC_KEY_FILE``, which the suite
+sets when the config says ``authentication = "curve"``), it authenticates every
+connection with CURVE and listens only to members whose key matches their PeerId
+(SEC-011, SEC-016). Once its socket is bound it writes the ``ready`` event (CNF-006); it starts in
 about half a second on an idle machine. Logs go to standard error only.
 
 **What it offers.** Features ``core``, ``borrowing``, ``recovery``, ``actors``

@@ -74,9 +74,11 @@ class Iut:
         config: Protocol settings.
         on_other: Gets every instruction that is neither executor work nor the
             node's own (PeerDeclaredDead, FailStop...), on the loop thread.
+        cluster_key: Authenticate every connection with this cluster key
+            (CURVE, SEC-002, SEC-011); None: the NULL mechanism.
     """
 
-    def __init__(self, peer_id: str, endpoint: str, config: Config, on_other: Any = None) -> None:
+    def __init__(self, peer_id: str, endpoint: str, config: Config, on_other: Any = None, cluster_key: Any = None) -> None:
         namespace = f"iut{os.getpid()}x{secrets.token_hex(4)}"
 
         def make_executor(node: Node) -> FixtureExecutor:  # on the loop thread, before any work
@@ -86,7 +88,7 @@ class Iut:
             return FixtureExecutor(node, self.catalog)
 
         self.node, self.executor = working_node(peer_id, endpoint, namespace, config, on_other,
-                                                make_executor=make_executor)
+                                                make_executor=make_executor, cluster_key=cluster_key)
         #: How the control channel names an error code for ``get`` (CNF-018): the registry
         #: name; the ``schema-error-names`` fault switch changes it.
         self.error_code_name: Any = lambda code: code.name
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m refrpc.iut", description="A RefRPC peer under test (spec/conformance-hooks.md).")
     ap.add_argument("--endpoint", default=os.environ.get("REFRPC_IUT_ENDPOINT", ""), help="tcp://127.0.0.1:PORT to bind")
     ap.add_argument("--peer-id", default=os.environ.get("REFRPC_IUT_PEER_ID", ""), help="the PeerId to use")
+    ap.add_argument("--key-file", default=os.environ.get("REFRPC_KEY_FILE", ""),
+                    help="authenticate with this cluster key file (CURVE, SEC-015); default $REFRPC_KEY_FILE")
     ap.add_argument("--fault", action="append", default=[], metavar="NAME", help="break one requirement (see refrpc.iut.FAULTS)")
     args = ap.parse_args(argv)
     if not args.endpoint or not args.peer_id:
@@ -123,13 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         faults = parse_faults(args.fault + [os.environ.get("REFRPC_IUT_FAULTS", "")])
         config = config_from_env()
-    except ValueError as exc:
+        from ..transport import ClusterKey
+
+        cluster_key = ClusterKey.load(args.key_file) if args.key_file else None
+    except ValueError as exc:  # a KeyFileError too
         ap.error(str(exc))
     from ._control import Control
 
     control = Control(os.fdopen(channel_fd, "w", encoding="utf-8", newline="\n"))
     try:
-        iut = Iut(args.peer_id, args.endpoint, config, on_other=control.on_instruction)
+        iut = Iut(args.peer_id, args.endpoint, config, on_other=control.on_instruction, cluster_key=cluster_key)
     except Exception as exc:  # a bad endpoint, a port in use, a bad peer id
         log.error("cannot start: %s: %s", type(exc).__name__, exc)
         return 1

@@ -20,6 +20,7 @@ from typing import Callable
 
 from ..core import events as ev
 from ..store import cleanup_namespace
+from ..transport import KEY_FILE_ENV, KeyFileError, key_from_env
 from ._executor import working_node
 from ._node import Node
 
@@ -59,6 +60,8 @@ class LocalCluster:
     namespace: str
     directory: str
     workers: dict[str, str] = field(default_factory=dict)  # name -> address
+    #: name -> the named resources that worker offers (its share of the host's).
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     #: Each worker's traffic counters, read when the cluster stops.
     stats: dict[str, dict] = field(default_factory=dict)
@@ -100,18 +103,27 @@ class LocalCluster:
     def start(cls, num_workers: int, head_address: str, head_incarnation: int, *, head_name: str = "driver",
               node_ip: str = "", name_prefix: str = "w", inline_threshold: int = 100 * 1024,
               namespace: str = "", settings: dict[str, int] | None = None,
-              trace_dir: str | None = None) -> LocalCluster:
+              trace_dir: str | None = None, key_file: str = "", insecure: bool = False,
+              resources: dict[str, float] | None = None) -> LocalCluster:
         """Start the workers. With ``node_ip`` they listen on tcp (reachable from other
         hosts) and register with the head; otherwise on ipc:// sockets in a temp dir.
         With ``trace_dir`` each worker records its trace there (TRC-011 names the
         files); without, workers follow ``REFRPC_TRACE_DIR`` as every process does.
+        With ``key_file`` every worker authenticates with that cluster key (CURVE,
+        SEC-002); workers listening on tcp need one unless ``insecure``.
 
         Each worker runs in a session of its own, so a Ctrl-C at the terminal (or a
         notebook's interrupt), which signals the starting process's whole process
         group, reaches the program and not its workers. A worker leaves when its
         head does (heartbeats, LIV-003) and at once when the process that started it
         is gone, also after ``kill -9``: it watches the read end of a pipe whose only
-        writer is this process (its lifeline)."""
+        writer is this process (its lifeline).
+
+        ``resources`` (name -> amount) are what this host offers besides its CPUs;
+        they are shared among the workers (``_membership.spread``), each worker
+        offering its share (TASK-030)."""
+        from ._membership import spread
+
         namespace = namespace or cls.new_namespace()
         directory = tempfile.mkdtemp(prefix="refrpc-")
         cluster = cls(namespace, directory)
@@ -121,8 +133,13 @@ class LocalCluster:
         else:
             cluster.workers = {n: f"ipc://{directory}/{n}.sock" for n in names}
         peers = "" if node_ip else ",".join(f"{n}={a}" for n, a in cluster.workers.items())
+        cluster.resources = spread(resources, names)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        if key_file:
+            env[KEY_FILE_ENV] = os.path.abspath(key_file)
+        else:  # the workers authenticate exactly as the caller said
+            env.pop(KEY_FILE_ENV, None)
         cluster._env = env
         cluster._lifeline = os.pipe()  # both ends close-on-exec; only the read end is passed on
         for name, address in cluster.workers.items():
@@ -134,7 +151,8 @@ class LocalCluster:
                 "--stats", os.path.join(directory, f"stats-{name}.json"),
                 "--head-name", head_name, "--inline-threshold", str(inline_threshold),
                 "--settings", json.dumps(settings or {}),
-            ] + (["--register"] if node_ip else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
+                "--resources", json.dumps(cluster.resources),
+            ] + (["--register"] if node_ip else []) + (["--insecure"] if insecure else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
             cluster._spawn(name)
         atexit.register(cluster.stop)
         return cluster
@@ -379,10 +397,18 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--register", action="store_true", help="register with the head (multi-host clusters)")
     ap.add_argument("--inline-threshold", type=int, default=100 * 1024)
     ap.add_argument("--settings", default="{}", help="protocol settings (Config fields) as JSON")
+    ap.add_argument("--resources", default="{}", help="peer -> the named resources it offers, as JSON")
     ap.add_argument("--trace-dir", default=None, help="record this worker's trace here (default: $REFRPC_TRACE_DIR)")
+    ap.add_argument("--insecure", action="store_true", help="listen on tcp without authentication (SEC-002)")
     ap.add_argument("--lifeline", type=int, default=-1,
                     help="a pipe's read end: leave when it reads EOF (the starting process is gone)")
     args = ap.parse_args(argv)
+    try:
+        cluster_key = key_from_env()  # REFRPC_KEY_FILE: authenticate every connection
+    except KeyFileError as exc:
+        ap.error(str(exc))
+    if cluster_key is None and args.bind.startswith("tcp://") and not args.insecure:
+        ap.error(f"a worker listening on tcp needs the cluster key: set {KEY_FILE_ENV} (or pass --insecure)")
     done = threading.Event()
     if args.lifeline >= 0:
         _watch_lifeline(args.lifeline, done)
@@ -396,19 +422,21 @@ def worker_main(argv: list[str] | None = None) -> int:
     from ._node import default_config
 
     node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **json.loads(args.settings)), on_other,
-        held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir)  # no task runs before this process is ready (see Executor)
+        held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir, cluster_key=cluster_key)  # no task runs before this process is ready (see Executor)
     from ._refs import call_on, context
 
     context.node, context.executor = node, executor
     context.head = args.head_name
     peers = [p.split("=", 1) for p in args.peers.split(",") if p]
-    adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1) for n, a in peers if n != args.peer]
+    offered = json.loads(args.resources)
+    adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1, tuple(sorted(offered.get(n, {}).items())))
+            for n, a in peers if n != args.peer]
     node.handle_soon(*adds).result()
     # Open the session with the head now, so that its death is noticed (REF-006).
     node.handle_soon(lambda sid: ev.Connect(sid, args.head_name, args.head, args.head_incarnation)).result()
     if args.register:
         try:
-            _register(node, args.head_name, args.peer)
+            _register(node, args.head_name, args.peer, offered.get(args.peer, {}))
         except Exception:
             if not done.is_set():
                 raise
@@ -432,7 +460,7 @@ def worker_main(argv: list[str] | None = None) -> int:
 
 
 
-def _register(node: Node, head: str, peer: str) -> None:
+def _register(node: Node, head: str, peer: str, resources: dict[str, float]) -> None:
     """Join a multi-host cluster: register with ``head``, add the other members as
     places to run tasks, and open a session with every driver, so that a driver that
     used an earlier incarnation of this worker learns of this one (HS-006)."""
@@ -440,9 +468,11 @@ def _register(node: Node, head: str, peer: str) -> None:
 
     from ._refs import call_on
 
+    from ._membership import _adds
+
     members = call_on(node, head, "refrpc.runtime._membership:register", peer, node.address, 1, socket.gethostname(),
-                      os.getpid(), timeout=60)
-    others = [lambda sid, p=p, a=a, s=s: ev.AddPeer(sid, p, a, s) for p, a, s, _ in members if p != peer]
+                      os.getpid(), resources, timeout=60)
+    others = _adds(members, own=peer)
     if others:
         node.handle_soon(*others).result()
     drivers = call_on(node, head, "refrpc.runtime._membership:drivers", timeout=60)

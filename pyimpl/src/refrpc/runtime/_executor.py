@@ -43,12 +43,43 @@ IDLE_THREADS_KEPT = 2
 IDLE_THREAD_S = 2.0
 #: Put in the queue so that a thread holding the turn while it waits for work lets go.
 _WAKE = object()
-#: Functions and classes resolved by name, once per process (name -> object).
+#: Functions and classes this process exposes by name (SEC-006): those registered
+#: with ``@refrpc.remote`` in the modules it imported, and those given to
+#: :func:`expose`. Any peer that may submit tasks here may call them.
+_EXPOSED: dict[str, Any] = {}
+#: Names resolved by importing their module, once per process (name -> object).
 _RESOLVED: dict[str, Any] = {}
 
 
-def resolve(name: str) -> Any:
-    """The function or class registered as ``module:qualname`` (cached)."""
+def expose(name: str, obj: Any) -> None:
+    """Let any peer that may submit tasks here call ``obj`` as ``name`` (SEC-006)."""
+    _EXPOSED[name] = getattr(obj, "_refrpc_target", obj)
+
+
+def exposed(name: str) -> bool:
+    """Whether ``name`` is exposed here (callable from any session)."""
+    return name in _EXPOSED
+
+
+def resolve(name: str, *, trusted: bool = True) -> Any:
+    """The function or class a task names as ``module:qualname`` (SEC-006).
+
+    A name this process exposes resolves from any session. Any other name
+    resolves only for a ``trusted`` caller: this process itself, or a peer on a
+    session where ``python-pickle`` is in use, which could make this process
+    import the module with a pickled reference anyway (SEC-005); only then is
+    the module imported, as unpickling such a reference would. No other message
+    makes this process import anything.
+
+    Raises:
+        LookupError: The name is not exposed and the caller is not trusted, or
+            it names nothing importable.
+    """
+    found = _EXPOSED.get(name)
+    if found is not None:
+        return found
+    if not trusted:
+        raise LookupError(f"{name!r} is not exposed by this peer (SEC-006)")
     found = _RESOLVED.get(name)
     if found is not None:
         return found
@@ -510,7 +541,7 @@ class Executor:
                     raise LookupError(f"actor {ins.actor_id} is not running here")
                 fn = getattr(instance, function)
             else:
-                fn = resolve(function)
+                fn = resolve(function, trusted=self._trusted(ins.owner))
         except Exception as exc:
             info = ErrorInfo(ErrorCode.UNKNOWN_FUNCTION, f"{ins.function}: {exc}", "TASK-006")
             self._finish(ins, [ev.TaskResult(error=info)] * len(ins.return_ids))
@@ -540,6 +571,14 @@ class Executor:
             cause = self._cause(error) if remote is None or "python-pickle" in remote.features else None
             results = [ev.TaskResult(value=cause, error=info)] * len(ins.return_ids)
         self._finish(ins, results)
+
+    def _trusted(self, peer: str) -> bool:
+        """Whether ``peer`` may have this process import what it names: this process
+        itself, or a peer on a session where ``python-pickle`` is in use (SEC-006)."""
+        if not peer or peer == self.node.peer_id:
+            return True
+        remote = self.node.core.remotes.get(peer)
+        return remote is not None and "python-pickle" in remote.features
 
     def _cause(self, exc: BaseException) -> Value | None:
         """The exception a task raised, pickled to travel with its error (TASK-018), so
@@ -595,7 +634,7 @@ class Executor:
     def _start_actor(self, ins: ev.StartActor, args: list[Any]) -> None:
         try:
             class_name, kwargs = self._keywords(ins.class_name, args)
-            cls = resolve(class_name)
+            cls = resolve(class_name, trusted=self._trusted(ins.owner))
             self.actors[ins.actor_id] = cls(*args, **kwargs)
             error = None
         except Exception as exc:

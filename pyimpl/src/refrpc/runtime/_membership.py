@@ -26,14 +26,47 @@ def _head_node():
 PIDS: dict[str, int] = {}
 
 
-def register(peer: str, address: str, slots: int, host: str, pid: int = 0) -> list[tuple[str, str, int, str]]:
-    """Run on the head: record a worker and return every member known so far."""
+#: On the head: the named resources each registered worker offers (TASK-012).
+RESOURCES: dict[str, dict[str, float]] = {}
+
+
+def spread(resources: dict[str, float] | None, names: list[str]) -> dict[str, dict[str, float]]:
+    """Share the resources one host offers among its worker processes, so that the
+    cluster offers what was asked in all: with at least one of a resource per worker,
+    each gets an equal share; with less, the first workers get one each (the last a
+    fraction) and the others none. ``{"gpu": 1}`` over w1, w2 -> w1 has the gpu."""
+    out: dict[str, dict[str, float]] = {n: {} for n in names}
+    for name, total in (resources or {}).items():
+        if total >= len(names):
+            for n in names:
+                out[n][name] = total / len(names)
+            continue
+        left = float(total)
+        for n in names:
+            if left <= 0:
+                break
+            out[n][name] = min(1.0, left)
+            left -= out[n][name]
+    return out
+
+
+def _adds(rows: list[tuple[str, str, int, str, dict[str, float]]], own: str = "") -> list:
+    """AddPeer stimuli for members as :func:`members` gives them (``own`` left out)."""
+    return [lambda sid, p=p, a=a, s=s, r=r: ev.AddPeer(sid, p, a, s, tuple(sorted(r.items())))
+            for p, a, s, _h, r in rows if p != own]
+
+
+def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
+             resources: dict[str, float] | None = None) -> list[tuple[str, str, int, str, dict[str, float]]]:
+    """Run on the head: record a worker (its CPU slots and named resources) and
+    return every member known so far, as :func:`members` does."""
     node = _head_node()
     members = node.members
     members[peer] = (address, slots, host, time.time())
     PIDS[peer] = pid
-    node.handle_soon(lambda sid: ev.AddPeer(sid, peer, address, slots)).result()
-    return [(p, a, s, h) for p, (a, s, h, _) in members.items()]
+    RESOURCES[peer] = dict(resources or {})
+    node.handle_soon(*_adds([(peer, address, slots, host, RESOURCES[peer])])).result()
+    return [(p, a, s, h, RESOURCES.get(p, {})) for p, (a, s, h, _) in members.items()]
 
 
 def register_driver(peer: str, address: str, host: str, pid: int = 0) -> None:
@@ -59,21 +92,22 @@ def drivers() -> list[tuple[str, str]]:
     return [(p, a) for p, (a, _s, _h, _t) in node.drivers.items() if p not in dead]
 
 
-def members() -> list[tuple[str, str, int, str]]:
-    """Run on the head: every registered worker as (peer, address, slots, host)."""
+def members() -> list[tuple[str, str, int, str, dict[str, float]]]:
+    """Run on the head: every registered worker as (peer, address, slots, host, resources)."""
     node = _head_node()
     dead = {p for p, r in node.call(lambda: dict(node.core.remotes)).result().items() if r.state == "dead"}
-    return [(p, a, s, h) for p, (a, s, h, _) in node.members.items() if p not in dead]
+    return [(p, a, s, h, RESOURCES.get(p, {})) for p, (a, s, h, _) in node.members.items() if p not in dead]
 
 
-def cluster() -> list[tuple[str, str, str, int, str, int]]:
-    """Run on the head: every live peer as (peer, role, address, slots, host, pid),
+def cluster() -> list[tuple[str, str, str, int, str, int, dict[str, float]]]:
+    """Run on the head: every live peer as (peer, role, address, slots, host, pid, resources),
     the head first, then the workers, then the drivers (for ``refrpc status``)."""
     import os
 
     node = _head_node()
     dead = {p for p, r in node.call(lambda: dict(node.core.remotes)).result().items() if r.state == "dead"}
-    rows = [(node.peer_id, "head", node.address, 0, socket.gethostname(), os.getpid())]
-    rows += [(p, "worker", a, s, h, PIDS.get(p, 0)) for p, (a, s, h, _) in node.members.items() if p not in dead]
-    rows += [(p, "driver", a, 0, h, PIDS.get(p, 0)) for p, (a, _s, h, _) in node.drivers.items() if p not in dead]
+    rows = [(node.peer_id, "head", node.address, 0, socket.gethostname(), os.getpid(), {})]
+    rows += [(p, "worker", a, s, h, PIDS.get(p, 0), RESOURCES.get(p, {})) for p, (a, s, h, _) in node.members.items()
+             if p not in dead]
+    rows += [(p, "driver", a, 0, h, PIDS.get(p, 0), {}) for p, (a, _s, h, _) in node.drivers.items() if p not in dead]
     return rows

@@ -68,6 +68,11 @@ class Node:
             to run a real node without sockets); the node closes it.
         store: The object store instead of a :class:`SharedMemoryStore` in ``namespace``.
         clock: Monotonic seconds (the core's Ticks and the loop's timers read it).
+        cluster_key: The cluster's :class:`~refrpc.transport.ClusterKey`: every
+            connection is authenticated with CURVE, and a message is accepted only
+            from the PeerId whose member key its connection authenticated with
+            (SEC-002, SEC-011, SEC-016); None: no authentication (a local
+            cluster's ipc sockets, or a cluster started with authentication off).
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class Node:
         transport: Any = None,
         store: ObjectStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cluster_key: Any = None,
     ) -> None:
         env_faults = faults_from_env(peer_id)  # REFRPC_FAULTS (a bad value raises before anything opens)
         self.peer_id = peer_id
@@ -104,8 +110,11 @@ class Node:
         #: Ref handles alive in this process per object id (to unmap a copy when the last one dies).
         self.handles: dict[str, int] = {}
         #: The transport the sockets live in (a ZeroMQ one unless given).
+        #: The cluster key when connections are authenticated (SEC-011), else None.
+        self.cluster_key = cluster_key
         self.wire = transport if transport is not None else ZmqTransport(
-            bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}")
+            bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}",
+            cluster_key=cluster_key, peer_id=peer_id)
         #: What the loop sends and receives through: ``wire``, or the fault
         #: injector around it while fault rules are set (see set_faults).
         self.transport: ZmqTransport | FaultyTransport = self.wire
@@ -144,7 +153,8 @@ class Node:
         self._introspections: dict[int, Future[ev.IntrospectResult]] = {}
         #: Traffic counters: bytes sent and received over sockets, and bytes of
         #: stored values this process mapped from shared memory instead of copying.
-        self.stats = {"bytes_sent": 0, "bytes_received": 0, "messages_sent": 0, "messages_received": 0, "bytes_mapped": 0}
+        self.stats = {"bytes_sent": 0, "bytes_received": 0, "messages_sent": 0, "messages_received": 0, "bytes_mapped": 0,
+                      "unauthenticated_discarded": 0}
         self._stopping = threading.Event()
         self.stopped = threading.Event()
         self.failure: str = ""
@@ -453,6 +463,8 @@ class Node:
         try:
             envelope = codec.decode(frames, max_frame_bytes=self.config.max_frame_bytes)
         except codec.DecodeError as exc:  # GEN-004: typed, never a crash
+            if self.cluster_key is not None and not self._authentic(frames, exc.sender, sid):
+                return
             if tracer is not None:  # TRC-010: the raw frame 0, then why it went no further
                 tracer.received(_frame0(frames), exc.sender, exc.sender_incarnation, exc.seq, sid)
                 tracer.event("discarded", "", "", {"reason": "malformed", "error": exc.message}, sid)
@@ -460,9 +472,20 @@ class Node:
                 self.handle(ev.ReceiveMalformed(sid, exc.sender, exc.sender_incarnation, exc.error, exc.seq,
                                                 exc.receiver, exc.receiver_incarnation))
             return
+        if self.cluster_key is not None and not self._authentic(frames, envelope.sender, sid):
+            return
         if tracer is not None:  # TRC-003, TRC-005: every frame 0, before what it causes
             tracer.received(_frame0(frames), envelope.sender, envelope.sender_incarnation, envelope.seq, sid)
         self.handle(ev.Receive(sid, envelope))
+
+    def _authentic(self, frames: list[Any], sender: str, sid: str) -> bool:
+        """SEC-011: whether the claimed ``sender`` is the PeerId bound to the key the
+        message's connection authenticated with; if not, the message is discarded
+        before anything about its sender is created, and nothing is answered."""
+        if self.cluster_key.is_member_key(sender, getattr(frames, "user_id", None)):
+            return True
+        self.stats["unauthenticated_discarded"] += 1
+        return False
 
     def _do(self, ins: ev.Instruction) -> None:
         if isinstance(ins, ev.SendFrame):

@@ -25,13 +25,14 @@ from ._refs import call_on
 
 def _roster(node: Node, cluster: Any) -> list[dict[str, Any]]:
     """Every peer of the cluster as far as this process knows it, with no activity yet."""
-    core_workers = node.call(lambda: dict(node.core.workers)).result(10)
+    core_workers, named = node.call(lambda: (dict(node.core.workers), dict(node.core.worker_resources))).result(10)
     if cluster is not None:  # this process started the cluster: it knows every worker
         rows = [_row(node.peer_id, "driver", node.address, 0, socket.gethostname(), os.getpid())]
         for name, address in cluster.workers.items():
             slots = core_workers.get(name, (address, 1))[1]
             proc = cluster.processes.get(name)
-            row = _row(name, "worker", address, slots, socket.gethostname(), proc.pid if proc is not None else 0)
+            row = _row(name, "worker", address, slots, socket.gethostname(), proc.pid if proc is not None else 0,
+                       named.get(name, {}))
             row["restarts"] = sum(1 for r in cluster.restarts if r.name == name)
             rows.append(row)
         return rows
@@ -40,13 +41,14 @@ def _roster(node: Node, cluster: Any) -> list[dict[str, Any]]:
         return [_row(*m) for m in members]
     # A worker (or a head) asking: itself and the peers it places tasks on.
     rows = [_row(node.peer_id, "worker" if node.peer_id != HEAD else "head", node.address, 0, socket.gethostname(), os.getpid())]
-    rows += [_row(p, "worker", a, s, "", 0) for p, (a, s) in core_workers.items() if p != node.peer_id]
+    rows += [_row(p, "worker", a, s, "", 0, named.get(p, {})) for p, (a, s) in core_workers.items() if p != node.peer_id]
     return rows
 
 
-def _row(peer: str, role: str, address: str, slots: int, host: str, pid: int) -> dict[str, Any]:
+def _row(peer: str, role: str, address: str, slots: int, host: str, pid: int,
+         resources: dict[str, float] | None = None) -> dict[str, Any]:
     return {"id": peer, "role": role, "address": address, "alive": True, "host": host, "pid": pid,
-            "incarnation": 0, "resources": {"CPU": float(slots)} if role == "worker" else {}}
+            "incarnation": 0, "resources": {"CPU": float(slots), **(resources or {})} if role == "worker" else {}}
 
 
 def _activity(summary: PeerSummary | None) -> dict[str, Any]:

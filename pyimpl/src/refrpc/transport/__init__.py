@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+from ._curve import KEY_FILE_ENV, ClusterKey, KeyFileError, key_from_env
 from ._faults import (
     FAULTS_ENV,
     FaultEvent,
@@ -41,6 +42,7 @@ from ._zmq import (
     DEFAULT_HWM,
     DEFAULT_MAX_FRAME_BYTES,
     ZERO_COPY_THRESHOLD,
+    Received,
     ZmqTransport,
 )
 
@@ -88,6 +90,11 @@ class Transport(Protocol):
 
 
 __all__ = [
+    "KEY_FILE_ENV",
+    "ClusterKey",
+    "KeyFileError",
+    "Received",
+    "key_from_env",
     "DEFAULT_BACKLOG_LIMIT",
     "DEFAULT_HWM",
     "DEFAULT_MAX_FRAME_BYTES",

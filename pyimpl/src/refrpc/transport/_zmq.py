@@ -9,6 +9,13 @@ or more go zero-copy (ZMQ-006), and the transport pins their buffers (a
 ``memoryview`` export, so a ``bytearray`` cannot be resized under ZeroMQ) until
 their :class:`zmq.MessageTracker` says ZeroMQ is done; smaller frames are
 copied during :meth:`ZmqTransport.send`. One thread owns a transport.
+
+Given a :class:`~refrpc.transport.ClusterKey`, every socket uses CURVE
+(SEC-002): the ROUTER is a CURVE server with the cluster's server key and a
+ZAP handler that records each client's public key as its User-Id; DEALERs are
+CURVE clients with this peer's member key. Each message received then carries
+that User-Id (:class:`Received`), which the runtime checks against the
+envelope's sender (SEC-011); the transport itself still never looks inside.
 """
 
 from __future__ import annotations
@@ -34,6 +41,31 @@ Buffer = Any  # bytes, bytearray, memoryview, zmq.Frame: anything with the buffe
 
 def _nbytes(frame: Buffer) -> int:
     return len(frame) if type(frame) is bytes else memoryview(frame).nbytes
+
+
+class Received(list):  # type: ignore[type-arg]
+    """The frames of a message that arrived over an authenticated connection.
+
+    ``user_id`` is the ZAP User-Id of the connection it came through: the
+    sender's CURVE public key, z85-encoded (SEC-011).
+    """
+
+    __slots__ = ("user_id",)
+
+    def __init__(self, frames: list[Any], user_id: str | None) -> None:
+        super().__init__(frames)
+        self.user_id = user_id
+
+
+def _authenticator(context: zmq.Context[Any]) -> Any:
+    """A ZAP handler for ``context`` that admits every CURVE client that completed the
+    handshake and names it by its public key (the User-Id SEC-011 checks)."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    auth = ThreadAuthenticator(context)
+    auth.start()
+    auth.configure_curve(domain="*", location="*")  # CURVE_ALLOW_ANY: the runtime binds keys to PeerIds
+    return auth
 
 
 #: A backlogged message: its frames (small ones already copied to ``bytes``)
@@ -72,6 +104,10 @@ class ZmqTransport:
         rcvhwm: The ROUTER's ``ZMQ_RCVHWM`` in messages (ZMQ-008).
         backlog_limit: Messages held per destination while ZeroMQ cannot take
             them; beyond that they are dropped (ZMQ-009).
+        cluster_key: A :class:`~refrpc.transport.ClusterKey`: authenticate every
+            connection with CURVE (SEC-002, SEC-016); None for the NULL mechanism.
+        peer_id: This peer's PeerId, whose member key the DEALERs present
+            (needed with ``cluster_key``).
 
     Example:
         >>> a = ZmqTransport("tcp://127.0.0.1:0")
@@ -96,6 +132,8 @@ class ZmqTransport:
         sndhwm: int = DEFAULT_HWM,
         rcvhwm: int = DEFAULT_HWM,
         backlog_limit: int = DEFAULT_BACKLOG_LIMIT,
+        cluster_key: Any = None,
+        peer_id: str = "",
     ) -> None:
         #: Whether :meth:`close` terminates the context (we made it).
         self._own_context = context is None
@@ -121,9 +159,22 @@ class ZmqTransport:
         #: A poller kept for the common case of nothing backlogged (see poll).
         self._idle_poller: zmq.Poller | None = None
         self._idle_key: tuple[Any, ...] = ()
+        #: The cluster key (CURVE on), or None.
+        self.cluster_key = cluster_key
+        #: The (public, secret) client keys our DEALERs present.
+        self._client_keys = cluster_key.member_keys(peer_id) if cluster_key is not None else None
+        #: The ZAP handler (CURVE on), stopped in close().
+        self._auth: Any = None
+        if cluster_key is not None and not peer_id:
+            raise ValueError("a transport with a cluster key needs its peer id")
 
         router = self.context.socket(zmq.ROUTER)
         try:
+            if cluster_key is not None:  # SEC-002: CURVE server, every client through ZAP
+                self._auth = _authenticator(self.context)
+                router.setsockopt(zmq.CURVE_SERVER, 1)
+                router.setsockopt(zmq.CURVE_SECRETKEY, cluster_key.server_secret)
+                router.setsockopt(zmq.ZAP_DOMAIN, b"refrpc")
             router.setsockopt(zmq.LINGER, 0)
             router.setsockopt(zmq.RCVHWM, rcvhwm)  # ZMQ-008
             router.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)  # ZMQ-007
@@ -135,6 +186,8 @@ class ZmqTransport:
             endpoint = router.getsockopt(zmq.LAST_ENDPOINT)
         except BaseException:
             router.close(linger=0)
+            if self._auth is not None:
+                self._auth.stop()
             if self._own_context:
                 self.context.term()
             raise
@@ -223,6 +276,10 @@ class ZmqTransport:
             dealer.setsockopt(zmq.LINGER, 1000)  # closes below pass their own linger
             if self._identity:
                 dealer.setsockopt(zmq.ROUTING_ID, self._identity[:255])  # ZMQ-013
+            if self._client_keys is not None:  # SEC-016: our member key, the cluster's server key
+                dealer.setsockopt(zmq.CURVE_SERVERKEY, self.cluster_key.server_public)
+                dealer.setsockopt(zmq.CURVE_PUBLICKEY, self._client_keys[0])
+                dealer.setsockopt(zmq.CURVE_SECRETKEY, self._client_keys[1])
             dealer.connect(address)  # ZMQ-003
         except zmq.ZMQError as exc:
             dealer.close(linger=0)
@@ -333,7 +390,7 @@ class ZmqTransport:
                 parts = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return None
-            return [p.bytes if len(p) < ZERO_COPY_THRESHOLD else p for p in parts[1:]]
+            return self._frames(parts)
         self._reap()
         if not self.router.get(zmq.EVENTS) & zmq.POLLIN and not self.poll(timeout_ms):
             return None
@@ -341,7 +398,17 @@ class ZmqTransport:
             parts = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return None
-        return [p.bytes if len(p) < ZERO_COPY_THRESHOLD else p for p in parts[1:]]
+        return self._frames(parts)
+
+    def _frames(self, parts: list[zmq.Frame]) -> list[Buffer]:
+        frames = [p.bytes if len(p) < ZERO_COPY_THRESHOLD else p for p in parts[1:]]
+        if self.cluster_key is None:
+            return frames
+        try:  # SEC-011: the key the sender's connection authenticated with
+            user_id = parts[-1].get("User-Id")
+        except zmq.ZMQError:
+            user_id = None
+        return Received(frames, user_id)
 
     def poll(self, timeout_ms: int, *, also: Sequence[Any] = ()) -> bool:
         """Wait until the ROUTER (or a socket/fd in ``also``, e.g. the
@@ -438,6 +505,8 @@ class ZmqTransport:
         self._routes.clear()
         self._backlogged.clear()
         self.router.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
         if self._own_context:
             self.context.term()  # returns once ZeroMQ has let go of every buffer
         for _tracker, pins in self._pending:

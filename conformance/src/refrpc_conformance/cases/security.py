@@ -1,0 +1,120 @@
+"""security.md: who is listened to, and what a message can make a peer run or fear."""
+
+from __future__ import annotations
+
+from refrpc.core.messages import ErrorCode, PeerDeadNotice, ProtocolError, TaskReply, Welcome
+
+from .._build import by_value
+from .._case import case
+from .._context import CaseContext
+from .._wire import WirePeer
+from ._common import expect_reply, open_session, run_echo, task
+
+
+def _need_authentication(ctx: CaseContext) -> None:
+    if ctx.cluster_key is None:
+        ctx.skip("the IUT's config does not say it authenticates (authentication = \"curve\")")
+
+
+def _heard_nothing(ctx: CaseContext, peer: WirePeer, requirement: str, who: str) -> None:
+    got = peer.received((Welcome, ProtocolError, TaskReply))
+    ctx.check(requirement, not got, f"nothing at all answers {who}", [type(a.body).__name__ for a in got])
+
+
+@case(
+    "security/SEC-003-unauthenticated-peers-get-nothing",
+    requirements=["SEC-003", "SEC-002", "SEC-016"],
+    summary=(
+        "Two outsiders greet the IUT and send it a sequenced echo task: one speaks ZeroMQ's NULL mechanism, "
+        "the other CURVE with a key of another cluster. Then a member (the suite's key) opens a session and "
+        "runs echo twice, while the outsiders' Hellos are still being resent. Neither outsider may receive "
+        "anything: no Welcome, no ProtocolError, no TaskReply. Needs `authentication = \"curve\"`."
+    ),
+)
+def unauthenticated_peers(ctx: CaseContext) -> None:
+    _need_authentication(ctx)
+    from refrpc.transport import ClusterKey
+
+    iut = ctx.start_iut()
+    outsiders = [ctx.wire_peer("outsider-null", cluster_key=None),
+                 ctx.wire_peer("outsider-other-key", cluster_key=ClusterKey.generate())]
+    for outsider in outsiders:
+        link = outsider.connect(iut.peer_id, iut.address, iut.incarnation)
+        link.hello()
+        link.send(task(outsider, "echo", [by_value("from outside")]), seq=1)
+    member = ctx.wire_peer("member")
+    link = ctx.session(member, iut)
+    run_echo(ctx, member, link, "first")
+    run_echo(ctx, member, link, "second")
+    for outsider in outsiders:
+        _heard_nothing(ctx, outsider, "SEC-003", outsider.peer_id)
+
+
+@case(
+    "security/SEC-011-sender-must-match-its-key",
+    requirements=["SEC-011", "SEC-016"],
+    summary=(
+        "A suite peer that holds the cluster key connects with the member key of PeerId `keyholder` but claims, "
+        "in every envelope, to be `liar`: its Hello and a sequenced echo task must go unanswered (the IUT drops "
+        "them before anything about `liar` exists). Meanwhile a member with its own key runs echo twice. "
+        "Needs `authentication = \"curve\"`."
+    ),
+)
+def sender_matches_key(ctx: CaseContext) -> None:
+    _need_authentication(ctx)
+    iut = ctx.start_iut()
+    liar = ctx.wire_peer("liar", key_name="keyholder")
+    liar_link = liar.connect(iut.peer_id, iut.address, iut.incarnation)
+    liar_link.hello()
+    liar_link.send(task(liar, "echo", [by_value("not me")]), seq=1)
+    member = ctx.wire_peer("member")
+    link = ctx.session(member, iut)
+    run_echo(ctx, member, link, "first")
+    run_echo(ctx, member, link, "second")
+    _heard_nothing(ctx, liar, "SEC-011", "a peer whose envelope names another PeerId than its key")
+
+
+@case(
+    "security/LIV-019-notice-about-the-receiver-itself",
+    requirements=["LIV-019", "LIV-005", "SEC-014"],
+    summary=(
+        "A member tells the IUT, in a live session, that the IUT itself is dead (PeerDeadNotice naming the IUT's "
+        "PeerId and incarnation, then one naming another incarnation of it). The IUT must not stop: it "
+        "acknowledges both and then answers an echo task, and sends no ProtocolError(DECLARED_DEAD)."
+    ),
+)
+def notice_about_itself(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    link.send(PeerDeadNotice(iut.peer_id, iut.incarnation, "the suite says so"))
+    last = link.send(PeerDeadNotice(iut.peer_id, iut.incarnation ^ 0x10, "and of another incarnation"))
+    ctx.wait_until(peer, lambda: link.acked >= last, requirement="SES-003", what="the IUT's ack of both notices")
+    run_echo(ctx, peer, link, "still alive", requirement="LIV-019")
+    dead = peer.received(ProtocolError, lambda m: m.error.code is ErrorCode.DECLARED_DEAD)
+    ctx.check("LIV-019", not dead, "no DECLARED_DEAD after a notice about the IUT itself", [str(a.body.error) for a in dead])
+
+
+@case(
+    "security/SEC-006-unexposed-functions",
+    requirements=["SEC-006", "TASK-006", "VAL-010"],
+    summary=(
+        "A member (without python-pickle) submits tasks naming functions the IUT does not expose: "
+        "`builtins:exec` with a text argument, `os:getcwd`, and `refrpc.runtime._executor:call_by_value` with raw "
+        "bytes. Each must be answered ERROR(UNKNOWN_FUNCTION), and an echo task afterwards still runs."
+    ),
+)
+def unexposed_functions(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    calls = [
+        task(peer, "builtins:exec", [by_value("import os; os._exit(3)")]),
+        task(peer, "os:getcwd"),
+        task(peer, "refrpc.runtime._executor:call_by_value", [by_value(b"\x80\x05N.")]),
+    ]
+    for t in calls:
+        link.send(t)
+    for t in calls:
+        reply = expect_reply(ctx, peer, t, requirement="SEC-006")
+        errors = [r.error.code.name if r.error else r.kind.value for r in reply.returns]
+        ctx.check("SEC-006", bool(reply.returns) and all(r.error is not None and r.error.code is ErrorCode.UNKNOWN_FUNCTION
+                                                          for r in reply.returns),
+                  f"{t.function}: ERROR(UNKNOWN_FUNCTION)", errors)
+    run_echo(ctx, peer, link, "after", requirement="SEC-006")

@@ -1,0 +1,95 @@
+"""Resources on real processes: CPU slots and named resources offered by a local
+cluster's workers and asked for by tasks and actors (TASK-012)."""
+
+from __future__ import annotations
+
+import pytest
+
+import refrpc
+from refrpc.testing import wait_until
+
+import remote_fixtures as rf
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # Two workers; the machine offers one "gpu", which w1 gets.
+    refrpc.init(2, resources={"gpu": 1})
+    try:
+        yield refrpc.api._ctx
+    finally:
+        refrpc.shutdown()
+
+
+def _state(ctx, ref) -> str:
+    node = ctx.node
+    return node.call(lambda: node.core.tasks[node.core.owned[ref.id].task_id].state).result(10)
+
+
+def test_the_cluster_offers_what_it_was_started_with(cluster):
+    assert refrpc.cluster_resources() == {"CPU": 2.0, "gpu": 1.0}
+    rows = {n["id"]: n["resources"] for n in refrpc.nodes() if n["role"] == "worker"}
+    assert rows == {"w1": {"CPU": 1.0, "gpu": 1.0}, "w2": {"CPU": 1.0}}
+
+
+def test_tasks_asking_for_a_resource_take_turns_on_the_worker_that_has_it(cluster, tmp_path):
+    # a = hold.options(resources={"gpu": 1}).remote(); b = where.options(resources={"gpu": 1}).remote()
+    # b waits for a's gpu while plain tasks go on running on the other worker.
+    release = str(tmp_path / "release")
+    gpu = {"gpu": 1}
+    first = rf.hold_until.options(resources=gpu).remote(release)
+    second = rf.where.options(resources=gpu).remote(0)
+    try:
+        assert wait_until(lambda: _state(cluster, second) == "queued", 20)
+        assert refrpc.get([rf.add.remote(i, 1) for i in range(4)], timeout=30) == [1, 2, 3, 4]
+        assert _state(cluster, second) == "queued"
+    finally:
+        open(release, "w").close()
+    assert refrpc.get(first, timeout=30) is True
+    assert refrpc.get(second, timeout=30) == "w1"
+
+
+def test_a_task_no_worker_can_hold_fails_at_once(cluster):
+    with pytest.raises(refrpc.RefRPCError, match="offers"):
+        refrpc.get(rf.add.options(resources={"tpu": 1}).remote(1, 2), timeout=10)
+    with pytest.raises(refrpc.RefRPCError, match="offers"):
+        refrpc.get(rf.add.options(num_cpus=2).remote(1, 2), timeout=10)
+
+
+def test_zero_cpus_takes_no_slot_at_the_submitter(cluster, tmp_path):
+    # Both slots taken by long tasks: a plain task waits in the driver's queue, a
+    # num_cpus=0 task is sent at once (a worker still runs its tasks one at a time,
+    # so it runs once that worker's task ends).
+    release = str(tmp_path / "release")
+    long = [rf.block_until.remote(release) for _ in range(2)]
+    try:
+        plain = rf.add.remote(1, 1)
+        free = rf.add.options(num_cpus=0).remote(2, 3)
+        assert wait_until(lambda: _state(cluster, free) == "submitted", 20)
+        assert _state(cluster, plain) == "queued"
+    finally:
+        open(release, "w").close()
+    assert refrpc.get([plain, free], timeout=30) == [2, 5]
+    assert refrpc.get(long, timeout=30) == [True, True]
+
+
+def test_an_actor_keeps_its_resources_while_it_lives(cluster):
+    # t = Counter.options(resources={"gpu": 1}).remote(): a gpu task waits until t is killed.
+    counter = rf.Counter.options(resources={"gpu": 1}).remote(0)
+    assert refrpc.get(counter.add.remote(1), timeout=30) == 1
+    waiting = rf.where.options(resources={"gpu": 1}).remote(0)
+    assert wait_until(lambda: _state(cluster, waiting) == "queued", 20)
+    refrpc.kill(counter)
+    assert refrpc.get(waiting, timeout=30) == "w1"
+
+
+@pytest.mark.parametrize("options", [
+    {"num_cpus": -1}, {"num_cpus": "2"}, {"resources": {"CPU": 1}}, {"resources": {"gpu": -1}}, {"resources": {"": 1}},
+])
+def test_bad_demands_are_refused_when_given(options):
+    with pytest.raises((ValueError, TypeError)):
+        rf.add.options(**options)
+    with pytest.raises((ValueError, TypeError)):
+        rf.Counter.options(**options)
