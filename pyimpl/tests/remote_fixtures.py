@@ -285,3 +285,14 @@ def hold_until(path, limit_s=60.0):
             return True
         time.sleep(0.01)
     return False
+
+
+@refrpc.remote
+def touch_then_sleep(path, seconds):
+    # Says it started (the file), then blocks in one long call into C, which a stop
+    # (FATE-003, TASK-008) cannot interrupt.
+    import time
+
+    open(path, "w").close()
+    time.sleep(seconds)
+    return seconds

@@ -404,3 +404,31 @@ def test_every_requirement_cited_by_the_tables_is_a_spec_id():
     defined = {r["id"] for r in index["requirements"]}
     cited = {req for t in tables.ALL_TABLES.values() for row in t.values() for _, req in row.values()}
     assert cited <= defined
+
+
+def test_a_fault_in_handling_one_message_costs_that_message_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SEC-015: a handler that raises (a fault of the implementation, not a rule of the
+    # spec) makes the peer answer MALFORMED for that message (its sender's request
+    # ends, ERR-003), and the next message of the same session is handled as usual.
+    p = Peer("A", INC, address("A"))  # the runtime's setting: faults are contained
+    s = Stub("S")
+    s.take(s.greet(p))
+    calls = []
+
+    def broken(r, body):  # type: ignore[no-untyped-def]
+        calls.append(body)
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(p, "_on_GetObjectStatus", broken)
+    out = p.handle(s.send(p, GetObjectStatus(s.oid(1), wait=False)))
+    (err,) = bodies(out, ProtocolError, to="S")
+    assert (err.error.code, err.error.requirement, err.related_seq) == (ErrorCode.MALFORMED, "SEC-015", 1)
+    monkeypatch.undo()
+    out = p.handle(s.send(p, GetObjectStatus(s.oid(2), wait=False)))
+    (status,) = bodies(out, ObjectStatus, to="S")
+    assert status.object_id == s.oid(2)
+    # With invariants checked (tests, the simulator), the fault surfaces instead.
+    p.check_invariants = True
+    monkeypatch.setattr(p, "_on_GetObjectStatus", broken)
+    with pytest.raises(KeyError):
+        p.handle(s.send(p, GetObjectStatus(s.oid(3), wait=False)))

@@ -291,6 +291,14 @@ class SessionLayer:
         except ProtocolViolation as exc:
             # GEN-005: a valid message in the wrong state; the peer is told, we go on.
             self._protocol_error(r, exc.code, str(exc), exc.requirement, env.seq)
+        except Exception as exc:
+            if self.check_invariants:
+                raise  # tests and the simulator: a fault of ours must surface
+            # SEC-015: a fault of ours on one message costs that message only; its
+            # sender's request ends (ERR-003) and every other message is still handled.
+            self._story(f"peer:{r.peer}", "handler-failed", f"{name}: {type(exc).__name__}: {exc}")
+            self._protocol_error(r, ErrorCode.MALFORMED, f"{name} could not be handled: {type(exc).__name__}: {exc}",
+                                 "SEC-015", env.seq)
 
     def _feature_problem(self: Peer, r: Remote, body: Message) -> tuple[str, str] | None:
         """Which negotiated feature ``body`` uses without it (HS-004, HS-017..HS-020)."""

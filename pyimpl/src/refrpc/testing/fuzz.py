@@ -193,16 +193,36 @@ def load_templates(directory: Path = VECTORS, captured: list[bytes] = ()) -> lis
     if not out:
         raise FileNotFoundError(f"no test vectors in {directory}")
     seen: set[Any] = set()
+    shaped: list[tuple[tuple[str, ...], Envelope]] = []
     for frame in captured:
         try:
             env = codec.decode([frame])
         except codec.DecodeError:
             continue  # one that named a payload frame the trace does not keep
-        if isinstance(env.body, Heartbeat) or env.body in seen:
+        key = _shape(env.body)
+        if isinstance(env.body, Heartbeat) or key in seen:
             continue
-        seen.add(env.body)
-        out.append(env)
-    return out
+        seen.add(key)
+        shaped.append((key, env))
+    # One message per shape, in a stable order: the same seed picks the same kinds of message in every run.
+    return out + [env for _, env in sorted(shaped, key=lambda item: item[0])]
+
+
+def _shape(body: Any) -> tuple[str, ...]:
+    """What kind of message ``body`` is, without its ids (which differ from run to run)."""
+    shape = [type(body).__name__]
+    for name in ("function", "class_name", "state", "reason"):
+        v = getattr(body, name, None)
+        if v is not None:
+            shape.append(f"{name}={getattr(v, 'value', v)}")
+    for name in ("args", "returns", "return_ids", "releases", "locations", "object_ids"):
+        v = getattr(body, name, None)
+        if v is not None:
+            shape.append(f"{name}:{len(v)}")
+    error = getattr(body, "error", None)
+    if error is not None:
+        shape.append(f"error={error.code.value}")
+    return tuple(shape)
 
 
 _UNSEQUENCED = ("Hello", "Welcome", "Heartbeat", "FetchRequest", "FetchChunk")
@@ -268,6 +288,35 @@ def _odd_text(rng: random.Random) -> str:
     return rng.choice(("", "x", "a" * 300, "a.b", "\u00e9t\u00e9", "fuzz." + "9" * 40, rng.randbytes(8).hex()))
 
 
+def _task_of(frames: list[bytes]) -> str:
+    """``function(args)`` of a SubmitTask that decodes, else ``""``."""
+    try:
+        env = codec.decode(frames)
+    except Exception:
+        return ""
+    if not isinstance(env.body, SubmitTask):
+        return ""
+    args = []
+    for a in env.body.args:
+        try:
+            args.append(repr(codec.decode_portable(a.value.data))[:40] if a.value and a.value.encoding == Encoding.PORTABLE else a.kind.value)
+        except Exception:
+            args.append("<undecodable>")
+    return f"{env.body.function}({', '.join(args)}) seq {env.seq}"
+
+
+def _counts(frames: list[bytes], peer: RawPeer, target: str, seq: int) -> bool:
+    """Whether the target will count ``frames`` as message ``seq`` of this peer's session."""
+    try:
+        env: Any = codec.decode(frames)
+    except codec.DecodeError as exc:
+        env = exc
+    except Exception:
+        return False
+    return (env.sender == peer.peer_id and env.sender_incarnation == peer.incarnation and env.receiver == target
+            and env.receiver_incarnation == peer.incarnations.get(target, 0) and env.seq == seq)
+
+
 class Mutator:
     """Makes the frames of one batch from templates, deterministically from its seed."""
 
@@ -277,7 +326,21 @@ class Mutator:
         self.forbidden = forbidden
 
     def frames(self, rng: random.Random, peer: RawPeer, target: str, captured: list[list[bytes]]) -> list[bytes]:
-        """One message's frames: a mutated template, a mutated captured frame, or garbage."""
+        """One message's frames: a mutated template, a mutated captured frame, or garbage.
+
+        A sequence number is used up only by a message the target will count
+        (GEN-010): one whose envelope still names this peer, the target and that
+        number; otherwise the next message takes it again, so that the session
+        goes on delivering and the protocol layer keeps being reached.
+        """
+        before = peer.out_seq.get(target, 0)
+        frames = self._frames(rng, peer, target, captured)
+        after = peer.out_seq.get(target, 0)
+        if after != before and not _counts(frames, peer, target, after):
+            peer.out_seq[target] = before
+        return frames
+
+    def _frames(self, rng: random.Random, peer: RawPeer, target: str, captured: list[list[bytes]]) -> list[bytes]:
         roll = rng.random()
         if roll < 0.04:
             return [rng.randbytes(rng.randint(0, 256))]
@@ -287,13 +350,16 @@ class Mutator:
             frames = [bytes(f) for f in rng.choice(captured)]
         else:
             base = self._readdress(rng, peer, target, rng.choice(self.templates))
-            env = self._odd_fields(rng, base, peer, target) if rng.random() < 0.25 else base
+            if isinstance(base.body, SubmitTask) and base.body.args and rng.random() < 0.3:
+                env = replace(base, body=self._odd_argument(rng, base.body))
+            else:
+                env = self._odd_fields(rng, base, peer, target) if rng.random() < 0.25 else base
             try:
                 frames = codec.encode(env)
             except Exception:  # an odd field the encoder refuses: send the unmutated one
                 frames = codec.encode(base)
             frames = [bytes(f) for f in frames]
-            if roll > 0.85:
+            if roll > 0.6:
                 return frames  # unmutated bytes: reaches the protocol layer with odd content
         for _ in range(rng.randint(1, 3)):
             i = 0 if rng.random() < 0.85 or len(frames) == 1 else rng.randrange(len(frames))
@@ -639,6 +705,8 @@ def _batch(cluster: Cluster, fuzzer: RawPeer, mutator: Mutator, name: str, t: Ta
     fuzzer.renew()
     detail = ""
     sent = 0
+    #: The tasks this batch asked the target to run (decodable SubmitTasks), for the report of a failure.
+    tasks: list[str] = []
     t0 = time.monotonic()
     if fuzzer.handshake(t.peer_id, t.address) is None:
         detail = f"{name} did not welcome the fuzzing peer"
@@ -652,6 +720,9 @@ def _batch(cluster: Cluster, fuzzer: RawPeer, mutator: Mutator, name: str, t: Ta
                     continue
                 fuzzer.send_frames(t.address, frames)
                 sent += 1
+                task = _task_of(frames)
+                if task:
+                    tasks.append(task)
                 if sent % 64 == 0:
                     for env in fuzzer.drain():
                         if isinstance(env.body, ProtocolError) and env.body.error.code == ErrorCode.DECLARED_DEAD:
@@ -678,7 +749,7 @@ def _batch(cluster: Cluster, fuzzer: RawPeer, mutator: Mutator, name: str, t: Ta
     if not hello_answered:
         detail += f"; {name} did not answer a fresh peer's Hello"
     if not task_ok:
-        detail += f"; task: {task_detail}"
+        detail += f"; task: {task_detail}; the batch's last tasks: {tasks[-5:]}"
     if not head_ok:
         detail += f"; head: {head_detail}"
     over = [k for k, v in rss_after.items() if v > rss_limit]
@@ -695,7 +766,6 @@ def _driver_child(address: str, capture_dir: str = "") -> int:
     import refrpc
 
     from ..runtime._membership import HEAD
-    from .fuzz import echo  # by its importable name, not __main__'s
 
     refrpc.init(address=address, connect_timeout=30.0, trace_dir=capture_dir or "")
     from .. import api
@@ -835,7 +905,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--capture-dir", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.driver_child:
-        return _driver_child(args.driver_child, args.capture_dir)
+        from refrpc.testing import fuzz as importable  # its functions by their importable names, not __main__'s
+
+        return importable._driver_child(args.driver_child, args.capture_dir)
     cluster = Cluster.start()
     out = open(args.json, "w") if args.json else None
 
