@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 
 import pytest
 import zmq
@@ -76,3 +77,20 @@ def test_a_stopped_task_blocked_in_c_does_not_stop_the_worker(tmp_path) -> None:
         liar.close()
         context.term()
         refrpc.shutdown()
+
+
+def test_a_flood_of_hellos_leaves_the_head_serving_and_bounded(cluster) -> None:
+    # 1,500 Hellos from made-up peer ids in 1 s at the head (each a new session before
+    # SEC-016: heartbeats to all, a PeerDeadNotice to all for each death, never acked):
+    # the head's member list is still read during the flood, a fresh peer is welcomed
+    # after it, its memory stays bounded, and it still leaves on SIGTERM.
+    report = fuzz.flood(cluster, "head", hellos=1500, seconds=1.0, settle=2.0)
+    print(report.summary())
+    answered = [x for x in report.latencies if x is not None]
+    assert report.latencies and len(answered) == len(report.latencies), report.summary()
+    assert max(answered) < 5.0, report.summary()
+    assert report.welcomed_after, report.summary()
+    assert max(report.rss_peak, report.rss_after) - report.rss_before < 64 << 20, report.summary()
+    head = cluster.head_proc
+    head.send_signal(signal.SIGTERM)
+    head.wait(15)  # raises TimeoutExpired if the head ignored it

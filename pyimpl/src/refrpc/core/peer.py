@@ -108,6 +108,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.stopped = False
         #: Sessions with other peers, by peer id (SES-*).
         self.remotes: dict[PeerId, Remote] = {}
+        #: Handshakes in progress (records with ``confirmed`` False), oldest first (SEC-016).
+        self.handshakes: dict[PeerId, None] = {}
         #: Peer incarnations declared dead; their messages are discarded (SES-005).
         self.fenced: set[tuple[PeerId, int]] = set()
         #: Peers that may run tasks: id -> (address, slots).

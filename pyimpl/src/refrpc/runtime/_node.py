@@ -513,6 +513,8 @@ class Node:
         elif isinstance(ins, ev.FreeCopy):
             if self.store.free(ins.object_id) and self.tracer is not None:  # the store did hold a copy
                 self.tracer.event("copy-dropped", ins.object_id, "", {"reason": "freed"}, ins.stimulus_id)
+        elif isinstance(ins, ev.Disconnect):
+            self.transport.forget(ins.address)  # a forgotten handshake keeps no socket (SEC-016)
         elif isinstance(ins, ev.PeerDeclaredDead):
             r = self.core.remotes.get(ins.peer)
             if r is not None and r.address:

@@ -760,6 +760,83 @@ def _batch(cluster: Cluster, fuzzer: RawPeer, mutator: Mutator, name: str, t: Ta
                        detail.lstrip("; "), t1 - t0, time.monotonic() - t1)
 
 
+# ---------------------------------------------------------------- a flood of handshakes
+@dataclass
+class FloodReport:
+    """What a flood of ``Hello``s from made-up peers did to a target and its legitimate users."""
+
+    hellos: int
+    seconds: float
+    rss_before: int
+    rss_peak: int
+    rss_after: int
+    #: Seconds each legitimate request took during and just after the flood (None: not answered).
+    latencies: list[float | None]
+    #: Whether a fresh legitimate peer was welcomed right after the flood.
+    welcomed_after: bool
+
+    def summary(self) -> str:
+        answered = [x for x in self.latencies if x is not None]
+        worst = f"{max(answered):.3f} s" if answered else "-"
+        return (f"{self.hellos} Hellos in {self.seconds:.1f} s: RSS {self.rss_before / 2**20:.0f} MB -> peak "
+                f"{self.rss_peak / 2**20:.0f} MB -> {self.rss_after / 2**20:.0f} MB; legitimate requests answered "
+                f"{len(answered)}/{len(self.latencies)} (slowest {worst}); fresh peer welcomed after: {self.welcomed_after}")
+
+
+def flood(cluster: Cluster, target: str = "head", hellos: int = 3000, seconds: float = 2.0,
+          settle: float = 3.0) -> FloodReport:
+    """Send ``hellos`` Hellos from distinct made-up peer ids within ``seconds`` to ``target``,
+    while the driver keeps asking it a legitimate question (the head: its member list)."""
+    import threading
+
+    t = cluster.targets[target]
+    context: zmq.Context[Any] = zmq.Context()
+    sink = RawPeer(context, "flood-sink")  # where the Welcomes go (a real, reachable address)
+    rss_before = rss_bytes(t.pid)
+    peak = [rss_before]
+    latencies: list[float | None] = []
+    done = threading.Event()
+
+    def ask() -> None:
+        what = "head" if target == "head" else "task"
+        while not done.is_set():
+            ok, took, _ = cluster.driver_check(what)
+            latencies.append(took if ok else None)
+            peak[0] = max(peak[0], rss_bytes(t.pid))
+
+    asker = threading.Thread(target=ask, daemon=True)
+    asker.start()
+    start = time.monotonic()
+    try:
+        dealer = sink.dealer(t.address)
+        body = Hello(PROTOCOL_MAJOR, PROTOCOL_MINOR, sink.address, FEATURES, 64 << 20, 250)
+        for i in range(hellos):
+            env = Envelope(f"flood-{i}", secrets.randbits(63) | 1, t.peer_id, 0, 0, 0, body)
+            dealer.send_multipart(codec.encode(env))
+            ahead = start + seconds * (i + 1) / hellos - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)  # pacing the sender, not waiting for an event
+            if i % 256 == 0:
+                sink.drain()
+                peak[0] = max(peak[0], rss_bytes(t.pid))
+        sent_in = time.monotonic() - start
+        end = time.monotonic() + settle
+        while time.monotonic() < end:
+            sink.drain(50)
+            peak[0] = max(peak[0], rss_bytes(t.pid))
+    finally:
+        done.set()
+        asker.join(CHECK_TIMEOUT * 3)
+        sink.close()
+    checker = RawPeer(context, f"check-after-flood-{os.getpid()}")
+    try:
+        welcomed = checker.handshake(t.peer_id, t.address, 10.0) is not None
+    finally:
+        checker.close()
+        context.term()
+    return FloodReport(hellos, sent_in, rss_before, peak[0], rss_bytes(t.pid), latencies, welcomed)
+
+
 # ---------------------------------------------------------------- the driver process
 def _driver_child(address: str, capture_dir: str = "") -> int:
     """The driver of the cluster under test: joins, then runs legitimate requests on command."""
@@ -822,7 +899,9 @@ def echo(x: Any) -> Any:
 # captured from it cover tasks, stored values, borrowing, actors, errors and cancels.
 @remote
 def _block(n: int) -> bytes:
-    return bytes(n)
+    # Bounded: a fuzzed size must not make one task hold the GIL for seconds (that is
+    # executor capacity, SEC-009's business, not robustness to bad input).
+    return bytes(max(0, min(int(n), 8 << 20)))
 
 
 @remote
@@ -901,6 +980,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-batch", type=int, default=0)
     ap.add_argument("--rss-limit-mb", type=int, default=512)
     ap.add_argument("--json", default="", help="write every batch's figures here (JSON lines)")
+    ap.add_argument("--flood", type=int, default=0, help="instead: send this many Hellos from made-up peers to the head")
+    ap.add_argument("--flood-seconds", type=float, default=2.0)
     ap.add_argument("--driver-child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--capture-dir", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -909,6 +990,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return importable._driver_child(args.driver_child, args.capture_dir)
     cluster = Cluster.start()
+    if args.flood:
+        try:
+            print(flood(cluster, "head", args.flood, args.flood_seconds).summary(), flush=True)
+        finally:
+            cluster.stop()
+        return 0
     out = open(args.json, "w") if args.json else None
 
     def log(b: BatchResult | str) -> None:
