@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import time
 
 import pytest
 import zmq
 
 import refrpc
 from refrpc import codec
-from refrpc.core.messages import Arg, ArgKind, Encoding, SubmitTask, Value
+from refrpc.core.messages import Arg, ArgKind, Encoding, ErrorCode, FetchChunk, FetchRequest, SubmitTask, Value
 from refrpc.testing import fuzz, wait_until
 
 import remote_fixtures as rf
@@ -94,3 +95,40 @@ def test_a_flood_of_hellos_leaves_the_head_serving_and_bounded(cluster) -> None:
     head = cluster.head_proc
     head.send_signal(signal.SIGTERM)
     head.wait(15)  # raises TimeoutExpired if the head ignored it
+
+
+def test_fetches_are_bounded_and_never_stall_the_holder() -> None:
+    # One FetchRequest with chunkBytes = 1 on a 1 MB object once made its holder send
+    # a million chunks at once on its loop. Now chunks are at least 1 KiB (FET-018),
+    # sent a turn's budget at a time, at most 4 requests of one fetcher are served at
+    # once (a fifth gets RESOURCE_EXHAUSTED, FET-009), and the holder runs tasks meanwhile.
+    refrpc.init(num_workers=1)
+    context = zmq.Context()
+    fetcher = fuzz.RawPeer(context, "greedy")
+    try:
+        (worker, address), = refrpc.api._ctx.cluster.workers.items()
+        big = rf.make_bytes.remote(1_000_000)
+        assert refrpc.get(rf.length.remote(big), timeout=60) == 1_000_000  # stored on the worker
+        assert fetcher.handshake(worker, address) is not None
+        for rid in range(1, 6):
+            body = FetchRequest(big.id, rid, 0, -1, 1, False)
+            fetcher.send_frames(address, codec.encode(fetcher.envelope(worker, body, False)))
+        assert refrpc.get(rf.add.remote(1, 2), timeout=10) == 3  # served meanwhile
+        chunks: dict[int, list[FetchChunk]] = {rid: [] for rid in range(1, 6)}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(c and c[-1].last for c in chunks.values()):
+            for env in fetcher.drain(100):
+                if isinstance(env.body, FetchChunk) and env.body.request_id in chunks:
+                    chunks[env.body.request_id].append(env.body)
+            fetcher.heartbeat(worker, address)
+        refused = [rid for rid, c in chunks.items() if c and c[-1].error is not None]
+        assert refused == [5] and chunks[5][-1].error.code == ErrorCode.RESOURCE_EXHAUSTED, chunks[5]
+        for rid in range(1, 5):
+            got = chunks[rid]
+            assert got and got[-1].last, f"request {rid} was not served to its end"
+            assert all(len(c.data) >= 1024 for c in got[:-1]) and len(got) <= 1000
+            assert sum(len(c.data) for c in got) == got[0].total_size
+    finally:
+        fetcher.close()
+        context.term()
+        refrpc.shutdown()
