@@ -132,3 +132,62 @@ def test_fetches_are_bounded_and_never_stall_the_holder() -> None:
         fetcher.close()
         context.term()
         refrpc.shutdown()
+
+
+DRIVER_SCRIPT = """
+import sys, time
+import refrpc
+import remote_fixtures as rf
+
+address = sys.argv[1] if len(sys.argv) > 1 else None
+refrpc.init(num_workers=1, address=address)
+if address:  # a driver that joined: wait for the head's worker to register
+    node = refrpc.api._ctx.node
+    while not node.core.workers:
+        members = refrpc.api._call_on("head", "refrpc.runtime._membership:members")
+        node.handle_soon(*[lambda sid, p=p, a=a, s=s: refrpc.api.ev.AddPeer(sid, p, a, s) for p, a, s, _ in members]).result()
+        time.sleep(0.1)
+kept = refrpc.put(bytes(300_000))                      # a segment of the driver
+made = rf.make_bytes.remote(300_000)                   # a segment of the worker (and a copy, if fetched)
+assert len(refrpc.get(made, timeout=60)) == 300_000
+cluster = refrpc.api._ctx.cluster
+pids = " ".join(str(p.pid) for p in cluster.processes.values()) if cluster else ""
+print("ns", refrpc.api._ctx.node.store.namespace, pids, flush=True)
+while True:
+    time.sleep(0.05)                                   # the program goes on until it is stopped
+"""
+
+
+@pytest.mark.parametrize("joined", [False, True], ids=["local", "joined"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_driver_stopped_by_a_signal_leaves_nothing_in_shared_memory(tmp_path, sig, joined) -> None:
+    # A program that used refrpc.init() (a local cluster, or joining a head) is stopped
+    # with SIGTERM (a service manager, a scheduler) or SIGINT (Ctrl-C): its segments
+    # are gone afterwards, and the workers it started have exited.
+    import subprocess
+    import sys
+
+    from refrpc.store import list_segments
+
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    procs = []
+    try:
+        args = []
+        if joined:
+            head = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--head", "--num-workers", "1"],
+                                    stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
+            procs.append(head)
+            args = [fuzz._read_line(head, 60, "head listening at ").split("head listening at ", 1)[1].strip()]
+        proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, text=True, env=env)
+        procs.append(proc)
+        _, namespace, *pids = fuzz._read_line(proc, 120, "ns ").split()
+        assert list_segments(namespace), "the program made segments"
+        proc.send_signal(sig)
+        proc.wait(30)
+        assert wait_until(lambda: not list_segments(namespace), timeout=10), list_segments(namespace)
+        assert wait_until(lambda: not any(fuzz._pid_alive(int(p)) for p in pids), timeout=10), "a worker outlived its driver"
+    finally:
+        for p in reversed(procs):
+            fuzz._stop(p)
