@@ -583,6 +583,7 @@ class SessionLayer:
         if r.incarnation:
             self.fenced.add((r.peer, r.incarnation))
         self.handshakes.pop(r.peer, None)
+        self.grants_registered.pop((r.peer, r.incarnation), None)  # its grants go with it (BOR-009)
         r.unacked.clear()
         r.unacked_at.clear()
         r.buffered.clear()
@@ -621,6 +622,7 @@ class SessionLayer:
             self._trace("peer-declared-dead", peer=peer, incarnation=str(incarnation), reason=reason,
                         source=_DEATH_SOURCE[event])
         self.fenced.add((peer, incarnation))
+        self.grants_registered.pop((peer, incarnation), None)
 
     def _on_Goodbye(self: Peer, r: Remote, msg: Goodbye) -> None:
         # LIV-016: acknowledge the Goodbye (its seq is delivered now) before fencing,

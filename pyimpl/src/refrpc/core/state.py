@@ -44,6 +44,8 @@ class Config:
     max_handshakes: int = 128
     #: Peer incarnations in session or handshaking at once, fenced ones not counted (SEC-016).
     max_sessions: int = 1024
+    #: Grants one borrower incarnation may hold here; RegisterBorrower beyond is refused (SEC-008).
+    max_grants_per_borrower: int = 1_000_000
     #: Answer a Welcome at once with a Heartbeat when nothing else is queued (SES-022);
     #: the exhaustive simulations turn it off to keep their interleavings few.
     welcome_heartbeat: bool = True
