@@ -407,7 +407,7 @@ def test_every_requirement_cited_by_the_tables_is_a_spec_id():
 
 
 def test_a_fault_in_handling_one_message_costs_that_message_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    # SEC-015: a handler that raises (a fault of the implementation, not a rule of the
+    # SEC-020: a handler that raises (a fault of the implementation, not a rule of the
     # spec) makes the peer answer MALFORMED for that message (its sender's request
     # ends, ERR-003), and the next message of the same session is handled as usual.
     p = Peer("A", INC, address("A"))  # the runtime's setting: faults are contained
@@ -422,7 +422,7 @@ def test_a_fault_in_handling_one_message_costs_that_message_only(monkeypatch: py
     monkeypatch.setattr(p, "_on_GetObjectStatus", broken)
     out = p.handle(s.send(p, GetObjectStatus(s.oid(1), wait=False)))
     (err,) = bodies(out, ProtocolError, to="S")
-    assert (err.error.code, err.error.requirement, err.related_seq) == (ErrorCode.MALFORMED, "SEC-015", 1)
+    assert (err.error.code, err.error.requirement, err.related_seq) == (ErrorCode.MALFORMED, "SEC-020", 1)
     monkeypatch.undo()
     out = p.handle(s.send(p, GetObjectStatus(s.oid(2), wait=False)))
     (status,) = bodies(out, ObjectStatus, to="S")

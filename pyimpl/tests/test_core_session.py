@@ -760,11 +760,11 @@ def test_protocol_errors_to_one_peer_are_rate_limited():
     assert len(fresh) == 1  # a new second, a new allowance
 
 
-# ---------------------------------------------------------------- SEC-016: handshakes and sessions are bounded
+# ---------------------------------------------------------------- SEC-021: handshakes and sessions are bounded
 def test_a_new_hello_forgets_the_oldest_handshake_in_progress():
     # A flood of Hellos from made-up peers: A keeps at most max_handshakes sessions that
     # carried nothing but a Hello; the oldest is forgotten (no fence, no notice), while a
-    # peer that answered its Welcome at once (SES-022) is not pushed out.   SEC-016
+    # peer that answered its Welcome at once (SES-022) is not pushed out.   SEC-021
     a = peer(config=Config(max_handshakes=2))
     real, f1, f2, f3 = Stub("R"), Stub("F1"), Stub("F2"), Stub("F3")
     real.greet(a)
@@ -783,7 +783,7 @@ def test_a_new_hello_forgets_the_oldest_handshake_in_progress():
 
 
 def test_a_hello_beyond_max_sessions_is_refused_with_resource_exhausted():
-    # SEC-016: at most max_sessions unfenced records; one more Hello is refused, no record.
+    # SEC-021: at most max_sessions unfenced records; one more Hello is refused, no record.
     a = peer(config=Config(max_sessions=2))
     for name in ("S1", "S2"):
         s = Stub(name)
@@ -791,7 +791,7 @@ def test_a_hello_beyond_max_sessions_is_refused_with_resource_exhausted():
         a.handle(s.unsequenced(a, Heartbeat()))
     late = Stub("S3")
     (err,) = bodies(late.greet(a), ProtocolError, to="S3")
-    assert (err.error.code, err.error.requirement) == (ErrorCode.RESOURCE_EXHAUSTED, "SEC-016")
+    assert (err.error.code, err.error.requirement) == (ErrorCode.RESOURCE_EXHAUSTED, "SEC-021")
     assert "S3" not in a.remotes
 
 

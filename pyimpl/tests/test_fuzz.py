@@ -54,7 +54,7 @@ def test_fuzzed_frames_leave_every_peer_serving(cluster) -> None:
 def test_a_stopped_task_blocked_in_c_does_not_stop_the_worker(tmp_path) -> None:
     # A caller submits a task that blocks in one long call into C, then restarts
     # (a new incarnation: FATE-003 stops its tasks). Python cannot interrupt the
-    # call, so before TASK-023 the task kept the worker's only turn for good: the
+    # call, so before TASK-031 the task kept the worker's only turn for good: the
     # worker still answered Hellos and heartbeats but ran nobody's task again (the
     # fuzzer's seed 13 found it with a mutated sleep argument).
     refrpc.init(num_workers=1)
@@ -82,7 +82,7 @@ def test_a_stopped_task_blocked_in_c_does_not_stop_the_worker(tmp_path) -> None:
 
 def test_a_flood_of_hellos_leaves_the_head_serving_and_bounded(cluster) -> None:
     # 1,500 Hellos from made-up peer ids in 1 s at the head (each a new session before
-    # SEC-016: heartbeats to all, a PeerDeadNotice to all for each death, never acked):
+    # SEC-021: heartbeats to all, a PeerDeadNotice to all for each death, never acked):
     # the head's member list is still read during the flood, a fresh peer is welcomed
     # after it, its memory stays bounded, and it still leaves on SIGTERM.
     report = fuzz.flood(cluster, "head", hellos=1500, seconds=1.0, settle=2.0)
@@ -99,7 +99,7 @@ def test_a_flood_of_hellos_leaves_the_head_serving_and_bounded(cluster) -> None:
 
 def test_fetches_are_bounded_and_never_stall_the_holder() -> None:
     # One FetchRequest with chunkBytes = 1 on a 1 MB object once made its holder send
-    # a million chunks at once on its loop. Now chunks are at least 1 KiB (FET-018),
+    # a million chunks at once on its loop. Now chunks are at least 1 KiB (FET-020),
     # sent a turn's budget at a time, at most 4 requests of one fetcher are served at
     # once (a fifth gets RESOURCE_EXHAUSTED, FET-009), and the holder runs tasks meanwhile.
     refrpc.init(num_workers=1)

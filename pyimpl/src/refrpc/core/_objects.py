@@ -323,7 +323,7 @@ class Objects:
         self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id))
 
     def _grant_refusal(self: Peer, borrower: PeerId, incarnation: int) -> ErrorInfo | None:
-        """SEC-008, SEC-016: why a grant for ``borrower`` cannot be recorded now, or None.
+        """SEC-008, SEC-021: why a grant for ``borrower`` cannot be recorded now, or None.
 
         The grants a borrower incarnation holds are counted exactly only when an
         estimate (registrations since the last count) reaches the limit, so the
@@ -341,7 +341,7 @@ class Objects:
                                  f"{borrower} holds {n - 1} grants here, the limit", "SEC-008")
         if borrower not in self.remotes and len(self.remotes) >= cfg.max_sessions and \
                 sum(1 for x in self.remotes.values() if x.state != "dead") >= cfg.max_sessions:
-            return ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, f"already in session with {cfg.max_sessions} peers", "SEC-016")
+            return ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, f"already in session with {cfg.max_sessions} peers", "SEC-021")
         self.grants_registered[key] = n
         return None
 

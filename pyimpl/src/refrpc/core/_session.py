@@ -236,7 +236,7 @@ class SessionLayer:
             return
         r.last_heard_ms = self.now_ms  # LIV-002
         if not r.confirmed:
-            self._confirm(r)  # SEC-016: more than a Hello came: the handshake is over
+            self._confirm(r)  # SEC-021: more than a Hello came: the handshake is over
         self._take_ack(r, env.ack)
         if env.seq == 0:
             if isinstance(body, ProtocolError):
@@ -298,11 +298,11 @@ class SessionLayer:
         except Exception as exc:
             if self.check_invariants:
                 raise  # tests and the simulator: a fault of ours must surface
-            # SEC-015: a fault of ours on one message costs that message only; its
+            # SEC-020: a fault of ours on one message costs that message only; its
             # sender's request ends (ERR-003) and every other message is still handled.
             self._story(f"peer:{r.peer}", "handler-failed", f"{name}: {type(exc).__name__}: {exc}")
             self._protocol_error(r, ErrorCode.MALFORMED, f"{name} could not be handled: {type(exc).__name__}: {exc}",
-                                 "SEC-015", env.seq)
+                                 "SEC-020", env.seq)
 
     def _feature_problem(self: Peer, r: Remote, body: Message) -> tuple[str, str] | None:
         """Which negotiated feature ``body`` uses without it (HS-004, HS-017..HS-020)."""
@@ -369,7 +369,7 @@ class SessionLayer:
             return
         if opens:
             r = self._remote(env.sender, hello.address, env.sender_incarnation)
-            r.confirmed = False  # SEC-016: a handshake in progress until anything else comes
+            r.confirmed = False  # SEC-021: a handshake in progress until anything else comes
             self.handshakes[r.peer] = None
         r.address = hello.address or r.address
         r.last_heard_ms = self.now_ms
@@ -385,7 +385,7 @@ class SessionLayer:
             self._become_alive(r, "hello")
 
     def _admit_handshake(self: Peer) -> ErrorInfo | None:
-        """SEC-016: room for a session opened by a Hello, or why there is none.
+        """SEC-021: room for a session opened by a Hello, or why there is none.
 
         At most ``max_handshakes`` sessions that have carried nothing but the remote's
         Hello: a new one forgets the oldest (a peer that is really there has answered
@@ -400,7 +400,7 @@ class SessionLayer:
             else:
                 self._forget_handshake(r)
         if len(self.remotes) >= cfg.max_sessions and sum(1 for x in self.remotes.values() if x.state != "dead") >= cfg.max_sessions:
-            return ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, f"already in session with {cfg.max_sessions} peers", "SEC-016")
+            return ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, f"already in session with {cfg.max_sessions} peers", "SEC-021")
         return None
 
     def _confirm(self: Peer, r: Remote) -> None:
@@ -409,7 +409,7 @@ class SessionLayer:
 
     def _forget_handshake(self: Peer, r: Remote) -> None:
         """Drop a handshake in progress as if its Hello had never come: no fence, no
-        notice, no death effects (it has sent nothing and been sent nothing, SEC-016)."""
+        notice, no death effects (it has sent nothing and been sent nothing, SEC-021)."""
         self.handshakes.pop(r.peer, None)
         if self.remotes.get(r.peer) is r:
             del self.remotes[r.peer]
@@ -597,7 +597,7 @@ class SessionLayer:
         if not dead.incarnation:
             return
         for other in list(self.remotes.values()):
-            if other is not dead and other.state == "alive" and other.confirmed:  # not to handshakes (SEC-016)
+            if other is not dead and other.state == "alive" and other.confirmed:  # not to handshakes (SEC-021)
                 self._send(other.peer, PeerDeadNotice(dead.peer, dead.incarnation, reason))
 
     def _on_PeerDeadNotice(self: Peer, r: Remote, msg: PeerDeadNotice) -> None:

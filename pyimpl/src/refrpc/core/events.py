@@ -389,7 +389,7 @@ class PeerDeclaredDead(Instruction):
 
 @dataclass(frozen=True, slots=True)
 class Disconnect(Instruction):
-    """This peer forgot a handshake in progress (SEC-016): close the connection to ``address``.
+    """This peer forgot a handshake in progress (SEC-021): close the connection to ``address``.
 
     Nothing was fenced and no death effect runs: the remote had sent nothing but its ``Hello``.
     """

@@ -41,12 +41,12 @@ MAX_WAITING_TASKS = 1024
 IDLE_THREADS_KEPT = 2
 IDLE_THREAD_S = 2.0
 #: How long a stopped task may go on running before it stops holding the executor's
-#: turn (TASK-023): Python delivers a stop between bytecodes, so one blocked in a long
+#: turn (TASK-031): Python delivers a stop between bytecodes, so one blocked in a long
 #: call into C (``time.sleep``, a socket read) runs on, and must not keep every other
 #: caller's work waiting behind it.
 STOP_GRACE_S = 1.0
 #: Stopped tasks that may run on after their grace, each on a thread of its own
-#: (TASK-023); past it, the next one keeps the turn until it ends.
+#: (TASK-031); past it, the next one keeps the turn until it ends.
 MAX_ABANDONED_TASKS = 64
 #: Put in the queue so that a thread holding the turn while it waits for work lets go.
 _WAKE = object()
@@ -207,7 +207,7 @@ class Executor:
                 self._stopped.add(key)
 
     def _abandon(self, key: tuple[str, int], thread: int) -> None:
-        """TASK-023: a stopped task still runs after its grace: let it run on without the turn.
+        """TASK-031: a stopped task still runs after its grace: let it run on without the turn.
 
         Its thread goes on until the call returns; what it reports then is what
         TASK-008 and FATE-003 say (dropped by the core if nobody waits for it). The
@@ -332,7 +332,7 @@ class Executor:
                 if not abandoned:
                     self._turn.release()
             with self._lock:
-                if abandoned:  # its turn was passed on (TASK-023); others take the work
+                if abandoned:  # its turn was passed on (TASK-031); others take the work
                     self._threads.remove(threading.current_thread())
                     return
                 if self._idle >= IDLE_THREADS_KEPT:  # enough wait for work already

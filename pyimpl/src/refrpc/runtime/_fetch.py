@@ -36,12 +36,12 @@ RANGE_BYTES = 8 << 20
 MAX_OUTSTANDING = 4
 #: Room left in a frame for the envelope around a chunk's data (FET-007).
 FRAME_HEADROOM = 64 << 10
-#: FET-018: the smallest chunk a holder serves, whatever a request asks for.
+#: FET-020: the smallest chunk a holder serves, whatever a request asks for.
 MIN_CHUNK_BYTES = 1024
 #: FET-009: requests served at once for one fetcher incarnation, and for everyone.
 MAX_SERVED_PER_FETCHER = 4
 MAX_SERVED = 64
-#: FET-018: what the holder sends per turn of the loop, over all requests it serves,
+#: FET-020: what the holder sends per turn of the loop, over all requests it serves,
 #: so that serving never keeps the loop from heartbeats and other peers' messages.
 SERVE_BYTES_PER_TURN = 8 << 20
 SERVE_CHUNKS_PER_TURN = 256
@@ -76,7 +76,7 @@ class _Fetch:
 
 @dataclass
 class _Serving:
-    """A request this holder serves, chunk by chunk, a few per turn of the loop (FET-018)."""
+    """A request this holder serves, chunk by chunk, a few per turn of the loop (FET-020)."""
 
     fetcher: PeerId
     incarnation: int
@@ -100,7 +100,7 @@ class FetchService:
         self._ids = itertools.count(1)
         self._by_request: dict[int, _Fetch] = {}
         self._by_object: dict[str, _Fetch] = {}
-        #: Requests being served, oldest first (FET-009, FET-018).
+        #: Requests being served, oldest first (FET-009, FET-020).
         self._serving: list[_Serving] = []
         #: Bytes received as chunks, and how many of them arrived compressed.
         self.received = 0
@@ -309,7 +309,7 @@ class FetchService:
         remote = self.node.core.remotes.get(d.sender)
         may_compress = r.accept_lz4 and remote is not None and "lz4" in remote.features  # FET-003
         # FET-007: every chunk fits the frame limit the fetcher announced, whatever it asked;
-        # FET-018: and is never smaller than MIN_CHUNK_BYTES (unless it ends the range).
+        # FET-020: and is never smaller than MIN_CHUNK_BYTES (unless it ends the range).
         limit = remote.max_frame_bytes if remote is not None and remote.max_frame_bytes else self.node.config.max_frame_bytes
         step = max(MIN_CHUNK_BYTES, min(r.chunk_bytes, limit - FRAME_HEADROOM))
         self._serving.append(_Serving(d.sender, d.sender_incarnation, d.sender_address, r, total, end, step, may_compress,
@@ -317,7 +317,7 @@ class FetchService:
         self.serve()
 
     def serve(self) -> None:
-        """Send the next chunks of the requests being served, at most a turn's budget (FET-018)."""
+        """Send the next chunks of the requests being served, at most a turn's budget (FET-020)."""
         budget_bytes, budget_chunks = SERVE_BYTES_PER_TURN, SERVE_CHUNKS_PER_TURN
         while self._serving and budget_bytes > 0 and budget_chunks > 0:
             for job in list(self._serving):  # round robin: one chunk each per pass

@@ -405,7 +405,7 @@ class Node:
                             break
                         try:
                             self._receive(frames)
-                        except Exception:  # SEC-015: one message's failure never stops the others
+                        except Exception:  # SEC-020: one message's failure never stops the others
                             self._receive_failed(frames)
                     self.transport.flush()
                     self._drain_released()
@@ -514,7 +514,7 @@ class Node:
             if self.store.free(ins.object_id) and self.tracer is not None:  # the store did hold a copy
                 self.tracer.event("copy-dropped", ins.object_id, "", {"reason": "freed"}, ins.stimulus_id)
         elif isinstance(ins, ev.Disconnect):
-            self.transport.forget(ins.address)  # a forgotten handshake keeps no socket (SEC-016)
+            self.transport.forget(ins.address)  # a forgotten handshake keeps no socket (SEC-021)
         elif isinstance(ins, ev.PeerDeclaredDead):
             r = self.core.remotes.get(ins.peer)
             if r is not None and r.address:
