@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import ProtocolViolation
-from .events import DeliverData, FailStop, PeerDeclaredDead, RemoteError, SendFrame
+from .events import DeliverData, Disconnect, FailStop, PeerDeclaredDead, RemoteError, SendFrame
 from .messages import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
@@ -151,6 +151,8 @@ class SessionLayer:
             self._send_sequenced(r, body)
 
     def _send_sequenced(self: Peer, r: Remote, body: Message) -> None:
+        if not r.confirmed:
+            self._confirm(r)  # the session carries something now: it is no longer forgettable
         r.out_seq += 1
         env = self._envelope(r, r.out_seq, body)
         if not r.unacked:
@@ -241,6 +243,8 @@ class SessionLayer:
                     self._trace("discarded", reason="no-session")
             return
         r.last_heard_ms = self.now_ms  # LIV-002
+        if not r.confirmed:
+            self._confirm(r)  # SEC-021: more than a Hello came: the handshake is over
         self._take_ack(r, env.ack)
         if env.seq == 0:
             if isinstance(body, ProtocolError):
@@ -299,6 +303,14 @@ class SessionLayer:
         except ProtocolViolation as exc:
             # GEN-005: a valid message in the wrong state; the peer is told, we go on.
             self._protocol_error(r, exc.code, str(exc), exc.requirement, env.seq)
+        except Exception as exc:
+            if self.check_invariants:
+                raise  # tests and the simulator: a fault of ours must surface
+            # SEC-020: a fault of ours on one message costs that message only; its
+            # sender's request ends (ERR-003) and every other message is still handled.
+            self._story(f"peer:{r.peer}", "handler-failed", f"{name}: {type(exc).__name__}: {exc}")
+            self._protocol_error(r, ErrorCode.MALFORMED, f"{name} could not be handled: {type(exc).__name__}: {exc}",
+                                 "SEC-020", env.seq)
 
     def _feature_problem(self: Peer, r: Remote, body: Message) -> tuple[str, str] | None:
         """Which negotiated feature ``body`` uses without it (HS-004, HS-017..HS-020)."""
@@ -356,12 +368,17 @@ class SessionLayer:
             self._declare_dead(r, "new_incarnation", "restarted with a new incarnation")  # HS-006
             r = None
         refusal = self._refuse_greeting(hello)
+        opens = r is None or r.state == "dead"
+        if refusal is None and opens:
+            refusal = self._admit_handshake()
         if refusal is not None:
             tmp = Remote(peer=env.sender, address=hello.address, incarnation=env.sender_incarnation)
             self._send_unsequenced(tmp, ProtocolError(refusal))
             return
-        if r is None or r.state == "dead":
+        if opens:
             r = self._remote(env.sender, hello.address, env.sender_incarnation)
+            r.confirmed = False  # SEC-021: a handshake in progress until anything else comes
+            self.handshakes[r.peer] = None
         r.address = hello.address or r.address
         r.last_heard_ms = self.now_ms
         fresh = r.state != "alive" or r.incarnation != env.sender_incarnation
@@ -374,6 +391,39 @@ class SessionLayer:
         self._send_unsequenced(r, Welcome(**{**self._hello_fields(), "features": r.features, "protocol_minor": minor}))
         if fresh:
             self._become_alive(r, "hello")
+
+    def _admit_handshake(self: Peer) -> ErrorInfo | None:
+        """SEC-021: room for a session opened by a Hello, or why there is none.
+
+        At most ``max_handshakes`` sessions that have carried nothing but the remote's
+        Hello: a new one forgets the oldest (a peer that is really there has answered
+        by then, SES-022). At most ``max_sessions`` unfenced records: beyond, refuse.
+        """
+        cfg = self.config
+        while len(self.handshakes) >= cfg.max_handshakes:
+            oldest = next(iter(self.handshakes))
+            r = self.remotes.get(oldest)
+            if r is None or r.confirmed:
+                del self.handshakes[oldest]
+            else:
+                self._forget_handshake(r)
+        if len(self.remotes) >= cfg.max_sessions and sum(1 for x in self.remotes.values() if x.state != "dead") >= cfg.max_sessions:
+            return ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, f"already in session with {cfg.max_sessions} peers", "SEC-021")
+        return None
+
+    def _confirm(self: Peer, r: Remote) -> None:
+        r.confirmed = True
+        self.handshakes.pop(r.peer, None)
+
+    def _forget_handshake(self: Peer, r: Remote) -> None:
+        """Drop a handshake in progress as if its Hello had never come: no fence, no
+        notice, no death effects (it has sent nothing and been sent nothing, SEC-021)."""
+        self.handshakes.pop(r.peer, None)
+        if self.remotes.get(r.peer) is r:
+            del self.remotes[r.peer]
+        self._story(f"peer:{r.peer}", "handshake-forgotten", f"incarnation {r.incarnation}")
+        if r.address and not any(x.address == r.address and x.state != "dead" for x in self.remotes.values()):
+            self._out(Disconnect(self._sid, r.peer, r.address))  # unless another session uses that address
 
     def _refuse_greeting(self: Peer, g: Hello | Welcome) -> ErrorInfo | None:
         if g.protocol_major != PROTOCOL_MAJOR:
@@ -396,7 +446,10 @@ class SessionLayer:
         r.all_features = _ALL_FEATURES.issubset(r.features)
         r.heartbeat_interval_ms = w.heartbeat_interval_ms  # LIV-007
         r.max_frame_bytes = w.max_frame_bytes  # FET-007
+        queued = bool(r.queued)
         self._become_alive(r, "welcome")
+        if not queued and self.config.welcome_heartbeat:
+            self._send_unsequenced(r, Heartbeat())  # SES-022: end the receiver's handshake in progress at once
 
     def _negotiate(self: Peer, theirs: tuple[str, ...]) -> tuple[str, ...]:
         mine = self.config.features
@@ -537,6 +590,8 @@ class SessionLayer:
                         source=source or _DEATH_SOURCE[event])
         if r.incarnation:
             self.fenced.add((r.peer, r.incarnation))
+        self.handshakes.pop(r.peer, None)
+        self.grants_registered.pop((r.peer, r.incarnation), None)  # its grants go with it (BOR-009)
         r.unacked.clear()
         r.unacked_at.clear()
         r.buffered.clear()
@@ -550,7 +605,7 @@ class SessionLayer:
         if not dead.incarnation:
             return
         for other in list(self.remotes.values()):
-            if other is not dead and other.state == "alive":
+            if other is not dead and other.state == "alive" and other.confirmed:  # not to handshakes (SEC-021)
                 self._send(other.peer, PeerDeadNotice(dead.peer, dead.incarnation, reason))
 
     def _on_PeerDeadNotice(self: Peer, r: Remote, msg: PeerDeadNotice) -> None:
@@ -576,6 +631,7 @@ class SessionLayer:
             self._trace("peer-declared-dead", peer=peer, incarnation=str(incarnation), reason=reason,
                         source=_DEATH_SOURCE[event])
         self.fenced.add((peer, incarnation))
+        self.grants_registered.pop((peer, incarnation), None)
 
     def _on_Goodbye(self: Peer, r: Remote, msg: Goodbye) -> None:
         # LIV-016: acknowledge the Goodbye (its seq is delivered now) before fencing,
