@@ -177,7 +177,7 @@ class Tasks:
 
     def _no_executor(self: Peer, t: OwnerTask) -> None:
         info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "no live executor to run the task", "TASK-022")
-        self._fail_task(t, info, "executor_died_final")
+        self._fail_task(t, info, "no_executor")
 
     def _live_workers(self: Peer) -> list[PeerId]:
         return [p for p in self.workers if p != self.peer_id and self._is_live(p)]
@@ -347,12 +347,9 @@ class Tasks:
         nested = rv.value.nested if rv.kind == ReturnKind.INLINE and rv.value else rv.nested
         if e is None or e.state != "pending":
             # Re-executed for another return (LIN-003), or nobody wants it any more.
-            if rv.kind == ReturnKind.STORED:
-                if e is not None and e.state == "ready":
-                    e.locations[rv.location] = None
-                    if self.trace_events:
-                        self._trace("location-added", rv.object_id, peer=rv.location, primary=True)
-                    return
+            # A re-executed stored copy of a ready object is freed, never recorded: its
+            # bytes may differ from the recorded copies' (LIN-007, LOC-008).
+            if rv.kind == ReturnKind.STORED and not (e is not None and rv.location in e.locations):
                 self.pending_frees.setdefault(rv.location, []).append(rv.object_id)
             self._drop_nested_grants(nested)
             return
@@ -472,6 +469,8 @@ class Tasks:
 
     _OBJECT_EVENT = {
         "executor_died_final": "executor_died_final",
+        "no_executor": "no_executor",
+        "actor_dead": "actor_dead",
         "cancel": "cancelled",
         "rejected": "rejected",
         "lineage_evicted": "lineage_evicted",
