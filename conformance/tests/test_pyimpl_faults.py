@@ -69,6 +69,7 @@ CATCHES = {
     "fetch-from-last-location": "fetch/FET-011-primary-location-first",
     "chunks-ignore-fetcher-limit": "fetch/FET-007-chunks-fit-fetcher-limit",
     "adopt-mismatched-reply": "tasks/TASK-019-mismatched-reply-fails-the-task",
+    "queue-named-tasks": "tasks/TASK-024-named-executor-never-queued",
 }
 
 

@@ -240,3 +240,44 @@ def mismatched_reply(ctx: CaseContext) -> None:
     counts = iut.counts()
     ctx.check("TASK-019", counts.get("submitted_tasks") == 0 and not iut.table(),
               "the failed task and its return forgotten once dropped", (counts, iut.table()))
+
+
+@case(
+    "tasks/TASK-024-named-executor-never-queued",
+    requirements=["TASK-024", "TASK-001", "CNF-008"],
+    summary=(
+        "The IUT's program names the executor of every task (the control channel's submit does). Suite executor "
+        "E is added with 1 slot and holds the IUT's first task; suite peer F is added with 0 slots. A second task "
+        "to E and a third to F must still be sent at once (slot limits, queueing and pipelining apply only to "
+        "tasks the program did not place on a named executor); once E and F reply, the returns read back and "
+        "nothing is left in the IUT's tables."
+    ),
+    timeout=60.0,
+)
+def named_executor_never_queued(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    f = ctx.wire_peer("spare")
+    iut.add_peer(e, slots=1)
+    iut.add_peer(f, slots=0)
+    subs = [iut.submit("echo", [{"value": "a"}], executor=e.peer_id)]
+    first = _next_task(ctx, e, "echo")  # E keeps it: its one slot is taken
+    subs.append(iut.submit("echo", [{"value": "b"}], executor=e.peer_id))
+    subs.append(iut.submit("echo", [{"value": "c"}], executor=f.peer_id))
+    sent = [first]
+    for peer, sub, name in ((e, subs[1], "E, whose one slot is taken"), (f, subs[2], "F, added with 0 slots")):
+        st: SubmitTask = ctx.expect(peer, SubmitTask, lambda m, t=sub["task_id"]: m.task_id == t, requirement="TASK-024",
+                                    what=f"the SubmitTask of {sub['task_id']} at {name}, sent at once", timeout=5.0).body
+        sent.append(st)
+    for peer, st, value in ((e, sent[0], "a"), (e, sent[1], "b"), (f, sent[2], "c")):
+        peer.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (
+            ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable(value)),)))
+    for sub, value in zip(subs, "abc"):
+        [rid] = sub["returns"]
+        got = iut.get(rid, timeout_ms=10_000)
+        ctx.check("TASK-024", got == {"value": value}, f"get of {rid} answers {value!r}", got)
+        iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("TASK-024", counts.get("submitted_tasks") == 0 and not iut.table(),
+              "the three tasks and their returns forgotten once dropped", (counts, iut.table()))

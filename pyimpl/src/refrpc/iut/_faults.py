@@ -238,6 +238,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "it does not know are dropped, no ProtocolError is sent, and the task's own returns stay pending "
         "for ever.",
     ),
+    "queue-named-tasks": (
+        "TASK-024",
+        "A task sent to a named executor is placed as if the program had not named one: it waits in "
+        "the queue while no executor added with slots has a free one, and a named executor added with "
+        "0 slots is never used.",
+    ),
     "no-goodbye-ack": (
         "LIV-016",
         "A Goodbye is not acknowledged before the fence: its sender waits out its linger. LIV-016 is a "
@@ -686,6 +692,19 @@ def _chunks_ignore_fetcher_limit(iut: Iut) -> None:
     fetcher._on_request = patched  # type: ignore[method-assign]
 
 
+def _queue_named_tasks(iut: Iut) -> None:
+    core = iut.node.core
+    dispatch = core._dispatch
+
+    def patched(t: Any, explicit: bool = False) -> None:
+        if explicit and not t.spec.actor_id:
+            dispatch(t, explicit=False)  # breaks TASK-024: placed and queued like an unnamed task
+            return
+        dispatch(t, explicit)
+
+    core._dispatch = patched  # type: ignore[method-assign]
+
+
 def _adopt_mismatched_reply(iut: Iut) -> None:
     core = iut.node.core
     on_reply = core._on_TaskReply
@@ -752,6 +771,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "fetch-from-last-location": _fetch_from_last_location,
     "chunks-ignore-fetcher-limit": _chunks_ignore_fetcher_limit,
     "adopt-mismatched-reply": _adopt_mismatched_reply,
+    "queue-named-tasks": _queue_named_tasks,
     "no-goodbye-ack": _no_goodbye_ack,
 }
 assert _INSTALL.keys() == FAULTS.keys()
