@@ -232,7 +232,12 @@ class SessionLayer:
             return
         r = self.remotes.get(env.sender)
         if r is None or r.incarnation not in (env.sender_incarnation, 0) or r.state != "alive":
-            if isinstance(body, Welcome) and r is not None and r.state == "connecting":
+            if isinstance(body, Welcome) and r is not None and r.state == "dead" and not r.incarnation:
+                # LIV-018, HS-014: a late Welcome, answering a Hello sent before the handshake
+                # timed out, replaces the dead record and opens the session.
+                r = self._remote(env.sender, r.address, env.sender_incarnation)
+                self._on_welcome(r, env, body)
+            elif isinstance(body, Welcome) and r is not None and r.state == "connecting":
                 self._on_welcome(r, env, body)
             elif isinstance(body, ProtocolError) and r is not None:
                 self._on_session_error(r, env, body)

@@ -321,8 +321,8 @@ class Tasks:
             return
         self._learn_speed(t, r)
         self._unload(t)
-        if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids:
-            # TASK-019: a reply that does not match the task would leave returns pending for ever.
+        if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids or not all(map(_well_formed, reply.returns)):
+            # TASK-019, VAL-019: a reply that does not match the task would leave returns pending for ever.
             self._drop_reply(reply)
             info = ErrorInfo(ErrorCode.MALFORMED, f"the reply to {reply.task_id} does not list its return ids", "TASK-019")
             self._fail_task(t, info, "rejected")
@@ -590,6 +590,15 @@ class Tasks:
 
     def _transition_task(self: Peer, t: OwnerTask, event: str) -> None:
         self._transition("owner-task", t, t.spec.task_id, event)
+
+
+def _well_formed(rv: ReturnValue) -> bool:
+    """VAL-019: a return carries the member its kind needs."""
+    if rv.kind == ReturnKind.INLINE:
+        return rv.value is not None
+    if rv.kind == ReturnKind.STORED:
+        return bool(rv.location) and rv.size >= 16
+    return rv.error is not None
 
 
 def lineage_cost(spec: SubmitTask) -> int:
