@@ -70,6 +70,7 @@ CATCHES = {
     "chunks-ignore-fetcher-limit": "fetch/FET-007-chunks-fit-fetcher-limit",
     "adopt-mismatched-reply": "tasks/TASK-019-mismatched-reply-fails-the-task",
     "queue-named-tasks": "tasks/TASK-024-named-executor-never-queued",
+    "no-executor-worker-died": "rpc/TASK-022-RPC-004-retry-without-a-live-executor",
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import events as ev
-from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
+from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, ErrorInfo, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
 
 if TYPE_CHECKING:
     from ._main import Iut
@@ -237,6 +237,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A TaskReply whose returns name other object ids than the task's is adopted as it is: the ids "
         "it does not know are dropped, no ProtocolError is sent, and the task's own returns stay pending "
         "for ever.",
+    ),
+    "no-executor-worker-died": (
+        "TASK-022",
+        "A task, retry or rebuild that finds no live executor to go to fails with WORKER_DIED, as if an "
+        "executor had died running it, instead of RESOURCE_EXHAUSTED.",
     ),
     "queue-named-tasks": (
         "TASK-024",
@@ -692,6 +697,16 @@ def _chunks_ignore_fetcher_limit(iut: Iut) -> None:
     fetcher._on_request = patched  # type: ignore[method-assign]
 
 
+def _no_executor_worker_died(iut: Iut) -> None:
+    core = iut.node.core
+
+    def patched(t: Any) -> None:
+        info = ErrorInfo(ErrorCode.WORKER_DIED, "no live executor to run the task", "RPC-004")  # breaks TASK-022
+        core._fail_task(t, info, "no_executor")
+
+    core._no_executor = patched  # type: ignore[method-assign]
+
+
 def _queue_named_tasks(iut: Iut) -> None:
     core = iut.node.core
     dispatch = core._dispatch
@@ -772,6 +787,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "chunks-ignore-fetcher-limit": _chunks_ignore_fetcher_limit,
     "adopt-mismatched-reply": _adopt_mismatched_reply,
     "queue-named-tasks": _queue_named_tasks,
+    "no-executor-worker-died": _no_executor_worker_died,
     "no-goodbye-ack": _no_goodbye_ack,
 }
 assert _INSTALL.keys() == FAULTS.keys()
