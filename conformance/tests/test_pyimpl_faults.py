@@ -71,6 +71,8 @@ CATCHES = {
     "adopt-mismatched-reply": "tasks/TASK-019-mismatched-reply-fails-the-task",
     "queue-named-tasks": "tasks/TASK-024-named-executor-never-queued",
     "no-executor-worker-died": "rpc/TASK-022-RPC-004-retry-without-a-live-executor",
+    "refuse-repeated-features": "handshake/HS-025-LIV-019-odd-hello-fields-accepted",
+    "zero-heartbeat-taken-literally": "handshake/HS-025-LIV-019-odd-hello-fields-accepted",
 }
 
 

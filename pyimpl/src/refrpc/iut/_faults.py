@@ -238,6 +238,16 @@ FAULTS: dict[str, tuple[str, str]] = {
         "it does not know are dropped, no ProtocolError is sent, and the task's own returns stay pending "
         "for ever.",
     ),
+    "refuse-repeated-features": (
+        "HS-025",
+        "A Hello that lists a feature twice, or a feature name HS-022 does not allow, is refused with "
+        "ProtocolError(MALFORMED) instead of being answered with Welcome.",
+    ),
+    "zero-heartbeat-taken-literally": (
+        "LIV-019",
+        "A remote heartbeatIntervalMs of 0 is used as announced: the detection timeout becomes 0 and the "
+        "peer is declared dead at the next tick.",
+    ),
     "no-executor-worker-died": (
         "TASK-022",
         "A task, retry or rebuild that finds no live executor to go to fails with WORKER_DIED, as if an "
@@ -697,6 +707,34 @@ def _chunks_ignore_fetcher_limit(iut: Iut) -> None:
     fetcher._on_request = patched  # type: ignore[method-assign]
 
 
+def _refuse_repeated_features(iut: Iut) -> None:
+    import re
+
+    core = iut.node.core
+    refuse = core._refuse_greeting
+
+    def patched(g: Any) -> Any:
+        names = list(g.features)
+        if len(set(names)) != len(names) or not all(re.fullmatch(r"[A-Za-z0-9-]{1,64}", n) for n in names):
+            return ErrorInfo(ErrorCode.MALFORMED, "features repeated or badly named", "HS-022")  # breaks HS-025
+        return refuse(g)
+
+    core._refuse_greeting = patched  # type: ignore[method-assign]
+
+
+def _zero_heartbeat_taken_literally(iut: Iut) -> None:
+    core = iut.node.core
+    on_hello = core._on_hello
+
+    def patched(env: Any, hello: Any) -> None:
+        on_hello(env, hello)
+        r = core.remotes.get(env.sender)
+        if hello.heartbeat_interval_ms == 0 and r is not None:
+            r.heartbeat_interval_ms = 1  # breaks LIV-019: (almost) zero, as announced
+
+    core._on_hello = patched  # type: ignore[method-assign]
+
+
 def _no_executor_worker_died(iut: Iut) -> None:
     core = iut.node.core
 
@@ -788,6 +826,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "adopt-mismatched-reply": _adopt_mismatched_reply,
     "queue-named-tasks": _queue_named_tasks,
     "no-executor-worker-died": _no_executor_worker_died,
+    "refuse-repeated-features": _refuse_repeated_features,
+    "zero-heartbeat-taken-literally": _zero_heartbeat_taken_literally,
     "no-goodbye-ack": _no_goodbye_ack,
 }
 assert _INSTALL.keys() == FAULTS.keys()
