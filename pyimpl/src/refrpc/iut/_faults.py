@@ -248,6 +248,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A remote heartbeatIntervalMs of 0 is used as announced: the detection timeout becomes 0 and the "
         "peer is declared dead at the next tick.",
     ),
+    "unheld-ref-unknown-object": (
+        "CNF-024",
+        "A control request naming a ref the control channel does not hold is answered with the "
+        "registry code UNKNOWN_OBJECT instead of bad_request.",
+    ),
     "no-executor-worker-died": (
         "TASK-022",
         "A task, retry or rebuild that finds no live executor to go to fails with WORKER_DIED, as if an "
@@ -735,6 +740,10 @@ def _zero_heartbeat_taken_literally(iut: Iut) -> None:
     core._on_hello = patched  # type: ignore[method-assign]
 
 
+def _unheld_ref_unknown_object(iut: Iut) -> None:
+    iut.unheld_ref_code = "UNKNOWN_OBJECT"  # breaks CNF-024
+
+
 def _no_executor_worker_died(iut: Iut) -> None:
     core = iut.node.core
 
@@ -826,6 +835,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "adopt-mismatched-reply": _adopt_mismatched_reply,
     "queue-named-tasks": _queue_named_tasks,
     "no-executor-worker-died": _no_executor_worker_died,
+    "unheld-ref-unknown-object": _unheld_ref_unknown_object,
     "refuse-repeated-features": _refuse_repeated_features,
     "zero-heartbeat-taken-literally": _zero_heartbeat_taken_literally,
     "no-goodbye-ack": _no_goodbye_ack,
