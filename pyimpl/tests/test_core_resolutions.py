@@ -202,3 +202,23 @@ def test_a_malformed_frame_goes_through_the_envelope_checks_first():
     out = a.handle(ev.ReceiveMalformed("m3", "S", s.incarnation, bad, 1, "A", INC))
     [env] = frames(out, ProtocolError, to="S")
     assert env.seq == 1 and env.body.related_seq == 1 and a.remotes["S"].delivered == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_a_return_embedding_refs_for_a_submitter_without_borrowing_is_an_error_reply(stored):
+    # S (core only) runs t on A; t returns a value embedding S's own ref x      HS-017
+    from corekit import result, stored_result
+
+    a = peer()
+    s = Stub("S", features=("core",))
+    s.greet(a)
+    x = s.descriptor(s.oid("x"))
+    tid = s.oid("t1")
+    a.handle(s.send(a, SubmitTask(tid, "f", (), (tid + ".r0",))))
+    res = stored_result(300_000, (x,)) if stored else result(b"r", (x,))
+    out = a.handle(ev.TaskFinished("finished", tid, 1, (res,), ()))
+    [reply] = [b for b in bodies(out, to="S") if isinstance(b, TaskReply)]  # sent all the same
+    [rv] = reply.returns
+    assert rv.kind is ReturnKind.ERROR and rv.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
+    assert rv.error.requirement == "HS-017"
+    assert bool(of_type(out, ev.FreeCopy)) is stored  # a stored copy made for it is dropped
