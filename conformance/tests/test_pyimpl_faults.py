@@ -72,6 +72,7 @@ CATCHES = {
     "queue-named-tasks": "tasks/TASK-024-named-executor-never-queued",
     "no-executor-worker-died": "rpc/TASK-022-RPC-004-retry-without-a-live-executor",
     "unheld-ref-unknown-object": "tasks/CNF-029-CNF-024-control-refusals-and-failures-through-get",
+    "fetch-range-checked-first": "fetch/FET-004-FET-014-order-of-holder-checks",
     "refuse-repeated-features": "handshake/HS-025-LIV-019-odd-hello-fields-accepted",
     "zero-heartbeat-taken-literally": "handshake/HS-025-LIV-019-odd-hello-fields-accepted",
 }

@@ -253,6 +253,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A control request naming a ref the control channel does not hold is answered with the "
         "registry code UNKNOWN_OBJECT instead of bad_request.",
     ),
+    "fetch-range-checked-first": (
+        "FET-004",
+        "A holder checks a FetchRequest's range before whether it has a copy: a request with chunkBytes 0 "
+        "for an object it lacks is answered MALFORMED instead of OBJECT_FREED or UNKNOWN_OBJECT.",
+    ),
     "no-executor-worker-died": (
         "TASK-022",
         "A task, retry or rebuild that finds no live executor to go to fails with WORKER_DIED, as if an "
@@ -665,6 +670,24 @@ def _fetch_end_is_error(iut: Iut) -> None:
     fetcher._on_request = patched  # type: ignore[method-assign]
 
 
+def _fetch_range_checked_first(iut: Iut) -> None:
+    from ..core import events as core_events
+    from ..core.messages import FetchChunk
+
+    fetcher = iut.node.fetcher
+    on_request = fetcher._on_request
+
+    def patched(d: Any, r: Any) -> None:
+        if r.length < -1 or r.chunk_bytes < 1:  # breaks FET-004: the range before the copy
+            err = ErrorInfo(ErrorCode.MALFORMED, "no chunk size", "FET-014")
+            chunk = FetchChunk(r.object_id, r.request_id, r.offset, 0, True, error=err)
+            iut.node.handle(core_events.SendData(iut.node.sid(), d.sender, d.sender_incarnation, d.sender_address, chunk))
+            return
+        on_request(d, r)
+
+    fetcher._on_request = patched  # type: ignore[method-assign]
+
+
 def _fetch_whole_object(iut: Iut) -> None:
     from ..runtime import _fetch
 
@@ -835,6 +858,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "adopt-mismatched-reply": _adopt_mismatched_reply,
     "queue-named-tasks": _queue_named_tasks,
     "no-executor-worker-died": _no_executor_worker_died,
+    "fetch-range-checked-first": _fetch_range_checked_first,
     "unheld-ref-unknown-object": _unheld_ref_unknown_object,
     "refuse-repeated-features": _refuse_repeated_features,
     "zero-heartbeat-taken-literally": _zero_heartbeat_taken_literally,
