@@ -73,6 +73,7 @@ CATCHES = {
     "no-executor-worker-died": "rpc/TASK-022-RPC-004-retry-without-a-live-executor",
     "unheld-ref-unknown-object": "tasks/CNF-029-CNF-024-control-refusals-and-failures-through-get",
     "fetch-range-checked-first": "fetch/FET-004-FET-014-order-of-holder-checks",
+    "adopt-returns-without-member": "tasks/VAL-019-TASK-019-return-without-its-member",
     "refuse-repeated-features": "handshake/HS-025-LIV-019-odd-hello-fields-accepted",
     "zero-heartbeat-taken-literally": "handshake/HS-025-LIV-019-odd-hello-fields-accepted",
 }

@@ -340,3 +340,34 @@ def control_refusals(ctx: CaseContext) -> None:
     ctx.check("TASK-024", got.get("error", {}).get("code") == "WORKER_DIED",
               "its return fails with WORKER_DIED through get", got)
     iut.drop(rid)
+
+
+@case(
+    "tasks/VAL-019-TASK-019-return-without-its-member",
+    requirements=["VAL-019", "TASK-019", "CNF-018"],
+    summary=(
+        "The IUT submits echo to suite executor E, which answers with a TaskReply naming the right return id "
+        "with kind inline but no value. The reply is malformed: the IUT must answer it with "
+        "ProtocolError(MALFORMED) and fail the return with MALFORMED, rather than adopt it (as a value of "
+        "nothing, or as an error it made up) or leave it pending; then nothing is left in its tables."
+    ),
+    timeout=60.0,
+)
+def return_without_its_member(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    sub = iut.submit("echo", [{"value": "x"}], executor=e.peer_id)
+    st = _next_task(ctx, e, "echo")
+    seq = e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE),)))
+    err = ctx.expect(e, ProtocolError, lambda m: m.related_seq == seq, requirement="VAL-019",
+                     what=f"ProtocolError about the malformed reply (seq {seq})", timeout=10.0).body
+    ctx.check("VAL-019", err.error.code is ErrorCode.MALFORMED, "code MALFORMED", err.error.code.name)
+    [rid] = sub["returns"]
+    got = iut.get(rid, timeout_ms=5_000)
+    ctx.check("VAL-019", got.get("error", {}).get("code") == "MALFORMED", "get of the return answers error MALFORMED", got)
+    iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("TASK-019", counts.get("submitted_tasks") == 0 and not iut.table(),
+              "the failed task and its return forgotten once dropped", (counts, iut.table()))

@@ -258,6 +258,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A holder checks a FetchRequest's range before whether it has a copy: a request with chunkBytes 0 "
         "for an object it lacks is answered MALFORMED instead of OBJECT_FREED or UNKNOWN_OBJECT.",
     ),
+    "adopt-returns-without-member": (
+        "VAL-019",
+        "A TaskReply whose return lacks the member its kind needs (an inline return without a value) is "
+        "adopted as it is, and the return fails with a made-up TASK_FAILED; no ProtocolError is sent.",
+    ),
     "no-executor-worker-died": (
         "TASK-022",
         "A task, retry or rebuild that finds no live executor to go to fails with WORKER_DIED, as if an "
@@ -767,6 +772,12 @@ def _unheld_ref_unknown_object(iut: Iut) -> None:
     iut.unheld_ref_code = "UNKNOWN_OBJECT"  # breaks CNF-024
 
 
+def _adopt_returns_without_member(iut: Iut) -> None:
+    from ..core import _tasks
+
+    _tasks._well_formed = lambda rv: True  # breaks VAL-019
+
+
 def _no_executor_worker_died(iut: Iut) -> None:
     core = iut.node.core
 
@@ -858,6 +869,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "adopt-mismatched-reply": _adopt_mismatched_reply,
     "queue-named-tasks": _queue_named_tasks,
     "no-executor-worker-died": _no_executor_worker_died,
+    "adopt-returns-without-member": _adopt_returns_without_member,
     "fetch-range-checked-first": _fetch_range_checked_first,
     "unheld-ref-unknown-object": _unheld_ref_unknown_object,
     "refuse-repeated-features": _refuse_repeated_features,
