@@ -228,6 +228,21 @@ def test_unanswered_hello_is_resent_every_retransmit_interval_then_the_peer_is_d
     assert net["D"].owned[y].error.code is ErrorCode.WORKER_DIED
 
 
+def test_a_welcome_after_the_handshake_timed_out_opens_the_session():
+    # A greets S, which stays silent for the handshake timeout; then S's Welcome to
+    # one of A's Hellos arrives late                                 LIV-018, HS-014
+    a = peer()
+    s = Stub("S")
+    out = a.handle(ev.Connect("c", "S", address("S")))
+    assert bodies(out, Hello)
+    for now in range(200, 10_401, 200):
+        tick(a, now)
+    assert a.remotes["S"].state == "dead" and not a.remotes["S"].incarnation
+    assert ("S", s.incarnation) not in a.fenced  # LIV-018: nothing to fence
+    a.handle(s.welcome(a))
+    assert a.remotes["S"].state == "alive" and a.remotes["S"].incarnation == s.incarnation
+
+
 def test_welcome_that_answers_no_hello_is_only_evidence_of_life():
     # S sends a stray Welcome with other features on a live session         HS-014, LIV-002
     a = peer()

@@ -84,6 +84,8 @@ RETRANSMIT_BACKOFF_MAX = 8
 #: Every feature this implementation knows: a session that negotiated all of them
 #: needs no per-message feature check.
 _ALL_FEATURES = frozenset(f.value for f in Feature)
+#: LIV-021: the longest remote heartbeat interval a detection timeout is computed from.
+_MAX_HEARTBEAT_MS = 60_000
 
 
 class SessionLayer:
@@ -232,7 +234,12 @@ class SessionLayer:
             return
         r = self.remotes.get(env.sender)
         if r is None or r.incarnation not in (env.sender_incarnation, 0) or r.state != "alive":
-            if isinstance(body, Welcome) and r is not None and r.state == "connecting":
+            if isinstance(body, Welcome) and r is not None and r.state == "dead" and not r.incarnation:
+                # LIV-018, HS-014: a late Welcome, answering a Hello sent before the handshake
+                # timed out, replaces the dead record and opens the session.
+                r = self._remote(env.sender, r.address, env.sender_incarnation)
+                self._on_welcome(r, env, body)
+            elif isinstance(body, Welcome) and r is not None and r.state == "connecting":
                 self._on_welcome(r, env, body)
             elif isinstance(body, ProtocolError) and r is not None:
                 self._on_session_error(r, env, body)
@@ -363,6 +370,10 @@ class SessionLayer:
         self._on_acked(r, ack)
 
     def _on_hello(self: Peer, env: Envelope, hello: Hello) -> None:
+        if not hello.address:
+            if self.trace_events:
+                self._trace("discarded", reason="malformed")
+            return  # HS-025: nowhere to answer, no session to open
         r = self.remotes.get(env.sender)
         if r is not None and r.incarnation and r.incarnation != env.sender_incarnation and r.state != "dead":
             self._declare_dead(r, "new_incarnation", "restarted with a new incarnation")  # HS-006
@@ -385,7 +396,7 @@ class SessionLayer:
         r.incarnation = env.sender_incarnation
         r.features = self._negotiate(hello.features)
         r.all_features = _ALL_FEATURES.issubset(r.features)
-        r.heartbeat_interval_ms = hello.heartbeat_interval_ms  # LIV-007
+        r.heartbeat_interval_ms = min(hello.heartbeat_interval_ms, _MAX_HEARTBEAT_MS)  # LIV-007, LIV-021
         r.max_frame_bytes = hello.max_frame_bytes  # FET-007
         minor = min(PROTOCOL_MINOR, hello.protocol_minor)  # HS-003
         self._send_unsequenced(r, Welcome(**{**self._hello_fields(), "features": r.features, "protocol_minor": minor}))
@@ -444,7 +455,7 @@ class SessionLayer:
         r.last_heard_ms = self.now_ms
         r.features = self._negotiate(w.features)
         r.all_features = _ALL_FEATURES.issubset(r.features)
-        r.heartbeat_interval_ms = w.heartbeat_interval_ms  # LIV-007
+        r.heartbeat_interval_ms = min(w.heartbeat_interval_ms, _MAX_HEARTBEAT_MS)  # LIV-007, LIV-021
         r.max_frame_bytes = w.max_frame_bytes  # FET-007
         queued = bool(r.queued)
         self._become_alive(r, "welcome")
@@ -504,7 +515,7 @@ class SessionLayer:
     def _answer_declared_dead(self: Peer, sender: PeerId, incarnation: int, hello_address: str, requirement: str) -> None:
         """An answer without a session (SES-018, SES-020, SES-021)."""
         r = self.remotes.get(sender)
-        address = r.address if r is not None else hello_address
+        address = (r.address if r is not None else "") or hello_address  # SES-020: the kept address first
         if not address:
             return
         tmp = Remote(peer=sender, address=address, incarnation=incarnation)
