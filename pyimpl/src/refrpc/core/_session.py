@@ -114,11 +114,13 @@ class SessionLayer:
     def _send(self: Peer, peer: PeerId, body: Message, address: str = "", incarnation: int = 0) -> None:
         """Send ``body`` to ``peer`` on its session (queued until the handshake is done).
 
-        A message to this peer itself (a call to an actor it hosts, made through a
-        handle it was passed, ACT-021) never reaches the wire: it is handled after
-        the current stimulus, as if it had come on a session with itself.
+        A message to this peer incarnation itself (a call to an actor it hosts, made
+        through a handle it was passed, ACT-021) never reaches the wire: it is
+        handled after the current stimulus, as if it had come on a session with
+        itself. One to an earlier incarnation of the same peer id (a ref owned by
+        the process this one replaced) is not for this one.
         """
-        if peer == self.peer_id:
+        if peer == self.peer_id and incarnation in (0, self.incarnation):
             self.loopback.append(body)
             return
         r = self._remote(peer, address, incarnation)
