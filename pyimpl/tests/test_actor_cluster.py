@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,14 @@ pytestmark = pytest.mark.timeout(180)
 SRC = Path(refrpc.__file__).resolve().parents[1]
 
 
+#: The cluster key the head makes and every joiner reads (SEC-015).
+KEY_FILE = str(Path(tempfile.mkdtemp(prefix="refrpc-test-key-")) / "cluster.key")
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    env["REFRPC_KEY_FILE"] = KEY_FILE
     return env
 
 
@@ -70,7 +76,7 @@ def test_a_detached_actor_outlives_the_driver_that_made_it_and_a_named_one_does_
     first = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=_env())
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "[5, 1]"
-    refrpc.init(address=head)
+    refrpc.init(address=head, key_file=KEY_FILE)
     try:
         keeper = refrpc.get_actor("keeper")
         assert refrpc.get(keeper.add.remote(1), timeout=60) == 6
