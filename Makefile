@@ -4,6 +4,7 @@
 #   make demo-sim  a narrated, deterministic simulation of the protocol core
 #   make docs      build the Sphinx docs with warnings as errors
 #   make simulate SEEDS=N   run N more seeded fault simulations
+#   make fuzz FRAMES=N      send N fuzzed frames to a live head, worker and driver (SEED=S picks the seed)
 #   make spec-index         regenerate spec/requirements.json, spec/schema-layout.* and spec/vectors/
 #   make conformance        run the conformance suite against pyimpl (reports in conformance-report/)
 
@@ -12,8 +13,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp-install
 SEEDS  ?= 2000
+FRAMES ?= 200000
+SEED   ?= 1
 
-.PHONY: test demo demo-sim bench docs simulate spec-index capnp chromium conformance clean
+.PHONY: test demo demo-sim bench docs simulate fuzz spec-index capnp chromium conformance clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +64,9 @@ docs: $(STAMP)
 
 simulate: $(STAMP)
 	$(PY) -m refrpc.testing --seeds $(SEEDS)
+
+fuzz: $(STAMP)
+	$(PY) -m refrpc.testing.fuzz --frames $(FRAMES) --seed $(SEED)
 
 conformance: $(STAMP)
 	mkdir -p conformance-report

@@ -484,8 +484,9 @@ struct Hello {
 
   maxFrameBytes @4 :UInt64;
   # The largest frame, and the largest whole message (all its frames), I
-  # accept; at least 1 MiB (HS-012). You never send me more (ZMQ-007); I drop
-  # larger ones and answer MALFORMED (GEN-004).
+  # accept; at least 1 MiB (HS-012). You never send me more (ZMQ-007); a larger
+  # one is discarded, answered MALFORMED only when GEN-004 says so (never when
+  # my transport drops it before decoding).
 
   heartbeatIntervalMs @5 :UInt32;
   # How often I send heartbeats when idle (LIV-001); your failure detector
@@ -1150,20 +1151,25 @@ struct TableEntry {
   # Pending tasks of mine that mention it (BOR-006).
 
   containedIn @6 :List(Text);
-  # Ids of values I hold that embed it (GC-002).
+  # Ids of objects I own whose value embeds it (GC-002), in the order the
+  # holds were taken; a reader compares it as a set (INT-010).
 
   borrowers @7 :List(Text);
   # As owner: PeerIds holding grants, each once, in ascending byte order
   # (BOR-003, INT-005).
 
   locations @8 :List(Text);
-  # PeerIds holding copies, primary first (LOC-001, INT-005).
+  # PeerIds holding copies, primary first (LOC-001, INT-005); in a borrower
+  # row, the locations the owner last reported (INT-010).
 
   lineageRefs @9 :Int64;
-  # As owner: entries whose producing task takes it as a ref argument (LIN-002).
+  # As owner: entries whose producing task is reconstructable and mentions it
+  # in its arguments: a ref or shared argument, or nested in a value argument
+  # (LIN-002).
 
   size @10 :Int64;
-  # Its size in bytes (OBJ-011), -1 if not known.
+  # Its size in bytes (OBJ-011), -1 if not known; in a borrower row, the size
+  # the owner last reported (INT-010).
 }
 
 # ============================================================== traces
@@ -1178,8 +1184,9 @@ struct TraceRecord {
   # record before an incomplete last one (TRC-012). A `send` record and a `recv`
   # record are paired by their envelopes only, never by time (TRC-006): a
   # sequenced message (seq > 0) by the same (sender, senderIncarnation,
-  # receiver, seq); a message outside the session (seq 0) by the same (sender,
-  # senderIncarnation, receiver) and identical body bytes, in order.
+  # receiver, receiverIncarnation, seq); a message outside the session (seq 0)
+  # by the same (sender, senderIncarnation, receiver, receiverIncarnation) and
+  # identical body bytes, in order (trace-format.md section 3).
 
   peer @0 :Text;
   # The PeerId of the peer writing the trace.

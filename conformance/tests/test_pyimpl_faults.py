@@ -69,6 +69,13 @@ CATCHES = {
     "fetch-from-last-location": "fetch/FET-011-primary-location-first",
     "chunks-ignore-fetcher-limit": "fetch/FET-007-chunks-fit-fetcher-limit",
     "adopt-mismatched-reply": "tasks/TASK-019-mismatched-reply-fails-the-task",
+    "queue-named-tasks": "tasks/TASK-024-named-executor-never-queued",
+    "no-executor-worker-died": "rpc/TASK-022-RPC-004-retry-without-a-live-executor",
+    "unheld-ref-unknown-object": "tasks/CNF-029-CNF-024-control-refusals-and-failures-through-get",
+    "fetch-range-checked-first": "fetch/FET-004-FET-014-order-of-holder-checks",
+    "adopt-returns-without-member": "tasks/VAL-019-TASK-019-return-without-its-member",
+    "refuse-repeated-features": "handshake/HS-025-LIV-021-odd-hello-fields-accepted",
+    "zero-heartbeat-taken-literally": "handshake/HS-025-LIV-021-odd-hello-fields-accepted",
 }
 
 

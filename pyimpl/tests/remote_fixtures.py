@@ -292,3 +292,14 @@ def block_until(path, limit_s=60.0):
     """As hold_until, under another name: a function never seen to finish quickly,
     so no submitter pipelines tasks behind it (TASK-020)."""
     return hold_until._refrpc_target(path, limit_s)
+
+
+@refrpc.remote
+def touch_then_sleep(path, seconds):
+    # Says it started (the file), then blocks in one long call into C, which a stop
+    # (FATE-003, TASK-008) cannot interrupt.
+    import time
+
+    open(path, "w").close()
+    time.sleep(seconds)
+    return seconds

@@ -127,3 +127,19 @@ def test_the_host_calls_its_own_actor_through_a_handle_without_the_wire():
     assert len(net.sent) == sent_before  # nothing went on the wire
     assert not any(k[2] == call for k in net["W"].exec_tasks)  # the record is gone (nothing to acknowledge)
     assert net["W"].borrowed[aid].submitted_task_refs == 0  # the call's hold on the handle is released
+
+
+def test_a_message_to_an_earlier_incarnation_of_this_peer_id_is_not_looped_back():
+    # W (restarted as a new incarnation) gets a ref its previous incarnation owned   ACT-021, FATE-001
+    from corekit import Stub
+    from refrpc.core import Peer
+    from refrpc.core.messages import RefDescriptor, SubmitTask, Arg, ArgKind
+
+    w = Peer("W", 0x22, "mem://W")
+    d = Stub("D")
+    d.greet(w)
+    old = RefDescriptor("W.11.1", "W", 0x11, "mem://W", 10)  # owned by W's earlier incarnation 0x11
+    w.handle(d.send(w, SubmitTask(d.oid("t"), "f", (Arg(ArgKind.REF, ref=old),), (d.oid("t.r0"),))))
+    assert not w.loopback  # nothing handled as if W (0x22) owned it
+    b = w.borrowed["W.11.1"]
+    assert b.error is None or b.error.code is not ErrorCode.NOT_OWNER

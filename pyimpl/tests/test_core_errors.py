@@ -405,3 +405,55 @@ def test_every_requirement_cited_by_the_tables_is_a_spec_id():
     defined = {r["id"] for r in index["requirements"]}
     cited = {req for t in tables.ALL_TABLES.values() for row in t.values() for _, req in row.values()}
     assert cited <= defined
+
+
+def test_a_fault_in_handling_one_message_costs_that_message_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SEC-020: a handler that raises (a fault of the implementation, not a rule of the
+    # spec) makes the peer answer MALFORMED for that message (its sender's request
+    # ends, ERR-003), and the next message of the same session is handled as usual.
+    p = Peer("A", INC, address("A"))  # the runtime's setting: faults are contained
+    s = Stub("S")
+    s.take(s.greet(p))
+    calls = []
+
+    def broken(r, body):  # type: ignore[no-untyped-def]
+        calls.append(body)
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(p, "_on_GetObjectStatus", broken)
+    out = p.handle(s.send(p, GetObjectStatus(s.oid(1), wait=False)))
+    (err,) = bodies(out, ProtocolError, to="S")
+    assert (err.error.code, err.error.requirement, err.related_seq) == (ErrorCode.MALFORMED, "SEC-020", 1)
+    monkeypatch.undo()
+    out = p.handle(s.send(p, GetObjectStatus(s.oid(2), wait=False)))
+    (status,) = bodies(out, ObjectStatus, to="S")
+    assert status.object_id == s.oid(2)
+    # With invariants checked (tests, the simulator), the fault surfaces instead.
+    p.check_invariants = True
+    monkeypatch.setattr(p, "_on_GetObjectStatus", broken)
+    with pytest.raises(KeyError):
+        p.handle(s.send(p, GetObjectStatus(s.oid(3), wait=False)))
+
+
+def test_grants_per_borrower_incarnation_are_bounded() -> None:
+    # SEC-008: S registers borrower Q again and again on an object A owns; past the
+    # limit the owner answers RESOURCE_EXHAUSTED and records nothing; once a grant is
+    # released there is room again.
+    a = peer(Config(max_grants_per_borrower=2))
+    s = Stub("S")
+    s.take(s.greet(a))
+    oid = PREFIX + "1"
+    a.handle(ev.Put("put", oid, raw(b"v")))
+    answers = []
+    for n in range(3):
+        out = a.handle(s.send(a, RegisterBorrower(oid, "Q", 3, "mem://Q", s.oid(f"f{n}"))))
+        (reply,) = bodies(out, BorrowerRegistered, to="S")
+        answers.append(reply.error.code if reply.error else None)
+    assert answers == [None, None, ErrorCode.RESOURCE_EXHAUSTED]
+    assert sorted(a.owned[oid].borrowers["Q"]) == [s.oid("f0"), s.oid("f1")]
+    a.handle(s.send(a, ReleaseBorrows((BorrowRelease(oid, (s.oid("f0"),)),))))
+    (reply,) = bodies(a.handle(s.send(a, RegisterBorrower(oid, "Q", 3, "mem://Q", s.oid("f3")))), BorrowerRegistered, to="S")
+    assert reply.error is None
+    # Another incarnation of Q has a limit of its own.
+    (reply,) = bodies(a.handle(s.send(a, RegisterBorrower(oid, "Q", 4, "mem://Q", s.oid("f4")))), BorrowerRegistered, to="S")
+    assert reply.error is None

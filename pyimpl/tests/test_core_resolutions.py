@@ -5,6 +5,8 @@ and the envelope checks a malformed frame goes through first."""
 
 from __future__ import annotations
 
+import pytest
+
 from corekit import Stub, address, bodies, frames, of_type, raw
 from refrpc.core import Config, Peer
 from refrpc.core import events as ev
@@ -68,6 +70,23 @@ def test_a_reply_that_does_not_name_the_tasks_returns_fails_the_task():
     assert a.owned[PREFIX + "2.r0"].error.code is ErrorCode.MALFORMED
     [res] = of_type(a.handle(ev.Get("get", 1, PREFIX + "2.r0")), ev.GetResult)
     assert res.error is not None and res.error.code is ErrorCode.MALFORMED
+
+
+@pytest.mark.parametrize("rv", [
+    ReturnValue(PREFIX + "2.r0", ReturnKind.INLINE),  # no value
+    ReturnValue(PREFIX + "2.r0", ReturnKind.STORED, size=300),  # no location
+    ReturnValue(PREFIX + "2.r0", ReturnKind.STORED, location="S", size=-1),  # no size
+    ReturnValue(PREFIX + "2.r0", ReturnKind.ERROR),  # no error
+])
+def test_a_return_without_the_member_its_kind_needs_fails_the_task(rv):
+    # t = f.remote() on S; S's reply names the right return, without its content    VAL-019, TASK-019
+    a, s = with_worker()
+    a.handle(ev.Submit("submit", PREFIX + "2", "f", (), (PREFIX + "2.r0",), executor="S"))
+    out = a.handle(s.send(a, TaskReply(PREFIX + "2", 1, (rv,))))
+    [err] = [b for b in bodies(out, to="S") if isinstance(b, ProtocolError)]
+    assert err.error.code is ErrorCode.MALFORMED
+    assert a.owned[PREFIX + "2.r0"].state == "failed"
+    assert a.owned[PREFIX + "2.r0"].error.code is ErrorCode.MALFORMED
 
 
 def test_a_reply_for_a_task_never_allocated_still_releases_its_grants():
@@ -183,3 +202,23 @@ def test_a_malformed_frame_goes_through_the_envelope_checks_first():
     out = a.handle(ev.ReceiveMalformed("m3", "S", s.incarnation, bad, 1, "A", INC))
     [env] = frames(out, ProtocolError, to="S")
     assert env.seq == 1 and env.body.related_seq == 1 and a.remotes["S"].delivered == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_a_return_embedding_refs_for_a_submitter_without_borrowing_is_an_error_reply(stored):
+    # S (core only) runs t on A; t returns a value embedding S's own ref x      HS-017
+    from corekit import result, stored_result
+
+    a = peer()
+    s = Stub("S", features=("core",))
+    s.greet(a)
+    x = s.descriptor(s.oid("x"))
+    tid = s.oid("t1")
+    a.handle(s.send(a, SubmitTask(tid, "f", (), (tid + ".r0",))))
+    res = stored_result(300_000, (x,)) if stored else result(b"r", (x,))
+    out = a.handle(ev.TaskFinished("finished", tid, 1, (res,), ()))
+    [reply] = [b for b in bodies(out, to="S") if isinstance(b, TaskReply)]  # sent all the same
+    [rv] = reply.returns
+    assert rv.kind is ReturnKind.ERROR and rv.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
+    assert rv.error.requirement == "HS-017"
+    assert bool(of_type(out, ev.FreeCopy)) is stored  # a stored copy made for it is dropped

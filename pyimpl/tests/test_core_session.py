@@ -228,6 +228,21 @@ def test_unanswered_hello_is_resent_every_retransmit_interval_then_the_peer_is_d
     assert net["D"].owned[y].error.code is ErrorCode.WORKER_DIED
 
 
+def test_a_welcome_after_the_handshake_timed_out_opens_the_session():
+    # A greets S, which stays silent for the handshake timeout; then S's Welcome to
+    # one of A's Hellos arrives late                                 LIV-018, HS-014
+    a = peer()
+    s = Stub("S")
+    out = a.handle(ev.Connect("c", "S", address("S")))
+    assert bodies(out, Hello)
+    for now in range(200, 10_401, 200):
+        tick(a, now)
+    assert a.remotes["S"].state == "dead" and not a.remotes["S"].incarnation
+    assert ("S", s.incarnation) not in a.fenced  # LIV-018: nothing to fence
+    a.handle(s.welcome(a))
+    assert a.remotes["S"].state == "alive" and a.remotes["S"].incarnation == s.incarnation
+
+
 def test_welcome_that_answers_no_hello_is_only_evidence_of_life():
     # S sends a stray Welcome with other features on a live session         HS-014, LIV-002
     a = peer()
@@ -760,3 +775,47 @@ def test_protocol_errors_to_one_peer_are_rate_limited():
     out = a.handle(ev.Tick("later", a.now_ms + 1000), b.send(a, welcome))
     fresh = [e for e in bodies(out, ProtocolError) if e.related_seq == 151]  # the rest are retransmissions
     assert len(fresh) == 1  # a new second, a new allowance
+
+
+# ---------------------------------------------------------------- SEC-021: handshakes and sessions are bounded
+def test_a_new_hello_forgets_the_oldest_handshake_in_progress():
+    # A flood of Hellos from made-up peers: A keeps at most max_handshakes sessions that
+    # carried nothing but a Hello; the oldest is forgotten (no fence, no notice), while a
+    # peer that answered its Welcome at once (SES-022) is not pushed out.   SEC-021
+    a = peer(config=Config(max_handshakes=2))
+    real, f1, f2, f3 = Stub("R"), Stub("F1"), Stub("F2"), Stub("F3")
+    real.greet(a)
+    a.handle(real.unsequenced(a, Heartbeat()))  # R answers at once: no longer a handshake in progress
+    f1.greet(a)
+    f2.greet(a)
+    assert list(a.handshakes) == ["F1", "F2"]
+    out = f3.greet(a)
+    assert [d.peer for d in of_type(out, ev.Disconnect)] == ["F1"]
+    assert of_type(out, ev.PeerDeclaredDead) == [] and bodies(out, PeerDeadNotice) == []
+    assert "F1" not in a.remotes and ("F1", f1.incarnation) not in a.fenced
+    assert list(a.handshakes) == ["F2", "F3"] and a.remotes["R"].state == "alive"
+    # F1's later messages find no session (SES-010); a new Hello from it is a new handshake.
+    assert frames(a.handle(f1.send(a, Goodbye("late"))), to="F1") == []
+    assert bodies(f1.greet(a), Welcome, to="F1")
+
+
+def test_a_hello_beyond_max_sessions_is_refused_with_resource_exhausted():
+    # SEC-021: at most max_sessions unfenced records; one more Hello is refused, no record.
+    a = peer(config=Config(max_sessions=2))
+    for name in ("S1", "S2"):
+        s = Stub(name)
+        s.greet(a)
+        a.handle(s.unsequenced(a, Heartbeat()))
+    late = Stub("S3")
+    (err,) = bodies(late.greet(a), ProtocolError, to="S3")
+    assert (err.error.code, err.error.requirement) == (ErrorCode.RESOURCE_EXHAUSTED, "SEC-021")
+    assert "S3" not in a.remotes
+
+
+def test_a_welcome_is_answered_at_once():
+    # SES-022: the initiator ends the other side's handshake in progress with a Heartbeat at once.
+    a = peer()
+    b = Stub("B")
+    a.handle(ev.Connect("c1", "B", b.address))
+    out = a.handle(b.welcome(a))
+    assert bodies(out, Heartbeat, to="B")

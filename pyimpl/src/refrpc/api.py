@@ -241,6 +241,7 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
                 raise RefRPCError("refrpc is already initialized; call refrpc.shutdown() first")
         cluster_key, _ = _cluster_key(key_file, insecure, needed=address.startswith("tcp://"))
         _join(address, node_ip, connect_timeout, None if trace_dir is None else os.fspath(trace_dir), cluster_key)
+        _install_exit_hooks()
         return
     cluster_key, key_path = _cluster_key(key_file, False, needed=False)
     with _ctx.lock:
@@ -279,6 +280,46 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         _ctx.node, _ctx.cluster = node, cluster
         _ctx.driver_executor, _ctx.head = executor, "driver"
         _ctx.sock_dir = sock_dir
+    _install_exit_hooks()
+
+
+#: Whether the exit hooks are installed (once per process).
+_EXIT_HOOKS = [False]
+
+
+def _install_exit_hooks() -> None:
+    """A driver that exits, or is stopped by SIGTERM or SIGINT, leaves nothing behind:
+    its shared-memory segments, its workers, its socket directory.
+
+    SIGINT already ends a program with ``KeyboardInterrupt`` (so ``atexit`` runs);
+    SIGTERM, by default, kills it on the spot, so it is turned into ``SystemExit``
+    (exit status 143) when the program has not set a handler of its own.
+    """
+    if _EXIT_HOOKS[0]:
+        return
+    _EXIT_HOOKS[0] = True
+    import atexit
+    import signal
+    import threading
+
+    atexit.register(_shutdown_at_exit)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _shutdown_at_exit() -> None:
+    # The signal may have landed while this thread held the context's lock: never wait on it for long.
+    if not _ctx.lock.acquire(timeout=2.0):
+        cluster = _ctx.cluster
+        if cluster is not None:
+            cluster.stop()
+        return
+    _ctx.lock.release()
+    shutdown()
 
 
 def shutdown() -> None:

@@ -169,6 +169,24 @@ def test_a_transition_the_tables_do_not_allow_TRC_008(tmp_path: Path) -> None:
     assert sorted(f.requirement for f in illegal) == ["SM-001", "TRC-008"]  # not in the table; a step missing
 
 
+def test_initial_states_of_SM_002_are_accepted(tmp_path: Path) -> None:
+    # SM-002: a put object starts ready (its creation is the ready --put--> ready row); a
+    # task starts submitted, and one queued at once is recorded as submitted --no_slot-->
+    # queued before anything is sent; a queued task that finds no executor left fails.
+    net = Net()
+    d, w = net.peer("driver"), net.peer("worker-1")
+    net.connect(d, w)
+    d.transition("owner-object", "P", "ready", "put", "ready", "OWN-001")
+    d.transition("owner-task", "t1", "submitted", "no_slot", "queued", "TASK-020")
+    d.transition("owner-task", "t1", "queued", "dispatch", "submitted", "TASK-020")
+    task_round_trip(net, d, w, "t1")
+    d.transition("owner-task", "t2", "submitted", "no_slot", "queued", "TASK-020")
+    d.transition("owner-task", "t2", "queued", "no_executor", "failed", "TASK-022")
+    d.transition("owner-object", "t2.r0", "pending", "no_executor", "failed", "TASK-022")
+    d.transition("owner-object", "P", "ready", "out_of_scope_unneeded", "deleted", "OWN-005")
+    assert findings_of(net, tmp_path) == []
+
+
 def test_a_borrower_entry_kept_after_its_owner_died_FATE_001(tmp_path: Path) -> None:
     net = Net()
     d, w = net.peer("driver"), net.peer("worker-1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from refrpc.core.messages import (
     Envelope,
     ErrorCode,
@@ -125,6 +127,34 @@ def hello_without_core_refused(ctx: CaseContext) -> None:
 )
 def small_frame_limit_malformed(ctx: CaseContext) -> None:
     _refused(ctx, "HS-012", (ErrorCode.MALFORMED,), max_frame_bytes=64 * 1024)
+
+
+@case(
+    "handshake/HS-025-LIV-021-odd-hello-fields-accepted",
+    requirements=["HS-025", "HS-005", "HS-022", "LIV-021", "LIV-007"],
+    summary=(
+        "The suite's Hello lists core twice, a feature name HS-022 does not allow, and announces "
+        "heartbeatIntervalMs 0. None of these makes a Hello refusable (HS-025): the IUT must answer Welcome with "
+        "core once and without the bad name, and must take the interval 0 as not announced (LIV-021), using "
+        "its own: the session stays live and a task runs on it, half a second later too."
+    ),
+)
+def odd_hello_fields_accepted(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    offered = ("core", "core", "not a feature!")
+    peer = ctx.wire_peer(features=offered)
+    link = peer.connect(iut.peer_id, iut.address)
+    link.hello(heartbeat_interval_ms=0)
+    arrival = ctx.expect(peer, (Welcome, ProtocolError), requirement="HS-025",
+                         what="Welcome answering a Hello with a repeated feature, a bad feature name and interval 0")
+    ctx.require("HS-025", isinstance(arrival.body, Welcome), "Welcome, not a refusal",
+                f"{type(arrival.body).__name__}: {arrival.body}")
+    w: Welcome = arrival.body
+    ctx.check("HS-022", list(w.features).count("core") == 1, "core listed once in the Welcome", list(w.features))
+    ctx.check("HS-005", "not a feature!" not in w.features, "the bad name ignored", list(w.features))
+    run_echo(ctx, peer, link, "first", requirement="LIV-021")
+    time.sleep(0.5)  # a stimulus: half a second of session life, long past a zero detection timeout
+    run_echo(ctx, peer, link, "second", requirement="LIV-021")
 
 
 @case(

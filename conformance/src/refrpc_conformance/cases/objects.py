@@ -83,6 +83,31 @@ def no_copy(ctx: CaseContext) -> None:
 
 
 @case(
+    "fetch/FET-004-FET-014-order-of-holder-checks",
+    requirements=["FET-004", "FET-014"],
+    summary=(
+        "A holder checks a FetchRequest in a fixed order and answers the first failure only: whether it has a "
+        "copy (FET-004), then the range (FET-014). A request with chunkBytes 0 for an object the IUT holds no "
+        "copy of must be answered OBJECT_FREED or UNKNOWN_OBJECT, not MALFORMED; for an object the IUT stores, "
+        "offset beyond the end with length 0 is MALFORMED (not an empty range)."
+    ),
+)
+def holder_check_order(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    link.send(FetchRequest(f"{peer.peer_id}.never.1", 81, 0, 64, 0))
+    c: FetchChunk = ctx.expect(peer, FetchChunk, lambda m: m.request_id == 81, requirement="FET-004",
+                               what="a FetchChunk answering request 81").body
+    ctx.check("FET-004", c.last and c.error is not None and c.error.code in (ErrorCode.OBJECT_FREED, ErrorCode.UNKNOWN_OBJECT),
+              "no copy comes first: error OBJECT_FREED or UNKNOWN_OBJECT, last", f"last={c.last} error={c.error}")
+    x = iut.put(make_bytes_value(300_000))
+    link.send(FetchRequest(x, 82, 10_000_000, 0, 65536))
+    c = ctx.expect(peer, FetchChunk, lambda m: m.request_id == 82, requirement="FET-014",
+                   what="a FetchChunk answering request 82").body
+    ctx.check("FET-014", c.last and c.error is not None and c.error.code is ErrorCode.MALFORMED,
+              "offset beyond the end with length 0: error MALFORMED", f"last={c.last} error={c.error}")
+
+
+@case(
     "objects/OBJ-002-OBJ-004-OBJ-008-iut-owned-put-objects",
     requirements=["OBJ-002", "OBJ-004", "OBJ-008", "OBJ-011", "OBJ-010", "LOC-001"],
     summary=(

@@ -103,6 +103,37 @@ def retry_after_executor_death(ctx: CaseContext) -> None:
 
 
 @case(
+    "rpc/TASK-022-RPC-004-retry-without-a-live-executor",
+    requirements=["TASK-022", "RPC-004", "TASK-023", "CNF-018"],
+    features=("core", "recovery"),
+    summary=(
+        "The IUT's only peer is suite executor E1, added with no slots, to which it submits echo with "
+        "max_retries = 1. E1 says Goodbye before replying. The retry has budget but no live executor to go to: "
+        "it must not wait for ever nor be reported as WORKER_DIED (the new attempt never ran anywhere), but fail "
+        "with RESOURCE_EXHAUSTED; nothing is sent again and nothing is left in the IUT's tables."
+    ),
+    timeout=60.0,
+)
+def retry_without_live_executor(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e1 = ctx.wire_peer("dying-executor")
+    iut.add_peer(e1, slots=0)
+    sub = iut.submit("echo", [{"value": "again"}], executor=e1.peer_id, max_retries=1)
+    _submitted(ctx, e1, sub["task_id"])
+    leave_with_goodbye(ctx, e1, iut)
+    [rid] = sub["returns"]
+    got = iut.get(rid, timeout_ms=15_000)
+    code, _ = _error_of(got)
+    ctx.check("TASK-022", code == "RESOURCE_EXHAUSTED",
+              "the retry with no live executor fails with RESOURCE_EXHAUSTED (not WORKER_DIED, not a timeout)", got)
+    iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("TASK-022", counts.get("submitted_tasks") == 0 and not iut.table(),
+              "the failed task and its return forgotten once dropped", (counts, iut.table()))
+
+
+@case(
     "lineage/LIN-003-LOC-004-lost-stored-result-reconstructed",
     requirements=["LIN-003", "LOC-004", "LIN-006", "RPC-007", "RPC-009", "LOC-001", "OBJ-006"],
     features=("core", "recovery"),

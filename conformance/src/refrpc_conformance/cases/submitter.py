@@ -28,9 +28,9 @@ from refrpc.core.messages import (
 from .._build import PortableRef, make_bytes_value, portable, stored_form
 from .._case import case
 from .._context import IUT, CaseContext
-from .._control import Ref
+from .._control import ControlError, Ref
 from .._wire import WirePeer
-from ._common import released_forward_ids
+from ._common import leave_with_goodbye, released_forward_ids
 
 #: The size of X, the stored object the IUT fetches (well above any inline threshold).
 X_SIZE = 200_000
@@ -235,6 +235,137 @@ def mismatched_reply(ctx: CaseContext) -> None:
     got = iut.get(rid, timeout_ms=5_000)
     code = str(got.get("error", {}).get("code", ""))
     ctx.check("TASK-019", code == "MALFORMED", "get of the return answers error MALFORMED", got)
+    iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("TASK-019", counts.get("submitted_tasks") == 0 and not iut.table(),
+              "the failed task and its return forgotten once dropped", (counts, iut.table()))
+
+
+@case(
+    "tasks/TASK-024-named-executor-never-queued",
+    requirements=["TASK-024", "TASK-001", "CNF-008"],
+    summary=(
+        "The IUT's program names the executor of every task (the control channel's submit does). Suite executor "
+        "E is added with 1 slot and holds the IUT's first task; suite peer F is added with 0 slots. A second task "
+        "to E and a third to F must still be sent at once (slot limits, queueing and pipelining apply only to "
+        "tasks the program did not place on a named executor); once E and F reply, the returns read back and "
+        "nothing is left in the IUT's tables."
+    ),
+    timeout=60.0,
+)
+def named_executor_never_queued(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    f = ctx.wire_peer("spare")
+    iut.add_peer(e, slots=1)
+    iut.add_peer(f, slots=0)
+    subs = [iut.submit("echo", [{"value": "a"}], executor=e.peer_id)]
+    first = _next_task(ctx, e, "echo")  # E keeps it: its one slot is taken
+    subs.append(iut.submit("echo", [{"value": "b"}], executor=e.peer_id))
+    subs.append(iut.submit("echo", [{"value": "c"}], executor=f.peer_id))
+    sent = [first]
+    for peer, sub, name in ((e, subs[1], "E, whose one slot is taken"), (f, subs[2], "F, added with 0 slots")):
+        st: SubmitTask = ctx.expect(peer, SubmitTask, lambda m, t=sub["task_id"]: m.task_id == t, requirement="TASK-024",
+                                    what=f"the SubmitTask of {sub['task_id']} at {name}, sent at once", timeout=5.0).body
+        sent.append(st)
+    for peer, st, value in ((e, sent[0], "a"), (e, sent[1], "b"), (f, sent[2], "c")):
+        peer.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (
+            ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable(value)),)))
+    for sub, value in zip(subs, "abc"):
+        [rid] = sub["returns"]
+        got = iut.get(rid, timeout_ms=10_000)
+        ctx.check("TASK-024", got == {"value": value}, f"get of {rid} answers {value!r}", got)
+        iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("TASK-024", counts.get("submitted_tasks") == 0 and not iut.table(),
+              "the three tasks and their returns forgotten once dropped", (counts, iut.table()))
+
+
+def _refusal(ctx: CaseContext, iut: IUT, op: str, what: str, requirement: str, **args: object) -> None:
+    """``op`` must be answered ``ok: false`` with ``bad_request`` (CNF-024, CNF-029)."""
+    try:
+        result = iut.control(op, **args)
+    except ControlError as exc:
+        ctx.check(requirement, exc.code == "bad_request", f"{what}: ok false with bad_request", f"{exc.code}: {exc.message}")
+    else:
+        ctx.check(requirement, False, f"{what}: ok false with bad_request", f"ok true: {result!r}")
+
+
+@case(
+    "tasks/CNF-029-CNF-024-control-refusals-and-failures-through-get",
+    requirements=["CNF-029", "CNF-024", "TASK-024", "CNF-018"],
+    summary=(
+        "Which control requests fail at once and which fail later through get. Answered ok false with "
+        "bad_request: a get, drop or ref argument naming a ref the control channel does not hold (never a "
+        "registry code such as UNKNOWN_OBJECT), a submit to a PeerId the IUT was never told about or to itself, "
+        "a cancel of a task it keeps no record of, a get without timeout_ms. Answered ok true and failed through "
+        "get: a submit to an executor the IUT has fenced (it said Goodbye), whose return fails with WORKER_DIED."
+    ),
+    timeout=60.0,
+)
+def control_refusals(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=0)
+    unheld = f"{e.peer_id}.0.999"
+    _refusal(ctx, iut, "get", "get of a ref the control channel does not hold", "CNF-024", object_id=unheld, timeout_ms=1000)
+    _refusal(ctx, iut, "drop", "drop of a ref the control channel does not hold", "CNF-024", object_id=unheld)
+    _refusal(ctx, iut, "submit", "submit with a ref argument the control channel does not hold", "CNF-024",
+             function="echo", args=[{"ref": unheld}], executor=e.peer_id)
+    _refusal(ctx, iut, "submit", "submit to a PeerId never added", "CNF-029",
+             function="echo", args=[{"value": 1}], executor="nobody-ever-added")
+    _refusal(ctx, iut, "submit", "submit to the IUT itself", "CNF-029",
+             function="echo", args=[{"value": 1}], executor=iut.peer_id)
+    _refusal(ctx, iut, "cancel", "cancel of a task the IUT never submitted", "CNF-029", task_id=f"{iut.peer_id}.0.999")
+    x = iut.put(7)
+    _refusal(ctx, iut, "get", "get without timeout_ms", "CNF-029", object_id=x)
+    iut.drop(x)
+    sub = iut.submit("echo", [{"value": "before"}], executor=e.peer_id)
+    st = _next_task(ctx, e, "echo")
+    e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (
+        ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable("before")),)))
+    first = iut.get(sub["returns"][0], timeout_ms=10_000)
+    ctx.check("TASK-005", first == {"value": "before"}, "get of the first task's return answers 'before'", first)
+    iut.drop(sub["returns"][0])
+    leave_with_goodbye(ctx, e, iut)
+    try:
+        late = iut.submit("echo", [{"value": "after"}], executor=e.peer_id)
+    except ControlError as exc:
+        ctx.check("CNF-029", False, "a submit to a fenced executor answered ok true", f"{exc.code}: {exc.message}")
+        return
+    [rid] = late["returns"]
+    got = iut.get(rid, timeout_ms=10_000)
+    ctx.check("TASK-024", got.get("error", {}).get("code") == "WORKER_DIED",
+              "its return fails with WORKER_DIED through get", got)
+    iut.drop(rid)
+
+
+@case(
+    "tasks/VAL-019-TASK-019-return-without-its-member",
+    requirements=["VAL-019", "TASK-019", "CNF-018"],
+    summary=(
+        "The IUT submits echo to suite executor E, which answers with a TaskReply naming the right return id "
+        "with kind inline but no value. The reply is malformed: the IUT must answer it with "
+        "ProtocolError(MALFORMED) and fail the return with MALFORMED, rather than adopt it (as a value of "
+        "nothing, or as an error it made up) or leave it pending; then nothing is left in its tables."
+    ),
+    timeout=60.0,
+)
+def return_without_its_member(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    sub = iut.submit("echo", [{"value": "x"}], executor=e.peer_id)
+    st = _next_task(ctx, e, "echo")
+    seq = e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE),)))
+    err = ctx.expect(e, ProtocolError, lambda m: m.related_seq == seq, requirement="VAL-019",
+                     what=f"ProtocolError about the malformed reply (seq {seq})", timeout=10.0).body
+    ctx.check("VAL-019", err.error.code is ErrorCode.MALFORMED, "code MALFORMED", err.error.code.name)
+    [rid] = sub["returns"]
+    got = iut.get(rid, timeout_ms=5_000)
+    ctx.check("VAL-019", got.get("error", {}).get("code") == "MALFORMED", "get of the return answers error MALFORMED", got)
     iut.drop(rid)
     ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
     counts = iut.counts()

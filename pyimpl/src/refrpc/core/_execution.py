@@ -13,8 +13,10 @@ from .messages import (
     ArgKind,
     BorrowRelease,
     CancelTask,
+    Encoding,
     ErrorCode,
     ErrorInfo,
+    Feature,
     ObjectId,
     PeerId,
     RefDescriptor,
@@ -23,6 +25,7 @@ from .messages import (
     ReturnValue,
     SubmitTask,
     TaskReply,
+    Value,
 )
 from .state import ExecTask, OutgoingRegistration, Remote
 
@@ -155,10 +158,21 @@ class Execution:
                 if not (d.owner == ex.owner) and d.object_id not in self.owned and d.object_id not in self.borrowed:
                     raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"returned ref {d.object_id} is not held here")
         returns: list[ReturnValue] = []
+        owner = self.remotes.get(ex.owner) if ex.owner != self.peer_id else None
         for index, (rid, res) in enumerate(zip(ex.spec.return_ids, s.results)):
             if res.error is not None:
                 cause = res.value if res.value is not None and not res.value.nested and not res.stored else None
+                if cause is not None and self._unsendable_return(owner, cause):
+                    cause = None  # HS-020: the cause is for people; the code alone decides
                 returns.append(ReturnValue(rid, ReturnKind.ERROR, value=cause, error=res.error))  # TASK-018
+                continue
+            problem = self._unsendable_return(owner, res.value) if res.value is not None else None
+            if problem is not None:
+                # HS-017, HS-020: a value the submitter's session cannot carry is answered as an
+                # error, and a stored copy made for it is dropped (nobody will free it).
+                if res.stored:
+                    self._out(FreeCopy(self._sid, rid))
+                returns.append(ReturnValue(rid, ReturnKind.ERROR, error=ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, problem[0], problem[1])))
                 continue
             nested = res.value.nested if res.value else ()
             out_nested = tuple(self._forward_nested(d, ex, key, index) for d in nested)
@@ -178,6 +192,17 @@ class Execution:
         else:
             self._transition_exec(ex, "finished")
             self._send_reply(key, ex)
+
+    @staticmethod
+    def _unsendable_return(owner: Remote | None, value: Value) -> tuple[str, str] | None:
+        """Why ``value`` cannot travel to the task's submitter (HS-017, HS-020), or None."""
+        if owner is None or owner.all_features or owner.state != "alive":
+            return None
+        if value.nested and Feature.BORROWING.value not in owner.features:
+            return "the return embeds refs and the submitter's session has no borrowing", "HS-017"
+        if (value.encoding == Encoding.PICKLE or value.buffers) and Feature.PYTHON_PICKLE.value not in owner.features:
+            return "the return is a pickle value and the submitter's session has no python-pickle", "HS-020"
+        return None
 
     def _forward_nested(self: Peer, d: RefDescriptor, ex: ExecTask, key: ExecKey, index: int) -> RefDescriptor:
         """Prepare a nested ref of a return value for the task's owner (BOR-002, BOR-004)."""

@@ -315,6 +315,10 @@ class Objects:
             info = ErrorInfo(ErrorCode.PEER_DIED, f"borrower {msg.borrower} is dead", "BOR-003")
             self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id, info))
             return
+        refusal = self._grant_refusal(msg.borrower, msg.borrower_incarnation)
+        if refusal is not None:
+            self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id, refusal))
+            return
         self.addresses[msg.borrower] = (msg.borrower_address, msg.borrower_incarnation)
         self._ensure_session(msg.borrower, msg.borrower_address, msg.borrower_incarnation)  # OWN-011
         e.borrowers.setdefault(msg.borrower, {})[msg.forward_id] = r.peer  # BOR-003, BOR-012
@@ -324,6 +328,29 @@ class Objects:
             self._trace("grant-added", msg.object_id, borrower=msg.borrower, borrowerIncarnation=str(msg.borrower_incarnation),
                         forwardId=msg.forward_id, requester=r.peer, reason="register-borrower")
         self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id))
+
+    def _grant_refusal(self: Peer, borrower: PeerId, incarnation: int) -> ErrorInfo | None:
+        """SEC-008, SEC-021: why a grant for ``borrower`` cannot be recorded now, or None.
+
+        The grants a borrower incarnation holds are counted exactly only when an
+        estimate (registrations since the last count) reaches the limit, so the
+        common case costs a dict update.
+        """
+        cfg = self.config
+        key = (borrower, incarnation)
+        n = self.grants_registered.get(key, 0) + 1
+        if n > cfg.max_grants_per_borrower:
+            n = 1 + sum(1 for e in self.owned.values() for fid, inc in e.grant_incarnations.items()
+                        if inc == incarnation and fid in e.borrowers.get(borrower, {}))
+            if n > cfg.max_grants_per_borrower:
+                self.grants_registered[key] = n - 1
+                return ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED,
+                                 f"{borrower} holds {n - 1} grants here, the limit", "SEC-008")
+        if borrower not in self.remotes and len(self.remotes) >= cfg.max_sessions and \
+                sum(1 for x in self.remotes.values() if x.state != "dead") >= cfg.max_sessions:
+            return ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, f"already in session with {cfg.max_sessions} peers", "SEC-021")
+        self.grants_registered[key] = n
+        return None
 
     def _on_ReleaseBorrows(self: Peer, r: Remote, msg: ReleaseBorrows) -> None:
         for rel in msg.releases:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import ProtocolViolation
-from .events import DeliverData, FailStop, PeerDeclaredDead, RemoteError, SendFrame
+from .events import DeliverData, Disconnect, FailStop, PeerDeclaredDead, RemoteError, SendFrame
 from .messages import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
@@ -84,6 +84,8 @@ RETRANSMIT_BACKOFF_MAX = 8
 #: Every feature this implementation knows: a session that negotiated all of them
 #: needs no per-message feature check.
 _ALL_FEATURES = frozenset(f.value for f in Feature)
+#: LIV-021: the longest remote heartbeat interval a detection timeout is computed from.
+_MAX_HEARTBEAT_MS = 60_000
 
 
 class SessionLayer:
@@ -112,11 +114,13 @@ class SessionLayer:
     def _send(self: Peer, peer: PeerId, body: Message, address: str = "", incarnation: int = 0) -> None:
         """Send ``body`` to ``peer`` on its session (queued until the handshake is done).
 
-        A message to this peer itself (a call to an actor it hosts, made through a
-        handle it was passed, ACT-021) never reaches the wire: it is handled after
-        the current stimulus, as if it had come on a session with itself.
+        A message to this peer incarnation itself (a call to an actor it hosts, made
+        through a handle it was passed, ACT-021) never reaches the wire: it is
+        handled after the current stimulus, as if it had come on a session with
+        itself. One to an earlier incarnation of the same peer id (a ref owned by
+        the process this one replaced) is not for this one.
         """
-        if peer == self.peer_id:
+        if peer == self.peer_id and incarnation in (0, self.incarnation):
             self.loopback.append(body)
             return
         r = self._remote(peer, address, incarnation)
@@ -151,6 +155,8 @@ class SessionLayer:
             self._send_sequenced(r, body)
 
     def _send_sequenced(self: Peer, r: Remote, body: Message) -> None:
+        if not r.confirmed:
+            self._confirm(r)  # the session carries something now: it is no longer forgettable
         r.out_seq += 1
         env = self._envelope(r, r.out_seq, body)
         if not r.unacked:
@@ -230,7 +236,12 @@ class SessionLayer:
             return
         r = self.remotes.get(env.sender)
         if r is None or r.incarnation not in (env.sender_incarnation, 0) or r.state != "alive":
-            if isinstance(body, Welcome) and r is not None and r.state == "connecting":
+            if isinstance(body, Welcome) and r is not None and r.state == "dead" and not r.incarnation:
+                # LIV-018, HS-014: a late Welcome, answering a Hello sent before the handshake
+                # timed out, replaces the dead record and opens the session.
+                r = self._remote(env.sender, r.address, env.sender_incarnation)
+                self._on_welcome(r, env, body)
+            elif isinstance(body, Welcome) and r is not None and r.state == "connecting":
                 self._on_welcome(r, env, body)
             elif isinstance(body, ProtocolError) and r is not None:
                 self._on_session_error(r, env, body)
@@ -241,6 +252,8 @@ class SessionLayer:
                     self._trace("discarded", reason="no-session")
             return
         r.last_heard_ms = self.now_ms  # LIV-002
+        if not r.confirmed:
+            self._confirm(r)  # SEC-021: more than a Hello came: the handshake is over
         self._take_ack(r, env.ack)
         if env.seq == 0:
             if isinstance(body, ProtocolError):
@@ -299,6 +312,14 @@ class SessionLayer:
         except ProtocolViolation as exc:
             # GEN-005: a valid message in the wrong state; the peer is told, we go on.
             self._protocol_error(r, exc.code, str(exc), exc.requirement, env.seq)
+        except Exception as exc:
+            if self.check_invariants:
+                raise  # tests and the simulator: a fault of ours must surface
+            # SEC-020: a fault of ours on one message costs that message only; its
+            # sender's request ends (ERR-003) and every other message is still handled.
+            self._story(f"peer:{r.peer}", "handler-failed", f"{name}: {type(exc).__name__}: {exc}")
+            self._protocol_error(r, ErrorCode.MALFORMED, f"{name} could not be handled: {type(exc).__name__}: {exc}",
+                                 "SEC-020", env.seq)
 
     def _feature_problem(self: Peer, r: Remote, body: Message) -> tuple[str, str] | None:
         """Which negotiated feature ``body`` uses without it (HS-004, HS-017..HS-020)."""
@@ -351,29 +372,71 @@ class SessionLayer:
         self._on_acked(r, ack)
 
     def _on_hello(self: Peer, env: Envelope, hello: Hello) -> None:
+        if not hello.address:
+            if self.trace_events:
+                self._trace("discarded", reason="malformed")
+            return  # HS-025: nowhere to answer, no session to open
         r = self.remotes.get(env.sender)
         if r is not None and r.incarnation and r.incarnation != env.sender_incarnation and r.state != "dead":
             self._declare_dead(r, "new_incarnation", "restarted with a new incarnation")  # HS-006
             r = None
         refusal = self._refuse_greeting(hello)
+        opens = r is None or r.state == "dead"
+        if refusal is None and opens:
+            refusal = self._admit_handshake()
         if refusal is not None:
             tmp = Remote(peer=env.sender, address=hello.address, incarnation=env.sender_incarnation)
             self._send_unsequenced(tmp, ProtocolError(refusal))
             return
-        if r is None or r.state == "dead":
+        if opens:
             r = self._remote(env.sender, hello.address, env.sender_incarnation)
+            r.confirmed = False  # SEC-021: a handshake in progress until anything else comes
+            self.handshakes[r.peer] = None
         r.address = hello.address or r.address
         r.last_heard_ms = self.now_ms
         fresh = r.state != "alive" or r.incarnation != env.sender_incarnation
         r.incarnation = env.sender_incarnation
         r.features = self._negotiate(hello.features)
         r.all_features = _ALL_FEATURES.issubset(r.features)
-        r.heartbeat_interval_ms = hello.heartbeat_interval_ms  # LIV-007
+        r.heartbeat_interval_ms = min(hello.heartbeat_interval_ms, _MAX_HEARTBEAT_MS)  # LIV-007, LIV-021
         r.max_frame_bytes = hello.max_frame_bytes  # FET-007
         minor = min(PROTOCOL_MINOR, hello.protocol_minor)  # HS-003
         self._send_unsequenced(r, Welcome(**{**self._hello_fields(), "features": r.features, "protocol_minor": minor}))
         if fresh:
             self._become_alive(r, "hello")
+
+    def _admit_handshake(self: Peer) -> ErrorInfo | None:
+        """SEC-021: room for a session opened by a Hello, or why there is none.
+
+        At most ``max_handshakes`` sessions that have carried nothing but the remote's
+        Hello: a new one forgets the oldest (a peer that is really there has answered
+        by then, SES-022). At most ``max_sessions`` unfenced records: beyond, refuse.
+        """
+        cfg = self.config
+        while len(self.handshakes) >= cfg.max_handshakes:
+            oldest = next(iter(self.handshakes))
+            r = self.remotes.get(oldest)
+            if r is None or r.confirmed:
+                del self.handshakes[oldest]
+            else:
+                self._forget_handshake(r)
+        if len(self.remotes) >= cfg.max_sessions and sum(1 for x in self.remotes.values() if x.state != "dead") >= cfg.max_sessions:
+            return ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, f"already in session with {cfg.max_sessions} peers", "SEC-021")
+        return None
+
+    def _confirm(self: Peer, r: Remote) -> None:
+        r.confirmed = True
+        self.handshakes.pop(r.peer, None)
+
+    def _forget_handshake(self: Peer, r: Remote) -> None:
+        """Drop a handshake in progress as if its Hello had never come: no fence, no
+        notice, no death effects (it has sent nothing and been sent nothing, SEC-021)."""
+        self.handshakes.pop(r.peer, None)
+        if self.remotes.get(r.peer) is r:
+            del self.remotes[r.peer]
+        self._story(f"peer:{r.peer}", "handshake-forgotten", f"incarnation {r.incarnation}")
+        if r.address and not any(x.address == r.address and x.state != "dead" for x in self.remotes.values()):
+            self._out(Disconnect(self._sid, r.peer, r.address))  # unless another session uses that address
 
     def _refuse_greeting(self: Peer, g: Hello | Welcome) -> ErrorInfo | None:
         if g.protocol_major != PROTOCOL_MAJOR:
@@ -394,9 +457,12 @@ class SessionLayer:
         r.last_heard_ms = self.now_ms
         r.features = self._negotiate(w.features)
         r.all_features = _ALL_FEATURES.issubset(r.features)
-        r.heartbeat_interval_ms = w.heartbeat_interval_ms  # LIV-007
+        r.heartbeat_interval_ms = min(w.heartbeat_interval_ms, _MAX_HEARTBEAT_MS)  # LIV-007, LIV-021
         r.max_frame_bytes = w.max_frame_bytes  # FET-007
+        queued = bool(r.queued)
         self._become_alive(r, "welcome")
+        if not queued and self.config.welcome_heartbeat:
+            self._send_unsequenced(r, Heartbeat())  # SES-022: end the receiver's handshake in progress at once
 
     def _negotiate(self: Peer, theirs: tuple[str, ...]) -> tuple[str, ...]:
         mine = self.config.features
@@ -457,7 +523,7 @@ class SessionLayer:
     def _answer_declared_dead(self: Peer, sender: PeerId, incarnation: int, hello_address: str, requirement: str) -> None:
         """An answer without a session (SES-018, SES-020, SES-021)."""
         r = self.remotes.get(sender)
-        address = r.address if r is not None else hello_address
+        address = (r.address if r is not None else "") or hello_address  # SES-020: the kept address first
         if not address:
             return
         tmp = Remote(peer=sender, address=address, incarnation=incarnation)
@@ -543,6 +609,8 @@ class SessionLayer:
                         source=source or _DEATH_SOURCE[event])
         if r.incarnation:
             self.fenced.add((r.peer, r.incarnation))
+        self.handshakes.pop(r.peer, None)
+        self.grants_registered.pop((r.peer, r.incarnation), None)  # its grants go with it (BOR-009)
         r.unacked.clear()
         r.unacked_at.clear()
         r.buffered.clear()
@@ -556,7 +624,7 @@ class SessionLayer:
         if not dead.incarnation:
             return
         for other in list(self.remotes.values()):
-            if other is not dead and other.state == "alive":
+            if other is not dead and other.state == "alive" and other.confirmed:  # not to handshakes (SEC-021)
                 self._send(other.peer, PeerDeadNotice(dead.peer, dead.incarnation, reason))
 
     def _on_PeerDeadNotice(self: Peer, r: Remote, msg: PeerDeadNotice) -> None:
@@ -582,6 +650,7 @@ class SessionLayer:
             self._trace("peer-declared-dead", peer=peer, incarnation=str(incarnation), reason=reason,
                         source=_DEATH_SOURCE[event])
         self.fenced.add((peer, incarnation))
+        self.grants_registered.pop((peer, incarnation), None)
 
     def _on_Goodbye(self: Peer, r: Remote, msg: Goodbye) -> None:
         # LIV-016: acknowledge the Goodbye (its seq is delivered now) before fencing,

@@ -191,7 +191,7 @@ class Tasks:
         else:
             wanted = ", ".join([f"{cpus:g} CPU"] + [f"{amount:g} {name}" for name, amount in named])
             why = f"no live executor offers what the task asks for ({wanted})"
-        self._fail_task(t, ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, why, "TASK-022"), "executor_died_final")
+        self._fail_task(t, ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, why, "TASK-022"), "no_executor")
 
     def _live_workers(self: Peer) -> list[PeerId]:
         return [p for p in self.workers if p != self.peer_id and self._is_live(p)]
@@ -358,8 +358,8 @@ class Tasks:
             return
         self._learn_speed(t, r)
         self._unload(t)
-        if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids:
-            # TASK-019: a reply that does not match the task would leave returns pending for ever.
+        if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids or not all(map(_well_formed, reply.returns)):
+            # TASK-019, VAL-019: a reply that does not match the task would leave returns pending for ever.
             self._drop_reply(reply)
             info = ErrorInfo(ErrorCode.MALFORMED, f"the reply to {reply.task_id} does not list its return ids", "TASK-019")
             self._fail_task(t, info, "rejected")
@@ -384,12 +384,9 @@ class Tasks:
         nested = rv.value.nested if rv.kind == ReturnKind.INLINE and rv.value else rv.nested
         if e is None or e.state != "pending":
             # Re-executed for another return (LIN-003), or nobody wants it any more.
-            if rv.kind == ReturnKind.STORED:
-                if e is not None and e.state == "ready":
-                    e.locations[rv.location] = None
-                    if self.trace_events:
-                        self._trace("location-added", rv.object_id, peer=rv.location, primary=True)
-                    return
+            # A re-executed stored copy of a ready object is freed, never recorded: its
+            # bytes may differ from the recorded copies' (LIN-007, LOC-008).
+            if rv.kind == ReturnKind.STORED and not (e is not None and rv.location in e.locations):
                 self.pending_frees.setdefault(rv.location, []).append(rv.object_id)
             self._drop_nested_grants(nested)
             return
@@ -509,6 +506,8 @@ class Tasks:
 
     _OBJECT_EVENT = {
         "executor_died_final": "executor_died_final",
+        "no_executor": "no_executor",
+        "actor_dead": "actor_dead",
         "cancel": "cancelled",
         "rejected": "rejected",
         "lineage_evicted": "lineage_evicted",
@@ -647,6 +646,13 @@ def _use(r: Remote, demand: Demand, sign: int) -> None:
                 r.used[name] = left
             else:
                 r.used.pop(name, None)
+def _well_formed(rv: ReturnValue) -> bool:
+    """VAL-019: a return carries the member its kind needs."""
+    if rv.kind == ReturnKind.INLINE:
+        return rv.value is not None
+    if rv.kind == ReturnKind.STORED:
+        return bool(rv.location) and rv.size >= 16
+    return rv.error is not None
 
 
 def lineage_cost(spec: SubmitTask) -> int:

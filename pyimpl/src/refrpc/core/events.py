@@ -413,6 +413,17 @@ class PeerDeclaredDead(Instruction):
 
 
 @dataclass(frozen=True, slots=True)
+class Disconnect(Instruction):
+    """This peer forgot a handshake in progress (SEC-021): close the connection to ``address``.
+
+    Nothing was fenced and no death effect runs: the remote had sent nothing but its ``Hello``.
+    """
+
+    peer: PeerId
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class FailStop(Instruction):
     """This peer was declared dead by others (LIV-005): the process must stop now."""
 

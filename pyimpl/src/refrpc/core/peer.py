@@ -109,6 +109,11 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.stopped = False
         #: Sessions with other peers, by peer id (SES-*).
         self.remotes: dict[PeerId, Remote] = {}
+        #: Grants registered per borrower incarnation since last counted exactly: an
+        #: estimate, recounted when it reaches the limit (SEC-008).
+        self.grants_registered: dict[tuple[PeerId, int], int] = {}
+        #: Handshakes in progress (records with ``confirmed`` False), oldest first (SEC-021).
+        self.handshakes: dict[PeerId, None] = {}
         #: Peer incarnations declared dead; their messages are discarded (SES-005).
         self.fenced: set[tuple[PeerId, int]] = set()
         #: Peers that may run tasks: id -> (address, slots).

@@ -46,6 +46,15 @@ class Config:
     stall_ms: int = 10_000
     #: An unanswered Hello is given up after this long (LIV-015).
     handshake_timeout_ms: int = 10_000
+    #: Sessions opened by a remote's Hello that has sent nothing else yet (SEC-021).
+    max_handshakes: int = 128
+    #: Peer incarnations in session or handshaking at once, fenced ones not counted (SEC-021).
+    max_sessions: int = 1024
+    #: Grants one borrower incarnation may hold here; RegisterBorrower beyond is refused (SEC-008).
+    max_grants_per_borrower: int = 1_000_000
+    #: Answer a Welcome at once with a Heartbeat when nothing else is queued (SES-022);
+    #: the exhaustive simulations turn it off to keep their interleavings few.
+    welcome_heartbeat: bool = True
     max_frame_bytes: int = 64 * 1024 * 1024
     features: tuple[str, ...] = ("core", "borrowing", "recovery", "actors")
     #: Entries kept per key in the story log.
@@ -274,6 +283,9 @@ class Remote:
     last_heard_ms: int = 0
     last_sent_ms: int = 0
     hello_sent_ms: int = -1
+    #: False while the session is a handshake in progress: opened by the remote's Hello,
+    #: and nothing else has come from it or gone to it in the session yet (SEC-021).
+    confirmed: bool = True
     #: Session out side (SES-001, SES-003).
     out_seq: int = 0
     unacked: dict[int, Envelope] = field(default_factory=dict)

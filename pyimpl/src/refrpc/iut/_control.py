@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, Callable
 from ..runtime._refs import Ref, load
 from ..core import events as ev
 from ..core.errors import LocalUsageError
+from ..core.messages import ErrorCode
 from ..store import ObjectNotFound
 from . import _values
 from ._faults import FAULTS
@@ -274,6 +275,8 @@ class Control:
         with self._held_lock:
             handles = self.held.get(oid)
             if not handles:
+                if self.node_iut.unheld_ref_code != "bad_request":  # a fault switch (CNF-024)
+                    raise LocalUsageError(ErrorCode[self.node_iut.unheld_ref_code], f"no ref to {oid!r}")
                 raise BadRequest(f"the IUT holds no ref to {oid!r}")
             return handles[0]
 
@@ -512,6 +515,9 @@ class Control:
             self._held_ref(oid)
         except BadRequest as exc:
             self._error(rid, "bad_request", str(exc))
+            return
+        except LocalUsageError as exc:
+            self._error(rid, exc.code.name, str(exc))
             return
 
         def run() -> None:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import events as ev
-from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
+from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, ErrorInfo, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
 
 if TYPE_CHECKING:
     from ._main import Iut
@@ -237,6 +237,42 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A TaskReply whose returns name other object ids than the task's is adopted as it is: the ids "
         "it does not know are dropped, no ProtocolError is sent, and the task's own returns stay pending "
         "for ever.",
+    ),
+    "refuse-repeated-features": (
+        "HS-025",
+        "A Hello that lists a feature twice, or a feature name HS-022 does not allow, is refused with "
+        "ProtocolError(MALFORMED) instead of being answered with Welcome.",
+    ),
+    "zero-heartbeat-taken-literally": (
+        "LIV-021",
+        "A remote heartbeatIntervalMs of 0 is used as announced: the detection timeout becomes 0 and the "
+        "peer is declared dead at the next tick.",
+    ),
+    "unheld-ref-unknown-object": (
+        "CNF-024",
+        "A control request naming a ref the control channel does not hold is answered with the "
+        "registry code UNKNOWN_OBJECT instead of bad_request.",
+    ),
+    "fetch-range-checked-first": (
+        "FET-004",
+        "A holder checks a FetchRequest's range before whether it has a copy: a request with chunkBytes 0 "
+        "for an object it lacks is answered MALFORMED instead of OBJECT_FREED or UNKNOWN_OBJECT.",
+    ),
+    "adopt-returns-without-member": (
+        "VAL-019",
+        "A TaskReply whose return lacks the member its kind needs (an inline return without a value) is "
+        "adopted as it is, and the return fails with a made-up TASK_FAILED; no ProtocolError is sent.",
+    ),
+    "no-executor-worker-died": (
+        "TASK-022",
+        "A task, retry or rebuild that finds no live executor to go to fails with WORKER_DIED, as if an "
+        "executor had died running it, instead of RESOURCE_EXHAUSTED.",
+    ),
+    "queue-named-tasks": (
+        "TASK-024",
+        "A task sent to a named executor is placed as if the program had not named one: it waits in "
+        "the queue while no executor added with slots has a free one, and a named executor added with "
+        "0 slots is never used.",
     ),
     "no-goodbye-ack": (
         "LIV-016",
@@ -639,6 +675,24 @@ def _fetch_end_is_error(iut: Iut) -> None:
     fetcher._on_request = patched  # type: ignore[method-assign]
 
 
+def _fetch_range_checked_first(iut: Iut) -> None:
+    from ..core import events as core_events
+    from ..core.messages import FetchChunk
+
+    fetcher = iut.node.fetcher
+    on_request = fetcher._on_request
+
+    def patched(d: Any, r: Any) -> None:
+        if r.length < -1 or r.chunk_bytes < 1:  # breaks FET-004: the range before the copy
+            err = ErrorInfo(ErrorCode.MALFORMED, "no chunk size", "FET-014")
+            chunk = FetchChunk(r.object_id, r.request_id, r.offset, 0, True, error=err)
+            iut.node.handle(core_events.SendData(iut.node.sid(), d.sender, d.sender_incarnation, d.sender_address, chunk))
+            return
+        on_request(d, r)
+
+    fetcher._on_request = patched  # type: ignore[method-assign]
+
+
 def _fetch_whole_object(iut: Iut) -> None:
     from ..runtime import _fetch
 
@@ -684,6 +738,67 @@ def _chunks_ignore_fetcher_limit(iut: Iut) -> None:
                 remote.max_frame_bytes = saved
 
     fetcher._on_request = patched  # type: ignore[method-assign]
+
+
+def _refuse_repeated_features(iut: Iut) -> None:
+    import re
+
+    core = iut.node.core
+    refuse = core._refuse_greeting
+
+    def patched(g: Any) -> Any:
+        names = list(g.features)
+        if len(set(names)) != len(names) or not all(re.fullmatch(r"[A-Za-z0-9-]{1,64}", n) for n in names):
+            return ErrorInfo(ErrorCode.MALFORMED, "features repeated or badly named", "HS-022")  # breaks HS-025
+        return refuse(g)
+
+    core._refuse_greeting = patched  # type: ignore[method-assign]
+
+
+def _zero_heartbeat_taken_literally(iut: Iut) -> None:
+    core = iut.node.core
+    on_hello = core._on_hello
+
+    def patched(env: Any, hello: Any) -> None:
+        on_hello(env, hello)
+        r = core.remotes.get(env.sender)
+        if hello.heartbeat_interval_ms == 0 and r is not None:
+            r.heartbeat_interval_ms = 1  # breaks LIV-021: (almost) zero, as announced
+
+    core._on_hello = patched  # type: ignore[method-assign]
+
+
+def _unheld_ref_unknown_object(iut: Iut) -> None:
+    iut.unheld_ref_code = "UNKNOWN_OBJECT"  # breaks CNF-024
+
+
+def _adopt_returns_without_member(iut: Iut) -> None:
+    from ..core import _tasks
+
+    _tasks._well_formed = lambda rv: True  # breaks VAL-019
+
+
+def _no_executor_worker_died(iut: Iut) -> None:
+    core = iut.node.core
+
+    def patched(t: Any) -> None:
+        info = ErrorInfo(ErrorCode.WORKER_DIED, "no live executor to run the task", "RPC-004")  # breaks TASK-022
+        core._fail_task(t, info, "no_executor")
+
+    core._no_executor = patched  # type: ignore[method-assign]
+
+
+def _queue_named_tasks(iut: Iut) -> None:
+    core = iut.node.core
+    dispatch = core._dispatch
+
+    def patched(t: Any, explicit: bool = False) -> None:
+        if explicit and not t.spec.actor_id:
+            dispatch(t, explicit=False)  # breaks TASK-024: placed and queued like an unnamed task
+            return
+        dispatch(t, explicit)
+
+    core._dispatch = patched  # type: ignore[method-assign]
 
 
 def _adopt_mismatched_reply(iut: Iut) -> None:
@@ -752,6 +867,13 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "fetch-from-last-location": _fetch_from_last_location,
     "chunks-ignore-fetcher-limit": _chunks_ignore_fetcher_limit,
     "adopt-mismatched-reply": _adopt_mismatched_reply,
+    "queue-named-tasks": _queue_named_tasks,
+    "no-executor-worker-died": _no_executor_worker_died,
+    "adopt-returns-without-member": _adopt_returns_without_member,
+    "fetch-range-checked-first": _fetch_range_checked_first,
+    "unheld-ref-unknown-object": _unheld_ref_unknown_object,
+    "refuse-repeated-features": _refuse_repeated_features,
+    "zero-heartbeat-taken-literally": _zero_heartbeat_taken_literally,
     "no-goodbye-ack": _no_goodbye_ack,
 }
 assert _INSTALL.keys() == FAULTS.keys()

@@ -92,6 +92,9 @@ class Iut:
         #: How the control channel names an error code for ``get`` (CNF-018): the registry
         #: name; the ``schema-error-names`` fault switch changes it.
         self.error_code_name: Any = lambda code: code.name
+        #: How the control channel answers a request naming a ref it does not hold
+        #: (CNF-024: ``bad_request``); the ``unheld-ref-unknown-object`` fault switch changes it.
+        self.unheld_ref_code = "bad_request"
         from ..runtime._refs import context
 
         context.node, context.executor = self.node, self.executor

@@ -19,6 +19,7 @@ import concurrent.futures
 import ctypes
 import importlib
 import queue
+import sys
 import threading
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,14 @@ MAX_WAITING_TASKS = 1024
 #: more than this many wait.
 IDLE_THREADS_KEPT = 2
 IDLE_THREAD_S = 2.0
+#: How long a stopped task may go on running before it stops holding the executor's
+#: turn (TASK-031): Python delivers a stop between bytecodes, so one blocked in a long
+#: call into C (``time.sleep``, a socket read) runs on, and must not keep every other
+#: caller's work waiting behind it.
+STOP_GRACE_S = 1.0
+#: Stopped tasks that may run on after their grace, each on a thread of its own
+#: (TASK-031); past it, the next one keeps the turn until it ends.
+MAX_ABANDONED_TASKS = 64
 #: Put in the queue so that a thread holding the turn while it waits for work lets go.
 _WAKE = object()
 #: Functions and classes this process exposes by name (SEC-006): those registered
@@ -185,6 +194,8 @@ class Executor:
         self._waiting: dict[tuple[str, int], threading.Event] = {}
         #: Waiting tasks a stop reached: they stop once they hold the turn again.
         self._stop_on_wake: set[tuple[str, int]] = set()
+        #: Threads whose stopped task outlived STOP_GRACE_S: they no longer hold the turn.
+        self._abandoned: set[int] = set()
         self._threads: list[threading.Thread] = []
         self._spawned = 0
         #: Threads waiting for work: a task that starts waiting needs one.
@@ -268,8 +279,34 @@ class Executor:
             elif thread is not None and key not in self._interrupting:
                 self._interrupting.add(key)
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(TaskStopped))
+                timer = threading.Timer(STOP_GRACE_S, self._abandon, (key, thread))
+                timer.daemon = True
+                timer.start()
             elif key in self._queued:
                 self._stopped.add(key)
+
+    def _abandon(self, key: tuple[str, int], thread: int) -> None:
+        """TASK-031: a stopped task still runs after its grace: let it run on without the turn.
+
+        Its thread goes on until the call returns; what it reports then is what
+        TASK-008 and FATE-003 say (dropped by the core if nobody waits for it). The
+        turn passes on now, so the work queued behind it starts.
+        """
+        with self._lock:
+            if self._running.get(key) != thread or thread in self._abandoned:
+                return  # it ended meanwhile
+            if len(self._abandoned) >= MAX_ABANDONED_TASKS:
+                _log(f"task {key[0]} (attempt {key[1]}) was stopped but still runs; {len(self._abandoned)} others "
+                     "already run on: it keeps the executor's turn until it ends")
+                return
+            self._abandoned.add(thread)
+            self._running.pop(key, None)
+            self._interrupting.discard(key)
+            if self._idle == 0:
+                self._spawn()  # someone must take the queued work
+        _log(f"task {key[0]} (attempt {key[1]}) was stopped but still runs after {STOP_GRACE_S:g} s: "
+             "it runs on without holding up other work")
+        self._turn.release()  # on the stuck thread's behalf: it will not release it (see _run)
 
     def busy(self) -> bool:
         """Whether a task runs (or waits in a get) on this executor now."""
@@ -369,13 +406,35 @@ class Executor:
                 self._idle -= 1
             try:
                 self._execute(ins)
+            except Exception:  # one bad piece of work must not end the thread that takes the rest
+                _log(f"executor of {self.node.peer_id}: {_what(ins)} failed:\n{traceback.format_exc()}")
+                self._answer_anyway(ins)
             finally:
-                self._turn.release()
+                with self._lock:
+                    abandoned = threading.get_ident() in self._abandoned
+                    self._abandoned.discard(threading.get_ident())
+                if not abandoned:
+                    self._turn.release()
             with self._lock:
+                if abandoned:  # its turn was passed on (TASK-031); others take the work
+                    self._threads.remove(threading.current_thread())
+                    return
                 if self._idle >= IDLE_THREADS_KEPT:  # enough wait for work already
                     self._threads.remove(threading.current_thread())
                     return
                 self._idle += 1
+
+    def _answer_anyway(self, ins: ev.Instruction) -> None:
+        """After an unexpected failure carrying out ``ins``: its caller still gets an answer."""
+        try:
+            info = ErrorInfo(ErrorCode.TASK_FAILED, f"{_what(ins)}: the executor failed to run it", "TASK-007")
+            if isinstance(ins, ev.RunTask):
+                self._end((ins.task_id, ins.attempt))
+                self._finish(ins, [ev.TaskResult(error=info)] * len(ins.return_ids))
+            elif isinstance(ins, ev.StartActor):
+                self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, info))
+        except Exception:
+            _log(f"executor of {self.node.peer_id}: could not answer {_what(ins)}:\n{traceback.format_exc()}")
 
     def _take_turn(self, *, resuming: bool) -> None:
         """Take the turn; a thread looking for work leaves it to resuming tasks first."""
@@ -641,6 +700,10 @@ class Executor:
             error = error_info(exc)
         args.clear()
         self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, error))
+
+
+def _log(message: str) -> None:
+    print(f"refrpc: {message}", file=sys.stderr, flush=True)
 
 
 def _what(ins: ev.Instruction) -> str:

@@ -36,6 +36,15 @@ RANGE_BYTES = 8 << 20
 MAX_OUTSTANDING = 4
 #: Room left in a frame for the envelope around a chunk's data (FET-007).
 FRAME_HEADROOM = 64 << 10
+#: FET-020: the smallest chunk a holder serves, whatever a request asks for.
+MIN_CHUNK_BYTES = 1024
+#: FET-009: requests served at once for one fetcher incarnation, and for everyone.
+MAX_SERVED_PER_FETCHER = 4
+MAX_SERVED = 64
+#: FET-020: what the holder sends per turn of the loop, over all requests it serves,
+#: so that serving never keeps the loop from heartbeats and other peers' messages.
+SERVE_BYTES_PER_TURN = 8 << 20
+SERVE_CHUNKS_PER_TURN = 256
 #: Waits before asking a holder that answered RESOURCE_EXHAUSTED again (ERR-009).
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 1.0
@@ -65,6 +74,22 @@ class _Fetch:
     retry_delay: float = RETRY_FIRST_S
 
 
+@dataclass
+class _Serving:
+    """A request this holder serves, chunk by chunk, a few per turn of the loop (FET-020)."""
+
+    fetcher: PeerId
+    incarnation: int
+    address: str
+    request: FetchRequest
+    total: int
+    end: int
+    step: int
+    may_compress: bool
+    #: The next byte to send.
+    offset: int
+
+
 class FetchService:
     """Fetcher and holder sides of FET-*, for one node."""
 
@@ -75,6 +100,8 @@ class FetchService:
         self._ids = itertools.count(1)
         self._by_request: dict[int, _Fetch] = {}
         self._by_object: dict[str, _Fetch] = {}
+        #: Requests being served, oldest first (FET-009, FET-020).
+        self._serving: list[_Serving] = []
         #: Bytes received as chunks, and how many of them arrived compressed.
         self.received = 0
         self.received_compressed = 0
@@ -220,7 +247,9 @@ class FetchService:
     def peer_died(self, peer: PeerId) -> None:
         """Death effects, step 11: fetches from a dead holder end now, not after the
         progress timeout: the next location is asked (FET-002), or, with none left,
-        the fetch fails and its getter asks the owner again (OBJ-013)."""
+        the fetch fails and its getter asks the owner again (OBJ-013). Requests
+        it was being served end too."""
+        self._serving = [j for j in self._serving if j.fetcher != peer]
         for f in list(self._by_object.values()):
             if not any(p == peer for p, _ in f.locations):
                 continue
@@ -235,6 +264,7 @@ class FetchService:
     def tick(self) -> None:
         """FET-006: a fetch with no progress for a while asks again for what is missing;
         ranges refused as RESOURCE_EXHAUSTED are asked for again when their delay is over."""
+        self.serve()
         now = time.monotonic()
         for f in list(self._by_object.values()):
             if f.retry_at and now >= f.retry_at:
@@ -267,34 +297,63 @@ class FetchService:
             err = ErrorInfo(ErrorCode.MALFORMED, "offset beyond the end, length below -1 or no chunk size", "FET-014")
             send(FetchChunk(r.object_id, r.request_id, r.offset, total, True, error=err))
             return
+        # FET-009: a bounded number of requests served at once, per fetcher and in all;
+        # beyond, a single RESOURCE_EXHAUSTED chunk, never silence.
+        mine = sum(1 for job in self._serving if job.fetcher == d.sender and job.incarnation == d.sender_incarnation)
+        if mine >= MAX_SERVED_PER_FETCHER or len(self._serving) >= MAX_SERVED:
+            err = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, f"serving {mine} requests of yours, {len(self._serving)} in all",
+                            "FET-009")
+            send(FetchChunk(r.object_id, r.request_id, r.offset, total, True, error=err))
+            return
         end = total if r.length < 0 else min(total, r.offset + r.length)
         remote = self.node.core.remotes.get(d.sender)
         may_compress = r.accept_lz4 and remote is not None and "lz4" in remote.features  # FET-003
-        # FET-007: every chunk fits the frame limit the fetcher announced, whatever it asked.
+        # FET-007: every chunk fits the frame limit the fetcher announced, whatever it asked;
+        # FET-020: and is never smaller than MIN_CHUNK_BYTES (unless it ends the range).
         limit = remote.max_frame_bytes if remote is not None and remote.max_frame_bytes else self.node.config.max_frame_bytes
-        step = max(1, min(r.chunk_bytes, limit - FRAME_HEADROOM))
-        offset = r.offset
-        while True:
-            n = min(step, end - offset)
-            try:
-                data = store.get_bytes(r.object_id, offset, n)
-            except (ObjectNotFound, StoreError):
-                # The copy vanished from the store: the owner hears of it first (LOC-006),
-                # then the fetcher gets a typed answer; the loop must not die of it.
-                self.node.handle(ev.CopyLost(self.node.sid(), r.object_id))
-                err = ErrorInfo(ErrorCode.OBJECT_FREED, f"the copy of {r.object_id} here is gone", "FET-004")
-                send(FetchChunk(r.object_id, r.request_id, offset, total, True, error=err))
-                return
-            compressed = False
-            if may_compress and n >= LZ4_MIN_BYTES:
-                packed = lz4.frame.compress(data)
-                if len(packed) < n * 0.9:  # only when it pays
-                    data, compressed = packed, True
-            last = offset + n >= end
-            send(FetchChunk(r.object_id, r.request_id, offset, total, last, compressed, data))
-            offset += n
-            if last:
-                return
+        step = max(MIN_CHUNK_BYTES, min(r.chunk_bytes, limit - FRAME_HEADROOM))
+        self._serving.append(_Serving(d.sender, d.sender_incarnation, d.sender_address, r, total, end, step, may_compress,
+                                      r.offset))
+        self.serve()
+
+    def serve(self) -> None:
+        """Send the next chunks of the requests being served, at most a turn's budget (FET-020)."""
+        budget_bytes, budget_chunks = SERVE_BYTES_PER_TURN, SERVE_CHUNKS_PER_TURN
+        while self._serving and budget_bytes > 0 and budget_chunks > 0:
+            for job in list(self._serving):  # round robin: one chunk each per pass
+                sent = self._send_chunk(job)
+                budget_bytes -= sent
+                budget_chunks -= 1
+                if budget_bytes <= 0 or budget_chunks <= 0:
+                    break
+
+    def _send_chunk(self, job: _Serving) -> int:
+        """Send ``job``'s next chunk; end the job after its last. The bytes sent."""
+        store = self.node.store
+        r = job.request
+        send = lambda chunk: self.node.handle(ev.SendData(self.node.sid(), job.fetcher, job.incarnation, job.address, chunk))
+        n = min(job.step, job.end - job.offset)
+        try:
+            data = store.get_bytes(r.object_id, job.offset, n)
+        except (ObjectNotFound, StoreError):
+            # The copy vanished from the store: the owner hears of it first (LOC-006),
+            # then the fetcher gets a typed answer; the loop must not die of it.
+            self._serving.remove(job)
+            self.node.handle(ev.CopyLost(self.node.sid(), r.object_id))
+            err = ErrorInfo(ErrorCode.OBJECT_FREED, f"the copy of {r.object_id} here is gone", "FET-004")
+            send(FetchChunk(r.object_id, r.request_id, job.offset, job.total, True, error=err))
+            return 0
+        compressed = False
+        if job.may_compress and n >= LZ4_MIN_BYTES:
+            packed = lz4.frame.compress(data)
+            if len(packed) < n * 0.9:  # only when it pays
+                data, compressed = packed, True
+        last = job.offset + n >= job.end
+        if last:
+            self._serving.remove(job)
+        send(FetchChunk(r.object_id, r.request_id, job.offset, job.total, last, compressed, data))
+        job.offset += n
+        return max(n, 1)
 
     def on_data(self, d: ev.DeliverData) -> None:
         if isinstance(d.message, FetchRequest):

@@ -20,6 +20,7 @@ import collections
 import itertools
 import os
 import secrets
+import sys
 import threading
 import time
 import traceback
@@ -158,6 +159,8 @@ class Node:
         self._stopping = threading.Event()
         self.stopped = threading.Event()
         self.failure: str = ""
+        #: When a failed message was last reported (see _receive_failed).
+        self._last_failure_report = -1e9
         if env_faults:
             self._install_faults(env_faults)
         # The core's clock starts before anything else happens to it.
@@ -412,7 +415,10 @@ class Node:
                         frames = recv(0)
                         if frames is None:
                             break
-                        self._receive(frames)
+                        try:
+                            self._receive(frames)
+                        except Exception:  # SEC-020: one message's failure never stops the others
+                            self._receive_failed(frames)
                     self.transport.flush()
                     self._drain_released()
                     now = clock()
@@ -443,6 +449,17 @@ class Node:
                         fut.set_exception(RuntimeError(f"peer {self.peer_id} stopped"))
                 if self._next_settlement is not None:
                     self._next_settlement.set_exception(RuntimeError(f"peer {self.peer_id} stopped"))
+
+    def _receive_failed(self, frames: list[Any]) -> None:
+        """A message whose handling raised (a fault of this implementation): count it,
+        say so on stderr (at most once a second), and go on with the next one."""
+        self.stats["receive_failures"] = self.stats.get("receive_failures", 0) + 1
+        now = self.clock()
+        if now - self._last_failure_report >= 1.0:
+            self._last_failure_report = now
+            head = bytes(_frame0(frames))[:64].hex()
+            print(f"refrpc: {self.peer_id} could not handle a message (frame 0 begins {head}); "
+                  f"{self.stats['receive_failures']} so far:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
 
     def _install_faults(self, rules: Sequence[FaultRule]) -> FaultyTransport | None:
         rules = tuple(r for r in rules if r.applies_at(self.peer_id))
@@ -521,6 +538,8 @@ class Node:
         elif isinstance(ins, ev.FreeCopy):
             if self.store.free(ins.object_id) and self.tracer is not None:  # the store did hold a copy
                 self.tracer.event("copy-dropped", ins.object_id, "", {"reason": "freed"}, ins.stimulus_id)
+        elif isinstance(ins, ev.Disconnect):
+            self.transport.forget(ins.address)  # a forgotten handshake keeps no socket (SEC-021)
         elif isinstance(ins, ev.PeerDeclaredDead):
             r = self.core.remotes.get(ins.peer)
             if r is not None and r.address:

@@ -128,7 +128,7 @@ def run(workload: str, cl: Cluster, *, max_steps: int = 20000, seed: int | None 
 
 def cluster_for(workload: str, peers: int, chooser: Chooser, faults: Faults, use_time: bool = True) -> Cluster:
     """A simulated cluster configured as ``workload`` needs (WORKLOAD_CONFIG)."""
-    return Cluster(peers, chooser, faults, Config(inline_threshold=16, **WORKLOAD_CONFIG.get(workload, {})), use_time=use_time)
+    return Cluster(peers, chooser, faults, Config(inline_threshold=16, welcome_heartbeat=False, **WORKLOAD_CONFIG.get(workload, {})), use_time=use_time)
 
 
 def run_random(workload: str, seed: int, *, peers: int = 4, faults: Faults | None = None, shrink_failures: bool = True) -> RunResult:
