@@ -78,3 +78,21 @@ def test_a_restarted_peer_takes_refs_of_its_earlier_incarnation_as_owned_by_the_
     net.get("A", theirs.object_id, request_id=5)
     (got,) = [i for i in net.last["A"] if isinstance(i, ev.GetResult)]
     assert got.error is not None and got.error.code is ErrorCode.OWNER_DIED
+
+
+def test_a_declared_dead_answer_to_a_stale_message_does_not_stop_the_sender():
+    # The restarted A answers a message D had addressed to A's earlier incarnation
+    # with DECLARED_DEAD (SES-006). D already knows the new incarnation (the shell
+    # reported it with the death): the answer is about the old A, not D (LIV-009).
+    from refrpc.core.messages import Envelope, ErrorInfo, ProtocolError
+
+    net = pair()
+    old = net.inc("A")
+    net.kill("A")
+    new = net.add("A").incarnation
+    net.handle("D", ev.PeerFailed(net.sid("D", "failed"), "A", old, "exited", new, address("A")))
+    stale = ProtocolError(ErrorInfo(ErrorCode.DECLARED_DEAD, "that incarnation was declared dead", "SES-006"), 3)
+    env = Envelope("A", new, "D", net.inc("D"), 0, 0, stale)
+    net.handle("D", ev.Receive(net.sid("D", "recv"), env))
+    assert not net["D"].stopped
+    assert net["D"].remotes["A"].incarnation == new and net["D"].remotes["A"].state != "dead"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from refrpc.core.messages import (
     ErrorCode,
+    ErrorInfo,
     GetObjectStatus,
     Goodbye,
     Heartbeat,
@@ -270,3 +271,22 @@ def ref_of_an_earlier_incarnation(ctx: CaseContext) -> None:
     ret = reply.returns[0]
     ctx.check("LIV-020", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.OWNER_DIED,
               "ERROR(OWNER_DIED)", describe_return(ret))
+
+
+@case(
+    "liveness/LIV-009-SES-006-answer-to-a-stale-message",
+    requirements=["LIV-009", "SES-006", "LIV-005"],
+    summary=(
+        "In a live session with suite peer P, the IUT receives from P's current incarnation "
+        "ProtocolError(DECLARED_DEAD) with error.requirement = 'SES-006': the answer a restarted peer gives to "
+        "a message addressed to its earlier incarnation. It never says that the IUT is dead: the IUT must not "
+        "stop, and must answer an echo task afterwards."
+    ),
+)
+def answer_to_a_stale_message(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    p = ctx.wire_peer("restarted")
+    link = ctx.session(p, iut)
+    run_echo(ctx, p, link, "before", requirement="TASK-005")
+    link.send(ProtocolError(ErrorInfo(ErrorCode.DECLARED_DEAD, "that incarnation was declared dead", "SES-006"), 1), seq=0)
+    run_echo(ctx, p, link, "still alive", requirement="LIV-009")

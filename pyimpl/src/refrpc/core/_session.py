@@ -476,6 +476,12 @@ class SessionLayer:
 
     def _on_session_error(self: Peer, r: Remote, env: Envelope, msg: ProtocolError) -> None:
         if msg.error.code == ErrorCode.DECLARED_DEAD:
+            if msg.error.requirement == "SES-006":
+                # LIV-009: it answers a message addressed to an earlier incarnation of
+                # the sender (one sent before we knew it restarted), never our death.
+                if r.incarnation and r.incarnation != env.sender_incarnation:
+                    self._declare_dead(r, "declared_dead", "restarted (told by DECLARED_DEAD)")
+                return
             if r.incarnation and r.incarnation != env.sender_incarnation:
                 # LIV-009: the peer restarted; it is our old view of it that is dead.
                 self._declare_dead(r, "declared_dead", "restarted (told by DECLARED_DEAD)")

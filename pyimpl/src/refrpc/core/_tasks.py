@@ -112,7 +112,7 @@ class Tasks:
             # (a restarted worker the shell names in the same stimulus, PeerFailed).
             self._transition_task(t, "no_slot")
             t.executor = ""
-            self.ready_queue.append(t.spec.task_id)
+            self.ready_queues.setdefault(t.demand, deque()).append(t.spec.task_id)
             self.pump_due = True
             return
         if t.spec.attempt > 1:

@@ -317,9 +317,12 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             # at once, slot or not (TASK-021), as they would have to a live executor.
             self._ensure_session(s.peer, s.successor_address, s.successor)
             if self._is_live(s.peer) and s.peer in self.workers:
-                for tid in [tid for tid in self.ready_queue if self._waiting_retry(tid)]:
-                    self.ready_queue.remove(tid)
-                    self._start_queued(self.tasks[tid], s.peer)
+                for q in self.ready_queues.values():
+                    for tid in [tid for tid in q if self._waiting_retry(tid)]:
+                        t = self.tasks[tid]
+                        if self._capable(t.demand, [s.peer]):
+                            q.remove(tid)
+                            self._start_queued(t, s.peer)
 
     def _waiting_retry(self, task_id: str) -> bool:
         t = self.tasks.get(task_id)
