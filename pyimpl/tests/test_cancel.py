@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import refrpc
-from refrpc.testing import wait_until
+from refrpc.testing import main_thread_asleep, wait_until
 
 import remote_fixtures as rf
 
@@ -101,17 +101,6 @@ PROGRAM = textwrap.dedent('''
 ''')
 
 
-def _asleep(pid: int) -> bool:
-    """Whether the process's main thread is blocked (state S) in three looks 20 ms apart."""
-    for i in range(3):
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] != "S":
-                return False
-        if i < 2:
-            time.sleep(0.02)
-    return True
-
-
 def test_ctrl_c_in_get_raises_keyboard_interrupt_and_cancels_what_it_waited_for(tmp_path: Path) -> None:
     script = tmp_path / "program.py"
     script.write_text(PROGRAM.format(tests=str(Path(__file__).parent)))
@@ -122,7 +111,7 @@ def test_ctrl_c_in_get_raises_keyboard_interrupt_and_cancels_what_it_waited_for(
         assert proc.stdout.readline().strip() == "waiting"
         # SIGINT must land while get() blocks (earlier, it would interrupt the program
         # elsewhere): wait, bounded, until the main thread sleeps and stays asleep.
-        assert wait_until(lambda: _asleep(proc.pid), 30)
+        assert wait_until(lambda: main_thread_asleep(proc.pid), 30)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import refrpc
-from refrpc.testing import wait_until
+from refrpc.testing import main_thread_asleep, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 TESTS = Path(__file__).resolve().parent
@@ -39,17 +39,6 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
-
-
-def _asleep(pid: int) -> bool:
-    """Whether the process's main thread is blocked (state S) in three looks 20 ms apart."""
-    for i in range(3):
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] != "S":
-                return False
-        if i < 2:
-            time.sleep(0.02)
-    return True
 
 
 class Program:
@@ -112,7 +101,7 @@ def test_ctrl_c_at_the_terminal_interrupts_the_program_and_spares_its_workers() 
     try:
         before = p.pids()
         assert p.line() == "waiting"
-        assert wait_until(lambda: _asleep(p.proc.pid), 30)  # blocked in get()
+        assert wait_until(lambda: main_thread_asleep(p.proc.pid), 30)  # blocked in get()
         os.killpg(p.proc.pid, signal.SIGINT)
         assert p.line() == "interrupted"
         assert p.line() == "next [1, 2, 3, 4]"

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from refrpc.testing import main_thread_asleep
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
@@ -101,17 +103,6 @@ refrpc.get(slow.remote())""",
 ]
 
 
-def _asleep(pid: int) -> bool:
-    """Whether the process's main thread is blocked (state S) in three looks 20 ms apart."""
-    for i in range(3):
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] != "S":
-                return False
-        if i < 2:
-            time.sleep(0.02)
-    return True
-
-
 def test_interrupting_the_kernel_during_a_long_get_leaves_the_cluster_working(kernel_spec: str, tmp_path: Path) -> None:
     # Kernel > Interrupt while a cell waits 60 s in get: the cell ends with
     # KeyboardInterrupt at once, and the next cell runs tasks on the same workers
@@ -126,7 +117,7 @@ def test_interrupting_the_kernel_during_a_long_get_leaves_the_cluster_working(ke
             kernel_pid = int(_text(nb.cells[0]))
             waiting = asyncio.ensure_future(client.async_execute_cell(nb.cells[1], 1))
             end = time.monotonic() + 60
-            while not (_text(nb.cells[1]).startswith("waiting") and _asleep(kernel_pid)):
+            while not (_text(nb.cells[1]).startswith("waiting") and main_thread_asleep(kernel_pid)):
                 assert time.monotonic() < end and not waiting.done(), _text(nb.cells[1])
                 await asyncio.sleep(0.05)
             started = time.monotonic()

@@ -18,7 +18,7 @@ from ._faults import faults_report, set_faults
 from ._memory_cluster import MemoryCluster
 from ._runner import Exploration, RunResult, explore, replay, run, run_random, shrink
 from ._sim import Cluster, Driver, Faults, RandomChooser, SimFailure
-from ._wait import wait_until
+from ._wait import main_thread_asleep, wait_until
 from ._workloads import WORKLOADS
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "run_random",
     "set_faults",
     "shrink",
+    "main_thread_asleep",
     "wait_until",
     "safety_violations",
 ]
