@@ -171,7 +171,10 @@ def test_a_driver_stopped_by_a_signal_leaves_nothing_in_shared_memory(tmp_path, 
 
     script = tmp_path / "driver.py"
     script.write_text(DRIVER_SCRIPT)
+    # The head makes the cluster key here and the joining driver reads it (SEC-015).
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    if joined:
+        env["REFRPC_KEY_FILE"] = str(tmp_path / "cluster.key")
     procs = []
     try:
         args = []

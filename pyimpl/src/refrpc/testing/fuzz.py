@@ -497,7 +497,11 @@ class Cluster:
     def start(cls, timeout: float = 60.0) -> Cluster:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        head = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--head", "--num-workers", "1"],
+        # --insecure: the fuzzer speaks to the peers as a member would (it sends frames
+        # through plain DEALERs). With authentication on, an outsider's frames never
+        # reach the decoder (SEC-011); a member's can, and those are what is fuzzed.
+        env.pop("REFRPC_KEY_FILE", None)
+        head = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--head", "--num-workers", "1", "--insecure"],
                                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
                                 start_new_session=True)
         driver = None
@@ -844,7 +848,7 @@ def _driver_child(address: str, capture_dir: str = "") -> int:
 
     from ..runtime._membership import HEAD
 
-    refrpc.init(address=address, connect_timeout=30.0, trace_dir=capture_dir or "")
+    refrpc.init(address=address, connect_timeout=30.0, trace_dir=capture_dir or "", insecure=True)
     from .. import api
 
     from ..core import events as ev
@@ -855,7 +859,9 @@ def _driver_child(address: str, capture_dir: str = "") -> int:
     while not members and time.monotonic() < deadline:  # the head's worker registers on its own time
         time.sleep(0.1)  # polling a remote condition: no event to wait on
         members = api._call_on(HEAD, "refrpc.runtime._membership:members")
-    node.handle_soon(*[lambda sid, p=p, a=a, s=s: ev.AddPeer(sid, p, a, s) for p, a, s, _ in members]).result()
+    from ..runtime._membership import _adds
+
+    node.handle_soon(*_adds(members)).result()
     if capture_dir:
         _capture_workload()
 
