@@ -326,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         except api.RefRPCError as exc:
             print(f"refrpc: {exc}", file=sys.stderr)
             return 1
+    elif args.command in ("status", "memory") and args.key_file is None and not args.insecure \
+            and not os.environ.get(KEY_FILE_ENV):
+        # A head started on this host: its key file is recorded with it.
+        known = {info["address"]: info.get("key_file", "") for _, info in _recorded() if info.get("role") == "head"}
+        args.key_file = known.get(args.address) or None
     handlers = {"start": _start, "status": _status, "memory": _memory, "stop": _stop}
     try:
         return handlers[args.command](args)
