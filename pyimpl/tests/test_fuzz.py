@@ -145,7 +145,7 @@ if address:  # a driver that joined: wait for the head's worker to register
     node = refrpc.api._ctx.node
     while not node.core.workers:
         members = refrpc.api._call_on("head", "refrpc.runtime._membership:members")
-        node.handle_soon(*[lambda sid, p=p, a=a, s=s: refrpc.api.ev.AddPeer(sid, p, a, s) for p, a, s, _ in members]).result()
+        node.handle_soon(*refrpc.runtime._membership._adds(members)).result()
         time.sleep(0.1)
 kept = refrpc.put(bytes(300_000))                      # a segment of the driver
 made = rf.make_bytes.remote(300_000)                   # a segment of the worker (and a copy, if fetched)
