@@ -145,7 +145,8 @@ if address:  # a driver that joined: wait for the head's worker to register
     node = refrpc.api._ctx.node
     while not node.core.workers:
         members = refrpc.api._call_on("head", "refrpc.runtime._membership:members")
-        node.handle_soon(*refrpc.runtime._membership._adds(members)).result()
+        from refrpc.runtime._membership import _adds
+        node.handle_soon(*_adds(members)).result()
         time.sleep(0.1)
 kept = refrpc.put(bytes(300_000))                      # a segment of the driver
 made = rf.make_bytes.remote(300_000)                   # a segment of the worker (and a copy, if fetched)
