@@ -45,6 +45,13 @@ def address(name: str) -> str:
     return f"mem://{name}"
 
 
+def checked_peer(name: str, incarnation: int, config: Config | None = None) -> Peer:
+    """A lone core at its in-memory address that validates its invariants after every call."""
+    p = Peer(name, incarnation, address(name), config)
+    p.check_invariants = True
+    return p
+
+
 def raw(data: bytes, nested: tuple[RefDescriptor, ...] = ()) -> Value:
     """A RAW value, optionally embedding refs."""
     return Value(Encoding.RAW, data, (), nested)
@@ -171,8 +178,7 @@ class Net:
         if incarnation is None:
             self._incarnations += 1
             incarnation = self._incarnations
-        p = Peer(name, incarnation, address(name), self.configs.get(name) or self.config or Config())
-        p.check_invariants = True
+        p = checked_peer(name, incarnation, self.configs.get(name) or self.config or Config())
         p.now_ms = 0
         self.peers[name] = p
         self.ids[name] = IdAllocator(name, incarnation)

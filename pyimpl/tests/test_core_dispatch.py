@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from corekit import Net, Stub, bodies, ref, result, stored_result, val
-from refrpc.core import Config, IdAllocator, Peer
+from corekit import Net, Stub, bodies, checked_peer, ref, result, stored_result, val
+from refrpc.core import Config, IdAllocator
 from refrpc.core import events as ev
 from refrpc.core.errors import LocalUsageError
 from refrpc.core.messages import CancelTask, ErrorCode, GetObjectStatus, SubmitTask
@@ -182,8 +182,7 @@ def test_a_task_that_waits_gets_its_queued_producer_sent_at_once():
 
 def test_a_waiting_status_request_sends_the_queued_producer():
     # A borrower waits (GetObjectStatus wait=true) for an object whose task is queued.
-    d = Peer("D", 0x501, "mem://D")
-    d.check_invariants = True
+    d = checked_peer("D", 0x501)
     w = Stub("W")
     d.handle(ev.AddPeer("s1", "W", w.address, 1))
     w.greet(d)

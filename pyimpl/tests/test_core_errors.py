@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from corekit import Net, Stub, address, bodies, frames, of_type, raw, result, snapshot, val
+from corekit import Net, Stub, address, bodies, checked_peer, frames, of_type, raw, result, snapshot, val
 from refrpc.core import Config, InvalidTransition, LocalUsageError, Peer, tables
 from refrpc.core import events as ev
 from refrpc.core.messages import (
@@ -56,9 +56,7 @@ PREFIX = f"A.{INC:x}."
 
 
 def peer(config: Config | None = None) -> Peer:
-    p = Peer("A", INC, address("A"), config)
-    p.check_invariants = True
-    return p
+    return checked_peer("A", INC, config)
 
 
 def busy_peer() -> tuple[Peer, Stub]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from corekit import Net, Stub, address, bodies, frames, is_, of_type, raw, ref, result, shared, stored_result, val
+from corekit import Net, Stub, bodies, checked_peer, frames, is_, of_type, raw, ref, result, shared, stored_result, val
 from refrpc.core import Peer
 from refrpc.core import events as ev
 from refrpc.core.messages import (
@@ -45,9 +45,7 @@ from refrpc.core.messages import (
 
 
 def peer(name: str, incarnation: int) -> Peer:
-    p = Peer(name, incarnation, address(name))
-    p.check_invariants = True
-    return p
+    return checked_peer(name, incarnation)
 
 
 def lend(net: Net, owner: str, holder: str, data: bytes = b"x") -> tuple[str, str]:

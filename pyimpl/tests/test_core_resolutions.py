@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from corekit import Stub, address, bodies, frames, of_type, raw
+from corekit import Stub, bodies, checked_peer, frames, of_type, raw
 from refrpc.core import Config, Peer
 from refrpc.core import events as ev
 from refrpc.core.messages import (
@@ -31,9 +31,7 @@ PREFIX = f"A.{INC:x}."
 
 
 def peer(config: Config | None = None) -> Peer:
-    p = Peer("A", INC, address("A"), config)
-    p.check_invariants = True
-    return p
+    return checked_peer("A", INC, config)
 
 
 def with_worker() -> tuple[Peer, Stub]:

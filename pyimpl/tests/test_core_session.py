@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corekit import Net, Stub, address, bodies, frames, of_type, raw, val
+from corekit import Net, Stub, address, bodies, checked_peer, frames, of_type, raw, val
 from refrpc.core import Config, Peer
 from refrpc.core import events as ev
 from refrpc.core.messages import (
@@ -51,9 +51,7 @@ MIB = 1 << 20
 
 
 def peer(name: str = "A", incarnation: int = 0xA1, config: Config | None = None) -> Peer:
-    p = Peer(name, incarnation, address(name), config)
-    p.check_invariants = True
-    return p
+    return checked_peer(name, incarnation, config)
 
 
 def tick(p: Peer, now: int) -> list[ev.Instruction]:

@@ -110,9 +110,7 @@ class Tasks:
             # Queued until the end of the stimulus: the pump fails it then if still no
             # executor is live (TASK-022), or sends it to one that became live meanwhile
             # (a restarted worker the shell names in the same stimulus, PeerFailed).
-            self._transition_task(t, "no_slot")
-            t.executor = ""
-            self.ready_queues.setdefault(t.demand, deque()).append(t.spec.task_id)
+            self._enqueue(t)
             self.pump_due = True
             return
         if t.spec.attempt > 1:
@@ -124,12 +122,14 @@ class Tasks:
             t.executor = target
             self._send_task(t)
             return
+        self._enqueue(t, holder)
+
+    def _enqueue(self: Peer, t: OwnerTask, holder: PeerId = "") -> None:
+        """Keep ``t`` queued (TASK-020): for ``holder``'s slot, or for any executor."""
         self._transition_task(t, "no_slot")
         t.executor = ""
-        if holder:
-            self.local_queues.setdefault(holder, deque()).append(t.spec.task_id)
-        else:
-            self.ready_queues.setdefault(t.demand, deque()).append(t.spec.task_id)
+        queue = self.local_queues.setdefault(holder, deque()) if holder else self.ready_queues.setdefault(t.demand, deque())
+        queue.append(t.spec.task_id)
         self._story(t.spec.task_id, "queued", holder or "any executor")
 
     def _send_task(self: Peer, t: OwnerTask) -> None:
