@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import re
+import socket
 import time
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
@@ -273,7 +274,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
                     cluster.stop()
                     raise RefRPCError(f"worker {name} did not start")
                 time.sleep(0.01)
-        adds = [lambda sid, n=name, a=address: ev.AddPeer(sid, n, a, 1, tuple(sorted(cluster.resources[n].items())))
+        here = socket.gethostname()  # the workers share this host's slots (TASK-040)
+        adds = [lambda sid, n=name, a=address: ev.AddPeer(sid, n, a, 1, tuple(sorted(cluster.resources[n].items())), here)
                 for name, address in cluster.workers.items()]
         node.handle_soon(*adds).result()
         cluster.watch(node)
@@ -675,8 +677,10 @@ class RemoteFunction:
                 num_cpus: float | None = None, resources: dict[str, float] | None = None) -> RemoteFunction:
         """A copy with other options (those not given stay as they are).
 
-        ``num_cpus`` is how many of a worker's CPU slots the task takes while it runs
-        (default 1; 0 takes none, so it never waits for a slot); ``resources`` the
+        ``num_cpus`` is how many CPU slots of a host the task takes while it runs
+        (default 1; 0 takes none, so it never waits for a slot): the workers of one
+        host pool their slots, so ``num_cpus=2`` runs on a host of two or more
+        workers and keeps the others idle meanwhile; ``resources`` the
         named resources it takes (``{"gpu": 1}``), which only workers started with
         them offer (``refrpc start --resources``). A task waits in this process until
         a worker has room for it; one that no live worker could ever hold fails with
