@@ -150,7 +150,8 @@ def _cluster_key(key_file: str | os.PathLike[str] | None, insecure: bool, needed
         raise RefRPCError(str(exc)) from None
 
 
-def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | None, cluster_key: Any) -> None:
+def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | None, cluster_key: Any,
+          insecure: bool = False) -> None:
     """``init(address=...)``: join a running multi-host cluster through its head."""
     import socket
 
@@ -159,7 +160,7 @@ def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | N
 
     name = f"driver-{socket.gethostname()}-{os.getpid()}"
     node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", _config(), trace_dir=trace_dir,
-                                  cluster_key=cluster_key)
+                                  cluster_key=cluster_key, insecure=insecure)
     context.node, context.driver_executor, context.head = node, executor, HEAD
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
@@ -241,7 +242,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
             if is_initialized():
                 raise RefRPCError("refrpc is already initialized; call refrpc.shutdown() first")
         cluster_key, _ = _cluster_key(key_file, insecure, needed=address.startswith("tcp://"))
-        _join(address, node_ip, connect_timeout, None if trace_dir is None else os.fspath(trace_dir), cluster_key)
+        _join(address, node_ip, connect_timeout, None if trace_dir is None else os.fspath(trace_dir), cluster_key,
+              insecure)
         _install_exit_hooks()
         return
     cluster_key, key_path = _cluster_key(key_file, False, needed=False)

@@ -423,7 +423,8 @@ def worker_main(argv: list[str] | None = None) -> int:
     from ._node import default_config
 
     node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **json.loads(args.settings)), on_other,
-        held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir, cluster_key=cluster_key)  # no task runs before this process is ready (see Executor)
+        held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir, cluster_key=cluster_key,
+        insecure=args.insecure)  # no task runs before this process is ready (see Executor)
     from ._refs import call_on, context
 
     context.node, context.executor = node, executor
