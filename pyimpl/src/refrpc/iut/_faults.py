@@ -279,6 +279,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A Goodbye is not acknowledged before the fence: its sender waits out its linger. LIV-016 is a "
         "SHOULD: a case that catches this grades it NON-STRICT.",
     ),
+    "unbounded-status-waits": (
+        "SEC-009",
+        "GetObjectStatus waits are remembered however many one peer has outstanding: the limit the "
+        "IUT was started with (--max-status-waits) is ignored. SEC-009 is a SHOULD: a case that "
+        "catches this grades it NON-STRICT.",
+    ),
 }
 
 
@@ -821,6 +827,10 @@ def _adopt_mismatched_reply(iut: Iut) -> None:
     core._on_TaskReply = patched  # type: ignore[method-assign]
 
 
+def _unbounded_status_waits(iut: Iut) -> None:
+    iut.node.core.config.max_status_waits = 1 << 62  # breaks SEC-009: no bound at all
+
+
 def _no_goodbye_ack(iut: Iut) -> None:
     core = iut.node.core
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
@@ -875,6 +885,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "refuse-repeated-features": _refuse_repeated_features,
     "zero-heartbeat-taken-literally": _zero_heartbeat_taken_literally,
     "no-goodbye-ack": _no_goodbye_ack,
+    "unbounded-status-waits": _unbounded_status_waits,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
