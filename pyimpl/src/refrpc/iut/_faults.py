@@ -285,6 +285,16 @@ FAULTS: dict[str, tuple[str, str]] = {
         "IUT was started with (--max-status-waits) is ignored. SEC-009 is a SHOULD: a case that "
         "catches this grades it NON-STRICT.",
     ),
+    "serve-every-fetch": (
+        "FET-009",
+        "A holder serves every FetchRequest at once, however many one fetcher has outstanding: the "
+        "limit of 4 per fetcher incarnation is not applied.",
+    ),
+    "tiny-chunks": (
+        "FET-020",
+        "A holder cuts chunks as small as the request's chunkBytes asks (1 byte, say), instead of at "
+        "least the minimum chunk size of 1 KiB.",
+    ),
 }
 
 
@@ -831,6 +841,18 @@ def _unbounded_status_waits(iut: Iut) -> None:
     iut.node.core.config.max_status_waits = 1 << 62  # breaks SEC-009: no bound at all
 
 
+def _serve_every_fetch(iut: Iut) -> None:
+    from ..runtime import _fetch
+
+    _fetch.MAX_SERVED_PER_FETCHER = _fetch.MAX_SERVED = 1 << 30  # breaks FET-009: no limit
+
+
+def _tiny_chunks(iut: Iut) -> None:
+    from ..runtime import _fetch
+
+    _fetch.MIN_CHUNK_BYTES = 1  # breaks FET-020: chunkBytes taken as asked
+
+
 def _no_goodbye_ack(iut: Iut) -> None:
     core = iut.node.core
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
@@ -886,6 +908,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "zero-heartbeat-taken-literally": _zero_heartbeat_taken_literally,
     "no-goodbye-ack": _no_goodbye_ack,
     "unbounded-status-waits": _unbounded_status_waits,
+    "serve-every-fetch": _serve_every_fetch,
+    "tiny-chunks": _tiny_chunks,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
