@@ -79,6 +79,7 @@ CATCHES = {
     "unbounded-status-waits": "objects/SEC-009-OBJ-002-status-waits-bounded-per-peer",
     "serve-every-fetch": "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
     "tiny-chunks": "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
+    "unbounded-handshakes": "handshake/SEC-021-oldest-handshake-forgotten",
 }
 
 

@@ -295,6 +295,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A holder cuts chunks as small as the request's chunkBytes asks (1 byte, say), instead of at "
         "least the minimum chunk size of 1 KiB.",
     ),
+    "unbounded-handshakes": (
+        "SEC-021",
+        "Handshakes in progress are not bounded: a flood of Hellos from made-up peers keeps every one "
+        "of them, and no old one is forgotten.",
+    ),
 }
 
 
@@ -853,6 +858,10 @@ def _tiny_chunks(iut: Iut) -> None:
     _fetch.MIN_CHUNK_BYTES = 1  # breaks FET-020: chunkBytes taken as asked
 
 
+def _unbounded_handshakes(iut: Iut) -> None:
+    iut.node.core.config.max_handshakes = 1 << 30  # breaks SEC-021: every handshake kept
+
+
 def _no_goodbye_ack(iut: Iut) -> None:
     core = iut.node.core
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
@@ -910,6 +919,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "unbounded-status-waits": _unbounded_status_waits,
     "serve-every-fetch": _serve_every_fetch,
     "tiny-chunks": _tiny_chunks,
+    "unbounded-handshakes": _unbounded_handshakes,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
