@@ -1,6 +1,6 @@
 """The shared-memory store under pressure: reuse of freed segments (never under a
 reader), the byte limit, spilling to disk and back, and the typed error when
-nothing more can go (OBJ-030..OBJ-039)."""
+nothing more can go (OBJ-030 to OBJ-036)."""
 
 from __future__ import annotations
 
