@@ -86,8 +86,11 @@ class ObjectStoreFullError(RefRPCError):
     refs) or raise the limit (``init(object_store_memory=)``) and try again.
     """
 
-    def __init__(self, message: str, usage: dict | None = None, code: ErrorCode = ErrorCode.OBJECT_STORE_FULL,
-                 detail: str = "") -> None:
+    #: What held the memory (byte and object counts by kind), when known here.
+    usage: dict
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.OBJECT_STORE_FULL, detail: str = "",
+                 usage: dict | None = None) -> None:
         super().__init__(message, code, detail)
         self.usage = dict(usage or {})
 

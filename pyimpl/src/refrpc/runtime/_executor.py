@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import events as ev
 from ..core.messages import Encoding, ErrorCode, ErrorInfo, Value
-from ..store import ObjectNotFound
+from ..store import ObjectNotFound, StoreFull
 from ._actor_runner import ActorRunner
 from ._node import error_info
 from ._refs import KWARGS_SUFFIX, ByRef, Ref, load, to_value, use_node, value_of
@@ -576,8 +576,10 @@ class Executor:
         except _Refetch:
             return None
         except Exception as exc:  # an argument that cannot be loaded here: the caller's error, not ours
-            info = ErrorInfo(ErrorCode.TASK_FAILED, f"{_what(ins)}: an argument could not be loaded on "
-                             f"{self.node.peer_id}: {type(exc).__name__}: {exc}", "TASK-007",
+            full = isinstance(exc, StoreFull)  # OBJ-036: no room here to fetch or restore it
+            info = ErrorInfo(ErrorCode.OBJECT_STORE_FULL if full else ErrorCode.TASK_FAILED,
+                             f"{_what(ins)}: an argument could not be loaded on "
+                             f"{self.node.peer_id}: {type(exc).__name__}: {exc}", "OBJ-036" if full else "TASK-007",
                              "".join(traceback.format_exception(exc)))
             if isinstance(ins, ev.StartActor):
                 self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, info))
@@ -654,7 +656,10 @@ class Executor:
         value = to_value(self.node, obj, portable=portable, allow_pickle=allow_pickle)
         if value.size <= self.node.config.inline_threshold:
             return ev.TaskResult(value=value)
-        size = self.node.store.put(rid, value)  # TASK-004: stays here, the primary copy
+        try:
+            size = self.node.store.put(rid, value)  # TASK-004: stays here, the primary copy
+        except StoreFull as exc:  # OBJ-036: this return fails, the others stand
+            return ev.TaskResult(error=ErrorInfo(ErrorCode.OBJECT_STORE_FULL, f"{self.node.peer_id}: {exc}", "OBJ-036"))
         return ev.TaskResult(value=Value(value.encoding, b"", (), value.nested), stored=True, size=size)
 
     def _finish(self, ins: ev.RunTask, results: list[ev.TaskResult]) -> None:

@@ -34,6 +34,7 @@ from ._base import (
     StoreFull,
     clip_range,
 )
+from ._limits import default_capacity, default_spill_directory, parse_bytes, prepare_spill_directory
 from ._memory import MemoryStore
 from ._shm import (
     DEFAULT_DIRECTORY,
@@ -59,6 +60,10 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "cleanup_namespace",
+    "default_capacity",
+    "default_spill_directory",
+    "parse_bytes",
+    "prepare_spill_directory",
     "cleanup_spill",
     "clip_range",
     "list_segments",

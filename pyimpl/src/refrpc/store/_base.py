@@ -39,7 +39,7 @@ class StoreFull(StoreError, ObjectStoreFullError):
     :class:`~refrpc.ObjectStoreFullError`: ``usage`` says what holds the memory."""
 
     def __init__(self, message: str, usage: dict | None = None) -> None:
-        ObjectStoreFullError.__init__(self, message, usage)
+        ObjectStoreFullError.__init__(self, message, usage=usage)
 
 
 class StoreClosed(StoreError):
