@@ -523,19 +523,29 @@ def _wait_ready(node: Any, ids: list[str], num_returns: int, deadline: float | N
 
 # ---------------------------------------------------------------- the memory view
 def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
-    """Every live object this process can see, with why it is alive (INT-001).
+    """Every live object this process can see, with why it is alive (INT-001), and
+    what each process's object store holds.
 
     Asks this process and ``peers`` (by default every worker this process knows)
     for their ownership tables; each owned object is listed with its owner,
-    state, size, where it is stored and what keeps it alive: local refs,
-    pending tasks, borrowers, containing objects, lineage.
+    state, size, where it is stored (each location marked ``disk`` when its holder
+    has it spilled) and what keeps it alive: local refs, pending tasks, borrowers,
+    containing objects, lineage. Then one line per process's object store: its
+    limit, the bytes and objects it holds in memory, of those pinned (mapped by a
+    reader: they cannot be spilled) and fetched copies (secondary), what it has
+    spilled to disk, and how often it spilled and restored (OBJ-030..OBJ-036).
     """
+    from .runtime import _status
+
     node = current_node()
     if peers is None:
         peers = node.call(lambda: list(node.core.workers)).result()
+    everyone = [node.peer_id, *[p for p in peers if p != node.peer_id]]
+    reports = _status.stores(node, everyone, timeout)
+    on_disk = {(peer, row[0]) for peer, report in reports.items() if report for row in report["objects"] if row[3] == "disk"}
     lines = [f"{'object':<44} {'owner':<30} {'state':<9} {'size':>12}  where stored / why alive"]
     rows = 0
-    for peer in [node.peer_id, *peers]:
+    for peer in everyone:
         try:
             result = node.introspect(peer).result(timeout)
         except Exception as exc:  # a peer that died meanwhile
@@ -558,10 +568,12 @@ def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
                 why.append("contained in " + ", ".join(e.contained_in))
             if e.lineage_refs and e.state == "released":
                 why.append(f"lineage for {e.lineage_refs} object(s)")
-            where = ",".join(e.locations) or "inline at owner"
+            where = ",".join(f"{p} (disk)" if (p, e.object_id) in on_disk else p for p in e.locations) or "inline at owner"
             lines.append(f"{e.object_id:<44} {e.owner:<30} {e.state:<9} {e.size:>12,}  {where}; {'; '.join(why) or '-'}")
             rows += 1
     lines.append(f"{rows} live objects")
+    lines.append("")
+    lines.extend(_status.store_table(reports))
     return "\n".join(lines)
 
 

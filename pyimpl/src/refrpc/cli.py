@@ -292,6 +292,10 @@ def _status(args: argparse.Namespace) -> int:
         actors = sum(len(r["actors"] or []) for r in rows)
         print(f"{len(workers)} workers, {total:g} CPU slots, {running} tasks running, {queued} queued; "
               f"{len(drivers)} drivers; {actors} actors")
+        from .runtime import _status as status_view
+
+        print()  # each process's object store: limit, used, pinned, secondary, spilled (OBJ-030)
+        print("\n".join(status_view.store_table(status_view.stores(api._node(), [r["id"] for r in rows if r["alive"]], 5.0))))
     finally:
         api.shutdown()
     return 0
