@@ -530,9 +530,9 @@ def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
     for their ownership tables; each owned object is listed with its owner,
     state, size, where it is stored (each location marked ``disk`` when its holder
     has it spilled) and what keeps it alive: local refs, pending tasks, borrowers,
-    containing objects, lineage. Then one line per process's object store: its
-    limit, the bytes and objects it holds in memory, of those pinned (mapped by a
-    reader: they cannot be spilled) and fetched copies (secondary), what it has
+    containing objects, lineage. Before them, one line per process's object store:
+    its limit, the bytes and objects it holds in memory, of those pinned (mapped by
+    a reader: they cannot be spilled) and fetched copies (secondary), what it has
     spilled to disk, and how often it spilled and restored (OBJ-030..OBJ-036).
     """
     from .runtime import _status
@@ -543,7 +543,8 @@ def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
     everyone = [node.peer_id, *[p for p in peers if p != node.peer_id]]
     reports = _status.stores(node, everyone, timeout)
     on_disk = {(peer, row[0]) for peer, report in reports.items() if report for row in report["objects"] if row[3] == "disk"}
-    lines = [f"{'object':<44} {'owner':<30} {'state':<9} {'size':>12}  where stored / why alive"]
+    lines = [*_status.store_table(reports), ""]
+    lines.append(f"{'object':<44} {'owner':<30} {'state':<9} {'size':>12}  where stored / why alive")
     rows = 0
     for peer in everyone:
         try:
@@ -572,8 +573,6 @@ def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
             lines.append(f"{e.object_id:<44} {e.owner:<30} {e.state:<9} {e.size:>12,}  {where}; {'; '.join(why) or '-'}")
             rows += 1
     lines.append(f"{rows} live objects")
-    lines.append("")
-    lines.extend(_status.store_table(reports))
     return "\n".join(lines)
 
 
