@@ -178,7 +178,7 @@ def _start(args: argparse.Namespace) -> int:
     memory = _memory_settings(args, n, namespace)
     if args.head:
         node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", held=True,
-                                      trace_dir=args.trace_dir, cluster_key=key,
+                                      trace_dir=args.trace_dir, cluster_key=key, insecure=args.insecure,
                                       object_store_memory=memory["object_store_memory"], spill_dir=memory["spill_dir"])
         api._ctx.node, api._ctx.executor = node, executor  # membership tasks run here
         api._ctx.head = HEAD  # and actor names are kept here
