@@ -1,6 +1,6 @@
 """Memory under pressure on real processes: store limits, spilling and restoring,
 the typed error when nothing more fits, a worker killed while it holds spilled
-objects, and nothing left behind (OBJ-030 to OBJ-036)."""
+objects, and nothing left behind (OBJ-030 to OBJ-037)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,26 @@ def total(a: Any) -> int:
 @refrpc.remote
 def make_big(nbytes: int) -> Any:
     return np.zeros(nbytes // 8)
+
+
+@refrpc.remote
+class Holder:
+    """Keeps each argument it gets mapped until a file appears (a long-running reader)."""
+
+    def where(self) -> str:
+        return refrpc.api._ctx.node.peer_id
+
+    def hold(self, arr: Any, log: str, tag: str, release: str) -> int:
+        with open(log, "a") as f:
+            f.write(f"start {tag}\n")
+        assert wait_until(lambda: os.path.exists(release), 60)
+        return int(arr[0])
+
+
+def admission_state() -> tuple[int, int, int]:
+    """This worker's admission: bytes reserved, calls waiting, calls that waited."""
+    a = refrpc.api._ctx.executor.admission
+    return a.reserved, a.waiting(), a.waited
 
 
 def usage(peer: str) -> dict[str, Any]:
@@ -166,3 +186,33 @@ def test_a_worker_killed_with_spilled_objects_rebuilds_them(cluster: Any) -> Non
     assert refrpc.get([total.remote(r) for r in refs], timeout=90) == [i * N for i in range(10)]
     assert wait_until(lambda: not any(n.startswith(tag) for n in list_spilled(cluster.cluster.namespace, spill_dir)), 30)
     del refs
+
+
+@pytest.mark.timeout(120)
+def test_admission_holds_a_call_back_until_its_arguments_fit(cluster: Any, tmp_path: Any) -> None:
+    # Two 40 MB arguments the driver had to spill: a worker must fetch each into its
+    # 64 MB store, and the first stays mapped while its call runs. The second call
+    # waits for the first instead of failing for lack of room (OBJ-037).
+    size = 40 * MB
+    a, b, c = (refrpc.put(np.full(size // 8, i, dtype=np.int64)) for i in (1, 2, 3))
+    store = cluster.node.store
+    assert store.where(a.id) == "disk" and store.where(b.id) == "disk"
+    holder = Holder.options(max_concurrency=2).remote()
+    peer = refrpc.get(holder.where.remote(), timeout=30)
+    log, release = str(tmp_path / "log"), str(tmp_path / "release")
+    first = holder.hold.remote(a, log, "a", release)
+    assert wait_until(lambda: os.path.exists(log) and "start a" in open(log).read(), 60)
+    second = holder.hold.remote(b, log, "b", release)
+    node = cluster.node
+    from refrpc.runtime._refs import call_on
+
+    state = lambda: call_on(node, peer, f"{__name__}:admission_state", timeout=30)  # noqa: E731
+    assert wait_until(lambda: state()[1] == 1, 30), state()  # the second call waits for memory
+    assert "start b" not in open(log).read()
+    assert state()[0] >= size  # the first call's fetched argument is reserved
+    open(release, "w").close()
+    assert refrpc.get([first, second], timeout=60) == [1, 2]  # no OBJECT_STORE_FULL: it waited
+    assert state()[2] >= 1 and state()[0] == 0
+    assert usage(peer)["used_bytes"] + usage(peer)["pooled_bytes"] <= LIMIT
+    refrpc.kill(holder)
+    del a, b, c

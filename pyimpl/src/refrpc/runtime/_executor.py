@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import events as ev
 from ..core.messages import Encoding, ErrorCode, ErrorInfo, Value
 from ..store import ObjectNotFound, StoreFull
+from ._admission import Admission, bytes_to_fetch
 from ._actor_runner import ActorRunner
 from ._node import error_info
 from ._refs import KWARGS_SUFFIX, ByRef, Ref, load, to_value, use_node, value_of
@@ -202,6 +203,8 @@ class Executor:
         self._idle = 0
         #: The task each thread runs now, if any.
         self._local = threading.local()
+        #: Holds back loading a call's arguments while they would not fit the store (OBJ-037).
+        self.admission = Admission(getattr(node.store, "capacity", None))
         self._spawn()
 
     def _spawn(self) -> None:
@@ -553,6 +556,7 @@ class Executor:
         for a in getattr(ins, "args", ()):
             if a.value is None and a.ref is None and a.object_id:
                 self.node.store.detach(a.object_id)
+        self.admission.release(id(ins))  # its fetched arguments no longer count (OBJ-037)
 
     def _run_task(self, ins: ev.RunTask, args: list[Any]) -> None:
         target = self.target(ins, args)
@@ -570,7 +574,9 @@ class Executor:
 
     def load_args(self, ins: ev.RunTask | ev.StartActor) -> list[Any] | None:
         """The arguments of a call (or constructor) loaded here; None if it was answered
-        instead (an argument that cannot be loaded fails it) or will come again."""
+        instead (an argument that cannot be loaded fails it) or will come again.
+        Waits first, in order, while the bytes it must fetch would not fit (OBJ-037)."""
+        self.admission.acquire(id(ins), bytes_to_fetch(self.node.store, ins.args))
         try:
             return self._resolve_args(ins.args, ins)
         except _Refetch:

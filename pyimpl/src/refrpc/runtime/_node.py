@@ -329,6 +329,13 @@ class Node:
                 self._next_settlement = Future()
             return ready, self._next_settlement
 
+    def store_free_bytes(self) -> int | None:
+        """Bytes this node's store can take without spilling anything: its limit less
+        what it holds in memory (memory it keeps for reuse counts as free); None
+        when the store has no limit. What placement by free memory reads."""
+        free = getattr(self.store, "free_bytes", None)
+        return free if free is None or isinstance(free, int) else None
+
     def fetch(self, object_id: str, locations: tuple) -> Future[int]:
         """Copy a stored value from another host into the local store (FET-001)."""
         return self.call(lambda: self.fetcher.fetch(object_id, locations)).result()
