@@ -250,3 +250,19 @@ def test_a_dead_writers_pool_and_spill_files_are_cleaned(namespace: str, spill_d
         assert list_spilled(namespace, spill_dir) == [] and list_segments(namespace, pooled=True) == []
     finally:
         store.close()
+
+
+def test_an_object_stored_again_after_its_free_gets_its_own_segment(namespace: str) -> None:
+    # A task re-run on the same worker stores the same return id again: the pooled
+    # segment of its first copy and the new copy must never be confused.
+    with SharedMemoryStore(namespace, writer="w") as store:
+        store.put("x", array_value(1))
+        store.free("x")  # pooled
+        store.put("y", array_value(9, MB // 2))  # a fresh file: nothing pooled fits
+        store.free("y")
+        store.put("x", array_value(2, MB // 4))  # the same id again
+        store.free("x")
+        store.put("z", array_value(3))
+        store.put("w", array_value(4, MB // 2))
+        assert (array_of(store.get("z")) == 3).all() and (array_of(store.get("w")) == 4).all()
+        assert len(set(list_segments(namespace, pooled=True))) == len(list_segments(namespace, pooled=True))

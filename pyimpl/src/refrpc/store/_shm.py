@@ -364,8 +364,13 @@ class SharedMemoryStore(ObjectStore):
                 self._used -= size
             raise
 
+    def _scratch_path(self, suffix: str) -> str:
+        """A new name for a segment that holds no published object (being written, or
+        pooled): random, with the writer's tag, so cleanup finds it (cleanup_writer)."""
+        return os.path.join(self.directory, f"refrpc-{self.namespace}-{_writer_tag(self.writer)}{secrets.token_hex(16)}{suffix}")
+
     def _fresh(self, size: int, mapped: bool) -> _Segment:
-        path = os.path.join(self.directory, f"refrpc-{self.namespace}-{_writer_tag(self.writer)}{secrets.token_hex(16)}{_PARTIAL}")
+        path = self._scratch_path(_PARTIAL)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         self._paths.add(path)
         wmm = None
@@ -392,7 +397,7 @@ class SharedMemoryStore(ObjectStore):
             os.posix_fallocate(segment.lock_fd, 0, size)  # reserve the extra pages (see _new_file)
         if size != segment.size:
             segment.wmm.resize(size)  # a smaller size hands the tail's pages back
-        partial = segment.path[: -len(_POOL)] + _PARTIAL
+        partial = self._scratch_path(_PARTIAL)
         os.rename(segment.path, partial)
         self._paths.discard(segment.path)
         self._paths.add(partial)
@@ -946,7 +951,7 @@ class SharedMemoryStore(ObjectStore):
             _release(segment.wmm)
             segment.wmm = None
             return
-        pooled = segment.path + _POOL
+        pooled = self._scratch_path(_POOL)  # never the object's name: the same id may be stored again
         try:
             os.rename(segment.path, pooled)  # from now on no reader finds it by name
             self._paths.discard(segment.path)
