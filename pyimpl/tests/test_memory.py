@@ -17,6 +17,8 @@ from refrpc.runtime import _status
 from refrpc.store import list_segments, list_spilled
 from refrpc.testing import wait_until
 
+from memory_fixtures import tiny_tmpfs
+
 np = pytest.importorskip("numpy")
 
 MB = 10**6
@@ -105,26 +107,19 @@ def test_cli_refuses_a_bad_limit() -> None:
 
 @pytest.mark.timeout(120)
 def test_a_full_spill_directory_gives_the_typed_error_and_loses_nothing() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    with tempfile.TemporaryDirectory(prefix="refrpc-tiny-") as tiny:
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", tiny], capture_output=True).returncode:
-            pytest.skip("cannot mount a tmpfs here")
+    with tiny_tmpfs("8m") as tiny:
+        refrpc.init(1, object_store_memory=40 * MB, spill_dir=tiny)
         try:
-            refrpc.init(1, object_store_memory=40 * MB, spill_dir=tiny)
-            try:
-                refs = [refrpc.put(np.full(N, i, dtype=np.int64)) for i in range(2)]
-                with pytest.raises(refrpc.ObjectStoreFullError, match="failed"):
-                    refrpc.put(np.full(N, 9, dtype=np.int64))  # a 16 MB spill does not fit in 8 MB
-                assert [n for n in os.listdir(tiny) if n.endswith(".partial")] == []
-                assert [int(refrpc.get(r)[0]) for r in refs] == [0, 1]  # nothing was lost
-                del refs
-                assert int(refrpc.get(refrpc.put(np.full(N, 7, dtype=np.int64)))[0]) == 7  # room again
-            finally:
-                refrpc.shutdown()
-            assert os.listdir(tiny) == []
+            refs = [refrpc.put(np.full(N, i, dtype=np.int64)) for i in range(2)]
+            with pytest.raises(refrpc.ObjectStoreFullError, match="failed"):
+                refrpc.put(np.full(N, 9, dtype=np.int64))  # a 16 MB spill does not fit in 8 MB
+            assert [n for n in os.listdir(tiny) if n.endswith(".partial")] == []
+            assert [int(refrpc.get(r)[0]) for r in refs] == [0, 1]  # nothing was lost
+            del refs
+            assert int(refrpc.get(refrpc.put(np.full(N, 7, dtype=np.int64)))[0]) == 7  # room again
         finally:
-            subprocess.run(["umount", tiny], check=False)
+            refrpc.shutdown()
+        assert os.listdir(tiny) == []
 
 
 @pytest.mark.timeout(120)

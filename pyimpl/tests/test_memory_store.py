@@ -25,6 +25,8 @@ from refrpc.store import (
     list_spilled,
 )
 
+from memory_fixtures import tiny_tmpfs
+
 np = pytest.importorskip("numpy")
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
@@ -217,26 +219,19 @@ def test_pinned_objects_are_not_spilled(namespace: str, spill_dir: str) -> None:
 
 @pytest.mark.timeout(60)
 def test_a_full_spill_disk_leaves_the_object_in_memory(namespace: str) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    with tempfile.TemporaryDirectory(prefix="refrpc-tiny-") as tiny:
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", tiny], capture_output=True).returncode:
-            pytest.skip("cannot mount a tmpfs here")
-        try:
-            with SharedMemoryStore(namespace, writer="w", capacity=int(2.5 * MB), spill_directory=tiny) as store:
-                store.put("a", array_value(1))
-                store.put("b", array_value(2))
-                store.put("c", array_value(3))  # a fits on the disk
-                assert store.where("a") == "disk"
-                with pytest.raises(refrpc.ObjectStoreFullError, match="failed"):
-                    store.put("d", array_value(4))  # b does not: the disk is full
-                assert store.where("b") == "memory" and (array_of(store.get("b")) == 2).all()
-                assert [n for n in os.listdir(tiny) if n.endswith(".partial")] == []  # no partial file
-                assert store.usage()["spilled_objects"] == 1
-                store.free("c")
-                store.put("d", array_value(4))  # the node goes on working
-        finally:
-            subprocess.run(["umount", tiny], check=False)
+    with tiny_tmpfs("1536k") as tiny:
+        with SharedMemoryStore(namespace, writer="w", capacity=int(2.5 * MB), spill_directory=tiny) as store:
+            store.put("a", array_value(1))
+            store.put("b", array_value(2))
+            store.put("c", array_value(3))  # a fits on the disk
+            assert store.where("a") == "disk"
+            with pytest.raises(refrpc.ObjectStoreFullError, match="failed"):
+                store.put("d", array_value(4))  # b does not: the disk is full
+            assert store.where("b") == "memory" and (array_of(store.get("b")) == 2).all()
+            assert [n for n in os.listdir(tiny) if n.endswith(".partial")] == []  # no partial file
+            assert store.usage()["spilled_objects"] == 1
+            store.free("c")
+            store.put("d", array_value(4))  # the node goes on working
 
 
 def test_a_dead_writers_pool_and_spill_files_are_cleaned(namespace: str, spill_dir: str) -> None:

@@ -46,6 +46,8 @@ if importlib.util.find_spec("refrpc") is None:
 import numpy as np  # noqa: E402
 
 import refrpc  # noqa: E402
+from run import _check as check  # noqa: E402
+from run import timed_ms as timed  # noqa: E402
 
 MB = 1_000_000
 GET_TIMEOUT = 300.0
@@ -98,23 +100,6 @@ class ParameterServer:
 
 
 # ---------------------------------------------------------------- helpers
-def timed(fn: Callable[[], Any], reps: int, warmup: int = 1) -> dict[str, Any]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": statistics.median(samples), "min_ms": min(samples), "samples_ms": samples}
-
-
-def check(got: Any, expected: Any) -> Any:
-    if got != expected:
-        raise AssertionError(f"wrong answer: {got!r}, expected {expected!r}")
-    return got
-
-
 def store_totals() -> dict[str, int]:
     """Spill and restore counters summed over every process of the cluster."""
     from refrpc.runtime import _status
