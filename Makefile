@@ -58,6 +58,7 @@ demo-sim: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tools/bench/run.py
+	$(PY) tools/bench/pressure.py
 
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
