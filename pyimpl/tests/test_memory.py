@@ -55,6 +55,11 @@ class Holder:
         return int(arr[0])
 
 
+@refrpc.remote
+def wait_for_file(path: str) -> bool:
+    return wait_until(lambda: os.path.exists(path), 60)
+
+
 def admission_state() -> tuple[int, int, int]:
     """This worker's admission: bytes reserved, calls waiting, calls that waited."""
     a = refrpc.api._ctx.executor.admission
@@ -211,3 +216,15 @@ def test_admission_holds_a_call_back_until_its_arguments_fit(cluster: Any, tmp_p
     assert usage(peer)["used_bytes"] + usage(peer)["pooled_bytes"] <= LIMIT
     refrpc.kill(holder)
     del a, b, c
+
+
+@pytest.mark.timeout(60)
+def test_busy_workers_still_report_their_stores(cluster: Any, tmp_path: Any) -> None:
+    release = str(tmp_path / "release")
+    busy = [wait_for_file.remote(release) for _ in cluster.cluster.workers]  # one per worker's slot
+    try:
+        reports = _status.stores(cluster.node, list(cluster.cluster.workers), timeout=10)
+        assert all(r is not None and r["usage"]["limit"] == LIMIT for r in reports.values()), reports
+    finally:
+        open(release, "w").close()
+    assert refrpc.get(busy, timeout=30) == [True] * len(busy)

@@ -43,6 +43,9 @@ MAX_WAITING_TASKS = 1024
 #: more than this many wait.
 IDLE_THREADS_KEPT = 2
 IDLE_THREAD_S = 2.0
+#: Runtime functions that only look (at once, without side effects): run on a thread
+#: of their own as soon as they arrive, never queued behind the program's tasks.
+INSTANT = frozenset({"refrpc.runtime._status:store_report"})
 #: How long a stopped task may go on running before it stops holding the executor's
 #: turn (TASK-031): Python delivers a stop between bytecodes, so one blocked in a long
 #: call into C (``time.sleep``, a socket read) runs on, and must not keep every other
@@ -228,6 +231,13 @@ class Executor:
             self.actors.pop(ins.actor_id, None)  # its running calls keep what they use
             if runner is not None:
                 runner.stop()
+            return
+        if isinstance(ins, ev.RunTask) and not ins.actor_id and ins.function in INSTANT:
+            # A status look (what the store holds) from a member: answered at once on a
+            # thread of its own, not queued behind the tasks that keep this worker busy.
+            with self._lock:
+                self._queued.add((ins.task_id, ins.attempt))
+            threading.Thread(target=self._execute, args=(ins,), name=f"refrpc-status-{self.node.peer_id}", daemon=True).start()
             return
         if isinstance(ins, ev.RunTask):
             with self._lock:
