@@ -228,3 +228,36 @@ def test_busy_workers_still_report_their_stores(cluster: Any, tmp_path: Any) -> 
     finally:
         open(release, "w").close()
     assert refrpc.get(busy, timeout=30) == [True] * len(busy)
+
+
+KILLED_DRIVER = r"""
+import sys, threading
+import numpy as np
+import refrpc
+
+refrpc.init(1, object_store_memory="20MB")
+refs = [refrpc.put(np.full(1_500_000, i, dtype=np.int64)) for i in range(4)]  # 12 MB each: 3 spilled
+store = refrpc.api._ctx.node.store
+print(store.spill_directory, store.usage()["spilled_objects"], flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_killed_driver_leaves_no_spill_files() -> None:
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_DRIVER], stdout=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        spill_dir, spilled = proc.stdout.readline().split()
+        assert int(spilled) == 3 and len(os.listdir(spill_dir)) == 3
+        proc.kill()  # no atexit, no shutdown: its worker cleans up when it sees it gone
+        proc.wait(10)
+        assert wait_until(lambda: not os.path.exists(spill_dir), 20), os.listdir(spill_dir)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -164,7 +164,7 @@ class LocalCluster:
                 "--settings", json.dumps(settings or {}),
                 "--resources", json.dumps(cluster.resources),
             ] + (["--object-store-memory", str(object_store_memory)] if object_store_memory else []) + (
-                ["--spill-dir", spill_dir] if spill_dir else []) + (["--register"] if node_ip else []) + (["--insecure"] if insecure else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
+                ["--spill-dir", spill_dir] if spill_dir else []) + (["--own-spill-dir"] if own_spill_dir else []) + (["--register"] if node_ip else []) + (["--insecure"] if insecure else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
             cluster._spawn(name)
         atexit.register(cluster.stop)
         return cluster
@@ -414,6 +414,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inline-threshold", type=int, default=100 * 1024)
     ap.add_argument("--object-store-memory", type=int, default=None, help="this worker's store limit in bytes")
     ap.add_argument("--spill-dir", default=None, help="where this worker's store spills past its limit")
+    ap.add_argument("--own-spill-dir", action="store_true", help="the spill directory is the cluster's own (removed with it)")
     ap.add_argument("--settings", default="{}", help="protocol settings (Config fields) as JSON")
     ap.add_argument("--resources", default="{}", help="peer -> the named resources it offers, as JSON")
     ap.add_argument("--trace-dir", default=None, help="record this worker's trace here (default: $REFRPC_TRACE_DIR)")
@@ -428,8 +429,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     if cluster_key is None and args.bind.startswith("tcp://") and not args.insecure:
         ap.error(f"a worker listening on tcp needs the cluster key: set {KEY_FILE_ENV} (or pass --insecure)")
     done = threading.Event()
+    starter_gone = threading.Event()
     if args.lifeline >= 0:
-        _watch_lifeline(args.lifeline, done)
+        _watch_lifeline(args.lifeline, done, starter_gone)
 
     def on_other(ins: ev.Instruction) -> None:
         if isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
@@ -474,6 +476,18 @@ def worker_main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     executor.stop()
     node.stop(timeout=2.0)
+    if starter_gone.is_set() and args.spill_dir:
+        # The process that started this worker is gone (maybe killed): what its store
+        # spilled is nobody's now (OBJ-035), and the cluster's own spill directory goes
+        # with the last worker to leave it (rmdir fails while others still use it).
+        from ..store import cleanup_writer
+
+        cleanup_writer(args.namespace, args.head_name, spill_directory=args.spill_dir)
+        if args.own_spill_dir:
+            try:
+                os.rmdir(args.spill_dir)
+            except OSError:
+                pass
     if args.stats:
         with open(args.stats, "w") as f:
             json.dump(node.stats, f)
@@ -500,9 +514,9 @@ def _register(node: Node, head: str, peer: str, resources: dict[str, float]) -> 
         node.handle_soon(*[lambda sid, p=p, a=a: ev.Connect(sid, p, a) for p, a in drivers]).result()
 
 
-def _watch_lifeline(fd: int, done: threading.Event) -> None:
-    """Set ``done`` when the pipe ``fd`` reads EOF: every writer, the process that
-    started this worker, is gone (it exited, or was killed)."""
+def _watch_lifeline(fd: int, done: threading.Event, gone: threading.Event) -> None:
+    """Set ``gone`` and ``done`` when the pipe ``fd`` reads EOF: every writer, the
+    process that started this worker, is gone (it exited, or was killed)."""
 
     def run() -> None:
         try:
@@ -510,6 +524,7 @@ def _watch_lifeline(fd: int, done: threading.Event) -> None:
                 pass
         except OSError:
             pass
+        gone.set()
         done.set()
 
     threading.Thread(target=run, name="refrpc-lifeline", daemon=True).start()

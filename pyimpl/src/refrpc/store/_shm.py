@@ -597,7 +597,11 @@ class SharedMemoryStore(ObjectStore):
         final = self.spill_path(object_id)
         partial = final + _PARTIAL
         try:
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:  # the directory went (a process that left removed it when empty)
+                os.makedirs(os.path.dirname(partial), mode=0o700, exist_ok=True)
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 position = 0
                 while position < segment.size:
