@@ -61,6 +61,7 @@ demo-sim: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tools/bench/run.py
+	$(PY) tools/bench/pressure.py
 
 bench-hosts: $(STAMP)
 	$(PY) -m pip install --quiet -e 'pyimpl[bench]'
