@@ -585,7 +585,10 @@ class SharedMemoryStore(ObjectStore):
             except BaseException:
                 with self._lock:
                     segment.spilling = False
+                    freed = self._owned.get(object_id) is not segment  # free() left it to us
                 os.close(lock_fd)
+                if freed:
+                    self._discard(segment)
                 raise
             os.close(lock_fd)
             return True
