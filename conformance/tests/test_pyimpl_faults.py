@@ -80,6 +80,10 @@ CATCHES = {
     "serve-every-fetch": "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
     "tiny-chunks": "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
     "unbounded-handshakes": "handshake/SEC-021-oldest-handshake-forgotten",
+    "ignore-key-file": "security/SEC-003-unauthenticated-peers-get-nothing",
+    "trust-claimed-sender": "security/SEC-011-sender-must-match-its-key",
+    "stop-on-notice-about-itself": "security/LIV-019-notice-about-the-receiver-itself",
+    "import-any-function": "security/SEC-006-unexposed-functions",
 }
 
 

@@ -300,6 +300,26 @@ FAULTS: dict[str, tuple[str, str]] = {
         "Handshakes in progress are not bounded: a flood of Hellos from made-up peers keeps every one "
         "of them, and no old one is forgotten.",
     ),
+    "ignore-key-file": (
+        "SEC-003",
+        "The cluster key file is ignored: the peer speaks ZeroMQ's NULL mechanism, so anyone who "
+        "reaches its port is listened to and answered, and members, who speak CURVE, cannot reach it.",
+    ),
+    "trust-claimed-sender": (
+        "SEC-011",
+        "A message is taken from the PeerId its envelope claims, whichever member key its connection "
+        "authenticated with: any key holder can speak as any peer.",
+    ),
+    "stop-on-notice-about-itself": (
+        "LIV-019",
+        "A PeerDeadNotice naming this peer itself is believed: the peer stops as if it had learned of "
+        "its own death from a peer that fenced it (LIV-005).",
+    ),
+    "import-any-function": (
+        "SEC-006",
+        "A task naming a function the fixture catalog does not expose, as module:attribute, is run by "
+        "importing the module and calling the attribute, on any session (builtins:exec included).",
+    ),
 }
 
 
@@ -862,6 +882,40 @@ def _unbounded_handshakes(iut: Iut) -> None:
     iut.node.core.config.max_handshakes = 1 << 30  # breaks SEC-021: every handshake kept
 
 
+def _trust_claimed_sender(iut: Iut) -> None:
+    iut.node._authentic = lambda frames, sender, sid: True  # type: ignore[method-assign]  # breaks SEC-011
+
+
+def _stop_on_notice_about_itself(iut: Iut) -> None:
+    core = iut.node.core
+    on_notice = core._on_PeerDeadNotice
+
+    def patched(r: Any, msg: Any) -> None:
+        if msg.peer == core.peer_id:
+            core._fail_stop(f"{r.peer} says this peer is dead")  # breaks LIV-019
+            return
+        on_notice(r, msg)
+
+    core._on_PeerDeadNotice = patched  # type: ignore[method-assign]
+
+
+def _import_any_function(iut: Iut) -> None:
+    import importlib
+
+    class Importing(dict):  # type: ignore[type-arg]
+        def get(self, name: str, default: Any = None) -> Any:
+            fn = super().get(name)
+            if fn is None and ":" in name:
+                module, _, attr = name.partition(":")
+                try:
+                    return getattr(importlib.import_module(module), attr)  # breaks SEC-006
+                except (ImportError, AttributeError):
+                    return default
+            return default if fn is None else fn
+
+    iut.catalog.functions = Importing(iut.catalog.functions)
+
+
 def _no_goodbye_ack(iut: Iut) -> None:
     core = iut.node.core
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
@@ -920,8 +974,18 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "serve-every-fetch": _serve_every_fetch,
     "tiny-chunks": _tiny_chunks,
     "unbounded-handshakes": _unbounded_handshakes,
+    "ignore-key-file": lambda iut: None,  # applied before the node starts (see STARTUP)
+    "trust-claimed-sender": _trust_claimed_sender,
+    "stop-on-notice-about-itself": _stop_on_notice_about_itself,
+    "import-any-function": _import_any_function,
 }
 assert _INSTALL.keys() == FAULTS.keys()
+
+
+#: Switches that change how the IUT starts, by the startup option they override.
+STARTUP: dict[str, dict[str, Any]] = {
+    "ignore-key-file": {"cluster_key": None},  # breaks SEC-003 (and SEC-002): no CURVE at all
+}
 
 
 def parse_faults(names: list[str]) -> list[str]:
