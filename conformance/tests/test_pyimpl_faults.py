@@ -84,6 +84,7 @@ CATCHES = {
     "trust-claimed-sender": "security/SEC-011-sender-must-match-its-key",
     "stop-on-notice-about-itself": "security/LIV-019-notice-about-the-receiver-itself",
     "import-any-function": "security/SEC-006-unexposed-functions",
+    "send-oversized": "tasks/ZMQ-007-TASK-011-argument-beyond-the-executors-frame-limit",
 }
 
 

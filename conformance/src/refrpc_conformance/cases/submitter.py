@@ -371,3 +371,43 @@ def return_without_its_member(ctx: CaseContext) -> None:
     counts = iut.counts()
     ctx.check("TASK-019", counts.get("submitted_tasks") == 0 and not iut.table(),
               "the failed task and its return forgotten once dropped", (counts, iut.table()))
+
+
+@case(
+    "tasks/ZMQ-007-TASK-011-argument-beyond-the-executors-frame-limit",
+    requirements=["ZMQ-007", "TASK-011", "CNF-018", "TASK-001"],
+    summary=(
+        "Suite executor E announces the smallest frame limit allowed (maxFrameBytes 1 MiB). The IUT is asked to "
+        "submit echo to E with a value argument of 1.5 MiB, then echo('probe'). No message beyond E's limit may "
+        "arrive at E: the IUT either stores the value and passes it as a ref (a SubmitTask within the limit, the "
+        "recommendation), or fails the task at home, so that get of its return answers RESOURCE_EXHAUSTED. The "
+        "probe, sent after it on the same session, must arrive and be answered."
+    ),
+    timeout=60.0,
+)
+def argument_beyond_frame_limit(ctx: CaseContext) -> None:
+    mib = 1 << 20
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor", max_frame_bytes=mib)
+    iut.add_peer(e, slots=1)
+    data = bytes(range(256)) * (6 * 1024)
+    big = iut.submit("echo", [{"value": data}], executor=e.peer_id)["returns"][0]
+    probe = iut.submit("echo", [{"value": "probe"}], executor=e.peer_id)["returns"][0]
+    # Everything the IUT sent on the session before the probe has arrived (or been dropped) once
+    # the probe is there; a message dropped for its size leaves a gap the probe waits behind.
+    ctx.wait_until(e, lambda: bool(e.malformed or e.received(SubmitTask, lambda m: m.return_ids == (probe,))),
+                   requirement="TASK-001", what="the IUT's SubmitTask of echo('probe')")
+    ctx.require("ZMQ-007", not e.malformed, "no message beyond the 1 MiB E announced",
+                [f"{why} (frames {sizes})" for _, why, sizes in e.malformed])
+    st: SubmitTask = e.received(SubmitTask, lambda m: m.return_ids == (probe,))[0].body
+    sent = e.received(SubmitTask, lambda m: m.return_ids == (big,))
+    if sent:
+        kinds = [a.kind.value for a in sent[0].body.args]
+        ctx.note(f"the 1.5 MiB argument went as {kinds} (stored and passed by reference, as ZMQ-007 recommends)")
+    else:
+        got = iut.get(big, timeout_ms=10_000)
+        ctx.check("ZMQ-007", got.get("error", {}).get("code") == "RESOURCE_EXHAUSTED",
+                  "the task not sent fails at home: get answers RESOURCE_EXHAUSTED", got)
+    e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt,
+                                        (ReturnValue(probe, ReturnKind.INLINE, value=portable("probe")),)))
+    ctx.check("TASK-001", iut.get(probe).get("value") == "probe", "get(probe) = 'probe'", iut.get(probe))

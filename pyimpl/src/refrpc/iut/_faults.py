@@ -320,6 +320,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A task naming a function the fixture catalog does not expose, as module:attribute, is run by "
         "importing the module and calling the attribute, on any session (builtins:exec included).",
     ),
+    "send-oversized": (
+        "ZMQ-007",
+        "A SubmitTask or ObjectStatus is sent whatever its size, also beyond the frame limit its "
+        "receiver announced (which drops it unread).",
+    ),
 }
 
 
@@ -916,6 +921,12 @@ def _import_any_function(iut: Iut) -> None:
     iut.catalog.functions = Importing(iut.catalog.functions)
 
 
+def _send_oversized(iut: Iut) -> None:
+    from ..core import _session
+
+    _session._payload_bytes = lambda body: 0  # breaks ZMQ-007: every message fits, as far as we know
+
+
 def _no_goodbye_ack(iut: Iut) -> None:
     core = iut.node.core
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
@@ -978,6 +989,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "trust-claimed-sender": _trust_claimed_sender,
     "stop-on-notice-about-itself": _stop_on_notice_about_itself,
     "import-any-function": _import_any_function,
+    "send-oversized": _send_oversized,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
