@@ -85,6 +85,7 @@ CATCHES = {
     "stop-on-notice-about-itself": "security/LIV-019-notice-about-the-receiver-itself",
     "import-any-function": "security/SEC-006-unexposed-functions",
     "send-oversized": "tasks/ZMQ-007-TASK-011-argument-beyond-the-executors-frame-limit",
+    "trace-put-without-creation": "trace/TRC-003-TRC-008-iut-trace-checks-clean",
 }
 
 

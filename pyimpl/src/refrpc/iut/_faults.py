@@ -325,6 +325,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A SubmitTask or ObjectStatus is sent whatever its size, also beyond the frame limit its "
         "receiver announced (which drops it unread).",
     ),
+    "trace-put-without-creation": (
+        "SM-002",
+        "A peer that records a trace leaves out the `ready --put--> ready` row that records a put "
+        "object's creation, so the object's first recorded transition starts from a state no entry "
+        "starts in.",
+    ),
 }
 
 
@@ -676,6 +682,19 @@ def _trace_without_transitions(iut: Iut) -> None:
     tracer.core_event = patched  # type: ignore[method-assign]
 
 
+def _trace_put_without_creation(iut: Iut) -> None:
+    tracer = iut.node.tracer
+    if tracer is None:
+        return
+    core_event = tracer.core_event
+
+    def patched(ins: ev.TraceEvent) -> None:
+        if not (ins.name == "transition" and ins.detail.get("event") == "put"):
+            core_event(ins)  # breaks SM-002: the creation row is not recorded
+
+    tracer.core_event = patched  # type: ignore[method-assign]
+
+
 def _simultaneous_hello_waits(iut: Iut) -> None:
     core = iut.node.core
     on_hello = core._on_hello
@@ -990,6 +1009,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "stop-on-notice-about-itself": _stop_on_notice_about_itself,
     "import-any-function": _import_any_function,
     "send-oversized": _send_oversized,
+    "trace-put-without-creation": _trace_put_without_creation,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
