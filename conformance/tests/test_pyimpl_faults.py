@@ -86,6 +86,7 @@ CATCHES = {
     "import-any-function": "security/SEC-006-unexposed-functions",
     "send-oversized": "tasks/ZMQ-007-TASK-011-argument-beyond-the-executors-frame-limit",
     "trace-put-without-creation": "trace/TRC-003-TRC-008-iut-trace-checks-clean",
+    "freed-is-unknown": "borrowing/OBJ-017-CNF-018-owner-answers-become-get-outcomes",
 }
 
 

@@ -331,6 +331,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "object's creation, so the object's first recorded transition starts from a state no entry "
         "starts in.",
     ),
+    "freed-is-unknown": (
+        "OBJ-017",
+        "An owner's FREED answer without an error is taken as UNKNOWN_OBJECT instead of OBJECT_FREED, "
+        "so the program's get names the wrong outcome.",
+    ),
 }
 
 
@@ -695,6 +700,20 @@ def _trace_put_without_creation(iut: Iut) -> None:
     tracer.core_event = patched  # type: ignore[method-assign]
 
 
+def _freed_is_unknown(iut: Iut) -> None:
+    from ..core.messages import ObjectState
+
+    core = iut.node.core
+    on_status = core._on_ObjectStatus
+
+    def patched(r: Any, msg: Any) -> None:
+        if msg.state == ObjectState.FREED and msg.error is None:
+            msg = replace(msg, error=ErrorInfo(ErrorCode.UNKNOWN_OBJECT, "freed"))  # breaks OBJ-017
+        on_status(r, msg)
+
+    core._on_ObjectStatus = patched  # type: ignore[method-assign]
+
+
 def _simultaneous_hello_waits(iut: Iut) -> None:
     core = iut.node.core
     on_hello = core._on_hello
@@ -1010,6 +1029,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "import-any-function": _import_any_function,
     "send-oversized": _send_oversized,
     "trace-put-without-creation": _trace_put_without_creation,
+    "freed-is-unknown": _freed_is_unknown,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
