@@ -87,6 +87,7 @@ CATCHES = {
     "send-oversized": "tasks/ZMQ-007-TASK-011-argument-beyond-the-executors-frame-limit",
     "trace-put-without-creation": "trace/TRC-003-TRC-008-iut-trace-checks-clean",
     "freed-is-unknown": "borrowing/OBJ-017-CNF-018-owner-answers-become-get-outcomes",
+    "handshake-never-times-out": "liveness/LIV-018-unanswered-handshake-fails-what-waited",
 }
 
 

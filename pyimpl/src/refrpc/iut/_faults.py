@@ -336,6 +336,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "An owner's FREED answer without an error is taken as UNKNOWN_OBJECT instead of OBJECT_FREED, "
         "so the program's get names the wrong outcome.",
     ),
+    "handshake-never-times-out": (
+        "LIV-018",
+        "A Hello that is never answered is resent for ever: the record of a peer whose incarnation "
+        "is not known is never marked dead, so the messages queued for it and the requests they "
+        "carry wait for ever.",
+    ),
 }
 
 
@@ -714,6 +720,10 @@ def _freed_is_unknown(iut: Iut) -> None:
     core._on_ObjectStatus = patched  # type: ignore[method-assign]
 
 
+def _handshake_never_times_out(iut: Iut) -> None:
+    iut.node.core.config.handshake_timeout_ms = 1 << 40  # breaks LIV-018: no end to a handshake
+
+
 def _simultaneous_hello_waits(iut: Iut) -> None:
     core = iut.node.core
     on_hello = core._on_hello
@@ -1030,6 +1040,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "send-oversized": _send_oversized,
     "trace-put-without-creation": _trace_put_without_creation,
     "freed-is-unknown": _freed_is_unknown,
+    "handshake-never-times-out": _handshake_never_times_out,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
