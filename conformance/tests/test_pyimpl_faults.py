@@ -88,6 +88,7 @@ CATCHES = {
     "trace-put-without-creation": "trace/TRC-003-TRC-008-iut-trace-checks-clean",
     "freed-is-unknown": "borrowing/OBJ-017-CNF-018-owner-answers-become-get-outcomes",
     "handshake-never-times-out": "liveness/LIV-018-unanswered-handshake-fails-what-waited",
+    "splice-fetches": "fetch/FET-018-OBJ-013-no-splice-across-answers",
 }
 
 

@@ -342,6 +342,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "is not known is never marked dead, so the messages queued for it and the requests they "
         "carry wait for ever.",
     ),
+    "splice-fetches": (
+        "FET-018",
+        "A fetch whose only holder died keeps the bytes it had; when the owner's new answer names "
+        "another location, only the missing ranges are fetched from it, splicing two stored forms "
+        "that may differ byte for byte.",
+    ),
 }
 
 
@@ -724,6 +730,38 @@ def _handshake_never_times_out(iut: Iut) -> None:
     iut.node.core.config.handshake_timeout_ms = 1 << 40  # breaks LIV-018: no end to a handshake
 
 
+def _splice_fetches(iut: Iut) -> None:
+    from concurrent.futures import Future
+
+    from ..store import ObjectNotFound
+
+    fetcher = iut.node.fetcher
+    fail, fetch = fetcher._fail, fetcher.fetch
+    left: dict[str, Any] = {}
+
+    def patched_fail(f: Any, info: Any) -> None:
+        if f.total >= 0 and info.code == ErrorCode.OBJECT_LOST:
+            left[f.object_id] = f  # breaks FET-018: the partial copy is kept for the next answer
+            fetcher._done(f)
+            if not f.future.done():
+                f.future.set_exception(ObjectNotFound(f"{f.object_id}: {info.message}"))
+            return
+        fail(f, info)
+
+    def patched_fetch(object_id: str, locations: Any) -> Any:
+        f = left.pop(object_id, None)
+        others = [(p, a) for p, a in locations if p != iut.node.peer_id]
+        if f is None or object_id in fetcher._by_object or not others:
+            return fetch(object_id, locations)
+        f.locations, f.where, f.failures, f.future = others, 0, 0, Future()
+        fetcher._by_object[object_id] = f
+        fetcher._start(f)  # resumes the missing ranges only
+        return f.future
+
+    fetcher._fail = patched_fail  # type: ignore[method-assign]
+    fetcher.fetch = patched_fetch  # type: ignore[method-assign]
+
+
 def _simultaneous_hello_waits(iut: Iut) -> None:
     core = iut.node.core
     on_hello = core._on_hello
@@ -1041,6 +1079,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "trace-put-without-creation": _trace_put_without_creation,
     "freed-is-unknown": _freed_is_unknown,
     "handshake-never-times-out": _handshake_never_times_out,
+    "splice-fetches": _splice_fetches,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
