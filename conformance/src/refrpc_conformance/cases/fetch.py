@@ -23,7 +23,7 @@ from refrpc.core.messages import (
     TaskReply,
 )
 
-from .._build import by_ref, by_value, describe_return, make_bytes_value, portable, stored_form
+from .._build import by_ref, by_value, describe_return, make_bytes_value, portable, read_portable, read_stored_form, stored_form
 from .._case import case
 from .._context import IUT, CaseContext
 from .._wire import DEFAULT_FEATURES, Link, WirePeer
@@ -511,6 +511,48 @@ def chunks_fit_limit(ctx: CaseContext) -> None:
     ctx.check("FET-007", got == total, f"all {total} bytes in chunks that fit the limit",
               f"{got} bytes arrived in {len(chunks)} chunk(s)")
     check_chunks(ctx, [a.body for a in chunks], start=0, end=total, chunk_bytes=MIB, total=total, note="the whole stored form")
+
+
+#: The store limit the spilling case gives the IUT (REFRPC_IUT_STORE_LIMIT): 1 MiB.
+SPILL_LIMIT = MIB
+#: make_bytes results the case has the IUT keep: together well over the limit.
+SPILL_RESULTS = 4
+SPILL_SIZE = 400_000
+
+
+@case(
+    "fetch/OBJ-032-spilled-copy-still-served",
+    requirements=["OBJ-032", "OBJ-030", "FET-001", "OBJ-010"],
+    summary=(
+        "The IUT is started with a store limit of 1 MiB (REFRPC_IUT_STORE_LIMIT, conformance-hooks.md section 3) "
+        "and runs make_bytes(400,000) four times; it keeps every result (the suite holds them all), 1.6 MB of "
+        "stored forms in all, so it must spill some of them to stay within its limit (OBJ-030). The suite then "
+        "fetches every result, the oldest first: each must be served in full with the bytes make_bytes made, a "
+        "spilled copy like any other (OBJ-032). An IUT without store limits ignores the variable and passes by "
+        "serving every fetch."
+    ),
+    iut_env={"REFRPC_IUT_STORE_LIMIT": str(SPILL_LIMIT)},
+    timeout=90.0,
+)
+def spilled_copy_still_served(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    oids = [_stored_result(ctx, iut, peer, link, SPILL_SIZE) for _ in range(SPILL_RESULTS)]
+    expected = make_bytes_value(SPILL_SIZE)
+    for i, oid in enumerate(oids):
+        chunks = fetch_all(ctx, peer, link, oid, request_id=100 + i, chunk_bytes=256 * 1024, requirement="OBJ-032")
+        if chunks[-1].error is not None:
+            ctx.fail("OBJ-032", f"result {i + 1} of {SPILL_RESULTS} served", f"{chunks[-1].error.code.value}: {chunks[-1].error.message}")
+            continue
+        total = chunks[0].total_size
+        data = check_chunks(ctx, chunks, start=0, end=total, chunk_bytes=256 * 1024, total=total,
+                            note=f"result {i + 1} of {SPILL_RESULTS}")
+        try:
+            got = read_portable(read_stored_form(data))
+        except Exception as exc:  # noqa: BLE001 - a bad stored form is the finding
+            ctx.fail("OBJ-010", "a stored form that decodes as a portable Value", str(exc))
+            continue
+        ctx.check("OBJ-032", got == expected, f"result {i + 1}: the bytes make_bytes made",
+                  "equal" if got == expected else "different")
 
 
 #: The stored result the holder-limit case fetches: about 2,000 chunks of 1 KiB a request,

@@ -17,6 +17,7 @@ the lock turns into ``DropRef`` stimuli.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import os
 import secrets
@@ -68,12 +69,20 @@ class Node:
             transport bound at ``bind`` (e.g. a :class:`~refrpc.transport.MemoryTransport`,
             to run a real node without sockets); the node closes it.
         store: The object store instead of a :class:`SharedMemoryStore` in ``namespace``.
+        object_store_memory: The limit of the :class:`SharedMemoryStore` in bytes
+            (OBJ-030); None: no limit.
+        spill_dir: Where that store spills objects past its limit (OBJ-031); None:
+            it does not spill (a value that does not fit fails, OBJ-036).
         clock: Monotonic seconds (the core's Ticks and the loop's timers read it).
         cluster_key: The cluster's :class:`~refrpc.transport.ClusterKey`: every
             connection is authenticated with CURVE, and a message is accepted only
             from the PeerId whose member key its connection authenticated with
             (SEC-002, SEC-011, SEC-016); None: no authentication (a local
             cluster's ipc sockets, or a cluster started with authentication off).
+        insecure: Authentication is off on purpose (``--insecure``). Without a
+            cluster key, a node bound on tcp offers ``python-pickle`` only if this
+            is set (SEC-004, SEC-005): with it, anyone who reaches the port could
+            make the node unpickle their bytes.
     """
 
     def __init__(
@@ -90,6 +99,9 @@ class Node:
         store: ObjectStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         cluster_key: Any = None,
+        object_store_memory: int | None = None,
+        spill_dir: str | None = None,
+        insecure: bool = False,
     ) -> None:
         env_faults = faults_from_env(peer_id)  # REFRPC_FAULTS (a bad value raises before anything opens)
         self.peer_id = peer_id
@@ -97,6 +109,12 @@ class Node:
         # local cluster does, so that its supervisor can name the incarnation that died).
         self.incarnation = incarnation or (secrets.randbits(63) | 1)
         self.config = config or default_config()
+        if (cluster_key is None and transport is None and bind.startswith("tcp://") and not insecure
+                and "python-pickle" in self.config.features):
+            # SEC-004, SEC-005: on tcp, pickle only between authenticated members, or
+            # where whoever started the peer turned authentication off on purpose.
+            self.config = dataclasses.replace(
+                self.config, features=tuple(f for f in self.config.features if f != "python-pickle"))
         self.clock = clock
         #: Guards the core, the transport's sending side and everything below that
         #: the loop thread also touches. Reentrant: an instruction handler may feed
@@ -128,7 +146,8 @@ class Node:
         self.tracer: TraceRecorder | None = TraceRecorder(directory, peer_id, self.incarnation) if directory else None
         self.core.trace_events = self.tracer is not None
         self.ids = IdAllocator(peer_id, self.incarnation)
-        self.store: Any = store if store is not None else SharedMemoryStore(namespace, writer=peer_id)
+        self.store: Any = store if store is not None else SharedMemoryStore(
+            namespace, writer=peer_id, capacity=object_store_memory, spill_directory=spill_dir)
         self.on_instruction = on_instruction
         #: On the head of a multi-host cluster: registered workers (see _membership).
         self.members: dict[str, tuple[str, int, str, float]] = {}
@@ -309,6 +328,13 @@ class Node:
             if self._next_settlement is None:
                 self._next_settlement = Future()
             return ready, self._next_settlement
+
+    def store_free_bytes(self) -> int | None:
+        """Bytes this node's store can take without spilling anything: its limit less
+        what it holds in memory (memory it keeps for reuse counts as free); None
+        when the store has no limit. What placement by free memory reads."""
+        free = getattr(self.store, "free_bytes", None)
+        return free if free is None or isinstance(free, int) else None
 
     def fetch(self, object_id: str, locations: tuple) -> Future[int]:
         """Copy a stored value from another host into the local store (FET-001)."""
@@ -548,7 +574,7 @@ class Node:
             # (LOC-004) and must not outlive it until the cluster stops.
             from ..store import cleanup_writer
 
-            cleanup_writer(self.store.namespace, ins.peer)
+            cleanup_writer(self.store.namespace, ins.peer, spill_directory=getattr(self.store, "spill_directory", None))
             self.fetcher.peer_died(ins.peer)
             if self.on_instruction is not None:
                 self.on_instruction(ins)
