@@ -147,14 +147,18 @@ def _start(args: argparse.Namespace) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from .runtime import LocalCluster
     from .runtime._executor import working_node
-    from .runtime._membership import HEAD
+    from .runtime import _membership
+    from .runtime._membership import HEAD, address_towards
 
+    if not args.node_ip:
+        args.node_ip = "127.0.0.1" if args.head else address_towards(args.address)
     n = args.num_workers or os.cpu_count() or 1
     prefix = f"{socket.gethostname()}-{os.getpid()}-w"
     key, key_path = _key(args)
     if args.head:
-        node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", held=True,
-                                      trace_dir=args.trace_dir, cluster_key=key)
+        node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", None,
+                                      _membership.noticed, held=True, trace_dir=args.trace_dir, cluster_key=key)
+        _membership.PUSHER.start(node)  # pushes each change of the registry (CLU-010)
         api._ctx.node, api._ctx.executor = node, executor  # membership tasks run here
         api._ctx.head = HEAD  # and actor names are kept here
         executor.open()
@@ -298,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--address", help="the head to join, e.g. tcp://10.0.0.1:7001")
     start.add_argument("--port", type=int, default=0, help="the head's port (0: any free port)")
     start.add_argument("--num-workers", type=int, default=0, help="worker processes (default: one per core)")
-    start.add_argument("--node-ip", default="127.0.0.1", help="this host's address as other hosts reach it")
+    start.add_argument("--node-ip", default=None,
+                       help="this host's address as other hosts reach it (default: a head listens on 127.0.0.1; "
+                            "a joining host uses its address on the route to the head)")
     start.add_argument("--resources", type=_resources, default={},
                        help='what this host offers besides CPUs, as JSON, e.g. \'{"gpu": 1}\' (shared among its workers)')
     start.add_argument("--trace-dir", default=None,

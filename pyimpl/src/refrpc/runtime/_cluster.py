@@ -30,6 +30,8 @@ log = logging.getLogger("refrpc.cluster")
 QUICK_EXIT_S = 10.0
 #: ...and after this many quick exits in a row it is not started again.
 MAX_QUICK_EXITS = 5
+#: A worker's exit status when the cluster declared it dead (LIV-005, CLU-009).
+FENCED_EXIT = 75
 
 
 @dataclass(frozen=True)
@@ -410,6 +412,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     if cluster_key is None and args.bind.startswith("tcp://") and not args.insecure:
         ap.error(f"a worker listening on tcp needs the cluster key: set {KEY_FILE_ENV} (or pass --insecure)")
     done = threading.Event()
+    fenced = threading.Event()
     if args.lifeline >= 0:
         _watch_lifeline(args.lifeline, done)
 
@@ -417,6 +420,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         if isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
             done.set()  # the head is gone: a local cluster's workers go with it
         elif isinstance(ins, ev.FailStop):
+            fenced.set()  # declared dead by the cluster (LIV-005): a new incarnation must replace this one
             done.set()
 
     from ._node import default_config
@@ -456,25 +460,27 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.stats:
         with open(args.stats, "w") as f:
             json.dump(node.stats, f)
-    return 0
+    # Status 0: this worker left with its head (or was asked to); FENCED_EXIT: the
+    # cluster declared it dead (a partition outlasted the detection timeout), and
+    # the supervisor starts a new incarnation that registers again (CLU-009).
+    return FENCED_EXIT if fenced.is_set() else 0
 
 
 
 def _register(node: Node, head: str, peer: str, resources: dict[str, float]) -> None:
-    """Join a multi-host cluster: register with ``head``, add the other members as
-    places to run tasks, and open a session with every driver, so that a driver that
-    used an earlier incarnation of this worker learns of this one (HS-006)."""
+    """Join a multi-host cluster: register with ``head`` and apply the view it
+    returns (every member becomes a place to run tasks, CLU-003); later changes
+    come pushed by the head (CLU-010). Open a session with every driver, so that
+    a driver that used an earlier incarnation of this worker learns of this one
+    (HS-006)."""
     import socket
 
+    from ._membership import apply_view
     from ._refs import call_on
 
-    from ._membership import _adds
-
-    members = call_on(node, head, "refrpc.runtime._membership:register", peer, node.address, 1, socket.gethostname(),
-                      os.getpid(), resources, timeout=60)
-    others = _adds(members, own=peer)
-    if others:
-        node.handle_soon(*others).result()
+    view = call_on(node, head, "refrpc.runtime._membership:register", peer, node.address, 1, socket.gethostname(),
+                   os.getpid(), resources, node.incarnation, timeout=60)
+    apply_view(node, view)
     drivers = call_on(node, head, "refrpc.runtime._membership:drivers", timeout=60)
     if drivers:
         node.handle_soon(*[lambda sid, p=p, a=a: ev.Connect(sid, p, a) for p, a in drivers]).result()

@@ -307,6 +307,22 @@ def arg_specs(node: Node, args: Any) -> tuple[list[ev.ArgSpec], list[Ref[Any]]]:
     return specs, keep
 
 
+def submit_to(node: Node, peer: str, function: str, *args: Any) -> Ref[Any]:
+    """Run a registered function on one named peer without waiting: the ref of its
+    result. It takes no CPU slot there (``num_cpus=0``), so it never waits behind
+    the peer's tasks (runtime use: the head's membership pushes)."""
+    specs, keep = arg_specs(node, args)
+
+    def submit() -> str:
+        task_id, rids = node.new_task_ids(1)
+        node.handle(ev.Submit(node.sid(), task_id, function, tuple(specs), rids, 0, False, "", peer, num_cpus=0.0))
+        return rids[0]
+
+    ref: Ref[Any] = Ref(node, node.call(submit).result(), counted=True)
+    del keep
+    return ref
+
+
 def call_on(node: Node, peer: str, function: str, *args: Any, timeout: float = 30.0) -> Any:
     """Run a registered function on one named peer and return its value (runtime use:
     joining a cluster, registering with the head, status and tracing tools)."""
