@@ -139,9 +139,9 @@ def _op(cmd: dict[str, Any], state: dict[str, Any]) -> Any:
                     "fenced": sorted({p for p, _ in node.core.fenced}),
                     "dead": sorted(p for p, r in node.core.remotes.items() if r.state == "dead")}
     if op == "actors":
-        # Every actor any worker hosts, as the workers answer (INT-006).
+        # Every actor a live worker hosts and has not stopped, as the workers answer (INT-006).
         return sorted(a["id"] for r in refrpc.nodes(timeout=timeout) if r["role"] == "worker" and r["alive"]
-                      for a in r["actors"] or [])
+                      for a in r["actors"] or [] if a["state"] != "dead")
     if op == "sleep":
         time.sleep(float(cmd.get("s", 0)))
         return True
