@@ -9,6 +9,7 @@ no process holds a ref to it and no pending task needs it.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
 import re
 import time
@@ -161,7 +162,8 @@ def _join(address: str, node_ip: str | None, connect_timeout: float, trace_dir: 
         from .runtime._membership import address_towards
 
         node_ip = address_towards(address) if address.startswith("tcp://") else "127.0.0.1"
-    node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", _config(), trace_dir=trace_dir,
+    config = dataclasses.replace(_config(), unannounced=(HEAD,))  # every member detects the head's death itself (LIV-030)
+    node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", config, trace_dir=trace_dir,
                                   cluster_key=cluster_key)
     context.node, context.driver_executor, context.head = node, executor, HEAD
     try:

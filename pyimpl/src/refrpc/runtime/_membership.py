@@ -61,6 +61,10 @@ DEAD: dict[tuple[str, int], str] = {}
 DEAD_KEPT = 1024
 
 
+#: How long the head waits for the answers to one push before it lets the next go.
+PUSH_WAIT_S = 2.0
+
+
 class _Pusher:
     """On the head: pushes the view to every live member after each change (CLU-010).
 
@@ -99,12 +103,27 @@ class _Pusher:
     def _push(self, node: Any) -> None:
         from ._refs import submit_to
 
+        from ..errors import GetTimeoutError
+        from ._refs import value_of
+
         view = _view(node)
         targets = [row[0] for row in view["members"]] + [p for p, _a in drivers()]
         for peer in targets:
             if peer != node.peer_id:
                 self.inflight[peer] = submit_to(node, peer, "refrpc.runtime._membership:learn", view)
         self.pushes += 1
+        # Let go of each answered push (its result is nothing to keep); one not answered
+        # within PUSH_WAIT_S stays in flight until the next push replaces it.
+        deadline = time.monotonic() + PUSH_WAIT_S
+        for peer, ref in list(self.inflight.items()):
+            try:
+                value_of(node, ref, deadline)
+            except GetTimeoutError:
+                continue
+            except Exception:  # noqa: S110 - a failed push is settled too: the next view goes again
+                pass
+            if self.inflight.get(peer) is ref:
+                del self.inflight[peer]
 
 
 PUSHER = _Pusher()

@@ -16,11 +16,11 @@ import concurrent.futures
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from ..core import events as ev
 from ..core.messages import ErrorCode, RefDescriptor, Value
-from ..errors import GetTimeoutError, RefRPCError, raise_for
+from ..errors import GetTimeoutError, OwnerDiedError, RefRPCError, raise_for
 from ..serialization import deserialize, serialize
 from ..store import ObjectNotFound
 
@@ -252,6 +252,16 @@ def wait_for(fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
     return fut.result(timeout)
 
 
+def _stopped(node: Node) -> NoReturn:
+    """A get on a node that stopped meanwhile: a typed error. Declared dead by the
+    cluster (LIV-005), this process is an owner that died for everyone else: its
+    objects failed with it (FATE-001)."""
+    if node.failure:
+        raise OwnerDiedError(f"this process ({node.peer_id}) stopped: {node.failure.strip().splitlines()[-1]}",
+                             ErrorCode.UNRECOGNIZED)
+    raise RefRPCError(f"this process ({node.peer_id}) left the cluster (refrpc.shutdown)", ErrorCode.UNRECOGNIZED)
+
+
 def value_of(node: Node, ref: Ref[Any], deadline: float | None) -> Any:
     """The value of ``ref``, waiting until ``deadline`` (monotonic seconds) at most."""
     delay = 0.05
@@ -264,6 +274,10 @@ def value_of(node: Node, ref: Ref[Any], deadline: float | None) -> Any:
             res: ev.GetResult = wait_for(node.get_result(ref.id, in_task()), timeout)
         except concurrent.futures.TimeoutError:
             raise GetTimeoutError(f"{ref.id} was not ready within the timeout", ErrorCode.UNRECOGNIZED) from None
+        except RuntimeError:
+            if not node.stopped.is_set():
+                raise
+            _stopped(node)
         if res.error is not None:
             raise_for(res.error, _exception_of(res.value))
         value = res.value

@@ -142,10 +142,79 @@ def _op(cmd: dict[str, Any], state: dict[str, Any]) -> Any:
         # Every actor a live worker hosts and has not stopped, as the workers answer (INT-006).
         return sorted(a["id"] for r in refrpc.nodes(timeout=timeout) if r["role"] == "worker" and r["alive"]
                       for a in r["actors"] or [] if a["state"] != "dead")
+    if op == "mix":
+        return _mix(cmd, timeout)
+    if op == "tables":
+        # Objects each live driver and worker owns or borrows, as they answer (INT-006);
+        # the head's are its own bookkeeping. This command's own calls hold none after.
+        import gc
+
+        gc.collect()
+        rows = refrpc.nodes(timeout=timeout)
+        me = refrpc.api._node().peer_id
+        return {r["id"]: r["objects"] for r in rows if r["alive"] and r["role"] != "head" and r["id"] != me
+                and r["objects"] and any(r["objects"].values())} | _own_objects()
+    if op == "debug_tables":
+        node = refrpc.api._node()
+        with node.lock:
+            return {o: [e.state, e.local_refs, sorted(e.borrowers), getattr(e, "submitted_task_refs", None)] for o, e in node.core.owned.items()}
     if op == "sleep":
         time.sleep(float(cmd.get("s", 0)))
         return True
     raise ValueError(f"unknown op {op!r}")
+
+
+def _own_objects() -> dict[str, Any]:
+    node = refrpc.api._node()
+    with node.lock:
+        owned = [o for o, e in node.core.owned.items() if e.state != "freed"]
+        borrowed = list(node.core.borrowed)
+    return {"this driver": {"owned": len(owned), "borrowed": len(borrowed)}} if owned or borrowed else {}
+
+
+def _mix(cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Plain tasks, values made on one host and read on others, nested tasks: all
+    submitted at once; each ends with its right value or a typed error."""
+    import zlib
+
+    hosts = set(cmd.get("hosts", ["h1", "h2", "h3"]))
+    delay = float(cmd.get("delay", 0.1))
+    items: list[tuple[str, Any, Any]] = []
+    for _ in range(int(cmd.get("where", 4))):
+        items.append(("where", where.remote(delay), lambda v: v in hosts))
+    for i, size in enumerate(cmd.get("data", [])):
+        expect = zlib.crc32(_bytes(size, i))
+        items.append(("data", checksum.remote(make_bytes.remote(size, i)), lambda v, e=expect: v == e))
+    for _ in range(int(cmd.get("nested", 1))):
+        items.append(("nested", where_nested.remote(2, delay), lambda v: isinstance(v, list) and set(v) <= hosts))
+    end = time.monotonic() + timeout
+    out, problems = [], []
+    for kind, ref, right in items:
+        try:
+            value = refrpc.get(ref, timeout=max(0.1, end - time.monotonic()))
+        except refrpc.GetTimeoutError as exc:
+            out.append([kind, "timeout", str(exc)[:200]])
+            problems.append(f"{kind}: no answer within {timeout:g} s (a hang): {exc}")
+            continue
+        except refrpc.TaskError as exc:
+            cause = exc.cause
+            out.append([kind, "error", f"TaskError({type(cause).__name__}): {str(exc)[:200]}"])
+            if cause is not None and not isinstance(cause, refrpc.RefRPCError):
+                problems.append(f"{kind}: the task failed with an untyped error: {type(cause).__name__}: {cause}")
+            continue
+        except refrpc.RefRPCError as exc:
+            out.append([kind, "error", f"{type(exc).__name__}: {str(exc)[:200]}"])
+            continue
+        except Exception as exc:  # not a typed error: a problem
+            out.append([kind, "untyped", f"{type(exc).__name__}: {exc}"])
+            problems.append(f"{kind}: untyped error {type(exc).__name__}: {exc}")
+            continue
+        ok = right(value)
+        out.append([kind, "ok" if ok else "WRONG", value if kind != "data" else ok])
+        if not ok:
+            problems.append(f"{kind}: wrong value {value!r}")
+    items.clear()
+    return {"items": out, "problems": problems}
 
 
 def _actor_id(handle: Any) -> str:
@@ -195,6 +264,7 @@ class Agent:
         self.proc = proc
         self.host = host
         self.stderr: list[str] = []
+        self._last = ""
         threading.Thread(target=self._drain, daemon=True).start()
         line = proc.stdout.readline() if proc.stdout else ""
         if not line.startswith("{"):
@@ -211,22 +281,31 @@ class Agent:
     def __call__(self, op: str, *, bound: float = 120, **kw: Any) -> Any:
         """Run one command; its result, or RuntimeError with the agent's error. A
         command not answered within ``bound`` seconds is a hang: AssertionError."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.send(op, **kw)
+        answer = self.receive(bound)
+        if not answer["ok"]:
+            raise RuntimeError(f"driver on {self.host}: {answer['error']}")
+        return answer["result"]
+
+    def send(self, op: str, **kw: Any) -> None:
+        """Send one command without waiting (see :meth:`receive`)."""
+        assert self.proc.stdin is not None
+        self._last = f"{op} {kw}"
         self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
         self.proc.stdin.flush()
+
+    def receive(self, bound: float = 120) -> dict[str, Any]:
+        """The answer to the command sent last (``ok``, ``result`` or ``error``)."""
         box: list[str] = []
         t = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
         t.start()
         t.join(bound)
         if not box:
-            raise AssertionError(f"driver on {self.host}: {op} {kw} not answered within {bound:g} s (a hang)\n"
+            raise AssertionError(f"driver on {self.host}: {self._last} not answered within {bound:g} s (a hang)\n"
                                  + "".join(self.stderr[-40:]))
         if not box[0]:
             raise RuntimeError(f"driver on {self.host} exited ({self.proc.poll()}):\n" + "".join(self.stderr[-40:]))
-        answer = json.loads(box[0])
-        if not answer["ok"]:
-            raise RuntimeError(f"driver on {self.host}: {answer['error']}")
-        return answer["result"]
+        return json.loads(box[0])
 
     def close(self, timeout: float = 20) -> int | None:
         if self.proc.poll() is None and self.proc.stdin is not None:
@@ -247,8 +326,9 @@ class Agent:
 class BedCluster:
     """A RefRPC cluster on a bed: one key file, a head, workers, driver agents."""
 
-    def __init__(self, bed: HostBed) -> None:
+    def __init__(self, bed: HostBed, env: dict[str, str] | None = None) -> None:
         self.bed = bed
+        self.extra_env = dict(env or {})
         self.key_file = os.path.join(bed.directory, "cluster.key")
         self.address = ""
         self.head: subprocess.Popen[str] | None = None
@@ -257,7 +337,7 @@ class BedCluster:
         self.logs: dict[str, list[str]] = {}
 
     def _env(self) -> dict[str, str]:
-        return {"REFRPC_KEY_FILE": self.key_file}
+        return {"REFRPC_KEY_FILE": self.key_file, **self.extra_env}
 
     def _collect(self, name: str, proc: subprocess.Popen[str]) -> None:
         log = self.logs.setdefault(name, [])
@@ -347,4 +427,8 @@ class BedCluster:
 
 
 if __name__ == "__main__":
-    raise SystemExit(agent_main())
+    # Through the module's own name, so that its functions travel by name (every
+    # host imports them) and not by value as a script's would.
+    from refrpc.testing import hostjobs
+
+    raise SystemExit(hostjobs.agent_main())

@@ -198,6 +198,8 @@ class HostBed:
         self.hosts = [Host(f"h{k}", k, f"{self.name}-h{k}", f"{SUBNET}.{k}", f"p{k}",
                            os.path.join(self.directory, f"h{k}")) for k in range(1, hosts + 1)]
         self._cuts: set[tuple[str, str]] = set()
+        #: Processes of lost hosts (kept to check that none outlives the bed).
+        self.retired: list[subprocess.Popen] = []
         self._closed = False
         with _LIVE_LOCK:
             _LIVE.add(self)
@@ -231,16 +233,19 @@ class HostBed:
             _sh(["ip", "-n", h.netns, "addr", "add", f"{h.address}/24", "dev", "eth0"])
             _sh(["ip", "-n", h.netns, "link", "set", "eth0", "up"])
             _sh(["ip", "-n", h.netns, "link", "set", "lo", "up"])
-            # The host's own mounts and hostname live as long as this process does.
-            h.anchor = subprocess.Popen(
-                ["ip", "netns", "exec", h.netns, "unshare", "--mount", "--uts", "--propagation", "private",
-                 "sh", "-c", f'mount -t tmpfs -o size={self.shm_size},mode=1777 tmpfs /dev/shm && '
-                             f'hostname {h.name} && echo ready && exec sleep infinity'],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
-            line = h.anchor.stdout.readline() if h.anchor.stdout else ""
-            if line.strip() != "ready":
-                raise BedError(f"host {h.name} did not start: {line}{h.anchor.stdout.read() if h.anchor.stdout else ''}")
-        # The anchors are `sh` exec'd into `sleep`: the process to enter is the sleep itself.
+            self._start_anchor(h)
+
+    def _start_anchor(self, h: Host) -> None:
+        """The process that holds host ``h``'s mount and UTS namespaces (its private
+        /dev/shm and hostname); every process of the host enters them (see spawn)."""
+        h.anchor = subprocess.Popen(
+            ["ip", "netns", "exec", h.netns, "unshare", "--mount", "--uts", "--propagation", "private",
+             "sh", "-c", f'mount -t tmpfs -o size={self.shm_size},mode=1777 tmpfs /dev/shm && '
+                         f'hostname {h.name} && echo ready && exec sleep infinity'],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        line = h.anchor.stdout.readline() if h.anchor.stdout else ""
+        if line.strip() != "ready":
+            raise BedError(f"host {h.name} did not start: {line}{h.anchor.stdout.read() if h.anchor.stdout else ''}")
 
     def host(self, which: str | int | Host) -> Host:
         if isinstance(which, Host):
@@ -365,6 +370,18 @@ class HostBed:
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 pass
+        self.retired.extend(h.processes + ([h.anchor] if h.anchor else []))
+
+    def revive(self, which: str | int) -> None:
+        """A lost host comes back as a new machine at the same address: on the network
+        again, with an empty /dev/shm and no process."""
+        h = self.host(which)
+        if not h.lost:
+            return
+        self._start_anchor(h)
+        h.processes = []
+        h.lost = False
+        self.rejoin(h.name)
 
     def can_reach(self, a: str | int, b: str | int, port: int, timeout: float = 1.0) -> bool:
         """Whether a TCP connection from host ``a`` to ``b``:``port`` opens (for tests of the bed)."""
@@ -379,11 +396,13 @@ class HostBed:
     def leftovers(self) -> list[str]:
         """What of this bed still exists (namespaces, processes, its directory): [] once closed."""
         found = [f"namespace {ns}" for ns in _namespaces() if ns == self.switch or ns.startswith(self.name + "-")]
-        found += [f"process {p.pid}" for h in self.hosts for p in h.processes + ([h.anchor] if h.anchor else [])
-                  if p.poll() is None]
+        found += [f"process {p.pid}" for p in self._processes() if p.poll() is None]
         if os.path.exists(self.directory):
             found.append(f"directory {self.directory}")
         return found
+
+    def _processes(self) -> list[subprocess.Popen]:
+        return self.retired + [p for h in self.hosts for p in h.processes + ([h.anchor] if h.anchor else [])]
 
     def close(self) -> None:
         """Kill every process of the bed and remove its namespaces and directory (idempotent)."""
@@ -393,14 +412,14 @@ class HostBed:
         for h in self.hosts:
             if h.netns in _namespaces():
                 _kill_namespace(h.netns)
-            for p in h.processes + ([h.anchor] if h.anchor else []):
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    pass
-                for stream in (p.stdout, p.stderr):
-                    if stream is not None:
-                        stream.close()
+        for p in self._processes():
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            for stream in (p.stdout, p.stderr):
+                if stream is not None:
+                    stream.close()
         for ns in [h.netns for h in self.hosts] + [self.switch]:
             _sh(["ip", "netns", "del", ns], check=False)
         shutil.rmtree(self.directory, ignore_errors=True)
