@@ -1,7 +1,7 @@
 """The ``refrpc`` command line: start peers on several hosts, look at a running cluster.
 
     refrpc start --head [--port P] [--key-file F] [--num-workers N] [--node-ip IP] [--resources JSON] [--trace-dir DIR]
-    refrpc start --address tcp://HEAD:P --key-file F [--num-workers N] [--node-ip IP] [--resources JSON] [--trace-dir DIR]
+    refrpc start --address tcp://HEAD:P --key-file F [--num-workers N] [--node-ip IP] [--resources JSON] [--rejoin-timeout S] [--trace-dir DIR]
     refrpc status [--address tcp://HEAD:P --key-file F]
     refrpc memory [--address tcp://HEAD:P --key-file F]
     refrpc stop [--force] [--timeout S]
@@ -188,7 +188,8 @@ def _start(args: argparse.Namespace) -> int:
     cluster = LocalCluster.start(n, args.address, 0, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
                                  trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure,
                                  resources=args.resources)
-    cluster.watch(None)  # restarts a worker that dies; they all leave when the head does
+    cluster.rejoin_s = args.rejoin_timeout
+    cluster.watch(None)  # restarts a worker that dies; they all leave when the head does (CLU-022)
     record = _record("workers", args.address)
     print(f"started {n} workers joining {args.address}", flush=True)
     try:
@@ -307,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                             "a joining host uses its address on the route to the head)")
     start.add_argument("--resources", type=_resources, default={},
                        help='what this host offers besides CPUs, as JSON, e.g. \'{"gpu": 1}\' (shared among its workers)')
+    start.add_argument("--rejoin-timeout", type=float, default=60.0,
+                       help="with --address: how long workers that lost the head (a crash, a partition) keep "
+                            "trying to join it again before they give up, in seconds (default 60)")
     start.add_argument("--trace-dir", default=None,
                        help="record every process's trace in this directory (default: $REFRPC_TRACE_DIR, else none)")
     start.add_argument("--key-file", default=None,

@@ -102,6 +102,8 @@ class LocalCluster:
     _gone: set[str] = field(default_factory=set, repr=False)
     _handled: set[int] = field(default_factory=set, repr=False)
     _exit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: How long workers that lost their head try to join it again (see _rejoining).
+    rejoin_s: float = REJOIN_S
     #: When each worker first failed to reach its head, in a row (see _rejoining).
     _unreachable_since: dict[str, float] = field(default_factory=dict, repr=False)
 
@@ -273,13 +275,13 @@ class LocalCluster:
     def _rejoining(self, name: str, code: int | None) -> bool:
         """Whether a worker of ``refrpc start --address`` that exited with ``code``
         tries again to join its head: one that could not reach it does so until
-        :data:`REJOIN_S` have passed since its first such exit in a row (CLU-022)."""
+        :attr:`rejoin_s` have passed since its first such exit in a row (CLU-022)."""
         now = time.monotonic()
         if code != UNREACHABLE_EXIT:
             self._unreachable_since.pop(name, None)
             return True
         since = self._unreachable_since.setdefault(name, now)
-        if now - since < REJOIN_S:
+        if now - since < self.rejoin_s:
             return True
         log.warning("worker %s could not join its head for %.0f s: not started again", name, now - since)
         return False

@@ -371,9 +371,11 @@ class BedCluster:
         self._collect("head", self.head)
         return self.address
 
-    def join(self, host: str | int, workers: int = 1, resources: dict[str, float] | None = None) -> subprocess.Popen[str]:
+    def join(self, host: str | int, workers: int = 1, resources: dict[str, float] | None = None,
+             rejoin_timeout: float | None = None) -> subprocess.Popen[str]:
         h = self.bed.host(host)
         argv = [sys.executable, "-m", "refrpc.cli", "start", "--address", self.address, "--num-workers", str(workers)]
+        argv += ["--rejoin-timeout", str(rejoin_timeout)] if rejoin_timeout is not None else []
         argv += ["--resources", json.dumps(resources)] if resources else []
         proc = self.bed.spawn(h.name, argv, self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.joined[h.name] = proc
