@@ -53,7 +53,7 @@ def test_a_worker_that_joins_later_is_used_by_earlier_workers_and_drivers(cluste
     cluster.join(4, 1, {"h4": 1})
     cluster.wait_workers({"h1": 1, "h2": 1, "h4": 1})
     assert wait_until(lambda: any(w.startswith("h4-") for w in d("view")["workers"]), 30)
-    assert d("view")["version"] > before  # CLU-006
+    assert d("view")["version"] > before  # CLU-008
     assert d("where", n=2, resources={"h4": 1}, timeout=30) == {"values": ["h4", "h4"], "errors": []}
     for outer in ("h1", "h2"):
         out = d("nested", n=1, k=2, outer={outer: 1}, resources={"h4": 1}, timeout=30)
@@ -98,7 +98,7 @@ def test_a_lost_host_is_fenced_by_every_member_also_without_a_session(cluster):
 
 def test_the_head_s_death_ends_the_cluster_with_typed_errors(cluster):
     # The head's host is lost: the workers that joined it leave, try to join it again
-    # (here: once) and give up (CLU-022); a driver's calls end with typed errors, never a hang.
+    # (here: once) and give up (CLU-016); a driver's calls end with typed errors, never a hang.
     d = cluster.first
     cluster.bed.lose(1)
     out = d("where", n=3, timeout=30, bound=90)  # h2's worker may still run them, or be gone

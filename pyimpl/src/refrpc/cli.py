@@ -189,7 +189,7 @@ def _start(args: argparse.Namespace) -> int:
                                  trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure,
                                  resources=args.resources)
     cluster.rejoin_s = args.rejoin_timeout
-    cluster.watch(None)  # restarts a worker that dies; they all leave when the head does (CLU-022)
+    cluster.watch(None)  # restarts a worker that dies; they all leave when the head does (CLU-016)
     record = _record("workers", args.address)
     print(f"started {n} workers joining {args.address}", flush=True)
     try:

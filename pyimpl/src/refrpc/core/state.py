@@ -79,7 +79,7 @@ class Config:
     #: Functions whose speed a submitter remembers (the oldest is forgotten first).
     speed_keys: int = 4096
     #: Peers whose death this peer never announces with PeerDeadNotice (LIV-030): a
-    #: multi-host cluster's head, whose death every member detects itself (CLU-021).
+    #: multi-host cluster's head, whose death every member detects itself (CLU-015).
     unannounced: tuple[str, ...] = ()
 
     @property

@@ -30,14 +30,14 @@ log = logging.getLogger("refrpc.cluster")
 QUICK_EXIT_S = 10.0
 #: ...and after this many quick exits in a row it is not started again.
 MAX_QUICK_EXITS = 5
-#: A worker's exit status when the cluster declared it dead (LIV-005, CLU-009)...
+#: A worker's exit status when the cluster declared it dead (LIV-005, CLU-014)...
 FENCED_EXIT = 75
-#: ...when it lost its head without a Goodbye (a crash, or a partition: CLU-022)...
+#: ...when it lost its head without a Goodbye (a crash, or a partition: CLU-016)...
 HEAD_LOST_EXIT = 76
-#: ...and when it could not register with its head (CLU-022).
+#: ...and when it could not register with its head (CLU-016).
 UNREACHABLE_EXIT = 77
 #: How long the workers of ``refrpc start --address`` try to join their head again
-#: after losing it, before they give up (CLU-022).
+#: after losing it, before they give up (CLU-016).
 REJOIN_S = 60.0
 
 
@@ -275,7 +275,7 @@ class LocalCluster:
     def _rejoining(self, name: str, code: int | None) -> bool:
         """Whether a worker of ``refrpc start --address`` that exited with ``code``
         tries again to join its head: one that could not reach it does so until
-        :attr:`rejoin_s` have passed since its first such exit in a row (CLU-022)."""
+        :attr:`rejoin_s` have passed since its first such exit in a row (CLU-016)."""
         now = time.monotonic()
         if code != UNREACHABLE_EXIT:
             self._unreachable_since.pop(name, None)
@@ -450,7 +450,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         if isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
             # The head is gone: a local cluster's workers go with it. A worker of a
             # multi-host cluster that lost its head without a Goodbye (a crash, or a
-            # partition) leaves too, as a new incarnation may join it again (CLU-022).
+            # partition) leaves too, as a new incarnation may join it again (CLU-016).
             if args.register and ins.source != "goodbye":
                 head_lost.set()
             done.set()
@@ -482,7 +482,7 @@ def worker_main(argv: list[str] | None = None) -> int:
             _register(node, args.head_name, args.peer, offered.get(args.peer, {}))
         except Exception as exc:
             if not done.is_set() or head_lost.is_set():
-                # The head did not answer: leave, and let the supervisor decide (CLU-022).
+                # The head did not answer: leave, and let the supervisor decide (CLU-016).
                 print(f"refrpc: worker {args.peer} could not register with its head at {args.head}: {exc}",
                       file=sys.stderr, flush=True)
                 unreachable = True
@@ -505,7 +505,7 @@ def worker_main(argv: list[str] | None = None) -> int:
             json.dump(node.stats, f)
     # Status 0: this worker left with its head (or was asked to); FENCED_EXIT: the
     # cluster declared it dead (a partition outlasted the detection timeout), and
-    # the supervisor starts a new incarnation that registers again (CLU-009).
+    # the supervisor starts a new incarnation that registers again (CLU-014).
     if fenced.is_set():
         return FENCED_EXIT
     if unreachable:
@@ -516,7 +516,7 @@ def worker_main(argv: list[str] | None = None) -> int:
 
 def _register(node: Node, head: str, peer: str, resources: dict[str, float]) -> None:
     """Join a multi-host cluster: register with ``head`` and apply the view it
-    returns (every member becomes a place to run tasks, CLU-003); later changes
+    returns (every member becomes a place to run tasks, CLU-005); later changes
     come pushed by the head (CLU-010). Open a session with every driver, so that
     a driver that used an earlier incarnation of this worker learns of this one
     (HS-006)."""

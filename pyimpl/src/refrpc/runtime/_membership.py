@@ -54,8 +54,8 @@ RESOURCES: dict[str, dict[str, float]] = {}
 #: On the head: each member's incarnation as it registered (ID-002).
 INCARNATIONS: dict[str, int] = {}
 
-#: On the head: the view's version, raised by every change (CLU-006), and the
-#: incarnations known to have died or left, newest last (CLU-007), at most DEAD_KEPT.
+#: On the head: the view's version, raised by every change (CLU-008), and the
+#: incarnations known to have died or left, newest last (CLU-008), at most DEAD_KEPT.
 VERSION = [0]
 DEAD: dict[tuple[str, int], str] = {}
 DEAD_KEPT = 1024
@@ -131,7 +131,7 @@ PUSHER = _Pusher()
 
 def noticed(ins: Any) -> None:
     """On the head (holding its node's lock): a member incarnation was declared dead;
-    drop it from the registry and push the change (CLU-007). Never blocks."""
+    drop it from the registry and push the change (CLU-008). Never blocks."""
     if not isinstance(ins, ev.PeerDeclaredDead):
         return
     node = PUSHER.node
@@ -151,13 +151,13 @@ def _died(peer: str, incarnation: int, reason: str) -> None:
 
 
 def _changed() -> None:
-    """A new version of the view, to be pushed (CLU-006)."""
+    """A new version of the view, to be pushed (CLU-008)."""
     VERSION[0] += 1
     PUSHER.changed.set()
 
 
 def _view(node: Any) -> dict[str, Any]:
-    """The registry as members get it (CLU-005)."""
+    """The registry as members get it (CLU-008)."""
     rows = members()
     return {"version": VERSION[0], "members": rows,
             "incarnations": {p: INCARNATIONS.get(p, 0) for p, *_ in rows},
@@ -193,7 +193,7 @@ def _adds(rows: list[tuple[str, str, int, str, dict[str, float]]], own: str = ""
 def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
              resources: dict[str, float] | None = None, incarnation: int = 0) -> dict[str, Any]:
     """Run on the head: record a worker (its CPU slots, named resources and
-    incarnation), push the change to every member, and return the view (CLU-003)."""
+    incarnation), push the change to every member, and return the view (CLU-005)."""
     node = _head_node()
     PUSHER.start(node)
     earlier = INCARNATIONS.get(peer, 0)
@@ -203,7 +203,7 @@ def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
         RESOURCES[peer] = dict(resources or {})
         INCARNATIONS[peer] = incarnation
     if earlier and earlier != incarnation:
-        # A new incarnation replaces the old one (a restarted worker): that one is gone (CLU-008).
+        # A new incarnation replaces the old one (a restarted worker): that one is gone (CLU-007).
         node.handle_soon(lambda sid: ev.PeerFailed(sid, peer, earlier, "replaced by a new incarnation")).result()
         DEAD[(peer, earlier)] = "replaced by a new incarnation"
     node.handle_soon(*_adds([(peer, address, slots, host, RESOURCES[peer])])).result()
@@ -213,7 +213,7 @@ def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
 
 def register_driver(peer: str, address: str, host: str, pid: int = 0, incarnation: int = 0) -> dict[str, Any]:
     """Run on the head: record a driver (it runs no tasks, but `refrpc memory` shows
-    it, and it gets every later view: CLU-004); return the view."""
+    it, and it gets every later view: CLU-006); return the view."""
     node = _head_node()
     PUSHER.start(node)
     with node.lock:

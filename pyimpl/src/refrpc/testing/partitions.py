@@ -22,11 +22,13 @@ Each run checks (the run's *problems* otherwise):
    typed error (a :class:`refrpc.RefRPCError` other than a get timeout; a task
    error whose cause is one) -- never a hang, never a wrong value;
 2. after healing, the cluster works again: the head knows a worker on every
-   worker host and a driver's tasks succeed (for ``head``: after the cluster,
-   which ended with its head, was started again, CLU-021);
-3. nothing leaked: every live process reports no owned or borrowed object once
-   the driver dropped its refs, and each host's /dev/shm holds no segment of a
-   process that is gone.
+   worker host (workers cut off from the head came back as new incarnations,
+   CLU-014, CLU-016; a lost host came back as a new machine) and a driver's
+   tasks succeed (a driver that lost the head is replaced by a new one, as a
+   program would join again, CLU-017);
+3. nothing leaked: once the driver dropped its refs, every live driver and
+   worker reports no owned or borrowed object (INT-006), and no host's
+   /dev/shm holds a segment.
 
 A failed run prints a witness: the seed, the fault, what each step did and
 when, and the last lines each process logged; its traces (TRC-011) are kept.
@@ -177,7 +179,7 @@ class Jepsen:
                 self._step(f"the driver cannot go on: {exc}")
                 view = {"fenced": ["head"]}
             if "head" in view["fenced"]:
-                # A driver that lost its head has lost the cluster (CLU-023): the
+                # A driver that lost its head has lost the cluster (CLU-017): the
                 # program starts again with a new refrpc.init.
                 self._step("the driver lost the head: a new driver joins instead")
                 self.driver.close(5)
