@@ -103,8 +103,13 @@ def test_a_bed_leaves_nothing_behind_also_when_killed(tmp_path):
 def test_a_lost_host_has_no_process_left():
     with hosts.HostBed(2) as b:
         b.spawn(2, ["sleep", "600"])
+        b.run(2, ["sh", "-c", "touch /dev/shm/seg"], check=True)
         assert len(b.pids(2)) == 2  # the host's anchor and the sleep
         b.lose(2)
         assert b.pids(2) == []
         with pytest.raises(hosts.BedError):
             b.spawn(2, ["true"])
+        # It comes back as a new machine: same name and address, nothing of the old one.
+        b.revive(2)
+        assert b.run(2, ["sh", "-c", "hostname; ls /dev/shm"], check=True).stdout.split() == ["h2"]
+        assert len(b.pids(2)) == 1

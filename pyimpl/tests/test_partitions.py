@@ -2,7 +2,7 @@
 
 A bounded, seeded slice: one run of each kind of fault (a cut shorter and one
 longer than the detection timeout, a one-way cut, a host lost for good, the head
-cut off). Each run must end with right values or typed errors, no hang, a cluster
+cut off, a flapping link). Each run must end with right values or typed errors, no hang, a cluster
 that works again after healing, and nothing left in any table or /dev/shm.
 `make partitions RUNS=N` runs many more; a failure prints its witness and seed.
 """
@@ -29,8 +29,8 @@ def test_seeded_partition_runs_end_with_right_values_or_typed_errors_and_leave_n
 
 def test_a_seed_always_chooses_the_same_fault():
     assert str(partitions.nemesis_for(7)) == str(partitions.nemesis_for(7))
-    assert {partitions.nemesis_for(s).kind for s in range(5)} == set(partitions.KINDS)
-    short = [partitions.nemesis_for(s) for s in range(100) if partitions.nemesis_for(s).kind == "short"]
+    assert {partitions.nemesis_for(s).kind for s in range(len(partitions.KINDS))} == set(partitions.KINDS)
+    short = [partitions.nemesis_for(s) for s in range(100) if partitions.nemesis_for(s).kind in ("short", "flap")]
     assert all(n.duration_s < partitions.DETECTION_S for n in short)
     longer = [partitions.nemesis_for(s) for s in range(100) if partitions.nemesis_for(s).kind in ("long", "oneway", "head")]
     assert all(n.duration_s > partitions.DETECTION_S for n in longer)

@@ -14,6 +14,8 @@ head and a worker, h2 and h3 a worker each, h4 the driver. The kinds of fault:
 ``lose``    a worker host lost for good (every process killed, off the network);
             it comes back as a new machine after the run;
 ``head``    the head's host cut off from every other host, for longer than the
+            detection timeout;
+``flap``    a link cut and healed again and again, each cut shorter than the
             detection timeout.
 
 Each run checks (the run's *problems* otherwise):
@@ -52,7 +54,7 @@ from typing import Any
 from .hostjobs import BedCluster
 from .hosts import HostBed
 
-KINDS = ("short", "long", "oneway", "lose", "head")
+KINDS = ("short", "long", "oneway", "lose", "head", "flap")
 #: The detection timeout of the default settings (LIV-003): 6 x 250 ms.
 DETECTION_S = 1.5
 WORKER_HOSTS = ("h1", "h2", "h3")
@@ -70,11 +72,13 @@ class Nemesis:
     b: str = ""
     start_s: float = 0.0
     duration_s: float = 0.0
+    #: ``flap``: how many cuts, each ``duration_s`` long, with as long a pause between.
+    times: int = 1
 
     def __str__(self) -> str:
         what = {"short": f"cut {self.a}<->{self.b}", "long": f"cut {self.a}<->{self.b}",
                 "oneway": f"cut {self.a}->{self.b}", "lose": f"lose {self.a}",
-                "head": "cut h1 off from every host"}[self.kind]
+                "head": "cut h1 off from every host", "flap": f"cut {self.a}<->{self.b} {self.times} times"}[self.kind]
         return f"{self.kind}: {what} at +{self.start_s:.2f} s" + (f" for {self.duration_s:.2f} s" if self.duration_s else "")
 
 
@@ -88,6 +92,9 @@ def nemesis_for(seed: int, kinds: tuple[str, ...] = KINDS) -> Nemesis:
         return Nemesis(kind, rng.choice(["h2", "h3"]), "", start)
     if kind == "head":
         return Nemesis(kind, "h1", "", start, round(rng.uniform(DETECTION_S + 1.0, DETECTION_S + 2.5), 2))
+    if kind == "flap":
+        a, b = rng.sample(hosts, 2)
+        return Nemesis(kind, a, b, start, round(rng.uniform(0.2, DETECTION_S * 0.4), 2), rng.randint(3, 6))
     a, b = rng.sample(hosts, 2)
     if kind == "short":
         return Nemesis(kind, a, b, start, round(rng.uniform(0.2, DETECTION_S * 0.5), 2))
@@ -232,6 +239,13 @@ class Jepsen:
             bed.partition(["h1"], ["h2", "h3", "h4"])
         elif nemesis.kind == "lose":
             bed.lose(nemesis.a)
+        elif nemesis.kind == "flap":
+            for _ in range(nemesis.times - 1):
+                bed.cut(nemesis.a, nemesis.b)
+                time.sleep(nemesis.duration_s)
+                bed.heal()
+                time.sleep(nemesis.duration_s)
+            bed.cut(nemesis.a, nemesis.b)
         if nemesis.duration_s:
             time.sleep(nemesis.duration_s)
             bed.heal()
