@@ -201,8 +201,6 @@ class Jepsen:
         result = Run(seed, nemesis)
         self._steps = []
         self._t0 = time.monotonic()
-        shutil.rmtree(self._traces(), ignore_errors=True)
-        os.makedirs(self._traces(), exist_ok=True)
         started = time.monotonic()
         try:
             self._ensure()
@@ -301,6 +299,7 @@ class Jepsen:
 
 
     def _witness(self, result: Run) -> str:
+        # Every trace of the bed so far: the processes of this run started in earlier ones.
         kept = os.path.join(self.keep, f"seed-{result.seed}")
         shutil.rmtree(kept, ignore_errors=True)
         try:
