@@ -81,6 +81,19 @@ def test_a_newer_incarnation_in_the_view_succeeds_the_dead_one():
     assert me.core.remotes[W1[0]].incarnation == 0x12
 
 
+def test_a_new_incarnation_of_a_worker_fenced_earlier_is_met_again():
+    # This member fenced w2/0x21 (from a view, never in session); w2 restarts as 0x22
+    # and registers: the next view lists 0x22 only. Without meeting it, the member
+    # would take w2 for dead for ever: no task placed there, no fetch from it.   CLU-011
+    me = _Member()
+    m.apply_view(me, _view(1, [W1], {W1[0]: 0x11}, [(W2[0], 0x21, "silent")]))
+    assert not me.core._is_live(W2[0])
+    back = (W2[0], "tcp://10.0.0.2:5002", 1, "h2", {})
+    m.apply_view(me, _view(2, [W1, back], {W1[0]: 0x11, W2[0]: 0x22}, [(W2[0], 0x21, "silent")]))
+    assert me.core._is_live(W2[0]) and me.core.remotes[W2[0]].incarnation == 0x22
+    assert me.core.remotes[W2[0]].address == "tcp://10.0.0.2:5002"
+
+
 def test_the_member_itself_in_a_view_is_left_out():
     me = _Member(W1[0])
     m.apply_view(me, _view(1, [W1, W2], {W1[0]: 0x11, W2[0]: 0x21}, [(W1[0], 0x10, "old me")]))

@@ -252,6 +252,18 @@ def apply_view(node: Any, view: dict[str, Any]) -> int:
         stimuli.append(lambda sid, p=peer, i=incarnation, r=reason, s=successor, a=newer[1] if newer else "":
                        ev.PeerFailed(sid, p, i, f"the head says: {r}", s if s != i else 0, a if s != i else ""))
     stimuli += _adds(view["members"], own=node.peer_id)
+    # A worker whose earlier incarnation this member fenced (by itself, or from an
+    # earlier view) is known here only as dead: meet the listed incarnation now, or
+    # it would never be placed on nor fetched from (CLU-011).
+    for peer, address, *_ in view["members"]:
+        incarnation = incarnations.get(peer, 0)
+        if peer == node.peer_id or not incarnation or (peer, incarnation) in node.core.fenced:
+            continue
+        r = node.core.remotes.get(peer)
+        stale = (r is not None and r.state == "dead" and r.incarnation != incarnation) or \
+                (r is None and any(p == peer for p, _ in node.core.fenced))
+        if stale:
+            stimuli.append(lambda sid, p=peer, a=address, i=incarnation: ev.Connect(sid, p, a, i))
     if stimuli:
         node.handle_soon(*stimuli).result()
     return version
