@@ -187,6 +187,16 @@ def _mix(cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
         items.append(("data", checksum.remote(make_bytes.remote(size, i)), lambda v, e=expect: v == e))
     for _ in range(int(cmd.get("nested", 1))):
         items.append(("nested", where_nested.remote(2, delay), lambda v: isinstance(v, list) and set(v) <= hosts))
+    calls = int(cmd.get("actor_calls", 0))
+    if calls:
+        # An actor's calls from this caller run in order (ACT-003): each call sees the
+        # ones before it (its answer is its place), or the actor died (a typed error).
+        log = Log.remote()
+        for i in range(calls):
+            items.append(("actor", log.add.remote("driver", i), lambda v, i=i: v == i + 1))
+        items.append(("actor", log.entries_of.remote(),
+                      lambda v: [tuple(e) for e in v] == [("driver", i) for i in range(calls)]))
+        del log
     end = time.monotonic() + timeout
     out, problems = [], []
     for kind, ref, right in items:

@@ -224,7 +224,7 @@ class Jepsen:
         rng = random.Random(seed * 7919 + 1)
         workload = {"where": rng.randint(4, 10), "delay": round(rng.uniform(0.05, 0.3), 2),
                     "data": [rng.choice([50_000, 300_000, 1_000_000]) for _ in range(rng.randint(1, 3))],
-                    "nested": rng.randint(1, 2), "timeout": 60}
+                    "nested": rng.randint(1, 2), "actor_calls": rng.choice([0, 3, 6]), "timeout": 60}
         self._step(f"workload {json.dumps(workload)}")
         d.send("mix", **workload)
         time.sleep(nemesis.start_s)
