@@ -112,6 +112,19 @@ def test_learn_runs_only_for_the_head(monkeypatch):
         m.learn(_view(9, [W1]))
 
 
+def test_the_head_registers_a_member_only_under_its_own_peer_id(monkeypatch):
+    # CLU-013: a member cannot register (and so replace and fence) another
+    import pytest
+
+    from refrpc.runtime import _executor
+
+    monkeypatch.setattr(_executor, "current_owner", lambda: "h9-1-w1")
+    with pytest.raises(PermissionError, match="CLU-013"):
+        m.register(W1[0], W1[1], 1, "h1", 0, {}, 0x11)
+    with pytest.raises(PermissionError, match="CLU-013"):
+        m.register_driver("driver-h3-1", "tcp://10.0.0.3:5000", "h3", 0, 0x31)
+
+
 def test_the_address_towards_a_head_is_a_local_address():
     assert m.address_towards("tcp://127.0.0.1:7001") == "127.0.0.1"
     assert m.address_towards("tcp://no-such-host.invalid:7001") == "127.0.0.1"  # no route: loopback

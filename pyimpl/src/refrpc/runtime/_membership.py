@@ -194,6 +194,7 @@ def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
              resources: dict[str, float] | None = None, incarnation: int = 0) -> dict[str, Any]:
     """Run on the head: record a worker (its CPU slots, named resources and
     incarnation), push the change to every member, and return the view (CLU-005)."""
+    _only_oneself(peer)
     node = _head_node()
     PUSHER.start(node)
     earlier = INCARNATIONS.get(peer, 0)
@@ -214,6 +215,7 @@ def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
 def register_driver(peer: str, address: str, host: str, pid: int = 0, incarnation: int = 0) -> dict[str, Any]:
     """Run on the head: record a driver (it runs no tasks, but `refrpc memory` shows
     it, and it gets every later view: CLU-006); return the view."""
+    _only_oneself(peer)
     node = _head_node()
     PUSHER.start(node)
     with node.lock:
@@ -221,6 +223,14 @@ def register_driver(peer: str, address: str, host: str, pid: int = 0, incarnatio
         PIDS[peer] = pid
         INCARNATIONS[peer] = incarnation
     return _view(node)
+
+
+def _only_oneself(peer: str) -> None:
+    """CLU-013: a member registers itself, under the PeerId it authenticated as."""
+    from ._executor import current_owner
+
+    if current_owner() not in ("", peer):
+        raise PermissionError(f"{current_owner()} may not register {peer}: a member registers only itself (CLU-013)")
 
 
 def learn(view: dict[str, Any]) -> int:
