@@ -8,6 +8,7 @@
 #   make spec-index         regenerate spec/requirements.json, spec/schema-layout.* and spec/vectors/
 #   make conformance        run the conformance suite against pyimpl (reports in conformance-report/)
 #   make partitions RUNS=N  run N seeded partition and host-loss runs on a multi-host bed (root; SEED=S the first)
+#   make bench-hosts        no-op task throughput and a MapReduce on 1, 2, 4 and 8 hosts of a test bed (root)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -18,7 +19,7 @@ FRAMES ?= 200000
 RUNS   ?= 50
 SEED   ?= 1
 
-.PHONY: test demo demo-sim bench docs simulate fuzz partitions spec-index capnp chromium conformance clean
+.PHONY: test demo demo-sim bench bench-hosts docs simulate fuzz partitions spec-index capnp chromium conformance clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +48,10 @@ chromium:
 	  echo "could not install chromium: the HTML test of tools/trace will be skipped"; }
 
 # One run per test directory, so that each keeps its own pytest settings (pyproject.toml).
+# pyimpl's tests run in two processes (pytest-xdist), a test file's tests in one of them:
+# most of them wait on real processes and sockets, so two at a time use CI's two cores.
 test: $(STAMP) capnp chromium
-	$(PY) -m pytest -q pyimpl/tests
+	$(PY) -m pytest -q -n 2 --dist loadfile pyimpl/tests
 	$(PY) -m pytest -q conformance/tests
 	$(PY) -m pytest -q tools/trace/tests
 
@@ -60,6 +63,11 @@ demo-sim: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tools/bench/run.py
+	$(PY) tools/bench/pressure.py
+
+bench-hosts: $(STAMP)
+	$(PY) -m pip install --quiet -e 'pyimpl[bench]'
+	$(PY) tools/bench/scaling.py --json scaling.json --plot docs/images/scaling.png
 
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -23,7 +23,7 @@ from refrpc.core.messages import (
     TaskReply,
 )
 
-from .._build import by_ref, by_value, describe_return, make_bytes_value, portable, stored_form
+from .._build import by_ref, by_value, describe_return, make_bytes_value, portable, read_portable, read_stored_form, stored_form
 from .._case import case
 from .._context import IUT, CaseContext
 from .._wire import DEFAULT_FEATURES, Link, WirePeer
@@ -511,3 +511,111 @@ def chunks_fit_limit(ctx: CaseContext) -> None:
     ctx.check("FET-007", got == total, f"all {total} bytes in chunks that fit the limit",
               f"{got} bytes arrived in {len(chunks)} chunk(s)")
     check_chunks(ctx, [a.body for a in chunks], start=0, end=total, chunk_bytes=MIB, total=total, note="the whole stored form")
+
+
+#: The store limit the spilling case gives the IUT (REFRPC_IUT_STORE_LIMIT): 1 MiB.
+SPILL_LIMIT = MIB
+#: make_bytes results the case has the IUT keep: together well over the limit.
+SPILL_RESULTS = 4
+SPILL_SIZE = 400_000
+
+
+@case(
+    "fetch/OBJ-032-spilled-copy-still-served",
+    requirements=["OBJ-032", "OBJ-030", "FET-001", "OBJ-010"],
+    summary=(
+        "The IUT is started with a store limit of 1 MiB (REFRPC_IUT_STORE_LIMIT, conformance-hooks.md section 3) "
+        "and runs make_bytes(400,000) four times; it keeps every result (the suite holds them all), 1.6 MB of "
+        "stored forms in all, so it must spill some of them to stay within its limit (OBJ-030). The suite then "
+        "fetches every result, the oldest first: each must be served in full with the bytes make_bytes made, a "
+        "spilled copy like any other (OBJ-032). An IUT without store limits ignores the variable and passes by "
+        "serving every fetch."
+    ),
+    iut_env={"REFRPC_IUT_STORE_LIMIT": str(SPILL_LIMIT)},
+    timeout=90.0,
+)
+def spilled_copy_still_served(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    oids = [_stored_result(ctx, iut, peer, link, SPILL_SIZE) for _ in range(SPILL_RESULTS)]
+    expected = make_bytes_value(SPILL_SIZE)
+    for i, oid in enumerate(oids):
+        chunks = fetch_all(ctx, peer, link, oid, request_id=100 + i, chunk_bytes=256 * 1024, requirement="OBJ-032")
+        if chunks[-1].error is not None:
+            ctx.fail("OBJ-032", f"result {i + 1} of {SPILL_RESULTS} served", f"{chunks[-1].error.code.value}: {chunks[-1].error.message}")
+            continue
+        total = chunks[0].total_size
+        data = check_chunks(ctx, chunks, start=0, end=total, chunk_bytes=256 * 1024, total=total,
+                            note=f"result {i + 1} of {SPILL_RESULTS}")
+        try:
+            got = read_portable(read_stored_form(data))
+        except Exception as exc:  # noqa: BLE001 - a bad stored form is the finding
+            ctx.fail("OBJ-010", "a stored form that decodes as a portable Value", str(exc))
+            continue
+        ctx.check("OBJ-032", got == expected, f"result {i + 1}: the bytes make_bytes made",
+                  "equal" if got == expected else "different")
+
+
+#: The stored result the holder-limit case fetches: about 2,000 chunks of 1 KiB a request,
+#: so that a request is still in service when the next ones arrive.
+SERVED_SIZE = 2 * MIB
+
+
+@case(
+    "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
+    requirements=["FET-009", "FET-020", "FET-001", "FET-004", "TASK-004"],
+    summary=(
+        "The suite fetches a stored result of make_bytes (2 MiB) from the IUT with L + 1 FetchRequests sent at "
+        "once, each for the whole stored form with chunkBytes 1 (L is the config's `limits.fetches_per_fetcher`, "
+        "4 by default, CNF-031). The IUT must answer every request, never by silence: each with its chunks up to "
+        "`last`, or with one error chunk RESOURCE_EXHAUSTED (`last` = true); it must never have more than L of "
+        "them in service at once (from a request's first chunk to its last); and no chunk of a served request but "
+        "the last may be smaller than 1 KiB, whatever chunkBytes asked."
+    ),
+    timeout=90.0,
+)
+def holder_limits(ctx: CaseContext) -> None:
+    limit = ctx.config.limit("fetches_per_fetcher")
+    iut, peer, link = open_session(ctx)
+    oid = _stored_result(ctx, iut, peer, link, SERVED_SIZE)
+    ids = list(range(1, limit + 2))
+    for request_id in ids:
+        link.send(FetchRequest(oid, request_id, 0, -1, 1, False))
+    first: FetchChunk = ctx.expect(peer, FetchChunk, lambda m: m.request_id in ids and m.error is None,
+                                   requirement="FET-001", what="a first chunk").body
+    if not first.last and len(first.data) < 1024:  # stop before a million tiny chunks come
+        ctx.fail("FET-020", "a first chunk of at least 1,024 bytes (chunkBytes 1 asked for less)",
+                 f"request {first.request_id}: {len(first.data)} bytes")
+    ended: set[int] = set()
+    while len(ended) < len(ids):
+        arrival = ctx.expect(peer, FetchChunk, lambda m: m.request_id in ids and m.request_id not in ended and m.last,
+                             requirement="FET-009", what=f"the last chunk of every request (still open: "
+                             f"{sorted(set(ids) - ended)})", timeout=30.0)
+        ended.add(arrival.body.request_id)
+    chunks = [a.body for a in peer.received(FetchChunk) if a.body.request_id in ids]
+    refused = {c.request_id: c for c in chunks if c.error is not None}
+    for c in refused.values():
+        ctx.check("FET-009", c.error.code is ErrorCode.RESOURCE_EXHAUSTED and c.last,
+                  "a request not served is answered with one chunk RESOURCE_EXHAUSTED, last = true",
+                  f"request {c.request_id}: {c.error.code.name}, last = {c.last}")
+    in_service: set[int] = set()
+    most = 0
+    for c in chunks:
+        if c.request_id in refused:
+            continue
+        in_service.add(c.request_id)
+        most = max(most, len(in_service))
+        if c.last:
+            in_service.discard(c.request_id)
+    ctx.check("FET-009", most <= limit, f"at most {limit} of one fetcher's requests in service at once",
+              f"{most} at once ({len(refused)} refused)")
+    ctx.note(f"{len(refused)} of {len(ids)} requests refused RESOURCE_EXHAUSTED; at most {most} served at once")
+    for request_id in ids:
+        if request_id in refused:
+            continue
+        served = [c for c in chunks if c.request_id == request_id]
+        small = [(c.offset, len(c.data)) for c in served[:-1] if len(c.data) < 1024]
+        ctx.check("FET-020", not small, "every chunk but the last of at least 1,024 bytes (chunkBytes 1 asked for less)",
+                  f"request {request_id}: {len(small)} smaller chunks, the first {small[:3]}")
+        got = sum(len(c.data) for c in served)
+        ctx.check("FET-001", got == served[-1].total_size, f"request {request_id}: the whole stored form",
+                  f"{got} of {served[-1].total_size} bytes")

@@ -166,6 +166,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.get_waiters: dict[ObjectId, list[int]] = {}
         #: Peers waiting on GetObjectStatus(wait) for an owned object.
         self.status_waiters: dict[ObjectId, dict[PeerId, None]] = {}
+        #: How many of those waits each peer has outstanding (SEC-009).
+        self.status_wait_counts: dict[PeerId, int] = {}
         #: Executing tasks waiting for a REF argument.
         self.arg_waiters: dict[ObjectId, list[tuple]] = {}
         self.owned_actors: dict[ActorId, OwnedActor] = {}
@@ -436,8 +438,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                         addr = self._address_of(borrower)
                         self._send(borrower, ConfirmBorrow(oid, fid, dead, r.incarnation), addr, self.addresses.get(borrower, ("", 0))[1])
             waiters = self.status_waiters.get(oid)
-            if waiters:
-                waiters.pop(dead, None)
+            if waiters and dead in waiters:
+                self._forget_status_waits(oid, (dead,))
             if dead in e.locations:
                 del e.locations[dead]
                 if self.trace_events:
@@ -599,6 +601,14 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 problems.append(f"{oid}: borrowed entry with no hold (BOR-005)")
             if b.state not in tables.BORROWER_OBJECT:
                 problems.append(f"{oid}: unknown borrower state {b.state}")
+        waits: dict[PeerId, int] = {}
+        for oid, waiters in self.status_waiters.items():
+            if not waiters:
+                problems.append(f"{oid}: empty status waiter list")
+            for asker in waiters:
+                waits[asker] = waits.get(asker, 0) + 1
+        if waits != self.status_wait_counts:
+            problems.append(f"status waits counted {self.status_wait_counts} != kept {waits} (SEC-009)")
         counted: dict[ObjectId, int] = {}
         for reg in self.outgoing.values():
             if reg.purpose[0] in ("reply", "abandon"):
