@@ -69,9 +69,10 @@ class _Pusher:
     """On the head: pushes the view to every live member after each change (CLU-010).
 
     A change only sets an event (the node calls :func:`noticed` holding its lock,
-    where nothing may block); this thread submits the pushes. The refs of the last
-    push to each member are kept until the next one, so the calls are not
-    abandoned while in flight.
+    where nothing may block); this thread submits the pushes, one view to every
+    member at once, then waits a little for their answers. The ref of a push is
+    kept until it is answered (or the next push to that member replaces it), so
+    that no call is abandoned while in flight.
     """
 
     def __init__(self) -> None:
@@ -101,10 +102,8 @@ class _Pusher:
                     return
 
     def _push(self, node: Any) -> None:
-        from ._refs import submit_to
-
         from ..errors import GetTimeoutError
-        from ._refs import value_of
+        from ._refs import submit_to, value_of
 
         view = _view(node)
         targets = [row[0] for row in view["members"]] + [p for p, _a in drivers()]
