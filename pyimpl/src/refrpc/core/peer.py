@@ -161,7 +161,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         #: Local Get requests waiting for a value.
         self.get_waiters: dict[ObjectId, list[int]] = {}
         #: Peers waiting on GetObjectStatus(wait) for an owned object.
-        self.status_waiters: dict[ObjectId, dict[PeerId, None]] = {}
+        #: ... each with whether the asker offered to relay (LOC-020).
+        self.status_waiters: dict[ObjectId, dict[PeerId, bool]] = {}
         #: Executing tasks waiting for a REF argument.
         self.arg_waiters: dict[ObjectId, list[tuple]] = {}
         self.owned_actors: dict[ActorId, OwnedActor] = {}
@@ -368,6 +369,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         if b is None or s.object_id in self.copies:
             return
         self.copies[s.object_id] = b.owner
+        b.relay_offered = False  # a whole copy: the owner makes the relay a location (LOC-022)
         self._send(b.owner, AddLocation(s.object_id, s.size), b.ref.owner_address)  # LOC-002
 
     def _stim_fetch_failed(self, s: FetchFailed) -> None:
@@ -375,7 +377,12 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         b = self.borrowed.get(s.object_id)
         if b is not None and b.state == "ready":
             b.locations = ()
+            b.relays = ()
             self._transition_borrowed(b, "fetch_failed")
+        if b is not None and b.relay_offered and s.object_id not in self.copies:
+            # LOC-023: this peer serves nothing of the object now; the owner stops listing it.
+            b.relay_offered = False
+            self._send(b.owner, RemoveLocation(s.object_id), b.ref.owner_address)
         if s.task_id:
             key = self.exec_index.get((s.task_id, s.attempt))
             ex = self.exec_tasks.get(key) if key else None
@@ -427,6 +434,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             waiters = self.status_waiters.get(oid)
             if waiters:
                 waiters.pop(dead, None)
+            self._drop_relay(e, dead)  # LOC-022
             if dead in e.locations:
                 del e.locations[dead]
                 if self.trace_events:

@@ -78,6 +78,12 @@ class Config:
     pipeline_ms: int = 50
     #: Functions whose speed a submitter remembers (the oldest is forgotten first).
     speed_keys: int = 4096
+    #: Offer to relay what this peer fetches: GetObjectStatus(relay) (LOC-020).
+    relay_fetches: bool = True
+    #: Relays an owner lists in one ObjectStatus, most recent first; 0 lists none (LOC-021).
+    relays_listed: int = 4
+    #: Relays an owner remembers per object; the oldest is forgotten first (LOC-021).
+    relays_kept: int = 16
 
     @property
     def dead_after_ms(self) -> int:
@@ -97,6 +103,9 @@ class OwnedObject:
     value: Value | None = None
     #: Peers holding a copy; the first is the primary (LOC-001).
     locations: dict[PeerId, None] = field(default_factory=dict)
+    #: Peers assembling a copy that serve what they have, oldest first (LOC-020);
+    #: never copies: they keep nothing ready (LOC-022).
+    relays: dict[PeerId, None] = field(default_factory=dict)
     size: int = -1
     error: ErrorInfo | None = None
     #: For a failed object: the exception the task raised, as its executor sent it (TASK-018).
@@ -143,6 +152,8 @@ class BorrowedObject:
     state: str = "unresolved"
     value: Value | None = None
     locations: tuple[tuple[PeerId, str], ...] = ()
+    #: The relays the owner listed with ``locations`` (LOC-021), tried first (FET-040).
+    relays: tuple[tuple[PeerId, str], ...] = ()
     size: int = -1
     error: ErrorInfo | None = None
     local_refs: int = 0
@@ -160,6 +171,8 @@ class BorrowedObject:
     pins: int = 0
     #: A GetObjectStatus(wait) is outstanding at the owner.
     status_requested: bool = False
+    #: This peer asked with ``relay`` = true: the owner may list it as a relay (LOC-020).
+    relay_offered: bool = False
 
     @property
     def owner(self) -> PeerId:
