@@ -295,6 +295,14 @@ def block_until(path, limit_s=60.0):
 
 
 @refrpc.remote
+def occupy_until(path, limit_s=60.0):
+    """As hold_until, under a name of its own (for a test that ends it quickly: the
+    submitter then takes it for a quick function, TASK-020, which must not change
+    what other tests see of block_until)."""
+    return hold_until._refrpc_target(path, limit_s)
+
+
+@refrpc.remote
 def touch_then_sleep(path, seconds):
     # Says it started (the file), then blocks in one long call into C, which a stop
     # (FATE-003, TASK-008) cannot interrupt.

@@ -351,3 +351,45 @@ def test_negative_demands_are_refused_and_change_nothing():
     with pytest.raises(LocalUsageError):
         submit_with(net, "f", num_cpus=-1)
     assert len(net["D"].tasks) == before
+
+
+def one_host_cluster(*hosts: str) -> Net:
+    """A and B with one slot each, on the given hosts ("" for hosts of their own)."""
+    net = Net(("D", "A", "B"), workers=False)
+    for w, host in zip(("A", "B"), hosts):
+        net.handle("D", ev.AddPeer(net.sid("D", "add"), w, f"mem://{w}", 1, (), host))
+    net.connect("D", "A")
+    net.connect("D", "B")
+    return net
+
+
+def test_executors_of_one_host_pool_their_slots():
+    # D: big = f.options(num_cpus=2).remote() on a host of two 1-slot workers runs;
+    #    plain tasks wait until it ends (the host's 2 slots are taken)        TASK-040
+    net = one_host_cluster("h1", "h1")
+    big = submit_with(net, "f", num_cpus=2)
+    plain = [submit_with(net, "f") for _ in range(2)]
+    net.deliver_all()
+    on = net["D"].tasks[big].executor
+    assert on in ("A", "B")
+    assert [net["D"].tasks[t].state for t in plain] == ["queued", "queued"]
+    finish_on(net, on, big)
+    assert sorted(net["D"].tasks[t].executor for t in plain) == ["A", "B"]
+
+
+def test_slots_of_different_hosts_are_not_pooled():
+    # The same two workers on hosts of their own: 2 CPUs fit on neither      TASK-040, TASK-030
+    for hosts in (("h1", "h2"), ("", "")):
+        net = one_host_cluster(*hosts)
+        tid = submit_with(net, "f", num_cpus=2)
+        e = net["D"].owned[net["D"].tasks[tid].spec.return_ids[0]]
+        assert e.error.code == ErrorCode.RESOURCE_EXHAUSTED and "offers" in e.error.message
+
+
+def test_a_pooled_host_that_loses_a_worker_holds_less():
+    # A dies: its host now offers 1 slot, so a 2-CPU task fails at once      TASK-040, TASK-030
+    net = one_host_cluster("h1", "h1")
+    net.handle("D", ev.PeerFailed(net.sid("D", "failed"), "A", net.inc("A")))
+    tid = submit_with(net, "f", num_cpus=2)
+    e = net["D"].owned[net["D"].tasks[tid].spec.return_ids[0]]
+    assert e.error.code == ErrorCode.RESOURCE_EXHAUSTED

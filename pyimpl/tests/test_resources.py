@@ -55,7 +55,22 @@ def test_a_task_no_worker_can_hold_fails_at_once(cluster):
     with pytest.raises(refrpc.RefRPCError, match="offers"):
         refrpc.get(rf.add.options(resources={"tpu": 1}).remote(1, 2), timeout=10)
     with pytest.raises(refrpc.RefRPCError, match="offers"):
-        refrpc.get(rf.add.options(num_cpus=2).remote(1, 2), timeout=10)
+        refrpc.get(rf.add.options(num_cpus=3).remote(1, 2), timeout=10)  # the host has 2 slots in all
+
+
+def test_a_task_taking_every_slot_of_the_host_runs_alone(cluster, tmp_path):
+    # @refrpc.remote(num_cpus=2) on a machine with 2 workers of one slot each: it runs
+    # (the host's slots are pooled), and a plain task waits until it ends    TASK-040
+    release = str(tmp_path / "release")
+    big = rf.occupy_until.options(num_cpus=2).remote(release)
+    try:
+        assert wait_until(lambda: _state(cluster, big) == "submitted", 20)
+        plain = rf.add.remote(1, 1)
+        assert wait_until(lambda: _state(cluster, plain) == "queued", 20)
+        assert _state(cluster, big) == "submitted"
+    finally:
+        open(release, "w").close()
+    assert refrpc.get([big, plain], timeout=30) == [True, 2]
 
 
 def test_zero_cpus_takes_no_slot_at_the_submitter(cluster, tmp_path):

@@ -298,3 +298,26 @@ def test_a_member_without_pickle_reaches_only_exposed_functions(keyed_worker, tm
         assert not marker.exists()
     finally:
         caller.close()
+
+
+@pytest.mark.parametrize("insecure", [False, True])
+def test_a_node_on_tcp_without_a_key_offers_pickle_only_when_told_to(insecure):
+    # Node("p", "tcp://127.0.0.1:0", ns) with the default features and no cluster key:
+    # a stranger's Hello asking for python-pickle gets a Welcome without it, unless
+    # authentication was turned off on purpose (--insecure)          SEC-004, SEC-005
+    from refrpc.runtime._node import Node
+
+    node = Node("bare", "tcp://127.0.0.1:0", f"bare{os.getpid()}", trace_dir="", insecure=insecure)
+    outsider = Outsider("stranger")
+    try:
+        outsider.hello(node.address, "bare")
+        deadline = time.monotonic() + 30
+        welcome = None
+        while welcome is None and time.monotonic() < deadline:
+            welcome = next((e for e in outsider.answers(0.2) if isinstance(e.body, m.Welcome)), None)
+        assert welcome is not None
+        assert ("python-pickle" in welcome.body.features) is insecure
+        assert "core" in welcome.body.features
+    finally:
+        outsider.close()
+        node.stop()

@@ -154,7 +154,7 @@ def _start(args: argparse.Namespace) -> int:
     key, key_path = _key(args)
     if args.head:
         node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", held=True,
-                                      trace_dir=args.trace_dir, cluster_key=key)
+                                      trace_dir=args.trace_dir, cluster_key=key, insecure=args.insecure)
         api._ctx.node, api._ctx.executor = node, executor  # membership tasks run here
         api._ctx.head = HEAD  # and actor names are kept here
         executor.open()

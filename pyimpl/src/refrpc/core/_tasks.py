@@ -200,8 +200,22 @@ class Tasks:
         """The live executors whose slots and resources could ever hold ``demand``."""
         cpus, named = demand
         live = self._live_workers() if live is None else live
-        return [p for p in live if cpus <= self.workers[p][1]
+        return [p for p in live if cpus <= self._host_cpus(p)[0]
                 and all(amount <= self.worker_resources.get(p, {}).get(name, 0.0) for name, amount in named)]
+
+    def _host_cpus(self: Peer, p: PeerId) -> tuple[float, float, int]:
+        """(slots offered, slots taken, tasks in flight) over the live executors of
+        ``p``'s host, as this submitter counts them (TASK-040)."""
+        offered = taken = 0.0
+        load = 0
+        for q in self.host_workers.get(self.worker_hosts.get(p, ""), ()):
+            if q == p or self._is_live(q):
+                offered += self.workers[q][1]
+                r = self.remotes.get(q)
+                if r is not None:
+                    taken += r.used.get("CPU", 0.0)
+                    load += r.load
+        return offered or self.workers[p][1], taken, load
 
     def _load(self: Peer, p: PeerId) -> int:
         r = self.remotes.get(p)
@@ -217,12 +231,15 @@ class Tasks:
         for name, amount in named:
             if r.used.get(name, 0.0) + amount > self.worker_resources.get(p, {}).get(name, 0.0):
                 return False
-        slots = self.workers[p][1]
-        if cpus <= 0 or r.used.get("CPU", 0.0) + cpus <= slots:
+        if cpus <= 0:
             return True
+        slots = self.workers[p][1]
+        offered, taken, load = self._host_cpus(p)
+        if r.used.get("CPU", 0.0) < slots and taken + cpus <= offered:
+            return True  # a slot free here, and the host's pool holds the task (TASK-040)
         if demand != DEFAULT_DEMAND or r.slow_in_flight or r.load >= slots * self.config.pipeline_depth:
             return False
-        if r.used.get("CPU", 0.0) > r.load:  # something bigger than a plain task runs there
+        if taken > load:  # something bigger than a plain task runs on this host
             return False
         oldest = next(iter(r.in_flight.values()), None)
         return oldest is None or self.now_ms - oldest[0] <= self.config.pipeline_ms

@@ -66,12 +66,15 @@ class ReceiveMalformed(Stimulus):
 @dataclass(frozen=True, slots=True)
 class AddPeer(Stimulus):
     """Cluster membership: ``peer`` at ``address`` can run tasks (``slots`` at once,
-    its CPUs) and offers ``resources`` (name -> amount, e.g. ``(("gpu", 1.0),)``)."""
+    its CPUs) and offers ``resources`` (name -> amount, e.g. ``(("gpu", 1.0),)``).
+    Executors with the same ``host`` pool their slots (TASK-040); "" is a host of
+    its own."""
 
     peer: PeerId
     address: str
     slots: int = 1
     resources: tuple[tuple[str, float], ...] = ()
+    host: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,6 +120,10 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.workers: dict[PeerId, tuple[str, int]] = {}
         #: The named resources each of them offers (TASK-012).
         self.worker_resources: dict[PeerId, dict[str, float]] = {}
+        #: The host of each of them: executors of one host pool their CPU slots (TASK-040).
+        self.worker_hosts: dict[PeerId, str] = {}
+        #: The executors of each host, in the order they were added.
+        self.host_workers: dict[str, list[PeerId]] = {}
         #: Addresses learnt from RegisterBorrower, for peers we have no session with.
         self.addresses: dict[PeerId, tuple[str, int]] = {}
         #: The ownership table (OWN-003).
@@ -302,6 +306,13 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         if s.peer != self.peer_id:
             self.workers[s.peer] = (s.address, max(1, s.slots))
             self.worker_resources[s.peer] = {name: float(amount) for name, amount in s.resources if amount > 0}
+            host = s.host or f"peer:{s.peer}"
+            old = self.worker_hosts.get(s.peer)
+            if old != host:
+                if old is not None:
+                    self.host_workers[old].remove(s.peer)
+                self.host_workers.setdefault(host, []).append(s.peer)
+                self.worker_hosts[s.peer] = host
             self.pump_due = True
 
     def _stim_peer_failed(self, s: PeerFailed) -> None:

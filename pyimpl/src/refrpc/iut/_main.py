@@ -88,7 +88,8 @@ class Iut:
             return FixtureExecutor(node, self.catalog)
 
         self.node, self.executor = working_node(peer_id, endpoint, namespace, config, on_other,
-                                                make_executor=make_executor, cluster_key=cluster_key)
+                                                make_executor=make_executor, cluster_key=cluster_key,
+                                                insecure=True)  # its features are what its config file says
         #: How the control channel names an error code for ``get`` (CNF-018): the registry
         #: name; the ``schema-error-names`` fault switch changes it.
         self.error_code_name: Any = lambda code: code.name

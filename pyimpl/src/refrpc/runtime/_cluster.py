@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -422,14 +423,16 @@ def worker_main(argv: list[str] | None = None) -> int:
     from ._node import default_config
 
     node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **json.loads(args.settings)), on_other,
-        held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir, cluster_key=cluster_key)  # no task runs before this process is ready (see Executor)
+        held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir, cluster_key=cluster_key,
+        insecure=args.insecure)  # no task runs before this process is ready (see Executor)
     from ._refs import call_on, context
 
     context.node, context.executor = node, executor
     context.head = args.head_name
     peers = [p.split("=", 1) for p in args.peers.split(",") if p]
     offered = json.loads(args.resources)
-    adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1, tuple(sorted(offered.get(n, {}).items())))
+    here = socket.gethostname()  # the sibling workers share this host's slots (TASK-040)
+    adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1, tuple(sorted(offered.get(n, {}).items())), here)
             for n, a in peers if n != args.peer]
     node.handle_soon(*adds).result()
     # Open the session with the head now, so that its death is noticed (REF-006).
@@ -464,7 +467,6 @@ def _register(node: Node, head: str, peer: str, resources: dict[str, float]) -> 
     """Join a multi-host cluster: register with ``head``, add the other members as
     places to run tasks, and open a session with every driver, so that a driver that
     used an earlier incarnation of this worker learns of this one (HS-006)."""
-    import socket
 
     from ._refs import call_on
 

@@ -52,8 +52,8 @@ def spread(resources: dict[str, float] | None, names: list[str]) -> dict[str, di
 
 def _adds(rows: list[tuple[str, str, int, str, dict[str, float]]], own: str = "") -> list:
     """AddPeer stimuli for members as :func:`members` gives them (``own`` left out)."""
-    return [lambda sid, p=p, a=a, s=s, r=r: ev.AddPeer(sid, p, a, s, tuple(sorted(r.items())))
-            for p, a, s, _h, r in rows if p != own]
+    return [lambda sid, p=p, a=a, s=s, r=r, h=h: ev.AddPeer(sid, p, a, s, tuple(sorted(r.items())), h)
+            for p, a, s, h, r in rows if p != own]
 
 
 def register(peer: str, address: str, slots: int, host: str, pid: int = 0,

@@ -17,6 +17,7 @@ the lock turns into ``DropRef`` stimuli.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import os
 import secrets
@@ -74,6 +75,10 @@ class Node:
             from the PeerId whose member key its connection authenticated with
             (SEC-002, SEC-011, SEC-016); None: no authentication (a local
             cluster's ipc sockets, or a cluster started with authentication off).
+        insecure: Authentication is off on purpose (``--insecure``). Without a
+            cluster key, a node bound on tcp offers ``python-pickle`` only if this
+            is set (SEC-004, SEC-005): with it, anyone who reaches the port could
+            make the node unpickle their bytes.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class Node:
         store: ObjectStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         cluster_key: Any = None,
+        insecure: bool = False,
     ) -> None:
         env_faults = faults_from_env(peer_id)  # REFRPC_FAULTS (a bad value raises before anything opens)
         self.peer_id = peer_id
@@ -97,6 +103,12 @@ class Node:
         # local cluster does, so that its supervisor can name the incarnation that died).
         self.incarnation = incarnation or (secrets.randbits(63) | 1)
         self.config = config or default_config()
+        if (cluster_key is None and transport is None and bind.startswith("tcp://") and not insecure
+                and "python-pickle" in self.config.features):
+            # SEC-004, SEC-005: on tcp, pickle only between authenticated members, or
+            # where whoever started the peer turned authentication off on purpose.
+            self.config = dataclasses.replace(
+                self.config, features=tuple(f for f in self.config.features if f != "python-pickle"))
         self.clock = clock
         #: Guards the core, the transport's sending side and everything below that
         #: the loop thread also touches. Reentrant: an instruction handler may feed
