@@ -33,11 +33,11 @@ CONSUMERS = [f"w{i}" for i in range(1, 7)]
 class Hosts:
     def __init__(self) -> None:
         self.namespaces = [f"bc{secrets.token_hex(3)}" for _ in range(4)]
-        self.owner = Node("owner", "tcp://127.0.0.1:0", self.namespaces[0])
+        self.owner = Node("owner", "tcp://127.0.0.1:0", self.namespaces[0], insecure=True)  # no cluster key on 127.0.0.1
         self.workers: dict[str, Node] = {}
         self.executors = []
         for i, name in enumerate(CONSUMERS):
-            node, executor = working_node(name, "tcp://127.0.0.1:0", self.namespaces[1 + i // 2])
+            node, executor = working_node(name, "tcp://127.0.0.1:0", self.namespaces[1 + i // 2], insecure=True)
             node.fetcher.chunk_bytes = 64 * 1024  # many chunks, so relays serve while they receive
             self.workers[name] = node
             self.executors.append(executor)

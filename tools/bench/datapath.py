@@ -70,16 +70,36 @@ STEP_TIMEOUT_S = 300.0
 @refrpc.remote
 def touch(x: Any) -> list[int]:
     """A consumer's task: the value's length and a sample of its bytes (every
-    1,000,003rd), which the owner checks; the value itself is not copied."""
-    view = memoryview(x).cast("B")
-    return [len(view), sum(view[::1_000_003])]
+    1,000,003rd of each part), which the owner checks; nothing is copied."""
+    parts = x if isinstance(x, list) else [x]
+    views = [memoryview(p).cast("B") for p in parts]
+    return [sum(len(v) for v in views), sum(sum(v[::1_000_003]) for v in views)]
 
 
-def _expected(data: memoryview) -> list[int]:
-    return [len(data), sum(data[::1_000_003])]
+def _touch_here(parts: list[Any]) -> list[int]:
+    views = [memoryview(p).cast("B") for p in parts]
+    return [sum(len(v) for v in views), sum(sum(v[::1_000_003]) for v in views)]
 
 
 # ---------------------------------------------------------------- roles (one process each)
+def _key(args: argparse.Namespace) -> Any:
+    """The cluster key the hosts share, or None (``--insecure``: no CURVE)."""
+    from refrpc.transport import ClusterKey
+
+    return ClusterKey.load(args.key_file) if args.key_file else None
+
+
+def _report_deaths(me: str) -> Any:
+    """An instruction handler that writes each peer this node declares dead, and why, to stderr."""
+    from refrpc.core import events as ev
+
+    def on_instruction(ins: Any) -> None:
+        if isinstance(ins, ev.PeerDeclaredDead):
+            print(f"{me}: declared {ins.peer} dead: {ins.reason}", file=sys.stderr, flush=True)
+
+    return on_instruction
+
+
 def role_node(args: argparse.Namespace) -> int:
     """A consumer host's peer: runs tasks (``touch``) until its stdin closes."""
     from refrpc.runtime import working_node
@@ -88,11 +108,16 @@ def role_node(args: argparse.Namespace) -> int:
 
     import datapath  # noqa: F401 - exposes datapath:touch and datapath:nothing here (SEC-006)
 
-    node, executor = working_node(args.name, args.bind, args.namespace, default_config(**json.loads(args.settings)))
+    key = _key(args)
+    node, executor = working_node(args.name, args.bind, args.namespace, default_config(**json.loads(args.settings)),
+                                  _report_deaths(args.name), cluster_key=key, insecure=key is None)
     print(f"READY {node.address}", flush=True)
     try:
         sys.stdin.read()
     finally:
+        fenced = sorted(p for p, _ in node.core.fenced)
+        if fenced or node.failure:  # for the report: who this host declared dead, or why it stopped
+            print(f"{args.name}: declared dead {fenced}; {node.failure or 'running'}", file=sys.stderr, flush=True)
         executor.stop()
         node.stop()
         cleanup_namespace(args.namespace)
@@ -117,11 +142,12 @@ def role_sink(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stream(host: str, port: int, data: memoryview) -> float:
-    """Seconds to send ``data`` over one TCP connection until the sink has it all."""
+def _stream(host: str, port: int, parts: list[Any]) -> float:
+    """Seconds to send ``parts`` over one TCP connection until the sink has it all."""
     with socket.create_connection((host, port)) as conn:
         t0 = time.perf_counter()
-        conn.sendall(data)
+        for part in parts:
+            conn.sendall(memoryview(part).cast("B"))
         if conn.recv(1) != b"k":
             raise RuntimeError("the sink did not confirm")
         return time.perf_counter() - t0
@@ -130,25 +156,29 @@ def _stream(host: str, port: int, data: memoryview) -> float:
 class Owner:
     """The owner host's peer: puts values and submits ``touch`` to consumers."""
 
-    def __init__(self, bind: str, namespace: str, peers: dict[str, str]) -> None:
+    def __init__(self, bind: str, namespace: str, peers: dict[str, str], key: Any, settings: dict[str, Any]) -> None:
         from refrpc.core import events as ev
         from refrpc.runtime import Node
         from refrpc.runtime._node import default_config
 
         self.ev = ev
         self.namespace = namespace
-        self.node = Node("owner", bind, namespace, default_config())
+        self.node = Node("owner", bind, namespace, default_config(**settings), on_instruction=_report_deaths("owner"),
+                         cluster_key=key, insecure=key is None)
         self.node.handle_soon(*[lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1) for n, a in peers.items()]).result()
         self.peers = list(peers)
 
-    def put(self, data: memoryview) -> str:
-        from refrpc.core.messages import Encoding, Value
+    def put(self, parts: list[Any]) -> str:
+        from refrpc.serialization import serialize
 
         node, ev = self.node, self.ev
+        value = serialize(parts, ref_hook=lambda obj: None, allow_pickle=True)  # arrays: pickle 5, each part an out-of-band buffer
 
         def do() -> str:
+            from refrpc.core.messages import Encoding, Value
+
             oid = node.ids.next()
-            size = node.store.put(oid, Value(Encoding.RAW, data))
+            size = node.store.put(oid, value)
             node.handle(ev.Put(node.sid(), oid, Value(Encoding.RAW, b""), True, size))
             return oid
 
@@ -207,25 +237,34 @@ def nothing() -> int:
     return 0
 
 
-def _value(kind: str, size: int) -> memoryview:
-    if kind == "arange":
-        import numpy as np
+#: The largest part of a value: one payload of a stored form holds at most 512 MiB (OBJ-010).
+PART_BYTES = 250 * MB
 
-        return memoryview(np.arange(size // 8, dtype=np.int64)).cast("B")
-    return memoryview(os.urandom(size))
+
+def _value(kind: str, size: int) -> list[Any]:
+    """A value of ``size`` bytes as numpy arrays of at most PART_BYTES each."""
+    import numpy as np
+
+    if kind == "arange":
+        whole = np.arange(size // 8, dtype=np.int64)
+        step = PART_BYTES // 8
+    else:
+        whole = np.frombuffer(os.urandom(size), dtype=np.uint8)
+        step = PART_BYTES
+    return [whole[i:i + step] for i in range(0, len(whole), step)]
 
 
 def role_owner(args: argparse.Namespace) -> int:
     """Run one scenario and print its figures as ``RESULT {json}``."""
     scenario = json.loads(args.scenario)
     peers = dict(p.split("=", 1) for p in args.peers.split(",") if p)
-    owner = Owner(args.bind, args.namespace, peers)
+    owner = Owner(args.bind, args.namespace, peers, _key(args), json.loads(args.settings))
     out: dict[str, Any] = {}
     try:
         owner.take("", owner.peers, None)  # sessions open (handshakes are not timed)
         if scenario["kind"] == "fetch":
             data = _value(scenario["data"], scenario["bytes"])
-            want = _expected(data)
+            want = _touch_here(data)
             if scenario.get("sink"):
                 host, port = scenario["sink"].rsplit(":", 1)
                 out["stream_s"] = [_stream(host, int(port), data) for _ in range(scenario["reps"])]
@@ -238,7 +277,7 @@ def role_owner(args: argparse.Namespace) -> int:
             out["served"] = owner.served()
         else:
             data = _value("random", scenario["bytes"])
-            want = _expected(data)
+            want = _touch_here(data)
             for mode, consumers, listed in (("single", owner.peers[:1], 4), ("relays", owner.peers, 4),
                                             ("from_owner", owner.peers, 0)):
                 owner.relays(listed)
@@ -251,6 +290,12 @@ def role_owner(args: argparse.Namespace) -> int:
                     owner.drop(oid)
                 out[f"{mode}_s"] = times
                 out[f"{mode}_owner_sent"] = served
+                print(f"owner: {mode} {times}", file=sys.stderr, flush=True)
+    except BaseException:
+        node = owner.node
+        print(f"owner: declared dead {sorted(p for p, _ in node.core.fenced)}; {node.failure or 'running'}",
+              file=sys.stderr, flush=True)
+        raise
     finally:
         owner.close()
     print("RESULT " + json.dumps(out), flush=True)
@@ -264,23 +309,54 @@ class LoopbackHosts:
     shaped = False
     kind = "loopback (processes over 127.0.0.1, own shared-memory namespaces, no shaping)"
 
-    def __init__(self, n: int, rate: str) -> None:
+    def __init__(self, n: int, rate: str, insecure: bool = False) -> None:
+        import tempfile
+
+        from refrpc.transport import ClusterKey
+
         self.procs: list[subprocess.Popen] = []
+        self.directory = tempfile.mkdtemp(prefix="refrpc-datapath-")
+        self.key_file = os.path.join(self.directory, "cluster.key")
+        if insecure:
+            self.key_file = ""
+        else:
+            ClusterKey.generate().save(self.key_file)  # authenticated like a real cluster (CURVE, SEC-002)
+        self.logs: list[str] = []
 
     def ip(self, i: int) -> str:
         return "127.0.0.1"
 
+    def _log(self, i: int) -> Any:
+        path = os.path.join(self.directory, f"host{i}-{len(self.logs)}.log")
+        self.logs.append(path)
+        return open(path, "w")
+
     def spawn(self, i: int, argv: list[str]) -> subprocess.Popen:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, HERE, os.environ.get("PYTHONPATH", "")]))
-        p = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        with self._log(i) as log:
+            p = subprocess.Popen(argv + ["--key-file", self.key_file] * bool(self.key_file), env=env, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=log, text=True)
         self.procs.append(p)
         return p
 
+    def errors(self) -> str:
+        """The last lines of every process's stderr that wrote any."""
+        out = []
+        for path in self.logs:
+            with open(path) as f:
+                text = f.read().strip()
+            if text:
+                out.append(f"--- {os.path.basename(path)}\n" + "\n".join(text.splitlines()[-15:]))
+        return "\n".join(out)
+
     def close(self) -> None:
+        import shutil
+
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
             p.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class BedHosts(LoopbackHosts):
@@ -289,10 +365,10 @@ class BedHosts(LoopbackHosts):
 
     shaped = True
 
-    def __init__(self, n: int, rate: str) -> None:
+    def __init__(self, n: int, rate: str, insecure: bool = False) -> None:
         from refrpc.testing.hosts import HostBed
 
-        super().__init__(n, rate)
+        super().__init__(n, rate, insecure)
         self.bed = HostBed(n, shm_size="3g")
         self.kind = f"test bed ({n} network namespaces with private /dev/shm, links shaped to {rate} with tc tbf)"
         for i in range(1, n + 1):
@@ -303,7 +379,9 @@ class BedHosts(LoopbackHosts):
 
     def spawn(self, i: int, argv: list[str]) -> subprocess.Popen:
         env = {"PYTHONPATH": os.pathsep.join([SRC, HERE, os.environ.get("PYTHONPATH", "")])}
-        p = self.bed.spawn(i + 1, argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        with self._log(i) as log:
+            p = self.bed.spawn(i + 1, argv + ["--key-file", self.key_file] * bool(self.key_file), env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=log, text=True)
         self.procs.append(p)
         return p
 
@@ -340,7 +418,8 @@ def _result(p: subprocess.Popen) -> dict[str, Any]:
     raise RuntimeError(f"the owner gave no result (exit {p.poll()}): {''.join(box)[-2000:]}")
 
 
-def run_scenario(hosts: LoopbackHosts, consumers: int, scenario: dict[str, Any], *, sink: bool = False) -> dict[str, Any]:
+def run_scenario(hosts: LoopbackHosts, consumers: int, scenario: dict[str, Any], *, sink: bool = False,
+                 settings: str = "{}") -> dict[str, Any]:
     """Start ``consumers`` consumer nodes on hosts 1.., the owner on host 0; its result."""
     me = [sys.executable, os.path.abspath(__file__)]
     peers = []
@@ -349,7 +428,7 @@ def run_scenario(hosts: LoopbackHosts, consumers: int, scenario: dict[str, Any],
         for i in range(1, consumers + 1):
             ns = f"dp{os.getpid()}x{secrets.token_hex(3)}"
             p = hosts.spawn(i, me + ["--role", "node", "--name", f"c{i}", "--bind", f"tcp://{hosts.ip(i)}:0",
-                                     "--namespace", ns, "--settings", "{}"])
+                                     "--namespace", ns, "--settings", settings])
             nodes.append(p)
             peers.append(f"c{i}={_ready(p, f'consumer c{i}')}")
         if sink:
@@ -358,7 +437,7 @@ def run_scenario(hosts: LoopbackHosts, consumers: int, scenario: dict[str, Any],
             scenario = dict(scenario, sink=f"{hosts.ip(1)}:{_ready(s, 'the sink')}")
         ns = f"dp{os.getpid()}x{secrets.token_hex(3)}"
         owner = hosts.spawn(0, me + ["--role", "owner", "--bind", f"tcp://{hosts.ip(0)}:0", "--namespace", ns,
-                                     "--peers", ",".join(peers), "--scenario", json.dumps(scenario)])
+                                     "--peers", ",".join(peers), "--scenario", json.dumps(scenario), "--settings", settings])
         return _result(owner)
     finally:
         for p in nodes:
@@ -387,8 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help=f"comma-separated rows ({', '.join(ROWS)})")
     ap.add_argument("--loopback", action="store_true", help="processes over 127.0.0.1 even where the test bed runs")
     ap.add_argument("--rate", default="1gbit", help="the shaped link rate on the test bed (tc tbf)")
+    ap.add_argument("--insecure", action="store_true", help="no cluster key: plain TCP instead of CURVE")
+    ap.add_argument("--config", default="{}", help="JSON of refrpc.core.Config fields for every node (default: none)")
     ap.add_argument("--role", help=argparse.SUPPRESS)
-    for hidden in ("--name", "--bind", "--namespace", "--settings", "--peers", "--scenario", "--ip"):
+    for hidden in ("--name", "--bind", "--namespace", "--settings", "--peers", "--scenario", "--ip", "--key-file"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
     ap.add_argument("--bytes", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--reps", type=int, default=1, help=argparse.SUPPRESS)
@@ -409,10 +490,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, data in (("fetch_1gb", "random"), ("fetch_1gb_lz4", "arange")):
         if name not in only:
             continue
-        hosts = make(2, args.rate)
+        hosts = make(2, args.rate, args.insecure)
         try:
             n = cfg["fetch_bytes"]
-            res = run_scenario(hosts, 1, {"kind": "fetch", "data": data, "bytes": n, "reps": cfg["fetch_reps"]}, sink=True)
+            res = run_scenario(hosts, 1, {"kind": "fetch", "data": data, "bytes": n, "reps": cfg["fetch_reps"]}, sink=True,
+                               settings=args.config)
             fetch = min(res["fetch_s"])
             stream = min(res["stream_s"])
             rows[name] = {
@@ -421,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
                 "link_MBps": link_bps / 8 / MB if link_bps else None, "hosts": hosts.kind,
             }
         except Exception as exc:  # noqa: BLE001 - a row that fails shows its error; the run goes on
-            rows[name] = {"value": None, "error": f"{type(exc).__name__}: {exc}"}
+            rows[name] = {"value": None, "error": f"{type(exc).__name__}: {exc}", "logs": hosts.errors()}
         finally:
             hosts.close()
         r = rows[name]
@@ -430,13 +512,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<18} {r['value']:8.1f} MB/s   floor: one TCP stream {r['floor_stream_MBps']:8.1f} MB/s "
                   f"({r['value'] / r['floor_stream_MBps'] * 100:.0f}%){link}", flush=True)
         else:
-            print(f"  {name:<18} error: {r['error']}", flush=True)
+            print(f"  {name:<18} error: {r['error']}\n{r.get('logs', '')}", flush=True)
     if "broadcast_100mb_8" in only:
         k, n = cfg["bcast_hosts"], cfg["bcast_bytes"]
-        hosts = make(k + 1, args.rate)
+        hosts = make(k + 1, args.rate, args.insecure)
         try:
-            res = run_scenario(hosts, k, {"kind": "broadcast", "bytes": n, "reps": cfg["bcast_reps"]})
-            single, relays, alone = (statistics.median(res[f"{m}_s"]) for m in ("single", "relays", "from_owner"))
+            res = run_scenario(hosts, k, {"kind": "broadcast", "bytes": n, "reps": cfg["bcast_reps"]}, settings=args.config)
+            single, relays, alone = (min(res[f"{m}_s"]) for m in ("single", "relays", "from_owner"))  # best of the repetitions: the machine may be shared
             rows["broadcast_100mb_8"] = {
                 "value": relays, "unit": "s", "bytes": n, "consumers": k, "floor_single_s": single,
                 "from_owner_s": alone, "x_single": relays / single, "from_owner_x_single": alone / single,
@@ -445,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
                 "hosts": hosts.kind,
             }
         except Exception as exc:  # noqa: BLE001
-            rows["broadcast_100mb_8"] = {"value": None, "error": f"{type(exc).__name__}: {exc}"}
+            rows["broadcast_100mb_8"] = {"value": None, "error": f"{type(exc).__name__}: {exc}", "logs": hosts.errors()}
         finally:
             hosts.close()
         r = rows["broadcast_100mb_8"]
@@ -455,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['from_owner_x_single']:.2f}x; the owner sent {r['owner_sent_copies']:.1f} copies with relays, "
                   f"{r['from_owner_sent_copies']:.1f} without", flush=True)
         else:
-            print(f"  broadcast_100mb_8  error: {r['error']}", flush=True)
+            print(f"  broadcast_100mb_8  error: {r['error']}\n{r.get('logs', '')}", flush=True)
     wall = time.perf_counter() - started
     print(f"total {wall:.1f} s", flush=True)
     if args.json:

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 #: Chunks at least this large are tried with lz4 (smaller ones rarely pay).
 LZ4_MIN_BYTES = 4096
+#: After a chunk that lz4 did not shrink enough, this many chunks of the same request
+#: go without trying (incompressible data costs a compression per chunk otherwise).
+LZ4_BACKOFF_CHUNKS = 8
 #: No chunk for this long: ask again for what is missing (FET-006).
 PROGRESS_TIMEOUT_S = 5.0
 #: The largest range one FetchRequest asks for, and how many may be outstanding (FET-015).
@@ -98,6 +101,8 @@ class _Serving:
     may_compress: bool
     #: The next byte to send.
     offset: int
+    #: Chunks to send without trying lz4, after tries that did not pay (FET-016).
+    skip_lz4: int = 0
 
 
 #: What a chunk of a relayed request does when its bytes have not arrived yet.
@@ -416,10 +421,14 @@ class FetchService:
             send(FetchChunk(r.object_id, r.request_id, job.offset, job.total, True, error=err))
             return 0
         compressed = False
-        if job.may_compress and n >= LZ4_MIN_BYTES:
+        if job.skip_lz4:
+            job.skip_lz4 -= 1
+        elif job.may_compress and n >= LZ4_MIN_BYTES:
             packed = lz4.frame.compress(data)
             if len(packed) < n * 0.9:  # only when it pays
                 data, compressed = packed, True
+            else:
+                job.skip_lz4 = LZ4_BACKOFF_CHUNKS
         last = job.offset + n >= job.end
         if last:
             self._serving.remove(job)
