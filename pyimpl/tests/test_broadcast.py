@@ -142,3 +142,39 @@ def test_a_relay_that_dies_mid_transfer_leaves_right_values_or_typed_errors(host
     assert "w1" not in relays  # declared dead: never listed again (LOC-022)
     hosts.drop(x, *rids)
     w1.set_faults([]).result(10)
+
+
+def _datapath():
+    import importlib
+    import sys
+    from pathlib import Path
+
+    bench = str(Path(__file__).resolve().parents[2] / "tools" / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    return importlib.import_module("datapath")
+
+
+@pytest.mark.timeout(180)
+def test_broadcast_on_the_host_bed_and_a_relay_host_lost_mid_transfer():
+    # The multi-host test bed: the owner on h1, four consumers on h2..h5, each host
+    # with its own network stack and /dev/shm, links shaped to 100 Mbit/s. A clean
+    # broadcast of 8 MiB: every consumer right, the owner sends about one copy
+    # (LOC-021, FET-040). Then again, and h2 (the first fetcher, the head of the
+    # relay chain) is lost for good once it has received a quarter: the others end
+    # with the right bytes (FET-041: on from the next source of their answer), h2's
+    # own task with a typed error, and nothing hangs.
+    datapath = _datapath()
+    why = datapath.bed_unavailable()
+    if why:
+        pytest.skip(why)
+    hosts = datapath.BedHosts(5, "100mbit")
+    try:
+        res = datapath.run_scenario(hosts, 4, {"kind": "loss", "bytes": 8 << 20, "reps": 1})
+    finally:
+        hosts.close()
+    assert res["clean_owner_sent"] <= 1.5 * (8 << 20), res
+    outcomes = dict(zip(["c1", "c2", "c3", "c4"], res["outcomes"]))
+    assert res["victim"] == "c1"
+    assert all(outcomes[c] is True for c in ("c2", "c3", "c4")), outcomes
+    assert outcomes["c1"] is True or isinstance(outcomes["c1"], str), outcomes

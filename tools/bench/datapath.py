@@ -100,6 +100,22 @@ def _report_deaths(me: str) -> Any:
     return on_instruction
 
 
+def _watch_loop(node: Any) -> list[float]:
+    """The longest time between two turns of ``node``'s loop (its ticks), kept up to date."""
+    longest = [0.0]
+    last = [time.monotonic()]
+    tick = node.fetcher.tick
+
+    def timed() -> None:
+        now = time.monotonic()
+        longest[0] = max(longest[0], now - last[0])
+        last[0] = now
+        tick()
+
+    node.fetcher.tick = timed
+    return longest
+
+
 def role_node(args: argparse.Namespace) -> int:
     """A consumer host's peer: runs tasks (``touch``) until its stdin closes."""
     from refrpc.runtime import working_node
@@ -111,10 +127,13 @@ def role_node(args: argparse.Namespace) -> int:
     key = _key(args)
     node, executor = working_node(args.name, args.bind, args.namespace, default_config(**json.loads(args.settings)),
                                   _report_deaths(args.name), cluster_key=key, insecure=key is None)
+    gaps = _watch_loop(node)
     print(f"READY {node.address}", flush=True)
     try:
         sys.stdin.read()
     finally:
+        if gaps[0] > 1.0:
+            print(f"{args.name}: the loop's longest pause {gaps[0]:.2f} s", file=sys.stderr, flush=True)
         fenced = sorted(p for p, _ in node.core.fenced)
         if fenced or node.failure:  # for the report: who this host declared dead, or why it stopped
             print(f"{args.name}: declared dead {fenced}; {node.failure or 'running'}", file=sys.stderr, flush=True)
@@ -184,34 +203,65 @@ class Owner:
 
         return node.call(do).result(STEP_TIMEOUT_S)
 
-    def take(self, oid: str, consumers: list[str], expected: list[int] | None) -> float:
-        """Submit ``touch(oid)`` on each consumer; seconds until every reply is in."""
-        from refrpc.serialization import deserialize
-
+    def submit(self, oid: str, consumers: list[str], retries: int = 0) -> list[str]:
+        """``touch(oid)`` (``nothing()`` without ``oid``) on each consumer; the return ids."""
         node, ev = self.node, self.ev
 
-        def submit() -> list[str]:
+        def do() -> list[str]:
             rids = []
             for name in consumers:
                 task_id, returns = node.ids.task(1)
                 args = (ev.ArgSpec(object_id=oid),) if oid else ()
                 node.handle(ev.Submit(node.sid(), task_id, "datapath:touch" if oid else "datapath:nothing", args,
-                                      returns, executor=name))
+                                      returns, max_retries=retries, executor=name))
                 rids.append(returns[0])
             return rids
 
+        return node.call(do).result(STEP_TIMEOUT_S)
+
+    def outcome(self, rid: str) -> Any:
+        """A task's answer, or its error code (a typed failure) as a string."""
+        from refrpc.serialization import deserialize
+
+        res = self.node.get_result(rid).result(STEP_TIMEOUT_S)
+        if res.error is not None:
+            return res.error.code.value
+        got = deserialize(res.value, ref_factory=lambda d: d)
+        return list(got) if isinstance(got, (list, tuple)) else got
+
+    def take(self, oid: str, consumers: list[str], expected: list[int] | None) -> float:
+        """Submit ``touch(oid)`` on each consumer; seconds until every reply is in."""
         t0 = time.perf_counter()
-        rids = node.call(submit).result(STEP_TIMEOUT_S)
+        rids = self.submit(oid, consumers)
         for rid in rids:
-            res = node.get_result(rid).result(STEP_TIMEOUT_S)
-            if res.error is not None:
-                raise RuntimeError(f"a consumer failed: {res.error.code.value}: {res.error.message}")
-            got = deserialize(res.value, ref_factory=lambda d: d)
-            if expected is not None and list(got) != expected:
+            got = self.outcome(rid)
+            if isinstance(got, str):
+                raise RuntimeError(f"a consumer failed: {got}")
+            if expected is not None and got != expected:
                 raise AssertionError(f"a consumer got the wrong bytes: {got}, expected {expected}")
         elapsed = time.perf_counter() - t0
         self.drop(*rids)
         return elapsed
+
+    def lose_first_relay(self, oid: str, parts: list[Any], size: int) -> dict[str, Any]:
+        """Broadcast ``oid`` to every consumer and, once the first fetcher (the head of
+        the relay chain) has received a quarter of it, ask for its host to be lost
+        (``LOSE name`` on stdout). Every other consumer must get the right bytes (the
+        ones behind the lost relay from the next source, FET-041); the lost one's
+        task ends with a typed error, or right if its retry ran elsewhere."""
+        want = _touch_here(parts)
+        rids = self.submit(oid, self.peers, retries=1)
+        victim = self.peers[0]
+        node = self.node
+        end = time.monotonic() + STEP_TIMEOUT_S
+        while node.call(lambda: node.fetcher.served.get(victim, 0)).result(STEP_TIMEOUT_S) < size // 4:
+            if time.monotonic() > end:
+                raise RuntimeError(f"{victim} never fetched a quarter of the value")
+            time.sleep(0.005)
+        print(f"LOSE {victim}", flush=True)
+        outcomes = [self.outcome(rid) for rid in rids]
+        self.drop(*rids)
+        return {"victim": victim, "outcomes": [o if isinstance(o, str) else o == want for o in outcomes]}
 
     def drop(self, *oids: str) -> None:
         self.node.handle_soon(*[lambda sid, o=o: self.ev.DropRef(sid, o) for o in oids]).result(STEP_TIMEOUT_S)
@@ -275,6 +325,16 @@ def role_owner(args: argparse.Namespace) -> int:
                 owner.drop(oid)
             out["fetch_s"] = times
             out["served"] = owner.served()
+        elif scenario["kind"] == "loss":
+            data = _value("random", scenario["bytes"])
+            oid = owner.put(data)
+            before = owner.served()
+            out["clean_s"] = owner.take(oid, owner.peers, _touch_here(data))
+            out["clean_owner_sent"] = owner.served() - before
+            owner.drop(oid)
+            oid = owner.put(data)
+            out.update(owner.lose_first_relay(oid, data, scenario["bytes"]))
+            owner.drop(oid)
         else:
             data = _value("random", scenario["bytes"])
             want = _touch_here(data)
@@ -322,6 +382,7 @@ class LoopbackHosts:
         else:
             ClusterKey.generate().save(self.key_file)  # authenticated like a real cluster (CURVE, SEC-002)
         self.logs: list[str] = []
+        self.by_host: dict[int, list[subprocess.Popen]] = {}
 
     def ip(self, i: int) -> str:
         return "127.0.0.1"
@@ -337,7 +398,13 @@ class LoopbackHosts:
             p = subprocess.Popen(argv + ["--key-file", self.key_file] * bool(self.key_file), env=env, stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=log, text=True)
         self.procs.append(p)
+        self.by_host.setdefault(i, []).append(p)
         return p
+
+    def lose(self, i: int) -> None:
+        """Host ``i`` is gone for good: its processes are killed (kill -9)."""
+        for p in self.by_host.get(i, []):
+            p.kill()
 
     def errors(self) -> str:
         """The last lines of every process's stderr that wrote any."""
@@ -385,6 +452,10 @@ class BedHosts(LoopbackHosts):
         self.procs.append(p)
         return p
 
+    def lose(self, i: int) -> None:
+        """Host ``i`` is lost for good: its processes killed, its link down."""
+        self.bed.lose(i + 1)
+
     def close(self) -> None:
         super().close()
         self.bed.close()
@@ -406,31 +477,39 @@ def _ready(p: subprocess.Popen, what: str) -> str:
     return line.split(" ", 1)[1]
 
 
-def _result(p: subprocess.Popen) -> dict[str, Any]:
+def _result(p: subprocess.Popen, on_lose: Any = None) -> dict[str, Any]:
+    """The owner's RESULT line; each ``LOSE name`` line before it calls ``on_lose(name)``."""
     assert p.stdout is not None
-    box: list[str] = []
-    reader = threading.Thread(target=lambda: box.extend(p.stdout.readlines()), daemon=True)  # type: ignore[union-attr]
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in p.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if line.startswith("LOSE ") and on_lose is not None:
+                on_lose(line.split()[1])
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     reader.join(STEP_TIMEOUT_S * 4)
-    for line in box:
+    for line in lines:
         if line.startswith("RESULT "):
             return json.loads(line[7:])
-    raise RuntimeError(f"the owner gave no result (exit {p.poll()}): {''.join(box)[-2000:]}")
+    raise RuntimeError(f"the owner gave no result (exit {p.poll()}): {''.join(lines)[-2000:]}")
 
 
 def run_scenario(hosts: LoopbackHosts, consumers: int, scenario: dict[str, Any], *, sink: bool = False,
                  settings: str = "{}") -> dict[str, Any]:
-    """Start ``consumers`` consumer nodes on hosts 1.., the owner on host 0; its result."""
+    """Start ``consumers`` consumer nodes on hosts 1.. (consumer ``cK`` on host K), the
+    owner on host 0; its result. A ``LOSE cK`` from the owner loses host K."""
     me = [sys.executable, os.path.abspath(__file__)]
     peers = []
     nodes = []
     try:
-        for i in range(1, consumers + 1):
+        for i in range(1, consumers + 1):  # all at once: each takes a while to import
             ns = f"dp{os.getpid()}x{secrets.token_hex(3)}"
-            p = hosts.spawn(i, me + ["--role", "node", "--name", f"c{i}", "--bind", f"tcp://{hosts.ip(i)}:0",
-                                     "--namespace", ns, "--settings", settings])
-            nodes.append(p)
-            peers.append(f"c{i}={_ready(p, f'consumer c{i}')}")
+            nodes.append(hosts.spawn(i, me + ["--role", "node", "--name", f"c{i}", "--bind", f"tcp://{hosts.ip(i)}:0",
+                                              "--namespace", ns, "--settings", settings]))
+        peers = [f"c{i}={_ready(p, f'consumer c{i}')}" for i, p in enumerate(nodes, 1)]
         if sink:
             s = hosts.spawn(1, me + ["--role", "sink", "--ip", hosts.ip(1), "--bytes", str(scenario["bytes"]),
                                      "--reps", str(scenario["reps"])])
@@ -438,11 +517,26 @@ def run_scenario(hosts: LoopbackHosts, consumers: int, scenario: dict[str, Any],
         ns = f"dp{os.getpid()}x{secrets.token_hex(3)}"
         owner = hosts.spawn(0, me + ["--role", "owner", "--bind", f"tcp://{hosts.ip(0)}:0", "--namespace", ns,
                                      "--peers", ",".join(peers), "--scenario", json.dumps(scenario), "--settings", settings])
-        return _result(owner)
+        try:
+            res = _result(owner, lambda name: hosts.lose(int(name[1:])))
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{hosts.errors()}") from None
+        for p in nodes:  # let each host write what it saw (deaths it declared, long pauses) before the logs are read
+            if p.stdin is not None and p.poll() is None:
+                try:
+                    p.stdin.close()
+                except OSError:
+                    pass  # a lost host's pipe
+            p.wait(20)
+        res["logs"] = hosts.errors()
+        return res
     finally:
         for p in nodes:
-            if p.stdin is not None:
-                p.stdin.close()
+            if p.stdin is not None and not p.stdin.closed:
+                try:
+                    p.stdin.close()
+                except OSError:
+                    pass  # a lost host's pipe
         for p in nodes:
             try:
                 p.wait(20)
@@ -524,8 +618,10 @@ def main(argv: list[str] | None = None) -> int:
                 "from_owner_s": alone, "x_single": relays / single, "from_owner_x_single": alone / single,
                 "owner_sent_copies": statistics.median(res["relays_owner_sent"]) / n,
                 "from_owner_sent_copies": statistics.median(res["from_owner_owner_sent"]) / n, "raw": res,
-                "hosts": hosts.kind,
+                "hosts": hosts.kind, "logs": res.get("logs", ""),
             }
+            if r_logs := res.get("logs"):
+                print(r_logs, flush=True)
         except Exception as exc:  # noqa: BLE001
             rows["broadcast_100mb_8"] = {"value": None, "error": f"{type(exc).__name__}: {exc}", "logs": hosts.errors()}
         finally:
