@@ -30,10 +30,11 @@ DOWN_CHUNK = 32 * 1024
 
 
 def _offer(ctx: CaseContext, peer: WirePeer, link: Link, holders: list[WirePeer], relays: list[WirePeer],
-           **serve_options) -> tuple[str, bytes, bytes, object, GetObjectStatus]:
+           empty: tuple[WirePeer, ...] = (), **serve_options) -> tuple[str, bytes, bytes, object, GetObjectStatus]:
     """The suite owns a stored object X (FETCHED_SIZE bytes of data) and submits
     ``sum_bytes(X by ref)``; it answers the IUT's GetObjectStatus with ``holders`` as
-    X's locations and ``relays`` as its relays, each of which serves X.
+    X's locations and ``relays`` as its relays, each of which serves X, except those
+    in ``empty``, which answer every request OBJECT_FREED (no copy, FET-004).
 
     Returns:
         X's id, its data, its stored form, the task, and the IUT's GetObjectStatus.
@@ -42,7 +43,10 @@ def _offer(ctx: CaseContext, peer: WirePeer, link: Link, holders: list[WirePeer]
     x = ctx.new_id(peer)
     form = stored_form(portable(data))
     for h in holders + relays:
-        h.serve(x, form, chunk_bytes=SUITE_CHUNK, **serve_options)
+        if h in empty:
+            h.serve(x, form, chunk_bytes=SUITE_CHUNK, refuse=lambda req: ErrorCode.OBJECT_FREED)
+        else:
+            h.serve(x, form, chunk_bytes=SUITE_CHUNK, **serve_options)
     t = task(peer, "sum_bytes", [by_ref(ctx.descriptor(peer, x, size_hint=len(form)))])
     link.send(t)
     ask: GetObjectStatus = ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
@@ -116,16 +120,7 @@ def relays_first(ctx: CaseContext) -> None:
 def next_source(ctx: CaseContext) -> None:
     iut, peer, link = open_session(ctx)
     primary, secondary = ctx.wire_peer("primary"), ctx.wire_peer("secondary")
-    data = make_bytes_value(FETCHED_SIZE)
-    x = ctx.new_id(peer)
-    form = stored_form(portable(data))
-    primary.serve(x, form, chunk_bytes=SUITE_CHUNK, refuse=lambda req: ErrorCode.OBJECT_FREED)
-    secondary.serve(x, form, chunk_bytes=SUITE_CHUNK)
-    t = task(peer, "sum_bytes", [by_ref(ctx.descriptor(peer, x, size_hint=len(form)))])
-    link.send(t)
-    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
-    link.send(ObjectStatus(x, ObjectState.READY, size=len(form), locations=(primary.peer_id, secondary.peer_id),
-                           location_addresses=(primary.address, secondary.address)))
+    x, data, form, t, ask = _offer(ctx, peer, link, [primary, secondary], [], empty=(primary,))
     check_inline(ctx, expect_reply(ctx, peer, t, timeout=RESUME_BOUND_S), sum(data), requirement="FET-041",
                  note="sum_bytes of X, whose first location has no copy")
     ctx.check("FET-041", any(r.object_id == x for r in secondary.fetch_requests), "requests to the second location",
