@@ -352,14 +352,15 @@ class SharedMemoryStore(ObjectStore):
         with self._lock:
             segment.coverage.add(offset, offset + len(chunk))
 
-    def assembled_bytes(self, object_id: ObjectId, offset: int, length: int) -> bytes | None:
+    def assembled_bytes(self, object_id: ObjectId, offset: int, length: int) -> memoryview | None:
         segment = self._assembly(object_id)
         assert segment.mm is not None and segment.coverage is not None
         with self._lock:
             if not segment.coverage.covers(offset, offset + length):
                 return None
-            # A copy: the writable mapping goes away when the assembly is sealed or aborted.
-            return segment.mm[offset : offset + length]
+            # A view, not a copy: bytes once written never change (LOC-008), and the
+            # mapping outlives a seal or an abort for as long as the view is used (_release).
+            return memoryview(segment.mm)[offset : offset + length].toreadonly()
 
     def missing(self, object_id: ObjectId) -> list[tuple[int, int]]:
         segment = self._assembly(object_id)
