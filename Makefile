@@ -46,8 +46,10 @@ chromium:
 	  echo "could not install chromium: the HTML test of tools/trace will be skipped"; }
 
 # One run per test directory, so that each keeps its own pytest settings (pyproject.toml).
+# pyimpl's tests run in two processes (pytest-xdist), a test file's tests in one of them:
+# most of them wait on real processes and sockets, so two at a time use CI's two cores.
 test: $(STAMP) capnp chromium
-	$(PY) -m pytest -q pyimpl/tests
+	$(PY) -m pytest -q -n 2 --dist loadfile pyimpl/tests
 	$(PY) -m pytest -q conformance/tests
 	$(PY) -m pytest -q tools/trace/tests
 

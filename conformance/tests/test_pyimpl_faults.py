@@ -76,6 +76,10 @@ CATCHES = {
     "adopt-returns-without-member": "tasks/VAL-019-TASK-019-return-without-its-member",
     "refuse-repeated-features": "handshake/HS-025-LIV-021-odd-hello-fields-accepted",
     "zero-heartbeat-taken-literally": "handshake/HS-025-LIV-021-odd-hello-fields-accepted",
+    "unbounded-status-waits": "objects/SEC-009-OBJ-002-status-waits-bounded-per-peer",
+    "serve-every-fetch": "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
+    "tiny-chunks": "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
+    "unbounded-handshakes": "handshake/SEC-021-oldest-handshake-forgotten",
 }
 
 

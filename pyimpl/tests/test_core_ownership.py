@@ -224,6 +224,41 @@ def test_status_wait_on_a_pending_object_is_answered_when_it_settles():
     assert bodies(out, ObjectStatus, to="G") == [ObjectStatus(y, ObjectState.READY, 3, (), (), raw(b"val"))]
 
 
+def test_status_waits_per_peer_are_bounded():
+    # G waits on three pending objects of O, whose bound is two waits a peer: the
+    # third is refused RESOURCE_EXHAUSTED as a request (relatedSeq), nothing is
+    # remembered; asking again for a waited object is no new wait, another peer has
+    # a bound of its own, and a settled object makes room again.               SEC-009
+    from refrpc.core import Config
+
+    o = checked_peer("O", 0x0A, Config(max_status_waits=2))
+    o.handle(ev.AddPeer("add", "W", "mem://W"))
+    ys = []
+    for n in range(3):
+        tid = f"O.a.{n + 1}"
+        o.handle(ev.Submit("submit", tid, "f", (), (f"{tid}.r0",), executor="W"))
+        ys.append(f"{tid}.r0")
+    w = Stub("W")
+    o.handle(w.welcome(o))
+    g, h = Stub("G"), Stub("H")
+    g.greet(o)
+    h.greet(o)
+    assert bodies(o.handle(g.send(o, GetObjectStatus(ys[0], wait=True)))) == []
+    assert bodies(o.handle(g.send(o, GetObjectStatus(ys[1], wait=True)))) == []
+    assert bodies(o.handle(g.send(o, GetObjectStatus(ys[1], wait=True)))) == []  # the same wait again
+    env = g.send(o, GetObjectStatus(ys[2], wait=True))
+    (refusal,) = bodies(o.handle(env), ProtocolError, to="G")
+    assert refusal.error.code is ErrorCode.RESOURCE_EXHAUSTED and refusal.error.requirement == "SEC-009"
+    assert refusal.related_seq == g.out_seq  # the asker's request ends (ERR-003, OBJ-017)
+    assert ys[2] not in o.status_waiters and o.status_wait_counts == {"G": 2}
+    assert bodies(o.handle(g.send(o, GetObjectStatus(ys[2], wait=False)))) == [ObjectStatus(ys[2], ObjectState.PENDING)]
+    assert bodies(o.handle(h.send(o, GetObjectStatus(ys[2], wait=True)))) == []  # H's own bound
+    out = o.handle(w.send(o, TaskReply("O.a.1", 1, (ReturnValue(ys[0], ReturnKind.INLINE, raw(b"val")),))))
+    assert [s.object_id for s in bodies(out, ObjectStatus, to="G")] == [ys[0]]
+    assert bodies(o.handle(g.send(o, GetObjectStatus(ys[2], wait=True)))) == []  # room again
+    assert o.status_wait_counts == {"G": 2, "H": 1}
+
+
 def test_status_without_wait_is_answered_at_once():
     # G polls y, which is still pending                                       OBJ-005
     o, _, y = owner_with_pending_task()

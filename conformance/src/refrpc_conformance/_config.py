@@ -22,6 +22,10 @@ from pathlib import Path
 KNOWN_FEATURES = ("core", "borrowing", "recovery", "actors", "python-pickle", "lz4")
 
 
+#: The limits a config may name (CNF-031), with the spec's defaults.
+LIMITS = {"status_waits": 100_000, "fetches_per_fetcher": 4, "fetches": 64, "handshakes": 128}
+
+
 class ConfigError(ValueError):
     """The IUT file is missing a field or has one of the wrong type."""
 
@@ -50,8 +54,18 @@ class IUTConfig:
     #: (SEC-015, SEC-016) that the suite makes for each case and hands the IUT as a
     #: key file, named by ``{key_file}`` in ``command`` and by ``REFRPC_KEY_FILE``.
     authentication: str = "none"
+    #: Limits the IUT is started with, by name (CNF-031): ``status_waits`` (SEC-009's
+    #: outstanding GetObjectStatus waits per remote peer), ``fetches_per_fetcher`` and
+    #: ``fetches`` (FET-009), ``handshakes`` (SEC-021). A case that needs a limit the
+    #: config does not name uses the spec's default, or is skipped when the default
+    #: is too large to reach in a case.
+    limits: dict[str, int] = field(default_factory=dict)
     #: The directory relative paths in ``command`` are resolved against.
     base_dir: Path = Path(".")
+
+    def limit(self, name: str) -> int:
+        """The limit the IUT is started with: as the config names it, else the spec's default."""
+        return self.limits.get(name, LIMITS[name])
 
     def argv(self, endpoint: str, peer_id: str, key_file: str = "") -> list[str]:
         """The command with the placeholders filled in; ``python`` runs as this interpreter."""
@@ -107,6 +121,10 @@ def config_from_dict(data: dict[str, object], *, base_dir: Path = Path("."), whe
     known = need("known_failing", list, [])
     if not all(isinstance(k, str) for k in known):  # type: ignore[union-attr]
         raise ConfigError(f"{where}: `known_failing` must be a list of strings")
+    limits = need("limits", dict, {})
+    if not all(k in LIMITS and isinstance(v, int) and not isinstance(v, bool) and v > 0
+               for k, v in limits.items()):  # type: ignore[union-attr]
+        raise ConfigError(f"{where}: `limits` must map names among {', '.join(LIMITS)} to positive integers")
     return IUTConfig(
         name=str(need("name", str, "iut")),
         command=tuple(command),  # type: ignore[arg-type]
@@ -116,6 +134,7 @@ def config_from_dict(data: dict[str, object], *, base_dir: Path = Path("."), whe
         known_failing=tuple(known),  # type: ignore[arg-type]
         records_traces=bool(need("records_traces", bool, False)),
         authentication=_authentication(str(need("authentication", str, "none")), where),
+        limits=dict(limits),  # type: ignore[arg-type]
         base_dir=base_dir,
     )
 

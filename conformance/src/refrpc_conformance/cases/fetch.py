@@ -511,3 +511,69 @@ def chunks_fit_limit(ctx: CaseContext) -> None:
     ctx.check("FET-007", got == total, f"all {total} bytes in chunks that fit the limit",
               f"{got} bytes arrived in {len(chunks)} chunk(s)")
     check_chunks(ctx, [a.body for a in chunks], start=0, end=total, chunk_bytes=MIB, total=total, note="the whole stored form")
+
+
+#: The stored result the holder-limit case fetches: about 2,000 chunks of 1 KiB a request,
+#: so that a request is still in service when the next ones arrive.
+SERVED_SIZE = 2 * MIB
+
+
+@case(
+    "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
+    requirements=["FET-009", "FET-020", "FET-001", "FET-004", "TASK-004"],
+    summary=(
+        "The suite fetches a stored result of make_bytes (2 MiB) from the IUT with L + 1 FetchRequests sent at "
+        "once, each for the whole stored form with chunkBytes 1 (L is the config's `limits.fetches_per_fetcher`, "
+        "4 by default, CNF-031). The IUT must answer every request, never by silence: each with its chunks up to "
+        "`last`, or with one error chunk RESOURCE_EXHAUSTED (`last` = true); it must never have more than L of "
+        "them in service at once (from a request's first chunk to its last); and no chunk of a served request but "
+        "the last may be smaller than 1 KiB, whatever chunkBytes asked."
+    ),
+    timeout=90.0,
+)
+def holder_limits(ctx: CaseContext) -> None:
+    limit = ctx.config.limit("fetches_per_fetcher")
+    iut, peer, link = open_session(ctx)
+    oid = _stored_result(ctx, iut, peer, link, SERVED_SIZE)
+    ids = list(range(1, limit + 2))
+    for request_id in ids:
+        link.send(FetchRequest(oid, request_id, 0, -1, 1, False))
+    first: FetchChunk = ctx.expect(peer, FetchChunk, lambda m: m.request_id in ids and m.error is None,
+                                   requirement="FET-001", what="a first chunk").body
+    if not first.last and len(first.data) < 1024:  # stop before a million tiny chunks come
+        ctx.fail("FET-020", "a first chunk of at least 1,024 bytes (chunkBytes 1 asked for less)",
+                 f"request {first.request_id}: {len(first.data)} bytes")
+    ended: set[int] = set()
+    while len(ended) < len(ids):
+        arrival = ctx.expect(peer, FetchChunk, lambda m: m.request_id in ids and m.request_id not in ended and m.last,
+                             requirement="FET-009", what=f"the last chunk of every request (still open: "
+                             f"{sorted(set(ids) - ended)})", timeout=30.0)
+        ended.add(arrival.body.request_id)
+    chunks = [a.body for a in peer.received(FetchChunk) if a.body.request_id in ids]
+    refused = {c.request_id: c for c in chunks if c.error is not None}
+    for c in refused.values():
+        ctx.check("FET-009", c.error.code is ErrorCode.RESOURCE_EXHAUSTED and c.last,
+                  "a request not served is answered with one chunk RESOURCE_EXHAUSTED, last = true",
+                  f"request {c.request_id}: {c.error.code.name}, last = {c.last}")
+    in_service: set[int] = set()
+    most = 0
+    for c in chunks:
+        if c.request_id in refused:
+            continue
+        in_service.add(c.request_id)
+        most = max(most, len(in_service))
+        if c.last:
+            in_service.discard(c.request_id)
+    ctx.check("FET-009", most <= limit, f"at most {limit} of one fetcher's requests in service at once",
+              f"{most} at once ({len(refused)} refused)")
+    ctx.note(f"{len(refused)} of {len(ids)} requests refused RESOURCE_EXHAUSTED; at most {most} served at once")
+    for request_id in ids:
+        if request_id in refused:
+            continue
+        served = [c for c in chunks if c.request_id == request_id]
+        small = [(c.offset, len(c.data)) for c in served[:-1] if len(c.data) < 1024]
+        ctx.check("FET-020", not small, "every chunk but the last of at least 1,024 bytes (chunkBytes 1 asked for less)",
+                  f"request {request_id}: {len(small)} smaller chunks, the first {small[:3]}")
+        got = sum(len(c.data) for c in served)
+        ctx.check("FET-001", got == served[-1].total_size, f"request {request_id}: the whole stored form",
+                  f"{got} of {served[-1].total_size} bytes")

@@ -348,3 +348,63 @@ def simultaneous_hellos(ctx: CaseContext) -> None:
     ctx.check("HS-014", got.get("value") == 3, "the late Welcome ignored; get() of the return gives 3", got)
     again = [a for a in peer.received(SubmitTask) if a.body.task_id == t.task_id]
     ctx.check("HS-023", len(again) == 1, "the task sent once (not again after the late Welcome)", f"{len(again)} times")
+
+
+#: The largest handshake limit the SEC-021 case reaches (CNF-031).
+MOST_HANDSHAKES = 400
+
+
+@case(
+    "handshake/SEC-021-oldest-handshake-forgotten",
+    requirements=["SEC-021", "SES-010", "HS-009", "HS-001"],
+    summary=(
+        "N + 1 suite peers greet the IUT one after another, announcing a heartbeat interval of 10 s, and then send "
+        "nothing at all (no heartbeat, no ack), "
+        "where N is the config's `limits.handshakes` (128 by default, CNF-031): each gets a Welcome, and the "
+        "last Hello makes the IUT forget the oldest handshake in progress. The oldest peer then sends a "
+        "sequenced echo task (seq 1), which must be discarded (no session), greets again with the same "
+        "incarnation (answered Welcome, not DECLARED_DEAD: forgetting fences nobody) and sends another echo as "
+        "seq 1 of the new session, which must run; had the old handshake been kept, the first echo would have "
+        "run and the second been a duplicate. The newest peer's handshake was kept: its echo runs."
+    ),
+    timeout=120.0,
+)
+def oldest_handshake_forgotten(ctx: CaseContext) -> None:
+    n = ctx.config.limit("handshakes")
+    if n > MOST_HANDSHAKES:
+        ctx.skip(f"limits.handshakes is {n}: more peers than a case makes (at most {MOST_HANDSHAKES}, CNF-031)")
+    iut = ctx.start_iut()
+    links: list[Link] = []
+    for i in range(n + 1):
+        # An interval of 10 s announced: the IUT's detection timeout for these silent peers is
+        # then a minute (LIV-007), longer than the case, so none is declared dead by silence.
+        p = ctx.wire_peer(f"greeter{i}", heartbeat_ms=10_000)
+        p.heartbeats = p.acks = False  # nothing but the Hello: a handshake in progress
+        link = p.connect(iut.peer_id, iut.address, iut.incarnation)
+        try:
+            link.handshake(ctx.bound(15.0), give_up=ctx.iut_died)
+        except (WireError, ExpectTimeout) as exc:
+            ctx.fail("SEC-021", f"Welcome for Hello {i + 1} of {n + 1} (a handshake beyond the limit forgets "
+                     "the oldest, it is not refused)", str(exc))
+        links.append(link)
+    oldest, newest = links[0], links[-1]
+    stray = task(oldest.peer, "echo", [by_value("to a forgotten session")])
+    oldest.send(stray)
+    oldest.reset_session()
+    try:
+        oldest.handshake(ctx.bound(15.0), give_up=ctx.iut_died)
+    except WireError as exc:
+        ctx.fail("SEC-021", "Welcome for the forgotten peer's new Hello (forgetting fences nobody)", str(exc))
+    except ExpectTimeout as exc:
+        ctx.fail("HS-001", "Welcome for the forgotten peer's new Hello", str(exc))
+    after = task(oldest.peer, "echo", [by_value("in the new session")])
+    oldest.send(after)
+    first: TaskReply = ctx.expect(oldest.peer, TaskReply, lambda m: m.task_id in (stray.task_id, after.task_id),
+                                  requirement="SEC-021", what="a TaskReply from the IUT to the oldest peer").body
+    ctx.check("SEC-021", first.task_id == after.task_id,
+              f"the oldest of {n + 1} handshakes in progress forgotten: its seq 1 discarded (SES-010), the new "
+              "session's seq 1 run", "the message sent in the old session ran: the handshake was kept")
+    newest.peer.acks = True
+    run_echo(ctx, newest.peer, newest, "the newest handshake kept", requirement="SEC-021")
+    for link in links[1:-1]:
+        link.peer.close()

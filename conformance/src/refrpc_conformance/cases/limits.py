@@ -1,5 +1,6 @@
 """Limits: identifier lengths (ID-007, a MUST), one status request per object
-(OBJ-014) and a bounded rate of ProtocolErrors (ERR-008), both recommendations."""
+(OBJ-014), a bounded rate of ProtocolErrors (ERR-008) and bounded status waits per
+peer (SEC-009), the last three recommendations."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from refrpc.core.messages import (
     ObjectState,
     ObjectStatus,
     ProtocolError,
+    ReturnKind,
+    ReturnValue,
     SubmitTask,
     TaskReply,
 )
@@ -132,3 +135,59 @@ def protocol_errors_rate_limited(ctx: CaseContext) -> None:
     worst = max((sum(1 for u in times if s <= u < s + 1.0) for s in times), default=0)
     ctx.check("ERR-008", worst <= RATE, f"at most {RATE} ProtocolErrors in any one second",
               f"{worst} in one second ({len(errors)} in all)", level="SHOULD")
+
+
+#: The largest status-wait limit the SEC-009 case reaches (CNF-031).
+MOST_STATUS_WAITS = 1000
+
+
+@case(
+    "objects/SEC-009-OBJ-002-status-waits-bounded-per-peer",
+    requirements=["SEC-009", "OBJ-002", "OBJ-005", "ERR-003", "CNF-031"],
+    summary=(
+        "The IUT submits one task with N + 1 returns to suite executor E, which does not answer yet (N is the "
+        "config's `limits.status_waits`, CNF-031; the case is UNSUPPORTED above 1,000). Suite peer G asks the IUT "
+        "for every return with GetObjectStatus(wait = true), the first one twice: the N + 1st should be refused "
+        "with ProtocolError(RESOURCE_EXHAUSTED) naming its sequence number, the first N remembered (no answer "
+        "while pending; a repeated wait is not a new one), and a wait = false question still answered PENDING. "
+        "Once E answers, G gets an ObjectStatus READY for each remembered wait, and asks again for the refused "
+        "return, which is answered too."
+    ),
+    timeout=60.0,
+)
+def status_waits_bounded(ctx: CaseContext) -> None:
+    n = ctx.config.limit("status_waits")
+    if n > MOST_STATUS_WAITS:
+        ctx.skip(f"limits.status_waits is {n} (the default unless the config names it): more waits than a case "
+                 f"makes (at most {MOST_STATUS_WAITS}, CNF-031)")
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    g = ctx.wire_peer("asker")
+    iut.add_peer(e, slots=1)
+    returns = iut.submit("echo", [{"value": "later"}], executor=e.peer_id, num_returns=n + 1)["returns"]
+    st: SubmitTask = ctx.expect(e, SubmitTask, lambda m: m.function == "echo", requirement="TASK-001",
+                                what="the IUT's SubmitTask").body
+    link_g = ctx.session(g, iut)
+    seqs = [link_g.send(GetObjectStatus(oid, wait=True)) for oid in [returns[0]] + returns]
+    probe = link_g.send(GetObjectStatus(returns[-1], wait=False))
+    answer: ObjectStatus = ctx.expect(g, ObjectStatus, lambda m: m.object_id == returns[-1], requirement="OBJ-005",
+                                      what=f"ObjectStatus answering the wait = false question (seq {probe})").body
+    ctx.check("OBJ-005", answer.state is ObjectState.PENDING, "state PENDING for a return not yet settled", answer.state.name)
+    refused = [a.body for a in g.received(ProtocolError) if a.body.related_seq in seqs]
+    codes = {err.related_seq: err.error.code.name for err in refused}
+    ctx.check("SEC-009", codes == {seqs[-1]: "RESOURCE_EXHAUSTED"},
+              f"the wait beyond {n} (seq {seqs[-1]}) refused RESOURCE_EXHAUSTED, and no other", codes or "no refusal")
+    early = [s.body.object_id for s in g.received(ObjectStatus) if s.body.object_id != returns[-1]]
+    ctx.check("OBJ-002", not early, "no answer to a wait while its object is pending", early)
+    link_e = e.link(iut.peer_id)
+    link_e.send(TaskReply(st.task_id, st.attempt, tuple(ReturnValue(oid, ReturnKind.INLINE, portable(i))
+                                                        for i, oid in enumerate(st.return_ids))))
+    for oid in returns[:-1]:
+        status: ObjectStatus = ctx.expect(g, ObjectStatus, lambda m, oid=oid: m.object_id == oid, requirement="OBJ-002",
+                                          what=f"ObjectStatus for {oid} once it settled").body
+        ctx.check("OBJ-002", status.state is ObjectState.READY, f"{oid} READY", status.state.name)
+    again = link_g.send(GetObjectStatus(returns[-1], wait=True))
+    late: ObjectStatus = ctx.expect(
+        g, ObjectStatus, lambda m: m.object_id == returns[-1] and m.state is not ObjectState.PENDING,
+        requirement="OBJ-002", what=f"the answer to the refused return asked again (seq {again})").body
+    ctx.check("OBJ-002", late.state is ObjectState.READY, f"{returns[-1]} READY", late.state.name)

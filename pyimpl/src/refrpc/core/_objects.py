@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Iterable
 
-from .errors import LocalUsageError
+from .errors import LocalUsageError, ProtocolViolation
 from .events import FreeCopy, GetResult, IntrospectResult
 from .messages import (
     AddLocation,
@@ -221,7 +221,7 @@ class Objects:
 
     def _delete_owned(self: Peer, oid: ObjectId) -> None:
         e = self.owned.pop(oid)
-        self.status_waiters.pop(oid, None)
+        self._forget_status_waits(oid)
         t = self.tasks.get(e.task_id) if e.task_id else None
         if t is not None:
             self._return_deleted(t)
@@ -273,8 +273,9 @@ class Objects:
         value, locations, size, error = res
         for request_id in self.get_waiters.pop(oid, []):
             self._out(GetResult(self._sid, request_id, oid, value, locations, size, error))
-        for peer, relay in self.status_waiters.pop(oid, {}).items():
-            self._answer_status(peer, oid, relay)
+        relays = dict(self.status_waiters.get(oid, {}))  # who offered to relay (LOC-020)
+        for peer in self._forget_status_waits(oid):
+            self._answer_status(peer, oid, bool(relays.get(peer)))
         for key in self.arg_waiters.pop(oid, []):
             self._arg_resolved(key, oid)
 
@@ -334,10 +335,39 @@ class Objects:
             self._request_status(b)  # OBJ-002
 
     # ------------------------------------------------------------ owner-side handlers
+    def _forget_status_waits(self: Peer, oid: ObjectId, peers: Iterable[PeerId] | None = None) -> list[PeerId]:
+        """Remove the waits of ``peers`` (default: all) on ``oid``; the peers whose wait was removed."""
+        waiters = self.status_waiters.get(oid)
+        if not waiters:
+            self.status_waiters.pop(oid, None)
+            return []
+        gone = [p for p in (list(waiters) if peers is None else peers) if p in waiters]
+        for p in gone:
+            del waiters[p]
+        if not waiters:
+            del self.status_waiters[oid]
+        for p in gone:
+            left = self.status_wait_counts.get(p, 0) - 1
+            if left > 0:
+                self.status_wait_counts[p] = left
+            else:
+                self.status_wait_counts.pop(p, None)
+        return gone
+
     def _on_GetObjectStatus(self: Peer, r: Remote, msg: GetObjectStatus) -> None:
         e = self.owned.get(msg.object_id)
         if msg.wait and e is not None and e.state == "pending":
-            self.status_waiters.setdefault(msg.object_id, {})[r.peer] = msg.relay
+            waiters = self.status_waiters.setdefault(msg.object_id, {})
+            if r.peer not in waiters:
+                count = self.status_wait_counts.get(r.peer, 0)
+                if count >= self.config.max_status_waits:
+                    if not waiters:
+                        del self.status_waiters[msg.object_id]
+                    # SEC-009: the wait is refused as a request (ERR-003), nothing is remembered.
+                    raise ProtocolViolation(ErrorCode.RESOURCE_EXHAUSTED,
+                                            f"{r.peer} already waits on {count} objects here", "SEC-009")
+                self.status_wait_counts[r.peer] = count + 1
+            waiters[r.peer] = msg.relay  # whether it offered to relay (LOC-020), as it last said
             self._expedite(msg.object_id)  # the asker may hold a slot while it waits
             return
         self._answer_status(r.peer, msg.object_id, msg.relay)

@@ -167,6 +167,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         #: Peers waiting on GetObjectStatus(wait) for an owned object.
         #: ... each with whether the asker offered to relay (LOC-020).
         self.status_waiters: dict[ObjectId, dict[PeerId, bool]] = {}
+        #: How many of those waits each peer has outstanding (SEC-009).
+        self.status_wait_counts: dict[PeerId, int] = {}
         #: Executing tasks waiting for a REF argument.
         self.arg_waiters: dict[ObjectId, list[tuple]] = {}
         self.owned_actors: dict[ActorId, OwnedActor] = {}
@@ -443,8 +445,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                         addr = self._address_of(borrower)
                         self._send(borrower, ConfirmBorrow(oid, fid, dead, r.incarnation), addr, self.addresses.get(borrower, ("", 0))[1])
             waiters = self.status_waiters.get(oid)
-            if waiters:
-                waiters.pop(dead, None)
+            if waiters and dead in waiters:
+                self._forget_status_waits(oid, (dead,))
             self._drop_relay(e, dead)  # LOC-022
             if dead in e.locations:
                 del e.locations[dead]
@@ -607,6 +609,19 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 problems.append(f"{oid}: borrowed entry with no hold (BOR-005)")
             if b.state not in tables.BORROWER_OBJECT:
                 problems.append(f"{oid}: unknown borrower state {b.state}")
+        waits: dict[PeerId, int] = {}
+        for oid, waiters in self.status_waiters.items():
+            if not waiters:
+                problems.append(f"{oid}: empty status waiter list")
+            for asker in waiters:
+                waits[asker] = waits.get(asker, 0) + 1
+        if waits != self.status_wait_counts:
+            problems.append(f"status waits counted {self.status_wait_counts} != kept {waits} (SEC-009)")
+        for oid, e in self.owned.items():
+            if e.relays and (e.state != "ready" or e.value is not None):
+                problems.append(f"{oid}: relays kept for a {e.state} object (LOC-020, LOC-022)")
+            if any(p in e.locations for p in e.relays):
+                problems.append(f"{oid}: a relay is also a location (LOC-022)")
         counted: dict[ObjectId, int] = {}
         for reg in self.outgoing.values():
             if reg.purpose[0] in ("reply", "abandon"):

@@ -52,6 +52,9 @@ class Config:
     max_sessions: int = 1024
     #: Grants one borrower incarnation may hold here; RegisterBorrower beyond is refused (SEC-008).
     max_grants_per_borrower: int = 1_000_000
+    #: GetObjectStatus waits one remote peer may have outstanding here; one beyond is
+    #: refused with ProtocolError(RESOURCE_EXHAUSTED) (SEC-009).
+    max_status_waits: int = 100_000
     #: Answer a Welcome at once with a Heartbeat when nothing else is queued (SES-022);
     #: the exhaustive simulations turn it off to keep their interleavings few.
     welcome_heartbeat: bool = True

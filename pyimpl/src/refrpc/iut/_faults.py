@@ -279,6 +279,27 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A Goodbye is not acknowledged before the fence: its sender waits out its linger. LIV-016 is a "
         "SHOULD: a case that catches this grades it NON-STRICT.",
     ),
+    "unbounded-status-waits": (
+        "SEC-009",
+        "GetObjectStatus waits are remembered however many one peer has outstanding: the limit the "
+        "IUT was started with (--max-status-waits) is ignored. SEC-009 is a SHOULD: a case that "
+        "catches this grades it NON-STRICT.",
+    ),
+    "serve-every-fetch": (
+        "FET-009",
+        "A holder serves every FetchRequest at once, however many one fetcher has outstanding: the "
+        "limit of 4 per fetcher incarnation is not applied.",
+    ),
+    "tiny-chunks": (
+        "FET-020",
+        "A holder cuts chunks as small as the request's chunkBytes asks (1 byte, say), instead of at "
+        "least the minimum chunk size of 1 KiB.",
+    ),
+    "unbounded-handshakes": (
+        "SEC-021",
+        "Handshakes in progress are not bounded: a flood of Hellos from made-up peers keeps every one "
+        "of them, and no old one is forgotten.",
+    ),
 }
 
 
@@ -821,6 +842,26 @@ def _adopt_mismatched_reply(iut: Iut) -> None:
     core._on_TaskReply = patched  # type: ignore[method-assign]
 
 
+def _unbounded_status_waits(iut: Iut) -> None:
+    iut.node.core.config.max_status_waits = 1 << 62  # breaks SEC-009: no bound at all
+
+
+def _serve_every_fetch(iut: Iut) -> None:
+    from ..runtime import _fetch
+
+    _fetch.MAX_SERVED_PER_FETCHER = _fetch.MAX_SERVED = 1 << 30  # breaks FET-009: no limit
+
+
+def _tiny_chunks(iut: Iut) -> None:
+    from ..runtime import _fetch
+
+    _fetch.MIN_CHUNK_BYTES = 1  # breaks FET-020: chunkBytes taken as asked
+
+
+def _unbounded_handshakes(iut: Iut) -> None:
+    iut.node.core.config.max_handshakes = 1 << 30  # breaks SEC-021: every handshake kept
+
+
 def _no_goodbye_ack(iut: Iut) -> None:
     core = iut.node.core
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
@@ -875,6 +916,10 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "refuse-repeated-features": _refuse_repeated_features,
     "zero-heartbeat-taken-literally": _zero_heartbeat_taken_literally,
     "no-goodbye-ack": _no_goodbye_ack,
+    "unbounded-status-waits": _unbounded_status_waits,
+    "serve-every-fetch": _serve_every_fetch,
+    "tiny-chunks": _tiny_chunks,
+    "unbounded-handshakes": _unbounded_handshakes,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

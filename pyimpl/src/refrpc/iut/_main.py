@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-id", default=os.environ.get("REFRPC_IUT_PEER_ID", ""), help="the PeerId to use")
     ap.add_argument("--key-file", default=os.environ.get("REFRPC_KEY_FILE", ""),
                     help="authenticate with this cluster key file (CURVE, SEC-015); default $REFRPC_KEY_FILE")
+    ap.add_argument("--max-status-waits", type=int, default=0, metavar="N",
+                    help="GetObjectStatus waits one remote peer may have outstanding (SEC-009; default the spec's 100,000)")
     ap.add_argument("--fault", action="append", default=[], metavar="NAME", help="break one requirement (see refrpc.iut.FAULTS)")
     args = ap.parse_args(argv)
     if not args.endpoint or not args.peer_id:
@@ -131,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         faults = parse_faults(args.fault + [os.environ.get("REFRPC_IUT_FAULTS", "")])
         config = config_from_env()
+        if args.max_status_waits < 0:
+            raise ValueError(f"--max-status-waits must be positive, not {args.max_status_waits}")
+        if args.max_status_waits:
+            config.max_status_waits = args.max_status_waits
         from ..transport import ClusterKey
 
         cluster_key = ClusterKey.load(args.key_file) if args.key_file else None

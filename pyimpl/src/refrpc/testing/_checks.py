@@ -107,6 +107,7 @@ def liveness_violations(cl: Cluster) -> list[str]:
             "store": list(p.store),
             "running": [k[0] for k in p.running],
             "status_waiters": list(c.status_waiters),
+            "status_wait_counts": list(c.status_wait_counts),
         }
         for what, items in leftovers.items():
             if items:
