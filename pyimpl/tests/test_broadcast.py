@@ -54,13 +54,13 @@ class Hosts:
 
         return node.call(do).result()
 
-    def consume(self, oid: str, retries: int = 0) -> list[str]:
-        """digest.remote(x) on each consumer; the return ids."""
+    def consume(self, oid: str, retries: int = 0, names: list[str] = CONSUMERS) -> list[str]:
+        """digest.remote(x) on each of ``names``; the return ids."""
         node = self.owner
 
         def do() -> list[str]:
             out = []
-            for name in CONSUMERS:
+            for name in names:
                 task_id, rids = node.ids.task(1)
                 node.handle(ev.Submit(node.sid(), task_id, "remote_fixtures:digest", (ev.ArgSpec(object_id=oid),), rids,
                                       max_retries=retries, executor=name))
@@ -119,6 +119,35 @@ def test_six_consumers_get_the_value_mostly_from_each_other(hosts):
     hosts.drop(x, *rids)
 
 
+def test_a_request_that_comes_before_the_relay_fetches_waits_for_its_fetch(hosts, monkeypatch):
+    # x = put(4 MiB); digest.remote(x) on w1, whose fetch begins late (its executor is
+    # slow to start it); then digest.remote(x) on w3, to whom the owner lists w1 as a
+    # relay. w3's request reaches w1 before w1 fetches anything: w1 holds it, then
+    # serves it from its own fetch, and the owner sends one copy, not two     FET-042
+    import threading
+
+    data = os.urandom(SIZE)
+    x = hosts.put(data)
+    w1, w3 = hosts.workers["w1"], hosts.workers["w3"]
+    started = threading.Event()
+    fetch = w1.fetch
+
+    def late_fetch(object_id, locations):
+        started.set()
+        assert wait_until(lambda: w1.call(lambda: bool(w1.fetcher._parked)).result(), 20)  # w3's request waits
+        return fetch(object_id, locations)
+
+    monkeypatch.setattr(w1, "fetch", late_fetch)
+    rids = hosts.consume(x, names=["w1"])
+    assert started.wait(20)
+    rids += hosts.consume(x, names=["w3"])
+    want = hashlib.sha256(data).hexdigest()
+    assert [hosts.outcome(r) for r in rids] == [want, want]
+    assert w1.fetcher.served.get("w3", 0) >= SIZE
+    assert hosts.owner.fetcher.served.get("w3", 0) == 0
+    hosts.drop(x, *rids)
+
+
 def test_a_relay_that_dies_mid_transfer_leaves_right_values_or_typed_errors(hosts):
     # x = put(4 MiB); digest.remote(x) on w1..w6; w1, the first fetcher and so the
     # relay of the chain, receives two chunks and then nothing; then it is cut off
@@ -129,9 +158,11 @@ def test_a_relay_that_dies_mid_transfer_leaves_right_values_or_typed_errors(host
     x = hosts.put(data)
     w1 = hosts.workers["w1"]
     w1.set_faults([FaultRule("drop", "receive", "FetchChunk", nth=3, count=None)]).result(10)
-    rids = hosts.consume(x, retries=1)
-    # The chain forms behind w1 (w2 asked w1 first), then w1 dies.
-    assert wait_until(lambda: w1.fetcher.received > 0 and sum(w1.fetcher.served.values()) > 0, 30)
+    rids = hosts.consume(x, retries=1, names=CONSUMERS[:1])
+    assert wait_until(lambda: w1.fetcher.received > 0, 30)  # w1 is fetching (and stalled)
+    rids += hosts.consume(x, retries=1, names=CONSUMERS[1:])
+    # The chain forms behind w1 (w2 asks w1 first and gets what w1 has), then w1 dies.
+    assert wait_until(lambda: sum(w1.fetcher.served.values()) > 0, 30)
     w1.set_faults([FaultRule("drop", "send", count=None), FaultRule("drop", "receive", count=None)]).result(10)
     want = hashlib.sha256(data).hexdigest()
     outcomes = [hosts.outcome(r) for r in rids]

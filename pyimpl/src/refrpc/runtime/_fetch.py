@@ -54,6 +54,9 @@ MAX_SERVED = 64
 #: so that serving never keeps the loop from heartbeats and other peers' messages.
 SERVE_BYTES_PER_TURN = 8 << 20
 SERVE_CHUNKS_PER_TURN = 256
+#: How long a request for an object this peer offered to relay, but has not begun to
+#: fetch yet, waits for that fetch before it is answered OBJECT_FREED (FET-042).
+PARK_S = 1.0
 #: Waits before asking a holder that answered RESOURCE_EXHAUSTED again (ERR-009).
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 1.0
@@ -128,6 +131,9 @@ class FetchService:
         #: copies still being assembled here (relayed, FET-042).
         self.served: dict[PeerId, int] = {}
         self.relayed = 0
+        #: Requests that came before our own fetch of the object they ask for, which the
+        #: owner already lists us as relaying: (arrival, delivery), by object (FET-042).
+        self._parked: dict[str, list[tuple[float, ev.DeliverData]]] = {}
 
     # ------------------------------------------------------------ fetcher
     def fetch(self, object_id: str, locations: tuple[tuple[PeerId, str], ...]) -> Future[int]:
@@ -145,6 +151,8 @@ class FetchService:
             return f.future
         self._by_object[object_id] = f
         self._start(f)
+        for _, d in self._parked.pop(object_id, []):  # they waited for this fetch: served from it now
+            self._on_request(d, d.message)
         return f.future
 
     def _known_dead(self, peer: PeerId) -> bool:
@@ -290,6 +298,8 @@ class FetchService:
         the fetch fails and its getter asks the owner again (OBJ-013). Requests
         it was being served end too."""
         self._serving = [j for j in self._serving if j.fetcher != peer]
+        for oid in list(self._parked):
+            self._parked[oid] = [(at, d) for at, d in self._parked[oid] if d.sender != peer]
         for f in list(self._by_object.values()):
             if not any(p == peer for p, _ in f.locations):
                 continue
@@ -306,6 +316,8 @@ class FetchService:
         ranges refused as RESOURCE_EXHAUSTED are asked for again when their delay is over."""
         self.serve()
         now = time.monotonic()
+        if self._parked:
+            self._expire_parked(now)
         for f in list(self._by_object.values()):
             if f.retry_at and now >= f.retry_at:
                 f.retry_at = 0.0
@@ -334,9 +346,35 @@ class FetchService:
         f = self._by_object.get(object_id)
         return None if f is None else f.total
 
+    def _about_to_fetch(self, object_id: str) -> bool:
+        """Whether this peer offered to relay ``object_id`` (LOC-020) and has not given up."""
+        b = self.node.core.borrowed.get(object_id)
+        return b is not None and b.relay_offered
+
+    def _expire_parked(self, now: float) -> None:
+        """FET-042: a parked request whose fetch never began is answered OBJECT_FREED."""
+        for oid in list(self._parked):
+            keep = []
+            for at, d in self._parked[oid]:
+                if now - at < PARK_S and self._about_to_fetch(oid):
+                    keep.append((at, d))
+                    continue
+                r = d.message
+                err = ErrorInfo(ErrorCode.OBJECT_FREED, f"no copy of {oid} here", "FET-004")
+                self.node.handle(ev.SendData(self.node.sid(), d.sender, d.sender_incarnation, d.sender_address,
+                                             FetchChunk(oid, r.request_id, r.offset, 0, True, error=err)))
+            if keep:
+                self._parked[oid] = keep
+            else:
+                del self._parked[oid]
+
     def _on_request(self, d: ev.DeliverData, r: FetchRequest) -> None:
         send = lambda chunk: self.node.handle(ev.SendData(self.node.sid(), d.sender, d.sender_incarnation, d.sender_address, chunk))
         total = self._copy_size(r.object_id)
+        if total is None and self._about_to_fetch(r.object_id):
+            # The owner listed us as a relay before our own fetch began: wait for it a little.
+            self._parked.setdefault(r.object_id, []).append((time.monotonic(), d))
+            return
         if total is None:
             err = ErrorInfo(ErrorCode.OBJECT_FREED, f"no copy of {r.object_id} here", "FET-004")
             send(FetchChunk(r.object_id, r.request_id, r.offset, 0, True, error=err))
