@@ -855,7 +855,7 @@ struct ObjectStatus {
   }
   relays @9 :List(Text);
   # For `ready` without inline value: PeerIds assembling a copy that serve the
-  # bytes they have (relays), most recently registered first, never you
+  # bytes they have (relays), the one to try first first, never you
   # (LOC-021, FET-040). Not copies: they never keep the object ready (LOC-022).
 
   relayAddresses @10 :List(Text);

@@ -40,19 +40,29 @@ def ask(o, s: Stub, relay: bool = True) -> ObjectStatus:
     return st
 
 
-def test_each_fetcher_is_listed_to_those_who_ask_after_it_most_recent_first():
-    # A, B, C fetch X at once, each offering to relay                       LOC-020, LOC-021
-    o, (a, b, c, d) = owner()
+def test_fetchers_are_listed_to_those_who_ask_after_them_as_a_tree_of_fan_out_two():
+    # A, B, C, D fetch X at once, each offering to relay: A serves B and C, B serves D
+    o, (a, b, c, d) = owner()                                              # LOC-020, LOC-021
     first = ask(o, a)
     assert first.state is ObjectState.READY and first.locations == ("O",) and first.relays == ()
     second = ask(o, b)
     assert second.relays == ("A",) and second.relay_addresses == (a.address,)
     third = ask(o, c)
-    assert third.relays == ("B", "A") and third.relay_addresses == (b.address, a.address)
+    assert third.relays == ("A", "B") and third.relay_addresses == (a.address, b.address)
     assert third.locations == ("O",)  # a relay is never a location            LOC-022
-    again = ask(o, a)  # A asks again (OBJ-013): never listed to itself, and now the most recent
-    assert again.relays == ("C", "B")
-    assert ask(o, d).relays == ("A", "C", "B")
+    assert ask(o, d).relays == ("B", "C", "A")  # A has two already: B comes first, A last
+    again = ask(o, a)  # A asks again (OBJ-013): never listed to itself; it is the newest relay now
+    assert again.relays == ("B", "C", "D")  # B serves D only so far
+    assert list(o.owned[X].relays) == ["B", "C", "D", "A"]
+
+
+def test_with_fan_out_one_the_fetchers_form_a_chain():
+    # relay_fanout = 1: each asker gets the one before it first               LOC-021
+    o, (a, b, c, d) = owner(Config(relay_fanout=1))
+    ask(o, a)
+    assert ask(o, b).relays == ("A",)
+    assert ask(o, c).relays == ("B", "A")
+    assert ask(o, d).relays == ("C", "B", "A")
 
 
 def test_relays_listed_are_bounded_and_the_oldest_forgotten_first():
@@ -64,7 +74,7 @@ def test_relays_listed_are_bounded_and_the_oldest_forgotten_first():
     o.handle(ev.Put("put", X, Value(Encoding.RAW, b""), True, 500_000))
     for s in stubs[:-1]:
         ask(o, s)
-    assert ask(o, stubs[-1]).relays == ("F7", "F6")
+    assert ask(o, stubs[-1]).relays == ("F5", "F6")  # the oldest under the fan-out first
     assert list(o.owned[X].relays) == ["F6", "F7", "F8"]
 
 

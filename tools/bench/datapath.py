@@ -100,6 +100,14 @@ def _report_deaths(me: str) -> Any:
     return on_instruction
 
 
+def _cpu(who: str) -> None:
+    """This process's CPU time so far (user + system, all threads), for the report."""
+    import resource
+
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"{who}: cpu {use.ru_utime + use.ru_stime:.2f} s", file=sys.stderr, flush=True)
+
+
 def _watch_loop(node: Any) -> list[float]:
     """The longest time between two turns of ``node``'s loop (its ticks), kept up to date."""
     longest = [0.0]
@@ -134,6 +142,7 @@ def role_node(args: argparse.Namespace) -> int:
     finally:
         if gaps[0] > 1.0:
             print(f"{args.name}: the loop's longest pause {gaps[0]:.2f} s", file=sys.stderr, flush=True)
+        _cpu(args.name)
         fenced = sorted(p for p, _ in node.core.fenced)
         if fenced or node.failure:  # for the report: who this host declared dead, or why it stopped
             print(f"{args.name}: declared dead {fenced}; {node.failure or 'running'}", file=sys.stderr, flush=True)
@@ -266,9 +275,10 @@ class Owner:
     def drop(self, *oids: str) -> None:
         self.node.handle_soon(*[lambda sid, o=o: self.ev.DropRef(sid, o) for o in oids]).result(STEP_TIMEOUT_S)
 
-    def relays(self, listed: int) -> None:
+    def relays(self, listed: int, fanout: int = 2) -> None:
         def do() -> None:
             self.node.core.config.relays_listed = listed
+            self.node.core.config.relay_fanout = fanout
 
         self.node.call(do).result(STEP_TIMEOUT_S)
 
@@ -338,9 +348,9 @@ def role_owner(args: argparse.Namespace) -> int:
         else:
             data = _value("random", scenario["bytes"])
             want = _touch_here(data)
-            for mode, consumers, listed in (("single", owner.peers[:1], 4), ("relays", owner.peers, 4),
-                                            ("from_owner", owner.peers, 0)):
-                owner.relays(listed)
+            for mode, consumers, listed, fanout in (("single", owner.peers[:1], 4, 2), ("relays", owner.peers, 4, 2),
+                                                    ("chain", owner.peers, 4, 1), ("from_owner", owner.peers, 0, 2)):
+                owner.relays(listed, fanout)
                 times, served = [], []
                 for _ in range(scenario["reps"]):
                     oid = owner.put(data)
@@ -358,6 +368,7 @@ def role_owner(args: argparse.Namespace) -> int:
         raise
     finally:
         owner.close()
+        _cpu("owner")
     print("RESULT " + json.dumps(out), flush=True)
     return 0
 
@@ -594,13 +605,15 @@ def main(argv: list[str] | None = None) -> int:
             rows[name] = {
                 "value": n / fetch / MB, "unit": "MB/s", "bytes": n, "data": data, "fetch_s": res["fetch_s"],
                 "floor_stream_MBps": n / stream / MB, "stream_s": res["stream_s"], "owner_sent": res["served"],
-                "link_MBps": link_bps / 8 / MB if link_bps else None, "hosts": hosts.kind,
+                "link_MBps": link_bps / 8 / MB if link_bps else None, "hosts": hosts.kind, "logs": res.get("logs", ""),
             }
         except Exception as exc:  # noqa: BLE001 - a row that fails shows its error; the run goes on
             rows[name] = {"value": None, "error": f"{type(exc).__name__}: {exc}", "logs": hosts.errors()}
         finally:
             hosts.close()
         r = rows[name]
+        if r.get("logs"):
+            print(r["logs"], flush=True)
         if r.get("value") is not None:
             link = f", {r['value'] / r['link_MBps'] * 100:.0f}% of the {args.rate} link" if r["link_MBps"] else ""
             print(f"  {name:<18} {r['value']:8.1f} MB/s   floor: one TCP stream {r['floor_stream_MBps']:8.1f} MB/s "
@@ -612,10 +625,12 @@ def main(argv: list[str] | None = None) -> int:
         hosts = make(k + 1, args.rate, args.insecure)
         try:
             res = run_scenario(hosts, k, {"kind": "broadcast", "bytes": n, "reps": cfg["bcast_reps"]}, settings=args.config)
-            single, relays, alone = (min(res[f"{m}_s"]) for m in ("single", "relays", "from_owner"))  # best of the repetitions: the machine may be shared
+            # best of the repetitions: the machine may be shared
+            single, relays, chain, alone = (min(res[f"{m}_s"]) for m in ("single", "relays", "chain", "from_owner"))
             rows["broadcast_100mb_8"] = {
                 "value": relays, "unit": "s", "bytes": n, "consumers": k, "floor_single_s": single,
                 "from_owner_s": alone, "x_single": relays / single, "from_owner_x_single": alone / single,
+                "chain_s": chain, "chain_x_single": chain / single,
                 "owner_sent_copies": statistics.median(res["relays_owner_sent"]) / n,
                 "from_owner_sent_copies": statistics.median(res["from_owner_owner_sent"]) / n, "raw": res,
                 "hosts": hosts.kind, "logs": res.get("logs", ""),
@@ -628,8 +643,9 @@ def main(argv: list[str] | None = None) -> int:
             hosts.close()
         r = rows["broadcast_100mb_8"]
         if r.get("value") is not None:
-            print(f"  broadcast {n // MB} MB to {k}: relays {r['value']:.2f} s = {r['x_single']:.2f}x one transfer "
-                  f"({r['floor_single_s']:.2f} s; target <= 2x); everyone from the owner {r['from_owner_s']:.2f} s = "
+            print(f"  broadcast {n // MB} MB to {k}: relays (a tree of fan-out 2) {r['value']:.2f} s = {r['x_single']:.2f}x "
+                  f"one transfer ({r['floor_single_s']:.2f} s; target <= 2x); a chain of relays {r['chain_s']:.2f} s = "
+                  f"{r['chain_x_single']:.2f}x; everyone from the owner {r['from_owner_s']:.2f} s = "
                   f"{r['from_owner_x_single']:.2f}x; the owner sent {r['owner_sent_copies']:.1f} copies with relays, "
                   f"{r['from_owner_sent_copies']:.1f} without", flush=True)
         else:

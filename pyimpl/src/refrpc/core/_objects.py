@@ -100,24 +100,21 @@ class Objects:
         return tuple(out)
 
     def _relay_pairs(self: Peer, e: OwnedObject, asker: PeerId) -> tuple[tuple[PeerId, str], ...]:
-        """LOC-021: the relays listed to ``asker``: most recent first, never ``asker``,
-        none fenced or dead, at most ``relays_listed``."""
-        out: list[tuple[PeerId, str]] = []
-        for p in reversed(e.relays):
-            if len(out) >= self.config.relays_listed:
-                break
-            r = self.remotes.get(p)
-            if p == asker or r is None or r.state == "dead":
-                continue
-            out.append((p, self._address_of(p)))
-        return tuple(out)
+        """LOC-021: the relays listed to ``asker``, never ``asker``, none fenced or dead, at
+        most ``relays_listed``: first those listed first fewer than ``relay_fanout`` times,
+        oldest first (so the fetchers form a tree of that fan-out: 1 makes a chain), then
+        the others, most recent first."""
+        live = [p for p in e.relays if p != asker and (r := self.remotes.get(p)) is not None and r.state != "dead"]
+        fanout = self.config.relay_fanout
+        order = [p for p in live if e.relays[p] < fanout] + [p for p in reversed(live) if e.relays[p] >= fanout]
+        return tuple((p, self._address_of(p)) for p in order[: self.config.relays_listed])
 
     def _add_relay(self: Peer, e: OwnedObject, peer: PeerId) -> None:
         """LOC-020: ``peer`` is about to fetch ``e``'s value and serves what it has meanwhile."""
         if peer in e.locations or e.value is not None:
             return  # it holds a whole copy already, or there is nothing to fetch
         e.relays.pop(peer, None)
-        e.relays[peer] = None  # the most recent last
+        e.relays[peer] = 0  # the most recent last, listed first to nobody yet
         while len(e.relays) > self.config.relays_kept:
             del e.relays[next(iter(e.relays))]  # the oldest is forgotten first
 
@@ -282,8 +279,11 @@ class Objects:
     def _answer_status(self: Peer, peer: PeerId, oid: ObjectId, relay: bool) -> None:
         """Send ``peer`` the status of ``oid``; a fetcher that offered to relay is
         listed as one to those who ask after it (LOC-020)."""
-        self._send(peer, self._status_message(oid, peer))
+        status = self._status_message(oid, peer)
+        self._send(peer, status)
         e = self.owned.get(oid)
+        if e is not None and status.relays:
+            e.relays[status.relays[0]] += 1  # the relay this asker will try first (LOC-021)
         if relay and e is not None and e.state == "ready" and self.config.relays_listed > 0:
             self._add_relay(e, peer)
 

@@ -87,6 +87,9 @@ class Config:
     relays_listed: int = 4
     #: Relays an owner remembers per object; the oldest is forgotten first (LOC-021).
     relays_kept: int = 16
+    #: Askers a relay is listed first to before later relays come first: the fan-out of
+    #: the tree the fetchers of one value form (LOC-021); 1 makes a chain.
+    relay_fanout: int = 2
 
     @property
     def dead_after_ms(self) -> int:
@@ -106,9 +109,9 @@ class OwnedObject:
     value: Value | None = None
     #: Peers holding a copy; the first is the primary (LOC-001).
     locations: dict[PeerId, None] = field(default_factory=dict)
-    #: Peers assembling a copy that serve what they have, oldest first (LOC-020);
-    #: never copies: they keep nothing ready (LOC-022).
-    relays: dict[PeerId, None] = field(default_factory=dict)
+    #: Peers assembling a copy that serve what they have, oldest first, each with how
+    #: many askers it was listed to first (LOC-020, LOC-021); never copies (LOC-022).
+    relays: dict[PeerId, int] = field(default_factory=dict)
     size: int = -1
     error: ErrorInfo | None = None
     #: For a failed object: the exception the task raised, as its executor sent it (TASK-018).
