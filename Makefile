@@ -8,6 +8,7 @@
 #   make fuzz FRAMES=N      send N fuzzed frames to a live head, worker and driver (SEED=S picks the seed)
 #   make spec-index         regenerate spec/requirements.json, spec/schema-layout.* and spec/vectors/
 #   make conformance        run the conformance suite against pyimpl (reports in conformance-report/)
+#   make bench-hosts        no-op task throughput and a MapReduce on 1, 2, 4 and 8 hosts of a test bed (root)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -17,7 +18,7 @@ SEEDS  ?= 2000
 FRAMES ?= 200000
 SEED   ?= 1
 
-.PHONY: test demo demo-sim bench bench-datapath docs simulate fuzz spec-index capnp chromium conformance clean
+.PHONY: test demo demo-sim bench bench-hosts bench-datapath docs simulate fuzz spec-index capnp chromium conformance clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +62,11 @@ demo-sim: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tools/bench/run.py
+	$(PY) tools/bench/pressure.py
+
+bench-hosts: $(STAMP)
+	$(PY) -m pip install --quiet -e 'pyimpl[bench]'
+	$(PY) tools/bench/scaling.py --json scaling.json --plot docs/images/scaling.png
 
 bench-datapath: $(STAMP)
 	$(PY) tools/bench/datapath.py

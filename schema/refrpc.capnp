@@ -444,6 +444,12 @@ enum ErrorCode {
   unrecognized @19;
   # The sender could not read the original code (ERR-002); only ever produced
   # when re-sending such an error (ERR-007).
+
+  objectStoreFull @20;
+  # A value needed room in my object store and there was none: it is at its
+  # limit and nothing more could be spilled, or the value alone exceeds the
+  # limit (OBJ-036). The message says what holds the memory. Not retryable as
+  # such: the program frees objects or the node gets a larger limit.
 }
 
 struct ErrorInfo {

@@ -23,7 +23,7 @@ RUN = REPO / "tools" / "bench" / "run.py"
 #: Every floor/baseline measurement and every RefRPC benchmark the suite reports.
 FLOOR = [
     "zmq_rtt_p50", "zmq_rtt_p99", "zmq_pair_p50", "zmq_pipelined", "zmq_stream_1mib", "zmq_stream_big",
-    "zmq_sum_big", "zmq_make_big", "zmq_chain_big", "memcpy_big", "sum_big_local", "pickle_1kb",
+    "zmq_sum_big", "zmq_make_big", "zmq_chain_big", "memcpy_big", "memcpy_warm_big", "sum_big_local", "pickle_1kb",
     "mp_roundtrip_p50", "mp_tasks", "mp_sum_big", "mp_mapreduce", "mp_start",
 ]
 BENCHMARKS = [
@@ -82,3 +82,23 @@ def test_quick_benchmark_run_reports_every_figure(tmp_path):
         assert all(_number(row.get(k)) for k in ("off", "on", "overhead_pct")), row
         # The traced clusters did record: a file per process (driver and workers).
         assert row["trace_files"] >= 3 and row["trace_bytes"] > 0, row
+
+
+@pytest.mark.timeout(200)
+def test_memory_benchmarks_run_and_leave_nothing_behind(tmp_path):
+    # tools/bench/pressure.py --quick: every row has its figure and its floor; the
+    # working set 3x the store limits spilled, got the right answer (checked by the
+    # bench) and left nothing in /dev/shm or the spill directory.
+    out = tmp_path / "pressure.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "pyimpl" / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "bench" / "pressure.py"), "--quick", "--json", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    results = json.loads(out.read_text())["results"]
+    for name in ("put_big", "chain_big", "rl_broadcast", "param_server", "working_set_3x"):
+        row = results[name]
+        assert row.get("error") is None and _number(row.get("value_ms")) and _number(row.get("floor_ms")), (name, row)
+    ws = results["working_set_3x"]
+    assert all(r["bytes_spilled"] > 0 for r in ws["spilling"]) and all(r["bytes_spilled"] == 0 for r in ws["in_memory"])
+    assert ws["left_behind"] == [] and all(r["spill_dir_removed"] for r in ws["spilling"] + ws["in_memory"])

@@ -129,7 +129,9 @@ def test_status_lists_every_worker_with_its_host(head_and_host):
     address = head_and_host
     _wait_members(address, 2)
     out = _cli("status", "--address", address).stdout
-    assert out.count("-w1") == 2, out  # one worker on the head's host, one on the other
+    processes, stores = out.split("\n\n", 1)  # the process table, then each one's object store
+    assert processes.count("-w1") == 2, out  # one worker on the head's host, one on the other
+    assert stores.count("-w1") == 2 and "spilled" in stores, out
 
 
 def test_commands_fail_cleanly_without_a_cluster():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import refrpc
 
 EXPECTED = {
-    "ActorDiedError", "ActorHandle", "GetTimeoutError", "LineageEvictedError", "ObjectLostError", "OwnerDiedError", "Ref",
+    "ActorDiedError", "ActorHandle", "GetTimeoutError", "LineageEvictedError", "ObjectLostError", "ObjectStoreFullError",
+    "OwnerDiedError", "Ref",
     "RefRPCError", "SharedRef", "TaskCancelledError", "TaskError", "WorkerDiedError", "__version__",
     "as_completed", "cancel", "get", "get_actor", "init", "is_initialized", "kill", "memory", "put", "remote", "shared", "shutdown", "wait",
     "nodes", "cluster_resources", "available_resources",
@@ -34,3 +35,4 @@ def test_errors_from_beneath_the_api_are_refrpc_errors_too() -> None:
     for cls in (EncodeError, SerializationError, NotPortable, DeserializationError, StoreError, StoreFull, ObjectNotFound):
         assert issubclass(cls, refrpc.RefRPCError), cls.__name__
     assert issubclass(EncodeError, ValueError) and issubclass(ObjectNotFound, LookupError)  # as before
+    assert issubclass(StoreFull, refrpc.ObjectStoreFullError)  # a full store is the typed error programs catch

@@ -22,6 +22,7 @@ from .errors import (
     GetTimeoutError,
     LineageEvictedError,
     ObjectLostError,
+    ObjectStoreFullError,
     OwnerDiedError,
     RefRPCError,
     TaskCancelledError,
@@ -54,6 +55,7 @@ __all__ = [
     "KWARGS_SUFFIX",
     "LineageEvictedError",
     "ObjectLostError",
+    "ObjectStoreFullError",
     "OwnerDiedError",
     "Ref",
     "RefRPCError",
@@ -189,7 +191,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
          miss_limit: int | None = None, trace_dir: str | os.PathLike[str] | None = None,
          connect_timeout: float = 5.0, ignore_reinit_error: bool = False,
          key_file: str | os.PathLike[str] | None = None, insecure: bool = False,
-         resources: dict[str, float] | None = None) -> None:
+         resources: dict[str, float] | None = None, object_store_memory: int | str | None = None,
+         spill_dir: str | os.PathLike[str] | None = None) -> None:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
@@ -221,6 +224,18 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     CPUs, shared among the workers ``init`` starts (the cluster offers that much in
     all); tasks and actors ask for them with ``.options(resources=...)``. Each
     worker offers one CPU slot.
+
+    ``object_store_memory`` is the limit of each process's object store, in bytes
+    (an int, or a string such as ``"2GB"`` or ``"512MiB"``): the shared memory its
+    stored values may take (OBJ-030). By default the host's stores share 30% of its
+    memory (never more than 90% of what ``/dev/shm`` holds), split evenly among the
+    driver and its workers. Past the limit, a store spills the values nobody is
+    using to files in ``spill_dir`` (by default a directory of the cluster's own
+    under the system's temporary directory) and reads them back when they are
+    used; when nothing more can go, the call that needed room raises
+    :class:`ObjectStoreFullError`. A limit that is not a size (or is below 1 MiB),
+    or a spill directory that cannot be written, is refused here, before anything
+    starts. See docs/memory.md.
     """
     if ignore_reinit_error and is_initialized():
         return
@@ -229,6 +244,12 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     settings = _check_settings(max_lineage_bytes=max_lineage_bytes, heartbeat_interval_ms=heartbeat_interval_ms,
                                miss_limit=miss_limit)
     offered = dict(_demand(0, resources or {})[1])
+    from .store import parse_bytes
+
+    capacity = None if object_store_memory is None else parse_bytes(object_store_memory)
+    if address is not None and (object_store_memory is not None or spill_dir is not None):
+        raise ValueError("a joining driver keeps no values of its own beyond the inline ones: object_store_memory and "
+                         "spill_dir are set where the workers start (refrpc start --object-store-memory, --spill-dir)")
     if offered and address is not None:
         raise ValueError("resources are offered by the workers that refrpc start runs (--resources), not by a joining driver")
     _INLINE[0] = inline_threshold
@@ -259,13 +280,24 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         # One shared-memory namespace for the whole host: the driver and its
         # workers map each other's values instead of copying them.
         namespace = LocalCluster.new_namespace()
+        from .store import default_capacity, default_spill_directory, prepare_spill_directory
+
+        capacity = capacity or default_capacity(n + 1)
+        try:
+            spill = prepare_spill_directory(spill_dir if spill_dir is not None else default_spill_directory(namespace))
+        except ValueError:
+            import shutil
+
+            shutil.rmtree(sock_dir, ignore_errors=True)
+            raise
         traces = None if trace_dir is None else os.fspath(trace_dir)
         # SEC-001: ipc sockets in a directory only this user can enter (mkdtemp: 0700).
         # The driver is its cluster's head: its executor keeps actor names (never runs the program's tasks).
         node, executor = working_node("driver", f"ipc://{sock_dir}/driver.sock", namespace, _config(), trace_dir=traces,
-                                      cluster_key=cluster_key)
+                                      cluster_key=cluster_key, object_store_memory=capacity, spill_dir=spill)
         cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0], namespace=namespace,
-                                    resources=offered, settings=dict(_SETTINGS), trace_dir=traces, key_file=key_path)
+                                    resources=offered, settings=dict(_SETTINGS), trace_dir=traces, key_file=key_path,
+                                    object_store_memory=capacity, spill_dir=spill, own_spill_dir=spill_dir is None)
         end = time.monotonic() + startup_timeout
         for name, address in cluster.workers.items():
             path = address.removeprefix("ipc://")
@@ -495,19 +527,30 @@ def _wait_ready(node: Any, ids: list[str], num_returns: int, deadline: float | N
 
 # ---------------------------------------------------------------- the memory view
 def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
-    """Every live object this process can see, with why it is alive (INT-001).
+    """Every live object this process can see, with why it is alive (INT-001), and
+    what each process's object store holds.
 
     Asks this process and ``peers`` (by default every worker this process knows)
     for their ownership tables; each owned object is listed with its owner,
-    state, size, where it is stored and what keeps it alive: local refs,
-    pending tasks, borrowers, containing objects, lineage.
+    state, size, where it is stored (each location marked ``disk`` when its holder
+    has it spilled) and what keeps it alive: local refs, pending tasks, borrowers,
+    containing objects, lineage. Before them, one line per process's object store:
+    its limit, the bytes and objects it holds in memory, of those pinned (mapped by
+    a reader: they cannot be spilled) and fetched copies (secondary), what it has
+    spilled to disk, and how often it spilled and restored (OBJ-030..OBJ-036).
     """
+    from .runtime import _status
+
     node = current_node()
     if peers is None:
         peers = node.call(lambda: list(node.core.workers)).result()
-    lines = [f"{'object':<44} {'owner':<30} {'state':<9} {'size':>12}  where stored / why alive"]
+    everyone = [node.peer_id, *[p for p in peers if p != node.peer_id]]
+    reports = _status.stores(node, everyone, timeout)
+    on_disk = {(peer, row[0]) for peer, report in reports.items() if report for row in report["objects"] if row[3] == "disk"}
+    lines = [*_status.store_table(reports), ""]
+    lines.append(f"{'object':<44} {'owner':<30} {'state':<9} {'size':>12}  where stored / why alive")
     rows = 0
-    for peer in [node.peer_id, *peers]:
+    for peer in everyone:
         try:
             result = node.introspect(peer).result(timeout)
         except Exception as exc:  # a peer that died meanwhile
@@ -530,7 +573,7 @@ def memory(peers: Sequence[str] | None = None, *, timeout: float = 10.0) -> str:
                 why.append("contained in " + ", ".join(e.contained_in))
             if e.lineage_refs and e.state == "released":
                 why.append(f"lineage for {e.lineage_refs} object(s)")
-            where = ",".join(e.locations) or "inline at owner"
+            where = ",".join(f"{p} (disk)" if (p, e.object_id) in on_disk else p for p in e.locations) or "inline at owner"
             lines.append(f"{e.object_id:<44} {e.owner:<30} {e.state:<9} {e.size:>12,}  {where}; {'; '.join(why) or '-'}")
             rows += 1
     lines.append(f"{rows} live objects")

@@ -141,6 +141,28 @@ def _resources(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError(f"--resources takes a JSON object such as '{{\"gpu\": 1}}': {exc}") from None
 
 
+def _size(text: str) -> int:
+    """``--object-store-memory``: bytes, or a size such as 2GB (argparse reports a bad one)."""
+    from .store import parse_bytes
+
+    try:
+        return parse_bytes(text, "--object-store-memory")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _memory_settings(args: argparse.Namespace, n: int, namespace: str) -> dict:
+    """The store limit and spill directory of this host's processes (refused here, at start)."""
+    from .store import default_capacity, default_spill_directory, prepare_spill_directory
+
+    try:
+        spill = prepare_spill_directory(args.spill_dir or default_spill_directory(namespace))
+    except ValueError as exc:
+        raise api.RefRPCError(f"refrpc start: {exc}") from None
+    return {"object_store_memory": args.object_store_memory or default_capacity(n + (1 if args.head else 0)),
+            "spill_dir": spill, "own_spill_dir": not args.spill_dir}
+
+
 def _start(args: argparse.Namespace) -> int:
     import logging
 
@@ -152,15 +174,18 @@ def _start(args: argparse.Namespace) -> int:
     n = args.num_workers or os.cpu_count() or 1
     prefix = f"{socket.gethostname()}-{os.getpid()}-w"
     key, key_path = _key(args)
+    namespace = LocalCluster.new_namespace()
+    memory = _memory_settings(args, n, namespace)
     if args.head:
         node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", held=True,
-                                      trace_dir=args.trace_dir, cluster_key=key, insecure=args.insecure)
+                                      trace_dir=args.trace_dir, cluster_key=key, insecure=args.insecure,
+                                      object_store_memory=memory["object_store_memory"], spill_dir=memory["spill_dir"])
         api._ctx.node, api._ctx.executor = node, executor  # membership tasks run here
         api._ctx.head = HEAD  # and actor names are kept here
         executor.open()
         cluster = LocalCluster.start(n, node.address, node.incarnation, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
                                      trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure,
-                                     resources=args.resources)
+                                     resources=args.resources, namespace=namespace, **memory)
         cluster.watch(node)  # restarts a worker that dies (and says so on stderr)
         record = _record("head", node.address, key_path)
         print(f"head listening at {node.address}", flush=True)
@@ -183,7 +208,7 @@ def _start(args: argparse.Namespace) -> int:
         return 0
     cluster = LocalCluster.start(n, args.address, 0, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
                                  trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure,
-                                 resources=args.resources)
+                                 resources=args.resources, namespace=namespace, **memory)
     cluster.watch(None)  # restarts a worker that dies; they all leave when the head does
     record = _record("workers", args.address)
     print(f"started {n} workers joining {args.address}", flush=True)
@@ -267,6 +292,10 @@ def _status(args: argparse.Namespace) -> int:
         actors = sum(len(r["actors"] or []) for r in rows)
         print(f"{len(workers)} workers, {total:g} CPU slots, {running} tasks running, {queued} queued; "
               f"{len(drivers)} drivers; {actors} actors")
+        from .runtime import _status as status_view
+
+        print()  # each process's object store: limit, used, pinned, secondary, spilled (OBJ-030)
+        print("\n".join(status_view.store_table(status_view.stores(api._node(), [r["id"] for r in rows if r["alive"]], 5.0))))
     finally:
         api.shutdown()
     return 0
@@ -301,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--node-ip", default="127.0.0.1", help="this host's address as other hosts reach it")
     start.add_argument("--resources", type=_resources, default={},
                        help='what this host offers besides CPUs, as JSON, e.g. \'{"gpu": 1}\' (shared among its workers)')
+    start.add_argument("--object-store-memory", type=_size, default=None,
+                       help="each process's object store limit, bytes or e.g. 2GB (default: 30%% of RAM, split)")
+    start.add_argument("--spill-dir", default=None,
+                       help="where stores spill values past their limit (default: a directory under the temp dir)")
     start.add_argument("--trace-dir", default=None,
                        help="record every process's trace in this directory (default: $REFRPC_TRACE_DIR, else none)")
     start.add_argument("--key-file", default=None,

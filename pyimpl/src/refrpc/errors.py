@@ -17,6 +17,7 @@ __all__ = [
     "GetTimeoutError",
     "LineageEvictedError",
     "ObjectLostError",
+    "ObjectStoreFullError",
     "OwnerDiedError",
     "RefRPCError",
     "TaskCancelledError",
@@ -76,6 +77,24 @@ class TaskCancelledError(RefRPCError):
     """The task was cancelled (TASK-008)."""
 
 
+class ObjectStoreFullError(RefRPCError):
+    """A value needed room in a node's object store and there was none: the store is
+    at its limit and nothing more could be spilled to disk (OBJ-036), or the value
+    alone is larger than the whole limit. ``usage`` says what held the memory (a
+    dict of byte and object counts; empty when the error came from another peer,
+    whose message says it instead). The node goes on working; free objects (drop
+    refs) or raise the limit (``init(object_store_memory=)``) and try again.
+    """
+
+    #: What held the memory (byte and object counts by kind), when known here.
+    usage: dict
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.OBJECT_STORE_FULL, detail: str = "",
+                 usage: dict | None = None) -> None:
+        super().__init__(message, code, detail)
+        self.usage = dict(usage or {})
+
+
 class GetTimeoutError(RefRPCError, TimeoutError):
     """``get`` gave up after its timeout; the value may still come."""
 
@@ -90,6 +109,7 @@ _ERRORS: dict[ErrorCode, type[RefRPCError]] = {
     ErrorCode.LINEAGE_EVICTED: LineageEvictedError,
     ErrorCode.ACTOR_DIED: ActorDiedError,
     ErrorCode.TASK_CANCELLED: TaskCancelledError,
+    ErrorCode.OBJECT_STORE_FULL: ObjectStoreFullError,
 }
 
 

@@ -45,6 +45,17 @@ if TYPE_CHECKING:
 _DATA_PLANE = (FetchRequest, FetchChunk)
 
 #: Requests whose failure a ProtocolError can report, and the field naming them (ERR-003).
+#: Room left in a frame for the envelope, ids and the rest of a message around its
+#: values, when deciding whether a message fits the receiver's limit (ZMQ-007).
+FRAME_HEADROOM = 64 << 10
+
+
+def _payload_bytes(body: SubmitTask | ObjectStatus) -> int:
+    """The bytes of the values a message carries (the bulk of its encoded size)."""
+    values = [a.value for a in body.args] if isinstance(body, SubmitTask) else [body.value]
+    return sum(len(v.data) + sum(len(b) for b in v.buffers) for v in values if v is not None)
+
+
 _REQUEST_KEY = {
     "SubmitTask": "task_id",
     "CreateActor": "actor_id",
@@ -134,6 +145,19 @@ class SessionLayer:
         self._send_body(r, body)
 
     def _send_body(self: Peer, r: Remote, body: Message) -> None:
+        if r.max_frame_bytes and isinstance(body, (SubmitTask, ObjectStatus)) and \
+                _payload_bytes(body) > r.max_frame_bytes - FRAME_HEADROOM:
+            # ZMQ-007: a message the receiver would drop for its size never goes. A task
+            # fails here; a status answers FAILED without changing the object.
+            info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED,
+                             f"{type(body).__name__} would exceed {r.peer}'s frame limit of {r.max_frame_bytes} bytes",
+                             "ZMQ-007")
+            self._story(f"peer:{r.peer}", "not-sent", f"{type(body).__name__}: too large")
+            if isinstance(body, ObjectStatus):
+                body = ObjectStatus(body.object_id, ObjectState.FAILED, error=info)
+            else:
+                self._request_refused(r, "SubmitTask", body.task_id, info)
+                return
         problem = self._feature_problem(r, body)
         if problem is not None:
             # HS-017..HS-020: never send what the session did not negotiate.
@@ -608,7 +632,7 @@ class SessionLayer:
             self._trace("peer-declared-dead", peer=r.peer, incarnation=str(r.incarnation), reason=reason,
                         source=source or _DEATH_SOURCE[event])
         if r.incarnation:
-            self.fenced.add((r.peer, r.incarnation))
+            self._add_fence(r.peer, r.incarnation)
         self.handshakes.pop(r.peer, None)
         self.grants_registered.pop((r.peer, r.incarnation), None)  # its grants go with it (BOR-009)
         r.unacked.clear()
@@ -618,6 +642,11 @@ class SessionLayer:
         r.requests.clear()
         self._out(PeerDeclaredDead(self._sid, r.peer, r.incarnation, reason))
         self._on_peer_dead(r)
+
+    def _add_fence(self: Peer, peer: PeerId, incarnation: int) -> None:
+        if (peer, incarnation) not in self.fenced:
+            self.fenced.add((peer, incarnation))
+            self.fences_of[peer] = self.fences_of.get(peer, 0) + 1
 
     def _broadcast_death(self: Peer, dead: Remote, reason: str = "silence") -> None:
         """LIV-004: tell everyone else we are in session with."""
@@ -649,7 +678,7 @@ class SessionLayer:
         if self.trace_events and (peer, incarnation) not in self.fenced:  # no session: fenced all the same
             self._trace("peer-declared-dead", peer=peer, incarnation=str(incarnation), reason=reason,
                         source=_DEATH_SOURCE[event])
-        self.fenced.add((peer, incarnation))
+        self._add_fence(peer, incarnation)
         self.grants_registered.pop((peer, incarnation), None)
 
     def _on_Goodbye(self: Peer, r: Remote, msg: Goodbye) -> None:

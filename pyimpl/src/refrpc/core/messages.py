@@ -71,6 +71,7 @@ class ErrorCode(str, enum.Enum):
     #: The sender could not read the original code (``ERR-002``); only ever
     #: produced when re-sending such an error (``ERR-007``).
     UNRECOGNIZED = "unrecognized"
+    OBJECT_STORE_FULL = "object_store_full"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..core import Config
 from ..runtime import Node, working_node
-from ..store import MemoryStore, ObjectNotFound
-from ._faults import install, parse_faults
+from ..store import MemoryStore, ObjectNotFound, SharedMemoryStore, parse_bytes
+from ._faults import STARTUP, install, parse_faults
 from ._fixtures import Catalog, FixtureExecutor
 
 log = logging.getLogger("refrpc.iut")
@@ -46,6 +46,39 @@ class IutStore(MemoryStore):
 
     def detach(self, object_id: str) -> bool:
         return False
+
+
+class IutSpillingStore(SharedMemoryStore):
+    """The IUT's store when the suite gives it a limit (``REFRPC_IUT_STORE_LIMIT``, bytes):
+    shared memory limited to that many bytes, spilling to a directory of its own
+    (OBJ-030, OBJ-031); as :class:`IutStore`, no other writer's copies are reachable.
+    Closing it removes its segments, its spill files and the directory."""
+
+    def __init__(self, peer_id: str, namespace: str, capacity: int) -> None:
+        import tempfile
+
+        self._spill_root = tempfile.mkdtemp(prefix="refrpc-iut-spill-")
+        super().__init__(namespace, writer=peer_id, capacity=capacity, spill_directory=self._spill_root)
+        print(f"iut: object store limited to {capacity} bytes, spilling to {self._spill_root}", file=sys.stderr, flush=True)
+
+    def attach(self, object_id: str, writer: str | None = None) -> Any:
+        if writer not in (None, self.writer):
+            raise ObjectNotFound(f"{object_id}: copies of {writer} are not mapped here")
+        return super().attach(object_id, writer)
+
+    def close(self) -> None:
+        if not self._closed:
+            print(f"iut: object store counters at close: {self.counters}", file=sys.stderr, flush=True)
+        super().close()
+        import shutil
+
+        shutil.rmtree(self._spill_root, ignore_errors=True)
+
+
+def store_limit_from_env(env: Any = os.environ) -> int | None:
+    """The store limit the suite asks for (``REFRPC_IUT_STORE_LIMIT``), or None."""
+    text = env.get("REFRPC_IUT_STORE_LIMIT", "").strip()
+    return parse_bytes(text, "REFRPC_IUT_STORE_LIMIT") if text else None
 
 
 def config_from_env(env: Any = os.environ) -> Config:
@@ -81,8 +114,11 @@ class Iut:
     def __init__(self, peer_id: str, endpoint: str, config: Config, on_other: Any = None, cluster_key: Any = None) -> None:
         namespace = f"iut{os.getpid()}x{secrets.token_hex(4)}"
 
+        limit = store_limit_from_env()
+
         def make_executor(node: Node) -> FixtureExecutor:  # on the loop thread, before any work
-            shm, node.store = node.store, IutStore(peer_id, namespace)
+            own: Any = IutStore(peer_id, namespace) if limit is None else IutSpillingStore(peer_id, namespace, limit)
+            shm, node.store = node.store, own
             shm.close()
             self.catalog = Catalog(node)
             return FixtureExecutor(node, self.catalog)
@@ -140,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         from ..transport import ClusterKey
 
         cluster_key = ClusterKey.load(args.key_file) if args.key_file else None
+        for name in faults:
+            cluster_key = STARTUP.get(name, {}).get("cluster_key", cluster_key)
     except ValueError as exc:  # a KeyFileError too
         ap.error(str(exc))
     from ._control import Control

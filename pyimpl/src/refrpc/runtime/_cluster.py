@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..core import events as ev
-from ..store import cleanup_namespace
+from ..store import cleanup_namespace, cleanup_spill
 from ..transport import KEY_FILE_ENV, KeyFileError, key_from_env
 from ._executor import working_node
 from ._node import Node
@@ -94,6 +94,10 @@ class LocalCluster:
     _gone: set[str] = field(default_factory=set, repr=False)
     _handled: set[int] = field(default_factory=set, repr=False)
     _exit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Where the workers' stores spill (OBJ-031), and whether the cluster made that
+    #: directory (then it is removed at stop; else only this cluster's files in it).
+    spill_directory: str = ""
+    own_spill_directory: bool = False
 
     @staticmethod
     def new_namespace() -> str:
@@ -105,7 +109,8 @@ class LocalCluster:
               node_ip: str = "", name_prefix: str = "w", inline_threshold: int = 100 * 1024,
               namespace: str = "", settings: dict[str, int] | None = None,
               trace_dir: str | None = None, key_file: str = "", insecure: bool = False,
-              resources: dict[str, float] | None = None) -> LocalCluster:
+              resources: dict[str, float] | None = None, object_store_memory: int | None = None,
+              spill_dir: str = "", own_spill_dir: bool = False) -> LocalCluster:
         """Start the workers. With ``node_ip`` they listen on tcp (reachable from other
         hosts) and register with the head; otherwise on ipc:// sockets in a temp dir.
         With ``trace_dir`` each worker records its trace there (TRC-011 names the
@@ -122,12 +127,17 @@ class LocalCluster:
 
         ``resources`` (name -> amount) are what this host offers besides its CPUs;
         they are shared among the workers (``_membership.spread``), each worker
-        offering its share (TASK-030)."""
+        offering its share (TASK-030).
+
+        ``object_store_memory`` is each worker's store limit in bytes (OBJ-030; None:
+        no limit) and ``spill_dir`` where the stores spill ("": nowhere, OBJ-031); the
+        cluster removes its spill files when it stops, and the directory too if
+        ``own_spill_dir``."""
         from ._membership import spread
 
         namespace = namespace or cls.new_namespace()
         directory = tempfile.mkdtemp(prefix="refrpc-")
-        cluster = cls(namespace, directory)
+        cluster = cls(namespace, directory, spill_directory=spill_dir, own_spill_directory=own_spill_dir)
         names = [f"{name_prefix}{i}" for i in range(1, num_workers + 1)]
         if node_ip:
             cluster.workers = {n: f"tcp://{node_ip}:0" for n in names}
@@ -153,7 +163,8 @@ class LocalCluster:
                 "--head-name", head_name, "--inline-threshold", str(inline_threshold),
                 "--settings", json.dumps(settings or {}),
                 "--resources", json.dumps(cluster.resources),
-            ] + (["--register"] if node_ip else []) + (["--insecure"] if insecure else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
+            ] + (["--object-store-memory", str(object_store_memory)] if object_store_memory else []) + (
+                ["--spill-dir", spill_dir] if spill_dir else []) + (["--own-spill-dir"] if own_spill_dir else []) + (["--register"] if node_ip else []) + (["--insecure"] if insecure else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
             cluster._spawn(name)
         atexit.register(cluster.stop)
         return cluster
@@ -380,6 +391,10 @@ class LocalCluster:
             except (OSError, ValueError):
                 pass
         cleanup_namespace(self.namespace)  # nothing may outlive the cluster
+        if self.spill_directory:
+            cleanup_spill(self.namespace, self.spill_directory)  # OBJ-035
+            if self.own_spill_directory:
+                shutil.rmtree(self.spill_directory, ignore_errors=True)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -397,6 +412,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--head-name", default="driver", help="the peer whose death ends this worker")
     ap.add_argument("--register", action="store_true", help="register with the head (multi-host clusters)")
     ap.add_argument("--inline-threshold", type=int, default=100 * 1024)
+    ap.add_argument("--object-store-memory", type=int, default=None, help="this worker's store limit in bytes")
+    ap.add_argument("--spill-dir", default=None, help="where this worker's store spills past its limit")
+    ap.add_argument("--own-spill-dir", action="store_true", help="the spill directory is the cluster's own (removed with it)")
     ap.add_argument("--settings", default="{}", help="protocol settings (Config fields) as JSON")
     ap.add_argument("--resources", default="{}", help="peer -> the named resources it offers, as JSON")
     ap.add_argument("--trace-dir", default=None, help="record this worker's trace here (default: $REFRPC_TRACE_DIR)")
@@ -411,8 +429,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     if cluster_key is None and args.bind.startswith("tcp://") and not args.insecure:
         ap.error(f"a worker listening on tcp needs the cluster key: set {KEY_FILE_ENV} (or pass --insecure)")
     done = threading.Event()
+    starter_gone = threading.Event()
     if args.lifeline >= 0:
-        _watch_lifeline(args.lifeline, done)
+        _watch_lifeline(args.lifeline, done, starter_gone)
 
     def on_other(ins: ev.Instruction) -> None:
         if isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
@@ -424,7 +443,8 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **json.loads(args.settings)), on_other,
         held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir, cluster_key=cluster_key,
-        insecure=args.insecure)  # no task runs before this process is ready (see Executor)
+        insecure=args.insecure, object_store_memory=args.object_store_memory,
+        spill_dir=args.spill_dir)  # no task runs before this process is ready (see Executor)
     from ._refs import call_on, context
 
     context.node, context.executor = node, executor
@@ -456,6 +476,18 @@ def worker_main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     executor.stop()
     node.stop(timeout=2.0)
+    if starter_gone.is_set() and args.spill_dir:
+        # The process that started this worker is gone (maybe killed): what its store
+        # spilled is nobody's now (OBJ-035), and the cluster's own spill directory goes
+        # with the last worker to leave it (rmdir fails while others still use it).
+        from ..store import cleanup_writer
+
+        cleanup_writer(args.namespace, args.head_name, spill_directory=args.spill_dir)
+        if args.own_spill_dir:
+            try:
+                os.rmdir(args.spill_dir)
+            except OSError:
+                pass
     if args.stats:
         with open(args.stats, "w") as f:
             json.dump(node.stats, f)
@@ -482,9 +514,9 @@ def _register(node: Node, head: str, peer: str, resources: dict[str, float]) -> 
         node.handle_soon(*[lambda sid, p=p, a=a: ev.Connect(sid, p, a) for p, a in drivers]).result()
 
 
-def _watch_lifeline(fd: int, done: threading.Event) -> None:
-    """Set ``done`` when the pipe ``fd`` reads EOF: every writer, the process that
-    started this worker, is gone (it exited, or was killed)."""
+def _watch_lifeline(fd: int, done: threading.Event, gone: threading.Event) -> None:
+    """Set ``gone`` and ``done`` when the pipe ``fd`` reads EOF: every writer, the
+    process that started this worker, is gone (it exited, or was killed)."""
 
     def run() -> None:
         try:
@@ -492,6 +524,7 @@ def _watch_lifeline(fd: int, done: threading.Event) -> None:
                 pass
         except OSError:
             pass
+        gone.set()
         done.set()
 
     threading.Thread(target=run, name="refrpc-lifeline", daemon=True).start()

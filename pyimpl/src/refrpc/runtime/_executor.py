@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import events as ev
 from ..core.messages import Encoding, ErrorCode, ErrorInfo, Value
-from ..store import ObjectNotFound
+from ..store import ObjectNotFound, StoreFull
+from ._admission import Admission, bytes_to_fetch
 from ._actor_runner import ActorRunner
 from ._node import error_info
 from ._refs import KWARGS_SUFFIX, ByRef, Ref, load, to_value, use_node, value_of
@@ -42,6 +43,9 @@ MAX_WAITING_TASKS = 1024
 #: more than this many wait.
 IDLE_THREADS_KEPT = 2
 IDLE_THREAD_S = 2.0
+#: Runtime functions that only look (at once, without side effects): run on a thread
+#: of their own as soon as they arrive, never queued behind the program's tasks.
+INSTANT = frozenset({"refrpc.runtime._status:store_report"})
 #: How long a stopped task may go on running before it stops holding the executor's
 #: turn (TASK-031): Python delivers a stop between bytecodes, so one blocked in a long
 #: call into C (``time.sleep``, a socket read) runs on, and must not keep every other
@@ -202,6 +206,8 @@ class Executor:
         self._idle = 0
         #: The task each thread runs now, if any.
         self._local = threading.local()
+        #: Holds back loading a call's arguments while they would not fit the store (OBJ-037).
+        self.admission = Admission(getattr(node.store, "capacity", None))
         self._spawn()
 
     def _spawn(self) -> None:
@@ -225,6 +231,13 @@ class Executor:
             self.actors.pop(ins.actor_id, None)  # its running calls keep what they use
             if runner is not None:
                 runner.stop()
+            return
+        if isinstance(ins, ev.RunTask) and not ins.actor_id and ins.function in INSTANT:
+            # A status look (what the store holds) from a member: answered at once on a
+            # thread of its own, not queued behind the tasks that keep this worker busy.
+            with self._lock:
+                self._queued.add((ins.task_id, ins.attempt))
+            threading.Thread(target=self._execute, args=(ins,), name=f"refrpc-status-{self.node.peer_id}", daemon=True).start()
             return
         if isinstance(ins, ev.RunTask):
             with self._lock:
@@ -553,6 +566,7 @@ class Executor:
         for a in getattr(ins, "args", ()):
             if a.value is None and a.ref is None and a.object_id:
                 self.node.store.detach(a.object_id)
+        self.admission.release(id(ins))  # its fetched arguments no longer count (OBJ-037)
 
     def _run_task(self, ins: ev.RunTask, args: list[Any]) -> None:
         target = self.target(ins, args)
@@ -570,14 +584,18 @@ class Executor:
 
     def load_args(self, ins: ev.RunTask | ev.StartActor) -> list[Any] | None:
         """The arguments of a call (or constructor) loaded here; None if it was answered
-        instead (an argument that cannot be loaded fails it) or will come again."""
+        instead (an argument that cannot be loaded fails it) or will come again.
+        Waits first, in order, while the bytes it must fetch would not fit (OBJ-037)."""
+        self.admission.acquire(id(ins), bytes_to_fetch(self.node.store, ins.args))
         try:
             return self._resolve_args(ins.args, ins)
         except _Refetch:
             return None
         except Exception as exc:  # an argument that cannot be loaded here: the caller's error, not ours
-            info = ErrorInfo(ErrorCode.TASK_FAILED, f"{_what(ins)}: an argument could not be loaded on "
-                             f"{self.node.peer_id}: {type(exc).__name__}: {exc}", "TASK-007",
+            full = isinstance(exc, StoreFull)  # OBJ-036: no room here to fetch or restore it
+            info = ErrorInfo(ErrorCode.OBJECT_STORE_FULL if full else ErrorCode.TASK_FAILED,
+                             f"{_what(ins)}: an argument could not be loaded on "
+                             f"{self.node.peer_id}: {type(exc).__name__}: {exc}", "OBJ-036" if full else "TASK-007",
                              "".join(traceback.format_exception(exc)))
             if isinstance(ins, ev.StartActor):
                 self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, info))
@@ -654,7 +672,10 @@ class Executor:
         value = to_value(self.node, obj, portable=portable, allow_pickle=allow_pickle)
         if value.size <= self.node.config.inline_threshold:
             return ev.TaskResult(value=value)
-        size = self.node.store.put(rid, value)  # TASK-004: stays here, the primary copy
+        try:
+            size = self.node.store.put(rid, value)  # TASK-004: stays here, the primary copy
+        except StoreFull as exc:  # OBJ-036: this return fails, the others stand
+            return ev.TaskResult(error=ErrorInfo(ErrorCode.OBJECT_STORE_FULL, f"{self.node.peer_id}: {exc}", "OBJ-036"))
         return ev.TaskResult(value=Value(value.encoding, b"", (), value.nested), stored=True, size=size)
 
     def _finish(self, ins: ev.RunTask, results: list[ev.TaskResult]) -> None:

@@ -28,7 +28,7 @@ import lz4.frame
 
 from ..core import events as ev
 from ..core.messages import ErrorCode, ErrorInfo, FetchChunk, FetchRequest, PeerId
-from ..store import ObjectNotFound, StoreError
+from ..store import ObjectNotFound, StoreError, StoreFull
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -225,7 +225,8 @@ class FetchService:
             store.write_chunk(c.object_id, c.offset, data)
         except (StoreError, RuntimeError, ValueError) as exc:
             store.free(c.object_id)
-            self._fail(f, ErrorInfo(ErrorCode.OBJECT_LOST, f"fetch of {c.object_id} failed: {exc}"))
+            code = ErrorCode.OBJECT_STORE_FULL if isinstance(exc, StoreFull) else ErrorCode.OBJECT_LOST  # OBJ-036
+            self._fail(f, ErrorInfo(code, f"fetch of {c.object_id} failed: {exc}"))
             return
         f.last_progress = time.monotonic()
         f.retry_delay = RETRY_FIRST_S  # ERR-009: progress, back to the first delay
@@ -277,7 +278,10 @@ class FetchService:
             except StoreError:
                 pass  # already freed by the caller
         if not f.future.done():
-            f.future.set_exception(ObjectNotFound(f"{f.object_id}: {info.code.value}: {info.message}"))
+            if info.code == ErrorCode.OBJECT_STORE_FULL:  # no room here: not a lost copy, do not look again
+                f.future.set_exception(StoreFull(info.message))
+            else:
+                f.future.set_exception(ObjectNotFound(f"{f.object_id}: {info.code.value}: {info.message}"))
         if self._serving:
             self.serve()  # FET-043: requests relayed from the abandoned copy are refused now
 

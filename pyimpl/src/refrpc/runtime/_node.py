@@ -69,6 +69,10 @@ class Node:
             transport bound at ``bind`` (e.g. a :class:`~refrpc.transport.MemoryTransport`,
             to run a real node without sockets); the node closes it.
         store: The object store instead of a :class:`SharedMemoryStore` in ``namespace``.
+        object_store_memory: The limit of the :class:`SharedMemoryStore` in bytes
+            (OBJ-030); None: no limit.
+        spill_dir: Where that store spills objects past its limit (OBJ-031); None:
+            it does not spill (a value that does not fit fails, OBJ-036).
         clock: Monotonic seconds (the core's Ticks and the loop's timers read it).
         cluster_key: The cluster's :class:`~refrpc.transport.ClusterKey`: every
             connection is authenticated with CURVE, and a message is accepted only
@@ -95,6 +99,8 @@ class Node:
         store: ObjectStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         cluster_key: Any = None,
+        object_store_memory: int | None = None,
+        spill_dir: str | None = None,
         insecure: bool = False,
     ) -> None:
         env_faults = faults_from_env(peer_id)  # REFRPC_FAULTS (a bad value raises before anything opens)
@@ -140,7 +146,8 @@ class Node:
         self.tracer: TraceRecorder | None = TraceRecorder(directory, peer_id, self.incarnation) if directory else None
         self.core.trace_events = self.tracer is not None
         self.ids = IdAllocator(peer_id, self.incarnation)
-        self.store: Any = store if store is not None else SharedMemoryStore(namespace, writer=peer_id)
+        self.store: Any = store if store is not None else SharedMemoryStore(
+            namespace, writer=peer_id, capacity=object_store_memory, spill_directory=spill_dir)
         self.on_instruction = on_instruction
         #: On the head of a multi-host cluster: registered workers (see _membership).
         self.members: dict[str, tuple[str, int, str, float]] = {}
@@ -321,6 +328,13 @@ class Node:
             if self._next_settlement is None:
                 self._next_settlement = Future()
             return ready, self._next_settlement
+
+    def store_free_bytes(self) -> int | None:
+        """Bytes this node's store can take without spilling anything: its limit less
+        what it holds in memory (memory it keeps for reuse counts as free); None
+        when the store has no limit. What placement by free memory reads."""
+        free = getattr(self.store, "free_bytes", None)
+        return free if free is None or isinstance(free, int) else None
 
     def fetch(self, object_id: str, locations: tuple) -> Future[int]:
         """Copy a stored value from another host into the local store (FET-001)."""
@@ -565,7 +579,7 @@ class Node:
             # (LOC-004) and must not outlive it until the cluster stops.
             from ..store import cleanup_writer
 
-            cleanup_writer(self.store.namespace, ins.peer)
+            cleanup_writer(self.store.namespace, ins.peer, spill_directory=getattr(self.store, "spill_directory", None))
             self.fetcher.peer_died(ins.peer)
             if self.on_instruction is not None:
                 self.on_instruction(ins)

@@ -206,7 +206,10 @@ def put_value(node: Node, value: Value) -> Ref[Any]:
     oid = node.new_id()
     stored = value.size > node.config.inline_threshold
     # Large values are written to shared memory here, on the caller's thread, so
-    # nothing else waits for a big copy.
+    # nothing else waits for a big copy. Handles that died first release their
+    # objects first: the store reuses their memory for this one.
+    if stored and node.released:
+        node.call(lambda: None)
     size = node.store.put(oid, value) if stored else value.size
     entry = value if not stored else Value(value.encoding, b"", (), value.nested)
     node.submit_nowait((oid,), lambda sid: ev.Put(sid, oid, entry, stored, size),

@@ -109,3 +109,59 @@ def available_resources(rows: list[dict[str, Any]]) -> dict[str, float]:
                    for r in rows if r["alive"] and r["role"] == "worker")
         free["CPU"] = max(0.0, free["CPU"] - busy)
     return free
+
+
+# ---------------------------------------------------------------- object stores
+def store_report() -> dict[str, Any]:
+    """This process's object store: its usage (limit, bytes and objects by kind,
+    spill counters) and its objects with where each lies (``memory`` or ``disk``).
+    Run on a peer by :func:`stores` (a runtime task), or called here."""
+    from ._refs import context
+
+    store = context.node.store
+    usage = store.usage() if hasattr(store, "usage") else {"limit": None, "used_bytes": store.used_bytes}
+    objects = store.objects() if hasattr(store, "objects") else [(oid, store.size(oid), "primary", "memory")
+                                                                  for oid in store.object_ids()]
+    return {"usage": usage, "objects": [list(o) for o in objects]}
+
+
+def stores(node: Node, peers: list[str], timeout: float = 10.0) -> dict[str, dict[str, Any] | None]:
+    """:func:`store_report` of each peer (this node's own without asking); None for
+    a peer that did not answer within ``timeout`` seconds (e.g. every slot busy)."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for peer in peers:
+        try:
+            out[peer] = store_report() if peer == node.peer_id else call_on(
+                node, peer, "refrpc.runtime._status:store_report", timeout=timeout)
+        except Exception:  # noqa: BLE001 - dead, unreachable or busy: shown as unknown
+            out[peer] = None
+    return out
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "none"
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def store_table(reports: dict[str, dict[str, Any] | None]) -> list[str]:
+    """Lines of a table: per process, limit, used, pinned, secondary, spilled (bytes/objects)."""
+    lines = [f"{'object store':<34} {'limit':>10} {'used':>16} {'pinned':>16} {'secondary':>16} {'spilled':>16} "
+             f"{'spills/restores':>16}"]
+    for peer, report in reports.items():
+        if report is None:
+            lines.append(f"{peer:<34} (did not answer)")
+            continue
+        u = report["usage"]
+        used_objects = u.get("primary_objects", 0) + u.get("secondary_objects", 0)
+
+        def pair(kind: str, objects: int | None = None) -> str:
+            count = u.get(f"{kind}_objects", 0) if objects is None else objects
+            return f"{_size(u.get(f'{kind}_bytes', 0))}/{count}"
+
+        lines.append(f"{peer:<34} {_size(u.get('limit')):>10} {pair('used', used_objects):>16} {pair('pinned'):>16} "
+                     f"{pair('secondary'):>16} {pair('spilled'):>16} {u.get('spills', 0):>8}/{u.get('restores', 0):<7}")
+    return lines

@@ -12,7 +12,8 @@ Two implementations:
 
 * :class:`MemoryStore`: the process's own memory.
 * :class:`SharedMemoryStore`: one POSIX shared-memory segment per object
-  (a file under ``/dev/shm``), so that another process on the same host can
+  (a file under ``/dev/shm``, recycled for later objects once nobody maps it,
+  within a byte limit, spilling to disk past it), so that another process on the same host can
   :meth:`~SharedMemoryStore.attach` the value: it maps the segment read-only
   and gets ``memoryview``\\ s of the mapping, so numpy arrays in the value are
   used in place, never copied (DESIGN section 7). Values are immutable: the
@@ -33,8 +34,18 @@ from ._base import (
     StoreFull,
     clip_range,
 )
+from ._limits import default_capacity, default_spill_directory, parse_bytes, prepare_spill_directory
 from ._memory import MemoryStore
-from ._shm import DEFAULT_DIRECTORY, SharedMemoryStore, cleanup_namespace, cleanup_writer, list_segments, segment_name
+from ._shm import (
+    DEFAULT_DIRECTORY,
+    SharedMemoryStore,
+    cleanup_namespace,
+    cleanup_spill,
+    cleanup_writer,
+    list_segments,
+    list_spilled,
+    segment_name,
+)
 
 __all__ = [
     "DEFAULT_DIRECTORY",
@@ -49,8 +60,14 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "cleanup_namespace",
+    "default_capacity",
+    "default_spill_directory",
+    "parse_bytes",
+    "prepare_spill_directory",
+    "cleanup_spill",
     "clip_range",
     "list_segments",
+    "list_spilled",
     "cleanup_writer",
     "segment_name",
 ]

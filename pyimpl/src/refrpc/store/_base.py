@@ -6,7 +6,7 @@ import abc
 from typing import Any
 
 from ..core.messages import ObjectId, Value
-from ..errors import RefRPCError
+from ..errors import ObjectStoreFullError, RefRPCError
 
 
 class StoreError(RefRPCError):
@@ -33,8 +33,13 @@ class CorruptObject(StoreError):
     or incomplete, a segment someone else damaged)."""
 
 
-class StoreFull(StoreError):
-    """No room for the object (the shared-memory file system is full)."""
+class StoreFull(StoreError, ObjectStoreFullError):
+    """No room for the object: the store is at its capacity and nothing more can be
+    spilled, or the shared-memory file system is full. An
+    :class:`~refrpc.ObjectStoreFullError`: ``usage`` says what holds the memory."""
+
+    def __init__(self, message: str, usage: dict | None = None) -> None:
+        ObjectStoreFullError.__init__(self, message, usage=usage)
 
 
 class StoreClosed(StoreError):

@@ -1,31 +1,50 @@
-"""An object store in POSIX shared memory: one file under ``/dev/shm`` per object.
+"""An object store in POSIX shared memory: one file under ``/dev/shm`` per object,
+kept and reused after the object is freed, with a byte limit and spilling to disk.
 
 Plain files and ``mmap`` rather than :class:`multiprocessing.shared_memory.SharedMemory`:
 the latter registers every segment with multiprocessing's resource tracker,
 which unlinks (and warns about) segments when the process that *attached* them
 exits, and its mappings are always writable. Here:
 
-* the writer creates ``refrpc-{namespace}-{hash}.partial`` (mode 0600), writes the
-  stored form, makes it read-only (0400) and publishes it under its final name
-  (a hard link, so publishing never replaces a segment and readers never see a
-  partial one);
-* readers (in any process) open it read-only and map it with
-  ``mmap.ACCESS_READ``: a reader cannot write to the value, and numpy arrays
-  unpickled from the mapping are read-only views of it;
-* :meth:`SharedMemoryStore.free` unlinks the file; readers that still map it keep
-  a valid mapping until they drop it (POSIX semantics), then the memory is
-  released.
+* the writer fills a segment through a writable mapping of its own, makes the
+  file read-only (0400) and publishes it under its final name
+  ``refrpc-{namespace}-{hash}`` (a hard link, so publishing never replaces a
+  segment and readers never see a partial one);
+* readers (in any process) open it read-only, take a *shared* ``flock`` on it and
+  map it with ``mmap.ACCESS_READ``. The lock lives as long as the mapping (the
+  mapping keeps a duplicate of the descriptor the lock is on): it is how the writer
+  knows that someone still reads the memory;
+* :meth:`SharedMemoryStore.free` renames the file out of sight and tries an
+  *exclusive* ``flock`` without waiting. If it gets it, nobody maps the segment:
+  it goes to the store's **pool** and its pages (already faulted in, already in
+  the writer's mapping) take the next value of about that size, written at
+  memory-copy speed instead of the speed of pages the kernel must find and zero.
+  If someone still maps it, the file is unlinked as before: the reader's mapping
+  stays valid until it drops it (POSIX semantics), and its memory is never reused
+  under it.
 
-Segments a crashed process left behind are removed with :func:`cleanup_namespace`.
+With a ``capacity``, the store never holds more than that many bytes in shared
+memory (objects plus pool). A value that needs room first takes it from the pool,
+then *spills* objects nobody maps to files in ``spill_directory``, least recently
+used first and fetched (secondary) copies before primary ones; a spilled object
+is still held: :meth:`~SharedMemoryStore.get_bytes` reads it from its file (a
+fetch is served from disk) and :meth:`~SharedMemoryStore.get` restores it to
+memory first. When nothing more can go, the call gets :class:`StoreFull` (an
+:class:`~refrpc.ObjectStoreFullError`) naming what uses the memory.
+
+Segments, pooled segments and spill files a crashed process left behind are
+removed with :func:`cleanup_namespace` (the spill files with :func:`cleanup_spill`).
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import mmap
 import os
 import re
+import secrets
 import tempfile
 import threading
 import weakref
@@ -50,9 +69,20 @@ from ._base import (
 #: Where segments live: ``/dev/shm`` (tmpfs) where it exists.
 DEFAULT_DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 _PARTIAL = ".partial"
+#: Suffix of a pooled segment: freed, nobody maps it, kept to be reused.
+_POOL = ".pool"
+#: Suffix of a spill file (in the spill directory), and of one being written.
+_SPILL = ".spill"
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _HASH_HEX = 32  # 128 bits of SHA-256
-_WRITE_STEP = 1 << 30  # os.write moves at most ~2 GiB per call
+_COPY_STEP = 1 << 30  # os.write/readinto move at most ~2 GiB per call
+#: Segments smaller than this are never pooled (a fresh small file is cheap).
+POOL_MIN_BYTES = 64 * 1024
+#: At most this many segments wait in a pool (each keeps two descriptors).
+POOL_MAX_SEGMENTS = 32
+#: Bytes a store without a capacity keeps in its pool at most.
+DEFAULT_POOL_BYTES = 512 * 1024 * 1024
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 def _check_namespace(namespace: str) -> str:
@@ -79,50 +109,71 @@ def _writer_tag(writer: str) -> str:
     return hashlib.sha256(writer.encode("utf-8", "surrogatepass")).hexdigest()[:8] + "-" if writer else ""
 
 
-def cleanup_writer(namespace: str, writer: str, *, directory: str | None = None) -> int:
-    """Unlink every segment ``writer`` left in ``namespace`` (it died: its copies are
-    lost anyway, LOC-004). Returns how many were removed."""
+def _unlink_quietly(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def cleanup_writer(namespace: str, writer: str, *, directory: str | None = None, spill_directory: str | None = None) -> int:
+    """Unlink every segment (object, partial or pooled) ``writer`` left in ``namespace``,
+    and its spill files in ``spill_directory`` if given (it died: its copies are lost
+    anyway, LOC-004). Returns how many files were removed."""
     directory = directory or DEFAULT_DIRECTORY
     prefix = f"refrpc-{_check_namespace(namespace)}-{_writer_tag(writer)}"
     removed = 0
-    for name in list_segments(namespace, directory=directory):
-        if writer and name.startswith(prefix):
-            try:
-                os.unlink(os.path.join(directory, name))
-                removed += 1
-            except FileNotFoundError:
-                pass
+    if not writer:
+        return 0
+    for name in list_segments(namespace, directory=directory, pooled=True):
+        if name.startswith(prefix):
+            removed += _unlink_quietly(os.path.join(directory, name))
+    if spill_directory:
+        for name in list_spilled(namespace, spill_directory):
+            if name.startswith(prefix):
+                removed += _unlink_quietly(os.path.join(spill_directory, name))
     return removed
 
 
-def _pattern(namespace: str) -> re.Pattern[str]:
+def _pattern(namespace: str, suffixes: tuple[str, ...]) -> re.Pattern[str]:
     prefix = re.escape(f"refrpc-{_check_namespace(namespace)}-")
-    return re.compile(f"{prefix}(?:[0-9a-f]{{8}}-)?[0-9a-f]{{{_HASH_HEX}}}(?:{re.escape(_PARTIAL)})?")
+    ends = "|".join(re.escape(s) for s in suffixes)
+    return re.compile(f"{prefix}(?:[0-9a-f]{{8}}-)?[0-9a-f]{{{_HASH_HEX}}}(?:{ends})?")
 
 
-def list_segments(namespace: str, *, directory: str | None = None) -> list[str]:
-    """Names of the segments (sealed or partial) of ``namespace``, sorted."""
-    pattern = _pattern(namespace)
+def _listing(directory: str, pattern: re.Pattern[str]) -> list[str]:
     try:
-        names = os.listdir(directory or DEFAULT_DIRECTORY)
+        names = os.listdir(directory)
     except FileNotFoundError:
         return []
     return sorted(name for name in names if pattern.fullmatch(name))
 
 
+def list_segments(namespace: str, *, directory: str | None = None, pooled: bool = False) -> list[str]:
+    """Names of the object segments (sealed or partial) of ``namespace``, sorted;
+    with ``pooled``, the pooled ones too (memory a live store keeps for reuse)."""
+    suffixes = (_PARTIAL, _POOL) if pooled else (_PARTIAL,)
+    return _listing(directory or DEFAULT_DIRECTORY, _pattern(namespace, suffixes))
+
+
+def list_spilled(namespace: str, spill_directory: str) -> list[str]:
+    """Names of the spill files (written or being written) of ``namespace`` in ``spill_directory``."""
+    return _listing(spill_directory, _pattern(namespace, (_SPILL, _SPILL + _PARTIAL)))
+
+
 def cleanup_namespace(namespace: str, *, directory: str | None = None) -> int:
-    """Unlink every segment of ``namespace`` (at cluster shutdown, or after a
-    crash). Processes that map them keep their mappings. Returns how many were
-    removed."""
+    """Unlink every segment of ``namespace``, pooled ones included (at cluster
+    shutdown, or after a crash). Processes that map them keep their mappings.
+    Returns how many were removed."""
     directory = directory or DEFAULT_DIRECTORY
-    removed = 0
-    for name in list_segments(namespace, directory=directory):
-        try:
-            os.unlink(os.path.join(directory, name))
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed
+    return sum(_unlink_quietly(os.path.join(directory, name))
+               for name in list_segments(namespace, directory=directory, pooled=True))
+
+
+def cleanup_spill(namespace: str, spill_directory: str) -> int:
+    """Unlink every spill file of ``namespace`` in ``spill_directory``; returns how many."""
+    return sum(_unlink_quietly(os.path.join(spill_directory, name)) for name in list_spilled(namespace, spill_directory))
 
 
 def _unlink_all(paths: set[str]) -> None:
@@ -135,34 +186,87 @@ def _unlink_all(paths: set[str]) -> None:
         paths.discard(path)
 
 
-def _release(mm: mmap.mmap | None) -> None:
-    """Unmap now if nobody uses the mapping; else when its last view goes."""
+def _release(mm: mmap.mmap | None) -> bool:
+    """Unmap now if nobody uses the mapping (True); else it goes when its last view goes."""
     if mm is not None:
         try:
             mm.close()
         except BufferError:
-            pass
+            return False
+    return True
 
 
 def _store_error(exc: OSError, what: str) -> StoreError:
-    if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+    if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG, errno.EDQUOT):
         return StoreFull(f"no room for {what}: {exc.strerror}")
     return StoreError(f"cannot write {what}: {exc}")
 
 
 def _map_readonly(path: str) -> mmap.mmap:
-    with open(path, "rb") as file:
-        return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    """Map ``path`` read-only, holding a shared lock on it for as long as the mapping lives.
+
+    The writer takes the exclusive lock before it reuses a segment's memory, so a
+    segment some mapping still shows is never overwritten. A segment that is being
+    recycled (the writer holds the lock, or the name now shows another file) is
+    reported as missing: the object it held was freed.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FileNotFoundError(errno.ENOENT, "the segment is being recycled", path) from None
+        mine, now = os.fstat(fd), os.stat(path)
+        if (mine.st_ino, mine.st_dev) != (now.st_ino, now.st_dev):
+            raise FileNotFoundError(errno.ENOENT, "the segment was recycled", path)
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)  # keeps a duplicate of fd: the lock lives with it
+    finally:
+        os.close(fd)
+
+
+def _exclusive(path: str) -> int:
+    """An fd of ``path`` holding its exclusive lock, or -1: someone maps it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def _copy_into(target: Any, parts: Any) -> None:
+    """Copy the byte-like ``parts`` one after another into the writable buffer ``target``."""
+    position = 0
+    for part in parts:
+        view = memoryview(part)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        target[position : position + len(view)] = view
+        position += len(view)
 
 
 @dataclass(slots=True)
 class _Segment:
     path: str
     size: int
-    #: Read-only mapping (sealed) or writable one (being assembled); lazily made.
+    #: Read-only mapping (for reading here); lazily made.
     mm: mmap.mmap | None = None
     #: The bytes written so far, while being assembled from chunks.
     coverage: Coverage | None = None
+    #: The writer's writable mapping of a segment this store wrote (None for an attached one).
+    wmm: mmap.mmap | None = None
+    #: A fetched (secondary) copy, not one this peer made.
+    fetched: bool = False
+    #: The spill file while the object is on disk ("" while in memory).
+    spilled: str = ""
+    #: Being spilled right now (free leaves the spill file to the spiller).
+    spilling: bool = False
+    #: A pooled segment: an fd holding its exclusive lock.
+    lock_fd: int = -1
 
 
 class SharedMemoryStore(ObjectStore):
@@ -172,24 +276,46 @@ class SharedMemoryStore(ObjectStore):
         namespace: Names this store's segments (``refrpc-{namespace}-...``); use one
             per cluster (or per peer) so they can be listed and cleaned up together.
         directory: Where segments are created; ``/dev/shm`` by default.
+        writer: Who writes this store's segments (a peer id); part of every name.
+        capacity: The most bytes of shared memory the store holds (objects being
+            assembled, objects in memory and its pool); None: no limit.
+        spill_directory: Where objects that do not fit go (one file each); None:
+            nothing is spilled, a value that does not fit raises :class:`StoreFull`.
+        pool_bytes: The most bytes of freed segments kept for reuse (by default a
+            quarter of ``capacity``, or 512 MiB without one); 0: none are kept.
 
     Objects this store wrote (:meth:`put`, :meth:`seal`) are *owned*: :meth:`free`
-    and :meth:`close` unlink them. Objects other processes wrote are *attached*
-    (:meth:`attach`): this store only maps them, and :meth:`free`/:meth:`close`
-    only drop the mapping.
+    and :meth:`close` recycle or unlink them. Objects other processes wrote are
+    *attached* (:meth:`attach`): this store only maps them, and
+    :meth:`free`/:meth:`close` only drop the mapping.
     """
 
-    def __init__(self, namespace: str, *, directory: str | None = None, writer: str = "") -> None:
+    def __init__(self, namespace: str, *, directory: str | None = None, writer: str = "",
+                 capacity: int | None = None, spill_directory: str | None = None,
+                 pool_bytes: int | None = None) -> None:
         self.namespace = _check_namespace(namespace)
         #: Who writes this store's segments (a peer id); part of every segment name.
         self.writer = writer
         self.directory = directory or DEFAULT_DIRECTORY
+        if capacity is not None and capacity <= 0:
+            raise ValueError(f"a store's capacity is a positive number of bytes, not {capacity!r}")
+        self.capacity = capacity
+        self.spill_directory = spill_directory
+        default_pool = DEFAULT_POOL_BYTES if capacity is None else capacity // 4
+        self.pool_bytes = default_pool if pool_bytes is None else pool_bytes
         self._lock = threading.Lock()
-        self._owned: dict[ObjectId, _Segment] = {}
+        #: One caller at a time makes room (spilling does I/O without holding _lock).
+        self._room = threading.Lock()
+        self._owned: dict[ObjectId, _Segment] = {}  # least recently used first
         self._building: dict[ObjectId, _Segment] = {}
         self._attached: dict[ObjectId, _Segment] = {}
-        self._used = 0
+        self._pool: list[_Segment] = []  # oldest first
+        self._used = 0  # in memory: owned (not spilled) and being assembled
+        self._pooled = 0
         self._closed = False
+        #: Bytes written to and read back from spill files, and how often (this store's life).
+        self.counters = {"bytes_spilled": 0, "spills": 0, "bytes_restored": 0, "restores": 0,
+                         "bytes_reused": 0, "reuses": 0, "full_errors": 0}
         #: Every path this store created and has not unlinked yet.
         self._paths: set[str] = set()
         self._finalizer = weakref.finalize(self, _unlink_all, self._paths)
@@ -198,51 +324,151 @@ class SharedMemoryStore(ObjectStore):
         """The file that holds (or would hold) ``object_id`` written by ``writer`` (default: us)."""
         return os.path.join(self.directory, segment_name(self.namespace, object_id, self.writer if writer is None else writer))
 
+    def spill_path(self, object_id: ObjectId) -> str:
+        """The file an object of ours goes to when spilled."""
+        assert self.spill_directory is not None
+        return os.path.join(self.spill_directory, segment_name(self.namespace, object_id, self.writer) + _SPILL)
+
     # ------------------------------------------------------------ helpers
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosed("the store is closed")
 
-    def _create(self, object_id: ObjectId, size: int) -> tuple[_Segment, int]:
-        """Reserve ``object_id`` and create its partial file; returns it and its fd."""
+    def _allocate(self, size: int, mapped: bool = True) -> _Segment:
+        """A writable segment of ``size`` bytes under a fresh partial name, counted as
+        used: a pooled one reused if one fits (mapped, its pages warm), else a new
+        file (with ``mapped``, its pages reserved and mapped writable; else empty,
+        for the caller to write). Makes room first (see :meth:`_make_room`)."""
+        with self._lock:
+            self._check_open()
+            candidates = [s for s in self._pool if s.size >= size] or self._pool[-1:]
+            pooled = min(candidates, key=lambda s: s.size) if candidates else None
+            if pooled is not None:
+                self._pool.remove(pooled)
+                self._pooled -= pooled.size
+        try:
+            self._make_room(size)
+        except BaseException:
+            if pooled is not None:
+                self._drop_pooled(pooled)
+            raise
+        try:
+            if pooled is not None:
+                try:
+                    return self._reuse(pooled, size)
+                except OSError:
+                    self._drop_pooled(pooled)  # e.g. no room to grow it: a fresh file may still fit
+            return self._fresh(size, mapped)
+        except BaseException:
+            with self._lock:
+                self._used -= size
+            raise
+
+    def _scratch_path(self, suffix: str) -> str:
+        """A new name for a segment that holds no published object (being written, or
+        pooled): random, with the writer's tag, so cleanup finds it (cleanup_writer)."""
+        return os.path.join(self.directory, f"refrpc-{self.namespace}-{_writer_tag(self.writer)}{secrets.token_hex(16)}{suffix}")
+
+    def _fresh(self, size: int, mapped: bool) -> _Segment:
+        path = self._scratch_path(_PARTIAL)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self._paths.add(path)
+        wmm = None
+        try:
+            if mapped:
+                # Reserve the pages now: writing into a mapping of a full tmpfs
+                # would kill the process with SIGBUS instead of raising.
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, size)
+                else:  # pragma: no cover - not Linux
+                    os.ftruncate(fd, size)
+                wmm = mmap.mmap(fd, size)
+        except BaseException:
+            self._unlink(path)
+            raise
+        finally:
+            os.close(fd)
+        return _Segment(path, size, wmm=wmm)
+
+    def _reuse(self, segment: _Segment, size: int) -> _Segment:
+        """Turn a pooled segment into a writable one of ``size`` bytes (still locked)."""
+        assert segment.wmm is not None
+        if size > segment.size:
+            os.posix_fallocate(segment.lock_fd, 0, size)  # reserve the extra pages (see _fresh)
+        if size != segment.size:
+            segment.wmm.resize(size)  # a smaller size hands the tail's pages back
+        partial = self._scratch_path(_PARTIAL)
+        os.rename(segment.path, partial)
+        self._paths.discard(segment.path)
+        self._paths.add(partial)
+        self.counters["reuses"] += 1
+        self.counters["bytes_reused"] += size
+        return _Segment(partial, size, wmm=segment.wmm, lock_fd=segment.lock_fd)
+
+    def _drop_pooled(self, segment: _Segment) -> None:
+        if segment.lock_fd >= 0:
+            os.close(segment.lock_fd)
+            segment.lock_fd = -1
+        _release(segment.wmm)
+        segment.wmm = None
+        self._unlink(segment.path)
+
+    def _create(self, object_id: ObjectId, size: int, fetched: bool = False, mapped: bool = True) -> _Segment:
+        """Reserve ``object_id`` and a writable partial segment for it, making room first."""
         path = self.segment_path(object_id)
         with self._lock:
             self._check_open()
             if object_id in self._owned or object_id in self._building or os.path.exists(path):
                 raise ObjectExists(f"object {object_id!r} is already in namespace {self.namespace!r}")
-            partial = path + _PARTIAL
-            try:
-                fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
-                raise ObjectExists(f"object {object_id!r} is being written by someone else") from None
-            except OSError as exc:
+            placeholder = self._building[object_id] = _Segment("", size, fetched=fetched)
+        try:
+            segment = self._allocate(size, mapped)
+        except BaseException as exc:
+            with self._lock:
+                self._building.pop(object_id, None)
+            if isinstance(exc, OSError):
                 raise _store_error(exc, f"object {object_id!r}") from exc
-            self._paths.add(partial)
-            segment = self._building[object_id] = _Segment(partial, size)
-            self._used += size
-        return segment, fd
+            raise
+        segment.fetched = fetched
+        with self._lock:
+            if self._building.get(object_id) is placeholder and not self._closed:
+                self._building[object_id] = segment
+                return segment
+        self._discard(segment)  # freed or closed meanwhile
+        raise StoreClosed(f"object {object_id!r} was dropped while it was being stored")
+
+    def _discard(self, segment: _Segment) -> None:
+        with self._lock:
+            self._used -= segment.size
+        if segment.lock_fd >= 0:
+            os.close(segment.lock_fd)
+            segment.lock_fd = -1
+        _release(segment.mm)
+        _release(segment.wmm)
+        segment.mm = segment.wmm = None
+        self._unlink(segment.path)
 
     def _abort(self, object_id: ObjectId, segment: _Segment) -> None:
         with self._lock:
-            if self._building.get(object_id) is segment:
-                del self._building[object_id]
-                self._used -= segment.size
-        _release(segment.mm)
-        segment.mm = None
-        self._unlink(segment.path)
+            if self._building.get(object_id) is not segment:
+                return
+            del self._building[object_id]
+        self._discard(segment)
 
     def _unlink(self, path: str) -> None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        self._paths.discard(path)
+        if path:
+            _unlink_quietly(path)
+            self._paths.discard(path)
 
     def _publish(self, object_id: ObjectId, segment: _Segment) -> None:
         """Make a written partial segment read-only and visible under its name."""
         final = self.segment_path(object_id)
         try:
             os.chmod(segment.path, 0o400)
+            if segment.lock_fd >= 0:  # a reused segment: readers may lock it from now on
+                fcntl.flock(segment.lock_fd, fcntl.LOCK_UN)  # also for the mapping's duplicate of it
+                os.close(segment.lock_fd)
+                segment.lock_fd = -1
             os.link(segment.path, final)  # never replaces an existing segment
         except FileExistsError:
             self._abort(object_id, segment)
@@ -260,15 +486,24 @@ class SharedMemoryStore(ObjectStore):
                 self._owned[object_id] = segment
         if not published:  # freed or closed while it was being written
             self._unlink(final)
+            self._discard(segment)
             raise StoreClosed(f"object {object_id!r} was dropped while it was being stored")
 
-    def _readable(self, object_id: ObjectId) -> _Segment:
-        """The owned or attached segment of a sealed object, mapped read-only."""
+    def _readable(self, object_id: ObjectId) -> tuple[_Segment, memoryview]:
+        """The owned or attached segment of a sealed object, mapped read-only
+        (restored from its spill file first if it is on disk), and a view of the
+        mapping taken under the lock (while it lives, nobody unmaps it)."""
         with self._lock:
             self._check_open()
             segment = self._owned.get(object_id) or self._attached.get(object_id)
             if segment is None:
                 raise ObjectNotFound(f"no object {object_id!r} in this store")
+            if object_id in self._owned:
+                self._owned[object_id] = self._owned.pop(object_id)  # most recently used
+            spilled = bool(segment.spilled)
+        if spilled:
+            self._restore(object_id, segment)
+        with self._lock:
             if segment.mm is None:
                 try:
                     segment.mm = _map_readonly(segment.path)
@@ -281,26 +516,197 @@ class SharedMemoryStore(ObjectStore):
                     self._attached.pop(object_id, None)
                     self._paths.discard(segment.path)
                     raise ObjectNotFound(f"the segment of {object_id!r} is gone") from None
-            return segment
+            return segment, memoryview(segment.mm)
 
     @staticmethod
-    def _decode(object_id: ObjectId, mm: mmap.mmap) -> Value:
+    def _decode(object_id: ObjectId, mm: Any) -> Value:
         try:
             return codec.decode_value(mm, zero_copy=True)
         except codec.DecodeError as exc:
             raise CorruptObject(f"object {object_id!r}: {exc}") from None
 
+    # ------------------------------------------------------------ room
+    def _full(self, needed: int, why: str) -> StoreFull:
+        self.counters["full_errors"] += 1
+        usage = self.usage()
+        return StoreFull(
+            f"no room for {needed:,} bytes in this object store ({why}): limit {self.capacity:,} bytes; "
+            f"{usage['primary_bytes']:,} bytes in {usage['primary_objects']} primary copies, "
+            f"{usage['secondary_bytes']:,} in {usage['secondary_objects']} fetched copies, "
+            f"{usage['pinned_bytes']:,} of them mapped by readers (cannot move), "
+            f"{usage['building_bytes']:,} being written, {usage['spilled_bytes']:,} spilled to disk",
+            usage)
+
+    def _make_room(self, size: int) -> None:
+        """Count ``size`` more bytes as used, after making room for them: pooled
+        segments go first, then unpinned objects are spilled (see the module docs)."""
+        if self.capacity is None:
+            with self._lock:
+                self._used += size
+            return
+        if size > self.capacity:
+            raise self._full(size, "larger than the whole limit")
+        with self._room:
+            while True:
+                with self._lock:
+                    self._check_open()
+                    if self._used + self._pooled + size <= self.capacity:
+                        self._used += size
+                        return
+                    victim = self._pool.pop(0) if self._pool else None
+                    if victim is not None:
+                        self._pooled -= victim.size
+                if victim is not None:
+                    self._drop_pooled(victim)
+                    continue
+                if self.spill_directory is None:
+                    raise self._full(size, "spilling is off")
+                if not self._spill_one(size):
+                    raise self._full(size, "nothing more can be spilled")
+
+    def _spill_one(self, needed: int) -> bool:
+        """Write one object nobody maps to its spill file and free its memory: the
+        least recently used fetched copy, else the least recently used primary one.
+        False if there is none. Raises StoreFull if the spill file cannot be written."""
+        with self._lock:
+            candidates = [(oid, s) for oid, s in self._owned.items() if not s.spilled and not s.spilling]
+        candidates.sort(key=lambda item: not item[1].fetched)  # stable: fetched ones first, each kind in LRU order
+        for object_id, segment in candidates:
+            with self._lock:
+                if self._owned.get(object_id) is not segment or not _release(segment.mm):
+                    continue  # freed meanwhile, or a value of it is in use in this process
+                segment.mm = None
+                lock_fd = _exclusive(segment.path)
+                if lock_fd < 0:
+                    continue  # another process maps it: pinned
+                segment.spilling = True
+            try:
+                self._write_spill(object_id, segment, needed, lock_fd)
+            except BaseException:
+                with self._lock:
+                    segment.spilling = False
+                    freed = self._owned.get(object_id) is not segment  # free() left it to us
+                os.close(lock_fd)
+                if freed:
+                    self._discard(segment)
+                raise
+            os.close(lock_fd)
+            return True
+        return False
+
+    def _write_spill(self, object_id: ObjectId, segment: _Segment, needed: int, source: int) -> None:
+        """Copy a segment (``source``: an fd of it holding its exclusive lock) to its
+        spill file, then let its memory go."""
+        final = self.spill_path(object_id)
+        partial = final + _PARTIAL
+        try:
+            try:
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:  # the directory went (a process that left removed it when empty)
+                os.makedirs(os.path.dirname(partial), mode=0o700, exist_ok=True)
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                position = 0
+                while position < segment.size:
+                    sent = os.sendfile(fd, source, position, min(_COPY_STEP, segment.size - position))
+                    if not sent:
+                        raise OSError(errno.EIO, "the segment is shorter than its object")
+                    position += sent
+            finally:
+                os.close(fd)
+            os.rename(partial, final)
+        except OSError as exc:
+            _unlink_quietly(partial)  # never a partial spill file
+            self.counters["full_errors"] += 1
+            usage = self.usage()
+            raise StoreFull(f"no room for {needed:,} bytes: spilling {object_id!r} ({segment.size:,} bytes) "
+                            f"to {self.spill_directory} failed: {exc.strerror or exc}", usage) from exc
+        self._paths.add(final)
+        with self._lock:
+            segment.spilling = False
+            if self._owned.get(object_id) is not segment:  # freed while it was being written
+                gone = True
+            else:
+                gone = False
+                segment.spilled = final
+                self._used -= segment.size
+                self.counters["spills"] += 1
+                self.counters["bytes_spilled"] += segment.size
+        self._unlink(segment.path)
+        _release(segment.wmm)
+        segment.wmm = None
+        if gone:
+            self._unlink(final)
+            with self._lock:
+                self._used -= segment.size
+
+    def _restore(self, object_id: ObjectId, segment: _Segment) -> None:
+        """Bring a spilled object back into memory (making room for it)."""
+        try:
+            fresh = self._allocate(segment.size)
+        except BaseException as exc:
+            if isinstance(exc, OSError):
+                raise _store_error(exc, f"object {object_id!r}") from exc
+            raise
+        assert fresh.wmm is not None
+        try:
+            with open(segment.spilled, "rb", buffering=0) as file:
+                view = memoryview(fresh.wmm)
+                try:
+                    position = 0
+                    while position < fresh.size:
+                        got = file.readinto(view[position : position + _COPY_STEP])
+                        if not got:
+                            raise CorruptObject(f"the spill file of {object_id!r} is short")
+                        position += got
+                finally:
+                    view.release()
+            os.chmod(fresh.path, 0o400)
+            if fresh.lock_fd >= 0:
+                fcntl.flock(fresh.lock_fd, fcntl.LOCK_UN)
+                os.close(fresh.lock_fd)
+                fresh.lock_fd = -1
+            final = self.segment_path(object_id)
+            try:
+                os.link(fresh.path, final)
+            except FileExistsError:  # restored by another caller meanwhile
+                self._discard(fresh)
+                return
+            self._paths.add(final)
+        except BaseException:
+            self._discard(fresh)
+            raise
+        self._unlink(fresh.path)
+        with self._lock:
+            if self._owned.get(object_id) is segment and segment.spilled:
+                spill = segment.spilled
+                segment.spilled, segment.path, segment.wmm = "", final, fresh.wmm
+                self.counters["restores"] += 1
+                self.counters["bytes_restored"] += segment.size
+            else:  # freed meanwhile
+                spill = ""
+        if spill:
+            self._unlink(spill)
+        else:
+            fresh.path = final
+            self._discard(fresh)
+
     # ------------------------------------------------------------ writing
     def put(self, object_id: ObjectId, value: Value) -> int:
         parts = codec.encode_value_parts(value)
-        size = sum(len(part) for part in parts)
-        segment, fd = self._create(object_id, size)
+        size = sum(memoryview(part).nbytes for part in parts)
+        segment = self._create(object_id, size, mapped=False)
         try:
-            with open(fd, "wb", buffering=0, closefd=True) as file:
-                for part in parts:
-                    view = memoryview(part)
-                    while view:
-                        view = view[file.write(view[:_WRITE_STEP]) :]
+            if segment.wmm is not None:  # a reused segment: a copy into warm pages
+                _copy_into(segment.wmm, parts)
+            else:  # a new file: write() finds, zeroes and fills each page in one pass
+                with open(segment.path, "r+b", buffering=0) as file:
+                    for part in parts:
+                        view = memoryview(part)
+                        if view.format != "B" or view.ndim != 1:
+                            view = view.cast("B")
+                        while view:
+                            view = view[file.write(view[:_COPY_STEP]) :]
         except BaseException as exc:
             self._abort(object_id, segment)
             if isinstance(exc, OSError):
@@ -312,35 +718,20 @@ class SharedMemoryStore(ObjectStore):
     def put_bytes(self, object_id: ObjectId, size: int) -> None:
         if size <= 0:
             raise StoreError(f"a stored form has at least one byte, not {size}")
-        segment, fd = self._create(object_id, size)
-        try:
-            # Reserve the pages now: writing into a mapping of a full tmpfs
-            # would kill the process with SIGBUS instead of raising.
-            if hasattr(os, "posix_fallocate"):
-                os.posix_fallocate(fd, 0, size)
-            else:  # pragma: no cover - not Linux
-                os.ftruncate(fd, size)
-            segment.mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
-            segment.coverage = Coverage(size)
-        except BaseException as exc:
-            self._abort(object_id, segment)
-            if isinstance(exc, OSError):
-                raise _store_error(exc, f"object {object_id!r}") from exc
-            raise
-        finally:
-            os.close(fd)
+        segment = self._create(object_id, size, fetched=True)
+        segment.coverage = Coverage(size)
 
     def _assembly(self, object_id: ObjectId) -> _Segment:
         with self._lock:
             self._check_open()
             segment = self._building.get(object_id)
-            if segment is None or segment.mm is None or segment.coverage is None:
+            if segment is None or segment.wmm is None or segment.coverage is None:
                 raise ObjectNotFound(f"object {object_id!r} is not being assembled here")
             return segment
 
     def write_chunk(self, object_id: ObjectId, offset: int, data: Any) -> None:
         segment = self._assembly(object_id)
-        assert segment.mm is not None and segment.coverage is not None
+        assert segment.wmm is not None and segment.coverage is not None
         chunk = memoryview(data)
         if chunk.format != "B" or chunk.ndim != 1:
             chunk = chunk.cast("B")
@@ -348,19 +739,19 @@ class SharedMemoryStore(ObjectStore):
             raise StoreError(
                 f"chunk [{offset}, {offset + len(chunk)}) does not fit the object's {segment.size} bytes"
             )
-        segment.mm[offset : offset + len(chunk)] = chunk
+        segment.wmm[offset : offset + len(chunk)] = chunk
         with self._lock:
             segment.coverage.add(offset, offset + len(chunk))
 
-    def assembled_bytes(self, object_id: ObjectId, offset: int, length: int) -> memoryview | None:
+    def assembled_bytes(self, object_id: ObjectId, offset: int, length: int) -> bytes | None:
         segment = self._assembly(object_id)
-        assert segment.mm is not None and segment.coverage is not None
+        assert segment.wmm is not None and segment.coverage is not None
         with self._lock:
             if not segment.coverage.covers(offset, offset + length):
                 return None
-            # A view, not a copy: bytes once written never change (LOC-008), and the
-            # mapping outlives a seal or an abort for as long as the view is used (_release).
-            return memoryview(segment.mm)[offset : offset + length].toreadonly()
+            # A copy: once sealed or aborted, the segment's file may be reused for
+            # another value while a send still reads the bytes.
+            return segment.wmm[offset : offset + length]
 
     def missing(self, object_id: ObjectId) -> list[tuple[int, int]]:
         segment = self._assembly(object_id)
@@ -370,27 +761,29 @@ class SharedMemoryStore(ObjectStore):
 
     def seal(self, object_id: ObjectId) -> int:
         segment = self._assembly(object_id)
-        assert segment.mm is not None and segment.coverage is not None
+        assert segment.wmm is not None and segment.coverage is not None
         with self._lock:
             gaps = segment.coverage.missing()
         if gaps:
             raise IncompleteObject(f"object {object_id!r} lacks bytes {gaps[:3]} (FET-010)")
         try:
-            codec.decode_value(segment.mm, zero_copy=True)
+            view = memoryview(segment.wmm).toreadonly()
+            try:
+                codec.decode_value(view, zero_copy=True)
+            finally:
+                view.release()
         except codec.DecodeError as exc:
             self._abort(object_id, segment)
             raise CorruptObject(f"object {object_id!r} is not a stored value: {exc}") from None
-        _release(segment.mm)  # the writable mapping; readers map read-only
-        segment.mm = None
+        segment.coverage = None
         self._publish(object_id, segment)
         return segment.size
 
     # ------------------------------------------------------------ reading
     def get(self, object_id: ObjectId) -> Value:
         """The value of an object this store holds (owned or attached), zero-copy."""
-        segment = self._readable(object_id)
-        assert segment.mm is not None
-        return self._decode(object_id, segment.mm)
+        _, view = self._readable(object_id)
+        return self._decode(object_id, view)
 
     def attach(self, object_id: ObjectId, writer: str | None = None) -> Value:
         """Map the segment of ``object_id`` (written by any process in this
@@ -398,7 +791,9 @@ class SharedMemoryStore(ObjectStore):
         ``memoryview``\\ s of the mapping (no copy).
 
         Raises:
-            ObjectNotFound: No sealed segment of that id in the namespace.
+            ObjectNotFound: No sealed segment of that id in the namespace (also
+                while another process has it spilled to disk: fetch it from that
+                process then, which serves it from its spill file).
             CorruptObject: The segment does not hold a stored form.
         """
         path = self.segment_path(object_id, writer)
@@ -432,14 +827,29 @@ class SharedMemoryStore(ObjectStore):
 
     def mapping(self, object_id: ObjectId) -> mmap.mmap:
         """The read-only mapping behind an owned or attached object (diagnostics)."""
-        segment = self._readable(object_id)
+        segment, _ = self._readable(object_id)
         assert segment.mm is not None
         return segment.mm
 
     def get_bytes(self, object_id: ObjectId, offset: int = 0, length: int = -1) -> memoryview:
-        segment = self._readable(object_id)
+        """Bytes of the stored form; a spilled object's are read from its file
+        (a fetch is served from disk, the object stays there)."""
+        with self._lock:
+            self._check_open()
+            segment = self._owned.get(object_id)
+            spill = segment.spilled if segment is not None else ""
+        if spill:
+            start, end = clip_range(segment.size, offset, length)  # type: ignore[union-attr]
+            try:
+                with open(spill, "rb", buffering=0) as file:
+                    file.seek(start)
+                    return memoryview(file.read(end - start)).toreadonly()
+            except FileNotFoundError:
+                pass  # restored or freed meanwhile: look again
+            return self.get_bytes(object_id, offset, length)
+        segment, view = self._readable(object_id)
         start, end = clip_range(segment.size, offset, length)
-        return memoryview(segment.mm)[start:end]  # type: ignore[arg-type]
+        return view[start:end]
 
     def contains(self, object_id: ObjectId) -> bool:
         with self._lock:
@@ -452,10 +862,71 @@ class SharedMemoryStore(ObjectStore):
             raise ObjectNotFound(f"no object {object_id!r} in this store")
         return segment.size
 
+    def where(self, object_id: ObjectId) -> str:
+        """``"memory"``, ``"disk"`` (spilled) or ``""`` (not held here)."""
+        with self._lock:
+            segment = self._owned.get(object_id) or self._attached.get(object_id)
+            return "" if segment is None else "disk" if segment.spilled else "memory"
+
     @property
     def used_bytes(self) -> int:
-        """Bytes of the segments this store owns or is assembling (not attached ones)."""
+        """Bytes of shared memory this store's objects take (owned, in memory, or
+        being assembled; not attached ones, not the pool, not spilled ones)."""
         return self._used
+
+    @property
+    def free_bytes(self) -> int | None:
+        """Bytes a new value can take without spilling (the pool counts as free);
+        None without a capacity."""
+        if self.capacity is None:
+            return None
+        return max(0, self.capacity - self._used)
+
+    def usage(self) -> dict[str, Any]:
+        """What the store holds, by kind: bytes and objects of primary copies
+        (made here) and secondary ones (fetched) in memory, of those some other
+        mapping pins (cannot be spilled), being assembled, spilled to disk, pooled,
+        plus the limit and the spill/restore counters."""
+        with self._lock:
+            owned = list(self._owned.items())
+            building = sum(s.size for s in self._building.values())
+            pooled, used = self._pooled, self._used
+        out: dict[str, Any] = {"limit": self.capacity, "used_bytes": used, "pooled_bytes": pooled,
+                               "building_bytes": building, "spill_directory": self.spill_directory or ""}
+        for kind in ("primary", "secondary", "pinned", "spilled"):
+            out[f"{kind}_bytes"] = out[f"{kind}_objects"] = 0
+
+        def count(kind: str, segment: _Segment) -> None:
+            out[f"{kind}_bytes"] += segment.size
+            out[f"{kind}_objects"] += 1
+
+        for _, segment in owned:
+            if segment.spilled:
+                count("spilled", segment)
+                continue
+            count("secondary" if segment.fetched else "primary", segment)
+            if self._pinned(segment):
+                count("pinned", segment)
+        out.update(self.counters)
+        return out
+
+    def _pinned(self, segment: _Segment) -> bool:
+        """Whether a mapping in use (in this process or another) holds the segment."""
+        with self._lock:
+            if not _release(segment.mm):
+                return True  # a value of it is in use here
+            segment.mm = None
+        fd = _exclusive(segment.path)
+        if fd < 0:
+            return True
+        os.close(fd)
+        return False
+
+    def objects(self) -> list[tuple[ObjectId, int, str, str]]:
+        """Every object this store owns: (id, size, ``primary``/``secondary``, ``memory``/``disk``)."""
+        with self._lock:
+            return [(oid, s.size, "secondary" if s.fetched else "primary", "disk" if s.spilled else "memory")
+                    for oid, s in self._owned.items()]
 
     def object_ids(self) -> list[ObjectId]:
         """Ids of the sealed objects this store owns (not attached ones), oldest first."""
@@ -464,34 +935,96 @@ class SharedMemoryStore(ObjectStore):
 
     # ------------------------------------------------------------ freeing
     def free(self, object_id: ObjectId) -> bool:
-        """Unlink an owned object (or abort one being assembled), or detach an
-        attached one. Mappings still in use stay valid until dropped."""
+        """Recycle or unlink an owned object (or abort one being assembled), or detach
+        an attached one. Mappings still in use stay valid until dropped: a segment
+        something maps is unlinked, never reused."""
         with self._lock:
             segment = self._owned.pop(object_id, None)
-            if segment is not None:
+            if segment is not None and not segment.spilled and not segment.spilling:
                 self._used -= segment.size
         if segment is not None:
-            self._unlink(segment.path)
-            _release(segment.mm)
+            if segment.spilling:
+                return True  # the spiller sees it gone and cleans up
+            if segment.spilled:
+                self._unlink(segment.spilled)
+                return True
+            self._recycle(segment)
             return True
         with self._lock:
-            segment = self._building.get(object_id)
-        if segment is not None:
-            self._abort(object_id, segment)
+            building = self._building.get(object_id)
+        if building is not None:
+            self._abort(object_id, building)
             return True
         return self.detach(object_id)
 
+    def _recycle(self, segment: _Segment) -> None:
+        """Pool a freed segment if nobody maps it and the pool has room; else unlink it."""
+        unmapped = _release(segment.mm)
+        segment.mm = None
+        keep = (unmapped and segment.size >= POOL_MIN_BYTES and segment.size <= self.pool_bytes
+                and not self._closed)
+        if not keep:
+            self._unlink(segment.path)
+            _release(segment.wmm)
+            segment.wmm = None
+            return
+        pooled = self._scratch_path(_POOL)  # never the object's name: the same id may be stored again
+        try:
+            os.rename(segment.path, pooled)  # from now on no reader finds it by name
+            self._paths.discard(segment.path)
+            self._paths.add(pooled)
+            os.chmod(pooled, 0o600)
+            fd = os.open(pooled, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            self._unlink(segment.path)
+            self._unlink(pooled)
+            _release(segment.wmm)
+            segment.wmm = None
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a reader maps it: its memory must stay as it is
+            os.close(fd)
+            self._unlink(pooled)
+            _release(segment.wmm)
+            segment.wmm = None
+            return
+        if segment.wmm is None:  # written with write(): map it now (cheap; pages fault in on first reuse)
+            try:
+                segment.wmm = mmap.mmap(fd, segment.size)
+            except OSError:
+                os.close(fd)
+                self._unlink(pooled)
+                return
+        segment.path, segment.lock_fd = pooled, fd
+        dropped: list[_Segment] = []
+        with self._lock:
+            self._pool.append(segment)
+            self._pooled += segment.size
+            while self._pool and (self._pooled > self.pool_bytes or len(self._pool) > POOL_MAX_SEGMENTS
+                                  or (self.capacity is not None and self._used + self._pooled > self.capacity)):
+                old = self._pool.pop(0)
+                self._pooled -= old.size
+                dropped.append(old)
+        for old in dropped:
+            self._drop_pooled(old)
+
     def close(self) -> None:
-        """Unlink every segment this store created, drop every mapping. Idempotent."""
+        """Unlink every segment and spill file this store created, drop every mapping. Idempotent."""
         with self._lock:
             self._closed = True
-            segments = [*self._owned.values(), *self._building.values(), *self._attached.values()]
+            segments = [*self._owned.values(), *self._building.values(), *self._attached.values(), *self._pool]
             self._owned.clear()
             self._building.clear()
             self._attached.clear()
-            self._used = 0
+            self._pool.clear()
+            self._used = self._pooled = 0
         for segment in segments:
+            if segment.lock_fd >= 0:
+                os.close(segment.lock_fd)
+                segment.lock_fd = -1
             _release(segment.mm)
+            _release(segment.wmm)
         _unlink_all(self._paths)
 
     def __repr__(self) -> str:

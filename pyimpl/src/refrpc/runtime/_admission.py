@@ -1,0 +1,92 @@
+"""Memory-aware admission of calls on an executor (OBJ-037).
+
+Before a call loads its arguments, the executor counts the bytes it will have to
+copy into its own store: each stored argument that no process of this host holds
+in shared memory (it lives on another host, or its holder spilled it to disk) is
+fetched into this store (FET-001) and stays there, mapped by the call, until the
+call ends. The call is *admitted* when those bytes, plus the bytes the calls
+admitted before it reserved and have not released, fit the store's limit; else
+it waits, in the order calls arrived, until a call that holds bytes ends. One call
+is always admitted when nothing is reserved (a call needing more than the whole
+limit then fails with ``OBJECT_STORE_FULL``, OBJ-036, rather than wait forever),
+and a call never waits longer than :data:`ADMISSION_WAIT_S`: past it, it goes on
+and its fetch makes room by spilling, or fails with the typed error.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from typing import Any
+
+#: The longest a call waits for memory before it tries anyway.
+ADMISSION_WAIT_S = 60.0
+
+
+class Admission:
+    """FIFO admission by bytes against a store's limit (see the module docs)."""
+
+    def __init__(self, capacity: int | None) -> None:
+        self.capacity = capacity
+        self._cv = threading.Condition()
+        self._queue: collections.deque[object] = collections.deque()
+        self._held: dict[int, int] = {}
+        #: Bytes reserved by admitted calls that have not ended.
+        self.reserved = 0
+        #: Calls that had to wait, and calls that waited past ADMISSION_WAIT_S.
+        self.waited = 0
+        self.gave_up_waiting = 0
+
+    def acquire(self, key: int, need: int, timeout: float = ADMISSION_WAIT_S) -> None:
+        """Admit the call ``key`` needing ``need`` bytes: at once if they fit, else
+        after the calls ahead of it, when enough bytes are released."""
+        if self.capacity is None or need <= 0:
+            return
+        ticket = object()
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            self._queue.append(ticket)
+            waited = False
+            while not (self._queue[0] is ticket and (self.reserved == 0 or self.reserved + need <= self.capacity)):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.gave_up_waiting += 1
+                    break
+                waited = True
+                self._cv.wait(left)
+            self.waited += waited
+            self._queue.remove(ticket)
+            self.reserved += need
+            self._held[key] = self._held.get(key, 0) + need
+            self._cv.notify_all()
+
+    def release(self, key: int) -> None:
+        """The call ``key`` ended: its bytes are free for the calls waiting."""
+        with self._cv:
+            held = self._held.pop(key, 0)
+            if held:
+                self.reserved -= held
+                self._cv.notify_all()
+
+    def waiting(self) -> int:
+        with self._cv:
+            return len(self._queue)
+
+
+def bytes_to_fetch(store: Any, args: Any) -> int:
+    """The bytes of ``args`` (ResolvedArgs) that a call will copy into ``store``: stored
+    arguments of known size with no segment on this host to map (another host's,
+    or spilled by their holder), and not already held by ``store`` itself."""
+    need = 0
+    segment_path = getattr(store, "segment_path", None)
+    for a in args:
+        if a.value is not None or a.ref is not None or not a.object_id or a.size <= 0:
+            continue
+        if store.contains(a.object_id):
+            continue
+        if segment_path is not None and any(os.path.exists(segment_path(a.object_id, peer)) for peer, _ in a.locations):
+            continue  # mapped from this host's shared memory: nothing is copied here
+        need += a.size
+    return need

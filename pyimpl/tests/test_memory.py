@@ -1,0 +1,264 @@
+"""Memory under pressure on real processes: store limits, spilling and restoring,
+the typed error when nothing more fits, a worker killed while it holds spilled
+objects, and nothing left behind (OBJ-030 to OBJ-037)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from typing import Any, Iterator
+
+import pytest
+
+import refrpc
+from refrpc.runtime import _status
+from refrpc.store import list_segments, list_spilled
+from refrpc.testing import wait_until
+
+from memory_fixtures import tiny_tmpfs
+
+np = pytest.importorskip("numpy")
+
+MB = 10**6
+LIMIT = 64 * MB
+N = 2_000_000  # int64 elements: 16 MB a value
+
+
+@refrpc.remote
+def make(i: int) -> Any:
+    return np.full(N, i, dtype=np.int64)
+
+
+@refrpc.remote
+def total(a: Any) -> int:
+    return int(a.sum())
+
+
+@refrpc.remote
+def make_big(nbytes: int) -> Any:
+    return np.zeros(nbytes // 8)
+
+
+@refrpc.remote
+class Holder:
+    """Keeps each argument it gets mapped until a file appears (a long-running reader)."""
+
+    def where(self) -> str:
+        return refrpc.api._ctx.node.peer_id
+
+    def hold(self, arr: Any, log: str, tag: str, release: str) -> int:
+        with open(log, "a") as f:
+            f.write(f"start {tag}\n")
+        assert wait_until(lambda: os.path.exists(release), 60)
+        return int(arr[0])
+
+
+@refrpc.remote
+def wait_for_file(path: str) -> bool:
+    return wait_until(lambda: os.path.exists(path), 60)
+
+
+def admission_state() -> tuple[int, int, int]:
+    """This worker's admission: bytes reserved, calls waiting, calls that waited."""
+    a = refrpc.api._ctx.executor.admission
+    return a.reserved, a.waiting(), a.waited
+
+
+def usage(peer: str) -> dict[str, Any]:
+    report = _status.stores(refrpc.api._ctx.node, [peer])[peer]
+    assert report is not None, f"{peer} did not report its store"
+    return report["usage"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    refrpc.init(2, object_store_memory=LIMIT)
+    ctx = refrpc.api._ctx
+    spill = ctx.node.store.spill_directory
+    namespace = ctx.cluster.namespace
+    try:
+        yield ctx
+    finally:
+        refrpc.shutdown()
+    assert list_segments(namespace, pooled=True) == []  # nothing outlives the cluster
+    assert not os.path.exists(spill)
+
+
+def test_bad_limits_are_refused_before_anything_starts() -> None:
+    for bad in (-1, 0, "lots", "12 parsecs", "-5MB", True):
+        with pytest.raises(ValueError, match="object_store_memory"):
+            refrpc.init(1, object_store_memory=bad)
+        assert not refrpc.is_initialized()
+    with tempfile.NamedTemporaryFile() as not_a_dir:
+        with pytest.raises(ValueError, match="spill directory"):
+            refrpc.init(1, spill_dir=not_a_dir.name)
+    assert not refrpc.is_initialized()
+
+
+def test_cli_refuses_a_bad_limit() -> None:
+    import sys
+
+    for bad in ("--object-store-memory=-3GB", "--object-store-memory=plenty"):
+        result = subprocess.run([sys.executable, "-m", "refrpc.cli", "start", "--head", "--insecure", bad],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and "--object-store-memory must be" in result.stderr, result.stderr
+    with tempfile.NamedTemporaryFile() as not_a_dir:
+        result = subprocess.run([sys.executable, "-m", "refrpc.cli", "start", "--head", "--insecure", "--num-workers", "1",
+                                 "--spill-dir", not_a_dir.name], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "spill directory" in result.stderr and "not writable" in result.stderr, result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_full_spill_directory_gives_the_typed_error_and_loses_nothing() -> None:
+    with tiny_tmpfs("8m") as tiny:
+        refrpc.init(1, object_store_memory=40 * MB, spill_dir=tiny)
+        try:
+            refs = [refrpc.put(np.full(N, i, dtype=np.int64)) for i in range(2)]
+            with pytest.raises(refrpc.ObjectStoreFullError, match="failed"):
+                refrpc.put(np.full(N, 9, dtype=np.int64))  # a 16 MB spill does not fit in 8 MB
+            assert [n for n in os.listdir(tiny) if n.endswith(".partial")] == []
+            assert [int(refrpc.get(r)[0]) for r in refs] == [0, 1]  # nothing was lost
+            del refs
+            assert int(refrpc.get(refrpc.put(np.full(N, 7, dtype=np.int64)))[0]) == 7  # room again
+        finally:
+            refrpc.shutdown()
+        assert os.listdir(tiny) == []
+
+
+@pytest.mark.timeout(120)
+def test_a_working_set_over_the_limits_spills_and_comes_back_right(cluster: Any) -> None:
+    refs = [make.remote(i) for i in range(16)]  # 256 MB of results on two workers of 64 MB each
+    assert refrpc.get([total.remote(r) for r in refs], timeout=90) == [i * N for i in range(16)]
+    workers = [usage(w) for w in cluster.cluster.workers]
+    # A spilled value was read back: restored by its holder's own tasks, or served from
+    # its spill file to the other worker's fetch (OBJ-032, OBJ-033).
+    assert sum(u["spills"] for u in workers) > 0
+    for u in workers:
+        assert u["used_bytes"] + u["pooled_bytes"] <= LIMIT  # OBJ-030
+    spilled = {w: usage(w)["spilled_objects"] for w in cluster.cluster.workers}
+    assert sum(spilled.values()) > 0
+    text = refrpc.memory()
+    assert "(disk)" in text and "spills/restores" in text
+    del refs
+    assert wait_until(lambda: all(usage(w)["spilled_objects"] == 0 for w in cluster.cluster.workers), 30)
+    assert all(list_spilled(cluster.cluster.namespace, cluster.node.store.spill_directory) == [] for _ in [0])
+
+
+@pytest.mark.timeout(60)
+def test_driver_puts_spill_and_restore(cluster: Any) -> None:
+    store = cluster.node.store
+    before = dict(store.counters)
+    refs = [refrpc.put(np.full(N, i, dtype=np.int64)) for i in range(8)]  # 128 MB in a 64 MB store
+    assert store.counters["spills"] > before["spills"]
+    assert [int(refrpc.get(r)[0]) for r in refs] == list(range(8))
+    assert store.counters["restores"] > before["restores"]
+    assert refrpc.get(total.remote(refs[0]), timeout=30) == 0  # a worker reads a spilled put
+    del refs
+
+
+@pytest.mark.timeout(60)
+def test_values_over_the_whole_limit_get_the_typed_error(cluster: Any) -> None:
+    with pytest.raises(refrpc.ObjectStoreFullError, match="larger than the whole limit") as info:
+        refrpc.put(np.zeros(LIMIT // 8 + 1000))
+    assert info.value.usage["limit"] == LIMIT
+    ref = make_big.remote(LIMIT + 8000)
+    with pytest.raises(refrpc.ObjectStoreFullError, match="larger than the whole limit"):
+        refrpc.get(ref, timeout=30)
+    assert refrpc.get(total.remote(make.remote(3)), timeout=30) == 3 * N  # the cluster goes on working
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_killed_with_spilled_objects_rebuilds_them(cluster: Any) -> None:
+    refs = [make.remote(i) for i in range(10)]
+    refrpc.wait(refs, num_returns=len(refs), timeout=60)
+    held = {w: usage(w)["spilled_objects"] for w in cluster.cluster.workers}
+    victim = max(held, key=lambda w: held[w])
+    assert held[victim] > 0
+    spill_dir = cluster.node.store.spill_directory
+    from refrpc.store._shm import _writer_tag
+
+    tag = f"refrpc-{cluster.cluster.namespace}-{_writer_tag(victim)}"
+    assert any(n.startswith(tag) for n in list_spilled(cluster.cluster.namespace, spill_dir))
+    os.kill(cluster.cluster.processes[victim].pid, signal.SIGKILL)
+    # Lineage rebuilds what the dead worker held; its spill files and segments go with it.
+    assert refrpc.get([total.remote(r) for r in refs], timeout=90) == [i * N for i in range(10)]
+    assert wait_until(lambda: not any(n.startswith(tag) for n in list_spilled(cluster.cluster.namespace, spill_dir)), 30)
+    del refs
+
+
+@pytest.mark.timeout(120)
+def test_admission_holds_a_call_back_until_its_arguments_fit(cluster: Any, tmp_path: Any) -> None:
+    # Two 40 MB arguments the driver had to spill: a worker must fetch each into its
+    # 64 MB store, and the first stays mapped while its call runs. The second call
+    # waits for the first instead of failing for lack of room (OBJ-037).
+    size = 40 * MB
+    a, b, c = (refrpc.put(np.full(size // 8, i, dtype=np.int64)) for i in (1, 2, 3))
+    store = cluster.node.store
+    assert store.where(a.id) == "disk" and store.where(b.id) == "disk"
+    holder = Holder.options(max_concurrency=2).remote()
+    peer = refrpc.get(holder.where.remote(), timeout=30)
+    log, release = str(tmp_path / "log"), str(tmp_path / "release")
+    first = holder.hold.remote(a, log, "a", release)
+    assert wait_until(lambda: os.path.exists(log) and "start a" in open(log).read(), 60)
+    second = holder.hold.remote(b, log, "b", release)
+    node = cluster.node
+    from refrpc.runtime._refs import call_on
+
+    state = lambda: call_on(node, peer, f"{__name__}:admission_state", timeout=30)  # noqa: E731
+    assert wait_until(lambda: state()[1] == 1, 30), state()  # the second call waits for memory
+    assert "start b" not in open(log).read()
+    assert state()[0] >= size  # the first call's fetched argument is reserved
+    open(release, "w").close()
+    assert refrpc.get([first, second], timeout=60) == [1, 2]  # no OBJECT_STORE_FULL: it waited
+    assert state()[2] >= 1 and state()[0] == 0
+    assert usage(peer)["used_bytes"] + usage(peer)["pooled_bytes"] <= LIMIT
+    refrpc.kill(holder)
+    del a, b, c
+
+
+@pytest.mark.timeout(60)
+def test_busy_workers_still_report_their_stores(cluster: Any, tmp_path: Any) -> None:
+    release = str(tmp_path / "release")
+    busy = [wait_for_file.remote(release) for _ in cluster.cluster.workers]  # one per worker's slot
+    try:
+        reports = _status.stores(cluster.node, list(cluster.cluster.workers), timeout=10)
+        assert all(r is not None and r["usage"]["limit"] == LIMIT for r in reports.values()), reports
+    finally:
+        open(release, "w").close()
+    assert refrpc.get(busy, timeout=30) == [True] * len(busy)
+
+
+KILLED_DRIVER = r"""
+import sys, threading
+import numpy as np
+import refrpc
+
+refrpc.init(1, object_store_memory="20MB")
+refs = [refrpc.put(np.full(1_500_000, i, dtype=np.int64)) for i in range(4)]  # 12 MB each: 3 spilled
+store = refrpc.api._ctx.node.store
+print(store.spill_directory, store.usage()["spilled_objects"], store.namespace, flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_killed_driver_leaves_no_spill_files_or_segments() -> None:
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_DRIVER], stdout=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        spill_dir, spilled, namespace = proc.stdout.readline().split()
+        assert int(spilled) == 3 and len(os.listdir(spill_dir)) == 3
+        proc.kill()  # no atexit, no shutdown: its worker cleans up when it sees it gone
+        proc.wait(10)
+        assert wait_until(lambda: not os.path.exists(spill_dir), 20), os.listdir(spill_dir)
+        assert wait_until(lambda: not list_segments(namespace, pooled=True), 20), list_segments(namespace, pooled=True)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
