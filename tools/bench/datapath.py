@@ -202,15 +202,13 @@ class Owner:
         node, ev = self.node, self.ev
         value = serialize(parts, ref_hook=lambda obj: None, allow_pickle=True)  # arrays: pickle 5, each part an out-of-band buffer
 
-        def do() -> str:
-            from refrpc.core.messages import Encoding, Value
+        from refrpc.core.messages import Encoding, Value
 
-            oid = node.ids.next()
-            size = node.store.put(oid, value)
-            node.handle(ev.Put(node.sid(), oid, Value(Encoding.RAW, b""), True, size))
-            return oid
-
-        return node.call(do).result(STEP_TIMEOUT_S)
+        oid = node.call(node.ids.next).result(STEP_TIMEOUT_S)
+        # Written here, not on the loop thread: a 1 GB copy there would stop its heartbeats.
+        size = node.store.put(oid, value)
+        node.call(lambda: node.handle(ev.Put(node.sid(), oid, Value(Encoding.RAW, b""), True, size))).result(STEP_TIMEOUT_S)
+        return oid
 
     def submit(self, oid: str, consumers: list[str], retries: int = 0) -> list[str]:
         """``touch(oid)`` (``nothing()`` without ``oid``) on each consumer; the return ids."""
