@@ -812,6 +812,10 @@ struct GetObjectStatus {
   wait @1 :Bool = true;
   # If true, answer only once it is settled (ready, failed, freed or unknown);
   # if false, answer at once (OBJ-005).
+
+  relay @2 :Bool;
+  # If true, I am about to fetch the value and will serve the bytes I have
+  # received to other fetchers meanwhile: you may list me in `relays` (LOC-020).
 }
 
 struct ObjectStatus {
@@ -855,6 +859,13 @@ struct ObjectStatus {
     some @8 :ErrorInfo;
     # The error (OBJ-004; NOT_OWNER or UNKNOWN_OBJECT with `unknown`, OBJ-007).
   }
+  relays @9 :List(Text);
+  # For `ready` without inline value: PeerIds assembling a copy that serve the
+  # bytes they have (relays), the one to try first first, never you
+  # (LOC-021, FET-040). Not copies: they never keep the object ready (LOC-022).
+
+  relayAddresses @10 :List(Text);
+  # The endpoints of `relays`, same order and length (LOC-021).
 }
 
 struct AddLocation {

@@ -322,6 +322,8 @@ class GetObjectStatus:
 
     object_id: ObjectId
     wait: bool = True
+    #: The asker is about to fetch and serves what it receives meanwhile (``LOC-020``).
+    relay: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +338,10 @@ class ObjectStatus:
     location_addresses: tuple[str, ...] = ()
     value: Value | None = None
     error: ErrorInfo | None = None
+    #: Peers assembling a copy that serve what they have, most recent first (``LOC-021``).
+    relays: tuple[PeerId, ...] = ()
+    #: Addresses matching ``relays``.
+    relay_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

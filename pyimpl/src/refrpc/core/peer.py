@@ -167,7 +167,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         #: Local Get requests waiting for a value.
         self.get_waiters: dict[ObjectId, list[int]] = {}
         #: Peers waiting on GetObjectStatus(wait) for an owned object.
-        self.status_waiters: dict[ObjectId, dict[PeerId, None]] = {}
+        #: ... each with whether the asker offered to relay (LOC-020).
+        self.status_waiters: dict[ObjectId, dict[PeerId, bool]] = {}
         #: How many of those waits each peer has outstanding (SEC-009).
         self.status_wait_counts: dict[PeerId, int] = {}
         #: Executing tasks waiting for a REF argument.
@@ -383,6 +384,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         if b is None or s.object_id in self.copies:
             return
         self.copies[s.object_id] = b.owner
+        b.relay_offered = False  # a whole copy: the owner makes the relay a location (LOC-022)
         self._send(b.owner, AddLocation(s.object_id, s.size), b.ref.owner_address)  # LOC-002
 
     def _stim_fetch_failed(self, s: FetchFailed) -> None:
@@ -390,7 +392,12 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         b = self.borrowed.get(s.object_id)
         if b is not None and b.state == "ready":
             b.locations = ()
+            b.relays = ()
             self._transition_borrowed(b, "fetch_failed")
+        if b is not None and b.relay_offered and s.object_id not in self.copies:
+            # LOC-023: this peer serves nothing of the object now; the owner stops listing it.
+            b.relay_offered = False
+            self._send(b.owner, RemoveLocation(s.object_id), b.ref.owner_address)
         if s.task_id:
             key = self.exec_index.get((s.task_id, s.attempt))
             ex = self.exec_tasks.get(key) if key else None
@@ -442,6 +449,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             waiters = self.status_waiters.get(oid)
             if waiters and dead in waiters:
                 self._forget_status_waits(oid, (dead,))
+            self._drop_relay(e, dead)  # LOC-022
             if dead in e.locations:
                 del e.locations[dead]
                 if self.trace_events:
@@ -611,6 +619,11 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 waits[asker] = waits.get(asker, 0) + 1
         if waits != self.status_wait_counts:
             problems.append(f"status waits counted {self.status_wait_counts} != kept {waits} (SEC-009)")
+        for oid, e in self.owned.items():
+            if e.relays and (e.state != "ready" or e.value is not None):
+                problems.append(f"{oid}: relays kept for a {e.state} object (LOC-020, LOC-022)")
+            if any(p in e.locations for p in e.relays):
+                problems.append(f"{oid}: a relay is also a location (LOC-022)")
         counted: dict[ObjectId, int] = {}
         for reg in self.outgoing.values():
             if reg.purpose[0] in ("reply", "abandon"):

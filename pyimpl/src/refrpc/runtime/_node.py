@@ -436,9 +436,12 @@ class Node:
                 with self.lock:
                     # A bounded batch, so that a burst of arrivals never keeps the clock
                     # waiting: a peer whose heartbeats sit unread is declared dead (LIV-003).
+                    # Bounded in time too: 512 fetched chunks of 1 MiB take seconds to
+                    # write, and a Tick that comes that late finds every peer "silent".
                     # A peer that left or was declared dead (its core stopped) reads
                     # nothing more while its Goodbyes drain: it would act on none of it.
                     recv = self.transport.recv
+                    batch_end = clock() + TICK_MS / 1000
                     for _ in range(0 if self.core.stopped else 512):
                         frames = recv(0)
                         if frames is None:
@@ -447,6 +450,8 @@ class Node:
                             self._receive(frames)
                         except Exception:  # SEC-020: one message's failure never stops the others
                             self._receive_failed(frames)
+                        if clock() >= batch_end:
+                            break
                     self.transport.flush()
                     self._drain_released()
                     now = clock()

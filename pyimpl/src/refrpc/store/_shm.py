@@ -743,6 +743,16 @@ class SharedMemoryStore(ObjectStore):
         with self._lock:
             segment.coverage.add(offset, offset + len(chunk))
 
+    def assembled_bytes(self, object_id: ObjectId, offset: int, length: int) -> bytes | None:
+        segment = self._assembly(object_id)
+        assert segment.wmm is not None and segment.coverage is not None
+        with self._lock:
+            if not segment.coverage.covers(offset, offset + length):
+                return None
+            # A copy: once sealed or aborted, the segment's file may be reused for
+            # another value while a send still reads the bytes.
+            return segment.wmm[offset : offset + length]
+
     def missing(self, object_id: ObjectId) -> list[tuple[int, int]]:
         segment = self._assembly(object_id)
         assert segment.coverage is not None
