@@ -311,6 +311,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         here = socket.gethostname()  # the workers share this host's slots (TASK-040)
         adds = [lambda sid, n=name, a=address: ev.AddPeer(sid, n, a, 1, tuple(sorted(cluster.resources[n].items())), here)
                 for name, address in cluster.workers.items()]
+        # Its own host too: its copies are mapped, not fetched, by these workers (TASK-041).
+        adds.append(lambda sid: ev.AddPeer(sid, node.peer_id, node.address, 0, (), here))
         node.handle_soon(*adds).result()
         cluster.watch(node)
         _ctx.node, _ctx.cluster = node, cluster

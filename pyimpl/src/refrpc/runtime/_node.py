@@ -148,6 +148,11 @@ class Node:
         self.ids = IdAllocator(peer_id, self.incarnation)
         self.store: Any = store if store is not None else SharedMemoryStore(
             namespace, writer=peer_id, capacity=object_store_memory, spill_directory=spill_dir)
+        #: (object id, spilled) for each spill, restore or free of a spilled copy the store
+        #: made (any thread, no lock); fed to the core as CopySpilled by the next handle (INT-020).
+        self.spill_events: collections.deque[tuple[str, bool]] = collections.deque()
+        if hasattr(self.store, "on_spill"):
+            self.store.on_spill = lambda oid, spilled: self.spill_events.append((oid, spilled))
         self.on_instruction = on_instruction
         #: On the head of a multi-host cluster: registered workers (see _membership).
         self.members: dict[str, tuple[str, int, str, float]] = {}
@@ -405,6 +410,13 @@ class Node:
         """Apply stimuli to the core and carry out its instructions (holding :attr:`lock`)."""
         if self.released:
             self._drain_released()
+        spills = self.spill_events
+        if spills:
+            moved = []
+            while spills:
+                oid, spilled = spills.popleft()
+                moved.append(ev.CopySpilled(self.sid(), oid, spilled))
+            stimuli = (*moved, *stimuli)
         if self.tracer is not None:
             self.tracer.stimuli(stimuli, self.core.exec_index, self.core.exec_tasks)
         try:
