@@ -555,6 +555,39 @@ def spilled_copy_still_served(ctx: CaseContext) -> None:
                   "equal" if got == expected else "different")
 
 
+@case(
+    "fetch/OBJ-060-reply-says-what-the-store-can-take",
+    requirements=["OBJ-060", "OBJ-061", "OBJ-030"],
+    summary=(
+        "The IUT is started with a store limit of 1 MiB (REFRPC_IUT_STORE_LIMIT) and runs make_bytes(400,000) "
+        "twice, one after the other; the suite keeps both results (800,000 bytes of stored forms, within the "
+        "limit, so nothing needs spilling). Each TaskReply's storeFreeBytes should say what the IUT's store can "
+        "still take without spilling: the limit less the stored forms it holds, so 1 MiB less the first "
+        "result's size, then less both. An IUT that sends -1 (it has no limit or does not say) is graded by "
+        "OBJ-060's SHOULD; a value that is neither -1 nor within the limit is wrong."
+    ),
+    iut_env={"REFRPC_IUT_STORE_LIMIT": str(SPILL_LIMIT)},
+    timeout=60.0,
+)
+def reply_says_what_the_store_can_take(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    held = 0
+    for i in range(2):
+        t = task(peer, "make_bytes", [by_value(SPILL_SIZE)])
+        link.send(t)
+        reply = expect_reply(ctx, peer, t)
+        ret = reply.returns[0]
+        ctx.require("TASK-004", ret.kind is ReturnKind.STORED, "a stored return", describe_return(ret))
+        held += ret.size
+        free = reply.store_free_bytes
+        if not ctx.check("OBJ-060", free != -1, f"result {i + 1}: storeFreeBytes set (the IUT has a store limit)",
+                         "-1 (not said)"):
+            continue
+        ctx.check("OBJ-060", free == SPILL_LIMIT - held,
+                  f"result {i + 1}: the limit less the stored forms held ({SPILL_LIMIT:,} - {held:,} = {SPILL_LIMIT - held:,})",
+                  f"{free:,}")
+
+
 #: The stored result the holder-limit case fetches: about 2,000 chunks of 1 KiB a request,
 #: so that a request is still in service when the next ones arrive.
 SERVED_SIZE = 2 * MIB
