@@ -80,6 +80,15 @@ CATCHES = {
     "serve-every-fetch": "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
     "tiny-chunks": "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
     "unbounded-handshakes": "handshake/SEC-021-oldest-handshake-forgotten",
+    "ignore-key-file": "security/SEC-003-unauthenticated-peers-get-nothing",
+    "trust-claimed-sender": "security/SEC-011-sender-must-match-its-key",
+    "stop-on-notice-about-itself": "security/LIV-019-notice-about-the-receiver-itself",
+    "import-any-function": "security/SEC-006-unexposed-functions",
+    "send-oversized": "tasks/ZMQ-007-TASK-011-argument-beyond-the-executors-frame-limit",
+    "trace-put-without-creation": "trace/TRC-003-TRC-008-iut-trace-checks-clean",
+    "freed-is-unknown": "borrowing/OBJ-017-CNF-018-owner-answers-become-get-outcomes",
+    "handshake-never-times-out": "liveness/LIV-018-unanswered-handshake-fails-what-waited",
+    "splice-fetches": "fetch/FET-018-OBJ-013-no-splice-across-answers",
 }
 
 

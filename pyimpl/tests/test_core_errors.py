@@ -455,3 +455,26 @@ def test_grants_per_borrower_incarnation_are_bounded() -> None:
     # Another incarnation of Q has a limit of its own.
     (reply,) = bodies(a.handle(s.send(a, RegisterBorrower(oid, "Q", 4, "mem://Q", s.oid("f4")))), BorrowerRegistered, to="S")
     assert reply.error is None
+
+
+def test_a_message_beyond_the_receivers_frame_limit_never_goes() -> None:
+    # ZMQ-007: W announced the smallest frame limit (1 MiB). A task whose value argument
+    # would make the SubmitTask larger fails here with RESOURCE_EXHAUSTED and is not
+    # sent; a small one still goes. An ObjectStatus whose inline value would not fit
+    # answers FAILED with the same code, and the object stays as it was.
+    a = peer()
+    w = Stub("W", max_frame_bytes=1 << 20)
+    a.handle(ev.AddPeer("add", "W", "mem://W"))
+    big, small = raw(b"x" * (1 << 20)), raw(b"y")
+    a.handle(ev.Submit("big", PREFIX + "t1", "echo", (ev.ArgSpec(value=big),), (PREFIX + "t1.r0",), executor="W"))
+    out = a.handle(w.welcome(a))
+    assert [e.body.task_id for e in frames(out, SubmitTask, to="W")] == []
+    assert a.owned[PREFIX + "t1.r0"].state == "failed"
+    assert a.owned[PREFIX + "t1.r0"].error.code is ErrorCode.RESOURCE_EXHAUSTED
+    out = a.handle(ev.Submit("small", PREFIX + "t2", "echo", (ev.ArgSpec(value=small),), (PREFIX + "t2.r0",), executor="W"))
+    assert [e.body.task_id for e in frames(out, SubmitTask, to="W")] == [PREFIX + "t2"]
+    a.handle(ev.Put("put", PREFIX + "1", big))
+    out = a.handle(w.send(a, GetObjectStatus(PREFIX + "1", wait=False)))
+    (status,) = bodies(out, ObjectStatus, to="W")
+    assert status.state is ObjectState.FAILED and status.error.code is ErrorCode.RESOURCE_EXHAUSTED
+    assert a.owned[PREFIX + "1"].state == "ready"

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from ._case import REGISTRY, select
 from ._config import ConfigError, load_config
+from ._coverage import coverage
 from ._report import progress_line, write_html, write_json, write_junit, write_summary
 from ._requirements import load_requirements
 from ._runner import run
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace-dir", metavar="DIR", help="save each case's wire trace in the canonical trace format "
                    "(one directory per case, readable with refrpc-trace), and ask each IUT to record its side there")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument("--coverage", action="store_true", help="list every requirement with the cases that check it, "
+                   "or why it is not testable on the wire, and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.add_argument("-v", "--verbose", action="store_true", help="also show notes of passing cases")
     return p
@@ -59,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         for spec in chosen:
             print(f"{spec.id:<64} features={','.join(spec.features):<20} {' '.join(spec.requirements)}")
+        return 0
+    if args.coverage:
+        rows = coverage(REGISTRY.values(), load_requirements(args.spec))
+        for req, status, detail in rows:
+            print(f"{req:<9} {status:<16} {detail}")
+        counts = {s: sum(1 for _, st, _ in rows if st == s) for s in ("cases", "not on the wire", "no case yet")}
+        print(f"{len(rows)} requirements: {counts['cases']} checked by cases, {counts['not on the wire']} not testable "
+              f"on the wire, {counts['no case yet']} with no case yet")
         return 0
     if not args.iut:
         print("refrpc-conformance: --iut CONFIG is required (or --list)", file=sys.stderr)

@@ -51,6 +51,10 @@ class Requirements:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def ids(self) -> list[str]:
+        """Every requirement id, in the index's order."""
+        return list(self._by_id)
+
     def get(self, req_id: str) -> Requirement | None:
         """The requirement, or None if the index does not define it."""
         return self._by_id.get(req_id)

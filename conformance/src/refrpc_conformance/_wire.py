@@ -397,7 +397,12 @@ class Link:
             peer._record_out(self, env, frames, "not sent: " + ("silent" if peer._silent else "closed"), label=label, seq=seq)
             return
         try:
-            self._dealer.send_multipart(frames, copy=True)
+            # Never block the peer's loop: a connection that cannot be made (a mechanism
+            # the IUT does not speak, say) leaves the DEALER with nowhere to queue.
+            self._dealer.send_multipart(frames, flags=zmq.NOBLOCK, copy=True)
+        except zmq.Again:
+            peer._record_out(self, env, frames, "not sent: no connection to send on", label=label, seq=seq)
+            return
         except zmq.ZMQError as exc:
             peer._record_out(self, env, frames, f"not sent: {exc}", label=label, seq=seq)
             return

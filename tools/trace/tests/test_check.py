@@ -187,6 +187,23 @@ def test_initial_states_of_SM_002_are_accepted(tmp_path: Path) -> None:
     assert findings_of(net, tmp_path) == []
 
 
+def test_an_entry_whose_first_transition_is_not_from_its_initial_state_SM_002(tmp_path: Path) -> None:
+    # SM-002: a task recorded as created in `queued` (no `submitted --no_slot-->`), and a
+    # put object whose creation row is missing, are each one finding; the entries that
+    # start as the table says are not.
+    net = Net()
+    d, w = net.peer("driver"), net.peer("worker-1")
+    net.connect(d, w)
+    d.transition("owner-task", "t1", "queued", "dispatch", "submitted", "TASK-020")
+    d.transition("owner-object", "P", "ready", "out_of_scope_unneeded", "deleted", "OWN-005")
+    d.transition("owner-object", "Q", "ready", "put", "ready", "OWN-001")
+    d.transition("owner-object", "Q", "ready", "out_of_scope_unneeded", "deleted", "OWN-005")
+    found = [f for f in findings_of(net, tmp_path) if f.requirement == "SM-002"]
+    assert len(found) == 2, [f.render() for f in found]
+    summaries = " | ".join(f.summary for f in found)
+    assert "owner-task t1 starts from 'queued'" in summaries and "owner-object P starts from 'ready'" in summaries
+
+
 def test_a_borrower_entry_kept_after_its_owner_died_FATE_001(tmp_path: Path) -> None:
     net = Net()
     d, w = net.peer("driver"), net.peer("worker-1")

@@ -652,3 +652,43 @@ def holder_limits(ctx: CaseContext) -> None:
         got = sum(len(c.data) for c in served)
         ctx.check("FET-001", got == served[-1].total_size, f"request {request_id}: the whole stored form",
                   f"{got} of {served[-1].total_size} bytes")
+
+
+@case(
+    "fetch/FET-018-OBJ-013-no-splice-across-answers",
+    requirements=["FET-018", "FET-006", "OBJ-013", "FET-010", "TASK-002"],
+    summary=(
+        "Suite peer S owns X and submits sum_bytes(X by ref). Its first ObjectStatus names location W1, which "
+        "serves the first half of X's stored form and then dies. The IUT must ask S again (OBJ-013); this time S "
+        "names W2, which holds a stored form of the same size but other bytes (a rebuilt object's stored form "
+        "may differ, OBJ-016). The IUT must not splice W1's bytes with W2's: it fetches from W2 from offset 0, "
+        "and the task answers the sum of W2's value."
+    ),
+    timeout=90.0,
+)
+def no_splice_across_answers(ctx: CaseContext) -> None:
+    iut, s, link = open_session(ctx, peer_name="owner")
+    w1, w2 = ctx.wire_peer("first-location"), ctx.wire_peer("second-location")
+    data1 = make_bytes_value(FETCHED_SIZE)
+    data2 = bytes((b + 1) % 256 for b in data1)
+    form1, form2 = stored_form(portable(data1)), stored_form(portable(data2))
+    ctx.require("OBJ-010", len(form1) == len(form2), "two stored forms of one size", (len(form1), len(form2)))
+    x = ctx.new_id(s)
+    half = len(form1) // 2
+    w1.serve(x, form1, chunk_bytes=SUITE_CHUNK, lose=lambda req, offset, end: offset >= half)
+    w2.serve(x, form2, chunk_bytes=SUITE_CHUNK)
+    t = task(s, "sum_bytes", [by_ref(ctx.descriptor(s, x, size_hint=len(form1)))])
+    link.send(t)
+    ctx.expect(s, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link.send(ObjectStatus(x, ObjectState.READY, len(form1), (w1.peer_id,), (w1.address,)))
+    ctx.wait_until(w1, lambda: any(c.sent for c in w1.served), requirement="FET-001", what="W1 serving the first half")
+    w1.close()  # dies: the IUT must go elsewhere (FET-006), and only the owner can tell it where (OBJ-013)
+    ctx.expect(s, GetObjectStatus, lambda m: m.object_id == x, requirement="OBJ-013",
+               what=f"a second GetObjectStatus for {x} once its only location died", timeout=30.0)
+    link.send(ObjectStatus(x, ObjectState.READY, len(form2), (w2.peer_id,), (w2.address,)))
+    reply = expect_reply(ctx, s, t, timeout=RESUME_BOUND_S)
+    requests = [r for r in w2.fetch_requests if r.object_id == x]
+    ctx.check("FET-018", bool(requests) and min(r.offset for r in requests) == 0,
+              "the fetch from W2 starts again at offset 0 (nothing kept from W1)",
+              [(r.offset, r.length) for r in requests])
+    check_inline(ctx, reply, sum(data2), requirement="FET-018", note="sum_bytes(X): all of it from W2")

@@ -13,10 +13,12 @@ from refrpc.core.messages import (
     GetObjectStatus,
     Goodbye,
     Heartbeat,
+    Hello,
     PeerDeadNotice,
     ProtocolError,
     RefDescriptor,
     ReturnKind,
+    SubmitTask,
     TaskReply,
     Welcome,
 )
@@ -24,7 +26,7 @@ from refrpc.core.messages import (
 from .._build import by_ref, by_value, describe_return
 from .._case import case
 from .._context import CaseContext
-from .._wire import ExpectTimeout
+from .._wire import ExpectTimeout, WireError
 from ._common import FAST_DETECTION, expect_reply, run_echo, task
 
 FAST_PEER = {"heartbeat_ms": 100}
@@ -290,3 +292,46 @@ def answer_to_a_stale_message(ctx: CaseContext) -> None:
     run_echo(ctx, p, link, "before", requirement="TASK-005")
     link.send(ProtocolError(ErrorInfo(ErrorCode.DECLARED_DEAD, "that incarnation was declared dead", "SES-006"), 1), seq=0)
     run_echo(ctx, p, link, "still alive", requirement="LIV-009")
+
+
+@case(
+    "liveness/LIV-018-unanswered-handshake-fails-what-waited",
+    requirements=["LIV-018", "LIV-015", "LIV-004", "HS-006", "CNF-029"],
+    summary=(
+        "The IUT is told about suite peer P (add_peer: no incarnation known) and asked to submit echo to it; P "
+        "never answers the IUT's Hellos. After the handshake timeout (10 s by default) the IUT must mark P dead "
+        "and fail what waited on it: get of the task's return answers WORKER_DIED, and P never received the "
+        "queued SubmitTask. It fences nothing and tells nobody: a bystander in session gets no PeerDeadNotice "
+        "naming P, and when P then greets the IUT it is answered Welcome, runs an echo, and a task the IUT "
+        "submits to it afterwards reaches it."
+    ),
+    timeout=90.0,
+)
+def unanswered_handshake(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    b = ctx.wire_peer("bystander")
+    link_b = ctx.session(b, iut)
+    p = ctx.wire_peer("unanswering")
+    p.accept_hello = False
+    iut.add_peer(p, slots=1)
+    first = iut.submit("echo", [{"value": "never sent"}], executor=p.peer_id)
+    got = iut.get(first["returns"][0], timeout_ms=25_000)
+    ctx.check("LIV-018", got.get("error", {}).get("code") == "WORKER_DIED",
+              "the task queued for a peer whose handshake timed out fails WORKER_DIED", got)
+    ctx.check("LIV-015", bool(p.received(Hello)), "the IUT greeted P", "no Hello")
+    ctx.check("LIV-018", not p.received(SubmitTask), "the queued SubmitTask never sent",
+              [a.body.task_id for a in p.received(SubmitTask)])
+    run_echo(ctx, b, link_b, "after P's handshake timed out")  # any notice to B came before this reply
+    notices = b.received(PeerDeadNotice, lambda m: m.peer == p.peer_id)
+    ctx.check("LIV-018", not notices, "no PeerDeadNotice naming P (no incarnation to name)",
+              [str(a.body) for a in notices])
+    p.accept_hello = True
+    link_p = p.connect(iut.peer_id, iut.address, iut.incarnation)
+    try:
+        link_p.handshake(ctx.bound(15.0), give_up=ctx.iut_died)
+    except (WireError, ExpectTimeout) as exc:
+        ctx.fail("LIV-018", "Welcome for P's own Hello (nothing was fenced)", str(exc))
+    run_echo(ctx, p, link_p, "P is back", requirement="LIV-018")
+    second = iut.submit("echo", [{"value": "now it goes"}], executor=p.peer_id)
+    ctx.expect(p, SubmitTask, lambda m: m.task_id == second["task_id"], requirement="LIV-018",
+               what="the IUT's SubmitTask to P once P greeted it")

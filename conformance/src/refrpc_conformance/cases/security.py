@@ -7,7 +7,7 @@ from refrpc.core.messages import ErrorCode, PeerDeadNotice, ProtocolError, TaskR
 from .._build import by_value
 from .._case import case
 from .._context import CaseContext
-from .._wire import WirePeer
+from .._wire import ExpectTimeout, WireError, WirePeer
 from ._common import expect_reply, open_session, run_echo, task
 
 
@@ -23,12 +23,14 @@ def _heard_nothing(ctx: CaseContext, peer: WirePeer, requirement: str, who: str)
 
 @case(
     "security/SEC-003-unauthenticated-peers-get-nothing",
-    requirements=["SEC-003", "SEC-002", "SEC-016"],
+    requirements=["SEC-003", "SEC-002", "SEC-016", "SEC-014"],
     summary=(
-        "Two outsiders greet the IUT and send it a sequenced echo task: one speaks ZeroMQ's NULL mechanism, "
-        "the other CURVE with a key of another cluster. Then a member (the suite's key) opens a session and "
-        "runs echo twice, while the outsiders' Hellos are still being resent. Neither outsider may receive "
-        "anything: no Welcome, no ProtocolError, no TaskReply. Needs `authentication = \"curve\"`."
+        "Two outsiders greet the IUT and, without waiting for an answer, send a sequenced echo task and a "
+        "PeerDeadNotice naming a member that has not yet spoken: one outsider speaks ZeroMQ's NULL mechanism, "
+        "the other CURVE with a key of another cluster. Then the member (the suite's key) greets the IUT, which "
+        "must answer Welcome (not DECLARED_DEAD: the notice was not listened to), and runs echo twice, while the "
+        "outsiders' Hellos are still being resent. Neither outsider may receive anything: no Welcome, no "
+        "ProtocolError, no TaskReply. Needs `authentication = \"curve\"`."
     ),
 )
 def unauthenticated_peers(ctx: CaseContext) -> None:
@@ -36,16 +38,27 @@ def unauthenticated_peers(ctx: CaseContext) -> None:
     from refrpc.transport import ClusterKey
 
     iut = ctx.start_iut()
+    member = ctx.wire_peer("member")
     outsiders = [ctx.wire_peer("outsider-null", cluster_key=None),
                  ctx.wire_peer("outsider-other-key", cluster_key=ClusterKey.generate())]
     for outsider in outsiders:
-        link = outsider.connect(iut.peer_id, iut.address, iut.incarnation)
-        link.hello()
-        link.send(task(outsider, "echo", [by_value("from outside")]), seq=1)
-    member = ctx.wire_peer("member")
-    link = ctx.session(member, iut)
-    run_echo(ctx, member, link, "first")
-    run_echo(ctx, member, link, "second")
+        out_link = outsider.connect(iut.peer_id, iut.address, iut.incarnation)
+        out_link.hello()
+        out_link.send(task(outsider, "echo", [by_value("from outside")]), seq=1)
+        out_link.send(PeerDeadNotice(member.peer_id, member.incarnation, "an outsider says so"), seq=2)
+    link = member.connect(iut.peer_id, iut.address, iut.incarnation)
+    try:
+        link.handshake(ctx.bound(15.0), give_up=ctx.iut_died)
+        welcomed = ""
+    except (WireError, ExpectTimeout) as exc:
+        welcomed = str(exc)
+    if welcomed:
+        refused = member.received(ProtocolError, lambda m: m.error.code is ErrorCode.DECLARED_DEAD)
+        ctx.check("SEC-003" if refused else "SEC-002", False,
+                  "a Welcome for the member, which speaks CURVE with the cluster's key", welcomed)
+    else:
+        run_echo(ctx, member, link, "first")
+        run_echo(ctx, member, link, "second")
     for outsider in outsiders:
         _heard_nothing(ctx, outsider, "SEC-003", outsider.peer_id)
 
@@ -87,7 +100,8 @@ def notice_about_itself(ctx: CaseContext) -> None:
     iut, peer, link = open_session(ctx)
     link.send(PeerDeadNotice(iut.peer_id, iut.incarnation, "the suite says so"))
     last = link.send(PeerDeadNotice(iut.peer_id, iut.incarnation ^ 0x10, "and of another incarnation"))
-    ctx.wait_until(peer, lambda: link.acked >= last, requirement="SES-003", what="the IUT's ack of both notices")
+    ctx.wait_until(peer, lambda: link.acked >= last, requirement="LIV-019",
+                   what="the IUT's ack of both notices (it goes on after them)")
     run_echo(ctx, peer, link, "still alive", requirement="LIV-019")
     dead = peer.received(ProtocolError, lambda m: m.error.code is ErrorCode.DECLARED_DEAD)
     ctx.check("LIV-019", not dead, "no DECLARED_DEAD after a notice about the IUT itself", [str(a.body.error) for a in dead])

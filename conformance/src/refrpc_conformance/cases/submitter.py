@@ -371,3 +371,101 @@ def return_without_its_member(ctx: CaseContext) -> None:
     counts = iut.counts()
     ctx.check("TASK-019", counts.get("submitted_tasks") == 0 and not iut.table(),
               "the failed task and its return forgotten once dropped", (counts, iut.table()))
+
+
+@case(
+    "tasks/ZMQ-007-TASK-011-argument-beyond-the-executors-frame-limit",
+    requirements=["ZMQ-007", "TASK-011", "CNF-018", "TASK-001"],
+    summary=(
+        "Suite executor E announces the smallest frame limit allowed (maxFrameBytes 1 MiB). The IUT is asked to "
+        "submit echo to E with a value argument of 1.5 MiB, then echo('probe'). No message beyond E's limit may "
+        "arrive at E: the IUT either stores the value and passes it as a ref (a SubmitTask within the limit, the "
+        "recommendation), or fails the task at home, so that get of its return answers RESOURCE_EXHAUSTED. The "
+        "probe, sent after it on the same session, must arrive and be answered."
+    ),
+    timeout=60.0,
+)
+def argument_beyond_frame_limit(ctx: CaseContext) -> None:
+    mib = 1 << 20
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor", max_frame_bytes=mib)
+    iut.add_peer(e, slots=1)
+    data = bytes(range(256)) * (6 * 1024)
+    big = iut.submit("echo", [{"value": data}], executor=e.peer_id)["returns"][0]
+    probe = iut.submit("echo", [{"value": "probe"}], executor=e.peer_id)["returns"][0]
+    # Everything the IUT sent on the session before the probe has arrived (or been dropped) once
+    # the probe is there; a message dropped for its size leaves a gap the probe waits behind.
+    ctx.wait_until(e, lambda: bool(e.malformed or e.received(SubmitTask, lambda m: m.return_ids == (probe,))),
+                   requirement="TASK-001", what="the IUT's SubmitTask of echo('probe')")
+    ctx.require("ZMQ-007", not e.malformed, "no message beyond the 1 MiB E announced",
+                [f"{why} (frames {sizes})" for _, why, sizes in e.malformed])
+    st: SubmitTask = e.received(SubmitTask, lambda m: m.return_ids == (probe,))[0].body
+    sent = e.received(SubmitTask, lambda m: m.return_ids == (big,))
+    if sent:
+        kinds = [a.kind.value for a in sent[0].body.args]
+        ctx.note(f"the 1.5 MiB argument went as {kinds} (stored and passed by reference, as ZMQ-007 recommends)")
+    else:
+        got = iut.get(big, timeout_ms=10_000)
+        ctx.check("ZMQ-007", got.get("error", {}).get("code") == "RESOURCE_EXHAUSTED",
+                  "the task not sent fails at home: get answers RESOURCE_EXHAUSTED", got)
+    e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt,
+                                        (ReturnValue(probe, ReturnKind.INLINE, value=portable("probe")),)))
+    ctx.check("TASK-001", iut.get(probe).get("value") == "probe", "get(probe) = 'probe'", iut.get(probe))
+
+
+@case(
+    "borrowing/OBJ-017-CNF-018-owner-answers-become-get-outcomes",
+    requirements=["OBJ-017", "CNF-018", "ERR-003", "OBJ-002"],
+    features=("core", "borrowing"),
+    summary=(
+        "The IUT submits echo to suite executor E, which answers with a value embedding five refs X1..X5 owned by "
+        "suite peer O (grants made out to the IUT). The IUT's program reads the value and then each X, and O "
+        "answers each GetObjectStatus differently: X1 FAILED with TASK_FAILED, X2 FREED without an error, X3 "
+        "UNKNOWN with NOT_OWNER, X4 UNKNOWN without an error, and X5 with a ProtocolError(RESOURCE_EXHAUSTED) "
+        "naming the GetObjectStatus (ERR-003, as an owner refusing a wait under SEC-009 does). get must answer "
+        "TASK_FAILED, OBJECT_FREED, NOT_OWNER, UNKNOWN_OBJECT and RESOURCE_EXHAUSTED, and a second get of X5 "
+        "the same without asking O again: each outcome is final."
+    ),
+    timeout=60.0,
+)
+def owner_answers_become_outcomes(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    o = ctx.wire_peer("owner")
+    iut.add_peer(e, slots=1)
+    xs = [ctx.new_id(o) for _ in range(5)]
+    descriptors = tuple(_granted(ctx, o, iut, x, size=8) for x in xs)
+    r = iut.submit("echo", [{"value": "refs"}], executor=e.peer_id)["returns"][0]
+    st = _next_task(ctx, e, "echo")
+    e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (ReturnValue(
+        st.return_ids[0], ReturnKind.INLINE, value=portable([PortableRef(i) for i in range(5)], descriptors)),)))
+    value = iut.get(r).get("value")
+    ctx.require("CNF-017", value == [Ref(x) for x in xs], "get(R) = the five refs", value)
+    answers = {
+        xs[0]: ObjectStatus(xs[0], ObjectState.FAILED, error=ErrorInfo(ErrorCode.TASK_FAILED, "failed at O", "TASK-007")),
+        xs[1]: ObjectStatus(xs[1], ObjectState.FREED),
+        xs[2]: ObjectStatus(xs[2], ObjectState.UNKNOWN, error=ErrorInfo(ErrorCode.NOT_OWNER, "not mine", "OBJ-007")),
+        xs[3]: ObjectStatus(xs[3], ObjectState.UNKNOWN),
+    }
+    o.answer_status = lambda m: answers.get(m.object_id)
+    expected = ["TASK_FAILED", "OBJECT_FREED", "NOT_OWNER", "UNKNOWN_OBJECT"]
+    for x, code, what in zip(xs, expected, ("FAILED (TASK_FAILED)", "FREED", "UNKNOWN (NOT_OWNER)", "UNKNOWN")):
+        got = iut.get(x, timeout_ms=10_000)
+        ctx.check("OBJ-017", got.get("error", {}).get("code") == code, f"an owner's {what} answer: get answers {code}",
+                  got, note=x)
+    pending = iut.process.request_async("get", object_id=xs[4], timeout_ms=10_000)
+    asked = ctx.expect(o, GetObjectStatus, lambda m: m.object_id == xs[4], requirement="OBJ-002",
+                       what=f"GetObjectStatus for {xs[4]}")
+    o.link(iut.peer_id).send(ProtocolError(ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "too many waits", "SEC-009"),
+                                           related_seq=asked.seq))
+    try:
+        got = pending.result(timeout=ctx.bound(20.0))
+    except Exception as exc:  # a timeout of the control request, or the IUT gone
+        ctx.fail("OBJ-017", "an answer to get once O refused the GetObjectStatus", f"{type(exc).__name__}: {exc}")
+    ctx.check("OBJ-017", (got or {}).get("error", {}).get("code") == "RESOURCE_EXHAUSTED",
+              "a ProtocolError naming the GetObjectStatus (RESOURCE_EXHAUSTED): get answers RESOURCE_EXHAUSTED", got)
+    again = iut.get(xs[4], timeout_ms=10_000)
+    ctx.check("OBJ-017", again.get("error", {}).get("code") == "RESOURCE_EXHAUSTED",
+              "get again: the same outcome (the entry failed for good)", again)
+    asks = len(o.received(GetObjectStatus, lambda m: m.object_id == xs[4]))
+    ctx.check("OBJ-017", asks == 1, "O not asked again about X5", f"{asks} GetObjectStatus")

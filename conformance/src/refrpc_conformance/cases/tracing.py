@@ -21,12 +21,12 @@ from .tasks import fetch_all
 
 @case(
     "trace/TRC-003-TRC-008-iut-trace-checks-clean",
-    requirements=["CNF-023", "TRC-001", "TRC-002", "TRC-003", "TRC-004", "TRC-005", "TRC-008"],
+    requirements=["CNF-023", "TRC-001", "TRC-002", "TRC-003", "TRC-004", "TRC-005", "TRC-008", "SM-002"],
     features=("core", "borrowing"),
     summary=(
         "For an IUT that claims trace recording (records_traces = true), the suite runs a small mixed "
         "workload with REFRPC_TRACE_DIR set: an echo, a stored result the suite fetches, a hold whose ref is "
-        "registered and later released, and a task the IUT submits to the suite. The IUT then shuts down "
+        "registered and later released, a task the IUT submits to the suite, and a put object the IUT drops. The IUT then shuts down "
         "cleanly. Its trace, merged with the suite's own side, must read without format problems, and "
         "refrpc-trace check must find nothing; each finding fails the case under the requirement it names."
     ),
@@ -64,6 +64,7 @@ def iut_trace_checks_clean(ctx: CaseContext) -> None:
     link.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable(7)),)))
     ctx.check("CNF-001", iut.get(sub["returns"][0]).get("value") == 7, "the IUT reads its task's result", "")
     iut.drop(sub["returns"][0])
+    iut.drop(iut.put("put, then dropped"))  # its creation is recorded as the ready --put--> ready row (SM-002)
     ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
     iut.process.expect_exit()
     iut.control("shutdown")

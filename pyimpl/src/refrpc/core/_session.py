@@ -45,6 +45,17 @@ if TYPE_CHECKING:
 _DATA_PLANE = (FetchRequest, FetchChunk)
 
 #: Requests whose failure a ProtocolError can report, and the field naming them (ERR-003).
+#: Room left in a frame for the envelope, ids and the rest of a message around its
+#: values, when deciding whether a message fits the receiver's limit (ZMQ-007).
+FRAME_HEADROOM = 64 << 10
+
+
+def _payload_bytes(body: SubmitTask | ObjectStatus) -> int:
+    """The bytes of the values a message carries (the bulk of its encoded size)."""
+    values = [a.value for a in body.args] if isinstance(body, SubmitTask) else [body.value]
+    return sum(len(v.data) + sum(len(b) for b in v.buffers) for v in values if v is not None)
+
+
 _REQUEST_KEY = {
     "SubmitTask": "task_id",
     "CreateActor": "actor_id",
@@ -134,6 +145,19 @@ class SessionLayer:
         self._send_body(r, body)
 
     def _send_body(self: Peer, r: Remote, body: Message) -> None:
+        if r.max_frame_bytes and isinstance(body, (SubmitTask, ObjectStatus)) and \
+                _payload_bytes(body) > r.max_frame_bytes - FRAME_HEADROOM:
+            # ZMQ-007: a message the receiver would drop for its size never goes. A task
+            # fails here; a status answers FAILED without changing the object.
+            info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED,
+                             f"{type(body).__name__} would exceed {r.peer}'s frame limit of {r.max_frame_bytes} bytes",
+                             "ZMQ-007")
+            self._story(f"peer:{r.peer}", "not-sent", f"{type(body).__name__}: too large")
+            if isinstance(body, ObjectStatus):
+                body = ObjectStatus(body.object_id, ObjectState.FAILED, error=info)
+            else:
+                self._request_refused(r, "SubmitTask", body.task_id, info)
+                return
         problem = self._feature_problem(r, body)
         if problem is not None:
             # HS-017..HS-020: never send what the session did not negotiate.

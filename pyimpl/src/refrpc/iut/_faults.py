@@ -300,6 +300,54 @@ FAULTS: dict[str, tuple[str, str]] = {
         "Handshakes in progress are not bounded: a flood of Hellos from made-up peers keeps every one "
         "of them, and no old one is forgotten.",
     ),
+    "ignore-key-file": (
+        "SEC-003",
+        "The cluster key file is ignored: the peer speaks ZeroMQ's NULL mechanism, so anyone who "
+        "reaches its port is listened to and answered, and members, who speak CURVE, cannot reach it.",
+    ),
+    "trust-claimed-sender": (
+        "SEC-011",
+        "A message is taken from the PeerId its envelope claims, whichever member key its connection "
+        "authenticated with: any key holder can speak as any peer.",
+    ),
+    "stop-on-notice-about-itself": (
+        "LIV-019",
+        "A PeerDeadNotice naming this peer itself is believed: the peer stops as if it had learned of "
+        "its own death from a peer that fenced it (LIV-005).",
+    ),
+    "import-any-function": (
+        "SEC-006",
+        "A task naming a function the fixture catalog does not expose, as module:attribute, is run by "
+        "importing the module and calling the attribute, on any session (builtins:exec included).",
+    ),
+    "send-oversized": (
+        "ZMQ-007",
+        "A SubmitTask or ObjectStatus is sent whatever its size, also beyond the frame limit its "
+        "receiver announced (which drops it unread).",
+    ),
+    "trace-put-without-creation": (
+        "SM-002",
+        "A peer that records a trace leaves out the `ready --put--> ready` row that records a put "
+        "object's creation, so the object's first recorded transition starts from a state no entry "
+        "starts in.",
+    ),
+    "freed-is-unknown": (
+        "OBJ-017",
+        "An owner's FREED answer without an error is taken as UNKNOWN_OBJECT instead of OBJECT_FREED, "
+        "so the program's get names the wrong outcome.",
+    ),
+    "handshake-never-times-out": (
+        "LIV-018",
+        "A Hello that is never answered is resent for ever: the record of a peer whose incarnation "
+        "is not known is never marked dead, so the messages queued for it and the requests they "
+        "carry wait for ever.",
+    ),
+    "splice-fetches": (
+        "FET-018",
+        "A fetch whose only holder died keeps the bytes it had; when the owner's new answer names "
+        "another location, only the missing ranges are fetched from it, splicing two stored forms "
+        "that may differ byte for byte.",
+    ),
 }
 
 
@@ -651,6 +699,69 @@ def _trace_without_transitions(iut: Iut) -> None:
     tracer.core_event = patched  # type: ignore[method-assign]
 
 
+def _trace_put_without_creation(iut: Iut) -> None:
+    tracer = iut.node.tracer
+    if tracer is None:
+        return
+    core_event = tracer.core_event
+
+    def patched(ins: ev.TraceEvent) -> None:
+        if not (ins.name == "transition" and ins.detail.get("event") == "put"):
+            core_event(ins)  # breaks SM-002: the creation row is not recorded
+
+    tracer.core_event = patched  # type: ignore[method-assign]
+
+
+def _freed_is_unknown(iut: Iut) -> None:
+    from ..core.messages import ObjectState
+
+    core = iut.node.core
+    on_status = core._on_ObjectStatus
+
+    def patched(r: Any, msg: Any) -> None:
+        if msg.state == ObjectState.FREED and msg.error is None:
+            msg = replace(msg, error=ErrorInfo(ErrorCode.UNKNOWN_OBJECT, "freed"))  # breaks OBJ-017
+        on_status(r, msg)
+
+    core._on_ObjectStatus = patched  # type: ignore[method-assign]
+
+
+def _handshake_never_times_out(iut: Iut) -> None:
+    iut.node.core.config.handshake_timeout_ms = 1 << 40  # breaks LIV-018: no end to a handshake
+
+
+def _splice_fetches(iut: Iut) -> None:
+    from concurrent.futures import Future
+
+    from ..store import ObjectNotFound
+
+    fetcher = iut.node.fetcher
+    fail, fetch = fetcher._fail, fetcher.fetch
+    left: dict[str, Any] = {}
+
+    def patched_fail(f: Any, info: Any) -> None:
+        if f.total >= 0 and info.code == ErrorCode.OBJECT_LOST:
+            left[f.object_id] = f  # breaks FET-018: the partial copy is kept for the next answer
+            fetcher._done(f)
+            if not f.future.done():
+                f.future.set_exception(ObjectNotFound(f"{f.object_id}: {info.message}"))
+            return
+        fail(f, info)
+
+    def patched_fetch(object_id: str, locations: Any) -> Any:
+        f = left.pop(object_id, None)
+        others = [(p, a) for p, a in locations if p != iut.node.peer_id]
+        if f is None or object_id in fetcher._by_object or not others:
+            return fetch(object_id, locations)
+        f.locations, f.where, f.failures, f.future = others, 0, 0, Future()
+        fetcher._by_object[object_id] = f
+        fetcher._start(f)  # resumes the missing ranges only
+        return f.future
+
+    fetcher._fail = patched_fail  # type: ignore[method-assign]
+    fetcher.fetch = patched_fetch  # type: ignore[method-assign]
+
+
 def _simultaneous_hello_waits(iut: Iut) -> None:
     core = iut.node.core
     on_hello = core._on_hello
@@ -862,6 +973,46 @@ def _unbounded_handshakes(iut: Iut) -> None:
     iut.node.core.config.max_handshakes = 1 << 30  # breaks SEC-021: every handshake kept
 
 
+def _trust_claimed_sender(iut: Iut) -> None:
+    iut.node._authentic = lambda frames, sender, sid: True  # type: ignore[method-assign]  # breaks SEC-011
+
+
+def _stop_on_notice_about_itself(iut: Iut) -> None:
+    core = iut.node.core
+    on_notice = core._on_PeerDeadNotice
+
+    def patched(r: Any, msg: Any) -> None:
+        if msg.peer == core.peer_id:
+            core._fail_stop(f"{r.peer} says this peer is dead")  # breaks LIV-019
+            return
+        on_notice(r, msg)
+
+    core._on_PeerDeadNotice = patched  # type: ignore[method-assign]
+
+
+def _import_any_function(iut: Iut) -> None:
+    import importlib
+
+    class Importing(dict):  # type: ignore[type-arg]
+        def get(self, name: str, default: Any = None) -> Any:
+            fn = super().get(name)
+            if fn is None and ":" in name:
+                module, _, attr = name.partition(":")
+                try:
+                    return getattr(importlib.import_module(module), attr)  # breaks SEC-006
+                except (ImportError, AttributeError):
+                    return default
+            return default if fn is None else fn
+
+    iut.catalog.functions = Importing(iut.catalog.functions)
+
+
+def _send_oversized(iut: Iut) -> None:
+    from ..core import _session
+
+    _session._payload_bytes = lambda body: 0  # breaks ZMQ-007: every message fits, as far as we know
+
+
 def _no_goodbye_ack(iut: Iut) -> None:
     core = iut.node.core
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
@@ -920,8 +1071,23 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "serve-every-fetch": _serve_every_fetch,
     "tiny-chunks": _tiny_chunks,
     "unbounded-handshakes": _unbounded_handshakes,
+    "ignore-key-file": lambda iut: None,  # applied before the node starts (see STARTUP)
+    "trust-claimed-sender": _trust_claimed_sender,
+    "stop-on-notice-about-itself": _stop_on_notice_about_itself,
+    "import-any-function": _import_any_function,
+    "send-oversized": _send_oversized,
+    "trace-put-without-creation": _trace_put_without_creation,
+    "freed-is-unknown": _freed_is_unknown,
+    "handshake-never-times-out": _handshake_never_times_out,
+    "splice-fetches": _splice_fetches,
 }
 assert _INSTALL.keys() == FAULTS.keys()
+
+
+#: Switches that change how the IUT starts, by the startup option they override.
+STARTUP: dict[str, dict[str, Any]] = {
+    "ignore-key-file": {"cluster_key": None},  # breaks SEC-003 (and SEC-002): no CURVE at all
+}
 
 
 def parse_faults(names: list[str]) -> list[str]:

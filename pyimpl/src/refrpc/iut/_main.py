@@ -17,7 +17,7 @@ from typing import Any
 from ..core import Config
 from ..runtime import Node, working_node
 from ..store import MemoryStore, ObjectNotFound, SharedMemoryStore, parse_bytes
-from ._faults import install, parse_faults
+from ._faults import STARTUP, install, parse_faults
 from ._fixtures import Catalog, FixtureExecutor
 
 log = logging.getLogger("refrpc.iut")
@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         from ..transport import ClusterKey
 
         cluster_key = ClusterKey.load(args.key_file) if args.key_file else None
+        for name in faults:
+            cluster_key = STARTUP.get(name, {}).get("cluster_key", cluster_key)
     except ValueError as exc:  # a KeyFileError too
         ap.error(str(exc))
     from ._control import Control

@@ -35,6 +35,15 @@ GRAVEYARD = 10_000
 STATES_KEPT = 200_000
 #: Terminal states: a key in one of these is forgotten (tables.py).
 _TERMINAL = {"deleted", "forgotten", "dropped", "dead"}
+#: SM-002: the (state, event) a table's first recorded transition of an entry may
+#: start with (event None: any); creation itself is not a transition, except a put.
+_FIRST = {
+    "owner-object": {("pending", None), ("ready", "put")},
+    "borrower-object": {("unresolved", None)},
+    "owner-task": {("submitted", None)},
+    "executor-task": {("resolving", None)},
+    "peer": {("connecting", None)},
+}
 _RECLAIMED = ("released", "deleted")
 
 
@@ -79,6 +88,9 @@ class Replay:
         self.reg_sent: dict[tuple[PeerKey, str, str], PeerKey] = {}
         #: Current state per (peer, table, key), from transition events.
         self.states: OrderedDict[tuple[PeerKey, str, str], tuple[str, Evidence]] = OrderedDict()
+        #: Whether an entry was ever dropped from ``states`` for room: from then on a
+        #: transition of an entry not in it may be of one seen long ago (no SM-002 check).
+        self.states_forgotten = False
         #: observer -> {dead peer incarnation -> the record of the declaration}.
         self.fenced: dict[PeerKey, dict[PeerKey, Evidence]] = {}
         #: Every incarnation declared dead by anyone, with the first declaration.
@@ -549,6 +561,12 @@ class Replay:
             self.finding("SM-001", Kind.TRANSITION, f"{item.peer}: {table_name} {key}: {frm} --{event}--> {to} is "
                          f"not a transition of the table (from {frm!r}: {legal})", [prev[1] if prev else None, ev],
                          key if table_name.endswith("object") else "")
+        elif prev is None and not self.states_forgotten and table_name in _FIRST and \
+                (frm, None) not in _FIRST[table_name] and (frm, event) not in _FIRST[table_name]:
+            first = " or ".join(f"{st!r}" + (f" (by {e!r})" if e else "") for st, e in sorted(_FIRST[table_name], key=str))
+            self.finding("SM-002", Kind.TRANSITION, f"{item.peer}: the first transition of {table_name} {key} starts "
+                         f"from {frm!r} (--{event}--> {to}), but an entry starts in {first}: its creation or earlier "
+                         "transitions are missing", [ev], key if table_name.endswith("object") else "")
         elif prev is not None and prev[0] != frm:
             self.finding("TRC-008", Kind.TRANSITION, f"{item.peer}: {table_name} {key} was last recorded in "
                          f"{prev[0]!r} but this transition starts from {frm!r}: a transition is missing from the "
@@ -560,6 +578,7 @@ class Replay:
             self.states.move_to_end(skey)
             if len(self.states) > STATES_KEPT:
                 self.states.popitem(last=False)  # only the check of its next transition is lost
+                self.states_forgotten = True
         if table_name == "owner-object":
             self._owner_transition(item, me, key, frm, event, to, ev)
         elif table_name == "borrower-object":
