@@ -668,6 +668,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             want = used.get(r.peer, {})
             if r.used.keys() != want.keys() or any(abs(r.used[k] - want[k]) > 1e-6 for k in want):
                 problems.append(f"{r.peer}: resources used {r.used} != {want} (TASK-012)")
+            if r.store_free < -1:
+                problems.append(f"{r.peer}: store estimate {r.store_free} below -1 (TASK-041)")
         for oid, e in self.owned.items():
             if e.lineage_refs != needed.get(oid, 0):
                 problems.append(f"{oid}: lineageRefs {e.lineage_refs} != {needed.get(oid, 0)} (LIN-002)")
