@@ -42,6 +42,22 @@ def executor_of(net: Net, tid: str) -> str:
     return net["D"].tasks[tid].executor
 
 
+def with_reports(**free: int) -> tuple[Net, str]:
+    """D holds x (put, 30 MB); each executor named has reported its free bytes."""
+    net = trio()
+    x = big_put(net, 30 * MB)
+    for executor, n in free.items():
+        report_free(net, executor, n)
+    return net, x
+
+
+def placed(net: Net, *args: ev.ArgSpec) -> str:
+    """D: g.remote(*args), delivered; the task id."""
+    g = net.submit("D", "g", *args)[0]
+    net.deliver_all()
+    return g
+
+
 def test_the_reply_says_how_much_the_store_can_take():
     # Executor A, with a store limit, finishes a task: its reply carries the free bytes (OBJ-060).
     net = trio()
@@ -57,24 +73,15 @@ def test_the_reply_says_how_much_the_store_can_take():
 def test_a_task_goes_to_the_executor_with_memory_for_its_argument():
     # D: x = put(30 MB); A said it can take 10 MB more, B said nothing; g.remote(x) -> B.
     # (By load alone A and B tie and A, the first, would get it.)
-    net = trio()
-    x = big_put(net, 30 * MB)
-    report_free(net, "A", 10 * MB)
-    g = net.submit("D", "g", ref(x))[0]
-    net.deliver_all()
-    assert executor_of(net, g) == "B"
+    net, x = with_reports(A=10 * MB)
+    assert executor_of(net, placed(net, ref(x))) == "B"
 
 
 def test_when_no_executor_has_memory_placement_is_as_before():
     # D: x = put(30 MB); A and B both said 10 MB; g.remote(x) goes by load (A, the first),
     # and A's own admission holds it until memory frees (OBJ-037).
-    net = trio()
-    x = big_put(net, 30 * MB)
-    report_free(net, "A", 10 * MB)
-    report_free(net, "B", 10 * MB)
-    g = net.submit("D", "g", ref(x))[0]
-    net.deliver_all()
-    assert executor_of(net, g) == "A"
+    net, x = with_reports(A=10 * MB, B=10 * MB)
+    assert executor_of(net, placed(net, ref(x))) == "A"
 
 
 def test_an_argument_already_on_the_executor_needs_no_memory():
@@ -86,31 +93,21 @@ def test_an_argument_already_on_the_executor_needs_no_memory():
     net.handle("A", ev.TaskFinished(net.sid("A", "finished"), tid, 1, (stored_result(30 * MB),), store_free_bytes=0))
     net.deliver_all()
     assert net["D"].remotes["A"].store_free == 0
-    g = net.submit("D", "g", ref(x))[0]
-    net.deliver_all()
-    assert executor_of(net, g) == "A"
+    assert executor_of(net, placed(net, ref(x))) == "A"
 
 
 def test_a_shared_argument_is_not_counted():
     # D: x = put(30 MB); A said 10 MB; g.remote(shared(x)): the executor gets the ref,
     # not the bytes, so A (the first by load) is fine.
-    net = trio()
-    x = big_put(net, 30 * MB)
-    report_free(net, "A", 10 * MB)
-    g = net.submit("D", "g", ev.ArgSpec(object_id=x, shared=True))[0]
-    net.deliver_all()
-    assert executor_of(net, g) == "A"
+    net, x = with_reports(A=10 * MB)
+    assert executor_of(net, placed(net, ev.ArgSpec(object_id=x, shared=True))) == "A"
 
 
 def test_tasks_sent_count_against_the_reported_memory_until_the_next_reply():
-    # D: x, y = put(30 MB), put(30 MB); A said 70 MB; g.remote(x) -> A, then D counts
+    # D: x = put(30 MB); A said 70 MB, B 5 MB; g.remote(x) -> A, then D counts
     # 40 MB left there; the next reply's word replaces the estimate.
-    net = trio()
-    x = big_put(net, 30 * MB)
-    report_free(net, "A", 70 * MB)
-    report_free(net, "B", 5 * MB)
-    g = net.submit("D", "g", ref(x))[0]
-    net.deliver_all()
+    net, x = with_reports(A=70 * MB, B=5 * MB)
+    g = placed(net, ref(x))
     assert executor_of(net, g) == "A"
     assert net["D"].remotes["A"].store_free == 40 * MB
     net.handle("A", ev.TaskFinished(net.sid("A", "finished"), g, 1, (result(),), store_free_bytes=66 * MB))
@@ -123,15 +120,11 @@ def test_a_queued_task_does_not_wait_for_memory_at_the_submitter():
     # g.remote(x) waits for a slot. A's slot frees first: g goes there (the only free
     # executor), where A's own admission holds it if need be (OBJ-037): the submitter
     # prefers memory among free executors but never queues a task for it.
-    net = trio()
-    x = big_put(net, 30 * MB)
-    report_free(net, "A", 10 * MB)
-    report_free(net, "B", 50 * MB)
+    net, x = with_reports(A=10 * MB, B=50 * MB)
     tids = [net.submit("D", "busy")[0] for _ in range(4)]
     net.deliver_all()
     on_a = [t for t in tids if executor_of(net, t) == "A"]
-    g = net.submit("D", "g", ref(x))[0]
-    net.deliver_all()
+    g = placed(net, ref(x))
     assert net["D"].tasks[g].state == "queued"
     net.handle("A", ev.TaskFinished(net.sid("A", "finished"), on_a[0], 1, (result(),), store_free_bytes=10 * MB))
     net.deliver_all()

@@ -10,6 +10,7 @@ from .._build import by_value, make_bytes_value, shared
 from .._case import case
 from .._context import CaseContext
 from ._common import expect_reply, run_echo, task
+from .fetch import SPILL_LIMIT, SPILL_SIZE
 
 #: TableEntry fields, in the lowerCamelCase of `table` entries (conformance-hooks.md §2).
 FIELDS = {
@@ -149,9 +150,7 @@ def summary_counts(ctx: CaseContext) -> None:
     expect_reply(ctx, alpha, t)
 
 
-#: The spilled-mark case: a store limit the IUT is started with, and what it puts.
-SPILL_LIMIT = 1 << 20
-SPILL_SIZE = 400_000
+#: How many values of SPILL_SIZE the spilled-mark case puts into a store of SPILL_LIMIT.
 SPILL_PUTS = 4
 
 
