@@ -181,8 +181,9 @@ def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | N
     from .runtime._membership import _adds
 
     adds = _adds(members)
-    if adds:
-        node.handle_soon(*adds).result()
+    # Its own host too: copies it holds are mapped, not fetched, by workers there (TASK-041).
+    adds.append(lambda sid: ev.AddPeer(sid, node.peer_id, node.address, 0, (), socket.gethostname()))
+    node.handle_soon(*adds).result()
 
 
 def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str = "127.0.0.1",

@@ -507,9 +507,7 @@ def _register(node: Node, head: str, peer: str, resources: dict[str, float]) -> 
 
     members = call_on(node, head, "refrpc.runtime._membership:register", peer, node.address, 1, socket.gethostname(),
                       os.getpid(), resources, timeout=60)
-    others = _adds(members, own=peer)
-    if others:
-        node.handle_soon(*others).result()
+    node.handle_soon(*_adds(members)).result()  # its own row names its host (TASK-041)
     drivers = call_on(node, head, "refrpc.runtime._membership:drivers", timeout=60)
     if drivers:
         node.handle_soon(*[lambda sid, p=p, a=a: ev.Connect(sid, p, a) for p, a in drivers]).result()

@@ -50,10 +50,11 @@ def spread(resources: dict[str, float] | None, names: list[str]) -> dict[str, di
     return out
 
 
-def _adds(rows: list[tuple[str, str, int, str, dict[str, float]]], own: str = "") -> list:
-    """AddPeer stimuli for members as :func:`members` gives them (``own`` left out)."""
+def _adds(rows: list[tuple[str, str, int, str, dict[str, float]]]) -> list:
+    """AddPeer stimuli for members as :func:`members` gives them (the receiving peer's
+    own row only tells its core which host it is on, TASK-041)."""
     return [lambda sid, p=p, a=a, s=s, r=r, h=h: ev.AddPeer(sid, p, a, s, tuple(sorted(r.items())), h)
-            for p, a, s, h, r in rows if p != own]
+            for p, a, s, h, r in rows]
 
 
 def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
