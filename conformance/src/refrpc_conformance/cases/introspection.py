@@ -10,7 +10,7 @@ from .._build import by_value, make_bytes_value, shared
 from .._case import case
 from .._context import CaseContext
 from ._common import expect_reply, run_echo, task
-from .fetch import SPILL_LIMIT, SPILL_SIZE
+from .fetch import SMALL_STORE, SPILL_LIMIT, SPILL_SIZE
 
 #: TableEntry fields, in the lowerCamelCase of `table` entries (conformance-hooks.md §2).
 FIELDS = {
@@ -164,7 +164,7 @@ SPILL_PUTS = 4
         "then restores it (OBJ-033) and must give its bytes; the rows not marked must still fit the limit "
         "afterwards. An IUT without store limits marks nothing and is graded by INT-020's SHOULD."
     ),
-    iut_env={"REFRPC_IUT_STORE_LIMIT": str(SPILL_LIMIT)},
+    iut_env=SMALL_STORE,
     timeout=60.0,
 )
 def spilled_copies_are_marked(ctx: CaseContext) -> None:
