@@ -191,9 +191,11 @@ def test_the_store_tells_its_listener_what_it_spills_and_brings_back(namespace: 
         assert told[1:] == [("o1", True), ("o0", False)]
         store.free("o1")  # freed while on disk
         assert told[-1] == ("o1", False)
+        store.put("o4", array_value(4))
+        store.put("o5", array_value(5))  # room for it: something goes to disk again
         last = dict(told)  # the listener's view: each object's latest word
-        assert {oid for oid, on_disk in last.items() if on_disk} == {
-            f"o{i}" for i in range(4) if store.where(f"o{i}") == "disk"}
+        on_disk = {oid for oid, spilled in last.items() if spilled}
+        assert on_disk and on_disk == {f"o{i}" for i in range(6) if store.where(f"o{i}") == "disk"}
 
 
 def test_close_removes_spill_files(namespace: str, spill_dir: str) -> None:
