@@ -672,6 +672,13 @@ struct TaskReply {
   # Refs from the task's arguments that I still hold after the task, each under
   # a grant the owner confirmed to me before I sent this reply (BOR-007). A ref
   # whose registration the owner refused is not listed (BOR-026).
+
+  storeFreeBytes @4 :Int64 = -1;
+  # The bytes my object store could still take in memory without spilling
+  # anything, when I made this reply (after storing its returns): my store limit
+  # less the stored forms I hold in memory (OBJ-060). -1: I have no store limit,
+  # or do not say. For your placement only (TASK-041); you never fail anything
+  # because of it (OBJ-061).
 }
 
 struct CancelTask {
@@ -1187,6 +1194,12 @@ struct TableEntry {
   size @10 :Int64;
   # Its size in bytes (OBJ-011), -1 if not known; in a borrower row, the size
   # the owner last reported (INT-010).
+
+  spilled @11 :Bool;
+  # True when I hold a copy of it in my own object store and that copy is
+  # spilled to disk (OBJ-031): still a location that serves fetches (OBJ-032),
+  # restored before I use it (OBJ-033). False when my copy is in memory, when I
+  # hold none, or when I do not say (INT-020).
 }
 
 # ============================================================== traces

@@ -515,6 +515,8 @@ def chunks_fit_limit(ctx: CaseContext) -> None:
 
 #: The store limit the spilling case gives the IUT (REFRPC_IUT_STORE_LIMIT): 1 MiB.
 SPILL_LIMIT = MIB
+#: The environment that starts the IUT with that store limit (conformance-hooks.md section 3).
+SMALL_STORE = {"REFRPC_IUT_STORE_LIMIT": str(SPILL_LIMIT)}
 #: make_bytes results the case has the IUT keep: together well over the limit.
 SPILL_RESULTS = 4
 SPILL_SIZE = 400_000
@@ -531,7 +533,7 @@ SPILL_SIZE = 400_000
         "spilled copy like any other (OBJ-032). An IUT without store limits ignores the variable and passes by "
         "serving every fetch."
     ),
-    iut_env={"REFRPC_IUT_STORE_LIMIT": str(SPILL_LIMIT)},
+    iut_env=SMALL_STORE,
     timeout=90.0,
 )
 def spilled_copy_still_served(ctx: CaseContext) -> None:
@@ -553,6 +555,39 @@ def spilled_copy_still_served(ctx: CaseContext) -> None:
             continue
         ctx.check("OBJ-032", got == expected, f"result {i + 1}: the bytes make_bytes made",
                   "equal" if got == expected else "different")
+
+
+@case(
+    "fetch/OBJ-060-reply-says-what-the-store-can-take",
+    requirements=["OBJ-060", "OBJ-061", "OBJ-030"],
+    summary=(
+        "The IUT is started with a store limit of 1 MiB (REFRPC_IUT_STORE_LIMIT) and runs make_bytes(400,000) "
+        "twice, one after the other; the suite keeps both results (800,000 bytes of stored forms, within the "
+        "limit, so nothing needs spilling). Each TaskReply's storeFreeBytes should say what the IUT's store can "
+        "still take without spilling: the limit less the stored forms it holds, so 1 MiB less the first "
+        "result's size, then less both (memory kept only for reuse counts as free). An IUT that sends -1 (it "
+        "has no limit or does not say), or another figure, is graded by OBJ-060's SHOULD."
+    ),
+    iut_env=SMALL_STORE,
+    timeout=60.0,
+)
+def reply_says_what_the_store_can_take(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    held = 0
+    for i in range(2):
+        t = task(peer, "make_bytes", [by_value(SPILL_SIZE)])
+        link.send(t)
+        reply = expect_reply(ctx, peer, t)
+        ret = reply.returns[0]
+        ctx.require("TASK-004", ret.kind is ReturnKind.STORED, "a stored return", describe_return(ret))
+        held += ret.size
+        free = reply.store_free_bytes
+        if not ctx.check("OBJ-060", free != -1, f"result {i + 1}: storeFreeBytes set (the IUT has a store limit)",
+                         "-1 (not said)"):
+            continue
+        ctx.check("OBJ-060", free == SPILL_LIMIT - held,
+                  f"result {i + 1}: the limit less the stored forms held ({SPILL_LIMIT:,} - {held:,} = {SPILL_LIMIT - held:,})",
+                  f"{free:,}")
 
 
 #: The stored result the holder-limit case fetches: about 2,000 chunks of 1 KiB a request,

@@ -242,3 +242,54 @@ def released_argument_rebuilt(ctx: CaseContext) -> None:
     entry = iut.entry(ra)
     ctx.check("LIN-004", entry is not None and entry.get("state") == "released",
               "a back to `released` once b's task no longer needs its value", entry)
+
+
+@case(
+    "rpc/TASK-041-retry-goes-where-its-arguments-fit",
+    requirements=["TASK-041", "OBJ-061", "RPC-004"],
+    features=("core", "recovery"),
+    summary=(
+        "The IUT has two workers it may place retries on, FULL (added first) and ROOMY, each with one slot; each "
+        "has run one task for it, FULL replying with storeFreeBytes = 0 and ROOMY with 1 TiB (OBJ-060). The IUT "
+        "puts X (stored, larger than its inline threshold) and submits sum_bytes(X by ref), max_retries = 1, to "
+        "suite executor E1, which says Goodbye before replying. The retry should go to ROOMY: FULL would have to "
+        "copy X into a store that said it has no room (TASK-041), while both have a free slot and the same load. "
+        "Whoever gets it replies, and the task must settle with the right sum either way (OBJ-061: the word is a "
+        "hint, never a reason to fail)."
+    ),
+    timeout=60.0,
+)
+def retry_goes_where_its_arguments_fit(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e1 = ctx.wire_peer("dying-executor")
+    full = ctx.wire_peer("full-worker")
+    roomy = ctx.wire_peer("roomy-worker")
+    iut.add_peer(e1, slots=0)
+    iut.add_peer(full, slots=1)
+    iut.add_peer(roomy, slots=1)
+    for peer, free in ((full, 0), (roomy, 1 << 40)):
+        sent = iut.submit("echo", [{"value": 1}], executor=peer.peer_id)
+        st = _submitted(ctx, peer, sent["task_id"])
+        peer.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, tuple(
+            ReturnValue(r, ReturnKind.INLINE, value=portable(1)) for r in st.return_ids), store_free_bytes=free))
+        got = iut.get(sent["returns"][0])
+        ctx.require("TASK-005", got.get("value") == 1, f"the reply from {peer.peer_id} adopted", got)
+    data = make_bytes_value(iut.inline_threshold + 100_000)
+    x = iut.put(data)
+    retry = iut.submit("sum_bytes", [{"ref": x}], executor=e1.peer_id, max_retries=1)
+    _submitted(ctx, e1, retry["task_id"])
+    leave_with_goodbye(ctx, e1, iut)
+
+    def second() -> list[tuple[WirePeer, SubmitTask]]:
+        return [(p, a.body) for p in (full, roomy) for a in p.received(SubmitTask)
+                if a.body.task_id == retry["task_id"] and a.body.attempt == 2]
+
+    ctx.poll_until(lambda: bool(second()), requirement="RPC-004", what="the retry at FULL or ROOMY", timeout=20.0)
+    peer, again = second()[0]
+    ctx.check("TASK-041", peer is roomy, f"the retry at {roomy.peer_id}, which said it has room for X",
+              f"at {peer.peer_id}")
+    total = sum(data)
+    peer.link(iut.peer_id).send(TaskReply(again.task_id, again.attempt, tuple(
+        ReturnValue(r, ReturnKind.INLINE, value=portable(total)) for r in again.return_ids)))
+    got = iut.get(retry["returns"][0])
+    ctx.check("OBJ-061", got.get("value") == total, f"get() of the retried task = {total}", got)

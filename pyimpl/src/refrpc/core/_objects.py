@@ -604,11 +604,13 @@ class Objects:
             rows.append(TableEntry(
                 oid, self.peer_id, "owner", e.state, e.local_refs, e.submitted_task_refs,
                 tuple(e.contained_in), tuple(sorted(e.borrowers)), tuple(e.locations), e.lineage_refs, e.size,
+                oid in self.spilled_copies,  # INT-020
             ))
         for oid, b in self.borrowed.items():
             rows.append(TableEntry(
                 oid, b.owner, "borrower", b.state, b.local_refs, b.submitted_task_refs,
                 tuple(b.contained_in), (), tuple(p for p, _ in b.locations), 0, b.size,
+                oid in self.spilled_copies,
             ))
         return tuple(rows)
 

@@ -18,6 +18,7 @@ from .events import (
     Cancel,
     Connect,
     CopyLost,
+    CopySpilled,
     FreeCopy,
     CopyStored,
     CreateActorRequest,
@@ -126,6 +127,11 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.worker_hosts: dict[PeerId, str] = {}
         #: The executors of each host, in the order they were added.
         self.host_workers: dict[str, list[PeerId]] = {}
+        #: This peer's own host, as an AddPeer naming itself said ("" if none did): copies
+        #: it holds are mapped, not fetched, by executors of that host (TASK-041).
+        self.own_host: str = ""
+        #: Objects whose copy in the local store is spilled to disk now (INT-020).
+        self.spilled_copies: dict[ObjectId, None] = {}
         #: Addresses learnt from RegisterBorrower, for peers we have no session with.
         self.addresses: dict[PeerId, tuple[str, int]] = {}
         #: The ownership table (OWN-003).
@@ -212,6 +218,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             Materialize: lambda s: self._materialize(s.container, s.refs),
             CopyStored: self._stim_copy_stored,
             CopyLost: self._stim_copy_lost,
+            CopySpilled: self._stim_copy_spilled,
             FetchFailed: self._stim_fetch_failed,
             CreateActorRequest: self._create_actor,
             Cancel: lambda s: self._cancel(s.task_id),
@@ -306,8 +313,16 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             if self.introspections.pop(int(key), None) is not None:  # type: ignore[call-overload]
                 self._out(IntrospectResult(self._sid, int(key), r.peer, (), error))  # type: ignore[call-overload]
 
+    def _stim_copy_spilled(self, s: CopySpilled) -> None:
+        if s.spilled:
+            self.spilled_copies[s.object_id] = None
+        else:
+            self.spilled_copies.pop(s.object_id, None)
+
     def _stim_add_peer(self, s: AddPeer) -> None:
-        if s.peer != self.peer_id:
+        if s.peer == self.peer_id:
+            self.own_host = s.host  # where this peer's own copies lie (TASK-041)
+        else:
             self.workers[s.peer] = (s.address, max(1, s.slots))
             self.worker_resources[s.peer] = {name: float(amount) for name, amount in s.resources if amount > 0}
             host = s.host or f"peer:{s.peer}"
@@ -666,6 +681,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             want = used.get(r.peer, {})
             if r.used.keys() != want.keys() or any(abs(r.used[k] - want[k]) > 1e-6 for k in want):
                 problems.append(f"{r.peer}: resources used {r.used} != {want} (TASK-012)")
+            if r.store_free < -1:
+                problems.append(f"{r.peer}: store estimate {r.store_free} below -1 (TASK-041)")
         for oid, e in self.owned.items():
             if e.lineage_refs != needed.get(oid, 0):
                 problems.append(f"{oid}: lineageRefs {e.lineage_refs} != {needed.get(oid, 0)} (LIN-002)")

@@ -344,3 +344,7 @@ class Remote:
     #: CPU slots ("CPU") and named resources this peer's counted tasks and live
     #: actors take there now (TASK-012).
     used: dict[str, float] = field(default_factory=dict)
+    #: What its latest adopted TaskReply said its store could still take without
+    #: spilling, less the missing argument bytes of the tasks sent to it since;
+    #: -1 when unknown (OBJ-060, TASK-041).
+    store_free: int = -1

@@ -348,6 +348,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "another location, only the missing ranges are fetched from it, splicing two stored forms "
         "that may differ byte for byte.",
     ),
+    "place-ignoring-memory": (
+        "TASK-041",
+        "Placement takes no account of what executors said their stores can still take "
+        "(storeFreeBytes): a task or a retry goes by slots, load and locality only, also to an "
+        "executor that said it has no room for the task's arguments.",
+    ),
 }
 
 
@@ -920,6 +926,11 @@ def _no_executor_worker_died(iut: Iut) -> None:
     core._no_executor = patched  # type: ignore[method-assign]
 
 
+def _place_ignoring_memory(iut: Iut) -> None:
+    core = iut.node.core
+    core._with_memory = lambda t, peers: list(peers)  # type: ignore[method-assign]  # breaks TASK-041
+
+
 def _queue_named_tasks(iut: Iut) -> None:
     core = iut.node.core
     dispatch = core._dispatch
@@ -1080,6 +1091,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "freed-is-unknown": _freed_is_unknown,
     "handshake-never-times-out": _handshake_never_times_out,
     "splice-fetches": _splice_fetches,
+    "place-ignoring-memory": _place_ignoring_memory,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
