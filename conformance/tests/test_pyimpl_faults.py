@@ -20,7 +20,7 @@ from refrpc_conformance import REGISTRY, Grade, load_config, load_requirements, 
 
 HAVE_IUT = importlib.util.find_spec("refrpc.iut") is not None
 pytestmark = [
-    pytest.mark.timeout(150),
+    pytest.mark.timeout(400),
     pytest.mark.skipif(not HAVE_IUT, reason="refrpc.iut (pyimpl's IUT adapter) not installed"),
 ]
 
