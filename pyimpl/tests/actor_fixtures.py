@@ -194,6 +194,12 @@ def add_kept(n):
     return refrpc.get(_KEPT[-1].add.remote(n), timeout=60)
 
 
+def call_peer(peer):
+    # Runs a task on ``peer`` from this process (which opens a session with whatever
+    # incarnation of it is alive now) and returns that peer's id.
+    return refrpc.api._call_on(peer, "actor_fixtures:_me", timeout=30)
+
+
 def peer_state(peer):
     node = refrpc.api._ctx.node
     return node.call(lambda: node.core.remotes[peer].state if peer in node.core.remotes else "unknown").result()

@@ -16,9 +16,12 @@ import actor_fixtures as af
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_a_passed_handle_follows_its_actor_to_a_new_host(tmp_path):
+@pytest.mark.parametrize("successor_met", [False, True])
+def test_a_passed_handle_follows_its_actor_to_a_new_host(tmp_path, successor_met):
     # t = Tracked.options(max_restarts=1).remote(m); keep_handle(t) on worker K; kill -9 the host;
-    # K's next call through its copy reaches the new instance (fresh state)
+    # K's next call through its copy reaches the new instance (fresh state). With
+    # successor_met, K has already met the host's restarted incarnation (same PeerId,
+    # alive, without the actor) when it calls: the handle still follows the actor.
     refrpc.init(3)
     try:
         ctx = refrpc.api._ctx
@@ -29,7 +32,8 @@ def test_a_passed_handle_follows_its_actor_to_a_new_host(tmp_path):
         keeper = next(p for p in ("w1", "w2", "w3") if p != host)
         assert refrpc.api._call_on(keeper, "actor_fixtures:keep_handle", t) == keeper
         assert refrpc.api._call_on(keeper, "actor_fixtures:add_kept", 1) == 1
-        os.kill(ctx.cluster.processes[host].pid, signal.SIGKILL)
+        killed = ctx.cluster.processes[host].pid
+        os.kill(killed, signal.SIGKILL)
 
         def moved() -> bool:
             a = node.call(lambda: node.core.owned_actors[aid]).result()
@@ -37,7 +41,21 @@ def test_a_passed_handle_follows_its_actor_to_a_new_host(tmp_path):
 
         assert wait_until(moved, 30)
         assert wait_until(lambda: refrpc.api._call_on(keeper, "actor_fixtures:peer_state", host) == "dead", 30)
+        if successor_met:
+            assert wait_until(lambda: ctx.cluster.processes[host].poll() is None and
+                              ctx.cluster.processes[host].pid != killed, 30)
+            # the successor calls K, which so learns of it (HS-006)
+            assert wait_until(lambda: _reaches(host), 30)
+            assert refrpc.api._call_on(host, "actor_fixtures:call_peer", keeper) == keeper
+            assert refrpc.api._call_on(keeper, "actor_fixtures:peer_state", host) == "alive"
         assert refrpc.api._call_on(keeper, "actor_fixtures:add_kept", 2) == 2  # the new instance: 0 + 2
         assert refrpc.get(t.add.remote(3), timeout=30) == 5
     finally:
         refrpc.shutdown()
+
+
+def _reaches(peer: str) -> bool:
+    try:
+        return refrpc.api._call_on(peer, "actor_fixtures:_me", timeout=10) == peer
+    except refrpc.RefRPCError:
+        return False

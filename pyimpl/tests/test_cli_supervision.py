@@ -218,7 +218,7 @@ def test_status_lists_drivers_workers_actors_tasks_and_cpu_slots(cli) -> None:
         out = result.stdout
         driver_line = next(line for line in out.splitlines() if line.startswith(me))
         assert " driver " in driver_line and "queued 3" in driver_line and "submitted 2" in driver_line, out
-        worker_lines = [line for line in out.splitlines() if re.match(r"\S+-w[12] ", line)]
+        worker_lines = [line for line in out.splitlines() if re.match(r"\S+-w[12] +worker ", line)]
         assert len(worker_lines) == 2 and all(" worker " in w and "running 1" in w for w in worker_lines), out
         assert re.search(rf"actor \S+ on \S+-w[12] \(owner {re.escape(me)}\): alive", out), out
         assert "2 workers, 2 CPU slots, 2 tasks running, 3 queued; 1 drivers; 1 actors" in out, out

@@ -238,13 +238,13 @@ import refrpc
 refrpc.init(1, object_store_memory="20MB")
 refs = [refrpc.put(np.full(1_500_000, i, dtype=np.int64)) for i in range(4)]  # 12 MB each: 3 spilled
 store = refrpc.api._ctx.node.store
-print(store.spill_directory, store.usage()["spilled_objects"], flush=True)
+print(store.spill_directory, store.usage()["spilled_objects"], store.namespace, flush=True)
 threading.Event().wait()
 """
 
 
 @pytest.mark.timeout(60)
-def test_a_killed_driver_leaves_no_spill_files() -> None:
+def test_a_killed_driver_leaves_no_spill_files_or_segments() -> None:
     import sys
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
@@ -252,11 +252,12 @@ def test_a_killed_driver_leaves_no_spill_files() -> None:
                             start_new_session=True)
     try:
         assert proc.stdout is not None
-        spill_dir, spilled = proc.stdout.readline().split()
+        spill_dir, spilled, namespace = proc.stdout.readline().split()
         assert int(spilled) == 3 and len(os.listdir(spill_dir)) == 3
         proc.kill()  # no atexit, no shutdown: its worker cleans up when it sees it gone
         proc.wait(10)
         assert wait_until(lambda: not os.path.exists(spill_dir), 20), os.listdir(spill_dir)
+        assert wait_until(lambda: not list_segments(namespace, pooled=True), 20), list_segments(namespace, pooled=True)
     finally:
         if proc.poll() is None:
             proc.kill()

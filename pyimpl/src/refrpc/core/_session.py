@@ -632,7 +632,7 @@ class SessionLayer:
             self._trace("peer-declared-dead", peer=r.peer, incarnation=str(r.incarnation), reason=reason,
                         source=source or _DEATH_SOURCE[event])
         if r.incarnation:
-            self.fenced.add((r.peer, r.incarnation))
+            self._add_fence(r.peer, r.incarnation)
         self.handshakes.pop(r.peer, None)
         self.grants_registered.pop((r.peer, r.incarnation), None)  # its grants go with it (BOR-009)
         r.unacked.clear()
@@ -642,6 +642,11 @@ class SessionLayer:
         r.requests.clear()
         self._out(PeerDeclaredDead(self._sid, r.peer, r.incarnation, reason))
         self._on_peer_dead(r)
+
+    def _add_fence(self: Peer, peer: PeerId, incarnation: int) -> None:
+        if (peer, incarnation) not in self.fenced:
+            self.fenced.add((peer, incarnation))
+            self.fences_of[peer] = self.fences_of.get(peer, 0) + 1
 
     def _broadcast_death(self: Peer, dead: Remote, reason: str = "silence") -> None:
         """LIV-004: tell everyone else we are in session with."""
@@ -673,7 +678,7 @@ class SessionLayer:
         if self.trace_events and (peer, incarnation) not in self.fenced:  # no session: fenced all the same
             self._trace("peer-declared-dead", peer=peer, incarnation=str(incarnation), reason=reason,
                         source=_DEATH_SOURCE[event])
-        self.fenced.add((peer, incarnation))
+        self._add_fence(peer, incarnation)
         self.grants_registered.pop((peer, incarnation), None)
 
     def _on_Goodbye(self: Peer, r: Remote, msg: Goodbye) -> None:

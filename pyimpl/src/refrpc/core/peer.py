@@ -116,6 +116,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.handshakes: dict[PeerId, None] = {}
         #: Peer incarnations declared dead; their messages are discarded (SES-005).
         self.fenced: set[tuple[PeerId, int]] = set()
+        #: How many incarnations of each peer are fenced (a shell sees a restart by it).
+        self.fences_of: dict[PeerId, int] = {}
         #: Peers that may run tasks: id -> (address, slots).
         self.workers: dict[PeerId, tuple[str, int]] = {}
         #: The named resources each of them offers (TASK-012).

@@ -87,6 +87,9 @@ class ActorHandle:
         self._name = name
         #: The node this handle last made sure can reach the host.
         self._routed: Any = None
+        #: Incarnations of the host fenced when this handle last looked (a restart
+        #: under the same PeerId leaves a live host that no longer has the actor).
+        self._host_deaths = 0
 
     @property
     def actor_id(self) -> str:
@@ -114,8 +117,10 @@ class ActorHandle:
         """Make sure ``node`` can reach the host (a process that got the handle may never
         have met it), and follow the actor if its host died and its owner re-created it
         elsewhere (ACT-011, ACT-021)."""
-        remote = node.core.remotes.get(self._host)  # a read without the lock: a hint only
-        if remote is not None and remote.state == "dead" and self._ref is not None:
+        remote = node.core.remotes.get(self._host)  # reads without the lock: hints only
+        deaths = node.core.fences_of.get(self._host, 0)
+        if self._ref is not None and ((remote is not None and remote.state == "dead") or deaths > self._host_deaths):
+            self._host_deaths = deaths
             self._follow(node)
         if self._routed is node:
             return
@@ -150,6 +155,7 @@ class ActorHandle:
         if where is not None and where[0] != self._host and where[2] != "dead":
             self._host, self._host_address = where[0], where[1]
             self._routed = None
+            self._host_deaths = node.core.fences_of.get(self._host, 0)
 
     def kill(self) -> None:
         """Stop the actor (ACT-006): its pending calls fail with ActorDiedError, and its

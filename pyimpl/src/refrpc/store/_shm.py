@@ -394,7 +394,7 @@ class SharedMemoryStore(ObjectStore):
         """Turn a pooled segment into a writable one of ``size`` bytes (still locked)."""
         assert segment.wmm is not None
         if size > segment.size:
-            os.posix_fallocate(segment.lock_fd, 0, size)  # reserve the extra pages (see _new_file)
+            os.posix_fallocate(segment.lock_fd, 0, size)  # reserve the extra pages (see _fresh)
         if size != segment.size:
             segment.wmm.resize(size)  # a smaller size hands the tail's pages back
         partial = self._scratch_path(_PARTIAL)
@@ -585,7 +585,10 @@ class SharedMemoryStore(ObjectStore):
             except BaseException:
                 with self._lock:
                     segment.spilling = False
+                    freed = self._owned.get(object_id) is not segment  # free() left it to us
                 os.close(lock_fd)
+                if freed:
+                    self._discard(segment)
                 raise
             os.close(lock_fd)
             return True
