@@ -654,7 +654,7 @@ def no_splice_across_answers(ctx: CaseContext) -> None:
     ctx.expect(s, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
     link.send(ObjectStatus(x, ObjectState.READY, len(form1), (w1.peer_id,), (w1.address,)))
     ctx.wait_until(w1, lambda: any(c.sent for c in w1.served), requirement="FET-001", what="W1 serving the first half")
-    w1.close()  # dies: the IUT must go elsewhere (FET-006), and only the owner can tell it where (OBJ-013)
+    w1.go_silent()  # dies (what it sent still arrives): the IUT must go elsewhere (FET-006), and only the owner can say where (OBJ-013)
     ctx.expect(s, GetObjectStatus, lambda m: m.object_id == x, requirement="OBJ-013",
                what=f"a second GetObjectStatus for {x} once its only location died", timeout=30.0)
     link.send(ObjectStatus(x, ObjectState.READY, len(form2), (w2.peer_id,), (w2.address,)))
