@@ -7,6 +7,7 @@
 #   make fuzz FRAMES=N      send N fuzzed frames to a live head, worker and driver (SEED=S picks the seed)
 #   make spec-index         regenerate spec/requirements.json, spec/schema-layout.* and spec/vectors/
 #   make conformance        run the conformance suite against pyimpl (reports in conformance-report/)
+#   make partitions RUNS=N  run N seeded partition and host-loss runs on a multi-host bed (root; SEED=S the first)
 #   make bench-hosts        no-op task throughput and a MapReduce on 1, 2, 4 and 8 hosts of a test bed (root)
 
 PYTHON ?= python3
@@ -15,9 +16,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp-install
 SEEDS  ?= 2000
 FRAMES ?= 200000
+RUNS   ?= 50
 SEED   ?= 1
 
-.PHONY: test demo demo-sim bench bench-hosts docs simulate fuzz spec-index capnp chromium conformance clean
+.PHONY: test demo demo-sim bench bench-hosts docs simulate fuzz partitions spec-index capnp chromium conformance clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +77,9 @@ simulate: $(STAMP)
 
 fuzz: $(STAMP)
 	$(PY) -m refrpc.testing.fuzz --frames $(FRAMES) --seed $(SEED)
+
+partitions: $(STAMP)
+	$(PY) -m refrpc.testing.partitions --runs $(RUNS) --seed $(SEED)
 
 conformance: $(STAMP)
 	mkdir -p conformance-report

@@ -138,3 +138,9 @@ def test_commands_fail_cleanly_without_a_cluster():
     result = _cli("status", "--address", "tcp://127.0.0.1:9", timeout=60)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_start_refuses_a_detection_setting_the_spec_forbids():
+    # $ refrpc start --head --miss-limit 1   (LIV-013: missLimit >= 2): an error, nothing started
+    result = _cli("start", "--head", "--insecure", "--miss-limit", "1", timeout=30)
+    assert result.returncode == 1 and "miss_limit must be an int >= 2" in result.stderr, result.stderr

@@ -159,17 +159,18 @@ def test_a_killed_worker_of_a_head_is_restarted_and_a_joined_driver_uses_it(cli)
     refrpc.init(address=_address(head), key_file=cli.key_file)
     try:
         assert refrpc.get(worker_pid.remote(), timeout=60) == worker
+        node = refrpc.api._ctx.node
+        name = next(n for n in node.call(lambda: list(node.core.workers)).result(10))
+        first = node.call(lambda: node.core.remotes[name].incarnation).result(10)
         os.kill(worker, signal.SIGKILL)
         (successor,) = cli.workers_of(head, 1, besides=(worker,))
         assert successor != worker
         assert wait_until(lambda: f"restarted it as pid {successor}" in head.output(), 30), head.output()
         assert re.search(rf"worker \S+-w1 \(pid {worker}, incarnation [0-9a-f]+\) was killed by SIGKILL", head.output())
-        node = refrpc.api._ctx.node
-        name = next(n for n in node.call(lambda: list(node.core.workers)).result(10))
 
-        def successor_alive() -> bool:
+        def successor_alive() -> bool:  # the new incarnation, not the one killed (not declared dead yet)
             r = node.call(lambda: node.core.remotes.get(name)).result(10)
-            return r is not None and r.state == "alive"
+            return r is not None and r.state == "alive" and r.incarnation != first
 
         assert wait_until(successor_alive, 60)  # it said Hello to this driver (it registered again)
         try:

@@ -449,6 +449,31 @@ def test_death_by_silence_is_announced_once_to_every_other_live_peer():
     assert net.sent_bodies(PeerDeadNotice, src="C") == []  # LIV-008: C only heard of it
 
 
+def test_the_death_of_a_peer_every_member_watches_itself_is_not_announced():
+    # A driver (A) of a multi-host cluster loses its link to the head (H); a worker (C)
+    # keeps its own session with H: A fences H but tells C nothing         LIV-030, CLU-015
+    net = Net(("A", "H", "C"), configs={"A": Config(unannounced=("H",))})
+    for a, b in (("A", "H"), ("A", "C"), ("C", "H")):
+        net.connect(a, b)
+    h = net.inc("H")
+    for _ in range(20):
+        net.tick(100, "A", "C", "H")
+        net.drop(lambda f: {f.src, f.dst} == {"A", "H"})  # the link A-H is cut
+        net.deliver_all()
+    assert ("H", h) in net["A"].fenced and ("A", net.inc("A")) in net["H"].fenced
+    assert net.sent_bodies(PeerDeadNotice, src="A") == []
+    assert ("H", h) not in net["C"].fenced and net["C"].remotes["H"].state == "alive"
+    # (H, which announces, tells C of A's death: a driver cut off from the head is out.)
+    assert ("A", net.inc("A")) in net["C"].fenced
+    # Any other death A learns first-hand is announced as before (LIV-004).
+    net = Net(("A", "H", "C", "D"), configs={"A": Config(unannounced=("H",))})
+    for b in ("H", "C", "D"):
+        net.connect("A", b)
+    d = net.kill("D", "A")
+    assert [(m.peer, m.incarnation) for m in bodies(net.last["A"], PeerDeadNotice)] == [("D", d), ("D", d)]
+    assert {f.dst for f in net.sent if isinstance(f.body, PeerDeadNotice)} == {"H", "C"}
+
+
 def test_external_evidence_of_death_is_announced():
     # A's supervisor reports that B exited                                  LIV-014, LIV-004
     net = Net(("A", "B", "C"))

@@ -9,6 +9,7 @@ no process holds a ref to it and no pending task needs it.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import os
 import re
 import socket
@@ -152,40 +153,41 @@ def _cluster_key(key_file: str | os.PathLike[str] | None, insecure: bool, needed
         raise RefRPCError(str(exc)) from None
 
 
-def _join(address: str, node_ip: str, connect_timeout: float, trace_dir: str | None, cluster_key: Any,
+def _join(address: str, node_ip: str | None, connect_timeout: float, trace_dir: str | None, cluster_key: Any,
           insecure: bool = False) -> None:
     """``init(address=...)``: join a running multi-host cluster through its head."""
-    import socket
-
     from .runtime._executor import working_node
     from .runtime._membership import HEAD
 
     name = f"driver-{socket.gethostname()}-{os.getpid()}"
-    node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", _config(), trace_dir=trace_dir,
+    if not node_ip:
+        from .runtime._membership import address_towards
+
+        node_ip = address_towards(address) if address.startswith("tcp://") else "127.0.0.1"
+    config = dataclasses.replace(_config(), unannounced=(HEAD,))  # every member detects the head's death itself (LIV-030)
+    node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", config, trace_dir=trace_dir,
                                   cluster_key=cluster_key, insecure=insecure)
     context.node, context.driver_executor, context.head = node, executor, HEAD
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
         try:
-            members = call_on(node, HEAD, "refrpc.runtime._membership:members", timeout=connect_timeout)
+            call_on(node, HEAD, "refrpc.runtime._membership:members", timeout=connect_timeout)
         except (GetTimeoutError, OwnerDiedError) as exc:
             raise RefRPCError(f"no RefRPC head answered at {address} within {connect_timeout:g} s "
                               f"(is `refrpc start --head` running there?): {exc}") from None
-        call_on(node, HEAD, "refrpc.runtime._membership:register_driver", name, node.address, socket.gethostname(),
-                os.getpid(), timeout=connect_timeout)
+        view = call_on(node, HEAD, "refrpc.runtime._membership:register_driver", name, node.address,
+                       socket.gethostname(), os.getpid(), node.incarnation, timeout=connect_timeout)
     except BaseException:
         context.node, context.driver_executor, context.head = None, None, ""
         executor.stop()
         node.stop()
         raise
-    from .runtime._membership import _adds
+    from .runtime._membership import apply_view
 
-    adds = _adds(members)
-    if adds:
-        node.handle_soon(*adds).result()
+    apply_view(node, view)  # and later views come pushed by the head (CLU-010)
 
 
-def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str = "127.0.0.1",
+def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str | None = None,
          inline_threshold: int = 100 * 1024, startup_timeout: float = 60.0,
          max_lineage_bytes: int | None = None, heartbeat_interval_ms: int | None = None,
          miss_limit: int | None = None, trace_dir: str | os.PathLike[str] | None = None,
@@ -196,7 +198,9 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
-    cluster instead: its registered workers run this program's tasks.
+    cluster instead: its registered workers run this program's tasks; the
+    workers reach this process at ``node_ip`` (default: this host's address on
+    the route to the head).
     Values larger than ``inline_threshold`` bytes stay where they are made and
     travel by reference (TASK-004); smaller ones travel inside messages.
     ``max_lineage_bytes`` bounds the task specifications each process keeps to

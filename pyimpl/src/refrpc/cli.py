@@ -1,7 +1,9 @@
 """The ``refrpc`` command line: start peers on several hosts, look at a running cluster.
 
     refrpc start --head [--port P] [--key-file F] [--num-workers N] [--node-ip IP] [--resources JSON] [--trace-dir DIR]
-    refrpc start --address tcp://HEAD:P --key-file F [--num-workers N] [--node-ip IP] [--resources JSON] [--trace-dir DIR]
+                 [--heartbeat-interval-ms MS] [--miss-limit N]
+    refrpc start --address tcp://HEAD:P --key-file F [--num-workers N] [--node-ip IP] [--resources JSON] [--rejoin-timeout S] [--trace-dir DIR]
+                 [--heartbeat-interval-ms MS] [--miss-limit N]
     refrpc status [--address tcp://HEAD:P --key-file F]
     refrpc memory [--address tcp://HEAD:P --key-file F]
     refrpc stop [--force] [--timeout S]
@@ -167,24 +169,35 @@ def _start(args: argparse.Namespace) -> int:
     import logging
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from .runtime import LocalCluster
+    from .runtime import LocalCluster, _membership
     from .runtime._executor import working_node
-    from .runtime._membership import HEAD
+    from .runtime._membership import HEAD, address_towards
 
+    if not args.node_ip:
+        args.node_ip = "127.0.0.1" if args.head else address_towards(args.address)
+    try:  # LIV-013: how long silence lasts before a peer is declared dead (every process of this host)
+        settings = api._check_settings(heartbeat_interval_ms=args.heartbeat_interval_ms, miss_limit=args.miss_limit)
+    except ValueError as exc:
+        raise api.RefRPCError(str(exc)) from None
     n = args.num_workers or os.cpu_count() or 1
     prefix = f"{socket.gethostname()}-{os.getpid()}-w"
     key, key_path = _key(args)
     namespace = LocalCluster.new_namespace()
     memory = _memory_settings(args, n, namespace)
     if args.head:
-        node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}", held=True,
-                                      trace_dir=args.trace_dir, cluster_key=key, insecure=args.insecure,
-                                      object_store_memory=memory["object_store_memory"], spill_dir=memory["spill_dir"])
+        from .runtime._node import default_config
+
+        node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}",
+                                      default_config(**settings),
+                                      _membership.noticed, held=True, trace_dir=args.trace_dir, cluster_key=key,
+                                      insecure=args.insecure, object_store_memory=memory["object_store_memory"],
+                                      spill_dir=memory["spill_dir"])
+        _membership.PUSHER.start(node)  # pushes each change of the registry (CLU-010)
         api._ctx.node, api._ctx.executor = node, executor  # membership tasks run here
         api._ctx.head = HEAD  # and actor names are kept here
         executor.open()
         cluster = LocalCluster.start(n, node.address, node.incarnation, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
-                                     trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure,
+                                     trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure, settings=settings,
                                      resources=args.resources, namespace=namespace, **memory)
         cluster.watch(node)  # restarts a worker that dies (and says so on stderr)
         record = _record("head", node.address, key_path)
@@ -207,9 +220,10 @@ def _start(args: argparse.Namespace) -> int:
             cluster.stop()
         return 0
     cluster = LocalCluster.start(n, args.address, 0, head_name=HEAD, node_ip=args.node_ip, name_prefix=prefix,
-                                 trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure,
+                                 trace_dir=args.trace_dir, key_file=key_path, insecure=args.insecure, settings=settings,
                                  resources=args.resources, namespace=namespace, **memory)
-    cluster.watch(None)  # restarts a worker that dies; they all leave when the head does
+    cluster.rejoin_s = args.rejoin_timeout
+    cluster.watch(None)  # restarts a worker that dies; they all leave when the head does (CLU-016)
     record = _record("workers", args.address)
     print(f"started {n} workers joining {args.address}", flush=True)
     try:
@@ -327,9 +341,18 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--address", help="the head to join, e.g. tcp://10.0.0.1:7001")
     start.add_argument("--port", type=int, default=0, help="the head's port (0: any free port)")
     start.add_argument("--num-workers", type=int, default=0, help="worker processes (default: one per core)")
-    start.add_argument("--node-ip", default="127.0.0.1", help="this host's address as other hosts reach it")
+    start.add_argument("--node-ip", default=None,
+                       help="this host's address as other hosts reach it (default: a head listens on 127.0.0.1; "
+                            "a joining host uses its address on the route to the head)")
     start.add_argument("--resources", type=_resources, default={},
                        help='what this host offers besides CPUs, as JSON, e.g. \'{"gpu": 1}\' (shared among its workers)')
+    start.add_argument("--heartbeat-interval-ms", type=int, default=None,
+                       help="heartbeat interval of this host's processes (default 250; LIV-001)")
+    start.add_argument("--miss-limit", type=int, default=None,
+                       help="silent intervals before a peer is declared dead (default 6: 1.5 s; LIV-003)")
+    start.add_argument("--rejoin-timeout", type=float, default=60.0,
+                       help="with --address: how long workers that lost the head (a crash, a partition) keep "
+                            "trying to join it again before they give up, in seconds (default 60)")
     start.add_argument("--object-store-memory", type=_size, default=None,
                        help="each process's object store limit, bytes or e.g. 2GB (default: 30%% of RAM, split)")
     start.add_argument("--spill-dir", default=None,

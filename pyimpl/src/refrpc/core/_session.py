@@ -640,7 +640,7 @@ class SessionLayer:
         r.buffered.clear()
         r.queued.clear()
         r.requests.clear()
-        self._out(PeerDeclaredDead(self._sid, r.peer, r.incarnation, reason))
+        self._out(PeerDeclaredDead(self._sid, r.peer, r.incarnation, reason, source or _DEATH_SOURCE[event]))
         self._on_peer_dead(r)
 
     def _add_fence(self: Peer, peer: PeerId, incarnation: int) -> None:
@@ -649,8 +649,9 @@ class SessionLayer:
             self.fences_of[peer] = self.fences_of.get(peer, 0) + 1
 
     def _broadcast_death(self: Peer, dead: Remote, reason: str = "silence") -> None:
-        """LIV-004: tell everyone else we are in session with."""
-        if not dead.incarnation:
+        """LIV-004: tell everyone else we are in session with (LIV-030: unless the
+        dead peer is one whose death every peer detects itself)."""
+        if not dead.incarnation or dead.peer in self.config.unannounced:
             return
         for other in list(self.remotes.values()):
             if other is not dead and other.state == "alive" and other.confirmed:  # not to handshakes (SEC-021)

@@ -408,11 +408,15 @@ class ActorStateChanged(Instruction):
 
 @dataclass(frozen=True, slots=True)
 class PeerDeclaredDead(Instruction):
-    """This peer fenced ``peer``/``incarnation``: close connections to it."""
+    """This peer fenced ``peer``/``incarnation``: close connections to it.
+
+    ``source`` says how the death was learnt, as the trace's ``peer-declared-dead``
+    record does (``detected``, ``goodbye``, ``notice``, ``external``, ...)."""
 
     peer: PeerId
     incarnation: int
     reason: str
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,9 @@ class Config:
     pipeline_ms: int = 50
     #: Functions whose speed a submitter remembers (the oldest is forgotten first).
     speed_keys: int = 4096
+    #: Peers whose death this peer never announces with PeerDeadNotice (LIV-030): a
+    #: multi-host cluster's head, whose death every member detects itself (CLU-015).
+    unannounced: tuple[str, ...] = ()
 
     @property
     def dead_after_ms(self) -> int:

@@ -31,6 +31,15 @@ log = logging.getLogger("refrpc.cluster")
 QUICK_EXIT_S = 10.0
 #: ...and after this many quick exits in a row it is not started again.
 MAX_QUICK_EXITS = 5
+#: A worker's exit status when the cluster declared it dead (LIV-005, CLU-014)...
+FENCED_EXIT = 75
+#: ...when it lost its head without a Goodbye (a crash, or a partition: CLU-016)...
+HEAD_LOST_EXIT = 76
+#: ...and when it could not register with its head (CLU-016).
+UNREACHABLE_EXIT = 77
+#: How long the workers of ``refrpc start --address`` try to join their head again
+#: after losing it, before they give up (CLU-016).
+REJOIN_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,10 @@ class LocalCluster:
     _gone: set[str] = field(default_factory=set, repr=False)
     _handled: set[int] = field(default_factory=set, repr=False)
     _exit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: How long workers that lost their head try to join it again (see _rejoining).
+    rejoin_s: float = REJOIN_S
+    #: When each worker first failed to reach its head, in a row (see _rejoining).
+    _unreachable_since: dict[str, float] = field(default_factory=dict, repr=False)
     #: Where the workers' stores spill (OBJ-031), and whether the cluster made that
     #: directory (then it is removed at stop; else only this cluster's files in it).
     spill_directory: str = ""
@@ -244,7 +257,10 @@ class LocalCluster:
             self._handled.add(proc.pid)
         node = self._node
         incarnation = self.incarnations.get(name, 0)
-        wait = self._next_start(name, time.monotonic(), self.restart and (node is not None or proc.returncode != 0))
+        restart = self.restart and (node is not None or proc.returncode != 0)
+        if node is None and restart:
+            restart = self._rejoining(name, proc.returncode)
+        wait = self._next_start(name, time.monotonic(), restart)
         if killed and wait is not None:
             self._quick_exits[name] = 0
             wait = 0.0
@@ -267,6 +283,20 @@ class LocalCluster:
                         f" (it died within {QUICK_EXIT_S:g} s of its start {MAX_QUICK_EXITS} times in a row)")
         else:
             self._due[name] = time.monotonic() + wait
+
+    def _rejoining(self, name: str, code: int | None) -> bool:
+        """Whether a worker of ``refrpc start --address`` that exited with ``code``
+        tries again to join its head: one that could not reach it does so until
+        :attr:`rejoin_s` have passed since its first such exit in a row (CLU-016)."""
+        now = time.monotonic()
+        if code != UNREACHABLE_EXIT:
+            self._unreachable_since.pop(name, None)
+            return True
+        since = self._unreachable_since.setdefault(name, now)
+        if now - since < self.rejoin_s:
+            return True
+        log.warning("worker %s could not join its head for %.0f s: not started again", name, now - since)
+        return False
 
     def _next_start(self, name: str, now: float, restart: bool) -> float | None:
         """Seconds until worker ``name``, which just exited, is started again; None: never."""
@@ -429,19 +459,31 @@ def worker_main(argv: list[str] | None = None) -> int:
     if cluster_key is None and args.bind.startswith("tcp://") and not args.insecure:
         ap.error(f"a worker listening on tcp needs the cluster key: set {KEY_FILE_ENV} (or pass --insecure)")
     done = threading.Event()
+    fenced = threading.Event()
     starter_gone = threading.Event()
     if args.lifeline >= 0:
         _watch_lifeline(args.lifeline, done, starter_gone)
 
+    head_lost = threading.Event()
+
     def on_other(ins: ev.Instruction) -> None:
         if isinstance(ins, ev.PeerDeclaredDead) and ins.peer == args.head_name:
-            done.set()  # the head is gone: a local cluster's workers go with it
+            # The head is gone: a local cluster's workers go with it. A worker of a
+            # multi-host cluster that lost its head without a Goodbye (a crash, or a
+            # partition) leaves too, as a new incarnation may join it again (CLU-016).
+            if args.register and ins.source != "goodbye":
+                head_lost.set()
+            done.set()
         elif isinstance(ins, ev.FailStop):
+            fenced.set()  # declared dead by the cluster (LIV-005): a new incarnation must replace this one
             done.set()
 
     from ._node import default_config
 
-    node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **json.loads(args.settings)), on_other,
+    settings = json.loads(args.settings)
+    if args.register:  # a multi-host cluster: its head's death is for each member to detect (LIV-030)
+        settings["unannounced"] = (args.head_name,)
+    node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **settings), on_other,
         held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir, cluster_key=cluster_key,
         insecure=args.insecure, object_store_memory=args.object_store_memory,
         spill_dir=args.spill_dir)  # no task runs before this process is ready (see Executor)
@@ -457,13 +499,18 @@ def worker_main(argv: list[str] | None = None) -> int:
     node.handle_soon(*adds).result()
     # Open the session with the head now, so that its death is noticed (REF-006).
     node.handle_soon(lambda sid: ev.Connect(sid, args.head_name, args.head, args.head_incarnation)).result()
+    unreachable = False
     if args.register:
         try:
             _register(node, args.head_name, args.peer, offered.get(args.peer, {}))
-        except Exception:
-            if not done.is_set():
-                raise
-            # The head left while this worker registered: leave with it (status 0).
+        except Exception as exc:
+            if not done.is_set() or head_lost.is_set():
+                # The head did not answer: leave, and let the supervisor decide (CLU-016).
+                print(f"refrpc: worker {args.peer} could not register with its head at {args.head}: {exc}",
+                      file=sys.stderr, flush=True)
+                unreachable = True
+                done.set()
+            # Else the head left while this worker registered: leave with it (status 0).
     executor.open()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())  # only if sent to this process: it has its own session
@@ -491,24 +538,30 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.stats:
         with open(args.stats, "w") as f:
             json.dump(node.stats, f)
-    return 0
+    # Status 0: this worker left with its head (or was asked to); FENCED_EXIT: the
+    # cluster declared it dead (a partition outlasted the detection timeout), and
+    # the supervisor starts a new incarnation that registers again (CLU-014).
+    if fenced.is_set():
+        return FENCED_EXIT
+    if unreachable:
+        return UNREACHABLE_EXIT
+    return HEAD_LOST_EXIT if head_lost.is_set() else 0
 
 
 
 def _register(node: Node, head: str, peer: str, resources: dict[str, float]) -> None:
-    """Join a multi-host cluster: register with ``head``, add the other members as
-    places to run tasks, and open a session with every driver, so that a driver that
-    used an earlier incarnation of this worker learns of this one (HS-006)."""
+    """Join a multi-host cluster: register with ``head`` and apply the view it
+    returns (every member becomes a place to run tasks, CLU-005); later changes
+    come pushed by the head (CLU-010). Open a session with every driver, so that
+    a driver that used an earlier incarnation of this worker learns of this one
+    (HS-006)."""
 
+    from ._membership import apply_view
     from ._refs import call_on
 
-    from ._membership import _adds
-
-    members = call_on(node, head, "refrpc.runtime._membership:register", peer, node.address, 1, socket.gethostname(),
-                      os.getpid(), resources, timeout=60)
-    others = _adds(members, own=peer)
-    if others:
-        node.handle_soon(*others).result()
+    view = call_on(node, head, "refrpc.runtime._membership:register", peer, node.address, 1, socket.gethostname(),
+                   os.getpid(), resources, node.incarnation, timeout=60)
+    apply_view(node, view)
     drivers = call_on(node, head, "refrpc.runtime._membership:drivers", timeout=60)
     if drivers:
         node.handle_soon(*[lambda sid, p=p, a=a: ev.Connect(sid, p, a) for p, a in drivers]).result()

@@ -476,6 +476,7 @@ class Executor:
                 return
             key = (ins.task_id, ins.attempt)
         self._local.key = key
+        self._local.owner = getattr(ins, "owner", "")
         try:
             try:
                 self._work(ins)
@@ -486,6 +487,7 @@ class Executor:
             self._finish(ins, _stopped_results(ins))  # type: ignore[arg-type]
         finally:
             self._local.key = None
+            self._local.owner = ""
         self._unmap(ins)
 
     def _work(self, ins: ev.Instruction) -> None:
@@ -721,6 +723,15 @@ class Executor:
             error = error_info(exc)
         args.clear()
         self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, error))
+
+
+def current_owner() -> str:
+    """The peer that submitted the task this thread runs ("" outside a task)."""
+    from ._refs import current_executor
+
+    executor = current_executor()
+    local = getattr(executor, "_local", None)
+    return getattr(local, "owner", "") if local is not None else ""
 
 
 def _log(message: str) -> None:

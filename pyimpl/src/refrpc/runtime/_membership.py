@@ -1,21 +1,43 @@
-"""Cluster membership for multi-host clusters: who can run tasks, and where.
+"""Cluster membership for multi-host clusters: who can run tasks, and where
+(spec/membership.md, CLU-*).
 
-Membership is not part of the wire protocol: it is ordinary RefRPC tasks run on
-the head peer (``refrpc start --head``). A worker that starts registers itself
-with :func:`register`; a driver that joins asks :func:`members` and adds every
-member to its placement candidates. Both run on the head's executor.
+Membership is a layer above the wire protocol, made of ordinary RefRPC tasks:
+the head peer (``refrpc start --head``) keeps the registry. A worker that
+starts registers itself with :func:`register`; a driver that joins registers
+with :func:`register_driver`; both get the current *view* (a version number,
+the live workers, the members known to have died) and add every worker to
+their placement candidates. Each change of the registry (a worker joins, a
+member dies or leaves) makes the head push the new view to every live member
+with :func:`learn`, a zero-CPU task that never waits for a slot (CLU-010), so
+that everyone places work on every live worker and fences every dead one, also
+a peer it has no session with yet (CLU-012).
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from typing import Any
 
 from ..core import events as ev
 from ._refs import current_node
 
 #: The head's peer id in every cluster started with ``refrpc start --head``.
 HEAD = "head"
+
+
+def address_towards(address: str) -> str:
+    """This host's address on the route to ``address`` (``tcp://HOST:PORT``): the
+    address a peer there reaches this host at (CLU-003). Nothing is sent; with no
+    route, the loopback address."""
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, int(port)))  # picks the route and its source address only
+            return s.getsockname()[0]
+    except (OSError, ValueError):
+        return "127.0.0.1"
 
 
 def _head_node():
@@ -28,6 +50,117 @@ PIDS: dict[str, int] = {}
 
 #: On the head: the named resources each registered worker offers (TASK-012).
 RESOURCES: dict[str, dict[str, float]] = {}
+
+#: On the head: each member's incarnation as it registered (ID-002).
+INCARNATIONS: dict[str, int] = {}
+
+#: On the head: the view's version, raised by every change (CLU-008), and the
+#: incarnations known to have died or left, newest last (CLU-008), at most DEAD_KEPT.
+VERSION = [0]
+DEAD: dict[tuple[str, int], str] = {}
+DEAD_KEPT = 1024
+
+
+#: How long the head waits for the answers to one push before it lets the next go.
+PUSH_WAIT_S = 2.0
+
+
+class _Pusher:
+    """On the head: pushes the view to every live member after each change (CLU-010).
+
+    A change only sets an event (the node calls :func:`noticed` holding its lock,
+    where nothing may block); this thread submits the pushes, one view to every
+    member at once, then waits a little for their answers. The ref of a push is
+    kept until it is answered (or the next push to that member replaces it), so
+    that no call is abandoned while in flight.
+    """
+
+    def __init__(self) -> None:
+        self.changed = threading.Event()
+        self.node: Any = None
+        self.inflight: dict[str, Any] = {}
+        self.pushes = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self, node: Any) -> None:
+        self.node = node
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="refrpc-membership", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.changed.wait()
+            self.changed.clear()
+            node = self.node
+            if node is None or node.stopped.is_set():
+                return
+            try:
+                self._push(node)
+            except Exception:  # the node is stopping; the next change pushes again
+                if node.stopped.is_set():
+                    return
+
+    def _push(self, node: Any) -> None:
+        from ..errors import GetTimeoutError
+        from ._refs import submit_to, value_of
+
+        view = _view(node)
+        targets = [row[0] for row in view["members"]] + [p for p, _a in drivers()]
+        for peer in targets:
+            if peer != node.peer_id:
+                self.inflight[peer] = submit_to(node, peer, "refrpc.runtime._membership:learn", view)
+        self.pushes += 1
+        # Let go of each answered push (its result is nothing to keep); one not answered
+        # within PUSH_WAIT_S stays in flight until the next push replaces it.
+        deadline = time.monotonic() + PUSH_WAIT_S
+        for peer, ref in list(self.inflight.items()):
+            try:
+                value_of(node, ref, deadline)
+            except GetTimeoutError:
+                continue
+            except Exception:  # noqa: S110 - a failed push is settled too: the next view goes again
+                pass
+            if self.inflight.get(peer) is ref:
+                del self.inflight[peer]
+
+
+PUSHER = _Pusher()
+
+
+def noticed(ins: Any) -> None:
+    """On the head (holding its node's lock): a member incarnation was declared dead;
+    drop it from the registry and push the change (CLU-008). Never blocks."""
+    if not isinstance(ins, ev.PeerDeclaredDead):
+        return
+    node = PUSHER.node
+    if node is None:
+        return
+    for table in (node.members, node.drivers):
+        if ins.peer in table and INCARNATIONS.get(ins.peer, 0) in (0, ins.incarnation):
+            del table[ins.peer]
+            _died(ins.peer, ins.incarnation, ins.reason)
+
+
+def _died(peer: str, incarnation: int, reason: str) -> None:
+    DEAD[(peer, incarnation)] = reason
+    while len(DEAD) > DEAD_KEPT:
+        DEAD.pop(next(iter(DEAD)))
+    _changed()
+
+
+def _changed() -> None:
+    """A new version of the view, to be pushed (CLU-008)."""
+    VERSION[0] += 1
+    PUSHER.changed.set()
+
+
+def _view(node: Any) -> dict[str, Any]:
+    """The registry as members get it (CLU-008)."""
+    rows = members()
+    return {"version": VERSION[0], "members": rows,
+            "incarnations": {p: INCARNATIONS.get(p, 0) for p, *_ in rows},
+            "dead": [(p, i, why) for (p, i), why in DEAD.items()]}
 
 
 def spread(resources: dict[str, float] | None, names: list[str]) -> dict[str, dict[str, float]]:
@@ -57,22 +190,92 @@ def _adds(rows: list[tuple[str, str, int, str, dict[str, float]]], own: str = ""
 
 
 def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
-             resources: dict[str, float] | None = None) -> list[tuple[str, str, int, str, dict[str, float]]]:
-    """Run on the head: record a worker (its CPU slots and named resources) and
-    return every member known so far, as :func:`members` does."""
+             resources: dict[str, float] | None = None, incarnation: int = 0) -> dict[str, Any]:
+    """Run on the head: record a worker (its CPU slots, named resources and
+    incarnation), push the change to every member, and return the view (CLU-005)."""
+    _only_oneself(peer)
     node = _head_node()
-    members = node.members
-    members[peer] = (address, slots, host, time.time())
-    PIDS[peer] = pid
-    RESOURCES[peer] = dict(resources or {})
+    PUSHER.start(node)
+    earlier = INCARNATIONS.get(peer, 0)
+    with node.lock:
+        node.members[peer] = (address, slots, host, time.time())
+        PIDS[peer] = pid
+        RESOURCES[peer] = dict(resources or {})
+        INCARNATIONS[peer] = incarnation
+    if earlier and earlier != incarnation:
+        # A new incarnation replaces the old one (a restarted worker): that one is gone (CLU-007).
+        node.handle_soon(lambda sid: ev.PeerFailed(sid, peer, earlier, "replaced by a new incarnation")).result()
+        DEAD[(peer, earlier)] = "replaced by a new incarnation"
     node.handle_soon(*_adds([(peer, address, slots, host, RESOURCES[peer])])).result()
-    return [(p, a, s, h, RESOURCES.get(p, {})) for p, (a, s, h, _) in members.items()]
+    _changed()
+    return _view(node)
 
 
-def register_driver(peer: str, address: str, host: str, pid: int = 0) -> None:
-    """Run on the head: record a driver (it runs no tasks, but `refrpc memory` shows it)."""
-    _head_node().drivers[peer] = (address, 0, host, time.time())
-    PIDS[peer] = pid
+def register_driver(peer: str, address: str, host: str, pid: int = 0, incarnation: int = 0) -> dict[str, Any]:
+    """Run on the head: record a driver (it runs no tasks, but `refrpc memory` shows
+    it, and it gets every later view: CLU-006); return the view."""
+    _only_oneself(peer)
+    node = _head_node()
+    PUSHER.start(node)
+    with node.lock:
+        node.drivers[peer] = (address, 0, host, time.time())
+        PIDS[peer] = pid
+        INCARNATIONS[peer] = incarnation
+    return _view(node)
+
+
+def _only_oneself(peer: str) -> None:
+    """CLU-013: a member registers itself, under the PeerId it authenticated as."""
+    from ._executor import current_owner
+
+    if current_owner() not in ("", peer):
+        raise PermissionError(f"{current_owner()} may not register {peer}: a member registers only itself (CLU-013)")
+
+
+def learn(view: dict[str, Any]) -> int:
+    """Run on a member, sent by the head: apply a newer view (CLU-011): every worker
+    in it becomes a place to run tasks, and every incarnation it names as dead is
+    fenced, session or not (CLU-012). Returns the version applied now."""
+    from ._executor import current_owner
+
+    if current_owner() not in ("", HEAD):
+        raise PermissionError("only the head sends membership views (CLU-013)")
+    return apply_view(current_node(), view)
+
+
+def apply_view(node: Any, view: dict[str, Any]) -> int:
+    """Apply ``view`` to ``node`` unless a view as new was applied already (CLU-011)."""
+    version = int(view["version"])
+    with node.lock:
+        if version <= node.view_version:
+            return node.view_version
+        node.view_version = version
+    alive = {row[0]: row for row in view["members"]}
+    incarnations = view.get("incarnations", {})
+    stimuli = []
+    for peer, incarnation, reason in view.get("dead", []):
+        if peer == node.peer_id or (peer, incarnation) in node.core.fenced:
+            continue
+        newer = alive.get(peer)
+        successor = incarnations.get(peer, 0) if newer is not None else 0
+        stimuli.append(lambda sid, p=peer, i=incarnation, r=reason, s=successor, a=newer[1] if newer else "":
+                       ev.PeerFailed(sid, p, i, f"the head says: {r}", s if s != i else 0, a if s != i else ""))
+    stimuli += _adds(view["members"], own=node.peer_id)
+    # A worker whose earlier incarnation this member fenced (by itself, or from an
+    # earlier view) is known here only as dead: meet the listed incarnation now, or
+    # it would never be placed on nor fetched from (CLU-011).
+    for peer, address, *_ in view["members"]:
+        incarnation = incarnations.get(peer, 0)
+        if peer == node.peer_id or not incarnation or (peer, incarnation) in node.core.fenced:
+            continue
+        r = node.core.remotes.get(peer)
+        stale = (r is not None and r.state == "dead" and r.incarnation != incarnation) or \
+                (r is None and any(p == peer for p, _ in node.core.fenced))
+        if stale:
+            stimuli.append(lambda sid, p=peer, a=address, i=incarnation: ev.Connect(sid, p, a, i))
+    if stimuli:
+        node.handle_soon(*stimuli).result()
+    return version
 
 
 def peers() -> list[tuple[str, str, int, str]]:

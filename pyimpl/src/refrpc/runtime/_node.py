@@ -152,6 +152,8 @@ class Node:
         #: On the head of a multi-host cluster: registered workers (see _membership).
         self.members: dict[str, tuple[str, int, str, float]] = {}
         self.drivers: dict[str, tuple[str, int, str, float]] = {}
+        #: On a member: the version of the last membership view applied (CLU-011).
+        self.view_version = 0
         from ._fetch import FetchService
 
         #: The data plane: fetching from and serving to peers on other hosts.

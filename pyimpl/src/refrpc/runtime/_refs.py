@@ -16,11 +16,11 @@ import concurrent.futures
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from ..core import events as ev
 from ..core.messages import ErrorCode, RefDescriptor, Value
-from ..errors import GetTimeoutError, RefRPCError, raise_for
+from ..errors import GetTimeoutError, OwnerDiedError, RefRPCError, raise_for
 from ..serialization import deserialize, serialize
 from ..store import ObjectNotFound
 
@@ -255,6 +255,16 @@ def wait_for(fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
     return fut.result(timeout)
 
 
+def _stopped(node: Node) -> NoReturn:
+    """A get on a node that stopped meanwhile: a typed error. Declared dead by the
+    cluster (LIV-005), this process is an owner that died for everyone else: its
+    objects failed with it (FATE-001)."""
+    if node.failure:
+        raise OwnerDiedError(f"this process ({node.peer_id}) stopped: {node.failure.strip().splitlines()[-1]}",
+                             ErrorCode.UNRECOGNIZED)
+    raise RefRPCError(f"this process ({node.peer_id}) left the cluster (refrpc.shutdown)", ErrorCode.UNRECOGNIZED)
+
+
 def value_of(node: Node, ref: Ref[Any], deadline: float | None) -> Any:
     """The value of ``ref``, waiting until ``deadline`` (monotonic seconds) at most."""
     delay = 0.05
@@ -267,6 +277,10 @@ def value_of(node: Node, ref: Ref[Any], deadline: float | None) -> Any:
             res: ev.GetResult = wait_for(node.get_result(ref.id, in_task()), timeout)
         except concurrent.futures.TimeoutError:
             raise GetTimeoutError(f"{ref.id} was not ready within the timeout", ErrorCode.UNRECOGNIZED) from None
+        except RuntimeError:
+            if not node.stopped.is_set():
+                raise
+            _stopped(node)
         if res.error is not None:
             raise_for(res.error, _exception_of(res.value))
         value = res.value
@@ -308,6 +322,22 @@ def arg_specs(node: Node, args: Any) -> tuple[list[ev.ArgSpec], list[Ref[Any]]]:
             else:
                 specs.append(ev.ArgSpec(value=value))
     return specs, keep
+
+
+def submit_to(node: Node, peer: str, function: str, *args: Any) -> Ref[Any]:
+    """Run a registered function on one named peer without waiting: the ref of its
+    result. It takes no CPU slot there (``num_cpus=0``), so it never waits behind
+    the peer's tasks (runtime use: the head's membership pushes)."""
+    specs, keep = arg_specs(node, args)
+
+    def submit() -> str:
+        task_id, rids = node.new_task_ids(1)
+        node.handle(ev.Submit(node.sid(), task_id, function, tuple(specs), rids, 0, False, "", peer, num_cpus=0.0))
+        return rids[0]
+
+    ref: Ref[Any] = Ref(node, node.call(submit).result(), counted=True)
+    del keep
+    return ref
 
 
 def call_on(node: Node, peer: str, function: str, *args: Any, timeout: float = 30.0) -> Any:

@@ -10,7 +10,9 @@ on an in-memory network in this process, without sockets.
 For real processes: :func:`wait_until` waits on a condition with a bound, and
 :func:`set_faults` / :func:`faults_report` drop, duplicate or delay chosen
 messages of a running cluster's peers on their real sockets
-(:class:`refrpc.transport.FaultRule`).
+(:class:`refrpc.transport.FaultRule`); :mod:`refrpc.testing.hosts` runs them on
+several hosts made of Linux namespaces (own network, /dev/shm and hostname),
+with shaped, cut and healed links.
 """
 
 from ._checks import liveness_violations, safety_violations

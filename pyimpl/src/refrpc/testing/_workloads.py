@@ -167,6 +167,13 @@ def rebuild_evicted(d: Driver) -> Prog:
     yield from rebuild(d)
 
 
+def unannounced_worker(d: Driver) -> Prog:
+    # As ``forward_chain``, in a cluster whose peers never announce w1's death
+    # (LIV-030, as members never announce their head's): every peer that holds
+    # something of w1's has a session with it and must find out by itself.
+    yield from forward_chain(d)
+
+
 WORKLOADS = {
     "chain": chain,
     "fan_in": fan_in,
@@ -178,11 +185,13 @@ WORKLOADS = {
     "rebuild": rebuild,
     "split_rebuild": split_rebuild,
     "rebuild_evicted": rebuild_evicted,
+    "unannounced_worker": unannounced_worker,
 }
 
 #: Per-workload configuration changes, and the typed errors they make acceptable.
 WORKLOAD_CONFIG: dict[str, dict] = {
     "rebuild_evicted": {"max_lineage_bytes": 0},
+    "unannounced_worker": {"unannounced": ("w1",)},
 }
 WORKLOAD_ERRORS: dict[str, set[ErrorCode]] = {
     "rebuild_evicted": {ErrorCode.LINEAGE_EVICTED},

@@ -1,0 +1,131 @@
+"""Membership views applied by a member (CLU-011, CLU-012), without a cluster.
+
+A real core stands in for the member; the view is what the head would push.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from refrpc.core import Config, Peer
+from refrpc.core import events as ev
+from refrpc.runtime import _membership as m
+
+
+class _Member:
+    """The part of a runtime Node that applying a view uses: a core behind a lock."""
+
+    def __init__(self, name: str = "driver-h3-1") -> None:
+        self.peer_id = name
+        self.core = Peer(name, 0xD, "mem://" + name, Config())
+        self.core.handle(ev.Tick("t", 0))
+        self.lock = threading.RLock()
+        self.view_version = 0
+        self._n = 0
+
+    def handle_soon(self, *makers):
+        class Done:
+            def result(self, timeout=None):
+                return None
+
+        with self.lock:
+            for make in makers:
+                self._n += 1
+                self.core.handle(make(f"{self.peer_id}:{self._n}"))
+        return Done()
+
+
+def _view(version, members=(), incarnations=None, dead=()):
+    return {"version": version, "members": list(members), "incarnations": incarnations or {}, "dead": list(dead)}
+
+
+W1 = ("h1-1-w1", "tcp://10.0.0.1:5001", 1, "h1", {"h1": 1.0})
+W2 = ("h2-1-w1", "tcp://10.0.0.2:5001", 1, "h2", {})
+
+
+def test_a_view_adds_its_workers_as_live_executors():
+    me = _Member()
+    assert m.apply_view(me, _view(3, [W1, W2], {W1[0]: 0x11, W2[0]: 0x21})) == 3
+    assert set(me.core.workers) == {W1[0], W2[0]}
+    assert me.core.worker_resources[W1[0]] == {"h1": 1.0}
+
+
+def test_an_older_view_is_ignored():
+    # Views may overtake each other in flight; only a newer one counts      CLU-011
+    me = _Member()
+    m.apply_view(me, _view(5, [W1], {W1[0]: 0x11}))
+    assert m.apply_view(me, _view(4, [W1, W2], {W1[0]: 0x11, W2[0]: 0x21})) == 5
+    assert set(me.core.workers) == {W1[0]}
+    assert m.apply_view(me, _view(5, [W1, W2])) == 5  # the same version again: nothing
+    assert set(me.core.workers) == {W1[0]}
+
+
+def test_a_dead_incarnation_is_fenced_without_a_session_and_gets_no_work():
+    # The member never talked to w2; the head says w2/0x21 died            CLU-011, CLU-012, LIV-012
+    me = _Member()
+    m.apply_view(me, _view(1, [W1, W2], {W1[0]: 0x11, W2[0]: 0x21}))
+    m.apply_view(me, _view(2, [W1], {W1[0]: 0x11}, [(W2[0], 0x21, "silent")]))
+    assert (W2[0], 0x21) in me.core.fenced
+    assert not me.core._is_live(W2[0]) and me.core._is_live(W1[0])
+
+
+def test_a_newer_incarnation_in_the_view_succeeds_the_dead_one():
+    # w1 restarted: the view lists w1/0x11 dead and w1/0x12 at a new address  CLU-007, CLU-011
+    me = _Member()
+    m.apply_view(me, _view(1, [W1], {W1[0]: 0x11}))
+    moved = (W1[0], "tcp://10.0.0.1:5002", 1, "h1", {"h1": 1.0})
+    m.apply_view(me, _view(2, [moved], {W1[0]: 0x12}, [(W1[0], 0x11, "replaced")]))
+    assert (W1[0], 0x11) in me.core.fenced
+    assert me.core._is_live(W1[0])
+    assert me.core.workers[W1[0]][0] == "tcp://10.0.0.1:5002"
+    assert me.core.remotes[W1[0]].incarnation == 0x12
+
+
+def test_a_new_incarnation_of_a_worker_fenced_earlier_is_met_again():
+    # This member fenced w2/0x21 (from a view, never in session); w2 restarts as 0x22
+    # and registers: the next view lists 0x22 only. Without meeting it, the member
+    # would take w2 for dead for ever: no task placed there, no fetch from it.   CLU-011
+    me = _Member()
+    m.apply_view(me, _view(1, [W1], {W1[0]: 0x11}, [(W2[0], 0x21, "silent")]))
+    assert not me.core._is_live(W2[0])
+    back = (W2[0], "tcp://10.0.0.2:5002", 1, "h2", {})
+    m.apply_view(me, _view(2, [W1, back], {W1[0]: 0x11, W2[0]: 0x22}, [(W2[0], 0x21, "silent")]))
+    assert me.core._is_live(W2[0]) and me.core.remotes[W2[0]].incarnation == 0x22
+    assert me.core.remotes[W2[0]].address == "tcp://10.0.0.2:5002"
+
+
+def test_the_member_itself_in_a_view_is_left_out():
+    me = _Member(W1[0])
+    m.apply_view(me, _view(1, [W1, W2], {W1[0]: 0x11, W2[0]: 0x21}, [(W1[0], 0x10, "old me")]))
+    assert set(me.core.workers) == {W2[0]}
+    assert (W1[0], 0x10) not in me.core.fenced
+
+
+def test_learn_runs_only_for_the_head(monkeypatch):
+    # CLU-013: a view from any other member is refused
+    import pytest
+
+    from refrpc.runtime import _executor
+
+    monkeypatch.setattr(_executor, "current_owner", lambda: "driver-h3-1")
+    with pytest.raises(PermissionError, match="CLU-013"):
+        m.learn(_view(9, [W1]))
+
+
+def test_the_head_registers_a_member_only_under_its_own_peer_id(monkeypatch):
+    # CLU-013: a member cannot register (and so replace and fence) another
+    import pytest
+
+    from refrpc.runtime import _executor
+
+    monkeypatch.setattr(_executor, "current_owner", lambda: "h9-1-w1")
+    with pytest.raises(PermissionError, match="CLU-013"):
+        m.register(W1[0], W1[1], 1, "h1", 0, {}, 0x11)
+    with pytest.raises(PermissionError, match="CLU-013"):
+        m.register_driver("driver-h3-1", "tcp://10.0.0.3:5000", "h3", 0, 0x31)
+
+
+def test_the_address_towards_a_head_is_a_local_address():
+    assert m.address_towards("tcp://127.0.0.1:7001") == "127.0.0.1"
+    assert m.address_towards("tcp://no-such-host.invalid:7001") == "127.0.0.1"  # no route: loopback
+    assert m.address_towards("tcp://bad") == "127.0.0.1"
