@@ -293,3 +293,54 @@ def retry_goes_where_its_arguments_fit(ctx: CaseContext) -> None:
         ReturnValue(r, ReturnKind.INLINE, value=portable(total)) for r in again.return_ids)))
     got = iut.get(retry["returns"][0])
     ctx.check("OBJ-061", got.get("value") == total, f"get() of the retried task = {total}", got)
+
+
+@case(
+    "lineage/LOC-008-LIN-007-rerun-copy-of-a-ready-return-not-recorded",
+    requirements=["LOC-008", "LIN-007", "LIN-003", "LOC-002", "TASK-015"],
+    features=("core", "recovery"),
+    iut_env=FAST_DETECTION,
+    summary=(
+        "The IUT submits a task with two returns and max_retries = 1 to suite executor E1, which replies with both "
+        "stored at E1. Suite peer W announces a copy of the second return R2 (AddLocation). E1 then goes silent: "
+        "R1's only copy is lost, R2 is still ready at W. The IUT must re-run the task at the spare worker E2; when "
+        "E2 replies with both returns stored at E2, the IUT records E2 as R1's location but must not record it for "
+        "R2 (its bytes may differ from W's copy): R2's locations stay [W], and R2's new copy at E2 is freed "
+        "(FreeObjects), as a return it does not adopt."
+    ),
+    timeout=60.0,
+)
+def rerun_copy_not_recorded(ctx: CaseContext) -> None:
+    from refrpc.core.messages import AddLocation
+
+    iut, e1, e2 = _executors(ctx, **FAST_PEER)
+    w = ctx.wire_peer("copy-holder", **FAST_PEER)
+    link_w = ctx.session(w, iut)
+    n = iut.inline_threshold + 50_000
+    sub = iut.submit("echo", [{"value": "two returns"}], executor=e1.peer_id, max_retries=1, num_returns=2)
+    r1, r2 = sub["returns"]
+    first = _submitted(ctx, e1, sub["task_id"])
+    form = stored_form(portable(make_bytes_value(n)))
+    link1 = e1.link(iut.peer_id)
+    last = link1.send(TaskReply(first.task_id, first.attempt, tuple(
+        ReturnValue(r, ReturnKind.STORED, location=e1.peer_id, size=len(form)) for r in (r1, r2))))
+    ctx.wait_until(e1, lambda: link1.acked >= last, requirement="SES-003", what="the IUT's ack of the reply")
+    seq = link_w.send(AddLocation(r2, len(form)))
+    ctx.wait_until(w, lambda: link_w.acked >= seq, requirement="SES-003", what="the IUT's ack of W's AddLocation")
+    entry = iut.entry(r2) or {}
+    ctx.require("LOC-002", entry.get("locations") == [e1.peer_id, w.peer_id], f"R2 at E1, then W", entry)
+    e1.go_silent()
+    again = _submitted(ctx, e2, sub["task_id"], attempt=2, requirement="LIN-003", timeout=20.0)
+    link2 = e2.link(iut.peer_id)
+    last = link2.send(TaskReply(again.task_id, again.attempt, tuple(
+        ReturnValue(r, ReturnKind.STORED, location=e2.peer_id, size=len(form)) for r in (r1, r2))))
+    ctx.wait_until(e2, lambda: link2.acked >= last, requirement="SES-003", what="the IUT's ack of the re-run's reply")
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    e_r1, e_r2 = iut.entry(r1) or {}, iut.entry(r2) or {}
+    ctx.check("LIN-003", e_r1.get("state") == "ready" and e_r1.get("locations") == [e2.peer_id],
+              "R1 rebuilt: ready at E2 alone", e_r1)
+    ctx.check("LOC-008", e_r2.get("state") == "ready" and e_r2.get("locations") == [w.peer_id],
+              "R2 still ready at W alone: the re-run's copy at E2 not recorded", e_r2)
+    freed = [oid for a in e2.received(FreeObjects) for oid in a.body.object_ids]
+    ctx.check("LIN-007", r2 in freed and r1 not in freed, "R2's new copy at E2 freed (FreeObjects), R1's kept",
+              freed)
