@@ -119,6 +119,10 @@ def message_vectors() -> dict[str, list[dict[str, Any]]]:
          ), retained=(m.RefDescriptor(x_desc.object_id, A, A_INC, A_ADDR, 1200, f"{B}.f1e2d3c4b5a6978.4"),))), None),
         ("TaskReply", "Every return ERROR(TASK_FAILED), with message, requirement and detail (TASK-007).",
          m.Envelope(B, B_INC, A, A_INC, 7, 12, m.TaskReply(tid, 1, tuple(m.ReturnValue(r, m.ReturnKind.ERROR, error=err) for r in rets))), None),
+        ("TaskReply", "One inline return, and the executor's free store memory: 1,048,576 bytes (OBJ-060; "
+         "storeFreeBytes' default -1 is XOR-encoded, so the word holds 1048576 XOR -1).",
+         m.Envelope(B, B_INC, A, A_INC, 8, 12, m.TaskReply(tid, 1, (m.ReturnValue(rets[0], m.ReturnKind.INLINE, value=portable(5)),),
+                                                            store_free_bytes=1_048_576)), None),
         ("CancelTask", "Cancel a task (TASK-008).",
          m.Envelope(A, A_INC, B, B_INC, 14, 7, m.CancelTask(tid)), None),
         ("RegisterBorrower", "B asks the owner A to record a grant for C (register-before-send, BOR-002).",
@@ -141,11 +145,16 @@ def message_vectors() -> dict[str, list[dict[str, Any]]]:
          m.Envelope(B, B_INC, A, A_INC, 9, 16, m.GetObjectStatus(x_desc.object_id, True)), None),
         ("GetObjectStatus", "Ask without waiting: wait = false is stored as bit 1 (OBJ-005).",
          m.Envelope(B, B_INC, A, A_INC, 10, 16, m.GetObjectStatus(x_desc.object_id, False)), None),
+        ("GetObjectStatus", "Ask and wait, offering to relay what the asker fetches (relay = true, LOC-020).",
+         m.Envelope(C, C_INC, A, A_INC, 7, 16, m.GetObjectStatus(x_desc.object_id, True, True)), None),
         ("ObjectStatus", "READY with the value inline (a portable text).",
          m.Envelope(A, A_INC, B, B_INC, 17, 10, m.ObjectStatus(x_desc.object_id, m.ObjectState.READY, 48, value=portable("hello")))
          , None),
         ("ObjectStatus", "READY with two locations, primary first, and their addresses (OBJ-008).",
          m.Envelope(A, A_INC, B, B_INC, 18, 10, m.ObjectStatus(x_desc.object_id, m.ObjectState.READY, 300_056, (B, C), (B_ADDR, C_ADDR))), None),
+        ("ObjectStatus", "READY with one location and one relay, each with its address (LOC-021).",
+         m.Envelope(A, A_INC, C, C_INC, 21, 7, m.ObjectStatus(x_desc.object_id, m.ObjectState.READY, 300_056, (B,), (B_ADDR,),
+                                                              relays=(C,), relay_addresses=(C_ADDR,))), None),
         ("ObjectStatus", "FAILED with the error; size unknown (-1, the default, stored as 0).",
          m.Envelope(A, A_INC, B, B_INC, 19, 10, m.ObjectStatus(x_desc.object_id, m.ObjectState.FAILED,
                                                                error=m.ErrorInfo(m.ErrorCode.OWNER_DIED, "owner died", "FATE-001"))), None),
@@ -185,6 +194,10 @@ def message_vectors() -> dict[str, list[dict[str, Any]]]:
          m.Envelope(B, B_INC, A, A_INC, 13, 24, m.IntrospectReply(99, (
              m.TableEntry(f"{B}.f1e2d3c4b5a6978.1", B, "owner", "ready", 1, 0, (), (C,), (B,), 0, 300_056),
              m.TableEntry(x_desc.object_id, A, "borrower", "ready", 2, 1, (f"{B}.f1e2d3c4b5a6978.1",), (), (), 0, 1200),
+         ))), None),
+        ("IntrospectReply", "B's table: one object it owns whose copy at B is spilled (spilled = true, INT-020).",
+         m.Envelope(B, B_INC, A, A_INC, 14, 24, m.IntrospectReply(100, (
+             m.TableEntry(f"{B}.f1e2d3c4b5a6978.1", B, "owner", "ready", 1, 0, (), (), (B,), 0, 300_056, spilled=True),
          ))), None),
     ]
     out: dict[str, list[dict[str, Any]]] = {}
