@@ -115,15 +115,24 @@ def test_fetches_are_bounded_and_never_stall_the_holder() -> None:
             fetcher.send_frames(address, codec.encode(fetcher.envelope(worker, body, False)))
         assert refrpc.get(rf.add.remote(1, 2), timeout=10) == 3  # served meanwhile
         chunks: dict[int, list[FetchChunk]] = {rid: [] for rid in range(1, 6)}
+        order: dict[int, list[int]] = {rid: [] for rid in range(1, 6)}  # arrival numbers (one connection: in order)
+        arrived = 0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not all(c and c[-1].last for c in chunks.values()):
             for env in fetcher.drain(100):
                 if isinstance(env.body, FetchChunk) and env.body.request_id in chunks:
                     chunks[env.body.request_id].append(env.body)
+                    order[env.body.request_id].append(arrived)
+                    arrived += 1
             fetcher.heartbeat(worker, address)
         refused = [rid for rid, c in chunks.items() if c and c[-1].error is not None]
-        assert refused == [5] and chunks[5][-1].error.code == ErrorCode.RESOURCE_EXHAUSTED, chunks[5]
-        for rid in range(1, 5):
+        if refused:
+            assert refused == [5] and chunks[5][-1].error.code == ErrorCode.RESOURCE_EXHAUSTED, chunks[5]
+        else:
+            # The holder read the fifth request only after one of the four had ended (a
+            # loaded machine): it was then within the limit, and served after that end.
+            assert order[5] and order[5][0] > min(order[rid][-1] for rid in range(1, 5)), order
+        for rid in range(1, 6 if not refused else 5):
             got = chunks[rid]
             assert got and got[-1].last, f"request {rid} was not served to its end"
             assert all(len(c.data) >= 1024 for c in got[:-1]) and len(got) <= 1000
