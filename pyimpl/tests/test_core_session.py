@@ -842,3 +842,18 @@ def test_a_welcome_is_answered_at_once():
     a.handle(ev.Connect("c1", "B", b.address))
     out = a.handle(b.welcome(a))
     assert bodies(out, Heartbeat, to="B")
+
+
+def test_a_notice_about_the_head_from_another_member_fences_nobody():
+    # C (a faulty or older member) tells A that the head H is dead; A still hears H
+    # itself and keeps it: one member's broken link must not make every member leave
+    # (LIV-030, CLU-034). A notice about anyone else still fences (LIV-004).
+    a = peer(config=Config(unannounced=("H",)))
+    h, c, b = Stub("H", incarnation=0xE), Stub("C", incarnation=0xC), Stub("B", incarnation=0xB)
+    for s in (h, c, b):
+        s.greet(a)
+    out = a.handle(c.send(a, PeerDeadNotice("H", 0xE, "silence")))
+    assert not of_type(out, ev.PeerDeclaredDead) and ("H", 0xE) not in a.fenced
+    assert a.remotes["H"].state == "alive" and a.remotes["C"].delivered == 1  # its seq is used up
+    out = a.handle(c.send(a, PeerDeadNotice("B", 0xB, "silence")))
+    assert [(i.peer, i.incarnation) for i in of_type(out, ev.PeerDeclaredDead)] == [("B", 0xB)]

@@ -658,6 +658,10 @@ class SessionLayer:
                 self._send(other.peer, PeerDeadNotice(dead.peer, dead.incarnation, reason))
 
     def _on_PeerDeadNotice(self: Peer, r: Remote, msg: PeerDeadNotice) -> None:
+        if msg.peer in self.config.unannounced:
+            # CLU-034: a peer every member watches itself (the head) is judged by our own
+            # session with it, not by another member whose link to it failed (LIV-030).
+            return
         if msg.peer == self.peer_id:
             # LIV-019: a notice about ourselves is a third party's opinion (or a forgery); a
             # peer that fenced us answers our next message DECLARED_DEAD (SES-017, LIV-005).
