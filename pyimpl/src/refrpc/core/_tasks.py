@@ -375,6 +375,9 @@ class Tasks:
             return
         self._learn_speed(t, r)
         self._unload(t)
+        seq = r.submit_seqs.pop(reply.task_id, None)
+        if seq is not None:
+            r.requests.pop(seq, None)  # answered: no longer a request an error could end (ERR-003)
         if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids or not all(map(_well_formed, reply.returns)):
             # TASK-019, VAL-019: a reply that does not match the task would leave returns pending for ever.
             self._drop_reply(reply)
