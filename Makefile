@@ -3,6 +3,7 @@
 #   make demo      the paper's three applications on a local cluster that starts by itself
 #   make demo-sim  a narrated, deterministic simulation of the protocol core
 #   make docs      build the Sphinx docs with warnings as errors
+#   make bench-datapath     cross-host fetch and broadcast figures (on the multi-host test bed where it runs)
 #   make simulate SEEDS=N   run N more seeded fault simulations
 #   make fuzz FRAMES=N      send N fuzzed frames to a live head, worker and driver (SEED=S picks the seed)
 #   make spec-index         regenerate spec/requirements.json, spec/schema-layout.* and spec/vectors/
@@ -19,7 +20,7 @@ FRAMES ?= 200000
 RUNS   ?= 50
 SEED   ?= 1
 
-.PHONY: test demo demo-sim bench bench-hosts docs simulate fuzz partitions spec-index capnp chromium conformance clean
+.PHONY: test demo demo-sim bench bench-hosts bench-datapath docs simulate fuzz partitions spec-index capnp chromium conformance clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +69,9 @@ bench: $(STAMP)
 bench-hosts: $(STAMP)
 	$(PY) -m pip install --quiet -e 'pyimpl[bench]'
 	$(PY) tools/bench/scaling.py --json scaling.json --plot docs/images/scaling.png
+
+bench-datapath: $(STAMP)
+	$(PY) tools/bench/datapath.py
 
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -672,6 +672,13 @@ struct TaskReply {
   # Refs from the task's arguments that I still hold after the task, each under
   # a grant the owner confirmed to me before I sent this reply (BOR-007). A ref
   # whose registration the owner refused is not listed (BOR-026).
+
+  storeFreeBytes @4 :Int64 = -1;
+  # The bytes my object store could still take in memory without spilling
+  # anything, when I made this reply (after storing its returns): my store limit
+  # less the stored forms I hold in memory (OBJ-060). -1: I have no store limit,
+  # or do not say. For your placement only (TASK-041); you never fail anything
+  # because of it (OBJ-061).
 }
 
 struct CancelTask {
@@ -812,6 +819,10 @@ struct GetObjectStatus {
   wait @1 :Bool = true;
   # If true, answer only once it is settled (ready, failed, freed or unknown);
   # if false, answer at once (OBJ-005).
+
+  relay @2 :Bool;
+  # If true, I am about to fetch the value and will serve the bytes I have
+  # received to other fetchers meanwhile: you may list me in `relays` (LOC-020).
 }
 
 struct ObjectStatus {
@@ -855,6 +866,13 @@ struct ObjectStatus {
     some @8 :ErrorInfo;
     # The error (OBJ-004; NOT_OWNER or UNKNOWN_OBJECT with `unknown`, OBJ-007).
   }
+  relays @9 :List(Text);
+  # For `ready` without inline value: PeerIds assembling a copy that serve the
+  # bytes they have (relays), the one to try first first, never you
+  # (LOC-021, FET-040). Not copies: they never keep the object ready (LOC-022).
+
+  relayAddresses @10 :List(Text);
+  # The endpoints of `relays`, same order and length (LOC-021).
 }
 
 struct AddLocation {
@@ -1176,6 +1194,12 @@ struct TableEntry {
   size @10 :Int64;
   # Its size in bytes (OBJ-011), -1 if not known; in a borrower row, the size
   # the owner last reported (INT-010).
+
+  spilled @11 :Bool;
+  # True when I hold a copy of it in my own object store and that copy is
+  # spilled to disk (OBJ-031): still a location that serves fetches (OBJ-032),
+  # restored before I use it (OBJ-033). False when my copy is in memory, when I
+  # hold none, or when I do not say (INT-020).
 }
 
 # ============================================================== traces

@@ -89,6 +89,8 @@ CATCHES = {
     "freed-is-unknown": "borrowing/OBJ-017-CNF-018-owner-answers-become-get-outcomes",
     "handshake-never-times-out": "liveness/LIV-018-unanswered-handshake-fails-what-waited",
     "splice-fetches": "fetch/FET-018-OBJ-013-no-splice-across-answers",
+    "place-ignoring-memory": "rpc/TASK-041-retry-goes-where-its-arguments-fit",
+    "record-rerun-copies": "lineage/LOC-008-LIN-007-rerun-copy-of-a-ready-return-not-recorded",
 }
 
 

@@ -311,3 +311,11 @@ def touch_then_sleep(path, seconds):
     open(path, "w").close()
     time.sleep(seconds)
     return seconds
+
+
+@refrpc.remote
+def digest(x):
+    # What a consumer of a broadcast value checks: the SHA-256 of the bytes it got.
+    import hashlib
+
+    return hashlib.sha256(x).hexdigest()

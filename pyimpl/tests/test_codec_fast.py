@@ -140,7 +140,9 @@ def test_the_hot_messages_take_the_fast_path() -> None:
         m.TaskReply("driver.1.8", 2, (m.ReturnValue("driver.1.8.r0", m.ReturnKind.STORED, location="w1", size=300_000,
                                                     nested=(m.RefDescriptor("w1.2.3", "w1", 2, "ipc://w"),)),
                                       m.ReturnValue("driver.1.8.r1", m.ReturnKind.ERROR,
-                                                    error=m.ErrorInfo(m.ErrorCode.TASK_FAILED, "boom", "TASK-007", "tb")))),
+                                                    error=m.ErrorInfo(m.ErrorCode.TASK_FAILED, "boom", "TASK-007", "tb"))),
+                    store_free_bytes=48_000_000),  # OBJ-060
+        m.TaskReply("driver.1.9", 1, (), store_free_bytes=0),
         m.Heartbeat(),
     ]
     for body in bodies:

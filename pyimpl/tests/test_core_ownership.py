@@ -502,7 +502,7 @@ def test_one_status_request_serves_every_local_wait():
     x = o.descriptor(o.oid(1))
     out = g.handle(o.send(g, SubmitTask(o.oid("t"), "f", (Arg(ArgKind.REF, ref=x),), (o.oid("t.r0"),))))
     out += g.handle(ev.Get("g1", 1, x.object_id), ev.Get("g2", 2, x.object_id))
-    assert bodies(out, GetObjectStatus) == [GetObjectStatus(x.object_id, True)]
+    assert bodies(out, GetObjectStatus) == [GetObjectStatus(x.object_id, True, relay=True)]
     out = g.handle(o.send(g, ObjectStatus(x.object_id, ObjectState.READY, 1, (), (), raw(b"v"))))
     assert sorted(r.request_id for r in of_type(out, ev.GetResult)) == [1, 2]
     assert [r.task_id for r in of_type(out, ev.RunTask)] == [o.oid("t")]
@@ -742,7 +742,7 @@ def test_argument_the_owner_reports_freed_fails_the_task_with_that_code():
     out = e.handle(s.send(e, SubmitTask(s.oid("t"), "f", (Arg(ArgKind.REF, ref=x),), (s.oid("t.r0"),))))
     assert of_type(out, ev.RunTask) == []
     out = e.handle(o.welcome(e))
-    assert bodies(out, GetObjectStatus, to="O") == [GetObjectStatus(x.object_id, True)]
+    assert bodies(out, GetObjectStatus, to="O") == [GetObjectStatus(x.object_id, True, relay=True)]
     out = e.handle(o.send(e, ObjectStatus(x.object_id, ObjectState.FREED)))
     [reply] = bodies(out, TaskReply)
     assert reply.returns[0].error.code is ErrorCode.OBJECT_FREED and of_type(out, ev.RunTask) == []

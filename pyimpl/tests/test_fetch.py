@@ -24,8 +24,8 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def two_hosts():
     ns_a, ns_b = f"ta{secrets.token_hex(3)}", f"tb{secrets.token_hex(3)}"
-    a = Node("owner", "tcp://127.0.0.1:0", ns_a)
-    b, executor = working_node("w1", "tcp://127.0.0.1:0", ns_b)
+    a = Node("owner", "tcp://127.0.0.1:0", ns_a, insecure=True)  # two "hosts" on 127.0.0.1, no cluster key
+    b, executor = working_node("w1", "tcp://127.0.0.1:0", ns_b, insecure=True)
     b.fetcher.chunk_bytes = 64 * 1024  # force many chunks
     try:
         a.handle_soon(lambda sid: ev.AddPeer(sid, "w1", b.address, 1)).result()

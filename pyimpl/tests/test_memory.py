@@ -262,3 +262,54 @@ def test_a_killed_driver_leaves_no_spill_files_or_segments() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+@refrpc.remote
+def where_sum(a: Any) -> tuple[str, int]:
+    return refrpc.api._ctx.node.peer_id, int(a.sum())
+
+
+@pytest.mark.timeout(120)
+def test_a_task_goes_to_the_worker_with_room_for_its_argument(cluster: Any, tmp_path: Any) -> None:
+    # held = [make.remote(i) for i in range(3)]   48 MB of results fill one worker's store
+    # x = refrpc.put(array)                        more than that worker can still take
+    # where_sum.remote(x)                          runs on the other worker (TASK-041)
+    # The driver is told that each worker is a host of its own, so that x must be copied
+    # into the store of whichever worker runs the task (on one host it would be mapped).
+    import socket
+
+    from refrpc.core import events as ev
+
+    node, workers = cluster.node, dict(cluster.cluster.workers)
+    here = socket.gethostname()
+
+    def hosts(fake: bool) -> None:
+        node.handle_soon(*[lambda sid, w=w, a=a: ev.AddPeer(sid, w, a, 1, tuple(sorted(cluster.cluster.resources[w].items())),
+                                                              f"{here}-{w}" if fake else here)
+                           for w, a in workers.items()]).result()
+
+    def free() -> dict[str, int]:
+        return node.call(lambda: {w: node.core.remotes[w].store_free for w in workers}).result()
+
+    hosts(True)
+    try:
+        release = str(tmp_path / "release")
+        idle = [wait_for_file.remote(release) for _ in workers]  # one on each: both report afresh
+        open(release, "w").close()
+        assert refrpc.get(idle, timeout=30) == [True] * len(idle)
+        held = []
+        for i in range(3):  # one at a time: each goes to the same worker (the first of a tie)
+            held.append(make.remote(i))
+            refrpc.wait(held, num_returns=len(held), timeout=30)
+        full = max(workers, key=lambda w: usage(w)["primary_bytes"])
+        other = next(w for w in workers if w != full)
+        left = free()
+        assert 0 <= left[full] < 20 * MB, left
+        assert left[other] == -1 or left[other] > left[full] + 8 * MB, left
+        size = left[full] + 4 * MB if left[other] == -1 else (left[full] + left[other]) // 2
+        x = refrpc.put(np.ones(size // 8, dtype=np.int64))
+        peer, got = refrpc.get(where_sum.remote(x), timeout=60)
+        assert (peer, got) == (other, size // 8)
+        del held, x
+    finally:
+        hosts(False)

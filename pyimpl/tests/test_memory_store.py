@@ -178,6 +178,26 @@ def test_spills_least_recently_used_and_restores_on_get(namespace: str, spill_di
     assert list_spilled(namespace, spill_dir) == [] and list_segments(namespace, pooled=True) == []
 
 
+def test_the_store_tells_its_listener_what_it_spills_and_brings_back(namespace: str, spill_dir: str) -> None:
+    # What a node turns into CopySpilled for its core (INT-020): each spill, each
+    # restore, and the free of a spilled object, in the order they happen.
+    with SharedMemoryStore(namespace, writer="w", capacity=int(3.5 * MB), spill_directory=spill_dir) as store:
+        told: list[tuple[str, bool]] = []
+        store.on_spill = lambda oid, spilled: told.append((oid, spilled))
+        for i in range(4):
+            store.put(f"o{i}", array_value(i))
+        assert told == [("o0", True)] and store.where("o0") == "disk"
+        store.get("o0")  # restored: o1, the least recently used now, makes room
+        assert told[1:] == [("o1", True), ("o0", False)]
+        store.free("o1")  # freed while on disk
+        assert told[-1] == ("o1", False)
+        store.put("o4", array_value(4))
+        store.put("o5", array_value(5))  # room for it: something goes to disk again
+        last = dict(told)  # the listener's view: each object's latest word
+        on_disk = {oid for oid, spilled in last.items() if spilled}
+        assert on_disk and on_disk == {f"o{i}" for i in range(6) if store.where(f"o{i}") == "disk"}
+
+
 def test_close_removes_spill_files(namespace: str, spill_dir: str) -> None:
     store = SharedMemoryStore(namespace, writer="w", capacity=2 * MB, spill_directory=spill_dir)
     for i in range(4):

@@ -80,9 +80,9 @@ def test_every_interleaving_of_small_scenarios(workload: str, peers: int, kills:
 #: Covers every message boundary of reconstruction (rebuild: LIN-002..LIN-004,
 #: LIN-005/LIN-010 with no room for lineage) and of forwarding and borrowing.
 CRASH_POINTS = [
-    ("rebuild", 3, 1, 6, 536),
-    ("rebuild_evicted", 3, 1, 6, 534),
-    ("split_rebuild", 3, 1, 6, 536),
+    ("rebuild", 3, 1, 6, 542),
+    ("rebuild_evicted", 3, 1, 6, 542),
+    ("split_rebuild", 3, 1, 6, 542),
     ("forward_chain", 3, 1, 6, 595),
     ("actor_keeps_ref", 3, 1, 6, 507),
 ]

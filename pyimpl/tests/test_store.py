@@ -160,6 +160,26 @@ def test_chunked_assembly(store: ObjectStore) -> None:
         store.put_bytes("empty", 0)
 
 
+def test_an_assembly_serves_the_bytes_it_has(store: ObjectStore) -> None:
+    # A relay serves a range of its copy once every byte of it has arrived (FET-042).
+    stored = codec.encode_value(sample_value())
+    with pytest.raises(ObjectNotFound):
+        store.assembled_bytes("copy", 0, 10)  # nothing being assembled
+    store.put_bytes("copy", len(stored))
+    store.write_chunk("copy", 0, stored[:5000])
+    store.write_chunk("copy", 8000, stored[8000:])
+    assert bytes(store.assembled_bytes("copy", 100, 4900)) == stored[100:5000]
+    assert store.assembled_bytes("copy", 4000, 2000) is None  # [5000, 8000) has not arrived
+    assert bytes(store.assembled_bytes("copy", 8000, 10)) == stored[8000:8010]
+    early = store.assembled_bytes("copy", 0, 100)
+    store.write_chunk("copy", 5000, stored[5000:8000])
+    assert bytes(store.assembled_bytes("copy", 4000, 2000)) == stored[4000:6000]
+    store.seal("copy")
+    assert bytes(early) == stored[:100]  # a view handed out stays valid after the seal
+    with pytest.raises(ObjectNotFound):
+        store.assembled_bytes("copy", 0, 10)  # sealed: read with get_bytes
+
+
 def test_incomplete_and_corrupt_assemblies(store: ObjectStore) -> None:
     stored = codec.encode_value(sample_value(1000))
     half = len(stored) // 2

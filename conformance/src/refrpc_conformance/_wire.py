@@ -117,7 +117,7 @@ class _Serving:
     compress: Callable[[FetchRequest, int], bool] | None = None
     #: Compress as ``compress`` says even where lz4 is not in use (breaking HS-021 on purpose).
     ignore_negotiation: bool = False
-    refuse: Callable[[FetchRequest], bool] | None = None
+    refuse: Callable[[FetchRequest], bool | ErrorCode] | None = None
 
 
 @dataclass(frozen=True)
@@ -632,7 +632,7 @@ class WirePeer:
         lose: Callable[[FetchRequest, int, int], bool] | None = None,
         compress: Callable[[FetchRequest, int], bool] | None = None,
         ignore_negotiation: bool = False,
-        refuse: Callable[[FetchRequest], bool] | None = None,
+        refuse: Callable[[FetchRequest], bool | ErrorCode] | None = None,
     ) -> None:
         """Answer FetchRequests for ``object_id`` with chunks of ``stored_form`` (FET-001).
 
@@ -653,7 +653,9 @@ class WirePeer:
             ignore_negotiation: Compress as ``compress`` says whatever the session
                 and the request say: a case that breaks HS-021 on purpose.
             refuse: Called with each request on the I/O thread; True answers it with
-                one error chunk ``RESOURCE_EXHAUSTED`` (a busy holder, FET-009).
+                one error chunk ``RESOURCE_EXHAUSTED`` (a busy holder, FET-009), an
+                :class:`ErrorCode` with one error chunk of that code (``OBJECT_FREED``:
+                a holder without a copy, FET-004).
         """
         with self._cv:
             self.stored[object_id] = stored_form
@@ -923,10 +925,12 @@ class WirePeer:
             serving = _Serving(stored)
         stored = serving.form
         total = len(stored)
-        if serving.refuse is not None and serving.refuse(req):
+        refusal = serving.refuse(req) if serving.refuse is not None else False
+        if refusal:
+            code = refusal if isinstance(refusal, ErrorCode) else ErrorCode.RESOURCE_EXHAUSTED
             chunk = FetchChunk(
-                req.object_id, req.request_id, req.offset, total, True,
-                error=ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "busy", "FET-009"),
+                req.object_id, req.request_id, req.offset, total if code is ErrorCode.RESOURCE_EXHAUSTED else 0, True,
+                error=ErrorInfo(code, "refused on purpose", "FET-009" if code is ErrorCode.RESOURCE_EXHAUSTED else "FET-004"),
             )
             link._transmit(encode(link._envelope(chunk, 0, None, {})), link._envelope(chunk, 0, None, {}))
             return

@@ -185,6 +185,8 @@ def _join(address: str, node_ip: str | None, connect_timeout: float, trace_dir: 
     from .runtime._membership import apply_view
 
     apply_view(node, view)  # and later views come pushed by the head (CLU-010)
+    # Its own host: copies it holds are mapped, not fetched, by workers there (TASK-041).
+    node.handle_soon(lambda sid: ev.AddPeer(sid, node.peer_id, node.address, 0, (), socket.gethostname())).result()
 
 
 def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str | None = None,
@@ -315,6 +317,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         here = socket.gethostname()  # the workers share this host's slots (TASK-040)
         adds = [lambda sid, n=name, a=address: ev.AddPeer(sid, n, a, 1, tuple(sorted(cluster.resources[n].items())), here)
                 for name, address in cluster.workers.items()]
+        # Its own host too: its copies are mapped, not fetched, by these workers (TASK-041).
+        adds.append(lambda sid: ev.AddPeer(sid, node.peer_id, node.address, 0, (), here))
         node.handle_soon(*adds).result()
         cluster.watch(node)
         _ctx.node, _ctx.cluster = node, cluster

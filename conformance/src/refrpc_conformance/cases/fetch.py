@@ -515,6 +515,8 @@ def chunks_fit_limit(ctx: CaseContext) -> None:
 
 #: The store limit the spilling case gives the IUT (REFRPC_IUT_STORE_LIMIT): 1 MiB.
 SPILL_LIMIT = MIB
+#: The environment that starts the IUT with that store limit (conformance-hooks.md section 3).
+SMALL_STORE = {"REFRPC_IUT_STORE_LIMIT": str(SPILL_LIMIT)}
 #: make_bytes results the case has the IUT keep: together well over the limit.
 SPILL_RESULTS = 4
 SPILL_SIZE = 400_000
@@ -531,7 +533,7 @@ SPILL_SIZE = 400_000
         "spilled copy like any other (OBJ-032). An IUT without store limits ignores the variable and passes by "
         "serving every fetch."
     ),
-    iut_env={"REFRPC_IUT_STORE_LIMIT": str(SPILL_LIMIT)},
+    iut_env=SMALL_STORE,
     timeout=90.0,
 )
 def spilled_copy_still_served(ctx: CaseContext) -> None:
@@ -555,9 +557,44 @@ def spilled_copy_still_served(ctx: CaseContext) -> None:
                   "equal" if got == expected else "different")
 
 
+@case(
+    "fetch/OBJ-060-reply-says-what-the-store-can-take",
+    requirements=["OBJ-060", "OBJ-061", "OBJ-030"],
+    summary=(
+        "The IUT is started with a store limit of 1 MiB (REFRPC_IUT_STORE_LIMIT) and runs make_bytes(400,000) "
+        "twice, one after the other; the suite keeps both results (800,000 bytes of stored forms, within the "
+        "limit, so nothing needs spilling). Each TaskReply's storeFreeBytes should say what the IUT's store can "
+        "still take without spilling: the limit less the stored forms it holds, so 1 MiB less the first "
+        "result's size, then less both (memory kept only for reuse counts as free). An IUT that sends -1 (it "
+        "has no limit or does not say), or another figure, is graded by OBJ-060's SHOULD."
+    ),
+    iut_env=SMALL_STORE,
+    timeout=60.0,
+)
+def reply_says_what_the_store_can_take(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    held = 0
+    for i in range(2):
+        t = task(peer, "make_bytes", [by_value(SPILL_SIZE)])
+        link.send(t)
+        reply = expect_reply(ctx, peer, t)
+        ret = reply.returns[0]
+        ctx.require("TASK-004", ret.kind is ReturnKind.STORED, "a stored return", describe_return(ret))
+        held += ret.size
+        free = reply.store_free_bytes
+        if not ctx.check("OBJ-060", free != -1, f"result {i + 1}: storeFreeBytes set (the IUT has a store limit)",
+                         "-1 (not said)"):
+            continue
+        ctx.check("OBJ-060", free == SPILL_LIMIT - held,
+                  f"result {i + 1}: the limit less the stored forms held ({SPILL_LIMIT:,} - {held:,} = {SPILL_LIMIT - held:,})",
+                  f"{free:,}")
+
+
 #: The stored result the holder-limit case fetches: about 2,000 chunks of 1 KiB a request,
 #: so that a request is still in service when the next ones arrive.
 SERVED_SIZE = 2 * MIB
+#: The largest per-fetcher limit the holder-limit case reaches (CNF-031).
+MOST_FETCHES_PER_FETCHER = 16
 
 
 @case(
@@ -575,6 +612,9 @@ SERVED_SIZE = 2 * MIB
 )
 def holder_limits(ctx: CaseContext) -> None:
     limit = ctx.config.limit("fetches_per_fetcher")
+    if limit > MOST_FETCHES_PER_FETCHER:
+        ctx.skip(f"limits.fetches_per_fetcher is {limit}: more requests than a case makes (at most "
+                 f"{MOST_FETCHES_PER_FETCHER}, CNF-031)")
     iut, peer, link = open_session(ctx)
     oid = _stored_result(ctx, iut, peer, link, SERVED_SIZE)
     ids = list(range(1, limit + 2))
@@ -649,7 +689,7 @@ def no_splice_across_answers(ctx: CaseContext) -> None:
     ctx.expect(s, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
     link.send(ObjectStatus(x, ObjectState.READY, len(form1), (w1.peer_id,), (w1.address,)))
     ctx.wait_until(w1, lambda: any(c.sent for c in w1.served), requirement="FET-001", what="W1 serving the first half")
-    w1.close()  # dies: the IUT must go elsewhere (FET-006), and only the owner can tell it where (OBJ-013)
+    w1.go_silent()  # dies (what it sent still arrives): the IUT must go elsewhere (FET-006), and only the owner can say where (OBJ-013)
     ctx.expect(s, GetObjectStatus, lambda m: m.object_id == x, requirement="OBJ-013",
                what=f"a second GetObjectStatus for {x} once its only location died", timeout=30.0)
     link.send(ObjectStatus(x, ObjectState.READY, len(form2), (w2.peer_id,), (w2.address,)))

@@ -10,6 +10,7 @@ from .._build import by_value, make_bytes_value, shared
 from .._case import case
 from .._context import CaseContext
 from ._common import expect_reply, run_echo, task
+from .fetch import SMALL_STORE, SPILL_LIMIT, SPILL_SIZE
 
 #: TableEntry fields, in the lowerCamelCase of `table` entries (conformance-hooks.md §2).
 FIELDS = {
@@ -24,6 +25,7 @@ FIELDS = {
     "locations": "locations",
     "lineage_refs": "lineageRefs",
     "size": "size",
+    "spilled": "spilled",
 }
 
 
@@ -146,3 +148,41 @@ def summary_counts(ctx: CaseContext) -> None:
         ids = [a.actor_id for a in actors]
         ctx.check("INT-009", ids == sorted(set(ids), key=str.encode), f"{name}: each actor once, ascending", ids)
     expect_reply(ctx, alpha, t)
+
+
+#: How many values of SPILL_SIZE the spilled-mark case puts into a store of SPILL_LIMIT.
+SPILL_PUTS = 4
+
+
+@case(
+    "introspection/INT-020-spilled-copies-are-marked",
+    requirements=["INT-020", "OBJ-030", "OBJ-033"],
+    summary=(
+        "The IUT is started with a store limit of 1 MiB (REFRPC_IUT_STORE_LIMIT) and puts four values of "
+        "400,000 bytes (1.6 MB of stored forms, all held), so it must spill some (OBJ-030). In its `table`, "
+        "`spilled` should mark its copies on disk: the rows not marked must fit the limit. A `get` of the oldest "
+        "then restores it (OBJ-033) and must give its bytes; the rows not marked must still fit the limit "
+        "afterwards. An IUT without store limits marks nothing and is graded by INT-020's SHOULD."
+    ),
+    iut_env=SMALL_STORE,
+    timeout=60.0,
+)
+def spilled_copies_are_marked(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    data = make_bytes_value(SPILL_SIZE)
+    oids = [iut.put(data) for _ in range(SPILL_PUTS)]
+
+    def check_rows(when: str) -> None:
+        rows = [e for e in iut.table() if e.get("objectId") in oids]
+        ctx.require("INT-001", len(rows) == len(oids), f"a row for each of the {len(oids)} puts", f"{len(rows)} rows")
+        odd = [r["objectId"] for r in rows if not isinstance(r.get("spilled"), bool)]
+        ctx.require("INT-020", not odd, "`spilled` a boolean in every row", f"not in {odd}")
+        in_memory = sum(r["size"] for r in rows if not r["spilled"])
+        ctx.check("INT-020", in_memory <= SPILL_LIMIT,
+                  f"{when}: the rows not marked spilled fit the store limit ({SPILL_LIMIT:,} bytes)",
+                  f"{in_memory:,} bytes in {sum(not r['spilled'] for r in rows)} rows not marked")
+
+    check_rows("after the puts")
+    got = iut.get(oids[0])
+    ctx.require("OBJ-033", got.get("value") == data, "the oldest put's bytes, restored", str(got)[:200])
+    check_rows("after the get")

@@ -242,3 +242,105 @@ def released_argument_rebuilt(ctx: CaseContext) -> None:
     entry = iut.entry(ra)
     ctx.check("LIN-004", entry is not None and entry.get("state") == "released",
               "a back to `released` once b's task no longer needs its value", entry)
+
+
+@case(
+    "rpc/TASK-041-retry-goes-where-its-arguments-fit",
+    requirements=["TASK-041", "OBJ-061", "RPC-004"],
+    features=("core", "recovery"),
+    summary=(
+        "The IUT has two workers it may place retries on, FULL (added first) and ROOMY, each with one slot; each "
+        "has run one task for it, FULL replying with storeFreeBytes = 0 and ROOMY with 1 TiB (OBJ-060). The IUT "
+        "puts X (stored, larger than its inline threshold) and submits sum_bytes(X by ref), max_retries = 1, to "
+        "suite executor E1, which says Goodbye before replying. The retry should go to ROOMY: FULL would have to "
+        "copy X into a store that said it has no room (TASK-041), while both have a free slot and the same load. "
+        "Whoever gets it replies, and the task must settle with the right sum either way (OBJ-061: the word is a "
+        "hint, never a reason to fail)."
+    ),
+    timeout=60.0,
+)
+def retry_goes_where_its_arguments_fit(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e1 = ctx.wire_peer("dying-executor")
+    full = ctx.wire_peer("full-worker")
+    roomy = ctx.wire_peer("roomy-worker")
+    iut.add_peer(e1, slots=0)
+    iut.add_peer(full, slots=1)
+    iut.add_peer(roomy, slots=1)
+    for peer, free in ((full, 0), (roomy, 1 << 40)):
+        sent = iut.submit("echo", [{"value": 1}], executor=peer.peer_id)
+        st = _submitted(ctx, peer, sent["task_id"])
+        peer.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, tuple(
+            ReturnValue(r, ReturnKind.INLINE, value=portable(1)) for r in st.return_ids), store_free_bytes=free))
+        got = iut.get(sent["returns"][0])
+        ctx.require("TASK-005", got.get("value") == 1, f"the reply from {peer.peer_id} adopted", got)
+    data = make_bytes_value(iut.inline_threshold + 100_000)
+    x = iut.put(data)
+    retry = iut.submit("sum_bytes", [{"ref": x}], executor=e1.peer_id, max_retries=1)
+    _submitted(ctx, e1, retry["task_id"])
+    leave_with_goodbye(ctx, e1, iut)
+
+    def second() -> list[tuple[WirePeer, SubmitTask]]:
+        return [(p, a.body) for p in (full, roomy) for a in p.received(SubmitTask)
+                if a.body.task_id == retry["task_id"] and a.body.attempt == 2]
+
+    ctx.poll_until(lambda: bool(second()), requirement="RPC-004", what="the retry at FULL or ROOMY", timeout=20.0)
+    peer, again = second()[0]
+    ctx.check("TASK-041", peer is roomy, f"the retry at {roomy.peer_id}, which said it has room for X",
+              f"at {peer.peer_id}")
+    total = sum(data)
+    peer.link(iut.peer_id).send(TaskReply(again.task_id, again.attempt, tuple(
+        ReturnValue(r, ReturnKind.INLINE, value=portable(total)) for r in again.return_ids)))
+    got = iut.get(retry["returns"][0])
+    ctx.check("OBJ-061", got.get("value") == total, f"get() of the retried task = {total}", got)
+
+
+@case(
+    "lineage/LOC-008-LIN-007-rerun-copy-of-a-ready-return-not-recorded",
+    requirements=["LOC-008", "LIN-007", "LIN-003", "LOC-002", "TASK-015"],
+    features=("core", "recovery"),
+    iut_env=FAST_DETECTION,
+    summary=(
+        "The IUT submits a task with two returns and max_retries = 1 to suite executor E1, which replies with both "
+        "stored at E1. Suite peer W announces a copy of the second return R2 (AddLocation). E1 then goes silent: "
+        "R1's only copy is lost, R2 is still ready at W. The IUT must re-run the task at the spare worker E2; when "
+        "E2 replies with both returns stored at E2, the IUT records E2 as R1's location but must not record it for "
+        "R2 (its bytes may differ from W's copy): R2's locations stay [W], and R2's new copy at E2 is freed "
+        "(FreeObjects), as a return it does not adopt."
+    ),
+    timeout=60.0,
+)
+def rerun_copy_not_recorded(ctx: CaseContext) -> None:
+    from refrpc.core.messages import AddLocation
+
+    iut, e1, e2 = _executors(ctx, **FAST_PEER)
+    w = ctx.wire_peer("copy-holder", **FAST_PEER)
+    link_w = ctx.session(w, iut)
+    n = iut.inline_threshold + 50_000
+    sub = iut.submit("echo", [{"value": "two returns"}], executor=e1.peer_id, max_retries=1, num_returns=2)
+    r1, r2 = sub["returns"]
+    first = _submitted(ctx, e1, sub["task_id"])
+    form = stored_form(portable(make_bytes_value(n)))
+    link1 = e1.link(iut.peer_id)
+    last = link1.send(TaskReply(first.task_id, first.attempt, tuple(
+        ReturnValue(r, ReturnKind.STORED, location=e1.peer_id, size=len(form)) for r in (r1, r2))))
+    ctx.wait_until(e1, lambda: link1.acked >= last, requirement="SES-003", what="the IUT's ack of the reply")
+    seq = link_w.send(AddLocation(r2, len(form)))
+    ctx.wait_until(w, lambda: link_w.acked >= seq, requirement="SES-003", what="the IUT's ack of W's AddLocation")
+    entry = iut.entry(r2) or {}
+    ctx.require("LOC-002", entry.get("locations") == [e1.peer_id, w.peer_id], f"R2 at E1, then W", entry)
+    e1.go_silent()
+    again = _submitted(ctx, e2, sub["task_id"], attempt=2, requirement="LIN-003", timeout=20.0)
+    link2 = e2.link(iut.peer_id)
+    last = link2.send(TaskReply(again.task_id, again.attempt, tuple(
+        ReturnValue(r, ReturnKind.STORED, location=e2.peer_id, size=len(form)) for r in (r1, r2))))
+    ctx.wait_until(e2, lambda: link2.acked >= last, requirement="SES-003", what="the IUT's ack of the re-run's reply")
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    e_r1, e_r2 = iut.entry(r1) or {}, iut.entry(r2) or {}
+    ctx.check("LIN-003", e_r1.get("state") == "ready" and e_r1.get("locations") == [e2.peer_id],
+              "R1 rebuilt: ready at E2 alone", e_r1)
+    ctx.check("LOC-008", e_r2.get("state") == "ready" and e_r2.get("locations") == [w.peer_id],
+              "R2 still ready at W alone: the re-run's copy at E2 not recorded", e_r2)
+    freed = [oid for a in e2.received(FreeObjects) for oid in a.body.object_ids]
+    ctx.check("LIN-007", r2 in freed and r1 not in freed, "R2's new copy at E2 freed (FreeObjects), R1's kept",
+              freed)

@@ -69,6 +69,7 @@ _EXPECTED: dict[tuple[str, str], tuple[int, str, object]] = {
     ("RefDescriptor", "sizeHint"): (1, "int64", -1), ("RefDescriptor", "forwardId"): (3, "text", ""),
     ("TaskReply", "taskId"): (0, "text", ""), ("TaskReply", "attempt"): (0, "uint32", 0),
     ("TaskReply", "returns"): (1, "list", None), ("TaskReply", "retained"): (2, "list", None),
+    ("TaskReply", "storeFreeBytes"): (1, "int64", -1),
     ("ReturnValue", "objectId"): (0, "text", ""), ("ReturnValue", "kind"): (0, "enum", 0),
     ("ReturnValue", "location"): (2, "text", ""), ("ReturnValue", "size"): (1, "int64", 0),
     ("ReturnValue", "nested"): (3, "list", None),
@@ -77,7 +78,7 @@ _EXPECTED: dict[tuple[str, str], tuple[int, str, object]] = {
 }
 #: struct -> (data words, pointers).
 _SIZES = {"Envelope": (5, 3), "SubmitTask": (3, 5), "Arg": (1, 2), "Value": (1, 3), "Payload": (1, 1),
-          "RefDescriptor": (2, 4), "TaskReply": (1, 3), "ReturnValue": (2, 5), "ErrorInfo": (1, 3), "Heartbeat": (0, 0)}
+          "RefDescriptor": (2, 4), "TaskReply": (2, 3), "ReturnValue": (2, 5), "ErrorInfo": (1, 3), "Heartbeat": (0, 0)}
 #: (struct, group) -> (discriminant offset in 16-bit units, pointer slot of `some`).
 _GROUPS = {("Arg", "value"): (1, 0), ("Arg", "ref"): (2, 1), ("ReturnValue", "value"): (1, 1),
            ("ReturnValue", "error"): (2, 4)}
@@ -276,11 +277,12 @@ def _put_submit(buf: bytearray, at: int, b: SubmitTask, threshold: int) -> None:
 
 
 _W_RETURN_DATA = struct.Struct("<HHH2xq")
+_W_REPLY_DATA = struct.Struct("<I4xq")  # attempt, storeFreeBytes XOR its default -1
 
 
 def _put_reply(buf: bytearray, at: int, b: TaskReply, threshold: int) -> None:
-    _U32.pack_into(buf, at << 3, b.attempt)
-    p = at + 1
+    _W_REPLY_DATA.pack_into(buf, at << 3, b.attempt, b.store_free_bytes ^ -1)
+    p = at + 2
     _put_text(buf, p, b.task_id)
     if b.returns:
         first = _put_structs(buf, p + 1, len(b.returns), _RETURN_H)
@@ -502,16 +504,16 @@ def _ref(seg: bytes, size: int, word: int, p: int) -> RefDescriptor:
 
 _REPLY_IDS = _ID[TaskReply]
 _RETURN_IDS = _ID[ReturnValue]
-_REPLY_WORDS = struct.Struct("<I4xQQQ")
+_REPLY_WORDS = struct.Struct("<I4xqQQQ")
 _RETURN_WORDS = struct.Struct("<HHH2xq5Q")
 
 
 def _reply(seg: bytes, size: int, word: int, p: int) -> TaskReply:
     at = _struct(size, word, p, _REPLY_H)
-    attempt, p_task, p_returns, p_retained = _REPLY_WORDS.unpack_from(seg, at << 3)
+    attempt, free, p_task, p_returns, p_retained = _REPLY_WORDS.unpack_from(seg, at << 3)
     returns = []
     if p_returns:
-        first, count = _composite(seg, size, at + 2, p_returns, _RETURN_H)
+        first, count = _composite(seg, size, at + 3, p_returns, _RETURN_H)
         for i in range(count):
             e = first + 7 * i
             kind, has_value, has_error, rsize, p_oid, p_value, p_loc, p_nested, p_error = \
@@ -524,8 +526,8 @@ def _reply(seg: bytes, size: int, word: int, p: int) -> TaskReply:
                 _ident(_text(seg, size, e + 4, p_loc), _RETURN_IDS["location"]), rsize,
                 _refs(seg, size, e + 5, p_nested),
                 _error(seg, size, e + 6, p_error) if has_error else None))
-    return TaskReply(_ident(_text(seg, size, at + 1, p_task), _REPLY_IDS["task_id"]), attempt, tuple(returns),
-                     _refs(seg, size, at + 3, p_retained))
+    return TaskReply(_ident(_text(seg, size, at + 2, p_task), _REPLY_IDS["task_id"]), attempt, tuple(returns),
+                     _refs(seg, size, at + 4, p_retained), free ^ -1)
 
 
 def _heartbeat(seg: bytes, size: int, word: int, p: int) -> Heartbeat:

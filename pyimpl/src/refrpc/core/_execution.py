@@ -186,7 +186,7 @@ class Execution:
                 value = replace(res.value, nested=out_nested) if out_nested or res.value.nested else res.value
                 returns.append(ReturnValue(rid, ReturnKind.INLINE, value=value))
         retained = self._register_retained(ex, key, s.retained)
-        ex.reply = TaskReply(ex.spec.task_id, ex.spec.attempt, tuple(returns), retained)
+        ex.reply = TaskReply(ex.spec.task_id, ex.spec.attempt, tuple(returns), retained, max(-1, s.store_free_bytes))  # OBJ-060
         if ex.registrations:
             self._transition_exec(ex, "finished_retained")
         else:

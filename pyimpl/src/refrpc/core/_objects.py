@@ -99,6 +99,29 @@ class Objects:
             out.append((p, addr))
         return tuple(out)
 
+    def _relay_pairs(self: Peer, e: OwnedObject, asker: PeerId) -> tuple[tuple[PeerId, str], ...]:
+        """LOC-021: the relays listed to ``asker``, never ``asker``, none fenced or dead, at
+        most ``relays_listed``: first those listed first fewer than ``relay_fanout`` times,
+        oldest first (so the fetchers form a tree of that fan-out: 1 makes a chain), then
+        the others, most recent first."""
+        live = [p for p in e.relays if p != asker and (r := self.remotes.get(p)) is not None and r.state != "dead"]
+        fanout = self.config.relay_fanout
+        order = [p for p in live if e.relays[p] < fanout] + [p for p in reversed(live) if e.relays[p] >= fanout]
+        return tuple((p, self._address_of(p)) for p in order[: self.config.relays_listed])
+
+    def _add_relay(self: Peer, e: OwnedObject, peer: PeerId) -> None:
+        """LOC-020: ``peer`` is about to fetch ``e``'s value and serves what it has meanwhile."""
+        if peer in e.locations or e.value is not None:
+            return  # it holds a whole copy already, or there is nothing to fetch
+        e.relays.pop(peer, None)
+        e.relays[peer] = 0  # the most recent last, listed first to nobody yet
+        while len(e.relays) > self.config.relays_kept:
+            del e.relays[next(iter(e.relays))]  # the oldest is forgotten first
+
+    @staticmethod
+    def _drop_relay(e: OwnedObject, peer: PeerId) -> None:
+        e.relays.pop(peer, None)
+
     def _address_of(self: Peer, peer: PeerId) -> str:
         r = self.remotes.get(peer)
         if r is not None and r.address:
@@ -177,6 +200,7 @@ class Objects:
                 if self.trace_events:
                     self._trace("location-removed", oid, peer=p)
             e.locations.clear()
+            e.relays.clear()
             e.value = None
             nested, e.nested = e.nested, ()
             e.reclaimed = True
@@ -213,6 +237,8 @@ class Objects:
             self._out(FreeCopy(self._sid, oid))
             if owner_alive:
                 self._send(b.owner, RemoveLocation(oid), b.ref.owner_address)  # LOC-003
+        elif b.relay_offered and oid not in self.copies and owner_alive:
+            self._send(b.owner, RemoveLocation(oid), b.ref.owner_address)  # LOC-023: no longer a relay
 
     # ------------------------------------------------------------ settling and answers
     def _resolution(self: Peer, oid: ObjectId) -> tuple[Value | None, tuple, int, ErrorInfo | None] | None:
@@ -230,7 +256,8 @@ class Objects:
         if b is None:
             return None, (), -1, ErrorInfo(ErrorCode.UNKNOWN_OBJECT, f"no ref to {oid} here")
         if b.state == "ready":
-            return b.value, b.locations, b.size, None
+            # FET-040: the relays the owner listed first, then the copies (FET-011).
+            return b.value, (b.relays + b.locations if b.value is None else b.locations), b.size, None
         if b.state == "failed":
             return None, (), -1, b.error
         return None
@@ -243,12 +270,24 @@ class Objects:
         value, locations, size, error = res
         for request_id in self.get_waiters.pop(oid, []):
             self._out(GetResult(self._sid, request_id, oid, value, locations, size, error))
+        relays = dict(self.status_waiters.get(oid, {}))  # who offered to relay (LOC-020)
         for peer in self._forget_status_waits(oid):
-            self._send(peer, self._status_message(oid))
+            self._answer_status(peer, oid, bool(relays.get(peer)))
         for key in self.arg_waiters.pop(oid, []):
             self._arg_resolved(key, oid)
 
-    def _status_message(self: Peer, oid: ObjectId) -> ObjectStatus:
+    def _answer_status(self: Peer, peer: PeerId, oid: ObjectId, relay: bool) -> None:
+        """Send ``peer`` the status of ``oid``; a fetcher that offered to relay is
+        listed as one to those who ask after it (LOC-020)."""
+        status = self._status_message(oid, peer)
+        self._send(peer, status)
+        e = self.owned.get(oid)
+        if e is not None and status.relays:
+            e.relays[status.relays[0]] += 1  # the relay this asker will try first (LOC-021)
+        if relay and e is not None and e.state == "ready" and self.config.relays_listed > 0:
+            self._add_relay(e, peer)
+
+    def _status_message(self: Peer, oid: ObjectId, asker: PeerId = "") -> ObjectStatus:
         e = self.owned.get(oid)
         if e is None:
             if self._owns(oid):
@@ -259,9 +298,11 @@ class Objects:
             return ObjectStatus(oid, ObjectState.UNKNOWN)
         if e.state == "ready":
             pairs = self._location_pairs(e) if e.value is None else ()
+            relays = self._relay_pairs(e, asker) if e.value is None else ()
             return ObjectStatus(
                 oid, ObjectState.READY, e.size,
                 tuple(p for p, _ in pairs), tuple(a for _, a in pairs), e.value,
+                relays=tuple(p for p, _ in relays), relay_addresses=tuple(a for _, a in relays),
             )
         if e.state == "failed":
             return ObjectStatus(oid, ObjectState.FAILED, error=e.error)
@@ -272,7 +313,9 @@ class Objects:
     def _request_status(self: Peer, b: BorrowedObject) -> None:
         if not b.status_requested and b.state == "unresolved":
             b.status_requested = True
-            self._send(b.owner, GetObjectStatus(b.ref.object_id, True), b.ref.owner_address, b.ref.owner_incarnation)
+            b.relay_offered = self.config.relay_fetches  # LOC-020
+            self._send(b.owner, GetObjectStatus(b.ref.object_id, True, b.relay_offered), b.ref.owner_address,
+                       b.ref.owner_incarnation)
 
     def _get(self: Peer, request_id: int, oid: ObjectId, urgent: bool = False) -> None:
         if oid not in self.owned and oid not in self.borrowed:
@@ -323,11 +366,11 @@ class Objects:
                     # SEC-009: the wait is refused as a request (ERR-003), nothing is remembered.
                     raise ProtocolViolation(ErrorCode.RESOURCE_EXHAUSTED,
                                             f"{r.peer} already waits on {count} objects here", "SEC-009")
-                waiters[r.peer] = None
                 self.status_wait_counts[r.peer] = count + 1
+            waiters[r.peer] = msg.relay  # whether it offered to relay (LOC-020), as it last said
             self._expedite(msg.object_id)  # the asker may hold a slot while it waits
             return
-        self._send(r.peer, self._status_message(msg.object_id))
+        self._answer_status(r.peer, msg.object_id, msg.relay)
 
     def _on_RegisterBorrower(self: Peer, r: Remote, msg: RegisterBorrower) -> None:
         e = self.owned.get(msg.object_id)
@@ -426,11 +469,14 @@ class Objects:
             self.pending_frees.setdefault(r.peer, []).append(msg.object_id)
             return
         e.locations[r.peer] = None  # LOC-002
+        self._drop_relay(e, r.peer)  # a whole copy now (LOC-022)
         if self.trace_events:
             self._trace("location-added", msg.object_id, peer=r.peer, primary=False)
 
     def _on_RemoveLocation(self: Peer, r: Remote, msg: RemoveLocation) -> None:
         e = self.owned.get(msg.object_id)
+        if e is not None:
+            self._drop_relay(e, r.peer)  # it serves nothing any more (LOC-020)
         if e is None or r.peer not in e.locations:
             return
         del e.locations[r.peer]  # LOC-003
@@ -445,14 +491,18 @@ class Objects:
         if b is None or b.owner != r.peer:
             return  # released meanwhile
         b.status_requested = False
+        if msg.state != ObjectState.READY or msg.value is not None:
+            b.relay_offered = False  # nothing to fetch: the owner listed it nowhere (LOC-020)
         if b.state != "unresolved":
             # A late or repeated answer (GEN-005): keep what we know, take new locations.
             if b.state == "ready" and msg.state == ObjectState.READY and msg.locations:
                 b.locations = tuple(zip(msg.locations, msg.location_addresses))
+                b.relays = tuple(zip(msg.relays, msg.relay_addresses))
             return
         if msg.state == ObjectState.READY:
             b.value = msg.value
             b.locations = tuple(zip(msg.locations, msg.location_addresses))
+            b.relays = tuple(zip(msg.relays, msg.relay_addresses))
             b.size = msg.size
             self._transition_borrowed(b, "status_ready")
         elif msg.state in (ObjectState.FAILED, ObjectState.FREED, ObjectState.UNKNOWN):
@@ -554,11 +604,13 @@ class Objects:
             rows.append(TableEntry(
                 oid, self.peer_id, "owner", e.state, e.local_refs, e.submitted_task_refs,
                 tuple(e.contained_in), tuple(sorted(e.borrowers)), tuple(e.locations), e.lineage_refs, e.size,
+                oid in self.spilled_copies,  # INT-020
             ))
         for oid, b in self.borrowed.items():
             rows.append(TableEntry(
                 oid, b.owner, "borrower", b.state, b.local_refs, b.submitted_task_refs,
                 tuple(b.contained_in), (), tuple(p for p, _ in b.locations), 0, b.size,
+                oid in self.spilled_copies,
             ))
         return tuple(rows)
 

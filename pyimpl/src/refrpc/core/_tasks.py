@@ -114,10 +114,10 @@ class Tasks:
             self.pump_due = True
             return
         if t.spec.attempt > 1:
-            t.executor = self._place(t.arg_refs, live, t.demand)
+            t.executor = self._place(t.arg_refs, live, t.demand, t)
             self._send_task(t)
             return
-        target, holder = self._free_executor(t.arg_refs, live, t.demand)
+        target, holder = self._free_executor(t, live)
         if target:
             t.executor = target
             self._send_task(t)
@@ -156,6 +156,8 @@ class Tasks:
             r.in_flight[t.spec.task_id] = (self.now_ms, quick)
             r.slow_in_flight += not quick
             _use(r, t.demand, +1)
+            if r.store_free >= 0:  # TASK-041: until its next reply says otherwise
+                r.store_free = max(0, r.store_free - self._missing_bytes(t, t.executor))
         self._story(t.spec.task_id, "dispatch", f"attempt {t.spec.attempt} to {t.executor}")
         self._send(t.executor, t.spec, address)
 
@@ -260,27 +262,73 @@ class Tasks:
         return local
 
     def _place(self: Peer, arg_refs: tuple[ObjectId, ...], live: list[PeerId] | None = None,
-               demand: Demand = DEFAULT_DEMAND) -> PeerId:
+               demand: Demand = DEFAULT_DEMAND, t: OwnerTask | None = None) -> PeerId:
         """Locality if it has room, else the least loaded, room or not (TASK-012), among
-        the executors that could ever hold ``demand``; "" when there is none."""
+        the executors that could ever hold ``demand``; for a task ``t``, those with
+        memory for its arguments first (TASK-041); "" when there is none."""
         live = self._capable(demand, live)
         if not live:
             return ""
         local = self._local_bytes(arg_refs) if arg_refs else {}
+        fits = self._with_memory(t, live) if t is not None else live
         best = max(live, key=lambda p: local.get(p, 0))
-        if local.get(best, 0) > 0 and self._has_slot(best, demand):
+        if local.get(best, 0) > 0 and self._has_slot(best, demand) and best in (fits or live):
             return best
-        return min(live, key=self._load)
+        free_fits = [p for p in fits if self._has_slot(p, demand)]
+        return min(free_fits or live, key=self._load)
 
-    def _free_executor(self: Peer, arg_refs: tuple[ObjectId, ...], live: list[PeerId],
-                       demand: Demand) -> tuple[PeerId, PeerId]:
+    def _free_executor(self: Peer, t: OwnerTask, live: list[PeerId]) -> tuple[PeerId, PeerId]:
         """(executor with room now or "", executor the task should wait for or "")."""
-        local = self._local_bytes(arg_refs) if arg_refs else {}
+        demand = t.demand
+        local = self._local_bytes(t.arg_refs) if t.arg_refs else {}
+        fits = self._with_memory(t, live)
         if local:
             best = max(live, key=lambda p: local.get(p, 0))
-            if local.get(best, 0) >= self.config.locality_bytes:
+            if local.get(best, 0) >= self.config.locality_bytes and best in (fits or live):
                 return (best, "") if self._has_slot(best, demand) else ("", best)
-        return self._pick(local, [p for p in live if self._has_slot(p, demand)]), ""
+        free = [p for p in live if self._has_slot(p, demand)]
+        return self._pick(local, [p for p in free if p in fits] or free), ""
+
+    # ------------------------------------------------------------ free memory (TASK-041)
+    def _fetched_args(self: Peer, t: OwnerTask) -> tuple[ObjectId, ...]:
+        """The objects an executor of ``t`` loads into its store: its ``ref`` arguments."""
+        return tuple(dict.fromkeys(a.ref.object_id for a in t.spec.args if a.kind == ArgKind.REF and a.ref is not None))
+
+    def _host_of(self: Peer, p: PeerId) -> str:
+        if p == self.peer_id and self.own_host:
+            return self.own_host
+        return self.worker_hosts.get(p) or f"peer:{p}"
+
+    def _missing_bytes(self: Peer, t: OwnerTask, p: PeerId) -> int:
+        """Bytes of ``t``'s ``ref`` arguments of known size that ``p`` would copy into its
+        store: those of which this peer knows no copy on ``p``'s host (TASK-041)."""
+        host = self._host_of(p)
+        missing = 0
+        for oid in self._fetched_args(t):
+            e = self.owned.get(oid)
+            b = self.borrowed.get(oid)
+            if e is not None:
+                size, locs = e.size, list(e.locations)
+            elif b is not None:
+                size, locs = b.size, [q for q, _ in b.locations]
+            else:
+                continue
+            if size > 0 and not any(self._host_of(q) == host for q in locs):
+                missing += size
+        return missing
+
+    def _with_memory(self: Peer, t: OwnerTask, peers: list[PeerId]) -> list[PeerId]:
+        """Those of ``peers`` that have memory for ``t``'s arguments as far as this peer
+        knows: the free bytes they last reported (less what was sent since) are unknown
+        or hold the arguments they would copy (TASK-041)."""
+        if not t.spec.args:
+            return list(peers)
+        out = []
+        for p in peers:
+            r = self.remotes.get(p)
+            if r is None or r.store_free < 0 or self._missing_bytes(t, p) <= r.store_free:
+                out.append(p)
+        return out
 
     def _pick(self: Peer, local: dict[PeerId, int], free: list[PeerId]) -> PeerId:
         """The free executor holding the most of the arguments, else the least loaded."""
@@ -330,7 +378,8 @@ class Tasks:
                 t = self.tasks.get(q.popleft())
                 if t is None or t.state != "queued":
                     continue
-                p = self._pick(self._local_bytes(t.arg_refs) if t.arg_refs else {}, free)
+                fits = self._with_memory(t, free)
+                p = self._pick(self._local_bytes(t.arg_refs) if t.arg_refs else {}, fits or free)
                 self._start_queued(t, p)
                 if not self._has_slot(p, demand):
                     free.remove(p)
@@ -349,7 +398,7 @@ class Tasks:
         t = self.tasks.get(e.task_id) if e is not None and e.task_id else None
         if t is None or t.state != "queued":
             return
-        p = self._place(t.arg_refs, None, t.demand)
+        p = self._place(t.arg_refs, None, t.demand, t)
         if p:  # else the next pump fails it
             self._start_queued(t, p)
 
@@ -381,6 +430,7 @@ class Tasks:
         seq = r.submit_seqs.pop(reply.task_id, None)
         if seq is not None:
             r.requests.pop(seq, None)  # answered: no longer a request an error could end (ERR-003)
+        r.store_free = max(-1, reply.store_free_bytes)  # OBJ-060, TASK-041: the latest word
         if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids or not all(map(_well_formed, reply.returns)):
             # TASK-019, VAL-019: a reply that does not match the task would leave returns pending for ever.
             self._drop_reply(reply)
@@ -604,6 +654,7 @@ class Tasks:
     def _object_lost(self: Peer, oid: ObjectId) -> None:
         """The last copy of an owned value is gone (LOC-004, LIN-003)."""
         e = self.owned[oid]
+        e.relays.clear()  # relays of the lost stored form serve nothing that is still valid (LOC-022)
         t = self.tasks.get(e.task_id) if e.task_id else None
         if self._rebuildable(t):
             # If t is already being re-run for another lost return, that run makes

@@ -68,7 +68,8 @@ class AddPeer(Stimulus):
     """Cluster membership: ``peer`` at ``address`` can run tasks (``slots`` at once,
     its CPUs) and offers ``resources`` (name -> amount, e.g. ``(("gpu", 1.0),)``).
     Executors with the same ``host`` pool their slots (TASK-040); "" is a host of
-    its own."""
+    its own. Naming the peer itself, it only says which host this peer is on: its
+    copies are then local to that host's executors (TASK-041)."""
 
     peer: PeerId
     address: str
@@ -213,6 +214,15 @@ class CopyStored(Stimulus):
 
 
 @dataclass(frozen=True, slots=True)
+class CopySpilled(Stimulus):
+    """The store here wrote its copy of ``object_id`` to disk (``spilled``), or
+    brought it back into memory or freed it (not ``spilled``) (OBJ-031, INT-020)."""
+
+    object_id: ObjectId
+    spilled: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CopyLost(Stimulus):
     """The store here lost or evicted its copy of ``object_id`` (LOC-003)."""
 
@@ -297,6 +307,9 @@ class TaskFinished(Stimulus):
     #: The task's return ids, as the shell ran it (for the shell's own records: the
     #: core may have dropped the task meanwhile, FATE-003, and still frees what was stored).
     return_ids: tuple[ObjectId, ...] = ()
+    #: Bytes the store here can still take without spilling, the returns stored;
+    #: -1 without a store limit. Sent in the reply (OBJ-060).
+    store_free_bytes: int = -1
 
 
 @dataclass(frozen=True, slots=True)

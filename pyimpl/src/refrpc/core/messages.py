@@ -145,6 +145,8 @@ class TableEntry:
     locations: tuple[PeerId, ...]
     lineage_refs: int
     size: int
+    #: My own copy of it is spilled to disk (``INT-020``).
+    spilled: bool = False
 
 
 # ---------------------------------------------------------------- handshake
@@ -243,6 +245,9 @@ class TaskReply:
     #: Shared refs from the task's arguments that I still hold after the task and
     #: for which the owner has already granted me a borrow (``BOR-007``).
     retained: tuple[RefDescriptor, ...] = ()
+    #: Bytes my store could still take in memory without spilling, as I made this
+    #: reply; -1 when I have no store limit or do not say (``OBJ-060``).
+    store_free_bytes: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +327,8 @@ class GetObjectStatus:
 
     object_id: ObjectId
     wait: bool = True
+    #: The asker is about to fetch and serves what it receives meanwhile (``LOC-020``).
+    relay: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +343,10 @@ class ObjectStatus:
     location_addresses: tuple[str, ...] = ()
     value: Value | None = None
     error: ErrorInfo | None = None
+    #: Peers assembling a copy that serve what they have, most recent first (``LOC-021``).
+    relays: tuple[PeerId, ...] = ()
+    #: Addresses matching ``relays``.
+    relay_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from .events import (
     Cancel,
     Connect,
     CopyLost,
+    CopySpilled,
     FreeCopy,
     CopyStored,
     CreateActorRequest,
@@ -126,6 +127,11 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.worker_hosts: dict[PeerId, str] = {}
         #: The executors of each host, in the order they were added.
         self.host_workers: dict[str, list[PeerId]] = {}
+        #: This peer's own host, as an AddPeer naming itself said ("" if none did): copies
+        #: it holds are mapped, not fetched, by executors of that host (TASK-041).
+        self.own_host: str = ""
+        #: Objects whose copy in the local store is spilled to disk now (INT-020).
+        self.spilled_copies: dict[ObjectId, None] = {}
         #: Addresses learnt from RegisterBorrower, for peers we have no session with.
         self.addresses: dict[PeerId, tuple[str, int]] = {}
         #: The ownership table (OWN-003).
@@ -167,7 +173,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         #: Local Get requests waiting for a value.
         self.get_waiters: dict[ObjectId, list[int]] = {}
         #: Peers waiting on GetObjectStatus(wait) for an owned object.
-        self.status_waiters: dict[ObjectId, dict[PeerId, None]] = {}
+        #: ... each with whether the asker offered to relay (LOC-020).
+        self.status_waiters: dict[ObjectId, dict[PeerId, bool]] = {}
         #: How many of those waits each peer has outstanding (SEC-009).
         self.status_wait_counts: dict[PeerId, int] = {}
         #: Executing tasks waiting for a REF argument.
@@ -211,6 +218,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             Materialize: lambda s: self._materialize(s.container, s.refs),
             CopyStored: self._stim_copy_stored,
             CopyLost: self._stim_copy_lost,
+            CopySpilled: self._stim_copy_spilled,
             FetchFailed: self._stim_fetch_failed,
             CreateActorRequest: self._create_actor,
             Cancel: lambda s: self._cancel(s.task_id),
@@ -305,8 +313,16 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             if self.introspections.pop(int(key), None) is not None:  # type: ignore[call-overload]
                 self._out(IntrospectResult(self._sid, int(key), r.peer, (), error))  # type: ignore[call-overload]
 
+    def _stim_copy_spilled(self, s: CopySpilled) -> None:
+        if s.spilled:
+            self.spilled_copies[s.object_id] = None
+        else:
+            self.spilled_copies.pop(s.object_id, None)
+
     def _stim_add_peer(self, s: AddPeer) -> None:
-        if s.peer != self.peer_id:
+        if s.peer == self.peer_id:
+            self.own_host = s.host  # where this peer's own copies lie (TASK-041)
+        else:
             self.workers[s.peer] = (s.address, max(1, s.slots))
             self.worker_resources[s.peer] = {name: float(amount) for name, amount in s.resources if amount > 0}
             host = s.host or f"peer:{s.peer}"
@@ -383,6 +399,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         if b is None or s.object_id in self.copies:
             return
         self.copies[s.object_id] = b.owner
+        b.relay_offered = False  # a whole copy: the owner makes the relay a location (LOC-022)
         self._send(b.owner, AddLocation(s.object_id, s.size), b.ref.owner_address)  # LOC-002
 
     def _stim_fetch_failed(self, s: FetchFailed) -> None:
@@ -390,7 +407,12 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         b = self.borrowed.get(s.object_id)
         if b is not None and b.state == "ready":
             b.locations = ()
+            b.relays = ()
             self._transition_borrowed(b, "fetch_failed")
+        if b is not None and b.relay_offered and s.object_id not in self.copies:
+            # LOC-023: this peer serves nothing of the object now; the owner stops listing it.
+            b.relay_offered = False
+            self._send(b.owner, RemoveLocation(s.object_id), b.ref.owner_address)
         if s.task_id:
             key = self.exec_index.get((s.task_id, s.attempt))
             ex = self.exec_tasks.get(key) if key else None
@@ -442,6 +464,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             waiters = self.status_waiters.get(oid)
             if waiters and dead in waiters:
                 self._forget_status_waits(oid, (dead,))
+            self._drop_relay(e, dead)  # LOC-022
             if dead in e.locations:
                 del e.locations[dead]
                 if self.trace_events:
@@ -611,6 +634,11 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 waits[asker] = waits.get(asker, 0) + 1
         if waits != self.status_wait_counts:
             problems.append(f"status waits counted {self.status_wait_counts} != kept {waits} (SEC-009)")
+        for oid, e in self.owned.items():
+            if e.relays and (e.state != "ready" or e.value is not None):
+                problems.append(f"{oid}: relays kept for a {e.state} object (LOC-020, LOC-022)")
+            if any(p in e.locations for p in e.relays):
+                problems.append(f"{oid}: a relay is also a location (LOC-022)")
         counted: dict[ObjectId, int] = {}
         for reg in self.outgoing.values():
             if reg.purpose[0] in ("reply", "abandon"):
@@ -655,6 +683,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             want = used.get(r.peer, {})
             if r.used.keys() != want.keys() or any(abs(r.used[k] - want[k]) > 1e-6 for k in want):
                 problems.append(f"{r.peer}: resources used {r.used} != {want} (TASK-012)")
+            if r.store_free < -1:
+                problems.append(f"{r.peer}: store estimate {r.store_free} below -1 (TASK-041)")
         for oid, e in self.owned.items():
             if e.lineage_refs != needed.get(oid, 0):
                 problems.append(f"{oid}: lineageRefs {e.lineage_refs} != {needed.get(oid, 0)} (LIN-002)")

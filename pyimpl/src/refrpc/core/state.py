@@ -84,6 +84,15 @@ class Config:
     #: Peers whose death this peer never announces with PeerDeadNotice (LIV-030): a
     #: multi-host cluster's head, whose death every member detects itself (CLU-015).
     unannounced: tuple[str, ...] = ()
+    #: Offer to relay what this peer fetches: GetObjectStatus(relay) (LOC-020).
+    relay_fetches: bool = True
+    #: Relays an owner lists in one ObjectStatus, most recent first; 0 lists none (LOC-021).
+    relays_listed: int = 4
+    #: Relays an owner remembers per object; the oldest is forgotten first (LOC-021).
+    relays_kept: int = 16
+    #: Askers a relay is listed first to before later relays come first: the fan-out of
+    #: the tree the fetchers of one value form (LOC-021); 1 makes a chain.
+    relay_fanout: int = 2
 
     @property
     def dead_after_ms(self) -> int:
@@ -103,6 +112,9 @@ class OwnedObject:
     value: Value | None = None
     #: Peers holding a copy; the first is the primary (LOC-001).
     locations: dict[PeerId, None] = field(default_factory=dict)
+    #: Peers assembling a copy that serve what they have, oldest first, each with how
+    #: many askers it was listed to first (LOC-020, LOC-021); never copies (LOC-022).
+    relays: dict[PeerId, int] = field(default_factory=dict)
     size: int = -1
     error: ErrorInfo | None = None
     #: For a failed object: the exception the task raised, as its executor sent it (TASK-018).
@@ -149,6 +161,8 @@ class BorrowedObject:
     state: str = "unresolved"
     value: Value | None = None
     locations: tuple[tuple[PeerId, str], ...] = ()
+    #: The relays the owner listed with ``locations`` (LOC-021), tried first (FET-040).
+    relays: tuple[tuple[PeerId, str], ...] = ()
     size: int = -1
     error: ErrorInfo | None = None
     local_refs: int = 0
@@ -166,6 +180,8 @@ class BorrowedObject:
     pins: int = 0
     #: A GetObjectStatus(wait) is outstanding at the owner.
     status_requested: bool = False
+    #: This peer asked with ``relay`` = true: the owner may list it as a relay (LOC-020).
+    relay_offered: bool = False
 
     @property
     def owner(self) -> PeerId:
@@ -331,3 +347,7 @@ class Remote:
     #: CPU slots ("CPU") and named resources this peer's counted tasks and live
     #: actors take there now (TASK-012).
     used: dict[str, float] = field(default_factory=dict)
+    #: What its latest adopted TaskReply said its store could still take without
+    #: spilling, less the missing argument bytes of the tasks sent to it since;
+    #: -1 when unknown (OBJ-060, TASK-041).
+    store_free: int = -1

@@ -20,7 +20,10 @@ or on ``PYTHONPATH``). The process binds its ROUTER socket to ``--endpoint``
 Given a cluster key file (``--key-file``, or ``REFRPC_KEY_FILE``, which the suite
 sets when the config says ``authentication = "curve"``), it authenticates every
 connection with CURVE and listens only to members whose key matches their PeerId
-(SEC-011, SEC-016). Once its socket is bound it writes the ``ready`` event (CNF-006); it starts in
+(SEC-011, SEC-016). ``--max-status-waits N`` bounds the ``GetObjectStatus`` waits
+one remote may have outstanding (SEC-009; the spec's 100,000 by default): the suite's
+config starts it with 8 and says so in ``limits`` (CNF-031), so that the SEC-009
+case can reach the bound. Once its socket is bound it writes the ``ready`` event (CNF-006); it starts in
 about half a second on an idle machine. Logs go to standard error only.
 
 **What it offers.** Features ``core``, ``borrowing``, ``recovery``, ``actors``

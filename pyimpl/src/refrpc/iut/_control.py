@@ -480,6 +480,7 @@ class Control:
                 "localRefs": e.local_refs, "submittedTaskRefs": e.submitted_task_refs,
                 "containedIn": list(e.contained_in), "borrowers": list(e.borrowers),
                 "locations": list(e.locations), "lineageRefs": e.lineage_refs, "size": e.size,
+                "spilled": e.spilled,
             }
             for e in rows
         ]}

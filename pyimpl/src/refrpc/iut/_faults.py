@@ -348,6 +348,17 @@ FAULTS: dict[str, tuple[str, str]] = {
         "another location, only the missing ranges are fetched from it, splicing two stored forms "
         "that may differ byte for byte.",
     ),
+    "place-ignoring-memory": (
+        "TASK-041",
+        "Placement takes no account of what executors said their stores can still take "
+        "(storeFreeBytes): a task or a retry goes by slots, load and locality only, also to an "
+        "executor that said it has no room for the task's arguments.",
+    ),
+    "record-rerun-copies": (
+        "LOC-008",
+        "A re-run's stored copy of a return that is still ready is recorded as one more location "
+        "(and not freed), although its bytes may differ from the copies already recorded.",
+    ),
 }
 
 
@@ -762,6 +773,22 @@ def _splice_fetches(iut: Iut) -> None:
     fetcher.fetch = patched_fetch  # type: ignore[method-assign]
 
 
+def _record_rerun_copies(iut: Iut) -> None:
+    from ..core.messages import ReturnKind
+
+    core = iut.node.core
+    take_return = core._take_return
+
+    def patched(rv: Any) -> None:
+        e = core.owned.get(rv.object_id)
+        if rv.kind == ReturnKind.STORED and e is not None and e.state == "ready" and rv.location not in e.locations:
+            e.locations[rv.location] = None  # breaks LOC-008: another execution's bytes recorded
+            return
+        take_return(rv)
+
+    core._take_return = patched  # type: ignore[method-assign]
+
+
 def _simultaneous_hello_waits(iut: Iut) -> None:
     core = iut.node.core
     on_hello = core._on_hello
@@ -918,6 +945,11 @@ def _no_executor_worker_died(iut: Iut) -> None:
         core._fail_task(t, info, "no_executor")
 
     core._no_executor = patched  # type: ignore[method-assign]
+
+
+def _place_ignoring_memory(iut: Iut) -> None:
+    core = iut.node.core
+    core._with_memory = lambda t, peers: list(peers)  # type: ignore[method-assign]  # breaks TASK-041
 
 
 def _queue_named_tasks(iut: Iut) -> None:
@@ -1080,6 +1112,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "freed-is-unknown": _freed_is_unknown,
     "handshake-never-times-out": _handshake_never_times_out,
     "splice-fetches": _splice_fetches,
+    "place-ignoring-memory": _place_ignoring_memory,
+    "record-rerun-copies": _record_rerun_copies,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

@@ -496,6 +496,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     here = socket.gethostname()  # the sibling workers share this host's slots (TASK-040)
     adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1, tuple(sorted(offered.get(n, {}).items())), here)
             for n, a in peers if n != args.peer]
+    adds.append(lambda sid: ev.AddPeer(sid, args.peer, node.address, 0, (), here))  # its own host (TASK-041)
     node.handle_soon(*adds).result()
     # Open the session with the head now, so that its death is noticed (REF-006).
     node.handle_soon(lambda sid: ev.Connect(sid, args.head_name, args.head, args.head_incarnation)).result()

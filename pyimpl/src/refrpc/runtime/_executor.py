@@ -687,8 +687,10 @@ class Executor:
         does not hold, for one), the task fails with that reason instead: its
         owner always gets a reply, and the worker goes on serving.
         """
+        free = self.node.store_free_bytes()  # OBJ-060: told to the submitter in the reply
         done = self.node.handle_soon(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt, tuple(results),
-                                                                 return_ids=tuple(ins.return_ids)))
+                                                                 return_ids=tuple(ins.return_ids),
+                                                                 store_free_bytes=-1 if free is None else free))
         exc = done.exception()
         if exc is None or all(r.error is not None for r in results):
             return

@@ -1,13 +1,19 @@
 """The data plane: fetching stored values from a peer on another host (FET-*).
 
 Both sides run on the node's loop thread. The fetcher asks its preferred
-location (the primary, the first one the owner listed, FET-011) for the stored
-form in ranges of at most 8 MiB, at most 4 outstanding (FET-015); the holder
+source (the first relay the owner listed, FET-040, else the primary, FET-011)
+for the stored form in ranges of at most 8 MiB, at most 4 outstanding (FET-015);
+a source that has no copy sends it on to the next one (FET-041). The holder
 streams each range back in chunks (each compressed with lz4 on its own when the
 session negotiated it and it pays) that fit the fetcher's announced frame limit
 (FET-007). Chunks travel outside the session (FET-005): a lost chunk is noticed
 by the fetcher and asked for again (FET-002, FET-006); a range the holder refuses
 as RESOURCE_EXHAUSTED is asked for again after a growing delay (FET-009, ERR-009).
+
+While it fetches, a peer is a relay (LOC-020): it serves the bytes it has
+received to other fetchers, each chunk as soon as its bytes are all here
+(FET-042), and answers what is left with OBJECT_FREED if its own fetch fails
+(FET-043).
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ if TYPE_CHECKING:
 
 #: Chunks at least this large are tried with lz4 (smaller ones rarely pay).
 LZ4_MIN_BYTES = 4096
+#: After a chunk that lz4 did not shrink enough, this many chunks of the same request
+#: go without trying (incompressible data costs a compression per chunk otherwise).
+LZ4_BACKOFF_CHUNKS = 8
 #: No chunk for this long: ask again for what is missing (FET-006).
 PROGRESS_TIMEOUT_S = 5.0
 #: The largest range one FetchRequest asks for, and how many may be outstanding (FET-015).
@@ -45,6 +54,9 @@ MAX_SERVED = 64
 #: so that serving never keeps the loop from heartbeats and other peers' messages.
 SERVE_BYTES_PER_TURN = 8 << 20
 SERVE_CHUNKS_PER_TURN = 256
+#: How long a request for an object this peer offered to relay, but has not begun to
+#: fetch yet, waits for that fetch before it is answered OBJECT_FREED (FET-042).
+PARK_S = 1.0
 #: Waits before asking a holder that answered RESOURCE_EXHAUSTED again (ERR-009).
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 1.0
@@ -76,7 +88,11 @@ class _Fetch:
 
 @dataclass
 class _Serving:
-    """A request this holder serves, chunk by chunk, a few per turn of the loop (FET-020)."""
+    """A request this holder serves, chunk by chunk, a few per turn of the loop (FET-020).
+
+    A relay (LOC-020) serves from the copy it is assembling: ``total`` and ``end``
+    stay -1 until its own fetch has learnt the size, and a chunk waits until its
+    bytes have arrived (FET-042)."""
 
     fetcher: PeerId
     incarnation: int
@@ -88,6 +104,12 @@ class _Serving:
     may_compress: bool
     #: The next byte to send.
     offset: int
+    #: Chunks to send without trying lz4, after tries that did not pay (FET-016).
+    skip_lz4: int = 0
+
+
+#: What a chunk of a relayed request does when its bytes have not arrived yet.
+_WAIT = -1
 
 
 class FetchService:
@@ -105,6 +127,13 @@ class FetchService:
         #: Bytes received as chunks, and how many of them arrived compressed.
         self.received = 0
         self.received_compressed = 0
+        #: Bytes of stored forms sent to each fetcher (uncompressed), and of them from
+        #: copies still being assembled here (relayed, FET-042).
+        self.served: dict[PeerId, int] = {}
+        self.relayed = 0
+        #: Requests that came before our own fetch of the object they ask for, which the
+        #: owner already lists us as relaying: (arrival, delivery), by object (FET-042).
+        self._parked: dict[str, list[tuple[float, ev.DeliverData]]] = {}
 
     # ------------------------------------------------------------ fetcher
     def fetch(self, object_id: str, locations: tuple[tuple[PeerId, str], ...]) -> Future[int]:
@@ -122,6 +151,8 @@ class FetchService:
             return f.future
         self._by_object[object_id] = f
         self._start(f)
+        for _, d in self._parked.pop(object_id, []):  # they waited for this fetch: served from it now
+            self._on_request(d, d.message)
         return f.future
 
     def _known_dead(self, peer: PeerId) -> bool:
@@ -177,7 +208,9 @@ class FetchService:
                     f.retry_delay = min(RETRY_MAX_S, f.retry_delay * 2)
                 f.last_progress = time.monotonic()
                 return
-            self._fail(f, c.error)
+            # FET-041: this source has no copy (a relay that has not started, or gave up,
+            # FET-043), or refused the range: the next source of the same answer.
+            self._source_failed(f, sender, c.error)
             return
         try:
             if f.total < 0:
@@ -197,6 +230,8 @@ class FetchService:
             return
         f.last_progress = time.monotonic()
         f.retry_delay = RETRY_FIRST_S  # ERR-009: progress, back to the first delay
+        if self._serving:
+            self.serve()  # FET-042: requests relayed from this copy may go on now
         if c.last:
             del f.outstanding[c.request_id]
             del self._by_request[c.request_id]
@@ -222,6 +257,17 @@ class FetchService:
         self.node.handle(ev.CopyStored(self.node.sid(), f.object_id, size))
         f.future.set_result(size)
 
+    def _source_failed(self, f: _Fetch, peer: PeerId, info: ErrorInfo) -> None:
+        """FET-041: ``peer`` cannot serve this fetch: go on from the next source of
+        the same answer (what arrived stays, FET-002), or fail with none left."""
+        f.locations = [(p, a) for p, a in f.locations if p != peer]
+        if not f.locations:
+            self._fail(f, info)
+            return
+        self._forget_requests(f)
+        f.where = 0
+        self._start(f)
+
     def _fail(self, f: _Fetch, info: ErrorInfo) -> None:
         self._done(f)
         if f.total >= 0:
@@ -236,6 +282,8 @@ class FetchService:
                 f.future.set_exception(StoreFull(info.message))
             else:
                 f.future.set_exception(ObjectNotFound(f"{f.object_id}: {info.code.value}: {info.message}"))
+        if self._serving:
+            self.serve()  # FET-043: requests relayed from the abandoned copy are refused now
 
     def _done(self, f: _Fetch) -> None:
         self._by_object.pop(f.object_id, None)
@@ -254,6 +302,8 @@ class FetchService:
         the fetch fails and its getter asks the owner again (OBJ-013). Requests
         it was being served end too."""
         self._serving = [j for j in self._serving if j.fetcher != peer]
+        for oid in list(self._parked):
+            self._parked[oid] = [(at, d) for at, d in self._parked[oid] if d.sender != peer]
         for f in list(self._by_object.values()):
             if not any(p == peer for p, _ in f.locations):
                 continue
@@ -270,6 +320,8 @@ class FetchService:
         ranges refused as RESOURCE_EXHAUSTED are asked for again when their delay is over."""
         self.serve()
         now = time.monotonic()
+        if self._parked:
+            self._expire_parked(now)
         for f in list(self._by_object.values()):
             if f.retry_at and now >= f.retry_at:
                 f.retry_at = 0.0
@@ -288,18 +340,52 @@ class FetchService:
             self._start(f)
 
     # ------------------------------------------------------------ holder
-    def _on_request(self, d: ev.DeliverData, r: FetchRequest) -> None:
-        store = self.node.store
-        send = lambda chunk: self.node.handle(ev.SendData(self.node.sid(), d.sender, d.sender_incarnation, d.sender_address, chunk))
+    def _copy_size(self, object_id: str) -> int | None:
+        """The size of the copy here: sealed, or being assembled by a fetch of ours
+        (a relay, LOC-020: -1 until the fetch has learnt it); None without one."""
         try:
-            total = store.size(r.object_id)
+            return self.node.store.size(object_id)
         except (ObjectNotFound, StoreError):
+            pass
+        f = self._by_object.get(object_id)
+        return None if f is None else f.total
+
+    def _about_to_fetch(self, object_id: str) -> bool:
+        """Whether this peer offered to relay ``object_id`` (LOC-020) and has not given up."""
+        b = self.node.core.borrowed.get(object_id)
+        return b is not None and b.relay_offered
+
+    def _expire_parked(self, now: float) -> None:
+        """FET-042: a parked request whose fetch never began is answered OBJECT_FREED."""
+        for oid in list(self._parked):
+            keep = []
+            for at, d in self._parked[oid]:
+                if now - at < PARK_S and self._about_to_fetch(oid):
+                    keep.append((at, d))
+                    continue
+                r = d.message
+                err = ErrorInfo(ErrorCode.OBJECT_FREED, f"no copy of {oid} here", "FET-004")
+                self.node.handle(ev.SendData(self.node.sid(), d.sender, d.sender_incarnation, d.sender_address,
+                                             FetchChunk(oid, r.request_id, r.offset, 0, True, error=err)))
+            if keep:
+                self._parked[oid] = keep
+            else:
+                del self._parked[oid]
+
+    def _on_request(self, d: ev.DeliverData, r: FetchRequest) -> None:
+        send = lambda chunk: self.node.handle(ev.SendData(self.node.sid(), d.sender, d.sender_incarnation, d.sender_address, chunk))
+        total = self._copy_size(r.object_id)
+        if total is None and self._about_to_fetch(r.object_id):
+            # The owner listed us as a relay before our own fetch began: wait for it a little.
+            self._parked.setdefault(r.object_id, []).append((time.monotonic(), d))
+            return
+        if total is None:
             err = ErrorInfo(ErrorCode.OBJECT_FREED, f"no copy of {r.object_id} here", "FET-004")
             send(FetchChunk(r.object_id, r.request_id, r.offset, 0, True, error=err))
             return
-        if r.offset > total or r.length < -1 or r.chunk_bytes < 1:
+        if (total >= 0 and r.offset > total) or r.length < -1 or r.chunk_bytes < 1:
             err = ErrorInfo(ErrorCode.MALFORMED, "offset beyond the end, length below -1 or no chunk size", "FET-014")
-            send(FetchChunk(r.object_id, r.request_id, r.offset, total, True, error=err))
+            send(FetchChunk(r.object_id, r.request_id, r.offset, max(total, 0), True, error=err))
             return
         # FET-009: a bounded number of requests served at once, per fetcher and in all;
         # beyond, a single RESOURCE_EXHAUSTED chunk, never silence.
@@ -307,9 +393,9 @@ class FetchService:
         if mine >= MAX_SERVED_PER_FETCHER or len(self._serving) >= MAX_SERVED:
             err = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, f"serving {mine} requests of yours, {len(self._serving)} in all",
                             "FET-009")
-            send(FetchChunk(r.object_id, r.request_id, r.offset, total, True, error=err))
+            send(FetchChunk(r.object_id, r.request_id, r.offset, max(total, 0), True, error=err))
             return
-        end = total if r.length < 0 else min(total, r.offset + r.length)
+        end = -1 if total < 0 else total if r.length < 0 else min(total, r.offset + r.length)
         remote = self.node.core.remotes.get(d.sender)
         may_compress = r.accept_lz4 and remote is not None and "lz4" in remote.features  # FET-003
         # FET-007: every chunk fits the frame limit the fetcher announced, whatever it asked;
@@ -324,39 +410,75 @@ class FetchService:
         """Send the next chunks of the requests being served, at most a turn's budget (FET-020)."""
         budget_bytes, budget_chunks = SERVE_BYTES_PER_TURN, SERVE_CHUNKS_PER_TURN
         while self._serving and budget_bytes > 0 and budget_chunks > 0:
+            moved = False
             for job in list(self._serving):  # round robin: one chunk each per pass
                 sent = self._send_chunk(job)
+                if sent == _WAIT:
+                    continue  # a relayed chunk whose bytes have not arrived (FET-042)
+                moved = True
                 budget_bytes -= sent
                 budget_chunks -= 1
                 if budget_bytes <= 0 or budget_chunks <= 0:
                     break
+            if not moved:
+                break
 
     def _send_chunk(self, job: _Serving) -> int:
-        """Send ``job``'s next chunk; end the job after its last. The bytes sent."""
+        """Send ``job``'s next chunk; end the job after its last. The bytes sent, or
+        _WAIT for a relayed chunk whose bytes are not all here yet (FET-042)."""
         store = self.node.store
         r = job.request
         send = lambda chunk: self.node.handle(ev.SendData(self.node.sid(), job.fetcher, job.incarnation, job.address, chunk))
+        total = self._copy_size(r.object_id)
+        if total is not None and total < 0:
+            return _WAIT  # our own fetch has not learnt the size yet
+        if total is not None and job.total < 0:  # a relayed request: the size is known now
+            job.total = total
+            if r.offset > total:
+                self._serving.remove(job)
+                err = ErrorInfo(ErrorCode.MALFORMED, "offset beyond the end", "FET-014")
+                send(FetchChunk(r.object_id, r.request_id, r.offset, total, True, error=err))
+                return 0
+            job.end = total if r.length < 0 else min(total, r.offset + r.length)
         n = min(job.step, job.end - job.offset)
+        relayed = False
         try:
-            data = store.get_bytes(r.object_id, job.offset, n)
+            if total is None or total != job.total:
+                raise ObjectNotFound(r.object_id)  # FET-043: the copy is gone (or another one)
+            try:
+                data = store.get_bytes(r.object_id, job.offset, n)
+            except ObjectNotFound:
+                part = store.assembled_bytes(r.object_id, job.offset, n)  # FET-042
+                if part is None:
+                    return _WAIT
+                data, relayed = memoryview(part), True
         except (ObjectNotFound, StoreError):
             # The copy vanished from the store: the owner hears of it first (LOC-006),
-            # then the fetcher gets a typed answer; the loop must not die of it.
+            # then the fetcher gets a typed answer; the loop must not die of it (where
+            # no copy was ever kept, a relay's abandoned assembly, FET-043, the core
+            # has nothing to tell).
             self._serving.remove(job)
             self.node.handle(ev.CopyLost(self.node.sid(), r.object_id))
             err = ErrorInfo(ErrorCode.OBJECT_FREED, f"the copy of {r.object_id} here is gone", "FET-004")
             send(FetchChunk(r.object_id, r.request_id, job.offset, job.total, True, error=err))
             return 0
         compressed = False
-        if job.may_compress and n >= LZ4_MIN_BYTES:
+        if job.skip_lz4:
+            job.skip_lz4 -= 1
+        elif job.may_compress and n >= LZ4_MIN_BYTES:
             packed = lz4.frame.compress(data)
             if len(packed) < n * 0.9:  # only when it pays
                 data, compressed = packed, True
+            else:
+                job.skip_lz4 = LZ4_BACKOFF_CHUNKS
         last = job.offset + n >= job.end
         if last:
             self._serving.remove(job)
         send(FetchChunk(r.object_id, r.request_id, job.offset, job.total, last, compressed, data))
         job.offset += n
+        self.served[job.fetcher] = self.served.get(job.fetcher, 0) + n
+        if relayed:
+            self.relayed += n
         return max(n, 1)
 
     def on_data(self, d: ev.DeliverData) -> None:

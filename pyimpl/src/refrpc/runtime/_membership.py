@@ -183,10 +183,11 @@ def spread(resources: dict[str, float] | None, names: list[str]) -> dict[str, di
     return out
 
 
-def _adds(rows: list[tuple[str, str, int, str, dict[str, float]]], own: str = "") -> list:
-    """AddPeer stimuli for members as :func:`members` gives them (``own`` left out)."""
+def _adds(rows: list[tuple[str, str, int, str, dict[str, float]]]) -> list:
+    """AddPeer stimuli for members as :func:`members` gives them (the receiving peer's
+    own row only tells its core which host it is on, TASK-041)."""
     return [lambda sid, p=p, a=a, s=s, r=r, h=h: ev.AddPeer(sid, p, a, s, tuple(sorted(r.items())), h)
-            for p, a, s, h, r in rows if p != own]
+            for p, a, s, h, r in rows]
 
 
 def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
@@ -260,7 +261,7 @@ def apply_view(node: Any, view: dict[str, Any]) -> int:
         successor = incarnations.get(peer, 0) if newer is not None else 0
         stimuli.append(lambda sid, p=peer, i=incarnation, r=reason, s=successor, a=newer[1] if newer else "":
                        ev.PeerFailed(sid, p, i, f"the head says: {r}", s if s != i else 0, a if s != i else ""))
-    stimuli += _adds(view["members"], own=node.peer_id)
+    stimuli += _adds(view["members"])  # its own row names its host (TASK-041)
     # A worker whose earlier incarnation this member fenced (by itself, or from an
     # earlier view) is known here only as dead: meet the listed incarnation now, or
     # it would never be placed on nor fetched from (CLU-011).

@@ -146,7 +146,10 @@ class Node:
         self.tracer: TraceRecorder | None = TraceRecorder(directory, peer_id, self.incarnation) if directory else None
         self.core.trace_events = self.tracer is not None
         self.ids = IdAllocator(peer_id, self.incarnation)
-        self.store: Any = store if store is not None else SharedMemoryStore(
+        #: (object id, spilled) for each spill, restore or free of a spilled copy the store
+        #: made (any thread, no lock); fed to the core as CopySpilled by the next handle (INT-020).
+        self.spill_events: collections.deque[tuple[str, bool]] = collections.deque()
+        self.store = store if store is not None else SharedMemoryStore(
             namespace, writer=peer_id, capacity=object_store_memory, spill_directory=spill_dir)
         self.on_instruction = on_instruction
         #: On the head of a multi-host cluster: registered workers (see _membership).
@@ -225,6 +228,8 @@ class Node:
             with self.lock:
                 self._check_running()
                 self._drain_released()
+                if self.spill_events and not self.core.stopped:
+                    self.handle()  # what the store spilled or restored, before fn looks (INT-020)
                 result = fn()
         except BaseException as exc:  # handed to the caller, never lost
             fut.set_exception(exc)
@@ -331,6 +336,17 @@ class Node:
                 self._next_settlement = Future()
             return ready, self._next_settlement
 
+    @property
+    def store(self) -> Any:
+        """This node's object store (replaceable before any work: the IUT puts its own)."""
+        return self._store
+
+    @store.setter
+    def store(self, store: Any) -> None:
+        self._store = store
+        if hasattr(store, "on_spill"):  # it tells the core what it spills (INT-020)
+            store.on_spill = lambda oid, spilled: self.spill_events.append((oid, spilled))
+
     def store_free_bytes(self) -> int | None:
         """Bytes this node's store can take without spilling anything: its limit less
         what it holds in memory (memory it keeps for reuse counts as free); None
@@ -407,6 +423,13 @@ class Node:
         """Apply stimuli to the core and carry out its instructions (holding :attr:`lock`)."""
         if self.released:
             self._drain_released()
+        spills = self.spill_events
+        if spills:
+            moved = []
+            while spills:
+                oid, spilled = spills.popleft()
+                moved.append(ev.CopySpilled(self.sid(), oid, spilled))
+            stimuli = (*moved, *stimuli)
         if self.tracer is not None:
             self.tracer.stimuli(stimuli, self.core.exec_index, self.core.exec_tasks)
         try:
@@ -436,9 +459,12 @@ class Node:
                 with self.lock:
                     # A bounded batch, so that a burst of arrivals never keeps the clock
                     # waiting: a peer whose heartbeats sit unread is declared dead (LIV-003).
+                    # Bounded in time too: 512 fetched chunks of 1 MiB take seconds to
+                    # write, and a Tick that comes that late finds every peer "silent".
                     # A peer that left or was declared dead (its core stopped) reads
                     # nothing more while its Goodbyes drain: it would act on none of it.
                     recv = self.transport.recv
+                    batch_end = clock() + TICK_MS / 1000
                     for _ in range(0 if self.core.stopped else 512):
                         frames = recv(0)
                         if frames is None:
@@ -447,6 +473,8 @@ class Node:
                             self._receive(frames)
                         except Exception:  # SEC-020: one message's failure never stops the others
                             self._receive_failed(frames)
+                        if clock() >= batch_end:
+                            break
                     self.transport.flush()
                     self._drain_released()
                     now = clock()

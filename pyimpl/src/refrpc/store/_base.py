@@ -81,6 +81,10 @@ class Coverage:
         merged.sort()
         self._ranges = merged
 
+    def covers(self, start: int, end: int) -> bool:
+        """Whether every byte of ``[start, end)`` has been written."""
+        return start >= end or any(a <= start and end <= b for a, b in self._ranges)
+
     def missing(self) -> list[tuple[int, int]]:
         """The ``[start, end)`` ranges not written yet, in order."""
         gaps, position = [], 0
@@ -158,6 +162,16 @@ class ObjectStore(abc.ABC):
         Raises:
             ObjectNotFound: No object of that id is being assembled.
         """
+
+    def assembled_bytes(self, object_id: ObjectId, offset: int, length: int) -> memoryview | bytes | None:
+        """Bytes ``[offset, offset+length)`` of an object being assembled, if every
+        one of them has been written, else None (a relay serves what it has, FET-041).
+
+        Raises:
+            ObjectNotFound: No object of that id is being assembled (a store that
+                cannot read an assembly says so for every id).
+        """
+        raise ObjectNotFound(f"object {object_id!r} is not being assembled here")
 
     @abc.abstractmethod
     def seal(self, object_id: ObjectId) -> int:

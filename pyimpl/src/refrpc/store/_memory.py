@@ -98,6 +98,13 @@ class MemoryStore(ObjectStore):
         with self._lock:
             coverage.add(offset, offset + len(chunk))
 
+    def assembled_bytes(self, object_id: ObjectId, offset: int, length: int) -> bytes | None:
+        buf, coverage = self._assembly(object_id)
+        with self._lock:
+            if not coverage.covers(offset, offset + length):
+                return None
+            return bytes(buf[offset : offset + length])
+
     def missing(self, object_id: ObjectId) -> list[tuple[int, int]]:
         _, coverage = self._assembly(object_id)
         with self._lock:

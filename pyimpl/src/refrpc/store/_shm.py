@@ -49,7 +49,7 @@ import tempfile
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .. import codec
 from ..core.messages import ObjectId, Value
@@ -319,6 +319,9 @@ class SharedMemoryStore(ObjectStore):
         #: Every path this store created and has not unlinked yet.
         self._paths: set[str] = set()
         self._finalizer = weakref.finalize(self, _unlink_all, self._paths)
+        #: Told (object id, True) when an object is spilled, (object id, False) when it
+        #: is restored or freed while spilled; called without the store's lock held.
+        self.on_spill: Callable[[ObjectId, bool], None] | None = None
 
     def segment_path(self, object_id: ObjectId, writer: str | None = None) -> str:
         """The file that holds (or would hold) ``object_id`` written by ``writer`` (default: us)."""
@@ -639,6 +642,8 @@ class SharedMemoryStore(ObjectStore):
             self._unlink(final)
             with self._lock:
                 self._used -= segment.size
+        elif self.on_spill is not None:
+            self.on_spill(object_id, True)
 
     def _restore(self, object_id: ObjectId, segment: _Segment) -> None:
         """Bring a spilled object back into memory (making room for it)."""
@@ -687,6 +692,8 @@ class SharedMemoryStore(ObjectStore):
                 spill = ""
         if spill:
             self._unlink(spill)
+            if self.on_spill is not None:
+                self.on_spill(object_id, False)
         else:
             fresh.path = final
             self._discard(fresh)
@@ -742,6 +749,16 @@ class SharedMemoryStore(ObjectStore):
         segment.wmm[offset : offset + len(chunk)] = chunk
         with self._lock:
             segment.coverage.add(offset, offset + len(chunk))
+
+    def assembled_bytes(self, object_id: ObjectId, offset: int, length: int) -> bytes | None:
+        segment = self._assembly(object_id)
+        assert segment.wmm is not None and segment.coverage is not None
+        with self._lock:
+            if not segment.coverage.covers(offset, offset + length):
+                return None
+            # A copy: once sealed or aborted, the segment's file may be reused for
+            # another value while a send still reads the bytes.
+            return segment.wmm[offset : offset + length]
 
     def missing(self, object_id: ObjectId) -> list[tuple[int, int]]:
         segment = self._assembly(object_id)
@@ -937,6 +954,8 @@ class SharedMemoryStore(ObjectStore):
                 return True  # the spiller sees it gone and cleans up
             if segment.spilled:
                 self._unlink(segment.spilled)
+                if self.on_spill is not None:
+                    self.on_spill(object_id, False)
                 return True
             self._recycle(segment)
             return True

@@ -69,6 +69,27 @@ def primary_copy_violations(cl: Cluster) -> list[str]:
     return out
 
 
+def relay_violations(cl: Cluster) -> list[str]:
+    """LOC-020, LOC-022: an owner keeps relays only for a ready object fetched from
+    stored copies, and a relay is never also a location (it holds no whole copy)."""
+    out = []
+    for owner in cl.peers.values():
+        if not owner.alive:
+            continue
+        for oid, e in owner.core.owned.items():
+            if not e.relays:
+                continue
+            if e.state != "ready" or e.value is not None:
+                out.append(f"SAFETY (LOC-022): {owner.name} keeps relays {list(e.relays)} for {oid}, "
+                           f"which is {e.state}{' and inline' if e.value is not None else ''}\n"
+                           f"  owner story: {owner.core.story(oid)}")
+            both = [p for p in e.relays if p in e.locations]
+            if both:
+                out.append(f"SAFETY (LOC-022): {owner.name} lists {both} as relays and locations of {oid}\n"
+                           f"  owner story: {owner.core.story(oid)}")
+    return out
+
+
 def liveness_violations(cl: Cluster) -> list[str]:
     """G-liveness: once quiescent with every handle dropped, nothing is left anywhere."""
     out: list[str] = []

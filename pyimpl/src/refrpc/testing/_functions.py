@@ -131,6 +131,12 @@ def run_task(cluster: Cluster, p: SimPeer, ins: ev.RunTask) -> None:
     _finish(cluster, p, ins, values, after)
 
 
+#: The store limits simulated executors report their free bytes against (OBJ-060), by
+#: peer name: a value or two, or a few, so that placement by free memory (TASK-041)
+#: meets executors with room and without, and reports that go stale.
+SIM_STORE_LIMITS = (40, 120)
+
+
 def _finish(cluster: Cluster, p: SimPeer, ins: ev.RunTask, values: list, after: list) -> None:
     if not p.alive:
         return
@@ -143,4 +149,6 @@ def _finish(cluster: Cluster, p: SimPeer, ins: ev.RunTask, values: list, after: 
             results.append(ev.TaskResult(value=Value(v.encoding, b"", (), v.nested), stored=True, size=len(v.data)))
         else:
             results.append(ev.TaskResult(value=v))
-    p.handle(ev.TaskFinished(p.sid("finished"), ins.task_id, ins.attempt, tuple(results)), *after)
+    limit = SIM_STORE_LIMITS[sum(p.name.encode()) % len(SIM_STORE_LIMITS)]
+    free = max(0, limit - sum(len(v.data) for v in p.store.values()))
+    p.handle(ev.TaskFinished(p.sid("finished"), ins.task_id, ins.attempt, tuple(results), store_free_bytes=free), *after)

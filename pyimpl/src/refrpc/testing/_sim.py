@@ -360,9 +360,9 @@ class Cluster:
     # ------------------------------------------------------------ guarantees
     def check_safety(self) -> None:
         """G-safety: no live holder's ref points at a value its live owner reclaimed."""
-        from ._checks import primary_copy_violations, safety_violations
+        from ._checks import primary_copy_violations, relay_violations, safety_violations
 
-        problems = safety_violations(self) + primary_copy_violations(self)
+        problems = safety_violations(self) + primary_copy_violations(self) + relay_violations(self)
         if problems:
             raise SimFailure("\n".join(problems))
 

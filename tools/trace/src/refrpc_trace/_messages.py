@@ -216,7 +216,8 @@ def summary(body: m.Message) -> str:  # noqa: C901 - one branch per message type
                 f" attempt {b.attempt}{actor}")
     elif isinstance(b, m.TaskReply):
         kept = f" retained[{', '.join(_ref(d) for d in b.retained)}]" if b.retained else ""
-        text = f"{b.task_id} attempt {b.attempt}: {'; '.join(_return(r) for r in b.returns)}{kept}"
+        free = f" store free {b.store_free_bytes:,}B" if b.store_free_bytes >= 0 else ""  # OBJ-060
+        text = f"{b.task_id} attempt {b.attempt}: {'; '.join(_return(r) for r in b.returns)}{kept}{free}"
     elif isinstance(b, m.CancelTask):
         text = b.task_id
     elif isinstance(b, m.RegisterBorrower):
