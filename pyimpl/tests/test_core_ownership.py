@@ -1039,6 +1039,19 @@ def test_protocol_error_naming_a_submit_fails_that_task():
     assert d.owned["D.d1.9"].submitted_task_refs == 0
 
 
+def test_an_answered_submit_is_no_longer_a_request_an_error_can_end():
+    # D: y = f.remote(x) on W; W replies; a late error names the SubmitTask   ERR-003
+    d, w, tid, y = stub_executor(retries=0)
+    session = d.remotes["W"]
+    assert session.requests == {1: ("SubmitTask", tid)} and session.submit_seqs == {tid: 1}
+    d.handle(w.send(d, TaskReply(tid, 1, (ReturnValue(y, ReturnKind.INLINE, raw(b"ok")),))))
+    assert session.requests == {} and session.submit_seqs == {}  # only unanswered requests are kept
+    info = ErrorInfo(ErrorCode.WRONG_STATE, "late", "GEN-005")
+    out = d.handle(w.send(d, ProtocolError(info, related_seq=1)))
+    assert [i.error for i in of_type(out, ev.RemoteError)] == [info]  # logged, and it ends nothing
+    assert d.owned[y].value == raw(b"ok") and d.owned[y].error is None
+
+
 # ================================================================ cancellation
 def test_cancel_fails_the_returns_at_once_but_keeps_argument_holds_until_the_reply():
     # D: y = f.remote(x) on W; cancel(y)                                      TASK-008, TASK-014, TASK-016

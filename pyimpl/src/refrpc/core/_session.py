@@ -190,9 +190,15 @@ class SessionLayer:
         r.unacked_at[r.out_seq] = self.now_ms
         kind = _REQUEST_KEY.get(type(body).__name__)
         if kind is not None:
-            r.requests[r.out_seq] = (type(body).__name__, getattr(body, kind))  # ERR-003
+            key = getattr(body, kind)
+            r.requests[r.out_seq] = (type(body).__name__, key)  # ERR-003
+            if kind == "task_id":
+                r.submit_seqs[key] = r.out_seq
             if len(r.requests) > 4 * self.config.window:
-                del r.requests[next(iter(r.requests))]
+                seq = next(iter(r.requests))
+                name, old = r.requests.pop(seq)
+                if name == "SubmitTask" and r.submit_seqs.get(old) == seq:  # type: ignore[call-overload]
+                    del r.submit_seqs[old]  # type: ignore[arg-type]
         self._emit_frame(r, env)
 
     def _send_unsequenced(self: Peer, r: Remote, body: Message) -> None:
@@ -525,6 +531,8 @@ class SessionLayer:
         self._out(RemoteError(self._sid, r.peer, msg.error))
         req = r.requests.pop(msg.related_seq, None) if msg.related_seq else None
         if req is not None:
+            if req[0] == "SubmitTask" and r.submit_seqs.get(req[1]) == msg.related_seq:  # type: ignore[call-overload]
+                del r.submit_seqs[req[1]]  # type: ignore[index]
             self._request_refused(r, req[0], req[1], msg.error)
 
     def _protocol_error(self: Peer, r: Remote, code: ErrorCode, message: str, requirement: str, seq: int) -> None:
@@ -640,6 +648,7 @@ class SessionLayer:
         r.buffered.clear()
         r.queued.clear()
         r.requests.clear()
+        r.submit_seqs.clear()
         self._out(PeerDeclaredDead(self._sid, r.peer, r.incarnation, reason, source or _DEATH_SOURCE[event]))
         self._on_peer_dead(r)
 

@@ -202,7 +202,10 @@ class Tasks:
         """The live executors whose slots and resources could ever hold ``demand``."""
         cpus, named = demand
         live = self._live_workers() if live is None else live
-        return [p for p in live if cpus <= self._host_cpus(p)[0]
+        workers = self.workers
+        # A host's pool offers at least the executor's own slots (TASK-040): count the pool
+        # only for a demand bigger than those.
+        return [p for p in live if (cpus <= workers[p][1] or cpus <= self._host_cpus(p)[0])
                 and all(amount <= self.worker_resources.get(p, {}).get(name, 0.0) for name, amount in named)]
 
     def _host_cpus(self: Peer, p: PeerId) -> tuple[float, float, int]:
@@ -424,6 +427,9 @@ class Tasks:
             return
         self._learn_speed(t, r)
         self._unload(t)
+        seq = r.submit_seqs.pop(reply.task_id, None)
+        if seq is not None:
+            r.requests.pop(seq, None)  # answered: no longer a request an error could end (ERR-003)
         r.store_free = max(-1, reply.store_free_bytes)  # OBJ-060, TASK-041: the latest word
         if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids or not all(map(_well_formed, reply.returns)):
             # TASK-019, VAL-019: a reply that does not match the task would leave returns pending for ever.
@@ -699,6 +705,8 @@ class Tasks:
 
 def _demand(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> Demand:
     """A task's or actor's demand in canonical form (one queue per distinct demand)."""
+    if not resources and num_cpus >= 0:
+        return float(num_cpus), ()
     if num_cpus < 0 or any(amount < 0 for _, amount in resources):
         raise LocalUsageError(ErrorCode.MALFORMED, "num_cpus and resources must not be negative")
     return float(num_cpus), tuple(sorted((str(n), float(a)) for n, a in resources if a > 0))
@@ -707,7 +715,7 @@ def _demand(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> Demand
 def _use(r: Remote, demand: Demand, sign: int) -> None:
     """Count ``demand`` in (sign +1) or out (-1) of what is used on ``r``'s peer."""
     cpus, named = demand
-    for name, amount in (("CPU", cpus), *named):
+    for name, amount in (("CPU", cpus), *named) if named else (("CPU", cpus),):
         if amount:
             left = r.used.get(name, 0.0) + sign * amount
             if left > 1e-9:

@@ -676,6 +676,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         for r in self.remotes.values():
             if r.load != len(r.in_flight) or r.slow_in_flight != sum(not q for _, q in r.in_flight.values()):
                 problems.append(f"{r.peer}: in-flight accounting is off (TASK-020)")
+            if any(r.requests.get(seq) != ("SubmitTask", tid) for tid, seq in r.submit_seqs.items()):
+                problems.append(f"{r.peer}: a SubmitTask's seq is kept for no such request (ERR-003)")
             if r.load != counted_load.get(r.peer, 0):
                 problems.append(f"{r.peer}: load {r.load} != {counted_load.get(r.peer, 0)} tasks counted (TASK-012)")
             want = used.get(r.peer, {})

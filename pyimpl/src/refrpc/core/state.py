@@ -315,6 +315,9 @@ class Remote:
     unacked_at: dict[int, int] = field(default_factory=dict)
     #: Requests sent on this session and not yet answered: seq -> (kind, key) (ERR-003).
     requests: dict[int, tuple[str, object]] = field(default_factory=dict)
+    #: The seq each SubmitTask in ``requests`` went out with, by task id: its TaskReply
+    #: answers it, and both entries go (ERR-003 keeps only unanswered requests).
+    submit_seqs: dict[str, int] = field(default_factory=dict)
     #: The heartbeat interval the remote announced; 0 until known (LIV-007).
     heartbeat_interval_ms: int = 0
     #: The frame limit the remote announced; 0 until known (FET-007, ZMQ-007).
