@@ -129,3 +129,30 @@ def test_the_address_towards_a_head_is_a_local_address():
     assert m.address_towards("tcp://127.0.0.1:7001") == "127.0.0.1"
     assert m.address_towards("tcp://no-such-host.invalid:7001") == "127.0.0.1"  # no route: loopback
     assert m.address_towards("tcp://bad") == "127.0.0.1"
+
+
+#: Released by the test: what keeps a worker's only task slot busy meanwhile.
+_RELEASE = threading.Event()
+
+
+def _hold() -> bool:
+    return _RELEASE.wait(60)
+
+
+def test_a_busy_member_applies_a_view_at_once():
+    # A worker's only slot runs a long task of the program; the head's view still
+    # applies at once (it is not queued behind that task), and the task goes on  CLU-033
+    from refrpc.testing import MemoryCluster, wait_until
+
+    _RELEASE.clear()
+    with MemoryCluster(workers=1, driver="head") as c:
+        node, (executor,) = c.workers["w1"], c._executors
+        busy = c.submit("test_membership:_hold")
+        try:
+            assert wait_until(executor.busy, 10)
+            view = c.submit("refrpc.runtime._membership:learn", _view(3, [W2]), num_cpus=0)
+            assert c.get(view, timeout=10) == 3
+            assert node.view_version == 3 and "h2-1-w1" in node.call(lambda: dict(node.core.workers)).result(10)
+        finally:
+            _RELEASE.set()
+        assert c.get(busy, timeout=10) is True

@@ -43,9 +43,10 @@ MAX_WAITING_TASKS = 1024
 #: more than this many wait.
 IDLE_THREADS_KEPT = 2
 IDLE_THREAD_S = 2.0
-#: Runtime functions that only look (at once, without side effects): run on a thread
-#: of their own as soon as they arrive, never queued behind the program's tasks.
-INSTANT = frozenset({"refrpc.runtime._status:store_report"})
+#: Runtime functions run on a thread of their own as soon as they arrive, never queued
+#: behind the program's tasks: a look at the store (no side effects), and a membership
+#: view from the head, which must not wait for a member's long task (CLU-033).
+INSTANT = frozenset({"refrpc.runtime._status:store_report", "refrpc.runtime._membership:learn"})
 #: How long a stopped task may go on running before it stops holding the executor's
 #: turn (TASK-031): Python delivers a stop between bytecodes, so one blocked in a long
 #: call into C (``time.sleep``, a socket read) runs on, and must not keep every other
@@ -233,11 +234,11 @@ class Executor:
                 runner.stop()
             return
         if isinstance(ins, ev.RunTask) and not ins.actor_id and ins.function in INSTANT:
-            # A status look (what the store holds) from a member: answered at once on a
+            # A status look (what the store holds) or a membership view: run at once on a
             # thread of its own, not queued behind the tasks that keep this worker busy.
             with self._lock:
                 self._queued.add((ins.task_id, ins.attempt))
-            threading.Thread(target=self._execute, args=(ins,), name=f"refrpc-status-{self.node.peer_id}", daemon=True).start()
+            threading.Thread(target=self._instant, args=(ins,), name=f"refrpc-instant-{self.node.peer_id}", daemon=True).start()
             return
         if isinstance(ins, ev.RunTask):
             with self._lock:
@@ -247,6 +248,11 @@ class Executor:
                 runner.submit(ins)
                 return
         self.queue.put(ins)
+
+    def _instant(self, ins: ev.RunTask) -> None:
+        """Run an INSTANT function on this new thread, as a task thread would run it."""
+        use_node(self.node, self)  # refrpc.* calls inside it use this node
+        self._execute(ins)
 
     def mark_actor_thread(self) -> None:
         """The calling thread runs an actor's calls: it holds no turn (see help_until)."""

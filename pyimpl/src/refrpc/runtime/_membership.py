@@ -244,8 +244,19 @@ def learn(view: dict[str, Any]) -> int:
     return apply_view(current_node(), view)
 
 
+#: Views are applied one at a time, wholly: ``learn`` runs on a thread of its own as
+#: soon as it arrives (CLU-033), so two pushes may arrive together, and an older view
+#: must not be applied over a newer one (CLU-011).
+_APPLYING = threading.Lock()
+
+
 def apply_view(node: Any, view: dict[str, Any]) -> int:
     """Apply ``view`` to ``node`` unless a view as new was applied already (CLU-011)."""
+    with _APPLYING:
+        return _apply_view(node, view)
+
+
+def _apply_view(node: Any, view: dict[str, Any]) -> int:
     version = int(view["version"])
     with node.lock:
         if version <= node.view_version:

@@ -31,9 +31,10 @@ class MemoryCluster:
     Args:
         workers: How many worker nodes.
         config: Protocol settings for every node (the runtime's defaults if omitted).
+        driver: The driver's PeerId (``"head"`` plays a multi-host cluster's head).
     """
 
-    def __init__(self, workers: int = 1, config: Any = None) -> None:
+    def __init__(self, workers: int = 1, config: Any = None, driver: str = "driver") -> None:
         #: The network every node is bound on.
         self.network = MemoryNetwork()
         self._config = config or default_config()
@@ -49,7 +50,7 @@ class MemoryCluster:
                                               store=MemoryStore())
                 self.workers[name] = node
                 self._executors.append(executor)
-            self.driver = Node("driver", "", "", self._config, transport=self.network.transport("mem://driver"),
+            self.driver = Node(driver, "", "", self._config, transport=self.network.transport(f"mem://{driver}"),
                                store=MemoryStore())
             adds = [lambda sid, n=n: ev.AddPeer(sid, n, f"mem://{n}", 1) for n in self.workers]
             self.driver.handle_soon(*adds).result()
@@ -57,7 +58,7 @@ class MemoryCluster:
             self.close()
             raise
 
-    def submit(self, function: str, *args: Any, executor: str = "") -> Ref[Any]:
+    def submit(self, function: str, *args: Any, executor: str = "", num_cpus: float = 1.0) -> Ref[Any]:
         """Call ``function`` (``module:qualname``) with ``args`` by value; the Ref of its result."""
         node = self.driver
         assert node is not None
@@ -65,7 +66,7 @@ class MemoryCluster:
 
         def do() -> str:
             task_id, rids = node.new_task_ids(1)
-            node.handle(ev.Submit(node.sid(), task_id, function, specs, rids, executor=executor))
+            node.handle(ev.Submit(node.sid(), task_id, function, specs, rids, executor=executor, num_cpus=num_cpus))
             return rids[0]
 
         return Ref(node, node.call(do).result(), counted=True)
