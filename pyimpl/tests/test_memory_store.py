@@ -281,3 +281,28 @@ def test_an_object_stored_again_after_its_free_gets_its_own_segment(namespace: s
         store.put("w", array_value(4, MB // 2))
         assert (array_of(store.get("z")) == 3).all() and (array_of(store.get("w")) == 4).all()
         assert len(set(list_segments(namespace, pooled=True))) == len(list_segments(namespace, pooled=True))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "unreadable"])
+def test_a_damaged_spill_file_is_a_typed_error_not_short_bytes(namespace: str, spill_dir: str, damage: str) -> None:
+    # Someone truncated a spill file, or it can no longer be read (here: a directory
+    # took its place): a read gets CorruptObject (a StoreError, which a fetch serves
+    # as a lost copy, OBJ-032), never fewer bytes than asked or an OSError.
+    from refrpc.store import CorruptObject
+
+    with SharedMemoryStore(namespace, writer="w", capacity=int(1.5 * MB), spill_directory=spill_dir) as store:
+        store.put("a", array_value(1))
+        store.put("b", array_value(2))
+        assert store.where("a") == "disk"
+        (name,) = list_spilled(namespace, spill_dir)
+        path = os.path.join(spill_dir, name)
+        if damage == "truncated":
+            os.truncate(path, 100)
+        else:
+            os.unlink(path)
+            os.mkdir(path)
+        with pytest.raises(CorruptObject):
+            store.get_bytes("a")
+        assert (array_of(store.get("b")) == 2).all()  # the store goes on serving the rest
+        if damage == "unreadable":
+            os.rmdir(path)

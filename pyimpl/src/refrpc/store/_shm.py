@@ -850,10 +850,14 @@ class SharedMemoryStore(ObjectStore):
             try:
                 with open(spill, "rb", buffering=0) as file:
                     file.seek(start)
-                    return memoryview(file.read(end - start)).toreadonly()
+                    data = file.read(end - start)
             except FileNotFoundError:
-                pass  # restored or freed meanwhile: look again
-            return self.get_bytes(object_id, offset, length)
+                return self.get_bytes(object_id, offset, length)  # restored or freed meanwhile: look again
+            except OSError as exc:  # OBJ-032: unreadable spill bytes are a lost copy (LOC-006)
+                raise CorruptObject(f"the spill file of {object_id!r} cannot be read: {exc}") from exc
+            if len(data) != end - start:
+                raise CorruptObject(f"the spill file of {object_id!r} is short: {len(data)} of {end - start} bytes")
+            return memoryview(data).toreadonly()
         segment, view = self._readable(object_id)
         start, end = clip_range(segment.size, offset, length)
         return view[start:end]
