@@ -565,21 +565,25 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _signal(proc: subprocess.Popen[str], sig: int) -> None:
+    """``sig`` to the process group ``proc`` leads, or to ``proc`` alone if it leads none
+    (a program started without a session of its own: its workers leave with it)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        if proc.poll() is None:
+            proc.send_signal(sig)
+
+
 def _stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
     """SIGTERM the process group (the head takes its workers along), then SIGKILL."""
     if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        _signal(proc, signal.SIGTERM)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left (a worker)
-    except (ProcessLookupError, PermissionError):
-        pass
+    _signal(proc, signal.SIGKILL)  # whatever of the group is left (a worker)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
