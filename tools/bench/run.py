@@ -75,6 +75,7 @@ import numpy as np  # noqa: E402
 import costsplit  # noqa: E402
 import recovery  # noqa: E402
 import refrpc  # noqa: E402
+from refrpc.testing.fuzz import rss_bytes  # noqa: E402
 import tracing  # noqa: E402
 import workloads as wl  # noqa: E402
 import zmq_floor  # noqa: E402
@@ -417,18 +418,6 @@ def bench_tasks_batch(cfg: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _rss_bytes() -> int:
-    """This process's resident set size (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def bench_long_driver(cfg: dict[str, int]) -> dict[str, Any]:
     """A long-running driver: ``long_tasks`` no-op tasks in batches of ``long_batch``,
     each submitted then gathered; the driver's RSS after the first batch and after
@@ -444,7 +433,7 @@ def bench_long_driver(cfg: dict[str, int]) -> dict[str, Any]:
         now = min(done + batch, n)
         if done == 0 or now % tenth == 0 or now == n:
             gc.collect()
-            rss.append((now, _rss_bytes()))
+            rss.append((now, rss_bytes(os.getpid())))
     seconds = time.perf_counter() - t0
     first, last = rss[0][1], rss[-1][1]
     curve = ", ".join(f"{k:,}: {v / MB:.1f}" for k, v in rss)
