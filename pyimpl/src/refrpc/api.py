@@ -182,11 +182,11 @@ def _join(address: str, node_ip: str | None, connect_timeout: float, trace_dir: 
         executor.stop()
         node.stop()
         raise
-    from .runtime._membership import apply_view
+    from .runtime._membership import _adds, apply_view
 
     apply_view(node, view)  # and later views come pushed by the head (CLU-010)
     # Its own host: copies it holds are mapped, not fetched, by workers there (TASK-041).
-    node.handle_soon(lambda sid: ev.AddPeer(sid, node.peer_id, node.address, 0, (), socket.gethostname())).result()
+    node.handle_soon(*_adds([(node.peer_id, node.address, 0, socket.gethostname(), {})])).result()
 
 
 def init(num_workers: int | None = None, *, address: str | None = None, node_ip: str | None = None,
@@ -314,12 +314,12 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
                     cluster.stop()
                     raise RefRPCError(f"worker {name} did not start")
                 time.sleep(0.01)
+        from .runtime._membership import _adds
+
         here = socket.gethostname()  # the workers share this host's slots (TASK-040)
-        adds = [lambda sid, n=name, a=address: ev.AddPeer(sid, n, a, 1, tuple(sorted(cluster.resources[n].items())), here)
-                for name, address in cluster.workers.items()]
+        rows = [(name, address, 1, here, cluster.resources[name]) for name, address in cluster.workers.items()]
         # Its own host too: its copies are mapped, not fetched, by these workers (TASK-041).
-        adds.append(lambda sid: ev.AddPeer(sid, node.peer_id, node.address, 0, (), here))
-        node.handle_soon(*adds).result()
+        node.handle_soon(*_adds(rows + [(node.peer_id, node.address, 0, here, {})])).result()
         cluster.watch(node)
         _ctx.node, _ctx.cluster = node, cluster
         _ctx.driver_executor, _ctx.head = executor, "driver"

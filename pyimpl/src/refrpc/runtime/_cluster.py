@@ -493,11 +493,11 @@ def worker_main(argv: list[str] | None = None) -> int:
     context.head = args.head_name
     peers = [p.split("=", 1) for p in args.peers.split(",") if p]
     offered = json.loads(args.resources)
+    from ._membership import _adds
+
     here = socket.gethostname()  # the sibling workers share this host's slots (TASK-040)
-    adds = [lambda sid, n=n, a=a: ev.AddPeer(sid, n, a, 1, tuple(sorted(offered.get(n, {}).items())), here)
-            for n, a in peers if n != args.peer]
-    adds.append(lambda sid: ev.AddPeer(sid, args.peer, node.address, 0, (), here))  # its own host (TASK-041)
-    node.handle_soon(*adds).result()
+    rows = [(n, a, 1, here, offered.get(n, {})) for n, a in peers if n != args.peer]
+    node.handle_soon(*_adds(rows + [(args.peer, node.address, 0, here, {})])).result()  # its own host too (TASK-041)
     # Open the session with the head now, so that its death is noticed (REF-006).
     node.handle_soon(lambda sid: ev.Connect(sid, args.head_name, args.head, args.head_incarnation)).result()
     unreachable = False
