@@ -77,6 +77,7 @@ CATCHES = {
     "refuse-repeated-features": "handshake/HS-025-LIV-021-odd-hello-fields-accepted",
     "zero-heartbeat-taken-literally": "handshake/HS-025-LIV-021-odd-hello-fields-accepted",
     "unbounded-status-waits": "objects/SEC-009-OBJ-002-status-waits-bounded-per-peer",
+    "refuse-calls-before-creation": "actors/ACT-023-call-before-creation-waits",
     "serve-every-fetch": "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
     "tiny-chunks": "fetch/FET-009-FET-020-holder-limits-requests-and-chunk-sizes",
     "unbounded-handshakes": "handshake/SEC-021-oldest-handshake-forgotten",

@@ -9,6 +9,7 @@ import pytest
 
 import refrpc
 from refrpc.testing import wait_until
+from refrpc.transport import FaultRule
 
 import actor_fixtures as af
 
@@ -51,6 +52,22 @@ def test_a_task_calls_an_actor_through_a_passed_handle_with_its_own_order(cluste
     assert [i for c, i in entries if c == "driver"] == list(range(20))
     assert [i for c, i in entries if c == "task"] == list(range(20))
     assert sorted(theirs) == theirs and len(theirs) == 20
+
+
+def test_calls_through_a_passed_handle_that_beat_the_creation_wait_for_it(cluster):
+    # log = Log.remote(), its CreateActor slow to reach the host; log_through.remote(log, ...)
+    # on the other worker: its calls reach the host first, wait there, then run in order   ACT-023
+    node = cluster.node
+    injector = node.set_faults([FaultRule("delay", "send", "CreateActor", delay_ms=1500)]).result(10)
+    try:
+        log = af.Log.remote()
+        host = _host(cluster, log)
+        theirs = _on(_other(cluster, host), "log_through", log, "task", 5)
+        assert injector.applied[0] == 1 and sorted(theirs) == theirs and len(theirs) == 5
+        assert [i for c, i in refrpc.get(log.read.remote(), timeout=30) if c == "task"] == list(range(5))
+    finally:
+        node.set_faults([]).result(10)
+    log.kill()
 
 
 def test_a_handle_inside_a_value_and_in_another_actor(cluster, tmp_path):

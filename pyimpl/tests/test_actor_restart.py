@@ -28,9 +28,6 @@ def test_a_passed_handle_follows_its_actor_to_a_new_host(tmp_path, successor_met
         node = ctx.node
         t = af.Tracked.options(max_restarts=1).remote(str(tmp_path / "freed"))
         aid = t.actor_id
-        # Running before its handle travels: a call from another peer can reach the host
-        # before the owner's CreateActor does, and is then refused (ACT-004).
-        assert refrpc.get(t.add.remote(0), timeout=30) == 0
         host = node.call(lambda: node.core.owned_actors[aid].host).result()
         keeper = next(p for p in ("w1", "w2", "w3") if p != host)
         assert refrpc.api._call_on(keeper, "actor_fixtures:keep_handle", t) == keeper

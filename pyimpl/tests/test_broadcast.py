@@ -126,6 +126,9 @@ def test_a_request_that_comes_before_the_relay_fetches_waits_for_its_fetch(hosts
     # serves it from its own fetch, and the owner sends one copy, not two     FET-042
     import threading
 
+    # What is checked is the parked request; on a loaded machine a relay stalled for the
+    # progress timeout would send w3 to the owner instead (FET-006), a different path.
+    monkeypatch.setattr(_fetch, "PROGRESS_TIMEOUT_S", 60.0)
     data = os.urandom(SIZE)
     x = hosts.put(data)
     w1, w3 = hosts.workers["w1"], hosts.workers["w3"]

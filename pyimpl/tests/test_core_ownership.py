@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from corekit import Net, Stub, bodies, checked_peer, frames, is_, of_type, raw, ref, result, shared, stored_result, val
-from refrpc.core import Peer
+from refrpc.core import Config, Peer
 from refrpc.core import events as ev
 from refrpc.core.messages import (
     Arg,
@@ -32,6 +32,7 @@ from refrpc.core.messages import (
     Heartbeat,
     ObjectState,
     ObjectStatus,
+    PeerDeadNotice,
     ProtocolError,
     RefDescriptor,
     RegisterBorrower,
@@ -1179,6 +1180,83 @@ def test_actor_runs_a_callers_calls_in_increasing_actor_seq():
             seqs.append(n)
             h.handle(ev.TaskFinished(f"fin-{run.task_id}", run.task_id, 1, (ev.TaskResult(value=raw(b"")),)))
     assert seqs == sorted(seqs)
+
+
+def test_a_call_that_beats_the_actors_creation_waits_for_it():
+    # O: a = Counter.remote(); use.remote(a) on C; C: a.add.remote(1) reaches H
+    # before O's CreateActor (another session): H holds it, then runs it   ACT-023
+    h = peer("H", 0x11)
+    o, c = Stub("O"), Stub("C")
+    o.greet(h)
+    c.greet(h)
+    aid = o.oid("a")
+    call = SubmitTask(c.oid("c1"), "add", (), (c.oid("c1.r0"),), actor_id=aid, actor_seq=1)
+    out = h.handle(c.send(h, call))
+    assert bodies(out, TaskReply) == [] and of_type(out, ev.RunTask) == []  # held, not refused
+    h.handle(o.send(h, CreateActor(aid, "C", ())))
+    runs = of_type(h.handle(ev.ActorReady("ready", aid)), ev.RunTask)
+    assert [r.task_id for r in runs] == [call.task_id]
+    assert h.held_actor_calls == {}
+
+
+def test_a_call_for_an_actor_never_created_is_answered_after_the_wait():
+    # C calls an actor H never hears of: ACTOR_DIED once the wait is over, not before   ACT-023, ACT-004
+    h = peer("H", 0x11)
+    c = Stub("C")
+    c.greet(h)
+    wait = h.config.actor_create_wait_ms
+    call = SubmitTask(c.oid("c1"), "add", (), (c.oid("c1.r0"),), actor_id=c.oid("nobody"), actor_seq=1)
+    h.handle(ev.Tick("t0", 1000))
+    h.handle(c.send(h, call))
+
+    def until(now: int) -> list[TaskReply]:  # time passes; C stays alive (LIV-002)
+        out = []
+        for t in range(h.now_ms + 200, now + 1, 200):
+            out += h.handle(c.unsequenced(h, Heartbeat()), ev.Tick(c.sid("t"), t))
+        return bodies(out + h.handle(ev.Tick(c.sid("t"), now)), TaskReply)
+
+    assert until(1000 + wait - 1) == []
+    (reply,) = until(1000 + wait)
+    assert reply.task_id == call.task_id and reply.returns[0].error.code is ErrorCode.ACTOR_DIED
+    assert h.held_actor_calls == {}
+
+
+def test_held_actor_calls_are_bounded():
+    # a stranger's flood of calls for made-up actors: beyond the bound, ACTOR_DIED at once   ACT-023
+    h = checked_peer("H", 0x11, Config(max_held_actor_calls=2))
+    c = Stub("C")
+    c.greet(h)
+    replies = []
+    for n in range(3):
+        call = SubmitTask(c.oid(f"c{n}"), "m", (), (c.oid(f"c{n}.r0"),), actor_id=c.oid(f"x{n}"), actor_seq=1)
+        replies += bodies(h.handle(c.send(h, call)), TaskReply)
+    assert [r.task_id for r in replies] == [c.oid("c2")]
+    assert replies[0].returns[0].error.code is ErrorCode.ACTOR_DIED
+
+
+def test_a_held_call_that_is_cancelled_is_answered_at_once():
+    # C: y = a.add.remote(1); cancel(y) while H still waits for a's creation   ACT-023, TASK-008
+    h = peer("H", 0x11)
+    c = Stub("C")
+    c.greet(h)
+    call = SubmitTask(c.oid("c1"), "add", (), (c.oid("c1.r0"),), actor_id=c.oid("later"), actor_seq=1)
+    h.handle(c.send(h, call))
+    (reply,) = bodies(h.handle(c.send(h, CancelTask(call.task_id))), TaskReply)
+    assert reply.returns[0].error.code is ErrorCode.TASK_CANCELLED
+    assert h.held_actor_calls == {}
+
+
+def test_a_held_call_of_a_caller_that_dies_is_dropped():
+    # C's call waits for a1; C dies; the creation comes: nothing of C's runs   ACT-023, FATE-003
+    h = peer("H", 0x11)
+    o, c = Stub("O"), Stub("C")
+    o.greet(h)
+    c.greet(h)
+    aid = o.oid("a")
+    h.handle(c.send(h, SubmitTask(c.oid("c1"), "add", (), (c.oid("c1.r0"),), actor_id=aid, actor_seq=1)))
+    h.handle(o.send(h, PeerDeadNotice("C", c.incarnation)))
+    h.handle(o.send(h, CreateActor(aid, "C", ())))
+    assert of_type(h.handle(ev.ActorReady("ready", aid)), ev.RunTask) == []
 
 
 def test_call_to_a_killed_actor_fails_with_actor_died():

@@ -23,7 +23,8 @@ KNOWN_FEATURES = ("core", "borrowing", "recovery", "actors", "python-pickle", "l
 
 
 #: The limits a config may name (CNF-031), with the spec's defaults.
-LIMITS = {"status_waits": 100_000, "fetches_per_fetcher": 4, "fetches": 64, "handshakes": 128}
+LIMITS = {"status_waits": 100_000, "fetches_per_fetcher": 4, "fetches": 64, "handshakes": 128,
+          "actor_create_wait_ms": 10_000}
 
 
 class ConfigError(ValueError):

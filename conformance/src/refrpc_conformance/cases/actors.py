@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from refrpc.core.messages import (
@@ -308,3 +309,45 @@ def handle_borrowed_then_released(ctx: CaseContext) -> None:
     h.link(iut.peer_id).send(ActorStatus(actor, ActorState.DEAD))
     iut.quiesce()
     ctx.check("OWN-005", iut.entry(actor) is None, "the handle object reclaimed", iut.entry(actor))
+
+
+@case(
+    "actors/ACT-023-call-before-creation-waits",
+    requirements=["ACT-023", "ACT-004", "ACT-003", "CNF-031"],
+    features=("core", "actors"),
+    summary=(
+        "Suite peer C calls add(1) (actorSeq 1) on an actor that suite peer O will own but has not created yet, "
+        "then an echo task on the same session: the echo is answered and the call is not (the IUT holds it). "
+        "O then sends CreateActor(Counter, [5]): the actor comes up and C's call is answered 6. A call for an "
+        "actor nobody creates is answered ERROR(ACTOR_DIED) once the creation wait is over (10 s unless the "
+        "config's `limits.actor_create_wait_ms` says otherwise), and not before."
+    ),
+)
+def call_before_creation_waits(ctx: CaseContext) -> None:
+    iut, owner, link_o = open_session(ctx, peer_name="owner")
+    caller = ctx.wire_peer("caller")
+    link_c = ctx.session(caller, iut)
+    actor = ctx.new_id(owner)
+    early = task(caller, "add", [by_value(1)], actor_id=actor, actor_seq=1)
+    link_c.send(early)
+    probe = task(caller, "echo", [by_value("probe")])
+    link_c.send(probe)
+    expect_reply(ctx, caller, probe)
+    answered = caller.received(TaskReply, lambda m: m.task_id == early.task_id)
+    ctx.check("ACT-023", not answered, "no answer to the call while its actor is not created",
+              [describe_return(a.body.returns[0]) for a in answered])
+    link_o.send(CreateActor(actor, "Counter", (by_value(5),)))
+    st: ActorStatus = ctx.expect(owner, ActorStatus, lambda m: m.actor_id == actor, requirement="ACT-001",
+                                 what=f"ActorStatus for {actor}").body
+    ctx.require("ACT-001", st.state is ActorState.ALIVE, "ALIVE", f"{st.state.value} {st.error or ''}")
+    check_inline(ctx, expect_reply(ctx, caller, early, requirement="ACT-023"), 6, requirement="ACT-023",
+                 note="the held call runs once the actor is created")
+    wait_s = ctx.config.limit("actor_create_wait_ms") / 1000
+    nobody = task(caller, "add", [by_value(1)], actor_id=ctx.new_id(owner), actor_seq=1)
+    sent_at = time.monotonic()
+    link_c.send(nobody)
+    ret = expect_reply(ctx, caller, nobody, requirement="ACT-023", timeout=wait_s + 10).returns[0]
+    waited = time.monotonic() - sent_at
+    ctx.check("ACT-004", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.ACTOR_DIED,
+              "ERROR(ACTOR_DIED)", describe_return(ret))
+    ctx.check("ACT-023", waited >= wait_s * 0.9, f"answered after the creation wait ({wait_s:g} s)", f"after {waited:.2f} s")

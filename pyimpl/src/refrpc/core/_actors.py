@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from ._execution import ExecKey
     from .peer import Peer
 
+#: Ids of actors stopped with their owner that a host remembers (ACT-023).
+ENDED_ACTORS_KEPT = 4096
+
 
 class Actors:
     """Mixin of :class:`Peer`."""
@@ -166,6 +169,10 @@ class Actors:
             return  # duplicate (RPC-001)
         self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation,
                                                 max_concurrency=max(1, msg.max_concurrency))  # ACT-013
+        for key, _ in self.held_actor_calls.pop(msg.actor_id, []):  # ACT-023: first come, first queued
+            ex = self.exec_tasks.get(key)
+            if ex is not None and ex.state == "resolving":
+                self._actor_enqueue(key)
         # Creation runs like a task with no returns: same argument resolution (TASK-002).
         spec = SubmitTask(f"{msg.actor_id}#create", msg.class_name, msg.args, ())
         self.actor_creations[(r.peer, r.incarnation, spec.task_id, 1)] = msg.actor_id
@@ -249,6 +256,15 @@ class Actors:
     def _actor_enqueue(self: Peer, key: ExecKey) -> None:
         ex = self.exec_tasks[key]
         h = self.hosted.get(ex.spec.actor_id)
+        if h is None and ex.spec.actor_id not in self.ended_actors:
+            # ACT-023: a caller handed the handle by the owner may beat the owner's
+            # CreateActor here (they come over different sessions): hold the call,
+            # unstarted, until the actor is created or the wait is over.
+            held = sum(len(v) for v in self.held_actor_calls.values())
+            if held < self.config.max_held_actor_calls:
+                self.held_actor_calls.setdefault(ex.spec.actor_id, []).append((key, self.now_ms))
+                self._story(ex.spec.task_id, "held", f"no actor {ex.spec.actor_id} here yet (ACT-023)")
+                return
         if h is None or h.state == "dead":
             info = ErrorInfo(ErrorCode.ACTOR_DIED, f"no live actor {ex.spec.actor_id} here", "ACT-004")
             ex.waiting.clear()
@@ -327,3 +343,39 @@ class Actors:
                 self._out(StopActor(self._sid, h.actor_id))  # FATE-004
                 self._hosted_actor_dead(h, ErrorInfo(ErrorCode.OWNER_DIED, f"owner {dead} died", "FATE-004"), notify=False)
                 del self.hosted[h.actor_id]
+                self.ended_actors[h.actor_id] = None  # ACT-023: later calls are not held
+                while len(self.ended_actors) > ENDED_ACTORS_KEPT:
+                    self.ended_actors.popitem(last=False)
+
+    def _unhold_actor_call(self: Peer, key: ExecKey) -> bool:
+        """Take ``key`` out of the calls held for their actor's creation (ACT-023); whether it was one."""
+        actor_id = self.exec_tasks[key].spec.actor_id
+        held = self.held_actor_calls.get(actor_id, [])
+        keep = [(k, since) for k, since in held if k != key]
+        if len(keep) == len(held):
+            return False
+        if keep:
+            self.held_actor_calls[actor_id] = keep
+        else:
+            del self.held_actor_calls[actor_id]
+        return True
+
+    def _expire_held_actor_calls(self: Peer) -> None:
+        """ACT-023: a call whose actor was not created within the wait is answered ACTOR_DIED (ACT-004)."""
+        wait = self.config.actor_create_wait_ms
+        for actor_id in list(self.held_actor_calls):
+            keep = []
+            for key, since in self.held_actor_calls[actor_id]:
+                ex = self.exec_tasks.get(key)
+                if ex is None or ex.state != "resolving":
+                    continue  # cancelled, or its caller died (FATE-003)
+                if self.now_ms - since < wait:
+                    keep.append((key, since))
+                    continue
+                info = ErrorInfo(ErrorCode.ACTOR_DIED, f"no actor {actor_id} was created here within {wait} ms", "ACT-023")
+                ex.waiting.clear()
+                self._reply_unrun(key, ex, info)
+            if keep:
+                self.held_actor_calls[actor_id] = keep
+            else:
+                del self.held_actor_calls[actor_id]

@@ -362,6 +362,11 @@ class Execution:
                 elif ex.state == "resolving" and not ex.spec.actor_id:
                     ex.waiting.clear()
                     self._maybe_start(key)
+                elif ex.state == "resolving" and self._unhold_actor_call(key):
+                    # ACT-023: a call held for its actor's creation never starts (TASK-008).
+                    ex.waiting.clear()
+                    info = ErrorInfo(ErrorCode.TASK_CANCELLED, "cancelled before its actor was created here", "TASK-008")
+                    self._reply_unrun(key, ex, info, "cancel")
 
     def _drop_exec(self: Peer, key: ExecKey) -> None:
         """FATE-003: the owner is dead; nobody wants this task's result."""

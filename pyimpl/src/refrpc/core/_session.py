@@ -596,6 +596,8 @@ class SessionLayer:
     def _on_tick(self: Peer) -> None:
         now = self.now_ms
         cfg = self.config
+        if self.held_actor_calls:
+            self._expire_held_actor_calls()  # ACT-023
         for r in list(self.remotes.values()):
             if r.state == "dead":
                 continue

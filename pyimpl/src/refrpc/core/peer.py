@@ -6,7 +6,7 @@ from collections import OrderedDict, deque
 from typing import Callable
 
 from ._actors import Actors
-from ._execution import Execution
+from ._execution import ExecKey, Execution
 from ._objects import Objects
 from ._session import SessionLayer
 from ._tasks import Tasks
@@ -181,6 +181,11 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.arg_waiters: dict[ObjectId, list[tuple]] = {}
         self.owned_actors: dict[ActorId, OwnedActor] = {}
         self.hosted: dict[ActorId, HostedActor] = {}
+        #: ACT-023: calls for actors not created here yet, by actor, with when each came.
+        self.held_actor_calls: dict[ActorId, list[tuple[ExecKey, int]]] = {}
+        #: Actors this host stopped and forgot (their owner died): calls for them are
+        #: answered at once, not held (ACT-023); the oldest ids are forgotten first.
+        self.ended_actors: OrderedDict[ActorId, None] = OrderedDict()
         #: Messages this peer sent itself, handled after the current stimulus (ACT-021).
         self.loopback: deque = deque()
         #: This peer as the sender of those messages.

@@ -55,6 +55,12 @@ class Config:
     #: GetObjectStatus waits one remote peer may have outstanding here; one beyond is
     #: refused with ProtocolError(RESOURCE_EXHAUSTED) (SEC-009).
     max_status_waits: int = 100_000
+    #: A method call for an actor this host has no record of waits this long for the
+    #: actor's CreateActor (ACT-023), then is answered ACTOR_DIED (ACT-004).
+    actor_create_wait_ms: int = 10_000
+    #: Method calls held that way at once, from all callers; one more is answered
+    #: ACTOR_DIED at once (ACT-023).
+    max_held_actor_calls: int = 10_000
     #: Answer a Welcome at once with a Heartbeat when nothing else is queued (SES-022);
     #: the exhaustive simulations turn it off to keep their interleavings few.
     welcome_heartbeat: bool = True

@@ -285,6 +285,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "IUT was started with (--max-status-waits) is ignored. SEC-009 is a SHOULD: a case that "
         "catches this grades it NON-STRICT.",
     ),
+    "refuse-calls-before-creation": (
+        "ACT-023",
+        "A method call for an actor whose CreateActor has not arrived is answered ACTOR_DIED at once, "
+        "as if the actor were dead, instead of waiting for its creation.",
+    ),
     "serve-every-fetch": (
         "FET-009",
         "A holder serves every FetchRequest at once, however many one fetcher has outstanding: the "
@@ -989,6 +994,10 @@ def _unbounded_status_waits(iut: Iut) -> None:
     iut.node.core.config.max_status_waits = 1 << 62  # breaks SEC-009: no bound at all
 
 
+def _refuse_calls_before_creation(iut: Iut) -> None:
+    iut.node.core.config.max_held_actor_calls = 0  # breaks ACT-023: nothing is held
+
+
 def _serve_every_fetch(iut: Iut) -> None:
     from ..runtime import _fetch
 
@@ -1100,6 +1109,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "zero-heartbeat-taken-literally": _zero_heartbeat_taken_literally,
     "no-goodbye-ack": _no_goodbye_ack,
     "unbounded-status-waits": _unbounded_status_waits,
+    "refuse-calls-before-creation": _refuse_calls_before_creation,
     "serve-every-fetch": _serve_every_fetch,
     "tiny-chunks": _tiny_chunks,
     "unbounded-handshakes": _unbounded_handshakes,

@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="authenticate with this cluster key file (CURVE, SEC-015); default $REFRPC_KEY_FILE")
     ap.add_argument("--max-status-waits", type=int, default=0, metavar="N",
                     help="GetObjectStatus waits one remote peer may have outstanding (SEC-009; default the spec's 100,000)")
+    ap.add_argument("--actor-create-wait-ms", type=int, default=0, metavar="MS",
+                    help="how long a call for an actor not created yet is held (ACT-023; default the spec's 10,000)")
     ap.add_argument("--fault", action="append", default=[], metavar="NAME", help="break one requirement (see refrpc.iut.FAULTS)")
     args = ap.parse_args(argv)
     if not args.endpoint or not args.peer_id:
@@ -173,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--max-status-waits must be positive, not {args.max_status_waits}")
         if args.max_status_waits:
             config.max_status_waits = args.max_status_waits
+        if args.actor_create_wait_ms and args.actor_create_wait_ms < 1000:
+            raise ValueError(f"--actor-create-wait-ms must be at least 1000 (ACT-023), not {args.actor_create_wait_ms}")
+        if args.actor_create_wait_ms:
+            config.actor_create_wait_ms = args.actor_create_wait_ms
         from ..transport import ClusterKey
 
         cluster_key = ClusterKey.load(args.key_file) if args.key_file else None
