@@ -51,6 +51,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "FetchRequests are ignored: the holder of a stored copy sends no FetchChunk, so nobody can "
         "fetch a value stored here.",
     ),
+    "heartbeats-only-liveness": (
+        "LIV-002",
+        "Only a Heartbeat counts as evidence that a peer is alive: any other message (sequenced or "
+        "data-plane) leaves the time it was last heard from unchanged, so a peer that is busy "
+        "sending FetchRequests but no Heartbeat is declared dead after the detection timeout.",
+    ),
     "no-heartbeat": (
         "LIV-001",
         "No Heartbeat is ever sent, so a session with nothing else to send goes silent (and acks "
@@ -451,6 +457,20 @@ def _no_heartbeat(iut: Iut) -> None:
         send(r, body)
 
     core._send_unsequenced = patched  # type: ignore[method-assign]
+
+
+def _heartbeats_only_liveness(iut: Iut) -> None:
+    core = iut.node.core
+    on_receive = core._on_receive
+
+    def patched(env: Any) -> None:
+        r = core.remotes.get(env.sender)
+        before = r.last_heard_ms if r is not None else None
+        on_receive(env)
+        if before is not None and not isinstance(env.body, Heartbeat) and core.remotes.get(env.sender) is r:
+            r.last_heard_ms = before  # breaks LIV-002: only Heartbeats are evidence of life
+
+    core._on_receive = patched  # type: ignore[method-assign]
 
 
 def _accept_unknown_version(iut: Iut) -> None:
@@ -1065,6 +1085,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "skip-release": _skip_release,
     "wrong-error-code": _wrong_error_code,
     "never-answer-fetch": _never_answer_fetch,
+    "heartbeats-only-liveness": _heartbeats_only_liveness,
     "no-heartbeat": _no_heartbeat,
     "accept-unknown-version": _accept_unknown_version,
     "no-goodbye": _no_goodbye,
