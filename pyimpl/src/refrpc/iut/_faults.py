@@ -57,6 +57,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "data-plane) leaves the time it was last heard from unchanged, so a peer that is busy "
         "sending FetchRequests but no Heartbeat is declared dead after the detection timeout.",
     ),
+    "store-full-as-task-failed": (
+        "TASK-042",
+        "An executor that cannot bring an argument (or store a return) for lack of room in its "
+        "store replies TASK_FAILED instead of OBJECT_STORE_FULL (message and requirement "
+        "unchanged), so its submitter may retry what no retry can fix.",
+    ),
     "no-heartbeat": (
         "LIV-001",
         "No Heartbeat is ever sent, so a session with nothing else to send goes silent (and acks "
@@ -845,6 +851,21 @@ def _cancel_reply_task_failed(iut: Iut) -> None:
     core._dispatch_table[ev.TaskFinished] = patched
 
 
+def _store_full_as_task_failed(iut: Iut) -> None:
+    core = iut.node.core
+
+    def patched(s: Any) -> None:
+        results = tuple(
+            replace(r, error=replace(r.error, code=ErrorCode.TASK_FAILED))  # breaks TASK-042
+            if r.error is not None and r.error.code is ErrorCode.OBJECT_STORE_FULL else r
+            for r in s.results
+        )
+        finished(replace(s, results=results))
+
+    finished = core._dispatch_table[ev.TaskFinished]
+    core._dispatch_table[ev.TaskFinished] = patched
+
+
 def _fetch_end_is_error(iut: Iut) -> None:
     fetcher = iut.node.fetcher
     on_request = fetcher._on_request
@@ -1086,6 +1107,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "wrong-error-code": _wrong_error_code,
     "never-answer-fetch": _never_answer_fetch,
     "heartbeats-only-liveness": _heartbeats_only_liveness,
+    "store-full-as-task-failed": _store_full_as_task_failed,
     "no-heartbeat": _no_heartbeat,
     "accept-unknown-version": _accept_unknown_version,
     "no-goodbye": _no_goodbye,
