@@ -63,6 +63,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "store replies TASK_FAILED instead of OBJECT_STORE_FULL (message and requirement "
         "unchanged), so its submitter may retry what no retry can fix.",
     ),
+    "store-full-retried": (
+        "OBJ-062",
+        "A submitter takes a return ERROR(OBJECT_STORE_FULL) in a TaskReply as TASK_FAILED, so a "
+        "task submitted with retry_exceptions is resubmitted (attempt + 1) while its budget lasts, "
+        "instead of failing with OBJECT_STORE_FULL at once.",
+    ),
     "no-heartbeat": (
         "LIV-001",
         "No Heartbeat is ever sent, so a session with nothing else to send goes silent (and acks "
@@ -866,6 +872,21 @@ def _store_full_as_task_failed(iut: Iut) -> None:
     core._dispatch_table[ev.TaskFinished] = patched
 
 
+def _store_full_retried(iut: Iut) -> None:
+    core = iut.node.core
+    on_reply = core._on_TaskReply
+
+    def patched(r: Any, reply: Any) -> None:
+        returns = tuple(
+            replace(rv, error=replace(rv.error, code=ErrorCode.TASK_FAILED))  # breaks OBJ-062
+            if rv.error is not None and rv.error.code is ErrorCode.OBJECT_STORE_FULL else rv
+            for rv in reply.returns
+        )
+        on_reply(r, replace(reply, returns=returns))
+
+    core._on_TaskReply = patched  # type: ignore[method-assign]
+
+
 def _fetch_end_is_error(iut: Iut) -> None:
     fetcher = iut.node.fetcher
     on_request = fetcher._on_request
@@ -1108,6 +1129,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "never-answer-fetch": _never_answer_fetch,
     "heartbeats-only-liveness": _heartbeats_only_liveness,
     "store-full-as-task-failed": _store_full_as_task_failed,
+    "store-full-retried": _store_full_retried,
     "no-heartbeat": _no_heartbeat,
     "accept-unknown-version": _accept_unknown_version,
     "no-goodbye": _no_goodbye,
