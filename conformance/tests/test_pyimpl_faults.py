@@ -44,6 +44,7 @@ CATCHES = {
     "heartbeats-only-liveness": "liveness/LIV-002-any-message-is-evidence",
     "store-full-as-task-failed": "fetch/TASK-042-argument-without-room",
     "store-full-retried": "rpc/OBJ-062-store-full-is-final",
+    "error-chunk-at-request-offset": "fetch/FET-043-relay-refuses-what-it-will-not-get",
     "keep-task-records": "gc/RPC-014-OWN-005-metadata-shrinks-after-many-tasks",
     "keep-submitted-tasks": "gc/RPC-014-OWN-005-metadata-shrinks-after-many-tasks",
     "no-contained-in": "borrowing/GC-002-LOC-002-LOC-003-refs-in-returned-values",

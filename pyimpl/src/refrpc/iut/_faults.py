@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import events as ev
-from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, ErrorInfo, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
+from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, ErrorInfo, FetchChunk, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
 
 if TYPE_CHECKING:
     from ._main import Iut
@@ -68,6 +68,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A submitter takes a return ERROR(OBJECT_STORE_FULL) in a TaskReply as TASK_FAILED, so a "
         "task submitted with retry_exceptions is resubmitted (attempt + 1) while its budget lasts, "
         "instead of failing with OBJECT_STORE_FULL at once.",
+    ),
+    "error-chunk-at-request-offset": (
+        "FET-004",
+        "An error chunk that ends a request after data chunks (a relay whose own fetch failed, "
+        "FET-043, or a copy lost while served) carries the request's offset instead of the first "
+        "byte it did not send.",
     ),
     "no-heartbeat": (
         "LIV-001",
@@ -887,6 +893,33 @@ def _store_full_retried(iut: Iut) -> None:
     core._on_TaskReply = patched  # type: ignore[method-assign]
 
 
+def _error_chunk_at_request_offset(iut: Iut) -> None:
+    node = iut.node
+    fetcher = node.fetcher
+    send_chunk, handle = fetcher._send_chunk, node.handle
+    serving: list[Any] = []
+
+    def patched_send(job: Any) -> int:
+        serving.append(job)
+        try:
+            return send_chunk(job)
+        finally:
+            serving.pop()
+
+    def patched_handle(*stimuli: Any) -> None:
+        if serving:
+            stimuli = tuple(
+                replace(s, message=replace(s.message, offset=serving[-1].request.offset))  # breaks FET-004
+                if isinstance(s, ev.SendData) and isinstance(s.message, FetchChunk) and s.message.error is not None
+                else s
+                for s in stimuli
+            )
+        handle(*stimuli)
+
+    fetcher._send_chunk = patched_send  # type: ignore[method-assign]
+    node.handle = patched_handle  # type: ignore[method-assign]
+
+
 def _fetch_end_is_error(iut: Iut) -> None:
     fetcher = iut.node.fetcher
     on_request = fetcher._on_request
@@ -1130,6 +1163,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "heartbeats-only-liveness": _heartbeats_only_liveness,
     "store-full-as-task-failed": _store_full_as_task_failed,
     "store-full-retried": _store_full_retried,
+    "error-chunk-at-request-offset": _error_chunk_at_request_offset,
     "no-heartbeat": _no_heartbeat,
     "accept-unknown-version": _accept_unknown_version,
     "no-goodbye": _no_goodbye,
