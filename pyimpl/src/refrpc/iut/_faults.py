@@ -848,34 +848,25 @@ def _simultaneous_hello_waits(iut: Iut) -> None:
     core._on_hello = patched  # type: ignore[method-assign]
 
 
-def _cancel_reply_task_failed(iut: Iut) -> None:
+def _recoded(returns: Any, code: ErrorCode) -> tuple[Any, ...]:
+    """``returns`` (results or return values) with every ``code`` error made TASK_FAILED."""
+    return tuple(replace(r, error=replace(r.error, code=ErrorCode.TASK_FAILED))
+                 if r.error is not None and r.error.code is code else r for r in returns)
+
+
+def _finish_recoded(iut: Iut, code: ErrorCode) -> None:
+    """The executor reports every ``code`` error of a finished task as TASK_FAILED."""
     core = iut.node.core
-
-    def patched(s: Any) -> None:
-        results = tuple(
-            replace(r, error=replace(r.error, code=ErrorCode.TASK_FAILED))  # breaks TASK-008
-            if r.error is not None and r.error.code is ErrorCode.TASK_CANCELLED else r
-            for r in s.results
-        )
-        finished(replace(s, results=results))
-
     finished = core._dispatch_table[ev.TaskFinished]
-    core._dispatch_table[ev.TaskFinished] = patched
+    core._dispatch_table[ev.TaskFinished] = lambda s: finished(replace(s, results=_recoded(s.results, code)))
+
+
+def _cancel_reply_task_failed(iut: Iut) -> None:
+    _finish_recoded(iut, ErrorCode.TASK_CANCELLED)  # breaks TASK-008
 
 
 def _store_full_as_task_failed(iut: Iut) -> None:
-    core = iut.node.core
-
-    def patched(s: Any) -> None:
-        results = tuple(
-            replace(r, error=replace(r.error, code=ErrorCode.TASK_FAILED))  # breaks TASK-042
-            if r.error is not None and r.error.code is ErrorCode.OBJECT_STORE_FULL else r
-            for r in s.results
-        )
-        finished(replace(s, results=results))
-
-    finished = core._dispatch_table[ev.TaskFinished]
-    core._dispatch_table[ev.TaskFinished] = patched
+    _finish_recoded(iut, ErrorCode.OBJECT_STORE_FULL)  # breaks TASK-042
 
 
 def _store_full_retried(iut: Iut) -> None:
@@ -883,12 +874,7 @@ def _store_full_retried(iut: Iut) -> None:
     on_reply = core._on_TaskReply
 
     def patched(r: Any, reply: Any) -> None:
-        returns = tuple(
-            replace(rv, error=replace(rv.error, code=ErrorCode.TASK_FAILED))  # breaks OBJ-062
-            if rv.error is not None and rv.error.code is ErrorCode.OBJECT_STORE_FULL else rv
-            for rv in reply.returns
-        )
-        on_reply(r, replace(reply, returns=returns))
+        on_reply(r, replace(reply, returns=_recoded(reply.returns, ErrorCode.OBJECT_STORE_FULL)))  # breaks OBJ-062
 
     core._on_TaskReply = patched  # type: ignore[method-assign]
 
