@@ -383,6 +383,18 @@ FAULTS: dict[str, tuple[str, str]] = {
         "(storeFreeBytes): a task or a retry goes by slots, load and locality only, also to an "
         "executor that said it has no room for the task's arguments.",
     ),
+    "sequenced-heartbeat-unsequenced": (
+        "GEN-016",
+        "A Heartbeat that arrives with a sequence number above 0 is taken as if it had sequence "
+        "number 0: acted on for liveness and ack only, its number neither consumed nor answered, so "
+        "the session stalls at that number (the sender's next message waits behind a gap).",
+    ),
+    "no-answer-to-stale-hello": (
+        "SES-020",
+        "A Hello addressed to an earlier incarnation of this peer (SES-006) from a peer it has no record "
+        "of is discarded without an answer, instead of being answered DECLARED_DEAD at the Hello's own "
+        "address: the sender waits out its handshake timeout.",
+    ),
     "record-rerun-copies": (
         "LOC-008",
         "A re-run's stored copy of a return that is still ready is recorded as one more location "
@@ -1140,6 +1152,30 @@ def _no_goodbye_ack(iut: Iut) -> None:
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
 
 
+def _sequenced_heartbeat_unsequenced(iut: Iut) -> None:
+    core = iut.node.core
+    on_receive = core._on_receive
+
+    def patched(env: Any) -> None:
+        if isinstance(env.body, Heartbeat) and env.seq > 0:
+            env = replace(env, seq=0)  # breaks GEN-016: the number is neither consumed nor answered
+        on_receive(env)
+
+    core._on_receive = patched  # type: ignore[method-assign]
+
+
+def _no_answer_to_stale_hello(iut: Iut) -> None:
+    core = iut.node.core
+    answer = core._answer_declared_dead
+
+    def patched(sender: Any, incarnation: int, hello_address: str, requirement: str) -> None:
+        if requirement == "SES-006" and core.remotes.get(sender) is None:
+            return  # breaks SES-020: the Hello's own address is not used
+        answer(sender, incarnation, hello_address, requirement)
+
+    core._answer_declared_dead = patched  # type: ignore[method-assign]
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -1209,6 +1245,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "splice-fetches": _splice_fetches,
     "place-ignoring-memory": _place_ignoring_memory,
     "record-rerun-copies": _record_rerun_copies,
+    "sequenced-heartbeat-unsequenced": _sequenced_heartbeat_unsequenced,
+    "no-answer-to-stale-hello": _no_answer_to_stale_hello,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
