@@ -98,6 +98,7 @@ CATCHES = {
     "record-rerun-copies": "lineage/LOC-008-LIN-007-rerun-copy-of-a-ready-return-not-recorded",
     "sequenced-heartbeat-unsequenced": "session/GEN-016-heartbeat-with-a-sequence-number",
     "no-answer-to-stale-hello": "handshake/SES-020-SES-006-hello-to-an-earlier-incarnation",
+    "eager-value-check": "malformed/VAL-021-bad-portable-argument-fails-the-task",
 }
 
 

@@ -395,6 +395,13 @@ FAULTS: dict[str, tuple[str, str]] = {
         "of is discarded without an answer, instead of being answered DECLARED_DEAD at the Hello's own "
         "address: the sender waits out its handshake timeout.",
     ),
+    "eager-value-check": (
+        "VAL-021",
+        "A SubmitTask whose portable argument breaks a rule of the value's data (a ref to a nested "
+        "index that does not exist, VAL-006) is refused as a malformed message (ProtocolError "
+        "MALFORMED naming its sequence number) instead of being delivered and failing as a task "
+        "whose argument cannot be decoded.",
+    ),
     "record-rerun-copies": (
         "LOC-008",
         "A re-run's stored copy of a return that is still ready is recorded as one more location "
@@ -1176,6 +1183,33 @@ def _no_answer_to_stale_hello(iut: Iut) -> None:
     core._answer_declared_dead = patched  # type: ignore[method-assign]
 
 
+def _eager_value_check(iut: Iut) -> None:
+    from ..codec import PortableRef, decode_portable
+    from ..core.errors import ProtocolViolation
+    from ..core.messages import Encoding
+
+    core = iut.node.core
+    on_submit = core._on_SubmitTask
+
+    def bad_index(tree: Any, count: int) -> bool:
+        if isinstance(tree, PortableRef):
+            return not 0 <= int(tree) < count
+        if isinstance(tree, list):
+            return any(bad_index(x, count) for x in tree)
+        if isinstance(tree, dict):
+            return any(bad_index(x, count) for x in tree.values())
+        return False
+
+    def patched(r: Any, spec: Any) -> None:
+        for a in spec.args:
+            v = a.value
+            if v is not None and v.encoding is Encoding.PORTABLE and bad_index(decode_portable(v.data), len(v.nested)):
+                raise ProtocolViolation(ErrorCode.MALFORMED, "bad nested index", "VAL-006")  # breaks VAL-021
+        on_submit(r, spec)
+
+    core._on_SubmitTask = patched  # type: ignore[method-assign]
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -1247,6 +1281,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "record-rerun-copies": _record_rerun_copies,
     "sequenced-heartbeat-unsequenced": _sequenced_heartbeat_unsequenced,
     "no-answer-to-stale-hello": _no_answer_to_stale_hello,
+    "eager-value-check": _eager_value_check,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
