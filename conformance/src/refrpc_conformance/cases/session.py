@@ -230,3 +230,42 @@ def heartbeat_with_a_sequence_number(ctx: CaseContext) -> None:
     consumed = resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-016")
     ctx.check("GEN-016", consumed, f"seq {seq} consumed by the Heartbeat: a task sent next under that number is a duplicate",
               "not consumed: the task sent next under that number ran")
+
+
+@case(
+    "session/ZMQ-015-second-dealer-with-the-same-routing-id",
+    requirements=["ZMQ-015", "ZMQ-004", "ZMQ-013"],
+    summary=(
+        "With a session open, the suite connects a second DEALER to the IUT's ROUTER presenting the same routing "
+        "id as the first (as a peer does whose old DEALER is still closing, or that answers through another "
+        "DEALER) and sends the session's next task through it. The IUT's ROUTER hands the routing id over "
+        "(ZMQ_ROUTER_HANDOVER) instead of refusing the connection, so the task runs and is answered."
+    ),
+)
+def second_dealer_with_the_same_routing_id(ctx: CaseContext) -> None:
+    import zmq
+
+    from refrpc.codec import encode
+    from refrpc.core.messages import Envelope
+
+    iut, peer, link = open_session(ctx)
+    run_echo(ctx, peer, link, "through the first DEALER")
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    try:
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt_string(zmq.ROUTING_ID, f"{peer.peer_id}/{peer.incarnation:x}")  # the first one's
+        if peer.cluster_key is not None:  # SEC-016: the same member key
+            public, secret = peer.cluster_key.member_keys(peer.key_name)
+            dealer.setsockopt(zmq.CURVE_SERVERKEY, peer.cluster_key.server_public)
+            dealer.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            dealer.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        dealer.connect(iut.address)
+        t = task(peer, "echo", [by_value("through the second DEALER")])
+        seq = link.next_seq()
+        env = Envelope(peer.peer_id, peer.incarnation, iut.peer_id, iut.incarnation, seq, link.delivered, t)
+        dealer.send_multipart(encode(env), copy=True)  # queued until connected (no ZMQ_IMMEDIATE here)
+        reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="ZMQ-015",
+                           what="the TaskReply for the task sent through a second DEALER with the same routing id")
+        ctx.check("ZMQ-015", reply.body.task_id == t.task_id, "the task sent on the second connection ran", "it ran")
+    finally:
+        dealer.close(linger=0)

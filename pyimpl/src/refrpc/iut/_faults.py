@@ -402,6 +402,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "MALFORMED naming its sequence number) instead of being delivered and failing as a task "
         "whose argument cannot be decoded.",
     ),
+    "no-router-handover": (
+        "ZMQ-015",
+        "The ROUTER keeps libzmq's default ZMQ_ROUTER_HANDOVER = 0: a second connection that presents "
+        "a routing id another connection already uses is refused, and what arrives on it is lost.",
+    ),
     "record-rerun-copies": (
         "LOC-008",
         "A re-run's stored copy of a return that is still ready is recorded as one more location "
@@ -1210,6 +1215,12 @@ def _eager_value_check(iut: Iut) -> None:
     core._on_SubmitTask = patched  # type: ignore[method-assign]
 
 
+def _no_router_handover(iut: Iut) -> None:
+    import zmq
+
+    iut.node.wire.router.setsockopt(zmq.ROUTER_HANDOVER, 0)  # breaks ZMQ-015
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -1282,6 +1293,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "sequenced-heartbeat-unsequenced": _sequenced_heartbeat_unsequenced,
     "no-answer-to-stale-hello": _no_answer_to_stale_hello,
     "eager-value-check": _eager_value_check,
+    "no-router-handover": _no_router_handover,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
