@@ -243,23 +243,13 @@ def heartbeat_with_a_sequence_number(ctx: CaseContext) -> None:
     ),
 )
 def second_dealer_with_the_same_routing_id(ctx: CaseContext) -> None:
-    import zmq
-
     from refrpc.codec import encode
     from refrpc.core.messages import Envelope
 
     iut, peer, link = open_session(ctx)
     run_echo(ctx, peer, link, "through the first DEALER")
-    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer = peer.new_dealer(iut.address)  # the same routing id as the link's DEALER
     try:
-        dealer.setsockopt(zmq.LINGER, 0)
-        dealer.setsockopt_string(zmq.ROUTING_ID, f"{peer.peer_id}/{peer.incarnation:x}")  # the first one's
-        if peer.cluster_key is not None:  # SEC-016: the same member key
-            public, secret = peer.cluster_key.member_keys(peer.key_name)
-            dealer.setsockopt(zmq.CURVE_SERVERKEY, peer.cluster_key.server_public)
-            dealer.setsockopt(zmq.CURVE_PUBLICKEY, public)
-            dealer.setsockopt(zmq.CURVE_SECRETKEY, secret)
-        dealer.connect(iut.address)
         t = task(peer, "echo", [by_value("through the second DEALER")])
         seq = link.next_seq()
         env = Envelope(peer.peer_id, peer.incarnation, iut.peer_id, iut.incarnation, seq, link.delivered, t)
