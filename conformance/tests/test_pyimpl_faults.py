@@ -96,6 +96,10 @@ CATCHES = {
     "splice-fetches": "fetch/FET-018-OBJ-013-no-splice-across-answers",
     "place-ignoring-memory": "rpc/TASK-041-retry-goes-where-its-arguments-fit",
     "record-rerun-copies": "lineage/LOC-008-LIN-007-rerun-copy-of-a-ready-return-not-recorded",
+    "sequenced-heartbeat-unsequenced": "session/GEN-016-heartbeat-with-a-sequence-number",
+    "no-answer-to-stale-hello": "handshake/SES-020-SES-006-hello-to-an-earlier-incarnation",
+    "eager-value-check": "malformed/VAL-021-bad-portable-argument-fails-the-task",
+    "no-router-handover": "session/ZMQ-015-second-dealer-with-the-same-routing-id",
 }
 
 

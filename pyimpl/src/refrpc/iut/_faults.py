@@ -383,6 +383,30 @@ FAULTS: dict[str, tuple[str, str]] = {
         "(storeFreeBytes): a task or a retry goes by slots, load and locality only, also to an "
         "executor that said it has no room for the task's arguments.",
     ),
+    "sequenced-heartbeat-unsequenced": (
+        "GEN-016",
+        "A Heartbeat that arrives with a sequence number above 0 is taken as if it had sequence "
+        "number 0: acted on for liveness and ack only, its number neither consumed nor answered, so "
+        "the session stalls at that number (the sender's next message waits behind a gap).",
+    ),
+    "no-answer-to-stale-hello": (
+        "SES-020",
+        "A Hello addressed to an earlier incarnation of this peer (SES-006) from a peer it has no record "
+        "of is discarded without an answer, instead of being answered DECLARED_DEAD at the Hello's own "
+        "address: the sender waits out its handshake timeout.",
+    ),
+    "eager-value-check": (
+        "VAL-021",
+        "A SubmitTask whose portable argument breaks a rule of the value's data (a ref to a nested "
+        "index that does not exist, VAL-006) is refused as a malformed message (ProtocolError "
+        "MALFORMED naming its sequence number) instead of being delivered and failing as a task "
+        "whose argument cannot be decoded.",
+    ),
+    "no-router-handover": (
+        "ZMQ-015",
+        "The ROUTER keeps libzmq's default ZMQ_ROUTER_HANDOVER = 0: a second connection that presents "
+        "a routing id another connection already uses is refused, and what arrives on it is lost.",
+    ),
     "record-rerun-copies": (
         "LOC-008",
         "A re-run's stored copy of a return that is still ready is recorded as one more location "
@@ -1140,6 +1164,63 @@ def _no_goodbye_ack(iut: Iut) -> None:
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
 
 
+def _sequenced_heartbeat_unsequenced(iut: Iut) -> None:
+    core = iut.node.core
+    on_receive = core._on_receive
+
+    def patched(env: Any) -> None:
+        if isinstance(env.body, Heartbeat) and env.seq > 0:
+            env = replace(env, seq=0)  # breaks GEN-016: the number is neither consumed nor answered
+        on_receive(env)
+
+    core._on_receive = patched  # type: ignore[method-assign]
+
+
+def _no_answer_to_stale_hello(iut: Iut) -> None:
+    core = iut.node.core
+    answer = core._answer_declared_dead
+
+    def patched(sender: Any, incarnation: int, hello_address: str, requirement: str) -> None:
+        if requirement == "SES-006" and core.remotes.get(sender) is None:
+            return  # breaks SES-020: the Hello's own address is not used
+        answer(sender, incarnation, hello_address, requirement)
+
+    core._answer_declared_dead = patched  # type: ignore[method-assign]
+
+
+def _eager_value_check(iut: Iut) -> None:
+    from ..codec import PortableRef, decode_portable
+    from ..core.errors import ProtocolViolation
+    from ..core.messages import Encoding
+
+    core = iut.node.core
+    on_submit = core._on_SubmitTask
+
+    def bad_index(tree: Any, count: int) -> bool:
+        if isinstance(tree, PortableRef):
+            return not 0 <= int(tree) < count
+        if isinstance(tree, list):
+            return any(bad_index(x, count) for x in tree)
+        if isinstance(tree, dict):
+            return any(bad_index(x, count) for x in tree.values())
+        return False
+
+    def patched(r: Any, spec: Any) -> None:
+        for a in spec.args:
+            v = a.value
+            if v is not None and v.encoding is Encoding.PORTABLE and bad_index(decode_portable(v.data), len(v.nested)):
+                raise ProtocolViolation(ErrorCode.MALFORMED, "bad nested index", "VAL-006")  # breaks VAL-021
+        on_submit(r, spec)
+
+    core._on_SubmitTask = patched  # type: ignore[method-assign]
+
+
+def _no_router_handover(iut: Iut) -> None:
+    import zmq
+
+    iut.node.wire.router.setsockopt(zmq.ROUTER_HANDOVER, 0)  # breaks ZMQ-015
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -1209,6 +1290,10 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "splice-fetches": _splice_fetches,
     "place-ignoring-memory": _place_ignoring_memory,
     "record-rerun-copies": _record_rerun_copies,
+    "sequenced-heartbeat-unsequenced": _sequenced_heartbeat_unsequenced,
+    "no-answer-to-stale-hello": _no_answer_to_stale_hello,
+    "eager-value-check": _eager_value_check,
+    "no-router-handover": _no_router_handover,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
