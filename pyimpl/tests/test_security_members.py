@@ -1,0 +1,203 @@
+"""Members of a cluster started with `refrpc start`, on real processes: holding the
+key file lets a process join as a new member, not speak as an existing one, and
+the join credential can be replaced in a running cluster.
+
+    refrpc start --head --num-workers 1          # the head, and one worker it supervises
+    refrpc.init(address=HEAD)                    # a driver, in this process
+
+Mallory holds the key file. She connects with a key pair of her own and a valid
+join proof, or with the key SEC-016 derives for the PeerId she claims, and claims
+to be the worker, the driver or the head, each with a new incarnation (a Hello
+that, if believed, fences the member it names, HS-006): nobody answers, nobody is
+fenced, and the cluster keeps running the driver's tasks (SEC-022..SEC-024).
+Under a PeerId of her own, the same credential makes her welcome at the head.
+Then `refrpc rotate-key` replaces the join credential: the old key file joins
+during the grace period and not after it, and the running members, and a worker
+restarted after it, go on working (SEC-025, CLU-052).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import refrpc
+from refrpc import codec
+from refrpc.core import messages as m
+from refrpc.runtime._membership import HEAD
+from refrpc.testing import wait_until
+
+import remote_fixtures as rf
+from test_cli import _cli, _env, _wait_members, start_head
+
+pytestmark = pytest.mark.timeout(300)
+
+#: How long Mallory listens for an answer that must not come.
+SILENCE_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """`refrpc start --head --num-workers 1` (its key in a fresh HOME), a driver in this process."""
+    home = tmp_path_factory.mktemp("home")
+    head, address, key_file = start_head("--num-workers", "1", env=_env(HOME=str(home)))
+    old = os.environ.get("REFRPC_KEY_FILE")
+    try:
+        os.environ["REFRPC_KEY_FILE"] = key_file
+        _wait_members(address, 1)
+        refrpc.init(address=address)
+        yield {"head": head, "address": address, "key_file": key_file, "home": home}
+    finally:
+        refrpc.shutdown()
+        if old is None:
+            os.environ.pop("REFRPC_KEY_FILE", None)
+        else:
+            os.environ["REFRPC_KEY_FILE"] = old
+        head.terminate()
+        try:
+            head.wait(20)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait(5)
+
+
+def _worker() -> tuple[str, str, int]:
+    """The worker's (PeerId, address, pid), as the head lists it."""
+    rows = refrpc.api._call_on(HEAD, "refrpc.runtime._membership:cluster")
+    (peer, _role, address, _slots, _host, pid, _res), = [r for r in rows if r[1] == "worker"]
+    return peer, address, pid
+
+
+def _still_works() -> None:
+    assert refrpc.get(rf.add.remote(2, 3), timeout=60) == 5
+
+
+class Mallory:
+    """A raw peer holding the cluster key file, claiming PeerId ``claim``.
+
+    ``how``: "own-key" (a key pair of her own, with a valid join proof for the
+    claim: what a joiner presents) or "derived-key" (the member key SEC-016
+    derives from the secret for the claimed PeerId).
+    """
+
+    def __init__(self, key, claim: str, how: str) -> None:
+        from refrpc.transport import OwnKey, ZmqTransport
+
+        self.name = claim
+        self.incarnation = 0x3E3
+        own = OwnKey(key, claim) if how == "own-key" else None
+        self.transport = ZmqTransport("tcp://127.0.0.1:0", cluster_key=key, peer_id=claim, own_key=own)
+
+    def hello(self, peer: str, address: str) -> None:
+        env = m.Envelope(self.name, self.incarnation, peer, 0, 0, 0,
+                         m.Hello(0, 1, self.transport.address, ("core", "python-pickle"), 64 << 20, 250))
+        self.transport.send(address, codec.encode(env))
+
+    def answers(self, within: float = SILENCE_S) -> list[m.Envelope]:
+        """Every message that reaches her within ``within`` seconds (the bound of a non-event)."""
+        import time
+
+        got: list[m.Envelope] = []
+        end = time.monotonic() + within
+        while (left := end - time.monotonic()) > 0:
+            self.transport.poll(1)
+            frames = self.transport.recv(max(1, int(left * 1000)))
+            if frames is not None:
+                got.append(codec.decode(frames))
+        return got
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+@pytest.mark.parametrize("how", ["own-key", "derived-key"])
+def test_a_member_with_the_key_file_cannot_speak_as_another_member(cluster, how):
+    #                                                         SEC-011, SEC-016, SEC-022, SEC-023, SEC-024
+    from refrpc.transport import ClusterKey
+
+    key = ClusterKey.load(cluster["key_file"])
+    node = refrpc.api._ctx.node
+    worker, worker_address, worker_pid = _worker()
+    discarded = node.stats["unauthenticated_discarded"]
+    # Each claim with a new incarnation: believed, the Hello would fence the member it names (HS-006).
+    attempts = [(worker, HEAD, cluster["address"]), (worker, node.peer_id, node.address),
+                (node.peer_id, HEAD, cluster["address"]), (node.peer_id, worker, worker_address),
+                (HEAD, node.peer_id, node.address), (HEAD, worker, worker_address)]
+    liars = []
+    try:
+        for claim, to, address in attempts:
+            liar = Mallory(key, claim, how)
+            liars.append(liar)
+            liar.hello(to, address)
+        for liar in liars:
+            got = liar.answers()
+            assert got == [], [(liar.name, type(e.body).__name__) for e in got]
+        assert node.stats["unauthenticated_discarded"] > discarded  # her frames reached the driver, and were dropped
+        remotes = node.call(lambda: dict(node.core.remotes)).result()
+        assert remotes[HEAD].state != "dead" and remotes[HEAD].incarnation != 0x3E3
+        _still_works()
+        assert _worker() == (worker, worker_address, worker_pid)  # the same worker incarnation, still listed
+        assert node.peer_id in [p for p, *_ in refrpc.api._call_on(HEAD, "refrpc.runtime._membership:peers")]
+    finally:
+        for liar in liars:
+            liar.close()
+
+
+def test_the_key_file_still_lets_a_new_member_join(cluster):
+    # Holding the credential is joining as a new member: the head welcomes a PeerId nobody holds   SEC-023
+    from refrpc.transport import ClusterKey
+
+    newcomer = Mallory(ClusterKey.load(cluster["key_file"]), "newcomer-1", "own-key")
+    try:
+        newcomer.hello(HEAD, cluster["address"])
+        assert any(isinstance(e.body, m.Welcome) for e in newcomer.answers(30.0))
+    finally:
+        newcomer.close()
+
+
+def _status_ok(address: str, key_file: str | Path) -> bool:
+    out = _cli("status", "--address", address, "--key-file", str(key_file), timeout=120)
+    assert out.returncode == 0 and "worker" in out.stdout, out.stdout + out.stderr
+    return True
+
+
+def test_rotating_the_join_credential_keeps_the_cluster_running(cluster, tmp_path):
+    #                                                                     SEC-025, CLU-052
+    address, current = cluster["address"], Path(cluster["key_file"])
+    old = tmp_path / "old.key"
+    shutil.copy(current, old)
+    os.chmod(old, 0o600)
+    new = tmp_path / "new.key"
+    out = _cli("rotate-key", "--address", address, "--key-file", str(current), "--new-key-file", str(new),
+               "--grace", "600", timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert stat.S_IMODE(new.stat().st_mode) == 0o600
+    assert new.read_text() != old.read_text()
+    # During the grace period both files join.
+    assert _status_ok(address, new)
+    assert _status_ok(address, old)
+    out = _cli("rotate-key", "--address", address, "--key-file", str(new), "--end-grace", timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # After it, the old file joins nothing: the head never answers it.
+    refused = _cli("status", "--address", address, "--key-file", str(old), timeout=120)
+    assert refused.returncode != 0 and "no RefRPC head answered" in refused.stderr, refused.stdout + refused.stderr
+    assert _status_ok(address, new)
+    # The members that joined with the old file go on working.
+    _still_works()
+    # A worker restarted afterwards reads the key file where it was, now holding the new one.
+    shutil.copy(new, current)
+    worker, _, pid = _worker()
+    os.kill(pid, signal.SIGKILL)
+
+    def back() -> bool:
+        rows = refrpc.api._call_on(HEAD, "refrpc.runtime._membership:cluster")
+        return any(r[1] == "worker" and r[5] != pid for r in rows)
+
+    assert wait_until(back, 120, step=0.5), "the worker did not come back"
+    _still_works()
