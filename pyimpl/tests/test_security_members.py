@@ -201,3 +201,48 @@ def test_rotating_the_join_credential_keeps_the_cluster_running(cluster, tmp_pat
 
     assert wait_until(back, 120, step=0.5), "the worker did not come back"
     _still_works()
+
+
+# ------------------------------------------------------------------ --insecure
+@pytest.fixture
+def insecure_member():
+    """A worker node of an insecure cluster, in this process, that joined through a head
+    at ``node.head_address`` (set by each test)."""
+    from refrpc.runtime import LocalCluster
+    from refrpc.runtime._executor import working_node
+
+    node, executor = working_node("w1", "tcp://127.0.0.1:0", LocalCluster.new_namespace(), insecure=True)
+    try:
+        yield node
+    finally:
+        executor.stop()
+        node.stop()
+
+
+@pytest.mark.parametrize("joined_through_it", [False, True])
+def test_without_authentication_a_view_comes_only_from_the_head_joined_through(insecure_member, joined_through_it):
+    # Anyone may claim PeerId "head" when authentication is off; its views are refused      SEC-026
+    import pickle
+
+    from test_security import Outsider
+
+    node = insecure_member
+    claimer = Outsider(HEAD)
+    try:
+        node.head_address = claimer.address if joined_through_it else "tcp://127.0.0.1:9"
+        claimer.hello(node.address, node.peer_id)  # an insecure node welcomes anyone
+        view = {"version": 7, "members": [], "incarnations": {}, "dead": [("w9", 5, "the claimer says so")], "keys": {}}
+        arg = m.Arg(m.ArgKind.VALUE, m.Value(m.Encoding.PICKLE, pickle.dumps(view)))
+        claimer.send(node.address, node.peer_id, m.SubmitTask("head.1.1", "refrpc.runtime._membership:learn",
+                                                              (arg,), ("head.1.1.r0",)),
+                     receiver_incarnation=node.incarnation)
+        got: list[m.Envelope] = []
+        assert wait_until(lambda: got.extend(claimer.answers(0.05)) or any(isinstance(e.body, m.TaskReply) for e in got),
+                          30, step=0.01), [e.body for e in got]
+        replies = [e for e in got if isinstance(e.body, m.TaskReply)]
+        if joined_through_it:
+            assert replies[0].body.returns[0].error is None and node.view_version == 7
+        else:
+            assert replies[0].body.returns[0].error is not None and node.view_version == 0
+    finally:
+        claimer.close()

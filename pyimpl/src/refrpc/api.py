@@ -173,6 +173,7 @@ def _join(address: str, node_ip: str | None, connect_timeout: float, trace_dir: 
     node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", config, trace_dir=trace_dir,
                                   cluster_key=cluster_key, insecure=insecure, own_key=own_key)
     context.node, context.driver_executor, context.head = node, executor, HEAD
+    node.head_address = address  # views come only from there (SEC-026)
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
         try:

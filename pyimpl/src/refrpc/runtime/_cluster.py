@@ -505,6 +505,8 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     context.node, context.executor = node, executor
     context.head = args.head_name
+    if args.register:
+        node.head_address = args.head  # views come only from there (SEC-026)
     peers = [p.split("=", 1) for p in args.peers.split(",") if p]
     offered = json.loads(args.resources)
     from ._membership import _adds

@@ -274,7 +274,30 @@ def learn(view: dict[str, Any]) -> int:
 
     if current_owner() not in ("", HEAD):
         raise PermissionError("only the head sends membership views (CLU-013)")
-    return apply_view(current_node(), view)
+    node = current_node()
+    if node.cluster_key is None and node.head_address and current_owner() == HEAD:
+        # SEC-026: without authentication anyone can claim to be the head; a view comes
+        # only from the head this member joined through (the address its session announced).
+        head = node.call(lambda: node.core.remotes.get(HEAD)).result()
+        if head is None or not same_address(head.address, node.head_address):
+            raise PermissionError(f"a view from a head at {head.address if head else '?'}, not the one this "
+                                  f"member joined through ({node.head_address}): refused (SEC-026)")
+    return apply_view(node, view)
+
+
+def same_address(a: str, b: str) -> bool:
+    """Whether two ``tcp://HOST:PORT`` addresses name the same endpoint (host names resolved)."""
+    if a == b:
+        return True
+
+    def resolved(address: str) -> tuple[str, str]:
+        host, _, port = address.removeprefix("tcp://").rpartition(":")
+        try:
+            return socket.gethostbyname(host.strip("[]")), port
+        except OSError:
+            return host, port
+
+    return a.startswith("tcp://") and b.startswith("tcp://") and resolved(a) == resolved(b)
 
 
 #: Views are applied one at a time, wholly: ``learn`` runs on a thread of its own as
@@ -297,8 +320,9 @@ def _apply_view(node: Any, view: dict[str, Any]) -> int:
         node.view_version = version
         # CLU-050: the keys bound to members' PeerIds; a binding is replaced by a newer
         # one and otherwise kept (a fenced member is still told so, LIV-005).
-        node.keys.update({p: k for p, k in view.get("keys", {}).items()
-                          if isinstance(p, str) and isinstance(k, str) and p != node.peer_id})
+        if view.get("keys"):
+            node.keys.update({p: k for p, k in view["keys"].items()
+                              if isinstance(p, str) and isinstance(k, str) and p != node.peer_id})
     alive = {row[0]: row for row in view["members"]}
     incarnations = view.get("incarnations", {})
     stimuli = []

@@ -174,6 +174,8 @@ class Node:
         self.drivers: dict[str, tuple[str, int, str, float]] = {}
         #: On a member: the version of the last membership view applied (CLU-011).
         self.view_version = 0
+        #: On a member: the head's address it joined through (SEC-026), or "".
+        self.head_address = ""
         from ._fetch import FetchService
 
         #: The data plane: fetching from and serving to peers on other hosts.
