@@ -87,12 +87,15 @@ class Mallory:
     """
 
     def __init__(self, key, claim: str, how: str) -> None:
-        from refrpc.transport import OwnKey, ZmqTransport
+        from refrpc.transport import ZmqTransport
+
+        if how == "own-key":
+            from refrpc.transport import OwnKey
 
         self.name = claim
         self.incarnation = 0x3E3
-        own = OwnKey(key, claim) if how == "own-key" else None
-        self.transport = ZmqTransport("tcp://127.0.0.1:0", cluster_key=key, peer_id=claim, own_key=own)
+        keys = {"own_key": OwnKey(key, claim)} if how == "own-key" else {}
+        self.transport = ZmqTransport("tcp://127.0.0.1:0", cluster_key=key, peer_id=claim, **keys)
 
     def hello(self, peer: str, address: str) -> None:
         env = m.Envelope(self.name, self.incarnation, peer, 0, 0, 0,
@@ -246,3 +249,36 @@ def test_without_authentication_a_view_comes_only_from_the_head_joined_through(i
             assert replies[0].body.returns[0].error is not None and node.view_version == 0
     finally:
         claimer.close()
+
+
+# ------------------------------------------------------------------ the key file's join credential
+def test_a_join_proof_names_one_peer_and_one_key_and_a_rotation_ends_with_its_grace(tmp_path):
+    #                                                                          SEC-015, SEC-022, SEC-025
+    from refrpc.transport import ClusterKey, KeyFileError, OwnKey
+
+    key = ClusterKey.generate()
+    new = key.with_new_join()
+    assert new.server_public == key.server_public  # running members keep their connections
+    path = tmp_path / "new.key"
+    new.save(path)
+    assert ClusterKey.load(path).join_hex() == new.join_hex() != key.join_hex()
+    path.write_text('{"format": "refrpc-cluster-key", "version": 1, "secret": "%s", "join": "xyz"}' % ("ab" * 32))
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError, match="'join'"):
+        ClusterKey.load(path)
+    old_member, new_member = OwnKey(key, "w1"), OwnKey(new, "w1")
+    pub = old_member.public.decode()
+    assert key.accepts_join("w1", pub, old_member.proof, now=0.0)
+    assert not key.accepts_join("w2", pub, old_member.proof, now=0.0)  # another PeerId
+    assert not key.accepts_join("w1", OwnKey(key, "w1").public.decode(), old_member.proof, now=0.0)  # another key
+    key.save(tmp_path / "old.key")
+    head = ClusterKey.load(tmp_path / "old.key")  # the head of the cluster whose file is ``key``
+    head.rotate(bytes.fromhex(new.join_hex()), grace_s=10.0, now=100.0)
+    assert head.accepts_join("w1", pub, old_member.proof, now=105.0)  # within the grace period
+    assert head.accepts_join("w1", new_member.public.decode(), new_member.proof, now=105.0)
+    assert not head.accepts_join("w1", pub, old_member.proof, now=110.0)  # after it
+    assert len(head.join_proofs("head", pub, now=111.0).split(",")) == 1  # only the new credential's
+    head.rotate(bytes.fromhex(key.join_hex()), grace_s=10.0, now=200.0)
+    assert len(head.join_proofs("head", pub, now=201.0).split(",")) == 2
+    head.rotate(None, grace_s=0.0, now=202.0)  # --end-grace
+    assert not head.accepts_join("w1", new_member.public.decode(), new_member.proof, now=202.0)

@@ -362,7 +362,10 @@ def _rotate_key(args: argparse.Namespace) -> int:
             raise api.RefRPCError(f"cannot write {args.new_key_file}: {exc}") from None
     try:
         _join_cluster(argparse.Namespace(address=args.address, key_file=path, insecure=False))
-        api._call_on(HEAD, "refrpc.runtime._membership:rotate", None if new is None else new.join_hex(), args.grace)
+        try:
+            api._call_on(HEAD, "refrpc.runtime._membership:rotate", None if new is None else new.join_hex(), args.grace)
+        except Exception as exc:  # the head refused (TASK_FAILED) or did not answer
+            raise api.RefRPCError(f"the head did not rotate the join credential: {exc}") from None
     except BaseException:
         if new is not None:  # the head never took it: leave no key file that joins nothing
             Path(args.new_key_file).unlink(missing_ok=True)
