@@ -22,7 +22,6 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,37 +33,13 @@ from refrpc.runtime._membership import HEAD
 from refrpc.testing import wait_until
 
 import remote_fixtures as rf
-from test_cli import _cli, _env, _wait_members, start_head
+from test_cli import _cli
+from test_security import Outsider, cluster  # noqa: F401 - cluster: `refrpc start --head`, a driver here
 
 pytestmark = pytest.mark.timeout(300)
 
 #: How long Mallory listens for an answer that must not come.
 SILENCE_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """`refrpc start --head --num-workers 1` (its key in a fresh HOME), a driver in this process."""
-    home = tmp_path_factory.mktemp("home")
-    head, address, key_file = start_head("--num-workers", "1", env=_env(HOME=str(home)))
-    old = os.environ.get("REFRPC_KEY_FILE")
-    try:
-        os.environ["REFRPC_KEY_FILE"] = key_file
-        _wait_members(address, 1)
-        refrpc.init(address=address)
-        yield {"head": head, "address": address, "key_file": key_file, "home": home}
-    finally:
-        refrpc.shutdown()
-        if old is None:
-            os.environ.pop("REFRPC_KEY_FILE", None)
-        else:
-            os.environ["REFRPC_KEY_FILE"] = old
-        head.terminate()
-        try:
-            head.wait(20)
-        except subprocess.TimeoutExpired:
-            head.kill()
-            head.wait(5)
 
 
 def _worker() -> tuple[str, str, int]:
@@ -226,8 +201,6 @@ def insecure_member():
 def test_without_authentication_a_view_comes_only_from_the_head_joined_through(insecure_member, joined_through_it):
     # Anyone may claim PeerId "head" when authentication is off; its views are refused      SEC-026
     import pickle
-
-    from test_security import Outsider
 
     node = insecure_member
     claimer = Outsider(HEAD)

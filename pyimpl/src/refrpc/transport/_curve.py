@@ -122,22 +122,8 @@ class ClusterKey:
             raise KeyFileError(f"cannot read the cluster key file {os.fspath(path)}: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
             raise KeyFileError(f"{os.fspath(path)} is not a RefRPC cluster key file (version {VERSION})")
-        text = data.get("secret")
-        try:
-            secret = bytes.fromhex(text) if isinstance(text, str) and len(text) == 64 else b""
-        except ValueError:
-            secret = b""
-        if len(secret) != 32:
-            raise KeyFileError(f"{os.fspath(path)}: 'secret' must be 64 hexadecimal digits")
-        join = None
-        if "join" in data:
-            text = data["join"]
-            try:
-                join = bytes.fromhex(text) if isinstance(text, str) and len(text) == 64 else b""
-            except ValueError:
-                join = b""
-            if len(join) != 32:
-                raise KeyFileError(f"{os.fspath(path)}: 'join' must be 64 hexadecimal digits")
+        secret = _hex32(data.get("secret"), "secret", path)
+        join = _hex32(data["join"], "join", path) if "join" in data else None
         return cls(secret, join)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -222,6 +208,17 @@ class ClusterKey:
 
     def __repr__(self) -> str:
         return f"<ClusterKey server {self.server_public.decode()}>"
+
+
+def _hex32(text: Any, name: str, path: str | os.PathLike[str]) -> bytes:
+    """The 32 bytes a key file's member ``name`` gives as 64 hexadecimal digits (SEC-015)."""
+    try:
+        raw = bytes.fromhex(text) if isinstance(text, str) and len(text) == 64 else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise KeyFileError(f"{os.fspath(path)}: '{name}' must be 64 hexadecimal digits")
+    return raw
 
 
 def _proof(credential: bytes, peer_id: str, public: bytes | str) -> str:
