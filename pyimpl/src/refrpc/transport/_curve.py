@@ -253,7 +253,7 @@ class OwnKey:
     def from_env(cls, cluster_key: ClusterKey, peer_id: str) -> OwnKey:
         """The key pair a supervisor handed this process in ``REFRPC_OWN_KEY`` (a restarted
         worker keeps its key, CLU-050), else a new one."""
-        text = os.environ.get(OWN_KEY_ENV, "")
+        text = os.environ.pop(OWN_KEY_ENV, "")  # read once: the processes it starts are not it
         public, _, secret = text.partition(" ")
         if len(public) == 40 and len(secret) == 40:
             try:
