@@ -8,8 +8,9 @@ the join credential can be replaced in a running cluster.
 Mallory holds the key file. She connects with a key pair of her own and a valid
 join proof, or with the key SEC-016 derives for the PeerId she claims, and claims
 to be the worker, the driver or the head, each with a new incarnation (a Hello
-that, if believed, fences the member it names, HS-006): nobody answers, nobody is
-fenced, and the cluster keeps running the driver's tasks (SEC-022..SEC-024).
+that, if believed, fences the member it names, HS-006), then sends a task whose
+pickled argument writes a file: nobody answers, nothing runs, nobody is fenced, and
+the cluster keeps running the driver's tasks (SEC-022..SEC-024).
 Under a PeerId of her own, the same credential makes her welcome at the head.
 Then `refrpc rotate-key` replaces the join credential: the old key file joins
 during the grace period and not after it, and the running members, and a worker
@@ -34,7 +35,7 @@ from refrpc.testing import wait_until
 
 import remote_fixtures as rf
 from test_cli import _cli
-from test_security import Outsider, cluster  # noqa: F401 - cluster: `refrpc start --head`, a driver here
+from test_security import Outsider, _Hostile, cluster  # noqa: F401 - cluster: `refrpc start --head`, a driver here
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -77,6 +78,15 @@ class Mallory:
                          m.Hello(0, 1, self.transport.address, ("core", "python-pickle"), 64 << 20, 250))
         self.transport.send(address, codec.encode(env))
 
+    def hostile_task(self, peer: str, incarnation: int, address: str, marker: Path) -> None:
+        """The first message of the session her Hello opened, if it was believed: a task
+        whose pickled argument writes ``marker`` as it is unpickled."""
+        import pickle
+
+        arg = m.Arg(m.ArgKind.VALUE, m.Value(m.Encoding.PICKLE, pickle.dumps(_Hostile(str(marker)))))
+        task = m.SubmitTask("m.1.1", "refrpc.runtime._executor:call_by_value", (arg,), ("m.1.1.r0",))
+        self.transport.send(address, codec.encode(m.Envelope(self.name, self.incarnation, peer, incarnation, 1, 0, task)))
+
     def answers(self, within: float = SILENCE_S) -> list[m.Envelope]:
         """Every message that reaches her within ``within`` seconds (the bound of a non-event)."""
         import time
@@ -95,7 +105,7 @@ class Mallory:
 
 
 @pytest.mark.parametrize("how", ["own-key", "derived-key"])
-def test_a_member_with_the_key_file_cannot_speak_as_another_member(cluster, how):
+def test_a_member_with_the_key_file_cannot_speak_as_another_member(cluster, how, tmp_path):
     #                                                         SEC-011, SEC-016, SEC-022, SEC-023, SEC-024
     from refrpc.transport import ClusterKey
 
@@ -107,16 +117,22 @@ def test_a_member_with_the_key_file_cannot_speak_as_another_member(cluster, how)
     attempts = [(worker, HEAD, cluster["address"]), (worker, node.peer_id, node.address),
                 (node.peer_id, HEAD, cluster["address"]), (node.peer_id, worker, worker_address),
                 (HEAD, node.peer_id, node.address), (HEAD, worker, worker_address)]
+    _still_works()  # the driver is in session with the worker
+    remotes = node.call(lambda: dict(node.core.remotes)).result()
+    incarnations = {HEAD: remotes[HEAD].incarnation, worker: remotes[worker].incarnation, node.peer_id: node.incarnation}
+    marker = tmp_path / "pwned"
     liars = []
     try:
         for claim, to, address in attempts:
             liar = Mallory(key, claim, how)
             liars.append(liar)
             liar.hello(to, address)
+            liar.hostile_task(to, incarnations[to], address, marker)
         for liar in liars:
             got = liar.answers()
             assert got == [], [(liar.name, type(e.body).__name__) for e in got]
         assert node.stats["unauthenticated_discarded"] > discarded  # her frames reached the driver, and were dropped
+        assert not marker.exists()  # nothing ran
         remotes = node.call(lambda: dict(node.core.remotes)).result()
         assert remotes[HEAD].state != "dead" and remotes[HEAD].incarnation != 0x3E3
         _still_works()
