@@ -424,10 +424,12 @@ class ZmqTransport:
             user_id = parts[-1].get("User-Id")
         except zmq.ZMQError:
             user_id = None
-        try:  # SEC-022: the join proof it announced, if any
-            join = parts[-1].get(JOIN_PROPERTY)
-        except zmq.ZMQError:
-            join = None
+        join = None
+        if self.join_proof is not None:  # SEC-022: the join proof it announced, if any (own keys only)
+            try:
+                join = parts[-1].get(JOIN_PROPERTY)
+            except zmq.ZMQError:
+                pass
         return Received(frames, user_id, join)
 
     def poll(self, timeout_ms: int, *, also: Sequence[Any] = ()) -> bool:
