@@ -593,7 +593,7 @@ class Node:
             return False
         bound = self.keys.get(sender)
         if bound is not None:
-            return hmac.compare_digest(bound, user_id)
+            return hmac.compare_digest(bound.encode("ascii", "replace"), user_id.encode("ascii", "replace"))
         if not (self.admits_joiners or (sender == "head" and self.view_version == 0)):
             return False
         if not self.cluster_key.accepts_join(sender, user_id, proof, self.clock()):
