@@ -147,17 +147,26 @@ def test_a_member_with_the_key_file_cannot_speak_as_another_member(cluster, how,
 
 
 def test_the_key_file_still_lets_a_new_member_join(cluster):
-    # Holding the credential is joining as a new member: the head welcomes a PeerId nobody holds   SEC-023
+    # Holding the credential is joining as a new member: the head welcomes a PeerId nobody
+    # holds, and once that member is dead (it never heartbeats), another key may hold it    SEC-023
     from refrpc.transport import ClusterKey
 
-    newcomer = Mallory(ClusterKey.load(cluster["key_file"]), "newcomer-1", "own-key")
+    key = ClusterKey.load(cluster["key_file"])
+    newcomers = [Mallory(key, "newcomer-1", "own-key"), Mallory(key, "newcomer-1", "own-key")]
+    newcomers[1].incarnation += 1
     try:
-        newcomer.hello(HEAD, cluster["address"])
-        got: list[m.Envelope] = []
-        assert wait_until(lambda: got.extend(newcomer.answers(0.05)) or any(isinstance(e.body, m.Welcome) for e in got),
-                          30, step=0.01), [type(e.body).__name__ for e in got]
+        for newcomer in newcomers:
+            got: list[m.Envelope] = []
+
+            def welcomed() -> bool:
+                newcomer.hello(HEAD, cluster["address"])  # resent, as an initiator does (HS-008)
+                got.extend(newcomer.answers(0.2))
+                return any(isinstance(e.body, m.Welcome) for e in got)
+
+            assert wait_until(welcomed, 60, step=0.01), [type(e.body).__name__ for e in got]
     finally:
-        newcomer.close()
+        for newcomer in newcomers:
+            newcomer.close()
 
 
 def _status_ok(address: str, key_file: str | Path) -> bool:
