@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hmac
 import itertools
 import os
 import secrets
@@ -79,6 +80,13 @@ class Node:
             from the PeerId whose member key its connection authenticated with
             (SEC-002, SEC-011, SEC-016); None: no authentication (a local
             cluster's ipc sockets, or a cluster started with authentication off).
+        own_key: This process's :class:`~refrpc.transport.OwnKey` (a member of a
+            cluster with a head): its connections present that key and its join
+            proof, and a message is accepted only from the key bound to its sender's
+            PeerId (SEC-022..SEC-024); None: derived member keys (SEC-016).
+        admits_joiners: This node is the head: it binds the PeerId of a peer it has
+            no binding for to the key of a connection that carries a valid join
+            proof (SEC-023).
         insecure: Authentication is off on purpose (``--insecure``). Without a
             cluster key, a node bound on tcp offers ``python-pickle`` only if this
             is set (SEC-004, SEC-005): with it, anyone who reaches the port could
@@ -102,6 +110,8 @@ class Node:
         object_store_memory: int | None = None,
         spill_dir: str | None = None,
         insecure: bool = False,
+        own_key: Any = None,
+        admits_joiners: bool = False,
     ) -> None:
         env_faults = faults_from_env(peer_id)  # REFRPC_FAULTS (a bad value raises before anything opens)
         self.peer_id = peer_id
@@ -131,9 +141,16 @@ class Node:
         #: The transport the sockets live in (a ZeroMQ one unless given).
         #: The cluster key when connections are authenticated (SEC-011), else None.
         self.cluster_key = cluster_key
+        #: This process's own key (a cluster with a head, SEC-022), or None.
+        self.own_key = own_key if cluster_key is not None else None
+        #: Whether this node binds joiners' keys (the head, SEC-023).
+        self.admits_joiners = admits_joiners
+        #: PeerId -> the z85 public key bound to it (SEC-023, SEC-024): on the head,
+        #: those it bound; on a member, those the head's views gave (CLU-050).
+        self.keys: dict[str, str] = {}
         self.wire = transport if transport is not None else ZmqTransport(
             bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}",
-            cluster_key=cluster_key, peer_id=peer_id)
+            cluster_key=cluster_key, peer_id=peer_id, own_key=self.own_key)
         #: What the loop sends and receives through: ``wire``, or the fault
         #: injector around it while fault rules are set (see set_faults).
         self.transport: ZmqTransport | FaultyTransport = self.wire
@@ -157,6 +174,8 @@ class Node:
         self.drivers: dict[str, tuple[str, int, str, float]] = {}
         #: On a member: the version of the last membership view applied (CLU-011).
         self.view_version = 0
+        #: On a member: the head's address it joined through (SEC-026), or "".
+        self.head_address = ""
         from ._fetch import FetchService
 
         #: The data plane: fetching from and serving to peers on other hosts.
@@ -555,10 +574,34 @@ class Node:
         """SEC-011: whether the claimed ``sender`` is the PeerId bound to the key the
         message's connection authenticated with; if not, the message is discarded
         before anything about its sender is created, and nothing is answered."""
-        if self.cluster_key.is_member_key(sender, getattr(frames, "user_id", None)):
-            return True
-        self.stats["unauthenticated_discarded"] += 1
-        return False
+        user_id = getattr(frames, "user_id", None)
+        if self.own_key is None:
+            ok = self.cluster_key.is_member_key(sender, user_id)
+        else:
+            ok = self._bound(sender, user_id, getattr(frames, "join", None))
+        if not ok:
+            self.stats["unauthenticated_discarded"] += 1
+        return ok
+
+    def _bound(self, sender: str, user_id: Any, proof: Any) -> bool:
+        """SEC-024 (a cluster with a head): ``sender`` speaks only through the key bound
+        to it. With no binding yet, the head binds it to the key of a connection with
+        a valid join proof (SEC-023), and a member that has applied no view yet binds
+        the head that way (its first view confirms it); anyone else is not listened to
+        until a view binds it (its retransmissions get through then)."""
+        if not isinstance(user_id, str) or not sender:
+            return False
+        bound = self.keys.get(sender)
+        if bound is not None:
+            return hmac.compare_digest(bound.encode("ascii", "replace"), user_id.encode("ascii", "replace"))
+        if not (self.admits_joiners or (sender == "head" and self.view_version == 0)):
+            return False
+        if not self.cluster_key.accepts_join(sender, user_id, proof, self.clock()):
+            return False
+        if self.admits_joiners and len(self.keys) - len(self.members) - len(self.drivers) >= self.config.max_sessions:
+            return False  # SEC-023: bindings of peers that have not registered are bounded
+        self.keys[sender] = user_id
+        return True
 
     def _do(self, ins: ev.Instruction) -> None:
         if isinstance(ins, ev.SendFrame):
@@ -597,6 +640,10 @@ class Node:
         elif isinstance(ins, ev.Disconnect):
             self.transport.forget(ins.address)  # a forgotten handshake keeps no socket (SEC-021)
         elif isinstance(ins, ev.PeerDeclaredDead):
+            if self.admits_joiners:  # SEC-023: a dead incarnation's PeerId may be joined again
+                now = self.core.remotes.get(ins.peer)
+                if now is None or now.incarnation == ins.incarnation:
+                    self.keys.pop(ins.peer, None)
             r = self.core.remotes.get(ins.peer)
             if r is not None and r.address:
                 self.transport.forget(r.address)  # ZMQ-010
