@@ -102,7 +102,7 @@ class TraceEncoder:
         ('w1', 3, 'event', 'transition')
     """
 
-    __slots__ = ("peer", "incarnation", "_peer", "_peer_words", "_peer_pointer")
+    __slots__ = ("peer", "incarnation", "_peer", "_peer_words", "_peer_pointer", "_texts")
 
     def __init__(self, peer: str, incarnation: int) -> None:
         self.peer = peer
@@ -113,6 +113,9 @@ class TraceEncoder:
         self._peer_words = (count + 7) >> 3 if raw else 0
         self._peer = raw + _PAD[8 * self._peer_words - len(raw)] if raw else b""
         self._peer_pointer = _text_pointer(0, 0, count) if raw else 0
+        #: Texts that recur in record after record (event names, remote peers), laid
+        #: out once: text -> (bytes with NUL and padding, words, the count bits of its pointer).
+        self._texts: dict[str, tuple[bytes, int, int]] = {}
 
     def encode(
         self,
@@ -203,6 +206,96 @@ class TraceEncoder:
                               ordinal, protocol_major, protocol_minor, remote_incarnation, seq,
                               self._peer_pointer, p1, p2, p3, p4, p5, p6, p7)
         return b"".join(parts)
+
+
+    def event(self, record_no: int, monotonic_ns: int, name: str, object_id: str, task_id: str, detail: str) -> bytes:
+        """An ``event`` record: :meth:`encode` with kind EVENT and only these fields
+        (the same bytes; ``tests/test_trace_recording.py`` compares them). Events
+        are most of a trace, so theirs is the shortest path."""
+        words = self._peer_words
+        texts = self._texts
+        laid = texts.get(name)
+        if laid is None:
+            laid = _laid_text(name)
+            if len(texts) < _TEXTS_KEPT:
+                texts[name] = laid
+        parts = [b"", self._peer, laid[0]]
+        p3 = _LIST_OF_BYTES | ((words + 4) << 2) | laid[2] if name else 0
+        words += laid[1]
+        if object_id:
+            blob = object_id.encode()
+            n = (len(blob) + 8) >> 3
+            p4 = _LIST_OF_BYTES | ((words + 3) << 2) | ((len(blob) + 1) << 35)
+            parts += (blob, _PAD[8 * n - len(blob)])
+            words += n
+        else:
+            p4 = 0
+        if task_id:
+            blob = task_id.encode()
+            n = (len(blob) + 8) >> 3
+            p5 = _LIST_OF_BYTES | ((words + 2) << 2) | ((len(blob) + 1) << 35)
+            parts += (blob, _PAD[8 * n - len(blob)])
+            words += n
+        else:
+            p5 = 0
+        if detail:
+            blob = detail.encode()
+            n = (len(blob) + 8) >> 3
+            p6 = _LIST_OF_BYTES | ((words + 1) << 2) | ((len(blob) + 1) << 35)
+            parts += (blob, _PAD[8 * n - len(blob)])
+            words += n
+        else:
+            p6 = 0
+        parts[0] = _HEAD.pack(0, 1 + _DATA_WORDS + _POINTERS + words, _ROOT, self.incarnation, record_no, monotonic_ns,
+                              2, 0, 0, 0, 0, self._peer_pointer, 0, 0, p3, p4, p5, p6, 0)
+        return b"".join(parts)
+
+    def message(self, record_no: int, monotonic_ns: int, kind: TraceKind, remote_peer: str, remote_incarnation: int,
+                seq: int, envelope: bytes, detail: str) -> bytes:
+        """A ``send`` or ``recv`` record: :meth:`encode` with only these fields (the same bytes)."""
+        words = self._peer_words
+        texts = self._texts
+        laid = texts.get(remote_peer)
+        if laid is None:
+            laid = _laid_text(remote_peer)
+            if len(texts) < _TEXTS_KEPT:
+                texts[remote_peer] = laid
+        parts = [b"", self._peer, laid[0]]
+        p1 = _LIST_OF_BYTES | ((words + 6) << 2) | laid[2] if remote_peer else 0
+        words += laid[1]
+        if envelope:
+            n = (len(envelope) + 7) >> 3
+            p2 = _LIST_OF_BYTES | ((words + 5) << 2) | (len(envelope) << 35)  # Data: no NUL
+            parts += (envelope, _PAD[8 * n - len(envelope)])
+            words += n
+        else:
+            p2 = 0
+        if detail:
+            blob = detail.encode()
+            n = (len(blob) + 8) >> 3
+            p6 = _LIST_OF_BYTES | ((words + 1) << 2) | ((len(blob) + 1) << 35)
+            parts += (blob, _PAD[8 * n - len(blob)])
+            words += n
+        else:
+            p6 = 0
+        parts[0] = _HEAD.pack(0, 1 + _DATA_WORDS + _POINTERS + words, _ROOT, self.incarnation, record_no, monotonic_ns,
+                              0 if kind is _SEND else 1 if kind is _RECV else _KIND_ORDINAL[kind], 0, 0,
+                              remote_incarnation, seq, self._peer_pointer, p1, p2, 0, 0, 0, p6, 0)
+        return b"".join(parts)
+
+
+#: How many recurring texts a :class:`TraceEncoder` keeps laid out (peers and event names are few).
+_TEXTS_KEPT = 256
+
+
+def _laid_text(text: str) -> tuple[bytes, int, int]:
+    """``text`` as a Text's content (NUL and padding to the word), its words, and its
+    pointer's count bits; empty text is a null pointer: no bytes, no words."""
+    if not text:
+        return b"", 0, 0
+    blob = text.encode()
+    n = (len(blob) + 8) >> 3
+    return blob + _PAD[8 * n - len(blob)], n, (len(blob) + 1) << 35
 
 
 def _text_pointer(slot: int, words: int, count: int) -> int:
