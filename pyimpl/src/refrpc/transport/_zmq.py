@@ -217,10 +217,18 @@ class ZmqTransport:
         self._check_open()
         if not frames:
             raise ValueError("a message has at least one frame")
-        self._reap()
+        if self._pending:
+            self._reap()
         route = self._routes.get(address)
         if route is None:
             route = self._routes[address] = _Route(self._connect(address))
+        if len(frames) == 1 and not route.backlog and type(frames[0]) is bytes and len(frames[0]) < ZERO_COPY_THRESHOLD:
+            try:  # the usual message: one small frame, nothing waiting before it
+                route.socket.send(frames[0], zmq.NOBLOCK, copy=True)
+                return
+            except zmq.Again:  # no connection takes it now: it waits in the backlog
+                self._enqueue(address, route, frames)
+                return
         if route.backlog:
             self._flush_route(address, route)
         if not route.backlog and self._try_send(route.socket, frames, None):
