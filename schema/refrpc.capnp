@@ -438,7 +438,8 @@ enum ErrorCode {
 
   resourceExhausted @18;
   # A limit of mine was reached (executor capacity, concurrent fetches, grants
-  # per borrower); retry later (RPC-012, FET-009, SEC-008). Not for a frame or
+  # per borrower, waits per peer, sessions); retry later (RPC-012, FET-009,
+  # SEC-008, SEC-009, SEC-021). Not for a frame or
   # message over my maxFrameBytes: that is `malformed` (GEN-004).
 
   unrecognized @19;
