@@ -207,81 +207,52 @@ class TraceEncoder:
                               self._peer_pointer, p1, p2, p3, p4, p5, p6, p7)
         return b"".join(parts)
 
+    def _recurring(self, text: str) -> tuple[bytes, int, int]:
+        """``text`` laid out (see :func:`_laid_text`), once for texts that recur."""
+        laid = self._texts.get(text)
+        if laid is None:
+            laid = _laid_text(text)
+            if len(self._texts) < _TEXTS_KEPT:
+                self._texts[text] = laid
+        return laid
 
     def event(self, record_no: int, monotonic_ns: int, name: str, object_id: str, task_id: str, detail: str) -> bytes:
         """An ``event`` record: :meth:`encode` with kind EVENT and only these fields
         (the same bytes; ``tests/test_trace_recording.py`` compares them). Events
         are most of a trace, so theirs is the shortest path."""
+        laid = self._recurring(name)
+        obj, task, info = _laid_text(object_id), _laid_text(task_id), _laid_text(detail)
         words = self._peer_words
-        texts = self._texts
-        laid = texts.get(name)
-        if laid is None:
-            laid = _laid_text(name)
-            if len(texts) < _TEXTS_KEPT:
-                texts[name] = laid
-        parts = [b"", self._peer, laid[0]]
-        p3 = _LIST_OF_BYTES | ((words + 4) << 2) | laid[2] if name else 0
+        p3 = _LIST_OF_BYTES | ((words + 4) << 2) | laid[2] if laid[1] else 0
         words += laid[1]
-        if object_id:
-            blob = object_id.encode()
-            n = (len(blob) + 8) >> 3
-            p4 = _LIST_OF_BYTES | ((words + 3) << 2) | ((len(blob) + 1) << 35)
-            parts += (blob, _PAD[8 * n - len(blob)])
-            words += n
-        else:
-            p4 = 0
-        if task_id:
-            blob = task_id.encode()
-            n = (len(blob) + 8) >> 3
-            p5 = _LIST_OF_BYTES | ((words + 2) << 2) | ((len(blob) + 1) << 35)
-            parts += (blob, _PAD[8 * n - len(blob)])
-            words += n
-        else:
-            p5 = 0
-        if detail:
-            blob = detail.encode()
-            n = (len(blob) + 8) >> 3
-            p6 = _LIST_OF_BYTES | ((words + 1) << 2) | ((len(blob) + 1) << 35)
-            parts += (blob, _PAD[8 * n - len(blob)])
-            words += n
-        else:
-            p6 = 0
-        parts[0] = _HEAD.pack(0, 1 + _DATA_WORDS + _POINTERS + words, _ROOT, self.incarnation, record_no, monotonic_ns,
-                              2, 0, 0, 0, 0, self._peer_pointer, 0, 0, p3, p4, p5, p6, 0)
-        return b"".join(parts)
+        p4 = _LIST_OF_BYTES | ((words + 3) << 2) | obj[2] if obj[1] else 0
+        words += obj[1]
+        p5 = _LIST_OF_BYTES | ((words + 2) << 2) | task[2] if task[1] else 0
+        words += task[1]
+        p6 = _LIST_OF_BYTES | ((words + 1) << 2) | info[2] if info[1] else 0
+        words += info[1]
+        return b"".join((_HEAD.pack(0, 1 + _DATA_WORDS + _POINTERS + words, _ROOT, self.incarnation, record_no,
+                                    monotonic_ns, 2, 0, 0, 0, 0, self._peer_pointer, 0, 0, p3, p4, p5, p6, 0),
+                         self._peer, laid[0], obj[0], task[0], info[0]))
 
     def message(self, record_no: int, monotonic_ns: int, kind: TraceKind, remote_peer: str, remote_incarnation: int,
                 seq: int, envelope: bytes, detail: str) -> bytes:
         """A ``send`` or ``recv`` record: :meth:`encode` with only these fields (the same bytes)."""
+        laid = self._recurring(remote_peer)
+        info = _laid_text(detail)
         words = self._peer_words
-        texts = self._texts
-        laid = texts.get(remote_peer)
-        if laid is None:
-            laid = _laid_text(remote_peer)
-            if len(texts) < _TEXTS_KEPT:
-                texts[remote_peer] = laid
-        parts = [b"", self._peer, laid[0]]
-        p1 = _LIST_OF_BYTES | ((words + 6) << 2) | laid[2] if remote_peer else 0
+        p1 = _LIST_OF_BYTES | ((words + 6) << 2) | laid[2] if laid[1] else 0
         words += laid[1]
-        if envelope:
-            n = (len(envelope) + 7) >> 3
-            p2 = _LIST_OF_BYTES | ((words + 5) << 2) | (len(envelope) << 35)  # Data: no NUL
-            parts += (envelope, _PAD[8 * n - len(envelope)])
-            words += n
-        else:
-            p2 = 0
-        if detail:
-            blob = detail.encode()
-            n = (len(blob) + 8) >> 3
-            p6 = _LIST_OF_BYTES | ((words + 1) << 2) | ((len(blob) + 1) << 35)
-            parts += (blob, _PAD[8 * n - len(blob)])
-            words += n
-        else:
-            p6 = 0
-        parts[0] = _HEAD.pack(0, 1 + _DATA_WORDS + _POINTERS + words, _ROOT, self.incarnation, record_no, monotonic_ns,
-                              0 if kind is _SEND else 1 if kind is _RECV else _KIND_ORDINAL[kind], 0, 0,
-                              remote_incarnation, seq, self._peer_pointer, p1, p2, 0, 0, 0, p6, 0)
-        return b"".join(parts)
+        n = (len(envelope) + 7) >> 3  # Data: no NUL
+        p2 = _LIST_OF_BYTES | ((words + 5) << 2) | (len(envelope) << 35) if n else 0
+        words += n
+        p6 = _LIST_OF_BYTES | ((words + 1) << 2) | info[2] if info[1] else 0
+        words += info[1]
+        ordinal = 0 if kind is _SEND else 1 if kind is _RECV else _KIND_ORDINAL[kind]
+        return b"".join((_HEAD.pack(0, 1 + _DATA_WORDS + _POINTERS + words, _ROOT, self.incarnation, record_no,
+                                    monotonic_ns, ordinal, 0, 0, remote_incarnation, seq, self._peer_pointer, p1, p2,
+                                    0, 0, 0, p6, 0),
+                         self._peer, laid[0], envelope, _PAD[8 * n - len(envelope)], info[0]))
 
 
 #: How many recurring texts a :class:`TraceEncoder` keeps laid out (peers and event names are few).
