@@ -706,10 +706,9 @@ class Executor:
         owner always gets a reply, and the worker goes on serving.
         """
         free = self.node.store_free_bytes()  # OBJ-060: told to the submitter in the reply
-        done = self.node.handle_soon(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt, tuple(results),
-                                                                 return_ids=tuple(ins.return_ids),
-                                                                 store_free_bytes=-1 if free is None else free))
-        exc = done.exception()
+        exc = self.node.feed(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt, tuple(results),
+                                                         return_ids=tuple(ins.return_ids),
+                                                         store_free_bytes=-1 if free is None else free))
         if exc is None or all(r.error is not None for r in results):
             return
         self._free_stored(ins, results)

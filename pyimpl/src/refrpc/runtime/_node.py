@@ -187,8 +187,10 @@ class Node:
         #: Objects whose creating stimulus the core refused -> the error (see submit_nowait).
         self.refused: dict[str, BaseException] = {}
         self._requests = itertools.count(1)
-        #: Get request id -> future of its GetResult (set on the loop thread).
-        self._gets: dict[int, Future[ev.GetResult]] = {}
+        #: Get request id -> future of its GetResult (set on the loop thread), or _NOW
+        #: while get_result handles its Get (an answer then goes to ``_answer``).
+        self._gets: dict[int, Any] = {}
+        self._answer: ev.GetResult | None = None
         #: Object id -> the future of a Get registered for ``wait`` (one per object at a time).
         self._watches: dict[str, Future[ev.GetResult]] = {}
         #: Done at the next GetResult of any object (``wait`` sleeps on it); replaced then.
@@ -256,6 +258,22 @@ class Node:
             fut.set_result(result)
         return fut
 
+    def feed(self, make: Callable[[str], ev.Stimulus]) -> BaseException | None:
+        """Feed one stimulus now, on this thread, as :meth:`call` would; returns the
+        error the core (or a stopped node) raised, or None. The short path of a task
+        thread reporting its result: no future, no closure."""
+        try:
+            with self.lock:
+                self._check_running()
+                if self.released:
+                    self._drain_released()
+                if self.spill_events and not self.core.stopped:
+                    self.handle()  # what the store spilled or restored, before the stimulus (INT-020)
+                self.handle(make(self.sid()))
+        except BaseException as exc:  # handed to the caller, never lost
+            return exc
+        return None
+
     def handle_soon(self, *stimuli_factories: Callable[[str], ev.Stimulus]) -> Future[Any]:
         """Feed stimuli to the core now (built holding the lock, so ids stay ordered)."""
         return self.call(lambda: self.handle(*[make(self.sid()) for make in stimuli_factories]))
@@ -312,22 +330,28 @@ class Node:
         """Ask the core for the value of a held ref; the future gets its GetResult
         (at once, if the core knows it now; else from the thread that learns it).
         ``urgent``: the caller is a running task (``ev.Get.urgent``)."""
-        fut: Future[ev.GetResult] = Future()
         try:
             with self.lock:
                 self._check_running()
                 self._drain_released()
                 rid = next(self._requests)
-                self._gets[rid] = fut
+                gets = self._gets
+                gets[rid] = _NOW  # an answer while the Get is handled lands in _answer
                 try:
                     self.handle(ev.Get(self.sid(), rid, object_id, urgent))
                 except BaseException:
-                    self._gets.pop(rid, None)
+                    gets.pop(rid, None)
                     raise
+                if rid not in gets:  # answered at once (the usual case once the task is done)
+                    answer, self._answer = self._answer, None
+                    return _Answered(answer)
+                fut: Future[ev.GetResult] = Future()
+                gets[rid] = fut
+                return fut
         except BaseException as exc:
-            if not fut.done():
-                fut.set_exception(exc)
-        return fut
+            failed: Future[ev.GetResult] = Future()
+            failed.set_exception(exc)
+            return failed
 
     def ready_among(self, object_ids: Sequence[str], wanted: int, urgent: bool = False) -> tuple[list[int], Future[None] | None]:
         """For ``wait``: the indexes of the first ``wanted`` objects (in order) whose
@@ -548,8 +572,9 @@ class Node:
         return self.faults
 
     def _receive(self, frames: list[Any]) -> None:
-        self.stats["messages_received"] += 1
-        self.stats["bytes_received"] += sum(_nbytes(f) for f in frames)
+        stats = self.stats
+        stats["messages_received"] += 1
+        stats["bytes_received"] += len(frames[0]) if len(frames) == 1 else sum(_nbytes(f) for f in frames)
         sid = self.sid()
         tracer = self.tracer
         try:
@@ -610,8 +635,9 @@ class Node:
                 self.transport.send(ins.address, frames)
                 if self.wire.backlogged and threading.get_ident() != self._loop_ident:
                     self._wake()  # the loop flushes backlogs: it must not sleep a whole tick
-                self.stats["messages_sent"] += 1
-                self.stats["bytes_sent"] += sum(_nbytes(f) for f in frames)
+                stats = self.stats
+                stats["messages_sent"] += 1
+                stats["bytes_sent"] += len(frames[0]) if len(frames) == 1 else sum(_nbytes(f) for f in frames)
             except ValueError:
                 return  # an address ZeroMQ cannot use is an unreachable peer: LIV-003 decides
             if self.tracer is not None:  # TRC-003: every transmission, retransmissions too
@@ -622,7 +648,9 @@ class Node:
                 self.tracer.core_event(ins)
         elif isinstance(ins, ev.GetResult):
             fut = self._gets.pop(ins.request_id, None)
-            if fut is not None and not fut.done():
+            if fut is _NOW:
+                self._answer = ins
+            elif fut is not None and not fut.done():
                 fut.set_result(ins)
             nxt = self._next_settlement
             if nxt is not None:  # wake the waits (ready_among)
@@ -686,6 +714,35 @@ class Node:
                 os.close(fd)
             except OSError:
                 pass
+
+
+#: Marks, in ``Node._gets``, the Get being handled now by get_result.
+_NOW = object()
+
+
+class _Answered:
+    """A GetResult the core gave at once: the part of a done Future its callers use
+    (``done``, ``result``, ``exception``), without a Future's condition and lock."""
+
+    __slots__ = ("_result",)
+
+    def __init__(self, result: ev.GetResult) -> None:
+        self._result = result
+
+    def done(self) -> bool:
+        return True
+
+    def cancelled(self) -> bool:
+        return False
+
+    def result(self, timeout: float | None = None) -> ev.GetResult:
+        return self._result
+
+    def exception(self, timeout: float | None = None) -> None:
+        return None
+
+    def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
+        fn(self)
 
 
 def _frame0(frames: list[Any]) -> Any:
