@@ -138,3 +138,26 @@ def test_the_story_log_forgets_the_oldest_keys():
     assert len(p.stories) <= 50
     assert p.story("a.7.1000")  # the latest are kept
     assert not p.story("a.7.1")  # the oldest are forgotten
+
+
+def test_the_loop_hands_freed_memory_back_to_the_system_now_and_then(monkeypatch):
+    # A long-running peer does not keep the high-water mark of its heap forever:
+    # its loop calls malloc_trim every HEAP_TRIM_S seconds (where the C library has it)
+    from refrpc.runtime import _node
+
+    calls = []
+    monkeypatch.setattr(_node, "HEAP_TRIM_S", 0.05)
+    monkeypatch.setattr(_node, "heap_trimmer", lambda: lambda: calls.append(1))
+    with MemoryCluster(workers=1) as cluster:
+        node = cluster.workers["w1"]
+        assert wait_until(lambda: node.heap_trims >= 3, 10)
+    assert len(calls) >= 3
+
+
+def test_the_heap_trimmer_is_glibcs_malloc_trim_where_there_is_one():
+    from refrpc.runtime._node import heap_trimmer
+
+    trim = heap_trimmer()
+    if trim is None:
+        pytest.skip("this C library has no malloc_trim (not glibc)")
+    assert trim() in (0, 1)  # 1: memory was released, 0: there was none to release

@@ -17,6 +17,7 @@ the lock turns into ``DropRef`` stimuli.
 from __future__ import annotations
 
 import collections
+import ctypes
 import dataclasses
 import hmac
 import itertools
@@ -42,6 +43,23 @@ from ._tracing import TraceRecorder, trace_dir_from
 TICK_MS = 20
 #: How long a leaving node waits for its Goodbyes to leave (LIV-010).
 GOODBYE_LINGER_S = 0.5
+#: How often the loop hands memory the process has freed back to the operating
+#: system, in seconds. glibc keeps freed memory in its heap and per-thread arenas, so
+#: a long-running peer that served many short-lived peers (or a fuzzer) otherwise
+#: keeps the high-water mark of everything it ever allocated: 1,000,000 fuzzed frames
+#: left a head at 323 MB, of which malloc_trim handed a third back at once.
+HEAP_TRIM_S = 30.0
+
+
+def heap_trimmer() -> Callable[[], object] | None:
+    """``malloc_trim(0)`` of the C library this process runs on, or None without one (not glibc)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: trim(0)
 #: Features a Python runtime offers (HS-004).
 FEATURES = ("core", "borrowing", "recovery", "actors", "python-pickle", "lz4")
 
@@ -204,6 +222,8 @@ class Node:
         self._stopping = threading.Event()
         self.stopped = threading.Event()
         self.failure: str = ""
+        #: Times the loop handed freed memory back to the operating system (HEAP_TRIM_S).
+        self.heap_trims = 0
         #: When a failed message was last reported (see _receive_failed).
         self._last_failure_report = -1e9
         if env_faults:
@@ -487,6 +507,8 @@ class Node:
     def _loop(self) -> None:
         self._loop_ident = threading.get_ident()
         next_tick = 0.0
+        trim = heap_trimmer()
+        next_trim = self.clock() + HEAP_TRIM_S
         leave_by: float | None = None
         clock = self.clock
         transport_wait = self.wire.wait
@@ -536,6 +558,10 @@ class Node:
                         if now >= leave_by or not self.wire.backlogged:
                             break
                         next_tick = min(next_tick, now + 0.01)
+                if trim is not None and now >= next_trim:
+                    trim()  # without the lock: it takes a few ms on a large heap
+                    self.heap_trims += 1
+                    next_trim = now + HEAP_TRIM_S
         except BaseException:  # the loop must never die silently
             self.failure = traceback.format_exc()
         finally:
