@@ -413,3 +413,11 @@ def test_tasks_that_wait_for_tasks_they_submit_never_deadlock(cluster):
     ledger = rf.Ledger.remote()
     first, second = ledger.record_after_task.remote(1), ledger.record.remote(2)
     assert refrpc.get([first, second], timeout=60) == [[1], [1, 2]]
+
+
+def test_a_call_on_a_named_peer_needs_a_registered_name_and_leaves_the_session_working(cluster):
+    # runtime helpers run functions by name; anything else is refused at home, before a
+    # sequenced message that could never be encoded stalls the session with that peer
+    with pytest.raises(TypeError, match="module:name"):
+        refrpc.api._call_on("w1", lambda: 1)
+    assert refrpc.api._call_on("w1", "remote_fixtures:add", 2, 3) == 5

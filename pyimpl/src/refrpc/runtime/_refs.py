@@ -324,10 +324,18 @@ def arg_specs(node: Node, args: Any) -> tuple[list[ev.ArgSpec], list[Ref[Any]]]:
     return specs, keep
 
 
+def _check_name(function: object) -> None:
+    """A function travels by its registered name: anything else could not be encoded,
+    and a sequenced message that is never sent would stall the whole session."""
+    if not isinstance(function, str) or ":" not in function:
+        raise TypeError(f"a function to run on a named peer is given by its 'module:name', not {function!r}")
+
+
 def submit_to(node: Node, peer: str, function: str, *args: Any) -> Ref[Any]:
     """Run a registered function on one named peer without waiting: the ref of its
     result. It takes no CPU slot there (``num_cpus=0``), so it never waits behind
     the peer's tasks (runtime use: the head's membership pushes)."""
+    _check_name(function)
     specs, keep = arg_specs(node, args)
 
     def submit() -> str:
@@ -343,6 +351,7 @@ def submit_to(node: Node, peer: str, function: str, *args: Any) -> Ref[Any]:
 def call_on(node: Node, peer: str, function: str, *args: Any, timeout: float = 30.0) -> Any:
     """Run a registered function on one named peer and return its value (runtime use:
     joining a cluster, registering with the head, status and tracing tools)."""
+    _check_name(function)
     specs, keep = arg_specs(node, args)
 
     def submit() -> str:
