@@ -664,6 +664,12 @@ class Node:
                 stats = self.stats
                 stats["messages_sent"] += 1
                 stats["bytes_sent"] += len(frames[0]) if len(frames) == 1 else sum(_nbytes(f) for f in frames)
+            except codec.EncodeError as exc:
+                # A message the core made that cannot be encoded is a bug here, never the
+                # remote's doing; if it was sequenced, the session stalls (SES-012). Say so.
+                print(f"refrpc: {self.peer_id} could not encode a {type(ins.envelope.body).__name__} for "
+                      f"{ins.envelope.receiver}: {exc}", file=sys.stderr, flush=True)
+                return
             except ValueError:
                 return  # an address ZeroMQ cannot use is an unreachable peer: LIV-003 decides
             if self.tracer is not None:  # TRC-003: every transmission, retransmissions too
