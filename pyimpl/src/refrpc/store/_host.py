@@ -1,0 +1,250 @@
+"""One host's shared account of object-store memory (OBJ-065).
+
+The processes of one host (one shared-memory namespace) keep their stores under one
+limit: each process has a *slot* in a small file next to the segments,
+``refrpc-{namespace}.ledger``, where it writes how many bytes of shared memory its
+store takes (objects in memory, being assembled, pooled). A store that wants more
+adds up every slot and takes the bytes only if the sum stays within the limit; the
+check and the update happen under an exclusive ``flock`` of the file, so two
+processes never both take the last free bytes.
+
+A dead process's bytes are given back without anyone's help: each process holds a
+POSIX record lock (``lockf``) on its slot's bytes for as long as it lives, which the
+kernel drops when the process dies, however it dies. A slot whose lock can be taken
+belongs to nobody: its bytes no longer count, and its slot is reused.
+
+The file's header also carries how many bytes a process is waiting for
+(:meth:`HostLedger.want`): the other processes' stores spill until the host is that
+far under its limit (see :class:`~refrpc.store.SharedMemoryStore`).
+
+POSIX record locks belong to a process, not to a descriptor, and closing *any*
+descriptor of the file drops all of them: so a process opens each ledger once and
+its stores share that descriptor (:func:`_open`), each with a slot of its own.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import threading
+from dataclasses import dataclass, field
+
+#: Slots in a ledger: processes of one host whose stores share a limit.
+SLOTS = 512
+_WORD = 8
+_HEADER_WORDS = 8  # [0]: bytes wanted, [1]: highest slot in use + 1
+_SLOT_WORDS = 2  # [0]: pid, [1]: bytes
+_SIZE = (_HEADER_WORDS + SLOTS * _SLOT_WORDS) * _WORD
+_WANTED, _HIGH = 0, 1
+
+
+def ledger_path(directory: str, namespace: str) -> str:
+    """The ledger file of ``namespace`` in the shared-memory ``directory``."""
+    return os.path.join(directory, f"refrpc-{namespace}.ledger")
+
+
+@dataclass
+class _File:
+    """A process's one open descriptor of a ledger, shared by its stores."""
+
+    path: str
+    fd: int
+    mm: mmap.mmap
+    words: memoryview
+    pid: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    slots: set[int] = field(default_factory=set)
+
+
+_FILES: dict[str, _File] = {}
+_FILES_LOCK = threading.Lock()
+
+
+def _open(path: str) -> _File:
+    with _FILES_LOCK:
+        f = _FILES.get(path)
+        if f is not None and f.pid == os.getpid():
+            return f
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_size < _SIZE:
+                    os.ftruncate(fd, _SIZE)  # zeroes: no slot in use
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            mm = mmap.mmap(fd, _SIZE)
+        except BaseException:
+            os.close(fd)
+            raise
+        f = _FILES[path] = _File(path, fd, mm, memoryview(mm).cast("q"), os.getpid())
+        return f
+
+
+def _close(f: _File) -> None:
+    with _FILES_LOCK:
+        if f.slots or _FILES.get(f.path) is not f:
+            return
+        del _FILES[f.path]
+    f.words.release()
+    f.mm.close()
+    os.close(f.fd)  # drops this process's record locks on the file (it holds none now)
+
+
+class HostLedger:
+    """This store's slot in its host's ledger (see the module docs)."""
+
+    def __init__(self, directory: str, namespace: str) -> None:
+        self.path = ledger_path(directory, namespace)
+        self._f = _open(self.path)
+        self.slot = -1
+        self._mine = 0
+        with self._locked() as w:
+            high = w[_HIGH]
+            for slot in range(SLOTS):
+                if slot in self._f.slots or not self._take(slot):
+                    continue
+                self.slot = slot
+                self._f.slots.add(slot)
+                at = self._at(slot)
+                w[at], w[at + 1] = os.getpid(), 0
+                w[_HIGH] = max(high, slot + 1)
+                break
+        if self.slot < 0:
+            _close(self._f)
+            raise OSError(f"no free slot in {self.path}: more than {SLOTS} stores on this host")
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _at(slot: int) -> int:
+        return _HEADER_WORDS + slot * _SLOT_WORDS
+
+    def _take(self, slot: int) -> bool:
+        """Take ``slot``'s record lock (held while this process lives); False if a live process holds it."""
+        try:
+            fcntl.lockf(self._f.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, _SLOT_WORDS * _WORD, self._at(slot) * _WORD)
+            return True
+        except OSError:
+            return False
+
+    def _locked(self) -> "_Held":
+        return _Held(self._f)
+
+    def _others(self, w: memoryview, reap: bool) -> int:
+        """Bytes the other slots hold; with ``reap``, a slot nobody holds is emptied first."""
+        total = 0
+        for slot in range(min(w[_HIGH], SLOTS)):
+            if slot == self.slot:
+                continue
+            at = self._at(slot)
+            if not w[at + 1]:
+                continue
+            if reap and slot not in self._f.slots and self._take(slot):
+                # Its process is gone: its bytes are free again (its files are removed by
+                # whoever cleans up after it, OBJ-035).
+                w[at], w[at + 1] = 0, 0
+                fcntl.lockf(self._f.fd, fcntl.LOCK_UN, _SLOT_WORDS * _WORD, at * _WORD)
+                continue
+            total += w[at + 1]
+        return total
+
+    # ------------------------------------------------------------ accounting
+    @property
+    def mine(self) -> int:
+        """The bytes this store's slot says it holds."""
+        return self._mine
+
+    def set(self, nbytes: int) -> None:
+        """Say that this store now holds ``nbytes`` (no check against the limit)."""
+        if self.slot < 0:
+            return  # closed: its bytes no longer count
+        with self._locked() as w:
+            self._mine = w[self._at(self.slot) + 1] = max(0, nbytes)
+
+    def try_set(self, nbytes: int, limit: int) -> bool:
+        """Say that this store holds ``nbytes``, if the host's stores together then stay
+        within ``limit`` (a smaller figure than now is always taken); else change nothing."""
+        if self.slot < 0:
+            return nbytes <= limit
+        with self._locked() as w:
+            if nbytes > self._mine and nbytes + self._others(w, False) > limit:
+                if nbytes + self._others(w, True) > limit:  # look for the dead only when it matters
+                    return False
+            self._mine = w[self._at(self.slot) + 1] = max(0, nbytes)
+            return True
+
+    def host_used(self) -> int:
+        """Bytes the host's stores hold together (a snapshot taken without the lock)."""
+        w = self._f.words
+        return self._mine + sum(w[self._at(s) + 1] for s in range(min(w[_HIGH], SLOTS)) if s != self.slot)
+
+    def others(self) -> int:
+        """Bytes the other live stores of the host hold (dead ones are reaped)."""
+        with self._locked() as w:
+            return self._others(w, True)
+
+    def stores(self) -> int:
+        """How many stores of the host hold bytes, this one included."""
+        w = self._f.words
+        return 1 + sum(1 for s in range(min(w[_HIGH], SLOTS)) if s != self.slot and w[self._at(s) + 1])
+
+    @property
+    def wanted(self) -> int:
+        """Bytes some store of the host waits for (0: none)."""
+        return self._f.words[_WANTED]
+
+    def want(self, nbytes: int) -> None:
+        """Ask the other stores to make ``nbytes`` free (0: no longer needed, if we asked)."""
+        with self._locked() as w:
+            if nbytes > 0:
+                w[_WANTED] = max(w[_WANTED], nbytes)
+            elif w[_WANTED] <= self._wanted_by_me:
+                w[_WANTED] = 0
+            self._wanted_by_me = nbytes
+
+    _wanted_by_me = 0
+
+    def close(self) -> None:
+        """Give the slot back (its bytes no longer count)."""
+        if self.slot < 0:
+            return
+        with self._locked() as w:
+            at = self._at(self.slot)
+            w[at], w[at + 1] = 0, 0
+            if self._wanted_by_me and w[_WANTED] <= self._wanted_by_me:
+                w[_WANTED] = 0
+            fcntl.lockf(self._f.fd, fcntl.LOCK_UN, _SLOT_WORDS * _WORD, at * _WORD)
+            self._f.slots.discard(self.slot)
+        self.slot = -1
+        self._mine = 0
+        _close(self._f)
+
+
+class _Held:
+    """The ledger's exclusive lock: this process's threads, then other processes."""
+
+    def __init__(self, f: _File) -> None:
+        self._f = f
+
+    def __enter__(self) -> memoryview:
+        self._f.lock.acquire()
+        try:
+            fcntl.flock(self._f.fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._f.lock.release()
+            raise
+        return self._f.words
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._f.fd, fcntl.LOCK_UN)
+        self._f.lock.release()
+
+
+def cleanup_ledger(directory: str, namespace: str) -> bool:
+    """Remove a namespace's ledger file (when the cluster stops); True if it was there."""
+    try:
+        os.unlink(ledger_path(directory, namespace))
+        return True
+    except FileNotFoundError:
+        return False
