@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 SLOTS = 512
 _WORD = 8
 _HEADER_WORDS = 8  # [0]: bytes wanted, [1]: highest slot in use + 1
-_SLOT_WORDS = 2  # [0]: pid, [1]: bytes
+_SLOT_WORDS = 3  # [0]: pid, [1]: bytes, [2]: bytes being spilled ahead of need
 _SIZE = (_HEADER_WORDS + SLOTS * _SLOT_WORDS) * _WORD
 _WANTED, _HIGH = 0, 1
 
@@ -108,7 +108,7 @@ class HostLedger:
                 self.slot = slot
                 self._f.slots.add(slot)
                 at = self._at(slot)
-                w[at], w[at + 1] = os.getpid(), 0
+                w[at], w[at + 1], w[at + 2] = os.getpid(), 0, 0
                 w[_HIGH] = max(high, slot + 1)
                 break
         if self.slot < 0:
@@ -143,7 +143,7 @@ class HostLedger:
             if reap and slot not in self._f.slots and self._take(slot):
                 # Its process is gone: its bytes are free again (its files are removed by
                 # whoever cleans up after it, OBJ-035).
-                w[at], w[at + 1] = 0, 0
+                w[at], w[at + 1], w[at + 2] = 0, 0, 0
                 fcntl.lockf(self._f.fd, fcntl.LOCK_UN, _SLOT_WORDS * _WORD, at * _WORD)
                 continue
             total += w[at + 1]
@@ -189,6 +189,27 @@ class HostLedger:
         w = self._f.words
         return 1 + sum(1 for s in range(min(w[_HIGH], SLOTS)) if s != self.slot and w[self._at(s) + 1])
 
+    def begin_relief(self, nbytes: int, target: int) -> bool:
+        """Count ``nbytes`` as being spilled ahead of need by this store, if the host
+        still holds more than ``target`` once every such spill under way is done;
+        else (False) count nothing. Each True is followed by :meth:`end_relief`."""
+        if self.slot < 0:
+            return False
+        with self._locked() as w:
+            pending = sum(w[self._at(s) + 2] for s in range(min(w[_HIGH], SLOTS)))
+            if self._mine + self._others(w, False) - pending <= target:
+                return False
+            w[self._at(self.slot) + 2] += nbytes
+            return True
+
+    def end_relief(self, nbytes: int) -> None:
+        """A spill counted by :meth:`begin_relief` ended (written or not)."""
+        if self.slot < 0:
+            return
+        with self._locked() as w:
+            at = self._at(self.slot) + 2
+            w[at] = max(0, w[at] - nbytes)
+
     @property
     def wanted(self) -> int:
         """Bytes some store of the host waits for (0: none)."""
@@ -211,7 +232,7 @@ class HostLedger:
             return
         with self._locked() as w:
             at = self._at(self.slot)
-            w[at], w[at + 1] = 0, 0
+            w[at], w[at + 1], w[at + 2] = 0, 0, 0
             if self._wanted_by_me and w[_WANTED] <= self._wanted_by_me:
                 w[_WANTED] = 0
             fcntl.lockf(self._f.fd, fcntl.LOCK_UN, _SLOT_WORDS * _WORD, at * _WORD)

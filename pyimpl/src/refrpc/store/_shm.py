@@ -718,7 +718,12 @@ class SharedMemoryStore(ObjectStore):
     def _spill_one(self, needed: int, quiet: bool = False) -> bool:
         """Write one object nobody maps to its spill file and free its memory: the
         least recently used fetched copy, else the least recently used primary one.
-        False if there is none. Raises StoreFull if the spill file cannot be written."""
+        False if there is none. Raises StoreFull if the spill file cannot be written.
+
+        With ``quiet`` (spilling ahead of need, OBJ-066), the spill happens only if the
+        host is still past its relief target once the spills the host's other stores
+        are writing right now are counted as done (so that they do not all spill for
+        the same excess); a failed write raises a plain StoreError."""
         with self._lock:
             candidates = [(oid, s) for oid, s in self._owned.items() if not s.spilled and not s.spilling]
         candidates.sort(key=lambda item: not item[1].fetched)  # stable: fetched ones first, each kind in LRU order
@@ -731,6 +736,14 @@ class SharedMemoryStore(ObjectStore):
                 if lock_fd < 0:
                     continue  # another process maps it: pinned
                 segment.spilling = True
+            if quiet and not self._begin_relief(segment.size):
+                with self._lock:
+                    segment.spilling = False
+                    freed = self._owned.get(object_id) is not segment
+                os.close(lock_fd)
+                if freed:
+                    self._discard(segment)
+                return False  # the host needs no more
             try:
                 self._write_spill(object_id, segment, needed, lock_fd, quiet)
             except BaseException:
@@ -741,9 +754,22 @@ class SharedMemoryStore(ObjectStore):
                 if freed:
                     self._discard(segment)
                 raise
+            finally:
+                if quiet and self._ledger is not None:
+                    self._ledger.end_relief(segment.size)
             os.close(lock_fd)
             return True
         return False
+
+    def _begin_relief(self, size: int) -> bool:
+        """Whether the host still needs a spill of ``size`` bytes ahead of need (counted
+        in the ledger as being spilled until :meth:`HostLedger.end_relief`)."""
+        target = self._relief_target()
+        if target is None:
+            return False
+        if self._ledger is None:
+            return self.host_used_bytes() > target
+        return self._ledger.begin_relief(size, target)
 
     def _write_spill(self, object_id: ObjectId, segment: _Segment, needed: int, source: int,
                      quiet: bool = False) -> None:
