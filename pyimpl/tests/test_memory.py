@@ -91,6 +91,10 @@ def test_bad_limits_are_refused_before_anything_starts() -> None:
         with pytest.raises(ValueError, match="object_store_memory"):
             refrpc.init(1, object_store_memory=bad)
         assert not refrpc.is_initialized()
+    for bad in (0, 1.5, "most", -0.2):
+        with pytest.raises(ValueError, match="object_store_high_water"):
+            refrpc.init(1, object_store_high_water=bad)
+        assert not refrpc.is_initialized()
     with tempfile.NamedTemporaryFile() as not_a_dir:
         with pytest.raises(ValueError, match="spill directory"):
             refrpc.init(1, spill_dir=not_a_dir.name)
@@ -100,10 +104,11 @@ def test_bad_limits_are_refused_before_anything_starts() -> None:
 def test_cli_refuses_a_bad_limit() -> None:
     import sys
 
-    for bad in ("--object-store-memory=-3GB", "--object-store-memory=plenty"):
+    for bad in ("--object-store-memory=-3GB", "--object-store-memory=plenty", "--object-store-high-water=2"):
         result = subprocess.run([sys.executable, "-m", "refrpc.cli", "start", "--head", "--insecure", bad],
                                 capture_output=True, text=True, timeout=60)
-        assert result.returncode == 2 and "--object-store-memory must be" in result.stderr, result.stderr
+        flag = bad.split("=")[0]
+        assert result.returncode == 2 and f"{flag} must be" in result.stderr, result.stderr
     with tempfile.NamedTemporaryFile() as not_a_dir:
         result = subprocess.run([sys.executable, "-m", "refrpc.cli", "start", "--head", "--insecure", "--num-workers", "1",
                                  "--spill-dir", not_a_dir.name], capture_output=True, text=True, timeout=60)
@@ -258,6 +263,11 @@ def test_a_killed_driver_leaves_no_spill_files_or_segments() -> None:
         proc.wait(10)
         assert wait_until(lambda: not os.path.exists(spill_dir), 20), os.listdir(spill_dir)
         assert wait_until(lambda: not list_segments(namespace, pooled=True), 20), list_segments(namespace, pooled=True)
+        from refrpc.store import DEFAULT_DIRECTORY
+        from refrpc.store._host import ledger_path
+
+        # The host's ledger (OBJ-065) goes with the last of its processes.
+        assert wait_until(lambda: not os.path.exists(ledger_path(DEFAULT_DIRECTORY, namespace)), 20)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -226,8 +226,25 @@ class HostLedger:
 
     _wanted_by_me = 0
 
+    def _anyone_else(self, w: memoryview) -> bool:
+        """Whether a live store other than this one has a slot (dead ones are emptied)."""
+        for slot in range(min(w[_HIGH], SLOTS)):
+            if slot == self.slot:
+                continue
+            if slot in self._f.slots:
+                return True
+            at = self._at(slot)
+            if not w[at]:
+                continue
+            if not self._take(slot):
+                return True
+            w[at], w[at + 1], w[at + 2] = 0, 0, 0
+            fcntl.lockf(self._f.fd, fcntl.LOCK_UN, _SLOT_WORDS * _WORD, at * _WORD)
+        return False
+
     def close(self) -> None:
-        """Give the slot back (its bytes no longer count)."""
+        """Give the slot back (its bytes no longer count); the last store of the host
+        to leave removes the file (a cluster whose processes all left, however they left)."""
         if self.slot < 0:
             return
         with self._locked() as w:
@@ -235,6 +252,11 @@ class HostLedger:
             w[at], w[at + 1], w[at + 2] = 0, 0, 0
             if self._wanted_by_me and w[_WANTED] <= self._wanted_by_me:
                 w[_WANTED] = 0
+            if not self._anyone_else(w):
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
             fcntl.lockf(self._f.fd, fcntl.LOCK_UN, _SLOT_WORDS * _WORD, at * _WORD)
             self._f.slots.discard(self.slot)
         self.slot = -1
