@@ -52,8 +52,8 @@ chromium:
 # pyimpl's tests run in two processes (pytest-xdist), a test file's tests in one of them:
 # most of them wait on real processes and sockets, so two at a time use CI's two cores.
 test: $(STAMP) capnp chromium
-	$(PY) -m pytest -q -n 2 --dist loadfile pyimpl/tests
-	$(PY) -m pytest -q conformance/tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 pyimpl/tests
+	$(PY) -m pytest -q --durations=5 conformance/tests
 	$(PY) -m pytest -q tools/trace/tests
 
 demo: $(STAMP)

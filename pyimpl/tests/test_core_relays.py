@@ -134,3 +134,25 @@ def test_a_fetcher_offers_to_relay_tries_relays_first_and_withdraws_when_its_fet
     sent = bodies(out, to="O")
     assert RemoveLocation(x.object_id) in sent  # no longer a relay
     assert sent.index(RemoveLocation(x.object_id)) < sent.index(GetObjectStatus(x.object_id, True, relay=True))
+
+
+def test_the_owners_trace_tells_each_relay_added_and_why_it_was_removed():
+    # the relay set's changes as trace events: A, B, C added; A copies, B gives up,
+    # C dies; D added then X is freed                                       LOC-020..LOC-023, TRC-007
+    o, (a, b, c, d) = owner()
+    o.trace_events = True
+    out = []
+    for s in (a, b, c):
+        out += o.handle(s.send(o, GetObjectStatus(X, True, True)))
+    out += o.handle(a.send(o, AddLocation(X, 500_000)))
+    out += o.handle(b.send(o, RemoveLocation(X)))
+    out += o.handle(ev.PeerFailed("dead", "C", c.incarnation, "test: C is gone"))
+    out += o.handle(d.send(o, GetObjectStatus(X, True, True)))
+    out += o.handle(ev.DropRef("drop", X))
+    relays = [(t.name, t.detail["peer"], t.detail.get("reason", "")) for t in of_type(out, ev.TraceEvent)
+              if t.name.startswith("relay-")]
+    assert relays == [
+        ("relay-added", "A", ""), ("relay-added", "B", ""), ("relay-added", "C", ""),
+        ("relay-removed", "A", "copy"), ("relay-removed", "B", "gave-up"), ("relay-removed", "C", "died"),
+        ("relay-added", "D", ""), ("relay-removed", "D", "freed"),
+    ]

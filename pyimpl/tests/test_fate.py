@@ -867,16 +867,22 @@ def test_a_value_whose_only_copy_vanishes_is_lost_not_fatal(start: Any, log: str
     c.assert_clean()
 
 
-def test_a_fetch_from_a_holder_that_dies_ends_at_once(start: Any, log: str) -> None:
+def test_a_fetch_from_a_holder_that_dies_ends_at_once(start: Any, log: str, monkeypatch: Any) -> None:
     """Death effects step 11 (session.md), FET-002, OBJ-013: a worker h1 on another
     "host" (its own shared-memory namespace, so values cross by fetch) holds x; the
     driver's get fetches from h1, which is frozen and then killed. The fetch ends
     as soon as h1 is declared dead, not after the fetch progress timeout (FET-006,
     5 s a try), and the get goes back to the owner, which has rebuilt x (LIN-003)."""
-    from refrpc.runtime import LocalCluster
+    from refrpc.runtime import LocalCluster, _fetch
 
     c = start(1)
     node = c.node
+    # The death comes from h1's supervisor when it is killed, not from its silence while
+    # frozen (which would end the fetch before a loaded machine sees it running), and
+    # never from the progress timeout, which this test tells apart from it.
+    monkeypatch.setattr(_fetch, "PROGRESS_TIMEOUT_S", 300.0)
+    miss_limit = node.call(lambda: node.core.config.miss_limit).result(10)
+    node.call(lambda: setattr(node.core.config, "miss_limit", 400)).result(10)
     other = LocalCluster.start(1, node.address, node.incarnation, name_prefix="h")
     try:
         node.handle_soon(lambda sid: ev.AddPeer(sid, "h1", other.workers["h1"], 1)).result(10)
@@ -895,6 +901,7 @@ def test_a_fetch_from_a_holder_that_dies_ends_at_once(start: Any, log: str) -> N
         del x, getting
         c.assert_clean()
     finally:
+        node.call(lambda: setattr(node.core.config, "miss_limit", miss_limit)).result(10)
         refrpc.shutdown()
         other.stop()
     assert not list_segments(other.namespace)

@@ -48,7 +48,8 @@ SRC = Path(refrpc.__file__).resolve().parents[1]
 TRACE_ENV = "REFRPC_TRACE_DIR"
 #: Event names of the spec's registry (trace-format.md section 4); others must start with x- (TRC-007).
 REGISTRY = {"transition", "discarded", "peer-declared-dead", "fail-stop", "hold", "grant-added", "grant-removed",
-            "location-added", "location-removed", "copy-stored", "copy-dropped", "program"}
+            "location-added", "location-removed", "relay-added", "relay-removed", "copy-stored", "copy-dropped",
+            "program"}
 #: The state an entry of each table is in when it first appears (state-machines.md):
 #: creating an entry is not a transition, so a trace shows none.
 INITIAL = {"owner-object": "pending", "borrower-object": "unresolved", "owner-task": "submitted",

@@ -146,3 +146,25 @@ def test_a_wait_appears_on_the_life_line_of_every_object_it_names(tmp_path: Path
         assert [s["what"] for s in json.loads(out)["steps"]] == ["created", "program"]
     code, out, _ = cli("show", "--object", "b", "--type", "program", tmp_path / "run")
     assert code == 0 and "wait" in out
+
+
+def test_relays_appear_on_the_life_line_with_why_they_ended(tmp_path: Path, cli) -> None:
+    # the owner lists w1 as a relay for X while it fetches, then w1 holds a whole copy   LOC-020, LOC-022
+    net = Net()
+    d, w1, w2 = net.peer("driver"), net.peer("worker-1"), net.peer("worker-2")
+    net.connect(w1, d)
+    net.connect(w2, d)
+    d.event("copy-stored", X, size=1 << 20, primary=True, reason="put")
+    net.msg(w1, d, m.GetObjectStatus(X, True, True))
+    d.event("relay-added", X, peer="worker-1")
+    net.msg(w2, d, m.GetObjectStatus(X, True, True))
+    net.msg(w1, d, m.AddLocation(X, 1 << 20))
+    d.event("relay-removed", X, peer="worker-1", reason="copy")
+    d.event("location-added", X, peer="worker-1", primary=False)
+    net.write(tmp_path / "run")
+    code, out, _ = cli("object", "--json", X, tmp_path / "run")
+    assert code == 0
+    relay = [s["text"] for s in json.loads(out)["steps"] if s["what"] == "relay"]
+    assert relay == ["worker-1 relays it while it fetches (listed by driver)", "worker-1 relays it no more (copy)"]
+    code, out, _ = cli("check", tmp_path / "run")
+    assert "TRC-007" not in out  # registry names, not unknown events

@@ -113,14 +113,20 @@ class Objects:
         """LOC-020: ``peer`` is about to fetch ``e``'s value and serves what it has meanwhile."""
         if peer in e.locations or e.value is not None:
             return  # it holds a whole copy already, or there is nothing to fetch
-        e.relays.pop(peer, None)
+        known = e.relays.pop(peer, None) is not None
         e.relays[peer] = 0  # the most recent last, listed first to nobody yet
+        if self.trace_events and not known:
+            self._trace("relay-added", e.object_id, peer=peer)
         while len(e.relays) > self.config.relays_kept:
-            del e.relays[next(iter(e.relays))]  # the oldest is forgotten first
+            self._drop_relay(e, next(iter(e.relays)), "forgotten")  # the oldest is forgotten first
 
-    @staticmethod
-    def _drop_relay(e: OwnedObject, peer: PeerId) -> None:
-        e.relays.pop(peer, None)
+    def _drop_relay(self: Peer, e: OwnedObject, peer: PeerId, reason: str) -> None:
+        if e.relays.pop(peer, None) is not None and self.trace_events:
+            self._trace("relay-removed", e.object_id, peer=peer, reason=reason)
+
+    def _drop_relays(self: Peer, e: OwnedObject, reason: str) -> None:
+        for peer in list(e.relays):
+            self._drop_relay(e, peer, reason)
 
     def _address_of(self: Peer, peer: PeerId) -> str:
         r = self.remotes.get(peer)
@@ -200,7 +206,7 @@ class Objects:
                 if self.trace_events:
                     self._trace("location-removed", oid, peer=p)
             e.locations.clear()
-            e.relays.clear()
+            self._drop_relays(e, "freed")
             e.value = None
             nested, e.nested = e.nested, ()
             e.reclaimed = True
@@ -469,14 +475,14 @@ class Objects:
             self.pending_frees.setdefault(r.peer, []).append(msg.object_id)
             return
         e.locations[r.peer] = None  # LOC-002
-        self._drop_relay(e, r.peer)  # a whole copy now (LOC-022)
+        self._drop_relay(e, r.peer, "copy")  # a whole copy now (LOC-022)
         if self.trace_events:
             self._trace("location-added", msg.object_id, peer=r.peer, primary=False)
 
     def _on_RemoveLocation(self: Peer, r: Remote, msg: RemoveLocation) -> None:
         e = self.owned.get(msg.object_id)
         if e is not None:
-            self._drop_relay(e, r.peer)  # it serves nothing any more (LOC-020)
+            self._drop_relay(e, r.peer, "gave-up")  # it serves nothing any more (LOC-020, LOC-023)
         if e is None or r.peer not in e.locations:
             return
         del e.locations[r.peer]  # LOC-003

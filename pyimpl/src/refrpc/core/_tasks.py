@@ -654,7 +654,7 @@ class Tasks:
     def _object_lost(self: Peer, oid: ObjectId) -> None:
         """The last copy of an owned value is gone (LOC-004, LIN-003)."""
         e = self.owned[oid]
-        e.relays.clear()  # relays of the lost stored form serve nothing that is still valid (LOC-022)
+        self._drop_relays(e, "lost")  # relays of the lost stored form serve nothing that is still valid (LOC-022)
         t = self.tasks.get(e.task_id) if e.task_id else None
         if self._rebuildable(t):
             # If t is already being re-run for another lost return, that run makes

@@ -469,7 +469,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             waiters = self.status_waiters.get(oid)
             if waiters and dead in waiters:
                 self._forget_status_waits(oid, (dead,))
-            self._drop_relay(e, dead)  # LOC-022
+            self._drop_relay(e, dead, "died")  # LOC-022
             if dead in e.locations:
                 del e.locations[dead]
                 if self.trace_events:

@@ -38,7 +38,8 @@ from ._source import Progress, Run, TraceFile
 #: Event names of the registry (trace-format.md section 4, TRC-007).
 EVENT_NAMES = frozenset({
     "transition", "discarded", "peer-declared-dead", "fail-stop", "hold", "grant-added", "grant-removed",
-    "location-added", "location-removed", "copy-stored", "copy-dropped", "program",
+    "location-added", "location-removed", "relay-added", "relay-removed", "copy-stored", "copy-dropped",
+    "program",
 })
 #: Traces whose first records lie within this many ns are taken to share one clock.
 SHARED_CLOCK_NS = 3600 * 10**9

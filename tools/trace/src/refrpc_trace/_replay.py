@@ -517,6 +517,13 @@ class Replay:
                 o.locations.setdefault(where, ev)
             else:
                 o.locations.pop(where, None)
+        elif name in ("relay-added", "relay-removed") and oid:
+            o = self.obj(oid, me)
+            where = str(d.get("peer", ""))
+            if name == "relay-added":
+                self.step(o, "relay", f"{where} relays it while it fetches (listed by {item.peer})", ev)
+            else:
+                self.step(o, "relay", f"{where} relays it no more ({d.get('reason', '')})", ev)
         elif name in ("copy-stored", "copy-dropped") and oid:
             o = self.obj(oid)
             if name == "copy-stored":
