@@ -160,3 +160,17 @@ def test_a_bad_high_water_mark_is_refused(namespace: str) -> None:
         with pytest.raises(ValueError, match="object_store_high_water"):
             parse_high_water(bad)
     assert parse_high_water("0.8") == 0.8 and parse_high_water(1) == 1.0
+
+
+def test_room_is_made_ahead_of_a_copy_without_taking_it(namespace: str, spill_dir: str) -> None:
+    # What an executor does before it fetches a call's arguments (the fetch itself runs
+    # on the event loop, which waits for other stores only briefly): the idle process
+    # spills its 5 MiB so that 5 MiB are free, and nothing is counted as taken here.
+    other = _holder(namespace, 8 * MB, 5 * MB, spill_dir)
+    try:
+        with SharedMemoryStore(namespace, writer="busy", capacity=8 * MB, share_limit=True) as store:
+            assert store.make_room_for(5 * MB)
+            assert store.used_bytes == 0 and store.free_bytes >= 5 * MB
+            assert not store.make_room_for(9 * MB)  # more than the whole limit
+    finally:
+        assert _finish(other) == "disk"

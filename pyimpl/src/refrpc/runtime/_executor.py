@@ -594,7 +594,14 @@ class Executor:
         """The arguments of a call (or constructor) loaded here; None if it was answered
         instead (an argument that cannot be loaded fails it) or will come again.
         Waits first, in order, while the bytes it must fetch would not fit (OBJ-037)."""
-        self.admission.acquire(id(ins), bytes_to_fetch(self.node.store, ins.args))
+        need = bytes_to_fetch(self.node.store, ins.args)
+        self.admission.acquire(id(ins), need)
+        prepare = getattr(self.node.store, "make_room_for", None)
+        if need and prepare is not None:
+            # The fetch assembles on the event loop, which waits for the host's other
+            # stores only briefly: make the room here first (OBJ-065); if it cannot be
+            # made, the fetch still tries (and spills what it can, or fails, OBJ-036).
+            prepare(need)
         try:
             return self._resolve_args(ins.args, ins)
         except _Refetch:

@@ -199,6 +199,8 @@ class Node:
         self._loop_ident: int | None = None
         self._thread = threading.Thread(target=self._loop, name=f"refrpc-{peer_id}", daemon=True)
         self._thread.start()
+        if isinstance(getattr(self.store, "quick_threads", None), set) and self._thread.ident is not None:
+            self.store.quick_threads.add(self._thread.ident)  # the loop never waits long for other stores
 
     # ------------------------------------------------------------ other threads
     def new_task_ids(self, num_returns: int) -> tuple[str, tuple[str, ...]]:

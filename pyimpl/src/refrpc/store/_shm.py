@@ -92,6 +92,8 @@ RELIEF_POLL_S = 0.05
 #: and the longest it waits while none of them gives any back (seconds).
 HOST_WAIT_S = 10.0
 HOST_STALL_S = 2.0
+#: ... for a call on one of :attr:`SharedMemoryStore.quick_threads` (an event loop).
+QUICK_WAIT_S = 0.2
 
 
 def _check_namespace(namespace: str) -> str:
@@ -351,7 +353,9 @@ class SharedMemoryStore(ObjectStore):
             self._ledger = HostLedger(self.directory, self.namespace)
             weakref.finalize(self, self._ledger.close)
         self._wake = threading.Event()
-        self._relief_failed = False
+        #: Idents of threads whose calls wait at most QUICK_WAIT_S for the host's other
+        #: stores (an event loop that must keep answering heartbeats).
+        self.quick_threads: set[int] = set()
         if capacity is not None and (self._ledger is not None or self.high_water is not None):
             threading.Thread(target=_relief_loop, args=(weakref.ref(self), self._wake),
                              name=f"refrpc-store-relief-{self.namespace}", daemon=True).start()
@@ -622,16 +626,40 @@ class SharedMemoryStore(ObjectStore):
             return
         if size > self.capacity:
             raise self._full(size, "larger than the whole limit")
-        deadline = time.monotonic() + HOST_WAIT_S
+        quick = threading.get_ident() in self.quick_threads
+        if not self._room_for(size, True, QUICK_WAIT_S if quick else HOST_WAIT_S):
+            raise self._full(size, "spilling is off" if self.spill_directory is None else "nothing more can be spilled")
+
+    def make_room_for(self, size: int) -> bool:
+        """Make ``size`` bytes free under the limit without taking them, as a value that
+        needs room would (pooled memory, then spills, then the host's other stores),
+        waiting for them if need be: before a copy that a thread which must not wait
+        long will make (a fetch assembled on an event loop). False if it could not."""
+        if self.capacity is None or size <= 0:
+            return True
+        if size > self.capacity:
+            return False
+        try:
+            return self._room_for(size, False, HOST_WAIT_S)
+        except StoreError:
+            return False
+
+    def _room_for(self, size: int, take: bool, wait: float) -> bool:
+        """Make room for ``size`` bytes (and with ``take``, count them as used); False
+        if nothing more can be made. Waits at most ``wait`` seconds for other stores."""
+        assert self.capacity is not None
+        deadline = time.monotonic() + wait
         with self._room:
             while True:
                 with self._lock:
                     self._check_open()
-                    if self._fits(size):
+                    if not take and self.host_used_bytes() + size <= self.capacity:
+                        return True
+                    if take and self._fits(size):
                         self._used += size
                         if self.high_water is not None and self.host_used_bytes() > self.high_water:
                             self._wake.set()  # OBJ-066: spill in the background, not in this call
-                        return
+                        return True
                     victim = self._pool.pop(0) if self._pool else None
                     if victim is not None:
                         self._pooled -= victim.size
@@ -643,7 +671,7 @@ class SharedMemoryStore(ObjectStore):
                 # Nothing of ours can go: the host's other stores may still give room (OBJ-065).
                 if self._ledger is not None and self._wait_for_host(size, deadline):
                     continue
-                raise self._full(size, "spilling is off" if self.spill_directory is None else "nothing more can be spilled")
+                return False
 
     def _wait_for_host(self, size: int, deadline: float) -> bool:
         """Ask the host's other stores to make room for ``size`` bytes and wait until the
