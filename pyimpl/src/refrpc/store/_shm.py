@@ -88,6 +88,9 @@ _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 #: How often a store with a limit looks whether its host is past its high-water mark
 #: or another store of the host waits for room (seconds).
 RELIEF_POLL_S = 0.05
+#: After a relief pass found nothing it may spill, how long before it looks again
+#: (unless the store's own objects change meanwhile).
+RELIEF_RETRY_S = 1.0
 #: The longest a store waits for the host's other stores to make room for a value,
 #: and the longest it waits while none of them gives any back (seconds).
 HOST_WAIT_S = 10.0
@@ -356,6 +359,8 @@ class SharedMemoryStore(ObjectStore):
         #: Idents of threads whose calls wait at most QUICK_WAIT_S for the host's other
         #: stores (an event loop that must keep answering heartbeats).
         self.quick_threads: set[int] = set()
+        self._relief_stuck: tuple[int, int] = (-1, -1)
+        self._relief_retry_at = 0.0
         if capacity is not None and (self._ledger is not None or self.high_water is not None):
             threading.Thread(target=_relief_loop, args=(weakref.ref(self), self._wake),
                              name=f"refrpc-store-relief-{self.namespace}", daemon=True).start()
@@ -717,6 +722,9 @@ class SharedMemoryStore(ObjectStore):
         target = self._relief_target()
         if target is None or self.host_used_bytes() <= target:
             return 0
+        now = time.monotonic()
+        if now < self._relief_retry_at and self._relief_stuck == (len(self._owned), self._used_b):
+            return 0  # nothing could go last time and nothing changed here since (readers may unpin)
         if not self._room.acquire(blocking=False):
             return 0  # a caller is making room right now
         freed = 0
@@ -735,6 +743,9 @@ class SharedMemoryStore(ObjectStore):
                     continue
                 before = self._used
                 if self.spill_directory is None or not self._spill_one(0, quiet=True):
+                    if self._relief_target() is not None and self.host_used_bytes() > (self._relief_target() or 0):
+                        self._relief_stuck = (len(self._owned), self._used_b)  # all pinned: look again later
+                        self._relief_retry_at = time.monotonic() + RELIEF_RETRY_S
                     break
                 freed += max(0, before - self._used)
         except StoreError:
