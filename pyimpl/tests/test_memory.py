@@ -323,3 +323,46 @@ def test_past_the_high_water_mark_the_hosts_stores_spill_in_the_background(clust
     assert refrpc.get([total.remote(r) for r in refs], timeout=60) == [i * N for i in range(3)]
     assert int(refrpc.get(x)[0]) == 7
     del refs, x
+
+
+
+
+def spy_on_replies(log: str, release: str) -> str:
+    """On this worker, count the replies that leave while the call still maps one of
+    its arguments (in the store's counters, which ``usage`` reports); then wait for
+    ``release``, so that each worker runs one of these."""
+    ex, store = refrpc.api._ctx.executor, refrpc.api._ctx.node.store
+    finish = ex._finish
+    store.counters["spied_replies"] = store.counters["replies_still_mapping"] = 0
+
+    def spy(ins: Any, results: Any) -> None:
+        store.counters["spied_replies"] += 1
+        store.counters["replies_still_mapping"] += any(a.object_id in store._attached for a in ins.args if a.object_id)
+        finish(ins, results)
+
+    ex._finish = spy
+    with open(log, "a") as f:
+        f.write("spying\n")
+    assert wait_until(lambda: os.path.exists(release), 60)
+    return refrpc.api._ctx.node.peer_id
+
+
+@pytest.mark.timeout(120)
+def test_a_task_lets_go_of_its_arguments_before_it_replies(cluster: Any, tmp_path: Any) -> None:
+    # x = refrpc.put(8 MB); total.remote(x), four times. The worker maps x and lets go
+    # of it before its reply leaves: the driver may free x as soon as the reply
+    # arrives, and its store keeps x's memory for the next value only if nobody maps
+    # it then (else it unlinks the segment, and the next value goes into pages the
+    # kernel must find and zero).
+    log, release = str(tmp_path / "log"), str(tmp_path / "release")
+    workers = list(cluster.cluster.workers)
+    spies = [refrpc.remote(spy_on_replies).remote(log, release) for _ in workers]
+    assert wait_until(lambda: os.path.exists(log) and open(log).read().count("spying") == len(workers), 30)
+    open(release, "w").close()
+    assert sorted(refrpc.get(spies, timeout=60)) == sorted(workers)  # one spy on each worker
+    x = refrpc.put(np.full(MB, 5, dtype=np.int64))
+    assert [refrpc.get(total.remote(x), timeout=60) for _ in range(4)] == [5 * MB] * 4
+    seen = {w: (usage(w).get("spied_replies", 0), usage(w).get("replies_still_mapping", 0)) for w in workers}
+    assert sum(spied for spied, _ in seen.values()) >= 4, seen
+    assert all(mapping == 0 for _, mapping in seen.values()), seen
+    del x

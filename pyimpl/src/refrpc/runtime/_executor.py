@@ -662,6 +662,11 @@ class Executor:
             info = error_info(error)
             cause = self._cause(error) if remote is None or "python-pickle" in remote.features else None
             results = [ev.TaskResult(value=cause, error=info)] * len(ins.return_ids)
+        # Let go of the arguments' mappings before the reply leaves: its submitter may
+        # free them at once, and their holders reuse a segment's memory only if nobody
+        # maps it any more (else they unlink it, and their next value is written into
+        # pages the kernel must find and zero).
+        self._unmap(ins)
         self._finish(ins, results)
 
     def _trusted(self, peer: str) -> bool:

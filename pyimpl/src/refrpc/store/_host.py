@@ -100,6 +100,7 @@ class HostLedger:
         self._f = _open(self.path)
         self.slot = -1
         self._mine = 0
+        self._wanted_by_me = 0  # what want() last asked for
         with self._locked() as w:
             high = w[_HIGH]
             for slot in range(SLOTS):
@@ -128,6 +129,12 @@ class HostLedger:
         except OSError:
             return False
 
+    def _empty(self, w: memoryview, slot: int) -> None:
+        """Clear ``slot`` and let go of its record lock (taken by :meth:`_take`, or ours)."""
+        at = self._at(slot)
+        w[at], w[at + 1], w[at + 2] = 0, 0, 0
+        fcntl.lockf(self._f.fd, fcntl.LOCK_UN, _SLOT_WORDS * _WORD, at * _WORD)
+
     def _locked(self) -> "_Held":
         return _Held(self._f)
 
@@ -143,8 +150,7 @@ class HostLedger:
             if reap and slot not in self._f.slots and self._take(slot):
                 # Its process is gone: its bytes are free again (its files are removed by
                 # whoever cleans up after it, OBJ-035).
-                w[at], w[at + 1], w[at + 2] = 0, 0, 0
-                fcntl.lockf(self._f.fd, fcntl.LOCK_UN, _SLOT_WORDS * _WORD, at * _WORD)
+                self._empty(w, slot)
                 continue
             total += w[at + 1]
         return total
@@ -224,8 +230,6 @@ class HostLedger:
                 w[_WANTED] = 0
             self._wanted_by_me = nbytes
 
-    _wanted_by_me = 0
-
     def _anyone_else(self, w: memoryview) -> bool:
         """Whether a live store other than this one has a slot (dead ones are emptied)."""
         for slot in range(min(w[_HIGH], SLOTS)):
@@ -238,8 +242,7 @@ class HostLedger:
                 continue
             if not self._take(slot):
                 return True
-            w[at], w[at + 1], w[at + 2] = 0, 0, 0
-            fcntl.lockf(self._f.fd, fcntl.LOCK_UN, _SLOT_WORDS * _WORD, at * _WORD)
+            self._empty(w, slot)
         return False
 
     def close(self) -> None:
