@@ -174,3 +174,38 @@ def test_room_is_made_ahead_of_a_copy_without_taking_it(namespace: str, spill_di
             assert not store.make_room_for(9 * MB)  # more than the whole limit
     finally:
         assert _finish(other) == "disk"
+
+
+_WAITER = r"""
+import sys
+from refrpc.store._host import HostLedger
+ledger = HostLedger(sys.argv[1], sys.argv[2])
+ledger.set(1 << 20)
+ledger.want(5 << 20)
+print("waiting", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_store_that_dies_waiting_for_room_asks_for_nothing_any_more(namespace: str) -> None:
+    # Another process asks the host for 5 MiB (what a store short of room does) and is
+    # killed while it waits: the host's stores must not go on spilling for it.
+    from refrpc.store import DEFAULT_DIRECTORY
+    from refrpc.store._host import HostLedger
+
+    proc = subprocess.Popen([sys.executable, "-c", _WAITER, DEFAULT_DIRECTORY, namespace], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": SRC})
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "waiting"
+        ledger = HostLedger(DEFAULT_DIRECTORY, namespace)
+        try:
+            assert ledger.wanted == 5 * MB and ledger.others() == 1 * MB
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+            assert ledger.wanted == 0 and ledger.others() == 0
+        finally:
+            ledger.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)

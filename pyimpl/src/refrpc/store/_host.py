@@ -13,9 +13,10 @@ POSIX record lock (``lockf``) on its slot's bytes for as long as it lives, which
 kernel drops when the process dies, however it dies. A slot whose lock can be taken
 belongs to nobody: its bytes no longer count, and its slot is reused.
 
-The file's header also carries how many bytes a process is waiting for
-(:meth:`HostLedger.want`): the other processes' stores spill until the host is that
-far under its limit (see :class:`~refrpc.store.SharedMemoryStore`).
+A slot also carries how many bytes its process waits for (:meth:`HostLedger.want`):
+the other processes' stores spill until the host is that far under its limit (see
+:class:`~refrpc.store.SharedMemoryStore`), and the bytes it is spilling ahead of need
+(so that the host's stores do not all spill for the same excess).
 
 POSIX record locks belong to a process, not to a descriptor, and closing *any*
 descriptor of the file drops all of them: so a process opens each ledger once and
@@ -33,10 +34,10 @@ from dataclasses import dataclass, field
 #: Slots in a ledger: processes of one host whose stores share a limit.
 SLOTS = 512
 _WORD = 8
-_HEADER_WORDS = 8  # [0]: bytes wanted, [1]: highest slot in use + 1
-_SLOT_WORDS = 3  # [0]: pid, [1]: bytes, [2]: bytes being spilled ahead of need
+_HEADER_WORDS = 8  # [1]: highest slot in use + 1; the others are unused
+_SLOT_WORDS = 4  # [0]: pid, [1]: bytes, [2]: bytes being spilled ahead of need, [3]: bytes wanted
 _SIZE = (_HEADER_WORDS + SLOTS * _SLOT_WORDS) * _WORD
-_WANTED, _HIGH = 0, 1
+_HIGH = 1
 
 
 def ledger_path(directory: str, namespace: str) -> str:
@@ -100,7 +101,6 @@ class HostLedger:
         self._f = _open(self.path)
         self.slot = -1
         self._mine = 0
-        self._wanted_by_me = 0  # what want() last asked for
         with self._locked() as w:
             high = w[_HIGH]
             for slot in range(SLOTS):
@@ -109,7 +109,7 @@ class HostLedger:
                 self.slot = slot
                 self._f.slots.add(slot)
                 at = self._at(slot)
-                w[at], w[at + 1], w[at + 2] = os.getpid(), 0, 0
+                w[at], w[at + 1], w[at + 2], w[at + 3] = os.getpid(), 0, 0, 0
                 w[_HIGH] = max(high, slot + 1)
                 break
         if self.slot < 0:
@@ -132,7 +132,7 @@ class HostLedger:
     def _empty(self, w: memoryview, slot: int) -> None:
         """Clear ``slot`` and let go of its record lock (taken by :meth:`_take`, or ours)."""
         at = self._at(slot)
-        w[at], w[at + 1], w[at + 2] = 0, 0, 0
+        w[at], w[at + 1], w[at + 2], w[at + 3] = 0, 0, 0, 0
         fcntl.lockf(self._f.fd, fcntl.LOCK_UN, _SLOT_WORDS * _WORD, at * _WORD)
 
     def _locked(self) -> "_Held":
@@ -202,6 +202,7 @@ class HostLedger:
         if self.slot < 0:
             return False
         with self._locked() as w:
+            self._reap_flagged(w)
             pending = sum(w[self._at(s) + 2] for s in range(min(w[_HIGH], SLOTS)))
             if self._mine + self._others(w, False) - pending <= target:
                 return False
@@ -218,17 +219,28 @@ class HostLedger:
 
     @property
     def wanted(self) -> int:
-        """Bytes some store of the host waits for (0: none)."""
-        return self._f.words[_WANTED]
+        """The most bytes another store of the host waits for (0: none; a snapshot). A
+        store that dies waiting asks for nothing any more: its slot is emptied."""
+        w = self._f.words
+        if not any(w[self._at(s) + 3] for s in range(min(w[_HIGH], SLOTS)) if s != self.slot):
+            return 0
+        with self._locked() as w:
+            self._reap_flagged(w)
+            return max((w[self._at(s) + 3] for s in range(min(w[_HIGH], SLOTS)) if s != self.slot), default=0)
+
+    def _reap_flagged(self, w: memoryview) -> None:
+        """Empty the slots of dead stores that still say they wait or spill."""
+        for slot in range(min(w[_HIGH], SLOTS)):
+            at = self._at(slot)
+            if slot != self.slot and slot not in self._f.slots and (w[at + 2] or w[at + 3]) and self._take(slot):
+                self._empty(w, slot)
 
     def want(self, nbytes: int) -> None:
-        """Ask the other stores to make ``nbytes`` free (0: no longer needed, if we asked)."""
+        """Ask the other stores to make ``nbytes`` free (0: no longer needed)."""
+        if self.slot < 0:
+            return
         with self._locked() as w:
-            if nbytes > 0:
-                w[_WANTED] = max(w[_WANTED], nbytes)
-            elif w[_WANTED] <= self._wanted_by_me:
-                w[_WANTED] = 0
-            self._wanted_by_me = nbytes
+            w[self._at(self.slot) + 3] = max(0, nbytes)
 
     def _anyone_else(self, w: memoryview) -> bool:
         """Whether a live store other than this one has a slot (dead ones are emptied)."""
@@ -252,9 +264,7 @@ class HostLedger:
             return
         with self._locked() as w:
             at = self._at(self.slot)
-            w[at], w[at + 1], w[at + 2] = 0, 0, 0
-            if self._wanted_by_me and w[_WANTED] <= self._wanted_by_me:
-                w[_WANTED] = 0
+            w[at], w[at + 1], w[at + 2], w[at + 3] = 0, 0, 0, 0
             if not self._anyone_else(w):
                 try:
                     os.unlink(self.path)
