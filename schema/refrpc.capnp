@@ -438,7 +438,8 @@ enum ErrorCode {
 
   resourceExhausted @18;
   # A limit of mine was reached (executor capacity, concurrent fetches, grants
-  # per borrower); retry later (RPC-012, FET-009, SEC-008). Not for a frame or
+  # per borrower, waits per peer, sessions); retry later (RPC-012, FET-009,
+  # SEC-008, SEC-009, SEC-021). Not for a frame or
   # message over my maxFrameBytes: that is `malformed` (GEN-004).
 
   unrecognized @19;
@@ -959,8 +960,9 @@ struct FetchChunk {
   # (FET-003, FET-008).
 
   data @6 :Payload;
-  # The bytes, at most your chunkBytes before compression. Large chunks travel
-  # out-of-band (VAL-003).
+  # The bytes, at most your chunkBytes before compression, except that chunks are
+  # at least 1 KiB (FET-020) and fit your maxFrameBytes (FET-007). Large chunks
+  # travel out-of-band (VAL-003).
 
   error :union {
     # Whether I can serve the request.
@@ -970,8 +972,9 @@ struct FetchChunk {
 
     some @8 :ErrorInfo;
     # No, in a single chunk with `last` and empty `data`: OBJECT_FREED or
-    # UNKNOWN_OBJECT (FET-004), RESOURCE_EXHAUSTED (FET-009) or MALFORMED
-    # (FET-014).
+    # UNKNOWN_OBJECT (FET-004, FET-043), RESOURCE_EXHAUSTED (FET-009) or MALFORMED
+    # (FET-014); a reader takes any other code as these but RESOURCE_EXHAUSTED:
+    # this source failed (FET-041).
   }
 }
 
@@ -1145,8 +1148,9 @@ struct ActorEntry {
   # I do not know it yet.
 
   state @2 :Text;
-  # My state name for it: an ActorState name (`pending`, `alive`, `restarting`,
-  # `dead`), or `starting` for a hosted actor whose constructor has not finished.
+  # My state name for it, in lowercase: in ownedActors `pending` (no ActorStatus
+  # yet), `alive`, `restarting` (being re-created, ACT-011) or `dead`; in
+  # hostedActors `starting` (constructor running), `alive` or `dead` (INT-006).
 
   className @3 :Text;
   # The name the actor was created with (CreateActor.className), empty if I do not
@@ -1177,7 +1181,7 @@ struct TableEntry {
 
   containedIn @6 :List(Text);
   # Ids of objects I own whose value embeds it (GC-002), in the order the
-  # holds were taken; a reader compares it as a set (INT-010).
+  # holds were taken, once per hold; a reader compares it as a multiset (INT-010).
 
   borrowers @7 :List(Text);
   # As owner: PeerIds holding grants, each once, in ascending byte order

@@ -41,6 +41,10 @@ CATCHES = {
     "release-any-grant": "borrowing/BOR-018-stale-and-unknown-releases-ignored",
     "keep-dead-borrower-grants": "liveness/BOR-009-dead-borrowers-grants-dropped",
     "own-heartbeat-interval": "liveness/LIV-007-remote-heartbeat-interval",
+    "heartbeats-only-liveness": "liveness/LIV-002-any-message-is-evidence",
+    "store-full-as-task-failed": "fetch/TASK-042-argument-without-room",
+    "store-full-retried": "rpc/OBJ-062-store-full-is-final",
+    "error-chunk-at-request-offset": "fetch/FET-043-relay-refuses-what-it-will-not-get",
     "keep-task-records": "gc/RPC-014-OWN-005-metadata-shrinks-after-many-tasks",
     "keep-submitted-tasks": "gc/RPC-014-OWN-005-metadata-shrinks-after-many-tasks",
     "no-contained-in": "borrowing/GC-002-LOC-002-LOC-003-refs-in-returned-values",
@@ -92,6 +96,10 @@ CATCHES = {
     "splice-fetches": "fetch/FET-018-OBJ-013-no-splice-across-answers",
     "place-ignoring-memory": "rpc/TASK-041-retry-goes-where-its-arguments-fit",
     "record-rerun-copies": "lineage/LOC-008-LIN-007-rerun-copy-of-a-ready-return-not-recorded",
+    "sequenced-heartbeat-unsequenced": "session/GEN-016-heartbeat-with-a-sequence-number",
+    "no-answer-to-stale-hello": "handshake/SES-020-SES-006-hello-to-an-earlier-incarnation",
+    "eager-value-check": "malformed/VAL-021-bad-portable-argument-fails-the-task",
+    "no-router-handover": "session/ZMQ-015-second-dealer-with-the-same-routing-id",
 }
 
 

@@ -822,6 +822,22 @@ def test_a_new_hello_forgets_the_oldest_handshake_in_progress():
     assert bodies(f1.greet(a), Welcome, to="F1")
 
 
+def test_a_forgotten_handshake_is_traced_and_its_peer_starts_a_new_record():
+    # SM-003: forgetting is no transition; the trace says so with peer-forgotten, and the
+    # PeerId's next greeting is the first transition of a new record.   SEC-021, TRC-008
+    a = peer(config=Config(max_handshakes=1))
+    a.trace_events = True
+    f1, f2 = Stub("F1"), Stub("F2")
+    f1.greet(a)
+    out = f2.greet(a)
+    (gone,) = [t for t in of_type(out, ev.TraceEvent) if t.name == "peer-forgotten"]
+    assert gone.detail == {"peer": "F1", "incarnation": str(f1.incarnation)}
+    out = f1.greet(a)
+    moves = [(t.detail["from"], t.detail["event"], t.detail["to"]) for t in of_type(out, ev.TraceEvent)
+             if t.name == "transition" and t.detail.get("key") == "F1"]
+    assert moves == [("connecting", "hello", "alive")]
+
+
 def test_a_hello_beyond_max_sessions_is_refused_with_resource_exhausted():
     # SEC-021: at most max_sessions unfenced records; one more Hello is refused, no record.
     a = peer(config=Config(max_sessions=2))

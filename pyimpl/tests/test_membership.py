@@ -156,3 +156,21 @@ def test_a_busy_member_applies_a_view_at_once():
         finally:
             _RELEASE.set()
         assert c.get(busy, timeout=10) is True
+
+
+def test_the_heads_membership_calls_do_not_wait_behind_a_long_task():
+    # A member's long task holds the head's only turn; members() (what a joining
+    # driver and `refrpc status` ask) is still answered at once              CLU-033
+    from refrpc.testing import MemoryCluster, wait_until
+
+    _RELEASE.clear()
+    with MemoryCluster(workers=1, driver="d") as c:
+        (executor,) = c._executors
+        busy = c.submit("test_membership:_hold")
+        try:
+            assert wait_until(executor.busy, 10)
+            listed = c.submit("refrpc.runtime._membership:members", num_cpus=0)
+            assert c.get(listed, timeout=10) == []
+        finally:
+            _RELEASE.set()
+        assert c.get(busy, timeout=10) is True

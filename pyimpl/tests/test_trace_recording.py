@@ -144,6 +144,23 @@ def test_fast_encoder_writes_records_any_reader_reads_back_exactly(peer, incarna
     assert len(data) % 8 == 0
 
 
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(peer=st.text(max_size=12), incarnation=u64, record_no=u64, ns=u64, remote=names, remote_inc=u64, seq=u64,
+       envelope=st.binary(max_size=40), event=names, oid=names, tid=names, detail=names,
+       kind=st.sampled_from([TraceKind.SEND, TraceKind.RECV]))
+def test_fast_encoder_event_and_message_records_are_the_general_records(peer, incarnation, record_no, ns, remote,
+                                                                        remote_inc, seq, envelope, event, oid, tid,
+                                                                        detail, kind) -> None:
+    # The recorder's shortcuts for events and messages (texts that recur laid out once)
+    # write byte for byte what the general writer does, the first time and from the cache.
+    enc = TraceEncoder(peer, incarnation)
+    for _ in range(2):
+        assert enc.event(record_no, ns, event, oid, tid, detail) == enc.encode(
+            record_no, ns, TraceKind.EVENT, "", 0, 0, b"", event, oid, tid, detail)
+        assert enc.message(record_no, ns, kind, remote, remote_inc, seq, envelope, detail) == enc.encode(
+            record_no, ns, kind, remote, remote_inc, seq, envelope, "", "", "", detail)
+
+
 # ---------------------------------------------------------------- the recorder, alone
 def test_recorder_writes_what_it_was_given_in_order_once_flushed(tmp_path: Path) -> None:
     # TRC-003..TRC-009: records are only remembered on the loop's path and encoded at

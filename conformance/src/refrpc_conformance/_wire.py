@@ -713,23 +713,29 @@ class WirePeer:
         os.write(self._wake_w, b"x")
         return fut.result(timeout=timeout)
 
+    def new_dealer(self, address: str) -> Any:
+        """A DEALER connected to ``address`` as this peer's links connect theirs: routing id
+        ``{peer}/{incarnation:x}`` (ZMQ-013), linger 0, and this peer's member key when
+        the run authenticates (SEC-016). The caller closes it."""
+        dealer = zmq.Context.instance().socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.SNDHWM, 100_000)
+        dealer.setsockopt(zmq.RECONNECT_IVL, 100)
+        dealer.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        dealer.setsockopt_string(zmq.ROUTING_ID, f"{self.peer_id}/{self.incarnation:x}")
+        if self.cluster_key is not None:  # SEC-016: a member's client key
+            public, secret = self.cluster_key.member_keys(self.key_name)
+            dealer.setsockopt(zmq.CURVE_SERVERKEY, self.cluster_key.server_public)
+            dealer.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            dealer.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        dealer.connect(address)
+        return dealer
+
     def _link(self, remote: str, address: str, incarnation: int) -> Link:
         link = self.links.get(remote)
         if link is None:
             link = Link(peer=self, remote=remote, remote_address=address, remote_incarnation=incarnation)
-            dealer = zmq.Context.instance().socket(zmq.DEALER)
-            dealer.setsockopt(zmq.LINGER, 0)
-            dealer.setsockopt(zmq.SNDHWM, 100_000)
-            dealer.setsockopt(zmq.RECONNECT_IVL, 100)
-            dealer.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-            dealer.setsockopt_string(zmq.ROUTING_ID, f"{self.peer_id}/{self.incarnation:x}")
-            if self.cluster_key is not None:  # SEC-016: a member's client key
-                public, secret = self.cluster_key.member_keys(self.key_name)
-                dealer.setsockopt(zmq.CURVE_SERVERKEY, self.cluster_key.server_public)
-                dealer.setsockopt(zmq.CURVE_PUBLICKEY, public)
-                dealer.setsockopt(zmq.CURVE_SECRETKEY, secret)
-            dealer.connect(address)
-            link._dealer = dealer
+            link._dealer = self.new_dealer(address)
             self.links[remote] = link
         elif incarnation:
             link.remote_incarnation = incarnation

@@ -165,9 +165,15 @@ def _join(address: str, node_ip: str | None, connect_timeout: float, trace_dir: 
 
         node_ip = address_towards(address) if address.startswith("tcp://") else "127.0.0.1"
     config = dataclasses.replace(_config(), unannounced=(HEAD,))  # every member detects the head's death itself (LIV-030)
+    own_key = None
+    if cluster_key is not None:  # its own key pair: no other member can speak as it (SEC-022)
+        from .transport import OwnKey
+
+        own_key = OwnKey(cluster_key, name)
     node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", config, trace_dir=trace_dir,
-                                  cluster_key=cluster_key, insecure=insecure)
+                                  cluster_key=cluster_key, insecure=insecure, own_key=own_key)
     context.node, context.driver_executor, context.head = node, executor, HEAD
+    node.head_address = address  # views come only from there (SEC-026)
     try:
         node.handle_soon(lambda sid: ev.Connect(sid, HEAD, address)).result()
         try:

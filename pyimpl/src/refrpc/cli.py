@@ -6,12 +6,15 @@
                  [--heartbeat-interval-ms MS] [--miss-limit N]
     refrpc status [--address tcp://HEAD:P --key-file F]
     refrpc memory [--address tcp://HEAD:P --key-file F]
+    refrpc rotate-key --address tcp://HEAD:P --key-file F (--new-key-file NEW [--grace S] | --end-grace)
     refrpc stop [--force] [--timeout S]
 
 Every cluster started this way is authenticated (CURVE, SEC-002): the head
 writes a new cluster key file (mode 0600) unless given one, and prints its path;
 everyone who joins needs a copy (``--key-file`` or ``REFRPC_KEY_FILE``).
-``--insecure`` turns authentication off, with a warning.
+``--insecure`` turns authentication off, with a warning. ``rotate-key`` writes a
+new key file whose join credential replaces the old one in the running cluster
+(the old one still joins for ``--grace`` seconds, SEC-025).
 
 Each ``refrpc start`` records itself in a pid file (see :func:`run_dir`), with
 the head's key file: ``refrpc stop`` stops them all, and ``status``/``memory``
@@ -33,7 +36,7 @@ from pathlib import Path
 
 from . import api
 from .core import events as ev
-from .transport import KEY_FILE_ENV, ClusterKey, KeyFileError
+from .transport import KEY_FILE_ENV, ClusterKey, KeyFileError, OwnKey
 from .transport._curve import default_key_path
 
 
@@ -200,6 +203,7 @@ def _start(args: argparse.Namespace) -> int:
         node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}",
                                       default_config(**settings),
                                       _membership.noticed, held=True, trace_dir=args.trace_dir, cluster_key=key,
+                                      own_key=None if key is None else OwnKey(key, HEAD), admits_joiners=True,
                                       insecure=args.insecure, object_store_memory=memory["object_store_memory"],
                                       spill_dir=memory["spill_dir"],
                                       **({} if args.object_store_high_water is None else
@@ -344,6 +348,51 @@ def _memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_key(args: argparse.Namespace) -> int:
+    """Replace the running cluster's join credential (SEC-025, CLU-052): write a new key
+    file with a new one, and make the head accept only it once ``--grace`` has passed;
+    or, with ``--end-grace``, end every grace period now."""
+    from .runtime._membership import HEAD
+
+    if not args.end_grace and not args.new_key_file:
+        raise api.RefRPCError("rotate-key needs --new-key-file NEW (or --end-grace)")
+    if args.grace < 0:
+        raise api.RefRPCError("--grace must be 0 or more seconds")
+    path = args.key_file or os.environ.get(KEY_FILE_ENV, "")
+    if not path:
+        raise api.RefRPCError(f"rotate-key needs the cluster's current key file: --key-file PATH or {KEY_FILE_ENV}=PATH")
+    try:
+        current = ClusterKey.load(path)
+    except KeyFileError as exc:
+        raise api.RefRPCError(str(exc)) from None
+    new = None
+    if not args.end_grace:
+        new = current.with_new_join()
+        try:
+            new.save(args.new_key_file)
+        except OSError as exc:  # FileExistsError too: a key file is never overwritten
+            raise api.RefRPCError(f"cannot write {args.new_key_file}: {exc}") from None
+    try:
+        _join_cluster(argparse.Namespace(address=args.address, key_file=path, insecure=False))
+        try:
+            api._call_on(HEAD, "refrpc.runtime._membership:rotate", None if new is None else new.join_hex(), args.grace)
+        except Exception as exc:  # the head refused (TASK_FAILED) or did not answer
+            raise api.RefRPCError(f"the head did not rotate the join credential: {exc}") from None
+    except BaseException:
+        if new is not None:  # the head never took it: leave no key file that joins nothing
+            Path(args.new_key_file).unlink(missing_ok=True)
+        raise
+    finally:
+        api.shutdown()
+    if new is None:
+        print("the head now accepts only its current join credential", flush=True)
+    else:
+        print(f"new key file: {os.path.abspath(args.new_key_file)} (mode 0600); the old one still joins for "
+              f"{args.grace:g} s.\n  Copy the new file over the old one on every host (processes read it when they "
+              f"start); members already running need nothing.", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="refrpc", description="RefRPC: pass-by-reference RPC")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -386,6 +435,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--key-file", default=None,
                        help="the cluster key file (default: $REFRPC_KEY_FILE, or the local head's)")
         p.add_argument("--insecure", action="store_true", help="the cluster runs without authentication")
+    rot = sub.add_parser("rotate-key", help="replace the running cluster's join credential (a new key file)")
+    rot.add_argument("--address", required=True, help="the cluster's head")
+    rot.add_argument("--key-file", default=None, help="the current key file (default: $REFRPC_KEY_FILE)")
+    rot.add_argument("--new-key-file", default=None, help="where to write the new key file (must not exist)")
+    rot.add_argument("--grace", type=float, default=600.0,
+                     help="seconds the old key file still lets processes join (default 600)")
+    rot.add_argument("--end-grace", action="store_true",
+                     help="end the grace period now: only the current key file joins")
     stop = sub.add_parser("stop", help="stop the heads and workers `refrpc start` started on this host")
     stop.add_argument("--force", action="store_true", help="kill them at once (SIGKILL) instead of asking (SIGTERM)")
     stop.add_argument("--timeout", type=float, default=15.0, help="seconds to wait before killing one that has not stopped")
@@ -403,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         # A head started on this host: its key file is recorded with it.
         known = {info["address"]: info.get("key_file", "") for _, info in _recorded() if info.get("role") == "head"}
         args.key_file = known.get(args.address) or None
-    handlers = {"start": _start, "status": _status, "memory": _memory, "stop": _stop}
+    handlers = {"start": _start, "status": _status, "memory": _memory, "stop": _stop, "rotate-key": _rotate_key}
     try:
         return handlers[args.command](args)
     except api.RefRPCError as exc:

@@ -210,6 +210,10 @@ def _pickle(obj: object, ref_hook: RefHook) -> Value:
     return Value(Encoding.PICKLE, file.getvalue(), tuple(buffers), tuple(refs.nested))
 
 
+#: None, True and False pickled as :func:`_pickle` pickles them (the same bytes, no refs).
+_SINGLETONS: dict[object, Value] = {v: _pickle(v, lambda o: None) for v in (None, True, False)}
+
+
 # ---------------------------------------------------------------- portable
 def _tree(obj: Any, refs: _Refs, depth: int) -> Any:
     kind = type(obj)
@@ -325,6 +329,8 @@ def serialize(
         except NotPortable as exc:
             if not allow_pickle:
                 raise NotPortable(f"{exc} (and pickle is not allowed)") from exc
+    if obj is None or kind is bool:  # most tasks return None: its pickle is made once
+        return _SINGLETONS[obj]
     return _pickle(obj, ref_hook)
 
 

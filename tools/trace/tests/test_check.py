@@ -169,6 +169,21 @@ def test_a_transition_the_tables_do_not_allow_TRC_008(tmp_path: Path) -> None:
     assert sorted(f.requirement for f in illegal) == ["SM-001", "TRC-008"]  # not in the table; a step missing
 
 
+@pytest.mark.parametrize("forgotten", [True, False])
+def test_a_forgotten_handshake_ends_its_record_SM_003(tmp_path: Path, forgotten: bool) -> None:
+    # SM-003: a handshake SEC-021 forgets is deleted without a transition; with its
+    # peer-forgotten event, the PeerId's next greeting starts a new record. Without
+    # the event, that greeting starts from a state the record is not in (TRC-008).
+    net = Net()
+    d, w = net.peer("driver"), net.peer("worker-1")
+    d.transition("peer", "worker-1", "connecting", "hello", "alive", "HS-002")
+    if forgotten:
+        d.event("peer-forgotten", peer="worker-1", incarnation=str(w.inc))
+    d.transition("peer", "worker-1", "connecting", "hello", "alive", "HS-002")
+    found = [f.requirement for f in findings_of(net, tmp_path)]
+    assert found == ([] if forgotten else ["TRC-008"])
+
+
 def test_initial_states_of_SM_002_are_accepted(tmp_path: Path) -> None:
     # SM-002: a put object starts ready (its creation is the ready --put--> ready row); a
     # task starts submitted, and one queued at once is recorded as submitted --no_slot-->

@@ -590,6 +590,36 @@ def reply_says_what_the_store_can_take(ctx: CaseContext) -> None:
                   f"{free:,}")
 
 
+#: An argument larger than the IUT's whole store limit: no room can be made for it (OBJ-036).
+TOO_BIG_ARG = SPILL_LIMIT + 200_000
+
+
+@case(
+    "fetch/TASK-042-argument-without-room",
+    requirements=["TASK-042", "OBJ-036", "OBJ-060"],
+    summary=(
+        "The IUT is started with a store limit of 1 MiB (REFRPC_IUT_STORE_LIMIT). The suite owns a stored object X "
+        f"of {TOO_BIG_ARG:,} bytes (more than the whole limit), names itself as its only location and submits "
+        "sum_bytes(X by ref) to the IUT. The IUT cannot bring X into its store, so it must reply without running "
+        "the function, with every return ERROR(OBJECT_STORE_FULL) (requirement OBJ-036; not TASK_FAILED: the "
+        "argument did not fail, the executor's store did), and that reply should carry the IUT's own "
+        "storeFreeBytes, not -1 (an IUT that states no store figure is graded by the SHOULD of OBJ-060)."
+    ),
+    iut_env=SMALL_STORE,
+    timeout=60.0,
+)
+def argument_without_room(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    _x, _data, reply = _fetch_from(ctx, peer, link, TOO_BIG_ARG, [peer])
+    codes = [r.error.code if r.kind is ReturnKind.ERROR and r.error is not None else r.kind for r in reply.returns]
+    ctx.check("TASK-042", bool(codes) and all(c is ErrorCode.OBJECT_STORE_FULL for c in codes),
+              "every return ERROR(OBJECT_STORE_FULL)", [describe_return(r) for r in reply.returns])
+    named = [r.error.requirement for r in reply.returns if r.error is not None]
+    ctx.check("TASK-042", bool(named) and all(n == "OBJ-036" for n in named), "error.requirement OBJ-036", named)
+    ctx.check("TASK-042", reply.store_free_bytes >= 0, "storeFreeBytes stated (the IUT has a store limit)",
+              reply.store_free_bytes, level="SHOULD")
+
+
 #: The stored result the holder-limit case fetches: about 2,000 chunks of 1 KiB a request,
 #: so that a request is still in service when the next ones arrive.
 SERVED_SIZE = 2 * MIB

@@ -408,3 +408,39 @@ def oldest_handshake_forgotten(ctx: CaseContext) -> None:
     run_echo(ctx, newest.peer, newest, "the newest handshake kept", requirement="SEC-021")
     for link in links[1:-1]:
         link.peer.close()
+
+
+@case(
+    "handshake/SES-020-SES-006-hello-to-an-earlier-incarnation",
+    requirements=["SES-020", "SES-006", "SES-018"],
+    summary=(
+        "A suite peer the IUT has never heard of sends a Hello whose receiverIncarnation names another "
+        "incarnation of the IUT (one it learnt from an old descriptor, say). The IUT has no record of the "
+        "sender, so it answers at the Hello's own address: ProtocolError(DECLARED_DEAD) naming SES-006, as an "
+        "answer without a session (sequence number 0, ack 0, the Hello's incarnation as receiver). A Hello "
+        "naming no incarnation is then welcomed and the session runs a task."
+    ),
+)
+def hello_to_an_earlier_incarnation(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer()
+    link = peer.connect(iut.peer_id, iut.address)
+    link.resend_hello = False
+    link.hello(receiver_incarnation=iut.incarnation ^ 0x5A5A)
+    arrival = ctx.expect(peer, (ProtocolError, Welcome), requirement="SES-020",
+                         what="ProtocolError(DECLARED_DEAD) at the Hello's address")
+    ctx.require("SES-006", isinstance(arrival.body, ProtocolError), "ProtocolError, no Welcome", type(arrival.body).__name__)
+    err: ProtocolError = arrival.body
+    check_error_code(ctx, err, (ErrorCode.DECLARED_DEAD,), requirement="SES-006")
+    ctx.check("SES-006", err.error.requirement == "SES-006", "error.requirement 'SES-006'", repr(err.error.requirement))
+    env = arrival.envelope
+    ctx.check("SES-018", (arrival.seq, env.receiver_incarnation, env.ack, err.related_seq) == (0, peer.incarnation, 0, 0),
+              f"an answer without a session: seq 0, receiverIncarnation {peer.incarnation}, ack 0, relatedSeq 0",
+              f"seq {arrival.seq}, receiverIncarnation {env.receiver_incarnation}, ack {env.ack}, relatedSeq {err.related_seq}")
+    link.reset_session()
+    link.resend_hello = True
+    try:
+        link.handshake(ctx.bound(10.0), give_up=ctx.iut_died)
+    except (WireError, ExpectTimeout) as exc:
+        ctx.fail("SES-006", "a Welcome for a Hello that names no incarnation (the refusal opened nothing)", str(exc))
+    run_echo(ctx, peer, link, "after", requirement="SES-006")

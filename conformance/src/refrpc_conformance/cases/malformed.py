@@ -183,3 +183,31 @@ def oversized(ctx: CaseContext) -> None:
     ctx.check("GEN-004", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the oversized task never runs", "no reply")
     for arrival in peer.received(ProtocolError, lambda m: m.related_seq == seq):
         check_error_code(ctx, arrival.body, (ErrorCode.MALFORMED,), requirement="GEN-004", note="the answer to the oversized message")
+
+
+@case(
+    "malformed/VAL-021-bad-portable-argument-fails-the-task",
+    requirements=["VAL-021", "VAL-006", "TASK-007"],
+    summary=(
+        "The suite submits echo with a portable argument whose only node is a ref to nested index 3 while "
+        "`nested` is empty (VAL-006). A value's data is checked when it is decoded, not when the message "
+        "arrives: the SubmitTask is not malformed (no ProtocolError names its sequence number), and the task "
+        "fails as a function that raised would, with every return ERROR(TASK_FAILED); the session goes on."
+    ),
+)
+def bad_portable_argument(ctx: CaseContext) -> None:
+    from refrpc.core.messages import ReturnKind
+
+    from .._build import PortableRef
+
+    iut, peer, link = open_session(ctx)
+    bad = task(peer, "echo", [by_value(PortableRef(3))])
+    seq = link.send(bad)
+    reply: TaskReply = ctx.expect(peer, TaskReply, lambda m: m.task_id == bad.task_id, requirement="VAL-021",
+                                  what=f"TaskReply for the task whose argument refers to a missing nested ref").body
+    codes = [r.error.code.name if r.kind is ReturnKind.ERROR and r.error is not None else r.kind.value for r in reply.returns]
+    ctx.check("VAL-021", bool(codes) and all(c == "TASK_FAILED" for c in codes),
+              "every return ERROR(TASK_FAILED): the argument fails where it is decoded", codes)
+    ctx.check("VAL-021", not peer.received(ProtocolError, lambda m: m.related_seq == seq),
+              f"no ProtocolError about seq {seq}: the message itself is well formed", "a ProtocolError named it")
+    run_echo(ctx, peer, link, "after", requirement="VAL-021")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from refrpc.core.messages import FetchRequest, FreeObjects, ReturnKind, ReturnValue, SubmitTask, TaskReply
+from refrpc.core.messages import ErrorCode, ErrorInfo, FetchRequest, FreeObjects, ReturnKind, ReturnValue, SubmitTask, TaskReply
 
 from .._build import make_bytes_value, portable, stored_form
 from .._case import case
@@ -100,6 +100,33 @@ def retry_after_executor_death(ctx: CaseContext) -> None:
     ctx.check("BOR-006", entry is not None and entry.get("submittedTaskRefs") == 0, "submittedTaskRefs = 0 after the final reply", entry)
     rerun = e2.received(SubmitTask, lambda m: m.task_id == once["task_id"])
     ctx.check("RPC-009", not rerun, "the max_retries = 0 task not submitted again", [str(a.body) for a in rerun])
+
+
+@case(
+    "rpc/OBJ-062-store-full-is-final",
+    requirements=["OBJ-062", "RPC-005", "RPC-009", "CNF-018"],
+    summary=(
+        "The IUT submits echo to suite executor E1 with max_retries = 2 and retry_exceptions = true; spare worker "
+        "E2 has a free slot. E1 replies with every return ERROR(OBJECT_STORE_FULL) (its store had no room, "
+        "OBJ-036) and storeFreeBytes 0. OBJECT_STORE_FULL is not retryable: the IUT must settle the return as "
+        "failed with it (get names OBJECT_STORE_FULL) and must not submit the task again, to E1 or E2, although "
+        "its budget and retry_exceptions would allow a retry after TASK_FAILED."
+    ),
+    timeout=60.0,
+)
+def store_full_is_final(ctx: CaseContext) -> None:
+    iut, e1, e2 = _executors(ctx)
+    sub = iut.submit("echo", [{"value": "no room"}], executor=e1.peer_id, max_retries=2, retry_exceptions=True)
+    first = _submitted(ctx, e1, sub["task_id"])
+    full = ErrorInfo(ErrorCode.OBJECT_STORE_FULL, f"{e1.peer_id}: no room for an argument", "OBJ-036")
+    e1.link(iut.peer_id).send(TaskReply(first.task_id, first.attempt, tuple(
+        ReturnValue(r, ReturnKind.ERROR, error=full) for r in first.return_ids), store_free_bytes=0))
+    got = iut.get(sub["returns"][0], timeout_ms=5_000)
+    code, _message = _error_of(got)
+    ctx.check("OBJ-062", code == "OBJECT_STORE_FULL", "get() fails with OBJECT_STORE_FULL", got)
+    iut.quiesce(timeout_ms=2_000)
+    again = [a for p in (e1, e2) for a in p.received(SubmitTask, lambda m: m.task_id == first.task_id and m.attempt > 1)]
+    ctx.check("OBJ-062", not again, "the task not submitted again", [f"attempt {a.body.attempt}" for a in again])
 
 
 @case(

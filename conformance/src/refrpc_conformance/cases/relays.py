@@ -176,12 +176,13 @@ def iut_relays(ctx: CaseContext) -> None:
 
 @case(
     "fetch/FET-043-relay-refuses-what-it-will-not-get",
-    requirements=["FET-043", "FET-042", "LOC-023", "OBJ-013", "FET-018"],
+    requirements=["FET-043", "FET-042", "LOC-023", "OBJ-013", "FET-018", "FET-004"],
     summary=(
         "As in the relay case, but X's only location is a separate suite peer that serves the first 128 KiB and "
-        "then dies. While the IUT, relaying X, waits for the rest, a second suite peer asks it for the rest. Once "
-        "the IUT has given up on its own fetch (the location is declared dead) it must answer that request with "
-        "one error chunk OBJECT_FREED, last; it should tell the owner with RemoveLocation, then ask the owner "
+        "then dies. While the IUT, relaying X, waits for the rest, a second suite peer asks it for the last 32 KiB "
+        "it has and the rest, and must get those 32 KiB at once. Once the IUT has given up on its own fetch (the "
+        "location is declared dead) it must end that request with one error chunk OBJECT_FREED, last, whose "
+        "offset is the first byte it did not send (FET-004: an error chunk after data); it should tell the owner with RemoveLocation, then ask the owner "
         "again (OBJ-013), fetch X from the new location the suite names, and reply with the right sum. An IUT that "
         "does not offer to relay is UNSUPPORTED."
     ),
@@ -199,7 +200,7 @@ def relay_gives_up(ctx: CaseContext) -> None:
                    what="the holder withheld the rest of X", timeout=20.0)
     down = ctx.wire_peer("downstream")
     down_link = ctx.session(down, iut)
-    down_link.send(FetchRequest(x, 1, half, -1, DOWN_CHUNK))
+    down_link.send(FetchRequest(x, 1, half - DOWN_CHUNK, -1, DOWN_CHUNK))  # one chunk it has, then the gap
     holder.close()  # dies: the IUT declares it dead (LIV-003) and its fetch has no location left
     chunks = _collect(ctx, down, 1, requirement="FET-043", timeout=RESUME_BOUND_S)
     last = chunks[-1]
@@ -209,6 +210,13 @@ def relay_gives_up(ctx: CaseContext) -> None:
     served = [c for c in chunks if c.error is None]
     ctx.check("FET-042", all(form[c.offset:c.offset + len(c.data)] == bytes(c.data) for c in served),
               "any bytes sent before the refusal are X's", f"{len(served)} data chunk(s)")
+    ctx.check("FET-042", sum(len(c.data) for c in served) == DOWN_CHUNK,
+              f"the {DOWN_CHUNK:,} bytes the relay had were served before the refusal",
+              [(c.offset, len(c.data)) for c in served])
+    unsent = served[-1].offset + len(served[-1].data) if served else half - DOWN_CHUNK
+    ctx.check("FET-004", last.offset == unsent and (not served or last.total_size == served[-1].total_size),
+              f"the error chunk after data names the first byte not sent ({unsent:,}) and the size the data chunks "
+              "carried", f"offset {last.offset:,}, totalSize {last.total_size:,}")
     again = ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="OBJ-013",
                        what=f"GetObjectStatus for {x} again", timeout=RESUME_BOUND_S)
     removed = [a for a in peer.received(RemoveLocation) if a.body.object_id == x and a.t <= again.t]

@@ -204,3 +204,58 @@ def sequenced_before_hello(ctx: CaseContext) -> None:
     check_no_session_opened(ctx, iut, peer, link, requirement="SES-010")
     for arrival in peer.received(ProtocolError):
         check_error_code(ctx, arrival.body, (ErrorCode.WRONG_STATE,), requirement="SES-010", note="the optional answer")
+
+
+@case(
+    "session/GEN-016-heartbeat-with-a-sequence-number",
+    requirements=["GEN-016", "GEN-005", "GEN-012"],
+    summary=(
+        "In a live session the suite sends a Heartbeat with the next sequence number (a Heartbeat travels "
+        "outside the session, SES-007). It is a sequenced message of the session: the IUT answers "
+        "ProtocolError(WRONG_STATE) as a sequenced message with relatedSeq = its number, and consumes the "
+        "number, so a task sent under the same number is a duplicate and one sent under the next runs."
+    ),
+)
+def heartbeat_with_a_sequence_number(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    run_echo(ctx, peer, link, "before")
+    seq = link.next_seq()
+    link.send(Heartbeat(), seq=seq)
+    arrival = ctx.expect(peer, ProtocolError, lambda m: m.related_seq == seq, requirement="GEN-016",
+                         what=f"ProtocolError about the Heartbeat sent as seq {seq}")
+    err: ProtocolError = arrival.body
+    check_error_code(ctx, err, (ErrorCode.WRONG_STATE,), requirement="GEN-016")
+    ctx.check("GEN-012", arrival.seq > 0, "the answer sent as a sequenced message (it answers a message of the session)",
+              f"seq {arrival.seq}")
+    consumed = resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-016")
+    ctx.check("GEN-016", consumed, f"seq {seq} consumed by the Heartbeat: a task sent next under that number is a duplicate",
+              "not consumed: the task sent next under that number ran")
+
+
+@case(
+    "session/ZMQ-015-second-dealer-with-the-same-routing-id",
+    requirements=["ZMQ-015", "ZMQ-004", "ZMQ-013"],
+    summary=(
+        "With a session open, the suite connects a second DEALER to the IUT's ROUTER presenting the same routing "
+        "id as the first (as a peer does whose old DEALER is still closing, or that answers through another "
+        "DEALER) and sends the session's next task through it. The IUT's ROUTER hands the routing id over "
+        "(ZMQ_ROUTER_HANDOVER) instead of refusing the connection, so the task runs and is answered."
+    ),
+)
+def second_dealer_with_the_same_routing_id(ctx: CaseContext) -> None:
+    from refrpc.codec import encode
+    from refrpc.core.messages import Envelope
+
+    iut, peer, link = open_session(ctx)
+    run_echo(ctx, peer, link, "through the first DEALER")
+    dealer = peer.new_dealer(iut.address)  # the same routing id as the link's DEALER
+    try:
+        t = task(peer, "echo", [by_value("through the second DEALER")])
+        seq = link.next_seq()
+        env = Envelope(peer.peer_id, peer.incarnation, iut.peer_id, iut.incarnation, seq, link.delivered, t)
+        dealer.send_multipart(encode(env), copy=True)  # queued until connected (no ZMQ_IMMEDIATE here)
+        reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="ZMQ-015",
+                           what="the TaskReply for the task sent through a second DEALER with the same routing id")
+        ctx.check("ZMQ-015", reply.body.task_id == t.task_id, "the task sent on the second connection ran", "it ran")
+    finally:
+        dealer.close(linger=0)

@@ -102,7 +102,7 @@ class TraceEncoder:
         ('w1', 3, 'event', 'transition')
     """
 
-    __slots__ = ("peer", "incarnation", "_peer", "_peer_words", "_peer_pointer")
+    __slots__ = ("peer", "incarnation", "_peer", "_peer_words", "_peer_pointer", "_texts")
 
     def __init__(self, peer: str, incarnation: int) -> None:
         self.peer = peer
@@ -113,6 +113,9 @@ class TraceEncoder:
         self._peer_words = (count + 7) >> 3 if raw else 0
         self._peer = raw + _PAD[8 * self._peer_words - len(raw)] if raw else b""
         self._peer_pointer = _text_pointer(0, 0, count) if raw else 0
+        #: Texts that recur in record after record (event names, remote peers), laid
+        #: out once: text -> (bytes with NUL and padding, words, the count bits of its pointer).
+        self._texts: dict[str, tuple[bytes, int, int]] = {}
 
     def encode(
         self,
@@ -203,6 +206,67 @@ class TraceEncoder:
                               ordinal, protocol_major, protocol_minor, remote_incarnation, seq,
                               self._peer_pointer, p1, p2, p3, p4, p5, p6, p7)
         return b"".join(parts)
+
+    def _recurring(self, text: str) -> tuple[bytes, int, int]:
+        """``text`` laid out (see :func:`_laid_text`), once for texts that recur."""
+        laid = self._texts.get(text)
+        if laid is None:
+            laid = _laid_text(text)
+            if len(self._texts) < _TEXTS_KEPT:
+                self._texts[text] = laid
+        return laid
+
+    def event(self, record_no: int, monotonic_ns: int, name: str, object_id: str, task_id: str, detail: str) -> bytes:
+        """An ``event`` record: :meth:`encode` with kind EVENT and only these fields
+        (the same bytes; ``tests/test_trace_recording.py`` compares them). Events
+        are most of a trace, so theirs is the shortest path."""
+        laid = self._recurring(name)
+        obj, task, info = _laid_text(object_id), _laid_text(task_id), _laid_text(detail)
+        words = self._peer_words
+        p3 = _LIST_OF_BYTES | ((words + 4) << 2) | laid[2] if laid[1] else 0
+        words += laid[1]
+        p4 = _LIST_OF_BYTES | ((words + 3) << 2) | obj[2] if obj[1] else 0
+        words += obj[1]
+        p5 = _LIST_OF_BYTES | ((words + 2) << 2) | task[2] if task[1] else 0
+        words += task[1]
+        p6 = _LIST_OF_BYTES | ((words + 1) << 2) | info[2] if info[1] else 0
+        words += info[1]
+        return b"".join((_HEAD.pack(0, 1 + _DATA_WORDS + _POINTERS + words, _ROOT, self.incarnation, record_no,
+                                    monotonic_ns, 2, 0, 0, 0, 0, self._peer_pointer, 0, 0, p3, p4, p5, p6, 0),
+                         self._peer, laid[0], obj[0], task[0], info[0]))
+
+    def message(self, record_no: int, monotonic_ns: int, kind: TraceKind, remote_peer: str, remote_incarnation: int,
+                seq: int, envelope: bytes, detail: str) -> bytes:
+        """A ``send`` or ``recv`` record: :meth:`encode` with only these fields (the same bytes)."""
+        laid = self._recurring(remote_peer)
+        info = _laid_text(detail)
+        words = self._peer_words
+        p1 = _LIST_OF_BYTES | ((words + 6) << 2) | laid[2] if laid[1] else 0
+        words += laid[1]
+        n = (len(envelope) + 7) >> 3  # Data: no NUL
+        p2 = _LIST_OF_BYTES | ((words + 5) << 2) | (len(envelope) << 35) if n else 0
+        words += n
+        p6 = _LIST_OF_BYTES | ((words + 1) << 2) | info[2] if info[1] else 0
+        words += info[1]
+        ordinal = 0 if kind is _SEND else 1 if kind is _RECV else _KIND_ORDINAL[kind]
+        return b"".join((_HEAD.pack(0, 1 + _DATA_WORDS + _POINTERS + words, _ROOT, self.incarnation, record_no,
+                                    monotonic_ns, ordinal, 0, 0, remote_incarnation, seq, self._peer_pointer, p1, p2,
+                                    0, 0, 0, p6, 0),
+                         self._peer, laid[0], envelope, _PAD[8 * n - len(envelope)], info[0]))
+
+
+#: How many recurring texts a :class:`TraceEncoder` keeps laid out (peers and event names are few).
+_TEXTS_KEPT = 256
+
+
+def _laid_text(text: str) -> tuple[bytes, int, int]:
+    """``text`` as a Text's content (NUL and padding to the word), its words, and its
+    pointer's count bits; empty text is a null pointer: no bytes, no words."""
+    if not text:
+        return b"", 0, 0
+    blob = text.encode()
+    n = (len(blob) + 8) >> 3
+    return blob + _PAD[8 * n - len(blob)], n, (len(blob) + 1) << 35
 
 
 def _text_pointer(slot: int, words: int, count: int) -> int:

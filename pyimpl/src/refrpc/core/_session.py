@@ -465,6 +465,8 @@ class SessionLayer:
         if self.remotes.get(r.peer) is r:
             del self.remotes[r.peer]
         self._story(f"peer:{r.peer}", "handshake-forgotten", f"incarnation {r.incarnation}")
+        if self.trace_events:
+            self._trace("peer-forgotten", peer=r.peer, incarnation=str(r.incarnation))  # SM-003
         if r.address and not any(x.address == r.address and x.state != "dead" for x in self.remotes.values()):
             self._out(Disconnect(self._sid, r.peer, r.address))  # unless another session uses that address
 

@@ -465,7 +465,7 @@ class Tasks:
             return
         if rv.kind == ReturnKind.INLINE and rv.value is not None:
             # Grants are ours, not for whoever reads the value later (BOR-017).
-            e.value = replace(rv.value, nested=tuple(replace(d, forward_id="") for d in nested))
+            e.value = replace(rv.value, nested=tuple(replace(d, forward_id="") for d in nested)) if nested else rv.value
             e.size = rv.value.size
             self._transition_owned(e, "task_succeeded")
         elif rv.kind == ReturnKind.STORED:
@@ -481,7 +481,7 @@ class Tasks:
             self._transition_owned(e, "task_failed")
             nested = ()
         self._hold_nested(rv.object_id, nested)
-        e.nested = tuple(replace(d, forward_id="") for d in nested)
+        e.nested = tuple(replace(d, forward_id="") for d in nested) if nested else ()
         self._object_settled(rv.object_id)
         self._check_owned(rv.object_id)
 

@@ -592,7 +592,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         if table == "peer":
             remote = self.remotes.get(key)
             detail["incarnation"] = str(remote.incarnation if remote is not None else 0)  # UInt64 as text
-        self._trace("transition", oid, tid, **detail)
+        self._out(TraceEvent(self._sid, "transition", oid, tid, detail))
 
     def _trace_hold(self, oid: ObjectId, kind: str, delta: int, entry: object, item: str = "") -> None:
         """A hold counter of ownership.md section 5 changed on ``entry``."""

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import events as ev
-from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, ErrorInfo, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
+from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, ErrorInfo, FetchChunk, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
 
 if TYPE_CHECKING:
     from ._main import Iut
@@ -50,6 +50,30 @@ FAULTS: dict[str, tuple[str, str]] = {
         "FET-001",
         "FetchRequests are ignored: the holder of a stored copy sends no FetchChunk, so nobody can "
         "fetch a value stored here.",
+    ),
+    "heartbeats-only-liveness": (
+        "LIV-002",
+        "Only a Heartbeat counts as evidence that a peer is alive: any other message (sequenced or "
+        "data-plane) leaves the time it was last heard from unchanged, so a peer that is busy "
+        "sending FetchRequests but no Heartbeat is declared dead after the detection timeout.",
+    ),
+    "store-full-as-task-failed": (
+        "TASK-042",
+        "An executor that cannot bring an argument (or store a return) for lack of room in its "
+        "store replies TASK_FAILED instead of OBJECT_STORE_FULL (message and requirement "
+        "unchanged), so its submitter may retry what no retry can fix.",
+    ),
+    "store-full-retried": (
+        "OBJ-062",
+        "A submitter takes a return ERROR(OBJECT_STORE_FULL) in a TaskReply as TASK_FAILED, so a "
+        "task submitted with retry_exceptions is resubmitted (attempt + 1) while its budget lasts, "
+        "instead of failing with OBJECT_STORE_FULL at once.",
+    ),
+    "error-chunk-at-request-offset": (
+        "FET-004",
+        "An error chunk that ends a request after data chunks (a relay whose own fetch failed, "
+        "FET-043, or a copy lost while served) carries the request's offset instead of the first "
+        "byte it did not send.",
     ),
     "no-heartbeat": (
         "LIV-001",
@@ -359,6 +383,30 @@ FAULTS: dict[str, tuple[str, str]] = {
         "(storeFreeBytes): a task or a retry goes by slots, load and locality only, also to an "
         "executor that said it has no room for the task's arguments.",
     ),
+    "sequenced-heartbeat-unsequenced": (
+        "GEN-016",
+        "A Heartbeat that arrives with a sequence number above 0 is taken as if it had sequence "
+        "number 0: acted on for liveness and ack only, its number neither consumed nor answered, so "
+        "the session stalls at that number (the sender's next message waits behind a gap).",
+    ),
+    "no-answer-to-stale-hello": (
+        "SES-020",
+        "A Hello addressed to an earlier incarnation of this peer (SES-006) from a peer it has no record "
+        "of is discarded without an answer, instead of being answered DECLARED_DEAD at the Hello's own "
+        "address: the sender waits out its handshake timeout.",
+    ),
+    "eager-value-check": (
+        "VAL-021",
+        "A SubmitTask whose portable argument breaks a rule of the value's data (a ref to a nested "
+        "index that does not exist, VAL-006) is refused as a malformed message (ProtocolError "
+        "MALFORMED naming its sequence number) instead of being delivered and failing as a task "
+        "whose argument cannot be decoded.",
+    ),
+    "no-router-handover": (
+        "ZMQ-015",
+        "The ROUTER keeps libzmq's default ZMQ_ROUTER_HANDOVER = 0: a second connection that presents "
+        "a routing id another connection already uses is refused, and what arrives on it is lost.",
+    ),
     "record-rerun-copies": (
         "LOC-008",
         "A re-run's stored copy of a return that is still ready is recorded as one more location "
@@ -451,6 +499,20 @@ def _no_heartbeat(iut: Iut) -> None:
         send(r, body)
 
     core._send_unsequenced = patched  # type: ignore[method-assign]
+
+
+def _heartbeats_only_liveness(iut: Iut) -> None:
+    core = iut.node.core
+    on_receive = core._on_receive
+
+    def patched(env: Any) -> None:
+        r = core.remotes.get(env.sender)
+        before = r.last_heard_ms if r is not None else None
+        on_receive(env)
+        if before is not None and not isinstance(env.body, Heartbeat) and core.remotes.get(env.sender) is r:
+            r.last_heard_ms = before  # breaks LIV-002: only Heartbeats are evidence of life
+
+    core._on_receive = patched  # type: ignore[method-assign]
 
 
 def _accept_unknown_version(iut: Iut) -> None:
@@ -810,19 +872,62 @@ def _simultaneous_hello_waits(iut: Iut) -> None:
     core._on_hello = patched  # type: ignore[method-assign]
 
 
-def _cancel_reply_task_failed(iut: Iut) -> None:
+def _recoded(returns: Any, code: ErrorCode) -> tuple[Any, ...]:
+    """``returns`` (results or return values) with every ``code`` error made TASK_FAILED."""
+    return tuple(replace(r, error=replace(r.error, code=ErrorCode.TASK_FAILED))
+                 if r.error is not None and r.error.code is code else r for r in returns)
+
+
+def _finish_recoded(iut: Iut, code: ErrorCode) -> None:
+    """The executor reports every ``code`` error of a finished task as TASK_FAILED."""
     core = iut.node.core
-
-    def patched(s: Any) -> None:
-        results = tuple(
-            replace(r, error=replace(r.error, code=ErrorCode.TASK_FAILED))  # breaks TASK-008
-            if r.error is not None and r.error.code is ErrorCode.TASK_CANCELLED else r
-            for r in s.results
-        )
-        finished(replace(s, results=results))
-
     finished = core._dispatch_table[ev.TaskFinished]
-    core._dispatch_table[ev.TaskFinished] = patched
+    core._dispatch_table[ev.TaskFinished] = lambda s: finished(replace(s, results=_recoded(s.results, code)))
+
+
+def _cancel_reply_task_failed(iut: Iut) -> None:
+    _finish_recoded(iut, ErrorCode.TASK_CANCELLED)  # breaks TASK-008
+
+
+def _store_full_as_task_failed(iut: Iut) -> None:
+    _finish_recoded(iut, ErrorCode.OBJECT_STORE_FULL)  # breaks TASK-042
+
+
+def _store_full_retried(iut: Iut) -> None:
+    core = iut.node.core
+    on_reply = core._on_TaskReply
+
+    def patched(r: Any, reply: Any) -> None:
+        on_reply(r, replace(reply, returns=_recoded(reply.returns, ErrorCode.OBJECT_STORE_FULL)))  # breaks OBJ-062
+
+    core._on_TaskReply = patched  # type: ignore[method-assign]
+
+
+def _error_chunk_at_request_offset(iut: Iut) -> None:
+    node = iut.node
+    fetcher = node.fetcher
+    send_chunk, handle = fetcher._send_chunk, node.handle
+    serving: list[Any] = []
+
+    def patched_send(job: Any) -> int:
+        serving.append(job)
+        try:
+            return send_chunk(job)
+        finally:
+            serving.pop()
+
+    def patched_handle(*stimuli: Any) -> None:
+        if serving:
+            stimuli = tuple(
+                replace(s, message=replace(s.message, offset=serving[-1].request.offset))  # breaks FET-004
+                if isinstance(s, ev.SendData) and isinstance(s.message, FetchChunk) and s.message.error is not None
+                else s
+                for s in stimuli
+            )
+        handle(*stimuli)
+
+    fetcher._send_chunk = patched_send  # type: ignore[method-assign]
+    node.handle = patched_handle  # type: ignore[method-assign]
 
 
 def _fetch_end_is_error(iut: Iut) -> None:
@@ -1059,12 +1164,73 @@ def _no_goodbye_ack(iut: Iut) -> None:
     core._on_Goodbye = lambda r, msg: core._declare_dead(r, "goodbye", msg.reason or "goodbye")  # type: ignore[method-assign]
 
 
+def _sequenced_heartbeat_unsequenced(iut: Iut) -> None:
+    core = iut.node.core
+    on_receive = core._on_receive
+
+    def patched(env: Any) -> None:
+        if isinstance(env.body, Heartbeat) and env.seq > 0:
+            env = replace(env, seq=0)  # breaks GEN-016: the number is neither consumed nor answered
+        on_receive(env)
+
+    core._on_receive = patched  # type: ignore[method-assign]
+
+
+def _no_answer_to_stale_hello(iut: Iut) -> None:
+    core = iut.node.core
+    answer = core._answer_declared_dead
+
+    def patched(sender: Any, incarnation: int, hello_address: str, requirement: str) -> None:
+        if requirement == "SES-006" and core.remotes.get(sender) is None:
+            return  # breaks SES-020: the Hello's own address is not used
+        answer(sender, incarnation, hello_address, requirement)
+
+    core._answer_declared_dead = patched  # type: ignore[method-assign]
+
+
+def _eager_value_check(iut: Iut) -> None:
+    from ..codec import PortableRef, decode_portable
+    from ..core.errors import ProtocolViolation
+    from ..core.messages import Encoding
+
+    core = iut.node.core
+    on_submit = core._on_SubmitTask
+
+    def bad_index(tree: Any, count: int) -> bool:
+        if isinstance(tree, PortableRef):
+            return not 0 <= int(tree) < count
+        if isinstance(tree, list):
+            return any(bad_index(x, count) for x in tree)
+        if isinstance(tree, dict):
+            return any(bad_index(x, count) for x in tree.values())
+        return False
+
+    def patched(r: Any, spec: Any) -> None:
+        for a in spec.args:
+            v = a.value
+            if v is not None and v.encoding is Encoding.PORTABLE and bad_index(decode_portable(v.data), len(v.nested)):
+                raise ProtocolViolation(ErrorCode.MALFORMED, "bad nested index", "VAL-006")  # breaks VAL-021
+        on_submit(r, spec)
+
+    core._on_SubmitTask = patched  # type: ignore[method-assign]
+
+
+def _no_router_handover(iut: Iut) -> None:
+    import zmq
+
+    iut.node.wire.router.setsockopt(zmq.ROUTER_HANDOVER, 0)  # breaks ZMQ-015
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
     "skip-release": _skip_release,
     "wrong-error-code": _wrong_error_code,
     "never-answer-fetch": _never_answer_fetch,
+    "heartbeats-only-liveness": _heartbeats_only_liveness,
+    "store-full-as-task-failed": _store_full_as_task_failed,
+    "store-full-retried": _store_full_retried,
+    "error-chunk-at-request-offset": _error_chunk_at_request_offset,
     "no-heartbeat": _no_heartbeat,
     "accept-unknown-version": _accept_unknown_version,
     "no-goodbye": _no_goodbye,
@@ -1124,6 +1290,10 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "splice-fetches": _splice_fetches,
     "place-ignoring-memory": _place_ignoring_memory,
     "record-rerun-copies": _record_rerun_copies,
+    "sequenced-heartbeat-unsequenced": _sequenced_heartbeat_unsequenced,
+    "no-answer-to-stale-hello": _no_answer_to_stale_hello,
+    "eager-value-check": _eager_value_check,
+    "no-router-handover": _no_router_handover,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

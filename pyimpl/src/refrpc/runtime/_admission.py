@@ -64,6 +64,8 @@ class Admission:
 
     def release(self, key: int) -> None:
         """The call ``key`` ended: its bytes are free for the calls waiting."""
+        if key not in self._held:  # admitted with nothing to fetch (most calls): no lock to take
+            return
         with self._cv:
             held = self._held.pop(key, 0)
             if held:

@@ -19,9 +19,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import zmq
+
 from ..core import events as ev
 from ..store import cleanup_namespace, cleanup_spill
-from ..transport import KEY_FILE_ENV, KeyFileError, key_from_env
+from ..transport import KEY_FILE_ENV, OWN_KEY_ENV, KeyFileError, OwnKey, key_from_env
 from ._executor import working_node
 from ._node import Node
 
@@ -81,6 +83,8 @@ class LocalCluster:
     #: Each worker's command line, less its incarnation (a restart reuses it).
     _argv: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _env: dict[str, str] | None = field(default=None, repr=False)
+    #: Worker name -> its own CURVE key pair, kept across its restarts (CLU-050).
+    _own_keys: dict[str, tuple[bytes, bytes]] = field(default_factory=dict, repr=False)
     #: (read end, write end) of the pipe workers watch: EOF means this process is gone.
     _lifeline: tuple[int, int] | None = field(default=None, repr=False)
     #: Each restart of a worker by the supervisor (see watch), oldest first.
@@ -187,14 +191,23 @@ class LocalCluster:
         return cluster
 
     def _spawn(self, name: str) -> subprocess.Popen:
-        """Start worker ``name`` as a new incarnation (ID-002), chosen here."""
+        """Start worker ``name`` as a new incarnation (ID-002), chosen here. A worker that
+        registers with a head gets the key pair this cluster made for its name, the same
+        in every incarnation, so that a restarted worker is still the member it was
+        (CLU-050); the environment, not the command line, carries it."""
         incarnation = secrets.randbits(63) | 1
         argv = [*self._argv[name], "--incarnation", str(incarnation)]
         fds: tuple[int, ...] = ()
         if self._lifeline is not None:
             argv += ["--lifeline", str(self._lifeline[0])]
             fds = (self._lifeline[0],)
-        proc = subprocess.Popen(argv, env=self._env, stdin=subprocess.DEVNULL, pass_fds=fds, start_new_session=True)
+        env = self._env
+        if "--register" in argv and self._env and self._env.get(KEY_FILE_ENV):
+            if name not in self._own_keys:
+                self._own_keys[name] = zmq.curve_keypair()
+            public, secret = self._own_keys[name]
+            env = {**self._env, OWN_KEY_ENV: f"{public.decode()} {secret.decode()}"}
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, pass_fds=fds, start_new_session=True)
         self.incarnations[name] = incarnation
         self.processes[name] = proc
         self._started_at[name] = time.monotonic()
@@ -491,6 +504,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         settings["unannounced"] = (args.head_name,)
     node, executor = working_node(args.peer, args.bind, args.namespace, default_config(inline_threshold=args.inline_threshold, **settings), on_other,
         held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir, cluster_key=cluster_key,
+        own_key=OwnKey.from_env(cluster_key, args.peer) if cluster_key is not None and args.register else None,
         insecure=args.insecure, object_store_memory=args.object_store_memory,
         spill_dir=args.spill_dir, **({} if args.object_store_high_water is None else
                                      {"store_high_water": args.object_store_high_water}))  # no task runs before this process is ready (see Executor)
@@ -498,6 +512,8 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     context.node, context.executor = node, executor
     context.head = args.head_name
+    if args.register:
+        node.head_address = args.head  # views come only from there (SEC-026)
     peers = [p.split("=", 1) for p in args.peers.split(",") if p]
     offered = json.loads(args.resources)
     from ._membership import _adds

@@ -44,9 +44,14 @@ MAX_WAITING_TASKS = 1024
 IDLE_THREADS_KEPT = 2
 IDLE_THREAD_S = 2.0
 #: Runtime functions run on a thread of their own as soon as they arrive, never queued
-#: behind the program's tasks: a look at the store (no side effects), and a membership
-#: view from the head, which must not wait for a member's long task (CLU-033).
-INSTANT = frozenset({"refrpc.runtime._status:store_report", "refrpc.runtime._membership:learn"})
+#: behind the program's tasks: a look at the store (no side effects), a membership
+#: view from the head, which must not wait for a member's long task, and the calls the
+#: head serves, which must not wait for a task a member named to the head (CLU-033).
+INSTANT = frozenset({"refrpc.runtime._status:store_report", "refrpc.runtime._membership:learn"} |
+                    {f"refrpc.runtime._membership:{f}"
+                     for f in ("register", "register_driver", "members", "peers", "drivers", "cluster", "rotate")})
+#: INSTANT functions running at once at most; more wait their turn like any task.
+MAX_INSTANT = 64
 #: How long a stopped task may go on running before it stops holding the executor's
 #: turn (TASK-031): Python delivers a stop between bytecodes, so one blocked in a long
 #: call into C (``time.sleep``, a socket read) runs on, and must not keep every other
@@ -187,6 +192,8 @@ class Executor:
         self._resume_cv = threading.Condition()
         #: Guards the fields below, which the loop thread's stop_task reads too.
         self._lock = threading.Lock()
+        #: INSTANT functions running now, each on a thread of its own.
+        self._instants = 0
         #: (task id, attempt) of the RunTasks queued here and not started yet.
         self._queued: set[tuple[str, int]] = set()
         #: Those of ``_queued`` stopped before their turn (FATE-003, TASK-008).
@@ -235,11 +242,12 @@ class Executor:
             if runner is not None:
                 runner.stop()
             return
-        if isinstance(ins, ev.RunTask) and not ins.actor_id and ins.function in INSTANT:
-            # A status look (what the store holds) or a membership view: run at once on a
+        if isinstance(ins, ev.RunTask) and not ins.actor_id and ins.function in INSTANT and self._instants < MAX_INSTANT:
+            # A status look (what the store holds) or a membership call: run at once on a
             # thread of its own, not queued behind the tasks that keep this worker busy.
             with self._lock:
                 self._queued.add((ins.task_id, ins.attempt))
+                self._instants += 1
             threading.Thread(target=self._instant, args=(ins,), name=f"refrpc-instant-{self.node.peer_id}", daemon=True).start()
             return
         if isinstance(ins, ev.RunTask):
@@ -255,7 +263,11 @@ class Executor:
     def _instant(self, ins: ev.RunTask) -> None:
         """Run an INSTANT function on this new thread, as a task thread would run it."""
         use_node(self.node, self)  # refrpc.* calls inside it use this node
-        self._execute(ins)
+        try:
+            self._execute(ins)
+        finally:
+            with self._lock:
+                self._instants -= 1
 
     def mark_actor_thread(self) -> None:
         """The calling thread runs an actor's calls: it holds no turn (see help_until)."""
@@ -732,10 +744,9 @@ class Executor:
         owner always gets a reply, and the worker goes on serving.
         """
         free = self.node.store_free_bytes()  # OBJ-060: told to the submitter in the reply
-        done = self.node.handle_soon(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt, tuple(results),
-                                                                 return_ids=tuple(ins.return_ids),
-                                                                 store_free_bytes=-1 if free is None else free))
-        exc = done.exception()
+        exc = self.node.feed(lambda sid: ev.TaskFinished(sid, ins.task_id, ins.attempt, tuple(results),
+                                                         return_ids=tuple(ins.return_ids),
+                                                         store_free_bytes=-1 if free is None else free))
         if exc is None or all(r.error is not None for r in results):
             return
         self._free_stored(ins, results)

@@ -81,6 +81,9 @@ class _Pusher:
         self.inflight: dict[str, Any] = {}
         self.pushes = 0
         self._thread: threading.Thread | None = None
+        #: PeerId -> the version of the last view it answered (see wait_pushed).
+        self.answered: dict[str, int] = {}
+        self._answers = threading.Condition()
 
     def start(self, node: Any) -> None:
         self.node = node
@@ -107,9 +110,11 @@ class _Pusher:
 
         view = _view(node)
         targets = [row[0] for row in view["members"]] + [p for p, _a in drivers()]
+        sent: dict[str, int] = {}
         for peer in targets:
             if peer != node.peer_id:
                 self.inflight[peer] = submit_to(node, peer, "refrpc.runtime._membership:learn", view)
+                sent[peer] = view["version"]
         self.pushes += 1
         # Let go of each answered push (its result is nothing to keep); one not answered
         # within PUSH_WAIT_S stays in flight until the next push replaces it.
@@ -123,6 +128,23 @@ class _Pusher:
                 pass
             if self.inflight.get(peer) is ref:
                 del self.inflight[peer]
+            if peer in sent:
+                with self._answers:
+                    self.answered[peer] = max(self.answered.get(peer, 0), sent[peer])
+                    self._answers.notify_all()
+
+    def wait_pushed(self, version: int, but: str, within: float) -> None:
+        """Wait (at most ``within`` s) until every live member other than ``but`` has
+        answered a view of at least ``version``: a joiner's key is then known to every
+        member before it is told the view and starts talking to them (CLU-051)."""
+        node = self.node
+        deadline = time.monotonic() + within
+        with self._answers:
+            while (left := deadline - time.monotonic()) > 0:
+                targets = [row[0] for row in members()] + [p for p, _a in drivers()]
+                if all(self.answered.get(p, 0) >= version for p in targets if p not in (but, node.peer_id)):
+                    return
+                self._answers.wait(min(left, 0.2))
 
 
 PUSHER = _Pusher()
@@ -156,11 +178,18 @@ def _changed() -> None:
 
 
 def _view(node: Any) -> dict[str, Any]:
-    """The registry as members get it (CLU-008)."""
+    """The registry as members get it (CLU-008), with the key bound to each live
+    member's PeerId and the head's own (CLU-050; empty without own keys)."""
     rows = members()
+    keys: dict[str, str] = {}
+    if node.own_key is not None:
+        with node.lock:
+            keys = {p: node.keys[p] for p in [*node.members, *node.drivers] if p in node.keys}
+        keys[node.peer_id] = node.own_key.public.decode()
     return {"version": VERSION[0], "members": rows,
             "incarnations": {p: INCARNATIONS.get(p, 0) for p, *_ in rows},
-            "dead": [(p, i, why) for (p, i), why in DEAD.items()]}
+            "dead": [(p, i, why) for (p, i), why in DEAD.items()],
+            "keys": keys}
 
 
 def spread(resources: dict[str, float] | None, names: list[str]) -> dict[str, dict[str, float]]:
@@ -209,6 +238,7 @@ def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
         DEAD[(peer, earlier)] = "replaced by a new incarnation"
     node.handle_soon(*_adds([(peer, address, slots, host, RESOURCES[peer])])).result()
     _changed()
+    PUSHER.wait_pushed(VERSION[0], peer, PUSH_WAIT_S)
     return _view(node)
 
 
@@ -222,6 +252,9 @@ def register_driver(peer: str, address: str, host: str, pid: int = 0, incarnatio
         node.drivers[peer] = (address, 0, host, time.time())
         PIDS[peer] = pid
         INCARNATIONS[peer] = incarnation
+    if node.own_key is not None:  # its key is news to every member (CLU-050, CLU-051)
+        _changed()
+        PUSHER.wait_pushed(VERSION[0], peer, PUSH_WAIT_S)
     return _view(node)
 
 
@@ -241,7 +274,30 @@ def learn(view: dict[str, Any]) -> int:
 
     if current_owner() not in ("", HEAD):
         raise PermissionError("only the head sends membership views (CLU-013)")
-    return apply_view(current_node(), view)
+    node = current_node()
+    if node.cluster_key is None and node.head_address and current_owner() == HEAD:
+        # SEC-026: without authentication anyone can claim to be the head; a view comes
+        # only from the head this member joined through (the address its session announced).
+        head = node.call(lambda: node.core.remotes.get(HEAD)).result()
+        if head is None or not same_address(head.address, node.head_address):
+            raise PermissionError(f"a view from a head at {head.address if head else '?'}, not the one this "
+                                  f"member joined through ({node.head_address}): refused (SEC-026)")
+    return apply_view(node, view)
+
+
+def same_address(a: str, b: str) -> bool:
+    """Whether two ``tcp://HOST:PORT`` addresses name the same endpoint (host names resolved)."""
+    if a == b:
+        return True
+
+    def resolved(address: str) -> tuple[str, str]:
+        host, _, port = address.removeprefix("tcp://").rpartition(":")
+        try:
+            return socket.gethostbyname(host.strip("[]")), port
+        except OSError:
+            return host, port
+
+    return a.startswith("tcp://") and b.startswith("tcp://") and resolved(a) == resolved(b)
 
 
 #: Views are applied one at a time, wholly: ``learn`` runs on a thread of its own as
@@ -262,6 +318,11 @@ def _apply_view(node: Any, view: dict[str, Any]) -> int:
         if version <= node.view_version:
             return node.view_version
         node.view_version = version
+        # CLU-050: the keys bound to members' PeerIds; a binding is replaced by a newer
+        # one and otherwise kept (a fenced member is still told so, LIV-005).
+        if view.get("keys"):
+            node.keys.update({p: k for p, k in view["keys"].items()
+                              if isinstance(p, str) and isinstance(k, str) and p != node.peer_id})
     alive = {row[0]: row for row in view["members"]}
     incarnations = view.get("incarnations", {})
     stimuli = []
@@ -288,6 +349,28 @@ def _apply_view(node: Any, view: dict[str, Any]) -> int:
     if stimuli:
         node.handle_soon(*stimuli).result()
     return version
+
+
+def rotate(join: str | None, grace_s: float) -> bool:
+    """Run on the head, by a registered member: make ``join`` (64 hexadecimal digits)
+    the cluster's join credential, and accept the one it replaces for ``grace_s``
+    more seconds; ``join`` None ends every grace period now (SEC-025, CLU-052).
+    Members already joined keep their keys; only joining needs the credential."""
+    from ._executor import current_owner
+
+    node = _head_node()
+    if node.own_key is None or node.cluster_key is None:
+        raise RuntimeError("this cluster has no join credential to rotate (it runs without a key)")
+    if current_owner() not in node.members and current_owner() not in node.drivers:
+        raise PermissionError("only a registered member may rotate the join credential (CLU-052)")
+    credential = None if join is None else bytes.fromhex(join)
+    if credential is not None and len(credential) != 32:
+        raise ValueError("a join credential is 64 hexadecimal digits")
+    with node.lock:
+        node.cluster_key.rotate(credential, float(grace_s), node.clock())
+        # Its own proofs, under each credential now accepted, for the joiners it meets from now on.
+        node.wire.join_proof = node.cluster_key.join_proofs(node.peer_id, node.own_key.public, node.clock())
+    return True
 
 
 def peers() -> list[tuple[str, str, int, str]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hmac
 import itertools
 import os
 import secrets
@@ -83,6 +84,13 @@ class Node:
             from the PeerId whose member key its connection authenticated with
             (SEC-002, SEC-011, SEC-016); None: no authentication (a local
             cluster's ipc sockets, or a cluster started with authentication off).
+        own_key: This process's :class:`~refrpc.transport.OwnKey` (a member of a
+            cluster with a head): its connections present that key and its join
+            proof, and a message is accepted only from the key bound to its sender's
+            PeerId (SEC-022..SEC-024); None: derived member keys (SEC-016).
+        admits_joiners: This node is the head: it binds the PeerId of a peer it has
+            no binding for to the key of a connection that carries a valid join
+            proof (SEC-023).
         insecure: Authentication is off on purpose (``--insecure``). Without a
             cluster key, a node bound on tcp offers ``python-pickle`` only if this
             is set (SEC-004, SEC-005): with it, anyone who reaches the port could
@@ -107,6 +115,8 @@ class Node:
         spill_dir: str | None = None,
         store_high_water: float | None = DEFAULT_HIGH_WATER,
         insecure: bool = False,
+        own_key: Any = None,
+        admits_joiners: bool = False,
     ) -> None:
         env_faults = faults_from_env(peer_id)  # REFRPC_FAULTS (a bad value raises before anything opens)
         self.peer_id = peer_id
@@ -136,9 +146,16 @@ class Node:
         #: The transport the sockets live in (a ZeroMQ one unless given).
         #: The cluster key when connections are authenticated (SEC-011), else None.
         self.cluster_key = cluster_key
+        #: This process's own key (a cluster with a head, SEC-022), or None.
+        self.own_key = own_key if cluster_key is not None else None
+        #: Whether this node binds joiners' keys (the head, SEC-023).
+        self.admits_joiners = admits_joiners
+        #: PeerId -> the z85 public key bound to it (SEC-023, SEC-024): on the head,
+        #: those it bound; on a member, those the head's views gave (CLU-050).
+        self.keys: dict[str, str] = {}
         self.wire = transport if transport is not None else ZmqTransport(
             bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}",
-            cluster_key=cluster_key, peer_id=peer_id)
+            cluster_key=cluster_key, peer_id=peer_id, own_key=self.own_key)
         #: What the loop sends and receives through: ``wire``, or the fault
         #: injector around it while fault rules are set (see set_faults).
         self.transport: ZmqTransport | FaultyTransport = self.wire
@@ -163,6 +180,8 @@ class Node:
         self.drivers: dict[str, tuple[str, int, str, float]] = {}
         #: On a member: the version of the last membership view applied (CLU-011).
         self.view_version = 0
+        #: On a member: the head's address it joined through (SEC-026), or "".
+        self.head_address = ""
         from ._fetch import FetchService
 
         #: The data plane: fetching from and serving to peers on other hosts.
@@ -174,8 +193,10 @@ class Node:
         #: Objects whose creating stimulus the core refused -> the error (see submit_nowait).
         self.refused: dict[str, BaseException] = {}
         self._requests = itertools.count(1)
-        #: Get request id -> future of its GetResult (set on the loop thread).
-        self._gets: dict[int, Future[ev.GetResult]] = {}
+        #: Get request id -> future of its GetResult (set on the loop thread), or _NOW
+        #: while get_result handles its Get (an answer then goes to ``_answer``).
+        self._gets: dict[int, Any] = {}
+        self._answer: ev.GetResult | None = None
         #: Object id -> the future of a Get registered for ``wait`` (one per object at a time).
         self._watches: dict[str, Future[ev.GetResult]] = {}
         #: Done at the next GetResult of any object (``wait`` sleeps on it); replaced then.
@@ -245,6 +266,22 @@ class Node:
             fut.set_result(result)
         return fut
 
+    def feed(self, make: Callable[[str], ev.Stimulus]) -> BaseException | None:
+        """Feed one stimulus now, on this thread, as :meth:`call` would; returns the
+        error the core (or a stopped node) raised, or None. The short path of a task
+        thread reporting its result: no future, no closure."""
+        try:
+            with self.lock:
+                self._check_running()
+                if self.released:
+                    self._drain_released()
+                if self.spill_events and not self.core.stopped:
+                    self.handle()  # what the store spilled or restored, before the stimulus (INT-020)
+                self.handle(make(self.sid()))
+        except BaseException as exc:  # handed to the caller, never lost
+            return exc
+        return None
+
     def handle_soon(self, *stimuli_factories: Callable[[str], ev.Stimulus]) -> Future[Any]:
         """Feed stimuli to the core now (built holding the lock, so ids stay ordered)."""
         return self.call(lambda: self.handle(*[make(self.sid()) for make in stimuli_factories]))
@@ -301,22 +338,28 @@ class Node:
         """Ask the core for the value of a held ref; the future gets its GetResult
         (at once, if the core knows it now; else from the thread that learns it).
         ``urgent``: the caller is a running task (``ev.Get.urgent``)."""
-        fut: Future[ev.GetResult] = Future()
         try:
             with self.lock:
                 self._check_running()
                 self._drain_released()
                 rid = next(self._requests)
-                self._gets[rid] = fut
+                gets = self._gets
+                gets[rid] = _NOW  # an answer while the Get is handled lands in _answer
                 try:
                     self.handle(ev.Get(self.sid(), rid, object_id, urgent))
                 except BaseException:
-                    self._gets.pop(rid, None)
+                    gets.pop(rid, None)
                     raise
+                if rid not in gets:  # answered at once (the usual case once the task is done)
+                    answer, self._answer = self._answer, None
+                    return _Answered(answer)
+                fut: Future[ev.GetResult] = Future()
+                gets[rid] = fut
+                return fut
         except BaseException as exc:
-            if not fut.done():
-                fut.set_exception(exc)
-        return fut
+            failed: Future[ev.GetResult] = Future()
+            failed.set_exception(exc)
+            return failed
 
     def ready_among(self, object_ids: Sequence[str], wanted: int, urgent: bool = False) -> tuple[list[int], Future[None] | None]:
         """For ``wait``: the indexes of the first ``wanted`` objects (in order) whose
@@ -537,8 +580,9 @@ class Node:
         return self.faults
 
     def _receive(self, frames: list[Any]) -> None:
-        self.stats["messages_received"] += 1
-        self.stats["bytes_received"] += sum(_nbytes(f) for f in frames)
+        stats = self.stats
+        stats["messages_received"] += 1
+        stats["bytes_received"] += len(frames[0]) if len(frames) == 1 else sum(_nbytes(f) for f in frames)
         sid = self.sid()
         tracer = self.tracer
         try:
@@ -563,10 +607,34 @@ class Node:
         """SEC-011: whether the claimed ``sender`` is the PeerId bound to the key the
         message's connection authenticated with; if not, the message is discarded
         before anything about its sender is created, and nothing is answered."""
-        if self.cluster_key.is_member_key(sender, getattr(frames, "user_id", None)):
-            return True
-        self.stats["unauthenticated_discarded"] += 1
-        return False
+        user_id = getattr(frames, "user_id", None)
+        if self.own_key is None:
+            ok = self.cluster_key.is_member_key(sender, user_id)
+        else:
+            ok = self._bound(sender, user_id, getattr(frames, "join", None))
+        if not ok:
+            self.stats["unauthenticated_discarded"] += 1
+        return ok
+
+    def _bound(self, sender: str, user_id: Any, proof: Any) -> bool:
+        """SEC-024 (a cluster with a head): ``sender`` speaks only through the key bound
+        to it. With no binding yet, the head binds it to the key of a connection with
+        a valid join proof (SEC-023), and a member that has applied no view yet binds
+        the head that way (its first view confirms it); anyone else is not listened to
+        until a view binds it (its retransmissions get through then)."""
+        if not isinstance(user_id, str) or not sender:
+            return False
+        bound = self.keys.get(sender)
+        if bound is not None:
+            return hmac.compare_digest(bound.encode("ascii", "replace"), user_id.encode("ascii", "replace"))
+        if not (self.admits_joiners or (sender == "head" and self.view_version == 0)):
+            return False
+        if not self.cluster_key.accepts_join(sender, user_id, proof, self.clock()):
+            return False
+        if self.admits_joiners and len(self.keys) - len(self.members) - len(self.drivers) >= self.config.max_sessions:
+            return False  # SEC-023: bindings of peers that have not registered are bounded
+        self.keys[sender] = user_id
+        return True
 
     def _do(self, ins: ev.Instruction) -> None:
         if isinstance(ins, ev.SendFrame):
@@ -575,8 +643,9 @@ class Node:
                 self.transport.send(ins.address, frames)
                 if self.wire.backlogged and threading.get_ident() != self._loop_ident:
                     self._wake()  # the loop flushes backlogs: it must not sleep a whole tick
-                self.stats["messages_sent"] += 1
-                self.stats["bytes_sent"] += sum(_nbytes(f) for f in frames)
+                stats = self.stats
+                stats["messages_sent"] += 1
+                stats["bytes_sent"] += len(frames[0]) if len(frames) == 1 else sum(_nbytes(f) for f in frames)
             except ValueError:
                 return  # an address ZeroMQ cannot use is an unreachable peer: LIV-003 decides
             if self.tracer is not None:  # TRC-003: every transmission, retransmissions too
@@ -587,7 +656,9 @@ class Node:
                 self.tracer.core_event(ins)
         elif isinstance(ins, ev.GetResult):
             fut = self._gets.pop(ins.request_id, None)
-            if fut is not None and not fut.done():
+            if fut is _NOW:
+                self._answer = ins
+            elif fut is not None and not fut.done():
                 fut.set_result(ins)
             nxt = self._next_settlement
             if nxt is not None:  # wake the waits (ready_among)
@@ -605,6 +676,10 @@ class Node:
         elif isinstance(ins, ev.Disconnect):
             self.transport.forget(ins.address)  # a forgotten handshake keeps no socket (SEC-021)
         elif isinstance(ins, ev.PeerDeclaredDead):
+            if self.admits_joiners:  # SEC-023: a dead incarnation's PeerId may be joined again
+                now = self.core.remotes.get(ins.peer)
+                if now is None or now.incarnation == ins.incarnation:
+                    self.keys.pop(ins.peer, None)
             r = self.core.remotes.get(ins.peer)
             if r is not None and r.address:
                 self.transport.forget(r.address)  # ZMQ-010
@@ -647,6 +722,35 @@ class Node:
                 os.close(fd)
             except OSError:
                 pass
+
+
+#: Marks, in ``Node._gets``, the Get being handled now by get_result.
+_NOW = object()
+
+
+class _Answered:
+    """A GetResult the core gave at once: the part of a done Future its callers use
+    (``done``, ``result``, ``exception``), without a Future's condition and lock."""
+
+    __slots__ = ("_result",)
+
+    def __init__(self, result: ev.GetResult) -> None:
+        self._result = result
+
+    def done(self) -> bool:
+        return True
+
+    def cancelled(self) -> bool:
+        return False
+
+    def result(self, timeout: float | None = None) -> ev.GetResult:
+        return self._result
+
+    def exception(self, timeout: float | None = None) -> None:
+        return None
+
+    def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
+        fn(self)
 
 
 def _frame0(frames: list[Any]) -> Any:

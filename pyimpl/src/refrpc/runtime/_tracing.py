@@ -58,9 +58,16 @@ def _detail(detail: dict[str, Any], stimulus_id: str) -> str:
     """``detail`` plus ``cause`` as a JSON object (TRC-009), without json.dumps's
     per-call cost: keys are this module's and the core's names, values mostly text
     and integers."""
-    parts = [f'"{key}":{_json(value)}' for key, value in detail.items()]
-    parts.append(f'"cause":{_STR(stimulus_id)}')
-    return "{" + ",".join(parts) + "}"
+    out = "{"
+    for key, value in detail.items():
+        kind = type(value)
+        if kind is str:
+            out += f'"{key}":{_STR(value)},'
+        elif kind is int:
+            out += f'"{key}":{value},'
+        else:
+            out += f'"{key}":{_json(value)},'
+    return f'{out}"cause":{_STR(stimulus_id)}}}'
 
 
 def _json(value: Any) -> str:
@@ -174,31 +181,39 @@ class TraceRecorder:
         if fixed is None:
             fixed = self._transitions[row] = ",".join(
                 f'"{k}":{_STR(d[k])}' for k in ("table", "from", "event", "to", "requirement"))
-        rest = "".join(f',"{k}":{_json(v)}' for k, v in d.items() if k not in _TRANSITION_FIXED)
+        size = len(d)
+        if size == 6:  # the key alone (an object's transition)
+            return f'{{{fixed},"key":{_STR(d["key"])},"cause":{_STR(stimulus_id)}}}'
+        if size == 7 and type(d.get("attempt")) is int:  # and the attempt (a task's), in that order
+            return f'{{{fixed},"key":{_STR(d["key"])},"attempt":{d["attempt"]},"cause":{_STR(stimulus_id)}}}'
+        rest = "".join([f',"{k}":{_json(v)}' for k, v in d.items() if k not in _TRANSITION_FIXED])
         return f'{{{fixed}{rest},"cause":{_STR(stimulus_id)}}}'
 
     def _encode(self, pending: list[tuple[Any, ...]], record_no: int) -> bytes:
         """The records of ``pending``, numbered from ``record_no``, as bytes of the file."""
-        encode = self._encoder.encode
+        event = self._encoder.event
+        message = self._encoder.message
+        transition = self._transition
         out = []
+        append = out.append
         for record in pending:
             kind = record[0]
             if kind is _CORE:
                 ins = record[2]
-                if ins.name == "transition":
-                    detail = self._transition(ins.detail, ins.stimulus_id)
+                name = ins.name
+                if name == "transition":
+                    detail = transition(ins.detail, ins.stimulus_id)
                 else:
                     detail = _detail(ins.detail, ins.stimulus_id)
-                out.append(encode(record_no, record[1], _EVENT, "", 0, 0, b"", ins.name, ins.object_id, ins.task_id,
-                                  detail))
+                append(event(record_no, record[1], name, ins.object_id, ins.task_id, detail))
             elif kind is _EVENT:
                 _, ns, name, object_id, task_id, detail, sid = record
-                out.append(encode(record_no, ns, _EVENT, "", 0, 0, b"", name, object_id, task_id, _detail(detail, sid)))
+                append(event(record_no, ns, name, object_id, task_id, _detail(detail, sid)))
             else:
                 _, ns, remote, incarnation, seq, frame0, sid = record
                 if type(frame0) is not bytes:
                     frame0 = bytes(memoryview(frame0))
-                out.append(encode(record_no, ns, kind, remote, incarnation, seq, frame0, "", "", "", f'{{"cause":{_STR(sid)}}}'))
+                append(message(record_no, ns, kind, remote, incarnation, seq, frame0, f'{{"cause":{_STR(sid)}}}'))
             record_no += 1
         return b"".join(out)
 

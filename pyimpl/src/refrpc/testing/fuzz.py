@@ -14,7 +14,8 @@ reads the member list from the head). It reads every target's resident memory
 before and after.
 
 Everything is seeded: a batch's frames are a function of ``(seed, batch)``, so a
-failure is reproduced by ``--seed S --first-batch B --batches 1``.
+failure is reproduced by ``--seed S --first-batch B --frames 1000`` (one batch; a
+failure that needs the state earlier batches left needs them too).
 
 Frames whose effect the specification makes fatal for the receiver on purpose
 are not sent: a ``ProtocolError(DECLARED_DEAD)`` or a ``PeerDeadNotice`` naming

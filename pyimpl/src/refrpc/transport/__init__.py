@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from ._curve import KEY_FILE_ENV, ClusterKey, KeyFileError, key_from_env
+from ._curve import KEY_FILE_ENV, OWN_KEY_ENV, ClusterKey, KeyFileError, OwnKey, key_from_env
 from ._faults import (
     FAULTS_ENV,
     FaultEvent,
@@ -91,8 +91,10 @@ class Transport(Protocol):
 
 __all__ = [
     "KEY_FILE_ENV",
+    "OWN_KEY_ENV",
     "ClusterKey",
     "KeyFileError",
+    "OwnKey",
     "Received",
     "key_from_env",
     "DEFAULT_BACKLOG_LIMIT",

@@ -13,6 +13,15 @@ CURVE handshake, and any key it makes up is bound to no PeerId. The derivation
 is HMAC-SHA256 keyed with the secret over a label; the 32 bytes are a
 Curve25519 secret key (libsodium clamps them), and the public key is the
 X25519 base-point multiple (``crypto_scalarmult_base``).
+
+Derived member keys serve peers that join no cluster with a head (two-peer
+programs, a local cluster, the conformance suite's IUT). In a cluster with a
+head (``refrpc start``) every member holds the secret and so could derive any
+other member's key; there each process makes a key pair of its own instead
+(:class:`OwnKey`), proves with a *join proof* that it holds the cluster's join
+credential, and the head binds its PeerId to its public key and hands the
+binding to every member in its views (SEC-022..SEC-026). The join credential can
+be replaced in a running cluster (:meth:`ClusterKey.rotate`).
 """
 
 from __future__ import annotations
@@ -36,6 +45,11 @@ VERSION = 1
 #: Labels of the derivations (SEC-016).
 SERVER_LABEL = b"refrpc/0.1 server"
 PEER_LABEL = b"refrpc/0.1 peer "
+JOIN_LABEL = b"refrpc/0.2 join "
+#: The ZeroMQ metadata property a DEALER of a cluster with a head carries its join proof in (SEC-022).
+JOIN_PROPERTY = "X-RefRPC-Join"
+#: The environment variable a supervisor hands a worker's own key pair in ("PUBLIC SECRET", z85).
+OWN_KEY_ENV = "REFRPC_OWN_KEY"
 #: The ZAP domain every RefRPC ROUTER sets.
 ZAP_DOMAIN = "refrpc"
 #: PeerIds whose member key is kept computed (a lookup per received message).
@@ -66,10 +80,17 @@ class ClusterKey:
         True
     """
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, join: bytes | None = None) -> None:
         if not isinstance(secret, bytes) or len(secret) != 32:
             raise KeyFileError("a cluster secret is 32 bytes")
+        if join is not None and (not isinstance(join, bytes) or len(join) != 32):
+            raise KeyFileError("a join credential is 32 bytes")
         self._secret = secret
+        #: The join credential (SEC-022): the file's ``join``, else the secret itself.
+        self._join = join if join is not None else secret
+        #: Join credentials replaced by :meth:`rotate`, each with the monotonic time its
+        #: grace period ends (a head accepts their proofs until then, SEC-025).
+        self._previous: list[tuple[bytes, float]] = []
         #: The server key pair every ROUTER of the cluster uses (SEC-016).
         self.server_public, self.server_secret = _derive(secret, SERVER_LABEL)
         #: PeerId -> its member key pair, most recently used last.
@@ -101,14 +122,9 @@ class ClusterKey:
             raise KeyFileError(f"cannot read the cluster key file {os.fspath(path)}: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
             raise KeyFileError(f"{os.fspath(path)} is not a RefRPC cluster key file (version {VERSION})")
-        text = data.get("secret")
-        try:
-            secret = bytes.fromhex(text) if isinstance(text, str) and len(text) == 64 else b""
-        except ValueError:
-            secret = b""
-        if len(secret) != 32:
-            raise KeyFileError(f"{os.fspath(path)}: 'secret' must be 64 hexadecimal digits")
-        return cls(secret)
+        secret = _hex32(data.get("secret"), "secret", path)
+        join = _hex32(data["join"], "join", path) if "join" in data else None
+        return cls(secret, join)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write a new key file, mode 0600; an existing file is never overwritten.
@@ -118,7 +134,10 @@ class ClusterKey:
         """
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"format": FORMAT, "version": VERSION, "secret": self._secret.hex()}, f)
+            data = {"format": FORMAT, "version": VERSION, "secret": self._secret.hex()}
+            if self._join != self._secret:
+                data["join"] = self._join.hex()
+            json.dump(data, f)
             f.write("\n")
 
     def member_keys(self, peer_id: str) -> tuple[bytes, bytes]:
@@ -138,8 +157,114 @@ class ClusterKey:
             return False
         return hmac.compare_digest(self.member_keys(peer_id)[0], user_id.encode("ascii", "replace"))
 
+    # -- clusters with a head: own keys, join proofs, rotation (SEC-022..SEC-025) --
+    def join_proof(self, peer_id: str, public: bytes | str) -> str:
+        """The join proof of ``peer_id`` connecting with CURVE public key ``public``
+        (z85): 64 hexadecimal digits of HMAC-SHA256 keyed with the join credential (SEC-022)."""
+        return _proof(self._join, peer_id, public)
+
+    def accepts_join(self, peer_id: str, public: Any, proof: Any, now: float) -> bool:
+        """Whether ``proof`` is ``peer_id``'s join proof for ``public`` under the current
+        join credential or one :meth:`rotate` replaced less than its grace ago (SEC-023, SEC-025)."""
+        if not isinstance(proof, str) or not isinstance(public, str) or not peer_id:
+            return False
+        given = proof.split(",")[:8]  # a head announces one proof per credential it accepts
+        return any(hmac.compare_digest(_proof(c, peer_id, public), p) for c in self.credentials(now) for p in given)
+
+    def credentials(self, now: float) -> list[bytes]:
+        """The join credentials accepted at ``now``: the current one first."""
+        self._previous = [(c, end) for c, end in self._previous if end > now]
+        return [self._join] + [c for c, _ in self._previous]
+
+    def join_proofs(self, peer_id: str, public: bytes | str, now: float) -> str:
+        """``peer_id``'s join proofs for ``public`` under every credential accepted at
+        ``now``, comma-separated: what the head announces, so that a joiner holding the
+        old key file or the new one during a grace period knows it (SEC-025)."""
+        return ",".join(_proof(c, peer_id, public) for c in self.credentials(now))
+
+    def with_new_join(self) -> ClusterKey:
+        """A key with the same secret (so the same server key: running members keep
+        their connections) and a new random join credential: what ``refrpc rotate-key``
+        writes to the new key file (SEC-025)."""
+        return ClusterKey(self._secret, secrets.token_bytes(32))
+
+    def join_hex(self) -> str:
+        """The join credential as 64 hexadecimal digits (for :func:`rotate` on the head)."""
+        return self._join.hex()
+
+    def rotate(self, join: bytes | None, grace_s: float, now: float) -> None:
+        """On the head: make ``join`` the join credential, and accept the one it replaces
+        for ``grace_s`` more seconds; ``join`` None ends every grace period now (SEC-025)."""
+        if join is None:
+            self._previous = []
+            return
+        if len(join) != 32:
+            raise ValueError("a join credential is 32 bytes")
+        if join != self._join:
+            self._previous = [(c, end) for c, end in self._previous if end > now]
+            if grace_s > 0:
+                self._previous.append((self._join, now + grace_s))
+            self._join = join
+
     def __repr__(self) -> str:
         return f"<ClusterKey server {self.server_public.decode()}>"
+
+
+def _hex32(text: Any, name: str, path: str | os.PathLike[str]) -> bytes:
+    """The 32 bytes a key file's member ``name`` gives as 64 hexadecimal digits (SEC-015)."""
+    try:
+        raw = bytes.fromhex(text) if isinstance(text, str) and len(text) == 64 else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise KeyFileError(f"{os.fspath(path)}: '{name}' must be 64 hexadecimal digits")
+    return raw
+
+
+def _proof(credential: bytes, peer_id: str, public: bytes | str) -> str:
+    text = public.decode("ascii") if isinstance(public, bytes) else public
+    message = JOIN_LABEL + peer_id.encode("utf-8") + b" " + text.encode("ascii", "replace")
+    return hmac.new(credential, message, hashlib.sha256).hexdigest()
+
+
+class OwnKey:
+    """A process's own CURVE key pair, made at its start (SEC-022): its DEALERs present
+    it, and nobody else can derive it. ``cluster_key`` proves, with the join proof,
+    that the process may join.
+
+    Example:
+        >>> key = ClusterKey.generate()
+        >>> own = OwnKey(key, "w1")
+        >>> key.accepts_join("w1", own.public.decode(), own.proof, now=0.0)
+        True
+        >>> key.accepts_join("w2", own.public.decode(), own.proof, now=0.0)
+        False
+    """
+
+    def __init__(self, cluster_key: ClusterKey, peer_id: str, pair: tuple[bytes, bytes] | None = None) -> None:
+        #: The cluster key (the server key, the join credential).
+        self.cluster_key = cluster_key
+        #: (public, secret), z85.
+        self.public, self.secret = pair if pair is not None else zmq.curve_keypair()
+        #: The join proof for ``peer_id`` with this key (SEC-022).
+        self.proof = cluster_key.join_proof(peer_id, self.public)
+
+    @classmethod
+    def from_env(cls, cluster_key: ClusterKey, peer_id: str) -> OwnKey:
+        """The key pair a supervisor handed this process in ``REFRPC_OWN_KEY`` (a restarted
+        worker keeps its key, CLU-050), else a new one."""
+        text = os.environ.pop(OWN_KEY_ENV, "")  # read once: the processes it starts are not it
+        public, _, secret = text.partition(" ")
+        if len(public) == 40 and len(secret) == 40:
+            try:
+                if zmq.curve_public(secret.encode()) == public.encode():
+                    return cls(cluster_key, peer_id, (public.encode(), secret.encode()))
+            except (zmq.ZMQError, ValueError):
+                pass
+        return cls(cluster_key, peer_id)
+
+    def __repr__(self) -> str:
+        return f"<OwnKey {self.public.decode()}>"
 
 
 def key_from_env() -> ClusterKey | None:

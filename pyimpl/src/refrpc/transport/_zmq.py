@@ -16,6 +16,9 @@ ZAP handler that records each client's public key as its User-Id; DEALERs are
 CURVE clients with this peer's member key. Each message received then carries
 that User-Id (:class:`Received`), which the runtime checks against the
 envelope's sender (SEC-011); the transport itself still never looks inside.
+Given also an :class:`~refrpc.transport.OwnKey` (a cluster with a head), the
+DEALERs present that key pair instead and carry its join proof as connection
+metadata, which each received message carries too (SEC-022).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from collections import deque
 from typing import Any, Sequence
 
 import zmq
+
+from ._curve import JOIN_PROPERTY
 
 #: Frames of at least this many bytes are sent without copying (ZMQ-006).
 ZERO_COPY_THRESHOLD = 64 * 1024
@@ -47,14 +52,16 @@ class Received(list):  # type: ignore[type-arg]
     """The frames of a message that arrived over an authenticated connection.
 
     ``user_id`` is the ZAP User-Id of the connection it came through: the
-    sender's CURVE public key, z85-encoded (SEC-011).
+    sender's CURVE public key, z85-encoded (SEC-011); ``join`` the join proof that
+    connection announced (SEC-022), or None.
     """
 
-    __slots__ = ("user_id",)
+    __slots__ = ("user_id", "join")
 
-    def __init__(self, frames: list[Any], user_id: str | None) -> None:
+    def __init__(self, frames: list[Any], user_id: str | None, join: str | None = None) -> None:
         super().__init__(frames)
         self.user_id = user_id
+        self.join = join
 
 
 def _authenticator(context: zmq.Context[Any]) -> Any:
@@ -108,6 +115,8 @@ class ZmqTransport:
             connection with CURVE (SEC-002, SEC-016); None for the NULL mechanism.
         peer_id: This peer's PeerId, whose member key the DEALERs present
             (needed with ``cluster_key``).
+        own_key: An :class:`~refrpc.transport.OwnKey`: the DEALERs present it and
+            its join proof instead of the derived member key (SEC-022).
 
     Example:
         >>> a = ZmqTransport("tcp://127.0.0.1:0")
@@ -134,6 +143,7 @@ class ZmqTransport:
         backlog_limit: int = DEFAULT_BACKLOG_LIMIT,
         cluster_key: Any = None,
         peer_id: str = "",
+        own_key: Any = None,
     ) -> None:
         #: Whether :meth:`close` terminates the context (we made it).
         self._own_context = context is None
@@ -162,7 +172,11 @@ class ZmqTransport:
         #: The cluster key (CURVE on), or None.
         self.cluster_key = cluster_key
         #: The (public, secret) client keys our DEALERs present.
-        self._client_keys = cluster_key.member_keys(peer_id) if cluster_key is not None else None
+        self._client_keys = None if cluster_key is None else (
+            (own_key.public, own_key.secret) if own_key is not None else cluster_key.member_keys(peer_id))
+        #: The join proof our DEALERs announce (SEC-022), or None; a head's (several, comma-
+        #: separated) changes when its credentials do, and new connections carry the new one.
+        self.join_proof = own_key.proof if own_key is not None and cluster_key is not None else None
         #: The ZAP handler (CURVE on), stopped in close().
         self._auth: Any = None
         if cluster_key is not None and not peer_id:
@@ -217,10 +231,18 @@ class ZmqTransport:
         self._check_open()
         if not frames:
             raise ValueError("a message has at least one frame")
-        self._reap()
+        if self._pending:
+            self._reap()
         route = self._routes.get(address)
         if route is None:
             route = self._routes[address] = _Route(self._connect(address))
+        if len(frames) == 1 and not route.backlog and type(frames[0]) is bytes and len(frames[0]) < ZERO_COPY_THRESHOLD:
+            try:  # the usual message: one small frame, nothing waiting before it
+                route.socket.send(frames[0], zmq.NOBLOCK, copy=True)
+                return
+            except zmq.Again:  # no connection takes it now: it waits in the backlog
+                self._enqueue(address, route, frames)
+                return
         if route.backlog:
             self._flush_route(address, route)
         if not route.backlog and self._try_send(route.socket, frames, None):
@@ -280,6 +302,8 @@ class ZmqTransport:
                 dealer.setsockopt(zmq.CURVE_SERVERKEY, self.cluster_key.server_public)
                 dealer.setsockopt(zmq.CURVE_PUBLICKEY, self._client_keys[0])
                 dealer.setsockopt(zmq.CURVE_SECRETKEY, self._client_keys[1])
+                if self.join_proof is not None:  # SEC-022: sent in the handshake, kept on every message
+                    dealer.setsockopt(zmq.METADATA, f"{JOIN_PROPERTY}:{self.join_proof}".encode())
             dealer.connect(address)  # ZMQ-003
         except zmq.ZMQError as exc:
             dealer.close(linger=0)
@@ -385,7 +409,9 @@ class ZmqTransport:
             from there on), or None if nothing came in time.
         """
         self._check_open()
-        if timeout_ms == 0:  # the loop's fast path: no poller, no flush
+        if timeout_ms == 0 and self.cluster_key is None:  # the loop's fast path: no poller, no flush
+            return self._recv_now()
+        if timeout_ms == 0:
             try:
                 parts = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -400,6 +426,24 @@ class ZmqTransport:
             return None
         return self._frames(parts)
 
+    def _recv_now(self) -> list[Buffer] | None:
+        """One waiting message, or None; without authentication. Frame 0 (the
+        envelope) arrives as ``bytes``; later frames as :meth:`_frames` gives them.
+        Cheaper than ``recv_multipart``: no Frame object for the small frames."""
+        router = self.router
+        try:
+            router.recv(zmq.NOBLOCK)  # the routing id (ZMQ-004); a message arrives whole (A3)
+        except zmq.Again:
+            return None
+        more = router.get
+        if not more(zmq.RCVMORE):
+            return []  # a routing id alone: no RefRPC message
+        frames: list[Buffer] = [router.recv(zmq.NOBLOCK)]
+        while more(zmq.RCVMORE):
+            part = router.recv(zmq.NOBLOCK, copy=False)
+            frames.append(part.bytes if len(part) < ZERO_COPY_THRESHOLD else part)
+        return frames
+
     def _frames(self, parts: list[zmq.Frame]) -> list[Buffer]:
         frames = [p.bytes if len(p) < ZERO_COPY_THRESHOLD else p for p in parts[1:]]
         if self.cluster_key is None:
@@ -408,7 +452,13 @@ class ZmqTransport:
             user_id = parts[-1].get("User-Id")
         except zmq.ZMQError:
             user_id = None
-        return Received(frames, user_id)
+        join = None
+        if self.join_proof is not None:  # SEC-022: the join proof it announced, if any (own keys only)
+            try:
+                join = parts[-1].get(JOIN_PROPERTY)
+            except zmq.ZMQError:
+                pass
+        return Received(frames, user_id, join)
 
     def poll(self, timeout_ms: int, *, also: Sequence[Any] = ()) -> bool:
         """Wait until the ROUTER (or a socket/fd in ``also``, e.g. the

@@ -37,7 +37,7 @@ from ._source import Progress, Run, TraceFile
 
 #: Event names of the registry (trace-format.md section 4, TRC-007).
 EVENT_NAMES = frozenset({
-    "transition", "discarded", "peer-declared-dead", "fail-stop", "hold", "grant-added", "grant-removed",
+    "transition", "discarded", "peer-declared-dead", "peer-forgotten", "fail-stop", "hold", "grant-added", "grant-removed",
     "location-added", "location-removed", "relay-added", "relay-removed", "copy-stored", "copy-dropped",
     "program",
 })

@@ -483,6 +483,9 @@ class Replay:
             self._transition(item, me, ev)
         elif name == "peer-declared-dead":
             self._declared_dead(item, me, ev)
+        elif name == "peer-forgotten":
+            # SM-003: a forgotten handshake's record is deleted without a transition
+            self.states.pop((me, "peer", str(d.get("peer", ""))), None)
         elif name == "fail-stop":
             self.stopped.setdefault(me, ev)
         elif name == "hold" and oid:
