@@ -292,6 +292,9 @@ def test_every_worker_of_a_host_reports_the_hosts_free_memory(cluster: Any, tmp_
     for i in range(3):
         held.append(make.remote(i))
         refrpc.wait(held, num_returns=len(held), timeout=30)
+    # The driver maps the three values (zero-copy arrays): pinned, so the stores'
+    # background spilling past the high-water mark (OBJ-066) cannot take them away.
+    arrays = refrpc.get(held, timeout=30)
     open(release, "w").close()
     idle = [wait_for_file.remote(release) for _ in workers]  # one on each: both report afresh
     assert refrpc.get(idle, timeout=30) == [True] * len(idle)
@@ -301,7 +304,7 @@ def test_every_worker_of_a_host_reports_the_hosts_free_memory(cluster: Any, tmp_
     assert all(0 <= left[w] < 24 * MB for w in workers), left  # 48 MB of 64 MB held on the host
     host = usage(next(iter(workers)))
     assert host["shared_limit"] and host["host_used_bytes"] >= 48 * MB
-    del held
+    del held, arrays
 
 
 @pytest.mark.timeout(120)
