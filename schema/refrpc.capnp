@@ -677,7 +677,8 @@ struct TaskReply {
   storeFreeBytes @4 :Int64 = -1;
   # The bytes my object store could still take in memory without spilling
   # anything, when I made this reply (after storing its returns): my store limit
-  # less the stored forms I hold in memory (OBJ-060). -1: I have no store limit,
+  # less the stored forms I hold in memory; with a limit my host's peers share,
+  # less what all their stores hold (OBJ-060, OBJ-065). -1: I have no store limit,
   # or do not say. For your placement only (TASK-041); you never fail anything
   # because of it (OBJ-061).
 }

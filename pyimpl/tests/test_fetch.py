@@ -165,3 +165,31 @@ def test_a_large_value_is_fetched_in_bounded_ranges(two_hosts, monkeypatch):
     assert sum(r.length for r in asked) == size  # nothing asked twice, nothing missed
     a.fetcher.on_data = on_data
     a.handle_soon(lambda sid: ev.DropRef(sid, x)).result()
+
+
+def test_a_source_answering_store_full_is_dropped_and_the_owner_asked_again(two_hosts):
+    # x = put(300 KB) on "owner"; its only source answers every FetchRequest with an
+    # OBJECT_STORE_FULL chunk (a peer whose own store had no room to restore it).
+    # That is the source's trouble, not a lack of room in the fetcher's store: the
+    # fetch drops the source and, with none left, fails as "look again" (FET-041,
+    # FET-066), so the getter asks the owner again (OBJ-013) instead of raising
+    # ObjectStoreFullError to a program whose own store has room.
+    from refrpc.core.messages import ErrorCode, ErrorInfo, FetchChunk
+    from refrpc.store import ObjectNotFound, StoreFull
+
+    a, b, ns_a, ns_b = two_hosts
+    x = _put(a, b"q" * 300_000)
+
+    def refuse(d, r):
+        err = ErrorInfo(ErrorCode.OBJECT_STORE_FULL, "no room to restore it", "OBJ-036")
+        a.handle(ev.SendData(a.sid(), d.sender, d.sender_incarnation, d.sender_address,
+                             FetchChunk(r.object_id, r.request_id, r.offset, 0, True, error=err)))
+
+    a.fetcher._on_request = refuse
+    fut = b.fetch(x, (("owner", a.address),))
+    with pytest.raises(ObjectNotFound) as info:
+        fut.result(20)
+    assert not isinstance(info.value, StoreFull)
+    assert "object_store_full" in str(info.value)
+    assert wait_until(lambda: not list_segments(ns_b), 10), list_segments(ns_b)
+    a.handle_soon(lambda sid: ev.DropRef(sid, x)).result()

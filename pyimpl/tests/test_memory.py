@@ -91,6 +91,10 @@ def test_bad_limits_are_refused_before_anything_starts() -> None:
         with pytest.raises(ValueError, match="object_store_memory"):
             refrpc.init(1, object_store_memory=bad)
         assert not refrpc.is_initialized()
+    for bad in (0, 1.5, "most", -0.2):
+        with pytest.raises(ValueError, match="object_store_high_water"):
+            refrpc.init(1, object_store_high_water=bad)
+        assert not refrpc.is_initialized()
     with tempfile.NamedTemporaryFile() as not_a_dir:
         with pytest.raises(ValueError, match="spill directory"):
             refrpc.init(1, spill_dir=not_a_dir.name)
@@ -100,10 +104,11 @@ def test_bad_limits_are_refused_before_anything_starts() -> None:
 def test_cli_refuses_a_bad_limit() -> None:
     import sys
 
-    for bad in ("--object-store-memory=-3GB", "--object-store-memory=plenty"):
+    for bad in ("--object-store-memory=-3GB", "--object-store-memory=plenty", "--object-store-high-water=2"):
         result = subprocess.run([sys.executable, "-m", "refrpc.cli", "start", "--head", "--insecure", bad],
                                 capture_output=True, text=True, timeout=60)
-        assert result.returncode == 2 and "--object-store-memory must be" in result.stderr, result.stderr
+        flag = bad.split("=")[0]
+        assert result.returncode == 2 and f"{flag} must be" in result.stderr, result.stderr
     with tempfile.NamedTemporaryFile() as not_a_dir:
         result = subprocess.run([sys.executable, "-m", "refrpc.cli", "start", "--head", "--insecure", "--num-workers", "1",
                                  "--spill-dir", not_a_dir.name], capture_output=True, text=True, timeout=60)
@@ -258,58 +263,109 @@ def test_a_killed_driver_leaves_no_spill_files_or_segments() -> None:
         proc.wait(10)
         assert wait_until(lambda: not os.path.exists(spill_dir), 20), os.listdir(spill_dir)
         assert wait_until(lambda: not list_segments(namespace, pooled=True), 20), list_segments(namespace, pooled=True)
+        from refrpc.store import DEFAULT_DIRECTORY
+        from refrpc.store._host import ledger_path
+
+        # The host's ledger (OBJ-065) goes with the last of its processes.
+        assert wait_until(lambda: not os.path.exists(ledger_path(DEFAULT_DIRECTORY, namespace)), 20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
 
 
-@refrpc.remote
-def where_sum(a: Any) -> tuple[str, int]:
-    return refrpc.api._ctx.node.peer_id, int(a.sum())
-
-
 @pytest.mark.timeout(120)
-def test_a_task_goes_to_the_worker_with_room_for_its_argument(cluster: Any, tmp_path: Any) -> None:
-    # held = [make.remote(i) for i in range(3)]   48 MB of results fill one worker's store
-    # x = refrpc.put(array)                        more than that worker can still take
-    # where_sum.remote(x)                          runs on the other worker (TASK-041)
-    # The driver is told that each worker is a host of its own, so that x must be copied
-    # into the store of whichever worker runs the task (on one host it would be mapped).
-    import socket
-
-    from refrpc.core import events as ev
-
+def test_every_worker_of_a_host_reports_the_hosts_free_memory(cluster: Any, tmp_path: Any) -> None:
+    # held = [make.remote(i) for i in range(3)]   48 MB of results on one worker
+    # Its host's stores share one 64 MB limit (OBJ-065): the other worker, which holds
+    # none of them, has no more room than the first, and every task reply of either
+    # tells its submitter the host's free memory (OBJ-060). With a limit split per
+    # process, the idle worker would have reported its whole share. (Where a task goes
+    # by the reported figures, TASK-041, is covered by test_core_memory_placement.)
     node, workers = cluster.node, dict(cluster.cluster.workers)
-    here = socket.gethostname()
-
-    def hosts(fake: bool) -> None:
-        node.handle_soon(*[lambda sid, w=w, a=a: ev.AddPeer(sid, w, a, 1, tuple(sorted(cluster.cluster.resources[w].items())),
-                                                              f"{here}-{w}" if fake else here)
-                           for w, a in workers.items()]).result()
 
     def free() -> dict[str, int]:
         return node.call(lambda: {w: node.core.remotes[w].store_free for w in workers}).result()
 
-    hosts(True)
-    try:
-        release = str(tmp_path / "release")
-        idle = [wait_for_file.remote(release) for _ in workers]  # one on each: both report afresh
-        open(release, "w").close()
-        assert refrpc.get(idle, timeout=30) == [True] * len(idle)
-        held = []
-        for i in range(3):  # one at a time: each goes to the same worker (the first of a tie)
-            held.append(make.remote(i))
-            refrpc.wait(held, num_returns=len(held), timeout=30)
-        full = max(workers, key=lambda w: usage(w)["primary_bytes"])
-        other = next(w for w in workers if w != full)
-        left = free()
-        assert 0 <= left[full] < 20 * MB, left
-        assert left[other] == -1 or left[other] > left[full] + 8 * MB, left
-        size = left[full] + 4 * MB if left[other] == -1 else (left[full] + left[other]) // 2
-        x = refrpc.put(np.ones(size // 8, dtype=np.int64))
-        peer, got = refrpc.get(where_sum.remote(x), timeout=60)
-        assert (peer, got) == (other, size // 8)
-        del held, x
-    finally:
-        hosts(False)
+    release = str(tmp_path / "release")
+    held = []
+    for i in range(3):
+        held.append(make.remote(i))
+        refrpc.wait(held, num_returns=len(held), timeout=30)
+    # The driver maps the three values (zero-copy arrays): pinned, so the stores'
+    # background spilling past the high-water mark (OBJ-066) cannot take them away.
+    arrays = refrpc.get(held, timeout=30)
+    open(release, "w").close()
+    idle = [wait_for_file.remote(release) for _ in workers]  # one on each: both report afresh
+    assert refrpc.get(idle, timeout=30) == [True] * len(idle)
+    holders = {w: usage(w)["primary_bytes"] for w in workers}
+    assert max(holders.values()) >= 16 * MB, holders
+    left = free()
+    assert all(0 <= left[w] < 24 * MB for w in workers), left  # 48 MB of 64 MB held on the host
+    host = usage(next(iter(workers)))
+    assert host["shared_limit"] and host["host_used_bytes"] >= 48 * MB
+    del held, arrays
+
+
+@pytest.mark.timeout(120)
+def test_past_the_high_water_mark_the_hosts_stores_spill_in_the_background(cluster: Any) -> None:
+    # refs = [make.remote(i) for i in range(3)]; x = refrpc.put(8 MB)
+    # 56 MB of the host's 64 MB: every value fits, but the host is past its mark (80%,
+    # OBJ-066), so its stores spill in the background until it is back under it; no
+    # call failed or waited for the limit, and every value is still right.
+    stores = [*cluster.cluster.workers, cluster.node.peer_id]
+    spills = lambda: sum(usage(p)["spills"] for p in stores)  # noqa: E731
+    before = spills()
+    refs = [make.remote(i) for i in range(3)]
+    refrpc.wait(refs, num_returns=len(refs), timeout=60)
+    x = refrpc.put(np.full(MB, 7, dtype=np.int64))
+    mark = usage(stores[0])["high_water"]
+    assert mark == int(LIMIT * 0.8)
+    assert wait_until(lambda: usage(stores[0])["host_used_bytes"] <= mark, 30), usage(stores[0])
+    assert spills() > before
+    assert refrpc.get([total.remote(r) for r in refs], timeout=60) == [i * N for i in range(3)]
+    assert int(refrpc.get(x)[0]) == 7
+    del refs, x
+
+
+
+
+def spy_on_replies(log: str, release: str) -> str:
+    """On this worker, count the replies that leave while the call still maps one of
+    its arguments (in the store's counters, which ``usage`` reports); then wait for
+    ``release``, so that each worker runs one of these."""
+    ex, store = refrpc.api._ctx.executor, refrpc.api._ctx.node.store
+    finish = ex._finish
+    store.counters["spied_replies"] = store.counters["replies_still_mapping"] = 0
+
+    def spy(ins: Any, results: Any) -> None:
+        store.counters["spied_replies"] += 1
+        store.counters["replies_still_mapping"] += any(a.object_id in store._attached for a in ins.args if a.object_id)
+        finish(ins, results)
+
+    ex._finish = spy
+    with open(log, "a") as f:
+        f.write("spying\n")
+    assert wait_until(lambda: os.path.exists(release), 60)
+    return refrpc.api._ctx.node.peer_id
+
+
+@pytest.mark.timeout(120)
+def test_a_task_lets_go_of_its_arguments_before_it_replies(cluster: Any, tmp_path: Any) -> None:
+    # x = refrpc.put(8 MB); total.remote(x), four times. The worker maps x and lets go
+    # of it before its reply leaves: the driver may free x as soon as the reply
+    # arrives, and its store keeps x's memory for the next value only if nobody maps
+    # it then (else it unlinks the segment, and the next value goes into pages the
+    # kernel must find and zero).
+    log, release = str(tmp_path / "log"), str(tmp_path / "release")
+    workers = list(cluster.cluster.workers)
+    spies = [refrpc.remote(spy_on_replies).remote(log, release) for _ in workers]
+    assert wait_until(lambda: os.path.exists(log) and open(log).read().count("spying") == len(workers), 30)
+    open(release, "w").close()
+    assert sorted(refrpc.get(spies, timeout=60)) == sorted(workers)  # one spy on each worker
+    x = refrpc.put(np.full(MB, 5, dtype=np.int64))
+    assert [refrpc.get(total.remote(x), timeout=60) for _ in range(4)] == [5 * MB] * 4
+    seen = {w: (usage(w).get("spied_replies", 0), usage(w).get("replies_still_mapping", 0)) for w in workers}
+    assert sum(spied for spied, _ in seen.values()) >= 4, seen
+    assert all(mapping == 0 for _, mapping in seen.values()), seen
+    del x

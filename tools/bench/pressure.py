@@ -14,8 +14,8 @@ Rows, each printed beside the floor measured in the same run:
   consumed with ``wait``; floor: the same reads in this process.
 * ``param_server``: per round, 8 tasks each make a 20 MB gradient and an actor adds
   them into its parameters; floor: the same in this process.
-* ``working_set_3x``: a MapReduce whose live objects total 3x the stores' limits
-  (every process's together): time, bytes spilled and restored, next to the same
+* ``working_set_3x``: a MapReduce whose live objects total 3x the host's store limit
+  (which all its processes share): time, bytes spilled and restored, next to the same
   run with limits large enough to need no spilling; afterwards nothing may be
   left in /dev/shm or in the spill directory.
 
@@ -192,7 +192,7 @@ def param_server(cfg: dict[str, int]) -> dict[str, Any]:
 
 
 def _working_set(workers: int, limit: int, part: int, live: int) -> dict[str, Any]:
-    """One MapReduce on a fresh cluster with each store limited to ``limit``: maps make
+    """One MapReduce on a fresh cluster whose host's stores share ``limit``: maps make
     ``live // part`` partitions, all alive until every reduce (a sum each) is done."""
     from refrpc.store import list_segments, list_spilled
 
@@ -217,14 +217,14 @@ def _working_set(workers: int, limit: int, part: int, live: int) -> dict[str, An
 
 
 def working_set_3x(cfg: dict[str, int], workers: int) -> dict[str, Any]:
-    limit, part = cfg["ws_limit"], cfg["ws_part"]
-    live = 3 * limit * (workers + 1)  # 3x every store's limit together (the driver's included)
+    limit, part = cfg["ws_limit"] * (workers + 1), cfg["ws_part"]  # the host's limit: ws_limit per process
+    live = 3 * limit  # 3x the limit the host's stores share (the driver's included)
     small = [_working_set(workers, limit, part, live) for _ in range(cfg["ws_reps"])]
     big = [_working_set(workers, 4 * live, part, live) for _ in range(cfg["ws_reps"])]
     s = statistics.median(r["ms"] for r in small)
     b = statistics.median(r["ms"] for r in big)
     return {"value_ms": s, "floor_ms": b, "ratio": s / b, "target": "<= 3x the in-memory time, nothing left behind",
-            "live_bytes": live, "limit_each": limit, "spilling": small, "in_memory": big,
+            "live_bytes": live, "limit": limit, "spilling": small, "in_memory": big,
             "left_behind": sorted({n for r in small + big for n in r["left_behind"]})}
 
 
@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "working_set_3x":
             spilled = statistics.median(r["bytes_spilled"] for r in row["spilling"])
             restored = statistics.median(r["bytes_restored"] for r in row["spilling"])
-            note += (f"; {row['live_bytes'] / MB:.0f} MB live, limit {row['limit_each'] / MB:.0f} MB x {args.workers + 1}"
-                     f" processes; spilled {spilled / MB:.0f} MB, restored {restored / MB:.0f} MB;"
+            note += (f"; {row['live_bytes'] / MB:.0f} MB live, limit {row['limit'] / MB:.0f} MB for the host's"
+                     f" {args.workers + 1} processes; spilled {spilled / MB:.0f} MB, restored {restored / MB:.0f} MB;"
                      f" floor = same run with no spilling; left behind: {row['left_behind'] or 'nothing'}")
         print(f"{name:<16} {row['value_ms']:>10.1f}ms {row['floor_ms']:>10.1f}ms {row['ratio']:>6.2f}x  {note}")
     if args.json:

@@ -202,7 +202,7 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
          connect_timeout: float = 5.0, ignore_reinit_error: bool = False,
          key_file: str | os.PathLike[str] | None = None, insecure: bool = False,
          resources: dict[str, float] | None = None, object_store_memory: int | str | None = None,
-         spill_dir: str | os.PathLike[str] | None = None) -> None:
+         spill_dir: str | os.PathLike[str] | None = None, object_store_high_water: float | None = None) -> None:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
@@ -237,17 +237,19 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     all); tasks and actors ask for them with ``.options(resources=...)``. Each
     worker offers one CPU slot.
 
-    ``object_store_memory`` is the limit of each process's object store, in bytes
-    (an int, or a string such as ``"2GB"`` or ``"512MiB"``): the shared memory its
-    stored values may take (OBJ-030). By default the host's stores share 30% of its
-    memory (never more than 90% of what ``/dev/shm`` holds), split evenly among the
-    driver and its workers. Past the limit, a store spills the values nobody is
-    using to files in ``spill_dir`` (by default a directory of the cluster's own
-    under the system's temporary directory) and reads them back when they are
-    used; when nothing more can go, the call that needed room raises
-    :class:`ObjectStoreFullError`. A limit that is not a size (or is below 1 MiB),
-    or a spill directory that cannot be written, is refused here, before anything
-    starts. See docs/memory.md.
+    ``object_store_memory`` is the limit of this host's object stores together (the
+    driver's and its workers'), in bytes (an int, or a string such as ``"2GB"`` or
+    ``"512MiB"``): the shared memory their stored values may take (OBJ-030, OBJ-065);
+    a busy process may use what idle ones do not. By default 30% of the machine's
+    memory, never more than 90% of what ``/dev/shm`` holds. Once they hold more than
+    ``object_store_high_water`` of it (a fraction, 0.8 by default; 1: only when a
+    value does not fit), the stores spill the least recently used values nobody is
+    using to files in ``spill_dir`` in the background (by default a directory of the
+    cluster's own under the system's temporary directory), and read them back when
+    they are used; when nothing more can go, the call that needed room raises
+    :class:`ObjectStoreFullError`. A limit that is not a size (or is below 1 MiB), a
+    high-water mark outside (0, 1], or a spill directory that cannot be written, is
+    refused here, before anything starts. See docs/memory.md.
     """
     if ignore_reinit_error and is_initialized():
         return
@@ -259,9 +261,15 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     from .store import parse_bytes
 
     capacity = None if object_store_memory is None else parse_bytes(object_store_memory)
-    if address is not None and (object_store_memory is not None or spill_dir is not None):
+    if object_store_high_water is not None:
+        from .store import parse_high_water
+
+        object_store_high_water = parse_high_water(object_store_high_water)
+    if address is not None and (object_store_memory is not None or spill_dir is not None
+                                or object_store_high_water is not None):
         raise ValueError("a joining driver keeps no values of its own beyond the inline ones: object_store_memory and "
-                         "spill_dir are set where the workers start (refrpc start --object-store-memory, --spill-dir)")
+                         "spill_dir are set where the workers start (refrpc start --object-store-memory, --spill-dir, "
+                         "--object-store-high-water)")
     if offered and address is not None:
         raise ValueError("resources are offered by the workers that refrpc start runs (--resources), not by a joining driver")
     _INLINE[0] = inline_threshold
@@ -294,7 +302,7 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         namespace = LocalCluster.new_namespace()
         from .store import default_capacity, default_spill_directory, prepare_spill_directory
 
-        capacity = capacity or default_capacity(n + 1)
+        capacity = capacity or default_capacity()  # one limit for the host's stores (OBJ-065)
         try:
             spill = prepare_spill_directory(spill_dir if spill_dir is not None else default_spill_directory(namespace))
         except ValueError:
@@ -306,10 +314,13 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         # SEC-001: ipc sockets in a directory only this user can enter (mkdtemp: 0700).
         # The driver is its cluster's head: its executor keeps actor names (never runs the program's tasks).
         node, executor = working_node("driver", f"ipc://{sock_dir}/driver.sock", namespace, _config(), trace_dir=traces,
-                                      cluster_key=cluster_key, object_store_memory=capacity, spill_dir=spill)
+                                      cluster_key=cluster_key, object_store_memory=capacity, spill_dir=spill,
+                                      **({} if object_store_high_water is None else
+                                         {"store_high_water": object_store_high_water}))
         cluster = LocalCluster.start(n, node.address, node.incarnation, inline_threshold=_INLINE[0], namespace=namespace,
                                     resources=offered, settings=dict(_SETTINGS), trace_dir=traces, key_file=key_path,
-                                    object_store_memory=capacity, spill_dir=spill, own_spill_dir=spill_dir is None)
+                                    object_store_memory=capacity, spill_dir=spill, own_spill_dir=spill_dir is None,
+                                    store_high_water=object_store_high_water)
         end = time.monotonic() + startup_timeout
         for name, address in cluster.workers.items():
             path = address.removeprefix("ipc://")

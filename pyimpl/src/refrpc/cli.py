@@ -156,6 +156,16 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _fraction(text: str) -> float:
+    """``--object-store-high-water``: a fraction in (0, 1] (argparse reports a bad one)."""
+    from .store import parse_high_water
+
+    try:
+        return parse_high_water(text, "--object-store-high-water")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _memory_settings(args: argparse.Namespace, n: int, namespace: str) -> dict:
     """The store limit and spill directory of this host's processes (refused here, at start)."""
     from .store import default_capacity, default_spill_directory, prepare_spill_directory
@@ -164,8 +174,8 @@ def _memory_settings(args: argparse.Namespace, n: int, namespace: str) -> dict:
         spill = prepare_spill_directory(args.spill_dir or default_spill_directory(namespace))
     except ValueError as exc:
         raise api.RefRPCError(f"refrpc start: {exc}") from None
-    return {"object_store_memory": args.object_store_memory or default_capacity(n + (1 if args.head else 0)),
-            "spill_dir": spill, "own_spill_dir": not args.spill_dir}
+    return {"object_store_memory": args.object_store_memory or default_capacity(),  # the host's, shared (OBJ-065)
+            "spill_dir": spill, "own_spill_dir": not args.spill_dir, "store_high_water": args.object_store_high_water}
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -195,7 +205,9 @@ def _start(args: argparse.Namespace) -> int:
                                       _membership.noticed, held=True, trace_dir=args.trace_dir, cluster_key=key,
                                       own_key=None if key is None else OwnKey(key, HEAD), admits_joiners=True,
                                       insecure=args.insecure, object_store_memory=memory["object_store_memory"],
-                                      spill_dir=memory["spill_dir"])
+                                      spill_dir=memory["spill_dir"],
+                                      **({} if args.object_store_high_water is None else
+                                         {"store_high_water": args.object_store_high_water}))
         _membership.PUSHER.start(node)  # pushes each change of the registry (CLU-010)
         api._ctx.node, api._ctx.executor = node, executor  # membership tasks run here
         api._ctx.head = HEAD  # and actor names are kept here
@@ -403,7 +415,11 @@ def main(argv: list[str] | None = None) -> int:
                        help="with --address: how long workers that lost the head (a crash, a partition) keep "
                             "trying to join it again before they give up, in seconds (default 60)")
     start.add_argument("--object-store-memory", type=_size, default=None,
-                       help="each process's object store limit, bytes or e.g. 2GB (default: 30%% of RAM, split)")
+                       help="the limit of this host's object stores together, bytes or e.g. 2GB "
+                            "(default: 30%% of RAM)")
+    start.add_argument("--object-store-high-water", type=_fraction, default=None,
+                       help="the fraction of the limit past which the stores spill in the background "
+                            "(default 0.8; 1: only when a value does not fit)")
     start.add_argument("--spill-dir", default=None,
                        help="where stores spill values past their limit (default: a directory under the temp dir)")
     start.add_argument("--trace-dir", default=None,

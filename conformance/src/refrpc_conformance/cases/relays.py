@@ -268,3 +268,38 @@ def iut_lists_relays(ctx: CaseContext) -> None:
     status(a, link_a, f"ObjectStatus for {x} to A, after its RemoveLocation", relay=False)
     third = status(b, link_b, f"ObjectStatus for {x} to B, after A's RemoveLocation")
     ctx.check("LOC-022", a.peer_id not in third.relays, "A is no longer a relay after its RemoveLocation", list(third.relays))
+
+
+@case(
+    "fetch/FET-066-a-full-source-is-not-a-full-fetcher",
+    requirements=["FET-066", "FET-041", "OBJ-013", "FET-010", "TASK-002"],
+    summary=(
+        "The suite owns a stored object X and submits sum_bytes(X by ref); its first ObjectStatus lists one suite "
+        "peer as X's only location, which answers every FetchRequest for X with one error chunk OBJECT_STORE_FULL "
+        "(its own store has no room). That is the source's trouble, not the IUT's: the IUT must not fail the task "
+        "with OBJECT_STORE_FULL, but ask the owner again (GetObjectStatus); the suite then names a second location "
+        "that serves X, and the IUT must reply with the right sum."
+    ),
+    timeout=90.0,
+)
+def full_source(ctx: CaseContext) -> None:
+    from refrpc.core.messages import TaskReply
+
+    iut, peer, link = open_session(ctx)
+    full, good = ctx.wire_peer("full"), ctx.wire_peer("good")
+    x, data, form, t, ask = _offer(ctx, peer, link, [full], [], refuse=lambda req: ErrorCode.OBJECT_STORE_FULL)
+    good.serve(x, form, chunk_bytes=SUITE_CHUNK)
+    arrival = ctx.expect(
+        peer, (GetObjectStatus, TaskReply),
+        lambda m: m.object_id == x if isinstance(m, GetObjectStatus) else m.task_id == t.task_id,
+        requirement="FET-066", what=f"a second GetObjectStatus for {x} (or the task's reply)", timeout=RESUME_BOUND_S)
+    if isinstance(arrival.body, TaskReply):
+        codes = [r.error.code.value for r in arrival.body.returns if r.error is not None]
+        ctx.check("FET-066", False, "the owner asked again, not a reply", f"a reply with errors {codes}")
+        return
+    link.send(ObjectStatus(x, ObjectState.READY, size=len(form), locations=(good.peer_id,),
+                           location_addresses=(good.address,)))
+    check_inline(ctx, expect_reply(ctx, peer, t, timeout=RESUME_BOUND_S), sum(data), requirement="FET-066",
+                 note="sum_bytes of X, whose first source answered OBJECT_STORE_FULL")
+    ctx.check("FET-041", any(r.object_id == x for r in full.fetch_requests), "requests to the full source first",
+              f"{sum(r.object_id == x for r in full.fetch_requests)} request(s)")

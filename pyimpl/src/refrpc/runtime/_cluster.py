@@ -127,7 +127,8 @@ class LocalCluster:
               namespace: str = "", settings: dict[str, int] | None = None,
               trace_dir: str | None = None, key_file: str = "", insecure: bool = False,
               resources: dict[str, float] | None = None, object_store_memory: int | None = None,
-              spill_dir: str = "", own_spill_dir: bool = False) -> LocalCluster:
+              spill_dir: str = "", own_spill_dir: bool = False,
+              store_high_water: float | None = None) -> LocalCluster:
         """Start the workers. With ``node_ip`` they listen on tcp (reachable from other
         hosts) and register with the head; otherwise on ipc:// sockets in a temp dir.
         With ``trace_dir`` each worker records its trace there (TRC-011 names the
@@ -146,8 +147,10 @@ class LocalCluster:
         they are shared among the workers (``_membership.spread``), each worker
         offering its share (TASK-030).
 
-        ``object_store_memory`` is each worker's store limit in bytes (OBJ-030; None:
-        no limit) and ``spill_dir`` where the stores spill ("": nowhere, OBJ-031); the
+        ``object_store_memory`` is the limit of this host's stores together, bytes
+        (OBJ-030, OBJ-065; None: no limit), ``store_high_water`` the fraction of it past
+        which they spill in the background (OBJ-066; None: the default) and
+        ``spill_dir`` where the stores spill ("": nowhere, OBJ-031); the
         cluster removes its spill files when it stops, and the directory too if
         ``own_spill_dir``."""
         from ._membership import spread
@@ -181,6 +184,7 @@ class LocalCluster:
                 "--settings", json.dumps(settings or {}),
                 "--resources", json.dumps(cluster.resources),
             ] + (["--object-store-memory", str(object_store_memory)] if object_store_memory else []) + (
+                ["--object-store-high-water", repr(store_high_water)] if store_high_water is not None else []) + (
                 ["--spill-dir", spill_dir] if spill_dir else []) + (["--own-spill-dir"] if own_spill_dir else []) + (["--register"] if node_ip else []) + (["--insecure"] if insecure else []) + (["--trace-dir", os.fspath(trace_dir)] if trace_dir is not None else [])
             cluster._spawn(name)
         atexit.register(cluster.stop)
@@ -455,7 +459,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--head-name", default="driver", help="the peer whose death ends this worker")
     ap.add_argument("--register", action="store_true", help="register with the head (multi-host clusters)")
     ap.add_argument("--inline-threshold", type=int, default=100 * 1024)
-    ap.add_argument("--object-store-memory", type=int, default=None, help="this worker's store limit in bytes")
+    ap.add_argument("--object-store-memory", type=int, default=None, help="this host's store limit in bytes")
+    ap.add_argument("--object-store-high-water", type=float, default=None,
+                    help="the fraction of the limit past which the stores spill in the background")
     ap.add_argument("--spill-dir", default=None, help="where this worker's store spills past its limit")
     ap.add_argument("--own-spill-dir", action="store_true", help="the spill directory is the cluster's own (removed with it)")
     ap.add_argument("--settings", default="{}", help="protocol settings (Config fields) as JSON")
@@ -500,7 +506,8 @@ def worker_main(argv: list[str] | None = None) -> int:
         held=True, incarnation=args.incarnation or None, trace_dir=args.trace_dir, cluster_key=cluster_key,
         own_key=OwnKey.from_env(cluster_key, args.peer) if cluster_key is not None and args.register else None,
         insecure=args.insecure, object_store_memory=args.object_store_memory,
-        spill_dir=args.spill_dir)  # no task runs before this process is ready (see Executor)
+        spill_dir=args.spill_dir, **({} if args.object_store_high_water is None else
+                                     {"store_high_water": args.object_store_high_water}))  # no task runs before this process is ready (see Executor)
     from ._refs import call_on, context
 
     context.node, context.executor = node, executor

@@ -179,6 +179,8 @@ class Executor:
         if not held:
             self._opened.set()
         self.queue: queue.SimpleQueue[ev.Instruction | None] = queue.SimpleQueue()
+        #: Stored argument id -> how many calls waiting in ``queue`` read it (see _unmap).
+        self._waiting_args: dict[str, int] = {}
         #: Actor instances hosted here (actor id -> instance).
         self.actors: dict[str, Any] = {}
         #: The threads of each hosted actor (actor id -> runner).
@@ -255,6 +257,7 @@ class Executor:
             if runner is not None:
                 runner.submit(ins)
                 return
+        self._count_waiting(ins, 1)
         self.queue.put(ins)
 
     def _instant(self, ins: ev.RunTask) -> None:
@@ -435,6 +438,7 @@ class Executor:
                 return
             with self._lock:
                 self._idle -= 1
+            self._count_waiting(ins, -1)
             try:
                 self._execute(ins)
             except Exception:  # one bad piece of work must not end the thread that takes the rest
@@ -490,6 +494,7 @@ class Executor:
         key = None
         if isinstance(ins, ev.RunTask):
             if not self._begin(ins):
+                self._unmap(ins)  # a call before it may have kept a mapping for it
                 self._finish(ins, _stopped_results(ins))  # stopped before its turn
                 return
             key = (ins.task_id, ins.attempt)
@@ -583,10 +588,31 @@ class Executor:
         The mapping stays valid while anything the task kept still uses it (its
         views hold it); otherwise its memory goes back now, not at shutdown.
         """
+        queued = self._queued_arguments()
         for a in getattr(ins, "args", ()):
-            if a.value is None and a.ref is None and a.object_id:
+            if a.value is None and a.ref is None and a.object_id and a.object_id not in queued:
                 self.node.store.detach(a.object_id)
         self.admission.release(id(ins))  # its fetched arguments no longer count (OBJ-037)
+
+    def _queued_arguments(self) -> set[str]:
+        """Stored arguments of the calls waiting in this executor's queue: a call keeps
+        its mapping of those for the next one (mapping a large value again costs a page
+        fault per page); the last call that reads it lets go of it."""
+        with self._lock:
+            return {oid for oid, n in self._waiting_args.items() if n > 0}
+
+    def _count_waiting(self, ins: ev.Instruction, step: int) -> None:
+        """Count ``ins``'s stored arguments as waiting in the queue (+1) or taken (-1)."""
+        if not isinstance(ins, ev.RunTask):
+            return
+        with self._lock:
+            for a in ins.args:
+                if a.value is None and a.ref is None and a.object_id:
+                    n = self._waiting_args.get(a.object_id, 0) + step
+                    if n > 0:
+                        self._waiting_args[a.object_id] = n
+                    else:
+                        self._waiting_args.pop(a.object_id, None)
 
     def _run_task(self, ins: ev.RunTask, args: list[Any]) -> None:
         target = self.target(ins, args)
@@ -606,7 +632,14 @@ class Executor:
         """The arguments of a call (or constructor) loaded here; None if it was answered
         instead (an argument that cannot be loaded fails it) or will come again.
         Waits first, in order, while the bytes it must fetch would not fit (OBJ-037)."""
-        self.admission.acquire(id(ins), bytes_to_fetch(self.node.store, ins.args))
+        need = bytes_to_fetch(self.node.store, ins.args)
+        self.admission.acquire(id(ins), need)
+        prepare = getattr(self.node.store, "make_room_for", None)
+        if need and prepare is not None:
+            # The fetch assembles on the event loop, which waits for the host's other
+            # stores only briefly: make the room here first (OBJ-065); if it cannot be
+            # made, the fetch still tries (and spills what it can, or fails, OBJ-036).
+            prepare(need)
         try:
             return self._resolve_args(ins.args, ins)
         except _Refetch:
@@ -667,6 +700,11 @@ class Executor:
             info = error_info(error)
             cause = self._cause(error) if remote is None or "python-pickle" in remote.features else None
             results = [ev.TaskResult(value=cause, error=info)] * len(ins.return_ids)
+        # Let go of the arguments' mappings before the reply leaves: its submitter may
+        # free them at once, and their holders reuse a segment's memory only if nobody
+        # maps it any more (else they unlink it, and their next value is written into
+        # pages the kernel must find and zero).
+        self._unmap(ins)
         self._finish(ins, results)
 
     def _trusted(self, peer: str) -> bool:

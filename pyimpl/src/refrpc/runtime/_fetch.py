@@ -262,7 +262,11 @@ class FetchService:
         the same answer (what arrived stays, FET-002), or fail with none left."""
         f.locations = [(p, a) for p, a in f.locations if p != peer]
         if not f.locations:
-            self._fail(f, info)
+            # Whatever the last source answered (OBJECT_STORE_FULL included: its store,
+            # not ours, had no room), it is not the loss of the object and not a lack
+            # of room here: the getter asks the owner again (OBJ-013, FET-066).
+            self._fail(f, ErrorInfo(ErrorCode.OBJECT_LOST,
+                                    f"no source of the answer left; {peer} answered {info.code.value}: {info.message}"))
             return
         self._forget_requests(f)
         f.where = 0
@@ -278,7 +282,7 @@ class FetchService:
             except StoreError:
                 pass  # already freed by the caller
         if not f.future.done():
-            if info.code == ErrorCode.OBJECT_STORE_FULL:  # no room here: not a lost copy, do not look again
+            if info.code == ErrorCode.OBJECT_STORE_FULL:  # no room in this store (OBJ-036): do not look again
                 f.future.set_exception(StoreFull(info.message))
             else:
                 f.future.set_exception(ObjectNotFound(f"{f.object_id}: {info.code.value}: {info.message}"))

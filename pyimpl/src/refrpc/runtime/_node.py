@@ -35,7 +35,7 @@ from ..core import Config, IdAllocator, Peer
 from ..core import events as ev
 from ..core.errors import LocalUsageError
 from ..core.messages import ErrorCode, ErrorInfo
-from ..store import ObjectStore, SharedMemoryStore
+from ..store import DEFAULT_HIGH_WATER, ObjectStore, SharedMemoryStore
 from ..transport import FaultRule, FaultyTransport, ZmqTransport, faults_from_env
 from ._tracing import TraceRecorder, trace_dir_from
 
@@ -89,7 +89,11 @@ class Node:
             to run a real node without sockets); the node closes it.
         store: The object store instead of a :class:`SharedMemoryStore` in ``namespace``.
         object_store_memory: The limit of the :class:`SharedMemoryStore` in bytes
-            (OBJ-030); None: no limit.
+            (OBJ-030), shared with every store of ``namespace`` on this host (OBJ-065);
+            None: no limit.
+        store_high_water: The fraction of that limit past which the host's stores
+            start spilling in the background (OBJ-066); None or 1: only when a value
+            does not fit.
         spill_dir: Where that store spills objects past its limit (OBJ-031); None:
             it does not spill (a value that does not fit fails, OBJ-036).
         clock: Monotonic seconds (the core's Ticks and the loop's timers read it).
@@ -127,6 +131,7 @@ class Node:
         cluster_key: Any = None,
         object_store_memory: int | None = None,
         spill_dir: str | None = None,
+        store_high_water: float | None = DEFAULT_HIGH_WATER,
         insecure: bool = False,
         own_key: Any = None,
         admits_joiners: bool = False,
@@ -185,7 +190,8 @@ class Node:
         #: made (any thread, no lock); fed to the core as CopySpilled by the next handle (INT-020).
         self.spill_events: collections.deque[tuple[str, bool]] = collections.deque()
         self.store = store if store is not None else SharedMemoryStore(
-            namespace, writer=peer_id, capacity=object_store_memory, spill_directory=spill_dir)
+            namespace, writer=peer_id, capacity=object_store_memory, spill_directory=spill_dir, share_limit=True,
+            high_water=store_high_water)
         self.on_instruction = on_instruction
         #: On the head of a multi-host cluster: registered workers (see _membership).
         self.members: dict[str, tuple[str, int, str, float]] = {}
@@ -234,6 +240,8 @@ class Node:
         self._loop_ident: int | None = None
         self._thread = threading.Thread(target=self._loop, name=f"refrpc-{peer_id}", daemon=True)
         self._thread.start()
+        if isinstance(getattr(self.store, "quick_threads", None), set) and self._thread.ident is not None:
+            self.store.quick_threads.add(self._thread.ident)  # the loop never waits long for other stores
 
     # ------------------------------------------------------------ other threads
     def new_task_ids(self, num_returns: int) -> tuple[str, tuple[str, ...]]:

@@ -148,9 +148,10 @@ def _size(n: int | None) -> str:
 
 
 def store_table(reports: dict[str, dict[str, Any] | None]) -> list[str]:
-    """Lines of a table: per process, limit, used, pinned, secondary, spilled (bytes/objects)."""
-    lines = [f"{'object store':<34} {'limit':>10} {'used':>16} {'pinned':>16} {'secondary':>16} {'spilled':>16} "
-             f"{'spills/restores':>16}"]
+    """Lines of a table: per process, limit, what the stores sharing that limit hold
+    (its host's, OBJ-065), used, pinned, secondary, spilled (bytes/objects)."""
+    lines = [f"{'object store':<34} {'limit':>10} {'host used':>10} {'used':>16} {'pinned':>16} {'secondary':>16} "
+             f"{'spilled':>16} {'spills/restores':>16}"]
     for peer, report in reports.items():
         if report is None:
             lines.append(f"{peer:<34} (did not answer)")
@@ -162,6 +163,8 @@ def store_table(reports: dict[str, dict[str, Any] | None]) -> list[str]:
             count = u.get(f"{kind}_objects", 0) if objects is None else objects
             return f"{_size(u.get(f'{kind}_bytes', 0))}/{count}"
 
-        lines.append(f"{peer:<34} {_size(u.get('limit')):>10} {pair('used', used_objects):>16} {pair('pinned'):>16} "
+        host = u.get("host_used_bytes", u.get("used_bytes", 0))
+        lines.append(f"{peer:<34} {_size(u.get('limit')):>10} {_size(host):>10} {pair('used', used_objects):>16} "
+                     f"{pair('pinned'):>16} "
                      f"{pair('secondary'):>16} {pair('spilled'):>16} {u.get('spills', 0):>8}/{u.get('restores', 0):<7}")
     return lines

@@ -34,7 +34,14 @@ from ._base import (
     StoreFull,
     clip_range,
 )
-from ._limits import default_capacity, default_spill_directory, parse_bytes, prepare_spill_directory
+from ._limits import (
+    DEFAULT_HIGH_WATER,
+    default_capacity,
+    default_spill_directory,
+    parse_bytes,
+    parse_high_water,
+    prepare_spill_directory,
+)
 from ._memory import MemoryStore
 from ._shm import (
     DEFAULT_DIRECTORY,
@@ -49,6 +56,7 @@ from ._shm import (
 
 __all__ = [
     "DEFAULT_DIRECTORY",
+    "DEFAULT_HIGH_WATER",
     "CorruptObject",
     "IncompleteObject",
     "MemoryStore",
@@ -63,6 +71,7 @@ __all__ = [
     "default_capacity",
     "default_spill_directory",
     "parse_bytes",
+    "parse_high_water",
     "prepare_spill_directory",
     "cleanup_spill",
     "clip_range",

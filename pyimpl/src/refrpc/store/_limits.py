@@ -14,6 +14,8 @@ DEFAULT_MEMORY_FRACTION = 0.3
 DEFAULT_SHM_FRACTION = 0.9
 #: The smallest limit a store accepts (a few stored values).
 MIN_CAPACITY = 1 << 20
+#: The share of the limit past which a host's stores spill in the background (OBJ-066).
+DEFAULT_HIGH_WATER = 0.8
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
@@ -44,6 +46,22 @@ def parse_bytes(value: object, what: str = "object_store_memory") -> int:
     return int(number)
 
 
+def parse_high_water(value: object, what: str = "object_store_high_water") -> float:
+    """A high-water mark: a fraction of the limit, more than 0 and at most 1 (1: spill
+    only when a value does not fit).
+
+    Raises:
+        ValueError: Not a number in (0, 1]; the message names ``what`` and the value.
+    """
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0 < number <= 1:
+        raise ValueError(f"{what} must be a fraction of the limit, more than 0 and at most 1 (e.g. 0.8), not {value!r}")
+    return number
+
+
 def machine_memory() -> int:
     """Bytes of physical memory (0 if unknown)."""
     try:
@@ -62,9 +80,9 @@ def shm_capacity(directory: str | None = None) -> int:
 
 
 def default_capacity(stores_on_host: int = 1) -> int:
-    """The default limit of one store when ``stores_on_host`` stores share the host:
-    :data:`DEFAULT_MEMORY_FRACTION` of its memory, never more than
-    :data:`DEFAULT_SHM_FRACTION` of what ``/dev/shm`` can hold, split evenly."""
+    """The default limit of a host's stores: :data:`DEFAULT_MEMORY_FRACTION` of its
+    memory, never more than :data:`DEFAULT_SHM_FRACTION` of what ``/dev/shm`` can
+    hold; divided by ``stores_on_host`` for stores that do not share one limit."""
     limits = [int(n) for n in (machine_memory() * DEFAULT_MEMORY_FRACTION, shm_capacity() * DEFAULT_SHM_FRACTION) if n]
     total = min(limits) if limits else 2 << 30
     return max(MIN_CAPACITY, total // max(1, stores_on_host))

@@ -47,6 +47,7 @@ import re
 import secrets
 import tempfile
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -65,6 +66,7 @@ from ._base import (
     StoreFull,
     clip_range,
 )
+from ._host import HostLedger, cleanup_ledger
 
 #: Where segments live: ``/dev/shm`` (tmpfs) where it exists.
 DEFAULT_DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
@@ -83,6 +85,18 @@ POOL_MAX_SEGMENTS = 32
 #: Bytes a store without a capacity keeps in its pool at most.
 DEFAULT_POOL_BYTES = 512 * 1024 * 1024
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+#: How often a store with a limit looks whether its host is past its high-water mark
+#: or another store of the host waits for room (seconds).
+RELIEF_POLL_S = 0.05
+#: After a relief pass found nothing it may spill, how long before it looks again
+#: (unless the store's own objects change meanwhile).
+RELIEF_RETRY_S = 1.0
+#: The longest a store waits for the host's other stores to make room for a value,
+#: and the longest it waits while none of them gives any back (seconds).
+HOST_WAIT_S = 10.0
+HOST_STALL_S = 2.0
+#: ... for a call on one of :attr:`SharedMemoryStore.quick_threads` (an event loop).
+QUICK_WAIT_S = 0.2
 
 
 def _check_namespace(namespace: str) -> str:
@@ -167,6 +181,7 @@ def cleanup_namespace(namespace: str, *, directory: str | None = None) -> int:
     shutdown, or after a crash). Processes that map them keep their mappings.
     Returns how many were removed."""
     directory = directory or DEFAULT_DIRECTORY
+    cleanup_ledger(directory, namespace)
     return sum(_unlink_quietly(os.path.join(directory, name))
                for name in list_segments(namespace, directory=directory, pooled=True))
 
@@ -283,6 +298,16 @@ class SharedMemoryStore(ObjectStore):
             nothing is spilled, a value that does not fit raises :class:`StoreFull`.
         pool_bytes: The most bytes of freed segments kept for reuse (by default a
             quarter of ``capacity``, or 512 MiB without one); 0: none are kept.
+        share_limit: ``capacity`` is the limit of every store of this namespace on
+            this host *together* (OBJ-065): each store accounts its memory in the
+            host's ledger (:class:`~refrpc.store._host.HostLedger`), takes room only
+            while the sum stays within the limit, and when its own memory cannot make
+            enough room, asks the others to spill and waits for them (bounded).
+        high_water: A fraction of ``capacity`` (0 < f <= 1; None: 1): past it (the
+            host's stores together, with ``share_limit``), a background thread spills
+            this store's least recently used unpinned objects, as room is made for a
+            value (OBJ-066), until the memory is back under the mark, so that values
+            rarely wait for disk writes.
 
     Objects this store wrote (:meth:`put`, :meth:`seal`) are *owned*: :meth:`free`
     and :meth:`close` recycle or unlink them. Objects other processes wrote are
@@ -292,15 +317,21 @@ class SharedMemoryStore(ObjectStore):
 
     def __init__(self, namespace: str, *, directory: str | None = None, writer: str = "",
                  capacity: int | None = None, spill_directory: str | None = None,
-                 pool_bytes: int | None = None) -> None:
+                 pool_bytes: int | None = None, share_limit: bool = False,
+                 high_water: float | None = None) -> None:
         self.namespace = _check_namespace(namespace)
         #: Who writes this store's segments (a peer id); part of every segment name.
         self.writer = writer
         self.directory = directory or DEFAULT_DIRECTORY
         if capacity is not None and capacity <= 0:
             raise ValueError(f"a store's capacity is a positive number of bytes, not {capacity!r}")
+        if high_water is not None and not 0 < high_water <= 1:
+            raise ValueError(f"a high-water mark is a fraction of the limit in (0, 1], not {high_water!r}")
         self.capacity = capacity
         self.spill_directory = spill_directory
+        #: Past this many bytes in memory (the host's, with share_limit), spilling starts
+        #: in the background (OBJ-066); None: only when a value does not fit.
+        self.high_water = None if capacity is None or high_water is None or high_water >= 1 else int(capacity * high_water)
         default_pool = DEFAULT_POOL_BYTES if capacity is None else capacity // 4
         self.pool_bytes = default_pool if pool_bytes is None else pool_bytes
         self._lock = threading.Lock()
@@ -310,8 +341,10 @@ class SharedMemoryStore(ObjectStore):
         self._building: dict[ObjectId, _Segment] = {}
         self._attached: dict[ObjectId, _Segment] = {}
         self._pool: list[_Segment] = []  # oldest first
-        self._used = 0  # in memory: owned (not spilled) and being assembled
-        self._pooled = 0
+        #: This store's slot in its host's ledger (share_limit), else None.
+        self._ledger: HostLedger | None = None
+        self._used_b = 0  # in memory: owned (not spilled) and being assembled (see _used)
+        self._pooled_b = 0
         self._closed = False
         #: Bytes written to and read back from spill files, and how often (this store's life).
         self.counters = {"bytes_spilled": 0, "spills": 0, "bytes_restored": 0, "restores": 0,
@@ -319,9 +352,58 @@ class SharedMemoryStore(ObjectStore):
         #: Every path this store created and has not unlinked yet.
         self._paths: set[str] = set()
         self._finalizer = weakref.finalize(self, _unlink_all, self._paths)
+        if share_limit and capacity is not None:
+            self._ledger = HostLedger(self.directory, self.namespace)
+            weakref.finalize(self, self._ledger.close)
+        self._wake = threading.Event()
+        #: Idents of threads whose calls wait at most QUICK_WAIT_S for the host's other
+        #: stores (an event loop that must keep answering heartbeats).
+        self.quick_threads: set[int] = set()
+        self._relief_stuck: tuple[int, int] = (-1, -1)
+        self._relief_retry_at = 0.0
+        if capacity is not None and (self._ledger is not None or self.high_water is not None):
+            threading.Thread(target=_relief_loop, args=(weakref.ref(self), self._wake),
+                             name=f"refrpc-store-relief-{self.namespace}", daemon=True).start()
         #: Told (object id, True) when an object is spilled, (object id, False) when it
         #: is restored or freed while spilled; called without the store's lock held.
         self.on_spill: Callable[[ObjectId, bool], None] | None = None
+
+    # Every change of the memory a store takes is told to its host's ledger (OBJ-065).
+    @property
+    def _used(self) -> int:
+        return self._used_b
+
+    @_used.setter
+    def _used(self, value: int) -> None:
+        self._used_b = value
+        if self._ledger is not None:
+            self._ledger.set(value + self._pooled_b)
+
+    @property
+    def _pooled(self) -> int:
+        return self._pooled_b
+
+    @_pooled.setter
+    def _pooled(self, value: int) -> None:
+        self._pooled_b = value
+        if self._ledger is not None:
+            self._ledger.set(self._used_b + value)
+
+    def _fits(self, size: int) -> bool:
+        """Whether ``size`` more bytes fit the limit (the host's, with a ledger: then
+        they are taken in the ledger at once). Called under ``_lock``."""
+        assert self.capacity is not None
+        mine = self._used_b + self._pooled_b + size
+        if self._ledger is None:
+            return mine <= self.capacity
+        return self._ledger.try_set(mine, self.capacity)
+
+    def host_used_bytes(self) -> int:
+        """Bytes of shared memory the stores sharing this one's limit hold together
+        (only this store's without ``share_limit``)."""
+        if self._ledger is None:
+            return self._used_b + self._pooled_b
+        return self._ledger.host_used()
 
     def segment_path(self, object_id: ObjectId, writer: str | None = None) -> str:
         """The file that holds (or would hold) ``object_id`` written by ``writer`` (default: us)."""
@@ -549,28 +631,138 @@ class SharedMemoryStore(ObjectStore):
             return
         if size > self.capacity:
             raise self._full(size, "larger than the whole limit")
+        quick = threading.get_ident() in self.quick_threads
+        if not self._room_for(size, True, QUICK_WAIT_S if quick else HOST_WAIT_S):
+            raise self._full(size, "spilling is off" if self.spill_directory is None else "nothing more can be spilled")
+
+    def make_room_for(self, size: int) -> bool:
+        """Make ``size`` bytes free under the limit without taking them, as a value that
+        needs room would (pooled memory, then spills, then the host's other stores),
+        waiting for them if need be: before a copy that a thread which must not wait
+        long will make (a fetch assembled on an event loop). False if it could not."""
+        if self.capacity is None or size <= 0:
+            return True
+        if size > self.capacity:
+            return False
+        try:
+            return self._room_for(size, False, HOST_WAIT_S)
+        except StoreError:
+            return False
+
+    def _room_for(self, size: int, take: bool, wait: float) -> bool:
+        """Make room for ``size`` bytes (and with ``take``, count them as used); False
+        if nothing more can be made. Waits at most ``wait`` seconds for other stores."""
+        assert self.capacity is not None
+        deadline = time.monotonic() + wait
         with self._room:
             while True:
                 with self._lock:
                     self._check_open()
-                    if self._used + self._pooled + size <= self.capacity:
+                    if not take and self.host_used_bytes() + size <= self.capacity:
+                        return True
+                    if take and self._fits(size):
                         self._used += size
-                        return
+                        if self.high_water is not None and self.host_used_bytes() > self.high_water:
+                            self._wake.set()  # OBJ-066: spill in the background, not in this call
+                        return True
                     victim = self._pool.pop(0) if self._pool else None
                     if victim is not None:
                         self._pooled -= victim.size
                 if victim is not None:
                     self._drop_pooled(victim)
                     continue
-                if self.spill_directory is None:
-                    raise self._full(size, "spilling is off")
-                if not self._spill_one(size):
-                    raise self._full(size, "nothing more can be spilled")
+                if self.spill_directory is not None and self._spill_one(size):
+                    continue
+                # Nothing of ours can go: the host's other stores may still give room (OBJ-065).
+                if self._ledger is not None and self._wait_for_host(size, deadline):
+                    continue
+                return False
 
-    def _spill_one(self, needed: int) -> bool:
+    def _wait_for_host(self, size: int, deadline: float) -> bool:
+        """Ask the host's other stores to make room for ``size`` bytes and wait until the
+        host has it (True), or until nobody gives any back for HOST_STALL_S, the deadline
+        passes or nobody else holds memory (False)."""
+        assert self._ledger is not None and self.capacity is not None
+        if not self._ledger.others():
+            return False
+        self._ledger.want(size)
+        try:
+            lowest, since = self._ledger.host_used(), time.monotonic()
+            while True:
+                now = time.monotonic()
+                if now >= deadline or now - since > HOST_STALL_S:
+                    return False
+                time.sleep(0.002)
+                used = self._ledger.host_used()
+                if used + size <= self.capacity:
+                    return True
+                if used < lowest:
+                    lowest, since = used, now
+        finally:
+            self._ledger.want(0)
+
+    def _relief_target(self) -> int | None:
+        """The most bytes the host (this store, without a ledger) should hold now: under
+        the high-water mark, and far enough under the limit for what another store of
+        the host waits for; None: no need to spill."""
+        assert self.capacity is not None
+        targets = [] if self.high_water is None else [self.high_water]
+        wanted = self._ledger.wanted if self._ledger is not None else 0
+        if wanted > 0:
+            targets.append(self.capacity - wanted)
+        return min(targets) if targets else None
+
+    def relieve(self) -> int:
+        """Spill (and drop pooled memory) while the host is past its high-water mark or
+        another store of the host waits for room (OBJ-066, OBJ-065): pooled segments
+        first, then unpinned objects in OBJ-031's order. Never waits for a caller that
+        is making room. Returns the bytes given back."""
+        if self.capacity is None or self._closed:
+            return 0
+        target = self._relief_target()
+        if target is None or self.host_used_bytes() <= target:
+            return 0
+        now = time.monotonic()
+        if now < self._relief_retry_at and self._relief_stuck == (len(self._owned), self._used_b):
+            return 0  # nothing could go last time and nothing changed here since (readers may unpin)
+        if not self._room.acquire(blocking=False):
+            return 0  # a caller is making room right now
+        freed = 0
+        try:
+            while not self._closed:
+                target = self._relief_target()
+                if target is None or self.host_used_bytes() <= target:
+                    break
+                with self._lock:
+                    victim = self._pool.pop(0) if self._pool else None
+                    if victim is not None:
+                        self._pooled -= victim.size
+                if victim is not None:
+                    self._drop_pooled(victim)
+                    freed += victim.size
+                    continue
+                before = self._used
+                if self.spill_directory is None or not self._spill_one(0, quiet=True):
+                    if self._relief_target() is not None and self.host_used_bytes() > (self._relief_target() or 0):
+                        self._relief_stuck = (len(self._owned), self._used_b)  # all pinned: look again later
+                        self._relief_retry_at = time.monotonic() + RELIEF_RETRY_S
+                    break
+                freed += max(0, before - self._used)
+        except StoreError:
+            pass  # the spill storage is full: values that need room will get the typed error
+        finally:
+            self._room.release()
+        return freed
+
+    def _spill_one(self, needed: int, quiet: bool = False) -> bool:
         """Write one object nobody maps to its spill file and free its memory: the
         least recently used fetched copy, else the least recently used primary one.
-        False if there is none. Raises StoreFull if the spill file cannot be written."""
+        False if there is none. Raises StoreFull if the spill file cannot be written.
+
+        With ``quiet`` (spilling ahead of need, OBJ-066), the spill happens only if the
+        host is still past its relief target once the spills the host's other stores
+        are writing right now are counted as done (so that they do not all spill for
+        the same excess); a failed write raises a plain StoreError."""
         with self._lock:
             candidates = [(oid, s) for oid, s in self._owned.items() if not s.spilled and not s.spilling]
         candidates.sort(key=lambda item: not item[1].fetched)  # stable: fetched ones first, each kind in LRU order
@@ -583,8 +775,16 @@ class SharedMemoryStore(ObjectStore):
                 if lock_fd < 0:
                     continue  # another process maps it: pinned
                 segment.spilling = True
+            if quiet and not self._begin_relief(segment.size):
+                with self._lock:
+                    segment.spilling = False
+                    freed = self._owned.get(object_id) is not segment
+                os.close(lock_fd)
+                if freed:
+                    self._discard(segment)
+                return False  # the host needs no more
             try:
-                self._write_spill(object_id, segment, needed, lock_fd)
+                self._write_spill(object_id, segment, needed, lock_fd, quiet)
             except BaseException:
                 with self._lock:
                     segment.spilling = False
@@ -593,11 +793,25 @@ class SharedMemoryStore(ObjectStore):
                 if freed:
                     self._discard(segment)
                 raise
+            finally:
+                if quiet and self._ledger is not None:
+                    self._ledger.end_relief(segment.size)
             os.close(lock_fd)
             return True
         return False
 
-    def _write_spill(self, object_id: ObjectId, segment: _Segment, needed: int, source: int) -> None:
+    def _begin_relief(self, size: int) -> bool:
+        """Whether the host still needs a spill of ``size`` bytes ahead of need (counted
+        in the ledger as being spilled until :meth:`HostLedger.end_relief`)."""
+        target = self._relief_target()
+        if target is None:
+            return False
+        if self._ledger is None:
+            return self.host_used_bytes() > target
+        return self._ledger.begin_relief(size, target)
+
+    def _write_spill(self, object_id: ObjectId, segment: _Segment, needed: int, source: int,
+                     quiet: bool = False) -> None:
         """Copy a segment (``source``: an fd of it holding its exclusive lock) to its
         spill file, then let its memory go."""
         final = self.spill_path(object_id)
@@ -620,6 +834,8 @@ class SharedMemoryStore(ObjectStore):
             os.rename(partial, final)
         except OSError as exc:
             _unlink_quietly(partial)  # never a partial spill file
+            if quiet:  # spilling ahead of need: nobody gets an error
+                raise StoreError(f"spilling {object_id!r} failed: {exc.strerror or exc}") from exc
             self.counters["full_errors"] += 1
             usage = self.usage()
             raise StoreFull(f"no room for {needed:,} bytes: spilling {object_id!r} ({segment.size:,} bytes) "
@@ -891,6 +1107,8 @@ class SharedMemoryStore(ObjectStore):
         None without a capacity."""
         if self.capacity is None:
             return None
+        if self._ledger is not None:  # the host's stores share the limit (OBJ-065)
+            return max(0, self.capacity - self._ledger.host_used() + self._pooled_b)
         return max(0, self.capacity - self._used)
 
     def usage(self) -> dict[str, Any]:
@@ -903,7 +1121,10 @@ class SharedMemoryStore(ObjectStore):
             building = sum(s.size for s in self._building.values())
             pooled, used = self._pooled, self._used
         out: dict[str, Any] = {"limit": self.capacity, "used_bytes": used, "pooled_bytes": pooled,
-                               "building_bytes": building, "spill_directory": self.spill_directory or ""}
+                               "building_bytes": building, "spill_directory": self.spill_directory or "",
+                               "shared_limit": self._ledger is not None, "high_water": self.high_water,
+                               "host_used_bytes": self.host_used_bytes(),
+                               "host_stores": self._ledger.stores() if self._ledger is not None else 1}
         for kind in ("primary", "secondary", "pinned", "spilled"):
             out[f"{kind}_bytes"] = out[f"{kind}_objects"] = 0
 
@@ -1031,7 +1252,10 @@ class SharedMemoryStore(ObjectStore):
             self._building.clear()
             self._attached.clear()
             self._pool.clear()
-            self._used = self._pooled = 0
+            self._used_b = self._pooled_b = 0
+        self._wake.set()  # the relief thread ends
+        if self._ledger is not None:
+            self._ledger.close()  # this store's bytes no longer count for the host
         for segment in segments:
             if segment.lock_fd >= 0:
                 os.close(segment.lock_fd)
@@ -1045,3 +1269,22 @@ class SharedMemoryStore(ObjectStore):
             f"<SharedMemoryStore {self.namespace!r} at {self.directory}: "
             f"{len(self._owned)} objects, {self._used} bytes>"
         )
+
+
+def _relief_loop(ref: "weakref.ReferenceType[SharedMemoryStore]", wake: threading.Event) -> None:
+    """A store's background relief (OBJ-065, OBJ-066): every RELIEF_POLL_S, or when a
+    value takes the store past its high-water mark, spill what the host needs. Holds
+    the store only while it works, and ends when the store is closed or gone."""
+    while True:
+        wake.wait(RELIEF_POLL_S)
+        wake.clear()
+        store = ref()
+        if store is None or store._closed:
+            return
+        try:
+            store.relieve()
+        except StoreClosed:
+            return
+        except Exception:  # noqa: BLE001 - a background helper must never die of one value
+            pass
+        del store
