@@ -258,8 +258,9 @@ struct Value {
   nested @3 :List(RefDescriptor);
   # The refs contained in this value, in the order the encoding numbers them;
   # Portable.ref indexes this list (VAL-002). Each entry is referred to by the
-  # encoding at least once (VAL-011); an index with no entry makes the message
-  # malformed (VAL-006).
+  # encoding at least once (VAL-011); an index with no entry makes the value
+  # (not the message) malformed, found when the value is decoded (VAL-006,
+  # VAL-021).
 }
 
 enum Encoding {

@@ -260,3 +260,21 @@ def test_catalog_follows_schema_union_order() -> None:
     names = _message_type_names()
     headings = [h for h in _catalog_headings() if h in names]
     assert headings == names, "catalog order differs from MESSAGE_TYPES order"
+
+
+def test_sec036_key_derivation_example_matches_the_reference() -> None:
+    """SEC-036's worked example is what the reference derives: a codec writer checks
+    their HMAC labels against it byte for byte."""
+    from refrpc.transport._curve import JOIN_LABEL, PEER_LABEL, SERVER_LABEL, ClusterKey
+
+    text = (SPEC / "security.md").read_text(encoding="utf-8")
+    block = text.split("**SEC-036**", 1)[1].split("```", 2)[1]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^(server label|peer label|join label|server public|server secret|w1 public|w1 secret)\s+(\S+)", block, re.M)}
+    key = ClusterKey(bytes(range(32)), bytes(range(32, 64)))
+    public, secret = key.member_keys("w1")
+    assert rows == {
+        "server label": SERVER_LABEL.hex(), "peer label": PEER_LABEL.hex(), "join label": JOIN_LABEL.hex(),
+        "server public": key.server_public.decode(), "server secret": key.server_secret.decode(),
+        "w1 public": public.decode(), "w1 secret": secret.decode(),
+    }
+    assert key.join_proof("w1", public) in block
