@@ -24,8 +24,8 @@
 # ---------------------------
 # * Identifiers are Text and opaque to everyone but their allocator (ID-004).
 #   PeerId: 1..128 bytes of UTF-8 (ID-001). ObjectId, TaskId, ForwardId,
-#   ActorId: 1..256 bytes (ID-003). A field documented as "may be empty" may
-#   also be the empty string; every other id field MUST NOT be empty. A receiver
+#   ActorId: 1..256 bytes (ID-003). identifiers.md ID-010 lists every id field
+#   and the few that may be empty; the others are never empty. A receiver
 #   treats an id that breaks these limits as a malformed message (ID-007).
 # * Incarnations are UInt64, nonzero, chosen at random at process start
 #   (ID-002). 0 means "not known yet" and is only legal where a field says so.
