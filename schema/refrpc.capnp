@@ -665,6 +665,7 @@ struct TaskReply {
 
   attempt @1 :UInt32;
   # The attempt this reply is for; you ignore replies for other attempts (RPC-006).
+  # No default here (unlike SubmitTask.attempt): stored as is, not XORed.
 
   returns @2 :List(ReturnValue);
   # One per return id of the task, in the task's order (TASK-010); any other
