@@ -86,8 +86,8 @@ struct Envelope {
   # (SES-008).
 
   body :union {
-    # The message. Members are numbered in the order of MESSAGE_TYPES in the
-    # reference implementation; the discriminant is the message type.
+    # The message. The discriminant is the message type; messages.md gives each
+    # message's discriminant, and the ordinals below are the same numbers.
     #
     # Reserved discriminants: 0..63 belong to this specification (new standard
     # messages are appended in order); 64 and above are for experiments and
