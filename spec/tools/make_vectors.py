@@ -70,6 +70,17 @@ def _wire_view(frame0: bytes) -> Any:
         return _jsonable(r.to_dict())
 
 
+def _segmented(struct: Any, data: bytes, first_words: int) -> bytes:
+    """``data`` (a message whose root is ``struct``) laid out again with a tiny first
+    segment, so that the builder spreads it over several segments joined by far
+    pointers (ZMQ-020): what a decoder reads must not change."""
+    with struct.from_bytes(data) as r:
+        fields = r.to_dict()
+    out = bytes(struct.new_message(num_first_segment_words=first_words, **fields).to_bytes())
+    assert int.from_bytes(out[:4], "little") >= 1, "expected more than one segment"
+    return out
+
+
 def message_vectors() -> dict[str, list[dict[str, Any]]]:
     from refrpc import codec
     from refrpc.core import messages as m
@@ -211,6 +222,17 @@ def message_vectors() -> dict[str, list[dict[str, Any]]]:
             "frames": hexes,
             "envelope": _wire_view(bytes.fromhex(hexes[0])),
         })
+    # The same IntrospectReply, frame 0 in several segments joined by far pointers (ZMQ-020).
+    first = out["IntrospectReply"][0]
+    frame0 = _segmented(codec.schema().Envelope, bytes.fromhex(first["frames"][0]), 4)
+    assert codec.decode([frame0]) == codec.decode([bytes.fromhex(first["frames"][0])])
+    out["IntrospectReply"].append({
+        "description": "The first IntrospectReply again, frame 0 written in "
+                       f"{int.from_bytes(frame0[:4], 'little') + 1} segments joined by far pointers "
+                       "(ZMQ-020): a decoder must read exactly the same content.",
+        "frames": [frame0.hex()],
+        "envelope": _wire_view(frame0),
+    })
     order = [t.__name__ for t in m.MESSAGE_TYPES]
     assert list(out) == order, f"every message type, in schema order: {list(out)} != {order}"
     return out
@@ -258,6 +280,24 @@ def value_vectors() -> dict[str, list[dict[str, Any]]]:
             "portable": portable_tree(data),
             "storedForm": stored(value),
         })
+    # One value in several segments joined by far pointers (ZMQ-020): both its data and
+    # its stored form; the reference writes such messages for values near the inline
+    # threshold and for large stored forms (OBJ-016).
+    tree = ["segmented", list(range(6))]
+    seg_data = _segmented(codec.schema().Portable, bytes(encode_portable(tree)), 3)
+    assert codec.decode_portable(seg_data) == tree
+    seg_value = m.Value(m.Encoding.PORTABLE, seg_data)
+    seg_form = _segmented(codec.schema().Value, bytes(codec.encode_value(seg_value)), 2)
+    assert codec.decode_value(seg_form) == seg_value
+    with codec.schema().Value.from_bytes(seg_form) as r:
+        seg_view = _jsonable(r.to_dict())
+    portable.append({
+        "description": f"a list, its data in {int.from_bytes(seg_data[:4], 'little') + 1} segments and its stored form "
+                       f"in {int.from_bytes(seg_form[:4], 'little') + 1}, joined by far pointers (ZMQ-020)",
+        "data": seg_data.hex(),
+        "portable": portable_tree(seg_data),
+        "storedForm": {"hex": seg_form.hex(), "value": seg_view},
+    })
     raw = [{
         "description": "raw: data is the bytes themselves; no buffers, no nested (VAL-008)",
         "data": bytes(b"\x00\x01binary\xff").hex(),
