@@ -975,8 +975,10 @@ struct FetchChunk {
     some @8 :ErrorInfo;
     # No, in a single chunk with `last` and empty `data`: OBJECT_FREED or
     # UNKNOWN_OBJECT (FET-004, FET-043), RESOURCE_EXHAUSTED (FET-009) or MALFORMED
-    # (FET-014); a reader takes any other code as these but RESOURCE_EXHAUSTED:
-    # this source failed (FET-041).
+    # (FET-014); a reader takes any other code (OBJECT_STORE_FULL included,
+    # FET-066) as these but RESOURCE_EXHAUSTED: this source failed, go on with the
+    # next source of the same answer, and ask the owner again only when none is
+    # left (FET-041).
   }
 }
 
