@@ -412,6 +412,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A re-run's stored copy of a return that is still ready is recorded as one more location "
         "(and not freed), although its bytes may differ from the copies already recorded.",
     ),
+    "merge-conflicting-refs": (
+        "REF-007",
+        "A delivered message whose descriptor names another owner (or owner incarnation) than the "
+        "entry kept for that object id is not refused: the entry kept is read as the one the "
+        "descriptor names, and the task runs or the reply is adopted as if they agreed.",
+    ),
 }
 
 
@@ -1215,6 +1221,12 @@ def _eager_value_check(iut: Iut) -> None:
     core._on_SubmitTask = patched  # type: ignore[method-assign]
 
 
+def _merge_conflicting_refs(iut: Iut) -> None:
+    core = iut.node.core
+    core._ref_conflict = lambda body: ""  # type: ignore[method-assign]  # breaks REF-007
+    core._refs_agree = lambda d: True  # type: ignore[method-assign]
+
+
 def _no_router_handover(iut: Iut) -> None:
     import zmq
 
@@ -1294,6 +1306,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "no-answer-to-stale-hello": _no_answer_to_stale_hello,
     "eager-value-check": _eager_value_check,
     "no-router-handover": _no_router_handover,
+    "merge-conflicting-refs": _merge_conflicting_refs,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
