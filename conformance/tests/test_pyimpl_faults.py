@@ -102,6 +102,7 @@ CATCHES = {
     "no-router-handover": "session/ZMQ-015-second-dealer-with-the-same-routing-id",
     "answer-refused-duplicates": "session/GEN-019-refused-message-answered-once-in-turn",
     "refuse-early-at-once": "session/GEN-019-refused-message-answered-once-in-turn",
+    "empty-function-malformed": "malformed/ID-011-empty-function-and-invalid-utf8",
     "merge-conflicting-refs": "malformed/REF-007-descriptor-names-another-owner",
 }
 

@@ -424,6 +424,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "but not the next) is answered with ProtocolError at once, before the messages ahead of "
         "it are delivered (and again when its turn comes), instead of only in turn.",
     ),
+    "empty-function-malformed": (
+        "ID-011",
+        "A SubmitTask whose function is empty or longer than 256 bytes is refused as malformed "
+        "(ProtocolError(MALFORMED), not run) instead of failing its returns with UNKNOWN_FUNCTION.",
+    ),
     "merge-conflicting-refs": (
         "REF-007",
         "A delivered message whose descriptor names another owner (or owner incarnation) than the "
@@ -1248,6 +1253,20 @@ def _answer_refused_early_or_again(iut: Iut, *, duplicates: bool) -> None:
     core._malformed = patched  # type: ignore[method-assign]
 
 
+def _empty_function_malformed(iut: Iut) -> None:
+    from ..core.errors import ProtocolViolation
+
+    core = iut.node.core
+    on_submit = core._on_SubmitTask
+
+    def patched(r: Any, spec: Any) -> None:
+        if not spec.function or len(spec.function.encode()) > 256:
+            raise ProtocolViolation(ErrorCode.MALFORMED, "function name out of limits", "ID-007")  # breaks ID-011
+        on_submit(r, spec)
+
+    core._on_SubmitTask = patched  # type: ignore[method-assign]
+
+
 def _merge_conflicting_refs(iut: Iut) -> None:
     core = iut.node.core
     core._ref_conflict = lambda body: ""  # type: ignore[method-assign]  # breaks REF-007
@@ -1335,6 +1354,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "no-router-handover": _no_router_handover,
     "answer-refused-duplicates": lambda iut: _answer_refused_early_or_again(iut, duplicates=True),
     "refuse-early-at-once": lambda iut: _answer_refused_early_or_again(iut, duplicates=False),
+    "empty-function-malformed": _empty_function_malformed,
     "merge-conflicting-refs": _merge_conflicting_refs,
 }
 assert _INSTALL.keys() == FAULTS.keys()
