@@ -284,12 +284,15 @@ class Jepsen:
             result.problems.append(f"objects left in tables after the workload's refs were dropped: {tables}")
         # With no object left anywhere, no host may hold a segment (copies go with
         # their object, OBJ-*; a dead process's with it, LOC-004), but the pool a
-        # live store keeps to reuse freed segments (``.pool``, docs/memory.md).
+        # live store keeps to reuse freed segments (``.pool``, docs/memory.md) and the
+        # ledger the live processes of a host share their limit through (``.ledger``,
+        # OBJ-065: it holds no object, and the host's last process removes it).
         left: dict[str, list[str]] = {}
         end = time.monotonic() + 10
         while time.monotonic() < end:
             left = {h.name: names for h in self.bed.hosts if not h.lost
-                    for names in [[n for n in self.bed.shm(h.name) if not (n.endswith(".pool") and _writer_alive(n))]]
+                    for names in [[n for n in self.bed.shm(h.name)
+                                   if not (n.endswith((".pool", ".ledger")) and _writer_alive(n))]]
                     if names}
             if not left:
                 break
