@@ -100,6 +100,10 @@ CATCHES = {
     "no-answer-to-stale-hello": "handshake/SES-020-SES-006-hello-to-an-earlier-incarnation",
     "eager-value-check": "malformed/VAL-021-bad-portable-argument-fails-the-task",
     "no-router-handover": "session/ZMQ-015-second-dealer-with-the-same-routing-id",
+    "answer-refused-duplicates": "session/GEN-019-refused-message-answered-once-in-turn",
+    "refuse-early-at-once": "session/GEN-019-refused-message-answered-once-in-turn",
+    "empty-function-malformed": "malformed/ID-011-empty-function-and-invalid-utf8",
+    "merge-conflicting-refs": "malformed/REF-007-descriptor-names-another-owner",
 }
 
 

@@ -86,6 +86,22 @@ def add_frame(extra: bytes = b"unreferenced") -> Callable[[list[Any]], list[Any]
     return hook
 
 
+def replace_bytes(old: bytes, new: bytes) -> Callable[[list[Any]], list[Any]]:
+    """A frames hook replacing ``old`` (which must occur once) by ``new`` of the same
+    length in frame 0: to put bytes no encoder writes, such as text that is not UTF-8,
+    into a field."""
+    if len(old) != len(new):
+        raise ValueError("the replacement must keep the frame's length")
+
+    def hook(frames: list[Any]) -> list[Any]:
+        f0 = bytes(frames[0])
+        if f0.count(old) != 1:
+            raise ValueError(f"{old!r} occurs {f0.count(old)} times in frame 0")
+        return [f0.replace(old, new), *frames[1:]]
+
+    return hook
+
+
 def garbage(n: int = 256, seed: int = 5) -> list[bytes]:
     """One frame of seeded random bytes: not an envelope at all."""
     rng = random.Random(seed)

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from refrpc.core.messages import Arg, ArgKind, Envelope, ErrorCode, GetObjectStatus, ProtocolError, TaskReply
+from refrpc.core.messages import Arg, ArgKind, Envelope, ErrorCode, GetObjectStatus, ProtocolError, ReturnKind, TaskReply
 
-from .._build import by_ref, by_value, portable
+from .._build import PortableRef, by_ref, by_value, portable
 from .._case import case
 from .._context import CaseContext
-from .._craft import add_frame, drop_payload_frames, garbage, truncate, with_arg_kind
+from .._craft import add_frame, drop_payload_frames, garbage, replace_bytes, truncate, with_arg_kind
 from ._common import (
     check_error_code,
     check_requirement_named,
     expect_protocol_error,
+    expect_reply,
     open_session,
     resync_after_bad_message,
     run_echo,
@@ -119,6 +120,68 @@ def empty_owner(ctx: CaseContext) -> None:
     resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-010")
     ctx.check("REF-004", not peer.received(GetObjectStatus, lambda m: m.object_id == x), "no GetObjectStatus for the bad descriptor", "none")
     ctx.check("REF-004", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the task never runs", "no reply")
+
+
+@case(
+    "malformed/REF-007-descriptor-names-another-owner",
+    requirements=["REF-007", "GEN-004", "GEN-010"],
+    features=("core", "borrowing"),
+    summary=(
+        "The IUT puts X. The suite then sends two tasks naming X as owned by the suite: one as a ref "
+        "argument, one nested in a value argument (outside the value's data). Each is malformed: "
+        "ProtocolError(MALFORMED) with relatedSeq = its number, the number consumed, the task not run, "
+        "and X still the IUT's own object with no borrower and no GetObjectStatus sent for it."
+    ),
+)
+def conflicting_owner(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    x = iut.put(b"owned by the IUT")
+    claimed = ctx.descriptor(peer, x)  # x, but naming the suite's peer as its owner
+    for label, arg in (("a ref argument", by_ref(claimed)), ("a nested ref", by_value(PortableRef(0), [claimed]))):
+        bad = task(peer, "echo", [arg])
+        seq = link.send(bad)
+        err = expect_protocol_error(ctx, peer, requirement="REF-007", what=f"ProtocolError about seq {seq} ({label})",
+                                    related_seq=seq)
+        check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="REF-007", note=label)
+        resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-010")
+        ctx.check("REF-007", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), f"the task with {label} never runs",
+                  "no reply")
+    ctx.check("REF-007", not peer.received(GetObjectStatus, lambda m: m.object_id == x), f"no GetObjectStatus for {x}", "none")
+    entry = iut.entry(x)
+    ctx.check("REF-007", entry is not None and entry.get("role") == "owner" and not entry.get("borrowers"),
+              f"{x} still owned by the IUT, with no borrower", entry)
+
+
+@case(
+    "malformed/ID-011-empty-function-and-invalid-utf8",
+    requirements=["ID-011", "TASK-006", "GEN-004", "GEN-010"],
+    summary=(
+        "Tasks whose `function` is empty, or 1000 bytes long, are no malformed messages: each is answered "
+        "by a TaskReply with every return ERROR(UNKNOWN_FUNCTION), and no ProtocolError names it. A task "
+        "whose `function` holds bytes that are not UTF-8 is malformed: ProtocolError(MALFORMED) about its "
+        "number, the number consumed, no reply."
+    ),
+)
+def text_fields(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    for label, name in (("an empty function", ""), ("a 1000-byte function", "f" * 1000)):
+        t = task(peer, name, [by_value("x")])
+        seq = link.send(t)
+        reply = expect_reply(ctx, peer, t, requirement="ID-011", timeout=10.0)
+        codes = [rv.error.code.value if rv.kind is ReturnKind.ERROR and rv.error else rv.kind.value for rv in reply.returns]
+        ctx.check("ID-011", bool(codes) and all(c == ErrorCode.UNKNOWN_FUNCTION.value for c in codes),
+                  f"every return ERROR(UNKNOWN_FUNCTION) for {label}", codes)
+        ctx.check("ID-011", not peer.received(ProtocolError, lambda m: m.related_seq == seq),
+                  f"no ProtocolError about the task with {label}", "none")
+    marker = b"not-utf8-function"
+    bad = task(peer, marker.decode(), [by_value("x")])
+    seq = link.send(bad, frames_hook=replace_bytes(marker, b"not-\xff\xfe\xc0\x80-function"))
+    err = expect_protocol_error(ctx, peer, requirement="ID-011", what=f"ProtocolError about seq {seq} (function not UTF-8)",
+                                related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="ID-011")
+    resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-010")
+    ctx.check("ID-011", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the task with a function "
+              "that is not UTF-8 never runs", "no reply")
 
 
 @case(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from refrpc.core.messages import CancelTask, ErrorCode, Heartbeat, ProtocolError, TaskReply
 
 from .._build import by_value
+from .._craft import add_frame
 from .._case import case
 from .._context import CaseContext
 from ._common import (
@@ -230,6 +231,50 @@ def heartbeat_with_a_sequence_number(ctx: CaseContext) -> None:
     consumed = resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-016")
     ctx.check("GEN-016", consumed, f"seq {seq} consumed by the Heartbeat: a task sent next under that number is a duplicate",
               "not consumed: the task sent next under that number ran")
+
+
+@case(
+    "session/GEN-019-refused-message-answered-once-in-turn",
+    requirements=["GEN-019", "GEN-010", "SES-002"],
+    summary=(
+        "A malformed task with a readable envelope (one frame no payload references) is sent as sequenced "
+        "message n and answered ProtocolError(MALFORMED) about n; the very same message sent again under n "
+        "gets no second answer. Another one is then sent early, as n+2 while n+1 is missing: it is not "
+        "answered (two IUT heartbeats later) until n+1 arrives, and then once, by a ProtocolError whose ack "
+        "covers n+2. Both numbers are consumed and the session goes on."
+    ),
+)
+def refused_message_answered_once_in_turn(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+
+    def answers(seq: int) -> list:
+        return peer.received(ProtocolError, lambda m: m.related_seq == seq)
+
+    first = task(peer, "echo", [by_value(b"\x07" * 100)])
+    n = link.send(first, frames_hook=add_frame())
+    expect_protocol_error(ctx, peer, requirement="GEN-010", what=f"ProtocolError(MALFORMED) about seq {n}", related_seq=n)
+    link.send(first, seq=n, frames_hook=add_frame())  # a retransmission whose ack was lost
+    run_echo(ctx, peer, link, "after the copy")  # sent after the copy on the same connection: handled after it
+    ctx.check("GEN-019", len(answers(n)) == 1, f"one ProtocolError about seq {n} (its copy is a duplicate, unanswered)",
+              f"{len(answers(n))} ProtocolErrors about seq {n}")
+
+    gap, early = link.next_seq(), link.next_seq()
+    link.send(task(peer, "echo", [by_value(b"\x08" * 100)]), seq=early, frames_hook=add_frame())
+    beats_before = len(peer.received(Heartbeat))
+    ctx.wait_until(peer, lambda: len(peer.received(Heartbeat)) >= beats_before + 2, requirement="LIV-001",
+                   what=f"two heartbeats from the IUT after message {early} was sent", timeout=10.0)
+    ctx.check("GEN-019", not answers(early), f"no answer to seq {early} while seq {gap} is missing",
+              f"answered early (ack {[a.envelope.ack for a in answers(early)]})")
+    t_gap = task(peer, "echo", [by_value("fills the gap")])
+    link.send(t_gap, seq=gap)
+    expect_reply(ctx, peer, t_gap, requirement="SES-002")
+    expect_protocol_error(ctx, peer, requirement="GEN-019", what=f"ProtocolError about seq {early} once {gap} arrived",
+                          related_seq=early)
+    acks = [a.envelope.ack for a in answers(early)]
+    ctx.check("GEN-019", all(ack >= early for ack in acks), f"the answer about seq {early} made in turn (its ack covers {early})",
+              f"acks {acks}")
+    run_echo(ctx, peer, link, "after the early one")  # seq early + 1: the early number was consumed
+    ctx.check("GEN-019", len(answers(early)) == 1, f"one ProtocolError about seq {early}", f"{len(answers(early))}")
 
 
 @case(

@@ -56,6 +56,34 @@ class Objects:
             raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"this peer holds no ref to {oid}")
         return RefDescriptor(oid, b.ref.owner, b.ref.owner_incarnation, b.ref.owner_address, b.size if b.size >= 0 else b.ref.size_hint, forward_id)
 
+    def _ref_conflict(self: Peer, body: object) -> str:
+        """REF-007: why a delivered message is malformed because one of its descriptors
+        names another owner or owner incarnation than the entry this peer keeps for
+        that object id (owned, or held as borrower, under a task hold or a cover), or
+        than an earlier descriptor of the same message; "" when nothing conflicts."""
+        seen: dict[ObjectId, tuple[str, int]] = {}
+        for d in _descriptors_in(body):
+            oid = d.object_id
+            if oid in self.owned:
+                kept = (self.peer_id, self.incarnation)
+            elif oid in self.borrowed:
+                ref = self.borrowed[oid].ref
+                kept = (ref.owner, ref.owner_incarnation)
+            else:
+                kept = seen.setdefault(oid, (d.owner, d.owner_incarnation))
+            if (d.owner, d.owner_incarnation) != kept:
+                return (f"a descriptor of {oid} names owner {d.owner}/{d.owner_incarnation}, "
+                        f"but {oid} is known here as owned by {kept[0]}/{kept[1]}")
+        return ""
+
+    def _refs_agree(self: Peer, d: RefDescriptor) -> bool:
+        """Whether ``d`` names the owner and incarnation of the entry kept for its
+        object id, if any (REF-007: a conflicting descriptor is never merged)."""
+        if d.object_id in self.owned:
+            return d.owner == self.peer_id and d.owner_incarnation == self.incarnation
+        b = self.borrowed.get(d.object_id)
+        return b is None or (b.ref.owner == d.owner and b.ref.owner_incarnation == d.owner_incarnation)
+
     def settled(self: Peer, oid: ObjectId) -> bool:
         """Whether a ``Get`` of ``oid`` would be answered at once (its value, or an
         error, is known here). Reads state only."""
@@ -678,3 +706,24 @@ class Objects:
 
     def _transition_borrowed(self: Peer, b: BorrowedObject, event: str) -> None:
         self._transition("borrower-object", b, b.ref.object_id, event)
+
+
+def _descriptors_in(body: object) -> Iterable[RefDescriptor]:
+    """Every ref descriptor a message carries: arguments, returns, ``retained`` and the
+    ``nested`` lists of its values (REF-007)."""
+    args = getattr(body, "args", None)
+    if args is not None:  # SubmitTask, CreateActor
+        for a in args:
+            if a.ref is not None:
+                yield a.ref
+            if a.value is not None:
+                yield from a.value.nested
+    returns = getattr(body, "returns", None)
+    if returns is not None:  # TaskReply
+        for rv in returns:
+            if rv.value is not None:
+                yield from rv.value.nested
+            yield from rv.nested
+        yield from body.retained  # type: ignore[attr-defined]
+    if isinstance(body, ObjectStatus) and body.value is not None:
+        yield from body.value.nested

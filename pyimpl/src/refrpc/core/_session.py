@@ -15,6 +15,7 @@ from .messages import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
     ArgKind,
+    CreateActor,
     Encoding,
     FetchChunk,
     MESSAGE_TYPES,
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 
 #: Data-plane messages: outside the session (seq 0), handed to the shell (FET-005).
 _DATA_PLANE = (FetchRequest, FetchChunk)
+
+#: Messages whose descriptors REF-007 checks at delivery, TaskReply aside (TASK-019).
+_CARRY_REFS = (SubmitTask, CreateActor, ObjectStatus)
 
 #: Requests whose failure a ProtocolError can report, and the field naming them (ERR-003).
 #: Room left in a frame for the envelope, ids and the rest of a message around its
@@ -330,6 +334,11 @@ class SessionLayer:
         if isinstance(env.body, _DATA_PLANE):
             self._deliver_data(r, env.body)
             return
+        if isinstance(env.body, _CARRY_REFS):
+            conflict = self._ref_conflict(env.body)  # REF-007 (a TaskReply's is TASK-019's: _on_TaskReply)
+            if conflict:
+                self._protocol_error(r, ErrorCode.MALFORMED, conflict, "REF-007", env.seq)
+                return
         handler = getattr(self, f"_on_{name}", None)
         if handler is None:
             if type(env.body) in MESSAGE_TYPES:  # known, but not as a sequenced message (GEN-005)

@@ -411,19 +411,28 @@ class Tasks:
         return r.state != "dead"
 
     def _on_TaskReply(self: Peer, r: Remote, reply: TaskReply) -> None:
+        # REF-007: a descriptor naming another owner than the entry kept for its object
+        # makes the reply malformed; it is disposed of and answered like TASK-019's.
+        conflict = self._ref_conflict(reply)
         t = self.tasks.get(reply.task_id)
         if t is None:
             self._drop_reply(reply)  # TASK-015, TASK-019: its grants count at their owners all the same
+            if conflict:
+                raise ProtocolViolation(ErrorCode.MALFORMED, conflict, "REF-007")
             if not self._owns(reply.task_id):
                 raise ProtocolViolation(ErrorCode.WRONG_STATE, f"no task {reply.task_id}", "GEN-005")
             return
         if t.state == "cancelled" and reply.attempt == t.spec.attempt and r.peer == t.executor and t.holding_args:
             self._drop_reply(reply)  # TASK-016
             self._cancelled_task_over(t, "reply")
+            if conflict:
+                raise ProtocolViolation(ErrorCode.MALFORMED, conflict, "REF-007")
             return
         if t.state != "submitted" or reply.attempt != t.spec.attempt or r.peer != t.executor:
             self._story(reply.task_id, "stale-reply", f"attempt {reply.attempt} from {r.peer}")  # RPC-006
             self._drop_reply(reply)
+            if conflict:
+                raise ProtocolViolation(ErrorCode.MALFORMED, conflict, "REF-007")
             return
         self._learn_speed(t, r)
         self._unload(t)
@@ -431,6 +440,12 @@ class Tasks:
         if seq is not None:
             r.requests.pop(seq, None)  # answered: no longer a request an error could end (ERR-003)
         r.store_free = max(-1, reply.store_free_bytes)  # OBJ-060, TASK-041: the latest word
+        if conflict:
+            # REF-007 through TASK-019: dispose, fail every return MALFORMED, no retry.
+            self._drop_reply(reply)
+            info = ErrorInfo(ErrorCode.MALFORMED, f"the reply to {reply.task_id} is malformed: {conflict}", "REF-007")
+            self._fail_task(t, info, "rejected")
+            raise ProtocolViolation(ErrorCode.MALFORMED, info.message, "REF-007")
         if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids or not all(map(_well_formed, reply.returns)):
             # TASK-019, VAL-019: a reply that does not match the task would leave returns pending for ever.
             self._drop_reply(reply)
@@ -488,7 +503,7 @@ class Tasks:
     def _drop_nested_grants(self: Peer, nested: tuple[RefDescriptor, ...]) -> None:
         """Grants made out to us for a value we won't keep are released at once."""
         for d in nested:
-            if d.forward_id and d.owner != self.peer_id:
+            if d.forward_id and d.owner != self.peer_id and self._refs_agree(d):  # REF-007: never merged
                 b = self._borrowed_entry(d)
                 b.grants[d.forward_id] = None
                 self._check_borrowed(d.object_id)

@@ -142,7 +142,7 @@ PEER: Table = {
         "rejected": ("dead", "HS-002"),
         "silence": ("dead", "LIV-003"),
         "notice": ("dead", "LIV-004"),
-        "failed": ("dead", "LIV-003"),
+        "failed": ("dead", "LIV-014"),
         "goodbye": ("dead", "LIV-006"),
         "new_incarnation": ("dead", "HS-006"),
         "declared_dead": ("dead", "LIV-009"),
@@ -151,7 +151,7 @@ PEER: Table = {
     "alive": {
         "silence": ("dead", "LIV-003"),
         "notice": ("dead", "LIV-004"),
-        "failed": ("dead", "LIV-003"),
+        "failed": ("dead", "LIV-014"),
         "goodbye": ("dead", "LIV-006"),
         "new_incarnation": ("dead", "HS-006"),
         "declared_dead": ("dead", "LIV-009"),

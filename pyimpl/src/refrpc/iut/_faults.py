@@ -412,6 +412,29 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A re-run's stored copy of a return that is still ready is recorded as one more location "
         "(and not freed), although its bytes may differ from the copies already recorded.",
     ),
+    "answer-refused-duplicates": (
+        "GEN-019",
+        "A copy of a malformed sequenced message (same sequence number, already delivered and "
+        "answered) is answered with a second ProtocolError instead of being discarded silently "
+        "as the duplicate it is.",
+    ),
+    "refuse-early-at-once": (
+        "GEN-019",
+        "A malformed sequenced message that arrives before its turn (a number inside the window "
+        "but not the next) is answered with ProtocolError at once, before the messages ahead of "
+        "it are delivered (and again when its turn comes), instead of only in turn.",
+    ),
+    "empty-function-malformed": (
+        "ID-011",
+        "A SubmitTask whose function is empty or longer than 256 bytes is refused as malformed "
+        "(ProtocolError(MALFORMED), not run) instead of failing its returns with UNKNOWN_FUNCTION.",
+    ),
+    "merge-conflicting-refs": (
+        "REF-007",
+        "A delivered message whose descriptor names another owner (or owner incarnation) than the "
+        "entry kept for that object id is not refused: the entry kept is read as the one the "
+        "descriptor names, and the task runs or the reply is adopted as if they agreed.",
+    ),
 }
 
 
@@ -1215,6 +1238,41 @@ def _eager_value_check(iut: Iut) -> None:
     core._on_SubmitTask = patched  # type: ignore[method-assign]
 
 
+def _answer_refused_early_or_again(iut: Iut, *, duplicates: bool) -> None:
+    core = iut.node.core
+    malformed = core._malformed
+
+    def patched(sender: Any, incarnation: int, seq: int, error: Any, receiver: Any = None, receiver_incarnation: Any = None) -> None:
+        r = core.remotes.get(sender)
+        live = (r is not None and r.state == "alive" and r.incarnation == incarnation and receiver in (None, core.peer_id)
+                and receiver_incarnation in (None, core.incarnation))
+        if live and seq > 0 and ((duplicates and seq <= r.delivered) or (not duplicates and seq > r.delivered + 1)):
+            core._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", seq)  # breaks GEN-019
+        malformed(sender, incarnation, seq, error, receiver, receiver_incarnation)
+
+    core._malformed = patched  # type: ignore[method-assign]
+
+
+def _empty_function_malformed(iut: Iut) -> None:
+    from ..core.errors import ProtocolViolation
+
+    core = iut.node.core
+    on_submit = core._on_SubmitTask
+
+    def patched(r: Any, spec: Any) -> None:
+        if not spec.function or len(spec.function.encode()) > 256:
+            raise ProtocolViolation(ErrorCode.MALFORMED, "function name out of limits", "ID-007")  # breaks ID-011
+        on_submit(r, spec)
+
+    core._on_SubmitTask = patched  # type: ignore[method-assign]
+
+
+def _merge_conflicting_refs(iut: Iut) -> None:
+    core = iut.node.core
+    core._ref_conflict = lambda body: ""  # type: ignore[method-assign]  # breaks REF-007
+    core._refs_agree = lambda d: True  # type: ignore[method-assign]
+
+
 def _no_router_handover(iut: Iut) -> None:
     import zmq
 
@@ -1294,6 +1352,10 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "no-answer-to-stale-hello": _no_answer_to_stale_hello,
     "eager-value-check": _eager_value_check,
     "no-router-handover": _no_router_handover,
+    "answer-refused-duplicates": lambda iut: _answer_refused_early_or_again(iut, duplicates=True),
+    "refuse-early-at-once": lambda iut: _answer_refused_early_or_again(iut, duplicates=False),
+    "empty-function-malformed": _empty_function_malformed,
+    "merge-conflicting-refs": _merge_conflicting_refs,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

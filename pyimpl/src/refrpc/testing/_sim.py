@@ -15,7 +15,7 @@ from typing import Callable, Generator
 
 from refrpc.core import Config, IdAllocator, Peer
 from refrpc.core import events as ev
-from refrpc.core.messages import BorrowRelease, Encoding, Envelope, ErrorCode, RefDescriptor, ReleaseBorrows, Value
+from refrpc.core.messages import BorrowRelease, Encoding, Envelope, ErrorCode, ProtocolError, RefDescriptor, ReleaseBorrows, Value
 
 Program = Callable[["Driver"], Generator]
 
@@ -168,6 +168,11 @@ class Cluster:
     # ------------------------------------------------------------ instructions
     def carry_out(self, p: SimPeer, ins: ev.Instruction) -> None:
         if isinstance(ins, ev.SendFrame):
+            body = ins.envelope.body
+            if isinstance(body, ProtocolError) and body.error.requirement == "REF-007":
+                # Honest peers never send two descriptors of one object that disagree on
+                # its owner (ID-005): REF-007's check must never fire in a simulation.
+                raise SimFailure(f"{p.name} refused a message under REF-007: {body.error.message}")
             dst = ins.address.removeprefix("sim://")
             self.flights.append(Flight(p.name, dst, ins.envelope, self.now))
         elif isinstance(ins, ev.RunTask):
