@@ -20,7 +20,7 @@ FRAMES ?= 200000
 RUNS   ?= 50
 SEED   ?= 1
 
-.PHONY: test demo demo-sim bench bench-hosts bench-datapath docs simulate fuzz partitions spec-index capnp chromium conformance clean
+.PHONY: test demo demo-sim bench bench-hosts bench-datapath docs simulate fuzz partitions spec-index capnp chromium conformance conformance-faults clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ test: $(STAMP) capnp chromium
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 pyimpl/tests
 	$(PY) -m pytest -q --durations=5 conformance/tests
 	$(PY) -m pytest -q tools/trace/tests
+
+# Every pyimpl fault switch against the case that must catch it (make test runs a
+# seeded slice of them; REFRPC_FAULT_SEED=N reruns a slice).
+conformance-faults: $(STAMP) capnp
+	REFRPC_FAULT_SWITCHES=all $(PY) -m pytest -q conformance/tests/test_pyimpl_faults.py
 
 demo: $(STAMP)
 	$(PY) -m refrpc.examples.demo

@@ -5,11 +5,20 @@ case's failed checks name the requirement the switch breaks.
 Whole-suite runs per switch (`refrpc-conformance --iut-env REFRPC_IUT_FAULTS=NAME`)
 catch more (docs/conformance.md lists them); this test runs the one named case per
 switch, two at a time. Skipped where pyimpl's IUT adapter is missing.
+
+Every switch takes an IUT start and a case, which made this the longest test of
+``make test``. So ``make test`` runs a seeded slice of the switches
+(``REFRPC_FAULT_SWITCHES``, 24 by default; the seed is ``REFRPC_FAULT_SEED``, by
+default the day's number, printed so that a failure can be rerun), and ``make
+conformance-faults`` runs every switch (``REFRPC_FAULT_SWITCHES=all``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -118,6 +127,27 @@ def test_every_fault_switch_has_a_catching_case():
     assert all(case_id in REGISTRY for case_id in CATCHES.values())
 
 
+def _switches() -> list[str]:
+    """The switches this run checks: all of them, or a seeded slice (module docs)."""
+    every = sorted(CATCHES)
+    wanted = os.environ.get("REFRPC_FAULT_SWITCHES", "24")
+    if wanted == "all" or int(wanted) >= len(every):
+        return every
+    seed = int(os.environ.get("REFRPC_FAULT_SEED", str(int(time.time() // 86400))))
+    chosen = sorted(random.Random(seed).sample(every, int(wanted)))
+    print(f"fault switches: {len(chosen)} of {len(every)}, REFRPC_FAULT_SEED={seed}: {', '.join(chosen)}")
+    return chosen
+
+
+def test_a_slice_of_switches_is_seeded_and_whole_on_request(monkeypatch):
+    monkeypatch.setenv("REFRPC_FAULT_SEED", "7")
+    monkeypatch.setenv("REFRPC_FAULT_SWITCHES", "5")
+    first = _switches()
+    assert len(first) == 5 and first == _switches() and set(first) <= set(CATCHES)
+    monkeypatch.setenv("REFRPC_FAULT_SWITCHES", "all")
+    assert _switches() == sorted(CATCHES)
+
+
 def test_each_switch_is_caught_by_its_case_naming_the_broken_requirement(tmp_path):
     config, reqs, known = load_config(CONFIG), load_requirements(), faults()
 
@@ -133,5 +163,5 @@ def test_each_switch_is_caught_by_its_case_naming_the_broken_requirement(tmp_pat
         return None
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        problems = [p for p in pool.map(verdict, sorted(CATCHES)) if p]
+        problems = [p for p in pool.map(verdict, _switches()) if p]
     assert not problems
