@@ -78,6 +78,8 @@ _SPILL = ".spill"
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _HASH_HEX = 32  # 128 bits of SHA-256
 _COPY_STEP = 1 << 30  # os.write/readinto move at most ~2 GiB per call
+#: Tries to read an object that the background relief thread spills meanwhile (OBJ-066).
+_READ_ATTEMPTS = 4
 #: Segments smaller than this are never pooled (a fresh small file is cheap).
 POOL_MIN_BYTES = 64 * 1024
 #: At most this many segments wait in a pool (each keeps two descriptors).
@@ -578,21 +580,28 @@ class SharedMemoryStore(ObjectStore):
         """The owned or attached segment of a sealed object, mapped read-only
         (restored from its spill file first if it is on disk), and a view of the
         mapping taken under the lock (while it lives, nobody unmaps it)."""
-        with self._lock:
-            self._check_open()
-            segment = self._owned.get(object_id) or self._attached.get(object_id)
-            if segment is None:
-                raise ObjectNotFound(f"no object {object_id!r} in this store")
-            if object_id in self._owned:
-                self._owned[object_id] = self._owned.pop(object_id)  # most recently used
-            spilled = bool(segment.spilled)
-        if spilled:
-            self._restore(object_id, segment)
-        with self._lock:
-            if segment.mm is None:
+        for attempt in range(_READ_ATTEMPTS):
+            with self._lock:
+                self._check_open()
+                segment = self._owned.get(object_id) or self._attached.get(object_id)
+                if segment is None:
+                    raise ObjectNotFound(f"no object {object_id!r} in this store")
+                if object_id in self._owned:
+                    self._owned[object_id] = self._owned.pop(object_id)  # most recently used
+                spilled = bool(segment.spilled)
+            if spilled:
+                self._restore(object_id, segment)
+            with self._lock:
+                if segment.mm is not None:
+                    return segment, memoryview(segment.mm)
                 try:
                     segment.mm = _map_readonly(segment.path)
+                    return segment, memoryview(segment.mm)
                 except FileNotFoundError:
+                    if segment.spilled and attempt + 1 < _READ_ATTEMPTS:
+                        # Spilled between our look and the mapping (the background relief
+                        # thread, OBJ-066): the copy is on disk now, so read it from there.
+                        continue
                     # Removed behind our back (a /dev/shm cleaner, systemd's RemoveIPC):
                     # the copy is lost. Forget it, so that the store says so from now on.
                     if self._owned.get(object_id) is segment:
@@ -601,7 +610,7 @@ class SharedMemoryStore(ObjectStore):
                     self._attached.pop(object_id, None)
                     self._paths.discard(segment.path)
                     raise ObjectNotFound(f"the segment of {object_id!r} is gone") from None
-            return segment, memoryview(segment.mm)
+        raise ObjectNotFound(f"object {object_id!r} kept moving to disk while it was read")
 
     @staticmethod
     def _decode(object_id: ObjectId, mm: Any) -> Value:
