@@ -63,6 +63,9 @@ class Outsider:
         if dealer is None:
             dealer = self.dealers[address] = self.context.socket(zmq.DEALER)
             dealer.linger = 0
+            # A DEALER whose only connection was refused (a handshake with the wrong
+            # mechanism or key) has no pipe left and would block a send for ever.
+            dealer.sndtimeo = 1000
             if self.curve is not None:
                 dealer.curve_serverkey = self.server_key
                 dealer.curve_publickey, dealer.curve_secretkey = self.curve
@@ -73,7 +76,10 @@ class Outsider:
         if seq is None:
             seq = self.seq[receiver] = self.seq.get(receiver, 0) + 1
         env = m.Envelope(self.name, self.incarnation, receiver, receiver_incarnation, seq, 0, body)
-        self._dealer(address).send_multipart(codec.encode(env))  # queues until connected (or forever)
+        try:
+            self._dealer(address).send_multipart(codec.encode(env))  # queued until connected
+        except zmq.Again:
+            pass  # refused before it could even be queued: the peer gets nothing from us, as intended
 
     def hello(self, address: str, receiver: str, features: tuple[str, ...] = ("core", "python-pickle")) -> None:
         self.send(address, receiver, m.Hello(0, 1, self.address, features, 64 << 20, 250), seq=0)
