@@ -250,3 +250,18 @@ def test_force_cancel_in_a_joined_cluster_is_refused_with_a_clear_error(cli) -> 
         assert _alive(worker)
     finally:
         refrpc.shutdown()
+
+
+def test_a_burst_of_sigterms_stops_the_head_and_its_workers(cli) -> None:
+    # A process manager (or an impatient user) sends SIGTERM again and again: the head
+    # still stops, with its workers. Its handler takes no lock, so a signal arriving
+    # while the previous one is being handled cannot deadlock it.
+    head = cli.start("--head", "--num-workers", "1")
+    (worker,) = cli.workers_of(head, 1)
+    for _ in range(300):
+        try:
+            os.kill(head.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            break
+    assert wait_until(lambda: head.proc.poll() is not None, 30), head.output()
+    assert wait_until(lambda: not _alive(worker), 30)

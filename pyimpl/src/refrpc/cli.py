@@ -42,11 +42,14 @@ from .transport._curve import default_key_path
 
 def _wait_for_signal(finished: threading.Event | None = None) -> None:
     """Until SIGTERM or SIGINT (``refrpc stop``, Ctrl-C), or ``finished`` is set."""
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.is_set() and not (finished is not None and finished.is_set()):
-        stop.wait(0.5)
+    # The handler only appends to a list: a handler that took a lock (Event.set) could
+    # be interrupted by the next signal while holding it, and the nested handler would
+    # wait for it for ever (two quick SIGTERMs hung the head that way).
+    signalled: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _: signalled.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _: signalled.append(signum))
+    while not signalled and not (finished is not None and finished.is_set()):
+        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- what `refrpc start` left running

@@ -536,9 +536,11 @@ def worker_main(argv: list[str] | None = None) -> int:
                 done.set()
             # Else the head left while this worker registered: leave with it (status 0).
     executor.open()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())  # only if sent to this process: it has its own session
-    while not done.is_set() and not node.stopped.is_set():
+    # Handlers that take no lock (see cli._wait_for_signal): the loop below looks at the list.
+    signalled: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _: signalled.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _: signalled.append(signum))  # only if sent to this process: it has its own session
+    while not done.is_set() and not node.stopped.is_set() and not signalled:
         done.wait(0.2)
     # Leaving already: a SIGTERM from the cluster's stop() must not kill the process
     # half way (Python restores the default action for its own handlers while it
