@@ -114,7 +114,11 @@ def cli(tmp_path: Path):
     finally:
         for s in started:
             if s.proc.poll() is None:
-                s.proc.kill()
+                s.proc.terminate()  # as `refrpc stop` does: the head cleans up after itself
+                try:
+                    s.proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    s.proc.kill()
             s.proc.wait(20)
         for pid in workers:  # their lifeline ends them; make sure
             if wait_until(lambda: not _alive(pid), 10) is False:
