@@ -42,12 +42,9 @@ from .transport._curve import default_key_path
 
 def _wait_for_signal(finished: threading.Event | None = None) -> None:
     """Until SIGTERM or SIGINT (``refrpc stop``, Ctrl-C), or ``finished`` is set."""
-    # The handler only appends to a list: a handler that took a lock (Event.set) could
-    # be interrupted by the next signal while holding it, and the nested handler would
-    # wait for it for ever (two quick SIGTERMs hung the head that way).
-    signalled: list[int] = []
-    signal.signal(signal.SIGTERM, lambda signum, _: signalled.append(signum))
-    signal.signal(signal.SIGINT, lambda signum, _: signalled.append(signum))
+    from .runtime._cluster import record_stop_signals
+
+    signalled = record_stop_signals()
     while not signalled and not (finished is not None and finished.is_set()):
         time.sleep(0.1)
 

@@ -445,6 +445,17 @@ class LocalCluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def record_stop_signals() -> list[int]:
+    """Make SIGTERM and SIGINT append to the returned list, which the caller's waiting
+    loop looks at. The handler takes no lock: one that did (``Event.set``) could be
+    interrupted by the next signal while holding it, and the nested handler would
+    wait for it for ever (two quick SIGTERMs hung a head that way)."""
+    signalled: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _: signalled.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _: signalled.append(signum))
+    return signalled
+
+
 def worker_main(argv: list[str] | None = None) -> int:
     """``python -m refrpc.runtime.worker``: one worker peer of a local cluster."""
     ap = argparse.ArgumentParser(prog="refrpc-worker")
@@ -536,10 +547,7 @@ def worker_main(argv: list[str] | None = None) -> int:
                 done.set()
             # Else the head left while this worker registered: leave with it (status 0).
     executor.open()
-    # Handlers that take no lock (see cli._wait_for_signal): the loop below looks at the list.
-    signalled: list[int] = []
-    signal.signal(signal.SIGTERM, lambda signum, _: signalled.append(signum))
-    signal.signal(signal.SIGINT, lambda signum, _: signalled.append(signum))  # only if sent to this process: it has its own session
+    signalled = record_stop_signals()  # SIGINT only if sent to this process: it has its own session
     while not done.is_set() and not node.stopped.is_set() and not signalled:
         done.wait(0.2)
     # Leaving already: a SIGTERM from the cluster's stop() must not kill the process
