@@ -315,9 +315,14 @@ def test_past_the_high_water_mark_the_hosts_stores_spill_in_the_background(clust
     # call failed or waited for the limit, and every value is still right.
     stores = [*cluster.cluster.workers, cluster.node.peer_id]
     spills = lambda: sum(usage(p)["spills"] for p in stores)  # noqa: E731
+    # What earlier tests held is released asynchronously: wait until it is gone, or a
+    # make below could find the host full of it and the host never pass its mark.
+    live = lambda: sum(usage(p)["primary_bytes"] + usage(p)["secondary_bytes"] for p in stores)  # noqa: E731
+    assert wait_until(lambda: live() == 0, 30), [usage(p) for p in stores]
     before = spills()
     refs = [make.remote(i) for i in range(3)]
-    refrpc.wait(refs, num_returns=len(refs), timeout=60)
+    ready, _ = refrpc.wait(refs, num_returns=len(refs), timeout=60)
+    assert len(ready) == len(refs)
     x = refrpc.put(np.full(MB, 7, dtype=np.int64))
     mark = usage(stores[0])["high_water"]
     assert mark == int(LIMIT * 0.8)
