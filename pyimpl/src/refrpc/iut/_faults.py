@@ -455,7 +455,7 @@ FAULTS: dict[str, tuple[str, str]] = {
     "restarting-ends-actor": (
         "GEN-024",
         "An actor owner takes an ActorStatus RESTARTING as DEAD: the actor ends for good (ACTOR_DIED), "
-        "and a later ActorStatus ALIVE from its host is ignored.",
+        "the owner sends KillActor to its host, and a later ActorStatus ALIVE from the host is ignored.",
     ),
     "member-checked-before-features": (
         "ERR-010",
@@ -1417,7 +1417,7 @@ def _wrong_state_means_dead(iut: Iut) -> None:
 
 
 def _restarting_ends_actor(iut: Iut) -> None:
-    from ..core.messages import ActorState
+    from ..core.messages import ActorState, KillActor
 
     core = iut.node.core
     on_status = core._on_ActorStatus
@@ -1426,8 +1426,10 @@ def _restarting_ends_actor(iut: Iut) -> None:
         a = core.owned_actors.get(msg.actor_id)
         if a is not None and a.state == ActorState.DEAD.value:
             return  # ended for good
-        if msg.state == ActorState.RESTARTING:  # breaks GEN-024: taken as the actor's death
-            msg = replace(msg, state=ActorState.DEAD, error=ErrorInfo(ErrorCode.ACTOR_DIED, "restarting", "ACT-002"))
+        if msg.state == ActorState.RESTARTING and a is not None:  # breaks GEN-024: taken as the actor's death
+            on_status(r, replace(msg, state=ActorState.DEAD, error=ErrorInfo(ErrorCode.ACTOR_DIED, "restarting", "ACT-002")))
+            core._send(r.peer, KillActor(msg.actor_id))  # and what is left of it at the host goes too
+            return
         on_status(r, msg)
 
     core._on_ActorStatus = patched  # type: ignore[method-assign]
