@@ -217,7 +217,7 @@ class Executor:
         #: The task each thread runs now, if any.
         self._local = threading.local()
         #: Holds back loading a call's arguments while they would not fit the store (OBJ-037).
-        self.admission = Admission(getattr(node.store, "capacity", None))
+        self.admission = Admission(getattr(node.store, "capacity", None), getattr(node.store, "ledger", None))
         self._spawn()
 
     def _spawn(self) -> None:
