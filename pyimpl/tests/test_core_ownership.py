@@ -1311,3 +1311,20 @@ def test_host_death_fails_pending_calls_with_actor_died_and_never_retries():
     net.kill("H", "D")
     assert net["D"].owned[y].error.code is ErrorCode.ACTOR_DIED
     assert [m.attempt for m in net.sent_bodies(SubmitTask)] == [1]
+
+
+def test_stored_value_with_nested_refs_is_not_offered_to_a_peer_without_borrowing():
+    # O: x = put(v); y = put([x]) stored; G (no borrowing on the session) asks y   OBJ-012, HS-017
+    o = peer("O", 0x0A)
+    g = Stub("G", features=("core",))
+    g.greet(o)
+    o.handle(ev.Put("put", "O.a.1", Value(Encoding.RAW, b"x"), False, 1))
+    o.handle(ev.Put("put", "O.a.2", Value(Encoding.PORTABLE, b"", (), (o._descriptor("O.a.1"),)), True, 4096))
+    [status] = bodies(o.handle(g.send(o, GetObjectStatus("O.a.2"))))
+    assert status.state is ObjectState.FAILED and status.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
+    assert status.locations == () and o.owned["O.a.2"].state == "ready"
+    # A peer with borrowing is offered the copy as before.
+    h = Stub("H")
+    h.greet(o)
+    [status] = bodies(o.handle(h.send(o, GetObjectStatus("O.a.2"))))
+    assert status.state is ObjectState.READY and status.locations == ("O",)

@@ -190,6 +190,8 @@ def test_refused_handshake_fences_locally_fails_queued_work_and_sends_no_notice(
     assert [(i.peer, i.incarnation) for i in of_type(out, ev.PeerDeclaredDead)] == [("W", 0x3)]
     assert bodies(out, PeerDeadNotice) == []
     assert d.owned["D.d1.1.r0"].state == "failed"
+    # LIV-031: the task ends as for a death, with the death's code, not the refusal's.
+    assert d.owned["D.d1.1.r0"].error.code is ErrorCode.WORKER_DIED
 
 
 def test_welcome_with_another_major_version_is_a_refusal():

@@ -331,6 +331,12 @@ class Objects:
                 return ObjectStatus(oid, ObjectState.UNKNOWN, error=info)
             return ObjectStatus(oid, ObjectState.UNKNOWN)
         if e.state == "ready":
+            if e.value is None and e.nested and asker and not self._uses_borrowing(asker):
+                # OBJ-012: a stored form with nested refs is not served to a peer that
+                # cannot register for them (HS-017); the object itself stays ready.
+                info = ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED,
+                                 f"{oid} embeds refs and borrowing is not in use with {asker}", "OBJ-012")
+                return ObjectStatus(oid, ObjectState.FAILED, error=info)
             pairs = self._location_pairs(e) if e.value is None else ()
             relays = self._relay_pairs(e, asker) if e.value is None else ()
             return ObjectStatus(
@@ -343,6 +349,10 @@ class Objects:
         if e.state == "released":
             return ObjectStatus(oid, ObjectState.FREED)
         return ObjectStatus(oid, ObjectState.PENDING)
+
+    def _uses_borrowing(self: Peer, peer: PeerId) -> bool:
+        r = self.remotes.get(peer)
+        return r is not None and (r.all_features or "borrowing" in r.features)
 
     def _request_status(self: Peer, b: BorrowedObject) -> None:
         if not b.status_requested and b.state == "unresolved":

@@ -316,9 +316,12 @@ class SessionLayer:
     def _deliver_buffered(self: Peer, r: Remote) -> None:
         while r.delivered + 1 in r.buffered and r.state == "alive":
             item = r.buffered.pop(r.delivered + 1)
-            if isinstance(item, ErrorInfo):  # a malformed message held its place (GEN-010)
+            if isinstance(item, tuple):  # a malformed message held its place (GEN-010)
+                error, answer = item
                 r.delivered += 1
-                self._protocol_error(r, item.code, item.message, item.requirement or "GEN-010", r.delivered)
+                self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", r.delivered)
+                if answer is not None:
+                    self._answer_refused(r, answer, error)  # GEN-030
             else:
                 self._deliver(r, item)
 
@@ -574,7 +577,8 @@ class SessionLayer:
         self._send_unsequenced(tmp, ProtocolError(info))
 
     def _malformed(self: Peer, sender: PeerId, incarnation: int, seq: int, error: ErrorInfo,
-                   receiver: PeerId | None = None, receiver_incarnation: int | None = None) -> None:
+                   receiver: PeerId | None = None, receiver_incarnation: int | None = None,
+                   answer: tuple[str, tuple[object, ...]] | None = None) -> None:
         """GEN-004, GEN-010: a frame that did not decode still uses up its sequence number,
         once its envelope passed the checks of SES-016 in their order."""
         if receiver is not None and receiver != self.peer_id:
@@ -599,9 +603,11 @@ class SessionLayer:
         elif seq == r.delivered + 1:
             r.delivered = seq
             self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", seq)  # ERR-004
+            if answer is not None:
+                self._answer_refused(r, answer, error)  # GEN-030
             self._deliver_buffered(r)
         elif seq > r.delivered + 1 and seq - r.delivered <= self.config.window:
-            r.buffered[seq] = error  # type: ignore[assignment]
+            r.buffered[seq] = (error, answer)  # type: ignore[assignment]
 
     # ------------------------------------------------------------ time
     def _on_tick(self: Peer) -> None:

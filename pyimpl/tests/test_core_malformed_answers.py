@@ -1,0 +1,100 @@
+"""Malformed answers end the requests they answer (GEN-030).
+
+A sequenced answer that does not decode still names, most of the time, the request
+it answers: its header and its correlating key (a TaskReply's task id and attempt)
+can be read although something else in its body is wrong. The codec reads that key
+(:attr:`refrpc.codec.DecodeError.answer`) and the core ends the request with
+MALFORMED instead of leaving it open until its peer dies.
+"""
+
+from __future__ import annotations
+
+from corekit import Stub, bodies, checked_peer
+from refrpc import codec
+from refrpc.core import events as ev
+from refrpc.core.messages import (
+    Arg,
+    ArgKind,
+    Encoding,
+    ErrorCode,
+    FreeObjects,
+    ProtocolError,
+    ReturnKind,
+    ReturnValue,
+    SubmitTask,
+    TaskReply,
+    Value,
+)
+
+
+def broken(receive: ev.Receive) -> codec.DecodeError:
+    """The decode error of ``receive``'s message once its last out-of-band frame is
+    lost in transit: every Payload that named it points out of range (GEN-017)."""
+    frames = codec.encode(receive.envelope, oob_threshold=0)
+    assert len(frames) > 1
+    try:
+        codec.decode(frames[:-1])
+    except codec.DecodeError as exc:
+        return exc
+    raise AssertionError("the frames decoded")
+
+
+def big_reply(task_id: str, attempt: int = 1) -> TaskReply:
+    value = Value(Encoding.RAW, b"v" * 4096)
+    return TaskReply(task_id, attempt, (ReturnValue(f"{task_id}.r0", ReturnKind.INLINE, value=value),))
+
+
+def malformed(exc: codec.DecodeError) -> ev.ReceiveMalformed:
+    return ev.ReceiveMalformed("bad", exc.sender, exc.sender_incarnation, exc.error, exc.seq,
+                               exc.receiver, exc.receiver_incarnation, exc.answer)
+
+
+def submitted(max_retries: int = 0):
+    """D submits t to W, a scripted executor that has opened its session."""
+    d = checked_peer("D", 0xD1)
+    d.handle(ev.AddPeer("add", "W", "mem://W"))
+    d.handle(ev.Submit("submit", "D.d1.1", "f", (), ("D.d1.1.r0",), executor="W", max_retries=max_retries))
+    w = Stub("W", incarnation=0x3)
+    out = d.handle(w.welcome(d))
+    [spec] = bodies(out, SubmitTask)
+    return d, w, spec
+
+
+def test_codec_reads_the_key_of_a_malformed_answer():
+    d = checked_peer("D", 0xD1)
+    w = Stub("W", incarnation=0x3)
+    exc = broken(w.send(d, big_reply("D.d1.1", attempt=2)))
+    assert exc.seq == 1 and exc.answer == ("TaskReply", ("D.d1.1", 2))
+    # A request (not an answer) has no key to read: nothing for GEN-030 to end.
+    arg = Arg(ArgKind.VALUE, value=Value(Encoding.RAW, b"a" * 4096))
+    exc = broken(w.send(d, SubmitTask("W.3.1", "f", (arg,), ("W.3.1.r0",))))
+    assert exc.seq == 2 and exc.answer is None
+
+
+def test_malformed_task_reply_fails_the_task_at_once():
+    # D: y = f.remote() on W; W's reply loses a frame and cannot be decoded   GEN-030, TASK-019
+    d, w, spec = submitted(max_retries=3)
+    out = d.handle(malformed(broken(w.send(d, big_reply(spec.task_id)))))
+    [err] = bodies(out, ProtocolError)
+    assert (err.error.code, err.related_seq) == (ErrorCode.MALFORMED, 1)
+    e = d.owned["D.d1.1.r0"]
+    assert e.state == "failed" and e.error.code is ErrorCode.MALFORMED  # no retry either
+    assert bodies(out, SubmitTask) == []
+
+
+def test_malformed_reply_held_behind_a_gap_fails_the_task_when_its_turn_comes():
+    # W's seq 2 (the broken reply) arrives before its seq 1                   GEN-030, GEN-019
+    d, w, spec = submitted()
+    w.out_seq = 1
+    d.handle(malformed(broken(w.send(d, big_reply(spec.task_id)))))
+    assert d.owned["D.d1.1.r0"].state == "pending"  # not yet: seq 1 is missing
+    w.out_seq = 0
+    d.handle(w.send(d, FreeObjects(())))
+    assert d.owned["D.d1.1.r0"].state == "failed"
+
+
+def test_malformed_reply_for_another_attempt_changes_nothing():
+    # a broken reply naming attempt 2 while attempt 1 is current              GEN-030, TASK-015
+    d, w, spec = submitted()
+    d.handle(malformed(broken(w.send(d, big_reply(spec.task_id, attempt=2)))))
+    assert d.owned["D.d1.1.r0"].state == "pending"
