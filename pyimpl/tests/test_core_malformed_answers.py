@@ -9,16 +9,22 @@ MALFORMED instead of leaving it open until its peer dies.
 
 from __future__ import annotations
 
-from corekit import Stub, bodies, checked_peer
+from corekit import Stub, bodies, checked_peer, of_type
 from refrpc import codec
 from refrpc.core import events as ev
 from refrpc.core.messages import (
     Arg,
     ArgKind,
+    BorrowConfirmed,
+    BorrowerRegistered,
+    ConfirmBorrow,
     Encoding,
     ErrorCode,
     FreeObjects,
+    PeerDeadNotice,
     ProtocolError,
+    RefDescriptor,
+    RegisterBorrower,
     ReturnKind,
     ReturnValue,
     SubmitTask,
@@ -98,3 +104,33 @@ def test_malformed_reply_for_another_attempt_changes_nothing():
     d, w, spec = submitted()
     d.handle(malformed(broken(w.send(d, big_reply(spec.task_id, attempt=2)))))
     assert d.owned["D.d1.1.r0"].state == "pending"
+
+
+# ---------------------------------------------------------------- incarnation 0
+def test_a_descriptor_naming_owner_incarnation_0_is_malformed():
+    # S sends a task whose ref argument names its owner's incarnation as 0    REF-004, GEN-010
+    a = checked_peer("A", 0xA1)
+    s = Stub("S")
+    s.greet(a)
+    ref = RefDescriptor(s.oid(1), "S", 0, s.address)
+    stim = s.send(a, SubmitTask(s.oid("t1"), "f", (Arg(ArgKind.REF, ref=ref),), (s.oid("t1.r0"),)))
+    out = a.handle(stim)
+    [err] = bodies(out, ProtocolError)
+    assert (err.error.code, err.error.requirement, err.related_seq) == (ErrorCode.MALFORMED, "REF-004", 1)
+    assert not of_type(out, ev.RunTask) and s.oid(1) not in a.borrowed
+
+
+def test_incarnation_0_where_one_is_recorded_or_fenced_is_malformed():
+    # a notice, a ConfirmBorrow and a RegisterBorrower naming incarnation 0    ID-013
+    a = checked_peer("A", 0xA1)
+    s = Stub("S")
+    s.greet(a)
+    a.handle(ev.Put("put", "A.a1.1", Value(Encoding.RAW, b"v")))
+    for seq, body in enumerate((PeerDeadNotice("W", 0, "gone"),
+                                ConfirmBorrow(s.oid(1), "f1", "W", 0),
+                                RegisterBorrower("A.a1.1", "B", 0, "mem://B", "S.f1")), start=1):
+        out = a.handle(s.send(a, body))
+        [err] = bodies(out, ProtocolError)
+        assert (err.error.code, err.error.requirement, err.related_seq) == (ErrorCode.MALFORMED, "ID-013", seq)
+        assert not bodies(out, BorrowConfirmed) and not bodies(out, BorrowerRegistered)
+    assert a.fenced == set() and a.owned["A.a1.1"].borrowers == {}

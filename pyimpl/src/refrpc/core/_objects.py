@@ -56,14 +56,17 @@ class Objects:
             raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"this peer holds no ref to {oid}")
         return RefDescriptor(oid, b.ref.owner, b.ref.owner_incarnation, b.ref.owner_address, b.size if b.size >= 0 else b.ref.size_hint, forward_id)
 
-    def _ref_conflict(self: Peer, body: object) -> str:
-        """REF-007: why a delivered message is malformed because one of its descriptors
-        names another owner or owner incarnation than the entry this peer keeps for
-        that object id (owned, or held as borrower, under a task hold or a cover), or
-        than an earlier descriptor of the same message; "" when nothing conflicts."""
+    def _ref_conflict(self: Peer, body: object) -> tuple[str, str] | None:
+        """Why a delivered message is malformed because of one of its descriptors, and
+        the rule it breaks: an owner incarnation of 0 (REF-004), or (REF-007) another
+        owner or owner incarnation than the entry this peer keeps for that object id
+        (owned, or held as borrower, under a task hold or a cover), or than an earlier
+        descriptor of the same message; None when nothing is wrong."""
         seen: dict[ObjectId, tuple[str, int]] = {}
         for d in _descriptors_in(body):
             oid = d.object_id
+            if d.owner_incarnation == 0:
+                return f"a descriptor of {oid} names owner incarnation 0", "REF-004"
             if oid in self.owned:
                 kept = (self.peer_id, self.incarnation)
             elif oid in self.borrowed:
@@ -73,12 +76,14 @@ class Objects:
                 kept = seen.setdefault(oid, (d.owner, d.owner_incarnation))
             if (d.owner, d.owner_incarnation) != kept:
                 return (f"a descriptor of {oid} names owner {d.owner}/{d.owner_incarnation}, "
-                        f"but {oid} is known here as owned by {kept[0]}/{kept[1]}")
-        return ""
+                        f"but {oid} is known here as owned by {kept[0]}/{kept[1]}", "REF-007")
+        return None
 
     def _refs_agree(self: Peer, d: RefDescriptor) -> bool:
         """Whether ``d`` names the owner and incarnation of the entry kept for its
         object id, if any (REF-007: a conflicting descriptor is never merged)."""
+        if d.owner_incarnation == 0:
+            return False  # REF-004: names no incarnation; never acted on
         if d.object_id in self.owned:
             return d.owner == self.peer_id and d.owner_incarnation == self.incarnation
         b = self.borrowed.get(d.object_id)

@@ -15,6 +15,7 @@ from .messages import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
     ArgKind,
+    ConfirmBorrow,
     CreateActor,
     Encoding,
     FetchChunk,
@@ -35,6 +36,7 @@ from .messages import (
     PeerDeadNotice,
     PeerId,
     ProtocolError,
+    RegisterBorrower,
     Welcome,
 )
 from .state import Remote
@@ -52,6 +54,18 @@ _CARRY_REFS = (SubmitTask, CreateActor, ObjectStatus)
 #: Room left in a frame for the envelope, ids and the rest of a message around its
 #: values, when deciding whether a message fits the receiver's limit (ZMQ-007).
 FRAME_HEADROOM = 64 << 10
+
+
+def _zero_incarnation(body: Message) -> str:
+    """ID-013: why ``body`` is malformed for naming incarnation 0 where an incarnation
+    is recorded or fenced; "" if it does not."""
+    if isinstance(body, RegisterBorrower) and body.borrower_incarnation == 0:
+        return "RegisterBorrower.borrowerIncarnation is 0"
+    if isinstance(body, ConfirmBorrow) and body.forwarder_incarnation == 0:
+        return "ConfirmBorrow.forwarderIncarnation is 0"
+    if isinstance(body, PeerDeadNotice) and body.incarnation == 0:
+        return "PeerDeadNotice.incarnation is 0"
+    return ""
 
 
 def _payload_bytes(body: SubmitTask | ObjectStatus) -> int:
@@ -337,10 +351,20 @@ class SessionLayer:
         if isinstance(env.body, _DATA_PLANE):
             self._deliver_data(r, env.body)
             return
+        zero = _zero_incarnation(env.body)  # ID-013
+        if zero:
+            self._protocol_error(r, ErrorCode.MALFORMED, zero, "ID-013", env.seq)
+            return
         if isinstance(env.body, _CARRY_REFS):
-            conflict = self._ref_conflict(env.body)  # REF-007 (a TaskReply's is TASK-019's: _on_TaskReply)
+            # REF-004, REF-007 (a TaskReply's go through TASK-019: _on_TaskReply)
+            conflict = self._ref_conflict(env.body)
             if conflict:
-                self._protocol_error(r, ErrorCode.MALFORMED, conflict, "REF-007", env.seq)
+                self._protocol_error(r, ErrorCode.MALFORMED, conflict[0], conflict[1], env.seq)
+                if isinstance(env.body, ObjectStatus):
+                    # GEN-030: the owner's answer is refused, and asking again would get the
+                    # same one: the wait for it ends as a refused request does (OBJ-017).
+                    self._answer_refused(r, ("ObjectStatus", (env.body.object_id,)), ErrorInfo(
+                        ErrorCode.MALFORMED, conflict[0], conflict[1]))
                 return
         handler = getattr(self, f"_on_{name}", None)
         if handler is None:
