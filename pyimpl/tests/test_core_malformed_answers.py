@@ -9,8 +9,9 @@ MALFORMED instead of leaving it open until its peer dies.
 
 from __future__ import annotations
 
-from corekit import Stub, bodies, checked_peer, of_type
+from corekit import Stub, address, bodies, checked_peer, of_type
 from refrpc import codec
+from refrpc.core import Peer
 from refrpc.core import events as ev
 from refrpc.core.messages import (
     Arg,
@@ -21,6 +22,8 @@ from refrpc.core.messages import (
     Encoding,
     ErrorCode,
     FreeObjects,
+    IntrospectReply,
+    IntrospectRequest,
     PeerDeadNotice,
     ProtocolError,
     RefDescriptor,
@@ -134,3 +137,46 @@ def test_incarnation_0_where_one_is_recorded_or_fenced_is_malformed():
         assert (err.error.code, err.error.requirement, err.related_seq) == (ErrorCode.MALFORMED, "ID-013", seq)
         assert not bodies(out, BorrowConfirmed) and not bodies(out, BorrowerRegistered)
     assert a.fenced == set() and a.owned["A.a1.1"].borrowers == {}
+
+
+# ---------------------------------------------------------------- answers too large to send
+def test_a_reply_too_large_for_the_submitters_frames_fails_every_return():
+    # S (1 MiB frames) runs f on A, which returns 11 values of 100 KiB inline   ZMQ-022, ZMQ-007
+    a = checked_peer("A", 0xA1)
+    s = Stub("S", max_frame_bytes=1 << 20)
+    s.greet(a)
+    tid = s.oid("t1")
+    rids = tuple(f"{tid}.r{i}" for i in range(11))
+    a.handle(s.send(a, SubmitTask(tid, "f", (), rids)))
+    big = ev.TaskResult(value=Value(Encoding.RAW, b"v" * 100 * 1024))
+    stored = ev.TaskResult(value=Value(Encoding.RAW, b""), stored=True, size=1 << 20)
+    out = a.handle(ev.TaskFinished("done", tid, 1, (*[big] * 10, stored), return_ids=rids))
+    [reply] = bodies(out, TaskReply)
+    assert [rv.kind for rv in reply.returns] == [ReturnKind.ERROR] * 11
+    assert {(rv.error.code, rv.error.requirement) for rv in reply.returns} == {(ErrorCode.RESOURCE_EXHAUSTED, "ZMQ-022")}
+    assert [f.object_id for f in of_type(out, ev.FreeCopy)] == [rids[10]]  # the stored copy nobody will free
+    # The same values fit a submitter with the default 64 MiB frames.
+    a2 = checked_peer("A", 0xA2)
+    s2 = Stub("S")
+    s2.greet(a2)
+    a2.handle(s2.send(a2, SubmitTask(tid, "f", (), rids)))
+    [reply] = bodies(a2.handle(ev.TaskFinished("done", tid, 1, (*[big] * 10, stored), return_ids=rids)), TaskReply)
+    assert [rv.kind for rv in reply.returns] == [ReturnKind.INLINE] * 10 + [ReturnKind.STORED]
+
+
+def test_a_table_too_large_for_the_requesters_frames_is_sent_as_a_summary():
+    # S (1 MiB frames) asks A, which owns 10,000 objects, for its whole table   ZMQ-023, INT-007
+    a = Peer("A", 0xA1, address("A"))  # not checked after every call: 10,000 puts
+    s = Stub("S", max_frame_bytes=1 << 20)
+    s.greet(a)
+    for i in range(1, 10_001):
+        a.handle(ev.Put("put", f"A.a1.{i}", Value(Encoding.RAW, b"v")))
+    [reply] = bodies(a.handle(s.send(a, IntrospectRequest(7))), IntrospectReply)
+    assert reply.request_id == 7 and reply.entries == () and reply.summary is not None
+    # A small table is listed as INT-001 says.
+    small = checked_peer("B", 0xB1)
+    small.handle(ev.Put("put", "B.b1.1", Value(Encoding.RAW, b"v")))
+    s2 = Stub("S", max_frame_bytes=1 << 20)
+    s2.greet(small)
+    [reply] = bodies(small.handle(s2.send(small, IntrospectRequest(8))), IntrospectReply)
+    assert [e.object_id for e in reply.entries] == ["B.b1.1"] and reply.summary is None

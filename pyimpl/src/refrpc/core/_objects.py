@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Iterable
 
+from ._session import FRAME_HEADROOM
 from .errors import LocalUsageError, ProtocolViolation
 from .events import FreeCopy, GetResult, IntrospectResult
 from .messages import (
@@ -698,7 +699,13 @@ class Objects:
         if msg.summary:  # INT-006; the table is left out (INT-007): a status view needs counts only
             self._send(r.peer, IntrospectReply(msg.request_id, (), self.summary()))
         else:
-            self._send(r.peer, IntrospectReply(msg.request_id, self.table()))
+            table = self.table()
+            if r.max_frame_bytes and _table_bytes(table) > r.max_frame_bytes - FRAME_HEADROOM:
+                # ZMQ-023: the whole table would not fit the requester's frames: the
+                # counts only, which the requester reads as "not listed" (INT-007).
+                self._send(r.peer, IntrospectReply(msg.request_id, (), self.summary()))
+            else:
+                self._send(r.peer, IntrospectReply(msg.request_id, table))
 
     def _on_IntrospectReply(self: Peer, r: Remote, msg: IntrospectReply) -> None:
         if self.introspections.get(msg.request_id) == r.peer:
@@ -721,6 +728,16 @@ class Objects:
 
     def _transition_borrowed(self: Peer, b: BorrowedObject, event: str) -> None:
         self._transition("borrower-object", b, b.ref.object_id, event)
+
+
+def _table_bytes(table: tuple[TableEntry, ...]) -> int:
+    """A generous estimate of the encoded size of ``table`` (ZMQ-023): its texts,
+    plus 128 bytes of pointers and counters per entry and 8 per listed id."""
+    total = 0
+    for e in table:
+        ids = (*e.contained_in, *e.borrowers, *e.locations)
+        total += 128 + len(e.object_id) + len(e.owner) + len(e.role) + len(e.state) + sum(8 + len(i) for i in ids)
+    return total
 
 
 def _descriptors_in(body: object) -> Iterable[RefDescriptor]:
