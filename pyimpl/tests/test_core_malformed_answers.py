@@ -180,3 +180,19 @@ def test_a_table_too_large_for_the_requesters_frames_is_sent_as_a_summary():
     s2.greet(small)
     [reply] = bodies(small.handle(s2.send(small, IntrospectRequest(8))), IntrospectReply)
     assert [e.object_id for e in reply.entries] == ["B.b1.1"] and reply.summary is None
+
+
+def test_the_executor_stores_the_largest_inline_returns_until_the_reply_fits():
+    # f returns 100 KiB, 10 KiB and 60 KiB inline to a submitter with room for 120 KiB   ZMQ-022
+    from types import SimpleNamespace
+
+    from refrpc.runtime._executor import Executor
+
+    put: list[str] = []
+    store = SimpleNamespace(put=lambda oid, value: put.append(oid) or len(value.data) + 64)
+    fake = SimpleNamespace(node=SimpleNamespace(store=store))
+    sizes = (100, 10, 60)
+    results = [ev.TaskResult(value=Value(Encoding.RAW, b"v" * (k * 1024))) for k in sizes]
+    Executor._fit(fake, ("r0", "r1", "r2"), results, 120 * 1024)  # type: ignore[arg-type]
+    assert put == ["r0"]
+    assert [r.stored for r in results] == [True, False, False] and results[0].size == 100 * 1024 + 64

@@ -8,9 +8,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .errors import LocalUsageError, ProtocolViolation
-from ._session import FRAME_HEADROOM
 from .events import FreeCopy, ResolvedArg, RunTask, StopTask, TaskFinished, TaskResult
 from .messages import (
+    FRAME_HEADROOM,
     ArgKind,
     BorrowRelease,
     CancelTask,

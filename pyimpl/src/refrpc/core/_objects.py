@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Iterable
 
-from ._session import FRAME_HEADROOM
 from .errors import LocalUsageError, ProtocolViolation
 from .events import FreeCopy, GetResult, IntrospectResult
 from .messages import (
+    FRAME_HEADROOM,
     AddLocation,
     BorrowConfirmed,
     BorrowerRegistered,

@@ -28,6 +28,7 @@ from .messages import (
     Envelope,
     ErrorCode,
     ErrorInfo,
+    FRAME_HEADROOM,
     Feature,
     Goodbye,
     Heartbeat,
@@ -51,9 +52,6 @@ _DATA_PLANE = (FetchRequest, FetchChunk)
 _CARRY_REFS = (SubmitTask, CreateActor, ObjectStatus)
 
 #: Requests whose failure a ProtocolError can report, and the field naming them (ERR-003).
-#: Room left in a frame for the envelope, ids and the rest of a message around its
-#: values, when deciding whether a message fits the receiver's limit (ZMQ-007).
-FRAME_HEADROOM = 64 << 10
 
 
 def _zero_incarnation(body: Message) -> str:
