@@ -875,3 +875,17 @@ def test_a_notice_about_the_head_from_another_member_fences_nobody():
     assert a.remotes["H"].state == "alive" and a.remotes["C"].delivered == 1  # its seq is used up
     out = a.handle(c.send(a, PeerDeadNotice("B", 0xB, "silence")))
     assert [(i.peer, i.incarnation) for i in of_type(out, ev.PeerDeclaredDead)] == [("B", 0xB)]
+
+
+def test_a_message_not_allowed_outside_the_session_is_traced_as_discarded():
+    # S sends a SubmitTask with sequence number 0: dropped, and the trace says why   GEN-009, TRC-013
+    a = peer()
+    a.trace_events = True
+    s = Stub("S")
+    s.greet(a)
+    out = a.handle(s.unsequenced(a, task(s, 1)))
+    assert not of_type(out, ev.RunTask)
+    assert [t.detail for t in of_type(out, ev.TraceEvent) if t.name == "discarded"] == [{"reason": "not-in-session"}]
+    # A Heartbeat outside the session is handled (its ack, its evidence of life): no discard.
+    out = a.handle(s.unsequenced(a, Heartbeat()))
+    assert not [t for t in of_type(out, ev.TraceEvent) if t.name == "discarded"]

@@ -310,6 +310,8 @@ class SessionLayer:
                     self._protocol_error(r, ErrorCode.FEATURE_NOT_NEGOTIATED, problem[0], problem[1], 0)
                 else:
                     self._deliver_data(r, body)
+            elif not isinstance(body, (Heartbeat, Welcome)) and self.trace_events:
+                self._trace("discarded", reason="not-in-session")  # GEN-009, TRC-013
             return  # Heartbeat/Welcome: liveness and ack only
         if env.seq <= r.delivered:
             r.ack_owed_since_ms = self.now_ms  # duplicate: re-ack (SES-002)
