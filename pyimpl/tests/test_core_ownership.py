@@ -282,12 +282,17 @@ def test_settling_answers_waiters_before_reclaiming():
 
 
 @pytest.mark.parametrize("oid, state, code", [
-    ("O.a.999", ObjectState.FREED, None),  # allocated here (prefix), gone           OBJ-003
+    ("O.a.999", ObjectState.FREED, None),  # allocated here (prefix, counter reached), gone   OBJ-003
+    ("O.a.999.r5", ObjectState.FREED, None),  # a return id of counter 999, however many returns   ID-006
+    ("O.a.1000", ObjectState.UNKNOWN, None),  # prefix, but a counter not reached yet          ID-006
+    ("O.a.x", ObjectState.UNKNOWN, None),  # prefix, no counter                                ID-006
     ("Z.1.1", ObjectState.UNKNOWN, None),  # never allocated here                    OBJ-003, OBJ-007
 ])
 def test_status_of_objects_the_owner_does_not_have(oid, state, code):
     # G asks O about an id O reclaimed / never allocated                      OBJ-003, ID-006
     o = peer("O", 0x0A)
+    o.handle(ev.Put("put", "O.a.999", Value(Encoding.RAW, b"v")))  # O's counter reaches 999
+    o.handle(ev.DropRef("drop", "O.a.999"))
     g = Stub("G")
     g.greet(o)
     [status] = bodies(o.handle(g.send(o, GetObjectStatus(oid))))

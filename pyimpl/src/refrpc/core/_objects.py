@@ -47,6 +47,23 @@ class Objects:
     def _owns(self: Peer, oid: ObjectId) -> bool:
         return oid.startswith(self.id_prefix)
 
+    def _counter_of(self: Peer, id_: str) -> int:
+        """ID-006: the counter of one of this incarnation's ids (the decimal number after
+        its prefix, up to the next dot), or 0 if it has none."""
+        if not id_.startswith(self.id_prefix):
+            return 0
+        head = id_[len(self.id_prefix):].split(".", 1)[0]
+        return int(head) if head.isascii() and head.isdigit() else 0
+
+    def _note_allocated(self: Peer, id_: str) -> None:
+        """An object, task or actor id of ours is in use: its counter has been reached (ID-006)."""
+        self.highest_counter = max(self.highest_counter, self._counter_of(id_))
+
+    def _allocated(self: Peer, id_: str) -> bool:
+        """ID-006: whether this incarnation ever allocated ``id_`` (FREED rather than
+        UNKNOWN; a forgotten task rather than WRONG_STATE), whatever follows the counter."""
+        return 0 < self._counter_of(id_) <= self.highest_counter
+
     def _descriptor(self: Peer, oid: ObjectId, forward_id: str = "") -> RefDescriptor:
         """The on-wire descriptor of a ref this peer holds (REF-001)."""
         e = self.owned.get(oid)
@@ -330,8 +347,8 @@ class Objects:
     def _status_message(self: Peer, oid: ObjectId, asker: PeerId = "") -> ObjectStatus:
         e = self.owned.get(oid)
         if e is None:
-            if self._owns(oid):
-                return ObjectStatus(oid, ObjectState.FREED)  # OBJ-003
+            if self._allocated(oid):
+                return ObjectStatus(oid, ObjectState.FREED)  # OBJ-003, ID-006
             if oid in self.borrowed:
                 info = ErrorInfo(ErrorCode.NOT_OWNER, f"{oid} is owned by {self.borrowed[oid].owner}", "OBJ-007")
                 return ObjectStatus(oid, ObjectState.UNKNOWN, error=info)
@@ -425,7 +442,7 @@ class Objects:
     def _on_RegisterBorrower(self: Peer, r: Remote, msg: RegisterBorrower) -> None:
         e = self.owned.get(msg.object_id)
         if e is None or e.state == "released":
-            code = ErrorCode.OBJECT_FREED if self._owns(msg.object_id) else ErrorCode.UNKNOWN_OBJECT
+            code = ErrorCode.OBJECT_FREED if self._allocated(msg.object_id) else ErrorCode.UNKNOWN_OBJECT  # ID-006
             info = ErrorInfo(code, f"{msg.object_id} is not live here", "BOR-003")
             self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id, info))
             return

@@ -63,6 +63,7 @@ class Tasks:
                 raise LocalUsageError(ErrorCode.MALFORMED, f"return id {rid} is reused or not allocated here (ID-003)")
         args, mentioned = self._build_args(s.args)
         demand = _demand(s.num_cpus, s.resources)
+        self._note_allocated(s.task_id)  # ID-006
         executor = s.executor
         actor_seq = 0
         if s.actor_id:
@@ -419,7 +420,7 @@ class Tasks:
             self._drop_reply(reply)  # TASK-015, TASK-019: its grants count at their owners all the same
             if conflict:
                 raise ProtocolViolation(ErrorCode.MALFORMED, *conflict)
-            if not self._owns(reply.task_id):
+            if not self._allocated(reply.task_id):  # ID-006
                 raise ProtocolViolation(ErrorCode.WRONG_STATE, f"no task {reply.task_id}", "GEN-005")
             return
         if t.state == "cancelled" and reply.attempt == t.spec.attempt and r.peer == t.executor and t.holding_args:

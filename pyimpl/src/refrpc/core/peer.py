@@ -108,6 +108,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.now_ms = 0
         #: True once this peer left or was told it is dead: it handles nothing more.
         self.stopped = False
+        #: The highest counter of this incarnation's object, task and actor ids in use (ID-006).
+        self.highest_counter = 0
         #: Sessions with other peers, by peer id (SES-*).
         self.remotes: dict[PeerId, Remote] = {}
         #: Grants registered per borrower incarnation since last counted exactly: an
@@ -411,6 +413,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             e.value = s.value
         e.nested = tuple(self._descriptor(d.object_id) for d in s.value.nested)
         self.owned[s.object_id] = e
+        self._note_allocated(s.object_id)  # ID-006
         self._story(s.object_id, "put", "->ready")
         if self.trace_events:  # the put row of owner-object records the creation (OWN-001)
             self._trace_transition("owner-object", s.object_id, "ready", "put")
