@@ -324,7 +324,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         """GEN-030: an answer from ``r`` was malformed but names what it answers; that
         request ends with MALFORMED instead of waiting for an answer that will not come."""
         kind, key = answer
-        info = ErrorInfo(ErrorCode.MALFORMED, f"{kind} from {r.peer} was malformed: {error.message}", "GEN-030")
+        # The rule the answer broke, where one more specific than "malformed" is known (GEN-030).
+        rule = error.requirement if error.requirement not in ("", "GEN-004", "GEN-010") else "GEN-030"
+        info = ErrorInfo(ErrorCode.MALFORMED, f"{kind} from {r.peer} was malformed: {error.message}", rule)
         if kind == "TaskReply":
             task_id, attempt = str(key[0]), key[1]
             t = self.tasks.get(task_id)
