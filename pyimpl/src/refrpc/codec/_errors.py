@@ -28,11 +28,10 @@ class DecodeError(Exception):
         receiver_incarnation: The addressed incarnation, or 0 if unreadable.
         seq: The message's session sequence number, or 0 if unreadable.
         ack: The sender's cumulative ack, or 0 if unreadable.
-        answer: For a malformed answer whose correlating key could be read
-            (``GEN-030``), its message type name and key, for example
-            ``("TaskReply", ("D.1a.7", 2))``; else None.
     """
 
+    #: For a malformed answer whose correlating key could be read (``GEN-030``), its
+    #: message type name and key, for example ``("TaskReply", ("D.1a.7", 2))``; else None.
     answer: tuple[str, tuple[object, ...]] | None = None
 
     #: Registry code this kind of failure is reported with.

@@ -484,6 +484,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "refused under REF-007) is answered MALFORMED and otherwise ignored: the task it answers stays "
         "submitted, the get waiting on it waits, until the answering peer dies.",
     ),
+    "incarnation-0-accepted": (
+        "ID-013",
+        "A RegisterBorrower, ConfirmBorrow or PeerDeadNotice naming incarnation 0 is acted on: a grant is "
+        "recorded for incarnation 0, a notice fences (PeerId, 0).",
+    ),
     "queued-sent-unchecked": (
         "ZMQ-021",
         "Messages queued while a handshake is in progress are sent, once the Welcome is in, without "
@@ -884,6 +889,12 @@ def _freed_is_unknown(iut: Iut) -> None:
 
 def _malformed_answer_waits(iut: Iut) -> None:
     iut.node.core._answer_refused = lambda *args: None  # breaks GEN-030: the request stays open
+
+
+def _incarnation_0_accepted(iut: Iut) -> None:
+    from ..core import _session
+
+    _session._zero_incarnation = lambda body: ""  # breaks ID-013: incarnation 0 is taken as it comes
 
 
 def _handshake_never_times_out(iut: Iut) -> None:
@@ -1568,6 +1579,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "one-segment-frames": _one_segment_frames,
     "queued-sent-unchecked": _queued_sent_unchecked,
     "malformed-answer-waits": _malformed_answer_waits,
+    "incarnation-0-accepted": _incarnation_0_accepted,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
