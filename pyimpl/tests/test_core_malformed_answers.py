@@ -21,6 +21,7 @@ from refrpc.core.messages import (
     ConfirmBorrow,
     Encoding,
     ErrorCode,
+    ErrorInfo,
     FreeObjects,
     IntrospectReply,
     IntrospectRequest,
@@ -196,3 +197,20 @@ def test_the_executor_stores_the_largest_inline_returns_until_the_reply_fits():
     Executor._fit(fake, ("r0", "r1", "r2"), results, 120 * 1024)  # type: ignore[arg-type]
     assert put == ["r0"]
     assert [r.stored for r in results] == [True, False, False] and results[0].size == 100 * 1024 + 64
+
+
+def test_an_undecodable_introspect_reply_ends_the_request():
+    # D introspects W; W's IntrospectReply cannot be decoded, its requestId can   GEN-030, INT-001
+    d = checked_peer("D", 0xD1)
+    d.handle(ev.AddPeer("add", "W", "mem://W"))
+    d.handle(ev.Introspect("i", 5, "W"))
+    w = Stub("W", incarnation=0x3)
+    d.handle(w.welcome(d))
+    bad = ev.ReceiveMalformed("bad", "W", w.incarnation, ErrorInfo(ErrorCode.MALFORMED, "junk"), 1, "D", 0xD1,
+                              ("IntrospectReply", (5,)))
+    out = d.handle(bad)
+    [res] = of_type(out, ev.IntrospectResult)
+    assert res.request_id == 5 and res.error is not None and res.error.code is ErrorCode.MALFORMED
+    # Another request id names nothing: the request table is unchanged.
+    assert d.handle(ev.ReceiveMalformed("bad2", "W", w.incarnation, ErrorInfo(ErrorCode.MALFORMED, "junk"), 2, "D",
+                                        0xD1, ("IntrospectReply", (6,)))) and not d.introspections
