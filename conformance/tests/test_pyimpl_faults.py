@@ -124,6 +124,7 @@ CATCHES = {
     "queued-sent-unchecked": "tasks/ZMQ-021-ZMQ-007-queued-task-checked-with-the-announced-limit",
     "malformed-answer-waits": "tasks/GEN-030-undecodable-reply-fails-the-task",
     "incarnation-0-accepted": "malformed/ID-013-REF-004-incarnation-0",
+    "unpickle-fetched-forms": "fetch/OBJ-067-SEC-005-pickled-stored-form-not-read",
 }
 
 

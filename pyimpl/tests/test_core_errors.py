@@ -34,6 +34,7 @@ from refrpc.core.messages import (
     FetchRequest,
     FreeObjects,
     GetObjectStatus,
+    Goodbye,
     Heartbeat,
     IntrospectReply,
     KillActor,
@@ -358,13 +359,43 @@ def test_fail_stopped_peer_handles_nothing():
     assert snapshot(a) == before
 
 
-def test_shutdown_says_goodbye_to_every_live_peer_then_stops():
-    # A leaves the cluster                                                    LIV-006, LIV-010
+def test_shutdown_says_goodbye_to_every_live_peer_then_stops_once_it_is_acknowledged():
+    # A leaves the cluster; until S acknowledges its Goodbye it acknowledges what S
+    # sends (without handling it) and sends the Goodbye again, and nothing new
+    # sequenced                                                 LIV-006, LIV-010, LIV-032
     a, s = busy_peer()
+    t0 = a.now_ms
     out = a.handle(ev.Shutdown("bye", "maintenance"))
-    [env] = frames(out)
-    assert env.body.reason == "maintenance" and env.seq == a.remotes["S"].out_seq
-    assert a.handle(ev.Tick("t", 1000)) == []
+    [bye] = frames(out)
+    assert bye.body.reason == "maintenance" and bye.seq == a.remotes["S"].out_seq
+    late = s.send(a, SubmitTask(s.oid("late"), "f", (), (s.oid("late.r0"),)))
+    out = a.handle(late, ev.Tick("t", t0 + a.config.ack_delay_ms))
+    assert any(e.seq == 0 and e.ack == late.envelope.seq for e in frames(out)), "the late message is acknowledged"
+    out += a.handle(ev.Tick("t", t0 + a.config.retransmit_ms), ev.Tick("t", t0 + 3 * a.config.retransmit_ms))
+    assert bye.seq in [e.seq for e in frames(out, Goodbye)], "the unacknowledged Goodbye is sent again"
+    assert all(e.seq <= bye.seq for e in frames(out)), "nothing sequenced after the Goodbye"
+    assert not [i for i in out if not isinstance(i, ev.SendFrame)], "the late task is not handled"
+    assert not a.stopped
+    a.handle(s.unsequenced(a, Heartbeat(), ack=bye.seq))
+    assert a.stopped
+    assert a.handle(ev.Tick("t", t0 + 60_000), s.send(a, SubmitTask(s.oid("later"), "f", (), (s.oid("later.r0"),)))) == []
+
+
+@pytest.mark.parametrize("end", ["linger", "declared-dead"])
+def test_a_leaving_peer_stops_after_its_linger_or_when_told_it_is_dead(end):
+    # No acknowledgement comes: A stops after at most 1 s; a DECLARED_DEAD answer
+    # to its retransmitted Goodbye stops it at once                     LIV-010, SES-017
+    a, s = busy_peer()
+    t0 = a.now_ms
+    a.handle(ev.Shutdown("bye", "maintenance"))
+    a.handle(ev.Tick("t", t0 + a.config.goodbye_linger_ms - 1))
+    assert not a.stopped
+    if end == "linger":
+        a.handle(ev.Tick("t", t0 + a.config.goodbye_linger_ms))
+    else:
+        a.handle(s.unsequenced(a, ProtocolError(ErrorInfo(ErrorCode.DECLARED_DEAD, "fenced", "SES-017"))))
+    assert a.stopped
+    assert a.handle(ev.Tick("t", t0 + 60_000)) == []
 
 
 # ================================================================ invalid transitions

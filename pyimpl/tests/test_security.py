@@ -10,7 +10,8 @@ object (introspection, status, fetch) and fences no peer (``PeerDeadNotice``, a
 new incarnation of ``head``); the cluster goes on running the driver's tasks.
 A member that claims another member's PeerId is not listened to either
 (SEC-011), and a member on a session without ``python-pickle`` makes no peer
-import or unpickle anything (SEC-005, SEC-006).
+import or unpickle anything (SEC-005, SEC-006), not even through a stored form
+the peer fetches from it (OBJ-067).
 """
 
 from __future__ import annotations
@@ -223,8 +224,8 @@ class Member:
     def hello(self, to) -> None:
         self.send(to, m.Hello(0, 1, self.transport.address, self.features, 64 << 20, 250), seq=0)
 
-    def first(self, kind: type, within: float) -> m.Envelope | None:
-        """The first message of type ``kind`` within ``within`` seconds, or None."""
+    def first(self, kind: type | tuple[type, ...], within: float) -> m.Envelope | None:
+        """The first message of type ``kind`` (or one of them) within ``within`` seconds, or None."""
         end = time.monotonic() + within
         while (left := end - time.monotonic()) > 0:
             self.transport.poll(1)
@@ -327,3 +328,51 @@ def test_a_node_on_tcp_without_a_key_offers_pickle_only_when_told_to(insecure):
     finally:
         outsider.close()
         node.stop()
+
+
+def test_a_pickled_stored_form_from_a_member_without_pickle_is_not_unpickled(keyed_worker, tmp_path):
+    # A member whose session has no python-pickle owns an object, says it is stored
+    # with itself, and serves a pickled stored form that would write a file when
+    # unpickled. The worker (which speaks pickle with its trusted peers) cannot know
+    # the encoding before it has fetched the bytes; then it must unpickle nothing,
+    # fail the task FEATURE_NOT_NEGOTIATED and keep no copy.            OBJ-067, SEC-005
+    from refrpc.codec import encode_value
+
+    key, node = keyed_worker
+    owner = Member(key, "portable-owner")
+    marker = tmp_path / "pwned"
+    form = encode_value(m.Value(m.Encoding.PICKLE, pickle.dumps(_Hostile(str(marker)), protocol=5)))
+    oid = "portable-owner.1.7"
+    try:
+        owner.hello(node)
+        welcome = owner.first(m.Welcome, 30)
+        assert welcome is not None and "python-pickle" not in welcome.body.features
+        ref = m.RefDescriptor(oid, owner.name, owner.incarnation, owner.transport.address, len(form))
+        owner.send(node, m.SubmitTask("portable-owner.1.1", "remote_fixtures:length", (m.Arg(m.ArgKind.REF, ref=ref),),
+                                      ("portable-owner.1.1.r0",)))
+        served = 0
+        reply = None
+        deadline = time.monotonic() + 60
+        while reply is None and time.monotonic() < deadline:
+            env = owner.first((m.GetObjectStatus, m.FetchRequest, m.TaskReply), deadline - time.monotonic())
+            if env is None:
+                break
+            body = env.body
+            if isinstance(body, m.GetObjectStatus):
+                owner.send(node, m.ObjectStatus(oid, m.ObjectState.READY, len(form), (owner.name,), (owner.transport.address,)))
+            elif isinstance(body, m.FetchRequest):
+                end = len(form) if body.length < 0 else min(len(form), body.offset + body.length)
+                chunk = m.FetchChunk(oid, body.request_id, body.offset, len(form), True, data=form[body.offset:end])
+                env = m.Envelope(owner.name, owner.incarnation, node.peer_id, node.incarnation, 0, 0, chunk)
+                owner.transport.send(node.address, codec.encode(env))  # data plane: sequence number 0
+                served += 1
+            else:
+                reply = body
+        assert served >= 1, "the worker never fetched the stored form"
+        assert reply is not None
+        error = reply.returns[0].error
+        assert error is not None and error.code is m.ErrorCode.FEATURE_NOT_NEGOTIATED and error.requirement == "OBJ-067", error
+        assert not marker.exists()
+        assert not node.call(lambda: node.store.contains(oid)).result()
+    finally:
+        owner.close()

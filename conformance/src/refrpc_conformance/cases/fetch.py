@@ -7,11 +7,13 @@ purpose. As holder, the IUT serves a stored result to the suite.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import lz4.frame
 
 from refrpc.core.messages import (
+    Encoding,
     ErrorCode,
     FetchChunk,
     FetchRequest,
@@ -21,6 +23,7 @@ from refrpc.core.messages import (
     ProtocolError,
     ReturnKind,
     TaskReply,
+    Value,
 )
 
 from .._build import by_ref, by_value, describe_return, make_bytes_value, portable, read_portable, read_stored_form, stored_form
@@ -234,6 +237,46 @@ def resume_after_stall(ctx: CaseContext) -> None:
     asked_at = [a.t for a in peer.received(FetchRequest) if resumed and a.body.request_id == resumed[0].request_id]
     if lost_at is not None and asked_at:
         ctx.note(f"the IUT resumed {asked_at[0] - lost_at:.2f} s after the final chunk was withheld")
+
+
+@case(
+    "fetch/OBJ-067-SEC-005-pickled-stored-form-not-read",
+    requirements=["OBJ-067", "SEC-005", "FET-004"],
+    summary=(
+        "On a session without python-pickle (the suite never offers it), the suite owns a stored object X whose stored form is a value in "
+        "the pickle encoding (a pickled bytes object of 300,000 bytes) and submits sum_bytes(X by ref), naming "
+        "itself as X's only location. The IUT cannot know the encoding before it has fetched X; once it has, "
+        "it must not unpickle it: the task fails with FEATURE_NOT_NEGOTIATED (a sum means the IUT unpickled "
+        "bytes that came on a session without python-pickle), and the IUT keeps no copy of X: a FetchRequest "
+        "for X is then answered with one error chunk (OBJECT_FREED or UNKNOWN_OBJECT)."
+    ),
+    timeout=90.0,
+)
+def pickled_stored_form_not_read(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    data = make_bytes_value(FETCHED_SIZE)
+    form = stored_form(Value(Encoding.PICKLE, pickle.dumps(data, protocol=5)))
+    x = ctx.new_id(peer)
+    peer.serve(x, form, chunk_bytes=SUITE_CHUNK)
+    t = task(peer, "sum_bytes", [by_ref(ctx.descriptor(peer, x, size_hint=len(form)))])
+    link.send(t)
+    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link.send(ObjectStatus(x, ObjectState.READY, size=len(form), locations=(peer.peer_id,), location_addresses=(peer.address,)))
+    reply = expect_reply(ctx, peer, t, timeout=RESUME_BOUND_S)
+    fetched = [a.body for a in peer.received(FetchRequest) if a.body.object_id == x]
+    ctx.require("", bool(fetched), "the IUT fetched X (it cannot know the encoding before)", "no FetchRequest for X",
+                note="the suite's own setup")
+    ret = reply.returns[0] if len(reply.returns) == 1 else None
+    ctx.check("OBJ-067", ret is not None and ret.error is not None and ret.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED,
+              "the task fails with FEATURE_NOT_NEGOTIATED, nothing unpickled",
+              describe_return(ret) if ret is not None else f"{len(reply.returns)} returns")
+    if ret is not None and ret.error is not None:
+        ctx.note(f"the error names requirement {ret.error.requirement!r}: {ret.error.message!r:.160}")
+    chunks = fetch_all(ctx, peer, link, x, request_id=5, chunk_bytes=SUITE_CHUNK, requirement="FET-004")
+    ctx.check("OBJ-067", len(chunks) == 1 and chunks[0].error is not None
+              and chunks[0].error.code in (ErrorCode.OBJECT_FREED, ErrorCode.UNKNOWN_OBJECT) and not chunks[0].data,
+              "no copy of X kept: one error chunk, OBJECT_FREED or UNKNOWN_OBJECT",
+              [f"error={c.error.code.value if c.error else None} data={len(c.data)} last={c.last}" for c in chunks])
 
 
 @case(

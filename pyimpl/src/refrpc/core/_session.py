@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import ProtocolViolation
-from .events import DeliverData, Disconnect, FailStop, PeerDeclaredDead, RemoteError, SendFrame
+from .events import DeliverData, Disconnect, FailStop, PeerDeclaredDead, Receive, RemoteError, SendFrame, Stimulus, Tick
 from .messages import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
@@ -743,6 +743,57 @@ class SessionLayer:
         # so that its sender need not wait out its linger (LIV-010).
         self._send_unsequenced(r, Heartbeat())
         self._declare_dead(r, "goodbye", msg.reason or "goodbye")  # LIV-006
+
+    def _while_leaving(self: Peer, s: Stimulus) -> None:
+        """LIV-010: a peer that has sent its Goodbyes goes on acknowledging the sequenced
+        messages it receives (without handling them: it starts no new work and owes no
+        answer, LIV-032) and retransmitting what is not acknowledged, the Goodbyes among
+        them, until every one is acknowledged or the linger is over. A DECLARED_DEAD
+        answer (SES-017) ends it at once (LIV-009): the exit it was about to make."""
+        if isinstance(s, Tick):
+            self.now_ms = max(self.now_ms, s.now_ms)
+            for r in list(self.remotes.values()):
+                if r.state != "alive":
+                    continue
+                every = r.retransmit_every_ms or self.config.retransmit_ms
+                if r.unacked and self.now_ms - r.last_progress_ms >= every:  # SES-003
+                    r.last_progress_ms = self.now_ms
+                    r.retransmit_every_ms = min(every * 2, self.config.retransmit_ms * RETRANSMIT_BACKOFF_MAX)
+                    for seq, env in list(r.unacked.items()):
+                        self._emit_frame(r, self._envelope(r, seq, env.body))
+                if r.ack_owed_since_ms >= 0 and self.now_ms - r.ack_owed_since_ms >= self.config.ack_delay_ms:
+                    self._send_unsequenced(r, Heartbeat())  # SES-004
+        elif isinstance(s, Receive):
+            env = s.envelope
+            r = self.remotes.get(env.sender)
+            if (env.receiver != self.peer_id or env.receiver_incarnation != self.incarnation or r is None
+                    or r.state != "alive" or r.incarnation != env.sender_incarnation):
+                return
+            if isinstance(env.body, ProtocolError) and env.body.error.code == ErrorCode.DECLARED_DEAD:
+                self._story(f"peer:{r.peer}", "leave", "told DECLARED_DEAD while leaving")
+                self.stopped = True
+                return
+            self._take_ack(r, env.ack)
+            if env.seq > 0:
+                if env.seq == r.delivered + 1:
+                    r.delivered = env.seq  # acknowledged, not handled (LIV-010: MAY handle)
+                    while r.delivered + 1 in r.buffered:
+                        del r.buffered[r.delivered + 1]
+                        r.delivered += 1
+                elif r.delivered + 1 < env.seq <= r.delivered + self.config.window:
+                    r.buffered[env.seq] = env
+                if r.ack_owed_since_ms < 0:
+                    r.ack_owed_since_ms = self.now_ms  # a duplicate is acknowledged again (SES-002)
+        self._leave_if_done()
+
+    def _leave_if_done(self: Peer) -> None:
+        """Stop once every Goodbye is acknowledged, or the linger is over (LIV-010)."""
+        if self.leaving_since_ms < 0 or self.stopped:
+            return
+        pending = any(r.state == "alive" and r.unacked for r in self.remotes.values())
+        owed = any(r.state == "alive" and r.ack_owed_since_ms >= 0 for r in self.remotes.values())
+        if not (pending or owed) or self.now_ms - self.leaving_since_ms >= self.config.goodbye_linger_ms:
+            self.stopped = True
 
     def _fail_stop(self: Peer, reason: str) -> None:
         if not self.stopped:

@@ -108,6 +108,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.now_ms = 0
         #: True once this peer left or was told it is dead: it handles nothing more.
         self.stopped = False
+        #: When this peer sent its Goodbyes (shell ms), or -1: from then on it only
+        #: acknowledges and retransmits until they are acknowledged (LIV-010).
+        self.leaving_since_ms = -1
         #: The highest counter of this incarnation's object, task and actor ids in use (ID-006).
         self.highest_counter = 0
         #: Sessions with other peers, by peer id (SES-*).
@@ -252,6 +255,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             if self.stopped:
                 break
             self._sid = s.stimulus_id
+            if self.leaving_since_ms >= 0:
+                self._while_leaving(s)  # LIV-010: acknowledge and retransmit, nothing else
+                continue
             handler = self._dispatch_table.get(type(s))
             try:
                 if handler is None:
@@ -401,7 +407,10 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         for r in list(self.remotes.values()):
             if r.state == "alive":
                 self._send(r.peer, Goodbye(s.reason))  # LIV-006
-        self.stopped = True
+        # LIV-010, LIV-032: nothing sequenced after the Goodbyes; until they are
+        # acknowledged (or the linger ends) this peer acknowledges and retransmits.
+        self.leaving_since_ms = self.now_ms
+        self._leave_if_done()
 
     def _stim_put(self, s: Put) -> None:
         if s.object_id in self.owned or not self._owns(s.object_id):

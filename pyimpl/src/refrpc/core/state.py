@@ -46,6 +46,8 @@ class Config:
     stall_ms: int = 10_000
     #: An unanswered Hello is given up after this long (LIV-015).
     handshake_timeout_ms: int = 10_000
+    #: A leaving peer waits at most this long for its Goodbyes' acknowledgements (LIV-010).
+    goodbye_linger_ms: int = 1_000
     #: Sessions opened by a remote's Hello that has sent nothing else yet (SEC-021).
     max_handshakes: int = 128
     #: Peer incarnations in session or handshaking at once, fenced ones not counted (SEC-021).

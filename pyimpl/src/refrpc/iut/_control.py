@@ -26,6 +26,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Callable
 
 from ..runtime._refs import Ref, load
+from ..runtime._node import StoredFormRefused
 from ..core import events as ev
 from ..core.errors import LocalUsageError
 from ..core.messages import ErrorCode
@@ -550,6 +551,8 @@ class Control:
                     value = node.local_value(oid, res.locations, max(0.0, deadline - time.monotonic()))  # FET-001
                 except FutureTimeout:
                     return timeout
+                except StoredFormRefused as exc:  # OBJ-067
+                    return {"error": {"code": self.node_iut.error_code_name(exc.code), "message": str(exc)}}
                 except ObjectNotFound:
                     # OBJ-013: not where the owner said; ask again, after a pause.
                     node.handle_soon(lambda sid: ev.FetchFailed(sid, oid))

@@ -484,6 +484,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "refused under REF-007) is answered MALFORMED and otherwise ignored: the task it answers stays "
         "submitted, the get waiting on it waits, until the answering peer dies.",
     ),
+    "unpickle-fetched-forms": (
+        "OBJ-067",
+        "A stored form fetched from a holder is read whatever its encoding: a pickle value that came on a "
+        "session without python-pickle is unpickled (the code it names runs) and the copy is kept.",
+    ),
     "incarnation-0-accepted": (
         "ID-013",
         "A RegisterBorrower, ConfirmBorrow or PeerDeadNotice naming incarnation 0 is acted on: a grant is "
@@ -895,6 +900,10 @@ def _incarnation_0_accepted(iut: Iut) -> None:
     from ..core import _session
 
     _session._zero_incarnation = lambda body: ""  # breaks ID-013: incarnation 0 is taken as it comes
+
+
+def _unpickle_fetched_forms(iut: Iut) -> None:
+    iut.node._check_stored_form = lambda object_id, value: None  # type: ignore[method-assign]  # breaks OBJ-067
 
 
 def _handshake_never_times_out(iut: Iut) -> None:
@@ -1580,6 +1589,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "queued-sent-unchecked": _queued_sent_unchecked,
     "malformed-answer-waits": _malformed_answer_waits,
     "incarnation-0-accepted": _incarnation_0_accepted,
+    "unpickle-fetched-forms": _unpickle_fetched_forms,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

@@ -29,7 +29,7 @@ from ..core.messages import FRAME_HEADROOM, Encoding, ErrorCode, ErrorInfo, Valu
 from ..store import ObjectNotFound, StoreFull
 from ._admission import Admission, bytes_to_fetch
 from ._actor_runner import ActorRunner
-from ._node import error_info
+from ._node import StoredFormRefused, error_info
 from ._refs import KWARGS_SUFFIX, ByRef, Ref, load, to_value, use_node, value_of
 
 if TYPE_CHECKING:
@@ -646,10 +646,13 @@ class Executor:
             return None
         except Exception as exc:  # an argument that cannot be loaded here: the caller's error, not ours
             full = isinstance(exc, StoreFull)  # OBJ-036: no room here to fetch or restore it
-            info = ErrorInfo(ErrorCode.OBJECT_STORE_FULL if full else ErrorCode.TASK_FAILED,
-                             f"{_what(ins)}: an argument could not be loaded on "
-                             f"{self.node.peer_id}: {type(exc).__name__}: {exc}", "OBJ-036" if full else "TASK-007",
-                             "".join(traceback.format_exception(exc)))
+            if isinstance(exc, StoredFormRefused):  # OBJ-067: nothing in it was acted on
+                info = ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, f"{_what(ins)}: {exc}", StoredFormRefused.requirement)
+            else:
+                info = ErrorInfo(ErrorCode.OBJECT_STORE_FULL if full else ErrorCode.TASK_FAILED,
+                                 f"{_what(ins)}: an argument could not be loaded on "
+                                 f"{self.node.peer_id}: {type(exc).__name__}: {exc}", "OBJ-036" if full else "TASK-007",
+                                 "".join(traceback.format_exception(exc)))
             if isinstance(ins, ev.StartActor):
                 self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, info))
             else:

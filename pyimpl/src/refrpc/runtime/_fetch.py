@@ -84,6 +84,8 @@ class _Fetch:
     refused: list[tuple[int, int]] = field(default_factory=list)
     retry_at: float = 0.0
     retry_delay: float = RETRY_FIRST_S
+    #: The holders whose chunks brought bytes of this copy (OBJ-067, SEC-005).
+    sources: set[PeerId] = field(default_factory=set)
 
 
 @dataclass
@@ -223,6 +225,7 @@ class FetchService:
             self.received += len(data)
             self.received_compressed += len(c.data) if c.lz4 else 0
             store.write_chunk(c.object_id, c.offset, data)
+            f.sources.add(sender)
         except (StoreError, RuntimeError, ValueError) as exc:
             store.free(c.object_id)
             code = ErrorCode.OBJECT_STORE_FULL if isinstance(exc, StoreFull) else ErrorCode.OBJECT_LOST  # OBJ-036
@@ -253,6 +256,7 @@ class FetchService:
             self._fail(f, ErrorInfo(ErrorCode.OBJECT_LOST, f"fetched copy of {f.object_id} is corrupt: {exc}"))
             return
         self._done(f)
+        self.node.fetched_from[f.object_id] = frozenset(f.sources)
         # LOC-002: the owner learns about the new copy (and frees it with the object).
         self.node.handle(ev.CopyStored(self.node.sid(), f.object_id, size))
         f.future.set_result(size)

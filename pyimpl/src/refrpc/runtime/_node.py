@@ -34,7 +34,8 @@ from .. import codec
 from ..core import Config, IdAllocator, Peer
 from ..core import events as ev
 from ..core.errors import LocalUsageError
-from ..core.messages import ErrorCode, ErrorInfo
+from ..core.messages import Encoding, ErrorCode, ErrorInfo
+from ..errors import RefRPCError
 from ..store import DEFAULT_HIGH_WATER, ObjectStore, SharedMemoryStore
 from ..transport import FaultRule, FaultyTransport, ZmqTransport, faults_from_env
 from ._tracing import TraceRecorder, trace_dir_from
@@ -204,6 +205,9 @@ class Node:
 
         #: The data plane: fetching from and serving to peers on other hosts.
         self.fetcher = FetchService(self)
+        #: Stored copies this node fetched -> the peers whose FetchChunks brought their
+        #: bytes; what decides whether their stored forms may be read here (OBJ-067).
+        self.fetched_from: dict[str, frozenset[str]] = {}
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._sids = itertools.count(1)
@@ -448,8 +452,40 @@ class Node:
         if value is None:
             self.fetch(object_id, locations).result(timeout)  # another host (raises ObjectNotFound)
             value = self.store.get(object_id)
+        if value.nested or value.buffers or value.encoding is Encoding.PICKLE:
+            self.call(lambda: self._check_stored_form(object_id, value)).result()
         self.stats["bytes_mapped"] += value.size
         return value
+
+    def _check_stored_form(self, object_id: str, value: Any) -> None:
+        """OBJ-067, SEC-005: a stored form read here whose value needs a feature not in
+        use with the object's owner, or with a holder whose chunks brought it, is not
+        acted on: no nested ref is registered, nothing is unpickled, and the copy is not
+        kept. Raises :class:`StoredFormRefused`. (Loop lock held.)"""
+        core = self.core
+        sources = self.fetched_from.get(object_id, frozenset())
+        owner = self.peer_id if object_id in core.owned else getattr(core.borrowed.get(object_id), "owner", "")
+        needs = (["borrowing"] if value.nested else []) + (
+            ["python-pickle"] if value.buffers or value.encoding is Encoding.PICKLE else [])
+        for feature in needs:
+            why = ""
+            if feature not in self.config.features:
+                why = f"this peer does not use {feature}"
+            for peer in [owner, *sorted(sources)]:
+                if why or not peer or peer == self.peer_id:
+                    continue
+                remote = core.remotes.get(peer)
+                if remote is None or feature not in remote.features:
+                    role = "its owner" if peer == owner else "the holder it was fetched from"
+                    why = f"{feature} is not in use on the session with {peer} ({role})"
+            if why:
+                if sources:  # a copy fetched for nothing: not kept (the owner learns it, LOC-003)
+                    self.fetched_from.pop(object_id, None)
+                    self.store.free(object_id)
+                    self.handle(ev.CopyLost(self.sid(), object_id))
+                elif hasattr(self.store, "detach"):
+                    self.store.detach(object_id)  # a mapping of another process's copy
+                raise StoredFormRefused(f"the stored form of {object_id} needs {feature}: {why}")
 
     def introspect(self, peer: str, summary: bool = False) -> Future[ev.IntrospectResult]:
         """The ownership table of ``peer`` (or of this node, for its own id), INT-001;
@@ -534,8 +570,9 @@ class Node:
                     # waiting: a peer whose heartbeats sit unread is declared dead (LIV-003).
                     # Bounded in time too: 512 fetched chunks of 1 MiB take seconds to
                     # write, and a Tick that comes that late finds every peer "silent".
-                    # A peer that left or was declared dead (its core stopped) reads
-                    # nothing more while its Goodbyes drain: it would act on none of it.
+                    # A peer that stopped (declared dead, or its Goodbyes acknowledged)
+                    # reads nothing more: it would act on none of it. One that is still
+                    # leaving reads on, to acknowledge and take acknowledgements (LIV-010).
                     recv = self.transport.recv
                     batch_end = clock() + TICK_MS / 1000
                     for _ in range(0 if self.core.stopped else 512):
@@ -558,12 +595,13 @@ class Node:
                             self.tracer.tick(now)
                         next_tick = now + TICK_MS / 1000
                     if self._stopping.is_set():
-                        # Let the Goodbyes leave before the sockets close (LIV-010): a
-                        # DEALER still connecting holds them in its backlog, so keep
-                        # polling until every backlog is empty, for at most GOODBYE_LINGER_S.
+                        # Let the Goodbyes leave and be acknowledged before the sockets
+                        # close (LIV-010): the core stops once they are, and a DEALER
+                        # still connecting holds them in its backlog; so keep polling until
+                        # both are over, for at most GOODBYE_LINGER_S.
                         if leave_by is None:
                             leave_by = now + GOODBYE_LINGER_S
-                        if now >= leave_by or not self.wire.backlogged:
+                        if now >= leave_by or (self.core.stopped and not self.wire.backlogged):
                             break
                         next_tick = min(next_tick, now + 0.01)
                 if trim is not None and now >= next_trim:
@@ -703,6 +741,7 @@ class Node:
         elif isinstance(ins, ev.DeliverData):
             self.fetcher.on_data(ins)
         elif isinstance(ins, ev.FreeCopy):
+            self.fetched_from.pop(ins.object_id, None)
             if self.store.free(ins.object_id) and self.tracer is not None:  # the store did hold a copy
                 self.tracer.event("copy-dropped", ins.object_id, "", {"reason": "freed"}, ins.stimulus_id)
         elif isinstance(ins, ev.Disconnect):
@@ -758,6 +797,16 @@ class Node:
 
 #: Marks, in ``Node._gets``, the Get being handled now by get_result.
 _NOW = object()
+
+
+class StoredFormRefused(RefRPCError):
+    """A stored form read here needs a feature not in use with its owner or with the
+    holder that sent it (OBJ-067): the read fails, and nothing in it was acted on."""
+
+    requirement = "OBJ-067"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.FEATURE_NOT_NEGOTIATED)
 
 
 class _Answered:
