@@ -230,3 +230,39 @@ def status_waits_bounded(ctx: CaseContext) -> None:
         g, ObjectStatus, lambda m: m.object_id == returns[-1] and m.state is not ObjectState.PENDING,
         requirement="OBJ-002", what=f"the answer to the refused return asked again (seq {again})").body
     ctx.check("OBJ-002", late.state is ObjectState.READY, f"{returns[-1]} READY", late.state.name)
+
+
+#: How much text the oversized-error case has ``fail`` raise: more than the frame limit
+#: the suite announces (the smallest allowed, HS-012).
+OVERSIZED_MESSAGE = (1 << 20) + 200_000
+
+
+@case(
+    "tasks/ZMQ-022-ZMQ-007-error-reply-fits-the-limit",
+    requirements=["ZMQ-022", "ZMQ-007", "TASK-007"],
+    summary=(
+        "The suite announces the smallest frame limit allowed (maxFrameBytes 1 MiB) and submits fail(msg) with a "
+        "text msg of 1.2 MB (sent within the IUT's own limit). The error the function raises contains msg, so a "
+        "reply carrying it whole would exceed the limit the suite announced, and the suite would drop it unread "
+        "(ZMQ-007). The IUT must still answer, with a TaskReply that fits 1 MiB, envelope and all: its return "
+        "an error, TASK_FAILED with the text cut to fit or RESOURCE_EXHAUSTED naming ZMQ-022. A reply that "
+        "never comes fails the case."
+    ),
+    timeout=60.0,
+)
+def error_reply_fits_the_limit(ctx: CaseContext) -> None:
+    from refrpc.codec import encode
+
+    iut, peer, link = open_session(ctx, max_frame_bytes=1 << 20)
+    t = task(peer, "fail", [by_value("x" * OVERSIZED_MESSAGE)])
+    link.send(t)
+    arrival = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="ZMQ-022",
+                         what="a TaskReply within the 1 MiB the suite announced", timeout=30.0)
+    size = sum(len(f) for f in encode(arrival.envelope))
+    ctx.check("ZMQ-022", size <= 1 << 20, "the reply, envelope and all, at most 1,048,576 bytes", f"{size} bytes")
+    reply: TaskReply = arrival.body
+    errors = [rv.error for rv in reply.returns]
+    fits = bool(errors) and all(e is not None and (e.code is ErrorCode.TASK_FAILED or (
+        e.code is ErrorCode.RESOURCE_EXHAUSTED and e.requirement == "ZMQ-022")) for e in errors)
+    ctx.check("ZMQ-022", fits, "every return an error: TASK_FAILED (cut to fit) or RESOURCE_EXHAUSTED (ZMQ-022)",
+              [f"{e.code.value} ({e.requirement})" if e is not None else "a value" for e in errors])

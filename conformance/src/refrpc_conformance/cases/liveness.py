@@ -335,3 +335,29 @@ def unanswered_handshake(ctx: CaseContext) -> None:
     second = iut.submit("echo", [{"value": "now it goes"}], executor=p.peer_id)
     ctx.expect(p, SubmitTask, lambda m: m.task_id == second["task_id"], requirement="LIV-018",
                what="the IUT's SubmitTask to P once P greeted it")
+
+
+@case(
+    "liveness/LIV-031-HS-015-refused-handshake-ends-queued-task-as-a-death",
+    requirements=["LIV-031", "HS-015"],
+    summary=(
+        "The IUT is told of suite peer P (the only peer with slots) and asked to submit echo to it with no "
+        "retries, so it greets P with the task queued. P refuses that Hello with ProtocolError "
+        "PROTOCOL_VERSION. The refusal is a death of P for the IUT (HS-015): the queued task must end as a death ends it, with WORKER_DIED (its retries spent), not with the refusal's "
+        "code, and the SubmitTask is never sent."
+    ),
+)
+def refused_handshake_ends_queued_task(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    peer = ctx.wire_peer()
+    peer.accept_hello = False  # the case answers the IUT's Hello itself: a refusal
+    iut.add_peer(peer, slots=1)
+    sub = iut.submit("echo", [{"value": "never sent"}], executor=peer.peer_id)
+    ctx.expect(peer, Hello, requirement="HS-001", what="Hello from the IUT, the task queued")
+    link = peer.link(iut.peer_id)
+    link.send(ProtocolError(ErrorInfo(ErrorCode.PROTOCOL_VERSION, "refused on purpose", "HS-002")))
+    got = iut.get(sub["returns"][0])
+    code = got.get("error", {}).get("code") if isinstance(got.get("error"), dict) else None
+    ctx.check("LIV-031", code == "WORKER_DIED", "the queued task's return fails with WORKER_DIED, as for a death", got)
+    sent = peer.received(SubmitTask)
+    ctx.check("HS-015", not sent, "the queued SubmitTask never sent to the peer that refused", f"{len(sent)} sent")

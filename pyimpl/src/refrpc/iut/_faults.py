@@ -484,6 +484,17 @@ FAULTS: dict[str, tuple[str, str]] = {
         "refused under REF-007) is answered MALFORMED and otherwise ignored: the task it answers stays "
         "submitted, the get waiting on it waits, until the answering peer dies.",
     ),
+    "unfitted-replies": (
+        "ZMQ-022",
+        "A TaskReply is sent as the task's results make it, whatever its size: one beyond the frame limit its "
+        "submitter announced (many inline returns, or an error whose text is too long) is dropped unread, "
+        "and the submitter never learns how the task ended.",
+    ),
+    "refusal-code-for-queued": (
+        "LIV-031",
+        "A refused handshake ends the tasks queued for that peer with the refusal's code (PROTOCOL_VERSION, "
+        "requirement HS-015) instead of the codes a death gives (WORKER_DIED, or a retry elsewhere).",
+    ),
     "unpickle-fetched-forms": (
         "OBJ-067",
         "A stored form fetched from a holder is read whatever its encoding: a pickle value that came on a "
@@ -900,6 +911,25 @@ def _incarnation_0_accepted(iut: Iut) -> None:
     from ..core import _session
 
     _session._zero_incarnation = lambda body: ""  # breaks ID-013: incarnation 0 is taken as it comes
+
+
+def _unfitted_replies(iut: Iut) -> None:
+    iut.node.core._fitting_results = lambda owner, return_ids, results: results  # type: ignore[method-assign]  # breaks ZMQ-022
+
+
+def _refusal_code_for_queued(iut: Iut) -> None:
+    core = iut.node.core
+    declare_dead = core._declare_dead
+
+    def patched(r: Any, event: str, reason: str, source: str = "") -> None:
+        if event == "rejected" and r.state != "dead":  # breaks LIV-031: the refusal's code, not a death's
+            info = ErrorInfo(ErrorCode.PROTOCOL_VERSION, reason, "HS-015")
+            for t in [t for t in core.tasks.values() if t.state == "submitted" and t.executor == r.peer]:
+                core._unload(t)
+                core._fail_task(t, info, "rejected")
+        declare_dead(r, event, reason, source)
+
+    core._declare_dead = patched  # type: ignore[method-assign]
 
 
 def _unpickle_fetched_forms(iut: Iut) -> None:
@@ -1590,6 +1620,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "malformed-answer-waits": _malformed_answer_waits,
     "incarnation-0-accepted": _incarnation_0_accepted,
     "unpickle-fetched-forms": _unpickle_fetched_forms,
+    "unfitted-replies": _unfitted_replies,
+    "refusal-code-for-queued": _refusal_code_for_queued,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
