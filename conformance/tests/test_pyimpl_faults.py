@@ -125,6 +125,7 @@ CATCHES = {
     "malformed-answer-waits": "tasks/GEN-030-undecodable-reply-fails-the-task",
     "incarnation-0-accepted": "malformed/ID-013-REF-004-incarnation-0",
     "unpickle-fetched-forms": "fetch/OBJ-067-SEC-005-pickled-stored-form-not-read",
+    "empty-address-malformed": "malformed/ID-013-REF-006-empty-owner-address",
     "unfitted-replies": "tasks/ZMQ-022-ZMQ-007-error-reply-fits-the-limit",
     "refusal-code-for-queued": "liveness/LIV-031-HS-015-refused-handshake-ends-queued-task-as-a-death",
 }

@@ -14,6 +14,8 @@ from refrpc.core.messages import (
     Envelope,
     ErrorCode,
     GetObjectStatus,
+    ObjectState,
+    ObjectStatus,
     PeerDeadNotice,
     ProtocolError,
     ReturnKind,
@@ -420,3 +422,29 @@ def incarnation_zero(ctx: CaseContext) -> None:
     run_echo(ctx, peer, link, "after incarnation 0", requirement="GEN-010")
     ctx.check("REF-004", not peer.received(GetObjectStatus, lambda m: m.object_id == x), "no GetObjectStatus for the bad descriptor", "none")
     ctx.check("REF-004", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the task never runs", "no reply")
+
+
+@case(
+    "malformed/ID-013-REF-006-empty-owner-address",
+    requirements=["ID-013", "REF-006", "TASK-002"],
+    summary=(
+        "The suite submits sum_bytes(X by ref), X owned by the suite, with the descriptor's ownerAddress empty: "
+        "the sender gives no address, which is not malformed (ID-013). The IUT has a live session with X's "
+        "owner, so it must use it: no ProtocolError, a GetObjectStatus for X on that session, and, once the "
+        "suite answers with X's value inline, the right sum."
+    ),
+)
+def empty_owner_address(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    data = bytes(range(256)) * 4
+    x = ctx.new_id(peer)
+    t = task(peer, "sum_bytes", [by_ref(replace(ctx.descriptor(peer, x), owner_address=""))])
+    seq = link.send(t)
+    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="ID-013",
+               what=f"GetObjectStatus for {x} on the live session, its descriptor's address empty")
+    link.send(ObjectStatus(x, ObjectState.READY, size=len(data), value=portable(data)))
+    reply = expect_reply(ctx, peer, t)
+    refused = peer.received(ProtocolError, lambda m: m.related_seq == seq)
+    ctx.check("ID-013", not refused, "no ProtocolError about the task: an empty address is not malformed",
+              [f"{e.body.error.code.value} ({e.body.error.requirement})" for e in refused])
+    check_inline(ctx, reply, sum(data), requirement="ID-013", note="sum_bytes of X, reached through the live session")

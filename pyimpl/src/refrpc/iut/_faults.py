@@ -495,6 +495,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A refused handshake ends the tasks queued for that peer with the refusal's code (PROTOCOL_VERSION, "
         "requirement HS-015) instead of the codes a death gives (WORKER_DIED, or a retry elsewhere).",
     ),
+    "empty-address-malformed": (
+        "ID-013",
+        "A SubmitTask with an argument whose RefDescriptor has an empty ownerAddress is answered "
+        "ProtocolError(MALFORMED) and never runs, although the sender may give no address and the "
+        "owner is reachable through its live session.",
+    ),
     "unpickle-fetched-forms": (
         "OBJ-067",
         "A stored form fetched from a holder is read whatever its encoding: a pickle value that came on a "
@@ -930,6 +936,20 @@ def _refusal_code_for_queued(iut: Iut) -> None:
         declare_dead(r, event, reason, source)
 
     core._declare_dead = patched  # type: ignore[method-assign]
+
+
+def _empty_address_malformed(iut: Iut) -> None:
+    from ..core import _session
+    from ..core.messages import SubmitTask
+
+    zero = _session._zero_incarnation
+
+    def patched(body: Any) -> str:
+        if isinstance(body, SubmitTask) and any(a.ref is not None and not a.ref.owner_address for a in body.args):
+            return "RefDescriptor.ownerAddress is empty"  # breaks ID-013: an empty address is not malformed
+        return zero(body)
+
+    _session._zero_incarnation = patched
 
 
 def _unpickle_fetched_forms(iut: Iut) -> None:
@@ -1620,6 +1640,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "malformed-answer-waits": _malformed_answer_waits,
     "incarnation-0-accepted": _incarnation_0_accepted,
     "unpickle-fetched-forms": _unpickle_fetched_forms,
+    "empty-address-malformed": _empty_address_malformed,
     "unfitted-replies": _unfitted_replies,
     "refusal-code-for-queued": _refusal_code_for_queued,
 }
