@@ -174,3 +174,18 @@ def test_the_heads_membership_calls_do_not_wait_behind_a_long_task():
         finally:
             _RELEASE.set()
         assert c.get(busy, timeout=10) is True
+
+
+def test_another_incarnation_in_a_view_fences_no_live_record():
+    # The member holds w1/0x11 (a live record); the view lists w1 under 0x12 and its
+    # dead list does not name 0x11 (it fell off): an address book entry is no
+    # evidence of a death, so 0x11 stays as it is; an incarnation 0 (the head knows
+    # none) fences or replaces nothing either                              CLU-063, CLU-042
+    me = _Member()
+    m.apply_view(me, _view(1, [W1], {W1[0]: 0x11}))
+    me.handle_soon(lambda sid: ev.Connect(sid, W1[0], W1[1], 0x11))  # greets w1/0x11
+    m.apply_view(me, _view(2, [W1], {W1[0]: 0x12}))
+    r = me.core.remotes[W1[0]]
+    assert (W1[0], 0x11) not in me.core.fenced and r.state != "dead" and r.incarnation == 0x11
+    m.apply_view(me, _view(3, [W1], {W1[0]: 0}))
+    assert not me.core.fenced and r.state != "dead" and me.core.remotes[W1[0]] is r and r.incarnation == 0x11

@@ -28,6 +28,18 @@ NOT_ON_THE_WIRE: dict[str, str] = {
         "tell from a first handshake; every behaviour conforms, so no case can fail (the duties it rests on are "
         "LIV-018's, which its case checks)"
     ),
+    "CLU-063": (
+        "how a member applies the head's membership views: membership is a layer above the protocol made of "
+        "ordinary tasks, which an IUT does not join (membership.md: the conformance suite's IUT ignores it), so "
+        "no view ever reaches an IUT (pyimpl: the view tests in test_membership.py)"
+    ),
+    "SES-022": (
+        "when an initiator sends its first message after the Welcome: every greeting the control requests make an "
+        "IUT send has a message queued, which it sends once the Welcome is in, so an IUT that sends it at once "
+        "and one that waits for its next heartbeat differ only in timing, and the Heartbeat an initiator with "
+        "nothing queued owes cannot be caused from the control channel (pyimpl: the SES-022 core tests in "
+        "test_core_session.py)"
+    ),
     "SEC-017": (
         "the file-system permissions of the ipc:// directory of a cluster on one host without CURVE: the suite "
         "speaks tcp:// to one process and cannot see the directory"
