@@ -160,10 +160,11 @@ def test_an_impostor_with_the_key_file_at_a_members_address_completes_no_handsha
             return True
 
         assert wait_until(listening, 30, step=0.05), f"could not listen at {worker_address}"
-        assert wait_until(lambda: impostor.watch() >= 2, 60, step=0.05), "the head never connected"
+        # One handshake that completes stays up; failed ones are retried (ZMQ reconnects).
+        assert wait_until(lambda: impostor.watch() and (impostor.succeeded or impostor.failed >= 2), 60, step=0.05), \
+            "the head never connected"
         impostor.watch()
-        assert impostor.succeeded == 0 and impostor.failed >= 2
-        assert impostor.received == []
+        assert (impostor.succeeded, impostor.received) == (0, []), "a handshake with the impostor completed"
     finally:
         if impostor is not None:
             impostor.close()
