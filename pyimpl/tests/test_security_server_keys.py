@@ -191,10 +191,8 @@ def test_a_holder_of_the_key_file_posing_as_the_head_gets_nothing_and_the_joiner
 
 def test_a_joiner_given_another_head_key_fails_at_once_naming_the_address(head, tmp_path):
     #                                                                         SEC-041
-    import zmq as _zmq
-
     data = json.loads(Path(head["key_file"]).read_text())
-    data["head"] = _zmq.curve_keypair()[0].decode()
+    data["head"] = zmq.curve_keypair()[0].decode()
     wrong = tmp_path / "wrong.key"
     wrong.write_text(json.dumps(data))
     wrong.chmod(0o600)
