@@ -113,6 +113,15 @@ CATCHES = {
     "refuse-early-at-once": "session/GEN-019-refused-message-answered-once-in-turn",
     "empty-function-malformed": "malformed/ID-011-empty-function-and-invalid-utf8",
     "merge-conflicting-refs": "malformed/REF-007-descriptor-names-another-owner",
+    "invalid-utf8-accepted": "malformed/ID-011-empty-function-and-invalid-utf8",
+    "unsequenced-errors-name-nothing": "session/SES-038-ERR-003-unsequenced-error-ends-the-request",
+    "wrong-state-means-dead": "session/SES-039-wrong-state-answer-is-no-death",
+    "restarting-ends-actor": "actors/GEN-024-restarting-status-is-no-death",
+    "member-checked-before-features": "malformed/ERR-010-first-broken-rule-answers",
+    "id-limits-on-error-messages": "malformed/ID-010-id-fields-and-no-others",
+    "text-ends-at-nul": "malformed/VAL-028-text-read-as-capnp-reads-it",
+    "one-segment-frames": "malformed/ZMQ-020-segmented-frame-0",
+    "queued-sent-unchecked": "tasks/ZMQ-021-ZMQ-007-queued-task-checked-with-the-announced-limit",
 }
 
 

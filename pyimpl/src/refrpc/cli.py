@@ -116,6 +116,7 @@ def _stop(args: argparse.Namespace) -> int:
     found = _recorded()
     if not found:
         print("no refrpc processes to stop")
+        _sweep()
         return 0
     for _, info in found:
         try:
@@ -136,7 +137,17 @@ def _stop(args: argparse.Namespace) -> int:
         else:
             print(f"stopped {what} (pid {info['pid']}, {info['address']})")
         path.unlink(missing_ok=True)
+    _sweep()
     return 0
+
+
+def _sweep() -> None:
+    """Remove what killed clusters left in shared memory and spill directories (OBJ-035)."""
+    from .store import sweep_orphans
+
+    for namespace, count in sweep_orphans().items():
+        print(f"refrpc: removed {count} files of namespace {namespace}: every process of it is gone",
+              file=sys.stderr, flush=True)
 
 
 def _resources(text: str) -> dict[str, float]:
@@ -199,6 +210,7 @@ def _start(args: argparse.Namespace) -> int:
     key, key_path, head_key = _key(args)
     if key is not None and not args.head:
         api._check_head_key(args.address, key, key_path, 2.0)  # SEC-041: the wrong head key fails here, at once
+    _sweep()
     namespace = LocalCluster.new_namespace()
     memory = _memory_settings(args, n, namespace)
     if args.head:

@@ -338,6 +338,11 @@ class SessionLayer:
             conflict = self._ref_conflict(env.body)  # REF-007 (a TaskReply's is TASK-019's: _on_TaskReply)
             if conflict:
                 self._protocol_error(r, ErrorCode.MALFORMED, conflict, "REF-007", env.seq)
+                if isinstance(env.body, ObjectStatus):
+                    # REF-007: the owner's answer is refused, and asking again would get the
+                    # same one: the wait for it ends as a refused request does (OBJ-017).
+                    self._request_refused(r, "GetObjectStatus", env.body.object_id, ErrorInfo(
+                        ErrorCode.MALFORMED, f"the owner's status of {env.body.object_id} is malformed: {conflict}", "REF-007"))
                 return
         handler = getattr(self, f"_on_{name}", None)
         if handler is None:
