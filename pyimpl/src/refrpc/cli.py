@@ -241,7 +241,7 @@ def _start(args: argparse.Namespace) -> int:
             print(f"  use it from Python:  refrpc.init(address={node.address!r}, insecure=True)", flush=True)
         else:
             print(f"  cluster key file:    {key_path}  (copy it, mode 0600, to every host that joins)", flush=True)
-            print(f"  head's public key:   {key.head_public.decode()}  (named in the key file; joiners check it, "
+            print(f"  head public key:     {key.head_public.decode()}  (named in the key file; joiners check it, "
                   f"its secret key stays here in {HeadKey.path_for(key_path)})", flush=True)
             print(f"  join another host:   refrpc start --address {node.address} --key-file {key_path}", flush=True)
             print(f"  use it from Python:  refrpc.init(address={node.address!r}, key_file={key_path!r})", flush=True)
