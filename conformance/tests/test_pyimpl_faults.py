@@ -124,6 +124,8 @@ CATCHES = {
     "text-ends-at-nul": "malformed/VAL-028-text-read-as-capnp-reads-it",
     "one-segment-frames": "malformed/ZMQ-020-segmented-frame-0",
     "queued-sent-unchecked": "tasks/ZMQ-021-ZMQ-007-queued-task-checked-with-the-announced-limit",
+    "malformed-answer-waits": "tasks/GEN-030-undecodable-reply-fails-the-task",
+    "incarnation-0-accepted": "malformed/ID-013-REF-004-incarnation-0",
 }
 
 

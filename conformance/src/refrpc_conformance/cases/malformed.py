@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from refrpc.core.messages import Arg, ArgKind, Envelope, ErrorCode, GetObjectStatus, ProtocolError, ReturnKind, TaskReply
+from refrpc.core.messages import (
+    Arg,
+    ArgKind,
+    Envelope,
+    ErrorCode,
+    GetObjectStatus,
+    PeerDeadNotice,
+    ProtocolError,
+    ReturnKind,
+    TaskReply,
+)
 
 from .._build import PortableRef, by_ref, by_value, portable, shared
 from .._case import case
@@ -383,3 +393,30 @@ def first_broken_rule_answers(ctx: CaseContext) -> None:
         ctx.check("GEN-019", len(answers) == 1, f"exactly one answer to seq {seq}", f"{len(answers)} answers")
     ran = peer.received(TaskReply, lambda m: m.task_id in (both.task_id, with_long_id.task_id))
     ctx.check("ERR-010", not ran, "neither task runs", f"{len(ran)} replies")
+
+
+@case(
+    "malformed/ID-013-REF-004-incarnation-0",
+    requirements=["ID-013", "REF-004", "GEN-004", "GEN-010"],
+    summary=(
+        "The suite sends a PeerDeadNotice naming incarnation 0 of a made-up peer, then a task whose ref argument "
+        "names its owner's incarnation as 0. Both are malformed (ID-013, REF-004): each is answered "
+        "ProtocolError(MALFORMED) about its sequence number, the task never runs and asks nobody for status, "
+        "and the session goes on."
+    ),
+)
+def incarnation_zero(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    seq = link.send(PeerDeadNotice("nobody", 0, "made up"))
+    err = expect_protocol_error(ctx, peer, requirement="ID-013", what=f"ProtocolError about the notice (seq {seq})",
+                                related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="ID-013")
+    x = ctx.new_id(peer)
+    bad = task(peer, "sum_bytes", [by_ref(replace(ctx.descriptor(peer, x), owner_incarnation=0))])
+    seq = link.send(bad)
+    err = expect_protocol_error(ctx, peer, requirement="REF-004", what=f"ProtocolError about the task (seq {seq})",
+                                related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="REF-004")
+    run_echo(ctx, peer, link, "after incarnation 0", requirement="GEN-010")
+    ctx.check("REF-004", not peer.received(GetObjectStatus, lambda m: m.object_id == x), "no GetObjectStatus for the bad descriptor", "none")
+    ctx.check("REF-004", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the task never runs", "no reply")

@@ -27,6 +27,7 @@ from refrpc.core.messages import (
 )
 
 from .._build import PortableRef, make_bytes_value, portable, stored_form
+from .._craft import drop_payload_frames
 from .._case import case
 from .._context import IUT, CaseContext
 from .._control import ControlError, Ref
@@ -240,6 +241,42 @@ def mismatched_reply(ctx: CaseContext) -> None:
     ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
     counts = iut.counts()
     ctx.check("TASK-019", counts.get("submitted_tasks") == 0 and not iut.table(),
+              "the failed task and its return forgotten once dropped", (counts, iut.table()))
+
+
+@case(
+    "tasks/GEN-030-undecodable-reply-fails-the-task",
+    requirements=["GEN-030", "GEN-010", "TASK-019", "CNF-018"],
+    summary=(
+        "The IUT submits echo to suite executor E, which answers with a TaskReply for the right task and attempt "
+        "whose inline value travels as an out-of-band frame, sent without that frame: a Payload names a frame "
+        "that is not there (ZMQ-005), so the reply does not decode, but its header and its taskId and attempt "
+        "can be read. The IUT must answer ProtocolError(MALFORMED) about the reply's sequence number and fail "
+        "the task's return with MALFORMED at once (GEN-030), rather than leave it pending until E dies; then "
+        "nothing is left in its tables."
+    ),
+    timeout=60.0,
+)
+def undecodable_reply(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    sub = iut.submit("echo", [{"value": "x"}], executor=e.peer_id)
+    st = _next_task(ctx, e, "echo")
+    reply = TaskReply(st.task_id, st.attempt, (
+        ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable(b"\x07" * 100)),))
+    seq = e.link(iut.peer_id).send(reply, oob_threshold=16, frames_hook=drop_payload_frames)
+    err = ctx.expect(e, ProtocolError, lambda m: m.related_seq == seq, requirement="GEN-010",
+                     what=f"ProtocolError about the undecodable reply (seq {seq})", timeout=10.0).body
+    ctx.check("GEN-010", err.error.code is ErrorCode.MALFORMED, "code MALFORMED", err.error.code.name)
+    [rid] = sub["returns"]
+    got = iut.get(rid, timeout_ms=5_000)
+    code = str(got.get("error", {}).get("code", ""))
+    ctx.check("GEN-030", code == "MALFORMED", "get of the return answers error MALFORMED within 5 s", got)
+    iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("GEN-030", counts.get("submitted_tasks") == 0 and not iut.table(),
               "the failed task and its return forgotten once dropped", (counts, iut.table()))
 
 

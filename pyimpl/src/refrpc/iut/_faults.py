@@ -490,6 +490,17 @@ FAULTS: dict[str, tuple[str, str]] = {
         "Frame 0 is decoded only when it is a one-segment Cap'n Proto message: a message of two or "
         "more segments (as the reference encoder writes for large ones) is dropped as malformed.",
     ),
+    "malformed-answer-waits": (
+        "GEN-030",
+        "A malformed answer whose key can be read (a TaskReply that does not decode, an ObjectStatus "
+        "refused under REF-007) is answered MALFORMED and otherwise ignored: the task it answers stays "
+        "submitted, the get waiting on it waits, until the answering peer dies.",
+    ),
+    "incarnation-0-accepted": (
+        "ID-013",
+        "A RegisterBorrower, ConfirmBorrow or PeerDeadNotice naming incarnation 0 is acted on: a grant is "
+        "recorded for incarnation 0, a notice fences (PeerId, 0).",
+    ),
     "queued-sent-unchecked": (
         "ZMQ-021",
         "Messages queued while a handshake is in progress are sent, once the Welcome is in, without "
@@ -886,6 +897,16 @@ def _freed_is_unknown(iut: Iut) -> None:
         on_status(r, msg)
 
     core._on_ObjectStatus = patched  # type: ignore[method-assign]
+
+
+def _malformed_answer_waits(iut: Iut) -> None:
+    iut.node.core._answer_refused = lambda *args: None  # breaks GEN-030: the request stays open
+
+
+def _incarnation_0_accepted(iut: Iut) -> None:
+    from ..core import _session
+
+    _session._zero_incarnation = lambda body: ""  # breaks ID-013: incarnation 0 is taken as it comes
 
 
 def _handshake_never_times_out(iut: Iut) -> None:
@@ -1587,6 +1608,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "text-ends-at-nul": _text_ends_at_nul,
     "one-segment-frames": _one_segment_frames,
     "queued-sent-unchecked": _queued_sent_unchecked,
+    "malformed-answer-waits": _malformed_answer_waits,
+    "incarnation-0-accepted": _incarnation_0_accepted,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
