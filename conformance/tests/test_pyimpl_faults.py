@@ -96,6 +96,8 @@ CATCHES = {
     "unbounded-handshakes": "handshake/SEC-021-oldest-handshake-forgotten",
     "ignore-key-file": "security/SEC-003-unauthenticated-peers-get-nothing",
     "trust-claimed-sender": "security/SEC-011-sender-must-match-its-key",
+    "head-by-join-proof": "security/SEC-041-the-head-is-the-key-file-s",
+    "derived-server-key": "security/SEC-040-HS-027-a-member-serves-with-its-own-key",
     "stop-on-notice-about-itself": "security/LIV-019-notice-about-the-receiver-itself",
     "import-any-function": "security/SEC-006-unexposed-functions",
     "send-oversized": "tasks/ZMQ-007-TASK-011-argument-beyond-the-executors-frame-limit",

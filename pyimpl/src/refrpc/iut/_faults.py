@@ -334,6 +334,18 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The cluster key file is ignored: the peer speaks ZeroMQ's NULL mechanism, so anyone who "
         "reaches its port is listened to and answered, and members, who speak CURVE, cannot reach it.",
     ),
+    "head-by-join-proof": (
+        "SEC-041",
+        "As a member of a cluster with a head, the peer ignores the head key its key file names and, "
+        "until its first view, takes as `head` whoever connects with a valid join proof for `head`: any "
+        "holder of the key file can pose as the head to it.",
+    ),
+    "derived-server-key": (
+        "SEC-040",
+        "As a member of a cluster with a head, the peer's ROUTER serves with the server key derived from "
+        "the secret, and its DEALERs expect that key wherever they connect: any holder of the key file can "
+        "pose as its server, and as the server of every peer it connects to.",
+    ),
     "trust-claimed-sender": (
         "SEC-011",
         "A message is taken from the PeerId its envelope claims, whichever member key its connection "
@@ -1212,6 +1224,22 @@ def _unbounded_handshakes(iut: Iut) -> None:
     iut.node.core.config.max_handshakes = 1 << 30  # breaks SEC-021: every handshake kept
 
 
+def _head_by_join_proof(iut: Iut) -> None:
+    node = iut.node
+    with node.lock:
+        node.keys.pop("head", None)  # breaks SEC-041: the key file's head key is not used
+    bound = node._bound
+
+    def patched(sender: str, user_id: Any, proof: Any) -> bool:
+        if (sender == "head" and "head" not in node.keys and node.view_version == 0 and isinstance(user_id, str)
+                and node.cluster_key.accepts_join(sender, user_id, proof, node.clock())):
+            node.keys["head"] = user_id
+            return True
+        return bound(sender, user_id, proof)
+
+    node._bound = patched  # type: ignore[method-assign]
+
+
 def _trust_claimed_sender(iut: Iut) -> None:
     iut.node._authentic = lambda frames, sender, sid: True  # type: ignore[method-assign]  # breaks SEC-011
 
@@ -1551,6 +1579,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "tiny-chunks": _tiny_chunks,
     "unbounded-handshakes": _unbounded_handshakes,
     "ignore-key-file": lambda iut: None,  # applied before the node starts (see STARTUP)
+    "head-by-join-proof": _head_by_join_proof,
+    "derived-server-key": lambda iut: None,  # applied as the node starts (see Iut)
     "trust-claimed-sender": _trust_claimed_sender,
     "stop-on-notice-about-itself": _stop_on_notice_about_itself,
     "import-any-function": _import_any_function,
