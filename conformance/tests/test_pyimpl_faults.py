@@ -113,6 +113,10 @@ CATCHES = {
     "refuse-early-at-once": "session/GEN-019-refused-message-answered-once-in-turn",
     "empty-function-malformed": "malformed/ID-011-empty-function-and-invalid-utf8",
     "merge-conflicting-refs": "malformed/REF-007-descriptor-names-another-owner",
+    "whole-slot-per-task": "tasks/TASK-050-two-half-slot-tasks-run-at-once",
+    "zero-cpu-waits": "tasks/TASK-051-task-taking-nothing-runs-beside-a-full-slot",
+    "run-without-resource": "tasks/TASK-053-named-resource-not-offered",
+    "resources-named-twice-accepted": "tasks/TASK-054-resource-named-twice-is-malformed",
 }
 
 

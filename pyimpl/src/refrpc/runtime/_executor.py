@@ -287,8 +287,8 @@ class Executor:
             return
         self._count_waiting(ins, 1)
         with self._lock:
-            cpu, named = _demand_of(ins)
-            if (not cpu and not named) or self._book.lacking(named):
+            cpu, named = self._demand_of(ins)
+            if (not cpu and not named) or self._lacking(ins):
                 self._immediate.append(ins)  # TASK-051, TASK-053
             else:
                 self._pending.append(ins)
@@ -316,7 +316,7 @@ class Executor:
             return None
         waiting = [(cpu, ()) for _, cpu in self._resuming]
         first = len(waiting)
-        waiting.extend(_demand_of(ins) for ins in self._pending)
+        waiting.extend(self._demand_of(ins) for ins in self._pending)
         i = self._book.first_startable(waiting)
         if i < first:  # nothing, or a task resuming from a get (it takes its CPU itself)
             return None
@@ -325,6 +325,17 @@ class Executor:
             del self._pending[i - first]
             self._charge(ins, *waiting[i])
         return ins
+
+    def _demand_of(self, ins: ev.RunTask) -> tuple[int, tuple[tuple[str, int], ...]]:
+        """What ``ins`` takes from this executor while it runs: its demand (TASK-050), or
+        nothing for an actor's call (ACT-025)."""
+        if ins.actor_id:
+            return 0, ()
+        return ins.cpu_demand, ins.resources
+
+    def _lacking(self, ins: ev.RunTask) -> str:
+        """TASK-053: the named resource ``ins`` asks more of than this node offers, or ""."""
+        return "" if ins.actor_id else self._book.lacking(ins.resources)
 
     def _charge(self, ins: ev.RunTask, cpu: int, named: tuple[tuple[str, int], ...]) -> None:
         """Count ``ins`` as started, holding ``cpu`` and ``named``. Holding ``_lock``."""
@@ -579,7 +590,7 @@ class Executor:
                 self._finish(ins, _stopped_results(ins))  # stopped before its turn
                 return
             key = (ins.task_id, ins.attempt)
-            lacking = "" if ins.actor_id else self._book.lacking(ins.resources)
+            lacking = self._lacking(ins)
             if lacking:  # TASK-053: it could never run here
                 self._end(key)
                 self._unmap(ins)
@@ -902,14 +913,6 @@ class TaskStopped(BaseException):
 def _stopped_results(ins: ev.RunTask) -> list[ev.TaskResult]:
     info = ErrorInfo(ErrorCode.TASK_CANCELLED, f"task {ins.task_id} was stopped", "TASK-008")
     return [ev.TaskResult(error=info)] * len(ins.return_ids)
-
-
-def _demand_of(ins: ev.RunTask) -> tuple[int, tuple[tuple[str, int], ...]]:
-    """What ``ins`` takes from this executor while it runs: its demand (TASK-050), or
-    nothing for an actor's call (ACT-025)."""
-    if ins.actor_id:
-        return 0, ()
-    return ins.cpu_demand, ins.resources
 
 
 class _Refetch(Exception):
