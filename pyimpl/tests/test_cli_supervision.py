@@ -131,9 +131,9 @@ def _registered(cli, address: str, n: int) -> None:
 
 
 def _address(s: Started) -> str:
-    match = re.search(r"tcp://[0-9.]+:\d+", s.lines[0])
+    match = re.search(r"head listening at (tcp://[0-9.]+:\d+)", s.output())
     assert match, s.output()
-    return match.group(0)
+    return match.group(1)
 
 
 def test_stop_stops_the_head_and_the_workers_that_refrpc_start_started(cli) -> None:
@@ -269,3 +269,23 @@ def test_a_burst_of_sigterms_stops_the_head_and_its_workers(cli) -> None:
             break
     assert wait_until(lambda: head.proc.poll() is not None, 30), head.output()
     assert wait_until(lambda: not _alive(worker), 30)
+
+
+def test_refrpc_stop_sweeps_what_a_head_killed_with_sigkill_left_in_shared_memory(cli) -> None:
+    # $ refrpc start --head; kill -9 <head>; refrpc stop
+    # A killed head removes nothing: its store's ledger (and segments) stay in /dev/shm
+    # until a later `refrpc stop`, `refrpc start` or `refrpc.init()` on the host sees
+    # that no process of that namespace is left (OBJ-035).
+    head = cli.start("--head", "--num-workers", "1")
+    workers = cli.workers_of(head, 1)
+    _registered(cli, _address(head), 1)
+    ledger = Path(f"/dev/shm/refrpc-head{head.proc.pid}.ledger")
+    assert ledger.exists()
+    head.proc.kill()
+    head.proc.wait(20)
+    assert wait_until(lambda: not any(_alive(p) for p in workers), 30)  # their lifeline ends them
+    assert ledger.exists()  # nobody cleaned up after the head
+    result = cli.run("stop")
+    assert result.returncode == 0, result.stderr
+    assert not ledger.exists(), result.stderr
+    assert f"namespace head{head.proc.pid}: every process of it is gone" in result.stderr

@@ -209,3 +209,48 @@ def test_a_store_that_dies_waiting_for_room_asks_for_nothing_any_more(namespace:
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
+
+
+_KEEPER = r"""
+import sys
+from refrpc.core.messages import Encoding, Value
+from refrpc.store import SharedMemoryStore
+namespace, directory = sys.argv[1], sys.argv[2]
+store = SharedMemoryStore(namespace, directory=directory, writer="keeper", capacity=8 << 20, share_limit=True)
+store.put("keeper.1", Value(Encoding.RAW, b"k" * (1 << 20)))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_what_a_killed_cluster_left_is_swept_and_nothing_live_is() -> None:
+    # Two "clusters" of one process each keep a store in their own namespace; one is
+    # killed with SIGKILL, so it removes nothing. A sweep (as refrpc start, init() and
+    # refrpc stop run) removes the dead one's segment and ledger, and leaves the live
+    # one's and this process's own (whose ledger slots this process holds) alone.
+    from refrpc.store import sweep_orphans
+
+    with tempfile.TemporaryDirectory(prefix="refrpc-sweep-test-") as directory:
+        env = {**os.environ, "PYTHONPATH": SRC}
+        procs = {ns: subprocess.Popen([sys.executable, "-c", _KEEPER, ns, directory], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True, env=env) for ns in ("dead", "live")}
+        try:
+            for proc in procs.values():
+                assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            with SharedMemoryStore("mine", directory=directory, writer="me", capacity=8 << 20, share_limit=True) as mine:
+                mine.put("me.1", _raw(1 << 20))
+                procs["dead"].kill()
+                procs["dead"].wait(10)
+                files = lambda ns: sorted(n for n in os.listdir(directory) if n.startswith(f"refrpc-{ns}-") or n == f"refrpc-{ns}.ledger")  # noqa: E731
+                assert len(files("dead")) == 2 and len(files("live")) == 2 and len(files("mine")) == 2
+                assert sweep_orphans(directory=directory) == {"dead": 2}
+                assert files("dead") == []
+                assert len(files("live")) == 2 and len(files("mine")) == 2
+                assert mine.get("me.1").data == b"x" * (1 << 20)  # this process's store still works
+                mine.put("me.2", _raw(1 << 20))
+        finally:
+            for proc in procs.values():
+                proc.kill()
+                proc.communicate(timeout=10)
+        assert sweep_orphans(directory=directory) == {"live": 2}
+        assert os.listdir(directory) == []

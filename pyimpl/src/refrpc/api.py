@@ -300,7 +300,9 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         # One shared-memory namespace for the whole host: the driver and its
         # workers map each other's values instead of copying them.
         namespace = LocalCluster.new_namespace()
-        from .store import default_capacity, default_spill_directory, prepare_spill_directory
+        from .store import default_capacity, default_spill_directory, prepare_spill_directory, sweep_orphans
+
+        sweep_orphans()  # what clusters killed with SIGKILL left on this host (OBJ-035)
 
         capacity = capacity or default_capacity()  # one limit for the host's stores (OBJ-065)
         try:

@@ -114,6 +114,7 @@ def _stop(args: argparse.Namespace) -> int:
     found = _recorded()
     if not found:
         print("no refrpc processes to stop")
+        _sweep()
         return 0
     for _, info in found:
         try:
@@ -134,7 +135,17 @@ def _stop(args: argparse.Namespace) -> int:
         else:
             print(f"stopped {what} (pid {info['pid']}, {info['address']})")
         path.unlink(missing_ok=True)
+    _sweep()
     return 0
+
+
+def _sweep() -> None:
+    """Remove what killed clusters left in shared memory and spill directories (OBJ-035)."""
+    from .store import sweep_orphans
+
+    for namespace, count in sweep_orphans().items():
+        print(f"refrpc: removed {count} files of namespace {namespace}: every process of it is gone",
+              file=sys.stderr, flush=True)
 
 
 def _resources(text: str) -> dict[str, float]:
@@ -195,6 +206,7 @@ def _start(args: argparse.Namespace) -> int:
     n = args.num_workers or os.cpu_count() or 1
     prefix = f"{socket.gethostname()}-{os.getpid()}-w"
     key, key_path = _key(args)
+    _sweep()
     namespace = LocalCluster.new_namespace()
     memory = _memory_settings(args, n, namespace)
     if args.head:

@@ -52,6 +52,7 @@ from ._shm import (
     list_segments,
     list_spilled,
     segment_name,
+    sweep_orphans,
 )
 
 __all__ = [
@@ -78,5 +79,6 @@ __all__ = [
     "list_segments",
     "list_spilled",
     "cleanup_writer",
+    "sweep_orphans",
     "segment_name",
 ]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -304,3 +305,42 @@ def cleanup_ledger(directory: str, namespace: str) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+def orphaned_namespaces(directory: str) -> list[str]:
+    """Namespaces in ``directory`` whose every process is gone (killed, say, so it
+    removed nothing): their ledger had a slot taken once, and now no live process
+    holds a record lock on any of it. A ledger being created has had no slot taken
+    yet, so it is never one. A ledger this process has open is never tested (testing
+    another descriptor of it and closing that would drop this process's own record
+    locks)."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    with _FILES_LOCK:
+        mine = {path for path, f in _FILES.items() if f.pid == os.getpid()}
+    found = []
+    for name in sorted(names):
+        if not (name.startswith("refrpc-") and name.endswith(".ledger")):
+            continue
+        path = os.path.join(directory, name)
+        if path in mine:
+            continue
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if os.fstat(fd).st_size < _SIZE:
+                continue  # being created
+            try:  # the whole file: no slot of it is held by a live process
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 0, 0)
+            except OSError:
+                continue
+            used = int.from_bytes(os.pread(fd, _WORD, _HIGH * _WORD), sys.byteorder, signed=True)
+            if used > 0:
+                found.append(name[len("refrpc-") : -len(".ledger")])
+        finally:
+            os.close(fd)  # drops the test lock (this process holds no other lock on it)
+    return found

@@ -66,7 +66,7 @@ from ._base import (
     StoreFull,
     clip_range,
 )
-from ._host import HostLedger, cleanup_ledger
+from ._host import HostLedger, cleanup_ledger, orphaned_namespaces
 
 #: Where segments live: ``/dev/shm`` (tmpfs) where it exists.
 DEFAULT_DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
@@ -186,6 +186,30 @@ def cleanup_namespace(namespace: str, *, directory: str | None = None) -> int:
     cleanup_ledger(directory, namespace)
     return sum(_unlink_quietly(os.path.join(directory, name))
                for name in list_segments(namespace, directory=directory, pooled=True))
+
+
+def sweep_orphans(*, directory: str | None = None) -> dict[str, int]:
+    """Remove what clusters whose every process is gone left on this host: the segments
+    and ledger of each namespace no live process holds a ledger slot of (OBJ-035), and
+    the spill files in its default spill directory. A process killed with SIGKILL
+    cleans nothing; this runs when a cluster process starts (``refrpc start``,
+    ``refrpc.init()``) and at ``refrpc stop``. Returns the files removed per namespace."""
+    from ._limits import default_spill_directory
+
+    directory = directory or DEFAULT_DIRECTORY
+    removed: dict[str, int] = {}
+    for namespace in orphaned_namespaces(directory):
+        if not _NAMESPACE.fullmatch(namespace):
+            continue
+        count = int(cleanup_ledger(directory, namespace)) + cleanup_namespace(namespace, directory=directory)
+        spill = default_spill_directory(namespace)
+        count += cleanup_spill(namespace, spill)
+        try:
+            os.rmdir(spill)
+        except OSError:
+            pass  # not there, or holds what is not ours
+        removed[namespace] = count
+    return removed
 
 
 def cleanup_spill(namespace: str, spill_directory: str) -> int:
