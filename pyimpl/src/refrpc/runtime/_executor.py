@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import ctypes
 import importlib
+import itertools
 import sys
 import threading
 import traceback
@@ -314,16 +315,16 @@ class Executor:
             return ins
         if not self._pending:
             return None
-        waiting = [(cpu, ()) for _, cpu in self._resuming]
-        first = len(waiting)
-        waiting.extend(self._demand_of(ins) for ins in self._pending)
+        first = len(self._resuming)
+        # Lazily: the order usually stops at its first entry (TASK-055).
+        waiting = itertools.chain(((cpu, ()) for _, cpu in self._resuming), map(self._demand_of, self._pending))
         i = self._book.first_startable(waiting)
         if i < first:  # nothing, or a task resuming from a get (it takes its CPU itself)
             return None
         ins = self._pending[i - first]
         if take:
             del self._pending[i - first]
-            self._charge(ins, *waiting[i])
+            self._charge(ins, *self._demand_of(ins))
         return ins
 
     def _demand_of(self, ins: ev.RunTask) -> tuple[int, tuple[tuple[str, int], ...]]:

@@ -9,7 +9,7 @@ lock. Amounts are integers in ten-thousandths, as ``SubmitTask`` carries them
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable
 
 from ..core.messages import DEMAND_UNIT
 
@@ -73,7 +73,7 @@ class SlotBook:
                 else:
                     self.used.pop(name, None)
 
-    def first_startable(self, waiting: Sequence[tuple[int, Resources]]) -> int:
+    def first_startable(self, waiting: Iterable[tuple[int, Resources]]) -> int:
         """TASK-055: the index of the waiting entry that starts next, or -1 if none may.
 
         ``waiting`` holds (CPU, named resources) of each entry, in order: tasks
