@@ -296,11 +296,16 @@ class Executor:
             self._kick()
 
     def _kick(self) -> None:
-        """Something may start now: wake the threads that wait, and start one if work
-        can start and no thread is idle to take it. Holding ``_lock``."""
-        if self._idle == 0 and self._next_work(take=False) is not None:
+        """Something may start now: wake a thread to take it (start one if none is
+        idle), and the tasks waiting to take their CPU back. Nothing is woken for
+        nothing: a task that cannot start yet costs no thread a wake-up. Holding ``_lock``."""
+        startable = self._next_work(take=False) is not None
+        if startable and self._idle == 0:
             self._spawn()
-        self._cv.notify_all()
+        if self._resuming:
+            self._cv.notify_all()
+        elif startable:
+            self._cv.notify()
 
     def _next_work(self, *, take: bool) -> ev.RunTask | None:
         """The work that starts next (TASK-055), if any may start now; with ``take``,
@@ -343,13 +348,17 @@ class Executor:
         self._book.take(cpu, named)
         self._charged[(ins.task_id, ins.attempt)] = (cpu, named)
 
-    def _discharge(self, key: tuple[str, int]) -> None:
+    def _discharge(self, key: tuple[str, int], *, kick: bool = True) -> None:
         """Give back what the task ``key`` holds, once (it ended, or was abandoned,
-        TASK-031). Holding ``_lock``."""
+        TASK-031). Without ``kick`` the caller takes the next work itself; only the
+        tasks waiting to take their CPU back are woken. Holding ``_lock``."""
         held = self._charged.pop(key, None)
         if held is not None:
             self._book.give(*held)
-            self._kick()
+            if kick:
+                self._kick()
+            elif self._resuming:
+                self._cv.notify_all()
 
     def _instant(self, ins: ev.RunTask) -> None:
         """Run an INSTANT function on this new thread, as a task thread would run it."""
@@ -543,8 +552,7 @@ class Executor:
                         return
                     ins = self._next_work(take=True)
                 self._idle -= 1
-                if self._idle == 0 and self._next_work(take=False) is not None:
-                    self._spawn()  # more may start beside this one
+                self._kick()  # more may start beside this one
             self._count_waiting(ins, -1)
             leave = True
             try:
@@ -560,8 +568,9 @@ class Executor:
                     else:
                         leave = self._idle >= IDLE_THREADS_KEPT  # enough wait for work already
                         if not leave:
-                            self._idle += 1  # first, so that no thread is started for the work it frees
-                        self._discharge((ins.task_id, ins.attempt))
+                            self._idle += 1
+                        # A thread that stays takes the next work itself (no other is woken for it).
+                        self._discharge((ins.task_id, ins.attempt), kick=leave)
                     if leave:
                         self._threads.remove(me)
             if leave:
