@@ -343,10 +343,11 @@ struct Arg {
   # One argument of a task or actor constructor, passed positionally (VAL-018).
   # Exactly the member that matches `kind` is set; anything else makes the
   # message malformed (VAL-015). Reference counting: I count a submitted-task
-  # hold on every ref the argument mentions (as `ref` or nested in `value`) until
-  # the task is settled, or, for CreateActor, until the actor reports
-  # ActorStatus (BOR-006); that hold covers you while you run the task or the
-  # constructor (BOR-001).
+  # hold on every ref the argument mentions (as `ref`, as `shared` or nested in
+  # `value`) until the task is settled, or, for CreateActor, until the actor
+  # reports ActorStatus ALIVE or DEAD (for maxRestarts > 0: until it is dead for
+  # good, ACT-012) or I declare you dead (BOR-006); that hold covers you while
+  # you run the task or the constructor (BOR-001).
 
   kind @0 :ArgKind;
   # How the argument is passed.
@@ -946,8 +947,9 @@ struct FetchRequest {
   # (FET-014).
 
   length @3 :Int64 = -1;
-  # How many bytes; -1 means to the end, below -1 is MALFORMED (FET-014). At most
-  # 8 MiB when the object is large (FET-015).
+  # How many bytes; -1 means to the end, below -1 is MALFORMED (FET-014). A
+  # fetcher asks at most 8 MiB in every request, first or resume, whether or not
+  # it knows the size (FET-015).
 
   chunkBytes @4 :UInt64 = 1048576;
   # The most bytes of data per FetchChunk, before compression; at least 1 and at
@@ -1036,8 +1038,9 @@ struct CreateActor {
   args @2 :List(Arg);
   # The constructor's arguments, in order (VAL-018). They are covered exactly
   # like SubmitTask arguments: I keep a submitted-task hold on every ref they
-  # mention until you report ActorStatus (alive or dead) or I declare you dead
-  # (BOR-006), and their forwardIds are empty (REF-001). For every ref the
+  # mention until you report ActorStatus (alive or dead; for maxRestarts > 0,
+  # until the actor is dead for good, ACT-012) or I declare you dead (BOR-006),
+  # and their forwardIds are empty (REF-001). For every ref the
   # actor keeps, you register yourself as its borrower before you report alive
   # (BOR-007).
 

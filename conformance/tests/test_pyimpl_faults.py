@@ -117,6 +117,17 @@ CATCHES = {
     "zero-cpu-waits": "tasks/TASK-051-task-taking-nothing-runs-beside-a-full-slot",
     "run-without-resource": "tasks/TASK-053-named-resource-not-offered",
     "resources-named-twice-accepted": "tasks/TASK-054-resource-named-twice-is-malformed",
+    "invalid-utf8-accepted": "malformed/ID-011-empty-function-and-invalid-utf8",
+    "unsequenced-errors-name-nothing": "session/SES-038-ERR-003-unsequenced-error-ends-the-request",
+    "wrong-state-means-dead": "session/SES-039-wrong-state-answer-is-no-death",
+    "restarting-ends-actor": "actors/GEN-024-restarting-status-is-no-death",
+    "member-checked-before-features": "malformed/ERR-010-first-broken-rule-answers",
+    "id-limits-on-error-messages": "malformed/ID-010-id-fields-and-no-others",
+    "text-ends-at-nul": "malformed/VAL-028-text-read-as-capnp-reads-it",
+    "one-segment-frames": "malformed/ZMQ-020-segmented-frame-0",
+    "queued-sent-unchecked": "tasks/ZMQ-021-ZMQ-007-queued-task-checked-with-the-announced-limit",
+    "malformed-answer-waits": "tasks/GEN-030-undecodable-reply-fails-the-task",
+    "incarnation-0-accepted": "malformed/ID-013-REF-004-incarnation-0",
 }
 
 

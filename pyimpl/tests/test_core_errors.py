@@ -173,12 +173,17 @@ def test_introspecting_a_known_worker_reaches_its_address():
 # ================================================================ remote messages in the wrong state
 def remote_cases(s: Stub) -> dict[str, tuple[object, list]]:
     """message -> the exact bodies the core must answer (besides acks)."""
-    mine_gone = PREFIX + "42"  # allocated by A (its prefix), no entry
+    mine_gone = PREFIX + "42"  # allocated by A (its prefix, a counter it reached: 99), no entry
     foreign = "Z.1.1"
     return {
         "TaskReply for a task A never allocated": (
             TaskReply("Z.1.t", 1, ()), [("ProtocolError", ErrorCode.WRONG_STATE)]),
-        "TaskReply for a task A allocated and forgot": (TaskReply(PREFIX + "t9", 1, ()), []),
+        "TaskReply for a task A allocated and forgot": (TaskReply(PREFIX + "9", 1, ()), []),
+        "TaskReply for a task id A has not reached": (
+            TaskReply(PREFIX + "100", 1, ()), [("ProtocolError", ErrorCode.WRONG_STATE)]),
+        "RegisterBorrower for an object id A has not reached": (
+            RegisterBorrower(PREFIX + "100", "Q", 3, "mem://Q", s.oid("f3")), [("BorrowerRegistered", ErrorCode.UNKNOWN_OBJECT)]),
+        "GetObjectStatus for a return of a task A ran": (GetObjectStatus(PREFIX + "9.r7"), [("ObjectStatus", None)]),
         "CancelTask for an unknown task": (CancelTask(s.oid("nope")), []),
         "RegisterBorrower for an object A freed": (
             RegisterBorrower(mine_gone, "Q", 3, "mem://Q", s.oid("f1")), [("BorrowerRegistered", ErrorCode.OBJECT_FREED)]),
@@ -208,6 +213,8 @@ CASES = list(remote_cases(Stub("S")))
 def test_remote_message_in_the_wrong_state_is_answered_and_the_session_goes_on(case):
     # a confused (or older/newer) peer sends something A cannot use         GEN-005, ERR-001, BOR-018, TASK-013, GEN-008
     a = peer()
+    a.handle(ev.Put("put", PREFIX + "99", raw(b"v")))  # A's counter has reached 99 (ID-006)
+    a.handle(ev.DropRef("drop", PREFIX + "99"))
     s = Stub("S")
     s.greet(a)
     msg, expected = remote_cases(s)[case]
@@ -251,10 +258,11 @@ def test_an_argument_that_does_not_carry_its_kinds_member_is_malformed(arg):
 def test_task_reply_for_a_forgotten_task_frees_its_stored_result():
     # W answers a task of A's that A has already forgotten                    TASK-015, GEN-005
     a = peer()
+    a.handle(ev.Put("put", PREFIX + "9", raw(b"v")))  # A's counter reaches 9 (ID-006)
     w = Stub("W")
     w.greet(a)
-    stale = TaskReply(PREFIX + "t9", 1, (ReturnValue(PREFIX + "t9.r0", ReturnKind.STORED, location="W", size=9),))
-    assert bodies(a.handle(w.send(a, stale))) == [FreeObjects((PREFIX + "t9.r0",))]
+    stale = TaskReply(PREFIX + "8", 1, (ReturnValue(PREFIX + "8.r0", ReturnKind.STORED, location="W", size=9),))
+    assert bodies(a.handle(w.send(a, stale))) == [FreeObjects((PREFIX + "8.r0",))]
 
 
 def test_unknown_message_type_uses_up_its_number_and_keeps_the_session():

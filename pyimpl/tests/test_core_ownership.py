@@ -282,12 +282,17 @@ def test_settling_answers_waiters_before_reclaiming():
 
 
 @pytest.mark.parametrize("oid, state, code", [
-    ("O.a.999", ObjectState.FREED, None),  # allocated here (prefix), gone           OBJ-003
+    ("O.a.999", ObjectState.FREED, None),  # allocated here (prefix, counter reached), gone   OBJ-003
+    ("O.a.999.r5", ObjectState.FREED, None),  # a return id of counter 999, however many returns   ID-006
+    ("O.a.1000", ObjectState.UNKNOWN, None),  # prefix, but a counter not reached yet          ID-006
+    ("O.a.x", ObjectState.UNKNOWN, None),  # prefix, no counter                                ID-006
     ("Z.1.1", ObjectState.UNKNOWN, None),  # never allocated here                    OBJ-003, OBJ-007
 ])
 def test_status_of_objects_the_owner_does_not_have(oid, state, code):
     # G asks O about an id O reclaimed / never allocated                      OBJ-003, ID-006
     o = peer("O", 0x0A)
+    o.handle(ev.Put("put", "O.a.999", Value(Encoding.RAW, b"v")))  # O's counter reaches 999
+    o.handle(ev.DropRef("drop", "O.a.999"))
     g = Stub("G")
     g.greet(o)
     [status] = bodies(o.handle(g.send(o, GetObjectStatus(oid))))
@@ -1311,3 +1316,20 @@ def test_host_death_fails_pending_calls_with_actor_died_and_never_retries():
     net.kill("H", "D")
     assert net["D"].owned[y].error.code is ErrorCode.ACTOR_DIED
     assert [m.attempt for m in net.sent_bodies(SubmitTask)] == [1]
+
+
+def test_stored_value_with_nested_refs_is_not_offered_to_a_peer_without_borrowing():
+    # O: x = put(v); y = put([x]) stored; G (no borrowing on the session) asks y   OBJ-012, HS-017
+    o = peer("O", 0x0A)
+    g = Stub("G", features=("core",))
+    g.greet(o)
+    o.handle(ev.Put("put", "O.a.1", Value(Encoding.RAW, b"x"), False, 1))
+    o.handle(ev.Put("put", "O.a.2", Value(Encoding.PORTABLE, b"", (), (o._descriptor("O.a.1"),)), True, 4096))
+    [status] = bodies(o.handle(g.send(o, GetObjectStatus("O.a.2"))))
+    assert status.state is ObjectState.FAILED and status.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
+    assert status.locations == () and o.owned["O.a.2"].state == "ready"
+    # A peer with borrowing is offered the copy as before.
+    h = Stub("H")
+    h.greet(o)
+    [status] = bodies(o.handle(h.send(o, GetObjectStatus("O.a.2"))))
+    assert status.state is ObjectState.READY and status.locations == ("O",)

@@ -13,6 +13,9 @@ from refrpc.core.messages import (
     ArgKind,
     CreateActor,
     ErrorCode,
+    GetObjectStatus,
+    ObjectState,
+    ObjectStatus,
     ProtocolError,
     ReleaseBorrows,
     ReturnKind,
@@ -164,3 +167,39 @@ def test_a_reply_whose_retained_ref_conflicts_is_malformed():
     stim = s.send(a, reply)
     refused(a.handle(stim), stim.envelope.seq)
     assert a.owned[r0].state == "failed"
+
+
+def test_a_refused_status_answer_fails_the_borrowers_get_at_once():
+    # A borrows y from S (a task hold) and its program gets y; S's ObjectStatus
+    # nests a descriptor of A's own x naming S as owner: refused, and the get
+    # fails MALFORMED now, not when S dies                                 REF-007, OBJ-017
+    a, s = with_stub()
+    x = PREFIX + "1"
+    a.handle(ev.Put("put", x, raw(b"v")))
+    y = s.descriptor(s.oid("y"))
+    a.handle(s.send(a, submit(s, s.oid("t1"), Arg(ArgKind.SHARED, ref=y))))
+    out = a.handle(ev.Get("get", 7, y.object_id))
+    assert not of_type(out, ev.GetResult) and bodies(out, GetObjectStatus, to="S")
+    stim = s.send(a, ObjectStatus(y.object_id, ObjectState.READY, 1, (), (), raw(b"r", (s.descriptor(x),))))
+    out = a.handle(stim)
+    refused(out, stim.envelope.seq)
+    [res] = of_type(out, ev.GetResult)
+    assert res.request_id == 7 and res.error is not None
+    assert res.error.code is ErrorCode.MALFORMED and res.error.requirement == "REF-007"
+    assert a.borrowed[y.object_id].state == "failed" and a.owned[x].borrowers == {}  # nothing merged
+    # For good: a later get of y is answered at once with the same error, and S is not asked again.
+    out = a.handle(ev.Get("get", 8, y.object_id))
+    [res] = of_type(out, ev.GetResult)
+    assert res.error is not None and res.error.code is ErrorCode.MALFORMED
+    assert not bodies(out, GetObjectStatus)
+
+
+def test_a_conflicting_status_answer_nobody_waits_for_changes_nothing():
+    # The same answer for an object A does not hold (released meanwhile): only refused.
+    a, s = with_stub()
+    x = PREFIX + "1"
+    a.handle(ev.Put("put", x, raw(b"v")))
+    stim = s.send(a, ObjectStatus(s.oid("gone"), ObjectState.READY, 1, (), (), raw(b"r", (s.descriptor(x),))))
+    out = a.handle(stim)
+    refused(out, stim.envelope.seq)
+    assert not of_type(out, ev.GetResult) and s.oid("gone") not in a.borrowed

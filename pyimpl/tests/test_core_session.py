@@ -190,6 +190,8 @@ def test_refused_handshake_fences_locally_fails_queued_work_and_sends_no_notice(
     assert [(i.peer, i.incarnation) for i in of_type(out, ev.PeerDeclaredDead)] == [("W", 0x3)]
     assert bodies(out, PeerDeadNotice) == []
     assert d.owned["D.d1.1.r0"].state == "failed"
+    # LIV-031: the task ends as for a death, with the death's code, not the refusal's.
+    assert d.owned["D.d1.1.r0"].error.code is ErrorCode.WORKER_DIED
 
 
 def test_welcome_with_another_major_version_is_a_refusal():
@@ -873,3 +875,17 @@ def test_a_notice_about_the_head_from_another_member_fences_nobody():
     assert a.remotes["H"].state == "alive" and a.remotes["C"].delivered == 1  # its seq is used up
     out = a.handle(c.send(a, PeerDeadNotice("B", 0xB, "silence")))
     assert [(i.peer, i.incarnation) for i in of_type(out, ev.PeerDeclaredDead)] == [("B", 0xB)]
+
+
+def test_a_message_not_allowed_outside_the_session_is_traced_as_discarded():
+    # S sends a SubmitTask with sequence number 0: dropped, and the trace says why   GEN-009, TRC-013
+    a = peer()
+    a.trace_events = True
+    s = Stub("S")
+    s.greet(a)
+    out = a.handle(s.unsequenced(a, task(s, 1)))
+    assert not of_type(out, ev.RunTask)
+    assert [t.detail for t in of_type(out, ev.TraceEvent) if t.name == "discarded"] == [{"reason": "not-in-session"}]
+    # A Heartbeat outside the session is handled (its ack, its evidence of life): no discard.
+    out = a.handle(s.unsequenced(a, Heartbeat()))
+    assert not [t for t in of_type(out, ev.TraceEvent) if t.name == "discarded"]

@@ -113,3 +113,36 @@ def test_a_lost_host_has_no_process_left():
         b.revive(2)
         assert b.run(2, ["sh", "-c", "hostname; ls /dev/shm"], check=True).stdout.split() == ["h2"]
         assert len(b.pids(2)) == 1
+
+
+_COUNT = ("import socket,sys,time\nr=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);r.bind(('0.0.0.0',int(sys.argv[1])))\n"
+          "r.setsockopt(socket.SOL_SOCKET,33,1<<23)\n"  # SO_RCVBUFFORCE (root): a slow reader drops nothing
+          "r.settimeout(1.0);print('up',flush=True);n=0\ntry:\n while True: r.recv(16); n+=1\nexcept OSError: pass\n"
+          "print(n,flush=True)\n")
+_BURST = ("import socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+          "for i in range(2000):\n s.sendto(b'x',(sys.argv[1],int(sys.argv[2])))\n if i % 50 == 49: time.sleep(0.005)\n")
+
+
+def _udp_received(bed, src: int, dst: int, port: int) -> int:
+    """Datagrams of 2,000 sent from ``src`` that reach ``dst``."""
+    counter = bed.spawn(dst, [sys.executable, "-c", _COUNT, str(port)], stdout=subprocess.PIPE, text=True)
+    assert counter.stdout.readline().strip() == "up"
+    bed.run(src, [sys.executable, "-c", _BURST, bed.address(dst), str(port)], check=True, timeout=60)
+    return int(counter.stdout.readline())
+
+
+@pytest.mark.skipif(bool(hosts.loss_unavailable()), reason=hosts.loss_unavailable() or "")
+def test_a_lossy_link_loses_its_share_each_way_and_heals(bed):
+    assert _udp_received(bed, 1, 3, 6001) == 2000  # a clean link loses nothing
+    bed.degrade(1, 0.25)
+    try:
+        sent_out, came_in = _udp_received(bed, 1, 3, 6002), _udp_received(bed, 3, 1, 6003)
+        # 25% of 2,000 each way: far from both 0 and 2,000 lost (binomial, sd ~19).
+        assert 1300 < sent_out < 1700 and 1300 < came_in < 1700, (sent_out, came_in)
+        assert _udp_received(bed, 2, 3, 6004) == 2000  # other links are untouched
+        assert bed.dropped(1) > 0 and bed.dropped(3) > 0
+    finally:
+        bed.degrade(1, 0)
+    assert _udp_received(bed, 1, 3, 6005) == 2000
+    with pytest.raises(ValueError):
+        bed.degrade(1, 1.5)

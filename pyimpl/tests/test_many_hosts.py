@@ -47,6 +47,26 @@ def test_tasks_and_nested_tasks_use_every_host(cluster):
     assert not out["errors"] and out["right"] == [True, True]
 
 
+@pytest.mark.skipif(bool(hosts.loss_unavailable()), reason=hosts.loss_unavailable() or "")
+def test_a_lossy_link_slows_the_cluster_but_loses_no_value(cluster):
+    # h2's link loses 3% of its packets each way: TCP resends them, so tasks on h2 and
+    # values made on one host and read on another all come back right, and nobody is
+    # declared dead for the resends' delay.
+    d, bed = cluster.first, cluster.bed
+    before = d("view")
+    bed.degrade(2, 0.03)
+    try:
+        out = d("where", n=6, resources={"h2": 1}, timeout=60)
+        assert out == {"values": ["h2"] * 6, "errors": []}
+        out = d("data", sizes=[300_000, 4_000_000], timeout=120)
+        assert not out["errors"] and out["right"] == [True, True]
+        assert bed.dropped(2) > 0  # packets really were lost on the way
+    finally:
+        bed.degrade(2, 0)
+    after = d("view")
+    assert after["workers"] == before["workers"] and after["fenced"] == before["fenced"]
+
+
 def test_a_worker_that_joins_later_is_used_by_earlier_workers_and_drivers(cluster):
     d = cluster.first
     before = d("view")["version"]

@@ -22,6 +22,12 @@ NOT_ON_THE_WIRE: dict[str, str] = {
         "with its own fault injection (pyimpl: the core test of a handler that raises, and make fuzz)"
     ),
     "SEC-013": "how an operator protects trace files and introspection dumps at rest: nothing on the wire shows it",
+    "SES-037": (
+        "a permission, not a duty: after LIV-018's handshake timeout a peer either fails later sends to the "
+        "remote at once or, with a local setting, greets it again with a fresh Hello, which the remote cannot "
+        "tell from a first handshake; every behaviour conforms, so no case can fail (the duties it rests on are "
+        "LIV-018's, which its case checks)"
+    ),
     "SEC-017": (
         "the file-system permissions of the ipc:// directory of a cluster on one host without CURVE: the suite "
         "speaks tcp:// to one process and cannot see the directory"

@@ -10,10 +10,12 @@ independent of how the codec lays messages out.
 from __future__ import annotations
 
 import random
+import struct
 from dataclasses import replace
 from typing import Any, Callable
 
 from refrpc.codec import encode
+from refrpc.codec._encode import encode_reference
 from refrpc.core.messages import Arg, ArgKind, CancelTask, Envelope, RefDescriptor, RemoveLocation, SubmitTask
 
 #: Message type discriminants of 64 and above are reserved for experiments (GEN-006).
@@ -106,3 +108,29 @@ def garbage(n: int = 256, seed: int = 5) -> list[bytes]:
     """One frame of seeded random bytes: not an envelope at all."""
     rng = random.Random(seed)
     return [bytes(rng.randrange(256) for _ in range(n))]
+
+
+def segment_count(frame0: Any) -> int:
+    """How many segments the Cap'n Proto message in ``frame0`` declares."""
+    (last,) = struct.unpack_from("<I", bytes(frame0[:4]))
+    return int(last) + 1
+
+
+def in_segments(envelope: Envelope) -> list[Any]:
+    """The frames of ``envelope`` with frame 0 laid out by Cap'n Proto's own message
+    builder, which starts a new segment when the first is full: a large enough
+    message comes in two or more segments, joined by far pointers (ZMQ-020)."""
+    return list(encode_reference(envelope))
+
+
+def overstate_first_segment(words: int = 1) -> Callable[[list[Any]], list[Any]]:
+    """A frames hook making frame 0's segment table declare ``words`` more words for
+    the first segment than the frame holds (ZMQ-020: malformed)."""
+
+    def hook(frames: list[Any]) -> list[Any]:
+        f0 = bytearray(bytes(frames[0]))
+        (size,) = struct.unpack_from("<I", f0, 4)
+        struct.pack_into("<I", f0, 4, size + words)
+        return [bytes(f0), *frames[1:]]
+
+    return hook

@@ -16,6 +16,7 @@ from refrpc.core.messages import (
     KillActor,
     ObjectState,
     ObjectStatus,
+    ProtocolError,
     RegisterBorrower,
     ReleaseBorrows,
     ReturnKind,
@@ -27,6 +28,7 @@ from refrpc.core.messages import (
 from .._build import by_value, describe_return, portable, read_portable
 from .._case import case
 from .._context import IUT, CaseContext
+from .._control import ControlError
 from .._wire import WirePeer
 from ._common import check_inline, expect_reply, leave_with_goodbye, open_session, task
 
@@ -351,3 +353,40 @@ def call_before_creation_waits(ctx: CaseContext) -> None:
     ctx.check("ACT-004", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.ACTOR_DIED,
               "ERROR(ACTOR_DIED)", describe_return(ret))
     ctx.check("ACT-023", waited >= wait_s * 0.9, f"answered after the creation wait ({wait_s:g} s)", f"after {waited:.2f} s")
+
+
+@case(
+    "actors/GEN-024-restarting-status-is-no-death",
+    requirements=["GEN-024", "ACT-002", "GEN-003", "ACT-003"],
+    features=("core", "actors"),
+    summary=(
+        "The IUT creates a Counter(5) hosted by suite peer H, which reports it ALIVE, then RESTARTING (a state "
+        "version 0.1 reserves and never sends), then ALIVE again. The RESTARTING status is no malformed message "
+        "(no ProtocolError names it) and does not end the actor: a call made after both statuses were "
+        "acknowledged reaches H, and the IUT's get returns H's answer; H is never sent KillActor."
+    ),
+)
+def restarting_status_is_no_death(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    h = ctx.wire_peer("host")
+    iut.add_peer(h, slots=1)
+    actor = iut.control("actor_create", **{"class": "Counter", "args": [{"value": 5}], "host": h.peer_id})["actor_id"]
+    _host_answers(ctx, h, iut.peer_id)
+    link_h = h.link(iut.peer_id)
+    restarting = link_h.send(ActorStatus(actor, ActorState.RESTARTING))
+    last = link_h.send(ActorStatus(actor, ActorState.ALIVE))
+    ctx.wait_until(h, lambda: link_h.acked >= last, requirement="SES-003", what="the IUT's ack of both statuses")
+    try:
+        rid = iut.control("actor_call", actor_id=actor, method="add", args=[{"value": 1}])["returns"][0]
+    except ControlError as exc:
+        ctx.fail("GEN-024", "the actor still callable after RESTARTING and ALIVE", f"actor_call refused: {exc}")
+    st: SubmitTask = ctx.expect(h, SubmitTask, lambda m: m.actor_id == actor, requirement="GEN-024",
+                                what="the call at H: the actor was not ended by RESTARTING", timeout=10.0).body
+    link_h.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable(6)),)))
+    got = iut.get(rid, timeout_ms=10_000)
+    ctx.check("GEN-024", got.get("value") == 6, "get of the call returns H's answer, 6", got)
+    refused = h.received(ProtocolError, lambda m: m.related_seq == restarting)
+    ctx.check("GEN-024", not refused, "no ProtocolError about the RESTARTING status (a known enumerant)",
+              [str(a.body) for a in refused])
+    killed = h.received(KillActor)
+    ctx.check("GEN-024", not killed, "no KillActor sent to H", [str(a.body) for a in killed])

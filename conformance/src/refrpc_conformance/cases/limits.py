@@ -8,6 +8,7 @@ from refrpc.core.messages import (
     CancelTask,
     Envelope,
     ErrorCode,
+    ErrorInfo,
     GetObjectStatus,
     ObjectState,
     ObjectStatus,
@@ -62,6 +63,44 @@ def identifier_limits(ctx: CaseContext) -> None:
               "no ObjectStatus for the over-long id", "answered")
     ctx.check("ID-007", not peer.received(TaskReply, lambda m: m.task_id == probe.task_id),
               "no TaskReply for the task with the over-long owner", "answered")
+
+
+@case(
+    "malformed/ID-010-id-fields-and-no-others",
+    requirements=["ID-010", "ID-007", "ID-011", "TASK-007", "GEN-004"],
+    summary=(
+        "ID-007's limits apply to exactly the id fields of ID-010, each element of a list included, and to no "
+        "other Text. The suite sends a SubmitTask whose second return id is 257 bytes (an element of "
+        "`returnIds`): MALFORMED, never run. The IUT then submits echo to suite executor E, which answers with "
+        "every return ERROR(TASK_FAILED) whose message is 1,000 bytes (`ErrorInfo.message` is no id): the reply "
+        "is not malformed (no ProtocolError names it) and get answers TASK_FAILED."
+    ),
+)
+def id_fields_and_no_others(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    long_id = peer.ids.prefix + "r" * (257 - len(peer.ids.prefix))
+    t = task(peer, "echo", [by_value("x")])
+    bad = SubmitTask(t.task_id, t.function, t.args, (t.return_ids[0], long_id))
+    seq = link.send(bad)
+    err = ctx.expect(peer, ProtocolError, lambda m: m.related_seq == seq, requirement="ID-010",
+                     what=f"ProtocolError about a return id of 257 bytes in a list (seq {seq})").body
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="ID-010", note="returnIds[1] of 257 bytes")
+    run_echo(ctx, peer, link, "after", requirement="GEN-010")
+    ctx.check("ID-010", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id),
+              "the task with an over-long return id never runs", "no reply")
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    ret = iut.submit("echo", [{"value": "fails"}], executor=e.peer_id)["returns"][0]
+    st: SubmitTask = ctx.expect(e, SubmitTask, lambda m: m.return_ids == (ret,), requirement="TASK-001",
+                                what="the IUT's SubmitTask of echo").body
+    message = "a long error message, no id: " + "m" * 971
+    reply_seq = e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, tuple(
+        ReturnValue(r, ReturnKind.ERROR, error=ErrorInfo(ErrorCode.TASK_FAILED, message, "TASK-007")) for r in st.return_ids)))
+    got = iut.get(ret, timeout_ms=5_000)
+    ctx.check("ID-010", got.get("error", {}).get("code") == "TASK_FAILED",
+              "get answers TASK_FAILED: an error message of 1,000 bytes is no over-long id", got)
+    refused = e.received(ProtocolError, lambda m: m.related_seq == reply_seq)
+    ctx.check("ID-010", not refused, "no ProtocolError about the reply", [str(a.body) for a in refused])
 
 
 @case(

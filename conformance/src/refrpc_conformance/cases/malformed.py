@@ -8,14 +8,35 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from refrpc.core.messages import Arg, ArgKind, Envelope, ErrorCode, GetObjectStatus, ProtocolError, ReturnKind, TaskReply
+from refrpc.core.messages import (
+    Arg,
+    ArgKind,
+    Envelope,
+    ErrorCode,
+    GetObjectStatus,
+    PeerDeadNotice,
+    ProtocolError,
+    ReturnKind,
+    TaskReply,
+)
 
-from .._build import PortableRef, by_ref, by_value, portable
+from .._build import PortableRef, by_ref, by_value, portable, shared
 from .._case import case
 from .._context import CaseContext
-from .._craft import add_frame, drop_payload_frames, garbage, replace_bytes, truncate, with_arg_kind
+from .._craft import (
+    add_frame,
+    drop_payload_frames,
+    garbage,
+    in_segments,
+    overstate_first_segment,
+    replace_bytes,
+    segment_count,
+    truncate,
+    with_arg_kind,
+)
 from ._common import (
     check_error_code,
+    check_inline,
     check_requirement_named,
     expect_protocol_error,
     expect_reply,
@@ -274,3 +295,128 @@ def bad_portable_argument(ctx: CaseContext) -> None:
     ctx.check("VAL-021", not peer.received(ProtocolError, lambda m: m.related_seq == seq),
               f"no ProtocolError about seq {seq}: the message itself is well formed", "a ProtocolError named it")
     run_echo(ctx, peer, link, "after", requirement="VAL-021")
+
+
+@case(
+    "malformed/VAL-028-text-read-as-capnp-reads-it",
+    requirements=["VAL-028", "ID-011", "TASK-006", "GEN-004", "GEN-010"],
+    summary=(
+        "A Text field is Cap'n Proto's byte list ending in a 0 byte. A task whose `function` is \"echo\", a 0 byte "
+        "and \"tail\" names no registered function (the 0 is part of the text, not its end): every return "
+        "ERROR(UNKNOWN_FUNCTION), never echo's result, and no ProtocolError. A task whose `function`'s last byte "
+        "is not 0 is malformed: ProtocolError(MALFORMED) about its number, the number consumed, no reply."
+    ),
+)
+def text_read_as_capnp_reads_it(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    inner = task(peer, "echo\0tail", [by_value("x")])
+    seq = link.send(inner)
+    reply = expect_reply(ctx, peer, inner, requirement="VAL-028", timeout=10.0)
+    codes = [rv.error.code.value if rv.kind is ReturnKind.ERROR and rv.error else rv.kind.value for rv in reply.returns]
+    ctx.check("VAL-028", bool(codes) and all(c == ErrorCode.UNKNOWN_FUNCTION.value for c in codes),
+              "every return ERROR(UNKNOWN_FUNCTION): a 0 byte inside the text is part of it (not echo)", codes)
+    ctx.check("VAL-028", not peer.received(ProtocolError, lambda m: m.related_seq == seq),
+              "no ProtocolError about the function with a 0 byte inside", "none")
+    marker = b"no-terminating-nul"
+    bad = task(peer, marker.decode(), [by_value("x")])
+    seq = link.send(bad, frames_hook=replace_bytes(marker + b"\0", marker + b"X"))
+    err = expect_protocol_error(ctx, peer, requirement="VAL-028", related_seq=seq,
+                                what=f"ProtocolError about seq {seq} (a Text whose last byte is not 0)")
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="VAL-028")
+    resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-010")
+    ctx.check("VAL-028", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id),
+              "the task whose function is not NUL-terminated never runs", "no reply")
+
+
+@case(
+    "malformed/ZMQ-020-segmented-frame-0",
+    requirements=["ZMQ-020", "GEN-004"],
+    summary=(
+        "The suite sends sum_bytes with a 20,000-byte value argument inline, frame 0 laid out by Cap'n Proto's "
+        "own message builder in two segments joined by a far pointer (as the reference encoder lays out large "
+        "messages). The IUT must decode all of it: the task runs and returns the sum of the bytes. A task whose "
+        "segment table declares more words than frame 0 holds is malformed: never run, answered MALFORMED if "
+        "at all, and the session goes on."
+    ),
+)
+def segmented_frame_0(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    data = bytes(i % 251 for i in range(20_000))
+    t = task(peer, "sum_bytes", [by_value(data)])
+    seq = link.next_seq()
+    frames = in_segments(Envelope(peer.peer_id, peer.incarnation, iut.peer_id, iut.incarnation, seq, link.delivered, t))
+    segments = segment_count(frames[0])
+    if segments < 2:
+        ctx.abort(f"the suite's own frame has {segments} segment; it meant to send two or more")
+    link.send_frames(frames, label=f"SubmitTask(sum_bytes) in {segments} segments", seq=seq)
+    reply = expect_reply(ctx, peer, t, requirement="ZMQ-020", timeout=10.0)
+    check_inline(ctx, reply, sum(data), requirement="ZMQ-020", note=f"sum_bytes of the value read from {segments} segments")
+    bad = task(peer, "echo", [by_value("overstated")])
+    seq = link.send(bad, frames_hook=overstate_first_segment(64))
+    resync_after_bad_message(ctx, iut, peer, link, seq, requirement="GEN-004")
+    ctx.check("ZMQ-020", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id),
+              "the task whose segment table declares more than frame 0 holds never runs", "no reply")
+    for arrival in peer.received(ProtocolError, lambda m: m.related_seq == seq):
+        check_error_code(ctx, arrival.body, (ErrorCode.MALFORMED,), requirement="ZMQ-020", note="the answer to the overstated table")
+
+
+@case(
+    "malformed/ERR-010-first-broken-rule-answers",
+    requirements=["ERR-010", "HS-004", "HS-017", "VAL-015", "ID-007", "GEN-019"],
+    summary=(
+        "On a session where only `core` is in use, the suite sends two SubmitTasks that each break two rules. "
+        "The first has a `shared` argument (borrowing not in use, HS-017) and an argument of kind `ref` "
+        "carrying a value (VAL-015, a rule of the message's own handling): features come first, so it is "
+        "answered FEATURE_NOT_NEGOTIATED. The second has a `shared` argument and a return id of 257 bytes "
+        "(ID-007, checked as the message is read): MALFORMED. Each gets exactly one answer and never runs."
+    ),
+)
+def first_broken_rule_answers(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx, features=("core",))
+    x = ctx.descriptor(peer, ctx.new_id(peer))
+    both = task(peer, "forward", [shared(x), Arg(ArgKind.REF, value=portable(b"abc"))])
+    long_id = peer.ids.prefix + "r" * (257 - len(peer.ids.prefix))
+    with_long_id = replace(task(peer, "forward", [shared(x)]), return_ids=(long_id,))
+    cases = [
+        (both, ErrorCode.FEATURE_NOT_NEGOTIATED, "a shared argument without borrowing and an argument without its member"),
+        (with_long_id, ErrorCode.MALFORMED, "a shared argument without borrowing and a return id of 257 bytes"),
+    ]
+    sent = []
+    for body, code, what in cases:
+        seq = link.send(body)
+        sent.append(seq)
+        err = expect_protocol_error(ctx, peer, requirement="ERR-010", related_seq=seq, what=f"ProtocolError about {what}")
+        check_error_code(ctx, err, (code,), requirement="ERR-010", note=what)
+    run_echo(ctx, peer, link, "after", requirement="GEN-010")
+    for seq in sent:
+        answers = peer.received(ProtocolError, lambda m, seq=seq: m.related_seq == seq)
+        ctx.check("GEN-019", len(answers) == 1, f"exactly one answer to seq {seq}", f"{len(answers)} answers")
+    ran = peer.received(TaskReply, lambda m: m.task_id in (both.task_id, with_long_id.task_id))
+    ctx.check("ERR-010", not ran, "neither task runs", f"{len(ran)} replies")
+
+
+@case(
+    "malformed/ID-013-REF-004-incarnation-0",
+    requirements=["ID-013", "REF-004", "GEN-004", "GEN-010"],
+    summary=(
+        "The suite sends a PeerDeadNotice naming incarnation 0 of a made-up peer, then a task whose ref argument "
+        "names its owner's incarnation as 0. Both are malformed (ID-013, REF-004): each is answered "
+        "ProtocolError(MALFORMED) about its sequence number, the task never runs and asks nobody for status, "
+        "and the session goes on."
+    ),
+)
+def incarnation_zero(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    seq = link.send(PeerDeadNotice("nobody", 0, "made up"))
+    err = expect_protocol_error(ctx, peer, requirement="ID-013", what=f"ProtocolError about the notice (seq {seq})",
+                                related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="ID-013")
+    x = ctx.new_id(peer)
+    bad = task(peer, "sum_bytes", [by_ref(replace(ctx.descriptor(peer, x), owner_incarnation=0))])
+    seq = link.send(bad)
+    err = expect_protocol_error(ctx, peer, requirement="REF-004", what=f"ProtocolError about the task (seq {seq})",
+                                related_seq=seq)
+    check_error_code(ctx, err, (ErrorCode.MALFORMED,), requirement="REF-004")
+    run_echo(ctx, peer, link, "after incarnation 0", requirement="GEN-010")
+    ctx.check("REF-004", not peer.received(GetObjectStatus, lambda m: m.object_id == x), "no GetObjectStatus for the bad descriptor", "none")
+    ctx.check("REF-004", not peer.received(TaskReply, lambda m: m.task_id == bad.task_id), "the task never runs", "no reply")

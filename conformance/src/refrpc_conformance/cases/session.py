@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from refrpc.core.messages import CancelTask, ErrorCode, Heartbeat, ProtocolError, TaskReply
+from refrpc.core.messages import CancelTask, ErrorCode, ErrorInfo, Heartbeat, PeerDeadNotice, ProtocolError, SubmitTask, TaskReply
 
 from .._build import by_value
 from .._craft import add_frame
@@ -304,3 +304,58 @@ def second_dealer_with_the_same_routing_id(ctx: CaseContext) -> None:
         ctx.check("ZMQ-015", reply.body.task_id == t.task_id, "the task sent on the second connection ran", "it ran")
     finally:
         dealer.close(linger=0)
+
+
+@case(
+    "session/SES-038-ERR-003-unsequenced-error-ends-the-request",
+    requirements=["SES-038", "ERR-003", "SES-018"],
+    summary=(
+        "The IUT submits echo to suite executor E. Two ProtocolErrors with sequence number 0 name the "
+        "SubmitTask's sequence number: first one from another incarnation of E, with which the IUT has no "
+        "session (an answer without a session: its relatedSeq names nothing), FEATURE_NOT_NEGOTIATED; then one "
+        "from E's own incarnation, MALFORMED. The second is an answer on the session, classified by its "
+        "sender and not by its sequence number: the task fails with its code, and get answers MALFORMED, "
+        "never FEATURE_NOT_NEGOTIATED."
+    ),
+)
+def unsequenced_error_ends_the_request(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    ret = iut.submit("echo", [{"value": "refused"}], executor=e.peer_id)["returns"][0]
+    arrival = ctx.expect(e, SubmitTask, lambda m: m.return_ids == (ret,), requirement="TASK-001",
+                         what="the IUT's SubmitTask of echo")
+    link = e.link(iut.peer_id)
+    stranger = ProtocolError(ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, "from an incarnation without a session", "HS-004"),
+                             related_seq=arrival.seq)
+    link.send(stranger, seq=0, sender_incarnation=e.incarnation ^ 0x5A5A)
+    link.send(ProtocolError(ErrorInfo(ErrorCode.MALFORMED, "refused by the conformance suite", "GEN-004"),
+                            related_seq=arrival.seq), seq=0)
+    got = iut.get(ret, timeout_ms=5_000)
+    ctx.check("SES-038", got.get("error", {}).get("code") == "MALFORMED",
+              "get answers MALFORMED: the error with sequence number 0 from the live session ended the task "
+              "(and the one from another incarnation named nothing)", got)
+
+
+@case(
+    "session/SES-039-wrong-state-answer-is-no-death",
+    requirements=["SES-039", "SES-018", "SES-010", "LIV-004"],
+    summary=(
+        "In a live session suite peer S sends ProtocolError(WRONG_STATE) with sequence number 0 and relatedSeq 0, "
+        "the answer a peer that forgot the session (or a healthy initiator whose Welcome was lost) may send. The "
+        "IUT must take it as information only: S's next task runs (S not declared dead nor fenced), and suite "
+        "peer W, in session with the IUT too, is told of no death (no PeerDeadNotice before the reply to its own "
+        "task)."
+    ),
+)
+def wrong_state_answer_is_no_death(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    watcher = ctx.wire_peer("watcher")
+    link_w = ctx.session(watcher, iut)
+    link.send(ProtocolError(ErrorInfo(ErrorCode.WRONG_STATE, "no session with that incarnation", "SES-010")), seq=0)
+    run_echo(ctx, peer, link, "still-alive", requirement="SES-039")
+    run_echo(ctx, watcher, link_w, "watching", requirement="TASK-005")
+    dead = [a.body for a in peer.received(ProtocolError) if a.body.error.code is ErrorCode.DECLARED_DEAD]
+    ctx.check("SES-039", not dead, "S never answered DECLARED_DEAD (not fenced)", [str(d) for d in dead])
+    notices = watcher.received(PeerDeadNotice, lambda m: m.peer == peer.peer_id)
+    ctx.check("SES-039", not notices, "no PeerDeadNotice about S", [str(n.body) for n in notices])

@@ -13,6 +13,7 @@ from refrpc.core.messages import (
     FetchRequest,
     FreeObjects,
     GetObjectStatus,
+    Hello,
     ObjectState,
     ProtocolError,
     ObjectStatus,
@@ -26,6 +27,7 @@ from refrpc.core.messages import (
 )
 
 from .._build import PortableRef, make_bytes_value, portable, stored_form
+from .._craft import drop_payload_frames
 from .._case import case
 from .._context import IUT, CaseContext
 from .._control import ControlError, Ref
@@ -243,6 +245,42 @@ def mismatched_reply(ctx: CaseContext) -> None:
 
 
 @case(
+    "tasks/GEN-030-undecodable-reply-fails-the-task",
+    requirements=["GEN-030", "GEN-010", "TASK-019", "CNF-018"],
+    summary=(
+        "The IUT submits echo to suite executor E, which answers with a TaskReply for the right task and attempt "
+        "whose inline value travels as an out-of-band frame, sent without that frame: a Payload names a frame "
+        "that is not there (ZMQ-005), so the reply does not decode, but its header and its taskId and attempt "
+        "can be read. The IUT must answer ProtocolError(MALFORMED) about the reply's sequence number and fail "
+        "the task's return with MALFORMED at once (GEN-030), rather than leave it pending until E dies; then "
+        "nothing is left in its tables."
+    ),
+    timeout=60.0,
+)
+def undecodable_reply(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    sub = iut.submit("echo", [{"value": "x"}], executor=e.peer_id)
+    st = _next_task(ctx, e, "echo")
+    reply = TaskReply(st.task_id, st.attempt, (
+        ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable(b"\x07" * 100)),))
+    seq = e.link(iut.peer_id).send(reply, oob_threshold=16, frames_hook=drop_payload_frames)
+    err = ctx.expect(e, ProtocolError, lambda m: m.related_seq == seq, requirement="GEN-010",
+                     what=f"ProtocolError about the undecodable reply (seq {seq})", timeout=10.0).body
+    ctx.check("GEN-010", err.error.code is ErrorCode.MALFORMED, "code MALFORMED", err.error.code.name)
+    [rid] = sub["returns"]
+    got = iut.get(rid, timeout_ms=5_000)
+    code = str(got.get("error", {}).get("code", ""))
+    ctx.check("GEN-030", code == "MALFORMED", "get of the return answers error MALFORMED within 5 s", got)
+    iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("GEN-030", counts.get("submitted_tasks") == 0 and not iut.table(),
+              "the failed task and its return forgotten once dropped", (counts, iut.table()))
+
+
+@case(
     "tasks/TASK-024-named-executor-never-queued",
     requirements=["TASK-024", "TASK-001", "CNF-008"],
     summary=(
@@ -408,6 +446,48 @@ def argument_beyond_frame_limit(ctx: CaseContext) -> None:
         got = iut.get(big, timeout_ms=10_000)
         ctx.check("ZMQ-007", got.get("error", {}).get("code") == "RESOURCE_EXHAUSTED",
                   "the task not sent fails at home: get answers RESOURCE_EXHAUSTED", got)
+    e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt,
+                                        (ReturnValue(probe, ReturnKind.INLINE, value=portable("probe")),)))
+    ctx.check("TASK-001", iut.get(probe).get("value") == "probe", "get(probe) = 'probe'", iut.get(probe))
+
+
+@case(
+    "tasks/ZMQ-021-ZMQ-007-queued-task-checked-with-the-announced-limit",
+    requirements=["ZMQ-021", "ZMQ-007", "HS-001", "TASK-001"],
+    summary=(
+        "Suite executor E does not answer the IUT's first Hello. While the handshake is in progress the IUT is "
+        "asked to submit echo to E with a value argument of 1.5 MiB, then echo('probe'): both wait in the "
+        "IUT's queue (HS-001). E then welcomes the IUT with the smallest frame limit allowed, 1 MiB. Each queued "
+        "message is checked against that limit when it is sent: no message beyond it may arrive at E (the IUT "
+        "passes the value by reference, or fails the task at home, so that get answers RESOURCE_EXHAUSTED), "
+        "and the probe arrives and is answered."
+    ),
+    timeout=60.0,
+)
+def queued_task_checked_with_announced_limit(ctx: CaseContext) -> None:
+    mib = 1 << 20
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor", max_frame_bytes=mib)
+    e.accept_hello = False  # the case lets the IUT's Hello go unanswered until both tasks are queued
+    iut.add_peer(e, slots=1)
+    data = bytes(range(256)) * (6 * 1024)
+    big = iut.submit("echo", [{"value": data}], executor=e.peer_id)["returns"][0]
+    probe = iut.submit("echo", [{"value": "probe"}], executor=e.peer_id)["returns"][0]
+    ctx.expect(e, Hello, requirement="HS-001", what="the IUT's Hello to E")
+    ctx.check("HS-001", not e.received(SubmitTask), "nothing but Hello before the Welcome", "a SubmitTask arrived")
+    e._call(lambda: setattr(e, "accept_hello", True))  # the next Hello (HS-008) is welcomed
+    ctx.wait_until(e, lambda: bool(e.malformed or e.received(SubmitTask, lambda m: m.return_ids == (probe,))),
+                   requirement="TASK-001", what="the IUT's SubmitTask of echo('probe') after the Welcome", timeout=20.0)
+    ctx.require("ZMQ-021", not e.malformed, "no queued message beyond the 1 MiB E announced in its Welcome",
+                [f"{why} (frames {sizes})" for _, why, sizes in e.malformed])
+    st: SubmitTask = e.received(SubmitTask, lambda m: m.return_ids == (probe,))[0].body
+    sent = e.received(SubmitTask, lambda m: m.return_ids == (big,))
+    if sent:
+        ctx.note(f"the 1.5 MiB argument went as {[a.kind.value for a in sent[0].body.args]}")
+    else:
+        got = iut.get(big, timeout_ms=10_000)
+        ctx.check("ZMQ-021", got.get("error", {}).get("code") == "RESOURCE_EXHAUSTED",
+                  "the queued task not sent fails at home: get answers RESOURCE_EXHAUSTED", got)
     e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt,
                                         (ReturnValue(probe, ReturnKind.INLINE, value=portable("probe")),)))
     ctx.check("TASK-001", iut.get(probe).get("value") == "probe", "get(probe) = 'probe'", iut.get(probe))

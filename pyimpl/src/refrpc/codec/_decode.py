@@ -309,12 +309,57 @@ def decode(frames: Sequence[Any], *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BY
             readable. An unknown ``ErrorCode`` is not malformed: it decodes
             to ``ErrorCode.UNRECOGNIZED`` (ERR-002).
     """
-    _check_sizes(frames, max_frame_bytes)
     try:
-        return _fast.decode(frames)  # the hot messages, read directly; anything else below
-    except _fast.Fallback:
-        pass
-    return _decode_capnp(frames)
+        _check_sizes(frames, max_frame_bytes)
+        try:
+            return _fast.decode(frames)  # the hot messages, read directly; anything else below
+        except _fast.Fallback:
+            pass
+        return _decode_capnp(frames)
+    except (MalformedFrame, OversizedFrame) as err:
+        if err.seq and err.answer is None:
+            err.answer = answer_key(frames[0], max_frame_bytes)  # GEN-030
+        raise
+
+
+#: The answers whose request a malformed copy still ends (GEN-030): union member ->
+#: (message type name, the key fields, in order, with the id type of each or None).
+_ANSWER_KEYS: dict[str, tuple[str, tuple[tuple[str, str | None], ...]]] = {
+    "taskReply": ("TaskReply", (("taskId", "TaskId"), ("attempt", None))),
+    "borrowerRegistered": ("BorrowerRegistered", (("objectId", "ObjectId"), ("forwardId", "ForwardId"))),
+    "objectStatus": ("ObjectStatus", (("objectId", "ObjectId"),)),
+    "actorStatus": ("ActorStatus", (("actorId", "ActorId"),)),
+    "introspectReply": ("IntrospectReply", (("requestId", None),)),
+}
+
+
+def answer_key(frame0: Any, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> tuple[str, tuple[object, ...]] | None:
+    """GEN-030: the type and correlating key of a malformed answer, read from frame 0
+    alone (whatever else in the body is wrong), or None when they cannot be read."""
+    try:
+        if _nbytes(frame0) > max_frame_bytes:
+            return None
+        data = bytes(frame0)
+        if not data or len(data) % 8:
+            return None
+        with _open(data) as root:
+            group = root._get_by_field(BODY_FIELD)
+            which = group._which_str()
+            if which not in _ANSWER_KEYS:
+                return None
+            name, fields = _ANSWER_KEYS[which]
+            body = getattr(group, which)
+            key: list[object] = []
+            for field, id_type in fields:
+                value = getattr(body, field)
+                if id_type is not None:
+                    limit = ID_LIMITS[id_type][0]
+                    if not isinstance(value, str) or not value or len(value.encode()) > limit:
+                        return None
+                key.append(value if id_type is not None else int(value))
+            return name, tuple(key)
+    except Exception:  # anything unreadable: no key, the request stays open (GEN-030)
+        return None
 
 
 def _check_sizes(frames: Sequence[Any], max_frame_bytes: int) -> None:

@@ -30,6 +30,10 @@ class DecodeError(Exception):
         ack: The sender's cumulative ack, or 0 if unreadable.
     """
 
+    #: For a malformed answer whose correlating key could be read (``GEN-030``), its
+    #: message type name and key, for example ``("TaskReply", ("D.1a.7", 2))``; else None.
+    answer: tuple[str, tuple[object, ...]] | None = None
+
     #: Registry code this kind of failure is reported with.
     code: ErrorCode = ErrorCode.MALFORMED
     #: The requirement the frames violate (e.g. ``ID-003``); reported in :attr:`error`.

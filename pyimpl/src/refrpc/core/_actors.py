@@ -41,6 +41,7 @@ class Actors:
             raise LocalUsageError(ErrorCode.MALFORMED, f"actor id {s.actor_id} is reused or not allocated here")
         args, mentioned = self._build_args(s.args)
         demand = _demand(s.num_cpus, s.resources)
+        self._note_allocated(s.actor_id)  # ID-006
         host = s.executor or self._actor_host(mentioned, demand)
         if not host:
             what = "" if demand == (0.0, ()) else " with the resources it asks for"

@@ -8,8 +8,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .errors import LocalUsageError, ProtocolViolation
-from .events import FreeCopy, ResolvedArg, RunTask, StopTask, TaskFinished
+from .events import FreeCopy, ResolvedArg, RunTask, StopTask, TaskFinished, TaskResult
 from .messages import (
+    FRAME_HEADROOM,
     ArgKind,
     BorrowRelease,
     CancelTask,
@@ -173,7 +174,8 @@ class Execution:
                     raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"returned ref {d.object_id} is not held here")
         returns: list[ReturnValue] = []
         owner = self.remotes.get(ex.owner) if ex.owner != self.peer_id else None
-        for index, (rid, res) in enumerate(zip(ex.spec.return_ids, s.results)):
+        results = self._fitting_results(owner, ex.spec.return_ids, s.results)  # ZMQ-022
+        for index, (rid, res) in enumerate(zip(ex.spec.return_ids, results)):
             if res.error is not None:
                 cause = res.value if res.value is not None and not res.value.nested and not res.stored else None
                 if cause is not None and self._unsendable_return(owner, cause):
@@ -206,6 +208,30 @@ class Execution:
         else:
             self._transition_exec(ex, "finished")
             self._send_reply(key, ex)
+
+    def _fitting_results(self: Peer, owner: Remote | None, return_ids: tuple[ObjectId, ...],
+                         results: tuple[TaskResult, ...]) -> tuple[TaskResult, ...]:
+        """ZMQ-022: the results, or, if the reply carrying them would exceed the
+        submitter's frame limit, every return failed with RESOURCE_EXHAUSTED (stored
+        copies made for them freed). Called before anything is granted for them."""
+        if owner is None or not owner.max_frame_bytes:
+            return results
+        total = 0
+        for res in results:
+            if res.value is not None and not res.stored:
+                total += len(res.value.data) + sum(len(b) for b in res.value.buffers)
+            if res.error is not None:
+                total += len(res.error.message) + len(res.error.detail)
+        if total <= owner.max_frame_bytes - FRAME_HEADROOM:
+            return results
+        for rid, res in zip(return_ids, results):
+            if res.stored and res.error is None:
+                self._out(FreeCopy(self._sid, rid))
+        info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED,
+                         f"the reply ({total} bytes of values) would exceed {owner.peer}'s frame limit of "
+                         f"{owner.max_frame_bytes} bytes", "ZMQ-022")
+        self._story(f"peer:{owner.peer}", "not-sent", "TaskReply: too large")
+        return tuple(TaskResult(error=info) for _ in results)
 
     @staticmethod
     def _unsendable_return(owner: Remote | None, value: Value) -> tuple[str, str] | None:

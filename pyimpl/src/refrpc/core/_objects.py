@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Iterable
 from .errors import LocalUsageError, ProtocolViolation
 from .events import FreeCopy, GetResult, IntrospectResult
 from .messages import (
+    FRAME_HEADROOM,
     AddLocation,
     BorrowConfirmed,
     BorrowerRegistered,
@@ -46,6 +47,23 @@ class Objects:
     def _owns(self: Peer, oid: ObjectId) -> bool:
         return oid.startswith(self.id_prefix)
 
+    def _counter_of(self: Peer, id_: str) -> int:
+        """ID-006: the counter of one of this incarnation's ids (the decimal number after
+        its prefix, up to the next dot), or 0 if it has none."""
+        if not id_.startswith(self.id_prefix):
+            return 0
+        head = id_[len(self.id_prefix):].split(".", 1)[0]
+        return int(head) if head.isascii() and head.isdigit() else 0
+
+    def _note_allocated(self: Peer, id_: str) -> None:
+        """An object, task or actor id of ours is in use: its counter has been reached (ID-006)."""
+        self.highest_counter = max(self.highest_counter, self._counter_of(id_))
+
+    def _allocated(self: Peer, id_: str) -> bool:
+        """ID-006: whether this incarnation ever allocated ``id_`` (FREED rather than
+        UNKNOWN; a forgotten task rather than WRONG_STATE), whatever follows the counter."""
+        return 0 < self._counter_of(id_) <= self.highest_counter
+
     def _descriptor(self: Peer, oid: ObjectId, forward_id: str = "") -> RefDescriptor:
         """The on-wire descriptor of a ref this peer holds (REF-001)."""
         e = self.owned.get(oid)
@@ -56,14 +74,17 @@ class Objects:
             raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"this peer holds no ref to {oid}")
         return RefDescriptor(oid, b.ref.owner, b.ref.owner_incarnation, b.ref.owner_address, b.size if b.size >= 0 else b.ref.size_hint, forward_id)
 
-    def _ref_conflict(self: Peer, body: object) -> str:
-        """REF-007: why a delivered message is malformed because one of its descriptors
-        names another owner or owner incarnation than the entry this peer keeps for
-        that object id (owned, or held as borrower, under a task hold or a cover), or
-        than an earlier descriptor of the same message; "" when nothing conflicts."""
+    def _ref_conflict(self: Peer, body: object) -> tuple[str, str] | None:
+        """Why a delivered message is malformed because of one of its descriptors, and
+        the rule it breaks: an owner incarnation of 0 (REF-004), or (REF-007) another
+        owner or owner incarnation than the entry this peer keeps for that object id
+        (owned, or held as borrower, under a task hold or a cover), or than an earlier
+        descriptor of the same message; None when nothing is wrong."""
         seen: dict[ObjectId, tuple[str, int]] = {}
         for d in _descriptors_in(body):
             oid = d.object_id
+            if d.owner_incarnation == 0:
+                return f"a descriptor of {oid} names owner incarnation 0", "REF-004"
             if oid in self.owned:
                 kept = (self.peer_id, self.incarnation)
             elif oid in self.borrowed:
@@ -73,12 +94,14 @@ class Objects:
                 kept = seen.setdefault(oid, (d.owner, d.owner_incarnation))
             if (d.owner, d.owner_incarnation) != kept:
                 return (f"a descriptor of {oid} names owner {d.owner}/{d.owner_incarnation}, "
-                        f"but {oid} is known here as owned by {kept[0]}/{kept[1]}")
-        return ""
+                        f"but {oid} is known here as owned by {kept[0]}/{kept[1]}", "REF-007")
+        return None
 
     def _refs_agree(self: Peer, d: RefDescriptor) -> bool:
         """Whether ``d`` names the owner and incarnation of the entry kept for its
         object id, if any (REF-007: a conflicting descriptor is never merged)."""
+        if d.owner_incarnation == 0:
+            return False  # REF-004: names no incarnation; never acted on
         if d.object_id in self.owned:
             return d.owner == self.peer_id and d.owner_incarnation == self.incarnation
         b = self.borrowed.get(d.object_id)
@@ -324,13 +347,19 @@ class Objects:
     def _status_message(self: Peer, oid: ObjectId, asker: PeerId = "") -> ObjectStatus:
         e = self.owned.get(oid)
         if e is None:
-            if self._owns(oid):
-                return ObjectStatus(oid, ObjectState.FREED)  # OBJ-003
+            if self._allocated(oid):
+                return ObjectStatus(oid, ObjectState.FREED)  # OBJ-003, ID-006
             if oid in self.borrowed:
                 info = ErrorInfo(ErrorCode.NOT_OWNER, f"{oid} is owned by {self.borrowed[oid].owner}", "OBJ-007")
                 return ObjectStatus(oid, ObjectState.UNKNOWN, error=info)
             return ObjectStatus(oid, ObjectState.UNKNOWN)
         if e.state == "ready":
+            if e.value is None and e.nested and asker and not self._uses_borrowing(asker):
+                # OBJ-012: a stored form with nested refs is not served to a peer that
+                # cannot register for them (HS-017); the object itself stays ready.
+                info = ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED,
+                                 f"{oid} embeds refs and borrowing is not in use with {asker}", "OBJ-012")
+                return ObjectStatus(oid, ObjectState.FAILED, error=info)
             pairs = self._location_pairs(e) if e.value is None else ()
             relays = self._relay_pairs(e, asker) if e.value is None else ()
             return ObjectStatus(
@@ -343,6 +372,10 @@ class Objects:
         if e.state == "released":
             return ObjectStatus(oid, ObjectState.FREED)
         return ObjectStatus(oid, ObjectState.PENDING)
+
+    def _uses_borrowing(self: Peer, peer: PeerId) -> bool:
+        r = self.remotes.get(peer)
+        return r is not None and (r.all_features or "borrowing" in r.features)
 
     def _request_status(self: Peer, b: BorrowedObject) -> None:
         if not b.status_requested and b.state == "unresolved":
@@ -409,7 +442,7 @@ class Objects:
     def _on_RegisterBorrower(self: Peer, r: Remote, msg: RegisterBorrower) -> None:
         e = self.owned.get(msg.object_id)
         if e is None or e.state == "released":
-            code = ErrorCode.OBJECT_FREED if self._owns(msg.object_id) else ErrorCode.UNKNOWN_OBJECT
+            code = ErrorCode.OBJECT_FREED if self._allocated(msg.object_id) else ErrorCode.UNKNOWN_OBJECT  # ID-006
             info = ErrorInfo(code, f"{msg.object_id} is not live here", "BOR-003")
             self._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id, info))
             return
@@ -683,7 +716,13 @@ class Objects:
         if msg.summary:  # INT-006; the table is left out (INT-007): a status view needs counts only
             self._send(r.peer, IntrospectReply(msg.request_id, (), self.summary()))
         else:
-            self._send(r.peer, IntrospectReply(msg.request_id, self.table()))
+            table = self.table()
+            if r.max_frame_bytes and _table_bytes(table) > r.max_frame_bytes - FRAME_HEADROOM:
+                # ZMQ-023: the whole table would not fit the requester's frames: the
+                # counts only, which the requester reads as "not listed" (INT-007).
+                self._send(r.peer, IntrospectReply(msg.request_id, (), self.summary()))
+            else:
+                self._send(r.peer, IntrospectReply(msg.request_id, table))
 
     def _on_IntrospectReply(self: Peer, r: Remote, msg: IntrospectReply) -> None:
         if self.introspections.get(msg.request_id) == r.peer:
@@ -706,6 +745,16 @@ class Objects:
 
     def _transition_borrowed(self: Peer, b: BorrowedObject, event: str) -> None:
         self._transition("borrower-object", b, b.ref.object_id, event)
+
+
+def _table_bytes(table: tuple[TableEntry, ...]) -> int:
+    """A generous estimate of the encoded size of ``table`` (ZMQ-023): its texts,
+    plus 128 bytes of pointers and counters per entry and 8 per listed id."""
+    total = 0
+    for e in table:
+        ids = (*e.contained_in, *e.borrowers, *e.locations)
+        total += 128 + len(e.object_id) + len(e.owner) + len(e.role) + len(e.state) + sum(8 + len(i) for i in ids)
+    return total
 
 
 def _descriptors_in(body: object) -> Iterable[RefDescriptor]:

@@ -15,6 +15,7 @@ from .messages import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
     ArgKind,
+    ConfirmBorrow,
     CreateActor,
     Encoding,
     FetchChunk,
@@ -27,6 +28,7 @@ from .messages import (
     Envelope,
     ErrorCode,
     ErrorInfo,
+    FRAME_HEADROOM,
     Feature,
     Goodbye,
     Heartbeat,
@@ -35,6 +37,7 @@ from .messages import (
     PeerDeadNotice,
     PeerId,
     ProtocolError,
+    RegisterBorrower,
     Welcome,
 )
 from .state import Remote
@@ -49,9 +52,18 @@ _DATA_PLANE = (FetchRequest, FetchChunk)
 _CARRY_REFS = (SubmitTask, CreateActor, ObjectStatus)
 
 #: Requests whose failure a ProtocolError can report, and the field naming them (ERR-003).
-#: Room left in a frame for the envelope, ids and the rest of a message around its
-#: values, when deciding whether a message fits the receiver's limit (ZMQ-007).
-FRAME_HEADROOM = 64 << 10
+
+
+def _zero_incarnation(body: Message) -> str:
+    """ID-013: why ``body`` is malformed for naming incarnation 0 where an incarnation
+    is recorded or fenced; "" if it does not."""
+    if isinstance(body, RegisterBorrower) and body.borrower_incarnation == 0:
+        return "RegisterBorrower.borrowerIncarnation is 0"
+    if isinstance(body, ConfirmBorrow) and body.forwarder_incarnation == 0:
+        return "ConfirmBorrow.forwarderIncarnation is 0"
+    if isinstance(body, PeerDeadNotice) and body.incarnation == 0:
+        return "PeerDeadNotice.incarnation is 0"
+    return ""
 
 
 def _payload_bytes(body: SubmitTask | ObjectStatus) -> int:
@@ -298,6 +310,8 @@ class SessionLayer:
                     self._protocol_error(r, ErrorCode.FEATURE_NOT_NEGOTIATED, problem[0], problem[1], 0)
                 else:
                     self._deliver_data(r, body)
+            elif not isinstance(body, (Heartbeat, Welcome)) and self.trace_events:
+                self._trace("discarded", reason="not-in-session")  # GEN-009, TRC-013
             return  # Heartbeat/Welcome: liveness and ack only
         if env.seq <= r.delivered:
             r.ack_owed_since_ms = self.now_ms  # duplicate: re-ack (SES-002)
@@ -316,9 +330,12 @@ class SessionLayer:
     def _deliver_buffered(self: Peer, r: Remote) -> None:
         while r.delivered + 1 in r.buffered and r.state == "alive":
             item = r.buffered.pop(r.delivered + 1)
-            if isinstance(item, ErrorInfo):  # a malformed message held its place (GEN-010)
+            if isinstance(item, tuple):  # a malformed message held its place (GEN-010)
+                error, answer = item
                 r.delivered += 1
-                self._protocol_error(r, item.code, item.message, item.requirement or "GEN-010", r.delivered)
+                self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", r.delivered)
+                if answer is not None:
+                    self._answer_refused(r, answer, error)  # GEN-030
             else:
                 self._deliver(r, item)
 
@@ -334,10 +351,20 @@ class SessionLayer:
         if isinstance(env.body, _DATA_PLANE):
             self._deliver_data(r, env.body)
             return
+        zero = _zero_incarnation(env.body)  # ID-013
+        if zero:
+            self._protocol_error(r, ErrorCode.MALFORMED, zero, "ID-013", env.seq)
+            return
         if isinstance(env.body, _CARRY_REFS):
-            conflict = self._ref_conflict(env.body)  # REF-007 (a TaskReply's is TASK-019's: _on_TaskReply)
+            # REF-004, REF-007 (a TaskReply's go through TASK-019: _on_TaskReply)
+            conflict = self._ref_conflict(env.body)
             if conflict:
-                self._protocol_error(r, ErrorCode.MALFORMED, conflict, "REF-007", env.seq)
+                self._protocol_error(r, ErrorCode.MALFORMED, conflict[0], conflict[1], env.seq)
+                if isinstance(env.body, ObjectStatus):
+                    # GEN-030: the owner's answer is refused, and asking again would get the
+                    # same one: the wait for it ends as a refused request does (OBJ-017).
+                    self._answer_refused(r, ("ObjectStatus", (env.body.object_id,)), ErrorInfo(
+                        ErrorCode.MALFORMED, conflict[0], conflict[1]))
                 return
         handler = getattr(self, f"_on_{name}", None)
         if handler is None:
@@ -574,7 +601,8 @@ class SessionLayer:
         self._send_unsequenced(tmp, ProtocolError(info))
 
     def _malformed(self: Peer, sender: PeerId, incarnation: int, seq: int, error: ErrorInfo,
-                   receiver: PeerId | None = None, receiver_incarnation: int | None = None) -> None:
+                   receiver: PeerId | None = None, receiver_incarnation: int | None = None,
+                   answer: tuple[str, tuple[object, ...]] | None = None) -> None:
         """GEN-004, GEN-010: a frame that did not decode still uses up its sequence number,
         once its envelope passed the checks of SES-016 in their order."""
         if receiver is not None and receiver != self.peer_id:
@@ -599,9 +627,11 @@ class SessionLayer:
         elif seq == r.delivered + 1:
             r.delivered = seq
             self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", seq)  # ERR-004
+            if answer is not None:
+                self._answer_refused(r, answer, error)  # GEN-030
             self._deliver_buffered(r)
         elif seq > r.delivered + 1 and seq - r.delivered <= self.config.window:
-            r.buffered[seq] = error  # type: ignore[assignment]
+            r.buffered[seq] = (error, answer)  # type: ignore[assignment]
 
     # ------------------------------------------------------------ time
     def _on_tick(self: Peer) -> None:

@@ -66,6 +66,7 @@ class Tasks:
                 raise LocalUsageError(ErrorCode.MALFORMED, f"return id {rid} is reused or not allocated here (ID-003)")
         args, mentioned = self._build_args(s.args)
         demand = _demand(s.num_cpus, s.resources)
+        self._note_allocated(s.task_id)  # ID-006
         executor = s.executor
         actor_seq = 0
         if s.actor_id:
@@ -424,21 +425,21 @@ class Tasks:
         if t is None:
             self._drop_reply(reply)  # TASK-015, TASK-019: its grants count at their owners all the same
             if conflict:
-                raise ProtocolViolation(ErrorCode.MALFORMED, conflict, "REF-007")
-            if not self._owns(reply.task_id):
+                raise ProtocolViolation(ErrorCode.MALFORMED, *conflict)
+            if not self._allocated(reply.task_id):  # ID-006
                 raise ProtocolViolation(ErrorCode.WRONG_STATE, f"no task {reply.task_id}", "GEN-005")
             return
         if t.state == "cancelled" and reply.attempt == t.spec.attempt and r.peer == t.executor and t.holding_args:
             self._drop_reply(reply)  # TASK-016
             self._cancelled_task_over(t, "reply")
             if conflict:
-                raise ProtocolViolation(ErrorCode.MALFORMED, conflict, "REF-007")
+                raise ProtocolViolation(ErrorCode.MALFORMED, *conflict)
             return
         if t.state != "submitted" or reply.attempt != t.spec.attempt or r.peer != t.executor:
             self._story(reply.task_id, "stale-reply", f"attempt {reply.attempt} from {r.peer}")  # RPC-006
             self._drop_reply(reply)
             if conflict:
-                raise ProtocolViolation(ErrorCode.MALFORMED, conflict, "REF-007")
+                raise ProtocolViolation(ErrorCode.MALFORMED, *conflict)
             return
         self._learn_speed(t, r)
         self._unload(t)
@@ -449,9 +450,9 @@ class Tasks:
         if conflict:
             # REF-007 through TASK-019: dispose, fail every return MALFORMED, no retry.
             self._drop_reply(reply)
-            info = ErrorInfo(ErrorCode.MALFORMED, f"the reply to {reply.task_id} is malformed: {conflict}", "REF-007")
+            info = ErrorInfo(ErrorCode.MALFORMED, f"the reply to {reply.task_id} is malformed: {conflict[0]}", conflict[1])
             self._fail_task(t, info, "rejected")
-            raise ProtocolViolation(ErrorCode.MALFORMED, info.message, "REF-007")
+            raise ProtocolViolation(ErrorCode.MALFORMED, info.message, conflict[1])
         if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids or not all(map(_well_formed, reply.returns)):
             # TASK-019, VAL-019: a reply that does not match the task would leave returns pending for ever.
             self._drop_reply(reply)

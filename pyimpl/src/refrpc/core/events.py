@@ -61,6 +61,9 @@ class ReceiveMalformed(Stimulus):
     #: They are checked as SES-016 says before anything is answered (GEN-004).
     receiver: PeerId | None = None
     receiver_incarnation: int | None = None
+    #: For a malformed answer: its message type name and correlating key, if they
+    #: could be read (GEN-030), e.g. ``("TaskReply", (task_id, attempt))``; else None.
+    answer: tuple[str, tuple[object, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,11 @@ class ErrorCode(str, enum.Enum):
     OBJECT_STORE_FULL = "object_store_full"
 
 
+#: Room left in a frame for the envelope, ids and the rest of a message around its
+#: values, when deciding whether a message fits the receiver's limit (ZMQ-007,
+#: ZMQ-022, ZMQ-023).
+FRAME_HEADROOM = 64 << 10
+
 @dataclass(frozen=True, slots=True)
 class RefDescriptor:
     """Everything a receiver needs to use a ref it has never seen (spec ``REF-*``)."""

@@ -108,6 +108,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.now_ms = 0
         #: True once this peer left or was told it is dead: it handles nothing more.
         self.stopped = False
+        #: The highest counter of this incarnation's object, task and actor ids in use (ID-006).
+        self.highest_counter = 0
         #: Sessions with other peers, by peer id (SES-*).
         self.remotes: dict[PeerId, Remote] = {}
         #: Grants registered per borrower incarnation since last counted exactly: an
@@ -289,7 +291,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self._on_tick()
 
     def _stim_malformed(self, s: ReceiveMalformed) -> None:
-        self._malformed(s.sender, s.sender_incarnation, s.seq, s.error, s.receiver, s.receiver_incarnation)
+        self._malformed(s.sender, s.sender_incarnation, s.seq, s.error, s.receiver, s.receiver_incarnation, s.answer)
 
     def _request_refused(self, r: Remote, kind: str, key: object, error: ErrorInfo) -> None:
         """ERR-003: a ProtocolError names a request of ours; end that request with it."""
@@ -317,6 +319,37 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         elif kind == "IntrospectRequest":
             if self.introspections.pop(int(key), None) is not None:  # type: ignore[call-overload]
                 self._out(IntrospectResult(self._sid, int(key), r.peer, (), error))  # type: ignore[call-overload]
+
+    def _answer_refused(self, r: Remote, answer: tuple[str, tuple[object, ...]], error: ErrorInfo) -> None:
+        """GEN-030: an answer from ``r`` was malformed but names what it answers; that
+        request ends with MALFORMED instead of waiting for an answer that will not come."""
+        kind, key = answer
+        # The rule the answer broke, where one more specific than "malformed" is known (GEN-030).
+        rule = error.requirement if error.requirement not in ("", "GEN-004", "GEN-010") else "GEN-030"
+        info = ErrorInfo(ErrorCode.MALFORMED, f"{kind} from {r.peer} was malformed: {error.message}", rule)
+        if kind == "TaskReply":
+            task_id, attempt = str(key[0]), key[1]
+            t = self.tasks.get(task_id)
+            if t is None or t.executor != r.peer or t.spec.attempt != attempt:
+                return  # not the current attempt: it would only be disposed of (TASK-015)
+            if t.state == "submitted":
+                self._unload(t)
+                seq = r.submit_seqs.pop(task_id, None)
+                if seq is not None:
+                    r.requests.pop(seq, None)
+                self._fail_task(t, info, "rejected")  # as TASK-019: no retry
+            elif t.state == "cancelled" and t.holding_args:
+                self._cancelled_task_over(t, "rejected")  # TASK-014's wait ends
+        elif kind == "BorrowerRegistered":
+            self._request_refused(r, "RegisterBorrower", key[1], info)
+        elif kind == "ObjectStatus":
+            self._request_refused(r, "GetObjectStatus", key[0], info)
+        elif kind == "ActorStatus":
+            a = self.owned_actors.get(str(key[0]))
+            if a is not None and a.host == r.peer:
+                self._request_refused(r, "CreateActor", key[0], info)
+        elif kind == "IntrospectReply":
+            self._request_refused(r, "IntrospectRequest", key[0], info)
 
     def _stim_copy_spilled(self, s: CopySpilled) -> None:
         if s.spilled:
@@ -382,6 +415,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             e.value = s.value
         e.nested = tuple(self._descriptor(d.object_id) for d in s.value.nested)
         self.owned[s.object_id] = e
+        self._note_allocated(s.object_id)  # ID-006
         self._story(s.object_id, "put", "->ready")
         if self.trace_events:  # the put row of owner-object records the creation (OWN-001)
             self._trace_transition("owner-object", s.object_id, "ready", "put")

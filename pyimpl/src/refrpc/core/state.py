@@ -62,7 +62,8 @@ class Config:
     #: ACTOR_DIED at once (ACT-023).
     max_held_actor_calls: int = 10_000
     #: Answer a Welcome at once with a Heartbeat when nothing else is queued (SES-022);
-    #: the exhaustive simulations turn it off to keep their interleavings few.
+    #: only the exhaustive simulations turn it off, to keep their interleavings few
+    #: (a real peer must answer so: SES-022 is a MUST).
     welcome_heartbeat: bool = True
     max_frame_bytes: int = 64 * 1024 * 1024
     features: tuple[str, ...] = ("core", "borrowing", "recovery", "actors")

@@ -454,6 +454,65 @@ FAULTS: dict[str, tuple[str, str]] = {
         "TASK-054",
         "A SubmitTask whose resources name a resource twice (or name CPU, or an empty name) is taken "
         "as it is and run, instead of being refused as MALFORMED.",
+    "invalid-utf8-accepted": (
+        "ID-011",
+        "A SubmitTask whose function is not valid UTF-8 is not malformed: the bytes that do not decode "
+        "are read as U+FFFD, and the task fails with UNKNOWN_FUNCTION instead of being refused.",
+    ),
+    "unsequenced-errors-name-nothing": (
+        "SES-038",
+        "A ProtocolError with sequence number 0 is always taken as an answer without a session, also "
+        "from an incarnation with a live session: its relatedSeq names nothing, so the request it "
+        "refuses is never ended (its get waits until the remote dies). DECLARED_DEAD is still handled.",
+    ),
+    "wrong-state-means-dead": (
+        "SES-039",
+        "A ProtocolError(WRONG_STATE) with sequence number 0 and relatedSeq 0 from a live session's "
+        "remote is taken as proof that it forgot the session: the remote is declared dead and fenced "
+        "(a PeerDeadNotice goes to the others, and its later messages are answered DECLARED_DEAD).",
+    ),
+    "restarting-ends-actor": (
+        "GEN-024",
+        "An actor owner takes an ActorStatus RESTARTING as DEAD: the actor ends for good (ACTOR_DIED), "
+        "the owner sends KillActor to its host, and a later ActorStatus ALIVE from the host is ignored.",
+    ),
+    "member-checked-before-features": (
+        "ERR-010",
+        "A SubmitTask's arguments are checked against their kinds (VAL-015) before the features of "
+        "the session (HS-017): a task with a shared argument on a session without borrowing and an "
+        "argument without its member is answered MALFORMED instead of FEATURE_NOT_NEGOTIATED.",
+    ),
+    "id-limits-on-error-messages": (
+        "ID-010",
+        "ErrorInfo.message, which is no id, is checked as one (1..256 bytes): a TaskReply whose error "
+        "message is longer is refused as malformed, and the task it answers is never ended.",
+    ),
+    "text-ends-at-nul": (
+        "VAL-028",
+        "A SubmitTask's function is read as a C string: it ends at its first 0 byte, so \"echo\\0x\" "
+        "runs echo instead of failing with UNKNOWN_FUNCTION.",
+    ),
+    "one-segment-frames": (
+        "ZMQ-020",
+        "Frame 0 is decoded only when it is a one-segment Cap'n Proto message: a message of two or "
+        "more segments (as the reference encoder writes for large ones) is dropped as malformed.",
+    ),
+    "malformed-answer-waits": (
+        "GEN-030",
+        "A malformed answer whose key can be read (a TaskReply that does not decode, an ObjectStatus "
+        "refused under REF-007) is answered MALFORMED and otherwise ignored: the task it answers stays "
+        "submitted, the get waiting on it waits, until the answering peer dies.",
+    ),
+    "incarnation-0-accepted": (
+        "ID-013",
+        "A RegisterBorrower, ConfirmBorrow or PeerDeadNotice naming incarnation 0 is acted on: a grant is "
+        "recorded for incarnation 0, a notice fences (PeerId, 0).",
+    ),
+    "queued-sent-unchecked": (
+        "ZMQ-021",
+        "Messages queued while a handshake is in progress are sent, once the Welcome is in, without "
+        "the ZMQ-007 check against the frame limit it announced: a task queued with a value "
+        "argument over that limit goes out anyway.",
     ),
 }
 
@@ -870,6 +929,16 @@ def _freed_is_unknown(iut: Iut) -> None:
         on_status(r, msg)
 
     core._on_ObjectStatus = patched  # type: ignore[method-assign]
+
+
+def _malformed_answer_waits(iut: Iut) -> None:
+    iut.node.core._answer_refused = lambda *args: None  # breaks GEN-030: the request stays open
+
+
+def _incarnation_0_accepted(iut: Iut) -> None:
+    from ..core import _session
+
+    _session._zero_incarnation = lambda body: ""  # breaks ID-013: incarnation 0 is taken as it comes
 
 
 def _handshake_never_times_out(iut: Iut) -> None:
@@ -1318,6 +1387,149 @@ def _merge_conflicting_refs(iut: Iut) -> None:
     core._refs_agree = lambda d: True  # type: ignore[method-assign]
 
 
+def _decode_field_with(cls: type, name: str, make: Callable[[Any], Callable[[Any, Any], Any]]) -> None:
+    """Decode field ``name`` of ``cls`` with the getter ``make(field)`` (from now on, in
+    this process), and turn the fast decoding path off, so that every message goes
+    through the decoders built again here."""
+    from ..codec import _decode, _fast
+
+    getter = _decode._getter
+
+    def patched_getter(fp: Any, owner: type) -> Any:
+        return make(fp.field) if owner is cls and fp.name == name else getter(fp, owner)
+
+    def no_fast_path(frames: Any) -> Any:
+        raise _fast.Fallback
+
+    _decode._getter = patched_getter  # type: ignore[assignment]
+    _fast.decode = no_fast_path  # type: ignore[assignment]
+    _decode._DECODERS.clear()
+    for message_cls, member in zip(_decode.MESSAGE_TYPES, _decode.BODY_MEMBERS):
+        _decode._BODIES[member] = (_decode._BODIES[member][0], _decode.struct_decoder(message_cls))
+
+
+def _invalid_utf8_accepted(iut: Iut) -> None:
+    from ..core.messages import SubmitTask
+
+    def make(field: Any) -> Callable[[Any, Any], Any]:
+        def get(r: Any, ctx: Any) -> Any:
+            try:
+                return r._get_by_field(field)
+            except UnicodeDecodeError as exc:
+                return exc.object.decode("utf-8", "replace")  # breaks ID-011: not UTF-8, taken anyway
+
+        return get
+
+    _decode_field_with(SubmitTask, "function", make)
+
+
+def _text_ends_at_nul(iut: Iut) -> None:
+    from ..core.messages import SubmitTask
+
+    def make(field: Any) -> Callable[[Any, Any], Any]:
+        return lambda r, ctx: r._get_by_field(field).split("\0", 1)[0]  # breaks VAL-028: a C string
+
+    _decode_field_with(SubmitTask, "function", make)
+
+
+def _id_limits_on_error_messages(iut: Iut) -> None:
+    from ..codec import _decode
+
+    def make(field: Any) -> Callable[[Any, Any], Any]:
+        check = _decode._id_checker("ErrorInfo.message", 256, "ID-007", True)  # breaks ID-010: no id
+        return lambda r, ctx: check(r._get_by_field(field))
+
+    _decode_field_with(ErrorInfo, "message", make)
+
+
+def _one_segment_frames(iut: Iut) -> None:
+    from ..codec import _decode
+
+    check_sizes = _decode._check_sizes
+
+    def patched(frames: Any, max_frame_bytes: int) -> None:
+        check_sizes(frames, max_frame_bytes)
+        if bytes(memoryview(frames[0])[:4]) != bytes(4):  # segment count - 1, little-endian
+            raise _decode.MalformedFrame("frame 0 has more than one segment")  # breaks ZMQ-020
+
+    _decode._check_sizes = patched  # type: ignore[assignment]
+
+
+def _unsequenced_errors_name_nothing(iut: Iut) -> None:
+    core = iut.node.core
+    on_error = core._on_session_error
+
+    def patched(r: Any, env: Any, msg: Any) -> None:
+        if env.seq == 0 and msg.error.code != ErrorCode.DECLARED_DEAD:
+            return  # breaks SES-038: taken as an answer without a session, whoever sent it
+        on_error(r, env, msg)
+
+    core._on_session_error = patched  # type: ignore[method-assign]
+
+
+def _wrong_state_means_dead(iut: Iut) -> None:
+    core = iut.node.core
+    on_error = core._on_session_error
+
+    def patched(r: Any, env: Any, msg: Any) -> None:
+        if (env.seq == 0 and msg.related_seq == 0 and msg.error.code == ErrorCode.WRONG_STATE
+                and r.state == "alive" and r.incarnation == env.sender_incarnation):
+            core._declare_dead(r, "silence", "it answered WRONG_STATE: it forgot our session")  # breaks SES-039
+            return
+        on_error(r, env, msg)
+
+    core._on_session_error = patched  # type: ignore[method-assign]
+
+
+def _restarting_ends_actor(iut: Iut) -> None:
+    from ..core.messages import ActorState, KillActor
+
+    core = iut.node.core
+    on_status = core._on_ActorStatus
+
+    def patched(r: Any, msg: Any) -> None:
+        a = core.owned_actors.get(msg.actor_id)
+        if a is not None and a.state == ActorState.DEAD.value:
+            return  # ended for good
+        if msg.state == ActorState.RESTARTING and a is not None:  # breaks GEN-024: taken as the actor's death
+            on_status(r, replace(msg, state=ActorState.DEAD, error=ErrorInfo(ErrorCode.ACTOR_DIED, "restarting", "ACT-002")))
+            core._send(r.peer, KillActor(msg.actor_id))  # and what is left of it at the host goes too
+            return
+        on_status(r, msg)
+
+    core._on_ActorStatus = patched  # type: ignore[method-assign]
+
+
+def _member_checked_before_features(iut: Iut) -> None:
+    from ..core.errors import ProtocolViolation
+    from ..core.messages import SubmitTask
+
+    core = iut.node.core
+    feature_problem = core._feature_problem
+
+    def patched(r: Any, body: Any) -> Any:
+        if isinstance(body, SubmitTask):
+            try:
+                core._check_args(body.args)
+            except ProtocolViolation:
+                return None  # breaks ERR-010: the handler's VAL-015 check answers first
+        return feature_problem(r, body)
+
+    core._feature_problem = patched  # type: ignore[method-assign]
+
+
+def _queued_sent_unchecked(iut: Iut) -> None:
+    core = iut.node.core
+
+    def patched(r: Any, event: str) -> None:
+        core._transition_peer(r, event)
+        queued, r.queued = r.queued, []
+        for body in queued:
+            core._send_sequenced(r, body)  # breaks ZMQ-021: no ZMQ-007 check with the announced limit
+
+    core._become_alive = patched  # type: ignore[method-assign]
+
+
 def _no_router_handover(iut: Iut) -> None:
     import zmq
 
@@ -1405,6 +1617,17 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "zero-cpu-waits": lambda iut: _demand_counted(iut, lambda cpu: cpu or 10000),  # breaks TASK-051
     "run-without-resource": _run_without_resource,
     "resources-named-twice-accepted": lambda iut: setattr(iut.node.core, "_check_demand", lambda spec: None),
+    "invalid-utf8-accepted": _invalid_utf8_accepted,
+    "unsequenced-errors-name-nothing": _unsequenced_errors_name_nothing,
+    "wrong-state-means-dead": _wrong_state_means_dead,
+    "restarting-ends-actor": _restarting_ends_actor,
+    "member-checked-before-features": _member_checked_before_features,
+    "id-limits-on-error-messages": _id_limits_on_error_messages,
+    "text-ends-at-nul": _text_ends_at_nul,
+    "one-segment-frames": _one_segment_frames,
+    "queued-sent-unchecked": _queued_sent_unchecked,
+    "malformed-answer-waits": _malformed_answer_waits,
+    "incarnation-0-accepted": _incarnation_0_accepted,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

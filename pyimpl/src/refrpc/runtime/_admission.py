@@ -11,6 +11,12 @@ is always admitted when nothing is reserved (a call needing more than the whole
 limit then fails with ``OBJECT_STORE_FULL``, OBJ-036, rather than wait forever),
 and a call never waits longer than :data:`ADMISSION_WAIT_S`: past it, it goes on
 and its fetch makes room by spilling, or fails with the typed error.
+
+Where the host's stores share one limit (OBJ-065), so do the reservations: they
+are kept in the host's ledger (:meth:`HostLedger.reserve`), so that two workers of
+a host never both start fetching what only one of them can hold while the other's
+call pins it. A call waiting for another process's reservation looks again every
+:data:`POLL_S` (nothing wakes it across processes).
 """
 
 from __future__ import annotations
@@ -23,13 +29,17 @@ from typing import Any
 
 #: The longest a call waits for memory before it tries anyway.
 ADMISSION_WAIT_S = 60.0
+#: How often a call waiting for the host's other processes looks at the ledger again.
+POLL_S = 0.02
 
 
 class Admission:
     """FIFO admission by bytes against a store's limit (see the module docs)."""
 
-    def __init__(self, capacity: int | None) -> None:
+    def __init__(self, capacity: int | None, ledger: Any = None) -> None:
         self.capacity = capacity
+        #: The host's ledger (a HostLedger) where reservations are shared, or None.
+        self.ledger = ledger
         self._cv = threading.Condition()
         self._queue: collections.deque[object] = collections.deque()
         self._held: dict[int, int] = {}
@@ -49,18 +59,27 @@ class Admission:
         with self._cv:
             self._queue.append(ticket)
             waited = False
-            while not (self._queue[0] is ticket and (self.reserved == 0 or self.reserved + need <= self.capacity)):
+            while not (self._queue[0] is ticket and self._fits(need)):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.gave_up_waiting += 1
+                    if self.ledger is not None:
+                        self.ledger.reserve(need, 1 << 62)  # goes anyway: still counted for the others
                     break
                 waited = True
-                self._cv.wait(left)
+                self._cv.wait(left if self.ledger is None else min(left, POLL_S))
             self.waited += waited
             self._queue.remove(ticket)
             self.reserved += need
             self._held[key] = self._held.get(key, 0) + need
             self._cv.notify_all()
+
+    def _fits(self, need: int) -> bool:
+        """Whether ``need`` more bytes may be reserved now (and, with a ledger, reserve them)."""
+        assert self.capacity is not None
+        if self.ledger is not None:
+            return bool(self.ledger.reserve(need, self.capacity))
+        return self.reserved == 0 or self.reserved + need <= self.capacity
 
     def release(self, key: int) -> None:
         """The call ``key`` ended: its bytes are free for the calls waiting."""
@@ -70,6 +89,8 @@ class Admission:
             held = self._held.pop(key, 0)
             if held:
                 self.reserved -= held
+                if self.ledger is not None:
+                    self.ledger.unreserve(held)
                 self._cv.notify_all()
 
     def waiting(self) -> int:

@@ -23,10 +23,10 @@ import sys
 import threading
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..core import events as ev
-from ..core.messages import DEMAND_UNIT, Encoding, ErrorCode, ErrorInfo, Value
+from ..core.messages import DEMAND_UNIT, FRAME_HEADROOM, Encoding, ErrorCode, ErrorInfo, Value
 from ..store import ObjectNotFound, StoreFull
 from ._admission import Admission, bytes_to_fetch
 from ._actor_runner import ActorRunner
@@ -235,7 +235,7 @@ class Executor:
         #: The task each thread runs now, if any.
         self._local = threading.local()
         #: Holds back loading a call's arguments while they would not fit the store (OBJ-037).
-        self.admission = Admission(getattr(node.store, "capacity", None))
+        self.admission = Admission(getattr(node.store, "capacity", None), getattr(node.store, "ledger", None))
         self._spawn()
 
     def offer(self, slots: float = 1, resources: dict[str, float] | None = None) -> None:
@@ -808,6 +808,8 @@ class Executor:
                 portable = not allow_pickle or not any(a.value is not None and a.value.encoding is Encoding.PICKLE for a in ins.args)
                 portable = portable and bool(ins.args)
                 results = [self._result(rid, v, portable, allow_pickle) for rid, v in zip(ins.return_ids, values)]
+                if remote is not None and remote.max_frame_bytes:
+                    self._fit(ins.return_ids, results, remote.max_frame_bytes - FRAME_HEADROOM)
             except Exception as exc:
                 error = exc
         if error is not None:
@@ -850,6 +852,28 @@ class Executor:
         except StoreFull as exc:  # OBJ-036: this return fails, the others stand
             return ev.TaskResult(error=ErrorInfo(ErrorCode.OBJECT_STORE_FULL, f"{self.node.peer_id}: {exc}", "OBJ-036"))
         return ev.TaskResult(value=Value(value.encoding, b"", (), value.nested), stored=True, size=size)
+
+    def _fit(self, return_ids: Sequence[str], results: list[ev.TaskResult], limit: int) -> None:
+        """ZMQ-022: store inline results, the largest first, until the reply fits the
+        submitter's frames (``limit`` bytes of values); the core fails the returns with
+        RESOURCE_EXHAUSTED if even that was not enough."""
+        def inline(r: ev.TaskResult) -> int:
+            if r.stored or r.error is not None or r.value is None:
+                return 0
+            return len(r.value.data) + sum(len(b) for b in r.value.buffers)
+
+        total = sum(map(inline, results))
+        for i in sorted(range(len(results)), key=lambda i: -inline(results[i])):
+            if total <= limit or not inline(results[i]):
+                return
+            value = results[i].value
+            assert value is not None
+            try:
+                size = self.node.store.put(return_ids[i], value)
+            except StoreFull:
+                return  # no room (OBJ-036): the core answers RESOURCE_EXHAUSTED
+            total -= inline(results[i])
+            results[i] = ev.TaskResult(value=Value(value.encoding, b"", (), value.nested), stored=True, size=size)
 
     def _finish(self, ins: ev.RunTask, results: list[ev.TaskResult]) -> None:
         """Report the task to the core from this thread: the reply leaves from here.

@@ -621,7 +621,7 @@ class Node:
                 tracer.event("discarded", "", "", {"reason": "malformed", "error": exc.message}, sid)
             if exc.sender:
                 self.handle(ev.ReceiveMalformed(sid, exc.sender, exc.sender_incarnation, exc.error, exc.seq,
-                                                exc.receiver, exc.receiver_incarnation))
+                                                exc.receiver, exc.receiver_incarnation, exc.answer))
             return
         if self.cluster_key is not None and not self._authentic(frames, envelope.sender, sid):
             return

@@ -26,6 +26,7 @@ its stores share that descriptor (:func:`_open`), each with a slot of its own.
 from __future__ import annotations
 
 import fcntl
+from array import array
 import mmap
 import os
 import sys
@@ -36,9 +37,12 @@ from dataclasses import dataclass, field
 SLOTS = 512
 _WORD = 8
 _HEADER_WORDS = 8  # [1]: highest slot in use + 1; the others are unused
-_SLOT_WORDS = 4  # [0]: pid, [1]: bytes, [2]: bytes being spilled ahead of need, [3]: bytes wanted
+#: [0]: pid, [1]: bytes, [2]: bytes being spilled ahead of need, [3]: bytes wanted,
+#: [4]: bytes reserved by calls admitted to fetch their arguments (OBJ-037)
+_SLOT_WORDS = 5
 _SIZE = (_HEADER_WORDS + SLOTS * _SLOT_WORDS) * _WORD
 _HIGH = 1
+_ZEROS = array("q", [0] * _SLOT_WORDS)
 
 
 def ledger_path(directory: str, namespace: str) -> str:
@@ -110,7 +114,7 @@ class HostLedger:
                 self.slot = slot
                 self._f.slots.add(slot)
                 at = self._at(slot)
-                w[at], w[at + 1], w[at + 2], w[at + 3] = os.getpid(), 0, 0, 0
+                w[at : at + _SLOT_WORDS] = array("q", [os.getpid()] + [0] * (_SLOT_WORDS - 1))
                 w[_HIGH] = max(high, slot + 1)
                 break
         if self.slot < 0:
@@ -133,7 +137,7 @@ class HostLedger:
     def _empty(self, w: memoryview, slot: int) -> None:
         """Clear ``slot`` and let go of its record lock (taken by :meth:`_take`, or ours)."""
         at = self._at(slot)
-        w[at], w[at + 1], w[at + 2], w[at + 3] = 0, 0, 0, 0
+        w[at : at + _SLOT_WORDS] = _ZEROS
         fcntl.lockf(self._f.fd, fcntl.LOCK_UN, _SLOT_WORDS * _WORD, at * _WORD)
 
     def _locked(self) -> "_Held":
@@ -233,8 +237,38 @@ class HostLedger:
         """Empty the slots of dead stores that still say they wait or spill."""
         for slot in range(min(w[_HIGH], SLOTS)):
             at = self._at(slot)
-            if slot != self.slot and slot not in self._f.slots and (w[at + 2] or w[at + 3]) and self._take(slot):
+            if (slot != self.slot and slot not in self._f.slots and (w[at + 2] or w[at + 3] or w[at + 4])
+                    and self._take(slot)):
                 self._empty(w, slot)
+
+    def reserve(self, nbytes: int, limit: int) -> bool:
+        """Reserve ``nbytes`` for a call that will fetch its arguments into this host's
+        stores (OBJ-037), if what the host's stores have reserved, plus ``nbytes``,
+        stays within ``limit``, or if nothing is reserved on the host (one call always
+        goes: one larger than the limit then fails with the typed error rather than
+        wait for ever). False: nothing changed (ask again once others release)."""
+        if self.slot < 0:
+            return True
+        with self._locked() as w:
+            self._reap_flagged(w)
+            total = sum(w[self._at(s) + 4] for s in range(min(w[_HIGH], SLOTS)))
+            if total and total + nbytes > limit:
+                return False
+            w[self._at(self.slot) + 4] += nbytes
+            return True
+
+    def unreserve(self, nbytes: int) -> None:
+        """A call admitted by :meth:`reserve` ended: its bytes are free for others."""
+        if self.slot < 0:
+            return
+        with self._locked() as w:
+            at = self._at(self.slot) + 4
+            w[at] = max(0, w[at] - nbytes)
+
+    def reserved(self) -> int:
+        """Bytes the host's stores have reserved for admitted calls (a snapshot)."""
+        w = self._f.words
+        return sum(w[self._at(s) + 4] for s in range(min(w[_HIGH], SLOTS)))
 
     def want(self, nbytes: int) -> None:
         """Ask the other stores to make ``nbytes`` free (0: no longer needed)."""
@@ -265,7 +299,7 @@ class HostLedger:
             return
         with self._locked() as w:
             at = self._at(self.slot)
-            w[at], w[at + 1], w[at + 2], w[at + 3] = 0, 0, 0, 0
+            w[at : at + _SLOT_WORDS] = _ZEROS
             if not self._anyone_else(w):
                 try:
                     os.unlink(self.path)

@@ -424,6 +424,11 @@ class SharedMemoryStore(ObjectStore):
             return mine <= self.capacity
         return self._ledger.try_set(mine, self.capacity)
 
+    @property
+    def ledger(self) -> HostLedger | None:
+        """This store's slot in its host's ledger (with ``share_limit``), else None."""
+        return self._ledger
+
     def host_used_bytes(self) -> int:
         """Bytes of shared memory the stores sharing this one's limit hold together
         (only this store's without ``share_limit``)."""

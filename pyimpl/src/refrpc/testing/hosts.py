@@ -14,8 +14,10 @@
 Links can be shaped (``tc tbf``: bandwidth) and cut and healed: symmetric or one
 way (``blackhole`` routes, packets vanish as on a broken network), or a whole
 host taken off the network (its link set down) or lost for good (every process
-of it killed, its link down). ``tc netem`` is not used (it is missing on many
-kernels, this project's CI included): the bed emulates no latency or loss.
+of it killed, its link down), and made lossy (:meth:`HostBed.degrade`: nftables
+drops a share of the packets each way, chosen at random). ``tc netem`` is not used
+(it is missing on many kernels, this project's CI included): the bed emulates no
+latency.
 
 Every name carries this process's id, so parallel beds never clash. A bed
 removes everything it made (processes, namespaces with their interfaces and
@@ -68,6 +70,16 @@ def unavailable() -> str:
         return f"cannot create a network namespace: {exc}"
     finally:
         subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return ""
+
+
+def loss_unavailable() -> str:
+    """Why :meth:`HostBed.degrade` cannot run here ("" if it can): it needs ``nft``."""
+    why = unavailable()
+    if why:
+        return why
+    if shutil.which("nft") is None:
+        return "lossy links on the test bed need `nft` (Debian package nftables), not found"
     return ""
 
 
@@ -198,6 +210,7 @@ class HostBed:
         self.hosts = [Host(f"h{k}", k, f"{self.name}-h{k}", f"{SUBNET}.{k}", f"p{k}",
                            os.path.join(self.directory, f"h{k}")) for k in range(1, hosts + 1)]
         self._cuts: set[tuple[str, str]] = set()
+        self._loss: dict[str, float] = {}
         #: Processes of lost hosts (kept to check that none outlives the bed).
         self.retired: list[subprocess.Popen] = []
         self._closed = False
@@ -325,6 +338,49 @@ class HostBed:
         h = self.host(which)
         for ns, dev in ((h.netns, "eth0"), (self.switch, h.port)):
             _sh(["tc", "-n", ns, "qdisc", "del", "dev", dev, "root"], check=False)
+
+    def degrade(self, which: str | int, loss: float) -> None:
+        """Lose each packet on host ``which``'s link with probability ``loss`` (0 to
+        1), each way, as a bad cable or a congested radio link does; 0 restores the
+        link. Done with nftables (``nft``, :func:`loss_unavailable`): every host drops
+        that share of what reaches it from the lossy host, and the lossy host that
+        share of everything that reaches it, so TCP sees real losses and resends."""
+        if not 0 <= loss <= 1:
+            raise ValueError(f"loss is a probability in [0, 1], not {loss!r}")
+        why = loss_unavailable()
+        if why:
+            raise BedError(why)
+        name = self.host(which).name
+        if loss:
+            self._loss[name] = loss
+        else:
+            self._loss.pop(name, None)
+        for h in self.hosts:
+            if not h.lost:
+                self._apply_loss(h)
+
+    def dropped(self, which: str | int) -> int:
+        """Packets host ``which`` has dropped so far for lossy links (:meth:`degrade`)."""
+        h = self.host(which)
+        done = subprocess.run(["ip", "netns", "exec", h.netns, "nft", "list", "table", "inet", "rrbed_loss"],
+                              capture_output=True, text=True, timeout=30)
+        return sum(int(n) for n in re.findall(r"counter packets (\d+)", done.stdout))
+
+    def _apply_loss(self, h: Host) -> None:
+        """Write host ``h``'s drop rules for the lossy links of the bed (nft, one table)."""
+        rules = []
+        for other, p in sorted(self._loss.items()):
+            cut = max(1, round(p * 10_000))
+            match = "" if other == h.name else f"ip saddr {self.host(other).address} "
+            rules.append(f'    iifname "eth0" {match}numgen random mod 10000 < {cut} counter drop')
+        script = "table inet rrbed_loss\ndelete table inet rrbed_loss\n"  # (created first: delete never fails)
+        if rules:
+            script += "table inet rrbed_loss {\n  chain input {\n    type filter hook input priority 0;\n" \
+                      + "\n".join(rules) + "\n  }\n}\n"
+        done = subprocess.run(["ip", "netns", "exec", h.netns, "nft", "-f", "-"], input=script, capture_output=True,
+                              text=True, timeout=30)
+        if done.returncode != 0:
+            raise BedError(f"nft on {h.name}: {done.stderr.strip()}")
 
     def cut(self, a: str | int, b: str | int, *, both: bool = True) -> None:
         """Packets from host ``a`` to host ``b`` vanish (and from ``b`` to ``a`` unless

@@ -16,7 +16,9 @@ head and a worker, h2 and h3 a worker each, h4 the driver. The kinds of fault:
 ``head``    the head's host cut off from every other host, for longer than the
             detection timeout;
 ``flap``    a link cut and healed again and again, each cut shorter than the
-            detection timeout.
+            detection timeout;
+``lossy``   a host's link loses 2% to 10% of its packets each way (chosen at
+            random) for a few seconds, then is clean again (needs ``nft``).
 
 Each run checks (the run's *problems* otherwise):
 
@@ -54,7 +56,8 @@ from typing import Any
 from .hostjobs import BedCluster
 from .hosts import HostBed
 
-KINDS = ("short", "long", "oneway", "lose", "head", "flap")
+#: ``lossy`` needs nftables (HostBed.degrade); without ``nft`` it is left out.
+KINDS = ("short", "long", "oneway", "lose", "head", "flap") + (("lossy",) if shutil.which("nft") else ())
 #: The detection timeout of the default settings (LIV-003): 6 x 250 ms.
 DETECTION_S = 1.5
 WORKER_HOSTS = ("h1", "h2", "h3")
@@ -74,11 +77,14 @@ class Nemesis:
     duration_s: float = 0.0
     #: ``flap``: how many cuts, each ``duration_s`` long, with as long a pause between.
     times: int = 1
+    #: ``lossy``: the share of packets lost each way.
+    loss: float = 0.0
 
     def __str__(self) -> str:
         what = {"short": f"cut {self.a}<->{self.b}", "long": f"cut {self.a}<->{self.b}",
                 "oneway": f"cut {self.a}->{self.b}", "lose": f"lose {self.a}",
-                "head": "cut h1 off from every host", "flap": f"cut {self.a}<->{self.b} {self.times} times"}[self.kind]
+                "head": "cut h1 off from every host", "flap": f"cut {self.a}<->{self.b} {self.times} times",
+                "lossy": f"{self.a}'s link loses {self.loss:.0%}"}[self.kind]
         return f"{self.kind}: {what} at +{self.start_s:.2f} s" + (f" for {self.duration_s:.2f} s" if self.duration_s else "")
 
 
@@ -92,6 +98,9 @@ def nemesis_for(seed: int, kinds: tuple[str, ...] = KINDS) -> Nemesis:
         return Nemesis(kind, rng.choice(["h2", "h3"]), "", start)
     if kind == "head":
         return Nemesis(kind, "h1", "", start, round(rng.uniform(DETECTION_S + 1.0, DETECTION_S + 2.5), 2))
+    if kind == "lossy":
+        return Nemesis(kind, rng.choice(hosts), "", start, round(rng.uniform(2.0, 4.0), 2),
+                       loss=round(rng.uniform(0.02, 0.10), 3))
     if kind == "flap":
         a, b = rng.sample(hosts, 2)
         return Nemesis(kind, a, b, start, round(rng.uniform(0.2, DETECTION_S * 0.4), 2), rng.randint(3, 6))
@@ -237,6 +246,8 @@ class Jepsen:
             bed.partition(["h1"], ["h2", "h3", "h4"])
         elif nemesis.kind == "lose":
             bed.lose(nemesis.a)
+        elif nemesis.kind == "lossy":
+            bed.degrade(nemesis.a, nemesis.loss)
         elif nemesis.kind == "flap":
             for _ in range(nemesis.times - 1):
                 bed.cut(nemesis.a, nemesis.b)
@@ -247,6 +258,8 @@ class Jepsen:
         if nemesis.duration_s:
             time.sleep(nemesis.duration_s)
             bed.heal()
+            if nemesis.kind == "lossy":
+                bed.degrade(nemesis.a, 0)
             self._step("healed")
         answer = d.receive(BOUND_S)
         self._step(f"workload answered: {json.dumps(answer)[:600]}")

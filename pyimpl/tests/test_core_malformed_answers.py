@@ -1,0 +1,216 @@
+"""Malformed answers end the requests they answer (GEN-030).
+
+A sequenced answer that does not decode still names, most of the time, the request
+it answers: its header and its correlating key (a TaskReply's task id and attempt)
+can be read although something else in its body is wrong. The codec reads that key
+(:attr:`refrpc.codec.DecodeError.answer`) and the core ends the request with
+MALFORMED instead of leaving it open until its peer dies.
+"""
+
+from __future__ import annotations
+
+from corekit import Stub, address, bodies, checked_peer, of_type
+from refrpc import codec
+from refrpc.core import Peer
+from refrpc.core import events as ev
+from refrpc.core.messages import (
+    Arg,
+    ArgKind,
+    BorrowConfirmed,
+    BorrowerRegistered,
+    ConfirmBorrow,
+    Encoding,
+    ErrorCode,
+    ErrorInfo,
+    FreeObjects,
+    IntrospectReply,
+    IntrospectRequest,
+    PeerDeadNotice,
+    ProtocolError,
+    RefDescriptor,
+    RegisterBorrower,
+    ReturnKind,
+    ReturnValue,
+    SubmitTask,
+    TaskReply,
+    Value,
+)
+
+
+def broken(receive: ev.Receive) -> codec.DecodeError:
+    """The decode error of ``receive``'s message once its last out-of-band frame is
+    lost in transit: every Payload that named it points out of range (GEN-017)."""
+    frames = codec.encode(receive.envelope, oob_threshold=0)
+    assert len(frames) > 1
+    try:
+        codec.decode(frames[:-1])
+    except codec.DecodeError as exc:
+        return exc
+    raise AssertionError("the frames decoded")
+
+
+def big_reply(task_id: str, attempt: int = 1) -> TaskReply:
+    value = Value(Encoding.RAW, b"v" * 4096)
+    return TaskReply(task_id, attempt, (ReturnValue(f"{task_id}.r0", ReturnKind.INLINE, value=value),))
+
+
+def malformed(exc: codec.DecodeError) -> ev.ReceiveMalformed:
+    return ev.ReceiveMalformed("bad", exc.sender, exc.sender_incarnation, exc.error, exc.seq,
+                               exc.receiver, exc.receiver_incarnation, exc.answer)
+
+
+def submitted(max_retries: int = 0):
+    """D submits t to W, a scripted executor that has opened its session."""
+    d = checked_peer("D", 0xD1)
+    d.handle(ev.AddPeer("add", "W", "mem://W"))
+    d.handle(ev.Submit("submit", "D.d1.1", "f", (), ("D.d1.1.r0",), executor="W", max_retries=max_retries))
+    w = Stub("W", incarnation=0x3)
+    out = d.handle(w.welcome(d))
+    [spec] = bodies(out, SubmitTask)
+    return d, w, spec
+
+
+def test_codec_reads_the_key_of_a_malformed_answer():
+    d = checked_peer("D", 0xD1)
+    w = Stub("W", incarnation=0x3)
+    exc = broken(w.send(d, big_reply("D.d1.1", attempt=2)))
+    assert exc.seq == 1 and exc.answer == ("TaskReply", ("D.d1.1", 2))
+    # A request (not an answer) has no key to read: nothing for GEN-030 to end.
+    arg = Arg(ArgKind.VALUE, value=Value(Encoding.RAW, b"a" * 4096))
+    exc = broken(w.send(d, SubmitTask("W.3.1", "f", (arg,), ("W.3.1.r0",))))
+    assert exc.seq == 2 and exc.answer is None
+
+
+def test_malformed_task_reply_fails_the_task_at_once():
+    # D: y = f.remote() on W; W's reply loses a frame and cannot be decoded   GEN-030, TASK-019
+    d, w, spec = submitted(max_retries=3)
+    out = d.handle(malformed(broken(w.send(d, big_reply(spec.task_id)))))
+    [err] = bodies(out, ProtocolError)
+    assert (err.error.code, err.related_seq) == (ErrorCode.MALFORMED, 1)
+    e = d.owned["D.d1.1.r0"]
+    assert e.state == "failed" and e.error.code is ErrorCode.MALFORMED  # no retry either
+    assert bodies(out, SubmitTask) == []
+
+
+def test_malformed_reply_held_behind_a_gap_fails_the_task_when_its_turn_comes():
+    # W's seq 2 (the broken reply) arrives before its seq 1                   GEN-030, GEN-019
+    d, w, spec = submitted()
+    w.out_seq = 1
+    d.handle(malformed(broken(w.send(d, big_reply(spec.task_id)))))
+    assert d.owned["D.d1.1.r0"].state == "pending"  # not yet: seq 1 is missing
+    w.out_seq = 0
+    d.handle(w.send(d, FreeObjects(())))
+    assert d.owned["D.d1.1.r0"].state == "failed"
+
+
+def test_malformed_reply_for_another_attempt_changes_nothing():
+    # a broken reply naming attempt 2 while attempt 1 is current              GEN-030, TASK-015
+    d, w, spec = submitted()
+    d.handle(malformed(broken(w.send(d, big_reply(spec.task_id, attempt=2)))))
+    assert d.owned["D.d1.1.r0"].state == "pending"
+
+
+# ---------------------------------------------------------------- incarnation 0
+def test_a_descriptor_naming_owner_incarnation_0_is_malformed():
+    # S sends a task whose ref argument names its owner's incarnation as 0    REF-004, GEN-010
+    a = checked_peer("A", 0xA1)
+    s = Stub("S")
+    s.greet(a)
+    ref = RefDescriptor(s.oid(1), "S", 0, s.address)
+    stim = s.send(a, SubmitTask(s.oid("t1"), "f", (Arg(ArgKind.REF, ref=ref),), (s.oid("t1.r0"),)))
+    out = a.handle(stim)
+    [err] = bodies(out, ProtocolError)
+    assert (err.error.code, err.error.requirement, err.related_seq) == (ErrorCode.MALFORMED, "REF-004", 1)
+    assert not of_type(out, ev.RunTask) and s.oid(1) not in a.borrowed
+
+
+def test_incarnation_0_where_one_is_recorded_or_fenced_is_malformed():
+    # a notice, a ConfirmBorrow and a RegisterBorrower naming incarnation 0    ID-013
+    a = checked_peer("A", 0xA1)
+    s = Stub("S")
+    s.greet(a)
+    a.handle(ev.Put("put", "A.a1.1", Value(Encoding.RAW, b"v")))
+    for seq, body in enumerate((PeerDeadNotice("W", 0, "gone"),
+                                ConfirmBorrow(s.oid(1), "f1", "W", 0),
+                                RegisterBorrower("A.a1.1", "B", 0, "mem://B", "S.f1")), start=1):
+        out = a.handle(s.send(a, body))
+        [err] = bodies(out, ProtocolError)
+        assert (err.error.code, err.error.requirement, err.related_seq) == (ErrorCode.MALFORMED, "ID-013", seq)
+        assert not bodies(out, BorrowConfirmed) and not bodies(out, BorrowerRegistered)
+    assert a.fenced == set() and a.owned["A.a1.1"].borrowers == {}
+
+
+# ---------------------------------------------------------------- answers too large to send
+def test_a_reply_too_large_for_the_submitters_frames_fails_every_return():
+    # S (1 MiB frames) runs f on A, which returns 11 values of 100 KiB inline   ZMQ-022, ZMQ-007
+    a = checked_peer("A", 0xA1)
+    s = Stub("S", max_frame_bytes=1 << 20)
+    s.greet(a)
+    tid = s.oid("t1")
+    rids = tuple(f"{tid}.r{i}" for i in range(11))
+    a.handle(s.send(a, SubmitTask(tid, "f", (), rids)))
+    big = ev.TaskResult(value=Value(Encoding.RAW, b"v" * 100 * 1024))
+    stored = ev.TaskResult(value=Value(Encoding.RAW, b""), stored=True, size=1 << 20)
+    out = a.handle(ev.TaskFinished("done", tid, 1, (*[big] * 10, stored), return_ids=rids))
+    [reply] = bodies(out, TaskReply)
+    assert [rv.kind for rv in reply.returns] == [ReturnKind.ERROR] * 11
+    assert {(rv.error.code, rv.error.requirement) for rv in reply.returns} == {(ErrorCode.RESOURCE_EXHAUSTED, "ZMQ-022")}
+    assert [f.object_id for f in of_type(out, ev.FreeCopy)] == [rids[10]]  # the stored copy nobody will free
+    # The same values fit a submitter with the default 64 MiB frames.
+    a2 = checked_peer("A", 0xA2)
+    s2 = Stub("S")
+    s2.greet(a2)
+    a2.handle(s2.send(a2, SubmitTask(tid, "f", (), rids)))
+    [reply] = bodies(a2.handle(ev.TaskFinished("done", tid, 1, (*[big] * 10, stored), return_ids=rids)), TaskReply)
+    assert [rv.kind for rv in reply.returns] == [ReturnKind.INLINE] * 10 + [ReturnKind.STORED]
+
+
+def test_a_table_too_large_for_the_requesters_frames_is_sent_as_a_summary():
+    # S (1 MiB frames) asks A, which owns 10,000 objects, for its whole table   ZMQ-023, INT-007
+    a = Peer("A", 0xA1, address("A"))  # not checked after every call: 10,000 puts
+    s = Stub("S", max_frame_bytes=1 << 20)
+    s.greet(a)
+    for i in range(1, 10_001):
+        a.handle(ev.Put("put", f"A.a1.{i}", Value(Encoding.RAW, b"v")))
+    [reply] = bodies(a.handle(s.send(a, IntrospectRequest(7))), IntrospectReply)
+    assert reply.request_id == 7 and reply.entries == () and reply.summary is not None
+    # A small table is listed as INT-001 says.
+    small = checked_peer("B", 0xB1)
+    small.handle(ev.Put("put", "B.b1.1", Value(Encoding.RAW, b"v")))
+    s2 = Stub("S", max_frame_bytes=1 << 20)
+    s2.greet(small)
+    [reply] = bodies(small.handle(s2.send(small, IntrospectRequest(8))), IntrospectReply)
+    assert [e.object_id for e in reply.entries] == ["B.b1.1"] and reply.summary is None
+
+
+def test_the_executor_stores_the_largest_inline_returns_until_the_reply_fits():
+    # f returns 100 KiB, 10 KiB and 60 KiB inline to a submitter with room for 120 KiB   ZMQ-022
+    from types import SimpleNamespace
+
+    from refrpc.runtime._executor import Executor
+
+    put: list[str] = []
+    store = SimpleNamespace(put=lambda oid, value: put.append(oid) or len(value.data) + 64)
+    fake = SimpleNamespace(node=SimpleNamespace(store=store))
+    sizes = (100, 10, 60)
+    results = [ev.TaskResult(value=Value(Encoding.RAW, b"v" * (k * 1024))) for k in sizes]
+    Executor._fit(fake, ("r0", "r1", "r2"), results, 120 * 1024)  # type: ignore[arg-type]
+    assert put == ["r0"]
+    assert [r.stored for r in results] == [True, False, False] and results[0].size == 100 * 1024 + 64
+
+
+def test_an_undecodable_introspect_reply_ends_the_request():
+    # D introspects W; W's IntrospectReply cannot be decoded, its requestId can   GEN-030, INT-001
+    d = checked_peer("D", 0xD1)
+    d.handle(ev.AddPeer("add", "W", "mem://W"))
+    d.handle(ev.Introspect("i", 5, "W"))
+    w = Stub("W", incarnation=0x3)
+    d.handle(w.welcome(d))
+    bad = ev.ReceiveMalformed("bad", "W", w.incarnation, ErrorInfo(ErrorCode.MALFORMED, "junk"), 1, "D", 0xD1,
+                              ("IntrospectReply", (5,)))
+    out = d.handle(bad)
+    [res] = of_type(out, ev.IntrospectResult)
+    assert res.request_id == 5 and res.error is not None and res.error.code is ErrorCode.MALFORMED
+    # Another request id names nothing: the request table is unchanged.
+    assert d.handle(ev.ReceiveMalformed("bad2", "W", w.incarnation, ErrorInfo(ErrorCode.MALFORMED, "junk"), 2, "D",
+                                        0xD1, ("IntrospectReply", (6,)))) and not d.introspections
