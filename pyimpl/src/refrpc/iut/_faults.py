@@ -454,6 +454,7 @@ FAULTS: dict[str, tuple[str, str]] = {
         "TASK-054",
         "A SubmitTask whose resources name a resource twice (or name CPU, or an empty name) is taken "
         "as it is and run, instead of being refused as MALFORMED.",
+    ),
     "invalid-utf8-accepted": (
         "ID-011",
         "A SubmitTask whose function is not valid UTF-8 is not malformed: the bytes that do not decode "
