@@ -447,6 +447,26 @@ FAULTS: dict[str, tuple[str, str]] = {
         "entry kept for that object id is not refused: the entry kept is read as the one the "
         "descriptor names, and the task runs or the reply is adopted as if they agreed.",
     ),
+    "whole-slot-per-task": (
+        "TASK-050",
+        "The executor counts every task that takes CPU as one whole slot, whatever its cpuDemand: two "
+        "tasks of half a slot run one after the other.",
+    ),
+    "zero-cpu-waits": (
+        "TASK-051",
+        "The executor counts a task of cpuDemand 0 as taking one slot: it waits for the running task "
+        "to end instead of starting at once.",
+    ),
+    "run-without-resource": (
+        "TASK-053",
+        "The executor ignores the named resources it does not offer: a task asking for one runs as if "
+        "it asked for none, instead of being answered RESOURCE_EXHAUSTED.",
+    ),
+    "resources-named-twice-accepted": (
+        "TASK-054",
+        "A SubmitTask whose resources name a resource twice (or name CPU, or an empty name) is taken "
+        "as it is and run, instead of being refused as MALFORMED.",
+    ),
     "invalid-utf8-accepted": (
         "ID-011",
         "A SubmitTask whose function is not valid UTF-8 is not malformed: the bytes that do not decode "
@@ -508,6 +528,31 @@ FAULTS: dict[str, tuple[str, str]] = {
         "argument over that limit goes out anyway.",
     ),
 }
+
+
+def _demand_counted(iut: Iut, count: Callable[[int], int]) -> None:
+    """The fixture executor counts each task's CPU demand as ``count`` says."""
+    executor = iut.executor
+    demand_of = executor._demand_of
+
+    def patched(ins: Any) -> Any:
+        cpu, named = demand_of(ins)
+        return (count(cpu) if not ins.actor_id else cpu), named
+
+    executor._demand_of = patched  # type: ignore[method-assign]
+
+
+def _run_without_resource(iut: Iut) -> None:
+    executor = iut.executor
+    demand_of = executor._demand_of
+
+    def patched(ins: Any) -> Any:
+        cpu, named = demand_of(ins)
+        offer = executor._book.offer
+        return cpu, tuple((n, a) for n, a in named if n in offer)  # breaks TASK-053
+
+    executor._demand_of = patched  # type: ignore[method-assign]
+    executor._lacking = lambda ins: ""  # type: ignore[method-assign]
 
 
 def _free_while_borrowed(iut: Iut) -> None:
@@ -1599,6 +1644,10 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "refuse-early-at-once": lambda iut: _answer_refused_early_or_again(iut, duplicates=False),
     "empty-function-malformed": _empty_function_malformed,
     "merge-conflicting-refs": _merge_conflicting_refs,
+    "whole-slot-per-task": lambda iut: _demand_counted(iut, lambda cpu: max(cpu, 10000) if cpu else 0),  # TASK-050
+    "zero-cpu-waits": lambda iut: _demand_counted(iut, lambda cpu: cpu or 10000),  # breaks TASK-051
+    "run-without-resource": _run_without_resource,
+    "resources-named-twice-accepted": lambda iut: setattr(iut.node.core, "_check_demand", lambda spec: None),
     "invalid-utf8-accepted": _invalid_utf8_accepted,
     "unsequenced-errors-name-nothing": _unsequenced_errors_name_nothing,
     "wrong-state-means-dead": _wrong_state_means_dead,

@@ -530,6 +530,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         node.head_address = args.head  # views come only from there (SEC-026)
     peers = [p.split("=", 1) for p in args.peers.split(",") if p]
     offered = json.loads(args.resources)
+    executor.offer(1, offered.get(args.peer, {}))  # what it registers, and admits its tasks by (TASK-050)
     from ._membership import _adds
 
     here = socket.gethostname()  # the sibling workers share this host's slots (TASK-040)
