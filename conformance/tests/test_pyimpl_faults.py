@@ -132,6 +132,7 @@ CATCHES = {
     "incarnation-0-accepted": "malformed/ID-013-REF-004-incarnation-0",
     "unpickle-fetched-forms": "fetch/OBJ-067-SEC-005-pickled-stored-form-not-read",
     "empty-address-malformed": "malformed/ID-013-REF-006-empty-owner-address",
+    "list-oversized-table": "introspection/ZMQ-023-INT-007-table-beyond-the-frame-limit-summarized",
     "unfitted-replies": "tasks/ZMQ-022-ZMQ-007-error-reply-fits-the-limit",
     "refusal-code-for-queued": "liveness/LIV-031-HS-015-refused-handshake-ends-queued-task-as-a-death",
 }

@@ -9,7 +9,8 @@ from refrpc.core.messages import BorrowerRegistered, IntrospectReply, Introspect
 from .._build import by_value, make_bytes_value, shared
 from .._case import case
 from .._context import CaseContext
-from ._common import expect_reply, run_echo, task
+from .._wire import ExpectTimeout
+from ._common import expect_reply, open_session, run_echo, task
 from .fetch import SMALL_STORE, SPILL_LIMIT, SPILL_SIZE
 
 #: TableEntry fields, in the lowerCamelCase of `table` entries (conformance-hooks.md §2).
@@ -186,3 +187,58 @@ def spilled_copies_are_marked(ctx: CaseContext) -> None:
     got = iut.get(oids[0])
     ctx.require("OBJ-033", got.get("value") == data, "the oldest put's bytes, restored", str(got)[:200])
     check_rows("after the get")
+
+
+#: Refs the ZMQ-023 case has the IUT hold, each with an id of 256 bytes owned by a peer
+#: with a long PeerId: well over 1 MiB of table however it is encoded (about 400 bytes of
+#: texts per entry).
+BIG_TABLE_REFS = 3000
+
+
+@case(
+    "introspection/ZMQ-023-INT-007-table-beyond-the-frame-limit-summarized",
+    requirements=["ZMQ-023", "INT-007", "ZMQ-007"],
+    summary=(
+        "The suite announces the smallest frame limit allowed (maxFrameBytes 1 MiB) and has the IUT hold 3,000 "
+        "refs it owns (hold with a shared ref, once each), every object id 256 bytes long and the owner's PeerId "
+        "over 80: the IUT's ownership table no longer fits 1 MiB. An IntrospectRequest must then be answered "
+        "with an IntrospectReply that fits, envelope and all, with no entries and the summary set (the counts, "
+        "which a requester reads as \"not listed\"), never with a reply the suite would have to drop unread "
+        "(ZMQ-007). Skipped if the IUT lists no entries to the suite even for a small table (it restricts "
+        "introspection, INT-002)."
+    ),
+    timeout=180.0,
+)
+def table_beyond_the_frame_limit(ctx: CaseContext) -> None:
+    from refrpc.codec import encode
+
+    iut, peer, link = open_session(ctx, peer_name="suite-" + "o" * 80, max_frame_bytes=1 << 20)
+    iut.put(b"listed")
+    link.send(IntrospectRequest(1))
+    small: IntrospectReply = ctx.expect(peer, IntrospectReply, lambda m: m.request_id == 1, requirement="INT-001",
+                                        what="IntrospectReply for a table of one object").body
+    if not small.entries:
+        ctx.skip("the IUT lists no entries to the suite (it restricts introspection, INT-002)")
+    for _ in range(BIG_TABLE_REFS):
+        x = ctx.new_id(peer)
+        x = f"{x}.{'p' * (255 - len(x))}"
+        link.send(task(peer, "hold", [shared(ctx.descriptor(peer, x, size_hint=8))]))
+    ctx.wait_until(peer, lambda: len(peer.received(TaskReply)) >= BIG_TABLE_REFS, requirement="TASK-005",
+                   what=f"the replies of the {BIG_TABLE_REFS} hold tasks", timeout=120.0)
+    iut.quiesce()
+    link.send(IntrospectRequest(2))
+    # ZMQ-023's first key word is the MAY of its parenthesis; what it checks here is its MUST.
+    what = "an IntrospectReply within the 1 MiB the suite announced"
+    try:
+        arrival = peer.expect(IntrospectReply, lambda m: m.request_id == 2, timeout=ctx.bound(30.0), what=what,
+                              give_up=ctx.iut_died)
+    except ExpectTimeout as exc:
+        ctx.check("ZMQ-023", False, what, str(exc), level="MUST")
+        return
+    size = sum(len(f) for f in encode(arrival.envelope))
+    ctx.check("ZMQ-023", size <= 1 << 20, "the reply, envelope and all, at most 1,048,576 bytes", f"{size} bytes",
+              level="MUST")
+    reply: IntrospectReply = arrival.body
+    ctx.check("ZMQ-023", not reply.entries and reply.summary is not None,
+              "no entries and the summary set: the whole table does not fit",
+              f"{len(reply.entries)} entries, summary {'set' if reply.summary is not None else 'not set'}", level="MUST")

@@ -533,6 +533,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "ProtocolError(MALFORMED) and never runs, although the sender may give no address and the "
         "owner is reachable through its live session.",
     ),
+    "list-oversized-table": (
+        "ZMQ-023",
+        "An IntrospectReply lists the whole ownership table whatever its size: one beyond the frame limit "
+        "the requester announced is dropped unread, instead of the reply with no entries and the summary.",
+    ),
     "unpickle-fetched-forms": (
         "OBJ-067",
         "A stored form fetched from a holder is read whatever its encoding: a pickle value that came on a "
@@ -1007,6 +1012,12 @@ def _empty_address_malformed(iut: Iut) -> None:
         return zero(body)
 
     _session._zero_incarnation = patched
+
+
+def _list_oversized_table(iut: Iut) -> None:
+    from ..core import _objects
+
+    _objects._table_bytes = lambda table: 0  # breaks ZMQ-023: every table is taken to fit
 
 
 def _unpickle_fetched_forms(iut: Iut) -> None:
@@ -1719,6 +1730,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "malformed-answer-waits": _malformed_answer_waits,
     "incarnation-0-accepted": _incarnation_0_accepted,
     "unpickle-fetched-forms": _unpickle_fetched_forms,
+    "list-oversized-table": _list_oversized_table,
     "empty-address-malformed": _empty_address_malformed,
     "unfitted-replies": _unfitted_replies,
     "refusal-code-for-queued": _refusal_code_for_queued,
