@@ -330,19 +330,27 @@ def test_a_node_on_tcp_without_a_key_offers_pickle_only_when_told_to(insecure):
         node.stop()
 
 
-def test_a_pickled_stored_form_from_a_member_without_pickle_is_not_unpickled(keyed_worker, tmp_path):
-    # A member whose session has no python-pickle owns an object, says it is stored
-    # with itself, and serves a pickled stored form that would write a file when
-    # unpickled. The worker (which speaks pickle with its trusted peers) cannot know
-    # the encoding before it has fetched the bytes; then it must unpickle nothing,
-    # fail the task FEATURE_NOT_NEGOTIATED and keep no copy.            OBJ-067, SEC-005
-    from refrpc.codec import encode_value
+@pytest.mark.parametrize("needs", ["python-pickle", "borrowing"])
+def test_a_stored_form_needing_a_feature_the_owner_lacks_is_not_acted_on(keyed_worker, tmp_path, needs):
+    # A member whose session has no python-pickle (nor borrowing) owns an object,
+    # says it is stored with itself, and serves its stored form: a pickle that would
+    # write a file when unpickled, or a portable value nesting a ref. The worker
+    # (which speaks both with its trusted peers) cannot know the encoding before it
+    # has fetched the bytes; then it must act on nothing in it (unpickle nothing,
+    # register for no nested ref), fail the task FEATURE_NOT_NEGOTIATED and keep no
+    # copy.                                                               OBJ-067, SEC-005
+    from refrpc.codec import PortableRef, encode_portable, encode_value
 
     key, node = keyed_worker
     owner = Member(key, "portable-owner")
     marker = tmp_path / "pwned"
-    form = encode_value(m.Value(m.Encoding.PICKLE, pickle.dumps(_Hostile(str(marker)), protocol=5)))
     oid = "portable-owner.1.7"
+    if needs == "python-pickle":
+        value = m.Value(m.Encoding.PICKLE, pickle.dumps(_Hostile(str(marker)), protocol=5))
+    else:
+        inner = m.RefDescriptor("portable-owner.1.8", owner.name, owner.incarnation, owner.transport.address, 8)
+        value = m.Value(m.Encoding.PORTABLE, encode_portable([PortableRef(0)]), (), (inner,))
+    form = encode_value(value)
     try:
         owner.hello(node)
         welcome = owner.first(m.Welcome, 30)
@@ -374,5 +382,6 @@ def test_a_pickled_stored_form_from_a_member_without_pickle_is_not_unpickled(key
         assert error is not None and error.code is m.ErrorCode.FEATURE_NOT_NEGOTIATED and error.requirement == "OBJ-067", error
         assert not marker.exists()
         assert not node.call(lambda: node.store.contains(oid)).result()
+        assert "portable-owner.1.8" not in node.call(lambda: set(node.core.borrowed)).result()
     finally:
         owner.close()
