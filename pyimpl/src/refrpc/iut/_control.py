@@ -25,8 +25,8 @@ import traceback
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Callable
 
-from ..runtime._refs import Ref, load
 from ..runtime._node import StoredFormRefused
+from ..runtime._refs import Ref, load
 from ..core import events as ev
 from ..core.errors import LocalUsageError
 from ..core.messages import ErrorCode
