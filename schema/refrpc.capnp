@@ -675,7 +675,8 @@ struct TaskReply {
   retained @3 :List(RefDescriptor);
   # Refs from the task's arguments that I still hold after the task, each under
   # a grant the owner confirmed to me before I sent this reply (BOR-007). A ref
-  # whose registration the owner refused is not listed (BOR-026).
+  # whose registration the owner refused is not listed (BOR-026). The forward
+  # ids are my grants, not yours: you record and release nothing for them (REF-005).
 
   storeFreeBytes @4 :Int64 = -1;
   # The bytes my object store could still take in memory without spilling

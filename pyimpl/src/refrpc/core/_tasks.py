@@ -580,6 +580,16 @@ class Tasks:
                 return oid
         return ""
 
+    def _unrebuildable_argument(self: Peer, t: OwnerTask) -> ObjectId:
+        """An owned argument of ``t`` that is ``released`` and that nothing can re-create:
+        a ``put`` object, an actor call's return, or a return of a task that may not
+        run again (LIN-006, RPC-009)."""
+        for oid in t.arg_refs:
+            e = self.owned.get(oid)
+            if e is not None and e.state == "released" and not self._rebuildable(self.tasks.get(e.task_id) if e.task_id else None):
+                return oid
+        return ""
+
     def _return_deleted(self: Peer, t: OwnerTask) -> None:
         """One return entry of ``t`` is gone: it no longer needs its arguments' lineage (LIN-002)."""
         if t.lineage_counted:
@@ -600,6 +610,7 @@ class Tasks:
         "cancel": "cancelled",
         "rejected": "rejected",
         "lineage_evicted": "lineage_evicted",
+        "argument_lost": "argument_lost",
     }
 
     def _fail_task(self: Peer, t: OwnerTask, info: ErrorInfo, event: str) -> None:
@@ -632,6 +643,11 @@ class Tasks:
         if gone:
             info = ErrorInfo(ErrorCode.LINEAGE_EVICTED, f"rebuilding needs {gone}, whose lineage was evicted", "LIN-005")
             self._fail_task(t, info, "lineage_evicted")
+            return
+        stuck = self._unrebuildable_argument(t)
+        if stuck:  # LIN-014: decided now, before any argument is rebuilt or the task sent
+            info = ErrorInfo(ErrorCode.OBJECT_LOST, f"rebuilding needs {stuck}, which was released and cannot be rebuilt", "LIN-014")
+            self._fail_task(t, info, "argument_lost")
             return
         for oid in t.arg_refs:
             e = self.owned.get(oid)
