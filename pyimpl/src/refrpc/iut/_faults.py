@@ -287,6 +287,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A TaskReply whose return lacks the member its kind needs (an inline return without a value) is "
         "adopted as it is, and the return fails with a made-up TASK_FAILED; no ProtocolError is sent.",
     ),
+    "announce-handshake-deaths": (
+        "LIV-040",
+        "A handshake in progress (a remote that sent only its Hello) that goes silent is declared dead and "
+        "announced with PeerDeadNotice to every other live session, like any other death.",
+    ),
     "stored-location-unchecked": (
         "VAL-019",
         "A TaskReply whose stored return names another peer than its sender as location is adopted, "
@@ -1145,6 +1150,17 @@ def _adopt_returns_without_member(iut: Iut) -> None:
     _tasks._well_formed = lambda rv, sender: True  # breaks VAL-019
 
 
+def _announce_handshake_deaths(iut: Iut) -> None:
+    core = iut.node.core
+    broadcast = core._broadcast_death
+
+    def patched(dead: Any, reason: str = "silence") -> None:
+        dead.confirmed = True  # breaks LIV-040: as if the session had carried more than a Hello
+        broadcast(dead, reason)
+
+    core._broadcast_death = patched  # type: ignore[method-assign]
+
+
 def _stored_location_unchecked(iut: Iut) -> None:
     from ..core import _tasks
 
@@ -1553,6 +1569,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "no-executor-worker-died": _no_executor_worker_died,
     "adopt-returns-without-member": _adopt_returns_without_member,
     "stored-location-unchecked": _stored_location_unchecked,
+    "announce-handshake-deaths": _announce_handshake_deaths,
     "fetch-range-checked-first": _fetch_range_checked_first,
     "unheld-ref-unknown-object": _unheld_ref_unknown_object,
     "refuse-repeated-features": _refuse_repeated_features,
