@@ -596,6 +596,30 @@ struct SubmitTask {
   actorSeq @8 :UInt64;
   # For an actor call, its position among my calls to that actor, from 1; you run
   # my calls in this order (ACT-003). 0 when actorId is empty.
+
+  cpuDemand @9 :UInt32 = 10000;
+  # The CPU slots the task takes from you while it runs, in ten-thousandths of a
+  # slot: 10000 (the default, and what a message without the field means) is one
+  # slot, 5000 half of one, 0 none (it starts at once, TASK-051). You start it only
+  # while it fits beside your running tasks, or alone when it takes all you offer
+  # (TASK-050, TASK-052). 0 for an actor call, whose demand you ignore (ACT-025).
+
+  resources @10 :List(ResourceAmount);
+  # The named resources the task takes from you while it runs, each named once
+  # (TASK-054); empty (the default) takes none. A resource you do not offer in
+  # that amount: every return ERROR(RESOURCE_EXHAUSTED) at once (TASK-053). Empty
+  # for an actor call.
+}
+
+struct ResourceAmount {
+  # An amount of one named resource a task takes (TASK-030, TASK-050).
+
+  name @0 :Text;
+  # The resource's name, as executors offer it (`gpu`); never empty, never `CPU`
+  # (CPU slots travel in SubmitTask.cpuDemand).
+
+  amount @1 :UInt64;
+  # How much of it, in ten-thousandths (10000 = one `gpu`).
 }
 
 enum ReturnKind {

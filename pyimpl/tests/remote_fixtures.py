@@ -319,3 +319,36 @@ def digest(x):
     import hashlib
 
     return hashlib.sha256(x).hexdigest()
+
+
+@refrpc.remote
+def meet(directory, me, other, limit_s=20.0):
+    """Says it runs (the file ``me`` in ``directory``) and waits, at most ``limit_s``,
+    for ``other`` to say so too; returns whether it did (two of these meet only if
+    they run at once)."""
+    import os
+    import time
+
+    open(os.path.join(directory, me), "w").close()
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        if os.path.exists(os.path.join(directory, other)):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@refrpc.remote
+def hold_running(started, release, limit_s=60.0):
+    """Says it runs (the file ``started``), then runs until ``release`` exists, at most
+    ``limit_s``; returns whether it was released."""
+    open(started, "w").close()
+    return hold_until._refrpc_target(release, limit_s)
+
+
+@refrpc.remote
+def exists(path):
+    """Whether ``path`` exists when this task starts."""
+    import os
+
+    return os.path.exists(path)

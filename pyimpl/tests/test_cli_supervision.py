@@ -284,8 +284,9 @@ def test_refrpc_stop_sweeps_what_a_head_killed_with_sigkill_left_in_shared_memor
     head.proc.kill()
     head.proc.wait(20)
     assert wait_until(lambda: not any(_alive(p) for p in workers), 30)  # their lifeline ends them
-    assert ledger.exists()  # nobody cleaned up after the head
+    # Nobody cleaned up after the head itself. Any process of this machine that runs
+    # `refrpc start`, `refrpc stop` or `init()` sweeps it (tests running beside this
+    # one may, first): after `refrpc stop`, at the latest, it is gone.
     result = cli.run("stop")
     assert result.returncode == 0, result.stderr
     assert not ledger.exists(), result.stderr
-    assert f"namespace head{head.proc.pid}: every process of it is gone" in result.stderr

@@ -53,8 +53,10 @@ def _codes(obj: Any) -> list[m.ErrorCode]:
 
 def in_shape(envelope: m.Envelope, threshold: int = DEFAULT_OOB_THRESHOLD) -> bool:
     """What the fast path promises to handle (its docstring): the three bodies, values
-    without out-of-band buffers or frames, no code outside the schema's registry."""
+    without out-of-band buffers or frames, no code outside the schema's registry, and
+    tasks without named resources (TASK-050: those are rare, pycapnp writes them)."""
     return (type(envelope.body) in FAST
+            and not getattr(envelope.body, "resources", ())
             and all(not v.buffers and len(v.data) < threshold for v in _values(envelope.body))
             and m.ErrorCode.UNRECOGNIZED not in _codes(envelope.body))
 

@@ -193,15 +193,22 @@ def test_a_worker_killed_with_spilled_objects_rebuilds_them(cluster: Any) -> Non
     del refs
 
 
+def spilled_puts(cluster: Any, size: int) -> tuple[Any, Any, Any]:
+    """Three puts of ``size`` bytes (values 1, 2, 3) of which the driver had to spill
+    the first two (its 64 MB hold only one)."""
+    a, b, c = (refrpc.put(np.full(size // 8, i, dtype=np.int64)) for i in (1, 2, 3))
+    store = cluster.node.store
+    assert store.where(a.id) == "disk" and store.where(b.id) == "disk"
+    return a, b, c
+
+
 @pytest.mark.timeout(120)
 def test_admission_holds_a_call_back_until_its_arguments_fit(cluster: Any, tmp_path: Any) -> None:
     # Two 40 MB arguments the driver had to spill: a worker must fetch each into its
     # 64 MB store, and the first stays mapped while its call runs. The second call
     # waits for the first instead of failing for lack of room (OBJ-037).
     size = 40 * MB
-    a, b, c = (refrpc.put(np.full(size // 8, i, dtype=np.int64)) for i in (1, 2, 3))
-    store = cluster.node.store
-    assert store.where(a.id) == "disk" and store.where(b.id) == "disk"
+    a, b, c = spilled_puts(cluster, size)
     holder = Holder.options(max_concurrency=2).remote()
     peer = refrpc.get(holder.where.remote(), timeout=30)
     log, release = str(tmp_path / "log"), str(tmp_path / "release")
@@ -231,9 +238,7 @@ def test_admission_is_shared_by_the_workers_of_a_host(cluster: Any, tmp_path: An
     # OBJ-065) instead of starting a fetch that cannot get room while the first call
     # pins its copy, and failing with OBJECT_STORE_FULL.
     size = 40 * MB
-    a, b, c = (refrpc.put(np.full(size // 8, i, dtype=np.int64)) for i in (1, 2, 3))
-    store = cluster.node.store
-    assert store.where(a.id) == "disk" and store.where(b.id) == "disk"
+    a, b, c = spilled_puts(cluster, size)
     holders = [Holder.options(num_cpus=1).remote() for _ in range(2)]  # one CPU each: one on each worker
     peers = refrpc.get([h.where.remote() for h in holders], timeout=30)
     assert len(set(peers)) == 2, peers

@@ -62,7 +62,7 @@ class Mallory:
     derives from the secret for the claimed PeerId).
     """
 
-    def __init__(self, key, claim: str, how: str) -> None:
+    def __init__(self, key, claim: str, how: str, servers: dict[str, bytes | str] | None = None) -> None:
         from refrpc.transport import ZmqTransport
 
         if how == "own-key":
@@ -72,6 +72,10 @@ class Mallory:
         self.incarnation = 0x3E3
         keys = {"own_key": OwnKey(key, claim)} if how == "own-key" else {}
         self.transport = ZmqTransport("tcp://127.0.0.1:0", cluster_key=key, peer_id=claim, **keys)
+        # Every member's server key is public (the key file names the head's, views the
+        # others'): she knows them, so her handshakes complete (SEC-040).
+        for address, public in (servers or {}).items():
+            self.transport.expect(address, public)
 
     def hello(self, peer: str, address: str) -> None:
         env = m.Envelope(self.name, self.incarnation, peer, 0, 0, 0,
@@ -121,10 +125,11 @@ def test_a_member_with_the_key_file_cannot_speak_as_another_member(cluster, how,
     remotes = node.call(lambda: dict(node.core.remotes)).result()
     incarnations = {HEAD: remotes[HEAD].incarnation, worker: remotes[worker].incarnation, node.peer_id: node.incarnation}
     marker = tmp_path / "pwned"
+    servers = {cluster["address"]: key.head_public, worker_address: node.keys[worker], node.address: node.own_key.public}
     liars = []
     try:
         for claim, to, address in attempts:
-            liar = Mallory(key, claim, how)
+            liar = Mallory(key, claim, how, servers)
             liars.append(liar)
             liar.hello(to, address)
             liar.hostile_task(to, incarnations[to], address, marker)
@@ -152,7 +157,8 @@ def test_the_key_file_still_lets_a_new_member_join(cluster):
     from refrpc.transport import ClusterKey
 
     key = ClusterKey.load(cluster["key_file"])
-    newcomers = [Mallory(key, "newcomer-1", "own-key"), Mallory(key, "newcomer-1", "own-key")]
+    servers = {cluster["address"]: key.head_public}
+    newcomers = [Mallory(key, "newcomer-1", "own-key", servers), Mallory(key, "newcomer-1", "own-key", servers)]
     newcomers[1].incarnation += 1
     try:
         for newcomer in newcomers:

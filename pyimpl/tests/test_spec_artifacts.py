@@ -75,6 +75,7 @@ def test_layout_names_every_xor_encoded_default() -> None:
     assert defaults == {
         ("RefDescriptor", "sizeHint"): -1,
         ("SubmitTask", "attempt"): 1,
+        ("SubmitTask", "cpuDemand"): 10000,
         ("TaskReply", "storeFreeBytes"): -1,
         ("GetObjectStatus", "wait"): True,
         ("ObjectStatus", "size"): -1,

@@ -118,10 +118,16 @@ def message_vectors() -> dict[str, list[dict[str, Any]]]:
              tid, "myapp.train.step",
              (m.Arg(m.ArgKind.VALUE, value=portable(7)), m.Arg(m.ArgKind.REF, ref=x_task), m.Arg(m.ArgKind.SHARED, ref=x_task)),
              rets, max_retries=3, retry_exceptions=True, attempt=2)), None),
-        ("SubmitTask", "An actor method call: actorId set, actorSeq 3, no arguments, one return, attempt 1 (stored as 0).",
+        ("SubmitTask", "An actor method call: actorId set, actorSeq 3, no arguments, one return, attempt 1 (stored as 0), "
+         "cpuDemand 0 (ACT-025; the default is 10000: XOR-encoded, so 0 is stored as 10000).",
          m.Envelope(A, A_INC, B, B_INC, 13, 4, m.SubmitTask(
              f"{A}.1a2b3c4d5e6f7081.13", "add", (m.Arg(m.ArgKind.VALUE, value=portable(5)),),
-             (f"{A}.1a2b3c4d5e6f7081.13.r0",), actor_id=f"{A}.1a2b3c4d5e6f7081.2", actor_seq=3)), None),
+             (f"{A}.1a2b3c4d5e6f7081.13.r0",), actor_id=f"{A}.1a2b3c4d5e6f7081.2", actor_seq=3, cpu_demand=0)), None),
+        ("SubmitTask", "A task with a demand (TASK-050): half a CPU slot (cpuDemand 5000) and one `gpu` "
+         "(resources: one ResourceAmount of 10000), no arguments, one return.",
+         m.Envelope(A, A_INC, B, B_INC, 14, 4, m.SubmitTask(
+             f"{A}.1a2b3c4d5e6f7081.14", "myapp.train.step", (), (f"{A}.1a2b3c4d5e6f7081.14.r0",),
+             cpu_demand=5000, resources=(m.ResourceAmount("gpu", 10000),))), None),
         ("TaskReply", "Two returns, one inline (a portable list embedding a ref, with its grant in nested) and one "
          "stored at the executor with its size; one ref retained by the executor (BOR-007).",
          m.Envelope(B, B_INC, A, A_INC, 6, 12, m.TaskReply(tid, 2, (

@@ -55,6 +55,11 @@ class IUTConfig:
     #: (SEC-015, SEC-016) that the suite makes for each case and hands the IUT as a
     #: key file, named by ``{key_file}`` in ``command`` and by ``REFRPC_KEY_FILE``.
     authentication: str = "none"
+    #: With ``authentication = "curve"``: it can also run as a member of a cluster with
+    #: a head (CNF-035): given its own key pair in ``REFRPC_IUT_OWN_KEY`` and a key file
+    #: that names the head's key, it serves and connects with its own key (SEC-040) and
+    #: knows the head by the key file (SEC-041). The head-cluster cases need it.
+    head_member: bool = False
     #: Limits the IUT is started with, by name (CNF-031): ``status_waits`` (SEC-009's
     #: outstanding GetObjectStatus waits per remote peer), ``fetches_per_fetcher`` and
     #: ``fetches`` (FET-009), ``handshakes`` (SEC-021). A case that needs a limit the
@@ -135,6 +140,7 @@ def config_from_dict(data: dict[str, object], *, base_dir: Path = Path("."), whe
         known_failing=tuple(known),  # type: ignore[arg-type]
         records_traces=bool(need("records_traces", bool, False)),
         authentication=_authentication(str(need("authentication", str, "none")), where),
+        head_member=bool(need("head_member", bool, False)),
         limits=dict(limits),  # type: ignore[arg-type]
         base_dir=base_dir,
     )

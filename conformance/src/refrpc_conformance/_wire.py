@@ -474,11 +474,21 @@ class WirePeer:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         cluster_key: Any = None,
         key_name: str = "",
+        client_key: tuple[bytes, bytes] | None = None,
+        router_key: tuple[bytes, bytes] | None = None,
+        server_key: bytes | None = None,
     ) -> None:
         #: CURVE (SEC-016): the cluster key, and the PeerId whose member key the DEALERs
         #: present (normally our own; another one makes a peer that lies, SEC-011).
         self.cluster_key = cluster_key
         self.key_name = key_name or peer_id
+        #: A cluster with a head (SEC-022, SEC-040): the key pair the DEALERs present
+        #: instead of the derived member key, with a join proof for it (None: derived);
+        #: the pair the ROUTER serves with instead of SEC-016's server key; and the
+        #: server key the DEALERs expect instead of SEC-016's (z85).
+        self.client_key = client_key
+        self.router_key = router_key
+        self.server_key = server_key
         self.peer_id = peer_id
         self.incarnation = incarnation
         self.features = tuple(features)
@@ -532,7 +542,8 @@ class WirePeer:
         self._router.setsockopt(zmq.RCVHWM, 100_000)
         if cluster_key is not None:  # the cluster's server key; no ZAP handler: every member may answer
             self._router.setsockopt(zmq.CURVE_SERVER, 1)
-            self._router.setsockopt(zmq.CURVE_SECRETKEY, cluster_key.server_secret)
+            self._router.setsockopt(zmq.CURVE_SECRETKEY,
+                                    router_key[1] if router_key is not None else cluster_key.server_secret)
         self._router.bind("tcp://127.0.0.1:*")
         self.address: str = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._thread = threading.Thread(target=self._loop, name=f"wire-{peer_id}", daemon=True)
@@ -723,11 +734,14 @@ class WirePeer:
         dealer.setsockopt(zmq.RECONNECT_IVL, 100)
         dealer.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         dealer.setsockopt_string(zmq.ROUTING_ID, f"{self.peer_id}/{self.incarnation:x}")
-        if self.cluster_key is not None:  # SEC-016: a member's client key
-            public, secret = self.cluster_key.member_keys(self.key_name)
-            dealer.setsockopt(zmq.CURVE_SERVERKEY, self.cluster_key.server_public)
+        if self.cluster_key is not None:  # SEC-016: a member's client key; SEC-022: or one's own
+            public, secret = self.client_key or self.cluster_key.member_keys(self.key_name)
+            dealer.setsockopt(zmq.CURVE_SERVERKEY, self.server_key or self.cluster_key.server_public)
             dealer.setsockopt(zmq.CURVE_PUBLICKEY, public)
             dealer.setsockopt(zmq.CURVE_SECRETKEY, secret)
+            if self.client_key is not None:
+                proof = self.cluster_key.join_proof(self.peer_id, public)
+                dealer.setsockopt(zmq.METADATA, f"X-RefRPC-Join:{proof}".encode())
         dealer.connect(address)
         return dealer
 

@@ -153,13 +153,39 @@ def _cluster_key(key_file: str | os.PathLike[str] | None, insecure: bool, needed
         raise RefRPCError(str(exc)) from None
 
 
+def _check_head_key(address: str, cluster_key: Any, key_path: str | os.PathLike[str], timeout: float) -> None:
+    """Before joining: the server at ``address`` must prove it holds the head key the key
+    file names (SEC-040, SEC-041). A server that answers there and fails the CURVE
+    handshake is an error naming the address, at once; one that does not answer within
+    ``timeout`` is left to the join's own timeout (it may not have started yet)."""
+    from .transport import probe_server_key
+
+    if cluster_key.head_public is None:
+        raise RefRPCError(f"{os.fspath(key_path) or 'the key file'} names no head key: joining needs the key file "
+                          "`refrpc start --head` wrote (it names the head's public key)")
+    if not address.startswith("tcp://"):
+        return
+    try:
+        answer = probe_server_key(address, cluster_key.head_public, timeout)
+    except ValueError as exc:
+        raise RefRPCError(str(exc)) from None
+    if answer == "refused":
+        raise RefRPCError(f"the server at {address} is not the head that {os.fspath(key_path) or 'the key file'} names: "
+                          f"it failed the CURVE handshake for the head key {cluster_key.head_public.decode()} "
+                          "(another cluster's head, a head started with another key file or without authentication, "
+                          "or someone posing as the head); nothing was sent to it")
+
+
 def _join(address: str, node_ip: str | None, connect_timeout: float, trace_dir: str | None, cluster_key: Any,
-          insecure: bool = False) -> None:
-    """``init(address=...)``: join a running multi-host cluster through its head."""
+          insecure: bool = False, *, key_path: str = "", own_pair: tuple[bytes, bytes] | None = None,
+          register: bool = True) -> None:
+    """``init(address=...)``: join a running multi-host cluster through its head.
+    ``own_pair``: the key pair to present instead of a new one (the head's own, for
+    ``refrpc rotate-key``); ``register`` False: talk to the head without joining as a driver."""
     from .runtime._executor import working_node
     from .runtime._membership import HEAD
 
-    name = f"driver-{socket.gethostname()}-{os.getpid()}"
+    name = f"{'driver' if register else 'tool'}-{socket.gethostname()}-{os.getpid()}"
     if not node_ip:
         from .runtime._membership import address_towards
 
@@ -169,7 +195,8 @@ def _join(address: str, node_ip: str | None, connect_timeout: float, trace_dir: 
     if cluster_key is not None:  # its own key pair: no other member can speak as it (SEC-022)
         from .transport import OwnKey
 
-        own_key = OwnKey(cluster_key, name)
+        _check_head_key(address, cluster_key, key_path, min(connect_timeout, 2.0))
+        own_key = OwnKey(cluster_key, name, own_pair)
     node, executor = working_node(name, f"tcp://{node_ip}:0", f"drv{os.getpid()}", config, trace_dir=trace_dir,
                                   cluster_key=cluster_key, insecure=insecure, own_key=own_key)
     context.node, context.driver_executor, context.head = node, executor, HEAD
@@ -181,6 +208,8 @@ def _join(address: str, node_ip: str | None, connect_timeout: float, trace_dir: 
         except (GetTimeoutError, OwnerDiedError) as exc:
             raise RefRPCError(f"no RefRPC head answered at {address} within {connect_timeout:g} s "
                               f"(is `refrpc start --head` running there?): {exc}") from None
+        if not register:
+            return
         view = call_on(node, HEAD, "refrpc.runtime._membership:register_driver", name, node.address,
                        socket.gethostname(), os.getpid(), node.incarnation, timeout=connect_timeout)
     except BaseException:
@@ -282,9 +311,9 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
         with _ctx.lock:
             if is_initialized():
                 raise RefRPCError("refrpc is already initialized; call refrpc.shutdown() first")
-        cluster_key, _ = _cluster_key(key_file, insecure, needed=address.startswith("tcp://"))
+        cluster_key, key_path = _cluster_key(key_file, insecure, needed=address.startswith("tcp://"))
         _join(address, node_ip, connect_timeout, None if trace_dir is None else os.fspath(trace_dir), cluster_key,
-              insecure)
+              insecure, key_path=key_path)
         _install_exit_hooks()
         return
     cluster_key, key_path = _cluster_key(key_file, False, needed=False)

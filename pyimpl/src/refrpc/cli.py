@@ -6,15 +6,17 @@
                  [--heartbeat-interval-ms MS] [--miss-limit N]
     refrpc status [--address tcp://HEAD:P --key-file F]
     refrpc memory [--address tcp://HEAD:P --key-file F]
-    refrpc rotate-key --address tcp://HEAD:P --key-file F (--new-key-file NEW [--grace S] | --end-grace)
+    refrpc rotate-key --address tcp://HEAD:P --key-file F [--head-key-file F.head] (--new-key-file NEW [--grace S] | --end-grace)
     refrpc stop [--force] [--timeout S]
 
 Every cluster started this way is authenticated (CURVE, SEC-002): the head
 writes a new cluster key file (mode 0600) unless given one, and prints its path;
-everyone who joins needs a copy (``--key-file`` or ``REFRPC_KEY_FILE``).
-``--insecure`` turns authentication off, with a warning. ``rotate-key`` writes a
-new key file whose join credential replaces the old one in the running cluster
-(the old one still joins for ``--grace`` seconds, SEC-025).
+everyone who joins needs a copy (``--key-file`` or ``REFRPC_KEY_FILE``). The key
+file names the head's public key; the head's secret key stays beside it on the
+head's host (``KEY.head``, SEC-041). ``--insecure`` turns authentication off,
+with a warning. ``rotate-key``, for the operator (who holds ``KEY.head``), writes
+a new key file whose join credential replaces the old one in the running cluster
+(the old one still joins for ``--grace`` seconds, SEC-025, CLU-052).
 
 Each ``refrpc start`` records itself in a pid file (see :func:`run_dir`), with
 the head's key file: ``refrpc stop`` stops them all, and ``status``/``memory``
@@ -36,7 +38,7 @@ from pathlib import Path
 
 from . import api
 from .core import events as ev
-from .transport import KEY_FILE_ENV, ClusterKey, KeyFileError, OwnKey
+from .transport import KEY_FILE_ENV, ClusterKey, HeadKey, KeyFileError, OwnKey
 from .transport._curve import default_key_path
 
 
@@ -205,7 +207,9 @@ def _start(args: argparse.Namespace) -> int:
         raise api.RefRPCError(str(exc)) from None
     n = args.num_workers or os.cpu_count() or 1
     prefix = f"{socket.gethostname()}-{os.getpid()}-w"
-    key, key_path = _key(args)
+    key, key_path, head_key = _key(args)
+    if key is not None and not args.head:
+        api._check_head_key(args.address, key, key_path, 2.0)  # SEC-041: the wrong head key fails here, at once
     _sweep()
     namespace = LocalCluster.new_namespace()
     memory = _memory_settings(args, n, namespace)
@@ -215,7 +219,8 @@ def _start(args: argparse.Namespace) -> int:
         node, executor = working_node(HEAD, f"tcp://{args.node_ip}:{args.port}", f"head{os.getpid()}",
                                       default_config(**settings),
                                       _membership.noticed, held=True, trace_dir=args.trace_dir, cluster_key=key,
-                                      own_key=None if key is None else OwnKey(key, HEAD), admits_joiners=True,
+                                      own_key=None if key is None else OwnKey(key, HEAD, (head_key.public, head_key.secret)),
+                                      admits_joiners=True,
                                       insecure=args.insecure, object_store_memory=memory["object_store_memory"],
                                       spill_dir=memory["spill_dir"],
                                       **({} if args.object_store_high_water is None else
@@ -236,6 +241,8 @@ def _start(args: argparse.Namespace) -> int:
             print(f"  use it from Python:  refrpc.init(address={node.address!r}, insecure=True)", flush=True)
         else:
             print(f"  cluster key file:    {key_path}  (copy it, mode 0600, to every host that joins)", flush=True)
+            print(f"  head public key:     {key.head_public.decode()}  (named in the key file; joiners check it, "
+                  f"its secret key stays here in {HeadKey.path_for(key_path)})", flush=True)
             print(f"  join another host:   refrpc start --address {node.address} --key-file {key_path}", flush=True)
             print(f"  use it from Python:  refrpc.init(address={node.address!r}, key_file={key_path!r})", flush=True)
             print(f"  or set {KEY_FILE_ENV}={key_path} and leave key_file out", flush=True)
@@ -264,12 +271,15 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key(args: argparse.Namespace) -> tuple[ClusterKey | None, str]:
-    """The cluster key ``refrpc start`` uses, and its file (SEC-015).
+def _key(args: argparse.Namespace) -> tuple[ClusterKey | None, str, HeadKey | None]:
+    """The cluster key ``refrpc start`` uses, its file (SEC-015), and on the head its
+    own key pair (SEC-041).
 
     The head uses ``--key-file`` (made there if it does not exist) or
-    ``REFRPC_KEY_FILE``, else makes a new key under ``~/.refrpc``; a joiner must
-    be given one. With ``--insecure``: none, and a warning.
+    ``REFRPC_KEY_FILE``, else makes a new key under ``~/.refrpc``; its own key pair
+    is in the head key file beside it (``KEY.head``), made with the key file, and
+    the key file names its public key. A joiner must be given a key file that
+    names the head's key. With ``--insecure``: none, and a warning.
     """
     path = args.key_file or os.environ.get(KEY_FILE_ENV, "")
     if args.insecure:
@@ -277,19 +287,54 @@ def _key(args: argparse.Namespace) -> tuple[ClusterKey | None, str]:
             raise api.RefRPCError("--insecure and a cluster key exclude each other")
         print("refrpc: WARNING: authentication is off (--insecure): anyone who can reach this "
               "cluster's ports can join it and run any code in it", file=sys.stderr, flush=True)
-        return None, ""
+        return None, "", None
     try:
         if args.head and (not path or not os.path.exists(path)):
-            key = ClusterKey.generate()
-            path = path or default_key_path(args.port)
+            path = os.path.abspath(path or default_key_path(args.port))
+            head = HeadKey.generate()
+            head.save(HeadKey.path_for(path))  # first: a key file never names a head key nobody holds
+            key = ClusterKey.generate().with_head(head.public)
             key.save(path)
-            return key, os.path.abspath(path)
+            return key, path, head
         if not path:
             raise api.RefRPCError(f"joining a cluster needs its key file: --key-file PATH or {KEY_FILE_ENV}=PATH "
                                   "(the path `refrpc start --head` printed)")
-        return ClusterKey.load(path), os.path.abspath(path)
+        key, path = ClusterKey.load(path), os.path.abspath(path)
+        if not args.head:
+            if key.head_public is None:
+                raise api.RefRPCError(f"{path} names no head key: joining needs the key file "
+                                      "`refrpc start --head` wrote (it names the head's public key)")
+            return key, path, None
+        return _head_key(key, path)
     except KeyFileError as exc:
         raise api.RefRPCError(str(exc)) from None
+
+
+def _head_key(key: ClusterKey, path: str) -> tuple[ClusterKey, str, HeadKey]:
+    """On the head: its own key pair for the key file at ``path``. A key file that names
+    no head key (made by hand, or by an earlier version) gets one: the head key file
+    is made beside it and the key file rewritten to name it (SEC-041)."""
+    head_path = HeadKey.path_for(path)
+    if key.head_public is None:
+        head = HeadKey.generate()
+        try:
+            head.save(head_path)
+        except FileExistsError:
+            raise api.RefRPCError(f"{head_path} exists, but {path} names no head key: remove one of them") from None
+        key = key.with_head(head.public)
+        key.save(path, replace=True)
+        print(f"refrpc: {path} now names this head's public key; copy it again to every host that joins",
+              file=sys.stderr, flush=True)
+        return key, path, head
+    if not os.path.exists(head_path):
+        raise api.RefRPCError(f"{path} names the head key {key.head_public.decode()}, whose secret key is not on "
+                              f"this host ({head_path}): start the head where that key file was made, "
+                              "or give --key-file a path that does not exist yet for a new cluster")
+    head = HeadKey.load(head_path)
+    if head.public != key.head_public:
+        raise api.RefRPCError(f"{head_path} holds the head key {head.public.decode()}, but {path} names "
+                              f"{key.head_public.decode()}: they are not of one cluster")
+    return key, path, head
 
 
 def _join_cluster(args: argparse.Namespace) -> None:
@@ -360,6 +405,17 @@ def _memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _head_key_path(address: str, key_path: str) -> str:
+    """Where the head's own key is: beside ``key_path``, else beside the key file of
+    the head at ``address`` if ``refrpc start --head`` runs it on this host."""
+    from .runtime._membership import same_address
+
+    candidates = [HeadKey.path_for(key_path)] + [
+        HeadKey.path_for(info["key_file"]) for _, info in _recorded()
+        if info.get("role") == "head" and info.get("key_file") and same_address(info.get("address", ""), address)]
+    return next((c for c in candidates if os.path.exists(c)), candidates[0])
+
+
 def _rotate_key(args: argparse.Namespace) -> int:
     """Replace the running cluster's join credential (SEC-025, CLU-052): write a new key
     file with a new one, and make the head accept only it once ``--grace`` has passed;
@@ -373,10 +429,18 @@ def _rotate_key(args: argparse.Namespace) -> int:
     path = args.key_file or os.environ.get(KEY_FILE_ENV, "")
     if not path:
         raise api.RefRPCError(f"rotate-key needs the cluster's current key file: --key-file PATH or {KEY_FILE_ENV}=PATH")
+    head_path = args.head_key_file or _head_key_path(args.address, path)
     try:
         current = ClusterKey.load(path)
+        if not os.path.exists(head_path):
+            raise api.RefRPCError(f"rotating the join credential is for the operator, who holds the head's own key: "
+                                  f"{head_path} is not here (run rotate-key on the head's host, or give "
+                                  "--head-key-file)")
+        head = HeadKey.load(head_path)
     except KeyFileError as exc:
         raise api.RefRPCError(str(exc)) from None
+    if head.public != current.head_public:
+        raise api.RefRPCError(f"{head_path} is not the key of the head that {path} names")
     new = None
     if not args.end_grace:
         new = current.with_new_join()
@@ -385,7 +449,9 @@ def _rotate_key(args: argparse.Namespace) -> int:
         except OSError as exc:  # FileExistsError too: a key file is never overwritten
             raise api.RefRPCError(f"cannot write {args.new_key_file}: {exc}") from None
     try:
-        _join_cluster(argparse.Namespace(address=args.address, key_file=path, insecure=False))
+        # As the operator: with the head's own key pair, which the head recognises (CLU-052).
+        api._join(args.address, None, 5.0, None, current, key_path=path, own_pair=(head.public, head.secret),
+                  register=False)
         try:
             api._call_on(HEAD, "refrpc.runtime._membership:rotate", None if new is None else new.join_hex(), args.grace)
         except Exception as exc:  # the head refused (TASK_FAILED) or did not answer
@@ -450,6 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     rot = sub.add_parser("rotate-key", help="replace the running cluster's join credential (a new key file)")
     rot.add_argument("--address", required=True, help="the cluster's head")
     rot.add_argument("--key-file", default=None, help="the current key file (default: $REFRPC_KEY_FILE)")
+    rot.add_argument("--head-key-file", default=None,
+                     help="the head's own key, which only the operator holds (default: the key file's path + .head, "
+                          "else the one beside the key file of the head started on this host)")
     rot.add_argument("--new-key-file", default=None, help="where to write the new key file (must not exist)")
     rot.add_argument("--grace", type=float, default=600.0,
                      help="seconds the old key file still lets processes join (default 600)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from refrpc.core.messages import ErrorCode, PeerDeadNotice, ProtocolError, TaskReply, Welcome
 
 from .._build import by_value
@@ -132,3 +134,123 @@ def unexposed_functions(ctx: CaseContext) -> None:
                                                           for r in reply.returns),
                   f"{t.function}: ERROR(UNKNOWN_FUNCTION)", errors)
     run_echo(ctx, peer, link, "after", requirement="SEC-006")
+
+
+# ------------------------------------------------------------------ a cluster with a head (CNF-035)
+def _head_cluster(ctx: CaseContext) -> tuple[Any, tuple[bytes, bytes], bytes, Any]:
+    """Start the IUT as a member of a cluster whose head the suite plays (CNF-035): a key
+    file that names the head's key (SEC-041), and a key pair of the IUT's own handed to
+    it in ``REFRPC_IUT_OWN_KEY``. Returns (cluster key, head pair, IUT public key, IUT)."""
+    _need_authentication(ctx)
+    if not ctx.config.head_member:
+        ctx.skip("the IUT's config does not say it can be a member of a cluster with a head (head_member = true)")
+    import secrets
+
+    import zmq
+
+    head_pair = zmq.curve_keypair()
+    iut_public, iut_secret = zmq.curve_keypair()
+    key = ctx.cluster_key.with_head(head_pair[0])
+    path = ctx.run_dir / "keys" / f"{ctx.spec.id.replace('/', '__')}.{secrets.token_hex(4)}.head.key"
+    key.save(path)
+    iut = ctx.start_iut(env={"REFRPC_KEY_FILE": str(path),
+                             "REFRPC_IUT_OWN_KEY": f"{iut_public.decode()} {iut_secret.decode()}"})
+    return key, head_pair, iut_public, iut
+
+
+def _no_welcome(ctx: CaseContext, peer: WirePeer, within: float) -> list[str]:
+    """What answered ``peer`` within ``within`` seconds (the bound of a non-event)."""
+    try:
+        peer.expect((Welcome, ProtocolError, TaskReply), timeout=ctx.bound(within), consume=False)
+    except ExpectTimeout:
+        return []
+    return [type(a.body).__name__ for a in peer.received((Welcome, ProtocolError, TaskReply))]
+
+
+def _handshake_with(address: str, server_key: bytes, within: float) -> str:
+    """How a CURVE handshake with the server at ``address`` ends when the client expects
+    ``server_key``: "succeeded", "failed", or "" (no end within ``within`` seconds)."""
+    import time
+
+    import zmq
+    from zmq.utils.monitor import recv_monitor_message
+
+    context = zmq.Context.instance()
+    dealer = context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+    public, secret = zmq.curve_keypair()
+    dealer.setsockopt(zmq.CURVE_PUBLICKEY, public)
+    dealer.setsockopt(zmq.CURVE_SECRETKEY, secret)
+    monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                                        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+    try:
+        dealer.connect(address)
+        end = time.monotonic() + within
+        while (left := end - time.monotonic()) > 0:
+            if monitor.poll(max(1, int(left * 1000))):
+                event = recv_monitor_message(monitor)["event"]
+                return "succeeded" if event == zmq.EVENT_HANDSHAKE_SUCCEEDED else "failed"
+        return ""
+    finally:
+        dealer.disable_monitor()
+        monitor.close(0)
+        dealer.close(0)
+
+
+@case(
+    "security/SEC-041-the-head-is-the-key-file-s",
+    requirements=["SEC-041", "SEC-024", "SEC-022", "CNF-035"],
+    summary=(
+        "The IUT is a member of a cluster whose head the suite plays (its key file names the head's key). A suite "
+        "peer that holds the key file claims PeerId `head` with a key pair of its own and a valid join proof for "
+        "it, before the IUT has applied any view: its Hello and a sequenced echo task must go unanswered. Then the "
+        "head, with the key the file names, completes a session and runs echo. Needs `head_member = true`."
+    ),
+)
+def head_is_the_key_files(ctx: CaseContext) -> None:
+    import zmq
+
+    key, head_pair, iut_public, iut = _head_cluster(ctx)
+    false_pair = zmq.curve_keypair()
+    impostor = ctx.wire_peer("head", cluster_key=key, client_key=false_pair, router_key=false_pair, server_key=iut_public)
+    false_link = impostor.connect(iut.peer_id, iut.address, iut.incarnation)
+    false_link.hello()
+    false_link.send(task(impostor, "echo", [by_value("from a false head")]), seq=1)
+    got = _no_welcome(ctx, impostor, 3.0)
+    ctx.check("SEC-041", not got, "nothing answers a `head` whose key is not the one the key file names", got)
+    head = ctx.wire_peer(restart_of=impostor, cluster_key=key, client_key=head_pair, router_key=head_pair,
+                         server_key=iut_public)
+    link = ctx.session(head, iut)
+    run_echo(ctx, head, link, "from the head", requirement="SEC-041")
+
+
+@case(
+    "security/SEC-040-HS-027-a-member-serves-with-its-own-key",
+    requirements=["SEC-040", "HS-027", "CNF-035"],
+    summary=(
+        "The IUT is a member of a cluster whose head the suite plays. A client that expects the server key "
+        "SEC-016 derives from the key file must complete no CURVE handshake with the IUT (it serves with its own "
+        "key). The head, with its own key as client, greets the IUT from an address whose server holds the "
+        "derived key: the IUT's connection there must not complete, so no Welcome arrives. Then the head greets "
+        "it as a new incarnation from an address whose server holds the head's key, completes a session and runs "
+        "echo. Needs `head_member = true`."
+    ),
+)
+def member_serves_with_its_own_key(ctx: CaseContext) -> None:
+    key, head_pair, iut_public, iut = _head_cluster(ctx)
+    derived = _handshake_with(iut.address, key.server_public, ctx.bound(5.0))
+    ctx.check("SEC-040", derived == "failed", "a handshake expecting the derived server key fails",
+              derived or "no end within 5 s")
+    own = _handshake_with(iut.address, iut_public, ctx.bound(5.0))
+    ctx.check("SEC-040", own == "succeeded", "a handshake expecting the IUT's own key succeeds", own or "no end within 5 s")
+    posing = ctx.wire_peer("head", cluster_key=key, client_key=head_pair,
+                           router_key=(key.server_public, key.server_secret), server_key=iut_public)
+    posing.connect(iut.peer_id, iut.address, iut.incarnation).hello()
+    got = _no_welcome(ctx, posing, 3.0)
+    ctx.check("HS-027", not got, "no Welcome reaches a server that does not hold the head's key", got)
+    ctx.check("SEC-040", not got, "the IUT connects to `head` only where the server holds the head's key", got)
+    head = ctx.wire_peer(restart_of=posing, cluster_key=key, client_key=head_pair, router_key=head_pair,
+                         server_key=iut_public)
+    link = ctx.session(head, iut)
+    run_echo(ctx, head, link, "from the head", requirement="SEC-040")

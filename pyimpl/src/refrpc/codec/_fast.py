@@ -8,7 +8,7 @@ unpacked Cap'n Proto serialization (one segment), using :mod:`struct`.
 
 pycapnp stays the reference and the fallback: :func:`encode` returns None and
 :func:`decode` raises :class:`Fallback` for anything outside the fast path's
-shape (another body type, a payload that travels as its own frame, a value with
+shape (another body type, a task with named resources, a payload that travels as its own frame, a value with
 out-of-band buffers, a number out of range, a message with several segments or
 far pointers, a struct of another size than this schema's, text that is not
 valid UTF-8, an identifier the decoder's checks refuse, an unknown enum value),
@@ -59,7 +59,8 @@ _EXPECTED: dict[tuple[str, str], tuple[int, str, object]] = {
     ("SubmitTask", "args"): (2, "list", None), ("SubmitTask", "returnIds"): (3, "list", None),
     ("SubmitTask", "maxRetries"): (0, "uint32", 0), ("SubmitTask", "retryExceptions"): (32, "bool", False),
     ("SubmitTask", "attempt"): (2, "uint32", 1), ("SubmitTask", "actorId"): (4, "text", ""),
-    ("SubmitTask", "actorSeq"): (2, "uint64", 0),
+    ("SubmitTask", "actorSeq"): (2, "uint64", 0), ("SubmitTask", "cpuDemand"): (3, "uint32", 10000),
+    ("SubmitTask", "resources"): (5, "list", None),
     ("Arg", "kind"): (0, "enum", 0),
     ("Value", "encoding"): (0, "enum", 0), ("Value", "data"): (0, "struct", None),
     ("Value", "buffers"): (1, "list", None), ("Value", "nested"): (2, "list", None),
@@ -77,7 +78,7 @@ _EXPECTED: dict[tuple[str, str], tuple[int, str, object]] = {
     ("ErrorInfo", "requirement"): (1, "text", ""), ("ErrorInfo", "detail"): (2, "text", ""),
 }
 #: struct -> (data words, pointers).
-_SIZES = {"Envelope": (5, 3), "SubmitTask": (3, 5), "Arg": (1, 2), "Value": (1, 3), "Payload": (1, 1),
+_SIZES = {"Envelope": (5, 3), "SubmitTask": (3, 6), "Arg": (1, 2), "Value": (1, 3), "Payload": (1, 1),
           "RefDescriptor": (2, 4), "TaskReply": (2, 3), "ReturnValue": (2, 5), "ErrorInfo": (1, 3), "Heartbeat": (0, 0)}
 #: (struct, group) -> (discriminant offset in 16-bit units, pointer slot of `some`).
 _GROUPS = {("Arg", "value"): (1, 0), ("Arg", "ref"): (2, 1), ("ReturnValue", "value"): (1, 1),
@@ -250,9 +251,10 @@ _W_ARG_DATA = struct.Struct("<HHH")
 
 
 def _put_submit(buf: bytearray, at: int, b: SubmitTask, threshold: int) -> None:
-    if type(b.retry_exceptions) is not bool:
-        raise Fallback
-    _W_SUBMIT_DATA.pack_into(buf, at << 3, b.max_retries, b.retry_exceptions, b.attempt ^ 1, 0, b.actor_seq)
+    if type(b.retry_exceptions) is not bool or b.resources:
+        raise Fallback  # named resources are rare: the reference codec writes them
+    _W_SUBMIT_DATA.pack_into(buf, at << 3, b.max_retries, b.retry_exceptions, b.attempt ^ 1, b.cpu_demand ^ 10000,
+                             b.actor_seq)
     p = at + 3
     _put_text(buf, p, b.task_id)
     _put_text(buf, p + 1, b.function)
@@ -464,15 +466,17 @@ def _error(seg: bytes, size: int, word: int, p: int) -> ErrorInfo:
 
 
 _SUBMIT_IDS = _ID[SubmitTask]
-_SUBMIT_WORDS = struct.Struct("<IIIIQ5Q")
+_SUBMIT_WORDS = struct.Struct("<IIIIQ6Q")
 _ARG_WORDS = struct.Struct("<HHH2xQQ")
 _POINTERS = struct.Struct("<Q")
 
 
 def _submit(seg: bytes, size: int, word: int, p: int) -> SubmitTask:
     at = _struct(size, word, p, _SUBMIT_H)
-    max_retries, flags, attempt, _, actor_seq, p_task, p_fn, p_args, p_returns, p_actor = \
+    max_retries, flags, attempt, cpu, actor_seq, p_task, p_fn, p_args, p_returns, p_actor, p_resources = \
         _SUBMIT_WORDS.unpack_from(seg, at << 3)
+    if p_resources:
+        raise Fallback  # named resources: the reference codec reads them
     args = []
     if p_args:
         first, count = _composite(seg, size, at + 5, p_args, _ARG_H)
@@ -495,7 +499,7 @@ def _submit(seg: bytes, size: int, word: int, p: int) -> SubmitTask:
                            for i in range(n))
     return SubmitTask(_ident(_text(seg, size, at + 3, p_task), _SUBMIT_IDS["task_id"]), _text(seg, size, at + 4, p_fn),
                       tuple(args), return_ids, max_retries, bool(flags & 1), attempt ^ 1,
-                      _ident(_text(seg, size, at + 7, p_actor), _SUBMIT_IDS["actor_id"]), actor_seq)
+                      _ident(_text(seg, size, at + 7, p_actor), _SUBMIT_IDS["actor_id"]), actor_seq, cpu ^ 10000)
 
 
 def _ref(seg: bytes, size: int, word: int, p: int) -> RefDescriptor:

@@ -50,8 +50,19 @@ class Execution:
             if not ok:
                 raise ProtocolViolation(ErrorCode.MALFORMED, f"argument {i} of kind {a.kind.value} does not carry exactly its member", "VAL-015")
 
+    @staticmethod
+    def _check_demand(spec: SubmitTask) -> None:
+        """TASK-054: each named resource is named once, never empty nor ``CPU``."""
+        if not spec.resources:
+            return
+        names = [r.name for r in spec.resources]
+        if len(set(names)) != len(names) or any(not n or n == "CPU" for n in names):
+            raise ProtocolViolation(ErrorCode.MALFORMED, f"resources {names!r}: each name must be non-empty, "
+                                    "not CPU, and appear once", "TASK-054")
+
     def _on_SubmitTask(self: Peer, r: Remote, spec: SubmitTask) -> None:
         self._check_args(spec.args)
+        self._check_demand(spec)
         key: ExecKey = (r.peer, r.incarnation, spec.task_id, spec.attempt)
         ex = self.exec_tasks.get(key)
         if ex is not None:  # RPC-001: a duplicate request
@@ -133,7 +144,10 @@ class Execution:
             return
         if ex.spec.actor_id:
             self._actor_started(key)
-        self._out(RunTask(self._sid, ex.spec.task_id, ex.spec.attempt, ex.spec.function, tuple(resolved), ex.spec.return_ids, ex.owner, ex.spec.actor_id))
+        spec = ex.spec
+        self._out(RunTask(self._sid, spec.task_id, spec.attempt, spec.function, tuple(resolved), spec.return_ids, ex.owner,
+                          spec.actor_id, spec.cpu_demand,
+                          tuple((r.name, r.amount) for r in spec.resources) if spec.resources else ()))
 
     def _task_finished(self: Peer, s: TaskFinished) -> None:
         key = self.exec_index.get((s.task_id, s.attempt))

@@ -3,6 +3,7 @@ reconstruction (TASK-*, RPC-003..006, LIN-*, BOR-006)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from collections import deque
 from typing import TYPE_CHECKING
@@ -13,11 +14,13 @@ from .messages import (
     Arg,
     ArgKind,
     CancelTask,
+    DEMAND_UNIT,
     ErrorCode,
     ErrorInfo,
     ObjectId,
     PeerId,
     RefDescriptor,
+    ResourceAmount,
     ReturnKind,
     ReturnValue,
     SubmitTask,
@@ -74,9 +77,12 @@ class Tasks:
                 mentioned = tuple(dict.fromkeys((*mentioned, s.actor_id)))
         # ACT-017: an actor call is never retried, whatever the program asked.
         max_retries, retry_exceptions = (0, False) if s.actor_id else (s.max_retries, s.retry_exceptions)
+        # TASK-050: the demand travels with the task, so the executor admits it by it;
+        # an actor call takes nothing (ACT-025).
+        cpu, named = wire_demand(demand) if not s.actor_id else (0, ())
         spec = SubmitTask(
             s.task_id, s.function, args, s.return_ids, max_retries, retry_exceptions,
-            1, s.actor_id, actor_seq,
+            1, s.actor_id, actor_seq, cpu, named,
         )
         for oid in mentioned:
             self._hold(oid, "submitted_task_refs", +1)  # BOR-006
@@ -743,6 +749,26 @@ def _demand(num_cpus: float, resources: tuple[tuple[str, float], ...]) -> Demand
     if num_cpus < 0 or any(amount < 0 for _, amount in resources):
         raise LocalUsageError(ErrorCode.MALFORMED, "num_cpus and resources must not be negative")
     return float(num_cpus), tuple(sorted((str(n), float(a)) for n, a in resources if a > 0))
+
+
+#: The largest CPU demand a SubmitTask can carry (UInt32 ten-thousandths); a larger
+#: one is sent as this, which every executor runs alone anyway (TASK-052).
+MAX_CPU_UNITS = 2**32 - 1
+MAX_RESOURCE_UNITS = 2**64 - 1
+
+
+def to_units(amount: float, limit: int) -> int:
+    """``amount`` in ten-thousandths, rounded up (a demand that is not 0 never becomes 0,
+    TASK-050), at most ``limit``."""
+    units = math.ceil(round(amount * DEMAND_UNIT, 6))
+    return min(max(units, 0), limit)
+
+
+def wire_demand(demand: Demand) -> tuple[int, tuple[ResourceAmount, ...]]:
+    """A demand as ``SubmitTask`` carries it: CPU and named resources in ten-thousandths (TASK-050)."""
+    cpus, named = demand
+    return (to_units(cpus, MAX_CPU_UNITS),
+            tuple(ResourceAmount(name, to_units(amount, MAX_RESOURCE_UNITS)) for name, amount in named))
 
 
 def _use(r: Remote, demand: Demand, sign: int) -> None:

@@ -358,6 +358,10 @@ class RunTask(Instruction):
     return_ids: tuple[ObjectId, ...]
     owner: PeerId
     actor_id: ActorId = ""
+    #: CPU slots the task takes while it runs, in ten-thousandths (TASK-050).
+    cpu_demand: int = 10000
+    #: Named resources it takes while it runs: (name, ten-thousandths), each name once.
+    resources: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

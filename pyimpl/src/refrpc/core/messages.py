@@ -201,6 +201,18 @@ class ProtocolError:
 
 
 # ---------------------------------------------------------------- tasks
+#: What one slot, or one unit of a named resource, is in a demand on the wire (``TASK-050``).
+DEMAND_UNIT = 10000
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceAmount:
+    """An amount of a named resource a task takes, in ten-thousandths (``TASK-050``)."""
+
+    name: str
+    amount: int
+
+
 @dataclass(frozen=True, slots=True)
 class SubmitTask:
     """Run ``function`` for me; I own ``return_ids`` (``TASK-*``, ``OWN-001``)."""
@@ -219,6 +231,10 @@ class SubmitTask:
     actor_id: ActorId = ""
     #: Position of this call in the caller's order for ``actor_id`` (``ACT-003``).
     actor_seq: int = 0
+    #: CPU slots the task takes at the executor, in ten-thousandths (``TASK-050``).
+    cpu_demand: int = 10000
+    #: Named resources it takes there, each named once (``TASK-054``).
+    resources: tuple[ResourceAmount, ...] = ()
 
 
 class ReturnKind(str, enum.Enum):

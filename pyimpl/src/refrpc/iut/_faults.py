@@ -344,6 +344,18 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The cluster key file is ignored: the peer speaks ZeroMQ's NULL mechanism, so anyone who "
         "reaches its port is listened to and answered, and members, who speak CURVE, cannot reach it.",
     ),
+    "head-by-join-proof": (
+        "SEC-041",
+        "As a member of a cluster with a head, the peer ignores the head key its key file names and, "
+        "until its first view, takes as `head` whoever connects with a valid join proof for `head`: any "
+        "holder of the key file can pose as the head to it.",
+    ),
+    "derived-server-key": (
+        "SEC-040",
+        "As a member of a cluster with a head, the peer's ROUTER serves with the server key derived from "
+        "the secret, and its DEALERs expect that key wherever they connect: any holder of the key file can "
+        "pose as its server, and as the server of every peer it connects to.",
+    ),
     "trust-claimed-sender": (
         "SEC-011",
         "A message is taken from the PeerId its envelope claims, whichever member key its connection "
@@ -445,6 +457,26 @@ FAULTS: dict[str, tuple[str, str]] = {
         "entry kept for that object id is not refused: the entry kept is read as the one the "
         "descriptor names, and the task runs or the reply is adopted as if they agreed.",
     ),
+    "whole-slot-per-task": (
+        "TASK-050",
+        "The executor counts every task that takes CPU as one whole slot, whatever its cpuDemand: two "
+        "tasks of half a slot run one after the other.",
+    ),
+    "zero-cpu-waits": (
+        "TASK-051",
+        "The executor counts a task of cpuDemand 0 as taking one slot: it waits for the running task "
+        "to end instead of starting at once.",
+    ),
+    "run-without-resource": (
+        "TASK-053",
+        "The executor ignores the named resources it does not offer: a task asking for one runs as if "
+        "it asked for none, instead of being answered RESOURCE_EXHAUSTED.",
+    ),
+    "resources-named-twice-accepted": (
+        "TASK-054",
+        "A SubmitTask whose resources name a resource twice (or name CPU, or an empty name) is taken "
+        "as it is and run, instead of being refused as MALFORMED.",
+    ),
     "invalid-utf8-accepted": (
         "ID-011",
         "A SubmitTask whose function is not valid UTF-8 is not malformed: the bytes that do not decode "
@@ -506,6 +538,31 @@ FAULTS: dict[str, tuple[str, str]] = {
         "argument over that limit goes out anyway.",
     ),
 }
+
+
+def _demand_counted(iut: Iut, count: Callable[[int], int]) -> None:
+    """The fixture executor counts each task's CPU demand as ``count`` says."""
+    executor = iut.executor
+    demand_of = executor._demand_of
+
+    def patched(ins: Any) -> Any:
+        cpu, named = demand_of(ins)
+        return (count(cpu) if not ins.actor_id else cpu), named
+
+    executor._demand_of = patched  # type: ignore[method-assign]
+
+
+def _run_without_resource(iut: Iut) -> None:
+    executor = iut.executor
+    demand_of = executor._demand_of
+
+    def patched(ins: Any) -> Any:
+        cpu, named = demand_of(ins)
+        offer = executor._book.offer
+        return cpu, tuple((n, a) for n, a in named if n in offer)  # breaks TASK-053
+
+    executor._demand_of = patched  # type: ignore[method-assign]
+    executor._lacking = lambda ins: ""  # type: ignore[method-assign]
 
 
 def _free_while_borrowed(iut: Iut) -> None:
@@ -1240,6 +1297,22 @@ def _unbounded_handshakes(iut: Iut) -> None:
     iut.node.core.config.max_handshakes = 1 << 30  # breaks SEC-021: every handshake kept
 
 
+def _head_by_join_proof(iut: Iut) -> None:
+    node = iut.node
+    with node.lock:
+        node.keys.pop("head", None)  # breaks SEC-041: the key file's head key is not used
+    bound = node._bound
+
+    def patched(sender: str, user_id: Any, proof: Any) -> bool:
+        if (sender == "head" and "head" not in node.keys and node.view_version == 0 and isinstance(user_id, str)
+                and node.cluster_key.accepts_join(sender, user_id, proof, node.clock())):
+            node.keys["head"] = user_id
+            return True
+        return bound(sender, user_id, proof)
+
+    node._bound = patched  # type: ignore[method-assign]
+
+
 def _trust_claimed_sender(iut: Iut) -> None:
     iut.node._authentic = lambda frames, sender, sid: True  # type: ignore[method-assign]  # breaks SEC-011
 
@@ -1581,6 +1654,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "tiny-chunks": _tiny_chunks,
     "unbounded-handshakes": _unbounded_handshakes,
     "ignore-key-file": lambda iut: None,  # applied before the node starts (see STARTUP)
+    "head-by-join-proof": _head_by_join_proof,
+    "derived-server-key": lambda iut: None,  # applied as the node starts (see Iut)
     "trust-claimed-sender": _trust_claimed_sender,
     "stop-on-notice-about-itself": _stop_on_notice_about_itself,
     "import-any-function": _import_any_function,
@@ -1599,6 +1674,10 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "refuse-early-at-once": lambda iut: _answer_refused_early_or_again(iut, duplicates=False),
     "empty-function-malformed": _empty_function_malformed,
     "merge-conflicting-refs": _merge_conflicting_refs,
+    "whole-slot-per-task": lambda iut: _demand_counted(iut, lambda cpu: max(cpu, 10000) if cpu else 0),  # TASK-050
+    "zero-cpu-waits": lambda iut: _demand_counted(iut, lambda cpu: cpu or 10000),  # breaks TASK-051
+    "run-without-resource": _run_without_resource,
+    "resources-named-twice-accepted": lambda iut: setattr(iut.node.core, "_check_demand", lambda spec: None),
     "invalid-utf8-accepted": _invalid_utf8_accepted,
     "unsequenced-errors-name-nothing": _unsequenced_errors_name_nothing,
     "wrong-state-means-dead": _wrong_state_means_dead,

@@ -109,9 +109,14 @@ class Iut:
             node's own (PeerDeclaredDead, FailStop...), on the loop thread.
         cluster_key: Authenticate every connection with this cluster key
             (CURVE, SEC-002, SEC-011); None: the NULL mechanism.
+        own_key: This peer's own :class:`~refrpc.transport.OwnKey`: it is a member of a
+            cluster with a head (CNF-035, SEC-022, SEC-040, SEC-041); None: derived keys.
+        derived_server_key: The ``derived-server-key`` fault switch: with ``own_key``,
+            serve with and expect SEC-016's server key all the same (breaks SEC-040).
     """
 
-    def __init__(self, peer_id: str, endpoint: str, config: Config, on_other: Any = None, cluster_key: Any = None) -> None:
+    def __init__(self, peer_id: str, endpoint: str, config: Config, on_other: Any = None, cluster_key: Any = None,
+                 own_key: Any = None, derived_server_key: bool = False) -> None:
         namespace = f"iut{os.getpid()}x{secrets.token_hex(4)}"
 
         limit = store_limit_from_env()
@@ -123,9 +128,20 @@ class Iut:
             self.catalog = Catalog(node)
             return FixtureExecutor(node, self.catalog)
 
+        options: dict[str, Any] = {}
+        if own_key is not None and derived_server_key:
+            from ..transport import ZmqTransport
+
+            # Derived server key on the ROUTER and in every DEALER; its own client key and proof.
+            wire = ZmqTransport(endpoint, max_frame_bytes=config.max_frame_bytes, cluster_key=cluster_key, peer_id=peer_id)
+            wire._client_keys = (own_key.public, own_key.secret)
+            wire.join_proof = own_key.proof
+            wire.expect = lambda address, key: None  # type: ignore[method-assign]
+            options["transport"] = wire
         self.node, self.executor = working_node(peer_id, endpoint, namespace, config, on_other,
                                                 make_executor=make_executor, cluster_key=cluster_key,
-                                                insecure=True)  # its features are what its config file says
+                                                own_key=own_key, insecure=True,  # its features are what its config says
+                                                **options)
         #: How the control channel names an error code for ``get`` (CNF-018): the registry
         #: name; the ``schema-error-names`` fault switch changes it.
         self.error_code_name: Any = lambda code: code.name
@@ -145,6 +161,32 @@ class Iut:
             "features": list(self.node.config.features),
             "inline_threshold": self.node.config.inline_threshold,
         }
+
+
+#: The environment variable the suite hands a head-cluster member its own key pair in (CNF-035).
+OWN_KEY_ENV = "REFRPC_IUT_OWN_KEY"
+
+
+def _own_key(cluster_key: Any, peer_id: str) -> Any:
+    """The own key pair the suite handed this IUT ("PUBLIC SECRET", z85), making it a
+    member of a cluster with a head (CNF-035); None when it handed none."""
+    text = os.environ.get(OWN_KEY_ENV, "")
+    if not text or cluster_key is None:
+        return None
+    from ..transport import OwnKey
+
+    public, _, secret = text.partition(" ")
+    import zmq
+
+    try:
+        ok = len(secret) == 40 and zmq.curve_public(secret.encode()) == public.encode()
+    except (zmq.ZMQError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{OWN_KEY_ENV} must be a CURVE key pair, \"PUBLIC SECRET\" in Z85")
+    if cluster_key.head_public is None:
+        raise ValueError(f"{OWN_KEY_ENV} is set, but the key file names no head key (SEC-041)")
+    return OwnKey(cluster_key, peer_id, (public.encode(), secret.encode()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,13 +226,15 @@ def main(argv: list[str] | None = None) -> int:
         cluster_key = ClusterKey.load(args.key_file) if args.key_file else None
         for name in faults:
             cluster_key = STARTUP.get(name, {}).get("cluster_key", cluster_key)
+        own_key = _own_key(cluster_key, args.peer_id)
     except ValueError as exc:  # a KeyFileError too
         ap.error(str(exc))
     from ._control import Control
 
     control = Control(os.fdopen(channel_fd, "w", encoding="utf-8", newline="\n"))
     try:
-        iut = Iut(args.peer_id, args.endpoint, config, on_other=control.on_instruction, cluster_key=cluster_key)
+        iut = Iut(args.peer_id, args.endpoint, config, on_other=control.on_instruction, cluster_key=cluster_key,
+                  own_key=own_key, derived_server_key="derived-server-key" in faults)
     except Exception as exc:  # a bad endpoint, a port in use, a bad peer id
         log.error("cannot start: %s: %s", type(exc).__name__, exc)
         return 1

@@ -488,6 +488,9 @@ def worker_main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     if cluster_key is None and args.bind.startswith("tcp://") and not args.insecure:
         ap.error(f"a worker listening on tcp needs the cluster key: set {KEY_FILE_ENV} (or pass --insecure)")
+    if cluster_key is not None and args.register and cluster_key.head_public is None:
+        ap.error(f"{os.environ.get(KEY_FILE_ENV)} names no head key: joining needs the key file "
+                 "`refrpc start --head` wrote (SEC-041)")
     done = threading.Event()
     fenced = threading.Event()
     starter_gone = threading.Event()
@@ -527,6 +530,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         node.head_address = args.head  # views come only from there (SEC-026)
     peers = [p.split("=", 1) for p in args.peers.split(",") if p]
     offered = json.loads(args.resources)
+    executor.offer(1, offered.get(args.peer, {}))  # what it registers, and admits its tasks by (TASK-050)
     from ._membership import _adds
 
     here = socket.gethostname()  # the sibling workers share this host's slots (TASK-040)

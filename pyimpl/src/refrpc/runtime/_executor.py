@@ -1,5 +1,5 @@
-"""Runs a node's tasks, taking turns on threads of its own, and hands each hosted actor
-its own threads (:mod:`._actor_runner`).
+"""Runs a node's tasks on threads of its own, as many at once as their demands fit
+what the node offers, and hands each hosted actor its own threads (:mod:`._actor_runner`).
 
 Whichever thread feeds the core (usually the node's loop thread, on a
 ``SubmitTask``) hands over ``RunTask``/``StartActor``/``StopActor`` instructions
@@ -9,7 +9,7 @@ copies, refs), calls the function and feeds the core the ``TaskFinished``/
 the task thread with no further hand-off. The loop thread is never blocked by
 user code, so heartbeats keep flowing.
 
-A task that waits in ``refrpc.get``/``refrpc.wait`` gives its turn to the
+A task that waits in ``refrpc.get``/``refrpc.wait`` gives its CPU to the
 queued work while it waits (see :class:`Executor`).
 """
 
@@ -18,26 +18,31 @@ from __future__ import annotations
 import concurrent.futures
 import ctypes
 import importlib
-import queue
+import itertools
 import sys
 import threading
 import traceback
+from collections import deque
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..core import events as ev
-from ..core.messages import FRAME_HEADROOM, Encoding, ErrorCode, ErrorInfo, Value
+from ..core.messages import DEMAND_UNIT, FRAME_HEADROOM, Encoding, ErrorCode, ErrorInfo, Value
 from ..store import ObjectNotFound, StoreFull
 from ._admission import Admission, bytes_to_fetch
 from ._actor_runner import ActorRunner
 from ._node import error_info
+from ._slots import SlotBook
 from ._refs import KWARGS_SUFFIX, ByRef, Ref, load, to_value, use_node, value_of
 
 if TYPE_CHECKING:
     from ._node import Node
 
-#: How many tasks of one executor may wait in a get having given their turn back
-#: (each keeps a thread, started when needed); past it, a waiting task keeps its turn.
+#: How many tasks of one executor may wait in a get having given their CPU back
+#: (each keeps a thread, started when needed); past it, a waiting task keeps its CPU.
 MAX_WAITING_TASKS = 1024
+#: Tasks an executor runs at once at most, whatever their demands (TASK-051: tasks that
+#: take nothing would otherwise each start a thread); past it, tasks wait their turn.
+MAX_RUNNING_TASKS = 1024
 #: Idle task threads an executor keeps: a thread ends when it finishes a task and
 #: this many wait for work already, or when it has waited IDLE_THREAD_S seconds and
 #: more than this many wait.
@@ -52,16 +57,14 @@ INSTANT = frozenset({"refrpc.runtime._status:store_report", "refrpc.runtime._mem
                      for f in ("register", "register_driver", "members", "peers", "drivers", "cluster", "rotate")})
 #: INSTANT functions running at once at most; more wait their turn like any task.
 MAX_INSTANT = 64
-#: How long a stopped task may go on running before it stops holding the executor's
-#: turn (TASK-031): Python delivers a stop between bytecodes, so one blocked in a long
+#: How long a stopped task may go on running before it stops holding its slots
+#: (TASK-031): Python delivers a stop between bytecodes, so one blocked in a long
 #: call into C (``time.sleep``, a socket read) runs on, and must not keep every other
 #: caller's work waiting behind it.
 STOP_GRACE_S = 1.0
 #: Stopped tasks that may run on after their grace, each on a thread of its own
-#: (TASK-031); past it, the next one keeps the turn until it ends.
+#: (TASK-031); past it, the next one keeps its slots until it ends.
 MAX_ABANDONED_TASKS = 64
-#: Put in the queue so that a thread holding the turn while it waits for work lets go.
-_WAKE = object()
 #: Functions and classes this process exposes by name (SEC-006): those registered
 #: with ``@refrpc.remote`` in the modules it imported, and those given to
 #: :func:`expose`. Any peer that may submit tasks here may call them.
@@ -154,17 +157,23 @@ def call_by_value(fn_bytes: Any, *args: Any) -> Any:
 class Executor:
     """The task threads of a node.
 
-    One task runs at a time (it holds the executor's turn), and only the thread
-    holding the turn takes work from the queue, so tasks start in the order they
-    came. A task that waits in ``refrpc.get``/``refrpc.wait`` gives the turn back
-    while it waits, and another thread of the executor (started when none is idle,
-    up to :data:`MAX_WAITING_TASKS`) runs the queued work meanwhile; the waiting
-    task takes the turn again once its value is there, before any queued work. Without that, a task waiting for a task
-    queued behind it on the same worker (a nested task placed here, or one retried
-    here after another worker died) would wait forever. Actors do not take turns
-    here: each hosted actor runs on threads of its own (:class:`ActorRunner`), and
-    the core hands over an actor's calls in order, as many at a time as the actor's
-    concurrency allows (ACT-003, ACT-013).
+    Tasks start by their demand (``RunTask.cpu_demand`` and ``resources``, as the
+    submitter sent them, TASK-050) against what the node offers (:meth:`offer`: one
+    CPU slot unless told otherwise): as many run at once as fit, a task that takes
+    nothing starts at once (TASK-051), one that takes all the CPU offered or more runs
+    alone (TASK-052), one asking for a named resource the node does not offer in that
+    amount is answered ``RESOURCE_EXHAUSTED`` without running (TASK-053), and waiting
+    tasks start in the order of :meth:`SlotBook.first_startable` (TASK-055). A task
+    that waits in ``refrpc.get``/``refrpc.wait`` gives its CPU back while it waits
+    (keeping its named resources), and another thread of the executor (started when
+    none is idle, up to :data:`MAX_WAITING_TASKS`) runs the queued work meanwhile;
+    the waiting task takes its CPU back once its value is there, before any queued
+    work (TASK-056). Without that, a task waiting for a task queued behind it on the
+    same worker (a nested task placed here, or one retried here after another worker
+    died) would wait forever. Actors take no slots here: each hosted actor runs on
+    threads of its own (:class:`ActorRunner`), and the core hands over an actor's
+    calls in order, as many at a time as the actor's concurrency allows (ACT-003,
+    ACT-013, ACT-025).
 
     A ``held`` executor takes no work until :meth:`open`: a worker's peer is
     reachable as soon as its socket is bound, and a task that arrives at once may
@@ -178,20 +187,29 @@ class Executor:
         self._opened = threading.Event()
         if not held:
             self._opened.set()
-        self.queue: queue.SimpleQueue[ev.Instruction | None] = queue.SimpleQueue()
-        #: Stored argument id -> how many calls waiting in ``queue`` read it (see _unmap).
+        #: Stored argument id -> how many calls waiting to start read it (see _unmap).
         self._waiting_args: dict[str, int] = {}
         #: Actor instances hosted here (actor id -> instance).
         self.actors: dict[str, Any] = {}
         #: The threads of each hosted actor (actor id -> runner).
         self.runners: dict[str, ActorRunner] = {}
-        #: Held by the thread whose task runs now, or that waits for work (class doc).
-        self._turn = threading.Lock()
-        #: Tasks whose get is over, waiting to take the turn back (they go first).
-        self._resuming = 0
-        self._resume_cv = threading.Condition()
-        #: Guards the fields below, which the loop thread's stop_task reads too.
+        #: Guards the fields below, which the loop thread's submit and stop_task use too.
         self._lock = threading.Lock()
+        #: Wakes threads waiting for work, and tasks waiting to take their CPU back.
+        self._cv = threading.Condition(self._lock)
+        #: What this node offers and what its running tasks take (TASK-050).
+        self._book = SlotBook()
+        #: Tasks waiting for room, in arrival order (TASK-055).
+        self._pending: deque[ev.RunTask] = deque()
+        #: Work that starts whatever runs: tasks that take nothing (TASK-051), stopped
+        #: ones and ones that can never run here (answered at once, TASK-008, TASK-053).
+        self._immediate: deque[ev.RunTask] = deque()
+        #: Tasks whose get is over, waiting to take their CPU back (they go first), in order.
+        self._resuming: list[tuple[tuple[str, int], int]] = []
+        #: Started tasks -> the (CPU, named resources) they hold now.
+        self._charged: dict[tuple[str, int], tuple[int, tuple[tuple[str, int], ...]]] = {}
+        #: Set by :meth:`stop`: threads leave once no work can start.
+        self._stopping = False
         #: INSTANT functions running now, each on a thread of its own.
         self._instants = 0
         #: (task id, attempt) of the RunTasks queued here and not started yet.
@@ -208,7 +226,7 @@ class Executor:
         self._waiting: dict[tuple[str, int], threading.Event] = {}
         #: Waiting tasks a stop reached: they stop once they hold the turn again.
         self._stop_on_wake: set[tuple[str, int]] = set()
-        #: Threads whose stopped task outlived STOP_GRACE_S: they no longer hold the turn.
+        #: Threads whose stopped task outlived STOP_GRACE_S: they no longer hold its slots.
         self._abandoned: set[int] = set()
         self._threads: list[threading.Thread] = []
         self._spawned = 0
@@ -219,6 +237,15 @@ class Executor:
         #: Holds back loading a call's arguments while they would not fit the store (OBJ-037).
         self.admission = Admission(getattr(node.store, "capacity", None), getattr(node.store, "ledger", None))
         self._spawn()
+
+    def offer(self, slots: float = 1, resources: dict[str, float] | None = None) -> None:
+        """Say what this node offers its tasks: CPU slots and named resources (TASK-050),
+        as it tells its submitters (a worker registers them, CLU-005). Before any work."""
+        from ..core._tasks import MAX_CPU_UNITS, MAX_RESOURCE_UNITS, to_units
+
+        with self._lock:
+            self._book = SlotBook(to_units(slots, MAX_CPU_UNITS),
+                                  {n: to_units(a, MAX_RESOURCE_UNITS) for n, a in (resources or {}).items() if a > 0})
 
     def _spawn(self) -> None:
         """Start one more task thread (the caller holds ``_lock``, or none runs yet)."""
@@ -257,8 +284,81 @@ class Executor:
             if runner is not None:
                 runner.submit(ins)
                 return
+        if not isinstance(ins, ev.RunTask):
+            return
         self._count_waiting(ins, 1)
-        self.queue.put(ins)
+        with self._lock:
+            cpu, named = self._demand_of(ins)
+            if (not cpu and not named) or self._lacking(ins):
+                self._immediate.append(ins)  # TASK-051, TASK-053
+            else:
+                self._pending.append(ins)
+            self._kick()
+
+    def _kick(self) -> None:
+        """Something may start now: wake a thread to take it (start one if none is
+        idle), and the tasks waiting to take their CPU back. Nothing is woken for
+        nothing: a task that cannot start yet costs no thread a wake-up. Holding ``_lock``."""
+        startable = self._next_work(take=False) is not None
+        if startable and self._idle == 0:
+            self._spawn()
+        if self._resuming:
+            self._cv.notify_all()
+        elif startable:
+            self._cv.notify()
+
+    def _next_work(self, *, take: bool) -> ev.RunTask | None:
+        """The work that starts next (TASK-055), if any may start now; with ``take``,
+        taken off its queue and its demand charged. Holding ``_lock``."""
+        if len(self._charged) >= MAX_RUNNING_TASKS:
+            return None
+        if self._immediate:
+            ins = self._immediate[0]
+            if take:
+                self._immediate.popleft()
+                self._charge(ins, 0, ())
+            return ins
+        if not self._pending:
+            return None
+        first = len(self._resuming)
+        # Lazily: the order usually stops at its first entry (TASK-055).
+        waiting = itertools.chain(((cpu, ()) for _, cpu in self._resuming), map(self._demand_of, self._pending))
+        i = self._book.first_startable(waiting)
+        if i < first:  # nothing, or a task resuming from a get (it takes its CPU itself)
+            return None
+        ins = self._pending[i - first]
+        if take:
+            del self._pending[i - first]
+            self._charge(ins, *self._demand_of(ins))
+        return ins
+
+    def _demand_of(self, ins: ev.RunTask) -> tuple[int, tuple[tuple[str, int], ...]]:
+        """What ``ins`` takes from this executor while it runs: its demand (TASK-050), or
+        nothing for an actor's call (ACT-025)."""
+        if ins.actor_id:
+            return 0, ()
+        return ins.cpu_demand, ins.resources
+
+    def _lacking(self, ins: ev.RunTask) -> str:
+        """TASK-053: the named resource ``ins`` asks more of than this node offers, or ""."""
+        return "" if ins.actor_id else self._book.lacking(ins.resources)
+
+    def _charge(self, ins: ev.RunTask, cpu: int, named: tuple[tuple[str, int], ...]) -> None:
+        """Count ``ins`` as started, holding ``cpu`` and ``named``. Holding ``_lock``."""
+        self._book.take(cpu, named)
+        self._charged[(ins.task_id, ins.attempt)] = (cpu, named)
+
+    def _discharge(self, key: tuple[str, int], *, kick: bool = True) -> None:
+        """Give back what the task ``key`` holds, once (it ended, or was abandoned,
+        TASK-031). Without ``kick`` the caller takes the next work itself; only the
+        tasks waiting to take their CPU back are woken. Holding ``_lock``."""
+        held = self._charged.pop(key, None)
+        if held is not None:
+            self._book.give(*held)
+            if kick:
+                self._kick()
+            elif self._resuming:
+                self._cv.notify_all()
 
     def _instant(self, ins: ev.RunTask) -> None:
         """Run an INSTANT function on this new thread, as a task thread would run it."""
@@ -318,6 +418,13 @@ class Executor:
                 timer.start()
             elif key in self._queued:
                 self._stopped.add(key)
+                # Answered at once, not when its slot comes (TASK-008).
+                for ins in self._pending:
+                    if (ins.task_id, ins.attempt) == key:
+                        self._pending.remove(ins)
+                        self._immediate.append(ins)
+                        self._kick()
+                        break
 
     def _abandon(self, key: tuple[str, int], thread: int) -> None:
         """TASK-031: a stopped task still runs after its grace: let it run on without the turn.
@@ -331,16 +438,14 @@ class Executor:
                 return  # it ended meanwhile
             if len(self._abandoned) >= MAX_ABANDONED_TASKS:
                 _log(f"task {key[0]} (attempt {key[1]}) was stopped but still runs; {len(self._abandoned)} others "
-                     "already run on: it keeps the executor's turn until it ends")
+                     "already run on: it keeps its slots until it ends")
                 return
             self._abandoned.add(thread)
             self._running.pop(key, None)
             self._interrupting.discard(key)
-            if self._idle == 0:
-                self._spawn()  # someone must take the queued work
+            self._discharge(key)  # on the stuck thread's behalf: the work behind it starts
         _log(f"task {key[0]} (attempt {key[1]}) was stopped but still runs after {STOP_GRACE_S:g} s: "
              "it runs on without holding up other work")
-        self._turn.release()  # on the stuck thread's behalf: it will not release it (see _run)
 
     def busy(self) -> bool:
         """Whether a task runs (or waits in a get) on this executor now."""
@@ -351,8 +456,8 @@ class Executor:
         return getattr(self._local, "key", None) is not None
 
     def help_until(self, fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
-        """``fut.result(timeout)`` for the task on this thread, which gives the turn
-        back while it waits (class doc).
+        """``fut.result(timeout)`` for the task on this thread, which gives its CPU
+        back while it waits (class doc, TASK-056).
 
         Raises:
             TimeoutError: ``fut`` was not done in time.
@@ -363,38 +468,34 @@ class Executor:
             return fut.result()
         woken = threading.Event()
         fut.add_done_callback(lambda _: woken.set())
-        turn = not getattr(self._local, "actor", False)  # an actor's thread holds no turn
+        gave = 0  # the CPU given back (none for an actor's call or an INSTANT function)
         with self._lock:
             if key in self._interrupting:
                 # A stop was sent into this task and has not landed yet: take it now,
-                # while the task still holds the turn.
+                # while the task still holds its slots.
                 self._interrupting.discard(key)
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
                 raise TaskStopped()
             if len(self._waiting) >= MAX_WAITING_TASKS:
-                waker = None  # too many wait already: this one keeps its turn
+                waker = None  # too many wait already: this one keeps its CPU
             else:
                 waker = self._waiting[key] = woken
-                if turn and self._idle == 0:
-                    self._spawn()  # someone must take the queued work meanwhile
+                held = self._charged.get(key)
+                if held is not None and held[0]:
+                    gave = held[0]
+                    self._charged[key] = (0, held[1])
+                    self._book.give(gave)
+                    self._kick()  # the queued work may start meanwhile
         if waker is None:
             return fut.result(timeout)
-        if turn:
-            self._turn.release()
         try:
             woken.wait(timeout)
         finally:
             # While the task is in _waiting, stop_task sends nothing into it (it sets
-            # _stop_on_wake): nothing can land before the turn is held again.
-            if turn:
-                with self._resume_cv:
-                    self._resuming += 1
-                self.queue.put(_WAKE)  # a thread holding the turn while it waits for work lets go
-                self._take_turn(resuming=True)
-                with self._resume_cv:
-                    self._resuming -= 1
-                    self._resume_cv.notify_all()
+            # _stop_on_wake): nothing can land before it holds its CPU again.
             with self._lock:
+                if gave:
+                    self._take_back(key, gave)
                 self._waiting.pop(key, None)
                 stopped = key in self._stop_on_wake
                 self._stop_on_wake.discard(key)
@@ -402,12 +503,33 @@ class Executor:
             raise TaskStopped()
         return fut.result(0)
 
+    def _take_back(self, key: tuple[str, int], cpu: int) -> None:
+        """Wait until the task ``key`` may take its ``cpu`` back, ahead of queued work
+        (TASK-056), and take it. Holding ``_lock``."""
+        entry = (key, cpu)
+        self._resuming.append(entry)
+        while True:
+            i = self._book.first_startable([(c, ()) for _, c in self._resuming])
+            if i >= 0 and self._resuming[i] is entry:
+                break
+            self._cv.wait()
+        self._resuming.remove(entry)
+        self._book.take(cpu)
+        held = self._charged.get(key)
+        if held is not None:
+            self._charged[key] = (cpu, held[1])
+        else:  # abandoned meanwhile (TASK-031): it holds nothing any more
+            self._book.give(cpu)
+        self._kick()  # the next resuming task may fit too
+
     def open(self) -> None:
         """Start taking work (see ``held``)."""
         self._opened.set()
 
     def stop(self) -> None:
-        self.queue.put(None)
+        with self._lock:
+            self._stopping = True  # every thread of this executor leaves once no work can start
+            self._cv.notify_all()
         for runner in list(self.runners.values()):
             runner.stop()
         self._opened.set()  # a held executor still sees the stop
@@ -415,30 +537,24 @@ class Executor:
     def _run(self) -> None:
         use_node(self.node, self)  # refrpc.* calls inside a task use this node
         self._opened.wait()
+        me = threading.current_thread()
         while True:
-            # Only the thread holding the turn takes work from the queue, so work
-            # runs in the order it came; a task resuming from a get goes first.
-            self._take_turn(resuming=False)
-            try:
-                ins = self.queue.get(timeout=IDLE_THREAD_S)
-            except queue.Empty:
-                self._turn.release()
-                with self._lock:
-                    if self._idle > IDLE_THREADS_KEPT:  # started for tasks that waited, done now
-                        self._idle -= 1
-                        self._threads.remove(threading.current_thread())
-                        return
-                continue
-            if ins is _WAKE:  # a task wants the turn back
-                self._turn.release()
-                continue
-            if ins is None:
-                self._turn.release()
-                self.queue.put(None)  # every thread of this executor stops
-                return
             with self._lock:
+                ins = self._next_work(take=True)
+                while ins is None:
+                    if self._stopping:
+                        self._idle -= 1
+                        self._threads.remove(me)
+                        return
+                    if not self._cv.wait(IDLE_THREAD_S) and self._idle > IDLE_THREADS_KEPT:
+                        self._idle -= 1  # started for tasks that waited, done now
+                        self._threads.remove(me)
+                        return
+                    ins = self._next_work(take=True)
                 self._idle -= 1
+                self._kick()  # more may start beside this one
             self._count_waiting(ins, -1)
+            leave = True
             try:
                 self._execute(ins)
             except Exception:  # one bad piece of work must not end the thread that takes the rest
@@ -446,18 +562,19 @@ class Executor:
                 self._answer_anyway(ins)
             finally:
                 with self._lock:
-                    abandoned = threading.get_ident() in self._abandoned
-                    self._abandoned.discard(threading.get_ident())
-                if not abandoned:
-                    self._turn.release()
-            with self._lock:
-                if abandoned:  # its turn was passed on (TASK-031); others take the work
-                    self._threads.remove(threading.current_thread())
-                    return
-                if self._idle >= IDLE_THREADS_KEPT:  # enough wait for work already
-                    self._threads.remove(threading.current_thread())
-                    return
-                self._idle += 1
+                    if threading.get_ident() in self._abandoned:
+                        # Its slots were passed on (TASK-031); others take the work.
+                        self._abandoned.discard(threading.get_ident())
+                    else:
+                        leave = self._idle >= IDLE_THREADS_KEPT  # enough wait for work already
+                        if not leave:
+                            self._idle += 1
+                        # A thread that stays takes the next work itself (no other is woken for it).
+                        self._discharge((ins.task_id, ins.attempt), kick=leave)
+                    if leave:
+                        self._threads.remove(me)
+            if leave:
+                return
 
     def _answer_anyway(self, ins: ev.Instruction) -> None:
         """After an unexpected failure carrying out ``ins``: its caller still gets an answer."""
@@ -471,23 +588,8 @@ class Executor:
         except Exception:
             _log(f"executor of {self.node.peer_id}: could not answer {_what(ins)}:\n{traceback.format_exc()}")
 
-    def _take_turn(self, *, resuming: bool) -> None:
-        """Take the turn; a thread looking for work leaves it to resuming tasks first."""
-        while True:
-            if not resuming:
-                with self._resume_cv:
-                    while self._resuming:
-                        self._resume_cv.wait()
-            self._turn.acquire()
-            if resuming:
-                return
-            with self._resume_cv:
-                if not self._resuming:
-                    return
-            self._turn.release()  # a task resumes: it goes first
-
     def _execute(self, ins: ev.Instruction) -> None:
-        """Carry out one instruction, holding the turn."""
+        """Carry out one instruction, holding its slots."""
         if isinstance(ins, ev.StopActor):
             self.actors.pop(ins.actor_id, None)
             return
@@ -498,6 +600,12 @@ class Executor:
                 self._finish(ins, _stopped_results(ins))  # stopped before its turn
                 return
             key = (ins.task_id, ins.attempt)
+            lacking = self._lacking(ins)
+            if lacking:  # TASK-053: it could never run here
+                self._end(key)
+                self._unmap(ins)
+                self._finish(ins, [ev.TaskResult(error=self._exhausted(ins, lacking))] * len(ins.return_ids))
+                return
         self._local.key = key
         self._local.owner = getattr(ins, "owner", "")
         try:
@@ -512,6 +620,13 @@ class Executor:
             self._local.key = None
             self._local.owner = ""
         self._unmap(ins)
+
+    def _exhausted(self, ins: ev.RunTask, lacking: str) -> ErrorInfo:
+        """TASK-053: the error of a task asking for more of ``lacking`` than is offered here."""
+        wanted = dict(ins.resources).get(lacking, 0) / DEMAND_UNIT
+        offered = self._book.offer.get(lacking, 0) / DEMAND_UNIT
+        return ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, f"{ins.function}: asks for {wanted:g} {lacking!r}; "
+                         f"{self.node.peer_id} offers {offered:g}", "TASK-053")
 
     def _work(self, ins: ev.Instruction) -> None:
         args = self.load_args(ins)  # type: ignore[arg-type]

@@ -358,17 +358,25 @@ def _apply_view(node: Any, view: dict[str, Any]) -> int:
 
 
 def rotate(join: str | None, grace_s: float) -> bool:
-    """Run on the head, by a registered member: make ``join`` (64 hexadecimal digits)
-    the cluster's join credential, and accept the one it replaces for ``grace_s``
-    more seconds; ``join`` None ends every grace period now (SEC-025, CLU-052).
+    """Run on the head, by the operator: make ``join`` (64 hexadecimal digits) the
+    cluster's join credential, and accept the one it replaces for ``grace_s`` more
+    seconds; ``join`` None ends every grace period now (SEC-025, CLU-052). The
+    operator is whoever holds the head's own key pair (the head key file, on the
+    head's host): the caller's PeerId must be bound to the head's public key.
     Members already joined keep their keys; only joining needs the credential."""
+    import hmac
+
     from ._executor import current_owner
 
     node = _head_node()
     if node.own_key is None or node.cluster_key is None:
         raise RuntimeError("this cluster has no join credential to rotate (it runs without a key)")
-    if current_owner() not in node.members and current_owner() not in node.drivers:
-        raise PermissionError("only a registered member may rotate the join credential (CLU-052)")
+    caller = current_owner()
+    with node.lock:
+        bound = node.keys.get(caller, "") if caller else node.own_key.public.decode()
+    if not hmac.compare_digest(bound.encode("ascii", "replace"), node.own_key.public):
+        raise PermissionError("only the operator, who holds the head's own key (the head key file on the head's "
+                              "host), may rotate the join credential (CLU-052)")
     credential = None if join is None else bytes.fromhex(join)
     if credential is not None and len(credential) != 32:
         raise ValueError("a join credential is 64 hexadecimal digits")

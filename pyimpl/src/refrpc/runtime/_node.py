@@ -104,8 +104,11 @@ class Node:
             cluster's ipc sockets, or a cluster started with authentication off).
         own_key: This process's :class:`~refrpc.transport.OwnKey` (a member of a
             cluster with a head): its connections present that key and its join
-            proof, and a message is accepted only from the key bound to its sender's
-            PeerId (SEC-022..SEC-024); None: derived member keys (SEC-016).
+            proof, its ROUTER serves with it, a connection completes only with the
+            server key bound to the PeerId it is for, and a message is accepted only
+            from the key bound to its sender's PeerId (SEC-022..SEC-024, SEC-040);
+            the head's PeerId is bound from the start to the head key the cluster
+            key names (SEC-041). None: derived member keys (SEC-016).
         admits_joiners: This node is the head: it binds the PeerId of a peer it has
             no binding for to the key of a connection that carries a valid join
             proof (SEC-023).
@@ -171,6 +174,16 @@ class Node:
         #: PeerId -> the z85 public key bound to it (SEC-023, SEC-024): on the head,
         #: those it bound; on a member, those the head's views gave (CLU-050).
         self.keys: dict[str, str] = {}
+        if self.own_key is not None:
+            if admits_joiners:  # the head's own PeerId speaks only with its own key
+                self.keys[peer_id] = self.own_key.public.decode()
+            elif cluster_key.head_public is None:
+                raise ValueError("joining a cluster with a head needs the head's public key: the key file "
+                                 "`refrpc start --head` wrote names it ('head'); this one does not")
+            else:  # SEC-041: the head is known before anything is heard from it
+                self.keys["head"] = cluster_key.head_public.decode()
+        #: Address -> the server key last named to the transport for it (SEC-040).
+        self._expected: dict[str, str | None] = {}
         self.wire = transport if transport is not None else ZmqTransport(
             bind, max_frame_bytes=self.config.max_frame_bytes, identity=f"{peer_id}/{self.incarnation:x}",
             cluster_key=cluster_key, peer_id=peer_id, own_key=self.own_key)
@@ -645,15 +658,15 @@ class Node:
     def _bound(self, sender: str, user_id: Any, proof: Any) -> bool:
         """SEC-024 (a cluster with a head): ``sender`` speaks only through the key bound
         to it. With no binding yet, the head binds it to the key of a connection with
-        a valid join proof (SEC-023), and a member that has applied no view yet binds
-        the head that way (its first view confirms it); anyone else is not listened to
-        until a view binds it (its retransmissions get through then)."""
+        a valid join proof (SEC-023); a member binds the head from its key file
+        (SEC-041), and anyone else only when a view binds it (its retransmissions
+        get through then)."""
         if not isinstance(user_id, str) or not sender:
             return False
         bound = self.keys.get(sender)
         if bound is not None:
             return hmac.compare_digest(bound.encode("ascii", "replace"), user_id.encode("ascii", "replace"))
-        if not (self.admits_joiners or (sender == "head" and self.view_version == 0)):
+        if not self.admits_joiners:
             return False
         if not self.cluster_key.accepts_join(sender, user_id, proof, self.clock()):
             return False
@@ -666,6 +679,11 @@ class Node:
         if isinstance(ins, ev.SendFrame):
             try:
                 frames = codec.encode(ins.envelope)
+                if self.own_key is not None:  # SEC-040: the server there must hold the receiver's key
+                    key = self.keys.get(ins.envelope.receiver)
+                    if self._expected.get(ins.address, "") != key:
+                        self._expected[ins.address] = key
+                        self.wire.expect(ins.address, key)
                 self.transport.send(ins.address, frames)
                 if self.wire.backlogged and threading.get_ident() != self._loop_ident:
                     self._wake()  # the loop flushes backlogs: it must not sleep a whole tick

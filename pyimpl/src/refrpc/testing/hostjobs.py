@@ -107,9 +107,12 @@ def _op(cmd: dict[str, Any], state: dict[str, Any]) -> Any:
         return _outcomes(refs, timeout)
     if op == "data":
         # Values made on workers, read by other tasks and by this driver (CRCs compared).
+        # ``make_on`` / ``read_on``: resources that place the makers / readers (a host's).
         sizes = [int(s) for s in cmd.get("sizes", [300_000])]
-        made = [make_bytes.remote(s, i) for i, s in enumerate(sizes)]
-        sums = [checksum.remote(m) for m in made]
+        maker = make_bytes.options(resources=cmd["make_on"]) if cmd.get("make_on") else make_bytes
+        reader = checksum.options(resources=cmd["read_on"]) if cmd.get("read_on") else checksum
+        made = [maker.remote(s, i) for i, s in enumerate(sizes)]
+        sums = [reader.remote(m) for m in made]
         out = _outcomes(sums, timeout)
         import zlib
 

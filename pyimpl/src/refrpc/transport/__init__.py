@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from ._curve import KEY_FILE_ENV, OWN_KEY_ENV, ClusterKey, KeyFileError, OwnKey, key_from_env
+from ._curve import KEY_FILE_ENV, OWN_KEY_ENV, ClusterKey, HeadKey, KeyFileError, OwnKey, key_from_env
 from ._faults import (
     FAULTS_ENV,
     FaultEvent,
@@ -44,6 +44,7 @@ from ._zmq import (
     ZERO_COPY_THRESHOLD,
     Received,
     ZmqTransport,
+    probe_server_key,
 )
 
 
@@ -93,6 +94,7 @@ __all__ = [
     "KEY_FILE_ENV",
     "OWN_KEY_ENV",
     "ClusterKey",
+    "HeadKey",
     "KeyFileError",
     "OwnKey",
     "Received",
@@ -112,4 +114,5 @@ __all__ = [
     "dump_faults",
     "faults_from_env",
     "parse_faults",
+    "probe_server_key",
 ]

@@ -20,12 +20,17 @@ head (``refrpc start``) every member holds the secret and so could derive any
 other member's key; there each process makes a key pair of its own instead
 (:class:`OwnKey`), proves with a *join proof* that it holds the cluster's join
 credential, and the head binds its PeerId to its public key and hands the
-binding to every member in its views (SEC-022..SEC-026). The join credential can
-be replaced in a running cluster (:meth:`ClusterKey.rotate`).
+binding to every member in its views (SEC-022..SEC-026). There each process's
+ROUTER also serves with its own key pair, so a client must know the server key of
+the member it connects to (SEC-040): the views give the members', and the key file
+names the head's (``head``), whose secret key stays on the head's host in the
+*head key file* (:class:`HeadKey`). The join credential can be replaced in a
+running cluster (:meth:`ClusterKey.rotate`), by the holder of the head key only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -48,6 +53,10 @@ PEER_LABEL = b"refrpc/0.1 peer "
 JOIN_LABEL = b"refrpc/0.2 join "
 #: The ZeroMQ metadata property a DEALER of a cluster with a head carries its join proof in (SEC-022).
 JOIN_PROPERTY = "X-RefRPC-Join"
+#: The head key file's format marker (SEC-041).
+HEAD_FORMAT = "refrpc-head-key"
+#: The suffix that names a key file's head key file beside it (SEC-041).
+HEAD_SUFFIX = ".head"
 #: The environment variable a supervisor hands a worker's own key pair in ("PUBLIC SECRET", z85).
 OWN_KEY_ENV = "REFRPC_OWN_KEY"
 #: The ZAP domain every RefRPC ROUTER sets.
@@ -80,12 +89,17 @@ class ClusterKey:
         True
     """
 
-    def __init__(self, secret: bytes, join: bytes | None = None) -> None:
+    def __init__(self, secret: bytes, join: bytes | None = None, head: bytes | None = None) -> None:
         if not isinstance(secret, bytes) or len(secret) != 32:
             raise KeyFileError("a cluster secret is 32 bytes")
         if join is not None and (not isinstance(join, bytes) or len(join) != 32):
             raise KeyFileError("a join credential is 32 bytes")
+        if head is not None and not is_public_key(head):
+            raise KeyFileError("a head key is a CURVE public key in Z85 (40 characters)")
         self._secret = secret
+        #: The head's own CURVE public key, z85 (SEC-041): the server key a joiner
+        #: expects at the head's address; None in a file that names no head.
+        self.head_public = head
         #: The join credential (SEC-022): the file's ``join``, else the secret itself.
         self._join = join if join is not None else secret
         #: Join credentials replaced by :meth:`rotate`, each with the monotonic time its
@@ -124,21 +138,24 @@ class ClusterKey:
             raise KeyFileError(f"{os.fspath(path)} is not a RefRPC cluster key file (version {VERSION})")
         secret = _hex32(data.get("secret"), "secret", path)
         join = _hex32(data["join"], "join", path) if "join" in data else None
-        return cls(secret, join)
+        head = data.get("head")
+        if head is not None and not (isinstance(head, str) and is_public_key(head.encode("ascii", "replace"))):
+            raise KeyFileError(f"{os.fspath(path)}: 'head' must be a CURVE public key in Z85 (40 characters)")
+        return cls(secret, join, None if head is None else head.encode("ascii"))
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a new key file, mode 0600; an existing file is never overwritten.
+    def save(self, path: str | os.PathLike[str], *, replace: bool = False) -> None:
+        """Write a new key file, mode 0600; an existing file is never overwritten,
+        unless ``replace`` (then the new file takes its place whole, by a rename).
 
         Raises:
-            FileExistsError: ``path`` exists.
+            FileExistsError: ``path`` exists (and not ``replace``).
         """
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            data = {"format": FORMAT, "version": VERSION, "secret": self._secret.hex()}
-            if self._join != self._secret:
-                data["join"] = self._join.hex()
-            json.dump(data, f)
-            f.write("\n")
+        data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "secret": self._secret.hex()}
+        if self._join != self._secret:
+            data["join"] = self._join.hex()
+        if self.head_public is not None:
+            data["head"] = self.head_public.decode("ascii")
+        _write_private(path, data, replace)
 
     def member_keys(self, peer_id: str) -> tuple[bytes, bytes]:
         """The (public, secret) CURVE client keys of ``peer_id``, z85-encoded (SEC-016)."""
@@ -186,7 +203,11 @@ class ClusterKey:
         """A key with the same secret (so the same server key: running members keep
         their connections) and a new random join credential: what ``refrpc rotate-key``
         writes to the new key file (SEC-025)."""
-        return ClusterKey(self._secret, secrets.token_bytes(32))
+        return ClusterKey(self._secret, secrets.token_bytes(32), self.head_public)
+
+    def with_head(self, public: bytes) -> ClusterKey:
+        """The same key naming ``public`` as the head's key (SEC-041)."""
+        return ClusterKey(self._secret, None if self._join == self._secret else self._join, public)
 
     def join_hex(self) -> str:
         """The join credential as 64 hexadecimal digits (for :func:`rotate` on the head)."""
@@ -208,6 +229,98 @@ class ClusterKey:
 
     def __repr__(self) -> str:
         return f"<ClusterKey server {self.server_public.decode()}>"
+
+
+def is_public_key(text: Any) -> bool:
+    """Whether ``text`` (bytes) is a CURVE public key in Z85: 40 characters, 32 bytes."""
+    if not isinstance(text, bytes) or len(text) != 40:
+        return False
+    try:
+        return len(z85.decode(text)) == 32
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def _write_private(path: str | os.PathLike[str], data: dict[str, Any], replace: bool) -> None:
+    """Write ``data`` as JSON to a new file only its owner can read (0600)."""
+    target = os.fspath(path)
+    tmp = f"{target}.{secrets.token_hex(4)}.tmp" if replace else target
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+            f.write("\n")
+        if replace:
+            os.replace(tmp, target)
+    except BaseException:
+        if replace:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+
+
+class HeadKey:
+    """The head's own CURVE key pair, kept on its host in the *head key file* beside
+    the cluster key file (``KEY.head``, mode 0600; SEC-041). The key file names its
+    public key, so that joiners know the server key the head serves with (SEC-040);
+    whoever holds the pair is the operator, the only one who may rotate (CLU-052).
+
+    Example:
+        >>> head = HeadKey.generate()
+        >>> zmq.curve_public(head.secret) == head.public
+        True
+    """
+
+    def __init__(self, public: bytes, secret: bytes) -> None:
+        if zmq.curve_public(secret) != public:
+            raise KeyFileError("a head key's public key is not its secret key's")
+        #: (public, secret), z85.
+        self.public, self.secret = public, secret
+
+    @classmethod
+    def generate(cls) -> HeadKey:
+        """A new pair from the system's random source."""
+        return cls(*zmq.curve_keypair())
+
+    @staticmethod
+    def path_for(key_path: str | os.PathLike[str]) -> str:
+        """Where the head key file of the key file at ``key_path`` is: beside it."""
+        return os.fspath(key_path) + HEAD_SUFFIX
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> HeadKey:
+        """Read a head key file; like a key file, it must be readable by its owner only.
+
+        Raises:
+            KeyFileError: Missing, unreadable, malformed, or readable by others.
+        """
+        try:
+            st = os.stat(path)
+            if st.st_mode & 0o077:
+                raise KeyFileError(f"{os.fspath(path)} is readable by others (mode {st.st_mode & 0o777:o}); "
+                                   f"make it 0600: chmod 600 {os.fspath(path)}")
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except KeyFileError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise KeyFileError(f"cannot read the head key file {os.fspath(path)}: {exc}") from None
+        public, secret = (data.get("public"), data.get("secret")) if isinstance(data, dict) else (None, None)
+        if (not isinstance(data, dict) or data.get("format") != HEAD_FORMAT or data.get("version") != VERSION
+                or not isinstance(public, str) or not isinstance(secret, str) or len(secret) != 40):
+            raise KeyFileError(f"{os.fspath(path)} is not a RefRPC head key file (version {VERSION})")
+        try:
+            return cls(public.encode("ascii"), secret.encode("ascii"))
+        except (zmq.ZMQError, ValueError, UnicodeError) as exc:
+            raise KeyFileError(f"{os.fspath(path)}: not a CURVE key pair ({exc})") from None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a new head key file, mode 0600; an existing one is never overwritten."""
+        _write_private(path, {"format": HEAD_FORMAT, "version": VERSION, "public": self.public.decode(),
+                              "secret": self.secret.decode()}, False)
+
+    def __repr__(self) -> str:
+        return f"<HeadKey {self.public.decode()}>"
 
 
 def _hex32(text: Any, name: str, path: str | os.PathLike[str]) -> bytes:

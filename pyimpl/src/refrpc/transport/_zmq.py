@@ -18,7 +18,12 @@ that User-Id (:class:`Received`), which the runtime checks against the
 envelope's sender (SEC-011); the transport itself still never looks inside.
 Given also an :class:`~refrpc.transport.OwnKey` (a cluster with a head), the
 DEALERs present that key pair instead and carry its join proof as connection
-metadata, which each received message carries too (SEC-022).
+metadata, which each received message carries too (SEC-022); and the ROUTER
+serves with that key pair, not the derived server key (SEC-040). A DEALER then
+expects at each address the server key the runtime names with
+:meth:`ZmqTransport.expect` (the key bound to the peer there), and a message for
+an address whose key is not known is dropped (counted in ``unkeyed``), never
+sent to whoever answers there.
 """
 
 from __future__ import annotations
@@ -83,11 +88,13 @@ _Outgoing = tuple[list[Buffer], list[memoryview]]
 class _Route:
     """The DEALER to one destination address and its backlog."""
 
-    __slots__ = ("socket", "backlog")
+    __slots__ = ("socket", "backlog", "server_key")
 
-    def __init__(self, socket: zmq.Socket[Any]) -> None:
+    def __init__(self, socket: zmq.Socket[Any], server_key: bytes | None = None) -> None:
         #: The DEALER connected to the destination (ZMQ-003).
         self.socket = socket
+        #: The CURVE server key the DEALER expects there (None: no CURVE).
+        self.server_key = server_key
         #: Messages ZeroMQ could not take yet, oldest first.
         self.backlog: deque[_Outgoing] = deque()
 
@@ -116,7 +123,8 @@ class ZmqTransport:
         peer_id: This peer's PeerId, whose member key the DEALERs present
             (needed with ``cluster_key``).
         own_key: An :class:`~refrpc.transport.OwnKey`: the DEALERs present it and
-            its join proof instead of the derived member key (SEC-022).
+            its join proof instead of the derived member key (SEC-022), and the
+            ROUTER serves with it instead of the derived server key (SEC-040).
 
     Example:
         >>> a = ZmqTransport("tcp://127.0.0.1:0")
@@ -181,13 +189,22 @@ class ZmqTransport:
         self._auth: Any = None
         if cluster_key is not None and not peer_id:
             raise ValueError("a transport with a cluster key needs its peer id")
+        #: Whether each peer serves with a key of its own (SEC-040): a DEALER then
+        #: connects only to an address whose server key :meth:`expect` named.
+        self.own_server_keys = cluster_key is not None and own_key is not None
+        #: Address -> the CURVE server key expected there (see :meth:`expect`).
+        self._server_keys: dict[str, bytes] = {}
+        #: Messages dropped because no server key was known for their address.
+        self.unkeyed = 0
+        server_secret = None if cluster_key is None else (
+            own_key.secret if own_key is not None else cluster_key.server_secret)
 
         router = self.context.socket(zmq.ROUTER)
         try:
             if cluster_key is not None:  # SEC-002: CURVE server, every client through ZAP
                 self._auth = _authenticator(self.context)
                 router.setsockopt(zmq.CURVE_SERVER, 1)
-                router.setsockopt(zmq.CURVE_SECRETKEY, cluster_key.server_secret)
+                router.setsockopt(zmq.CURVE_SECRETKEY, server_secret)
                 router.setsockopt(zmq.ZAP_DOMAIN, b"refrpc")
             router.setsockopt(zmq.LINGER, 0)
             router.setsockopt(zmq.RCVHWM, rcvhwm)  # ZMQ-008
@@ -235,7 +252,12 @@ class ZmqTransport:
             self._reap()
         route = self._routes.get(address)
         if route is None:
-            route = self._routes[address] = _Route(self._connect(address))
+            server_key = self._server_key(address)
+            if server_key is False:  # SEC-040: nobody's key is known there; send to nobody
+                self.unkeyed += 1
+                self.dropped += 1
+                return
+            route = self._routes[address] = _Route(self._connect(address, server_key), server_key)
         if len(frames) == 1 and not route.backlog and type(frames[0]) is bytes and len(frames[0]) < ZERO_COPY_THRESHOLD:
             try:  # the usual message: one small frame, nothing waiting before it
                 route.socket.send(frames[0], zmq.NOBLOCK, copy=True)
@@ -248,6 +270,32 @@ class ZmqTransport:
         if not route.backlog and self._try_send(route.socket, frames, None):
             return
         self._enqueue(address, route, frames)
+
+    def expect(self, address: str, server_key: bytes | str | None) -> None:
+        """Name the CURVE server key (z85) of the peer at ``address``: connections there
+        complete only with a server that proves it holds that key (SEC-040). A DEALER
+        that expects another key is closed (its backlog dropped, counted) so that the
+        next :meth:`send` connects anew; None forgets the key. Without CURVE: nothing."""
+        if self.cluster_key is None:
+            return
+        key = server_key.encode("ascii") if isinstance(server_key, str) else server_key
+        if key is None:
+            self._server_keys.pop(address, None)
+        elif self._server_keys.get(address) != key:
+            self._server_keys[address] = key
+        route = self._routes.get(address)
+        if route is not None and route.server_key != self._server_key(address):
+            self.forget(address)
+
+    def _server_key(self, address: str) -> bytes | None | bool:
+        """The server key a DEALER to ``address`` expects: None without CURVE, False
+        if it is to be a peer's own key (SEC-040) and none is known."""
+        if self.cluster_key is None:
+            return None
+        key = self._server_keys.get(address)
+        if key is not None:
+            return key
+        return False if self.own_server_keys else self.cluster_key.server_public
 
     def flush(self) -> None:
         """Hand backlogged messages to ZeroMQ where it can take them now."""
@@ -288,7 +336,7 @@ class ZmqTransport:
         if self._closed:
             raise RuntimeError("transport is closed")
 
-    def _connect(self, address: str) -> zmq.Socket[Any]:
+    def _connect(self, address: str, server_key: Any = None) -> zmq.Socket[Any]:
         dealer = self.context.socket(zmq.DEALER)
         try:
             dealer.setsockopt(zmq.IMMEDIATE, 1)  # ZMQ-008
@@ -298,8 +346,8 @@ class ZmqTransport:
             dealer.setsockopt(zmq.LINGER, 1000)  # closes below pass their own linger
             if self._identity:
                 dealer.setsockopt(zmq.ROUTING_ID, self._identity[:255])  # ZMQ-013
-            if self._client_keys is not None:  # SEC-016: our member key, the cluster's server key
-                dealer.setsockopt(zmq.CURVE_SERVERKEY, self.cluster_key.server_public)
+            if self._client_keys is not None:  # SEC-016, SEC-040: our client key, the server key expected there
+                dealer.setsockopt(zmq.CURVE_SERVERKEY, server_key)
                 dealer.setsockopt(zmq.CURVE_PUBLICKEY, self._client_keys[0])
                 dealer.setsockopt(zmq.CURVE_SECRETKEY, self._client_keys[1])
                 if self.join_proof is not None:  # SEC-022: sent in the handshake, kept on every message
@@ -582,3 +630,44 @@ def _release(pins: list[memoryview]) -> None:
     for pin in pins:
         pin.release()
     pins.clear()
+
+
+def probe_server_key(address: str, server_key: bytes | str, timeout_s: float) -> str:
+    """Whether the CURVE server at ``address`` holds the secret of ``server_key`` (z85):
+    connect with a throw-away client key and watch the handshake (nothing is sent).
+
+    Returns:
+        ``"ok"``: the handshake completed; ``"refused"``: a server answered there and
+        the handshake failed (another server key, or no CURVE at all); ``"silent"``:
+        no handshake ended within ``timeout_s`` (nobody listens, or not yet).
+    """
+    from zmq.utils.monitor import recv_monitor_message
+
+    key = server_key.encode("ascii") if isinstance(server_key, str) else server_key
+    context = zmq.Context()
+    dealer = context.socket(zmq.DEALER)
+    monitor = None
+    try:
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.CURVE_SERVERKEY, key)
+        public, secret = zmq.curve_keypair()
+        dealer.setsockopt(zmq.CURVE_PUBLICKEY, public)
+        dealer.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                                            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        dealer.connect(address)
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            if not monitor.poll(max(1, math.ceil(left * 1000))):
+                continue
+            event = recv_monitor_message(monitor)["event"]
+            return "ok" if event == zmq.EVENT_HANDSHAKE_SUCCEEDED else "refused"
+        return "silent"
+    except zmq.ZMQError as exc:
+        raise ValueError(f"cannot connect to {address!r}: {exc}") from exc
+    finally:
+        if monitor is not None:
+            dealer.disable_monitor()
+            monitor.close(linger=0)
+        dealer.close(linger=0)
+        context.term()

@@ -1,0 +1,138 @@
+"""tasks-and-rpc.md §5.1: an executor admits tasks by the demand SubmitTask carries.
+
+The IUT offers one CPU slot and no named resource (CNF-038). Each case keeps that
+slot busy with a long ``sleep``, sends a second task, and judges by the order of
+the replies: a task that may run beside the sleep is answered first; the sleep is
+then cancelled (TASK-008), so nothing waits for it to end.
+"""
+
+from __future__ import annotations
+
+from refrpc.core.messages import CancelTask, ErrorCode, ProtocolError, ResourceAmount, ReturnKind, SubmitTask, TaskReply
+
+from .._build import by_value, describe_return, read_portable
+from .._case import case
+from .._context import CaseContext
+from .._wire import Link, WirePeer
+from ._common import expect_reply, open_session, task
+
+#: How long the task that holds the slot would sleep if nothing stopped it: longer than
+#: the suite waits for the other task's reply, so an IUT that runs the other behind it
+#: is caught by the order of the replies.
+HOLD_MS = 30000
+ONE_SLOT, HALF_SLOT = 10000, 5000
+
+
+def _hold_slot(ctx: CaseContext, peer: WirePeer, link: Link, cpu: int) -> SubmitTask:
+    """Send sleep(HOLD_MS) taking ``cpu`` and wait until the IUT has acknowledged it."""
+    holder = task(peer, "sleep", [by_value(HOLD_MS)], cpu_demand=cpu)
+    seq = link.send(holder)
+    ctx.wait_until(peer, lambda: link.acked >= seq, requirement="SES-003", what="the IUT's ack of the sleep task")
+    return holder
+
+
+def _answered_beside(ctx: CaseContext, peer: WirePeer, link: Link, holder: SubmitTask, other: SubmitTask,
+                     requirement: str, note: str) -> TaskReply:
+    """``other`` is answered while ``holder`` still sleeps; then ``holder`` is cancelled."""
+    reply = expect_reply(ctx, peer, other, requirement=requirement, timeout=HOLD_MS / 1000 - 5)
+    early = not peer.received(TaskReply, lambda m: m.task_id == holder.task_id)
+    ctx.check(requirement, early, f"{other.function} answered while sleep({HOLD_MS}) still runs",
+              "answered first" if early else "answered after the sleep", note=note)
+    link.send(CancelTask(holder.task_id))
+    expect_reply(ctx, peer, holder, timeout=HOLD_MS / 1000 + 20)
+    return reply
+
+
+def _echoed(ctx: CaseContext, reply: TaskReply, expected: object, requirement: str, note: str) -> None:
+    ok = [r.kind for r in reply.returns] == [ReturnKind.INLINE] and _value(reply) == expected
+    ctx.check(requirement, ok, f"one inline return {expected!r}", [describe_return(r) for r in reply.returns], note=note)
+
+
+def _value(reply: TaskReply) -> object:
+    try:
+        return read_portable(reply.returns[0].value)
+    except Exception:
+        return None
+
+
+@case(
+    "tasks/TASK-050-two-half-slot-tasks-run-at-once",
+    requirements=["TASK-050", "CNF-038"],
+    summary=(
+        f"The suite sends sleep({HOLD_MS}) with cpuDemand 5000 (half the IUT's one slot) and, once it is "
+        "acknowledged, echo(1) with cpuDemand 5000. Both fit the slot, so echo must be answered while the sleep "
+        "still runs; the sleep is then cancelled."
+    ),
+)
+def half_slot_tasks(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    holder = _hold_slot(ctx, peer, link, HALF_SLOT)
+    other = task(peer, "echo", [by_value(1)], cpu_demand=HALF_SLOT)
+    link.send(other)
+    reply = _answered_beside(ctx, peer, link, holder, other, "TASK-050", "two tasks of half a slot")
+    _echoed(ctx, reply, 1, "TASK-050", "the half-slot echo")
+    iut.quiesce()
+
+
+@case(
+    "tasks/TASK-051-task-taking-nothing-runs-beside-a-full-slot",
+    requirements=["TASK-051", "CNF-038"],
+    summary=(
+        f"The suite sends sleep({HOLD_MS}) taking the IUT's whole slot (cpuDemand 10000) and, once it is "
+        "acknowledged, echo(2) with cpuDemand 0. A task that takes nothing must not wait for the running one: "
+        "echo is answered while the sleep still runs; the sleep is then cancelled."
+    ),
+)
+def zero_cpu_task(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    holder = _hold_slot(ctx, peer, link, ONE_SLOT)
+    other = task(peer, "echo", [by_value(2)], cpu_demand=0)
+    link.send(other)
+    reply = _answered_beside(ctx, peer, link, holder, other, "TASK-051", "a task of cpuDemand 0")
+    _echoed(ctx, reply, 2, "TASK-051", "the zero-CPU echo")
+    iut.quiesce()
+
+
+@case(
+    "tasks/TASK-053-named-resource-not-offered",
+    requirements=["TASK-053", "CNF-038"],
+    summary=(
+        f"The suite sends sleep({HOLD_MS}) taking the IUT's whole slot and then echo(3) asking for one `gpu` "
+        "(cpuDemand 0), which the IUT does not offer. The echo can never run there: it must be answered at once "
+        "(while the sleep runs) with every return ERROR(RESOURCE_EXHAUSTED), without running."
+    ),
+)
+def resource_not_offered(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    holder = _hold_slot(ctx, peer, link, ONE_SLOT)
+    other = task(peer, "echo", [by_value(3)], cpu_demand=0, resources=(ResourceAmount("gpu", ONE_SLOT),))
+    link.send(other)
+    reply = _answered_beside(ctx, peer, link, holder, other, "TASK-053", "a task asking for a gpu")
+    codes = [r.error.code if r.kind is ReturnKind.ERROR and r.error is not None else None for r in reply.returns]
+    ctx.check("TASK-053", codes == [ErrorCode.RESOURCE_EXHAUSTED], "every return ERROR(RESOURCE_EXHAUSTED)",
+              [describe_return(r) for r in reply.returns])
+    iut.quiesce()
+
+
+@case(
+    "tasks/TASK-054-resource-named-twice-is-malformed",
+    requirements=["TASK-054", "ERR-003"],
+    summary=(
+        "The suite sends echo(4) whose resources name `gpu` twice. The IUT must answer ProtocolError(MALFORMED) "
+        "about that message and run nothing; the session goes on (a plain echo is answered)."
+    ),
+)
+def resource_named_twice(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    bad = task(peer, "echo", [by_value(4)], cpu_demand=0,
+               resources=(ResourceAmount("gpu", 1), ResourceAmount("gpu", 1)))
+    seq = link.send(bad)
+    arrival = ctx.expect(peer, ProtocolError, lambda m: m.related_seq == seq, requirement="TASK-054",
+                         what=f"ProtocolError about seq {seq}")
+    ctx.check("TASK-054", arrival.body.error.code is ErrorCode.MALFORMED, "code MALFORMED", arrival.body.error.code.value)
+    good = task(peer, "echo", [by_value(5)])
+    link.send(good)
+    _echoed(ctx, expect_reply(ctx, peer, good), 5, "TASK-054", "the echo sent after the malformed task")
+    iut.quiesce()
+    ran = peer.received(TaskReply, lambda m: m.task_id == bad.task_id)
+    ctx.check("TASK-054", not ran, "no TaskReply for the malformed task", f"{len(ran)}")

@@ -1,0 +1,92 @@
+"""A task's demand travels in SubmitTask (TASK-050, TASK-054, ACT-025): what the
+submitter's core sends and what the executor's core hands its executor.
+
+Real cores on the in-memory link of :mod:`corekit`; D submits, A executes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from corekit import Net, Stub, bodies, checked_peer, of_type
+from refrpc.core import events as ev
+from refrpc.core.messages import ProtocolError, ResourceAmount, SubmitTask, ErrorCode
+
+
+def pair() -> Net:
+    net = Net(("D", "A"))
+    net.connect("D", "A")
+    return net
+
+
+def submit(net: Net, num_cpus: float = 1.0, resources: tuple = (), actor: str = "") -> str:
+    task_id, rids = net.ids["D"].task(1)
+    net.handle("D", ev.Submit(net.sid("D", "submit"), task_id, "f", (), rids, 0, False, actor, "A",
+                              num_cpus=num_cpus, resources=resources))
+    net.deliver_all()
+    return task_id
+
+
+def test_the_demand_travels_in_ten_thousandths_and_reaches_the_executor():
+    # D: f.options(num_cpus=0.5, resources={"gpu": 1}).remote() on A
+    net = pair()
+    tid = submit(net, 0.5, (("gpu", 1.0),))
+    [spec] = [b for b in net.sent_bodies(SubmitTask, src="D") if b.task_id == tid]
+    assert (spec.cpu_demand, spec.resources) == (5000, (ResourceAmount("gpu", 10000),))
+    [run] = [r for r in net.runs("A") if r.task_id == tid]
+    assert (run.cpu_demand, run.resources) == (5000, (("gpu", 10000),))
+
+
+def test_the_default_demand_is_one_slot_and_zero_is_none():
+    # D: f.remote(); f.options(num_cpus=0).remote()
+    net = pair()
+    one, zero = submit(net), submit(net, 0.0)
+    demands = {b.task_id: (b.cpu_demand, b.resources) for b in net.sent_bodies(SubmitTask, src="D")}
+    assert demands[one] == (10000, ()) and demands[zero] == (0, ())
+
+
+def test_a_demand_below_the_unit_is_rounded_up_never_to_nothing():
+    # f.options(num_cpus=0.00001): it still takes CPU (TASK-050)
+    net = pair()
+    tid = submit(net, 0.00001)
+    [spec] = [b for b in net.sent_bodies(SubmitTask, src="D") if b.task_id == tid]
+    assert spec.cpu_demand == 1
+
+
+def test_a_huge_cpu_demand_is_sent_as_the_largest_the_field_holds():
+    net = pair()
+    tid = submit(net, 2.0**31 - 1)
+    [spec] = [b for b in net.sent_bodies(SubmitTask, src="D") if b.task_id == tid]
+    assert spec.cpu_demand == 2**32 - 1
+
+
+@pytest.mark.parametrize("resources", [
+    (ResourceAmount("gpu", 1), ResourceAmount("gpu", 1)), (ResourceAmount("CPU", 1),), (ResourceAmount("", 1),),
+])
+def test_resources_named_twice_empty_or_cpu_are_malformed(resources):
+    # S sends a SubmitTask whose resources break TASK-054: refused as MALFORMED,
+    # nothing runs, and the session goes on                                  TASK-054, ERR-003
+    a = checked_peer("A", 0xA1)
+    s = Stub("S")
+    s.greet(a)
+    out = a.handle(s.send(a, SubmitTask(s.oid("t"), "f", (), (s.oid("t.r0"),), resources=resources)))
+    assert not of_type(out, ev.RunTask)
+    [err] = [b for b in bodies(out, to="S") if isinstance(b, ProtocolError)]
+    assert (err.error.code, err.error.requirement) == (ErrorCode.MALFORMED, "TASK-054")
+    assert of_type(a.handle(s.send(a, SubmitTask(s.oid("next"), "f", (), (s.oid("next.r0"),)))), ev.RunTask)
+
+
+def test_an_actor_call_takes_nothing():
+    # D: a = Counter.remote(); a.add.options(num_cpus=2).remote() travels with no demand  ACT-025
+    net = Net(("D", "H"))
+    aid = net.ids["D"].next()
+    net.handle("D", ev.CreateActorRequest(net.sid("D", "actor"), aid, "Counter", (), "H", 0, 0))
+    net.deliver_all()
+    net.handle("H", ev.ActorReady(net.sid("H", "ready"), aid))
+    net.deliver_all()
+    task_id, rids = net.ids["D"].task(1)
+    net.handle("D", ev.Submit(net.sid("D", "submit"), task_id, "add", (), rids, 0, False, aid,
+                              num_cpus=2.0, resources=(("gpu", 1.0),)))
+    net.deliver_all()
+    [spec] = [b for b in net.sent_bodies(SubmitTask, src="D") if b.task_id == task_id]
+    assert (spec.cpu_demand, spec.resources) == (0, ())
