@@ -658,8 +658,10 @@ struct ReturnValue {
   }
 
   location @4 :Text;
-  # For kind `stored`: the PeerId holding the primary copy (me, LOC-001), which
-  # pins it until you send FreeObjects (GC-005). May be empty for other kinds.
+  # For kind `stored`: the PeerId holding the primary copy, which is always me,
+  # the envelope's sender (LOC-001; any other value makes the reply malformed,
+  # VAL-019); it pins the copy until you send FreeObjects (GC-005). May be empty
+  # for other kinds.
 
   size @5 :Int64;
   # For kind `stored`: the size of its stored form in bytes (OBJ-011).
@@ -699,7 +701,8 @@ struct TaskReply {
   retained @3 :List(RefDescriptor);
   # Refs from the task's arguments that I still hold after the task, each under
   # a grant the owner confirmed to me before I sent this reply (BOR-007). A ref
-  # whose registration the owner refused is not listed (BOR-026).
+  # whose registration the owner refused is not listed (BOR-026). The forward
+  # ids are my grants, not yours: you record and release nothing for them (REF-005).
 
   storeFreeBytes @4 :Int64 = -1;
   # The bytes my object store could still take in memory without spilling
@@ -978,7 +981,11 @@ struct FetchChunk {
 
   totalSize @3 :Int64;
   # The size of the whole stored form in bytes (OBJ-011, FET-010); never -1. In
-  # an error chunk: the size if I have a copy, else 0 (FET-004).
+  # an error chunk that answers a request before any data chunk: the size if I
+  # have a copy and know its size, else 0 (a relay still assembling its copy
+  # sends 0, FET-062); in an error chunk that ends a request after data chunks:
+  # the size those data chunks carried (FET-004). You never read it from an
+  # error chunk (FET-004).
 
   last @4 :Bool;
   # True on the final chunk of the request.
@@ -1252,7 +1259,8 @@ struct TraceRecord {
   # sequenced message (seq > 0) by the same (sender, senderIncarnation,
   # receiver, receiverIncarnation, seq); a message outside the session (seq 0)
   # by the same (sender, senderIncarnation, receiver, receiverIncarnation) and
-  # identical body bytes, in order (trace-format.md section 3).
+  # bodies equal field by field, never by comparing bytes (TRC-014), in order
+  # (trace-format.md section 3).
 
   peer @0 :Text;
   # The PeerId of the peer writing the trace.

@@ -87,6 +87,8 @@ CATCHES = {
     "unheld-ref-unknown-object": "tasks/CNF-029-CNF-024-control-refusals-and-failures-through-get",
     "fetch-range-checked-first": "fetch/FET-004-FET-014-order-of-holder-checks",
     "adopt-returns-without-member": "tasks/VAL-019-TASK-019-return-without-its-member",
+    "stored-location-unchecked": "tasks/VAL-019-TASK-019-stored-return-held-elsewhere",
+    "announce-handshake-deaths": "liveness/LIV-040-silent-handshake-not-announced",
     "refuse-repeated-features": "handshake/HS-025-LIV-021-odd-hello-fields-accepted",
     "zero-heartbeat-taken-literally": "handshake/HS-025-LIV-021-odd-hello-fields-accepted",
     "unbounded-status-waits": "objects/SEC-009-OBJ-002-status-waits-bounded-per-peer",

@@ -840,6 +840,40 @@ def _lineage_net(limit: int) -> Net:
     return Net(("D", "W1", "W2"), config=Config(max_lineage_bytes=limit))
 
 
+@pytest.mark.parametrize("made_by", ["put", "task without retries"])
+def test_reconstruction_needing_a_released_argument_that_cannot_be_rebuilt_fails_at_once(made_by):
+    # D: a = put(v)  (or a = f.remote() with max_retries=0)
+    #    b = g.options(max_retries=1).remote(a)   (stored on W2); del a -> a released
+    #    W2 dies: b's rebuild needs a, which nothing can re-create: b fails with
+    #    OBJECT_LOST in that step, and no attempt of g is sent              LIN-014, LIN-003
+    net = Net(("D", "W1", "W2"))
+    if made_by == "put":
+        a = net.put("D", b"v")
+    else:
+        ta, (a,) = net.submit("D", "f", executor="W1")
+        net.deliver_all()
+        net.finish("W1", ta, result(b"v"))
+        net.deliver_all()
+    tb, (b,) = net.submit("D", "g", ref(a), executor="W2", retries=1)
+    net.drop_ref("D", a)
+    net.deliver_all()
+    net.finish("W2", tb, stored_result(700))
+    net.deliver_all()
+    d = net["D"]
+    assert d.owned[a].state == "released"
+    net.kill("W2", "D")
+    net.deliver_all()
+    assert d.owned[b].state == "failed" and d.owned[b].error.code is ErrorCode.OBJECT_LOST
+    assert d.owned[b].error.requirement == "LIN-014" and a in d.owned[b].error.message
+    assert d.owned[a].state == "released"  # never moved: LIN-006 forbids rebuilding it
+    assert not [f for f in net.sent if isinstance(f.body, SubmitTask) and f.body.function == "g" and f.body.attempt > 1]
+    [res] = of_type(net.get("D", b), ev.GetResult)
+    assert res.error.code is ErrorCode.OBJECT_LOST
+    net.drop_ref("D", b)
+    net.deliver_all()
+    assert d.owned == {} and d.lineage == {}
+
+
 def test_lineage_bound_evicts_the_oldest_task_and_its_lost_value_fails_with_lineage_evicted():
     # D keeps room for one task's lineage: a = f(), then b = g(); f is evicted.
     # W1 (holding a) dies: a can't be rebuilt -> LINEAGE_EVICTED, not OBJECT_LOST   LIN-005, LIN-010

@@ -75,6 +75,7 @@ def test_a_reply_that_does_not_name_the_tasks_returns_fails_the_task():
     ReturnValue(PREFIX + "2.r0", ReturnKind.STORED, size=300),  # no location
     ReturnValue(PREFIX + "2.r0", ReturnKind.STORED, location="S", size=-1),  # no size
     ReturnValue(PREFIX + "2.r0", ReturnKind.ERROR),  # no error
+    ReturnValue(PREFIX + "2.r0", ReturnKind.STORED, location="T", size=300),  # another peer's store
 ])
 def test_a_return_without_the_member_its_kind_needs_fails_the_task(rv):
     # t = f.remote() on S; S's reply names the right return, without its content    VAL-019, TASK-019
@@ -85,6 +86,8 @@ def test_a_return_without_the_member_its_kind_needs_fails_the_task(rv):
     assert err.error.code is ErrorCode.MALFORMED
     assert a.owned[PREFIX + "2.r0"].state == "failed"
     assert a.owned[PREFIX + "2.r0"].error.code is ErrorCode.MALFORMED
+    assert not a.owned[PREFIX + "2.r0"].locations  # nothing recorded that A could not address
+    assert "T" not in a.remotes  # disposing of it frees at the sender only (TASK-015), never at T
 
 
 def test_a_reply_for_a_task_never_allocated_still_releases_its_grants():

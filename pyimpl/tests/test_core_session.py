@@ -840,6 +840,27 @@ def test_a_forgotten_handshake_is_traced_and_its_peer_starts_a_new_record():
     assert moves == [("connecting", "hello", "alive")]
 
 
+def test_a_silent_handshake_in_progress_is_declared_dead_but_not_announced():
+    # A made-up Hello goes silent: A declares that incarnation dead and fences it
+    # (SEC-021), but tells no other peer: nobody holds anything it could concern,
+    # and a flood of such Hellos must not turn into notices at every member.   LIV-040, LIV-004
+    a = peer()
+    real, fake = Stub("R"), Stub("F")
+    real.greet(a)
+    a.handle(real.unsequenced(a, Heartbeat()))  # a live session, which would get a notice
+    fake.greet(a)
+    out: list[ev.Instruction] = []
+    start = now = a.now_ms
+    while "F" not in {d.peer for d in of_type(out, ev.PeerDeclaredDead)}:
+        assert now < start + 60_000, "F was never declared dead"
+        now += 100
+        out += a.handle(real.unsequenced(a, Heartbeat()))  # R stays alive throughout
+        out += tick(a, now)
+    assert a.remotes["R"].state == "alive"
+    assert ("F", fake.incarnation) in a.fenced
+    assert [n.peer for n in bodies(out, PeerDeadNotice)] == []
+
+
 def test_a_hello_beyond_max_sessions_is_refused_with_resource_exhausted():
     # SEC-021: at most max_sessions unfenced records; one more Hello is refused, no record.
     a = peer(config=Config(max_sessions=2))

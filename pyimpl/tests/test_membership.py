@@ -189,3 +189,32 @@ def test_another_incarnation_in_a_view_fences_no_live_record():
     assert (W1[0], 0x11) not in me.core.fenced and r.state != "dead" and r.incarnation == 0x11
     m.apply_view(me, _view(3, [W1], {W1[0]: 0}))
     assert not me.core.fenced and r.state != "dead" and me.core.remotes[W1[0]] is r and r.incarnation == 0x11
+
+
+def test_a_views_dead_list_keeps_the_1024_most_recent_deaths(monkeypatch):
+    # CLU-032: a worker replaced by a new incarnation is a death like any other: the
+    # view lists it last and drops the oldest, never more than 1024 entries.
+    class Head:
+        peer_id, own_key, lock = "head", None, threading.RLock()
+        members: dict = {}
+        drivers: dict = {}
+
+        def handle_soon(self, *makers):
+            return type("Done", (), {"result": lambda self, timeout=None: None})()
+
+        def call(self, fn):
+            return type("Done", (), {"result": lambda self, timeout=None: {}})()
+
+    head = Head()
+    monkeypatch.setattr(m, "_head_node", lambda: head)
+    monkeypatch.setattr(m, "_only_oneself", lambda peer: None)
+    monkeypatch.setattr(m.PUSHER, "start", lambda node: None)
+    monkeypatch.setattr(m.PUSHER, "wait_pushed", lambda *a: None)
+    monkeypatch.setattr(m, "DEAD", {(f"h{i}-1-w1", 1): "silent" for i in range(m.DEAD_KEPT)})
+    monkeypatch.setattr(m, "INCARNATIONS", {W1[0]: 0x11})
+    monkeypatch.setattr(m, "VERSION", [5])
+    view = m.register(W1[0], W1[1], 1, "h1", 0, {}, 0x12)
+    assert len(view["dead"]) == m.DEAD_KEPT
+    assert view["dead"][-1] == (W1[0], 0x11, "replaced by a new incarnation")
+    assert ("h0-1-w1", 1, "silent") not in view["dead"]  # the oldest went
+    assert view["incarnations"] == {W1[0]: 0x12}

@@ -96,6 +96,47 @@ def silent_submitter(ctx: CaseContext) -> None:
 
 
 @case(
+    "liveness/LIV-040-silent-handshake-not-announced",
+    requirements=["LIV-040", "SEC-021", "SES-017"],
+    iut_env=FAST_DETECTION,
+    summary=(
+        "Suite peer B keeps a live session with the IUT. Suite peer F greets the IUT (100 ms heartbeats "
+        "announced) and then sends nothing at all: a handshake in progress. Once twenty of B's heartbeat "
+        "intervals have passed (five times the detection timeout), F sends a Heartbeat, which should be "
+        "answered DECLARED_DEAD (F was declared dead and fenced). B must never receive a PeerDeadNotice "
+        "about F: a session that carried only a Hello concerns nobody else (checked after an echo on B, "
+        "which any notice sent earlier would precede)."
+    ),
+    timeout=60.0,
+)
+def silent_handshake_not_announced(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    b = ctx.wire_peer("suite-b", **FAST_PEER)
+    link_b = ctx.session(b, iut)
+    f = ctx.wire_peer("greeter", **FAST_PEER)
+    f.heartbeats = f.acks = False  # nothing but the Hello: a handshake in progress (SEC-021)
+    link_f = f.connect(iut.peer_id, iut.address, iut.incarnation)
+    try:
+        link_f.handshake(ctx.bound(15.0), give_up=ctx.iut_died)
+    except (WireError, ExpectTimeout) as exc:
+        ctx.fail("SEC-021", "Welcome for F's Hello", str(exc))
+    beats = len(b.received(Heartbeat))
+    ctx.wait_until(b, lambda: len(b.received(Heartbeat)) >= beats + 20, requirement="LIV-001",
+                   what="twenty more Heartbeats on B's session (F's detection timeout passes meanwhile)", timeout=20.0)
+    f.link(iut.peer_id).send(Heartbeat())
+    try:
+        arrival = f.expect(ProtocolError, lambda m: m.error.code is ErrorCode.DECLARED_DEAD, timeout=ctx.bound(5.0))
+        ctx.check("SES-017", arrival.body.error.requirement == "LIV-005", "error.requirement = 'LIV-005'",
+                  repr(arrival.body.error.requirement))
+    except ExpectTimeout as exc:
+        ctx.check("SES-017", False, "ProtocolError(DECLARED_DEAD) answering the silent greeter", str(exc))
+    run_echo(ctx, b, link_b, "after F's death", requirement="TASK-005")
+    notices = b.received(PeerDeadNotice, lambda m: m.peer == f.peer_id)
+    ctx.check("LIV-040", not notices, f"no PeerDeadNotice about the silent greeter {f.peer_id}",
+              [str(n.body) for n in notices])
+
+
+@case(
     "liveness/FATE-001-TASK-009-owner-dies-during-resolution",
     requirements=["FATE-001", "TASK-009", "LIV-004", "REF-006"],
     iut_env=FAST_DETECTION,

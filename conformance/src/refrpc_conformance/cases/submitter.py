@@ -412,6 +412,39 @@ def return_without_its_member(ctx: CaseContext) -> None:
 
 
 @case(
+    "tasks/VAL-019-TASK-019-stored-return-held-elsewhere",
+    requirements=["VAL-019", "TASK-019", "CNF-018"],
+    summary=(
+        "The IUT submits echo to suite executor E, which answers with a TaskReply whose return is stored, "
+        "of a plausible size, but names as its location a PeerId other than E (one the IUT has no address "
+        "for). The location of a stored return must be the executor that sent the reply: the IUT must "
+        "answer ProtocolError(MALFORMED) and fail the return with MALFORMED, not record a location it "
+        "cannot reach (or quietly replace it with E); then nothing is left in its tables."
+    ),
+    timeout=60.0,
+)
+def stored_return_held_elsewhere(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    sub = iut.submit("echo", [{"value": "x"}], executor=e.peer_id)
+    st = _next_task(ctx, e, "echo")
+    elsewhere = ReturnValue(st.return_ids[0], ReturnKind.STORED, location="suite-nobody", size=4096)
+    seq = e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (elsewhere,)))
+    err = ctx.expect(e, ProtocolError, lambda m: m.related_seq == seq, requirement="VAL-019",
+                     what=f"ProtocolError about the reply naming another holder (seq {seq})", timeout=10.0).body
+    ctx.check("VAL-019", err.error.code is ErrorCode.MALFORMED, "code MALFORMED", err.error.code.name)
+    [rid] = sub["returns"]
+    got = iut.get(rid, timeout_ms=5_000)
+    ctx.check("VAL-019", got.get("error", {}).get("code") == "MALFORMED", "get of the return answers error MALFORMED", got)
+    iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("TASK-019", counts.get("submitted_tasks") == 0 and not iut.table(),
+              "the failed task and its return forgotten once dropped", (counts, iut.table()))
+
+
+@case(
     "tasks/ZMQ-007-TASK-011-argument-beyond-the-executors-frame-limit",
     requirements=["ZMQ-007", "TASK-011", "CNF-018", "TASK-001"],
     summary=(

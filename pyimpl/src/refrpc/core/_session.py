@@ -702,8 +702,9 @@ class SessionLayer:
 
     def _broadcast_death(self: Peer, dead: Remote, reason: str = "silence") -> None:
         """LIV-004: tell everyone else we are in session with (LIV-030: unless the
-        dead peer is one whose death every peer detects itself)."""
-        if not dead.incarnation or dead.peer in self.config.unannounced:
+        dead peer is one whose death every peer detects itself), unless it died as a
+        handshake in progress: it sent only its Hello and was sent nothing (LIV-040)."""
+        if not dead.incarnation or dead.peer in self.config.unannounced or not dead.confirmed:
             return
         for other in list(self.remotes.values()):
             if other is not dead and other.state == "alive" and other.confirmed:  # not to handshakes (SEC-021)

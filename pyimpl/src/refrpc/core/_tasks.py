@@ -423,21 +423,21 @@ class Tasks:
         conflict = self._ref_conflict(reply)
         t = self.tasks.get(reply.task_id)
         if t is None:
-            self._drop_reply(reply)  # TASK-015, TASK-019: its grants count at their owners all the same
+            self._drop_reply(reply, r.peer)  # TASK-015, TASK-019: its grants count at their owners all the same
             if conflict:
                 raise ProtocolViolation(ErrorCode.MALFORMED, *conflict)
             if not self._allocated(reply.task_id):  # ID-006
                 raise ProtocolViolation(ErrorCode.WRONG_STATE, f"no task {reply.task_id}", "GEN-005")
             return
         if t.state == "cancelled" and reply.attempt == t.spec.attempt and r.peer == t.executor and t.holding_args:
-            self._drop_reply(reply)  # TASK-016
+            self._drop_reply(reply, r.peer)  # TASK-016
             self._cancelled_task_over(t, "reply")
             if conflict:
                 raise ProtocolViolation(ErrorCode.MALFORMED, *conflict)
             return
         if t.state != "submitted" or reply.attempt != t.spec.attempt or r.peer != t.executor:
             self._story(reply.task_id, "stale-reply", f"attempt {reply.attempt} from {r.peer}")  # RPC-006
-            self._drop_reply(reply)
+            self._drop_reply(reply, r.peer)
             if conflict:
                 raise ProtocolViolation(ErrorCode.MALFORMED, *conflict)
             return
@@ -449,19 +449,19 @@ class Tasks:
         r.store_free = max(-1, reply.store_free_bytes)  # OBJ-060, TASK-041: the latest word
         if conflict:
             # REF-007 through TASK-019: dispose, fail every return MALFORMED, no retry.
-            self._drop_reply(reply)
+            self._drop_reply(reply, r.peer)
             info = ErrorInfo(ErrorCode.MALFORMED, f"the reply to {reply.task_id} is malformed: {conflict[0]}", conflict[1])
             self._fail_task(t, info, "rejected")
             raise ProtocolViolation(ErrorCode.MALFORMED, info.message, conflict[1])
-        if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids or not all(map(_well_formed, reply.returns)):
+        if tuple(rv.object_id for rv in reply.returns) != t.spec.return_ids or not all(_well_formed(rv, r.peer) for rv in reply.returns):
             # TASK-019, VAL-019: a reply that does not match the task would leave returns pending for ever.
-            self._drop_reply(reply)
+            self._drop_reply(reply, r.peer)
             info = ErrorInfo(ErrorCode.MALFORMED, f"the reply to {reply.task_id} does not list its return ids", "TASK-019")
             self._fail_task(t, info, "rejected")
             raise ProtocolViolation(ErrorCode.MALFORMED, info.message, "TASK-019")
         raised = any(rv.kind == ReturnKind.ERROR and rv.error and rv.error.code == ErrorCode.TASK_FAILED for rv in reply.returns)
         if raised and t.spec.retry_exceptions and t.spec.attempt <= t.spec.max_retries:
-            self._drop_reply(reply)
+            self._drop_reply(reply, r.peer)
             self._transition_task(t, "reply_retry")  # RPC-005
             self._retry(t)
             return
@@ -515,15 +515,16 @@ class Tasks:
                 b.grants[d.forward_id] = None
                 self._check_borrowed(d.object_id)
 
-    def _drop_reply(self: Peer, reply: TaskReply) -> None:
-        """TASK-015: release what a reply we don't adopt made out to us."""
+    def _drop_reply(self: Peer, reply: TaskReply, sender: PeerId) -> None:
+        """TASK-015: release what a reply we don't adopt made out to us. A stored
+        return is freed at the reply's sender, whatever location it names (VAL-019)."""
         for rv in reply.returns:
             nested = rv.value.nested if rv.value else rv.nested
             self._drop_nested_grants(nested)
             if rv.kind == ReturnKind.STORED:
                 e = self.owned.get(rv.object_id)
-                if e is None or rv.location not in e.locations:
-                    self.pending_frees.setdefault(rv.location, []).append(rv.object_id)
+                if e is None or sender not in e.locations:
+                    self.pending_frees.setdefault(sender, []).append(rv.object_id)
 
     def _release_task_args(self: Peer, t: OwnerTask) -> None:
         if t.holding_args:
@@ -586,6 +587,16 @@ class Tasks:
                 return oid
         return ""
 
+    def _unrebuildable_argument(self: Peer, t: OwnerTask) -> ObjectId:
+        """An owned argument of ``t`` that is ``released`` and that nothing can re-create:
+        a ``put`` object, an actor call's return, or a return of a task that may not
+        run again (LIN-006, RPC-009)."""
+        for oid in t.arg_refs:
+            e = self.owned.get(oid)
+            if e is not None and e.state == "released" and not self._rebuildable(self.tasks.get(e.task_id) if e.task_id else None):
+                return oid
+        return ""
+
     def _return_deleted(self: Peer, t: OwnerTask) -> None:
         """One return entry of ``t`` is gone: it no longer needs its arguments' lineage (LIN-002)."""
         if t.lineage_counted:
@@ -606,6 +617,7 @@ class Tasks:
         "cancel": "cancelled",
         "rejected": "rejected",
         "lineage_evicted": "lineage_evicted",
+        "argument_lost": "argument_lost",
     }
 
     def _fail_task(self: Peer, t: OwnerTask, info: ErrorInfo, event: str) -> None:
@@ -638,6 +650,11 @@ class Tasks:
         if gone:
             info = ErrorInfo(ErrorCode.LINEAGE_EVICTED, f"rebuilding needs {gone}, whose lineage was evicted", "LIN-005")
             self._fail_task(t, info, "lineage_evicted")
+            return
+        stuck = self._unrebuildable_argument(t)
+        if stuck:  # LIN-014: decided now, before any argument is rebuilt or the task sent
+            info = ErrorInfo(ErrorCode.OBJECT_LOST, f"rebuilding needs {stuck}, which was released and cannot be rebuilt", "LIN-014")
+            self._fail_task(t, info, "argument_lost")
             return
         for oid in t.arg_refs:
             e = self.owned.get(oid)
@@ -764,12 +781,13 @@ def _use(r: Remote, demand: Demand, sign: int) -> None:
                 r.used[name] = left
             else:
                 r.used.pop(name, None)
-def _well_formed(rv: ReturnValue) -> bool:
-    """VAL-019: a return carries the member its kind needs."""
+def _well_formed(rv: ReturnValue, sender: PeerId) -> bool:
+    """VAL-019: a return carries the member its kind needs; a stored one names its
+    sender, the only holder whose address the submitter is sure to know."""
     if rv.kind == ReturnKind.INLINE:
         return rv.value is not None
     if rv.kind == ReturnKind.STORED:
-        return bool(rv.location) and rv.size >= 16
+        return rv.location == sender and rv.size >= 16
     return rv.error is not None
 
 

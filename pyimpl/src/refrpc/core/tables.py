@@ -31,6 +31,7 @@ OWNER_OBJECT: Table = {
         "out_of_scope": ("pending", "OWN-005"),
         "lineage_unneeded": ("pending", "OWN-006"),
         "lineage_evicted": ("failed", "LIN-005"),
+        "argument_lost": ("failed", "LIN-014"),
     },
     "ready": {
         "put": ("ready", "OWN-001"),
@@ -91,6 +92,7 @@ OWNER_TASK: Table = {
         "cancel": ("cancelled", "TASK-008"),
         "rejected": ("failed", "ERR-003"),
         "lineage_evicted": ("failed", "LIN-005"),
+        "argument_lost": ("failed", "LIN-014"),
     },
     "finished": {
         "reconstruct": ("submitted", "LIN-003"),

@@ -287,6 +287,16 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A TaskReply whose return lacks the member its kind needs (an inline return without a value) is "
         "adopted as it is, and the return fails with a made-up TASK_FAILED; no ProtocolError is sent.",
     ),
+    "announce-handshake-deaths": (
+        "LIV-040",
+        "A handshake in progress (a remote that sent only its Hello) that goes silent is declared dead and "
+        "announced with PeerDeadNotice to every other live session, like any other death.",
+    ),
+    "stored-location-unchecked": (
+        "VAL-019",
+        "A TaskReply whose stored return names another peer than its sender as location is adopted, "
+        "and that peer is recorded as the primary copy; no ProtocolError is sent.",
+    ),
     "no-executor-worker-died": (
         "TASK-022",
         "A task, retry or rebuild that finds no live executor to go to fails with WORKER_DIED, as if an "
@@ -1264,7 +1274,25 @@ def _unheld_ref_unknown_object(iut: Iut) -> None:
 def _adopt_returns_without_member(iut: Iut) -> None:
     from ..core import _tasks
 
-    _tasks._well_formed = lambda rv: True  # breaks VAL-019
+    _tasks._well_formed = lambda rv, sender: True  # breaks VAL-019
+
+
+def _announce_handshake_deaths(iut: Iut) -> None:
+    core = iut.node.core
+    broadcast = core._broadcast_death
+
+    def patched(dead: Any, reason: str = "silence") -> None:
+        dead.confirmed = True  # breaks LIV-040: as if the session had carried more than a Hello
+        broadcast(dead, reason)
+
+    core._broadcast_death = patched  # type: ignore[method-assign]
+
+
+def _stored_location_unchecked(iut: Iut) -> None:
+    from ..core import _tasks
+
+    checked = _tasks._well_formed
+    _tasks._well_formed = lambda rv, sender: checked(rv, rv.location or sender)  # breaks VAL-019's location rule
 
 
 def _no_executor_worker_died(iut: Iut) -> None:
@@ -1683,6 +1711,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "queue-named-tasks": _queue_named_tasks,
     "no-executor-worker-died": _no_executor_worker_died,
     "adopt-returns-without-member": _adopt_returns_without_member,
+    "stored-location-unchecked": _stored_location_unchecked,
+    "announce-handshake-deaths": _announce_handshake_deaths,
     "fetch-range-checked-first": _fetch_range_checked_first,
     "unheld-ref-unknown-object": _unheld_ref_unknown_object,
     "refuse-repeated-features": _refuse_repeated_features,

@@ -164,10 +164,16 @@ def noticed(ins: Any) -> None:
             _died(ins.peer, ins.incarnation, ins.reason)
 
 
-def _died(peer: str, incarnation: int, reason: str) -> None:
+def _remember_death(peer: str, incarnation: int, reason: str) -> None:
+    """Most recent last, the oldest dropped beyond DEAD_KEPT (CLU-032)."""
+    DEAD.pop((peer, incarnation), None)
     DEAD[(peer, incarnation)] = reason
     while len(DEAD) > DEAD_KEPT:
         DEAD.pop(next(iter(DEAD)))
+
+
+def _died(peer: str, incarnation: int, reason: str) -> None:
+    _remember_death(peer, incarnation, reason)
     _changed()
 
 
@@ -235,7 +241,7 @@ def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
     if earlier and earlier != incarnation:
         # A new incarnation replaces the old one (a restarted worker): that one is gone (CLU-007).
         node.handle_soon(lambda sid: ev.PeerFailed(sid, peer, earlier, "replaced by a new incarnation")).result()
-        DEAD[(peer, earlier)] = "replaced by a new incarnation"
+        _remember_death(peer, earlier, "replaced by a new incarnation")
     node.handle_soon(*_adds([(peer, address, slots, host, RESOURCES[peer])])).result()
     _changed()
     PUSHER.wait_pushed(VERSION[0], peer, PUSH_WAIT_S)
