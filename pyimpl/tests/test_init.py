@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 import time
 
@@ -21,8 +22,9 @@ def test_a_malformed_cluster_address_is_refused_at_once(address: object) -> None
 
 def test_an_address_where_no_head_answers_fails_within_seconds_naming_it(tmp_path) -> None:
     from refrpc.transport import ClusterKey
+    from refrpc.transport._curve import HeadKey
 
-    ClusterKey.generate().save(tmp_path / "cluster.key")
+    ClusterKey(secrets.token_bytes(32), head=HeadKey.generate().public).save(tmp_path / "cluster.key")
     with socket.socket() as s:  # a port nobody listens on (bound, then closed)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
