@@ -82,6 +82,14 @@ def test_layout_names_every_xor_encoded_default() -> None:
         ("FetchRequest", "length"): -1,
         ("FetchRequest", "chunkBytes"): 1048576,
     } | {k: v for k, v in defaults.items() if k[0] == "TraceRecord"}
+    # The prose lists of them (what a codec writer reads first) name each one, and say
+    # how many there are: a field added with a default must be added there too.
+    wire = [k for k in defaults if k[0] != "TraceRecord"]
+    words = {7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+    for doc in ("spec/README.md", "spec/vectors/README.md", "docs/implementers-guide.md"):
+        text = (REPO / doc).read_text(encoding="utf-8")
+        assert f"{words[len(wire)]} fields" in text.lower(), doc
+        assert all(f"`{field}`" in text or f".{field}`" in text for _, field in wire), doc
 
 
 def test_vectors_are_current(vectors_tool: ModuleType) -> None:
