@@ -177,6 +177,34 @@ def test_second_hello_from_an_accepted_incarnation_gets_the_same_welcome_and_res
     assert (r.delivered, r.out_seq) == (1, 1)
 
 
+def test_repeat_hello_with_other_values_is_answered_with_the_values_negotiated_first():
+    # S's Welcome was lost; S's second Hello lists fewer features, another frame
+    # limit, heartbeat and minor version (a buggy or forged peer)         HS-009, HS-036
+    a = peer()
+    s = Stub("S", features=("core", "borrowing", "actors"))
+    [first] = frames(a.handle(s.hello(a)))
+    again = frames(a.handle(s.hello(a, features=("core",), max_frame_bytes=2 * MIB,
+                                     heartbeat_interval_ms=5000, protocol_minor=0)))
+    assert [e.body for e in again] == [first.body]
+    r = a.remotes["S"]
+    assert set(r.features) == {"core", "borrowing", "actors"}
+    assert (r.max_frame_bytes, r.heartbeat_interval_ms) == (s.max_frame_bytes, s.heartbeat_interval_ms)
+
+
+def test_repeat_hello_that_breaks_hs_025_is_refused_and_the_live_session_stays():
+    # S's second Hello announces a frame limit below 1 MiB                 HS-025, HS-036
+    a = peer()
+    s = Stub("S")
+    a.handle(s.hello(a))
+    a.handle(s.send(a, task(s, 1)))
+    out = a.handle(s.hello(a, max_frame_bytes=1024))
+    [refusal] = bodies(out, ProtocolError)
+    assert refusal.error.code is ErrorCode.MALFORMED
+    assert bodies(out, Welcome) == []
+    r = a.remotes["S"]
+    assert (r.state, r.delivered, r.max_frame_bytes) == ("alive", 1, s.max_frame_bytes)
+
+
 def test_refused_handshake_fences_locally_fails_queued_work_and_sends_no_notice():
     # D: y = f.remote() on W, but W speaks another major version            HS-015
     d = peer("D", 0xD1)

@@ -462,12 +462,13 @@ class SessionLayer:
         r.last_heard_ms = self.now_ms
         fresh = r.state != "alive" or r.incarnation != env.sender_incarnation
         r.incarnation = env.sender_incarnation
-        r.features = self._negotiate(hello.features)
-        r.all_features = _ALL_FEATURES.issubset(r.features)
-        r.heartbeat_interval_ms = min(hello.heartbeat_interval_ms, _MAX_HEARTBEAT_MS)  # LIV-007, LIV-021
-        r.max_frame_bytes = hello.max_frame_bytes  # FET-007
-        minor = min(PROTOCOL_MINOR, hello.protocol_minor)  # HS-003
-        self._send_unsequenced(r, Welcome(**{**self._hello_fields(), "features": r.features, "protocol_minor": minor}))
+        if fresh:  # a repeat Hello on a live session negotiates nothing again (HS-009, HS-036)
+            r.features = self._negotiate(hello.features)
+            r.all_features = _ALL_FEATURES.issubset(r.features)
+            r.heartbeat_interval_ms = min(hello.heartbeat_interval_ms, _MAX_HEARTBEAT_MS)  # LIV-007, LIV-021
+            r.max_frame_bytes = hello.max_frame_bytes  # FET-007
+            r.minor = min(PROTOCOL_MINOR, hello.protocol_minor)  # HS-003
+        self._send_unsequenced(r, Welcome(**{**self._hello_fields(), "features": r.features, "protocol_minor": r.minor}))
         if fresh:
             self._become_alive(r, "hello")
 
@@ -527,6 +528,7 @@ class SessionLayer:
         r.all_features = _ALL_FEATURES.issubset(r.features)
         r.heartbeat_interval_ms = min(w.heartbeat_interval_ms, _MAX_HEARTBEAT_MS)  # LIV-007, LIV-021
         r.max_frame_bytes = w.max_frame_bytes  # FET-007
+        r.minor = min(PROTOCOL_MINOR, w.protocol_minor)  # HS-003
         queued = bool(r.queued)
         self._become_alive(r, "welcome")
         if not queued and self.config.welcome_heartbeat:

@@ -331,6 +331,9 @@ class Remote:
     heartbeat_interval_ms: int = 0
     #: The frame limit the remote announced; 0 until known (FET-007, ZMQ-007).
     max_frame_bytes: int = 0
+    #: The minor version negotiated when the session opened (HS-003); a repeat Hello
+    #: is answered with it (HS-009, HS-036).
+    minor: int = 0
     last_progress_ms: int = 0
     #: The current retransmission interval: doubles while no ack advances, back to the
     #: configured one when it does (SES-003); 0 means the configured one.
