@@ -763,8 +763,8 @@ struct BorrowerRegistered {
 
     some @3 :ErrorInfo;
     # Refused: UNKNOWN_OBJECT or OBJECT_FREED (BOR-003), PEER_DIED (BOR-015),
-    # RESOURCE_EXHAUSTED (SEC-008), WRONG_STATE (BOR-025) or NOT_OWNER. You fail
-    # that send (BOR-003).
+    # RESOURCE_EXHAUSTED (SEC-008) or WRONG_STATE (BOR-025); never NOT_OWNER. You
+    # fail that send (BOR-003).
   }
 }
 
@@ -885,7 +885,7 @@ struct ObjectStatus {
     some @6 :Value;
     # The value; never pickle unless python-pickle is in use (OBJ-012). Refs
     # nested in it carry no grants for you: you ignore their forwardIds and I
-    # should clear them (BOR-017); to materialize one you hold no grant for, you
+    # must send them empty (BOR-017); to materialize one you hold no grant for, you
     # register yourself (BOR-008).
   }
 

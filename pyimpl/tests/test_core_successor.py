@@ -96,3 +96,24 @@ def test_a_declared_dead_answer_to_a_stale_message_does_not_stop_the_sender():
     net.handle("D", ev.Receive(net.sid("D", "recv"), env))
     assert not net["D"].stopped
     assert net["D"].remotes["A"].incarnation == new and net["D"].remotes["A"].state != "dead"
+
+
+def test_the_fence_of_an_earlier_incarnation_of_oneself_is_traced_once():
+    # The same restarted A, tracing: the fence LIV-020 implies is a fence like any
+    # other (SES-015), so it has its peer-declared-dead event, with source
+    # "earlier-self", once however many of that incarnation's refs arrive. TRC-008
+    from refrpc.core.messages import RefDescriptor
+
+    net = pair()
+    old = net.inc("A")
+    net.kill("A")
+    net.add("A")
+    net.handle("A", ev.Tick(net.sid("A", "boot"), net.now))
+    net["A"].trace_events = True
+    container = net.put("A", b"holder")
+    refs = tuple(RefDescriptor(f"A.{old:x}.{n}", "A", old, address("A")) for n in (7, 8))
+    out = net.handle("A", ev.Materialize(net.sid("A", "materialize"), container, refs))
+    fences = [t.detail for t in out if isinstance(t, ev.TraceEvent) and t.name == "peer-declared-dead"]
+    assert fences == [{"peer": "A", "incarnation": str(old), "reason": "an earlier incarnation of this peer",
+                       "source": "earlier-self"}]
+    assert ("A", old) in net["A"].fenced

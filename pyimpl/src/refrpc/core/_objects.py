@@ -136,7 +136,11 @@ class Objects:
             self.borrowed[d.object_id] = b
             self._story(d.object_id, "borrow-entry", f"owner {d.owner}")
             if d.owner == self.peer_id and d.owner_incarnation not in (0, self.incarnation):
-                self._add_fence(d.owner, d.owner_incarnation)  # LIV-020: an earlier incarnation of this peer
+                # LIV-020: an earlier incarnation of this peer, fenced like any other (TRC-008)
+                if self.trace_events and (d.owner, d.owner_incarnation) not in self.fenced:
+                    self._trace("peer-declared-dead", peer=d.owner, incarnation=str(d.owner_incarnation),
+                                reason="an earlier incarnation of this peer", source="earlier-self")
+                self._add_fence(d.owner, d.owner_incarnation)
             self._ensure_session(d.owner, d.owner_address, d.owner_incarnation)  # REF-006
             if (d.owner, d.owner_incarnation) in self.fenced:
                 self._transition_borrowed(b, "owner_died")  # REF-002
