@@ -118,7 +118,7 @@ def message_vectors() -> dict[str, list[dict[str, Any]]]:
              tid, "myapp.train.step",
              (m.Arg(m.ArgKind.VALUE, value=portable(7)), m.Arg(m.ArgKind.REF, ref=x_task), m.Arg(m.ArgKind.SHARED, ref=x_task)),
              rets, max_retries=3, retry_exceptions=True, attempt=2)), None),
-        ("SubmitTask", "An actor method call: actorId set, actorSeq 3, no arguments, one return, attempt 1 (stored as 0), "
+        ("SubmitTask", "An actor method call: actorId set, actorSeq 3, one value argument (portable int64 5), one return, attempt 1 (stored as 0), "
          "cpuDemand 0 (ACT-025; the default is 10000: XOR-encoded, so 0 is stored as 10000).",
          m.Envelope(A, A_INC, B, B_INC, 13, 4, m.SubmitTask(
              f"{A}.1a2b3c4d5e6f7081.13", "add", (m.Arg(m.ArgKind.VALUE, value=portable(5)),),

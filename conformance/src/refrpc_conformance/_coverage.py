@@ -29,9 +29,10 @@ NOT_ON_THE_WIRE: dict[str, str] = {
         "LIV-018's, which its case checks)"
     ),
     "CLU-063": (
-        "how a member applies the head's membership views: membership is a layer above the protocol made of "
-        "ordinary tasks, which an IUT does not join (membership.md: the conformance suite's IUT ignores it), so "
-        "no view ever reaches an IUT (pyimpl: the view tests in test_membership.py)"
+        "what a member does with the incarnations a membership view lists: membership is a layer above the "
+        "protocol made of ordinary tasks; only a head_member IUT (CNF-035) takes part, and there the suite plays "
+        "the head only for the keys it binds (SEC-024), never sending a view whose incarnations disagree with a "
+        "record the IUT holds (pyimpl: the view tests in test_membership.py)"
     ),
     "SES-022": (
         "when an initiator sends its first message after the Welcome: every greeting the control requests make an "
