@@ -172,8 +172,11 @@ def repeated_hello(ctx: CaseContext) -> None:
     assert first is not None
     run_echo(ctx, peer, link, "one")
     first_reply_seq = max(a.seq for a in peer.received(TaskReply))
+    before = len(peer.received(Welcome))  # the first Welcome stays in the inbox: wait for a new one
     link.hello()
-    again = ctx.expect(peer, Welcome, lambda m: True, requirement="HS-009", what="a Welcome answering the repeated Hello")
+    ctx.wait_until(peer, lambda: len(peer.received(Welcome)) > before, requirement="HS-009",
+                   what="a Welcome answering the repeated Hello")
+    again = peer.received(Welcome)[before]
     w0, w1 = first.body, again.body
     ctx.check("HS-009", (w1.protocol_major, w1.protocol_minor, w1.address, set(w1.features), w1.max_frame_bytes, w1.heartbeat_interval_ms)
               == (w0.protocol_major, w0.protocol_minor, w0.address, set(w0.features), w0.max_frame_bytes, w0.heartbeat_interval_ms),
@@ -184,6 +187,34 @@ def repeated_hello(ctx: CaseContext) -> None:
                        what=f"TaskReply for the task sent with seq {seq} after the repeated Hello (session state kept)")
     ctx.check("HS-009", reply.seq > first_reply_seq, f"the IUT's numbering continues after seq {first_reply_seq}",
               f"reply has seq {reply.seq}")
+
+
+@case(
+    "handshake/HS-036-repeated-hello-not-renegotiated",
+    requirements=["HS-036", "HS-009"],
+    summary=(
+        "After a session is live and one task has run, the suite sends its Hello again, this time offering "
+        "`core` alone, protocol minor 0, another frame limit and another heartbeat interval. The IUT answers "
+        "with a Welcome carrying the values negotiated when the session opened (the same features, minor "
+        "version, frame limit and interval as its first Welcome), and the session goes on: the next task runs."
+    ),
+)
+def repeated_hello_not_renegotiated(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    first = link.welcome
+    assert first is not None
+    run_echo(ctx, peer, link, "one", requirement="HS-036")
+    before = len(peer.received(Welcome))
+    link.hello(features=("core",), protocol_minor=0, max_frame_bytes=2 << 20,
+               heartbeat_interval_ms=peer.heartbeat_ms * 2)
+    ctx.wait_until(peer, lambda: len(peer.received(Welcome)) > before, requirement="HS-036",
+                   what="a Welcome answering the repeated Hello")
+    again = peer.received(Welcome)[before]
+    w0, w1 = first.body, again.body
+    ctx.check("HS-036", (w1.protocol_minor, set(w1.features), w1.max_frame_bytes, w1.heartbeat_interval_ms)
+              == (w0.protocol_minor, set(w0.features), w0.max_frame_bytes, w0.heartbeat_interval_ms),
+              f"the values negotiated when the session opened ({w0})", str(w1))
+    run_echo(ctx, peer, link, "two", requirement="HS-036")
 
 
 @case(

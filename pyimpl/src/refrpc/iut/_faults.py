@@ -548,6 +548,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "An IntrospectReply lists the whole ownership table whatever its size: one beyond the frame limit "
         "the requester announced is dropped unread, instead of the reply with no entries and the summary.",
     ),
+    "repeat-hello-renegotiates": (
+        "HS-036",
+        "A Hello from an incarnation with a live session is negotiated again: the Welcome answering it, and "
+        "the session's features, frame limit, heartbeat and minor version, follow the repeat's fields.",
+    ),
     "unpickle-fetched-forms": (
         "OBJ-067",
         "A stored form fetched from a holder is read whatever its encoding: a pickle value that came on a "
@@ -1032,6 +1037,27 @@ def _list_oversized_table(iut: Iut) -> None:
 
 def _unpickle_fetched_forms(iut: Iut) -> None:
     iut.node._check_stored_form = lambda object_id, value: None  # type: ignore[method-assign]  # breaks OBJ-067
+
+
+def _repeat_hello_renegotiates(iut: Iut) -> None:
+    from ..core._session import _ALL_FEATURES, _MAX_HEARTBEAT_MS
+    from ..core.messages import PROTOCOL_MINOR
+
+    core = iut.node.core
+    on_hello = core._on_hello
+
+    def patched(env: Any, hello: Any) -> None:
+        r = core.remotes.get(env.sender)
+        if r is not None and r.state == "alive" and r.incarnation == env.sender_incarnation and hello.address:
+            # breaks HS-036: the repeat's values replace those negotiated when the session opened
+            r.features = core._negotiate(hello.features)
+            r.all_features = _ALL_FEATURES.issubset(r.features)
+            r.heartbeat_interval_ms = min(hello.heartbeat_interval_ms, _MAX_HEARTBEAT_MS)
+            r.max_frame_bytes = hello.max_frame_bytes
+            r.minor = min(PROTOCOL_MINOR, hello.protocol_minor)
+        on_hello(env, hello)
+
+    core._on_hello = patched  # type: ignore[method-assign]
 
 
 def _handshake_never_times_out(iut: Iut) -> None:
@@ -1759,6 +1785,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "queued-sent-unchecked": _queued_sent_unchecked,
     "malformed-answer-waits": _malformed_answer_waits,
     "incarnation-0-accepted": _incarnation_0_accepted,
+    "repeat-hello-renegotiates": _repeat_hello_renegotiates,
     "unpickle-fetched-forms": _unpickle_fetched_forms,
     "list-oversized-table": _list_oversized_table,
     "empty-address-malformed": _empty_address_malformed,
