@@ -748,6 +748,27 @@ def test_message_needing_a_feature_not_in_use_is_refused(index):
     assert of_type(a.handle(s.send(a, task(s, 9))), ev.RunTask)
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["pickle value", "shared ref"])
+def test_create_actor_the_hosts_session_cannot_carry_is_never_sent(shared):
+    # D creates an actor on H (actors, but no python-pickle, no borrowing) with a pickled
+    # argument, or a SharedRef: the CreateActor is not sent, and the actor is dead at
+    # once with FEATURE_NOT_NEGOTIATED                              HS-035, HS-017, HS-020
+    d = peer("D", 0xD1)
+    h = Stub("H", features=("core", "actors"))
+    d.handle(ev.AddPeer("add", "H", h.address))
+    if shared:
+        d.handle(ev.Put("put", "D.d1.9", raw(b"x")))
+        arg = ev.ArgSpec(object_id="D.d1.9", shared=True)
+    else:
+        arg = ev.ArgSpec(value=Value(Encoding.PICKLE, b"\x80\x05N."))
+    out = d.handle(ev.CreateActorRequest("create", "D.d1.10", "Counter", (arg,), "H"))
+    out += d.handle(h.welcome(d))  # the session opens with the features H offered
+    assert bodies(out, CreateActor) == []
+    [changed] = of_type(out, ev.ActorStateChanged)
+    assert changed.state == "dead" and changed.error.code == ErrorCode.FEATURE_NOT_NEGOTIATED
+    assert changed.error.requirement == ("HS-017" if shared else "HS-020")
+
+
 def test_task_reply_with_refs_on_a_session_without_borrowing_is_refused():
     # W (core only) returns a value that embeds a ref                        HS-017
     d = peer("D", 0xD1)

@@ -404,6 +404,10 @@ class SessionLayer:
             values = [a.value for a in body.args if a.value is not None]
             if any(a.kind == ArgKind.SHARED for a in body.args) and Feature.BORROWING.value not in r.features:
                 return "shared arguments need feature borrowing", "HS-017"
+        elif isinstance(body, CreateActor):  # its arguments, as a task's (HS-017, HS-020, HS-035)
+            values = [a.value for a in body.args if a.value is not None]
+            if any(a.kind == ArgKind.SHARED for a in body.args) and Feature.BORROWING.value not in r.features:
+                return "shared arguments need feature borrowing", "HS-017"
         elif isinstance(body, ObjectStatus) and body.value is not None:
             values = [body.value]
         elif isinstance(body, FetchRequest) and body.accept_lz4 and Feature.LZ4.value not in r.features:
