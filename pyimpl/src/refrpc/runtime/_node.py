@@ -668,6 +668,7 @@ class Node:
             if self.cluster_key is not None and not self._authentic(frames, exc.sender, sid):
                 return
             if tracer is not None:  # TRC-010: the raw frame 0, then why it went no further
+                self._flush_queued()
                 tracer.received(_frame0(frames), exc.sender, exc.sender_incarnation, exc.seq, sid)
                 tracer.event("discarded", "", "", {"reason": "malformed", "error": exc.message}, sid)
             if exc.sender:
@@ -677,8 +678,16 @@ class Node:
         if self.cluster_key is not None and not self._authentic(frames, envelope.sender, sid):
             return
         if tracer is not None:  # TRC-003, TRC-005: every frame 0, before what it causes
+            self._flush_queued()
             tracer.received(_frame0(frames), envelope.sender, envelope.sender_incarnation, envelope.seq, sid)
         self.handle(ev.Receive(sid, envelope))
+
+    def _flush_queued(self) -> None:
+        """Apply what other threads queued without the lock (released handles, spills)
+        now, so that their records do not fall between a receive's record and what the
+        receive causes (its `discarded` event must follow it, TRC-005). Holding the lock."""
+        if self.released or self.spill_events:
+            self.handle()
 
     def _authentic(self, frames: list[Any], sender: str, sid: str) -> bool:
         """SEC-011: whether the claimed ``sender`` is the PeerId bound to the key the
