@@ -569,6 +569,17 @@ FAULTS: dict[str, tuple[str, str]] = {
         "the ZMQ-007 check against the frame limit it announced: a task queued with a value "
         "argument over that limit goes out anyway.",
     ),
+    "send-uncarried-tasks": (
+        "HS-035",
+        "A first attempt of a task (or a CreateActor) that the chosen session cannot carry, a SHARED "
+        "argument on a session without borrowing say, is sent all the same instead of failing at home "
+        "with FEATURE_NOT_NEGOTIATED.",
+    ),
+    "unknown-message-stops-type": (
+        "GEN-040",
+        "After a ProtocolError(UNKNOWN_MESSAGE) naming one of its SubmitTasks, the IUT stops sending "
+        "SubmitTask to that peer incarnation: every later task for it fails at home with UNKNOWN_MESSAGE.",
+    ),
 }
 
 
@@ -1058,6 +1069,46 @@ def _repeat_hello_renegotiates(iut: Iut) -> None:
         on_hello(env, hello)
 
     core._on_hello = patched  # type: ignore[method-assign]
+
+
+def _send_uncarried_tasks(iut: Iut) -> None:
+    from ..core.messages import CreateActor, SubmitTask
+
+    core = iut.node.core
+    send_body = core._send_body
+
+    def patched(r: Any, body: Any) -> None:
+        if isinstance(body, (SubmitTask, CreateActor)) and getattr(body, "attempt", 1) == 1 \
+                and core._feature_problem(r, body) is not None:
+            core._send_sequenced(r, body)  # breaks HS-035: sent although the session cannot carry it
+            return
+        send_body(r, body)
+
+    core._send_body = patched  # type: ignore[method-assign]
+
+
+def _unknown_message_stops_type(iut: Iut) -> None:
+    from ..core.messages import SubmitTask
+
+    core = iut.node.core
+    on_error, send_body = core._on_ProtocolError, core._send_body
+    stopped: set[tuple[str, int]] = set()
+
+    def patched_error(r: Any, msg: Any) -> None:
+        req = r.requests.get(msg.related_seq) if msg.related_seq else None
+        if msg.error.code == ErrorCode.UNKNOWN_MESSAGE and req is not None and req[0] == "SubmitTask":
+            stopped.add((r.peer, r.incarnation))  # breaks GEN-040: the type is never sent to it again
+        on_error(r, msg)
+
+    def patched_send(r: Any, body: Any) -> None:
+        if isinstance(body, SubmitTask) and (r.peer, r.incarnation) in stopped:
+            info = ErrorInfo(ErrorCode.UNKNOWN_MESSAGE, f"{r.peer} does not know SubmitTask", "GEN-001")
+            core._request_refused(r, "SubmitTask", body.task_id, info)
+            return
+        send_body(r, body)
+
+    core._on_ProtocolError = patched_error  # type: ignore[method-assign]
+    core._send_body = patched_send  # type: ignore[method-assign]
 
 
 def _handshake_never_times_out(iut: Iut) -> None:
@@ -1791,6 +1842,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "empty-address-malformed": _empty_address_malformed,
     "unfitted-replies": _unfitted_replies,
     "refusal-code-for-queued": _refusal_code_for_queued,
+    "send-uncarried-tasks": _send_uncarried_tasks,
+    "unknown-message-stops-type": _unknown_message_stops_type,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
