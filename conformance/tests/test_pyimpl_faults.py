@@ -140,6 +140,7 @@ CATCHES = {
     "refusal-code-for-queued": "liveness/LIV-031-HS-015-refused-handshake-ends-queued-task-as-a-death",
     "send-uncarried-tasks": "handshake/HS-035-task-the-session-cannot-carry-fails-at-home",
     "unknown-message-stops-type": "handshake/GEN-040-unknown-message-answer-ends-one-request",
+    "repeat-hello-unchecked": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
 }
 
 

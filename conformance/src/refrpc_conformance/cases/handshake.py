@@ -561,3 +561,57 @@ def unknown_message_answer_ends_one_request(ctx: CaseContext) -> None:
     ctx.check("GEN-040", got2.get("value") == "second", "the second echo answered: get returns 'second'", got2)
     ended = [type(a.body).__name__ for a in e.received((Hello, Goodbye))][hellos_before:]
     ctx.check("GEN-040", not ended, "the session not ended or opened again (no Goodbye, no new Hello)", ended)
+
+
+@case(
+    "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
+    requirements=["HS-036", "HS-025", "SES-018", "HS-009"],
+    summary=(
+        "After a session is live and one task has run, the suite sends its Hello again three times, each "
+        "breaking one rule of HS-025: without `core`, with protocolMajor 1, with a 64 KiB frame limit. Each is "
+        "refused as HS-025 says (FEATURE_NOT_NEGOTIATED, PROTOCOL_VERSION, MALFORMED; sequence number 0), and "
+        "a Hello with an empty address gets no answer at all. The live session is left exactly as it was: the "
+        "next task runs under the next sequence number, the IUT's numbering continues, and a plain repeated "
+        "Hello is answered with the Welcome of the values negotiated first."
+    ),
+)
+def repeated_hello_checked_session_kept(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    first = link.welcome
+    assert first is not None
+    run_echo(ctx, peer, link, "one", requirement="HS-036")
+    first_reply_seq = max(a.seq for a in peer.received(TaskReply))
+    answers = (ProtocolError, Welcome)
+    for what, fields, code in (
+        ("without core", {"features": ("borrowing",)}, ErrorCode.FEATURE_NOT_NEGOTIATED),
+        ("of major version 1", {"protocol_major": 1}, ErrorCode.PROTOCOL_VERSION),
+        ("announcing 64 KiB frames", {"max_frame_bytes": 64 * 1024}, ErrorCode.MALFORMED),
+    ):
+        before = len(peer.received(answers))
+        link.hello(**fields)
+        ctx.wait_until(peer, lambda: len(peer.received(answers)) > before, requirement="HS-036",
+                       what=f"an answer to the repeated Hello {what}")
+        arrival = peer.received(answers)[before]
+        ctx.require("HS-036", isinstance(arrival.body, ProtocolError), f"the repeated Hello {what} refused",
+                    f"{type(arrival.body).__name__}: {arrival.body}")
+        check_error_code(ctx, arrival.body, (code,), requirement="HS-036", note=f"the repeated Hello {what}")
+        ctx.check("SES-018", arrival.seq == 0, "the refusal sent as an answer without a session (seq 0)",
+                  f"seq {arrival.seq}", note=f"the repeated Hello {what}")
+    before = len(peer.received(answers))
+    link.hello(address="")
+    run_echo(ctx, peer, link, "two", requirement="HS-036")
+    iut.quiesce()
+    late = [str(a.body) for a in peer.received(answers)[before:]]
+    ctx.check("HS-036", not late, "the repeated Hello with an empty address discarded without an answer", late)
+    second_reply = max(a.seq for a in peer.received(TaskReply))
+    ctx.check("HS-036", second_reply == first_reply_seq + 1,
+              f"the IUT's numbering of the live session continues (reply seq {first_reply_seq + 1})", f"seq {second_reply}")
+    before = len(peer.received(Welcome))
+    link.hello()
+    ctx.wait_until(peer, lambda: len(peer.received(Welcome)) > before, requirement="HS-036",
+                   what="a Welcome answering a plain repeated Hello")
+    w0, w1 = first.body, peer.received(Welcome)[before].body
+    ctx.check("HS-036", (w1.protocol_minor, set(w1.features), w1.max_frame_bytes, w1.heartbeat_interval_ms)
+              == (w0.protocol_minor, set(w0.features), w0.max_frame_bytes, w0.heartbeat_interval_ms),
+              f"the values negotiated when the session opened ({w0})", str(w1))
+    run_echo(ctx, peer, link, "three", requirement="HS-036")

@@ -580,6 +580,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "After a ProtocolError(UNKNOWN_MESSAGE) naming one of its SubmitTasks, the IUT stops sending "
         "SubmitTask to that peer incarnation: every later task for it fails at home with UNKNOWN_MESSAGE.",
     ),
+    "repeat-hello-unchecked": (
+        "HS-036",
+        "A Hello from an incarnation with a live session skips HS-025's rules: one without core, of another "
+        "major version or with a frame limit under 1 MiB is answered with the session's Welcome instead of "
+        "the ProtocolError HS-025 names.",
+    ),
 }
 
 
@@ -1109,6 +1115,24 @@ def _unknown_message_stops_type(iut: Iut) -> None:
 
     core._on_ProtocolError = patched_error  # type: ignore[method-assign]
     core._send_body = patched_send  # type: ignore[method-assign]
+
+
+def _repeat_hello_unchecked(iut: Iut) -> None:
+    core = iut.node.core
+    on_hello, refuse = core._on_hello, core._refuse_greeting
+
+    def patched(env: Any, hello: Any) -> None:
+        r = core.remotes.get(env.sender)
+        if r is not None and r.state == "alive" and r.incarnation == env.sender_incarnation:
+            core._refuse_greeting = lambda g: None  # breaks HS-036: a repeat is not checked
+            try:
+                on_hello(env, hello)
+            finally:
+                core._refuse_greeting = refuse
+            return
+        on_hello(env, hello)
+
+    core._on_hello = patched  # type: ignore[method-assign]
 
 
 def _handshake_never_times_out(iut: Iut) -> None:
@@ -1844,6 +1868,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "refusal-code-for-queued": _refusal_code_for_queued,
     "send-uncarried-tasks": _send_uncarried_tasks,
     "unknown-message-stops-type": _unknown_message_stops_type,
+    "repeat-hello-unchecked": _repeat_hello_unchecked,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
