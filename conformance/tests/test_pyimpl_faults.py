@@ -141,6 +141,7 @@ CATCHES = {
     "send-uncarried-tasks": "handshake/HS-035-task-the-session-cannot-carry-fails-at-home",
     "unknown-message-stops-type": "handshake/GEN-040-unknown-message-answer-ends-one-request",
     "repeat-hello-unchecked": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
+    "urlsafe-base64": "tasks/CNF-043-base64-data-written-exactly",
 }
 
 

@@ -586,6 +586,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "major version or with a frame limit under 1 MiB is answered with the session's Welcome instead of "
         "the ProtocolError HS-025 names.",
     ),
+    "urlsafe-base64": (
+        "CNF-043",
+        "The control channel writes {\"data\": ...} in the URL-safe base64 alphabet (- and _ for + and /) "
+        "without = padding.",
+    ),
 }
 
 
@@ -1133,6 +1138,21 @@ def _repeat_hello_unchecked(iut: Iut) -> None:
         on_hello(env, hello)
 
     core._on_hello = patched  # type: ignore[method-assign]
+
+
+def _urlsafe_base64(iut: Iut) -> None:
+    from . import _values
+
+    to_json = _values.to_json
+
+    def patched(obj: Any, keep: Any) -> Any:
+        out = to_json(obj, keep)
+        if isinstance(out, dict) and isinstance(out.get("data"), str) and len(out) == 1:
+            # breaks CNF-043: the URL-safe alphabet, no padding
+            return {"data": out["data"].replace("+", "-").replace("/", "_").rstrip("=")}
+        return out
+
+    _values.to_json = patched  # type: ignore[assignment]
 
 
 def _handshake_never_times_out(iut: Iut) -> None:
@@ -1869,6 +1889,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "send-uncarried-tasks": _send_uncarried_tasks,
     "unknown-message-stops-type": _unknown_message_stops_type,
     "repeat-hello-unchecked": _repeat_hello_unchecked,
+    "urlsafe-base64": _urlsafe_base64,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
