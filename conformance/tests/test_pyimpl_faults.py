@@ -142,6 +142,7 @@ CATCHES = {
     "unknown-message-stops-type": "handshake/GEN-040-unknown-message-answer-ends-one-request",
     "repeat-hello-unchecked": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
     "urlsafe-base64": "tasks/CNF-043-base64-data-written-exactly",
+    "keep-bad-copies": "fetch/OBJ-076-bad-stored-form-is-no-copy",
 }
 
 

@@ -591,6 +591,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The control channel writes {\"data\": ...} in the URL-safe base64 alphabet (- and _ for + and /) "
         "without = padding.",
     ),
+    "keep-bad-copies": (
+        "OBJ-076",
+        "A fetched copy is sealed without checking that its bytes decode as a stored form: a copy that is "
+        "not a Value is kept and announced to the owner (AddLocation), and reading it fails the task.",
+    ),
 }
 
 
@@ -1153,6 +1158,25 @@ def _urlsafe_base64(iut: Iut) -> None:
         return out
 
     _values.to_json = patched  # type: ignore[assignment]
+
+
+def _keep_bad_copies(iut: Iut) -> None:
+    from ..store import MemoryStore
+
+    store = iut.node.store
+    if not isinstance(store, MemoryStore):
+        return  # the spilling store (REFRPC_IUT_STORE_LIMIT) keeps its check
+
+    def seal(object_id: str) -> int:
+        with store._lock:
+            buf, coverage = store._building.pop(object_id)
+            store._used -= len(buf)
+            store._reserve(object_id)
+            store._sealed[object_id] = buf  # breaks OBJ-076: never decoded before it is kept
+            store._used += len(buf)
+        return len(buf)
+
+    store.seal = seal  # type: ignore[method-assign]
 
 
 def _handshake_never_times_out(iut: Iut) -> None:
@@ -1890,6 +1914,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "unknown-message-stops-type": _unknown_message_stops_type,
     "repeat-hello-unchecked": _repeat_hello_unchecked,
     "urlsafe-base64": _urlsafe_base64,
+    "keep-bad-copies": _keep_bad_copies,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
