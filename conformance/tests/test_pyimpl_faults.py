@@ -143,6 +143,7 @@ CATCHES = {
     "repeat-hello-unchecked": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
     "urlsafe-base64": "tasks/CNF-043-base64-data-written-exactly",
     "keep-bad-copies": "fetch/OBJ-076-bad-stored-form-is-no-copy",
+    "unaddressed-peer-dead-at-once": "liveness/ID-016-owner-without-an-address-waits-for-one",
 }
 
 

@@ -596,6 +596,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A fetched copy is sealed without checking that its bytes decode as a stored form: a copy that is "
         "not a Value is kept and announced to the owner (AddLocation), and reading it fails the task.",
     ),
+    "unaddressed-peer-dead-at-once": (
+        "ID-016",
+        "A peer incarnation the IUT needs a session with but knows no address for is declared dead at once, "
+        "instead of waiting out the handshake timeout for an address: what waited on it (a ref argument's "
+        "resolution) fails with OWNER_DIED at once.",
+    ),
 }
 
 
@@ -1177,6 +1183,18 @@ def _keep_bad_copies(iut: Iut) -> None:
         return len(buf)
 
     store.seal = seal  # type: ignore[method-assign]
+
+
+def _unaddressed_peer_dead_at_once(iut: Iut) -> None:
+    core = iut.node.core
+    send_hello = core._send_hello
+
+    def patched(r: Any) -> None:
+        send_hello(r)
+        if not r.address and r.state == "connecting":
+            core._declare_dead(r, "silence", "no address known")  # breaks ID-016: no wait for an address
+
+    core._send_hello = patched  # type: ignore[method-assign]
 
 
 def _handshake_never_times_out(iut: Iut) -> None:
@@ -1915,6 +1933,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "repeat-hello-unchecked": _repeat_hello_unchecked,
     "urlsafe-base64": _urlsafe_base64,
     "keep-bad-copies": _keep_bad_copies,
+    "unaddressed-peer-dead-at-once": _unaddressed_peer_dead_at_once,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
