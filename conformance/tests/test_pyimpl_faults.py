@@ -144,6 +144,7 @@ CATCHES = {
     "urlsafe-base64": "tasks/CNF-043-base64-data-written-exactly",
     "keep-bad-copies": "fetch/OBJ-076-bad-stored-form-is-no-copy",
     "unaddressed-peer-dead-at-once": "liveness/ID-016-owner-without-an-address-waits-for-one",
+    "member-admits-joiners": "security/SEC-024-member-hears-only-bound-peers",
 }
 
 

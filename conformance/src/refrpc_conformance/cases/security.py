@@ -254,3 +254,35 @@ def member_serves_with_its_own_key(ctx: CaseContext) -> None:
                          server_key=iut_public)
     link = ctx.session(head, iut)
     run_echo(ctx, head, link, "from the head", requirement="SEC-040")
+
+
+@case(
+    "security/SEC-024-member-hears-only-bound-peers",
+    requirements=["SEC-024", "SEC-022", "CNF-035"],
+    summary=(
+        "The IUT is a member of a cluster whose head the suite plays; it has applied no view, so only `head` is "
+        "bound (by its key file). Two suite peers that hold the key file greet it and send a sequenced echo: "
+        "one with a key pair of its own and a valid join proof (what a joiner presents to the head, which a "
+        "member does not admit), the other with the member key SEC-016 derives for its PeerId. Neither may "
+        "receive anything (no Welcome, no ProtocolError, no TaskReply). The head then completes a session and "
+        "runs echo. Needs `head_member = true`."
+    ),
+)
+def member_hears_only_bound_peers(ctx: CaseContext) -> None:
+    import zmq
+
+    key, head_pair, iut_public, iut = _head_cluster(ctx)
+    own = zmq.curve_keypair()
+    joiner = ctx.wire_peer("joiner", cluster_key=key, client_key=own, router_key=own, server_key=iut_public)
+    derived = ctx.wire_peer("derived", cluster_key=key, server_key=iut_public)
+    for peer in (joiner, derived):
+        link = peer.connect(iut.peer_id, iut.address, iut.incarnation)
+        link.hello()
+        link.send(task(peer, "echo", [by_value(f"from {peer.peer_id}, bound by no view")]), seq=1)
+    head = ctx.wire_peer("head", cluster_key=key, client_key=head_pair, router_key=head_pair, server_key=iut_public)
+    link = ctx.session(head, iut)
+    run_echo(ctx, head, link, "from the head", requirement="SEC-024")
+    for peer, what in ((joiner, "a peer with its own key and a valid join proof"),
+                       (derived, "a peer with the member key derived for its PeerId")):
+        got = _no_welcome(ctx, peer, 2.0)
+        ctx.check("SEC-024", not got, f"nothing answers {what}, which no view binds", got)

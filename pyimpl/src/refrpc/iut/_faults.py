@@ -602,6 +602,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "instead of waiting out the handshake timeout for an address: what waited on it (a ref argument's "
         "resolution) fails with OWNER_DIED at once.",
     ),
+    "member-admits-joiners": (
+        "SEC-024",
+        "As a member of a cluster with a head, the peer binds any PeerId to the key of a connection that "
+        "announced a valid join proof for it, as only the head may (SEC-023), instead of listening only to "
+        "PeerIds its views bind.",
+    ),
 }
 
 
@@ -1934,6 +1940,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "urlsafe-base64": _urlsafe_base64,
     "keep-bad-copies": _keep_bad_copies,
     "unaddressed-peer-dead-at-once": _unaddressed_peer_dead_at_once,
+    "member-admits-joiners": lambda iut: setattr(iut.node, "admits_joiners", True),  # breaks SEC-024
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
