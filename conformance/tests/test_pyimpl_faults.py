@@ -145,6 +145,7 @@ CATCHES = {
     "keep-bad-copies": "fetch/OBJ-076-bad-stored-form-is-no-copy",
     "unaddressed-peer-dead-at-once": "liveness/ID-016-owner-without-an-address-waits-for-one",
     "member-admits-joiners": "security/SEC-024-member-hears-only-bound-peers",
+    "rebind-joined-peer": "security/SEC-023-head-binds-the-first-joiner",
 }
 
 

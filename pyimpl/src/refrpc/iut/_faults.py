@@ -608,6 +608,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "announced a valid join proof for it, as only the head may (SEC-023), instead of listening only to "
         "PeerIds its views bind.",
     ),
+    "rebind-joined-peer": (
+        "SEC-023",
+        "As the head, the peer binds a PeerId anew to the key of any connection that announces a valid "
+        "join proof for it, although the PeerId is bound to another key and its incarnation is live: "
+        "anyone with the credential can take over a live member's PeerId.",
+    ),
 }
 
 
@@ -1552,6 +1558,20 @@ def _head_by_join_proof(iut: Iut) -> None:
     node._bound = patched  # type: ignore[method-assign]
 
 
+def _rebind_joined_peer(iut: Iut) -> None:
+    node = iut.node
+    bound = node._bound
+
+    def patched(sender: str, user_id: Any, proof: Any) -> bool:
+        if (node.admits_joiners and sender in node.keys and sender != node.peer_id and isinstance(user_id, str)
+                and node.cluster_key.accepts_join(sender, user_id, proof, node.clock())):
+            node.keys[sender] = user_id  # breaks SEC-023: a live member's binding replaced
+            return True
+        return bound(sender, user_id, proof)
+
+    node._bound = patched  # type: ignore[method-assign]
+
+
 def _trust_claimed_sender(iut: Iut) -> None:
     iut.node._authentic = lambda frames, sender, sid: True  # type: ignore[method-assign]  # breaks SEC-011
 
@@ -1941,6 +1961,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "keep-bad-copies": _keep_bad_copies,
     "unaddressed-peer-dead-at-once": _unaddressed_peer_dead_at_once,
     "member-admits-joiners": lambda iut: setattr(iut.node, "admits_joiners", True),  # breaks SEC-024
+    "rebind-joined-peer": _rebind_joined_peer,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
