@@ -21,7 +21,7 @@ from .messages import (
     SubmitTask,
     TaskReply,
 )
-from ._tasks import _demand, _use
+from ._tasks import _demand, _use, wire_demand
 from .state import Demand, ExecTask, HostedActor, OwnedActor, Remote
 
 if TYPE_CHECKING:
@@ -119,7 +119,9 @@ class Actors:
             self._remote(a.host, w[0] if w else self._address_of(a.host))
             self._reserve(a, +1)
         self._story(a.actor_id, "create", f"on {a.host}")
-        self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts, a.max_concurrency), w[0] if w else self._address_of(a.host))
+        cpu, named = wire_demand(a.demand)  # ACT-026: the host holds it for the actor's life
+        self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts, a.max_concurrency, cpu, named),
+                   w[0] if w else self._address_of(a.host))
 
     def _actor_route(self: Peer, actor_id: ActorId, executor: PeerId) -> tuple[PeerId, int]:
         a = self.owned_actors.get(actor_id)
@@ -166,6 +168,7 @@ class Actors:
     # ------------------------------------------------------------ host side
     def _on_CreateActor(self: Peer, r: Remote, msg: CreateActor) -> None:
         self._check_args(msg.args)  # VAL-015
+        self._check_demand(msg)  # TASK-054, ACT-030
         if msg.actor_id in self.hosted:
             return  # duplicate (RPC-001)
         self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation,
@@ -175,7 +178,10 @@ class Actors:
             if ex is not None and ex.state == "resolving":
                 self._actor_enqueue(key)
         # Creation runs like a task with no returns: same argument resolution (TASK-002).
-        spec = SubmitTask(f"{msg.actor_id}#create", msg.class_name, msg.args, ())
+        # Its demand is the actor's lifetime demand, which the executor holds from the
+        # constructor's start until the actor is dead (ACT-027).
+        spec = SubmitTask(f"{msg.actor_id}#create", msg.class_name, msg.args, (), cpu_demand=msg.cpu_demand,
+                          resources=msg.resources)
         self.actor_creations[(r.peer, r.incarnation, spec.task_id, 1)] = msg.actor_id
         self._on_SubmitTask(r, spec)
 
@@ -183,7 +189,8 @@ class Actors:
         actor_id = self.actor_creations[key]
         h = self.hosted.get(actor_id)
         self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved, owner=ex.owner,
-                             max_concurrency=h.max_concurrency if h else 1))
+                             max_concurrency=h.max_concurrency if h else 1, cpu_demand=ex.spec.cpu_demand,
+                             resources=tuple((a.name, a.amount) for a in ex.spec.resources)))
 
     def _creation_failed(self: Peer, key: ExecKey, error: ErrorInfo) -> None:
         """The constructor could not run (an argument failed, TASK-009, or it raised)."""
@@ -200,6 +207,17 @@ class Actors:
         key = next((k for k, a in self.actor_creations.items() if a == s.actor_id), None)
         ex = self.exec_tasks.get(key) if key is not None else None
         if h is None or key is None or ex is None or ex.state != "running":
+            return
+        if h.state == "dead":
+            # Killed (ACT-006) while its creation waited for room or its constructor ran
+            # (ACT-029): the owner was told DEAD already; the creation's records go, and
+            # an instance built after the stop goes too.
+            del self.actor_creations[key]
+            del self.exec_tasks[key]
+            self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+            self._release_exec_holds(ex)
+            if s.error is None:
+                self._out(StopActor(self._sid, h.actor_id))
             return
         if s.error is not None:
             self._creation_failed(key, s.error)
