@@ -200,7 +200,13 @@ class Actors:
         self._release_exec_holds(ex)
         h = self.hosted.get(actor_id)
         if h is not None:
-            self._hosted_actor_dead(h, error)
+            calls = error
+            if error.code is ErrorCode.RESOURCE_EXHAUSTED:
+                # ACT-028: it never came to life here, so its queued calls are calls to a
+                # dead actor (ACT-004); the owner learns why from the ActorStatus.
+                calls = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {actor_id} was never created: {error.message}",
+                                  "ACT-028")
+            self._hosted_actor_dead(h, error, calls=calls)
 
     def _actor_ready(self: Peer, s: ActorReady) -> None:
         h = self.hosted.get(s.actor_id)
@@ -249,7 +255,9 @@ class Actors:
         self._out(StopActor(self._sid, h.actor_id))
         self._hosted_actor_dead(h, ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {h.actor_id} was killed", "ACT-006"))
 
-    def _hosted_actor_dead(self: Peer, h: HostedActor, info: ErrorInfo, notify: bool = True) -> None:
+    def _hosted_actor_dead(self: Peer, h: HostedActor, info: ErrorInfo, notify: bool = True,
+                           calls: ErrorInfo | None = None) -> None:
+        """``h`` is dead with ``info``; its queued calls are answered ``calls`` (default ``info``)."""
         h.state = "dead"
         queue, h.queue = list(h.queue), deque()
         for key, ex in list(self.exec_tasks.items()):
@@ -262,7 +270,7 @@ class Actors:
         for key in queue:
             ex = self.exec_tasks.get(key)
             if ex is not None and ex.state == "resolving":
-                self._reply_unrun(key, ex, info)
+                self._reply_unrun(key, ex, calls or info)
         if notify:
             self._send(h.owner, ActorStatus(h.actor_id, ActorState.DEAD, info))  # ACT-002
 
