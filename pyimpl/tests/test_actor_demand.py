@@ -160,3 +160,22 @@ def test_an_actor_asking_for_more_than_its_host_offers_dies_and_its_calls_fail(h
     assert not os.path.exists(path)
     _probe()  # the worker serves on, its gpu free: a gpu task runs
     assert refrpc.get(af.touch.options(num_cpus=0, resources=GPU).remote(str(tmp_path / "t")), timeout=60) is True
+
+
+def test_an_actor_killed_while_its_creation_waits_for_the_gpu_never_runs(head, tmp_path):
+    # b holds the gpu; c (gpu) waits at the worker; killing c fails its call and c's
+    # constructor never runs, even once b is killed and the gpu is free.       ACT-029
+    b = af.Marker.options(resources=GPU).remote(str(tmp_path / "b"))
+    assert refrpc.get(b.ping.remote(), timeout=60) is True
+    c_path = str(tmp_path / "c")
+    c = af.Marker.options(resources=GPU).remote(c_path)
+    c_ping = c.ping.remote()
+    _probe()
+    assert not os.path.exists(c_path)
+    refrpc.kill(c)
+    with pytest.raises(refrpc.ActorDiedError):
+        refrpc.get(c_ping, timeout=60)
+    refrpc.kill(b)
+    # The gpu is free again (c took nothing): a gpu task runs, and c was never built.
+    assert refrpc.get(af.touch.options(num_cpus=0, resources=GPU).remote(str(tmp_path / "t")), timeout=60) is True
+    assert not os.path.exists(c_path)
