@@ -616,7 +616,7 @@ struct ResourceAmount {
 
   name @0 :Text;
   # The resource's name, as executors offer it (`gpu`); never empty, never `CPU`
-  # (CPU slots travel in SubmitTask.cpuDemand).
+  # (CPU slots travel in SubmitTask.cpuDemand and CreateActor.cpuDemand).
 
   amount @1 :UInt64;
   # How much of it, in ten-thousandths (10000 = one `gpu`).
