@@ -20,7 +20,7 @@ FRAMES ?= 200000
 RUNS   ?= 50
 SEED   ?= 1
 
-.PHONY: test demo demo-sim bench bench-hosts bench-datapath docs simulate fuzz partitions spec-index capnp chromium nft conformance conformance-faults clean
+.PHONY: test demo demo-sim bench bench-hosts bench-datapath docs simulate fuzz partitions spec-index capnp chromium netfilter conformance conformance-faults clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,14 +39,15 @@ capnp:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq capnproto >/dev/null; }
 
-# nftables, for the multi-host test bed's lossy links (Debian package nftables); if it
-# cannot be installed, the tests of lossy links are skipped and say why.
-nft:
-	@command -v nft >/dev/null 2>&1 || { \
-	  echo "installing nftables with apt-get (lossy links on the multi-host test bed)"; \
+# nftables and iptables, for the multi-host test bed's lossy links (nft) and slow links
+# (iptables' NFQUEUE target), Debian packages nftables and iptables; if they cannot be
+# installed, the tests of lossy or slow links are skipped and say why.
+netfilter:
+	@{ command -v nft >/dev/null 2>&1 && command -v iptables >/dev/null 2>&1; } || { \
+	  echo "installing nftables and iptables with apt-get (lossy and slow links on the multi-host test bed)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nftables >/dev/null; } || \
-	  echo "could not install nftables: the lossy-link tests will be skipped"; }
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nftables iptables >/dev/null; } || \
+	  echo "could not install nftables and iptables: the lossy- and slow-link tests will be skipped"; }
 
 # A headless browser for the trace inspector's HTML test (Debian packages chromium and
 # chromium-driver); if it cannot be installed, that test is skipped and says why.
@@ -60,7 +61,7 @@ chromium:
 # One run per test directory, so that each keeps its own pytest settings (pyproject.toml).
 # pyimpl's tests run in two processes (pytest-xdist), a test file's tests in one of them:
 # most of them wait on real processes and sockets, so two at a time use CI's two cores.
-test: $(STAMP) capnp chromium nft
+test: $(STAMP) capnp chromium netfilter
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 pyimpl/tests
 	$(PY) -m pytest -q --durations=5 conformance/tests
 	$(PY) -m pytest -q tools/trace/tests

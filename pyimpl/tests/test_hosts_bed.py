@@ -146,3 +146,39 @@ def test_a_lossy_link_loses_its_share_each_way_and_heals(bed):
     assert _udp_received(bed, 1, 3, 6005) == 2000
     with pytest.raises(ValueError):
         bed.degrade(1, 1.5)
+
+
+_ECHO = ("import socket,sys\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+         "s.bind(('0.0.0.0',int(sys.argv[1])));s.listen();print('up',flush=True)\n"
+         "while True:\n c=s.accept()[0]\n d=c.recv(64)\n while d:\n  c.sendall(d);d=c.recv(64)\n c.close()\n")
+_PING = ("import socket,sys,time\nc=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=30)\n"
+         "c.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1)\nfor _ in range(5):\n"
+         " t=time.monotonic();c.sendall(b'x');c.recv(8);print(time.monotonic()-t)\n")
+
+
+def _round_trips(bed, src: int, dst: int, port: int) -> list[float]:
+    """Five one-byte TCP round trips from ``src`` to an echo on ``dst``, in seconds."""
+    out = bed.run(src, [sys.executable, "-c", _PING, bed.address(dst), str(port)], check=True, timeout=60).stdout
+    return [float(x) for x in out.split()]
+
+
+@pytest.mark.skipif(bool(hosts.delay_unavailable()), reason=hosts.delay_unavailable() or "")
+def test_a_slow_link_holds_packets_back_each_way_and_heals(bed):
+    for k in (1, 2, 3):
+        echo = bed.spawn(k, [sys.executable, "-c", _ECHO, "6101"], stdout=subprocess.PIPE, text=True)
+        assert echo.stdout.readline().strip() == "up"
+    bed.delay(2, 0.1)
+    try:
+        assert min(_round_trips(bed, 2, 1, 6101)) >= 0.2  # 0.1 s out and 0.1 s back, every time
+        assert min(_round_trips(bed, 1, 2, 6101)) >= 0.2  # whoever opens the connection
+        assert min(_round_trips(bed, 1, 3, 6101)) < 0.1  # a link between two other hosts is not slow
+        bed.delay(3, 0.05)  # two slow links in a row add up: 0.15 s each way
+        assert min(_round_trips(bed, 3, 2, 6101)) >= 0.3
+        assert bed.delayed(1) > 0 and bed.delayed(2) > 0
+    finally:
+        bed.delay(2, 0)
+        bed.delay(3, 0)
+    assert all(h.holder is None for h in bed.hosts)  # nothing is held any more...
+    assert min(_round_trips(bed, 2, 1, 6101)) < 0.1  # ...and the link is fast again
+    with pytest.raises(ValueError):
+        bed.delay(1, -0.5)

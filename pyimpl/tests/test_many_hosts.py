@@ -68,6 +68,26 @@ def test_a_lossy_link_slows_the_cluster_but_loses_no_value(cluster):
     assert after["workers"] == before["workers"] and after["fenced"] == before["fenced"]
 
 
+@pytest.mark.skipif(bool(hosts.delay_unavailable()), reason=hosts.delay_unavailable() or "")
+def test_a_slow_link_slows_the_cluster_but_declares_nobody_dead(cluster):
+    # h2's link holds every packet back 30 ms each way, far below the detection
+    # timeout: each task on h2 costs at least the 60 ms round trip, values cross the
+    # link right, and nobody is declared dead for the delay.
+    d, bed = cluster.first, cluster.bed
+    before = d("view")
+    bed.delay(2, 0.03)
+    try:
+        out = d("round_trips", n=5, resources={"h2": 1}, timeout=60)
+        assert out["values"] == ["h2"] * 5 and min(out["seconds"]) >= 0.06, out
+        out = d("data", sizes=[300_000, 4_000_000], make_on={"h2": 1}, read_on={"h1": 1}, timeout=120)
+        assert not out["errors"] and out["right"] == [True, True]
+        assert bed.delayed(1) > 0 and bed.delayed(2) > 0
+    finally:
+        bed.delay(2, 0)
+    after = d("view")
+    assert after["workers"] == before["workers"] and after["fenced"] == before["fenced"]
+
+
 def test_a_worker_that_joins_later_is_used_by_earlier_workers_and_drivers(cluster):
     d = cluster.first
     before = d("view")["version"]

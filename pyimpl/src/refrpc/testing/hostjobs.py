@@ -100,6 +100,15 @@ def _op(cmd: dict[str, Any], state: dict[str, Any]) -> Any:
             fn = fn.options(max_retries=int(cmd["retries"]))
         refs = [fn.remote(cmd.get("delay", 0.0)) for _ in range(int(cmd.get("n", 1)))]
         return _outcomes(refs, timeout)
+    if op == "round_trips":
+        # One task at a time, each waited for: where it ran and how long each took.
+        fn = where.options(resources=cmd["resources"]) if cmd.get("resources") else where
+        hosts, seconds = [], []
+        for _ in range(int(cmd.get("n", 5))):
+            start = time.monotonic()
+            hosts.append(refrpc.get(fn.remote(), timeout=timeout))
+            seconds.append(time.monotonic() - start)
+        return {"values": hosts, "seconds": seconds}
     if op == "nested":
         fn = where_nested.options(resources=cmd["outer"]) if cmd.get("outer") else where_nested
         refs = [fn.remote(int(cmd.get("k", 2)), cmd.get("delay", 0.0), cmd.get("resources"))

@@ -15,9 +15,11 @@ Links can be shaped (``tc tbf``: bandwidth) and cut and healed: symmetric or one
 way (``blackhole`` routes, packets vanish as on a broken network), or a whole
 host taken off the network (its link set down) or lost for good (every process
 of it killed, its link down), and made lossy (:meth:`HostBed.degrade`: nftables
-drops a share of the packets each way, chosen at random). ``tc netem`` is not used
-(it is missing on many kernels, this project's CI included): the bed emulates no
-latency.
+drops a share of the packets each way, chosen at random), or slow
+(:meth:`HostBed.delay`: each packet held back for a fixed time each way).
+``tc netem`` is not used (it is missing on many kernels, this project's CI
+included): latency comes from netfilter's userspace queue instead, a packet
+holder run in each affected host (:mod:`refrpc.testing._delay`).
 
 Every name carries this process's id, so parallel beds never clash. A bed
 removes everything it made (processes, namespaces with their interfaces and
@@ -31,11 +33,13 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -80,6 +84,17 @@ def loss_unavailable() -> str:
         return why
     if shutil.which("nft") is None:
         return "lossy links on the test bed need `nft` (Debian package nftables), not found"
+    return ""
+
+
+def delay_unavailable() -> str:
+    """Why :meth:`HostBed.delay` cannot run here ("" if it can): it needs ``iptables``
+    (its ``NFQUEUE`` target sends packets to the holder)."""
+    why = unavailable()
+    if why:
+        return why
+    if shutil.which("iptables") is None:
+        return "slow links on the test bed need `iptables` (Debian package iptables), not found"
     return ""
 
 
@@ -186,6 +201,10 @@ class Host:
     anchor: subprocess.Popen | None = None
     processes: list[subprocess.Popen] = field(default_factory=list)
     lost: bool = False
+    #: The packet holder of a host that delays some of what reaches it (HostBed.delay).
+    holder: subprocess.Popen | None = None
+    #: The sources whose packets this host's holder gets ("*" for every source).
+    queued: tuple[str, ...] = ()
 
 
 class HostBed:
@@ -211,6 +230,7 @@ class HostBed:
                            os.path.join(self.directory, f"h{k}")) for k in range(1, hosts + 1)]
         self._cuts: set[tuple[str, str]] = set()
         self._loss: dict[str, float] = {}
+        self._delay: dict[str, float] = {}
         #: Processes of lost hosts (kept to check that none outlives the bed).
         self.retired: list[subprocess.Popen] = []
         self._closed = False
@@ -382,6 +402,94 @@ class HostBed:
         if done.returncode != 0:
             raise BedError(f"nft on {h.name}: {done.stderr.strip()}")
 
+    def delay(self, which: str | int, seconds: float) -> None:
+        """Hold every packet on host ``which``'s link back for ``seconds`` (0 to 10)
+        each way, as a long cable or a slow path does; 0 restores the link. A packet
+        between two slow hosts is held for the sum of their delays (two links in a
+        row). Each host holds what reaches it: a slow host holds everything that
+        reaches it on ``eth0``, the others what comes from slow hosts, so links
+        between hosts that are not slow are untouched (:func:`delay_unavailable`)."""
+        if not 0 <= seconds <= 10:
+            raise ValueError(f"a delay is 0 to 10 seconds, not {seconds!r}")
+        why = delay_unavailable()
+        if why:
+            raise BedError(why)
+        name = self.host(which).name
+        if seconds:
+            self._delay[name] = float(seconds)
+        else:
+            self._delay.pop(name, None)
+        for h in self.hosts:
+            if not h.lost:
+                self._apply_delay(h)
+
+    def delayed(self, which: str | int) -> int:
+        """Packets host ``which``'s holder has held back and let through so far."""
+        try:
+            with open(self._count_file(self.host(which))) as f:
+                return int(f.read() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _count_file(self, h: Host) -> str:
+        return os.path.join(h.directory, "delayed-packets")
+
+    def _apply_delay(self, h: Host) -> None:
+        """Give host ``h``'s holder its table, and send it the packets the table covers:
+        start the holder when the host first needs one, stop it when it needs none."""
+        own = self._delay.get(h.name, 0.0)
+        table = {self.host(o).address: own + d for o, d in self._delay.items() if o != h.name}
+        queued: tuple[str, ...] = ("*",) if own else tuple(sorted(table))
+        if own:
+            table["*"] = own
+        for source in set(h.queued) - set(queued):  # first, so nothing is queued to a holder that stops
+            _sh(["ip", "netns", "exec", h.netns, "iptables", "-D", "INPUT", *self._match(source)], check=False)
+        if not queued:
+            if h.holder is not None:
+                self._stop_holder(h)
+            h.queued = ()
+            return
+        if h.holder is None or h.holder.poll() is not None:
+            self._start_holder(h)
+        assert h.holder is not None and h.holder.stdin is not None and h.holder.stdout is not None
+        h.holder.stdin.write(json.dumps(table) + "\n")
+        h.holder.stdin.flush()
+        if h.holder.stdout.readline().strip() != "ok":
+            raise BedError(f"the packet holder of {h.name} did not take its table")
+        for source in set(queued) - set(h.queued):
+            _sh(["ip", "netns", "exec", h.netns, "iptables", "-A", "INPUT", *self._match(source)])
+        h.queued = queued
+
+    @staticmethod
+    def _match(source: str) -> list[str]:
+        where = [] if source == "*" else ["-s", source]
+        return ["-i", "eth0", *where, "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"]
+
+    def _start_holder(self, h: Host) -> None:
+        h.holder = subprocess.Popen(
+            ["ip", "netns", "exec", h.netns, sys.executable, "-m", "refrpc.testing._delay",
+             "--count", self._count_file(h)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(h.name))
+        assert h.holder.stdout is not None
+        line = h.holder.stdout.readline()
+        if line.strip() != "ready":
+            err = h.holder.stderr.read() if h.holder.stderr else ""
+            h.holder.kill()
+            h.holder.wait()
+            h.holder = None
+            raise BedError(f"the packet holder of {h.name} did not start: {line}{err}")
+
+    def _stop_holder(self, h: Host) -> None:
+        """Close the holder's input: it lets what it still holds through and exits."""
+        holder, h.holder = h.holder, None
+        if holder is None:
+            return
+        try:
+            holder.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.communicate()
+
     def cut(self, a: str | int, b: str | int, *, both: bool = True) -> None:
         """Packets from host ``a`` to host ``b`` vanish (and from ``b`` to ``a`` unless
         ``both`` is False: a one-way cut)."""
@@ -426,7 +534,8 @@ class HostBed:
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 pass
-        self.retired.extend(h.processes + ([h.anchor] if h.anchor else []))
+        self.retired.extend(h.processes + ([h.anchor] if h.anchor else []) + ([h.holder] if h.holder else []))
+        h.holder, h.queued = None, ()
 
     def revive(self, which: str | int) -> None:
         """A lost host comes back as a new machine at the same address: on the network
@@ -437,6 +546,10 @@ class HostBed:
         self._start_anchor(h)
         h.processes = []
         h.lost = False
+        if shutil.which("iptables"):  # the old machine's rules (only the bed adds any)
+            _sh(["ip", "netns", "exec", h.netns, "iptables", "-F", "INPUT"], check=False)
+        if self._delay:
+            self._apply_delay(h)
         self.rejoin(h.name)
 
     def can_reach(self, a: str | int, b: str | int, port: int, timeout: float = 1.0) -> bool:
@@ -444,8 +557,6 @@ class HostBed:
         code = (f"import socket,sys\ns=socket.socket();s.settimeout({timeout})\n"
                 f"try:\n s.connect(({self.address(b)!r},{port}));print('yes')\n"
                 "except OSError as e:\n print('no', e)\n")
-        import sys
-
         return self.run(a, [sys.executable, "-c", code], timeout=timeout + 10).stdout.startswith("yes")
 
     # ------------------------------------------------------------------ cleanup
@@ -458,7 +569,8 @@ class HostBed:
         return found
 
     def _processes(self) -> list[subprocess.Popen]:
-        return self.retired + [p for h in self.hosts for p in h.processes + ([h.anchor] if h.anchor else [])]
+        return self.retired + [p for h in self.hosts
+                               for p in h.processes + [q for q in (h.anchor, h.holder) if q is not None]]
 
     def close(self) -> None:
         """Kill every process of the bed and remove its namespaces and directory (idempotent)."""
@@ -473,7 +585,7 @@ class HostBed:
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 pass
-            for stream in (p.stdout, p.stderr):
+            for stream in (p.stdin, p.stdout, p.stderr):
                 if stream is not None:
                     stream.close()
         for ns in [h.netns for h in self.hosts] + [self.switch]:

@@ -18,7 +18,9 @@ head and a worker, h2 and h3 a worker each, h4 the driver. The kinds of fault:
 ``flap``    a link cut and healed again and again, each cut shorter than the
             detection timeout;
 ``lossy``   a host's link loses 2% to 10% of its packets each way (chosen at
-            random) for a few seconds, then is clean again (needs ``nft``).
+            random) for a few seconds, then is clean again (needs ``nft``);
+``slow``    a host's link holds every packet back 50 to 500 ms each way for a
+            few seconds, then is fast again (needs ``iptables``).
 
 Each run checks (the run's *problems* otherwise):
 
@@ -56,8 +58,10 @@ from typing import Any
 from .hostjobs import BedCluster
 from .hosts import HostBed
 
-#: ``lossy`` needs nftables (HostBed.degrade); without ``nft`` it is left out.
-KINDS = ("short", "long", "oneway", "lose", "head", "flap") + (("lossy",) if shutil.which("nft") else ())
+#: ``lossy`` needs nftables (HostBed.degrade) and ``slow`` iptables (HostBed.delay);
+#: a kind whose tool is missing is left out.
+KINDS = (("short", "long", "oneway", "lose", "head", "flap") + (("lossy",) if shutil.which("nft") else ())
+         + (("slow",) if shutil.which("iptables") else ()))
 #: The detection timeout of the default settings (LIV-003): 6 x 250 ms.
 DETECTION_S = 1.5
 WORKER_HOSTS = ("h1", "h2", "h3")
@@ -79,12 +83,15 @@ class Nemesis:
     times: int = 1
     #: ``lossy``: the share of packets lost each way.
     loss: float = 0.0
+    #: ``slow``: how long each packet is held back each way, in seconds.
+    delay_s: float = 0.0
 
     def __str__(self) -> str:
         what = {"short": f"cut {self.a}<->{self.b}", "long": f"cut {self.a}<->{self.b}",
                 "oneway": f"cut {self.a}->{self.b}", "lose": f"lose {self.a}",
                 "head": "cut h1 off from every host", "flap": f"cut {self.a}<->{self.b} {self.times} times",
-                "lossy": f"{self.a}'s link loses {self.loss:.0%}"}[self.kind]
+                "lossy": f"{self.a}'s link loses {self.loss:.0%}",
+                "slow": f"{self.a}'s link holds packets {self.delay_s * 1000:.0f} ms"}[self.kind]
         return f"{self.kind}: {what} at +{self.start_s:.2f} s" + (f" for {self.duration_s:.2f} s" if self.duration_s else "")
 
 
@@ -101,6 +108,9 @@ def nemesis_for(seed: int, kinds: tuple[str, ...] = KINDS) -> Nemesis:
     if kind == "lossy":
         return Nemesis(kind, rng.choice(hosts), "", start, round(rng.uniform(2.0, 4.0), 2),
                        loss=round(rng.uniform(0.02, 0.10), 3))
+    if kind == "slow":
+        return Nemesis(kind, rng.choice(hosts), "", start, round(rng.uniform(2.0, 4.0), 2),
+                       delay_s=round(rng.uniform(0.05, 0.5), 3))
     if kind == "flap":
         a, b = rng.sample(hosts, 2)
         return Nemesis(kind, a, b, start, round(rng.uniform(0.2, DETECTION_S * 0.4), 2), rng.randint(3, 6))
@@ -248,6 +258,8 @@ class Jepsen:
             bed.lose(nemesis.a)
         elif nemesis.kind == "lossy":
             bed.degrade(nemesis.a, nemesis.loss)
+        elif nemesis.kind == "slow":
+            bed.delay(nemesis.a, nemesis.delay_s)
         elif nemesis.kind == "flap":
             for _ in range(nemesis.times - 1):
                 bed.cut(nemesis.a, nemesis.b)
@@ -260,6 +272,8 @@ class Jepsen:
             bed.heal()
             if nemesis.kind == "lossy":
                 bed.degrade(nemesis.a, 0)
+            if nemesis.kind == "slow":
+                bed.delay(nemesis.a, 0)
             self._step("healed")
         answer = d.receive(BOUND_S)
         self._step(f"workload answered: {json.dumps(answer)[:600]}")
