@@ -121,6 +121,8 @@ CATCHES = {
     "zero-cpu-waits": "tasks/TASK-051-task-taking-nothing-runs-beside-a-full-slot",
     "run-without-resource": "tasks/TASK-053-named-resource-not-offered",
     "resources-named-twice-accepted": "tasks/TASK-054-resource-named-twice-is-malformed",
+    "actors-hold-nothing": "actors/ACT-027-actor-holds-the-slot-a-task-waits-for",
+    "actor-resources-unchecked": "actors/ACT-028-ACT-030-actor-asking-for-a-resource-not-offered",
     "invalid-utf8-accepted": "malformed/ID-011-empty-function-and-invalid-utf8",
     "unsequenced-errors-name-nothing": "session/SES-038-ERR-003-unsequenced-error-ends-the-request",
     "wrong-state-means-dead": "session/SES-039-wrong-state-answer-is-no-death",

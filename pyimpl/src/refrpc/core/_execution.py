@@ -14,6 +14,7 @@ from .messages import (
     ArgKind,
     BorrowRelease,
     CancelTask,
+    CreateActor,
     Encoding,
     ErrorCode,
     ErrorInfo,
@@ -51,8 +52,8 @@ class Execution:
                 raise ProtocolViolation(ErrorCode.MALFORMED, f"argument {i} of kind {a.kind.value} does not carry exactly its member", "VAL-015")
 
     @staticmethod
-    def _check_demand(spec: SubmitTask) -> None:
-        """TASK-054: each named resource is named once, never empty nor ``CPU``."""
+    def _check_demand(spec: SubmitTask | CreateActor) -> None:
+        """TASK-054 (ACT-030 for an actor): each named resource is named once, never empty nor ``CPU``."""
         if not spec.resources:
             return
         names = [r.name for r in spec.resources]
