@@ -90,3 +90,26 @@ def test_an_actor_call_takes_nothing():
     net.deliver_all()
     [spec] = [b for b in net.sent_bodies(SubmitTask, src="D") if b.task_id == task_id]
     assert (spec.cpu_demand, spec.resources) == (0, ())
+
+
+def test_a_decimal_demand_converts_exactly_on_both_sides():
+    # f.options(num_cpus=0.14, resources={"gpu": 0.14}) sent to a worker that registered
+    # {"gpu": 0.14}: 0.14 is 1400 at the submitter (binary arithmetic would give 1401, a
+    # task that could never run there) and in the worker's offer alike   TASK-050, CLU-059
+    from refrpc.core._tasks import MAX_RESOURCE_UNITS, to_units
+    net = pair()
+    tid = submit(net, 0.14, (("gpu", 0.14),))
+    [spec] = [b for b in net.sent_bodies(SubmitTask, src="D") if b.task_id == tid]
+    assert (spec.cpu_demand, spec.resources) == (1400, (ResourceAmount("gpu", 1400),))
+    assert to_units(0.14, MAX_RESOURCE_UNITS) == 1400  # what Executor.offer admits by
+
+
+@pytest.mark.parametrize("amount, units", [
+    (0.07, 700), (0.14, 1400), (0.33333, 3334), (1.1, 11000), (1e-05, 1), (1e-11, 1),
+    (1.00000000001, 10001), (0.12345678, 1235), (3, 30000), (0.0, 0),
+])
+def test_the_conversion_table_of_task_050(amount, units):
+    # the worked table of TASK-050: the decimal value of the shortest form, times
+    # 10,000 exactly, rounded up; a non-zero amount never becomes 0        TASK-050
+    from refrpc.core._tasks import MAX_RESOURCE_UNITS, to_units
+    assert to_units(amount, MAX_RESOURCE_UNITS) == units
