@@ -113,3 +113,22 @@ def test_the_conversion_table_of_task_050(amount, units):
     # 10,000 exactly, rounded up; a non-zero amount never becomes 0        TASK-050
     from refrpc.core._tasks import MAX_RESOURCE_UNITS, to_units
     assert to_units(amount, MAX_RESOURCE_UNITS) == units
+
+
+def test_an_actor_call_numbered_0_never_runs():
+    # S creates an actor on A, then sends a call with actorSeq 0: refused WRONG_STATE
+    # naming ACT-003 on arrival, the actor stays alive, and call 1 runs       VAL-020, ACT-014
+    from refrpc.core.messages import CreateActor, ReturnKind, TaskReply
+    a = checked_peer("A", 0xA1)
+    s = Stub("S")
+    s.greet(a)
+    aid = s.oid("actor")
+    a.handle(s.send(a, CreateActor(aid, "Counter", ())))
+    a.handle(ev.ActorReady("ready", aid))
+    out = a.handle(s.send(a, SubmitTask(s.oid("t0"), "m", (), (s.oid("t0.r0"),), actor_id=aid, actor_seq=0, cpu_demand=0)))
+    assert not of_type(out, ev.RunTask)
+    [reply] = [b for b in bodies(out, to="S") if isinstance(b, TaskReply)]
+    [rv] = reply.returns
+    assert rv.kind == ReturnKind.ERROR and (rv.error.code, rv.error.requirement) == (ErrorCode.WRONG_STATE, "ACT-003")
+    out = a.handle(s.send(a, SubmitTask(s.oid("t1"), "m", (), (s.oid("t1.r0"),), actor_id=aid, actor_seq=1, cpu_demand=0)))
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [s.oid("t1")]
