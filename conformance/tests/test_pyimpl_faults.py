@@ -138,6 +138,14 @@ CATCHES = {
     "list-oversized-table": "introspection/ZMQ-023-INT-007-table-beyond-the-frame-limit-summarized",
     "unfitted-replies": "tasks/ZMQ-022-ZMQ-007-error-reply-fits-the-limit",
     "refusal-code-for-queued": "liveness/LIV-031-HS-015-refused-handshake-ends-queued-task-as-a-death",
+    "send-uncarried-tasks": "handshake/HS-035-task-the-session-cannot-carry-fails-at-home",
+    "unknown-message-stops-type": "handshake/GEN-040-unknown-message-answer-ends-one-request",
+    "repeat-hello-unchecked": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
+    "urlsafe-base64": "tasks/CNF-043-base64-data-written-exactly",
+    "keep-bad-copies": "fetch/OBJ-076-bad-stored-form-is-no-copy",
+    "unaddressed-peer-dead-at-once": "liveness/ID-016-owner-without-an-address-waits-for-one",
+    "member-admits-joiners": "security/SEC-024-member-hears-only-bound-peers",
+    "rebind-joined-peer": "security/SEC-023-head-binds-the-first-joiner",
 }
 
 

@@ -188,6 +188,40 @@ def test_a_killed_worker_of_a_head_is_restarted_and_a_joined_driver_uses_it(cli)
         refrpc.shutdown()
 
 
+def test_after_a_worker_restarts_a_member_is_pushed_only_what_changed(cli) -> None:
+    # $ refrpc start --head --num-workers 2; a program joins; kill -9 one worker.
+    # The head pushes the driver, which had applied the view of its own joining,
+    # only the changes (CLU-071): the death, then the successor's row, not the other
+    # worker's. The driver reaches the head's version, fences the killed
+    # incarnation and runs tasks on both workers.
+    head = cli.start("--head", "--num-workers", "2")
+    workers = cli.workers_of(head, 2)
+    _registered(cli, _address(head), 2)
+    refrpc.init(address=_address(head), key_file=cli.key_file)
+    try:
+        node = refrpc.api._ctx.node
+        assert wait_until(lambda: len(node.views_applied) >= 1, 30)  # the push after its own joining
+        joined = node.view_version
+        names = node.call(lambda: sorted(node.core.workers)).result(10)
+        assert len(names) == 2
+        refrpc.get([worker_pid.remote() for _ in range(8)], timeout=60)
+        before = node.call(lambda: {(n, r.incarnation) for n, r in node.core.remotes.items() if n in names}).result(10)
+        killed = workers[0]
+        os.kill(killed, signal.SIGKILL)
+        now = cli.workers_of(head, 2, besides=(killed,))  # the other worker and the successor
+        # Two changes at least: the death, and the successor's registration.
+        assert wait_until(lambda: node.view_version >= joined + 2
+                          and any(v > joined and members == 1 for v, members, _ in node.views_applied), 60), \
+            list(node.views_applied)
+        later = [(v, members, dead) for v, members, dead in node.views_applied if v > joined]
+        assert all(members <= 1 for _, members, _ in later), later  # never the other worker's row again
+        assert any(dead == 1 for _, _, dead in later), later  # the death, and only it
+        assert len(before & node.call(lambda: set(node.core.fenced)).result(10)) == 1  # the killed incarnation
+        assert set(refrpc.get([worker_pid.remote() for _ in range(8)], timeout=60)) <= set(now)
+    finally:
+        refrpc.shutdown()
+
+
 def test_workers_started_to_join_a_head_leave_with_it(cli) -> None:
     # $ refrpc start --address ...  exits (and its workers with it) when its head is gone
     head = cli.start("--head", "--num-workers", "1")

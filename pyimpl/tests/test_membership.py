@@ -191,25 +191,92 @@ def test_another_incarnation_in_a_view_fences_no_live_record():
     assert not me.core.fenced and r.state != "dead" and me.core.remotes[W1[0]] is r and r.incarnation == 0x11
 
 
-def test_a_views_dead_list_keeps_the_1024_most_recent_deaths(monkeypatch):
-    # CLU-032: a worker replaced by a new incarnation is a death like any other: the
-    # view lists it last and drops the oldest, never more than 1024 entries.
-    class Head:
-        peer_id, own_key, lock = "head", None, threading.RLock()
-        members: dict = {}
-        drivers: dict = {}
+class _Head:
+    """The part of the head's Node that registering and building views use."""
 
-        def handle_soon(self, *makers):
-            return type("Done", (), {"result": lambda self, timeout=None: None})()
+    own_key = None
 
-        def call(self, fn):
-            return type("Done", (), {"result": lambda self, timeout=None: {}})()
+    def __init__(self) -> None:
+        self.peer_id, self.lock = "head", threading.RLock()
+        self.members: dict = {}
+        self.drivers: dict = {}
 
-    head = Head()
+    def handle_soon(self, *makers):
+        return type("Done", (), {"result": lambda self, timeout=None: None})()
+
+    def call(self, fn):
+        return type("Done", (), {"result": lambda self, timeout=None: {}})()
+
+
+def _fresh_registry(monkeypatch) -> _Head:
+    head = _Head()
     monkeypatch.setattr(m, "_head_node", lambda: head)
     monkeypatch.setattr(m, "_only_oneself", lambda peer: None)
     monkeypatch.setattr(m.PUSHER, "start", lambda node: None)
     monkeypatch.setattr(m.PUSHER, "wait_pushed", lambda *a: None)
+    monkeypatch.setattr(m.PUSHER, "applied", {})
+    for name in ("DEAD", "INCARNATIONS", "RESOURCES", "PIDS", "ROW_AT", "DEAD_AT", "KEY_AT"):
+        monkeypatch.setattr(m, name, {})
+    monkeypatch.setattr(m, "VERSION", [0])
+    return head
+
+
+def test_a_push_to_a_member_that_applied_a_version_carries_only_what_changed_since(monkeypatch):
+    # CLU-071: the registry remembers in which version each row, death and key
+    # changed; a view "since v" carries only what changed after v, under the version
+    # of the whole view, and a member that applies it over v ends with what the
+    # whole view would have given it (applying only adds, CLU-042).
+    head = _fresh_registry(monkeypatch)
+    m.register(*W1[:4], 0, W1[4], 0x11)  # version 1
+    m.register(*W2[:4], 0, W2[4], 0x21)  # version 2
+    at2 = m._view(head)
+    with head.lock:  # as noticed() does, holding the node's lock
+        del head.members[W2[0]]
+        m._died(W2[0], 0x21, "silent")  # version 3
+    m.register(*W1[:4], 0, W1[4], 0x12)  # version 4: w1 replaced by a new incarnation
+    whole = m._view(head)
+    assert whole["version"] == 4 and [r[0] for r in whole["members"]] == [W1[0]]
+    assert whole["dead"] == [(W2[0], 0x21, "silent"), (W1[0], 0x11, "replaced by a new incarnation")]
+    since2 = m._view(head, 2, 4)
+    assert since2["version"] == 4 and since2["dead"] == whole["dead"]
+    assert [r[0] for r in since2["members"]] == [W1[0]] and since2["incarnations"] == {W1[0]: 0x12}
+    since3 = m._view(head, 3, 4)
+    assert since3["dead"] == [(W1[0], 0x11, "replaced by a new incarnation")]
+    assert [r[0] for r in since3["members"]] == [W1[0]]
+    assert m._view(head, 4, 4)["members"] == [] and m._view(head, 4, 4)["dead"] == []
+    # A member at version 2 that applies the changes since 2 is where the whole view puts it.
+    by_parts, by_whole = _Member(), _Member()
+    m.apply_view(by_parts, at2)
+    m.apply_view(by_parts, since2)
+    m.apply_view(by_whole, whole)
+    for node in (by_parts, by_whole):
+        assert node.view_version == 4
+        assert {(W2[0], 0x21), (W1[0], 0x11)} <= node.core.fenced
+        assert node.core.workers[W1[0]] == by_whole.core.workers[W1[0]]
+
+
+def test_the_head_pushes_changes_only_to_the_incarnation_that_said_it_applied_them(monkeypatch):
+    # CLU-071: what a member applied is learnt from its answer to a push, for the
+    # incarnation pushed to, never above the version pushed; a new registration
+    # (a restarted member) gets the whole view again.
+    _fresh_registry(monkeypatch)
+    m.register(*W1[:4], 0, W1[4], 0x11)
+    pusher = m.PUSHER
+    pusher._applied(W1[0], 1, 1)
+    assert pusher.applied == {(W1[0], 0x11): 1}
+    pusher._applied(W1[0], 3, 2)  # it answered an older version than was sent: nothing learnt
+    pusher._applied(W1[0], 2, "2")  # not a version
+    assert pusher.applied == {(W1[0], 0x11): 1}
+    pusher._applied(W1[0], 2, 9)  # it applied more, from elsewhere: only what was sent counts
+    assert pusher.applied == {(W1[0], 0x11): 2}
+    m.register(*W1[:4], 0, W1[4], 0x12)  # restarted: starts again from the whole view
+    assert pusher.applied == {}
+
+
+def test_a_views_dead_list_keeps_the_1024_most_recent_deaths(monkeypatch):
+    # CLU-032: a worker replaced by a new incarnation is a death like any other: the
+    # view lists it last and drops the oldest, never more than 1024 entries.
+    head = _fresh_registry(monkeypatch)
     monkeypatch.setattr(m, "DEAD", {(f"h{i}-1-w1", 1): "silent" for i in range(m.DEAD_KEPT)})
     monkeypatch.setattr(m, "INCARNATIONS", {W1[0]: 0x11})
     monkeypatch.setattr(m, "VERSION", [5])

@@ -3,7 +3,7 @@
 
 One command, one machine, one run::
 
-    python tools/bench/datapath.py [--quick] [--json out.json] [--only ROW,...] [--loopback] [--rate 1gbit]
+    python tools/bench/datapath.py [--quick] [--json out.json] [--only ROW,...] [--loopback] [--rate 1gbit] [--delay-ms 0.1]
 
 Rows (each printed beside a floor measured in the same run):
 
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import secrets
@@ -441,14 +442,17 @@ class BedHosts(LoopbackHosts):
 
     shaped = True
 
-    def __init__(self, n: int, rate: str, insecure: bool = False) -> None:
+    def __init__(self, n: int, rate: str, insecure: bool = False, delay_ms: float = 0.0) -> None:
         from refrpc.testing.hosts import HostBed
 
         super().__init__(n, rate, insecure)
         self.bed = HostBed(n, shm_size="3g")
-        self.kind = f"test bed ({n} network namespaces with private /dev/shm, links shaped to {rate} with tc tbf)"
+        self.kind = f"test bed ({n} network namespaces with private /dev/shm, links shaped to {rate} with tc tbf"
+        self.kind += f", {2 * delay_ms:g} ms one way between two hosts)" if delay_ms else ")"
         for i in range(1, n + 1):
             self.bed.shape(i, rate)
+            if delay_ms:
+                self.bed.delay(i, delay_ms / 1000)
 
     def ip(self, i: int) -> str:
         return self.bed.address(i + 1)
@@ -570,6 +574,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loopback", action="store_true", help="processes over 127.0.0.1 even where the test bed runs")
     ap.add_argument("--rate", default="1gbit", help="the shaped link rate on the test bed (tc tbf)")
     ap.add_argument("--insecure", action="store_true", help="no cluster key: plain TCP instead of CURVE")
+    ap.add_argument("--delay-ms", type=float, default=0.0,
+                    help="on the test bed, hold each packet this long on each host's link (HostBed.delay; a packet "
+                         "between two hosts crosses two links); each held packet passes through a small program, "
+                         "which costs CPU the figures then include")
     ap.add_argument("--config", default="{}", help="JSON of refrpc.core.Config fields for every node (default: none)")
     ap.add_argument("--role", help=argparse.SUPPRESS)
     for hidden in ("--name", "--bind", "--namespace", "--settings", "--peers", "--scenario", "--ip", "--key-file"):
@@ -584,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SETTINGS[mode]
     only = {n.strip() for n in args.only.split(",") if n.strip()} or set(ROWS)
     why = "--loopback" if args.loopback else bed_unavailable()
-    make = LoopbackHosts if why else BedHosts
+    make = LoopbackHosts if why else functools.partial(BedHosts, delay_ms=args.delay_ms)
     link_bps = _rate_bits(args.rate) if not why else None
     print(f"RefRPC data path ({mode}), {os.cpu_count()} CPUs; hosts: "
           f"{'loopback (' + why + ')' if why else 'test bed, links ' + args.rate}", flush=True)

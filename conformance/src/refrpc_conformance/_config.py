@@ -60,6 +60,11 @@ class IUTConfig:
     #: that names the head's key, it serves and connects with its own key (SEC-040) and
     #: knows the head by the key file (SEC-041). The head-cluster cases need it.
     head_member: bool = False
+    #: With ``authentication = "curve"``: it can also run as the head of a cluster
+    #: (CNF-047): given the head's key pair in ``REFRPC_IUT_HEAD_KEY`` and a key file
+    #: that names its public key, it serves and connects with that pair (SEC-040) and
+    #: binds joiners' PeerIds as SEC-023 says. The cases that play joiners need it.
+    head: bool = False
     #: Limits the IUT is started with, by name (CNF-031): ``status_waits`` (SEC-009's
     #: outstanding GetObjectStatus waits per remote peer), ``fetches_per_fetcher`` and
     #: ``fetches`` (FET-009), ``handshakes`` (SEC-021). A case that needs a limit the
@@ -141,6 +146,7 @@ def config_from_dict(data: dict[str, object], *, base_dir: Path = Path("."), whe
         records_traces=bool(need("records_traces", bool, False)),
         authentication=_authentication(str(need("authentication", str, "none")), where),
         head_member=bool(need("head_member", bool, False)),
+        head=bool(need("head", bool, False)),
         limits=dict(limits),  # type: ignore[arg-type]
         base_dir=base_dir,
     )

@@ -13,6 +13,7 @@ from typing import Any
 import lz4.frame
 
 from refrpc.core.messages import (
+    AddLocation,
     Encoding,
     ErrorCode,
     FetchChunk,
@@ -772,3 +773,44 @@ def no_splice_across_answers(ctx: CaseContext) -> None:
               "the fetch from W2 starts again at offset 0 (nothing kept from W1)",
               [(r.offset, r.length) for r in requests])
     check_inline(ctx, reply, sum(data2), requirement="FET-018", note="sum_bytes(X): all of it from W2")
+
+
+@case(
+    "fetch/OBJ-076-bad-stored-form-is-no-copy",
+    requirements=["OBJ-076", "OBJ-013", "FET-008", "LOC-002"],
+    summary=(
+        "Suite peer S owns X and submits sum_bytes(X by ref). Its first ObjectStatus names location W1, which "
+        "serves bytes of the announced size that do not decode as a Value (every byte 0xFF: a segment table "
+        "naming four billion segments). A stored form is not a message: no ProtocolError answers it. The IUT "
+        "must treat the fetch as failed at W1: it keeps no copy (no AddLocation for X) and asks S again; this "
+        "time S names W2, which serves X's real stored form, and the task answers the sum of its value."
+    ),
+    timeout=90.0,
+)
+def bad_stored_form_is_no_copy(ctx: CaseContext) -> None:
+    iut, s, link = open_session(ctx, peer_name="owner")
+    w1, w2 = ctx.wire_peer("bad-location"), ctx.wire_peer("good-location")
+    data = make_bytes_value(FETCHED_SIZE)
+    form = stored_form(portable(data))
+    bad = b"\xff" * len(form)
+    x = ctx.new_id(s)
+    w1.serve(x, bad, chunk_bytes=SUITE_CHUNK)
+    w2.serve(x, form, chunk_bytes=SUITE_CHUNK)
+    t = task(s, "sum_bytes", [by_ref(ctx.descriptor(s, x, size_hint=len(form)))])
+    link.send(t)
+    ctx.expect(s, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link.send(ObjectStatus(x, ObjectState.READY, len(form), (w1.peer_id,), (w1.address,)))
+    asked = lambda: len(s.received(GetObjectStatus, lambda m: m.object_id == x)) >= 2  # noqa: E731
+    ended = lambda: bool(s.received(TaskReply, lambda m: m.task_id == t.task_id))  # noqa: E731
+    ctx.wait_until(s, lambda: asked() or ended(), requirement="OBJ-076",
+                   what=f"a second GetObjectStatus for {x} once W1's bytes turned out not to be a stored form", timeout=30.0)
+    kept = [str(a.body) for a in s.received(AddLocation) if a.body.object_id == x]
+    ctx.check("OBJ-076", not kept, "no AddLocation for the bad copy (it is not kept)", kept)
+    ctx.require("OBJ-076", asked(), f"a second GetObjectStatus for {x}: the fetch failed at W1, the owner asked again",
+                "the task ended without asking again: " + "; ".join(
+                    describe_return(r) for a in s.received(TaskReply, lambda m: m.task_id == t.task_id) for r in a.body.returns))
+    link.send(ObjectStatus(x, ObjectState.READY, len(form), (w2.peer_id,), (w2.address,)))
+    reply = expect_reply(ctx, s, t, timeout=RESUME_BOUND_S)
+    check_inline(ctx, reply, sum(data), requirement="OBJ-076", note="sum_bytes(X), fetched again from W2")
+    errors = [str(a.body) for a in w1.received(ProtocolError)]
+    ctx.check("OBJ-076", not errors, "nothing about the stored form answered as a malformed message", errors)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 
 from refrpc.core.messages import (
+    CreateActor,
     Envelope,
     ErrorCode,
+    ErrorInfo,
+    Goodbye,
     Hello,
     ProtocolError,
     ReturnKind,
@@ -19,6 +22,7 @@ from refrpc.core.messages import (
 from .._build import by_value, portable, shared
 from .._case import case
 from .._context import CaseContext
+from .._control import ControlError
 from .._craft import with_discriminant
 from .._wire import ExpectTimeout, Link, WireError
 from ._common import (
@@ -475,3 +479,139 @@ def hello_to_an_earlier_incarnation(ctx: CaseContext) -> None:
     except (WireError, ExpectTimeout) as exc:
         ctx.fail("SES-006", "a Welcome for a Hello that names no incarnation (the refusal opened nothing)", str(exc))
     run_echo(ctx, peer, link, "after", requirement="SES-006")
+
+
+@case(
+    "handshake/HS-035-task-the-session-cannot-carry-fails-at-home",
+    requirements=["HS-035", "HS-017", "HS-019", "ERR-003"],
+    features=("core", "borrowing"),
+    summary=(
+        "Suite executor E offers `core` alone. The IUT is asked to submit forward(X as a shared argument) to E, X "
+        "a value it put: a first attempt its session with E cannot carry (HS-017). The IUT must not send it: "
+        "get of its return answers FEATURE_NOT_NEGOTIATED at once, and an echo submitted to E next is the first "
+        "SubmitTask E receives (the session is in order, so the refused task would have come before it). An "
+        "IUT that claims `actors` is also asked to create a Counter on E: no CreateActor reaches E (HS-019), "
+        "and a call on that actor fails."
+    ),
+)
+def task_the_session_cannot_carry(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor", features=("core",))
+    iut.add_peer(e, slots=1)
+    x = iut.put(b"shared with nobody")
+    ret = iut.submit("forward", [{"shared": x}], executor=e.peer_id)["returns"][0]
+    got = iut.get(ret, timeout_ms=5_000)
+    code = str(got.get("error", {}).get("code", ""))
+    ctx.check("HS-035", code == "FEATURE_NOT_NEGOTIATED",
+              "get answers FEATURE_NOT_NEGOTIATED: the task failed at home, as if E had refused it", got)
+    call_ret = None
+    if "actors" in iut.features:
+        try:
+            actor = iut.control("actor_create", **{"class": "Counter", "args": [{"value": 1}], "host": e.peer_id})["actor_id"]
+            call_ret = iut.control("actor_call", actor_id=actor, method="get", args=[])["returns"][0]
+        except ControlError as exc:
+            ctx.note(f"the IUT refused the actor on E through the control channel: {exc}")
+    probe = iut.submit("echo", [{"value": "probe"}], executor=e.peer_id)["returns"][0]
+    arrival = ctx.expect(e, SubmitTask, lambda m: m.return_ids == (probe,), requirement="HS-035",
+                         what="the probe echo's SubmitTask")
+    t: SubmitTask = arrival.body
+    e.link(iut.peer_id).send(TaskReply(t.task_id, t.attempt, (ReturnValue(probe, ReturnKind.INLINE, value=portable("probe")),)))
+    ctx.check("TASK-005", iut.get(probe).get("value") == "probe", "the probe echo answered", "no answer")
+    sent = [type(a.body).__name__ for a in e.received((SubmitTask, CreateActor)) if a.body is not t]
+    ctx.check("HS-035", not sent, "nothing sent to E before the probe: neither the task with a shared argument nor "
+              "a CreateActor (a session with core alone carries neither)", sent)
+    if call_ret is not None:
+        after = iut.get(call_ret, timeout_ms=5_000)
+        ctx.check("HS-035", "error" in after, "a call on the actor E's session cannot carry fails (the actor is dead)", after)
+
+
+@case(
+    "handshake/GEN-040-unknown-message-answer-ends-one-request",
+    requirements=["GEN-040", "ERR-003", "GEN-001"],
+    summary=(
+        "The IUT submits echo to suite executor E, and E answers the SubmitTask with a sequenced "
+        "ProtocolError(UNKNOWN_MESSAGE) naming its sequence number, as a peer lacking the type would. The IUT "
+        "must end that task with the error's code (get answers UNKNOWN_MESSAGE) and change nothing it sends "
+        "later: a second echo to E is sent as the next sequenced message of the same session (not failed at "
+        "home, no new Hello, no Goodbye), E answers it, and get returns its value."
+    ),
+)
+def unknown_message_answer_ends_one_request(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    first = iut.submit("echo", [{"value": "first"}], executor=e.peer_id)["returns"][0]
+    arrival = ctx.expect(e, SubmitTask, lambda m: m.return_ids == (first,), requirement="TASK-001",
+                         what="the IUT's SubmitTask of the first echo")
+    link = e.link(iut.peer_id)
+    link.send(ProtocolError(ErrorInfo(ErrorCode.UNKNOWN_MESSAGE, "the conformance suite plays a peer without SubmitTask",
+                                      "GEN-001"), related_seq=arrival.seq))
+    got = iut.get(first, timeout_ms=5_000)
+    ctx.check("GEN-040", got.get("error", {}).get("code") == "UNKNOWN_MESSAGE",
+              "get answers UNKNOWN_MESSAGE: the request the error names ended with its code (ERR-003)", got)
+    hellos_before = len(e.received((Hello, Goodbye)))
+    second = iut.submit("echo", [{"value": "second"}], executor=e.peer_id)["returns"][0]
+    again = ctx.expect(e, SubmitTask, lambda m: m.return_ids == (second,), requirement="GEN-040",
+                       what="the second echo's SubmitTask, sent as the rules call for it", timeout=10.0)
+    t: SubmitTask = again.body
+    ctx.check("GEN-040", again.seq == arrival.seq + 1,
+              f"the next sequenced message of the same session (seq {arrival.seq + 1})", f"seq {again.seq}")
+    link.send(TaskReply(t.task_id, t.attempt, (ReturnValue(second, ReturnKind.INLINE, value=portable("second")),)))
+    got2 = iut.get(second)
+    ctx.check("GEN-040", got2.get("value") == "second", "the second echo answered: get returns 'second'", got2)
+    ended = [type(a.body).__name__ for a in e.received((Hello, Goodbye))][hellos_before:]
+    ctx.check("GEN-040", not ended, "the session not ended or opened again (no Goodbye, no new Hello)", ended)
+
+
+@case(
+    "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
+    requirements=["HS-036", "HS-025", "SES-018", "HS-009"],
+    summary=(
+        "After a session is live and one task has run, the suite sends its Hello again three times, each "
+        "breaking one rule of HS-025: without `core`, with protocolMajor 1, with a 64 KiB frame limit. Each is "
+        "refused as HS-025 says (FEATURE_NOT_NEGOTIATED, PROTOCOL_VERSION, MALFORMED; sequence number 0), and "
+        "a Hello with an empty address gets no answer at all. The live session is left exactly as it was: the "
+        "next task runs under the next sequence number, the IUT's numbering continues, and a plain repeated "
+        "Hello is answered with the Welcome of the values negotiated first."
+    ),
+)
+def repeated_hello_checked_session_kept(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    first = link.welcome
+    assert first is not None
+    run_echo(ctx, peer, link, "one", requirement="HS-036")
+    first_reply_seq = max(a.seq for a in peer.received(TaskReply))
+    answers = (ProtocolError, Welcome)
+    for what, fields, code in (
+        ("without core", {"features": ("borrowing",)}, ErrorCode.FEATURE_NOT_NEGOTIATED),
+        ("of major version 1", {"protocol_major": 1}, ErrorCode.PROTOCOL_VERSION),
+        ("announcing 64 KiB frames", {"max_frame_bytes": 64 * 1024}, ErrorCode.MALFORMED),
+    ):
+        before = len(peer.received(answers))
+        link.hello(**fields)
+        ctx.wait_until(peer, lambda: len(peer.received(answers)) > before, requirement="HS-036",
+                       what=f"an answer to the repeated Hello {what}")
+        arrival = peer.received(answers)[before]
+        ctx.require("HS-036", isinstance(arrival.body, ProtocolError), f"the repeated Hello {what} refused",
+                    f"{type(arrival.body).__name__}: {arrival.body}")
+        check_error_code(ctx, arrival.body, (code,), requirement="HS-036", note=f"the repeated Hello {what}")
+        ctx.check("SES-018", arrival.seq == 0, "the refusal sent as an answer without a session (seq 0)",
+                  f"seq {arrival.seq}", note=f"the repeated Hello {what}")
+    before = len(peer.received(answers))
+    link.hello(address="")
+    run_echo(ctx, peer, link, "two", requirement="HS-036")
+    iut.quiesce()
+    late = [str(a.body) for a in peer.received(answers)[before:]]
+    ctx.check("HS-036", not late, "the repeated Hello with an empty address discarded without an answer", late)
+    second_reply = max(a.seq for a in peer.received(TaskReply))
+    ctx.check("HS-036", second_reply == first_reply_seq + 1,
+              f"the IUT's numbering of the live session continues (reply seq {first_reply_seq + 1})", f"seq {second_reply}")
+    before = len(peer.received(Welcome))
+    link.hello()
+    ctx.wait_until(peer, lambda: len(peer.received(Welcome)) > before, requirement="HS-036",
+                   what="a Welcome answering a plain repeated Hello")
+    w0, w1 = first.body, peer.received(Welcome)[before].body
+    ctx.check("HS-036", (w1.protocol_minor, set(w1.features), w1.max_frame_bytes, w1.heartbeat_interval_ms)
+              == (w0.protocol_minor, set(w0.features), w0.max_frame_bytes, w0.heartbeat_interval_ms),
+              f"the values negotiated when the session opened ({w0})", str(w1))
+    run_echo(ctx, peer, link, "three", requirement="HS-036")

@@ -14,6 +14,8 @@ from refrpc.core.messages import (
     Goodbye,
     Heartbeat,
     Hello,
+    ObjectState,
+    ObjectStatus,
     PeerDeadNotice,
     ProtocolError,
     RefDescriptor,
@@ -23,11 +25,11 @@ from refrpc.core.messages import (
     Welcome,
 )
 
-from .._build import by_ref, by_value, describe_return
+from .._build import by_ref, by_value, describe_return, make_bytes_value, portable
 from .._case import case
 from .._context import CaseContext
 from .._wire import ExpectTimeout, WireError
-from ._common import FAST_DETECTION, expect_reply, run_echo, task
+from ._common import FAST_DETECTION, check_inline, expect_reply, open_session, run_echo, task
 
 FAST_PEER = {"heartbeat_ms": 100}
 
@@ -402,3 +404,46 @@ def refused_handshake_ends_queued_task(ctx: CaseContext) -> None:
     ctx.check("LIV-031", code == "WORKER_DIED", "the queued task's return fails with WORKER_DIED, as for a death", got)
     sent = peer.received(SubmitTask)
     ctx.check("HS-015", not sent, "the queued SubmitTask never sent to the peer that refused", f"{len(sent)} sent")
+
+
+@case(
+    "liveness/ID-016-owner-without-an-address-waits-for-one",
+    requirements=["ID-016", "LIV-015", "TASK-002"],
+    summary=(
+        "Suite peer S submits sum_bytes(X by ref), X owned by suite peer B, which the IUT has never heard of, "
+        "through a descriptor with an empty ownerAddress: the IUT knows no address for B. It must keep the "
+        "task waiting (a round trip with S shows it has taken the task; no reply comes), not declare B dead "
+        "before the handshake timeout. S then submits sum_bytes(Y by ref), Y owned by B, with B's address: the "
+        "IUT's Hello reaches B at that address (within the timeout), B answers both GetObjectStatus with the "
+        "values, and both tasks answer their sums."
+    ),
+)
+def owner_without_an_address_waits_for_one(ctx: CaseContext) -> None:
+    iut, s, link = open_session(ctx, peer_name="submitter")
+    b = ctx.wire_peer("owner")
+    data_x, data_y = make_bytes_value(500), make_bytes_value(700)
+    x, y = ctx.new_id(b), ctx.new_id(b)
+    unaddressed = RefDescriptor(object_id=x, owner=b.peer_id, owner_incarnation=b.incarnation, owner_address="",
+                                size_hint=portable(data_x).size)
+    t1 = task(s, "sum_bytes", [by_ref(unaddressed)])
+    link.send(t1)
+    run_echo(ctx, s, link, "the task is in", requirement="TASK-005")
+    early = [describe_return(r) for a in s.received(TaskReply, lambda m: m.task_id == t1.task_id) for r in a.body.returns]
+    ctx.check("ID-016", not early, "no reply yet for the task whose owner has no known address (not declared dead "
+              "before the handshake timeout)", early)
+    t2 = task(s, "sum_bytes", [by_ref(ctx.descriptor(b, y, size_hint=portable(data_y).size))])
+    link.send(t2)
+    ctx.expect(b, Hello, requirement="ID-016", what="the IUT's Hello at B's address, once a descriptor named it",
+               timeout=10.0)
+    values = {x: portable(data_x), y: portable(data_y)}
+    answered: set[str] = set()
+    link_b = b.link(iut.peer_id)
+    while answered != set(values):
+        asked = ctx.expect(b, GetObjectStatus, lambda m: m.object_id in values and m.object_id not in answered,
+                           requirement="TASK-002", what="the IUT's GetObjectStatus for X and for Y").body
+        answered.add(asked.object_id)
+        value = values[asked.object_id]
+        link_b.send(ObjectStatus(asked.object_id, ObjectState.READY, size=value.size, value=value))
+    check_inline(ctx, expect_reply(ctx, s, t1, requirement="ID-016"), sum(data_x), requirement="ID-016",
+                 note="sum_bytes(X), its owner reached once an address was learnt")
+    check_inline(ctx, expect_reply(ctx, s, t2), sum(data_y), requirement="TASK-002", note="sum_bytes(Y)")

@@ -10,7 +10,7 @@ from .._build import by_value
 from .._case import case
 from .._context import CaseContext
 from .._wire import ExpectTimeout, WireError, WirePeer
-from ._common import expect_reply, open_session, run_echo, task
+from ._common import expect_reply, leave_with_goodbye, open_session, run_echo, task
 
 
 def _need_authentication(ctx: CaseContext) -> None:
@@ -254,3 +254,105 @@ def member_serves_with_its_own_key(ctx: CaseContext) -> None:
                          server_key=iut_public)
     link = ctx.session(head, iut)
     run_echo(ctx, head, link, "from the head", requirement="SEC-040")
+
+
+@case(
+    "security/SEC-024-member-hears-only-bound-peers",
+    requirements=["SEC-024", "SEC-022", "CNF-035"],
+    summary=(
+        "The IUT is a member of a cluster whose head the suite plays; it has applied no view, so only `head` is "
+        "bound (by its key file). Two suite peers that hold the key file greet it and send a sequenced echo: "
+        "one with a key pair of its own and a valid join proof (what a joiner presents to the head, which a "
+        "member does not admit), the other with the member key SEC-016 derives for its PeerId. Neither may "
+        "receive anything (no Welcome, no ProtocolError, no TaskReply). The head then completes a session and "
+        "runs echo. Needs `head_member = true`."
+    ),
+)
+def member_hears_only_bound_peers(ctx: CaseContext) -> None:
+    import zmq
+
+    key, head_pair, iut_public, iut = _head_cluster(ctx)
+    own = zmq.curve_keypair()
+    joiner = ctx.wire_peer("joiner", cluster_key=key, client_key=own, router_key=own, server_key=iut_public)
+    derived = ctx.wire_peer("derived", cluster_key=key, server_key=iut_public)
+    for peer in (joiner, derived):
+        link = peer.connect(iut.peer_id, iut.address, iut.incarnation)
+        link.hello()
+        link.send(task(peer, "echo", [by_value(f"from {peer.peer_id}, bound by no view")]), seq=1)
+    head = ctx.wire_peer("head", cluster_key=key, client_key=head_pair, router_key=head_pair, server_key=iut_public)
+    link = ctx.session(head, iut)
+    run_echo(ctx, head, link, "from the head", requirement="SEC-024")
+    for peer, what in ((joiner, "a peer with its own key and a valid join proof"),
+                       (derived, "a peer with the member key derived for its PeerId")):
+        got = _no_welcome(ctx, peer, 2.0)
+        ctx.check("SEC-024", not got, f"nothing answers {what}, which no view binds", got)
+
+
+# ------------------------------------------------------------------ the IUT as the head (CNF-047)
+def _head_iut(ctx: CaseContext) -> tuple[Any, bytes, Any]:
+    """Start the IUT as the head of a cluster whose joiners the suite plays (CNF-047): a
+    key file that names the head's key (SEC-041), and that key pair handed to the IUT in
+    ``REFRPC_IUT_HEAD_KEY``. Returns (cluster key, the head's public key, IUT)."""
+    _need_authentication(ctx)
+    if not ctx.config.head:
+        ctx.skip("the IUT's config does not say it can be the head of a cluster (head = true)")
+    import secrets
+
+    import zmq
+
+    head_public, head_secret = zmq.curve_keypair()
+    key = ctx.cluster_key.with_head(head_public)
+    path = ctx.run_dir / "keys" / f"{ctx.spec.id.replace('/', '__')}.{secrets.token_hex(4)}.key"
+    key.save(path)
+    iut = ctx.start_iut(env={"REFRPC_KEY_FILE": str(path),
+                             "REFRPC_IUT_HEAD_KEY": f"{head_public.decode()} {head_secret.decode()}"})
+    return key, head_public, iut
+
+
+@case(
+    "security/SEC-023-head-binds-the-first-joiner",
+    requirements=["SEC-023", "SEC-022", "CNF-047"],
+    summary=(
+        "The IUT is the head of a cluster whose joiners the suite plays. Joiner W (a key pair of its own, a valid "
+        "join proof) is welcomed and runs echo: the head bound W's PeerId to its key. A new incarnation of W with "
+        "another key pair and a valid join proof for it greets the head while W is live: it gets nothing, and W "
+        "still runs echo (it was not replaced). A stranger whose join proof is made under another cluster's "
+        "credential gets nothing either. W then leaves (Goodbye): the head declares it dead and removes the "
+        "binding, so the new incarnation's next Hello is welcomed and its echo runs. Needs `head = true`."
+    ),
+)
+def head_binds_the_first_joiner(ctx: CaseContext) -> None:
+    import zmq
+    from refrpc.transport import ClusterKey
+
+    key, head_public, iut = _head_iut(ctx)
+    first = zmq.curve_keypair()
+    w = ctx.wire_peer("worker", cluster_key=key, client_key=first, router_key=first, server_key=head_public)
+    link = ctx.session(w, iut)
+    run_echo(ctx, w, link, "the first joiner", requirement="SEC-023")
+    second = zmq.curve_keypair()
+    w2 = ctx.wire_peer(restart_of=w, cluster_key=key, client_key=second, router_key=second, server_key=head_public)
+    link2 = w2.connect(iut.peer_id, iut.address, iut.incarnation)
+    link2.resend_hello = False
+    link2.hello()
+    other = ClusterKey.generate()
+    stranger_pair = zmq.curve_keypair()
+    stranger = ctx.wire_peer("stranger", cluster_key=other, client_key=stranger_pair, router_key=stranger_pair,
+                             server_key=head_public)
+    stranger_link = stranger.connect(iut.peer_id, iut.address, iut.incarnation)
+    stranger_link.hello()
+    stranger_link.send(task(stranger, "echo", [by_value("under another credential")]), seq=1)
+    got = _no_welcome(ctx, w2, 3.0)
+    ctx.check("SEC-023", not got, "nothing answers another key claiming a live joiner's PeerId, join proof and all", got)
+    run_echo(ctx, w, link, "still the first joiner", requirement="SEC-023")
+    got = _no_welcome(ctx, stranger, 1.0)
+    ctx.check("SEC-023", not got, "nothing answers a join proof made under a credential the head does not accept", got)
+    leave_with_goodbye(ctx, w, iut)
+    link2.reset_session()
+    link2.resend_hello = True
+    try:
+        link2.handshake(ctx.bound(10.0), give_up=ctx.iut_died)
+    except (WireError, ExpectTimeout) as exc:
+        ctx.fail("SEC-023", "a Welcome for the new key once the head declared the old incarnation dead (its binding "
+                 "removed)", str(exc))
+    run_echo(ctx, w2, link2, "the new incarnation", requirement="SEC-023")

@@ -312,3 +312,47 @@ def cancel_running(ctx: CaseContext) -> None:
 
 
 __all__ = ["check_chunks", "fetch_all"]
+
+
+#: Bytes whose base64 uses both characters that differ in the URL-safe alphabet, and padding.
+_B64_BYTES = bytes([0xFB, 0xFF, 0xBF, 0x00, 0x3E])
+
+
+@case(
+    "tasks/CNF-043-base64-data-written-exactly",
+    requirements=["CNF-043", "CNF-008", "VAL-004"],
+    summary=(
+        "The suite puts {\"data\": \"+/+/AD4=\"} (standard alphabet, one `=` of padding) and the empty data, and "
+        "reads both back with get: the IUT must write exactly `+/+/AD4=` and the empty string. It then submits "
+        "echo({\"data\": ...}) to suite executor E: the argument travels as a `portable` value whose data member "
+        "holds the five bytes (never a raw value), and E's answer, five other bytes, is read back by get in "
+        "the standard alphabet with its padding."
+    ),
+)
+def base64_data_written_exactly(ctx: CaseContext) -> None:
+    import base64
+
+    iut = ctx.start_iut()
+    text = base64.b64encode(_B64_BYTES).decode("ascii")
+    for data, what in ((text, "five bytes"), ("", "empty data")):
+        oid = iut.control("put", value={"data": data})["object_id"]
+        got = iut.control("get", object_id=oid, timeout_ms=5_000)
+        ctx.check("CNF-043", got == {"value": {"data": data}}, f"get of the put {what} writes {{'data': {data!r}}}", got)
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    sub = iut.control("submit", function="echo", args=[{"value": {"data": text}}], executor=e.peer_id, num_returns=1)
+    ret = sub["returns"][0]
+    t: SubmitTask = ctx.expect(e, SubmitTask, lambda m: m.return_ids == (ret,), requirement="TASK-001",
+                               what="the IUT's SubmitTask of echo").body
+    arg = t.args[0] if len(t.args) == 1 else None
+    try:
+        tree = read_portable(arg.value) if arg is not None and arg.value is not None else None
+    except ValueError as exc:
+        tree = f"not portable: {exc}"
+    ctx.check("CNF-043", tree == _B64_BYTES, f"the argument a portable value whose data member is {_B64_BYTES!r}",
+              repr(tree) if arg is not None else f"{len(t.args)} arguments")
+    answer = bytes([0xF8, 0x3F, 0xFF, 0xFE])
+    e.link(iut.peer_id).send(TaskReply(t.task_id, t.attempt, (ReturnValue(ret, ReturnKind.INLINE, value=portable(answer)),)))
+    got = iut.control("get", object_id=ret, timeout_ms=10_000)
+    want = base64.b64encode(answer).decode("ascii")
+    ctx.check("CNF-043", got == {"value": {"data": want}}, f"get of E's answer writes {{'data': {want!r}}}", got)

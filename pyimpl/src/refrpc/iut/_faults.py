@@ -569,6 +569,51 @@ FAULTS: dict[str, tuple[str, str]] = {
         "the ZMQ-007 check against the frame limit it announced: a task queued with a value "
         "argument over that limit goes out anyway.",
     ),
+    "send-uncarried-tasks": (
+        "HS-035",
+        "A first attempt of a task (or a CreateActor) that the chosen session cannot carry, a SHARED "
+        "argument on a session without borrowing say, is sent all the same instead of failing at home "
+        "with FEATURE_NOT_NEGOTIATED.",
+    ),
+    "unknown-message-stops-type": (
+        "GEN-040",
+        "After a ProtocolError(UNKNOWN_MESSAGE) naming one of its SubmitTasks, the IUT stops sending "
+        "SubmitTask to that peer incarnation: every later task for it fails at home with UNKNOWN_MESSAGE.",
+    ),
+    "repeat-hello-unchecked": (
+        "HS-036",
+        "A Hello from an incarnation with a live session skips HS-025's rules: one without core, of another "
+        "major version or with a frame limit under 1 MiB is answered with the session's Welcome instead of "
+        "the ProtocolError HS-025 names.",
+    ),
+    "urlsafe-base64": (
+        "CNF-043",
+        "The control channel writes {\"data\": ...} in the URL-safe base64 alphabet (- and _ for + and /) "
+        "without = padding.",
+    ),
+    "keep-bad-copies": (
+        "OBJ-076",
+        "A fetched copy is sealed without checking that its bytes decode as a stored form: a copy that is "
+        "not a Value is kept and announced to the owner (AddLocation), and reading it fails the task.",
+    ),
+    "unaddressed-peer-dead-at-once": (
+        "ID-016",
+        "A peer incarnation the IUT needs a session with but knows no address for is declared dead at once, "
+        "instead of waiting out the handshake timeout for an address: what waited on it (a ref argument's "
+        "resolution) fails with OWNER_DIED at once.",
+    ),
+    "member-admits-joiners": (
+        "SEC-024",
+        "As a member of a cluster with a head, the peer binds any PeerId to the key of a connection that "
+        "announced a valid join proof for it, as only the head may (SEC-023), instead of listening only to "
+        "PeerIds its views bind.",
+    ),
+    "rebind-joined-peer": (
+        "SEC-023",
+        "As the head, the peer binds a PeerId anew to the key of any connection that announces a valid "
+        "join proof for it, although the PeerId is bound to another key and its incarnation is live: "
+        "anyone with the credential can take over a live member's PeerId.",
+    ),
 }
 
 
@@ -1060,6 +1105,110 @@ def _repeat_hello_renegotiates(iut: Iut) -> None:
     core._on_hello = patched  # type: ignore[method-assign]
 
 
+def _send_uncarried_tasks(iut: Iut) -> None:
+    from ..core.messages import CreateActor, SubmitTask
+
+    core = iut.node.core
+    send_body = core._send_body
+
+    def patched(r: Any, body: Any) -> None:
+        if isinstance(body, (SubmitTask, CreateActor)) and getattr(body, "attempt", 1) == 1 \
+                and core._feature_problem(r, body) is not None:
+            core._send_sequenced(r, body)  # breaks HS-035: sent although the session cannot carry it
+            return
+        send_body(r, body)
+
+    core._send_body = patched  # type: ignore[method-assign]
+
+
+def _unknown_message_stops_type(iut: Iut) -> None:
+    from ..core.messages import SubmitTask
+
+    core = iut.node.core
+    on_error, send_body = core._on_ProtocolError, core._send_body
+    stopped: set[tuple[str, int]] = set()
+
+    def patched_error(r: Any, msg: Any) -> None:
+        req = r.requests.get(msg.related_seq) if msg.related_seq else None
+        if msg.error.code == ErrorCode.UNKNOWN_MESSAGE and req is not None and req[0] == "SubmitTask":
+            stopped.add((r.peer, r.incarnation))  # breaks GEN-040: the type is never sent to it again
+        on_error(r, msg)
+
+    def patched_send(r: Any, body: Any) -> None:
+        if isinstance(body, SubmitTask) and (r.peer, r.incarnation) in stopped:
+            info = ErrorInfo(ErrorCode.UNKNOWN_MESSAGE, f"{r.peer} does not know SubmitTask", "GEN-001")
+            core._request_refused(r, "SubmitTask", body.task_id, info)
+            return
+        send_body(r, body)
+
+    core._on_ProtocolError = patched_error  # type: ignore[method-assign]
+    core._send_body = patched_send  # type: ignore[method-assign]
+
+
+def _repeat_hello_unchecked(iut: Iut) -> None:
+    core = iut.node.core
+    on_hello, refuse = core._on_hello, core._refuse_greeting
+
+    def patched(env: Any, hello: Any) -> None:
+        r = core.remotes.get(env.sender)
+        if r is not None and r.state == "alive" and r.incarnation == env.sender_incarnation:
+            core._refuse_greeting = lambda g: None  # breaks HS-036: a repeat is not checked
+            try:
+                on_hello(env, hello)
+            finally:
+                core._refuse_greeting = refuse
+            return
+        on_hello(env, hello)
+
+    core._on_hello = patched  # type: ignore[method-assign]
+
+
+def _urlsafe_base64(iut: Iut) -> None:
+    from . import _values
+
+    to_json = _values.to_json
+
+    def patched(obj: Any, keep: Any) -> Any:
+        out = to_json(obj, keep)
+        if isinstance(out, dict) and isinstance(out.get("data"), str) and len(out) == 1:
+            # breaks CNF-043: the URL-safe alphabet, no padding
+            return {"data": out["data"].replace("+", "-").replace("/", "_").rstrip("=")}
+        return out
+
+    _values.to_json = patched  # type: ignore[assignment]
+
+
+def _keep_bad_copies(iut: Iut) -> None:
+    from ..store import MemoryStore
+
+    store = iut.node.store
+    if not isinstance(store, MemoryStore):
+        return  # the spilling store (REFRPC_IUT_STORE_LIMIT) keeps its check
+
+    def seal(object_id: str) -> int:
+        with store._lock:
+            buf, coverage = store._building.pop(object_id)
+            store._used -= len(buf)
+            store._reserve(object_id)
+            store._sealed[object_id] = buf  # breaks OBJ-076: never decoded before it is kept
+            store._used += len(buf)
+        return len(buf)
+
+    store.seal = seal  # type: ignore[method-assign]
+
+
+def _unaddressed_peer_dead_at_once(iut: Iut) -> None:
+    core = iut.node.core
+    send_hello = core._send_hello
+
+    def patched(r: Any) -> None:
+        send_hello(r)
+        if not r.address and r.state == "connecting":
+            core._declare_dead(r, "silence", "no address known")  # breaks ID-016: no wait for an address
+
+    core._send_hello = patched  # type: ignore[method-assign]
+
+
 def _handshake_never_times_out(iut: Iut) -> None:
     iut.node.core.config.handshake_timeout_ms = 1 << 40  # breaks LIV-018: no end to a handshake
 
@@ -1403,6 +1552,20 @@ def _head_by_join_proof(iut: Iut) -> None:
         if (sender == "head" and "head" not in node.keys and node.view_version == 0 and isinstance(user_id, str)
                 and node.cluster_key.accepts_join(sender, user_id, proof, node.clock())):
             node.keys["head"] = user_id
+            return True
+        return bound(sender, user_id, proof)
+
+    node._bound = patched  # type: ignore[method-assign]
+
+
+def _rebind_joined_peer(iut: Iut) -> None:
+    node = iut.node
+    bound = node._bound
+
+    def patched(sender: str, user_id: Any, proof: Any) -> bool:
+        if (node.admits_joiners and sender in node.keys and sender != node.peer_id and isinstance(user_id, str)
+                and node.cluster_key.accepts_join(sender, user_id, proof, node.clock())):
+            node.keys[sender] = user_id  # breaks SEC-023: a live member's binding replaced
             return True
         return bound(sender, user_id, proof)
 
@@ -1791,6 +1954,14 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "empty-address-malformed": _empty_address_malformed,
     "unfitted-replies": _unfitted_replies,
     "refusal-code-for-queued": _refusal_code_for_queued,
+    "send-uncarried-tasks": _send_uncarried_tasks,
+    "unknown-message-stops-type": _unknown_message_stops_type,
+    "repeat-hello-unchecked": _repeat_hello_unchecked,
+    "urlsafe-base64": _urlsafe_base64,
+    "keep-bad-copies": _keep_bad_copies,
+    "unaddressed-peer-dead-at-once": _unaddressed_peer_dead_at_once,
+    "member-admits-joiners": lambda iut: setattr(iut.node, "admits_joiners", True),  # breaks SEC-024
+    "rebind-joined-peer": _rebind_joined_peer,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

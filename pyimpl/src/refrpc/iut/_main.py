@@ -113,10 +113,12 @@ class Iut:
             cluster with a head (CNF-035, SEC-022, SEC-040, SEC-041); None: derived keys.
         derived_server_key: The ``derived-server-key`` fault switch: with ``own_key``,
             serve with and expect SEC-016's server key all the same (breaks SEC-040).
+        head: With ``own_key`` (the head key pair the key file names): run as the head
+            of the cluster, binding joiners' PeerIds by their join proofs (CNF-047, SEC-023).
     """
 
     def __init__(self, peer_id: str, endpoint: str, config: Config, on_other: Any = None, cluster_key: Any = None,
-                 own_key: Any = None, derived_server_key: bool = False) -> None:
+                 own_key: Any = None, derived_server_key: bool = False, head: bool = False) -> None:
         namespace = f"iut{os.getpid()}x{secrets.token_hex(4)}"
 
         limit = store_limit_from_env()
@@ -141,6 +143,7 @@ class Iut:
         self.node, self.executor = working_node(peer_id, endpoint, namespace, config, on_other,
                                                 make_executor=make_executor, cluster_key=cluster_key,
                                                 own_key=own_key, insecure=True,  # its features are what its config says
+                                                admits_joiners=head and own_key is not None,
                                                 **options)
         #: How the control channel names an error code for ``get`` (CNF-018): the registry
         #: name; the ``schema-error-names`` fault switch changes it.
@@ -167,10 +170,16 @@ class Iut:
 OWN_KEY_ENV = "REFRPC_IUT_OWN_KEY"
 
 
-def _own_key(cluster_key: Any, peer_id: str) -> Any:
-    """The own key pair the suite handed this IUT ("PUBLIC SECRET", z85), making it a
-    member of a cluster with a head (CNF-035); None when it handed none."""
-    text = os.environ.get(OWN_KEY_ENV, "")
+#: The environment variable the suite hands the head's key pair in, making the IUT the head (CNF-047).
+HEAD_KEY_ENV = "REFRPC_IUT_HEAD_KEY"
+
+
+def _own_key(cluster_key: Any, peer_id: str, env_name: str = OWN_KEY_ENV) -> Any:
+    """The own key pair the suite handed this IUT ("PUBLIC SECRET", z85) in ``env_name``:
+    in ``REFRPC_IUT_OWN_KEY`` it makes the IUT a member of a cluster with a head
+    (CNF-035), in ``REFRPC_IUT_HEAD_KEY`` that cluster's head (CNF-047); None when it
+    handed none."""
+    text = os.environ.get(env_name, "")
     if not text or cluster_key is None:
         return None
     from ..transport import OwnKey
@@ -183,9 +192,11 @@ def _own_key(cluster_key: Any, peer_id: str) -> Any:
     except (zmq.ZMQError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(f"{OWN_KEY_ENV} must be a CURVE key pair, \"PUBLIC SECRET\" in Z85")
+        raise ValueError(f"{env_name} must be a CURVE key pair, \"PUBLIC SECRET\" in Z85")
     if cluster_key.head_public is None:
-        raise ValueError(f"{OWN_KEY_ENV} is set, but the key file names no head key (SEC-041)")
+        raise ValueError(f"{env_name} is set, but the key file names no head key (SEC-041)")
+    if env_name == HEAD_KEY_ENV and cluster_key.head_public != public.encode():
+        raise ValueError(f"{HEAD_KEY_ENV} is not the head key pair the key file names (SEC-041)")
     return OwnKey(cluster_key, peer_id, (public.encode(), secret.encode()))
 
 
@@ -227,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in faults:
             cluster_key = STARTUP.get(name, {}).get("cluster_key", cluster_key)
         own_key = _own_key(cluster_key, args.peer_id)
+        head_key = _own_key(cluster_key, args.peer_id, HEAD_KEY_ENV)
+        if own_key is not None and head_key is not None:
+            raise ValueError(f"{OWN_KEY_ENV} and {HEAD_KEY_ENV} are both set: the IUT is a member or the head, not both")
     except ValueError as exc:  # a KeyFileError too
         ap.error(str(exc))
     from ._control import Control
@@ -234,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     control = Control(os.fdopen(channel_fd, "w", encoding="utf-8", newline="\n"))
     try:
         iut = Iut(args.peer_id, args.endpoint, config, on_other=control.on_instruction, cluster_key=cluster_key,
-                  own_key=own_key, derived_server_key="derived-server-key" in faults)
+                  own_key=own_key or head_key, derived_server_key="derived-server-key" in faults,
+                  head=head_key is not None)
     except Exception as exc:  # a bad endpoint, a port in use, a bad peer id
         log.error("cannot start: %s: %s", type(exc).__name__, exc)
         return 1

@@ -59,6 +59,12 @@ INCARNATIONS: dict[str, int] = {}
 VERSION = [0]
 DEAD: dict[tuple[str, int], str] = {}
 DEAD_KEPT = 1024
+#: On the head: the version in which each part of the view last changed -- a worker's
+#: row, a death, a key binding -- so that a push can carry only what a member has not
+#: applied yet (CLU-071). Written, with VERSION, under the head node's lock.
+ROW_AT: dict[str, int] = {}
+DEAD_AT: dict[tuple[str, int], int] = {}
+KEY_AT: dict[str, int] = {}
 
 
 #: How long the head waits for the answers to one push before it lets the next go.
@@ -83,6 +89,11 @@ class _Pusher:
         self._thread: threading.Thread | None = None
         #: PeerId -> the version of the last view it answered (see wait_pushed).
         self.answered: dict[str, int] = {}
+        #: (PeerId, incarnation) -> the version of the view it says it has applied
+        #: (``learn``'s answer): the next push to it carries only what changed since.
+        self.applied: dict[tuple[str, int], int] = {}
+        #: Pushes that carried a whole view, and those that carried only changes.
+        self.whole = self.partial = 0
         self._answers = threading.Condition()
 
     def start(self, node: Any) -> None:
@@ -111,9 +122,19 @@ class _Pusher:
         view = _view(node)
         targets = [row[0] for row in view["members"]] + [p for p, _a in drivers()]
         sent: dict[str, int] = {}
+        partial: dict[int, dict[str, Any]] = {}
         for peer in targets:
             if peer != node.peer_id:
-                self.inflight[peer] = submit_to(node, peer, "refrpc.runtime._membership:learn", view)
+                since = self.applied.get((peer, INCARNATIONS.get(peer, 0)), 0)
+                if since and since < view["version"]:
+                    if since not in partial:
+                        partial[since] = _view(node, since, view["version"])
+                    this = partial[since]
+                    self.partial += 1
+                else:
+                    this = view
+                    self.whole += 1
+                self.inflight[peer] = submit_to(node, peer, "refrpc.runtime._membership:learn", this)
                 sent[peer] = view["version"]
         self.pushes += 1
         # Let go of each answered push (its result is nothing to keep); one not answered
@@ -121,17 +142,33 @@ class _Pusher:
         deadline = time.monotonic() + PUSH_WAIT_S
         for peer, ref in list(self.inflight.items()):
             try:
-                value_of(node, ref, deadline)
+                applied = value_of(node, ref, deadline)
             except GetTimeoutError:
                 continue
             except Exception:  # noqa: S110 - a failed push is settled too: the next view goes again
                 pass
+            else:
+                self._applied(peer, sent.get(peer, 0), applied)
             if self.inflight.get(peer) is ref:
                 del self.inflight[peer]
             if peer in sent:
                 with self._answers:
                     self.answered[peer] = max(self.answered.get(peer, 0), sent[peer])
                     self._answers.notify_all()
+
+    def _applied(self, peer: str, sent: int, answer: Any) -> None:
+        """Record that ``peer`` applied every view up to ``answer`` (CLU-011, CLU-071):
+        only for the incarnation pushed to, only up to the version sent (a later one it
+        applied may have come from another source), and never backwards."""
+        if not sent or not isinstance(answer, int) or isinstance(answer, bool) or answer < sent:
+            return
+        key = (peer, INCARNATIONS.get(peer, 0))
+        self.applied[key] = max(self.applied.get(key, 0), sent)
+
+    def forget(self, peer: str) -> None:
+        """A member registered again: its next push carries the whole view."""
+        for key in [k for k in self.applied if k[0] == peer]:
+            del self.applied[key]
 
     def wait_pushed(self, version: int, but: str, within: float) -> None:
         """Wait (at most ``within`` s) until every live member other than ``but`` has
@@ -165,37 +202,53 @@ def noticed(ins: Any) -> None:
 
 
 def _remember_death(peer: str, incarnation: int, reason: str) -> None:
-    """Most recent last, the oldest dropped beyond DEAD_KEPT (CLU-032)."""
+    """Most recent last, the oldest dropped beyond DEAD_KEPT (CLU-032); it enters the
+    next version (the caller raises it, holding the head node's lock)."""
     DEAD.pop((peer, incarnation), None)
     DEAD[(peer, incarnation)] = reason
+    DEAD_AT[(peer, incarnation)] = VERSION[0] + 1
     while len(DEAD) > DEAD_KEPT:
-        DEAD.pop(next(iter(DEAD)))
+        DEAD_AT.pop(oldest := next(iter(DEAD)), None)
+        DEAD.pop(oldest)
 
 
 def _died(peer: str, incarnation: int, reason: str) -> None:
+    """Called holding the head node's lock (see :func:`noticed`)."""
     _remember_death(peer, incarnation, reason)
     _changed()
 
 
 def _changed() -> None:
-    """A new version of the view, to be pushed (CLU-008)."""
+    """A new version of the view, to be pushed (CLU-008); called holding the head
+    node's lock, with what changed recorded for this version (CLU-071)."""
     VERSION[0] += 1
     PUSHER.changed.set()
 
 
-def _view(node: Any) -> dict[str, Any]:
+def _view(node: Any, since: int = 0, upto: int = 0) -> dict[str, Any]:
     """The registry as members get it (CLU-008), with the key bound to each live
-    member's PeerId and the head's own (CLU-050; empty without own keys)."""
-    rows = members()
-    keys: dict[str, str] = {}
-    if node.own_key is not None:
-        with node.lock:
-            keys = {p: node.keys[p] for p in [*node.members, *node.drivers] if p in node.keys}
-        keys[node.peer_id] = node.own_key.public.decode()
-    return {"version": VERSION[0], "members": rows,
-            "incarnations": {p: INCARNATIONS.get(p, 0) for p, *_ in rows},
-            "dead": [(p, i, why) for (p, i), why in DEAD.items()],
-            "keys": keys}
+    member's PeerId and the head's own (CLU-050; empty without own keys). With
+    ``since``, only what changed after that version (CLU-071): the rows of workers
+    that registered since, the deaths since, the keys bound since; ``upto`` keeps
+    the version of the whole view this one stands for."""
+    dead = {p for p, r in node.call(lambda: dict(node.core.remotes)).result().items() if r.state == "dead"}
+
+    def new(at: dict[Any, int], key: Any) -> bool:
+        return not since or at.get(key, 0) > since
+
+    with node.lock:  # the registry and its version, read together
+        version = upto or VERSION[0]
+        rows = [(p, a, sl, h, RESOURCES.get(p, {})) for p, (a, sl, h, _) in node.members.items()
+                if p not in dead and new(ROW_AT, p)]
+        keys: dict[str, str] = {}
+        if node.own_key is not None:
+            keys = {p: node.keys[p] for p in [*node.members, *node.drivers] if p in node.keys and new(KEY_AT, p)}
+            if not since:
+                keys[node.peer_id] = node.own_key.public.decode()
+        return {"version": version, "members": rows,
+                "incarnations": {p: INCARNATIONS.get(p, 0) for p, *_ in rows},
+                "dead": [(p, i, why) for (p, i), why in DEAD.items() if new(DEAD_AT, (p, i))],
+                "keys": keys}
 
 
 def spread(resources: dict[str, float] | None, names: list[str]) -> dict[str, dict[str, float]]:
@@ -233,17 +286,20 @@ def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
     node = _head_node()
     PUSHER.start(node)
     earlier = INCARNATIONS.get(peer, 0)
-    with node.lock:
+    if earlier and earlier != incarnation:
+        # A new incarnation replaces the old one (a restarted worker): that one is gone (CLU-007).
+        node.handle_soon(lambda sid: ev.PeerFailed(sid, peer, earlier, "replaced by a new incarnation")).result()
+    node.handle_soon(*_adds([(peer, address, slots, host, dict(resources or {}))])).result()
+    with node.lock:  # the change and its version, together (CLU-071)
         node.members[peer] = (address, slots, host, time.time())
         PIDS[peer] = pid
         RESOURCES[peer] = dict(resources or {})
         INCARNATIONS[peer] = incarnation
-    if earlier and earlier != incarnation:
-        # A new incarnation replaces the old one (a restarted worker): that one is gone (CLU-007).
-        node.handle_soon(lambda sid: ev.PeerFailed(sid, peer, earlier, "replaced by a new incarnation")).result()
-        _remember_death(peer, earlier, "replaced by a new incarnation")
-    node.handle_soon(*_adds([(peer, address, slots, host, RESOURCES[peer])])).result()
-    _changed()
+        if earlier and earlier != incarnation:
+            _remember_death(peer, earlier, "replaced by a new incarnation")
+        ROW_AT[peer] = KEY_AT[peer] = VERSION[0] + 1
+        PUSHER.forget(peer)
+        _changed()
     PUSHER.wait_pushed(VERSION[0], peer, PUSH_WAIT_S)
     return _view(node)
 
@@ -258,8 +314,11 @@ def register_driver(peer: str, address: str, host: str, pid: int = 0, incarnatio
         node.drivers[peer] = (address, 0, host, time.time())
         PIDS[peer] = pid
         INCARNATIONS[peer] = incarnation
-    if node.own_key is not None:  # its key is news to every member (CLU-050, CLU-051)
-        _changed()
+        PUSHER.forget(peer)
+        if node.own_key is not None:  # its key is news to every member (CLU-050, CLU-051)
+            KEY_AT[peer] = VERSION[0] + 1
+            _changed()
+    if node.own_key is not None:
         PUSHER.wait_pushed(VERSION[0], peer, PUSH_WAIT_S)
     return _view(node)
 
@@ -324,6 +383,8 @@ def _apply_view(node: Any, view: dict[str, Any]) -> int:
         if version <= node.view_version:
             return node.view_version
         node.view_version = version
+        if hasattr(node, "views_applied"):
+            node.views_applied.append((version, len(view["members"]), len(view.get("dead", []))))
         # CLU-050: the keys bound to members' PeerIds; a binding is replaced by a newer
         # one and otherwise kept (a fenced member is still told so, LIV-005).
         if view.get("keys"):

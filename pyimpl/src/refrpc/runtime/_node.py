@@ -212,6 +212,9 @@ class Node:
         self.drivers: dict[str, tuple[str, int, str, float]] = {}
         #: On a member: the version of the last membership view applied (CLU-011).
         self.view_version = 0
+        #: The last views applied here, as (version, workers listed, deaths listed):
+        #: a push carries only what changed since the member's last answer (CLU-071).
+        self.views_applied: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=16)
         #: On a member: the head's address it joined through (SEC-026), or "".
         self.head_address = ""
         from ._fetch import FetchService
