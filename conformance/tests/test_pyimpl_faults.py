@@ -121,6 +121,7 @@ CATCHES = {
     "zero-cpu-waits": "tasks/TASK-051-task-taking-nothing-runs-beside-a-full-slot",
     "run-without-resource": "tasks/TASK-053-named-resource-not-offered",
     "resources-named-twice-accepted": "tasks/TASK-054-resource-named-twice-is-malformed",
+    "fenced-caller-keeps-actor": "actors/TASK-064-fenced-caller-releases-the-actor",
     "invalid-utf8-accepted": "malformed/ID-011-empty-function-and-invalid-utf8",
     "unsequenced-errors-name-nothing": "session/SES-038-ERR-003-unsequenced-error-ends-the-request",
     "wrong-state-means-dead": "session/SES-039-wrong-state-answer-is-no-death",
