@@ -159,3 +159,44 @@ def test_an_actor_killed_while_its_creation_waits_is_forgotten_and_never_reporte
     assert [b.state for b in net.sent_bodies(ActorStatus, src="H") if b.actor_id == aid] == [ActorState.DEAD]
     assert len(of_type(out, ev.StopActor)) == (1 if constructed else 0)
     assert not net["H"].actor_creations and not net["H"].exec_tasks
+
+def test_a_decimal_demand_converts_exactly_on_both_sides():
+    # f.options(num_cpus=0.14, resources={"gpu": 0.14}) sent to a worker that registered
+    # {"gpu": 0.14}: 0.14 is 1400 at the submitter (binary arithmetic would give 1401, a
+    # task that could never run there) and in the worker's offer alike   TASK-050, CLU-059
+    from refrpc.core._tasks import MAX_RESOURCE_UNITS, to_units
+    net = pair()
+    tid = submit(net, 0.14, (("gpu", 0.14),))
+    [spec] = [b for b in net.sent_bodies(SubmitTask, src="D") if b.task_id == tid]
+    assert (spec.cpu_demand, spec.resources) == (1400, (ResourceAmount("gpu", 1400),))
+    assert to_units(0.14, MAX_RESOURCE_UNITS) == 1400  # what Executor.offer admits by
+
+
+@pytest.mark.parametrize("amount, units", [
+    (0.07, 700), (0.14, 1400), (0.33333, 3334), (1.1, 11000), (1e-05, 1), (1e-11, 1),
+    (1.00000000001, 10001), (0.12345678, 1235), (3, 30000), (0.0, 0),
+])
+def test_the_conversion_table_of_task_050(amount, units):
+    # the worked table of TASK-050: the decimal value of the shortest form, times
+    # 10,000 exactly, rounded up; a non-zero amount never becomes 0        TASK-050
+    from refrpc.core._tasks import MAX_RESOURCE_UNITS, to_units
+    assert to_units(amount, MAX_RESOURCE_UNITS) == units
+
+
+def test_an_actor_call_numbered_0_never_runs():
+    # S creates an actor on A, then sends a call with actorSeq 0: refused WRONG_STATE
+    # naming ACT-003 on arrival, the actor stays alive, and call 1 runs       VAL-020, ACT-014
+    from refrpc.core.messages import CreateActor, ReturnKind, TaskReply
+    a = checked_peer("A", 0xA1)
+    s = Stub("S")
+    s.greet(a)
+    aid = s.oid("actor")
+    a.handle(s.send(a, CreateActor(aid, "Counter", ())))
+    a.handle(ev.ActorReady("ready", aid))
+    out = a.handle(s.send(a, SubmitTask(s.oid("t0"), "m", (), (s.oid("t0.r0"),), actor_id=aid, actor_seq=0, cpu_demand=0)))
+    assert not of_type(out, ev.RunTask)
+    [reply] = [b for b in bodies(out, to="S") if isinstance(b, TaskReply)]
+    [rv] = reply.returns
+    assert rv.kind == ReturnKind.ERROR and (rv.error.code, rv.error.requirement) == (ErrorCode.WRONG_STATE, "ACT-003")
+    out = a.handle(s.send(a, SubmitTask(s.oid("t1"), "m", (), (s.oid("t1.r0"),), actor_id=aid, actor_seq=1, cpu_demand=0)))
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [s.oid("t1")]

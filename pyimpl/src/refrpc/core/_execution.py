@@ -413,6 +413,13 @@ class Execution:
         """FATE-003: the owner is dead; nobody wants this task's result."""
         ex = self.exec_tasks.pop(key)
         self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+        h = self.hosted.get(ex.spec.actor_id) if ex.spec.actor_id else None
+        if h is not None:
+            # TASK-064: a fenced caller's call stops counting against maxConcurrency and
+            # leaves the order at once (the caller's pump, after every drop, starts the next).
+            h.running.pop(key, None)
+            if key in h.queue:
+                h.queue.remove(key)
         if ex.state == "running":
             self._out(StopTask(self._sid, ex.spec.task_id, ex.spec.attempt))
             # Its results may still arrive; their stored copies must then go (FATE-008).

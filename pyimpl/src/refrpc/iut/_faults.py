@@ -472,6 +472,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The executor ignores the named resources it does not offer: a task asking for one runs as if "
         "it asked for none, instead of being answered RESOURCE_EXHAUSTED.",
     ),
+    "fenced-caller-keeps-actor": (
+        "TASK-064",
+        "A call whose caller is fenced while it waits or runs keeps its turn at the actor: the actor's "
+        "other callers wait for ever behind it.",
+    ),
     "resources-named-twice-accepted": (
         "TASK-054",
         "A SubmitTask whose resources name a resource twice (or name CPU, or an empty name) is taken "
@@ -1797,6 +1802,21 @@ def _one_segment_frames(iut: Iut) -> None:
     _decode._check_sizes = patched  # type: ignore[assignment]
 
 
+def _fenced_caller_keeps_actor(iut: Iut) -> None:
+    core = iut.node.core
+    drop = core._drop_exec
+
+    def patched(key: Any) -> None:
+        ex = core.exec_tasks.get(key)
+        h = core.hosted.get(ex.spec.actor_id) if ex is not None and ex.spec.actor_id else None
+        had_turn = h is not None and (key in h.running or key in h.queue)
+        drop(key)
+        if had_turn:
+            h.running[key] = None  # breaks TASK-064: it still counts against maxConcurrency
+
+    core._drop_exec = patched  # type: ignore[method-assign]
+
+
 def _unsequenced_errors_name_nothing(iut: Iut) -> None:
     core = iut.node.core
     on_error = core._on_session_error
@@ -1965,6 +1985,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "resources-named-twice-accepted": lambda iut: setattr(iut.node.core, "_check_demand", lambda spec: None),
     "actors-hold-nothing": lambda iut: _actors_hold(iut, nothing=True),  # breaks ACT-027
     "actor-resources-unchecked": lambda iut: _actors_hold(iut, nothing=False),  # breaks ACT-028
+    "fenced-caller-keeps-actor": _fenced_caller_keeps_actor,
     "invalid-utf8-accepted": _invalid_utf8_accepted,
     "unsequenced-errors-name-nothing": _unsequenced_errors_name_nothing,
     "wrong-state-means-dead": _wrong_state_means_dead,
