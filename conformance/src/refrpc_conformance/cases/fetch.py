@@ -814,3 +814,47 @@ def bad_stored_form_is_no_copy(ctx: CaseContext) -> None:
     check_inline(ctx, reply, sum(data), requirement="OBJ-076", note="sum_bytes(X), fetched again from W2")
     errors = [str(a.body) for a in w1.received(ProtocolError)]
     ctx.check("OBJ-076", not errors, "nothing about the stored form answered as a malformed message", errors)
+
+
+@case(
+    "fetch/TASK-056-a-fetching-task-gives-its-cpu-back",
+    requirements=["TASK-056", "TASK-055", "FET-001"],
+    summary=(
+        "The IUT's executor offers one CPU slot (CNF-044). Suite peer S owns X and submits sum_bytes(X by ref) "
+        "naming holder H, a second suite peer that withholds every chunk of X; once H has X's FetchRequest (the "
+        "task took the slot and waits for its argument), S submits echo(7), which takes a slot too. A task that "
+        "waits for its arguments to arrive gives its CPU back as one waiting in a get does, so echo(7) must be "
+        "answered while the fetch still waits: before the IUT gives up on H and asks S about X again. Then H "
+        "serves X and the sum comes back."
+    ),
+    timeout=90.0,
+)
+def fetching_task_gives_its_cpu_back(ctx: CaseContext) -> None:
+    iut, s, link = open_session(ctx, peer_name="owner")
+    h = ctx.wire_peer("silent-holder")
+    data = make_bytes_value(FETCHED_SIZE)
+    form = stored_form(portable(data))
+    x = ctx.new_id(s)
+    released = [False]
+    h.serve(x, form, chunk_bytes=SUITE_CHUNK, lose=lambda req, start, end: not released[0])
+    fetching = task(s, "sum_bytes", [by_ref(ctx.descriptor(s, x, size_hint=len(form)))])
+    link.send(fetching)
+    ctx.expect(s, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link.send(ObjectStatus(x, ObjectState.READY, len(form), (h.peer_id,), (h.address,)))
+    ctx.wait_until(h, lambda: bool(h.fetch_requests), requirement="FET-001", what=f"H's FetchRequest for {x}",
+                   timeout=30.0)
+    plain = task(s, "echo", [by_value(7)])
+    link.send(plain)
+    asked_again = lambda: len(s.received(GetObjectStatus, lambda m: m.object_id == x)) >= 2  # noqa: E731
+    answered = lambda: bool(s.received(TaskReply, lambda m: m.task_id == plain.task_id))  # noqa: E731
+    ctx.wait_until(s, lambda: answered() or asked_again(), requirement="TASK-056",
+                   what="echo(7) answered, or X asked about again", timeout=60.0)
+    ctx.check("TASK-056", answered() and not asked_again(),
+              "echo(7) answered while sum_bytes(X) still waited for X's chunks (its CPU given back)",
+              "echo(7) waited until the fetch gave up" if asked_again() else "echo(7) not answered", level="SHOULD")
+    check_inline(ctx, expect_reply(ctx, s, plain, timeout=RESUME_BOUND_S), 7, requirement="TASK-005", note="echo(7)")
+    released[0] = True  # H serves X now (the IUT asks again after its progress timeout, FET-006)
+    if asked_again():
+        link.send(ObjectStatus(x, ObjectState.READY, len(form), (h.peer_id,), (h.address,)))
+    reply = expect_reply(ctx, s, fetching, timeout=RESUME_BOUND_S)
+    check_inline(ctx, reply, sum(data), requirement="FET-001", note="sum_bytes(X), once H served X")

@@ -350,15 +350,7 @@ def submit_to(node: Node, peer: str, function: str, *args: Any) -> Ref[Any]:
 
 def call_on(node: Node, peer: str, function: str, *args: Any, timeout: float = 30.0) -> Any:
     """Run a registered function on one named peer and return its value (runtime use:
-    joining a cluster, registering with the head, status and tracing tools)."""
-    _check_name(function)
-    specs, keep = arg_specs(node, args)
-
-    def submit() -> str:
-        task_id, rids = node.new_task_ids(1)
-        node.handle(ev.Submit(node.sid(), task_id, function, tuple(specs), rids, 0, False, "", peer))
-        return rids[0]
-
-    ref: Ref[Any] = Ref(node, node.call(submit).result(), counted=True)
-    del keep
-    return value_of(node, ref, time.monotonic() + timeout)
+    joining a cluster, registering with the head, status and tracing tools). Like
+    :func:`submit_to` it takes no CPU slot there: an actor that holds the peer's CPU
+    for its life (ACT-027), or a long task, never keeps these calls waiting."""
+    return value_of(node, submit_to(node, peer, function, *args), time.monotonic() + timeout)
