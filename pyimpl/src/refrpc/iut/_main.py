@@ -115,10 +115,14 @@ class Iut:
             serve with and expect SEC-016's server key all the same (breaks SEC-040).
         head: With ``own_key`` (the head key pair the key file names): run as the head
             of the cluster, binding joiners' PeerIds by their join proofs (CNF-047, SEC-023).
+        membership: As the head, also run the head's membership functions for the
+            suite's joiners, their values pickled (CNF-051, CLU-030); ``config`` must
+            then offer ``python-pickle``.
     """
 
     def __init__(self, peer_id: str, endpoint: str, config: Config, on_other: Any = None, cluster_key: Any = None,
-                 own_key: Any = None, derived_server_key: bool = False, head: bool = False) -> None:
+                 own_key: Any = None, derived_server_key: bool = False, head: bool = False,
+                 membership: bool = False) -> None:
         namespace = f"iut{os.getpid()}x{secrets.token_hex(4)}"
 
         limit = store_limit_from_env()
@@ -127,10 +131,19 @@ class Iut:
             own: Any = IutStore(peer_id, namespace) if limit is None else IutSpillingStore(peer_id, namespace, limit)
             shm, node.store = node.store, own
             shm.close()
-            self.catalog = Catalog(node)
+            self.catalog = Catalog(node, membership=membership)
             return FixtureExecutor(node, self.catalog)
 
         options: dict[str, Any] = {}
+        if membership:
+            from ..runtime import _membership
+
+            def on_instruction(ins: Any, then: Any = on_other) -> None:
+                _membership.noticed(ins)  # a member's death leaves the registry (CLU-008)
+                if then is not None:
+                    then(ins)
+
+            on_other = on_instruction
         if own_key is not None and derived_server_key:
             from ..transport import ZmqTransport
 
@@ -154,6 +167,10 @@ class Iut:
         from ..runtime._refs import context
 
         context.node, context.executor = self.node, self.executor
+        if membership:
+            from ..runtime import _membership
+
+            _membership.PUSHER.start(self.node)  # pushes each change of the registry (CLU-010)
 
     def info(self) -> dict[str, Any]:
         """The ``ready`` event's fields (CNF-006)."""
@@ -200,6 +217,21 @@ def _own_key(cluster_key: Any, peer_id: str, env_name: str = OWN_KEY_ENV) -> Any
     return OwnKey(cluster_key, peer_id, (public.encode(), secret.encode()))
 
 
+def _membership_asked(head: bool) -> bool:
+    """Whether the suite asked this IUT to run the head's membership calls (CNF-051):
+    ``REFRPC_IUT_MEMBERSHIP=pickle``, which only a head may be asked."""
+    from ._membership import MEMBERSHIP_ENV, MEMBERSHIP_PICKLE
+
+    text = os.environ.get(MEMBERSHIP_ENV, "").strip()
+    if not text:
+        return False
+    if text != MEMBERSHIP_PICKLE:
+        raise ValueError(f"{MEMBERSHIP_ENV} must be {MEMBERSHIP_PICKLE!r}, not {text!r}")
+    if not head:
+        raise ValueError(f"{MEMBERSHIP_ENV} is set, but only the head ({HEAD_KEY_ENV}) serves the membership calls")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the IUT until the control channel says ``shutdown`` or ``crash``, or closes."""
     # Standard output is the control channel's alone (CNF-005): anything else that
@@ -241,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         head_key = _own_key(cluster_key, args.peer_id, HEAD_KEY_ENV)
         if own_key is not None and head_key is not None:
             raise ValueError(f"{OWN_KEY_ENV} and {HEAD_KEY_ENV} are both set: the IUT is a member or the head, not both")
+        membership = _membership_asked(head_key is not None)
+        if membership:  # SEC-004: offered only because the suite asked, and only as the head
+            config.features = (*config.features, "python-pickle")
     except ValueError as exc:  # a KeyFileError too
         ap.error(str(exc))
     from ._control import Control
@@ -249,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         iut = Iut(args.peer_id, args.endpoint, config, on_other=control.on_instruction, cluster_key=cluster_key,
                   own_key=own_key or head_key, derived_server_key="derived-server-key" in faults,
-                  head=head_key is not None)
+                  head=head_key is not None, membership=membership)
     except Exception as exc:  # a bad endpoint, a port in use, a bad peer id
         log.error("cannot start: %s: %s", type(exc).__name__, exc)
         return 1
