@@ -614,6 +614,26 @@ FAULTS: dict[str, tuple[str, str]] = {
         "join proof for it, although the PeerId is bound to another key and its incarnation is live: "
         "anyone with the credential can take over a live member's PeerId.",
     ),
+    "rotate-by-any-member": (
+        "SEC-042",
+        "As the head running the membership calls (CNF-051), the peer runs `rotate` for any submitter, as if "
+        "the operator had called it: a member holding only the key file replaces the join credential.",
+    ),
+    "replaced-credential-kept": (
+        "SEC-025",
+        "As the head, the peer accepts join proofs under a replaced join credential for ever: `rotate` "
+        "ignores the grace it is given, and `rotate(None, ...)` ends no grace period.",
+    ),
+    "register-another-peer": (
+        "CLU-013",
+        "As the head running the membership calls, the peer accepts a `register` or `register_driver` whose "
+        "`peer` is not the submitter's own PeerId: a member can register (and so replace) another.",
+    ),
+    "incarnation-not-recorded": (
+        "CLU-067",
+        "As the head running the membership calls, the peer records every worker that registers with "
+        "incarnation 0, whatever incarnation it passed: its views list 0 for every worker.",
+    ),
 }
 
 
@@ -1572,6 +1592,56 @@ def _rebind_joined_peer(iut: Iut) -> None:
     node._bound = patched  # type: ignore[method-assign]
 
 
+def _as_the_head_itself(iut: Iut, name: str) -> None:
+    """The membership function ``name`` runs as if the head itself called it: no
+    submitter to check (breaks SEC-042 for rotate, CLU-013 for the registrations)."""
+    functions = iut.catalog.membership
+    fn = functions.get(f"refrpc.runtime._membership:{name}")
+    if fn is None:
+        return
+    local = iut.executor._local
+
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        owner, local.owner = getattr(local, "owner", ""), ""
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            local.owner = owner
+
+    functions[f"refrpc.runtime._membership:{name}"] = patched
+
+
+def _register_anyone(iut: Iut) -> None:
+    _as_the_head_itself(iut, "register")
+    _as_the_head_itself(iut, "register_driver")
+
+
+def _replaced_credential_kept(iut: Iut) -> None:
+    key = iut.node.cluster_key
+    if key is None:
+        return
+    rotate = key.rotate
+
+    def patched(join: Any, grace_s: float, now: float) -> None:
+        if join is not None:  # breaks SEC-025: the replaced credential is accepted for ever
+            rotate(join, float("inf"), now)
+
+    key.rotate = patched  # type: ignore[method-assign]
+
+
+def _incarnation_not_recorded(iut: Iut) -> None:
+    name = "refrpc.runtime._membership:register"
+    fn = iut.catalog.membership.get(name)
+    if fn is None:
+        return
+
+    def patched(peer: Any, address: Any, slots: Any, host: Any, pid: Any = 0, resources: Any = None,
+                incarnation: Any = 0) -> Any:
+        return fn(peer, address, slots, host, pid, resources, 0)  # breaks CLU-067
+
+    iut.catalog.membership[name] = patched
+
+
 def _trust_claimed_sender(iut: Iut) -> None:
     iut.node._authentic = lambda frames, sender, sid: True  # type: ignore[method-assign]  # breaks SEC-011
 
@@ -1962,6 +2032,10 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "unaddressed-peer-dead-at-once": _unaddressed_peer_dead_at_once,
     "member-admits-joiners": lambda iut: setattr(iut.node, "admits_joiners", True),  # breaks SEC-024
     "rebind-joined-peer": _rebind_joined_peer,
+    "rotate-by-any-member": lambda iut: _as_the_head_itself(iut, "rotate"),
+    "replaced-credential-kept": _replaced_credential_kept,
+    "register-another-peer": _register_anyone,
+    "incarnation-not-recorded": _incarnation_not_recorded,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
