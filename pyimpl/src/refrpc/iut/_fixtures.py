@@ -216,6 +216,13 @@ class FixtureExecutor(Executor):
             return _membership.load_pickled(value)
         return super()._load(object_id, value)
 
+    def _speaks_pickle(self, peer: str) -> bool:
+        """Whether ``peer``'s session uses ``python-pickle``: only there are the membership
+        functions callable, as on the reference head, which resolves them by name for
+        such a submitter alone (SEC-006); elsewhere they are UNKNOWN_FUNCTION."""
+        remote = self.node.core.remotes.get(peer)
+        return remote is not None and "python-pickle" in remote.features
+
     def _run_membership(self, ins: ev.RunTask, fn: Callable[..., Any], args: list[Any]) -> None:
         """One of the head's membership calls (CNF-051): its result pickled (CLU-030);
         what it raises (a refusal, CLU-013 and CLU-052) fails it with TASK_FAILED."""
@@ -231,7 +238,7 @@ class FixtureExecutor(Executor):
 
     def _run_task(self, ins: ev.RunTask, args: list[Any]) -> None:
         member = None if ins.actor_id else self.catalog.membership.get(ins.function)
-        if member is not None:
+        if member is not None and self._speaks_pickle(ins.owner):
             self._run_membership(ins, member, args)
             return
         if ins.actor_id:
