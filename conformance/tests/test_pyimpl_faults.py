@@ -150,6 +150,8 @@ CATCHES = {
     "replaced-credential-kept": "security/SEC-025-CLU-052-join-credential-replaced-with-a-grace",
     "register-another-peer": "membership/CLU-067-CLU-013-register-records-the-caller-s-incarnation",
     "incarnation-not-recorded": "membership/CLU-067-CLU-013-register-records-the-caller-s-incarnation",
+    "views-from-any-head": "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
+    "learn-from-anyone": "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
 }
 
 

@@ -71,6 +71,11 @@ class IUTConfig:
     #: (CNF-051): it then offers ``python-pickle``, and their values are pickled
     #: (CLU-030). The cases about joining, registering and rotating need it.
     head_membership: bool = False
+    #: It can run as a member of a cluster without authentication that joined through
+    #: a head (CNF-052): started without a key file and with ``REFRPC_IUT_JOINED_HEAD``
+    #: (that head's address), it offers ``python-pickle`` and runs ``learn``. The case
+    #: about views from a false head (SEC-026) needs it.
+    unauthenticated_member: bool = False
     #: Limits the IUT is started with, by name (CNF-031): ``status_waits`` (SEC-009's
     #: outstanding GetObjectStatus waits per remote peer), ``fetches_per_fetcher`` and
     #: ``fetches`` (FET-009), ``handshakes`` (SEC-021). A case that needs a limit the
@@ -154,6 +159,7 @@ def config_from_dict(data: dict[str, object], *, base_dir: Path = Path("."), whe
         head_member=bool(need("head_member", bool, False)),
         head=bool(need("head", bool, False)),
         head_membership=bool(need("head_membership", bool, False)),
+        unauthenticated_member=bool(need("unauthenticated_member", bool, False)),
         limits=dict(limits),  # type: ignore[arg-type]
         base_dir=base_dir,
     )

@@ -89,3 +89,58 @@ def register_records_the_callers_incarnation(ctx: CaseContext) -> None:
     ctx.check("CLU-032", {w.peer_id, x.peer_id} <= set(_listed(view)) and d.peer_id not in _listed(view),
               f"register_driver returns the whole view: {w.peer_id} and {x.peer_id} in `members`, the driver not",
               _listed(view))
+
+
+def _learn(ctx: CaseContext, peer: Any, link: Any, version: int, requirement: str) -> tuple[bool, Any]:
+    """Push a view of ``version`` that lists nobody (applying it changes nothing else)."""
+    view = {"version": version, "members": [], "incarnations": {}, "dead": [], "keys": {}}
+    return membership_call(ctx, peer, link, "learn", (view,), requirement=requirement)
+
+
+def _said(ok: bool, result: Any) -> str:
+    return f"returned {result!r:.80}" if ok else f"error {result.code.name} ({result.message!r:.120})"
+
+
+@case(
+    "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
+    requirements=["SEC-026", "CLU-013", "CLU-011", "CLU-031", "CNF-052"],
+    summary=(
+        "The IUT is a member of a cluster without authentication that joined through the head at address A "
+        "(the suite's `head`, whose ROUTER is at A), started without a key file. A suite peer `stranger` pushes it "
+        "a view (`learn`, pickled, version 7): it must fail with TASK_FAILED (CLU-013). A peer that claims the "
+        "PeerId `head` from another address pushes version 5: it SHOULD fail with TASK_FAILED, the view not "
+        "applied (SEC-026). The head at A, greeting as a new incarnation, pushes version 2: `learn` returns 2 "
+        "(the last view applied: neither refused view was); then version 1: it returns what it returned for "
+        "version 2, the older view ignored (CLU-011). Needs `unauthenticated_member = true`."
+    ),
+)
+def views_only_from_the_head_joined_through(ctx: CaseContext) -> None:
+    if not ctx.config.unauthenticated_member:
+        ctx.skip("the IUT's config does not say it can be a member of a cluster without authentication "
+                 "(unauthenticated_member = true)")
+    from .security import MEMBER_FEATURES
+
+    head = ctx.wire_peer("head", cluster_key=None, features=MEMBER_FEATURES)
+    if head.peer_id != "head":
+        ctx.abort(f"the suite's head got the PeerId {head.peer_id!r}, not 'head'")
+    iut = ctx.start_iut(env={"REFRPC_KEY_FILE": "", "REFRPC_IUT_JOINED_HEAD": head.address})
+    stranger = ctx.wire_peer("stranger", cluster_key=None, features=MEMBER_FEATURES)
+    ok, result = _learn(ctx, stranger, ctx.session(stranger, iut), 7, "CLU-013")
+    ctx.check("CLU-013", not ok and result.code is ErrorCode.TASK_FAILED,
+              "learn from a submitter that is not `head`: ERROR(TASK_FAILED)", _said(ok, result))
+    false_head = ctx.wire_peer(restart_of=head, cluster_key=None, features=MEMBER_FEATURES)
+    ok, result = _learn(ctx, false_head, ctx.session(false_head, iut), 5, "SEC-026")
+    ctx.check("SEC-026", not ok and result.code is ErrorCode.TASK_FAILED,
+              f"learn from a `head` at {false_head.address}, not the address joined through: ERROR(TASK_FAILED)",
+              _said(ok, result))
+    link = ctx.session(head, iut)  # the head at A: an incarnation the IUT has not met (HS-006)
+    ok, result = _learn(ctx, head, link, 2, "SEC-026")
+    ctx.check("CLU-011", ok and type(result) is int and result >= 2,
+              "learn of version 2 from the head returns the version applied last, at least 2", _said(ok, result))
+    ctx.check("SEC-026", ok and result == 2,
+              f"learn of version 2 from the head at {head.address}, the address joined through, returns 2: "
+              "no refused view was applied", _said(ok, result))
+    last = result
+    ok, result = _learn(ctx, head, link, 1, "CLU-011")
+    ctx.check("CLU-011", ok and result == last,
+              f"learn of an older view (version 1) is ignored: it returns {last!r}, the last applied", _said(ok, result))

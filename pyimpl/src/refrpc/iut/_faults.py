@@ -629,6 +629,16 @@ FAULTS: dict[str, tuple[str, str]] = {
         "As the head running the membership calls, the peer accepts a `register` or `register_driver` whose "
         "`peer` is not the submitter's own PeerId: a member can register (and so replace) another.",
     ),
+    "views-from-any-head": (
+        "SEC-026",
+        "As a member of a cluster without authentication, the peer applies a view (`learn`) from any session "
+        "of the PeerId `head`, not only from the one whose Hello announced the address it joined through.",
+    ),
+    "learn-from-anyone": (
+        "CLU-013",
+        "As a member, the peer runs `learn` whoever submitted it, and applies the view, instead of failing a "
+        "`learn` whose submitter is not the head.",
+    ),
     "incarnation-not-recorded": (
         "CLU-067",
         "As the head running the membership calls, the peer records every worker that registers with "
@@ -2036,6 +2046,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "replaced-credential-kept": _replaced_credential_kept,
     "register-another-peer": _register_anyone,
     "incarnation-not-recorded": _incarnation_not_recorded,
+    "views-from-any-head": lambda iut: setattr(iut.node, "head_address", ""),  # breaks SEC-026
+    "learn-from-anyone": lambda iut: _as_the_head_itself(iut, "learn"),  # breaks CLU-013
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

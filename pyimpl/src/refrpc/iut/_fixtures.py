@@ -123,15 +123,16 @@ class Counter:
 class Catalog:
     """The fixture functions and classes of one IUT process, with the refs they keep."""
 
-    def __init__(self, node: Node, *, membership: bool = False) -> None:
+    def __init__(self, node: Node, *, membership: str = "") -> None:
         self.node = node
-        #: The head's membership functions by their exact names, when the IUT runs them
-        #: for the suite (CNF-051); their values are pickled (CLU-030). Empty otherwise.
+        #: The membership functions by their exact names, when the IUT runs them for the
+        #: suite: the head's (``membership`` "head", CNF-051) or a member's ``learn``
+        #: ("member", CNF-052); their values are pickled (CLU-030). Empty otherwise.
         self.membership: dict[str, Callable[..., Any]] = {}
         if membership:
             from ._membership import functions
 
-            self.membership = functions()
+            self.membership = functions(membership)
         #: Guards ``held`` and every Counter's ``kept``: the task thread appends,
         #: the control channel's drop_held takes them away.
         self.lock = threading.Lock()

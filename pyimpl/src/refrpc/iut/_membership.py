@@ -1,4 +1,5 @@
-"""The membership calls a head IUT serves to the suite's joiners (CNF-051).
+"""The membership calls a head IUT serves to the suite's joiners (CNF-051), and the
+views a member IUT of a cluster without authentication takes from its head (CNF-052).
 
 With ``REFRPC_IUT_MEMBERSHIP=pickle`` in its environment, an IUT that runs as the
 head (``REFRPC_IUT_HEAD_KEY``, CNF-047) offers ``python-pickle`` and runs the head's
@@ -12,6 +13,12 @@ pickle that names any class or function, refers to a ref or an out-of-band buffe
 or holds another type is refused before anything in it is acted on (the call fails
 with ``TASK_FAILED``), so a joiner cannot make the IUT run code of its choosing.
 Results are pickled with protocol 5, as the reference head pickles them.
+
+With ``REFRPC_IUT_JOINED_HEAD=tcp://HOST:PORT`` instead, and no key file, the IUT plays
+a member of a cluster without authentication that joined through the head at that
+address: it offers ``python-pickle`` (SEC-031 makes every peer a member) and runs
+``learn`` alone, read the same way, as such a member runs it (CLU-011, CLU-013,
+SEC-026: a view only from the session whose Hello announced that address).
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ from ..core.messages import Encoding, Value
 #: The environment variable, and its value, that turn membership on (CNF-051).
 MEMBERSHIP_ENV = "REFRPC_IUT_MEMBERSHIP"
 MEMBERSHIP_PICKLE = "pickle"
+
+#: The environment variable that makes the IUT a member that joined through the head
+#: at the address it gives, in a cluster without authentication (CNF-052).
+JOINED_HEAD_ENV = "REFRPC_IUT_JOINED_HEAD"
 
 #: The pickle protocol of membership values (CLU-030, VAL-009).
 PROTOCOL = 5
@@ -99,9 +110,10 @@ def pickled(obj: Any) -> Value:
     return Value(Encoding.PICKLE, pickle.dumps(obj, protocol=PROTOCOL))
 
 
-def functions() -> dict[str, Callable[..., Any]]:
-    """The head's membership functions by their exact names (CLU-030, CLU-031)."""
+def functions(role: str = "head") -> dict[str, Callable[..., Any]]:
+    """The membership functions a ``role`` ("head" or "member") runs, by their exact
+    names (CLU-030, CLU-031): the head's registry calls, or a member's ``learn``."""
     from ..runtime import _membership as m
 
-    return {f"refrpc.runtime._membership:{f.__name__}": f
-            for f in (m.register, m.register_driver, m.members, m.drivers, m.rotate)}
+    chosen = (m.register, m.register_driver, m.members, m.drivers, m.rotate) if role == "head" else (m.learn,)
+    return {f"refrpc.runtime._membership:{f.__name__}": f for f in chosen}
