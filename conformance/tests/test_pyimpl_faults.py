@@ -152,6 +152,7 @@ CATCHES = {
     "incarnation-not-recorded": "membership/CLU-067-CLU-013-register-records-the-caller-s-incarnation",
     "views-from-any-head": "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
     "learn-from-anyone": "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
+    "fence-listed-incarnations": "membership/CLU-063-listed-incarnation-is-no-death",
 }
 
 

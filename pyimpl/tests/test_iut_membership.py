@@ -119,3 +119,22 @@ def test_the_membership_names_are_callable_only_on_a_pickle_session() -> None:
     assert FixtureExecutor._speaks_pickle(fake, "joiner")  # type: ignore[arg-type]
     assert not FixtureExecutor._speaks_pickle(fake, "plain")  # type: ignore[arg-type]
     assert not FixtureExecutor._speaks_pickle(fake, "stranger")  # type: ignore[arg-type]
+
+
+def test_a_joined_head_is_an_address_and_only_without_a_key_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from refrpc.iut._main import _joined_head
+    from refrpc.transport import ClusterKey
+
+    monkeypatch.delenv("REFRPC_IUT_JOINED_HEAD", raising=False)
+    assert _joined_head(None) == ""
+    monkeypatch.setenv("REFRPC_IUT_JOINED_HEAD", "tcp://127.0.0.1:4000")
+    assert _joined_head(None) == "tcp://127.0.0.1:4000"
+    with pytest.raises(ValueError, match="without authentication"):
+        _joined_head(ClusterKey.generate())
+    monkeypatch.setenv("REFRPC_IUT_JOINED_HEAD", "127.0.0.1")
+    with pytest.raises(ValueError, match="tcp://HOST:PORT"):
+        _joined_head(None)
+
+
+def test_a_member_runs_learn_alone() -> None:
+    assert set(functions("member")) == {"refrpc.runtime._membership:learn"}

@@ -31,7 +31,7 @@ def _listed(view: dict[str, Any]) -> list[Any]:
 
 @case(
     "membership/CLU-067-CLU-013-register-records-the-caller-s-incarnation",
-    requirements=["CLU-067", "CLU-013", "CLU-032", "CLU-050", "CLU-005", "CLU-031", "CNF-051"],
+    requirements=["CLU-067", "CLU-013", "CLU-032", "CLU-050", "CLU-005", "CLU-030", "CLU-031", "CNF-051"],
     summary=(
         "The IUT is the head of a cluster whose joiners the suite plays, and runs the membership calls (pickled, "
         "CLU-030). Worker W joins and calls `register` with its own PeerId, address and incarnation: the view it "
@@ -144,3 +144,52 @@ def views_only_from_the_head_joined_through(ctx: CaseContext) -> None:
     ok, result = _learn(ctx, head, link, 1, "CLU-011")
     ctx.check("CLU-011", ok and result == last,
               f"learn of an older view (version 1) is ignored: it returns {last!r}, the last applied", _said(ok, result))
+
+
+@case(
+    "membership/CLU-063-listed-incarnation-is-no-death",
+    requirements=["CLU-063", "CLU-011", "CNF-052"],
+    summary=(
+        "The IUT is a member of a cluster without authentication that joined through the suite's head. Worker W "
+        "(incarnation i1) opens a session with it and runs echo. The head pushes a view (version 1) that lists W "
+        "under another incarnation i2 at another address, and names no death: the IUT must not fence i1 for "
+        "that, so W (i1) still runs echo and gets no DECLARED_DEAD. The head then pushes version 2, whose `dead` "
+        "lists i1 and whose `members` list i2: the IUT must now greet W's incarnation i2 at its listed address, "
+        "with `receiverIncarnation` = i2. Needs `unauthenticated_member = true`."
+    ),
+)
+def listed_incarnation_is_no_death(ctx: CaseContext) -> None:
+    if not ctx.config.unauthenticated_member:
+        ctx.skip("the IUT's config does not say it can be a member of a cluster without authentication "
+                 "(unauthenticated_member = true)")
+    from refrpc.core.messages import Hello, ProtocolError
+
+    from ._common import run_echo
+    from .security import MEMBER_FEATURES
+
+    head = ctx.wire_peer("head", cluster_key=None, features=MEMBER_FEATURES)
+    if head.peer_id != "head":
+        ctx.abort(f"the suite's head got the PeerId {head.peer_id!r}, not 'head'")
+    iut = ctx.start_iut(env={"REFRPC_KEY_FILE": "", "REFRPC_IUT_JOINED_HEAD": head.address})
+    w1 = ctx.wire_peer("worker", cluster_key=None)
+    w1_link = ctx.session(w1, iut)
+    run_echo(ctx, w1, w1_link, "before any view", requirement="CLU-063")
+    w2 = ctx.wire_peer(restart_of=w1, cluster_key=None)
+    row = (w2.peer_id, w2.address, 1, "suite-host", {})
+    head_link = ctx.session(head, iut)
+    view = {"version": 1, "members": [row], "incarnations": {w2.peer_id: w2.incarnation}, "dead": [], "keys": {}}
+    ok, result = membership_call(ctx, head, head_link, "learn", (view,), requirement="CLU-011")
+    ctx.check("CLU-011", ok and result == 1, "learn of version 1 returns 1", _said(ok, result))
+    run_echo(ctx, w1, w1_link, "listed under another incarnation", requirement="CLU-063")
+    dead = w1.received(ProtocolError, lambda m: m.error.code is ErrorCode.DECLARED_DEAD)
+    ctx.check("CLU-063", not dead, f"no DECLARED_DEAD for {w1.peer_id}'s incarnation the view does not list",
+              [str(a.body.error) for a in dead])
+    view = {"version": 2, "members": [row], "incarnations": {w2.peer_id: w2.incarnation},
+            "dead": [(w1.peer_id, w1.incarnation, "the suite says so")], "keys": {}}
+    ok, result = membership_call(ctx, head, head_link, "learn", (view,), requirement="CLU-011")
+    ctx.check("CLU-011", ok and result == 2, "learn of version 2 returns 2", _said(ok, result))
+    ctx.expect(w2, Hello, requirement="CLU-063", timeout=15.0,
+               what=f"a Hello from the IUT to {w2.peer_id}'s listed incarnation at {w2.address}, once the one it "
+                    "held is dead")
+    greeted = [a.envelope.receiver_incarnation for a in w2.received(Hello)]
+    ctx.check("CLU-063", w2.incarnation in greeted, f"the Hello names receiverIncarnation {w2.incarnation}", greeted)

@@ -639,6 +639,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "As a member, the peer runs `learn` whoever submitted it, and applies the view, instead of failing a "
         "`learn` whose submitter is not the head.",
     ),
+    "fence-listed-incarnations": (
+        "CLU-063",
+        "As a member, the peer takes a view's `incarnations` as evidence of death: a live record of a PeerId "
+        "under another incarnation than the one listed is fenced when the view is applied, although `dead` "
+        "does not name it.",
+    ),
     "incarnation-not-recorded": (
         "CLU-067",
         "As the head running the membership calls, the peer records every worker that registers with "
@@ -1652,6 +1658,24 @@ def _incarnation_not_recorded(iut: Iut) -> None:
     iut.catalog.membership[name] = patched
 
 
+def _fence_listed_incarnations(iut: Iut) -> None:
+    name = "refrpc.runtime._membership:learn"
+    fn = iut.catalog.membership.get(name)
+    if fn is None:
+        return
+    node = iut.node
+
+    def patched(view: Any) -> Any:
+        listed = view.get("incarnations", {}) if isinstance(view, dict) else {}
+        stale = node.call(lambda: [(p, r.incarnation) for p, r in node.core.remotes.items()
+                                   if p in listed and r.state != "dead" and r.incarnation not in (0, listed[p])]).result()
+        for peer, incarnation in stale:  # breaks CLU-063: a listed incarnation taken as a death
+            node.handle_soon(lambda sid, p=peer, i=incarnation: ev.PeerFailed(sid, p, i, "a view lists another")).result()
+        return fn(view)
+
+    iut.catalog.membership[name] = patched
+
+
 def _trust_claimed_sender(iut: Iut) -> None:
     iut.node._authentic = lambda frames, sender, sid: True  # type: ignore[method-assign]  # breaks SEC-011
 
@@ -2046,6 +2070,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "replaced-credential-kept": _replaced_credential_kept,
     "register-another-peer": _register_anyone,
     "incarnation-not-recorded": _incarnation_not_recorded,
+    "fence-listed-incarnations": _fence_listed_incarnations,
     "views-from-any-head": lambda iut: setattr(iut.node, "head_address", ""),  # breaks SEC-026
     "learn-from-anyone": lambda iut: _as_the_head_itself(iut, "learn"),  # breaks CLU-013
 }
