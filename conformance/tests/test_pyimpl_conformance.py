@@ -16,7 +16,7 @@ from conformance_testkit import REFRPC_PATH
 from refrpc_conformance import REGISTRY, Grade, load_config, load_requirements, run
 
 pytestmark = [
-    pytest.mark.timeout(400),
+    pytest.mark.timeout(600),
     pytest.mark.skipif(importlib.util.find_spec("refrpc.iut") is None, reason="refrpc.iut (pyimpl's IUT adapter) not installed"),
 ]
 
