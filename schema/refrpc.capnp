@@ -612,11 +612,11 @@ struct SubmitTask {
 }
 
 struct ResourceAmount {
-  # An amount of one named resource a task takes (TASK-030, TASK-050).
+  # An amount of one named resource a task or an actor takes (TASK-030, TASK-050, ACT-026).
 
   name @0 :Text;
   # The resource's name, as executors offer it (`gpu`); never empty, never `CPU`
-  # (CPU slots travel in SubmitTask.cpuDemand).
+  # (CPU slots travel in SubmitTask.cpuDemand and CreateActor.cpuDemand).
 
   amount @1 :UInt64;
   # How much of it, in ten-thousandths (10000 = one `gpu`).
@@ -1060,6 +1060,19 @@ struct CreateActor {
   # what a sender that predates this field sends) means 1 (ACT-013). You start
   # each caller's calls in actorSeq order whatever this is (ACT-003); with more
   # than 1 they may finish, and be answered, in any order (ACT-018).
+
+  cpuDemand @5 :UInt32;
+  # The CPU slots the actor takes from you for its whole life, in ten-thousandths
+  # of a slot, as SubmitTask.cpuDemand counts them (TASK-050): 0 (the default,
+  # and what a sender that predates this field means) takes none. You hold it
+  # from the constructor's start until the actor is dead, beside your running
+  # tasks; a creation that does not fit waits its turn (ACT-026, ACT-027).
+
+  resources @6 :List(ResourceAmount);
+  # The named resources the actor takes from you for its whole life, each named
+  # once (TASK-054); empty (the default) takes none. A resource you do not offer
+  # in that amount: ActorStatus(DEAD) with RESOURCE_EXHAUSTED at once, without
+  # running the constructor (ACT-028).
 }
 
 enum ActorState {

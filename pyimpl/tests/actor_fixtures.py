@@ -203,3 +203,21 @@ def call_peer(peer):
 def peer_state(peer):
     node = refrpc.api._ctx.node
     return node.call(lambda: node.core.remotes[peer].state if peer in node.core.remotes else "unknown").result()
+
+
+@refrpc.remote
+class Marker:
+    """Creates ``path`` when its constructor runs: a test sees whether, and when, the
+    host started the actor."""
+
+    def __init__(self, path):
+        open(path, "w").close()
+
+    def ping(self):
+        return True
+
+
+@refrpc.remote(max_retries=0)
+def touch(path):
+    open(path, "w").close()
+    return True

@@ -144,3 +144,27 @@ def test_a_message_to_an_earlier_incarnation_of_this_peer_id_is_not_looped_back(
     # LIV-020: its owner is dead; the task failed at once and the entry went with it.
     b = w.borrowed.get("W.11.1")
     assert b is None or b.error is None or b.error.code is not ErrorCode.NOT_OWNER
+
+
+def test_a_fenced_callers_calls_stop_holding_the_actor_for_its_other_callers():
+    # C got shared(a) from D and calls a.m() twice; D calls a.m(); C dies while its first
+    # call runs: that call is stopped without a reply, its queued one is dropped, and
+    # D's call starts at once; the actor stays alive                 TASK-064, FATE-003, ACT-013
+    net = Net(("D", "H", "C"))
+    aid = create_with_handle(net)
+    use, _ = net.submit("D", "use", shared(aid), executor="C")
+    net.deliver_all()
+    c1, _ = net.submit("C", "m", actor=aid, executor="H")
+    c2, _ = net.submit("C", "m", actor=aid, executor="H")
+    net.deliver_all()
+    d1, (y,) = net.submit("D", "m", actor=aid)
+    net.deliver_all()
+    assert [r.task_id for r in net.runs("H")] == [c1]
+    net.kill("C", "H")
+    net.deliver_all()
+    assert [s.task_id for s in of_type(net.log["H"], ev.StopTask)] == [c1]
+    assert [r.task_id for r in net.runs("H")] == [c1, d1]  # c2 never runs
+    net.finish("H", d1, result(b"d"))
+    net.deliver_all()
+    assert net["D"].owned[y].state == "ready"
+    assert net["H"].hosted[aid].state == "alive"

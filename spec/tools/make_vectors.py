@@ -198,6 +198,13 @@ def message_vectors() -> dict[str, list[dict[str, Any]]]:
         ("CreateActor", "Create a Counter(10) that may be restarted twice (ACT-001).",
          m.Envelope(A, A_INC, B, B_INC, 22, 10, m.CreateActor(f"{A}.1a2b3c4d5e6f7081.2", "Counter",
                                                               (m.Arg(m.ArgKind.VALUE, value=portable(10)),), 2)), None),
+        ("CreateActor", "Create a Counter(0) that holds its host's CPU slot and one `gpu` for its life (ACT-026): "
+         "cpuDemand 10000 (the default is 0: no demand held, as from a sender that predates the field) and "
+         "resources: one ResourceAmount of 10000.",
+         m.Envelope(A, A_INC, B, B_INC, 23, 10, m.CreateActor(f"{A}.1a2b3c4d5e6f7081.3", "Counter",
+                                                              (m.Arg(m.ArgKind.VALUE, value=portable(0)),),
+                                                              cpu_demand=10000,
+                                                              resources=(m.ResourceAmount("gpu", 10000),))), None),
         ("ActorStatus", "The actor is alive.",
          m.Envelope(B, B_INC, A, A_INC, 11, 22, m.ActorStatus(f"{A}.1a2b3c4d5e6f7081.2", m.ActorState.ALIVE)), None),
         ("ActorStatus", "The actor is dead, with the reason (ACT-002).",

@@ -872,8 +872,11 @@ class ActorClass:
         name is a ``ValueError``. ``lifetime="detached"`` (with a name) makes the
         cluster's head the actor's owner, so it outlives the program that made it.
         ``num_cpus`` (default 0) and ``resources`` are what the actor takes from its
-        worker for its whole life: it goes to a worker with room for them, and tasks
-        asking for the same wait until it is gone.
+        worker for its whole life: it goes to a worker with room for them, and the
+        worker holds them until the actor is gone, whoever else places work there:
+        tasks and actors asking for the same wait (its constructor waits too if
+        another driver's work holds them), and one asking for a resource the worker
+        does not offer makes the actor die with ``RESOURCE_EXHAUSTED``.
         """
         return ActorClass(self._cls, self._max_restarts if max_restarts is None else max_restarts,
                           self._given_concurrency if max_concurrency is None else max_concurrency,

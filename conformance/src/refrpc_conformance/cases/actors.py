@@ -25,7 +25,7 @@ from refrpc.core.messages import (
     TaskReply,
 )
 
-from .._build import by_value, describe_return, portable, read_portable
+from .._build import by_ref, by_value, describe_return, portable, read_portable
 from .._case import case
 from .._context import IUT, CaseContext
 from .._control import ControlError
@@ -112,6 +112,45 @@ def unknown_method_and_gap(ctx: CaseContext) -> None:
     ctx.check("ACT-014", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.WRONG_STATE,
               "ERROR(WRONG_STATE) for actorSeq 4 after actorSeq 5 ran", describe_return(ret))
     check_inline(ctx, call("get", 6), 3, requirement="ACT-014", note="get (actorSeq 6): the refused call did not run")
+
+
+@case(
+    "actors/TASK-064-fenced-caller-releases-the-actor",
+    requirements=["TASK-064", "FATE-003", "ACT-013", "ACT-021"],
+    features=("core", "actors"),
+    summary=(
+        "Suite peer O creates a Counter(0) on the IUT (concurrency 1). A second suite peer C, another caller, "
+        "calls add(X by ref) as its actorSeq 1, where X is O's and O never answers for it: the call waits for "
+        "its argument. O then calls add(2) (its actorSeq 1), which may wait behind C's call. C leaves with "
+        "Goodbye (fenced at once; X's owner O lives on, so the argument does not fail): C's waiting call must "
+        "be dropped without holding the actor, so O's add(2) is answered 2, and the actor lives on (get "
+        "answers 2)."
+    ),
+    timeout=60.0,
+)
+def fenced_caller_releases_the_actor(ctx: CaseContext) -> None:
+    iut, o, link_o = open_session(ctx, peer_name="owner")
+    actor = ctx.new_id(o)
+    link_o.send(CreateActor(actor, "Counter", (by_value(0),)))
+    st: ActorStatus = ctx.expect(o, ActorStatus, lambda m: m.actor_id == actor, requirement="ACT-001",
+                                 what=f"ActorStatus for {actor}").body
+    ctx.require("ACT-001", st.state is ActorState.ALIVE, "ALIVE", f"{st.state.value} {st.error or ''}")
+    c = ctx.wire_peer("caller")
+    link_c = ctx.session(c, iut)
+    x = ctx.new_id(o)  # O's, and O never answers for it: C's call waits for its argument
+    stuck = task(c, "add", [by_ref(ctx.descriptor(o, x))], actor_id=actor, actor_seq=1, cpu_demand=0)
+    link_c.send(stuck)
+    ctx.expect(o, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
+               what=f"GetObjectStatus for C's argument {x}")
+    mine = task(o, "add", [by_value(2)], actor_id=actor, actor_seq=1, cpu_demand=0)
+    link_o.send(mine)
+    leave_with_goodbye(ctx, c, iut)
+    check_inline(ctx, expect_reply(ctx, o, mine, requirement="TASK-064", timeout=15.0), 2, requirement="TASK-064",
+                 note="O's add(2), once the fenced caller's waiting call is dropped")
+    get = task(o, "get", [], actor_id=actor, actor_seq=2, cpu_demand=0)
+    link_o.send(get)
+    check_inline(ctx, expect_reply(ctx, o, get, requirement="TASK-064"), 2, requirement="TASK-064",
+                 note="get: the actor lives on, and C's call never ran")
 
 
 def _host_answers(ctx: CaseContext, host: WirePeer, iut_peer: str) -> CreateActor:

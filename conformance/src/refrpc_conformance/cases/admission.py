@@ -1,14 +1,28 @@
-"""tasks-and-rpc.md §5.1: an executor admits tasks by the demand SubmitTask carries.
+"""tasks-and-rpc.md §5.1: an executor admits tasks by the demand SubmitTask carries,
+and an actor's host holds the lifetime demand its CreateActor carries (ACT-027).
 
-The IUT offers one CPU slot and no named resource (CNF-038). Each case keeps that
-slot busy with a long ``sleep``, sends a second task, and judges by the order of
-the replies: a task that may run beside the sleep is answered first; the sleep is
-then cancelled (TASK-008), so nothing waits for it to end.
+The IUT offers one CPU slot and no named resource (CNF-038), to the actors it hosts
+as to its tasks (CNF-044). Each task case keeps that slot busy with a long ``sleep``,
+sends a second task, and judges by the order of the replies: a task that may run
+beside the sleep is answered first; the sleep is then cancelled (TASK-008), so
+nothing waits for it to end. The actor cases hold the slot with a Counter instead.
 """
 
 from __future__ import annotations
 
-from refrpc.core.messages import CancelTask, ErrorCode, ProtocolError, ResourceAmount, ReturnKind, SubmitTask, TaskReply
+from refrpc.core.messages import (
+    ActorState,
+    ActorStatus,
+    CancelTask,
+    CreateActor,
+    ErrorCode,
+    KillActor,
+    ProtocolError,
+    ResourceAmount,
+    ReturnKind,
+    SubmitTask,
+    TaskReply,
+)
 
 from .._build import by_value, describe_return, read_portable
 from .._case import case
@@ -136,3 +150,85 @@ def resource_named_twice(ctx: CaseContext) -> None:
     iut.quiesce()
     ran = peer.received(TaskReply, lambda m: m.task_id == bad.task_id)
     ctx.check("TASK-054", not ran, "no TaskReply for the malformed task", f"{len(ran)}")
+
+
+def _actor_status(ctx: CaseContext, peer: WirePeer, actor: str, requirement: str, what: str) -> ActorStatus:
+    return ctx.expect(peer, ActorStatus, lambda m: m.actor_id == actor, requirement=requirement, what=what).body
+
+
+@case(
+    "actors/ACT-027-actor-holds-the-slot-a-task-waits-for",
+    requirements=["ACT-027", "ACT-025", "CNF-044"],
+    features=("core", "actors"),
+    summary=(
+        "The suite creates a Counter(0) whose CreateActor takes the IUT's whole CPU slot for its life "
+        "(cpuDemand 10000): ActorStatus(ALIVE). It then sends echo(7) taking one slot and, once that is "
+        "acknowledged, echo(8) taking nothing and a call add(1) of the actor: both must be answered while "
+        "echo(7) waits (the actor holds the slot; its calls take nothing). After KillActor, ActorStatus(DEAD) "
+        "and then echo(7)'s reply 7: the slot is free once the actor is dead."
+    ),
+)
+def actor_holds_the_slot(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    actor = ctx.new_id(peer)
+    link.send(CreateActor(actor, "Counter", (by_value(0),), cpu_demand=ONE_SLOT))
+    st = _actor_status(ctx, peer, actor, "ACT-027", f"ActorStatus for {actor}")
+    ctx.require("ACT-027", st.state is ActorState.ALIVE, "ALIVE (the slot is free: the actor fits)",
+                f"{st.state.value} {st.error or ''}")
+    gated = task(peer, "echo", [by_value(7)], cpu_demand=ONE_SLOT)
+    seq = link.send(gated)
+    ctx.wait_until(peer, lambda: link.acked >= seq, requirement="SES-003", what="the IUT's ack of echo(7)")
+    probe = task(peer, "echo", [by_value(8)], cpu_demand=0)
+    call = task(peer, "add", [by_value(1)], actor_id=actor, actor_seq=1, cpu_demand=0)
+    link.send(probe)
+    link.send(call)
+    _echoed(ctx, expect_reply(ctx, peer, probe, requirement="TASK-051"), 8, "TASK-051", "the zero-CPU echo")
+    _echoed(ctx, expect_reply(ctx, peer, call, requirement="ACT-025"), 1, "ACT-025", "the actor's call")
+    waited = not peer.received(TaskReply, lambda m: m.task_id == gated.task_id)
+    ctx.check("ACT-027", waited, "echo(7), taking the slot the actor holds, not answered while the actor lives",
+              "waits" if waited else "answered: it ran beside the actor")
+    link.send(KillActor(actor))
+    dead = ctx.expect(peer, ActorStatus, lambda m: m.actor_id == actor and m.state is not ActorState.ALIVE,
+                      requirement="ACT-006", what="ActorStatus(DEAD) after KillActor").body
+    ctx.check("ACT-006", dead.state is ActorState.DEAD, "DEAD", dead.state.value)
+    _echoed(ctx, expect_reply(ctx, peer, gated, requirement="ACT-027"), 7, "ACT-027",
+            "echo(7) once the actor is dead")
+    iut.quiesce()
+
+
+@case(
+    "actors/ACT-028-ACT-030-actor-asking-for-a-resource-not-offered",
+    requirements=["ACT-028", "ACT-030", "ACT-004", "CNF-038"],
+    features=("core", "actors"),
+    summary=(
+        "The suite creates a Counter(0) whose CreateActor asks for one `gpu` for its life, which the IUT does "
+        "not offer, and sends a call add(1) of it right after: ActorStatus(DEAD) with RESOURCE_EXHAUSTED, "
+        "and the call fails with ACTOR_DIED. A CreateActor naming `gpu` twice is refused with "
+        "ProtocolError(MALFORMED) and no ActorStatus; the session goes on (a plain echo is answered)."
+    ),
+)
+def actor_resource_not_offered(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    actor = ctx.new_id(peer)
+    link.send(CreateActor(actor, "Counter", (by_value(0),), resources=(ResourceAmount("gpu", ONE_SLOT),)))
+    call = task(peer, "add", [by_value(1)], actor_id=actor, actor_seq=1, cpu_demand=0)
+    link.send(call)
+    st = _actor_status(ctx, peer, actor, "ACT-028", f"ActorStatus for {actor}")
+    ctx.check("ACT-028", st.state is ActorState.DEAD and st.error is not None
+              and st.error.code is ErrorCode.RESOURCE_EXHAUSTED, "DEAD with RESOURCE_EXHAUSTED",
+              f"{st.state.value} {st.error or ''}")
+    ret = expect_reply(ctx, peer, call, requirement="ACT-004").returns[0]
+    ctx.check("ACT-004", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.ACTOR_DIED,
+              "ERROR(ACTOR_DIED)", describe_return(ret))
+    twice = ctx.new_id(peer)
+    seq = link.send(CreateActor(twice, "Counter", (by_value(0),),
+                                resources=(ResourceAmount("gpu", 1), ResourceAmount("gpu", 1))))
+    arrival = ctx.expect(peer, ProtocolError, lambda m: m.related_seq == seq, requirement="ACT-030",
+                         what=f"ProtocolError about seq {seq}")
+    ctx.check("ACT-030", arrival.body.error.code is ErrorCode.MALFORMED, "code MALFORMED", arrival.body.error.code.value)
+    good = task(peer, "echo", [by_value(9)])
+    link.send(good)
+    _echoed(ctx, expect_reply(ctx, peer, good), 9, "ACT-030", "the echo sent after the malformed CreateActor")
+    iut.quiesce()
+    status = peer.received(ActorStatus, lambda m: m.actor_id == twice)
+    ctx.check("ACT-030", not status, "no ActorStatus for the malformed CreateActor", f"{len(status)}")

@@ -21,7 +21,7 @@ from .messages import (
     SubmitTask,
     TaskReply,
 )
-from ._tasks import _demand, _use
+from ._tasks import _demand, _use, wire_demand
 from .state import Demand, ExecTask, HostedActor, OwnedActor, Remote
 
 if TYPE_CHECKING:
@@ -119,7 +119,9 @@ class Actors:
             self._remote(a.host, w[0] if w else self._address_of(a.host))
             self._reserve(a, +1)
         self._story(a.actor_id, "create", f"on {a.host}")
-        self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts, a.max_concurrency), w[0] if w else self._address_of(a.host))
+        cpu, named = wire_demand(a.demand)  # ACT-026: the host holds it for the actor's life
+        self._send(a.host, CreateActor(a.actor_id, a.class_name, a.args, a.max_restarts, a.max_concurrency, cpu, named),
+                   w[0] if w else self._address_of(a.host))
 
     def _actor_route(self: Peer, actor_id: ActorId, executor: PeerId) -> tuple[PeerId, int]:
         a = self.owned_actors.get(actor_id)
@@ -166,6 +168,7 @@ class Actors:
     # ------------------------------------------------------------ host side
     def _on_CreateActor(self: Peer, r: Remote, msg: CreateActor) -> None:
         self._check_args(msg.args)  # VAL-015
+        self._check_demand(msg)  # TASK-054, ACT-030
         if msg.actor_id in self.hosted:
             return  # duplicate (RPC-001)
         self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation,
@@ -175,7 +178,10 @@ class Actors:
             if ex is not None and ex.state == "resolving":
                 self._actor_enqueue(key)
         # Creation runs like a task with no returns: same argument resolution (TASK-002).
-        spec = SubmitTask(f"{msg.actor_id}#create", msg.class_name, msg.args, ())
+        # Its demand is the actor's lifetime demand, which the executor holds from the
+        # constructor's start until the actor is dead (ACT-027).
+        spec = SubmitTask(f"{msg.actor_id}#create", msg.class_name, msg.args, (), cpu_demand=msg.cpu_demand,
+                          resources=msg.resources)
         self.actor_creations[(r.peer, r.incarnation, spec.task_id, 1)] = msg.actor_id
         self._on_SubmitTask(r, spec)
 
@@ -183,7 +189,8 @@ class Actors:
         actor_id = self.actor_creations[key]
         h = self.hosted.get(actor_id)
         self._out(StartActor(self._sid, actor_id, ex.spec.function, resolved, owner=ex.owner,
-                             max_concurrency=h.max_concurrency if h else 1))
+                             max_concurrency=h.max_concurrency if h else 1, cpu_demand=ex.spec.cpu_demand,
+                             resources=tuple((a.name, a.amount) for a in ex.spec.resources)))
 
     def _creation_failed(self: Peer, key: ExecKey, error: ErrorInfo) -> None:
         """The constructor could not run (an argument failed, TASK-009, or it raised)."""
@@ -193,13 +200,30 @@ class Actors:
         self._release_exec_holds(ex)
         h = self.hosted.get(actor_id)
         if h is not None:
-            self._hosted_actor_dead(h, error)
+            calls = error
+            if error.code is ErrorCode.RESOURCE_EXHAUSTED:
+                # ACT-028: it never came to life here, so its queued calls are calls to a
+                # dead actor (ACT-004); the owner learns why from the ActorStatus.
+                calls = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {actor_id} was never created: {error.message}",
+                                  "ACT-028")
+            self._hosted_actor_dead(h, error, calls=calls)
 
     def _actor_ready(self: Peer, s: ActorReady) -> None:
         h = self.hosted.get(s.actor_id)
         key = next((k for k, a in self.actor_creations.items() if a == s.actor_id), None)
         ex = self.exec_tasks.get(key) if key is not None else None
         if h is None or key is None or ex is None or ex.state != "running":
+            return
+        if h.state == "dead":
+            # Killed (ACT-006) while its creation waited for room or its constructor ran
+            # (ACT-029): the owner was told DEAD already; the creation's records go, and
+            # an instance built after the stop goes too.
+            del self.actor_creations[key]
+            del self.exec_tasks[key]
+            self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+            self._release_exec_holds(ex)
+            if s.error is None:
+                self._out(StopActor(self._sid, h.actor_id))
             return
         if s.error is not None:
             self._creation_failed(key, s.error)
@@ -231,7 +255,9 @@ class Actors:
         self._out(StopActor(self._sid, h.actor_id))
         self._hosted_actor_dead(h, ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {h.actor_id} was killed", "ACT-006"))
 
-    def _hosted_actor_dead(self: Peer, h: HostedActor, info: ErrorInfo, notify: bool = True) -> None:
+    def _hosted_actor_dead(self: Peer, h: HostedActor, info: ErrorInfo, notify: bool = True,
+                           calls: ErrorInfo | None = None) -> None:
+        """``h`` is dead with ``info``; its queued calls are answered ``calls`` (default ``info``)."""
         h.state = "dead"
         queue, h.queue = list(h.queue), deque()
         for key, ex in list(self.exec_tasks.items()):
@@ -244,7 +270,7 @@ class Actors:
         for key in queue:
             ex = self.exec_tasks.get(key)
             if ex is not None and ex.state == "resolving":
-                self._reply_unrun(key, ex, info)
+                self._reply_unrun(key, ex, calls or info)
         if notify:
             self._send(h.owner, ActorStatus(h.actor_id, ActorState.DEAD, info))  # ACT-002
 

@@ -14,6 +14,7 @@ from .messages import (
     ArgKind,
     BorrowRelease,
     CancelTask,
+    CreateActor,
     Encoding,
     ErrorCode,
     ErrorInfo,
@@ -51,8 +52,8 @@ class Execution:
                 raise ProtocolViolation(ErrorCode.MALFORMED, f"argument {i} of kind {a.kind.value} does not carry exactly its member", "VAL-015")
 
     @staticmethod
-    def _check_demand(spec: SubmitTask) -> None:
-        """TASK-054: each named resource is named once, never empty nor ``CPU``."""
+    def _check_demand(spec: SubmitTask | CreateActor) -> None:
+        """TASK-054 (ACT-030 for an actor): each named resource is named once, never empty nor ``CPU``."""
         if not spec.resources:
             return
         names = [r.name for r in spec.resources]
@@ -412,6 +413,13 @@ class Execution:
         """FATE-003: the owner is dead; nobody wants this task's result."""
         ex = self.exec_tasks.pop(key)
         self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+        h = self.hosted.get(ex.spec.actor_id) if ex.spec.actor_id else None
+        if h is not None:
+            # TASK-064: a fenced caller's call stops counting against maxConcurrency and
+            # leaves the order at once (the caller's pump, after every drop, starts the next).
+            h.running.pop(key, None)
+            if key in h.queue:
+                h.queue.remove(key)
         if ex.state == "running":
             self._out(StopTask(self._sid, ex.spec.task_id, ex.spec.attempt))
             # Its results may still arrive; their stored copies must then go (FATE-008).

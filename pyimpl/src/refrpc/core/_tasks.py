@@ -4,6 +4,7 @@ reconstruction (TASK-*, RPC-003..006, LIN-*, BOR-006)."""
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from dataclasses import replace
 from collections import deque
 from typing import TYPE_CHECKING
@@ -758,10 +759,16 @@ MAX_RESOURCE_UNITS = 2**64 - 1
 
 
 def to_units(amount: float, limit: int) -> int:
-    """``amount`` in ten-thousandths, rounded up (a demand that is not 0 never becomes 0,
-    TASK-050), at most ``limit``."""
-    units = math.ceil(round(amount * DEMAND_UNIT, 6))
-    return min(max(units, 0), limit)
+    """``amount`` in ten-thousandths as TASK-050 defines it, at most ``limit``: the
+    decimal number its shortest round-trip form (``repr``) writes, times 10,000 computed
+    exactly, rounded up, so 0.14 is 1400 (not the 1401 of binary arithmetic) and a demand
+    that is not 0 never becomes 0. Submitter and worker convert alike (CLU-059)."""
+    amount = float(amount)
+    if not amount > 0:
+        return 0
+    if math.isinf(amount):
+        return limit
+    return min(math.ceil(Fraction(repr(amount)) * DEMAND_UNIT), limit)
 
 
 def wire_demand(demand: Demand) -> tuple[int, tuple[ResourceAmount, ...]]:

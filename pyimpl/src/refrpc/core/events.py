@@ -410,6 +410,10 @@ class StartActor(Instruction):
     owner: PeerId = ""
     #: How many of its calls the core may hand over at once (ACT-013).
     max_concurrency: int = 1
+    #: CPU slots the actor holds for its life, in ten-thousandths (ACT-026, ACT-027).
+    cpu_demand: int = 0
+    #: Named resources it holds for its life: (name, ten-thousandths), each name once.
+    resources: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -438,6 +438,10 @@ class CreateActor:
     max_restarts: int = 0
     #: How many of the actor's calls may run at once; 0 means 1 (ACT-013).
     max_concurrency: int = 0
+    #: CPU slots the actor holds at its host for its life, in ten-thousandths (``ACT-026``).
+    cpu_demand: int = 0
+    #: Named resources it holds there for its life, each named once (``ACT-026``, ``TASK-054``).
+    resources: tuple[ResourceAmount, ...] = ()
 
 
 class ActorState(str, enum.Enum):

@@ -560,6 +560,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 self._out(FreeCopy(self._sid, oid))
         for key in [k for k in self.exec_tasks if k[0] == dead]:
             self._drop_exec(key)  # FATE-003
+        for h in list(self.hosted.values()):
+            if h.state == "alive" and h.owner != dead:  # (the owner's die below, FATE-004)
+                self._actor_pump(h)  # TASK-064: the calls of other callers go on
         for key in [k for k in self.actor_creations if k[0] == dead]:
             self.actor_creations.pop(key)
         self._actor_owner_died(dead)

@@ -472,10 +472,26 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The executor ignores the named resources it does not offer: a task asking for one runs as if "
         "it asked for none, instead of being answered RESOURCE_EXHAUSTED.",
     ),
+    "fenced-caller-keeps-actor": (
+        "TASK-064",
+        "A call whose caller is fenced while it waits or runs keeps its turn at the actor: the actor's "
+        "other callers wait for ever behind it.",
+    ),
     "resources-named-twice-accepted": (
         "TASK-054",
         "A SubmitTask whose resources name a resource twice (or name CPU, or an empty name) is taken "
         "as it is and run, instead of being refused as MALFORMED.",
+    ),
+    "actors-hold-nothing": (
+        "ACT-027",
+        "The host ignores the lifetime demand a CreateActor carries: the actor holds nothing, so a task "
+        "that needs the CPU slot an actor holds starts beside it at once, as hosts did before the field.",
+    ),
+    "actor-resources-unchecked": (
+        "ACT-028",
+        "A CreateActor asking for a named resource the host does not offer is not refused: the actor is "
+        "created, holding only what the host offers, and reported ALIVE instead of DEAD with "
+        "RESOURCE_EXHAUSTED.",
     ),
     "invalid-utf8-accepted": (
         "ID-011",
@@ -676,6 +692,21 @@ def _run_without_resource(iut: Iut) -> None:
 
     executor._demand_of = patched  # type: ignore[method-assign]
     executor._lacking = lambda ins: ""  # type: ignore[method-assign]
+
+
+def _actors_hold(iut: Iut, *, nothing: bool) -> None:
+    """The fixture executor counts no lifetime demand for the actors it hosts
+    (``nothing``), or only the named resources its node offers."""
+    executor = iut.executor
+    lifetime_demand = executor.lifetime_demand
+
+    def patched(ins: Any) -> Any:
+        if nothing:
+            return 0, ()
+        cpu, named = lifetime_demand(ins)
+        return cpu, tuple((n, a) for n, a in named if n in executor._book.offer)
+
+    executor.lifetime_demand = patched  # type: ignore[method-assign]
 
 
 def _free_while_borrowed(iut: Iut) -> None:
@@ -1875,6 +1906,21 @@ def _one_segment_frames(iut: Iut) -> None:
     _decode._check_sizes = patched  # type: ignore[assignment]
 
 
+def _fenced_caller_keeps_actor(iut: Iut) -> None:
+    core = iut.node.core
+    drop = core._drop_exec
+
+    def patched(key: Any) -> None:
+        ex = core.exec_tasks.get(key)
+        h = core.hosted.get(ex.spec.actor_id) if ex is not None and ex.spec.actor_id else None
+        had_turn = h is not None and (key in h.running or key in h.queue)
+        drop(key)
+        if had_turn:
+            h.running[key] = None  # breaks TASK-064: it still counts against maxConcurrency
+
+    core._drop_exec = patched  # type: ignore[method-assign]
+
+
 def _unsequenced_errors_name_nothing(iut: Iut) -> None:
     core = iut.node.core
     on_error = core._on_session_error
@@ -2041,6 +2087,9 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "zero-cpu-waits": lambda iut: _demand_counted(iut, lambda cpu: cpu or 10000),  # breaks TASK-051
     "run-without-resource": _run_without_resource,
     "resources-named-twice-accepted": lambda iut: setattr(iut.node.core, "_check_demand", lambda spec: None),
+    "actors-hold-nothing": lambda iut: _actors_hold(iut, nothing=True),  # breaks ACT-027
+    "actor-resources-unchecked": lambda iut: _actors_hold(iut, nothing=False),  # breaks ACT-028
+    "fenced-caller-keeps-actor": _fenced_caller_keeps_actor,
     "invalid-utf8-accepted": _invalid_utf8_accepted,
     "unsequenced-errors-name-nothing": _unsequenced_errors_name_nothing,
     "wrong-state-means-dead": _wrong_state_means_dead,

@@ -286,4 +286,4 @@ class FixtureExecutor(Executor):
             except Exception as exc:
                 error = self._error(exc)
         args.clear()
-        self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, error))
+        self.actor_ready(ins, error)

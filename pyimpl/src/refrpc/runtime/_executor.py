@@ -170,10 +170,15 @@ class Executor:
     the waiting task takes its CPU back once its value is there, before any queued
     work (TASK-056). Without that, a task waiting for a task queued behind it on the
     same worker (a nested task placed here, or one retried here after another worker
-    died) would wait forever. Actors take no slots here: each hosted actor runs on
-    threads of its own (:class:`ActorRunner`), and the core hands over an actor's
-    calls in order, as many at a time as the actor's concurrency allows (ACT-003,
-    ACT-013, ACT-025).
+    died) would wait forever. An actor holds its lifetime demand
+    (``StartActor.cpu_demand`` and ``resources``, from its ``CreateActor``) in the
+    same book as the tasks, from its constructor's start until it is stopped or its
+    constructor fails (ACT-027): a creation that does not fit waits in the tasks'
+    order (TASK-055) and its constructor starts when it fits; one asking for a named
+    resource the node does not offer in that amount is answered at once (ACT-028).
+    Its calls take nothing (ACT-025): each hosted actor runs on threads of its own
+    (:class:`ActorRunner`), and the core hands over an actor's calls in order, as
+    many at a time as the actor's concurrency allows (ACT-003, ACT-013).
 
     A ``held`` executor takes no work until :meth:`open`: a worker's peer is
     reachable as soon as its socket is bound, and a task that arrives at once may
@@ -199,8 +204,10 @@ class Executor:
         self._cv = threading.Condition(self._lock)
         #: What this node offers and what its running tasks take (TASK-050).
         self._book = SlotBook()
-        #: Tasks waiting for room, in arrival order (TASK-055).
-        self._pending: deque[ev.RunTask] = deque()
+        #: Tasks and actor creations waiting for room, in arrival order (TASK-055, ACT-027).
+        self._pending: deque[ev.RunTask | ev.StartActor] = deque()
+        #: Live actors -> the (CPU, named resources) they hold for their life (ACT-027).
+        self._actor_holds: dict[str, tuple[int, tuple[tuple[str, int], ...]]] = {}
         #: Work that starts whatever runs: tasks that take nothing (TASK-051), stopped
         #: ones and ones that can never run here (answered at once, TASK-008, TASK-053).
         self._immediate: deque[ev.RunTask] = deque()
@@ -260,14 +267,14 @@ class Executor:
         and calls go to that actor's own threads (:class:`ActorRunner`), so actors and
         tasks never wait behind each other. Called holding the node's lock."""
         if isinstance(ins, ev.StartActor):
-            runner = self.runners[ins.actor_id] = ActorRunner(self, ins.actor_id, ins.max_concurrency)
-            runner.submit(ins)
+            self._create_actor(ins)
             return
         if isinstance(ins, ev.StopActor):
             runner = self.runners.pop(ins.actor_id, None)
             self.actors.pop(ins.actor_id, None)  # its running calls keep what they use
             if runner is not None:
                 runner.stop()
+            self._actor_gone(ins.actor_id)
             return
         if isinstance(ins, ev.RunTask) and not ins.actor_id and ins.function in INSTANT and self._instants < MAX_INSTANT:
             # A status look (what the store holds) or a membership call: run at once on a
@@ -295,6 +302,72 @@ class Executor:
                 self._pending.append(ins)
             self._kick()
 
+    def lifetime_demand(self, ins: ev.StartActor) -> tuple[int, tuple[tuple[str, int], ...]]:
+        """What an actor holds here for its life (ACT-026, ACT-027)."""
+        return ins.cpu_demand, tuple((n, a) for n, a in ins.resources if a)
+
+    def _create_actor(self, ins: ev.StartActor) -> None:
+        """Start an actor's constructor on its own threads once its lifetime demand fits
+        (ACT-027): at once if it takes nothing; never, answered at once, if it asks for
+        a named resource this node does not offer in that amount (ACT-028)."""
+        cpu, named = self.lifetime_demand(ins)
+        with self._lock:
+            lacking = self._book.lacking(named)
+            if not lacking:
+                self.runners[ins.actor_id] = ActorRunner(self, ins.actor_id, ins.max_concurrency)
+                if cpu or named:
+                    self._pending.append(ins)  # its turn comes in _next_work
+                    self._kick()
+                    return
+        if lacking:
+            wanted = dict(named).get(lacking, 0) / DEMAND_UNIT
+            offered = self._book.offer.get(lacking, 0) / DEMAND_UNIT
+            info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, f"actor {ins.actor_id} ({ins.class_name}) asks for "
+                             f"{wanted:g} {lacking!r} for its life; {self.node.peer_id} offers {offered:g}", "ACT-028")
+            self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, info))
+            return
+        self.runners[ins.actor_id].submit(ins)
+
+    def _hold_for_actor(self, ins: ev.StartActor) -> None:
+        """An actor creation's turn came: it holds its demand until the actor is gone, and
+        its constructor starts on the actor's threads. Holding ``_lock``."""
+        cpu, named = self.lifetime_demand(ins)
+        self._book.take(cpu, named)
+        self._actor_holds[ins.actor_id] = (cpu, named)
+        runner = self.runners.get(ins.actor_id)
+        if runner is not None:
+            runner.submit(ins)
+
+    def _actor_gone(self, actor_id: str) -> None:
+        """The actor was stopped or never came to life: what it holds goes back, and a
+        creation still waiting for room leaves the order, answered as never run
+        (ACT-029), so the core forgets it."""
+        dropped = None
+        with self._lock:
+            held = self._actor_holds.pop(actor_id, None)
+            if held is not None:
+                self._book.give(*held)
+            for i, w in enumerate(self._pending):
+                if isinstance(w, ev.StartActor) and w.actor_id == actor_id:
+                    dropped = w
+                    del self._pending[i]
+                    break
+            if held is not None or dropped is not None:
+                self._kick()
+        if dropped is not None:
+            info = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {actor_id} was stopped before it was created", "ACT-029")
+            self.node.handle_soon(lambda sid: ev.ActorReady(sid, actor_id, info))
+
+    def actor_ready(self, ins: ev.StartActor, error: ErrorInfo | None) -> None:
+        """Tell the core the actor's constructor ran (or why it did not); an actor that
+        did not come to life holds nothing any more (ACT-027)."""
+        if error is not None:
+            runner = self.runners.pop(ins.actor_id, None)
+            if runner is not None:
+                runner.stop()  # its thread ends: the actor never came to life
+            self._actor_gone(ins.actor_id)
+        self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, error))
+
     def _kick(self) -> None:
         """Something may start now: wake a thread to take it (start one if none is
         idle), and the tasks waiting to take their CPU back. Nothing is woken for
@@ -318,23 +391,33 @@ class Executor:
                 self._immediate.popleft()
                 self._charge(ins, 0, ())
             return ins
-        if not self._pending:
-            return None
         first = len(self._resuming)
-        # Lazily: the order usually stops at its first entry (TASK-055).
-        waiting = itertools.chain(((cpu, ()) for _, cpu in self._resuming), map(self._demand_of, self._pending))
-        i = self._book.first_startable(waiting)
-        if i < first:  # nothing, or a task resuming from a get (it takes its CPU itself)
-            return None
-        ins = self._pending[i - first]
+        while True:
+            if not self._pending:
+                return None
+            # Lazily: the order usually stops at its first entry (TASK-055).
+            waiting = itertools.chain(((cpu, ()) for _, cpu in self._resuming), map(self._demand_of, self._pending))
+            i = self._book.first_startable(waiting)
+            if i < first:  # nothing, or a task resuming from a get (it takes its CPU itself)
+                return None
+            ins = self._pending[i - first]
+            if not isinstance(ins, ev.StartActor):
+                break
+            # An actor creation needs no task thread: it takes its demand for the
+            # actor's life now and its constructor starts on its own threads (ACT-027).
+            del self._pending[i - first]
+            self._hold_for_actor(ins)
         if take:
             del self._pending[i - first]
             self._charge(ins, *self._demand_of(ins))
         return ins
 
-    def _demand_of(self, ins: ev.RunTask) -> tuple[int, tuple[tuple[str, int], ...]]:
-        """What ``ins`` takes from this executor while it runs: its demand (TASK-050), or
-        nothing for an actor's call (ACT-025)."""
+    def _demand_of(self, ins: ev.RunTask | ev.StartActor) -> tuple[int, tuple[tuple[str, int], ...]]:
+        """What ``ins`` takes from this executor while it runs: its demand (TASK-050),
+        nothing for an actor's call (ACT-025), an actor's lifetime demand for its
+        creation (ACT-027)."""
+        if isinstance(ins, ev.StartActor):
+            return self.lifetime_demand(ins)
         if ins.actor_id:
             return 0, ()
         return ins.cpu_demand, ins.resources
@@ -420,7 +503,7 @@ class Executor:
                 self._stopped.add(key)
                 # Answered at once, not when its slot comes (TASK-008).
                 for ins in self._pending:
-                    if (ins.task_id, ins.attempt) == key:
+                    if isinstance(ins, ev.RunTask) and (ins.task_id, ins.attempt) == key:
                         self._pending.remove(ins)
                         self._immediate.append(ins)
                         self._kick()
@@ -584,7 +667,7 @@ class Executor:
                 self._end((ins.task_id, ins.attempt))
                 self._finish(ins, [ev.TaskResult(error=info)] * len(ins.return_ids))
             elif isinstance(ins, ev.StartActor):
-                self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, info))
+                self.actor_ready(ins, info)
         except Exception:
             _log(f"executor of {self.node.peer_id}: could not answer {_what(ins)}:\n{traceback.format_exc()}")
 
@@ -773,7 +856,7 @@ class Executor:
                                  f"{self.node.peer_id}: {type(exc).__name__}: {exc}", "OBJ-036" if full else "TASK-007",
                                  "".join(traceback.format_exception(exc)))
             if isinstance(ins, ev.StartActor):
-                self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, info))
+                self.actor_ready(ins, info)
             else:
                 self._finish(ins, [ev.TaskResult(error=info)] * len(ins.return_ids))
             return None
@@ -925,7 +1008,7 @@ class Executor:
         except Exception as exc:
             error = error_info(exc)
         args.clear()
-        self.node.handle_soon(lambda sid: ev.ActorReady(sid, ins.actor_id, error))
+        self.actor_ready(ins, error)
 
 
 def current_owner() -> str:
