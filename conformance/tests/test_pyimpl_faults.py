@@ -150,6 +150,13 @@ CATCHES = {
     "unaddressed-peer-dead-at-once": "liveness/ID-016-owner-without-an-address-waits-for-one",
     "member-admits-joiners": "security/SEC-024-member-hears-only-bound-peers",
     "rebind-joined-peer": "security/SEC-023-head-binds-the-first-joiner",
+    "rotate-by-any-member": "security/SEC-042-only-the-operator-rotates",
+    "replaced-credential-kept": "security/SEC-025-CLU-052-join-credential-replaced-with-a-grace",
+    "register-another-peer": "membership/CLU-067-CLU-013-register-records-the-caller-s-incarnation",
+    "incarnation-not-recorded": "membership/CLU-067-CLU-013-register-records-the-caller-s-incarnation",
+    "views-from-any-head": "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
+    "learn-from-anyone": "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
+    "fence-listed-incarnations": "membership/CLU-063-listed-incarnation-is-no-death",
 }
 
 

@@ -28,7 +28,9 @@ __all__ = [
     "by_ref",
     "by_value",
     "make_bytes_value",
+    "pickled",
     "portable",
+    "read_pickled",
     "read_portable",
     "read_stored_form",
     "shared",
@@ -62,6 +64,58 @@ def read_portable(value: Value) -> Any:
     if value.encoding is not Encoding.PORTABLE:
         raise ValueError(f"value is {value.encoding.value}, not portable")
     return decode_portable(value.data)
+
+
+#: The pickle protocol of membership values (CLU-030).
+PICKLE_PROTOCOL = 5
+#: What a membership value may hold (CLU-030).
+_MEMBERSHIP_TYPES = (str, int, float, bool, type(None), tuple, list, dict)
+
+
+def pickled(tree: Any) -> Value:
+    """A ``pickle`` Value of CLU-030's built-in types, protocol 5 (the membership calls)."""
+    import pickle
+
+    return Value(encoding=Encoding.PICKLE, data=pickle.dumps(tree, protocol=PICKLE_PROTOCOL))
+
+
+def read_pickled(value: Value) -> Any:
+    """The tree of a ``pickle`` Value that holds CLU-030's built-in types only. The
+    suite never runs what an IUT sends: a pickle naming any class or function, or
+    holding another type, is refused.
+
+    Raises:
+        ValueError: The value is not such a pickle.
+    """
+    import io
+    import pickle
+
+    class BuiltinsOnly(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            raise ValueError(f"the pickle names {module}.{name} (CLU-030 allows built-in types only)")
+
+        def persistent_load(self, pid: Any) -> Any:
+            raise ValueError("the pickle refers to a ref (CLU-030 allows none)")
+
+    if value.encoding is not Encoding.PICKLE:
+        raise ValueError(f"value is {value.encoding.value}, not pickle")
+    if value.nested or value.buffers:
+        raise ValueError("a membership value has no nested refs and no out-of-band buffers")
+    try:
+        tree = BuiltinsOnly(io.BytesIO(bytes(value.data)), buffers=()).load()
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"not a readable pickle: {type(exc).__name__}: {exc}") from None
+    todo, seen = [tree], set()
+    while todo:
+        item = todo.pop()
+        if type(item) not in _MEMBERSHIP_TYPES:
+            raise ValueError(f"the pickle holds a {type(item).__name__} (CLU-030 allows built-in types only)")
+        if isinstance(item, (tuple, list, dict)) and id(item) not in seen:
+            seen.add(id(item))
+            todo.extend(x for kv in item.items() for x in kv) if isinstance(item, dict) else todo.extend(item)
+    return tree
 
 
 def stored_form(value: Value) -> bytes:

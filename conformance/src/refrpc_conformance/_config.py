@@ -65,6 +65,17 @@ class IUTConfig:
     #: that names its public key, it serves and connects with that pair (SEC-040) and
     #: binds joiners' PeerIds as SEC-023 says. The cases that play joiners need it.
     head: bool = False
+    #: With ``head = true``: as the head, it also runs the head's membership calls
+    #: (``register``, ``register_driver``, ``members``, ``drivers``, ``rotate``) for the
+    #: suite's joiners when ``REFRPC_IUT_MEMBERSHIP=pickle`` is in its environment
+    #: (CNF-051): it then offers ``python-pickle``, and their values are pickled
+    #: (CLU-030). The cases about joining, registering and rotating need it.
+    head_membership: bool = False
+    #: It can run as a member of a cluster without authentication that joined through
+    #: a head (CNF-052): started without a key file and with ``REFRPC_IUT_JOINED_HEAD``
+    #: (that head's address), it offers ``python-pickle`` and runs ``learn``. The case
+    #: about views from a false head (SEC-026) needs it.
+    unauthenticated_member: bool = False
     #: Limits the IUT is started with, by name (CNF-031): ``status_waits`` (SEC-009's
     #: outstanding GetObjectStatus waits per remote peer), ``fetches_per_fetcher`` and
     #: ``fetches`` (FET-009), ``handshakes`` (SEC-021). A case that needs a limit the
@@ -147,6 +158,8 @@ def config_from_dict(data: dict[str, object], *, base_dir: Path = Path("."), whe
         authentication=_authentication(str(need("authentication", str, "none")), where),
         head_member=bool(need("head_member", bool, False)),
         head=bool(need("head", bool, False)),
+        head_membership=bool(need("head_membership", bool, False)),
+        unauthenticated_member=bool(need("unauthenticated_member", bool, False)),
         limits=dict(limits),  # type: ignore[arg-type]
         base_dir=base_dir,
     )

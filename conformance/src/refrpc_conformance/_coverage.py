@@ -28,12 +28,6 @@ NOT_ON_THE_WIRE: dict[str, str] = {
         "tell from a first handshake; every behaviour conforms, so no case can fail (the duties it rests on are "
         "LIV-018's, which its case checks)"
     ),
-    "CLU-063": (
-        "what a member does with the incarnations a membership view lists: membership is a layer above the "
-        "protocol made of ordinary tasks; only a head_member IUT (CNF-035) takes part, and there the suite plays "
-        "the head only for the keys it binds (SEC-024), never sending a view whose incarnations disagree with a "
-        "record the IUT holds (pyimpl: the view tests in test_membership.py)"
-    ),
     "SES-022": (
         "when an initiator sends its first message after the Welcome: every greeting the control requests make an "
         "IUT send has a message queued, which it sends once the Welcome is in, so an IUT that sends it at once "

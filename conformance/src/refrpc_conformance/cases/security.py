@@ -293,9 +293,19 @@ def _head_iut(ctx: CaseContext) -> tuple[Any, bytes, Any]:
     """Start the IUT as the head of a cluster whose joiners the suite plays (CNF-047): a
     key file that names the head's key (SEC-041), and that key pair handed to the IUT in
     ``REFRPC_IUT_HEAD_KEY``. Returns (cluster key, the head's public key, IUT)."""
+    key, head_pair, iut = start_head(ctx)
+    return key, head_pair[0], iut
+
+
+def start_head(ctx: CaseContext, *, membership: bool = False) -> tuple[Any, tuple[bytes, bytes], Any]:
+    """:func:`_head_iut`, returning the head's whole key pair (the operator holds it,
+    SEC-042); with ``membership``, the IUT also runs the head's membership calls for the
+    suite's joiners (CNF-051, ``REFRPC_IUT_MEMBERSHIP=pickle``)."""
     _need_authentication(ctx)
     if not ctx.config.head:
         ctx.skip("the IUT's config does not say it can be the head of a cluster (head = true)")
+    if membership and not ctx.config.head_membership:
+        ctx.skip("the IUT's config does not say its head runs the membership calls for the suite (head_membership = true)")
     import secrets
 
     import zmq
@@ -304,9 +314,72 @@ def _head_iut(ctx: CaseContext) -> tuple[Any, bytes, Any]:
     key = ctx.cluster_key.with_head(head_public)
     path = ctx.run_dir / "keys" / f"{ctx.spec.id.replace('/', '__')}.{secrets.token_hex(4)}.key"
     key.save(path)
-    iut = ctx.start_iut(env={"REFRPC_KEY_FILE": str(path),
-                             "REFRPC_IUT_HEAD_KEY": f"{head_public.decode()} {head_secret.decode()}"})
-    return key, head_public, iut
+    env = {"REFRPC_KEY_FILE": str(path), "REFRPC_IUT_HEAD_KEY": f"{head_public.decode()} {head_secret.decode()}"}
+    if membership:
+        env["REFRPC_IUT_MEMBERSHIP"] = "pickle"
+    iut = ctx.start_iut(env=env)
+    return key, (head_public, head_secret), iut
+
+
+#: What a joiner of a head IUT that runs the membership calls offers (CNF-051, CLU-030).
+MEMBER_FEATURES = ("core", "borrowing", "recovery", "actors", "python-pickle")
+#: The module of the membership functions (CLU-030: named with a colon).
+MEMBERSHIP = "refrpc.runtime._membership"
+
+
+def joiner(ctx: CaseContext, iut: Any, key: Any, head_public: bytes, name: str, *,
+           pair: tuple[bytes, bytes] | None = None) -> WirePeer:
+    """A suite peer that joins the head IUT: a key pair of its own (or ``pair``), a join
+    proof under ``key``'s credential (SEC-022), and ``python-pickle`` offered (CNF-051)."""
+    import zmq
+
+    own = pair or zmq.curve_keypair()
+    return ctx.wire_peer(name, cluster_key=key, client_key=own, router_key=own, server_key=head_public,
+                         features=MEMBER_FEATURES)
+
+
+def welcomed(ctx: CaseContext, peer: WirePeer, iut: Any, requirement: str, what: str) -> Any:
+    """Greet the IUT from ``peer`` and complete the handshake; a refusal, or no answer,
+    fails ``requirement``. Returns the link."""
+    link = peer.connect(iut.peer_id, iut.address, iut.incarnation)
+    try:
+        link.handshake(ctx.bound(15.0), give_up=ctx.iut_died)
+    except (WireError, ExpectTimeout) as exc:
+        ctx.fail(requirement, f"a Welcome for {what}", str(exc))
+    return link
+
+
+def greeted_in_vain(ctx: CaseContext, peer: WirePeer, iut: Any, requirement: str, what: str, within: float = 3.0) -> None:
+    """Greet the IUT from ``peer`` and send an echo task: nothing may answer (SEC-023)."""
+    link = peer.connect(iut.peer_id, iut.address, iut.incarnation)
+    link.hello()
+    link.send(task(peer, "echo", [by_value(f"from {peer.peer_id}")]), seq=1)
+    got = _no_welcome(ctx, peer, within)
+    ctx.check(requirement, not got, f"nothing answers {what}", got)
+
+
+def membership_call(ctx: CaseContext, peer: WirePeer, link: Any, function: str, args: tuple[Any, ...], *,
+                    requirement: str) -> tuple[bool, Any]:
+    """Call ``function`` of the membership module on the IUT with pickled ``args``
+    (CLU-030). Returns (True, the result) or (False, the ErrorInfo)."""
+    from refrpc.core.messages import Arg, ArgKind, ReturnKind
+
+    from .._build import describe_return, pickled, read_pickled
+
+    t = task(peer, f"{MEMBERSHIP}:{function}", [Arg(kind=ArgKind.VALUE, value=pickled(a)) for a in args])
+    link.send(t)
+    reply = expect_reply(ctx, peer, t, requirement=requirement)
+    if len(reply.returns) != 1:
+        ctx.fail("TASK-010", "one ReturnValue", f"{len(reply.returns)} returns")
+    ret = reply.returns[0]
+    if ret.error is not None:
+        return False, ret.error
+    if ret.kind is not ReturnKind.INLINE or ret.value is None:
+        ctx.fail(requirement, f"{function}'s result inline", describe_return(ret))
+    try:
+        return True, read_pickled(ret.value)
+    except ValueError as exc:
+        ctx.fail("CLU-030", f"{function}'s result pickled, of CLU-030's built-in types", str(exc))
 
 
 @case(
@@ -356,3 +429,86 @@ def head_binds_the_first_joiner(ctx: CaseContext) -> None:
         ctx.fail("SEC-023", "a Welcome for the new key once the head declared the old incarnation dead (its binding "
                  "removed)", str(exc))
     run_echo(ctx, w2, link2, "the new incarnation", requirement="SEC-023")
+
+
+def _rotate(ctx: CaseContext, peer: WirePeer, link: Any, join: str | None, grace_s: float, requirement: str) -> tuple[bool, Any]:
+    return membership_call(ctx, peer, link, "rotate", (join, grace_s), requirement=requirement)
+
+
+def _describe(ok: bool, result: Any) -> str:
+    return f"returned {result!r:.80}" if ok else f"error {result.code.name} ({result.message!r:.120})"
+
+
+@case(
+    "security/SEC-042-only-the-operator-rotates",
+    requirements=["SEC-042", "CLU-052", "CLU-031", "CNF-051"],
+    summary=(
+        "The IUT is the head of a cluster whose joiners the suite plays, and runs the membership calls (pickled). "
+        "A joiner M (a key pair of its own) registers as a worker, then calls `rotate` with a new join credential "
+        "and no grace: the head must fail it with TASK_FAILED, and the credential stays: a joiner whose proof is "
+        "made under the new one gets nothing. The operator (PeerId `operator`, connecting with the head's own key "
+        "pair, so bound to the head's public key) makes the same call: it returns True, and a joiner with the new "
+        "credential is welcomed and runs echo. Needs `head_membership = true`."
+    ),
+)
+def only_the_operator_rotates(ctx: CaseContext) -> None:
+    key, head_pair, iut = start_head(ctx, membership=True)
+    head_public = head_pair[0]
+    member = joiner(ctx, iut, key, head_public, "member")
+    link = welcomed(ctx, member, iut, "SEC-023", "a joiner with a valid join proof")
+    ok, view = membership_call(ctx, member, link, "register",
+                               (member.peer_id, member.address, 1, "suite-host", 0, {}, member.incarnation),
+                               requirement="CLU-005")
+    ctx.check("CLU-005", ok, "register of a joined worker returns the view", _describe(ok, view))
+    new_key = key.with_new_join()
+    ok, result = _rotate(ctx, member, link, new_key.join_hex(), 0.0, "SEC-042")
+    ctx.check("SEC-042", not ok and result.code is ErrorCode.TASK_FAILED,
+              "rotate from a registered member that is not the operator: ERROR(TASK_FAILED)", _describe(ok, result))
+    greeted_in_vain(ctx, joiner(ctx, iut, new_key, head_public, "too-early"), iut, "SEC-042",
+                    "a joiner under the credential a member tried to put in place")
+    operator = ctx.wire_peer("operator", cluster_key=key, client_key=head_pair, router_key=head_pair,
+                             server_key=head_public, features=MEMBER_FEATURES)
+    op_link = welcomed(ctx, operator, iut, "SEC-042", "the operator, who connects with the head's own key pair")
+    ok, result = _rotate(ctx, operator, op_link, new_key.join_hex(), 0.0, "SEC-042")
+    ctx.check("SEC-042", ok and result is True, "rotate from the operator returns True", _describe(ok, result))
+    newcomer = joiner(ctx, iut, new_key, head_public, "newcomer")
+    new_link = welcomed(ctx, newcomer, iut, "SEC-025", "a joiner under the credential the operator put in place")
+    run_echo(ctx, newcomer, new_link, "under the new credential", requirement="SEC-025")
+
+
+@case(
+    "security/SEC-025-CLU-052-join-credential-replaced-with-a-grace",
+    requirements=["SEC-025", "CLU-052", "SEC-023", "CNF-051"],
+    summary=(
+        "The IUT is the head of a cluster whose joiners the suite plays, and runs the membership calls (pickled). "
+        "Worker W joins under the key file's credential. The operator (the head's own key pair) calls "
+        "`rotate(NEW, 600.0)`: during the grace a joiner under the old credential and one under the new are "
+        "both welcomed. The operator then calls `rotate(None, 0.0)`, which ends every grace at once: a joiner "
+        "under the old credential now gets nothing (no Welcome, no answer to its echo), one under the new is "
+        "welcomed and runs echo, and W, which joined before, still runs echo. Needs `head_membership = true`."
+    ),
+)
+def join_credential_replaced(ctx: CaseContext) -> None:
+    key, head_pair, iut = start_head(ctx, membership=True)
+    head_public = head_pair[0]
+    w = joiner(ctx, iut, key, head_public, "worker")
+    w_link = welcomed(ctx, w, iut, "SEC-023", "a joiner with a valid join proof")
+    run_echo(ctx, w, w_link, "joined first", requirement="SEC-023")
+    operator = ctx.wire_peer("operator", cluster_key=key, client_key=head_pair, router_key=head_pair,
+                             server_key=head_public, features=MEMBER_FEATURES)
+    op_link = welcomed(ctx, operator, iut, "SEC-042", "the operator, who connects with the head's own key pair")
+    new_key = key.with_new_join()
+    ok, result = _rotate(ctx, operator, op_link, new_key.join_hex(), 600.0, "CLU-052")
+    ctx.check("CLU-052", ok and result is True, "rotate(NEW, 600.0) from the operator returns True", _describe(ok, result))
+    for name, under, what in (("old-in-grace", key, "the replaced credential, within its grace"),
+                              ("new-in-grace", new_key, "the new credential")):
+        peer = joiner(ctx, iut, under, head_public, name)
+        run_echo(ctx, peer, welcomed(ctx, peer, iut, "SEC-025", f"a joiner under {what}"), name, requirement="SEC-025")
+    ok, result = _rotate(ctx, operator, op_link, None, 0.0, "CLU-052")
+    ctx.check("CLU-052", ok and result is True, "rotate(None, 0.0) from the operator returns True", _describe(ok, result))
+    greeted_in_vain(ctx, joiner(ctx, iut, key, head_public, "old-after-grace"), iut, "SEC-025",
+                    "a joiner under the replaced credential once its grace has ended")
+    late = joiner(ctx, iut, new_key, head_public, "new-after-grace")
+    run_echo(ctx, late, welcomed(ctx, late, iut, "SEC-025", "a joiner under the new credential"), "late",
+             requirement="SEC-025")
+    run_echo(ctx, w, w_link, "joined before the rotation", requirement="SEC-025")

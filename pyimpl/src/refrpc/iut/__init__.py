@@ -29,6 +29,13 @@ about half a second on an idle machine. Logs go to standard error only.
 **What it offers.** Features ``core``, ``borrowing``, ``recovery``, ``actors``
 and ``lz4``, not ``python-pickle``: it reads ``portable`` and ``raw`` values and
 answers in ``portable`` only, as a peer written in another language would. The
+one exception is membership, whose values are pickled (CLU-030): as the head
+(``REFRPC_IUT_HEAD_KEY``) with ``REFRPC_IUT_MEMBERSHIP=pickle`` (CNF-051), or as a
+member of a cluster without authentication with ``REFRPC_IUT_JOINED_HEAD=ADDRESS``
+(CNF-052), it offers ``python-pickle`` and runs the reference head's membership
+functions, or a member's ``learn``, under their exact names, for submitters on a
+session with ``python-pickle`` only; it reads their pickled arguments as Python's
+built-in types only and never by a name a pickle gives (``refrpc.iut._membership``). The
 fixture functions ``echo``, ``make_bytes``, ``sum_bytes``, ``hold``, ``forward``,
 ``nest``, ``fail`` and ``sleep`` and the actor class ``Counter`` (methods ``add``,
 ``get``, ``keep``) are registered under exactly those names, and nothing else can

@@ -635,6 +635,42 @@ FAULTS: dict[str, tuple[str, str]] = {
         "join proof for it, although the PeerId is bound to another key and its incarnation is live: "
         "anyone with the credential can take over a live member's PeerId.",
     ),
+    "rotate-by-any-member": (
+        "SEC-042",
+        "As the head running the membership calls (CNF-051), the peer runs `rotate` for any submitter, as if "
+        "the operator had called it: a member holding only the key file replaces the join credential.",
+    ),
+    "replaced-credential-kept": (
+        "SEC-025",
+        "As the head, the peer accepts join proofs under a replaced join credential for ever: `rotate` "
+        "ignores the grace it is given, and `rotate(None, ...)` ends no grace period.",
+    ),
+    "register-another-peer": (
+        "CLU-013",
+        "As the head running the membership calls, the peer accepts a `register` or `register_driver` whose "
+        "`peer` is not the submitter's own PeerId: a member can register (and so replace) another.",
+    ),
+    "views-from-any-head": (
+        "SEC-026",
+        "As a member of a cluster without authentication, the peer applies a view (`learn`) from any session "
+        "of the PeerId `head`, not only from the one whose Hello announced the address it joined through.",
+    ),
+    "learn-from-anyone": (
+        "CLU-013",
+        "As a member, the peer runs `learn` whoever submitted it, and applies the view, instead of failing a "
+        "`learn` whose submitter is not the head.",
+    ),
+    "fence-listed-incarnations": (
+        "CLU-063",
+        "As a member, the peer takes a view's `incarnations` as evidence of death: a live record of a PeerId "
+        "under another incarnation than the one listed is fenced when the view is applied, although `dead` "
+        "does not name it.",
+    ),
+    "incarnation-not-recorded": (
+        "CLU-067",
+        "As the head running the membership calls, the peer records every worker that registers with "
+        "incarnation 0, whatever incarnation it passed: its views list 0 for every worker.",
+    ),
 }
 
 
@@ -1608,6 +1644,74 @@ def _rebind_joined_peer(iut: Iut) -> None:
     node._bound = patched  # type: ignore[method-assign]
 
 
+def _as_the_head_itself(iut: Iut, name: str) -> None:
+    """The membership function ``name`` runs as if the head itself called it: no
+    submitter to check (breaks SEC-042 for rotate, CLU-013 for the registrations)."""
+    functions = iut.catalog.membership
+    fn = functions.get(f"refrpc.runtime._membership:{name}")
+    if fn is None:
+        return
+    local = iut.executor._local
+
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        owner, local.owner = getattr(local, "owner", ""), ""
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            local.owner = owner
+
+    functions[f"refrpc.runtime._membership:{name}"] = patched
+
+
+def _register_anyone(iut: Iut) -> None:
+    _as_the_head_itself(iut, "register")
+    _as_the_head_itself(iut, "register_driver")
+
+
+def _replaced_credential_kept(iut: Iut) -> None:
+    key = iut.node.cluster_key
+    if key is None:
+        return
+    rotate = key.rotate
+
+    def patched(join: Any, grace_s: float, now: float) -> None:
+        if join is not None:  # breaks SEC-025: the replaced credential is accepted for ever
+            rotate(join, float("inf"), now)
+
+    key.rotate = patched  # type: ignore[method-assign]
+
+
+def _incarnation_not_recorded(iut: Iut) -> None:
+    name = "refrpc.runtime._membership:register"
+    fn = iut.catalog.membership.get(name)
+    if fn is None:
+        return
+
+    def patched(peer: Any, address: Any, slots: Any, host: Any, pid: Any = 0, resources: Any = None,
+                incarnation: Any = 0) -> Any:
+        return fn(peer, address, slots, host, pid, resources, 0)  # breaks CLU-067
+
+    iut.catalog.membership[name] = patched
+
+
+def _fence_listed_incarnations(iut: Iut) -> None:
+    name = "refrpc.runtime._membership:learn"
+    fn = iut.catalog.membership.get(name)
+    if fn is None:
+        return
+    node = iut.node
+
+    def patched(view: Any) -> Any:
+        listed = view.get("incarnations", {}) if isinstance(view, dict) else {}
+        stale = node.call(lambda: [(p, r.incarnation) for p, r in node.core.remotes.items()
+                                   if p in listed and r.state != "dead" and r.incarnation not in (0, listed[p])]).result()
+        for peer, incarnation in stale:  # breaks CLU-063: a listed incarnation taken as a death
+            node.handle_soon(lambda sid, p=peer, i=incarnation: ev.PeerFailed(sid, p, i, "a view lists another")).result()
+        return fn(view)
+
+    iut.catalog.membership[name] = patched
+
+
 def _trust_claimed_sender(iut: Iut) -> None:
     iut.node._authentic = lambda frames, sender, sid: True  # type: ignore[method-assign]  # breaks SEC-011
 
@@ -2021,6 +2125,13 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "unaddressed-peer-dead-at-once": _unaddressed_peer_dead_at_once,
     "member-admits-joiners": lambda iut: setattr(iut.node, "admits_joiners", True),  # breaks SEC-024
     "rebind-joined-peer": _rebind_joined_peer,
+    "rotate-by-any-member": lambda iut: _as_the_head_itself(iut, "rotate"),
+    "replaced-credential-kept": _replaced_credential_kept,
+    "register-another-peer": _register_anyone,
+    "incarnation-not-recorded": _incarnation_not_recorded,
+    "fence-listed-incarnations": _fence_listed_incarnations,
+    "views-from-any-head": lambda iut: setattr(iut.node, "head_address", ""),  # breaks SEC-026
+    "learn-from-anyone": lambda iut: _as_the_head_itself(iut, "learn"),  # breaks CLU-013
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

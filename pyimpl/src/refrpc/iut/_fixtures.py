@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..api import Ref
 from ..core import events as ev
-from ..core.messages import ErrorCode, ErrorInfo, Value
+from ..core.messages import Encoding, ErrorCode, ErrorInfo, Value
 from ..runtime import Executor
 from ..runtime._node import error_info
-from . import _values
+from . import _membership, _values
 
 if TYPE_CHECKING:
     from ..runtime import Node
@@ -123,8 +123,16 @@ class Counter:
 class Catalog:
     """The fixture functions and classes of one IUT process, with the refs they keep."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, *, membership: str = "") -> None:
         self.node = node
+        #: The membership functions by their exact names, when the IUT runs them for the
+        #: suite: the head's (``membership`` "head", CNF-051) or a member's ``learn``
+        #: ("member", CNF-052); their values are pickled (CLU-030). Empty otherwise.
+        self.membership: dict[str, Callable[..., Any]] = {}
+        if membership:
+            from ._membership import functions
+
+            self.membership = functions(membership)
         #: Guards ``held`` and every Counter's ``kept``: the task thread appends,
         #: the control channel's drop_held takes them away.
         self.lock = threading.Lock()
@@ -201,7 +209,39 @@ class FixtureExecutor(Executor):
             info = ErrorInfo(self.failure_code, info.message, "", info.detail)
         return info
 
+    def _load(self, object_id: str, value: Value) -> Any:
+        """A pickled argument (on a session where ``python-pickle`` is in use: the
+        membership calls, CNF-051) is read as CLU-030's built-in types only, never by
+        the general unpickler; every other encoding as the runtime reads it."""
+        if value.encoding is Encoding.PICKLE:
+            return _membership.load_pickled(value)
+        return super()._load(object_id, value)
+
+    def _speaks_pickle(self, peer: str) -> bool:
+        """Whether ``peer``'s session uses ``python-pickle``: only there are the membership
+        functions callable, as on the reference head, which resolves them by name for
+        such a submitter alone (SEC-006); elsewhere they are UNKNOWN_FUNCTION."""
+        remote = self.node.core.remotes.get(peer)
+        return remote is not None and "python-pickle" in remote.features
+
+    def _run_membership(self, ins: ev.RunTask, fn: Callable[..., Any], args: list[Any]) -> None:
+        """One of the head's membership calls (CNF-051): its result pickled (CLU-030);
+        what it raises (a refusal, CLU-013 and CLU-052) fails it with TASK_FAILED."""
+        try:
+            out = fn(*args)
+            args.clear()
+            if len(ins.return_ids) != 1:
+                raise ValueError(f"{ins.function} returns one value, not {len(ins.return_ids)}")
+            results = [ev.TaskResult(value=_membership.pickled(out))]
+        except Exception as exc:
+            results = [ev.TaskResult(error=self._error(exc))] * len(ins.return_ids)
+        self._finish(ins, results)
+
     def _run_task(self, ins: ev.RunTask, args: list[Any]) -> None:
+        member = None if ins.actor_id else self.catalog.membership.get(ins.function)
+        if member is not None and self._speaks_pickle(ins.owner):
+            self._run_membership(ins, member, args)
+            return
         if ins.actor_id:
             fn = self.catalog.method(self.actors.get(ins.actor_id), ins.function)
             what = f"actor {ins.actor_id} has no method {ins.function!r} here"

@@ -115,10 +115,18 @@ class Iut:
             serve with and expect SEC-016's server key all the same (breaks SEC-040).
         head: With ``own_key`` (the head key pair the key file names): run as the head
             of the cluster, binding joiners' PeerIds by their join proofs (CNF-047, SEC-023).
+        membership: As the head, also run the head's membership functions for the
+            suite's joiners, their values pickled (CNF-051, CLU-030); ``config`` must
+            then offer ``python-pickle``.
+        joined_head: Without ``cluster_key``: play a member that joined a cluster
+            without authentication through the head at this address, taking views
+            (``learn``) only from there (CNF-052, SEC-026); ``config`` must then offer
+            ``python-pickle``.
     """
 
     def __init__(self, peer_id: str, endpoint: str, config: Config, on_other: Any = None, cluster_key: Any = None,
-                 own_key: Any = None, derived_server_key: bool = False, head: bool = False) -> None:
+                 own_key: Any = None, derived_server_key: bool = False, head: bool = False,
+                 membership: bool = False, joined_head: str = "") -> None:
         namespace = f"iut{os.getpid()}x{secrets.token_hex(4)}"
 
         limit = store_limit_from_env()
@@ -127,10 +135,19 @@ class Iut:
             own: Any = IutStore(peer_id, namespace) if limit is None else IutSpillingStore(peer_id, namespace, limit)
             shm, node.store = node.store, own
             shm.close()
-            self.catalog = Catalog(node)
+            self.catalog = Catalog(node, membership="head" if membership else "member" if joined_head else "")
             return FixtureExecutor(node, self.catalog)
 
         options: dict[str, Any] = {}
+        if membership:
+            from ..runtime import _membership
+
+            def on_instruction(ins: Any, then: Any = on_other) -> None:
+                _membership.noticed(ins)  # a member's death leaves the registry (CLU-008)
+                if then is not None:
+                    then(ins)
+
+            on_other = on_instruction
         if own_key is not None and derived_server_key:
             from ..transport import ZmqTransport
 
@@ -154,6 +171,11 @@ class Iut:
         from ..runtime._refs import context
 
         context.node, context.executor = self.node, self.executor
+        if membership:
+            from ..runtime import _membership
+
+            _membership.PUSHER.start(self.node)  # pushes each change of the registry (CLU-010)
+        self.node.head_address = joined_head  # views come only from there (SEC-026)
 
     def info(self) -> dict[str, Any]:
         """The ``ready`` event's fields (CNF-006)."""
@@ -200,6 +222,38 @@ def _own_key(cluster_key: Any, peer_id: str, env_name: str = OWN_KEY_ENV) -> Any
     return OwnKey(cluster_key, peer_id, (public.encode(), secret.encode()))
 
 
+def _membership_asked(head: bool) -> bool:
+    """Whether the suite asked this IUT to run the head's membership calls (CNF-051):
+    ``REFRPC_IUT_MEMBERSHIP=pickle``, which only a head may be asked."""
+    from ._membership import MEMBERSHIP_ENV, MEMBERSHIP_PICKLE
+
+    text = os.environ.get(MEMBERSHIP_ENV, "").strip()
+    if not text:
+        return False
+    if text != MEMBERSHIP_PICKLE:
+        raise ValueError(f"{MEMBERSHIP_ENV} must be {MEMBERSHIP_PICKLE!r}, not {text!r}")
+    if not head:
+        raise ValueError(f"{MEMBERSHIP_ENV} is set, but only the head ({HEAD_KEY_ENV}) serves the membership calls")
+    return True
+
+
+def _joined_head(cluster_key: Any) -> str:
+    """The address of the head the suite says this IUT joined through, in a cluster
+    without authentication (CNF-052: ``REFRPC_IUT_JOINED_HEAD``), or ""."""
+    from ._membership import JOINED_HEAD_ENV
+
+    text = os.environ.get(JOINED_HEAD_ENV, "").strip()
+    if not text:
+        return ""
+    if cluster_key is not None:
+        raise ValueError(f"{JOINED_HEAD_ENV} is set, but a key file is too: it names a head of a cluster "
+                         "without authentication")
+    host, _, port = text.removeprefix("tcp://").rpartition(":")
+    if not text.startswith("tcp://") or not host or not port.isdigit():
+        raise ValueError(f"{JOINED_HEAD_ENV} must be an address tcp://HOST:PORT, not {text!r}")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the IUT until the control channel says ``shutdown`` or ``crash``, or closes."""
     # Standard output is the control channel's alone (CNF-005): anything else that
@@ -241,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         head_key = _own_key(cluster_key, args.peer_id, HEAD_KEY_ENV)
         if own_key is not None and head_key is not None:
             raise ValueError(f"{OWN_KEY_ENV} and {HEAD_KEY_ENV} are both set: the IUT is a member or the head, not both")
+        membership = _membership_asked(head_key is not None)
+        joined_head = _joined_head(cluster_key)
+        if membership or joined_head:  # SEC-004: offered only because the suite asked
+            config.features = (*config.features, "python-pickle")
     except ValueError as exc:  # a KeyFileError too
         ap.error(str(exc))
     from ._control import Control
@@ -249,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         iut = Iut(args.peer_id, args.endpoint, config, on_other=control.on_instruction, cluster_key=cluster_key,
                   own_key=own_key or head_key, derived_server_key="derived-server-key" in faults,
-                  head=head_key is not None)
+                  head=head_key is not None, membership=membership, joined_head=joined_head)
     except Exception as exc:  # a bad endpoint, a port in use, a bad peer id
         log.error("cannot start: %s: %s", type(exc).__name__, exc)
         return 1

@@ -777,8 +777,12 @@ class Executor:
                     if isinstance(ins, ev.RunTask):
                         self.node.handle_soon(lambda sid: ev.FetchFailed(sid, a.object_id, ins.task_id, ins.attempt))
                     raise _Refetch() from None
-            args.append(load(self.node, a.object_id, value))
+            args.append(self._load(a.object_id, value))
         return args
+
+    def _load(self, object_id: str, value: Value) -> Any:
+        """One argument's value as the called function gets it (nested refs counted)."""
+        return load(self.node, object_id, value)
 
     def _unmap(self, ins: ev.Instruction) -> None:
         """Release the mappings of other processes' values this call read.
