@@ -8,7 +8,7 @@ from refrpc.core.messages import ErrorCode
 
 from .._case import case
 from .._context import CaseContext
-from .security import joiner, membership_call, start_head, welcomed
+from .security import MEMBER_FEATURES, joiner, membership_call, start_head, welcomed
 
 #: The keys of a whole view (CLU-032).
 VIEW_KEYS = {"version", "members", "incarnations", "dead", "keys"}
@@ -27,6 +27,18 @@ def _view_check(ctx: CaseContext, ok: bool, view: Any, what: str) -> dict[str, A
 
 def _listed(view: dict[str, Any]) -> list[Any]:
     return [row[0] for row in view.get("members", []) if isinstance(row, (tuple, list)) and row]
+
+
+def _joined_member(ctx: CaseContext) -> tuple[Any, Any]:
+    """The suite's head (PeerId ``head``, no cluster key) and the IUT started as a member
+    that joined through it, without authentication (CNF-052); skips otherwise."""
+    if not ctx.config.unauthenticated_member:
+        ctx.skip("the IUT's config does not say it can be a member of a cluster without authentication "
+                 "(unauthenticated_member = true)")
+    head = ctx.wire_peer("head", cluster_key=None, features=MEMBER_FEATURES)
+    if head.peer_id != "head":
+        ctx.abort(f"the suite's head got the PeerId {head.peer_id!r}, not 'head'")
+    return head, ctx.start_iut(env={"REFRPC_KEY_FILE": "", "REFRPC_IUT_JOINED_HEAD": head.address})
 
 
 @case(
@@ -115,15 +127,7 @@ def _said(ok: bool, result: Any) -> str:
     ),
 )
 def views_only_from_the_head_joined_through(ctx: CaseContext) -> None:
-    if not ctx.config.unauthenticated_member:
-        ctx.skip("the IUT's config does not say it can be a member of a cluster without authentication "
-                 "(unauthenticated_member = true)")
-    from .security import MEMBER_FEATURES
-
-    head = ctx.wire_peer("head", cluster_key=None, features=MEMBER_FEATURES)
-    if head.peer_id != "head":
-        ctx.abort(f"the suite's head got the PeerId {head.peer_id!r}, not 'head'")
-    iut = ctx.start_iut(env={"REFRPC_KEY_FILE": "", "REFRPC_IUT_JOINED_HEAD": head.address})
+    head, iut = _joined_member(ctx)
     stranger = ctx.wire_peer("stranger", cluster_key=None, features=MEMBER_FEATURES)
     ok, result = _learn(ctx, stranger, ctx.session(stranger, iut), 7, "CLU-013")
     ctx.check("CLU-013", not ok and result.code is ErrorCode.TASK_FAILED,
@@ -159,18 +163,11 @@ def views_only_from_the_head_joined_through(ctx: CaseContext) -> None:
     ),
 )
 def listed_incarnation_is_no_death(ctx: CaseContext) -> None:
-    if not ctx.config.unauthenticated_member:
-        ctx.skip("the IUT's config does not say it can be a member of a cluster without authentication "
-                 "(unauthenticated_member = true)")
     from refrpc.core.messages import Hello, ProtocolError
 
     from ._common import run_echo
-    from .security import MEMBER_FEATURES
 
-    head = ctx.wire_peer("head", cluster_key=None, features=MEMBER_FEATURES)
-    if head.peer_id != "head":
-        ctx.abort(f"the suite's head got the PeerId {head.peer_id!r}, not 'head'")
-    iut = ctx.start_iut(env={"REFRPC_KEY_FILE": "", "REFRPC_IUT_JOINED_HEAD": head.address})
+    head, iut = _joined_member(ctx)
     w1 = ctx.wire_peer("worker", cluster_key=None)
     w1_link = ctx.session(w1, iut)
     run_echo(ctx, w1, w1_link, "before any view", requirement="CLU-063")
