@@ -367,17 +367,7 @@ class HostBed:
         share of everything that reaches it, so TCP sees real losses and resends."""
         if not 0 <= loss <= 1:
             raise ValueError(f"loss is a probability in [0, 1], not {loss!r}")
-        why = loss_unavailable()
-        if why:
-            raise BedError(why)
-        name = self.host(which).name
-        if loss:
-            self._loss[name] = loss
-        else:
-            self._loss.pop(name, None)
-        for h in self.hosts:
-            if not h.lost:
-                self._apply_loss(h)
+        self._set_link(self._loss, which, loss, loss_unavailable, self._apply_loss)
 
     def dropped(self, which: str | int) -> int:
         """Packets host ``which`` has dropped so far for lossy links (:meth:`degrade`)."""
@@ -411,17 +401,23 @@ class HostBed:
         between hosts that are not slow are untouched (:func:`delay_unavailable`)."""
         if not 0 <= seconds <= 10:
             raise ValueError(f"a delay is 0 to 10 seconds, not {seconds!r}")
-        why = delay_unavailable()
+        self._set_link(self._delay, which, float(seconds), delay_unavailable, self._apply_delay)
+
+    def _set_link(self, table: dict[str, float], which: str | int, amount: float, why_not: Any,
+                  apply: Any) -> None:
+        """Record host ``which``'s link figure in ``table`` (0 removes it) and rewrite
+        every live host's rules with ``apply``; ``why_not()`` says why it cannot run."""
+        why = why_not()
         if why:
             raise BedError(why)
         name = self.host(which).name
-        if seconds:
-            self._delay[name] = float(seconds)
+        if amount:
+            table[name] = amount
         else:
-            self._delay.pop(name, None)
+            table.pop(name, None)
         for h in self.hosts:
             if not h.lost:
-                self._apply_delay(h)
+                apply(h)
 
     def delayed(self, which: str | int) -> int:
         """Packets host ``which``'s holder has held back and let through so far."""
