@@ -5,7 +5,6 @@ names two actors and leaves, and this process as a second driver."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import refrpc
+
+from head_fixtures import cli_head
 
 pytestmark = pytest.mark.timeout(180)
 SRC = Path(refrpc.__file__).resolve().parents[1]
@@ -32,20 +33,8 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture
 def head():
-    proc = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--head", "--num-workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
-    try:
-        line = proc.stdout.readline()  # "head listening at tcp://127.0.0.1:PORT"
-        match = re.search(r"tcp://[0-9.]+:\d+", line)
-        assert match, line
-        yield match.group(0)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with cli_head("--num-workers", "1", env=_env()) as address:
+        yield address
 
 
 def _wait_for_a_worker(address: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from refrpc.core.messages import ErrorCode
 from refrpc.testing import wait_until
 
 import actor_fixtures as af
+from head_fixtures import cli_head
 
 pytestmark = pytest.mark.timeout(240)
 SRC = Path(refrpc.__file__).resolve().parents[1]
@@ -57,27 +57,13 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def head():
-    proc = subprocess.Popen([sys.executable, "-m", "refrpc.cli", "start", "--head", "--num-workers", "1",
-                             "--resources", '{"gpu": 1}'],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
-    try:
-        line = proc.stdout.readline()  # "head listening at tcp://127.0.0.1:PORT"
-        match = re.search(r"tcp://[0-9.]+:\d+", line)
-        assert match, line
-        address = match.group(0)
+    with cli_head("--num-workers", "1", "--resources", '{"gpu": 1}', env=_env()) as address:
         refrpc.init(address=address, key_file=KEY_FILE)
         try:
             assert wait_until(lambda: _worker() is not None, 60, step=0.2), "the head's worker did not register"
             yield address
         finally:
             refrpc.shutdown()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def _worker() -> str | None:
