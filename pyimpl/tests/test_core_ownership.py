@@ -1367,3 +1367,23 @@ def test_stored_value_with_nested_refs_is_not_offered_to_a_peer_without_borrowin
     h.greet(o)
     [status] = bodies(o.handle(h.send(o, GetObjectStatus("O.a.2"))))
     assert status.state is ObjectState.READY and status.locations == ("O",)
+
+
+def test_a_lost_stored_value_lets_go_of_its_nested_refs_and_a_rebuilt_one_takes_its_own():
+    # D: x = put(b"x"); a = f.options(max_retries=1).remote(shared(x))   (f returns [x], stored on W1)
+    #    W1 dies: a is lost and rebuilt on W2, whose run returns no ref: x is no longer
+    #    held contained-in a, neither while a is rebuilt nor after       GC-003, LIN-003
+    net = Net(("D", "W1", "W2"))
+    x = net.put("D", b"x")
+    tid, (a,) = net.submit("D", "f", shared(x), executor="W1", retries=1)
+    net.deliver_all()
+    net.finish("W1", tid, stored_result(500, (net["W1"]._descriptor(x),)))
+    net.deliver_all()
+    d = net["D"]
+    assert a in d.owned[x].contained_in
+    net.kill("W1", "D")
+    net.deliver_all()
+    assert d.owned[a].state == "pending" and a not in d.owned[x].contained_in
+    net.finish("W2", tid, stored_result(500), attempt=2)
+    net.deliver_all()
+    assert d.owned[a].state == "ready" and a not in d.owned[x].contained_in

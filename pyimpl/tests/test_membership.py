@@ -285,3 +285,17 @@ def test_a_views_dead_list_keeps_the_1024_most_recent_deaths(monkeypatch):
     assert view["dead"][-1] == (W1[0], 0x11, "replaced by a new incarnation")
     assert ("h0-1-w1", 1, "silent") not in view["dead"]  # the oldest went
     assert view["incarnations"] == {W1[0]: 0x12}
+
+
+def test_a_membership_result_is_pickled_whatever_its_arguments_were():
+    # A caller that sent the view portable still gets learn's answer pickled: every
+    # membership result is pickle, so a member needs no second reader        CLU-030
+    from refrpc.core.messages import Encoding
+    from refrpc.testing import MemoryCluster
+
+    with MemoryCluster(workers=1, driver="head") as c:
+        node = c.driver
+        view = c.submit("refrpc.runtime._membership:learn", _view(2, [W2]), executor="w1", num_cpus=0,
+                        portable=True)
+        assert c.get(view, timeout=10) == 2
+        assert node.call(lambda: node.core.owned[view.id].value.encoding).result(10) is Encoding.PICKLE

@@ -695,6 +695,9 @@ class Tasks:
         """The last copy of an owned value is gone (LOC-004, LIN-003)."""
         e = self.owned[oid]
         self._drop_relays(e, "lost")  # relays of the lost stored form serve nothing that is still valid (LOC-022)
+        # GC-003: the refs the lost value held go with it; a rebuilt reply's own take new holds.
+        nested, e.nested = e.nested, ()
+        self._release_nested(oid, nested)
         t = self.tasks.get(e.task_id) if e.task_id else None
         if self._rebuildable(t):
             # If t is already being re-run for another lost return, that run makes

@@ -83,6 +83,10 @@ def exposed(name: str) -> bool:
     return name in _EXPOSED
 
 
+#: The membership functions' module (CLU-030: their values are always pickled).
+_MEMBERSHIP = "refrpc.runtime._membership:"
+
+
 def resolve(name: str, *, trusted: bool = True) -> Any:
     """The function or class a task names as ``module:qualname`` (SEC-006).
 
@@ -896,7 +900,8 @@ class Executor:
                 remote = self.node.core.remotes.get(ins.owner)
                 allow_pickle = remote is None or "python-pickle" in remote.features
                 portable = not allow_pickle or not any(a.value is not None and a.value.encoding is Encoding.PICKLE for a in ins.args)
-                portable = portable and bool(ins.args)
+                # The membership calls answer pickled whatever their arguments were (CLU-030).
+                portable = portable and bool(ins.args) and not ins.function.startswith(_MEMBERSHIP)
                 results = [self._result(rid, v, portable, allow_pickle) for rid, v in zip(ins.return_ids, values)]
                 if remote is not None and remote.max_frame_bytes:
                     self._fit(ins.return_ids, results, remote.max_frame_bytes - FRAME_HEADROOM)

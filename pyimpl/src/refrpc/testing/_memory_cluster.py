@@ -58,11 +58,13 @@ class MemoryCluster:
             self.close()
             raise
 
-    def submit(self, function: str, *args: Any, executor: str = "", num_cpus: float = 1.0) -> Ref[Any]:
-        """Call ``function`` (``module:qualname``) with ``args`` by value; the Ref of its result."""
+    def submit(self, function: str, *args: Any, executor: str = "", num_cpus: float = 1.0,
+               portable: bool = False) -> Ref[Any]:
+        """Call ``function`` (``module:qualname``) with ``args`` by value (in the ``portable``
+        encoding where they fit, if ``portable``); the Ref of its result."""
         node = self.driver
         assert node is not None
-        specs = tuple(ev.ArgSpec(value=to_value(node, a)) for a in args)
+        specs = tuple(ev.ArgSpec(value=to_value(node, a, portable=portable)) for a in args)
 
         def do() -> str:
             task_id, rids = node.new_task_ids(1)
