@@ -479,3 +479,12 @@ def test_numpy_arrays_over_the_part_size_travel_in_adjacent_parts() -> None:
     assert [len(memoryview(b)) for b in value.buffers] == [PART_BYTES, PART_BYTES]  # 2**29 bytes
     parts = codec.encode_value_parts(value)  # no longer over the limit
     assert sum(len(memoryview(p).cast("B")) for p in parts) > huge.nbytes
+
+
+def test_a_portable_value_with_bytes_after_its_message_is_refused() -> None:
+    # VAL-004: `data` is exactly one message; a word of padding after it is not a
+    # value the writer made (a reader that ignored it would accept what others refuse)
+    good = codec.encode_portable([1, "x"])
+    assert from_portable(Value(Encoding.PORTABLE, good), ref_factory=ref_factory) == [1, "x"]
+    with pytest.raises(DeserializationError, match="VAL-004|cover"):
+        from_portable(Value(Encoding.PORTABLE, good + bytes(8)), ref_factory=ref_factory)

@@ -476,6 +476,10 @@ def decode_portable(data: Any) -> Any:
     view = _byte_view(data)
     if not len(view) or len(view) % 8:
         raise MalformedFrame(f"a portable value has {len(view)} bytes, not a whole number of words")
+    try:
+        _Message(view)  # exactly one message: its segments cover every byte (VAL-004)
+    except _Bad as exc:
+        raise MalformedFrame(f"undecodable portable value: {exc}", requirement="VAL-004") from None
     buf = view if type(data) is not bytes else data
     limit = max(TRAVERSAL_FACTOR * (len(view) // 8), 64)
     nesting = 3 * MAX_PORTABLE_DEPTH + 8  # a map level costs 3 Cap'n Proto levels
