@@ -30,6 +30,7 @@ from ..runtime._refs import Ref, load
 from ..core import events as ev
 from ..core.errors import LocalUsageError
 from ..core.messages import ErrorCode
+from ..serialization import DeserializationError
 from ..store import ObjectNotFound
 from . import _values
 from ._faults import FAULTS
@@ -561,5 +562,8 @@ class Control:
                     time.sleep(delay)
                     delay = min(1.0, delay * 2)
                     continue
-            obj = load(node, oid, value)  # nested refs: held by the IUT now (BOR-008)
+            try:
+                obj = load(node, oid, value)  # nested refs: held by the IUT now (BOR-008)
+            except DeserializationError as exc:  # a rule of the value's encoding: VAL-021
+                return {"error": {"code": self.node_iut.error_code_name(ErrorCode.MALFORMED), "message": str(exc)}}
             return {"value": _values.to_json(obj, self._keep)}
