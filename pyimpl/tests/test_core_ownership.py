@@ -1387,3 +1387,17 @@ def test_a_lost_stored_value_lets_go_of_its_nested_refs_and_a_rebuilt_one_takes_
     net.finish("W2", tid, stored_result(500), attempt=2)
     net.deliver_all()
     assert d.owned[a].state == "ready" and a not in d.owned[x].contained_in
+
+
+def test_a_member_is_not_made_to_fence_its_head_by_an_owners_confirm_borrow():
+    # E is S's head (judged by S's own session only); O fenced E and asks S about the
+    # grant E requested for it: S does not fence E on O's word and answers held, the
+    # safe side, so the grant stays until S releases it or dies       BOR-011, CLU-015, CLU-034
+    net = Net(("O", "S", "E"), configs={"S": Config(unannounced=("E",))})
+    x, y1, tid, fid = forward_through(net)
+    e = net.kill("E", "O")
+    out = net.deliver(is_(ConfirmBorrow, dst="S"))
+    assert bodies(out, BorrowConfirmed) == [BorrowConfirmed(x, fid, True)]
+    assert ("E", e) not in net["S"].fenced
+    net.deliver_all()
+    assert fid in grants_of(net, "O", x).get("S", {})

@@ -624,6 +624,11 @@ class Objects:
             self._check_borrowed(reg.object_id)
 
     def _on_ConfirmBorrow(self: Peer, r: Remote, msg: ConfirmBorrow) -> None:
+        if msg.forwarder in self.config.unannounced and (msg.forwarder, msg.forwarder_incarnation) not in self.fenced:
+            # BOR-011, CLU-034: the head is judged by our own session only, never on an
+            # owner's word; not fenced, it may still deliver the ref: held (the safe side).
+            self._send(r.peer, BorrowConfirmed(msg.object_id, msg.forward_id, True))
+            return
         # BOR-011: fence first, so a ref still in flight from the forwarder can never land.
         self._fence(msg.forwarder, msg.forwarder_incarnation, "confirm_borrow", f"{r.peer} says it died")
         b = self.borrowed.get(msg.object_id)
