@@ -474,7 +474,7 @@ class Node:
             from ._refs import wait_for
 
             fetching = self.fetch(object_id, locations)
-            wait_for(fetching, timeout) if self.fetch_gives_cpu else fetching.result(timeout)
+            wait_for(fetching, timeout, at_once=True) if self.fetch_gives_cpu else fetching.result(timeout)
             value = self.store.get(object_id)
         if value.nested or value.buffers or value.encoding is Encoding.PICKLE:
             self.call(lambda: self._check_stored_form(object_id, value)).result()
