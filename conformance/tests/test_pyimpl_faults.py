@@ -157,6 +157,7 @@ CATCHES = {
     "views-from-any-head": "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
     "learn-from-anyone": "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
     "fence-listed-incarnations": "membership/CLU-063-listed-incarnation-is-no-death",
+    "demand-in-binary": "tasks/TASK-061-CNF-053-demand-converted-exactly",
 }
 
 

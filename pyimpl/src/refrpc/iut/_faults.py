@@ -671,6 +671,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "As the head running the membership calls, the peer records every worker that registers with "
         "incarnation 0, whatever incarnation it passed: its views list 0 for every worker.",
     ),
+    "demand-in-binary": (
+        "TASK-061",
+        "A submitter converts a task's demand to ten-thousandths in binary floating point (ceil(amount * "
+        "10000) on doubles): 0.14 is sent as 1401, so a task asking exactly what an executor offers never "
+        "fits there.",
+    ),
 }
 
 
@@ -684,6 +690,23 @@ def _demand_counted(iut: Iut, count: Callable[[int], int]) -> None:
         return (count(cpu) if not ins.actor_id else cpu), named
 
     executor._demand_of = patched  # type: ignore[method-assign]
+
+
+def _demand_in_binary(iut: Iut) -> None:
+    """Replaces the submitter's wire conversion in this process (the core calls it by its module name)."""
+    import math
+
+    from ..core import _tasks
+
+    def binary(amount: float, limit: int) -> int:
+        return min(math.ceil(amount * 10000), limit) if amount > 0 else 0  # breaks TASK-061
+
+    def wire_demand(demand: Any) -> Any:
+        cpus, named = demand
+        return (binary(cpus, _tasks.MAX_CPU_UNITS),
+                tuple(_tasks.ResourceAmount(n, binary(a, _tasks.MAX_RESOURCE_UNITS)) for n, a in named))
+
+    _tasks.wire_demand = wire_demand  # type: ignore[assignment]
 
 
 def _run_without_resource(iut: Iut) -> None:
@@ -2132,6 +2155,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "fence-listed-incarnations": _fence_listed_incarnations,
     "views-from-any-head": lambda iut: setattr(iut.node, "head_address", ""),  # breaks SEC-026
     "learn-from-anyone": lambda iut: _as_the_head_itself(iut, "learn"),  # breaks CLU-013
+    "demand-in-binary": _demand_in_binary,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
