@@ -158,6 +158,8 @@ CATCHES = {
     "learn-from-anyone": "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
     "fence-listed-incarnations": "membership/CLU-063-listed-incarnation-is-no-death",
     "demand-in-binary": "tasks/TASK-061-CNF-053-demand-converted-exactly",
+    "actor-calls-in-arrival-order": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
+    "late-actor-call-queued": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
 }
 
 

@@ -677,6 +677,17 @@ FAULTS: dict[str, tuple[str, str]] = {
         "10000) on doubles): 0.14 is sent as 1401, so a task asking exactly what an executor offers never "
         "fits there.",
     ),
+    "actor-calls-in-arrival-order": (
+        "ACT-014",
+        "An actor's host starts the calls that wait in the order they arrived, not each caller's lowest "
+        "actorSeq first: a call 3 that arrives after a call 5 runs after it (and is not refused).",
+    ),
+    "late-actor-call-queued": (
+        "ACT-014",
+        "An actor call numbered at or below the highest its caller already started is not refused on "
+        "arrival: it waits in the actor's queue and is answered WRONG_STATE only when its turn comes, "
+        "so a call behind one that waits for its arguments waits too.",
+    ),
 }
 
 
@@ -707,6 +718,38 @@ def _demand_in_binary(iut: Iut) -> None:
                 tuple(_tasks.ResourceAmount(n, binary(a, _tasks.MAX_RESOURCE_UNITS)) for n, a in named))
 
     _tasks.wire_demand = wire_demand  # type: ignore[assignment]
+
+
+def _actor_calls_in_arrival_order(iut: Iut) -> None:
+    core = iut.node.core
+    core._actor_next = lambda h: h.queue[0] if h.queue else None  # type: ignore[method-assign]  # breaks ACT-014
+
+
+def _late_actor_call_queued(iut: Iut) -> None:
+    core = iut.node.core
+    enqueue, actor_next = core._actor_enqueue, core._actor_next
+
+    def late(key: Any) -> bool:
+        ex = core.exec_tasks.get(key)
+        h = core.hosted.get(ex.spec.actor_id) if ex is not None else None
+        return h is not None and h.state == "alive" and ex.spec.actor_seq <= h.last_run.get((key[0], key[1]), 0)
+
+    def patched_enqueue(key: Any) -> None:
+        if late(key):
+            core.hosted[core.exec_tasks[key].spec.actor_id].queue.append(key)  # breaks ACT-014: not refused now
+            return
+        enqueue(key)
+
+    def patched_next(h: Any) -> Any:
+        k = actor_next(h)
+        while k is not None and late(k):
+            h.queue.remove(k)
+            enqueue(k)  # refused in its turn
+            k = actor_next(h)
+        return k
+
+    core._actor_enqueue = patched_enqueue  # type: ignore[method-assign]
+    core._actor_next = patched_next  # type: ignore[method-assign]
 
 
 def _run_without_resource(iut: Iut) -> None:
@@ -2156,6 +2199,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "views-from-any-head": lambda iut: setattr(iut.node, "head_address", ""),  # breaks SEC-026
     "learn-from-anyone": lambda iut: _as_the_head_itself(iut, "learn"),  # breaks CLU-013
     "demand-in-binary": _demand_in_binary,
+    "actor-calls-in-arrival-order": _actor_calls_in_arrival_order,
+    "late-actor-call-queued": _late_actor_call_queued,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
