@@ -160,6 +160,7 @@ CATCHES = {
     "demand-in-binary": "tasks/TASK-061-CNF-053-demand-converted-exactly",
     "actor-calls-in-arrival-order": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
     "late-actor-call-queued": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
+    "stopped-actor-call-answered-late": "actors/TASK-063-ACT-006-call-stopped-with-its-actor-answered-at-once",
 }
 
 

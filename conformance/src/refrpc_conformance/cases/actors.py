@@ -25,7 +25,7 @@ from refrpc.core.messages import (
     TaskReply,
 )
 
-from .._build import by_ref, by_value, describe_return, portable, read_portable
+from .._build import by_ref, by_value, describe_return, portable, read_portable, stored_form
 from .._case import case
 from .._context import IUT, CaseContext
 from .._control import ControlError
@@ -192,6 +192,55 @@ def calls_arriving_out_of_order(ctx: CaseContext) -> None:
     check_inline(ctx, expect_reply(ctx, peer, last), 13, requirement="ACT-014", note="get, actorSeq 7: call 4 did not run")
     dead = peer.received(ActorStatus, lambda m: m.actor_id == actor and m.state is not ActorState.ALIVE)
     ctx.check("ACT-014", not dead, "the actor stays alive", [str(d.body) for d in dead])
+
+
+@case(
+    "actors/TASK-063-ACT-006-call-stopped-with-its-actor-answered-at-once",
+    requirements=["TASK-063", "ACT-006", "TASK-005"],
+    features=("core", "actors"),
+    summary=(
+        "The suite creates a Counter(0) on the IUT and calls add(X by ref) as actorSeq 1, where X is stored only "
+        "at suite peer H, which withholds every chunk: the call has started and waits for X's bytes. The suite "
+        "then kills the actor (KillActor). The call must be answered ERROR(ACTOR_DIED) at once, while H still "
+        "withholds X (not when the call's code ends, nor at the stop grace), and that TaskReply must come before "
+        "ActorStatus(DEAD). H then serves X: nothing more is sent for the call (one reply)."
+    ),
+    timeout=60.0,
+)
+def call_stopped_with_its_actor(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    actor = _counter(ctx, iut, peer, 0)
+    h = ctx.wire_peer("silent-holder")
+    form = stored_form(portable(1))
+    x = ctx.new_id(peer)
+    released = [False]
+    h.serve(x, form, lose=lambda req, start, end: not released[0])
+    running = task(peer, "add", [by_ref(ctx.descriptor(peer, x, size_hint=len(form)))], actor_id=actor, actor_seq=1,
+                   cpu_demand=0)
+    link.send(running)
+    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link.send(ObjectStatus(x, ObjectState.READY, len(form), (h.peer_id,), (h.address,)))
+    ctx.wait_until(h, lambda: bool(h.fetch_requests), requirement="FET-001", what=f"H's FetchRequest for {x}", timeout=30.0)
+    link.send(KillActor(actor))
+    dead = ctx.expect(peer, ActorStatus, lambda m: m.actor_id == actor and m.state is not ActorState.ALIVE,
+                      requirement="ACT-006", what="ActorStatus(DEAD) after KillActor", timeout=10.0)
+    ctx.check("ACT-006", dead.body.state is ActorState.DEAD, "DEAD", dead.body.state.value)
+    replies = peer.received(TaskReply, lambda m: m.task_id == running.task_id)
+    ctx.check("TASK-063", bool(replies) and replies[0].seq < dead.seq,
+              "the call stopped with its actor answered at once, before ActorStatus(DEAD)",
+              f"its reply came after ActorStatus(DEAD) (seq {replies[0].seq} > {dead.seq})" if replies
+              else "no reply by the time ActorStatus(DEAD) came")
+    if replies:
+        ret = replies[0].body.returns[0]
+        ctx.check("TASK-063", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.ACTOR_DIED,
+                  "ERROR(ACTOR_DIED)", describe_return(ret))
+    released[0] = True  # H serves X now, should the IUT still ask for it
+    probe = task(peer, "echo", [by_value("probe")], cpu_demand=0)
+    link.send(probe)
+    expect_reply(ctx, peer, probe)
+    iut.quiesce(10_000)
+    count = len(peer.received(TaskReply, lambda m: m.task_id == running.task_id))
+    ctx.check("TASK-005", count == 1, "one reply for the stopped call", f"{count} replies")
 
 
 @case(

@@ -688,6 +688,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "arrival: it waits in the actor's queue and is answered WRONG_STATE only when its turn comes, "
         "so a call behind one that waits for its arguments waits too.",
     ),
+    "stopped-actor-call-answered-late": (
+        "TASK-063",
+        "A host that stops an actor (KillActor, a lost instance) stops its running calls but answers each only "
+        "when its code ends, after ActorStatus(DEAD), with whatever the stop left (a call whose code does "
+        "not end is never answered).",
+    ),
 }
 
 
@@ -750,6 +756,26 @@ def _late_actor_call_queued(iut: Iut) -> None:
 
     core._actor_enqueue = patched_enqueue  # type: ignore[method-assign]
     core._actor_next = patched_next  # type: ignore[method-assign]
+
+
+def _stopped_actor_call_answered_late(iut: Iut) -> None:
+    from ..core import events as core_events
+
+    core = iut.node.core
+    actor_dead = core._hosted_actor_dead
+
+    def patched(h: Any, info: Any, notify: bool = True, calls: Any = None) -> None:
+        running = [ex for ex in core.exec_tasks.values() if ex.spec.actor_id == h.actor_id and ex.state == "running"]
+        for ex in running:
+            ex.state = "stopping"  # hidden from the original, which answers running calls at once
+        try:
+            actor_dead(h, info, notify, calls)
+        finally:
+            for ex in running:
+                ex.state = "running"  # breaks TASK-063: answered when its code ends
+                core._out(core_events.StopTask(core._sid, ex.spec.task_id, ex.spec.attempt))
+
+    core._hosted_actor_dead = patched  # type: ignore[method-assign]
 
 
 def _run_without_resource(iut: Iut) -> None:
@@ -2201,6 +2227,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "demand-in-binary": _demand_in_binary,
     "actor-calls-in-arrival-order": _actor_calls_in_arrival_order,
     "late-actor-call-queued": _late_actor_call_queued,
+    "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
