@@ -161,6 +161,7 @@ CATCHES = {
     "actor-calls-in-arrival-order": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
     "late-actor-call-queued": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
     "stopped-actor-call-answered-late": "actors/TASK-063-ACT-006-call-stopped-with-its-actor-answered-at-once",
+    "undecodable-hello-ignored": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
 }
 
 

@@ -694,6 +694,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "when its code ends, after ActorStatus(DEAD), with whatever the stop left (a call whose code does "
         "not end is never answered).",
     ),
+    "undecodable-hello-ignored": (
+        "HS-036",
+        "A frame with sequence number 0 that does not decode (a Hello whose address is not UTF-8, say) is "
+        "discarded without an answer even when its sender has a live session, as if it had none.",
+    ),
 }
 
 
@@ -776,6 +781,18 @@ def _stopped_actor_call_answered_late(iut: Iut) -> None:
                 core._out(core_events.StopTask(core._sid, ex.spec.task_id, ex.spec.attempt))
 
     core._hosted_actor_dead = patched  # type: ignore[method-assign]
+
+
+def _undecodable_hello_ignored(iut: Iut) -> None:
+    core = iut.node.core
+    malformed = core._malformed
+
+    def patched(sender: Any, incarnation: int, seq: int, error: Any, *rest: Any, **kw: Any) -> None:
+        if seq == 0:
+            return  # breaks HS-036: no MALFORMED for an undecodable Hello on a live session
+        malformed(sender, incarnation, seq, error, *rest, **kw)
+
+    core._malformed = patched  # type: ignore[method-assign]
 
 
 def _run_without_resource(iut: Iut) -> None:
@@ -2228,6 +2245,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "actor-calls-in-arrival-order": _actor_calls_in_arrival_order,
     "late-actor-call-queued": _late_actor_call_queued,
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
+    "undecodable-hello-ignored": _undecodable_hello_ignored,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
