@@ -162,6 +162,7 @@ CATCHES = {
     "late-actor-call-queued": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
     "stopped-actor-call-answered-late": "actors/TASK-063-ACT-006-call-stopped-with-its-actor-answered-at-once",
     "undecodable-hello-ignored": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
+    "unbounded-joiner-bindings": "security/SEC-023-CNF-054-bindings-of-unregistered-joiners-bounded",
 }
 
 

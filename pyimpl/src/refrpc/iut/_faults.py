@@ -699,6 +699,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A frame with sequence number 0 that does not decode (a Hello whose address is not UTF-8, say) is "
         "discarded without an answer even when its sender has a live session, as if it had none.",
     ),
+    "unbounded-joiner-bindings": (
+        "SEC-023",
+        "As the head, the peer binds every joiner with a valid join proof, however many bindings of peers "
+        "that have not registered it already keeps: a joiner beyond maxSessions is bound (and then refused "
+        "by SEC-021), and its binding stays.",
+    ),
 }
 
 
@@ -793,6 +799,21 @@ def _undecodable_hello_ignored(iut: Iut) -> None:
         malformed(sender, incarnation, seq, error, *rest, **kw)
 
     core._malformed = patched  # type: ignore[method-assign]
+
+
+def _unbounded_joiner_bindings(iut: Iut) -> None:
+    node = iut.node
+    bound = node._bound
+
+    def patched(sender: str, user_id: Any, proof: Any) -> bool:
+        if not node.admits_joiners or not isinstance(user_id, str) or not sender or sender in node.keys:
+            return bound(sender, user_id, proof)
+        if not node.cluster_key.accepts_join(sender, user_id, proof, node.clock()):
+            return False
+        node.keys[sender] = user_id  # breaks SEC-023: no bound on the bindings
+        return True
+
+    node._bound = patched  # type: ignore[method-assign]
 
 
 def _run_without_resource(iut: Iut) -> None:
@@ -2246,6 +2267,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "late-actor-call-queued": _late_actor_call_queued,
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
+    "unbounded-joiner-bindings": _unbounded_joiner_bindings,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
