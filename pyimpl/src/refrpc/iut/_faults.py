@@ -705,6 +705,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "that have not registered it already keeps: a joiner beyond maxSessions is bound (and then refused "
         "by SEC-021), and its binding stays.",
     ),
+    "members-for-registered-only": (
+        "CLU-006",
+        "As the head running the membership calls, the peer fails (TASK_FAILED) a `members` call from a "
+        "joiner that has not registered yet, so a driver cannot make the call it joins with.",
+    ),
 }
 
 
@@ -1793,6 +1798,23 @@ def _as_the_head_itself(iut: Iut, name: str) -> None:
     functions[f"refrpc.runtime._membership:{name}"] = patched
 
 
+def _members_for_registered_only(iut: Iut) -> None:
+    functions = iut.catalog.membership
+    name = "refrpc.runtime._membership:members"
+    fn = functions.get(name)
+    if fn is None:
+        return
+    local, node = iut.executor._local, iut.node
+
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        caller = getattr(local, "owner", "")
+        if caller and caller not in node.members and caller not in node.drivers:
+            raise RuntimeError(f"{caller} has not registered")  # breaks CLU-006
+        return fn(*args, **kwargs)
+
+    functions[name] = patched
+
+
 def _register_anyone(iut: Iut) -> None:
     _as_the_head_itself(iut, "register")
     _as_the_head_itself(iut, "register_driver")
@@ -2268,6 +2290,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
     "unbounded-joiner-bindings": _unbounded_joiner_bindings,
+    "members-for-registered-only": _members_for_registered_only,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
