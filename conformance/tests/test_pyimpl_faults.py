@@ -157,6 +157,13 @@ CATCHES = {
     "views-from-any-head": "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
     "learn-from-anyone": "membership/SEC-026-CLU-013-views-only-from-the-head-joined-through",
     "fence-listed-incarnations": "membership/CLU-063-listed-incarnation-is-no-death",
+    "demand-in-binary": "tasks/TASK-061-CNF-053-demand-converted-exactly",
+    "actor-calls-in-arrival-order": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
+    "late-actor-call-queued": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
+    "stopped-actor-call-answered-late": "actors/TASK-063-ACT-006-call-stopped-with-its-actor-answered-at-once",
+    "undecodable-hello-ignored": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
+    "unbounded-joiner-bindings": "security/SEC-023-CNF-054-bindings-of-unregistered-joiners-bounded",
+    "members-for-registered-only": "membership/CLU-067-CLU-013-register-records-the-caller-s-incarnation",
 }
 
 

@@ -203,12 +203,21 @@ class Link:
         """The highest of our sequence numbers the remote has acknowledged."""
         return self.out.acked
 
-    def hello(self, **fields: Any) -> Envelope:
+    def hello(self, *, frames_hook: Callable[[list[Any]], list[Any]] | None = None, **fields: Any) -> Envelope:
         """Send ``Hello`` (sequence number 0), resent every 200 ms until answered.
 
         Keyword arguments override Hello fields (``protocol_major``, ``features``,
         ...) or envelope fields (``receiver_incarnation``, ``sender_incarnation``).
+        ``frames_hook`` edits the encoded frames (hand-made bad input, see
+        ``_craft``); such a Hello is sent once, never resent.
         """
+        if frames_hook is not None:
+            def bad() -> Envelope:
+                env = self._envelope(self._hello_body(dict(fields)), 0, None, {})
+                self._transmit(frames_hook(list(encode(env))), None, label="Hello, edited", seq=0)
+                return env
+
+            return self.peer._call(bad)
         return self.peer._call(lambda: self._send_hello(fields))
 
     def handshake(self, timeout: float = 10.0, *, give_up: Callable[[], str | None] | None = None, **fields: Any) -> Envelope:
@@ -330,8 +339,7 @@ class Link:
     def _ack_value(self) -> int:
         return self.held_ack if self.acks_held else self.inbound.delivered
 
-    def _send_hello(self, fields: dict[str, Any]) -> Envelope:
-        env_fields = {k: fields.pop(k) for k in list(fields) if k in _ENVELOPE_FIELDS}
+    def _hello_body(self, fields: dict[str, Any]) -> Hello:
         hello = Hello(
             protocol_major=fields.pop("protocol_major", PROTOCOL_MAJOR),
             protocol_minor=fields.pop("protocol_minor", PROTOCOL_MINOR),
@@ -342,6 +350,11 @@ class Link:
         )
         if fields:
             raise WireError(f"unknown Hello fields: {sorted(fields)}")
+        return hello
+
+    def _send_hello(self, fields: dict[str, Any]) -> Envelope:
+        env_fields = {k: fields.pop(k) for k in list(fields) if k in _ENVELOPE_FIELDS}
+        hello = self._hello_body(fields)
         env = self._envelope(hello, 0, None, env_fields)
         self._hello = env
         if self.state in ("new", "refused", "closed"):

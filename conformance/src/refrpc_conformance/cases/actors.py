@@ -25,7 +25,7 @@ from refrpc.core.messages import (
     TaskReply,
 )
 
-from .._build import by_ref, by_value, describe_return, portable, read_portable
+from .._build import by_ref, by_value, describe_return, portable, read_portable, stored_form
 from .._case import case
 from .._context import IUT, CaseContext
 from .._control import ControlError
@@ -112,6 +112,135 @@ def unknown_method_and_gap(ctx: CaseContext) -> None:
     ctx.check("ACT-014", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.WRONG_STATE,
               "ERROR(WRONG_STATE) for actorSeq 4 after actorSeq 5 ran", describe_return(ret))
     check_inline(ctx, call("get", 6), 3, requirement="ACT-014", note="get (actorSeq 6): the refused call did not run")
+
+
+def _counter(ctx: CaseContext, iut: IUT, peer: WirePeer, start: int) -> str:
+    """The suite creates a Counter(``start``) on the IUT over ``peer``'s session; its actor id."""
+    actor = ctx.new_id(peer)
+    peer.link(iut.peer_id).send(CreateActor(actor, "Counter", (by_value(start),)))
+    st: ActorStatus = ctx.expect(peer, ActorStatus, lambda m: m.actor_id == actor, requirement="ACT-001",
+                                 what=f"ActorStatus for {actor}").body
+    ctx.require("ACT-001", st.state is ActorState.ALIVE, "ALIVE", f"{st.state.value} {st.error or ''}")
+    return actor
+
+
+@case(
+    "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
+    requirements=["ACT-014", "ACT-003", "ACT-018"],
+    features=("core", "actors"),
+    summary=(
+        "The suite creates a Counter(0) on the IUT (concurrency 1) and calls add(X by ref) as actorSeq 1, X the "
+        "suite's, unanswered: the call waits for its argument and keeps its place. Then come get as actorSeq 5 and "
+        "add(10) as actorSeq 3, in that order: neither may run before call 1. Once X (1) is answered, the lowest "
+        "waiting number starts first: call 3 answers 11, and get (call 5) 11. Then add(Y by ref) as actorSeq 6 "
+        "waits for Y, and add(1000) as actorSeq 4 (below 5, which already started) must be refused at once, on "
+        "arrival, with ERROR(WRONG_STATE) while call 6 still waits; once Y (2) is answered call 6 answers 13, and "
+        "a last get 13: the refused call changed nothing."
+    ),
+)
+def calls_arriving_out_of_order(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    actor = _counter(ctx, iut, peer, 0)
+    last_seq = [0]
+
+    def call(method: str, seq: int, *args: object, ref: str = "") -> SubmitTask:
+        arguments = [by_ref(ctx.descriptor(peer, ref))] if ref else [by_value(a) for a in args]
+        t = task(peer, method, arguments, actor_id=actor, actor_seq=seq, cpu_demand=0)
+        last_seq[0] = link.send(t)
+        return t
+
+    def waits_for(oid: str) -> None:
+        ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == oid, requirement="TASK-002",
+                   what=f"GetObjectStatus for the call's argument {oid}")
+
+    def answer(oid: str, n: int) -> None:
+        value = portable(n)
+        link.send(ObjectStatus(oid, ObjectState.READY, size=value.size, value=value))
+
+    def answered(t: SubmitTask) -> bool:
+        return bool(peer.received(TaskReply, lambda m: m.task_id == t.task_id))
+
+    x, y = ctx.new_id(peer), ctx.new_id(peer)
+    first = call("add", 1, ref=x)
+    waits_for(x)
+    fifth = call("get", 5)
+    third = call("add", 3, 10)
+    probe = task(peer, "echo", [by_value("probe")], cpu_demand=0)
+    link.send(probe)
+    expect_reply(ctx, peer, probe)  # the session is in order: calls 5 and 3 have arrived
+    early = [t.actor_seq for t in (fifth, third) if answered(t)]
+    ctx.check("ACT-014", not early, "no call starts before call 1, which waits for its argument and keeps its place",
+              f"calls {early} answered first")
+    answer(x, 1)
+    check_inline(ctx, expect_reply(ctx, peer, first), 1, requirement="ACT-003", note="add(X = 1), actorSeq 1")
+    check_inline(ctx, expect_reply(ctx, peer, third, requirement="ACT-014"), 11, requirement="ACT-014",
+                 note="add(10), actorSeq 3, arrived after actorSeq 5: the lowest waiting number starts first")
+    check_inline(ctx, expect_reply(ctx, peer, fifth, requirement="ACT-014"), 11, requirement="ACT-014",
+                 note="get, actorSeq 5: runs after call 3")
+    sixth = call("add", 6, ref=y)
+    waits_for(y)
+    late = call("add", 4, 1000)
+    reply = expect_reply(ctx, peer, late, requirement="ACT-014", timeout=10.0)
+    ctx.check("ACT-014", not answered(sixth), "actorSeq 4 refused on arrival, while call 6 still waits for its argument",
+              "answered only after call 6")
+    ret = reply.returns[0]
+    ctx.check("ACT-014", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.WRONG_STATE,
+              "ERROR(WRONG_STATE) for actorSeq 4, below the highest started (5)", describe_return(ret))
+    answer(y, 2)
+    check_inline(ctx, expect_reply(ctx, peer, sixth), 13, requirement="ACT-014", note="add(Y = 2), actorSeq 6")
+    last = call("get", 7)
+    check_inline(ctx, expect_reply(ctx, peer, last), 13, requirement="ACT-014", note="get, actorSeq 7: call 4 did not run")
+    dead = peer.received(ActorStatus, lambda m: m.actor_id == actor and m.state is not ActorState.ALIVE)
+    ctx.check("ACT-014", not dead, "the actor stays alive", [str(d.body) for d in dead])
+
+
+@case(
+    "actors/TASK-063-ACT-006-call-stopped-with-its-actor-answered-at-once",
+    requirements=["TASK-063", "ACT-006", "TASK-005"],
+    features=("core", "actors"),
+    summary=(
+        "The suite creates a Counter(0) on the IUT and calls add(X by ref) as actorSeq 1, where X is stored only "
+        "at suite peer H, which withholds every chunk: the call has started and waits for X's bytes. The suite "
+        "then kills the actor (KillActor). The call must be answered ERROR(ACTOR_DIED) at once, while H still "
+        "withholds X (not when the call's code ends, nor at the stop grace), and that TaskReply must come before "
+        "ActorStatus(DEAD). H then serves X: nothing more is sent for the call (one reply)."
+    ),
+    timeout=60.0,
+)
+def call_stopped_with_its_actor(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    actor = _counter(ctx, iut, peer, 0)
+    h = ctx.wire_peer("silent-holder")
+    form = stored_form(portable(1))
+    x = ctx.new_id(peer)
+    released = [False]
+    h.serve(x, form, lose=lambda req, start, end: not released[0])
+    running = task(peer, "add", [by_ref(ctx.descriptor(peer, x, size_hint=len(form)))], actor_id=actor, actor_seq=1,
+                   cpu_demand=0)
+    link.send(running)
+    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link.send(ObjectStatus(x, ObjectState.READY, len(form), (h.peer_id,), (h.address,)))
+    ctx.wait_until(h, lambda: bool(h.fetch_requests), requirement="FET-001", what=f"H's FetchRequest for {x}", timeout=30.0)
+    link.send(KillActor(actor))
+    dead = ctx.expect(peer, ActorStatus, lambda m: m.actor_id == actor and m.state is not ActorState.ALIVE,
+                      requirement="ACT-006", what="ActorStatus(DEAD) after KillActor", timeout=10.0)
+    ctx.check("ACT-006", dead.body.state is ActorState.DEAD, "DEAD", dead.body.state.value)
+    replies = peer.received(TaskReply, lambda m: m.task_id == running.task_id)
+    ctx.check("TASK-063", bool(replies) and replies[0].seq < dead.seq,
+              "the call stopped with its actor answered at once, before ActorStatus(DEAD)",
+              f"its reply came after ActorStatus(DEAD) (seq {replies[0].seq} > {dead.seq})" if replies
+              else "no reply by the time ActorStatus(DEAD) came")
+    if replies:
+        ret = replies[0].body.returns[0]
+        ctx.check("TASK-063", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.ACTOR_DIED,
+                  "ERROR(ACTOR_DIED)", describe_return(ret))
+    released[0] = True  # H serves X now, should the IUT still ask for it
+    probe = task(peer, "echo", [by_value("probe")], cpu_demand=0)
+    link.send(probe)
+    expect_reply(ctx, peer, probe)
+    iut.quiesce(10_000)
+    count = len(peer.received(TaskReply, lambda m: m.task_id == running.task_id))
+    ctx.check("TASK-005", count == 1, "one reply for the stopped call", f"{count} replies")
 
 
 @case(

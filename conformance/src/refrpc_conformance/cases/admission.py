@@ -20,13 +20,15 @@ from refrpc.core.messages import (
     ProtocolError,
     ResourceAmount,
     ReturnKind,
+    ReturnValue,
     SubmitTask,
     TaskReply,
 )
 
-from .._build import by_value, describe_return, read_portable
+from .._build import by_value, describe_return, portable, read_portable
 from .._case import case
 from .._context import CaseContext
+from .._control import ControlError
 from .._wire import Link, WirePeer
 from ._common import expect_reply, open_session, task
 
@@ -232,3 +234,57 @@ def actor_resource_not_offered(ctx: CaseContext) -> None:
     iut.quiesce()
     status = peer.received(ActorStatus, lambda m: m.actor_id == twice)
     ctx.check("ACT-030", not status, "no ActorStatus for the malformed CreateActor", f"{len(status)}")
+
+
+#: TASK-061's worked values (amount -> ten-thousandths), and the two field limits.
+DEMAND_TABLE = ((0.07, 700), (0.14, 1400), (0.33333, 3334), (1.1, 11000), (1e-05, 1), (1e-11, 1),
+                (1.00000000001, 10001), (0.12345678, 1235), (3, 30000), (0, 0))
+CPU_LIMIT, RESOURCE_LIMIT = 2**32 - 1, 2**64 - 1
+
+
+@case(
+    "tasks/TASK-061-CNF-053-demand-converted-exactly",
+    requirements=["TASK-061", "TASK-050", "CNF-053"],
+    summary=(
+        "The IUT submits echo tasks to suite peer E, one for each worked value of TASK-061, each asking that "
+        "amount of CPU and of a named resource `gpu` (control channel `submit` with `num_cpus` and "
+        "`resources`, CNF-053). Each SubmitTask must carry the amount converted exactly: cpuDemand 1400 and "
+        "gpu 1400 for 0.14 (binary arithmetic gives 1401), 1 for 1e-11 (a demand that is not 0 never becomes "
+        "0), no `gpu` entry for 0. A CPU amount of 1e10 is sent as 4,294,967,295 and a `gpu` amount of 1e20 as "
+        "2^64 - 1. A negative amount is refused (bad_request) and nothing is sent for it."
+    ),
+)
+def demand_converted_exactly(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    asked = [(amount, want, want, amount) for amount, want in DEMAND_TABLE]
+    asked.append((1e10, CPU_LIMIT, RESOURCE_LIMIT, 1e20))
+    returns = []
+    for n, (cpus, _, _, gpu) in enumerate(asked):
+        sub = iut.submit("echo", [{"value": n}], executor=e.peer_id, num_cpus=cpus, resources={"gpu": gpu})
+        returns.append(sub["returns"][0])
+    for n, (cpus, want_cpu, want_gpu, gpu) in enumerate(asked):
+        st: SubmitTask = ctx.expect(e, SubmitTask, lambda m, n=n: m.args and m.args[0].value is not None
+                                    and read_portable(m.args[0].value) == n, requirement="TASK-050",
+                                    what=f"the SubmitTask of echo({n})").body
+        ctx.check("TASK-061", st.cpu_demand == want_cpu, f"cpuDemand {want_cpu} for num_cpus {cpus!r}", st.cpu_demand)
+        got = {r.name: r.amount for r in st.resources}
+        want = {"gpu": want_gpu} if want_gpu else {}
+        ctx.check("TASK-061", got == want, f"resources {want} for gpu {gpu!r}", got)
+        e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE,
+                                                                                 value=portable(n)),)))
+    for n, rid in enumerate(returns):
+        got_value = iut.get(rid)
+        ctx.check("TASK-005", got_value.get("value") == n, f"echo({n}) returns {n}", got_value)
+    before = len(e.received(SubmitTask))
+    for bad in ({"num_cpus": -1}, {"resources": {"gpu": -0.5}}):
+        try:
+            iut.submit("echo", [{"value": "negative"}], executor=e.peer_id, **bad)
+        except ControlError as exc:
+            ctx.check("CNF-053", exc.code == "bad_request", f"{bad} answered bad_request", exc.code)
+        else:
+            ctx.check("CNF-053", False, f"{bad} answered bad_request", "accepted")
+    iut.quiesce()
+    ctx.check("TASK-061", len(e.received(SubmitTask)) == before, "nothing sent for a negative amount",
+              f"{len(e.received(SubmitTask)) - before} SubmitTask")

@@ -23,7 +23,7 @@ from .._build import by_value, portable, shared
 from .._case import case
 from .._context import CaseContext
 from .._control import ControlError
-from .._craft import with_discriminant
+from .._craft import replace_bytes, with_discriminant
 from .._wire import ExpectTimeout, Link, WireError
 from ._common import (
     check_error_code,
@@ -565,14 +565,16 @@ def unknown_message_answer_ends_one_request(ctx: CaseContext) -> None:
 
 @case(
     "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
-    requirements=["HS-036", "HS-025", "SES-018", "HS-009"],
+    requirements=["HS-036", "HS-025", "SES-018", "HS-009", "GEN-004", "ID-011"],
     summary=(
         "After a session is live and one task has run, the suite sends its Hello again three times, each "
         "breaking one rule of HS-025: without `core`, with protocolMajor 1, with a 64 KiB frame limit. Each is "
         "refused as HS-025 says (FEATURE_NOT_NEGOTIATED, PROTOCOL_VERSION, MALFORMED; sequence number 0), and "
         "a Hello with an empty address gets no answer at all. The live session is left exactly as it was: the "
         "next task runs under the next sequence number, the IUT's numbering continues, and a plain repeated "
-        "Hello is answered with the Welcome of the values negotiated first."
+        "Hello is answered with the Welcome of the values negotiated first. A last repeated Hello that does not "
+        "decode (its address is not UTF-8, ID-011) is answered ProtocolError(MALFORMED), not ignored, and the "
+        "session goes on."
     ),
 )
 def repeated_hello_checked_session_kept(ctx: CaseContext) -> None:
@@ -615,3 +617,17 @@ def repeated_hello_checked_session_kept(ctx: CaseContext) -> None:
               == (w0.protocol_minor, set(w0.features), w0.max_frame_bytes, w0.heartbeat_interval_ms),
               f"the values negotiated when the session opened ({w0})", str(w1))
     run_echo(ctx, peer, link, "three", requirement="HS-036")
+    before = len(peer.received(answers))
+    link.hello(address=_BAD_ADDRESS, frames_hook=replace_bytes(_BAD_ADDRESS.encode(), _BAD_ADDRESS_BYTES))
+    ctx.wait_until(peer, lambda: len(peer.received(answers)) > before, requirement="HS-036",
+                   what="an answer to the repeated Hello that does not decode (its address is not UTF-8)")
+    arrival = peer.received(answers)[before]
+    ctx.require("HS-036", isinstance(arrival.body, ProtocolError), "the undecodable Hello answered ProtocolError",
+                f"{type(arrival.body).__name__}: {arrival.body}")
+    check_error_code(ctx, arrival.body, (ErrorCode.MALFORMED,), requirement="HS-036", note="the undecodable Hello")
+    run_echo(ctx, peer, link, "four", requirement="HS-036")
+
+
+#: A Hello address that the case makes invalid UTF-8 on the wire (ID-011: such a Hello does not decode).
+_BAD_ADDRESS = "tcp://hs036.invalid:1"
+_BAD_ADDRESS_BYTES = b"tcp://hs036\xffinvalid:1"

@@ -43,7 +43,7 @@ def _joined_member(ctx: CaseContext) -> tuple[Any, Any]:
 
 @case(
     "membership/CLU-067-CLU-013-register-records-the-caller-s-incarnation",
-    requirements=["CLU-067", "CLU-013", "CLU-032", "CLU-050", "CLU-005", "CLU-030", "CLU-031", "CNF-051"],
+    requirements=["CLU-067", "CLU-013", "CLU-032", "CLU-050", "CLU-005", "CLU-006", "CLU-030", "CLU-031", "CNF-051"],
     summary=(
         "The IUT is the head of a cluster whose joiners the suite plays, and runs the membership calls (pickled, "
         "CLU-030). Worker W joins and calls `register` with its own PeerId, address and incarnation: the view it "
@@ -51,7 +51,8 @@ def _joined_member(ctx: CaseContext) -> tuple[Any, Any]:
         "`incarnations`, and W's public key and the head's in `keys`. W then calls `register` naming another "
         "PeerId: the head must fail it with TASK_FAILED, and a later view lists no such worker. Worker X, which "
         "passes 0 for its incarnation, is accepted and listed with 0 (CLU-067: a head must not refuse it). Driver "
-        "D calls `register_driver` with its own incarnation and gets the whole view, W and X included. Needs "
+        "D first calls `members` before it registers (CLU-006): the head answers with the live workers, W and X, "
+        "and not D. D then calls `register_driver` with its own incarnation and gets the whole view, W and X included. Needs "
         "`head_membership = true`."
     ),
 )
@@ -95,6 +96,11 @@ def register_records_the_callers_incarnation(ctx: CaseContext) -> None:
 
     d = joiner(ctx, iut, key, head_public, "driver")
     d_link = welcomed(ctx, d, iut, "SEC-023", "a joining driver")
+    ok, live = membership_call(ctx, d, d_link, "members", (), requirement="CLU-006")
+    ctx.check("CLU-006", ok and isinstance(live, list) and {w.peer_id, x.peer_id} <= set(_listed({"members": live}))
+              and d.peer_id not in _listed({"members": live}),
+              f"`members`, called before the driver registers, answers the live workers: {w.peer_id} and {x.peer_id}",
+              f"returned {live!r:.200}" if ok else f"error {live.code.name} ({live.message!r:.120})")
     ok, view = membership_call(ctx, d, d_link, "register_driver", (d.peer_id, d.address, "suite-host", 0, d.incarnation),
                                requirement="CLU-006")
     view = _view_check(ctx, ok, view, "register_driver with the caller's own incarnation")

@@ -297,7 +297,8 @@ def _head_iut(ctx: CaseContext) -> tuple[Any, bytes, Any]:
     return key, head_pair[0], iut
 
 
-def start_head(ctx: CaseContext, *, membership: bool = False) -> tuple[Any, tuple[bytes, bytes], Any]:
+def start_head(ctx: CaseContext, *, membership: bool = False,
+               env: dict[str, str] | None = None) -> tuple[Any, tuple[bytes, bytes], Any]:
     """:func:`_head_iut`, returning the head's whole key pair (the operator holds it,
     SEC-042); with ``membership``, the IUT also runs the head's membership calls for the
     suite's joiners (CNF-051, ``REFRPC_IUT_MEMBERSHIP=pickle``)."""
@@ -314,10 +315,11 @@ def start_head(ctx: CaseContext, *, membership: bool = False) -> tuple[Any, tupl
     key = ctx.cluster_key.with_head(head_public)
     path = ctx.run_dir / "keys" / f"{ctx.spec.id.replace('/', '__')}.{secrets.token_hex(4)}.key"
     key.save(path)
+    extra = env
     env = {"REFRPC_KEY_FILE": str(path), "REFRPC_IUT_HEAD_KEY": f"{head_public.decode()} {head_secret.decode()}"}
     if membership:
         env["REFRPC_IUT_MEMBERSHIP"] = "pickle"
-    iut = ctx.start_iut(env=env)
+    iut = ctx.start_iut(env={**env, **(extra or {})})
     return key, (head_public, head_secret), iut
 
 
@@ -429,6 +431,48 @@ def head_binds_the_first_joiner(ctx: CaseContext) -> None:
         ctx.fail("SEC-023", "a Welcome for the new key once the head declared the old incarnation dead (its binding "
                  "removed)", str(exc))
     run_echo(ctx, w2, link2, "the new incarnation", requirement="SEC-023")
+
+
+@case(
+    "security/SEC-023-CNF-054-bindings-of-unregistered-joiners-bounded",
+    requirements=["SEC-023", "SEC-021", "CNF-054", "CNF-047"],
+    summary=(
+        "The IUT is the head of a cluster whose joiners the suite plays, with maxSessions 2 (REFRPC_IUT_MAX_SESSIONS, "
+        "CNF-054). Joiners A and B, neither registered, join and run echo: two bindings. Joiner C, with a valid join "
+        "proof, would make a third binding of a peer that has not registered: its Hello and task must be discarded, "
+        "unanswered (not even refused, as SEC-021 would refuse a Hello of a bound peer). A then leaves (Goodbye): "
+        "its binding goes, and a new incarnation of C with another key pair and a valid proof is welcomed and runs "
+        "echo (C's first key was never bound). Needs `head = true`."
+    ),
+    timeout=60.0,
+)
+def bindings_of_unregistered_joiners_bounded(ctx: CaseContext) -> None:
+    import zmq
+
+    key, head_pair, iut = start_head(ctx, env={"REFRPC_IUT_MAX_SESSIONS": "2"})
+    head_public = head_pair[0]
+    a = joiner(ctx, iut, key, head_public, "joiner-a")
+    link_a = ctx.session(a, iut)
+    run_echo(ctx, a, link_a, "joiner A", requirement="SEC-023")
+    b = joiner(ctx, iut, key, head_public, "joiner-b")
+    run_echo(ctx, b, ctx.session(b, iut), "joiner B", requirement="SEC-023")
+    c = joiner(ctx, iut, key, head_public, "joiner-c")
+    link_c = c.connect(iut.peer_id, iut.address, iut.incarnation)
+    link_c.resend_hello = False
+    link_c.hello()
+    link_c.send(task(c, "echo", [by_value("a third binding")]), seq=1)
+    got = _no_welcome(ctx, c, 3.0)
+    ctx.check("SEC-023", not got, "nothing answers a joiner whose binding would be the third of unregistered peers "
+              "(maxSessions 2)", got)
+    leave_with_goodbye(ctx, a, iut)
+    c2 = ctx.wire_peer(restart_of=c, cluster_key=key, client_key=(pair := zmq.curve_keypair()), router_key=pair,
+                       server_key=head_public, features=MEMBER_FEATURES)
+    link_c2 = c2.connect(iut.peer_id, iut.address, iut.incarnation)
+    try:
+        link_c2.handshake(ctx.bound(10.0), give_up=ctx.iut_died)
+    except (WireError, ExpectTimeout) as exc:
+        ctx.fail("SEC-023", "a Welcome for C's new key once A left (C's first key never bound)", str(exc))
+    run_echo(ctx, c2, link_c2, "joiner C, new key", requirement="SEC-023")
 
 
 def _rotate(ctx: CaseContext, peer: WirePeer, link: Any, join: str | None, grace_s: float, requirement: str) -> tuple[bool, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 import os
 import queue
 import signal
@@ -73,6 +74,28 @@ def _count(req: dict[str, Any], name: str, default: Any = _MISSING, least: int =
     if value < least:
         raise BadRequest(f"argument {name!r} must be at least {least}, not {value}")
     return value  # type: ignore[no-any-return]
+
+
+def _amount(value: Any, what: str) -> float:
+    """A demand amount (CNF-053): a JSON number, finite and at least 0 (TASK-061)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise BadRequest(f"{what} must be a number, not {type(value).__name__}")
+    amount = float(value)
+    if not math.isfinite(amount) or amount < 0:
+        raise BadRequest(f"{what} must be a finite number of at least 0, not {value!r} (TASK-061)")
+    return amount
+
+
+def _demand(req: dict[str, Any]) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """``submit``'s ``num_cpus`` (1) and ``resources`` ({}): the task's demand (CNF-053)."""
+    cpus = _amount(_arg(req, "num_cpus", (int, float), 1), "argument 'num_cpus'")
+    named = _arg(req, "resources", dict, {})
+    resources = []
+    for name, value in named.items():
+        if not name:
+            raise BadRequest("a resource name must not be empty")
+        resources.append((name, _amount(value, f"resource {name!r}")))
+    return cpus, tuple(resources)
 
 
 def _text(req: dict[str, Any], name: str) -> str:
@@ -347,10 +370,12 @@ class Control:
         num_returns = _count(req, "num_returns", 1, least=1)
         max_retries = _count(req, "max_retries", 0)
         retry_exceptions = _arg(req, "retry_exceptions", bool, False)
+        num_cpus, resources = _demand(req)
         self._reach(executor)
         node = self.node_iut.node
         task_id, rids = node.new_task_ids(num_returns)
-        stimulus = lambda: ev.Submit(node.sid(), task_id, function, tuple(specs), rids, max_retries, retry_exceptions, "", executor)
+        stimulus = lambda: ev.Submit(node.sid(), task_id, function, tuple(specs), rids, max_retries, retry_exceptions, "", executor,
+                                     num_cpus, resources)
         node.call(lambda: node.handle(stimulus())).result()  # TASK-001: to exactly that executor
         for rid in rids:
             self._keep(Ref(node, rid, counted=True))  # each return is held once (OWN-001)

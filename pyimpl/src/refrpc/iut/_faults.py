@@ -671,6 +671,45 @@ FAULTS: dict[str, tuple[str, str]] = {
         "As the head running the membership calls, the peer records every worker that registers with "
         "incarnation 0, whatever incarnation it passed: its views list 0 for every worker.",
     ),
+    "demand-in-binary": (
+        "TASK-061",
+        "A submitter converts a task's demand to ten-thousandths in binary floating point (ceil(amount * "
+        "10000) on doubles): 0.14 is sent as 1401, so a task asking exactly what an executor offers never "
+        "fits there.",
+    ),
+    "actor-calls-in-arrival-order": (
+        "ACT-014",
+        "An actor's host starts the calls that wait in the order they arrived, not each caller's lowest "
+        "actorSeq first: a call 3 that arrives after a call 5 runs after it (and is not refused).",
+    ),
+    "late-actor-call-queued": (
+        "ACT-014",
+        "An actor call numbered at or below the highest its caller already started is not refused on "
+        "arrival: it waits in the actor's queue and is answered WRONG_STATE only when its turn comes, "
+        "so a call behind one that waits for its arguments waits too.",
+    ),
+    "stopped-actor-call-answered-late": (
+        "TASK-063",
+        "A host that stops an actor (KillActor, a lost instance) stops its running calls but answers each only "
+        "when its code ends, after ActorStatus(DEAD), with whatever the stop left (a call whose code does "
+        "not end is never answered).",
+    ),
+    "undecodable-hello-ignored": (
+        "HS-036",
+        "A frame with sequence number 0 that does not decode (a Hello whose address is not UTF-8, say) is "
+        "discarded without an answer even when its sender has a live session, as if it had none.",
+    ),
+    "unbounded-joiner-bindings": (
+        "SEC-023",
+        "As the head, the peer binds every joiner with a valid join proof, however many bindings of peers "
+        "that have not registered it already keeps: a joiner beyond maxSessions is bound (and then refused "
+        "by SEC-021), and its binding stays.",
+    ),
+    "members-for-registered-only": (
+        "CLU-006",
+        "As the head running the membership calls, the peer fails (TASK_FAILED) a `members` call from a "
+        "joiner that has not registered yet, so a driver cannot make the call it joins with.",
+    ),
 }
 
 
@@ -684,6 +723,102 @@ def _demand_counted(iut: Iut, count: Callable[[int], int]) -> None:
         return (count(cpu) if not ins.actor_id else cpu), named
 
     executor._demand_of = patched  # type: ignore[method-assign]
+
+
+def _demand_in_binary(iut: Iut) -> None:
+    """Replaces the submitter's wire conversion in this process (the core calls it by its module name)."""
+    import math
+
+    from ..core import _tasks
+
+    def binary(amount: float, limit: int) -> int:
+        return min(math.ceil(amount * 10000), limit) if amount > 0 else 0  # breaks TASK-061
+
+    def wire_demand(demand: Any) -> Any:
+        cpus, named = demand
+        return (binary(cpus, _tasks.MAX_CPU_UNITS),
+                tuple(_tasks.ResourceAmount(n, binary(a, _tasks.MAX_RESOURCE_UNITS)) for n, a in named))
+
+    _tasks.wire_demand = wire_demand  # type: ignore[assignment]
+
+
+def _actor_calls_in_arrival_order(iut: Iut) -> None:
+    core = iut.node.core
+    core._actor_next = lambda h: h.queue[0] if h.queue else None  # type: ignore[method-assign]  # breaks ACT-014
+
+
+def _late_actor_call_queued(iut: Iut) -> None:
+    core = iut.node.core
+    enqueue, actor_next = core._actor_enqueue, core._actor_next
+
+    def late(key: Any) -> bool:
+        ex = core.exec_tasks.get(key)
+        h = core.hosted.get(ex.spec.actor_id) if ex is not None else None
+        return h is not None and h.state == "alive" and ex.spec.actor_seq <= h.last_run.get((key[0], key[1]), 0)
+
+    def patched_enqueue(key: Any) -> None:
+        if late(key):
+            core.hosted[core.exec_tasks[key].spec.actor_id].queue.append(key)  # breaks ACT-014: not refused now
+            return
+        enqueue(key)
+
+    def patched_next(h: Any) -> Any:
+        k = actor_next(h)
+        while k is not None and late(k):
+            h.queue.remove(k)
+            enqueue(k)  # refused in its turn
+            k = actor_next(h)
+        return k
+
+    core._actor_enqueue = patched_enqueue  # type: ignore[method-assign]
+    core._actor_next = patched_next  # type: ignore[method-assign]
+
+
+def _stopped_actor_call_answered_late(iut: Iut) -> None:
+    from ..core import events as core_events
+
+    core = iut.node.core
+    actor_dead = core._hosted_actor_dead
+
+    def patched(h: Any, info: Any, notify: bool = True, calls: Any = None) -> None:
+        running = [ex for ex in core.exec_tasks.values() if ex.spec.actor_id == h.actor_id and ex.state == "running"]
+        for ex in running:
+            ex.state = "stopping"  # hidden from the original, which answers running calls at once
+        try:
+            actor_dead(h, info, notify, calls)
+        finally:
+            for ex in running:
+                ex.state = "running"  # breaks TASK-063: answered when its code ends
+                core._out(core_events.StopTask(core._sid, ex.spec.task_id, ex.spec.attempt))
+
+    core._hosted_actor_dead = patched  # type: ignore[method-assign]
+
+
+def _undecodable_hello_ignored(iut: Iut) -> None:
+    core = iut.node.core
+    malformed = core._malformed
+
+    def patched(sender: Any, incarnation: int, seq: int, error: Any, *rest: Any, **kw: Any) -> None:
+        if seq == 0:
+            return  # breaks HS-036: no MALFORMED for an undecodable Hello on a live session
+        malformed(sender, incarnation, seq, error, *rest, **kw)
+
+    core._malformed = patched  # type: ignore[method-assign]
+
+
+def _unbounded_joiner_bindings(iut: Iut) -> None:
+    node = iut.node
+    bound = node._bound
+
+    def patched(sender: str, user_id: Any, proof: Any) -> bool:
+        if not node.admits_joiners or not isinstance(user_id, str) or not sender or sender in node.keys:
+            return bound(sender, user_id, proof)
+        if not node.cluster_key.accepts_join(sender, user_id, proof, node.clock()):
+            return False
+        node.keys[sender] = user_id  # breaks SEC-023: no bound on the bindings
+        return True
+
+    node._bound = patched  # type: ignore[method-assign]
 
 
 def _run_without_resource(iut: Iut) -> None:
@@ -1663,6 +1798,23 @@ def _as_the_head_itself(iut: Iut, name: str) -> None:
     functions[f"refrpc.runtime._membership:{name}"] = patched
 
 
+def _members_for_registered_only(iut: Iut) -> None:
+    functions = iut.catalog.membership
+    name = "refrpc.runtime._membership:members"
+    fn = functions.get(name)
+    if fn is None:
+        return
+    local, node = iut.executor._local, iut.node
+
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        caller = getattr(local, "owner", "")
+        if caller and caller not in node.members and caller not in node.drivers:
+            raise RuntimeError(f"{caller} has not registered")  # breaks CLU-006
+        return fn(*args, **kwargs)
+
+    functions[name] = patched
+
+
 def _register_anyone(iut: Iut) -> None:
     _as_the_head_itself(iut, "register")
     _as_the_head_itself(iut, "register_driver")
@@ -2132,6 +2284,13 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "fence-listed-incarnations": _fence_listed_incarnations,
     "views-from-any-head": lambda iut: setattr(iut.node, "head_address", ""),  # breaks SEC-026
     "learn-from-anyone": lambda iut: _as_the_head_itself(iut, "learn"),  # breaks CLU-013
+    "demand-in-binary": _demand_in_binary,
+    "actor-calls-in-arrival-order": _actor_calls_in_arrival_order,
+    "late-actor-call-queued": _late_actor_call_queued,
+    "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
+    "undecodable-hello-ignored": _undecodable_hello_ignored,
+    "unbounded-joiner-bindings": _unbounded_joiner_bindings,
+    "members-for-registered-only": _members_for_registered_only,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

@@ -82,9 +82,11 @@ def store_limit_from_env(env: Any = os.environ) -> int | None:
 
 
 def config_from_env(env: Any = os.environ) -> Config:
-    """The spec's timing defaults, or the suite's (CNF-012)."""
+    """The spec's timing defaults, or the suite's (CNF-012); the suite's maxSessions (CNF-054)."""
     changes: dict[str, int] = {}
-    for var, field, least in (("REFRPC_IUT_HEARTBEAT_MS", "heartbeat_interval_ms", 1), ("REFRPC_IUT_MISS_LIMIT", "miss_limit", 2)):
+    for var, field, least, rule in (("REFRPC_IUT_HEARTBEAT_MS", "heartbeat_interval_ms", 1, "LIV-013"),
+                                    ("REFRPC_IUT_MISS_LIMIT", "miss_limit", 2, "LIV-013"),
+                                    ("REFRPC_IUT_MAX_SESSIONS", "max_sessions", 2, "CNF-054")):
         text = env.get(var, "").strip()
         if not text:
             continue
@@ -93,7 +95,7 @@ def config_from_env(env: Any = os.environ) -> Config:
         except ValueError:
             raise ValueError(f"{var} must be an integer, not {text!r}") from None
         if value < least:
-            raise ValueError(f"{var} must be at least {least} (LIV-013), not {value}")
+            raise ValueError(f"{var} must be at least {least} ({rule}), not {value}")
         changes[field] = value
     return Config(features=FEATURES, **changes)
 

@@ -474,7 +474,7 @@ class Node:
             from ._refs import wait_for
 
             fetching = self.fetch(object_id, locations)
-            wait_for(fetching, timeout) if self.fetch_gives_cpu else fetching.result(timeout)
+            wait_for(fetching, timeout, at_once=True) if self.fetch_gives_cpu else fetching.result(timeout)
             value = self.store.get(object_id)
         if value.nested or value.buffers or value.encoding is Encoding.PICKLE:
             self.call(lambda: self._check_stored_form(object_id, value)).result()
@@ -728,8 +728,9 @@ class Node:
             return False
         if not self.cluster_key.accepts_join(sender, user_id, proof, self.clock()):
             return False
-        if self.admits_joiners and len(self.keys) - len(self.members) - len(self.drivers) >= self.config.max_sessions:
-            return False  # SEC-023: bindings of peers that have not registered are bounded
+        unregistered = sum(1 for p in self.keys if p != self.peer_id and p not in self.members and p not in self.drivers)
+        if unregistered >= self.config.max_sessions:
+            return False  # SEC-023: bindings of joiners that have not registered are bounded (not the head's own)
         self.keys[sender] = user_id
         return True
 
