@@ -39,6 +39,24 @@ def forward(ref):
 
 
 @refrpc.remote
+def twice(n):
+    # One value that names the same ref twice.
+    x = refrpc.put(b"t" * n)
+    return [x, x]
+
+
+@refrpc.remote
+def drop_first_read_second(pair):
+    # Receives a list holding the same ref twice: drops one handle, reads the other.
+    import gc
+
+    first, second = pair
+    del first, pair
+    gc.collect()
+    return len(refrpc.get(second, timeout=30))
+
+
+@refrpc.remote
 def deref(ref):
     # The callee holds a shared ref and reads it itself.
     return len(refrpc.get(ref))

@@ -186,6 +186,19 @@ def test_shared_ref_returned_nested_comes_back_as_a_ref(cluster):
     assert refrpc.get(x2, timeout=30) == b"payload"
 
 
+def test_a_value_naming_one_ref_twice_keeps_it_while_either_place_holds_it(cluster):
+    # [x, x] = get(twice.remote(...)); del one: the other still reads x. Before, each
+    # place was a handle of its own over one count, and the first to go freed x.
+    a, b = refrpc.get(rf.twice.remote(200_000), timeout=30)
+    assert a is b  # one handle for one nested entry
+    del a
+    gc.collect()
+    assert len(refrpc.get(b, timeout=30)) == 200_000
+    # The same on the executor's side: a task given [y, y] drops one and reads the other.
+    y = refrpc.put(b"u" * 150_000)
+    assert refrpc.get(rf.drop_first_read_second.remote([refrpc.shared(y), refrpc.shared(y)]), timeout=30) == 150_000
+
+
 def test_shared_ref_forwarded_through_a_nested_task(cluster):
     # A -> B -> C: the driver shares x with w?, which shares it with a nested task.
     x = refrpc.put(b"forwarded-" * 20_000)

@@ -218,11 +218,21 @@ def put_value(node: Node, value: Value) -> Ref[Any]:
 
 
 def load(node: Node, container: str, value: Value) -> Any:
-    """Deserialize a value; its nested refs become counted handles (BOR-008)."""
-    if value.nested and container:
+    """Deserialize a value; its nested refs become counted handles (BOR-008): one
+    handle per entry of ``value.nested``, which the core counts once, however many
+    places of the value name that entry (``[x, x]`` gives the same handle twice)."""
+    counted = bool(value.nested and container)
+    if counted:
         node.call(lambda: node.handle(ev.Materialize(node.sid(), container, value.nested))).result()
-        return deserialize(value, ref_factory=lambda d: Ref(node, d.object_id, counted=True))
-    return deserialize(value, ref_factory=lambda d: Ref(node, d.object_id, counted=False))
+    handles: dict[int, Ref[Any]] = {}
+
+    def handle_of(d: RefDescriptor) -> Ref[Any]:
+        ref = handles.get(id(d))
+        if ref is None:
+            ref = handles[id(d)] = Ref(node, d.object_id, counted=counted)
+        return ref
+
+    return deserialize(value, ref_factory=handle_of)
 
 
 def _exception_of(value: Value | None) -> BaseException | None:
