@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from refrpc.core import Config, Peer
 from refrpc.core import events as ev
 from refrpc.runtime import _membership as m
@@ -299,3 +301,31 @@ def test_a_membership_result_is_pickled_whatever_its_arguments_were():
                         portable=True)
         assert c.get(view, timeout=10) == 2
         assert node.call(lambda: node.core.owned[view.id].value.encoding).result(10) is Encoding.PICKLE
+
+
+def test_rotate_takes_exactly_64_hex_digits(monkeypatch):
+    # CLU-052: `join` is 64 hexadecimal digits, either case, and nothing else: the
+    # spaces bytes.fromhex would skip, 0x prefixes and other lengths are refused
+    # before anything changes.
+    rotated = []
+
+    class Key:
+        public = b"K" * 40
+
+        def rotate(self, credential, grace, now):
+            rotated.append((credential, grace))
+
+        def join_proofs(self, *args):
+            return b""
+
+    head = _fresh_registry(monkeypatch)
+    head.own_key = head.cluster_key = Key()
+    head.keys = {}
+    head.clock = lambda: 0.0
+    head.wire = type("Wire", (), {"join_proof": b""})()
+    good = "ab" * 32
+    for bad in (" " + good, good[:32] + " " + good[32:], "0x" + good[2:], good + "00", good[:-2], "zz" * 32):
+        with pytest.raises(ValueError):
+            m.rotate(bad, 1.0)
+    assert rotated == []
+    assert m.rotate(good.upper(), 5.0) is True and rotated == [(bytes.fromhex(good), 5.0)]

@@ -15,6 +15,7 @@ a peer it has no session with yet (CLU-012).
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -438,9 +439,9 @@ def rotate(join: str | None, grace_s: float) -> bool:
     if not hmac.compare_digest(bound.encode("ascii", "replace"), node.own_key.public):
         raise PermissionError("only the operator, who holds the head's own key (the head key file on the head's "
                               "host), may rotate the join credential (CLU-052)")
+    if join is not None and not (isinstance(join, str) and re.fullmatch(r"[0-9a-fA-F]{64}", join)):
+        raise ValueError("a join credential is 64 hexadecimal digits, nothing else (CLU-052)")
     credential = None if join is None else bytes.fromhex(join)
-    if credential is not None and len(credential) != 32:
-        raise ValueError("a join credential is 64 hexadecimal digits")
     with node.lock:
         node.cluster_key.rotate(credential, float(grace_s), node.clock())
         # Its own proofs, under each credential now accepted, for the joiners it meets from now on.
