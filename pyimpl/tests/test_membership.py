@@ -168,6 +168,7 @@ def test_the_heads_membership_calls_do_not_wait_behind_a_long_task():
     _RELEASE.clear()
     with MemoryCluster(workers=1, driver="d") as c:
         (executor,) = c._executors
+        executor.node.admits_joiners = True  # the one worker plays the head (CLU-076)
         busy = c.submit("test_membership:_hold")
         try:
             assert wait_until(executor.busy, 10)
@@ -329,3 +330,18 @@ def test_rotate_takes_exactly_64_hex_digits(monkeypatch):
             m.rotate(bad, 1.0)
     assert rotated == []
     assert m.rotate(good.upper(), 5.0) is True and rotated == [(bytes.fromhex(good), 5.0)]
+
+
+def test_a_member_that_is_not_the_head_serves_no_head_calls(monkeypatch):
+    # CLU-076: a worker given register_driver (or any head call) fails it and records
+    # nothing: before, it kept a registry of its own and started pushing views.
+    head = _fresh_registry(monkeypatch)
+    head.peer_id = "h2-1-w1"  # a worker, not the head
+    started = []
+    monkeypatch.setattr(m.PUSHER, "start", lambda node: started.append(node))
+    for call in (lambda: m.register_driver("driver-x", "tcp://10.0.0.9:1", "h9", 0, 7),
+                 lambda: m.register(*W1[:4], 0, W1[4], 0x11), m.members, m.drivers, m.peers, m.cluster,
+                 lambda: m.rotate("ab" * 32, 1.0)):
+        with pytest.raises(PermissionError, match="not the head"):
+            call()
+    assert started == [] and head.members == {} and head.drivers == {} and m.VERSION == [0]

@@ -285,6 +285,7 @@ def register(peer: str, address: str, slots: int, host: str, pid: int = 0,
     incarnation), push the change to every member, and return the view (CLU-005)."""
     _only_oneself(peer)
     node = _head_node()
+    _head_only(node)
     PUSHER.start(node)
     earlier = INCARNATIONS.get(peer, 0)
     if earlier and earlier != incarnation:
@@ -310,6 +311,7 @@ def register_driver(peer: str, address: str, host: str, pid: int = 0, incarnatio
     it, and it gets every later view: CLU-006); return the view."""
     _only_oneself(peer)
     node = _head_node()
+    _head_only(node)
     PUSHER.start(node)
     with node.lock:
         node.drivers[peer] = (address, 0, host, time.time())
@@ -330,6 +332,14 @@ def _only_oneself(peer: str) -> None:
 
     if current_owner() not in ("", peer):
         raise PermissionError(f"{current_owner()} may not register {peer}: a member registers only itself (CLU-013)")
+
+
+def _head_only(node: Any) -> None:
+    """CLU-076: the head's membership calls run only on the head. A member that is not
+    the head fails them, so that no peer can make a worker keep a registry or push
+    views as if it were the head."""
+    if node.peer_id != HEAD and not getattr(node, "admits_joiners", False):
+        raise PermissionError(f"{node.peer_id} is not the head: it serves no membership calls but learn (CLU-076)")
 
 
 def learn(view: dict[str, Any]) -> int:
@@ -431,6 +441,7 @@ def rotate(join: str | None, grace_s: float) -> bool:
     from ._executor import current_owner
 
     node = _head_node()
+    _head_only(node)
     if node.own_key is None or node.cluster_key is None:
         raise RuntimeError("this cluster has no join credential to rotate (it runs without a key)")
     caller = current_owner()
@@ -452,6 +463,7 @@ def rotate(join: str | None, grace_s: float) -> bool:
 def peers() -> list[tuple[str, str, int, str]]:
     """Run on the head: every live worker and driver (for `refrpc memory`)."""
     node = _head_node()
+    _head_only(node)
     dead = {p for p, r in node.call(lambda: dict(node.core.remotes)).result().items() if r.state == "dead"}
     everyone = {**node.members, **node.drivers}
     return [(p, a, s, h) for p, (a, s, h, _) in everyone.items() if p not in dead]
@@ -462,6 +474,7 @@ def drivers() -> list[tuple[str, str]]:
     opens a session with each, so that a driver that placed work on an earlier
     incarnation of the same worker learns of the new one (HS-006) and uses it."""
     node = _head_node()
+    _head_only(node)
     dead = {p for p, r in node.call(lambda: dict(node.core.remotes)).result().items() if r.state == "dead"}
     return [(p, a) for p, (a, _s, _h, _t) in node.drivers.items() if p not in dead]
 
@@ -469,6 +482,7 @@ def drivers() -> list[tuple[str, str]]:
 def members() -> list[tuple[str, str, int, str, dict[str, float]]]:
     """Run on the head: every registered worker as (peer, address, slots, host, resources)."""
     node = _head_node()
+    _head_only(node)
     dead = {p for p, r in node.call(lambda: dict(node.core.remotes)).result().items() if r.state == "dead"}
     return [(p, a, s, h, RESOURCES.get(p, {})) for p, (a, s, h, _) in node.members.items() if p not in dead]
 
@@ -479,6 +493,7 @@ def cluster() -> list[tuple[str, str, str, int, str, int, dict[str, float]]]:
     import os
 
     node = _head_node()
+    _head_only(node)
     dead = {p for p, r in node.call(lambda: dict(node.core.remotes)).result().items() if r.state == "dead"}
     rows = [(node.peer_id, "head", node.address, 0, socket.gethostname(), os.getpid(), {})]
     rows += [(p, "worker", a, s, h, PIDS.get(p, 0), RESOURCES.get(p, {})) for p, (a, s, h, _) in node.members.items()
