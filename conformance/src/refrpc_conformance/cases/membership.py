@@ -8,7 +8,7 @@ from refrpc.core.messages import ErrorCode
 
 from .._case import case
 from .._context import CaseContext
-from .security import MEMBER_FEATURES, joiner, membership_call, start_head, welcomed
+from .security import MEMBER_FEATURES, MEMBERSHIP, joiner, membership_call, start_head, welcomed
 
 #: The keys of a whole view (CLU-032).
 VIEW_KEYS = {"version", "members", "incarnations", "dead", "keys"}
@@ -196,3 +196,50 @@ def listed_incarnation_is_no_death(ctx: CaseContext) -> None:
                     "held is dead")
     greeted = [a.envelope.receiver_incarnation for a in w2.received(Hello)]
     ctx.check("CLU-063", w2.incarnation in greeted, f"the Hello names receiverIncarnation {w2.incarnation}", greeted)
+
+
+@case(
+    "membership/CLU-030-head-answers-pickled-whatever-the-arguments",
+    requirements=["CLU-030", "CNF-051"],
+    summary=(
+        "The IUT is the head of a cluster whose joiners the suite plays, and runs the membership calls. Joiner W "
+        "calls `members` with no argument, then `register` with every argument `portable` (its PeerId, address, "
+        "1, a host name, 0, an empty map and the incarnation 0, lists where CLU-031 has tuples). Membership values "
+        "are pickled in both directions whatever the call's other values are (CLU-030): `members` must answer a "
+        "pickled list, and `register` either a pickled view (the head read the portable arguments, which it may) "
+        "or ERROR(TASK_FAILED) (it may refuse them), never a portable result. Needs `head_membership = true`."
+    ),
+)
+def head_answers_pickled_whatever_the_arguments(ctx: CaseContext) -> None:
+    from refrpc.core.messages import Arg, ArgKind, Encoding, ReturnKind
+
+    from .._build import describe_return, portable, read_pickled
+    from ._common import expect_reply, task
+
+    key, head_pair, iut = start_head(ctx, membership=True)
+    w = joiner(ctx, iut, key, head_pair[0], "worker")
+    link = welcomed(ctx, w, iut, "SEC-023", "a joiner with a valid join proof")
+    ok, live = membership_call(ctx, w, link, "members", (), requirement="CLU-030")
+    ctx.check("CLU-030", ok and isinstance(live, list), "`members` with no argument answers a pickled list",
+              _said(ok, live))
+    args = [w.peer_id, w.address, 1, "suite-host", 0, {}, 0]
+    t = task(w, f"{MEMBERSHIP}:register", [Arg(kind=ArgKind.VALUE, value=portable(a)) for a in args])
+    link.send(t)
+    reply = expect_reply(ctx, w, t, requirement="CLU-030")
+    if len(reply.returns) != 1:
+        ctx.fail("TASK-010", "one ReturnValue", f"{len(reply.returns)} returns")
+    ret = reply.returns[0]
+    if ret.error is not None:
+        ctx.check("CLU-030", ret.error.code is ErrorCode.TASK_FAILED,
+                  "`register` with portable arguments: a pickled view or ERROR(TASK_FAILED)", describe_return(ret))
+        return
+    encoding = ret.value.encoding if ret.kind is ReturnKind.INLINE and ret.value is not None else None
+    ctx.require("CLU-030", encoding is Encoding.PICKLE,
+                "`register` with portable arguments answers its view pickled", describe_return(ret))
+    assert ret.value is not None
+    try:
+        view = read_pickled(ret.value)
+    except ValueError as exc:
+        ctx.fail("CLU-030", "`register`'s result a pickle of CLU-030's built-in types", str(exc))
+    ctx.check("CLU-030", isinstance(view, dict) and w.peer_id in _listed(view),
+              f"the pickled view lists {w.peer_id}", f"{view!r:.200}")
