@@ -243,3 +243,46 @@ def head_answers_pickled_whatever_the_arguments(ctx: CaseContext) -> None:
         ctx.fail("CLU-030", "`register`'s result a pickle of CLU-030's built-in types", str(exc))
     ctx.check("CLU-030", isinstance(view, dict) and w.peer_id in _listed(view),
               f"the pickled view lists {w.peer_id}", f"{view!r:.200}")
+
+
+@case(
+    "membership/BOR-011-CLU-034-member-never-fences-its-head-on-confirm-borrow",
+    requirements=["BOR-011", "CLU-034", "CNF-052"],
+    summary=(
+        "The IUT is a member of a cluster without authentication that joined through the suite's head, which "
+        "pushes it a view (version 1). Suite peer O, an owner, sends the IUT ConfirmBorrow for a grant on O's "
+        "object X naming the head's live incarnation as a dead forwarder, then another naming suite peer F. A "
+        "member judges its head by its own session only (BOR-011's exception): it must not fence the head on "
+        "O's word, and answers held = true for the first (the safe side) though it holds no grant; it fences F "
+        "and answers held = false for the second. The head then pushes version 2, and `learn` returns 2: the "
+        "head's session goes on. Needs `unauthenticated_member = true`."
+    ),
+)
+def member_never_fences_its_head_on_confirm_borrow(ctx: CaseContext) -> None:
+    from refrpc.core.messages import BorrowConfirmed, ConfirmBorrow, ProtocolError
+
+    head, iut = _joined_member(ctx)
+    head_link = ctx.session(head, iut)
+    ok, result = _learn(ctx, head, head_link, 1, "CLU-011")
+    ctx.check("CLU-011", ok and result == 1, "learn of version 1 returns 1", _said(ok, result))
+    o = ctx.wire_peer("owner", cluster_key=None)
+    f = ctx.wire_peer("forwarder", cluster_key=None)
+    o_link = ctx.session(o, iut)
+    x = ctx.new_id(o)
+    via_head, via_f = ctx.new_id(o), ctx.new_id(o)
+    o_link.send(ConfirmBorrow(x, via_head, head.peer_id, head.incarnation))
+    o_link.send(ConfirmBorrow(x, via_f, f.peer_id, f.incarnation))
+    answers = {}
+    for fid, who in ((via_head, "the head"), (via_f, "F")):
+        answers[fid] = ctx.expect(o, BorrowConfirmed, lambda m, fid=fid: m.forward_id == fid, requirement="BOR-011",
+                                  what=f"BorrowConfirmed for the grant {fid} naming {who} as forwarder").body
+    ctx.check("BOR-011", answers[via_head].held is True,
+              "held = true for a ConfirmBorrow naming the head: a member does not fence its head on an owner's word",
+              str(answers[via_head]))
+    ctx.check("BOR-011", answers[via_f].held is False, "held = false for a grant it never had, forwarded by F",
+              str(answers[via_f]))
+    ok, result = _learn(ctx, head, head_link, 2, "BOR-011")
+    ctx.check("BOR-011", ok and result == 2,
+              "the head, not fenced, is still heard: learn of version 2 returns 2", _said(ok, result))
+    dead = head.received(ProtocolError, lambda m: m.error.code is ErrorCode.DECLARED_DEAD)
+    ctx.check("BOR-011", not dead, "no DECLARED_DEAD to the head", [str(a.body.error) for a in dead])
