@@ -164,6 +164,12 @@ CATCHES = {
     "undecodable-hello-ignored": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
     "unbounded-joiner-bindings": "security/SEC-023-CNF-054-bindings-of-unregistered-joiners-bounded",
     "members-for-registered-only": "membership/CLU-067-CLU-013-register-records-the-caller-s-incarnation",
+    "portable-trailing-bytes-read": "malformed/VAL-004-VAL-021-bytes-after-a-portable-argument",
+    "stored-form-trailing-bytes-kept": "fetch/OBJ-076-OBJ-010-stored-form-with-bytes-after-it",
+    "undecodable-get-internal": "tasks/VAL-021-CNF-018-undecodable-value-got-as-malformed",
+    "bare-numbers-as-float64": "tasks/CNF-057-json-value-grammar",
+    "membership-answers-portable": "membership/CLU-030-head-answers-pickled-whatever-the-arguments",
+    "fence-head-on-confirm-borrow": "membership/BOR-011-CLU-034-member-never-fences-its-head-on-confirm-borrow",
 }
 
 

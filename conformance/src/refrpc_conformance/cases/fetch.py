@@ -788,24 +788,46 @@ def no_splice_across_answers(ctx: CaseContext) -> None:
     timeout=90.0,
 )
 def bad_stored_form_is_no_copy(ctx: CaseContext) -> None:
+    _bad_copy_then_a_good_one(ctx, lambda form: b"\xff" * len(form), "bytes that are not a Value")
+
+
+@case(
+    "fetch/OBJ-076-OBJ-010-stored-form-with-bytes-after-it",
+    requirements=["OBJ-076", "OBJ-010", "OBJ-013"],
+    summary=(
+        "As fetch/OBJ-076-bad-stored-form-is-no-copy, but W1 serves X's real stored form followed by one word of "
+        "zero bytes (the size it announces counts them): a stored form is exactly one message, its segments "
+        "covering every byte (OBJ-010), so the copy fails OBJ-076's check. The IUT must keep no copy (no "
+        "AddLocation for X) and ask S again, without a ProtocolError; W2 then serves X's stored form and the "
+        "task answers the sum of its value."
+    ),
+    timeout=90.0,
+)
+def stored_form_with_bytes_after_it(ctx: CaseContext) -> None:
+    _bad_copy_then_a_good_one(ctx, lambda form: form + bytes(8), "X's stored form and a word after it")
+
+
+def _bad_copy_then_a_good_one(ctx: CaseContext, spoil: Any, what: str) -> None:
+    """Owner S names W1, which serves ``spoil(form)``; then W2, which serves ``form``."""
     iut, s, link = open_session(ctx, peer_name="owner")
     w1, w2 = ctx.wire_peer("bad-location"), ctx.wire_peer("good-location")
     data = make_bytes_value(FETCHED_SIZE)
     form = stored_form(portable(data))
-    bad = b"\xff" * len(form)
+    bad = spoil(form)
     x = ctx.new_id(s)
     w1.serve(x, bad, chunk_bytes=SUITE_CHUNK)
     w2.serve(x, form, chunk_bytes=SUITE_CHUNK)
-    t = task(s, "sum_bytes", [by_ref(ctx.descriptor(s, x, size_hint=len(form)))])
+    t = task(s, "sum_bytes", [by_ref(ctx.descriptor(s, x, size_hint=len(bad)))])
     link.send(t)
     ctx.expect(s, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
-    link.send(ObjectStatus(x, ObjectState.READY, len(form), (w1.peer_id,), (w1.address,)))
+    link.send(ObjectStatus(x, ObjectState.READY, len(bad), (w1.peer_id,), (w1.address,)))
     asked = lambda: len(s.received(GetObjectStatus, lambda m: m.object_id == x)) >= 2  # noqa: E731
     ended = lambda: bool(s.received(TaskReply, lambda m: m.task_id == t.task_id))  # noqa: E731
     ctx.wait_until(s, lambda: asked() or ended(), requirement="OBJ-076",
-                   what=f"a second GetObjectStatus for {x} once W1's bytes turned out not to be a stored form", timeout=30.0)
+                   what=f"a second GetObjectStatus for {x} once W1's bytes ({what}) turned out not to be a stored form",
+                   timeout=30.0)
     kept = [str(a.body) for a in s.received(AddLocation) if a.body.object_id == x]
-    ctx.check("OBJ-076", not kept, "no AddLocation for the bad copy (it is not kept)", kept)
+    ctx.check("OBJ-076", not kept, f"no AddLocation for the bad copy ({what}: not kept)", kept)
     ctx.require("OBJ-076", asked(), f"a second GetObjectStatus for {x}: the fetch failed at W1, the owner asked again",
                 "the task ended without asking again: " + "; ".join(
                     describe_return(r) for a in s.received(TaskReply, lambda m: m.task_id == t.task_id) for r in a.body.returns))

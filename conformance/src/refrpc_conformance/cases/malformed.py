@@ -300,6 +300,32 @@ def bad_portable_argument(ctx: CaseContext) -> None:
 
 
 @case(
+    "malformed/VAL-004-VAL-021-bytes-after-a-portable-argument",
+    requirements=["VAL-004", "VAL-021", "TASK-007"],
+    summary=(
+        "The suite submits echo with a portable argument whose data is the message of the text \"tail\" "
+        "followed by one word of zero bytes. A portable value's data is exactly one Cap'n Proto message, with no "
+        "bytes after its last segment (VAL-004), checked when the value is decoded: the SubmitTask is not "
+        "malformed (no ProtocolError names its sequence number), and the task fails with every return "
+        "ERROR(TASK_FAILED), never echo's \"tail\"; the same argument without the extra word is echoed."
+    ),
+)
+def bytes_after_a_portable_argument(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    good = portable("tail")
+    padded = replace(good, data=bytes(good.data) + bytes(8))
+    bad = task(peer, "echo", [Arg(kind=ArgKind.VALUE, value=padded)])
+    seq = link.send(bad)
+    reply = expect_reply(ctx, peer, bad, requirement="VAL-021", timeout=10.0)
+    codes = [r.error.code.name if r.kind is ReturnKind.ERROR and r.error is not None else r.kind.value for r in reply.returns]
+    ctx.check("VAL-004", bool(codes) and all(c == "TASK_FAILED" for c in codes),
+              "every return ERROR(TASK_FAILED): a word after the argument's message is not ignored", codes)
+    ctx.check("VAL-021", not peer.received(ProtocolError, lambda m: m.related_seq == seq),
+              f"no ProtocolError about seq {seq}: the value's data is checked where it is read", "a ProtocolError named it")
+    run_echo(ctx, peer, link, "tail", requirement="VAL-004")
+
+
+@case(
     "malformed/VAL-028-text-read-as-capnp-reads-it",
     requirements=["VAL-028", "ID-011", "TASK-006", "GEN-004", "GEN-010"],
     summary=(

@@ -8,7 +8,7 @@ from refrpc.core.messages import ErrorCode
 
 from .._case import case
 from .._context import CaseContext
-from .security import MEMBER_FEATURES, joiner, membership_call, start_head, welcomed
+from .security import MEMBER_FEATURES, MEMBERSHIP, joiner, membership_call, start_head, welcomed
 
 #: The keys of a whole view (CLU-032).
 VIEW_KEYS = {"version", "members", "incarnations", "dead", "keys"}
@@ -196,3 +196,93 @@ def listed_incarnation_is_no_death(ctx: CaseContext) -> None:
                     "held is dead")
     greeted = [a.envelope.receiver_incarnation for a in w2.received(Hello)]
     ctx.check("CLU-063", w2.incarnation in greeted, f"the Hello names receiverIncarnation {w2.incarnation}", greeted)
+
+
+@case(
+    "membership/CLU-030-head-answers-pickled-whatever-the-arguments",
+    requirements=["CLU-030", "CNF-051"],
+    summary=(
+        "The IUT is the head of a cluster whose joiners the suite plays, and runs the membership calls. Joiner W "
+        "calls `members` with no argument, then `register` with every argument `portable` (its PeerId, address, "
+        "1, a host name, 0, an empty map and the incarnation 0, lists where CLU-031 has tuples). Membership values "
+        "are pickled in both directions whatever the call's other values are (CLU-030): `members` must answer a "
+        "pickled list, and `register` either a pickled view (the head read the portable arguments, which it may) "
+        "or ERROR(TASK_FAILED) (it may refuse them), never a portable result. Needs `head_membership = true`."
+    ),
+)
+def head_answers_pickled_whatever_the_arguments(ctx: CaseContext) -> None:
+    from refrpc.core.messages import Arg, ArgKind, Encoding, ReturnKind
+
+    from .._build import describe_return, portable, read_pickled
+    from ._common import expect_reply, task
+
+    key, head_pair, iut = start_head(ctx, membership=True)
+    w = joiner(ctx, iut, key, head_pair[0], "worker")
+    link = welcomed(ctx, w, iut, "SEC-023", "a joiner with a valid join proof")
+    ok, live = membership_call(ctx, w, link, "members", (), requirement="CLU-030")
+    ctx.check("CLU-030", ok and isinstance(live, list), "`members` with no argument answers a pickled list",
+              _said(ok, live))
+    args = [w.peer_id, w.address, 1, "suite-host", 0, {}, 0]
+    t = task(w, f"{MEMBERSHIP}:register", [Arg(kind=ArgKind.VALUE, value=portable(a)) for a in args])
+    link.send(t)
+    reply = expect_reply(ctx, w, t, requirement="CLU-030")
+    if len(reply.returns) != 1:
+        ctx.fail("TASK-010", "one ReturnValue", f"{len(reply.returns)} returns")
+    ret = reply.returns[0]
+    if ret.error is not None:
+        ctx.check("CLU-030", ret.error.code is ErrorCode.TASK_FAILED,
+                  "`register` with portable arguments: a pickled view or ERROR(TASK_FAILED)", describe_return(ret))
+        return
+    encoding = ret.value.encoding if ret.kind is ReturnKind.INLINE and ret.value is not None else None
+    ctx.require("CLU-030", encoding is Encoding.PICKLE,
+                "`register` with portable arguments answers its view pickled", describe_return(ret))
+    assert ret.value is not None
+    try:
+        view = read_pickled(ret.value)
+    except ValueError as exc:
+        ctx.fail("CLU-030", "`register`'s result a pickle of CLU-030's built-in types", str(exc))
+    ctx.check("CLU-030", isinstance(view, dict) and w.peer_id in _listed(view),
+              f"the pickled view lists {w.peer_id}", f"{view!r:.200}")
+
+
+@case(
+    "membership/BOR-011-CLU-034-member-never-fences-its-head-on-confirm-borrow",
+    requirements=["BOR-011", "CLU-034", "CNF-052"],
+    summary=(
+        "The IUT is a member of a cluster without authentication that joined through the suite's head, which "
+        "pushes it a view (version 1). Suite peer O, an owner, sends the IUT ConfirmBorrow for a grant on O's "
+        "object X naming the head's live incarnation as a dead forwarder, then another naming suite peer F. A "
+        "member judges its head by its own session only (BOR-011's exception): it must not fence the head on "
+        "O's word, and answers held = true for the first (the safe side) though it holds no grant; it fences F "
+        "and answers held = false for the second. The head then pushes version 2, and `learn` returns 2: the "
+        "head's session goes on. Needs `unauthenticated_member = true`."
+    ),
+)
+def member_never_fences_its_head_on_confirm_borrow(ctx: CaseContext) -> None:
+    from refrpc.core.messages import BorrowConfirmed, ConfirmBorrow, ProtocolError
+
+    head, iut = _joined_member(ctx)
+    head_link = ctx.session(head, iut)
+    ok, result = _learn(ctx, head, head_link, 1, "CLU-011")
+    ctx.check("CLU-011", ok and result == 1, "learn of version 1 returns 1", _said(ok, result))
+    o = ctx.wire_peer("owner", cluster_key=None)
+    f = ctx.wire_peer("forwarder", cluster_key=None)
+    o_link = ctx.session(o, iut)
+    x = ctx.new_id(o)
+    via_head, via_f = ctx.new_id(o), ctx.new_id(o)
+    o_link.send(ConfirmBorrow(x, via_head, head.peer_id, head.incarnation))
+    o_link.send(ConfirmBorrow(x, via_f, f.peer_id, f.incarnation))
+    answers = {}
+    for fid, who in ((via_head, "the head"), (via_f, "F")):
+        answers[fid] = ctx.expect(o, BorrowConfirmed, lambda m, fid=fid: m.forward_id == fid, requirement="BOR-011",
+                                  what=f"BorrowConfirmed for the grant {fid} naming {who} as forwarder").body
+    ctx.check("BOR-011", answers[via_head].held is True,
+              "held = true for a ConfirmBorrow naming the head: a member does not fence its head on an owner's word",
+              str(answers[via_head]))
+    ctx.check("BOR-011", answers[via_f].held is False, "held = false for a grant it never had, forwarded by F",
+              str(answers[via_f]))
+    ok, result = _learn(ctx, head, head_link, 2, "BOR-011")
+    ctx.check("BOR-011", ok and result == 2,
+              "the head, not fenced, is still heard: learn of version 2 returns 2", _said(ok, result))
+    dead = head.received(ProtocolError, lambda m: m.error.code is ErrorCode.DECLARED_DEAD)
+    ctx.check("BOR-011", not dead, "no DECLARED_DEAD to the head", [str(a.body.error) for a in dead])

@@ -445,6 +445,55 @@ def stored_return_held_elsewhere(ctx: CaseContext) -> None:
 
 
 @case(
+    "tasks/VAL-021-CNF-018-undecodable-value-got-as-malformed",
+    requirements=["VAL-021", "CNF-018", "VAL-004"],
+    summary=(
+        "The IUT submits echo to suite executor E, which answers with a well-formed TaskReply whose inline "
+        "portable value has one word of zero bytes after its message (VAL-004). The reply is not malformed "
+        "(no ProtocolError about it): the value fails only where it is read, so the control channel's get "
+        "answers {\"error\": {\"code\": \"MALFORMED\"}} (CNF-018; never ok: false, never another code), and "
+        "nothing in the IUT's tables changes: the return's entry is the same after the get as before it, and a "
+        "second get decodes the value again and fails the same way."
+    ),
+    timeout=60.0,
+)
+def undecodable_value_got_as_malformed(ctx: CaseContext) -> None:
+    from dataclasses import replace
+
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    sub = iut.submit("echo", [{"value": "x"}], executor=e.peer_id)
+    st = _next_task(ctx, e, "echo")
+    good = portable("x")
+    padded = replace(good, data=bytes(good.data) + bytes(8))
+    seq = e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (
+        ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=padded),)))
+    ctx.wait_until(e, lambda: e.link(iut.peer_id).acked >= seq, requirement="SES-003",
+                   what=f"the IUT's ack of the reply (seq {seq})")
+    [rid] = sub["returns"]
+    before = iut.entry(rid)
+    answers = []
+    for attempt in ("first", "second"):
+        try:
+            answers.append(iut.control("get", object_id=rid, timeout_ms=5_000, timeout=15.0))
+        except ControlError as exc:
+            answers.append(f"ok: false, {exc.code}: {exc.message[:120]}")
+        got = answers[-1]
+        code = got.get("error", {}).get("code") if isinstance(got, dict) else None
+        ctx.check("VAL-021", code == "MALFORMED",
+                  f"the {attempt} get of the return answers {{\"error\": {{\"code\": \"MALFORMED\"}}}}", got)
+    after = iut.entry(rid)
+    ctx.check("VAL-021", before is not None and after == before,
+              "the return's table entry is the same after both gets as before them", {"before": before, "after": after})
+    errors = [str(a.body) for a in e.received(ProtocolError, lambda m: m.related_seq == seq)]
+    ctx.check("VAL-021", not errors, f"no ProtocolError about the reply (seq {seq}): its value is read only when got",
+              errors)
+    iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+
+
+@case(
     "tasks/ZMQ-007-TASK-011-argument-beyond-the-executors-frame-limit",
     requirements=["ZMQ-007", "TASK-011", "CNF-018", "TASK-001"],
     summary=(

@@ -356,3 +356,60 @@ def base64_data_written_exactly(ctx: CaseContext) -> None:
     got = iut.control("get", object_id=ret, timeout_ms=10_000)
     want = base64.b64encode(answer).decode("ascii")
     ctx.check("CNF-043", got == {"value": {"data": want}}, f"get of E's answer writes {{'data': {want!r}}}", got)
+
+
+#: Values that are not JSON portable values (CNF-057), with what each breaks.
+_NOT_PORTABLE = (
+    (1.5, "a bare number with a fraction"),
+    (1.0, "a bare 1.0"),
+    (1e300, "a bare number with an exponent"),
+    ([1, 2.5], "a bare 2.5 in a list"),
+    ({"x": 1}, "an object that is no wrapper"),
+    ({}, "an empty object"),
+    ({"data": "", "x": 1}, "a data wrapper with a second key"),
+    ({"float64": 1.5, "data": ""}, "a float64 wrapper with a second key"),
+    ({"map": [["k", {"x": 1}]]}, "a map whose value is no wrapper"),
+)
+#: float64s that must come back as the same double (CNF-057), as the suite writes them.
+_DOUBLES = (-0.0, 0.1, 1 / 3, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 123456789.125, 1e22, 3)
+
+
+@case(
+    "tasks/CNF-057-json-value-grammar",
+    requirements=["CNF-057", "CNF-008"],
+    summary=(
+        "The suite puts values that are not JSON portable values: bare numbers with a fraction or an exponent "
+        "(1.5, 1.0, 1e+300, and 2.5 inside a list), objects that are not one of the four wrappers ({\"x\": 1}, {}, "
+        "and one as a map's value), and wrappers with a second key ({\"data\": \"\", \"x\": 1}): each put must be "
+        "answered ok: false with bad_request. It then puts float64s (-0.0, 0.1, 1/3, the smallest subnormal, the "
+        "smallest normal, the largest double, 123456789.125, 1e22, and 3 written without a fraction) and NaN and "
+        "the infinities, and reads each back with get: each must come back as {\"float64\": x} where x read as "
+        "an IEEE 754 double is the same double (-0.0 keeping its sign), NaN and the infinities as their strings."
+    ),
+)
+def json_value_grammar(ctx: CaseContext) -> None:
+    import struct
+
+    from .._control import ControlError
+
+    iut = ctx.start_iut()
+    for value, what in _NOT_PORTABLE:
+        try:
+            answer = iut.control("put", value=value)
+        except ControlError as exc:
+            answer = exc.code
+        ctx.check("CNF-057", answer == "bad_request", f"put of {what} ({value!r}) answered bad_request", answer)
+    for x in _DOUBLES:
+        oid = iut.control("put", value={"float64": x})["object_id"]
+        got = iut.control("get", object_id=oid, timeout_ms=5_000)
+        back = got.get("value", {}).get("float64") if isinstance(got, dict) and isinstance(got.get("value"), dict) else None
+        # bit for bit: -0.0 keeps its sign (a "-0" reads as the integer 0, whose double is +0.0)
+        same = (isinstance(back, (int, float)) and not isinstance(back, bool)
+                and struct.pack("<d", float(back)) == struct.pack("<d", float(x)))
+        ctx.check("CNF-057", same and got == {"value": {"float64": back}},
+                  f"get of the put {{\"float64\": {x!r}}} answers the same double", got)
+    for text in ("nan", "inf", "-inf"):
+        oid = iut.control("put", value={"float64": text})["object_id"]
+        got = iut.control("get", object_id=oid, timeout_ms=5_000)
+        ctx.check("CNF-057", got == {"value": {"float64": text}}, f"get of the put {{\"float64\": {text!r}}} answers it",
+                  got)

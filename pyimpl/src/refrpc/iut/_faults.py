@@ -710,6 +710,39 @@ FAULTS: dict[str, tuple[str, str]] = {
         "As the head running the membership calls, the peer fails (TASK_FAILED) a `members` call from a "
         "joiner that has not registered yet, so a driver cannot make the call it joins with.",
     ),
+    "portable-trailing-bytes-read": (
+        "VAL-004",
+        "A portable value's data is read up to the end of the Cap'n Proto message its segment table "
+        "describes, and any bytes after it are ignored: a value with a word of padding after its message "
+        "decodes as if it were not there, instead of failing where it is read.",
+    ),
+    "stored-form-trailing-bytes-kept": (
+        "OBJ-076",
+        "A stored form is read up to the end of the Cap'n Proto message its segment table describes: a "
+        "fetched copy with bytes after that message passes the check, is kept and announced to the owner "
+        "(AddLocation), and is read as if the bytes were not there.",
+    ),
+    "undecodable-get-internal": (
+        "VAL-021",
+        "The control channel's get of a value whose data breaks a rule of its encoding answers the request "
+        "itself with ok: false and the code internal, instead of the get outcome {\"error\": {\"code\": "
+        "\"MALFORMED\"}} (CNF-018).",
+    ),
+    "bare-numbers-as-float64": (
+        "CNF-057",
+        "A bare JSON number with a fraction or an exponent in a control-channel value (1.5, 1e300) is taken "
+        "as a float64 instead of being refused bad_request.",
+    ),
+    "membership-answers-portable": (
+        "CLU-030",
+        "The head answers a membership call whose arguments were all portable with a portable result (lists "
+        "where CLU-031 has tuples), as for a program's own functions, instead of pickled.",
+    ),
+    "fence-head-on-confirm-borrow": (
+        "BOR-011",
+        "A member fences the forwarder a ConfirmBorrow names even when it is its head, on the owner's word: "
+        "it answers held = false for a grant it does not hold, and discards everything the head says after.",
+    ),
 }
 
 
@@ -2163,6 +2196,89 @@ def _no_router_handover(iut: Iut) -> None:
     iut.node.wire.router.setsockopt(zmq.ROUTER_HANDOVER, 0)  # breaks ZMQ-015
 
 
+
+def _trailing_bytes_ignored(name: str) -> None:
+    """``codec.<name>`` reads only the message the segment table describes (VAL-004, OBJ-010)."""
+    import struct
+
+    from .. import codec
+
+    decode = getattr(codec, name)
+
+    def one_message(data: Any) -> Any:
+        view = memoryview(data).cast("B")
+        if len(view) < 8:
+            return data
+        count = struct.unpack_from("<I", view, 0)[0] + 1
+        header = 4 + 4 * count
+        header += header % 8
+        if count > 512 or len(view) < header:
+            return data
+        words = sum(struct.unpack_from(f"<{count}I", view, 4))
+        end = header + 8 * words
+        return view[:end] if end < len(view) else data  # breaks VAL-004 / OBJ-076: the rest ignored
+
+    setattr(codec, name, lambda data, *a, **kw: decode(one_message(data), *a, **kw))
+
+
+def _undecodable_get_internal(iut: Iut) -> None:
+    from ..serialization import DeserializationError
+    from . import _control
+
+    load = _control.load
+
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return load(*args, **kwargs)
+        except DeserializationError as exc:
+            raise RuntimeError(f"cannot load the value: {exc}") from None  # breaks VAL-021: answered internal
+
+    _control.load = patched
+
+
+def _bare_numbers_as_float64(iut: Iut) -> None:
+    from . import _values
+
+    from_json = _values.from_json
+
+    def patched(obj: Any, ref: Any, depth: int = 0) -> Any:
+        if isinstance(obj, float):
+            return obj  # breaks CNF-057: a bare 1.5 taken as a float64
+        return from_json(obj, ref, depth)
+
+    _values.from_json = patched
+
+
+def _membership_answers_portable(iut: Iut) -> None:
+    from ..core.messages import Encoding
+    from . import _values
+
+    executor = iut.executor
+    run_membership = executor._run_membership
+
+    def patched(ins: Any, fn: Any, args: list[Any]) -> None:
+        if not ins.args or any(a.value is None or a.value.encoding is not Encoding.PORTABLE for a in ins.args):
+            run_membership(ins, fn, args)
+            return
+        try:
+            results = [ev.TaskResult(value=_values.encode(iut.node, fn(*args)))]  # breaks CLU-030: portable
+        except Exception as exc:
+            results = [ev.TaskResult(error=executor._error(exc))] * len(ins.return_ids)
+        executor._finish(ins, results)
+
+    executor._run_membership = patched  # type: ignore[method-assign]
+
+
+def _fence_head_on_confirm_borrow(iut: Iut) -> None:
+    core = iut.node.core
+    on_confirm = core._on_ConfirmBorrow
+
+    def patched(r: Any, msg: Any) -> None:
+        core._fence(msg.forwarder, msg.forwarder_incarnation, "confirm_borrow", f"{r.peer} says it died")  # breaks BOR-011
+        on_confirm(r, msg)
+
+    core._on_ConfirmBorrow = patched  # type: ignore[method-assign]
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -2291,6 +2407,12 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "undecodable-hello-ignored": _undecodable_hello_ignored,
     "unbounded-joiner-bindings": _unbounded_joiner_bindings,
     "members-for-registered-only": _members_for_registered_only,
+    "portable-trailing-bytes-read": lambda iut: _trailing_bytes_ignored("decode_portable"),
+    "stored-form-trailing-bytes-kept": lambda iut: _trailing_bytes_ignored("decode_value"),
+    "undecodable-get-internal": _undecodable_get_internal,
+    "bare-numbers-as-float64": _bare_numbers_as_float64,
+    "membership-answers-portable": _membership_answers_portable,
+    "fence-head-on-confirm-borrow": _fence_head_on_confirm_borrow,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

@@ -301,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         joined_head = _joined_head(cluster_key)
         if membership or joined_head:  # SEC-004: offered only because the suite asked
             config.features = (*config.features, "python-pickle")
+        if joined_head or (own_key is not None and head_key is None):
+            # A member judges its head by its own session only: no notice about it, and no
+            # owner's ConfirmBorrow, fences it (CLU-034, LIV-030, BOR-011).
+            config.unannounced = ("head",)
     except ValueError as exc:  # a KeyFileError too
         ap.error(str(exc))
     from ._control import Control
