@@ -124,7 +124,6 @@ CATCHES = {
     "actors-hold-nothing": "actors/ACT-027-actor-holds-the-slot-a-task-waits-for",
     "actor-resources-unchecked": "actors/ACT-028-ACT-030-actor-asking-for-a-resource-not-offered",
     "fenced-caller-keeps-actor": "actors/TASK-064-fenced-caller-releases-the-actor",
-    "fetch-holds-cpu": "fetch/TASK-056-a-fetching-task-gives-its-cpu-back",
     "invalid-utf8-accepted": "malformed/ID-011-empty-function-and-invalid-utf8",
     "unsequenced-errors-name-nothing": "session/SES-038-ERR-003-unsequenced-error-ends-the-request",
     "wrong-state-means-dead": "session/SES-039-wrong-state-answer-is-no-death",

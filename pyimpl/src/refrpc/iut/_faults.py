@@ -472,11 +472,6 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The executor ignores the named resources it does not offer: a task asking for one runs as if "
         "it asked for none, instead of being answered RESOURCE_EXHAUSTED.",
     ),
-    "fetch-holds-cpu": (
-        "TASK-056",
-        "A task whose stored argument is fetched from another holder keeps its CPU slot while the fetch "
-        "waits: a slow or silent holder stops every other task of the executor.",
-    ),
     "fenced-caller-keeps-actor": (
         "TASK-064",
         "A call whose caller is fenced while it waits or runs keeps its turn at the actor: the actor's "
@@ -2096,10 +2091,6 @@ def _one_segment_frames(iut: Iut) -> None:
     _decode._check_sizes = patched  # type: ignore[assignment]
 
 
-def _fetch_holds_cpu(iut: Iut) -> None:
-    iut.node.fetch_gives_cpu = False  # breaks TASK-056: a task fetching its arguments keeps its CPU
-
-
 def _fenced_caller_keeps_actor(iut: Iut) -> None:
     core = iut.node.core
     drop = core._drop_exec
@@ -2367,7 +2358,6 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "actors-hold-nothing": lambda iut: _actors_hold(iut, nothing=True),  # breaks ACT-027
     "actor-resources-unchecked": lambda iut: _actors_hold(iut, nothing=False),  # breaks ACT-028
     "fenced-caller-keeps-actor": _fenced_caller_keeps_actor,
-    "fetch-holds-cpu": _fetch_holds_cpu,
     "invalid-utf8-accepted": _invalid_utf8_accepted,
     "unsequenced-errors-name-nothing": _unsequenced_errors_name_nothing,
     "wrong-state-means-dead": _wrong_state_means_dead,

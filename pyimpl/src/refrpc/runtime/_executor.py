@@ -542,12 +542,9 @@ class Executor:
         """Whether the caller is a task of this executor."""
         return getattr(self._local, "key", None) is not None
 
-    def help_until(self, fut: concurrent.futures.Future[Any], timeout: float | None, at_once: bool = False) -> Any:
+    def help_until(self, fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
         """``fut.result(timeout)`` for the task on this thread, which gives its CPU
-        back while it waits (class doc, TASK-056). ``at_once``: it takes the CPU back
-        as soon as ``fut`` is done, even past the offer for a while (the wait for an
-        argument's fetch: a task that started meanwhile may wait for memory that only
-        this task's end frees, OBJ-037).
+        back while it waits (class doc, TASK-056).
 
         Raises:
             TimeoutError: ``fut`` was not done in time.
@@ -584,14 +581,7 @@ class Executor:
             # While the task is in _waiting, stop_task sends nothing into it (it sets
             # _stop_on_wake): nothing can land before it holds its CPU again.
             with self._lock:
-                if gave and at_once:
-                    self._book.take(gave)
-                    held = self._charged.get(key)
-                    if held is not None:
-                        self._charged[key] = (gave, held[1])
-                    else:  # abandoned meanwhile (TASK-031): it holds nothing any more
-                        self._book.give(gave)
-                elif gave:
+                if gave:
                     self._take_back(key, gave)
                 self._waiting.pop(key, None)
                 stopped = key in self._stop_on_wake

@@ -212,9 +212,6 @@ class Node:
         self.drivers: dict[str, tuple[str, int, str, float]] = {}
         #: On a member: the version of the last membership view applied (CLU-011).
         self.view_version = 0
-        #: A task whose stored arguments are fetched from another host gives its CPU
-        #: back while it waits (TASK-056); off only to show what that rule is for.
-        self.fetch_gives_cpu = True
         #: The last views applied here, as (version, workers listed, deaths listed):
         #: a push carries only what changed since the member's last answer (CLU-071).
         self.views_applied: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=16)
@@ -469,12 +466,7 @@ class Node:
                     self.handle_soon(lambda sid: ev.CopyLost(sid, object_id))
                 continue
         if value is None:
-            # Another host (raises ObjectNotFound). A task whose arguments are fetched
-            # gives its CPU back while it waits, as in a get (TASK-056).
-            from ._refs import wait_for
-
-            fetching = self.fetch(object_id, locations)
-            wait_for(fetching, timeout, at_once=True) if self.fetch_gives_cpu else fetching.result(timeout)
+            self.fetch(object_id, locations).result(timeout)  # another host (raises ObjectNotFound)
             value = self.store.get(object_id)
         if value.nested or value.buffers or value.encoding is Encoding.PICKLE:
             self.call(lambda: self._check_stored_form(object_id, value)).result()

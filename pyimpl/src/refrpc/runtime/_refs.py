@@ -253,16 +253,15 @@ def in_task() -> bool:
     return executor is not None and executor.on_thread()
 
 
-def wait_for(fut: concurrent.futures.Future[Any], timeout: float | None, at_once: bool = False) -> Any:
+def wait_for(fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
     """``fut.result(timeout)``; inside a task, the task lends its worker's turn
     while it waits (queued tasks run meanwhile), so waiting for a task queued
-    behind it on the same worker cannot deadlock. ``at_once``: see
-    :meth:`Executor.help_until`."""
+    behind it on the same worker cannot deadlock."""
     if fut.done():
         return fut.result()
     executor = current_executor()
     if executor is not None and executor.on_thread():
-        return executor.help_until(fut, timeout, at_once)
+        return executor.help_until(fut, timeout)
     return fut.result(timeout)
 
 
