@@ -3,10 +3,11 @@ reconstruction (TASK-*, RPC-003..006, LIN-*, BOR-006)."""
 
 from __future__ import annotations
 
+import functools
 import math
-from fractions import Fraction
-from dataclasses import replace
 from collections import deque
+from dataclasses import replace
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from .errors import LocalUsageError, ProtocolViolation
@@ -761,11 +762,13 @@ MAX_CPU_UNITS = 2**32 - 1
 MAX_RESOURCE_UNITS = 2**64 - 1
 
 
+@functools.lru_cache(maxsize=4096)
 def to_units(amount: float, limit: int) -> int:
     """``amount`` in ten-thousandths as TASK-050 defines it, at most ``limit``: the
     decimal number its shortest round-trip form (``repr``) writes, times 10,000 computed
     exactly, rounded up, so 0.14 is 1400 (not the 1401 of binary arithmetic) and a demand
-    that is not 0 never becomes 0. Submitter and worker convert alike (CLU-059)."""
+    that is not 0 never becomes 0. Submitter and worker convert alike (CLU-059).
+    Cached: a program uses few distinct demands, and exact arithmetic is slow."""
     amount = float(amount)
     if not amount > 0:
         return 0

@@ -572,6 +572,7 @@ class Node:
         leave_by: float | None = None
         clock = self.clock
         transport_wait = self.wire.wait
+        lock = self.lock
         try:
             while not self.stopped.is_set():
                 now = clock()
@@ -581,26 +582,34 @@ class Node:
                 # Sleep without the lock: other threads feed the core and send meanwhile.
                 transport_wait(timeout, also=(self._wake_r,))
                 self._drain_wake()
-                with self.lock:
-                    # A bounded batch, so that a burst of arrivals never keeps the clock
-                    # waiting: a peer whose heartbeats sit unread is declared dead (LIV-003).
-                    # Bounded in time too: 512 fetched chunks of 1 MiB take seconds to
-                    # write, and a Tick that comes that late finds every peer "silent".
-                    # A peer that stopped (declared dead, or its Goodbyes acknowledged)
-                    # reads nothing more: it would act on none of it. One that is still
-                    # leaving reads on, to acknowledge and take acknowledgements (LIV-010).
-                    recv = self.transport.recv
-                    batch_end = clock() + TICK_MS / 1000
-                    for _ in range(0 if self.core.stopped else 512):
-                        frames = recv(0)
-                        if frames is None:
-                            break
+                # A bounded batch, so that a burst of arrivals never keeps the clock
+                # waiting: a peer whose heartbeats sit unread is declared dead (LIV-003).
+                # Bounded in time too: 512 fetched chunks of 1 MiB take seconds to
+                # write, and a Tick that comes that late finds every peer "silent".
+                # A peer that stopped (declared dead, or its Goodbyes acknowledged)
+                # reads nothing more: it would act on none of it. One that is still
+                # leaving reads on, to acknowledge and take acknowledgements (LIV-010).
+                # Only this thread reads the ROUTER, so a message is read without the
+                # lock and each one is handled under it: a task thread waiting to send
+                # its reply gets the lock between two messages, not after the batch.
+                batch_end = clock() + TICK_MS / 1000
+                for _ in range(0 if self.core.stopped else 512):
+                    transport = self.transport
+                    if transport is self.wire:
+                        frames = transport.recv(0)
+                    else:  # a fault layer: its receiving shares state with its sending
+                        with lock:
+                            frames = transport.recv(0)
+                    if frames is None:
+                        break
+                    with lock:
                         try:
                             self._receive(frames)
                         except Exception:  # SEC-020: one message's failure never stops the others
                             self._receive_failed(frames)
-                        if clock() >= batch_end:
-                            break
+                    if clock() >= batch_end:
+                        break
+                with lock:
                     self.transport.flush()
                     self._drain_released()
                     now = clock()
