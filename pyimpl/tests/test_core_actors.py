@@ -3,9 +3,20 @@ ACT-013, ACT-018), driven with exact stimuli."""
 
 from __future__ import annotations
 
-from corekit import Net, of_type, raw, ref, result, shared
+from corekit import Net, Stub, bodies, checked_peer, of_type, raw, ref, result, shared
 from refrpc.core import events as ev
-from refrpc.core.messages import CreateActor, ErrorCode, ErrorInfo, KillActor
+from refrpc.core.messages import (
+    Arg,
+    ArgKind,
+    CreateActor,
+    ErrorCode,
+    ErrorInfo,
+    GetObjectStatus,
+    KillActor,
+    ObjectState,
+    ObjectStatus,
+    SubmitTask,
+)
 
 
 def create_actor(net: Net, concurrency: int = 0, owner: str = "D", host: str = "H") -> str:
@@ -168,3 +179,57 @@ def test_a_fenced_callers_calls_stop_holding_the_actor_for_its_other_callers():
     net.deliver_all()
     assert net["D"].owned[y].state == "ready"
     assert net["H"].hosted[aid].state == "alive"
+
+
+def _hosted_counter(concurrency: int = 0):
+    """H hosts O's actor; C is another caller with a session to H."""
+    h = checked_peer("H", 0x11)
+    o, c = Stub("O"), Stub("C")
+    o.greet(h)
+    c.greet(h)
+    aid = o.oid("a")
+    h.handle(o.send(h, CreateActor(aid, "Counter", (), max_concurrency=concurrency)))
+    h.handle(ev.ActorReady("ready", aid))
+    return h, o, c, aid
+
+
+def test_a_call_waiting_for_its_argument_holds_back_only_its_own_callers_calls():
+    # C: a.add.remote(x) with x O's and unanswered; O: a.add.remote(2), then a.get.remote():
+    # O's ready call starts at once, C's waits unstarted (ACT-034); C's call 2 waits for C's call 1
+    h, o, c, aid = _hosted_counter()
+    x = o.descriptor(o.oid("x"))
+    c1 = SubmitTask(c.oid("c1"), "add", (Arg(ArgKind.REF, ref=x),), (c.oid("c1.r0"),), actor_id=aid, actor_seq=1)
+    out = h.handle(c.send(h, c1))
+    assert bodies(out, GetObjectStatus, to="O") == [GetObjectStatus(x.object_id, True, relay=True)]
+    c2 = SubmitTask(c.oid("c2"), "get", (), (c.oid("c2.r0"),), actor_id=aid, actor_seq=2)
+    assert of_type(h.handle(c.send(h, c2)), ev.RunTask) == []  # behind C's call 1 (ACT-003)
+    o1 = SubmitTask(o.oid("o1"), "add", (), (o.oid("o1.r0"),), actor_id=aid, actor_seq=1)
+    runs = of_type(h.handle(o.send(h, o1)), ev.RunTask)
+    assert [r.task_id for r in runs] == [o1.task_id]  # not held back by C's unstarted call
+    out = h.handle(o.send(h, ObjectStatus(x.object_id, ObjectState.READY, 1, value=raw(b"1"))))
+    assert of_type(out, ev.RunTask) == []  # ready now, but O's call holds the one place (ACT-013)
+    out = h.handle(ev.TaskFinished("fin-o1", o1.task_id, 1, (ev.TaskResult(value=raw(b"2")),)))
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [c1.task_id]
+    out = h.handle(ev.TaskFinished("fin-c1", c1.task_id, 1, (ev.TaskResult(value=raw(b"3")),)))
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [c2.task_id]
+
+
+def test_a_started_call_whose_fetch_failed_keeps_its_place_and_runs_once_its_argument_is_known_again():
+    # C: a.add.remote(x), x stored at P; P cannot serve it; O names P again: the same call runs,
+    # and C's call 2 never overtakes it                                        ACT-034, OBJ-013
+    h, o, c, aid = _hosted_counter()
+    x = o.descriptor(o.oid("x"))
+    c1 = SubmitTask(c.oid("c1"), "add", (Arg(ArgKind.REF, ref=x),), (c.oid("c1.r0"),), actor_id=aid, actor_seq=1)
+    h.handle(c.send(h, c1))
+    where = ObjectStatus(x.object_id, ObjectState.READY, 500_000, ("P",), ("mem://P",))
+    [run] = of_type(h.handle(o.send(h, where)), ev.RunTask)
+    assert run.task_id == c1.task_id
+    c2 = SubmitTask(c.oid("c2"), "get", (), (c.oid("c2.r0"),), actor_id=aid, actor_seq=2)
+    assert of_type(h.handle(c.send(h, c2)), ev.RunTask) == []
+    out = h.handle(ev.FetchFailed("fetch-failed", x.object_id, c1.task_id, 1))
+    assert GetObjectStatus(x.object_id, True, relay=True) in bodies(out, to="O")
+    assert of_type(out, ev.RunTask) == []  # call 2 does not take call 1's place
+    [again] = of_type(h.handle(o.send(h, where)), ev.RunTask)
+    assert again.task_id == c1.task_id
+    out = h.handle(ev.TaskFinished("fin-c1", c1.task_id, 1, (ev.TaskResult(value=raw(b"1")),)))
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [c2.task_id]

@@ -250,10 +250,10 @@ def call_stopped_with_its_actor(ctx: CaseContext) -> None:
     summary=(
         "Suite peer O creates a Counter(0) on the IUT (concurrency 1). A second suite peer C, another caller, "
         "calls add(X by ref) as its actorSeq 1, where X is O's and O never answers for it: the call waits for "
-        "its argument. O then calls add(2) (its actorSeq 1), which may wait behind C's call. C leaves with "
-        "Goodbye (fenced at once; X's owner O lives on, so the argument does not fail): C's waiting call must "
-        "be dropped without holding the actor, so O's add(2) is answered 2, and the actor lives on (get "
-        "answers 2)."
+        "its argument, unstarted. O then calls add(2) (its actorSeq 1), which runs before it (ACT-034). C leaves "
+        "with Goodbye (fenced at once; X's owner O lives on, so the argument does not fail): C's waiting call "
+        "must be dropped without ever holding the actor, so O's add(2) is answered 2, the actor lives on and "
+        "O's next call, get, runs and answers 2 (C's call never ran)."
     ),
     timeout=60.0,
 )
@@ -280,6 +280,49 @@ def fenced_caller_releases_the_actor(ctx: CaseContext) -> None:
     link_o.send(get)
     check_inline(ctx, expect_reply(ctx, o, get, requirement="TASK-064"), 2, requirement="TASK-064",
                  note="get: the actor lives on, and C's call never ran")
+
+
+@case(
+    "actors/ACT-034-unready-call-holds-back-only-its-caller",
+    requirements=["ACT-034", "ACT-013", "ACT-003"],
+    features=("core", "actors"),
+    summary=(
+        "Suite peer O creates a Counter(0) on the IUT (concurrency 1). A second suite peer C calls add(X by ref) "
+        "as its actorSeq 1, X O's, and O does not answer for X yet: C's call waits for its argument, unstarted. "
+        "O then calls add(2) (its actorSeq 1): it is ready and the actor's one place is free, so it must run and "
+        "be answered 2 while C's call still waits (a call that is not ready holds back only its own caller's "
+        "calls). O then answers X (1): C's call answers 3, and O's get (actorSeq 2) 3."
+    ),
+    timeout=60.0,
+)
+def unready_call_holds_back_only_its_caller(ctx: CaseContext) -> None:
+    iut, o, link_o = open_session(ctx, peer_name="owner")
+    actor = ctx.new_id(o)
+    link_o.send(CreateActor(actor, "Counter", (by_value(0),)))
+    st: ActorStatus = ctx.expect(o, ActorStatus, lambda m: m.actor_id == actor, requirement="ACT-001",
+                                 what=f"ActorStatus for {actor}").body
+    ctx.require("ACT-001", st.state is ActorState.ALIVE, "ALIVE", f"{st.state.value} {st.error or ''}")
+    c = ctx.wire_peer("caller")
+    link_c = ctx.session(c, iut)
+    x = ctx.new_id(o)
+    waiting = task(c, "add", [by_ref(ctx.descriptor(o, x))], actor_id=actor, actor_seq=1, cpu_demand=0)
+    link_c.send(waiting)
+    ctx.expect(o, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
+               what=f"GetObjectStatus for C's argument {x}")
+    mine = task(o, "add", [by_value(2)], actor_id=actor, actor_seq=1, cpu_demand=0)
+    link_o.send(mine)
+    check_inline(ctx, expect_reply(ctx, o, mine, requirement="ACT-034", timeout=10.0), 2, requirement="ACT-034",
+                 note="O's add(2), while C's call waits for its argument")
+    ctx.check("ACT-034", not c.received(TaskReply, lambda m: m.task_id == waiting.task_id),
+              "C's call, whose argument is unanswered, has not run", "C's call was answered before X was")
+    value = portable(1)
+    link_o.send(ObjectStatus(x, ObjectState.READY, size=value.size, value=value))
+    check_inline(ctx, expect_reply(ctx, c, waiting, requirement="ACT-034"), 3, requirement="ACT-034",
+                 note="C's add(X = 1), once X is answered")
+    get = task(o, "get", [], actor_id=actor, actor_seq=2, cpu_demand=0)
+    link_o.send(get)
+    check_inline(ctx, expect_reply(ctx, o, get, requirement="ACT-034"), 3, requirement="ACT-034",
+                 note="get: both calls ran, once each")
 
 
 def _host_answers(ctx: CaseContext, host: WirePeer, iut_peer: str) -> CreateActor:

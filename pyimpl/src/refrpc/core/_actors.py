@@ -306,11 +306,14 @@ class Actors:
         h.queue.append(key)
 
     def _actor_next(self: Peer, h: HostedActor) -> ExecKey | None:
-        """The call to run next: earliest arrival whose caller has no lower seq queued (ACT-003)."""
+        """The call to start next (ACT-034): the earliest arrival among each caller's
+        lowest waiting call (ACT-003, ACT-014) whose arguments are ready; a caller whose
+        lowest call still waits for an argument holds back only its own calls."""
         if not h.queue:
             return None
         head = h.queue[0]
-        if self.exec_tasks[head].spec.actor_seq == h.last_run.get((head[0], head[1]), 0) + 1:
+        ex = self.exec_tasks[head]
+        if ex.spec.actor_seq == h.last_run.get((head[0], head[1]), 0) + 1 and not ex.waiting:
             return head  # the usual case: sessions are FIFO, so calls arrive in order
         lowest: dict[tuple[PeerId, int], int] = {}
         for k in h.queue:
@@ -318,19 +321,26 @@ class Actors:
             caller = (k[0], k[1])
             lowest[caller] = min(seq, lowest.get(caller, seq))
         for k in h.queue:
-            if self.exec_tasks[k].spec.actor_seq == lowest[(k[0], k[1])]:
+            ex = self.exec_tasks[k]
+            if ex.spec.actor_seq == lowest[(k[0], k[1])] and not ex.waiting:
                 return k
         return None
 
     def _actor_may_start(self: Peer, key: ExecKey) -> bool:
         ex = self.exec_tasks[key]
         h = self.hosted.get(ex.spec.actor_id)
+        if h is not None and key in h.running:
+            # ACT-034: a started call whose fetch failed asked the owner again (OBJ-013);
+            # it kept its place and goes on once its argument is known again.
+            return h.state == "alive"
         return (h is not None and h.state == "alive" and len(h.running) < h.max_concurrency
                 and self._actor_next(h) == key)  # ACT-003: calls start in order; ACT-013
 
     def _actor_started(self: Peer, key: ExecKey) -> None:
         ex = self.exec_tasks[key]
         h = self.hosted[ex.spec.actor_id]
+        if key in h.running:
+            return  # started before, and resumed after asking for its argument again
         h.running[key] = None
         if h.queue and h.queue[0] == key:
             h.queue.popleft()
@@ -353,8 +363,9 @@ class Actors:
         self._actor_pump(h)
 
     def _actor_pump(self: Peer, h: HostedActor) -> None:
-        # Calls still resolving their arguments wait; the next ones in order start,
-        # as many as the actor may run at once (ACT-003, ACT-013).
+        # The next calls in order whose arguments are ready start, as many as the
+        # actor may run at once (ACT-003, ACT-013, ACT-034); a call still resolving
+        # its arguments holds back its own caller's later calls, no one else's.
         while h.queue and len(h.running) < h.max_concurrency:
             nxt = self._actor_next(h)
             if nxt is None:

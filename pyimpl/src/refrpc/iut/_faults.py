@@ -677,6 +677,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "An actor's host starts the calls that wait in the order they arrived, not each caller's lowest "
         "actorSeq first: a call 3 that arrives after a call 5 runs after it (and is not refused).",
     ),
+    "unready-actor-call-holds-everyone": (
+        "ACT-034",
+        "An actor's host starts, between callers, the call that arrived first even when its arguments are "
+        "not ready: a call waiting for its argument's status holds back every other caller's ready calls, "
+        "and the actor's free place stays empty until that argument is answered.",
+    ),
     "late-actor-call-queued": (
         "ACT-014",
         "An actor call numbered at or below the highest its caller already started is not refused on "
@@ -773,6 +779,22 @@ def _demand_in_binary(iut: Iut) -> None:
 def _actor_calls_in_arrival_order(iut: Iut) -> None:
     core = iut.node.core
     core._actor_next = lambda h: h.queue[0] if h.queue else None  # type: ignore[method-assign]  # breaks ACT-014
+
+
+def _unready_actor_call_holds_everyone(iut: Iut) -> None:
+    core = iut.node.core
+
+    def patched(h: Any) -> Any:
+        lowest: dict[Any, int] = {}
+        for k in h.queue:
+            seq = core.exec_tasks[k].spec.actor_seq
+            lowest[(k[0], k[1])] = min(seq, lowest.get((k[0], k[1]), seq))
+        for k in h.queue:
+            if core.exec_tasks[k].spec.actor_seq == lowest[(k[0], k[1])]:
+                return k  # breaks ACT-034: ready or not, the earliest caller's call is next
+        return None
+
+    core._actor_next = patched  # type: ignore[method-assign]
 
 
 def _late_actor_call_queued(iut: Iut) -> None:
@@ -2392,6 +2414,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "learn-from-anyone": lambda iut: _as_the_head_itself(iut, "learn"),  # breaks CLU-013
     "demand-in-binary": _demand_in_binary,
     "actor-calls-in-arrival-order": _actor_calls_in_arrival_order,
+    "unready-actor-call-holds-everyone": _unready_actor_call_holds_everyone,
     "late-actor-call-queued": _late_actor_call_queued,
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
