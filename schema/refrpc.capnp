@@ -1231,8 +1231,9 @@ struct TableEntry {
   # Pending tasks of mine that mention it (BOR-006).
 
   containedIn @6 :List(Text);
-  # Ids of objects I own whose value embeds it (GC-002), in the order the
-  # holds were taken, once per hold; a reader compares it as a multiset (INT-010).
+  # Ids of objects I own whose value embeds it (GC-002), each container once
+  # however often its value names it (a set, OWN-003), in the order the holds
+  # were taken; a reader compares it as a set (INT-010).
 
   borrowers @7 :List(Text);
   # As owner: PeerIds holding grants, each once, in ascending byte order
