@@ -6,6 +6,8 @@ from __future__ import annotations
 from corekit import Net, Stub, bodies, checked_peer, of_type, raw, ref, result, shared
 from refrpc.core import events as ev
 from refrpc.core.messages import (
+    ActorState,
+    ActorStatus,
     Arg,
     ArgKind,
     CreateActor,
@@ -233,3 +235,20 @@ def test_a_started_call_whose_fetch_failed_keeps_its_place_and_runs_once_its_arg
     assert again.task_id == c1.task_id
     out = h.handle(ev.TaskFinished("fin-c1", c1.task_id, 1, (ev.TaskResult(value=raw(b"1")),)))
     assert [r.task_id for r in of_type(out, ev.RunTask)] == [c2.task_id]
+
+
+def test_a_creation_killed_while_its_arguments_resolve_never_runs_its_constructor():
+    # O: a = Counter.remote(x) with x unanswered; kill(a) at once: DEAD now, and when x's
+    # status comes the constructor does not run                                   ACT-029, ACT-006
+    h = checked_peer("H", 0x11)
+    o = Stub("O")
+    o.greet(h)
+    aid = o.oid("a")
+    x = o.descriptor(o.oid("x"))
+    out = h.handle(o.send(h, CreateActor(aid, "Counter", (Arg(ArgKind.REF, ref=x),))))
+    assert bodies(out, GetObjectStatus, to="O") == [GetObjectStatus(x.object_id, True, relay=True)]
+    (dead,) = bodies(h.handle(o.send(h, KillActor(aid))), ActorStatus)
+    assert dead.state is ActorState.DEAD and dead.error.code is ErrorCode.ACTOR_DIED  # ACT-006's error
+    out = h.handle(o.send(h, ObjectStatus(x.object_id, ObjectState.READY, 1, value=raw(b"1"))))
+    assert of_type(out, ev.StartActor) == [] and bodies(out, ActorStatus) == []
+    assert h.actor_creations == {} and not any(k[2] == f"{aid}#create" for k in h.exec_tasks)

@@ -259,6 +259,15 @@ class Actors:
                            calls: ErrorInfo | None = None) -> None:
         """``h`` is dead with ``info``; its queued calls are answered ``calls`` (default ``info``)."""
         h.state = "dead"
+        for key, actor_id in list(self.actor_creations.items()):
+            ex = self.exec_tasks.get(key)
+            if actor_id == h.actor_id and ex is not None and ex.state == "resolving":
+                # ACT-029: a creation whose arguments still resolve never starts its
+                # constructor; its records and argument holds go now.
+                del self.actor_creations[key]
+                del self.exec_tasks[key]
+                self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+                self._release_exec_holds(ex)
         queue, h.queue = list(h.queue), deque()
         for key, ex in list(self.exec_tasks.items()):
             if ex.spec.actor_id == h.actor_id and ex.state == "running" and notify:
