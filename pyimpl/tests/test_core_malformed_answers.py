@@ -214,3 +214,22 @@ def test_an_undecodable_introspect_reply_ends_the_request():
     # Another request id names nothing: the request table is unchanged.
     assert d.handle(ev.ReceiveMalformed("bad2", "W", w.incarnation, ErrorInfo(ErrorCode.MALFORMED, "junk"), 2, "D",
                                         0xD1, ("IntrospectReply", (6,)))) and not d.introspections
+
+
+def test_a_reply_that_uses_a_feature_not_in_use_fails_the_task_at_once():
+    # D: y = f.remote() on W; the session has no borrowing, and W's reply names a
+    # retained ref: refused FEATURE_NOT_NEGOTIATED, and y fails with it, no retry   HS-004, GEN-030
+    d = checked_peer("D", 0xD1)
+    d.handle(ev.AddPeer("add", "W", "mem://W"))
+    d.handle(ev.Submit("submit", "D.d1.1", "f", (), ("D.d1.1.r0",), executor="W", max_retries=3))
+    w = Stub("W", incarnation=0x3, features=("core", "recovery"))
+    [spec] = bodies(d.handle(w.welcome(d)), SubmitTask)
+    held = RefDescriptor("O.5.1", "O", 5, "mem://O", -1, "")
+    reply = TaskReply(spec.task_id, 1, (ReturnValue(f"{spec.task_id}.r0", ReturnKind.INLINE,
+                                                    value=Value(Encoding.RAW, b"v")),), retained=(held,))
+    out = d.handle(w.send(d, reply))
+    [err] = bodies(out, ProtocolError)
+    assert (err.error.code, err.related_seq) == (ErrorCode.FEATURE_NOT_NEGOTIATED, 1)
+    e = d.owned["D.d1.1.r0"]
+    assert e.state == "failed" and e.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
+    assert bodies(out, SubmitTask) == []

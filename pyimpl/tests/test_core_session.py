@@ -770,7 +770,8 @@ def test_create_actor_the_hosts_session_cannot_carry_is_never_sent(shared):
 
 
 def test_task_reply_with_refs_on_a_session_without_borrowing_is_refused():
-    # W (core only) returns a value that embeds a ref                        HS-017
+    # W (core only) returns a value that embeds a ref: refused, and the task it
+    # answers ends with that code (no hang until W dies)             HS-017, GEN-030
     d = peer("D", 0xD1)
     d.handle(ev.AddPeer("add", "W", "mem://W"))
     d.handle(ev.Submit("submit", "D.d1.1", "f", (), ("D.d1.1.r0",), executor="W"))
@@ -780,7 +781,8 @@ def test_task_reply_with_refs_on_a_session_without_borrowing_is_refused():
     reply = TaskReply("D.d1.1", 1, (ReturnValue("D.d1.1.r0", ReturnKind.INLINE, raw(b"v", (nested,))),))
     [msg] = bodies(d.handle(w.send(d, reply)), ProtocolError)
     assert msg.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
-    assert d.owned["D.d1.1.r0"].state == "pending"
+    e = d.owned["D.d1.1.r0"]
+    assert e.state == "failed" and e.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
 
 
 def test_object_status_with_a_pickle_value_on_a_plain_session_is_refused():
@@ -794,6 +796,8 @@ def test_object_status_with_a_pickle_value_on_a_plain_session_is_refused():
     out = g.handle(o.send(g, ObjectStatus(x.object_id, ObjectState.READY, 4, (), (), Value(Encoding.PICKLE, b"\x80\x05N."))))
     [msg] = bodies(out, ProtocolError)
     assert msg.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
+    [got] = of_type(out, ev.GetResult)  # the wait ends with that code (GEN-030)
+    assert got.error is not None and got.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
 
 
 def test_retry_is_not_sent_to_a_peer_without_recovery():

@@ -14,7 +14,9 @@ from .events import DeliverData, Disconnect, FailStop, PeerDeclaredDead, Receive
 from .messages import (
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
+    ActorStatus,
     ArgKind,
+    BorrowerRegistered,
     ConfirmBorrow,
     CreateActor,
     Encoding,
@@ -33,6 +35,7 @@ from .messages import (
     Goodbye,
     Heartbeat,
     Hello,
+    IntrospectReply,
     Message,
     PeerDeadNotice,
     PeerId,
@@ -91,6 +94,21 @@ _DEATH_SOURCE = {
     "declared_dead": "declared-dead-error",
     "rejected": "hello",
 }
+
+def _answer_of(body: Message) -> tuple[str, tuple[object, ...]] | None:
+    """The request ``body`` answers, keyed as GEN-030's table says; None for a non-answer."""
+    if isinstance(body, TaskReply):
+        return "TaskReply", (body.task_id, body.attempt)
+    if isinstance(body, BorrowerRegistered):
+        return "BorrowerRegistered", (body.object_id, body.forward_id)
+    if isinstance(body, ObjectStatus):
+        return "ObjectStatus", (body.object_id,)
+    if isinstance(body, ActorStatus):
+        return "ActorStatus", (body.actor_id,)
+    if isinstance(body, IntrospectReply):
+        return "IntrospectReply", (body.request_id,)
+    return None
+
 
 #: Which negotiated feature each message needs (HS-004); "core" ones are omitted.
 FEATURE_OF: dict[str, str] = {
@@ -347,6 +365,13 @@ class SessionLayer:
         problem = self._feature_problem(r, env.body)
         if problem is not None:
             self._protocol_error(r, ErrorCode.FEATURE_NOT_NEGOTIATED, problem[0], problem[1], env.seq)
+            answer = _answer_of(env.body)
+            if answer is not None:
+                # GEN-030: the refused answer still ends the request it answers; what
+                # it carries is disposed of (TASK-015).
+                if isinstance(env.body, TaskReply):
+                    self._drop_reply(env.body, r.peer)
+                self._answer_refused(r, answer, ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, problem[0], problem[1]))
             return
         if isinstance(env.body, _DATA_PLANE):
             self._deliver_data(r, env.body)

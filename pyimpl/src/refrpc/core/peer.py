@@ -327,12 +327,17 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 self._out(IntrospectResult(self._sid, int(key), r.peer, (), error))  # type: ignore[call-overload]
 
     def _answer_refused(self, r: Remote, answer: tuple[str, tuple[object, ...]], error: ErrorInfo) -> None:
-        """GEN-030: an answer from ``r`` was malformed but names what it answers; that
-        request ends with MALFORMED instead of waiting for an answer that will not come."""
+        """GEN-030: an answer from ``r`` was malformed, or used a feature not in use
+        (HS-004), but names what it answers; that request ends with the same code
+        (MALFORMED or FEATURE_NOT_NEGOTIATED) instead of waiting for an answer that will
+        not come."""
         kind, key = answer
         # The rule the answer broke, where one more specific than "malformed" is known (GEN-030).
         rule = error.requirement if error.requirement not in ("", "GEN-004", "GEN-010") else "GEN-030"
-        info = ErrorInfo(ErrorCode.MALFORMED, f"{kind} from {r.peer} was malformed: {error.message}", rule)
+        if error.code is ErrorCode.FEATURE_NOT_NEGOTIATED:
+            info = ErrorInfo(error.code, f"{kind} from {r.peer} used a feature not in use: {error.message}", rule)
+        else:
+            info = ErrorInfo(ErrorCode.MALFORMED, f"{kind} from {r.peer} was malformed: {error.message}", rule)
         if kind == "TaskReply":
             task_id, attempt = str(key[0]), key[1]
             t = self.tasks.get(task_id)
