@@ -1401,3 +1401,20 @@ def test_a_member_is_not_made_to_fence_its_head_by_an_owners_confirm_borrow():
     assert ("E", e) not in net["S"].fenced
     net.deliver_all()
     assert fid in grants_of(net, "O", x).get("S", {})
+
+
+def test_grants_in_members_a_return_kind_does_not_use_are_given_back():
+    # W's reply puts grants where its kind does not read them: in ReturnValue.nested of an
+    # inline return, in the value of a stored one; D keeps neither and releases both   VAL-019, BOR-013
+    d, w, tid, y = stub_executor(retries=0)
+    z1 = w.descriptor(w.oid(5), forward_id=w.oid("f5"))
+    z2 = w.descriptor(w.oid(6), forward_id=w.oid("f6"))
+    inline = ReturnValue(y, ReturnKind.INLINE, raw(b"v"), nested=(z1,))
+    out = d.handle(w.send(d, TaskReply(tid, 1, (inline,))))
+    assert bodies(out, ReleaseBorrows) == [ReleaseBorrows((BorrowRelease(z1.object_id, (z1.forward_id,)),))]
+    assert d.owned[y].state == "ready" and d.owned[y].nested == () and z1.object_id not in d.borrowed
+    d2, w2, tid2, y2 = stub_executor(retries=0)
+    stored = ReturnValue(y2, ReturnKind.STORED, raw(b"ignored", (z2,)), location="W", size=500)
+    out = d2.handle(w2.send(d2, TaskReply(tid2, 1, (stored,))))
+    assert bodies(out, ReleaseBorrows) == [ReleaseBorrows((BorrowRelease(z2.object_id, (z2.forward_id,)),))]
+    assert d2.owned[y2].state == "ready" and z2.object_id not in d2.borrowed

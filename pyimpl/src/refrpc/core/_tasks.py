@@ -476,9 +476,39 @@ class Tasks:
         else:
             self._keep_lineage(t)
 
+    @staticmethod
+    def _used_nested(rv: ReturnValue) -> tuple[RefDescriptor, ...]:
+        """The refs ``rv`` returns, from the member its kind reads (VAL-019, TASK-017)."""
+        if rv.kind == ReturnKind.INLINE:
+            return rv.value.nested if rv.value else ()
+        return rv.nested if rv.kind == ReturnKind.STORED else ()
+
+    @staticmethod
+    def _unused_nested(rv: ReturnValue) -> tuple[RefDescriptor, ...]:
+        """Descriptors in the members ``rv``'s kind does not read (VAL-020): never kept,
+        but grants made out to us there are still given back (BOR-013)."""
+        if rv.kind == ReturnKind.INLINE:
+            unused = rv.nested
+        elif rv.kind == ReturnKind.STORED:
+            unused = rv.value.nested if rv.value else ()
+        else:
+            unused = (rv.value.nested if rv.value else ()) + rv.nested
+        if not unused:
+            return ()
+        used = {(d.object_id, d.forward_id) for d in Tasks._used_nested(rv)}
+        seen: set[tuple[str, str]] = set()
+        out = []
+        for d in unused:  # a grant named twice is given back once, and never one we keep
+            k = (d.object_id, d.forward_id)
+            if k not in used and k not in seen:
+                seen.add(k)
+                out.append(d)
+        return tuple(out)
+
     def _take_return(self: Peer, rv: ReturnValue) -> None:
         e = self.owned.get(rv.object_id)
-        nested = rv.value.nested if rv.kind == ReturnKind.INLINE and rv.value else rv.nested
+        nested = self._used_nested(rv)
+        self._drop_nested_grants(self._unused_nested(rv))
         if e is None or e.state != "pending":
             # Re-executed for another return (LIN-003), or nobody wants it any more.
             # A re-executed stored copy of a ready object is freed, never recorded: its
@@ -521,8 +551,7 @@ class Tasks:
         """TASK-015: release what a reply we don't adopt made out to us. A stored
         return is freed at the reply's sender, whatever location it names (VAL-019)."""
         for rv in reply.returns:
-            nested = rv.value.nested if rv.value else rv.nested
-            self._drop_nested_grants(nested)
+            self._drop_nested_grants(self._used_nested(rv) + self._unused_nested(rv))
             if rv.kind == ReturnKind.STORED:
                 e = self.owned.get(rv.object_id)
                 if e is None or sender not in e.locations:
