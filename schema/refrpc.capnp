@@ -346,8 +346,9 @@ struct Arg {
   # hold on every ref the argument mentions (as `ref`, as `shared` or nested in
   # `value`) until the task is settled, or, for CreateActor, until the actor
   # reports ActorStatus ALIVE or DEAD (for maxRestarts > 0: until it is dead for
-  # good, ACT-012) or I declare you dead (BOR-006); that hold covers you while
-  # you run the task or the constructor (BOR-001).
+  # good, ACT-012), or until I declare you dead and do not re-create the actor
+  # elsewhere (a re-creation keeps the hold, ACT-011, BOR-006); that hold covers
+  # you while you run the task or the constructor (BOR-001).
 
   kind @0 :ArgKind;
   # How the argument is passed.
@@ -1046,8 +1047,9 @@ struct CreateActor {
   # The constructor's arguments, in order (VAL-018). They are covered exactly
   # like SubmitTask arguments: I keep a submitted-task hold on every ref they
   # mention until you report ActorStatus (alive or dead; for maxRestarts > 0,
-  # until the actor is dead for good, ACT-012) or I declare you dead (BOR-006),
-  # and their forwardIds are empty (REF-001). For every ref the
+  # until the actor is dead for good, ACT-012), or until I declare you dead and
+  # do not re-create the actor elsewhere (a re-creation keeps the hold, ACT-011,
+  # BOR-006), and their forwardIds are empty (REF-001). For every ref the
   # actor keeps, you register yourself as its borrower before you report alive
   # (BOR-007).
 
@@ -1138,7 +1140,9 @@ struct IntrospectReply {
   # Your request's id.
 
   entries @1 :List(TableEntry);
-  # The entries; possibly none when you asked for my summary (INT-007).
+  # The entries; none, with `summary` set, when you asked for my summary
+  # (INT-007) or when the listing would exceed your maxFrameBytes (ZMQ-023):
+  # empty entries with a summary always mean "not listed", never "no entries".
 
   summary :union {
     # What I am doing, counted (INT-006).
@@ -1201,7 +1205,9 @@ struct ActorEntry {
   state @2 :Text;
   # My state name for it, in lowercase: in ownedActors `pending` (no ActorStatus
   # yet), `alive`, `restarting` (being re-created, ACT-011) or `dead`; in
-  # hostedActors `starting` (constructor running), `alive` or `dead` (INT-006).
+  # hostedActors `starting` (its constructor has not finished: its arguments
+  # are being resolved, it waits for room, ACT-027, or it runs), `alive` or
+  # `dead` (INT-006).
 
   className @3 :Text;
   # The name the actor was created with (CreateActor.className), empty if I do not
