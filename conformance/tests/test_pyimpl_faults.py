@@ -160,6 +160,8 @@ CATCHES = {
     "actor-calls-in-arrival-order": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
     "late-actor-call-queued": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
     "unready-actor-call-holds-everyone": "actors/ACT-034-unready-call-holds-back-only-its-caller",
+    "incarnation-0-before-features": "handshake/REF-004-ERR-010-feature-before-incarnation-0",
+    "refused-answer-leaves-request-open": "tasks/GEN-041-reply-using-a-feature-not-in-use-fails-the-task",
     "stopped-actor-call-answered-late": "actors/TASK-063-ACT-006-call-stopped-with-its-actor-answered-at-once",
     "undecodable-hello-ignored": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
     "unbounded-joiner-bindings": "security/SEC-023-CNF-054-bindings-of-unregistered-joiners-bounded",

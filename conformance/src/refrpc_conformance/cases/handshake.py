@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from refrpc.core.messages import (
     CreateActor,
@@ -245,6 +246,29 @@ def feature_not_negotiated(ctx: CaseContext) -> None:
     run_echo(ctx, peer, link, "after", requirement="HS-004")
     answered = peer.received(TaskReply, lambda m: m.task_id == bad.task_id)
     ctx.check("HS-004", not answered, "the offending SubmitTask discarded (no TaskReply)", f"{len(answered)} replies")
+
+
+@case(
+    "handshake/REF-004-ERR-010-feature-before-incarnation-0",
+    requirements=["REF-004", "ERR-010", "HS-004"],
+    summary=(
+        "On a session where only `core` is in use, the suite sends a SubmitTask with a `shared` argument whose "
+        "descriptor names its owner's incarnation as 0. It breaks a feature rule (ERR-010 step 3) and REF-004, "
+        "which is judged at delivery (step 5): the one answer is ProtocolError(FEATURE_NOT_NEGOTIATED), never "
+        "MALFORMED, and the session goes on."
+    ),
+)
+def feature_before_incarnation_0(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx, features=("core",))
+    x = replace(ctx.descriptor(peer, ctx.new_id(peer)), owner_incarnation=0)
+    bad = task(peer, "forward", [shared(x)])
+    seq = link.send(bad)
+    err = ctx.expect(peer, ProtocolError, lambda m: m.related_seq == seq, requirement="REF-004",
+                     what=f"ProtocolError about seq {seq}").body
+    check_error_code(ctx, err, (ErrorCode.FEATURE_NOT_NEGOTIATED,), requirement="REF-004")
+    run_echo(ctx, peer, link, "after", requirement="HS-004")
+    answers = peer.received(ProtocolError, lambda m: m.related_seq == seq)
+    ctx.check("ERR-010", len(answers) == 1, "one answer for the message", f"{len(answers)} ProtocolErrors")
 
 
 @case(

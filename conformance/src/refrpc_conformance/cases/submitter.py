@@ -281,6 +281,44 @@ def undecodable_reply(ctx: CaseContext) -> None:
 
 
 @case(
+    "tasks/GEN-041-reply-using-a-feature-not-in-use-fails-the-task",
+    requirements=["GEN-041", "HS-004", "HS-017", "CNF-018"],
+    summary=(
+        "Suite executor E offers only `core`, so the session with the IUT has no `borrowing`. The IUT submits "
+        "echo to E, which answers the right task and attempt with a TaskReply whose `retained` names a ref (a "
+        "borrowing feature). The IUT must refuse it with ProtocolError(FEATURE_NOT_NEGOTIATED) about its "
+        "sequence number and also fail the task's return with FEATURE_NOT_NEGOTIATED at once, rather than leave "
+        "it pending until E dies; then nothing is left in its tables."
+    ),
+    timeout=60.0,
+)
+def reply_using_a_feature_not_in_use(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor", features=("core",))
+    iut.add_peer(e, slots=1)
+    sub = iut.submit("echo", [{"value": "x"}], executor=e.peer_id)
+    st = _next_task(ctx, e, "echo")
+    kept = ctx.descriptor(e, ctx.new_id(e))
+    reply = TaskReply(st.task_id, st.attempt, (
+        ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable("x")),), retained=(kept,))
+    seq = e.link(iut.peer_id).send(reply)
+    err = ctx.expect(e, ProtocolError, lambda m: m.related_seq == seq, requirement="HS-004",
+                     what=f"ProtocolError about the reply (seq {seq})", timeout=10.0).body
+    ctx.check("HS-004", err.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED, "code FEATURE_NOT_NEGOTIATED",
+              err.error.code.name)
+    [rid] = sub["returns"]
+    got = iut.get(rid, timeout_ms=5_000)
+    code = str(got.get("error", {}).get("code", ""))
+    ctx.check("GEN-041", code == "FEATURE_NOT_NEGOTIATED",
+              "get of the return answers error FEATURE_NOT_NEGOTIATED within 5 s", got)
+    iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("GEN-041", counts.get("submitted_tasks") == 0 and not iut.table(),
+              "the failed task and its return forgotten once dropped", (counts, iut.table()))
+
+
+@case(
     "tasks/TASK-024-named-executor-never-queued",
     requirements=["TASK-024", "TASK-001", "CNF-008"],
     summary=(

@@ -683,6 +683,17 @@ FAULTS: dict[str, tuple[str, str]] = {
         "not ready: a call waiting for its argument's status holds back every other caller's ready calls, "
         "and the actor's free place stays empty until that argument is answered.",
     ),
+    "incarnation-0-before-features": (
+        "REF-004",
+        "A descriptor naming its owner's incarnation as 0 is judged before the feature rules (as if at "
+        "decoding): a SubmitTask with a shared argument on a core-only session whose descriptor names "
+        "incarnation 0 is answered MALFORMED instead of FEATURE_NOT_NEGOTIATED.",
+    ),
+    "refused-answer-leaves-request-open": (
+        "GEN-041",
+        "An answer refused FEATURE_NOT_NEGOTIATED (a TaskReply with refs on a session without borrowing, say) "
+        "ends nothing: the task it answers stays pending until its executor dies.",
+    ),
     "late-actor-call-queued": (
         "ACT-014",
         "An actor call numbered at or below the highest its caller already started is not refused on "
@@ -795,6 +806,36 @@ def _unready_actor_call_holds_everyone(iut: Iut) -> None:
         return None
 
     core._actor_next = patched  # type: ignore[method-assign]
+
+
+def _incarnation_0_before_features(iut: Iut) -> None:
+    core = iut.node.core
+    problem = core._feature_problem
+
+    def zero(body: Any) -> bool:
+        args = getattr(body, "args", ())
+        refs = [a.ref for a in args if getattr(a, "ref", None) is not None]
+        refs += [d for a in args if getattr(a, "value", None) is not None for d in a.value.nested]
+        return any(d.owner_incarnation == 0 for d in refs)
+
+    def patched(r: Any, body: Any) -> Any:
+        if zero(body):
+            return None  # breaks REF-004: incarnation 0 judged first (delivery answers MALFORMED)
+        return problem(r, body)
+
+    core._feature_problem = patched  # type: ignore[method-assign]
+
+
+def _refused_answer_leaves_request_open(iut: Iut) -> None:
+    core = iut.node.core
+    refused = core._answer_refused
+
+    def patched(r: Any, answer: Any, error: Any) -> None:
+        if error.code is ErrorCode.FEATURE_NOT_NEGOTIATED:
+            return  # breaks GEN-041: the request stays open
+        refused(r, answer, error)
+
+    core._answer_refused = patched  # type: ignore[method-assign]
 
 
 def _late_actor_call_queued(iut: Iut) -> None:
@@ -2415,6 +2456,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "demand-in-binary": _demand_in_binary,
     "actor-calls-in-arrival-order": _actor_calls_in_arrival_order,
     "unready-actor-call-holds-everyone": _unready_actor_call_holds_everyone,
+    "incarnation-0-before-features": _incarnation_0_before_features,
+    "refused-answer-leaves-request-open": _refused_answer_leaves_request_open,
     "late-actor-call-queued": _late_actor_call_queued,
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
