@@ -42,6 +42,9 @@ class Gate:
         self.calls += 1
         return self.calls
 
+    def exit(self, code):
+        raise SystemExit(code)
+
 
 @refrpc.remote
 class Rendezvous:
@@ -80,6 +83,9 @@ class Rendezvous:
         import asyncio
 
         await asyncio.Event().wait()
+
+    async def exit(self, code):
+        raise SystemExit(code)
 
 
 @refrpc.remote(max_concurrency=2)

@@ -266,6 +266,12 @@ def identity(x):
 
 
 @refrpc.remote
+def exits(code):
+    """Raises SystemExit (``sys.exit`` in a task): a BaseException, not an Exception."""
+    raise SystemExit(code)
+
+
+@refrpc.remote
 def unpicklable_result():
     import threading
 

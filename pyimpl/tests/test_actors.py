@@ -84,3 +84,18 @@ def test_killing_an_async_actor_ends_its_waiting_calls(one_worker):
         refrpc.get(f, timeout=30)
     with pytest.raises(ValueError):
         af.Rendezvous.options(max_concurrency=0)
+
+
+@pytest.mark.parametrize("cls", ["Gate", "Rendezvous"])
+def test_a_method_that_calls_sys_exit_fails_and_the_actor_serves_on(one_worker, cls):
+    # a.exit.remote(2) raises SystemExit (no Exception) in a thread or on the event
+    # loop: that call fails with a TaskError, and the next call is answered (before,
+    # neither was: the thread, or the loop, ended)
+    a = getattr(af, cls).remote()
+    with pytest.raises(refrpc.TaskError, match="SystemExit"):
+        refrpc.get(a.exit.remote(2), timeout=30)
+    if cls == "Gate":
+        assert refrpc.get(a.ping.remote(), timeout=30) == 1
+    else:
+        assert refrpc.get(a.awaited.remote(refrpc.shared(af.add.remote(1, 1))), timeout=30) == 2
+    a.kill()

@@ -166,6 +166,17 @@ def test_a_result_that_cannot_be_stored_fails_the_task_and_jams_nothing(cluster)
     assert refrpc.get([rf.add.remote(i, 2) for i in range(10)], timeout=30) == list(range(2, 12))
 
 
+def test_a_task_that_calls_sys_exit_fails_and_jams_nothing(cluster):
+    # r = f.remote() where f calls sys.exit(3): SystemExit is no Exception, and it
+    # used to end the worker's task thread unanswered (get hung, and every later
+    # task on that worker queued behind the slot it never gave back).
+    refs = [rf.exits.remote(3) for _ in range(4)]  # on every worker
+    for r in refs:
+        with pytest.raises(refrpc.TaskError, match="SystemExit"):
+            refrpc.get(r, timeout=30)
+    assert refrpc.get([rf.add.remote(i, 3) for i in range(10)], timeout=30) == list(range(3, 13))
+
+
 def test_actor_constructors_take_keyword_arguments_and_kill_stops_the_actor(cluster):
     # c = Counter.remote(start=5); c.add.remote(n=2) -> 7; refrpc.kill(c)
     c = rf.Counter.remote(start=5)

@@ -168,7 +168,7 @@ class ActorRunner:
                     out = await out
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit too: the call fails, the loop serves on
                 args.clear()
                 ex.report(ins, error=exc)
                 return

@@ -827,7 +827,9 @@ class Executor:
         fn, kwargs = target
         try:
             out = fn(*args, **kwargs)
-        except Exception as exc:
+        except TaskStopped:
+            raise
+        except BaseException as exc:  # SystemExit too: the task fails, the thread serves on
             args.clear()
             self.report(ins, error=exc)
             return
