@@ -149,6 +149,30 @@ def test_the_wait_loop_over_many_refs_costs_in_proportion_to_what_is_ready(clust
     assert len(waits) - len(set(waits)) <= 300  # each object watched at most once besides its own get
 
 
+def test_a_wait_call_reads_only_the_refs_before_the_ones_it_returns(cluster, monkeypatch):
+    # refs all done; while refs: ready, refs = wait(refs)  -- each call reads the id of
+    # the one ref it returns, not the whole list (the loop stays linear), and what it
+    # returns as pending is checked once: a non-Ref put into it is refused when reached.
+    refs = [rf.add.remote(i, 0) for i in range(200)]
+    assert refrpc.get(refs, timeout=30) == list(range(200))
+    reads = []
+    real = refrpc.api._ref_id
+    monkeypatch.setattr(refrpc.api, "_ref_id", lambda r: reads.append(1) or real(r))
+    pending, seen = refs, []
+    while pending:
+        ready, pending = refrpc.wait(pending, num_returns=1, timeout=30)
+        assert isinstance(pending, list)
+        seen += ready
+    assert seen == refs  # in order: each was ready
+    assert len(reads) == len(refs)  # one id read per call
+    with pytest.raises(TypeError):
+        refrpc.wait([*refs[:3], "not a ref"], num_returns=1)  # a list of its own is checked whole
+    _, pending = refrpc.wait(refs[:3], num_returns=1, timeout=30)
+    pending.insert(0, "not a ref")
+    with pytest.raises(TypeError):
+        refrpc.wait(pending, num_returns=1)
+
+
 def test_an_argument_the_worker_cannot_load_fails_the_task_and_jams_nothing(cluster):
     # r = identity.remote(Unloadable()) -- unpickling it on the worker raises
     # (as a class the worker cannot import would): a typed error, and every

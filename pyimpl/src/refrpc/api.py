@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import operator
 import os
 import re
 import socket
@@ -539,32 +540,64 @@ def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | Non
 
     ``ready`` holds the first ``num_returns`` ready refs in the order given (fewer
     if the timeout passed), ``pending`` the others, in order. A ref is ready when
-    its value or its error is known. A call costs time in proportion to the refs
-    it looks at before it has enough, not to the list: the classic loop
-    ``while refs: ready, refs = wait(refs)`` stays linear.
+    its value or its error is known. A call does Python work only for the refs it
+    looks at before it has enough; the rest of the list is only copied (a list of
+    pending refs that ``wait`` returned is not checked again), so the classic loop
+    ``while refs: ready, refs = wait(refs)`` stays close to linear.
     """
-    if not isinstance(refs, (list, tuple)) or not all(isinstance(r, Ref) for r in refs):
+    if type(refs) is not _Pending and (
+            not isinstance(refs, (list, tuple)) or not all(issubclass(t, Ref) for t in set(map(type, refs)))):
         raise TypeError("wait() takes a list of Refs")
     if not refs:
-        return [], []
+        return [], _Pending()
     if not 0 <= num_returns <= len(refs):
         raise ValueError(f"num_returns must be between 0 and {len(refs)}")
     if num_returns == 0:
-        return [], list(refs)
+        return [], _Pending(refs)
     node = current_node()
-    node.trace_program("wait", objects=[r.id for r in refs], numReturns=num_returns)  # before the gets it makes
-    ids = [r.id for r in refs]
+    ids = _Ids(refs)
+    if node.tracer is not None:
+        node.trace_program("wait", objects=list(ids), numReturns=num_returns)  # before the gets it makes
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         ready = _wait_ready(node, ids, num_returns, deadline)
+    except AttributeError:  # a non-Ref put into a list wait returned
+        raise TypeError("wait() takes a list of Refs") from None
     except KeyboardInterrupt:  # Ctrl-C: cancel what this wait was for (see get)
         _cancel_all(node, refs)
         raise
-    chosen = set(ready[:num_returns])
-    return [refs[i] for i in sorted(chosen)], [r for i, r in enumerate(refs) if i not in chosen]
+    chosen = sorted(ready[:num_returns])
+    pending = _Pending()
+    start = 0
+    for i in chosen:  # the others, in order, as slices: no Python work per ref
+        pending += refs[start:i]
+        start = i + 1
+    pending += refs[start:]
+    return [refs[i] for i in chosen], pending
 
 
-def _wait_ready(node: Any, ids: list[str], num_returns: int, deadline: float | None) -> list[int]:
+class _Pending(list):  # type: ignore[type-arg]
+    """The pending refs ``wait`` returns: a plain list, known to hold only Refs."""
+
+    __slots__ = ()
+
+
+class _Ids:
+    """The object ids of ``refs``, read as they are iterated (``wait`` stops early)."""
+
+    __slots__ = ("refs",)
+
+    def __init__(self, refs: Sequence[Ref[Any]]) -> None:
+        self.refs = refs
+
+    def __iter__(self) -> Iterator[str]:
+        return map(_ref_id, self.refs)
+
+
+_ref_id = operator.attrgetter("id")
+
+
+def _wait_ready(node: Any, ids: Any, num_returns: int, deadline: float | None) -> list[int]:
     urgent = in_task()
     while True:
         ready, changed = node.ready_among(ids, num_returns, urgent)

@@ -28,7 +28,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .. import codec
 from ..core import Config, IdAllocator, Peer
@@ -401,7 +401,7 @@ class Node:
             failed.set_exception(exc)
             return failed
 
-    def ready_among(self, object_ids: Sequence[str], wanted: int, urgent: bool = False) -> tuple[list[int], Future[None] | None]:
+    def ready_among(self, object_ids: Iterable[str], wanted: int, urgent: bool = False) -> tuple[list[int], Future[None] | None]:
         """For ``wait``: the indexes of the first ``wanted`` objects (in order) whose
         value or error is known now; if fewer, a Get is registered for every other
         one (once per object, OBJ-002 for borrowed ones) and the future returned is
