@@ -276,9 +276,10 @@ class Net:
         return oid
 
     def submit(self, name: str, function: str, *args: ev.ArgSpec, executor: str = "", returns: int = 1,
-               retries: int = 0, retry_exceptions: bool = False, actor: str = "") -> tuple[str, tuple[str, ...]]:
+               retries: int = 0, retry_exceptions: bool = False, actor: str = "", speed_key: str = "") -> tuple[str, tuple[str, ...]]:
         task_id, rids = self.ids[name].task(returns)
-        self.handle(name, ev.Submit(self.sid(name, "submit"), task_id, function, args, rids, retries, retry_exceptions, actor, executor))
+        self.handle(name, ev.Submit(self.sid(name, "submit"), task_id, function, args, rids, retries, retry_exceptions, actor, executor,
+                                    speed_key=speed_key))
         return task_id, rids
 
     def drop_ref(self, name: str, oid: str) -> list[ev.Instruction]:

@@ -275,6 +275,25 @@ def test_nothing_is_pipelined_behind_a_slow_or_old_task():
     assert net["D"].tasks[tids[5]].state == "queued"
 
 
+def test_code_shipped_through_one_runner_is_judged_per_shipped_function():
+    # D: quick = refrpc.remote(lambda: 1); slow = refrpc.remote(lambda: sleep(5)), both
+    # defined in the script, so both run through one runner function by value; quick
+    # ran quickly once. slow.remote(), then quick.remote() x6: the slow one's executor
+    # takes nothing behind it, though the runner's name is known quick (TASK-020).
+    net = one_slot_each()
+    first = net.submit("D", "runner", speed_key="code-quick")[0]
+    finish_on(net, net["D"].tasks[first].executor, first)
+    slow = net.submit("D", "runner", speed_key="code-slow")[0]
+    net.deliver_all()
+    long_on = net["D"].tasks[slow].executor
+    other = "B" if long_on == "A" else "A"
+    tids = [net.submit("D", "runner", speed_key="code-quick")[0] for _ in range(6)]
+    net.deliver_all()
+    assert [net["D"].tasks[t].executor for t in tids[:4]] == [other] * 4
+    assert all(net["D"].tasks[t].state == "queued" for t in tids[4:])
+    assert sent_to(net, long_on) == [slow] or sent_to(net, long_on) == [first, slow]
+
+
 def gpu_cluster() -> Net:
     """A with one slot and one "gpu"; B with two slots and no gpu."""
     net = Net(("D", "A", "B"), workers=False)

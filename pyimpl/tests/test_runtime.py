@@ -431,6 +431,30 @@ def test_short_tasks_do_not_wait_behind_a_long_one(cluster, tmp_path):
     assert refrpc.get(slow, timeout=30) is True
 
 
+def test_short_script_tasks_do_not_wait_behind_a_long_script_task(cluster, tmp_path):
+    # Functions defined in the script travel by value through one runner function;
+    # each is judged quick or not by its own tasks (TASK-020), so once `quick` ran
+    # quickly, `slow` still counts as unknown and nothing is pipelined behind it.
+    release = str(tmp_path / "release")
+
+    def quick(i):
+        return i + 1
+
+    def slow(path):
+        return rf.hold_until.__wrapped__(path)
+
+    q, s = refrpc.remote(quick), refrpc.remote(slow)
+    assert refrpc.get(q.remote(0), timeout=30) == 1  # the runner is known quick now
+    held = s.remote(release)
+    try:
+        refs = [q.remote(i) for i in range(10)]
+        assert refrpc.get(refs, timeout=10) == [i + 1 for i in range(10)]
+        assert refrpc.wait([held], timeout=0)[1] == [held]  # still running
+    finally:
+        open(release, "w").close()
+    assert refrpc.get(held, timeout=30) is True
+
+
 # Runs last (pytest keeps file order): everything the tests above made is gone.
 def test_everything_is_reclaimed_once_refs_are_dropped(cluster):
     # After every test above dropped its refs, the driver's table and the

@@ -92,7 +92,7 @@ class Tasks:
             e = OwnedObject(rid, "pending", task_id=s.task_id, local_refs=1)  # OWN-001
             self.owned[rid] = e
             self._story(rid, "submitted", s.task_id)
-        t = OwnerTask(spec, "submitted", executor or "", mentioned, demand=demand)
+        t = OwnerTask(spec, "submitted", executor or "", mentioned, demand=demand, speed_key=s.speed_key or s.function)
         self.tasks[s.task_id] = t
         if spec.max_retries > 0 and not spec.actor_id:  # reconstructable (LIN-006)
             t.lineage_counted = True
@@ -161,7 +161,7 @@ class Tasks:
         if not t.spec.actor_id:
             r.load += 1  # actor calls take no task slot (TASK-012)
             t.counted = True
-            quick = self.quick_functions.get(t.spec.function, False)
+            quick = self.quick_functions.get(t.speed_key or t.spec.function, False)
             r.in_flight[t.spec.task_id] = (self.now_ms, quick)
             r.slow_in_flight += not quick
             _use(r, t.demand, +1)
@@ -190,8 +190,9 @@ class Tasks:
             return
         quick = self.now_ms - sent[0] <= self.config.pipeline_ms
         speeds = self.quick_functions
-        speeds.pop(t.spec.function, None)
-        speeds[t.spec.function] = quick
+        key = t.speed_key or t.spec.function
+        speeds.pop(key, None)
+        speeds[key] = quick
         if len(speeds) > self.config.speed_keys:
             del speeds[next(iter(speeds))]
 

@@ -154,6 +154,11 @@ class Submit(Stimulus):
     #: (0: none, so it never waits for a slot) and named resources.
     num_cpus: float = 1.0
     resources: tuple[tuple[str, float], ...] = ()
+    #: Which function this is for TASK-020's speed rule, when ``function`` alone does not
+    #: say: a program that ships code as an argument of one runner function names the
+    #: code shipped (its stored object's id), so that each shipped function is judged
+    #: by its own tasks. Empty: ``function``.
+    speed_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
