@@ -100,6 +100,27 @@ def test_an_actor_keeps_its_resources_while_it_lives(cluster):
     assert refrpc.get(waiting, timeout=30) == "w1"
 
 
+def test_available_resources_less_what_running_tasks_and_live_actors_take(cluster, tmp_path):
+    # One task taking half a CPU and the gpu runs: 1.5 CPU and no gpu are free; an
+    # actor holding a CPU for its life: 1 CPU free until it is killed.
+    full = {"CPU": 2.0, "gpu": 1.0}
+    assert wait_until(lambda: refrpc.available_resources() == full, 20)
+    release = str(tmp_path / "release")
+    task = rf.block_until.options(num_cpus=0.5, resources={"gpu": 1}).remote(release)
+    try:
+        assert wait_until(lambda: refrpc.available_resources() == {"CPU": 1.5, "gpu": 0.0}, 20), refrpc.available_resources()
+        taken = {n["id"]: n["taken"] for n in refrpc.nodes() if n["role"] == "worker"}
+        assert taken == {"w1": {"CPU": 0.5, "gpu": 1.0}, "w2": {"CPU": 0.0}}, taken
+    finally:
+        open(release, "w").close()
+    assert refrpc.get(task, timeout=30) is True
+    counter = rf.Counter.options(num_cpus=1).remote(0)
+    assert refrpc.get(counter.add.remote(1), timeout=30) == 1
+    assert wait_until(lambda: refrpc.available_resources() == {"CPU": 1.0, "gpu": 1.0}, 20), refrpc.available_resources()
+    refrpc.kill(counter)
+    assert wait_until(lambda: refrpc.available_resources() == full, 20), refrpc.available_resources()
+
+
 @pytest.mark.parametrize("options", [
     {"num_cpus": -1}, {"num_cpus": "2"}, {"resources": {"CPU": 1}}, {"resources": {"gpu": -1}}, {"resources": {"": 1}},
 ])

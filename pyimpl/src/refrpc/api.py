@@ -681,8 +681,10 @@ def nodes(*, timeout: float = 10.0) -> list[dict[str, Any]]:
     ``finished``, ...), ``executing`` (the tasks it runs, by state: ``running``,
     ...), ``actors`` (those it hosts) and ``objects`` (owned and borrowed
     counts); these four are None for a process that did not answer within
-    ``timeout`` seconds. A worker of a local cluster also has ``restarts``: how
-    often the supervisor replaced its process.
+    ``timeout`` seconds. ``taken`` is what a worker's running tasks and live actors
+    take from its ``resources`` now, as its executor counts them (``{}`` for a
+    driver or head, None for a worker that did not answer). A worker of a local
+    cluster also has ``restarts``: how often the supervisor replaced its process.
     """
     from .runtime import _status
 
@@ -698,7 +700,10 @@ def cluster_resources(*, timeout: float = 10.0) -> dict[str, float]:
 
 
 def available_resources(*, timeout: float = 10.0) -> dict[str, float]:
-    """``cluster_resources()`` less what running tasks take now, as ``ray.available_resources()``."""
+    """``cluster_resources()`` less what is taken now, as ``ray.available_resources()``:
+    each running task's demand (``num_cpus``, ``resources``; a task waiting in a
+    ``get`` gives its CPU back) and what each live actor holds for its life. Every
+    resource of ``cluster_resources()`` is listed, 0.0 where all of it is taken."""
     from .runtime import _status
 
     return _status.available_resources(nodes(timeout=timeout))

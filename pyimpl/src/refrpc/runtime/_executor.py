@@ -52,7 +52,8 @@ IDLE_THREAD_S = 2.0
 #: behind the program's tasks: a look at the store (no side effects), a membership
 #: view from the head, which must not wait for a member's long task, and the calls the
 #: head serves, which must not wait for a task a member named to the head (CLU-033).
-INSTANT = frozenset({"refrpc.runtime._status:store_report", "refrpc.runtime._membership:learn"} |
+INSTANT = frozenset({"refrpc.runtime._status:store_report", "refrpc.runtime._status:book_report",
+                     "refrpc.runtime._membership:learn"} |
                     {f"refrpc.runtime._membership:{f}"
                      for f in ("register", "register_driver", "members", "peers", "drivers", "cluster", "rotate")})
 #: INSTANT functions running at once at most; more wait their turn like any task.
@@ -257,6 +258,16 @@ class Executor:
         with self._lock:
             self._book = SlotBook(to_units(slots, MAX_CPU_UNITS),
                                   {n: to_units(a, MAX_RESOURCE_UNITS) for n, a in (resources or {}).items() if a > 0})
+
+    def book(self) -> tuple[dict[str, float], dict[str, float]]:
+        """What this executor offers and what is taken from it now, in slots and units
+        (``{"CPU": ..., name: ...}``): its running tasks' demands (a task waiting in a
+        get has given its CPU back) and its live actors' lifetime demands (ACT-027)."""
+        with self._lock:
+            b = self._book
+            offer = {"CPU": b.cpu_offer / DEMAND_UNIT, **{n: a / DEMAND_UNIT for n, a in b.offer.items()}}
+            taken = {"CPU": b.cpu_used / DEMAND_UNIT, **{n: a / DEMAND_UNIT for n, a in b.used.items()}}
+        return offer, taken
 
     def _spawn(self) -> None:
         """Start one more task thread (the caller holds ``_lock``, or none runs yet)."""

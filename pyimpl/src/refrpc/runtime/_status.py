@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 from ..core import events as ev
 from ..core.messages import PeerSummary
 from ._membership import HEAD
 from ._node import Node
-from ._refs import call_on
+from ._refs import call_on, submit_to, value_of
 
 
 def _roster(node: Node, cluster: Any) -> list[dict[str, Any]]:
@@ -70,6 +71,14 @@ def nodes(node: Node, cluster: Any, timeout: float = 10.0) -> list[dict[str, Any
         node.handle_soon(*[lambda sid, p=r["id"], a=r["address"]: ev.Connect(sid, p, a) for r in unknown]).result(10)
     remotes = node.call(lambda: {p: (r.state, r.incarnation) for p, r in node.core.remotes.items()}).result(10)
     asked = {row["id"]: node.introspect(row["id"], summary=True) for row in rows}
+    books = {}
+    for row in rows:  # what each worker's executor says is taken from it now
+        if row["role"] == "worker" and row["id"] != node.peer_id and row["alive"]:
+            try:
+                books[row["id"]] = submit_to(node, row["id"], "refrpc.runtime._status:book_report")
+            except Exception:  # noqa: BLE001 - no session with it: shown as unknown
+                pass
+    deadline = time.monotonic() + timeout
     for row in rows:
         peer = row["id"]
         if peer == node.peer_id:
@@ -88,7 +97,29 @@ def nodes(node: Node, cluster: Any, timeout: float = 10.0) -> list[dict[str, Any
             row.update(_activity(None))
         else:
             row.update(_activity(result.summary))
+        row["taken"] = {} if row["role"] != "worker" else None
+        if row["role"] == "worker" and peer == node.peer_id:
+            row["taken"] = book_report()["taken"]
+        elif peer in books:
+            try:
+                row["taken"] = value_of(node, books.pop(peer), deadline)["taken"]
+            except Exception:  # noqa: BLE001 - dead, or it did not answer in time
+                pass
     return rows
+
+
+def book_report() -> dict[str, dict[str, float]]:
+    """What this process's executor offers and what its running tasks and live actors
+    take from it now (``{"offer": {...}, "taken": {...}}``, CPU slots and named
+    resources). Run on a worker by :func:`nodes` (a runtime task that takes nothing
+    and never waits for a slot), or called here."""
+    from ._refs import context
+
+    executor = context.executor
+    if executor is None:  # a driver: it offers nothing
+        return {"offer": {}, "taken": {}}
+    offer, taken = executor.book()
+    return {"offer": offer, "taken": taken}
 
 
 def cluster_resources(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -102,12 +133,25 @@ def cluster_resources(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def available_resources(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """``cluster_resources`` less one CPU per task each live worker runs now."""
-    free = cluster_resources(rows)
-    if "CPU" in free:
-        busy = sum(sum((r["executing"] or {}).values()) - (r["executing"] or {}).get("replied", 0)
-                   for r in rows if r["alive"] and r["role"] == "worker")
-        free["CPU"] = max(0.0, free["CPU"] - busy)
+    """``cluster_resources`` less what is taken now: by each live worker's running
+    tasks and the actors it hosts, as its executor counts them (``taken``). A host's
+    CPU slots are pooled (a task may take more than one worker offers, TASK-040), so
+    what is free is counted per host and never below 0. A worker that did not say
+    what it has taken counts as having nothing free."""
+    total = cluster_resources(rows)
+    hosts: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["alive"] and row["role"] == "worker":
+            hosts.setdefault(row["host"] or row["id"], []).append(row)
+    free = {name: 0.0 for name in total}
+    for workers in hosts.values():
+        offered: dict[str, float] = {}
+        for row in workers:
+            taken = row.get("taken")
+            for name, amount in row["resources"].items():
+                offered[name] = offered.get(name, 0.0) + amount - (amount if taken is None else taken.get(name, 0.0))
+        for name, amount in offered.items():
+            free[name] = free.get(name, 0.0) + max(0.0, amount)
     return free
 
 
