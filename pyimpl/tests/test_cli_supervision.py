@@ -235,7 +235,7 @@ def test_workers_started_to_join_a_head_leave_with_it(cli) -> None:
     assert wait_until(lambda: not any(_alive(p) for p in workers), 20)
 
 
-def test_status_lists_drivers_workers_actors_tasks_and_cpu_slots(cli) -> None:
+def test_status_lists_drivers_workers_live_actors_tasks_cpu_slots_and_named_resources(cli) -> None:
     # $ refrpc start --head --num-workers 2; a program runs an actor and 5 tasks
     # that block until released; `refrpc status` (no --address: the head started on
     # this host) shows it all while every slot is busy.
@@ -243,13 +243,17 @@ def test_status_lists_drivers_workers_actors_tasks_and_cpu_slots(cli) -> None:
 
     release = cli.tmp / "release"
 
-    head = cli.start("--head", "--num-workers", "2")
+    head = cli.start("--head", "--num-workers", "2", "--resources", '{"gpu": 1}')
     _registered(cli, _address(head), 2)
     refrpc.init(address=_address(head), key_file=cli.key_file)
     try:
         me = refrpc.api._node().peer_id
-        counter = rf.Counter.remote(0)
+        counter = rf.Counter.options(resources={"gpu": 1}).remote(0)  # holds the gpu for its life
         assert refrpc.get(counter.add.remote(1), timeout=60) == 1
+        gone = rf.Counter.remote(0)  # a dead actor is listed as dead, never counted
+        assert refrpc.get(gone.add.remote(1), timeout=60) == 1
+        refrpc.kill(gone)
+        assert wait_until(lambda: any(a["state"] == "dead" for n in refrpc.nodes() for a in n["actors"] or []), 20)
         refs = [rf.block_until.remote(str(release)) for _ in range(5)]
         assert wait_until(lambda: sum((n["executing"] or {}).get("running", 0) for n in refrpc.nodes()) == 2, 20, step=0.05)
         result = cli.run("status")
@@ -260,8 +264,11 @@ def test_status_lists_drivers_workers_actors_tasks_and_cpu_slots(cli) -> None:
         worker_lines = [line for line in out.splitlines() if re.match(r"\S+-w[12] +worker ", line)]
         assert len(worker_lines) == 2 and all(" worker " in w and "running 1" in w for w in worker_lines), out
         assert re.search(rf"actor \S+ on \S+-w[12] \(owner {re.escape(me)}\): alive", out), out
+        assert re.search(rf"actor \S+ on \S+-w[12] \(owner {re.escape(me)}\): dead", out), out
         assert "2 workers, 2 CPU slots, 2 tasks running, 3 queued; 1 drivers; 1 actors" in out, out
-        assert refrpc.cluster_resources() == {"CPU": 2.0}
+        assert sum("gpu 1/1" in w for w in worker_lines) == 1, out  # the worker with the gpu: the actor holds it
+        assert "resources taken/offered: CPU 2/2 gpu 1/1" in out, out
+        assert refrpc.cluster_resources() == {"CPU": 2.0, "gpu": 1.0}
         release.touch()
         assert refrpc.get(refs, timeout=60) == [True] * 5
     finally:

@@ -355,18 +355,29 @@ def _counts(counts: dict[str, int] | None) -> str:
     return ", ".join(f"{state} {n}" for state, n in counts.items()) or "-"
 
 
+def _taken_of(row: dict, names: list[str]) -> str:
+    """A worker's resources as ``taken/offered`` each (``?`` taken: it did not say)."""
+    taken = row.get("taken")
+    return " ".join(f"{name} {'?' if taken is None else format(taken.get(name, 0.0), 'g')}/{row['resources'][name]:g}"
+                    for name in names if name in row["resources"])
+
+
 def _status(args: argparse.Namespace) -> int:
-    """Every driver, worker and actor of the cluster, with tasks and CPU slots (INT-006)."""
+    """Every driver, worker and actor of the cluster, with tasks, CPU slots and named
+    resources, taken and offered (INT-006)."""
     try:
         _join_cluster(args)
         me = api._node().peer_id
         rows = [r for r in api.nodes() if r["id"] != me]  # not this command's own driver
-        print(f"{'peer':<34} {'role':<7} {'host':<16} {'pid':>7} {'CPU':>4}  {'running':<16} {'submitted tasks':<28} actors")
+        names = sorted({n for r in rows if r["role"] == "worker" for n in r["resources"]}, key=lambda n: (n != "CPU", n))
+        print(f"{'peer':<34} {'role':<7} {'host':<16} {'pid':>7} {'taken/offered':<20} {'running':<16} "
+              f"{'submitted tasks':<28} actors")
         for r in rows:
-            cpu = f"{r['resources'].get('CPU', 0):g}" if r["role"] == "worker" else "-"
-            actors = "?" if r["actors"] is None else str(len(r["actors"]))
+            held = _taken_of(r, names) if r["role"] == "worker" else "-"
+            live = [a for a in r["actors"] or [] if a["state"] != "dead"]
+            actors = "?" if r["actors"] is None else str(len(live))
             state = "" if r["alive"] else " (dead)"
-            print(f"{r['id'] + state:<34} {r['role']:<7} {r['host'] or '-':<16} {r['pid'] or '-':>7} {cpu:>4}  "
+            print(f"{r['id'] + state:<34} {r['role']:<7} {r['host'] or '-':<16} {r['pid'] or '-':>7} {held:<20} "
                   f"{_counts(r['executing']):<16} {_counts(r['tasks']):<28} {actors}")
         for r in rows:
             for a in r["actors"] or []:
@@ -376,9 +387,13 @@ def _status(args: argparse.Namespace) -> int:
         total = sum(r["resources"].get("CPU", 0) for r in workers)
         running = sum((r["executing"] or {}).get("running", 0) for r in workers)
         queued = sum((r["tasks"] or {}).get("queued", 0) for r in rows)
-        actors = sum(len(r["actors"] or []) for r in rows)
+        actors = sum(1 for r in rows if r["alive"] for a in r["actors"] or [] if a["state"] != "dead")
         print(f"{len(workers)} workers, {total:g} CPU slots, {running} tasks running, {queued} queued; "
               f"{len(drivers)} drivers; {actors} actors")
+        total_row = {"resources": {n: sum(r["resources"].get(n, 0.0) for r in workers) for n in names},
+                     "taken": None if any(r["taken"] is None for r in workers) else
+                     {n: sum(r["taken"].get(n, 0.0) for r in workers) for n in names}}
+        print(f"resources taken/offered: {_taken_of(total_row, names) or '-'}")
         from .runtime import _status as status_view
 
         print()  # each process's object store: limit, used, pinned, secondary, spilled (OBJ-030)
@@ -506,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="the cluster key file (default: $REFRPC_KEY_FILE; the head makes a new one if missing)")
     start.add_argument("--insecure", action="store_true",
                        help="turn authentication off: anyone who can reach the ports can run code (not recommended)")
-    for name, helptext in (("status", "drivers, workers, actors, tasks and CPU slots"),
+    for name, helptext in (("status", "drivers, workers, actors, tasks, CPU slots and named resources"),
                            ("memory", "every live object and why it is alive")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--address", default=None, help="the cluster's head (default: the head started on this host)")
