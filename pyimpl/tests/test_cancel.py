@@ -85,25 +85,33 @@ PROGRAM = textwrap.dedent('''
     import remote_fixtures as rf
 
     refrpc.init(1)
-    long = rf.spin_ms.remote(60_000)
+    long = [rf.spin_ms.remote(60_000) for _ in range({n})]  # one runs, the others queue
     print("waiting", flush=True)
     try:
-        refrpc.get(long)
+        {call}
     except KeyboardInterrupt:
         print("interrupted", flush=True)
-    try:
-        refrpc.get(long, timeout=10)
-    except refrpc.TaskCancelledError:
-        print("cancelled", flush=True)
+    cancelled = 0
+    for ref in long:
+        try:
+            refrpc.get(ref, timeout=10)
+        except refrpc.TaskCancelledError:
+            cancelled += 1
+    print("cancelled", cancelled, flush=True)
     t0 = time.monotonic()
     print("free", refrpc.get(rf.add.remote(1, 1), timeout=10), round(time.monotonic() - t0) < 5, flush=True)
     refrpc.shutdown()
 ''')
 
 
-def test_ctrl_c_in_get_raises_keyboard_interrupt_and_cancels_what_it_waited_for(tmp_path: Path) -> None:
+@pytest.mark.parametrize("n, call", [
+    (1, "refrpc.get(long[0])"),
+    (2, "refrpc.wait(long, num_returns=2)"),
+], ids=["get", "wait"])
+def test_ctrl_c_in_get_or_wait_raises_keyboard_interrupt_and_cancels_what_it_waited_for(tmp_path: Path, n: int,
+                                                                                         call: str) -> None:
     script = tmp_path / "program.py"
-    script.write_text(PROGRAM.format(tests=str(Path(__file__).parent)))
+    script.write_text(PROGRAM.format(tests=str(Path(__file__).parent), n=n, call=call))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), *filter(None, [env.get("PYTHONPATH")])])
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -119,7 +127,7 @@ def test_ctrl_c_in_get_raises_keyboard_interrupt_and_cancels_what_it_waited_for(
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err[-3000:]
-    assert out.split("\n")[:3] == ["interrupted", "cancelled", "free 2 True"], out + err[-2000:]
+    assert out.split("\n")[:3] == ["interrupted", f"cancelled {n}", "free 2 True"], out + err[-2000:]
 
 
 # ---------------------------------------------------------------- cancel(force=True)

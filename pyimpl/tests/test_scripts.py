@@ -86,3 +86,45 @@ def test_the_same_program_runs_from_stdin(tmp_path: Path) -> None:
     # Like a REPL or a notebook cell: the code has no file at all.
     _check(subprocess.run([sys.executable, "-"], input=PROGRAM, capture_output=True, text=True, timeout=150,
                           env=_env(), cwd=tmp_path))
+
+
+GUARDED = textwrap.dedent('''
+    import refrpc
+
+    def make_actor_class():
+        # An actor class made inside a function: its qualname has "<locals>".
+        @refrpc.remote
+        class Tally:
+            def __init__(self, start, *, step=1):
+                self.n, self.step = start, step
+
+            def bump(self):
+                self.n += self.step
+                return self.n
+
+        return Tally
+
+    if __name__ == "__main__":
+        @refrpc.remote
+        def square(x):  # defined inside the guard: a worker has no way to import it
+            return x * x
+
+        @refrpc.remote
+        def sum_of_squares(n):  # submits a task defined inside the guard too
+            return sum(refrpc.get([square.remote(i) for i in range(n)]))
+
+        refrpc.init(2)
+        print("guard", refrpc.get(sum_of_squares.remote(4)))
+        tally = make_actor_class().remote(10, step=5)
+        print("local actor", refrpc.get([tally.bump.remote() for _ in range(2)]))
+        refrpc.shutdown()
+''')
+
+
+def test_functions_inside_the_main_guard_and_an_actor_class_made_in_a_function_run(tmp_path: Path) -> None:
+    script = tmp_path / "guarded_program.py"
+    script.write_text(GUARDED)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=150, env=_env(),
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[:2] == ["guard 14", "local actor [15, 20]"], proc.stdout + proc.stderr[-3000:]
