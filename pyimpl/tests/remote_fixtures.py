@@ -376,3 +376,37 @@ def exists(path):
     import os
 
     return os.path.exists(path)
+
+
+class Pair(Exception):
+    """Takes two arguments and passes both on: pickle rebuilds it by calling it."""
+
+    def __init__(self, a, b):
+        super().__init__(a, b)
+
+
+class OverQuota(Exception):
+    """Passes on a message made of its arguments: pickle alone cannot rebuild it."""
+
+    def __init__(self, user, limit):
+        super().__init__(f"{user} is over its quota of {limit}")
+        self.user, self.limit = user, limit
+
+
+class Locked(Exception):
+    """Holds what cannot be pickled at all."""
+
+    def __init__(self, message):
+        import threading
+
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+@refrpc.remote
+def raise_custom(kind):
+    if kind == "pair":
+        raise Pair(1, 2)
+    if kind == "quota":
+        raise OverQuota("ann", 5)
+    raise Locked("held")

@@ -68,6 +68,39 @@ def test_a_task_error_is_caught_as_the_exception_the_task_raised(cluster):
         refrpc.get(rf.fail.remote("again"), timeout=30)
 
 
+def test_a_custom_exception_comes_back_as_itself_whatever_its_init_takes(cluster):
+    # class OverQuota(Exception): def __init__(self, user, limit): super().__init__(f"...")
+    # pickle would call OverQuota(message) and fail; the caller still catches it as
+    # itself with its attributes, and one that cannot be pickled at all still names
+    # its class and keeps the remote traceback.
+    with pytest.raises(rf.Pair) as pair:
+        refrpc.get(rf.raise_custom.remote("pair"), timeout=30)
+    assert type(pair.value.cause) is rf.Pair and pair.value.cause.args == (1, 2)
+    with pytest.raises(rf.OverQuota) as quota:
+        refrpc.get(rf.raise_custom.remote("quota"), timeout=30)
+    cause = quota.value.cause
+    assert type(cause) is rf.OverQuota and (cause.user, cause.limit) == ("ann", 5)
+    assert str(cause) == "ann is over its quota of 5"
+    with pytest.raises(refrpc.TaskError) as locked:
+        refrpc.get(rf.raise_custom.remote("locked"), timeout=30)
+    assert locked.value.cause is None
+    assert str(locked.value).startswith("Locked: held") and "raise Locked" in locked.value.detail
+
+
+def test_a_named_task_s_errors_begin_with_its_name(cluster):
+    # f.options(name="checkout").remote(...): as Ray's task names
+    named = rf.fail.options(name="checkout")
+    with pytest.raises(ValueError, match="^task 'checkout': ValueError: no stock"):
+        refrpc.get(named.remote("no stock"), timeout=30)
+    with pytest.raises(ValueError, match="^task 'checkout': ValueError: kept"):  # other options keep the name
+        refrpc.get(named.options(num_cpus=0.5).remote("kept"), timeout=30)
+    with pytest.raises(ValueError, match="^ValueError: unnamed"):
+        refrpc.get(rf.fail.remote("unnamed"), timeout=30)
+    for bad in ("", 3):
+        with pytest.raises(ValueError):
+            rf.fail.options(name=bad)
+
+
 def test_multiple_returns(cluster):
     a, b = rf.split.remote(b"abcdef")
     assert refrpc.get([a, b], timeout=30) == [b"abc", b"def"]

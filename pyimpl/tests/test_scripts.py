@@ -91,6 +91,16 @@ def test_the_same_program_runs_from_stdin(tmp_path: Path) -> None:
 GUARDED = textwrap.dedent('''
     import refrpc
 
+    class Rejected(Exception):
+        # Its __init__ takes more than it passes on: pickle alone cannot rebuild it.
+        def __init__(self, code, why):
+            super().__init__(why)
+            self.code = code
+
+    @refrpc.remote
+    def vet(code):
+        raise Rejected(code, "not allowed")
+
     def make_actor_class():
         # An actor class made inside a function: its qualname has "<locals>".
         @refrpc.remote
@@ -117,14 +127,21 @@ GUARDED = textwrap.dedent('''
         print("guard", refrpc.get(sum_of_squares.remote(4)))
         tally = make_actor_class().remote(10, step=5)
         print("local actor", refrpc.get([tally.bump.remote() for _ in range(2)]))
+        try:
+            refrpc.get(vet.options(name="vetting").remote(7))
+        except Rejected as e:  # the task's own exception, rebuilt faithfully
+            print("rejected", e.cause.code, e.cause.args, type(e.cause) is Rejected, str(e).startswith("task 'vetting': "))
         refrpc.shutdown()
 ''')
 
 
-def test_functions_inside_the_main_guard_and_an_actor_class_made_in_a_function_run(tmp_path: Path) -> None:
+def test_functions_inside_the_main_guard_an_actor_class_made_in_a_function_and_a_named_task_run(tmp_path: Path) -> None:
+    # ... and a task named with options(name=) whose exception's __init__ takes other
+    # arguments than it keeps in args: caught as itself, its attributes intact.
     script = tmp_path / "guarded_program.py"
     script.write_text(GUARDED)
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=150, env=_env(),
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.split("\n")[:2] == ["guard 14", "local actor [15, 20]"], proc.stdout + proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[:3] == ["guard 14", "local actor [15, 20]", "rejected 7 ('not allowed',) True True"], \
+        proc.stdout + proc.stderr[-3000:]

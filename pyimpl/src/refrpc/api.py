@@ -34,6 +34,7 @@ from .errors import (
 from .runtime._handles import ActorHandle, ActorMethod, descriptor_value, methods_of, pack_kwargs
 from .runtime._refs import (
     KWARGS_SUFFIX,
+    NamedRef,
     Ref,
     SharedRef,
     arg_specs,
@@ -793,8 +794,12 @@ class RemoteFunction:
     """
 
     def __init__(self, fn: Callable[..., Any], num_returns: int = 1, max_retries: int = 3, retry_exceptions: bool = False,
-                 num_cpus: float = 1, resources: dict[str, float] | None = None) -> None:
+                 num_cpus: float = 1, resources: dict[str, float] | None = None, name: str | None = None) -> None:
         self._demand = _demand(num_cpus, resources or {})
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"a task's name is a non-empty str, not {name!r}")
+        #: The name the program gave its tasks (``options(name=)``), shown in their errors.
+        self._task_name = name
         self._refrpc_target = fn
         self._name = _name_of(fn)
         self._route = _Route(fn, "refrpc.runtime._executor:call_by_value")
@@ -813,7 +818,8 @@ class RemoteFunction:
         return self._route.resolve(node)
 
     def options(self, *, num_returns: int | None = None, max_retries: int | None = None, retry_exceptions: bool | None = None,
-                num_cpus: float | None = None, resources: dict[str, float] | None = None) -> RemoteFunction:
+                num_cpus: float | None = None, resources: dict[str, float] | None = None,
+                name: str | None = None) -> RemoteFunction:
         """A copy with other options (those not given stay as they are).
 
         ``num_cpus`` is how many CPU slots of a host the task takes while it runs
@@ -824,6 +830,9 @@ class RemoteFunction:
         them offer (``refrpc start --resources``). A task waits in this process until
         a worker has room for it; one that no live worker could ever hold fails with
         ``RESOURCE_EXHAUSTED`` at once.
+
+        ``name`` names the tasks (as Ray's task names): the errors ``get`` raises for
+        their results begin with it (``task 'load-shard-3': ...``).
         """
         return RemoteFunction(
             self._refrpc_target,
@@ -832,6 +841,7 @@ class RemoteFunction:
             self._retry_exceptions if retry_exceptions is None else retry_exceptions,
             self._demand[0] if num_cpus is None else num_cpus,
             dict(self._demand[1]) if resources is None else resources,
+            self._task_name if name is None else name,
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
@@ -853,7 +863,10 @@ class RemoteFunction:
                                                        self._retry_exceptions, num_cpus=cpus, resources=named,
                                                        speed_key=speed))
         del keep  # the submitted task holds them now (BOR-006)
-        refs = [Ref(node, rid, counted=True) for rid in rids]
+        if self._task_name is None:
+            refs = [Ref(node, rid, counted=True) for rid in rids]
+        else:
+            refs = [NamedRef(node, rid, self._task_name) for rid in rids]
         return refs[0] if n == 1 else refs
 
 

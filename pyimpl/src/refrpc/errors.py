@@ -131,16 +131,51 @@ def _task_error(cause: Exception, message: str, code: ErrorCode, detail: str) ->
         err = Exception.__new__(sub)  # the cause's own __init__ is not ours to call
     except TypeError:  # a class with a __new__ of its own (OSError and its kind: TimeoutError)
         err = sub.__new__(sub)
-    RefRPCError.__init__(err, message, code, detail)
+    # Not RefRPCError.__init__: its super() would reach the cause's own __init__,
+    # which may take other arguments (or do anything).
+    err.args = (message,)
+    err.code, err.detail = code, detail
     err.cause = cause
     return err
 
 
-def raise_for(info: ErrorInfo, cause: BaseException | None = None) -> NoReturn:
+def raise_for(info: ErrorInfo, cause: BaseException | None = None, task_name: str = "") -> NoReturn:
     """Raise the exception a program sees for the protocol error ``info``; ``cause``
-    is the exception a failed task raised, when it travelled back (TASK-018)."""
+    is the exception a failed task raised, when it travelled back (TASK-018);
+    ``task_name`` the name the program gave the task, if any (its message begins with it)."""
     message = info.message or info.code.value
+    if task_name:
+        message = f"task {task_name!r}: {message}"
     if info.code == ErrorCode.TASK_FAILED and isinstance(cause, Exception):
         raise _task_error(cause, message, info.code, info.detail) from cause
     cls = _ERRORS.get(info.code, RefRPCError)
     raise cls(message, info.code, info.detail)
+
+
+def rebuild_exception(cls: type, args: tuple, state: dict) -> BaseException:
+    """An exception of class ``cls`` with these ``args`` and attributes, made without
+    calling its ``__init__``: how a task's exception travels back when pickle's own
+    form would call ``cls(*args)`` and fail (an ``__init__`` that takes other
+    arguments than it passes to ``Exception.__init__``)."""
+    try:
+        exc = cls.__new__(cls, *args)
+    except TypeError:  # a __new__ of its own that wants other arguments
+        exc = BaseException.__new__(cls)
+    exc.args = args
+    if state and hasattr(exc, "__dict__"):
+        exc.__dict__.update(state)
+    return exc
+
+
+class ExceptionState:
+    """Pickles as :func:`rebuild_exception` of an exception (see there)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self) -> tuple:
+        exc = self.exc
+        return rebuild_exception, (type(exc), exc.args, dict(getattr(exc, "__dict__", {})))
+

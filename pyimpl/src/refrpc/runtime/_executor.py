@@ -26,13 +26,14 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..core import events as ev
+from ..errors import ExceptionState
 from ..core.messages import DEMAND_UNIT, FRAME_HEADROOM, Encoding, ErrorCode, ErrorInfo, Value
 from ..store import ObjectNotFound, StoreFull
 from ._admission import Admission, bytes_to_fetch
 from ._actor_runner import ActorRunner
 from ._node import StoredFormRefused, error_info
 from ._slots import SlotBook
-from ._refs import KWARGS_SUFFIX, ByRef, Ref, load, to_value, use_node, value_of
+from ._refs import KWARGS_SUFFIX, ByRef, Ref, _exception_of, load, to_value, use_node, value_of
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -942,14 +943,22 @@ class Executor:
 
     def _cause(self, exc: BaseException) -> Value | None:
         """The exception a task raised, pickled to travel with its error (TASK-018), so
-        the caller can catch it as what it is; None if it cannot (or it is too big)."""
-        try:
-            value = to_value(self.node, exc)  # pickling an exception leaves its frames behind
-        except Exception:
-            return None
-        if value.nested or value.buffers or value.size > self.node.config.inline_threshold:
-            return None
-        return value
+        the caller can catch it as what it is; None if it cannot (or it is too big).
+
+        Pickle's own form of an exception calls its class with its ``args`` when
+        loaded, which fails for a class whose ``__init__`` takes other arguments: such
+        an exception travels as its class, ``args`` and attributes instead, rebuilt
+        without calling ``__init__`` (:func:`~refrpc.errors.rebuild_exception`)."""
+        for form in (exc, ExceptionState(exc)):
+            try:
+                value = to_value(self.node, form)  # pickling an exception leaves its frames behind
+            except Exception:
+                continue
+            if value.nested or value.buffers or value.size > self.node.config.inline_threshold:
+                return None
+            if _exception_of(value) is not None or not isinstance(exc, Exception):
+                return value  # it loads back (what the caller will do), or it is not ours to rebuild
+        return None
 
     def _result(self, rid: str, obj: Any, portable: bool = False, allow_pickle: bool = True) -> ev.TaskResult:
         value = to_value(self.node, obj, portable=portable, allow_pickle=allow_pickle)

@@ -140,6 +140,18 @@ class Ref(Generic[T]):
         return asyncio.wrap_future(self.future()).__await__()
 
 
+class NamedRef(Ref[T]):
+    """A result of a task the program named (``f.options(name=...)``): the errors
+    raised for it begin with that name. A copy of the ref made elsewhere (a
+    borrower's, one that came back inside a value) is a plain :class:`Ref`."""
+
+    __slots__ = ("task_name",)
+
+    def __init__(self, node: Any, object_id: str, task_name: str) -> None:
+        super().__init__(node, object_id, counted=True)
+        self.task_name = task_name
+
+
 @dataclass(frozen=True)
 class ByRef:
     """A Ref passed as a keyword argument, to be dereferenced for the callee."""
@@ -292,7 +304,7 @@ def value_of(node: Node, ref: Ref[Any], deadline: float | None) -> Any:
                 raise
             _stopped(node)
         if res.error is not None:
-            raise_for(res.error, _exception_of(res.value))
+            raise_for(res.error, _exception_of(res.value), getattr(ref, "task_name", ""))
         value = res.value
         if value is None:
             try:
