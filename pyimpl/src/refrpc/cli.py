@@ -355,6 +355,12 @@ def _counts(counts: dict[str, int] | None) -> str:
     return ", ".join(f"{state} {n}" for state, n in counts.items()) or "-"
 
 
+def _unfinished(counts: dict[str, int] | None) -> dict[str, int] | None:
+    """What a process executes, less the calls it has answered (``replied``: kept only
+    until the submitter acknowledges the reply, RPC-002; status calls end so)."""
+    return None if counts is None else {state: n for state, n in counts.items() if state != "replied"}
+
+
 def _taken_of(row: dict, names: list[str]) -> str:
     """A worker's resources as ``taken/offered`` each (``?`` taken: it did not say)."""
     taken = row.get("taken")
@@ -378,7 +384,7 @@ def _status(args: argparse.Namespace) -> int:
             actors = "?" if r["actors"] is None else str(len(live))
             state = "" if r["alive"] else " (dead)"
             print(f"{r['id'] + state:<34} {r['role']:<7} {r['host'] or '-':<16} {r['pid'] or '-':>7} {held:<20} "
-                  f"{_counts(r['executing']):<16} {_counts(r['tasks']):<28} {actors}")
+                  f"{_counts(_unfinished(r['executing'])):<16} {_counts(r['tasks']):<28} {actors}")
         for r in rows:
             for a in r["actors"] or []:
                 print(f"  actor {a['id']} on {r['id']} (owner {a['owner']}): {a['state']}")
