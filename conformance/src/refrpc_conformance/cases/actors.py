@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from dataclasses import replace
 
 from refrpc.core.messages import (
@@ -243,6 +244,27 @@ def call_stopped_with_its_actor(ctx: CaseContext) -> None:
     ctx.check("TASK-005", count == 1, "one reply for the stopped call", f"{count} replies")
 
 
+def _counter_with_a_waiting_call(ctx: CaseContext) -> tuple[str, WirePeer, Any, str, WirePeer, str, SubmitTask]:
+    """Suite peer O creates a Counter(0) on the IUT; a second suite peer C calls
+    add(X by ref) as its actorSeq 1, X being O's and not answered yet, so C's call waits
+    for its argument (the IUT asks O for X's status). Returns (iut, O, O's link, the
+    actor, C, X, C's call)."""
+    iut, o, link_o = open_session(ctx, peer_name="owner")
+    actor = ctx.new_id(o)
+    link_o.send(CreateActor(actor, "Counter", (by_value(0),)))
+    st: ActorStatus = ctx.expect(o, ActorStatus, lambda m: m.actor_id == actor, requirement="ACT-001",
+                                 what=f"ActorStatus for {actor}").body
+    ctx.require("ACT-001", st.state is ActorState.ALIVE, "ALIVE", f"{st.state.value} {st.error or ''}")
+    c = ctx.wire_peer("caller")
+    link_c = ctx.session(c, iut)
+    x = ctx.new_id(o)
+    call = task(c, "add", [by_ref(ctx.descriptor(o, x))], actor_id=actor, actor_seq=1, cpu_demand=0)
+    link_c.send(call)
+    ctx.expect(o, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
+               what=f"GetObjectStatus for C's argument {x}")
+    return iut, o, link_o, actor, c, x, call
+
+
 @case(
     "actors/TASK-064-fenced-caller-releases-the-actor",
     requirements=["TASK-064", "FATE-003", "ACT-013", "ACT-021"],
@@ -258,19 +280,7 @@ def call_stopped_with_its_actor(ctx: CaseContext) -> None:
     timeout=60.0,
 )
 def fenced_caller_releases_the_actor(ctx: CaseContext) -> None:
-    iut, o, link_o = open_session(ctx, peer_name="owner")
-    actor = ctx.new_id(o)
-    link_o.send(CreateActor(actor, "Counter", (by_value(0),)))
-    st: ActorStatus = ctx.expect(o, ActorStatus, lambda m: m.actor_id == actor, requirement="ACT-001",
-                                 what=f"ActorStatus for {actor}").body
-    ctx.require("ACT-001", st.state is ActorState.ALIVE, "ALIVE", f"{st.state.value} {st.error or ''}")
-    c = ctx.wire_peer("caller")
-    link_c = ctx.session(c, iut)
-    x = ctx.new_id(o)  # O's, and O never answers for it: C's call waits for its argument
-    stuck = task(c, "add", [by_ref(ctx.descriptor(o, x))], actor_id=actor, actor_seq=1, cpu_demand=0)
-    link_c.send(stuck)
-    ctx.expect(o, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
-               what=f"GetObjectStatus for C's argument {x}")
+    iut, o, link_o, actor, c, x, _ = _counter_with_a_waiting_call(ctx)  # O never answers for X
     mine = task(o, "add", [by_value(2)], actor_id=actor, actor_seq=1, cpu_demand=0)
     link_o.send(mine)
     leave_with_goodbye(ctx, c, iut)
@@ -296,19 +306,7 @@ def fenced_caller_releases_the_actor(ctx: CaseContext) -> None:
     timeout=60.0,
 )
 def unready_call_holds_back_only_its_caller(ctx: CaseContext) -> None:
-    iut, o, link_o = open_session(ctx, peer_name="owner")
-    actor = ctx.new_id(o)
-    link_o.send(CreateActor(actor, "Counter", (by_value(0),)))
-    st: ActorStatus = ctx.expect(o, ActorStatus, lambda m: m.actor_id == actor, requirement="ACT-001",
-                                 what=f"ActorStatus for {actor}").body
-    ctx.require("ACT-001", st.state is ActorState.ALIVE, "ALIVE", f"{st.state.value} {st.error or ''}")
-    c = ctx.wire_peer("caller")
-    link_c = ctx.session(c, iut)
-    x = ctx.new_id(o)
-    waiting = task(c, "add", [by_ref(ctx.descriptor(o, x))], actor_id=actor, actor_seq=1, cpu_demand=0)
-    link_c.send(waiting)
-    ctx.expect(o, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
-               what=f"GetObjectStatus for C's argument {x}")
+    iut, o, link_o, actor, c, x, waiting = _counter_with_a_waiting_call(ctx)
     mine = task(o, "add", [by_value(2)], actor_id=actor, actor_seq=1, cpu_demand=0)
     link_o.send(mine)
     check_inline(ctx, expect_reply(ctx, o, mine, requirement="ACT-034", timeout=10.0), 2, requirement="ACT-034",
