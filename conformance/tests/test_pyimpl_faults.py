@@ -10,7 +10,8 @@ Every switch takes an IUT start and a case, which made this the longest test of
 ``make test``. So ``make test`` runs a seeded slice of the switches
 (``REFRPC_FAULT_SWITCHES``, 24 by default; the seed is ``REFRPC_FAULT_SEED``, by
 default the day's number, printed so that a failure can be rerun), and ``make
-conformance-faults`` runs every switch (``REFRPC_FAULT_SWITCHES=all``).
+conformance-faults`` runs every switch (``REFRPC_FAULT_SWITCHES=all``);
+``REFRPC_FAULT_SWITCHES=name1,name2`` runs just the switches named.
 """
 
 from __future__ import annotations
@@ -172,6 +173,9 @@ CATCHES = {
     "bare-numbers-as-float64": "tasks/CNF-057-json-value-grammar",
     "membership-answers-portable": "membership/CLU-030-head-answers-pickled-whatever-the-arguments",
     "fence-head-on-confirm-borrow": "membership/BOR-011-CLU-034-member-never-fences-its-head-on-confirm-borrow",
+    "keep-unused-member-grants": "tasks/VAL-019-BOR-013-grants-in-unused-members-released",
+    "retry-dead-named-executor": "rpc/TASK-024-RPC-004-dead-named-executor-never-retried",
+    "fence-leaves-handshake-waiting": "liveness/LIV-012-LIV-018-fence-ends-an-unanswered-handshake",
 }
 
 
@@ -190,6 +194,11 @@ def _switches() -> list[str]:
     """The switches this run checks: all of them, or a seeded slice (module docs)."""
     every = sorted(CATCHES)
     wanted = os.environ.get("REFRPC_FAULT_SWITCHES", "24")
+    if wanted != "all" and not wanted.isdigit():  # switches named, comma-separated
+        named = sorted({n.strip() for n in wanted.split(",") if n.strip()})
+        unknown = [n for n in named if n not in CATCHES]
+        assert not unknown, f"unknown fault switches in REFRPC_FAULT_SWITCHES: {unknown}"
+        return named
     if wanted == "all" or int(wanted) >= len(every):
         return every
     seed = int(os.environ.get("REFRPC_FAULT_SEED", str(int(time.time() // 86400))))
@@ -205,6 +214,8 @@ def test_a_slice_of_switches_is_seeded_and_whole_on_request(monkeypatch):
     assert len(first) == 5 and first == _switches() and set(first) <= set(CATCHES)
     monkeypatch.setenv("REFRPC_FAULT_SWITCHES", "all")
     assert _switches() == sorted(CATCHES)
+    monkeypatch.setenv("REFRPC_FAULT_SWITCHES", "skip-release, no-goodbye")
+    assert _switches() == ["no-goodbye", "skip-release"]
 
 
 def test_each_switch_is_caught_by_its_case_naming_the_broken_requirement(tmp_path):

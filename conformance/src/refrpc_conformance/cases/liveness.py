@@ -380,6 +380,52 @@ def unanswered_handshake(ctx: CaseContext) -> None:
                what="the IUT's SubmitTask to P once P greeted it")
 
 
+#: LIV-015's default handshake timeout, which the IUT runs with here (CNF-012), in seconds.
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
+@case(
+    "liveness/LIV-012-LIV-018-fence-ends-an-unanswered-handshake",
+    requirements=["LIV-012", "LIV-018", "LIV-015", "CNF-029"],
+    summary=(
+        "The IUT is told about suite peer P (add_peer: no incarnation known) and asked to submit echo to it; P "
+        "never answers the IUT's Hello, so the IUT's record for P is a handshake that names no incarnation. "
+        "Bystander B, in session with the IUT, then sends PeerDeadNotice for P's incarnation. The fence must "
+        "end that record at once as a death of P: get of the task's return answers WORKER_DIED well before "
+        "the handshake timeout (10 s by default, CNF-012) would have ended it, and P never receives the "
+        "SubmitTask."
+    ),
+    timeout=60.0,
+)
+def fence_ends_an_unanswered_handshake(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    b = ctx.wire_peer("bystander")
+    link_b = ctx.session(b, iut)
+    p = ctx.wire_peer("unanswering")
+    p.accept_hello = False
+    iut.add_peer(p, slots=1)
+    sub = iut.submit("echo", [{"value": "never sent"}], executor=p.peer_id)
+    [rid] = sub["returns"]
+    hello = ctx.expect(p, Hello, requirement="LIV-015", what="the IUT's Hello to P, with the task waiting on it")
+    ctx.check("LIV-012", hello.envelope.receiver_incarnation == 0, "the IUT's Hello names no incarnation of P",
+              hello.envelope.receiver_incarnation)
+    seq = link_b.send(PeerDeadNotice(p.peer_id, p.incarnation, "the conformance suite declares P dead"))
+    ctx.wait_until(b, lambda: link_b.acked >= seq, requirement="SES-003", what="the IUT's ack of B's PeerDeadNotice")
+    left = HANDSHAKE_TIMEOUT_S - (ctx.clock.now() - hello.t)
+    if left < 3.0:
+        ctx.note(f"only {left:.1f} s of P's handshake timeout left once the notice was acknowledged: too late to tell "
+                 "a fence from the timeout")
+        got = iut.get(rid, timeout_ms=25_000)
+    else:
+        got = iut.get(rid, timeout_ms=int((left - 2.0) * 1000))
+    ctx.check("LIV-012", got.get("error", {}).get("code") == "WORKER_DIED",
+              "the task waiting on P's handshake fails WORKER_DIED once P/p is fenced, before the handshake timeout",
+              got)
+    ctx.check("LIV-012", not p.received(SubmitTask), "the waiting SubmitTask never sent to P",
+              [a.body.task_id for a in p.received(SubmitTask)])
+    iut.drop(rid)
+
+
 @case(
     "liveness/LIV-031-HS-015-refused-handshake-ends-queued-task-as-a-death",
     requirements=["LIV-031", "HS-015"],

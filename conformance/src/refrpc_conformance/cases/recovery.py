@@ -161,6 +161,47 @@ def retry_without_live_executor(ctx: CaseContext) -> None:
 
 
 @case(
+    "rpc/TASK-024-RPC-004-dead-named-executor-never-retried",
+    requirements=["TASK-024", "RPC-004", "RPC-009", "CNF-018"],
+    features=("core", "recovery"),
+    summary=(
+        "The IUT runs a task on suite executor E1 (added with no slots) and spare worker E2 (one free slot) is "
+        "live; E1 then says Goodbye, so the IUT has fenced it. The program next submits echo to E1 by name "
+        "with max_retries = 2. That first attempt was never placed on a live executor, so it is no death of "
+        "an executor running it: the IUT must fail it at once with WORKER_DIED naming E1, and must not retry "
+        "it, neither to E1 nor to E2, whatever maxRetries allows; nothing is left in its tables."
+    ),
+    timeout=60.0,
+)
+def dead_named_executor_never_retried(ctx: CaseContext) -> None:
+    iut, e1, e2 = _executors(ctx)
+    before = iut.submit("echo", [{"value": "before"}], executor=e1.peer_id)
+    st = _submitted(ctx, e1, before["task_id"])
+    e1.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (
+        ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable("before")),)))
+    got = iut.get(before["returns"][0], timeout_ms=10_000)
+    ctx.check("TASK-005", got == {"value": "before"}, "get of the first task's return answers 'before'", got)
+    iut.drop(before["returns"][0])
+    leave_with_goodbye(ctx, e1, iut)
+    late = iut.submit("echo", [{"value": "after"}], executor=e1.peer_id, max_retries=2)
+    [rid] = late["returns"]
+    got = iut.get(rid, timeout_ms=10_000)
+    code, message = _error_of(got)
+    ctx.check("TASK-024", code == "WORKER_DIED" and e1.peer_id in message,
+              f"the task named to the fenced E1 fails with WORKER_DIED naming {e1.peer_id}, its retries unused", got)
+    quiet = iut.quiesce(15_000)
+    sent = [f"attempt {a.body.attempt} to {p.peer_id}" for p in (e1, e2)
+            for a in p.received(SubmitTask, lambda m: m.task_id == late["task_id"])]
+    ctx.require("TASK-024", not sent, "the task never sent: not to the dead E1, and not retried on E2", sent)
+    ctx.check("", quiet, "the IUT quiescent within 15 s", "not quiescent")
+    iut.drop(rid)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    counts = iut.counts()
+    ctx.check("TASK-024", counts.get("submitted_tasks") == 0 and not iut.table(),
+              "the failed task and its return forgotten once dropped", (counts, iut.table()))
+
+
+@case(
     "lineage/LIN-003-LOC-004-lost-stored-result-reconstructed",
     requirements=["LIN-003", "LOC-004", "LIN-006", "RPC-007", "RPC-009", "LOC-001", "OBJ-006"],
     features=("core", "recovery"),

@@ -483,6 +483,66 @@ def stored_return_held_elsewhere(ctx: CaseContext) -> None:
 
 
 @case(
+    "tasks/VAL-019-BOR-013-grants-in-unused-members-released",
+    requirements=["VAL-019", "VAL-020", "BOR-013", "BOR-005", "TASK-018", "CNF-018"],
+    features=("core", "borrowing"),
+    summary=(
+        "The IUT submits a task with three returns to suite executor E, which answers with returns that also "
+        "set members their kind does not use, each naming a ref owned by suite peer O with a grant made out to "
+        "the IUT: an inline return whose value embeds V and whose nested lists V's grant again and Y's; a "
+        "stored return (at E) whose value embeds Z; an error return (TASK_FAILED) whose value embeds W. The "
+        "reply is well formed (no ProtocolError) and adopted: get of the inline return answers [V] and of the "
+        "error return TASK_FAILED. The IUT must not read the unused members (no entry for Y, Z or W) but must "
+        "release the grants of Y, Z and W to O at once; V's grant, which the member the kind uses names too, "
+        "stays until the program drops the return and V."
+    ),
+    timeout=60.0,
+)
+def grants_in_unused_members_released(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    o = ctx.wire_peer("owner")
+    iut.add_peer(e, slots=1)
+    v, y, z, w = (ctx.new_id(o) for _ in range(4))
+    dv, dy, dz, dw = (_granted(ctx, o, iut, oid, size=8) for oid in (v, y, z, w))
+    sub = iut.submit("echo", [{"value": "x"}], executor=e.peer_id, num_returns=3)
+    st = _next_task(ctx, e, "echo")
+    r_inline, r_stored, r_error = st.return_ids
+    seq = e.link(iut.peer_id).send(TaskReply(st.task_id, st.attempt, (
+        ReturnValue(r_inline, ReturnKind.INLINE, value=portable([PortableRef(0)], (dv,)), nested=(dv, dy)),
+        ReturnValue(r_stored, ReturnKind.STORED, value=portable([PortableRef(0)], (dz,)), location=e.peer_id, size=4096),
+        ReturnValue(r_error, ReturnKind.ERROR, value=portable([PortableRef(0)], (dw,)),
+                    error=ErrorInfo(ErrorCode.TASK_FAILED, "on purpose", "TASK-007")),
+    )))
+    unused = {y: dy, z: dz, w: dw}
+    ctx.wait_until(o, lambda: all(d.forward_id in released_forward_ids(o, oid) for oid, d in unused.items()),
+                   requirement="VAL-019",
+                   what="ReleaseBorrows for the grants of Y, Z and W, named only in members their return's kind does not use",
+                   timeout=10.0)
+    refused = e.received(ProtocolError, lambda m: m.related_seq == seq)
+    ctx.check("VAL-020", not refused, "the reply with unused members set is not refused (no ProtocolError)",
+              [str(a.body) for a in refused])
+    got = iut.get(sub["returns"][0], timeout_ms=10_000)
+    ctx.require("VAL-019", got == {"value": [Ref(v)]}, f"get of the inline return answers [{{'ref': {v!r}}}] (its value)", got)
+    failed = iut.get(sub["returns"][2], timeout_ms=10_000)
+    ctx.check("TASK-018", failed.get("error", {}).get("code") == "TASK_FAILED", "get of the error return answers TASK_FAILED",
+              failed)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    for oid in unused:
+        ctx.check("VAL-019", iut.entry(oid) is None, f"nothing recorded or held for {oid}, named in an unused member",
+                  iut.entry(oid))
+    ctx.check("VAL-019", dv.forward_id not in released_forward_ids(o, v),
+              "V's grant kept while the program holds the return and V (the used member names it too)",
+              sorted(released_forward_ids(o, v)))
+    for rid in (*sub["returns"], v):
+        iut.drop(rid)
+    ctx.wait_until(o, lambda: dv.forward_id in released_forward_ids(o, v), requirement="BOR-005",
+                   what=f"ReleaseBorrows for V's grant {dv.forward_id!r} once the return and V are dropped", timeout=10.0)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    ctx.check("", not iut.table(), "an empty table at the end", iut.table())
+
+
+@case(
     "tasks/VAL-021-CNF-018-undecodable-value-got-as-malformed",
     requirements=["VAL-021", "CNF-018", "VAL-004"],
     summary=(

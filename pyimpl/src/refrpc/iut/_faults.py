@@ -755,6 +755,24 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A member fences the forwarder a ConfirmBorrow names even when it is its head, on the owner's word: "
         "it answers held = false for a grant it does not hold, and discards everything the head says after.",
     ),
+    "keep-unused-member-grants": (
+        "VAL-019",
+        "A submitter ignores the members a TaskReply's return sets that its kind does not use (nested of an "
+        "inline return, the value of a stored or an error return) altogether: a grant made out to it there is "
+        "never released, and stays at its owner.",
+    ),
+    "retry-dead-named-executor": (
+        "TASK-024",
+        "A task whose program named an executor that is already dead (fenced) is not failed with WORKER_DIED "
+        "when it has retries left: it is resubmitted as attempt 2 to another live executor, as if the named "
+        "one had died running it (RPC-004).",
+    ),
+    "fence-leaves-handshake-waiting": (
+        "LIV-012",
+        "A fence of P/p (a PeerDeadNotice, say) while the record for P is a handshake that names no "
+        "incarnation is recorded but does not end that record: what waits on it (a task queued for P) waits "
+        "out the handshake timeout (LIV-018) instead of failing at once as for a death.",
+    ),
 }
 
 
@@ -2333,6 +2351,35 @@ def _fence_head_on_confirm_borrow(iut: Iut) -> None:
 
     core._on_ConfirmBorrow = patched  # type: ignore[method-assign]
 
+def _retry_dead_named_executor(iut: Iut) -> None:
+    core = iut.node.core
+    send_task = core._send_task
+
+    def patched(t: Any) -> None:
+        spec = t.spec
+        if not spec.actor_id and spec.attempt == 1 <= spec.max_retries and t.executor and not core._is_live(t.executor):
+            core._transition_task(t, "executor_died_retry")  # breaks TASK-024: retried as if it had died with the task
+            core._retry(t)
+            return
+        send_task(t)
+
+    core._send_task = patched  # type: ignore[method-assign]
+
+
+def _fence_leaves_handshake_waiting(iut: Iut) -> None:
+    core = iut.node.core
+    fence = core._fence
+
+    def patched(peer: str, incarnation: int, event: str, reason: str) -> None:
+        target = core.remotes.get(peer)
+        if target is not None and target.incarnation == 0 and target.state != "dead":
+            core._add_fence(peer, incarnation)  # breaks LIV-012: the handshake waits for its timeout
+            return
+        fence(peer, incarnation, event, reason)
+
+    core._fence = patched  # type: ignore[method-assign]
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -2469,6 +2516,9 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "bare-numbers-as-float64": _bare_numbers_as_float64,
     "membership-answers-portable": _membership_answers_portable,
     "fence-head-on-confirm-borrow": _fence_head_on_confirm_borrow,
+    "keep-unused-member-grants": lambda iut: setattr(iut.node.core, "_unused_nested", lambda rv: ()),  # VAL-019
+    "retry-dead-named-executor": _retry_dead_named_executor,
+    "fence-leaves-handshake-waiting": _fence_leaves_handshake_waiting,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
