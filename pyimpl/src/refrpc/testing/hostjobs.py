@@ -179,6 +179,9 @@ def _op(cmd: dict[str, Any], state: dict[str, Any]) -> Any:
 def _own_objects() -> dict[str, Any]:
     node = refrpc.api._node()
     with node.lock:
+        # Refs this command dropped a moment ago (nodes()'s calls to the workers) are
+        # queued for release, not released yet: release them before counting.
+        node._drain_released()
         owned = [o for o, e in node.core.owned.items() if e.state != "freed"]
         borrowed = list(node.core.borrowed)
     return {"this driver": {"owned": len(owned), "borrowed": len(borrowed)}} if owned or borrowed else {}
