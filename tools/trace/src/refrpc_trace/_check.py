@@ -154,7 +154,7 @@ def _fate_checks(r: Replay, o: Obj) -> None:
         r.finding("FATE-001", Kind.OWNER_DEATH, f"{r.label(peer)} declared {r.label(owner)} dead but its entry for "
                   f"{o.object_id} stays {state}: it must fail with OWNER_DIED", [fence], o.object_id)
     for loc, ev in o.copies.items():
-        key = next((k for k in r.run.by_key if k[0] == loc), None)
+        key = o.copy_keys.get(loc)  # the incarnation that stored it: a later one never held it
         fence = r.fenced.get(key, {}).get(owner) if key is not None else None
         if fence is not None and key not in r.dead:
             r.finding("FATE-002", Kind.OWNER_DEATH, f"{loc} keeps its copy of {o.object_id} after declaring its "

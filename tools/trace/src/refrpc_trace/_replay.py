@@ -531,6 +531,7 @@ class Replay:
             o = self.obj(oid)
             if name == "copy-stored":
                 o.copies[me[0]] = ev
+                o.copy_keys[me[0]] = me
                 self.step(o, "stored", f"copy stored at {item.peer} ({d.get('size', '?')} B)", ev)
             elif o.copies.pop(me[0], None) is None:
                 self.finding("GC-004", Kind.DOUBLE_FREE, f"{item.peer} dropped a copy of {oid} it did not hold",

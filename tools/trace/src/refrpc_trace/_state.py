@@ -81,6 +81,9 @@ class Obj:
     free_received: dict[str, Evidence] = field(default_factory=dict)
     #: Copies in local stores (copy-stored / copy-dropped events): PeerId -> record.
     copies: dict[str, Evidence] = field(default_factory=dict)
+    #: The incarnation that stored each of ``copies`` (PeerId -> its PeerKey): a copy
+    #: an incarnation stored is not kept by a later incarnation of the same PeerId.
+    copy_keys: dict[str, PeerKey] = field(default_factory=dict)
     #: Counter values from hold events, per peer.
     counters: dict[PeerKey, dict[str, int]] = field(default_factory=dict)
     last_hold: dict[PeerKey, Evidence] = field(default_factory=dict)
