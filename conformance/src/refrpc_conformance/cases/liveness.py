@@ -7,6 +7,8 @@ is declared dead after about 0.4 s; their bounds are tens of seconds.
 
 from __future__ import annotations
 
+from typing import Any
+
 from refrpc.core.messages import (
     ErrorCode,
     ErrorInfo,
@@ -27,8 +29,8 @@ from refrpc.core.messages import (
 
 from .._build import by_ref, by_value, describe_return, make_bytes_value, portable
 from .._case import case
-from .._context import CaseContext
-from .._wire import ExpectTimeout, WireError
+from .._context import IUT, CaseContext
+from .._wire import ExpectTimeout, WireError, WirePeer
 from ._common import FAST_DETECTION, check_inline, expect_reply, open_session, run_echo, task
 
 FAST_PEER = {"heartbeat_ms": 100}
@@ -337,6 +339,20 @@ def answer_to_a_stale_message(ctx: CaseContext) -> None:
     run_echo(ctx, p, link, "still alive", requirement="LIV-009")
 
 
+def _task_for_an_unanswering_peer(ctx: CaseContext) -> tuple[IUT, WirePeer, Any, WirePeer, dict[str, Any]]:
+    """The IUT, a bystander B in session with it (and B's link), suite peer P that the
+    IUT is told about (add_peer: no incarnation known) and that answers no Hello, and
+    the IUT's echo submitted to P, waiting on the handshake."""
+    iut = ctx.start_iut()
+    b = ctx.wire_peer("bystander")
+    link_b = ctx.session(b, iut)
+    p = ctx.wire_peer("unanswering")
+    p.accept_hello = False
+    iut.add_peer(p, slots=1)
+    sub = iut.submit("echo", [{"value": "never sent"}], executor=p.peer_id)
+    return iut, b, link_b, p, sub
+
+
 @case(
     "liveness/LIV-018-unanswered-handshake-fails-what-waited",
     requirements=["LIV-018", "LIV-015", "LIV-004", "HS-006", "CNF-029"],
@@ -351,13 +367,7 @@ def answer_to_a_stale_message(ctx: CaseContext) -> None:
     timeout=90.0,
 )
 def unanswered_handshake(ctx: CaseContext) -> None:
-    iut = ctx.start_iut()
-    b = ctx.wire_peer("bystander")
-    link_b = ctx.session(b, iut)
-    p = ctx.wire_peer("unanswering")
-    p.accept_hello = False
-    iut.add_peer(p, slots=1)
-    first = iut.submit("echo", [{"value": "never sent"}], executor=p.peer_id)
+    iut, b, link_b, p, first = _task_for_an_unanswering_peer(ctx)
     got = iut.get(first["returns"][0], timeout_ms=25_000)
     ctx.check("LIV-018", got.get("error", {}).get("code") == "WORKER_DIED",
               "the task queued for a peer whose handshake timed out fails WORKER_DIED", got)
@@ -398,13 +408,7 @@ HANDSHAKE_TIMEOUT_S = 10.0
     timeout=60.0,
 )
 def fence_ends_an_unanswered_handshake(ctx: CaseContext) -> None:
-    iut = ctx.start_iut()
-    b = ctx.wire_peer("bystander")
-    link_b = ctx.session(b, iut)
-    p = ctx.wire_peer("unanswering")
-    p.accept_hello = False
-    iut.add_peer(p, slots=1)
-    sub = iut.submit("echo", [{"value": "never sent"}], executor=p.peer_id)
+    iut, b, link_b, p, sub = _task_for_an_unanswering_peer(ctx)
     [rid] = sub["returns"]
     hello = ctx.expect(p, Hello, requirement="LIV-015", what="the IUT's Hello to P, with the task waiting on it")
     ctx.check("LIV-012", hello.envelope.receiver_incarnation == 0, "the IUT's Hello names no incarnation of P",

@@ -92,7 +92,7 @@ class Tasks:
             e = OwnedObject(rid, "pending", task_id=s.task_id, local_refs=1)  # OWN-001
             self.owned[rid] = e
             self._story(rid, "submitted", s.task_id)
-        t = OwnerTask(spec, "submitted", executor or "", mentioned, demand=demand, speed_key=s.speed_key or s.function)
+        t = OwnerTask(spec, "submitted", executor or "", mentioned, demand=demand, speed_key=s.speed_key)
         self.tasks[s.task_id] = t
         if spec.max_retries > 0 and not spec.actor_id:  # reconstructable (LIN-006)
             t.lineage_counted = True

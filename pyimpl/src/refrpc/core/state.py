@@ -227,7 +227,7 @@ class OwnerTask:
     counted: bool = False
     #: CPU slots and named resources it takes while it runs (TASK-012).
     demand: "Demand" = (1.0, ())
-    #: The function as TASK-020's speed rule counts it (Submit.speed_key, else the name).
+    #: The function as TASK-020's speed rule counts it (Submit.speed_key); empty: the name.
     speed_key: str = ""
 
 

@@ -26,8 +26,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..core import events as ev
-from ..errors import ExceptionState
 from ..core.messages import DEMAND_UNIT, FRAME_HEADROOM, Encoding, ErrorCode, ErrorInfo, Value
+from ..errors import ExceptionState
 from ..store import ObjectNotFound, StoreFull
 from ._admission import Admission, bytes_to_fetch
 from ._actor_runner import ActorRunner
