@@ -306,3 +306,56 @@ def test_a_damaged_spill_file_is_a_typed_error_not_short_bytes(namespace: str, s
         assert (array_of(store.get("b")) == 2).all()  # the store goes on serving the rest
         if damage == "unreadable":
             os.rmdir(path)
+
+
+def test_a_removed_spill_file_is_a_lost_copy_for_get_and_get_bytes(namespace: str, spill_dir: str) -> None:
+    # A /tmp cleaner removed a spill file: the copy is gone, and both ways of reading
+    # it say so with ObjectNotFound (a StoreError) instead of an OSError or a loop.
+    from refrpc.store import ObjectNotFound
+
+    with SharedMemoryStore(namespace, writer="w", capacity=int(1.5 * MB), spill_directory=spill_dir) as store:
+        store.put("a", array_value(1))
+        store.put("b", array_value(2))
+        assert store.where("a") == "disk"
+        (name,) = list_spilled(namespace, spill_dir)
+        os.unlink(os.path.join(spill_dir, name))
+        with pytest.raises(ObjectNotFound, match="spill file"):
+            store.get_bytes("a")
+        with pytest.raises(ObjectNotFound, match="spill file"):
+            store.get("a")
+        assert (array_of(store.get("b")) == 2).all()
+
+
+def test_readers_racing_to_bring_back_one_spilled_object_all_get_it(namespace: str, spill_dir: str) -> None:
+    # Four threads read the same spilled object at once (an executor's argument and
+    # fetches served by the loop): one brings it back, the others wait and map that
+    # copy. None of them reads a spill file another just removed, and the store never
+    # holds the object more than once (four copies would not fit: StoreFull).
+    import threading
+
+    with SharedMemoryStore(namespace, writer="w", capacity=int(3.5 * MB), spill_directory=spill_dir) as store:
+        for i in range(6):
+            store.put(f"o{i}", array_value(i))
+        errors: list[str] = []
+        raced = 0
+        for turn in range(40):
+            target = f"o{turn % 6}"
+            if store.where(target) != "disk":
+                continue
+            raced += 1
+            barrier = threading.Barrier(4)
+
+            def read() -> None:
+                barrier.wait(10)
+                try:
+                    assert (array_of(store.get(target)) == int(target[1:])).all()
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(repr(exc))
+
+            threads = [threading.Thread(target=read) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+        assert raced >= 10 and errors == []
+        assert store.counters["restores"] == raced

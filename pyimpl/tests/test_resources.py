@@ -73,20 +73,21 @@ def test_a_task_taking_every_slot_of_the_host_runs_alone(cluster, tmp_path):
     assert refrpc.get([big, plain], timeout=30) == [True, 2]
 
 
-def test_zero_cpus_takes_no_slot_at_the_submitter(cluster, tmp_path):
+def test_zero_cpus_takes_no_slot_at_the_submitter_or_the_worker(cluster, tmp_path):
     # Both slots taken by long tasks: a plain task waits in the driver's queue, a
-    # num_cpus=0 task is sent at once (a worker still runs its tasks one at a time,
-    # so it runs once that worker's task ends).
+    # num_cpus=0 task is sent at once and starts at once beside the long one on its
+    # worker (TASK-051), so its value comes while both long tasks still run.
     release = str(tmp_path / "release")
     long = [rf.block_until.remote(release) for _ in range(2)]
     try:
         plain = rf.add.remote(1, 1)
         free = rf.add.options(num_cpus=0).remote(2, 3)
-        assert wait_until(lambda: _state(cluster, free) == "submitted", 20)
+        assert refrpc.get(free, timeout=30) == 5
         assert _state(cluster, plain) == "queued"
+        assert [_state(cluster, ref) for ref in long] == ["submitted", "submitted"]
     finally:
         open(release, "w").close()
-    assert refrpc.get([plain, free], timeout=30) == [2, 5]
+    assert refrpc.get(plain, timeout=30) == 2
     assert refrpc.get(long, timeout=30) == [True, True]
 
 

@@ -367,6 +367,10 @@ class SharedMemoryStore(ObjectStore):
         self._building: dict[ObjectId, _Segment] = {}
         self._attached: dict[ObjectId, _Segment] = {}
         self._pool: list[_Segment] = []  # oldest first
+        #: Objects being brought back from disk, each by one caller; the others wait on
+        #: its event and then look again (two restores of one object would each take
+        #: its size in memory, and the second would read a spill file the first removed).
+        self._restoring: dict[ObjectId, threading.Event] = {}
         #: This store's slot in its host's ledger (share_limit), else None.
         self._ledger: HostLedger | None = None
         self._used_b = 0  # in memory: owned (not spilled) and being assembled (see _used)
@@ -900,7 +904,25 @@ class SharedMemoryStore(ObjectStore):
             self.on_spill(object_id, True)
 
     def _restore(self, object_id: ObjectId, segment: _Segment) -> None:
-        """Bring a spilled object back into memory (making room for it)."""
+        """Bring a spilled object back into memory (making room for it), or wait while
+        another caller does; the caller looks at the segment again afterwards."""
+        with self._lock:
+            if self._owned.get(object_id) is not segment or not segment.spilled:
+                return  # freed, or brought back meanwhile
+            busy = self._restoring.get(object_id)
+            if busy is None:
+                done = self._restoring[object_id] = threading.Event()
+        if busy is not None:
+            busy.wait()
+            return
+        try:
+            self._restore_alone(object_id, segment, segment.spilled)
+        finally:
+            with self._lock:
+                del self._restoring[object_id]
+            done.set()
+
+    def _restore_alone(self, object_id: ObjectId, segment: _Segment, spill: str) -> None:
         try:
             fresh = self._allocate(segment.size)
         except BaseException as exc:
@@ -909,7 +931,15 @@ class SharedMemoryStore(ObjectStore):
             raise
         assert fresh.wmm is not None
         try:
-            with open(segment.spilled, "rb", buffering=0) as file:
+            try:
+                file = open(spill, "rb", buffering=0)
+            except FileNotFoundError:
+                with self._lock:
+                    freed = self._owned.get(object_id) is not segment
+                if freed:
+                    raise ObjectNotFound(f"object {object_id!r} was freed while it was read") from None
+                raise ObjectNotFound(f"the spill file of {object_id!r} is gone ({spill})") from None
+            with file:
                 view = memoryview(fresh.wmm)
                 try:
                     position = 0
@@ -928,7 +958,7 @@ class SharedMemoryStore(ObjectStore):
             final = self.segment_path(object_id)
             try:
                 os.link(fresh.path, final)
-            except FileExistsError:  # restored by another caller meanwhile
+            except FileExistsError:  # a segment of that name is there already (never ours to replace)
                 self._discard(fresh)
                 return
             self._paths.add(final)
@@ -1106,6 +1136,10 @@ class SharedMemoryStore(ObjectStore):
                     file.seek(start)
                     data = file.read(end - start)
             except FileNotFoundError:
+                with self._lock:
+                    lost = self._owned.get(object_id) is segment and segment.spilled == spill  # type: ignore[union-attr]
+                if lost:  # removed behind our back: the copy is gone (LOC-006)
+                    raise ObjectNotFound(f"the spill file of {object_id!r} is gone ({spill})") from None
                 return self.get_bytes(object_id, offset, length)  # restored or freed meanwhile: look again
             except OSError as exc:  # OBJ-032: unreadable spill bytes are a lost copy (LOC-006)
                 raise CorruptObject(f"the spill file of {object_id!r} cannot be read: {exc}") from exc
