@@ -410,3 +410,9 @@ def raise_custom(kind):
     if kind == "quota":
         raise OverQuota("ann", 5)
     raise Locked("held")
+
+
+@refrpc.remote
+def raise_through(kind):
+    # A task whose child task raises: its get raises the child's error here.
+    return refrpc.get(raise_custom.remote(kind))
