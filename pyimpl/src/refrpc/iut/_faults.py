@@ -773,7 +773,58 @@ FAULTS: dict[str, tuple[str, str]] = {
         "incarnation is recorded but does not end that record: what waits on it (a task queued for P) waits "
         "out the handshake timeout (LIV-018) instead of failing at once as for a death.",
     ),
+    "overtake-reserved": (
+        "TASK-055",
+        "The executor starts the first waiting task that fits, ignoring what the tasks waiting before it "
+        "reserve: a task of half a slot starts beside a running half-slot task although a whole-slot task "
+        "waits ahead of it, so a stream of small tasks can starve a big one.",
+    ),
+    "cancelled-waiting-task-waits": (
+        "TASK-055",
+        "A task waiting for room that is cancelled stays in the order, still reserving what it takes, and is "
+        "answered TASK_CANCELLED only when room for it comes, instead of leaving the order at once.",
+    ),
 }
+
+
+def _overtake_reserved(iut: Iut) -> None:
+    from ..runtime._slots import SlotBook
+
+    class Greedy(SlotBook):
+        __slots__ = ()
+
+        def first_startable(self, waiting: Any) -> int:
+            for i, (cpu, resources) in enumerate(waiting):
+                if self.fits(cpu, resources):
+                    return i  # breaks TASK-055: what earlier entries reserve is not looked at
+            return -1
+
+    executor = iut.executor
+    offer = executor.offer
+    executor._book.__class__ = Greedy
+
+    def patched(*args: Any, **kwargs: Any) -> None:
+        offer(*args, **kwargs)
+        executor._book.__class__ = Greedy
+
+    executor.offer = patched  # type: ignore[method-assign]
+
+
+def _cancelled_waiting_task_waits(iut: Iut) -> None:
+    executor = iut.executor
+    stop_task = executor.stop_task
+
+    def patched(task_id: str, attempt: int) -> None:
+        key = (task_id, attempt)
+        with executor._lock:
+            queued = key in executor._queued and key not in executor._running and any(
+                isinstance(ins, ev.RunTask) and (ins.task_id, ins.attempt) == key for ins in executor._pending)
+            if queued:
+                executor._stopped.add(key)  # breaks TASK-055: it keeps its place, answered when it fits
+                return
+        stop_task(task_id, attempt)
+
+    executor.stop_task = patched  # type: ignore[method-assign]
 
 
 def _demand_counted(iut: Iut, count: Callable[[int], int]) -> None:
@@ -2519,6 +2570,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "keep-unused-member-grants": lambda iut: setattr(iut.node.core, "_unused_nested", lambda rv: ()),  # VAL-019
     "retry-dead-named-executor": _retry_dead_named_executor,
     "fence-leaves-handshake-waiting": _fence_leaves_handshake_waiting,
+    "overtake-reserved": _overtake_reserved,
+    "cancelled-waiting-task-waits": _cancelled_waiting_task_waits,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
