@@ -784,7 +784,38 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A task waiting for room that is cancelled stays in the order, still reserving what it takes, and is "
         "answered TASK_CANCELLED only when room for it comes, instead of leaving the order at once.",
     ),
+    "unknown-code-as-task-failed": (
+        "ERR-002",
+        "A submitter takes a return whose error code it does not know (read as UNRECOGNIZED) as TASK_FAILED, so "
+        "a task submitted with retry_exceptions is resubmitted while its budget lasts, and get names "
+        "TASK_FAILED.",
+    ),
+    "unknown-argument-code-as-task-failed": (
+        "ERR-002",
+        "An executor passing on an argument's error whose code it does not know (an ObjectStatus FAILED read as "
+        "UNRECOGNIZED) sends TASK_FAILED in its place instead of UNRECOGNIZED.",
+    ),
 }
+
+
+def _unknown_codes_as_task_failed(iut: Iut, handler: str) -> None:
+    """``handler`` (``_on_TaskReply`` or ``_on_ObjectStatus``) reads an UNRECOGNIZED error as TASK_FAILED."""
+    core = iut.node.core
+    original = getattr(core, handler)
+
+    def known(error: Any) -> Any:
+        if error is not None and error.code is ErrorCode.UNRECOGNIZED:
+            return replace(error, code=ErrorCode.TASK_FAILED)  # breaks ERR-002
+        return error
+
+    def patched(r: Any, msg: Any) -> None:
+        if hasattr(msg, "returns"):
+            msg = replace(msg, returns=tuple(replace(rv, error=known(rv.error)) for rv in msg.returns))
+        else:
+            msg = replace(msg, error=known(msg.error))
+        original(r, msg)
+
+    setattr(core, handler, patched)
 
 
 def _overtake_reserved(iut: Iut) -> None:
@@ -2572,6 +2603,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "fence-leaves-handshake-waiting": _fence_leaves_handshake_waiting,
     "overtake-reserved": _overtake_reserved,
     "cancelled-waiting-task-waits": _cancelled_waiting_task_waits,
+    "unknown-code-as-task-failed": lambda iut: _unknown_codes_as_task_failed(iut, "_on_TaskReply"),
+    "unknown-argument-code-as-task-failed": lambda iut: _unknown_codes_as_task_failed(iut, "_on_ObjectStatus"),
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
