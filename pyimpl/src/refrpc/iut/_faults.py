@@ -795,7 +795,48 @@ FAULTS: dict[str, tuple[str, str]] = {
         "An executor passing on an argument's error whose code it does not know (an ObjectStatus FAILED read as "
         "UNRECOGNIZED) sends TASK_FAILED in its place instead of UNRECOGNIZED.",
     ),
+    "repeated-map-keys-accepted": (
+        "VAL-005",
+        "A portable map that repeats a key is read without complaint, the later entry replacing the earlier, "
+        "instead of failing where it is decoded.",
+    ),
+    "shallow-portable-nesting": (
+        "VAL-007",
+        "Portable values are read (and written) at most 32 levels deep: a value of 64 nested lists, which every "
+        "reader must accept, fails where it is decoded.",
+    ),
+    "unknown-portable-member-as-null": (
+        "VAL-014",
+        "A portable node whose union member this schema does not know is read as null instead of making the "
+        "value malformed where it is decoded.",
+    ),
 }
+
+
+def _portable_reader(mode: str) -> None:
+    """The portable reader of ``refrpc.codec`` (used by every decode in this process) as ``mode`` says."""
+    from ..codec import _value
+
+    if mode == "shallow":
+        _value.MAX_PORTABLE_DEPTH = 32  # breaks VAL-007
+        return
+    get_node = _value._get_node
+
+    def patched(r: Any, depth: int) -> Any:
+        try:
+            which = r._which_str()
+        except Exception:
+            if mode == "null":
+                return None  # breaks VAL-014: an unknown member read as null
+            raise
+        if which == "map" and mode == "repeat":
+            result: dict[str, Any] = {}
+            for entry in r._get_by_field(_value._P_MAP):  # breaks VAL-005: a repeated key replaces
+                result[entry._get_by_field(_value._E_KEY)] = patched(entry._get_by_field(_value._E_VALUE), depth + 1)
+            return result
+        return get_node(r, depth)
+
+    _value._get_node = patched
 
 
 def _unknown_codes_as_task_failed(iut: Iut, handler: str) -> None:
@@ -2605,6 +2646,9 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "cancelled-waiting-task-waits": _cancelled_waiting_task_waits,
     "unknown-code-as-task-failed": lambda iut: _unknown_codes_as_task_failed(iut, "_on_TaskReply"),
     "unknown-argument-code-as-task-failed": lambda iut: _unknown_codes_as_task_failed(iut, "_on_ObjectStatus"),
+    "repeated-map-keys-accepted": lambda iut: _portable_reader("repeat"),
+    "shallow-portable-nesting": lambda iut: _portable_reader("shallow"),
+    "unknown-portable-member-as-null": lambda iut: _portable_reader("null"),
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
