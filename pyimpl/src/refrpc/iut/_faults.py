@@ -810,7 +810,28 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A portable node whose union member this schema does not know is read as null instead of making the "
         "value malformed where it is decoded.",
     ),
+    "adopt-stray-chunks": (
+        "FET-013",
+        "A fetcher takes a FetchChunk whose requestId it is not waiting for as a chunk of its outstanding request "
+        "for the same object (the oldest), so bytes meant for another request, or sent by mistake, end up in "
+        "the copy it assembles.",
+    ),
 }
+
+
+def _adopt_stray_chunks(iut: Iut) -> None:
+    fetcher = iut.node.fetcher
+    on_chunk = fetcher._on_chunk
+
+    def patched(sender: Any, c: Any) -> None:
+        if c.request_id not in fetcher._by_request:
+            for request_id, f in list(fetcher._by_request.items()):
+                if f.object_id == c.object_id and request_id in f.outstanding:
+                    c = replace(c, request_id=request_id)  # breaks FET-013: adopted by a request we wait for
+                    break
+        on_chunk(sender, c)
+
+    fetcher._on_chunk = patched
 
 
 def _portable_reader(mode: str) -> None:
@@ -2649,6 +2670,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "repeated-map-keys-accepted": lambda iut: _portable_reader("repeat"),
     "shallow-portable-nesting": lambda iut: _portable_reader("shallow"),
     "unknown-portable-member-as-null": lambda iut: _portable_reader("null"),
+    "adopt-stray-chunks": _adopt_stray_chunks,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
