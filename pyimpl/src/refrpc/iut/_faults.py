@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import events as ev
-from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, ErrorInfo, FetchChunk, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
+from ..core.messages import PROTOCOL_MAJOR, AddLocation, BorrowerRegistered, ErrorCode, ErrorInfo, FetchChunk, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
 
 if TYPE_CHECKING:
     from ._main import Iut
@@ -816,7 +816,37 @@ FAULTS: dict[str, tuple[str, str]] = {
         "for the same object (the oldest), so bytes meant for another request, or sent by mistake, end up in "
         "the copy it assembles.",
     ),
+    "grant-to-fenced-borrower": (
+        "BOR-015",
+        "An owner records a grant for a borrower incarnation it has fenced and answers the RegisterBorrower "
+        "without an error, so the object is kept for a borrower that can never release it.",
+    ),
+    "refuse-unready-registrations": (
+        "BOR-016",
+        "An owner refuses a RegisterBorrower for an object that is pending or failed (WRONG_STATE), as if only "
+        "a ready object could be borrowed.",
+    ),
 }
+
+
+def _registrations(iut: Iut, mode: str) -> None:
+    core = iut.node.core
+    on_register = core._on_RegisterBorrower
+
+    def patched(r: Any, msg: Any) -> None:
+        e = core.owned.get(msg.object_id)
+        if e is not None and mode == "fenced" and (msg.borrower, msg.borrower_incarnation) in core.fenced:
+            e.borrowers.setdefault(msg.borrower, {})[msg.forward_id] = r.peer  # breaks BOR-015
+            e.grant_incarnations[msg.forward_id] = msg.borrower_incarnation
+            core._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id))
+            return
+        if e is not None and mode == "unready" and e.state in ("pending", "failed"):
+            info = ErrorInfo(ErrorCode.WRONG_STATE, f"{msg.object_id} is {e.state}", "BOR-016")  # breaks BOR-016
+            core._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id, info))
+            return
+        on_register(r, msg)
+
+    core._on_RegisterBorrower = patched
 
 
 def _adopt_stray_chunks(iut: Iut) -> None:
@@ -2671,6 +2701,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "shallow-portable-nesting": lambda iut: _portable_reader("shallow"),
     "unknown-portable-member-as-null": lambda iut: _portable_reader("null"),
     "adopt-stray-chunks": _adopt_stray_chunks,
+    "grant-to-fenced-borrower": lambda iut: _registrations(iut, "fenced"),
+    "refuse-unready-registrations": lambda iut: _registrations(iut, "unready"),
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
