@@ -65,6 +65,8 @@ SETTINGS: dict[str, dict[str, int]] = {
 ROWS = ("fetch_1gb", "fetch_1gb_lz4", "broadcast_100mb_8")
 #: Every wait on a peer is bounded: a lost reply is an error, not a hang.
 STEP_TIMEOUT_S = 300.0
+#: How long the consumers of a broadcast whose first relay was lost may take in all.
+LOSS_TIMEOUT_S = 90.0
 
 
 # ---------------------------------------------------------------- what the consumers run
@@ -125,6 +127,33 @@ def _watch_loop(node: Any) -> list[float]:
     return longest
 
 
+def _dump_state(who: str, node: Any) -> None:
+    """What ``node`` is still doing, to stderr: its fetches in progress and the story of
+    each object it borrows or task it owns that is not settled (for a run that hung)."""
+    def collect() -> list[str]:
+        out = []
+        fetcher = node.fetcher
+        for oid, f in fetcher._by_object.items():
+            out.append(f"fetch {oid}: locations {[p for p, _ in f.locations]}, asking {f.asked}, total {f.total}, "
+                       f"outstanding {sorted(f.outstanding.values())}, failures {f.failures}, "
+                       f"{time.monotonic() - f.last_progress:.1f} s since progress")
+        out.append(f"serving {len(fetcher._serving)} requests, parked {sum(map(len, fetcher._parked.values()))}")
+        core = node.core
+        for oid in list(core.borrowed)[:8]:
+            out.append(f"borrowed {oid}: {core.story(oid)[-6:]}")
+        for tid, t in list(core.tasks.items()):
+            if t.state in ("submitted", "queued"):
+                out.append(f"task {tid} {t.state} on {t.executor or '-'}: {core.story(tid)[-8:]}")
+        return out
+
+    try:
+        lines = node.call(collect).result(10)
+    except Exception as exc:  # noqa: BLE001 - a report of a stuck node must not raise
+        lines = [f"(its loop did not answer: {exc!r})"]
+    for line in lines:
+        print(f"{who}: {line}", file=sys.stderr, flush=True)
+
+
 def role_node(args: argparse.Namespace) -> int:
     """A consumer host's peer: runs tasks (``touch``) until its stdin closes."""
     from refrpc.runtime import working_node
@@ -139,7 +168,9 @@ def role_node(args: argparse.Namespace) -> int:
     gaps = _watch_loop(node)
     print(f"READY {node.address}", flush=True)
     try:
-        sys.stdin.read()
+        for line in sys.stdin:  # until it closes; "DUMP": the run failed, say what is still going on
+            if line.strip() == "DUMP":
+                _dump_state(args.name, node)
     finally:
         if gaps[0] > 1.0:
             print(f"{args.name}: the loop's longest pause {gaps[0]:.2f} s", file=sys.stderr, flush=True)
@@ -227,11 +258,24 @@ class Owner:
 
         return node.call(do).result(STEP_TIMEOUT_S)
 
-    def outcome(self, rid: str) -> Any:
-        """A task's answer, or its error code (a typed failure) as a string."""
+    def outcome(self, rid: str, timeout: float = STEP_TIMEOUT_S) -> Any:
+        """A task's answer, or its error code (a typed failure) as a string. Past
+        ``timeout`` seconds, a RuntimeError with the story of its task."""
+        from concurrent.futures import TimeoutError as FutureTimeout
+
         from refrpc.serialization import deserialize
 
-        res = self.node.get_result(rid).result(STEP_TIMEOUT_S)
+        try:
+            res = self.node.get_result(rid).result(max(0.0, timeout))
+        except FutureTimeout:
+            core = self.node.core
+
+            def story() -> list[Any]:
+                e = core.owned.get(rid)
+                return core.story(e.task_id) if e is not None and e.task_id else core.story(rid)
+
+            raise RuntimeError(f"no outcome of {rid} in {timeout:.0f} s; its task: "
+                               f"{self.node.call(story).result(10)}") from None
         if res.error is not None:
             return res.error.code.value
         got = deserialize(res.value, ref_factory=lambda d: d)
@@ -267,7 +311,10 @@ class Owner:
                 raise RuntimeError(f"{victim} never fetched a quarter of the value")
             time.sleep(0.005)
         print(f"LOSE {victim}", flush=True)
-        outcomes = [self.outcome(rid) for rid in rids]
+        # Each consumer ends well within this (a lost source costs a few progress
+        # timeouts at most, FET-006); a hang is reported with what its task went through.
+        end = time.monotonic() + LOSS_TIMEOUT_S
+        outcomes = [self.outcome(rid, end - time.monotonic()) for rid in rids]
         self.drop(*rids)
         return {"victim": victim, "outcomes": [o if isinstance(o, str) else o == want for o in outcomes]}
 
@@ -364,6 +411,7 @@ def role_owner(args: argparse.Namespace) -> int:
         node = owner.node
         print(f"owner: declared dead {sorted(p for p, _ in node.core.fenced)}; {node.failure or 'running'}",
               file=sys.stderr, flush=True)
+        _dump_state("owner", node)
         raise
     finally:
         owner.close()
@@ -423,7 +471,7 @@ class LoopbackHosts:
             with open(path) as f:
                 text = f.read().strip()
             if text:
-                out.append(f"--- {os.path.basename(path)}\n" + "\n".join(text.splitlines()[-15:]))
+                out.append(f"--- {os.path.basename(path)}\n" + "\n".join(text.splitlines()[-30:]))
         return "\n".join(out)
 
     def close(self) -> None:
@@ -510,6 +558,24 @@ def _result(p: subprocess.Popen, on_lose: Any = None) -> dict[str, Any]:
     raise RuntimeError(f"the owner gave no result (exit {p.poll()}): {''.join(lines)[-2000:]}")
 
 
+def _close_nodes(nodes: list[subprocess.Popen], dump: bool = False) -> None:
+    """Close each consumer's stdin (after ``DUMP``: it reports what it still does) and
+    wait for it to exit."""
+    for p in nodes:
+        if p.stdin is not None and not p.stdin.closed and p.poll() is None:
+            try:
+                if dump:
+                    p.stdin.write("DUMP\n")
+                p.stdin.close()
+            except OSError:
+                pass  # a lost host's pipe
+    for p in nodes:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def run_scenario(hosts: LoopbackHosts, consumers: int, scenario: dict[str, Any], *, sink: bool = False,
                  settings: str = "{}") -> dict[str, Any]:
     """Start ``consumers`` consumer nodes on hosts 1.. (consumer ``cK`` on host K), the
@@ -533,28 +599,13 @@ def run_scenario(hosts: LoopbackHosts, consumers: int, scenario: dict[str, Any],
         try:
             res = _result(owner, lambda name: hosts.lose(int(name[1:])))
         except RuntimeError as exc:
+            _close_nodes(nodes, dump=True)  # each says what it still does, then its log is complete
             raise RuntimeError(f"{exc}\n{hosts.errors()}") from None
-        for p in nodes:  # let each host write what it saw (deaths it declared, long pauses) before the logs are read
-            if p.stdin is not None and p.poll() is None:
-                try:
-                    p.stdin.close()
-                except OSError:
-                    pass  # a lost host's pipe
-            p.wait(20)
+        _close_nodes(nodes)  # let each host write what it saw (deaths it declared, long pauses) before the logs are read
         res["logs"] = hosts.errors()
         return res
     finally:
-        for p in nodes:
-            if p.stdin is not None and not p.stdin.closed:
-                try:
-                    p.stdin.close()
-                except OSError:
-                    pass  # a lost host's pipe
-        for p in nodes:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _close_nodes(nodes)
 
 
 # ---------------------------------------------------------------- the report
