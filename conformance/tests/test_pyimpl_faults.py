@@ -186,6 +186,7 @@ CATCHES = {
     "adopt-stray-chunks": "fetch/FET-013-chunks-of-other-requests-ignored",
     "grant-to-fenced-borrower": "borrowing/BOR-015-BOR-016-registrations-by-borrower-and-state",
     "refuse-unready-registrations": "borrowing/BOR-015-BOR-016-registrations-by-borrower-and-state",
+    "status-ignores-features": "objects/OBJ-012-value-with-refs-not-answered-without-borrowing",
 }
 
 

@@ -232,3 +232,50 @@ def add_location_unknown(ctx: CaseContext) -> None:
     ctx.expect(peer, FreeObjects, lambda m: unknown in m.object_ids, requirement="LOC-005",
                what=f"FreeObjects naming {unknown}")
     ctx.check("LOC-005", iut.entry(unknown) is None, "no table entry for the unknown object", iut.entry(unknown))
+
+
+@case(
+    "objects/OBJ-012-value-with-refs-not-answered-without-borrowing",
+    requirements=["OBJ-012", "HS-017", "OBJ-002"],
+    summary=(
+        "The IUT puts A, then X = [A] (inline, its value nests a ref) and Y = [A, 150,000 bytes] (stored, its "
+        "stored form nests a ref). A suite peer whose session has `core` alone asks for X's and Y's status: "
+        "each answer must be FAILED with FEATURE_NOT_NEGOTIATED (the value, or the locations of a stored form, "
+        "would hand it refs it cannot register for), and no value or location is sent. The answer changes "
+        "nothing at the owner: a suite peer with `borrowing` then gets READY for both (X with its value), and "
+        "the IUT's own get of X still answers [A]."
+    ),
+)
+def value_with_refs_without_borrowing(ctx: CaseContext) -> None:
+    from .._control import Ref
+
+    iut = ctx.start_iut()
+    plain = ctx.wire_peer("core-only", features=("core",))
+    full = ctx.wire_peer("borrower")
+    link_plain = ctx.session(plain, iut)
+    link_full = ctx.session(full, iut)
+    if "borrowing" not in link_full.features:
+        ctx.skip("the IUT does not use borrowing on any session: no object of its can nest a ref a peer reads")
+    a = iut.put("inner")
+    x = iut.put([Ref(a)])
+    y = iut.put([Ref(a), make_bytes_value(150_000)])
+    for oid, what in ((x, "X (inline value nesting A)"), (y, "Y (stored form nesting A)")):
+        link_plain.send(GetObjectStatus(oid, wait=False))
+        st: ObjectStatus = ctx.expect(plain, ObjectStatus, lambda m, oid=oid: m.object_id == oid, requirement="OBJ-012",
+                                      what=f"ObjectStatus for {what} on the core-only session").body
+        code = st.error.code if st.error is not None else None
+        ctx.check("OBJ-012", st.state is ObjectState.FAILED and code is ErrorCode.FEATURE_NOT_NEGOTIATED,
+                  f"{what}: FAILED with FEATURE_NOT_NEGOTIATED", f"{st.state.value} {code.value if code else ''}")
+        ctx.check("OBJ-012", st.value is None and not st.locations and not st.relays,
+                  f"{what}: no value, location or relay sent to a peer without borrowing",
+                  f"value {st.value is not None}, locations {list(st.locations)}, relays {list(st.relays)}")
+    for oid, what in ((x, "X"), (y, "Y")):
+        link_full.send(GetObjectStatus(oid, wait=False))
+        st = ctx.expect(full, ObjectStatus, lambda m, oid=oid: m.object_id == oid, requirement="OBJ-012",
+                        what=f"ObjectStatus for {what} on the session with borrowing").body
+        ctx.check("OBJ-012", st.state is ObjectState.READY, f"{what} still READY for a peer with borrowing", st.state.value)
+        if oid == x:
+            ctx.check("OBJ-002", st.value is not None and len(st.value.nested) == 1 and st.value.nested[0].object_id == a,
+                      "X's value, nesting A", st.value and [d.object_id for d in st.value.nested])
+    got = iut.get(x)
+    ctx.check("OBJ-012", got.get("value") == [Ref(a)], "the IUT's own get of X answers [A]", got)

@@ -826,7 +826,29 @@ FAULTS: dict[str, tuple[str, str]] = {
         "An owner refuses a RegisterBorrower for an object that is pending or failed (WRONG_STATE), as if only "
         "a ready object could be borrowed.",
     ),
+    "status-ignores-features": (
+        "OBJ-012",
+        "An owner answers GetObjectStatus without regard to what the asker's session negotiated: a value "
+        "nesting refs is sent to a peer without borrowing, and a stored form nesting refs is offered to it by "
+        "its locations.",
+    ),
 }
+
+
+def _status_ignores_features(iut: Iut) -> None:
+    from ..core.messages import ObjectStatus
+
+    core = iut.node.core
+    status_message, feature_problem = core._status_message, core._feature_problem
+
+    def patched_status(oid: Any, asker: Any = "") -> Any:
+        return status_message(oid)  # breaks OBJ-012: the asker's features are not looked at
+
+    def patched_problem(r: Any, body: Any) -> Any:
+        return None if isinstance(body, ObjectStatus) else feature_problem(r, body)  # nor checked on the way out
+
+    core._status_message = patched_status
+    core._feature_problem = patched_problem
 
 
 def _registrations(iut: Iut, mode: str) -> None:
@@ -2703,6 +2725,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "adopt-stray-chunks": _adopt_stray_chunks,
     "grant-to-fenced-borrower": lambda iut: _registrations(iut, "fenced"),
     "refuse-unready-registrations": lambda iut: _registrations(iut, "unready"),
+    "status-ignores-features": _status_ignores_features,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
