@@ -832,7 +832,33 @@ FAULTS: dict[str, tuple[str, str]] = {
         "nesting refs is sent to a peer without borrowing, and a stored form nesting refs is offered to it by "
         "its locations.",
     ),
+    "ready-is-final": (
+        "OBJ-015",
+        "A non-owner that learned an object was READY (it has locations for it) does not take a later FAILED "
+        "answer from the owner: it asks the owner again, as if the answer were PENDING, so a task whose "
+        "argument was lost after it was ready waits for ever instead of failing with the owner's error.",
+    ),
 }
+
+
+def _ready_is_final(iut: Iut) -> None:
+    from ..core.messages import ObjectState
+
+    core = iut.node.core
+    on_status = core._on_ObjectStatus
+    was_ready: set[str] = set()
+
+    def patched(r: Any, msg: Any) -> None:
+        b = core.borrowed.get(msg.object_id)
+        if msg.state is ObjectState.READY:
+            was_ready.add(msg.object_id)
+        elif b is not None and b.owner == r.peer and b.state == "unresolved" and msg.object_id in was_ready:
+            b.status_requested = False
+            core._request_status(b)  # breaks OBJ-015: FAILED after READY taken for "not yet"
+            return
+        on_status(r, msg)
+
+    core._on_ObjectStatus = patched
 
 
 def _status_ignores_features(iut: Iut) -> None:
@@ -2726,6 +2752,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "grant-to-fenced-borrower": lambda iut: _registrations(iut, "fenced"),
     "refuse-unready-registrations": lambda iut: _registrations(iut, "unready"),
     "status-ignores-features": _status_ignores_features,
+    "ready-is-final": _ready_is_final,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
