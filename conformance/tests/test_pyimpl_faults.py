@@ -188,6 +188,7 @@ CATCHES = {
     "refuse-unready-registrations": "borrowing/BOR-015-BOR-016-registrations-by-borrower-and-state",
     "status-ignores-features": "objects/OBJ-012-value-with-refs-not-answered-without-borrowing",
     "ready-is-final": "fetch/OBJ-015-failed-after-ready-fails-the-task",
+    "adopt-any-attempt": "rpc/RPC-006-reply-for-another-attempt-ignored",
 }
 
 

@@ -493,3 +493,33 @@ def unknown_error_code(ctx: CaseContext) -> None:
     refused = e1.received(ProtocolError, lambda m: m.related_seq == seq)
     ctx.check("ERR-002", not refused, f"no ProtocolError about the ObjectStatus (seq {seq})",
               [f"{a.body.error.code.value}: {a.body.error.message}" for a in refused] or "none")
+
+
+@case(
+    "rpc/RPC-006-reply-for-another-attempt-ignored",
+    requirements=["RPC-006", "TASK-005", "TASK-016"],
+    summary=(
+        "The IUT submits echo('current') to suite executor E. Before answering, E sends a well-formed TaskReply for "
+        "the same task id but attempt 7, which the IUT never sent, carrying 'stale'. The IUT must ignore it: no "
+        "ProtocolError about it, and the task is not settled by it. E then answers attempt 1 with 'current', "
+        "which get returns."
+    ),
+)
+def reply_for_another_attempt(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=0)
+    sub = iut.submit("echo", [{"value": "current"}], executor=e.peer_id)
+    st = _submitted(ctx, e, sub["task_id"])
+    link = e.link(iut.peer_id)
+    stale_seq = link.send(TaskReply(st.task_id, 7, tuple(
+        ReturnValue(rid, ReturnKind.INLINE, value=portable("stale")) for rid in st.return_ids)))
+    link.send(TaskReply(st.task_id, st.attempt, tuple(
+        ReturnValue(rid, ReturnKind.INLINE, value=portable("current")) for rid in st.return_ids)))
+    got = iut.get(sub["returns"][0], timeout_ms=5_000)
+    ctx.check("RPC-006", got.get("value") == "current",
+              "get returns the current attempt's value 'current' (the reply for attempt 7 settled nothing)", got)
+    iut.quiesce(timeout_ms=2_000)
+    refused = e.received(ProtocolError, lambda m: m.related_seq == stale_seq)
+    ctx.check("RPC-006", not refused, f"no ProtocolError about the reply for another attempt (seq {stale_seq})",
+              [f"{a.body.error.code.value}: {a.body.error.message}" for a in refused] or "none")

@@ -838,7 +838,25 @@ FAULTS: dict[str, tuple[str, str]] = {
         "answer from the owner: it asks the owner again, as if the answer were PENDING, so a task whose "
         "argument was lost after it was ready waits for ever instead of failing with the owner's error.",
     ),
+    "adopt-any-attempt": (
+        "RPC-006",
+        "A submitter adopts a TaskReply from the task's executor whatever attempt it names, as if it answered "
+        "the current one.",
+    ),
 }
+
+
+def _adopt_any_attempt(iut: Iut) -> None:
+    core = iut.node.core
+    on_reply = core._on_TaskReply
+
+    def patched(r: Any, reply: Any) -> None:
+        t = core.tasks.get(reply.task_id)
+        if t is not None and t.state == "submitted" and r.peer == t.executor and reply.attempt != t.spec.attempt:
+            reply = replace(reply, attempt=t.spec.attempt)  # breaks RPC-006
+        on_reply(r, reply)
+
+    core._on_TaskReply = patched
 
 
 def _ready_is_final(iut: Iut) -> None:
@@ -2753,6 +2771,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "refuse-unready-registrations": lambda iut: _registrations(iut, "unready"),
     "status-ignores-features": _status_ignores_features,
     "ready-is-final": _ready_is_final,
+    "adopt-any-attempt": _adopt_any_attempt,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
