@@ -189,6 +189,7 @@ CATCHES = {
     "status-ignores-features": "objects/OBJ-012-value-with-refs-not-answered-without-borrowing",
     "ready-is-final": "fetch/OBJ-015-failed-after-ready-fails-the-task",
     "adopt-any-attempt": "rpc/RPC-006-reply-for-another-attempt-ignored",
+    "keep-freed-copies": "objects/GC-004-LOC-003-free-objects-drops-the-primary-copy",
 }
 
 

@@ -279,3 +279,49 @@ def value_with_refs_without_borrowing(ctx: CaseContext) -> None:
                       "X's value, nesting A", st.value and [d.object_id for d in st.value.nested])
     got = iut.get(x)
     ctx.check("OBJ-012", got.get("value") == [Ref(a)], "the IUT's own get of X answers [A]", got)
+
+
+@case(
+    "objects/GC-004-LOC-003-free-objects-drops-the-primary-copy",
+    requirements=["GC-004", "GC-005", "LOC-003", "FET-004"],
+    summary=(
+        "The suite submits make_bytes(150000): the IUT stores the result R as its primary copy and the suite, "
+        "R's owner, fetches a first range of it. The suite then sends FreeObjects naming R and an id the IUT "
+        "holds nothing of. The IUT must drop its copy: a FetchRequest for R, sent once a probe echo sent after "
+        "the FreeObjects is answered, gets one error chunk OBJECT_FREED (no copy, FET-004). The unknown id is "
+        "ignored (no ProtocolError), and no RemoveLocation is sent for R (the owner freed it, LOC-003)."
+    ),
+)
+def free_objects_drops_the_primary_copy(ctx: CaseContext) -> None:
+    from refrpc.core.messages import ProtocolError, RemoveLocation
+
+    from ._common import run_echo
+
+    iut, peer, link = open_session(ctx)
+    t = task(peer, "make_bytes", [by_value(150_000)])
+    link.send(t)
+    reply = expect_reply(ctx, peer, t)
+    ctx.require("TASK-004", [r.kind for r in reply.returns] == [ReturnKind.STORED], "one stored return",
+                [describe_return(r) for r in reply.returns])
+    r = reply.returns[0].object_id
+    link.send(FetchRequest(r, 1, 0, 4096, 4096, False))
+    first: FetchChunk = ctx.expect(peer, FetchChunk, lambda m: m.request_id == 1, requirement="FET-001",
+                                   what=f"the first 4 KiB of {r}").body
+    ctx.require("GC-005", first.error is None and len(first.data) == 4096, "4 KiB of R served before FreeObjects",
+                str(first.error) if first.error else f"{len(first.data)} bytes")
+    stranger = ctx.new_id(peer)
+    free_seq = link.send(FreeObjects((r, stranger)))
+    run_echo(ctx, peer, link, "after FreeObjects", requirement="GC-004")
+    link.send(FetchRequest(r, 2, 0, -1, 65536, False))
+    chunk: FetchChunk = ctx.expect(peer, FetchChunk, lambda m: m.request_id == 2, requirement="GC-004",
+                                   what=f"the answer to a FetchRequest for {r} after FreeObjects").body
+    code = chunk.error.code if chunk.error is not None else None
+    ctx.check("GC-004", code is ErrorCode.OBJECT_FREED and chunk.last and not chunk.data,
+              "one error chunk OBJECT_FREED: the copy was dropped on the owner's FreeObjects",
+              f"{code.value if code else 'data'} ({len(chunk.data)} bytes, last={chunk.last})")
+    iut.quiesce()
+    refused = peer.received(ProtocolError, lambda m: m.related_seq == free_seq)
+    ctx.check("GC-004", not refused, f"no ProtocolError about the FreeObjects (seq {free_seq}) naming an id it holds nothing of",
+              [f"{a.body.error.code.value}: {a.body.error.message}" for a in refused] or "none")
+    removed = peer.received(RemoveLocation, lambda m: m.object_id == r)
+    ctx.check("LOC-003", not removed, "no RemoveLocation for a copy the owner freed", f"{len(removed)} RemoveLocation")

@@ -843,7 +843,25 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A submitter adopts a TaskReply from the task's executor whatever attempt it names, as if it answered "
         "the current one.",
     ),
+    "keep-freed-copies": (
+        "GC-004",
+        "A peer holding a copy of an object ignores the owner's FreeObjects for it: the copy stays in its store "
+        "and is still served to fetchers.",
+    ),
 }
+
+
+def _keep_freed_copies(iut: Iut) -> None:
+    from ..core.messages import FreeObjects
+
+    core = iut.node.core
+    on_free = core._on_FreeObjects
+
+    def patched(r: Any, msg: Any) -> None:
+        kept = tuple(oid for oid in msg.object_ids if core.copies.get(oid) != r.peer)  # breaks GC-004
+        on_free(r, FreeObjects(kept))
+
+    core._on_FreeObjects = patched
 
 
 def _adopt_any_attempt(iut: Iut) -> None:
@@ -2772,6 +2790,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "status-ignores-features": _status_ignores_features,
     "ready-is-final": _ready_is_final,
     "adopt-any-attempt": _adopt_any_attempt,
+    "keep-freed-copies": _keep_freed_copies,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
