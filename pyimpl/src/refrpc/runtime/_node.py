@@ -61,6 +61,34 @@ def heap_trimmer() -> Callable[[], object] | None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return lambda: trim(0)
+
+
+#: The most malloc arenas a head or worker process keeps (glibc's ``M_ARENA_MAX``).
+#: glibc gives each thread that allocates under contention an arena of its own, up to
+#: eight per core, and memory freed into one arena serves only that arena: a node
+#: whose threads come and go (executor threads, ZeroMQ's I/O thread, stopped tasks
+#: that run on) keeps every arena's high-water mark. Two arenas keep the contention
+#: of the loop and one executor thread apart while bounding that retention.
+ARENA_MAX = 2
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def limit_arenas(most: int = ARENA_MAX) -> bool:
+    """Cap this process's malloc arenas at ``most`` (call it before threads start),
+    unless the user chose with ``MALLOC_ARENA_MAX``; False where the C library is not
+    glibc or the setting was left to the user. Only for processes RefRPC starts
+    (heads and workers), never a driver: it changes the whole process's allocator."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return mallopt(_M_ARENA_MAX, most) == 1
+
+
 #: Features a Python runtime offers (HS-004).
 FEATURES = ("core", "borrowing", "recovery", "actors", "python-pickle", "lz4")
 
