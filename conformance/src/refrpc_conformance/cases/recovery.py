@@ -453,7 +453,7 @@ def unknown_error_code(ctx: CaseContext) -> None:
     sub = iut.submit("echo", [{"value": "newer"}], executor=e1.peer_id, max_retries=2, retry_exceptions=True)
     first = _submitted(ctx, e1, sub["task_id"])
     link = e1.link(iut.peer_id)
-    newer = ErrorInfo(ErrorCode.TASK_FAILED, "failed in a way a later version names", "XYZ-901", "its detail")
+    newer = ErrorInfo(ErrorCode.TASK_FAILED, "failed in a way a later version names", "a rule of a later version", "its detail")
     reply = TaskReply(first.task_id, first.attempt, tuple(
         ReturnValue(r, ReturnKind.ERROR, error=newer) for r in first.return_ids))
     seq = link.next_seq()
@@ -476,8 +476,8 @@ def unknown_error_code(ctx: CaseContext) -> None:
     t = task(e1, "sum_bytes", [by_ref(ctx.descriptor(e1, x))])
     link.send(t)
     ctx.expect(e1, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
-    status = ObjectStatus(x, ObjectState.FAILED, error=ErrorInfo(ErrorCode.TASK_FAILED, "lost in a newer way", "XYZ-902",
-                                                                 "the owner's detail"))
+    lost = ErrorInfo(ErrorCode.TASK_FAILED, "lost in a newer way", "another rule of a later version", "the owner's detail")
+    status = ObjectStatus(x, ObjectState.FAILED, error=lost)
     seq = link.next_seq()
     env = Envelope(e1.peer_id, e1.incarnation, iut.peer_id, iut.incarnation, seq, link.delivered, status)
     link.send_frames(with_error_code(env, UNKNOWN_CODE), label=f"ObjectStatus FAILED with error code {UNKNOWN_CODE}", seq=seq)
@@ -488,7 +488,7 @@ def unknown_error_code(ctx: CaseContext) -> None:
     ctx.check("ERR-002", err is not None and err.code is ErrorCode.UNRECOGNIZED,
               "the argument's unknown error passed on as ERROR(UNRECOGNIZED)", [describe_return(r) for r in rets])
     ctx.check("ERR-002", err is not None and (err.message, err.requirement, err.detail)
-              == ("lost in a newer way", "XYZ-902", "the owner's detail"),
+              == ("lost in a newer way", "another rule of a later version", "the owner's detail"),
               "with the message, requirement and detail it read", err and (err.message, err.requirement, err.detail))
     refused = e1.received(ProtocolError, lambda m: m.related_seq == seq)
     ctx.check("ERR-002", not refused, f"no ProtocolError about the ObjectStatus (seq {seq})",
