@@ -416,3 +416,44 @@ def raise_custom(kind):
 def raise_through(kind):
     # A task whose child task raises: its get raises the child's error here.
     return refrpc.get(raise_custom.remote(kind))
+
+
+@refrpc.remote
+def spin_marked(directory, limit_s):
+    """Spins ``limit_s`` seconds in short steps; writes ``started`` at once, then
+    ``finished`` if it ran to its end or ``stopped`` if it was stopped."""
+    import os
+    import time
+
+    open(os.path.join(directory, "started"), "w").close()
+    outcome = "stopped"
+    try:
+        end = time.monotonic() + limit_s
+        while time.monotonic() < end:
+            time.sleep(0.005)
+        outcome = "finished"
+    finally:
+        with open(os.path.join(directory, outcome), "w"):
+            pass
+    return limit_s
+
+
+@refrpc.remote
+def wait_for_child(directory, limit_s):
+    # A task that submits a long child (owned by its worker) and waits for it.
+    return refrpc.get(spin_marked.remote(directory, limit_s))
+
+
+@refrpc.remote
+def submit_and_spin(directory, limit_s):
+    # A task that submits a long child and spins itself, without waiting for the child.
+    import os
+    import time
+
+    child = spin_marked.remote(directory, limit_s)
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end and not os.path.exists(os.path.join(directory, "started")):
+        time.sleep(0.005)
+    while time.monotonic() < end:
+        time.sleep(0.005)
+    return refrpc.get(child)

@@ -116,7 +116,7 @@ class Tasks:
         if explicit and t.executor:
             self._send_task(t)
             return
-        live = self._capable(t.demand)
+        live = self._task_executors(t.demand)
         if not live:
             # Queued until the end of the stimulus: the pump fails it then if still no
             # executor is live (TASK-022), or sends it to one that became live meanwhile
@@ -176,7 +176,7 @@ class Tasks:
         """``t`` no longer occupies a slot of its executor; queued work may go."""
         if t.counted:
             t.counted = False
-            r = self.remotes.get(t.executor)
+            r = self._remote_at(t.executor)
             if r is not None:
                 r.load = max(0, r.load - 1)
                 sent = r.in_flight.pop(t.spec.task_id, None)
@@ -210,15 +210,34 @@ class Tasks:
     def _live_workers(self: Peer) -> list[PeerId]:
         return [p for p in self.workers if p != self.peer_id and self._is_live(p)]
 
+    def _task_executors(self: Peer, demand: Demand) -> list[PeerId]:
+        """The live executors that could ever hold a task's ``demand``; this peer itself
+        (an executor that submits from one of its tasks) only when no other could
+        (TASK-023): its running task gives its CPU back while it waits (TASK-056)."""
+        live = self._capable(demand)
+        if live or self.own_slots <= 0:
+            return live
+        return self._capable(demand, [self.peer_id])
+
+    def _remote_at(self: Peer, p: PeerId) -> Remote | None:
+        """The record of executor ``p``; this peer's own for itself (its tasks go
+        through the loopback)."""
+        return self._self_remote if p == self.peer_id else self.remotes.get(p)
+
+    def _slots_of(self: Peer, p: PeerId) -> int:
+        return self.own_slots if p == self.peer_id else self.workers[p][1]
+
+    def _offer_of(self: Peer, p: PeerId) -> dict[str, float]:
+        return self.own_resources if p == self.peer_id else self.worker_resources.get(p, {})
+
     def _capable(self: Peer, demand: Demand, live: list[PeerId] | None = None) -> list[PeerId]:
         """The live executors whose slots and resources could ever hold ``demand``."""
         cpus, named = demand
         live = self._live_workers() if live is None else live
-        workers = self.workers
         # A host's pool offers at least the executor's own slots (TASK-040): count the pool
         # only for a demand bigger than those.
-        return [p for p in live if (cpus <= workers[p][1] or cpus <= self._host_cpus(p)[0])
-                and all(amount <= self.worker_resources.get(p, {}).get(name, 0.0) for name, amount in named)]
+        return [p for p in live if (cpus <= self._slots_of(p) or cpus <= self._host_cpus(p)[0])
+                and all(amount <= self._offer_of(p).get(name, 0.0) for name, amount in named)]
 
     def _host_cpus(self: Peer, p: PeerId) -> tuple[float, float, int]:
         """(slots offered, slots taken, tasks in flight) over the live executors of
@@ -232,25 +251,25 @@ class Tasks:
                 if r is not None:
                     taken += r.used.get("CPU", 0.0)
                     load += r.load
-        return offered or self.workers[p][1], taken, load
+        return offered or self._slots_of(p), taken, load
 
     def _load(self: Peer, p: PeerId) -> int:
-        r = self.remotes.get(p)
+        r = self._remote_at(p)
         return r.load if r else 0
 
     def _has_slot(self: Peer, p: PeerId, demand: Demand = DEFAULT_DEMAND) -> bool:
         """Room for ``demand`` now, or (for a plain task) room to pipeline one more
         behind young, quick ones (TASK-020)."""
-        r = self.remotes.get(p)
+        r = self._remote_at(p)
         if r is None:
             return True
         cpus, named = demand
         for name, amount in named:
-            if r.used.get(name, 0.0) + amount > self.worker_resources.get(p, {}).get(name, 0.0):
+            if r.used.get(name, 0.0) + amount > self._offer_of(p).get(name, 0.0):
                 return False
         if cpus <= 0:
             return True
-        slots = self.workers[p][1]
+        slots = self._slots_of(p)
         offered, taken, load = self._host_cpus(p)
         if r.used.get("CPU", 0.0) < slots and taken + cpus <= offered:
             return True  # a slot free here, and the host's pool holds the task (TASK-040)
@@ -278,7 +297,7 @@ class Tasks:
         """Locality if it has room, else the least loaded, room or not (TASK-012), among
         the executors that could ever hold ``demand``; for a task ``t``, those with
         memory for its arguments first (TASK-041); "" when there is none."""
-        live = self._capable(demand, live)
+        live = self._task_executors(demand) if live is None else self._capable(demand, live)
         if not live:
             return ""
         local = self._local_bytes(arg_refs) if arg_refs else {}
@@ -337,7 +356,7 @@ class Tasks:
             return list(peers)
         out = []
         for p in peers:
-            r = self.remotes.get(p)
+            r = self._remote_at(p)
             if r is None or r.store_free < 0 or self._missing_bytes(t, p) <= r.store_free:
                 out.append(p)
         return out
@@ -357,7 +376,7 @@ class Tasks:
         live = self._live_workers()
         for p in list(self.local_queues):
             q = self.local_queues[p]
-            if p not in live:  # the holder died: the data is gone with it, go anywhere
+            if p not in live and p != self.peer_id:  # the holder died: the data is gone with it, go anywhere
                 del self.local_queues[p]
                 for tid in q:
                     t = self.tasks.get(tid)
@@ -377,7 +396,7 @@ class Tasks:
                 del self.local_queues[p]
         for demand in list(self.ready_queues):
             q = self.ready_queues[demand]
-            capable = self._capable(demand, live)
+            capable = self._capable(demand, live) or self._task_executors(demand)
             if not capable:  # nothing left that could ever run them
                 del self.ready_queues[demand]
                 for tid in q:

@@ -71,8 +71,10 @@ class AddPeer(Stimulus):
     """Cluster membership: ``peer`` at ``address`` can run tasks (``slots`` at once,
     its CPUs) and offers ``resources`` (name -> amount, e.g. ``(("gpu", 1.0),)``).
     Executors with the same ``host`` pool their slots (TASK-040); "" is a host of
-    its own. Naming the peer itself, it only says which host this peer is on: its
-    copies are then local to that host's executors (TASK-041)."""
+    its own. Naming the peer itself, it says which host this peer is on (its
+    copies are then local to that host's executors, TASK-041) and what it offers:
+    its own tasks go to itself when no other live executor could hold them
+    (TASK-023)."""
 
     peer: PeerId
     address: str

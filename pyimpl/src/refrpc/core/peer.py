@@ -135,6 +135,11 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         #: This peer's own host, as an AddPeer naming itself said ("" if none did): copies
         #: it holds are mapped, not fetched, by executors of that host (TASK-041).
         self.own_host: str = ""
+        #: This peer's own slots and named resources, as an AddPeer naming itself said
+        #: (0 slots: it runs no tasks). Its own tasks go to itself only when no other
+        #: live executor could ever hold them (TASK-023).
+        self.own_slots: int = 0
+        self.own_resources: dict[str, float] = {}
         #: Objects whose copy in the local store is spilled to disk now (INT-020).
         self.spilled_copies: dict[ObjectId, None] = {}
         #: Addresses learnt from RegisterBorrower, for peers we have no session with.
@@ -371,6 +376,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
     def _stim_add_peer(self, s: AddPeer) -> None:
         if s.peer == self.peer_id:
             self.own_host = s.host  # where this peer's own copies lie (TASK-041)
+            self.own_slots = max(0, s.slots)
+            self.own_resources = {name: float(amount) for name, amount in s.resources if amount > 0}
         else:
             self.workers[s.peer] = (s.address, max(1, s.slots))
             self.worker_resources[s.peer] = {name: float(amount) for name, amount in s.resources if amount > 0}

@@ -538,7 +538,9 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     here = socket.gethostname()  # the sibling workers share this host's slots (TASK-040)
     rows = [(n, a, 1, here, offered.get(n, {})) for n, a in peers if n != args.peer]
-    node.handle_soon(*_adds(rows + [(args.peer, node.address, 0, here, {})])).result()  # its own host too (TASK-041)
+    # Its own row too: its host (TASK-041), and what it offers, so that a task of its own
+    # that no sibling could take runs here (TASK-023).
+    node.handle_soon(*_adds(rows + [(args.peer, node.address, 1, here, offered.get(args.peer, {}))])).result()
     # Open the session with the head now, so that its death is noticed (REF-006).
     node.handle_soon(lambda sid: ev.Connect(sid, args.head_name, args.head, args.head_incarnation)).result()
     unreachable = False
