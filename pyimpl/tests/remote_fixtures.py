@@ -446,14 +446,14 @@ def wait_for_child(directory, limit_s):
 
 @refrpc.remote
 def submit_and_spin(directory, limit_s):
-    # A task that submits a long child and spins itself, without waiting for the child.
+    # A task that submits a long child and spins itself, without waiting for the child:
+    # on a one-worker cluster the child waits behind it.
     import os
     import time
 
     child = spin_marked.remote(directory, limit_s)
+    open(os.path.join(directory, "parent"), "w").close()
     end = time.monotonic() + limit_s
-    while time.monotonic() < end and not os.path.exists(os.path.join(directory, "started")):
-        time.sleep(0.005)
     while time.monotonic() < end:
         time.sleep(0.005)
     return refrpc.get(child)

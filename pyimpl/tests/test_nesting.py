@@ -28,3 +28,42 @@ def test_a_task_that_waits_for_its_child_runs_on_a_one_worker_cluster(one_worker
     # gives that worker's CPU back, as Ray's does.
     assert refrpc.get(rf.fib.remote(6), timeout=60) == 8
     assert refrpc.get(rf.first_ready.remote(3), timeout=60) == [0, 2, 4]
+
+
+def _worker_is_free() -> bool:
+    return refrpc.get(rf.add.remote(1, 1), timeout=30) == 2
+
+
+def test_cancelling_a_task_cancels_the_child_it_waits_for(one_worker, tmp_path):
+    ref = rf.wait_for_child.remote(str(tmp_path), 60)
+    wait_until(lambda: (tmp_path / "started").exists(), timeout=60)
+    assert refrpc.cancel(ref) is True
+    with pytest.raises(refrpc.TaskCancelledError):
+        refrpc.get(ref, timeout=30)
+    # The child was stopped too: its worker, the only one, is free long before the
+    # child's 60 s are up.
+    wait_until(lambda: (tmp_path / "stopped").exists(), timeout=30)
+    assert _worker_is_free()
+    assert not (tmp_path / "finished").exists()
+
+
+def test_cancelling_a_task_cancels_the_child_queued_behind_it(one_worker, tmp_path):
+    ref = rf.submit_and_spin.remote(str(tmp_path), 60)
+    wait_until(lambda: (tmp_path / "parent").exists(), timeout=60)  # the child is submitted
+    assert refrpc.cancel(ref) is True
+    with pytest.raises(refrpc.TaskCancelledError):
+        refrpc.get(ref, timeout=30)
+    # The child, queued on the only worker before this task, never runs its 60 s.
+    assert _worker_is_free()
+    assert not (tmp_path / "finished").exists()
+
+
+def test_a_cancel_that_is_not_recursive_leaves_the_children_running(one_worker, tmp_path):
+    ref = rf.wait_for_child.remote(str(tmp_path), 3)
+    wait_until(lambda: (tmp_path / "started").exists(), timeout=60)
+    assert refrpc.cancel(ref, recursive=False) is True
+    with pytest.raises(refrpc.TaskCancelledError):
+        refrpc.get(ref, timeout=30)
+    wait_until(lambda: (tmp_path / "finished").exists(), timeout=60)  # it ran to its end
+    assert not (tmp_path / "stopped").exists()
+    assert _worker_is_free()

@@ -41,6 +41,7 @@ from .runtime._refs import (
     call_on,
     cancel_task_of,
     context,
+    current_executor,
     current_node,
     in_task,
     put_value,
@@ -506,13 +507,17 @@ def as_completed(refs: Sequence[Ref[Any]], *, timeout: float | None = None) -> I
         yield from ready
 
 
-def cancel(ref: Ref[Any], *, force: bool = False) -> bool:
+def cancel(ref: Ref[Any], *, force: bool = False, recursive: bool = True) -> bool:
     """Cancel the task that makes ``ref`` (TASK-008): if it has not started it never
     will; if it runs, it is stopped (``TaskCancelledError`` is raised inside it; a
     long call into C, such as one ``time.sleep``, ends first). ``get`` of its results
     raises :class:`TaskCancelledError` at once. Only the process that submitted the
     task can cancel it. Returns whether a task was cancelled (False: it had already
     finished, or ``ref`` is not a result of a task this process submitted).
+
+    With ``recursive`` (the default, as in Ray), stopping a running task also cancels
+    the tasks it submitted that have not finished, and theirs in turn; with
+    ``recursive=False`` they run on (the worker that ran it still owns them).
 
     With ``force``, a running task that has not stopped a second after it was told
     to is stopped by killing the worker process that runs it (``kill -9``); the
@@ -524,6 +529,10 @@ def cancel(ref: Ref[Any], *, force: bool = False) -> bool:
     """
     if not isinstance(ref, Ref):
         raise TypeError(f"cancel() takes a Ref, not {type(ref).__name__}")
+    if not recursive:
+        from .runtime._cancel import keep_children_of
+
+        keep_children_of(current_node(), ref.id)
     if force:
         from .runtime._cancel import cancel_forcibly
 
@@ -863,6 +872,9 @@ class RemoteFunction:
                                                        self._retry_exceptions, num_cpus=cpus, resources=named,
                                                        speed_key=speed))
         del keep  # the submitted task holds them now (BOR-006)
+        executor = current_executor()
+        if executor is not None and hasattr(executor, "note_child"):
+            executor.note_child(task_id)  # a stop of the task on this thread cancels it (cancel)
         if self._task_name is None:
             refs = [Ref(node, rid, counted=True) for rid in rids]
         else:

@@ -64,3 +64,38 @@ def cancel_forcibly(node: Node, cluster: Any, object_id: str, grace: float = FOR
             break
         time.sleep(0.01)
     return True
+
+
+def keep_children(task_id: str) -> None:
+    """Run on the executor of task ``task_id`` (a runtime task that takes nothing) before
+    ``cancel(ref, recursive=False)`` cancels it: its stop leaves the tasks it submitted
+    running."""
+    from ._refs import context
+
+    if context.executor is not None:
+        context.executor.keep_children(task_id)
+
+
+def keep_children_of(node: Node, object_id: str) -> None:
+    """Tell the executor of the running task that makes ``object_id`` to leave the tasks
+    it submitted alone when it stops it (``cancel(recursive=False)``); waits for its word."""
+    from ._refs import call_on
+
+    def look() -> tuple[str, str] | None:
+        entry = node.core.owned.get(object_id)
+        t = node.core.tasks.get(entry.task_id) if entry is not None and entry.task_id else None
+        if t is None or t.state != "submitted" or t.spec.actor_id or entry.state != "pending":
+            return None
+        return t.spec.task_id, t.executor
+
+    found = node.call(look).result()
+    if found is None:
+        return
+    task_id, executor = found
+    if executor == node.peer_id:  # a task of its own (TASK-065)
+        keep_children(task_id)
+        return
+    try:
+        call_on(node, executor, "refrpc.runtime._cancel:keep_children", task_id, timeout=10.0)
+    except RefRPCError:  # the executor died or is gone: nothing of it runs on to keep
+        pass

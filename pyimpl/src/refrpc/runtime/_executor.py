@@ -54,7 +54,7 @@ IDLE_THREAD_S = 2.0
 #: view from the head, which must not wait for a member's long task, and the calls the
 #: head serves, which must not wait for a task a member named to the head (CLU-033).
 INSTANT = frozenset({"refrpc.runtime._status:store_report", "refrpc.runtime._status:book_report",
-                     "refrpc.runtime._membership:learn"} |
+                     "refrpc.runtime._membership:learn", "refrpc.runtime._cancel:keep_children"} |
                     {f"refrpc.runtime._membership:{f}"
                      for f in ("register", "register_driver", "members", "peers", "drivers", "cluster", "rotate")})
 #: INSTANT functions running at once at most; more wait their turn like any task.
@@ -247,6 +247,10 @@ class Executor:
         self._idle = 0
         #: The task each thread runs now, if any.
         self._local = threading.local()
+        #: The tasks each running task submitted (their task ids): a stop cancels those
+        #: not finished, unless the canceller asked to keep them (``cancel(recursive=False)``).
+        self._children: dict[tuple[str, int], list[str]] = {}
+        self._keep_children: set[str] = set()
         #: Holds back loading a call's arguments while they would not fit the store (OBJ-037).
         self.admission = Admission(getattr(node.store, "capacity", None), getattr(node.store, "ledger", None))
         self._spawn()
@@ -524,6 +528,40 @@ class Executor:
                         self._immediate.append(ins)
                         self._kick()
                         break
+        self._cancel_children(key)
+
+    def note_child(self, task_id: str) -> None:
+        """The task on this thread submitted task ``task_id`` (any thread may call it:
+        it does nothing outside a task of this executor)."""
+        key = getattr(self._local, "key", None)
+        if key is None:
+            return
+        with self._lock:
+            children = self._children.setdefault(key, [])
+            children.append(task_id)
+            if len(children) >= 1024 and len(children) & (len(children) - 1) == 0:
+                tasks = self.node.core.tasks  # at each power of two: forget the finished ones
+                children[:] = [t for t in children if t in tasks]
+
+    def keep_children(self, task_id: str) -> None:
+        """A stop of task ``task_id`` that comes next leaves the tasks it submitted running."""
+        with self._lock:
+            if len(self._keep_children) >= 1024:  # marks for tasks that never came or stopped
+                self._keep_children.clear()
+            self._keep_children.add(task_id)
+
+    def _cancel_children(self, key: tuple[str, int]) -> None:
+        """A stopped task's results are wanted by nobody, nor those of the tasks it
+        submitted that are not finished: cancel them (their owner is this process).
+        Called on the loop thread, holding the node's lock."""
+        with self._lock:
+            children = self._children.pop(key, [])
+            if key[0] in self._keep_children:
+                self._keep_children.discard(key[0])
+                children = []
+        if children:
+            node = self.node
+            node.call(lambda: node.handle(*[ev.Cancel(node.sid(), t) for t in children if t in node.core.tasks]))
 
     def _abandon(self, key: tuple[str, int], thread: int) -> None:
         """TASK-031: a stopped task still runs after its grace: let it run on without the turn.
@@ -718,6 +756,10 @@ class Executor:
         finally:
             self._local.key = None
             self._local.owner = ""
+            if key is not None and (key in self._children or key[0] in self._keep_children):
+                with self._lock:
+                    self._children.pop(key, None)
+                    self._keep_children.discard(key[0])
         self._unmap(ins)
 
     def _exhausted(self, ins: ev.RunTask, lacking: str) -> ErrorInfo:
