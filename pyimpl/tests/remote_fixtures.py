@@ -410,3 +410,9 @@ def raise_custom(kind):
     if kind == "quota":
         raise OverQuota("ann", 5)
     raise Locked("held")
+
+
+@refrpc.remote(num_returns=2)
+def with_a_set(x):
+    """Two returns: ``x`` as given, and a ``set`` (which has no portable form)."""
+    return x, {x}

@@ -307,6 +307,33 @@ def test_a_member_without_pickle_reaches_only_exposed_functions(keyed_worker, tm
         caller.close()
 
 
+def test_a_return_only_pickle_can_encode_is_feature_not_negotiated_without_pickle(keyed_worker):
+    # A caller whose session has no python-pickle gets, for a return that has no
+    # portable form (a set), ERROR(FEATURE_NOT_NEGOTIATED) naming HS-020: final, not
+    # the retryable TASK_FAILED; the task's other return stands.   VAL-017, HS-017, HS-020
+    from refrpc.codec._value import decode_portable, encode_portable
+
+    key, node = keyed_worker
+    caller = Member(key, "portable-caller")
+    try:
+        caller.hello(node)
+        welcome = caller.first(m.Welcome, 30)
+        assert welcome is not None and "python-pickle" not in welcome.body.features
+        arg = m.Arg(m.ArgKind.VALUE, m.Value(m.Encoding.PORTABLE, encode_portable(7)))
+        caller.send(node, m.SubmitTask("pc.1.1", "remote_fixtures:with_a_set", (arg,), ("pc.1.1.r0", "pc.1.1.r1"),
+                                       max_retries=3, retry_exceptions=True))
+        reply = caller.first(m.TaskReply, 30)
+        assert reply is not None
+        first, second = reply.body.returns
+        assert first.kind is m.ReturnKind.INLINE and first.value.encoding is m.Encoding.PORTABLE
+        assert decode_portable(first.value.data) == 7
+        assert second.kind is m.ReturnKind.ERROR, second
+        assert second.error.code is m.ErrorCode.FEATURE_NOT_NEGOTIATED and second.error.requirement == "HS-020", second.error
+        assert second.value is None
+    finally:
+        caller.close()
+
+
 @pytest.mark.parametrize("insecure", [False, True])
 def test_a_node_on_tcp_without_a_key_offers_pickle_only_when_told_to(insecure):
     # Node("p", "tcp://127.0.0.1:0", ns) with the default features and no cluster key:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ..core import events as ev
 from ..core.messages import DEMAND_UNIT, FRAME_HEADROOM, Encoding, ErrorCode, ErrorInfo, Value
 from ..errors import ExceptionState
+from ..serialization import NotPortable
 from ..store import ObjectNotFound, StoreFull
 from ._admission import Admission, bytes_to_fetch
 from ._actor_runner import ActorRunner
@@ -961,7 +962,16 @@ class Executor:
         return None
 
     def _result(self, rid: str, obj: Any, portable: bool = False, allow_pickle: bool = True) -> ev.TaskResult:
-        value = to_value(self.node, obj, portable=portable, allow_pickle=allow_pickle)
+        try:
+            value = to_value(self.node, obj, portable=portable, allow_pickle=allow_pickle)
+        except NotPortable as exc:
+            if allow_pickle:
+                raise
+            # VAL-017, HS-020: only pickle could carry it, and the submitter's session has
+            # none: this return fails for good (never the retryable TASK_FAILED); the
+            # task's other returns stand.
+            return ev.TaskResult(error=ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED,
+                                                 f"{rid}: {exc}; the submitter's session has no python-pickle", "HS-020"))
         if value.size <= self.node.config.inline_threshold:
             return ev.TaskResult(value=value)
         try:
