@@ -334,6 +334,31 @@ def test_a_return_only_pickle_can_encode_is_feature_not_negotiated_without_pickl
         caller.close()
 
 
+@pytest.mark.timeout(120)
+def test_a_return_with_a_payload_of_512_mib_is_task_failed_naming_val_029(keyed_worker):
+    # A Cap'n Proto Data holds at most 2**29 - 1 bytes: a return whose data is 2**29
+    # bytes has no stored form. That return alone is ERROR(TASK_FAILED) naming VAL-029;
+    # the other return stands, and the worker keeps no copy.            VAL-029, OBJ-010
+    from refrpc.codec._value import encode_portable
+
+    key, node = keyed_worker
+    caller = Member(key, "big-caller")
+    try:
+        caller.hello(node)
+        assert caller.first(m.Welcome, 30) is not None
+        arg = m.Arg(m.ArgKind.VALUE, m.Value(m.Encoding.PORTABLE, encode_portable(1 << 29)))
+        caller.send(node, m.SubmitTask("bc.1.1", "remote_fixtures:small_and_zeros", (arg,), ("bc.1.1.r0", "bc.1.1.r1")))
+        reply = caller.first(m.TaskReply, 60)
+        assert reply is not None
+        small, big = reply.body.returns
+        assert small.kind is m.ReturnKind.INLINE and bytes(small.value.data) == b"small", small
+        assert big.kind is m.ReturnKind.ERROR, big
+        assert big.error.code is m.ErrorCode.TASK_FAILED and big.error.requirement == "VAL-029", big.error
+        assert not node.call(lambda: node.store.contains("bc.1.1.r1")).result()
+    finally:
+        caller.close()
+
+
 @pytest.mark.parametrize("insecure", [False, True])
 def test_a_node_on_tcp_without_a_key_offers_pickle_only_when_told_to(insecure):
     # Node("p", "tcp://127.0.0.1:0", ns) with the default features and no cluster key:

@@ -25,6 +25,7 @@ import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..codec import ValueTooLarge
 from ..core import events as ev
 from ..core.messages import DEMAND_UNIT, FRAME_HEADROOM, Encoding, ErrorCode, ErrorInfo, Value
 from ..errors import ExceptionState
@@ -978,6 +979,8 @@ class Executor:
             size = self.node.store.put(rid, value)  # TASK-004: stays here, the primary copy
         except StoreFull as exc:  # OBJ-036: this return fails, the others stand
             return ev.TaskResult(error=ErrorInfo(ErrorCode.OBJECT_STORE_FULL, f"{self.node.peer_id}: {exc}", "OBJ-036"))
+        except ValueTooLarge as exc:  # VAL-029: no stored form; this return fails, the others stand
+            return ev.TaskResult(error=ErrorInfo(ErrorCode.TASK_FAILED, f"{rid}: {exc}", "VAL-029"))
         return ev.TaskResult(value=Value(value.encoding, b"", (), value.nested), stored=True, size=size)
 
     def _fit(self, return_ids: Sequence[str], results: list[ev.TaskResult], limit: int) -> None:
