@@ -297,18 +297,23 @@ class Owner:
 
     def lose_first_relay(self, oid: str, parts: list[Any], size: int) -> dict[str, Any]:
         """Broadcast ``oid`` to every consumer and, once the first fetcher (the head of
-        the relay chain) has received a quarter of it, ask for its host to be lost
-        (``LOSE name`` on stdout). Every other consumer must get the right bytes (the
-        ones behind the lost relay from the next source, FET-041); the lost one's
-        task ends with a typed error, or right if its retry ran elsewhere."""
+        the relay chain: whichever consumer asked the owner first) has received a
+        quarter of it from the owner, ask for its host to be lost (``LOSE name`` on
+        stdout). Every other consumer must get the right bytes (the ones behind the
+        lost relay from the next source, FET-041); the lost one's task ends with a
+        typed error, or right if its retry ran elsewhere. The outcomes are by consumer."""
         want = _touch_here(parts)
         rids = self.submit(oid, self.peers, retries=1)
-        victim = self.peers[0]
         node = self.node
-        end = time.monotonic() + STEP_TIMEOUT_S
-        while node.call(lambda: node.fetcher.served.get(victim, 0)).result(STEP_TIMEOUT_S) < size // 4:
+        end = time.monotonic() + LOSS_TIMEOUT_S
+        while True:
+            served = node.call(lambda: dict(node.fetcher.served)).result(STEP_TIMEOUT_S)
+            ahead = [p for p in self.peers if served.get(p, 0) >= size // 4]
+            if ahead:
+                victim = ahead[0]
+                break
             if time.monotonic() > end:
-                raise RuntimeError(f"{victim} never fetched a quarter of the value")
+                raise RuntimeError(f"no consumer fetched a quarter of the value from the owner: {served}")
             time.sleep(0.005)
         print(f"LOSE {victim}", flush=True)
         # Each consumer ends well within this (a lost source costs a few progress
@@ -316,7 +321,8 @@ class Owner:
         end = time.monotonic() + LOSS_TIMEOUT_S
         outcomes = [self.outcome(rid, end - time.monotonic()) for rid in rids]
         self.drop(*rids)
-        return {"victim": victim, "outcomes": [o if isinstance(o, str) else o == want for o in outcomes]}
+        return {"victim": victim,
+                "outcomes": {p: o if isinstance(o, str) else o == want for p, o in zip(self.peers, outcomes)}}
 
     def drop(self, *oids: str) -> None:
         self.node.handle_soon(*[lambda sid, o=o: self.ev.DropRef(sid, o) for o in oids]).result(STEP_TIMEOUT_S)
