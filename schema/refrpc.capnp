@@ -952,8 +952,8 @@ struct FetchRequest {
 
   length @3 :Int64 = -1;
   # How many bytes; -1 means to the end, below -1 is MALFORMED (FET-014). A
-  # fetcher asks at most 8 MiB in every request, first or resume, whether or not
-  # it knows the size (FET-015).
+  # fetcher SHOULD ask at most 8 MiB per request, first or resume (FET-015); a
+  # holder serves any length of -1 or more, larger ones included (FET-014).
 
   chunkBytes @4 :UInt64 = 1048576;
   # The most bytes of data per FetchChunk, before compression; at least 1 and at
