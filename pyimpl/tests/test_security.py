@@ -359,6 +359,52 @@ def test_a_return_with_a_payload_of_512_mib_is_task_failed_naming_val_029(keyed_
         caller.close()
 
 
+@pytest.mark.timeout(120)
+def test_a_bad_copy_met_three_times_in_a_row_fails_the_argument_malformed(keyed_worker):
+    # An owner whose only location (itself) serves a stored form with a word of zeros
+    # after it, every time: the worker asks the owner again after each bad copy, and
+    # after the third one in a row it stops and answers every return
+    # ERROR(MALFORMED) naming OBJ-076, without running the function.  OBJ-077, OBJ-076
+    from refrpc.codec import encode_portable, encode_value
+
+    key, node = keyed_worker
+    owner = Member(key, "bad-owner")
+    oid = "bad-owner.1.7"
+    form = encode_value(m.Value(m.Encoding.PORTABLE, encode_portable(b"x" * 100_000))) + bytes(8)
+    try:
+        owner.hello(node)
+        assert owner.first(m.Welcome, 30) is not None
+        ref = m.RefDescriptor(oid, owner.name, owner.incarnation, owner.transport.address, len(form))
+        owner.send(node, m.SubmitTask("bad-owner.1.1", "remote_fixtures:length", (m.Arg(m.ArgKind.REF, ref=ref),),
+                                      ("bad-owner.1.1.r0",)))
+        served, asked, reply = 0, 0, None
+        deadline = time.monotonic() + 60
+        while reply is None and time.monotonic() < deadline:
+            env = owner.first((m.GetObjectStatus, m.FetchRequest, m.TaskReply), deadline - time.monotonic())
+            if env is None:
+                break
+            body = env.body
+            if isinstance(body, m.GetObjectStatus):
+                asked += 1
+                owner.send(node, m.ObjectStatus(oid, m.ObjectState.READY, len(form), (owner.name,), (owner.transport.address,)))
+            elif isinstance(body, m.FetchRequest):
+                end = len(form) if body.length < 0 else min(len(form), body.offset + body.length)
+                chunk = m.FetchChunk(oid, body.request_id, body.offset, len(form), end >= len(form),
+                                     data=form[body.offset:end])
+                env = m.Envelope(owner.name, owner.incarnation, node.peer_id, node.incarnation, 0, 0, chunk)
+                owner.transport.send(node.address, codec.encode(env))
+                served += 1 if end >= len(form) else 0
+            else:
+                reply = body
+        assert reply is not None, f"no reply after {asked} GetObjectStatus and {served} bad copies served"
+        [ret] = reply.returns
+        assert ret.error is not None and ret.error.code is m.ErrorCode.MALFORMED and ret.error.requirement == "OBJ-076", ret
+        assert served == 3 and asked >= 3
+        assert not node.call(lambda: node.store.contains(oid)).result()
+    finally:
+        owner.close()
+
+
 @pytest.mark.parametrize("insecure", [False, True])
 def test_a_node_on_tcp_without_a_key_offers_pickle_only_when_told_to(insecure):
     # Node("p", "tcp://127.0.0.1:0", ns) with the default features and no cluster key:

@@ -32,6 +32,7 @@ from ..errors import ExceptionState
 from ..serialization import NotPortable
 from ..store import ObjectNotFound, StoreFull
 from ._admission import Admission, bytes_to_fetch
+from ._fetch import BadCopies
 from ._actor_runner import ActorRunner
 from ._node import StoredFormRefused, error_info
 from ._slots import SlotBook
@@ -870,6 +871,8 @@ class Executor:
             full = isinstance(exc, StoreFull)  # OBJ-036: no room here to fetch or restore it
             if isinstance(exc, StoredFormRefused):  # OBJ-067: nothing in it was acted on
                 info = ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, f"{_what(ins)}: {exc}", StoredFormRefused.requirement)
+            elif isinstance(exc, BadCopies):  # OBJ-077: an argument whose copies are all bad, time after time
+                info = ErrorInfo(ErrorCode.MALFORMED, f"{_what(ins)}: {exc}", BadCopies.requirement)
             else:
                 info = ErrorInfo(ErrorCode.OBJECT_STORE_FULL if full else ErrorCode.TASK_FAILED,
                                  f"{_what(ins)}: an argument could not be loaded on "
