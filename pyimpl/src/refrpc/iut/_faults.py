@@ -711,6 +711,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A frame with sequence number 0 that does not decode (a Hello whose address is not UTF-8, say) is "
         "discarded without an answer even when its sender has a live session, as if it had none.",
     ),
+    "bad-copies-asked-for-ever": (
+        "OBJ-077",
+        "A fetcher that meets a bad copy of an object (not a stored form, or a chunk that does not decompress) "
+        "asks the owner again however many times it has met one in a row: an argument whose only location "
+        "serves a bad copy keeps its task resolving for ever.",
+    ),
     "undecodable-hello-answered-unsequenced": (
         "GEN-012",
         "A frame with sequence number 0 that does not decode, from a sender with a live session, is answered "
@@ -919,6 +925,12 @@ def _undecodable_hello_ignored(iut: Iut) -> None:
         malformed(sender, incarnation, seq, error, *rest, **kw)
 
     core._malformed = patched  # type: ignore[method-assign]
+
+
+def _bad_copies_asked_for_ever(iut: Iut) -> None:
+    from ..runtime import _fetch
+
+    _fetch.BAD_COPY_LIMIT = 1 << 62  # breaks OBJ-077: never stops asking
 
 
 def _undecodable_hello_answered_unsequenced(iut: Iut) -> None:
@@ -2533,6 +2545,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "late-actor-call-queued": _late_actor_call_queued,
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
+    "bad-copies-asked-for-ever": _bad_copies_asked_for_ever,
     "undecodable-hello-answered-unsequenced": _undecodable_hello_answered_unsequenced,
     "unbounded-joiner-bindings": _unbounded_joiner_bindings,
     "members-for-registered-only": _members_for_registered_only,
