@@ -178,6 +178,20 @@ CATCHES = {
     "keep-unused-member-grants": "tasks/VAL-019-BOR-013-grants-in-unused-members-released",
     "retry-dead-named-executor": "rpc/TASK-024-RPC-004-dead-named-executor-never-retried",
     "fence-leaves-handshake-waiting": "liveness/LIV-012-LIV-018-fence-ends-an-unanswered-handshake",
+    "overtake-reserved": "tasks/TASK-055-TASK-008-waiting-task-reserves-and-leaves-when-cancelled",
+    "cancelled-waiting-task-waits": "tasks/TASK-055-TASK-008-waiting-task-reserves-and-leaves-when-cancelled",
+    "unknown-code-as-task-failed": "rpc/ERR-002-unknown-error-code-is-final-and-passed-on",
+    "unknown-argument-code-as-task-failed": "rpc/ERR-002-unknown-error-code-is-final-and-passed-on",
+    "repeated-map-keys-accepted": "malformed/VAL-005-VAL-007-VAL-014-portable-rules-checked-where-read",
+    "shallow-portable-nesting": "malformed/VAL-005-VAL-007-VAL-014-portable-rules-checked-where-read",
+    "unknown-portable-member-as-null": "malformed/VAL-005-VAL-007-VAL-014-portable-rules-checked-where-read",
+    "adopt-stray-chunks": "fetch/FET-013-chunks-of-other-requests-ignored",
+    "grant-to-fenced-borrower": "borrowing/BOR-015-BOR-016-registrations-by-borrower-and-state",
+    "refuse-unready-registrations": "borrowing/BOR-015-BOR-016-registrations-by-borrower-and-state",
+    "status-ignores-features": "objects/OBJ-012-value-with-refs-not-answered-without-borrowing",
+    "ready-is-final": "fetch/OBJ-015-failed-after-ready-fails-the-task",
+    "adopt-any-attempt": "rpc/RPC-006-reply-for-another-attempt-ignored",
+    "keep-freed-copies": "objects/GC-004-LOC-003-free-objects-drops-the-primary-copy",
 }
 
 

@@ -193,3 +193,35 @@ def test_a_source_answering_store_full_is_dropped_and_the_owner_asked_again(two_
     assert "object_store_full" in str(info.value)
     assert wait_until(lambda: not list_segments(ns_b), 10), list_segments(ns_b)
     a.handle_soon(lambda sid: ev.DropRef(sid, x)).result()
+
+
+def test_a_task_whose_argument_does_not_come_gives_its_cpu_to_the_next_task(two_hosts):
+    # n = length.remote(x), x on the owner's host, but w1 receives none of its chunks
+    # (a slow or silent holder); s = add.options(executor w1).remote(1, 2) arrives
+    # after it. w1 has one CPU slot: n gives it back while its argument is fetched
+    # (TASK-056), so s runs at once instead of after n's fetch has given up (three
+    # progress timeouts, FET-006). Once chunks flow again, n ends right.
+    from refrpc.serialization import deserialize, serialize
+    from refrpc.transport import FaultRule
+
+    a, b, ns_a, ns_b = two_hosts
+    data = b"q" * 300_000
+    x = _put(a, data)
+    b.set_faults([FaultRule("drop", "receive", "FetchChunk", peer="owner", count=None)]).result(10)
+    n = _submit(a, "remote_fixtures:length", x)
+    assert wait_until(lambda: b.call(lambda: x in b.fetcher._by_object).result(), 10)  # n waits for x
+
+    def submit_small() -> str:
+        task_id, rids = a.ids.task(1)
+        args = tuple(ev.ArgSpec(value=serialize(v, ref_hook=lambda o: None)) for v in (1, 2))
+        a.handle(ev.Submit(a.sid(), task_id, "remote_fixtures:add", args, rids, executor="w1"))
+        return rids[0]
+
+    s = a.call(submit_small).result()
+    res = a.get_result(s).result(10)  # well inside one progress timeout (5 s)
+    assert res.error is None and deserialize(res.value, ref_factory=lambda d: d) == 3
+    assert not a.get_result(n).done()  # n still waits for its argument
+    b.set_faults([]).result(10)
+    res = a.get_result(n).result(30)  # its fetch asks again once the holder was silent too long
+    assert res.error is None and deserialize(res.value, ref_factory=lambda d: d) == len(data)
+    a.handle_soon(lambda sid: ev.DropRef(sid, x), lambda sid: ev.DropRef(sid, n), lambda sid: ev.DropRef(sid, s)).result()

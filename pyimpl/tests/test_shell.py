@@ -8,6 +8,8 @@ thread feeds it, and the loop only reads the transport and ticks.
 from __future__ import annotations
 
 import gc
+import os
+import sys
 import threading
 
 import pytest
@@ -161,3 +163,48 @@ def test_the_heap_trimmer_is_glibcs_malloc_trim_where_there_is_one():
     if trim is None:
         pytest.skip("this C library has no malloc_trim (not glibc)")
     assert trim() in (0, 1)  # 1: memory was released, 0: there was none to release
+
+
+_ARENAS = """
+import ctypes, sys, threading
+from refrpc.runtime._node import limit_arenas
+print("limited" if limit_arenas() else "left", flush=True)
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()  # all allocate at once: each contends for an arena
+    keep = []
+    for _ in range(20000):
+        keep.append(bytearray(2048))
+        if len(keep) > 100:
+            keep.pop(0)
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" line per arena, on stderr
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("user_choice", ["", "3"])
+def test_a_head_or_worker_keeps_at_most_two_malloc_arenas_unless_the_user_chose(user_choice):
+    # Eight threads allocating at once in a process that called limit_arenas (as a
+    # head and a worker do first): glibc spreads them over at most ARENA_MAX arenas,
+    # so memory one thread frees serves the others (a fuzzed worker's RSS grew with
+    # each arena a new thread took). MALLOC_ARENA_MAX set by the user wins.
+    import subprocess
+
+    from refrpc.runtime._node import ARENA_MAX, heap_trimmer
+
+    if heap_trimmer() is None:
+        pytest.skip("not glibc: no arenas to limit")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    env["PYTHONPATH"] = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    if user_choice:
+        env["MALLOC_ARENA_MAX"] = user_choice
+    done = subprocess.run([sys.executable, "-c", _ARENAS], env=env, capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr
+    arenas = sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+    if user_choice:
+        assert done.stdout.strip() == "left" and arenas == int(user_choice)
+    else:
+        assert done.stdout.strip() == "limited" and 1 <= arenas <= ARENA_MAX

@@ -274,6 +274,31 @@ def test_core_trace_events_change_nothing_and_tell_every_transition(profile: str
         assert counted["peer-declared-dead"] or counted["discarded"], counted
 
 
+def test_a_put_and_a_submit_record_the_programs_handle_as_a_hold() -> None:
+    # The program's handle on a put value and on each return of a submitted task is a
+    # localRefs hold of 1 from the start (OWN-001): a trace cut short while the program
+    # still holds them shows them held, and the inspector finds no leak (it used to
+    # see every counter at zero once the task had ended).                   TRC-007
+    from corekit import Stub, checked_peer, val
+
+    from refrpc.core import IdAllocator
+    from refrpc.core.messages import Encoding, Value
+
+    d = checked_peer("D", 0x501)
+    w = Stub("W")
+    d.handle(ev.AddPeer("s1", "W", w.address, 1))
+    w.greet(d)
+    d.trace_events = True
+    ids = IdAllocator("D", 0x501)
+    put_id = ids.next()
+    tid, (rid,) = ids.task(1)
+    out = d.handle(ev.Put("s2", put_id, Value(Encoding.RAW, b"x" * 10)))
+    out += d.handle(ev.Submit("s3", tid, "f", (val(b"a"),), (rid,)))
+    holds = [(e.object_id, e.detail["counter"], e.detail["delta"], e.detail["value"])
+             for e in out if isinstance(e, ev.TraceEvent) and e.name == "hold"]
+    assert (put_id, "localRefs", 1, 1) in holds and (rid, "localRefs", 1, 1) in holds
+
+
 # ---------------------------------------------------------------- a real cluster
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:

@@ -134,3 +134,28 @@ def overstate_first_segment(words: int = 1) -> Callable[[list[Any]], list[Any]]:
         return [bytes(f0), *frames[1:]]
 
     return hook
+
+
+def with_error_code(envelope: Envelope, ordinal: int) -> list[bytes]:
+    """The frames of ``envelope``, whose body holds exactly one ``ErrorInfo``, with that
+    error's ``code`` set to ``ordinal`` (a code this version's registry does not define,
+    ERR-002). ``envelope``'s error must have code ``TASK_FAILED``."""
+    from refrpc.core.messages import ErrorCode, ErrorInfo
+
+    def swap(value: Any) -> Any:  # every ErrorInfo in the body, TASK_FAILED -> WORKER_DIED
+        if isinstance(value, ErrorInfo):
+            return replace(value, code=ErrorCode.WORKER_DIED) if value.code is ErrorCode.TASK_FAILED else value
+        if isinstance(value, tuple):
+            return tuple(swap(v) for v in value)
+        if hasattr(value, "__dataclass_fields__"):
+            return replace(value, **{f: swap(getattr(value, f)) for f in value.__dataclass_fields__})
+        return value
+
+    a, b = encode(envelope)[0], encode(replace(envelope, body=swap(envelope.body)))[0]
+    at = _differing(a, b)
+    if len(at) != 1:
+        raise ValueError(f"cannot locate ErrorInfo.code (bytes {at})")
+    start = at[0] - (at[0] % 2)  # a UInt16, 2-byte aligned
+    frame = bytearray(a)
+    frame[start : start + 2] = ordinal.to_bytes(2, "little")
+    return [bytes(frame)]

@@ -197,6 +197,9 @@ def _start(args: argparse.Namespace) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from .runtime import LocalCluster, _membership
     from .runtime._executor import working_node
+    from .runtime._node import limit_arenas
+
+    limit_arenas()  # a long-lived head: before any thread of it starts
     from .runtime._membership import HEAD, address_towards
 
     if not args.node_ip:

@@ -114,6 +114,28 @@ def test_use_after_release_BOR_001_and_the_owner_answering_freed_OWN_013(tmp_pat
     assert "FREED" in g.evidence[-1].text and "GetObjectStatus" in g.evidence[-2].text
 
 
+@pytest.mark.parametrize("sender", ["owner", "relay"])
+def test_a_freed_fetch_answer_is_a_use_after_release_only_from_the_owner_OWN_013(tmp_path: Path, sender: str) -> None:
+    # w2 fetches t1.r0 after its owner d reclaimed it: d's FREED chunk is OWN-013. A
+    # relay w1 whose own copy is gone answers FREED for that copy only: the fetcher
+    # goes on from its next source (FET-041), and nothing was used after release.
+    net = Net()
+    d, w1, w2 = net.peer("driver"), net.peer("worker-1"), net.peer("worker-2")
+    net.connect(d, w1)
+    net.connect(d, w2)
+    net.connect(w1, w2)
+    rid = task_round_trip(net, d, w1, "t1")
+    d.transition("owner-object", rid, "ready", "out_of_scope", "released", "OWN-005")
+    holder = d if sender == "owner" else w1
+    net.msg(w2, holder, m.FetchRequest(rid, 7))
+    net.msg(holder, w2, m.FetchChunk(rid, 7, 0, 0, True, error=m.ErrorInfo(m.ErrorCode.OBJECT_FREED, "no copy here")))
+    found = [f for f in findings_of(net, tmp_path) if f.requirement == "OWN-013"]
+    if sender == "owner":
+        assert len(found) == 1 and "its owner driver answers FREED" in found[0].summary
+    else:
+        assert found == []
+
+
 def test_a_grant_released_twice_is_a_double_free_BOR_019(tmp_path: Path) -> None:
     net, _, _ = borrowing_run(double_release=True)
     f = only(findings_of(net, tmp_path), "BOR-019")

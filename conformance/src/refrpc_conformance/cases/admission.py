@@ -288,3 +288,46 @@ def demand_converted_exactly(ctx: CaseContext) -> None:
     iut.quiesce()
     ctx.check("TASK-061", len(e.received(SubmitTask)) == before, "nothing sent for a negative amount",
               f"{len(e.received(SubmitTask)) - before} SubmitTask")
+
+
+@case(
+    "tasks/TASK-055-TASK-008-waiting-task-reserves-and-leaves-when-cancelled",
+    requirements=["TASK-055", "TASK-008", "CNF-038"],
+    summary=(
+        f"The suite sends sleep({HOLD_MS}) taking half the IUT's one slot (cpuDemand 5000) and, once it is "
+        "acknowledged, echo(\"big\") taking the whole slot (it cannot fit and waits, reserving CPU) and then "
+        "echo(\"small\") taking half a slot (it would fit beside the sleep, but the waiting task before it "
+        "reserves CPU, so it must not start first), then a probe echo taking nothing (answered at once, "
+        "TASK-051). Once the probe is answered the suite cancels echo(\"big\"): a waiting task that is cancelled "
+        "leaves the order at once and is answered with every return ERROR(TASK_CANCELLED) while the sleep "
+        "still runs, and only then may echo(\"small\") start: its reply must acknowledge the CancelTask (it "
+        "was sent after the IUT received it). The sleep is then cancelled."
+    ),
+)
+def waiting_task_reserves(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    holder = _hold_slot(ctx, peer, link, HALF_SLOT)
+    big = task(peer, "echo", [by_value("big")], cpu_demand=ONE_SLOT)
+    small = task(peer, "echo", [by_value("small")], cpu_demand=HALF_SLOT)
+    probe = task(peer, "echo", [by_value("probe")], cpu_demand=0)
+    link.send(big)
+    link.send(small)
+    link.send(probe)
+    _echoed(ctx, expect_reply(ctx, peer, probe, requirement="TASK-051"), "probe", "TASK-051", "the zero-CPU probe")
+    cancel_seq = link.send(CancelTask(big.task_id))
+    reply = expect_reply(ctx, peer, big, requirement="TASK-055", timeout=10.0)
+    early = not peer.received(TaskReply, lambda m: m.task_id == holder.task_id)
+    ctx.check("TASK-055", early, f"the cancelled waiting task answered at once, while sleep({HOLD_MS}) still runs",
+              "answered first" if early else "answered only once the sleep ended")
+    codes = [r.error.code if r.kind is ReturnKind.ERROR and r.error is not None else None for r in reply.returns]
+    ctx.check("TASK-008", codes == [ErrorCode.TASK_CANCELLED], "every return ERROR(TASK_CANCELLED) (it never started)",
+              [describe_return(r) for r in reply.returns])
+    arrival = ctx.expect(peer, TaskReply, lambda m: m.task_id == small.task_id, requirement="TASK-055",
+                         what="the reply of echo(\"small\") once the task before it left", timeout=HOLD_MS / 1000 - 5)
+    _echoed(ctx, arrival.body, "small", "TASK-055", "the half-slot echo behind the waiting one")
+    ctx.check("TASK-055", arrival.envelope.ack >= cancel_seq,
+              f"echo(\"small\") answered only after the IUT received the CancelTask of the waiting task (ack >= {cancel_seq})",
+              f"its reply acknowledges seq {arrival.envelope.ack}: it started before the task reserving CPU ahead of it")
+    link.send(CancelTask(holder.task_id))
+    expect_reply(ctx, peer, holder, timeout=HOLD_MS / 1000 + 20)
+    iut.quiesce()

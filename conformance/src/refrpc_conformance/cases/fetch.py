@@ -879,3 +879,48 @@ def _bad_copy_then_a_good_one(ctx: CaseContext, spoil: Any, what: str) -> None:
     check_inline(ctx, reply, sum(data), requirement="OBJ-076", note="sum_bytes(X), fetched again from W2")
     errors = [str(a.body) for a in w1.received(ProtocolError)]
     ctx.check("OBJ-076", not errors, "nothing about the stored form answered as a malformed message", errors)
+
+
+@case(
+    "fetch/FET-013-chunks-of-other-requests-ignored",
+    requirements=["FET-013", "TASK-002", "FET-001"],
+    summary=(
+        "The suite owns a stored object X (200,000 bytes) and submits sum_bytes(X by ref), answering the IUT's "
+        "GetObjectStatus with READY and itself as the only location. Before it serves each FetchRequest it "
+        "sends a FetchChunk for X whose requestId the IUT never used: the whole stored form of other bytes of "
+        "the same size, marked last. The IUT must ignore those chunks (FET-013) and compute on X's own bytes."
+    ),
+)
+def chunks_of_other_requests_ignored(ctx: CaseContext) -> None:
+    from refrpc.codec import encode
+
+    iut, peer, link = open_session(ctx)
+    data = make_bytes_value(200_000)
+    other = stored_form(portable(bytes(255 - b for b in data)))
+    x = ctx.new_id(peer)
+    form = stored_form(portable(data))
+    if len(other) != len(form):
+        raise ValueError("the stray stored form must have X's size")
+    strays: list[int] = []
+
+    def stray_first(req: FetchRequest) -> bool:  # on the I/O thread, before the request is served
+        stray_id = req.request_id + 1_000_003
+        strays.append(stray_id)
+        chunk = FetchChunk(x, stray_id, 0, len(other), True, data=other)
+        env = link._envelope(chunk, 0, None, {})
+        link._transmit(encode(env), env, note="sent (a requestId the IUT never used)")
+        return False
+
+    peer.serve(x, form, refuse=stray_first)
+    t = task(peer, "sum_bytes", [by_ref(ctx.descriptor(peer, x, size_hint=len(form)))])
+    link.send(t)
+    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link.send(ObjectStatus(x, ObjectState.READY, size=len(form), locations=(peer.peer_id,), location_addresses=(peer.address,)))
+    reply = expect_reply(ctx, peer, t, timeout=30.0)
+    ctx.require("FET-001", bool(strays), "at least one FetchRequest for X", "none")
+    used = {r.request_id for r in peer.fetch_requests}
+    ctx.note(f"stray chunks sent under requestIds {strays}; the IUT's own requests: {sorted(used)}")
+    if used & set(strays):
+        ctx.note("the IUT later used a requestId a stray chunk had carried; the check still holds")
+    check_inline(ctx, reply, sum(data), requirement="FET-013",
+                 note=f"sum_bytes of X's own bytes (the strays would give {sum(255 - b for b in data)})")

@@ -22,7 +22,7 @@ from refrpc.core.messages import (
     TaskReply,
 )
 
-from .._build import PortableRef, by_ref, by_value, portable, shared
+from .._build import PortableRef, by_ref, by_value, portable, read_portable, shared
 from .._case import case
 from .._context import CaseContext
 from .._craft import (
@@ -474,3 +474,77 @@ def empty_owner_address(ctx: CaseContext) -> None:
     ctx.check("ID-013", not refused, "no ProtocolError about the task: an empty address is not malformed",
               [f"{e.body.error.code.value} ({e.body.error.requirement})" for e in refused])
     check_inline(ctx, reply, sum(data), requirement="ID-013", note="sum_bytes of X, reached through the live session")
+
+
+def _portable_with_member(discriminant: int) -> bytes:
+    """A portable message whose root's union discriminant is ``discriminant`` (found by
+    difference: ``null`` and ``ref`` 0 differ in that field alone)."""
+    from refrpc.codec import encode_portable
+
+    a, b = encode_portable(None), encode_portable(PortableRef(0))
+    at = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    if len(a) != len(b) or len(at) != 1:
+        raise ValueError(f"cannot locate the Portable discriminant (bytes {at})")
+    start = at[0] - (at[0] % 2)
+    data = bytearray(a)
+    data[start : start + 2] = discriminant.to_bytes(2, "little")
+    return bytes(data)
+
+
+#: How deep VAL-007 says every reader accepts portable values.
+ACCEPTED_DEPTH = 64
+
+
+@case(
+    "malformed/VAL-005-VAL-007-VAL-014-portable-rules-checked-where-read",
+    requirements=["VAL-005", "VAL-007", "VAL-014", "VAL-021"],
+    summary=(
+        "The suite submits echo with portable arguments that break a rule of their data: a map whose two "
+        "entries have the key \"ka\" (VAL-005), and a root node whose union member is 99, which no schema "
+        "defines (VAL-014). Each SubmitTask is well formed (no ProtocolError names it, VAL-021) and each task "
+        f"fails with every return ERROR(TASK_FAILED), never an echoed value. echo of a map with keys \"zb\", "
+        f"\"ka\" answers them in that order (VAL-005), and echo of {ACCEPTED_DEPTH} lists nested in each other "
+        "answers the same value (VAL-007: every reader accepts that depth)."
+    ),
+)
+def portable_rules_checked_where_read(ctx: CaseContext) -> None:
+    from refrpc.codec import encode_portable
+    from refrpc.core.messages import Encoding, Value
+
+    iut, peer, link = open_session(ctx)
+    twice = encode_portable({"ka": 1, "kb": 2})
+    if twice.count(b"kb") != 1:
+        raise ValueError("cannot locate the second key")
+    bad_values = {
+        "VAL-005": ("a map repeating its key \"ka\"", twice.replace(b"kb", b"ka")),
+        "VAL-014": ("a node whose union member is 99", _portable_with_member(99)),
+    }
+    for requirement, (what, data) in bad_values.items():
+        bad = task(peer, "echo", [Arg(kind=ArgKind.VALUE, value=Value(Encoding.PORTABLE, data))])
+        seq = link.send(bad)
+        reply = expect_reply(ctx, peer, bad, requirement=requirement, timeout=10.0)
+        codes = [r.error.code.name if r.kind is ReturnKind.ERROR and r.error is not None else r.kind.value
+                 for r in reply.returns]
+        ctx.check(requirement, bool(codes) and all(c == "TASK_FAILED" for c in codes),
+                  f"every return ERROR(TASK_FAILED) for {what}: a reader treats it as malformed where it decodes it",
+                  codes)
+        ctx.check("VAL-021", not peer.received(ProtocolError, lambda m, seq=seq: m.related_seq == seq),
+                  f"no ProtocolError about seq {seq} ({what}): a value's data is checked where it is read",
+                  "a ProtocolError named it")
+    ordered = task(peer, "echo", [by_value({"zb": 1, "ka": 2})])
+    link.send(ordered)
+    reply = expect_reply(ctx, peer, ordered, requirement="VAL-005")
+    try:
+        got = read_portable(reply.returns[0].value) if reply.returns and reply.returns[0].value is not None else None
+    except Exception as exc:
+        got = f"unreadable: {exc}"
+    ctx.check("VAL-005", isinstance(got, dict) and list(got.items()) == [("zb", 1), ("ka", 2)],
+              "the map echoed with its entries in the order sent: zb, ka",
+              list(got.items()) if isinstance(got, dict) else got)
+    deep: object = "bottom"
+    for _ in range(ACCEPTED_DEPTH):
+        deep = [deep]
+    nested = task(peer, "echo", [by_value(deep)])
+    link.send(nested)
+    check_inline(ctx, expect_reply(ctx, peer, nested, requirement="VAL-007"), deep, requirement="VAL-007",
+                 note=f"echo of {ACCEPTED_DEPTH} nested lists")

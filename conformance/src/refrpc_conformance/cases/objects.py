@@ -232,3 +232,96 @@ def add_location_unknown(ctx: CaseContext) -> None:
     ctx.expect(peer, FreeObjects, lambda m: unknown in m.object_ids, requirement="LOC-005",
                what=f"FreeObjects naming {unknown}")
     ctx.check("LOC-005", iut.entry(unknown) is None, "no table entry for the unknown object", iut.entry(unknown))
+
+
+@case(
+    "objects/OBJ-012-value-with-refs-not-answered-without-borrowing",
+    requirements=["OBJ-012", "HS-017", "OBJ-002"],
+    summary=(
+        "The IUT puts A, then X = [A] (inline, its value nests a ref) and Y = [A, 150,000 bytes] (stored, its "
+        "stored form nests a ref). A suite peer whose session has `core` alone asks for X's and Y's status: "
+        "each answer must be FAILED with FEATURE_NOT_NEGOTIATED (the value, or the locations of a stored form, "
+        "would hand it refs it cannot register for), and no value or location is sent. The answer changes "
+        "nothing at the owner: a suite peer with `borrowing` then gets READY for both (X with its value), and "
+        "the IUT's own get of X still answers [A]."
+    ),
+)
+def value_with_refs_without_borrowing(ctx: CaseContext) -> None:
+    from .._control import Ref
+
+    iut = ctx.start_iut()
+    plain = ctx.wire_peer("core-only", features=("core",))
+    full = ctx.wire_peer("borrower")
+    link_plain = ctx.session(plain, iut)
+    link_full = ctx.session(full, iut)
+    if "borrowing" not in link_full.features:
+        ctx.skip("the IUT does not use borrowing on any session: no object of its can nest a ref a peer reads")
+    a = iut.put("inner")
+    x = iut.put([Ref(a)])
+    y = iut.put([Ref(a), make_bytes_value(150_000)])
+    for oid, what in ((x, "X (inline value nesting A)"), (y, "Y (stored form nesting A)")):
+        link_plain.send(GetObjectStatus(oid, wait=False))
+        st: ObjectStatus = ctx.expect(plain, ObjectStatus, lambda m, oid=oid: m.object_id == oid, requirement="OBJ-012",
+                                      what=f"ObjectStatus for {what} on the core-only session").body
+        code = st.error.code if st.error is not None else None
+        ctx.check("OBJ-012", st.state is ObjectState.FAILED and code is ErrorCode.FEATURE_NOT_NEGOTIATED,
+                  f"{what}: FAILED with FEATURE_NOT_NEGOTIATED", f"{st.state.value} {code.value if code else ''}")
+        ctx.check("OBJ-012", st.value is None and not st.locations and not st.relays,
+                  f"{what}: no value, location or relay sent to a peer without borrowing",
+                  f"value {st.value is not None}, locations {list(st.locations)}, relays {list(st.relays)}")
+    for oid, what in ((x, "X"), (y, "Y")):
+        link_full.send(GetObjectStatus(oid, wait=False))
+        st = ctx.expect(full, ObjectStatus, lambda m, oid=oid: m.object_id == oid, requirement="OBJ-012",
+                        what=f"ObjectStatus for {what} on the session with borrowing").body
+        ctx.check("OBJ-012", st.state is ObjectState.READY, f"{what} still READY for a peer with borrowing", st.state.value)
+        if oid == x:
+            ctx.check("OBJ-002", st.value is not None and len(st.value.nested) == 1 and st.value.nested[0].object_id == a,
+                      "X's value, nesting A", st.value and [d.object_id for d in st.value.nested])
+    got = iut.get(x)
+    ctx.check("OBJ-012", got.get("value") == [Ref(a)], "the IUT's own get of X answers [A]", got)
+
+
+@case(
+    "objects/GC-004-LOC-003-free-objects-drops-the-primary-copy",
+    requirements=["GC-004", "GC-005", "LOC-003", "FET-004"],
+    summary=(
+        "The suite submits make_bytes(150000): the IUT stores the result R as its primary copy and the suite, "
+        "R's owner, fetches a first range of it. The suite then sends FreeObjects naming R and an id the IUT "
+        "holds nothing of. The IUT must drop its copy: a FetchRequest for R, sent once a probe echo sent after "
+        "the FreeObjects is answered, gets one error chunk OBJECT_FREED (no copy, FET-004). The unknown id is "
+        "ignored (no ProtocolError), and no RemoveLocation is sent for R (the owner freed it, LOC-003)."
+    ),
+)
+def free_objects_drops_the_primary_copy(ctx: CaseContext) -> None:
+    from refrpc.core.messages import ProtocolError, RemoveLocation
+
+    from ._common import run_echo
+
+    iut, peer, link = open_session(ctx)
+    t = task(peer, "make_bytes", [by_value(150_000)])
+    link.send(t)
+    reply = expect_reply(ctx, peer, t)
+    ctx.require("TASK-004", [r.kind for r in reply.returns] == [ReturnKind.STORED], "one stored return",
+                [describe_return(r) for r in reply.returns])
+    r = reply.returns[0].object_id
+    link.send(FetchRequest(r, 1, 0, 4096, 4096, False))
+    first: FetchChunk = ctx.expect(peer, FetchChunk, lambda m: m.request_id == 1, requirement="FET-001",
+                                   what=f"the first 4 KiB of {r}").body
+    ctx.require("GC-005", first.error is None and len(first.data) == 4096, "4 KiB of R served before FreeObjects",
+                str(first.error) if first.error else f"{len(first.data)} bytes")
+    stranger = ctx.new_id(peer)
+    free_seq = link.send(FreeObjects((r, stranger)))
+    run_echo(ctx, peer, link, "after FreeObjects", requirement="GC-004")
+    link.send(FetchRequest(r, 2, 0, -1, 65536, False))
+    chunk: FetchChunk = ctx.expect(peer, FetchChunk, lambda m: m.request_id == 2, requirement="GC-004",
+                                   what=f"the answer to a FetchRequest for {r} after FreeObjects").body
+    code = chunk.error.code if chunk.error is not None else None
+    ctx.check("GC-004", code is ErrorCode.OBJECT_FREED and chunk.last and not chunk.data,
+              "one error chunk OBJECT_FREED: the copy was dropped on the owner's FreeObjects",
+              f"{code.value if code else 'data'} ({len(chunk.data)} bytes, last={chunk.last})")
+    iut.quiesce()
+    refused = peer.received(ProtocolError, lambda m: m.related_seq == free_seq)
+    ctx.check("GC-004", not refused, f"no ProtocolError about the FreeObjects (seq {free_seq}) naming an id it holds nothing of",
+              [f"{a.body.error.code.value}: {a.body.error.message}" for a in refused] or "none")
+    removed = peer.received(RemoveLocation, lambda m: m.object_id == r)
+    ctx.check("LOC-003", not removed, "no RemoveLocation for a copy the owner freed", f"{len(removed)} RemoveLocation")

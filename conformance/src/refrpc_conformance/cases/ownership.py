@@ -209,3 +209,84 @@ def metadata_shrinks(ctx: CaseContext) -> None:
               "no executor task record left (every reply acknowledged)", counts)
     ctx.check("RPC-014", counts.get("submitted_tasks") == 0,
               "no submitted task left (all settled, none needed as lineage)", counts)
+
+
+def _borrowers_of(iut: Any, object_id: str) -> list[str] | None:
+    entry = iut.entry(object_id)
+    return None if entry is None else sorted(entry.get("borrowers") or [])
+
+
+@case(
+    "borrowing/BOR-015-BOR-016-registrations-by-borrower-and-state",
+    requirements=["BOR-015", "BOR-016", "BOR-003", "OWN-005"],
+    features=("core", "borrowing"),
+    summary=(
+        "The IUT puts X. Suite peer D opens a session and says Goodbye (fenced at once, LIV-006); suite peer F "
+        "then registers D's incarnation as a borrower of X (as a forwarder would): the IUT must refuse with "
+        "PEER_DIED and record nothing, so X has no borrower and is reclaimed once the program drops it. The "
+        "IUT also submits echo and fail to suite executor E (added with no slots): E leaves echo's return R "
+        "pending and answers fail's return Q with TASK_FAILED. F registers itself for R (pending) and for Q "
+        "(failed): the IUT must accept both like a ready object's, listing F as their borrower until F releases."
+    ),
+    timeout=60.0,
+)
+def registrations_by_borrower_and_state(ctx: CaseContext) -> None:
+    from refrpc.core.messages import ErrorCode, ErrorInfo
+
+    from ._common import leave_with_goodbye
+
+    iut = ctx.start_iut()
+    d = ctx.wire_peer("dead-borrower")
+    f = ctx.wire_peer("forwarder")
+    e = ctx.wire_peer("executor")
+    ctx.session(d, iut)
+    link_f = ctx.session(f, iut)
+    x = iut.put(b"lent to nobody dead")
+    leave_with_goodbye(ctx, d, iut)
+    fid = ctx.new_id(f)
+    link_f.send(RegisterBorrower(x, d.peer_id, d.incarnation, d.address, fid))
+    answer: BorrowerRegistered = ctx.expect(f, BorrowerRegistered, lambda m: m.forward_id == fid, requirement="BOR-015",
+                                            what=f"BorrowerRegistered for the fenced borrower's grant {fid}").body
+    code = answer.error.code if answer.error is not None else None
+    ctx.check("BOR-015", code is ErrorCode.PEER_DIED, "refused with PEER_DIED (the borrower incarnation is fenced)",
+              code.value if code is not None else "accepted (no error)")
+    ctx.check("BOR-015", _borrowers_of(iut, x) == [], "nothing recorded: X lists no borrower", _borrowers_of(iut, x))
+    iut.drop(x)
+    ctx.poll_until(lambda: iut.entry(x) is None, requirement="BOR-015",
+                   what=f"X ({x}) reclaimed once the program dropped it (no grant was recorded)", timeout=10.0)
+
+    iut.add_peer(e, slots=0)
+    pending = iut.submit("echo", [{"value": "not yet"}], executor=e.peer_id)
+    failing = iut.submit("fail", [{"value": "on purpose"}], executor=e.peer_id)
+    [r] = pending["returns"]
+    [q] = failing["returns"]
+    tasks = {}
+    for sub in (pending, failing):
+        tasks[sub["task_id"]] = ctx.expect(e, SubmitTask, lambda m, tid=sub["task_id"]: m.task_id == tid,
+                                           requirement="TASK-001", what=f"SubmitTask {sub['task_id']} at E").body
+    st = tasks[failing["task_id"]]
+    link_e = e.link(iut.peer_id)
+    link_e.send(TaskReply(st.task_id, st.attempt, tuple(
+        ReturnValue(rid, ReturnKind.ERROR, error=ErrorInfo(ErrorCode.TASK_FAILED, "fail: on purpose", "TASK-007"))
+        for rid in st.return_ids)))
+    got = iut.get(q, timeout_ms=5_000)
+    ctx.require("TASK-007", (got.get("error") or {}).get("code") == "TASK_FAILED", "Q failed with TASK_FAILED", got)
+    fids = {}
+    for oid, state in ((r, "pending"), (q, "failed")):
+        fids[oid] = ctx.new_id(f)
+        link_f.send(RegisterBorrower(oid, f.peer_id, f.incarnation, f.address, fids[oid]))
+        got_answer: BorrowerRegistered = ctx.expect(
+            f, BorrowerRegistered, lambda m, fid=fids[oid]: m.forward_id == fid, requirement="BOR-016",
+            what=f"BorrowerRegistered for F's grant on the {state} object {oid}").body
+        ctx.check("BOR-016", got_answer.error is None, f"the registration for the {state} object accepted (no error)",
+                  str(got_answer.error))
+        ctx.check("BOR-016", _borrowers_of(iut, oid) == [f.peer_id], f"F listed as borrower of the {state} object",
+                  _borrowers_of(iut, oid))
+    for oid, fid in fids.items():
+        release(link_f, oid, fid)
+    st = tasks[pending["task_id"]]
+    link_e.send(TaskReply(st.task_id, st.attempt, tuple(
+        ReturnValue(rid, ReturnKind.INLINE, value=portable("not yet")) for rid in st.return_ids)))
+    got = iut.get(r, timeout_ms=5_000)
+    ctx.check("TASK-005", got.get("value") == "not yet", "R ready once E answers", got)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")

@@ -12,13 +12,28 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from refrpc.core.messages import ErrorCode, ErrorInfo, FetchRequest, FreeObjects, ReturnKind, ReturnValue, SubmitTask, TaskReply
+from refrpc.core.messages import (
+    Envelope,
+    ErrorCode,
+    ErrorInfo,
+    FetchRequest,
+    FreeObjects,
+    GetObjectStatus,
+    ObjectState,
+    ObjectStatus,
+    ProtocolError,
+    ReturnKind,
+    ReturnValue,
+    SubmitTask,
+    TaskReply,
+)
 
-from .._build import make_bytes_value, portable, stored_form
+from .._build import by_ref, describe_return, make_bytes_value, portable, stored_form
 from .._case import case
 from .._context import IUT, CaseContext
+from .._craft import with_error_code
 from .._wire import WirePeer
-from ._common import FAST_DETECTION, leave_with_goodbye
+from ._common import FAST_DETECTION, expect_reply, leave_with_goodbye, task
 
 FAST_PEER = {"heartbeat_ms": 100}
 
@@ -412,3 +427,99 @@ def rerun_copy_not_recorded(ctx: CaseContext) -> None:
     freed = [oid for a in e2.received(FreeObjects) for oid in a.body.object_ids]
     ctx.check("LIN-007", r2 in freed and r1 not in freed, "R2's new copy at E2 freed (FreeObjects), R1's kept",
               freed)
+
+
+#: An ErrorCode ordinal no version of the registry defines (ERR-002).
+UNKNOWN_CODE = 200
+
+
+@case(
+    "rpc/ERR-002-unknown-error-code-is-final-and-passed-on",
+    requirements=["ERR-002", "CNF-018", "TASK-009"],
+    features=("core", "recovery"),
+    summary=(
+        "The IUT submits echo to suite executor E1 with max_retries = 2 and retry_exceptions = true; spare worker "
+        f"E2 has a free slot. E1 replies with the return ERROR of code ordinal {UNKNOWN_CODE}, which no registry "
+        "defines. The reply is no malformed message (no ProtocolError about it), the failure is not retryable "
+        "(no attempt 2, to E1 or E2), and get answers the error as UNRECOGNIZED (the only registry name for a "
+        "code the reader could not read, CNF-018). Then E1 sends the IUT sum_bytes(X by ref) for an X it owns "
+        f"and answers the IUT's GetObjectStatus with FAILED and an error of code {UNKNOWN_CODE}: the IUT passes "
+        "the argument's error on (TASK-009) as UNRECOGNIZED, with the same message, requirement and detail."
+    ),
+    timeout=60.0,
+)
+def unknown_error_code(ctx: CaseContext) -> None:
+    iut, e1, e2 = _executors(ctx)
+    sub = iut.submit("echo", [{"value": "newer"}], executor=e1.peer_id, max_retries=2, retry_exceptions=True)
+    first = _submitted(ctx, e1, sub["task_id"])
+    link = e1.link(iut.peer_id)
+    newer = ErrorInfo(ErrorCode.TASK_FAILED, "failed in a way a later version names", "a rule of a later version", "its detail")
+    reply = TaskReply(first.task_id, first.attempt, tuple(
+        ReturnValue(r, ReturnKind.ERROR, error=newer) for r in first.return_ids))
+    seq = link.next_seq()
+    env = Envelope(e1.peer_id, e1.incarnation, iut.peer_id, iut.incarnation, seq, link.delivered, reply)
+    link.send_frames(with_error_code(env, UNKNOWN_CODE), label=f"TaskReply with error code {UNKNOWN_CODE}", seq=seq)
+    got = iut.get(sub["returns"][0], timeout_ms=5_000)
+    code, _message = _error_of(got)
+    ctx.check("ERR-002", bool(code) and code != "timeout", "get() fails with the reply's error", got)
+    ctx.check("CNF-018", code == "UNRECOGNIZED", "the unknown code named UNRECOGNIZED", code or got)
+    iut.quiesce(timeout_ms=2_000)
+    refused = e1.received(ProtocolError, lambda m: m.related_seq == seq)
+    ctx.check("ERR-002", not refused, f"no ProtocolError about the reply (seq {seq}): an unknown code is no malformed message",
+              [f"{a.body.error.code.value}: {a.body.error.message}" for a in refused] or "none")
+    again = [f"attempt {a.body.attempt} to {p.peer_id}" for p in (e1, e2)
+             for a in p.received(SubmitTask, lambda m: m.task_id == first.task_id and m.attempt > 1)]
+    ctx.check("ERR-002", not again, "the task not submitted again: an unknown code is a non-retryable failure",
+              again or "none")
+
+    x = ctx.new_id(e1)
+    t = task(e1, "sum_bytes", [by_ref(ctx.descriptor(e1, x))])
+    link.send(t)
+    ctx.expect(e1, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    lost = ErrorInfo(ErrorCode.TASK_FAILED, "lost in a newer way", "another rule of a later version", "the owner's detail")
+    status = ObjectStatus(x, ObjectState.FAILED, error=lost)
+    seq = link.next_seq()
+    env = Envelope(e1.peer_id, e1.incarnation, iut.peer_id, iut.incarnation, seq, link.delivered, status)
+    link.send_frames(with_error_code(env, UNKNOWN_CODE), label=f"ObjectStatus FAILED with error code {UNKNOWN_CODE}", seq=seq)
+    answer = expect_reply(ctx, e1, t, requirement="TASK-009")
+    rets = answer.returns
+    ok = len(rets) == 1 and rets[0].kind is ReturnKind.ERROR and rets[0].error is not None
+    err = rets[0].error if ok else None
+    ctx.check("ERR-002", err is not None and err.code is ErrorCode.UNRECOGNIZED,
+              "the argument's unknown error passed on as ERROR(UNRECOGNIZED)", [describe_return(r) for r in rets])
+    ctx.check("ERR-002", err is not None and (err.message, err.requirement, err.detail)
+              == ("lost in a newer way", "another rule of a later version", "the owner's detail"),
+              "with the message, requirement and detail it read", err and (err.message, err.requirement, err.detail))
+    refused = e1.received(ProtocolError, lambda m: m.related_seq == seq)
+    ctx.check("ERR-002", not refused, f"no ProtocolError about the ObjectStatus (seq {seq})",
+              [f"{a.body.error.code.value}: {a.body.error.message}" for a in refused] or "none")
+
+
+@case(
+    "rpc/RPC-006-reply-for-another-attempt-ignored",
+    requirements=["RPC-006", "TASK-005", "TASK-016"],
+    summary=(
+        "The IUT submits echo('current') to suite executor E. Before answering, E sends a well-formed TaskReply for "
+        "the same task id but attempt 7, which the IUT never sent, carrying 'stale'. The IUT must ignore it: no "
+        "ProtocolError about it, and the task is not settled by it. E then answers attempt 1 with 'current', "
+        "which get returns."
+    ),
+)
+def reply_for_another_attempt(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=0)
+    sub = iut.submit("echo", [{"value": "current"}], executor=e.peer_id)
+    st = _submitted(ctx, e, sub["task_id"])
+    link = e.link(iut.peer_id)
+    stale_seq = link.send(TaskReply(st.task_id, 7, tuple(
+        ReturnValue(rid, ReturnKind.INLINE, value=portable("stale")) for rid in st.return_ids)))
+    link.send(TaskReply(st.task_id, st.attempt, tuple(
+        ReturnValue(rid, ReturnKind.INLINE, value=portable("current")) for rid in st.return_ids)))
+    got = iut.get(sub["returns"][0], timeout_ms=5_000)
+    ctx.check("RPC-006", got.get("value") == "current",
+              "get returns the current attempt's value 'current' (the reply for attempt 7 settled nothing)", got)
+    iut.quiesce(timeout_ms=2_000)
+    refused = e.received(ProtocolError, lambda m: m.related_seq == stale_seq)
+    ctx.check("RPC-006", not refused, f"no ProtocolError about the reply for another attempt (seq {stale_seq})",
+              [f"{a.body.error.code.value}: {a.body.error.message}" for a in refused] or "none")

@@ -303,3 +303,41 @@ def full_source(ctx: CaseContext) -> None:
                  note="sum_bytes of X, whose first source answered OBJECT_STORE_FULL")
     ctx.check("FET-041", any(r.object_id == x for r in full.fetch_requests), "requests to the full source first",
               f"{sum(r.object_id == x for r in full.fetch_requests)} request(s)")
+
+
+@case(
+    "fetch/OBJ-015-failed-after-ready-fails-the-task",
+    requirements=["OBJ-015", "OBJ-013", "TASK-009", "FET-041"],
+    summary=(
+        "The suite owns a stored object X and submits sum_bytes(X by ref); its first ObjectStatus says READY and "
+        "lists one suite peer as X's only location, which has no copy (one error chunk OBJECT_FREED). The IUT asks "
+        "the owner again, and the owner now answers FAILED with OBJECT_LOST (X was lost and could not be rebuilt). "
+        "A non-owner must take FAILED after READY: the task fails with the argument's error, every return "
+        "ERROR(OBJECT_LOST) (TASK-009), and nothing more is fetched."
+    ),
+    timeout=90.0,
+)
+def failed_after_ready(ctx: CaseContext) -> None:
+    from refrpc.core.messages import ErrorInfo, ReturnKind, TaskReply
+
+    iut, peer, link = open_session(ctx)
+    empty = ctx.wire_peer("empty")
+    x, _data, _form, t, _ask = _offer(ctx, peer, link, [empty], [], empty=(empty,))
+    arrival = ctx.expect(
+        peer, (GetObjectStatus, TaskReply),
+        lambda m: m.object_id == x if isinstance(m, GetObjectStatus) else m.task_id == t.task_id,
+        requirement="OBJ-013", what=f"a second GetObjectStatus for {x} (or the task's reply)", timeout=RESUME_BOUND_S)
+    if isinstance(arrival.body, TaskReply):
+        codes = [r.error.code.value for r in arrival.body.returns if r.error is not None]
+        ctx.check("OBJ-013", False, "the owner asked again once the only location had no copy", f"a reply with errors {codes}")
+        return
+    link.send(ObjectStatus(x, ObjectState.FAILED, error=ErrorInfo(ErrorCode.OBJECT_LOST, f"{x} lost, not rebuilt", "LIN-003")))
+    reply = expect_reply(ctx, peer, t, requirement="OBJ-015", timeout=15.0)
+    codes = [r.error.code if r.kind is ReturnKind.ERROR and r.error is not None else None for r in reply.returns]
+    ctx.check("OBJ-015", bool(codes) and all(c is ErrorCode.OBJECT_LOST for c in codes),
+              "every return ERROR(OBJECT_LOST): the owner's FAILED after READY ends the argument",
+              [c.value if c else "not an error" for c in codes])
+    before = len(empty.fetch_requests)
+    iut.quiesce()
+    ctx.check("OBJ-015", len(empty.fetch_requests) == before, "nothing fetched after the FAILED answer",
+              f"{len(empty.fetch_requests) - before} more FetchRequest(s)")

@@ -92,6 +92,8 @@ class Tasks:
             e = OwnedObject(rid, "pending", task_id=s.task_id, local_refs=1)  # OWN-001
             self.owned[rid] = e
             self._story(rid, "submitted", s.task_id)
+            if self.trace_events:
+                self._trace_hold(rid, "local_refs", +1, e)  # the program's handle
         t = OwnerTask(spec, "submitted", executor or "", mentioned, demand=demand, speed_key=s.speed_key)
         self.tasks[s.task_id] = t
         if spec.max_retries > 0 and not spec.actor_id:  # reconstructable (LIN-006)

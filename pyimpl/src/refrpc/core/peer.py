@@ -433,6 +433,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self._story(s.object_id, "put", "->ready")
         if self.trace_events:  # the put row of owner-object records the creation (OWN-001)
             self._trace_transition("owner-object", s.object_id, "ready", "put")
+            self._trace_hold(s.object_id, "local_refs", +1, e)  # the program's handle (OWN-001)
             if s.stored:
                 self._trace("location-added", s.object_id, peer=self.peer_id, primary=True)
         self._hold_nested(s.object_id, e.nested)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import events as ev
-from ..core.messages import PROTOCOL_MAJOR, AddLocation, ErrorCode, ErrorInfo, FetchChunk, FetchRequest, Heartbeat, ProtocolError, RefDescriptor, RemoveLocation
+from ..core.messages import PROTOCOL_MAJOR, AddLocation, BorrowerRegistered, ErrorCode, ErrorInfo, FetchChunk, FetchRequest, Heartbeat, ProtocolError, RefDescriptor, RemoveLocation
 
 if TYPE_CHECKING:
     from ._main import Iut
@@ -785,7 +785,265 @@ FAULTS: dict[str, tuple[str, str]] = {
         "incarnation is recorded but does not end that record: what waits on it (a task queued for P) waits "
         "out the handshake timeout (LIV-018) instead of failing at once as for a death.",
     ),
+    "overtake-reserved": (
+        "TASK-055",
+        "The executor starts the first waiting task that fits, ignoring what the tasks waiting before it "
+        "reserve: a task of half a slot starts beside a running half-slot task although a whole-slot task "
+        "waits ahead of it, so a stream of small tasks can starve a big one.",
+    ),
+    "cancelled-waiting-task-waits": (
+        "TASK-055",
+        "A task waiting for room that is cancelled stays in the order, still reserving what it takes, and is "
+        "answered TASK_CANCELLED only when room for it comes, instead of leaving the order at once.",
+    ),
+    "unknown-code-as-task-failed": (
+        "ERR-002",
+        "A submitter takes a return whose error code it does not know (read as UNRECOGNIZED) as TASK_FAILED, so "
+        "a task submitted with retry_exceptions is resubmitted while its budget lasts, and get names "
+        "TASK_FAILED.",
+    ),
+    "unknown-argument-code-as-task-failed": (
+        "ERR-002",
+        "An executor passing on an argument's error whose code it does not know (an ObjectStatus FAILED read as "
+        "UNRECOGNIZED) sends TASK_FAILED in its place instead of UNRECOGNIZED.",
+    ),
+    "repeated-map-keys-accepted": (
+        "VAL-005",
+        "A portable map that repeats a key is read without complaint, the later entry replacing the earlier, "
+        "instead of failing where it is decoded.",
+    ),
+    "shallow-portable-nesting": (
+        "VAL-007",
+        "Portable values are read (and written) at most 32 levels deep: a value of 64 nested lists, which every "
+        "reader must accept, fails where it is decoded.",
+    ),
+    "unknown-portable-member-as-null": (
+        "VAL-014",
+        "A portable node whose union member this schema does not know is read as null instead of making the "
+        "value malformed where it is decoded.",
+    ),
+    "adopt-stray-chunks": (
+        "FET-013",
+        "A fetcher takes a FetchChunk whose requestId it is not waiting for as a chunk of its outstanding request "
+        "for the same object (the oldest), so bytes meant for another request, or sent by mistake, end up in "
+        "the copy it assembles.",
+    ),
+    "grant-to-fenced-borrower": (
+        "BOR-015",
+        "An owner records a grant for a borrower incarnation it has fenced and answers the RegisterBorrower "
+        "without an error, so the object is kept for a borrower that can never release it.",
+    ),
+    "refuse-unready-registrations": (
+        "BOR-016",
+        "An owner refuses a RegisterBorrower for an object that is pending or failed (WRONG_STATE), as if only "
+        "a ready object could be borrowed.",
+    ),
+    "status-ignores-features": (
+        "OBJ-012",
+        "An owner answers GetObjectStatus without regard to what the asker's session negotiated: a value "
+        "nesting refs is sent to a peer without borrowing, and a stored form nesting refs is offered to it by "
+        "its locations.",
+    ),
+    "ready-is-final": (
+        "OBJ-015",
+        "A non-owner that learned an object was READY (it has locations for it) does not take a later FAILED "
+        "answer from the owner: it asks the owner again, as if the answer were PENDING, so a task whose "
+        "argument was lost after it was ready waits for ever instead of failing with the owner's error.",
+    ),
+    "adopt-any-attempt": (
+        "RPC-006",
+        "A submitter adopts a TaskReply from the task's executor whatever attempt it names, as if it answered "
+        "the current one.",
+    ),
+    "keep-freed-copies": (
+        "GC-004",
+        "A peer holding a copy of an object ignores the owner's FreeObjects for it: the copy stays in its store "
+        "and is still served to fetchers.",
+    ),
 }
+
+
+def _keep_freed_copies(iut: Iut) -> None:
+    from ..core.messages import FreeObjects
+
+    core = iut.node.core
+    on_free = core._on_FreeObjects
+
+    def patched(r: Any, msg: Any) -> None:
+        kept = tuple(oid for oid in msg.object_ids if core.copies.get(oid) != r.peer)  # breaks GC-004
+        on_free(r, FreeObjects(kept))
+
+    core._on_FreeObjects = patched
+
+
+def _adopt_any_attempt(iut: Iut) -> None:
+    core = iut.node.core
+    on_reply = core._on_TaskReply
+
+    def patched(r: Any, reply: Any) -> None:
+        t = core.tasks.get(reply.task_id)
+        if t is not None and t.state == "submitted" and r.peer == t.executor and reply.attempt != t.spec.attempt:
+            reply = replace(reply, attempt=t.spec.attempt)  # breaks RPC-006
+        on_reply(r, reply)
+
+    core._on_TaskReply = patched
+
+
+def _ready_is_final(iut: Iut) -> None:
+    from ..core.messages import ObjectState
+
+    core = iut.node.core
+    on_status = core._on_ObjectStatus
+    was_ready: set[str] = set()
+
+    def patched(r: Any, msg: Any) -> None:
+        b = core.borrowed.get(msg.object_id)
+        if msg.state is ObjectState.READY:
+            was_ready.add(msg.object_id)
+        elif b is not None and b.owner == r.peer and b.state == "unresolved" and msg.object_id in was_ready:
+            b.status_requested = False
+            core._request_status(b)  # breaks OBJ-015: FAILED after READY taken for "not yet"
+            return
+        on_status(r, msg)
+
+    core._on_ObjectStatus = patched
+
+
+def _status_ignores_features(iut: Iut) -> None:
+    from ..core.messages import ObjectStatus
+
+    core = iut.node.core
+    status_message, feature_problem = core._status_message, core._feature_problem
+
+    def patched_status(oid: Any, asker: Any = "") -> Any:
+        return status_message(oid)  # breaks OBJ-012: the asker's features are not looked at
+
+    def patched_problem(r: Any, body: Any) -> Any:
+        return None if isinstance(body, ObjectStatus) else feature_problem(r, body)  # nor checked on the way out
+
+    core._status_message = patched_status
+    core._feature_problem = patched_problem
+
+
+def _registrations(iut: Iut, mode: str) -> None:
+    core = iut.node.core
+    on_register = core._on_RegisterBorrower
+
+    def patched(r: Any, msg: Any) -> None:
+        e = core.owned.get(msg.object_id)
+        if e is not None and mode == "fenced" and (msg.borrower, msg.borrower_incarnation) in core.fenced:
+            e.borrowers.setdefault(msg.borrower, {})[msg.forward_id] = r.peer  # breaks BOR-015
+            e.grant_incarnations[msg.forward_id] = msg.borrower_incarnation
+            core._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id))
+            return
+        if e is not None and mode == "unready" and e.state in ("pending", "failed"):
+            info = ErrorInfo(ErrorCode.WRONG_STATE, f"{msg.object_id} is {e.state}", "BOR-016")  # breaks BOR-016
+            core._send(r.peer, BorrowerRegistered(msg.object_id, msg.forward_id, info))
+            return
+        on_register(r, msg)
+
+    core._on_RegisterBorrower = patched
+
+
+def _adopt_stray_chunks(iut: Iut) -> None:
+    fetcher = iut.node.fetcher
+    on_chunk = fetcher._on_chunk
+
+    def patched(sender: Any, c: Any) -> None:
+        if c.request_id not in fetcher._by_request:
+            for request_id, f in list(fetcher._by_request.items()):
+                if f.object_id == c.object_id and request_id in f.outstanding:
+                    c = replace(c, request_id=request_id)  # breaks FET-013: adopted by a request we wait for
+                    break
+        on_chunk(sender, c)
+
+    fetcher._on_chunk = patched
+
+
+def _portable_reader(mode: str) -> None:
+    """The portable reader of ``refrpc.codec`` (used by every decode in this process) as ``mode`` says."""
+    from ..codec import _value
+
+    if mode == "shallow":
+        _value.MAX_PORTABLE_DEPTH = 32  # breaks VAL-007
+        return
+    get_node = _value._get_node
+
+    def patched(r: Any, depth: int) -> Any:
+        try:
+            which = r._which_str()
+        except Exception:
+            if mode == "null":
+                return None  # breaks VAL-014: an unknown member read as null
+            raise
+        if which == "map" and mode == "repeat":
+            result: dict[str, Any] = {}
+            for entry in r._get_by_field(_value._P_MAP):  # breaks VAL-005: a repeated key replaces
+                result[entry._get_by_field(_value._E_KEY)] = patched(entry._get_by_field(_value._E_VALUE), depth + 1)
+            return result
+        return get_node(r, depth)
+
+    _value._get_node = patched
+
+
+def _unknown_codes_as_task_failed(iut: Iut, handler: str) -> None:
+    """``handler`` (``_on_TaskReply`` or ``_on_ObjectStatus``) reads an UNRECOGNIZED error as TASK_FAILED."""
+    core = iut.node.core
+    original = getattr(core, handler)
+
+    def known(error: Any) -> Any:
+        if error is not None and error.code is ErrorCode.UNRECOGNIZED:
+            return replace(error, code=ErrorCode.TASK_FAILED)  # breaks ERR-002
+        return error
+
+    def patched(r: Any, msg: Any) -> None:
+        if hasattr(msg, "returns"):
+            msg = replace(msg, returns=tuple(replace(rv, error=known(rv.error)) for rv in msg.returns))
+        else:
+            msg = replace(msg, error=known(msg.error))
+        original(r, msg)
+
+    setattr(core, handler, patched)
+
+
+def _overtake_reserved(iut: Iut) -> None:
+    from ..runtime._slots import SlotBook
+
+    class Greedy(SlotBook):
+        __slots__ = ()
+
+        def first_startable(self, waiting: Any) -> int:
+            for i, (cpu, resources) in enumerate(waiting):
+                if self.fits(cpu, resources):
+                    return i  # breaks TASK-055: what earlier entries reserve is not looked at
+            return -1
+
+    executor = iut.executor
+    offer = executor.offer
+    executor._book.__class__ = Greedy
+
+    def patched(*args: Any, **kwargs: Any) -> None:
+        offer(*args, **kwargs)
+        executor._book.__class__ = Greedy
+
+    executor.offer = patched  # type: ignore[method-assign]
+
+
+def _cancelled_waiting_task_waits(iut: Iut) -> None:
+    executor = iut.executor
+    stop_task = executor.stop_task
+
+    def patched(task_id: str, attempt: int) -> None:
+        key = (task_id, attempt)
+        with executor._lock:
+            queued = key in executor._queued and key not in executor._running and any(
+                isinstance(ins, ev.RunTask) and (ins.task_id, ins.attempt) == key for ins in executor._pending)
+            if queued:
+                executor._stopped.add(key)  # breaks TASK-055: it keeps its place, answered when it fits
+                return
+        stop_task(task_id, attempt)
+
+    executor.stop_task = patched  # type: ignore[method-assign]
 
 
 def _demand_counted(iut: Iut, count: Callable[[int], int]) -> None:
@@ -2558,6 +2816,20 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "keep-unused-member-grants": lambda iut: setattr(iut.node.core, "_unused_nested", lambda rv: ()),  # VAL-019
     "retry-dead-named-executor": _retry_dead_named_executor,
     "fence-leaves-handshake-waiting": _fence_leaves_handshake_waiting,
+    "overtake-reserved": _overtake_reserved,
+    "cancelled-waiting-task-waits": _cancelled_waiting_task_waits,
+    "unknown-code-as-task-failed": lambda iut: _unknown_codes_as_task_failed(iut, "_on_TaskReply"),
+    "unknown-argument-code-as-task-failed": lambda iut: _unknown_codes_as_task_failed(iut, "_on_ObjectStatus"),
+    "repeated-map-keys-accepted": lambda iut: _portable_reader("repeat"),
+    "shallow-portable-nesting": lambda iut: _portable_reader("shallow"),
+    "unknown-portable-member-as-null": lambda iut: _portable_reader("null"),
+    "adopt-stray-chunks": _adopt_stray_chunks,
+    "grant-to-fenced-borrower": lambda iut: _registrations(iut, "fenced"),
+    "refuse-unready-registrations": lambda iut: _registrations(iut, "unready"),
+    "status-ignores-features": _status_ignores_features,
+    "ready-is-final": _ready_is_final,
+    "adopt-any-attempt": _adopt_any_attempt,
+    "keep-freed-copies": _keep_freed_copies,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

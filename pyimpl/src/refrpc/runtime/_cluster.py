@@ -482,6 +482,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lifeline", type=int, default=-1,
                     help="a pipe's read end: leave when it reads EOF (the starting process is gone)")
     args = ap.parse_args(argv)
+    from ._node import limit_arenas
+
+    limit_arenas()  # before any thread of this process starts
     try:
         cluster_key = key_from_env()  # REFRPC_KEY_FILE: authenticate every connection
     except KeyFileError as exc:

@@ -781,6 +781,9 @@ class Executor:
                     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
 
     def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction) -> list[Any]:
+        # A task gives its CPU back while its arguments come from another host (TASK-056):
+        # a slow or silent holder must not keep the executor's other work waiting.
+        wait = self.help_until if isinstance(ins, ev.RunTask) and self._local.key is not None else None
         args: list[Any] = []
         for a in resolved:
             if a.ref is not None:
@@ -790,7 +793,7 @@ class Executor:
             if value is None:
                 try:
                     # Same host: mapped, not copied; another host: fetched first (FET-001).
-                    value = self.node.local_value(a.object_id, a.locations, 120.0)
+                    value = self.node.local_value(a.object_id, a.locations, 120.0, wait)
                 except (ObjectNotFound, TimeoutError):
                     # OBJ-013: ask the owner again; the core re-issues the RunTask.
                     if isinstance(ins, ev.RunTask):

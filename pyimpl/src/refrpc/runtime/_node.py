@@ -61,6 +61,34 @@ def heap_trimmer() -> Callable[[], object] | None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return lambda: trim(0)
+
+
+#: The most malloc arenas a head or worker process keeps (glibc's ``M_ARENA_MAX``).
+#: glibc gives each thread that allocates under contention an arena of its own, up to
+#: eight per core, and memory freed into one arena serves only that arena: a node
+#: whose threads come and go (executor threads, ZeroMQ's I/O thread, stopped tasks
+#: that run on) keeps every arena's high-water mark. Two arenas keep the contention
+#: of the loop and one executor thread apart while bounding that retention.
+ARENA_MAX = 2
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def limit_arenas(most: int = ARENA_MAX) -> bool:
+    """Cap this process's malloc arenas at ``most`` (call it before threads start),
+    unless the user chose with ``MALLOC_ARENA_MAX``; False where the C library is not
+    glibc or the setting was left to the user. Only for processes RefRPC starts
+    (heads and workers), never a driver: it changes the whole process's allocator."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return mallopt(_M_ARENA_MAX, most) == 1
+
+
 #: Features a Python runtime offers (HS-004).
 FEATURES = ("core", "borrowing", "recovery", "actors", "python-pickle", "lz4")
 
@@ -449,9 +477,12 @@ class Node:
         """Copy a stored value from another host into the local store (FET-001)."""
         return self.call(lambda: self.fetcher.fetch(object_id, locations)).result()
 
-    def local_value(self, object_id: str, locations: tuple, timeout: float | None) -> Any:
+    def local_value(self, object_id: str, locations: tuple, timeout: float | None,
+                    wait: Callable[[Future[Any], float | None], Any] | None = None) -> Any:
         """The value of a stored object: mapped from this host's shared memory, or
-        fetched from a location on another host first. Raises ObjectNotFound."""
+        fetched from a location on another host first (``wait(future, timeout)``
+        waits for the fetch: an executor gives a task's CPU back meanwhile, TASK-056).
+        Raises ObjectNotFound."""
         from ..store import ObjectNotFound
 
         value = None
@@ -466,7 +497,11 @@ class Node:
                     self.handle_soon(lambda sid: ev.CopyLost(sid, object_id))
                 continue
         if value is None:
-            self.fetch(object_id, locations).result(timeout)  # another host (raises ObjectNotFound)
+            fetching = self.fetch(object_id, locations)  # another host (raises ObjectNotFound)
+            if wait is None:
+                fetching.result(timeout)
+            else:
+                wait(fetching, timeout)
             value = self.store.get(object_id)
         if value.nested or value.buffers or value.encoding is Encoding.PICKLE:
             self.call(lambda: self._check_stored_form(object_id, value)).result()

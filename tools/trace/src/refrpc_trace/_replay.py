@@ -240,7 +240,11 @@ class Replay:
                 self._freed_answer(o, me, to, ev, ask)
             self.step(o, "status", f"owner answers {item.remote}: {body.state.value}", ev)
         elif isinstance(body, m.FetchChunk) and body.error is not None and body.error.code is m.ErrorCode.OBJECT_FREED:
-            self._freed_answer(self.obj(body.object_id), me, to, ev, None)
+            # Only the owner's FREED says the object was reclaimed; a relay or another
+            # holder answers it for its own copy, gone or never begun (FET-041..043).
+            o = self.obj(body.object_id)
+            if o.owner is not None and o.owner[0] == me[0]:
+                self._freed_answer(o, me, to, ev, None)
         elif isinstance(body, m.ConfirmBorrow):
             self.confirm_due.pop((me, body.object_id, body.forward_id), None)
             self.step(self.obj(body.object_id, me), "confirm", f"owner asks {item.remote} whether it holds "
