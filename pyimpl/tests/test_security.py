@@ -405,6 +405,77 @@ def test_a_bad_copy_met_three_times_in_a_row_fails_the_argument_malformed(keyed_
         owner.close()
 
 
+@pytest.mark.timeout(120)
+def test_a_fetch_waiting_behind_a_slow_handshake_is_sent_once(keyed_worker, monkeypatch):
+    # The only location of an argument answers the worker's Hello after five progress
+    # timeouts: the FetchRequest queued behind that handshake is sent once, when the
+    # session opens, and its progress clock starts then; the worker neither queues
+    # copies of it nor gives up and asks the owner again meanwhile.   FET-006, FET-005
+    from refrpc.codec import encode_portable, encode_value
+    from refrpc.runtime import _fetch
+
+    monkeypatch.setattr(_fetch, "PROGRESS_TIMEOUT_S", 0.3)
+    key, node = keyed_worker
+    owner, holder = Member(key, "slow-owner"), Member(key, "slow-holder")
+    oid = "slow-owner.1.7"
+    form = encode_value(m.Value(m.Encoding.PORTABLE, encode_portable(b"y" * 100_000)))
+    try:
+        owner.hello(node)
+        assert owner.first(m.Welcome, 30) is not None
+        ref = m.RefDescriptor(oid, owner.name, owner.incarnation, owner.transport.address, len(form))
+        owner.send(node, m.SubmitTask("slow-owner.1.1", "remote_fixtures:length", (m.Arg(m.ArgKind.REF, ref=ref),),
+                                      ("slow-owner.1.1.r0",)))
+        first = owner.first(m.GetObjectStatus, 30)
+        assert first is not None
+        owner.send(node, m.ObjectStatus(oid, m.ObjectState.READY, len(form), (holder.name,), (holder.transport.address,)))
+        hello = holder.first(m.Hello, 30)
+        assert hello is not None
+
+        def beat(member: Member) -> None:  # alive (LIV-002), as a real peer is
+            member.transport.send(node.address, codec.encode(
+                m.Envelope(member.name, member.incarnation, node.peer_id, node.incarnation, 0, 0, m.Heartbeat())))
+
+        early = []
+        end = time.monotonic() + 5 * _fetch.PROGRESS_TIMEOUT_S
+        while time.monotonic() < end:  # the handshake takes five progress timeouts
+            beat(owner)
+            env = holder.first(m.FetchRequest, 0.05)
+            if env is not None:
+                early.append(env)
+        assert early == []  # no session: nothing sent
+        welcome = m.Welcome(0, 1, holder.transport.address, ("core",), 64 << 20, 250)
+        holder.transport.send(node.address, codec.encode(
+            m.Envelope(holder.name, holder.incarnation, node.peer_id, hello.sender_incarnation, 0, 0, welcome)))
+        requests, asks, reply = 0, {first.seq}, None  # asks: by sequence number (we never ack: SES-003 resends)
+        deadline = time.monotonic() + 30
+        while reply is None and time.monotonic() < deadline:
+            beat(owner)
+            beat(holder)
+            env = holder.first(m.FetchRequest, 0.05)
+            if env is not None:
+                body = env.body
+                requests += 1
+                end = len(form) if body.length < 0 else min(len(form), body.offset + body.length)
+                chunk = m.FetchChunk(oid, body.request_id, body.offset, len(form), True, data=form[body.offset:end])
+                holder.transport.send(node.address, codec.encode(
+                    m.Envelope(holder.name, holder.incarnation, node.peer_id, hello.sender_incarnation, 0, 0, chunk)))
+            env = owner.first((m.GetObjectStatus, m.TaskReply), 0.05)
+            if env is not None and isinstance(env.body, m.GetObjectStatus):
+                if env.seq in asks:
+                    continue  # a retransmission
+                asks.add(env.seq)
+                owner.send(node, m.ObjectStatus(oid, m.ObjectState.READY, len(form), (holder.name,),
+                                                (holder.transport.address,)))
+            elif env is not None:
+                reply = env.body
+        assert reply is not None
+        assert reply.returns[0].error is None, reply.returns[0]
+        assert (requests, len(asks)) == (1, 1)
+    finally:
+        owner.close()
+        holder.close()
+
+
 @pytest.mark.parametrize("insecure", [False, True])
 def test_a_node_on_tcp_without_a_key_offers_pickle_only_when_told_to(insecure):
     # Node("p", "tcp://127.0.0.1:0", ns) with the default features and no cluster key:

@@ -376,6 +376,12 @@ class FetchService:
                 continue
             if now - f.last_progress < PROGRESS_TIMEOUT_S:
                 continue
+            r = self.node.core.remotes.get(f.asked)
+            if r is not None and r.state == "connecting":
+                # FET-006: requests queued behind a handshake (FET-005) are not sent yet; their
+                # clock starts when the session opens. A failed handshake fails the source.
+                f.last_progress = now
+                continue
             f.failures += 1
             if f.failures >= 3 * max(1, len(f.locations)):
                 self._fail(f, ErrorInfo(ErrorCode.OBJECT_LOST, "no location answered"))
