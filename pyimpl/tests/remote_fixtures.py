@@ -423,3 +423,9 @@ def small_and_zeros(n):
     """Two returns: a small value, and ``n`` zero bytes (allocated lazily: cheap even
     for 512 MiB until written)."""
     return b"small", bytes(n)
+
+
+@refrpc.remote
+def raise_through(kind):
+    # A task whose child task raises: its get raises the child's error here.
+    return refrpc.get(raise_custom.remote(kind))

@@ -68,6 +68,19 @@ def test_a_task_error_is_caught_as_the_exception_the_task_raised(cluster):
         refrpc.get(rf.fail.remote("again"), timeout=30)
 
 
+def test_an_error_two_tasks_down_is_caught_as_itself_and_reads_its_attributes(cluster):
+    # except Pair: where the task that raised it was a child's child; and
+    # except OverQuota as e: e.user   (the cause's attributes read through the error)
+    with pytest.raises(rf.Pair) as through:
+        refrpc.get(rf.raise_through.remote("pair"), timeout=30)
+    assert type(through.value.cause) is rf.Pair and through.value.cause.args == (1, 2)
+    with pytest.raises(rf.OverQuota) as direct:
+        refrpc.get(rf.raise_custom.remote("quota"), timeout=30)
+    assert (direct.value.user, direct.value.limit) == ("ann", 5)
+    with pytest.raises(AttributeError):
+        direct.value.no_such_attribute
+
+
 def test_a_custom_exception_comes_back_as_itself_whatever_its_init_takes(cluster):
     # class OverQuota(Exception): def __init__(self, user, limit): super().__init__(f"...")
     # pickle would call OverQuota(message) and fail; the caller still catches it as

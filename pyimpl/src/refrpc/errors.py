@@ -8,7 +8,7 @@ into the matching exception.
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .core.messages import ErrorCode, ErrorInfo
 
@@ -117,13 +117,31 @@ _ERRORS: dict[ErrorCode, type[RefRPCError]] = {
 _AS_TASK_ERROR: dict[type, type] = {}
 
 
+def _cause_attribute(self: TaskError, name: str) -> Any:
+    """An attribute the error lacks, read on its cause (the cause's own attributes)."""
+    cause = self.__dict__.get("cause")
+    if cause is None or name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(cause, name)
+
+
 def _task_error(cause: Exception, message: str, code: ErrorCode, detail: str) -> TaskError:
-    """A TaskError that is also an instance of ``cause``'s class, when Python allows it."""
+    """A TaskError that is also an instance of ``cause``'s class, when Python allows it.
+
+    A task that failed because a task it waited for failed raised a TaskError of its
+    own: the error is then judged by the exception at the bottom of the chain, as in
+    Ray (``except KeyError`` catches a KeyError two tasks down). The cause's attributes
+    read through the error (``except HTTPError as e: e.status``), except those a
+    RefRPCError has itself (``code``, ``detail``, ``cause``: read them on ``.cause``).
+    """
+    while isinstance(cause, TaskError) and isinstance(cause.__dict__.get("cause"), Exception):
+        cause = cause.__dict__["cause"]
     cls = type(cause)
     sub = _AS_TASK_ERROR.get(cls)
     if sub is None:
         try:
-            sub = type(f"TaskError({cls.__name__})", (TaskError, cls), {"__module__": __name__})
+            sub = type(f"TaskError({cls.__name__})", (TaskError, cls),
+                       {"__module__": __name__, "__getattr__": _cause_attribute})
         except TypeError:  # a class that cannot be combined (layout, final): a plain TaskError
             sub = TaskError
         _AS_TASK_ERROR[cls] = sub
