@@ -33,9 +33,10 @@
 #   `none :Void` and whose second member is `some :T`. Because a union defaults
 #   to its first member, a message that never sets the field reads as "absent",
 #   never as a default-valued T. Readers MUST check which member is set.
-# * Enums: a receiver that reads an enumerant it does not know, in a field that
-#   matters to it, rejects that one message with ProtocolError(MALFORMED)
-#   (GEN-003). ErrorCode is the exception: an unknown code is a non-retryable
+# * Enums: a receiver that reads an enumerant it does not know, in any enum
+#   field of a message (even in a member it does not otherwise read, such as
+#   the value of a stored return), rejects that one message with
+#   ProtocolError(MALFORMED) (GEN-003). ErrorCode is the exception: an unknown code is a non-retryable
 #   error, never a malformed message (ERR-002). Unknown fields are ignored
 #   (GEN-002): Cap'n Proto gives this.
 # * Integer fields hold what their type says; sizes and lengths use Int64 so that
@@ -952,8 +953,8 @@ struct FetchRequest {
 
   length @3 :Int64 = -1;
   # How many bytes; -1 means to the end, below -1 is MALFORMED (FET-014). A
-  # fetcher asks at most 8 MiB in every request, first or resume, whether or not
-  # it knows the size (FET-015).
+  # fetcher SHOULD ask at most 8 MiB per request, first or resume (FET-015); a
+  # holder serves any length of -1 or more, larger ones included (FET-014).
 
   chunkBytes @4 :UInt64 = 1048576;
   # The most bytes of data per FetchChunk, before compression; at least 1 and at

@@ -165,6 +165,8 @@ CATCHES = {
     "refused-answer-leaves-request-open": "tasks/GEN-041-reply-using-a-feature-not-in-use-fails-the-task",
     "stopped-actor-call-answered-late": "actors/TASK-063-ACT-006-call-stopped-with-its-actor-answered-at-once",
     "undecodable-hello-ignored": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
+    "undecodable-hello-answered-unsequenced": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
+    "bad-copies-asked-for-ever": "fetch/OBJ-077-bad-copies-in-a-row-fail-the-argument",
     "unbounded-joiner-bindings": "security/SEC-023-CNF-054-bindings-of-unregistered-joiners-bounded",
     "members-for-registered-only": "membership/CLU-067-CLU-013-register-records-the-caller-s-incarnation",
     "portable-trailing-bytes-read": "malformed/VAL-004-VAL-021-bytes-after-a-portable-argument",

@@ -412,6 +412,19 @@ def raise_custom(kind):
     raise Locked("held")
 
 
+@refrpc.remote(num_returns=2)
+def with_a_set(x):
+    """Two returns: ``x`` as given, and a ``set`` (which has no portable form)."""
+    return x, {x}
+
+
+@refrpc.remote(num_returns=2)
+def small_and_zeros(n):
+    """Two returns: a small value, and ``n`` zero bytes (allocated lazily: cheap even
+    for 512 MiB until written)."""
+    return b"small", bytes(n)
+
+
 @refrpc.remote
 def raise_through(kind):
     # A task whose child task raises: its get raises the child's error here.

@@ -432,6 +432,12 @@ def extended_schema(tmp_path: Path) -> Any:
         f"enum ObjectState {{{states}\n}}\n",
         f"enum ObjectState {{{states}\n  experimentalState @{last_state + 1};\n}}\n",
     )
+    encodings = text.split("enum Encoding {")[1].split("\n}\n")[0]
+    last_encoding = max(int(n) for n in re.findall(r"^\s+\w+ @(\d+);", encodings, re.MULTILINE))
+    text = text.replace(
+        f"enum Encoding {{{encodings}\n}}\n",
+        f"enum Encoding {{{encodings}\n  experimentalEncoding @{last_encoding + 1};\n}}\n",
+    )
     text += "\nstruct Experiment {\n  note @0 :Text;\n}\n"
     path = tmp_path / "refrpc_next.capnp"
     path.write_text(text)
@@ -483,6 +489,32 @@ def test_unknown_enum_value_is_malformed_for_that_message(tmp_path: Path) -> Non
         decode([msg.to_bytes()])
     assert info.value.error.requirement == "GEN-003" and info.value.seq == 2
     assert info.value.error.code is ErrorCode.MALFORMED
+
+
+@pytest.mark.parametrize("kind", ["stored", "error"])
+def test_unknown_encoding_in_a_member_the_receiver_ignores_is_still_malformed(tmp_path: Path, kind: str) -> None:
+    # GEN-003: the value of a stored return (VAL-019: never read) or an error return's
+    # optional value (TASK-018: may be ignored) with an encoding from a later version
+    # makes the TaskReply malformed all the same.
+    newer = extended_schema(tmp_path)
+    msg = newer.Envelope.new_message(sender="new", senderIncarnation=1, receiver="old", seq=3)
+    reply = msg.body.init("taskReply")
+    reply.taskId = "t"
+    reply.attempt = 1
+    ret = reply.init("returns", 1)[0]
+    ret.objectId = "t.r0"
+    ret.kind = kind
+    if kind == "stored":
+        ret.location = "new"
+        ret.size = 64
+    else:
+        ret.error.init("some").code = "taskFailed"
+    value = ret.value.init("some")
+    value.encoding = "experimentalEncoding"
+    value.data.inline = b"?"
+    with pytest.raises(MalformedFrame) as info:
+        decode([msg.to_bytes()])
+    assert info.value.error.requirement == "GEN-003" and info.value.seq == 3
 
 
 def _error_info(newer: Any, code: str) -> Any:

@@ -349,6 +349,56 @@ def test_num_cpus_counts_slots_and_zero_never_waits():
     assert net["D"].tasks[small].executor == "B"
 
 
+def _actor_on(net: Net, host: str, num_cpus: float) -> str:
+    aid = net.ids["D"].next()
+    net.handle("D", ev.CreateActorRequest(net.sid("D", "actor"), aid, "C", (), host, num_cpus=num_cpus))
+    net.deliver_all()
+    return aid
+
+
+def test_nothing_is_pipelined_onto_a_slot_an_actor_holds():
+    # One host, A and B with a slot each; f is known quick. a = C.options(num_cpus=1)
+    # .remote() holds B's slot for its life; two h.options(num_cpus=0.5) fill A's.
+    # f.remote(): B has nothing of D's in flight, but its slot is not free and nothing
+    # there runs to pipeline behind: f waits at D instead of going to B, where it would
+    # wait behind the actor for ever (the host's count, two slots taken by three tasks
+    # in flight, did not show it)                                    TASK-020, TASK-030
+    net = one_host_cluster("h1", "h1")
+    finish_on(net, "B", net.submit("D", "f", executor="B")[0])  # f answered at once: quick
+    _actor_on(net, "B", 1.0)
+    halves = [submit_with(net, "h", num_cpus=0.5) for _ in range(2)]
+    f = submit_with(net, "f")
+    net.deliver_all()
+    assert [net["D"].tasks[t].executor for t in halves] == ["A", "A"]
+    assert net["D"].tasks[f].state == "queued"
+    finish_on(net, "A", halves[0])
+    finish_on(net, "A", halves[1])
+    assert net["D"].tasks[f].executor == "A"
+
+
+def test_a_task_that_takes_nothing_is_not_in_flight_for_pipelining():
+    # One host, A and B with a slot each. a = C.options(num_cpus=1).remote() holds B's
+    # slot; g (unknown speed) runs on A; z = book.options(num_cpus=0) runs on B, known
+    # quick. f.remote(): z takes no slot, so nothing of D's that takes one is in flight
+    # on B to pipeline behind: f waits at D (it used to go to B, behind the actor, and
+    # the host's pool then counted three slots taken of two: a gpu task waiting for A's
+    # slot never went)                                                TASK-020, TASK-051
+    net = one_host_cluster("h1", "h1")
+    _actor_on(net, "B", 1.0)
+    first_z = submit_with(net, "book", num_cpus=0)
+    net.deliver_all()
+    finish_on(net, "B", first_z)  # book answered at once: quick
+    g = submit_with(net, "g")
+    z = submit_with(net, "book", num_cpus=0)
+    f = submit_with(net, "f")
+    net.deliver_all()
+    assert (net["D"].tasks[g].executor, net["D"].tasks[z].executor) == ("A", "B")
+    assert net["D"].tasks[f].state == "queued"
+    assert net["D"].remotes["B"].load == 0 and net["D"].remotes["A"].load == 1
+    finish_on(net, "A", g)
+    assert net["D"].tasks[f].executor == "A"
+
+
 def test_an_actor_holds_its_resources_for_its_life():
     # D: a = Trainer.options(resources={"gpu": 1}).remote(); train.options(gpu).remote() waits
     net = gpu_cluster()

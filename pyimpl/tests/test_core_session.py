@@ -191,6 +191,26 @@ def test_repeat_hello_with_other_values_is_answered_with_the_values_negotiated_f
     assert (r.max_frame_bytes, r.heartbeat_interval_ms) == (s.max_frame_bytes, s.heartbeat_interval_ms)
 
 
+def test_repeat_hello_with_a_new_address_moves_the_session_there():
+    # S rebinds and says Hello again from the same incarnation with its new address:
+    # the Welcome and everything after it, retransmissions included, go there; the
+    # session's numbering goes on                                          HS-036, HS-013
+    a = peer()
+    s = Stub("S")
+    tick(a, 0)
+    a.handle(s.hello(a))
+    a.handle(s.send(a, task(s, 1)))
+    first = [i for i in a.handle(ev.Introspect("i1", 1, "S")) if isinstance(i, ev.SendFrame)]
+    assert [i.address for i in first] == ["mem://S"] and first[0].envelope.seq == 1
+    out = [i for i in a.handle(s.hello(a, address="mem://S-new")) if isinstance(i, ev.SendFrame)]
+    assert [(type(i.envelope.body), i.address) for i in out] == [(Welcome, "mem://S-new")]
+    after = [i for i in a.handle(ev.Introspect("i2", 2, "S")) if isinstance(i, ev.SendFrame)]
+    assert [(i.address, i.envelope.seq) for i in after] == [("mem://S-new", 2)]
+    resent = [i for i in tick(a, 200) if isinstance(i, ev.SendFrame) and i.envelope.seq]
+    assert [(i.address, i.envelope.seq) for i in resent] == [("mem://S-new", 1), ("mem://S-new", 2)]
+    assert a.remotes["S"].state == "alive"
+
+
 def test_repeat_hello_that_breaks_hs_025_is_refused_and_the_live_session_stays():
     # S's second Hello announces a frame limit below 1 MiB                 HS-025, HS-036
     a = peer()

@@ -307,6 +307,175 @@ def test_a_member_without_pickle_reaches_only_exposed_functions(keyed_worker, tm
         caller.close()
 
 
+def test_a_return_only_pickle_can_encode_is_feature_not_negotiated_without_pickle(keyed_worker):
+    # A caller whose session has no python-pickle gets, for a return that has no
+    # portable form (a set), ERROR(FEATURE_NOT_NEGOTIATED) naming HS-020: final, not
+    # the retryable TASK_FAILED; the task's other return stands.   VAL-017, HS-017, HS-020
+    from refrpc.codec._value import decode_portable, encode_portable
+
+    key, node = keyed_worker
+    caller = Member(key, "portable-caller")
+    try:
+        caller.hello(node)
+        welcome = caller.first(m.Welcome, 30)
+        assert welcome is not None and "python-pickle" not in welcome.body.features
+        arg = m.Arg(m.ArgKind.VALUE, m.Value(m.Encoding.PORTABLE, encode_portable(7)))
+        caller.send(node, m.SubmitTask("pc.1.1", "remote_fixtures:with_a_set", (arg,), ("pc.1.1.r0", "pc.1.1.r1"),
+                                       max_retries=3, retry_exceptions=True))
+        reply = caller.first(m.TaskReply, 30)
+        assert reply is not None
+        first, second = reply.body.returns
+        assert first.kind is m.ReturnKind.INLINE and first.value.encoding is m.Encoding.PORTABLE
+        assert decode_portable(first.value.data) == 7
+        assert second.kind is m.ReturnKind.ERROR, second
+        assert second.error.code is m.ErrorCode.FEATURE_NOT_NEGOTIATED and second.error.requirement == "HS-020", second.error
+        assert second.value is None
+    finally:
+        caller.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_return_with_a_payload_of_512_mib_is_task_failed_naming_val_029(keyed_worker):
+    # A Cap'n Proto Data holds at most 2**29 - 1 bytes: a return whose data is 2**29
+    # bytes has no stored form. That return alone is ERROR(TASK_FAILED) naming VAL-029;
+    # the other return stands, and the worker keeps no copy.            VAL-029, OBJ-010
+    from refrpc.codec._value import encode_portable
+
+    key, node = keyed_worker
+    caller = Member(key, "big-caller")
+    try:
+        caller.hello(node)
+        assert caller.first(m.Welcome, 30) is not None
+        arg = m.Arg(m.ArgKind.VALUE, m.Value(m.Encoding.PORTABLE, encode_portable(1 << 29)))
+        caller.send(node, m.SubmitTask("bc.1.1", "remote_fixtures:small_and_zeros", (arg,), ("bc.1.1.r0", "bc.1.1.r1")))
+        reply = caller.first(m.TaskReply, 60)
+        assert reply is not None
+        small, big = reply.body.returns
+        assert small.kind is m.ReturnKind.INLINE and bytes(small.value.data) == b"small", small
+        assert big.kind is m.ReturnKind.ERROR, big
+        assert big.error.code is m.ErrorCode.TASK_FAILED and big.error.requirement == "VAL-029", big.error
+        assert not node.call(lambda: node.store.contains("bc.1.1.r1")).result()
+    finally:
+        caller.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_bad_copy_met_three_times_in_a_row_fails_the_argument_malformed(keyed_worker):
+    # An owner whose only location (itself) serves a stored form with a word of zeros
+    # after it, every time: the worker asks the owner again after each bad copy, and
+    # after the third one in a row it stops and answers every return
+    # ERROR(MALFORMED) naming OBJ-076, without running the function.  OBJ-077, OBJ-076
+    from refrpc.codec import encode_portable, encode_value
+
+    key, node = keyed_worker
+    owner = Member(key, "bad-owner")
+    oid = "bad-owner.1.7"
+    form = encode_value(m.Value(m.Encoding.PORTABLE, encode_portable(b"x" * 100_000))) + bytes(8)
+    try:
+        owner.hello(node)
+        assert owner.first(m.Welcome, 30) is not None
+        ref = m.RefDescriptor(oid, owner.name, owner.incarnation, owner.transport.address, len(form))
+        owner.send(node, m.SubmitTask("bad-owner.1.1", "remote_fixtures:length", (m.Arg(m.ArgKind.REF, ref=ref),),
+                                      ("bad-owner.1.1.r0",)))
+        served, asked, reply = 0, 0, None
+        deadline = time.monotonic() + 60
+        while reply is None and time.monotonic() < deadline:
+            env = owner.first((m.GetObjectStatus, m.FetchRequest, m.TaskReply), deadline - time.monotonic())
+            if env is None:
+                break
+            body = env.body
+            if isinstance(body, m.GetObjectStatus):
+                asked += 1
+                owner.send(node, m.ObjectStatus(oid, m.ObjectState.READY, len(form), (owner.name,), (owner.transport.address,)))
+            elif isinstance(body, m.FetchRequest):
+                end = len(form) if body.length < 0 else min(len(form), body.offset + body.length)
+                chunk = m.FetchChunk(oid, body.request_id, body.offset, len(form), end >= len(form),
+                                     data=form[body.offset:end])
+                env = m.Envelope(owner.name, owner.incarnation, node.peer_id, node.incarnation, 0, 0, chunk)
+                owner.transport.send(node.address, codec.encode(env))
+                served += 1 if end >= len(form) else 0
+            else:
+                reply = body
+        assert reply is not None, f"no reply after {asked} GetObjectStatus and {served} bad copies served"
+        [ret] = reply.returns
+        assert ret.error is not None and ret.error.code is m.ErrorCode.MALFORMED and ret.error.requirement == "OBJ-076", ret
+        assert served == 3 and asked >= 3
+        assert not node.call(lambda: node.store.contains(oid)).result()
+    finally:
+        owner.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_fetch_waiting_behind_a_slow_handshake_is_sent_once(keyed_worker, monkeypatch):
+    # The only location of an argument answers the worker's Hello after five progress
+    # timeouts: the FetchRequest queued behind that handshake is sent once, when the
+    # session opens, and its progress clock starts then; the worker neither queues
+    # copies of it nor gives up and asks the owner again meanwhile.   FET-006, FET-005
+    from refrpc.codec import encode_portable, encode_value
+    from refrpc.runtime import _fetch
+
+    monkeypatch.setattr(_fetch, "PROGRESS_TIMEOUT_S", 0.3)
+    key, node = keyed_worker
+    owner, holder = Member(key, "slow-owner"), Member(key, "slow-holder")
+    oid = "slow-owner.1.7"
+    form = encode_value(m.Value(m.Encoding.PORTABLE, encode_portable(b"y" * 100_000)))
+    try:
+        owner.hello(node)
+        assert owner.first(m.Welcome, 30) is not None
+        ref = m.RefDescriptor(oid, owner.name, owner.incarnation, owner.transport.address, len(form))
+        owner.send(node, m.SubmitTask("slow-owner.1.1", "remote_fixtures:length", (m.Arg(m.ArgKind.REF, ref=ref),),
+                                      ("slow-owner.1.1.r0",)))
+        first = owner.first(m.GetObjectStatus, 30)
+        assert first is not None
+        owner.send(node, m.ObjectStatus(oid, m.ObjectState.READY, len(form), (holder.name,), (holder.transport.address,)))
+        hello = holder.first(m.Hello, 30)
+        assert hello is not None
+
+        def beat(member: Member) -> None:  # alive (LIV-002), as a real peer is
+            member.transport.send(node.address, codec.encode(
+                m.Envelope(member.name, member.incarnation, node.peer_id, node.incarnation, 0, 0, m.Heartbeat())))
+
+        early = []
+        end = time.monotonic() + 5 * _fetch.PROGRESS_TIMEOUT_S
+        while time.monotonic() < end:  # the handshake takes five progress timeouts
+            beat(owner)
+            env = holder.first(m.FetchRequest, 0.05)
+            if env is not None:
+                early.append(env)
+        assert early == []  # no session: nothing sent
+        welcome = m.Welcome(0, 1, holder.transport.address, ("core",), 64 << 20, 250)
+        holder.transport.send(node.address, codec.encode(
+            m.Envelope(holder.name, holder.incarnation, node.peer_id, hello.sender_incarnation, 0, 0, welcome)))
+        requests, asks, reply = 0, {first.seq}, None  # asks: by sequence number (we never ack: SES-003 resends)
+        deadline = time.monotonic() + 30
+        while reply is None and time.monotonic() < deadline:
+            beat(owner)
+            beat(holder)
+            env = holder.first(m.FetchRequest, 0.05)
+            if env is not None:
+                body = env.body
+                requests += 1
+                end = len(form) if body.length < 0 else min(len(form), body.offset + body.length)
+                chunk = m.FetchChunk(oid, body.request_id, body.offset, len(form), True, data=form[body.offset:end])
+                holder.transport.send(node.address, codec.encode(
+                    m.Envelope(holder.name, holder.incarnation, node.peer_id, hello.sender_incarnation, 0, 0, chunk)))
+            env = owner.first((m.GetObjectStatus, m.TaskReply), 0.05)
+            if env is not None and isinstance(env.body, m.GetObjectStatus):
+                if env.seq in asks:
+                    continue  # a retransmission
+                asks.add(env.seq)
+                owner.send(node, m.ObjectStatus(oid, m.ObjectState.READY, len(form), (holder.name,),
+                                                (holder.transport.address,)))
+            elif env is not None:
+                reply = env.body
+        assert reply is not None
+        assert reply.returns[0].error is None, reply.returns[0]
+        assert (requests, len(asks)) == (1, 1)
+    finally:
+        owner.close()
+        holder.close()
+
+
 @pytest.mark.parametrize("insecure", [False, True])
 def test_a_node_on_tcp_without_a_key_offers_pickle_only_when_told_to(insecure):
     # Node("p", "tcp://127.0.0.1:0", ns) with the default features and no cluster key:

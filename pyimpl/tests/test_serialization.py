@@ -465,10 +465,20 @@ def test_unaligned_buffers_still_decode() -> None:
 
 
 def test_payloads_over_the_capnp_data_limit_are_an_encode_error() -> None:
-    # One raw buffer cannot be split by meaning: over the Data limit it is refused.
+    # One raw buffer cannot be split by meaning: over the Data limit (2**29 - 1 bytes)
+    # it is refused as a value too large, naming VAL-029; at the limit it is stored.
+    assert codec.MAX_PAYLOAD_BYTES == (1 << 29) - 1
     huge = Value(Encoding.RAW, b"", (memoryview(bytearray(codec.MAX_PAYLOAD_BYTES + 1)),))
-    with pytest.raises(codec.EncodeError, match="Data limit"):
+    with pytest.raises(codec.ValueTooLarge, match="Data limit") as caught:
         codec.encode_value_parts(huge)
+    assert isinstance(caught.value, codec.EncodeError) and caught.value.requirement == "VAL-029"
+    for data in (bytes(codec.MAX_PAYLOAD_BYTES + 1), bytes(codec.MAX_PAYLOAD_BYTES)):  # lazily zeroed
+        if len(data) > codec.MAX_PAYLOAD_BYTES:
+            with pytest.raises(codec.ValueTooLarge):
+                codec.encode_value_parts(Value(Encoding.RAW, data))
+        else:
+            parts = codec.encode_value_parts(Value(Encoding.RAW, data))
+            assert sum(len(memoryview(p)) for p in parts) > codec.MAX_PAYLOAD_BYTES
 
 
 def test_numpy_arrays_over_the_part_size_travel_in_adjacent_parts() -> None:

@@ -807,6 +807,49 @@ def stored_form_with_bytes_after_it(ctx: CaseContext) -> None:
     _bad_copy_then_a_good_one(ctx, lambda form: form + bytes(8), "X's stored form and a word after it")
 
 
+@case(
+    "fetch/OBJ-077-bad-copies-in-a-row-fail-the-argument",
+    requirements=["OBJ-077", "OBJ-076", "OBJ-013", "TASK-009"],
+    summary=(
+        "Suite peer S owns X and submits sum_bytes(X by ref); every ObjectStatus it sends names location W1, "
+        "which always serves X's real stored form followed by one word of zero bytes (not a stored form, "
+        "OBJ-076). The IUT asks S again after each bad copy (OBJ-013), and after the third bad copy in a row "
+        "it stops: the task is answered, without running, with its return ERROR(MALFORMED) (naming OBJ-076), "
+        "and W1 was asked for exactly three copies."
+    ),
+    timeout=90.0,
+)
+def bad_copies_in_a_row_fail_the_argument(ctx: CaseContext) -> None:
+    iut, s, link = open_session(ctx, peer_name="owner")
+    w1 = ctx.wire_peer("bad-location")
+    form = stored_form(portable(make_bytes_value(FETCHED_SIZE)))
+    bad = form + bytes(8)
+    x = ctx.new_id(s)
+    w1.serve(x, bad, chunk_bytes=SUITE_CHUNK)
+    t = task(s, "sum_bytes", [by_ref(ctx.descriptor(s, x, size_hint=len(bad)))])
+    link.send(t)
+    asks = lambda: s.received(GetObjectStatus, lambda m: m.object_id == x)  # noqa: E731
+    ended = lambda: bool(s.received(TaskReply, lambda m: m.task_id == t.task_id))  # noqa: E731
+    answered = 0
+    while not ended() and answered < 6:  # more than 3 bad copies asked for: the IUT did not stop
+        ctx.wait_until(s, lambda: ended() or len(asks()) > answered, requirement="OBJ-077",
+                       what=f"a GetObjectStatus for {x} (asked again after a bad copy) or the TaskReply", timeout=30.0)
+        while answered < len(asks()):
+            link.send(ObjectStatus(x, ObjectState.READY, len(bad), (w1.peer_id,), (w1.address,)))
+            answered += 1
+    reply = expect_reply(ctx, s, t, requirement="OBJ-077", timeout=30.0)
+    tries = [r for r in w1.fetch_requests if r.object_id == x and r.offset == 0]
+    ctx.check("OBJ-077", len(tries) == 3, "exactly three copies asked of W1 (the third bad one in a row ends the read)",
+              f"{len(tries)} fetches from offset 0")
+    [ret] = reply.returns
+    ctx.require("OBJ-077", ret.error is not None and ret.error.code is ErrorCode.MALFORMED,
+                "the return ERROR(MALFORMED): the argument's copies were all bad", describe_return(ret))
+    ctx.check("ERR-004", ret.error.requirement == "OBJ-076", 'error.requirement "OBJ-076"', repr(ret.error.requirement),
+              level="SHOULD")
+    kept = [str(a.body) for a in s.received(AddLocation) if a.body.object_id == x]
+    ctx.check("OBJ-076", not kept, "no AddLocation for a bad copy", kept)
+
+
 def _bad_copy_then_a_good_one(ctx: CaseContext, spoil: Any, what: str) -> None:
     """Owner S names W1, which serves ``spoil(form)``; then W2, which serves ``form``."""
     iut, s, link = open_session(ctx, peer_name="owner")

@@ -589,7 +589,7 @@ def unknown_message_answer_ends_one_request(ctx: CaseContext) -> None:
 
 @case(
     "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
-    requirements=["HS-036", "HS-025", "SES-018", "HS-009", "GEN-004", "ID-011"],
+    requirements=["HS-036", "HS-025", "SES-018", "HS-009", "GEN-004", "ID-011", "GEN-012"],
     summary=(
         "After a session is live and one task has run, the suite sends its Hello again three times, each "
         "breaking one rule of HS-025: without `core`, with protocolMajor 1, with a 64 KiB frame limit. Each is "
@@ -597,8 +597,8 @@ def unknown_message_answer_ends_one_request(ctx: CaseContext) -> None:
         "a Hello with an empty address gets no answer at all. The live session is left exactly as it was: the "
         "next task runs under the next sequence number, the IUT's numbering continues, and a plain repeated "
         "Hello is answered with the Welcome of the values negotiated first. A last repeated Hello that does not "
-        "decode (its address is not UTF-8, ID-011) is answered ProtocolError(MALFORMED), not ignored, and the "
-        "session goes on."
+        "decode (its address is not UTF-8, ID-011) is answered ProtocolError(MALFORMED), not ignored, as a "
+        "sequenced message of the session with relatedSeq 0 (it is no Hello, GEN-012), and the session goes on."
     ),
 )
 def repeated_hello_checked_session_kept(ctx: CaseContext) -> None:
@@ -649,6 +649,9 @@ def repeated_hello_checked_session_kept(ctx: CaseContext) -> None:
     ctx.require("HS-036", isinstance(arrival.body, ProtocolError), "the undecodable Hello answered ProtocolError",
                 f"{type(arrival.body).__name__}: {arrival.body}")
     check_error_code(ctx, arrival.body, (ErrorCode.MALFORMED,), requirement="HS-036", note="the undecodable Hello")
+    ctx.check("GEN-012", arrival.seq != 0 and arrival.body.related_seq == 0,
+              "a sequenced message of the live session (seq > 0), relatedSeq 0: a frame that does not decode is "
+              "no Hello (HS-036)", f"seq {arrival.seq}, relatedSeq {arrival.body.related_seq}")
     run_echo(ctx, peer, link, "four", requirement="HS-036")
 
 

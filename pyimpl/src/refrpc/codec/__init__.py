@@ -21,7 +21,7 @@ Example:
 
 from ._decode import DEFAULT_MAX_FRAME_BYTES, decode
 from ._encode import DEFAULT_OOB_THRESHOLD, encode
-from ._errors import DecodeError, EncodeError, MalformedFrame, OversizedFrame, UnknownMessage
+from ._errors import DecodeError, EncodeError, MalformedFrame, OversizedFrame, UnknownMessage, ValueTooLarge
 from ._peek import peek
 from ._schema import SCHEMA_PATH, schema
 from ._trace import (
@@ -64,6 +64,7 @@ __all__ = [
     "TraceKind",
     "TraceRecord",
     "UnknownMessage",
+    "ValueTooLarge",
     "decode",
     "decode_portable",
     "decode_trace_record",

@@ -121,3 +121,11 @@ class UnknownMessage(DecodeError):
 class EncodeError(RefRPCError, ValueError):
     """The envelope cannot be represented on the wire (a local bug: an integer
     out of its field's range, a wrong type, a message type not in the schema)."""
+
+
+class ValueTooLarge(EncodeError):
+    """The value has no stored form: a payload (its ``data`` or one buffer) over
+    2**29 - 1 bytes, the most one Cap'n Proto ``Data`` holds, or a form over what
+    this encoder writes (VAL-029). Not a bug: the program made a value too large."""
+
+    requirement = "VAL-029"

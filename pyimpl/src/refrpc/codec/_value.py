@@ -31,7 +31,7 @@ from typing import Any
 from ..core.messages import Encoding, RefDescriptor, Value
 from ._decode import NESTING_LIMIT, TRAVERSAL_FACTOR, _Context, struct_decoder
 from ._encode import struct_encoder
-from ._errors import EncodeError, MalformedFrame
+from ._errors import EncodeError, MalformedFrame, ValueTooLarge
 from ._schema import ENUM_MEMBERS, ENUM_ORDINALS, schema
 
 _S = schema()
@@ -254,15 +254,15 @@ def encode_value_parts(value: Value) -> list[Any]:
         if not size:
             continue
         if size > MAX_PAYLOAD_BYTES:
-            raise EncodeError(
+            raise ValueTooLarge(
                 f"a payload of {size} bytes is over the {MAX_PAYLOAD_BYTES}-byte Data limit "
-                "of a stored form"
+                "of a stored form (VAL-029)"
             )
         assert payload is not None and payload[0] == 0
         at = payload[1] + payload[2] + _PAYLOAD_INLINE_SLOT
         offset = next_word - (at + 1)
         if offset >= 1 << 29:
-            raise EncodeError("a stored form's payloads may not span more than 4 GiB")
+            raise ValueTooLarge("a stored form's payloads may not span more than 4 GiB here (VAL-029)")
         pointer = ((offset << 2) | 1) | (((size << 3) | 2) << 32)
         _U64.pack_into(header, message.starts[0] + 8 * at, pointer)
         parts.append(blob)
@@ -270,7 +270,7 @@ def encode_value_parts(value: Value) -> list[Any]:
             parts.append(_ZEROS[: 8 - size % 8])
         next_word += (size + 7) // 8
     if next_word >= 1 << 32:
-        raise EncodeError("a stored form may not exceed 32 GiB")
+        raise ValueTooLarge("a stored form may not exceed 32 GiB here (VAL-029)")
     _U32.pack_into(header, 4, next_word)
     parts[0] = bytes(header)
     return parts

@@ -29,7 +29,7 @@ from .messages import (
     TaskId,
     TaskReply,
 )
-from .state import DEFAULT_DEMAND, Demand, OwnedObject, OwnerTask, Remote
+from .state import DEFAULT_DEMAND, NO_DEMAND, Demand, OwnedObject, OwnerTask, Remote
 
 if TYPE_CHECKING:
     from .peer import Peer
@@ -160,15 +160,17 @@ class Tasks:
             info = ErrorInfo(ErrorCode.WORKER_DIED, f"cannot retry on {t.executor}: recovery not negotiated", "HS-018")
             self._fail_task(t, info, "executor_died_final")
             return
-        if not t.spec.actor_id:
-            r.load += 1  # actor calls take no task slot (TASK-012)
+        if t.demand != NO_DEMAND and not t.spec.actor_id:
+            # Actor calls take no task slot (TASK-012), nor do tasks that take nothing
+            # (TASK-051): neither is in flight for pipelining (TASK-020).
+            r.load += 1
             t.counted = True
             quick = self.quick_functions.get(t.speed_key or t.spec.function, False)
             r.in_flight[t.spec.task_id] = (self.now_ms, quick)
             r.slow_in_flight += not quick
             _use(r, t.demand, +1)
-            if r.store_free >= 0:  # TASK-041: until its next reply says otherwise
-                r.store_free = max(0, r.store_free - self._missing_bytes(t, t.executor))
+        if not t.spec.actor_id and r.store_free >= 0:  # TASK-041: until its next reply says otherwise
+            r.store_free = max(0, r.store_free - self._missing_bytes(t, t.executor))
         self._story(t.spec.task_id, "dispatch", f"attempt {t.spec.attempt} to {t.executor}")
         self._send(t.executor, t.spec, address)
 
@@ -274,6 +276,8 @@ class Tasks:
         if r.used.get("CPU", 0.0) < slots and taken + cpus <= offered:
             return True  # a slot free here, and the host's pool holds the task (TASK-040)
         if demand != DEFAULT_DEMAND or r.slow_in_flight or r.load >= slots * self.config.pipeline_depth:
+            return False
+        if r.used.get("CPU", 0.0) > r.load:  # something else holds CPU here (an actor's lifetime demand)
             return False
         if taken > load:  # something bigger than a plain task runs on this host
             return False

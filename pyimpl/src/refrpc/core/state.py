@@ -31,6 +31,8 @@ from .messages import (
 Demand = tuple[float, tuple[tuple[str, float], ...]]
 #: A task's demand unless the program says otherwise: one CPU slot.
 DEFAULT_DEMAND: Demand = (1.0, ())
+#: What a task that takes nothing asks for (TASK-051).
+NO_DEMAND: Demand = (0.0, ())
 
 @dataclass(slots=True)
 class Config:

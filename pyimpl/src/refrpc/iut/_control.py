@@ -26,6 +26,7 @@ import traceback
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Callable
 
+from ..runtime._fetch import BadCopies
 from ..runtime._node import StoredFormRefused
 from ..runtime._refs import Ref, load
 from ..core import events as ev
@@ -577,7 +578,7 @@ class Control:
                     value = node.local_value(oid, res.locations, max(0.0, deadline - time.monotonic()))  # FET-001
                 except FutureTimeout:
                     return timeout
-                except StoredFormRefused as exc:  # OBJ-067
+                except (StoredFormRefused, BadCopies) as exc:  # OBJ-067, OBJ-077
                     return {"error": {"code": self.node_iut.error_code_name(exc.code), "message": str(exc)}}
                 except ObjectNotFound:
                     # OBJ-013: not where the owner said; ask again, after a pause.

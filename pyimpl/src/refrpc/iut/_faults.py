@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import events as ev
-from ..core.messages import PROTOCOL_MAJOR, AddLocation, BorrowerRegistered, ErrorCode, ErrorInfo, FetchChunk, FetchRequest, Heartbeat, RefDescriptor, RemoveLocation
+from ..core.messages import PROTOCOL_MAJOR, AddLocation, BorrowerRegistered, ErrorCode, ErrorInfo, FetchChunk, FetchRequest, Heartbeat, ProtocolError, RefDescriptor, RemoveLocation
 
 if TYPE_CHECKING:
     from ._main import Iut
@@ -711,6 +711,18 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A frame with sequence number 0 that does not decode (a Hello whose address is not UTF-8, say) is "
         "discarded without an answer even when its sender has a live session, as if it had none.",
     ),
+    "bad-copies-asked-for-ever": (
+        "OBJ-077",
+        "A fetcher that meets a bad copy of an object (not a stored form, or a chunk that does not decompress) "
+        "asks the owner again however many times it has met one in a row: an argument whose only location "
+        "serves a bad copy keeps its task resolving for ever.",
+    ),
+    "undecodable-hello-answered-unsequenced": (
+        "GEN-012",
+        "A frame with sequence number 0 that does not decode, from a sender with a live session, is answered "
+        "ProtocolError(MALFORMED) with sequence number 0, as if it were a Hello that decodes, instead of as a "
+        "sequenced message of the session.",
+    ),
     "unbounded-joiner-bindings": (
         "SEC-023",
         "As the head, the peer binds every joiner with a valid join proof, however many bindings of peers "
@@ -1169,6 +1181,31 @@ def _undecodable_hello_ignored(iut: Iut) -> None:
         if seq == 0:
             return  # breaks HS-036: no MALFORMED for an undecodable Hello on a live session
         malformed(sender, incarnation, seq, error, *rest, **kw)
+
+    core._malformed = patched  # type: ignore[method-assign]
+
+
+def _bad_copies_asked_for_ever(iut: Iut) -> None:
+    from ..runtime import _fetch
+
+    _fetch.BAD_COPY_LIMIT = 1 << 62  # breaks OBJ-077: never stops asking
+
+
+def _undecodable_hello_answered_unsequenced(iut: Iut) -> None:
+    core = iut.node.core
+    malformed = core._malformed
+
+    def patched(sender: Any, incarnation: int, seq: int, error: Any, receiver: Any = None,
+                receiver_incarnation: Any = None, answer: Any = None) -> None:
+        r = core.remotes.get(sender)
+        if (seq == 0 and receiver == core.peer_id and receiver_incarnation == core.incarnation
+                and (sender, incarnation) not in core.fenced
+                and r is not None and r.state == "alive" and r.incarnation == incarnation):
+            # breaks GEN-012 (HS-036): answered outside the session, as a Hello that decodes is
+            info = ErrorInfo(error.code, error.message, error.requirement or "GEN-004")
+            core._send_unsequenced(r, ProtocolError(info, 0))
+            return
+        malformed(sender, incarnation, seq, error, receiver, receiver_incarnation, answer)
 
     core._malformed = patched  # type: ignore[method-assign]
 
@@ -2766,6 +2803,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "late-actor-call-queued": _late_actor_call_queued,
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
+    "bad-copies-asked-for-ever": _bad_copies_asked_for_ever,
+    "undecodable-hello-answered-unsequenced": _undecodable_hello_answered_unsequenced,
     "unbounded-joiner-bindings": _unbounded_joiner_bindings,
     "members-for-registered-only": _members_for_registered_only,
     "portable-trailing-bytes-read": lambda iut: _trailing_bytes_ignored("decode_portable"),

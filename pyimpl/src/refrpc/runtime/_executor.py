@@ -25,11 +25,14 @@ import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..codec import ValueTooLarge
 from ..core import events as ev
 from ..core.messages import DEMAND_UNIT, FRAME_HEADROOM, Encoding, ErrorCode, ErrorInfo, Value
 from ..errors import ExceptionState
+from ..serialization import NotPortable
 from ..store import ObjectNotFound, StoreFull
 from ._admission import Admission, bytes_to_fetch
+from ._fetch import BadCopies
 from ._actor_runner import ActorRunner
 from ._node import StoredFormRefused, error_info
 from ._slots import SlotBook
@@ -913,6 +916,8 @@ class Executor:
             full = isinstance(exc, StoreFull)  # OBJ-036: no room here to fetch or restore it
             if isinstance(exc, StoredFormRefused):  # OBJ-067: nothing in it was acted on
                 info = ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, f"{_what(ins)}: {exc}", StoredFormRefused.requirement)
+            elif isinstance(exc, BadCopies):  # OBJ-077: an argument whose copies are all bad, time after time
+                info = ErrorInfo(ErrorCode.MALFORMED, f"{_what(ins)}: {exc}", BadCopies.requirement)
             else:
                 info = ErrorInfo(ErrorCode.OBJECT_STORE_FULL if full else ErrorCode.TASK_FAILED,
                                  f"{_what(ins)}: an argument could not be loaded on "
@@ -1006,13 +1011,24 @@ class Executor:
         return None
 
     def _result(self, rid: str, obj: Any, portable: bool = False, allow_pickle: bool = True) -> ev.TaskResult:
-        value = to_value(self.node, obj, portable=portable, allow_pickle=allow_pickle)
+        try:
+            value = to_value(self.node, obj, portable=portable, allow_pickle=allow_pickle)
+        except NotPortable as exc:
+            if allow_pickle:
+                raise
+            # VAL-017, HS-020: only pickle could carry it, and the submitter's session has
+            # none: this return fails for good (never the retryable TASK_FAILED); the
+            # task's other returns stand.
+            return ev.TaskResult(error=ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED,
+                                                 f"{rid}: {exc}; the submitter's session has no python-pickle", "HS-020"))
         if value.size <= self.node.config.inline_threshold:
             return ev.TaskResult(value=value)
         try:
             size = self.node.store.put(rid, value)  # TASK-004: stays here, the primary copy
         except StoreFull as exc:  # OBJ-036: this return fails, the others stand
             return ev.TaskResult(error=ErrorInfo(ErrorCode.OBJECT_STORE_FULL, f"{self.node.peer_id}: {exc}", "OBJ-036"))
+        except ValueTooLarge as exc:  # VAL-029: no stored form; this return fails, the others stand
+            return ev.TaskResult(error=ErrorInfo(ErrorCode.TASK_FAILED, f"{rid}: {exc}", "VAL-029"))
         return ev.TaskResult(value=Value(value.encoding, b"", (), value.nested), stored=True, size=size)
 
     def _fit(self, return_ids: Sequence[str], results: list[ev.TaskResult], limit: int) -> None:

@@ -28,6 +28,7 @@ import lz4.frame
 
 from ..core import events as ev
 from ..core.messages import ErrorCode, ErrorInfo, FetchChunk, FetchRequest, PeerId
+from ..errors import RefRPCError
 from ..store import ObjectNotFound, StoreError, StoreFull
 
 if TYPE_CHECKING:
@@ -60,6 +61,20 @@ PARK_S = 1.0
 #: Waits before asking a holder that answered RESOURCE_EXHAUSTED again (ERR-009).
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 1.0
+#: Bad copies of one object in a row (OBJ-076, FET-008) after which its read fails
+#: for good with MALFORMED (OBJ-077).
+BAD_COPY_LIMIT = 3
+
+
+class BadCopies(RefRPCError):
+    """Every one of the last BAD_COPY_LIMIT fetches of the object brought a bad copy
+    (not a stored form, OBJ-076, or a chunk that did not decompress, FET-008): the
+    read fails for good (OBJ-077)."""
+
+    requirement = "OBJ-076"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.MALFORMED)
 
 
 @dataclass
@@ -124,6 +139,8 @@ class FetchService:
         self._ids = itertools.count(1)
         self._by_request: dict[int, _Fetch] = {}
         self._by_object: dict[str, _Fetch] = {}
+        #: Objects whose last fetches brought bad copies, and how many in a row (OBJ-077).
+        self.bad_copies: dict[str, int] = {}
         #: Requests being served, oldest first (FET-009, FET-020).
         self._serving: list[_Serving] = []
         #: Bytes received as chunks, and how many of them arrived compressed.
@@ -221,7 +238,12 @@ class FetchService:
                 store.put_bytes(c.object_id, c.total_size)
             elif c.total_size != f.total:  # FET-010: the holder's copy changed size
                 raise StoreError("chunks disagree on the total size")
-            data = lz4.frame.decompress(c.data) if c.lz4 else c.data
+            try:
+                data = lz4.frame.decompress(c.data) if c.lz4 else c.data
+            except RuntimeError as exc:  # FET-008: a bad chunk, as a bad copy (OBJ-076, OBJ-077)
+                store.free(c.object_id)
+                self._bad_copy(f, f"a chunk of {c.object_id} from {sender} does not decompress: {exc}")
+                return
             self.received += len(data)
             self.received_compressed += len(c.data) if c.lz4 else 0
             store.write_chunk(c.object_id, c.offset, data)
@@ -253,8 +275,9 @@ class FetchService:
             size = store.seal(f.object_id)
         except StoreError as exc:
             store.free(f.object_id)
-            self._fail(f, ErrorInfo(ErrorCode.OBJECT_LOST, f"fetched copy of {f.object_id} is corrupt: {exc}"))
+            self._bad_copy(f, f"fetched copy of {f.object_id} is corrupt: {exc}")
             return
+        self.bad_copies.pop(f.object_id, None)  # OBJ-077: a good copy; the count starts again
         self._done(f)
         self.node.fetched_from[f.object_id] = frozenset(f.sources)
         # LOC-002: the owner learns about the new copy (and frees it with the object).
@@ -276,6 +299,18 @@ class FetchService:
         f.where = 0
         self._start(f)
 
+    def _bad_copy(self, f: _Fetch, detail: str) -> None:
+        """OBJ-076, FET-008: a bad copy fails the fetch; the getter asks the owner again
+        (OBJ-013), unless it is the BAD_COPY_LIMIT-th in a row: then the read fails for
+        good with MALFORMED (OBJ-077). (The caller has freed what was written.)"""
+        n = self.bad_copies.get(f.object_id, 0) + 1
+        if n < BAD_COPY_LIMIT:
+            self.bad_copies[f.object_id] = n
+            self._fail(f, ErrorInfo(ErrorCode.OBJECT_LOST, detail))
+            return
+        self.bad_copies.pop(f.object_id, None)
+        self._fail(f, ErrorInfo(ErrorCode.MALFORMED, f"{detail} ({n} bad copies in a row)", "OBJ-076"))
+
     def _fail(self, f: _Fetch, info: ErrorInfo) -> None:
         self._done(f)
         if f.total >= 0:
@@ -288,6 +323,8 @@ class FetchService:
         if not f.future.done():
             if info.code == ErrorCode.OBJECT_STORE_FULL:  # no room in this store (OBJ-036): do not look again
                 f.future.set_exception(StoreFull(info.message))
+            elif info.code == ErrorCode.MALFORMED:  # OBJ-077: bad copies only: do not look again
+                f.future.set_exception(BadCopies(info.message))
             else:
                 f.future.set_exception(ObjectNotFound(f"{f.object_id}: {info.code.value}: {info.message}"))
         if self._serving:
@@ -338,6 +375,12 @@ class FetchService:
                     self._request(f, offset, length)
                 continue
             if now - f.last_progress < PROGRESS_TIMEOUT_S:
+                continue
+            r = self.node.core.remotes.get(f.asked)
+            if r is not None and r.state == "connecting":
+                # FET-006: requests queued behind a handshake (FET-005) are not sent yet; their
+                # clock starts when the session opens. A failed handshake fails the source.
+                f.last_progress = now
                 continue
             f.failures += 1
             if f.failures >= 3 * max(1, len(f.locations)):
