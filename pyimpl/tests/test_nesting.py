@@ -38,35 +38,36 @@ def _worker_is_free() -> bool:
 
 def test_cancelling_a_task_cancels_the_child_it_waits_for(cluster, tmp_path):
     ref = rf.wait_for_child.remote(str(tmp_path), 60)
-    wait_until(lambda: (tmp_path / "started").exists(), timeout=60)
+    assert wait_until(lambda: (tmp_path / "started").exists(), timeout=60)
     assert refrpc.cancel(ref) is True
     with pytest.raises(refrpc.TaskCancelledError):
         refrpc.get(ref, timeout=30)
     # The child was stopped too: its worker is free long before the child's 60 s are up.
-    wait_until(lambda: (tmp_path / "stopped").exists(), timeout=30)
+    assert wait_until(lambda: (tmp_path / "stopped").exists(), timeout=30)
     assert _worker_is_free()
     assert not (tmp_path / "finished").exists()
 
 
 def test_cancelling_a_task_cancels_the_child_queued_behind_it(cluster, tmp_path):
+    if cluster != 1:
+        pytest.skip("on two workers the child does not queue behind its parent")
     ref = rf.submit_and_spin.remote(str(tmp_path), 60)
-    wait_until(lambda: (tmp_path / "parent").exists(), timeout=60)  # the child is submitted
+    assert wait_until(lambda: (tmp_path / "parent").exists(), timeout=60)  # the child is submitted
     assert refrpc.cancel(ref) is True
     with pytest.raises(refrpc.TaskCancelledError):
         refrpc.get(ref, timeout=30)
-    # On one worker the child, queued there behind this task, never runs its 60 s; on
-    # two it started on the other worker and is stopped.
+    # The child, queued on the only worker behind this task, never runs its 60 s (it
+    # would start before the task submitted next, which waits its turn behind it).
     assert _worker_is_free()
-    wait_until(lambda: not (tmp_path / "started").exists() or (tmp_path / "stopped").exists(), timeout=30)
     assert not (tmp_path / "finished").exists()
 
 
 def test_a_cancel_that_is_not_recursive_leaves_the_children_running(cluster, tmp_path):
     ref = rf.wait_for_child.remote(str(tmp_path), 3)
-    wait_until(lambda: (tmp_path / "started").exists(), timeout=60)
+    assert wait_until(lambda: (tmp_path / "started").exists(), timeout=60)
     assert refrpc.cancel(ref, recursive=False) is True
     with pytest.raises(refrpc.TaskCancelledError):
         refrpc.get(ref, timeout=30)
-    wait_until(lambda: (tmp_path / "finished").exists(), timeout=60)  # it ran to its end
+    assert wait_until(lambda: (tmp_path / "finished").exists(), timeout=60)  # it ran to its end
     assert not (tmp_path / "stopped").exists()
     assert _worker_is_free()
