@@ -230,6 +230,20 @@ def test_an_argument_the_worker_cannot_load_fails_the_task_and_jams_nothing(clus
     assert refrpc.get([rf.add.remote(i, 1) for i in range(10)], timeout=30) == list(range(1, 11))
 
 
+def test_an_argument_error_names_the_function_shipped_by_value(cluster):
+    # A function the workers cannot import travels by value and runs under a runner;
+    # the error names the program's function, not the runner.
+    def keep(x):
+        return x
+
+    with pytest.raises(refrpc.TaskError) as caught:
+        refrpc.get(refrpc.remote(keep).remote(rf.Unloadable()), timeout=30)
+    message = str(caught.value)
+    assert message.startswith(f"{__name__}:test_an_argument_error_names_the_function_shipped_by_value.<locals>.keep: "
+                              "an argument could not be loaded")
+    assert "call_by_value" not in message
+
+
 def test_a_result_that_cannot_be_stored_fails_the_task_and_jams_nothing(cluster):
     with pytest.raises(refrpc.TaskError, match="lock"):
         refrpc.get(rf.unpicklable_result.remote(), timeout=30)

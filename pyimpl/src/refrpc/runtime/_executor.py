@@ -154,6 +154,10 @@ def construct_by_value(cls_bytes: Any, *args: Any, **kwargs: Any) -> Any:
     return _by_value(cls_bytes)(*args, **kwargs)
 
 
+#: The runners of code shipped by value, as tasks and actor creations name them.
+_BY_VALUE_RUNNERS = frozenset({"refrpc.runtime._executor:call_by_value", "refrpc.runtime._executor:construct_by_value"})
+
+
 def call_by_value(fn_bytes: Any, *args: Any) -> Any:
     """Run a function shipped by value (cloudpickle), e.g. a lambda or a local function.
 
@@ -844,6 +848,22 @@ class Executor:
             args.append(self._load(a.object_id, value))
         return args
 
+    def _shipped_name(self, ins: ev.Instruction) -> str:
+        """What a call runs, for an error message: for code shipped by value, the user's
+        function or class (``__main__:work``), not the runner that calls it."""
+        what = _what(ins)
+        args = getattr(ins, "args", ())
+        if what not in _BY_VALUE_RUNNERS or not args:
+            return what
+        first = args[0]
+        try:
+            value = first.value if first.value is not None else self.node.local_value(
+                first.object_id, first.locations, 5.0, None)
+            fn = _by_value(self._load(first.object_id, value))
+            return f"{fn.__module__}:{fn.__qualname__}"
+        except Exception:  # noqa: BLE001 - the code itself did not load: say no more than that
+            return "a function shipped by value"
+
     def _load(self, object_id: str, value: Value) -> Any:
         """One argument's value as the called function gets it (nested refs counted)."""
         return load(self.node, object_id, value)
@@ -914,13 +934,14 @@ class Executor:
             return None
         except Exception as exc:  # an argument that cannot be loaded here: the caller's error, not ours
             full = isinstance(exc, StoreFull)  # OBJ-036: no room here to fetch or restore it
+            what = self._shipped_name(ins)
             if isinstance(exc, StoredFormRefused):  # OBJ-067: nothing in it was acted on
-                info = ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, f"{_what(ins)}: {exc}", StoredFormRefused.requirement)
+                info = ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, f"{what}: {exc}", StoredFormRefused.requirement)
             elif isinstance(exc, BadCopies):  # OBJ-077: an argument whose copies are all bad, time after time
-                info = ErrorInfo(ErrorCode.MALFORMED, f"{_what(ins)}: {exc}", BadCopies.requirement)
+                info = ErrorInfo(ErrorCode.MALFORMED, f"{what}: {exc}", BadCopies.requirement)
             else:
                 info = ErrorInfo(ErrorCode.OBJECT_STORE_FULL if full else ErrorCode.TASK_FAILED,
-                                 f"{_what(ins)}: an argument could not be loaded on "
+                                 f"{what}: an argument could not be loaded on "
                                  f"{self.node.peer_id}: {type(exc).__name__}: {exc}", "OBJ-036" if full else "TASK-007",
                                  "".join(traceback.format_exception(exc)))
             if isinstance(ins, ev.StartActor):
