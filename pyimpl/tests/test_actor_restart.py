@@ -59,3 +59,30 @@ def _reaches(peer: str) -> bool:
         return refrpc.api._call_on(peer, "actor_fixtures:_me", timeout=10) == peer
     except refrpc.RefRPCError:
         return False
+
+
+def test_a_call_after_the_restarts_are_used_up_says_so(tmp_path):
+    # t = Tracked.options(max_restarts=1).remote(m); kill -9 its host twice: a call then
+    # fails at once, saying the restarts are used up (not after waiting at a host that
+    # never had the actor).
+    refrpc.init(2)
+    try:
+        ctx = refrpc.api._ctx
+        node = ctx.node
+        t = af.Tracked.options(max_restarts=1).remote(str(tmp_path / "freed"))
+        assert refrpc.get(t.add.remote(1), timeout=30) == 1
+        aid = t.actor_id
+
+        def actor() -> tuple[str, str]:
+            return node.call(lambda: (node.core.owned_actors[aid].host, node.core.owned_actors[aid].state)).result()
+
+        first, _ = actor()
+        os.kill(ctx.cluster.processes[first].pid, signal.SIGKILL)
+        assert wait_until(lambda: actor()[0] != first and actor()[1] == "alive", 30)
+        assert refrpc.get(t.add.remote(2), timeout=30) == 2  # the new instance
+        os.kill(ctx.cluster.processes[actor()[0]].pid, signal.SIGKILL)
+        assert wait_until(lambda: actor()[1] == "dead", 30)
+        with pytest.raises(refrpc.ActorDiedError, match=r"restarts are used up \(max_restarts=1\)"):
+            refrpc.get(t.add.remote(3), timeout=30)
+    finally:
+        refrpc.shutdown()

@@ -158,7 +158,12 @@ class Actors:
                     self._out(ActorStateChanged(self._sid, a.actor_id, a.state, None))
                     self._start_actor(a)
                     continue
-            self._owned_actor_dead(a.actor_id, ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {a.actor_id} died with its host {dead}", "ACT-004"))
+            why = f"actor {a.actor_id} died with its host {dead}"
+            if not a.host:  # a restart was left, but no live executor could hold the actor
+                why += "; no live executor could hold it again"
+            elif a.max_restarts:
+                why += f"; its restarts are used up (max_restarts={a.max_restarts})"
+            self._owned_actor_dead(a.actor_id, ErrorInfo(ErrorCode.ACTOR_DIED, why, "ACT-004"))
 
     def _kill_actor(self: Peer, actor_id: ActorId) -> None:
         a = self.owned_actors.get(actor_id)
