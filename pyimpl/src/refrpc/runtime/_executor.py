@@ -783,7 +783,7 @@ class Executor:
     def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction) -> list[Any]:
         # A task gives its CPU back while its arguments come from another host (TASK-056):
         # a slow or silent holder must not keep the executor's other work waiting.
-        wait = self.help_until if isinstance(ins, ev.RunTask) and self._local.key is not None else None
+        wait = self.help_until if isinstance(ins, ev.RunTask) and getattr(self._local, "key", None) is not None else None
         args: list[Any] = []
         for a in resolved:
             if a.ref is not None:
