@@ -192,6 +192,7 @@ CATCHES = {
     "ready-is-final": "fetch/OBJ-015-failed-after-ready-fails-the-task",
     "adopt-any-attempt": "rpc/RPC-006-reply-for-another-attempt-ignored",
     "keep-freed-copies": "objects/GC-004-LOC-003-free-objects-drops-the-primary-copy",
+    "reused-task-id-takes-the-task": "tasks/TASK-068-TASK-013-task-id-of-another-submitter-refused",
 }
 
 

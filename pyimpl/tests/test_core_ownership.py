@@ -997,6 +997,29 @@ def test_duplicate_submit_runs_once_and_a_finished_one_is_answered_again():
     assert bodies(out) == [reply] and of_type(out, ev.RunTask) == []
 
 
+def test_a_task_id_another_peer_runs_here_is_refused_and_takes_nothing_from_it():
+    # L sends a SubmitTask reusing the id and attempt of S's running task (ids are
+    # unique, ID-005): refused MALFORMED, and S's task keeps its reply and its stop
+    # (it used to go to L: S waited for ever)                          TASK-068, ID-005
+    from refrpc.core.messages import CancelTask, ProtocolError
+
+    w = peer("W", 0x01)
+    s, liar = Stub("S"), Stub("L")
+    s.greet(w)
+    liar.greet(w)
+    spec = SubmitTask(s.oid("t"), "f", (), (s.oid("t.r0"),))
+    assert len(of_type(w.handle(s.send(w, spec)), ev.RunTask)) == 1
+    out = w.handle(liar.send(w, SubmitTask(spec.task_id, "g", (), (liar.oid("x.r0"),))))
+    assert of_type(out, ev.RunTask) == []
+    [err] = [b for b in bodies(out, to="L") if isinstance(b, ProtocolError)]
+    assert (err.error.code, err.error.requirement) == (ErrorCode.MALFORMED, "TASK-068")
+    assert of_type(w.handle(liar.send(w, CancelTask(spec.task_id))), ev.StopTask) == []
+    out = w.handle(ev.TaskFinished("fin", spec.task_id, 1, (ev.TaskResult(value=raw(b"r")),)))
+    [reply] = bodies(out, TaskReply)
+    assert reply.task_id == spec.task_id and bodies(out, to="L") == []
+    assert [e.body for e in s.take(out)] == [reply]
+
+
 def test_reply_record_is_forgotten_once_acknowledged():
     # the submitter acknowledges W's reply                                     RPC-002
     w = peer("W", 0x01)

@@ -79,6 +79,11 @@ def test_an_error_two_tasks_down_is_caught_as_itself_and_reads_its_attributes(cl
     assert (direct.value.user, direct.value.limit) == ("ann", 5)
     with pytest.raises(AttributeError):
         direct.value.no_such_attribute
+    # OverQuota(user, limit) two tasks down: its __init__ takes other arguments, so
+    # the middle task sends the exception at the bottom of its chain, rebuilt here
+    with pytest.raises(rf.OverQuota) as deep:
+        refrpc.get(rf.raise_through.remote("quota"), timeout=30)
+    assert (deep.value.user, deep.value.limit) == ("ann", 5) and type(deep.value.cause) is rf.OverQuota
 
 
 def test_a_custom_exception_comes_back_as_itself_whatever_its_init_takes(cluster):

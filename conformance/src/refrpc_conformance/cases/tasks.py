@@ -32,7 +32,7 @@ from .._build import (
 )
 from .._case import case
 from .._context import CaseContext
-from .._wire import Link, WirePeer
+from .._wire import ExpectTimeout, Link, WirePeer
 from ._common import check_inline, check_own_grants_released, expect_reply, open_session, run_echo, task
 
 MIB = 1 << 20
@@ -309,6 +309,81 @@ def cancel_running(ctx: CaseContext) -> None:
     for task_id in (t.task_id, echo.task_id):
         replies = peer.received(TaskReply, lambda m: m.task_id == task_id)
         ctx.check("TASK-005", len(replies) == 1, f"exactly one TaskReply for {task_id}", f"{len(replies)}")
+
+
+#: How long the first submitter's task sleeps: the second peer's messages arrive while it runs.
+HELD_SLEEP_MS = 3000
+
+
+@case(
+    "tasks/TASK-068-TASK-013-task-id-of-another-submitter-refused",
+    requirements=["TASK-068", "TASK-013", "TASK-005", "TASK-010"],
+    summary=(
+        f"Suite peer S submits sleep({HELD_SLEEP_MS}). Once the IUT has acknowledged it, a second suite peer L, "
+        "on its own session, sends a SubmitTask with S's task id and attempt (echo, with a return id of L's). "
+        "The IUT must refuse it with ProtocolError(MALFORMED) whose relatedSeq is that message's seq and whose "
+        "requirement is TASK-068, and run nothing for it. L then sends CancelTask for that task id: it must "
+        "change nothing (TASK-013 keys a cancel by its sender). S must get one TaskReply for its task, with its "
+        "own return ids and the sleep's null; L no TaskReply for that id, and L's session goes on."
+    ),
+)
+def task_id_of_another_submitter(ctx: CaseContext) -> None:
+    # TASK-068 opens with a MAY (keying by task id and attempt), so the index gives it that level; every
+    # clause checked here is one of its MUSTs.
+    must = {"level": "MUST"}
+    iut, peer, link = open_session(ctx, peer_name="submitter")
+    liar = ctx.wire_peer("liar")
+    liar_link = ctx.session(liar, iut)
+    t = task(peer, "sleep", [by_value(HELD_SLEEP_MS)])
+    seq = link.send(t)
+    ctx.wait_until(peer, lambda: link.acked >= seq, requirement="SES-003", what="the IUT's ack of the sleep task")
+    reuse = SubmitTask(t.task_id, "echo", (by_value("liar"),), (liar.ids.new(),), attempt=t.attempt)
+    bad_seq = liar_link.send(reuse)
+    try:
+        err: ProtocolError | None = liar.expect(
+            ProtocolError, lambda m: m.related_seq == bad_seq, timeout=ctx.bound(10.0),
+            what=f"ProtocolError about seq {bad_seq}", give_up=ctx.iut_died).body
+    except ExpectTimeout as exc:
+        err = None
+        others = [f"{a.body.error.code.value} about seq {a.body.related_seq}" for a in liar.received(ProtocolError)]
+        ctx.check("TASK-068", False, f"ProtocolError(MALFORMED) to {liar.peer_id} about seq {bad_seq}",
+                  f"{exc}; ProtocolErrors it got: {others or 'none'}", note="the SubmitTask reusing S's task id", **must)
+    if err is not None:
+        ctx.check("TASK-068", (err.error.code, err.error.requirement) == (ErrorCode.MALFORMED, "TASK-068"),
+                  'code MALFORMED, requirement "TASK-068"', f"{err.error.code.value}, {err.error.requirement!r}",
+                  note="the SubmitTask reusing S's task id", **must)
+    cancel_seq = liar_link.send(CancelTask(t.task_id))
+    ctx.wait_until(liar, lambda: liar_link.acked >= cancel_seq, requirement="SES-003",
+                   what=f"the IUT's ack of {liar.peer_id}'s CancelTask (seq {cancel_seq})")
+    while_running = not peer.received(TaskReply, lambda m: m.task_id == t.task_id)
+    if not while_running:
+        ctx.note(f"S's reply came before {liar.peer_id}'s CancelTask was delivered: the cancel met a finished task")
+    try:
+        reply: TaskReply | None = peer.expect(
+            TaskReply, lambda m: m.task_id == t.task_id, timeout=ctx.bound(HELD_SLEEP_MS / 1000 + 20),
+            what=f"TaskReply for task {t.task_id} (sleep)", give_up=ctx.iut_died).body
+    except ExpectTimeout as exc:
+        reply = None
+        ctx.check("TASK-068", False, f"S's TaskReply for {t.task_id}: the first task's reply goes to its own submitter",
+                  str(exc), **must)
+    if reply is not None:
+        ctx.check("TASK-010", [r.object_id for r in reply.returns] == list(t.return_ids),
+                  f"S's own return ids {list(t.return_ids)}", [r.object_id for r in reply.returns])
+        slept = len(reply.returns) == 1 and _is_inline(reply.returns[0], None)
+        ctx.check("TASK-013" if while_running else "TASK-068", slept, "one inline null: S's sleep ran to its end",
+                  [describe_return(r) for r in reply.returns],
+                  note=f"{liar.peer_id}'s SubmitTask and CancelTask left S's task as it was", **must)
+    run_echo(ctx, liar, liar_link, "after the refusal")
+    iut.quiesce()
+    taken = liar.received(TaskReply, lambda m: m.task_id == t.task_id)
+    ctx.check("TASK-068", not taken, f"no TaskReply to {liar.peer_id} for the task id it reused (nothing ran for it)",
+              [str(a.body) for a in taken] or "none", **must)
+    about_cancel = liar.received(ProtocolError, lambda m: m.related_seq == cancel_seq)
+    ctx.check("TASK-013", not about_cancel, f"no ProtocolError for {liar.peer_id}'s CancelTask (seq {cancel_seq})",
+              [f"{a.body.error.code.value}" for a in about_cancel] or "none")
+    if reply is not None:
+        replies = peer.received(TaskReply, lambda m: m.task_id == t.task_id)
+        ctx.check("TASK-005", len(replies) == 1, f"exactly one TaskReply to S for {t.task_id}", f"{len(replies)}")
 
 
 __all__ = ["check_chunks", "fetch_all"]

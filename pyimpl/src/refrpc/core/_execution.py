@@ -71,6 +71,12 @@ class Execution:
                 self._send(r.peer, ex.reply)
             self._story(spec.task_id, "duplicate-request", ex.state)
             return
+        other = self.exec_index.get((spec.task_id, spec.attempt))
+        if other is not None and other != key:
+            # TASK-068: another peer's task of that id and attempt is here; a second one
+            # would take its replies and its stops (ids are unique, ID-005).
+            raise ProtocolViolation(ErrorCode.MALFORMED, f"task {spec.task_id!r} attempt {spec.attempt} is already "
+                                    "here from another peer", "TASK-068")
         held: list[ObjectId] = []
         waiting: dict[int, ObjectId] = {}
         for i, a in enumerate(spec.args):

@@ -860,7 +860,33 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A peer holding a copy of an object ignores the owner's FreeObjects for it: the copy stays in its store "
         "and is still served to fetchers.",
     ),
+    "reused-task-id-takes-the-task": (
+        "TASK-068",
+        "An executor takes a SubmitTask from another submitter that reuses the task id and attempt of a task "
+        "it holds as a new task: no ProtocolError, the second task runs, and the executor's index by task id "
+        "and attempt then names it, so the first task's reply and its stops follow the second submitter's "
+        "task (the first submitter may never be answered).",
+    ),
 }
+
+
+def _reused_task_id_takes_the_task(iut: Iut) -> None:
+    core = iut.node.core
+    on_submit = core._on_SubmitTask
+
+    def patched(r: Any, spec: Any) -> None:
+        index = (spec.task_id, spec.attempt)
+        other = core.exec_index.get(index)
+        if other is None or other[:2] == (r.peer, r.incarnation):
+            on_submit(r, spec)
+            return
+        del core.exec_index[index]  # breaks TASK-068: the second SubmitTask is indexed in the first's place
+        try:
+            on_submit(r, spec)
+        finally:
+            core.exec_index.setdefault(index, other)  # refused for another reason: as it was
+
+    core._on_SubmitTask = patched
 
 
 def _keep_freed_copies(iut: Iut) -> None:
@@ -2830,6 +2856,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "ready-is-final": _ready_is_final,
     "adopt-any-attempt": _adopt_any_attempt,
     "keep-freed-copies": _keep_freed_copies,
+    "reused-task-id-takes-the-task": _reused_task_id_takes_the_task,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

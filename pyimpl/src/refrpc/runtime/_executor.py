@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ..codec import ValueTooLarge
 from ..core import events as ev
 from ..core.messages import DEMAND_UNIT, FRAME_HEADROOM, Encoding, ErrorCode, ErrorInfo, Value
-from ..errors import ExceptionState
+from ..errors import ExceptionState, TaskError
 from ..serialization import NotPortable
 from ..store import ObjectNotFound, StoreFull
 from ._admission import Admission, bytes_to_fetch
@@ -1019,7 +1019,12 @@ class Executor:
         Pickle's own form of an exception calls its class with its ``args`` when
         loaded, which fails for a class whose ``__init__`` takes other arguments: such
         an exception travels as its class, ``args`` and attributes instead, rebuilt
-        without calling ``__init__`` (:func:`~refrpc.errors.rebuild_exception`)."""
+        without calling ``__init__`` (:func:`~refrpc.errors.rebuild_exception`). A
+        task that failed because a task it waited for failed sends the exception at
+        the bottom of that chain (its TaskError's class is made in this process and
+        does not pickle; the caller judges the error by the bottom one anyway)."""
+        while isinstance(exc, TaskError) and isinstance(exc.__dict__.get("cause"), Exception):
+            exc = exc.__dict__["cause"]
         for form in (exc, ExceptionState(exc)):
             try:
                 value = to_value(self.node, form)  # pickling an exception leaves its frames behind

@@ -9,8 +9,9 @@ target's own answers) mutated by bit flips, interesting bytes, truncation, wrong
 segment counts and sizes, overwritten pointer words, spliced and extra frames,
 envelope fields changed to odd values, and raw garbage. After each batch it checks
 that the target still serves legitimate peers: a fresh peer's ``Hello`` is
-answered with a ``Welcome``, and the driver still runs a task on the worker (and
-reads the member list from the head). It reads every target's resident memory
+answered with a ``Welcome``, and the driver still runs a task on the worker (one
+that takes no CPU slot, since fuzzed frames may legitimately keep the slot busy) and
+reads the member list from the head. It reads every target's resident memory
 before and after.
 
 Everything is seeded: a batch's frames are a function of ``(seed, batch)``, so a
@@ -887,7 +888,11 @@ def _driver_child(address: str, capture_dir: str = "") -> int:
         try:
             if cmd == "task":
                 n += 1
-                got = refrpc.get(echo.remote(n), timeout=CHECK_TIMEOUT)
+                # Takes no slot (TASK-051): fuzzed frames may legitimately start long
+                # tasks (a replayed `_sleep` whose duration was mutated holds the
+                # worker's one slot for as long as it says). The check asks whether the
+                # worker still runs work and answers, not whether its slot is free.
+                got = refrpc.get(echo.options(num_cpus=0).remote(n), timeout=CHECK_TIMEOUT)
                 ok, detail = got == n, f"echo({n}) returned {got!r}"
             elif cmd == "head":
                 ok, detail = bool(api._call_on(HEAD, "refrpc.runtime._membership:members", timeout=CHECK_TIMEOUT)), ""
