@@ -200,6 +200,8 @@ CATCHES = {
     "accept-lz4-unnegotiated": "fetch/FET-017-no-accept-lz4-without-lz4",
     "parallel-self-registrations": "borrowing/BOR-021-one-self-registration-in-flight",
     "retain-refused-grant": "borrowing/BOR-026-refused-registration-not-retained",
+    "no-stall-limit": "session/SES-012-stalled-session-is-a-death",
+    "confirm-revives-grant": "borrowing/BOR-022-confirmation-of-a-released-grant-ignored",
 }
 
 

@@ -463,3 +463,34 @@ def nothing_resent_to_a_fenced_incarnation(ctx: CaseContext) -> None:
     ctx.check("SES-013", not late, f"no copy of seq {reply.seq} sent to P's fenced incarnation",
               f"{len(late)} copies after the fence, at {[round(r.t - fenced_at, 2) for r in late]} s")
     peer.go_silent()
+
+
+@case(
+    "session/SES-012-stalled-session-is-a-death",
+    requirements=["SES-012", "LIV-003", "LIV-004"],
+    summary=(
+        "Suite peer P keeps its heartbeats going but never acknowledges the IUT's TaskReply (its acks are "
+        "frozen), so the IUT's oldest unacknowledged message stays unacknowledged although retransmitted. After "
+        "the stall limit (10 s by default) the IUT must declare P dead as for silence: suite peer W, in session "
+        "with the IUT, gets a PeerDeadNotice about P (within 40 s), and P's next task is never run."
+    ),
+    timeout=90.0,
+)
+def stalled_session_is_a_death(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    watcher = ctx.wire_peer("watcher")
+    link_w = ctx.session(watcher, iut)
+    link.hold_acks()
+    t = task(peer, "echo", [by_value("never acknowledged")])
+    link.send(t)
+    reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="TASK-005", what="the TaskReply")
+    ctx.wait_until(peer, lambda: sum(1 for s, _ in link.seq_arrivals if s == reply.seq) >= 2, requirement="SES-003",
+                   what=f"a retransmission of seq {reply.seq} (no ack was sent)", timeout=10.0)
+    ctx.expect(watcher, PeerDeadNotice, lambda m: m.peer == peer.peer_id and m.incarnation == peer.incarnation,
+               requirement="SES-012", what=f"a PeerDeadNotice about {peer.peer_id}, whose session stalled", timeout=40.0)
+    late = task(peer, "echo", [by_value("after the stall")])
+    link.send(late)
+    run_echo(ctx, watcher, link_w, "the watcher is still served", requirement="SES-012")
+    ctx.check("SES-012", not peer.received(TaskReply, lambda m: m.task_id == late.task_id),
+              "the stalled peer's next task never runs (it is fenced)", "it ran")
+    peer.go_silent()

@@ -903,6 +903,17 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A self-registration the owner refused still leaves the ref in the TaskReply's retained list, under "
         "the refused forwardId, as if the owner had granted it.",
     ),
+    "no-stall-limit": (
+        "SES-012",
+        "A session whose oldest sequenced message stays unacknowledged is never declared stalled: a receiver "
+        "that keeps sending heartbeats but never acknowledges is retransmitted to for ever, and never declared "
+        "dead.",
+    ),
+    "confirm-revives-grant": (
+        "BOR-022",
+        "An owner that receives a BorrowConfirmed with held = true for a grant it no longer has (released "
+        "meanwhile) records that grant again, so the object outlives its last real grant.",
+    ),
 }
 
 
@@ -991,6 +1002,19 @@ def _parallel_self_registrations(iut: Iut) -> None:
         return register(ex, key, hinted)
 
     core._register_retained = patched  # type: ignore[method-assign]
+
+
+def _confirm_revives_grant(iut: Iut) -> None:
+    core = iut.node.core
+    on_confirmed = core._on_BorrowConfirmed
+
+    def patched(r: Any, msg: Any) -> None:
+        e = core.owned.get(msg.object_id)
+        if e is not None and msg.held and msg.forward_id not in e.borrowers.get(r.peer, {}):
+            e.borrowers.setdefault(r.peer, {})[msg.forward_id] = r.peer  # breaks BOR-022
+        on_confirmed(r, msg)
+
+    core._on_BorrowConfirmed = patched  # type: ignore[method-assign]
 
 
 def _reused_task_id_takes_the_task(iut: Iut) -> None:
@@ -2987,6 +3011,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "accept-lz4-unnegotiated": _accept_lz4_unnegotiated,
     "parallel-self-registrations": _parallel_self_registrations,
     "retain-refused-grant": lambda iut: setattr(iut.node.core, "_drop_from_retained", lambda forward_id: None),  # BOR-026
+    "no-stall-limit": lambda iut: setattr(iut.node.core, "config", replace(iut.node.core.config, stall_ms=1 << 62)),  # SES-012
+    "confirm-revives-grant": _confirm_revives_grant,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
