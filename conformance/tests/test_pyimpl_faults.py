@@ -202,6 +202,7 @@ CATCHES = {
     "retain-refused-grant": "borrowing/BOR-026-refused-registration-not-retained",
     "no-stall-limit": "session/SES-012-stalled-session-is-a-death",
     "confirm-revives-grant": "borrowing/BOR-022-confirmation-of-a-released-grant-ignored",
+    "release-to-fenced-owner": "borrowing/BOR-024-no-release-to-a-fenced-owner",
 }
 
 

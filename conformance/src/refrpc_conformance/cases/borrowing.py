@@ -16,6 +16,7 @@ from refrpc.core.messages import (
     Heartbeat,
     ObjectState,
     ObjectStatus,
+    PeerDeadNotice,
     RegisterBorrower,
     ReleaseBorrows,
     ReturnKind,
@@ -537,3 +538,46 @@ def refused_registration_not_retained(ctx: CaseContext) -> None:
     reply = expect_reply(ctx, peer, t, requirement="BOR-026")
     kept = [(d.object_id, d.forward_id) for d in reply.retained if d.object_id == x]
     ctx.check("BOR-026", not kept, f"{x} not in `retained` (its registration was refused)", kept)
+
+
+@case(
+    "borrowing/BOR-024-no-release-to-a-fenced-owner",
+    requirements=["BOR-024", "BOR-007", "FATE-001"],
+    features=("core", "borrowing"),
+    summary=(
+        "Suite peer O owns X and submits hold(shared X); the IUT registers itself and keeps X. Suite peer W then "
+        "tells the IUT that O's incarnation is dead, and a new incarnation of O (same PeerId) opens a session. "
+        "When drop_held drops the IUT's last hold on X, the IUT must send ReleaseBorrows for X to nobody: not to "
+        "the fenced incarnation, and not to the new one, which never granted anything (until the IUT is "
+        "quiescent and two more of its heartbeats have reached the new incarnation)."
+    ),
+    timeout=60.0,
+)
+def no_release_to_a_fenced_owner(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    owner = ctx.wire_peer("owner")
+    link_o = ctx.session(owner, iut)
+    watcher = ctx.wire_peer("watcher")
+    link_w = ctx.session(watcher, iut)
+    x = ctx.new_id(owner)
+    t = task(owner, "hold", [shared(ctx.descriptor(owner, x, size_hint=8))])
+    link_o.send(t)
+    reply = expect_reply(ctx, owner, t)
+    ctx.require("BOR-007", any(d.object_id == x for d in reply.retained), f"{x} in `retained`",
+                [d.object_id for d in reply.retained])
+    nseq = link_w.send(PeerDeadNotice(owner.peer_id, owner.incarnation, "declared dead by the conformance suite"))
+    ctx.wait_until(watcher, lambda: link_w.acked >= nseq, requirement="SES-003", what="the IUT's ack of the PeerDeadNotice")
+    owner.heartbeats = False
+    restarted = ctx.wire_peer(restart_of=owner)
+    link_r = ctx.session(restarted, iut)
+    dropped = iut.drop_held()
+    ctx.check("CNF-008", dropped == 1, "drop_held drops 1 ref", dropped)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    beats = len(restarted.received(Heartbeat))
+    ctx.wait_until(restarted, lambda: len(restarted.received(Heartbeat)) >= beats + 2, requirement="LIV-001",
+                   what="two heartbeats from the IUT to the new incarnation", timeout=10.0)
+    for peer in (owner, restarted):
+        released = released_forward_ids(peer, x)
+        ctx.check("BOR-024", not released, f"no ReleaseBorrows for {x} reaches {peer.peer_id}/{peer.incarnation:x}",
+                  sorted(released))
+    owner.go_silent()

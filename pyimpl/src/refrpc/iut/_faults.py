@@ -914,6 +914,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "An owner that receives a BorrowConfirmed with held = true for a grant it no longer has (released "
         "meanwhile) records that grant again, so the object outlives its last real grant.",
     ),
+    "release-to-fenced-owner": (
+        "BOR-024",
+        "A borrower whose last hold on a ref goes after the ref's owner incarnation was fenced still releases "
+        "its grants: ReleaseBorrows goes to the owner's PeerId, so a new incarnation of the owner gets a release "
+        "for grants it never made.",
+    ),
 }
 
 
@@ -1015,6 +1021,36 @@ def _confirm_revives_grant(iut: Iut) -> None:
         on_confirmed(r, msg)
 
     core._on_BorrowConfirmed = patched  # type: ignore[method-assign]
+
+
+def _release_to_fenced_owner(iut: Iut) -> None:
+    core = iut.node.core
+    check = core._check_borrowed
+    on_dead = core._on_peer_dead
+
+    def patched_dead(r: Any) -> None:
+        kept = {oid: dict(b.grants) for oid, b in core.borrowed.items() if b.owner == r.peer and b.grants}
+        on_dead(r)
+        for oid, grants in kept.items():
+            b = core.borrowed.get(oid)
+            if b is not None:
+                b.grants.update(grants)  # the grants outlive their owner's death
+
+
+    def patched(oid: str) -> None:
+        b = core.borrowed.get(oid)
+        key = (b.owner, b.ref.owner_incarnation) if b is not None else None
+        hidden = key in core.fenced
+        if hidden:
+            core.fenced.discard(key)  # breaks BOR-024: the owner's death is not looked at
+        try:
+            check(oid)
+        finally:
+            if hidden:
+                core.fenced.add(key)
+
+    core._check_borrowed = patched  # type: ignore[method-assign]
+    core._on_peer_dead = patched_dead  # type: ignore[method-assign]
 
 
 def _reused_task_id_takes_the_task(iut: Iut) -> None:
@@ -3013,6 +3049,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "retain-refused-grant": lambda iut: setattr(iut.node.core, "_drop_from_retained", lambda forward_id: None),  # BOR-026
     "no-stall-limit": lambda iut: setattr(iut.node.core, "config", replace(iut.node.core.config, stall_ms=1 << 62)),  # SES-012
     "confirm-revives-grant": _confirm_revives_grant,
+    "release-to-fenced-owner": _release_to_fenced_owner,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
