@@ -194,6 +194,16 @@ CATCHES = {
     "keep-freed-copies": "objects/GC-004-LOC-003-free-objects-drops-the-primary-copy",
     "reused-task-id-takes-the-task": "tasks/TASK-068-TASK-013-task-id-of-another-submitter-refused",
     "reused-actor-id-ignored": "actors/ACT-035-actor-id-of-another-owner-refused",
+    "skip-sequence-number": "session/SES-001-numbered-from-1-without-gaps",
+    "stranger-acks": "session/SES-019-answer-without-a-session-acknowledges-nothing",
+    "resend-to-fenced": "session/SES-013-nothing-resent-to-a-fenced-incarnation",
+    "forget-replaced-fences": "liveness/SES-015-LIV-017-fence-outlives-the-next-incarnation",
+    "accept-lz4-unnegotiated": "fetch/FET-017-no-accept-lz4-without-lz4",
+    "parallel-self-registrations": "borrowing/BOR-021-one-self-registration-in-flight",
+    "retain-refused-grant": "borrowing/BOR-026-refused-registration-not-retained",
+    "no-stall-limit": "session/SES-012-stalled-session-is-a-death",
+    "confirm-revives-grant": "borrowing/BOR-022-confirmation-of-a-released-grant-ignored",
+    "release-to-fenced-owner": "borrowing/BOR-024-no-release-to-a-fenced-owner",
 }
 
 

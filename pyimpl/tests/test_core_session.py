@@ -983,3 +983,21 @@ def test_a_message_not_allowed_outside_the_session_is_traced_as_discarded():
     # A Heartbeat outside the session is handled (its ack, its evidence of life): no discard.
     out = a.handle(s.unsequenced(a, Heartbeat()))
     assert not [t for t in of_type(out, ev.TraceEvent) if t.name == "discarded"]
+
+
+def test_answer_to_a_fenced_incarnation_goes_to_the_address_kept_with_its_fence():
+    # B/1 at one address is fenced; B/2 restarts elsewhere; B/1 talks again   SES-015, SES-020
+    a = peer()
+    b1, c = Stub("B", incarnation=0xB1), Stub("C", incarnation=0xC)
+    b1.greet(a)
+    c.greet(a)
+    a.handle(c.send(a, PeerDeadNotice("B", 0xB1, "silence")))
+    b2 = Stub("B", incarnation=0xB2)
+    a.handle(b2.hello(a, address="mem://B-restarted"))
+    for late in (b1.send(a, task(b1, 1)), b1.hello(a)):
+        out = a.handle(late)
+        answers = [i for i in out if isinstance(i, ev.SendFrame) and isinstance(i.envelope.body, ProtocolError)]
+        assert [(i.address, i.envelope.receiver_incarnation, i.envelope.body.error.code) for i in answers] == [
+            (b1.address, 0xB1, ErrorCode.DECLARED_DEAD)]
+        assert of_type(out, ev.RunTask) == [] and frames(out, Welcome) == []
+    assert a.remotes["B"].incarnation == 0xB2 and a.remotes["B"].state == "alive"

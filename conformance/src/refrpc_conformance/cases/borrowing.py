@@ -13,8 +13,10 @@ from refrpc.core.messages import (
     ErrorCode,
     ErrorInfo,
     GetObjectStatus,
+    Heartbeat,
     ObjectState,
     ObjectStatus,
+    PeerDeadNotice,
     RegisterBorrower,
     ReleaseBorrows,
     ReturnKind,
@@ -470,3 +472,112 @@ def ref_nested_in_value_argument(ctx: CaseContext) -> None:
               "X's descriptor with the owner's identity unchanged", f"{d.object_id}, {d.owner}/{d.owner_incarnation}")
     ctx.check("BOR-020", d.forward_id == reg_s.forward_id, f"forwardId {reg_s.forward_id!r} (S's grant)", repr(d.forward_id))
     check_own_grants_released(ctx, iut, o, x)
+
+
+@case(
+    "borrowing/BOR-021-one-self-registration-in-flight",
+    requirements=["BOR-021", "BOR-007"],
+    features=("core", "borrowing"),
+    summary=(
+        "The suite owns X and submits hold(shared X) twice. Each task keeps X after it ends, so the IUT needs a "
+        "grant of its own (BOR-007), and the suite leaves the first RegisterBorrower unanswered: while it is in "
+        "flight (until the IUT has acknowledged both tasks and sent two more heartbeats) no second "
+        "RegisterBorrower for X may come. Once it is granted, both tasks are answered, and each lists X in "
+        "`retained` only under a grant the suite made."
+    ),
+)
+def one_self_registration_in_flight(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    x = ctx.new_id(peer)
+    peer.auto_grant = lambda r: r.object_id != x  # the case answers for X itself
+    tasks = [task(peer, "hold", [shared(ctx.descriptor(peer, x, size_hint=8))]) for _ in range(2)]
+    seqs = [link.send(t) for t in tasks]
+    first: RegisterBorrower = ctx.expect(peer, RegisterBorrower, lambda m: m.object_id == x, requirement="BOR-007",
+                                         what=f"RegisterBorrower for {x}").body
+    ctx.wait_until(peer, lambda: link.acked >= seqs[-1], requirement="SES-003", what="the IUT's ack of both tasks")
+    beats = len(peer.received(Heartbeat))
+    ctx.wait_until(peer, lambda: len(peer.received(Heartbeat)) >= beats + 2, requirement="LIV-001",
+                   what="two heartbeats from the IUT after it acknowledged both tasks", timeout=10.0)
+    regs = [a.body for a in peer.received(RegisterBorrower, lambda m: m.object_id == x)]
+    ctx.check("BOR-021", len(regs) == 1, f"one RegisterBorrower for {x} while it is unanswered",
+              f"{len(regs)}, forwardIds {[r.forward_id for r in regs]}")
+    granted = {first.forward_id}
+
+    def grant(reg: RegisterBorrower) -> bool:
+        granted.add(reg.forward_id)
+        return True
+
+    peer.auto_grant = grant
+    link.send(BorrowerRegistered(x, first.forward_id))
+    for t in tasks:
+        reply = expect_reply(ctx, peer, t, requirement="BOR-021")
+        kept = [d.forward_id for d in reply.retained if d.object_id == x]
+        ctx.check("BOR-007", len(kept) == 1 and kept[0] in granted, f"X retained once, under a grant the suite made ({sorted(granted)})",
+                  kept)
+
+
+@case(
+    "borrowing/BOR-026-refused-registration-not-retained",
+    requirements=["BOR-026", "BOR-007", "BOR-003"],
+    features=("core", "borrowing"),
+    summary=(
+        "The suite owns X and submits hold(shared X); the IUT keeps X after the task and registers itself "
+        "(BOR-007). The suite refuses that registration (BorrowerRegistered with error RESOURCE_EXHAUSTED). The "
+        "IUT must still reply, and its `retained` must not list X: it names only grants the owner confirmed."
+    ),
+)
+def refused_registration_not_retained(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    x = ctx.new_id(peer)
+    peer.auto_grant = lambda r: r.object_id != x  # the case answers for X itself
+    t = task(peer, "hold", [shared(ctx.descriptor(peer, x, size_hint=8))])
+    link.send(t)
+    reg: RegisterBorrower = ctx.expect(peer, RegisterBorrower, lambda m: m.object_id == x, requirement="BOR-007",
+                                       what=f"RegisterBorrower for {x} before the reply").body
+    link.send(BorrowerRegistered(x, reg.forward_id, ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "refused by the conformance suite", "SEC-008")))
+    reply = expect_reply(ctx, peer, t, requirement="BOR-026")
+    kept = [(d.object_id, d.forward_id) for d in reply.retained if d.object_id == x]
+    ctx.check("BOR-026", not kept, f"{x} not in `retained` (its registration was refused)", kept)
+
+
+@case(
+    "borrowing/BOR-024-no-release-to-a-fenced-owner",
+    requirements=["BOR-024", "BOR-007", "FATE-001"],
+    features=("core", "borrowing"),
+    summary=(
+        "Suite peer O owns X and submits hold(shared X); the IUT registers itself and keeps X. Suite peer W then "
+        "tells the IUT that O's incarnation is dead, and a new incarnation of O (same PeerId) opens a session. "
+        "When drop_held drops the IUT's last hold on X, the IUT must send ReleaseBorrows for X to nobody: not to "
+        "the fenced incarnation, and not to the new one, which never granted anything (until the IUT is "
+        "quiescent and two more of its heartbeats have reached the new incarnation)."
+    ),
+    timeout=60.0,
+)
+def no_release_to_a_fenced_owner(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    owner = ctx.wire_peer("owner")
+    link_o = ctx.session(owner, iut)
+    watcher = ctx.wire_peer("watcher")
+    link_w = ctx.session(watcher, iut)
+    x = ctx.new_id(owner)
+    t = task(owner, "hold", [shared(ctx.descriptor(owner, x, size_hint=8))])
+    link_o.send(t)
+    reply = expect_reply(ctx, owner, t)
+    ctx.require("BOR-007", any(d.object_id == x for d in reply.retained), f"{x} in `retained`",
+                [d.object_id for d in reply.retained])
+    nseq = link_w.send(PeerDeadNotice(owner.peer_id, owner.incarnation, "declared dead by the conformance suite"))
+    ctx.wait_until(watcher, lambda: link_w.acked >= nseq, requirement="SES-003", what="the IUT's ack of the PeerDeadNotice")
+    owner.heartbeats = False
+    restarted = ctx.wire_peer(restart_of=owner)
+    link_r = ctx.session(restarted, iut)
+    dropped = iut.drop_held()
+    ctx.check("CNF-008", dropped == 1, "drop_held drops 1 ref", dropped)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    beats = len(restarted.received(Heartbeat))
+    ctx.wait_until(restarted, lambda: len(restarted.received(Heartbeat)) >= beats + 2, requirement="LIV-001",
+                   what="two heartbeats from the IUT to the new incarnation", timeout=10.0)
+    for peer in (owner, restarted):
+        released = released_forward_ids(peer, x)
+        ctx.check("BOR-024", not released, f"no ReleaseBorrows for {x} reaches {peer.peer_id}/{peer.incarnation:x}",
+                  sorted(released))
+    owner.go_silent()

@@ -924,3 +924,24 @@ def chunks_of_other_requests_ignored(ctx: CaseContext) -> None:
         ctx.note("the IUT later used a requestId a stray chunk had carried; the check still holds")
     check_inline(ctx, reply, sum(data), requirement="FET-013",
                  note=f"sum_bytes of X's own bytes (the strays would give {sum(255 - b for b in data)})")
+
+
+@case(
+    "fetch/FET-017-no-accept-lz4-without-lz4",
+    requirements=["FET-017", "HS-021", "FET-001"],
+    summary=(
+        "On a session where the suite offers no lz4 (so lz4 is not in use, whatever the IUT offers), the suite "
+        "owns a stored object X and submits sum_bytes(X by ref), naming itself as X's only location. Every "
+        "FetchRequest the IUT sends must carry acceptLz4 = false, and the task answers the right sum."
+    ),
+)
+def no_accept_lz4_without_lz4(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    ctx.check("", "lz4" not in link.features, "lz4 not in use on the session", link.features, note="the suite's own setup")
+    x, data, reply = _fetch_through_task(ctx, peer, link)
+    check_inline(ctx, reply, sum(data), requirement="FET-001", note="sum_bytes of X, fetched from the suite")
+    requests = [r for r in peer.fetch_requests if r.object_id == x]
+    ctx.check("FET-001", bool(requests), f"at least one FetchRequest for {x}", "none")
+    flagged = [r.request_id for r in requests if r.accept_lz4]
+    ctx.check("FET-017", not flagged, "acceptLz4 = false on every FetchRequest (lz4 is not in use)",
+              f"acceptLz4 = true on requests {flagged} of {len(requests)}")

@@ -497,3 +497,56 @@ def owner_without_an_address_waits_for_one(ctx: CaseContext) -> None:
     check_inline(ctx, expect_reply(ctx, s, t1, requirement="ID-016"), sum(data_x), requirement="ID-016",
                  note="sum_bytes(X), its owner reached once an address was learnt")
     check_inline(ctx, expect_reply(ctx, s, t2), sum(data_y), requirement="TASK-002", note="sum_bytes(Y)")
+
+
+@case(
+    "liveness/SES-015-LIV-017-fence-outlives-the-next-incarnation",
+    requirements=["SES-015", "LIV-017", "SES-020", "SES-017", "HS-006"],
+    summary=(
+        "Suite peer W tells the IUT that suite peer A's incarnation is dead (PeerDeadNotice); a new incarnation of "
+        "A (same PeerId, another address) then opens a session and runs echo. The record that the old "
+        "incarnation is fenced must outlive its replacement: a task the old incarnation sends on its old session "
+        "never runs, and a new Hello from it opens no session (and does not displace the new incarnation, whose "
+        "next echo runs). The Hello should be refused DECLARED_DEAD (a recommendation, SES-017); a refusal must "
+        "go to the address kept with the fence record, the old incarnation's (SES-020)."
+    ),
+    timeout=60.0,
+)
+def fence_outlives_the_next_incarnation(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    old = ctx.wire_peer("suite")
+    link_old = ctx.session(old, iut)
+    watcher = ctx.wire_peer("watcher")
+    link_w = ctx.session(watcher, iut)
+    run_echo(ctx, old, link_old, "before the fence")
+    nseq = link_w.send(PeerDeadNotice(old.peer_id, old.incarnation, "declared dead by the conformance suite"))
+    ctx.wait_until(watcher, lambda: link_w.acked >= nseq, requirement="SES-003", what="the IUT's ack of the PeerDeadNotice")
+    old.heartbeats = False  # from now on the old incarnation speaks only when the case makes it
+    new = ctx.wire_peer(restart_of=old)
+    link_new = ctx.session(new, iut)
+    run_echo(ctx, new, link_new, "the new incarnation", requirement="HS-006")
+
+    stale = task(old, "echo", [by_value("from a fenced incarnation")])
+    link_old.send(stale)
+    link_old.reset_session()
+    link_old.hello()
+    try:  # longer than SES-017's one answer per second, so a rate limit cannot hide the answer
+        old.wait_until(lambda: link_old.state in ("live", "refused"), 5.0, what="an answer to the fenced incarnation's Hello")
+    except ExpectTimeout:
+        pass
+    ctx.check("SES-015", link_old.state != "live", "no session opened for the fenced incarnation's Hello",
+              "Welcomed: the fence was forgotten")
+    refusal = link_old.refusal.body if link_old.refusal is not None else None
+    if link_old.state == "refused" and refusal is not None:
+        ctx.check("SES-020", refusal.error.code is ErrorCode.DECLARED_DEAD, "the Hello refused DECLARED_DEAD",
+                  refusal.error.code.name)
+    else:
+        misrouted = [a for a in new.inbox if isinstance(a.body, ProtocolError) and a.envelope.receiver_incarnation == old.incarnation]
+        ctx.check("SES-020", not misrouted, "no answer for the old incarnation sent to the new one's address",
+                  f"{len(misrouted)} sent there")
+        ctx.check("SES-017", False, "the fenced incarnation's Hello answered ProtocolError(DECLARED_DEAD)",
+                  f"no answer within 5 s (session {link_old.state})")
+    old.go_silent()
+    run_echo(ctx, new, link_new, "still the new incarnation", requirement="LIV-017")
+    ran = [a for a in (*old.received(TaskReply), *new.received(TaskReply)) if a.body.task_id == stale.task_id]
+    ctx.check("SES-015", not ran, "the fenced incarnation's task never runs", f"{len(ran)} replies")

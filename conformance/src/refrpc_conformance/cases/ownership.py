@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from refrpc.core.messages import (
     ArgKind,
+    BorrowConfirmed,
     BorrowerRegistered,
     BorrowRelease,
     GetObjectStatus,
@@ -290,3 +291,36 @@ def registrations_by_borrower_and_state(ctx: CaseContext) -> None:
     got = iut.get(r, timeout_ms=5_000)
     ctx.check("TASK-005", got.get("value") == "not yet", "R ready once E answers", got)
     ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+
+
+@case(
+    "borrowing/BOR-022-confirmation-of-a-released-grant-ignored",
+    requirements=["BOR-022", "BOR-018", "OWN-005"],
+    features=("core", "borrowing"),
+    summary=(
+        "The IUT puts X and drops its own ref; suite peer B holds two grants on X (g1 and g2). B releases g1 and "
+        "then sends BorrowConfirmed for g1 with held = true, a confirmation of a grant the owner no longer has "
+        "(as one that crossed the release would be). The IUT must ignore it: X stays READY under g2 alone, and "
+        "when B releases g2, X is reclaimed (FREED, no table entry)."
+    ),
+)
+def confirmation_of_a_released_grant_ignored(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    b = ctx.wire_peer("borrower")
+    link_b = ctx.session(b, iut)
+    x = iut.put(b"lent twice")
+    g1 = register(ctx, b, link_b, x)
+    g2 = register(ctx, b, link_b, x)
+    iut.drop(x)
+    release(link_b, x, g1)
+    link_b.send(BorrowConfirmed(x, g1, True))
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    state = status(ctx, b, link_b, x, requirement="OWN-004")
+    ctx.check("OWN-004", state is ObjectState.READY, "READY: g2 still holds X", state.value)
+    release(link_b, x, g2)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    state = status(ctx, b, link_b, x, requirement="BOR-022")
+    ctx.check("BOR-022", state is ObjectState.FREED,
+              "FREED once g2 is released: the confirmation of the released g1 recorded nothing",
+              f"{state.value}: the BorrowConfirmed for g1 brought the grant back")
+    ctx.check("BOR-022", iut.entry(x) is None, f"no table entry for {x}", iut.entry(x))

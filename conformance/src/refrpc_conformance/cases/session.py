@@ -359,3 +359,138 @@ def wrong_state_answer_is_no_death(ctx: CaseContext) -> None:
     ctx.check("SES-039", not dead, "S never answered DECLARED_DEAD (not fenced)", [str(d) for d in dead])
     notices = watcher.received(PeerDeadNotice, lambda m: m.peer == peer.peer_id)
     ctx.check("SES-039", not notices, "no PeerDeadNotice about S", [str(n.body) for n in notices])
+
+
+def _copies_of(ctx: CaseContext, peer_id: str, iut_id: str, seq: int, after: float = -1.0) -> list:
+    """The sequenced envelopes numbered ``seq`` that the IUT sent ``peer_id`` (copies included)."""
+    return [r for r in ctx.trace if r.direction == "in" and r.local == peer_id and r.remote == iut_id
+            and r.envelope is not None and r.seq == seq and r.t > after]
+
+
+@case(
+    "session/SES-001-numbered-from-1-without-gaps",
+    requirements=["SES-001", "SES-011"],
+    summary=(
+        "The suite sends five echo tasks on a new session and acknowledges what arrives. The IUT's sequenced "
+        "messages on the session (its five TaskReplies) must carry the numbers 1, 2, 3, 4, 5: from 1, without "
+        "a gap and without reuse (every copy of a number carries the same body)."
+    ),
+)
+def numbered_from_1_without_gaps(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    tasks = [task(peer, "echo", [by_value(f"number {i}")]) for i in range(5)]
+    for t in tasks:
+        link.send(t)
+
+    def numbers() -> list[int]:
+        return sorted({s for s, _ in link.seq_arrivals})
+
+    ctx.wait_until(peer, lambda: len(numbers()) >= len(tasks), requirement="SES-001",
+                   what=f"{len(tasks)} distinct sequence numbers from the IUT (one TaskReply per task)")
+    got = numbers()
+    ctx.check("SES-001", got[:len(tasks)] == list(range(1, len(tasks) + 1)),
+              f"sequence numbers 1..{len(tasks)}, without a gap", got)
+    for seq in got:
+        bodies = {repr(r.envelope.body) for r in _copies_of(ctx, peer.peer_id, iut.peer_id, seq)}
+        ctx.check("SES-001", len(bodies) == 1, f"seq {seq} used for one message only (no reuse)",
+                  f"{len(bodies)} distinct bodies under seq {seq}")
+    for t in tasks:
+        expect_reply(ctx, peer, t, requirement="SES-001")
+
+
+@case(
+    "session/SES-019-answer-without-a-session-acknowledges-nothing",
+    requirements=["SES-019", "SES-008", "SES-003"],
+    summary=(
+        "The suite withholds its acks, submits echo, and sees the IUT retransmit its TaskReply. A "
+        "ProtocolError(WRONG_STATE) with sequence number 0 then arrives from another incarnation of the "
+        "suite's PeerId, with which the IUT has no session, carrying an ack that covers the reply. It is an "
+        "answer without a session and acknowledges nothing: the IUT keeps retransmitting the reply (two more "
+        "copies) until the session's own ack covers it."
+    ),
+)
+def answer_without_a_session_acknowledges_nothing(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    link.hold_acks()
+    t = task(peer, "echo", [by_value("unacknowledged")])
+    link.send(t)
+    reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="TASK-005", what="the TaskReply")
+    ctx.wait_until(peer, lambda: sum(1 for s, _ in link.seq_arrivals if s == reply.seq) >= 2, requirement="SES-003",
+                   what=f"a retransmission of seq {reply.seq} (no ack was sent)", timeout=10.0)
+    stranger = ProtocolError(ErrorInfo(ErrorCode.WRONG_STATE, "no session with that incarnation", "SES-010"))
+    link.send(stranger, seq=0, ack=reply.seq, sender_incarnation=peer.incarnation ^ 0x5A5A)
+    before = sum(1 for s, _ in link.seq_arrivals if s == reply.seq)
+    ctx.wait_until(peer, lambda: sum(1 for s, _ in link.seq_arrivals if s == reply.seq) >= before + 2, requirement="SES-019",
+                   what=f"two more copies of seq {reply.seq}: the ack of an answer without a session covers nothing",
+                   timeout=15.0)
+    link.release_acks()
+    run_echo(ctx, peer, link, "after the stranger", requirement="SES-019")
+
+
+@case(
+    "session/SES-013-nothing-resent-to-a-fenced-incarnation",
+    requirements=["SES-013", "SES-005", "LIV-004"],
+    summary=(
+        "Suite peer P withholds its acks and submits echo; the IUT retransmits the TaskReply. Suite peer W "
+        "then tells the IUT that P's incarnation is dead (PeerDeadNotice). Fencing P, the IUT must drop every "
+        "message it has not had acknowledged by P: after the notice is acknowledged and one more IUT heartbeat "
+        "has reached W, no copy of the reply reaches P during four more of W's heartbeats from the IUT."
+    ),
+    timeout=60.0,
+)
+def nothing_resent_to_a_fenced_incarnation(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    watcher = ctx.wire_peer("watcher")
+    link_w = ctx.session(watcher, iut)
+    link.hold_acks()
+    t = task(peer, "echo", [by_value("never acknowledged")])
+    link.send(t)
+    reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="TASK-005", what="the TaskReply")
+    ctx.wait_until(peer, lambda: sum(1 for s, _ in link.seq_arrivals if s == reply.seq) >= 2, requirement="SES-003",
+                   what=f"a retransmission of seq {reply.seq} (no ack was sent)", timeout=10.0)
+    nseq = link_w.send(PeerDeadNotice(peer.peer_id, peer.incarnation, "declared dead by the conformance suite"))
+    ctx.wait_until(watcher, lambda: link_w.acked >= nseq, requirement="SES-003", what="the IUT's ack of the PeerDeadNotice")
+
+    def beats() -> int:
+        return len(watcher.received(Heartbeat))
+
+    start = beats()
+    ctx.wait_until(watcher, lambda: beats() >= start + 1, requirement="LIV-001", what="a heartbeat from the IUT to W")
+    fenced_at = ctx.clock.now()
+    ctx.wait_until(watcher, lambda: beats() >= start + 5, requirement="LIV-001",
+                   what="four more heartbeats from the IUT to W", timeout=30.0)
+    late = _copies_of(ctx, peer.peer_id, iut.peer_id, reply.seq, after=fenced_at)
+    ctx.check("SES-013", not late, f"no copy of seq {reply.seq} sent to P's fenced incarnation",
+              f"{len(late)} copies after the fence, at {[round(r.t - fenced_at, 2) for r in late]} s")
+    peer.go_silent()
+
+
+@case(
+    "session/SES-012-stalled-session-is-a-death",
+    requirements=["SES-012", "LIV-003", "LIV-004"],
+    summary=(
+        "Suite peer P keeps its heartbeats going but never acknowledges the IUT's TaskReply (its acks are "
+        "frozen), so the IUT's oldest unacknowledged message stays unacknowledged although retransmitted. After "
+        "the stall limit (10 s by default) the IUT must declare P dead as for silence: suite peer W, in session "
+        "with the IUT, gets a PeerDeadNotice about P (within 40 s), and P's next task is never run."
+    ),
+    timeout=90.0,
+)
+def stalled_session_is_a_death(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    watcher = ctx.wire_peer("watcher")
+    link_w = ctx.session(watcher, iut)
+    link.hold_acks()
+    t = task(peer, "echo", [by_value("never acknowledged")])
+    link.send(t)
+    reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="TASK-005", what="the TaskReply")
+    ctx.wait_until(peer, lambda: sum(1 for s, _ in link.seq_arrivals if s == reply.seq) >= 2, requirement="SES-003",
+                   what=f"a retransmission of seq {reply.seq} (no ack was sent)", timeout=10.0)
+    ctx.expect(watcher, PeerDeadNotice, lambda m: m.peer == peer.peer_id and m.incarnation == peer.incarnation,
+               requirement="SES-012", what=f"a PeerDeadNotice about {peer.peer_id}, whose session stalled", timeout=40.0)
+    late = task(peer, "echo", [by_value("after the stall")])
+    link.send(late)
+    run_echo(ctx, watcher, link_w, "the watcher is still served", requirement="SES-012")
+    ctx.check("SES-012", not peer.received(TaskReply, lambda m: m.task_id == late.task_id),
+              "the stalled peer's next task never runs (it is fenced)", "it ran")
+    peer.go_silent()

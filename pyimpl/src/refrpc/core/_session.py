@@ -624,7 +624,9 @@ class SessionLayer:
     def _answer_declared_dead(self: Peer, sender: PeerId, incarnation: int, hello_address: str, requirement: str) -> None:
         """An answer without a session (SES-018, SES-020, SES-021)."""
         r = self.remotes.get(sender)
-        address = (r.address if r is not None else "") or hello_address  # SES-020: the kept address first
+        # SES-020: for a fenced incarnation, the address kept with its fence record (not
+        # the one of a later incarnation's record); else the record's, else the Hello's.
+        address = self.fence_addresses.get((sender, incarnation)) or (r.address if r is not None else "") or hello_address
         if not address:
             return
         tmp = Remote(peer=sender, address=address, incarnation=incarnation)
@@ -714,7 +716,7 @@ class SessionLayer:
             self._trace("peer-declared-dead", peer=r.peer, incarnation=str(r.incarnation), reason=reason,
                         source=source or _DEATH_SOURCE[event])
         if r.incarnation:
-            self._add_fence(r.peer, r.incarnation)
+            self._add_fence(r.peer, r.incarnation, r.address)
         self.handshakes.pop(r.peer, None)
         self.grants_registered.pop((r.peer, r.incarnation), None)  # its grants go with it (BOR-009)
         r.unacked.clear()
@@ -726,10 +728,12 @@ class SessionLayer:
         self._out(PeerDeclaredDead(self._sid, r.peer, r.incarnation, reason, source or _DEATH_SOURCE[event]))
         self._on_peer_dead(r)
 
-    def _add_fence(self: Peer, peer: PeerId, incarnation: int) -> None:
+    def _add_fence(self: Peer, peer: PeerId, incarnation: int, address: str = "") -> None:
         if (peer, incarnation) not in self.fenced:
             self.fenced.add((peer, incarnation))
             self.fences_of[peer] = self.fences_of.get(peer, 0) + 1
+        if address:
+            self.fence_addresses[(peer, incarnation)] = address  # SES-015, SES-020
 
     def _broadcast_death(self: Peer, dead: Remote, reason: str = "silence") -> None:
         """LIV-004: tell everyone else we are in session with (LIV-030: unless the

@@ -122,6 +122,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         self.handshakes: dict[PeerId, None] = {}
         #: Peer incarnations declared dead; their messages are discarded (SES-005).
         self.fenced: set[tuple[PeerId, int]] = set()
+        #: The address last known for each fenced incarnation that had one, kept with the
+        #: fence record for as long as it (SES-015): answers to it go there (SES-020).
+        self.fence_addresses: dict[tuple[PeerId, int], str] = {}
         #: How many incarnations of each peer are fenced (a shell sees a restart by it).
         self.fences_of: dict[PeerId, int] = {}
         #: Peers that may run tasks: id -> (address, slots).

@@ -872,6 +872,59 @@ FAULTS: dict[str, tuple[str, str]] = {
         "and attempt then names it, so the first task's reply and its stops follow the second submitter's "
         "task (the first submitter may never be answered).",
     ),
+    "skip-sequence-number": (
+        "SES-001",
+        "A sender skips sequence number 2 on every session: its second sequenced message goes out as 3, so the "
+        "receiver buffers everything after the gap and never delivers it.",
+    ),
+    "stranger-acks": (
+        "SES-019",
+        "An answer without a session (a ProtocolError with sequence number 0 from another incarnation of a peer "
+        "this one is in session with) has its ack taken as an ack of the live session: messages it names are "
+        "never retransmitted although the live incarnation never received them.",
+    ),
+    "resend-to-fenced": (
+        "SES-013",
+        "When a peer incarnation is fenced, the sequenced messages it had not acknowledged are kept and "
+        "retransmitted to it every retransmission interval, for ever, instead of being dropped.",
+    ),
+    "forget-replaced-fences": (
+        "SES-015",
+        "Once a new incarnation of a peer opens a session, the fence records of its earlier incarnations are "
+        "forgotten: a late Hello from a fenced incarnation is then welcomed as a restart, and fences the "
+        "incarnation that replaced it.",
+    ),
+    "accept-lz4-unnegotiated": (
+        "FET-017",
+        "Every FetchRequest carries acceptLz4 = true, also on a session where lz4 is not in use.",
+    ),
+    "parallel-self-registrations": (
+        "BOR-021",
+        "Each task that ends keeping a borrowed ref sends a RegisterBorrower of its own for it, although one "
+        "for the same object is still in flight (a second need does not wait for the first).",
+    ),
+    "retain-refused-grant": (
+        "BOR-026",
+        "A self-registration the owner refused still leaves the ref in the TaskReply's retained list, under "
+        "the refused forwardId, as if the owner had granted it.",
+    ),
+    "no-stall-limit": (
+        "SES-012",
+        "A session whose oldest sequenced message stays unacknowledged is never declared stalled: a receiver "
+        "that keeps sending heartbeats but never acknowledges is retransmitted to for ever, and never declared "
+        "dead.",
+    ),
+    "confirm-revives-grant": (
+        "BOR-022",
+        "An owner that receives a BorrowConfirmed with held = true for a grant it no longer has (released "
+        "meanwhile) records that grant again, so the object outlives its last real grant.",
+    ),
+    "release-to-fenced-owner": (
+        "BOR-024",
+        "A borrower whose last hold on a ref goes after the ref's owner incarnation was fenced still releases "
+        "its grants: ReleaseBorrows goes to the owner's PeerId, so a new incarnation of the owner gets a release "
+        "for grants it never made.",
+    ),
 }
 
 
@@ -886,6 +939,136 @@ def _reused_actor_id_ignored(iut: Iut) -> None:
         on_create(r, msg)
 
     core._on_CreateActor = patched
+
+
+def _skip_sequence_number(iut: Iut) -> None:
+    core = iut.node.core
+    send = core._send_sequenced
+
+    def patched(r: Any, body: Any) -> None:
+        if r.out_seq == 1:
+            r.out_seq += 1  # breaks SES-001: number 2 is never sent
+        send(r, body)
+
+    core._send_sequenced = patched  # type: ignore[method-assign]
+
+
+def _stranger_acks(iut: Iut) -> None:
+    core = iut.node.core
+    on_error = core._on_session_error
+
+    def patched(r: Any, env: Any, msg: Any) -> None:
+        if r.state == "alive" and r.incarnation and env.sender_incarnation != r.incarnation:
+            core._take_ack(r, env.ack)  # breaks SES-019: an answer without a session acknowledges
+        on_error(r, env, msg)
+
+    core._on_session_error = patched  # type: ignore[method-assign]
+
+
+def _resend_to_fenced(iut: Iut) -> None:
+    core = iut.node.core
+    declare = core._declare_dead
+    on_tick = core._on_tick
+    kept: dict[int, tuple[Any, list[Any], list[int]]] = {}
+
+    def patched_declare(r: Any, *args: Any, **kwargs: Any) -> None:
+        if r.unacked and r.state != "dead":
+            kept[id(r)] = (r, list(r.unacked.values()), [core.now_ms])
+        declare(r, *args, **kwargs)
+
+    def patched_tick() -> None:
+        on_tick()
+        for r, envs, last in kept.values():
+            if core.now_ms - last[0] >= core.config.retransmit_ms:
+                last[0] = core.now_ms
+                for env in envs:  # breaks SES-013: still sent to the fenced incarnation
+                    core._emit_frame(r, env)
+
+    core._declare_dead = patched_declare  # type: ignore[method-assign]
+    core._on_tick = patched_tick  # type: ignore[method-assign]
+
+
+def _forget_replaced_fences(iut: Iut) -> None:
+    core = iut.node.core
+    on_hello = core._on_hello
+
+    def patched(env: Any, hello: Any) -> None:
+        on_hello(env, hello)
+        r = core.remotes.get(env.sender)
+        if r is not None and r.state == "alive" and r.incarnation == env.sender_incarnation:
+            for old in [f for f in core.fenced if f[0] == env.sender and f[1] != env.sender_incarnation]:
+                core.fenced.discard(old)  # breaks SES-015: the fence goes with the record it replaced
+
+    core._on_hello = patched  # type: ignore[method-assign]
+
+
+def _accept_lz4_unnegotiated(iut: Iut) -> None:
+    core = iut.node.core
+    send = core._send_unsequenced
+
+    def patched(r: Any, body: Any) -> None:
+        if isinstance(body, FetchRequest):
+            body = replace(body, accept_lz4=True)  # breaks FET-017
+        send(r, body)
+
+    core._send_unsequenced = patched  # type: ignore[method-assign]
+
+
+def _parallel_self_registrations(iut: Iut) -> None:
+    core = iut.node.core
+    register = core._register_retained
+
+    def patched(ex: Any, key: Any, hinted: Any) -> Any:
+        for oid in list(ex.held) + list(hinted):
+            b = core.borrowed.get(oid)
+            if b is not None:
+                b.self_registration = ""  # breaks BOR-021: the one in flight is not waited for
+        return register(ex, key, hinted)
+
+    core._register_retained = patched  # type: ignore[method-assign]
+
+
+def _confirm_revives_grant(iut: Iut) -> None:
+    core = iut.node.core
+    on_confirmed = core._on_BorrowConfirmed
+
+    def patched(r: Any, msg: Any) -> None:
+        e = core.owned.get(msg.object_id)
+        if e is not None and msg.held and msg.forward_id not in e.borrowers.get(r.peer, {}):
+            e.borrowers.setdefault(r.peer, {})[msg.forward_id] = r.peer  # breaks BOR-022
+        on_confirmed(r, msg)
+
+    core._on_BorrowConfirmed = patched  # type: ignore[method-assign]
+
+
+def _release_to_fenced_owner(iut: Iut) -> None:
+    core = iut.node.core
+    check = core._check_borrowed
+    on_dead = core._on_peer_dead
+
+    def patched_dead(r: Any) -> None:
+        kept = {oid: dict(b.grants) for oid, b in core.borrowed.items() if b.owner == r.peer and b.grants}
+        on_dead(r)
+        for oid, grants in kept.items():
+            b = core.borrowed.get(oid)
+            if b is not None:
+                b.grants.update(grants)  # the grants outlive their owner's death
+
+
+    def patched(oid: str) -> None:
+        b = core.borrowed.get(oid)
+        key = (b.owner, b.ref.owner_incarnation) if b is not None else None
+        hidden = key in core.fenced
+        if hidden:
+            core.fenced.discard(key)  # breaks BOR-024: the owner's death is not looked at
+        try:
+            check(oid)
+        finally:
+            if hidden:
+                core.fenced.add(key)
+
+    core._check_borrowed = patched  # type: ignore[method-assign]
+    core._on_peer_dead = patched_dead  # type: ignore[method-assign]
 
 
 def _reused_task_id_takes_the_task(iut: Iut) -> None:
@@ -2876,6 +3059,16 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "keep-freed-copies": _keep_freed_copies,
     "reused-task-id-takes-the-task": _reused_task_id_takes_the_task,
     "reused-actor-id-ignored": _reused_actor_id_ignored,
+    "skip-sequence-number": _skip_sequence_number,
+    "stranger-acks": _stranger_acks,
+    "resend-to-fenced": _resend_to_fenced,
+    "forget-replaced-fences": _forget_replaced_fences,
+    "accept-lz4-unnegotiated": _accept_lz4_unnegotiated,
+    "parallel-self-registrations": _parallel_self_registrations,
+    "retain-refused-grant": lambda iut: setattr(iut.node.core, "_drop_from_retained", lambda forward_id: None),  # BOR-026
+    "no-stall-limit": lambda iut: setattr(iut.node.core, "config", replace(iut.node.core.config, stall_ms=1 << 62)),  # SES-012
+    "confirm-revives-grant": _confirm_revives_grant,
+    "release-to-fenced-owner": _release_to_fenced_owner,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
