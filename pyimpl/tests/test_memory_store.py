@@ -326,6 +326,46 @@ def test_a_removed_spill_file_is_a_lost_copy_for_get_and_get_bytes(namespace: st
         assert (array_of(store.get("b")) == 2).all()
 
 
+def test_readers_whose_restorer_fails_keep_the_copy_on_disk(namespace: str, spill_dir: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Eight threads read a spilled object while bringing it back fails (no room under
+    # memory pressure): each gets StoreFull (its own try, not a waiter's "gone"), the
+    # copy stays on disk and counted as it was, and a later read brings it back.
+    import threading
+    import time
+
+    with SharedMemoryStore(namespace, writer="w", capacity=int(1.5 * MB), spill_directory=spill_dir) as store:
+        store.put("a", array_value(1))
+        store.put("b", array_value(2))
+        assert store.where("a") == "disk"
+        used = store.usage()["used_bytes"]
+
+        def no_room(object_id, segment, spill):
+            time.sleep(0.05)  # long enough for the others to wait on this one
+            raise StoreFull("no room (pressure)")
+
+        monkeypatch.setattr(store, "_restore_alone", no_room)
+        errors: list[str] = []
+
+        def read() -> None:
+            try:
+                store.get("a")
+                errors.append("read")
+            except Exception as exc:  # noqa: BLE001 - judged below
+                errors.append(type(exc).__name__)
+
+        threads = [threading.Thread(target=read) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == ["StoreFull"] * 8
+        assert store.where("a") == "disk" and store.usage()["used_bytes"] == used
+        assert len(list_spilled(namespace, spill_dir)) == 1
+        monkeypatch.undo()
+        assert (array_of(store.get("a")) == 1).all()
+
+
 def test_readers_racing_to_bring_back_one_spilled_object_all_get_it(namespace: str, spill_dir: str) -> None:
     # Four threads read the same spilled object at once (an executor's argument and
     # fetches served by the loop): one brings it back, the others wait and map that

@@ -631,10 +631,13 @@ class SharedMemoryStore(ObjectStore):
                     segment.mm = _map_readonly(segment.path)
                     return segment, memoryview(segment.mm)
                 except FileNotFoundError:
-                    if segment.spilled and attempt + 1 < _READ_ATTEMPTS:
+                    if segment.spilled:
                         # Spilled between our look and the mapping (the background relief
                         # thread, OBJ-066): the copy is on disk now, so read it from there.
-                        continue
+                        # Never "gone": its spill file holds it.
+                        if attempt + 1 < _READ_ATTEMPTS:
+                            continue
+                        break
                     # Removed behind our back (a /dev/shm cleaner, systemd's RemoveIPC):
                     # the copy is lost. Forget it, so that the store says so from now on.
                     if self._owned.get(object_id) is segment:
@@ -905,16 +908,18 @@ class SharedMemoryStore(ObjectStore):
 
     def _restore(self, object_id: ObjectId, segment: _Segment) -> None:
         """Bring a spilled object back into memory (making room for it), or wait while
-        another caller does; the caller looks at the segment again afterwards."""
-        with self._lock:
-            if self._owned.get(object_id) is not segment or not segment.spilled:
-                return  # freed, or brought back meanwhile
-            busy = self._restoring.get(object_id)
-            if busy is None:
-                done = self._restoring[object_id] = threading.Event()
-        if busy is not None:
+        another caller does; the caller looks at the segment again afterwards. A
+        caller whose restorer failed (no room, a stop) tries itself: its own error is
+        the one it raises."""
+        while True:
+            with self._lock:
+                if self._owned.get(object_id) is not segment or not segment.spilled:
+                    return  # freed, or brought back meanwhile
+                busy = self._restoring.get(object_id)
+                if busy is None:
+                    done = self._restoring[object_id] = threading.Event()
+                    break
             busy.wait()
-            return
         try:
             self._restore_alone(object_id, segment, segment.spilled)
         finally:
