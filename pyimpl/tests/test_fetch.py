@@ -225,3 +225,30 @@ def test_a_task_whose_argument_does_not_come_gives_its_cpu_to_the_next_task(two_
     res = a.get_result(n).result(30)  # its fetch asks again once the holder was silent too long
     assert res.error is None and deserialize(res.value, ref_factory=lambda d: d) == len(data)
     a.handle_soon(lambda sid: ev.DropRef(sid, x), lambda sid: ev.DropRef(sid, n), lambda sid: ev.DropRef(sid, s)).result()
+
+
+def test_an_lz4_chunk_never_decompresses_past_its_range():
+    # A holder's lz4 chunk is read into at most the bytes left in its range: a frame of
+    # 64 MiB of zeros (a few hundred KiB on the wire) or a header claiming 2**62 bytes
+    # is a bad chunk (FET-008, OBJ-077), never a 64 MiB allocation or a MemoryError
+    # that escapes the bad-copy count; a good frame within its range reads whole.
+    import tracemalloc
+
+    import lz4.frame
+
+    from refrpc.runtime._fetch import _decompress
+
+    good = lz4.frame.compress(b"a" * 100, store_size=True)
+    assert _decompress(good, 100) == b"a" * 100
+    assert _decompress(good, 99) is None  # more than its range holds
+    assert _decompress(b"not a frame", 100) is None
+    claims = bytearray(good)
+    claims[6:14] = (1 << 62).to_bytes(8, "little")  # the content size in the header (checksum now wrong, too)
+    assert _decompress(bytes(claims), 1 << 20) is None
+    zeros = lz4.frame.compress(bytes(64 << 20))
+    tracemalloc.start()
+    try:
+        assert _decompress(zeros, 1 << 20) is None
+        assert tracemalloc.get_traced_memory()[1] < 8 << 20
+    finally:
+        tracemalloc.stop()

@@ -129,6 +129,18 @@ class _Serving:
 _WAIT = -1
 
 
+def _decompress(data: bytes, most: int) -> bytes | None:
+    """An lz4 chunk's bytes, at most ``most`` of them; None if it does not decompress
+    whole within that (a frame claiming more, or no frame at all). Nothing larger is
+    ever allocated, whatever the frame's header claims."""
+    d = lz4.frame.LZ4FrameDecompressor()
+    try:
+        out = d.decompress(data, max_length=most + 1)
+    except Exception:  # noqa: BLE001 - any failure of a peer's bytes is a bad chunk
+        return None
+    return out if d.eof and len(out) <= most else None
+
+
 class FetchService:
     """Fetcher and holder sides of FET-*, for one node."""
 
@@ -238,12 +250,15 @@ class FetchService:
                 store.put_bytes(c.object_id, c.total_size)
             elif c.total_size != f.total:  # FET-010: the holder's copy changed size
                 raise StoreError("chunks disagree on the total size")
-            try:
-                data = lz4.frame.decompress(c.data) if c.lz4 else c.data
-            except RuntimeError as exc:  # FET-008: a bad chunk, as a bad copy (OBJ-076, OBJ-077)
-                store.free(c.object_id)
-                self._bad_copy(f, f"a chunk of {c.object_id} from {sender} does not decompress: {exc}")
-                return
+            if c.lz4:
+                data = _decompress(c.data, self._room_in_range(f, c))
+                if data is None:  # FET-008: a bad chunk, as a bad copy (OBJ-076, OBJ-077)
+                    store.free(c.object_id)
+                    self._bad_copy(f, f"a chunk of {c.object_id} from {sender} does not decompress "
+                                      "to bytes within its range")
+                    return
+            else:
+                data = c.data
             self.received += len(data)
             self.received_compressed += len(c.data) if c.lz4 else 0
             store.write_chunk(c.object_id, c.offset, data)
@@ -263,6 +278,13 @@ class FetchService:
             self._fill(f)
             if not f.outstanding and not f.refused and f.next_offset >= f.total:
                 self._complete_or_resume(f)
+
+    @staticmethod
+    def _room_in_range(f: _Fetch, c: FetchChunk) -> int:
+        """The most bytes chunk ``c`` may carry: up to the end of the range it answers
+        (and of the object)."""
+        start, length = f.outstanding[c.request_id]
+        return max(0, min(start + length, f.total) - c.offset)
 
     def _complete_or_resume(self, f: _Fetch) -> None:
         store = self.node.store
