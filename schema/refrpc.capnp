@@ -57,7 +57,8 @@ struct Envelope {
   # My PeerId (ID-001).
 
   senderIncarnation @1 :UInt64;
-  # My incarnation (ID-002). You discard messages from an incarnation you have
+  # My incarnation (ID-002), never 0: you discard a message with 0 here
+  # unanswered (SES-042). You discard messages from an incarnation you have
   # fenced (SES-005); a Hello from a new incarnation of a peer you know fences
   # the old one (HS-006).
 

@@ -983,3 +983,31 @@ def test_a_message_not_allowed_outside_the_session_is_traced_as_discarded():
     # A Heartbeat outside the session is handled (its ack, its evidence of life): no discard.
     out = a.handle(s.unsequenced(a, Heartbeat()))
     assert not [t for t in of_type(out, ev.TraceEvent) if t.name == "discarded"]
+
+
+def test_hello_from_sender_incarnation_0_is_discarded_unanswered():
+    # a Hello whose envelope names sender incarnation 0                       SES-042, ID-002
+    a = peer()
+    s = Stub("S", incarnation=0)
+    out = a.handle(s.hello(a))
+    assert frames(out) == []  # no Welcome: it could only be addressed to incarnation 0
+    assert not any(r.state == "alive" for r in a.remotes.values())
+    assert of_type(a.handle(s.envelope(a, task(s, 1), 1)), ev.RunTask) == []
+
+
+def test_message_from_sender_incarnation_0_to_an_earlier_incarnation_gets_no_answer():
+    # SES-006 would answer DECLARED_DEAD, addressed to incarnation 0           SES-042, SES-018
+    a = peer()
+    Stub("S").greet(a)  # A knows an address for PeerId S (SES-020)
+    s = Stub("S", incarnation=0)
+    assert frames(a.handle(s.envelope(a, task(s, 1), 1, receiver_incarnation=0xA0))) == []
+    assert a.remotes["S"].state == "alive"  # the live session with S's real incarnation is untouched
+
+
+def test_undecodable_frame_from_sender_incarnation_0_to_an_earlier_incarnation_gets_no_answer():
+    # as above, for a frame whose body does not decode                         SES-042, SES-018
+    a = peer()
+    Stub("S").greet(a)
+    bad = ev.ReceiveMalformed("bad", "S", 0, ErrorInfo(ErrorCode.MALFORMED, "junk"), seq=1,
+                              receiver="A", receiver_incarnation=0xA0)
+    assert frames(a.handle(bad)) == []

@@ -277,6 +277,12 @@ class SessionLayer:
             if self.trace_events:
                 self._trace("discarded", reason="wrong-receiver")
             return
+        if env.sender_incarnation == 0:
+            # SES-042: incarnations are never 0 (ID-002); nothing can be addressed to one.
+            self._story(f"peer:{env.sender}", "discard-sender-incarnation-0", type(body).__name__)
+            if self.trace_events:
+                self._trace("discarded", reason="wrong-incarnation")
+            return
         if env.receiver_incarnation == 0 and not isinstance(body, Hello):
             self._story(f"peer:{env.sender}", "discard-no-incarnation", type(body).__name__)  # SES-014
             if self.trace_events:
@@ -638,6 +644,8 @@ class SessionLayer:
         once its envelope passed the checks of SES-016 in their order."""
         if receiver is not None and receiver != self.peer_id:
             return  # not for us: discarded, unanswered
+        if incarnation == 0:
+            return  # SES-042: no incarnation to answer, no session it can belong to
         r = self.remotes.get(sender)
         if receiver_incarnation is not None and receiver_incarnation != self.incarnation:
             if receiver_incarnation == 0:  # SES-014: rejected before sequencing
