@@ -841,6 +841,8 @@ def test_retry_queued_before_the_handshake_is_not_sent_without_recovery():
     net.deliver_all()
     assert [m.attempt for m in net.sent_bodies(SubmitTask, dst="W2")] == []
     assert net["D"].owned[y].error.code is ErrorCode.WORKER_DIED
+    # the same event as a retry refused before the handshake or at once (state-machines.md §3)
+    assert [e for _, e, _ in net["D"].story(tid) if e in ("rejected", "executor_died_final")] == ["executor_died_final"]
 
 
 def test_lz4_fields_on_a_session_without_lz4_are_refused():
