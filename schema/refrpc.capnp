@@ -667,7 +667,8 @@ struct ReturnValue {
   # for other kinds.
 
   size @5 :Int64;
-  # For kind `stored`: the size of its stored form in bytes (OBJ-011).
+  # For kind `stored`: the size of its stored form in bytes (OBJ-011); below 16
+  # it makes the reply malformed (VAL-019, TASK-019).
 
   nested @6 :List(RefDescriptor);
   # For kind `stored`: the refs nested in the stored value, so that you, the
@@ -999,8 +1000,8 @@ struct FetchChunk {
 
   data @6 :Payload;
   # The bytes, at most your chunkBytes before compression, except that chunks are
-  # at least 1 KiB (FET-020) and fit your maxFrameBytes (FET-007). Large chunks
-  # travel out-of-band (VAL-003).
+  # at least 1 KiB (FET-020; the last chunk of a range may be shorter) and fit
+  # your maxFrameBytes (FET-007). Large chunks travel out-of-band (VAL-003).
 
   error :union {
     # Whether I can serve the request.
