@@ -349,6 +349,26 @@ def test_num_cpus_counts_slots_and_zero_never_waits():
     assert net["D"].tasks[small].executor == "B"
 
 
+def test_a_task_is_pipelined_only_behind_tasks_of_its_own_function():
+    # D: long.remote(0.01) and short.remote() both answered at once (both known quick);
+    # then long.remote(5) goes to A and short.remote() to B, the two slots; more
+    # short.remote() x6 are sent ahead behind the short task on B only, never behind
+    # long on A, which may run long this time (the audit's 5 s for short tasks)  TASK-020
+    net = one_slot_each()
+    finish_on(net, "A", net.submit("D", "long", executor="A")[0])
+    finish_on(net, "B", net.submit("D", "short", executor="B")[0])
+    slow = net.submit("D", "long")[0]
+    net.deliver_all()
+    first = net.submit("D", "short")[0]
+    net.deliver_all()
+    assert (net["D"].tasks[slow].executor, net["D"].tasks[first].executor) == ("A", "B")
+    more = [net.submit("D", "short")[0] for _ in range(6)]
+    net.deliver_all()
+    placed = [net["D"].tasks[t].executor for t in more]
+    assert "A" not in placed and placed.count("B") == 3  # pipeline_depth 4 per slot
+    assert [net["D"].tasks[t].state for t in more[3:]] == ["queued"] * 3
+
+
 def _actor_on(net: Net, host: str, num_cpus: float) -> str:
     aid = net.ids["D"].next()
     net.handle("D", ev.CreateActorRequest(net.sid("D", "actor"), aid, "C", (), host, num_cpus=num_cpus))

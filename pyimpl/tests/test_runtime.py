@@ -520,6 +520,31 @@ def test_short_script_tasks_do_not_wait_behind_a_long_script_task(cluster, tmp_p
     assert refrpc.get(held, timeout=30) is True
 
 
+def test_short_tasks_are_not_sent_ahead_behind_a_function_that_ran_quickly_once(cluster, tmp_path):
+    # refrpc.get(long.remote(0.01)); l = long.remote(5); [short.remote(i) ...]: long
+    # counts as quick from its last task, but short tasks are only ever sent ahead
+    # behind tasks of their own function (TASK-020), so none waits behind l.
+    release = str(tmp_path / "release")
+
+    def long(path):
+        return rf.hold_until.__wrapped__(path) if path else "quick"
+
+    def short(i):
+        return i * 2
+
+    lg, sh = refrpc.remote(long), refrpc.remote(short)
+    assert refrpc.get([sh.remote(i) for i in range(20)], timeout=30) == [i * 2 for i in range(20)]  # short is quick
+    assert refrpc.get(lg.remote(""), timeout=30) == "quick"  # long looks quick once
+    held = lg.remote(release)
+    try:
+        refs = [sh.remote(i) for i in range(10)]
+        assert refrpc.get(refs, timeout=10) == [i * 2 for i in range(10)]
+        assert refrpc.wait([held], timeout=0)[1] == [held]  # still running
+    finally:
+        open(release, "w").close()
+    assert refrpc.get(held, timeout=30) is True
+
+
 # Runs last (pytest keeps file order): everything the tests above made is gone.
 def test_everything_is_reclaimed_once_refs_are_dropped(cluster):
     # After every test above dropped its refs, the driver's table and the

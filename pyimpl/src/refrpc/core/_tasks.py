@@ -171,9 +171,11 @@ class Tasks:
             # (TASK-051): neither is in flight for pipelining (TASK-020).
             r.load += 1
             t.counted = True
-            quick = self.quick_functions.get(t.speed_key or t.spec.function, False)
+            key = _key(t)
+            quick = self.quick_functions.get(key, False)
             r.in_flight[t.spec.task_id] = (self.now_ms, quick)
             r.slow_in_flight += not quick
+            r.keys_in_flight[key] = r.keys_in_flight.get(key, 0) + 1
             _use(r, t.demand, +1)
         if not t.spec.actor_id and r.store_free >= 0:  # TASK-041: until its next reply says otherwise
             r.store_free = max(0, r.store_free - self._missing_bytes(t, t.executor))
@@ -190,6 +192,12 @@ class Tasks:
                 sent = r.in_flight.pop(t.spec.task_id, None)
                 if sent is not None:
                     r.slow_in_flight -= not sent[1]
+                    key = _key(t)
+                    left = r.keys_in_flight.get(key, 0) - 1
+                    if left > 0:
+                        r.keys_in_flight[key] = left
+                    else:
+                        r.keys_in_flight.pop(key, None)
                 _use(r, t.demand, -1)
             self.pump_due = True
 
@@ -200,7 +208,7 @@ class Tasks:
             return
         quick = self.now_ms - sent[0] <= self.config.pipeline_ms
         speeds = self.quick_functions
-        key = t.speed_key or t.spec.function
+        key = _key(t)
         speeds.pop(key, None)
         speeds[key] = quick
         if len(speeds) > self.config.speed_keys:
@@ -265,9 +273,9 @@ class Tasks:
         r = self._remote_at(p)
         return r.load if r else 0
 
-    def _has_slot(self: Peer, p: PeerId, demand: Demand = DEFAULT_DEMAND) -> bool:
-        """Room for ``demand`` now, or (for a plain task) room to pipeline one more
-        behind young, quick ones (TASK-020)."""
+    def _has_slot(self: Peer, p: PeerId, demand: Demand = DEFAULT_DEMAND, key: str = "") -> bool:
+        """Room for ``demand`` now, or (for a plain task of the function ``key``) room
+        to pipeline one more behind young, quick tasks of that same function (TASK-020)."""
         r = self._remote_at(p)
         if r is None:
             return True
@@ -281,14 +289,16 @@ class Tasks:
         offered, taken, load = self._host_cpus(p)
         if r.used.get("CPU", 0.0) < slots and taken + cpus <= offered:
             return True  # a slot free here, and the host's pool holds the task (TASK-040)
-        if demand != DEFAULT_DEMAND or r.slow_in_flight or r.load >= slots * self.config.pipeline_depth:
+        if not key or demand != DEFAULT_DEMAND or r.slow_in_flight or r.load >= slots * self.config.pipeline_depth:
             return False
+        if len(r.keys_in_flight) != 1 or key not in r.keys_in_flight:
+            return False  # only behind tasks of the same function: another may run long this time
         if r.used.get("CPU", 0.0) > r.load:  # something else holds CPU here (an actor's lifetime demand)
             return False
         if taken > load:  # something bigger than a plain task runs on this host
             return False
-        oldest = next(iter(r.in_flight.values()), None)
-        return oldest is None or self.now_ms - oldest[0] <= self.config.pipeline_ms
+        oldest = next(iter(r.in_flight.values()))
+        return self.now_ms - oldest[0] <= self.config.pipeline_ms
 
     def _local_bytes(self: Peer, arg_refs: tuple[ObjectId, ...]) -> dict[PeerId, int]:
         """Bytes of the ``ref`` arguments each peer's store holds, as far as known here."""
@@ -326,8 +336,8 @@ class Tasks:
         if local:
             best = max(live, key=lambda p: local.get(p, 0))
             if local.get(best, 0) >= self.config.locality_bytes and best in (fits or live):
-                return (best, "") if self._has_slot(best, demand) else ("", best)
-        free = [p for p in live if self._has_slot(p, demand)]
+                return (best, "") if self._has_slot(best, demand, _key(t)) else ("", best)
+        free = [p for p in live if self._has_slot(p, demand, _key(t))]
         return self._pick(local, [p for p in free if p in fits] or free), ""
 
     # ------------------------------------------------------------ free memory (TASK-041)
@@ -397,7 +407,7 @@ class Tasks:
                 t = self.tasks.get(q[0])
                 if t is None or t.state != "queued":
                     q.popleft()
-                elif self._has_slot(p, t.demand):
+                elif self._has_slot(p, t.demand, _key(t)):
                     q.popleft()
                     self._start_queued(t, p)
                 else:
@@ -414,16 +424,18 @@ class Tasks:
                     if t is not None and t.state == "queued":
                         self._no_executor(t)
                 continue
-            free = [p for p in capable if self._has_slot(p, demand)]
-            while q and free:
-                t = self.tasks.get(q.popleft())
+            while q:
+                t = self.tasks.get(q[0])
                 if t is None or t.state != "queued":
+                    q.popleft()
                     continue
+                # Oldest first: the head of the queue goes, or nothing of this demand does.
+                free = [p for p in capable if self._has_slot(p, demand, _key(t))]
+                if not free:
+                    break
+                q.popleft()
                 fits = self._with_memory(t, free)
-                p = self._pick(self._local_bytes(t.arg_refs) if t.arg_refs else {}, fits or free)
-                self._start_queued(t, p)
-                if not self._has_slot(p, demand):
-                    free.remove(p)
+                self._start_queued(t, self._pick(self._local_bytes(t.arg_refs) if t.arg_refs else {}, fits or free))
             if not q:
                 del self.ready_queues[demand]
 
@@ -843,6 +855,11 @@ def wire_demand(demand: Demand) -> tuple[int, tuple[ResourceAmount, ...]]:
     cpus, named = demand
     return (to_units(cpus, MAX_CPU_UNITS),
             tuple(ResourceAmount(name, to_units(amount, MAX_RESOURCE_UNITS)) for name, amount in named))
+
+
+def _key(t: OwnerTask) -> str:
+    """The function ``t`` runs, as TASK-020 judges speed: its shipped code, else its name."""
+    return t.speed_key or t.spec.function
 
 
 def _use(r: Remote, demand: Demand, sign: int) -> None:

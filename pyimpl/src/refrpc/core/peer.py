@@ -740,7 +740,8 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             if t.state == "queued" and tid not in queued:
                 problems.append(f"{tid}: queued but in no queue (TASK-020)")
         for r in self.remotes.values():
-            if r.load != len(r.in_flight) or r.slow_in_flight != sum(not q for _, q in r.in_flight.values()):
+            if (r.load != len(r.in_flight) or r.slow_in_flight != sum(not q for _, q in r.in_flight.values())
+                    or sum(r.keys_in_flight.values()) != len(r.in_flight)):
                 problems.append(f"{r.peer}: in-flight accounting is off (TASK-020)")
             if any(r.requests.get(seq) != ("SubmitTask", tid) for tid, seq in r.submit_seqs.items()):
                 problems.append(f"{r.peer}: a SubmitTask's seq is kept for no such request (ERR-003)")

@@ -360,6 +360,9 @@ class Remote:
     in_flight: dict[str, tuple[int, bool]] = field(default_factory=dict)
     #: How many of ``in_flight`` are not known to be quick.
     slow_in_flight: int = 0
+    #: The functions of ``in_flight`` (their speed keys) -> how many: a task is only
+    #: pipelined behind tasks of its own function (TASK-020).
+    keys_in_flight: dict[str, int] = field(default_factory=dict)
     #: CPU slots ("CPU") and named resources this peer's counted tasks and live
     #: actors take there now (TASK-012).
     used: dict[str, float] = field(default_factory=dict)

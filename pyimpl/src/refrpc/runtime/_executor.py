@@ -856,10 +856,13 @@ class Executor:
         if what not in _BY_VALUE_RUNNERS or not args:
             return what
         first = args[0]
+        # The code is unpickled only for a peer that may ship code here (SEC-005,
+        # SEC-006), as the runner itself would be refused for any other; and only
+        # when it came inline: an error message is no reason to fetch anything.
+        if first.value is None or not self._trusted(getattr(ins, "owner", "")):
+            return "a function shipped by value"
         try:
-            value = first.value if first.value is not None else self.node.local_value(
-                first.object_id, first.locations, 5.0, None)
-            fn = _by_value(self._load(first.object_id, value))
+            fn = _by_value(self._load(first.object_id, first.value))
             return f"{fn.__module__}:{fn.__qualname__}"
         except Exception:  # noqa: BLE001 - the code itself did not load: say no more than that
             return "a function shipped by value"
