@@ -195,6 +195,7 @@ CATCHES = {
     "adopt-any-attempt": "rpc/RPC-006-reply-for-another-attempt-ignored",
     "keep-freed-copies": "objects/GC-004-LOC-003-free-objects-drops-the-primary-copy",
     "reused-task-id-takes-the-task": "tasks/TASK-068-TASK-013-task-id-of-another-submitter-refused",
+    "reused-actor-id-ignored": "actors/ACT-035-actor-id-of-another-owner-refused",
 }
 
 

@@ -195,6 +195,22 @@ def _hosted_counter(concurrency: int = 0):
     return h, o, c, aid
 
 
+def test_a_create_actor_reusing_another_owners_actor_id_is_refused():
+    # C sends CreateActor with the id of O's actor hosted at H (ids are unique, ID-005):
+    # refused MALFORMED, no constructor runs, and O's actor stays O's: C cannot kill it
+    # and O's kill still reaches it                                   ACT-035, ACT-006
+    from refrpc.core.messages import KillActor, ProtocolError
+
+    h, o, c, aid = _hosted_counter()
+    out = h.handle(c.send(h, CreateActor(aid, "Other", ())))
+    [err] = [b for b in bodies(out, to="C") if isinstance(b, ProtocolError)]
+    assert (err.error.code, err.error.requirement) == (ErrorCode.MALFORMED, "ACT-035")
+    assert not of_type(out, ev.StartActor) and not of_type(out, ev.RunTask)
+    assert h.hosted[aid].owner == "O"
+    assert of_type(h.handle(c.send(h, KillActor(aid))), ev.StopActor) == []
+    assert of_type(h.handle(o.send(h, KillActor(aid))), ev.StopActor)
+
+
 def test_a_call_waiting_for_its_argument_holds_back_only_its_own_callers_calls():
     # C: a.add.remote(x) with x O's and unanswered; O: a.add.remote(2), then a.get.remote():
     # O's ready call starts at once, C's waits unstarted (ACT-034); C's call 2 waits for C's call 1

@@ -126,6 +126,48 @@ def _counter(ctx: CaseContext, iut: IUT, peer: WirePeer, start: int) -> str:
 
 
 @case(
+    "actors/ACT-035-actor-id-of-another-owner-refused",
+    requirements=["ACT-035", "ACT-006", "ACT-003"],
+    features=("core", "actors"),
+    summary=(
+        "Suite peer O creates a Counter(1) on the IUT. A second suite peer L, on its own session, sends a "
+        "CreateActor with O's actor id (a class of its own): the IUT must refuse it with ProtocolError(MALFORMED) "
+        "whose relatedSeq is that message's seq and whose requirement is ACT-035, and start nothing for it. O's "
+        "actor stays O's: a get by O answers 1, a KillActor from L changes nothing (O's next get still answers "
+        "1), and O's own KillActor is answered ActorStatus(DEAD)."
+    ),
+)
+def actor_id_of_another_owner(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx, peer_name="owner")
+    actor = _counter(ctx, iut, peer, 1)
+    liar = ctx.wire_peer("liar")
+    liar_link = ctx.session(liar, iut)
+    bad_seq = liar_link.send(CreateActor(actor, "Counter", (by_value(100),)))
+    err: ProtocolError = ctx.expect(liar, ProtocolError, lambda m: m.related_seq == bad_seq, requirement="ACT-035",
+                                    what=f"ProtocolError about seq {bad_seq} (a CreateActor reusing O's actor id)").body
+    ctx.check("ACT-035", (err.error.code, err.error.requirement) == (ErrorCode.MALFORMED, "ACT-035"),
+              'code MALFORMED, requirement "ACT-035"', f"{err.error.code.value}, {err.error.requirement!r}")
+    statuses = liar.received(ActorStatus, lambda m: m.actor_id == actor)
+    ctx.check("ACT-035", not statuses, f"no ActorStatus to {liar.peer_id} (no constructor started for it)",
+              [str(a.body) for a in statuses] or "none")
+
+    def get(seq: int) -> TaskReply:
+        t = task(peer, "get", [], actor_id=actor, actor_seq=seq)
+        link.send(t)
+        return expect_reply(ctx, peer, t, requirement="ACT-035", timeout=10.0)
+
+    check_inline(ctx, get(1), 1, requirement="ACT-035", note="O's actor still holds O's state after the refusal")
+    kill_seq = liar_link.send(KillActor(actor))
+    ctx.wait_until(liar, lambda: liar_link.acked >= kill_seq, requirement="SES-003",
+                   what=f"the IUT's ack of {liar.peer_id}'s KillActor (seq {kill_seq})")
+    check_inline(ctx, get(2), 1, requirement="ACT-006", note=f"a KillActor from {liar.peer_id}, not the owner, stops nothing")
+    link.send(KillActor(actor))
+    dead: ActorStatus = ctx.expect(peer, ActorStatus, lambda m: m.actor_id == actor and m.state is not ActorState.ALIVE,
+                                   requirement="ACT-006", what="ActorStatus(DEAD) after O's KillActor").body
+    ctx.check("ACT-006", dead.state is ActorState.DEAD, "DEAD", dead.state.value)
+
+
+@case(
     "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
     requirements=["ACT-014", "ACT-003", "ACT-018"],
     features=("core", "actors"),

@@ -328,8 +328,7 @@ HELD_SLEEP_MS = 3000
     ),
 )
 def task_id_of_another_submitter(ctx: CaseContext) -> None:
-    # TASK-068 opens with a MAY (keying by task id and attempt), so the index gives it that level; every
-    # clause checked here is one of its MUSTs.
+    # Every clause checked here is one of TASK-068's MUSTs (its text also says what an executor may do).
     must = {"level": "MUST"}
     iut, peer, link = open_session(ctx, peer_name="submitter")
     liar = ctx.wire_peer("liar")

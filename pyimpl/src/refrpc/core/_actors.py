@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .errors import LocalUsageError
+from .errors import LocalUsageError, ProtocolViolation
 from .events import ActorReady, ActorStateChanged, CreateActorRequest, StartActor, StopActor, StopTask
 from .messages import (
     ActorId,
@@ -174,7 +174,13 @@ class Actors:
     def _on_CreateActor(self: Peer, r: Remote, msg: CreateActor) -> None:
         self._check_args(msg.args)  # VAL-015
         self._check_demand(msg)  # TASK-054, ACT-030
-        if msg.actor_id in self.hosted:
+        h = self.hosted.get(msg.actor_id)
+        if h is not None:
+            if (h.owner, h.owner_incarnation) != (r.peer, r.incarnation):
+                # ACT-035: another owner's actor of that id lives here (ids are unique,
+                # ID-005); this one must not take its place or its calls.
+                raise ProtocolViolation(ErrorCode.MALFORMED, f"actor {msg.actor_id!r} is already hosted here "
+                                        "for another owner", "ACT-035")
             return  # duplicate (RPC-001)
         self.hosted[msg.actor_id] = HostedActor(msg.actor_id, r.peer, r.incarnation,
                                                 max_concurrency=max(1, msg.max_concurrency))  # ACT-013

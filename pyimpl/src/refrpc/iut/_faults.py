@@ -872,6 +872,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A peer holding a copy of an object ignores the owner's FreeObjects for it: the copy stays in its store "
         "and is still served to fetchers.",
     ),
+    "reused-actor-id-ignored": (
+        "ACT-035",
+        "A host ignores a CreateActor from another owner that reuses the id of an actor it hosts, as if it were "
+        "a duplicate of the first: no ProtocolError is sent.",
+    ),
     "reused-task-id-takes-the-task": (
         "TASK-068",
         "An executor takes a SubmitTask from another submitter that reuses the task id and attempt of a task "
@@ -880,6 +885,19 @@ FAULTS: dict[str, tuple[str, str]] = {
         "task (the first submitter may never be answered).",
     ),
 }
+
+
+def _reused_actor_id_ignored(iut: Iut) -> None:
+    core = iut.node.core
+    on_create = core._on_CreateActor
+
+    def patched(r: Any, msg: Any) -> None:
+        h = core.hosted.get(msg.actor_id)
+        if h is not None and (h.owner, h.owner_incarnation) != (r.peer, r.incarnation):
+            return  # breaks ACT-035: dropped as a duplicate, unanswered
+        on_create(r, msg)
+
+    core._on_CreateActor = patched
 
 
 def _reused_task_id_takes_the_task(iut: Iut) -> None:
@@ -2889,6 +2907,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "adopt-any-attempt": _adopt_any_attempt,
     "keep-freed-copies": _keep_freed_copies,
     "reused-task-id-takes-the-task": _reused_task_id_takes_the_task,
+    "reused-actor-id-ignored": _reused_actor_id_ignored,
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
