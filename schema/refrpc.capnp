@@ -57,7 +57,8 @@ struct Envelope {
   # My PeerId (ID-001).
 
   senderIncarnation @1 :UInt64;
-  # My incarnation (ID-002). You discard messages from an incarnation you have
+  # My incarnation (ID-002), never 0: you discard a message with 0 here
+  # unanswered (SES-042). You discard messages from an incarnation you have
   # fenced (SES-005); a Hello from a new incarnation of a peer you know fences
   # the old one (HS-006).
 
@@ -666,7 +667,8 @@ struct ReturnValue {
   # for other kinds.
 
   size @5 :Int64;
-  # For kind `stored`: the size of its stored form in bytes (OBJ-011).
+  # For kind `stored`: the size of its stored form in bytes (OBJ-011); below 16
+  # it makes the reply malformed (VAL-019, TASK-019).
 
   nested @6 :List(RefDescriptor);
   # For kind `stored`: the refs nested in the stored value, so that you, the
@@ -998,8 +1000,8 @@ struct FetchChunk {
 
   data @6 :Payload;
   # The bytes, at most your chunkBytes before compression, except that chunks are
-  # at least 1 KiB (FET-020) and fit your maxFrameBytes (FET-007). Large chunks
-  # travel out-of-band (VAL-003).
+  # at least 1 KiB (FET-020; the last chunk of a range may be shorter) and fit
+  # your maxFrameBytes (FET-007). Large chunks travel out-of-band (VAL-003).
 
   error :union {
     # Whether I can serve the request.

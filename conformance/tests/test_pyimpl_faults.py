@@ -136,6 +136,8 @@ CATCHES = {
     "queued-sent-unchecked": "tasks/ZMQ-021-ZMQ-007-queued-task-checked-with-the-announced-limit",
     "malformed-answer-waits": "tasks/GEN-030-undecodable-reply-fails-the-task",
     "incarnation-0-accepted": "malformed/ID-013-REF-004-incarnation-0",
+    "sender-incarnation-0-accepted": "handshake/SES-042-sender-incarnation-0-unanswered",
+    "borrower-incarnation-0-before-features": "handshake/ID-013-ERR-010-feature-before-incarnation-0",
     "repeat-hello-renegotiates": "handshake/HS-036-repeated-hello-not-renegotiated",
     "unpickle-fetched-forms": "fetch/OBJ-067-SEC-005-pickled-stored-form-not-read",
     "empty-address-malformed": "malformed/ID-013-REF-006-empty-owner-address",

@@ -140,6 +140,18 @@ def test_incarnation_0_where_one_is_recorded_or_fenced_is_malformed():
     assert a.fenced == set() and a.owned["A.a1.1"].borrowers == {}
 
 
+
+def test_incarnation_0_is_judged_after_the_feature_check():
+    # S, without borrowing, sends a RegisterBorrower naming incarnation 0   ID-013, ERR-010, HS-004
+    a = checked_peer("A", 0xA1)
+    s = Stub("S", features=("core",))
+    s.greet(a)
+    a.handle(ev.Put("put", "A.a1.1", Value(Encoding.RAW, b"v")))
+    out = a.handle(s.send(a, RegisterBorrower("A.a1.1", "B", 0, "mem://B", "S.f1")))
+    [err] = bodies(out, ProtocolError)
+    assert (err.error.code, err.related_seq) == (ErrorCode.FEATURE_NOT_NEGOTIATED, 1)
+    assert a.owned["A.a1.1"].borrowers == {}
+
 # ---------------------------------------------------------------- answers too large to send
 def test_a_reply_too_large_for_the_submitters_frames_fails_every_return():
     # S (1 MiB frames) runs f on A, which returns 11 values of 100 KiB inline   ZMQ-022, ZMQ-007

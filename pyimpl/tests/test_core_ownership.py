@@ -1441,3 +1441,13 @@ def test_grants_in_members_a_return_kind_does_not_use_are_given_back():
     out = d2.handle(w2.send(d2, TaskReply(tid2, 1, (stored,))))
     assert bodies(out, ReleaseBorrows) == [ReleaseBorrows((BorrowRelease(z2.object_id, (z2.forward_id,)),))]
     assert d2.owned[y2].state == "ready" and z2.object_id not in d2.borrowed
+
+
+def test_a_task_that_may_not_run_again_is_kept_while_its_return_is_held():
+    # D: y = f.options(max_retries=0).remote() on W; W replies; y is still held  LIN-001, RPC-014
+    d, w, tid, y = stub_executor(retries=0)
+    d.handle(w.send(d, TaskReply(tid, 1, (ReturnValue(y, ReturnKind.INLINE, raw(b"ok")),))))
+    assert d.owned[y].state == "ready"
+    assert tid in d.tasks  # its record is y's lineage, although f may not run again
+    d.handle(ev.DropRef("drop", y))
+    assert y not in d.owned and tid not in d.tasks  # forgotten with its last return's entry

@@ -841,6 +841,8 @@ def test_retry_queued_before_the_handshake_is_not_sent_without_recovery():
     net.deliver_all()
     assert [m.attempt for m in net.sent_bodies(SubmitTask, dst="W2")] == []
     assert net["D"].owned[y].error.code is ErrorCode.WORKER_DIED
+    # the same event as a retry refused before the handshake or at once (state-machines.md §3)
+    assert [e for _, e, _ in net["D"].story(tid) if e in ("rejected", "executor_died_final")] == ["executor_died_final"]
 
 
 def test_lz4_fields_on_a_session_without_lz4_are_refused():
@@ -1001,3 +1003,31 @@ def test_answer_to_a_fenced_incarnation_goes_to_the_address_kept_with_its_fence(
             (b1.address, 0xB1, ErrorCode.DECLARED_DEAD)]
         assert of_type(out, ev.RunTask) == [] and frames(out, Welcome) == []
     assert a.remotes["B"].incarnation == 0xB2 and a.remotes["B"].state == "alive"
+
+
+def test_hello_from_sender_incarnation_0_is_discarded_unanswered():
+    # a Hello whose envelope names sender incarnation 0                       SES-042, ID-002
+    a = peer()
+    s = Stub("S", incarnation=0)
+    out = a.handle(s.hello(a))
+    assert frames(out) == []  # no Welcome: it could only be addressed to incarnation 0
+    assert not any(r.state == "alive" for r in a.remotes.values())
+    assert of_type(a.handle(s.envelope(a, task(s, 1), 1)), ev.RunTask) == []
+
+
+def test_message_from_sender_incarnation_0_to_an_earlier_incarnation_gets_no_answer():
+    # SES-006 would answer DECLARED_DEAD, addressed to incarnation 0           SES-042, SES-018
+    a = peer()
+    Stub("S").greet(a)  # A knows an address for PeerId S (SES-020)
+    s = Stub("S", incarnation=0)
+    assert frames(a.handle(s.envelope(a, task(s, 1), 1, receiver_incarnation=0xA0))) == []
+    assert a.remotes["S"].state == "alive"  # the live session with S's real incarnation is untouched
+
+
+def test_undecodable_frame_from_sender_incarnation_0_to_an_earlier_incarnation_gets_no_answer():
+    # as above, for a frame whose body does not decode                         SES-042, SES-018
+    a = peer()
+    Stub("S").greet(a)
+    bad = ev.ReceiveMalformed("bad", "S", 0, ErrorInfo(ErrorCode.MALFORMED, "junk"), seq=1,
+                              receiver="A", receiver_incarnation=0xA0)
+    assert frames(a.handle(bad)) == []

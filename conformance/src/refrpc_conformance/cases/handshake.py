@@ -11,8 +11,10 @@ from refrpc.core.messages import (
     ErrorCode,
     ErrorInfo,
     Goodbye,
+    Heartbeat,
     Hello,
     ProtocolError,
+    RegisterBorrower,
     ReturnKind,
     ReturnValue,
     SubmitTask,
@@ -269,6 +271,55 @@ def feature_before_incarnation_0(ctx: CaseContext) -> None:
     run_echo(ctx, peer, link, "after", requirement="HS-004")
     answers = peer.received(ProtocolError, lambda m: m.related_seq == seq)
     ctx.check("ERR-010", len(answers) == 1, "one answer for the message", f"{len(answers)} ProtocolErrors")
+
+
+@case(
+    "handshake/ID-013-ERR-010-feature-before-incarnation-0",
+    requirements=["ID-013", "ERR-010", "HS-004"],
+    summary=(
+        "On a session where only `core` is in use, the suite sends a RegisterBorrower for an object the IUT "
+        "owns whose borrowerIncarnation is 0. It breaks a feature rule (ERR-010 step 3: RegisterBorrower needs "
+        "`borrowing`) and ID-013, which is judged at delivery (step 5): the one answer is "
+        "ProtocolError(FEATURE_NOT_NEGOTIATED), never MALFORMED, and the session goes on."
+    ),
+)
+def register_borrower_feature_before_incarnation_0(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx, features=("core",))
+    x = iut.put(b"owned by the IUT")
+    seq = link.send(RegisterBorrower(x, peer.peer_id, 0, peer.address, ctx.new_id(peer)))
+    err = ctx.expect(peer, ProtocolError, lambda m: m.related_seq == seq, requirement="ID-013",
+                     what=f"ProtocolError about seq {seq}").body
+    check_error_code(ctx, err, (ErrorCode.FEATURE_NOT_NEGOTIATED,), requirement="ID-013")
+    run_echo(ctx, peer, link, "after", requirement="HS-004")
+    answers = peer.received(ProtocolError, lambda m: m.related_seq == seq)
+    ctx.check("ERR-010", len(answers) == 1, "one answer for the message", f"{len(answers)} ProtocolErrors")
+
+
+@case(
+    "handshake/SES-042-sender-incarnation-0-unanswered",
+    requirements=["SES-042", "SES-016", "SES-018", "ID-002"],
+    summary=(
+        "A second suite peer sends the IUT a Hello whose envelope names sender incarnation 0, and the suite's "
+        "live peer sends a Heartbeat with sender incarnation 0 addressed to an earlier incarnation of the IUT "
+        "(which SES-006 would answer DECLARED_DEAD to a real incarnation). Both are discarded unanswered: no "
+        "Welcome and no ProtocolError is addressed to incarnation 0, and the live session goes on."
+    ),
+)
+def sender_incarnation_0_unanswered(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    zero = ctx.wire_peer("zero")
+    zero_link = zero.connect(iut.peer_id, iut.address, iut.incarnation)
+    zero_link.hello(sender_incarnation=0)
+    earlier = iut.incarnation ^ 1 or 2
+    link.send(Heartbeat(), sender_incarnation=0, receiver_incarnation=earlier)
+    run_echo(ctx, peer, link, "after", requirement="SES-042")
+    iut.quiesce()
+    welcomed = [str(a.body) for a in zero.received((Welcome, ProtocolError))]
+    ctx.check("SES-042", not welcomed, "the Hello from incarnation 0 discarded without an answer", welcomed)
+    to_zero = [str(a.body) for a in peer.received(ProtocolError, lambda m: True)
+               if a.envelope.receiver_incarnation == 0]
+    ctx.check("SES-042", not to_zero, "nothing answered to incarnation 0 (SES-018: never 0)", to_zero)
+    run_echo(ctx, peer, link, "last", requirement="SES-042")
 
 
 @case(

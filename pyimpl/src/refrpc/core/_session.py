@@ -57,6 +57,11 @@ _CARRY_REFS = (SubmitTask, CreateActor, ObjectStatus)
 #: Requests whose failure a ProtocolError can report, and the field naming them (ERR-003).
 
 
+def _no_sender_incarnation(incarnation: int) -> bool:
+    """SES-042: an envelope's ``senderIncarnation`` of 0 names no incarnation at all."""
+    return incarnation == 0
+
+
 def _zero_incarnation(body: Message) -> str:
     """ID-013: why ``body`` is malformed for naming incarnation 0 where an incarnation
     is recorded or fenced; "" if it does not."""
@@ -276,6 +281,12 @@ class SessionLayer:
             self._story(f"peer:{env.sender}", "discard-not-for-me", env.receiver)
             if self.trace_events:
                 self._trace("discarded", reason="wrong-receiver")
+            return
+        if _no_sender_incarnation(env.sender_incarnation):
+            # SES-042: incarnations are never 0 (ID-002); nothing can be addressed to one.
+            self._story(f"peer:{env.sender}", "discard-sender-incarnation-0", type(body).__name__)
+            if self.trace_events:
+                self._trace("discarded", reason="wrong-incarnation")
             return
         if env.receiver_incarnation == 0 and not isinstance(body, Hello):
             self._story(f"peer:{env.sender}", "discard-no-incarnation", type(body).__name__)  # SES-014
@@ -640,6 +651,8 @@ class SessionLayer:
         once its envelope passed the checks of SES-016 in their order."""
         if receiver is not None and receiver != self.peer_id:
             return  # not for us: discarded, unanswered
+        if _no_sender_incarnation(incarnation):
+            return  # SES-042: no incarnation to answer, no session it can belong to
         r = self.remotes.get(sender)
         if receiver_incarnation is not None and receiver_incarnation != self.incarnation:
             if receiver_incarnation == 0:  # SES-014: rejected before sequencing

@@ -313,7 +313,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
             t = self.tasks.get(str(key))
             if t is not None and t.state == "submitted" and t.executor == r.peer:
                 self._unload(t)
-                self._fail_task(t, error, "rejected")
+                # HS-018: a retry the session cannot carry settles as one refused at once
+                # does (_send_task), with the event of a last attempt's lost executor.
+                self._fail_task(t, error, "executor_died_final" if (error.code, error.requirement) == (ErrorCode.WORKER_DIED, "HS-018") else "rejected")
             elif t is not None and t.state == "cancelled" and t.executor == r.peer and t.holding_args:
                 # ERR-003: no reply will come to end TASK-014's wait; release the holds now.
                 self._cancelled_task_over(t, "rejected")

@@ -574,6 +574,18 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A stored form fetched from a holder is read whatever its encoding: a pickle value that came on a "
         "session without python-pickle is unpickled (the code it names runs) and the copy is kept.",
     ),
+    "sender-incarnation-0-accepted": (
+        "SES-042",
+        "A message whose envelope names sender incarnation 0 goes through the other checks as any "
+        "message does: a Hello from incarnation 0 is welcomed (the Welcome addressed to incarnation 0), "
+        "and a message from it to an earlier incarnation of the IUT is answered DECLARED_DEAD, addressed to 0.",
+    ),
+    "borrower-incarnation-0-before-features": (
+        "ID-013",
+        "ID-013's incarnation 0 is judged before the feature rules, as if while decoding: a "
+        "RegisterBorrower naming borrower incarnation 0 on a session without borrowing is answered "
+        "MALFORMED instead of FEATURE_NOT_NEGOTIATED.",
+    ),
     "incarnation-0-accepted": (
         "ID-013",
         "A RegisterBorrower, ConfirmBorrow or PeerDeadNotice naming incarnation 0 is acted on: a grant is "
@@ -1873,6 +1885,24 @@ def _malformed_answer_waits(iut: Iut) -> None:
     iut.node.core._answer_refused = lambda *args: None  # breaks GEN-030: the request stays open
 
 
+def _sender_incarnation_0_accepted(iut: Iut) -> None:
+    from ..core import _session
+
+    _session._no_sender_incarnation = lambda incarnation: False  # breaks SES-042
+
+
+def _borrower_incarnation_0_before_features(iut: Iut) -> None:
+    from ..core import _session
+
+    core = iut.node.core
+    checked = core._feature_problem
+
+    def feature_problem(r: Any, body: Any) -> Any:
+        return None if _session._zero_incarnation(body) else checked(r, body)  # breaks ID-013's order
+
+    core._feature_problem = feature_problem  # type: ignore[method-assign]
+
+
 def _incarnation_0_accepted(iut: Iut) -> None:
     from ..core import _session
 
@@ -3001,6 +3031,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "queued-sent-unchecked": _queued_sent_unchecked,
     "malformed-answer-waits": _malformed_answer_waits,
     "incarnation-0-accepted": _incarnation_0_accepted,
+    "sender-incarnation-0-accepted": _sender_incarnation_0_accepted,
+    "borrower-incarnation-0-before-features": _borrower_incarnation_0_before_features,
     "repeat-hello-renegotiates": _repeat_hello_renegotiates,
     "unpickle-fetched-forms": _unpickle_fetched_forms,
     "list-oversized-table": _list_oversized_table,
