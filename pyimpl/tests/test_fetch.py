@@ -21,16 +21,22 @@ from refrpc.store import list_segments
 pytestmark = pytest.mark.timeout(60)
 
 
+#: The executor of each "w1" node the fixture made, by the node's id().
+EXECUTORS: dict[int, object] = {}
+
+
 @pytest.fixture
 def two_hosts():
     ns_a, ns_b = f"ta{secrets.token_hex(3)}", f"tb{secrets.token_hex(3)}"
     a = Node("owner", "tcp://127.0.0.1:0", ns_a, insecure=True)  # two "hosts" on 127.0.0.1, no cluster key
     b, executor = working_node("w1", "tcp://127.0.0.1:0", ns_b, insecure=True)
+    EXECUTORS[id(b)] = executor
     b.fetcher.chunk_bytes = 64 * 1024  # force many chunks
     try:
         a.handle_soon(lambda sid: ev.AddPeer(sid, "w1", b.address, 1)).result()
         yield a, b, ns_a, ns_b
     finally:
+        EXECUTORS.pop(id(b), None)
         executor.stop()
         a.stop()
         b.stop()
@@ -49,10 +55,11 @@ def _put(node: Node, data: bytes) -> str:
     return node.call(do).result()
 
 
-def _submit(node: Node, function: str, *object_ids: str) -> str:
+def _submit(node: Node, function: str, *object_ids: str, executor: str = "") -> str:
     def do() -> str:
         task_id, rids = node.ids.task(1)
-        node.handle(ev.Submit(node.sid(), task_id, function, tuple(ev.ArgSpec(object_id=o) for o in object_ids), rids))
+        node.handle(ev.Submit(node.sid(), task_id, function, tuple(ev.ArgSpec(object_id=o) for o in object_ids), rids,
+                              executor=executor))
         return rids[0]
 
     return node.call(do).result()
@@ -225,6 +232,35 @@ def test_a_task_whose_argument_does_not_come_gives_its_cpu_to_the_next_task(two_
     res = a.get_result(n).result(30)  # its fetch asks again once the holder was silent too long
     assert res.error is None and deserialize(res.value, ref_factory=lambda d: d) == len(data)
     a.handle_soon(lambda sid: ev.DropRef(sid, x), lambda sid: ev.DropRef(sid, n), lambda sid: ev.DropRef(sid, s)).result()
+
+
+def test_a_submitter_s_tasks_give_back_their_cpu_for_fetches_up_to_a_bound(two_hosts, monkeypatch):
+    # With the bound at 1: two tasks of one submitter whose argument never comes. The
+    # first gives its CPU back (TASK-056); the second keeps it while it fetches, so a
+    # submitter whose arguments never come cannot make the executor start a thread
+    # per task. Once chunks flow again, both end right.
+    from refrpc.runtime import _executor
+    from refrpc.serialization import deserialize
+    from refrpc.transport import FaultRule
+
+    a, b, ns_a, ns_b = two_hosts
+    monkeypatch.setattr(_executor, "MAX_FETCH_WAITS_PER_SUBMITTER", 1)
+    executor = EXECUTORS[id(b)]
+    data = b"w" * 300_000
+    x = _put(a, data)
+    b.set_faults([FaultRule("drop", "receive", "FetchChunk", peer="owner", count=None)]).result(10)
+    first, second = (_submit(a, "remote_fixtures:length", x, executor="w1") for _ in range(2))  # both sent at once
+
+    def state() -> tuple[dict, float]:
+        return dict(executor._fetch_waits), executor.book()[1]["CPU"]
+
+    assert wait_until(lambda: state() == ({"owner": 1}, 1.0), 10), state()
+    b.set_faults([]).result(10)
+    for rid in (first, second):
+        res = a.get_result(rid).result(30)
+        assert res.error is None and deserialize(res.value, ref_factory=lambda d: d) == len(data)
+    assert executor._fetch_waits == {}
+    a.handle_soon(lambda sid: ev.DropRef(sid, x), lambda sid: ev.DropRef(sid, first), lambda sid: ev.DropRef(sid, second)).result()
 
 
 def test_an_lz4_chunk_never_decompresses_past_its_range():
