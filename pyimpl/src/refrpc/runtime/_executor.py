@@ -575,7 +575,10 @@ class Executor:
                 children = []
         if children:
             node = self.node
-            node.call(lambda: node.handle(*[ev.Cancel(node.sid(), t) for t in children if t in node.core.tasks]))
+            done = node.call(lambda: node.handle(*[ev.Cancel(node.sid(), t) for t in children if t in node.core.tasks]))
+            if done.exception() is not None:  # a stopping node, say: the children run on, and we say so
+                _log(f"executor of {node.peer_id}: the tasks task {key[0]} submitted were not cancelled: "
+                     f"{done.exception()!r}")
 
     def _abandon(self, key: tuple[str, int], thread: int) -> None:
         """TASK-031: a stopped task still runs after its grace: let it run on without the turn.

@@ -58,6 +58,9 @@ SERVE_CHUNKS_PER_TURN = 256
 #: How long a request for an object this peer offered to relay, but has not begun to
 #: fetch yet, waits for that fetch before it is answered OBJECT_FREED (FET-042).
 PARK_S = 1.0
+#: Objects whose count of bad copies in a row is kept at most (OBJ-077): an object freed
+#: after one or two bad copies is forgotten with the oldest, never kept for ever.
+BAD_COPIES_KEPT = 4096
 #: Waits before asking a holder that answered RESOURCE_EXHAUSTED again (ERR-009).
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 1.0
@@ -325,12 +328,13 @@ class FetchService:
         """OBJ-076, FET-008: a bad copy fails the fetch; the getter asks the owner again
         (OBJ-013), unless it is the BAD_COPY_LIMIT-th in a row: then the read fails for
         good with MALFORMED (OBJ-077). (The caller has freed what was written.)"""
-        n = self.bad_copies.get(f.object_id, 0) + 1
+        n = self.bad_copies.pop(f.object_id, 0) + 1
         if n < BAD_COPY_LIMIT:
-            self.bad_copies[f.object_id] = n
+            self.bad_copies[f.object_id] = n  # newest last: the oldest go first past the bound
+            while len(self.bad_copies) > BAD_COPIES_KEPT:
+                del self.bad_copies[next(iter(self.bad_copies))]
             self._fail(f, ErrorInfo(ErrorCode.OBJECT_LOST, detail))
             return
-        self.bad_copies.pop(f.object_id, None)
         self._fail(f, ErrorInfo(ErrorCode.MALFORMED, f"{detail} ({n} bad copies in a row)", "OBJ-076"))
 
     def _fail(self, f: _Fetch, info: ErrorInfo) -> None:
