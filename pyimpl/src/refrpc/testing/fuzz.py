@@ -10,8 +10,9 @@ segment counts and sizes, overwritten pointer words, spliced and extra frames,
 envelope fields changed to odd values, and raw garbage. After each batch it checks
 that the target still serves legitimate peers: a fresh peer's ``Hello`` is
 answered with a ``Welcome``, and the driver still runs a task on the worker (one
-that takes no CPU slot, since fuzzed frames may legitimately keep the slot busy) and
-reads the member list from the head. It reads every target's resident memory
+that takes no CPU slot, at once, and one that takes the slot, within a longer bound,
+since fuzzed frames may legitimately keep the slot busy for a while) and reads the
+member list from the head. It reads every target's resident memory
 before and after.
 
 Everything is seeded: a batch's frames are a function of ``(seed, batch)``, so a
@@ -73,6 +74,12 @@ VECTORS = Path(__file__).resolve().parents[4] / "spec" / "vectors" / "messages"
 FEATURES = ("core", "borrowing", "recovery", "actors", "lz4")
 #: Seconds a legitimate request may take before the target counts as hung.
 CHECK_TIMEOUT = 20.0
+#: Seconds the worker's CPU slot may stay taken before it counts as jammed. Fuzzed
+#: frames may legitimately keep it busy (replayed `_sleep` tasks, each at most
+#: SLEEP_MAX_S), so this is longer than CHECK_TIMEOUT.
+SLOT_TIMEOUT = 60.0
+#: The longest a `_sleep` task sleeps, whatever (fuzzed) duration it is given.
+SLEEP_MAX_S = 2.0
 #: Interesting values for bytes and words (boundaries, signs, all ones).
 _BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF)
 _WORDS = (0, 1, 0xFFFFFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFFFFFFFFFF, 0x7FFFFFFFFFFFFFFF, 1 << 32, 1 << 29)
@@ -539,7 +546,7 @@ class Cluster:
             assert self.driver_proc.stdin is not None
             self.driver_proc.stdin.write(what + "\n")
             self.driver_proc.stdin.flush()
-            line = _read_line(self.driver_proc, CHECK_TIMEOUT * 2, "{")
+            line = _read_line(self.driver_proc, CHECK_TIMEOUT + SLOT_TIMEOUT + 10, "{")
         except (OSError, TimeoutError, EOFError) as exc:
             return False, time.monotonic() - start, f"{type(exc).__name__}: {exc}"
         reply = json.loads(line)
@@ -888,12 +895,18 @@ def _driver_child(address: str, capture_dir: str = "") -> int:
         try:
             if cmd == "task":
                 n += 1
-                # Takes no slot (TASK-051): fuzzed frames may legitimately start long
-                # tasks (a replayed `_sleep` whose duration was mutated holds the
-                # worker's one slot for as long as it says). The check asks whether the
-                # worker still runs work and answers, not whether its slot is free.
+                # First a task that takes no slot (TASK-051): the worker still runs work
+                # and answers, whatever fuzzed work keeps its one slot busy. Then one
+                # that takes the slot, with the longer SLOT_TIMEOUT: legitimate fuzzed
+                # work (replayed `_sleep`s) ends within it, a jammed slot does not.
                 got = refrpc.get(echo.options(num_cpus=0).remote(n), timeout=CHECK_TIMEOUT)
                 ok, detail = got == n, f"echo({n}) returned {got!r}"
+                if ok:
+                    try:
+                        got = refrpc.get(echo.remote(-n), timeout=SLOT_TIMEOUT)
+                        ok, detail = got == -n, f"echo({-n}) on the worker's slot returned {got!r}"
+                    except refrpc.GetTimeoutError:
+                        ok, detail = False, f"the worker's CPU slot stayed taken for {SLOT_TIMEOUT:g} s (jammed)"
             elif cmd == "head":
                 ok, detail = bool(api._call_on(HEAD, "refrpc.runtime._membership:members", timeout=CHECK_TIMEOUT)), ""
             else:
@@ -939,7 +952,7 @@ def _fail(message: str) -> None:
 
 @remote
 def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
+    time.sleep(min(seconds, SLEEP_MAX_S))  # a fuzzed duration must not hold the slot for ever
 
 
 @remote
