@@ -146,9 +146,12 @@ class Tasks:
     def _send_task(self: Peer, t: OwnerTask) -> None:
         a = self.owned_actors.get(t.spec.actor_id) if t.spec.actor_id else None
         if a is not None and a.state == "dead" and a.error is not None:
-            # ACT-016: the owner knows its actor is dead for good: the call fails at once,
-            # with the reason, instead of waiting out ACT-023 at a host that never had it.
-            self._fail_task(t, a.error, "actor_dead")
+            # ACT-016: the owner knows its actor is dead for good: the call fails at once
+            # (ACTOR_DIED, ACT-004), with the reason, instead of waiting out ACT-023 at a
+            # host that never had it.
+            why = a.error if a.error.code is ErrorCode.ACTOR_DIED else ErrorInfo(
+                ErrorCode.ACTOR_DIED, f"actor {t.spec.actor_id} is dead: {a.error.message}", "ACT-004")
+            self._fail_task(t, why, "actor_dead")
             return
         if not self._is_live(t.executor):
             if t.spec.actor_id:

@@ -23,7 +23,7 @@ import sys
 import threading
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..codec import ValueTooLarge
 from ..core import events as ev
@@ -44,11 +44,6 @@ if TYPE_CHECKING:
 #: How many tasks of one executor may wait in a get having given their CPU back
 #: (each keeps a thread, started when needed); past it, a waiting task keeps its CPU.
 MAX_WAITING_TASKS = 1024
-#: Of those, tasks of one submitter that give their CPU back while their arguments are
-#: fetched: a submitter whose arguments never come (a silent or hostile holder) cannot
-#: make this executor start a thread for each of its tasks; past it, its next task
-#: keeps its CPU while it fetches.
-MAX_FETCH_WAITS_PER_SUBMITTER = 64
 #: Tasks an executor runs at once at most, whatever their demands (TASK-051: tasks that
 #: take nothing would otherwise each start a thread); past it, tasks wait their turn.
 MAX_RUNNING_TASKS = 1024
@@ -263,8 +258,6 @@ class Executor:
         #: not finished, unless the canceller asked to keep them (``cancel(recursive=False)``).
         self._children: dict[tuple[str, int], list[str]] = {}
         self._keep_children: set[str] = set()
-        #: Submitter -> its tasks waiting for an argument's fetch with their CPU given back.
-        self._fetch_waits: dict[str, int] = {}
         #: Holds back loading a call's arguments while they would not fit the store (OBJ-037).
         self.admission = Admission(getattr(node.store, "capacity", None), getattr(node.store, "ledger", None))
         self._spawn()
@@ -837,10 +830,6 @@ class Executor:
                     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
 
     def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction) -> list[Any]:
-        # A task gives its CPU back while its arguments come from another host (TASK-056):
-        # a slow or silent holder must not keep the executor's other work waiting.
-        wait = (self._fetch_waiter(ins.owner) if isinstance(ins, ev.RunTask)
-                and getattr(self._local, "key", None) is not None else None)
         args: list[Any] = []
         for a in resolved:
             if a.ref is not None:
@@ -850,7 +839,7 @@ class Executor:
             if value is None:
                 try:
                     # Same host: mapped, not copied; another host: fetched first (FET-001).
-                    value = self.node.local_value(a.object_id, a.locations, 120.0, wait)
+                    value = self.node.local_value(a.object_id, a.locations, 120.0)
                 except (ObjectNotFound, TimeoutError):
                     # OBJ-013: ask the owner again; the core re-issues the RunTask.
                     if isinstance(ins, ev.RunTask):
@@ -858,29 +847,6 @@ class Executor:
                     raise _Refetch() from None
             args.append(self._load(a.object_id, value))
         return args
-
-    def _fetch_waiter(self, owner: str) -> Callable[[concurrent.futures.Future[Any], float | None], Any]:
-        """How a task of ``owner`` waits for an argument's fetch: giving its CPU back
-        (TASK-056), while fewer than MAX_FETCH_WAITS_PER_SUBMITTER of its tasks do."""
-        def wait(fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
-            with self._lock:
-                waits = self._fetch_waits.get(owner, 0)
-                give = waits < MAX_FETCH_WAITS_PER_SUBMITTER
-                if give:
-                    self._fetch_waits[owner] = waits + 1
-            if not give:
-                return fut.result(timeout)
-            try:
-                return self.help_until(fut, timeout)
-            finally:
-                with self._lock:
-                    left = self._fetch_waits[owner] - 1
-                    if left:
-                        self._fetch_waits[owner] = left
-                    else:
-                        del self._fetch_waits[owner]
-
-        return wait
 
     def _shipped_name(self, ins: ev.Instruction) -> str:
         """What a call runs, for an error message: for code shipped by value, the user's
