@@ -2625,13 +2625,14 @@ def _answer_refused_early_or_again(iut: Iut, *, duplicates: bool) -> None:
     core = iut.node.core
     malformed = core._malformed
 
-    def patched(sender: Any, incarnation: int, seq: int, error: Any, receiver: Any = None, receiver_incarnation: Any = None) -> None:
+    def patched(sender: Any, incarnation: int, seq: int, error: Any, receiver: Any = None, receiver_incarnation: Any = None,
+                *rest: Any, **more: Any) -> None:
         r = core.remotes.get(sender)
         live = (r is not None and r.state == "alive" and r.incarnation == incarnation and receiver in (None, core.peer_id)
                 and receiver_incarnation in (None, core.incarnation))
         if live and seq > 0 and ((duplicates and seq <= r.delivered) or (not duplicates and seq > r.delivered + 1)):
             core._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", seq)  # breaks GEN-019
-        malformed(sender, incarnation, seq, error, receiver, receiver_incarnation)
+        malformed(sender, incarnation, seq, error, receiver, receiver_incarnation, *rest, **more)
 
     core._malformed = patched  # type: ignore[method-assign]
 
