@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from refrpc.core.messages import CancelTask, ErrorCode, ErrorInfo, Heartbeat, PeerDeadNotice, ProtocolError, SubmitTask, TaskReply
 
 from .._build import by_value
@@ -427,6 +429,21 @@ def answer_without_a_session_acknowledges_nothing(ctx: CaseContext) -> None:
     run_echo(ctx, peer, link, "after the stranger", requirement="SES-019")
 
 
+def _reply_never_acknowledged(ctx: CaseContext) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """P (acks held) submits echo and sees its TaskReply retransmitted; W is a second
+    peer in session with the IUT. Returns (iut, P, P's link, W, W's link, the reply)."""
+    iut, peer, link = open_session(ctx)
+    watcher = ctx.wire_peer("watcher")
+    link_w = ctx.session(watcher, iut)
+    link.hold_acks()
+    t = task(peer, "echo", [by_value("never acknowledged")])
+    link.send(t)
+    reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="TASK-005", what="the TaskReply")
+    ctx.wait_until(peer, lambda: sum(1 for s, _ in link.seq_arrivals if s == reply.seq) >= 2, requirement="SES-003",
+                   what=f"a retransmission of seq {reply.seq} (no ack was sent)", timeout=10.0)
+    return iut, peer, link, watcher, link_w, reply
+
+
 @case(
     "session/SES-013-nothing-resent-to-a-fenced-incarnation",
     requirements=["SES-013", "SES-005", "LIV-004"],
@@ -439,15 +456,7 @@ def answer_without_a_session_acknowledges_nothing(ctx: CaseContext) -> None:
     timeout=60.0,
 )
 def nothing_resent_to_a_fenced_incarnation(ctx: CaseContext) -> None:
-    iut, peer, link = open_session(ctx)
-    watcher = ctx.wire_peer("watcher")
-    link_w = ctx.session(watcher, iut)
-    link.hold_acks()
-    t = task(peer, "echo", [by_value("never acknowledged")])
-    link.send(t)
-    reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="TASK-005", what="the TaskReply")
-    ctx.wait_until(peer, lambda: sum(1 for s, _ in link.seq_arrivals if s == reply.seq) >= 2, requirement="SES-003",
-                   what=f"a retransmission of seq {reply.seq} (no ack was sent)", timeout=10.0)
+    iut, peer, link, watcher, link_w, reply = _reply_never_acknowledged(ctx)
     nseq = link_w.send(PeerDeadNotice(peer.peer_id, peer.incarnation, "declared dead by the conformance suite"))
     ctx.wait_until(watcher, lambda: link_w.acked >= nseq, requirement="SES-003", what="the IUT's ack of the PeerDeadNotice")
 
@@ -477,15 +486,7 @@ def nothing_resent_to_a_fenced_incarnation(ctx: CaseContext) -> None:
     timeout=90.0,
 )
 def stalled_session_is_a_death(ctx: CaseContext) -> None:
-    iut, peer, link = open_session(ctx)
-    watcher = ctx.wire_peer("watcher")
-    link_w = ctx.session(watcher, iut)
-    link.hold_acks()
-    t = task(peer, "echo", [by_value("never acknowledged")])
-    link.send(t)
-    reply = ctx.expect(peer, TaskReply, lambda m: m.task_id == t.task_id, requirement="TASK-005", what="the TaskReply")
-    ctx.wait_until(peer, lambda: sum(1 for s, _ in link.seq_arrivals if s == reply.seq) >= 2, requirement="SES-003",
-                   what=f"a retransmission of seq {reply.seq} (no ack was sent)", timeout=10.0)
+    iut, peer, link, watcher, link_w, reply = _reply_never_acknowledged(ctx)
     ctx.expect(watcher, PeerDeadNotice, lambda m: m.peer == peer.peer_id and m.incarnation == peer.incarnation,
                requirement="SES-012", what=f"a PeerDeadNotice about {peer.peer_id}, whose session stalled", timeout=40.0)
     late = task(peer, "echo", [by_value("after the stall")])
