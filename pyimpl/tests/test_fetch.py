@@ -263,19 +263,14 @@ def test_a_submitter_s_tasks_give_back_their_cpu_for_fetches_up_to_a_bound(two_h
     a.handle_soon(lambda sid: ev.DropRef(sid, x), lambda sid: ev.DropRef(sid, first), lambda sid: ev.DropRef(sid, second)).result()
 
 
-@pytest.mark.parametrize("two_hosts", [{"object_store_memory": 1_000_000}], indirect=True)
-def test_a_task_waiting_for_memory_gives_its_cpu_to_the_task_whose_bytes_it_waits_for(two_hosts):
-    # w1's store holds 1 MB and w1 has one CPU slot. first = length.remote(x) and
-    # second = length.remote(y), x and y 600 KB each on the owner's host: only one of
-    # them fits at a time (OBJ-037). first is admitted, and its fetch stalls (no chunk
-    # reaches w1), so it gives its CPU back (TASK-056); second takes the CPU and waits
-    # in admission for first's bytes. It must give the CPU back too: else first, its
-    # chunks flowing again, could not take its CPU back to run, and both would wait
-    # out admission's 60 s limit.
-    from refrpc.serialization import deserialize
+def _one_held_back_for_memory(a, b):
+    """w1's store holds 1 MB (the fixture's parameter) and w1 has one CPU slot. first =
+    length.remote(x) and second = length.remote(y), x and y 600 KB each on the owner's
+    host: only one of them fits at a time (OBJ-037). first is admitted and its fetch
+    stalls (no chunk reaches w1); second waits in admission for first's bytes. Returns
+    (executor, [x, y], first, second)."""
     from refrpc.transport import FaultRule
 
-    a, b, ns_a, ns_b = two_hosts
     executor = EXECUTORS[id(b)]
     x, y = _put(a, b"x" * 600_000), _put(a, b"y" * 600_000)
     b.set_faults([FaultRule("drop", "receive", "FetchChunk", peer="owner", count=None)]).result(10)
@@ -283,46 +278,53 @@ def test_a_task_waiting_for_memory_gives_its_cpu_to_the_task_whose_bytes_it_wait
     assert wait_until(lambda: b.call(lambda: x in b.fetcher._by_object).result(), 10)  # first waits for x
     second = _submit(a, "remote_fixtures:length", y, executor="w1")
     assert wait_until(lambda: executor.admission.waiting() == 1, 10)  # second waits for memory
+    return executor, [x, y], first, second
+
+
+def _length_of(a, rid: str) -> int:
+    from refrpc.serialization import deserialize
+
+    res = a.get_result(rid).result(40)
+    assert res.error is None, res.error
+    return deserialize(res.value, ref_factory=lambda d: d)
+
+
+@pytest.mark.parametrize("two_hosts", [{"object_store_memory": 1_000_000}], indirect=True)
+def test_a_task_waiting_for_memory_gives_its_cpu_to_the_task_whose_bytes_it_waits_for(two_hosts):
+    # first's fetch stalls, so it gives its CPU back (TASK-056); second takes the CPU
+    # and waits in admission for first's bytes. It must give the CPU back too: else
+    # first, its chunks flowing again, could not take its CPU back to run, and both
+    # would wait out admission's 60 s limit.
+    a, b, ns_a, ns_b = two_hosts
+    executor, objects, first, second = _one_held_back_for_memory(a, b)
     # Both gave their CPU back: the slot is free for any other task meanwhile.
     assert wait_until(lambda: executor.book()[1]["CPU"] == 0.0, 10), executor.book()
     b.set_faults([]).result(10)
-    for rid, n in ((first, 600_000), (second, 600_000)):
-        res = a.get_result(rid).result(40)
-        assert res.error is None, res.error
-        assert deserialize(res.value, ref_factory=lambda d: d) == n
+    assert _length_of(a, first) == _length_of(a, second) == 600_000
     assert executor.admission.gave_up_waiting == 0  # second was admitted when first ended
     assert executor._submitter_waits == {}
-    a.handle_soon(*(lambda sid, o=o: ev.DropRef(sid, o) for o in (x, y, first, second))).result()
+    a.handle_soon(*(lambda sid, o=o: ev.DropRef(sid, o) for o in (*objects, first, second))).result()
 
 
 @pytest.mark.parametrize("two_hosts", [{"object_store_memory": 1_000_000}], indirect=True)
 def test_a_task_stopped_while_it_waits_for_memory_ends_at_once_and_blocks_nobody(two_hosts):
-    # As above, second waits in admission behind first's bytes; its owner cancels it
+    # second, waiting in admission behind first's bytes, is cancelled by its owner
     # (TASK-008). It ends TASK_CANCELLED while first's fetch still stalls, it leaves
     # the admission queue, and first then ends right.
     from refrpc.core.messages import ErrorCode
-    from refrpc.serialization import deserialize
-    from refrpc.transport import FaultRule
 
     a, b, ns_a, ns_b = two_hosts
-    executor = EXECUTORS[id(b)]
-    x, y = _put(a, b"x" * 600_000), _put(a, b"y" * 600_000)
-    b.set_faults([FaultRule("drop", "receive", "FetchChunk", peer="owner", count=None)]).result(10)
-    first = _submit(a, "remote_fixtures:length", x, executor="w1")
-    assert wait_until(lambda: b.call(lambda: x in b.fetcher._by_object).result(), 10)
-    second = _submit(a, "remote_fixtures:length", y, executor="w1")
-    assert wait_until(lambda: executor.admission.waiting() == 1, 10)
+    executor, objects, first, second = _one_held_back_for_memory(a, b)
     a.handle_soon(lambda sid: ev.Cancel(sid, second.rsplit(".r", 1)[0])).result()
     res = a.get_result(second).result(10)  # well before first's fetch could end
     assert res.error is not None and res.error.code == ErrorCode.TASK_CANCELLED, res.error
     assert wait_until(lambda: executor.admission.waiting() == 0, 10)  # the executor's stop reached it
     assert not a.get_result(first).done()
     b.set_faults([]).result(10)
-    res = a.get_result(first).result(40)
-    assert res.error is None and deserialize(res.value, ref_factory=lambda d: d) == 600_000
+    assert _length_of(a, first) == 600_000
     assert executor._submitter_waits == {}
     assert wait_until(lambda: executor.book()[1]["CPU"] == 0.0, 10)  # its slot is free once it has ended
-    a.handle_soon(*(lambda sid, o=o: ev.DropRef(sid, o) for o in (x, y, first, second))).result()
+    a.handle_soon(*(lambda sid, o=o: ev.DropRef(sid, o) for o in (*objects, first, second))).result()
 
 
 def test_an_lz4_chunk_never_decompresses_past_its_range():
