@@ -884,6 +884,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "and attempt then names it, so the first task's reply and its stops follow the second submitter's "
         "task (the first submitter may never be answered).",
     ),
+    "reused-task-id-refused": (
+        "TASK-068",
+        "An executor refuses a SubmitTask from another submitter that reuses the task id and attempt of a task "
+        "it holds (ProtocolError MALFORMED) instead of running it as another task: a peer that sends a "
+        "submitter's next task id first denies that submitter its task.",
+    ),
     "skip-sequence-number": (
         "SES-001",
         "A sender skips sequence number 2 on every session: its second sequenced message goes out as 3, so the "
@@ -1098,6 +1104,21 @@ def _reused_task_id_takes_the_task(iut: Iut) -> None:
             on_submit(r, spec)
         finally:
             core.exec_index.setdefault(index, other)  # refused for another reason: as it was
+
+    core._on_SubmitTask = patched
+
+
+def _reused_task_id_refused(iut: Iut) -> None:
+    from ..core.errors import ProtocolViolation
+
+    core = iut.node.core
+    on_submit = core._on_SubmitTask
+
+    def patched(r: Any, spec: Any) -> None:
+        other = core.exec_index.get((spec.task_id, spec.attempt))
+        if other is not None and other[:2] != (r.peer, r.incarnation):  # breaks TASK-068: refused
+            raise ProtocolViolation(ErrorCode.MALFORMED, f"task {spec.task_id!r} is here from another peer", "TASK-068")
+        on_submit(r, spec)
 
     core._on_SubmitTask = patched
 
@@ -3091,6 +3112,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "adopt-any-attempt": _adopt_any_attempt,
     "keep-freed-copies": _keep_freed_copies,
     "reused-task-id-takes-the-task": _reused_task_id_takes_the_task,
+    "reused-task-id-refused": _reused_task_id_refused,
     "reused-actor-id-ignored": _reused_actor_id_ignored,
     "skip-sequence-number": _skip_sequence_number,
     "stranger-acks": _stranger_acks,
