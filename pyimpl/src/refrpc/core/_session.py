@@ -608,7 +608,7 @@ class SessionLayer:
 
     def _on_ProtocolError(self: Peer, r: Remote, msg: ProtocolError) -> None:
         """ERR-003: an error about one of our requests ends that request."""
-        self._out(RemoteError(self._sid, r.peer, msg.error))
+        self._out(RemoteError(self._sid, r.peer, msg.error, msg.related_seq))
         req = r.requests.pop(msg.related_seq, None) if msg.related_seq else None
         if req is not None:
             if req[0] == "SubmitTask" and r.submit_seqs.get(req[1]) == msg.related_seq:  # type: ignore[call-overload]
