@@ -910,6 +910,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "FET-017",
         "Every FetchRequest carries acceptLz4 = true, also on a session where lz4 is not in use.",
     ),
+    "ignore-lz4-refusal": (
+        "FET-067",
+        "A ProtocolError(FEATURE_NOT_NEGOTIATED) with relatedSeq 0 from a holder is only logged: the requests "
+        "it refused (those with acceptLz4 = true) wait out the fetch progress timeout, and are then asked for "
+        "again with acceptLz4 = true.",
+    ),
     "parallel-self-registrations": (
         "BOR-021",
         "Each task that ends keeping a borrowed ref sends a RegisterBorrower of its own for it, although one "
@@ -3097,6 +3103,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "resend-to-fenced": _resend_to_fenced,
     "forget-replaced-fences": _forget_replaced_fences,
     "accept-lz4-unnegotiated": _accept_lz4_unnegotiated,
+    "ignore-lz4-refusal": lambda iut: setattr(iut.node.fetcher, "lz4_refused", lambda peer: None),  # FET-067
     "parallel-self-registrations": _parallel_self_registrations,
     "retain-refused-grant": lambda iut: setattr(iut.node.core, "_drop_from_retained", lambda forward_id: None),  # BOR-026
     "no-stall-limit": lambda iut: setattr(iut.node.core, "config", replace(iut.node.core.config, stall_ms=1 << 62)),  # SES-012
