@@ -202,6 +202,8 @@ CATCHES = {
     "resend-to-fenced": "session/SES-013-nothing-resent-to-a-fenced-incarnation",
     "forget-replaced-fences": "liveness/SES-015-LIV-017-fence-outlives-the-next-incarnation",
     "accept-lz4-unnegotiated": "fetch/FET-017-no-accept-lz4-without-lz4",
+    "ignore-lz4-refusal": "fetch/FET-067-refused-accept-lz4-resumed-at-once",
+    "answer-fenced-every-time": "session/SES-017-declared-dead-at-most-once-a-second",
     "parallel-self-registrations": "borrowing/BOR-021-one-self-registration-in-flight",
     "retain-refused-grant": "borrowing/BOR-026-refused-registration-not-retained",
     "no-stall-limit": "session/SES-012-stalled-session-is-a-death",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..core import _session as core_session
 from ..core import events as ev
 from ..core.messages import PROTOCOL_MAJOR, AddLocation, BorrowerRegistered, ErrorCode, ErrorInfo, FetchChunk, FetchRequest, Heartbeat, ProtocolError, RefDescriptor, RemoveLocation
 
@@ -915,6 +916,17 @@ FAULTS: dict[str, tuple[str, str]] = {
     "accept-lz4-unnegotiated": (
         "FET-017",
         "Every FetchRequest carries acceptLz4 = true, also on a session where lz4 is not in use.",
+    ),
+    "answer-fenced-every-time": (
+        "SES-017",
+        "A fenced incarnation is answered ProtocolError(DECLARED_DEAD) for every message it sends (every resent "
+        "Hello included), however many a second, instead of at most once a second.",
+    ),
+    "ignore-lz4-refusal": (
+        "FET-067",
+        "A ProtocolError(FEATURE_NOT_NEGOTIATED) with relatedSeq 0 from a holder is only logged: the requests "
+        "it refused (those with acceptLz4 = true) wait out the fetch progress timeout, and are then asked for "
+        "again with acceptLz4 = true.",
     ),
     "parallel-self-registrations": (
         "BOR-021",
@@ -3119,6 +3131,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "resend-to-fenced": _resend_to_fenced,
     "forget-replaced-fences": _forget_replaced_fences,
     "accept-lz4-unnegotiated": _accept_lz4_unnegotiated,
+    "answer-fenced-every-time": lambda iut: setattr(core_session, "DECLARED_DEAD_ANSWER_MS", 0),  # SES-017
+    "ignore-lz4-refusal": lambda iut: setattr(iut.node.fetcher, "lz4_refused", lambda peer: None),  # FET-067
     "parallel-self-registrations": _parallel_self_registrations,
     "retain-refused-grant": lambda iut: setattr(iut.node.core, "_drop_from_retained", lambda forward_id: None),  # BOR-026
     "no-stall-limit": lambda iut: setattr(iut.node.core, "config", replace(iut.node.core.config, stall_ms=1 << 62)),  # SES-012
