@@ -206,6 +206,17 @@ CATCHES = {
     "no-stall-limit": "session/SES-012-stalled-session-is-a-death",
     "confirm-revives-grant": "borrowing/BOR-022-confirmation-of-a-released-grant-ignored",
     "release-to-fenced-owner": "borrowing/BOR-024-no-release-to-a-fenced-owner",
+    "keep-settled-out-of-scope": "objects/OWN-009-OWN-010-OWN-013-returns-dropped-while-pending",
+    "reclaim-before-answering": "objects/OWN-009-OWN-010-OWN-013-returns-dropped-while-pending",
+    "keep-failed-objects": "objects/OWN-009-OWN-010-OWN-013-returns-dropped-while-pending",
+    "primary-loss-is-loss": "objects/LOC-007-secondary-copy-keeps-the-object-ready",
+    "release-resent-grants": "borrowing/RPC-016-resent-reply-keeps-the-adopted-grant",
+    "no-retry-for-failed-arguments": "rpc/RPC-015-propagated-failure-retried-like-any",
+    "restart-on-dead-status": "actors/ACT-016-dead-from-a-live-host-is-final",
+    "dead-status-ends-calls": "actors/ACT-016-dead-from-a-live-host-is-final",
+    "handle-without-host-address": "actors/ACT-024-ACT-033-handle-names-the-host-address",
+    "declared-dead-always-names-restart": "errors/ERR-005-declared-dead-requirement-names-the-restart-only",
+    "list-length-limit": "malformed/GEN-011-long-list-is-no-malformed-message",
 }
 
 
