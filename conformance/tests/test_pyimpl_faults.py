@@ -217,6 +217,8 @@ CATCHES = {
     "handle-without-host-address": "actors/ACT-024-ACT-033-handle-names-the-host-address",
     "declared-dead-always-names-restart": "errors/ERR-005-declared-dead-requirement-names-the-restart-only",
     "list-length-limit": "malformed/GEN-011-long-list-is-no-malformed-message",
+    "orphaned-actors-live-on": "actors/ACT-005-actor-stopped-when-its-owner-leaves",
+    "rerun-without-argument": "lineage/LIN-014-unrebuildable-argument-ends-the-rebuild",
 }
 
 

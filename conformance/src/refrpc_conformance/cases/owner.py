@@ -415,3 +415,81 @@ def long_list_is_no_malformed_message(ctx: CaseContext) -> None:
     probe = task(peer, "echo", [by_value("after")])
     link.send(probe)
     expect_reply(ctx, peer, probe, requirement="GEN-004")
+
+
+@case(
+    "actors/ACT-005-actor-stopped-when-its-owner-leaves",
+    requirements=["ACT-005", "FATE-004", "ACT-004", "ACT-021", "LIV-006"],
+    features=("core", "actors"),
+    summary=(
+        "Suite peer O creates a Counter(5) on the IUT; a second suite peer C, another caller, calls add(1) and is "
+        "answered 6. O then leaves (Goodbye: fenced at once). The actor dies with its owner: C's next call, add(1) "
+        "as its actorSeq 2, must be answered ERROR(ACTOR_DIED), never run (7)."
+    ),
+    timeout=60.0,
+)
+def actor_stopped_when_its_owner_leaves(ctx: CaseContext) -> None:
+    iut, o, link_o = open_session(ctx, peer_name="owner")
+    actor = ctx.new_id(o)
+    link_o.send(CreateActor(actor, "Counter", (by_value(5),)))
+    st: ActorStatus = ctx.expect(o, ActorStatus, lambda m: m.actor_id == actor, requirement="ACT-001",
+                                 what=f"ActorStatus for {actor}").body
+    ctx.require("ACT-001", st.state is ActorState.ALIVE, "ALIVE", f"{st.state.value} {st.error or ''}")
+    c = ctx.wire_peer("caller")
+    link_c = ctx.session(c, iut)
+    first = task(c, "add", [by_value(1)], actor_id=actor, actor_seq=1, cpu_demand=0)
+    link_c.send(first)
+    reply = expect_reply(ctx, c, first, requirement="ACT-021")
+    ctx.require("ACT-021", [r.kind for r in reply.returns] == [ReturnKind.INLINE] and reply.returns[0].value is not None
+                and read_portable(reply.returns[0].value) == 6, "C's add(1) answered 6", str(reply.returns))
+    leave_with_goodbye(ctx, o, iut)
+    second = task(c, "add", [by_value(1)], actor_id=actor, actor_seq=2, cpu_demand=0)
+    link_c.send(second)
+    reply = expect_reply(ctx, c, second, requirement="ACT-005", timeout=15.0)
+    codes = [r.error.code.value if r.error else (read_portable(r.value) if r.value else r.kind.value) for r in reply.returns]
+    ctx.check("ACT-005", codes == [ErrorCode.ACTOR_DIED.value],
+              "ERROR(ACTOR_DIED): the actor was stopped when its owner left", codes)
+
+
+@case(
+    "lineage/LIN-014-unrebuildable-argument-ends-the-rebuild",
+    requirements=["LIN-014", "LIN-002", "LIN-003", "CNF-018"],
+    features=("core", "recovery"),
+    summary=(
+        "The IUT puts P (stored, above its inline threshold) and submits b = echo(P by ref) to suite executor E1 "
+        "with max_retries 1; E1 stores b. The program drops P: b's task still names it, so P is kept `released` "
+        "(LIN-002), its value gone, and nothing can re-create a put object. E1 leaves, so b is lost while held. "
+        "The IUT must not re-run b's task: no SubmitTask reaches the spare worker E2, b fails with OBJECT_LOST "
+        "naming LIN-014 (asked by E2, and through get), and P stays `released`."
+    ),
+    timeout=60.0,
+)
+def unrebuildable_argument_ends_the_rebuild(ctx: CaseContext) -> None:
+    from .recovery import _executors
+
+    iut, e1, e2 = _executors(ctx)
+    p = iut.put(b"\x07" * (iut.inline_threshold + 10_000))
+    b = iut.submit("echo", [{"ref": p}], executor=e1.peer_id, max_retries=1)
+    tb = _next_task(ctx, e1, "echo")
+    [rb] = b["returns"]
+    link1 = e1.link(iut.peer_id)
+    seq = link1.send(TaskReply(tb.task_id, 1, (ReturnValue(rb, ReturnKind.STORED, location=e1.peer_id, size=50_000),)))
+    _delivered(ctx, e1, link1, seq, "b's reply")
+    iut.drop(p)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    entry = iut.entry(p)
+    ctx.require("LIN-002", entry is not None and entry.get("state") == "released",
+                "P kept as `released` (b's reconstructable task names it)", entry)
+    leave_with_goodbye(ctx, e1, iut)
+    got = iut.get(rb, timeout_ms=10_000)
+    ctx.check("LIN-014", _code(got) == "OBJECT_LOST", "get(b) answers OBJECT_LOST: its argument P cannot be re-created", got)
+    link2 = e2.links.get(iut.peer_id) or ctx.session(e2, iut)
+    st = _status_now(ctx, e2, link2, rb, requirement="LIN-014")
+    ctx.check("LIN-014", st.state is ObjectState.FAILED and st.error is not None and st.error.code is ErrorCode.OBJECT_LOST
+              and st.error.requirement == "LIN-014", "FAILED with OBJECT_LOST naming LIN-014",
+              f"{st.state.value} {st.error.code.value + ' ' + repr(st.error.requirement) if st.error else ''}")
+    ctx.check("LIN-014", not e2.received(SubmitTask), "no re-run sent: b's task needs an argument nothing can re-create",
+              [f"{a.body.function} attempt {a.body.attempt}" for a in e2.received(SubmitTask)])
+    entry = iut.entry(p)
+    ctx.check("LIN-014", entry is not None and entry.get("state") == "released" or entry is None,
+              "P stays `released` (never back to pending)", entry)

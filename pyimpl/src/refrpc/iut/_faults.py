@@ -995,6 +995,17 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A SubmitTask with more than 1,000 arguments is refused as MALFORMED, although the list decodes within "
         "the frame and traversal limits.",
     ),
+    "orphaned-actors-live-on": (
+        "ACT-005",
+        "A host keeps the actors of an owner that died: they go on answering every caller's calls, although "
+        "the actor dies with its owner.",
+    ),
+    "rerun-without-argument": (
+        "LIN-014",
+        "An owner re-runs a task to rebuild a lost return although one of the task's owned arguments is "
+        "`released` and nothing can re-create it (a put object): the SubmitTask goes out with that argument, "
+        "instead of the returns failing at once with OBJECT_LOST naming LIN-014.",
+    ),
 }
 
 
@@ -3317,6 +3328,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "handle-without-host-address": _handle_without_host_address,
     "declared-dead-always-names-restart": _declared_dead_always_names_restart,
     "list-length-limit": _list_length_limit,
+    "orphaned-actors-live-on": lambda iut: setattr(iut.node.core, "_actor_owner_died", lambda dead: None),  # ACT-005
+    "rerun-without-argument": lambda iut: setattr(iut.node.core, "_unrebuildable_argument", lambda t: ""),  # LIN-014
 }
 assert _INSTALL.keys() == FAULTS.keys()
 
