@@ -219,6 +219,7 @@ CATCHES = {
     "list-length-limit": "malformed/GEN-011-long-list-is-no-malformed-message",
     "orphaned-actors-live-on": "actors/ACT-005-actor-stopped-when-its-owner-leaves",
     "rerun-without-argument": "lineage/LIN-014-unrebuildable-argument-ends-the-rebuild",
+    "answer-after-goodbye": "liveness/LIV-032-nothing-sequenced-after-goodbye",
 }
 
 

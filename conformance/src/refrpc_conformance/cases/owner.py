@@ -493,3 +493,36 @@ def unrebuildable_argument_ends_the_rebuild(ctx: CaseContext) -> None:
     entry = iut.entry(p)
     ctx.check("LIN-014", entry is not None and entry.get("state") == "released" or entry is None,
               "P stays `released` (never back to pending)", entry)
+
+
+@case(
+    "liveness/LIV-032-nothing-sequenced-after-goodbye",
+    requirements=["LIV-032", "LIV-006", "LIV-010", "CNF-008"],
+    summary=(
+        "The IUT puts X; the suite peer stops acknowledging and asks the IUT to shut down. Once its Goodbye "
+        "has arrived, the peer asks for X's status and submits echo, both sequenced. The leaving IUT must not "
+        "answer either (no ObjectStatus, no TaskReply: nothing sequenced after the Goodbye), whatever it "
+        "acknowledges meanwhile; the peer then acknowledges again and the IUT exits."
+    ),
+    timeout=60.0,
+)
+def nothing_sequenced_after_goodbye(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    x = iut.put(b"asked for after the Goodbye")
+    link.hold_acks()
+    iut.process.expect_exit()
+    ctx.check("CNF-008", iut.control("shutdown") is None, "shutdown answers null", "")
+    goodbye = ctx.expect(peer, Goodbye, requirement="LIV-006", what="the IUT's Goodbye", timeout=10.0)
+    link.send(GetObjectStatus(x, wait=False))
+    late = task(peer, "echo", [by_value("after the Goodbye")])
+    seq = link.send(late)
+    try:
+        peer.wait_until(lambda: link.acked >= seq, ctx.bound(5.0), "the leaving IUT's ack of the two requests")
+    except ExpectTimeout:
+        ctx.note("the leaving IUT did not acknowledge the requests sent after its Goodbye (it may stop handling input)")
+    link.release_acks()
+    status = iut.process.wait_exit(ctx.bound(20.0))
+    ctx.check("CNF-008", status == 0, "exit status 0", status)
+    later = [f"{type(a.body).__name__}(seq {a.seq})" for a in peer.inbox if a.remote == iut.peer_id and a.seq > goodbye.seq]
+    ctx.check("LIV-032", not later, "nothing sequenced after the Goodbye: the status request and the task left unanswered",
+              later)

@@ -1000,6 +1000,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A host keeps the actors of an owner that died: they go on answering every caller's calls, although "
         "the actor dies with its owner.",
     ),
+    "answer-after-goodbye": (
+        "LIV-032",
+        "A peer that has sent its Goodbyes still answers a GetObjectStatus that arrives while it lingers: a "
+        "sequenced ObjectStatus goes out after its Goodbye.",
+    ),
     "rerun-without-argument": (
         "LIN-014",
         "An owner re-runs a task to rebuild a lost return although one of the task's owned arguments is "
@@ -3148,6 +3153,24 @@ def _list_length_limit(iut: Iut) -> None:
     core._on_SubmitTask = patched
 
 
+def _answer_after_goodbye(iut: Iut) -> None:
+    from ..core.messages import GetObjectStatus
+    from ..core.events import Receive
+
+    core = iut.node.core
+    while_leaving = core._while_leaving
+
+    def patched(s: Any) -> None:
+        while_leaving(s)
+        if isinstance(s, Receive) and isinstance(s.envelope.body, GetObjectStatus) and s.envelope.seq > 0:
+            r = core.remotes.get(s.envelope.sender)
+            if r is not None and r.state == "alive":
+                oid = s.envelope.body.object_id
+                core._send(r.peer, core._status_message(oid, r.peer))  # breaks LIV-032
+
+    core._while_leaving = patched
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -3329,6 +3352,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "declared-dead-always-names-restart": _declared_dead_always_names_restart,
     "list-length-limit": _list_length_limit,
     "orphaned-actors-live-on": lambda iut: setattr(iut.node.core, "_actor_owner_died", lambda dead: None),  # ACT-005
+    "answer-after-goodbye": _answer_after_goodbye,
     "rerun-without-argument": lambda iut: setattr(iut.node.core, "_unrebuildable_argument", lambda t: ""),  # LIN-014
 }
 assert _INSTALL.keys() == FAULTS.keys()
