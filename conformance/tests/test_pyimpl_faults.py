@@ -220,6 +220,7 @@ CATCHES = {
     "orphaned-actors-live-on": "actors/ACT-005-actor-stopped-when-its-owner-leaves",
     "rerun-without-argument": "lineage/LIN-014-unrebuildable-argument-ends-the-rebuild",
     "answer-after-goodbye": "liveness/LIV-032-nothing-sequenced-after-goodbye",
+    "kill-waits-for-constructor": "actors/ACT-029-killed-before-its-constructor-starts",
 }
 
 

@@ -15,6 +15,7 @@ from refrpc.core.messages import (
     ErrorInfo,
     FreeObjects,
     GetObjectStatus,
+    KillActor,
     Goodbye,
     ObjectState,
     ObjectStatus,
@@ -526,3 +527,45 @@ def nothing_sequenced_after_goodbye(ctx: CaseContext) -> None:
     later = [f"{type(a.body).__name__}(seq {a.seq})" for a in peer.inbox if a.remote == iut.peer_id and a.seq > goodbye.seq]
     ctx.check("LIV-032", not later, "nothing sequenced after the Goodbye: the status request and the task left unanswered",
               later)
+
+
+@case(
+    "actors/ACT-029-killed-before-its-constructor-starts",
+    requirements=["ACT-029", "ACT-006", "TASK-002"],
+    features=("core", "actors"),
+    summary=(
+        "Suite peer O creates a Counter on the IUT whose argument is X by ref, X being O's: the IUT asks O for "
+        "X's status and the constructor waits. O kills the actor: the IUT must answer ActorStatus(DEAD) at once. "
+        "O then answers X READY; the creation is over, so the constructor never runs: no ActorStatus(ALIVE) "
+        "follows, ever (checked after a later echo of O's is answered and the IUT is quiescent)."
+    ),
+    timeout=60.0,
+)
+def killed_before_its_constructor_starts(ctx: CaseContext) -> None:
+    from .._build import by_ref
+
+    iut, o, link_o = open_session(ctx, peer_name="owner")
+    actor = ctx.new_id(o)
+    x = ctx.new_id(o)
+    link_o.send(CreateActor(actor, "Counter", (by_ref(ctx.descriptor(o, x)),)))
+    ctx.expect(o, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
+               what=f"GetObjectStatus for the constructor's argument {x}")
+    link_o.send(KillActor(actor))
+    # ACT-029 is a MAY as a whole (stopping the resolution early), but its answer to the
+    # kill and the ALIVE it must never send afterwards are MUSTs: graded as such.
+    what = f"ActorStatus(DEAD) for {actor}, killed before its constructor started"
+    try:
+        st: ActorStatus = o.expect(ActorStatus, lambda m: m.actor_id == actor, timeout=ctx.bound(10.0), what=what,
+                                   give_up=ctx.iut_died).body
+    except ExpectTimeout as exc:
+        ctx.check("ACT-029", False, what, str(exc), level="MUST")
+        return
+    ctx.check("ACT-029", st.state is ActorState.DEAD, "DEAD", st.state.value, level="MUST")
+    link_o.send(ObjectStatus(x, ObjectState.READY, size=portable(0).size, value=portable(0)))
+    probe = task(o, "echo", [by_value("after the kill")])
+    link_o.send(probe)
+    expect_reply(ctx, o, probe)
+    iut.quiesce(10_000)
+    alive = [a.body.state.value for a in o.received(ActorStatus, lambda m: m.actor_id == actor)
+             if a.body.state is ActorState.ALIVE]
+    ctx.check("ACT-029", not alive, "no ActorStatus(ALIVE) after the kill: the constructor never runs", alive, level="MUST NOT")

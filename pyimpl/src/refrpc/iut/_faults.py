@@ -1005,6 +1005,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A peer that has sent its Goodbyes still answers a GetObjectStatus that arrives while it lingers: a "
         "sequenced ObjectStatus goes out after its Goodbye.",
     ),
+    "kill-waits-for-constructor": (
+        "ACT-029",
+        "A KillActor for an actor whose constructor has not started (its arguments are still being resolved) is "
+        "ignored: no ActorStatus(DEAD) is sent, and once the arguments arrive the constructor runs and the actor "
+        "is reported ALIVE.",
+    ),
     "rerun-without-argument": (
         "LIN-014",
         "An owner re-runs a task to rebuild a lost return although one of the task's owned arguments is "
@@ -3171,6 +3177,20 @@ def _answer_after_goodbye(iut: Iut) -> None:
     core._while_leaving = patched
 
 
+def _kill_waits_for_constructor(iut: Iut) -> None:
+    core = iut.node.core
+    on_kill = core._on_KillActor
+
+    def patched(r: Any, msg: Any) -> None:
+        for key, aid in core.actor_creations.items():
+            ex = core.exec_tasks.get(key)
+            if aid == msg.actor_id and ex is not None and ex.state == "resolving":
+                return  # breaks ACT-029: the creation goes on
+        on_kill(r, msg)
+
+    core._on_KillActor = patched
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -3353,6 +3373,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "list-length-limit": _list_length_limit,
     "orphaned-actors-live-on": lambda iut: setattr(iut.node.core, "_actor_owner_died", lambda dead: None),  # ACT-005
     "answer-after-goodbye": _answer_after_goodbye,
+    "kill-waits-for-constructor": _kill_waits_for_constructor,
     "rerun-without-argument": lambda iut: setattr(iut.node.core, "_unrebuildable_argument", lambda t: ""),  # LIN-014
 }
 assert _INSTALL.keys() == FAULTS.keys()
