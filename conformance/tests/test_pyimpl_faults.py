@@ -221,6 +221,8 @@ CATCHES = {
     "rerun-without-argument": "lineage/LIN-014-unrebuildable-argument-ends-the-rebuild",
     "answer-after-goodbye": "liveness/LIV-032-nothing-sequenced-after-goodbye",
     "kill-waits-for-constructor": "actors/ACT-029-killed-before-its-constructor-starts",
+    "unequal-status-lists-refused": "fetch/LOC-024-unequal-status-lists-paired-up",
+    "calls-before-alive-refused": "actors/ACT-012-calls-before-alive-are-queued",
 }
 
 

@@ -569,3 +569,92 @@ def killed_before_its_constructor_starts(ctx: CaseContext) -> None:
     alive = [a.body.state.value for a in o.received(ActorStatus, lambda m: m.actor_id == actor)
              if a.body.state is ActorState.ALIVE]
     ctx.check("ACT-029", not alive, "no ActorStatus(ALIVE) after the kill: the constructor never runs", alive, level="MUST NOT")
+
+
+@case(
+    "actors/ACT-012-calls-before-alive-are-queued",
+    requirements=["ACT-012", "ACT-003", "TASK-002"],
+    features=("core", "actors"),
+    summary=(
+        "Suite peer O creates a Counter on the IUT whose argument is X by ref (X = 5, O's): the IUT asks O for X's "
+        "status and the constructor waits. O calls add(1) and get() (actorSeq 1 and 2) before the actor is alive: "
+        "the IUT must queue them, neither refused nor answered with an error. O then answers X READY: the actor "
+        "comes up (ActorStatus(ALIVE)) and the calls run in order, answered 6 and 6."
+    ),
+    timeout=60.0,
+)
+def calls_before_alive_are_queued(ctx: CaseContext) -> None:
+    from .._build import by_ref
+
+    iut, o, link_o = open_session(ctx, peer_name="owner")
+    actor = ctx.new_id(o)
+    x = ctx.new_id(o)
+    link_o.send(CreateActor(actor, "Counter", (by_ref(ctx.descriptor(o, x)),)))
+    ctx.expect(o, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
+               what=f"GetObjectStatus for the constructor's argument {x}")
+    add = task(o, "add", [by_value(1)], actor_id=actor, actor_seq=1, cpu_demand=0)
+    get = task(o, "get", [], actor_id=actor, actor_seq=2, cpu_demand=0)
+    link_o.send(add)
+    seq = link_o.send(get)
+    _delivered(ctx, o, link_o, seq, "the two calls")
+    early = [f"{type(a.body).__name__}" for a in o.inbox
+             if isinstance(a.body, (TaskReply, ProtocolError)) or (isinstance(a.body, ActorStatus) and a.body.actor_id == actor)]
+    ctx.check("ACT-012", not early, "nothing answered while the actor is not alive (the calls are queued)", early)
+    link_o.send(ObjectStatus(x, ObjectState.READY, size=portable(5).size, value=portable(5)))
+    st: ActorStatus = ctx.expect(o, ActorStatus, lambda m: m.actor_id == actor, requirement="ACT-001",
+                                 what=f"ActorStatus for {actor} once its argument is answered").body
+    ctx.require("ACT-001", st.state is ActorState.ALIVE, "ALIVE", f"{st.state.value} {st.error or ''}")
+    got = []
+    for t in (add, get):
+        reply = expect_reply(ctx, o, t, requirement="ACT-012")
+        ret = reply.returns[0] if reply.returns else None
+        got.append(read_portable(ret.value) if ret is not None and ret.value is not None and ret.error is None
+                   else (ret.error.code.value if ret is not None and ret.error else "nothing"))
+    ctx.check("ACT-012", got == [6, 6], "the queued calls run once the actor is alive, in order: 6, 6", got)
+    refused = [f"{a.body.error.code.value}: {a.body.error.message}" for a in o.received(ProtocolError)]
+    ctx.check("ACT-012", not refused, "no ProtocolError about the early calls", refused)
+
+
+@case(
+    "fetch/LOC-024-unequal-status-lists-paired-up",
+    requirements=["LOC-024", "OBJ-008", "VAL-020", "FET-001"],
+    summary=(
+        "The suite submits sum_bytes(X by ref) and answers the IUT's GetObjectStatus READY with one location "
+        "(the suite, which serves X) but two location addresses, and one relay with no address. The IUT must not "
+        "fail the answer: it pairs the lists up to the shorter one's length (the location with its address, no "
+        "relay), fetches X from the suite and replies with the sum; no ProtocolError."
+    ),
+    timeout=60.0,
+)
+def unequal_status_lists_paired_up(ctx: CaseContext) -> None:
+    from .._build import by_ref, make_bytes_value
+
+    iut, peer, link = open_session(ctx)
+    data = make_bytes_value(150_000)
+    x = ctx.new_id(peer)
+    form = stored_form(portable(data))
+    peer.serve(x, form)
+    t = task(peer, "sum_bytes", [by_ref(ctx.descriptor(peer, x, size_hint=len(form)))])
+    link.send(t)
+    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    seq = link.send(ObjectStatus(x, ObjectState.READY, size=len(form), locations=(peer.peer_id,),
+                                 location_addresses=(peer.address, "tcp://127.0.0.1:9"), relays=("suite-relay",)))
+    # LOC-024 is a SHOULD as a whole (recording relays); its receiver's clause is a MUST NOT.
+    what = f"TaskReply for sum_bytes(X) ({t.task_id})"
+    try:
+        answer = peer.expect((TaskReply, ProtocolError), lambda m: m.task_id == t.task_id if isinstance(m, TaskReply)
+                             else m.related_seq == seq, timeout=ctx.bound(30.0), what=what, give_up=ctx.iut_died).body
+    except ExpectTimeout as exc:
+        ctx.require("LOC-024", False, what, str(exc), level="MUST NOT")
+        return
+    ctx.require("LOC-024", isinstance(answer, TaskReply), "the ObjectStatus taken, never refused", str(answer),
+                level="MUST NOT")
+    reply: TaskReply = answer
+    ret = reply.returns[0] if reply.returns else None
+    got = read_portable(ret.value) if ret is not None and ret.value is not None and ret.error is None else (
+        ret.error.code.value if ret is not None and ret.error else "nothing")
+    ctx.check("LOC-024", got == sum(data), f"sum_bytes(X) = {sum(data)}: the answer taken, the lists paired up", got,
+              level="MUST NOT")
+    refused = [f"{a.body.error.code.value}: {a.body.error.message}" for a in peer.received(ProtocolError)
+               if a.body.related_seq == seq]
+    ctx.check("LOC-024", not refused, "no ProtocolError about the ObjectStatus", refused, level="MUST NOT")

@@ -1011,6 +1011,17 @@ FAULTS: dict[str, tuple[str, str]] = {
         "ignored: no ActorStatus(DEAD) is sent, and once the arguments arrive the constructor runs and the actor "
         "is reported ALIVE.",
     ),
+    "unequal-status-lists-refused": (
+        "LOC-024",
+        "An ObjectStatus whose locations and locationAddresses (or relays and relayAddresses) differ in length is "
+        "refused as MALFORMED instead of being paired up to the shorter list, so the argument it answers is "
+        "never fetched.",
+    ),
+    "calls-before-alive-refused": (
+        "ACT-012",
+        "A method call that arrives while the actor's constructor is still waiting for its arguments is refused "
+        "(ProtocolError WRONG_STATE) instead of being queued until the actor is alive.",
+    ),
     "rerun-without-argument": (
         "LIN-014",
         "An owner re-runs a task to rebuild a lost return although one of the task's owned arguments is "
@@ -3191,6 +3202,45 @@ def _kill_waits_for_constructor(iut: Iut) -> None:
     core._on_KillActor = patched
 
 
+def _creating(core: Any, actor_id: str) -> bool:
+    """Whether the creation of ``actor_id`` hosted here still resolves its arguments."""
+    for key, aid in core.actor_creations.items():
+        ex = core.exec_tasks.get(key)
+        if aid == actor_id and ex is not None and ex.state == "resolving":
+            return True
+    return False
+
+
+def _unequal_status_lists_refused(iut: Iut) -> None:
+    from ..core.errors import ProtocolViolation
+    from ..core.messages import ErrorCode
+
+    core = iut.node.core
+    on_status = core._on_ObjectStatus
+
+    def patched(r: Any, msg: Any) -> None:
+        if len(msg.locations) != len(msg.location_addresses) or len(msg.relays) != len(msg.relay_addresses):
+            raise ProtocolViolation(ErrorCode.MALFORMED, "lists of unequal length", "OBJ-008")  # breaks LOC-024
+        on_status(r, msg)
+
+    core._on_ObjectStatus = patched
+
+
+def _calls_before_alive_refused(iut: Iut) -> None:
+    from ..core.errors import ProtocolViolation
+    from ..core.messages import ErrorCode
+
+    core = iut.node.core
+    on_submit = core._on_SubmitTask
+
+    def patched(r: Any, msg: Any) -> None:
+        if msg.actor_id and _creating(core, msg.actor_id):
+            raise ProtocolViolation(ErrorCode.WRONG_STATE, f"actor {msg.actor_id} is not alive yet", "ACT-012")  # breaks ACT-012
+        on_submit(r, msg)
+
+    core._on_SubmitTask = patched
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -3374,6 +3424,8 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "orphaned-actors-live-on": lambda iut: setattr(iut.node.core, "_actor_owner_died", lambda dead: None),  # ACT-005
     "answer-after-goodbye": _answer_after_goodbye,
     "kill-waits-for-constructor": _kill_waits_for_constructor,
+    "unequal-status-lists-refused": _unequal_status_lists_refused,
+    "calls-before-alive-refused": _calls_before_alive_refused,
     "rerun-without-argument": lambda iut: setattr(iut.node.core, "_unrebuildable_argument", lambda t: ""),  # LIN-014
 }
 assert _INSTALL.keys() == FAULTS.keys()
