@@ -223,6 +223,7 @@ CATCHES = {
     "kill-waits-for-constructor": "actors/ACT-029-killed-before-its-constructor-starts",
     "unequal-status-lists-refused": "fetch/LOC-024-unequal-status-lists-paired-up",
     "calls-before-alive-refused": "actors/ACT-012-calls-before-alive-are-queued",
+    "rebuild-death-as-lost": "lineage/LIN-008-rebuild-whose-executor-dies-without-budget",
 }
 
 

@@ -658,3 +658,38 @@ def unequal_status_lists_paired_up(ctx: CaseContext) -> None:
     refused = [f"{a.body.error.code.value}: {a.body.error.message}" for a in peer.received(ProtocolError)
                if a.body.related_seq == seq]
     ctx.check("LOC-024", not refused, "no ProtocolError about the ObjectStatus", refused, level="MUST NOT")
+
+
+@case(
+    "lineage/LIN-008-rebuild-whose-executor-dies-without-budget",
+    requirements=["LIN-008", "LIN-003", "RPC-004", "RPC-009", "CNF-018"],
+    features=("core", "recovery"),
+    summary=(
+        "The IUT submits b = echo(\"x\") to suite executor E1 with max_retries 1; E1 stores b. E1 leaves: b is lost "
+        "while held, so the IUT re-runs its task as attempt 2 on the spare worker E2 (LIN-003). E2 leaves too, "
+        "before replying: the rebuild's executor died with no budget left, so b must fail with WORKER_DIED, as a "
+        "first run would (not OBJECT_LOST), and no third attempt is sent."
+    ),
+    timeout=60.0,
+)
+def rebuild_whose_executor_dies_without_budget(ctx: CaseContext) -> None:
+    from .recovery import _executors
+
+    iut, e1, e2 = _executors(ctx)
+    b = iut.submit("echo", [{"value": "x"}], executor=e1.peer_id, max_retries=1)
+    tb = _next_task(ctx, e1, "echo")
+    [rb] = b["returns"]
+    link1 = e1.link(iut.peer_id)
+    seq = link1.send(TaskReply(tb.task_id, 1, (ReturnValue(rb, ReturnKind.STORED, location=e1.peer_id, size=50_000),)))
+    _delivered(ctx, e1, link1, seq, "b's reply")
+    leave_with_goodbye(ctx, e1, iut)
+    again: SubmitTask = ctx.expect(e2, SubmitTask, lambda m: m.task_id == tb.task_id, requirement="LIN-003",
+                                   what="b's task re-run on E2 to rebuild the lost return", timeout=15.0).body
+    ctx.check("LIN-003", again.attempt == 2, "attempt 2", again.attempt)
+    leave_with_goodbye(ctx, e2, iut)
+    got = iut.get(rb, timeout_ms=10_000)
+    ctx.check("LIN-008", _code(got) == "WORKER_DIED", "get(b) answers WORKER_DIED: the rebuild's executor died, no budget left",
+              got)
+    iut.quiesce(5_000)
+    attempts = sorted(a.body.attempt for p in (e1, e2) for a in p.received(SubmitTask, lambda m: m.task_id == tb.task_id))
+    ctx.check("RPC-009", attempts == [1, 2], "attempts 1 and 2 only (the budget is max_retries + 1)", attempts)

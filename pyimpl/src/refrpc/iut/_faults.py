@@ -1022,6 +1022,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A method call that arrives while the actor's constructor is still waiting for its arguments is refused "
         "(ProtocolError WRONG_STATE) instead of being queued until the actor is alive.",
     ),
+    "rebuild-death-as-lost": (
+        "LIN-008",
+        "When the executor of a task's later attempt (a retry or a rebuild) dies and no budget is left, the "
+        "returns fail with OBJECT_LOST instead of WORKER_DIED, as if a rebuild that fails were a loss.",
+    ),
     "rerun-without-argument": (
         "LIN-014",
         "An owner re-runs a task to rebuild a lost return although one of the task's owned arguments is "
@@ -3241,6 +3246,20 @@ def _calls_before_alive_refused(iut: Iut) -> None:
     core._on_SubmitTask = patched
 
 
+def _rebuild_death_as_lost(iut: Iut) -> None:
+    from ..core.messages import ErrorCode, ErrorInfo
+
+    core = iut.node.core
+    fail_task = core._fail_task
+
+    def patched(t: Any, info: Any, event: str) -> None:
+        if event == "executor_died_final" and t.spec.attempt > 1 and not t.spec.actor_id:
+            info = ErrorInfo(ErrorCode.OBJECT_LOST, "the rebuild failed", "LIN-003")  # breaks LIN-008
+        fail_task(t, info, event)
+
+    core._fail_task = patched
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -3426,6 +3445,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "kill-waits-for-constructor": _kill_waits_for_constructor,
     "unequal-status-lists-refused": _unequal_status_lists_refused,
     "calls-before-alive-refused": _calls_before_alive_refused,
+    "rebuild-death-as-lost": _rebuild_death_as_lost,
     "rerun-without-argument": lambda iut: setattr(iut.node.core, "_unrebuildable_argument", lambda t: ""),  # LIN-014
 }
 assert _INSTALL.keys() == FAULTS.keys()
