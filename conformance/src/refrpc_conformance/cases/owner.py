@@ -27,9 +27,9 @@ from refrpc.core.messages import (
     TaskReply,
 )
 
-from .._build import PortableRef, by_value, portable, read_portable, stored_form
+from .._build import PortableRef, by_ref, by_value, make_bytes_value, portable, read_portable, stored_form
 from .._case import case
-from .._context import CaseContext
+from .._context import IUT, CaseContext
 from .._wire import ExpectTimeout, Link, WirePeer
 from ._common import expect_reply, leave_with_goodbye, open_session, released_forward_ids, task
 
@@ -53,6 +53,16 @@ def _status_now(ctx: CaseContext, peer: WirePeer, link: Link, object_id: str, *,
     st: ObjectStatus = ctx.expect(peer, ObjectStatus, lambda m: m.object_id == object_id, requirement=requirement,
                                   what=f"ObjectStatus for {object_id}").body
     return st
+
+
+def _executors(ctx: CaseContext) -> tuple[IUT, WirePeer, WirePeer]:
+    """An IUT, the executor E1 its tasks name (no slots of its own), and a spare worker E2 with one slot."""
+    iut = ctx.start_iut()
+    e1 = ctx.wire_peer("dying-executor")
+    e2 = ctx.wire_peer("spare-executor")
+    iut.add_peer(e1, slots=0)
+    iut.add_peer(e2, slots=1)
+    return iut, e1, e2
 
 
 def _code(got: dict) -> str:
@@ -466,8 +476,6 @@ def actor_stopped_when_its_owner_leaves(ctx: CaseContext) -> None:
     timeout=60.0,
 )
 def unrebuildable_argument_ends_the_rebuild(ctx: CaseContext) -> None:
-    from .recovery import _executors
-
     iut, e1, e2 = _executors(ctx)
     p = iut.put(b"\x07" * (iut.inline_threshold + 10_000))
     b = iut.submit("echo", [{"ref": p}], executor=e1.peer_id, max_retries=1)
@@ -542,8 +550,6 @@ def nothing_sequenced_after_goodbye(ctx: CaseContext) -> None:
     timeout=60.0,
 )
 def killed_before_its_constructor_starts(ctx: CaseContext) -> None:
-    from .._build import by_ref
-
     iut, o, link_o = open_session(ctx, peer_name="owner")
     actor = ctx.new_id(o)
     x = ctx.new_id(o)
@@ -584,8 +590,6 @@ def killed_before_its_constructor_starts(ctx: CaseContext) -> None:
     timeout=60.0,
 )
 def calls_before_alive_are_queued(ctx: CaseContext) -> None:
-    from .._build import by_ref
-
     iut, o, link_o = open_session(ctx, peer_name="owner")
     actor = ctx.new_id(o)
     x = ctx.new_id(o)
@@ -627,8 +631,6 @@ def calls_before_alive_are_queued(ctx: CaseContext) -> None:
     timeout=60.0,
 )
 def unequal_status_lists_paired_up(ctx: CaseContext) -> None:
-    from .._build import by_ref, make_bytes_value
-
     iut, peer, link = open_session(ctx)
     data = make_bytes_value(150_000)
     x = ctx.new_id(peer)
@@ -673,8 +675,6 @@ def unequal_status_lists_paired_up(ctx: CaseContext) -> None:
     timeout=60.0,
 )
 def rebuild_whose_executor_dies_without_budget(ctx: CaseContext) -> None:
-    from .recovery import _executors
-
     iut, e1, e2 = _executors(ctx)
     b = iut.submit("echo", [{"value": "x"}], executor=e1.peer_id, max_retries=1)
     tb = _next_task(ctx, e1, "echo")
