@@ -224,6 +224,7 @@ CATCHES = {
     "unequal-status-lists-refused": "fetch/LOC-024-unequal-status-lists-paired-up",
     "calls-before-alive-refused": "actors/ACT-012-calls-before-alive-are-queued",
     "rebuild-death-as-lost": "lineage/LIN-008-rebuild-whose-executor-dies-without-budget",
+    "resend-tasks-as-new": "rpc/RPC-003-unacknowledged-task-sent-in-one-message",
 }
 
 

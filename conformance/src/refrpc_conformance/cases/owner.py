@@ -693,3 +693,41 @@ def rebuild_whose_executor_dies_without_budget(ctx: CaseContext) -> None:
     iut.quiesce(5_000)
     attempts = sorted(a.body.attempt for p in (e1, e2) for a in p.received(SubmitTask, lambda m: m.task_id == tb.task_id))
     ctx.check("RPC-009", attempts == [1, 2], "attempts 1 and 2 only (the budget is max_retries + 1)", attempts)
+
+
+@case(
+    "rpc/RPC-003-unacknowledged-task-sent-in-one-message",
+    requirements=["RPC-003", "SES-003", "SES-011", "TASK-005"],
+    summary=(
+        "The IUT submits echo to suite executor E, which then withholds its acks and holds the task unanswered. "
+        "The IUT may only retransmit the SubmitTask it sent, under its original sequence number: every copy that "
+        "arrives carries that number, none is a new sequenced message for the same task id and attempt, until E "
+        "has seen two retransmissions. E then acknowledges and answers, and the IUT's get reads the value."
+    ),
+    timeout=60.0,
+)
+def unacknowledged_task_sent_in_one_message(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    warm = iut.submit("echo", [{"value": "warm-up"}], executor=e.peer_id)
+    first = _next_task(ctx, e, "echo")
+    link = e.link(iut.peer_id)
+    link.send(TaskReply(first.task_id, first.attempt, (ReturnValue(first.return_ids[0], ReturnKind.INLINE,
+                                                                   value=portable("warm-up")),)))
+    ctx.require("TASK-005", iut.get(warm["returns"][0]).get("value") == "warm-up", "the warm-up task answered", "")
+    link.hold_acks()
+    sub = iut.submit("echo", [{"value": "held"}], executor=e.peer_id)
+    arrival = ctx.expect(e, SubmitTask, lambda m: m.task_id == sub["task_id"], requirement="TASK-001",
+                         what="the IUT's SubmitTask(echo) that E holds")
+    ctx.wait_until(e, lambda: sum(1 for s, _ in link.seq_arrivals if s == arrival.seq) >= 3, requirement="SES-003",
+                   what=f"two retransmissions of seq {arrival.seq} (E sent no ack)", timeout=20.0)
+    copies = [a.seq for a in e.received(SubmitTask, lambda m: m.task_id == sub["task_id"])]
+    ctx.check("RPC-003", copies == [arrival.seq],
+              f"the task in one sequenced message (seq {arrival.seq}), retransmitted under that number only",
+              f"delivered under seqs {copies}")
+    st: SubmitTask = arrival.body
+    link.release_acks()
+    link.send(TaskReply(st.task_id, st.attempt, (ReturnValue(st.return_ids[0], ReturnKind.INLINE, value=portable("held")),)))
+    got = iut.get(sub["returns"][0], timeout_ms=10_000)
+    ctx.check("TASK-005", got.get("value") == "held", "get reads the reply's value", got)

@@ -1027,6 +1027,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "When the executor of a task's later attempt (a retry or a rebuild) dies and no budget is left, the "
         "returns fail with OBJECT_LOST instead of WORKER_DIED, as if a rebuild that fails were a loss.",
     ),
+    "resend-tasks-as-new": (
+        "RPC-003",
+        "A SubmitTask that is still unacknowledged when the retransmission timer fires is sent again as a new "
+        "sequenced message (a new sequence number, same task id and attempt), once per task, besides the "
+        "session's retransmission of the original.",
+    ),
     "rerun-without-argument": (
         "LIN-014",
         "An owner re-runs a task to rebuild a lost return although one of the task's owned arguments is "
@@ -3260,6 +3266,26 @@ def _rebuild_death_as_lost(iut: Iut) -> None:
     core._fail_task = patched
 
 
+def _resend_tasks_as_new(iut: Iut) -> None:
+    from ..core.messages import SubmitTask
+
+    core = iut.node.core
+    envelope = core._envelope
+    sent: set[tuple[str, int]] = set()
+    resent: set[tuple[str, int]] = set()
+
+    def patched(r: Any, seq: int, body: Any) -> Any:
+        env = envelope(r, seq, body)
+        if (r.peer, seq) not in sent:
+            sent.add((r.peer, seq))
+        elif isinstance(body, SubmitTask) and (body.task_id, body.attempt) not in resent:
+            resent.add((body.task_id, body.attempt))
+            core._send(r.peer, body)  # breaks RPC-003: a timeout re-sends the task as a new message
+        return env
+
+    core._envelope = patched
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -3446,6 +3472,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "unequal-status-lists-refused": _unequal_status_lists_refused,
     "calls-before-alive-refused": _calls_before_alive_refused,
     "rebuild-death-as-lost": _rebuild_death_as_lost,
+    "resend-tasks-as-new": _resend_tasks_as_new,
     "rerun-without-argument": lambda iut: setattr(iut.node.core, "_unrebuildable_argument", lambda t: ""),  # LIN-014
 }
 assert _INSTALL.keys() == FAULTS.keys()
