@@ -1,8 +1,11 @@
-"""The IUT as the owner of task returns and of actors: what it keeps and reclaims
-once an object settles (OWN-009, OWN-010, OWN-013), a copy that survives the loss
-of the primary (LOC-007), a re-sent reply (RPC-016), a retry decided from codes
-alone (RPC-015), an actor its live host reports dead (ACT-016) and the handle it
-writes (ACT-024, ACT-033); and the one `error.requirement` a receiver reads (ERR-005)."""
+"""Rules a loose implementation easily gets wrong, each with the IUT in the role that
+must keep it: as owner, what it reclaims once an object settles (OWN-009, OWN-010,
+OWN-013), a secondary copy that survives the primary (LOC-007), an argument nothing can
+re-create (LIN-014) and a rebuild that dies (LIN-008); as submitter, a task sent once
+(RPC-003), a retry decided from codes alone (RPC-015) and a re-sent reply (RPC-016); as
+actor owner and host (ACT-005, ACT-012, ACT-016, ACT-024, ACT-029); as fetcher, status
+lists of unequal length (LOC-024); as a peer that leaves (LIV-032); and the one
+`error.requirement` a receiver reads (ERR-005) and long lists (GEN-011)."""
 
 from __future__ import annotations
 
