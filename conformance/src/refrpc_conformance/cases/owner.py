@@ -461,8 +461,9 @@ def actor_stopped_when_its_owner_leaves(ctx: CaseContext) -> None:
     link_c.send(second)
     reply = expect_reply(ctx, c, second, requirement="ACT-005", timeout=15.0)
     codes = [r.error.code.value if r.error else (read_portable(r.value) if r.value else r.kind.value) for r in reply.returns]
-    ctx.check("ACT-005", codes == [ErrorCode.ACTOR_DIED.value],
-              "ERROR(ACTOR_DIED): the actor was stopped when its owner left", codes)
+    for rule in ("ACT-005", "FATE-004"):
+        ctx.check(rule, codes == [ErrorCode.ACTOR_DIED.value],
+                  "ERROR(ACTOR_DIED): the actor was stopped when its owner was fenced", codes)
 
 
 @case(
