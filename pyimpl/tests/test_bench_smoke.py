@@ -29,7 +29,7 @@ FLOOR = [
 BENCHMARKS = [
     "cluster_start", "task_roundtrip_p50", "task_roundtrip_p99", "tasks_batch", "actor_sync_p50", "actor_async",
     "put_get_1kb_p50", "put_big", "get_big_task", "get_big_driver", "get_big_from_worker", "chain_big", "mapreduce",
-    "wait_loop", "task_cost_split", "long_driver_rss",
+    "wait_loop", "short_behind_long", "task_cost_split", "long_driver_rss",
 ]
 #: The recovery section: the same workloads with one worker killed mid-run.
 RECOVERY = ["recovery_chain", "recovery_mapreduce"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import refrpc
 
 EXPECTED = {
@@ -36,3 +38,18 @@ def test_errors_from_beneath_the_api_are_refrpc_errors_too() -> None:
         assert issubclass(cls, refrpc.RefRPCError), cls.__name__
     assert issubclass(EncodeError, ValueError) and issubclass(ObjectNotFound, LookupError)  # as before
     assert issubclass(StoreFull, refrpc.ObjectStoreFullError)  # a full store is the typed error programs catch
+
+
+def test_ray_spellings_init_num_cpus_wait_fetch_local_and_kill_no_restart():
+    # init(num_cpus=) is num_workers by Ray's name; disagreeing values are refused
+    # before anything starts. wait(fetch_local=) is taken; kill(no_restart=False) is
+    # refused (a killed actor is dead for good here).
+    import inspect
+
+    with pytest.raises(ValueError, match="disagree"):
+        refrpc.init(2, num_cpus=3)
+    assert not refrpc.is_initialized()
+    assert "fetch_local" in inspect.signature(refrpc.wait).parameters
+    assert refrpc.wait([], fetch_local=False) == ([], [])
+    with pytest.raises(ValueError, match="dead for good"):
+        refrpc.kill(refrpc.api.ActorHandle.__new__(refrpc.api.ActorHandle), no_restart=False)

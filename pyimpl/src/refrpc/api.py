@@ -234,7 +234,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
          connect_timeout: float = 5.0, ignore_reinit_error: bool = False,
          key_file: str | os.PathLike[str] | None = None, insecure: bool = False,
          resources: dict[str, float] | None = None, object_store_memory: int | str | None = None,
-         spill_dir: str | os.PathLike[str] | None = None, object_store_high_water: float | None = None) -> None:
+         spill_dir: str | os.PathLike[str] | None = None, object_store_high_water: float | None = None,
+         num_cpus: int | None = None) -> None:
     """Start a local cluster of worker processes (one per core) and connect to it.
 
     With ``address`` (a head started by ``refrpc start --head``), join that
@@ -267,7 +268,8 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     ``resources`` (e.g. ``{"gpu": 1}``) are what this machine offers besides its
     CPUs, shared among the workers ``init`` starts (the cluster offers that much in
     all); tasks and actors ask for them with ``.options(resources=...)``. Each
-    worker offers one CPU slot.
+    worker offers one CPU slot, so ``num_cpus`` (Ray's name: the CPUs this machine
+    offers) is another way to say ``num_workers``; give one or the other.
 
     ``object_store_memory`` is the limit of this host's object stores together (the
     driver's and its workers'), in bytes (an int, or a string such as ``"2GB"`` or
@@ -285,6 +287,11 @@ def init(num_workers: int | None = None, *, address: str | None = None, node_ip:
     """
     if ignore_reinit_error and is_initialized():
         return
+    if num_cpus is not None:
+        if num_workers is not None and num_workers != num_cpus:
+            raise ValueError(f"init(): num_workers={num_workers} and num_cpus={num_cpus} disagree "
+                             "(each worker offers one CPU slot): give one of them")
+        num_workers = num_cpus
     if address is not None and (not isinstance(address, str) or not _ADDRESS.fullmatch(address)):
         raise ValueError(f"a cluster address is tcp://HOST:PORT (or ipc://PATH), not {address!r}")
     settings = _check_settings(max_lineage_bytes=max_lineage_bytes, heartbeat_interval_ms=heartbeat_interval_ms,
@@ -546,8 +553,12 @@ def _cancel_all(node: Any, refs: Sequence[Ref[Any]]) -> int:
     return sum(cancel_task_of(node, r.id) for r in refs)
 
 
-def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | None = None) -> tuple[list[Ref[Any]], list[Ref[Any]]]:
+def wait(refs: Sequence[Ref[Any]], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[Ref[Any]], list[Ref[Any]]]:
     """Split ``refs`` into (ready, pending) once ``num_returns`` are ready or the timeout passes.
+
+    ``fetch_local`` is taken for Ray's sake and changes nothing: ``wait`` never copies
+    a value here (a ready value on another host is fetched by the ``get`` that reads it).
 
     ``ready`` holds the first ``num_returns`` ready refs in the order given (fewer
     if the timeout passed), ``pending`` the others, in order. A ref is ready when
@@ -1019,10 +1030,18 @@ def get_actor(name: str) -> ActorHandle:
     return handle  # type: ignore[no-any-return]
 
 
-def kill(actor: ActorHandle) -> None:
-    """Stop an actor (ACT-006): calls not yet run fail with :class:`ActorDiedError`."""
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
+    """Stop an actor (ACT-006): calls not yet run fail with :class:`ActorDiedError`.
+
+    A killed actor is dead for good (ACT-016), as with Ray's default
+    ``no_restart=True``; ``no_restart=False`` (restart it as if it had crashed) is
+    refused with ``ValueError``.
+    """
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"kill() takes an actor handle, not {type(actor).__name__}")
+    if no_restart is not True:
+        raise ValueError("kill(no_restart=False): a killed actor is dead for good here; to get a fresh one, "
+                         "create the actor again")
     actor.kill()
 
 
