@@ -130,3 +130,20 @@ def test_bad_demands_are_refused_when_given(options):
         rf.add.options(**options)
     with pytest.raises((ValueError, TypeError)):
         rf.Counter.options(**options)
+
+
+def test_looking_at_the_cluster_never_sends_work_behind_an_actor_holding_a_slot(cluster):
+    # counter = Counter.options(num_cpus=1).remote() holds one worker's only slot for
+    # its life. Asking nodes() / available_resources() sends each worker a status task
+    # that takes nothing; plain tasks submitted right after must all run on the other
+    # worker, never be sent behind the actor (they used to wait there for ever: the
+    # submitter took the status task for work in flight and sent a task after it).
+    counter = rf.Counter.options(num_cpus=1).remote(0)
+    assert refrpc.get(counter.add.remote(1), timeout=30) == 1
+    busy = {n["id"] for n in refrpc.nodes() if n["role"] == "worker" and n["taken"].get("CPU") == 1.0}
+    assert len(busy) == 1, refrpc.nodes()
+    for _ in range(3):
+        refrpc.available_resources()
+        placed = refrpc.get([rf.where.remote(i) for i in range(6)], timeout=30)
+        assert busy.isdisjoint(placed), placed
+    refrpc.kill(counter)
