@@ -21,16 +21,22 @@ from refrpc.store import list_segments
 pytestmark = pytest.mark.timeout(60)
 
 
+#: The executor of each "w1" node the fixture made, by the node's id().
+EXECUTORS: dict[int, object] = {}
+
+
 @pytest.fixture
-def two_hosts():
+def two_hosts(request):
     ns_a, ns_b = f"ta{secrets.token_hex(3)}", f"tb{secrets.token_hex(3)}"
     a = Node("owner", "tcp://127.0.0.1:0", ns_a, insecure=True)  # two "hosts" on 127.0.0.1, no cluster key
-    b, executor = working_node("w1", "tcp://127.0.0.1:0", ns_b, insecure=True)
+    b, executor = working_node("w1", "tcp://127.0.0.1:0", ns_b, insecure=True, **getattr(request, "param", {}))
+    EXECUTORS[id(b)] = executor
     b.fetcher.chunk_bytes = 64 * 1024  # force many chunks
     try:
         a.handle_soon(lambda sid: ev.AddPeer(sid, "w1", b.address, 1)).result()
         yield a, b, ns_a, ns_b
     finally:
+        EXECUTORS.pop(id(b), None)
         executor.stop()
         a.stop()
         b.stop()
@@ -194,6 +200,131 @@ def test_a_source_answering_store_full_is_dropped_and_the_owner_asked_again(two_
     assert "object_store_full" in str(info.value)
     assert wait_until(lambda: not list_segments(ns_b), 10), list_segments(ns_b)
     a.handle_soon(lambda sid: ev.DropRef(sid, x)).result()
+
+
+def test_a_task_whose_argument_does_not_come_gives_its_cpu_to_the_next_task(two_hosts):
+    # n = length.remote(x), x on the owner's host, but w1 receives none of its chunks
+    # (a slow or silent holder); s = add.options(executor w1).remote(1, 2) arrives
+    # after it. w1 has one CPU slot: n gives it back while its argument is fetched
+    # (TASK-056), so s runs at once instead of after n's fetch has given up (three
+    # progress timeouts, FET-006). Once chunks flow again, n ends right.
+    from refrpc.serialization import deserialize, serialize
+    from refrpc.transport import FaultRule
+
+    a, b, ns_a, ns_b = two_hosts
+    data = b"q" * 300_000
+    x = _put(a, data)
+    b.set_faults([FaultRule("drop", "receive", "FetchChunk", peer="owner", count=None)]).result(10)
+    n = _submit(a, "remote_fixtures:length", x)
+    assert wait_until(lambda: b.call(lambda: x in b.fetcher._by_object).result(), 10)  # n waits for x
+
+    def submit_small() -> str:
+        task_id, rids = a.ids.task(1)
+        args = tuple(ev.ArgSpec(value=serialize(v, ref_hook=lambda o: None)) for v in (1, 2))
+        a.handle(ev.Submit(a.sid(), task_id, "remote_fixtures:add", args, rids, executor="w1"))
+        return rids[0]
+
+    s = a.call(submit_small).result()
+    res = a.get_result(s).result(10)  # well inside one progress timeout (5 s)
+    assert res.error is None and deserialize(res.value, ref_factory=lambda d: d) == 3
+    assert not a.get_result(n).done()  # n still waits for its argument
+    b.set_faults([]).result(10)
+    res = a.get_result(n).result(30)  # its fetch asks again once the holder was silent too long
+    assert res.error is None and deserialize(res.value, ref_factory=lambda d: d) == len(data)
+    a.handle_soon(lambda sid: ev.DropRef(sid, x), lambda sid: ev.DropRef(sid, n), lambda sid: ev.DropRef(sid, s)).result()
+
+
+def test_a_submitter_s_tasks_give_back_their_cpu_for_fetches_up_to_a_bound(two_hosts, monkeypatch):
+    # With the bound at 1: two tasks of one submitter whose argument never comes. The
+    # first gives its CPU back (TASK-056); the second keeps it while it fetches, so a
+    # submitter whose arguments never come cannot make the executor start a thread
+    # per task. Once chunks flow again, both end right.
+    from refrpc.runtime import _executor
+    from refrpc.serialization import deserialize
+    from refrpc.transport import FaultRule
+
+    a, b, ns_a, ns_b = two_hosts
+    monkeypatch.setattr(_executor, "MAX_WAITS_PER_SUBMITTER", 1)
+    executor = EXECUTORS[id(b)]
+    data = b"w" * 300_000
+    x = _put(a, data)
+    b.set_faults([FaultRule("drop", "receive", "FetchChunk", peer="owner", count=None)]).result(10)
+    first, second = (_submit(a, "remote_fixtures:length", x, executor="w1") for _ in range(2))  # both sent at once
+
+    def state() -> tuple[dict, float]:
+        return dict(executor._submitter_waits), executor.book()[1]["CPU"]
+
+    assert wait_until(lambda: state() == ({"owner": 1}, 1.0), 10), state()
+    b.set_faults([]).result(10)
+    for rid in (first, second):
+        res = a.get_result(rid).result(30)
+        assert res.error is None and deserialize(res.value, ref_factory=lambda d: d) == len(data)
+    assert executor._submitter_waits == {}
+    a.handle_soon(lambda sid: ev.DropRef(sid, x), lambda sid: ev.DropRef(sid, first), lambda sid: ev.DropRef(sid, second)).result()
+
+
+def _one_held_back_for_memory(a, b):
+    """w1's store holds 1 MB (the fixture's parameter) and w1 has one CPU slot. first =
+    length.remote(x) and second = length.remote(y), x and y 600 KB each on the owner's
+    host: only one of them fits at a time (OBJ-037). first is admitted and its fetch
+    stalls (no chunk reaches w1); second waits in admission for first's bytes. Returns
+    (executor, [x, y], first, second)."""
+    from refrpc.transport import FaultRule
+
+    executor = EXECUTORS[id(b)]
+    x, y = _put(a, b"x" * 600_000), _put(a, b"y" * 600_000)
+    b.set_faults([FaultRule("drop", "receive", "FetchChunk", peer="owner", count=None)]).result(10)
+    first = _submit(a, "remote_fixtures:length", x, executor="w1")
+    assert wait_until(lambda: b.call(lambda: x in b.fetcher._by_object).result(), 10)  # first waits for x
+    second = _submit(a, "remote_fixtures:length", y, executor="w1")
+    assert wait_until(lambda: executor.admission.waiting() == 1, 10)  # second waits for memory
+    return executor, [x, y], first, second
+
+
+def _length_of(a, rid: str) -> int:
+    from refrpc.serialization import deserialize
+
+    res = a.get_result(rid).result(40)
+    assert res.error is None, res.error
+    return deserialize(res.value, ref_factory=lambda d: d)
+
+
+@pytest.mark.parametrize("two_hosts", [{"object_store_memory": 1_000_000}], indirect=True)
+def test_a_task_waiting_for_memory_gives_its_cpu_to_the_task_whose_bytes_it_waits_for(two_hosts):
+    # first's fetch stalls, so it gives its CPU back (TASK-056); second takes the CPU
+    # and waits in admission for first's bytes. It must give the CPU back too: else
+    # first, its chunks flowing again, could not take its CPU back to run, and both
+    # would wait out admission's 60 s limit.
+    a, b, ns_a, ns_b = two_hosts
+    executor, objects, first, second = _one_held_back_for_memory(a, b)
+    # Both gave their CPU back: the slot is free for any other task meanwhile.
+    assert wait_until(lambda: executor.book()[1]["CPU"] == 0.0, 10), executor.book()
+    b.set_faults([]).result(10)
+    assert _length_of(a, first) == _length_of(a, second) == 600_000
+    assert executor.admission.gave_up_waiting == 0  # second was admitted when first ended
+    assert executor._submitter_waits == {}
+    a.handle_soon(*(lambda sid, o=o: ev.DropRef(sid, o) for o in (*objects, first, second))).result()
+
+
+@pytest.mark.parametrize("two_hosts", [{"object_store_memory": 1_000_000}], indirect=True)
+def test_a_task_stopped_while_it_waits_for_memory_ends_at_once_and_blocks_nobody(two_hosts):
+    # second, waiting in admission behind first's bytes, is cancelled by its owner
+    # (TASK-008). It ends TASK_CANCELLED while first's fetch still stalls, it leaves
+    # the admission queue, and first then ends right.
+    from refrpc.core.messages import ErrorCode
+
+    a, b, ns_a, ns_b = two_hosts
+    executor, objects, first, second = _one_held_back_for_memory(a, b)
+    a.handle_soon(lambda sid: ev.Cancel(sid, second.rsplit(".r", 1)[0])).result()
+    res = a.get_result(second).result(10)  # well before first's fetch could end
+    assert res.error is not None and res.error.code == ErrorCode.TASK_CANCELLED, res.error
+    assert wait_until(lambda: executor.admission.waiting() == 0, 10)  # the executor's stop reached it
+    assert not a.get_result(first).done()
+    b.set_faults([]).result(10)
+    assert _length_of(a, first) == 600_000
+    assert executor._submitter_waits == {}
+    assert wait_until(lambda: executor.book()[1]["CPU"] == 0.0, 10)  # its slot is free once it has ended
+    a.handle_soon(*(lambda sid, o=o: ev.DropRef(sid, o) for o in (*objects, first, second))).result()
 
 
 def test_an_lz4_chunk_never_decompresses_past_its_range():

@@ -49,30 +49,63 @@ class Admission:
         self.waited = 0
         self.gave_up_waiting = 0
 
-    def acquire(self, key: int, need: int, timeout: float = ADMISSION_WAIT_S) -> None:
-        """Admit the call ``key`` needing ``need`` bytes: at once if they fit, else
-        after the calls ahead of it, when enough bytes are released."""
+    def try_acquire(self, key: int, need: int) -> bool:
+        """Admit the call ``key`` at once if nothing waits ahead of it and its ``need``
+        bytes fit; else admit nothing and return False (the caller then waits in
+        :meth:`acquire`, having given its CPU back meanwhile)."""
         if self.capacity is None or need <= 0:
-            return
+            return True
+        with self._cv:
+            if self._queue or not self._fits(need):
+                return False
+            self._admit(key, need)
+            return True
+
+    def acquire(self, key: int, need: int, timeout: float = ADMISSION_WAIT_S,
+                abort: threading.Event | None = None) -> bool:
+        """Admit the call ``key`` needing ``need`` bytes: at once if they fit, else
+        after the calls ahead of it, when enough bytes are released. Returns False,
+        having admitted nothing, if ``abort`` was set meanwhile (the call was stopped;
+        :meth:`wake` ends the wait at once)."""
+        if self.capacity is None or need <= 0:
+            return True
         ticket = object()
         deadline = time.monotonic() + timeout
         with self._cv:
             self._queue.append(ticket)
-            waited = False
-            while not (self._queue[0] is ticket and self._fits(need)):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.gave_up_waiting += 1
-                    if self.ledger is not None:
-                        self.ledger.reserve(need, 1 << 62)  # goes anyway: still counted for the others
-                    break
-                waited = True
-                self._cv.wait(left if self.ledger is None else min(left, POLL_S))
-            self.waited += waited
-            self._queue.remove(ticket)
-            self.reserved += need
-            self._held[key] = self._held.get(key, 0) + need
+            try:
+                waited = False
+                while not (self._queue[0] is ticket and self._fits(need)):
+                    if abort is not None and abort.is_set():
+                        return False
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self.gave_up_waiting += 1
+                        if self.ledger is not None:
+                            self.ledger.reserve(need, 1 << 62)  # goes anyway: still counted for the others
+                        break
+                    waited = True
+                    self._cv.wait(left if self.ledger is None else min(left, POLL_S))
+                self.waited += waited
+                self._admit(key, need)
+                return True
+            finally:
+                # Admitted, given up, or left by an exception (a stop sent into the
+                # waiting thread): either way the calls behind it must not wait for it.
+                self._queue.remove(ticket)
+                self._cv.notify_all()
+
+    def wake(self) -> None:
+        """Make every waiting call look at its ``abort`` event now."""
+        with self._cv:
             self._cv.notify_all()
+
+    def _admit(self, key: int, need: int) -> None:
+        """Count ``need`` bytes as reserved by ``key`` (holding ``_cv``; a ledger's
+        share is already reserved by ``_fits``)."""
+        self.reserved += need
+        self._held[key] = self._held.get(key, 0) + need
+        self._cv.notify_all()
 
     def _fits(self, need: int) -> bool:
         """Whether ``need`` more bytes may be reserved now (and, with a ledger, reserve them)."""

@@ -23,7 +23,7 @@ import sys
 import threading
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..codec import ValueTooLarge
 from ..core import events as ev
@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 #: How many tasks of one executor may wait in a get having given their CPU back
 #: (each keeps a thread, started when needed); past it, a waiting task keeps its CPU.
 MAX_WAITING_TASKS = 1024
+#: Of those, the tasks of one submitter that wait for memory (OBJ-037) or for their
+#: arguments to come from another host (FET-001): a submitter whose arguments never
+#: come (a silent or hostile holder) cannot make this executor start a thread for each
+#: of its tasks; past it, its next task keeps its CPU while it waits.
+MAX_WAITS_PER_SUBMITTER = 64
 #: Tasks an executor runs at once at most, whatever their demands (TASK-051: tasks that
 #: take nothing would otherwise each start a thread); past it, tasks wait their turn.
 MAX_RUNNING_TASKS = 1024
@@ -258,6 +263,9 @@ class Executor:
         #: not finished, unless the canceller asked to keep them (``cancel(recursive=False)``).
         self._children: dict[tuple[str, int], list[str]] = {}
         self._keep_children: set[str] = set()
+        #: Submitter -> its tasks waiting for memory or for their arguments' fetches
+        #: with their CPU given back (bounded by MAX_WAITS_PER_SUBMITTER).
+        self._submitter_waits: dict[str, int] = {}
         #: Holds back loading a call's arguments while they would not fit the store (OBJ-037).
         self.admission = Admission(getattr(node.store, "capacity", None), getattr(node.store, "ledger", None))
         self._spawn()
@@ -520,6 +528,7 @@ class Executor:
                 # between giving the turn back and taking it again).
                 self._stop_on_wake.add(key)
                 waker.set()
+                self.admission.wake()  # one waiting for memory looks at its event now
             elif thread is not None and key not in self._interrupting:
                 self._interrupting.add(key)
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(TaskStopped))
@@ -610,11 +619,26 @@ class Executor:
             TimeoutError: ``fut`` was not done in time.
             TaskStopped: The task was stopped meanwhile.
         """
-        key = self._local.key
         if fut.done():
             return fut.result()
         woken = threading.Event()
         fut.add_done_callback(lambda _: woken.set())
+        self._without_cpu(woken, lambda: woken.wait(timeout))
+        return fut.result(0)
+
+    def _without_cpu(self, woken: threading.Event, wait: Callable[[], Any], submitter: str | None = None) -> Any:
+        """``wait()`` for the task on this thread with its CPU given back meanwhile
+        (TASK-056); it takes the CPU back, before queued work, when ``wait`` returns.
+
+        ``woken`` is set by whatever ends the wait, and by a stop (``stop_task``), so
+        ``wait`` must return once it is set. Past MAX_WAITING_TASKS waiting tasks, or
+        past MAX_WAITS_PER_SUBMITTER of ``submitter``'s (when given), the task keeps
+        its CPU while it waits (each waiting task keeps a thread).
+
+        Raises:
+            TaskStopped: The task was stopped meanwhile.
+        """
+        key = self._local.key
         gave = 0  # the CPU given back (none for an actor's call or an INSTANT function)
         with self._lock:
             if key in self._interrupting:
@@ -623,10 +647,13 @@ class Executor:
                 self._interrupting.discard(key)
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
                 raise TaskStopped()
-            if len(self._waiting) >= MAX_WAITING_TASKS:
+            waits = self._submitter_waits.get(submitter, 0) if submitter is not None else 0
+            if len(self._waiting) >= MAX_WAITING_TASKS or waits >= MAX_WAITS_PER_SUBMITTER:
                 waker = None  # too many wait already: this one keeps its CPU
             else:
                 waker = self._waiting[key] = woken
+                if submitter is not None:
+                    self._submitter_waits[submitter] = waits + 1
                 held = self._charged.get(key)
                 if held is not None and held[0]:
                     gave = held[0]
@@ -634,9 +661,9 @@ class Executor:
                     self._book.give(gave)
                     self._kick()  # the queued work may start meanwhile
         if waker is None:
-            return fut.result(timeout)
+            return wait()
         try:
-            woken.wait(timeout)
+            return wait()
         finally:
             # While the task is in _waiting, stop_task sends nothing into it (it sets
             # _stop_on_wake): nothing can land before it holds its CPU again.
@@ -644,11 +671,14 @@ class Executor:
                 if gave:
                     self._take_back(key, gave)
                 self._waiting.pop(key, None)
+                if submitter is not None:
+                    left = self._submitter_waits.pop(submitter) - 1
+                    if left:
+                        self._submitter_waits[submitter] = left
                 stopped = key in self._stop_on_wake
                 self._stop_on_wake.discard(key)
-        if stopped:
-            raise TaskStopped()
-        return fut.result(0)
+            if stopped:
+                raise TaskStopped()
 
     def _take_back(self, key: tuple[str, int], cpu: int) -> None:
         """Wait until the task ``key`` may take its ``cpu`` back, ahead of queued work
@@ -829,7 +859,29 @@ class Executor:
                 if thread is not None:  # cancel the stop if it has not landed yet
                     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
 
+    def _gives_cpu(self, ins: ev.Instruction) -> bool:
+        """Whether ``ins`` is a task started on this thread, which may give its CPU
+        back while it waits for memory or for its arguments (TASK-056)."""
+        return isinstance(ins, ev.RunTask) and getattr(self._local, "key", None) is not None
+
+    def _fetch_wait(self, ins: ev.Instruction) -> Callable[[concurrent.futures.Future[Any], float | None], Any] | None:
+        """How a task waits for an argument's fetch from another host: with its CPU
+        given back (TASK-056), so that a slow or silent holder holds up this task only."""
+        if not self._gives_cpu(ins):
+            return None
+
+        def wait(fut: concurrent.futures.Future[Any], timeout: float | None) -> Any:
+            if fut.done():
+                return fut.result()
+            woken = threading.Event()
+            fut.add_done_callback(lambda _: woken.set())
+            self._without_cpu(woken, lambda: woken.wait(timeout), ins.owner)  # type: ignore[attr-defined]
+            return fut.result(0)
+
+        return wait
+
     def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction) -> list[Any]:
+        wait = self._fetch_wait(ins)
         args: list[Any] = []
         for a in resolved:
             if a.ref is not None:
@@ -839,7 +891,7 @@ class Executor:
             if value is None:
                 try:
                     # Same host: mapped, not copied; another host: fetched first (FET-001).
-                    value = self.node.local_value(a.object_id, a.locations, 120.0)
+                    value = self.node.local_value(a.object_id, a.locations, 120.0, wait)
                 except (ObjectNotFound, TimeoutError):
                     # OBJ-013: ask the owner again; the core re-issues the RunTask.
                     if isinstance(ins, ev.RunTask):
@@ -924,7 +976,17 @@ class Executor:
         instead (an argument that cannot be loaded fails it) or will come again.
         Waits first, in order, while the bytes it must fetch would not fit (OBJ-037)."""
         need = bytes_to_fetch(self.node.store, ins.args)
-        self.admission.acquire(id(ins), need)
+        if not self.admission.try_acquire(id(ins), need):
+            if self._gives_cpu(ins):
+                # It waits for memory without its CPU (TASK-056): the task whose
+                # bytes it waits for may be fetching without its own CPU, and must be
+                # able to take it back.
+                woken = threading.Event()
+                if not self._without_cpu(woken, lambda: self.admission.acquire(id(ins), need, abort=woken),
+                                         ins.owner):  # type: ignore[union-attr]
+                    raise TaskStopped()  # a stop that did not reach it as one (defensive)
+            else:
+                self.admission.acquire(id(ins), need)
         prepare = getattr(self.node.store, "make_room_for", None)
         if need and prepare is not None:
             # The fetch assembles on the event loop, which waits for the host's other

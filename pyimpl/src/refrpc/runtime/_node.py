@@ -477,9 +477,12 @@ class Node:
         """Copy a stored value from another host into the local store (FET-001)."""
         return self.call(lambda: self.fetcher.fetch(object_id, locations)).result()
 
-    def local_value(self, object_id: str, locations: tuple, timeout: float | None) -> Any:
+    def local_value(self, object_id: str, locations: tuple, timeout: float | None,
+                    wait: Callable[[Future[Any], float | None], Any] | None = None) -> Any:
         """The value of a stored object: mapped from this host's shared memory, or
-        fetched from a location on another host first. Raises ObjectNotFound."""
+        fetched from a location on another host first (``wait(future, timeout)``
+        waits for the fetch: an executor gives a task's CPU back meanwhile, TASK-056).
+        Raises ObjectNotFound."""
         from ..store import ObjectNotFound
 
         value = None
@@ -494,7 +497,11 @@ class Node:
                     self.handle_soon(lambda sid: ev.CopyLost(sid, object_id))
                 continue
         if value is None:
-            self.fetch(object_id, locations).result(timeout)  # another host (raises ObjectNotFound)
+            fetching = self.fetch(object_id, locations)  # another host (raises ObjectNotFound)
+            if wait is None:
+                fetching.result(timeout)
+            else:
+                wait(fetching, timeout)
             value = self.store.get(object_id)
         if value.nested or value.buffers or value.encoding is Encoding.PICKLE:
             self.call(lambda: self._check_stored_form(object_id, value)).result()
