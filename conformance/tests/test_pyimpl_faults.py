@@ -166,6 +166,7 @@ CATCHES = {
     "incarnation-0-before-features": "handshake/REF-004-ERR-010-feature-before-incarnation-0",
     "refused-answer-leaves-request-open": "tasks/GEN-041-reply-using-a-feature-not-in-use-fails-the-task",
     "stopped-actor-call-answered-late": "actors/TASK-063-ACT-006-call-stopped-with-its-actor-answered-at-once",
+    "owner-death-answers-callers-late": "actors/ACT-038-owner-death-ends-other-callers-calls",
     "undecodable-hello-ignored": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
     "undecodable-hello-answered-unsequenced": "handshake/HS-036-HS-025-repeated-hello-checked-session-kept",
     "bad-copies-asked-for-ever": "fetch/OBJ-077-bad-copies-in-a-row-fail-the-argument",

@@ -718,6 +718,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "when its code ends, after ActorStatus(DEAD), with whatever the stop left (a call whose code does "
         "not end is never answered).",
     ),
+    "owner-death-answers-callers-late": (
+        "ACT-038",
+        "A host that stops an actor because it fenced the actor's owner answers the queued calls of other "
+        "callers with OWNER_DIED instead of ACTOR_DIED, and its running calls only when their code ends, with "
+        "whatever the stop left (a call whose code does not end is never answered).",
+    ),
     "undecodable-hello-ignored": (
         "HS-036",
         "A frame with sequence number 0 that does not decode (a Hello whose address is not UTF-8, say) is "
@@ -1407,6 +1413,30 @@ def _stopped_actor_call_answered_late(iut: Iut) -> None:
         finally:
             for ex in running:
                 ex.state = "running"  # breaks TASK-063: answered when its code ends
+                core._out(core_events.StopTask(core._sid, ex.spec.task_id, ex.spec.attempt))
+
+    core._hosted_actor_dead = patched  # type: ignore[method-assign]
+
+
+def _owner_death_answers_callers_late(iut: Iut) -> None:
+    from ..core import events as core_events
+
+    core = iut.node.core
+    actor_dead = core._hosted_actor_dead
+
+    def patched(h: Any, info: Any, notify: bool = True, calls: Any = None) -> None:
+        if notify or info.requirement != "ACT-038":
+            actor_dead(h, info, notify, calls)
+            return
+        running = [ex for ex in core.exec_tasks.values() if ex.spec.actor_id == h.actor_id and ex.state == "running"]
+        for ex in running:
+            ex.state = "stopping"  # hidden from the original, which answers running calls at once
+        try:
+            # breaks ACT-038: the queued calls get OWNER_DIED, not ACTOR_DIED
+            actor_dead(h, ErrorInfo(ErrorCode.OWNER_DIED, info.message, "FATE-004"), notify, calls)
+        finally:
+            for ex in running:
+                ex.state = "running"  # breaks ACT-038: answered when its code ends
                 core._out(core_events.StopTask(core._sid, ex.spec.task_id, ex.spec.attempt))
 
     core._hosted_actor_dead = patched  # type: ignore[method-assign]
@@ -3062,6 +3092,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "refused-answer-leaves-request-open": _refused_answer_leaves_request_open,
     "late-actor-call-queued": _late_actor_call_queued,
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
+    "owner-death-answers-callers-late": _owner_death_answers_callers_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
     "bad-copies-asked-for-ever": _bad_copies_asked_for_ever,
     "undecodable-hello-answered-unsequenced": _undecodable_hello_answered_unsequenced,
