@@ -177,6 +177,36 @@ def test_a_reply_too_large_for_the_submitters_frames_fails_every_return():
     assert [rv.kind for rv in reply.returns] == [ReturnKind.INLINE] * 10 + [ReturnKind.STORED]
 
 
+def test_an_error_too_large_for_the_submitters_frames_is_cut_and_keeps_its_code():
+    # S (1 MiB frames) runs f on A, which raises with a 1.2 MB message and a 1.2 MB
+    # traceback: the texts are cut (the traceback first) so that the reply fits, and
+    # the return stays TASK_FAILED, never RESOURCE_EXHAUSTED            ZMQ-022, TASK-007
+    from refrpc.core.messages import FRAME_HEADROOM, ErrorInfo
+
+    a = checked_peer("A", 0xA1)
+    s = Stub("S", max_frame_bytes=1 << 20)
+    s.greet(a)
+    tid = s.oid("t1")
+    rids = (f"{tid}.r0", f"{tid}.r1")
+    a.handle(s.send(a, SubmitTask(tid, "f", (), rids)))
+    message, detail = "é" * 600_000, "Traceback\n" + "x" * 1_200_000
+    raised = ev.TaskResult(error=ErrorInfo(ErrorCode.TASK_FAILED, message, "TASK-007", detail))
+    small = ev.TaskResult(value=Value(Encoding.RAW, b"v" * 1000))
+    [reply] = bodies(a.handle(ev.TaskFinished("done", tid, 1, (raised, small), return_ids=rids)), TaskReply)
+    err = reply.returns[0].error
+    assert reply.returns[0].kind is ReturnKind.ERROR and (err.code, err.requirement) == (ErrorCode.TASK_FAILED, "TASK-007")
+    assert err.detail == "" and message.startswith(err.message) and err.message  # cut, on a character boundary
+    assert len(err.message.encode()) + 1000 <= (1 << 20) - FRAME_HEADROOM
+    assert reply.returns[1].kind is ReturnKind.INLINE
+    # A traceback alone too large is cut, and the message kept whole.
+    tid2 = s.oid("t2")
+    a.handle(s.send(a, SubmitTask(tid2, "f", (), (f"{tid2}.r0",))))
+    raised = ev.TaskResult(error=ErrorInfo(ErrorCode.TASK_FAILED, "ValueError: no", "TASK-007", detail))
+    [reply] = bodies(a.handle(ev.TaskFinished("done", tid2, 1, (raised,), return_ids=(f"{tid2}.r0",))), TaskReply)
+    err = reply.returns[0].error
+    assert (err.code, err.message) == (ErrorCode.TASK_FAILED, "ValueError: no") and detail.startswith(err.detail) and err.detail
+
+
 def test_a_table_too_large_for_the_requesters_frames_is_sent_as_a_summary():
     # S (1 MiB frames) asks A, which owns 10,000 objects, for its whole table   ZMQ-023, INT-007
     a = Peer("A", 0xA1, address("A"))  # not checked after every call: 10,000 puts

@@ -223,14 +223,37 @@ class Execution:
         copies made for them freed). Called before anything is granted for them."""
         if owner is None or not owner.max_frame_bytes:
             return results
-        total = 0
+        budget = owner.max_frame_bytes - FRAME_HEADROOM
+        values = texts = 0
         for res in results:
             if res.value is not None and not res.stored:
-                total += len(res.value.data) + sum(len(b) for b in res.value.buffers)
+                values += len(res.value.data) + sum(len(b) for b in res.value.buffers)
             if res.error is not None:
-                total += len(res.error.message) + len(res.error.detail)
-        if total <= owner.max_frame_bytes - FRAME_HEADROOM:
+                texts += len(res.error.message.encode()) + len(res.error.detail.encode())
+        if values + texts <= budget:
             return results
+        if values <= budget:
+            # ZMQ-022: an error's texts are cut to fit, every detail before any message,
+            # so that the returns keep their codes; only values that do not fit fail them.
+            room = budget - values - sum(len(r.error.message.encode()) for r in results if r.error is not None)
+            cut_messages = room < 0
+            room = max(room, 0) if not cut_messages else budget - values
+            fitted = []
+            for res in results:
+                if res.error is not None:
+                    e = res.error
+                    if cut_messages:
+                        message = _cut_text(e.message, room)
+                        room -= len(message.encode())
+                        e = replace(e, message=message, detail="")
+                    else:
+                        detail = _cut_text(e.detail, room)
+                        room -= len(detail.encode())
+                        e = replace(e, detail=detail)
+                    res = replace(res, error=e)
+                fitted.append(res)
+            return tuple(fitted)
+        total = values + texts
         for rid, res in zip(return_ids, results):
             if res.stored and res.error is None:
                 self._out(FreeCopy(self._sid, rid))
@@ -444,3 +467,11 @@ class Execution:
 
     def _transition_exec(self: Peer, ex: ExecTask, event: str) -> None:
         self._transition("executor-task", ex, ex.spec.task_id, event)
+
+
+def _cut_text(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, on a character boundary (ZMQ-022)."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:max(limit, 0)].decode("utf-8", errors="ignore")

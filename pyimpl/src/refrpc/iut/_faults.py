@@ -542,6 +542,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "refused under REF-007) is answered MALFORMED and otherwise ignored: the task it answers stays "
         "submitted, the get waiting on it waits, until the answering peer dies.",
     ),
+    "error-text-exhausts-reply": (
+        "ZMQ-022",
+        "A TaskReply whose error texts (a long exception message or traceback) would exceed the frame limit "
+        "its submitter announced fails every return with RESOURCE_EXHAUSTED naming ZMQ-022, instead of "
+        "cutting the texts and keeping the code (TASK_FAILED).",
+    ),
     "unfitted-replies": (
         "ZMQ-022",
         "A TaskReply is sent as the task's results make it, whatever its size: one beyond the frame limit its "
@@ -1911,6 +1917,24 @@ def _freed_is_unknown(iut: Iut) -> None:
     core._on_ObjectStatus = patched  # type: ignore[method-assign]
 
 
+def _error_text_exhausts_reply(iut: Iut) -> None:
+    from ..core.messages import FRAME_HEADROOM
+
+    core = iut.node.core
+    fitting = core._fitting_results
+
+    def patched(owner: Any, return_ids: Any, results: Any) -> Any:
+        if owner is not None and owner.max_frame_bytes:
+            texts = sum(len(r.error.message.encode()) + len(r.error.detail.encode()) for r in results if r.error is not None)
+            values = sum(len(r.value.data) for r in results if r.value is not None and not r.stored)
+            if values + texts > owner.max_frame_bytes - FRAME_HEADROOM:
+                info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "the reply would exceed the frame limit", "ZMQ-022")
+                return tuple(ev.TaskResult(error=info) for _ in results)  # breaks ZMQ-022: the code is lost
+        return fitting(owner, return_ids, results)
+
+    core._fitting_results = patched  # type: ignore[method-assign]
+
+
 def _malformed_answer_waits(iut: Iut) -> None:
     iut.node.core._answer_refused = lambda *args: None  # breaks GEN-030: the request stays open
 
@@ -3092,6 +3116,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "refused-answer-leaves-request-open": _refused_answer_leaves_request_open,
     "late-actor-call-queued": _late_actor_call_queued,
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
+    "error-text-exhausts-reply": _error_text_exhausts_reply,
     "owner-death-answers-callers-late": _owner_death_answers_callers_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
     "bad-copies-asked-for-ever": _bad_copies_asked_for_ever,
