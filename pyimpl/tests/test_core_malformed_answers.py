@@ -275,3 +275,38 @@ def test_a_reply_that_uses_a_feature_not_in_use_fails_the_task_at_once():
     e = d.owned["D.d1.1.r0"]
     assert e.state == "failed" and e.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
     assert bodies(out, SubmitTask) == []
+
+
+def _protocol_error_without_error(sender: Stub, to: str, to_incarnation: int, seq: int, related_seq: int) -> bytes:
+    """A ProtocolError whose required `error` pointer is null (VAL-020: malformed)."""
+    from refrpc.codec._schema import schema
+
+    m = schema().Envelope.new_message()
+    m.sender, m.senderIncarnation, m.receiver, m.receiverIncarnation, m.seq = sender.name, sender.incarnation, to, to_incarnation, seq
+    m.body.init("protocolError").relatedSeq = related_seq
+    return m.to_bytes()
+
+
+def test_a_malformed_protocol_error_is_not_answered_and_ends_the_request_it_names():
+    # W refuses D's SubmitTask with a ProtocolError that has no `error`: D answers nothing
+    # (GEN-008) and still ends the task it names, with MALFORMED              GEN-030, GEN-008
+    d, w, spec = submitted(max_retries=3)
+    related = d.remotes["W"].submit_seqs[spec.task_id]
+    w.out_seq += 1
+    try:
+        codec.decode([_protocol_error_without_error(w, "D", 0xD1, w.out_seq, related)])
+    except codec.DecodeError as exc:
+        bad = exc
+    assert bad.answer == ("ProtocolError", (related,))
+    out = d.handle(malformed(bad))
+    assert bodies(out, ProtocolError) == []
+    e = d.owned["D.d1.1.r0"]
+    assert e.state == "failed" and e.error.code is ErrorCode.MALFORMED and bodies(out, SubmitTask) == []  # no retry
+    assert d.remotes["W"].delivered == w.out_seq  # its number is consumed all the same (GEN-010)
+    # One that names no request of D's (or cannot be read at all) ends nothing, and is not answered either.
+    w.out_seq += 1
+    try:
+        codec.decode([_protocol_error_without_error(w, "D", 0xD1, w.out_seq, 999)])
+    except codec.DecodeError as exc:
+        bad = exc
+    assert bodies(d.handle(malformed(bad)), ProtocolError) == []

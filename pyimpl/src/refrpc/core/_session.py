@@ -367,7 +367,8 @@ class SessionLayer:
             if isinstance(item, tuple):  # a malformed message held its place (GEN-010)
                 error, answer = item
                 r.delivered += 1
-                self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", r.delivered)
+                if answer is None or answer[0] != "ProtocolError":  # GEN-008
+                    self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", r.delivered)
                 if answer is not None:
                     self._answer_refused(r, answer, error)  # GEN-030
             else:
@@ -682,11 +683,14 @@ class SessionLayer:
         if r is None or r.state != "alive" or r.incarnation != incarnation:
             return  # no live session (SES-010): nobody to answer
         r.last_heard_ms = self.now_ms
+        unanswerable = answer is not None and answer[0] == "ProtocolError"  # GEN-008
         if seq == 0:
-            self._protocol_error(r, error.code, error.message, error.requirement or "GEN-004", 0)
+            if not unanswerable:
+                self._protocol_error(r, error.code, error.message, error.requirement or "GEN-004", 0)
         elif seq == r.delivered + 1:
             r.delivered = seq
-            self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", seq)  # ERR-004
+            if not unanswerable:
+                self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", seq)  # ERR-004
             if answer is not None:
                 self._answer_refused(r, answer, error)  # GEN-030
             self._deliver_buffered(r)
