@@ -310,3 +310,19 @@ def test_a_malformed_protocol_error_is_not_answered_and_ends_the_request_it_name
     except codec.DecodeError as exc:
         bad = exc
     assert bodies(d.handle(malformed(bad)), ProtocolError) == []
+
+
+def test_a_task_naming_a_return_id_twice_is_refused_malformed():
+    # S submits f with returnIds [r0, r0]: two replies' worth of one object would leave
+    # two copies under one id at A; A refuses it, runs nothing, keeps no record  VAL-030, ERR-003
+    a = checked_peer("A", 0xA1)
+    s = Stub("S")
+    s.greet(a)
+    tid = s.oid("t1")
+    out = a.handle(s.send(a, SubmitTask(tid, "f", (), (f"{tid}.r0", f"{tid}.r0"))))
+    [err] = bodies(out, ProtocolError)
+    assert (err.error.code, err.error.requirement, err.related_seq) == (ErrorCode.MALFORMED, "VAL-030", s.out_seq)
+    assert of_type(out, ev.RunTask) == [] and a.exec_tasks == {}
+    # The same task with distinct ids runs.
+    out = a.handle(s.send(a, SubmitTask(tid, "f", (), (f"{tid}.r0", f"{tid}.r1"))))
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [tid]

@@ -61,9 +61,17 @@ class Execution:
             raise ProtocolViolation(ErrorCode.MALFORMED, f"resources {names!r}: each name must be non-empty, "
                                     "not CPU, and appear once", "TASK-054")
 
+    @staticmethod
+    def _check_return_ids(spec: SubmitTask) -> None:
+        """VAL-030: a task naming a return id twice is malformed (one object would get
+        two replies' worth of copies here)."""
+        if len(set(spec.return_ids)) != len(spec.return_ids):
+            raise ProtocolViolation(ErrorCode.MALFORMED, f"task {spec.task_id!r} names a return id twice", "VAL-030")
+
     def _on_SubmitTask(self: Peer, r: Remote, spec: SubmitTask) -> None:
         self._check_args(spec.args)
         self._check_demand(spec)
+        self._check_return_ids(spec)
         key: ExecKey = (r.peer, r.incarnation, spec.task_id, spec.attempt)
         ex = self.exec_tasks.get(key)
         if ex is not None:  # RPC-001: a duplicate request

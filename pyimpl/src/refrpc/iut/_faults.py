@@ -542,6 +542,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "refused under REF-007) is answered MALFORMED and otherwise ignored: the task it answers stays "
         "submitted, the get waiting on it waits, until the answering peer dies.",
     ),
+    "return-ids-twice-run": (
+        "VAL-030",
+        "A SubmitTask whose returnIds name the same id twice is not refused: the task runs and is answered "
+        "with one return per listed id, so two returns carry the one object id.",
+    ),
     "error-text-exhausts-reply": (
         "ZMQ-022",
         "A TaskReply whose error texts (a long exception message or traceback) would exceed the frame limit "
@@ -1917,6 +1922,10 @@ def _freed_is_unknown(iut: Iut) -> None:
     core._on_ObjectStatus = patched  # type: ignore[method-assign]
 
 
+def _return_ids_twice_run(iut: Iut) -> None:
+    iut.node.core._check_return_ids = lambda spec: None  # type: ignore[method-assign]  # breaks VAL-030
+
+
 def _error_text_exhausts_reply(iut: Iut) -> None:
     from ..core.messages import FRAME_HEADROOM
 
@@ -3117,6 +3126,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "late-actor-call-queued": _late_actor_call_queued,
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
     "error-text-exhausts-reply": _error_text_exhausts_reply,
+    "return-ids-twice-run": _return_ids_twice_run,
     "owner-death-answers-callers-late": _owner_death_answers_callers_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
     "bad-copies-asked-for-ever": _bad_copies_asked_for_ever,
