@@ -542,6 +542,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "refused under REF-007) is answered MALFORMED and otherwise ignored: the task it answers stays "
         "submitted, the get waiting on it waits, until the answering peer dies.",
     ),
+    "malformed-refusal-answered": (
+        "GEN-008",
+        "A sequenced ProtocolError that is malformed (its required `error` missing) is taken as any other "
+        "malformed message: answered with a ProtocolError(MALFORMED), and the request its relatedSeq names "
+        "stays open until its peer dies.",
+    ),
     "return-ids-twice-run": (
         "VAL-030",
         "A SubmitTask whose returnIds name the same id twice is not refused: the task runs and is answered "
@@ -1922,6 +1928,19 @@ def _freed_is_unknown(iut: Iut) -> None:
     core._on_ObjectStatus = patched  # type: ignore[method-assign]
 
 
+def _malformed_refusal_answered(iut: Iut) -> None:
+    core = iut.node.core
+    malformed = core._malformed
+
+    def patched(sender: Any, incarnation: int, seq: int, error: Any, receiver: Any = None,
+                receiver_incarnation: Any = None, answer: Any = None) -> None:
+        if answer is not None and answer[0] == "ProtocolError":
+            answer = None  # breaks GEN-008 (answered) and GEN-030 (the request stays open)
+        malformed(sender, incarnation, seq, error, receiver, receiver_incarnation, answer)
+
+    core._malformed = patched  # type: ignore[method-assign]
+
+
 def _return_ids_twice_run(iut: Iut) -> None:
     iut.node.core._check_return_ids = lambda spec: None  # type: ignore[method-assign]  # breaks VAL-030
 
@@ -3127,6 +3146,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
     "error-text-exhausts-reply": _error_text_exhausts_reply,
     "return-ids-twice-run": _return_ids_twice_run,
+    "malformed-refusal-answered": _malformed_refusal_answered,
     "owner-death-answers-callers-late": _owner_death_answers_callers_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
     "bad-copies-asked-for-ever": _bad_copies_asked_for_ever,
