@@ -146,6 +146,7 @@ CATCHES = {
     "error-text-exhausts-reply": "tasks/ZMQ-022-ZMQ-007-error-reply-fits-the-limit",
     "return-ids-twice-run": "tasks/VAL-030-return-id-named-twice-is-malformed",
     "malformed-refusal-answered": "tasks/GEN-030-GEN-008-refusal-without-error-fails-the-task",
+    "refusals-rate-limited": "errors/ERR-008-refused-request-answered-past-the-limit",
     "refusal-code-for-queued": "liveness/LIV-031-HS-015-refused-handshake-ends-queued-task-as-a-death",
     "send-uncarried-tasks": "handshake/HS-035-task-the-session-cannot-carry-fails-at-home",
     "unknown-message-stops-type": "handshake/GEN-040-unknown-message-answer-ends-one-request",

@@ -13,6 +13,7 @@ from refrpc.core.messages import (
     ObjectState,
     ObjectStatus,
     ProtocolError,
+    ResourceAmount,
     ReturnKind,
     ReturnValue,
     SubmitTask,
@@ -174,6 +175,31 @@ def protocol_errors_rate_limited(ctx: CaseContext) -> None:
     worst = max((sum(1 for u in times if s <= u < s + 1.0) for s in times), default=0)
     ctx.check("ERR-008", worst <= RATE, f"at most {RATE} ProtocolErrors in any one second",
               f"{worst} in one second ({len(errors)} in all)", level="SHOULD")
+
+
+@case(
+    "errors/ERR-008-refused-request-answered-past-the-limit",
+    requirements=["ERR-008", "ERR-003", "TASK-054"],
+    summary=(
+        f"Suite peer B sends {BURST} messages of an unknown type (64) in one burst, then at once a SubmitTask "
+        "whose resources name `gpu` twice (TASK-054: refused MALFORMED). However many ProtocolErrors the burst "
+        "used up, the refusal of that delivered request must be sent (ERR-008's exemption: nothing else would "
+        "end the request at B)."
+    ),
+)
+def refused_request_answered_past_the_limit(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    b = ctx.wire_peer("noisy")
+    link_b = ctx.session(b, iut)
+    for _ in range(BURST):
+        seq = link_b.next_seq()
+        env = Envelope(b.peer_id, b.incarnation, iut.peer_id, iut.incarnation, seq, link_b.delivered, SubmitTask("", "", (), ()))
+        link_b.send_frames(with_discriminant(env), label="message type 64", seq=seq)
+    bad = task(b, "echo", [by_value(4)], cpu_demand=0, resources=(ResourceAmount("gpu", 1), ResourceAmount("gpu", 1)))
+    seq = link_b.send(bad)
+    arrival = ctx.expect(b, ProtocolError, lambda m: m.related_seq == seq, requirement="ERR-008",
+                         what=f"the refusal of the SubmitTask (seq {seq}) sent after the burst", timeout=10.0)
+    ctx.check("TASK-054", arrival.body.error.code is ErrorCode.MALFORMED, "code MALFORMED", arrival.body.error.code.value)
 
 
 #: The largest status-wait limit the SEC-009 case reaches (CNF-031).

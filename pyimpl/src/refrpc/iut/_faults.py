@@ -542,6 +542,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "refused under REF-007) is answered MALFORMED and otherwise ignored: the task it answers stays "
         "submitted, the get waiting on it waits, until the answering peer dies.",
     ),
+    "refusals-rate-limited": (
+        "ERR-008",
+        "The refusal of a delivered request (a SubmitTask, CreateActor, GetObjectStatus, RegisterBorrower or "
+        "IntrospectRequest) counts against the ProtocolError rate limit like any other, so after a burst of "
+        "bad messages it is not sent and the request stays open at its sender.",
+    ),
     "malformed-refusal-answered": (
         "GEN-008",
         "A sequenced ProtocolError that is malformed (its required `error` missing) is taken as any other "
@@ -1928,6 +1934,16 @@ def _freed_is_unknown(iut: Iut) -> None:
     core._on_ObjectStatus = patched  # type: ignore[method-assign]
 
 
+def _refusals_rate_limited(iut: Iut) -> None:
+    core = iut.node.core
+    protocol_error = core._protocol_error
+
+    def patched(r: Any, code: Any, message: str, requirement: str, seq: int, counted: bool = True) -> None:
+        protocol_error(r, code, message, requirement, seq)  # breaks ERR-008: every refusal counted
+
+    core._protocol_error = patched  # type: ignore[method-assign]
+
+
 def _malformed_refusal_answered(iut: Iut) -> None:
     core = iut.node.core
     malformed = core._malformed
@@ -3147,6 +3163,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "error-text-exhausts-reply": _error_text_exhausts_reply,
     "return-ids-twice-run": _return_ids_twice_run,
     "malformed-refusal-answered": _malformed_refusal_answered,
+    "refusals-rate-limited": _refusals_rate_limited,
     "owner-death-answers-callers-late": _owner_death_answers_callers_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
     "bad-copies-asked-for-ever": _bad_copies_asked_for_ever,
