@@ -997,10 +997,12 @@ def test_duplicate_submit_runs_once_and_a_finished_one_is_answered_again():
     assert bodies(out) == [reply] and of_type(out, ev.RunTask) == []
 
 
-def test_a_task_id_another_peer_runs_here_is_refused_and_takes_nothing_from_it():
+def test_a_task_id_another_peer_runs_here_is_another_task_and_takes_nothing_from_it():
     # L sends a SubmitTask reusing the id and attempt of S's running task (ids are
-    # unique, ID-005): refused MALFORMED, and S's task keeps its reply and its stop
-    # (it used to go to L: S waited for ever)                          TASK-068, ID-005
+    # unique, ID-005, but L lies): it is another task. Both run, each reply goes to its
+    # own submitter, and L's cancel stops L's task only. Refusing it instead would let
+    # L deny S a task by sending S's next id first; indexing it by id alone sent S's
+    # reply to L, and S waited for ever                                TASK-068, ID-005
     from refrpc.core.messages import CancelTask, ProtocolError
 
     w = peer("W", 0x01)
@@ -1008,16 +1010,22 @@ def test_a_task_id_another_peer_runs_here_is_refused_and_takes_nothing_from_it()
     s.greet(w)
     liar.greet(w)
     spec = SubmitTask(s.oid("t"), "f", (), (s.oid("t.r0"),))
-    assert len(of_type(w.handle(s.send(w, spec)), ev.RunTask)) == 1
+    [first] = of_type(w.handle(s.send(w, spec)), ev.RunTask)
     out = w.handle(liar.send(w, SubmitTask(spec.task_id, "g", (), (liar.oid("x.r0"),))))
-    assert of_type(out, ev.RunTask) == []
-    [err] = [b for b in bodies(out, to="L") if isinstance(b, ProtocolError)]
-    assert (err.error.code, err.error.requirement) == (ErrorCode.MALFORMED, "TASK-068")
-    assert of_type(w.handle(liar.send(w, CancelTask(spec.task_id))), ev.StopTask) == []
-    out = w.handle(ev.TaskFinished("fin", spec.task_id, 1, (ev.TaskResult(value=raw(b"r")),)))
+    assert [b for b in bodies(out, to="L") if isinstance(b, ProtocolError)] == []
+    [second] = of_type(out, ev.RunTask)
+    assert second.function == "g" and second.task_id != first.task_id and second.owner == "L"
+    assert first.task_id == spec.task_id  # the first keeps its own id in the runtime
+    [stop] = of_type(w.handle(liar.send(w, CancelTask(spec.task_id))), ev.StopTask)
+    assert stop.task_id == second.task_id  # L's cancel reaches L's task, not S's
+    out = w.handle(ev.TaskFinished("fin", first.task_id, 1, (ev.TaskResult(value=raw(b"r")),)))
     [reply] = bodies(out, TaskReply)
     assert reply.task_id == spec.task_id and bodies(out, to="L") == []
     assert [e.body for e in s.take(out)] == [reply]
+    out = w.handle(ev.TaskFinished("fin2", second.task_id, 1, (ev.TaskResult(error=None, value=raw(b"g")),)))
+    [l_reply] = bodies(out, TaskReply)
+    assert l_reply.task_id == spec.task_id and [r.object_id for r in l_reply.returns] == [liar.oid("x.r0")]
+    assert [e.body for e in liar.take(out)] == [l_reply] and s.take(out) == []
 
 
 def test_reply_record_is_forgotten_once_acknowledged():

@@ -996,8 +996,8 @@ def test_answer_to_a_fenced_incarnation_goes_to_the_address_kept_with_its_fence(
     a.handle(c.send(a, PeerDeadNotice("B", 0xB1, "silence")))
     b2 = Stub("B", incarnation=0xB2)
     a.handle(b2.hello(a, address="mem://B-restarted"))
-    for late in (b1.send(a, task(b1, 1)), b1.hello(a)):
-        out = a.handle(late)
+    for i, late in enumerate((b1.send(a, task(b1, 1)), b1.hello(a))):
+        out = a.handle(ev.Tick("tick", a.now_ms + 1000 * i), late)  # a second apart: both answered (SES-017)
         answers = [i for i in out if isinstance(i, ev.SendFrame) and isinstance(i.envelope.body, ProtocolError)]
         assert [(i.address, i.envelope.receiver_incarnation, i.envelope.body.error.code) for i in answers] == [
             (b1.address, 0xB1, ErrorCode.DECLARED_DEAD)]
@@ -1057,3 +1057,23 @@ def test_a_refused_request_is_answered_past_the_protocol_error_limit():
     env = g.send(o, GetObjectStatus(ys[2], wait=True))
     fresh = [e for e in bodies(o.handle(env), ProtocolError, to="G") if e.related_seq == g.out_seq]
     assert [(e.error.code, e.error.requirement) for e in fresh] == [(ErrorCode.RESOURCE_EXHAUSTED, "SEC-009")]
+
+
+def test_a_fenced_incarnation_is_answered_declared_dead_at_most_once_a_second():
+    # B/b was declared dead; it goes on resending its Hello every 200 ms.
+    # It is answered at once, then not again until a second has passed     SES-017
+    a = peer()
+    b = Stub("B")
+    b.greet(a)
+    a.handle(ev.PeerFailed("failed", "B", b.incarnation))
+    answered = []
+    for now in range(0, 2400, 200):
+        out = a.handle(ev.Tick("tick", now), b.hello(a))
+        answered += [now for m in bodies(out, ProtocolError) if m.error.code is ErrorCode.DECLARED_DEAD]
+    assert answered == [0, 1000, 2000]
+    # Another fenced incarnation has its own second: B/b's answers do not hold up C/c's.
+    c = Stub("C")
+    c.greet(a)
+    a.handle(ev.PeerFailed("failed", "C", c.incarnation))
+    [msg] = bodies(a.handle(c.hello(a)), ProtocolError)
+    assert msg.error.code is ErrorCode.DECLARED_DEAD

@@ -352,3 +352,44 @@ def test_an_lz4_chunk_never_decompresses_past_its_range():
         assert tracemalloc.get_traced_memory()[1] < 8 << 20
     finally:
         tracemalloc.stop()
+
+
+def test_a_holder_refusing_accept_lz4_gets_the_range_asked_again_at_once(two_hosts, monkeypatch):
+    # The holder "owner" does not use lz4 on its session with w1 although w1 does, so
+    # it discards w1's FetchRequest (acceptLz4 = true) and answers
+    # ProtocolError(FEATURE_NOT_NEGOTIATED) with relatedSeq 0 (HS-021, FET-004). w1
+    # asks for the same range again at once, from the same holder, without acceptLz4,
+    # and never sets it on that session again: with a progress timeout of an hour, a
+    # fetcher that waited for it (FET-006) would never finish              FET-067
+    from refrpc.core.messages import FetchRequest
+    from refrpc.runtime import _fetch
+
+    monkeypatch.setattr(_fetch, "PROGRESS_TIMEOUT_S", 3600.0)
+    a, b, ns_a, ns_b = two_hosts
+    y = _put(a, b"warm" * 1000)
+    assert b.fetch(y, (("owner", a.address),)).result(20) > 0  # the session is open, lz4 in use on w1's side
+
+    def drop_lz4() -> None:
+        r = a.core.remotes["w1"]
+        r.features = tuple(f for f in r.features if f != "lz4")
+        r.all_features = False
+
+    a.call(drop_lz4).result()
+    served: list[FetchRequest] = []
+    on_data = a.fetcher.on_data
+
+    def spy(d):  # what reaches the holder's fetch service (the refused request does not)
+        if isinstance(d.message, FetchRequest):
+            served.append(d.message)
+        on_data(d)
+
+    a.fetcher.on_data = spy
+    data = bytes(range(256)) * 2048
+    x = _put(a, data)
+    size = b.fetch(x, (("owner", a.address),)).result(20)
+    assert size > len(data)
+    assert served and not any(r.accept_lz4 for r in served)
+    assert served[0].offset == 0
+    assert b.call(lambda: ("owner", a.incarnation) in b.fetcher._lz4_refused).result()
+    a.fetcher.on_data = on_data
+    a.handle_soon(lambda sid: ev.DropRef(sid, x), lambda sid: ev.DropRef(sid, y)).result()

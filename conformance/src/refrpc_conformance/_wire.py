@@ -118,6 +118,8 @@ class _Serving:
     #: Compress as ``compress`` says even where lz4 is not in use (breaking HS-021 on purpose).
     ignore_negotiation: bool = False
     refuse: Callable[[FetchRequest], bool | ErrorCode] | None = None
+    #: Answer a request with acceptLz4 = true as a holder that does not use lz4 does (FET-067).
+    refuse_lz4: bool = False
 
 
 @dataclass(frozen=True)
@@ -529,6 +531,9 @@ class WirePeer:
         self._serving: dict[str, _Serving] = {}
         #: Every chunk served or withheld, in order.
         self.served: list[ServedChunk] = []
+        #: The requests refused as :meth:`serve`'s ``refuse_lz4`` says: (seconds since
+        #: the case started, the request), in order.
+        self.lz4_refusals: list[tuple[float, FetchRequest]] = []
         #: FetchRequests this peer received, in order (also in the inbox).
         self.fetch_requests: list[FetchRequest] = []
         #: As an owner, answer a RegisterBorrower for an object this peer allocated
@@ -657,6 +662,7 @@ class WirePeer:
         compress: Callable[[FetchRequest, int], bool] | None = None,
         ignore_negotiation: bool = False,
         refuse: Callable[[FetchRequest], bool | ErrorCode] | None = None,
+        refuse_lz4: bool = False,
     ) -> None:
         """Answer FetchRequests for ``object_id`` with chunks of ``stored_form`` (FET-001).
 
@@ -680,10 +686,16 @@ class WirePeer:
                 one error chunk ``RESOURCE_EXHAUSTED`` (a busy holder, FET-009), an
                 :class:`ErrorCode` with one error chunk of that code (``OBJECT_FREED``:
                 a holder without a copy, FET-004).
+            refuse_lz4: Answer every request with ``acceptLz4`` = true with a
+                sequenced ``ProtocolError(FEATURE_NOT_NEGOTIATED)`` with relatedSeq 0
+                and no chunk, as a holder that does not use lz4 on the session does
+                (HS-021, FET-004, GEN-012); the fetcher must resume without the flag
+                (FET-067). Each refused request is recorded in :attr:`lz4_refusals`.
         """
         with self._cv:
             self.stored[object_id] = stored_form
-            self._serving[object_id] = _Serving(stored_form, chunk_bytes, lose, compress, ignore_negotiation, refuse)
+            self._serving[object_id] = _Serving(stored_form, chunk_bytes, lose, compress, ignore_negotiation, refuse,
+                                                refuse_lz4)
 
     def go_silent(self) -> None:
         """Send nothing more (no heartbeats, acks, answers); keep receiving and recording."""
@@ -958,6 +970,14 @@ class WirePeer:
             serving = _Serving(stored)
         stored = serving.form
         total = len(stored)
+        if serving.refuse_lz4 and req.accept_lz4:
+            # HS-021: a request that breaks a feature rule is discarded unanswered by any
+            # chunk; the refusal names no request (relatedSeq 0) and, on a live session,
+            # is sequenced (GEN-012).
+            self.lz4_refusals.append((self.clock.now(), req))
+            error = ErrorInfo(ErrorCode.FEATURE_NOT_NEGOTIATED, "acceptLz4 needs feature lz4", "HS-021")
+            link._send(ProtocolError(error, related_seq=0), None, None, False, 0.0, None, None, {})
+            return
         refusal = serving.refuse(req) if serving.refuse is not None else False
         if refusal:
             code = refusal if isinstance(refusal, ErrorCode) else ErrorCode.RESOURCE_EXHAUSTED

@@ -3,4 +3,4 @@
 The import order is the order of the report: handshake first, failure handling last.
 """
 
-from . import handshake, session, tasks, admission, objects, fetch, relays, introspection, errors, malformed, limits, liveness, detection, borrowing, ownership, submitter, rpc, recovery, actors, security, membership, tracing  # noqa: F401,I001
+from . import handshake, session, tasks, admission, objects, fetch, relays, introspection, errors, malformed, limits, liveness, detection, borrowing, ownership, submitter, owner, rpc, recovery, actors, security, membership, tracing  # noqa: F401,I001

@@ -945,3 +945,74 @@ def no_accept_lz4_without_lz4(ctx: CaseContext) -> None:
     flagged = [r.request_id for r in requests if r.accept_lz4]
     ctx.check("FET-017", not flagged, "acceptLz4 = false on every FetchRequest (lz4 is not in use)",
               f"acceptLz4 = true on requests {flagged} of {len(requests)}")
+
+
+@case(
+    "fetch/FET-067-refused-accept-lz4-resumed-at-once",
+    requirements=["FET-067", "FET-002", "FET-006", "HS-021", "TASK-002"],
+    features=("core", "lz4"),
+    summary=(
+        "On a session where both peers offer lz4, the suite owns a stored object X and submits sum_bytes(X by "
+        "ref). It answers every FetchRequest with acceptLz4 = true as a holder that does not use lz4 would: no "
+        "chunk, and a sequenced ProtocolError(FEATURE_NOT_NEGOTIATED) with relatedSeq 0. The IUT must ask for "
+        "the refused range again at once (from the first missing byte), without acceptLz4, and reply with the "
+        "right sum; once it has asked without the flag it must never set it again on that session. Then, to "
+        "measure what 'at once' must beat, the suite serves a second object Y with its final chunk withheld: "
+        "the IUT's requests for Y carry no acceptLz4, and its resumption of X must have come sooner than its "
+        "progress timeout (FET-006) resumes Y. An IUT that never sets acceptLz4 is not refused (the case notes it)."
+    ),
+    timeout=150.0,
+)
+def refused_accept_lz4_resumed_at_once(ctx: CaseContext) -> None:
+    iut, peer, link = _lz4_session(ctx)
+    data = make_bytes_value(FETCHED_SIZE)
+    form = stored_form(portable(data))
+    x = ctx.new_id(peer)
+    peer.serve(x, form, chunk_bytes=SUITE_CHUNK, refuse_lz4=True)
+    t = task(peer, "sum_bytes", [by_ref(ctx.descriptor(peer, x, size_hint=len(form)))])
+    link.send(t)
+    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link.send(ObjectStatus(x, ObjectState.READY, size=len(form), locations=(peer.peer_id,), location_addresses=(peer.address,)))
+    first = ctx.expect(peer, FetchRequest, lambda m: m.object_id == x, requirement="TASK-002", what=f"a FetchRequest for {x}")
+    if not first.body.accept_lz4:
+        ctx.note("the IUT did not set acceptLz4 although lz4 is in use: nothing was refused (FET-067 not exercised)")
+        check_inline(ctx, expect_reply(ctx, peer, t, timeout=RESUME_BOUND_S), sum(data), requirement="TASK-002",
+                     note="sum_bytes of X")
+        return
+
+    def plain_requests() -> list[Any]:
+        return [a for a in peer.received(FetchRequest) if a.body.object_id == x and not a.body.accept_lz4]
+
+    ctx.wait_until(peer, lambda: bool(plain_requests()), requirement="FET-067",
+                   what=f"a FetchRequest for {x} without acceptLz4 after the refusal", timeout=RESUME_BOUND_S)
+    reply = expect_reply(ctx, peer, t, timeout=RESUME_BOUND_S)
+    check_inline(ctx, reply, sum(data), requirement="FET-067", note="sum_bytes of X, fetched after the refusal")
+    arrivals = [a for a in peer.received(FetchRequest) if a.body.object_id == x]
+    resumed = plain_requests()[0]
+    refusals = list(peer.lz4_refusals)
+    ctx.check("FET-002", resumed.body.offset in {r.offset for _, r in refusals},
+              "the first request without acceptLz4 starts where a refused range started (nothing of X was sent)",
+              f"offset {resumed.body.offset}; refused ranges {[(r.offset, r.length) for _, r in refusals]}")
+    flagged = [a.body.request_id for a in arrivals if a.index > resumed.index and a.body.accept_lz4]
+    ctx.check("FET-067", not flagged, "no acceptLz4 on the session once the IUT asked without it",
+              f"acceptLz4 = true again on requests {flagged}" if flagged else "none")
+    refused_at = max((at for at, _ in refusals if at <= resumed.t), default=first.t)
+    delay = resumed.t - refused_at
+
+    # The yardstick: how long the IUT's progress timeout takes to resume a stalled fetch (FET-006).
+    y_size = len(stored_form(portable(make_bytes_value(FETCHED_SIZE))))
+    to_lose = {y_size - 1}
+    y, y_data, y_reply = _fetch_through_task(ctx, peer, link, refuse_lz4=True, lose=_lose_once(to_lose))
+    check_inline(ctx, y_reply, sum(y_data), requirement="FET-006", note="sum_bytes of Y after its stalled fetch resumed")
+    y_arrivals = [a for a in peer.received(FetchRequest) if a.body.object_id == y]
+    y_flagged = [a.body.request_id for a in y_arrivals if a.body.accept_lz4]
+    ctx.check("FET-067", not y_flagged, "no acceptLz4 on any request for Y: the session's holder refused it",
+              f"acceptLz4 = true on requests {y_flagged}" if y_flagged else "none")
+    lost_at = next((c.t for c in peer.served if c.object_id == y and not c.sent), None)
+    ctx.require("", lost_at is not None and not to_lose, "the suite withheld Y's final chunk", "not withheld",
+                note="the suite's own setup")
+    stalled = [a.t - lost_at for a in y_arrivals if a.t > lost_at]
+    ctx.require("FET-006", bool(stalled), "a request resuming Y after its final chunk was withheld", "none")
+    ctx.check("FET-067", delay < stalled[0],
+              f"X's refused range asked for again sooner than the IUT resumes a stalled fetch ({stalled[0]:.2f} s for Y)",
+              f"{delay:.3f} s after the refusal")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from refrpc.core.messages import CancelTask, ErrorCode, ErrorInfo, Heartbeat, PeerDeadNotice, ProtocolError, SubmitTask, TaskReply
@@ -495,3 +496,59 @@ def stalled_session_is_a_death(ctx: CaseContext) -> None:
     ctx.check("SES-012", not peer.received(TaskReply, lambda m: m.task_id == late.task_id),
               "the stalled peer's next task never runs (it is fenced)", "it ran")
     peer.go_silent()
+
+
+#: How long the fenced incarnation of the SES-017 case keeps greeting, and how often.
+FENCED_HELLO_S = 2.5
+FENCED_HELLO_EVERY_S = 0.1
+#: Answers sent a second apart arrive at least this far apart (room for delays on the way).
+ANSWER_GAP_FLOOR_S = 0.5
+
+
+@case(
+    "session/SES-017-declared-dead-at-most-once-a-second",
+    requirements=["SES-017", "SES-005", "SES-018"],
+    summary=(
+        "Suite peer W tells the IUT that suite peer A's incarnation is dead (PeerDeadNotice). A, fenced, then "
+        "greets the IUT afresh every 100 ms for 2.5 s (each Hello resent every 200 ms until answered, as a "
+        "peer that does not know it was declared dead does). The IUT should answer A's incarnation with "
+        "ProtocolError(DECLARED_DEAD), sequence number 0, but at most once a second: at least one answer "
+        "arrives, and no two arrive under half a second apart (room for delays on the way; a recommendation, "
+        "SES-017)."
+    ),
+    timeout=60.0,
+)
+def declared_dead_at_most_once_a_second(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    old = ctx.wire_peer("suite")
+    link = ctx.session(old, iut)
+    watcher = ctx.wire_peer("watcher")
+    link_w = ctx.session(watcher, iut)
+    run_echo(ctx, old, link, "before the fence")
+    old.heartbeats = False  # from now on A speaks only when the case makes it
+    nseq = link_w.send(PeerDeadNotice(old.peer_id, old.incarnation, "declared dead by the conformance suite"))
+    ctx.wait_until(watcher, lambda: link_w.acked >= nseq, requirement="SES-003", what="the IUT's ack of the PeerDeadNotice")
+    start = old.clock.now()
+    hellos = 0
+    while old.clock.now() - start < FENCED_HELLO_S:
+        link.reset_session()
+        link.hello()
+        hellos += 1
+        time.sleep(FENCED_HELLO_EVERY_S)  # the stimulus: a fenced peer greeting several times a second
+    link.reset_session()  # no more resends
+    old.go_silent()
+    end = old.clock.now()
+    answers = [a for a in old.inbox if isinstance(a.body, ProtocolError) and a.body.error.code is ErrorCode.DECLARED_DEAD
+               and a.envelope.receiver_incarnation == old.incarnation and start <= a.t]
+    times = [round(a.t - start, 2) for a in answers]
+    ctx.note(f"{hellos} Hellos sent over {end - start:.2f} s; DECLARED_DEAD answers at {times} s")
+    ctx.check("SES-017", bool(answers), "the fenced incarnation's Hellos answered ProtocolError(DECLARED_DEAD)",
+              "no answer")
+    ctx.check("SES-018", all(a.seq == 0 for a in answers), "every answer with sequence number 0",
+              [a.seq for a in answers])
+    # A second apart when sent; the suite allows half of it for delays on the way (a
+    # peer without the limit answers every Hello, 100 ms apart or less).
+    gaps = [b.t - a.t for a, b in zip(answers, answers[1:])]
+    ctx.check("SES-017", all(g >= ANSWER_GAP_FLOOR_S for g in gaps),
+              f"at most one answer a second to that incarnation (no two arriving under {ANSWER_GAP_FLOOR_S} s apart)",
+              f"{len(answers)} answers, gaps {[round(g, 2) for g in gaps]} s")

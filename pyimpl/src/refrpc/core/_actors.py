@@ -207,7 +207,7 @@ class Actors:
         """The constructor could not run (an argument failed, TASK-009, or it raised)."""
         actor_id = self.actor_creations.pop(key)
         ex = self.exec_tasks.pop(key)
-        self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+        self.exec_index.pop((ex.run_id, ex.spec.attempt), None)
         self._release_exec_holds(ex)
         h = self.hosted.get(actor_id)
         if h is not None:
@@ -231,7 +231,7 @@ class Actors:
             # an instance built after the stop goes too.
             del self.actor_creations[key]
             del self.exec_tasks[key]
-            self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+            self.exec_index.pop((ex.run_id, ex.spec.attempt), None)
             self._release_exec_holds(ex)
             if s.error is None:
                 self._out(StopActor(self._sid, h.actor_id))
@@ -250,7 +250,7 @@ class Actors:
     def _creation_done(self: Peer, key: ExecKey) -> None:
         actor_id = self.actor_creations.pop(key)
         ex = self.exec_tasks.pop(key)
-        self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+        self.exec_index.pop((ex.run_id, ex.spec.attempt), None)
         self._release_exec_holds(ex)
         h = self.hosted.get(actor_id)
         if h is None:
@@ -277,7 +277,7 @@ class Actors:
                 # constructor; its records and argument holds go now.
                 del self.actor_creations[key]
                 del self.exec_tasks[key]
-                self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+                self.exec_index.pop((ex.run_id, ex.spec.attempt), None)
                 self._release_exec_holds(ex)
         queue, h.queue = list(h.queue), deque()
         for key, ex in list(self.exec_tasks.items()):
@@ -285,7 +285,7 @@ class Actors:
                 # ACT-006, ACT-038: the running call ends now, whatever stopped the actor
                 # (a kill, the loss of the instance, its owner's death: the owner's own
                 # calls were dropped before, FATE-003); its late result is dropped.
-                self._out(StopTask(self._sid, ex.spec.task_id, ex.spec.attempt))
+                self._out(StopTask(self._sid, ex.run_id, ex.spec.attempt))
                 self._transition_exec(ex, "actor_died")
                 ex.reply = TaskReply(ex.spec.task_id, ex.spec.attempt, tuple(ReturnValue(rid, ReturnKind.ERROR, error=info) for rid in ex.spec.return_ids))
                 self._send_reply(key, ex)

@@ -79,12 +79,13 @@ class Execution:
                 self._send(r.peer, ex.reply)
             self._story(spec.task_id, "duplicate-request", ex.state)
             return
-        other = self.exec_index.get((spec.task_id, spec.attempt))
-        if other is not None and other != key:
-            # TASK-068: another peer's task of that id and attempt is here; a second one
-            # would take its replies and its stops (ids are unique, ID-005).
-            raise ProtocolViolation(ErrorCode.MALFORMED, f"task {spec.task_id!r} attempt {spec.attempt} is already "
-                                    "here from another peer", "TASK-068")
+        # TASK-068: another submitter's task of that id and attempt may be here (ids are
+        # unique, ID-005, but a peer may lie): this one is another task, known to the
+        # runtime by an id made unique here, so neither takes the other's reply or stops.
+        run_id, n = spec.task_id, 0
+        while (run_id, spec.attempt) in self.exec_index:
+            n += 1
+            run_id = f"{spec.task_id}#{n}"
         held: list[ObjectId] = []
         waiting: dict[int, ObjectId] = {}
         for i, a in enumerate(spec.args):
@@ -98,10 +99,11 @@ class Execution:
                         self._trace_hold(d.object_id, "task_holds", +1, b)
             if a.kind == ArgKind.REF and a.ref is not None:
                 waiting[i] = a.ref.object_id
-        ex = ExecTask(spec, r.peer, r.incarnation, "resolving", tuple(held), waiting)
+        ex = ExecTask(spec, r.peer, r.incarnation, "resolving", tuple(held), waiting, run_id=run_id)
         self.exec_tasks[key] = ex
-        self.exec_index[(spec.task_id, spec.attempt)] = key
-        self._story(spec.task_id, "received", f"from {r.peer} attempt {spec.attempt}")
+        self.exec_index[(run_id, spec.attempt)] = key
+        self._story(spec.task_id, "received", f"from {r.peer} attempt {spec.attempt}"
+                    + (f", run here as {run_id}" if n else ""))
         if spec.actor_id:
             self._actor_enqueue(key)
         for i, oid in list(waiting.items()):
@@ -160,7 +162,7 @@ class Execution:
         if ex.spec.actor_id:
             self._actor_started(key)
         spec = ex.spec
-        self._out(RunTask(self._sid, spec.task_id, spec.attempt, spec.function, tuple(resolved), spec.return_ids, ex.owner,
+        self._out(RunTask(self._sid, ex.run_id, spec.attempt, spec.function, tuple(resolved), spec.return_ids, ex.owner,
                           spec.actor_id, spec.cpu_demand,
                           tuple((r.name, r.amount) for r in spec.resources) if spec.resources else ()))
 
@@ -411,7 +413,7 @@ class Execution:
             # Its own call (ACT-021): the reply goes through the loopback, which loses
             # nothing and acknowledges nothing, so the record can go now (RPC-002).
             del self.exec_tasks[key]
-            self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+            self.exec_index.pop((ex.run_id, ex.spec.attempt), None)
 
     def _release_exec_holds(self: Peer, ex: ExecTask) -> None:
         held, ex.held = ex.held, ()
@@ -427,7 +429,7 @@ class Execution:
             if ex is None or ex.state != "replied":
                 continue
             del self.exec_tasks[k]
-            self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+            self.exec_index.pop((ex.run_id, ex.spec.attempt), None)
             self._story(ex.spec.task_id, "reply_acked", "replied->forgotten")
 
     def _on_CancelTask(self: Peer, r: Remote, msg: CancelTask) -> None:
@@ -436,7 +438,7 @@ class Execution:
                 ex.cancelled = True
                 if ex.state == "running":
                     self._transition_exec(ex, "cancel")
-                    self._out(StopTask(self._sid, ex.spec.task_id, ex.spec.attempt))
+                    self._out(StopTask(self._sid, ex.run_id, ex.spec.attempt))
                 elif ex.state == "resolving" and not ex.spec.actor_id:
                     ex.waiting.clear()
                     self._maybe_start(key)
@@ -449,7 +451,7 @@ class Execution:
     def _drop_exec(self: Peer, key: ExecKey) -> None:
         """FATE-003: the owner is dead; nobody wants this task's result."""
         ex = self.exec_tasks.pop(key)
-        self.exec_index.pop((ex.spec.task_id, ex.spec.attempt), None)
+        self.exec_index.pop((ex.run_id, ex.spec.attempt), None)
         h = self.hosted.get(ex.spec.actor_id) if ex.spec.actor_id else None
         if h is not None:
             # TASK-064: a fenced caller's call stops counting against maxConcurrency and
@@ -458,9 +460,9 @@ class Execution:
             if key in h.queue:
                 h.queue.remove(key)
         if ex.state == "running":
-            self._out(StopTask(self._sid, ex.spec.task_id, ex.spec.attempt))
+            self._out(StopTask(self._sid, ex.run_id, ex.spec.attempt))
             # Its results may still arrive; their stored copies must then go (FATE-008).
-            self.dropped_returns[(ex.spec.task_id, ex.spec.attempt)] = ex.spec.return_ids
+            self.dropped_returns[(ex.run_id, ex.spec.attempt)] = ex.spec.return_ids
             if len(self.dropped_returns) > 4096:
                 del self.dropped_returns[next(iter(self.dropped_returns))]
         if ex.state != "replied":

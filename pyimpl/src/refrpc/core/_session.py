@@ -50,6 +50,9 @@ from .state import Remote
 if TYPE_CHECKING:
     from .peer import Peer
 
+#: SES-017: one DECLARED_DEAD answer to a fenced incarnation per this many ms at most.
+DECLARED_DEAD_ANSWER_MS = 1000
+
 #: Data-plane messages: outside the session (seq 0), handed to the shell (FET-005).
 _DATA_PLANE = (FetchRequest, FetchChunk)
 
@@ -616,7 +619,7 @@ class SessionLayer:
 
     def _on_ProtocolError(self: Peer, r: Remote, msg: ProtocolError) -> None:
         """ERR-003: an error about one of our requests ends that request."""
-        self._out(RemoteError(self._sid, r.peer, msg.error))
+        self._out(RemoteError(self._sid, r.peer, msg.error, msg.related_seq))
         req = r.requests.pop(msg.related_seq, None) if msg.related_seq else None
         if req is not None:
             if req[0] == "SubmitTask" and r.submit_seqs.get(req[1]) == msg.related_seq:  # type: ignore[call-overload]
@@ -655,6 +658,15 @@ class SessionLayer:
         address = self.fence_addresses.get((sender, incarnation)) or (r.address if r is not None else "") or hello_address
         if not address:
             return
+        if requirement == "LIV-005":
+            # SES-017: at most one answer a second to one fenced incarnation (it resends
+            # its Hello, or retransmits, several times a second; one answer is enough).
+            key = (sender, incarnation)
+            last = self.declared_dead_answered.get(key)
+            if last is not None and self.now_ms - last < DECLARED_DEAD_ANSWER_MS:
+                self._story(f"peer:{sender}", "declared-dead-suppressed", f"answered {self.now_ms - last} ms ago")
+                return
+            self.declared_dead_answered[key] = self.now_ms
         tmp = Remote(peer=sender, address=address, incarnation=incarnation)
         info = ErrorInfo(ErrorCode.DECLARED_DEAD, "that incarnation was declared dead", requirement)
         self._send_unsequenced(tmp, ProtocolError(info))
@@ -701,6 +713,9 @@ class SessionLayer:
     def _on_tick(self: Peer) -> None:
         now = self.now_ms
         cfg = self.config
+        if self.declared_dead_answered:  # SES-017: keep only what the rate limit still needs
+            self.declared_dead_answered = {k: t for k, t in self.declared_dead_answered.items()
+                                           if now - t < DECLARED_DEAD_ANSWER_MS}
         if self.held_actor_calls:
             self._expire_held_actor_calls()  # ACT-023
         for r in list(self.remotes.values()):

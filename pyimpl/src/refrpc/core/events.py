@@ -480,10 +480,15 @@ class IntrospectResult(Instruction):
 
 @dataclass(frozen=True, slots=True)
 class RemoteError(Instruction):
-    """A peer reported a protocol error about something we sent (for logs/tests)."""
+    """A peer reported a protocol error about something we sent, on its live session.
+
+    ``related_seq`` is the ``ProtocolError``'s: 0 where it names no sequenced
+    message (GEN-012). The shell acts on one such error: ``FEATURE_NOT_NEGOTIATED``
+    with ``related_seq`` 0 refuses the fetcher's ``acceptLz4`` (FET-067)."""
 
     peer: PeerId
     error: ErrorInfo
+    related_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,6 +126,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
         #: The address last known for each fenced incarnation that had one, kept with the
         #: fence record for as long as it (SES-015): answers to it go there (SES-020).
         self.fence_addresses: dict[tuple[PeerId, int], str] = {}
+        #: SES-017: when each fenced incarnation was last answered DECLARED_DEAD (ms, from
+        #: Tick); an entry a second old has done its work and goes at the next tick.
+        self.declared_dead_answered: dict[tuple[PeerId, int], int] = {}
         #: How many incarnations of each peer are fenced (a shell sees a restart by it).
         self.fences_of: dict[PeerId, int] = {}
         #: Peers that may run tasks: id -> (address, slots).

@@ -251,6 +251,10 @@ class ExecTask:
     #: Session seq the reply went out with; forgotten once acked (RPC-002).
     reply_seq: int = 0
     cancelled: bool = False
+    #: The task id this peer's runtime knows the task by (RunTask, StopTask,
+    #: TaskFinished): the task id, unless another submitter's task of that id and
+    #: attempt was here first (TASK-068); then one made unique here.
+    run_id: TaskId = ""
 
 
 @dataclass(slots=True)

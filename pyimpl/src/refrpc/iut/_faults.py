@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..core import _session as core_session
 from ..core import events as ev
 from ..core.messages import PROTOCOL_MAJOR, AddLocation, BorrowerRegistered, ErrorCode, ErrorInfo, FetchChunk, FetchRequest, Heartbeat, ProtocolError, RefDescriptor, RemoveLocation
 
@@ -913,6 +914,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "and attempt then names it, so the first task's reply and its stops follow the second submitter's "
         "task (the first submitter may never be answered).",
     ),
+    "reused-task-id-refused": (
+        "TASK-068",
+        "An executor refuses a SubmitTask from another submitter that reuses the task id and attempt of a task "
+        "it holds (ProtocolError MALFORMED) instead of running it as another task: a peer that sends a "
+        "submitter's next task id first denies that submitter its task.",
+    ),
     "skip-sequence-number": (
         "SES-001",
         "A sender skips sequence number 2 on every session: its second sequenced message goes out as 3, so the "
@@ -938,6 +945,17 @@ FAULTS: dict[str, tuple[str, str]] = {
     "accept-lz4-unnegotiated": (
         "FET-017",
         "Every FetchRequest carries acceptLz4 = true, also on a session where lz4 is not in use.",
+    ),
+    "answer-fenced-every-time": (
+        "SES-017",
+        "A fenced incarnation is answered ProtocolError(DECLARED_DEAD) for every message it sends (every resent "
+        "Hello included), however many a second, instead of at most once a second.",
+    ),
+    "ignore-lz4-refusal": (
+        "FET-067",
+        "A ProtocolError(FEATURE_NOT_NEGOTIATED) with relatedSeq 0 from a holder is only logged: the requests "
+        "it refused (those with acceptLz4 = true) wait out the fetch progress timeout, and are then asked for "
+        "again with acceptLz4 = true.",
     ),
     "parallel-self-registrations": (
         "BOR-021",
@@ -965,6 +983,108 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A borrower whose last hold on a ref goes after the ref's owner incarnation was fenced still releases "
         "its grants: ReleaseBorrows goes to the owner's PeerId, so a new incarnation of the owner gets a release "
         "for grants it never made.",
+    ),
+    "keep-settled-out-of-scope": (
+        "OWN-009",
+        "An owned object that went out of scope while pending is not reclaimed when its task settles: it stays "
+        "ready (or failed) in the table for ever, its stored copy never freed, since reclamation is only looked "
+        "at when a hold goes.",
+    ),
+    "reclaim-before-answering": (
+        "OWN-010",
+        "When an out-of-scope object settles, the owner reclaims it first and only then answers the "
+        "GetObjectStatus requests waiting on it, which therefore get FREED instead of the object's outcome.",
+    ),
+    "keep-failed-objects": (
+        "OWN-013",
+        "A failed owned object is never reclaimed: once out of scope it keeps its error and its table entry, and "
+        "a later GetObjectStatus still answers FAILED.",
+    ),
+    "primary-loss-is-loss": (
+        "LOC-007",
+        "When the peer holding an object's primary copy dies, the object is taken as lost although secondary "
+        "copies remain: their locations are forgotten with the primary, so it fails with OBJECT_LOST (or is "
+        "rebuilt) instead of staying ready.",
+    ),
+    "release-resent-grants": (
+        "RPC-016",
+        "A re-sent TaskReply for a task already settled is disposed of by releasing every grant it carries, also "
+        "one the adopted first reply recorded: the owner is told to drop a grant the adopted value still relies on.",
+    ),
+    "no-retry-for-failed-arguments": (
+        "RPC-015",
+        "A submitter does not retry a task answered TASK_FAILED when it knows that one of the task's arguments it "
+        "owns has failed (taking the code as the argument's, not the function's), although retry_exceptions and "
+        "the budget allow a retry.",
+    ),
+    "restart-on-dead-status": (
+        "ACT-016",
+        "An actor owner that receives ActorStatus(DEAD) from a live host re-creates the actor (on an executor "
+        "with room) while maxRestarts leaves restarts, as if the host had died.",
+    ),
+    "dead-status-ends-calls": (
+        "ACT-016",
+        "An actor owner that receives ActorStatus(DEAD) fails every call still pending with ACTOR_DIED at once, "
+        "so a reply the host sends after the DEAD (a call that was registering) is dropped.",
+    ),
+    "handle-without-host-address": (
+        "ACT-024",
+        "An actor's handle object (its descriptor) is written with an empty hostAddress although the host is "
+        "another peer, so a caller that is not the owner sends its calls to the owner.",
+    ),
+    "declared-dead-always-names-restart": (
+        "ERR-005",
+        "Every ProtocolError(DECLARED_DEAD) names requirement SES-006, also one answering a fenced peer's own "
+        "message, which then tells that peer that this one restarted.",
+    ),
+    "list-length-limit": (
+        "GEN-011",
+        "A SubmitTask with more than 1,000 arguments is refused as MALFORMED, although the list decodes within "
+        "the frame and traversal limits.",
+    ),
+    "orphaned-actors-live-on": (
+        "ACT-005",
+        "A host keeps the actors of an owner that died: they go on answering every caller's calls, although "
+        "the actor dies with its owner.",
+    ),
+    "answer-after-goodbye": (
+        "LIV-032",
+        "A peer that has sent its Goodbyes still answers a GetObjectStatus that arrives while it lingers: a "
+        "sequenced ObjectStatus goes out after its Goodbye.",
+    ),
+    "kill-waits-for-constructor": (
+        "ACT-029",
+        "A KillActor for an actor whose constructor has not started (its arguments are still being resolved) is "
+        "ignored: no ActorStatus(DEAD) is sent, and once the arguments arrive the constructor runs and the actor "
+        "is reported ALIVE.",
+    ),
+    "unequal-status-lists-refused": (
+        "LOC-024",
+        "An ObjectStatus whose locations and locationAddresses (or relays and relayAddresses) differ in length is "
+        "refused as MALFORMED instead of being paired up to the shorter list, so the argument it answers is "
+        "never fetched.",
+    ),
+    "calls-before-alive-refused": (
+        "ACT-012",
+        "A method call that arrives while the actor's constructor is still waiting for its arguments is refused "
+        "(ProtocolError WRONG_STATE) instead of being queued until the actor is alive.",
+    ),
+    "rebuild-death-as-lost": (
+        "LIN-008",
+        "When the executor of a task's later attempt (a retry or a rebuild) dies and no budget is left, the "
+        "returns fail with OBJECT_LOST instead of WORKER_DIED, as if a rebuild that fails were a loss.",
+    ),
+    "resend-tasks-as-new": (
+        "RPC-003",
+        "A SubmitTask that is still unacknowledged when the retransmission timer fires is sent again as a new "
+        "sequenced message (a new sequence number, same task id and attempt), once per task, besides the "
+        "session's retransmission of the original.",
+    ),
+    "rerun-without-argument": (
+        "LIN-014",
+        "An owner re-runs a task to rebuild a lost return although one of the task's owned arguments is "
+        "`released` and nothing can re-create it (a put object): the SubmitTask goes out with that argument, "
+        "instead of the returns failing at once with OBJECT_LOST naming LIN-014.",
     ),
 }
 
@@ -1127,6 +1247,21 @@ def _reused_task_id_takes_the_task(iut: Iut) -> None:
             on_submit(r, spec)
         finally:
             core.exec_index.setdefault(index, other)  # refused for another reason: as it was
+
+    core._on_SubmitTask = patched
+
+
+def _reused_task_id_refused(iut: Iut) -> None:
+    from ..core.errors import ProtocolViolation
+
+    core = iut.node.core
+    on_submit = core._on_SubmitTask
+
+    def patched(r: Any, spec: Any) -> None:
+        other = core.exec_index.get((spec.task_id, spec.attempt))
+        if other is not None and other[:2] != (r.peer, r.incarnation):  # breaks TASK-068: refused
+            raise ProtocolViolation(ErrorCode.MALFORMED, f"task {spec.task_id!r} is here from another peer", "TASK-068")
+        on_submit(r, spec)
 
     core._on_SubmitTask = patched
 
@@ -1460,7 +1595,7 @@ def _owner_death_answers_callers_late(iut: Iut) -> None:
         finally:
             for ex in running:
                 ex.state = "running"  # breaks ACT-038: answered when its code ends
-                core._out(core_events.StopTask(core._sid, ex.spec.task_id, ex.spec.attempt))
+                core._out(core_events.StopTask(core._sid, ex.run_id, ex.spec.attempt))
 
     core._hosted_actor_dead = patched  # type: ignore[method-assign]
 
@@ -3031,6 +3166,257 @@ def _fence_leaves_handshake_waiting(iut: Iut) -> None:
     core._fence = patched  # type: ignore[method-assign]
 
 
+def _settle_hooks(iut: Iut, mode: str) -> None:
+    """OWN-009, OWN-010, OWN-013: what an owner does when an object settles or goes out of scope."""
+    from ..core.messages import ObjectState, ObjectStatus
+
+    core = iut.node.core
+    settled, check = core._object_settled, core._check_owned
+    just_settled: set[str] = set()
+
+    def patched_settled(oid: str) -> None:
+        e = core.owned.get(oid)
+        if mode == "answer-late" and e is not None and e.state in ("ready", "failed") and not e.in_scope():
+            waiting = core._forget_status_waits(oid)
+            check(oid)  # breaks OWN-010: reclaimed before the waits are answered
+            for peer in waiting:
+                core._send(peer, ObjectStatus(oid, ObjectState.FREED))
+        elif mode == "keep-settled" and e is not None:
+            just_settled.add(oid)
+        settled(oid)
+
+    def patched_check(oid: str) -> None:
+        e = core.owned.get(oid)
+        if e is None:
+            return
+        if mode == "keep-settled" and oid in just_settled:
+            just_settled.discard(oid)
+            if e.state in ("ready", "failed"):
+                return  # breaks OWN-009: not reclaimed when it settles out of scope
+        if mode == "keep-failed" and e.state == "failed":
+            return  # breaks OWN-013
+        check(oid)
+
+    core._object_settled = patched_settled
+    core._check_owned = patched_check
+
+
+def _primary_loss_is_loss(iut: Iut) -> None:
+    core = iut.node.core
+    on_dead = core._on_peer_dead
+
+    def patched(r: Any) -> None:
+        for e in core.owned.values():
+            if e.state == "ready" and e.value is None and next(iter(e.locations), None) == r.peer:
+                e.locations = {r.peer: None}  # breaks LOC-007: the secondaries go with the primary
+        on_dead(r)
+
+    core._on_peer_dead = patched
+
+
+def _release_resent_grants(iut: Iut) -> None:
+    from ..core.messages import BorrowRelease
+
+    core = iut.node.core
+    drop_reply = core._drop_reply
+
+    def patched(reply: Any, sender: Any) -> None:
+        for rv in reply.returns:
+            for d in core._used_nested(rv):
+                b = core.borrowed.get(d.object_id)
+                if d.forward_id and b is not None and d.forward_id in b.grants:
+                    del b.grants[d.forward_id]  # breaks RPC-016: a grant the adopted value relies on
+                    core.pending_releases.setdefault(b.owner, []).append(BorrowRelease(d.object_id, (d.forward_id,)))
+        drop_reply(reply, sender)
+
+    core._drop_reply = patched
+
+
+def _no_retry_for_failed_arguments(iut: Iut) -> None:
+    core = iut.node.core
+    on_reply = core._on_TaskReply
+
+    def patched(r: Any, reply: Any) -> None:
+        t = core.tasks.get(reply.task_id)
+        if t is not None and t.state == "submitted" and any(
+                core.owned.get(oid) is not None and core.owned[oid].state == "failed" for oid in t.arg_refs):
+            t.spec = replace(t.spec, retry_exceptions=False)  # breaks RPC-015: the code taken as the argument's
+        on_reply(r, reply)
+
+    core._on_TaskReply = patched
+
+
+def _dead_status(iut: Iut, mode: str) -> None:
+    from ..core.messages import ActorState, ErrorCode, ErrorInfo
+
+    core = iut.node.core
+    on_status = core._on_ActorStatus
+
+    def patched(r: Any, msg: Any) -> None:
+        a = core.owned_actors.get(msg.actor_id)
+        if msg.state != ActorState.DEAD or a is None or a.host != r.peer or a.state == ActorState.DEAD.value:
+            on_status(r, msg)
+            return
+        if mode == "restart" and a.restarts < a.max_restarts:
+            a.restarts += 1  # breaks ACT-016: re-created although only a host's death allows it
+            core._reserve(a, -1)
+            a.host = core._actor_host((), a.demand)
+            if a.host:
+                a.state = ActorState.RESTARTING.value
+                core._start_actor(a)
+                return
+        on_status(r, msg)
+        if mode == "end-calls":
+            info = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {a.actor_id} is dead", "ACT-016")
+            for t in list(core.tasks.values()):
+                if t.spec.actor_id == a.actor_id and t.state == "submitted":
+                    core._unload(t)
+                    core._fail_task(t, info, "executor_died_final")  # breaks ACT-016: its late reply is dropped
+
+    core._on_ActorStatus = patched
+
+
+def _handle_without_host_address(iut: Iut) -> None:
+    from ..runtime import _handles
+
+    original = _handles.descriptor_value
+
+    def patched(actor_id: str, owner: str, host: str, host_address: str, class_name: str) -> Any:
+        return original(actor_id, owner, host, "", class_name)  # breaks ACT-024
+
+    _handles.descriptor_value = patched  # type: ignore[assignment]
+
+
+def _declared_dead_always_names_restart(iut: Iut) -> None:
+    core = iut.node.core
+    answer = core._answer_declared_dead
+
+    def patched(sender: Any, incarnation: int, hello_address: str, requirement: str) -> None:
+        answer(sender, incarnation, hello_address, "SES-006")  # breaks ERR-005
+
+    core._answer_declared_dead = patched
+
+
+def _list_length_limit(iut: Iut) -> None:
+    from ..core.errors import ProtocolViolation
+    from ..core.messages import ErrorCode
+
+    core = iut.node.core
+    on_submit = core._on_SubmitTask
+
+    def patched(r: Any, msg: Any) -> None:
+        if len(msg.args) > 1000:  # breaks GEN-011: no limit applies to a list's length
+            raise ProtocolViolation(ErrorCode.MALFORMED, f"{len(msg.args)} arguments are too many", "GEN-011")
+        on_submit(r, msg)
+
+    core._on_SubmitTask = patched
+
+
+def _answer_after_goodbye(iut: Iut) -> None:
+    from ..core.messages import GetObjectStatus
+    from ..core.events import Receive
+
+    core = iut.node.core
+    while_leaving = core._while_leaving
+
+    def patched(s: Any) -> None:
+        while_leaving(s)
+        if isinstance(s, Receive) and isinstance(s.envelope.body, GetObjectStatus) and s.envelope.seq > 0:
+            r = core.remotes.get(s.envelope.sender)
+            if r is not None and r.state == "alive":
+                oid = s.envelope.body.object_id
+                core._send(r.peer, core._status_message(oid, r.peer))  # breaks LIV-032
+
+    core._while_leaving = patched
+
+
+def _kill_waits_for_constructor(iut: Iut) -> None:
+    core = iut.node.core
+    on_kill = core._on_KillActor
+
+    def patched(r: Any, msg: Any) -> None:
+        for key, aid in core.actor_creations.items():
+            ex = core.exec_tasks.get(key)
+            if aid == msg.actor_id and ex is not None and ex.state == "resolving":
+                return  # breaks ACT-029: the creation goes on
+        on_kill(r, msg)
+
+    core._on_KillActor = patched
+
+
+def _creating(core: Any, actor_id: str) -> bool:
+    """Whether the creation of ``actor_id`` hosted here still resolves its arguments."""
+    for key, aid in core.actor_creations.items():
+        ex = core.exec_tasks.get(key)
+        if aid == actor_id and ex is not None and ex.state == "resolving":
+            return True
+    return False
+
+
+def _unequal_status_lists_refused(iut: Iut) -> None:
+    from ..core.errors import ProtocolViolation
+    from ..core.messages import ErrorCode
+
+    core = iut.node.core
+    on_status = core._on_ObjectStatus
+
+    def patched(r: Any, msg: Any) -> None:
+        if len(msg.locations) != len(msg.location_addresses) or len(msg.relays) != len(msg.relay_addresses):
+            raise ProtocolViolation(ErrorCode.MALFORMED, "lists of unequal length", "OBJ-008")  # breaks LOC-024
+        on_status(r, msg)
+
+    core._on_ObjectStatus = patched
+
+
+def _calls_before_alive_refused(iut: Iut) -> None:
+    from ..core.errors import ProtocolViolation
+    from ..core.messages import ErrorCode
+
+    core = iut.node.core
+    on_submit = core._on_SubmitTask
+
+    def patched(r: Any, msg: Any) -> None:
+        if msg.actor_id and _creating(core, msg.actor_id):
+            raise ProtocolViolation(ErrorCode.WRONG_STATE, f"actor {msg.actor_id} is not alive yet", "ACT-012")  # breaks ACT-012
+        on_submit(r, msg)
+
+    core._on_SubmitTask = patched
+
+
+def _rebuild_death_as_lost(iut: Iut) -> None:
+    from ..core.messages import ErrorCode, ErrorInfo
+
+    core = iut.node.core
+    fail_task = core._fail_task
+
+    def patched(t: Any, info: Any, event: str) -> None:
+        if event == "executor_died_final" and t.spec.attempt > 1 and not t.spec.actor_id:
+            info = ErrorInfo(ErrorCode.OBJECT_LOST, "the rebuild failed", "LIN-003")  # breaks LIN-008
+        fail_task(t, info, event)
+
+    core._fail_task = patched
+
+
+def _resend_tasks_as_new(iut: Iut) -> None:
+    from ..core.messages import SubmitTask
+
+    core = iut.node.core
+    envelope = core._envelope
+    sent: set[tuple[str, int]] = set()
+    resent: set[tuple[str, int]] = set()
+
+    def patched(r: Any, seq: int, body: Any) -> Any:
+        env = envelope(r, seq, body)
+        if (r.peer, seq) not in sent:
+            sent.add((r.peer, seq))
+        elif isinstance(body, SubmitTask) and (body.task_id, body.attempt) not in resent:
+            resent.add((body.task_id, body.attempt))
+            core._send(r.peer, body)  # breaks RPC-003: a timeout re-sends the task as a new message
+        return env
+
+    core._envelope = patched
+
+
 _INSTALL: dict[str, Callable[[Iut], None]] = {
     "free-while-borrowed": _free_while_borrowed,
     "ignore-duplicate-task": _ignore_duplicate_task,
@@ -3194,17 +3580,39 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "adopt-any-attempt": _adopt_any_attempt,
     "keep-freed-copies": _keep_freed_copies,
     "reused-task-id-takes-the-task": _reused_task_id_takes_the_task,
+    "reused-task-id-refused": _reused_task_id_refused,
     "reused-actor-id-ignored": _reused_actor_id_ignored,
     "skip-sequence-number": _skip_sequence_number,
     "stranger-acks": _stranger_acks,
     "resend-to-fenced": _resend_to_fenced,
     "forget-replaced-fences": _forget_replaced_fences,
     "accept-lz4-unnegotiated": _accept_lz4_unnegotiated,
+    "answer-fenced-every-time": lambda iut: setattr(core_session, "DECLARED_DEAD_ANSWER_MS", 0),  # SES-017
+    "ignore-lz4-refusal": lambda iut: setattr(iut.node.fetcher, "lz4_refused", lambda peer: None),  # FET-067
     "parallel-self-registrations": _parallel_self_registrations,
     "retain-refused-grant": lambda iut: setattr(iut.node.core, "_drop_from_retained", lambda forward_id: None),  # BOR-026
     "no-stall-limit": lambda iut: setattr(iut.node.core, "config", replace(iut.node.core.config, stall_ms=1 << 62)),  # SES-012
     "confirm-revives-grant": _confirm_revives_grant,
     "release-to-fenced-owner": _release_to_fenced_owner,
+    "keep-settled-out-of-scope": lambda iut: _settle_hooks(iut, "keep-settled"),
+    "reclaim-before-answering": lambda iut: _settle_hooks(iut, "answer-late"),
+    "keep-failed-objects": lambda iut: _settle_hooks(iut, "keep-failed"),
+    "primary-loss-is-loss": _primary_loss_is_loss,
+    "release-resent-grants": _release_resent_grants,
+    "no-retry-for-failed-arguments": _no_retry_for_failed_arguments,
+    "restart-on-dead-status": lambda iut: _dead_status(iut, "restart"),
+    "dead-status-ends-calls": lambda iut: _dead_status(iut, "end-calls"),
+    "handle-without-host-address": _handle_without_host_address,
+    "declared-dead-always-names-restart": _declared_dead_always_names_restart,
+    "list-length-limit": _list_length_limit,
+    "orphaned-actors-live-on": lambda iut: setattr(iut.node.core, "_actor_owner_died", lambda dead: None),  # ACT-005
+    "answer-after-goodbye": _answer_after_goodbye,
+    "kill-waits-for-constructor": _kill_waits_for_constructor,
+    "unequal-status-lists-refused": _unequal_status_lists_refused,
+    "calls-before-alive-refused": _calls_before_alive_refused,
+    "rebuild-death-as-lost": _rebuild_death_as_lost,
+    "resend-tasks-as-new": _resend_tasks_as_new,
+    "rerun-without-argument": lambda iut: setattr(iut.node.core, "_unrebuildable_argument", lambda t: ""),  # LIN-014
 }
 assert _INSTALL.keys() == FAULTS.keys()
 

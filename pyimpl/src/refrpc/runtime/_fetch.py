@@ -104,6 +104,8 @@ class _Fetch:
     retry_delay: float = RETRY_FIRST_S
     #: The holders whose chunks brought bytes of this copy (OBJ-067, SEC-005).
     sources: set[PeerId] = field(default_factory=set)
+    #: The outstanding requests sent with acceptLz4 = true (FET-067).
+    lz4_requests: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -168,6 +170,9 @@ class FetchService:
         #: Requests that came before our own fetch of the object they ask for, which the
         #: owner already lists us as relaying: (arrival, delivery), by object (FET-042).
         self._parked: dict[str, list[tuple[float, ev.DeliverData]]] = {}
+        #: The sessions (holder, its incarnation) that refused our acceptLz4 (FET-067):
+        #: no request on them carries it again. Dropped when the holder dies.
+        self._lz4_refused: set[tuple[PeerId, int]] = set()
 
     # ------------------------------------------------------------ fetcher
     def fetch(self, object_id: str, locations: tuple[tuple[PeerId, str], ...]) -> Future[int]:
@@ -199,6 +204,7 @@ class FetchService:
     def _start(self, f: _Fetch) -> None:
         """Ask from the start, or resume what is missing (FET-002), from the current location."""
         f.outstanding.clear()
+        f.lz4_requests.clear()
         f.refused.clear()
         if f.total < 0:
             f.next_offset = 0
@@ -215,7 +221,12 @@ class FetchService:
         peer, address = f.locations[f.where % len(f.locations)]
         f.asked = peer
         remote = self.node.core.remotes.get(peer)
-        lz4_ok = remote is not None and "lz4" in remote.features  # HS-021, FET-017: only where the session uses lz4
+        # HS-021, FET-017: only where the session uses lz4; FET-067: never again on a
+        # session whose holder refused it.
+        lz4_ok = (remote is not None and "lz4" in remote.features
+                  and (peer, remote.incarnation) not in self._lz4_refused)
+        if lz4_ok:
+            f.lz4_requests.add(request_id)
         msg = FetchRequest(f.object_id, request_id, offset, length, self.chunk_bytes, lz4_ok)
         self.node.handle(ev.SendData(self.node.sid(), peer, 0, address, msg))
 
@@ -234,6 +245,7 @@ class FetchService:
         if c.error is not None:
             rng = f.outstanding.pop(c.request_id)
             del self._by_request[c.request_id]
+            f.lz4_requests.discard(c.request_id)
             if c.error.code == ErrorCode.RESOURCE_EXHAUSTED:
                 # FET-009, ERR-009: the holder is busy, not empty: the same range, later.
                 f.refused.append(rng)
@@ -278,6 +290,7 @@ class FetchService:
         if c.last:
             del f.outstanding[c.request_id]
             del self._by_request[c.request_id]
+            f.lz4_requests.discard(c.request_id)
             self._fill(f)
             if not f.outstanding and not f.refused and f.next_offset >= f.total:
                 self._complete_or_resume(f)
@@ -361,11 +374,49 @@ class FetchService:
         for rid in [r for r, g in self._by_request.items() if g is f]:
             del self._by_request[rid]
         f.outstanding.clear()
+        f.lz4_requests.clear()
 
     def _forget_requests(self, f: _Fetch) -> None:
         for rid in f.outstanding:
             self._by_request.pop(rid, None)
         f.outstanding.clear()
+        f.lz4_requests.clear()
+
+    def lz4_refused(self, peer: PeerId) -> None:
+        """FET-067: ``peer`` answered a FetchRequest of ours with
+        ``ProtocolError(FEATURE_NOT_NEGOTIATED)`` and relatedSeq 0 (it names no
+        request, GEN-012). Every request outstanding there with acceptLz4 = true is
+        refused: its range is asked for again at once, from the same holder, without
+        acceptLz4, as is every later request on that session. Requests without the
+        flag stay outstanding."""
+        r = self.node.core.remotes.get(peer)
+        if r is None or r.state != "alive":
+            return
+        self._lz4_refused.add((peer, r.incarnation))
+        for f in list(self._by_object.values()):
+            if f.asked != peer or not f.lz4_requests:
+                continue
+            refused = [rid for rid in f.lz4_requests if rid in f.outstanding]
+            f.lz4_requests.clear()
+            if not refused:
+                continue
+            ranges = [f.outstanding.pop(rid) for rid in sorted(refused)]
+            for rid in refused:
+                self._by_request.pop(rid, None)
+            f.last_progress = time.monotonic()
+            if f.total < 0:
+                self._request(f, 0, RANGE_BYTES)  # nothing arrived yet, not even the size
+                continue
+            gaps = self.node.store.missing(f.object_id)
+            for offset, length in ranges:  # FET-002: from the first missing byte of each
+                end = min(offset + length, f.total)
+                for lo, hi in gaps:
+                    lo, hi = max(lo, offset), min(hi, end)
+                    if lo < hi:
+                        self._request(f, lo, hi - lo)
+            self._fill(f)
+            if not f.outstanding and not f.refused and f.next_offset >= f.total:
+                self._complete_or_resume(f)
 
     def peer_died(self, peer: PeerId) -> None:
         """Death effects, step 11: fetches from a dead holder end now, not after the
@@ -373,6 +424,7 @@ class FetchService:
         the fetch fails and its getter asks the owner again (OBJ-013). Requests
         it was being served end too."""
         self._serving = [j for j in self._serving if j.fetcher != peer]
+        self._lz4_refused = {s for s in self._lz4_refused if s[0] != peer}
         for oid in list(self._parked):
             self._parked[oid] = [(at, d) for at, d in self._parked[oid] if d.sender != peer]
         for f in list(self._by_object.values()):

@@ -815,6 +815,12 @@ class Node:
                 fut.set_result(ins)
         elif isinstance(ins, ev.DeliverData):
             self.fetcher.on_data(ins)
+        elif isinstance(ins, ev.RemoteError):
+            # FET-067: decided by the code, relatedSeq and sender alone (ERR-005).
+            if ins.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED and ins.related_seq == 0:
+                self.fetcher.lz4_refused(ins.peer)
+            if self.on_instruction is not None:
+                self.on_instruction(ins)
         elif isinstance(ins, ev.FreeCopy):
             self.fetched_from.pop(ins.object_id, None)
             if self.store.free(ins.object_id) and self.tracer is not None:  # the store did hold a copy
