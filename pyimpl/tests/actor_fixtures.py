@@ -227,3 +227,14 @@ class Marker:
 def touch(path):
     open(path, "w").close()
     return True
+
+
+@refrpc.remote
+class NoStart:
+    """An actor whose constructor raises."""
+
+    def __init__(self, key: str) -> None:
+        raise KeyError(key)
+
+    def ping(self) -> int:
+        return 1

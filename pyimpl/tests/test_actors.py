@@ -99,3 +99,17 @@ def test_a_method_that_calls_sys_exit_fails_and_the_actor_serves_on(one_worker, 
     else:
         assert refrpc.get(a.awaited.remote(refrpc.shared(af.add.remote(1, 1))), timeout=30) == 2
     a.kill()
+
+
+def test_calls_to_an_actor_whose_constructor_raised_fail_actor_died_with_the_reason(one_worker):
+    # a = NoStart.remote("start"): __init__ raises KeyError('start'). The call made at
+    # once (queued at the host) and one made later both raise ActorDiedError naming
+    # the constructor's error (the first used to raise a plain TaskError, the later
+    # one "no live actor ... here" without a reason).
+    a = af.NoStart.remote("start")
+    first = a.ping.remote()
+    with pytest.raises(refrpc.ActorDiedError, match="KeyError: 'start'"):
+        refrpc.get(first, timeout=30)
+    with pytest.raises(refrpc.ActorDiedError, match="KeyError: 'start'"):
+        refrpc.get(a.ping.remote(), timeout=30)
+    assert refrpc.get(af.add.remote(1, 1), timeout=30) == 2  # the worker serves on

@@ -170,6 +170,25 @@ def test_force_kills_the_worker_of_a_task_that_does_not_stop(one_worker, tmp_pat
     assert refrpc.cancel(ref, force=True) is False  # nothing left to cancel
 
 
+def test_force_after_a_plain_cancel_kills_the_worker_of_a_task_that_did_not_stop(one_worker, tmp_path):
+    # refrpc.cancel(ref) -> the task is stuck in C and runs on; refrpc.cancel(ref,
+    # force=True) then kills its worker (it used to return False and leave it running).
+    cluster = one_worker.cluster
+    before = cluster.processes["w1"]
+    mark = tmp_path / "started"
+    ref = stuck_in_c.remote(str(mark), "sleep")
+    assert wait_until(mark.exists, 30)
+    assert refrpc.cancel(ref) is True
+    with pytest.raises(refrpc.TaskCancelledError):
+        refrpc.get(ref, timeout=30)
+    assert before.poll() is None  # a plain cancel kills nothing
+    assert refrpc.cancel(ref, force=True) is True
+    assert before.wait(10) == -signal.SIGKILL
+    assert _worker_is_free()
+    assert cluster.processes["w1"].pid != before.pid
+    assert refrpc.cancel(ref, force=True) is False  # nothing left to stop
+
+
 def test_force_leaves_the_worker_alone_when_the_task_stops(one_worker):
     # A task that sees TaskCancelledError stops: force kills nothing.
     before = one_worker.cluster.processes["w1"]

@@ -296,3 +296,29 @@ def test_an_owners_death_ends_other_callers_calls_with_actor_died_at_once():
     net.finish("H", c1, result(b"late"))
     net.deliver_all()
     assert len(net.sent_bodies(TaskReply)) == replies  # TASK-005: one reply per call
+
+
+def test_calls_to_an_actor_whose_constructor_raised_end_actor_died_with_the_reason():
+    # D: a = Counter.remote(); a.m.remote() queued; the constructor raises KeyError;
+    # then another call. Both calls end ACTOR_DIED (ACT-004: the actor is dead), naming
+    # the constructor's error; the owner gets ActorStatus(DEAD, TASK_FAILED) (ACT-001).
+    # (The queued call used to end TASK_FAILED, and a later one "no live actor here".)
+    net = Net(("D", "H"))
+    aid = net.ids["D"].next()
+    net.handle("D", ev.CreateActorRequest(net.sid("D", "actor"), aid, "Counter", (), "H", 0, 0))
+    queued, (y1,) = net.submit("D", "m", actor=aid)
+    net.deliver_all()
+    why = ErrorInfo(ErrorCode.TASK_FAILED, "KeyError: 'start'", "TASK-007", "Traceback ...")
+    net.handle("H", ev.ActorReady(net.sid("H", "ready"), aid, why))
+    net.deliver_all()
+    [status] = [m for m in net.sent_bodies(ActorStatus) if m.actor_id == aid]
+    assert status.state is ActorState.DEAD and status.error.code is ErrorCode.TASK_FAILED
+    first = net["D"].owned[y1].error
+    assert first.code is ErrorCode.ACTOR_DIED and "KeyError: 'start'" in first.message, first
+    # A call the host gets later (from a caller that has not learnt of the death) says why too.
+    h, caller = net["H"], Stub("C")
+    caller.greet(h)
+    late = SubmitTask(caller.oid("t"), "m", (), (caller.oid("t.r0"),), actor_id=aid, actor_seq=1)
+    [reply] = bodies(h.handle(caller.send(h, late)), TaskReply)
+    [ret] = reply.returns
+    assert ret.error.code is ErrorCode.ACTOR_DIED and "KeyError: 'start'" in ret.error.message, ret.error

@@ -520,7 +520,8 @@ def cancel(ref: Ref[Any], *, force: bool = False, recursive: bool = True) -> boo
     ``recursive=False`` they run on (the worker that ran it still owns them).
 
     With ``force``, a running task that has not stopped a second after it was told
-    to is stopped by killing the worker process that runs it (``kill -9``); the
+    to is stopped by killing the worker process that runs it (``kill -9``), also when
+    an earlier ``cancel`` without ``force`` left it running (then it returns True); the
     cluster's supervisor starts the worker again, and other tasks that were on it
     are retried as after any worker death. Only the workers this program started
     (``refrpc.init()``) can be killed so: ``force`` on a task of a cluster this

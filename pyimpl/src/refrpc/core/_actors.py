@@ -211,12 +211,15 @@ class Actors:
         self._release_exec_holds(ex)
         h = self.hosted.get(actor_id)
         if h is not None:
-            calls = error
+            # It never came to life here, so its queued calls are calls to a dead actor,
+            # answered ACTOR_DIED (ACT-004, ACT-028) with why it died; the owner learns
+            # the error itself from the ActorStatus (ACT-001).
             if error.code is ErrorCode.RESOURCE_EXHAUSTED:
-                # ACT-028: it never came to life here, so its queued calls are calls to a
-                # dead actor (ACT-004); the owner learns why from the ActorStatus.
                 calls = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {actor_id} was never created: {error.message}",
                                   "ACT-028")
+            else:
+                calls = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {actor_id} died: its constructor failed: "
+                                  f"{error.message}", "ACT-004", error.detail)
             self._hosted_actor_dead(h, error, calls=calls)
 
     def _actor_ready(self: Peer, s: ActorReady) -> None:
@@ -270,6 +273,7 @@ class Actors:
                            calls: ErrorInfo | None = None) -> None:
         """``h`` is dead with ``info``; its queued calls are answered ``calls`` (default ``info``)."""
         h.state = "dead"
+        h.death = calls or info
         for key, actor_id in list(self.actor_creations.items()):
             ex = self.exec_tasks.get(key)
             if actor_id == h.actor_id and ex is not None and ex.state == "resolving":
@@ -315,7 +319,9 @@ class Actors:
                 self._story(ex.spec.task_id, "held", f"no actor {ex.spec.actor_id} here yet (ACT-023)")
                 return
         if h is None or h.state == "dead":
-            info = ErrorInfo(ErrorCode.ACTOR_DIED, f"no live actor {ex.spec.actor_id} here", "ACT-004")
+            why = h.death if h is not None else None
+            info = ErrorInfo(ErrorCode.ACTOR_DIED, f"no live actor {ex.spec.actor_id} here"
+                             + (f" ({why.message})" if why is not None else ""), "ACT-004", why.detail if why else "")
             ex.waiting.clear()
             self._reply_unrun(key, ex, info)
             return

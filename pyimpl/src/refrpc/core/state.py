@@ -305,6 +305,8 @@ class HostedActor:
     running: dict = field(default_factory=dict)
     #: How many calls may run at once (CreateActor.maxConcurrency, at least 1).
     max_concurrency: int = 1
+    #: Once dead: the error its calls are answered with (ACT-004), naming why it died.
+    death: ErrorInfo | None = None
 
 
 @dataclass(slots=True)

@@ -95,6 +95,67 @@ class Admission:
                 self._queue.remove(ticket)
                 self._cv.notify_all()
 
+    def try_acquire_more(self, key: int, need: int) -> bool:
+        """:meth:`acquire_more` if the bytes fit now; else nothing, and False."""
+        if self.capacity is None or need <= 0:
+            return True
+        with self._cv:
+            if not self._fits(need):
+                return False
+            self._admit(key, need)
+            return True
+
+    def acquire_more(self, key: int, need: int, timeout: float = ADMISSION_WAIT_S,
+                     abort: threading.Event | None = None) -> bool:
+        """``need`` more bytes for the call ``key``, already admitted, that must fetch
+        an argument it counted as mapped (its holder spilled it meanwhile): granted as
+        soon as they fit, ahead of the calls not admitted yet (which wait for bytes such
+        calls hold). Bounded and abortable as :meth:`acquire`."""
+        if self.capacity is None or need <= 0:
+            return True
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while not self._fits(need):
+                if abort is not None and abort.is_set():
+                    return False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.gave_up_waiting += 1
+                    if self.ledger is not None:
+                        self.ledger.reserve(need, 1 << 62)
+                    break
+                self._cv.wait(left if self.ledger is None else min(left, POLL_S))
+            self._admit(key, need)
+            return True
+
+    def wait_for_others(self, key: int, timeout: float = ADMISSION_WAIT_S,
+                        abort: threading.Event | None = None) -> bool:
+        """The call ``key`` found no room for its fetch: wait until a call that holds
+        bytes (on this host, with a ledger) releases some. False at once if no other
+        call holds any (the call is alone: no room will come), or if ``abort`` was set
+        or ``timeout`` passed first."""
+        if self.capacity is None:
+            return False
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            own = self._held.get(key, 0)
+            before = self._others(own)
+            if before <= 0:
+                return False
+            while self._others(own) >= before:
+                if abort is not None and abort.is_set():
+                    return False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left if self.ledger is None else min(left, POLL_S))
+            return True
+
+    def _others(self, own: int) -> int:
+        """Bytes reserved by calls other than one holding ``own`` (host-wide with a ledger)."""
+        total = self.ledger.reserved() if self.ledger is not None else self.reserved
+        return total - own
+
     def wake(self) -> None:
         """Make every waiting call look at its ``abort`` event now."""
         with self._cv:
@@ -131,11 +192,12 @@ class Admission:
             return len(self._queue)
 
 
-def bytes_to_fetch(store: Any, args: Any) -> int:
-    """The bytes of ``args`` (ResolvedArgs) that a call will copy into ``store``: stored
-    arguments of known size with no segment on this host to map (another host's,
-    or spilled by their holder), and not already held by ``store`` itself."""
-    need = 0
+def arguments_to_fetch(store: Any, args: Any) -> dict[str, int]:
+    """The stored arguments of ``args`` (ResolvedArgs) that a call will copy into
+    ``store``, with their sizes: those of known size with no segment on this host to
+    map (another host's, or spilled by their holder), and not already held by
+    ``store`` itself."""
+    counted: dict[str, int] = {}
     segment_path = getattr(store, "segment_path", None)
     for a in args:
         if a.value is not None or a.ref is not None or not a.object_id or a.size <= 0:
@@ -144,5 +206,5 @@ def bytes_to_fetch(store: Any, args: Any) -> int:
             continue
         if segment_path is not None and any(os.path.exists(segment_path(a.object_id, peer)) for peer, _ in a.locations):
             continue  # mapped from this host's shared memory: nothing is copied here
-        need += a.size
-    return need
+        counted[a.object_id] = a.size
+    return counted

@@ -30,7 +30,11 @@ def cancel_forcibly(node: Node, cluster: Any, object_id: str, grace: float = FOR
     def look() -> tuple[str, str, str, str, int] | None:
         entry = core.owned.get(object_id)
         t = core.tasks.get(entry.task_id) if entry is not None and entry.task_id else None
-        if t is None or t.state not in ("submitted", "queued") or entry.state != "pending":
+        if t is None:
+            return None
+        # Cancelled earlier without force, and its executor has not answered: it runs on.
+        runs_on = t.state == "cancelled" and t.holding_args and bool(t.executor)
+        if not runs_on and (t.state not in ("submitted", "queued") or entry.state != "pending"):
             return None
         r = core.remotes.get(t.executor) if t.executor else None
         return t.spec.task_id, t.state, t.executor, t.spec.actor_id, r.incarnation if r is not None else 0
@@ -46,9 +50,9 @@ def cancel_forcibly(node: Node, cluster: Any, object_id: str, grace: float = FOR
         raise RefRPCError("cancel(force=True) kills the worker process that runs the task, and this program did not "
                           "start the cluster's workers (it joined a cluster, or runs inside a task): "
                           "cancel without force, or stop the workers with `refrpc stop`")
-    if state == "submitted" and executor not in cluster.processes:
+    if state != "queued" and executor not in cluster.processes:
         raise RefRPCError(f"cancel(force=True): task {task_id} runs on {executor}, a process this program did not start")
-    if not cancel_task_of(node, object_id):
+    if state != "cancelled" and not cancel_task_of(node, object_id):
         return False
     if state == "queued":
         return True  # it was never sent: it will never run

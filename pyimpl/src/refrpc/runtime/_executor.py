@@ -21,6 +21,7 @@ import importlib
 import itertools
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -31,7 +32,7 @@ from ..core.messages import DEMAND_UNIT, FRAME_HEADROOM, Encoding, ErrorCode, Er
 from ..errors import ExceptionState, TaskError
 from ..serialization import NotPortable
 from ..store import ObjectNotFound, StoreFull
-from ._admission import Admission, bytes_to_fetch
+from ._admission import ADMISSION_WAIT_S, Admission, arguments_to_fetch
 from ._fetch import BadCopies
 from ._actor_runner import ActorRunner
 from ._node import StoredFormRefused, error_info
@@ -880,7 +881,25 @@ class Executor:
 
         return wait
 
-    def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction) -> list[Any]:
+    def _wait_for_memory(self, ins: ev.Instruction, wait: Callable[[threading.Event | None], bool]) -> bool:
+        """``wait(abort)`` in admission (OBJ-037), and what it returns. A task waits
+        without its CPU (TASK-056): the task whose bytes it waits for may be fetching
+        without its own CPU, and must be able to take it back. Raises TaskStopped if
+        the task was stopped meanwhile (which sets ``abort``)."""
+        if not self._gives_cpu(ins):
+            return wait(None)
+        woken = threading.Event()
+        return bool(self._without_cpu(woken, lambda: wait(woken), ins.owner))  # type: ignore[attr-defined]
+
+    def _reserve_uncounted(self, ins: ev.Instruction, size: int) -> None:
+        """An argument admission counted as mapped must be fetched after all (its
+        holder spilled it, or its copy went, meanwhile): reserve its bytes first, so
+        that fetches side by side never take more than the store's limit (OBJ-037)."""
+        if not self.admission.try_acquire_more(id(ins), size):
+            self._wait_for_memory(ins, lambda abort: self.admission.acquire_more(id(ins), size, abort=abort))
+
+    def _resolve_args(self, resolved: tuple[ev.ResolvedArg, ...], ins: ev.Instruction,
+                      counted: dict[str, int] | None = None) -> list[Any]:
         wait = self._fetch_wait(ins)
         args: list[Any] = []
         for a in resolved:
@@ -891,7 +910,9 @@ class Executor:
             if value is None:
                 try:
                     # Same host: mapped, not copied; another host: fetched first (FET-001).
-                    value = self.node.local_value(a.object_id, a.locations, 120.0, wait)
+                    reserve = (None if counted is None or a.object_id in counted or a.size <= 0
+                               else lambda size=a.size: self._reserve_uncounted(ins, size))
+                    value = self.node.local_value(a.object_id, a.locations, 120.0, wait, reserve)
                 except (ObjectNotFound, TimeoutError):
                     # OBJ-013: ask the owner again; the core re-issues the RunTask.
                     if isinstance(ins, ev.RunTask):
@@ -975,18 +996,10 @@ class Executor:
         """The arguments of a call (or constructor) loaded here; None if it was answered
         instead (an argument that cannot be loaded fails it) or will come again.
         Waits first, in order, while the bytes it must fetch would not fit (OBJ-037)."""
-        need = bytes_to_fetch(self.node.store, ins.args)
+        counted = arguments_to_fetch(self.node.store, ins.args)
+        need = sum(counted.values())
         if not self.admission.try_acquire(id(ins), need):
-            if self._gives_cpu(ins):
-                # It waits for memory without its CPU (TASK-056): the task whose
-                # bytes it waits for may be fetching without its own CPU, and must be
-                # able to take it back.
-                woken = threading.Event()
-                if not self._without_cpu(woken, lambda: self.admission.acquire(id(ins), need, abort=woken),
-                                         ins.owner):  # type: ignore[union-attr]
-                    raise TaskStopped()  # a stop that did not reach it as one (defensive)
-            else:
-                self.admission.acquire(id(ins), need)
+            self._wait_for_memory(ins, lambda abort: self.admission.acquire(id(ins), need, abort=abort))
         prepare = getattr(self.node.store, "make_room_for", None)
         if need and prepare is not None:
             # The fetch assembles on the event loop, which waits for the host's other
@@ -994,7 +1007,20 @@ class Executor:
             # made, the fetch still tries (and spills what it can, or fails, OBJ-036).
             prepare(need)
         try:
-            return self._resolve_args(ins.args, ins)
+            until = None
+            while True:
+                try:
+                    return self._resolve_args(ins.args, ins, counted)
+                except StoreFull:
+                    # No room while other admitted calls' fetches take it: those end
+                    # (their bytes are counted, OBJ-037), so wait for one to and try
+                    # again, within admission's bound; only a call that finds no room
+                    # alone, or still none at the bound, fails (OBJ-036).
+                    until = until or time.monotonic() + ADMISSION_WAIT_S
+                    left = until - time.monotonic()
+                    if left <= 0 or not self._wait_for_memory(
+                            ins, lambda abort: self.admission.wait_for_others(id(ins), left, abort)):
+                        raise
         except _Refetch:
             return None
         except Exception as exc:  # an argument that cannot be loaded here: the caller's error, not ours

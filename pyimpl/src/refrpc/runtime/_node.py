@@ -478,10 +478,12 @@ class Node:
         return self.call(lambda: self.fetcher.fetch(object_id, locations)).result()
 
     def local_value(self, object_id: str, locations: tuple, timeout: float | None,
-                    wait: Callable[[Future[Any], float | None], Any] | None = None) -> Any:
+                    wait: Callable[[Future[Any], float | None], Any] | None = None,
+                    before_fetch: Callable[[], Any] | None = None) -> Any:
         """The value of a stored object: mapped from this host's shared memory, or
-        fetched from a location on another host first (``wait(future, timeout)``
-        waits for the fetch: an executor gives a task's CPU back meanwhile, TASK-056).
+        fetched from a location on another host first (``before_fetch()`` runs first:
+        an executor reserves the bytes there; ``wait(future, timeout)`` waits for the
+        fetch: an executor gives a task's CPU back meanwhile, TASK-056).
         Raises ObjectNotFound."""
         from ..store import ObjectNotFound
 
@@ -497,6 +499,8 @@ class Node:
                     self.handle_soon(lambda sid: ev.CopyLost(sid, object_id))
                 continue
         if value is None:
+            if before_fetch is not None:
+                before_fetch()
             fetching = self.fetch(object_id, locations)  # another host (raises ObjectNotFound)
             if wait is None:
                 fetching.result(timeout)
