@@ -346,7 +346,8 @@ struct Arg {
   # Exactly the member that matches `kind` is set; anything else makes the
   # message malformed (VAL-015). Reference counting: I count a submitted-task
   # hold on every ref the argument mentions (as `ref`, as `shared` or nested in
-  # `value`) until the task is settled, or, for CreateActor, until the actor
+  # `value`) until the task is settled (a cancelled task keeps it until your
+  # reply or your death, TASK-014), or, for CreateActor, until the actor
   # reports ActorStatus ALIVE or DEAD (for maxRestarts > 0: until it is dead for
   # good, ACT-012), or until I declare you dead and do not re-create the actor
   # elsewhere (a re-creation keeps the hold, ACT-011, BOR-006); that hold covers
@@ -562,7 +563,9 @@ struct SubmitTask {
   # Run `function` for me. I own every return object (OWN-001); I allocated the
   # task id and return ids (TASK-001). Reference counting: I hold a
   # submitted-task ref on every ref the arguments mention until I have processed
-  # your final TaskReply or settled the task otherwise (BOR-006).
+  # your final TaskReply or settled the task otherwise (BOR-006); a task I
+  # cancelled is settled at once but keeps these holds until your reply or your
+  # death (TASK-014). Returns that name one id twice are malformed (VAL-030).
 
   taskId @0 :Text;
   # The task's id, allocated by me (ID-003).
@@ -796,7 +799,8 @@ struct ReleaseBorrows {
 struct ConfirmBorrow {
   # From the owner, after `forwarder` died: do you still hold the grant it
   # obtained for you? (BOR-010). You fence the forwarder before answering
-  # (BOR-011).
+  # (BOR-011), unless it is your head, which a member judges by its own session
+  # only (BOR-011, CLU-034).
 
   objectId @0 :Text;
   # My object.
@@ -1023,7 +1027,8 @@ struct PeerDeadNotice {
   # I have declared this peer incarnation dead by my own detection; fence it and
   # run its death effects, without sending notices of your own (LIV-004,
   # LIV-008). If it names you, you ignore it (LIV-019): you learn of your own
-  # death only from a peer that fenced you (LIV-005).
+  # death only from a peer that fenced you (LIV-005). A member ignores one that
+  # names its cluster's head (LIV-030, CLU-034).
 
   peer @0 :Text;
   # The dead PeerId.

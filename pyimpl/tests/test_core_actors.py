@@ -271,6 +271,33 @@ def test_a_creation_killed_while_its_arguments_resolve_never_runs_its_constructo
     assert h.actor_creations == {} and not any(k[2] == f"{aid}#create" for k in h.exec_tasks)
 
 
+def test_an_owners_death_ends_other_callers_calls_with_actor_died_at_once():
+    # C got shared(a) from D and calls a.m() twice; D dies while C's first call runs:
+    # H stops the actor and answers both of C's calls ERROR(ACTOR_DIED) at once, the
+    # running one without waiting for its code; nothing goes to D, and the running
+    # call's late result sends nothing more                           ACT-038, FATE-004
+    net = Net(("D", "H", "C"))
+    aid = create_with_handle(net)
+    use, _ = net.submit("D", "use", shared(aid), executor="C")
+    net.deliver_all()
+    c1, (y1,) = net.submit("C", "m", actor=aid, executor="H")
+    c2, (y2,) = net.submit("C", "m", actor=aid, executor="H")
+    net.deliver_all()
+    assert [r.task_id for r in net.runs("H")] == [c1]
+    net.kill("D", "H")
+    net.deliver_all()
+    assert [i.actor_id for i in of_type(net.log["H"], ev.StopActor)] == [aid]
+    assert c1 in [s.task_id for s in of_type(net.log["H"], ev.StopTask)]
+    for y in (y1, y2):
+        err = net["C"].owned[y].error
+        assert err is not None and err.code is ErrorCode.ACTOR_DIED and err.requirement == "ACT-038"
+    assert not [m for m in net.sent_bodies(ActorStatus) if m.state is ActorState.DEAD]
+    replies = len(net.sent_bodies(TaskReply))
+    net.finish("H", c1, result(b"late"))
+    net.deliver_all()
+    assert len(net.sent_bodies(TaskReply)) == replies  # TASK-005: one reply per call
+
+
 def test_calls_to_an_actor_whose_constructor_raised_end_actor_died_with_the_reason():
     # D: a = Counter.remote(); a.m.remote() queued; the constructor raises KeyError;
     # then another call. Both calls end ACTOR_DIED (ACT-004: the actor is dead), naming

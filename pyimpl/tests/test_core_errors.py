@@ -517,3 +517,20 @@ def test_a_message_beyond_the_receivers_frame_limit_never_goes() -> None:
     (status,) = bodies(out, ObjectStatus, to="W")
     assert status.state is ObjectState.FAILED and status.error.code is ErrorCode.RESOURCE_EXHAUSTED
     assert a.owned[PREFIX + "1"].state == "ready"
+
+
+@pytest.mark.parametrize("refs", [
+    pytest.param(lambda s: (RefDescriptor(s.oid(1), "S", s.incarnation + 1, s.address),), id="another incarnation than the entry kept"),
+    pytest.param(lambda s: (RefDescriptor(s.oid(5), "S", 0, s.address),), id="owner incarnation 0"),
+    pytest.param(lambda s: (s.descriptor(s.oid(6)), RefDescriptor(s.oid(6), "Q", 7, "mem://Q")), id="two owners in one value"),
+])
+def test_a_read_value_whose_descriptor_conflicts_fails_with_malformed_and_changes_nothing(refs):
+    # A reads a value (a stored form it fetched, an ObjectStatus value) nesting a ref
+    # that names owner incarnation 0, or another owner than the entry A keeps: the
+    # read fails MALFORMED, nothing is registered or merged       REF-004, REF-007, VAL-021
+    a, s = busy_peer()
+    before = snapshot(a)
+    with pytest.raises(LocalUsageError) as info:
+        a.handle(ev.Materialize("m", PREFIX + "1", refs(s)))
+    assert info.value.code is ErrorCode.MALFORMED
+    assert snapshot(a) == before

@@ -177,6 +177,36 @@ def test_a_reply_too_large_for_the_submitters_frames_fails_every_return():
     assert [rv.kind for rv in reply.returns] == [ReturnKind.INLINE] * 10 + [ReturnKind.STORED]
 
 
+def test_an_error_too_large_for_the_submitters_frames_is_cut_and_keeps_its_code():
+    # S (1 MiB frames) runs f on A, which raises with a 1.2 MB message and a 1.2 MB
+    # traceback: the texts are cut (the traceback first) so that the reply fits, and
+    # the return stays TASK_FAILED, never RESOURCE_EXHAUSTED            ZMQ-022, TASK-007
+    from refrpc.core.messages import FRAME_HEADROOM, ErrorInfo
+
+    a = checked_peer("A", 0xA1)
+    s = Stub("S", max_frame_bytes=1 << 20)
+    s.greet(a)
+    tid = s.oid("t1")
+    rids = (f"{tid}.r0", f"{tid}.r1")
+    a.handle(s.send(a, SubmitTask(tid, "f", (), rids)))
+    message, detail = "é" * 600_000, "Traceback\n" + "x" * 1_200_000
+    raised = ev.TaskResult(error=ErrorInfo(ErrorCode.TASK_FAILED, message, "TASK-007", detail))
+    small = ev.TaskResult(value=Value(Encoding.RAW, b"v" * 1000))
+    [reply] = bodies(a.handle(ev.TaskFinished("done", tid, 1, (raised, small), return_ids=rids)), TaskReply)
+    err = reply.returns[0].error
+    assert reply.returns[0].kind is ReturnKind.ERROR and (err.code, err.requirement) == (ErrorCode.TASK_FAILED, "TASK-007")
+    assert err.detail == "" and message.startswith(err.message) and err.message  # cut, on a character boundary
+    assert len(err.message.encode()) + 1000 <= (1 << 20) - FRAME_HEADROOM
+    assert reply.returns[1].kind is ReturnKind.INLINE
+    # A traceback alone too large is cut, and the message kept whole.
+    tid2 = s.oid("t2")
+    a.handle(s.send(a, SubmitTask(tid2, "f", (), (f"{tid2}.r0",))))
+    raised = ev.TaskResult(error=ErrorInfo(ErrorCode.TASK_FAILED, "ValueError: no", "TASK-007", detail))
+    [reply] = bodies(a.handle(ev.TaskFinished("done", tid2, 1, (raised,), return_ids=(f"{tid2}.r0",))), TaskReply)
+    err = reply.returns[0].error
+    assert (err.code, err.message) == (ErrorCode.TASK_FAILED, "ValueError: no") and detail.startswith(err.detail) and err.detail
+
+
 def test_a_table_too_large_for_the_requesters_frames_is_sent_as_a_summary():
     # S (1 MiB frames) asks A, which owns 10,000 objects, for its whole table   ZMQ-023, INT-007
     a = Peer("A", 0xA1, address("A"))  # not checked after every call: 10,000 puts
@@ -245,3 +275,54 @@ def test_a_reply_that_uses_a_feature_not_in_use_fails_the_task_at_once():
     e = d.owned["D.d1.1.r0"]
     assert e.state == "failed" and e.error.code is ErrorCode.FEATURE_NOT_NEGOTIATED
     assert bodies(out, SubmitTask) == []
+
+
+def _protocol_error_without_error(sender: Stub, to: str, to_incarnation: int, seq: int, related_seq: int) -> bytes:
+    """A ProtocolError whose required `error` pointer is null (VAL-020: malformed)."""
+    from refrpc.codec._schema import schema
+
+    m = schema().Envelope.new_message()
+    m.sender, m.senderIncarnation, m.receiver, m.receiverIncarnation, m.seq = sender.name, sender.incarnation, to, to_incarnation, seq
+    m.body.init("protocolError").relatedSeq = related_seq
+    return m.to_bytes()
+
+
+def test_a_malformed_protocol_error_is_not_answered_and_ends_the_request_it_names():
+    # W refuses D's SubmitTask with a ProtocolError that has no `error`: D answers nothing
+    # (GEN-008) and still ends the task it names, with MALFORMED              GEN-030, GEN-008
+    d, w, spec = submitted(max_retries=3)
+    related = d.remotes["W"].submit_seqs[spec.task_id]
+    w.out_seq += 1
+    try:
+        codec.decode([_protocol_error_without_error(w, "D", 0xD1, w.out_seq, related)])
+    except codec.DecodeError as exc:
+        bad = exc
+    assert bad.answer == ("ProtocolError", (related,))
+    out = d.handle(malformed(bad))
+    assert bodies(out, ProtocolError) == []
+    e = d.owned["D.d1.1.r0"]
+    assert e.state == "failed" and e.error.code is ErrorCode.MALFORMED and bodies(out, SubmitTask) == []  # no retry
+    assert d.remotes["W"].delivered == w.out_seq  # its number is consumed all the same (GEN-010)
+    # One that names no request of D's (or cannot be read at all) ends nothing, and is not answered either.
+    w.out_seq += 1
+    try:
+        codec.decode([_protocol_error_without_error(w, "D", 0xD1, w.out_seq, 999)])
+    except codec.DecodeError as exc:
+        bad = exc
+    assert bodies(d.handle(malformed(bad)), ProtocolError) == []
+
+
+def test_a_task_naming_a_return_id_twice_is_refused_malformed():
+    # S submits f with returnIds [r0, r0]: two replies' worth of one object would leave
+    # two copies under one id at A; A refuses it, runs nothing, keeps no record  VAL-030, ERR-003
+    a = checked_peer("A", 0xA1)
+    s = Stub("S")
+    s.greet(a)
+    tid = s.oid("t1")
+    out = a.handle(s.send(a, SubmitTask(tid, "f", (), (f"{tid}.r0", f"{tid}.r0"))))
+    [err] = bodies(out, ProtocolError)
+    assert (err.error.code, err.error.requirement, err.related_seq) == (ErrorCode.MALFORMED, "VAL-030", s.out_seq)
+    assert of_type(out, ev.RunTask) == [] and a.exec_tasks == {}
+    # The same task with distinct ids runs.
+    out = a.handle(s.send(a, SubmitTask(tid, "f", (), (f"{tid}.r0", f"{tid}.r1"))))
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [tid]

@@ -1033,6 +1033,32 @@ def test_undecodable_frame_from_sender_incarnation_0_to_an_earlier_incarnation_g
     assert frames(a.handle(bad)) == []
 
 
+def test_a_refused_request_is_answered_past_the_protocol_error_limit():
+    # G uses up O's ProtocolError allowance with 100 messages sent outside their place,
+    # then asks for a third status wait beyond SEC-009's bound of 2: the refusal is the
+    # only end of that request at G, so it is sent all the same      ERR-008, SEC-009
+    from refrpc.core.messages import GetObjectStatus
+
+    o = peer("O", 0x0A, Config(max_status_waits=2))
+    o.handle(ev.AddPeer("add", "W", "mem://W"))
+    ys = []
+    for n in range(3):
+        tid = f"O.a.{n + 1}"
+        o.handle(ev.Submit("submit", tid, "f", (), (f"{tid}.r0",), executor="W"))
+        ys.append(f"{tid}.r0")
+    w = Stub("W")
+    o.handle(w.welcome(o))
+    g = Stub("G")
+    g.greet(o)
+    welcome = Welcome(0, 1, "mem://G", ("core",), 1 << 20, 250)  # not a sequenced message: GEN-005
+    assert len(bodies(o.handle(*[g.send(o, welcome) for _ in range(100)]), ProtocolError)) == 100
+    assert bodies(o.handle(g.send(o, welcome)), ProtocolError) == []  # the window is full
+    o.handle(g.send(o, GetObjectStatus(ys[0], wait=True)), g.send(o, GetObjectStatus(ys[1], wait=True)))
+    env = g.send(o, GetObjectStatus(ys[2], wait=True))
+    fresh = [e for e in bodies(o.handle(env), ProtocolError, to="G") if e.related_seq == g.out_seq]
+    assert [(e.error.code, e.error.requirement) for e in fresh] == [(ErrorCode.RESOURCE_EXHAUSTED, "SEC-009")]
+
+
 def test_a_fenced_incarnation_is_answered_declared_dead_at_most_once_a_second():
     # B/b was declared dead; it goes on resending its Hello every 200 ms.
     # It is answered at once, then not again until a second has passed     SES-017

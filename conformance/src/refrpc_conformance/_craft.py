@@ -79,6 +79,20 @@ def drop_payload_frames(frames: list[Any]) -> list[Any]:
     return [frames[0]]
 
 
+def drop_protocol_error_info(frames: list[Any]) -> list[Any]:
+    """A frames hook for a ProtocolError: the same envelope and `relatedSeq`, with the
+    required `error` pointer left null (VAL-020: a ProtocolError without `error`)."""
+    from refrpc.codec._schema import schema
+
+    s = schema()
+    with s.Envelope.from_bytes(bytes(frames[0])) as old:
+        new = s.Envelope.new_message()
+        for field in ("sender", "senderIncarnation", "receiver", "receiverIncarnation", "seq", "ack"):
+            setattr(new, field, getattr(old, field))
+        new.body.init("protocolError").relatedSeq = old.body.protocolError.relatedSeq
+        return [new.to_bytes()]
+
+
 def add_frame(extra: bytes = b"unreferenced") -> Callable[[list[Any]], list[Any]]:
     """A frames hook appending a frame no payload references (ZMQ-005)."""
 

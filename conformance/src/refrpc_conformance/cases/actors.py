@@ -286,6 +286,56 @@ def call_stopped_with_its_actor(ctx: CaseContext) -> None:
     ctx.check("TASK-005", count == 1, "one reply for the stopped call", f"{count} replies")
 
 
+@case(
+    "actors/ACT-038-owner-death-ends-other-callers-calls",
+    requirements=["ACT-038", "FATE-004", "TASK-063", "TASK-005"],
+    features=("core", "actors"),
+    summary=(
+        "Suite peer O creates a Counter(0) on the IUT. A second suite peer C, another caller, calls add(X by ref) "
+        "as its actorSeq 1, where X is C's own and stored only at suite peer H, which withholds every chunk: the "
+        "call has started and waits for X's bytes. C then calls add(1) as actorSeq 2, queued behind it. O leaves "
+        "with Goodbye (fenced at once), so the IUT stops the actor (FATE-004). Both of C's calls must be answered "
+        "ERROR(ACTOR_DIED) at once, while H still withholds X (not when the running call's code ends). H then "
+        "serves X: nothing more is sent for either call (one reply each)."
+    ),
+    timeout=60.0,
+)
+def owner_death_ends_other_callers_calls(ctx: CaseContext) -> None:
+    iut, o, link_o = open_session(ctx, peer_name="owner")
+    actor = _counter(ctx, iut, o, 0)
+    c = ctx.wire_peer("caller")
+    link_c = ctx.session(c, iut)
+    h = ctx.wire_peer("silent-holder")
+    form = stored_form(portable(1))
+    x = ctx.new_id(c)
+    released = [False]
+    h.serve(x, form, lose=lambda req, start, end: not released[0])
+    running = task(c, "add", [by_ref(ctx.descriptor(c, x, size_hint=len(form)))], actor_id=actor, actor_seq=1,
+                   cpu_demand=0)
+    link_c.send(running)
+    ctx.expect(c, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002", what=f"GetObjectStatus for {x}")
+    link_c.send(ObjectStatus(x, ObjectState.READY, len(form), (h.peer_id,), (h.address,)))
+    ctx.wait_until(h, lambda: bool(h.fetch_requests), requirement="FET-001", what=f"H's FetchRequest for {x}", timeout=30.0)
+    queued = task(c, "add", [by_value(1)], actor_id=actor, actor_seq=2, cpu_demand=0)
+    link_c.send(queued)
+    probe = task(c, "echo", [by_value("probe")], cpu_demand=0)
+    link_c.send(probe)
+    expect_reply(ctx, c, probe)  # the queued call arrived before O leaves (one session keeps its order)
+    leave_with_goodbye(ctx, o, iut)
+    for call, state in ((running, "running"), (queued, "queued")):  # H still withholds X
+        ret = expect_reply(ctx, c, call, requirement="ACT-038", timeout=10.0).returns[0]
+        ctx.check("ACT-038", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.ACTOR_DIED,
+                  f"ERROR(ACTOR_DIED) for C's {state} call once the owner is fenced", describe_return(ret))
+    released[0] = True  # H serves X now, should the IUT still ask for it
+    again = task(c, "echo", [by_value("probe")], cpu_demand=0)
+    link_c.send(again)
+    expect_reply(ctx, c, again)
+    iut.quiesce(10_000)
+    for call in (running, queued):
+        count = len(c.received(TaskReply, lambda m, tid=call.task_id: m.task_id == tid))
+        ctx.check("TASK-005", count == 1, f"one reply for actorSeq {call.actor_seq}", f"{count} replies")
+
+
 def _counter_with_a_waiting_call(ctx: CaseContext) -> tuple[str, WirePeer, Any, str, WirePeer, str, SubmitTask]:
     """Suite peer O creates a Counter(0) on the IUT; a second suite peer C calls
     add(X by ref) as its actorSeq 1, X being O's and not answered yet, so C's call waits

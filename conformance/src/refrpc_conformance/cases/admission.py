@@ -10,6 +10,8 @@ nothing waits for it to end. The actor cases hold the slot with a Counter instea
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from refrpc.core.messages import (
     ActorState,
     ActorStatus,
@@ -152,6 +154,32 @@ def resource_named_twice(ctx: CaseContext) -> None:
     iut.quiesce()
     ran = peer.received(TaskReply, lambda m: m.task_id == bad.task_id)
     ctx.check("TASK-054", not ran, "no TaskReply for the malformed task", f"{len(ran)}")
+
+
+@case(
+    "tasks/VAL-030-return-id-named-twice-is-malformed",
+    requirements=["VAL-030", "ERR-003"],
+    summary=(
+        "The suite sends echo(4) whose returnIds name the same id twice. The IUT must answer "
+        "ProtocolError(MALFORMED) about that message and run nothing; the session goes on (the same task id "
+        "sent again with two distinct return ids is answered)."
+    ),
+)
+def return_id_named_twice(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    good = task(peer, "echo", [by_value(4)], num_returns=2)
+    bad = replace(good, return_ids=(good.return_ids[0], good.return_ids[0]))
+    seq = link.send(bad)
+    arrival = ctx.expect(peer, ProtocolError, lambda m: m.related_seq == seq, requirement="VAL-030",
+                         what=f"ProtocolError about seq {seq}")
+    ctx.check("VAL-030", arrival.body.error.code is ErrorCode.MALFORMED, "code MALFORMED", arrival.body.error.code.value)
+    iut.quiesce()
+    ran = peer.received(TaskReply, lambda m: m.task_id == bad.task_id)
+    ctx.check("VAL-030", not ran, "no TaskReply for the malformed task", f"{len(ran)}")
+    link.send(good)
+    reply = expect_reply(ctx, peer, good, requirement="VAL-030")
+    ctx.check("VAL-030", [r.object_id for r in reply.returns] == list(good.return_ids),
+              "the task with distinct return ids answered", [r.object_id for r in reply.returns])
 
 
 def _actor_status(ctx: CaseContext, peer: WirePeer, actor: str, requirement: str, what: str) -> ActorStatus:

@@ -13,6 +13,7 @@ from refrpc.core.messages import (
     ObjectState,
     ObjectStatus,
     ProtocolError,
+    ResourceAmount,
     ReturnKind,
     ReturnValue,
     SubmitTask,
@@ -176,6 +177,31 @@ def protocol_errors_rate_limited(ctx: CaseContext) -> None:
               f"{worst} in one second ({len(errors)} in all)", level="SHOULD")
 
 
+@case(
+    "errors/ERR-008-refused-request-answered-past-the-limit",
+    requirements=["ERR-008", "ERR-003", "TASK-054"],
+    summary=(
+        f"Suite peer B sends {BURST} messages of an unknown type (64) in one burst, then at once a SubmitTask "
+        "whose resources name `gpu` twice (TASK-054: refused MALFORMED). However many ProtocolErrors the burst "
+        "used up, the refusal of that delivered request must be sent (ERR-008's exemption: nothing else would "
+        "end the request at B)."
+    ),
+)
+def refused_request_answered_past_the_limit(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    b = ctx.wire_peer("noisy")
+    link_b = ctx.session(b, iut)
+    for _ in range(BURST):
+        seq = link_b.next_seq()
+        env = Envelope(b.peer_id, b.incarnation, iut.peer_id, iut.incarnation, seq, link_b.delivered, SubmitTask("", "", (), ()))
+        link_b.send_frames(with_discriminant(env), label="message type 64", seq=seq)
+    bad = task(b, "echo", [by_value(4)], cpu_demand=0, resources=(ResourceAmount("gpu", 1), ResourceAmount("gpu", 1)))
+    seq = link_b.send(bad)
+    arrival = ctx.expect(b, ProtocolError, lambda m: m.related_seq == seq, requirement="ERR-008",
+                         what=f"the refusal of the SubmitTask (seq {seq}) sent after the burst", timeout=10.0)
+    ctx.check("TASK-054", arrival.body.error.code is ErrorCode.MALFORMED, "code MALFORMED", arrival.body.error.code.value)
+
+
 #: The largest status-wait limit the SEC-009 case reaches (CNF-031).
 MOST_STATUS_WAITS = 1000
 
@@ -245,8 +271,8 @@ OVERSIZED_MESSAGE = (1 << 20) + 200_000
         "text msg of 1.2 MB (sent within the IUT's own limit). The error the function raises contains msg, so a "
         "reply carrying it whole would exceed the limit the suite announced, and the suite would drop it unread "
         "(ZMQ-007). The IUT must still answer, with a TaskReply that fits 1 MiB, envelope and all: its return "
-        "an error, TASK_FAILED with the text cut to fit or RESOURCE_EXHAUSTED naming ZMQ-022. A reply that "
-        "never comes fails the case."
+        "an error, TASK_FAILED with its texts cut to fit (the code is kept: RESOURCE_EXHAUSTED is only for "
+        "values that do not fit). A reply that never comes fails the case."
     ),
     timeout=60.0,
 )
@@ -262,7 +288,6 @@ def error_reply_fits_the_limit(ctx: CaseContext) -> None:
     ctx.check("ZMQ-022", size <= 1 << 20, "the reply, envelope and all, at most 1,048,576 bytes", f"{size} bytes")
     reply: TaskReply = arrival.body
     errors = [rv.error for rv in reply.returns]
-    fits = bool(errors) and all(e is not None and (e.code is ErrorCode.TASK_FAILED or (
-        e.code is ErrorCode.RESOURCE_EXHAUSTED and e.requirement == "ZMQ-022")) for e in errors)
-    ctx.check("ZMQ-022", fits, "every return an error: TASK_FAILED (cut to fit) or RESOURCE_EXHAUSTED (ZMQ-022)",
+    fits = bool(errors) and all(e is not None and e.code is ErrorCode.TASK_FAILED for e in errors)
+    ctx.check("ZMQ-022", fits, "every return ERROR(TASK_FAILED), its texts cut to fit",
               [f"{e.code.value} ({e.requirement})" if e is not None else "a value" for e in errors])

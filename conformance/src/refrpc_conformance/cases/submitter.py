@@ -27,7 +27,7 @@ from refrpc.core.messages import (
 )
 
 from .._build import PortableRef, make_bytes_value, portable, stored_form
-from .._craft import drop_payload_frames
+from .._craft import drop_payload_frames, drop_protocol_error_info
 from .._case import case
 from .._context import IUT, CaseContext
 from .._control import ControlError, Ref
@@ -278,6 +278,37 @@ def undecodable_reply(ctx: CaseContext) -> None:
     counts = iut.counts()
     ctx.check("GEN-030", counts.get("submitted_tasks") == 0 and not iut.table(),
               "the failed task and its return forgotten once dropped", (counts, iut.table()))
+
+
+@case(
+    "tasks/GEN-030-GEN-008-refusal-without-error-fails-the-task",
+    requirements=["GEN-030", "GEN-008", "ERR-003", "VAL-020", "CNF-018"],
+    summary=(
+        "The IUT submits echo to suite executor E, which refuses the SubmitTask with a ProtocolError whose "
+        "relatedSeq names it but whose required `error` is missing (a null pointer: malformed, VAL-020). The "
+        "IUT must not answer that ProtocolError with a ProtocolError (GEN-008), and must still end the request "
+        "it names: the task's return fails with MALFORMED at once (GEN-030), rather than stay pending until "
+        "E dies."
+    ),
+    timeout=60.0,
+)
+def refusal_without_error(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    e = ctx.wire_peer("executor")
+    iut.add_peer(e, slots=1)
+    sub = iut.submit("echo", [{"value": "x"}], executor=e.peer_id)
+    arrival = ctx.expect(e, SubmitTask, lambda m: m.function == "echo", requirement="TASK-001",
+                         what="the IUT's SubmitTask")
+    refusal = ProtocolError(ErrorInfo(ErrorCode.MALFORMED, "placeholder", "GEN-004"), related_seq=arrival.envelope.seq)
+    seq = e.link(iut.peer_id).send(refusal, frames_hook=drop_protocol_error_info)
+    [rid] = sub["returns"]
+    got = iut.get(rid, timeout_ms=5_000)
+    code = str(got.get("error", {}).get("code", ""))
+    ctx.check("GEN-030", code == "MALFORMED", "get of the return answers error MALFORMED within 5 s", got)
+    ctx.check("", iut.quiesce(15_000), "the IUT quiescent within 15 s", "not quiescent")
+    answered = e.received(ProtocolError, lambda m: m.related_seq == seq)
+    ctx.check("GEN-008", not answered, "no ProtocolError about the malformed ProtocolError",
+              [str(a.body) for a in answered])
 
 
 @case(

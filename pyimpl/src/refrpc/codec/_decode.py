@@ -317,8 +317,8 @@ def decode(frames: Sequence[Any], *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BY
             pass
         return _decode_capnp(frames)
     except (MalformedFrame, OversizedFrame) as err:
-        if err.seq and err.answer is None:
-            err.answer = answer_key(frames[0], max_frame_bytes)  # GEN-030
+        if err.answer is None and len(frames):
+            err.answer = answer_key(frames[0], max_frame_bytes)  # GEN-030 (and GEN-008 for seq 0)
         raise
 
 
@@ -330,6 +330,8 @@ _ANSWER_KEYS: dict[str, tuple[str, tuple[tuple[str, str | None], ...]]] = {
     "objectStatus": ("ObjectStatus", (("objectId", "ObjectId"),)),
     "actorStatus": ("ActorStatus", (("actorId", "ActorId"),)),
     "introspectReply": ("IntrospectReply", (("requestId", None),)),
+    # Not an answer GEN-008 lets anyone answer: its receiver must know it is one.
+    "protocolError": ("ProtocolError", (("relatedSeq", None),)),
 }
 
 

@@ -285,8 +285,10 @@ class Actors:
                 self._release_exec_holds(ex)
         queue, h.queue = list(h.queue), deque()
         for key, ex in list(self.exec_tasks.items()):
-            if ex.spec.actor_id == h.actor_id and ex.state == "running" and notify:
-                # ACT-006: the running call ends now; its late result is dropped.
+            if ex.spec.actor_id == h.actor_id and ex.state == "running":
+                # ACT-006, ACT-038: the running call ends now, whatever stopped the actor
+                # (a kill, the loss of the instance, its owner's death: the owner's own
+                # calls were dropped before, FATE-003); its late result is dropped.
                 self._out(StopTask(self._sid, ex.run_id, ex.spec.attempt))
                 self._transition_exec(ex, "actor_died")
                 ex.reply = TaskReply(ex.spec.task_id, ex.spec.attempt, tuple(ReturnValue(rid, ReturnKind.ERROR, error=info) for rid in ex.spec.return_ids))
@@ -405,7 +407,10 @@ class Actors:
         for h in list(self.hosted.values()):
             if h.owner == dead:
                 self._out(StopActor(self._sid, h.actor_id))  # FATE-004
-                self._hosted_actor_dead(h, ErrorInfo(ErrorCode.OWNER_DIED, f"owner {dead} died", "FATE-004"), notify=False)
+                # ACT-038: every call of another caller, queued or running, ends now
+                # with ACTOR_DIED; nothing goes to the fenced owner (no ActorStatus).
+                info = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {h.actor_id} stopped: its owner {dead} died", "ACT-038")
+                self._hosted_actor_dead(h, info, notify=False)
                 del self.hosted[h.actor_id]
                 self.ended_actors[h.actor_id] = None  # ACT-023: later calls are not held
                 while len(self.ended_actors) > ENDED_ACTORS_KEPT:

@@ -61,9 +61,17 @@ class Execution:
             raise ProtocolViolation(ErrorCode.MALFORMED, f"resources {names!r}: each name must be non-empty, "
                                     "not CPU, and appear once", "TASK-054")
 
+    @staticmethod
+    def _check_return_ids(spec: SubmitTask) -> None:
+        """VAL-030: a task naming a return id twice is malformed (one object would get
+        two replies' worth of copies here)."""
+        if len(set(spec.return_ids)) != len(spec.return_ids):
+            raise ProtocolViolation(ErrorCode.MALFORMED, f"task {spec.task_id!r} names a return id twice", "VAL-030")
+
     def _on_SubmitTask(self: Peer, r: Remote, spec: SubmitTask) -> None:
         self._check_args(spec.args)
         self._check_demand(spec)
+        self._check_return_ids(spec)
         key: ExecKey = (r.peer, r.incarnation, spec.task_id, spec.attempt)
         ex = self.exec_tasks.get(key)
         if ex is not None:  # RPC-001: a duplicate request
@@ -225,14 +233,37 @@ class Execution:
         copies made for them freed). Called before anything is granted for them."""
         if owner is None or not owner.max_frame_bytes:
             return results
-        total = 0
+        budget = owner.max_frame_bytes - FRAME_HEADROOM
+        values = texts = 0
         for res in results:
             if res.value is not None and not res.stored:
-                total += len(res.value.data) + sum(len(b) for b in res.value.buffers)
+                values += len(res.value.data) + sum(len(b) for b in res.value.buffers)
             if res.error is not None:
-                total += len(res.error.message) + len(res.error.detail)
-        if total <= owner.max_frame_bytes - FRAME_HEADROOM:
+                texts += len(res.error.message.encode()) + len(res.error.detail.encode())
+        if values + texts <= budget:
             return results
+        if values <= budget:
+            # ZMQ-022: an error's texts are cut to fit, every detail before any message,
+            # so that the returns keep their codes; only values that do not fit fail them.
+            room = budget - values - sum(len(r.error.message.encode()) for r in results if r.error is not None)
+            cut_messages = room < 0
+            room = max(room, 0) if not cut_messages else budget - values
+            fitted = []
+            for res in results:
+                if res.error is not None:
+                    e = res.error
+                    if cut_messages:
+                        message = _cut_text(e.message, room)
+                        room -= len(message.encode())
+                        e = replace(e, message=message, detail="")
+                    else:
+                        detail = _cut_text(e.detail, room)
+                        room -= len(detail.encode())
+                        e = replace(e, detail=detail)
+                    res = replace(res, error=e)
+                fitted.append(res)
+            return tuple(fitted)
+        total = values + texts
         for rid, res in zip(return_ids, results):
             if res.stored and res.error is None:
                 self._out(FreeCopy(self._sid, rid))
@@ -446,3 +477,11 @@ class Execution:
 
     def _transition_exec(self: Peer, ex: ExecTask, event: str) -> None:
         self._transition("executor-task", ex, ex.spec.task_id, event)
+
+
+def _cut_text(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, on a character boundary (ZMQ-022)."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:max(limit, 0)].decode("utf-8", errors="ignore")

@@ -646,7 +646,16 @@ class Objects:
     def _materialize(self: Peer, container: ObjectId, refs: tuple[RefDescriptor, ...]) -> None:
         if container not in self.owned and container not in self.borrowed:
             raise LocalUsageError(ErrorCode.UNKNOWN_OBJECT, f"no ref to container {container}")
+        seen: dict[ObjectId, tuple[PeerId, int]] = {}
         for d in refs:  # check everything first: a refused stimulus changes nothing
+            # REF-004, REF-007 (VAL-021): a descriptor read out of a value that names no
+            # owner incarnation, or another owner than the entry kept here (or than an
+            # earlier one of the same value), fails the read; nothing is merged.
+            if d.owner_incarnation == 0 or not self._refs_agree(d) or \
+                    seen.setdefault(d.object_id, (d.owner, d.owner_incarnation)) != (d.owner, d.owner_incarnation):
+                rule = "REF-004" if d.owner_incarnation == 0 else "REF-007"
+                raise LocalUsageError(ErrorCode.MALFORMED, f"{rule}: the value names {d.object_id} as owned by "
+                                      f"{d.owner}/{d.owner_incarnation}, which cannot be")
             if d.owner == self.peer_id and d.owner_incarnation == self.incarnation:
                 self._require_held(d.object_id)
         for d in refs:

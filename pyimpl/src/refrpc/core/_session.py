@@ -32,10 +32,12 @@ from .messages import (
     ErrorInfo,
     FRAME_HEADROOM,
     Feature,
+    GetObjectStatus,
     Goodbye,
     Heartbeat,
     Hello,
     IntrospectReply,
+    IntrospectRequest,
     Message,
     PeerDeadNotice,
     PeerId,
@@ -117,6 +119,9 @@ def _answer_of(body: Message) -> tuple[str, tuple[object, ...]] | None:
         return "IntrospectReply", (body.request_id,)
     return None
 
+
+#: Requests whose refusal (ERR-003) is the only thing that ends them at their sender (ERR-008).
+_REQUESTS = (SubmitTask, CreateActor, GetObjectStatus, RegisterBorrower, IntrospectRequest)
 
 #: Which negotiated feature each message needs (HS-004); "core" ones are omitted.
 FEATURE_OF: dict[str, str] = {
@@ -365,7 +370,8 @@ class SessionLayer:
             if isinstance(item, tuple):  # a malformed message held its place (GEN-010)
                 error, answer = item
                 r.delivered += 1
-                self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", r.delivered)
+                if answer is None or answer[0] != "ProtocolError":  # GEN-008
+                    self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", r.delivered)
                 if answer is not None:
                     self._answer_refused(r, answer, error)  # GEN-030
             else:
@@ -412,11 +418,13 @@ class SessionLayer:
             else:
                 self._protocol_error(r, ErrorCode.UNKNOWN_MESSAGE, name, "GEN-001", env.seq)
             return
+        # ERR-008: the refusal of a request nothing else would end is always sent.
+        ends_request = isinstance(env.body, _REQUESTS)
         try:
             handler(r, env.body)
         except ProtocolViolation as exc:
             # GEN-005: a valid message in the wrong state; the peer is told, we go on.
-            self._protocol_error(r, exc.code, str(exc), exc.requirement, env.seq)
+            self._protocol_error(r, exc.code, str(exc), exc.requirement, env.seq, counted=not ends_request)
         except Exception as exc:
             if self.check_invariants:
                 raise  # tests and the simulator: a fault of ours must surface
@@ -424,7 +432,7 @@ class SessionLayer:
             # sender's request ends (ERR-003) and every other message is still handled.
             self._story(f"peer:{r.peer}", "handler-failed", f"{name}: {type(exc).__name__}: {exc}")
             self._protocol_error(r, ErrorCode.MALFORMED, f"{name} could not be handled: {type(exc).__name__}: {exc}",
-                                 "SEC-020", env.seq)
+                                 "SEC-020", env.seq, counted=not ends_request)
 
     def _feature_problem(self: Peer, r: Remote, body: Message) -> tuple[str, str] | None:
         """Which negotiated feature ``body`` uses without it (HS-004, HS-017..HS-020)."""
@@ -618,7 +626,14 @@ class SessionLayer:
                 del r.submit_seqs[req[1]]  # type: ignore[index]
             self._request_refused(r, req[0], req[1], msg.error)
 
-    def _protocol_error(self: Peer, r: Remote, code: ErrorCode, message: str, requirement: str, seq: int) -> None:
+    def _protocol_error(self: Peer, r: Remote, code: ErrorCode, message: str, requirement: str, seq: int,
+                        counted: bool = True) -> None:
+        if not counted:
+            # ERR-008: the refusal of a delivered request is its only end at its sender;
+            # it is sent whatever the window holds, and not counted in it.
+            self._story(f"peer:{r.peer}", "protocol-error-sent", f"{code.value} {requirement}: {message}")
+            self._send(r.peer, ProtocolError(ErrorInfo(code, message, requirement), related_seq=seq))
+            return
         if self.now_ms - r.errors_window_ms >= 1000 or r.errors_window_ms < 0:
             r.errors_window_ms, r.errors_in_window = self.now_ms, 0
         if r.errors_in_window >= self.config.max_protocol_errors_per_s:
@@ -680,11 +695,14 @@ class SessionLayer:
         if r is None or r.state != "alive" or r.incarnation != incarnation:
             return  # no live session (SES-010): nobody to answer
         r.last_heard_ms = self.now_ms
+        unanswerable = answer is not None and answer[0] == "ProtocolError"  # GEN-008
         if seq == 0:
-            self._protocol_error(r, error.code, error.message, error.requirement or "GEN-004", 0)
+            if not unanswerable:
+                self._protocol_error(r, error.code, error.message, error.requirement or "GEN-004", 0)
         elif seq == r.delivered + 1:
             r.delivered = seq
-            self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", seq)  # ERR-004
+            if not unanswerable:
+                self._protocol_error(r, error.code, error.message, error.requirement or "GEN-010", seq)  # ERR-004
             if answer is not None:
                 self._answer_refused(r, answer, error)  # GEN-030
             self._deliver_buffered(r)

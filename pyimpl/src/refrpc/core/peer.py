@@ -53,6 +53,7 @@ from .messages import (
     Goodbye,
     ObjectId,
     PeerId,
+    ProtocolError,
     RemoveLocation,
     TaskId,
 )
@@ -375,6 +376,9 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
                 self._request_refused(r, "CreateActor", key[0], info)
         elif kind == "IntrospectReply":
             self._request_refused(r, "IntrospectRequest", key[0], info)
+        elif kind == "ProtocolError" and isinstance(key[0], int) and key[0] > 0:
+            # GEN-030: a refusal without its error still ends the request it names (ERR-003).
+            self._on_ProtocolError(r, ProtocolError(info, related_seq=key[0]))
 
     def _stim_copy_spilled(self, s: CopySpilled) -> None:
         if s.spilled:

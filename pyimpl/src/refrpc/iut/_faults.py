@@ -543,6 +543,29 @@ FAULTS: dict[str, tuple[str, str]] = {
         "refused under REF-007) is answered MALFORMED and otherwise ignored: the task it answers stays "
         "submitted, the get waiting on it waits, until the answering peer dies.",
     ),
+    "refusals-rate-limited": (
+        "ERR-008",
+        "The refusal of a delivered request (a SubmitTask, CreateActor, GetObjectStatus, RegisterBorrower or "
+        "IntrospectRequest) counts against the ProtocolError rate limit like any other, so after a burst of "
+        "bad messages it is not sent and the request stays open at its sender.",
+    ),
+    "malformed-refusal-answered": (
+        "GEN-008",
+        "A sequenced ProtocolError that is malformed (its required `error` missing) is taken as any other "
+        "malformed message: answered with a ProtocolError(MALFORMED), and the request its relatedSeq names "
+        "stays open until its peer dies.",
+    ),
+    "return-ids-twice-run": (
+        "VAL-030",
+        "A SubmitTask whose returnIds name the same id twice is not refused: the task runs and is answered "
+        "with one return per listed id, so two returns carry the one object id.",
+    ),
+    "error-text-exhausts-reply": (
+        "ZMQ-022",
+        "A TaskReply whose error texts (a long exception message or traceback) would exceed the frame limit "
+        "its submitter announced fails every return with RESOURCE_EXHAUSTED naming ZMQ-022, instead of "
+        "cutting the texts and keeping the code (TASK_FAILED).",
+    ),
     "unfitted-replies": (
         "ZMQ-022",
         "A TaskReply is sent as the task's results make it, whatever its size: one beyond the frame limit its "
@@ -718,6 +741,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A host that stops an actor (KillActor, a lost instance) stops its running calls but answers each only "
         "when its code ends, after ActorStatus(DEAD), with whatever the stop left (a call whose code does "
         "not end is never answered).",
+    ),
+    "owner-death-answers-callers-late": (
+        "ACT-038",
+        "A host that stops an actor because it fenced the actor's owner answers the queued calls of other "
+        "callers with OWNER_DIED instead of ACTOR_DIED, and its running calls only when their code ends, with "
+        "whatever the stop left (a call whose code does not end is never answered).",
     ),
     "undecodable-hello-ignored": (
         "HS-036",
@@ -1547,6 +1576,30 @@ def _stopped_actor_call_answered_late(iut: Iut) -> None:
     core._hosted_actor_dead = patched  # type: ignore[method-assign]
 
 
+def _owner_death_answers_callers_late(iut: Iut) -> None:
+    from ..core import events as core_events
+
+    core = iut.node.core
+    actor_dead = core._hosted_actor_dead
+
+    def patched(h: Any, info: Any, notify: bool = True, calls: Any = None) -> None:
+        if notify or info.requirement != "ACT-038":
+            actor_dead(h, info, notify, calls)
+            return
+        running = [ex for ex in core.exec_tasks.values() if ex.spec.actor_id == h.actor_id and ex.state == "running"]
+        for ex in running:
+            ex.state = "stopping"  # hidden from the original, which answers running calls at once
+        try:
+            # breaks ACT-038: the queued calls get OWNER_DIED, not ACTOR_DIED
+            actor_dead(h, ErrorInfo(ErrorCode.OWNER_DIED, info.message, "FATE-004"), notify, calls)
+        finally:
+            for ex in running:
+                ex.state = "running"  # breaks ACT-038: answered when its code ends
+                core._out(core_events.StopTask(core._sid, ex.run_id, ex.spec.attempt))
+
+    core._hosted_actor_dead = patched  # type: ignore[method-assign]
+
+
 def _undecodable_hello_ignored(iut: Iut) -> None:
     core = iut.node.core
     malformed = core._malformed
@@ -2014,6 +2067,51 @@ def _freed_is_unknown(iut: Iut) -> None:
         on_status(r, msg)
 
     core._on_ObjectStatus = patched  # type: ignore[method-assign]
+
+
+def _refusals_rate_limited(iut: Iut) -> None:
+    core = iut.node.core
+    protocol_error = core._protocol_error
+
+    def patched(r: Any, code: Any, message: str, requirement: str, seq: int, counted: bool = True) -> None:
+        protocol_error(r, code, message, requirement, seq)  # breaks ERR-008: every refusal counted
+
+    core._protocol_error = patched  # type: ignore[method-assign]
+
+
+def _malformed_refusal_answered(iut: Iut) -> None:
+    core = iut.node.core
+    malformed = core._malformed
+
+    def patched(sender: Any, incarnation: int, seq: int, error: Any, receiver: Any = None,
+                receiver_incarnation: Any = None, answer: Any = None) -> None:
+        if answer is not None and answer[0] == "ProtocolError":
+            answer = None  # breaks GEN-008 (answered) and GEN-030 (the request stays open)
+        malformed(sender, incarnation, seq, error, receiver, receiver_incarnation, answer)
+
+    core._malformed = patched  # type: ignore[method-assign]
+
+
+def _return_ids_twice_run(iut: Iut) -> None:
+    iut.node.core._check_return_ids = lambda spec: None  # type: ignore[method-assign]  # breaks VAL-030
+
+
+def _error_text_exhausts_reply(iut: Iut) -> None:
+    from ..core.messages import FRAME_HEADROOM
+
+    core = iut.node.core
+    fitting = core._fitting_results
+
+    def patched(owner: Any, return_ids: Any, results: Any) -> Any:
+        if owner is not None and owner.max_frame_bytes:
+            texts = sum(len(r.error.message.encode()) + len(r.error.detail.encode()) for r in results if r.error is not None)
+            values = sum(len(r.value.data) for r in results if r.value is not None and not r.stored)
+            if values + texts > owner.max_frame_bytes - FRAME_HEADROOM:
+                info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED, "the reply would exceed the frame limit", "ZMQ-022")
+                return tuple(ev.TaskResult(error=info) for _ in results)  # breaks ZMQ-022: the code is lost
+        return fitting(owner, return_ids, results)
+
+    core._fitting_results = patched  # type: ignore[method-assign]
 
 
 def _malformed_answer_waits(iut: Iut) -> None:
@@ -3448,6 +3546,11 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "refused-answer-leaves-request-open": _refused_answer_leaves_request_open,
     "late-actor-call-queued": _late_actor_call_queued,
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
+    "error-text-exhausts-reply": _error_text_exhausts_reply,
+    "return-ids-twice-run": _return_ids_twice_run,
+    "malformed-refusal-answered": _malformed_refusal_answered,
+    "refusals-rate-limited": _refusals_rate_limited,
+    "owner-death-answers-callers-late": _owner_death_answers_callers_late,
     "undecodable-hello-ignored": _undecodable_hello_ignored,
     "bad-copies-asked-for-ever": _bad_copies_asked_for_ever,
     "undecodable-hello-answered-unsequenced": _undecodable_hello_answered_unsequenced,
