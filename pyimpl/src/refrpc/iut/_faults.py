@@ -1571,7 +1571,7 @@ def _stopped_actor_call_answered_late(iut: Iut) -> None:
         finally:
             for ex in running:
                 ex.state = "running"  # breaks TASK-063: answered when its code ends
-                core._out(core_events.StopTask(core._sid, ex.spec.task_id, ex.spec.attempt))
+                core._out(core_events.StopTask(core._sid, ex.run_id, ex.spec.attempt))
 
     core._hosted_actor_dead = patched  # type: ignore[method-assign]
 
@@ -1703,7 +1703,7 @@ def _ignore_duplicate_task(iut: Iut) -> None:
 
     def run_again(r: Any, spec: Any, key: tuple) -> None:
         old = core.exec_tasks.pop(key)  # breaks RPC-001: the duplicate is a new task
-        core.exec_index.pop((spec.task_id, spec.attempt), None)
+        core.exec_index.pop((old.run_id, spec.attempt), None)
         on_submit(r, spec)
         core._release_exec_holds(old)  # the new record holds the arguments now
 
