@@ -733,8 +733,8 @@ FAULTS: dict[str, tuple[str, str]] = {
     "late-actor-call-queued": (
         "ACT-014",
         "An actor call numbered at or below the highest its caller already started is not refused on "
-        "arrival: it waits in the actor's queue and is answered WRONG_STATE only when its turn comes, "
-        "so a call behind one that waits for its arguments waits too.",
+        "arrival: it is held back and answered WRONG_STATE only once none of its caller's calls waits or "
+        "runs any more, so a call behind one that waits for its arguments waits too.",
     ),
     "stopped-actor-call-answered-late": (
         "TASK-063",
@@ -1538,19 +1538,23 @@ def _late_actor_call_queued(iut: Iut) -> None:
         h = core.hosted.get(ex.spec.actor_id) if ex is not None else None
         return h is not None and h.state == "alive" and ex.spec.actor_seq <= h.last_run.get((key[0], key[1]), 0)
 
+    #: Late calls held back, by caller incarnation: refused only once none of that
+    #: caller's calls waits or runs any more (a queue picking the lowest actorSeq
+    #: first would otherwise reach them at once).
+    held: dict[tuple, list] = {}
+
     def patched_enqueue(key: Any) -> None:
         if late(key):
-            core.hosted[core.exec_tasks[key].spec.actor_id].queue.append(key)  # breaks ACT-014: not refused now
+            held.setdefault(key[:2], []).append(key)  # breaks ACT-014: not refused on arrival
             return
         enqueue(key)
 
     def patched_next(h: Any) -> Any:
-        k = actor_next(h)
-        while k is not None and late(k):
-            h.queue.remove(k)
-            enqueue(k)  # refused in its turn
-            k = actor_next(h)
-        return k
+        for caller in list(held):
+            if not any(q[:2] == caller for q in (*h.queue, *h.running)):
+                for key in held.pop(caller):
+                    enqueue(key)  # refused now, late
+        return actor_next(h)
 
     core._actor_enqueue = patched_enqueue  # type: ignore[method-assign]
     core._actor_next = patched_next  # type: ignore[method-assign]

@@ -638,19 +638,22 @@ class Node:
                 # lock and each one is handled under it: a task thread waiting to send
                 # its reply gets the lock between two messages, not after the batch.
                 self._read_batch(clock() + TICK_MS / 1000)
+                # This loop stalled (a message that took long to handle, a pause of the
+                # process): what arrived meanwhile has arrived (LIV-003), so read it
+                # first, stamped with the time now, before any silence is judged; else
+                # every peer that spoke during the stall would be declared dead. Read
+                # like any batch, the lock taken per message, never held across it.
+                caught_up = clock() - last_tick > STALL_S
+                if caught_up:
+                    self._read_batch(None)
                 with lock:
                     self.transport.flush()
                     self._drain_released()
                     now = clock()
-                    if now >= next_tick:
-                        if now - last_tick > STALL_S:
-                            # This loop stalled (a message that took long to handle, a
-                            # pause of the process): what arrived meanwhile has arrived
-                            # (LIV-003), so read it first, stamped with the time now;
-                            # else every peer that spoke during the stall would be
-                            # judged silent and declared dead.
-                            self._read_batch(None)
-                            now = clock()
+                    if now >= next_tick and not caught_up and now - last_tick > STALL_S:
+                        # The stall was the wait for this lock: read first, next turn.
+                        next_tick = min(next_tick, now)
+                    elif now >= next_tick:
                         last_tick = now
                         self.handle(ev.Tick(self.sid(), int(now * 1000)))
                         self._clock_fed = now
