@@ -449,8 +449,8 @@ enum ErrorCode {
   # message over my maxFrameBytes: that is `malformed` (GEN-004).
 
   unrecognized @19;
-  # The sender could not read the original code (ERR-002); only ever produced
-  # when re-sending such an error (ERR-007).
+  # The sender did not know the original code (ERR-002); only ever produced
+  # when re-sending such an error (ERR-007), never the unknown ordinal itself.
 
   objectStoreFull @20;
   # A value needed room in my object store and there was none: it is at its

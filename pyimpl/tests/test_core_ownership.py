@@ -681,6 +681,27 @@ def test_release_by_a_third_peer_is_ignored():
     assert o.owned["O.a.1"].borrowers == {"B": {f.oid("f1"): "F"}}
 
 
+def test_borrow_confirmed_false_removes_only_a_grant_of_the_senders_own_incarnation():
+    # F registers B's newer incarnation as borrower while O still has a session with
+    # B's older one; the older one, and a third peer, answer held = false unasked:
+    # neither removes the grant. Its own borrower incarnation can.                BOR-022
+    o = peer("O", 0x0A)
+    o.handle(ev.Put("put", "O.a.1", raw(b"x")))
+    f, z, b_old = Stub("F"), Stub("Z"), Stub("B", incarnation=0xB)
+    for s in (f, z, b_old):
+        s.greet(o)
+    g = f.oid("f1")
+    o.handle(f.send(o, RegisterBorrower("O.a.1", "B", 0xC, "mem://B", g)))
+    o.handle(ev.DropRef("drop", "O.a.1"))
+    o.handle(z.send(o, BorrowConfirmed("O.a.1", g, False)))
+    o.handle(b_old.send(o, BorrowConfirmed("O.a.1", g, False)))
+    assert o.owned["O.a.1"].borrowers == {"B": {g: "F"}}
+    b_new = Stub("B", incarnation=0xC)
+    b_new.greet(o)
+    o.handle(b_new.send(o, BorrowConfirmed("O.a.1", g, False)))
+    assert "O.a.1" not in o.owned
+
+
 def test_repeated_and_unknown_releases_leave_the_senders_other_grant():
     # B holds g1 and g2 on X; releases g1, then g1 again under a new sequence
     # number, then a grant that never existed: only g1 goes                 BOR-018

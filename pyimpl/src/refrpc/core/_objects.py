@@ -523,6 +523,10 @@ class Objects:
         if e is None or msg.held:
             return
         grants = e.borrowers.get(r.peer, {})
+        if msg.forward_id not in grants:
+            return  # BOR-022: no grant of the sender's PeerId
+        if e.grant_incarnations.get(msg.forward_id, r.incarnation) != r.incarnation:
+            return  # BOR-022: the grant belongs to another incarnation of that PeerId
         requester = grants.pop(msg.forward_id, None)
         if requester is not None:  # BOR-011: phantom grant
             e.grant_incarnations.pop(msg.forward_id, None)
