@@ -1091,6 +1091,31 @@ def test_reply_for_an_older_attempt_is_ignored_but_disposed_of():
     assert d.owned[y].value == raw(b"ok") and d.owned["D.d1.9"].submitted_task_refs == 0
 
 
+def test_retry_is_decided_per_reply_and_a_final_code_in_another_return_does_not_stop_it():
+    # D: a, b, c = f.options(num_returns=3, max_retries=1, retry_exceptions=True).remote() on W;
+    #    attempt 1's reply: a raised, b did not fit W's store, c is ready: the whole
+    #    task is sent again; attempt 2's reply is adopted return by return      RPC-005, OBJ-062
+    d = peer("D", 0xD1)
+    d.handle(ev.AddPeer("add", "W", "mem://W"))
+    d.handle(ev.Submit("submit", "D.d1.1", "f", (), ("D.d1.1.r0", "D.d1.1.r1", "D.d1.1.r2"), 1, True, executor="W"))
+    w = Stub("W")
+    d.handle(w.welcome(d))
+    a, b, c = "D.d1.1.r0", "D.d1.1.r1", "D.d1.1.r2"
+    raised = ErrorInfo(ErrorCode.TASK_FAILED, "ValueError", "TASK-007")
+    full = ErrorInfo(ErrorCode.OBJECT_STORE_FULL, "no room", "OBJ-036")
+    out = d.handle(w.send(d, TaskReply("D.d1.1", 1, (ReturnValue(a, ReturnKind.ERROR, error=raised),
+                                                      ReturnValue(b, ReturnKind.ERROR, error=full),
+                                                      ReturnValue(c, ReturnKind.INLINE, raw(b"c"))))))
+    [retry] = bodies(out, SubmitTask)
+    assert retry.attempt == 2 and all(d.owned[x].state == "pending" for x in (a, b, c))
+    out = d.handle(w.send(d, TaskReply("D.d1.1", 2, (ReturnValue(a, ReturnKind.ERROR, error=raised),
+                                                      ReturnValue(b, ReturnKind.ERROR, error=full),
+                                                      ReturnValue(c, ReturnKind.INLINE, raw(b"c"))))))
+    assert bodies(out, SubmitTask) == []
+    assert (d.owned[a].error.code, d.owned[b].error.code) == (ErrorCode.TASK_FAILED, ErrorCode.OBJECT_STORE_FULL)
+    assert d.owned[c].value == raw(b"c")
+
+
 def test_an_error_return_carries_the_raised_exception_to_the_owners_program():
     # D: y = f.remote() on W; f raises, and W sends the exception with the error   TASK-007, TASK-018
     net = Net(("D", "W"))
