@@ -613,8 +613,9 @@ struct SubmitTask {
   resources @10 :List(ResourceAmount);
   # The named resources the task takes from you while it runs, each named once
   # (TASK-054); empty (the default) takes none. A resource you do not offer in
-  # that amount: every return ERROR(RESOURCE_EXHAUSTED) at once (TASK-053). Empty
-  # for an actor call.
+  # that amount: every return ERROR(RESOURCE_EXHAUSTED) once its arguments are
+  # resolved, without waiting for room (TASK-053, TASK-062). Empty for an actor
+  # call.
 }
 
 struct ResourceAmount {
@@ -1081,8 +1082,9 @@ struct CreateActor {
   resources @6 :List(ResourceAmount);
   # The named resources the actor takes from you for its whole life, each named
   # once (TASK-054); empty (the default) takes none. A resource you do not offer
-  # in that amount: ActorStatus(DEAD) with RESOURCE_EXHAUSTED at once, without
-  # running the constructor (ACT-028).
+  # in that amount: ActorStatus(DEAD) with RESOURCE_EXHAUSTED once its arguments
+  # are resolved, without waiting for room or running the constructor (ACT-028,
+  # ACT-039).
 }
 
 enum ActorState {
