@@ -25,6 +25,7 @@ from refrpc.core.messages import (
     Arg,
     ArgKind,
     BorrowConfirmed,
+    CreateActor,
     BorrowerRegistered,
     BorrowRelease,
     CancelTask,
@@ -517,6 +518,49 @@ def test_a_message_beyond_the_receivers_frame_limit_never_goes() -> None:
     (status,) = bodies(out, ObjectStatus, to="W")
     assert status.state is ObjectState.FAILED and status.error.code is ErrorCode.RESOURCE_EXHAUSTED
     assert a.owned[PREFIX + "1"].state == "ready"
+
+
+def test_a_release_or_free_batch_too_large_for_one_frame_is_split() -> None:
+    # GC-007, ZMQ-007: one event makes A free 6,000 copies of 250-byte ids at S and
+    # give back as many grants to S: about 1.5 MiB each, more than the 1 MiB every
+    # peer takes (HS-012). Each goes as several messages, each within 1 MiB, that
+    # together name every id exactly once.
+    a = peer()
+    s = Stub("S")
+    s.greet(a)
+    oids = [f"S.{s.incarnation:x}." + f"{i:06d}".rjust(240, "x") for i in range(6000)]
+    a.pending_frees = {"S": list(oids)}
+    a.pending_releases = {"S": [BorrowRelease(o, (o + "f",)) for o in oids]}
+    out = a.handle(ev.Tick("tick", a.now_ms, judge=False))
+    frees, releases = bodies(out, FreeObjects, to="S"), bodies(out, ReleaseBorrows, to="S")
+    assert len(frees) > 1 and len(releases) > 1
+    assert [o for f in frees for o in f.object_ids] == oids
+    assert [(r.object_id, r.forward_ids) for m in releases for r in m.releases] == [(o, (o + "f",)) for o in oids]
+    for m in frees:
+        assert sum(len(o) + 16 for o in m.object_ids) < 1 << 20
+    for m in releases:
+        assert sum(2 * len(r.object_id) + 56 for r in m.releases) < 1 << 20
+    # One object whose grants alone would not fit: several releases of it.
+    many = tuple(f"{i:06d}".rjust(250, "g") for i in range(6000))
+    a.pending_releases = {"S": [BorrowRelease(oids[0], many)]}
+    releases = bodies(a.handle(ev.Tick("tick", a.now_ms, judge=False)), ReleaseBorrows, to="S")
+    assert len(releases) > 1 and all(r.object_id == oids[0] for m in releases for r in m.releases)
+    assert tuple(f for m in releases for r in m.releases for f in r.forward_ids) == many
+
+
+def test_an_actor_creation_beyond_the_hosts_frame_limit_never_goes() -> None:
+    # ZMQ-007: H announced the smallest frame limit (1 MiB). A CreateActor whose
+    # constructor argument would make it larger is not sent, and the actor is dead
+    # with RESOURCE_EXHAUSTED at once (as a refused creation is, ERR-003).
+    a = peer()
+    h = Stub("H", max_frame_bytes=1 << 20)
+    a.handle(ev.AddPeer("add", "H", "mem://H"))
+    big = raw(b"x" * (1 << 20))
+    a.handle(ev.CreateActorRequest("create", PREFIX + "a1", "Counter", (ev.ArgSpec(value=big),), "H"))
+    out = a.handle(h.welcome(a))
+    assert frames(out, CreateActor, to="H") == []
+    actor = a.owned_actors[PREFIX + "a1"]
+    assert actor.state == "dead" and actor.error.code is ErrorCode.RESOURCE_EXHAUSTED
 
 
 @pytest.mark.parametrize("refs", [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .errors import LocalUsageError, ProtocolViolation
 from .events import FreeCopy, GetResult, IntrospectResult
@@ -753,13 +753,16 @@ class Objects:
 
     # ------------------------------------------------------------ flushing batched sends
     def _flush_batches(self: Peer) -> None:
-        """Send the releases and frees one stimulus produced, one message per peer (BOR-005)."""
+        """Send the releases and frees one stimulus produced, one message per peer
+        (BOR-005, GC-007), split where one would not fit a 1 MiB frame (GC-007, ZMQ-007)."""
         releases, self.pending_releases = self.pending_releases, {}
         for owner, rels in releases.items():
-            self._send(owner, ReleaseBorrows(tuple(rels)))
+            for part in _split([piece for rel in rels for piece in _release_pieces(rel)], _release_bytes):
+                self._send(owner, ReleaseBorrows(tuple(part)))
         frees, self.pending_frees = self.pending_frees, {}
         for peer, oids in frees.items():
-            self._send(peer, FreeObjects(tuple(oids)))
+            for part in _split(oids, _text_bytes):
+                self._send(peer, FreeObjects(tuple(part)))
 
     # ------------------------------------------------------------ transitions
     def _transition_owned(self: Peer, e: OwnedObject, event: str) -> None:
@@ -798,3 +801,44 @@ def _descriptors_in(body: object) -> Iterable[RefDescriptor]:
         yield from body.retained  # type: ignore[attr-defined]
     if isinstance(body, ObjectStatus) and body.value is not None:
         yield from body.value.nested
+
+
+#: What a batch of releases or frees may take, estimated: 1 MiB, the least frame limit
+#: a peer may announce (HS-012), less the room left for the envelope (GC-007).
+BATCH_BYTES = (1 << 20) - FRAME_HEADROOM
+
+
+def _text_bytes(text: str) -> int:
+    """An upper bound of a Text's encoded bytes in a list: its pointer, the text and
+    its NUL, padded to a word."""
+    return 8 + (len(text.encode()) + 1 + 7) // 8 * 8
+
+
+def _release_bytes(rel: BorrowRelease) -> int:
+    """An upper bound of one encoded ``BorrowRelease``: its struct, its id and its list."""
+    return 24 + _text_bytes(rel.object_id) + sum(_text_bytes(f) for f in rel.forward_ids)
+
+
+def _release_pieces(rel: BorrowRelease) -> list[BorrowRelease]:
+    """``rel``, or, if its grants alone would not fit a batch, several releases of the
+    same object, each naming some of them."""
+    if _release_bytes(rel) <= BATCH_BYTES:
+        return [rel]
+    head = 24 + _text_bytes(rel.object_id)
+    return [BorrowRelease(rel.object_id, tuple(part))
+            for part in _split(list(rel.forward_ids), _text_bytes, BATCH_BYTES - head)]
+
+
+def _split(items: list, size: Callable[[Any], int], limit: int = BATCH_BYTES) -> list[list]:
+    """``items`` in order, cut into runs each within ``limit`` bytes (one item alone stays one
+    run: ids are bounded, ID-007, so no single one comes near it)."""
+    parts: list[list] = [[]]
+    used = 0
+    for item in items:
+        n = size(item)
+        if parts[-1] and used + n > limit:
+            parts.append([])
+            used = 0
+        parts[-1].append(item)
+        used += n
+    return parts

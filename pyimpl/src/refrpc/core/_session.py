@@ -79,9 +79,9 @@ def _zero_incarnation(body: Message) -> str:
     return ""
 
 
-def _payload_bytes(body: SubmitTask | ObjectStatus) -> int:
+def _payload_bytes(body: SubmitTask | CreateActor | ObjectStatus) -> int:
     """The bytes of the values a message carries (the bulk of its encoded size)."""
-    values = [a.value for a in body.args] if isinstance(body, SubmitTask) else [body.value]
+    values = [a.value for a in body.args] if isinstance(body, (SubmitTask, CreateActor)) else [body.value]
     return sum(len(v.data) + sum(len(b) for b in v.buffers) for v in values if v is not None)
 
 
@@ -192,16 +192,20 @@ class SessionLayer:
         self._send_body(r, body)
 
     def _send_body(self: Peer, r: Remote, body: Message) -> None:
-        if r.max_frame_bytes and isinstance(body, (SubmitTask, ObjectStatus)) and \
+        if r.max_frame_bytes and isinstance(body, (SubmitTask, CreateActor, ObjectStatus)) and \
                 _payload_bytes(body) > r.max_frame_bytes - FRAME_HEADROOM:
             # ZMQ-007: a message the receiver would drop for its size never goes. A task
-            # fails here; a status answers FAILED without changing the object.
+            # fails here, and an actor so created is dead (as a refused request, ERR-003);
+            # a status answers FAILED without changing the object.
             info = ErrorInfo(ErrorCode.RESOURCE_EXHAUSTED,
                              f"{type(body).__name__} would exceed {r.peer}'s frame limit of {r.max_frame_bytes} bytes",
                              "ZMQ-007")
             self._story(f"peer:{r.peer}", "not-sent", f"{type(body).__name__}: too large")
             if isinstance(body, ObjectStatus):
                 body = ObjectStatus(body.object_id, ObjectState.FAILED, error=info)
+            elif isinstance(body, CreateActor):
+                self._request_refused(r, "CreateActor", body.actor_id, info)
+                return
             else:
                 self._request_refused(r, "SubmitTask", body.task_id, info)
                 return
