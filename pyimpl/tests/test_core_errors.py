@@ -548,6 +548,32 @@ def test_a_release_or_free_batch_too_large_for_one_frame_is_split() -> None:
     assert tuple(f for m in releases for r in m.releases for f in r.forward_ids) == many
 
 
+def test_a_retained_list_too_large_for_the_submitters_frames_is_cut() -> None:
+    # ZMQ-022, BOR-007: S (1 MiB frames) ran f on A with 3,500 refs of S's (250-byte
+    # ids) as shared arguments; f kept them all, so A registers itself for each and
+    # names them in retained: over 1 MiB. The reply leaves some out to fit; A keeps
+    # every grant all the same.
+    a = peer()
+    s = Stub("S", max_frame_bytes=1 << 20)
+    s.greet(a)
+    refs = tuple(s.descriptor(f"S.{s.incarnation:x}." + f"{i:06d}".rjust(240, "r")) for i in range(3500))
+    a.handle(s.send(a, SubmitTask(s.oid("t"), "f", tuple(Arg(ArgKind.SHARED, ref=d) for d in refs), (s.oid("t.r0"),))))
+    for d in refs:
+        a.handle(ev.AddRef("keep", d.object_id))
+    out = a.handle(ev.TaskFinished("fin", s.oid("t"), 1, (ev.TaskResult(value=raw(b"y")),),
+                                   retained=tuple(d.object_id for d in refs)))
+    regs = bodies(out, RegisterBorrower, to="S")
+    assert len(regs) == len(refs)
+    replies = []
+    for reg in regs:
+        replies += bodies(a.handle(s.send(a, BorrowerRegistered(reg.object_id, reg.forward_id))), TaskReply, to="S")
+    [reply] = replies
+    assert 0 < len(reply.retained) < len(refs)
+    assert sum(len(d.object_id) + len(d.forward_id) + len(d.owner) + len(d.owner_address) + 64
+               for d in reply.retained) < (1 << 20)
+    assert all(a.borrowed[d.object_id].grants for d in refs)
+
+
 def test_an_actor_creation_beyond_the_hosts_frame_limit_never_goes() -> None:
     # ZMQ-007: H announced the smallest frame limit (1 MiB). A CreateActor whose
     # constructor argument would make it larger is not sent, and the actor is dead

@@ -402,6 +402,8 @@ class Execution:
     def _send_reply(self: Peer, key: ExecKey, ex: ExecTask) -> None:
         assert ex.reply is not None
         r = self.remotes.get(ex.owner)
+        if ex.reply.retained and ex.owner != self.peer_id:
+            ex.reply = _fit_retained(ex.reply, r.max_frame_bytes if r is not None and r.max_frame_bytes else 1 << 20)
         self._send(ex.owner, ex.reply)
         ex.reply_seq = r.out_seq if r is not None and r.state == "alive" else 0
         if ex.reply_seq:
@@ -485,3 +487,29 @@ def _cut_text(text: str, limit: int) -> str:
     if len(data) <= limit:
         return text
     return data[:max(limit, 0)].decode("utf-8", errors="ignore")
+
+
+def _descriptor_bytes(d: RefDescriptor) -> int:
+    """An upper bound of one encoded RefDescriptor: its struct and its four texts."""
+    return 48 + sum(8 + (len(t.encode()) + 8) // 8 * 8 for t in (d.object_id, d.owner, d.owner_address, d.forward_id))
+
+
+def _fit_retained(reply: TaskReply, max_frame_bytes: int) -> TaskReply:
+    """ZMQ-022: a reply whose ``retained`` alone would take it over the submitter's frame
+    limit leaves descriptors out, the last first; the grants stay ours (BOR-007), and
+    ``retained`` is information only (REF-005)."""
+    used = FRAME_HEADROOM
+    for rv in reply.returns:
+        if rv.value is not None:
+            used += len(rv.value.data) + sum(len(b) for b in rv.value.buffers)
+            used += sum(_descriptor_bytes(d) for d in rv.value.nested)
+        used += sum(_descriptor_bytes(d) for d in rv.nested)
+        if rv.error is not None:
+            used += len(rv.error.message.encode()) + len(rv.error.detail.encode()) + len(rv.error.requirement.encode())
+    kept = []
+    for d in reply.retained:
+        used += _descriptor_bytes(d)
+        if used > max_frame_bytes:
+            break
+        kept.append(d)
+    return reply if len(kept) == len(reply.retained) else replace(reply, retained=tuple(kept))
