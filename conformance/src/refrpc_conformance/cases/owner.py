@@ -541,6 +541,19 @@ def nothing_sequenced_after_goodbye(ctx: CaseContext) -> None:
               later)
 
 
+def _creation_waiting_for_its_argument(ctx: CaseContext) -> tuple[IUT, WirePeer, Link, str, str]:
+    """Suite peer O creates a Counter on the IUT whose argument is X by ref, X being O's,
+    unanswered: the IUT asks O for X's status and the constructor waits. Returns
+    (iut, O, O's link, the actor id, X)."""
+    iut, o, link_o = open_session(ctx, peer_name="owner")
+    actor = ctx.new_id(o)
+    x = ctx.new_id(o)
+    link_o.send(CreateActor(actor, "Counter", (by_ref(ctx.descriptor(o, x)),)))
+    ctx.expect(o, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
+               what=f"GetObjectStatus for the constructor's argument {x}")
+    return iut, o, link_o, actor, x
+
+
 @case(
     "actors/ACT-029-killed-before-its-constructor-starts",
     requirements=["ACT-029", "ACT-006", "TASK-002"],
@@ -554,12 +567,7 @@ def nothing_sequenced_after_goodbye(ctx: CaseContext) -> None:
     timeout=60.0,
 )
 def killed_before_its_constructor_starts(ctx: CaseContext) -> None:
-    iut, o, link_o = open_session(ctx, peer_name="owner")
-    actor = ctx.new_id(o)
-    x = ctx.new_id(o)
-    link_o.send(CreateActor(actor, "Counter", (by_ref(ctx.descriptor(o, x)),)))
-    ctx.expect(o, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
-               what=f"GetObjectStatus for the constructor's argument {x}")
+    iut, o, link_o, actor, x = _creation_waiting_for_its_argument(ctx)
     link_o.send(KillActor(actor))
     # ACT-029 is a MAY as a whole (stopping the resolution early), but its answer to the
     # kill and the ALIVE it must never send afterwards are MUSTs: graded as such.
@@ -594,12 +602,7 @@ def killed_before_its_constructor_starts(ctx: CaseContext) -> None:
     timeout=60.0,
 )
 def calls_before_alive_are_queued(ctx: CaseContext) -> None:
-    iut, o, link_o = open_session(ctx, peer_name="owner")
-    actor = ctx.new_id(o)
-    x = ctx.new_id(o)
-    link_o.send(CreateActor(actor, "Counter", (by_ref(ctx.descriptor(o, x)),)))
-    ctx.expect(o, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
-               what=f"GetObjectStatus for the constructor's argument {x}")
+    iut, o, link_o, actor, x = _creation_waiting_for_its_argument(ctx)
     add = task(o, "add", [by_value(1)], actor_id=actor, actor_seq=1, cpu_demand=0)
     get = task(o, "get", [], actor_id=actor, actor_seq=2, cpu_demand=0)
     link_o.send(add)
