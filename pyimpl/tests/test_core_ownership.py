@@ -1298,6 +1298,27 @@ def test_actor_runs_a_callers_calls_in_increasing_actor_seq():
     assert seqs == sorted(seqs)
 
 
+def test_a_waiting_call_whose_actor_seq_another_call_started_is_answered_at_once():
+    # a faulty caller sends two calls with actorSeq 1 before the actor is ready: the
+    # first starts, and the other is answered WRONG_STATE naming ACT-003 then, as a
+    # late call is; it never runs                                         ACT-003, ACT-014
+    h = peer("H", 0x11)
+    s = Stub("S")
+    s.greet(h)
+    aid = s.oid("a")
+    h.handle(s.send(h, CreateActor(aid, "C", ())))
+    for name in ("c1", "c1bis"):
+        h.handle(s.send(h, SubmitTask(s.oid(name), "m", (), (s.oid(f"{name}.r0"),), actor_id=aid, actor_seq=1)))
+    out = h.handle(ev.ActorReady("ready", aid))
+    assert [r.task_id for r in of_type(out, ev.RunTask)] == [s.oid("c1")]
+    [reply] = bodies(out, TaskReply)
+    assert reply.task_id == s.oid("c1bis")
+    assert [(rv.kind, rv.error.code, rv.error.requirement) for rv in reply.returns] == [
+        (ReturnKind.ERROR, ErrorCode.WRONG_STATE, "ACT-003")]
+    out = h.handle(ev.TaskFinished("fin", s.oid("c1"), 1, (ev.TaskResult(value=raw(b"")),)))
+    assert of_type(out, ev.RunTask) == []
+
+
 def test_a_call_that_beats_the_actors_creation_waits_for_it():
     # O: a = Counter.remote(); use.remote(a) on C; C: a.add.remote(1) reaches H
     # before O's CreateActor (another session): H holds it, then runs it   ACT-023

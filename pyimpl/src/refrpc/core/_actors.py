@@ -375,6 +375,16 @@ class Actors:
         else:
             h.queue.remove(key)
         h.last_run[(key[0], key[1])] = ex.spec.actor_seq
+        # ACT-003: a call of the same caller still waiting with an actorSeq no greater
+        # than this one can never start now; it is answered at once, as a late call is.
+        for k in [k for k in h.queue if (k[0], k[1]) == (key[0], key[1])
+                  and self.exec_tasks[k].spec.actor_seq <= ex.spec.actor_seq]:
+            other = self.exec_tasks[k]
+            h.queue.remove(k)
+            other.waiting.clear()
+            info = ErrorInfo(ErrorCode.WRONG_STATE,
+                             f"actor call {other.spec.actor_seq} waited while another call with that number started", "ACT-003")
+            self._reply_unrun(k, other, info, "late_call")
 
     def _actor_call_done(self: Peer, key: ExecKey) -> None:
         ex = self.exec_tasks.get(key)
