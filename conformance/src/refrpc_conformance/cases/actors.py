@@ -238,6 +238,46 @@ def calls_arriving_out_of_order(ctx: CaseContext) -> None:
 
 
 @case(
+    "actors/ACT-014-ACT-003-waiting-call-whose-number-started-answered-at-once",
+    requirements=["ACT-014", "ACT-003", "ACT-034"],
+    features=("core", "actors"),
+    summary=(
+        "A faulty caller: the suite creates a Counter(0) on the IUT and sends add(X by ref) as actorSeq 1, X the "
+        "suite's, unanswered, so the call waits for its argument; then add(10) by value, another task also "
+        "numbered actorSeq 1. The second call is ready and no lower number waits, so it starts (ACT-034) and "
+        "answers 10; the first, whose number a started call now has, can never run (ACT-003) and must be "
+        "answered at once with ERROR(WRONG_STATE), while X is still unanswered. Once X (1) is answered nothing "
+        "more runs: a last get (actorSeq 2) answers 10, and the actor stays alive."
+    ),
+)
+def waiting_call_overtaken_by_its_number(ctx: CaseContext) -> None:
+    iut, peer, link = open_session(ctx)
+    actor = _counter(ctx, iut, peer, 0)
+    x = ctx.new_id(peer)
+    first = task(peer, "add", [by_ref(ctx.descriptor(peer, x))], actor_id=actor, actor_seq=1, cpu_demand=0)
+    link.send(first)
+    ctx.expect(peer, GetObjectStatus, lambda m: m.object_id == x, requirement="TASK-002",
+               what=f"GetObjectStatus for the call's argument {x}")
+    twin = task(peer, "add", [by_value(10)], actor_id=actor, actor_seq=1, cpu_demand=0)
+    link.send(twin)
+    check_inline(ctx, expect_reply(ctx, peer, twin, requirement="ACT-034", timeout=10.0), 10, requirement="ACT-034",
+                 note="add(10), actorSeq 1, ready while the other call numbered 1 waits")
+    reply = expect_reply(ctx, peer, first, requirement="ACT-014", timeout=10.0)
+    ret = reply.returns[0]
+    ctx.check("ACT-014", ret.kind is ReturnKind.ERROR and ret.error is not None and ret.error.code is ErrorCode.WRONG_STATE,
+              "ERROR(WRONG_STATE) for the waiting call once another call numbered 1 started, before its argument "
+              "is answered", describe_return(ret))
+    value = portable(1)
+    link.send(ObjectStatus(x, ObjectState.READY, size=value.size, value=value))
+    last = task(peer, "get", [], actor_id=actor, actor_seq=2, cpu_demand=0)
+    link.send(last)
+    check_inline(ctx, expect_reply(ctx, peer, last), 10, requirement="ACT-003",
+                 note="get, actorSeq 2: the refused call never ran")
+    dead = peer.received(ActorStatus, lambda m: m.actor_id == actor and m.state is not ActorState.ALIVE)
+    ctx.check("ACT-014", not dead, "the actor stays alive", [str(d.body) for d in dead])
+
+
+@case(
     "actors/TASK-063-ACT-006-call-stopped-with-its-actor-answered-at-once",
     requirements=["TASK-063", "ACT-006", "TASK-005"],
     features=("core", "actors"),

@@ -375,10 +375,14 @@ class Actors:
         else:
             h.queue.remove(key)
         h.last_run[(key[0], key[1])] = ex.spec.actor_seq
-        # ACT-003: a call of the same caller still waiting with an actorSeq no greater
-        # than this one can never start now; it is answered at once, as a late call is.
+        self._refuse_overtaken(h, key, ex.spec.actor_seq)
+
+    def _refuse_overtaken(self: Peer, h: HostedActor, key: ExecKey, seq: int) -> None:
+        """ACT-014: a call of ``key``'s caller still waiting with an actorSeq no greater
+        than ``seq``, which just started, can never start now (ACT-003); it is answered
+        at once, as a late call is."""
         for k in [k for k in h.queue if (k[0], k[1]) == (key[0], key[1])
-                  and self.exec_tasks[k].spec.actor_seq <= ex.spec.actor_seq]:
+                  and self.exec_tasks[k].spec.actor_seq <= seq]:
             other = self.exec_tasks[k]
             h.queue.remove(k)
             other.waiting.clear()

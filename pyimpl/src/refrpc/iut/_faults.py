@@ -736,6 +736,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "arrival: it is held back and answered WRONG_STATE only once none of its caller's calls waits or "
         "runs any more, so a call behind one that waits for its arguments waits too.",
     ),
+    "overtaken-actor-call-waits": (
+        "ACT-014",
+        "A waiting actor call whose actorSeq another call of its caller just started with (a faulty caller "
+        "numbered two calls alike) is not answered: it stays queued and runs once its arguments are ready.",
+    ),
     "stopped-actor-call-answered-late": (
         "TASK-063",
         "A host that stops an actor (KillActor, a lost instance) stops its running calls but answers each only "
@@ -3549,6 +3554,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "incarnation-0-before-features": _incarnation_0_before_features,
     "refused-answer-leaves-request-open": _refused_answer_leaves_request_open,
     "late-actor-call-queued": _late_actor_call_queued,
+    "overtaken-actor-call-waits": lambda iut: setattr(iut.node.core, "_refuse_overtaken", lambda h, key, seq: None),  # ACT-014
     "stopped-actor-call-answered-late": _stopped_actor_call_answered_late,
     "error-text-exhausts-reply": _error_text_exhausts_reply,
     "return-ids-twice-run": _return_ids_twice_run,
