@@ -167,6 +167,7 @@ CATCHES = {
     "actor-calls-in-arrival-order": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
     "late-actor-call-queued": "actors/ACT-014-ACT-003-calls-arriving-out-of-order",
     "overtaken-actor-call-waits": "actors/ACT-014-ACT-003-waiting-call-whose-number-started-answered-at-once",
+    "send-oversized-creation": "actors/ZMQ-007-ACT-016-creation-beyond-the-hosts-frame-limit",
     "unready-actor-call-holds-everyone": "actors/ACT-034-unready-call-holds-back-only-its-caller",
     "incarnation-0-before-features": "handshake/REF-004-ERR-010-feature-before-incarnation-0",
     "refused-answer-leaves-request-open": "tasks/GEN-041-reply-using-a-feature-not-in-use-fails-the-task",

@@ -13,6 +13,7 @@ from refrpc.core.messages import (
     BorrowRelease,
     CreateActor,
     ErrorCode,
+    ErrorInfo,
     GetObjectStatus,
     KillActor,
     ObjectState,
@@ -29,7 +30,7 @@ from refrpc.core.messages import (
 from .._build import by_ref, by_value, describe_return, portable, read_portable, stored_form
 from .._case import case
 from .._context import IUT, CaseContext
-from .._control import ControlError
+from .._control import ControlError, to_json_value
 from .._wire import WirePeer
 from ._common import check_inline, expect_reply, leave_with_goodbye, open_session, task
 
@@ -275,6 +276,53 @@ def waiting_call_overtaken_by_its_number(ctx: CaseContext) -> None:
                  note="get, actorSeq 2: the refused call never ran")
     dead = peer.received(ActorStatus, lambda m: m.actor_id == actor and m.state is not ActorState.ALIVE)
     ctx.check("ACT-014", not dead, "the actor stays alive", [str(d.body) for d in dead])
+
+
+@case(
+    "actors/ZMQ-007-ACT-016-creation-beyond-the-hosts-frame-limit",
+    requirements=["ZMQ-007", "ACT-016", "ACT-001"],
+    features=("core", "actors"),
+    summary=(
+        "Suite host H announces the smallest frame limit allowed (maxFrameBytes 1 MiB). The IUT is asked to "
+        "create a Counter on H with a value argument of 1.5 MiB, to call get on it, and then to submit "
+        "echo('probe') to H. No message beyond H's limit may arrive at H: the IUT either stores the argument and "
+        "passes it as a ref (a CreateActor within the limit, the recommendation), or fails the creation at home, "
+        "so that the actor is dead and its call fails with ACTOR_DIED (at home, or answered so by H if it is sent, "
+        "ACT-004). The probe, "
+        "sent after them on the same session, must arrive and be answered."
+    ),
+    timeout=60.0,
+)
+def creation_beyond_frame_limit(ctx: CaseContext) -> None:
+    iut = ctx.start_iut()
+    h = ctx.wire_peer("host", max_frame_bytes=1 << 20)
+    iut.add_peer(h, slots=1)
+    data = bytes(range(256)) * (6 * 1024)
+    actor = iut.control("actor_create", **{"class": "Counter", "args": [{"value": to_json_value(data)}],
+                                           "host": h.peer_id})["actor_id"]
+    call = iut.control("actor_call", actor_id=actor, method="get", args=[])["returns"][0]
+    probe = iut.submit("echo", [{"value": "probe"}], executor=h.peer_id)["returns"][0]
+    ctx.wait_until(h, lambda: bool(h.malformed or h.received(SubmitTask, lambda m: m.return_ids == (probe,))),
+                   requirement="TASK-001", what="the IUT's SubmitTask of echo('probe')")
+    ctx.require("ZMQ-007", not h.malformed, "no message beyond the 1 MiB H announced",
+                [f"{why} (frames {sizes})" for _, why, sizes in h.malformed])
+    st: SubmitTask = h.received(SubmitTask, lambda m: m.return_ids == (probe,))[0].body
+    link = h.link(iut.peer_id)
+    link.send(TaskReply(st.task_id, st.attempt, (ReturnValue(probe, ReturnKind.INLINE, value=portable("probe")),)))
+    ctx.check("TASK-001", iut.get(probe).get("value") == "probe", "get(probe) = 'probe'", iut.get(probe))
+    sent = h.received(CreateActor, lambda m: m.actor_id == actor)
+    if sent:
+        kinds = [a.kind.value for a in sent[0].body.args]
+        ctx.note(f"the 1.5 MiB argument went as {kinds} (stored and passed by reference, as ZMQ-007 recommends)")
+        return
+    for c in h.received(SubmitTask, lambda m: m.actor_id == actor):
+        # A call sent all the same (ACT-016 allows it): H hosts no such actor and answers as ACT-004 says.
+        dead = ErrorInfo(ErrorCode.ACTOR_DIED, f"no actor {actor} here", "ACT-004")
+        link.send(TaskReply(c.body.task_id, c.body.attempt,
+                            tuple(ReturnValue(r, ReturnKind.ERROR, error=dead) for r in c.body.return_ids)))
+    got = iut.get(call, timeout_ms=10_000)
+    ctx.check("ACT-016", got.get("error", {}).get("code") == "ACTOR_DIED",
+              "the creation not sent leaves the actor dead: its call fails with ACTOR_DIED", got)
 
 
 @case(

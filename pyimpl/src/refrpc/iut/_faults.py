@@ -377,6 +377,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A SubmitTask or ObjectStatus is sent whatever its size, also beyond the frame limit its "
         "receiver announced (which drops it unread).",
     ),
+    "send-oversized-creation": (
+        "ZMQ-007",
+        "A CreateActor is sent whatever the size of its by-value arguments, also beyond the frame limit its "
+        "host announced (which drops it unread).",
+    ),
     "trace-put-without-creation": (
         "SM-002",
         "A peer that records a trace leaves out the `ready --put--> ready` row that records a put "
@@ -2801,6 +2806,15 @@ def _import_any_function(iut: Iut) -> None:
     iut.catalog.functions = Importing(iut.catalog.functions)
 
 
+def _send_oversized_creation(iut: Iut) -> None:
+    from ..core import _session
+    from ..core.messages import CreateActor
+
+    measure = _session._payload_bytes
+    # breaks ZMQ-007: a CreateActor always fits, as far as we know
+    _session._payload_bytes = lambda body: 0 if isinstance(body, CreateActor) else measure(body)
+
+
 def _send_oversized(iut: Iut) -> None:
     from ..core import _session
 
@@ -3493,6 +3507,7 @@ _INSTALL: dict[str, Callable[[Iut], None]] = {
     "stop-on-notice-about-itself": _stop_on_notice_about_itself,
     "import-any-function": _import_any_function,
     "send-oversized": _send_oversized,
+    "send-oversized-creation": _send_oversized_creation,
     "trace-put-without-creation": _trace_put_without_creation,
     "freed-is-unknown": _freed_is_unknown,
     "handshake-never-times-out": _handshake_never_times_out,
