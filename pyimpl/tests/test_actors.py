@@ -113,3 +113,21 @@ def test_calls_to_an_actor_whose_constructor_raised_fail_actor_died_with_the_rea
     with pytest.raises(refrpc.ActorDiedError, match="KeyError: 'start'"):
         refrpc.get(a.ping.remote(), timeout=30)
     assert refrpc.get(af.add.remote(1, 1), timeout=30) == 2  # the worker serves on
+
+
+def test_an_actor_class_its_worker_cannot_find_dies_unknown_function(one_worker, tmp_path, monkeypatch):
+    # An actor class in a module only this driver can import (ACT-001, ACT-039): the
+    # worker answers UNKNOWN_FUNCTION, not TASK_FAILED (its constructor never ran).
+    import importlib
+    import sys
+
+    (tmp_path / "only_here_mod.py").write_text(
+        "import refrpc\n\n@refrpc.remote\nclass OnlyHere:\n    def ping(self):\n        return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("only_here_mod")
+    try:
+        a = mod.OnlyHere.remote()
+        with pytest.raises(refrpc.ActorDiedError, match="its class is unknown on its host"):
+            refrpc.get(a.ping.remote(), timeout=30)
+    finally:
+        sys.modules.pop("only_here_mod", None)

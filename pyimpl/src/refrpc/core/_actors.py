@@ -218,8 +218,11 @@ class Actors:
                 calls = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {actor_id} was never created: {error.message}",
                                   "ACT-028")
             else:
-                calls = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {actor_id} died: its constructor failed: "
-                                  f"{error.message}", "ACT-004", error.detail)
+                why = {ErrorCode.TASK_FAILED: "its constructor failed",
+                       ErrorCode.UNKNOWN_FUNCTION: "its class is unknown on its host"}.get(
+                    error.code, f"its creation failed ({error.code.value})")
+                calls = ErrorInfo(ErrorCode.ACTOR_DIED, f"actor {actor_id} died: {why}: {error.message}", "ACT-004",
+                                  error.detail)
             self._hosted_actor_dead(h, error, calls=calls)
 
     def _actor_ready(self: Peer, s: ActorReady) -> None:

@@ -1205,13 +1205,21 @@ class Executor:
                                              for k, v in kwargs.items()}
 
     def _start_actor(self, ins: ev.StartActor, args: list[Any]) -> None:
+        error = None
         try:
             class_name, kwargs = self._keywords(ins.class_name, args)
-            cls = resolve(class_name, trusted=self._trusted(ins.owner))
-            self.actors[ins.actor_id] = cls(*args, **kwargs)
-            error = None
         except Exception as exc:
             error = error_info(exc)
+        else:
+            try:
+                cls = resolve(class_name, trusted=self._trusted(ins.owner))
+            except Exception as exc:  # ACT-001, ACT-039: a class it cannot find is UNKNOWN_FUNCTION
+                error = ErrorInfo(ErrorCode.UNKNOWN_FUNCTION, f"{ins.class_name}: {exc}", "ACT-001")
+            else:
+                try:
+                    self.actors[ins.actor_id] = cls(*args, **kwargs)
+                except Exception as exc:  # the constructor raised: TASK_FAILED (ACT-001)
+                    error = error_info(exc)
         args.clear()
         self.actor_ready(ins, error)
 
