@@ -36,14 +36,9 @@ class Stimulus:
 # ---------------------------------------------------------------- network and time
 @dataclass(frozen=True, slots=True)
 class Tick(Stimulus):
-    """Time passed; ``now_ms`` is monotonic milliseconds from the shell's clock.
-
-    With ``judge`` False only the clock moves and no timer runs: a shell whose loop
-    stalled sends one before it reads the messages that waited meanwhile, so that
-    they count as heard now, and only then a plain Tick (LIV-003)."""
+    """Time passed; ``now_ms`` is monotonic milliseconds from the shell's clock."""
 
     now_ms: int
-    judge: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -306,8 +306,7 @@ class Peer(SessionLayer, Objects, Tasks, Execution, Actors):
     def _stim_tick(self, s: Tick) -> None:
         if s.now_ms > self.now_ms:
             self.now_ms = s.now_ms
-        if s.judge:
-            self._on_tick()
+        self._on_tick()
 
     def _stim_malformed(self, s: ReceiveMalformed) -> None:
         self._malformed(s.sender, s.sender_incarnation, s.seq, s.error, s.receiver, s.receiver_incarnation, s.answer)

@@ -42,9 +42,6 @@ from ._tracing import TraceRecorder, trace_dir_from
 
 #: How often the core's clock ticks (heartbeats, retransmission, failure detection).
 TICK_MS = 20
-#: A gap between two ticks past which the loop counts as having stalled: it then reads
-#: what waits before it judges anyone's silence (see ``_loop``).
-STALL_S = 0.2
 #: How long a leaving node waits for its Goodbyes to leave (LIV-010).
 GOODBYE_LINGER_S = 0.5
 #: How often the loop hands memory the process has freed back to the operating
@@ -188,8 +185,6 @@ class Node:
         #: the loop thread also touches. Reentrant: an instruction handler may feed
         #: the core again. Never held across a blocking wait.
         self.lock = threading.RLock()
-        #: When the loop last gave the core the time (a Tick).
-        self._clock_fed = 0.0
         #: Object ids of Ref handles that died (``Ref.__del__`` appends, any thread,
         #: without a lock); turned into DropRef stimuli by whoever next holds the lock.
         self.released: collections.deque[str] = collections.deque()
@@ -617,7 +612,6 @@ class Node:
         clock = self.clock
         transport_wait = self.wire.wait
         lock = self.lock
-        last_tick = clock()
         try:
             while not self.stopped.is_set():
                 now = clock()
@@ -637,26 +631,29 @@ class Node:
                 # Only this thread reads the ROUTER, so a message is read without the
                 # lock and each one is handled under it: a task thread waiting to send
                 # its reply gets the lock between two messages, not after the batch.
-                self._read_batch(clock() + TICK_MS / 1000)
-                # This loop stalled (a message that took long to handle, a pause of the
-                # process): what arrived meanwhile has arrived (LIV-003), so read it
-                # first, stamped with the time now, before any silence is judged; else
-                # every peer that spoke during the stall would be declared dead. Read
-                # like any batch, the lock taken per message, never held across it.
-                caught_up = clock() - last_tick > STALL_S
-                if caught_up:
-                    self._read_batch(None)
+                batch_end = clock() + TICK_MS / 1000
+                for _ in range(0 if self.core.stopped else 512):
+                    transport = self.transport
+                    if transport is self.wire:
+                        frames = transport.recv(0)
+                    else:  # a fault layer: its receiving shares state with its sending
+                        with lock:
+                            frames = transport.recv(0)
+                    if frames is None:
+                        break
+                    with lock:
+                        try:
+                            self._receive(frames)
+                        except Exception:  # SEC-020: one message's failure never stops the others
+                            self._receive_failed(frames)
+                    if clock() >= batch_end:
+                        break
                 with lock:
                     self.transport.flush()
                     self._drain_released()
                     now = clock()
-                    if now >= next_tick and not caught_up and now - last_tick > STALL_S:
-                        # The stall was the wait for this lock: read first, next turn.
-                        next_tick = min(next_tick, now)
-                    elif now >= next_tick:
-                        last_tick = now
+                    if now >= next_tick:
                         self.handle(ev.Tick(self.sid(), int(now * 1000)))
-                        self._clock_fed = now
                         self.fetcher.tick()
                         if self.tracer is not None:
                             self.tracer.tick(now)
@@ -687,37 +684,6 @@ class Node:
                         fut.set_exception(RuntimeError(f"peer {self.peer_id} stopped"))
                 if self._next_settlement is not None:
                     self._next_settlement.set_exception(RuntimeError(f"peer {self.peer_id} stopped"))
-
-    def _read_batch(self, until: float | None) -> bool:
-        """Read and handle up to 512 waiting messages, until the clock passes ``until``
-        (None: no time bound); whether none was left waiting. Only the loop thread
-        reads, without the lock; each message is handled under it (see ``_loop``)."""
-        if self.core.stopped:
-            return True
-        clock, lock = self.clock, self.lock
-        for _ in range(512):
-            transport = self.transport
-            if transport is self.wire:
-                frames = transport.recv(0)
-            else:  # a fault layer: its receiving shares state with its sending
-                with lock:
-                    frames = transport.recv(0)
-            if frames is None:
-                return True
-            with lock:
-                now = clock()
-                if now - self._clock_fed > TICK_MS / 1000:
-                    # The core stamps what it hears with its clock (LIV-002): keep that
-                    # clock current while a long batch or a slow message goes on.
-                    self.handle(ev.Tick(self.sid(), int(now * 1000), judge=False))
-                    self._clock_fed = now
-                try:
-                    self._receive(frames)
-                except Exception:  # SEC-020: one message's failure never stops the others
-                    self._receive_failed(frames)
-            if until is not None and clock() >= until:
-                return False
-        return False
 
     def _receive_failed(self, frames: list[Any]) -> None:
         """A message whose handling raised (a fault of this implementation): count it,
