@@ -531,7 +531,7 @@ def test_a_release_or_free_batch_too_large_for_one_frame_is_split() -> None:
     oids = [f"S.{s.incarnation:x}." + f"{i:06d}".rjust(240, "x") for i in range(6000)]
     a.pending_frees = {"S": list(oids)}
     a.pending_releases = {"S": [BorrowRelease(o, (o + "f",)) for o in oids]}
-    out = a.handle(ev.Tick("tick", a.now_ms, judge=False))
+    out = a.handle(ev.Tick("tick", a.now_ms))
     frees, releases = bodies(out, FreeObjects, to="S"), bodies(out, ReleaseBorrows, to="S")
     assert len(frees) > 1 and len(releases) > 1
     assert [o for f in frees for o in f.object_ids] == oids
@@ -543,7 +543,7 @@ def test_a_release_or_free_batch_too_large_for_one_frame_is_split() -> None:
     # One object whose grants alone would not fit: several releases of it.
     many = tuple(f"{i:06d}".rjust(250, "g") for i in range(6000))
     a.pending_releases = {"S": [BorrowRelease(oids[0], many)]}
-    releases = bodies(a.handle(ev.Tick("tick", a.now_ms, judge=False)), ReleaseBorrows, to="S")
+    releases = bodies(a.handle(ev.Tick("tick", a.now_ms)), ReleaseBorrows, to="S")
     assert len(releases) > 1 and all(r.object_id == oids[0] for m in releases for r in m.releases)
     assert tuple(f for m in releases for r in m.releases for f in r.forward_ids) == many
 
